@@ -1,0 +1,197 @@
+"""Client library for simulators and the viewer: fetch tiles and query heights.
+
+``TileClient`` is asyncio; ``SyncTileClient`` runs one in a background thread for
+frame loops and scripts that are not async. Tiles are decoded (runtime.wire) on
+the client's thread, so a frame loop only uploads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+
+from runtime import wire
+from runtime.tiles import TileKey
+from streaming import protocol as P
+from streaming.server import MAX_TILE_FRAME_BYTES
+
+
+class ServerError(RuntimeError):
+    """An ``error`` message from the server."""
+
+    def __init__(self, code: str, message: str, key: TileKey | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.key = code, message, key
+
+
+@dataclass(frozen=True)
+class ServerHello:
+    world: str
+    seed: int
+    model: str
+    tile_size: int
+    limits: dict[str, int]
+
+
+class TileClient:
+    """One websocket connection. Credits are granted as tiles are consumed."""
+
+    def __init__(self, window: int = 64):
+        self.window = window
+        self.ws: ClientConnection | None = None
+        self.hello: ServerHello | None = None
+        self.tiles: asyncio.Queue[tuple[TileKey, Any]] = asyncio.Queue()
+        self.errors: list[ServerError] = []
+        self._height_futures: dict[int, asyncio.Future] = {}
+        self._ids = itertools.count(1)
+        self._unacked = 0
+        self._reader: asyncio.Task | None = None
+
+    async def connect(self, url: str, token: str | None = None) -> ServerHello:
+        self.ws = await connect(url, compression=None, max_size=MAX_TILE_FRAME_BYTES, open_timeout=30)
+        hello: dict[str, Any] = {"type": "hello", "protocol": P.PROTOCOL_VERSION, "credits": self.window}
+        if token is not None:
+            hello["token"] = token
+        await self.ws.send(P.pack(hello))
+        msg = P.unpack(await self.ws.recv(), MAX_TILE_FRAME_BYTES)
+        if msg["type"] == "error":
+            raise ServerError(msg.get("code", "?"), msg.get("message", ""))
+        if msg["type"] != "hello":
+            raise ServerError(P.ErrorCode.MALFORMED, f"expected hello from server, got {msg['type']!r}")
+        self.hello = ServerHello(msg["world"], msg["seed"], msg["model"], msg["tile_size"], msg["limits"])
+        self._reader = asyncio.create_task(self._read())
+        return self.hello
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+
+    async def request(self, keys: Sequence[TileKey], priorities: Sequence[float] | None = None) -> None:
+        assert self.ws is not None and self.hello is not None
+        step = self.hello.limits.get("max_keys_per_request", 256)
+        prios = list(priorities) if priorities is not None else [0.0] * len(keys)
+        for i in range(0, len(keys), step):
+            await self.ws.send(P.pack({"type": "request", "keys": [P.key_to_wire(k) for k in keys[i:i + step]],
+                                       "priorities": [float(p) for p in prios[i:i + step]]}))
+
+    async def cancel(self, keys: Iterable[TileKey]) -> None:
+        assert self.ws is not None
+        await self.ws.send(P.pack({"type": "cancel", "keys": [P.key_to_wire(k) for k in keys]}))
+
+    async def fetch(self, keys: Sequence[TileKey], timeout_s: float = 120.0) -> dict[TileKey, Any]:
+        """Request ``keys`` and wait for all of them (decoded); raises ServerError on failure."""
+        want = set(keys)
+        await self.request(list(keys))
+        got: dict[TileKey, Any] = {}
+        async with asyncio.timeout(timeout_s):
+            while want - got.keys():
+                key, tile = await self.tiles.get()
+                if isinstance(tile, ServerError):
+                    if key in want:
+                        raise tile
+                    continue
+                got[key] = tile
+        return {k: got[k] for k in keys}
+
+    async def heights(self, points_xy: np.ndarray, mode: str = "best", level: int | None = None) -> dict:
+        """Heights at (n, 2) points; returns the server's arrays (height_m, normal, level)."""
+        assert self.ws is not None
+        rid = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._height_futures[rid] = fut
+        msg = {"type": "height", "id": rid, "points": P.encode_array(np.asarray(points_xy, np.float64)),
+               "mode": mode}
+        if level is not None:
+            msg["level"] = level
+        await self.ws.send(P.pack(msg))
+        return await fut
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for data in self.ws:
+            msg = P.unpack(data, MAX_TILE_FRAME_BYTES)
+            kind = msg["type"]
+            if kind == "tile":
+                key = TileKey(*msg["key"])
+                await self.tiles.put((key, wire.decode_tile(msg["tile"])))
+                self._unacked += 1
+                if self._unacked >= self.window // 2:
+                    await self.ws.send(P.pack({"type": "credits", "n": self._unacked}))
+                    self._unacked = 0
+            elif kind == "height":
+                fut = self._height_futures.pop(msg.get("id"), None)
+                if fut is not None and not fut.done():
+                    fut.set_result({k: P.decode_array(v, k) if isinstance(v, dict) else v
+                                    for k, v in msg.items() if k not in ("type", "id")})
+            elif kind == "error":
+                err = ServerError(msg.get("code", "?"), msg.get("message", ""),
+                                  TileKey(*msg["key"]) if "key" in msg else None)
+                self.errors.append(err)
+                fut = self._height_futures.pop(msg.get("id"), None) if "id" in msg else None
+                if fut is not None and not fut.done():
+                    fut.set_exception(err)
+                elif err.key is not None:
+                    await self.tiles.put((err.key, err))
+
+
+class SyncTileClient:
+    """A TileClient driven from a background thread, for frame loops."""
+
+    def __init__(self, url: str, token: str | None = None, window: int = 64):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tile-client", daemon=True)
+        self._thread.start()
+        self._client = TileClient(window)
+        self.received: queue.Queue[tuple[TileKey, Any]] = queue.Queue()
+        self.hello = self._call(self._client.connect(url, token))
+        self._pump = asyncio.run_coroutine_threadsafe(self._forward(), self._loop)
+
+    def _call(self, coro, timeout_s: float | None = 120.0):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
+
+    async def _forward(self) -> None:
+        while True:
+            self.received.put(await self._client.tiles.get())
+
+    def request(self, keys: Sequence[TileKey], priorities: Sequence[float] | None = None) -> None:
+        self._call(self._client.request(list(keys), priorities))
+
+    def cancel(self, keys: Iterable[TileKey]) -> None:
+        self._call(self._client.cancel(list(keys)))
+
+    def poll(self, max_items: int = 1 << 30) -> list[tuple[TileKey, Any]]:
+        """Tiles (or ServerError) received since the last poll, without blocking."""
+        out = []
+        while len(out) < max_items:
+            try:
+                out.append(self.received.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+    def wait(self, timeout_s: float) -> tuple[TileKey, Any] | None:
+        try:
+            return self.received.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+    def heights(self, points_xy: np.ndarray, mode: str = "best", level: int | None = None) -> dict:
+        return self._call(self._client.heights(points_xy, mode, level))
+
+    def close(self) -> None:
+        self._pump.cancel()
+        try:
+            self._call(self._client.close(), 10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)

@@ -1,0 +1,225 @@
+"""Per-client protocol state, sans I/O (python-websockets style: bytes in, events out).
+
+The asyncio server feeds each received frame to ``ServerSession.receive`` and acts on
+the returned events; it hands finished tiles back with ``tile_ready`` and asks
+``next_frames`` for what may be sent now (credit-based flow control).
+"""
+
+from __future__ import annotations
+
+import heapq
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtime.tiles import TileKey
+from streaming import protocol as P
+from streaming.protocol import ErrorCode, Limits, ProtocolError
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the server announces in its hello."""
+
+    world: str
+    seed: int
+    model: str
+    tile_size: int = 256
+    limits: Limits = field(default_factory=Limits)
+    token: str | None = None  # optional shared secret a client must present in its hello
+
+
+@dataclass(frozen=True)
+class Want:
+    """The client wants these keys generated; ``priorities`` higher first."""
+
+    keys: tuple[TileKey, ...]
+    priorities: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Cancel:
+    keys: tuple[TileKey, ...]
+
+
+@dataclass(frozen=True)
+class HeightQuery:
+    """Heights at points: ``points`` (n, 2) float64 in world horizontal coordinates
+    (plane: east, north metres; earth: lon, lat degrees)."""
+
+    request_id: int
+    points: np.ndarray
+    mode: str  # "best" (best available level) or "detailed" (waits for the deepest level)
+    level: int | None
+
+
+@dataclass(frozen=True)
+class Close:
+    code: int
+    reason: str
+
+
+class ServerSession:
+    """One client's state: handshake, wanted keys, credits and the send queue."""
+
+    def __init__(self, info: ServerInfo, initial_credits: int = 64):
+        self.info = info
+        self.ready = False
+        self.credits = initial_credits
+        self.wanted: dict[TileKey, float] = {}
+        self._queue: list[tuple[float, int, TileKey, bytes]] = []  # (-priority, seq, key, frame)
+        self._seq = 0
+        self.outbox: list[bytes] = []  # control messages (hello, errors, heights): not credit-bound
+        self.sent_tiles = 0
+        self.errors_sent = 0
+
+    # -- input -----------------------------------------------------------------------------
+    def receive(self, data: bytes) -> list[Want | Cancel | HeightQuery | Close]:
+        """Handle one frame; returns what the server must do. Never raises on bad input:
+        bad messages become ``error`` messages in ``outbox``."""
+        try:
+            msg = P.unpack(data, self.info.limits.max_message_bytes)
+            return self._dispatch(msg)
+        except ProtocolError as exc:
+            self._error(exc.code, exc.message)
+            if exc.code in (ErrorCode.VERSION, ErrorCode.UNAUTHORIZED):
+                return [Close(1008, exc.message)]
+            return []
+
+    def _dispatch(self, msg: dict[str, Any]) -> list[Want | Cancel | HeightQuery | Close]:
+        kind = msg["type"]
+        if kind not in P.CLIENT_TYPES:
+            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}: expected one of "
+                                f"{sorted(P.CLIENT_TYPES)}"[:300])
+        if kind == "hello":
+            return self._hello(msg)
+        if not self.ready:
+            raise ProtocolError(ErrorCode.NOT_READY, f"send 'hello' before {kind!r}")
+        return getattr(self, "_" + kind)(msg)
+
+    def _hello(self, msg: dict[str, Any]) -> list:
+        version = msg.get("protocol")
+        if version != P.PROTOCOL_VERSION:
+            raise ProtocolError(ErrorCode.VERSION, f"protocol version {P.PROTOCOL_VERSION} expected, got {version!r}")
+        if self.info.token is not None:
+            token = msg.get("token")
+            if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.info.token.encode()):
+                raise ProtocolError(ErrorCode.UNAUTHORIZED, "a valid 'token' is required in hello")
+        credits = msg.get("credits", self.credits)
+        if not isinstance(credits, int) or credits < 0:
+            raise ProtocolError(ErrorCode.MALFORMED, "hello 'credits' must be a non-negative integer")
+        self.credits = credits
+        self.ready = True
+        self.outbox.append(P.pack({
+            "type": "hello", "protocol": P.PROTOCOL_VERSION, "world": self.info.world,
+            "seed": self.info.seed, "model": self.info.model, "tile_size": self.info.tile_size,
+            "limits": self.info.limits.as_dict(),
+        }))
+        return []
+
+    def _request(self, msg: dict[str, Any]) -> list:
+        keys_obj = msg.get("keys")
+        if not isinstance(keys_obj, list):
+            raise ProtocolError(ErrorCode.MALFORMED, "request 'keys' must be a list of [level, x, y]")
+        lim = self.info.limits
+        if len(keys_obj) > lim.max_keys_per_request:
+            raise ProtocolError(ErrorCode.TOO_MANY_KEYS,
+                                f"at most {lim.max_keys_per_request} keys per request, got {len(keys_obj)}")
+        prios = msg.get("priorities", [0.0] * len(keys_obj))
+        if (not isinstance(prios, list) or len(prios) != len(keys_obj)
+                or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math_finite(p)
+                           for p in prios)):
+            raise ProtocolError(ErrorCode.MALFORMED, "request 'priorities' must be finite numbers, one per key")
+        keys = [P.key_from_wire(k, lim) for k in keys_obj]
+        new = [(k, float(p)) for k, p in zip(keys, prios) if k not in self.wanted]
+        for k, p in zip(keys, prios):
+            if k in self.wanted:
+                self.wanted[k] = float(p)  # re-prioritised
+        if len(self.wanted) + len(new) > lim.max_in_flight:
+            raise ProtocolError(ErrorCode.LIMIT, f"at most {lim.max_in_flight} requests in flight per client; "
+                                f"{len(self.wanted)} pending, {len(new)} more asked")
+        for k, p in new:
+            self.wanted[k] = p
+        if not new:
+            return []
+        return [Want(tuple(k for k, _ in new), tuple(p for _, p in new))]
+
+    def _cancel(self, msg: dict[str, Any]) -> list:
+        keys_obj = msg.get("keys")
+        if not isinstance(keys_obj, list) or len(keys_obj) > self.info.limits.max_in_flight:
+            raise ProtocolError(ErrorCode.MALFORMED, "cancel 'keys' must be a list of [level, x, y]")
+        keys = [P.key_from_wire(k, self.info.limits) for k in keys_obj]
+        gone = tuple(k for k in keys if self.wanted.pop(k, None) is not None)
+        if gone:
+            gone_set = set(gone)
+            self._queue = [item for item in self._queue if item[2] not in gone_set]
+            heapq.heapify(self._queue)
+        return [Cancel(gone)] if gone else []
+
+    def _credits(self, msg: dict[str, Any]) -> list:
+        n = msg.get("n")
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 1 << 20:
+            raise ProtocolError(ErrorCode.MALFORMED, "credits 'n' must be an integer in [0, 1048576]")
+        self.credits += n
+        return []
+
+    def _height(self, msg: dict[str, Any]) -> list:
+        rid = msg.get("id")
+        if not isinstance(rid, int) or isinstance(rid, bool):
+            raise ProtocolError(ErrorCode.MALFORMED, "height 'id' must be an integer")
+        pts = P.decode_array(msg.get("points"), "height points", ndim=2,
+                             max_items=2 * self.info.limits.max_height_points)
+        if pts.shape[1] != 2 or pts.dtype.kind != "f" or not np.isfinite(pts).all():
+            raise ProtocolError(ErrorCode.MALFORMED, "height 'points' must be (n, 2) finite floats")
+        mode = msg.get("mode", "best")
+        if mode not in ("best", "detailed"):
+            raise ProtocolError(ErrorCode.MALFORMED, "height 'mode' must be 'best' or 'detailed'")
+        level = msg.get("level")
+        if level is not None and (not isinstance(level, int) or not 0 <= level <= self.info.limits.max_level):
+            raise ProtocolError(ErrorCode.MALFORMED, "height 'level' must be an integer level or absent")
+        return [HeightQuery(rid, pts.astype(np.float64), mode, level)]
+
+    def _stats(self, msg: dict[str, Any]) -> list:
+        self.outbox.append(P.pack({"type": "stats", "sent_tiles": self.sent_tiles, "pending": len(self.wanted),
+                                   "queued": len(self._queue), "credits": self.credits}))
+        return []
+
+    # -- output ----------------------------------------------------------------------------
+    def tile_ready(self, key: TileKey, frame: bytes) -> None:
+        """A tile's encoded ``tile`` frame is ready; queue it if this client still wants it."""
+        prio = self.wanted.get(key)
+        if prio is None:
+            return
+        heapq.heappush(self._queue, (-prio, self._seq, key, frame))
+        self._seq += 1
+
+    def tile_failed(self, key: TileKey, code: str, message: str) -> None:
+        if self.wanted.pop(key, None) is not None:
+            self._error(code, message, key=P.key_to_wire(key))
+
+    def next_frames(self) -> list[bytes]:
+        """Frames that may be sent now: control messages, then tiles while credits last."""
+        out, self.outbox = self.outbox, []
+        while self._queue and self.credits > 0:
+            _, _, key, frame = heapq.heappop(self._queue)
+            if self.wanted.pop(key, None) is None:
+                continue
+            self.credits -= 1
+            self.sent_tiles += 1
+            out.append(frame)
+        return out
+
+    def _error(self, code: str, message: str, **extra: Any) -> None:
+        self.errors_sent += 1
+        self.outbox.append(P.pack(P.error_message(code, message, **extra)))
+
+
+def math_finite(x: float) -> bool:
+    return x == x and x not in (float("inf"), float("-inf"))
+
+
+def tile_frame(key: TileKey, payload: dict[str, Any]) -> bytes:
+    """Pack a ``tile`` message around an encoded tile payload (runtime.wire)."""
+    return P.pack({"type": "tile", "key": P.key_to_wire(key), "tile": payload})
