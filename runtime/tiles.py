@@ -117,3 +117,17 @@ def validate_key(world: World, key: TileKey, max_level: int = MAX_LEVEL) -> Tile
     if ny is not None and not 0 <= key.y < ny:
         raise ValueError(f"earth tile y at level {key.level} must be in [0, {ny - 1}], got {key.y}")
     return key
+
+
+def neighbour(world: World, key: TileKey, dx: int, dy: int) -> TileKey | None:
+    """The tile ``dx`` columns east and ``dy`` rows south of ``key`` at its level.
+
+    earth: columns wrap around the antimeridian; past a pole there is no tile (None).
+    plane: every offset exists.
+    """
+    x, y = key.x + dx, key.y + dy
+    if world is World.EARTH:
+        if not 0 <= y < (1 << key.level):
+            return None
+        x %= 2 << key.level
+    return TileKey(key.level, x, y)

@@ -1,0 +1,336 @@
+"""Where samples and tiles are in each world, and their bounding volumes (DESIGN.md 1, 3).
+
+World coordinates are float64 metres: ``plane`` = (east, north, up); ``earth`` = WGS84
+ECEF. A tile's bounding volume is an oriented box (plus its sphere) that holds the tile's
+surface for a height range; on the earth it also carries a horizon-culling point
+(Cesium's ellipsoidal occluder, https://cesium.com/blog/2013/04/25/horizon-culling/).
+
+Heights are ellipsoidal on the earth, so a point is p0(lon, lat) + h * n(lon, lat)
+exactly: a box built from the surface at two heights holds every height in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from runtime.tiles import (
+    LEVEL0_SPACING_DEG,
+    WGS84_A_M,
+    WGS84_B_M,
+    WGS84_E2,
+    T,
+    TileKey,
+    World,
+    spacing_deg,
+    spacing_m,
+)
+
+DEFAULT_HEIGHT_RANGE_M = (-11_000.0, 9_000.0)
+"""Height range of a tile nothing is known about: Challenger Deep to Everest, rounded out."""
+
+OCCLUDER_DEPTH_M = 12_000.0
+"""The horizon occluder is the ellipsoid shrunk by this (deeper than any terrain), so that
+terrain below sea level never hides what is visible (Cesium does the same with its minimum
+terrain height)."""
+
+GEOMETRIC_ERROR_PER_SPACING = 0.25
+"""Per-level default geometric error, as a fraction of the level's sample spacing.
+
+Cesium's estimate for heightmap terrain (``getEstimatedLevelZeroGeometricErrorForAHeightmap``:
+radius * 2 pi * 0.25 / samples around the equator, halved per level) is 0.25 of the
+equatorial sample spacing. Per-tile values from the data replace it when known."""
+
+_BOX_GRID = 9  # samples per tile edge used to fit earth boxes (plus an exact curvature pad)
+
+
+def default_geometric_error_m(level: int) -> float:
+    """Per-level default geometric error in metres: 0.25 * spacing_m(level) (Cesium's rule)."""
+    return GEOMETRIC_ERROR_PER_SPACING * spacing_m(level)
+
+
+# --- WGS84 ------------------------------------------------------------------------------
+
+
+def geodetic_to_ecef(lon_deg, lat_deg, h_m) -> np.ndarray:
+    """WGS84 geodetic (deg, deg, m), broadcastable -> (n, 3) float64 ECEF metres."""
+    lon = np.radians(np.asarray(lon_deg, np.float64))
+    lat = np.radians(np.asarray(lat_deg, np.float64))
+    h = np.asarray(h_m, np.float64)
+    lon, lat, h = np.broadcast_arrays(lon, lat, h)
+    sl, cl = np.sin(lat), np.cos(lat)
+    n = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * sl * sl)
+    out = np.empty(lon.shape + (3,), np.float64)
+    out[..., 0] = (n + h) * cl * np.cos(lon)
+    out[..., 1] = (n + h) * cl * np.sin(lon)
+    out[..., 2] = (n * (1.0 - WGS84_E2) + h) * sl
+    return out.reshape(-1, 3)
+
+
+def ecef_to_geodetic(xyz) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, 3) ECEF metres -> lon_deg, lat_deg, h_m, each (n,) float64.
+
+    Bowring's parametric-latitude method, iterated twice (sub-millimetre from the
+    centre of the earth to far beyond geostationary orbit).
+    """
+    xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    a, b, e2 = WGS84_A_M, WGS84_B_M, WGS84_E2
+    ep2 = (a * a - b * b) / (b * b)
+    p = np.hypot(x, y)
+    lon = np.arctan2(y, x)
+    beta = np.arctan2(a * z, b * p)
+    for _ in range(3):
+        sb, cb = np.sin(beta), np.cos(beta)
+        lat = np.arctan2(z + ep2 * b * sb**3, p - e2 * a * cb**3)
+        beta = np.arctan2((1.0 - WGS84_E2) ** 0.5 * np.sin(lat), np.cos(lat))
+    sl, cl = np.sin(lat), np.cos(lat)
+    h = p * cl + z * sl - a * np.sqrt(1.0 - e2 * sl * sl)
+    return np.degrees(lon), np.degrees(lat), h
+
+
+def geodetic_normal(lon_deg, lat_deg) -> np.ndarray:
+    """Unit ellipsoid normal (the local 'up') at geodetic lon/lat -> (n, 3) float64."""
+    lon = np.radians(np.asarray(lon_deg, np.float64)).reshape(-1)
+    lat = np.radians(np.asarray(lat_deg, np.float64)).reshape(-1)
+    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
+
+
+def east_north_up(lon_deg: float, lat_deg: float) -> np.ndarray:
+    """(3, 3) float64 rows = local east, north, up unit vectors in ECEF."""
+    lon = np.radians(lon_deg)
+    east = np.array([-np.sin(lon), np.cos(lon), 0.0])
+    up = geodetic_normal(lon_deg, lat_deg)[0]
+    north = np.cross(up, east)
+    return np.stack([east, north, up])
+
+
+# --- bounding volumes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Bounds:
+    """An oriented box (and its bounding sphere) around a tile's surface and height range.
+
+    center_m: (3,) float64 world metres; half_axes_m: (3, 3) float64, rows are the box's
+    half-extent vectors (mutually orthogonal); radius_m: sphere radius around center_m;
+    horizon_point: (3,) float64 in the occluder's scaled space, or None when the tile can
+    not be horizon culled (plane; tiles too large for the test).
+    """
+
+    center_m: np.ndarray
+    half_axes_m: np.ndarray
+    radius_m: float
+    horizon_point: np.ndarray | None = None
+
+    def distance_m(self, point_m) -> float:
+        """Distance from ``point_m`` (3,) to the box (0 inside)."""
+        return float(box_distances_m(self.center_m[None], self.half_axes_m[None],
+                                     np.asarray(point_m, np.float64))[0])
+
+    def contains(self, points_m, tol_m: float = 1e-6) -> np.ndarray:
+        """(n, 3) points -> (n,) bool: inside the box (with ``tol_m`` slack)."""
+        p = np.asarray(points_m, np.float64).reshape(-1, 3) - self.center_m
+        lengths = np.linalg.norm(self.half_axes_m, axis=1)
+        units = self.half_axes_m / np.maximum(lengths, 1e-300)[:, None]
+        return np.all(np.abs(p @ units.T) <= lengths + tol_m, axis=1)
+
+    def corners_m(self) -> np.ndarray:
+        """(8, 3) float64 box corners."""
+        s = np.array([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)], np.float64)
+        return self.center_m + s @ self.half_axes_m
+
+    def intersects_frustum(self, planes, origin_m) -> bool:
+        """True unless the box lies wholly outside one of ``planes`` (6, 4), which are
+        relative to ``origin_m`` (the camera position; Camera.frustum_planes)."""
+        return bool(boxes_in_frustum(self.center_m[None] - np.asarray(origin_m, np.float64),
+                                     self.half_axes_m[None], np.asarray(planes, np.float64))[0])
+
+
+def box_distances_m(centers_m: np.ndarray, half_axes_m: np.ndarray, point_m: np.ndarray) -> np.ndarray:
+    """Distances from one point (3,) to n boxes: centers (n, 3), half_axes (n, 3, 3) -> (n,)."""
+    lengths = np.linalg.norm(half_axes_m, axis=2)  # (n, 3)
+    units = half_axes_m / np.maximum(lengths, 1e-300)[:, :, None]
+    d = np.einsum("nij,nj->ni", units, point_m - centers_m)  # point in box frame
+    excess = np.maximum(np.abs(d) - lengths, 0.0)
+    return np.sqrt((excess * excess).sum(axis=1))
+
+
+def boxes_in_frustum(rel_centers_m: np.ndarray, half_axes_m: np.ndarray, planes: np.ndarray) -> np.ndarray:
+    """Boxes not wholly outside any plane: rel_centers (n, 3) relative to the planes'
+    origin, half_axes (n, 3, 3), planes (6, 4) with unit normals pointing inside -> (n,) bool."""
+    normals, offsets = planes[:, :3], planes[:, 3]
+    dist = rel_centers_m @ normals.T + offsets  # (n, 6) signed distance of centre
+    reach = np.abs(np.einsum("nij,pj->npi", half_axes_m, normals)).sum(axis=2)  # (n, 6)
+    return np.all(dist >= -reach, axis=1)
+
+
+def occluder_radii_m() -> np.ndarray:
+    """(3,) radii of the horizon occluder ellipsoid (WGS84 shrunk by OCCLUDER_DEPTH_M)."""
+    return np.array([WGS84_A_M, WGS84_A_M, WGS84_B_M]) - OCCLUDER_DEPTH_M
+
+
+def horizon_visible(camera_m: np.ndarray, horizon_points: np.ndarray) -> np.ndarray:
+    """Cesium's EllipsoidalOccluder.isScaledSpacePointVisible, vectorised.
+
+    camera_m: (3,) ECEF; horizon_points: (n, 3) in occluder scaled space -> (n,) bool.
+    """
+    cv = camera_m / occluder_radii_m()
+    vh2 = float(cv @ cv) - 1.0  # squared distance to the limb
+    vt = horizon_points - cv
+    vt_dot_vc = -(vt @ cv)
+    if vh2 < 0.0:  # camera inside the occluder: only what is in front of it
+        return vt_dot_vc <= 0.0
+    occluded = (vt_dot_vc > vh2) & (vt_dot_vc * vt_dot_vc / np.maximum((vt * vt).sum(axis=1), 1e-300) > vh2)
+    return ~occluded
+
+
+def _horizon_point(points_m: np.ndarray, direction_m: np.ndarray) -> np.ndarray | None:
+    """Cesium's EllipsoidalOccluder.computeHorizonCullingPoint for (n, 3) surface points:
+    a scaled-space point that is below the horizon only when all the points are."""
+    radii = occluder_radii_m()
+    d = direction_m / radii
+    d = d / np.linalg.norm(d)
+    s = points_m / radii
+    mag2 = np.maximum((s * s).sum(axis=1), 1.0)
+    mag = np.sqrt(mag2)
+    unit = s / np.sqrt((s * s).sum(axis=1))[:, None]
+    cos_a = unit @ d
+    sin_a = np.linalg.norm(np.cross(unit, d), axis=1)
+    cos_b = 1.0 / mag
+    sin_b = np.sqrt(mag2 - 1.0) * cos_b
+    denom = cos_a * cos_b - sin_a * sin_b
+    if np.any(denom <= 1e-9):  # some point is a quarter turn away: no finite culling point
+        return None
+    return d * float(np.max(1.0 / denom))
+
+
+# --- the worlds ---------------------------------------------------------------------------
+
+
+class WorldGeometry:
+    """Sample <-> world mapping and tile bounding volumes of one world (float64 metres)."""
+
+    def __init__(self, world: World):
+        self.world = world
+        self.is_earth = world is World.EARTH
+
+    def __repr__(self) -> str:
+        return f"WorldGeometry({self.world.value})"
+
+    # samples <-> world
+    def sample_to_world(self, level: int, rows, cols, height_m) -> np.ndarray:
+        """Global sample coordinates of ``level`` (fractional allowed) + heights -> (n, 3) float64."""
+        rows = np.asarray(rows, np.float64).reshape(-1)
+        cols = np.asarray(cols, np.float64).reshape(-1)
+        h = np.broadcast_to(np.asarray(height_m, np.float64).reshape(-1), rows.shape)
+        if rows.shape != cols.shape:
+            raise ValueError(f"rows and cols must have the same shape, got {rows.shape} and {cols.shape}")
+        if self.is_earth:
+            d = spacing_deg(level)
+            return geodetic_to_ecef(-180.0 + cols * d, 90.0 - rows * d, h)
+        s = spacing_m(level)
+        return np.stack([cols * s, -rows * s, h], axis=1)
+
+    def world_to_sample(self, level: int, pos_m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n, 3) world metres -> rows, cols, height_m, each (n,) float64 (global, fractional)."""
+        pos = np.asarray(pos_m, np.float64).reshape(-1, 3)
+        if self.is_earth:
+            lon, lat, h = ecef_to_geodetic(pos)
+            d = spacing_deg(level)
+            return (90.0 - lat) / d, (lon + 180.0) / d, h
+        s = spacing_m(level)
+        return -pos[:, 1] / s, pos[:, 0] / s, pos[:, 2].copy()
+
+    def up(self, pos_m) -> np.ndarray:
+        """(n, 3) world positions -> (n, 3) unit local up (plane +z; earth geodetic normal)."""
+        pos = np.asarray(pos_m, np.float64).reshape(-1, 3)
+        if not self.is_earth:
+            return np.tile(np.array([0.0, 0.0, 1.0]), (len(pos), 1))
+        lon, lat, _ = ecef_to_geodetic(pos)
+        return geodetic_normal(lon, lat)
+
+    def height_above_ellipsoid_m(self, pos_m) -> np.ndarray:
+        """(n, 3) world positions -> (n,) height above the datum (plane z; earth ellipsoidal h)."""
+        pos = np.asarray(pos_m, np.float64).reshape(-1, 3)
+        return ecef_to_geodetic(pos)[2] if self.is_earth else pos[:, 2].copy()
+
+    def key_at(self, level: int, pos_m) -> TileKey:
+        """The tile of ``level`` holding the point (3,) (earth: clamped to the valid range)."""
+        r, c, _ = self.world_to_sample(level, np.asarray(pos_m, np.float64)[None])
+        x, y = int(np.floor(c[0] / T)), int(np.floor(r[0] / T))
+        if self.is_earth:
+            x = min(max(x, 0), (2 << level) - 1)
+            y = min(max(y, 0), (1 << level) - 1)
+        return TileKey(level, x, y)
+
+    # tiles
+    def tile_center(self, key: TileKey) -> np.ndarray:
+        """(3,) float64 world position of the tile's centre sample at height 0."""
+        r0, c0 = key.sample_origin()
+        return self.sample_to_world(key.level, [r0 + T / 2], [c0 + T / 2], [0.0])[0]
+
+    def tile_bounds(self, key: TileKey, min_height_m: float, max_height_m: float) -> Bounds:
+        """Bounds of the tile's surface between the two heights (metres)."""
+        if not min_height_m <= max_height_m:
+            raise ValueError(f"min_height_m must be <= max_height_m, got {min_height_m} > {max_height_m}")
+        return _tile_bounds(self.world, key, float(min_height_m), float(max_height_m))
+
+    def tile_extent_deg(self, key: TileKey) -> tuple[float, float, float, float]:
+        """(west, south, east, north) degrees of an earth tile."""
+        d = spacing_deg(key.level) * T
+        west, north = -180.0 + key.x * d, 90.0 - key.y * d
+        return west, north - d, west + d, north
+
+
+@lru_cache(maxsize=None)
+def _geometry(world: World) -> WorldGeometry:
+    return WorldGeometry(world)
+
+
+def geometry_for(world: World | str) -> WorldGeometry:
+    """The (shared, stateless) geometry of ``world`` ('plane' | 'earth')."""
+    return _geometry(World.parse(world) if not isinstance(world, World) else world)
+
+
+@lru_cache(maxsize=200_000)
+def _tile_bounds(world: World, key: TileKey, hmin: float, hmax: float) -> Bounds:
+    if world is World.PLANE:
+        s = spacing_m(key.level) * T
+        center = np.array([(key.x + 0.5) * s, -(key.y + 0.5) * s, 0.5 * (hmin + hmax)])
+        half = np.diag([0.5 * s, 0.5 * s, 0.5 * (hmax - hmin)])
+        return Bounds(center, half, float(np.linalg.norm(half.sum(axis=0))))
+    frame, a0, an, pad, surf0, normals, center0 = _earth_frame(key)
+    lo = np.minimum(a0 + hmin * an, a0 + hmax * an).min(axis=0) - pad
+    hi = np.maximum(a0 + hmin * an, a0 + hmax * an).max(axis=0) + pad
+    center = center0 + 0.5 * (lo + hi) @ frame
+    half = 0.5 * (hi - lo)[:, None] * frame
+    horizon = None
+    if key.level >= 1:  # a level-0 tile spans half the globe: never below the horizon
+        top = surf0 + (max(hmax, 0.0) + pad) * normals
+        horizon = _horizon_point(top, center0)
+    return Bounds(center, half, float(np.linalg.norm(half.sum(axis=0))), horizon)
+
+
+@lru_cache(maxsize=100_000)
+def _earth_frame(key: TileKey):
+    """Per-tile cached pieces of the earth box fit: the east/north/up frame at the tile centre,
+    projections of the surface grid (a0) and its normals (an) on it, and the curvature pad."""
+    geo = geometry_for(World.EARTH)
+    d = LEVEL0_SPACING_DEG / (1 << key.level) * T
+    west, north = -180.0 + key.x * d, 90.0 - key.y * d
+    lon_c, lat_c = west + d / 2, north - d / 2
+    lons, lats = np.meshgrid(np.linspace(west, west + d, _BOX_GRID), np.linspace(north - d, north, _BOX_GRID))
+    surf0 = geodetic_to_ecef(lons.ravel(), lats.ravel(), 0.0)
+    normals = geodetic_normal(lons.ravel(), lats.ravel())
+    frame = east_north_up(lon_c, lat_c)
+    center0 = geo.tile_center(key)
+    a0 = (surf0 - center0) @ frame.T
+    an = normals @ frame.T
+    # Between grid points the surface leaves the bilinear patch of the 4 corners by at most
+    # the sagitta of the cell diagonal's arc: R (1 - cos(theta / 2)).
+    theta = np.radians(d / (_BOX_GRID - 1)) * np.sqrt(2.0)
+    pad = (WGS84_A_M + DEFAULT_HEIGHT_RANGE_M[1]) * (1.0 - np.cos(theta / 2.0))
+    return frame, a0, an, pad, surf0, normals, center0
