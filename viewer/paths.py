@@ -1,0 +1,133 @@
+"""Scripted camera paths: a small JSON format, linear in time (docs/VIEWER.md).
+
+```json
+{"keyframes": [
+  {"t": 0, "x": 7.3, "y": 45.9, "alt_m": 15000, "alt_mode": "msl", "heading_deg": 90, "pitch_deg": -25},
+  {"t": 8, "x": 7.9, "y": 46.0, "alt_m": 300, "alt_mode": "agl", "heading_deg": 80, "pitch_deg": -8, "cut": false}
+]}
+```
+``x, y``: plane east/north metres, earth lon/lat degrees. ``alt_mode``: ``msl`` (height
+above the ellipsoid / plane zero) or ``agl`` (above the ground under the camera:
+terrain following). ``cut``: jump to this keyframe instead of flying to it (teleport).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.camera import Camera
+from runtime.geometry import east_north_up, geodetic_to_ecef
+from runtime.tiles import World
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    t: float
+    x: float
+    y: float
+    alt_m: float
+    alt_mode: str = "agl"
+    heading_deg: float = 0.0  # clockwise from north
+    pitch_deg: float = -10.0  # negative looks down
+    cut: bool = False
+
+    def __post_init__(self):
+        if self.alt_mode not in ("agl", "msl"):
+            raise ValueError(f"alt_mode must be 'agl' or 'msl', got {self.alt_mode!r}")
+        if not -90.0 < self.pitch_deg < 90.0:
+            raise ValueError(f"pitch_deg must be in (-90, 90), got {self.pitch_deg}")
+
+
+@dataclass(frozen=True)
+class Pose:
+    x: float
+    y: float
+    alt_m: float
+    alt_mode: str
+    heading_deg: float
+    pitch_deg: float
+
+
+class CameraPath:
+    def __init__(self, keyframes: list[Keyframe]):
+        if not keyframes:
+            raise ValueError("a camera path needs at least one keyframe")
+        ts = [k.t for k in keyframes]
+        if ts != sorted(ts):
+            raise ValueError("keyframe times must not decrease")
+        self.keyframes = keyframes
+
+    @property
+    def duration_s(self) -> float:
+        return self.keyframes[-1].t - self.keyframes[0].t
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CameraPath":
+        try:
+            doc = json.loads(Path(path).read_text())
+            frames = [Keyframe(**{k: v for k, v in kf.items()}) for kf in doc["keyframes"]]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"camera path {path}: expected JSON {{'keyframes': [{{t, x, y, alt_m, ...}}]}}: "
+                             f"{exc}") from None
+        return cls(frames)
+
+    def pose(self, t: float) -> Pose:
+        ks = self.keyframes
+        if t <= ks[0].t:
+            a = b = ks[0]
+        elif t >= ks[-1].t:
+            a = b = ks[-1]
+        else:
+            i = next(i for i in range(1, len(ks)) if ks[i].t >= t)
+            a, b = ks[i - 1], ks[i]
+            if b.cut and t < b.t:
+                b = a
+        f = 0.0 if b.t == a.t else (t - a.t) / (b.t - a.t)
+        dh = (b.heading_deg - a.heading_deg + 180.0) % 360.0 - 180.0
+        mode = a.alt_mode if f < 1.0 else b.alt_mode
+        alt = a.alt_m + f * (b.alt_m - a.alt_m) if a.alt_mode == b.alt_mode else (a.alt_m if f < 1 else b.alt_m)
+        return Pose(a.x + f * (b.x - a.x), a.y + f * (b.y - a.y), alt, mode,
+                    (a.heading_deg + f * dh) % 360.0, a.pitch_deg + f * (b.pitch_deg - a.pitch_deg))
+
+
+def default_path(world: World, start_xy: tuple[float, float] = (0.0, 0.0), duration_s: float = 8.0) -> CameraPath:
+    """The main job's flight: a descent from high altitude to a low pass over terrain."""
+    x0, y0 = start_xy
+    if world is World.EARTH:
+        # Over the Pennine Alps (Monte Rosa / Matterhorn), eastward.
+        return CameraPath([
+            Keyframe(0.0, 7.40, 45.80, 20000.0, "msl", 60.0, -35.0),
+            Keyframe(duration_s * 0.5, 7.62, 45.92, 3000.0, "agl", 75.0, -18.0),
+            Keyframe(duration_s, 7.80, 45.97, 400.0, "agl", 80.0, -8.0),
+        ])
+    d = 250.0 * duration_s  # a 250 m/s run
+    return CameraPath([
+        Keyframe(0.0, x0 - 0.6 * d, y0 - 0.2 * d, 8000.0, "agl", 70.0, -30.0),
+        Keyframe(duration_s * 0.5, x0 - 0.1 * d, y0, 1200.0, "agl", 80.0, -15.0),
+        Keyframe(duration_s, x0 + 0.4 * d, y0 + 0.1 * d, 300.0, "agl", 85.0, -8.0),
+    ])
+
+
+def pose_frame(world: World, pose: Pose, ground_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World position (3,) float64, forward and up unit vectors for a pose."""
+    h = pose.alt_m + (ground_m if pose.alt_mode == "agl" else 0.0)
+    if world is World.EARTH:
+        pos = geodetic_to_ecef(np.array([pose.x]), np.array([pose.y]), np.array([h]))[0]
+        enu = east_north_up(pose.x, pose.y)
+        east, north, up = enu[0], enu[1], enu[2]
+    else:
+        pos = np.array([pose.x, pose.y, h], np.float64)
+        east, north, up = np.eye(3)
+    hd, pt = math.radians(pose.heading_deg), math.radians(pose.pitch_deg)
+    fwd = math.cos(pt) * (math.sin(hd) * east + math.cos(hd) * north) + math.sin(pt) * up
+    return pos, fwd / np.linalg.norm(fwd), up
+
+
+def camera_for(world: World, pose: Pose, ground_m: float, fov_y_rad: float, viewport_px) -> Camera:
+    pos, fwd, up = pose_frame(world, pose, ground_m)
+    return Camera.look_at(pos, pos + fwd, up, fov_y_rad=fov_y_rad, viewport_px=tuple(viewport_px))
