@@ -141,7 +141,9 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
             (need & even, ((0, 0), (b, b), (0, b)), ((b, b), (0, 0), (b, 0))),
             (need & ~even, ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))),
         ):
-            ce = np.maximum(ce, np.maximum(_masked_plane_error(bt, sel, b, d1), _masked_plane_error(bt, sel, b, d2)))
+            ce = np.maximum(
+                ce, np.maximum(_masked_plane_error(bt, sel, b, d1), _masked_plane_error(bt, sel, b, d2))
+            )
         err[s::b, s::b] = ce
         centres = ce
         s = b
@@ -170,9 +172,7 @@ def _extract(err: np.ndarray, max_error_m: float) -> np.ndarray:
         done.append(tri[:, ~split])
         ar, ac, br, bc, cr, cc, mr, mc = (v[split] for v in (ar, ac, br, bc, cr, cc, mr, mc))
         # Children keep the orientation: (c, a, m) and (b, c, m), as in Martini.
-        tri = np.concatenate(
-            [np.stack([cr, cc, ar, ac, mr, mc]), np.stack([br, bc, cr, cc, mr, mc])], axis=1
-        )
+        tri = np.concatenate([np.stack([cr, cc, ar, ac, mr, mc]), np.stack([br, bc, cr, cc, mr, mc])], axis=1)
     return np.concatenate(done, axis=1).T
 
 

@@ -122,13 +122,17 @@ def _rtin_walk(t: int, decide) -> np.ndarray:
             first[mid] = np.iinfo(np.int64).max
             cand = mid[rep]
             ends = tri[:4, idx[rep]]
-            verdict[cand] = np.asarray(decide(cand, ends[0] * n1 + ends[1], ends[2] * n1 + ends[3]), dtype=bool)
+            verdict[cand] = np.asarray(
+                decide(cand, ends[0] * n1 + ends[1], ends[2] * n1 + ends[3]), dtype=bool
+            )
             split[idx] = verdict[mid]
         done.append(tri[:, ~split])
         s = tri[:, split]
         mr, mc = (s[0] + s[2]) >> 1, (s[1] + s[3]) >> 1
         # Children keep the orientation: (c, a, m) and (b, c, m), as in Martini.
-        tri = np.concatenate([np.stack([s[4], s[5], s[0], s[1], mr, mc]), np.stack([s[2], s[3], s[4], s[5], mr, mc])], 1)
+        tri = np.concatenate(
+            [np.stack([s[4], s[5], s[0], s[1], mr, mc]), np.stack([s[2], s[3], s[4], s[5], mr, mc])], 1
+        )
     return np.concatenate(done, axis=1).T
 
 
@@ -152,7 +156,9 @@ def _encode_rtin(grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int) 
     qgrid[ids] = q
     if not present[_corner_ids(t)].all():
         return None
-    whole_border = bool(np.all(present.reshape(n1, n1)[[0, -1]]) and np.all(present.reshape(n1, n1)[:, [0, -1]]))
+    whole_border = bool(
+        np.all(present.reshape(n1, n1)[[0, -1]]) and np.all(present.reshape(n1, n1)[:, [0, -1]])
+    )
     bits, res = [], [qgrid[_corner_ids(t)]]
 
     def decide(cand, a, b):
@@ -210,7 +216,9 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
 
     tri = _rtin_walk(t, decide)
     if pos["bit"] != nbits or pos["res"] != n:
-        raise ValueError(f"splits/heights do not match: used {pos['bit']}/{nbits} bits, {pos['res']}/{n} vertices")
+        raise ValueError(
+            f"splits/heights do not match: used {pos['bit']}/{nbits} bits, {pos['res']}/{n} vertices"
+        )
     grid_rc, faces = order_faces(tri, n1)
     if len(grid_rc) != n or len(faces) != m:
         raise ValueError(f"decoded {len(grid_rc)} vertices / {len(faces)} faces, payload says {n} / {m}")
@@ -265,7 +273,12 @@ def _decode_indexed(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.nda
     faces = _hwm_decode(codes)
     if len(faces) and (faces.min() < 0 or faces.max() >= n):
         raise ValueError(f"face indices must be in [0, {n - 1}]")
-    if (row.min(initial=0) < 0) or (row.max(initial=0) > t) or (col.min(initial=0) < 0) or (col.max(initial=0) > t):
+    if (
+        (row.min(initial=0) < 0)
+        or (row.max(initial=0) > t)
+        or (col.min(initial=0) < 0)
+        or (col.max(initial=0) > t)
+    ):
         raise ValueError(f"vertex u, v must lie in [0, {t}]")
     return np.stack([row, col], 1), faces.reshape(-1, 3), q
 
