@@ -72,14 +72,27 @@ def _plane_error(blocks: np.ndarray, b: int, verts: tuple) -> np.ndarray:
     return d.max(axis=0)
 
 
-def _masked_plane_error(bt: np.ndarray, need: np.ndarray, b: int, verts: tuple) -> np.ndarray:
-    """_plane_error for the blocks where ``need`` (nb, nb) is True, 0 elsewhere."""
-    out = np.zeros(need.shape, np.float32)
+def _masked_plane_error(
+    bt: np.ndarray, flat: np.ndarray, need: np.ndarray, b: int, verts: tuple
+) -> np.ndarray:
+    """_plane_error for the blocks where ``need`` (nb, nb) is True, 0 elsewhere.
+
+    Partial levels gather only the pattern's samples of the needed blocks through flat
+    indices (copying whole blocks would cost more than the maths)."""
     k = int(need.sum())
     if k == need.size:
         return _plane_error(bt, b, verts)
+    out = np.zeros(need.shape, np.float32)
     if k:
-        out[need] = _plane_error(bt[:, :, need], b, verts)
+        i, j, w, v = _pattern(b, verts)
+        n1 = need.shape[1] * b + 1
+        bi, bj = np.nonzero(need)
+        base = (bi * b) * n1 + bj * b  # (k,) flat index of each block's [0, 0]
+        corners = flat[(v[0] * n1 + v[1])[:, None] + base]  # (3, k)
+        d = flat[(i * n1 + j)[:, None] + base]  # (K, k)
+        d -= w.T @ corners
+        np.abs(d, out=d)
+        out[need] = d.max(axis=0)
     return out
 
 
@@ -95,7 +108,8 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
     With ``keep_border`` the border samples get +inf, so every border sample is kept.
     """
     t = _check_grid(height_m)
-    h = np.asarray(height_m, dtype=np.float32)
+    h = np.ascontiguousarray(height_m, dtype=np.float32)
+    flat = h.ravel()
     thr = np.float32(max_error_m)
     err = np.zeros_like(h)
     inf = np.float32(np.inf)
@@ -122,10 +136,10 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
             ve[:, 0] = inf
             ve[:, -1] = inf
         # Quarter triangles of each b-block: hypotenuse on a block edge, apex at its centre.
-        qn = _masked_plane_error(bt, he[:-1] <= thr, b, ((0, 0), (0, b), (s, s)))
-        qs = _masked_plane_error(bt, he[1:] <= thr, b, ((b, b), (b, 0), (s, s)))
-        qw = _masked_plane_error(bt, ve[:, :-1] <= thr, b, ((b, 0), (0, 0), (s, s)))
-        qe = _masked_plane_error(bt, ve[:, 1:] <= thr, b, ((0, b), (b, b), (s, s)))
+        qn = _masked_plane_error(bt, flat, he[:-1] <= thr, b, ((0, 0), (0, b), (s, s)))
+        qs = _masked_plane_error(bt, flat, he[1:] <= thr, b, ((b, b), (b, 0), (s, s)))
+        qw = _masked_plane_error(bt, flat, ve[:, :-1] <= thr, b, ((b, 0), (0, 0), (s, s)))
+        qe = _masked_plane_error(bt, flat, ve[:, 1:] <= thr, b, ((0, b), (b, b), (s, s)))
         he[:-1] = np.maximum(he[:-1], qn)
         he[1:] = np.maximum(he[1:], qs)
         ve[:, :-1] = np.maximum(ve[:, :-1], qw)
@@ -142,7 +156,10 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
             (need & ~even, ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))),
         ):
             ce = np.maximum(
-                ce, np.maximum(_masked_plane_error(bt, sel, b, d1), _masked_plane_error(bt, sel, b, d2))
+                ce,
+                np.maximum(
+                    _masked_plane_error(bt, flat, sel, b, d1), _masked_plane_error(bt, flat, sel, b, d2)
+                ),
             )
         err[s::b, s::b] = ce
         centres = ce
@@ -164,15 +181,16 @@ def _extract(err: np.ndarray, max_error_m: float) -> np.ndarray:
     tri = np.array([[0, 0, t, t, 0, t], [t, t, 0, 0, t, 0]], dtype=np.int32).T  # (6, k)
     done = []
     while tri.shape[1]:
-        ar, ac, br, bc, cr, cc = tri
-        sr, sc = ar + br, ac + bc
+        sr, sc = tri[0] + tri[2], tri[1] + tri[3]
         inner = ((sr | sc) & 1) == 0
-        mr, mc = sr >> 1, sc >> 1
-        split = inner & (flat_err[np.where(inner, mr * (t + 1) + mc, 0)] > max_error_m)
+        split = inner & (flat_err[np.where(inner, (sr >> 1) * (t + 1) + (sc >> 1), 0)] > max_error_m)
         done.append(tri[:, ~split])
-        ar, ac, br, bc, cr, cc, mr, mc = (v[split] for v in (ar, ac, br, bc, cr, cc, mr, mc))
+        s = tri[:, split]
+        mr, mc = (s[0] + s[2]) >> 1, (s[1] + s[3]) >> 1
         # Children keep the orientation: (c, a, m) and (b, c, m), as in Martini.
-        tri = np.concatenate([np.stack([cr, cc, ar, ac, mr, mc]), np.stack([br, bc, cr, cc, mr, mc])], axis=1)
+        tri = np.concatenate(
+            [np.stack([s[4], s[5], s[0], s[1], mr, mc]), np.stack([s[2], s[3], s[4], s[5], mr, mc])], 1
+        )
     return np.concatenate(done, axis=1).T
 
 
