@@ -49,7 +49,7 @@ class TileServer:
         self.heights = heights
         self.allowed_origins = list(allowed_origins) if allowed_origins else None
         self.config = config
-        self.sessions: set[ServerSession] = set()
+        self.sessions: dict[ServerSession, ServerConnection] = {}
         self.connections_total = 0
         self.port: int | None = None
         self._server = None
@@ -84,17 +84,28 @@ class TileServer:
             return ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
         return None
 
+    def held_bytes(self, session: ServerSession | None = None) -> int:
+        """Bytes held for clients (one, or all): tile frames queued in their sessions plus
+        what asyncio buffers on their sockets. Bounded per client by
+        ``limits.max_queued_bytes + write_limit_bytes`` plus one frame."""
+        items = [(session, self.sessions[session])] if session is not None else list(self.sessions.items())
+        total = 0
+        for s, ws in items:
+            transport = ws.transport
+            total += s.queued_bytes + (transport.get_write_buffer_size() if transport is not None else 0)
+        return total
+
     def stats(self) -> dict:
         """Server-wide counters for ``stats`` messages and benchmarks."""
         out = {"connections": self.connections, "connections_total": self.connections_total,
-               **self.service.stats().as_dict()}
+               "held_bytes": self.held_bytes(), **self.service.stats().as_dict()}
         if self.service.store is not None:
             out.update({f"store_{k}": v for k, v in self.service.store.stats().__dict__.items()})
         return out
 
     async def _handle(self, ws: ServerConnection) -> None:
         session = ServerSession(self.info, self.config.initial_credits)
-        self.sessions.add(session)
+        self.sessions[session] = ws
         self.connections_total += 1
         conn = _Connection(self, ws, session)
         try:
@@ -106,7 +117,7 @@ class TileServer:
             await ws.close(1011, "internal error")
         finally:
             conn.cleanup()
-            self.sessions.discard(session)
+            self.sessions.pop(session, None)
 
 
 class _Connection:
@@ -174,8 +185,11 @@ class _Connection:
                 self._fetch(key, prio)
 
     async def _flush(self) -> None:
-        for frame in self.session.next_frames():
-            await self.ws.send(frame)  # waits while the client's buffer is above write_limit
+        # One tile at a time: what waits behind a slow socket stays in the session's
+        # bounded queue (ws.send waits while the buffer is above write_limit).
+        while frames := self.session.next_frames(max_tiles=1):
+            for frame in frames:
+                await self.ws.send(frame)
 
     async def _answer_height(self, q: HeightQuery) -> None:
         heights = self.server.heights

@@ -282,14 +282,18 @@ class ServerSession:
         if self.wanted.pop(key, None) is not None:
             self._error(code, message, key=P.key_to_wire(key))
 
-    def next_frames(self) -> list[bytes]:
-        """Frames that may be sent now: control messages, then tiles while credits last."""
+    def next_frames(self, max_tiles: int | None = None) -> list[bytes]:
+        """Frames that may be sent now: control messages, then tiles while credits last
+        (at most ``max_tiles``: a sender that takes one at a time keeps the rest counted
+        in ``queued_bytes``)."""
         out, self.outbox = self.outbox, []
-        while self._queue and self.credits > 0:
+        n = 0
+        while self._queue and self.credits > 0 and (max_tiles is None or n < max_tiles):
             _, _, key, frame = heapq.heappop(self._queue)
             self.queued_bytes -= len(frame)
             if self.wanted.pop(key, None) is None:
                 continue
+            n += 1
             self.credits -= 1
             self.sent_tiles += 1
             self.sent_bytes += len(frame)

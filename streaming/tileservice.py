@@ -104,7 +104,7 @@ def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float
     mesh = build_tile_mesh(fields.height, err, 5.0 * err, to_world, geo.tile_center(key))
     image = encode_image(fields.rgb) if fields.rgb is not None else None
     return encode_tile(mesh.grid_rc, mesh.height_m, mesh.faces, key=key, geometric_error_m=err,
-                            model=fields.model, image=image)
+                       model=fields.model, rgb_jpeg_or_png=image)
 
 
 def mesh_encoder(error_scale: float = 1.0) -> Encoder:
@@ -290,7 +290,11 @@ class TileService:
                     continue
                 self._n["batches"] += 1
                 self._n["batched_keys"] += len(batch)
-                results = await loop.run_in_executor(self._gen_pool, self._generate, batch)
+                try:
+                    results = await loop.run_in_executor(self._gen_pool, self._generate, batch)
+                except Exception as exc:  # never let the batcher die: fail this batch's requesters
+                    log.exception("generator batch failed")
+                    results = [exc] * len(batch)
                 for key, res in zip(batch, results):
                     if isinstance(res, Exception):
                         self._fail(key, res)
@@ -315,9 +319,10 @@ class TileService:
             for k, f in zip(keys, out):
                 check_fields(k, f)
             return out
-        except Exception:
+        except Exception as exc:
             if len(keys) == 1:
-                raise
+                log.warning("generator failed on %s: %s", keys[0], exc)
+                return [exc]
         res: list[Fields | Exception] = []
         for k in keys:
             try:
