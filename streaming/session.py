@@ -85,6 +85,7 @@ class ServerSession:
         self.credits = initial_credits
         self.wanted: dict[TileKey, float] = {}  # requested, not yet sent (value: priority)
         self._queue: list[tuple[float, int, TileKey, bytes]] = []  # (-priority, seq, key, frame)
+        self._in_queue: set[TileKey] = set()
         self.queued_bytes = 0  # bytes of encoded frames in _queue
         self.parked: set[TileKey] = set()  # ready while the queue was full: fetched again later
         self._seq = 0
@@ -195,6 +196,7 @@ class ServerSession:
             gone_set = set(gone)
             self.parked -= gone_set
             self._queue = [item for item in self._queue if item[2] not in gone_set]
+            self._in_queue -= gone_set
             heapq.heapify(self._queue)
             self.queued_bytes = sum(len(item[3]) for item in self._queue)
         return [Cancel(gone)] if gone else []
@@ -260,13 +262,14 @@ class ServerSession:
         costs the server a bounded amount of memory; ``unpark`` hands parked keys back
         to be fetched again (from the LRU or the store) once the queue drains."""
         prio = self.wanted.get(key)
-        if prio is None:
+        if prio is None or key in self._in_queue:
             return
         if self._queue and self.queued_bytes + len(frame) > self.info.limits.max_queued_bytes:
             self.parked.add(key)
             return
         self.parked.discard(key)
         heapq.heappush(self._queue, (-prio, self._seq, key, frame))
+        self._in_queue.add(key)
         self.queued_bytes += len(frame)
         self._seq += 1
 
@@ -280,6 +283,7 @@ class ServerSession:
 
     def tile_failed(self, key: TileKey, code: str, message: str) -> None:
         if self.wanted.pop(key, None) is not None:
+            self.parked.discard(key)
             self._error(code, message, key=P.key_to_wire(key))
 
     def next_frames(self, max_tiles: int | None = None) -> list[bytes]:
@@ -290,6 +294,7 @@ class ServerSession:
         n = 0
         while self._queue and self.credits > 0 and (max_tiles is None or n < max_tiles):
             _, _, key, frame = heapq.heappop(self._queue)
+            self._in_queue.discard(key)
             self.queued_bytes -= len(frame)
             if self.wanted.pop(key, None) is None:
                 continue

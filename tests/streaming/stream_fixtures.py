@@ -93,7 +93,8 @@ async def loopback_server(source=None, world: str = "plane", limits: Limits = Li
     service = TileService(world, source, service_config, store=store)
     hs = None
     if heights:
-        hs = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level))
+        hs = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
+                                                               max_tiles=limits.max_height_tiles))
         service.on_fields = hs.remember
     info = ServerInfo(world=world, seed=1, model="synthetic-1", limits=limits, token=token)
     server = TileServer(info, service, heights=hs, allowed_origins=origins, config=server_config)
