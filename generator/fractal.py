@@ -46,22 +46,22 @@ _SIXTEENTH = np.float32(0.0625)
 class FractalConfig:
     """Parameters of the fractal refiner (units in the names; defaults fitted, see docs)."""
 
-    amp_at_1km_m: float = 25.0
+    amp_at_1km_m: float = 36.3
     """Std of the detail added at parent spacing 1 km, metres (law intercept)."""
-    hurst: float = 0.85
+    hurst: float = 0.787
     """Slope of log(detail std) against log(spacing) (law exponent)."""
-    relief_ratio: float = 1.0
+    relief_ratio: float = 1.56
     """Typical |central difference| / (2 sigma(spacing)) of real terrain (normalises roughness)."""
-    roughness_exp: float = 0.5
+    roughness_exp: float = 0.615
     """Exponent of the relief modulation (< 1: rough stays rough, but no runaway)."""
     ew_corr_samples: float = 1.5
     """Correlation length, in samples at the equator, of the east-west-smooth odd-row detail."""
     roughness_min: float = 0.05
-    roughness_max: float = 4.0
-    rgb_amp_at_1km: float = 0.06
+    roughness_max: float = 4.2
+    rgb_amp_at_1km: float = 0.331
     """Relative colour detail at 1 km parent spacing."""
-    rgb_hurst: float = 0.2
-    rgb_max: float = 0.25
+    rgb_hurst: float = 0.281
+    rgb_max: float = 0.3
     rgb_height_coupling: float = 0.5
     """Share of the colour detail that follows the height detail (shading-like albedo)."""
 
