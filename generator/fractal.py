@@ -46,18 +46,18 @@ _SIXTEENTH = np.float32(0.0625)
 class FractalConfig:
     """Parameters of the fractal refiner (units in the names; defaults fitted, see docs)."""
 
-    amp_at_1km_m: float = 36.3
+    amp_at_1km_m: float = 32.5
     """Std of the detail added at parent spacing 1 km, metres (law intercept)."""
-    hurst: float = 0.787
+    hurst: float = 0.912
     """Slope of log(detail std) against log(spacing) (law exponent)."""
-    relief_ratio: float = 1.56
+    relief_ratio: float = 1.86
     """Typical |central difference| / (2 sigma(spacing)) of real terrain (normalises roughness)."""
-    roughness_exp: float = 0.615
+    roughness_exp: float = 0.602
     """Exponent of the relief modulation (< 1: rough stays rough, but no runaway)."""
     ew_corr_samples: float = 1.5
     """Correlation length, in samples at the equator, of the east-west-smooth odd-row detail."""
-    roughness_min: float = 0.05
-    roughness_max: float = 4.2
+    roughness_min: float = 0.048
+    roughness_max: float = 5.62
     rgb_amp_at_1km: float = 0.331
     """Relative colour detail at 1 km parent spacing."""
     rgb_hurst: float = 0.281
@@ -74,12 +74,15 @@ class FractalRefiner:
     margin = 1
     channels = 4
 
-    def __init__(self, world: World | str = World.PLANE, config: FractalConfig = FractalConfig()):
+    def __init__(self, world: World | str = World.PLANE, config: FractalConfig = FractalConfig(),
+                 spacing_scale: float = 1.0):
         self.world = World.parse(world) if not isinstance(world, World) else world
         self.cfg = config
+        self.spacing_scale = float(spacing_scale)  # metres per sample = spacing_m(level) * this
 
     def config(self) -> dict:
-        return {"name": self.name, "version": self.version, "world": self.world.value, **asdict(self.cfg)}
+        return {"name": self.name, "version": self.version, "world": self.world.value,
+                "spacing_scale": self.spacing_scale, **asdict(self.cfg)}
 
     def __repr__(self) -> str:
         return f"FractalRefiner({json.dumps(self.config())})"
@@ -110,12 +113,17 @@ class FractalRefiner:
         hx = _midpoints(p[:, :, m - 1 : h - m + 1], 3, m, nc - 1)  # (b, c, nr + 2, nc - 1)
         vy = _midpoints(p[..., m : w - m], 2, m, nr - 1)  # (b, c, nr - 1, nc)
         cc = _midpoints(hx, 2, 1, nr - 1)  # (b, c, nr - 1, nc - 1)
+        if cfg.amp_at_1km_m == 0.0:  # pure interpolation (the bicubic baseline)
+            out[:, :, 0::2, 1::2] = hx[:, :, 1:-1]
+            out[:, :, 1::2, 0::2] = vy
+            out[:, :, 1::2, 1::2] = cc
+            return out
 
         # Local roughness: central differences of the parent heights in each direction, each
         # divided by what the law expects at that direction's metric spacing (so it is scale-
         # and latitude-free), averaged, relative to typical terrain, then damped by an exponent.
         z = p[:, 0]
-        s_p = 2.0 * spacing_ns_m(level)  # parent spacing, metres (north-south)
+        s_p = 2.0 * spacing_ns_m(level) * self.spacing_scale  # parent spacing, metres (north-south)
         prow = origins[:, 0:1] // 2 - m + np.arange(h, dtype=np.int64)[None]  # parent rows
         ew_p = ew_scale(self.world, level - 1, prow)[:, m : h - m]  # (b, nr)
         inv_ns = np.float32(1.0 / (2.0 * self.sigma_m(s_p)))
@@ -234,4 +242,14 @@ def _check(parents: np.ndarray, origins: np.ndarray, channels: int, margin: int)
     return parents
 
 
+class BicubicRefiner(FractalRefiner):
+    """The interpolating baseline: the same 4-point cubic subdivision with no detail added."""
+
+    name = "bicubic"
+
+    def __init__(self, world: World | str = World.PLANE, spacing_scale: float = 1.0):
+        super().__init__(world, FractalConfig(amp_at_1km_m=0.0, rgb_amp_at_1km=0.0), spacing_scale)
+
+
 register_refiner("fractal", lambda world: FractalRefiner(world))
+register_refiner("bicubic", lambda world: BicubicRefiner(world))

@@ -56,9 +56,14 @@ class Refiner(Protocol):
         ...
 
 
+# Optional attribute a refiner may have (the ``refine`` command sets it when present):
+#   spacing_scale: float = 1.0   metres per sample = runtime.tiles.spacing_m(level) * spacing_scale,
+# so a DEM of any pixel size can be refined with level = the nearest pyramid level.
+
+
 RefinerFactory = Callable[[World], Refiner]
 _FACTORIES: dict[str, RefinerFactory] = {}
-_PREFERENCE = ("learned", "fractal")
+_PREFERENCE = ("learned", "fractal")  # what ``auto`` picks; ``bicubic`` is a baseline only
 
 
 def register_refiner(name: str, factory: RefinerFactory) -> None:
