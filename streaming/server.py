@@ -160,6 +160,11 @@ class _Connection:
             self.session.send_stats(self.server.stats())
 
     def _fetch(self, key: TileKey, prio: float) -> None:
+        frame = self.service.get_now(key)
+        if frame is not None:
+            self.session.tile_ready(key, frame)
+            self.wake.set()
+            return
         fut = self.service.get(key, prio)
         self.pending[key] = fut
         fut.add_done_callback(lambda f, k=key: self._deliver(k, f))

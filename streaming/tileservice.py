@@ -182,6 +182,15 @@ class TileService:
             self._lru.move_to_end(key)
         return frame
 
+    def get_now(self, key: TileKey) -> bytes | None:
+        """The frame of ``key`` if the LRU holds it (counted as a request), else None:
+        the fast path of the server, with no future and no callback."""
+        frame = self.cached(key)
+        if frame is not None:
+            self._n["requests"] += 1
+            self._n["lru_hits"] += 1
+        return frame
+
     def get(self, key: TileKey, priority: float = 0.0) -> asyncio.Future:
         """A future resolving to the tile's frame bytes (or raising the generator's error).
 
