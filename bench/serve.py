@@ -109,7 +109,8 @@ async def fly(url: str, idx: int, flight: Flight, start_at: float) -> ClientResu
             if key in sent_at and key not in got:
                 res.latencies_s.append(t - sent_at[key])
                 res.bytes += len(tile["mesh"] if isinstance(tile.get("mesh"), bytes) else b"") + len(
-                    tile.get("image") or b"")
+                    tile.get("image") or b""
+                )
                 got.add(key)
 
     reader = asyncio.create_task(receive())
@@ -138,11 +139,33 @@ class ServerProcess:
     """`worldstream serve` in a child process; RSS from /proc."""
 
     def __init__(self, store: Path, max_batch: int = 16, batch_wait_ms: int = 4, cache_mb: int = 256):
-        cmd = [sys.executable, "-m", "streaming.cli", "serve", "--world", "plane", "--seed", "0",
-               "--refiner", "fractal", "--host", "127.0.0.1", "--port", "0", "--store", str(store),
-               "--max-batch", str(max_batch), "--batch-wait-ms", str(batch_wait_ms), "--cache-mb", str(cache_mb)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+        cmd = [
+            sys.executable,
+            "-m",
+            "streaming.cli",
+            "serve",
+            "--world",
+            "plane",
+            "--seed",
+            "0",
+            "--refiner",
+            "fractal",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--store",
+            str(store),
+            "--max-batch",
+            str(max_batch),
+            "--batch-wait-ms",
+            str(batch_wait_ms),
+            "--cache-mb",
+            str(cache_mb),
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
         line = self.proc.stdout.readline()
         m = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
         if not m:
@@ -194,8 +217,9 @@ async def run_phase(server: ServerProcess, clients: int, flight: Flight) -> dict
     # Clients connect spread over one step, as independent simulators would.
     t0 = time.perf_counter() + 0.5
     t_start = time.perf_counter()
-    results = await asyncio.gather(*(fly(server.url, i, flight, t0 + flight.step_s * i / clients)
-                                     for i in range(clients)))
+    results = await asyncio.gather(
+        *(fly(server.url, i, flight, t0 + flight.step_s * i / clients) for i in range(clients))
+    )
     wall = time.perf_counter() - t_start
     sampler.cancel()
     cpu = server.cpu_s() - cpu0
@@ -203,11 +227,15 @@ async def run_phase(server: ServerProcess, clients: int, flight: Flight) -> dict
     lat = np.array([x for r in results for x in r.latencies_s]) * 1000.0
     n = len(lat)
     return {
-        "clients": clients, "tiles": n, "errors": sum(r.errors for r in results),
+        "clients": clients,
+        "tiles": n,
+        "errors": sum(r.errors for r in results),
         "p50_ms": float(np.percentile(lat, 50)) if n else float("nan"),
         "p99_ms": float(np.percentile(lat, 99)) if n else float("nan"),
         "max_ms": float(lat.max()) if n else float("nan"),
-        "tiles_per_s": n / wall, "wall_s": wall, "rss_mb": rss_peak[0],
+        "tiles_per_s": n / wall,
+        "wall_s": wall,
+        "rss_mb": rss_peak[0],
         "server_cpu_ms_per_tile": 1000.0 * cpu / max(n, 1),
         "generated": after["generated"] - before["generated"],
         "generated_per_s": (after["generated"] - before["generated"]) / wall,
@@ -217,9 +245,11 @@ async def run_phase(server: ServerProcess, clients: int, flight: Flight) -> dict
 
 
 def fmt(name: str, r: dict) -> str:
-    return (f"{name:<10} {r['clients']:>7} {r['tiles']:>7} {r['tiles_per_s']:>9.0f} {r['p50_ms']:>8.1f} "
-            f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['generated']:>6} {r['generated_per_s']:>7.1f} "
-            f"{r['rss_mb']:>7.0f} {r['server_cpu_ms_per_tile']:>8.2f} {r['errors']:>6}")
+    return (
+        f"{name:<10} {r['clients']:>7} {r['tiles']:>7} {r['tiles_per_s']:>9.0f} {r['p50_ms']:>8.1f} "
+        f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['generated']:>6} {r['generated_per_s']:>7.1f} "
+        f"{r['rss_mb']:>7.0f} {r['server_cpu_ms_per_tile']:>8.2f} {r['errors']:>6}"
+    )
 
 
 def main(argv=None) -> int:
@@ -231,10 +261,14 @@ def main(argv=None) -> int:
     if any(not 1 <= c <= 1000 for c in args.clients):
         ap.error("--clients must be in [1, 1000]")
 
-    print(f"worldstream server bench: plane/fractal on 127.0.0.1, {flight.paths} paths x {flight.steps} steps "
-          f"of {flight.step_s} s at {flight.speed_m_s} m/s, levels {list(flight.levels)}, {os.cpu_count()} CPUs")
-    print(f"{'phase':<10} {'clients':>7} {'tiles':>7} {'tiles/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-          f"{'made':>6} {'made/s':>7} {'rss MB':>7} {'cpu ms/t':>8} {'errors':>6}")
+    print(
+        f"worldstream server bench: plane/fractal on 127.0.0.1, {flight.paths} paths x {flight.steps} steps "
+        f"of {flight.step_s} s at {flight.speed_m_s} m/s, levels {list(flight.levels)}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'phase':<10} {'clients':>7} {'tiles':>7} {'tiles/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'made':>6} {'made/s':>7} {'rss MB':>7} {'cpu ms/t':>8} {'errors':>6}"
+    )
     rows: dict[tuple[str, int], dict] = {}
     tmp = Path(tempfile.mkdtemp(prefix="ws-bench-"))
     try:
@@ -279,8 +313,14 @@ def main(argv=None) -> int:
         "generated_per_s_uncached": round(rows[("uncached", top)]["generated_per_s"], 1),
         "rss_mb": round(max(r["rss_mb"] for r in rows.values()), 1),
         "errors": sum(r["errors"] for r in rows.values()),
-        "by_clients": {str(c): {ph: {k: round(v, 2) if isinstance(v, float) else v for k, v in rows[(ph, c)].items()}
-                               for ph in ("uncached", "cached", "store") if (ph, c) in rows} for c in args.clients},
+        "by_clients": {
+            str(c): {
+                ph: {k: round(v, 2) if isinstance(v, float) else v for k, v in rows[(ph, c)].items()}
+                for ph in ("uncached", "cached", "store")
+                if (ph, c) in rows
+            }
+            for c in args.clients
+        },
         "unbatched_p99_ms": round(rows[("unbatched", min(args.clients))]["p99_ms"], 2),
         "quick": bool(args.quick),
     }

@@ -42,8 +42,14 @@ class ServerConfig:
 class TileServer:
     """Serves one world to any number of clients; every client's bad input stays its own."""
 
-    def __init__(self, info: ServerInfo, service: TileService, heights: HeightService | None = None,
-                 allowed_origins: Iterable[str] | None = None, config: ServerConfig = ServerConfig()):
+    def __init__(
+        self,
+        info: ServerInfo,
+        service: TileService,
+        heights: HeightService | None = None,
+        allowed_origins: Iterable[str] | None = None,
+        config: ServerConfig = ServerConfig(),
+    ):
         self.info = info
         self.service = service
         self.heights = heights
@@ -62,7 +68,9 @@ class TileServer:
         """Start listening; returns the bound port."""
         await self.service.start()
         self._server = await serve(
-            self._handle, host, port,
+            self._handle,
+            host,
+            port,
             compression=None,  # per-message deflate makes MB payloads ~100x slower
             max_size=self.info.limits.max_message_bytes,  # larger client frames: close 1009
             max_queue=4,  # frames read ahead per client before TCP backpressure reaches it
@@ -97,8 +105,12 @@ class TileServer:
 
     def stats(self) -> dict:
         """Server-wide counters for ``stats`` messages and benchmarks."""
-        out = {"connections": self.connections, "connections_total": self.connections_total,
-               "held_bytes": self.held_bytes(), **self.service.stats().as_dict()}
+        out = {
+            "connections": self.connections,
+            "connections_total": self.connections_total,
+            "held_bytes": self.held_bytes(),
+            **self.service.stats().as_dict(),
+        }
         if self.service.store is not None:
             out.update({f"store_{k}": v for k, v in self.service.store.stats().__dict__.items()})
         return out
@@ -147,7 +159,7 @@ class _Connection:
 
     def _act(self, event) -> None:
         if isinstance(event, Want):
-            for key, prio in zip(event.keys, event.priorities):
+            for key, prio in zip(event.keys, event.priorities, strict=True):
                 self._fetch(key, prio)
         elif isinstance(event, Cancel):
             for key in event.keys:
@@ -208,7 +220,9 @@ class _Connection:
             self.session.height_failed(q.request_id, P.ErrorCode.UNKNOWN_TYPE, str(exc))
         except Exception as exc:  # a generator failure under these points
             log.warning("height query failed: %s", exc)
-            self.session.height_failed(q.request_id, P.ErrorCode.GENERATOR, f"height query failed: {exc}"[:300])
+            self.session.height_failed(
+                q.request_id, P.ErrorCode.GENERATOR, f"height query failed: {exc}"[:300]
+            )
         else:
             self.session.height_answer(q.request_id, res)
         self.wake.set()
@@ -234,8 +248,11 @@ async def serve_forever(server: TileServer, host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     bound = await server.start(host, port)
-    print(f"worldstream serving {server.info.world} seed={server.info.seed} model={server.info.model} "
-          f"on ws://{host}:{bound}", flush=True)
+    print(
+        f"worldstream serving {server.info.world} seed={server.info.seed} model={server.info.model} "
+        f"on ws://{host}:{bound}",
+        flush=True,
+    )
     await stop.wait()
     await server.close()
     print("worldstream server stopped", flush=True)

@@ -120,8 +120,10 @@ class ServerSession:
     def _dispatch(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg["type"]
         if kind not in P.CLIENT_TYPES:
-            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}: expected one of "
-                                f"{sorted(P.CLIENT_TYPES)}"[:300])
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_TYPE,
+                f"unknown message type {kind!r}: expected one of {sorted(P.CLIENT_TYPES)}"[:300],
+            )
         if kind == "hello":
             return self._hello(msg)
         if not self.ready:
@@ -131,29 +133,45 @@ class ServerSession:
     def _hello(self, msg: dict[str, Any]) -> list:
         version = msg.get("protocol")
         if version != P.PROTOCOL_VERSION:
-            raise ProtocolError(ErrorCode.VERSION, f"protocol version {P.PROTOCOL_VERSION} expected, got {version!r}")
+            raise ProtocolError(
+                ErrorCode.VERSION, f"protocol version {P.PROTOCOL_VERSION} expected, got {version!r}"
+            )
         if self.info.token is not None:
             token = msg.get("token")
-            if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.info.token.encode()):
+            if not isinstance(token, str) or not hmac.compare_digest(
+                token.encode(), self.info.token.encode()
+            ):
                 raise ProtocolError(ErrorCode.UNAUTHORIZED, "a valid 'token' is required in hello")
         if self.ready:
             raise ProtocolError(ErrorCode.MALFORMED, "'hello' was already received on this connection")
         credits = msg.get("credits", self.credits)
         if not _is_int(credits) or not 0 <= credits <= self.info.limits.max_credits:
-            raise ProtocolError(ErrorCode.MALFORMED, f"hello 'credits' must be an integer in "
-                                f"[0, {self.info.limits.max_credits}]")
+            raise ProtocolError(
+                ErrorCode.MALFORMED,
+                f"hello 'credits' must be an integer in [0, {self.info.limits.max_credits}]",
+            )
         for name, mine in (("world", self.info.world), ("seed", self.info.seed), ("model", self.info.model)):
             want = msg.get(name)
             if want is not None and want != mine:
-                raise ProtocolError(ErrorCode.WRONG_WORLD, f"this server serves {name} {mine!r}, "
-                                    f"the client expects {want!r}"[:300])
+                raise ProtocolError(
+                    ErrorCode.WRONG_WORLD,
+                    f"this server serves {name} {mine!r}, the client expects {want!r}"[:300],
+                )
         self.credits = credits
         self.ready = True
-        self.outbox.append(P.pack({
-            "type": "hello", "protocol": P.PROTOCOL_VERSION, "world": self.info.world,
-            "seed": self.info.seed, "model": self.info.model, "tile_size": self.info.tile_size,
-            "limits": self.info.limits.as_dict(),
-        }))
+        self.outbox.append(
+            P.pack(
+                {
+                    "type": "hello",
+                    "protocol": P.PROTOCOL_VERSION,
+                    "world": self.info.world,
+                    "seed": self.info.seed,
+                    "model": self.info.model,
+                    "tile_size": self.info.tile_size,
+                    "limits": self.info.limits.as_dict(),
+                }
+            )
+        )
         return []
 
     def _request(self, msg: dict[str, Any]) -> list:
@@ -162,24 +180,35 @@ class ServerSession:
             raise ProtocolError(ErrorCode.MALFORMED, "request 'keys' must be a list of [level, x, y]")
         lim = self.info.limits
         if len(keys_obj) > lim.max_keys_per_request:
-            raise ProtocolError(ErrorCode.TOO_MANY_KEYS,
-                                f"at most {lim.max_keys_per_request} keys per request, got {len(keys_obj)}")
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_KEYS,
+                f"at most {lim.max_keys_per_request} keys per request, got {len(keys_obj)}",
+            )
         prios = msg.get("priorities", [0.0] * len(keys_obj))
-        if (not isinstance(prios, list) or len(prios) != len(keys_obj)
-                or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math_finite(p)
-                           for p in prios)):
-            raise ProtocolError(ErrorCode.MALFORMED, "request 'priorities' must be finite numbers, one per key")
+        if (
+            not isinstance(prios, list)
+            or len(prios) != len(keys_obj)
+            or not all(
+                isinstance(p, (int, float)) and not isinstance(p, bool) and math_finite(p) for p in prios
+            )
+        ):
+            raise ProtocolError(
+                ErrorCode.MALFORMED, "request 'priorities' must be finite numbers, one per key"
+            )
         keys = [P.key_from_wire(k, lim, self.world) for k in keys_obj]
         fresh: dict[TileKey, float] = {}
-        for k, p in zip(keys, prios):
+        for k, p in zip(keys, prios, strict=True):
             if k in self.wanted:
                 self.wanted[k] = float(p)  # re-prioritised
             else:
                 fresh[k] = float(p)  # a key repeated in one request counts once
         new = list(fresh.items())
         if len(self.wanted) + len(new) > lim.max_in_flight:
-            raise ProtocolError(ErrorCode.LIMIT, f"at most {lim.max_in_flight} requests in flight per client; "
-                                f"{len(self.wanted)} pending, {len(new)} more asked")
+            raise ProtocolError(
+                ErrorCode.LIMIT,
+                f"at most {lim.max_in_flight} requests in flight per client; "
+                f"{len(self.wanted)} pending, {len(new)} more asked",
+            )
         for k, p in new:
             self.wanted[k] = p
         if not new:
@@ -218,15 +247,18 @@ class ServerSession:
         if pts.shape[1] != 2 or pts.dtype.kind != "f" or not np.isfinite(pts).all():
             raise ProtocolError(ErrorCode.MALFORMED, "height 'points' must be (n, 2) finite floats")
         if self.world is World.EARTH and (np.abs(pts[:, 1]) > 90.0).any():
-            raise ProtocolError(ErrorCode.MALFORMED, "earth height 'points' are (lon, lat) degrees; "
-                                "lat must be in [-90, 90]")
+            raise ProtocolError(
+                ErrorCode.MALFORMED, "earth height 'points' are (lon, lat) degrees; lat must be in [-90, 90]"
+            )
         mode = msg.get("mode", "best")
         if mode not in ("best", "detailed"):
             raise ProtocolError(ErrorCode.MALFORMED, "height 'mode' must be 'best' or 'detailed'")
         level = msg.get("level")
         if level is not None and (not _is_int(level) or not lim.min_level <= level <= lim.max_level):
-            raise ProtocolError(ErrorCode.MALFORMED, f"height 'level' must be an integer in "
-                                f"[{lim.min_level}, {lim.max_level}] or absent")
+            raise ProtocolError(
+                ErrorCode.MALFORMED,
+                f"height 'level' must be an integer in [{lim.min_level}, {lim.max_level}] or absent",
+            )
         if self.heights_in_flight >= lim.max_height_queries:
             raise ProtocolError(ErrorCode.LIMIT, f"at most {lim.max_height_queries} height queries in flight")
         self.heights_in_flight += 1
@@ -237,17 +269,29 @@ class ServerSession:
 
     def send_stats(self, server: dict[str, Any] | None = None) -> None:
         """Queue a ``stats`` message: this connection's counters plus ``server``'s."""
-        self.outbox.append(P.pack({
-            "type": "stats", "sent_tiles": self.sent_tiles, "sent_bytes": self.sent_bytes,
-            "pending": len(self.wanted), "queued": len(self._queue), "queued_bytes": self.queued_bytes,
-            "parked": len(self.parked), "credits": self.credits, "errors": self.errors_sent,
-            "server": server or {}}))
+        self.outbox.append(
+            P.pack(
+                {
+                    "type": "stats",
+                    "sent_tiles": self.sent_tiles,
+                    "sent_bytes": self.sent_bytes,
+                    "pending": len(self.wanted),
+                    "queued": len(self._queue),
+                    "queued_bytes": self.queued_bytes,
+                    "parked": len(self.parked),
+                    "credits": self.credits,
+                    "errors": self.errors_sent,
+                    "server": server or {},
+                }
+            )
+        )
 
     def height_answer(self, request_id: int, result: dict[str, np.ndarray]) -> None:
         """Queue the ``height`` answer to query ``request_id``."""
         self.heights_in_flight = max(0, self.heights_in_flight - 1)
-        self.outbox.append(P.pack({"type": "height", "id": request_id,
-                                   **{k: P.encode_array(v) for k, v in result.items()}}))
+        self.outbox.append(
+            P.pack({"type": "height", "id": request_id, **{k: P.encode_array(v) for k, v in result.items()}})
+        )
 
     def height_failed(self, request_id: int, code: str, message: str) -> None:
         self.heights_in_flight = max(0, self.heights_in_flight - 1)
@@ -316,7 +360,6 @@ def math_finite(x: float) -> bool:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
 
 
 def tile_frame(key: TileKey, payload: dict[str, Any]) -> bytes:

@@ -81,8 +81,10 @@ def check_fields(key: TileKey, fields: Any) -> None:
     """Validate a source's output for ``key`` (raise ValueError saying what was expected)."""
     h = getattr(fields, "height", None)
     if not isinstance(h, np.ndarray) or h.shape != (T + 1, T + 1):
-        raise ValueError(f"source returned height of shape {getattr(h, 'shape', None)} for {key}, "
-                         f"expected ({T + 1}, {T + 1})")
+        raise ValueError(
+            f"source returned height of shape {getattr(h, 'shape', None)} for {key}, "
+            f"expected ({T + 1}, {T + 1})"
+        )
     if not np.isfinite(h).all():
         raise ValueError(f"source returned non-finite heights for {key}")
 
@@ -98,19 +100,32 @@ def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float
     r0, c0 = key.sample_origin()
 
     def to_world(rows, cols, h):
-        return geo.sample_to_world(key.level, np.asarray(rows, np.float64) + r0,
-                                   np.asarray(cols, np.float64) + c0, np.asarray(h, np.float64))
+        return geo.sample_to_world(
+            key.level,
+            np.asarray(rows, np.float64) + r0,
+            np.asarray(cols, np.float64) + c0,
+            np.asarray(h, np.float64),
+        )
 
     mesh = build_tile_mesh(fields.height, err, 5.0 * err, to_world, geo.tile_center(key))
     image = encode_image(fields.rgb) if fields.rgb is not None else None
-    return encode_tile(mesh.grid_rc, mesh.height_m, mesh.faces, key=key, geometric_error_m=err,
-                       model=fields.model, rgb_jpeg_or_png=image)
+    return encode_tile(
+        mesh.grid_rc,
+        mesh.height_m,
+        mesh.faces,
+        key=key,
+        geometric_error_m=err,
+        model=fields.model,
+        rgb_jpeg_or_png=image,
+    )
 
 
 def mesh_encoder(error_scale: float = 1.0) -> Encoder:
     """The production encoder: TIN + skirts (runtime.mesh), wire payload, ``tile`` frame."""
+
     def encode(world: World, key: TileKey, fields: Fields) -> bytes:
         return tile_frame(key, encode_fields(world, key, fields, error_scale))
+
     return encode
 
 
@@ -136,9 +151,15 @@ class ServiceStats:
 class TileService:
     """Shared by all connections: LRU, store, dedup, dynamic batching, worker threads."""
 
-    def __init__(self, world: World | str, source: TileSource, config: ServiceConfig = ServiceConfig(),
-                 store: TileStore | None = None, encode: Encoder | None = None,
-                 on_fields: Callable[[TileKey, Fields], None] | None = None):
+    def __init__(
+        self,
+        world: World | str,
+        source: TileSource,
+        config: ServiceConfig = ServiceConfig(),
+        store: TileStore | None = None,
+        encode: Encoder | None = None,
+        on_fields: Callable[[TileKey, Fields], None] | None = None,
+    ):
         self.world = World.parse(world) if not isinstance(world, World) else world
         self.source = source
         self.config = config
@@ -158,8 +179,17 @@ class TileService:
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="tiles")
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._n = dict(requests=0, lru_hits=0, store_hits=0, generated=0, source_calls=0, batches=0,
-                       batched_keys=0, dropped_cancelled=0, failed=0)
+        self._n = dict(
+            requests=0,
+            lru_hits=0,
+            store_hits=0,
+            generated=0,
+            source_calls=0,
+            batches=0,
+            batched_keys=0,
+            dropped_cancelled=0,
+            failed=0,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -227,7 +257,7 @@ class TileService:
         loop = asyncio.get_running_loop()
         out = await loop.run_in_executor(self._gen_pool, self.source, list(keys))
         out = list(out)
-        for k, f in zip(keys, out):
+        for k, f in zip(keys, out, strict=True):
             check_fields(k, f)
             if self.on_fields is not None:
                 self.on_fields(k, f)
@@ -236,11 +266,19 @@ class TileService:
     def stats(self) -> ServiceStats:
         n = self._n
         return ServiceStats(
-            requests=n["requests"], lru_hits=n["lru_hits"], store_hits=n["store_hits"], generated=n["generated"],
-            source_calls=n["source_calls"], batches=n["batches"],
+            requests=n["requests"],
+            lru_hits=n["lru_hits"],
+            store_hits=n["store_hits"],
+            generated=n["generated"],
+            source_calls=n["source_calls"],
+            batches=n["batches"],
             mean_batch=n["batched_keys"] / n["batches"] if n["batches"] else 0.0,
-            dropped_cancelled=n["dropped_cancelled"], failed=n["failed"], lru_bytes=self._lru_bytes,
-            lru_tiles=len(self._lru), queued=len(self._queue))
+            dropped_cancelled=n["dropped_cancelled"],
+            failed=n["failed"],
+            lru_bytes=self._lru_bytes,
+            lru_tiles=len(self._lru),
+            queued=len(self._queue),
+        )
 
     # -- pipeline ------------------------------------------------------------------------
     def _spawn(self, coro) -> None:
@@ -304,7 +342,7 @@ class TileService:
                 except Exception as exc:  # never let the batcher die: fail this batch's requesters
                     log.exception("generator batch failed")
                     results = [exc] * len(batch)
-                for key, res in zip(batch, results):
+                for key, res in zip(batch, results, strict=True):
                     if isinstance(res, Exception):
                         self._fail(key, res)
                         continue
@@ -325,7 +363,7 @@ class TileService:
             out = list(self.source(keys))
             if len(out) != len(keys):
                 raise ValueError(f"source returned {len(out)} fields for {len(keys)} keys")
-            for k, f in zip(keys, out):
+            for k, f in zip(keys, out, strict=True):
                 check_fields(k, f)
             return out
         except Exception as exc:
@@ -347,7 +385,9 @@ class TileService:
     async def _encode(self, key: TileKey, fields: Fields) -> None:
         assert self._encoding is not None
         try:
-            frame = await asyncio.get_running_loop().run_in_executor(self._pool, self._encode_and_store, key, fields)
+            frame = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._encode_and_store, key, fields
+            )
         except Exception as exc:
             log.warning("meshing failed on %s: %s", key, exc)
             self._fail(key, exc)
@@ -394,5 +434,14 @@ class TileService:
             self._lru_bytes -= len(old)
 
 
-__all__ = ["TileService", "ServiceConfig", "ServiceStats", "TileSource", "Encoder", "encode_fields",
-           "mesh_encoder", "level_error_m", "check_fields"]
+__all__ = [
+    "TileService",
+    "ServiceConfig",
+    "ServiceStats",
+    "TileSource",
+    "Encoder",
+    "encode_fields",
+    "mesh_encoder",
+    "level_error_m",
+    "check_fields",
+]

@@ -63,9 +63,30 @@ def test_served_tiles_and_heights_match_the_pyramid(tmp_path):
 
 def _start_server(store: Path) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streaming.cli", "serve", "--world", "plane", "--seed", "3", "--refiner", "fractal",
-         "--port", "0", "--store", str(store), "--max-batch", "4", "--batch-wait-ms", "0"],
-        stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True)
+        [
+            sys.executable,
+            "-m",
+            "streaming.cli",
+            "serve",
+            "--world",
+            "plane",
+            "--seed",
+            "3",
+            "--refiner",
+            "fractal",
+            "--port",
+            "0",
+            "--store",
+            str(store),
+            "--max-batch",
+            "4",
+            "--batch-wait-ms",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        text=True,
+    )
     line = proc.stdout.readline()
     m = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
     assert m, f"server did not start: {line!r}"

@@ -17,21 +17,41 @@ VALID = [
     P.pack({"type": "request", "keys": [[3, 1, 2], [4, -1, 0]], "priorities": [1.0, 0.5]}),
     P.pack({"type": "cancel", "keys": [[3, 1, 2]]}),
     P.pack({"type": "credits", "n": 4}),
-    P.pack({"type": "height", "id": 3, "points": P.encode_array(np.array([[1.0, 2.0], [3.0, 4.0]])),
-            "mode": "detailed", "level": 5}),
+    P.pack(
+        {
+            "type": "height",
+            "id": 3,
+            "points": P.encode_array(np.array([[1.0, 2.0], [3.0, 4.0]])),
+            "mode": "detailed",
+            "level": 5,
+        }
+    ),
     P.pack({"type": "stats"}),
 ]
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(),
-                    st.text(max_size=6), st.binary(max_size=16))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=6), inner, max_size=4)),
-                      max_leaves=12)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(),
+    st.text(max_size=6),
+    st.binary(max_size=16),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.sampled_from(VALID), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
-       st.integers(0, 64))
+@given(
+    st.sampled_from(VALID),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
+    st.integers(0, 64),
+)
 def test_mutated_valid_frames_never_break_the_session(frame, flips, cut):
     data = bytearray(frame)
     for pos, byte in flips:
@@ -46,10 +66,16 @@ def test_mutated_valid_frames_never_break_the_session(frame, flips, cut):
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.dictionaries(st.sampled_from(["dtype", "shape", "data", "x"]),
-                       st.one_of(values, st.sampled_from(sorted(P.ALLOWED_DTYPES)),
-                                 st.lists(st.integers(-3, 2**40), max_size=4)), max_size=4),
-       st.one_of(st.none(), st.integers(0, 3)))
+@given(
+    st.dictionaries(
+        st.sampled_from(["dtype", "shape", "data", "x"]),
+        st.one_of(
+            values, st.sampled_from(sorted(P.ALLOWED_DTYPES)), st.lists(st.integers(-3, 2**40), max_size=4)
+        ),
+        max_size=4,
+    ),
+    st.one_of(st.none(), st.integers(0, 3)),
+)
 def test_decode_array_only_ever_raises_protocol_error(obj, ndim):
     try:
         a = P.decode_array(obj, "fuzz", ndim=ndim, max_items=1 << 16)
@@ -59,9 +85,29 @@ def test_decode_array_only_ever_raises_protocol_error(obj, ndim):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["type", "keys", "priorities", "n", "id", "points", "mode", "level",
-                                        "protocol", "credits", "token", "world", "seed"]),
-                       values, max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "type",
+                "keys",
+                "priorities",
+                "n",
+                "id",
+                "points",
+                "mode",
+                "level",
+                "protocol",
+                "credits",
+                "token",
+                "world",
+                "seed",
+            ]
+        ),
+        values,
+        max_size=6,
+    )
+)
 def test_any_map_gets_events_or_errors_never_exceptions(msg):
     msg.setdefault("type", "request")
     s = ServerSession(ServerInfo(world="earth", seed=0, model="m", token="t"))
@@ -74,15 +120,18 @@ def test_any_map_gets_events_or_errors_never_exceptions(msg):
     s.next_frames()
 
 
-ops = st.lists(st.one_of(
-    st.tuples(st.just("request"), st.lists(st.integers(0, 11), max_size=6), st.floats(-5, 5)),
-    st.tuples(st.just("cancel"), st.lists(st.integers(0, 11), max_size=6), st.just(0.0)),
-    st.tuples(st.just("credits"), st.integers(0, 5), st.just(0.0)),
-    st.tuples(st.just("ready"), st.integers(0, 11), st.integers(100, 3000)),
-    st.tuples(st.just("send"), st.integers(1, 3), st.just(0.0)),
-    st.tuples(st.just("unpark"), st.just(0), st.just(0.0)),
-    st.tuples(st.just("fail"), st.integers(0, 11), st.just(0.0)),
-), max_size=40)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("request"), st.lists(st.integers(0, 11), max_size=6), st.floats(-5, 5)),
+        st.tuples(st.just("cancel"), st.lists(st.integers(0, 11), max_size=6), st.just(0.0)),
+        st.tuples(st.just("credits"), st.integers(0, 5), st.just(0.0)),
+        st.tuples(st.just("ready"), st.integers(0, 11), st.integers(100, 3000)),
+        st.tuples(st.just("send"), st.integers(1, 3), st.just(0.0)),
+        st.tuples(st.just("unpark"), st.just(0), st.just(0.0)),
+        st.tuples(st.just("fail"), st.integers(0, 11), st.just(0.0)),
+    ),
+    max_size=40,
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -25,7 +25,7 @@ def _plane_grid(key: TileKey, a: float, b: float, c0: float):
     """Tile heights of the plane h = a*east + b*north + c0 (metres)."""
     s = spacing_m(key.level)
     r0, col0 = key.sample_origin()
-    rows, cols = np.mgrid[r0:r0 + T + 1, col0:col0 + T + 1].astype(np.float64)
+    rows, cols = np.mgrid[r0 : r0 + T + 1, col0 : col0 + T + 1].astype(np.float64)
     return (a * cols * s + b * (-rows * s) + c0).astype(np.float64)
 
 
@@ -34,12 +34,17 @@ def test_points_map_to_tiles_and_local_samples():
     pts = np.array([[0.0, 0.0], [T * s + 3 * s, -2.5 * s], [-0.5 * s, 0.25 * s]])
     rows, cols = global_samples(World.PLANE, 10, pts)
     tx, ty, r, c = tiles_and_local(World.PLANE, 10, rows, cols)
-    assert list(zip(tx, ty)) == [(0, 0), (1, 0), (-1, -1)]
+    assert list(zip(tx, ty, strict=True)) == [(0, 0), (1, 0), (-1, -1)]
     assert np.allclose(r, [0, 2.5, T - 0.25]) and np.allclose(c, [0, 3, T - 0.5])
     # earth: lon/lat to the geographic grid; +180 and -90 land on the last tile's edges.
     e = np.array([[-180.0, 90.0], [180.0, -90.0], [0.0, 0.0], [-540.0, 0.0]])
     tx, ty, r, c = tiles_and_local(World.EARTH, 1, *global_samples(World.EARTH, 1, e))
-    assert list(zip(tx.tolist(), ty.tolist())) == [(0, 0), (3, 1), (2, 1), (0, 1)]  # -540 is -180
+    assert list(zip(tx.tolist(), ty.tolist(), strict=True)) == [
+        (0, 0),
+        (3, 1),
+        (2, 1),
+        (0, 1),
+    ]  # -540 is -180
     assert np.allclose(r, [0, T, 0, 0]) and np.allclose(c, [0, T, 0, 0])
 
 
@@ -71,8 +76,9 @@ def test_earth_sample_spacing_uses_wgs84_radii():
     e, n = sample_spacing_m(World.EARTH, 0, np.array([0.0, 60.0]))
     d = np.radians(180.0 / 256)
     assert e[0] == pytest.approx(6378137.0 * d) and n[0] == pytest.approx(6335439.327 * d, rel=1e-9)
-    assert e[1] == pytest.approx(e[0] * 0.5 / np.sqrt(1 - 0.00669438 * 0.75) * np.sqrt(1 - 0.00669438 * 0.0),
-                                 rel=1e-6)
+    assert e[1] == pytest.approx(
+        e[0] * 0.5 / np.sqrt(1 - 0.00669438 * 0.75) * np.sqrt(1 - 0.00669438 * 0.0), rel=1e-6
+    )
 
 
 class _Fields:
@@ -149,6 +155,7 @@ def test_height_queries_over_the_server():
     assert best["normal"][0, 0] < 0  # heights grow eastward (0.5 m per sample): the normal leans west
     # Level 11 has 4x the samples: the point is sample (121, 402) there, exactly.
     assert detailed["level"].tolist() == [11]
-    assert detailed["height_m"][0] == pytest.approx(float(analytic_height(11, np.array(121.0), np.array(402.0))),
-                                                    abs=1e-3)
+    assert detailed["height_m"][0] == pytest.approx(
+        float(analytic_height(11, np.array(121.0), np.array(402.0))), abs=1e-3
+    )
     assert err.code == "limit" and "at most 4" in err.message

@@ -67,7 +67,10 @@ def test_requests_from_many_clients_are_deduplicated_and_batched():
     keys = [TileKey(5, x, 0) for x in range(8)]
 
     async def main():
-        async with loopback_server(src, service_config=ServiceConfig(max_batch=8, batch_wait_s=0.05)) as (srv, url):
+        async with loopback_server(src, service_config=ServiceConfig(max_batch=8, batch_wait_s=0.05)) as (
+            srv,
+            url,
+        ):
             clients = [TileClient() for _ in range(5)]
             for c in clients:
                 await c.connect(url)
@@ -139,7 +142,9 @@ def test_a_generator_exception_reaches_only_that_tiles_requesters():
             return seen, got_b, info.value
 
     seen, got_b, err = run(main())
-    assert isinstance(seen[bad], ServerError) and seen[bad].code == "generator_failed" and seen[bad].key == bad
+    assert (
+        isinstance(seen[bad], ServerError) and seen[bad].code == "generator_failed" and seen[bad].key == bad
+    )
     assert "synthetic failure on 4/2/2" in seen[bad].message
     assert all(not isinstance(seen[k], ServerError) and seen[k].key == k for k in good)
     assert set(got_b) == set(good + [TileKey(4, 0, 0)])
@@ -161,8 +166,11 @@ def test_hostile_client_never_disturbs_a_well_behaved_one():
         await ws.send(P.pack({"type": "hello", "protocol": 1, "credits": 4}))
         await _next(ws, "hello")
         bad_frames = [  # (frame, the error code it earns; None: accepted)
-            (b"\xc1\xc1", "malformed"), (b"", "malformed"), ("text frame", "malformed"),
-            (msgpack.packb([1, 2]), "malformed"), (msgpack.packb({"type": 5}), "malformed"),
+            (b"\xc1\xc1", "malformed"),
+            (b"", "malformed"),
+            ("text frame", "malformed"),
+            (msgpack.packb([1, 2]), "malformed"),
+            (msgpack.packb({"type": 5}), "malformed"),
             (P.pack({"type": "teleport"}), "unknown_type"),
             (P.pack({"type": "request", "keys": [[99, 0, 0]]}), "bad_key"),
             (P.pack({"type": "request", "keys": [[1, 0, 0]] * 9}), "too_many_keys"),
@@ -173,8 +181,14 @@ def test_hostile_client_never_disturbs_a_well_behaved_one():
             (P.pack({"type": "request", "keys": [[1, 0, 0]], "priorities": [float("nan")]}), "malformed"),
             (P.pack({"type": "credits", "n": "many"}), "malformed"),
             (P.pack({"type": "cancel", "keys": {"a": 1}}), "malformed"),
-            (P.pack({"type": "height", "id": 1, "points": {"dtype": "|O", "shape": [1], "data": b"x"}}), "malformed"),
-            (P.pack({"type": "height", "id": 2, "points": P.encode_array(np.full((1, 2), np.nan))}), "malformed"),
+            (
+                P.pack({"type": "height", "id": 1, "points": {"dtype": "|O", "shape": [1], "data": b"x"}}),
+                "malformed",
+            ),
+            (
+                P.pack({"type": "height", "id": 2, "points": P.encode_array(np.full((1, 2), np.nan))}),
+                "malformed",
+            ),
             (P.pack({"type": "hello", "protocol": 1}), "malformed"),
         ]
         for f, _ in bad_frames:
@@ -279,12 +293,14 @@ def test_a_client_that_never_reads_cannot_grow_server_memory():
         import socket
 
         cfg = ServiceConfig(max_batch=8, batch_wait_s=0.0)
-        async with loopback_server(src, limits=lim, server_config=ServerConfig(write_limit_bytes=write_limit),
-                                   service_config=cfg) as (srv, url):
+        async with loopback_server(
+            src, limits=lim, server_config=ServerConfig(write_limit_bytes=write_limit), service_config=cfg
+        ) as (srv, url):
             sock = socket.create_connection(("127.0.0.1", srv.port))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            ws = await connect(url, sock=sock, compression=None, max_size=16 << 20, max_queue=1,
-                               ping_interval=None)
+            ws = await connect(
+                url, sock=sock, compression=None, max_size=16 << 20, max_queue=1, ping_interval=None
+            )
             await ws.send(P.pack({"type": "hello", "protocol": 1, "credits": 1000}))
             await ws.send(P.pack({"type": "request", "keys": [P.key_to_wire(k) for k in keys]}))
             (session,) = srv.sessions
@@ -310,8 +326,10 @@ def test_a_client_that_never_reads_cannot_grow_server_memory():
             return held_max, frame_bytes, sent, parked, served, srv.held_bytes()
 
     held_max, frame_bytes, sent, parked, served, held_after = run(main(), 120)
-    print(f"held at most {held_max} B for the stalled client; {frame_bytes:.0f} B/frame, {sent} sent, "
-          f"{parked} parked")
+    print(
+        f"held at most {held_max} B for the stalled client; {frame_bytes:.0f} B/frame, {sent} sent, "
+        f"{parked} parked"
+    )
     assert frame_bytes > 120_000 and frame_bytes * len(keys) > 8 << 20
     assert held_max <= lim.max_queued_bytes + write_limit + 2 * frame_bytes
     assert sent < len(keys) and parked > 0  # the bound was reached: the rest waited as keys only

@@ -13,18 +13,19 @@ from streaming.tileservice import ServiceConfig, TileService
 
 
 async def _get_all(service, keys, prios=None):
-    futs = [service.get(k, p) for k, p in zip(keys, prios or [0.0] * len(keys))]
+    futs = [service.get(k, p) for k, p in zip(keys, prios or [0.0] * len(keys), strict=True)]
     return await asyncio.gather(*futs)
 
 
-def _with_service(source, fn, store=None, config=ServiceConfig()):
+def _with_service(source, fn, store=None, config=None):
     async def main():
-        s = TileService("plane", source, config, store=store)
+        s = TileService("plane", source, config or ServiceConfig(), store=store)
         await s.start()
         try:
             return await fn(s)
         finally:
             await s.close()
+
     return run(main())
 
 
@@ -47,7 +48,9 @@ def test_store_serves_tiles_after_a_restart_without_the_generator(tmp_path):
 
 def test_a_corrupt_store_file_is_made_again_never_served(tmp_path):
     key = TileKey(5, 2, 2)
-    frame = _with_service(SyntheticSource(), lambda s: s.get(key), TileStore(tmp_path, "synthetic-1", "plane", 1))
+    frame = _with_service(
+        SyntheticSource(), lambda s: s.get(key), TileStore(tmp_path, "synthetic-1", "plane", 1)
+    )
     store = TileStore(tmp_path, "synthetic-1", "plane", 1)
     p = store.path(key)
     blob = bytearray(p.read_bytes())
@@ -68,7 +71,7 @@ def test_lru_is_bounded_by_bytes():
 
     frames, stats = _with_service(SyntheticSource(), fill, config=ServiceConfig(cache_bytes=3 * 6000))
     assert stats.lru_bytes <= 3 * 6000 and stats.lru_tiles < len(keys)
-    assert stats.lru_bytes == sum(len(f) for f in frames[-stats.lru_tiles:])  # the newest stay
+    assert stats.lru_bytes == sum(len(f) for f in frames[-stats.lru_tiles :])  # the newest stay
 
 
 def test_batches_fill_up_to_max_batch_and_go_by_priority():

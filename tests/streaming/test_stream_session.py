@@ -8,7 +8,16 @@ import pytest
 from runtime.tiles import TileKey
 from streaming import protocol as P
 from streaming.protocol import Limits
-from streaming.session import Cancel, Close, HeightQuery, ServerInfo, ServerSession, StatsQuery, Want, tile_frame
+from streaming.session import (
+    Cancel,
+    Close,
+    HeightQuery,
+    ServerInfo,
+    ServerSession,
+    StatsQuery,
+    Want,
+    tile_frame,
+)
 
 
 def _session(world="plane", **kw):
@@ -29,7 +38,15 @@ def test_hello_round_trip_bytes_are_exact():
     s.receive(b"\x82\xa4type\xa5hello\xa8protocol\x01")  # {"type": "hello", "protocol": 1}
     (frame,) = s.next_frames()
     msg = msgpack.unpackb(frame, raw=False)
-    assert frame == P.pack(msg) and list(msg) == ["type", "protocol", "world", "seed", "model", "tile_size", "limits"]
+    assert frame == P.pack(msg) and list(msg) == [
+        "type",
+        "protocol",
+        "world",
+        "seed",
+        "model",
+        "tile_size",
+        "limits",
+    ]
     assert msg["limits"] == Limits(max_keys_per_request=8).as_dict()
 
 
@@ -37,8 +54,15 @@ def test_queue_is_bounded_in_bytes_and_parked_keys_come_back():
     s = _session(max_queued_bytes=10_000)
     _ready(s, credits=0)
     keys = [TileKey(3, i, 0) for i in range(5)]
-    s.receive(P.pack({"type": "request", "keys": [P.key_to_wire(k) for k in keys],
-                      "priorities": [5.0, 4.0, 3.0, 2.0, 1.0]}))
+    s.receive(
+        P.pack(
+            {
+                "type": "request",
+                "keys": [P.key_to_wire(k) for k in keys],
+                "priorities": [5.0, 4.0, 3.0, 2.0, 1.0],
+            }
+        )
+    )
     frames = {k: tile_frame(k, {"blob": bytes(4000)}) for k in keys}
     for k in keys:
         s.tile_ready(k, frames[k])
@@ -104,7 +128,9 @@ def test_wrong_world_seed_or_model_closes():
         assert _out(s)[0]["code"] == "wrong_world"
         assert s.receive(P.pack({"type": "hello", "protocol": 1})) == []  # closed: ignored
     s = _session()
-    assert s.receive(P.pack({"type": "hello", "protocol": 1, "world": "plane", "seed": 7, "model": "m1"})) == []
+    assert (
+        s.receive(P.pack({"type": "hello", "protocol": 1, "world": "plane", "seed": 7, "model": "m1"})) == []
+    )
 
 
 def test_height_queries_limits_and_earth_latitudes():
