@@ -156,10 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--token", default=None, help="shared secret clients must send in hello")
     sp.add_argument("--origin", action="append", default=None, help="allowed Origin (repeatable)")
     sp.add_argument("--store", default=None, help="folder of the on-disk tile store (default: memory only)")
-    sp.add_argument("--max-batch", type=_int_in(1, 1024, "max-batch"), default=16, help="keys per generator call")
+    sp.add_argument("--max-batch", type=_int_in(1, 1024, "max-batch"), default=16,
+                    help="keys per generator call")
     sp.add_argument("--batch-wait-ms", type=_int_in(0, 1000, "batch-wait-ms"), default=4,
                     help="longest wait for a batch to fill (ms)")
-    sp.add_argument("--cache-mb", type=_int_in(1, 1 << 20, "cache-mb"), default=256, help="tile LRU size (MiB)")
+    sp.add_argument("--cache-mb", type=_int_in(1, 1 << 20, "cache-mb"), default=256,
+                    help="tile LRU size (MiB)")
     sp.add_argument("--workers", type=_int_in(1, 256, "workers"), default=2, help="mesh/encode threads")
     sp.set_defaults(func=cmd_serve)
 

@@ -177,7 +177,7 @@ class _Connection:
             self.session.tile_ready(key, frame)
             self.wake.set()
             return
-        fut = self.service.get(key, prio)
+        fut = self.service.get(key, prio, owner=self)  # one fair-queue lane per connection
         self.pending[key] = fut
         fut.add_done_callback(lambda f, k=key: self._deliver(k, f))
 

@@ -19,11 +19,9 @@ and store writes run in a pool of ``workers`` threads, overlapping the next batc
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +30,7 @@ import numpy as np
 
 from runtime.geometry import default_geometric_error_m, geometry_for
 from runtime.tiles import T, TileKey, World
+from streaming.fairqueue import FairQueue
 from streaming.session import tile_frame
 from streaming.store import TileStore
 
@@ -170,9 +169,8 @@ class TileService:
         self._lru_bytes = 0
         self._waiters: dict[TileKey, set[asyncio.Future]] = {}
         self._prio: dict[TileKey, float] = {}
-        self._queue: list[tuple[float, int, TileKey]] = []  # (-priority, seq, key)
-        self._queued: set[TileKey] = set()
-        self._counter = itertools.count()
+        self._owner: dict[TileKey, Hashable] = {}  # the lane a waiting key is queued in
+        self._queue = FairQueue()  # one lane per requester (connection), round-robin
         self._wake: asyncio.Event | None = None
         self._encoding: asyncio.Semaphore | None = None
         self._gen_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
@@ -221,10 +219,12 @@ class TileService:
             self._n["lru_hits"] += 1
         return frame
 
-    def get(self, key: TileKey, priority: float = 0.0) -> asyncio.Future:
+    def get(self, key: TileKey, priority: float = 0.0, owner: Hashable = None) -> asyncio.Future:
         """A future resolving to the tile's frame bytes (or raising the generator's error).
 
-        Cancel the future (or call ``release``) when the tile is no longer wanted."""
+        ``owner`` (a connection) picks the fair-queue lane: the generator serves owners
+        round-robin, by priority within each. Cancel the future (or call ``release``)
+        when the tile is no longer wanted."""
         self._n["requests"] += 1
         fut = asyncio.get_running_loop().create_future()
         frame = self.cached(key)
@@ -236,6 +236,7 @@ class TileService:
         if waiters is None:
             self._waiters[key] = {fut}
             self._prio[key] = priority
+            self._owner[key] = owner
             if self.store is not None:
                 self._spawn(self._lookup(key))
             else:
@@ -290,10 +291,7 @@ class TileService:
         return any(not f.done() for f in self._waiters.get(key, ()))
 
     def _enqueue(self, key: TileKey) -> None:
-        if key in self._queued:
-            return
-        self._queued.add(key)
-        heapq.heappush(self._queue, (-self._prio.get(key, 0.0), next(self._counter), key))
+        self._queue.push(self._owner.get(key), key, self._prio.get(key, 0.0))
         assert self._wake is not None, "TileService.start() was not awaited"
         self._wake.set()
 
@@ -314,8 +312,7 @@ class TileService:
     def _take_batch(self) -> list[TileKey]:
         batch: list[TileKey] = []
         while self._queue and len(batch) < self.config.max_batch:
-            _, _, key = heapq.heappop(self._queue)
-            self._queued.discard(key)
+            key = self._queue.pop()
             if self._wanted(key):
                 batch.append(key)
             else:  # every requester cancelled: dropped before it costs generator time
@@ -412,6 +409,7 @@ class TileService:
             if not fut.done():
                 fut.set_result(frame)
         self._prio.pop(key, None)
+        self._owner.pop(key, None)
 
     def _fail(self, key: TileKey, exc: BaseException) -> None:
         self._n["failed"] += 1
@@ -419,10 +417,12 @@ class TileService:
             if not fut.done():
                 fut.set_exception(exc)
         self._prio.pop(key, None)
+        self._owner.pop(key, None)
 
     def _forget(self, key: TileKey) -> None:
         self._waiters.pop(key, None)
         self._prio.pop(key, None)
+        self._owner.pop(key, None)
 
     def _remember(self, key: TileKey, frame: bytes) -> None:
         if key in self._lru or len(frame) > self.config.cache_bytes:

@@ -8,6 +8,7 @@ import pytest
 from stream_fixtures import SyntheticSource, run
 
 from runtime.tiles import TileKey
+from streaming.fairqueue import FairQueue
 from streaming.store import HEADER_BYTES, TileStore
 from streaming.tileservice import ServiceConfig, TileService
 
@@ -112,3 +113,33 @@ def test_config_is_validated():
         ServiceConfig(batch_wait_s=5.0)
     with pytest.raises(ValueError, match="max_batch"):
         ServiceConfig(max_batch=0)
+
+
+def test_fair_queue_serves_lanes_round_robin_by_priority_within():
+    q = FairQueue()
+    for i in range(5):
+        assert q.push("flood", ("f", i), 1e300)
+    assert q.push("a", ("a", 0), 1.0) and q.push("a", ("a", 1), 2.0) and q.push("b", ("b", 0), 0.0)
+    assert not q.push("b", ("a", 0), 9.0)  # queued once, in its first lane
+    order = [q.pop() for _ in range(len(q))]
+    assert order[:6] == [("f", 0), ("a", 1), ("b", 0), ("f", 1), ("a", 0), ("f", 2)]
+    assert order[6:] == [("f", 3), ("f", 4)] and len(q) == 0 and q.lanes() == 0
+
+
+def test_a_flooding_client_gets_its_share_of_the_generator_not_more():
+    src = SyntheticSource()
+    flood = [TileKey(6, x, 7) for x in range(40)]
+    modest = [TileKey(6, 0, 50), TileKey(6, 1, 50)]
+
+    async def main(s):
+        src.gate.clear()
+        first = s.get(TileKey(6, 99, 99), owner="flood")
+        await asyncio.to_thread(src.entered.wait, 10)
+        futs = [s.get(k, 1e300, owner="flood") for k in flood]
+        mine = [s.get(k, 0.0, owner="modest") for k in modest]
+        src.gate.set()
+        await asyncio.gather(first, *futs, *mine)
+
+    _with_service(src, main, config=ServiceConfig(max_batch=4, batch_wait_s=0.0))
+    # The modest client's two keys are in the first batch after the one in progress.
+    assert set(modest) <= set(src.calls[1])
