@@ -1,0 +1,411 @@
+"""Tile meshing: a (T+1)^2 height grid -> adaptive TIN with skirts, normals and UVs.
+
+The simplification is a right-triangulated irregular network (RTIN), the 4-8 mesh of
+Evans, Kirkpatrick & Townsend (2001) as used by Martini (mapbox, V. Agafonkin 2019):
+every triangle is split at the midpoint of its hypotenuse while the vertical error at
+that midpoint, or at any midpoint below it in the hierarchy, exceeds the bound. The
+error pyramid and the top-down extraction are vectorised level by level over the grid
+(16 levels for T = 256), so a tile costs a few milliseconds in numpy.
+
+Every border sample is kept (its error is treated as infinite), so two tiles sharing an
+edge have the same edge vertices and meet exactly; skirts hide the cracks between tiles
+of different levels.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+ToWorld = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""``to_world(rows, cols, height_m) -> (n, 3) float64`` world positions of tile samples."""
+
+SKIRT_FACTOR = 5.0
+"""Skirt depth as a multiple of the tile's vertical error bound (DESIGN.md section 4)."""
+
+
+def _check_grid(height_m: np.ndarray) -> int:
+    h = np.asarray(height_m)
+    if h.ndim != 2 or h.shape[0] != h.shape[1]:
+        raise ValueError(f"height_m must be a square (T+1, T+1) grid, got shape {h.shape}")
+    t = h.shape[0] - 1
+    if t < 2 or t & (t - 1):
+        raise ValueError(f"height_m must be (2^k + 1) samples per side, got {h.shape[0]}")
+    if not np.all(np.isfinite(h)):
+        raise ValueError("height_m must be finite everywhere (fill NaN before meshing)")
+    return t
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(b: int, verts: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Local samples of a triangle in a (b+1)^2 block: rows, cols (K,) and barycentric
+    weights (3, K) float32 of its vertices ``verts`` ((i, j), ...)."""
+    (r0, c0), (r1, c1), (r2, c2) = verts
+    i, j = np.meshgrid(np.arange(b + 1), np.arange(b + 1), indexing="ij")
+    i, j = i.ravel(), j.ravel()
+    det = (r1 - r0) * (c2 - c0) - (r2 - r0) * (c1 - c0)
+    w1 = ((i - r0) * (c2 - c0) - (r2 - r0) * (j - c0)) / det
+    w2 = ((r1 - r0) * (j - c0) - (i - r0) * (c1 - c0)) / det
+    w0 = 1.0 - w1 - w2
+    inside = (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9)
+    w = np.stack([w0, w1, w2])[:, inside].astype(np.float32)
+    vr = np.array([r0, r1, r2])
+    vc = np.array([c0, c1, c2])
+    return i[inside], j[inside], w, np.stack([vr, vc])
+
+
+def _plane_error(blocks: np.ndarray, b: int, verts: tuple) -> np.ndarray:
+    """Max |sample - triangle plane| over one triangle pattern in every block.
+
+    blocks: (b+1, b+1, ...) float32 (block axes last); returns (...) float32. The sample
+    axis goes first so the max is an elementwise reduction over large arrays."""
+    i, j, w, v = _pattern(b, verts)
+    corners = blocks[v[0], v[1]]  # (3, ...)
+    plane = np.tensordot(w.T, corners, axes=1)  # (K, ...)
+    d = blocks[i, j]
+    d -= plane
+    np.abs(d, out=d)
+    return d.max(axis=0)
+
+
+def _masked_plane_error(bt: np.ndarray, need: np.ndarray, b: int, verts: tuple) -> np.ndarray:
+    """_plane_error for the blocks where ``need`` (nb, nb) is True, 0 elsewhere."""
+    out = np.zeros(need.shape, np.float32)
+    k = int(need.sum())
+    if k == need.size:
+        return _plane_error(bt, b, verts)
+    if k:
+        out[need] = _plane_error(bt[:, :, need], b, verts)
+    return out
+
+
+def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: bool = True) -> np.ndarray:
+    """Error pyramid of the RTIN hierarchy: ``(T+1, T+1) float32``.
+
+    Entry at a midpoint = the largest vertical error (m) of any triangle that would be
+    left unsplit if that midpoint were dropped: the exact max |sample - plane| over the
+    samples each triangle covers (Martini's midpoint-only estimate can under-estimate it
+    by half), maxed with all its descendants so that the extracted mesh is conforming.
+    Entries above ``max_error_m`` are only guaranteed to exceed it: a triangle whose
+    descendants already force a split is not measured (that skips most coarse levels).
+    With ``keep_border`` the border samples get +inf, so every border sample is kept.
+    """
+    t = _check_grid(height_m)
+    h = np.asarray(height_m, dtype=np.float32)
+    thr = np.float32(max_error_m)
+    err = np.zeros_like(h)
+    inf = np.float32(np.inf)
+    s = 1
+    centres = np.zeros((t, t), np.float32)  # errors of the previous level's square centres
+    while s < t:
+        b = 2 * s
+        nb = t // b
+        bt = sliding_window_view(h, (b + 1, b + 1))[::b, ::b].transpose(2, 3, 0, 1)  # (b+1, b+1, nb, nb)
+        # Descendants of edge midpoints: the four s-square centres at (+-s/2, +-s/2).
+        if s > 1:
+            cp = np.pad(centres, ((1, 1), (0, 0)))
+            m = np.maximum(cp[0::2], cp[1::2])
+            he = np.maximum(m[:, 0::2], m[:, 1::2])  # (nb+1, nb)
+            cp = np.pad(centres, ((0, 0), (1, 1)))
+            m = np.maximum(cp[:, 0::2], cp[:, 1::2])
+            ve = np.maximum(m[0::2], m[1::2])  # (nb, nb+1)
+        else:
+            he = np.zeros((nb + 1, nb), np.float32)
+            ve = np.zeros((nb, nb + 1), np.float32)
+        if keep_border:
+            he[0, :] = inf
+            he[-1, :] = inf
+            ve[:, 0] = inf
+            ve[:, -1] = inf
+        # Quarter triangles of each b-block: hypotenuse on a block edge, apex at its centre.
+        qn = _masked_plane_error(bt, he[:-1] <= thr, b, ((0, 0), (0, b), (s, s)))
+        qs = _masked_plane_error(bt, he[1:] <= thr, b, ((b, b), (b, 0), (s, s)))
+        qw = _masked_plane_error(bt, ve[:, :-1] <= thr, b, ((b, 0), (0, 0), (s, s)))
+        qe = _masked_plane_error(bt, ve[:, 1:] <= thr, b, ((0, b), (b, b), (s, s)))
+        he[:-1] = np.maximum(he[:-1], qn)
+        he[1:] = np.maximum(he[1:], qs)
+        ve[:, :-1] = np.maximum(ve[:, :-1], qw)
+        ve[:, 1:] = np.maximum(ve[:, 1:], qe)
+        err[0::b, s::b] = he
+        err[s::b, 0::b] = ve
+        # Halves of each b-block along its diagonal, which alternates with block parity.
+        ce = np.maximum(np.maximum(he[:-1], he[1:]), np.maximum(ve[:, :-1], ve[:, 1:]))
+        need = ce <= thr
+        ii, jj = np.meshgrid(np.arange(nb), np.arange(nb), indexing="ij")
+        even = (ii + jj) % 2 == 0
+        for sel, d1, d2 in (
+            (need & even, ((0, 0), (b, b), (0, b)), ((b, b), (0, 0), (b, 0))),
+            (need & ~even, ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))),
+        ):
+            ce = np.maximum(
+                ce, np.maximum(_masked_plane_error(bt, sel, b, d1), _masked_plane_error(bt, sel, b, d2))
+            )
+        err[s::b, s::b] = ce
+        centres = ce
+        s = b
+    for r in (0, t):
+        for c in (0, t):
+            err[r, c] = inf
+    return err
+
+
+def _extract(err: np.ndarray, max_error_m: float) -> np.ndarray:
+    """Top-down RTIN extraction, one vectorised pass per level.
+
+    Returns triangles ``(m, 6) int32`` as (a_row, a_col, b_row, b_col, c_row, c_col),
+    a-b the hypotenuse, c the right angle, counter-clockwise seen from above."""
+    t = err.shape[0] - 1
+    flat_err = err.ravel()
+    # Roots share the main diagonal (0,0)-(t,t), as in Martini.
+    tri = np.array([[0, 0, t, t, 0, t], [t, t, 0, 0, t, 0]], dtype=np.int32).T  # (6, k)
+    done = []
+    while tri.shape[1]:
+        ar, ac, br, bc, cr, cc = tri
+        sr, sc = ar + br, ac + bc
+        inner = ((sr | sc) & 1) == 0
+        mr, mc = sr >> 1, sc >> 1
+        split = inner & (flat_err[np.where(inner, mr * (t + 1) + mc, 0)] > max_error_m)
+        done.append(tri[:, ~split])
+        ar, ac, br, bc, cr, cc, mr, mc = (v[split] for v in (ar, ac, br, bc, cr, cc, mr, mc))
+        # Children keep the orientation: (c, a, m) and (b, c, m), as in Martini.
+        tri = np.concatenate([np.stack([cr, cc, ar, ac, mr, mc]), np.stack([br, bc, cr, cc, mr, mc])], axis=1)
+    return np.concatenate(done, axis=1).T
+
+
+def _spread_lut(n: int) -> np.ndarray:
+    """Bit-spread table for Z-order keys: bit k of v moves to bit 2k. (n,) int64."""
+    v = np.arange(n, dtype=np.int64)
+    out = np.zeros(n, dtype=np.int64)
+    for k in range(int(n).bit_length()):
+        out |= ((v >> k) & 1) << (2 * k)
+    return out
+
+
+_SPREAD = _spread_lut(4096)
+
+
+def simplify_grid(height_m: np.ndarray, max_error_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive TIN of a tile's height grid within ``max_error_m`` vertical error.
+
+    height_m: ``(T+1, T+1) float32`` metres, T a power of two (256).
+    Returns ``grid_rc (n, 2) int32`` [row, col] of the kept samples and ``faces (m, 3)
+    int32`` indices into grid_rc, counter-clockwise seen from above (east = +col,
+    north = -row). Every border sample is kept. Faces are in Z order of their centroid
+    and vertices numbered by first use, which makes the wire coding compact.
+    """
+    if not (np.isfinite(max_error_m) and max_error_m >= 0):
+        raise ValueError(f"max_error_m must be a finite number >= 0, got {max_error_m!r}")
+    err = rtin_errors(height_m, max_error_m)
+    tri = _extract(err, float(max_error_m))
+    n1 = err.shape[0]
+    return order_faces(tri, n1)
+
+
+def order_faces(tri: np.ndarray, n1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical numbering of a TIN on an n1 x n1 grid.
+
+    tri: (m, 6) int (r0, c0, r1, c1, r2, c2). Faces are sorted by a 16-bit Z-order key of
+    their centroid (stable, so ties keep their order) and vertices numbered by first use.
+    Returns grid_rc (n, 2) int32 and faces (m, 3) int32. The wire decoder rebuilds the
+    same numbering with this function.
+    """
+    # 16-bit Z-order key of the centroid (8 bits per axis): numpy radix-sorts it.
+    sr = (tri[:, 0] + tri[:, 2] + tri[:, 4]) * 255 // (3 * (n1 - 1))
+    sc = (tri[:, 1] + tri[:, 3] + tri[:, 5]) * 255 // (3 * (n1 - 1))
+    key = (_SPREAD[sr] | (_SPREAD[sc] << 1)).astype(np.uint16)
+    tri = tri[np.argsort(key, kind="stable")]
+    flat = (tri[:, 0::2] * n1 + tri[:, 1::2]).ravel()
+    return _number_by_first_use(flat, n1)
+
+
+def _number_by_first_use(flat: np.ndarray, n1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber grid ids (row * n1 + col) in a flat face list by first appearance."""
+    first = np.full(n1 * n1, len(flat), dtype=np.int64)
+    np.minimum.at(first, flat, np.arange(len(flat)))
+    ids = flat[first[flat] == np.arange(len(flat))]  # in order of first appearance
+    lut = np.empty(n1 * n1, dtype=np.int32)
+    lut[ids] = np.arange(len(ids), dtype=np.int32)
+    faces = lut[flat].reshape(-1, 3)
+    grid_rc = np.stack([ids // n1, ids % n1], axis=1).astype(np.int32)
+    return grid_rc, faces
+
+
+def max_vertical_error(height_m: np.ndarray, grid_rc: np.ndarray, faces: np.ndarray) -> float:
+    """Measured max |mesh - samples| (m) over every grid sample, by rasterising each face.
+
+    Vectorised barycentric test over each face's bounding box; exact on the sample grid.
+    """
+    h = np.asarray(height_m, dtype=np.float64)
+    p = np.asarray(grid_rc, dtype=np.int64)[np.asarray(faces)]  # (m, 3, 2)
+    z = h[p[..., 0], p[..., 1]]  # (m, 3)
+    lo, hi = p.min(axis=1), p.max(axis=1)
+    size = hi - lo + 1
+    counts = size[:, 0] * size[:, 1]
+    fid = np.repeat(np.arange(len(p)), counts)
+    k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    r = lo[fid, 0] + k // size[fid, 1]
+    c = lo[fid, 1] + k % size[fid, 1]
+    (r0, c0), (r1, c1), (r2, c2) = (p[fid, i].T for i in range(3))
+    det = (r1 - r0) * (c2 - c0) - (r2 - r0) * (c1 - c0)
+    w1 = ((r - r0) * (c2 - c0) - (r2 - r0) * (c - c0)) / det
+    w2 = ((r1 - r0) * (c - c0) - (r - r0) * (c1 - c0)) / det
+    w0 = 1.0 - w1 - w2
+    inside = (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9)
+    zi = w0 * z[fid, 0] + w1 * z[fid, 1] + w2 * z[fid, 2]
+    d = np.abs(zi - h[r, c])[inside]
+    covered = np.zeros(h.shape, dtype=bool)
+    covered[r[inside], c[inside]] = True
+    if not covered.all():
+        raise ValueError("faces do not cover every grid sample (mesh has holes)")
+    return float(d.max())
+
+
+@dataclass(frozen=True, eq=False)
+class TileMesh:
+    """A tile's render mesh. The first n vertices are the TIN, the last k the skirt.
+
+    grid_rc: (n, 2) int32 [row, col] of the TIN vertices in the tile grid.
+    height_m: (n,) float32 their heights (m).
+    faces: (m, 3) int32 surface triangles, CCW seen from above.
+    skirt_faces: (s, 3) int32 skirt triangles over all n + k vertices, facing outwards.
+    skirt_depth_m: how far the skirt hangs below the edge (m).
+    vertices_m: (n + k, 3) float32 world positions relative to center_m (m).
+    center_m: (3,) float64 world position of the tile centre (m).
+    normals: (n + k, 3) float32 unit vertex normals in world axes (skirt copies its edge).
+    uv: (n + k, 2) float32 texture coordinates, OpenGL convention (v = 0 at the south row).
+    west, south, east, north: int32 TIN vertex indices along each edge, ordered by
+      increasing row (west, east) or increasing column (north, south).
+    """
+
+    grid_rc: np.ndarray
+    height_m: np.ndarray
+    faces: np.ndarray
+    skirt_faces: np.ndarray
+    skirt_depth_m: float
+    vertices_m: np.ndarray
+    center_m: np.ndarray
+    normals: np.ndarray
+    uv: np.ndarray
+    west: np.ndarray
+    south: np.ndarray
+    east: np.ndarray
+    north: np.ndarray
+
+    @property
+    def all_faces(self) -> np.ndarray:
+        """(m + s, 3) int32 surface then skirt faces."""
+        return np.concatenate([self.faces, self.skirt_faces])
+
+    def to_trimesh(self, image=None):
+        """A ``trimesh.Trimesh`` in world metres relative to ``center_m`` (float64 vertices),
+        with vertex normals and UVs (textured with ``image``, a PIL image, if given)."""
+        import trimesh
+
+        visual = trimesh.visual.TextureVisuals(uv=self.uv.astype(np.float64), image=image)
+        return trimesh.Trimesh(
+            vertices=self.vertices_m.astype(np.float64),
+            faces=self.all_faces,
+            vertex_normals=self.normals.astype(np.float64),
+            visual=visual,
+            process=False,
+        )
+
+
+def edge_indices(grid_rc: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Vertex indices on the west, south, east and north edges of a tile of size ``t``,
+    ordered by increasing row (west, east) or column (south, north). int32 arrays."""
+    r, c = grid_rc[:, 0], grid_rc[:, 1]
+
+    def along(mask: np.ndarray, key: np.ndarray) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        return idx[np.argsort(key[idx], kind="stable")].astype(np.int32)
+
+    return along(c == 0, r), along(r == t, c), along(c == t, r), along(r == 0, c)
+
+
+def vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals ``(n, 3) float32`` of a mesh (float64 positions)."""
+    p = positions[faces]
+    fn = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])  # length = 2 * area
+    n = len(positions)
+    out = np.stack([np.bincount(faces.reshape(-1), np.repeat(fn[:, i], 3), minlength=n) for i in range(3)], 1)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return (out / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+
+
+def _skirt_faces(edges: tuple[np.ndarray, ...], skirt_of: np.ndarray) -> np.ndarray:
+    """Two triangles per edge segment, wound so they face away from the tile.
+
+    West and north edges run with the tile on their left seen from outside... orientation
+    is fixed per edge so the skirt's front face points outwards (CCW seen from outside).
+    """
+    west, south, east, north = edges
+    out = []
+    # For each edge, (a -> b) is the direction that keeps the tile interior on the left
+    # when seen from above, i.e. CCW around the tile: north edge east->west, west edge
+    # north->south, south edge west->east, east edge south->north.
+    for chain in (north[::-1], west, south, east[::-1]):
+        a, b = chain[:-1], chain[1:]
+        sa, sb = skirt_of[a], skirt_of[b]
+        # Outward-facing quad (a, b, sb, sa) wound CW seen from above == CCW from outside.
+        out.append(np.stack([a, sa, sb], 1))
+        out.append(np.stack([a, sb, b], 1))
+    return np.concatenate(out).astype(np.int32)
+
+
+def build_tile_mesh(
+    height_m: np.ndarray,
+    max_error_m: float,
+    skirt_depth_m: float,
+    to_world: ToWorld,
+    center_m: np.ndarray,
+) -> TileMesh:
+    """Simplify, skirt and place a tile.
+
+    height_m: (T+1, T+1) float32 metres. max_error_m: vertical error bound (m).
+    skirt_depth_m: skirt depth (m), usually ``SKIRT_FACTOR * max_error_m``.
+    to_world: (rows, cols, height_m) float64 -> (n, 3) float64 world metres.
+    center_m: (3,) float64 world position subtracted from every vertex.
+    """
+    h = np.asarray(height_m, dtype=np.float32)
+    t = h.shape[0] - 1
+    if not (np.isfinite(skirt_depth_m) and skirt_depth_m >= 0):
+        raise ValueError(f"skirt_depth_m must be a finite number >= 0, got {skirt_depth_m!r}")
+    center = np.asarray(center_m, dtype=np.float64)
+    if center.shape != (3,):
+        raise ValueError(f"center_m must have shape (3,), got {center.shape}")
+    grid_rc, faces = simplify_grid(h, max_error_m)
+    heights = h[grid_rc[:, 0], grid_rc[:, 1]]
+    edges = edge_indices(grid_rc, t)
+    border = np.unique(np.concatenate(edges))
+    n, k = len(grid_rc), len(border)
+    skirt_of = np.full(n, -1, dtype=np.int32)
+    skirt_of[border] = n + np.arange(k, dtype=np.int32)
+    rows = np.concatenate([grid_rc[:, 0], grid_rc[border, 0]]).astype(np.float64)
+    cols = np.concatenate([grid_rc[:, 1], grid_rc[border, 1]]).astype(np.float64)
+    z = np.concatenate([heights, heights[border] - np.float32(skirt_depth_m)]).astype(np.float64)
+    world = np.asarray(to_world(rows, cols, z), dtype=np.float64)
+    if world.shape != (n + k, 3):
+        raise ValueError(f"to_world must return ({n + k}, 3) positions, got {world.shape}")
+    normals = vertex_normals(world[:n], faces)
+    normals = np.concatenate([normals, normals[border]])
+    uv = np.stack([cols / t, 1.0 - rows / t], axis=1).astype(np.float32)
+    return TileMesh(
+        grid_rc=grid_rc,
+        height_m=heights,
+        faces=faces,
+        skirt_faces=_skirt_faces(edges, skirt_of),
+        skirt_depth_m=float(skirt_depth_m),
+        vertices_m=(world - center).astype(np.float32),
+        center_m=center,
+        normals=normals,
+        uv=uv,
+        west=edges[0],
+        south=edges[1],
+        east=edges[2],
+        north=edges[3],
+    )
