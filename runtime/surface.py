@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.geometry import geometry_for
+from runtime.mesh import vertex_normals
 from runtime.tiles import T, TileKey, World
 
 
@@ -40,19 +41,6 @@ class Surface:
     @property
     def nbytes(self) -> int:
         return int(self.vertices.nbytes + self.normals.nbytes + self.uv.nbytes + self.faces.nbytes)
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals: (n, 3) float positions, (m, 3) int faces -> (n, 3) float32."""
-    v = vertices.astype(np.float64)
-    tri = v[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 * area
-    out = np.zeros_like(v)
-    for k in range(3):
-        for d in range(3):
-            out[:, d] += np.bincount(faces[:, k], weights=fn[:, d], minlength=len(v))
-    norm = np.linalg.norm(out, axis=1, keepdims=True)
-    return (out / np.maximum(norm, 1e-30)).astype(np.float32)
 
 
 def tin_surface(

@@ -71,7 +71,7 @@ def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float
     mesh = build_tile_mesh(fields.height, err, 5.0 * err, to_world, geo.tile_center(key))
     image = wire.encode_image(fields.rgb) if fields.rgb is not None else None
     return wire.encode_tile(mesh.grid_rc, mesh.height_m, mesh.faces, key=key, geometric_error_m=err,
-                            model=fields.model, image=image)
+                            model=fields.model, rgb_jpeg_or_png=image)
 
 
 class TileService:

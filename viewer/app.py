@@ -22,9 +22,9 @@ import numpy as np
 from runtime.selection import SelectionOptions, TileInfo, View
 from runtime.streamer import StreamerOptions, TileStreamer
 from runtime.surface import tin_surface
-from runtime.tiles import World
+from runtime.tiles import ANCHOR_LEVEL, TileKey, World
 from runtime import wire
-from viewer.paths import CameraPath, camera_for, default_path
+from viewer.paths import CameraPath, camera_for, default_path, highest_point
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,8 @@ class Flight:
                 self.streamer.on_failed(key)
                 continue
             skirt = 5.0 * tile.geometric_error_m
-            surface = tin_surface(self.world, key, tile.grid_rc, tile.height_m, tile.faces, tile.edges, skirt)
+            surface = tin_surface(self.world, key, tile.grid_rc, tile.height_m, tile.faces,
+                                  (tile.west, tile.south, tile.east, tile.north), skirt)
             image = wire.decode_image(tile.image) if tile.image is not None else None
             nbytes = surface.nbytes + (image.nbytes if image is not None else 0)
             info = TileInfo(float(np.min(tile.height_m)), float(np.max(tile.height_m)), tile.geometric_error_m)
@@ -148,6 +149,27 @@ class Flight:
             self.stats.level_under_camera.append(sel.under_camera[0].level)
 
 
+def fetch_blocking(client, keys, timeout_s: float = 120.0) -> dict:
+    """Request ``keys`` on a SyncTileClient and wait for all; other arrivals are put back."""
+    client.request(list(keys))
+    want, got, others = set(keys), {}, []
+    deadline = time.perf_counter() + timeout_s
+    while want - got.keys():
+        item = client.wait(max(0.0, deadline - time.perf_counter()))
+        if item is None:
+            raise TimeoutError(f"tiles {sorted(want - got.keys())[:4]} did not arrive in {timeout_s} s")
+        key, tile = item
+        if key not in want:
+            others.append(item)
+        elif isinstance(tile, Exception):
+            raise tile
+        else:
+            got[key] = tile
+    for item in others:
+        client.received.put(item)
+    return got
+
+
 def _start_in_process(server) -> tuple[str, threading.Thread, asyncio.AbstractEventLoop]:
     """Run a TileServer on loopback in a background thread; returns its ws:// URL."""
     loop = asyncio.new_event_loop()
@@ -190,7 +212,15 @@ def _fly(opts: FlyOptions, client) -> int:
     from viewer.renderer import TerrainRenderer
 
     world = World.parse(client.hello.world)
-    path = CameraPath.load(opts.path_file) if opts.path_file else default_path(world)
+    if opts.path_file:
+        path = CameraPath.load(opts.path_file)
+    elif world is World.PLANE:
+        # Start over the highest land of the anchor tiles around the origin.
+        keys = [TileKey(ANCHOR_LEVEL, x, y) for y in (-1, 0) for x in (-1, 0)]
+        x, y, _ = highest_point(world, fetch_blocking(client, keys))
+        path = default_path(world, (x, y))
+    else:
+        path = default_path(world)
     window = None
     if not opts.headless and has_display():
         window = Window(opts.size)

@@ -131,3 +131,24 @@ def pose_frame(world: World, pose: Pose, ground_m: float) -> tuple[np.ndarray, n
 def camera_for(world: World, pose: Pose, ground_m: float, fov_y_rad: float, viewport_px) -> Camera:
     pos, fwd, up = pose_frame(world, pose, ground_m)
     return Camera.look_at(pos, pos + fwd, up, fov_y_rad=fov_y_rad, viewport_px=tuple(viewport_px))
+
+
+def highest_point(world: World, tiles) -> tuple[float, float, float]:
+    """(x, y, height_m) of the highest vertex among decoded tiles (runtime.wire.DecodedTile).
+
+    The default flight over a seeded plane starts near it, so it flies over land.
+    """
+    from runtime.geometry import geometry_for
+
+    geo = geometry_for(world)
+    best = None
+    for key, t in tiles.items():
+        i = int(np.argmax(t.height_m))
+        if best is None or t.height_m[i] > best[2]:
+            r0, c0 = key.sample_origin()
+            p = geo.sample_to_world(key.level, np.array([r0 + t.grid_rc[i, 0]]), np.array([c0 + t.grid_rc[i, 1]]),
+                                    np.array([t.height_m[i]]))[0]
+            best = (float(p[0]), float(p[1]), float(t.height_m[i]))
+    if best is None:
+        raise ValueError("no tiles to search")
+    return best
