@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from runtime.geometry import geometry_for
-from runtime.mesh import build_tile_mesh
 
 from runtime import wire
+from runtime.geometry import geometry_for
+from runtime.mesh import build_tile_mesh
 from runtime.tiles import T, TileKey, World, spacing_m
 from streaming.session import tile_frame
 

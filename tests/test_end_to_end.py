@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from runtime import wire
 from runtime.camera import Camera
 from runtime.geometry import geometry_for
 from runtime.surface import tin_surface
@@ -15,9 +16,8 @@ from runtime.tiles import TileKey, World
 from streaming.cli import build_server
 from streaming.client import SyncTileClient
 from viewer.context import headless_context
-from viewer.renderer import TerrainRenderer
-from runtime import wire
 from viewer.paths import highest_point
+from viewer.renderer import TerrainRenderer
 
 SIZE = (192, 128)
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from runtime.selection import SelectionOptions, TileInfo, View
 from runtime.streamer import StreamerOptions, TileStreamer
+
+from runtime import wire
 from runtime.surface import tin_surface
 from runtime.tiles import ANCHOR_LEVEL, TileKey, World
-from runtime import wire
 from viewer.paths import CameraPath, camera_for, default_path, highest_point
 
 log = logging.getLogger(__name__)
