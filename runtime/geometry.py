@@ -125,6 +125,19 @@ class Bounds:
     radius_m: float
     horizon_point: np.ndarray | None = None
 
+    @property
+    def packed(self) -> np.ndarray:
+        """(27,) float64 for vectorised tests: center (3), half axes (9), unit axes (9),
+        half lengths (3), horizon point (3; NaN when None). Computed once."""
+        p = self.__dict__.get("_packed")
+        if p is None:
+            lengths = np.linalg.norm(self.half_axes_m, axis=1)
+            units = self.half_axes_m / np.maximum(lengths, 1e-300)[:, None]
+            hp = self.horizon_point if self.horizon_point is not None else np.full(3, np.nan)
+            p = np.concatenate([self.center_m, self.half_axes_m.ravel(), units.ravel(), lengths, hp])
+            object.__setattr__(self, "_packed", p)
+        return p
+
     def distance_m(self, point_m) -> float:
         """Distance from ``point_m`` (3,) to the box (0 inside)."""
         return float(box_distances_m(self.center_m[None], self.half_axes_m[None],

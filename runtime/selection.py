@@ -1,0 +1,522 @@
+"""Which tiles to draw, load and keep this frame: the LOD traversal (DESIGN.md 3).
+
+One entry function, ``select``, made of named passes (the shape of 3DTilesRendererJS's
+``runTraversal``); read the bottom of the file for the algorithm:
+
+1. ``mark_used``      walk the quadtree from the roots, level by level (vectorised per
+                      level), culling by frustum and horizon and refining where the
+                      screen-space error is above ``error_target_px`` for any view. Tiles
+                      under each camera are always walked (height queries); a view's
+                      predicted pose (velocity * prefetch_s ahead) walks for prefetch only.
+2. ``choose_draw``    bottom-up: a refined tile is replaced by its children only when every
+                      visible child can be drawn; otherwise the tile itself is drawn if it
+                      is ready, else the descendants drawn last frame stay (never swap drawn
+                      detail for an unloaded ancestor), else the parent covers. No holes
+                      once the roots are ready; no overlaps ever.
+3. ``collect_loads``  every walked tile that is wanted and not known yet, ordered
+                      ancestors first, then by band, error and direction.
+4. ``collect_keep``   what the cache must not drop: drawn, walked and under-camera tiles.
+
+Tiles whose data is not known yet are bounded by their parent's height range grown by
+the parent's geometric error (the children differ from the parent by at most that, by
+definition of the geometric error), and use the per-level default geometric error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from runtime.camera import Camera
+from runtime.geometry import (
+    DEFAULT_HEIGHT_RANGE_M,
+    WorldGeometry,
+    default_geometric_error_m,
+    occluder_radii_m,
+)
+from runtime.tiles import MAX_LEVEL, T, TileKey
+
+# --- inputs and outputs -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SelectionOptions:
+    """LOD policy. error_target_px: refine while a tile's screen-space error is above this
+    (DESIGN.md default 2 px); max_level: deepest level asked for; prefetch_s: how far along
+    each view's velocity the prefetch pose is; prefetch_fov_scale: prefetch views widen
+    the field of view by this (turning heads see loaded tiles); plane_root_radius: on the plane, level-0
+    tiles within this many tiles of a camera are the roots; horizon_culling: earth only."""
+
+    error_target_px: float = 2.0
+    max_level: int = 20
+    prefetch_s: float = 1.0
+    prefetch_fov_scale: float = 1.3
+    plane_root_radius: int = 1
+    horizon_culling: bool = True
+
+    def __post_init__(self):
+        if not self.error_target_px > 0:
+            raise ValueError(f"error_target_px must be > 0, got {self.error_target_px}")
+        if not 0 <= self.max_level <= MAX_LEVEL:
+            raise ValueError(f"max_level must be in [0, {MAX_LEVEL}], got {self.max_level}")
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    """One camera (a simulator may run several sensors) with its velocity, (3,) m/s."""
+
+    camera: Camera
+    velocity_mps: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+
+@dataclass(frozen=True)
+class TileInfo:
+    """What the data says about a tile: its height range and geometric error (metres)."""
+
+    min_height_m: float
+    max_height_m: float
+    geometric_error_m: float
+
+
+class Band:
+    """Load priority bands (lower loads first)."""
+
+    WANTED = 0      # on the draw tree or under a camera
+    PREFETCH = 1    # only seen from a predicted pose
+
+
+@dataclass(frozen=True, order=True)
+class LoadRequest:
+    """A tile to fetch. ``priority``: lower is sooner; ``band``, ``steps`` (levels below
+    the nearest ready ancestor), ``sse_px`` explain it."""
+
+    priority: float
+    key: TileKey = field(compare=False)
+    band: int = field(compare=False, default=Band.WANTED)
+    steps: int = field(compare=False, default=0)
+    sse_px: float = field(compare=False, default=0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """The result of one frame's traversal.
+
+    draw: keys to draw (ready, non-overlapping); load: requests sorted most urgent first;
+    keep: keys the cache must keep; ideal: the tiles that meet the error target;
+    holes: visible root regions that nothing ready covers; over_error: drawn keys whose
+    screen-space error is above the target; max_sse_px: largest drawn visible error;
+    under_camera: per view, the deepest walked key under it.
+    """
+
+    draw: tuple[TileKey, ...]
+    load: tuple[LoadRequest, ...]
+    keep: frozenset[TileKey]
+    ideal: frozenset[TileKey]
+    holes: tuple[TileKey, ...]
+    over_error: tuple[TileKey, ...]
+    max_sse_px: float
+    under_camera: tuple[TileKey, ...]
+    visited: int
+
+    @property
+    def complete(self) -> bool:
+        """Nothing missing: no holes and every drawn tile within the error target."""
+        return not self.holes and not self.over_error
+
+
+# --- per-frame context --------------------------------------------------------------------
+
+
+class _Node:
+    """Per-frame traversal state of one tile (plain slots: thousands are made per second)."""
+
+    __slots__ = ("key", "hmin", "hmax", "ge", "absolute", "draw_tree", "sse", "want_sse", "under",
+                 "prefetch", "refine", "direction", "children", "pinned", "steps")
+
+    def __init__(self, key: TileKey, hmin: float, hmax: float, ge: float, absolute: bool):
+        self.key = key
+        self.hmin, self.hmax = hmin, hmax
+        self.ge = ge                # geometric error, metres (data, else the level default)
+        self.absolute = absolute    # height range is the world default (no padding needed)
+        self.draw_tree = False      # visible, and every ancestor was refined for drawing
+        self.sse = 0.0              # screen-space error seen by the views that see it
+        self.want_sse = 0.0         # largest error among the reasons it is wanted (priority)
+        self.under = False          # under a camera
+        self.prefetch = False       # seen by a prefetch view (wider or predicted)
+        self.refine = False         # refined for drawing
+        self.direction = 2.0        # 1 - cos(angle off the nearest view's forward), in [0, 2]
+        self.children: list[_Node] = []
+        self.pinned = False         # a root: always wanted and kept
+        self.steps = 0              # levels below the nearest ready ancestor (roots: 0)
+
+
+def _prefetch_camera(cam: Camera, position_m, fov_scale: float) -> Camera:
+    """Same optics, wider field of view (and a viewport grown to keep pixels the same size)."""
+    wide = min(cam.fov_y_rad * fov_scale, math.radians(170.0))
+    grow = math.tan(wide / 2) / math.tan(cam.fov_y_rad / 2)
+    w, h = cam.viewport_px
+    return replace(cam, position_m=position_m, fov_y_rad=wide,
+                   viewport_px=(max(1, round(w * grow)), max(1, round(h * grow))))
+
+
+class _Frame:
+    """Arrays about the views, computed once per frame. Views 0..n_draw-1 draw; the rest
+    (each camera widened by ``prefetch_fov_scale``, and moved along its velocity by
+    ``prefetch_s``) only prefetch."""
+
+    def __init__(self, geometry: WorldGeometry, views: Sequence[View], options: SelectionOptions):
+        self.geometry = geometry
+        self.options = options
+        cams = [v.camera for v in views]
+        self.n_draw = len(cams)
+        pre = []
+        for v, c in zip(views, cams, strict=True):
+            if options.prefetch_fov_scale > 1.0:
+                pre.append(_prefetch_camera(c, c.position_m, options.prefetch_fov_scale))
+            vel = np.asarray(v.velocity_mps, np.float64)
+            if options.prefetch_s > 0 and np.any(vel != 0):
+                pre.append(_prefetch_camera(c, c.position_m + vel * options.prefetch_s,
+                                            options.prefetch_fov_scale))
+        all_cams = cams + pre
+        self.positions = np.array([c.position_m for c in all_cams])  # (V, 3)
+        self.forwards = np.array([c.forward for c in all_cams])
+        planes = np.array([c.frustum_planes() for c in all_cams])  # (V, 6, 4)
+        self.normals, self.offsets = planes[:, :, :3], planes[:, :, 3]
+        self.normals_t = self.normals.transpose(0, 2, 1).copy()  # (V, 3, 6)
+        self.normals_flat = self.normals.reshape(-1, 3).T.copy()  # (3, V*6)
+        self.k = np.array([c.sse_px(1.0, 1.0) for c in all_cams])  # px per (m / m)
+        self.horizon = geometry.is_earth and options.horizon_culling
+        if self.horizon:
+            self.scaled = self.positions / occluder_radii_m()
+            self.limb2 = (self.scaled * self.scaled).sum(axis=1) - 1.0  # (V,)
+        # Global sample coordinates of each camera's nadir at max_level, for "under camera".
+        r, c, _ = geometry.world_to_sample(options.max_level, self.positions[: self.n_draw])
+        self.nadir = [(int(math.floor(rr)), int(math.floor(cc))) for rr, cc in zip(r, c, strict=True)]
+
+    def under_keys(self, level: int) -> set[TileKey]:
+        s = self.options.max_level - level
+        out = set()
+        for r, c in self.nadir:
+            x, y = (c >> s) // T, (r >> s) // T
+            if self.geometry.is_earth:
+                x, y = min(max(x, 0), (2 << level) - 1), min(max(y, 0), (1 << level) - 1)
+            out.add(TileKey(level, x, y))
+        return out
+
+    def see(self, packed: np.ndarray):
+        """For n packed boxes (n, 27): visible (V, n) bool (frustum and horizon), error
+        (V, n) px from each view (whether it sees the box or not), and direction (n,) =
+        1 - cos(angle off the nearest drawing view's forward)."""
+        n = len(packed)
+        centers, halves = packed[:, 0:3], packed[:, 3:12].reshape(n, 3, 3)
+        units, lengths, hp = packed[:, 12:21].reshape(n, 3, 3), packed[:, 21:24], packed[:, 24:27]
+        rel = centers[None, :, :] - self.positions[:, None, :]  # (V, n, 3)
+        # Frustum: a box is out when its centre is farther outside a plane than its reach.
+        signed = rel @ self.normals_t + self.offsets[:, None, :]  # (V, n, 6)
+        reach = np.abs(halves.reshape(3 * n, 3) @ self.normals_flat).reshape(n, 3, -1).sum(axis=1)  # (n, V*6)
+        reach = reach.reshape(n, len(self.positions), 6).transpose(1, 0, 2)
+        vis = (signed >= -reach).all(axis=2)  # (V, n)
+        if self.horizon:
+            # Cesium EllipsoidalOccluder.isScaledSpacePointVisible, all views at once.
+            ok = ~np.isnan(hp[:, 0])
+            vt = np.where(ok[:, None], hp, 0.0)[None] - self.scaled[:, None, :]  # (V, n, 3)
+            vt_dot_vc = -(vt @ self.scaled[:, :, None])[:, :, 0]
+            vh2 = self.limb2[:, None]
+            occluded = (vt_dot_vc > vh2) & (vt_dot_vc**2 / np.maximum((vt * vt).sum(axis=2), 1e-300) > vh2)
+            occluded |= (vh2 < 0) & (vt_dot_vc > 0)
+            vis &= ~(occluded & ok[None])
+        # Distance to the box: the camera in the box frame, clamped to the box.
+        local = (units[None] @ rel[:, :, :, None])[:, :, :, 0]  # (V, n, 3) (sign irrelevant)
+        excess = np.maximum(np.abs(local) - lengths[None], 0.0)
+        dist = np.sqrt((excess * excess).sum(axis=2))  # (V, n)
+        err = self.k[:, None] / np.maximum(dist, 1e-3)  # px per metre of geometric error
+        nd = self.n_draw
+        rd = rel[:nd]
+        length = np.maximum(np.sqrt((rd * rd).sum(axis=2)), 1e-9)
+        cosang = (rd @ self.forwards[:nd, :, None])[:, :, 0] / length
+        direction = np.where(dist[:nd] == 0.0, 0.0, 1.0 - cosang).min(axis=0)
+        return vis, err, direction
+
+
+def _ring(key: TileKey, rad: int) -> list[TileKey]:
+    span = range(-rad, rad + 1)
+    return [TileKey(key.level, key.x + dx, key.y + dy) for dx in span for dy in span]
+
+
+def _roots(geometry: WorldGeometry, frame: _Frame) -> list[TileKey]:
+    if geometry.is_earth:
+        return [TileKey(0, 0, 0), TileKey(0, 1, 0)]
+    rad = frame.options.plane_root_radius
+    roots = set()
+    for pos in frame.positions[: frame.n_draw]:
+        k = geometry.key_at(0, pos)
+        roots.update(_ring(k, rad))
+    return sorted(roots)
+
+
+def _pinned_roots(geometry: WorldGeometry, frame: _Frame) -> list[TileKey]:
+    """Roots loaded and kept ahead of need: on the plane one ring beyond the traversal roots,
+    so a root that comes into view (or under a teleport) is already there."""
+    if geometry.is_earth:
+        return _roots(geometry, frame)
+    rad = frame.options.plane_root_radius + 1
+    keys = set()
+    for pos in frame.positions[: frame.n_draw]:
+        k = geometry.key_at(0, pos)
+        keys.update(_ring(k, rad))
+    return sorted(keys)
+
+
+def root_keys(geometry: WorldGeometry, views: Sequence[View], options: SelectionOptions = SelectionOptions()):
+    """The roots the traversal starts from (earth: the two level-0 tiles; plane: level-0
+    tiles around each camera). Load and pin these first: they guarantee no holes."""
+    return _roots(geometry, _Frame(geometry, views, options))
+
+
+_PACKED: dict = {}
+
+
+def _packed_bounds(geo: WorldGeometry, node: _Node) -> np.ndarray:
+    """Packed bounds of a node's tile and height range, memoised across frames."""
+    k = (geo.world, node.key, node.hmin, node.hmax)
+    p = _PACKED.get(k)
+    if p is None:
+        if len(_PACKED) > 200_000:
+            _PACKED.clear()
+        p = _PACKED[k] = geo.tile_bounds(node.key, node.hmin, node.hmax).packed
+    return p
+
+
+def _node_for(key: TileKey, parent: _Node | None, known: Mapping[TileKey, TileInfo]) -> _Node:
+    info = known.get(key)
+    if info is not None:
+        return _Node(key, info.min_height_m, info.max_height_m, info.geometric_error_m, False)
+    ge = default_geometric_error_m(key.level)
+    if parent is None:
+        return _Node(key, DEFAULT_HEIGHT_RANGE_M[0], DEFAULT_HEIGHT_RANGE_M[1], ge, True)
+    pad = 0.0 if parent.absolute else parent.ge
+    return _Node(key, parent.hmin - pad, parent.hmax + pad, ge, parent.absolute)
+
+
+# --- pass 1: walk -------------------------------------------------------------------------
+
+
+def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileInfo],
+              ready: Set[TileKey]) -> dict[TileKey, _Node]:
+    """Walk level by level; returns every walked node that is visible, under a camera,
+    prefetched or a root, by key."""
+    geo, opt = frame.geometry, frame.options
+    target = opt.error_target_px
+    nd = frame.n_draw
+    used: dict[TileKey, _Node] = {}
+    level_nodes = []
+    for k in roots:
+        node = _node_for(k, None, known)
+        node.pinned = True
+        level_nodes.append((node, True))
+    while level_nodes:
+        level = level_nodes[0][0].key.level
+        under = frame.under_keys(level)
+        packed = np.array([_packed_bounds(geo, n) for n, _ in level_nodes])
+        ges = np.fromiter((n.ge for n, _ in level_nodes), np.float64, len(level_nodes))
+        vis, err, direction = frame.see(packed)
+        err = err * ges[None, :]  # (V, n) screen-space error from each view
+        draw_vis = vis[:nd].any(axis=0)
+        draw_sse = np.where(vis[:nd], err[:nd], 0.0).max(axis=0)
+        near_sse = err[:nd].max(axis=0)
+        if len(vis) > nd:
+            pre_vis = vis[nd:].any(axis=0)
+            pre_sse = np.where(vis[nd:], err[nd:], 0.0).max(axis=0)
+        else:
+            pre_vis = np.zeros(len(level_nodes), bool)
+            pre_sse = np.zeros(len(level_nodes))
+        can_refine = level < opt.max_level
+        next_nodes = []
+        for i, (node, parent_refined) in enumerate(level_nodes):
+            node.under = node.key in under
+            node.prefetch = bool(pre_vis[i])
+            node.draw_tree = parent_refined and bool(draw_vis[i])
+            if not (node.draw_tree or node.under or node.prefetch or node.pinned):
+                continue  # culled: neither drawn nor wanted
+            used[node.key] = node
+            sse = float(draw_sse[i])
+            node.sse = sse
+            node.direction = float(direction[i])
+            want = sse if node.draw_tree else 0.0
+            if node.under:
+                want = max(want, float(near_sse[i]))
+            if node.prefetch:
+                want = max(want, float(pre_sse[i]))
+            node.want_sse = want
+            if not can_refine:
+                continue
+            node.refine = node.draw_tree and sse > target
+            ground = node.under and near_sse[i] > target
+            if node.refine or ground or (node.prefetch and pre_sse[i] > target):
+                steps = 0 if node.key in ready else node.steps + 1
+                for ck in node.key.children():
+                    child = _node_for(ck, node, known)
+                    child.steps = steps
+                    node.children.append(child)
+                    next_nodes.append((child, node.refine))
+        level_nodes = next_nodes
+    return used
+
+
+# --- pass 2: draw ---------------------------------------------------------------------------
+
+
+def choose_draw(used: dict[TileKey, _Node], roots: list[TileKey], ready: Set[TileKey],
+                drawn_last: Set[TileKey]) -> tuple[list[TileKey], list[TileKey]]:
+    """Bottom-up cover of every visible root. Returns (draw, holes)."""
+    last_ancestors: set[TileKey] | None = None
+
+    def last_cover(key: TileKey) -> list[TileKey] | None:
+        """Keys drawn last frame (still ready) that tile ``key`` completely, or None."""
+        nonlocal last_ancestors
+        if key in drawn_last and key in ready:
+            return [key]
+        if last_ancestors is None:
+            last_ancestors = set()
+            for k in drawn_last:
+                for lv in range(k.level):
+                    last_ancestors.add(k.ancestor(lv))
+        if key not in last_ancestors:
+            return None
+        out = []
+        for c in key.children():
+            part = last_cover(c)
+            if part is None:
+                return None
+            out.extend(part)
+        return out
+
+    def cover(node: _Node) -> tuple[list[TileKey], bool]:
+        """(keys, complete): keys tile the visible part of ``node`` without overlap."""
+        key = node.key
+        parts: list[TileKey] = []
+        if node.refine:
+            complete = True
+            for child in node.children:
+                if child.draw_tree:  # children out of view need no cover
+                    p, ok = cover(child)
+                    parts.extend(p)
+                    complete &= ok
+            if complete:
+                return parts, True
+        if key in ready:
+            return [key], True
+        previous = last_cover(key)
+        if previous is not None:
+            return previous, True
+        return parts, False  # best effort: what the children have; the caller covers the rest
+
+    draw, holes = [], []
+    for r in roots:
+        node = used.get(r)
+        if node is None or not node.draw_tree:
+            continue
+        keys, ok = cover(node)
+        draw.extend(keys)
+        if not ok:
+            holes.append(r)
+    return draw, holes
+
+
+# --- pass 3 and 4: load and keep --------------------------------------------------------------
+
+
+def collect_loads(used: dict[TileKey, _Node], known: Mapping[TileKey, TileInfo], pinned: list[TileKey],
+                  target_px: float) -> list[LoadRequest]:
+    """Wanted, not-yet-known tiles, most urgent first.
+
+    priority = 1000 * band + 10 * steps + 5 / (1 + sse / target) + 2.5 * (1 - cos angle):
+    ancestors first (``steps`` below the nearest ready ancestor: 0 blocks the refinement of
+    a drawn tile), then larger error (nearer, coarser), then straight ahead. Pinned roots
+    that were not walked load as steps 0 with no error.
+    """
+    out = []
+    for key, node in used.items():
+        if key in known:
+            continue
+        band = Band.WANTED if (node.draw_tree or node.under or node.pinned) else Band.PREFETCH
+        steps = min(node.steps, 99)
+        pri = 1000.0 * band + 10.0 * steps + 5.0 / (1.0 + node.want_sse / target_px) + 2.5 * node.direction
+        out.append(LoadRequest(pri, key, band, steps, node.want_sse))
+    for key in pinned:
+        if key not in known and key not in used:
+            out.append(LoadRequest(5.0 + 2.5 * 2.0, key, Band.WANTED, 0, 0.0))
+    out.sort()
+    return out
+
+
+def collect_keep(used: dict[TileKey, _Node], draw: list[TileKey], known: Mapping[TileKey, TileInfo],
+                 pinned: list[TileKey]) -> frozenset[TileKey]:
+    """Known tiles that are drawn, walked (ancestors, wanted children) or pinned roots."""
+    keep = {k for k in used if k in known}
+    keep.update(draw)
+    keep.update(r for r in pinned if r in known)
+    return frozenset(keep)
+
+
+# --- the entry function ---------------------------------------------------------------------
+
+
+def select(
+    views: Sequence[View] | View | Camera,
+    geometry: WorldGeometry,
+    known: Mapping[TileKey, TileInfo],
+    ready: Set[TileKey],
+    drawn_last: Set[TileKey] = frozenset(),
+    options: SelectionOptions = SelectionOptions(),
+) -> Selection:
+    """One frame of LOD selection for one or several views.
+
+    known: tiles whose data has arrived (height range, geometric error); ready: tiles that
+    can be drawn now (uploaded); drawn_last: what was drawn last frame.
+    """
+    views = _as_views(views)
+    frame = _Frame(geometry, views, options)
+    roots = _roots(geometry, frame)
+    pinned = _pinned_roots(geometry, frame)
+    used = mark_used(frame, roots, known, ready)
+    draw, holes = choose_draw(used, roots, ready, drawn_last)
+    load = collect_loads(used, known, pinned, options.error_target_px)
+    keep = collect_keep(used, draw, known, pinned)
+    target = options.error_target_px
+    ideal = frozenset(k for k, n in used.items() if n.draw_tree and not n.refine)
+    over = tuple(k for k in draw if k in used and used[k].draw_tree and used[k].sse > target)
+    max_sse = max((used[k].sse for k in draw if k in used and used[k].draw_tree), default=0.0)
+    return Selection(tuple(draw), tuple(load), keep, ideal, tuple(holes), over, max_sse,
+                     _deepest_under(frame, used), len(used))
+
+
+def _deepest_under(frame: _Frame, used: dict[TileKey, _Node]) -> tuple[TileKey, ...]:
+    out = []
+    for r, c in frame.nadir:
+        best = None
+        for level in range(frame.options.max_level + 1):
+            s = frame.options.max_level - level
+            key = TileKey(level, (c >> s) // T, (r >> s) // T)
+            if key not in used:
+                break
+            best = key
+        out.append(best)
+    return tuple(out)
+
+
+def _as_views(views) -> list[View]:
+    if isinstance(views, Camera):
+        return [View(views)]
+    if isinstance(views, View):
+        return [views]
+    out = [v if isinstance(v, View) else View(v) for v in views]
+    if not out:
+        raise ValueError("select needs at least one view (a Camera or View)")
+    for v in out:
+        if not isinstance(v.camera, Camera):
+            raise ValueError(f"View.camera must be a runtime.camera.Camera, got {type(v.camera).__name__}")
+    return out
