@@ -107,7 +107,8 @@ class Selection:
     draw: keys to draw (ready, non-overlapping); load: requests sorted most urgent first;
     keep: keys the cache must keep; ideal: the tiles that meet the error target;
     holes: visible root regions that nothing ready covers; over_error: drawn keys whose
-    screen-space error is above the target; max_sse_px: largest drawn visible error;
+    screen-space error is above the target (coarser than the ideal: max_level tiles never
+    count); max_sse_px: largest drawn visible error;
     under_camera: per view, the deepest walked key under it.
     """
 
@@ -486,9 +487,8 @@ def select(
     draw, holes = choose_draw(used, roots, ready, drawn_last)
     load = collect_loads(used, known, pinned, options.error_target_px)
     keep = collect_keep(used, draw, known, pinned)
-    target = options.error_target_px
     ideal = frozenset(k for k, n in used.items() if n.draw_tree and not n.refine)
-    over = tuple(k for k in draw if k in used and used[k].draw_tree and used[k].sse > target)
+    over = tuple(k for k in draw if k in used and used[k].refine)  # drawn coarser than wanted
     max_sse = max((used[k].sse for k in draw if k in used and used[k].draw_tree), default=0.0)
     return Selection(tuple(draw), tuple(load), keep, ideal, tuple(holes), over, max_sse,
                      _deepest_under(frame, used), len(used))
