@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from runtime.selection import SelectionOptions, TileInfo, View
-from runtime.streamer import StreamerOptions, TileStreamer
 
 from runtime import wire
+from runtime.geometry import geodetic_to_ecef
+from runtime.heights import TileSurface, height_at
+from runtime.selection import SelectionOptions, TileInfo, View
+from runtime.streamer import StreamerOptions, TileStreamer
 from runtime.surface import tin_surface
 from runtime.tiles import ANCHOR_LEVEL, TileKey, World
 from viewer.paths import CameraPath, camera_for, default_path, highest_point
@@ -103,7 +105,8 @@ class Flight:
             image = wire.decode_image(tile.image) if tile.image is not None else None
             nbytes = surface.nbytes + (image.nbytes if image is not None else 0)
             info = TileInfo(float(np.min(tile.height_m)), float(np.max(tile.height_m)), tile.geometric_error_m)
-            self.streamer.on_tile(key, info, nbytes, (surface, image))
+            tin = TileSurface(key, grid_rc=tile.grid_rc, height_m=tile.height_m, faces=tile.faces)
+            self.streamer.on_tile(key, info, nbytes, (surface, image, tin))
             self.stats.tiles_received += 1
             self.stats.bytes_received += getattr(tile, "nbytes", 0)
             n += 1
@@ -116,7 +119,7 @@ class Flight:
         for key in res.evicted:
             self.renderer.release(key)
         for key in res.uploaded:
-            surface, image = self.streamer.payload(key)
+            surface, image, _ = self.streamer.payload(key)
             self.renderer.upload(surface, image)
         plan = res.plan
         # runtime priorities: lower is sooner; the protocol's: higher is sooner.
@@ -130,11 +133,24 @@ class Flight:
         self.last = res
         return res
 
-    def ground_m(self, x: float, y: float) -> float | None:
-        """Height of the best loaded tile's surface under (x, y), or None if none is loaded."""
-        from runtime.heights import height_at
+    def _lookup(self, key):
+        if key not in self.streamer.ready:
+            return None
+        payload = self.streamer.payload(key)
+        return payload[2] if payload is not None else None
 
-        return height_at(self.streamer, self.world, x, y)
+    def ground_m(self, x: float, y: float) -> float | None:
+        """Height of the drawn (else best loaded) surface under (x, y): plane east/north
+        metres, earth lon/lat degrees. None while no tile there is loaded."""
+        if self.world is World.EARTH:
+            pos = geodetic_to_ecef(np.array([x]), np.array([y]), np.array([0.0]))
+        else:
+            pos = np.array([[x, y, 0.0]])
+        try:
+            res = height_at(self.streamer.geometry, pos, self._lookup, prefer=self.streamer.drawn_last)
+        except LookupError:
+            return None
+        return float(res.height_m[0])
 
     def draw(self, camera) -> None:
         sel = self.last.selection
