@@ -29,7 +29,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from generator import noise
-from generator.refiner import canonical_cols, ew_scale, register_refiner, spacing_ns_m
+from generator.refiner import (
+    canonical_cols,
+    cols_per_world,
+    ew_scale,
+    register_refiner,
+    spacing_ns_m,
+)
 from runtime.tiles import World
 
 _HALF = np.float32(0.5)
@@ -40,20 +46,22 @@ _SIXTEENTH = np.float32(0.0625)
 class FractalConfig:
     """Parameters of the fractal refiner (units in the names; defaults fitted, see docs)."""
 
-    amp_at_1km_m: float = 25.0
+    amp_at_1km_m: float = 36.3
     """Std of the detail added at parent spacing 1 km, metres (law intercept)."""
-    hurst: float = 0.85
+    hurst: float = 0.787
     """Slope of log(detail std) against log(spacing) (law exponent)."""
-    relief_ratio: float = 4.0
-    """Expected 3x3 parent relief divided by sigma(parent spacing) on typical terrain."""
-    roughness_exp: float = 0.5
+    relief_ratio: float = 1.56
+    """Typical |central difference| / (2 sigma(spacing)) of real terrain (normalises roughness)."""
+    roughness_exp: float = 0.615
     """Exponent of the relief modulation (< 1: rough stays rough, but no runaway)."""
+    ew_corr_samples: float = 1.5
+    """Correlation length, in samples at the equator, of the east-west-smooth odd-row detail."""
     roughness_min: float = 0.05
-    roughness_max: float = 4.0
-    rgb_amp_at_1km: float = 0.06
+    roughness_max: float = 4.2
+    rgb_amp_at_1km: float = 0.331
     """Relative colour detail at 1 km parent spacing."""
-    rgb_hurst: float = 0.2
-    rgb_max: float = 0.25
+    rgb_hurst: float = 0.281
+    rgb_max: float = 0.3
     rgb_height_coupling: float = 0.5
     """Share of the colour detail that follows the height detail (shading-like albedo)."""
 
@@ -103,16 +111,19 @@ class FractalRefiner:
         vy = _midpoints(p[..., m : w - m], 2, m, nr - 1)  # (b, c, nr - 1, nc)
         cc = _midpoints(hx, 2, 1, nr - 1)  # (b, c, nr - 1, nc - 1)
 
-        # Relief (max - min of the 3x3 parent neighbourhood) -> local roughness factor.
+        # Local roughness: central differences of the parent heights in each direction, each
+        # divided by what the law expects at that direction's metric spacing (so it is scale-
+        # and latitude-free), averaged, relative to typical terrain, then damped by an exponent.
         z = p[:, 0]
-        zmax = np.maximum(np.maximum(z[:, :, 0:-2], z[:, :, 1:-1]), z[:, :, 2:])
-        zmin = np.minimum(np.minimum(z[:, :, 0:-2], z[:, :, 1:-1]), z[:, :, 2:])
-        relief = (np.maximum(np.maximum(zmax[:, 0:-2], zmax[:, 1:-1]), zmax[:, 2:])
-                  - np.minimum(np.minimum(zmin[:, 0:-2], zmin[:, 1:-1]), zmin[:, 2:]))
-        relief = relief[:, m - 1 : h - m - 1, m - 1 : w - m - 1]  # (b, nr, nc) at the interior parents
         s_p = 2.0 * spacing_ns_m(level)  # parent spacing, metres (north-south)
-        rough = np.clip(relief / np.float32(cfg.relief_ratio * self.sigma_m(s_p)), cfg.roughness_min,
-                        cfg.roughness_max) ** np.float32(cfg.roughness_exp)
+        prow = origins[:, 0:1] // 2 - m + np.arange(h, dtype=np.int64)[None]  # parent rows
+        ew_p = ew_scale(self.world, level - 1, prow)[:, m : h - m]  # (b, nr)
+        inv_ns = np.float32(1.0 / (2.0 * self.sigma_m(s_p)))
+        inv_ew = (1.0 / np.maximum(2.0 * self.sigma_m(s_p * ew_p), 1e-6)).astype(np.float32)[:, :, None]
+        dns = np.abs(z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m]) * inv_ns
+        dew = np.abs(z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1]) * inv_ew
+        ratio = (dns + dew) * np.float32(0.5 / cfg.relief_ratio)
+        rough = np.clip(ratio, cfg.roughness_min, cfg.roughness_max) ** np.float32(cfg.roughness_exp)
         rough = rough.astype(np.float32)
         r_h = (rough[:, :, :-1] + rough[:, :, 1:]) * np.float32(0.5)
         r_v = (rough[:, :-1, :] + rough[:, 1:, :]) * np.float32(0.5)
@@ -123,18 +134,29 @@ class FractalRefiner:
         cols = origins[:, 1:2] + np.arange(2 * nc - 1, dtype=np.int64)[None]
         cols = canonical_cols(self.world, level, cols)  # noise keyed by wrapped longitude
         ew = ew_scale(self.world, level, rows)  # (b, 2nr-1)
+        # Even rows: horizontal midpoints, detail at the east-west spacing.
         a_h = self.sigma_m(s_p * ew[:, 0::2]).astype(np.float32)[:, :, None]
-        a_v = np.float32(self.sigma_m(s_p))
-        a_c = self.sigma_m(s_p * np.sqrt(0.5 * (1.0 + ew[:, 1::2] ** 2))).astype(np.float32)[:, :, None]
+        # Odd rows: the north-south detail sigma(s_p) splits into a white part at the east-west
+        # spacing and a part smooth east-west over 1/ew samples, so that toward the poles
+        # (ew < 1) the detail stays isotropic in metres instead of stretching (DESIGN 2, issue 4).
+        sig_ns = float(self.sigma_m(s_p))
+        a_w64 = self.sigma_m(s_p * ew[:, 1::2])
+        a_w = a_w64.astype(np.float32)[:, :, None]
+        a_s = np.sqrt(np.maximum(sig_ns**2 - a_w64**2, 0.0)).astype(np.float32)[:, :, None]
 
         ev_r, od_r, ev_c, od_c = rows[:, 0::2], rows[:, 1::2], cols[:, 0::2], cols[:, 1::2]
         g_h = noise.gauss(seed, level, 0, ev_r, od_c)
         g_v = noise.gauss(seed, level, 0, od_r, ev_c)
         g_c = noise.gauss(seed, level, 0, od_r, od_c)
-        d_h, d_v, d_c = g_h * r_h, g_v * r_v, g_c * r_c  # unit-law detail, modulated
+        d_h, d_v, d_c = g_h * r_h, g_v * r_v, g_c * r_c  # unit-law white detail, modulated
+        det_v, det_c = a_w * g_v, a_w * g_c
+        if np.any(a_s > 0):
+            smooth = self._ew_smooth_noise(seed, level, od_r, cols, ew[:, 1::2])
+            det_v = det_v + a_s * smooth[:, :, 0::2]
+            det_c = det_c + a_s * smooth[:, :, 1::2]
         out[:, 0, 0::2, 1::2] = hx[:, 0, 1:-1] + a_h * d_h
-        out[:, 0, 1::2, 0::2] = vy[:, 0] + a_v * d_v
-        out[:, 0, 1::2, 1::2] = cc[:, 0] + a_c * d_c
+        out[:, 0, 1::2, 0::2] = vy[:, 0] + det_v * r_v
+        out[:, 0, 1::2, 1::2] = cc[:, 0] + det_c * r_c
 
         if c > 1:
             k = float(cfg.rgb_height_coupling)
@@ -151,6 +173,29 @@ class FractalRefiner:
             out[:, 1:, 1::2, 0::2] = np.clip(vy[:, 1:] * f_v[:, None], 0, 1)
             out[:, 1:, 1::2, 1::2] = np.clip(cc[:, 1:] * f_c[:, None], 0, 1)
         return out
+
+
+    def _ew_smooth_noise(self, seed: int, level: int, rows: np.ndarray, cols: np.ndarray,
+                         ew: np.ndarray) -> np.ndarray:
+        """(b, R, W) float32 unit noise, linear between lattice points about 1/ew columns apart.
+
+        rows (b, R) int64, cols (b, W) canonical int64 (earth: in [0, period)), ew (b, R).
+        Each row has n = round(period * ew) lattice cells around the globe, so the field is
+        seamless across the date line and its correlation length is ~1/ew samples.
+        """
+        period = cols_per_world(level)
+        n = np.maximum(1, np.round(period * ew / self.cfg.ew_corr_samples)).astype(np.int64)[:, :, None]
+        x = cols[:, None, :].astype(np.float64) * (n.astype(np.float64) / period)
+        j0f = np.floor(x)
+        t = (x - j0f).astype(np.float32)
+        j0 = j0f.astype(np.int64)
+        j1 = np.where(j0 + 1 >= n, j0 + 1 - n, j0 + 1)
+        r = rows[:, :, None]
+        key = noise.stream_key(seed, level, 2)
+        v0 = noise.gauss_from_hash(noise.hash_pairs(key, r, j0))
+        v1 = noise.gauss_from_hash(noise.hash_pairs(key, r, j1))
+        u = np.float32(1) - t
+        return (v0 * u + v1 * t) / np.sqrt(u * u + t * t)
 
 
 def _midpoints(x: np.ndarray, axis: int, first: int, n: int) -> np.ndarray:

@@ -76,6 +76,19 @@ def hash_grid(key: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return _mix_np(hr[..., :, None] ^ hc[..., None, :])
 
 
+def hash_pairs(key: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """uint64 hash of (row, col) pairs, broadcasting rows against cols (int64 arrays).
+
+    Same bits as :func:`hash_grid` for the same pair: hash_grid(k, r, c) ==
+    hash_pairs(k, r[..., :, None], c[..., None, :]).
+    """
+    k = np.uint64(key)
+    with np.errstate(over="ignore"):
+        hr = _mix_np((_as_u64(rows) * np.uint64(_ROW_SALT)) + k)
+        hc = _mix_np((_as_u64(cols) * np.uint64(_COL_SALT)) ^ k)
+        return _mix_np(hr ^ hc)
+
+
 def gauss_from_hash(h: np.ndarray) -> np.ndarray:
     """Approximately standard normal float32 (Irwin-Hall of four 16-bit lanes, |g| <= 3.46)."""
     m = np.uint64(0xFFFF)

@@ -134,6 +134,18 @@ def ew_scale(world: World, level: int, rows: np.ndarray) -> np.ndarray:
     return np.where(colat % n == 0, 0.0, s)
 
 
+def lattice_log2(world: World, level: int, ew: np.ndarray) -> np.ndarray:
+    """log2 of the east-west correlation length, in samples, that makes detail isotropic in metres.
+
+    ew: (...) east-west scale per row (see :func:`ew_scale`). Returns int64 k >= 0 with
+    2**k <= 1/ew (capped so that 2**k divides the earth's column period).
+    """
+    kmax = int(np.log2(cols_per_world(level))) if world is World.EARTH else 0
+    with np.errstate(divide="ignore"):
+        k = np.floor(-np.log2(np.maximum(ew, 2.0**-kmax)) + 1e-9)
+    return np.clip(k, 0, kmax).astype(np.int64)
+
+
 def spacing_ns_m(level: int) -> float:
     """North-south sample spacing in metres at ``level`` (plane: both directions)."""
     return spacing_m(level)
@@ -147,6 +159,7 @@ __all__ = [
     "canonical_cols",
     "cols_per_world",
     "ew_scale",
+    "lattice_log2",
     "make_refiner",
     "register_refiner",
     "rows_per_world",
