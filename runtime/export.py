@@ -16,7 +16,7 @@ import struct
 
 import numpy as np
 
-from runtime.mesh import TileMesh
+from runtime.mesh import TileMesh, first_use_order
 from runtime.tiles import WGS84_A_M, WGS84_B_M, T, TileKey, World, tiles_y, validate_key
 
 QM_MAX = 32767
@@ -113,8 +113,11 @@ def quantized_mesh(tile: TileMesh, key: TileKey, *, normals: bool = True) -> byt
     lists). With ``normals`` the oct-encoded vertex normals extension (ECEF) follows."""
     validate_key(World.EARTH, key)
     n = len(tile.grid_rc)
-    rc = tile.grid_rc.astype(np.int64)
-    h = tile.height_m.astype(np.float64)
+    # Faces in Z order of their centroids, vertices renumbered by first use: what
+    # high-water-mark index coding needs, and what makes it (and gzip) effective.
+    faces, order = _cache_friendly(tile.grid_rc, tile.faces)
+    rc = tile.grid_rc[order].astype(np.int64)
+    h = tile.height_m[order].astype(np.float64)
     hmin, hmax = float(h.min()), float(h.max())
     # u west->east, v south->north, both over the tile's extent; heights over [min, max].
     u = np.round(rc[:, 1] * QM_MAX / T).astype(np.int64)
@@ -125,6 +128,8 @@ def quantized_mesh(tile: TileMesh, key: TileKey, *, normals: bool = True) -> byt
     sphere_c = 0.5 * (pos.min(axis=0) + pos.max(axis=0))
     radius = float(np.linalg.norm(pos - sphere_c, axis=1).max())
     hop = horizon_occlusion_point(pos, tile.center_m)
+    inv = np.empty(n, dtype=np.int64)
+    inv[order] = np.arange(n)
 
     out = io.BytesIO()
     out.write(struct.pack("<3d2f4d3d", *tile.center_m, hmin, hmax, *sphere_c, radius, *hop))
@@ -135,24 +140,44 @@ def quantized_mesh(tile: TileMesh, key: TileKey, *, normals: bool = True) -> byt
     itype = "<u4" if wide else "<u2"
     if wide and out.tell() % 4:
         out.write(b"\0" * (4 - out.tell() % 4))  # IndexData32 is 4-byte aligned
-    faces = tile.faces.astype(np.int64)
-    # High-water-mark coding needs first-use vertex order; runtime.mesh numbers that way.
     f = faces.reshape(-1)
     highest = np.maximum.accumulate(np.concatenate([[0], f[:-1] + 1]))
     codes = highest - f
-    if codes.min() < 0:
-        raise ValueError("faces must number vertices by first use (runtime.mesh.simplify_grid does)")
     out.write(struct.pack("<I", len(faces)))
     out.write(codes.astype(itype).tobytes())
     # Edge lists: west/east south->north, south/north west->east.
     for edge in (tile.west[::-1], tile.south, tile.east[::-1], tile.north):
         out.write(struct.pack("<I", len(edge)))
-        out.write(np.asarray(edge).astype(itype).tobytes())
+        out.write(inv[edge].astype(itype).tobytes())
     if normals:
-        xy = oct_encode(tile.normals[:n])
+        xy = oct_encode(tile.normals[:n][order])
         out.write(struct.pack("<BI", EXT_OCT_NORMALS, xy.size))
         out.write(xy.tobytes())
     return out.getvalue()
+
+
+def _spread_lut(n: int) -> np.ndarray:
+    """Bit-spread table for Z-order keys: bit k of v moves to bit 2k. (n,) int64."""
+    v = np.arange(n, dtype=np.int64)
+    out = np.zeros(n, dtype=np.int64)
+    for k in range(int(n).bit_length()):
+        out |= ((v >> k) & 1) << (2 * k)
+    return out
+
+
+_SPREAD = _spread_lut(T + 1)
+
+
+def _cache_friendly(grid_rc: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Faces sorted by the Z-order key of their centroid and renumbered by first use.
+    Returns (faces (m, 3) int64 in the new numbering, order (n,): new i = old order[i])."""
+    c = grid_rc[faces].sum(axis=1).astype(np.int64)  # 3 x centroid, (m, 2)
+    key = _SPREAD[c[:, 0] // 3] | (_SPREAD[c[:, 1] // 3] << 1)
+    faces = np.asarray(faces)[np.argsort(key, kind="stable")]
+    order = first_use_order(faces, len(grid_rc))
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    return inv[faces], order
 
 
 def terrain_path(key: TileKey) -> str:

@@ -103,35 +103,46 @@ def test_quantized_mesh_decodes_with_independent_reader(tile, tmp_path):
     assert dec.header["centerX"] == tile.center_m[0] and dec.header["centerZ"] == tile.center_m[2]
     assert dec.header["minimumHeight"] == pytest.approx(tile.height_m.min())
     assert dec.header["maximumHeight"] == pytest.approx(tile.height_m.max())
-    # Vertices: u, v exact on the grid (32767 / 256 steps), heights within half a quantum.
+    # Vertices: u, v on the grid (32767 / 256 steps), heights within half a quantum.
     u, v = np.array(dec.u), np.array(dec.v)
-    np.testing.assert_array_equal(u, np.round(tile.grid_rc[:, 1] * 32767 / T))
-    np.testing.assert_array_equal(v, np.round((T - tile.grid_rc[:, 0]) * 32767 / T))
+    col = np.round(u * T / 32767).astype(np.int64)
+    row = T - np.round(v * T / 32767).astype(np.int64)
+    np.testing.assert_array_equal(u, np.round(col * 32767 / T))
+    lut = np.full((T + 1) ** 2, -1)
+    lut[tile.grid_rc[:, 0] * (T + 1) + tile.grid_rc[:, 1]] = np.arange(n)
+    perm = lut[row * (T + 1) + col]  # exporter vertex i is our vertex perm[i]
+    assert sorted(perm.tolist()) == list(range(n))
     coords = np.array(dec.getVerticesCoordinates())
     span = tile.height_m.max() - tile.height_m.min()
-    assert np.abs(coords[:, 2] - tile.height_m).max() <= span / 32767 / 2 + 1e-3
-    lon, lat = lonlat(KEY, tile.grid_rc[:, 0], tile.grid_rc[:, 1])
+    assert np.abs(coords[:, 2] - tile.height_m[perm]).max() <= span / 32767 / 2 + 1e-3
+    lon, lat = lonlat(KEY, tile.grid_rc[perm, 0], tile.grid_rc[perm, 1])
     quantum_deg = (lon1 - lon0) / 32767  # 32767 is odd: grid columns land within half a step
     assert np.abs(coords[:, 0] - lon).max() <= quantum_deg / 2 + 1e-12
     assert np.abs(coords[:, 1] - lat).max() <= quantum_deg / 2 + 1e-12
-    # Topology: identical triangles, counter-clockwise in (u, v).
-    np.testing.assert_array_equal(np.array(dec.indices).reshape(-1, 3), tile.faces)
-    p = np.stack([u, v], 1)[tile.faces].astype(np.float64)
+    # Topology: the same triangles with the same winding, counter-clockwise in (u, v).
+    faces = perm[np.array(dec.indices).reshape(-1, 3)]
+
+    def canon(f):
+        rot = np.argmin(f, axis=1)
+        return {tuple(row) for row in np.take_along_axis(f, (np.arange(3) + rot[:, None]) % 3, 1).tolist()}
+
+    assert len(faces) == len(tile.faces) and canon(faces) == canon(tile.faces)
+    p = np.stack([u, v], 1)[np.array(dec.indices).reshape(-1, 3)].astype(np.float64)
     cross = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (
         p[:, 1, 1] - p[:, 0, 1]
     )
     assert (cross > 0).all()
     # Edges: west/east south->north, south/north west->east.
-    np.testing.assert_array_equal(dec.westI, tile.west[::-1])
-    np.testing.assert_array_equal(dec.eastI, tile.east[::-1])
-    np.testing.assert_array_equal(dec.southI, tile.south)
-    np.testing.assert_array_equal(dec.northI, tile.north)
+    np.testing.assert_array_equal(perm[dec.westI], tile.west[::-1])
+    np.testing.assert_array_equal(perm[dec.eastI], tile.east[::-1])
+    np.testing.assert_array_equal(perm[dec.southI], tile.south)
+    np.testing.assert_array_equal(perm[dec.northI], tile.north)
     assert (u[dec.westI] == 0).all() and (np.diff(v[dec.westI]) > 0).all()
     # Oct-encoded normals: within the 8-bit encoding error of ours.
     normals = np.array(dec.vLight)
     assert normals.shape == (n, 3)
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    ang = np.degrees(np.arccos(np.clip((normals * tile.normals[:n]).sum(1), -1, 1)))
+    ang = np.degrees(np.arccos(np.clip((normals * tile.normals[perm]).sum(1), -1, 1)))
     assert ang.max() < 1.0
     assert dec.getContentType() == "application/vnd.quantized-mesh;extensions=octvertexnormals"
 
