@@ -72,14 +72,27 @@ def _plane_error(blocks: np.ndarray, b: int, verts: tuple) -> np.ndarray:
     return d.max(axis=0)
 
 
-def _masked_plane_error(bt: np.ndarray, need: np.ndarray, b: int, verts: tuple) -> np.ndarray:
-    """_plane_error for the blocks where ``need`` (nb, nb) is True, 0 elsewhere."""
-    out = np.zeros(need.shape, np.float32)
+def _masked_plane_error(
+    bt: np.ndarray, flat: np.ndarray, need: np.ndarray, b: int, verts: tuple
+) -> np.ndarray:
+    """_plane_error for the blocks where ``need`` (nb, nb) is True, 0 elsewhere.
+
+    Partial levels gather only the pattern's samples of the needed blocks through flat
+    indices (copying whole blocks would cost more than the maths)."""
     k = int(need.sum())
     if k == need.size:
         return _plane_error(bt, b, verts)
+    out = np.zeros(need.shape, np.float32)
     if k:
-        out[need] = _plane_error(bt[:, :, need], b, verts)
+        i, j, w, v = _pattern(b, verts)
+        n1 = need.shape[1] * b + 1
+        bi, bj = np.nonzero(need)
+        base = (bi * b) * n1 + bj * b  # (k,) flat index of each block's [0, 0]
+        corners = flat[(v[0] * n1 + v[1])[:, None] + base]  # (3, k)
+        d = flat[(i * n1 + j)[:, None] + base]  # (K, k)
+        d -= w.T @ corners
+        np.abs(d, out=d)
+        out[need] = d.max(axis=0)
     return out
 
 
@@ -95,7 +108,8 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
     With ``keep_border`` the border samples get +inf, so every border sample is kept.
     """
     t = _check_grid(height_m)
-    h = np.asarray(height_m, dtype=np.float32)
+    h = np.ascontiguousarray(height_m, dtype=np.float32)
+    flat = h.ravel()
     thr = np.float32(max_error_m)
     err = np.zeros_like(h)
     inf = np.float32(np.inf)
@@ -122,10 +136,10 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
             ve[:, 0] = inf
             ve[:, -1] = inf
         # Quarter triangles of each b-block: hypotenuse on a block edge, apex at its centre.
-        qn = _masked_plane_error(bt, he[:-1] <= thr, b, ((0, 0), (0, b), (s, s)))
-        qs = _masked_plane_error(bt, he[1:] <= thr, b, ((b, b), (b, 0), (s, s)))
-        qw = _masked_plane_error(bt, ve[:, :-1] <= thr, b, ((b, 0), (0, 0), (s, s)))
-        qe = _masked_plane_error(bt, ve[:, 1:] <= thr, b, ((0, b), (b, b), (s, s)))
+        qn = _masked_plane_error(bt, flat, he[:-1] <= thr, b, ((0, 0), (0, b), (s, s)))
+        qs = _masked_plane_error(bt, flat, he[1:] <= thr, b, ((b, b), (b, 0), (s, s)))
+        qw = _masked_plane_error(bt, flat, ve[:, :-1] <= thr, b, ((b, 0), (0, 0), (s, s)))
+        qe = _masked_plane_error(bt, flat, ve[:, 1:] <= thr, b, ((0, b), (b, b), (s, s)))
         he[:-1] = np.maximum(he[:-1], qn)
         he[1:] = np.maximum(he[1:], qs)
         ve[:, :-1] = np.maximum(ve[:, :-1], qw)
@@ -142,7 +156,10 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
             (need & ~even, ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))),
         ):
             ce = np.maximum(
-                ce, np.maximum(_masked_plane_error(bt, sel, b, d1), _masked_plane_error(bt, sel, b, d2))
+                ce,
+                np.maximum(
+                    _masked_plane_error(bt, flat, sel, b, d1), _masked_plane_error(bt, flat, sel, b, d2)
+                ),
             )
         err[s::b, s::b] = ce
         centres = ce
@@ -153,39 +170,109 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
     return err
 
 
-def _extract(err: np.ndarray, max_error_m: float) -> np.ndarray:
-    """Top-down RTIN extraction, one vectorised pass per level.
+@dataclass(frozen=True, eq=False)
+class RtinStep:
+    """One level of the RTIN hierarchy as flat grid ids (row * (t+1) + col), (k,) int32.
 
-    Returns triangles ``(m, 6) int32`` as (a_row, a_col, b_row, b_col, c_row, c_col),
-    a-b the hypotenuse, c the right angle, counter-clockwise seen from above."""
-    t = err.shape[0] - 1
-    flat_err = err.ravel()
-    # Roots share the main diagonal (0,0)-(t,t), as in Martini.
-    tri = np.array([[0, 0, t, t, 0, t], [t, t, 0, 0, t, 0]], dtype=np.int32).T  # (6, k)
-    done = []
-    while tri.shape[1]:
-        ar, ac, br, bc, cr, cc = tri
-        sr, sc = ar + br, ac + bc
-        inner = ((sr | sc) & 1) == 0
-        mr, mc = sr >> 1, sc >> 1
-        split = inner & (flat_err[np.where(inner, mr * (t + 1) + mc, 0)] > max_error_m)
-        done.append(tri[:, ~split])
-        ar, ac, br, bc, cr, cc, mr, mc = (v[split] for v in (ar, ac, br, bc, cr, cc, mr, mc))
-        # Children keep the orientation: (c, a, m) and (b, c, m), as in Martini.
-        tri = np.concatenate([np.stack([cr, cc, ar, ac, mr, mc]), np.stack([br, bc, cr, cc, mr, mc])], axis=1)
-    return np.concatenate(done, axis=1).T
+    mid: hypotenuse midpoints (-1 past the finest level, where cells are not split);
+    p, q: hypotenuse ends; a1, a2: the apexes of the two triangles sharing the
+    hypotenuse, each the midpoint of its parent (-1 where it falls outside the tile);
+    t1, t2: the two triangles as (3, k) vertex ids, counter-clockwise from above;
+    border: (k,) bool, the midpoint lies on the tile border."""
+
+    mid: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+    a1: np.ndarray
+    a2: np.ndarray
+    t1: np.ndarray
+    t2: np.ndarray
+    border: np.ndarray
 
 
-def _spread_lut(n: int) -> np.ndarray:
-    """Bit-spread table for Z-order keys: bit k of v moves to bit 2k. (n,) int64."""
-    v = np.arange(n, dtype=np.int64)
-    out = np.zeros(n, dtype=np.int64)
-    for k in range(int(n).bit_length()):
-        out |= ((v >> k) & 1) << (2 * k)
-    return out
+def _ccw(p: np.ndarray, q: np.ndarray, a: np.ndarray, n1: int) -> np.ndarray:
+    """(3, k) ids of triangles (p, q, a) wound counter-clockwise seen from above."""
+    pr, pc, qr, qc, ar, ac = p // n1, p % n1, q // n1, q % n1, a // n1, a % n1
+    # x = col, y = -row
+    cross = (qc - pc) * (pr - ar) - (ac - pc) * (pr - qr)
+    return np.where(cross > 0, np.stack([p, q, a]), np.stack([q, p, a])).astype(np.int32)
 
 
-_SPREAD = _spread_lut(4096)
+@functools.lru_cache(maxsize=8)
+def rtin_steps(t: int) -> tuple[RtinStep, ...]:
+    """The 4-8 hierarchy of a (t+1)^2 grid, coarse to fine (cached per t; read-only).
+
+    For each size b = t, t/2, ..., 2: the centres of b-squares (hypotenuse = the square's
+    diagonal, which alternates with block parity as in the 4-8 mesh), then the midpoints
+    of edges of length b; last the unit cells' diagonals (leaves only). A midpoint is a
+    candidate for splitting when an apex is present, i.e. its triangle exists."""
+    n1 = t + 1
+    steps = []
+
+    def step(mr, mc, pr, pc, qr, qc, a1r, a1c, a2r, a2c, split=True):
+        def ids(r, c):
+            ok = (r >= 0) & (r <= t) & (c >= 0) & (c <= t)
+            return np.where(ok, r * n1 + c, -1).astype(np.int32).ravel()
+
+        p, q, a1, a2 = ids(pr, pc), ids(qr, qc), ids(a1r, a1c), ids(a2r, a2c)
+        mid = ids(mr, mc) if split else np.full(p.shape, -1, np.int32)
+        r, c = mid // n1, mid % n1
+        border = (mid >= 0) & ((r == 0) | (r == t) | (c == 0) | (c == t))
+        t1, t2 = _ccw(p, q, np.maximum(a1, 0), n1), _ccw(p, q, np.maximum(a2, 0), n1)
+        s = RtinStep(mid, p, q, a1, a2, t1, t2, border)
+        for v in (s.mid, s.p, s.q, s.a1, s.a2, s.t1, s.t2, s.border):
+            v.setflags(write=False)
+        steps.append(s)
+
+    b = t
+    while b >= 2:
+        s = b // 2
+        i, j = np.meshgrid(np.arange(t // b), np.arange(t // b), indexing="ij")
+        mr, mc = s + i * b, s + j * b
+        even = (i + j) % 2 == 0
+        sg = np.where(even, 1, -1)  # main diagonal on even blocks, anti on odd
+        step(mr, mc, mr - s, mc - s * sg, mr + s, mc + s * sg, mr - s, mc + s * sg, mr + s, mc - s * sg)
+        # Edge midpoints: horizontal edges (rows 0::b), then vertical edges (cols 0::b).
+        i, j = np.meshgrid(np.arange(t // b + 1), np.arange(t // b), indexing="ij")
+        hr, hc = i * b, s + j * b
+        i, j = np.meshgrid(np.arange(t // b), np.arange(t // b + 1), indexing="ij")
+        vr, vc = s + i * b, j * b
+        cat = lambda x, y: np.concatenate([x.ravel(), y.ravel()])
+        mr, mc = cat(hr, vr), cat(hc, vc)
+        dr, dc = cat(np.zeros_like(hr), np.full_like(vr, s)), cat(np.full_like(hc, s), np.zeros_like(vc))
+        # ends along the edge, apexes across it
+        step(mr, mc, mr - dr, mc - dc, mr + dr, mc + dc, mr - dc, mc - dr, mr + dc, mc + dr)
+        b = s
+    i, j = np.meshgrid(np.arange(t), np.arange(t), indexing="ij")
+    even = (i + j) % 2 == 0
+    jp, jq = np.where(even, j, j + 1), np.where(even, j + 1, j)
+    step(
+        None,
+        None,
+        i,
+        jp,
+        i + 1,
+        jq,
+        i,
+        np.where(even, j + 1, j),
+        i + 1,
+        np.where(even, j, j + 1),
+        split=False,
+    )
+    return tuple(steps)
+
+
+def rtin_faces(present: np.ndarray, t: int) -> np.ndarray:
+    """Leaf triangles of the RTIN whose vertex set is ``present`` ((t+1)^2 + 1,) bool,
+    the last entry False (a sentinel for ids of -1). A triangle exists when its apex
+    (its parent's midpoint) is present and is a leaf when its own midpoint is not.
+    Returns (m, 3) int32 grid ids, counter-clockwise, in hierarchy order."""
+    out = []
+    for st in rtin_steps(t):
+        leaf = ~present[st.mid]
+        out.append(st.t1[:, leaf & present[st.a1]])
+        out.append(st.t2[:, leaf & present[st.a2]])
+    return np.concatenate(out, axis=1).T
 
 
 def simplify_grid(height_m: np.ndarray, max_error_m: float) -> tuple[np.ndarray, np.ndarray]:
@@ -194,44 +281,43 @@ def simplify_grid(height_m: np.ndarray, max_error_m: float) -> tuple[np.ndarray,
     height_m: ``(T+1, T+1) float32`` metres, T a power of two (256).
     Returns ``grid_rc (n, 2) int32`` [row, col] of the kept samples and ``faces (m, 3)
     int32`` indices into grid_rc, counter-clockwise seen from above (east = +col,
-    north = -row). Every border sample is kept. Faces are in Z order of their centroid
-    and vertices numbered by first use, which makes the wire coding compact.
+    north = -row). Every border sample is kept. The numbering is canonical
+    (``number_vertices``): the wire codec rebuilds exactly these arrays from the vertex set.
     """
     if not (np.isfinite(max_error_m) and max_error_m >= 0):
         raise ValueError(f"max_error_m must be a finite number >= 0, got {max_error_m!r}")
     err = rtin_errors(height_m, max_error_m)
-    tri = _extract(err, float(max_error_m))
-    n1 = err.shape[0]
-    return order_faces(tri, n1)
+    t = err.shape[0] - 1
+    # The error pyramid is monotone (a midpoint's error bounds its descendants'), so the
+    # vertex set of the top-down extraction is simply every sample above the bound.
+    present = np.zeros(err.size + 1, dtype=bool)
+    present[:-1] = err.ravel() > np.float32(max_error_m)
+    return number_vertices(rtin_faces(present, t), t + 1)
 
 
-def order_faces(tri: np.ndarray, n1: int) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical numbering of a TIN on an n1 x n1 grid.
-
-    tri: (m, 6) int (r0, c0, r1, c1, r2, c2). Faces are sorted by a 16-bit Z-order key of
-    their centroid (stable, so ties keep their order) and vertices numbered by first use.
-    Returns grid_rc (n, 2) int32 and faces (m, 3) int32. The wire decoder rebuilds the
-    same numbering with this function.
-    """
-    # 16-bit Z-order key of the centroid (8 bits per axis): numpy radix-sorts it.
-    sr = (tri[:, 0] + tri[:, 2] + tri[:, 4]) * 255 // (3 * (n1 - 1))
-    sc = (tri[:, 1] + tri[:, 3] + tri[:, 5]) * 255 // (3 * (n1 - 1))
-    key = (_SPREAD[sr] | (_SPREAD[sc] << 1)).astype(np.uint16)
-    tri = tri[np.argsort(key, kind="stable")]
-    flat = (tri[:, 0::2] * n1 + tri[:, 1::2]).ravel()
-    return _number_by_first_use(flat, n1)
-
-
-def _number_by_first_use(flat: np.ndarray, n1: int) -> tuple[np.ndarray, np.ndarray]:
-    """Renumber grid ids (row * n1 + col) in a flat face list by first appearance."""
-    first = np.full(n1 * n1, len(flat), dtype=np.int64)
-    np.minimum.at(first, flat, np.arange(len(flat)))
-    ids = flat[first[flat] == np.arange(len(flat))]  # in order of first appearance
-    lut = np.empty(n1 * n1, dtype=np.int32)
+def number_vertices(face_ids: np.ndarray, n1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical indexing of a TIN on an n1 x n1 grid: faces in the given order, vertices
+    in row-major grid order. face_ids: (m, 3) int grid ids (row * n1 + col).
+    Returns grid_rc (n, 2) int32 and faces (m, 3) int32."""
+    flat = face_ids.ravel()
+    used = np.zeros(n1 * n1, dtype=bool)
+    used[flat] = True
+    ids = np.flatnonzero(used)
+    lut = np.zeros(n1 * n1, dtype=np.int32)
     lut[ids] = np.arange(len(ids), dtype=np.int32)
-    faces = lut[flat].reshape(-1, 3)
     grid_rc = np.stack([ids // n1, ids % n1], axis=1).astype(np.int32)
-    return grid_rc, faces
+    return grid_rc, lut[flat].reshape(-1, 3)
+
+
+def first_use_order(faces: np.ndarray, n: int) -> np.ndarray:
+    """Permutation (n,) int64 listing vertices by first appearance in ``faces`` (what
+    high-water-mark index coding needs): new index i is old vertex order[i]."""
+    f = np.asarray(faces).reshape(-1)
+    first = np.full(n, len(f), dtype=np.int64)
+    np.minimum.at(first, f, np.arange(len(f)))
+    if first.max(initial=0) >= len(f):
+        raise ValueError("every vertex must be used by at least one face")
+    return np.argsort(first, kind="stable")
 
 
 def max_vertical_error(height_m: np.ndarray, grid_rc: np.ndarray, faces: np.ndarray) -> float:

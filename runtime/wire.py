@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.mesh import edge_indices, order_faces
+from runtime.mesh import edge_indices, first_use_order, number_vertices, rtin_faces, rtin_steps
 from runtime.tiles import T, TileKey, spacing_m
 
 FORMAT = "worldstream.tile"
@@ -96,51 +96,6 @@ def _unpack_uints(data: bytes, count: int, what: str) -> np.ndarray:
 # ---------------------------------------------------------------- RTIN traversal
 
 
-def _rtin_walk(t: int, decide) -> np.ndarray:
-    """Top-down RTIN traversal shared by encoder and decoder.
-
-    decide(cand, a, b) gets this level's hypotenuse midpoints as grid ids (row * (t+1)
-    + col), each once, in order of first appearance, and the ids of their hypotenuse
-    ends; it returns a bool per candidate (split or not). Returns leaf triangles
-    (m, 6) int64 (a_row, a_col, b_row, b_col, c_row, c_col)."""
-    n1 = t + 1
-    tri = np.array([[0, 0, t, t, 0, t], [t, t, 0, 0, t, 0]], dtype=np.int64).T
-    first = np.full(n1 * n1, np.iinfo(np.int64).max, dtype=np.int64)
-    verdict = np.zeros(n1 * n1, dtype=bool)
-    done = []
-    while tri.shape[1]:
-        sr, sc = tri[0] + tri[2], tri[1] + tri[3]
-        idx = np.flatnonzero(((sr | sc) & 1) == 0)
-        split = np.zeros(tri.shape[1], dtype=bool)
-        if len(idx):
-            mid = (sr[idx] >> 1) * n1 + (sc[idx] >> 1)
-            pos = np.arange(len(mid))
-            # A diamond's midpoint comes from both its triangles: keep the first (minimum.at
-            # is deterministic, unlike fancy assignment with repeated indices).
-            np.minimum.at(first, mid, pos)
-            rep = first[mid] == pos
-            first[mid] = np.iinfo(np.int64).max
-            cand = mid[rep]
-            ends = tri[:4, idx[rep]]
-            verdict[cand] = np.asarray(
-                decide(cand, ends[0] * n1 + ends[1], ends[2] * n1 + ends[3]), dtype=bool
-            )
-            split[idx] = verdict[mid]
-        done.append(tri[:, ~split])
-        s = tri[:, split]
-        mr, mc = (s[0] + s[2]) >> 1, (s[1] + s[3]) >> 1
-        # Children keep the orientation: (c, a, m) and (b, c, m), as in Martini.
-        tri = np.concatenate(
-            [np.stack([s[4], s[5], s[0], s[1], mr, mc]), np.stack([s[2], s[3], s[4], s[5], mr, mc])], 1
-        )
-    return np.concatenate(done, axis=1).T
-
-
-def _on_border(ids: np.ndarray, t: int) -> np.ndarray:
-    r, c = ids // (t + 1), ids % (t + 1)
-    return (r == 0) | (r == t) | (c == 0) | (c == t)
-
-
 def _corner_ids(t: int) -> np.ndarray:
     n1 = t + 1
     return np.array([0, t, t * n1, t * n1 + t], dtype=np.int64)
@@ -150,31 +105,28 @@ def _encode_rtin(grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int) 
     """RTIN streams, or None when (grid_rc, faces) is not the canonical RTIN mesh."""
     n1 = t + 1
     ids = grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]
-    present = np.zeros(n1 * n1, dtype=bool)
+    present = np.zeros(n1 * n1 + 1, dtype=bool)  # last entry: sentinel for id -1
     present[ids] = True
-    qgrid = np.zeros(n1 * n1, dtype=np.int64)
-    qgrid[ids] = q
     if not present[_corner_ids(t)].all():
         return None
-    whole_border = bool(
-        np.all(present.reshape(n1, n1)[[0, -1]]) and np.all(present.reshape(n1, n1)[:, [0, -1]])
-    )
-    bits, res = [], [qgrid[_corner_ids(t)]]
-
-    def decide(cand, a, b):
-        yes = present[cand]
-        coded = ~_on_border(cand, t) if whole_border else np.ones(len(cand), bool)
-        bits.append(yes[coded])
-        res.append(qgrid[cand[yes]] - ((qgrid[a[yes]] + qgrid[b[yes]]) >> 1))
-        return yes
-
-    tri = _rtin_walk(t, decide)
-    rc2, f2 = order_faces(tri, n1)
-    if rc2.shape != grid_rc.shape or f2.shape != faces.shape:
+    rc2, f2 = number_vertices(rtin_faces(present, t), n1)
+    if not (rc2.shape == grid_rc.shape and f2.shape == faces.shape):
         return None
     if not (np.array_equal(rc2, grid_rc) and np.array_equal(f2, faces)):
         return None
-    flags = np.concatenate(bits) if bits else np.zeros(0, bool)
+    qgrid = np.zeros(n1 * n1 + 1, dtype=np.int64)
+    qgrid[ids] = q
+    grid = present[:-1].reshape(n1, n1)
+    whole_border = bool(grid[[0, -1]].all() and grid[:, [0, -1]].all())
+    bits, res = [], [qgrid[_corner_ids(t)]]
+    for st in rtin_steps(t)[:-1]:
+        cand = present[st.a1] | present[st.a2]
+        yes = present[st.mid]
+        coded = cand & ~st.border if whole_border else cand
+        bits.append(yes[coded])
+        m, a, b = st.mid[yes], st.p[yes], st.q[yes]
+        res.append(qgrid[m] - ((qgrid[a] + qgrid[b]) >> 1))
+    flags = np.concatenate(bits)
     return {
         "whole_border": whole_border,
         "split_count": int(len(flags)),
@@ -187,39 +139,39 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
     n1 = t + 1
     whole_border = _get(p, "whole_border", bool)
     nbits = _get(p, "split_count", int)
-    if not 0 <= nbits <= n1 * n1 * 2:
-        raise ValueError(f"split_count must be in [0, {2 * n1 * n1}], got {nbits}")
+    if not 0 <= nbits <= n1 * n1:
+        raise ValueError(f"split_count must be in [0, {n1 * n1}], got {nbits}")
     raw = _inflate(_get(p, "splits", bytes), "splits", (nbits + 7) // 8)
     if len(raw) != (nbits + 7) // 8:
         raise ValueError(f"splits must hold {nbits} bits ({(nbits + 7) // 8} bytes), got {len(raw)} bytes")
     flags = np.unpackbits(np.frombuffer(raw, np.uint8), count=nbits).astype(bool)
     res = _unzigzag(_unpack_uints(_get(p, "heights", bytes), n, "heights"))
-    qgrid = np.zeros(n1 * n1, dtype=np.int64)
-    qgrid[_corner_ids(t)] = res[:4]
-    pos = {"bit": 0, "res": 4}
-
-    def decide(cand, a, b):
-        coded = ~_on_border(cand, t) if whole_border else np.ones(len(cand), bool)
+    present = np.zeros(n1 * n1 + 1, dtype=bool)
+    qgrid = np.zeros(n1 * n1 + 1, dtype=np.int64)
+    corners = _corner_ids(t)
+    present[corners] = True
+    qgrid[corners] = res[:4]
+    nb, nr = 0, 4
+    for st in rtin_steps(t)[:-1]:
+        cand = present[st.a1] | present[st.a2]
+        coded = cand & ~st.border if whole_border else cand
         k = int(coded.sum())
-        if pos["bit"] + k > nbits:
-            raise ValueError(f"splits ended early: needed more than the {nbits} bits sent")
-        yes = ~coded
-        yes[coded] = flags[pos["bit"] : pos["bit"] + k]
-        pos["bit"] += k
+        if nb + k > nbits:
+            raise ValueError(f"splits ended early: the mesh needs more than the {nbits} bits sent")
+        present[st.mid[coded]] = flags[nb : nb + k]
+        nb += k
+        if whole_border:
+            present[st.mid[cand & st.border]] = True
+        yes = present[st.mid]
         j = int(yes.sum())
-        if pos["res"] + j > n:
+        if nr + j > n:
             raise ValueError(f"the splits imply more than the {n} vertices announced")
-        sel = cand[yes]
-        qgrid[sel] = ((qgrid[a[yes]] + qgrid[b[yes]]) >> 1) + res[pos["res"] : pos["res"] + j]
-        pos["res"] += j
-        return yes
-
-    tri = _rtin_walk(t, decide)
-    if pos["bit"] != nbits or pos["res"] != n:
-        raise ValueError(
-            f"splits/heights do not match: used {pos['bit']}/{nbits} bits, {pos['res']}/{n} vertices"
-        )
-    grid_rc, faces = order_faces(tri, n1)
+        mids, a, b = st.mid[yes], st.p[yes], st.q[yes]
+        qgrid[mids] = ((qgrid[a] + qgrid[b]) >> 1) + res[nr : nr + j]
+        nr += j
+    if nb != nbits or nr != n:
+        raise ValueError(f"splits/heights do not match: used {nb}/{nbits} bits, {nr}/{n} vertices")
+    grid_rc, faces = number_vertices(rtin_faces(present, t), n1)
     if len(grid_rc) != n or len(faces) != m:
         raise ValueError(f"decoded {len(grid_rc)} vertices / {len(faces)} faces, payload says {n} / {m}")
     q = qgrid[grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]]
@@ -245,18 +197,12 @@ def _hwm_decode(codes: np.ndarray) -> np.ndarray:
     return highest - codes
 
 
-def _encode_indexed(grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray) -> dict | None:
-    f = faces.reshape(-1)
-    first = np.full(len(grid_rc), len(f), np.int64)
-    np.minimum.at(first, f, np.arange(len(f)))
-    if not np.array_equal(np.argsort(first, kind="stable"), np.arange(len(grid_rc))) or first.max() >= len(f):
-        # Renumber vertices by first use so that high-water-mark coding applies.
-        order = np.argsort(first, kind="stable")
-        if first.max() >= len(f):
-            raise ValueError("every vertex must be used by at least one face")
-        inv = np.empty_like(order)
-        inv[order] = np.arange(len(order))
-        grid_rc, q, faces = grid_rc[order], q[order], inv[faces]
+def _encode_indexed(grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray) -> dict:
+    # Renumber vertices by first use so that high-water-mark coding applies.
+    order = first_use_order(faces, len(grid_rc))
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    grid_rc, q, faces = grid_rc[order], q[order], inv[faces]
     return {
         "u": _pack_uints(_zigzag(np.diff(grid_rc[:, 1].astype(np.int64), prepend=0))),
         "v": _pack_uints(_zigzag(np.diff(grid_rc[:, 0].astype(np.int64), prepend=0))),

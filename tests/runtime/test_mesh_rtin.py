@@ -1,0 +1,198 @@
+"""runtime.mesh: RTIN simplification, error bound, borders, skirts, normals, UVs."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime import mesh
+from runtime.tiles import WGS84_A_M, WGS84_B_M, WGS84_E2, T, spacing_deg, spacing_m
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+def real_crop() -> np.ndarray:
+    return np.load(DATA / "dem_crop_bigtujunga_257.npz")["elev"].astype(np.float32)
+
+
+def fractal(n: int, seed: int, hurst: float = 0.8, relief_m: float = 800.0) -> np.ndarray:
+    """fBm surface by spectral synthesis, (n, n) float32 metres."""
+    rng = np.random.default_rng(seed)
+    k = np.fft.fftfreq(2 * n)
+    kk = np.hypot(*np.meshgrid(k, k, indexing="ij"))
+    kk[0, 0] = 1.0
+    spec = kk ** -(hurst + 1.0) * np.exp(2j * np.pi * rng.random(kk.shape))
+    spec[0, 0] = 0.0
+    z = np.fft.ifft2(spec).real[:n, :n]
+    return ((z - z.min()) / np.ptp(z) * relief_m).astype(np.float32)
+
+
+def plane_to_world(level: int):
+    s = spacing_m(level)
+    return lambda r, c, h: np.stack([c * s, -r * s, h], axis=1)
+
+
+def earth_to_world(level: int, x: int, y: int):
+    """Geodetic (from the tile's sample grid) -> WGS84 ECEF, the standard formula."""
+    d = spacing_deg(level)
+
+    def f(r, c, h):
+        lat = np.radians(90.0 - (y * T + r) * d)
+        lon = np.radians(-180.0 + (x * T + c) * d)
+        n = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * np.sin(lat) ** 2)
+        return np.stack(
+            [
+                (n + h) * np.cos(lat) * np.cos(lon),
+                (n + h) * np.cos(lat) * np.sin(lon),
+                (n * (1.0 - WGS84_E2) + h) * np.sin(lat),
+            ],
+            axis=1,
+        )
+
+    return f
+
+
+def signed_area2(grid_rc, faces):
+    """2 x signed area in (east = col, north = -row): > 0 is counter-clockwise from above."""
+    p = grid_rc[faces].astype(np.float64)
+    x, y = p[..., 1], -p[..., 0]
+    return (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
+
+
+@pytest.mark.parametrize("max_error_m", [0.5, 2.0, 10.0, 40.0])
+@pytest.mark.parametrize("source", ["real", "fractal"])
+def test_measured_error_within_bound(source, max_error_m):
+    h = real_crop() if source == "real" else fractal(T + 1, seed=3)
+    grid_rc, faces = mesh.simplify_grid(h, max_error_m)
+    err = mesh.max_vertical_error(h, grid_rc, faces)  # also fails on holes
+    assert err <= max_error_m + 1e-3
+    assert len(faces) < 2 * T * T  # it did simplify
+
+
+def test_real_tile_is_simplified_and_tiles_the_square():
+    h = real_crop()
+    grid_rc, faces = mesh.simplify_grid(h, 5.0)
+    assert grid_rc.dtype == np.int32 and faces.dtype == np.int32
+    assert 5_000 < len(faces) < 60_000
+    area2 = signed_area2(grid_rc, faces)
+    assert (area2 > 0).all()  # CCW seen from above
+    assert area2.sum() == 2 * T * T  # covers the tile exactly once
+    assert len(np.unique(grid_rc, axis=0)) == len(grid_rc)
+    assert faces.max() == len(grid_rc) - 1  # every vertex used
+
+
+def test_every_border_sample_kept_and_mesh_is_conforming():
+    h = fractal(T + 1, seed=5)
+    grid_rc, faces = mesh.simplify_grid(h, 20.0)
+    r, c = grid_rc[:, 0], grid_rc[:, 1]
+    on_border = (r == 0) | (r == T) | (c == 0) | (c == T)
+    assert on_border.sum() == 4 * T
+    # Conforming (no T-junctions): each undirected edge is used by 2 faces inside, 1 on the border.
+    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    edges, count = np.unique(e, axis=0, return_counts=True)
+    boundary = edges[count == 1]
+    assert set(np.unique(count)) == {1, 2}
+    assert len(boundary) == 4 * T
+    br, bc = grid_rc[boundary, 0], grid_rc[boundary, 1]
+    assert (((br == 0) | (br == T)) & (br[:, 0:1] == br)).all(1).sum() + (
+        ((bc == 0) | (bc == T)) & (bc[:, 0:1] == bc)
+    ).all(1).sum() == 4 * T
+
+
+def test_planar_field_needs_only_border_grading():
+    r, c = np.meshgrid(np.arange(T + 1), np.arange(T + 1), indexing="ij")
+    h = (100.0 + 0.25 * r - 0.5 * c).astype(np.float32)
+    grid_rc, faces = mesh.simplify_grid(h, 0.01)
+    interior = (grid_rc > 0).all(1) & (grid_rc < T).all(1)
+    # Keeping all 4T border samples forces the RTIN to grade inwards (about 1.4 interior
+    # vertices per border sample); nothing else is added and the plane is exact.
+    assert mesh.max_vertical_error(h, grid_rc, faces) < 1e-3
+    assert interior.sum() < 1.5 * 4 * T
+
+
+def test_more_error_fewer_triangles():
+    h = real_crop()
+    counts = [len(mesh.simplify_grid(h, e)[1]) for e in (1.0, 4.0, 16.0, 64.0)]
+    assert counts == sorted(counts, reverse=True) and counts[0] > 3 * counts[-1]
+
+
+def test_exact_error_is_tighter_than_martini_midpoint_estimate():
+    """Martini's midpoint-only error lets the real error exceed the bound; ours never does."""
+    from pymartini import Martini
+
+    h = real_crop()
+    vertices, triangles = Martini(T + 1).create_tile(h).get_mesh(5.0)
+    # pymartini vertices are (x = col, y = row)
+    err = mesh.max_vertical_error(h, vertices[:, ::-1].astype(np.int32), triangles)
+    assert err > 5.0
+    grid_rc, faces = mesh.simplify_grid(h, 5.0)
+    assert mesh.max_vertical_error(h, grid_rc, faces) <= 5.0
+
+
+@pytest.mark.parametrize("bad", [np.zeros((10, 10)), np.zeros((257, 256)), np.full((257, 257), np.nan)])
+def test_bad_grids_rejected(bad):
+    with pytest.raises(ValueError, match="height_m"):
+        mesh.simplify_grid(bad, 1.0)
+
+
+def test_bad_error_rejected():
+    with pytest.raises(ValueError, match="max_error_m"):
+        mesh.simplify_grid(real_crop(), -1.0)
+
+
+def test_plane_tile_mesh_skirts_normals_uvs():
+    h = real_crop()
+    level = 11
+    s = spacing_m(level)
+    centre = np.array([T / 2 * s, -T / 2 * s, 1000.0])
+    tm = mesh.build_tile_mesh(h, 5.0, 25.0, plane_to_world(level), centre)
+    n = len(tm.grid_rc)
+    assert tm.vertices_m.dtype == np.float32 and tm.vertices_m.shape == (n + 4 * T, 3)
+    world = tm.vertices_m.astype(np.float64) + centre
+    np.testing.assert_allclose(world[:n, 0], tm.grid_rc[:, 1] * s, atol=1e-3)
+    np.testing.assert_allclose(world[:n, 1], -tm.grid_rc[:, 0] * s, atol=1e-3)
+    np.testing.assert_allclose(world[:n, 2], h[tm.grid_rc[:, 0], tm.grid_rc[:, 1]], atol=1e-4)
+    # Skirt vertices hang exactly skirt_depth_m below their edge vertex.
+    border = np.unique(np.concatenate([tm.west, tm.south, tm.east, tm.north]))
+    np.testing.assert_allclose(world[n:, 2], world[border, 2] - 25.0, atol=1e-4)
+    np.testing.assert_allclose(world[n:, :2], world[border, :2], atol=1e-3)
+    # Edge lists: full border, sorted along the edge.
+    assert (tm.grid_rc[tm.west, 1] == 0).all() and (np.diff(tm.grid_rc[tm.west, 0]) == 1).all()
+    assert (tm.grid_rc[tm.north, 0] == 0).all() and (np.diff(tm.grid_rc[tm.north, 1]) == 1).all()
+    assert (tm.grid_rc[tm.east, 1] == T).all() and (tm.grid_rc[tm.south, 0] == T).all()
+    # Normals: unit, pointing up on the terrain; flat ground -> straight up.
+    np.testing.assert_allclose(np.linalg.norm(tm.normals, axis=1), 1.0, atol=1e-5)
+    assert (tm.normals[:n, 2] > 0.2).all()
+    assert tm.uv.min() == 0.0 and tm.uv.max() == 1.0
+    np.testing.assert_allclose(tm.uv[:n, 0], tm.grid_rc[:, 1] / T)
+    np.testing.assert_allclose(tm.uv[:n, 1], 1.0 - tm.grid_rc[:, 0] / T)
+    tri = tm.to_trimesh()
+    assert tri.is_winding_consistent
+    assert len(tri.faces) == len(tm.faces) + 2 * 4 * T
+    # Skirt faces face outwards: the west skirt's normals point west.
+    west_skirt = tri.face_normals[len(tm.faces) :][tm.skirt_faces.max(1) >= n]
+    assert (np.abs(west_skirt).max(1) > 0.99).all()
+
+
+def test_earth_tile_on_ellipsoid_relative_to_float64_centre():
+    h = fractal(T + 1, seed=7, relief_m=3000.0)
+    level, x, y = 9, 300, 100
+    to_world = earth_to_world(level, x, y)
+    centre = to_world(np.array([T / 2]), np.array([T / 2]), np.array([0.0]))[0]
+    tm = mesh.build_tile_mesh(h, 10.0, 50.0, to_world, centre)
+    world = tm.vertices_m.astype(np.float64) + centre
+    n = len(tm.grid_rc)
+    # Back to geodetic height with Bowring's method: matches the samples to float32 precision.
+    px, py, pz = world[:n].T
+    p = np.hypot(px, py)
+    theta = np.arctan2(pz * WGS84_A_M, p * WGS84_B_M)
+    ep2 = (WGS84_A_M**2 - WGS84_B_M**2) / WGS84_B_M**2
+    lat = np.arctan2(pz + ep2 * WGS84_B_M * np.sin(theta) ** 3, p - WGS84_E2 * WGS84_A_M * np.cos(theta) ** 3)
+    nrad = WGS84_A_M / np.sqrt(1 - WGS84_E2 * np.sin(lat) ** 2)
+    height = p / np.cos(lat) - nrad
+    np.testing.assert_allclose(height, h[tm.grid_rc[:, 0], tm.grid_rc[:, 1]], atol=0.05)
+    # float32 offsets from the centre keep ~mm precision on a ~40 km tile.
+    assert np.abs(tm.vertices_m).max() < 1e5
+    # Normals point away from the Earth's centre (outwards, CCW from above).
+    up = world[:n] / np.linalg.norm(world[:n], axis=1, keepdims=True)
+    assert ((tm.normals[:n] * up).sum(1) > 0.3).all()
