@@ -56,3 +56,38 @@ def test_console_script_help_runs():
     r = subprocess.run([sys.executable, "-m", "streaming.cli", "--help"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "fly" in r.stdout and "serve" in r.stdout
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_serve_answers_a_client_then_stops_cleanly_on_signal(sig):
+    import asyncio
+    import signal
+
+    from runtime.tiles import TileKey
+    from streaming.client import TileClient
+
+    proc = subprocess.Popen([sys.executable, "-m", "streaming.cli", "serve", "--world", "plane", "--seed", "2",
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "ws://" in line, line + proc.stderr.read()
+        url = line.split()[-1]
+
+        async def talk():
+            c = TileClient()
+            hello = await c.connect(url)
+            tiles = await c.fetch([TileKey(4, -1, 1)])
+            await c.close()
+            return hello, tiles
+
+        hello, tiles = asyncio.run(talk())
+        assert hello.world == "plane" and hello.seed == 2
+        (tile,) = tiles.values()
+        assert tile.key == TileKey(4, -1, 1) and len(tile.faces) > 0
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
