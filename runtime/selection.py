@@ -173,26 +173,31 @@ class _Frame:
         self.options = options
         cams = [v.camera for v in views]
         self.n_draw = len(cams)
-        pre = []
-        for v, c in zip(views, cams, strict=True):
+        # Views (frustum + pixel scale) and the distinct positions they stand at: a widened
+        # view shares its camera's position, so distances and horizons are computed once.
+        all_cams, pos_idx, positions = list(cams), list(range(len(cams))), [c.position_m for c in cams]
+        for i, (v, c) in enumerate(zip(views, cams, strict=True)):
             if options.prefetch_fov_scale > 1.0:
-                pre.append(_prefetch_camera(c, c.position_m, options.prefetch_fov_scale))
+                all_cams.append(_prefetch_camera(c, c.position_m, options.prefetch_fov_scale))
+                pos_idx.append(i)
             vel = np.asarray(v.velocity_mps, np.float64)
             if options.prefetch_s > 0 and np.any(vel != 0):
-                pre.append(_prefetch_camera(c, c.position_m + vel * options.prefetch_s,
-                                            options.prefetch_fov_scale))
-        all_cams = cams + pre
-        self.positions = np.array([c.position_m for c in all_cams])  # (V, 3)
-        self.forwards = np.array([c.forward for c in all_cams])
+                ahead = c.position_m + vel * options.prefetch_s
+                all_cams.append(_prefetch_camera(c, ahead, options.prefetch_fov_scale))
+                pos_idx.append(len(positions))
+                positions.append(ahead)
+        self.positions = np.array(positions)  # (U, 3); the first n_draw are the cameras
+        self.pos_idx = np.array(pos_idx)  # (V,) view -> position
+        self.forwards = np.array([c.forward for c in cams])
         planes = np.array([c.frustum_planes() for c in all_cams])  # (V, 6, 4)
         self.normals, self.offsets = planes[:, :, :3], planes[:, :, 3]
         self.normals_t = self.normals.transpose(0, 2, 1).copy()  # (V, 3, 6)
         self.normals_flat = self.normals.reshape(-1, 3).T.copy()  # (3, V*6)
-        self.k = np.array([c.sse_px(1.0, 1.0) for c in all_cams])  # px per (m / m)
+        self.k = np.array([c.sse_px(1.0, 1.0) for c in all_cams])  # (V,) px per (m / m)
         self.horizon = geometry.is_earth and options.horizon_culling
         if self.horizon:
             self.scaled = self.positions / occluder_radii_m()
-            self.limb2 = (self.scaled * self.scaled).sum(axis=1) - 1.0  # (V,)
+            self.limb2 = (self.scaled * self.scaled).sum(axis=1) - 1.0  # (U,)
         # Global sample coordinates of each camera's nadir at max_level, for "under camera".
         r, c, _ = geometry.world_to_sample(options.max_level, self.positions[: self.n_draw])
         self.nadir = [(int(math.floor(rr)), int(math.floor(cc))) for rr, cc in zip(r, c, strict=True)]
@@ -214,30 +219,31 @@ class _Frame:
         n = len(packed)
         centers, halves = packed[:, 0:3], packed[:, 3:12].reshape(n, 3, 3)
         units, lengths, hp = packed[:, 12:21].reshape(n, 3, 3), packed[:, 21:24], packed[:, 24:27]
-        rel = centers[None, :, :] - self.positions[:, None, :]  # (V, n, 3)
+        rel_u = centers[None, :, :] - self.positions[:, None, :]  # (U, n, 3)
+        rel = rel_u[self.pos_idx]  # (V, n, 3)
         # Frustum: a box is out when its centre is farther outside a plane than its reach.
         signed = rel @ self.normals_t + self.offsets[:, None, :]  # (V, n, 6)
         reach = np.abs(halves.reshape(3 * n, 3) @ self.normals_flat).reshape(n, 3, -1).sum(axis=1)  # (n, V*6)
-        reach = reach.reshape(n, len(self.positions), 6).transpose(1, 0, 2)
+        reach = reach.reshape(n, len(self.pos_idx), 6).transpose(1, 0, 2)
         vis = (signed >= -reach).all(axis=2)  # (V, n)
         if self.horizon:
-            # Cesium EllipsoidalOccluder.isScaledSpacePointVisible, all views at once.
+            # Cesium EllipsoidalOccluder.isScaledSpacePointVisible, all positions at once.
             ok = ~np.isnan(hp[:, 0])
-            vt = np.where(ok[:, None], hp, 0.0)[None] - self.scaled[:, None, :]  # (V, n, 3)
+            vt = np.where(ok[:, None], hp, 0.0)[None] - self.scaled[:, None, :]  # (U, n, 3)
             vt_dot_vc = -(vt @ self.scaled[:, :, None])[:, :, 0]
             vh2 = self.limb2[:, None]
             occluded = (vt_dot_vc > vh2) & (vt_dot_vc**2 / np.maximum((vt * vt).sum(axis=2), 1e-300) > vh2)
             occluded |= (vh2 < 0) & (vt_dot_vc > 0)
-            vis &= ~(occluded & ok[None])
+            vis &= ~(occluded & ok[None])[self.pos_idx]
         # Distance to the box: the camera in the box frame, clamped to the box.
-        local = (units[None] @ rel[:, :, :, None])[:, :, :, 0]  # (V, n, 3) (sign irrelevant)
+        local = (units[None] @ rel_u[:, :, :, None])[:, :, :, 0]  # (U, n, 3) (sign irrelevant)
         excess = np.maximum(np.abs(local) - lengths[None], 0.0)
-        dist = np.sqrt((excess * excess).sum(axis=2))  # (V, n)
-        err = self.k[:, None] / np.maximum(dist, 1e-3)  # px per metre of geometric error
+        dist = np.sqrt((excess * excess).sum(axis=2))  # (U, n)
+        err = self.k[:, None] / np.maximum(dist, 1e-3)[self.pos_idx]  # (V, n) px per metre of error
         nd = self.n_draw
-        rd = rel[:nd]
+        rd = rel_u[:nd]
         length = np.maximum(np.sqrt((rd * rd).sum(axis=2)), 1e-9)
-        cosang = (rd @ self.forwards[:nd, :, None])[:, :, 0] / length
+        cosang = (rd @ self.forwards[:, :, None])[:, :, 0] / length
         direction = np.where(dist[:nd] == 0.0, 0.0, 1.0 - cosang).min(axis=0)
         return vis, err, direction
 
