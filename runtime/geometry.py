@@ -127,14 +127,16 @@ class Bounds:
 
     @property
     def packed(self) -> np.ndarray:
-        """(27,) float64 for vectorised tests: center (3), half axes (9), unit axes (9),
-        half lengths (3), horizon point (3; NaN when None). Computed once."""
+        """(29,) float64 for vectorised tests: center (3), half axes (9), unit axes (9),
+        half lengths (3), horizon point (3; zeros when None), |horizon point|^2, and 1.0
+        when there is a horizon point else 0.0. Computed once."""
         p = self.__dict__.get("_packed")
         if p is None:
             lengths = np.linalg.norm(self.half_axes_m, axis=1)
             units = self.half_axes_m / np.maximum(lengths, 1e-300)[:, None]
-            hp = self.horizon_point if self.horizon_point is not None else np.full(3, np.nan)
-            p = np.concatenate([self.center_m, self.half_axes_m.ravel(), units.ravel(), lengths, hp])
+            hp = self.horizon_point if self.horizon_point is not None else np.zeros(3)
+            p = np.concatenate([self.center_m, self.half_axes_m.ravel(), units.ravel(), lengths, hp,
+                                [hp @ hp, float(self.horizon_point is not None)]])
             object.__setattr__(self, "_packed", p)
         return p
 

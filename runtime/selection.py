@@ -135,7 +135,7 @@ class _Node:
     """Per-frame traversal state of one tile (plain slots: thousands are made per second)."""
 
     __slots__ = ("key", "hmin", "hmax", "ge", "absolute", "draw_tree", "sse", "want_sse", "under",
-                 "prefetch", "refine", "direction", "children", "pinned", "steps")
+                 "prefetch", "refine", "children", "pinned", "steps")
 
     def __init__(self, key: TileKey, hmin: float, hmax: float, ge: float, absolute: bool):
         self.key = key
@@ -148,7 +148,6 @@ class _Node:
         self.under = False          # under a camera
         self.prefetch = False       # seen by a prefetch view (wider or predicted)
         self.refine = False         # refined for drawing
-        self.direction = 2.0        # 1 - cos(angle off the nearest view's forward), in [0, 2]
         self.children: list[_Node] = []
         self.pinned = False         # a root: always wanted and kept
         self.steps = 0              # levels below the nearest ready ancestor (roots: 0)
@@ -197,7 +196,8 @@ class _Frame:
         self.horizon = geometry.is_earth and options.horizon_culling
         if self.horizon:
             self.scaled = self.positions / occluder_radii_m()
-            self.limb2 = (self.scaled * self.scaled).sum(axis=1) - 1.0  # (U,)
+            self.cv2 = (self.scaled * self.scaled).sum(axis=1)  # (U,)
+            self.limb2 = self.cv2 - 1.0  # squared distance to the limb, scaled space
         # Global sample coordinates of each camera's nadir at max_level, for "under camera".
         r, c, _ = geometry.world_to_sample(options.max_level, self.positions[: self.n_draw])
         self.nadir = [(int(math.floor(rr)), int(math.floor(cc))) for rr, cc in zip(r, c, strict=True)]
@@ -213,39 +213,38 @@ class _Frame:
         return out
 
     def see(self, packed: np.ndarray):
-        """For n packed boxes (n, 27): visible (V, n) bool (frustum and horizon), error
-        (V, n) px from each view (whether it sees the box or not), and direction (n,) =
-        1 - cos(angle off the nearest drawing view's forward)."""
+        """For n packed boxes (n, 29): visible (V, n) bool (frustum and horizon) and
+        pixels of error per metre of geometric error (V, n) from each view, whether it
+        sees the box or not."""
         n = len(packed)
         centers, halves = packed[:, 0:3], packed[:, 3:12].reshape(n, 3, 3)
-        units, lengths, hp = packed[:, 12:21].reshape(n, 3, 3), packed[:, 21:24], packed[:, 24:27]
+        units, lengths = packed[:, 12:21].reshape(n, 3, 3), packed[:, 21:24]
         rel_u = centers[None, :, :] - self.positions[:, None, :]  # (U, n, 3)
-        rel = rel_u[self.pos_idx]  # (V, n, 3)
         # Frustum: a box is out when its centre is farther outside a plane than its reach.
-        signed = rel @ self.normals_t + self.offsets[:, None, :]  # (V, n, 6)
+        signed = rel_u[self.pos_idx] @ self.normals_t + self.offsets[:, None, :]  # (V, n, 6)
         reach = np.abs(halves.reshape(3 * n, 3) @ self.normals_flat).reshape(n, 3, -1).sum(axis=1)  # (n, V*6)
-        reach = reach.reshape(n, len(self.pos_idx), 6).transpose(1, 0, 2)
-        vis = (signed >= -reach).all(axis=2)  # (V, n)
+        vis = (signed >= -reach.reshape(n, -1, 6).transpose(1, 0, 2)).all(axis=2)  # (V, n)
         if self.horizon:
-            # Cesium EllipsoidalOccluder.isScaledSpacePointVisible, all positions at once.
-            ok = ~np.isnan(hp[:, 0])
-            vt = np.where(ok[:, None], hp, 0.0)[None] - self.scaled[:, None, :]  # (U, n, 3)
-            vt_dot_vc = -(vt @ self.scaled[:, :, None])[:, :, 0]
+            # Cesium EllipsoidalOccluder.isScaledSpacePointVisible for all positions, expanded
+            # around hp . cv: vt = hp - cv, vt . vc = |cv|^2 - hp . cv.
+            hp_cv = self.scaled @ packed[:, 24:27].T  # (U, n)
+            vt_dot_vc = self.cv2[:, None] - hp_cv
+            vt2 = packed[:, 27][None, :] - 2.0 * hp_cv + self.cv2[:, None]
             vh2 = self.limb2[:, None]
-            occluded = (vt_dot_vc > vh2) & (vt_dot_vc**2 / np.maximum((vt * vt).sum(axis=2), 1e-300) > vh2)
-            occluded |= (vh2 < 0) & (vt_dot_vc > 0)
-            vis &= ~(occluded & ok[None])[self.pos_idx]
+            occluded = np.where(vh2 < 0, vt_dot_vc > 0,
+                                (vt_dot_vc > vh2) & (vt_dot_vc * vt_dot_vc > vh2 * vt2))
+            vis &= ~(occluded & (packed[:, 28] > 0))[self.pos_idx]
         # Distance to the box: the camera in the box frame, clamped to the box.
         local = (units[None] @ rel_u[:, :, :, None])[:, :, :, 0]  # (U, n, 3) (sign irrelevant)
         excess = np.maximum(np.abs(local) - lengths[None], 0.0)
         dist = np.sqrt((excess * excess).sum(axis=2))  # (U, n)
-        err = self.k[:, None] / np.maximum(dist, 1e-3)[self.pos_idx]  # (V, n) px per metre of error
-        nd = self.n_draw
-        rd = rel_u[:nd]
-        length = np.maximum(np.sqrt((rd * rd).sum(axis=2)), 1e-9)
-        cosang = (rd @ self.forwards[:, :, None])[:, :, 0] / length
-        direction = np.where(dist[:nd] == 0.0, 0.0, 1.0 - cosang).min(axis=0)
-        return vis, err, direction
+        return vis, self.k[:, None] / np.maximum(dist, 1e-3)[self.pos_idx]
+
+    def direction(self, centers_m: np.ndarray) -> np.ndarray:
+        """(n, 3) points -> (n,) 1 - cos(angle off the nearest drawing camera's forward)."""
+        rel = centers_m[None, :, :] - self.positions[: self.n_draw, None, :]
+        length = np.maximum(np.sqrt((rel * rel).sum(axis=2)), 1e-9)
+        return (1.0 - (rel @ self.forwards[:, :, None])[:, :, 0] / length).min(axis=0)
 
 
 def _ring(key: TileKey, rad: int) -> list[TileKey]:
@@ -329,46 +328,44 @@ def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileI
         under = frame.under_keys(level)
         packed = np.array([_packed_bounds(geo, n) for n, _ in level_nodes])
         ges = np.fromiter((n.ge for n, _ in level_nodes), np.float64, len(level_nodes))
-        vis, err, direction = frame.see(packed)
-        err = err * ges[None, :]  # (V, n) screen-space error from each view
-        draw_vis = vis[:nd].any(axis=0)
-        draw_sse = np.where(vis[:nd], err[:nd], 0.0).max(axis=0)
-        near_sse = err[:nd].max(axis=0)
+        vis, err = frame.see(packed)
+        err *= ges[None, :]  # (V, n) screen-space error from each view
+        draw_vis = vis[:nd].any(axis=0).tolist()
+        draw_sse = np.where(vis[:nd], err[:nd], 0.0).max(axis=0).tolist()
+        near_sse = err[:nd].max(axis=0).tolist()
         if len(vis) > nd:
-            pre_vis = vis[nd:].any(axis=0)
-            pre_sse = np.where(vis[nd:], err[nd:], 0.0).max(axis=0)
+            pre_vis = vis[nd:].any(axis=0).tolist()
+            pre_sse = np.where(vis[nd:], err[nd:], 0.0).max(axis=0).tolist()
         else:
-            pre_vis = np.zeros(len(level_nodes), bool)
-            pre_sse = np.zeros(len(level_nodes))
+            pre_vis = pre_sse = [0.0] * len(level_nodes)
         can_refine = level < opt.max_level
         next_nodes = []
         for i, (node, parent_refined) in enumerate(level_nodes):
-            node.under = node.key in under
-            node.prefetch = bool(pre_vis[i])
-            node.draw_tree = parent_refined and bool(draw_vis[i])
-            if not (node.draw_tree or node.under or node.prefetch or node.pinned):
+            key = node.key
+            node.under = under_here = key in under
+            node.prefetch = pre = bool(pre_vis[i])
+            node.draw_tree = drawn = parent_refined and draw_vis[i]
+            if not (drawn or under_here or pre or node.pinned):
                 continue  # culled: neither drawn nor wanted
-            used[node.key] = node
-            sse = float(draw_sse[i])
+            used[key] = node
+            sse = draw_sse[i]
             node.sse = sse
-            node.direction = float(direction[i])
-            want = sse if node.draw_tree else 0.0
-            if node.under:
-                want = max(want, float(near_sse[i]))
-            if node.prefetch:
-                want = max(want, float(pre_sse[i]))
+            want = sse if drawn else 0.0
+            if under_here and near_sse[i] > want:
+                want = near_sse[i]
+            if pre and pre_sse[i] > want:
+                want = pre_sse[i]
             node.want_sse = want
             if not can_refine:
                 continue
-            node.refine = node.draw_tree and sse > target
-            ground = node.under and near_sse[i] > target
-            if node.refine or ground or (node.prefetch and pre_sse[i] > target):
-                steps = 0 if node.key in ready else node.steps + 1
-                for ck in node.key.children():
+            node.refine = refine = drawn and sse > target
+            if refine or (under_here and near_sse[i] > target) or (pre and pre_sse[i] > target):
+                steps = 0 if key in ready else node.steps + 1
+                for ck in key.children():
                     child = _node_for(ck, node, known)
                     child.steps = steps
                     node.children.append(child)
-                    next_nodes.append((child, node.refine))
+                    next_nodes.append((child, refine))
         level_nodes = next_nodes
     return used
 
@@ -436,8 +433,8 @@ def choose_draw(used: dict[TileKey, _Node], roots: list[TileKey], ready: Set[Til
 # --- pass 3 and 4: load and keep --------------------------------------------------------------
 
 
-def collect_loads(used: dict[TileKey, _Node], known: Mapping[TileKey, TileInfo], pinned: list[TileKey],
-                  target_px: float) -> list[LoadRequest]:
+def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[TileKey, TileInfo],
+                  pinned: list[TileKey], target_px: float) -> list[LoadRequest]:
     """Wanted, not-yet-known tiles, most urgent first.
 
     priority = 1000 * band + 10 * steps + 5 / (1 + sse / target) + 2.5 * (1 - cos angle):
@@ -446,13 +443,15 @@ def collect_loads(used: dict[TileKey, _Node], known: Mapping[TileKey, TileInfo],
     that were not walked load as steps 0 with no error.
     """
     out = []
-    for key, node in used.items():
-        if key in known:
-            continue
+    wanted = [node for key, node in used.items() if key not in known]
+    if wanted:
+        centers = np.array([_packed_bounds(frame.geometry, n)[:3] for n in wanted])
+        direction = frame.direction(centers).tolist()
+    for node, d in zip(wanted, direction if wanted else [], strict=True):
         band = Band.WANTED if (node.draw_tree or node.under or node.pinned) else Band.PREFETCH
         steps = min(node.steps, 99)
-        pri = 1000.0 * band + 10.0 * steps + 5.0 / (1.0 + node.want_sse / target_px) + 2.5 * node.direction
-        out.append(LoadRequest(pri, key, band, steps, node.want_sse))
+        pri = 1000.0 * band + 10.0 * steps + 5.0 / (1.0 + node.want_sse / target_px) + 2.5 * d
+        out.append(LoadRequest(pri, node.key, band, steps, node.want_sse))
     for key in pinned:
         if key not in known and key not in used:
             out.append(LoadRequest(5.0 + 2.5 * 2.0, key, Band.WANTED, 0, 0.0))
@@ -491,7 +490,7 @@ def select(
     pinned = _pinned_roots(geometry, frame)
     used = mark_used(frame, roots, known, ready)
     draw, holes = choose_draw(used, roots, ready, drawn_last)
-    load = collect_loads(used, known, pinned, options.error_target_px)
+    load = collect_loads(frame, used, known, pinned, options.error_target_px)
     keep = collect_keep(used, draw, known, pinned)
     ideal = frozenset(k for k, n in used.items() if n.draw_tree and not n.refine)
     over = tuple(k for k in draw if k in used and used[k].refine)  # drawn coarser than wanted
