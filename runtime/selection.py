@@ -36,6 +36,7 @@ from runtime.geometry import (
     WorldGeometry,
     default_geometric_error_m,
     occluder_radii_m,
+    packed_bounds,
 )
 from runtime.tiles import MAX_LEVEL, T, TileKey
 
@@ -176,15 +177,17 @@ class _Frame:
         # view shares its camera's position, so distances and horizons are computed once.
         all_cams, pos_idx, positions = list(cams), list(range(len(cams))), [c.position_m for c in cams]
         for i, (v, c) in enumerate(zip(views, cams, strict=True)):
-            if options.prefetch_fov_scale > 1.0:
-                all_cams.append(_prefetch_camera(c, c.position_m, options.prefetch_fov_scale))
+            # Frustum planes are camera-relative: one widened camera serves both prefetch views.
+            wide = _prefetch_camera(c, c.position_m, options.prefetch_fov_scale) \
+                if options.prefetch_fov_scale > 1.0 else c
+            if wide is not c:
+                all_cams.append(wide)
                 pos_idx.append(i)
             vel = np.asarray(v.velocity_mps, np.float64)
             if options.prefetch_s > 0 and np.any(vel != 0):
-                ahead = c.position_m + vel * options.prefetch_s
-                all_cams.append(_prefetch_camera(c, ahead, options.prefetch_fov_scale))
+                all_cams.append(wide)
                 pos_idx.append(len(positions))
-                positions.append(ahead)
+                positions.append(c.position_m + vel * options.prefetch_s)
         self.positions = np.array(positions)  # (U, 3); the first n_draw are the cameras
         self.pos_idx = np.array(pos_idx)  # (V,) view -> position
         self.forwards = np.array([c.forward for c in cams])
@@ -282,18 +285,25 @@ def root_keys(geometry: WorldGeometry, views: Sequence[View], options: Selection
     return _roots(geometry, _Frame(geometry, views, options))
 
 
-_PACKED: dict = {}
+_PACKED: dict = {}  # (world, key, hmin, hmax) -> packed bounds, across frames
 
 
-def _packed_bounds(geo: WorldGeometry, node: _Node) -> np.ndarray:
-    """Packed bounds of a node's tile and height range, memoised across frames."""
-    k = (geo.world, node.key, node.hmin, node.hmax)
-    p = _PACKED.get(k)
-    if p is None:
+def _packed_level(geo: WorldGeometry, nodes: list) -> np.ndarray:
+    """(n, 29) packed bounds of the nodes' tiles and height ranges; the ones not seen
+    before are fitted in one vectorised call."""
+    world = geo.world
+    ks = [(world, n.key, n.hmin, n.hmax) for n in nodes]
+    rows = [_PACKED.get(k) for k in ks]
+    missing = [i for i, r in enumerate(rows) if r is None]
+    if missing:
         if len(_PACKED) > 200_000:
             _PACKED.clear()
-        p = _PACKED[k] = geo.tile_bounds(node.key, node.hmin, node.hmax).packed
-    return p
+        sub = [nodes[i] for i in missing]
+        fresh = packed_bounds(world, [n.key for n in sub], np.array([n.hmin for n in sub]),
+                              np.array([n.hmax for n in sub]))
+        for j, i in enumerate(missing):
+            rows[i] = _PACKED[ks[i]] = fresh[j]
+    return np.array(rows)
 
 
 def _node_for(key: TileKey, parent: _Node | None, known: Mapping[TileKey, TileInfo]) -> _Node:
@@ -326,7 +336,7 @@ def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileI
     while level_nodes:
         level = level_nodes[0][0].key.level
         under = frame.under_keys(level)
-        packed = np.array([_packed_bounds(geo, n) for n, _ in level_nodes])
+        packed = _packed_level(geo, [n for n, _ in level_nodes])
         ges = np.fromiter((n.ge for n, _ in level_nodes), np.float64, len(level_nodes))
         vis, err = frame.see(packed)
         err *= ges[None, :]  # (V, n) screen-space error from each view
@@ -445,7 +455,7 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
     out = []
     wanted = [node for key, node in used.items() if key not in known]
     if wanted:
-        centers = np.array([_packed_bounds(frame.geometry, n)[:3] for n in wanted])
+        centers = _packed_level(frame.geometry, wanted)[:, :3]
         direction = frame.direction(centers).tolist()
     for node, d in zip(wanted, direction if wanted else [], strict=True):
         band = Band.WANTED if (node.draw_tree or node.under or node.pinned) else Band.PREFETCH
