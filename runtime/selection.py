@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -154,15 +154,6 @@ class _Node:
         self.steps = 0              # levels below the nearest ready ancestor (roots: 0)
 
 
-def _prefetch_camera(cam: Camera, position_m, fov_scale: float) -> Camera:
-    """Same optics, wider field of view (and a viewport grown to keep pixels the same size)."""
-    wide = min(cam.fov_y_rad * fov_scale, math.radians(170.0))
-    grow = math.tan(wide / 2) / math.tan(cam.fov_y_rad / 2)
-    w, h = cam.viewport_px
-    return replace(cam, position_m=position_m, fov_y_rad=wide,
-                   viewport_px=(max(1, round(w * grow)), max(1, round(h * grow))))
-
-
 class _Frame:
     """Arrays about the views, computed once per frame. Views 0..n_draw-1 draw; the rest
     (each camera widened by ``prefetch_fov_scale``, and moved along its velocity by
@@ -175,27 +166,29 @@ class _Frame:
         self.n_draw = len(cams)
         # Views (frustum + pixel scale) and the distinct positions they stand at: a widened
         # view shares its camera's position, so distances and horizons are computed once.
-        all_cams, pos_idx, positions = list(cams), list(range(len(cams))), [c.position_m for c in cams]
+        # The widened view keeps its camera's pixel size (same error per metre) and position.
+        planes, ks = [c.frustum_planes() for c in cams], [c.sse_px(1.0, 1.0) for c in cams]
+        pos_idx, positions = list(range(len(cams))), [c.position_m for c in cams]
         for i, (v, c) in enumerate(zip(views, cams, strict=True)):
-            # Frustum planes are camera-relative: one widened camera serves both prefetch views.
-            wide = _prefetch_camera(c, c.position_m, options.prefetch_fov_scale) \
-                if options.prefetch_fov_scale > 1.0 else c
-            if wide is not c:
-                all_cams.append(wide)
+            wide = c.frustum_planes(options.prefetch_fov_scale)
+            if options.prefetch_fov_scale > 1.0:
+                planes.append(wide)
+                ks.append(ks[i])
                 pos_idx.append(i)
             vel = np.asarray(v.velocity_mps, np.float64)
             if options.prefetch_s > 0 and np.any(vel != 0):
-                all_cams.append(wide)
+                planes.append(wide)  # frustum planes are camera-relative
+                ks.append(ks[i])
                 pos_idx.append(len(positions))
                 positions.append(c.position_m + vel * options.prefetch_s)
         self.positions = np.array(positions)  # (U, 3); the first n_draw are the cameras
         self.pos_idx = np.array(pos_idx)  # (V,) view -> position
         self.forwards = np.array([c.forward for c in cams])
-        planes = np.array([c.frustum_planes() for c in all_cams])  # (V, 6, 4)
+        planes = np.array(planes)  # (V, 6, 4)
         self.normals, self.offsets = planes[:, :, :3], planes[:, :, 3]
         self.normals_t = self.normals.transpose(0, 2, 1).copy()  # (V, 3, 6)
         self.normals_flat = self.normals.reshape(-1, 3).T.copy()  # (3, V*6)
-        self.k = np.array([c.sse_px(1.0, 1.0) for c in all_cams])  # (V,) px per (m / m)
+        self.k = np.array(ks)  # (V,) px per (m / m)
         self.horizon = geometry.is_earth and options.horizon_culling
         if self.horizon:
             self.scaled = self.positions / occluder_radii_m()
