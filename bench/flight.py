@@ -188,7 +188,7 @@ def pose_to_camera(world: World, pose: Pose) -> tuple[Camera, np.ndarray]:
         frame = east_north_up(lon, lat)
     forward = fwd_local @ frame
     up = frame[2]
-    cam = Camera(pos, forward, up, viewport_px=(1920, 1080), near_m=1.0, far_m=5.0e7)
+    cam = Camera(pos, forward, up, viewport_px=(1920, 1080), near_m=1.0, far_m=2.0e7)
     return cam, pos
 
 

@@ -38,7 +38,7 @@ from runtime.geometry import (
     occluder_radii_m,
     packed_bounds,
 )
-from runtime.tiles import MAX_LEVEL, T, TileKey
+from runtime.tiles import MAX_LEVEL, T, TileKey, spacing_m
 
 # --- inputs and outputs -----------------------------------------------------------------
 
@@ -49,7 +49,8 @@ class SelectionOptions:
     (DESIGN.md default 2 px); max_level: deepest level asked for; prefetch_s: how far along
     each view's velocity the prefetch pose is; prefetch_fov_scale: prefetch views widen
     the field of view by this (turning heads see loaded tiles); plane_root_radius: on the plane, level-0
-    tiles within this many tiles of a camera are the roots; horizon_culling: earth only."""
+    tiles within this many tiles of a camera are the roots (more when the camera's far_m reaches
+    further); horizon_culling: earth only."""
 
     error_target_px: float = 2.0
     max_level: int = 20
@@ -184,6 +185,7 @@ class _Frame:
         self.positions = np.array(positions)  # (U, 3); the first n_draw are the cameras
         self.pos_idx = np.array(pos_idx)  # (V,) view -> position
         self.forwards = np.array([c.forward for c in cams])
+        self.far_m = [c.far_m for c in cams]
         planes = np.array(planes)  # (V, 6, 4)
         self.normals, self.offsets = planes[:, :, :3], planes[:, :, 3]
         self.normals_t = self.normals.transpose(0, 2, 1).copy()  # (V, 3, 6)
@@ -243,20 +245,29 @@ class _Frame:
         return (1.0 - (rel @ self.forwards[:, :, None])[:, :, 0] / length).min(axis=0)
 
 
+_PLANE_ROOT_M = spacing_m(0) * T  # width of a level-0 plane tile (20,037 km)
+
+
 def _ring(key: TileKey, rad: int) -> list[TileKey]:
     span = range(-rad, rad + 1)
     return [TileKey(key.level, key.x + dx, key.y + dy) for dx in span for dy in span]
 
 
+def _plane_roots(geometry: WorldGeometry, frame: _Frame, extra: int) -> list[TileKey]:
+    """Level-0 tiles around each camera: enough rings that everything within the camera's
+    far distance lies on a root (at least ``plane_root_radius``, at most 3: 60,000 km),
+    plus ``extra``."""
+    keys = set()
+    for pos, far in zip(frame.positions[: frame.n_draw], frame.far_m, strict=True):
+        rad = min(max(frame.options.plane_root_radius, math.ceil(far / _PLANE_ROOT_M)), 3)
+        keys.update(_ring(geometry.key_at(0, pos), rad + extra))
+    return sorted(keys)
+
+
 def _roots(geometry: WorldGeometry, frame: _Frame) -> list[TileKey]:
     if geometry.is_earth:
         return [TileKey(0, 0, 0), TileKey(0, 1, 0)]
-    rad = frame.options.plane_root_radius
-    roots = set()
-    for pos in frame.positions[: frame.n_draw]:
-        k = geometry.key_at(0, pos)
-        roots.update(_ring(k, rad))
-    return sorted(roots)
+    return _plane_roots(geometry, frame, 0)
 
 
 def _pinned_roots(geometry: WorldGeometry, frame: _Frame) -> list[TileKey]:
@@ -264,12 +275,7 @@ def _pinned_roots(geometry: WorldGeometry, frame: _Frame) -> list[TileKey]:
     so a root that comes into view (or under a teleport) is already there."""
     if geometry.is_earth:
         return _roots(geometry, frame)
-    rad = frame.options.plane_root_radius + 1
-    keys = set()
-    for pos in frame.positions[: frame.n_draw]:
-        k = geometry.key_at(0, pos)
-        keys.update(_ring(k, rad))
-    return sorted(keys)
+    return _plane_roots(geometry, frame, 1)
 
 
 def root_keys(geometry: WorldGeometry, views: Sequence[View], options: SelectionOptions = SelectionOptions()):
