@@ -134,25 +134,37 @@ class Selection:
 
 
 class _Node:
-    """Per-frame traversal state of one tile (plain slots: thousands are made per second)."""
+    """Per-frame traversal state of one tile. Flags default at class level: thousands of
+    nodes are made per second and most keep most defaults."""
 
-    __slots__ = ("key", "hmin", "hmax", "ge", "absolute", "draw_tree", "sse", "want_sse", "under",
-                 "prefetch", "refine", "children", "pinned", "steps")
+    draw_tree = False   # visible, and every ancestor was refined for drawing
+    sse = 0.0           # screen-space error seen by the views that see it
+    want_sse = 0.0      # largest error among the reasons it is wanted (priority)
+    under = False       # under a camera
+    prefetch = False    # seen by a prefetch view (wider or predicted)
+    refine = False      # refined for drawing
+    children: list = ()  # type: ignore[assignment]  # set when walked further
+    pinned = False      # a root: always wanted and kept
+    steps = 0           # levels below the nearest ready ancestor (roots: 0)
 
     def __init__(self, key: TileKey, hmin: float, hmax: float, ge: float, absolute: bool):
         self.key = key
         self.hmin, self.hmax = hmin, hmax
-        self.ge = ge                # geometric error, metres (data, else the level default)
-        self.absolute = absolute    # height range is the world default (no padding needed)
-        self.draw_tree = False      # visible, and every ancestor was refined for drawing
-        self.sse = 0.0              # screen-space error seen by the views that see it
-        self.want_sse = 0.0         # largest error among the reasons it is wanted (priority)
-        self.under = False          # under a camera
-        self.prefetch = False       # seen by a prefetch view (wider or predicted)
-        self.refine = False         # refined for drawing
-        self.children: list[_Node] = []
-        self.pinned = False         # a root: always wanted and kept
-        self.steps = 0              # levels below the nearest ready ancestor (roots: 0)
+        self.ge = ge              # geometric error, metres (data, else the level default)
+        self.absolute = absolute  # height range is the world default (no padding needed)
+
+
+_CHILDREN: dict[TileKey, tuple[TileKey, ...]] = {}
+
+
+def _children(key: TileKey) -> tuple[TileKey, ...]:
+    """key.children(), memoised (making frozen keys costs more than a dict lookup)."""
+    c = _CHILDREN.get(key)
+    if c is None:
+        if len(_CHILDREN) > 500_000:
+            _CHILDREN.clear()
+        c = _CHILDREN[key] = key.children()
+    return c
 
 
 class _Frame:
@@ -305,15 +317,19 @@ def _packed_level(geo: WorldGeometry, nodes: list) -> np.ndarray:
     return np.array(rows)
 
 
+_DEFAULT_GE = [default_geometric_error_m(level) for level in range(MAX_LEVEL + 1)]
+
+
 def _node_for(key: TileKey, parent: _Node | None, known: Mapping[TileKey, TileInfo]) -> _Node:
     info = known.get(key)
     if info is not None:
         return _Node(key, info.min_height_m, info.max_height_m, info.geometric_error_m, False)
-    ge = default_geometric_error_m(key.level)
+    ge = _DEFAULT_GE[key.level]
     if parent is None:
         return _Node(key, DEFAULT_HEIGHT_RANGE_M[0], DEFAULT_HEIGHT_RANGE_M[1], ge, True)
-    pad = 0.0 if parent.absolute else parent.ge
-    return _Node(key, parent.hmin - pad, parent.hmax + pad, ge, parent.absolute)
+    if parent.absolute:
+        return _Node(key, parent.hmin, parent.hmax, ge, True)
+    return _Node(key, parent.hmin - parent.ge, parent.hmax + parent.ge, ge, False)
 
 
 # --- pass 1: walk -------------------------------------------------------------------------
@@ -370,11 +386,12 @@ def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileI
             node.refine = refine = drawn and sse > target
             if refine or (under_here and near_sse[i] > target) or (pre and pre_sse[i] > target):
                 steps = 0 if key in ready else node.steps + 1
-                for ck in key.children():
-                    child = _node_for(ck, node, known)
-                    child.steps = steps
-                    node.children.append(child)
-                    next_nodes.append((child, refine))
+                kids = [_node_for(ck, node, known) for ck in _children(key)]
+                if steps:
+                    for child in kids:
+                        child.steps = steps
+                node.children = kids
+                next_nodes.extend((child, refine) for child in kids)
         level_nodes = next_nodes
     return used
 
