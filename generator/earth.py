@@ -183,12 +183,14 @@ def encode_height(height: np.ndarray) -> np.ndarray:
 
 def decode_height(codes: np.ndarray) -> np.ndarray:
     """Inverse of :func:`encode_height`: (R, C) int16 codes -> (R, C) int64 metres (exact integers)."""
-    out = np.empty(codes.shape, dtype=np.int64)
+    by_col = np.ascontiguousarray(codes.T, dtype=np.int64)  # (C, R): each step reads one contiguous row
+    out = np.empty_like(by_col)
     prev = np.zeros(codes.shape[0], dtype=np.int64)
-    for j in range(codes.shape[1]):
-        prev = prev + codes[:, j].astype(np.int64) * np.where(prev > DEEP_M, FINE_STEP_M, COARSE_STEP_M)
-        out[:, j] = prev
-    return out
+    fine, coarse = np.int64(FINE_STEP_M), np.int64(COARSE_STEP_M)
+    for j in range(by_col.shape[0]):
+        prev = prev + by_col[j] * np.where(prev > DEEP_M, fine, coarse)
+        out[j] = prev
+    return out.T
 
 
 def write_assets(height: np.ndarray, rgb: np.ndarray, out_dir: Path = ASSETS) -> tuple[Path, Path]:
