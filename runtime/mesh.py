@@ -292,16 +292,20 @@ def simplify_grid(height_m: np.ndarray, max_error_m: float) -> tuple[np.ndarray,
     # vertex set of the top-down extraction is simply every sample above the bound.
     present = np.zeros(err.size + 1, dtype=bool)
     present[:-1] = err.ravel() > np.float32(max_error_m)
-    return number_vertices(rtin_faces(present, t), t + 1)
+    return number_vertices(rtin_faces(present, t), t + 1, present[:-1])
 
 
-def number_vertices(face_ids: np.ndarray, n1: int) -> tuple[np.ndarray, np.ndarray]:
+def number_vertices(
+    face_ids: np.ndarray, n1: int, used: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Canonical indexing of a TIN on an n1 x n1 grid: faces in the given order, vertices
-    in row-major grid order. face_ids: (m, 3) int grid ids (row * n1 + col).
-    Returns grid_rc (n, 2) int32 and faces (m, 3) int32."""
+    in row-major grid order. face_ids: (m, 3) int grid ids (row * n1 + col); used: the
+    (n1 * n1,) bool vertex set when already known. Returns grid_rc (n, 2) int32 and
+    faces (m, 3) int32."""
     flat = face_ids.ravel()
-    used = np.zeros(n1 * n1, dtype=bool)
-    used[flat] = True
+    if used is None:
+        used = np.zeros(n1 * n1, dtype=bool)
+        used[flat] = True
     ids = np.flatnonzero(used)
     lut = np.zeros(n1 * n1, dtype=np.int32)
     lut[ids] = np.arange(len(ids), dtype=np.int32)

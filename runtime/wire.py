@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.mesh import edge_indices, first_use_order, number_vertices, rtin_faces, rtin_steps
+from runtime.mesh import edge_indices, first_use_order, number_vertices, rtin_faces, rtin_steps, simplify_grid
 from runtime.tiles import T, TileKey, spacing_m
 
 FORMAT = "worldstream.tile"
@@ -101,19 +101,25 @@ def _corner_ids(t: int) -> np.ndarray:
     return np.array([0, t, t * n1, t * n1 + t], dtype=np.int64)
 
 
-def _encode_rtin(grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int) -> dict | None:
-    """RTIN streams, or None when (grid_rc, faces) is not the canonical RTIN mesh."""
+def _encode_rtin(
+    grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int, check: bool = True
+) -> dict | None:
+    """RTIN streams, or None when (grid_rc, faces) is not the canonical RTIN mesh
+    (``check=False`` trusts that it is)."""
     n1 = t + 1
     ids = grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]
     present = np.zeros(n1 * n1 + 1, dtype=bool)  # last entry: sentinel for id -1
     present[ids] = True
     if not present[_corner_ids(t)].all():
         return None
-    rc2, f2 = number_vertices(rtin_faces(present, t), n1)
-    if not (rc2.shape == grid_rc.shape and f2.shape == faces.shape):
-        return None
-    if not (np.array_equal(rc2, grid_rc) and np.array_equal(f2, faces)):
-        return None
+    # Canonical means: vertices in row-major grid order and exactly the RTIN's faces of
+    # this vertex set, in hierarchy order (what runtime.mesh.simplify_grid returns).
+    if check:
+        if len(ids) > 1 and not (np.diff(ids) > 0).all():
+            return None
+        canonical = rtin_faces(present, t)
+        if canonical.shape != faces.shape or not np.array_equal(ids[faces], canonical):
+            return None
     qgrid = np.zeros(n1 * n1 + 1, dtype=np.int64)
     qgrid[ids] = q
     grid = present[:-1].reshape(n1, n1)
@@ -291,6 +297,54 @@ def encode_tile(
         raise ValueError(f"height_m must be ({len(rc)},) finite metres, got shape {h.shape}")
     if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0 or f.min() < 0 or f.max() >= len(rc):
         raise ValueError(f"faces must be (m, 3) indices in [0, {len(rc) - 1}], got shape {f.shape}")
+    return _payload(
+        rc.astype(np.int32),
+        h,
+        f.astype(np.int32),
+        key=key,
+        geometric_error_m=geometric_error_m,
+        model=model,
+        image=rgb_jpeg_or_png,
+        height_step_m=height_step_m,
+        grid_size=grid_size,
+        known_rtin=False,
+    )
+
+
+def encode_heights(
+    height_m: np.ndarray,
+    max_error_m: float,
+    *,
+    key: TileKey,
+    model: str,
+    geometric_error_m: float | None = None,
+    rgb_jpeg_or_png: bytes | None = None,
+    height_step_m: float | None = None,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The server path in one call: ``simplify_grid`` then ``encode_tile``, skipping the
+    check that the mesh is the canonical RTIN (it is by construction).
+
+    height_m: (T+1, T+1) float32 metres. Returns (payload, grid_rc, faces); the payload's
+    geometric error defaults to ``max_error_m``."""
+    h = np.asarray(height_m, dtype=np.float32)
+    grid_rc, faces = simplify_grid(h, max_error_m)
+    heights = h[grid_rc[:, 0], grid_rc[:, 1]].astype(np.float64)
+    payload = _payload(
+        grid_rc,
+        heights,
+        faces,
+        key=key,
+        geometric_error_m=max_error_m if geometric_error_m is None else geometric_error_m,
+        model=model,
+        image=rgb_jpeg_or_png,
+        height_step_m=height_step_m,
+        grid_size=h.shape[0] - 1,
+        known_rtin=True,
+    )
+    return payload, grid_rc, faces
+
+
+def _payload(rc, h, f, *, key, geometric_error_m, model, image, height_step_m, grid_size, known_rtin) -> dict:
     step = float(height_step_m) if height_step_m is not None else height_step_for_level(key.level)
     if not (step > 0 and math.frexp(step)[0] == 0.5):
         raise ValueError(f"height_step_m must be a positive power of two, got {step!r}")
@@ -300,9 +354,7 @@ def encode_tile(
         qabs = np.round(h / step).astype(np.int64)
     qmin = int(qabs.min())
     q = qabs - qmin
-    rc = rc.astype(np.int32)
-    f = f.astype(np.int32)
-    streams = _encode_rtin(rc, f, q, grid_size)
+    streams = _encode_rtin(rc, f, q, grid_size, check=not known_rtin)
     topology = "rtin"
     if streams is None:
         topology = "indexed"
@@ -322,7 +374,7 @@ def encode_tile(
         "face_count": int(len(f)),
         "topology": topology,
         "mesh": streams,
-        "image": None if rgb_jpeg_or_png is None else bytes(rgb_jpeg_or_png),
+        "image": None if image is None else bytes(image),
     }
 
 

@@ -221,3 +221,12 @@ def test_encode_validates(kw, message):
     args.update(kw)
     with pytest.raises(ValueError, match=message):
         wire.encode_tile(**args, key=KEY, geometric_error_m=1.0, model="m", height_step_m=step)
+
+
+def test_encode_heights_is_simplify_then_encode():
+    h = real_crop()
+    grid_rc, heights, faces, p = encode(h, 6.0)
+    q, rc2, f2 = wire.encode_heights(h, 6.0, key=KEY, model="m1")
+    assert q == p
+    np.testing.assert_array_equal(rc2, grid_rc)
+    np.testing.assert_array_equal(f2, faces)
