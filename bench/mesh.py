@@ -249,7 +249,8 @@ def main(argv=None) -> None:
         else [(1, 0.9, 800.0), (2, 0.6, 1500.0), (3, 0.8, 300.0), (4, 0.5, 2500.0), (5, 1.0, 1200.0)]
     )
     print(
-        f"bench/mesh.py  cpu={os.cpu_count()} load={os.getloadavg()[0]:.2f}  T={T}  bounds={ERROR_FRACTIONS} x pixel"
+        f"bench/mesh.py  cpu={os.cpu_count()} load={os.getloadavg()[0]:.2f}  T={T}  "
+        f"bounds={ERROR_FRACTIONS} x pixel"
     )
     t0 = time.perf_counter()
     sets = {

@@ -196,3 +196,24 @@ def test_earth_tile_on_ellipsoid_relative_to_float64_centre():
     # Normals point away from the Earth's centre (outwards, CCW from above).
     up = world[:n] / np.linalg.norm(world[:n], axis=1, keepdims=True)
     assert ((tm.normals[:n] * up).sum(1) > 0.3).all()
+
+
+def test_skipping_unneeded_error_measurements_changes_nothing():
+    """rtin_errors only measures triangles that may stay unsplit; the fully measured
+    pyramid must give the very same vertex set for every bound."""
+    h = fractal(T + 1, seed=9, relief_m=1200.0)
+    full = mesh.rtin_errors(h)  # every triangle measured
+    for bound in (0.5, 3.0, 25.0, 150.0):
+        fast = mesh.rtin_errors(h, bound)
+        np.testing.assert_array_equal(fast > bound, full > bound)
+        exact = fast <= bound
+        np.testing.assert_array_equal(fast[exact], full[exact])
+
+
+def test_vertex_set_is_every_sample_above_the_bound():
+    h = real_crop()
+    err = mesh.rtin_errors(h)
+    grid_rc, _ = mesh.simplify_grid(h, 7.0)
+    kept = np.zeros_like(err, dtype=bool)
+    kept[grid_rc[:, 0], grid_rc[:, 1]] = True
+    np.testing.assert_array_equal(kept, err > 7.0)
