@@ -102,21 +102,114 @@ def _masked_plane_error(
     return out
 
 
-def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: bool = True) -> np.ndarray:
+@functools.lru_cache(maxsize=256)
+def _fan_pattern(b: int, edge: tuple, apex: tuple) -> tuple[np.ndarray, ...]:
+    """A triangle whose ``edge`` ((i, j), (i, j)) lies on the tile border, split into a fan
+    from ``apex`` through every sample of that edge (how border triangles are drawn).
+
+    Returns the local samples inside, rows and cols (K,), and for each sample the three
+    vertices of its fan triangle, rows and cols (3, K), with barycentric weights (3, K)."""
+    (pr, pc), (qr, qc) = edge
+    ar, ac = apex
+    i, j = np.meshgrid(np.arange(b + 1), np.arange(b + 1), indexing="ij")
+    i, j = i.ravel().astype(np.float64), j.ravel().astype(np.float64)
+    length = max(abs(qr - pr), abs(qc - pc))
+    er, ec = (qr - pr) / length, (qc - pc) / length  # unit step along the edge
+    nr, nc = -ec, er  # normal
+    d_apex = (ar - pr) * nr + (ac - pc) * nc
+    d = (i - pr) * nr + (j - pc) * nc
+    wa = d / d_apex  # weight of the apex
+    # Where the ray from the apex through the sample meets the edge, in edge steps.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hr = ar + (i - ar) * d_apex / (d_apex - d)
+        hc = ac + (j - ac) * d_apex / (d_apex - d)
+    u = np.where(wa >= 1 - 1e-12, 0.0, (hr - pr) * er + (hc - pc) * ec)
+    # inside the triangle: on the apex side of the edge and within the two other edges
+    at_apex = (i == ar) & (j == ac)
+    inside = ((wa >= -1e-9) & (wa < 1 - 1e-12) & (u >= -1e-9) & (u <= length + 1e-9)) | at_apex
+    i, j, wa, u = i[inside], j[inside], wa[inside], u[inside]
+    k = np.clip(np.floor(u + 1e-9), 0, length - 1)
+    frac = np.clip(u - k, 0.0, 1.0)
+    w = np.stack([(1 - wa) * (1 - frac), (1 - wa) * frac, wa])
+    vr = np.stack([pr + k * er, pr + (k + 1) * er, np.full_like(k, ar)]).round().astype(np.int64)
+    vc = np.stack([pc + k * ec, pc + (k + 1) * ec, np.full_like(k, ac)]).round().astype(np.int64)
+    return i.astype(np.int64), j.astype(np.int64), vr, vc, w
+
+
+def _fan_error(flat: np.ndarray, n1: int, base: np.ndarray, b: int, edge: tuple, apex: tuple) -> np.ndarray:
+    """Max |sample - fan| of one border-triangle pattern in the blocks at flat ``base`` (k,)."""
+    i, j, vr, vc, w = _fan_pattern(b, edge, apex)
+    d = flat[(i * n1 + j)[:, None] + base]  # (K, k)
+    v = flat[(vr * n1 + vc)[:, :, None] + base]  # (3, K, k)
+    d -= (w[:, :, None] * v).sum(axis=0)
+    np.abs(d, out=d)
+    return d.max(axis=0)
+
+
+@functools.lru_cache(maxsize=64)
+def _ring_halves(b: int, t: int) -> list[tuple[np.ndarray, tuple | None, tuple]]:
+    """For the blocks touching the tile border at size b: (block mask (nb, nb), fan edge or
+    None, triangle verts). A half with one leg on the border is measured as a fan over that
+    leg; a half with both legs on the border (a tile corner) is always split (edge None)."""
+    nb = t // b
+    ii, jj = np.meshgrid(np.arange(nb), np.arange(nb), indexing="ij")
+    ring = (ii == 0) | (jj == 0) | (ii == nb - 1) | (jj == nb - 1)
+    even = (ii + jj) % 2 == 0
+    out = []
+    r0, c0 = ii * b, jj * b
+
+    def on_border(p, q):
+        (pr, pc), (qr, qc) = p, q
+        rows = (pr == qr) & ((r0 + pr == 0) | (r0 + pr == t))
+        cols = (pc == qc) & ((c0 + pc == 0) | (c0 + pc == t))
+        return (rows | cols) & np.ones_like(ring)
+
+    for parity, halves in ((even, _HALVES_EVEN), (~even, _HALVES_ODD)):
+        for verts in halves:
+            va, vb, vc = (tuple(int(x) * b for x in v) for v in verts)
+            leg_a, leg_b = on_border(vc, va), on_border(vc, vb)
+            sel = ring & parity
+            out.append((sel & ~leg_a & ~leg_b, "plane", (va, vb, vc)))
+            out.append((sel & leg_a & ~leg_b, "fan", ((vc, va), vb)))
+            out.append((sel & ~leg_a & leg_b, "fan", ((vc, vb), va)))
+            out.append((sel & leg_a & leg_b, "corner", None))
+    return [(m, kind, geo) for m, kind, geo in out if m.any()]
+
+
+_HALVES_EVEN = (((0, 0), (1, 1), (0, 1)), ((1, 1), (0, 0), (1, 0)))
+_HALVES_ODD = (((0, 1), (1, 0), (0, 0)), ((1, 0), (0, 1), (1, 1)))
+"""The two halves of a block (unit coordinates) by parity: (a, b, c), right angle at c."""
+
+
+BORDERS = ("fan", "graded", "free")
+"""How the tile border is meshed. ``fan``: every border sample is a vertex; border
+triangles are fans from their apex over their border edge (measured as such), so the
+interior stays as coarse as the terrain allows. ``graded``: every border sample is a
+vertex of the RTIN itself (it refines towards the border). ``free``: the border is
+simplified like the interior (neighbours do not match; for comparisons)."""
+
+
+def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str = "fan") -> np.ndarray:
     """Error pyramid of the RTIN hierarchy: ``(T+1, T+1) float64``.
 
     Entry at a midpoint = the largest vertical error (m) of any triangle that would be
-    left unsplit if that midpoint were dropped: the exact max |sample - plane| over the
+    left unsplit if that midpoint were dropped: the exact max |sample - surface| over the
     samples each triangle covers (Martini's midpoint-only estimate can under-estimate it
     by half), maxed with all its descendants so that the extracted mesh is conforming.
     Entries above ``max_error_m`` are only guaranteed to exceed it: a triangle whose
     descendants already force a split is not measured (that skips most coarse levels).
-    With ``keep_border`` the border samples get +inf, so every border sample is kept.
+    ``border``: see BORDERS. In ``fan`` mode the border midpoints' own entries are not
+    meaningful (their triangles are measured through their children); use
+    ``rtin_vertices`` for the vertex set.
     """
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
     t = _check_grid(height_m)
     h = np.ascontiguousarray(height_m, dtype=np.float64)
     flat = h.ravel()
+    n1 = t + 1
     thr = float(max_error_m)
+    fan = border == "fan"
     err = np.zeros_like(h)
     inf = np.inf
     s = 1
@@ -136,16 +229,25 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
         else:
             he = np.zeros((nb + 1, nb))
             ve = np.zeros((nb, nb + 1))
-        if keep_border:
+        if border == "graded":
             he[0, :] = inf
             he[-1, :] = inf
             ve[:, 0] = inf
             ve[:, -1] = inf
+        # Fan mode: a quarter with its hypotenuse on the border is measured through its
+        # children (halves with a leg on the border); its fan is the same surface.
+        inner_h = np.ones((nb + 1, nb), bool)
+        inner_v = np.ones((nb, nb + 1), bool)
+        if fan:
+            inner_h[[0, -1]] = False
+            inner_v[:, [0, -1]] = False
         if b == 2:
             # Finest level: a triangle's only non-vertex samples are midpoints of its own
             # edges, so its exact error is Martini's midpoint error (plain slicing).
-            he = np.maximum(he, np.abs(h[0::2, 1::2] - 0.5 * (h[0::2, 0:-1:2] + h[0::2, 2::2])))
-            ve = np.maximum(ve, np.abs(h[1::2, 0::2] - 0.5 * (h[0:-1:2, 0::2] + h[2::2, 0::2])))
+            own_h = np.abs(h[0::2, 1::2] - 0.5 * (h[0::2, 0:-1:2] + h[0::2, 2::2]))
+            own_v = np.abs(h[1::2, 0::2] - 0.5 * (h[0:-1:2, 0::2] + h[2::2, 0::2]))
+            he = np.maximum(he, np.where(inner_h, own_h, 0.0))
+            ve = np.maximum(ve, np.where(inner_v, own_v, 0.0))
             err[0::2, 1::2] = he
             err[1::2, 0::2] = ve
             parity = (np.add.outer(np.arange(nb), np.arange(nb)) % 2) == 0
@@ -153,15 +255,20 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
             anti = 0.5 * (h[0:-1:2, 2::2] + h[2::2, 0:-1:2])
             ce = np.abs(h[1::2, 1::2] - np.where(parity, main, anti))
             ce = np.maximum(ce, np.maximum(np.maximum(he[:-1], he[1:]), np.maximum(ve[:, :-1], ve[:, 1:])))
+            if fan:
+                # A half with both legs on the border (at a tile corner) is always split.
+                ce[[0, 0, -1, -1], [0, -1, 0, -1]] = np.maximum(
+                    ce[[0, 0, -1, -1], [0, -1, 0, -1]], np.where(_corner_halves(2, t), inf, 0.0)
+                )
             err[1::2, 1::2] = ce
             centres = ce
             s = b
             continue
         # Quarter triangles of each b-block: hypotenuse on a block edge, apex at its centre.
-        qn = _masked_plane_error(bt, flat, he[:-1] <= thr, b, ((0, 0), (0, b), (s, s)))
-        qs = _masked_plane_error(bt, flat, he[1:] <= thr, b, ((b, b), (b, 0), (s, s)))
-        qw = _masked_plane_error(bt, flat, ve[:, :-1] <= thr, b, ((b, 0), (0, 0), (s, s)))
-        qe = _masked_plane_error(bt, flat, ve[:, 1:] <= thr, b, ((0, b), (b, b), (s, s)))
+        qn = _masked_plane_error(bt, flat, (he[:-1] <= thr) & inner_h[:-1], b, ((0, 0), (0, b), (s, s)))
+        qs = _masked_plane_error(bt, flat, (he[1:] <= thr) & inner_h[1:], b, ((b, b), (b, 0), (s, s)))
+        qw = _masked_plane_error(bt, flat, (ve[:, :-1] <= thr) & inner_v[:, :-1], b, ((b, 0), (0, 0), (s, s)))
+        qe = _masked_plane_error(bt, flat, (ve[:, 1:] <= thr) & inner_v[:, 1:], b, ((0, b), (b, b), (s, s)))
         he[:-1] = np.maximum(he[:-1], qn)
         he[1:] = np.maximum(he[1:], qs)
         ve[:, :-1] = np.maximum(ve[:, :-1], qw)
@@ -173,9 +280,10 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
         need = ce <= thr
         ii, jj = np.meshgrid(np.arange(nb), np.arange(nb), indexing="ij")
         even = (ii + jj) % 2 == 0
+        plain = need & ~_ring(nb) if fan else need
         for sel, d1, d2 in (
-            (need & even, ((0, 0), (b, b), (0, b)), ((b, b), (0, 0), (b, 0))),
-            (need & ~even, ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))),
+            (plain & even, ((0, 0), (b, b), (0, b)), ((b, b), (0, 0), (b, 0))),
+            (plain & ~even, ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))),
         ):
             ce = np.maximum(
                 ce,
@@ -183,6 +291,21 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
                     _masked_plane_error(bt, flat, sel, b, d1), _masked_plane_error(bt, flat, sel, b, d2)
                 ),
             )
+        if fan:
+            for mask, kind, geo in _ring_halves(b, t):
+                sel = mask & need
+                if not sel.any():
+                    continue
+                bi, bj = np.nonzero(sel)
+                if kind == "corner":
+                    ce[bi, bj] = inf
+                    continue
+                base = (bi * b) * n1 + bj * b
+                if kind == "plane":
+                    e = _plane_error_at(flat, n1, base, b, geo)
+                else:
+                    e = _fan_error(flat, n1, base, b, *geo)
+                ce[bi, bj] = np.maximum(ce[bi, bj], e)
         err[s::b, s::b] = ce
         centres = ce
         s = b
@@ -190,6 +313,36 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
         for c in (0, t):
             err[r, c] = inf
     return err
+
+
+def _ring(nb: int) -> np.ndarray:
+    ii, jj = np.meshgrid(np.arange(nb), np.arange(nb), indexing="ij")
+    return (ii == 0) | (jj == 0) | (ii == nb - 1) | (jj == nb - 1)
+
+
+def _corner_halves(b: int, t: int) -> np.ndarray:
+    """(4,) bool for the corner blocks [NW, NE, SW, SE]: does one of their halves have both
+    legs on the tile border? (Only blocks whose diagonal avoids the tile corner do.)"""
+    nb = t // b
+    out = []
+    for bi, bj in ((0, 0), (0, nb - 1), (nb - 1, 0), (nb - 1, nb - 1)):
+        halves = _HALVES_EVEN if (bi + bj) % 2 == 0 else _HALVES_ODD
+        hit = False
+        for _, _, (cr, cc) in halves:
+            gr, gc = (bi + cr) * b, (bj + cc) * b
+            hit |= gr in (0, t) and gc in (0, t)  # right angle at a tile corner
+        out.append(hit)
+    return np.array(out)
+
+
+def _plane_error_at(flat: np.ndarray, n1: int, base: np.ndarray, b: int, verts: tuple) -> np.ndarray:
+    """Max |sample - plane| of one triangle pattern in the blocks at flat ``base`` (k,)."""
+    i, j, w, v = _pattern(b, verts)
+    corners = flat[(v[0] * n1 + v[1])[:, None] + base]  # (3, k)
+    d = flat[(i * n1 + j)[:, None] + base]  # (K, k)
+    d -= w.T @ corners
+    np.abs(d, out=d)
+    return d.max(axis=0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -297,24 +450,88 @@ def rtin_faces(present: np.ndarray, t: int) -> np.ndarray:
     return np.concatenate(out, axis=1).T
 
 
-def simplify_grid(height_m: np.ndarray, max_error_m: float) -> tuple[np.ndarray, np.ndarray]:
+def rtin_vertices(err: np.ndarray, max_error_m: float, border: str = "fan") -> np.ndarray:
+    """The RTIN's vertex set for a bound: ((t+1)^2 + 1,) bool over grid ids, the last
+    entry a False sentinel (for the -1 ids of ``RtinStep``).
+
+    The pyramid is monotone (a midpoint's error bounds its descendants'), so the vertex
+    set of the top-down extraction is simply every sample above the bound. In ``fan``
+    mode a border midpoint is an RTIN vertex only when a triangle below it is split (a
+    split with nothing below it draws the same fan), which makes the set canonical."""
+    t = err.shape[0] - 1
+    present = np.zeros(err.size + 1, dtype=bool)
+    present[:-1] = err.ravel() > max_error_m
+    if border == "fan":
+        edge = np.zeros((t + 1, t + 1), bool)
+        edge[[0, -1]] = True
+        edge[:, [0, -1]] = True
+        edge[[0, 0, -1, -1], [0, -1, 0, -1]] = False
+        present[:-1][edge.ravel()] = False
+        close_border(present, t)
+    return present
+
+
+def close_border(present: np.ndarray, t: int) -> None:
+    """Mark border midpoints that are apexes of present square centres (in place)."""
+    steps = rtin_steps(t)
+    for st in steps[:-1:2]:  # square-centre steps (edge-midpoint steps follow each)
+        on = present[st.mid]
+        for a in (st.a1[on], st.a2[on]):
+            present[a[a >= 0]] = True
+
+
+def fan_out(face_ids: np.ndarray, t: int) -> np.ndarray:
+    """Split every face with an edge of length > 1 on the tile border into a fan from its
+    opposite vertex through each border sample of that edge. (m, 3) grid ids -> (m', 3):
+    the untouched faces in order, then the fans face by face; windings are kept."""
+    n1 = t + 1
+    r, c = face_ids // n1, face_ids % n1
+    r2, c2 = np.roll(r, -1, axis=1), np.roll(c, -1, axis=1)  # edge k runs vertex k -> k+1
+    same_r = (r == r2) & ((r == 0) | (r == t))
+    same_c = (c == c2) & ((c == 0) | (c == t))
+    length = np.where(same_r, np.abs(c2 - c), 0) + np.where(same_c & ~same_r, np.abs(r2 - r), 0)
+    long = length > 1
+    has = long.any(axis=1)
+    k = np.argmax(long, axis=1)[has]  # the (first) border edge of each fan face
+    f = face_ids[has]
+    rows = np.arange(len(f))
+    u, v, w = f[rows, k], f[rows, (k + 1) % 3], f[rows, (k + 2) % 3]
+    steps = length[has][rows, k]
+    fid = np.repeat(np.arange(len(f)), steps)
+    j = np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)
+    ur, uc, vr, vc = u // n1, u % n1, v // n1, v % n1
+    dr = np.sign(vr - ur)[fid]
+    dc = np.sign(vc - uc)[fid]
+    s0 = (ur[fid] + j * dr) * n1 + uc[fid] + j * dc
+    s1 = s0 + dr * n1 + dc
+    fans = np.stack([s0, s1, w[fid]], axis=1).astype(face_ids.dtype)
+    return np.concatenate([face_ids[~has], fans])
+
+
+def tin_faces(present: np.ndarray, t: int, border: str = "fan") -> np.ndarray:
+    """Faces (m, 3) grid ids of the tile mesh with RTIN vertex set ``present``."""
+    faces = rtin_faces(present, t)
+    return fan_out(faces, t) if border == "fan" else faces
+
+
+def simplify_grid(
+    height_m: np.ndarray, max_error_m: float, border: str = "fan"
+) -> tuple[np.ndarray, np.ndarray]:
     """Adaptive TIN of a tile's height grid within ``max_error_m`` vertical error.
 
     height_m: ``(T+1, T+1) float32`` metres, T a power of two (256).
     Returns ``grid_rc (n, 2) int32`` [row, col] of the kept samples and ``faces (m, 3)
     int32`` indices into grid_rc, counter-clockwise seen from above (east = +col,
-    north = -row). Every border sample is kept. The numbering is canonical
-    (``number_vertices``): the wire codec rebuilds exactly these arrays from the vertex set.
+    north = -row). With ``border`` "fan" (default) or "graded" every border sample is
+    kept (see BORDERS). The numbering is canonical (``number_vertices``): the wire codec
+    rebuilds exactly these arrays from the vertex set.
     """
     if not (np.isfinite(max_error_m) and max_error_m >= 0):
         raise ValueError(f"max_error_m must be a finite number >= 0, got {max_error_m!r}")
-    err = rtin_errors(height_m, max_error_m)
+    err = rtin_errors(height_m, max_error_m, border)
     t = err.shape[0] - 1
-    # The error pyramid is monotone (a midpoint's error bounds its descendants'), so the
-    # vertex set of the top-down extraction is simply every sample above the bound.
-    present = np.zeros(err.size + 1, dtype=bool)
-    present[:-1] = err.ravel() > max_error_m
-    return number_vertices(rtin_faces(present, t), t + 1, present[:-1])
+    present = rtin_vertices(err, max_error_m, border)
+    return number_vertices(tin_faces(present, t, border), t + 1)
 
 
 def number_vertices(
