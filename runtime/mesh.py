@@ -77,9 +77,11 @@ FULL_LEVEL_FRACTION = 0.3
 
 
 def _masked_plane_error(
-    bt: np.ndarray, flat: np.ndarray, need: np.ndarray, b: int, verts: tuple
+    bt: np.ndarray, flat: np.ndarray, need: np.ndarray, b: int, verts: tuple, origin=(0, 0), stride=1
 ) -> np.ndarray:
-    """_plane_error for the blocks where ``need`` (nb, nb) is True, 0 elsewhere.
+    """_plane_error for the blocks where ``need`` is True, 0 elsewhere. ``bt`` and ``need``
+    may be a strided sub-grid of the level's blocks: block [i, j] is the level's block
+    [origin + stride * (i, j)].
 
     Partial levels gather only the pattern's samples of the needed blocks through flat
     indices (copying whole blocks would cost more than the maths)."""
@@ -91,8 +93,9 @@ def _masked_plane_error(
     out = np.zeros(need.shape)
     if k:
         i, j, w, v = _pattern(b, verts)
-        n1 = need.shape[1] * b + 1
+        n1 = int(np.sqrt(flat.size))
         bi, bj = np.nonzero(need)
+        bi, bj = origin[0] + stride * bi, origin[1] + stride * bj
         base = (bi * b) * n1 + bj * b  # (k,) flat index of each block's [0, 0]
         corners = flat[(v[0] * n1 + v[1])[:, None] + base]  # (3, k)
         d = flat[(i * n1 + j)[:, None] + base]  # (K, k)
@@ -278,19 +281,23 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
         # Halves of each b-block along its diagonal, which alternates with block parity.
         ce = np.maximum(np.maximum(he[:-1], he[1:]), np.maximum(ve[:, :-1], ve[:, 1:]))
         need = ce <= thr
-        ii, jj = np.meshgrid(np.arange(nb), np.arange(nb), indexing="ij")
-        even = (ii + jj) % 2 == 0
         plain = need & ~_ring(nb) if fan else need
-        for sel, d1, d2 in (
-            (plain & even, ((0, 0), (b, b), (0, b)), ((b, b), (0, 0), (b, 0))),
-            (plain & ~even, ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))),
+        # Blocks of one parity are two strided sub-grids (views), so each diagonal is
+        # measured only where it exists.
+        for origins, d1, d2 in (
+            (((0, 0), (1, 1)), ((0, 0), (b, b), (0, b)), ((b, b), (0, 0), (b, 0))),
+            (((0, 1), (1, 0)), ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))),
         ):
-            ce = np.maximum(
-                ce,
-                np.maximum(
-                    _masked_plane_error(bt, flat, sel, b, d1), _masked_plane_error(bt, flat, sel, b, d2)
-                ),
-            )
+            for oi, oj in origins:
+                sel = plain[oi::2, oj::2]
+                if not sel.any():
+                    continue
+                sub = bt[:, :, oi::2, oj::2]
+                e = np.maximum(
+                    _masked_plane_error(sub, flat, sel, b, d1, (oi, oj), 2),
+                    _masked_plane_error(sub, flat, sel, b, d2, (oi, oj), 2),
+                )
+                ce[oi::2, oj::2] = np.maximum(ce[oi::2, oj::2], e)
         if fan:
             for mask, kind, geo in _ring_halves(b, t):
                 sel = mask & need
