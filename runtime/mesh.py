@@ -699,8 +699,9 @@ def build_tile_mesh(
     skirt_depth_m: float,
     to_world: ToWorld,
     center_m: np.ndarray,
+    border: str = "fan",
 ) -> TileMesh:
-    """Simplify, skirt and place a tile.
+    """Simplify, skirt and place a tile (the server and exporter path).
 
     height_m: (T+1, T+1) float32 metres. max_error_m: vertical error bound (m).
     skirt_depth_m: skirt depth (m), usually ``SKIRT_FACTOR * max_error_m``.
@@ -708,14 +709,34 @@ def build_tile_mesh(
     center_m: (3,) float64 world position subtracted from every vertex.
     """
     h = np.asarray(height_m, dtype=np.float32)
-    t = h.shape[0] - 1
+    grid_rc, faces = simplify_grid(h, max_error_m, border)
+    heights = h[grid_rc[:, 0], grid_rc[:, 1]]
+    return tile_mesh(grid_rc, heights, faces, skirt_depth_m, to_world, center_m, h.shape[0] - 1)
+
+
+def tile_mesh(
+    grid_rc: np.ndarray,
+    height_m: np.ndarray,
+    faces: np.ndarray,
+    skirt_depth_m: float,
+    to_world: ToWorld,
+    center_m: np.ndarray,
+    grid_size: int,
+) -> TileMesh:
+    """Skirt, place and shade an already simplified tile (e.g. a decoded wire payload:
+    ``tile_mesh(d.grid_rc, d.height_m, d.faces, depth, to_world, centre, d.grid_size)``).
+
+    grid_rc: (n, 2) [row, col] on the tile grid (ints, any dtype); height_m: (n,) metres;
+    faces: (m, 3) CCW. Skirts hang from every vertex on the tile border."""
+    t = int(grid_size)
     if not (np.isfinite(skirt_depth_m) and skirt_depth_m >= 0):
         raise ValueError(f"skirt_depth_m must be a finite number >= 0, got {skirt_depth_m!r}")
     center = np.asarray(center_m, dtype=np.float64)
     if center.shape != (3,):
         raise ValueError(f"center_m must have shape (3,), got {center.shape}")
-    grid_rc, faces = simplify_grid(h, max_error_m)
-    heights = h[grid_rc[:, 0], grid_rc[:, 1]]
+    grid_rc = np.round(np.asarray(grid_rc)).astype(np.int32)
+    faces = np.asarray(faces, dtype=np.int32)
+    heights = np.asarray(height_m, dtype=np.float32)
     edges = edge_indices(grid_rc, t)
     border = np.unique(np.concatenate(edges))
     n, k = len(grid_rc), len(border)
