@@ -573,31 +573,44 @@ def first_use_order(faces: np.ndarray, n: int) -> np.ndarray:
 def max_vertical_error(height_m: np.ndarray, grid_rc: np.ndarray, faces: np.ndarray) -> float:
     """Measured max |mesh - samples| (m) over every grid sample, by rasterising each face.
 
-    Vectorised barycentric test over each face's bounding box; exact on the sample grid.
-    """
+    Scanline rasterisation (each face's row span, then the exact column interval on each
+    row), vectorised over faces, so long thin fans cost their area, not their bounding
+    box. Raises ValueError if some sample is not covered (a hole)."""
     h = np.asarray(height_m, dtype=np.float64)
-    p = np.asarray(grid_rc, dtype=np.int64)[np.asarray(faces)]  # (m, 3, 2)
-    z = h[p[..., 0], p[..., 1]]  # (m, 3)
-    lo, hi = p.min(axis=1), p.max(axis=1)
-    size = hi - lo + 1
-    counts = size[:, 0] * size[:, 1]
-    fid = np.repeat(np.arange(len(p)), counts)
-    k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    r = lo[fid, 0] + k // size[fid, 1]
-    c = lo[fid, 1] + k % size[fid, 1]
-    (r0, c0), (r1, c1), (r2, c2) = (p[fid, i].T for i in range(3))
-    det = (r1 - r0) * (c2 - c0) - (r2 - r0) * (c1 - c0)
-    w1 = ((r - r0) * (c2 - c0) - (r2 - r0) * (c - c0)) / det
-    w2 = ((r1 - r0) * (c - c0) - (r - r0) * (c1 - c0)) / det
-    w0 = 1.0 - w1 - w2
-    inside = (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9)
-    zi = w0 * z[fid, 0] + w1 * z[fid, 1] + w2 * z[fid, 2]
-    d = np.abs(zi - h[r, c])[inside]
+    p = np.asarray(grid_rc, dtype=np.float64)[np.asarray(faces)]  # (m, 3, 2)
+    z = h[p[..., 0].astype(np.int64), p[..., 1].astype(np.int64)]  # (m, 3)
+    r_lo, r_hi = p[..., 0].min(axis=1).astype(np.int64), p[..., 0].max(axis=1).astype(np.int64)
+    span = r_hi - r_lo + 1
+    fid = np.repeat(np.arange(len(p)), span)
+    row = (np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span) + r_lo[fid]).astype(np.float64)
+    # Column interval of each (face, row): where the row line crosses the face's edges.
+    lo = np.full(len(fid), np.inf)
+    hi = np.full(len(fid), -np.inf)
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        ra, ca, rb, cb = p[fid, a, 0], p[fid, a, 1], p[fid, b, 0], p[fid, b, 1]
+        crosses = (np.minimum(ra, rb) <= row) & (row <= np.maximum(ra, rb))
+        flat_edge = ra == rb
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.where(flat_edge, ca, ca + (row - ra) * (cb - ca) / (rb - ra))
+        x2 = np.where(flat_edge, cb, x)
+        lo = np.where(crosses, np.minimum(lo, np.minimum(x, x2)), lo)
+        hi = np.where(crosses, np.maximum(hi, np.maximum(x, x2)), hi)
+    c0 = np.ceil(lo - 1e-9).astype(np.int64)
+    c1 = np.floor(hi + 1e-9).astype(np.int64)
+    width = np.maximum(c1 - c0 + 1, 0)
+    fid2 = np.repeat(fid, width)
+    r = np.repeat(row, width).astype(np.int64)
+    c = np.arange(width.sum()) - np.repeat(np.cumsum(width) - width, width) + np.repeat(c0, width)
+    (r0, c0_), (r1, c1_), (r2, c2_) = (p[fid2, i].T for i in range(3))
+    det = (r1 - r0) * (c2_ - c0_) - (r2 - r0) * (c1_ - c0_)
+    w1 = ((r - r0) * (c2_ - c0_) - (r2 - r0) * (c - c0_)) / det
+    w2 = ((r1 - r0) * (c - c0_) - (r - r0) * (c1_ - c0_)) / det
+    zi = (1.0 - w1 - w2) * z[fid2, 0] + w1 * z[fid2, 1] + w2 * z[fid2, 2]
     covered = np.zeros(h.shape, dtype=bool)
-    covered[r[inside], c[inside]] = True
+    covered[r, c] = True
     if not covered.all():
         raise ValueError("faces do not cover every grid sample (mesh has holes)")
-    return float(d.max())
+    return float(np.abs(zi - h[r, c]).max())
 
 
 @dataclass(frozen=True, eq=False)
