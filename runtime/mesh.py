@@ -223,10 +223,12 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
         bt = sliding_window_view(h, (b + 1, b + 1))[::b, ::b].transpose(2, 3, 0, 1)  # (b+1, b+1, nb, nb)
         # Descendants of edge midpoints: the four s-square centres at (+-s/2, +-s/2).
         if s > 1:
-            cp = np.pad(centres, ((1, 1), (0, 0)))
+            cp = np.zeros((2 * nb + 2, 2 * nb))
+            cp[1:-1] = centres
             m = np.maximum(cp[0::2], cp[1::2])
             he = np.maximum(m[:, 0::2], m[:, 1::2])  # (nb+1, nb)
-            cp = np.pad(centres, ((0, 0), (1, 1)))
+            cp = np.zeros((2 * nb, 2 * nb + 2))
+            cp[:, 1:-1] = centres
             m = np.maximum(cp[:, 0::2], cp[:, 1::2])
             ve = np.maximum(m[0::2], m[1::2])  # (nb, nb+1)
         else:
@@ -359,7 +361,7 @@ class RtinStep:
     mid: hypotenuse midpoints (-1 past the finest level, where cells are not split);
     p, q: hypotenuse ends; a1, a2: the apexes of the two triangles sharing the
     hypotenuse, each the midpoint of its parent (-1 where it falls outside the tile);
-    t1, t2: the two triangles as (3, k) vertex ids, counter-clockwise from above;
+    t1, t2: the two triangles as (k, 3) vertex ids, counter-clockwise from above;
     border: (k,) bool, the midpoint lies on the tile border."""
 
     mid: np.ndarray
@@ -400,7 +402,8 @@ def rtin_steps(t: int) -> tuple[RtinStep, ...]:
         mid = ids(mr, mc) if split else np.full(p.shape, -1, np.int32)
         r, c = mid // n1, mid % n1
         border = (mid >= 0) & ((r == 0) | (r == t) | (c == 0) | (c == t))
-        t1, t2 = _ccw(p, q, np.maximum(a1, 0), n1), _ccw(p, q, np.maximum(a2, 0), n1)
+        t1 = np.ascontiguousarray(_ccw(p, q, np.maximum(a1, 0), n1).T)
+        t2 = np.ascontiguousarray(_ccw(p, q, np.maximum(a2, 0), n1).T)
         s = RtinStep(mid, p, q, a1, a2, t1, t2, border)
         for v in (s.mid, s.p, s.q, s.a1, s.a2, s.t1, s.t2, s.border):
             v.setflags(write=False)
@@ -452,9 +455,9 @@ def rtin_faces(present: np.ndarray, t: int) -> np.ndarray:
     out = []
     for st in rtin_steps(t):
         leaf = ~present[st.mid]
-        out.append(st.t1[:, leaf & present[st.a1]])
-        out.append(st.t2[:, leaf & present[st.a2]])
-    return np.concatenate(out, axis=1).T
+        out.append(st.t1[leaf & present[st.a1]])
+        out.append(st.t2[leaf & present[st.a2]])
+    return np.concatenate(out)
 
 
 def rtin_vertices(err: np.ndarray, max_error_m: float, border: str = "fan") -> np.ndarray:
@@ -487,23 +490,39 @@ def close_border(present: np.ndarray, t: int) -> None:
             present[a[a >= 0]] = True
 
 
+@functools.lru_cache(maxsize=8)
+def _border_lut(t: int) -> np.ndarray:
+    """((t+1)^2,) int8: 1 on the tile border."""
+    g = np.zeros((t + 1, t + 1), np.int8)
+    g[[0, -1]] = 1
+    g[:, [0, -1]] = 1
+    g = g.ravel()
+    g.setflags(write=False)
+    return g
+
+
 def fan_out(face_ids: np.ndarray, t: int) -> np.ndarray:
     """Split every face with an edge of length > 1 on the tile border into a fan from its
     opposite vertex through each border sample of that edge. (m, 3) grid ids -> (m', 3):
     the untouched faces in order, then the fans face by face; windings are kept."""
     n1 = t + 1
-    r, c = face_ids // n1, face_ids % n1
+    # Only faces with two vertices on the border can have a border edge.
+    maybe = np.flatnonzero(_border_lut(t)[face_ids].sum(axis=1) >= 2)
+    sub = face_ids[maybe]
+    r, c = sub // n1, sub % n1
     r2, c2 = np.roll(r, -1, axis=1), np.roll(c, -1, axis=1)  # edge k runs vertex k -> k+1
     same_r = (r == r2) & ((r == 0) | (r == t))
     same_c = (c == c2) & ((c == 0) | (c == t))
     length = np.where(same_r, np.abs(c2 - c), 0) + np.where(same_c & ~same_r, np.abs(r2 - r), 0)
     long = length > 1
-    has = long.any(axis=1)
-    k = np.argmax(long, axis=1)[has]  # the (first) border edge of each fan face
+    has_sub = long.any(axis=1)
+    k = np.argmax(long, axis=1)[has_sub]  # the (first) border edge of each fan face
+    has = np.zeros(len(face_ids), dtype=bool)
+    has[maybe[has_sub]] = True
     f = face_ids[has]
     rows = np.arange(len(f))
     u, v, w = f[rows, k], f[rows, (k + 1) % 3], f[rows, (k + 2) % 3]
-    steps = length[has][rows, k]
+    steps = length[has_sub][rows, k]
     fid = np.repeat(np.arange(len(f)), steps)
     j = np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)
     ur, uc, vr, vc = u // n1, u % n1, v // n1, v % n1
