@@ -7,11 +7,14 @@ Two topology codings:
 
 - ``rtin``: the mesh is a right-triangulated irregular network (what ``runtime.mesh``
   makes). Its connectivity follows from which hypotenuse midpoints are split, so the
-  payload carries one bit per midpoint the decoder has to ask about (border midpoints
-  are implied when the whole border is kept), level by level, coarse to fine, as in the
-  split-flag coding of RTIN/bintree terrain (Evans et al. 2001; Pajarola's restricted
-  quadtree coding). Heights are coded as residuals from the mean of the hypotenuse ends
-  (the midpoint prediction), also level by level, so decoding is ~16 vectorised steps.
+  payload carries one bit per midpoint whose triangle exists, level by level, coarse to
+  fine, as in the split-flag coding of RTIN/bintree terrain (Evans et al. 2001;
+  Pajarola's restricted quadtree coding). Heights are coded as residuals from the mean
+  of the hypotenuse ends (the midpoint prediction), also level by level, so decoding is
+  ~17 vectorised steps. ``border`` says how the border was meshed: ``fan`` (every border
+  sample present, border triangles drawn as fans; border samples get residuals from
+  their coarser neighbours along the edge) or ``rtin`` (plain RTIN; with the whole
+  border kept, border splits are implied and not sent).
 - ``indexed``: any triangle list: zig-zag delta coded grid u, v and heights in vertex
   order and high-water-mark coded indices as in Cesium quantized-mesh-1.0.
 
