@@ -27,6 +27,19 @@ ToWorld = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 SKIRT_FACTOR = 5.0
 """Skirt depth as a multiple of the tile's vertical error bound (DESIGN.md section 4)."""
 
+HEIGHTMAP_QUALITY = 0.25
+"""Default error bound as a fraction of the sample spacing: CesiumJS's estimate for
+heightmap terrain (TerrainProvider.getEstimatedLevelZeroGeometricErrorForAHeightmap with
+heightmapTerrainQuality = 0.25), which halves with every level as the spacing does."""
+
+
+def level_error_m(level: int) -> float:
+    """Default vertical error bound (m) of a level's tiles: 0.25 x its sample spacing
+    (about 19.6 km at level 0, 0.6 m at level 15). Skirts: ``SKIRT_FACTOR`` times this."""
+    from runtime.tiles import spacing_m
+
+    return HEIGHTMAP_QUALITY * spacing_m(level)
+
 
 def _check_grid(height_m: np.ndarray) -> int:
     h = np.asarray(height_m)
