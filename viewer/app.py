@@ -145,8 +145,12 @@ class Flight:
         res = self.streamer.frame(views, clock=time.perf_counter)
         for key in res.evicted:
             self.renderer.release(key)
+        gone = set(res.evicted)
         for key in res.uploaded:
-            self._upload(key)
+            # The streamer may report a key uploaded and evicted in one frame (an undrawn
+            # tile over the byte budget): nothing to upload then.
+            if key not in gone and self.streamer.payload(key) is not None:
+                self._upload(key)
         self.stats.gpu_bytes_max = max(self.stats.gpu_bytes_max, self.renderer.gpu_bytes)
         plan = res.plan
         # runtime priorities: lower is sooner; the protocol's: higher is sooner.

@@ -40,9 +40,9 @@ void main() {
 FIRST, LAST = 32, 126
 
 
-def bake_font(size_px: int = 13) -> tuple[np.ndarray, int, int]:
-    """(atlas (H, W) uint8 coverage, cell width, cell height): glyph i of ``FIRST + i`` in
-    row-major cells of 16 columns."""
+def bake_font(size_px: int = 13) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """(atlas (H, W) uint8 coverage, cell width, cell height, advances (95,) float32 px):
+    glyph i of ``FIRST + i`` in row-major cells of 16 columns."""
     from PIL import Image, ImageDraw, ImageFont
 
     try:
@@ -58,7 +58,9 @@ def bake_font(size_px: int = 13) -> tuple[np.ndarray, int, int]:
     draw = ImageDraw.Draw(img)
     for i, c in enumerate(chars):
         draw.text(((i % cols) * cw, (i // cols) * ch), c, fill=255, font=font)
-    return np.asarray(img, np.uint8), cw, ch
+    adv = np.array([font.getlength(c) if hasattr(font, "getlength") else font.getbbox(c)[2] for c in chars],
+                   np.float32)
+    return np.asarray(img, np.uint8), cw, ch, np.ceil(adv)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class Hud:
 
     def __init__(self, ctx: moderngl.Context, size_px: int = 13):
         self.ctx = ctx
-        atlas, self.cw, self.ch = bake_font(size_px)
+        atlas, self.cw, self.ch, self.advance = bake_font(size_px)
         self.atlas_size = (atlas.shape[1], atlas.shape[0])
         self.texture = ctx.texture(self.atlas_size, 1, np.ascontiguousarray(atlas).tobytes(), alignment=1)
         self.texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
@@ -114,19 +116,24 @@ class Hud:
         W, H = self.atlas_size
         x0, y0 = origin_px
         verts = []
+        width = 0.0
         for li, line in enumerate(lines):
-            for ci, ch in enumerate(line):
+            x = x0
+            for ch in line:
                 code = ord(ch)
-                if code == 32 or not FIRST <= code <= LAST:
-                    continue
+                if not FIRST <= code <= LAST:
+                    code = ord("?")
                 g = code - FIRST
                 u0, v0 = (g % 16) * self.cw / W, (g // 16) * self.ch / H
                 u1, v1 = u0 + self.cw / W, v0 + self.ch / H
-                x, y = x0 + ci * self.cw, y0 + li * self.ch
+                y = y0 + li * self.ch
                 a, b = x + self.cw, y + self.ch
-                verts += [(x, y, u0, v0), (a, y, u1, v0), (x, b, u0, v1),
-                          (a, y, u1, v0), (a, b, u1, v1), (x, b, u0, v1)]
-        w = max((len(s) for s in lines), default=0) * self.cw + 8
+                if code != 32:
+                    verts += [(x, y, u0, v0), (a, y, u1, v0), (x, b, u0, v1),
+                              (a, y, u1, v0), (a, b, u1, v1), (x, b, u0, v1)]
+                x += float(self.advance[g])
+            width = max(width, x - x0)
+        w = width + 8
         h = len(lines) * self.ch + 8
         px, py = x0 - 4, y0 - 4
         panel = np.array([(px, py, 0, 0), (px + w, py, 0, 0), (px, py + h, 0, 0),

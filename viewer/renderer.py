@@ -422,5 +422,19 @@ class RenderTargets:
         return np.where(d >= 1.0, np.inf, z).astype(np.float32)
 
     def release(self) -> None:
+        ctx = self.fbo.ctx
+        if ctx.fbo is self.fbo:
+            # Releasing the bound framebuffer leaves moderngl rebinding a dead name on the next
+            # framebuffer it creates (GL_INVALID_OPERATION); bind a parked 1x1 one first.
+            _parking_fbo(ctx).use()
         for obj in (self.fbo, self.color, self.normal, self.nir, self.depth):
             obj.release()
+
+
+def _parking_fbo(ctx: moderngl.Context) -> moderngl.Framebuffer:
+    if not isinstance(ctx.extra, dict):
+        ctx.extra = {}
+    fb = ctx.extra.get("worldstream_parking_fbo")
+    if fb is None:
+        fb = ctx.extra["worldstream_parking_fbo"] = ctx.simple_framebuffer((1, 1))
+    return fb
