@@ -58,9 +58,9 @@ class FractalConfig:
     """Correlation length, in samples at the equator, of the east-west-smooth odd-row detail."""
     roughness_min: float = 0.048
     roughness_max: float = 5.62
-    rgb_amp_at_1km: float = 0.331
+    rgb_amp_at_1km: float = 0.101
     """Relative colour detail at 1 km parent spacing."""
-    rgb_hurst: float = 0.281
+    rgb_hurst: float = 0.054
     rgb_max: float = 0.3
     rgb_height_coupling: float = 0.5
     """Share of the colour detail that follows the height detail (shading-like albedo)."""
@@ -156,27 +156,29 @@ class FractalRefiner:
         g_h = noise.gauss(seed, level, 0, ev_r, od_c)
         g_v = noise.gauss(seed, level, 0, od_r, ev_c)
         g_c = noise.gauss(seed, level, 0, od_r, od_c)
-        d_h, d_v, d_c = g_h * r_h, g_v * r_v, g_c * r_c  # unit-law white detail, modulated
-        det_v, det_c = a_w * g_v, a_w * g_c
+        det_h, det_v, det_c = a_h * g_h, a_w * g_v, a_w * g_c  # metres, before the roughness factor
         if np.any(a_s > 0):
             smooth = self._ew_smooth_noise(seed, level, od_r, cols, ew[:, 1::2])
             det_v = det_v + a_s * smooth[:, :, 0::2]
             det_c = det_c + a_s * smooth[:, :, 1::2]
-        out[:, 0, 0::2, 1::2] = hx[:, 0, 1:-1] + a_h * d_h
+        out[:, 0, 0::2, 1::2] = hx[:, 0, 1:-1] + det_h * r_h
         out[:, 0, 1::2, 0::2] = vy[:, 0] + det_v * r_v
         out[:, 0, 1::2, 1::2] = cc[:, 0] + det_c * r_c
 
         if c > 1:
+            # unit-variance mix of the height noise (albedo follows the new relief) and its own noise
             k = float(cfg.rgb_height_coupling)
+            norm = 1.0 / np.hypot(k, 1.0 - k)
+            kh, kl = np.float32(k * norm), np.float32((1.0 - k) * norm)
             # colour detail also scales with the metric spacing (none along a pole row)
             ar_h, ar_v, ar_c = (self.rgb_amp(d) for d in (s_p * ew[:, 0::2], np.float64(s_p),
                                                           s_p * np.sqrt(0.5 * (1.0 + ew[:, 1::2] ** 2))))
             lum_h = noise.gauss(seed, level, 1, ev_r, od_c)
             lum_v = noise.gauss(seed, level, 1, od_r, ev_c)
             lum_c = noise.gauss(seed, level, 1, od_r, od_c)
-            f_h = (np.float32(k) * d_h + np.float32(1 - k) * lum_h) * ar_h + np.float32(1)
-            f_v = (np.float32(k) * d_v + np.float32(1 - k) * lum_v) * ar_v + np.float32(1)
-            f_c = (np.float32(k) * d_c + np.float32(1 - k) * lum_c) * ar_c + np.float32(1)
+            f_h = (kh * g_h + kl * lum_h) * ar_h + np.float32(1)
+            f_v = (kh * g_v + kl * lum_v) * ar_v + np.float32(1)
+            f_c = (kh * g_c + kl * lum_c) * ar_c + np.float32(1)
             out[:, 1:, 0::2, 1::2] = np.clip(hx[:, 1:, 1:-1] * f_h[:, None], 0, 1)
             out[:, 1:, 1::2, 0::2] = np.clip(vy[:, 1:] * f_v[:, None], 0, 1)
             out[:, 1:, 1::2, 1::2] = np.clip(cc[:, 1:] * f_c[:, None], 0, 1)

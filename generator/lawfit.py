@@ -141,14 +141,18 @@ def fit_law(samples: list[Residuals], bins: int = 10) -> LawFit:
 
 def colour_points(name: str, rgb: np.ndarray, pixel_m: float, first_k: int = 1,
                   min_size: int = 40) -> list[tuple[str, float, float]]:
-    """(name, d_m, relative rms residual) of the cubic on an (H, W, 3) image at decimations 2^k.
+    """(name, d_m, relative rms residual) of the cubic on an (H, W, 3) image at 2^k block means.
 
     Relative = rms residual / mean value, averaged over the three channels (the refiner
     multiplies colour by 1 + detail).
     """
     out, k = [], first_k
     while min(rgb.shape[:2]) // 2**k >= min_size:
-        im = rgb[:: 2**k, :: 2**k].astype(np.float64)
+        # pixels are area means: decimate by 2^k x 2^k block means (subsampling would alias a
+        # flat-spectrum image and inflate the residuals at coarse scales)
+        n = 2**k
+        h, w = (rgb.shape[0] // n) * n, (rgb.shape[1] // n) * n
+        im = rgb[:h, :w].astype(np.float64).reshape(h // n, n, w // n, n, 3).mean(axis=(1, 3))
         rel = [np.sqrt(np.mean(cubic_residuals(im[..., c])[0] ** 2)) / np.nanmean(im[..., c])
                for c in range(3)]
         out.append((name, 2.0 * pixel_m * 2**k, float(np.mean(rel))))

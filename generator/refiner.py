@@ -72,14 +72,16 @@ def register_refiner(name: str, factory: RefinerFactory) -> None:
 
 
 def available_refiners() -> list[str]:
-    """Names registered so far (importing generator.fractal registers ``fractal``)."""
-    _load_builtin()
+    """Names that can be asked for (importing the built-in refiners first)."""
+    _load_builtin(learned=True)
     return sorted(_FACTORIES)
 
 
 def make_refiner(name: str, world: World | str) -> Refiner:
     """Build the refiner ``name`` (``auto`` = the best available) for ``world``."""
-    _load_builtin()
+    if name not in _FACTORIES:
+        # the learned refiner (and torch) is imported only when it may be the one wanted
+        _load_builtin(learned=name in ("auto", "learned"))
     world = World.parse(world) if not isinstance(world, World) else world
     if name == "auto":
         for candidate in _PREFERENCE:
@@ -94,10 +96,10 @@ def make_refiner(name: str, world: World | str) -> Refiner:
     return _FACTORIES[name](world)
 
 
-def _load_builtin() -> None:
-    if "fractal" not in _FACTORIES:
+def _load_builtin(learned: bool) -> None:
+    if "fractal" not in _FACTORIES or "bicubic" not in _FACTORIES:
         import generator.fractal  # noqa: F401  (registers itself)
-    if "learned" not in _FACTORIES:
+    if learned and "learned" not in _FACTORIES:
         try:
             import generator.learned  # noqa: F401  (written by the learned-refiner work)
         except ImportError:

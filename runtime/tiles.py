@@ -47,6 +47,8 @@ class World(str, enum.Enum):
 
     @classmethod
     def parse(cls, name: str) -> "World":
+        if isinstance(name, cls):
+            return name
         try:
             return cls(str(name).lower())
         except ValueError:

@@ -7,11 +7,14 @@ Two topology codings:
 
 - ``rtin``: the mesh is a right-triangulated irregular network (what ``runtime.mesh``
   makes). Its connectivity follows from which hypotenuse midpoints are split, so the
-  payload carries one bit per midpoint the decoder has to ask about (border midpoints
-  are implied when the whole border is kept), level by level, coarse to fine, as in the
-  split-flag coding of RTIN/bintree terrain (Evans et al. 2001; Pajarola's restricted
-  quadtree coding). Heights are coded as residuals from the mean of the hypotenuse ends
-  (the midpoint prediction), also level by level, so decoding is ~16 vectorised steps.
+  payload carries one bit per midpoint whose triangle exists, level by level, coarse to
+  fine, as in the split-flag coding of RTIN/bintree terrain (Evans et al. 2001;
+  Pajarola's restricted quadtree coding). Heights are coded as residuals from the mean
+  of the hypotenuse ends (the midpoint prediction), also level by level, so decoding is
+  ~17 vectorised steps. ``border`` says how the border was meshed: ``fan`` (every border
+  sample present, border triangles drawn as fans; border samples get residuals from
+  their coarser neighbours along the edge) or ``rtin`` (plain RTIN; with the whole
+  border kept, border splits are implied and not sent).
 - ``indexed``: any triangle list: zig-zag delta coded grid u, v and heights in vertex
   order and high-water-mark coded indices as in Cesium quantized-mesh-1.0.
 
@@ -30,7 +33,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.mesh import edge_indices, order_faces
+from runtime.mesh import (
+    close_border,
+    edge_indices,
+    first_use_order,
+    number_vertices,
+    rtin_steps,
+    simplify_grid,
+    tin_faces,
+)
 from runtime.tiles import T, TileKey, spacing_m
 
 FORMAT = "worldstream.tile"
@@ -96,86 +107,74 @@ def _unpack_uints(data: bytes, count: int, what: str) -> np.ndarray:
 # ---------------------------------------------------------------- RTIN traversal
 
 
-def _rtin_walk(t: int, decide) -> np.ndarray:
-    """Top-down RTIN traversal shared by encoder and decoder.
-
-    decide(cand, a, b) gets this level's hypotenuse midpoints as grid ids (row * (t+1)
-    + col), each once, in order of first appearance, and the ids of their hypotenuse
-    ends; it returns a bool per candidate (split or not). Returns leaf triangles
-    (m, 6) int64 (a_row, a_col, b_row, b_col, c_row, c_col)."""
-    n1 = t + 1
-    tri = np.array([[0, 0, t, t, 0, t], [t, t, 0, 0, t, 0]], dtype=np.int64).T
-    first = np.full(n1 * n1, np.iinfo(np.int64).max, dtype=np.int64)
-    verdict = np.zeros(n1 * n1, dtype=bool)
-    done = []
-    while tri.shape[1]:
-        sr, sc = tri[0] + tri[2], tri[1] + tri[3]
-        idx = np.flatnonzero(((sr | sc) & 1) == 0)
-        split = np.zeros(tri.shape[1], dtype=bool)
-        if len(idx):
-            mid = (sr[idx] >> 1) * n1 + (sc[idx] >> 1)
-            pos = np.arange(len(mid))
-            # A diamond's midpoint comes from both its triangles: keep the first (minimum.at
-            # is deterministic, unlike fancy assignment with repeated indices).
-            np.minimum.at(first, mid, pos)
-            rep = first[mid] == pos
-            first[mid] = np.iinfo(np.int64).max
-            cand = mid[rep]
-            ends = tri[:4, idx[rep]]
-            verdict[cand] = np.asarray(
-                decide(cand, ends[0] * n1 + ends[1], ends[2] * n1 + ends[3]), dtype=bool
-            )
-            split[idx] = verdict[mid]
-        done.append(tri[:, ~split])
-        s = tri[:, split]
-        mr, mc = (s[0] + s[2]) >> 1, (s[1] + s[3]) >> 1
-        # Children keep the orientation: (c, a, m) and (b, c, m), as in Martini.
-        tri = np.concatenate(
-            [np.stack([s[4], s[5], s[0], s[1], mr, mc]), np.stack([s[2], s[3], s[4], s[5], mr, mc])], 1
-        )
-    return np.concatenate(done, axis=1).T
-
-
-def _on_border(ids: np.ndarray, t: int) -> np.ndarray:
-    r, c = ids // (t + 1), ids % (t + 1)
-    return (r == 0) | (r == t) | (c == 0) | (c == t)
-
-
 def _corner_ids(t: int) -> np.ndarray:
     n1 = t + 1
     return np.array([0, t, t * n1, t * n1 + t], dtype=np.int64)
 
 
-def _encode_rtin(grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int) -> dict | None:
-    """RTIN streams, or None when (grid_rc, faces) is not the canonical RTIN mesh."""
+def _border_mask(t: int) -> np.ndarray:
+    """((t+1)^2 + 1,) bool: the tile's border samples (sentinel last, False)."""
+    g = np.zeros((t + 1, t + 1), bool)
+    g[[0, -1]] = True
+    g[:, [0, -1]] = True
+    return np.append(g.ravel(), False)
+
+
+def _encode_rtin(
+    grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int, known: str | None = None
+) -> dict | None:
+    """RTIN streams, or None when (grid_rc, faces) is not a canonical RTIN tile mesh.
+    Tries the fan border first, then the plain RTIN; ``known`` ("fan" or "rtin") skips
+    the check for meshes made by ``simplify_grid`` with that border."""
     n1 = t + 1
     ids = grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]
-    present = np.zeros(n1 * n1, dtype=bool)
-    present[ids] = True
-    qgrid = np.zeros(n1 * n1, dtype=np.int64)
+    vertices = np.zeros(n1 * n1 + 1, dtype=bool)  # last entry: sentinel for id -1
+    vertices[ids] = True
+    if not vertices[_corner_ids(t)].all():
+        return None
+    border = _border_mask(t)
+    whole_border = bool(vertices[border].all())
+    candidates = []
+    if whole_border:
+        present = vertices & ~border
+        present[_corner_ids(t)] = True
+        close_border(present, t)
+        candidates.append(("fan", present))
+    candidates.append(("rtin", vertices))
+    for mode, present in candidates:
+        if known is not None:
+            if mode != known:
+                continue
+        else:
+            if len(ids) > 1 and not (np.diff(ids) > 0).all():
+                return None
+            canonical = tin_faces(present, t, "fan" if mode == "fan" else "graded")
+            if canonical.shape != faces.shape or not np.array_equal(ids[faces], canonical):
+                continue
+        return _rtin_streams(present, ids, q, t, mode, whole_border)
+    return None
+
+
+def _rtin_streams(present, ids, q, t, mode, whole_border) -> dict:
+    n1 = t + 1
+    qgrid = np.zeros(n1 * n1 + 1, dtype=np.int64)
     qgrid[ids] = q
-    if not present[_corner_ids(t)].all():
-        return None
-    whole_border = bool(
-        np.all(present.reshape(n1, n1)[[0, -1]]) and np.all(present.reshape(n1, n1)[:, [0, -1]])
-    )
+    fan = mode == "fan"
+    forced = whole_border and not fan  # plain RTIN keeping the border: border splits implied
     bits, res = [], [qgrid[_corner_ids(t)]]
-
-    def decide(cand, a, b):
-        yes = present[cand]
-        coded = ~_on_border(cand, t) if whole_border else np.ones(len(cand), bool)
-        bits.append(yes[coded])
-        res.append(qgrid[cand[yes]] - ((qgrid[a[yes]] + qgrid[b[yes]]) >> 1))
-        return yes
-
-    tri = _rtin_walk(t, decide)
-    rc2, f2 = order_faces(tri, n1)
-    if rc2.shape != grid_rc.shape or f2.shape != faces.shape:
-        return None
-    if not (np.array_equal(rc2, grid_rc) and np.array_equal(f2, faces)):
-        return None
-    flags = np.concatenate(bits) if bits else np.zeros(0, bool)
+    for st in rtin_steps(t)[:-1]:
+        cand = present[st.a1] | present[st.a2]
+        split = present[st.mid]
+        coded = cand & ~st.border if forced else cand
+        bits.append(split[coded])
+        # Heights: every split midpoint; with fans also every border sample (from its
+        # neighbours along the edge, which are coarser border samples).
+        has_h = split | st.border if fan else split
+        m, a, b = st.mid[has_h], st.p[has_h], st.q[has_h]
+        res.append(qgrid[m] - ((qgrid[a] + qgrid[b]) >> 1))
+    flags = np.concatenate(bits)
     return {
+        "border": mode,
         "whole_border": whole_border,
         "split_count": int(len(flags)),
         "splits": zlib.compress(np.packbits(flags).tobytes(), ZLIB_LEVEL),
@@ -185,41 +184,48 @@ def _encode_rtin(grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int) 
 
 def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n1 = t + 1
+    mode = _get(p, "border", str)
+    if mode not in ("fan", "rtin"):
+        raise ValueError(f"border must be 'fan' or 'rtin', got {mode!r}")
+    fan = mode == "fan"
     whole_border = _get(p, "whole_border", bool)
+    if fan and not whole_border:
+        raise ValueError("border 'fan' requires whole_border")
+    forced = whole_border and not fan
     nbits = _get(p, "split_count", int)
-    if not 0 <= nbits <= n1 * n1 * 2:
-        raise ValueError(f"split_count must be in [0, {2 * n1 * n1}], got {nbits}")
+    if not 0 <= nbits <= n1 * n1:
+        raise ValueError(f"split_count must be in [0, {n1 * n1}], got {nbits}")
     raw = _inflate(_get(p, "splits", bytes), "splits", (nbits + 7) // 8)
     if len(raw) != (nbits + 7) // 8:
         raise ValueError(f"splits must hold {nbits} bits ({(nbits + 7) // 8} bytes), got {len(raw)} bytes")
     flags = np.unpackbits(np.frombuffer(raw, np.uint8), count=nbits).astype(bool)
     res = _unzigzag(_unpack_uints(_get(p, "heights", bytes), n, "heights"))
-    qgrid = np.zeros(n1 * n1, dtype=np.int64)
-    qgrid[_corner_ids(t)] = res[:4]
-    pos = {"bit": 0, "res": 4}
-
-    def decide(cand, a, b):
-        coded = ~_on_border(cand, t) if whole_border else np.ones(len(cand), bool)
+    present = np.zeros(n1 * n1 + 1, dtype=bool)
+    qgrid = np.zeros(n1 * n1 + 1, dtype=np.int64)
+    corners = _corner_ids(t)
+    present[corners] = True
+    qgrid[corners] = res[:4]
+    nb, nr = 0, 4
+    for st in rtin_steps(t)[:-1]:
+        cand = present[st.a1] | present[st.a2]
+        coded = cand & ~st.border if forced else cand
         k = int(coded.sum())
-        if pos["bit"] + k > nbits:
-            raise ValueError(f"splits ended early: needed more than the {nbits} bits sent")
-        yes = ~coded
-        yes[coded] = flags[pos["bit"] : pos["bit"] + k]
-        pos["bit"] += k
-        j = int(yes.sum())
-        if pos["res"] + j > n:
+        if nb + k > nbits:
+            raise ValueError(f"splits ended early: the mesh needs more than the {nbits} bits sent")
+        present[st.mid[coded]] = flags[nb : nb + k]
+        nb += k
+        if forced:
+            present[st.mid[cand & st.border]] = True
+        has_h = present[st.mid] | st.border if fan else present[st.mid]
+        j = int(has_h.sum())
+        if nr + j > n:
             raise ValueError(f"the splits imply more than the {n} vertices announced")
-        sel = cand[yes]
-        qgrid[sel] = ((qgrid[a[yes]] + qgrid[b[yes]]) >> 1) + res[pos["res"] : pos["res"] + j]
-        pos["res"] += j
-        return yes
-
-    tri = _rtin_walk(t, decide)
-    if pos["bit"] != nbits or pos["res"] != n:
-        raise ValueError(
-            f"splits/heights do not match: used {pos['bit']}/{nbits} bits, {pos['res']}/{n} vertices"
-        )
-    grid_rc, faces = order_faces(tri, n1)
+        mids, a, b = st.mid[has_h], st.p[has_h], st.q[has_h]
+        qgrid[mids] = ((qgrid[a] + qgrid[b]) >> 1) + res[nr : nr + j]
+        nr += j
+    if nb != nbits or nr != n:
+        raise ValueError(f"splits/heights do not match: used {nb}/{nbits} bits, {nr}/{n} vertices")
+    grid_rc, faces = number_vertices(tin_faces(present, t, "fan" if fan else "graded"), n1)
     if len(grid_rc) != n or len(faces) != m:
         raise ValueError(f"decoded {len(grid_rc)} vertices / {len(faces)} faces, payload says {n} / {m}")
     q = qgrid[grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]]
@@ -245,18 +251,12 @@ def _hwm_decode(codes: np.ndarray) -> np.ndarray:
     return highest - codes
 
 
-def _encode_indexed(grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray) -> dict | None:
-    f = faces.reshape(-1)
-    first = np.full(len(grid_rc), len(f), np.int64)
-    np.minimum.at(first, f, np.arange(len(f)))
-    if not np.array_equal(np.argsort(first, kind="stable"), np.arange(len(grid_rc))) or first.max() >= len(f):
-        # Renumber vertices by first use so that high-water-mark coding applies.
-        order = np.argsort(first, kind="stable")
-        if first.max() >= len(f):
-            raise ValueError("every vertex must be used by at least one face")
-        inv = np.empty_like(order)
-        inv[order] = np.arange(len(order))
-        grid_rc, q, faces = grid_rc[order], q[order], inv[faces]
+def _encode_indexed(grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray) -> dict:
+    # Renumber vertices by first use so that high-water-mark coding applies.
+    order = first_use_order(faces, len(grid_rc))
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    grid_rc, q, faces = grid_rc[order], q[order], inv[faces]
     return {
         "u": _pack_uints(_zigzag(np.diff(grid_rc[:, 1].astype(np.int64), prepend=0))),
         "v": _pack_uints(_zigzag(np.diff(grid_rc[:, 0].astype(np.int64), prepend=0))),
@@ -345,6 +345,55 @@ def encode_tile(
         raise ValueError(f"height_m must be ({len(rc)},) finite metres, got shape {h.shape}")
     if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0 or f.min() < 0 or f.max() >= len(rc):
         raise ValueError(f"faces must be (m, 3) indices in [0, {len(rc) - 1}], got shape {f.shape}")
+    return _payload(
+        rc.astype(np.int32),
+        h,
+        f.astype(np.int32),
+        key=key,
+        geometric_error_m=geometric_error_m,
+        model=model,
+        image=rgb_jpeg_or_png,
+        height_step_m=height_step_m,
+        grid_size=grid_size,
+        known_rtin=None,
+    )
+
+
+def encode_heights(
+    height_m: np.ndarray,
+    max_error_m: float,
+    *,
+    key: TileKey,
+    model: str,
+    geometric_error_m: float | None = None,
+    rgb_jpeg_or_png: bytes | None = None,
+    height_step_m: float | None = None,
+    border: str = "fan",
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The server path in one call: ``simplify_grid`` then ``encode_tile``, skipping the
+    check that the mesh is the canonical RTIN (it is by construction).
+
+    height_m: (T+1, T+1) float32 metres. Returns (payload, grid_rc, faces); the payload's
+    geometric error defaults to ``max_error_m``."""
+    h = np.asarray(height_m, dtype=np.float32)
+    grid_rc, faces = simplify_grid(h, max_error_m, border)
+    heights = h[grid_rc[:, 0], grid_rc[:, 1]].astype(np.float64)
+    payload = _payload(
+        grid_rc,
+        heights,
+        faces,
+        key=key,
+        geometric_error_m=max_error_m if geometric_error_m is None else geometric_error_m,
+        model=model,
+        image=rgb_jpeg_or_png,
+        height_step_m=height_step_m,
+        grid_size=h.shape[0] - 1,
+        known_rtin="fan" if border == "fan" else "rtin",
+    )
+    return payload, grid_rc, faces
+
+
+def _payload(rc, h, f, *, key, geometric_error_m, model, image, height_step_m, grid_size, known_rtin) -> dict:
     step = float(height_step_m) if height_step_m is not None else height_step_for_level(key.level)
     if not (step > 0 and math.frexp(step)[0] == 0.5):
         raise ValueError(f"height_step_m must be a positive power of two, got {step!r}")
@@ -354,9 +403,7 @@ def encode_tile(
         qabs = np.round(h / step).astype(np.int64)
     qmin = int(qabs.min())
     q = qabs - qmin
-    rc = rc.astype(np.int32)
-    f = f.astype(np.int32)
-    streams = _encode_rtin(rc, f, q, grid_size)
+    streams = _encode_rtin(rc, f, q, grid_size, known=known_rtin)
     topology = "rtin"
     if streams is None:
         topology = "indexed"
@@ -376,7 +423,7 @@ def encode_tile(
         "face_count": int(len(f)),
         "topology": topology,
         "mesh": streams,
-        "image": None if rgb_jpeg_or_png is None else bytes(rgb_jpeg_or_png),
+        "image": None if image is None else bytes(image),
     }
 
 

@@ -1,0 +1,316 @@
+"""Meshing and wire-format benchmark: ours vs pydelatin vs pymartini, ours vs quantized-mesh vs GLB.
+
+For real DEM tiles (257 x 257 crops of the files in a data folder, e.g. ../shared/data)
+and synthetic fBm tiles, at the same max vertical error bound (a fraction of the pixel
+size, as a level's geometric error would be):
+
+- triangles, the max vertical error actually achieved (measured by rasterising every
+  face over every sample, not assumed) and ms per tile for each mesher;
+- bytes per vertex on the wire: our payload (msgpack) vs Cesium quantized-mesh-1.0
+  gzipped (core, and with oct normals) vs GLB (trimesh, with normals and UVs);
+- ms per tile of mesh + encode (the server path) and of decode (the client path).
+
+Ends with one JSON line. Usage:
+    python bench/mesh.py [--quick] [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from runtime import export, mesh, wire  # noqa: E402
+from runtime.tiles import WGS84_A_M, WGS84_E2, T, TileKey, spacing_deg  # noqa: E402
+
+N = T + 1
+REAL_FILES = [
+    "bigtujunga",
+    "zion_srtm",
+    "st_helens",
+    "spain_gredos_25m",
+    "colorado_front_range",
+    "jacksboro",
+    "gabon_N00E010",
+    "oregon",
+    "texas_plains",
+    "gmt_fr_it",
+    "ecuador_andes_10m",
+    "swellendam_srtm",
+]
+ERROR_FRACTIONS = (0.05, 0.2, 1.0)
+"""Error bounds as fractions of the pixel size (1.5, 6 and 30 m for 30 m SRTM)."""
+
+
+def real_tiles(data: Path, per_file: int, files: list[str]) -> list[tuple[str, np.ndarray, float]]:
+    """Deterministic NaN-free 257 x 257 crops: (name, heights float32, pixel_m)."""
+    out = []
+    for name in files:
+        path = data / "dem" / f"{name}.npz"
+        if not path.exists():
+            continue
+        d = np.load(path)
+        z, px = d["elev"].astype(np.float32), float(d["pixel_m"])
+        taken = 0
+        for r in range(0, z.shape[0] - T, T // 2):
+            for c in range(0, z.shape[1] - T, T // 2):
+                crop = z[r : r + N, c : c + N]
+                if crop.shape == (N, N) and np.isfinite(crop).all() and np.ptp(crop) > 10 * px * 0.05:
+                    out.append((f"{name}[{r}:{c}]", np.ascontiguousarray(crop), px))
+                    taken += 1
+                if taken >= per_file:
+                    break
+            if taken >= per_file:
+                break
+    return out
+
+
+def fractal_tile(seed: int, hurst: float, relief_m: float) -> np.ndarray:
+    """fBm by spectral synthesis (power spectrum ~ k^-(2H+2)), (257, 257) float32 metres."""
+    rng = np.random.default_rng(seed)
+    k = np.fft.fftfreq(2 * N)
+    kk = np.hypot(*np.meshgrid(k, k, indexing="ij"))
+    kk[0, 0] = 1.0
+    spec = kk ** -(hurst + 1.0) * np.exp(2j * np.pi * rng.random(kk.shape))
+    spec[0, 0] = 0.0
+    z = np.fft.ifft2(spec).real[:N, :N]
+    return ((z - z.min()) / np.ptp(z) * relief_m).astype(np.float32)
+
+
+def timed(fn, repeats: int):
+    """(result, median seconds) over ``repeats`` runs."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return out, statistics.median(times)
+
+
+def earth_to_world(key: TileKey):
+    d = spacing_deg(key.level)
+
+    def f(r, c, h):
+        lat = np.radians(90.0 - (key.y * T + r) * d)
+        lon = np.radians(-180.0 + (key.x * T + c) * d)
+        n = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * np.sin(lat) ** 2)
+        return np.stack(
+            [
+                (n + h) * np.cos(lat) * np.cos(lon),
+                (n + h) * np.cos(lat) * np.sin(lon),
+                (n * (1.0 - WGS84_E2) + h) * np.sin(lat),
+            ],
+            axis=1,
+        )
+
+    return f
+
+
+def bench_tile(h: np.ndarray, max_error_m: float, repeats: int) -> dict:
+    from pydelatin import Delatin
+    from pymartini import Martini
+
+    key = TileKey(11, 700, 300)
+    row = {}
+    (grid_rc, faces), t_mesh = timed(lambda: mesh.simplify_grid(h, max_error_m), repeats)
+    heights = h[grid_rc[:, 0], grid_rc[:, 1]]
+
+    def enc():
+        return wire.encode_tile(
+            grid_rc, heights, faces, key=key, geometric_error_m=max_error_m, model="bench"
+        )
+
+    payload, t_enc = timed(enc, repeats)
+    _, t_server = timed(
+        lambda: wire.encode_heights(h, max_error_m, key=key, model="bench"), repeats
+    )  # mesh + encode in one call, the server path
+    blob = msgpack.packb(payload)
+    _, t_dec = timed(lambda: wire.decode_tile(msgpack.unpackb(blob)), repeats)
+    row["ours"] = dict(
+        tris=len(faces),
+        verts=len(grid_rc),
+        err=mesh.max_vertical_error(h, grid_rc, faces),
+        ms=t_mesh * 1e3,
+        ms_mesh_encode=t_server * 1e3,
+        ms_encode=t_enc * 1e3,
+        ms_decode=t_dec * 1e3,
+        bpv=len(blob) / len(grid_rc),
+    )
+    for border in ("graded", "free"):
+        rc_b, f_b = mesh.simplify_grid(h, max_error_m, border)
+        row[f"ours_{border}"] = dict(tris=len(f_b), err=mesh.max_vertical_error(h, rc_b, f_b))
+    tin, t_del = timed(lambda: Delatin(h.astype(np.float64), max_error=max_error_m), repeats)
+    dv, dt = tin.vertices, tin.triangles  # pydelatin vertices are (x = col, y = T - row, z)
+    row["pydelatin"] = dict(
+        tris=len(dt),
+        verts=len(dv),
+        err=mesh.max_vertical_error(h, np.round(np.stack([T - dv[:, 1], dv[:, 0]], 1)).astype(np.int32), dt),
+        ms=t_del * 1e3,
+    )
+    martini = Martini(N)
+    (mv, mt), t_mar = timed(lambda: martini.create_tile(h).get_mesh(max_error_m), repeats)
+    row["pymartini"] = dict(
+        tris=len(mt),
+        verts=len(mv),
+        err=mesh.max_vertical_error(h, mv[:, [1, 0]].astype(np.int32), mt),
+        ms=t_mar * 1e3,
+    )
+    # Same mesh in Cesium quantized-mesh-1.0 (an earth tile) and GLB.
+    ekey = TileKey(11, 700, 300)
+    tw = earth_to_world(ekey)
+    centre = tw(np.array([T / 2]), np.array([T / 2]), np.array([0.0]))[0]
+    tm = mesh.build_tile_mesh(h, max_error_m, 5 * max_error_m, tw, centre)
+    qm_core = export.quantized_mesh(tm, ekey, normals=False)
+    qm_norm = export.quantized_mesh(tm, ekey, normals=True)
+    glb = export.tile_glb(tm)
+    n = len(tm.grid_rc)
+    row["formats"] = dict(
+        qm_gz=len(gzip.compress(qm_core, 6)) / n,
+        qm_normals_gz=len(gzip.compress(qm_norm, 6)) / n,
+        qm_raw=len(qm_core) / n,
+        glb=len(glb) / n,
+        glb_gz=len(gzip.compress(glb, 6)) / n,
+    )
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    mean = lambda xs: float(np.mean(xs))
+    return dict(
+        tiles=len(rows),
+        ours_tris=mean([r["ours"]["tris"] for r in rows]),
+        delatin_tris=mean([r["pydelatin"]["tris"] for r in rows]),
+        martini_tris=mean([r["pymartini"]["tris"] for r in rows]),
+        graded_tris=mean([r["ours_graded"]["tris"] for r in rows]),
+        free_tris=mean([r["ours_free"]["tris"] for r in rows]),
+        tri_ratio_graded=mean([r["ours_graded"]["tris"] / r["pydelatin"]["tris"] for r in rows]),
+        tri_ratio_free=mean([r["ours_free"]["tris"] / r["pydelatin"]["tris"] for r in rows]),
+        err_ratio_graded=max(r["ours_graded"]["err"] / r["bound"] for r in rows),
+        err_ratio_free=max(r["ours_free"]["err"] / r["bound"] for r in rows),
+        tri_ratio_vs_pydelatin=mean([r["ours"]["tris"] / r["pydelatin"]["tris"] for r in rows]),
+        tri_ratio_vs_pymartini=mean([r["ours"]["tris"] / r["pymartini"]["tris"] for r in rows]),
+        err_ratio_ours=max(r["ours"]["err"] / r["bound"] for r in rows),
+        err_ratio_delatin=max(r["pydelatin"]["err"] / r["bound"] for r in rows),
+        err_ratio_martini=max(r["pymartini"]["err"] / r["bound"] for r in rows),
+        ms_ours=mean([r["ours"]["ms"] for r in rows]),
+        ms_delatin=mean([r["pydelatin"]["ms"] for r in rows]),
+        ms_martini=mean([r["pymartini"]["ms"] for r in rows]),
+        ms_mesh_encode=mean([r["ours"]["ms_mesh_encode"] for r in rows]),
+        ms_decode=mean([r["ours"]["ms_decode"] for r in rows]),
+        bpv_ours=mean([r["ours"]["bpv"] for r in rows]),
+        bpv_qm_gz=mean([r["formats"]["qm_gz"] for r in rows]),
+        bpv_qm_normals_gz=mean([r["formats"]["qm_normals_gz"] for r in rows]),
+        bpv_glb=mean([r["formats"]["glb"] for r in rows]),
+        bpv_glb_gz=mean([r["formats"]["glb_gz"] for r in rows]),
+    )
+
+
+def print_table(title: str, s: dict) -> None:
+    w = 26
+    print(f"\n== {title}: {s['tiles']} tile x bound pairs (means; error = max measured / bound) ==")
+    print(
+        f"{'mesher':<{w}}{'triangles':>11}{'/pydelatin':>11}{'/pymartini':>11}"
+        f"{'max err/bound':>15}{'ms/tile':>9}"
+    )
+    rows = [
+        ("ours (RTIN, fan border)", "ours_tris", "tri_ratio_vs_pydelatin", "err_ratio_ours", "ms_ours"),
+        ("ours, graded border", "graded_tris", "tri_ratio_graded", "err_ratio_graded", None),
+        ("ours, free border (*)", "free_tris", "tri_ratio_free", "err_ratio_free", None),
+        ("pydelatin", "delatin_tris", None, "err_ratio_delatin", "ms_delatin"),
+        ("pymartini", "martini_tris", None, "err_ratio_martini", "ms_martini"),
+    ]
+    for label, tris, ratio, err, ms in rows:
+        r = f"{s[ratio]:>11.3f}" if ratio else f"{'':>11}"
+        m = f"{s['tri_ratio_vs_pymartini']:>11.3f}" if tris == "ours_tris" else f"{'':>11}"
+        t = f"{s[ms]:>9.2f}" if ms else f"{'':>9}"
+        print(f"{label:<{w}}{s[tris]:>11.0f}{r}{m}{s[err]:>15.3f}{t}")
+    print("(*) border simplified like the interior, as pydelatin/pymartini do: neighbours would not meet")
+    print(f"{'format':<34}{'bytes/vertex':>14}")
+    for label, k in [
+        ("ours (msgpack payload)", "bpv_ours"),
+        ("quantized-mesh-1.0 gzip", "bpv_qm_gz"),
+        ("quantized-mesh + oct normals gzip", "bpv_qm_normals_gz"),
+        ("GLB (trimesh, normals+UV+skirt)", "bpv_glb"),
+        ("GLB gzip", "bpv_glb_gz"),
+    ]:
+        print(f"{label:<34}{s[k]:>14.3f}")
+    print(f"ours mesh+encode {s['ms_mesh_encode']:.2f} ms/tile, decode {s['ms_decode']:.2f} ms/tile")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    repo = Path(__file__).resolve().parents[1]
+    default = next((p / "shared" / "data" for p in repo.parents if (p / "shared" / "data").is_dir()), None)
+    ap.add_argument("--data", type=Path, default=default, help="folder with dem/*.npz (../shared/data)")
+    ap.add_argument("--quick", action="store_true", help="fewer tiles and repeats (< 1 minute)")
+    args = ap.parse_args(argv)
+    if args.data is None or not (args.data / "dem").is_dir():
+        raise SystemExit(f"no dem/ folder under {args.data}: pass --data path/to/shared/data")
+    files = REAL_FILES[:4] if args.quick else REAL_FILES
+    per_file, repeats = (1, 3) if args.quick else (2, 5)
+    seeds = (
+        [(1, 0.9, 800.0), (2, 0.6, 1500.0)]
+        if args.quick
+        else [(1, 0.9, 800.0), (2, 0.6, 1500.0), (3, 0.8, 300.0), (4, 0.5, 2500.0), (5, 1.0, 1200.0)]
+    )
+    print(
+        f"bench/mesh.py  cpu={os.cpu_count()} load={os.getloadavg()[0]:.2f}  T={T}  "
+        f"bounds={ERROR_FRACTIONS} x pixel"
+    )
+    t0 = time.perf_counter()
+    sets = {
+        "real DEM crops": real_tiles(args.data, per_file, files),
+        "synthetic fBm": [(f"fbm{s}", fractal_tile(s, hst, rel), 30.0) for s, hst, rel in seeds],
+    }
+    summaries = {}
+    all_rows = []
+    for title, tiles in sets.items():
+        rows = []
+        for name, h, px in tiles:
+            for frac in ERROR_FRACTIONS:
+                bound = frac * px
+                r = bench_tile(h, bound, repeats)
+                r["bound"] = bound
+                r["name"] = name
+                rows.append(r)
+        summaries[title] = summarise(rows)
+        print_table(title, summaries[title])
+        all_rows += rows
+    total = summarise(all_rows)
+    print(f"\nall: {total['tiles']} pairs in {time.perf_counter() - t0:.1f} s")
+    result = {
+        "tri_ratio_vs_pydelatin": round(total["tri_ratio_vs_pydelatin"], 3),
+        "tri_ratio_vs_pymartini": round(total["tri_ratio_vs_pymartini"], 3),
+        "tri_ratio_graded_vs_pydelatin": round(total["tri_ratio_graded"], 3),
+        "tri_ratio_free_border_vs_pydelatin": round(total["tri_ratio_free"], 3),
+        "bytes_per_vertex": round(total["bpv_ours"], 3),
+        "qm_gzip_bytes_per_vertex": round(total["bpv_qm_gz"], 3),
+        "glb_bytes_per_vertex": round(total["bpv_glb"], 3),
+        "ms_per_tile": round(total["ms_mesh_encode"], 2),
+        "ms_mesh": round(total["ms_ours"], 2),
+        "ms_decode": round(total["ms_decode"], 2),
+        "ms_pydelatin": round(total["ms_delatin"], 2),
+        "ms_pymartini": round(total["ms_martini"], 2),
+        "max_err_over_bound": {
+            "ours": round(total["err_ratio_ours"], 3),
+            "pydelatin": round(total["err_ratio_delatin"], 3),
+            "pymartini": round(total["err_ratio_martini"], 3),
+        },
+        "tiles": total["tiles"],
+        "quick": bool(args.quick),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Request scheduling: bounded in flight, re-prioritised every frame, cancellation, and a
+per-frame upload budget (DESIGN.md 3). Generic over hashable keys; the priority policy
+comes from the caller (lower number = sooner), like 3DTilesRendererJS's PriorityQueue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    """max_in_flight: requests sent and not answered; max_uploads_per_frame and
+    max_upload_bytes_per_frame: what may become drawable in one frame (GPU upload time)."""
+
+    max_in_flight: int = 64
+    max_uploads_per_frame: int = 32
+    max_upload_bytes_per_frame: int = 32 << 20
+
+    def __post_init__(self):
+        for name in ("max_in_flight", "max_uploads_per_frame", "max_upload_bytes_per_frame"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to tell the tile source this frame.
+
+    start: (key, priority) to request now, most urgent first; cancel: keys in flight that
+    are no longer wanted; reprioritise: (key, priority) in flight whose priority changed.
+    """
+
+    start: tuple[tuple[Hashable, float], ...]
+    cancel: tuple[Hashable, ...]
+    reprioritise: tuple[tuple[Hashable, float], ...]
+
+
+class Scheduler:
+    """State of requests (in flight) and of arrived payloads waiting for upload."""
+
+    def __init__(self, options: SchedulerOptions = SchedulerOptions()):
+        self.options = options
+        self.in_flight: dict[Hashable, float] = {}
+        self._arrived: dict[Hashable, tuple[int, Any]] = {}  # key -> (nbytes, payload)
+        self._priority: dict[Hashable, float] = {}  # latest wanted priority of every key
+
+    def plan(self, wanted: Iterable[tuple[Hashable, float]]) -> Plan:
+        """Re-prioritise with this frame's wanted (key, priority) pairs (any order). Keys
+        in flight that are not wanted any more are cancelled; the most urgent wanted keys
+        that are neither in flight nor arrived start while there is room."""
+        pri: dict[Hashable, float] = {}
+        for key, p in wanted:
+            p = float(p)
+            if key not in pri or p < pri[key]:
+                pri[key] = p
+        self._priority = pri
+        cancel = tuple(k for k in self.in_flight if k not in pri)
+        for k in cancel:
+            del self.in_flight[k]
+        changed = []
+        for k, old in self.in_flight.items():
+            if pri[k] != old:
+                self.in_flight[k] = pri[k]
+                changed.append((k, pri[k]))
+        room = self.options.max_in_flight - len(self.in_flight)
+        start = []
+        if room > 0:
+            for k, p in sorted(pri.items(), key=lambda kv: kv[1]):
+                if k in self.in_flight or k in self._arrived:
+                    continue
+                start.append((k, p))
+                self.in_flight[k] = p
+                if len(start) >= room:
+                    break
+        return Plan(tuple(start), cancel, tuple(changed))
+
+    def arrived(self, key: Hashable, nbytes: int, payload: Any = None) -> bool:
+        """A response came. Returns True when it was in flight (a cancelled request that
+        arrives anyway returns False; the caller may still keep it). Either way it waits
+        for upload."""
+        expected = self.in_flight.pop(key, None) is not None
+        self._arrived[key] = (int(nbytes), payload)
+        return expected
+
+    def failed(self, key: Hashable) -> None:
+        """A request failed: free its slot (the next plan may ask again)."""
+        self.in_flight.pop(key, None)
+
+    def forget(self, key: Hashable) -> None:
+        """Drop an arrived payload that will not be uploaded (e.g. evicted)."""
+        self._arrived.pop(key, None)
+
+    @property
+    def waiting_upload(self) -> int:
+        return len(self._arrived)
+
+    def uploads(self) -> list[tuple[Hashable, Any]]:
+        """Arrived payloads to upload this frame, most urgent first, within the budget
+        (at least one per frame so a single large tile can not stall forever)."""
+        if not self._arrived:
+            return []
+        inf = float("inf")
+        order = sorted(self._arrived, key=lambda k: self._priority.get(k, inf))
+        out, total = [], 0
+        for k in order:
+            nbytes, payload = self._arrived[k]
+            if out and (len(out) >= self.options.max_uploads_per_frame
+                        or total + nbytes > self.options.max_upload_bytes_per_frame):
+                break
+            out.append((k, payload))
+            total += nbytes
+        for k, _ in out:
+            del self._arrived[k]
+        return out

@@ -1,0 +1,93 @@
+"""CLI contracts that other checks rely on (in-process; one subprocess for the script)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from runtime.tiles import T
+from streaming.cli import main
+
+
+def test_tile_writes_the_contract_fields(tmp_path):
+    out = tmp_path / "t.npz"
+    assert main(["tile", "--world", "plane", "--seed", "5", "--level", "7", "--x", "-3", "--y", "2",
+                 "--out", str(out)]) == 0
+    d = np.load(out)
+    assert d["height"].shape == (T + 1, T + 1) and d["height"].dtype == np.float32
+    assert d["rgb"].shape == (T + 1, T + 1, 3) and d["rgb"].dtype == np.float32
+    assert 0.0 <= d["rgb"].min() and d["rgb"].max() <= 1.0
+    assert (int(d["level"]), int(d["x"]), int(d["y"])) == (7, -3, 2)
+    assert str(d["model"]).startswith("fractal")
+    assert np.isfinite(d["height"]).all()
+
+
+def test_tile_neighbours_share_edges_and_huge_coordinates_work(tmp_path):
+    paths = []
+    for x in (2**40, 2**40 + 1):
+        p = tmp_path / f"{x}.npz"
+        assert main(["tile", "--world", "plane", "--seed", "1", "--level", "18", "--x", str(x), "--y",
+                     str(-(2**39)), "--out", str(p)]) == 0
+        paths.append(p)
+    a, b = (np.load(p)["height"] for p in paths)
+    assert np.array_equal(a[:, -1], b[:, 0])
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["tile", "--level", "x", "--x", "0", "--y", "0", "--out", "o.npz"], "level must be an integer"),
+    (["tile", "--level", "99", "--x", "0", "--y", "0", "--out", "o.npz"], "level must be in [0, 24]"),
+    (["tile", "--world", "mars", "--level", "1", "--x", "0", "--y", "0", "--out", "o.npz"], "unknown world"),
+    (["tile", "--world", "earth", "--level", "1", "--x", "9", "--y", "0", "--out", "o.npz"], "x at level 1"),
+    (["fly", "--size", "big"], "WIDTHxHEIGHT"),
+    (["serve", "--port", "70000"], "port must be in"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, expected, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        code = main(argv)
+        raise SystemExit(code)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_console_script_help_runs():
+    r = subprocess.run([sys.executable, "-m", "streaming.cli", "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "fly" in r.stdout and "serve" in r.stdout
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_serve_answers_a_client_then_stops_cleanly_on_signal(sig):
+    import asyncio
+    import signal
+
+    from runtime.tiles import TileKey
+    from streaming.client import TileClient
+
+    proc = subprocess.Popen([sys.executable, "-m", "streaming.cli", "serve", "--world", "plane", "--seed", "2",
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "ws://" in line, line + proc.stderr.read()
+        url = line.split()[-1]
+
+        async def talk():
+            c = TileClient()
+            hello = await c.connect(url)
+            tiles = await c.fetch([TileKey(4, -1, 1)])
+            await c.close()
+            return hello, tiles
+
+        hello, tiles = asyncio.run(talk())
+        assert hello.world == "plane" and hello.seed == 2
+        (tile,) = tiles.values()
+        assert tile.key == TileKey(4, -1, 1) and len(tile.faces) > 0
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
