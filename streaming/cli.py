@@ -85,9 +85,11 @@ def cmd_tile(args) -> int:
 
 
 def build_server(world: World, seed: int, refiner: str | None = None, token: str | None = None,
-                 origins=None, store_dir: str | None = None, service_config=None, limits=None):
+                 origins=None, store_dir: str | None = None, service_config=None, limits=None,
+                 gen_cache_bytes: int | None = None):
     """Compose generator -> tile service (LRU, optional disk store, batching) -> height
-    service -> websocket server (not started)."""
+    service -> websocket server (not started). ``gen_cache_bytes`` bounds the generator's
+    block cache (default: the generator's own)."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -95,7 +97,12 @@ def build_server(world: World, seed: int, refiner: str | None = None, token: str
     from streaming.store import TileStore
     from streaming.tileservice import ServiceConfig, TileService
 
-    pyr = open_world(world, seed, refiner)
+    if gen_cache_bytes is None:
+        pyr = open_world(world, seed, refiner)
+    else:
+        from generator.pyramid import open_world as open_pyramid
+
+        pyr = open_pyramid(world.value, seed, refiner=refiner or "auto", cache_bytes=gen_cache_bytes)
     limits = limits or Limits()
     store = None
     if store_dir:
@@ -115,7 +122,8 @@ def cmd_serve(args) -> int:
 
     cfg = ServiceConfig(max_batch=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000.0,
                         cache_bytes=args.cache_mb << 20, workers=args.workers)
-    server = build_server(args.world, args.seed, args.refiner, args.token, args.origin, args.store, cfg)
+    server = build_server(args.world, args.seed, args.refiner, args.token, args.origin, args.store, cfg,
+                          gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20)
     asyncio.run(serve_forever(server, args.host, args.port))
     return 0
 
@@ -163,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cache-mb", type=_int_in(1, 1 << 20, "cache-mb"), default=256,
                     help="tile LRU size (MiB)")
     sp.add_argument("--workers", type=_int_in(1, 256, "workers"), default=2, help="mesh/encode threads")
+    sp.add_argument("--gen-cache-mb", type=_int_in(1, 1 << 20, "gen-cache-mb"), default=None,
+                    help="generator block cache (MiB; default: the generator's, 512)")
     sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser("fly", help="fly through a world (window if a display exists, else headless)")
