@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -141,7 +142,15 @@ async def fly(url: str, idx: int, flight: Flight, start_at: float) -> ClientResu
 class ServerProcess:
     """`worldstream serve` in a child process; RSS from /proc."""
 
-    def __init__(self, store: Path, max_batch: int = 16, batch_wait_ms: int = 4, cache_mb: int = 256):
+    def __init__(
+        self,
+        store: Path,
+        max_batch: int = 16,
+        batch_wait_ms: int = 4,
+        cache_mb: int = 256,
+        refiner: str = "fractal",
+        workers: int = 2,
+    ):
         cmd = [
             sys.executable,
             "-m",
@@ -152,7 +161,7 @@ class ServerProcess:
             "--seed",
             "0",
             "--refiner",
-            "fractal",
+            refiner,
             "--host",
             "127.0.0.1",
             "--port",
@@ -165,9 +174,17 @@ class ServerProcess:
             str(batch_wait_ms),
             "--cache-mb",
             str(cache_mb),
+            "--workers",
+            str(workers),
         ]
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+            cmd,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            },
         )
         line = self.proc.stdout.readline()
         m = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
@@ -283,20 +300,39 @@ def fmt(name: str, r: dict) -> str:
     )
 
 
+def _finite(obj):
+    """NaN (a phase with no tiles of a kind) as null: the JSON line stays strict JSON."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    return obj
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer paths and steps (about 30 s)")
     ap.add_argument("--clients", type=int, nargs="+", default=[10, 100])
     ap.add_argument("--client-procs", type=int, default=2, help="processes the clients run in")
+    ap.add_argument("--refiner", default="fractal", help="the server's refiner (fractal, learned, auto)")
+    ap.add_argument("--workers", type=int, default=2, help="the server's mesh/encode threads")
+    ap.add_argument("--paths", type=int, default=None, help="distinct flight paths (default 10; quick 4)")
+    ap.add_argument("--steps", type=int, default=None, help="steps per path (default 24; quick 12)")
     args = ap.parse_args(argv)
     flight = Flight(paths=4, steps=12, levels=(8, 11, 13), join_s=1.0) if args.quick else Flight()
+    if args.paths is not None:
+        flight = dataclasses.replace(flight, paths=args.paths)
+    if args.steps is not None:
+        flight = dataclasses.replace(flight, steps=args.steps)
+    srv = {"refiner": args.refiner, "workers": args.workers}
     if not 1 <= args.client_procs <= 64:
         ap.error("--client-procs must be in [1, 64]")
     if any(not 1 <= c <= 1000 for c in args.clients):
         ap.error("--clients must be in [1, 1000]")
 
     print(
-        f"worldstream server bench: plane/fractal on 127.0.0.1, {flight.paths} paths x {flight.steps} steps "
+        f"worldstream server bench: plane/{args.refiner} on 127.0.0.1, {args.workers} mesh workers, "
+        f"{flight.paths} paths x {flight.steps} steps "
         f"of {flight.step_s} s at {flight.speed_m_s} m/s, levels {list(flight.levels)}, {os.cpu_count()} CPUs"
     )
     print(
@@ -309,7 +345,7 @@ def main(argv=None) -> int:
     try:
         for clients in args.clients:
             store = tmp / f"store-{clients}"
-            server = ServerProcess(store)
+            server = ServerProcess(store, **srv)
             try:
                 for phase in ("uncached", "cached"):
                     r = asyncio.run(run_phase(server, clients, flight, args.client_procs))
@@ -317,7 +353,7 @@ def main(argv=None) -> int:
                     print(fmt(phase, r), flush=True)
             finally:
                 server.stop()
-            server = ServerProcess(store)  # a restart: the LRU is empty, the store is not
+            server = ServerProcess(store, **srv)  # a restart: the LRU is empty, the store is not
             try:
                 r = asyncio.run(run_phase(server, clients, flight, args.client_procs))
                 rows[("store", clients)] = r
@@ -325,7 +361,7 @@ def main(argv=None) -> int:
             finally:
                 server.stop()
         base_clients = min(args.clients)
-        server = ServerProcess(tmp / "store-unbatched", max_batch=1, batch_wait_ms=0)
+        server = ServerProcess(tmp / "store-unbatched", max_batch=1, batch_wait_ms=0, **srv)
         try:
             r = asyncio.run(run_phase(server, base_clients, flight, args.client_procs))
             rows[("unbatched", base_clients)] = r
@@ -360,8 +396,9 @@ def main(argv=None) -> int:
         },
         "unbatched_p99_ms": round(rows[("unbatched", min(args.clients))]["p99_ms"], 2),
         "quick": bool(args.quick),
+        "refiner": args.refiner,
     }
-    print(json.dumps(out))
+    print(json.dumps(_finite(out)))
     return 0
 
 
