@@ -214,6 +214,19 @@ class ServerProcess:
             self.proc.wait(5)
 
 
+async def warm_up(url: str, flight: Flight) -> float:
+    """One tile per flight level far from every path, so that one-time start costs (imports,
+    anchors, compiling a refiner) are not counted as tile latency; returns seconds."""
+    t = time.perf_counter()
+    c = TileClient(decode=False)
+    await c.connect(url)
+    try:
+        await c.fetch([TileKey(lv, 7919, -7919) for lv in flight.levels], timeout_s=600)
+    finally:
+        await c.close()
+    return time.perf_counter() - t
+
+
 async def server_stats(url: str) -> dict:
     c = TileClient()
     await c.connect(url)
@@ -347,6 +360,7 @@ def main(argv=None) -> int:
             store = tmp / f"store-{clients}"
             server = ServerProcess(store, **srv)
             try:
+                print(f"warm-up: {asyncio.run(warm_up(server.url, flight)):.1f} s", flush=True)
                 for phase in ("uncached", "cached"):
                     r = asyncio.run(run_phase(server, clients, flight, args.client_procs))
                     rows[(phase, clients)] = r
@@ -363,6 +377,7 @@ def main(argv=None) -> int:
         base_clients = min(args.clients)
         server = ServerProcess(tmp / "store-unbatched", max_batch=1, batch_wait_ms=0, **srv)
         try:
+            asyncio.run(warm_up(server.url, flight))
             r = asyncio.run(run_phase(server, base_clients, flight, args.client_procs))
             rows[("unbatched", base_clients)] = r
             print(fmt("unbatched", r), flush=True)
