@@ -126,7 +126,10 @@ class TileServer:
             pass
         except Exception:  # one connection's failure never reaches the server or other clients
             log.exception("connection handler failed")
-            await ws.close(1011, "internal error")
+            try:
+                await ws.close(1011, "internal error")
+            except Exception:  # the socket may be gone already
+                pass
         finally:
             conn.cleanup()
             self.sessions.pop(session, None)

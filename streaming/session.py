@@ -114,7 +114,8 @@ class ServerSession:
             self._error(exc.code, exc.message, **extra)
             if exc.code in (ErrorCode.VERSION, ErrorCode.UNAUTHORIZED, ErrorCode.WRONG_WORLD):
                 self.closed = True
-                return [Close(1008, exc.message[:120])]
+                # A close reason is at most 123 bytes of UTF-8 (RFC 6455 5.5).
+                return [Close(1008, exc.message.encode()[:120].decode(errors="ignore"))]
             return []
 
     def _dispatch(self, msg: dict[str, Any]) -> list[Event]:
@@ -132,7 +133,7 @@ class ServerSession:
 
     def _hello(self, msg: dict[str, Any]) -> list:
         version = msg.get("protocol")
-        if version != P.PROTOCOL_VERSION:
+        if not _is_int(version) or version != P.PROTOCOL_VERSION:
             raise ProtocolError(
                 ErrorCode.VERSION, f"protocol version {P.PROTOCOL_VERSION} expected, got {version!r}"
             )

@@ -156,3 +156,12 @@ def test_height_queries_limits_and_earth_latitudes():
 def test_limits_are_validated(field, value):
     with pytest.raises(ValueError):
         Limits(**{field: value})
+
+
+def test_close_reasons_fit_a_close_frame_and_booleans_are_not_versions():
+    s = _session()
+    (ev,) = s.receive(P.pack({"type": "hello", "protocol": 1, "world": "ü" * 200}))
+    assert isinstance(ev, Close) and len(ev.reason.encode()) <= 123
+    s = _session()
+    (ev,) = s.receive(P.pack({"type": "hello", "protocol": True}))
+    assert isinstance(ev, Close) and _out(s)[0]["code"] == "unsupported_version"
