@@ -3,7 +3,7 @@
 Shared by every connection. A key goes through, in order:
 
 1. the in-memory LRU of encoded frames (bounded by bytes; on the event loop);
-2. the on-disk store, when one is given (read in a worker thread);
+2. the on-disk store, when one is given (read in an I/O thread);
 3. the generator. Requests from all clients are deduplicated (one generation per
    key however many clients wait) and batched: the batcher takes up to
    ``max_batch`` keys by priority, waiting at most ``batch_wait_s`` for a batch to
@@ -13,7 +13,9 @@ Shared by every connection. A key goes through, in order:
 
 Generation runs on one dedicated thread (a generator and its caches need not be
 thread-safe; on a GPU one stream of batches is what you want); meshing, encoding
-and store writes run in a pool of ``workers`` threads, overlapping the next batch.
+and store writes run in a pool of ``workers`` threads, overlapping the next batch;
+store reads in their own ``io_workers`` threads, so a restart's burst of disk hits
+never waits behind meshing.
 """
 
 from __future__ import annotations
@@ -57,13 +59,14 @@ class ServiceConfig:
     max_batch: int = 16  # keys per generator call
     batch_wait_s: float = 0.004  # longest wait for a batch to fill
     cache_bytes: int = 256 << 20  # in-memory LRU of encoded frames
-    workers: int = 2  # mesh / encode / store threads
+    workers: int = 2  # mesh / encode / store-write threads
+    io_workers: int = 4  # store-read threads (file reads release the GIL; kept apart from meshing)
     max_encoding: int = 32  # generated tiles waiting for a mesh worker before the generator pauses
     error_scale: float = 1.0  # mesh error bound = error_scale * level_error_m(level)
 
     def __post_init__(self):
-        if self.max_batch < 1 or self.workers < 1 or self.max_encoding < 1:
-            raise ValueError("max_batch, workers and max_encoding must be >= 1")
+        if self.max_batch < 1 or self.workers < 1 or self.max_encoding < 1 or self.io_workers < 1:
+            raise ValueError("max_batch, workers, io_workers and max_encoding must be >= 1")
         if not 0.0 <= self.batch_wait_s <= 1.0:
             raise ValueError(f"batch_wait_s must be in [0, 1] s, got {self.batch_wait_s}")
 
@@ -175,6 +178,7 @@ class TileService:
         self._encoding: asyncio.Semaphore | None = None
         self._gen_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="tiles")
+        self._io_pool = ThreadPoolExecutor(max_workers=config.io_workers, thread_name_prefix="store")
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._n = dict(
@@ -200,7 +204,7 @@ class TileService:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for pool in (self._gen_pool, self._pool):
+        for pool in (self._gen_pool, self._pool, self._io_pool):
             pool.shutdown(wait=True, cancel_futures=True)
 
     # -- public API ----------------------------------------------------------------------
@@ -300,7 +304,7 @@ class TileService:
         if not self._wanted(key):
             self._forget(key)
             return
-        frame = await asyncio.get_running_loop().run_in_executor(self._pool, self.store.get, key)
+        frame = await asyncio.get_running_loop().run_in_executor(self._io_pool, self.store.get, key)
         if frame is not None:
             self._n["store_hits"] += 1
             self._finish(key, frame)
