@@ -86,8 +86,9 @@ class TileInfo:
 class Band:
     """Load priority bands (lower loads first)."""
 
-    WANTED = 0      # on the draw tree or under a camera
-    PREFETCH = 1    # only seen from a predicted pose
+    HOLE = 0        # wanted where nothing ready covers it yet (no ready ancestor): a hole
+    WANTED = 1      # on the draw tree or under a camera
+    PREFETCH = 2    # only seen from a prefetch view
 
 
 @dataclass(frozen=True, order=True)
@@ -146,6 +147,7 @@ class _Node:
     children: list = ()  # type: ignore[assignment]  # set when walked further
     pinned = False      # a root: always wanted and kept
     steps = 0           # levels below the nearest ready ancestor (roots: 0)
+    covered = False     # some ancestor is ready (so a cover exists without this tile)
 
     def __init__(self, key: TileKey, hmin: float, hmax: float, ge: float, absolute: bool):
         self.key = key
@@ -385,11 +387,13 @@ def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileI
                 continue
             node.refine = refine = drawn and sse > target
             if refine or (under_here and near_sse[i] > target) or (pre and pre_sse[i] > target):
-                steps = 0 if key in ready else node.steps + 1
+                here = key in ready
+                steps = 0 if here else node.steps + 1
+                covered = here or node.covered
                 kids = [_node_for(ck, node, known) for ck in _children(key)]
-                if steps:
-                    for child in kids:
-                        child.steps = steps
+                for child in kids:
+                    child.steps = steps
+                    child.covered = covered
                 node.children = kids
                 next_nodes.extend((child, refine) for child in kids)
         level_nodes = next_nodes
@@ -464,9 +468,10 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
     """Wanted, not-yet-known tiles, most urgent first.
 
     priority = 1000 * band + 10 * steps + 5 / (1 + sse / target) + 2.5 * (1 - cos angle):
-    ancestors first (``steps`` below the nearest ready ancestor: 0 blocks the refinement of
-    a drawn tile), then larger error (nearer, coarser), then straight ahead. Pinned roots
-    that were not walked load as steps 0 with no error.
+    holes first (band HOLE: nothing ready above it), then ancestors first (``steps`` below
+    the nearest ready ancestor: 0 blocks the refinement of a drawn tile), then larger error
+    (nearer, coarser), then straight ahead; prefetch last. Pinned roots that were not
+    walked load as steps 0 with no error.
     """
     out = []
     wanted = [node for key, node in used.items() if key not in known]
@@ -474,13 +479,16 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
         centers = _packed_level(frame.geometry, wanted)[:, :3]
         direction = frame.direction(centers).tolist()
     for node, d in zip(wanted, direction if wanted else [], strict=True):
-        band = Band.WANTED if (node.draw_tree or node.under or node.pinned) else Band.PREFETCH
+        if node.draw_tree or node.under or node.pinned:
+            band = Band.WANTED if node.covered else Band.HOLE
+        else:
+            band = Band.PREFETCH
         steps = min(node.steps, 99)
         pri = 1000.0 * band + 10.0 * steps + 5.0 / (1.0 + node.want_sse / target_px) + 2.5 * d
         out.append(LoadRequest(pri, node.key, band, steps, node.want_sse))
     for key in pinned:
         if key not in known and key not in used:
-            out.append(LoadRequest(5.0 + 2.5 * 2.0, key, Band.WANTED, 0, 0.0))
+            out.append(LoadRequest(1000.0 * Band.WANTED + 5.0 + 2.5 * 2.0, key, Band.WANTED, 0, 0.0))
     out.sort()
     return out
 
