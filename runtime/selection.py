@@ -148,6 +148,7 @@ class _Node:
     pinned = False      # a root: always wanted and kept
     steps = 0           # levels below the nearest ready ancestor (roots: 0)
     covered = False     # some ancestor is ready (so a cover exists without this tile)
+    known = False       # its data has arrived (height range and error from the data)
 
     def __init__(self, key: TileKey, hmin: float, hmax: float, ge: float, absolute: bool):
         self.key = key
@@ -201,27 +202,32 @@ class _Frame:
         self.forwards = np.array([c.forward for c in cams])
         self.far_m = [c.far_m for c in cams]
         planes = np.array(planes)  # (V, 6, 4)
-        self.normals, self.offsets = planes[:, :, :3], planes[:, :, 3]
-        self.normals_t = self.normals.transpose(0, 2, 1).copy()  # (V, 3, 6)
-        self.normals_flat = self.normals.reshape(-1, 3).T.copy()  # (3, V*6)
+        normals, offsets = planes[:, :, :3], planes[:, :, 3]
+        self.n_views = len(planes)
+        self.normals_flat = normals.reshape(-1, 3).T.copy()  # (3, V*6)
+        # Planes moved to world space: n . p + (d - n . camera) (float64 keeps ~1e-9 m here).
+        cam_pos = self.positions[self.pos_idx]  # (V, 3)
+        self.offsets_world = (offsets - np.einsum("vpk,vk->vp", normals, cam_pos)).reshape(-1)  # (V*6,)
         self.k = np.array(ks)  # (V,) px per (m / m)
         self.horizon = geometry.is_earth and options.horizon_culling
         if self.horizon:
             self.scaled = self.positions / occluder_radii_m()
-            self.cv2 = (self.scaled * self.scaled).sum(axis=1)  # (U,)
+            self.cv2 = (self.scaled * self.scaled).sum(axis=1)[:, None]  # (U, 1)
             self.limb2 = self.cv2 - 1.0  # squared distance to the limb, scaled space
+            self.inside_occluder = bool((self.limb2 < 0).any())
         # Global sample coordinates of each camera's nadir at max_level, for "under camera".
         r, c, _ = geometry.world_to_sample(options.max_level, self.positions[: self.n_draw])
         self.nadir = [(int(math.floor(rr)), int(math.floor(cc))) for rr, cc in zip(r, c, strict=True)]
 
-    def under_keys(self, level: int) -> set[TileKey]:
+    def under_xy(self, level: int) -> set[tuple[int, int]]:
+        """(x, y) of the tiles of ``level`` under the cameras."""
         s = self.options.max_level - level
         out = set()
         for r, c in self.nadir:
             x, y = (c >> s) // T, (r >> s) // T
             if self.geometry.is_earth:
                 x, y = min(max(x, 0), (2 << level) - 1), min(max(y, 0), (1 << level) - 1)
-            out.add(TileKey(level, x, y))
+            out.add((x, y))
         return out
 
     def see(self, packed: np.ndarray):
@@ -231,21 +237,23 @@ class _Frame:
         n = len(packed)
         centers, halves = packed[:, 0:3], packed[:, 3:12].reshape(n, 3, 3)
         units, lengths = packed[:, 12:21].reshape(n, 3, 3), packed[:, 21:24]
-        rel_u = centers[None, :, :] - self.positions[:, None, :]  # (U, n, 3)
         # Frustum: a box is out when its centre is farther outside a plane than its reach.
-        signed = rel_u[self.pos_idx] @ self.normals_t + self.offsets[:, None, :]  # (V, n, 6)
+        signed = centers @ self.normals_flat + self.offsets_world  # (n, V*6)
         reach = np.abs(halves.reshape(3 * n, 3) @ self.normals_flat).reshape(n, 3, -1).sum(axis=1)  # (n, V*6)
-        vis = (signed >= -reach.reshape(n, -1, 6).transpose(1, 0, 2)).all(axis=2)  # (V, n)
+        vis = (signed + reach >= 0.0).reshape(n, self.n_views, 6).all(axis=2).T  # (V, n)
         if self.horizon:
             # Cesium EllipsoidalOccluder.isScaledSpacePointVisible for all positions, expanded
             # around hp . cv: vt = hp - cv, vt . vc = |cv|^2 - hp . cv.
             hp_cv = self.scaled @ packed[:, 24:27].T  # (U, n)
-            vt_dot_vc = self.cv2[:, None] - hp_cv
-            vt2 = packed[:, 27][None, :] - 2.0 * hp_cv + self.cv2[:, None]
-            vh2 = self.limb2[:, None]
-            occluded = np.where(vh2 < 0, vt_dot_vc > 0,
-                                (vt_dot_vc > vh2) & (vt_dot_vc * vt_dot_vc > vh2 * vt2))
-            vis &= ~(occluded & (packed[:, 28] > 0))[self.pos_idx]
+            vt_dot_vc = self.cv2 - hp_cv
+            vt2 = packed[:, 27] + self.cv2 - 2.0 * hp_cv
+            vh2 = self.limb2
+            occluded = (vt_dot_vc > vh2) & (vt_dot_vc * vt_dot_vc > vh2 * vt2)
+            if self.inside_occluder:  # only what is in front of the camera
+                occluded = np.where(vh2 < 0, vt_dot_vc > 0, occluded)
+            occluded &= packed[:, 28] > 0
+            vis &= ~occluded[self.pos_idx]
+        rel_u = centers[None, :, :] - self.positions[:, None, :]  # (U, n, 3)
         # Distance to the box: the camera in the box frame, clamped to the box.
         local = (units[None] @ rel_u[:, :, :, None])[:, :, :, 0]  # (U, n, 3) (sign irrelevant)
         excess = np.maximum(np.abs(local) - lengths[None], 0.0)
@@ -298,24 +306,25 @@ def root_keys(geometry: WorldGeometry, views: Sequence[View], options: Selection
     return _roots(geometry, _Frame(geometry, views, options))
 
 
-_PACKED: dict = {}  # (world, key, hmin, hmax) -> packed bounds, across frames
+_PACKED: dict = {}  # world -> {(level, x, y, hmin, hmax): packed bounds}, across frames
 
 
 def _packed_level(geo: WorldGeometry, nodes: list) -> np.ndarray:
     """(n, 29) packed bounds of the nodes' tiles and height ranges; the ones not seen
     before are fitted in one vectorised call."""
     world = geo.world
-    ks = [(world, n.key, n.hmin, n.hmax) for n in nodes]
-    rows = [_PACKED.get(k) for k in ks]
+    memo = _PACKED.setdefault(world, {})
+    ks = [(n.key.level, n.key.x, n.key.y, n.hmin, n.hmax) for n in nodes]  # C-level hashing
+    rows = [memo.get(k) for k in ks]
     missing = [i for i, r in enumerate(rows) if r is None]
     if missing:
-        if len(_PACKED) > 200_000:
-            _PACKED.clear()
+        if len(memo) > 200_000:
+            memo.clear()
         sub = [nodes[i] for i in missing]
         fresh = packed_bounds(world, [n.key for n in sub], np.array([n.hmin for n in sub]),
                               np.array([n.hmax for n in sub]))
         for j, i in enumerate(missing):
-            rows[i] = _PACKED[ks[i]] = fresh[j]
+            rows[i] = memo[ks[i]] = fresh[j]
     return np.array(rows)
 
 
@@ -325,7 +334,9 @@ _DEFAULT_GE = [default_geometric_error_m(level) for level in range(MAX_LEVEL + 1
 def _node_for(key: TileKey, parent: _Node | None, known: Mapping[TileKey, TileInfo]) -> _Node:
     info = known.get(key)
     if info is not None:
-        return _Node(key, info.min_height_m, info.max_height_m, info.geometric_error_m, False)
+        node = _Node(key, info.min_height_m, info.max_height_m, info.geometric_error_m, False)
+        node.known = True
+        return node
     ge = _DEFAULT_GE[key.level]
     if parent is None:
         return _Node(key, DEFAULT_HEIGHT_RANGE_M[0], DEFAULT_HEIGHT_RANGE_M[1], ge, True)
@@ -352,7 +363,7 @@ def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileI
         level_nodes.append((node, True))
     while level_nodes:
         level = level_nodes[0][0].key.level
-        under = frame.under_keys(level)
+        under = frame.under_xy(level)
         packed = _packed_level(geo, [n for n, _ in level_nodes])
         ges = np.fromiter((n.ge for n, _ in level_nodes), np.float64, len(level_nodes))
         vis, err = frame.see(packed)
@@ -369,7 +380,7 @@ def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileI
         next_nodes = []
         for i, (node, parent_refined) in enumerate(level_nodes):
             key = node.key
-            node.under = under_here = key in under
+            node.under = under_here = (key.x, key.y) in under
             node.prefetch = pre = bool(pre_vis[i])
             node.draw_tree = drawn = parent_refined and draw_vis[i]
             if not (drawn or under_here or pre or node.pinned):
@@ -474,7 +485,7 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
     walked load as steps 0 with no error.
     """
     out = []
-    wanted = [node for key, node in used.items() if key not in known]
+    wanted = [node for node in used.values() if not node.known]
     if wanted:
         centers = _packed_level(frame.geometry, wanted)[:, :3]
         direction = frame.direction(centers).tolist()
@@ -496,7 +507,7 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
 def collect_keep(used: dict[TileKey, _Node], draw: list[TileKey], known: Mapping[TileKey, TileInfo],
                  pinned: list[TileKey]) -> frozenset[TileKey]:
     """Known tiles that are drawn, walked (ancestors, wanted children) or pinned roots."""
-    keep = {k for k in used if k in known}
+    keep = {k for k, n in used.items() if n.known}
     keep.update(draw)
     keep.update(r for r in pinned if r in known)
     return frozenset(keep)
@@ -527,8 +538,9 @@ def select(
     load = collect_loads(frame, used, known, pinned, options.error_target_px)
     keep = collect_keep(used, draw, known, pinned)
     ideal = frozenset(k for k, n in used.items() if n.draw_tree and not n.refine)
-    over = tuple(k for k in draw if k in used and used[k].refine)  # drawn coarser than wanted
-    max_sse = max((used[k].sse for k in draw if k in used and used[k].draw_tree), default=0.0)
+    drawn_nodes = [n for n in map(used.get, draw) if n is not None]
+    over = tuple(n.key for n in drawn_nodes if n.refine)  # drawn coarser than wanted
+    max_sse = max((n.sse for n in drawn_nodes if n.draw_tree), default=0.0)
     return Selection(tuple(draw), tuple(load), keep, ideal, tuple(holes), over, max_sse,
                      _deepest_under(frame, used), len(used))
 
