@@ -6,15 +6,17 @@ One entry function, ``select``, made of named passes (the shape of 3DTilesRender
 1. ``mark_used``      walk the quadtree from the roots, level by level (vectorised per
                       level), culling by frustum and horizon and refining where the
                       screen-space error is above ``error_target_px`` for any view. Tiles
-                      under each camera are always walked (height queries); a view's
-                      predicted pose (velocity * prefetch_s ahead) walks for prefetch only.
+                      under each camera are always walked (height queries); prefetch views
+                      (each camera widened, and moved velocity * prefetch_s ahead) walk for
+                      loading only.
 2. ``choose_draw``    bottom-up: a refined tile is replaced by its children only when every
                       visible child can be drawn; otherwise the tile itself is drawn if it
                       is ready, else the descendants drawn last frame stay (never swap drawn
                       detail for an unloaded ancestor), else the parent covers. No holes
                       once the roots are ready; no overlaps ever.
-3. ``collect_loads``  every walked tile that is wanted and not known yet, ordered
-                      ancestors first, then by band, error and direction.
+3. ``collect_loads``  every walked tile that is wanted and not known yet: holes first,
+                      then ancestors first, then larger error, then straight ahead;
+                      prefetch last.
 4. ``collect_keep``   what the cache must not drop: drawn, walked and under-camera tiles.
 
 Tiles whose data is not known yet are bounded by their parent's height range grown by
@@ -48,9 +50,9 @@ class SelectionOptions:
     """LOD policy. error_target_px: refine while a tile's screen-space error is above this
     (DESIGN.md default 2 px); max_level: deepest level asked for; prefetch_s: how far along
     each view's velocity the prefetch pose is; prefetch_fov_scale: prefetch views widen
-    the field of view by this (turning heads see loaded tiles); plane_root_radius: on the plane, level-0
-    tiles within this many tiles of a camera are the roots (more when the camera's far_m reaches
-    further); horizon_culling: earth only."""
+    the field of view by this (turning heads see loaded tiles); plane_root_radius: on the
+    plane, level-0 tiles within this many tiles of a camera are the roots (more when the
+    camera's far_m reaches further, up to 3); horizon_culling: earth only."""
 
     error_target_px: float = 2.0
     max_level: int = 20
@@ -72,6 +74,12 @@ class View:
 
     camera: Camera
     velocity_mps: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+    def __post_init__(self):
+        v = np.asarray(self.velocity_mps, np.float64).reshape(-1)
+        if v.shape != (3,) or not np.all(np.isfinite(v)):
+            raise ValueError(f"velocity_mps must be a finite 3-vector in m/s, got {self.velocity_mps!r}")
+        object.__setattr__(self, "velocity_mps", v)
 
 
 @dataclass(frozen=True)
