@@ -172,7 +172,7 @@ def _children(key: TileKey) -> tuple[TileKey, ...]:
     """key.children(), memoised (making frozen keys costs more than a dict lookup)."""
     c = _CHILDREN.get(key)
     if c is None:
-        if len(_CHILDREN) > 500_000:
+        if len(_CHILDREN) > 50_000:  # bounded memory (~20 MB)
             _CHILDREN.clear()
         c = _CHILDREN[key] = key.children()
     return c
@@ -239,7 +239,7 @@ class _Frame:
         return out
 
     def see(self, packed: np.ndarray):
-        """For n packed boxes (n, 29): visible (V, n) bool (frustum and horizon) and
+        """For n packed boxes (n, 32): visible (V, n) bool (frustum and horizon) and
         pixels of error per metre of geometric error (V, n) from each view, whether it
         sees the box or not."""
         n = len(packed)
@@ -261,11 +261,11 @@ class _Frame:
                 occluded = np.where(vh2 < 0, vt_dot_vc > 0, occluded)
             occluded &= packed[:, 28] > 0
             vis &= ~occluded[self.pos_idx]
-        rel_u = centers[None, :, :] - self.positions[:, None, :]  # (U, n, 3)
-        # Distance to the box: the camera in the box frame, clamped to the box.
-        local = (units[None] @ rel_u[:, :, :, None])[:, :, :, 0]  # (U, n, 3) (sign irrelevant)
-        excess = np.maximum(np.abs(local) - lengths[None], 0.0)
-        dist = np.sqrt((excess * excess).sum(axis=2))  # (U, n)
+        # Distance to the box: the camera in the box frame (centre's coordinates there minus
+        # the camera's, ~1e-9 m in float64), clamped to the box.
+        cam_local = (units.reshape(3 * n, 3) @ self.positions.T).reshape(n, 3, -1)  # (n, 3, U)
+        excess = np.maximum(np.abs(packed[:, 29:32, None] - cam_local) - lengths[:, :, None], 0.0)
+        dist = np.sqrt((excess * excess).sum(axis=1)).T  # (U, n)
         return vis, self.k[:, None] / np.maximum(dist, 1e-3)[self.pos_idx]
 
     def direction(self, centers_m: np.ndarray) -> np.ndarray:
@@ -318,7 +318,7 @@ _PACKED: dict = {}  # world -> {(level, x, y, hmin, hmax): packed bounds}, acros
 
 
 def _packed_level(geo: WorldGeometry, nodes: list) -> np.ndarray:
-    """(n, 29) packed bounds of the nodes' tiles and height ranges; the ones not seen
+    """(n, 32) packed bounds of the nodes' tiles and height ranges; the ones not seen
     before are fitted in one vectorised call."""
     world = geo.world
     memo = _PACKED.setdefault(world, {})
@@ -326,7 +326,7 @@ def _packed_level(geo: WorldGeometry, nodes: list) -> np.ndarray:
     rows = [memo.get(k) for k in ks]
     missing = [i for i, r in enumerate(rows) if r is None]
     if missing:
-        if len(memo) > 200_000:
+        if len(memo) > 50_000:  # bounded memory (~20 MB)
             memo.clear()
         sub = [nodes[i] for i in missing]
         fresh = packed_bounds(world, [n.key for n in sub], np.array([n.hmin for n in sub]),
