@@ -119,3 +119,31 @@ def test_urgent_keys_go_first_and_are_kept():
     key = PLANE.key_at(18, np.array([3.0e6, 1.0e6, 0.0]))
     res = streamer.frame(View(cam), urgent=[key])
     assert res.plan.start == ((key, -1.0),)
+
+
+def test_most_detailed_height_query_through_the_streamer():
+    # A simulator asks for the ground under two points at level 12; the keys go out as
+    # urgent requests and the future resolves once they have arrived.
+    from runtime.heights import HeightQueries, TileSurface
+    from runtime.tiles import T
+
+    streamer = TileStreamer("plane", StreamerOptions(selection=SelectionOptions(max_level=12)))
+    source = FrameSource(delay=2, per_frame=64)
+
+    def surface(key):  # a flat tile at 10 m per level, so the level read is visible
+        return TileSurface(key, heights=np.full((T + 1, T + 1), 10.0 * key.level, np.float32))
+
+    queries = HeightQueries(PLANE, lambda k: streamer.payload(k) if k in streamer.known else None, level=12)
+    pts = np.array([[2.0e5, -3.0e5, 0.0], [-4.0e6, 1.0e6, 0.0]])
+    fut = queries.most_detailed(pts)
+    cam = path(1, np.array([0.0, 0.0, 3000.0]), 0)[0]
+    frames = 0
+    while not fut.done() and frames < 20:
+        source.send(streamer.frame(View(cam), urgent=queries.urgent()).plan)
+        frames += 1
+        for key in source.poll():
+            streamer.on_tile(key, info(key), TILE_BYTES, payload=surface(key))
+        queries.on_tiles()
+    assert fut.done() and frames <= 4
+    res = fut.result(timeout=0)
+    assert list(res.height_m) == [120.0, 120.0] and all(k.level == 12 for k in res.keys)
