@@ -131,6 +131,12 @@ def hash_grid_torch(key: int, rows, cols):
     return _mix_torch(hr[..., :, None] ^ hc[..., None, :])
 
 
+def hash_pairs_torch(key: int, rows, cols):
+    """torch twin of :func:`hash_pairs` (broadcasting int64 tensors, same bits)."""
+    k = _signed(key)
+    return _mix_torch(_mix_torch(rows * _signed(_ROW_SALT) + k) ^ _mix_torch((cols * _signed(_COL_SALT)) ^ k))
+
+
 def gauss_from_hash_torch(h):
     import torch
 
