@@ -76,7 +76,7 @@ def contracts(seed: int, refiner: str = "fractal") -> dict:
         q = Pyramid(world, seed, refiner, anchor=p.anchor)  # the anchor is immutable: share its load
         by_key = dict(zip(shuffled, q.tiles(shuffled), strict=True))
         order_ok = _digest(by_key[k] for k in keys) == ref
-        r = Pyramid(world, seed, refiner, cache_bytes=2_000_000, anchor=p.anchor)
+        r = Pyramid(world, seed, refiner, cache_bytes=8_000_000, anchor=p.anchor)  # evicts while working
         batch_ok = all(_digest(f for i in range(0, len(keys), n) for f in r.tiles(keys[i : i + n])) == ref
                        for n in (1, 3))
         code = ("from generator.pyramid import Pyramid; from runtime.tiles import TileKey;"
