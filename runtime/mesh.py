@@ -21,6 +21,8 @@ from typing import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from runtime.tiles import spacing_m
+
 ToWorld = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """``to_world(rows, cols, height_m) -> (n, 3) float64`` world positions of tile samples."""
 
@@ -36,8 +38,6 @@ heightmapTerrainQuality = 0.25), which halves with every level as the spacing do
 def level_error_m(level: int) -> float:
     """Default vertical error bound (m) of a level's tiles: 0.25 x its sample spacing
     (about 19.6 km at level 0, 0.6 m at level 15). Skirts: ``SKIRT_FACTOR`` times this."""
-    from runtime.tiles import spacing_m
-
     return HEIGHTMAP_QUALITY * spacing_m(level)
 
 
