@@ -292,11 +292,12 @@ def print_table(title: str, s: dict, by_bound: dict[float, dict]) -> None:
     print("(*) border simplified like the interior, as pydelatin/pymartini do: neighbours would not meet")
     print(
         f"{'bound / pixel':<16}{'ours':>9}{'pydelatin':>11}{'ratio':>8}{'free ratio':>12}{'ours B/vtx':>12}"
+        f"{'mesh+enc ms CPU':>17}"
     )
     for frac, b in by_bound.items():
         print(
             f"{frac:<16}{b['ours_tris']:>9.0f}{b['delatin_tris']:>11.0f}{b['tri_ratio_vs_pydelatin']:>8.3f}"
-            f"{b['tri_ratio_free']:>12.3f}{b['bpv_ours']:>12.3f}"
+            f"{b['tri_ratio_free']:>12.3f}{b['bpv_ours']:>12.3f}{b['ms_mesh_encode_cpu']:>17.2f}"
         )
     print(f"{'format':<34}{'bytes/vertex':>14}")
     for label, k in [
