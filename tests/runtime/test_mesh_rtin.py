@@ -262,3 +262,11 @@ def test_level_error_follows_cesium_heightmap_estimate():
     cesium0 = 6378137.0 * 2 * np.pi * 0.25 / (T * 2)
     assert mesh.level_error_m(0) == pytest.approx(cesium0)
     assert mesh.level_error_m(10) == pytest.approx(cesium0 / 1024)
+
+
+def test_tin_faces_fast_path_equals_fanning_every_leaf():
+    h = fractal(T + 1, seed=13, relief_m=900.0)
+    for bound in (0.7, 9.0, 90.0):
+        present = mesh.rtin_vertices(mesh.rtin_errors(h, bound), bound)
+        slow = mesh.fan_out(mesh.rtin_faces(present, T), T)
+        np.testing.assert_array_equal(mesh.tin_faces(present, T, "fan"), slow)
