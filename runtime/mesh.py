@@ -596,7 +596,16 @@ def simplify_grid(
     err = rtin_errors(height_m, max_error_m, border)
     t = err.shape[0] - 1
     present = rtin_vertices(err, max_error_m, border)
-    return number_vertices(tin_faces(present, t, border), t + 1)
+    return number_vertices(tin_faces(present, t, border), t + 1, mesh_vertices(present, t, border))
+
+
+def mesh_vertices(present: np.ndarray, t: int, border: str = "fan") -> np.ndarray:
+    """((t+1)^2,) bool: the tile mesh's vertices for RTIN vertex set ``present``
+    (with the fan border, also every border sample)."""
+    used = present[:-1].copy()
+    if border == "fan":
+        used |= _border_lut(t).astype(bool)
+    return used
 
 
 def number_vertices(

@@ -37,6 +37,7 @@ from runtime.mesh import (
     close_border,
     edge_indices,
     first_use_order,
+    mesh_vertices,
     number_vertices,
     rtin_steps,
     simplify_grid,
@@ -225,7 +226,8 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
         nr += j
     if nb != nbits or nr != n:
         raise ValueError(f"splits/heights do not match: used {nb}/{nbits} bits, {nr}/{n} vertices")
-    grid_rc, faces = number_vertices(tin_faces(present, t, "fan" if fan else "graded"), n1)
+    mode = "fan" if fan else "graded"
+    grid_rc, faces = number_vertices(tin_faces(present, t, mode), n1, mesh_vertices(present, t, mode))
     if len(grid_rc) != n or len(faces) != m:
         raise ValueError(f"decoded {len(grid_rc)} vertices / {len(faces)} faces, payload says {n} / {m}")
     q = qgrid[grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]]
