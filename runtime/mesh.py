@@ -2,14 +2,16 @@
 
 The simplification is a right-triangulated irregular network (RTIN), the 4-8 mesh of
 Evans, Kirkpatrick & Townsend (2001) as used by Martini (mapbox, V. Agafonkin 2019):
-every triangle is split at the midpoint of its hypotenuse while the vertical error at
-that midpoint, or at any midpoint below it in the hierarchy, exceeds the bound. The
-error pyramid and the top-down extraction are vectorised level by level over the grid
-(16 levels for T = 256), so a tile costs a few milliseconds in numpy.
+a triangle is split at the midpoint of its hypotenuse while its own vertical error, or
+that of any triangle below it, exceeds the bound. Unlike Martini the error is exact
+(the max over every sample a triangle covers), so the bound holds. The hierarchy is a
+fixed lattice per level (``rtin_steps``); the error pyramid, the vertex set and the
+faces are computed level by level over whole grids, a few milliseconds in numpy.
 
-Every border sample is kept (its error is treated as infinite), so two tiles sharing an
-edge have the same edge vertices and meet exactly; skirts hide the cracks between tiles
-of different levels.
+Every border sample is a vertex, so tiles sharing an edge meet exactly; with the
+default ``fan`` border the triangles along the border are fans through all their border
+samples instead of a refinement of the whole RTIN towards the border (see BORDERS).
+Skirts hide the cracks between tiles of different levels.
 """
 
 from __future__ import annotations
