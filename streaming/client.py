@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import queue
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +54,7 @@ class TileClient:
         self._ids = itertools.count(1)
         self._unacked = 0
         self._stats: asyncio.Future | None = None
+        self._fetching: dict[TileKey, list[asyncio.Future]] = {}  # keys awaited by fetch()
         self._reader: asyncio.Task | None = None
 
     async def connect(
@@ -109,19 +109,29 @@ class TileClient:
         await self.ws.send(P.pack({"type": "cancel", "keys": [P.key_to_wire(k) for k in keys]}))
 
     async def fetch(self, keys: Sequence[TileKey], timeout_s: float = 120.0) -> dict[TileKey, Any]:
-        """Request ``keys`` and wait for all of them (decoded); raises ServerError on failure."""
-        want = set(keys)
-        await self.request(list(keys))
-        got: dict[TileKey, Any] = {}
-        async with asyncio.timeout(timeout_s):
-            while want - got.keys():
-                key, tile = await self.tiles.get()
-                if isinstance(tile, ServerError):
-                    if key in want:
-                        raise tile
-                    continue
-                got[key] = tile
-        return {k: got[k] for k in keys}
+        """Request ``keys`` and wait for all of them (decoded); raises ServerError on failure.
+
+        Tiles of a fetch go to its caller, not to ``tiles``; several fetches (and
+        ``request`` + ``tiles``) may run at once on one connection."""
+        loop = asyncio.get_running_loop()
+        futs = {k: loop.create_future() for k in dict.fromkeys(keys)}
+        for k, f in futs.items():
+            self._fetching.setdefault(k, []).append(f)
+        try:
+            await self.request(list(futs))
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(*futs.values())
+            return {k: futs[k].result() for k in keys}
+        finally:
+            for k, f in futs.items():
+                waiting = self._fetching.get(k)
+                if waiting is not None and f in waiting:
+                    waiting.remove(f)
+                    if not waiting:
+                        del self._fetching[k]
+                if f.done() and not f.cancelled():
+                    f.exception()  # retrieved: no "never retrieved" warning for the rest
+                f.cancel()
 
     async def stats(self) -> dict[str, Any]:
         """This connection's and the server's counters (a ``stats`` message)."""
@@ -155,7 +165,14 @@ class TileClient:
             kind = msg["type"]
             if kind == "tile":
                 key = TileKey(*msg["key"])
-                await self.tiles.put((key, _decode_tile(msg["tile"]) if self.decode else msg["tile"]))
+                tile = _decode_tile(msg["tile"]) if self.decode else msg["tile"]
+                waiting = self._fetching.pop(key, None)
+                if waiting:
+                    for f in waiting:
+                        if not f.done():
+                            f.set_result(tile)
+                else:
+                    await self.tiles.put((key, tile))
                 self._unacked += 1
                 if self._unacked >= self.window // 2:
                     await self.ws.send(P.pack({"type": "credits", "n": self._unacked}))
@@ -181,8 +198,13 @@ class TileClient:
                 )
                 self.errors.append(err)
                 fut = self._height_futures.pop(msg.get("id"), None) if "id" in msg else None
+                waiting = self._fetching.pop(err.key, None) if err.key is not None else None
                 if fut is not None and not fut.done():
                     fut.set_exception(err)
+                elif waiting:
+                    for f in waiting:
+                        if not f.done():
+                            f.set_exception(err)
                 elif err.key is not None:
                     await self.tiles.put((err.key, err))
 
@@ -246,22 +268,7 @@ class SyncTileClient:
 
     def fetch(self, keys: Sequence[TileKey], timeout_s: float = 120.0) -> dict[TileKey, Any]:
         """Request ``keys`` and block until all arrived (decoded); raises ServerError."""
-        want, got = set(keys), {}
-        self.request(list(keys))
-        deadline = time.monotonic() + timeout_s
-        while want - got.keys():
-            item = self.wait(max(0.0, deadline - time.monotonic()))
-            if item is None:
-                raise TimeoutError(
-                    f"{len(want - got.keys())} of {len(want)} tiles did not arrive in {timeout_s} s"
-                )
-            key, tile = item
-            if isinstance(tile, ServerError):
-                if key in want:
-                    raise tile
-                continue
-            got[key] = tile
-        return {k: got[k] for k in keys}
+        return self._call(self._client.fetch(list(keys), timeout_s), timeout_s + 5.0)
 
     def stats(self) -> dict[str, Any]:
         return self._call(self._client.stats())
