@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,6 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
-from runtime import wire
 from runtime.tiles import TileKey
 from streaming import protocol as P
 from streaming.server import MAX_TILE_FRAME_BYTES
@@ -44,8 +44,9 @@ class ServerHello:
 class TileClient:
     """One websocket connection. Credits are granted as tiles are consumed."""
 
-    def __init__(self, window: int = 64):
+    def __init__(self, window: int = 64, decode: bool = True):
         self.window = window
+        self.decode = decode  # False: tiles are the raw wire payload maps (benchmarks, proxies)
         self.ws: ClientConnection | None = None
         self.hello: ServerHello | None = None
         self.tiles: asyncio.Queue[tuple[TileKey, Any]] = asyncio.Queue()
@@ -53,13 +54,19 @@ class TileClient:
         self._height_futures: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._unacked = 0
+        self._stats: asyncio.Future | None = None
         self._reader: asyncio.Task | None = None
 
-    async def connect(self, url: str, token: str | None = None) -> ServerHello:
-        self.ws = await connect(url, compression=None, max_size=MAX_TILE_FRAME_BYTES, open_timeout=30)
+    async def connect(self, url: str, token: str | None = None, origin: str | None = None,
+                      expect: dict[str, Any] | None = None) -> ServerHello:
+        """Open the websocket and shake hands. ``expect`` may name the ``world``, ``seed``
+        and ``model`` this client was built for; the server refuses a mismatch."""
+        self.ws = await connect(url, compression=None, max_size=MAX_TILE_FRAME_BYTES, open_timeout=30,
+                                origin=origin)
         hello: dict[str, Any] = {"type": "hello", "protocol": P.PROTOCOL_VERSION, "credits": self.window}
         if token is not None:
             hello["token"] = token
+        hello.update(expect or {})
         await self.ws.send(P.pack(hello))
         msg = P.unpack(await self.ws.recv(), MAX_TILE_FRAME_BYTES)
         if msg["type"] == "error":
@@ -103,8 +110,16 @@ class TileClient:
                 got[key] = tile
         return {k: got[k] for k in keys}
 
+    async def stats(self) -> dict[str, Any]:
+        """This connection's and the server's counters (a ``stats`` message)."""
+        assert self.ws is not None
+        self._stats = asyncio.get_running_loop().create_future()
+        await self.ws.send(P.pack({"type": "stats"}))
+        return await self._stats
+
     async def heights(self, points_xy: np.ndarray, mode: str = "best", level: int | None = None) -> dict:
-        """Heights at (n, 2) points; returns the server's arrays (height_m, normal, level)."""
+        """Heights at (n, 2) points (plane: east, north m; earth: lon, lat deg); returns
+        ``height_m`` (n,) float64, ``normal`` (n, 3) float64 east-north-up, ``level`` (n,) int32."""
         assert self.ws is not None
         rid = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
@@ -123,7 +138,7 @@ class TileClient:
             kind = msg["type"]
             if kind == "tile":
                 key = TileKey(*msg["key"])
-                await self.tiles.put((key, wire.decode_tile(msg["tile"])))
+                await self.tiles.put((key, _decode_tile(msg["tile"]) if self.decode else msg["tile"]))
                 self._unacked += 1
                 if self._unacked >= self.window // 2:
                     await self.ws.send(P.pack({"type": "credits", "n": self._unacked}))
@@ -133,6 +148,9 @@ class TileClient:
                 if fut is not None and not fut.done():
                     fut.set_result({k: P.decode_array(v, k) if isinstance(v, dict) else v
                                     for k, v in msg.items() if k not in ("type", "id")})
+            elif kind == "stats":
+                if self._stats is not None and not self._stats.done():
+                    self._stats.set_result({k: v for k, v in msg.items() if k != "type"})
             elif kind == "error":
                 err = ServerError(msg.get("code", "?"), msg.get("message", ""),
                                   TileKey(*msg["key"]) if "key" in msg else None)
@@ -144,16 +162,23 @@ class TileClient:
                     await self.tiles.put((err.key, err))
 
 
+def _decode_tile(payload: dict[str, Any]) -> Any:
+    from runtime.wire import decode_tile  # numpy only; imported on first use
+
+    return decode_tile(payload)
+
+
 class SyncTileClient:
     """A TileClient driven from a background thread, for frame loops."""
 
-    def __init__(self, url: str, token: str | None = None, window: int = 64):
+    def __init__(self, url: str, token: str | None = None, window: int = 64, origin: str | None = None,
+                 expect: dict[str, Any] | None = None):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tile-client", daemon=True)
         self._thread.start()
         self._client = TileClient(window)
         self.received: queue.Queue[tuple[TileKey, Any]] = queue.Queue()
-        self.hello = self._call(self._client.connect(url, token))
+        self.hello = self._call(self._client.connect(url, token, origin, expect))
         self._pump = asyncio.run_coroutine_threadsafe(self._forward(), self._loop)
 
     def _call(self, coro, timeout_s: float | None = 120.0):
@@ -187,6 +212,26 @@ class SyncTileClient:
 
     def heights(self, points_xy: np.ndarray, mode: str = "best", level: int | None = None) -> dict:
         return self._call(self._client.heights(points_xy, mode, level))
+
+    def fetch(self, keys: Sequence[TileKey], timeout_s: float = 120.0) -> dict[TileKey, Any]:
+        """Request ``keys`` and block until all arrived (decoded); raises ServerError."""
+        want, got = set(keys), {}
+        self.request(list(keys))
+        deadline = time.monotonic() + timeout_s
+        while want - got.keys():
+            item = self.wait(max(0.0, deadline - time.monotonic()))
+            if item is None:
+                raise TimeoutError(f"{len(want - got.keys())} of {len(want)} tiles did not arrive in {timeout_s} s")
+            key, tile = item
+            if isinstance(tile, ServerError):
+                if key in want:
+                    raise tile
+                continue
+            got[key] = tile
+        return {k: got[k] for k in keys}
+
+    def stats(self) -> dict[str, Any]:
+        return self._call(self._client.stats())
 
     def close(self) -> None:
         self._pump.cancel()

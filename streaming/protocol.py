@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from runtime.tiles import TileKey
+from runtime.tiles import TileKey, World, validate_key
 
 PROTOCOL_VERSION = 1
 
@@ -36,8 +36,9 @@ class ErrorCode:
     TOO_LARGE = "too_large"
     TOO_MANY_KEYS = "too_many_keys"
     BAD_KEY = "bad_key"
-    LIMIT = "limit"                    # in-flight requests per client exceeded
+    LIMIT = "limit"                    # in-flight requests or height queries per client exceeded
     UNAUTHORIZED = "unauthorized"
+    WRONG_WORLD = "wrong_world"        # the client's hello expects another world, seed or model
     GENERATOR = "generator_failed"
     INTERNAL = "internal"
 
@@ -55,12 +56,23 @@ class ProtocolError(ValueError):
 class Limits:
     """Per-connection limits, announced in the server's hello."""
 
-    max_message_bytes: int = 1 << 20
+    max_message_bytes: int = 1 << 20  # largest client frame; websockets closes (1009) above it
     max_keys_per_request: int = 256
-    max_in_flight: int = 512
+    max_in_flight: int = 512  # keys requested and not yet sent or cancelled
     min_level: int = 0
     max_level: int = 24
-    max_height_points: int = 4096
+    max_height_points: int = 4096  # points per height query
+    max_height_tiles: int = 16  # distinct tiles a "detailed" height query may need
+    max_height_queries: int = 4  # height queries in flight per client
+    max_credits: int = 1 << 16  # credits a client may hold
+    max_queued_bytes: int = 32 << 20  # encoded tiles queued for one client (a slow reader parks the rest)
+
+    def __post_init__(self):
+        for name, v in self.__dict__.items():
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"Limits.{name} must be a non-negative integer, got {v!r}")
+        if self.min_level > self.max_level:
+            raise ValueError(f"min_level {self.min_level} exceeds max_level {self.max_level}")
 
     def as_dict(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.__dict__.items()}
@@ -104,8 +116,9 @@ def decode_array(obj: Any, what: str, ndim: int | None = None, max_items: int = 
     if not isinstance(obj, dict) or not {"dtype", "shape", "data"} <= obj.keys():
         raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an array map with dtype, shape, data")
     dtype, shape, data = obj["dtype"], obj["shape"], obj["data"]
-    if dtype not in ALLOWED_DTYPES:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: dtype must be one of {sorted(ALLOWED_DTYPES)}, got {dtype!r}")
+    if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
+        raise ProtocolError(ErrorCode.MALFORMED,
+                            f"{what}: dtype must be one of {sorted(ALLOWED_DTYPES)}, got {dtype!r}"[:300])
     if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
         raise ProtocolError(ErrorCode.MALFORMED, f"{what}: shape must be a list of non-negative integers")
     if ndim is not None and len(shape) != ndim:
@@ -122,8 +135,9 @@ def key_to_wire(key: TileKey) -> list[int]:
     return [key.level, key.x, key.y]
 
 
-def key_from_wire(obj: Any, limits: Limits) -> TileKey:
-    """[level, x, y] -> TileKey, checking types and the level range."""
+def key_from_wire(obj: Any, limits: Limits, world: World | None = None) -> TileKey:
+    """[level, x, y] -> TileKey, checking types, the level range and (given ``world``)
+    that the tile exists there."""
     if (
         not isinstance(obj, (list, tuple)) or len(obj) != 3
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in obj)
@@ -136,7 +150,13 @@ def key_from_wire(obj: Any, limits: Limits) -> TileKey:
         )
     if abs(x) >= 1 << 62 or abs(y) >= 1 << 62:
         raise ProtocolError(ErrorCode.BAD_KEY, "tile x and y must fit in 62 bits")
-    return TileKey(level, x, y)
+    key = TileKey(level, x, y)
+    if world is not None:
+        try:
+            validate_key(world, key, limits.max_level)
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.BAD_KEY, str(exc)) from None
+    return key
 
 
 def error_message(code: str, message: str, **extra: Any) -> dict[str, Any]:

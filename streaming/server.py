@@ -1,18 +1,29 @@
-"""The asyncio websocket server: a thin layer moving bytes between sockets and sessions."""
+"""The asyncio websocket server: a thin layer moving bytes between sockets and sessions.
+
+Every decision about messages lives in ``streaming.session`` (sans I/O); this module
+only reads frames, hands them to the session, runs what the session asks for
+(tile fetches, height queries, stats) and writes what the session lets out.
+Backpressure: ``ws.send`` waits while more than ``write_limit`` bytes are buffered
+for a client, so a client that stops reading stalls only its own sender; what piles
+up behind it is bounded by the session (``Limits.max_queued_bytes``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 import signal
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from runtime.tiles import TileKey
 from streaming import protocol as P
-from streaming.session import Cancel, Close, HeightQuery, ServerInfo, ServerSession, Want
+from streaming.heights import HeightLimitError, HeightService
+from streaming.session import Cancel, Close, HeightQuery, ServerInfo, ServerSession, StatsQuery, Want
 from streaming.tileservice import TileService
 
 log = logging.getLogger(__name__)
@@ -21,17 +32,31 @@ MAX_TILE_FRAME_BYTES = 16 << 20
 """websockets' max_size on the client side: a tile frame must fit (default 1 MiB does not)."""
 
 
+@dataclass(frozen=True)
+class ServerConfig:
+    max_connections: int = 1024  # more get HTTP 503 at the handshake
+    write_limit_bytes: int = 1 << 20  # per-client send buffer high-water mark
+    initial_credits: int = 64  # when the client's hello names none
+
+
 class TileServer:
     """Serves one world to any number of clients; every client's bad input stays its own."""
 
-    def __init__(self, info: ServerInfo, service: TileService, heights=None,
-                 allowed_origins: Iterable[str] | None = None):
+    def __init__(self, info: ServerInfo, service: TileService, heights: HeightService | None = None,
+                 allowed_origins: Iterable[str] | None = None, config: ServerConfig = ServerConfig()):
         self.info = info
         self.service = service
-        self.heights = heights  # callable (points, mode, level) -> dict, or None
+        self.heights = heights
         self.allowed_origins = list(allowed_origins) if allowed_origins else None
-        self.connections = 0
+        self.config = config
+        self.sessions: set[ServerSession] = set()
+        self.connections_total = 0
+        self.port: int | None = None
         self._server = None
+
+    @property
+    def connections(self) -> int:
+        return len(self.sessions)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Start listening; returns the bound port."""
@@ -39,12 +64,14 @@ class TileServer:
         self._server = await serve(
             self._handle, host, port,
             compression=None,  # per-message deflate makes MB payloads ~100x slower
-            max_size=self.info.limits.max_message_bytes,
-            origins=self.allowed_origins,
-            write_limit=1 << 20,  # backpressure: send() waits above 1 MiB buffered
+            max_size=self.info.limits.max_message_bytes,  # larger client frames: close 1009
+            max_queue=4,  # frames read ahead per client before TCP backpressure reaches it
+            origins=self.allowed_origins,  # HTTP 403 for any other Origin header
+            process_request=self._admit,
+            write_limit=self.config.write_limit_bytes,
         )
-        sock = next(iter(self._server.sockets))
-        return sock.getsockname()[1]
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+        return self.port
 
     async def close(self) -> None:
         if self._server is not None:
@@ -52,77 +79,133 @@ class TileServer:
             await self._server.wait_closed()
         await self.service.close()
 
+    def _admit(self, ws: ServerConnection, request):
+        if len(self.sessions) >= self.config.max_connections:
+            return ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
+        return None
+
+    def stats(self) -> dict:
+        """Server-wide counters for ``stats`` messages and benchmarks."""
+        out = {"connections": self.connections, "connections_total": self.connections_total,
+               **self.service.stats().as_dict()}
+        if self.service.store is not None:
+            out.update({f"store_{k}": v for k, v in self.service.store.stats().__dict__.items()})
+        return out
+
     async def _handle(self, ws: ServerConnection) -> None:
-        session = ServerSession(self.info)
-        self.connections += 1
-        wake = asyncio.Event()
-        pending: dict[TileKey, asyncio.Future] = {}
-
-        def deliver(key: TileKey, fut: asyncio.Future) -> None:
-            pending.pop(key, None)
-            if fut.cancelled():
-                return
-            exc = fut.exception()
-            if exc is not None:
-                session.tile_failed(key, P.ErrorCode.GENERATOR, f"tile {key} failed: {exc}"[:500])
-            else:
-                session.tile_ready(key, fut.result())
-            wake.set()
-
-        async def sender() -> None:
-            while True:
-                await wake.wait()
-                wake.clear()
-                for frame in session.next_frames():
-                    await ws.send(frame)
-
-        send_task = asyncio.create_task(sender())
+        session = ServerSession(self.info, self.config.initial_credits)
+        self.sessions.add(session)
+        self.connections_total += 1
+        conn = _Connection(self, ws, session)
         try:
-            async for data in ws:
-                for event in session.receive(data):
-                    if isinstance(event, Want):
-                        for key, prio in zip(event.keys, event.priorities):
-                            fut = self.service.get(key, prio)
-                            pending[key] = fut
-                            fut.add_done_callback(lambda f, k=key: deliver(k, f))
-                    elif isinstance(event, Cancel):
-                        for key in event.keys:
-                            fut = pending.pop(key, None)
-                            if fut is not None:
-                                fut.cancel()
-                    elif isinstance(event, HeightQuery):
-                        asyncio.create_task(self._answer_height(session, event, wake))
-                    elif isinstance(event, Close):
-                        wake.set()
-                        await asyncio.sleep(0)
-                        for frame in session.next_frames():
-                            await ws.send(frame)
-                        await ws.close(event.code, event.reason)
-                        return
-                wake.set()
-                if send_task.done():
-                    break
+            await conn.run()
         except ConnectionClosed:
             pass
+        except Exception:  # one connection's failure never reaches the server or other clients
+            log.exception("connection handler failed")
+            await ws.close(1011, "internal error")
         finally:
-            send_task.cancel()
-            for fut in pending.values():
-                fut.cancel()
-            self.connections -= 1
+            conn.cleanup()
+            self.sessions.discard(session)
 
-    async def _answer_height(self, session: ServerSession, q: HeightQuery, wake: asyncio.Event) -> None:
-        if self.heights is None:
-            session._error(P.ErrorCode.UNKNOWN_TYPE, "height queries are not served here", id=q.request_id)
+
+class _Connection:
+    """One client's I/O: a reader (this task) and a sender task around one session."""
+
+    def __init__(self, server: TileServer, ws: ServerConnection, session: ServerSession):
+        self.server, self.ws, self.session = server, ws, session
+        self.service = server.service
+        self.wake = asyncio.Event()
+        self.pending: dict[TileKey, asyncio.Future] = {}
+        self.tasks: set[asyncio.Task] = set()
+
+    async def run(self) -> None:
+        sender = asyncio.create_task(self._send_loop())
+        self.tasks.add(sender)
+        async for data in self.ws:
+            for event in self.session.receive(data):
+                if isinstance(event, Close):
+                    await self._flush()
+                    await self.ws.close(event.code, event.reason)
+                    return
+                self._act(event)
+            self.wake.set()
+            if sender.done():  # the socket broke while sending
+                sender.result()
+                return
+
+    def _act(self, event) -> None:
+        if isinstance(event, Want):
+            for key, prio in zip(event.keys, event.priorities):
+                self._fetch(key, prio)
+        elif isinstance(event, Cancel):
+            for key in event.keys:
+                fut = self.pending.pop(key, None)
+                if fut is not None:
+                    self.service.release(key, fut)
+        elif isinstance(event, HeightQuery):
+            self._spawn(self._answer_height(event))
+        elif isinstance(event, StatsQuery):
+            self.session.send_stats(self.server.stats())
+
+    def _fetch(self, key: TileKey, prio: float) -> None:
+        fut = self.service.get(key, prio)
+        self.pending[key] = fut
+        fut.add_done_callback(lambda f, k=key: self._deliver(k, f))
+
+    def _deliver(self, key: TileKey, fut: asyncio.Future) -> None:
+        if self.pending.get(key) is fut:
+            del self.pending[key]
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self.session.tile_failed(key, P.ErrorCode.GENERATOR, f"tile {key} failed: {exc}"[:500])
         else:
-            try:
-                loop = asyncio.get_running_loop()
-                res = await loop.run_in_executor(None, self.heights, q.points, q.mode, q.level)
-                session.outbox.append(P.pack({"type": "height", "id": q.request_id,
-                                              **{k: P.encode_array(v) if hasattr(v, "dtype") else v
-                                                 for k, v in res.items()}}))
-            except Exception as exc:
-                session._error(P.ErrorCode.INTERNAL, f"height query failed: {exc}"[:300], id=q.request_id)
-        wake.set()
+            self.session.tile_ready(key, fut.result())
+        self.wake.set()
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            await self._flush()
+            for key, prio in self.session.unpark():
+                self._fetch(key, prio)
+
+    async def _flush(self) -> None:
+        for frame in self.session.next_frames():
+            await self.ws.send(frame)  # waits while the client's buffer is above write_limit
+
+    async def _answer_height(self, q: HeightQuery) -> None:
+        heights = self.server.heights
+        try:
+            if heights is None:
+                raise LookupError("height queries are not served here")
+            res = await heights.query(q.points, q.mode, q.level)
+        except HeightLimitError as exc:
+            self.session.height_failed(q.request_id, P.ErrorCode.LIMIT, str(exc))
+        except LookupError as exc:
+            self.session.height_failed(q.request_id, P.ErrorCode.UNKNOWN_TYPE, str(exc))
+        except Exception as exc:  # a generator failure under these points
+            log.warning("height query failed: %s", exc)
+            self.session.height_failed(q.request_id, P.ErrorCode.GENERATOR, f"height query failed: {exc}"[:300])
+        else:
+            self.session.height_answer(q.request_id, res)
+        self.wake.set()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def cleanup(self) -> None:
+        """The client is gone: cancel its tasks and give up its share of every pending tile."""
+        for task in list(self.tasks):
+            task.cancel()
+        for key, fut in list(self.pending.items()):
+            self.service.release(key, fut)
+        self.pending.clear()
 
 
 async def serve_forever(server: TileServer, host: str, port: int) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.tiles import TileKey
+from runtime.tiles import T, TileKey, World
 from streaming import protocol as P
 from streaming.protocol import ErrorCode, Limits, ProtocolError
 
@@ -26,9 +26,12 @@ class ServerInfo:
     world: str
     seed: int
     model: str
-    tile_size: int = 256
+    tile_size: int = T
     limits: Limits = field(default_factory=Limits)
     token: str | None = None  # optional shared secret a client must present in its hello
+
+    def __post_init__(self):
+        World.parse(self.world)  # raises saying which worlds exist
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,19 @@ class HeightQuery:
 
 
 @dataclass(frozen=True)
+class StatsQuery:
+    """The client asked for ``stats``; answer with ``ServerSession.send_stats``."""
+
+
+@dataclass(frozen=True)
 class Close:
+    """Close the connection with this websocket close code (after sending the outbox)."""
+
     code: int
     reason: str
+
+
+Event = Want | Cancel | HeightQuery | StatsQuery | Close
 
 
 class ServerSession:
@@ -66,29 +79,44 @@ class ServerSession:
 
     def __init__(self, info: ServerInfo, initial_credits: int = 64):
         self.info = info
+        self.world = World.parse(info.world)
         self.ready = False
+        self.closed = False
         self.credits = initial_credits
-        self.wanted: dict[TileKey, float] = {}
+        self.wanted: dict[TileKey, float] = {}  # requested, not yet sent (value: priority)
         self._queue: list[tuple[float, int, TileKey, bytes]] = []  # (-priority, seq, key, frame)
+        self.queued_bytes = 0  # bytes of encoded frames in _queue
+        self.parked: set[TileKey] = set()  # ready while the queue was full: fetched again later
         self._seq = 0
         self.outbox: list[bytes] = []  # control messages (hello, errors, heights): not credit-bound
+        self.heights_in_flight = 0
         self.sent_tiles = 0
+        self.sent_bytes = 0
         self.errors_sent = 0
 
     # -- input -----------------------------------------------------------------------------
-    def receive(self, data: bytes) -> list[Want | Cancel | HeightQuery | Close]:
+    def receive(self, data: bytes | str) -> list[Event]:
         """Handle one frame; returns what the server must do. Never raises on bad input:
-        bad messages become ``error`` messages in ``outbox``."""
+        bad messages become ``error`` messages in ``outbox`` (and a ``Close`` where the
+        connection cannot go on: wrong version, token or world)."""
+        if self.closed:
+            return []
+        msg = None
         try:
             msg = P.unpack(data, self.info.limits.max_message_bytes)
             return self._dispatch(msg)
         except ProtocolError as exc:
-            self._error(exc.code, exc.message)
-            if exc.code in (ErrorCode.VERSION, ErrorCode.UNAUTHORIZED):
-                return [Close(1008, exc.message)]
+            extra = {}
+            rid = msg.get("id") if msg is not None else None
+            if _is_int(rid) and 0 <= rid < 1 << 63:
+                extra["id"] = rid  # so that the error names the query it answers
+            self._error(exc.code, exc.message, **extra)
+            if exc.code in (ErrorCode.VERSION, ErrorCode.UNAUTHORIZED, ErrorCode.WRONG_WORLD):
+                self.closed = True
+                return [Close(1008, exc.message[:120])]
             return []
 
-    def _dispatch(self, msg: dict[str, Any]) -> list[Want | Cancel | HeightQuery | Close]:
+    def _dispatch(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg["type"]
         if kind not in P.CLIENT_TYPES:
             raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}: expected one of "
@@ -107,9 +135,17 @@ class ServerSession:
             token = msg.get("token")
             if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.info.token.encode()):
                 raise ProtocolError(ErrorCode.UNAUTHORIZED, "a valid 'token' is required in hello")
+        if self.ready:
+            raise ProtocolError(ErrorCode.MALFORMED, "'hello' was already received on this connection")
         credits = msg.get("credits", self.credits)
-        if not isinstance(credits, int) or credits < 0:
-            raise ProtocolError(ErrorCode.MALFORMED, "hello 'credits' must be a non-negative integer")
+        if not _is_int(credits) or not 0 <= credits <= self.info.limits.max_credits:
+            raise ProtocolError(ErrorCode.MALFORMED, f"hello 'credits' must be an integer in "
+                                f"[0, {self.info.limits.max_credits}]")
+        for name, mine in (("world", self.info.world), ("seed", self.info.seed), ("model", self.info.model)):
+            want = msg.get(name)
+            if want is not None and want != mine:
+                raise ProtocolError(ErrorCode.WRONG_WORLD, f"this server serves {name} {mine!r}, "
+                                    f"the client expects {want!r}"[:300])
         self.credits = credits
         self.ready = True
         self.outbox.append(P.pack({
@@ -132,11 +168,14 @@ class ServerSession:
                 or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math_finite(p)
                            for p in prios)):
             raise ProtocolError(ErrorCode.MALFORMED, "request 'priorities' must be finite numbers, one per key")
-        keys = [P.key_from_wire(k, lim) for k in keys_obj]
-        new = [(k, float(p)) for k, p in zip(keys, prios) if k not in self.wanted]
+        keys = [P.key_from_wire(k, lim, self.world) for k in keys_obj]
+        fresh: dict[TileKey, float] = {}
         for k, p in zip(keys, prios):
             if k in self.wanted:
                 self.wanted[k] = float(p)  # re-prioritised
+            else:
+                fresh[k] = float(p)  # a key repeated in one request counts once
+        new = list(fresh.items())
         if len(self.wanted) + len(new) > lim.max_in_flight:
             raise ProtocolError(ErrorCode.LIMIT, f"at most {lim.max_in_flight} requests in flight per client; "
                                 f"{len(self.wanted)} pending, {len(new)} more asked")
@@ -151,49 +190,93 @@ class ServerSession:
         if not isinstance(keys_obj, list) or len(keys_obj) > self.info.limits.max_in_flight:
             raise ProtocolError(ErrorCode.MALFORMED, "cancel 'keys' must be a list of [level, x, y]")
         keys = [P.key_from_wire(k, self.info.limits) for k in keys_obj]
-        gone = tuple(k for k in keys if self.wanted.pop(k, None) is not None)
+        gone = tuple(dict.fromkeys(k for k in keys if self.wanted.pop(k, None) is not None))
         if gone:
             gone_set = set(gone)
+            self.parked -= gone_set
             self._queue = [item for item in self._queue if item[2] not in gone_set]
             heapq.heapify(self._queue)
+            self.queued_bytes = sum(len(item[3]) for item in self._queue)
         return [Cancel(gone)] if gone else []
 
     def _credits(self, msg: dict[str, Any]) -> list:
         n = msg.get("n")
-        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 1 << 20:
-            raise ProtocolError(ErrorCode.MALFORMED, "credits 'n' must be an integer in [0, 1048576]")
-        self.credits += n
+        cap = self.info.limits.max_credits
+        if not _is_int(n) or not 0 <= n <= cap:
+            raise ProtocolError(ErrorCode.MALFORMED, f"credits 'n' must be an integer in [0, {cap}]")
+        self.credits = min(self.credits + n, cap)
         return []
 
     def _height(self, msg: dict[str, Any]) -> list:
         rid = msg.get("id")
-        if not isinstance(rid, int) or isinstance(rid, bool):
-            raise ProtocolError(ErrorCode.MALFORMED, "height 'id' must be an integer")
-        pts = P.decode_array(msg.get("points"), "height points", ndim=2,
-                             max_items=2 * self.info.limits.max_height_points)
+        if not _is_int(rid) or not 0 <= rid < 1 << 63:
+            raise ProtocolError(ErrorCode.MALFORMED, "height 'id' must be an integer in [0, 2**63)")
+        lim = self.info.limits
+        pts = P.decode_array(msg.get("points"), "height points", ndim=2, max_items=2 * lim.max_height_points)
         if pts.shape[1] != 2 or pts.dtype.kind != "f" or not np.isfinite(pts).all():
             raise ProtocolError(ErrorCode.MALFORMED, "height 'points' must be (n, 2) finite floats")
+        if self.world is World.EARTH and (np.abs(pts[:, 1]) > 90.0).any():
+            raise ProtocolError(ErrorCode.MALFORMED, "earth height 'points' are (lon, lat) degrees; "
+                                "lat must be in [-90, 90]")
         mode = msg.get("mode", "best")
         if mode not in ("best", "detailed"):
             raise ProtocolError(ErrorCode.MALFORMED, "height 'mode' must be 'best' or 'detailed'")
         level = msg.get("level")
-        if level is not None and (not isinstance(level, int) or not 0 <= level <= self.info.limits.max_level):
-            raise ProtocolError(ErrorCode.MALFORMED, "height 'level' must be an integer level or absent")
+        if level is not None and (not _is_int(level) or not lim.min_level <= level <= lim.max_level):
+            raise ProtocolError(ErrorCode.MALFORMED, f"height 'level' must be an integer in "
+                                f"[{lim.min_level}, {lim.max_level}] or absent")
+        if self.heights_in_flight >= lim.max_height_queries:
+            raise ProtocolError(ErrorCode.LIMIT, f"at most {lim.max_height_queries} height queries in flight")
+        self.heights_in_flight += 1
         return [HeightQuery(rid, pts.astype(np.float64), mode, level)]
 
     def _stats(self, msg: dict[str, Any]) -> list:
-        self.outbox.append(P.pack({"type": "stats", "sent_tiles": self.sent_tiles, "pending": len(self.wanted),
-                                   "queued": len(self._queue), "credits": self.credits}))
-        return []
+        return [StatsQuery()]
+
+    def send_stats(self, server: dict[str, Any] | None = None) -> None:
+        """Queue a ``stats`` message: this connection's counters plus ``server``'s."""
+        self.outbox.append(P.pack({
+            "type": "stats", "sent_tiles": self.sent_tiles, "sent_bytes": self.sent_bytes,
+            "pending": len(self.wanted), "queued": len(self._queue), "queued_bytes": self.queued_bytes,
+            "parked": len(self.parked), "credits": self.credits, "errors": self.errors_sent,
+            "server": server or {}}))
+
+    def height_answer(self, request_id: int, result: dict[str, np.ndarray]) -> None:
+        """Queue the ``height`` answer to query ``request_id``."""
+        self.heights_in_flight = max(0, self.heights_in_flight - 1)
+        self.outbox.append(P.pack({"type": "height", "id": request_id,
+                                   **{k: P.encode_array(v) for k, v in result.items()}}))
+
+    def height_failed(self, request_id: int, code: str, message: str) -> None:
+        self.heights_in_flight = max(0, self.heights_in_flight - 1)
+        self._error(code, message, id=request_id)
 
     # -- output ----------------------------------------------------------------------------
     def tile_ready(self, key: TileKey, frame: bytes) -> None:
-        """A tile's encoded ``tile`` frame is ready; queue it if this client still wants it."""
+        """A tile's encoded ``tile`` frame is ready; queue it if this client still wants it.
+
+        The queue holds at most ``limits.max_queued_bytes`` (one frame always fits):
+        beyond that the key is parked without its bytes, so a client that stops reading
+        costs the server a bounded amount of memory; ``unpark`` hands parked keys back
+        to be fetched again (from the LRU or the store) once the queue drains."""
         prio = self.wanted.get(key)
         if prio is None:
             return
+        if self._queue and self.queued_bytes + len(frame) > self.info.limits.max_queued_bytes:
+            self.parked.add(key)
+            return
+        self.parked.discard(key)
         heapq.heappush(self._queue, (-prio, self._seq, key, frame))
+        self.queued_bytes += len(frame)
         self._seq += 1
+
+    def unpark(self) -> list[tuple[TileKey, float]]:
+        """Parked keys (with priorities) to fetch again now that the queue has room."""
+        if not self.parked or self.queued_bytes > self.info.limits.max_queued_bytes // 2:
+            return []
+        out = sorted(((k, self.wanted[k]) for k in self.parked if k in self.wanted), key=lambda kp: -kp[1])
+        self.parked.clear()
+        return out
 
     def tile_failed(self, key: TileKey, code: str, message: str) -> None:
         if self.wanted.pop(key, None) is not None:
@@ -204,10 +287,12 @@ class ServerSession:
         out, self.outbox = self.outbox, []
         while self._queue and self.credits > 0:
             _, _, key, frame = heapq.heappop(self._queue)
+            self.queued_bytes -= len(frame)
             if self.wanted.pop(key, None) is None:
                 continue
             self.credits -= 1
             self.sent_tiles += 1
+            self.sent_bytes += len(frame)
             out.append(frame)
         return out
 
@@ -218,6 +303,11 @@ class ServerSession:
 
 def math_finite(x: float) -> bool:
     return x == x and x not in (float("inf"), float("-inf"))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
 
 
 def tile_frame(key: TileKey, payload: dict[str, Any]) -> bytes:

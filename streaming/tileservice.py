@@ -1,9 +1,19 @@
 """Server-side tile pipeline: keys -> fields (a source passed in) -> mesh -> wire frame.
 
-Requests from every client are deduplicated and batched into the source (dynamic
-batching: take what is queued, up to ``max_batch``, waiting at most ``batch_wait_s``
-for more); generation, meshing and encoding run off the event loop in a thread
-pool; encoded frames live in an LRU bounded by bytes.
+Shared by every connection. A key goes through, in order:
+
+1. the in-memory LRU of encoded frames (bounded by bytes; on the event loop);
+2. the on-disk store, when one is given (read in a worker thread);
+3. the generator. Requests from all clients are deduplicated (one generation per
+   key however many clients wait) and batched: the batcher takes up to
+   ``max_batch`` keys by priority, waiting at most ``batch_wait_s`` for a batch to
+   fill (dynamic batching, as in inference servers such as Triton). A batch is
+   only formed when the generator is free, so a key cancelled by every requester
+   while it waits is dropped before it costs generator time.
+
+Generation runs on one dedicated thread (a generator and its caches need not be
+thread-safe; on a GPU one stream of batches is what you want); meshing, encoding
+and store writes run in a pool of ``workers`` threads, overlapping the next batch.
 """
 
 from __future__ import annotations
@@ -20,11 +30,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from runtime import wire
-from runtime.geometry import geometry_for
-from runtime.mesh import build_tile_mesh
-from runtime.tiles import T, TileKey, World, spacing_m
+from runtime.geometry import default_geometric_error_m, geometry_for
+from runtime.tiles import T, TileKey, World
 from streaming.session import tile_frame
+from streaming.store import TileStore
 
 log = logging.getLogger(__name__)
 
@@ -38,28 +47,52 @@ class Fields(Protocol):
 
 
 TileSource = Callable[[Sequence[TileKey]], Sequence[Fields]]
+"""keys -> one Fields per key, in order (``generator.pyramid.Pyramid.tiles``)."""
+
+Encoder = Callable[[World, TileKey, Fields], bytes]
+"""(world, key, fields) -> the complete ``tile`` frame bytes sent to clients."""
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    max_batch: int = 16
-    batch_wait_s: float = 0.004
-    cache_bytes: int = 256 << 20
-    workers: int = 2
+    max_batch: int = 16  # keys per generator call
+    batch_wait_s: float = 0.004  # longest wait for a batch to fill
+    cache_bytes: int = 256 << 20  # in-memory LRU of encoded frames
+    workers: int = 2  # mesh / encode / store threads
+    max_encoding: int = 32  # generated tiles waiting for a mesh worker before the generator pauses
     error_scale: float = 1.0  # mesh error bound = error_scale * level_error_m(level)
+
+    def __post_init__(self):
+        if self.max_batch < 1 or self.workers < 1 or self.max_encoding < 1:
+            raise ValueError("max_batch, workers and max_encoding must be >= 1")
+        if not 0.0 <= self.batch_wait_s <= 1.0:
+            raise ValueError(f"batch_wait_s must be in [0, 1] s, got {self.batch_wait_s}")
 
 
 def level_error_m(level: int) -> float:
-    """Default geometric error of a level: a quarter of the sample spacing.
+    """Geometric error of a level's meshes: the per-level default of runtime.geometry
+    (0.25 sample spacing, Cesium's heightmap rule). The TIN's vertical error bound is
+    tied to it, so the screen-space error a client computes from it bounds what the
+    mesh leaves out."""
+    return default_geometric_error_m(level)
 
-    The TIN's vertical error bound is tied to it, so the screen-space error a
-    client computes from it bounds what the mesh leaves out.
-    """
-    return 0.25 * spacing_m(level)
+
+def check_fields(key: TileKey, fields: Any) -> None:
+    """Validate a source's output for ``key`` (raise ValueError saying what was expected)."""
+    h = getattr(fields, "height", None)
+    if not isinstance(h, np.ndarray) or h.shape != (T + 1, T + 1):
+        raise ValueError(f"source returned height of shape {getattr(h, 'shape', None)} for {key}, "
+                         f"expected ({T + 1}, {T + 1})")
+    if not np.isfinite(h).all():
+        raise ValueError(f"source returned non-finite heights for {key}")
 
 
 def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float = 1.0) -> dict[str, Any]:
-    """Mesh one tile's heights (TIN + skirts) and encode the wire payload."""
+    """Mesh one tile's heights (TIN + skirts) and encode the wire payload (runtime.wire)."""
+    # Imported here: the pipeline's only use of meshing and the wire format.
+    from runtime.mesh import build_tile_mesh
+    from runtime.wire import encode_image, encode_tile
+
     geo = geometry_for(world)
     err = error_scale * level_error_m(key.level)
     r0, c0 = key.sample_origin()
@@ -69,136 +102,283 @@ def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float
                                    np.asarray(cols, np.float64) + c0, np.asarray(h, np.float64))
 
     mesh = build_tile_mesh(fields.height, err, 5.0 * err, to_world, geo.tile_center(key))
-    image = wire.encode_image(fields.rgb) if fields.rgb is not None else None
-    return wire.encode_tile(mesh.grid_rc, mesh.height_m, mesh.faces, key=key, geometric_error_m=err,
+    image = encode_image(fields.rgb) if fields.rgb is not None else None
+    return encode_tile(mesh.grid_rc, mesh.height_m, mesh.faces, key=key, geometric_error_m=err,
                             model=fields.model, rgb_jpeg_or_png=image)
 
 
-class TileService:
-    """Shared by all connections: dedup, batching, LRU of encoded frames."""
+def mesh_encoder(error_scale: float = 1.0) -> Encoder:
+    """The production encoder: TIN + skirts (runtime.mesh), wire payload, ``tile`` frame."""
+    def encode(world: World, key: TileKey, fields: Fields) -> bytes:
+        return tile_frame(key, encode_fields(world, key, fields, error_scale))
+    return encode
 
-    def __init__(self, world: World, source: TileSource, config: ServiceConfig = ServiceConfig()):
-        self.world = World.parse(world)
+
+@dataclass(frozen=True)
+class ServiceStats:
+    requests: int  # get() calls
+    lru_hits: int
+    store_hits: int
+    generated: int  # tiles the source produced (for tiles; height queries not counted)
+    source_calls: int
+    batches: int
+    mean_batch: float
+    dropped_cancelled: int  # keys dropped before generation because nobody wanted them any more
+    failed: int
+    lru_bytes: int
+    lru_tiles: int
+    queued: int
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+class TileService:
+    """Shared by all connections: LRU, store, dedup, dynamic batching, worker threads."""
+
+    def __init__(self, world: World | str, source: TileSource, config: ServiceConfig = ServiceConfig(),
+                 store: TileStore | None = None, encode: Encoder | None = None,
+                 on_fields: Callable[[TileKey, Fields], None] | None = None):
+        self.world = World.parse(world) if not isinstance(world, World) else world
         self.source = source
         self.config = config
+        self.store = store
+        self.encode = encode or mesh_encoder(config.error_scale)
+        self.on_fields = on_fields  # sees every generated tile's fields (the height cache)
         self._lru: OrderedDict[TileKey, bytes] = OrderedDict()
         self._lru_bytes = 0
-        self._waiters: dict[TileKey, list[asyncio.Future]] = {}
-        self._queue: list[tuple[float, int, TileKey]] = []
+        self._waiters: dict[TileKey, set[asyncio.Future]] = {}
+        self._prio: dict[TileKey, float] = {}
+        self._queue: list[tuple[float, int, TileKey]] = []  # (-priority, seq, key)
+        self._queued: set[TileKey] = set()
         self._counter = itertools.count()
         self._wake: asyncio.Event | None = None
+        self._encoding: asyncio.Semaphore | None = None
+        self._gen_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="tiles")
         self._task: asyncio.Task | None = None
-        self.generated = 0
-        self.cache_hits = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._n = dict(requests=0, lru_hits=0, store_hits=0, generated=0, source_calls=0, batches=0,
+                       batched_keys=0, dropped_cancelled=0, failed=0)
 
+    # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         self._wake = asyncio.Event()
+        self._encoding = asyncio.Semaphore(self.config.max_encoding)
         self._task = asyncio.create_task(self._run(), name="tile-batcher")
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        tasks = [t for t in (self._task, *self._tasks) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for pool in (self._gen_pool, self._pool):
+            pool.shutdown(wait=True, cancel_futures=True)
 
+    # -- public API ----------------------------------------------------------------------
     def cached(self, key: TileKey) -> bytes | None:
         frame = self._lru.get(key)
         if frame is not None:
             self._lru.move_to_end(key)
-            self.cache_hits += 1
         return frame
 
-    def get(self, key: TileKey, priority: float) -> asyncio.Future:
-        """A future resolving to the tile's frame bytes (or raising the generator's error)."""
+    def get(self, key: TileKey, priority: float = 0.0) -> asyncio.Future:
+        """A future resolving to the tile's frame bytes (or raising the generator's error).
+
+        Cancel the future (or call ``release``) when the tile is no longer wanted."""
+        self._n["requests"] += 1
         fut = asyncio.get_running_loop().create_future()
         frame = self.cached(key)
         if frame is not None:
+            self._n["lru_hits"] += 1
             fut.set_result(frame)
             return fut
-        waiters = self._waiters.setdefault(key, [])
-        waiters.append(fut)
-        if len(waiters) == 1:
-            heapq.heappush(self._queue, (-priority, next(self._counter), key))
-            assert self._wake is not None
-            self._wake.set()
+        waiters = self._waiters.get(key)
+        if waiters is None:
+            self._waiters[key] = {fut}
+            self._prio[key] = priority
+            if self.store is not None:
+                self._spawn(self._lookup(key))
+            else:
+                self._enqueue(key)
+        else:
+            waiters.add(fut)
+            self._prio[key] = max(self._prio[key], priority)
         return fut
+
+    def release(self, key: TileKey, fut: asyncio.Future) -> None:
+        """``fut`` no longer wants ``key``: cancel it and forget it."""
+        fut.cancel()
+        waiters = self._waiters.get(key)
+        if waiters is not None:
+            waiters.discard(fut)
+
+    async def fields(self, keys: Sequence[TileKey]) -> list[Fields]:
+        """Fields of ``keys`` from the generator thread (height queries; not meshed)."""
+        loop = asyncio.get_running_loop()
+        out = await loop.run_in_executor(self._gen_pool, self.source, list(keys))
+        out = list(out)
+        for k, f in zip(keys, out):
+            check_fields(k, f)
+            if self.on_fields is not None:
+                self.on_fields(k, f)
+        return out
+
+    def stats(self) -> ServiceStats:
+        n = self._n
+        return ServiceStats(
+            requests=n["requests"], lru_hits=n["lru_hits"], store_hits=n["store_hits"], generated=n["generated"],
+            source_calls=n["source_calls"], batches=n["batches"],
+            mean_batch=n["batched_keys"] / n["batches"] if n["batches"] else 0.0,
+            dropped_cancelled=n["dropped_cancelled"], failed=n["failed"], lru_bytes=self._lru_bytes,
+            lru_tiles=len(self._lru), queued=len(self._queue))
+
+    # -- pipeline ------------------------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _wanted(self, key: TileKey) -> bool:
+        return any(not f.done() for f in self._waiters.get(key, ()))
+
+    def _enqueue(self, key: TileKey) -> None:
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        heapq.heappush(self._queue, (-self._prio.get(key, 0.0), next(self._counter), key))
+        assert self._wake is not None, "TileService.start() was not awaited"
+        self._wake.set()
+
+    async def _lookup(self, key: TileKey) -> None:
+        assert self.store is not None
+        if not self._wanted(key):
+            self._forget(key)
+            return
+        frame = await asyncio.get_running_loop().run_in_executor(self._pool, self.store.get, key)
+        if frame is not None:
+            self._n["store_hits"] += 1
+            self._finish(key, frame)
+        elif self._wanted(key):
+            self._enqueue(key)
+        else:
+            self._forget(key)
 
     def _take_batch(self) -> list[TileKey]:
         batch: list[TileKey] = []
         while self._queue and len(batch) < self.config.max_batch:
             _, _, key = heapq.heappop(self._queue)
-            # Dropped before it costs generator time when every requester cancelled.
-            if any(not f.done() for f in self._waiters.get(key, [])):
+            self._queued.discard(key)
+            if self._wanted(key):
                 batch.append(key)
-            else:
-                self._waiters.pop(key, None)
+            else:  # every requester cancelled: dropped before it costs generator time
+                self._n["dropped_cancelled"] += 1
+                self._forget(key)
         return batch
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        assert self._wake is not None
+        assert self._wake is not None and self._encoding is not None
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                if len(self._queue) < self.config.max_batch:
-                    await asyncio.sleep(self.config.batch_wait_s)
+                if len(self._queue) < self.config.max_batch and self.config.batch_wait_s > 0:
+                    await asyncio.sleep(self.config.batch_wait_s)  # let the batch fill
                 batch = self._take_batch()
                 if not batch:
                     continue
-                results = await loop.run_in_executor(self._pool, self._produce, batch)
+                self._n["batches"] += 1
+                self._n["batched_keys"] += len(batch)
+                results = await loop.run_in_executor(self._gen_pool, self._generate, batch)
                 for key, res in zip(batch, results):
-                    if not isinstance(res, Exception):
-                        self._remember(key, res)
-                    for fut in self._waiters.pop(key, []):
-                        if fut.done():
-                            continue
-                        if isinstance(res, Exception):
-                            fut.set_exception(res)
-                        else:
-                            fut.set_result(res)
+                    if isinstance(res, Exception):
+                        self._fail(key, res)
+                        continue
+                    self._n["generated"] += 1
+                    if self.on_fields is not None:
+                        try:
+                            self.on_fields(key, res)
+                        except Exception:  # a hook must never stop the pipeline
+                            log.exception("on_fields hook failed on %s", key)
+                    await self._encoding.acquire()  # bounded: the generator pauses when meshing lags
+                    self._spawn(self._encode(key, res))
 
-    def _produce(self, keys: list[TileKey]) -> list[bytes | Exception]:
-        """Generate, mesh and encode a batch (runs in a worker thread)."""
+    def _generate(self, keys: list[TileKey]) -> list[Fields | Exception]:
+        """Run the source on a batch (generator thread). One bad tile never fails its
+        batch-mates: on an error the batch is retried one key at a time."""
+        self._n["source_calls"] += 1
         try:
-            fields = list(self.source(keys))
+            out = list(self.source(keys))
+            if len(out) != len(keys):
+                raise ValueError(f"source returned {len(out)} fields for {len(keys)} keys")
+            for k, f in zip(keys, out):
+                check_fields(k, f)
+            return out
         except Exception:
-            # One bad tile must not fail its batch-mates: retry one by one.
-            fields = []
-            for k in keys:
-                try:
-                    fields.append(self.source([k])[0])
-                except Exception as exc:  # reported to that tile's requesters only
-                    log.warning("generator failed on %s: %s", k, exc)
-                    fields.append(exc)
-        out: list[bytes | Exception] = []
-        for key, f in zip(keys, fields):
-            if isinstance(f, Exception):
-                out.append(f)
-                continue
+            if len(keys) == 1:
+                raise
+        res: list[Fields | Exception] = []
+        for k in keys:
             try:
-                frame = tile_frame(key, encode_fields(self.world, key, f, self.config.error_scale))
-            except Exception as exc:
-                log.warning("meshing failed on %s: %s", key, exc)
-                out.append(exc)
-                continue
-            self.generated += 1
-            out.append(frame)
-        return out
+                self._n["source_calls"] += 1
+                (f,) = self.source([k])
+                check_fields(k, f)
+                res.append(f)
+            except Exception as exc:  # reported to that tile's requesters only
+                log.warning("generator failed on %s: %s", k, exc)
+                res.append(exc)
+        return res
+
+    async def _encode(self, key: TileKey, fields: Fields) -> None:
+        assert self._encoding is not None
+        try:
+            frame = await asyncio.get_running_loop().run_in_executor(self._pool, self._encode_and_store, key, fields)
+        except Exception as exc:
+            log.warning("meshing failed on %s: %s", key, exc)
+            self._fail(key, exc)
+        else:
+            self._finish(key, frame)
+        finally:
+            self._encoding.release()
+
+    def _encode_and_store(self, key: TileKey, fields: Fields) -> bytes:
+        frame = self.encode(self.world, key, fields)
+        if self.store is not None:
+            try:
+                self.store.put(key, frame)
+            except OSError as exc:  # a full or read-only disk degrades to memory-only serving
+                log.warning("tile store: cannot write %s: %s", key, exc)
+        return frame
+
+    # -- results (event loop thread only) ------------------------------------------------
+    def _finish(self, key: TileKey, frame: bytes) -> None:
+        self._remember(key, frame)
+        for fut in self._waiters.pop(key, ()):
+            if not fut.done():
+                fut.set_result(frame)
+        self._prio.pop(key, None)
+
+    def _fail(self, key: TileKey, exc: BaseException) -> None:
+        self._n["failed"] += 1
+        for fut in self._waiters.pop(key, ()):
+            if not fut.done():
+                fut.set_exception(exc)
+        self._prio.pop(key, None)
+
+    def _forget(self, key: TileKey) -> None:
+        self._waiters.pop(key, None)
+        self._prio.pop(key, None)
 
     def _remember(self, key: TileKey, frame: bytes) -> None:
-        # Only ever called on the event loop thread, like cached().
-        if key in self._lru:
+        if key in self._lru or len(frame) > self.config.cache_bytes:
             return
         self._lru[key] = frame
         self._lru_bytes += len(frame)
-        while self._lru_bytes > self.config.cache_bytes and self._lru:
+        while self._lru_bytes > self.config.cache_bytes:
             _, old = self._lru.popitem(last=False)
             self._lru_bytes -= len(old)
 
 
-__all__ = ["TileService", "ServiceConfig", "encode_fields", "level_error_m", "T"]
+__all__ = ["TileService", "ServiceConfig", "ServiceStats", "TileSource", "Encoder", "encode_fields",
+           "mesh_encoder", "level_error_m", "check_fields"]
