@@ -216,10 +216,11 @@ def _ray_init(address: str | None, workers: int | None):
 def bake(world: World, seed: int, keys: Sequence[TileKey], store_root: str | os.PathLike, *,
          refiner: str | None = None, ray_address: str | None = None, workers: int | None = None,
          tiles_per_task: int = 8, verify: bool = False, progress_stream=None,
-         max_chunks: int | None = None) -> BakeReport:
+         max_chunks: int | None = None, use_ray: bool = True) -> BakeReport:
     """Bake ``keys`` into the store at ``store_root`` on Ray; returns the report.
 
-    ``max_chunks`` stops after that many tasks (a partial bake, for tests and trials)."""
+    ``max_chunks`` stops after that many tasks (a partial bake, for tests and trials);
+    ``use_ray=False`` bakes in this process (same tasks, no cluster: debugging, tiny jobs)."""
     from streaming.cli import open_world
     from streaming.store import TileStore
 
@@ -238,7 +239,14 @@ def bake(world: World, seed: int, keys: Sequence[TileKey], store_root: str | os.
     done, tiles, n_bytes, skipped = len(stored), 0, 0, len(stored)
     progress.update(done, tiles, n_bytes)
     n_workers = n_gpus = 0
-    if chunks:
+    if chunks and not use_ray:
+        n_workers, baker = 1, Baker(world.value, seed, str(store_root), refiner)
+        for chunk in chunks:
+            r = baker.bake(chunk)
+            tiles, n_bytes, skipped = tiles + r.tiles, n_bytes + r.bytes, skipped + r.skipped
+            done += r.tiles + r.skipped
+            progress.update(done, tiles, n_bytes)
+    elif chunks:
         ray = _ray_init(ray_address, workers)
         try:
             n_gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -399,7 +407,8 @@ def cmd_bake(args) -> int:
     print(f"baking {len(keys)} tiles of {args.world.value} seed {args.seed}, levels {levels[0]}..{levels[1]} "
           f"into {args.store}", flush=True)
     report = bake(args.world, args.seed, keys, args.store, refiner=args.refiner, ray_address=args.ray_address,
-                  workers=args.workers, tiles_per_task=args.tiles_per_task, verify=args.verify)
+                  workers=args.workers, tiles_per_task=args.tiles_per_task, verify=args.verify,
+                  use_ray=not args.no_ray)
     print(report.line(), flush=True)
     print(json.dumps({"planned": report.planned, "tiles": report.tiles, "skipped": report.skipped,
                       "bytes": report.bytes, "seconds": round(report.seconds, 3),
@@ -444,6 +453,7 @@ def register(sub) -> None:
     sp.add_argument("--tiles-per-task", type=_int_in(1, 4096, "tiles per task"), default=8)
     sp.add_argument("--verify", action="store_true", help="check stored tiles' checksums before skipping them")
     sp.add_argument("--no-ancestors", action="store_true", help="bake only the given levels")
+    sp.add_argument("--no-ray", action="store_true", help="bake in this process (no Ray)")
     sp.set_defaults(func=cmd_bake)
 
     sp = sub.add_parser("export", help="write a tile store as static quantized-mesh or 3D Tiles files")
