@@ -89,6 +89,9 @@ class Browser:
         self.events: list[dict] = []
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable")
+        # A fixed CSS viewport and pixel ratio: screenshots are exactly ``size``.
+        self.call("Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1,
+                  mobile=False)
 
     def call(self, method: str, timeout_s: float = 60.0, **params) -> dict:
         """Send one command and wait for its answer, keeping events that arrive meanwhile."""
