@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.export import layer_json, quantized_mesh, tile_glb
+from runtime.export import layer_json, quantized_mesh
 from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, default_geometric_error_m, geometry_for
 from runtime.mesh import SKIRT_FACTOR, TileMesh, _skirt_faces, vertex_normals
 from runtime.tiles import MAX_LEVEL, T, TileKey, World, tiles_y, validate_key
@@ -123,12 +123,29 @@ def imagery_png(frame: bytes) -> bytes:
 
 
 def glb_bytes(frame: bytes, world: World = World.EARTH) -> bytes:
-    """A textured GLB (TIN + skirts, Y-up, centre in the node transform) of a tile frame."""
+    """A textured GLB (TIN + skirts, Y-up, centre in the node transform) of a tile frame.
+
+    Laid out as runtime.export.tile_glb, but with a terrain material: the texture is the
+    albedo (base colour factor 1), not metallic, fully rough. (trimesh's default material
+    darkens the texture to 40 % and glTF's default metallic factor is 1.)"""
+    import trimesh
     from PIL import Image
 
     tile = frame_tile(frame)
+    mesh = tin_mesh(World.parse(world), tile)
     image = Image.open(io.BytesIO(tile.image)).convert("RGB") if tile.image is not None else None
-    return tile_glb(tin_mesh(World.parse(world), tile), image=image)
+    material = trimesh.visual.material.PBRMaterial(
+        baseColorTexture=image, baseColorFactor=[255, 255, 255, 255], metallicFactor=0.0, roughnessFactor=1.0)
+    m = trimesh.Trimesh(vertices=mesh.vertices_m.astype(np.float64), faces=mesh.all_faces,
+                        vertex_normals=mesh.normals.astype(np.float64),
+                        visual=trimesh.visual.TextureVisuals(uv=mesh.uv.astype(np.float64), material=material),
+                        process=False)
+    z_to_y = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+    transform = np.eye(4)
+    transform[:3, 3] = mesh.center_m
+    scene = trimesh.Scene()
+    scene.add_geometry(m, node_name="tile", geom_name="tile", transform=z_to_y @ transform)
+    return scene.export(file_type="glb")
 
 
 # ---------------------------------------------------------------- quantized-mesh layer

@@ -191,3 +191,8 @@ def test_every_glb_passes_gltf_validator(frames, tmp_path):
         assert rep["info"]["totalTriangleCount"] > len(tile.faces)
         assert rep["info"]["totalVertexCount"] > len(tile.grid_rc)
         assert rep["info"]["materialCount"] == 1
+    # Terrain material: the texture is the albedo, not metal (glTF's metallic default is 1).
+    glb = paths[-1].read_bytes()
+    n = struct.unpack_from("<I", glb, 12)[0]
+    pbr = json.loads(glb[20:20 + n])["materials"][0]["pbrMetallicRoughness"]
+    assert pbr["metallicFactor"] == 0.0 and pbr["baseColorFactor"] == [1.0, 1.0, 1.0, 1.0]
