@@ -145,7 +145,30 @@ def glb_bytes(frame: bytes, world: World = World.EARTH) -> bytes:
     transform[:3, 3] = mesh.center_m
     scene = trimesh.Scene()
     scene.add_geometry(m, node_name="tile", geom_name="tile", transform=z_to_y @ transform)
-    return scene.export(file_type="glb")
+    return clamp_textures(scene.export(file_type="glb"))
+
+
+def clamp_textures(glb: bytes) -> bytes:
+    """Give every texture of a GLB a clamp-to-edge, mipmapped sampler.
+
+    With no sampler glTF repeats textures, so bilinear filtering at u, v = 0 or 1
+    blends in the opposite edge and draws a dark line along every tile border."""
+    magic, version, _ = struct.unpack_from("<4sII", glb)
+    jlen, jtype = struct.unpack_from("<I4s", glb, 12)
+    if magic != b"glTF" or version != 2 or jtype != b"JSON":
+        raise ValueError("expected a glTF 2.0 binary with a JSON chunk first")
+    js = json.loads(glb[20:20 + jlen])
+    if not js.get("textures"):
+        return glb
+    # LINEAR, LINEAR_MIPMAP_LINEAR, CLAMP_TO_EDGE (glTF 2.0 sampler enums)
+    js["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
+    for t in js["textures"]:
+        t["sampler"] = 0
+    text = json.dumps(js, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    rest = glb[20 + jlen:]
+    return struct.pack("<4sII", b"glTF", 2, 12 + 8 + len(text) + len(rest)) + struct.pack(
+        "<I4s", len(text), b"JSON") + text + rest
 
 
 # ---------------------------------------------------------------- quantized-mesh layer

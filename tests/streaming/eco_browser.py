@@ -44,6 +44,7 @@ class StaticSite:
     than the tile server, so CORS is exercised)."""
 
     def __init__(self, root: Path):
+        self.root = Path(root)
         handler = functools.partial(_QuietHandler, directory=str(root))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.httpd.server_address[1]

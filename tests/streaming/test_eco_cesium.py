@@ -52,17 +52,18 @@ def web(tmp_path_factory):
     t.close()
 
 
-def load(site, web, tmp_path, mode: str, sse: float):
+def load(site, web, tmp_path, mode: str, sse: float, camera: str = CAMERA, extra_query: str = ""):
+    base = web if isinstance(web, str) else web.base
     b = Browser(tmp_path / f"profile-{mode}", size=SIZE)
     try:
-        b.call("Page.navigate", url=f"http://127.0.0.1:{site.port}/index.html?mode={mode}&base={web.base}"
-                                    f"&camera={CAMERA}&sse={sse}")
+        b.call("Page.navigate", url=f"http://127.0.0.1:{site.port}/index.html?mode={mode}&base={base}"
+                                    f"&camera={camera}&sse={sse}{extra_query}")
         state = b.wait_for("window.__state !== 'loading' && window.__state", timeout_s=150)
         errors = b.evaluate("window.__errors") + b.errors()
         assert state == "loaded" and errors == [], errors
         png = b.screenshot()
         extra = None
-        if mode == "terrain":
+        if mode == "terrain" and not extra_query:
             extra = b.evaluate(SAMPLE_JS)
         return png, extra
     finally:
@@ -128,3 +129,24 @@ def test_cesium_3d_tiles(site, web, tmp_path):
     img = pixels(png, tmp_path / "cesium_3dtiles.png")
     assert_terrain_below_space_above(img)
     assert web.server.http.served - served >= 10  # tileset, subtrees and GLBs
+
+
+def test_cesium_opens_static_exports(site, tmp_path):
+    """``worldstream bake`` + ``export`` output, hosted by a plain static web server."""
+    from runtime.tiles import World
+    from streaming.bake import BBox, bake, export_store, open_store, plan_keys
+
+    store_root = tmp_path / "store"
+    keys = plan_keys(World.EARTH, BBox(86.0, 27.0, 88.0, 29.0), (5, 7))
+    bake(World.EARTH, 0, keys, store_root, use_ray=False, progress_stream=io.StringIO())
+    out = site.root / "static"
+    for fmt in ("quantized-mesh", "3dtiles"):
+        export_store(open_store(store_root), out, fmt, progress_stream=io.StringIO())
+    base = f"http://127.0.0.1:{site.port}/static"
+    down = "87.0,28.0,120000,0,-90"  # straight down on the baked box (about 1.2 deg of view)
+    for mode in ("terrain", "tiles"):
+        png, _ = load(site, base, tmp_path, mode, sse=2, camera=down, extra_query="&rect=86,27,88,29&maxlevel=7")
+        img = pixels(png, tmp_path / f"static_{mode}.png")
+        lum = img.mean(axis=2)
+        assert (lum > 5).mean() > 0.97, f"{mode}: the baked region should fill the view"
+        assert img.std(axis=(0, 1)).max() > 8

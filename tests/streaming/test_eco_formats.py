@@ -196,3 +196,7 @@ def test_every_glb_passes_gltf_validator(frames, tmp_path):
     n = struct.unpack_from("<I", glb, 12)[0]
     pbr = json.loads(glb[20:20 + n])["materials"][0]["pbrMetallicRoughness"]
     assert pbr["metallicFactor"] == 0.0 and pbr["baseColorFactor"] == [1.0, 1.0, 1.0, 1.0]
+    # Clamped texture edges: no bleeding of the opposite border along tile seams.
+    gltf = json.loads(glb[20:20 + n])
+    sampler = gltf["samplers"][gltf["textures"][0]["sampler"]]
+    assert sampler["wrapS"] == sampler["wrapT"] == 33071
