@@ -165,15 +165,23 @@ class BakeReport:
     seconds: float
     workers: int
     gpus: int
+    startup_s: float = 0.0  # opening Ray and the workers' generators, inside ``seconds``
 
     @property
     def tiles_per_s(self) -> float:
         return self.tiles / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def steady_tiles_per_s(self) -> float:
+        """Throughput once the workers are up (what a longer bake approaches)."""
+        busy = self.seconds - self.startup_s
+        return self.tiles / busy if busy > 0 else 0.0
+
     def line(self) -> str:
         return (f"baked {self.tiles} tiles ({self.skipped} already stored, {self.planned} planned), "
                 f"{self.bytes / 1e6:.1f} MB, {self.tiles_per_s:.1f} tiles/s in {self.seconds:.1f} s "
-                f"on {self.workers} workers ({self.gpus} GPUs)")
+                f"on {self.workers} workers ({self.gpus} GPUs; {self.steady_tiles_per_s:.1f} tiles/s after "
+                f"{self.startup_s:.1f} s of start-up)")
 
 
 class Progress:
@@ -239,8 +247,10 @@ def bake(world: World, seed: int, keys: Sequence[TileKey], store_root: str | os.
     done, tiles, n_bytes, skipped = len(stored), 0, 0, len(stored)
     progress.update(done, tiles, n_bytes)
     n_workers = n_gpus = 0
+    startup_s = 0.0
     if chunks and not use_ray:
         n_workers, baker = 1, Baker(world.value, seed, str(store_root), refiner)
+        startup_s = time.perf_counter() - t0
         for chunk in chunks:
             r = baker.bake(chunk)
             tiles, n_bytes, skipped = tiles + r.tiles, n_bytes + r.bytes, skipped + r.skipped
@@ -259,6 +269,7 @@ def bake(world: World, seed: int, keys: Sequence[TileKey], store_root: str | os.
             n_workers = min(n_workers, len(chunks))
             actors = [actor_cls.remote(world.value, seed, str(store_root), refiner) for _ in range(n_workers)]
             models = ray.get([a.model_id.remote() for a in actors])
+            startup_s = time.perf_counter() - t0
             if any(m != model for m in models):
                 raise RuntimeError(f"workers opened model {set(models)} but the driver has {model}: "
                                    "install the same worldstream version on every node")
@@ -282,7 +293,7 @@ def bake(world: World, seed: int, keys: Sequence[TileKey], store_root: str | os.
                         pending[nxt], owner[nxt] = True, a
         finally:
             ray.shutdown()
-    return BakeReport(len(keys), skipped, tiles, n_bytes, time.perf_counter() - t0, n_workers, n_gpus)
+    return BakeReport(len(keys), skipped, tiles, n_bytes, time.perf_counter() - t0, n_workers, n_gpus, startup_s)
 
 
 # ---------------------------------------------------------------- export
@@ -412,7 +423,9 @@ def cmd_bake(args) -> int:
     print(report.line(), flush=True)
     print(json.dumps({"planned": report.planned, "tiles": report.tiles, "skipped": report.skipped,
                       "bytes": report.bytes, "seconds": round(report.seconds, 3),
-                      "tiles_per_s": round(report.tiles_per_s, 2), "workers": report.workers, "gpus": report.gpus}),
+                      "tiles_per_s": round(report.tiles_per_s, 2), "startup_s": round(report.startup_s, 3),
+                      "steady_tiles_per_s": round(report.steady_tiles_per_s, 2), "workers": report.workers,
+                      "gpus": report.gpus}),
           flush=True)
     return 0
 
