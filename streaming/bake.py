@@ -234,7 +234,10 @@ def bake(world: World, seed: int, keys: Sequence[TileKey], store_root: str | os.
 
     world = World.parse(world)
     t0 = time.perf_counter()
-    model = open_world(world, seed, refiner).model_id
+    # In-process, the one baker's generator also names the model; on Ray the driver
+    # opens one only to name the store before deciding whether Ray is needed at all.
+    baker = None if use_ray else Baker(world.value, seed, str(store_root), refiner)
+    model = baker.model_id() if baker is not None else open_world(world, seed, refiner).model_id
     store = TileStore(store_root, model, world.value, seed)
     store.sweep()
     stored = [k for k in keys if (store.get(k) is not None if verify else k in store)]
@@ -248,9 +251,8 @@ def bake(world: World, seed: int, keys: Sequence[TileKey], store_root: str | os.
     progress.update(done, tiles, n_bytes)
     n_workers = n_gpus = 0
     startup_s = 0.0
-    if chunks and not use_ray:
-        n_workers, baker = 1, Baker(world.value, seed, str(store_root), refiner)
-        startup_s = time.perf_counter() - t0
+    if chunks and baker is not None:
+        n_workers, startup_s = 1, time.perf_counter() - t0
         for chunk in chunks:
             r = baker.bake(chunk)
             tiles, n_bytes, skipped = tiles + r.tiles, n_bytes + r.bytes, skipped + r.skipped
