@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gzip
 import hmac
 import http
 import logging
@@ -154,10 +155,17 @@ class HttpEndpoints:
                 if not hmac.compare_digest(given.encode(), self.token.encode()):
                     raise HttpError(401, "missing or wrong ?token=")
             route = parse_route(path, self.config.max_level)
-            body = await self._body(route)
+            # quantized-mesh compresses about 3x; browsers inflate it transparently.
+            gz = route.kind == "terrain" and "gzip" in headers.get("Accept-Encoding", "")
+            body = await self._body(route, gz)
             self.served += 1
-            return _response(200, b"" if method == "HEAD" else body, CONTENT_TYPES[route.kind], cors,
-                             max_age_s=self.config.max_age_s, length=len(body))
+            r = _response(200, b"" if method == "HEAD" else body, CONTENT_TYPES[route.kind], cors,
+                          max_age_s=self.config.max_age_s, length=len(body))
+            if route.kind == "terrain":
+                r.headers["Vary"] = "Origin, Accept-Encoding" if "Vary" in r.headers else "Accept-Encoding"
+                if gz:
+                    r.headers["Content-Encoding"] = "gzip"
+            return r
         except HttpError as exc:
             return _response(exc.status, f"{exc}\n".encode(), "text/plain; charset=utf-8", cors)
         except Exception as exc:  # a generator or meshing failure stays this request's
@@ -170,7 +178,7 @@ class HttpEndpoints:
         return origin if origin in self.allowed_origins else None
 
     # -- bodies ------------------------------------------------------------------------
-    async def _body(self, route: Route) -> bytes:
+    async def _body(self, route: Route, gz: bool = False) -> bytes:
         import json
 
         if route.kind == "layer":
@@ -182,7 +190,7 @@ class HttpEndpoints:
             deepest = route.coord.level + E.SUBTREE_LEVELS > self.config.max_level
             return E.subtree_bytes(True, True, not deepest)
         assert route.key is not None
-        cache_key = (route.kind, route.key)
+        cache_key = (route.kind + (".gz" if gz else ""), route.key)
         hit = self._cache.get(cache_key)
         if hit is not None:
             self._cache.move_to_end(cache_key)
@@ -194,6 +202,8 @@ class HttpEndpoints:
             self.service.release(route.key, fut)
             raise
         convert = {"terrain": E.terrain_bytes, "imagery": E.imagery_png, "glb": E.glb_bytes}[route.kind]
+        if gz:
+            convert = lambda f: gzip.compress(E.terrain_bytes(f), 6, mtime=0)  # noqa: E731
         body = await asyncio.get_running_loop().run_in_executor(None, convert, frame)
         self._remember(cache_key, body)
         return body

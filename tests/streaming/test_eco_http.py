@@ -3,6 +3,7 @@ tile service and store; CORS, tokens, bad paths; websocket clients unaffected.""
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -44,6 +45,10 @@ def test_terrain_tile_is_the_stored_frame_converted(web):
     # Same store as the websocket server: the frame is there now, and converts to these bytes.
     frame = web.server.service.store.get(KEY)
     assert frame is not None and body == E.terrain_bytes(frame)
+    # Asked with gzip (browsers do), the same bytes come compressed.
+    status, h, gz = get(f"{web.base}/terrain/{KEY.level}/{KEY.x}/{tms_y}.terrain", headers={"Accept-Encoding": "gzip"})
+    assert status == 200 and h["Content-Encoding"] == "gzip" and "Accept-Encoding" in h["Vary"]
+    assert gzip.decompress(gz) == body and len(gz) < len(body) / 2
     # Imagery and GLB of the same tile come from the same frame (no new generation).
     generated = web.server.service.stats().generated
     status, h, png = get(f"{web.base}/imagery/{KEY.level}/{KEY.x}/{KEY.y}.png")
