@@ -213,3 +213,22 @@ def test_export_refuses_plane_and_empty_stores(tmp_path):
         export_store(open_store(tmp_path / "p"), tmp_path / "o", "3dtiles")
     with pytest.raises(FileNotFoundError, match="no tile store"):
         open_store(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["bake", "--bbox", "1,2,3", "--levels", "1..2", "--store", "S"], "bbox must be four numbers"),
+    (["bake", "--bbox", "1,2,3,4", "--levels", "3..1", "--store", "S"], "levels must be A..B"),
+    (["export", "--store", "NOWHERE", "--format", "3dtiles", "--out", "O"], "no tile store under"),
+    (["export", "--store", "S", "--format", "kml", "--out", "O"], "invalid choice: 'kml'"),
+    (["serve-http", "--world", "plane"], "need the earth world"),
+])
+def test_cli_errors_are_one_line(argv, says, tmp_path, capsys, monkeypatch):
+    from streaming.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse errors exit
+        rc = exc.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and says in err and len(err.splitlines()) == 1
