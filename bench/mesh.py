@@ -48,8 +48,8 @@ REAL_FILES = [
     "ecuador_andes_10m",
     "swellendam_srtm",
 ]
-ERROR_FRACTIONS = (0.05, 0.2)
-"""Error bounds as fractions of the pixel size (1.5 m and 6 m for 30 m SRTM)."""
+ERROR_FRACTIONS = (0.05, 0.2, 1.0)
+"""Error bounds as fractions of the pixel size (1.5, 6 and 30 m for 30 m SRTM)."""
 
 
 def real_tiles(data: Path, per_file: int, files: list[str]) -> list[tuple[str, np.ndarray, float]]:
@@ -131,6 +131,9 @@ def bench_tile(h: np.ndarray, max_error_m: float, repeats: int) -> dict:
         )
 
     payload, t_enc = timed(enc, repeats)
+    _, t_server = timed(
+        lambda: wire.encode_heights(h, max_error_m, key=key, model="bench"), repeats
+    )  # mesh + encode in one call, the server path
     blob = msgpack.packb(payload)
     _, t_dec = timed(lambda: wire.decode_tile(msgpack.unpackb(blob)), repeats)
     row["ours"] = dict(
@@ -138,10 +141,14 @@ def bench_tile(h: np.ndarray, max_error_m: float, repeats: int) -> dict:
         verts=len(grid_rc),
         err=mesh.max_vertical_error(h, grid_rc, faces),
         ms=t_mesh * 1e3,
-        ms_mesh_encode=(t_mesh + t_enc) * 1e3,
+        ms_mesh_encode=t_server * 1e3,
+        ms_encode=t_enc * 1e3,
         ms_decode=t_dec * 1e3,
         bpv=len(blob) / len(grid_rc),
     )
+    for border in ("graded", "free"):
+        rc_b, f_b = mesh.simplify_grid(h, max_error_m, border)
+        row[f"ours_{border}"] = dict(tris=len(f_b), err=mesh.max_vertical_error(h, rc_b, f_b))
     tin, t_del = timed(lambda: Delatin(h.astype(np.float64), max_error=max_error_m), repeats)
     dv, dt = tin.vertices, tin.triangles  # pydelatin vertices are (x = col, y = T - row, z)
     row["pydelatin"] = dict(
@@ -184,6 +191,12 @@ def summarise(rows: list[dict]) -> dict:
         ours_tris=mean([r["ours"]["tris"] for r in rows]),
         delatin_tris=mean([r["pydelatin"]["tris"] for r in rows]),
         martini_tris=mean([r["pymartini"]["tris"] for r in rows]),
+        graded_tris=mean([r["ours_graded"]["tris"] for r in rows]),
+        free_tris=mean([r["ours_free"]["tris"] for r in rows]),
+        tri_ratio_graded=mean([r["ours_graded"]["tris"] / r["pydelatin"]["tris"] for r in rows]),
+        tri_ratio_free=mean([r["ours_free"]["tris"] / r["pydelatin"]["tris"] for r in rows]),
+        err_ratio_graded=max(r["ours_graded"]["err"] / r["bound"] for r in rows),
+        err_ratio_free=max(r["ours_free"]["err"] / r["bound"] for r in rows),
         tri_ratio_vs_pydelatin=mean([r["ours"]["tris"] / r["pydelatin"]["tris"] for r in rows]),
         tri_ratio_vs_pymartini=mean([r["ours"]["tris"] / r["pymartini"]["tris"] for r in rows]),
         err_ratio_ours=max(r["ours"]["err"] / r["bound"] for r in rows),
@@ -203,19 +216,25 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def print_table(title: str, s: dict) -> None:
+    w = 26
     print(f"\n== {title}: {s['tiles']} tile x bound pairs (means; error = max measured / bound) ==")
-    print(f"{'mesher':<12}{'triangles':>11}{'ours/them':>11}{'max err/bound':>15}{'ms/tile':>10}")
     print(
-        f"{'ours (RTIN)':<12}{s['ours_tris']:>11.0f}{'':>11}{s['err_ratio_ours']:>15.3f}{s['ms_ours']:>10.2f}"
+        f"{'mesher':<{w}}{'triangles':>11}{'/pydelatin':>11}{'/pymartini':>11}"
+        f"{'max err/bound':>15}{'ms/tile':>9}"
     )
-    print(
-        f"{'pydelatin':<12}{s['delatin_tris']:>11.0f}{s['tri_ratio_vs_pydelatin']:>11.3f}"
-        f"{s['err_ratio_delatin']:>15.3f}{s['ms_delatin']:>10.2f}"
-    )
-    print(
-        f"{'pymartini':<12}{s['martini_tris']:>11.0f}{s['tri_ratio_vs_pymartini']:>11.3f}"
-        f"{s['err_ratio_martini']:>15.3f}{s['ms_martini']:>10.2f}"
-    )
+    rows = [
+        ("ours (RTIN, fan border)", "ours_tris", "tri_ratio_vs_pydelatin", "err_ratio_ours", "ms_ours"),
+        ("ours, graded border", "graded_tris", "tri_ratio_graded", "err_ratio_graded", None),
+        ("ours, free border (*)", "free_tris", "tri_ratio_free", "err_ratio_free", None),
+        ("pydelatin", "delatin_tris", None, "err_ratio_delatin", "ms_delatin"),
+        ("pymartini", "martini_tris", None, "err_ratio_martini", "ms_martini"),
+    ]
+    for label, tris, ratio, err, ms in rows:
+        r = f"{s[ratio]:>11.3f}" if ratio else f"{'':>11}"
+        m = f"{s['tri_ratio_vs_pymartini']:>11.3f}" if tris == "ours_tris" else f"{'':>11}"
+        t = f"{s[ms]:>9.2f}" if ms else f"{'':>9}"
+        print(f"{label:<{w}}{s[tris]:>11.0f}{r}{m}{s[err]:>15.3f}{t}")
+    print("(*) border simplified like the interior, as pydelatin/pymartini do: neighbours would not meet")
     print(f"{'format':<34}{'bytes/vertex':>14}")
     for label, k in [
         ("ours (msgpack payload)", "bpv_ours"),
@@ -245,7 +264,8 @@ def main(argv=None) -> None:
         else [(1, 0.9, 800.0), (2, 0.6, 1500.0), (3, 0.8, 300.0), (4, 0.5, 2500.0), (5, 1.0, 1200.0)]
     )
     print(
-        f"bench/mesh.py  cpu={os.cpu_count()} load={os.getloadavg()[0]:.2f}  T={T}  bounds={ERROR_FRACTIONS} x pixel"
+        f"bench/mesh.py  cpu={os.cpu_count()} load={os.getloadavg()[0]:.2f}  T={T}  "
+        f"bounds={ERROR_FRACTIONS} x pixel"
     )
     t0 = time.perf_counter()
     sets = {
@@ -271,6 +291,8 @@ def main(argv=None) -> None:
     result = {
         "tri_ratio_vs_pydelatin": round(total["tri_ratio_vs_pydelatin"], 3),
         "tri_ratio_vs_pymartini": round(total["tri_ratio_vs_pymartini"], 3),
+        "tri_ratio_graded_vs_pydelatin": round(total["tri_ratio_graded"], 3),
+        "tri_ratio_free_border_vs_pydelatin": round(total["tri_ratio_free"], 3),
         "bytes_per_vertex": round(total["bpv_ours"], 3),
         "qm_gzip_bytes_per_vertex": round(total["bpv_qm_gz"], 3),
         "glb_bytes_per_vertex": round(total["bpv_glb"], 3),

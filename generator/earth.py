@@ -50,12 +50,17 @@ class EarthAnchor:
 
     channels = 4
 
-    def __init__(self, height_m: np.ndarray, rgb: np.ndarray, digest: str):
-        if height_m.shape != (ROWS, COLS) or rgb.shape != (3, ROWS, COLS):
-            raise ValueError(f"earth grid must be ({ROWS}, {COLS}) and (3, {ROWS}, {COLS}), "
-                             f"got {height_m.shape} and {rgb.shape}")
-        self.grid = np.concatenate([height_m[None].astype(np.float32), rgb.astype(np.float32)])
-        self.grid.setflags(write=False)
+    def __init__(self, height_m: np.ndarray, rgb8: np.ndarray, digest: str):
+        """height_m (ROWS, COLS) metres, rgb8 (ROWS, COLS, 3) uint8 sRGB, digest of the source bytes."""
+        if height_m.shape != (ROWS, COLS) or rgb8.shape != (ROWS, COLS, 3) or rgb8.dtype != np.uint8:
+            raise ValueError(f"earth grid must be ({ROWS}, {COLS}) heights and ({ROWS}, {COLS}, 3) uint8 "
+                             f"colour, got {height_m.shape} and {rgb8.shape} {rgb8.dtype}")
+        self.height_m = np.ascontiguousarray(height_m, dtype=np.float32)
+        self.rgb8 = np.ascontiguousarray(rgb8)  # kept as bytes: 25 MB instead of 100 MB of float32
+        # the poles are single points: their colour is the mean of the (JPEG-blurred) pole rows
+        self.pole_rgb = (rgb8[[0, -1]].astype(np.float32) / np.float32(255.0)).mean(axis=1)  # (2, 3)
+        for a in (self.height_m, self.rgb8, self.pole_rgb):
+            a.setflags(write=False)
         self.digest = digest
 
     @classmethod
@@ -69,10 +74,8 @@ class EarthAnchor:
         height = decode_height(codes).astype(np.float32)
         from PIL import Image
 
-        rgb = np.asarray(Image.open(io.BytesIO(cb)).convert("RGB"), dtype=np.float32) / np.float32(255.0)
-        rgb[[0, -1]] = rgb[[0, -1]].mean(axis=1, keepdims=True)  # poles are points; JPEG blurs that
-        digest = hashlib.sha256(hb + cb).hexdigest()
-        return cls(height, np.moveaxis(rgb, -1, 0), digest)
+        rgb8 = np.asarray(Image.open(io.BytesIO(cb)).convert("RGB"), dtype=np.uint8)
+        return cls(height, rgb8, hashlib.sha256(hb + cb).hexdigest())
 
     def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """rows (H,), cols (W,) int64 level-3 global samples -> (4, H, W) float32."""
@@ -82,10 +85,12 @@ class EarthAnchor:
         r = np.mod(rows, period)  # one trip over both poles and back
         flip = r > ROWS - 1
         r = np.where(flip, period - r, r)
+        c = np.where(flip[:, None], np.mod(cols + COLS // 2, COLS)[None, :], np.mod(cols, COLS)[None, :])
         out = np.empty((self.channels, len(rows), len(cols)), dtype=np.float32)
-        straight = self.grid[:, r][:, :, np.mod(cols, COLS)]
-        across = self.grid[:, r][:, :, np.mod(cols + COLS // 2, COLS)]
-        out[:] = np.where(flip[None, :, None], across, straight)
+        out[0] = self.height_m[r[:, None], c]
+        out[1:] = np.moveaxis(self.rgb8[r[:, None], c], -1, 0).astype(np.float32) / np.float32(255.0)
+        for i, pole_row in ((0, 0), (1, ROWS - 1)):
+            out[1:, r == pole_row] = self.pole_rgb[i][:, None, None]
         return out
 
 
@@ -178,12 +183,14 @@ def encode_height(height: np.ndarray) -> np.ndarray:
 
 def decode_height(codes: np.ndarray) -> np.ndarray:
     """Inverse of :func:`encode_height`: (R, C) int16 codes -> (R, C) int64 metres (exact integers)."""
-    out = np.empty(codes.shape, dtype=np.int64)
+    by_col = np.ascontiguousarray(codes.T, dtype=np.int64)  # (C, R): each step reads one contiguous row
+    out = np.empty_like(by_col)
     prev = np.zeros(codes.shape[0], dtype=np.int64)
-    for j in range(codes.shape[1]):
-        prev = prev + codes[:, j].astype(np.int64) * np.where(prev > DEEP_M, FINE_STEP_M, COARSE_STEP_M)
-        out[:, j] = prev
-    return out
+    fine, coarse = np.int64(FINE_STEP_M), np.int64(COARSE_STEP_M)
+    for j in range(by_col.shape[0]):
+        prev = prev + by_col[j] * np.where(prev > DEEP_M, fine, coarse)
+        out[j] = prev
+    return out.T
 
 
 def write_assets(height: np.ndarray, rgb: np.ndarray, out_dir: Path = ASSETS) -> tuple[Path, Path]:

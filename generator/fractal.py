@@ -46,21 +46,21 @@ _SIXTEENTH = np.float32(0.0625)
 class FractalConfig:
     """Parameters of the fractal refiner (units in the names; defaults fitted, see docs)."""
 
-    amp_at_1km_m: float = 36.3
+    amp_at_1km_m: float = 32.5
     """Std of the detail added at parent spacing 1 km, metres (law intercept)."""
-    hurst: float = 0.787
+    hurst: float = 0.912
     """Slope of log(detail std) against log(spacing) (law exponent)."""
-    relief_ratio: float = 1.56
+    relief_ratio: float = 1.86
     """Typical |central difference| / (2 sigma(spacing)) of real terrain (normalises roughness)."""
-    roughness_exp: float = 0.615
+    roughness_exp: float = 0.602
     """Exponent of the relief modulation (< 1: rough stays rough, but no runaway)."""
     ew_corr_samples: float = 1.5
     """Correlation length, in samples at the equator, of the east-west-smooth odd-row detail."""
-    roughness_min: float = 0.05
-    roughness_max: float = 4.2
-    rgb_amp_at_1km: float = 0.331
+    roughness_min: float = 0.048
+    roughness_max: float = 5.62
+    rgb_amp_at_1km: float = 0.101
     """Relative colour detail at 1 km parent spacing."""
-    rgb_hurst: float = 0.281
+    rgb_hurst: float = 0.054
     rgb_max: float = 0.3
     rgb_height_coupling: float = 0.5
     """Share of the colour detail that follows the height detail (shading-like albedo)."""
@@ -74,12 +74,15 @@ class FractalRefiner:
     margin = 1
     channels = 4
 
-    def __init__(self, world: World | str = World.PLANE, config: FractalConfig = FractalConfig()):
+    def __init__(self, world: World | str = World.PLANE, config: FractalConfig = FractalConfig(),
+                 spacing_scale: float = 1.0):
         self.world = World.parse(world) if not isinstance(world, World) else world
         self.cfg = config
+        self.spacing_scale = float(spacing_scale)  # metres per sample = spacing_m(level) * this
 
     def config(self) -> dict:
-        return {"name": self.name, "version": self.version, "world": self.world.value, **asdict(self.cfg)}
+        return {"name": self.name, "version": self.version, "world": self.world.value,
+                "spacing_scale": self.spacing_scale, **asdict(self.cfg)}
 
     def __repr__(self) -> str:
         return f"FractalRefiner({json.dumps(self.config())})"
@@ -110,12 +113,17 @@ class FractalRefiner:
         hx = _midpoints(p[:, :, m - 1 : h - m + 1], 3, m, nc - 1)  # (b, c, nr + 2, nc - 1)
         vy = _midpoints(p[..., m : w - m], 2, m, nr - 1)  # (b, c, nr - 1, nc)
         cc = _midpoints(hx, 2, 1, nr - 1)  # (b, c, nr - 1, nc - 1)
+        if cfg.amp_at_1km_m == 0.0:  # pure interpolation (the bicubic baseline)
+            out[:, :, 0::2, 1::2] = hx[:, :, 1:-1]
+            out[:, :, 1::2, 0::2] = vy
+            out[:, :, 1::2, 1::2] = cc
+            return out
 
         # Local roughness: central differences of the parent heights in each direction, each
         # divided by what the law expects at that direction's metric spacing (so it is scale-
         # and latitude-free), averaged, relative to typical terrain, then damped by an exponent.
         z = p[:, 0]
-        s_p = 2.0 * spacing_ns_m(level)  # parent spacing, metres (north-south)
+        s_p = 2.0 * spacing_ns_m(level) * self.spacing_scale  # parent spacing, metres (north-south)
         prow = origins[:, 0:1] // 2 - m + np.arange(h, dtype=np.int64)[None]  # parent rows
         ew_p = ew_scale(self.world, level - 1, prow)[:, m : h - m]  # (b, nr)
         inv_ns = np.float32(1.0 / (2.0 * self.sigma_m(s_p)))
@@ -148,27 +156,29 @@ class FractalRefiner:
         g_h = noise.gauss(seed, level, 0, ev_r, od_c)
         g_v = noise.gauss(seed, level, 0, od_r, ev_c)
         g_c = noise.gauss(seed, level, 0, od_r, od_c)
-        d_h, d_v, d_c = g_h * r_h, g_v * r_v, g_c * r_c  # unit-law white detail, modulated
-        det_v, det_c = a_w * g_v, a_w * g_c
+        det_h, det_v, det_c = a_h * g_h, a_w * g_v, a_w * g_c  # metres, before the roughness factor
         if np.any(a_s > 0):
             smooth = self._ew_smooth_noise(seed, level, od_r, cols, ew[:, 1::2])
             det_v = det_v + a_s * smooth[:, :, 0::2]
             det_c = det_c + a_s * smooth[:, :, 1::2]
-        out[:, 0, 0::2, 1::2] = hx[:, 0, 1:-1] + a_h * d_h
+        out[:, 0, 0::2, 1::2] = hx[:, 0, 1:-1] + det_h * r_h
         out[:, 0, 1::2, 0::2] = vy[:, 0] + det_v * r_v
         out[:, 0, 1::2, 1::2] = cc[:, 0] + det_c * r_c
 
         if c > 1:
+            # unit-variance mix of the height noise (albedo follows the new relief) and its own noise
             k = float(cfg.rgb_height_coupling)
+            norm = 1.0 / np.hypot(k, 1.0 - k)
+            kh, kl = np.float32(k * norm), np.float32((1.0 - k) * norm)
             # colour detail also scales with the metric spacing (none along a pole row)
             ar_h, ar_v, ar_c = (self.rgb_amp(d) for d in (s_p * ew[:, 0::2], np.float64(s_p),
                                                           s_p * np.sqrt(0.5 * (1.0 + ew[:, 1::2] ** 2))))
             lum_h = noise.gauss(seed, level, 1, ev_r, od_c)
             lum_v = noise.gauss(seed, level, 1, od_r, ev_c)
             lum_c = noise.gauss(seed, level, 1, od_r, od_c)
-            f_h = (np.float32(k) * d_h + np.float32(1 - k) * lum_h) * ar_h + np.float32(1)
-            f_v = (np.float32(k) * d_v + np.float32(1 - k) * lum_v) * ar_v + np.float32(1)
-            f_c = (np.float32(k) * d_c + np.float32(1 - k) * lum_c) * ar_c + np.float32(1)
+            f_h = (kh * g_h + kl * lum_h) * ar_h + np.float32(1)
+            f_v = (kh * g_v + kl * lum_v) * ar_v + np.float32(1)
+            f_c = (kh * g_c + kl * lum_c) * ar_c + np.float32(1)
             out[:, 1:, 0::2, 1::2] = np.clip(hx[:, 1:, 1:-1] * f_h[:, None], 0, 1)
             out[:, 1:, 1::2, 0::2] = np.clip(vy[:, 1:] * f_v[:, None], 0, 1)
             out[:, 1:, 1::2, 1::2] = np.clip(cc[:, 1:] * f_c[:, None], 0, 1)
@@ -234,4 +244,14 @@ def _check(parents: np.ndarray, origins: np.ndarray, channels: int, margin: int)
     return parents
 
 
+class BicubicRefiner(FractalRefiner):
+    """The interpolating baseline: the same 4-point cubic subdivision with no detail added."""
+
+    name = "bicubic"
+
+    def __init__(self, world: World | str = World.PLANE, spacing_scale: float = 1.0):
+        super().__init__(world, FractalConfig(amp_at_1km_m=0.0, rgb_amp_at_1km=0.0), spacing_scale)
+
+
 register_refiner("fractal", lambda world: FractalRefiner(world))
+register_refiner("bicubic", lambda world: BicubicRefiner(world))

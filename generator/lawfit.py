@@ -8,8 +8,7 @@ add. Then
 
 1. the law: least squares of log10(rms residual) on log10(d / 1 km) over all
    (DEM, scale) pairs with one intercept per DEM (fixed effects) gives ``hurst``
-   (the shared slope) and ``amp_at_1km_m`` (10**median intercept); the native
-   pixel scale is left out because DEM production smooths it;
+   (the shared slope) and ``amp_at_1km_m`` (10**median intercept);
 2. the local modulation: at each new sample, the parents' roughness ratio R
    (central differences divided by 2 sigma(d), as in the refiner) is binned by
    quantiles; log(rms residual / sigma(d)) against log R per bin gives the
@@ -74,11 +73,12 @@ def cubic_residuals(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def scale_residuals(name: str, z: np.ndarray, pixel_m: float, min_size: int = 24,
-                    first_k: int = 1) -> list[Residuals]:
+                    first_k: int = 0) -> list[Residuals]:
     """Residuals of one DEM at every decimation 2^k, k >= first_k, leaving >= min_size samples a side.
 
-    k = 0 (odd samples at the native pixel) is skipped by default: DEM production smooths
-    the finest octave (SRTM 3" is visibly smoother than its pixel), which would bias the slope.
+    k = 0 (odd samples at the native pixel) is included by default: DEM production smooths
+    the finest octave (SRTM 3" is smoother than its pixel), and that is the terrain a refiner
+    is compared with; ``first_k=1`` fits the law without it (docs/GENERATOR.md gives both).
     """
     out, k = [], first_k
     while min(z.shape) // 2**k >= min_size:
@@ -141,14 +141,18 @@ def fit_law(samples: list[Residuals], bins: int = 10) -> LawFit:
 
 def colour_points(name: str, rgb: np.ndarray, pixel_m: float, first_k: int = 1,
                   min_size: int = 40) -> list[tuple[str, float, float]]:
-    """(name, d_m, relative rms residual) of the cubic on an (H, W, 3) image at decimations 2^k.
+    """(name, d_m, relative rms residual) of the cubic on an (H, W, 3) image at 2^k block means.
 
     Relative = rms residual / mean value, averaged over the three channels (the refiner
     multiplies colour by 1 + detail).
     """
     out, k = [], first_k
     while min(rgb.shape[:2]) // 2**k >= min_size:
-        im = rgb[:: 2**k, :: 2**k].astype(np.float64)
+        # pixels are area means: decimate by 2^k x 2^k block means (subsampling would alias a
+        # flat-spectrum image and inflate the residuals at coarse scales)
+        n = 2**k
+        h, w = (rgb.shape[0] // n) * n, (rgb.shape[1] // n) * n
+        im = rgb[:h, :w].astype(np.float64).reshape(h // n, n, w // n, n, 3).mean(axis=(1, 3))
         rel = [np.sqrt(np.mean(cubic_residuals(im[..., c])[0] ** 2)) / np.nanmean(im[..., c])
                for c in range(3)]
         out.append((name, 2.0 * pixel_m * 2**k, float(np.mean(rel))))
@@ -198,11 +202,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m generator.lawfit", description="fit the roughness law")
     ap.add_argument("--data", type=Path, default=default_data_dir())
+    ap.add_argument("--first-k", type=int, default=0, help="skip decimations below 2^k (1: no native octave)")
     a = ap.parse_args(argv)
     if not (a.data / "dem").is_dir():
         print(f"no DEMs under {a.data / 'dem'}; pass --data or set WORLDSTREAM_DATA")
         return 2
-    samples = [r for name, z, px in load_dems(a.data) for r in scale_residuals(name, z, px)]
+    samples = [r for name, z, px in load_dems(a.data)
+               for r in scale_residuals(name, z, px, first_k=a.first_k)]
     fit = fit_law(samples)
     cpts = [p for name, img, px in load_images(a.data) for p in colour_points(name, img, px)]
     rgb_amp, rgb_hurst = fit_colour_law(cpts)

@@ -56,9 +56,14 @@ class Refiner(Protocol):
         ...
 
 
+# Optional attribute a refiner may have (the ``refine`` command sets it when present):
+#   spacing_scale: float = 1.0   metres per sample = runtime.tiles.spacing_m(level) * spacing_scale,
+# so a DEM of any pixel size can be refined with level = the nearest pyramid level.
+
+
 RefinerFactory = Callable[[World], Refiner]
 _FACTORIES: dict[str, RefinerFactory] = {}
-_PREFERENCE = ("learned", "fractal")
+_PREFERENCE = ("learned", "fractal")  # what ``auto`` picks; ``bicubic`` is a baseline only
 
 
 def register_refiner(name: str, factory: RefinerFactory) -> None:
@@ -67,14 +72,16 @@ def register_refiner(name: str, factory: RefinerFactory) -> None:
 
 
 def available_refiners() -> list[str]:
-    """Names registered so far (importing generator.fractal registers ``fractal``)."""
-    _load_builtin()
+    """Names that can be asked for (importing the built-in refiners first)."""
+    _load_builtin(learned=True)
     return sorted(_FACTORIES)
 
 
 def make_refiner(name: str, world: World | str) -> Refiner:
     """Build the refiner ``name`` (``auto`` = the best available) for ``world``."""
-    _load_builtin()
+    if name not in _FACTORIES:
+        # the learned refiner (and torch) is imported only when it may be the one wanted
+        _load_builtin(learned=name in ("auto", "learned"))
     world = World.parse(world) if not isinstance(world, World) else world
     if name == "auto":
         for candidate in _PREFERENCE:
@@ -89,10 +96,10 @@ def make_refiner(name: str, world: World | str) -> Refiner:
     return _FACTORIES[name](world)
 
 
-def _load_builtin() -> None:
-    if "fractal" not in _FACTORIES:
+def _load_builtin(learned: bool) -> None:
+    if "fractal" not in _FACTORIES or "bicubic" not in _FACTORIES:
         import generator.fractal  # noqa: F401  (registers itself)
-    if "learned" not in _FACTORIES:
+    if learned and "learned" not in _FACTORIES:
         try:
             import generator.learned  # noqa: F401  (written by the learned-refiner work)
         except ImportError:

@@ -89,9 +89,10 @@ class Camera:
         m[0, :3], m[1, :3], m[2, :3] = self.right, self.up, -self.forward
         return m
 
-    def projection(self) -> np.ndarray:
-        """(4, 4) float64 OpenGL perspective (gluPerspective)."""
-        f = 1.0 / math.tan(self.fov_y_rad / 2.0)
+    def projection(self, fov_y_rad: float | None = None) -> np.ndarray:
+        """(4, 4) float64 OpenGL perspective (gluPerspective); ``fov_y_rad`` overrides the
+        camera's (same aspect)."""
+        f = 1.0 / math.tan((self.fov_y_rad if fov_y_rad is None else fov_y_rad) / 2.0)
         n, fa = self.near_m, self.far_m
         m = np.zeros((4, 4))
         m[0, 0], m[1, 1] = f / self.aspect, f
@@ -99,10 +100,14 @@ class Camera:
         m[3, 2] = -1.0
         return m
 
-    def frustum_planes(self) -> np.ndarray:
+    def frustum_planes(self, fov_scale: float = 1.0) -> np.ndarray:
         """(6, 4) float64 planes (left, right, bottom, top, near, far) relative to the camera:
-        a point p (camera-relative, world axes) is inside when n . p + d >= 0 for all; unit n."""
-        return self._planes
+        a point p (camera-relative, world axes) is inside when n . p + d >= 0 for all; unit n.
+        ``fov_scale`` > 1 widens the field of view (prefetch margins), capped at 170 deg."""
+        if fov_scale == 1.0:
+            return self._planes
+        wide = min(self.fov_y_rad * fov_scale, math.radians(170.0))
+        return _planes_from_clip(self.projection(wide) @ self.view_rotation())
 
     def sse_px(self, geometric_error_m, distance_m):
         """Screen-space error in pixels (DESIGN.md 3): error * h_px / (distance * 2 tan(fov_y / 2)).

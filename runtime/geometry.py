@@ -18,6 +18,7 @@ import numpy as np
 
 from runtime.tiles import (
     LEVEL0_SPACING_DEG,
+    METRES_PER_DEGREE,
     WGS84_A_M,
     WGS84_B_M,
     WGS84_E2,
@@ -127,14 +128,16 @@ class Bounds:
 
     @property
     def packed(self) -> np.ndarray:
-        """(27,) float64 for vectorised tests: center (3), half axes (9), unit axes (9),
-        half lengths (3), horizon point (3; NaN when None). Computed once."""
+        """(29,) float64 for vectorised tests: center (3), half axes (9), unit axes (9),
+        half lengths (3), horizon point (3; zeros when None), |horizon point|^2, and 1.0
+        when there is a horizon point else 0.0. Computed once."""
         p = self.__dict__.get("_packed")
         if p is None:
             lengths = np.linalg.norm(self.half_axes_m, axis=1)
             units = self.half_axes_m / np.maximum(lengths, 1e-300)[:, None]
-            hp = self.horizon_point if self.horizon_point is not None else np.full(3, np.nan)
-            p = np.concatenate([self.center_m, self.half_axes_m.ravel(), units.ravel(), lengths, hp])
+            hp = self.horizon_point if self.horizon_point is not None else np.zeros(3)
+            p = np.concatenate([self.center_m, self.half_axes_m.ravel(), units.ravel(), lengths, hp,
+                                [hp @ hp, float(self.horizon_point is not None)]])
             object.__setattr__(self, "_packed", p)
         return p
 
@@ -198,26 +201,6 @@ def horizon_visible(camera_m: np.ndarray, horizon_points: np.ndarray) -> np.ndar
         return vt_dot_vc <= 0.0
     occluded = (vt_dot_vc > vh2) & (vt_dot_vc * vt_dot_vc / np.maximum((vt * vt).sum(axis=1), 1e-300) > vh2)
     return ~occluded
-
-
-def _horizon_point(points_m: np.ndarray, direction_m: np.ndarray) -> np.ndarray | None:
-    """Cesium's EllipsoidalOccluder.computeHorizonCullingPoint for (n, 3) surface points:
-    a scaled-space point that is below the horizon only when all the points are."""
-    radii = occluder_radii_m()
-    d = direction_m / radii
-    d = d / np.linalg.norm(d)
-    s = points_m / radii
-    mag2 = np.maximum((s * s).sum(axis=1), 1.0)
-    mag = np.sqrt(mag2)
-    unit = s / np.sqrt((s * s).sum(axis=1))[:, None]
-    cos_a = unit @ d
-    sin_a = np.linalg.norm(np.cross(unit, d), axis=1)
-    cos_b = 1.0 / mag
-    sin_b = np.sqrt(mag2 - 1.0) * cos_b
-    denom = cos_a * cos_b - sin_a * sin_b
-    if np.any(denom <= 1e-9):  # some point is a quarter turn away: no finite culling point
-        return None
-    return d * float(np.max(1.0 / denom))
 
 
 # --- the worlds ---------------------------------------------------------------------------
@@ -310,40 +293,81 @@ def geometry_for(world: World | str) -> WorldGeometry:
 
 @lru_cache(maxsize=200_000)
 def _tile_bounds(world: World, key: TileKey, hmin: float, hmax: float) -> Bounds:
+    p = packed_bounds(world, [key], np.array([hmin]), np.array([hmax]))[0]
+    hp = p[24:27].copy() if p[28] > 0 else None
+    return Bounds(p[0:3].copy(), p[3:12].reshape(3, 3).copy(), float(np.linalg.norm(p[21:24])), hp)
+
+
+def packed_bounds(world: World, keys, hmin_m: np.ndarray, hmax_m: np.ndarray) -> np.ndarray:
+    """Bounds of n tiles at once, packed as in ``Bounds.packed``: (n, 29) float64.
+
+    keys: n TileKeys; hmin_m, hmax_m: (n,) height ranges. Vectorised (selection fits the
+    boxes of every tile it meets for the first time in one call per level).
+    """
+    n = len(keys)
+    levels = np.fromiter((k.level for k in keys), np.int64, n)
+    xs = np.fromiter((k.x for k in keys), np.float64, n)
+    ys = np.fromiter((k.y for k in keys), np.float64, n)
+    hmin = np.asarray(hmin_m, np.float64).reshape(n)
+    hmax = np.asarray(hmax_m, np.float64).reshape(n)
+    out = np.zeros((n, 29))
     if world is World.PLANE:
-        s = spacing_m(key.level) * T
-        center = np.array([(key.x + 0.5) * s, -(key.y + 0.5) * s, 0.5 * (hmin + hmax)])
-        half = np.diag([0.5 * s, 0.5 * s, 0.5 * (hmax - hmin)])
-        return Bounds(center, half, float(np.linalg.norm(half.sum(axis=0))))
-    frame, a0, an, pad, surf0, normals, center0 = _earth_frame(key)
-    lo = np.minimum(a0 + hmin * an, a0 + hmax * an).min(axis=0) - pad
-    hi = np.maximum(a0 + hmin * an, a0 + hmax * an).max(axis=0) + pad
-    center = center0 + 0.5 * (lo + hi) @ frame
-    half = 0.5 * (hi - lo)[:, None] * frame
-    horizon = None
-    if key.level >= 1:  # a level-0 tile spans half the globe: never below the horizon
-        top = surf0 + (max(hmax, 0.0) + pad) * normals
-        horizon = _horizon_point(top, center0)
-    return Bounds(center, half, float(np.linalg.norm(half.sum(axis=0))), horizon)
-
-
-@lru_cache(maxsize=100_000)
-def _earth_frame(key: TileKey):
-    """Per-tile cached pieces of the earth box fit: the east/north/up frame at the tile centre,
-    projections of the surface grid (a0) and its normals (an) on it, and the curvature pad."""
-    geo = geometry_for(World.EARTH)
-    d = LEVEL0_SPACING_DEG / (1 << key.level) * T
-    west, north = -180.0 + key.x * d, 90.0 - key.y * d
-    lon_c, lat_c = west + d / 2, north - d / 2
-    lons, lats = np.meshgrid(np.linspace(west, west + d, _BOX_GRID), np.linspace(north - d, north, _BOX_GRID))
-    surf0 = geodetic_to_ecef(lons.ravel(), lats.ravel(), 0.0)
-    normals = geodetic_normal(lons.ravel(), lats.ravel())
-    frame = east_north_up(lon_c, lat_c)
-    center0 = geo.tile_center(key)
-    a0 = (surf0 - center0) @ frame.T
-    an = normals @ frame.T
+        s = LEVEL0_SPACING_DEG * T * METRES_PER_DEGREE / np.exp2(levels)
+        out[:, 0], out[:, 1], out[:, 2] = (xs + 0.5) * s, -(ys + 0.5) * s, 0.5 * (hmin + hmax)
+        lengths = np.stack([0.5 * s, 0.5 * s, 0.5 * (hmax - hmin)], axis=1)
+        frame = np.broadcast_to(np.eye(3), (n, 3, 3))
+        out[:, 3:12] = (lengths[:, :, None] * frame).reshape(n, 9)
+        out[:, 12:21] = frame.reshape(n, 9)
+        out[:, 21:24] = lengths
+        return out
+    # Earth: fit in the tile centre's east/north/up frame to a grid at both heights.
+    d = LEVEL0_SPACING_DEG * T / np.exp2(levels)  # tile size, degrees
+    west, north = -180.0 + xs * d, 90.0 - ys * d
+    g = np.linspace(0.0, 1.0, _BOX_GRID)
+    grid = (n, _BOX_GRID, _BOX_GRID)
+    lons = np.broadcast_to(west[:, None, None] + d[:, None, None] * g[None, None, :], grid)
+    lats = np.broadcast_to((north - d)[:, None, None] + d[:, None, None] * g[None, :, None], grid)
+    m = _BOX_GRID * _BOX_GRID
+    surf0 = geodetic_to_ecef(lons, lats, 0.0).reshape(n, m, 3)
+    normals = geodetic_normal(lons, lats).reshape(n, m, 3)
+    lon_c, lat_c = np.radians(west + d / 2), north - d / 2
+    up = geodetic_normal(np.degrees(lon_c), lat_c)
+    east = np.stack([-np.sin(lon_c), np.cos(lon_c), np.zeros(n)], axis=1)
+    frame = np.stack([east, np.cross(up, east), up], axis=1)  # (n, 3, 3) rows e, n, u
+    center0 = geodetic_to_ecef(np.degrees(lon_c), lat_c, 0.0)
+    a0 = np.einsum("nmk,njk->nmj", surf0 - center0[:, None, :], frame)
+    an = np.einsum("nmk,njk->nmj", normals, frame)
     # Between grid points the surface leaves the bilinear patch of the 4 corners by at most
     # the sagitta of the cell diagonal's arc: R (1 - cos(theta / 2)).
     theta = np.radians(d / (_BOX_GRID - 1)) * np.sqrt(2.0)
     pad = (WGS84_A_M + DEFAULT_HEIGHT_RANGE_M[1]) * (1.0 - np.cos(theta / 2.0))
-    return frame, a0, an, pad, surf0, normals, center0
+    low, high = a0 + hmin[:, None, None] * an, a0 + hmax[:, None, None] * an
+    lo = np.minimum(low, high).min(axis=1) - pad[:, None]
+    hi = np.maximum(low, high).max(axis=1) + pad[:, None]
+    lengths = 0.5 * (hi - lo)
+    out[:, 0:3] = center0 + np.einsum("nj,njk->nk", 0.5 * (lo + hi), frame)
+    out[:, 3:12] = (lengths[:, :, None] * frame).reshape(n, 9)
+    out[:, 12:21] = frame.reshape(n, 9)
+    out[:, 21:24] = lengths
+    # Horizon-culling point (Cesium computeHorizonCullingPoint) of the top surface.
+    radii = occluder_radii_m()
+    top = surf0 + (np.maximum(hmax, 0.0) + pad)[:, None, None] * normals
+    dvec = center0 / radii
+    dvec /= np.linalg.norm(dvec, axis=1, keepdims=True)
+    sc = top / radii
+    len2 = (sc * sc).sum(axis=2)
+    mag2 = np.maximum(len2, 1.0)
+    unit = sc / np.sqrt(len2)[:, :, None]
+    cos_a = (unit * dvec[:, None, :]).sum(axis=2)
+    sin_a = np.linalg.norm(np.cross(unit, dvec[:, None, :]), axis=2)
+    cos_b = 1.0 / np.sqrt(mag2)
+    sin_b = np.sqrt(mag2 - 1.0) * cos_b
+    denom = cos_a * cos_b - sin_a * sin_b
+    # No finite point when some point is a quarter turn away; level-0 tiles span half the globe.
+    ok = np.all(denom > 1e-9, axis=1) & (levels >= 1)
+    hp = dvec * (1.0 / np.where(ok[:, None], denom, 1.0)).max(axis=1)[:, None]
+    hp[~ok] = 0.0
+    out[:, 24:27] = hp
+    out[:, 27] = (hp * hp).sum(axis=1)
+    out[:, 28] = ok
+    return out

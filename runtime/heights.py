@@ -171,11 +171,18 @@ def _surface_normals(geo: WorldGeometry, level: int, grow, gcol, dh_dr, dh_dc, h
     return n / np.linalg.norm(n, axis=1, keepdims=True)
 
 
-def _key_for(geo: WorldGeometry, level: int, pos: np.ndarray) -> tuple[TileKey, float, float]:
-    r, c, _ = geo.world_to_sample(level, pos[None])
-    key = geo.key_at(level, pos)
-    r0, c0 = key.sample_origin()
-    return key, float(r[0] - r0), float(c[0] - c0)
+def _keys_under(geo: WorldGeometry, pos: np.ndarray, max_level: int):
+    """For one world point: [(key, local row, local col)] for levels max_level .. 0."""
+    r, c, _ = geo.world_to_sample(max_level, pos[None])
+    out = []
+    for level in range(max_level, -1, -1):
+        f = 2.0 ** (max_level - level)
+        rr, cc = r[0] / f, c[0] / f
+        x, y = int(np.floor(cc / T)), int(np.floor(rr / T))
+        if geo.is_earth:  # the south pole / antimeridian edge belongs to the last tile
+            x, y = min(max(x, 0), (2 << level) - 1), min(max(y, 0), (1 << level) - 1)
+        out.append((TileKey(level, x, y), rr - y * T, cc - x * T))
+    return out
 
 
 def height_at(geo: WorldGeometry, positions_m, lookup: Callable[[TileKey], TileSurface | None],
@@ -187,17 +194,16 @@ def height_at(geo: WorldGeometry, positions_m, lookup: Callable[[TileKey], TileS
     pos = np.asarray(positions_m, np.float64).reshape(-1, 3)
     heights, normals, keys = np.empty(len(pos)), np.empty((len(pos), 3)), []
     for i, p in enumerate(pos):
+        chain = _keys_under(geo, p, max_level)
         found = None
-        for level in range(max_level, -1, -1):
-            key, lr, lc = _key_for(geo, level, p)
+        for key, lr, lc in chain:
             if key in prefer:
                 surf = lookup(key)
                 if surf is not None:
                     found = (key, surf, lr, lc)
                     break
         if found is None:
-            for level in range(max_level, -1, -1):
-                key, lr, lc = _key_for(geo, level, p)
+            for key, lr, lc in chain:
                 surf = lookup(key)
                 if surf is not None:
                     found = (key, surf, lr, lc)

@@ -27,6 +27,19 @@ ToWorld = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 SKIRT_FACTOR = 5.0
 """Skirt depth as a multiple of the tile's vertical error bound (DESIGN.md section 4)."""
 
+HEIGHTMAP_QUALITY = 0.25
+"""Default error bound as a fraction of the sample spacing: CesiumJS's estimate for
+heightmap terrain (TerrainProvider.getEstimatedLevelZeroGeometricErrorForAHeightmap with
+heightmapTerrainQuality = 0.25), which halves with every level as the spacing does."""
+
+
+def level_error_m(level: int) -> float:
+    """Default vertical error bound (m) of a level's tiles: 0.25 x its sample spacing
+    (about 19.6 km at level 0, 0.6 m at level 15). Skirts: ``SKIRT_FACTOR`` times this."""
+    from runtime.tiles import spacing_m
+
+    return HEIGHTMAP_QUALITY * spacing_m(level)
+
 
 def _check_grid(height_m: np.ndarray) -> int:
     h = np.asarray(height_m)
@@ -43,7 +56,7 @@ def _check_grid(height_m: np.ndarray) -> int:
 @functools.lru_cache(maxsize=64)
 def _pattern(b: int, verts: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Local samples of a triangle in a (b+1)^2 block: rows, cols (K,) and barycentric
-    weights (3, K) float32 of its vertices ``verts`` ((i, j), ...)."""
+    weights (3, K) float64 of its vertices ``verts`` ((i, j), ...)."""
     (r0, c0), (r1, c1), (r2, c2) = verts
     i, j = np.meshgrid(np.arange(b + 1), np.arange(b + 1), indexing="ij")
     i, j = i.ravel(), j.ravel()
@@ -52,7 +65,7 @@ def _pattern(b: int, verts: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     w2 = ((r1 - r0) * (j - c0) - (i - r0) * (c1 - c0)) / det
     w0 = 1.0 - w1 - w2
     inside = (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9)
-    w = np.stack([w0, w1, w2])[:, inside].astype(np.float32)
+    w = np.stack([w0, w1, w2])[:, inside]
     vr = np.array([r0, r1, r2])
     vc = np.array([c0, c1, c2])
     return i[inside], j[inside], w, np.stack([vr, vc])
@@ -61,7 +74,7 @@ def _pattern(b: int, verts: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 def _plane_error(blocks: np.ndarray, b: int, verts: tuple) -> np.ndarray:
     """Max |sample - triangle plane| over one triangle pattern in every block.
 
-    blocks: (b+1, b+1, ...) float32 (block axes last); returns (...) float32. The sample
+    blocks: (b+1, b+1, ...) float64 (block axes last); returns (...) float64. The sample
     axis goes first so the max is an elementwise reduction over large arrays."""
     i, j, w, v = _pattern(b, verts)
     corners = blocks[v[0], v[1]]  # (3, ...)
@@ -72,21 +85,30 @@ def _plane_error(blocks: np.ndarray, b: int, verts: tuple) -> np.ndarray:
     return d.max(axis=0)
 
 
+FULL_LEVEL_FRACTION = 0.3
+"""Measure every block of a level when at least this fraction needs it (measured faster)."""
+
+
 def _masked_plane_error(
-    bt: np.ndarray, flat: np.ndarray, need: np.ndarray, b: int, verts: tuple
+    bt: np.ndarray, flat: np.ndarray, need: np.ndarray, b: int, verts: tuple, origin=(0, 0), stride=1
 ) -> np.ndarray:
-    """_plane_error for the blocks where ``need`` (nb, nb) is True, 0 elsewhere.
+    """_plane_error for the blocks where ``need`` is True, 0 elsewhere. ``bt`` and ``need``
+    may be a strided sub-grid of the level's blocks: block [i, j] is the level's block
+    [origin + stride * (i, j)].
 
     Partial levels gather only the pattern's samples of the needed blocks through flat
     indices (copying whole blocks would cost more than the maths)."""
     k = int(need.sum())
-    if k == need.size:
-        return _plane_error(bt, b, verts)
-    out = np.zeros(need.shape, np.float32)
+    if k >= FULL_LEVEL_FRACTION * need.size:
+        # Measure every block (cheaper than indexing), report only the needed ones: the
+        # others may not even have this triangle (the diagonal alternates by parity).
+        return np.where(need, _plane_error(bt, b, verts), 0.0)
+    out = np.zeros(need.shape)
     if k:
         i, j, w, v = _pattern(b, verts)
-        n1 = need.shape[1] * b + 1
+        n1 = int(np.sqrt(flat.size))
         bi, bj = np.nonzero(need)
+        bi, bj = origin[0] + stride * bi, origin[1] + stride * bj
         base = (bi * b) * n1 + bj * b  # (k,) flat index of each block's [0, 0]
         corners = flat[(v[0] * n1 + v[1])[:, None] + base]  # (3, k)
         d = flat[(i * n1 + j)[:, None] + base]  # (K, k)
@@ -96,50 +118,175 @@ def _masked_plane_error(
     return out
 
 
-def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: bool = True) -> np.ndarray:
-    """Error pyramid of the RTIN hierarchy: ``(T+1, T+1) float32``.
+@functools.lru_cache(maxsize=256)
+def _fan_pattern(b: int, edge: tuple, apex: tuple) -> tuple[np.ndarray, ...]:
+    """A triangle whose ``edge`` ((i, j), (i, j)) lies on the tile border, split into a fan
+    from ``apex`` through every sample of that edge (how border triangles are drawn).
+
+    Returns the local samples inside, rows and cols (K,), and for each sample the three
+    vertices of its fan triangle, rows and cols (3, K), with barycentric weights (3, K)."""
+    (pr, pc), (qr, qc) = edge
+    ar, ac = apex
+    i, j = np.meshgrid(np.arange(b + 1), np.arange(b + 1), indexing="ij")
+    i, j = i.ravel().astype(np.float64), j.ravel().astype(np.float64)
+    length = max(abs(qr - pr), abs(qc - pc))
+    er, ec = (qr - pr) / length, (qc - pc) / length  # unit step along the edge
+    nr, nc = -ec, er  # normal
+    d_apex = (ar - pr) * nr + (ac - pc) * nc
+    d = (i - pr) * nr + (j - pc) * nc
+    wa = d / d_apex  # weight of the apex
+    # Where the ray from the apex through the sample meets the edge, in edge steps.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hr = ar + (i - ar) * d_apex / (d_apex - d)
+        hc = ac + (j - ac) * d_apex / (d_apex - d)
+    u = np.where(wa >= 1 - 1e-12, 0.0, (hr - pr) * er + (hc - pc) * ec)
+    # inside the triangle: on the apex side of the edge and within the two other edges
+    at_apex = (i == ar) & (j == ac)
+    inside = ((wa >= -1e-9) & (wa < 1 - 1e-12) & (u >= -1e-9) & (u <= length + 1e-9)) | at_apex
+    i, j, wa, u = i[inside], j[inside], wa[inside], u[inside]
+    k = np.clip(np.floor(u + 1e-9), 0, length - 1)
+    frac = np.clip(u - k, 0.0, 1.0)
+    w = np.stack([(1 - wa) * (1 - frac), (1 - wa) * frac, wa])
+    vr = np.stack([pr + k * er, pr + (k + 1) * er, np.full_like(k, ar)]).round().astype(np.int64)
+    vc = np.stack([pc + k * ec, pc + (k + 1) * ec, np.full_like(k, ac)]).round().astype(np.int64)
+    return i.astype(np.int64), j.astype(np.int64), vr, vc, w
+
+
+def _fan_error(flat: np.ndarray, n1: int, base: np.ndarray, b: int, edge: tuple, apex: tuple) -> np.ndarray:
+    """Max |sample - fan| of one border-triangle pattern in the blocks at flat ``base`` (k,)."""
+    i, j, vr, vc, w = _fan_pattern(b, edge, apex)
+    d = flat[(i * n1 + j)[:, None] + base]  # (K, k)
+    v = flat[(vr * n1 + vc)[:, :, None] + base]  # (3, K, k)
+    d -= (w[:, :, None] * v).sum(axis=0)
+    np.abs(d, out=d)
+    return d.max(axis=0)
+
+
+@functools.lru_cache(maxsize=64)
+def _ring_halves(b: int, t: int) -> list[tuple[np.ndarray, tuple | None, tuple]]:
+    """For the blocks touching the tile border at size b: (block mask (nb, nb), fan edge or
+    None, triangle verts). A half with one leg on the border is measured as a fan over that
+    leg; a half with both legs on the border (a tile corner) is always split (edge None)."""
+    nb = t // b
+    ii, jj = np.meshgrid(np.arange(nb), np.arange(nb), indexing="ij")
+    ring = (ii == 0) | (jj == 0) | (ii == nb - 1) | (jj == nb - 1)
+    even = (ii + jj) % 2 == 0
+    out = []
+    r0, c0 = ii * b, jj * b
+
+    def on_border(p, q):
+        (pr, pc), (qr, qc) = p, q
+        rows = (pr == qr) & ((r0 + pr == 0) | (r0 + pr == t))
+        cols = (pc == qc) & ((c0 + pc == 0) | (c0 + pc == t))
+        return (rows | cols) & np.ones_like(ring)
+
+    for parity, halves in ((even, _HALVES_EVEN), (~even, _HALVES_ODD)):
+        for verts in halves:
+            va, vb, vc = (tuple(int(x) * b for x in v) for v in verts)
+            leg_a, leg_b = on_border(vc, va), on_border(vc, vb)
+            sel = ring & parity
+            out.append((sel & ~leg_a & ~leg_b, "plane", (va, vb, vc)))
+            out.append((sel & leg_a & ~leg_b, "fan", ((vc, va), vb)))
+            out.append((sel & ~leg_a & leg_b, "fan", ((vc, vb), va)))
+            out.append((sel & leg_a & leg_b, "corner", None))
+    return [(m, kind, geo) for m, kind, geo in out if m.any()]
+
+
+_HALVES_EVEN = (((0, 0), (1, 1), (0, 1)), ((1, 1), (0, 0), (1, 0)))
+_HALVES_ODD = (((0, 1), (1, 0), (0, 0)), ((1, 0), (0, 1), (1, 1)))
+"""The two halves of a block (unit coordinates) by parity: (a, b, c), right angle at c."""
+
+
+BORDERS = ("fan", "graded", "free")
+"""How the tile border is meshed. ``fan``: every border sample is a vertex; border
+triangles are fans from their apex over their border edge (measured as such), so the
+interior stays as coarse as the terrain allows. ``graded``: every border sample is a
+vertex of the RTIN itself (it refines towards the border). ``free``: the border is
+simplified like the interior (neighbours do not match; for comparisons)."""
+
+
+def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str = "fan") -> np.ndarray:
+    """Error pyramid of the RTIN hierarchy: ``(T+1, T+1) float64``.
 
     Entry at a midpoint = the largest vertical error (m) of any triangle that would be
-    left unsplit if that midpoint were dropped: the exact max |sample - plane| over the
+    left unsplit if that midpoint were dropped: the exact max |sample - surface| over the
     samples each triangle covers (Martini's midpoint-only estimate can under-estimate it
     by half), maxed with all its descendants so that the extracted mesh is conforming.
     Entries above ``max_error_m`` are only guaranteed to exceed it: a triangle whose
     descendants already force a split is not measured (that skips most coarse levels).
-    With ``keep_border`` the border samples get +inf, so every border sample is kept.
+    ``border``: see BORDERS. In ``fan`` mode the border midpoints' own entries are not
+    meaningful (their triangles are measured through their children); use
+    ``rtin_vertices`` for the vertex set.
     """
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
     t = _check_grid(height_m)
-    h = np.ascontiguousarray(height_m, dtype=np.float32)
+    h = np.ascontiguousarray(height_m, dtype=np.float64)
     flat = h.ravel()
-    thr = np.float32(max_error_m)
+    n1 = t + 1
+    thr = float(max_error_m)
+    fan = border == "fan"
     err = np.zeros_like(h)
-    inf = np.float32(np.inf)
+    inf = np.inf
     s = 1
-    centres = np.zeros((t, t), np.float32)  # errors of the previous level's square centres
+    centres = np.zeros((t, t))  # errors of the previous level's square centres
     while s < t:
         b = 2 * s
         nb = t // b
         bt = sliding_window_view(h, (b + 1, b + 1))[::b, ::b].transpose(2, 3, 0, 1)  # (b+1, b+1, nb, nb)
         # Descendants of edge midpoints: the four s-square centres at (+-s/2, +-s/2).
         if s > 1:
-            cp = np.pad(centres, ((1, 1), (0, 0)))
+            cp = np.zeros((2 * nb + 2, 2 * nb))
+            cp[1:-1] = centres
             m = np.maximum(cp[0::2], cp[1::2])
             he = np.maximum(m[:, 0::2], m[:, 1::2])  # (nb+1, nb)
-            cp = np.pad(centres, ((0, 0), (1, 1)))
+            cp = np.zeros((2 * nb, 2 * nb + 2))
+            cp[:, 1:-1] = centres
             m = np.maximum(cp[:, 0::2], cp[:, 1::2])
             ve = np.maximum(m[0::2], m[1::2])  # (nb, nb+1)
         else:
-            he = np.zeros((nb + 1, nb), np.float32)
-            ve = np.zeros((nb, nb + 1), np.float32)
-        if keep_border:
+            he = np.zeros((nb + 1, nb))
+            ve = np.zeros((nb, nb + 1))
+        if border == "graded":
             he[0, :] = inf
             he[-1, :] = inf
             ve[:, 0] = inf
             ve[:, -1] = inf
+        # Fan mode: a quarter with its hypotenuse on the border is measured through its
+        # children (halves with a leg on the border); its fan is the same surface.
+        inner_h = np.ones((nb + 1, nb), bool)
+        inner_v = np.ones((nb, nb + 1), bool)
+        if fan:
+            inner_h[[0, -1]] = False
+            inner_v[:, [0, -1]] = False
+        if b == 2:
+            # Finest level: a triangle's only non-vertex samples are midpoints of its own
+            # edges, so its exact error is Martini's midpoint error (plain slicing).
+            own_h = np.abs(h[0::2, 1::2] - 0.5 * (h[0::2, 0:-1:2] + h[0::2, 2::2]))
+            own_v = np.abs(h[1::2, 0::2] - 0.5 * (h[0:-1:2, 0::2] + h[2::2, 0::2]))
+            he = np.maximum(he, np.where(inner_h, own_h, 0.0))
+            ve = np.maximum(ve, np.where(inner_v, own_v, 0.0))
+            err[0::2, 1::2] = he
+            err[1::2, 0::2] = ve
+            parity = (np.add.outer(np.arange(nb), np.arange(nb)) % 2) == 0
+            main = 0.5 * (h[0:-1:2, 0:-1:2] + h[2::2, 2::2])
+            anti = 0.5 * (h[0:-1:2, 2::2] + h[2::2, 0:-1:2])
+            ce = np.abs(h[1::2, 1::2] - np.where(parity, main, anti))
+            ce = np.maximum(ce, np.maximum(np.maximum(he[:-1], he[1:]), np.maximum(ve[:, :-1], ve[:, 1:])))
+            if fan:
+                # A half with both legs on the border (at a tile corner) is always split.
+                ce[[0, 0, -1, -1], [0, -1, 0, -1]] = np.maximum(
+                    ce[[0, 0, -1, -1], [0, -1, 0, -1]], np.where(_corner_halves(2, t), inf, 0.0)
+                )
+            err[1::2, 1::2] = ce
+            centres = ce
+            s = b
+            continue
         # Quarter triangles of each b-block: hypotenuse on a block edge, apex at its centre.
-        qn = _masked_plane_error(bt, flat, he[:-1] <= thr, b, ((0, 0), (0, b), (s, s)))
-        qs = _masked_plane_error(bt, flat, he[1:] <= thr, b, ((b, b), (b, 0), (s, s)))
-        qw = _masked_plane_error(bt, flat, ve[:, :-1] <= thr, b, ((b, 0), (0, 0), (s, s)))
-        qe = _masked_plane_error(bt, flat, ve[:, 1:] <= thr, b, ((0, b), (b, b), (s, s)))
+        qn = _masked_plane_error(bt, flat, (he[:-1] <= thr) & inner_h[:-1], b, ((0, 0), (0, b), (s, s)))
+        qs = _masked_plane_error(bt, flat, (he[1:] <= thr) & inner_h[1:], b, ((b, b), (b, 0), (s, s)))
+        qw = _masked_plane_error(bt, flat, (ve[:, :-1] <= thr) & inner_v[:, :-1], b, ((b, 0), (0, 0), (s, s)))
+        qe = _masked_plane_error(bt, flat, (ve[:, 1:] <= thr) & inner_v[:, 1:], b, ((0, b), (b, b), (s, s)))
         he[:-1] = np.maximum(he[:-1], qn)
         he[1:] = np.maximum(he[1:], qs)
         ve[:, :-1] = np.maximum(ve[:, :-1], qw)
@@ -149,18 +296,38 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
         # Halves of each b-block along its diagonal, which alternates with block parity.
         ce = np.maximum(np.maximum(he[:-1], he[1:]), np.maximum(ve[:, :-1], ve[:, 1:]))
         need = ce <= thr
-        ii, jj = np.meshgrid(np.arange(nb), np.arange(nb), indexing="ij")
-        even = (ii + jj) % 2 == 0
-        for sel, d1, d2 in (
-            (need & even, ((0, 0), (b, b), (0, b)), ((b, b), (0, 0), (b, 0))),
-            (need & ~even, ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))),
+        plain = need & ~_ring(nb) if fan else need
+        # Blocks of one parity are two strided sub-grids (views), so each diagonal is
+        # measured only where it exists.
+        for origins, d1, d2 in (
+            (((0, 0), (1, 1)), ((0, 0), (b, b), (0, b)), ((b, b), (0, 0), (b, 0))),
+            (((0, 1), (1, 0)), ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))),
         ):
-            ce = np.maximum(
-                ce,
-                np.maximum(
-                    _masked_plane_error(bt, flat, sel, b, d1), _masked_plane_error(bt, flat, sel, b, d2)
-                ),
-            )
+            for oi, oj in origins:
+                sel = plain[oi::2, oj::2]
+                if not sel.any():
+                    continue
+                sub = bt[:, :, oi::2, oj::2]
+                e = np.maximum(
+                    _masked_plane_error(sub, flat, sel, b, d1, (oi, oj), 2),
+                    _masked_plane_error(sub, flat, sel, b, d2, (oi, oj), 2),
+                )
+                ce[oi::2, oj::2] = np.maximum(ce[oi::2, oj::2], e)
+        if fan:
+            for mask, kind, geo in _ring_halves(b, t):
+                sel = mask & need
+                if not sel.any():
+                    continue
+                bi, bj = np.nonzero(sel)
+                if kind == "corner":
+                    ce[bi, bj] = inf
+                    continue
+                base = (bi * b) * n1 + bj * b
+                if kind == "plane":
+                    e = _plane_error_at(flat, n1, base, b, geo)
+                else:
+                    e = _fan_error(flat, n1, base, b, *geo)
+                ce[bi, bj] = np.maximum(ce[bi, bj], e)
         err[s::b, s::b] = ce
         centres = ce
         s = b
@@ -170,6 +337,36 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, keep_border: 
     return err
 
 
+def _ring(nb: int) -> np.ndarray:
+    ii, jj = np.meshgrid(np.arange(nb), np.arange(nb), indexing="ij")
+    return (ii == 0) | (jj == 0) | (ii == nb - 1) | (jj == nb - 1)
+
+
+def _corner_halves(b: int, t: int) -> np.ndarray:
+    """(4,) bool for the corner blocks [NW, NE, SW, SE]: does one of their halves have both
+    legs on the tile border? (Only blocks whose diagonal avoids the tile corner do.)"""
+    nb = t // b
+    out = []
+    for bi, bj in ((0, 0), (0, nb - 1), (nb - 1, 0), (nb - 1, nb - 1)):
+        halves = _HALVES_EVEN if (bi + bj) % 2 == 0 else _HALVES_ODD
+        hit = False
+        for _, _, (cr, cc) in halves:
+            gr, gc = (bi + cr) * b, (bj + cc) * b
+            hit |= gr in (0, t) and gc in (0, t)  # right angle at a tile corner
+        out.append(hit)
+    return np.array(out)
+
+
+def _plane_error_at(flat: np.ndarray, n1: int, base: np.ndarray, b: int, verts: tuple) -> np.ndarray:
+    """Max |sample - plane| of one triangle pattern in the blocks at flat ``base`` (k,)."""
+    i, j, w, v = _pattern(b, verts)
+    corners = flat[(v[0] * n1 + v[1])[:, None] + base]  # (3, k)
+    d = flat[(i * n1 + j)[:, None] + base]  # (K, k)
+    d -= w.T @ corners
+    np.abs(d, out=d)
+    return d.max(axis=0)
+
+
 @dataclass(frozen=True, eq=False)
 class RtinStep:
     """One level of the RTIN hierarchy as flat grid ids (row * (t+1) + col), (k,) int32.
@@ -177,7 +374,7 @@ class RtinStep:
     mid: hypotenuse midpoints (-1 past the finest level, where cells are not split);
     p, q: hypotenuse ends; a1, a2: the apexes of the two triangles sharing the
     hypotenuse, each the midpoint of its parent (-1 where it falls outside the tile);
-    t1, t2: the two triangles as (3, k) vertex ids, counter-clockwise from above;
+    t1, t2: the two triangles as (k, 3) vertex ids, counter-clockwise from above;
     border: (k,) bool, the midpoint lies on the tile border."""
 
     mid: np.ndarray
@@ -218,7 +415,8 @@ def rtin_steps(t: int) -> tuple[RtinStep, ...]:
         mid = ids(mr, mc) if split else np.full(p.shape, -1, np.int32)
         r, c = mid // n1, mid % n1
         border = (mid >= 0) & ((r == 0) | (r == t) | (c == 0) | (c == t))
-        t1, t2 = _ccw(p, q, np.maximum(a1, 0), n1), _ccw(p, q, np.maximum(a2, 0), n1)
+        t1 = np.ascontiguousarray(_ccw(p, q, np.maximum(a1, 0), n1).T)
+        t2 = np.ascontiguousarray(_ccw(p, q, np.maximum(a2, 0), n1).T)
         s = RtinStep(mid, p, q, a1, a2, t1, t2, border)
         for v in (s.mid, s.p, s.q, s.a1, s.a2, s.t1, s.t2, s.border):
             v.setflags(write=False)
@@ -270,38 +468,122 @@ def rtin_faces(present: np.ndarray, t: int) -> np.ndarray:
     out = []
     for st in rtin_steps(t):
         leaf = ~present[st.mid]
-        out.append(st.t1[:, leaf & present[st.a1]])
-        out.append(st.t2[:, leaf & present[st.a2]])
-    return np.concatenate(out, axis=1).T
+        out.append(st.t1[leaf & present[st.a1]])
+        out.append(st.t2[leaf & present[st.a2]])
+    return np.concatenate(out)
 
 
-def simplify_grid(height_m: np.ndarray, max_error_m: float) -> tuple[np.ndarray, np.ndarray]:
+def rtin_vertices(err: np.ndarray, max_error_m: float, border: str = "fan") -> np.ndarray:
+    """The RTIN's vertex set for a bound: ((t+1)^2 + 1,) bool over grid ids, the last
+    entry a False sentinel (for the -1 ids of ``RtinStep``).
+
+    The pyramid is monotone (a midpoint's error bounds its descendants'), so the vertex
+    set of the top-down extraction is simply every sample above the bound. In ``fan``
+    mode a border midpoint is an RTIN vertex only when a triangle below it is split (a
+    split with nothing below it draws the same fan), which makes the set canonical."""
+    t = err.shape[0] - 1
+    present = np.zeros(err.size + 1, dtype=bool)
+    present[:-1] = err.ravel() > max_error_m
+    if border == "fan":
+        edge = np.zeros((t + 1, t + 1), bool)
+        edge[[0, -1]] = True
+        edge[:, [0, -1]] = True
+        edge[[0, 0, -1, -1], [0, -1, 0, -1]] = False
+        present[:-1][edge.ravel()] = False
+        close_border(present, t)
+    return present
+
+
+def close_border(present: np.ndarray, t: int) -> None:
+    """Mark border midpoints that are apexes of present square centres (in place)."""
+    steps = rtin_steps(t)
+    for st in steps[:-1:2]:  # square-centre steps (edge-midpoint steps follow each)
+        on = present[st.mid]
+        for a in (st.a1[on], st.a2[on]):
+            present[a[a >= 0]] = True
+
+
+@functools.lru_cache(maxsize=8)
+def _border_lut(t: int) -> np.ndarray:
+    """((t+1)^2,) int8: 1 on the tile border."""
+    g = np.zeros((t + 1, t + 1), np.int8)
+    g[[0, -1]] = 1
+    g[:, [0, -1]] = 1
+    g = g.ravel()
+    g.setflags(write=False)
+    return g
+
+
+def fan_out(face_ids: np.ndarray, t: int) -> np.ndarray:
+    """Split every face with an edge of length > 1 on the tile border into a fan from its
+    opposite vertex through each border sample of that edge. (m, 3) grid ids -> (m', 3):
+    the untouched faces in order, then the fans face by face; windings are kept."""
+    n1 = t + 1
+    # Only faces with two vertices on the border can have a border edge.
+    maybe = np.flatnonzero(_border_lut(t)[face_ids].sum(axis=1) >= 2)
+    sub = face_ids[maybe]
+    r, c = sub // n1, sub % n1
+    r2, c2 = np.roll(r, -1, axis=1), np.roll(c, -1, axis=1)  # edge k runs vertex k -> k+1
+    same_r = (r == r2) & ((r == 0) | (r == t))
+    same_c = (c == c2) & ((c == 0) | (c == t))
+    length = np.where(same_r, np.abs(c2 - c), 0) + np.where(same_c & ~same_r, np.abs(r2 - r), 0)
+    long = length > 1
+    has_sub = long.any(axis=1)
+    k = np.argmax(long, axis=1)[has_sub]  # the (first) border edge of each fan face
+    has = np.zeros(len(face_ids), dtype=bool)
+    has[maybe[has_sub]] = True
+    f = face_ids[has]
+    rows = np.arange(len(f))
+    u, v, w = f[rows, k], f[rows, (k + 1) % 3], f[rows, (k + 2) % 3]
+    steps = length[has_sub][rows, k]
+    fid = np.repeat(np.arange(len(f)), steps)
+    j = np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)
+    ur, uc, vr, vc = u // n1, u % n1, v // n1, v % n1
+    dr = np.sign(vr - ur)[fid]
+    dc = np.sign(vc - uc)[fid]
+    s0 = (ur[fid] + j * dr) * n1 + uc[fid] + j * dc
+    s1 = s0 + dr * n1 + dc
+    fans = np.stack([s0, s1, w[fid]], axis=1).astype(face_ids.dtype)
+    return np.concatenate([face_ids[~has], fans])
+
+
+def tin_faces(present: np.ndarray, t: int, border: str = "fan") -> np.ndarray:
+    """Faces (m, 3) grid ids of the tile mesh with RTIN vertex set ``present``."""
+    faces = rtin_faces(present, t)
+    return fan_out(faces, t) if border == "fan" else faces
+
+
+def simplify_grid(
+    height_m: np.ndarray, max_error_m: float, border: str = "fan"
+) -> tuple[np.ndarray, np.ndarray]:
     """Adaptive TIN of a tile's height grid within ``max_error_m`` vertical error.
 
     height_m: ``(T+1, T+1) float32`` metres, T a power of two (256).
     Returns ``grid_rc (n, 2) int32`` [row, col] of the kept samples and ``faces (m, 3)
     int32`` indices into grid_rc, counter-clockwise seen from above (east = +col,
-    north = -row). Every border sample is kept. The numbering is canonical
-    (``number_vertices``): the wire codec rebuilds exactly these arrays from the vertex set.
+    north = -row). With ``border`` "fan" (default) or "graded" every border sample is
+    kept (see BORDERS). The numbering is canonical (``number_vertices``): the wire codec
+    rebuilds exactly these arrays from the vertex set.
     """
     if not (np.isfinite(max_error_m) and max_error_m >= 0):
         raise ValueError(f"max_error_m must be a finite number >= 0, got {max_error_m!r}")
-    err = rtin_errors(height_m, max_error_m)
+    err = rtin_errors(height_m, max_error_m, border)
     t = err.shape[0] - 1
-    # The error pyramid is monotone (a midpoint's error bounds its descendants'), so the
-    # vertex set of the top-down extraction is simply every sample above the bound.
-    present = np.zeros(err.size + 1, dtype=bool)
-    present[:-1] = err.ravel() > np.float32(max_error_m)
-    return number_vertices(rtin_faces(present, t), t + 1)
+    present = rtin_vertices(err, max_error_m, border)
+    return number_vertices(tin_faces(present, t, border), t + 1)
 
 
-def number_vertices(face_ids: np.ndarray, n1: int) -> tuple[np.ndarray, np.ndarray]:
+def number_vertices(
+    face_ids: np.ndarray, n1: int, used: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Canonical indexing of a TIN on an n1 x n1 grid: faces in the given order, vertices
-    in row-major grid order. face_ids: (m, 3) int grid ids (row * n1 + col).
-    Returns grid_rc (n, 2) int32 and faces (m, 3) int32."""
+    in row-major grid order. face_ids: (m, 3) int grid ids (row * n1 + col); used: the
+    (n1 * n1,) bool vertex set when already known. Returns grid_rc (n, 2) int32 and
+    faces (m, 3) int32."""
     flat = face_ids.ravel()
-    used = np.zeros(n1 * n1, dtype=bool)
-    used[flat] = True
+    if used is None:
+        used = np.zeros(n1 * n1, dtype=bool)
+        used[flat] = True
     ids = np.flatnonzero(used)
     lut = np.zeros(n1 * n1, dtype=np.int32)
     lut[ids] = np.arange(len(ids), dtype=np.int32)
@@ -323,31 +605,44 @@ def first_use_order(faces: np.ndarray, n: int) -> np.ndarray:
 def max_vertical_error(height_m: np.ndarray, grid_rc: np.ndarray, faces: np.ndarray) -> float:
     """Measured max |mesh - samples| (m) over every grid sample, by rasterising each face.
 
-    Vectorised barycentric test over each face's bounding box; exact on the sample grid.
-    """
+    Scanline rasterisation (each face's row span, then the exact column interval on each
+    row), vectorised over faces, so long thin fans cost their area, not their bounding
+    box. Raises ValueError if some sample is not covered (a hole)."""
     h = np.asarray(height_m, dtype=np.float64)
-    p = np.asarray(grid_rc, dtype=np.int64)[np.asarray(faces)]  # (m, 3, 2)
-    z = h[p[..., 0], p[..., 1]]  # (m, 3)
-    lo, hi = p.min(axis=1), p.max(axis=1)
-    size = hi - lo + 1
-    counts = size[:, 0] * size[:, 1]
-    fid = np.repeat(np.arange(len(p)), counts)
-    k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    r = lo[fid, 0] + k // size[fid, 1]
-    c = lo[fid, 1] + k % size[fid, 1]
-    (r0, c0), (r1, c1), (r2, c2) = (p[fid, i].T for i in range(3))
-    det = (r1 - r0) * (c2 - c0) - (r2 - r0) * (c1 - c0)
-    w1 = ((r - r0) * (c2 - c0) - (r2 - r0) * (c - c0)) / det
-    w2 = ((r1 - r0) * (c - c0) - (r - r0) * (c1 - c0)) / det
-    w0 = 1.0 - w1 - w2
-    inside = (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9)
-    zi = w0 * z[fid, 0] + w1 * z[fid, 1] + w2 * z[fid, 2]
-    d = np.abs(zi - h[r, c])[inside]
+    p = np.asarray(grid_rc, dtype=np.float64)[np.asarray(faces)]  # (m, 3, 2)
+    z = h[p[..., 0].astype(np.int64), p[..., 1].astype(np.int64)]  # (m, 3)
+    r_lo, r_hi = p[..., 0].min(axis=1).astype(np.int64), p[..., 0].max(axis=1).astype(np.int64)
+    span = r_hi - r_lo + 1
+    fid = np.repeat(np.arange(len(p)), span)
+    row = (np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span) + r_lo[fid]).astype(np.float64)
+    # Column interval of each (face, row): where the row line crosses the face's edges.
+    lo = np.full(len(fid), np.inf)
+    hi = np.full(len(fid), -np.inf)
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        ra, ca, rb, cb = p[fid, a, 0], p[fid, a, 1], p[fid, b, 0], p[fid, b, 1]
+        crosses = (np.minimum(ra, rb) <= row) & (row <= np.maximum(ra, rb))
+        flat_edge = ra == rb
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.where(flat_edge, ca, ca + (row - ra) * (cb - ca) / (rb - ra))
+        x2 = np.where(flat_edge, cb, x)
+        lo = np.where(crosses, np.minimum(lo, np.minimum(x, x2)), lo)
+        hi = np.where(crosses, np.maximum(hi, np.maximum(x, x2)), hi)
+    c0 = np.ceil(lo - 1e-9).astype(np.int64)
+    c1 = np.floor(hi + 1e-9).astype(np.int64)
+    width = np.maximum(c1 - c0 + 1, 0)
+    fid2 = np.repeat(fid, width)
+    r = np.repeat(row, width).astype(np.int64)
+    c = np.arange(width.sum()) - np.repeat(np.cumsum(width) - width, width) + np.repeat(c0, width)
+    (r0, c0_), (r1, c1_), (r2, c2_) = (p[fid2, i].T for i in range(3))
+    det = (r1 - r0) * (c2_ - c0_) - (r2 - r0) * (c1_ - c0_)
+    w1 = ((r - r0) * (c2_ - c0_) - (r2 - r0) * (c - c0_)) / det
+    w2 = ((r1 - r0) * (c - c0_) - (r - r0) * (c1_ - c0_)) / det
+    zi = (1.0 - w1 - w2) * z[fid2, 0] + w1 * z[fid2, 1] + w2 * z[fid2, 2]
     covered = np.zeros(h.shape, dtype=bool)
-    covered[r[inside], c[inside]] = True
+    covered[r, c] = True
     if not covered.all():
         raise ValueError("faces do not cover every grid sample (mesh has holes)")
-    return float(d.max())
+    return float(np.abs(zi - h[r, c]).max())
 
 
 @dataclass(frozen=True, eq=False)
@@ -449,8 +744,9 @@ def build_tile_mesh(
     skirt_depth_m: float,
     to_world: ToWorld,
     center_m: np.ndarray,
+    border: str = "fan",
 ) -> TileMesh:
-    """Simplify, skirt and place a tile.
+    """Simplify, skirt and place a tile (the server and exporter path).
 
     height_m: (T+1, T+1) float32 metres. max_error_m: vertical error bound (m).
     skirt_depth_m: skirt depth (m), usually ``SKIRT_FACTOR * max_error_m``.
@@ -458,14 +754,34 @@ def build_tile_mesh(
     center_m: (3,) float64 world position subtracted from every vertex.
     """
     h = np.asarray(height_m, dtype=np.float32)
-    t = h.shape[0] - 1
+    grid_rc, faces = simplify_grid(h, max_error_m, border)
+    heights = h[grid_rc[:, 0], grid_rc[:, 1]]
+    return tile_mesh(grid_rc, heights, faces, skirt_depth_m, to_world, center_m, h.shape[0] - 1)
+
+
+def tile_mesh(
+    grid_rc: np.ndarray,
+    height_m: np.ndarray,
+    faces: np.ndarray,
+    skirt_depth_m: float,
+    to_world: ToWorld,
+    center_m: np.ndarray,
+    grid_size: int,
+) -> TileMesh:
+    """Skirt, place and shade an already simplified tile (e.g. a decoded wire payload:
+    ``tile_mesh(d.grid_rc, d.height_m, d.faces, depth, to_world, centre, d.grid_size)``).
+
+    grid_rc: (n, 2) [row, col] on the tile grid (ints, any dtype); height_m: (n,) metres;
+    faces: (m, 3) CCW. Skirts hang from every vertex on the tile border."""
+    t = int(grid_size)
     if not (np.isfinite(skirt_depth_m) and skirt_depth_m >= 0):
         raise ValueError(f"skirt_depth_m must be a finite number >= 0, got {skirt_depth_m!r}")
     center = np.asarray(center_m, dtype=np.float64)
     if center.shape != (3,):
         raise ValueError(f"center_m must have shape (3,), got {center.shape}")
-    grid_rc, faces = simplify_grid(h, max_error_m)
-    heights = h[grid_rc[:, 0], grid_rc[:, 1]]
+    grid_rc = np.round(np.asarray(grid_rc)).astype(np.int32)
+    faces = np.asarray(faces, dtype=np.int32)
+    heights = np.asarray(height_m, dtype=np.float32)
     edges = edge_indices(grid_rc, t)
     border = np.unique(np.concatenate(edges))
     n, k = len(grid_rc), len(border)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,8 +36,9 @@ from runtime.geometry import (
     WorldGeometry,
     default_geometric_error_m,
     occluder_radii_m,
+    packed_bounds,
 )
-from runtime.tiles import MAX_LEVEL, T, TileKey
+from runtime.tiles import MAX_LEVEL, T, TileKey, spacing_m
 
 # --- inputs and outputs -----------------------------------------------------------------
 
@@ -48,7 +49,8 @@ class SelectionOptions:
     (DESIGN.md default 2 px); max_level: deepest level asked for; prefetch_s: how far along
     each view's velocity the prefetch pose is; prefetch_fov_scale: prefetch views widen
     the field of view by this (turning heads see loaded tiles); plane_root_radius: on the plane, level-0
-    tiles within this many tiles of a camera are the roots; horizon_culling: earth only."""
+    tiles within this many tiles of a camera are the roots (more when the camera's far_m reaches
+    further); horizon_culling: earth only."""
 
     error_target_px: float = 2.0
     max_level: int = 20
@@ -132,35 +134,37 @@ class Selection:
 
 
 class _Node:
-    """Per-frame traversal state of one tile (plain slots: thousands are made per second)."""
+    """Per-frame traversal state of one tile. Flags default at class level: thousands of
+    nodes are made per second and most keep most defaults."""
 
-    __slots__ = ("key", "hmin", "hmax", "ge", "absolute", "draw_tree", "sse", "want_sse", "under",
-                 "prefetch", "refine", "direction", "children", "pinned", "steps")
+    draw_tree = False   # visible, and every ancestor was refined for drawing
+    sse = 0.0           # screen-space error seen by the views that see it
+    want_sse = 0.0      # largest error among the reasons it is wanted (priority)
+    under = False       # under a camera
+    prefetch = False    # seen by a prefetch view (wider or predicted)
+    refine = False      # refined for drawing
+    children: list = ()  # type: ignore[assignment]  # set when walked further
+    pinned = False      # a root: always wanted and kept
+    steps = 0           # levels below the nearest ready ancestor (roots: 0)
 
     def __init__(self, key: TileKey, hmin: float, hmax: float, ge: float, absolute: bool):
         self.key = key
         self.hmin, self.hmax = hmin, hmax
-        self.ge = ge                # geometric error, metres (data, else the level default)
-        self.absolute = absolute    # height range is the world default (no padding needed)
-        self.draw_tree = False      # visible, and every ancestor was refined for drawing
-        self.sse = 0.0              # screen-space error seen by the views that see it
-        self.want_sse = 0.0         # largest error among the reasons it is wanted (priority)
-        self.under = False          # under a camera
-        self.prefetch = False       # seen by a prefetch view (wider or predicted)
-        self.refine = False         # refined for drawing
-        self.direction = 2.0        # 1 - cos(angle off the nearest view's forward), in [0, 2]
-        self.children: list[_Node] = []
-        self.pinned = False         # a root: always wanted and kept
-        self.steps = 0              # levels below the nearest ready ancestor (roots: 0)
+        self.ge = ge              # geometric error, metres (data, else the level default)
+        self.absolute = absolute  # height range is the world default (no padding needed)
 
 
-def _prefetch_camera(cam: Camera, position_m, fov_scale: float) -> Camera:
-    """Same optics, wider field of view (and a viewport grown to keep pixels the same size)."""
-    wide = min(cam.fov_y_rad * fov_scale, math.radians(170.0))
-    grow = math.tan(wide / 2) / math.tan(cam.fov_y_rad / 2)
-    w, h = cam.viewport_px
-    return replace(cam, position_m=position_m, fov_y_rad=wide,
-                   viewport_px=(max(1, round(w * grow)), max(1, round(h * grow))))
+_CHILDREN: dict[TileKey, tuple[TileKey, ...]] = {}
+
+
+def _children(key: TileKey) -> tuple[TileKey, ...]:
+    """key.children(), memoised (making frozen keys costs more than a dict lookup)."""
+    c = _CHILDREN.get(key)
+    if c is None:
+        if len(_CHILDREN) > 500_000:
+            _CHILDREN.clear()
+        c = _CHILDREN[key] = key.children()
+    return c
 
 
 class _Frame:
@@ -173,26 +177,37 @@ class _Frame:
         self.options = options
         cams = [v.camera for v in views]
         self.n_draw = len(cams)
-        pre = []
-        for v, c in zip(views, cams, strict=True):
+        # Views (frustum + pixel scale) and the distinct positions they stand at: a widened
+        # view shares its camera's position, so distances and horizons are computed once.
+        # The widened view keeps its camera's pixel size (same error per metre) and position.
+        planes, ks = [c.frustum_planes() for c in cams], [c.sse_px(1.0, 1.0) for c in cams]
+        pos_idx, positions = list(range(len(cams))), [c.position_m for c in cams]
+        for i, (v, c) in enumerate(zip(views, cams, strict=True)):
+            wide = c.frustum_planes(options.prefetch_fov_scale)
             if options.prefetch_fov_scale > 1.0:
-                pre.append(_prefetch_camera(c, c.position_m, options.prefetch_fov_scale))
+                planes.append(wide)
+                ks.append(ks[i])
+                pos_idx.append(i)
             vel = np.asarray(v.velocity_mps, np.float64)
             if options.prefetch_s > 0 and np.any(vel != 0):
-                pre.append(_prefetch_camera(c, c.position_m + vel * options.prefetch_s,
-                                            options.prefetch_fov_scale))
-        all_cams = cams + pre
-        self.positions = np.array([c.position_m for c in all_cams])  # (V, 3)
-        self.forwards = np.array([c.forward for c in all_cams])
-        planes = np.array([c.frustum_planes() for c in all_cams])  # (V, 6, 4)
+                planes.append(wide)  # frustum planes are camera-relative
+                ks.append(ks[i])
+                pos_idx.append(len(positions))
+                positions.append(c.position_m + vel * options.prefetch_s)
+        self.positions = np.array(positions)  # (U, 3); the first n_draw are the cameras
+        self.pos_idx = np.array(pos_idx)  # (V,) view -> position
+        self.forwards = np.array([c.forward for c in cams])
+        self.far_m = [c.far_m for c in cams]
+        planes = np.array(planes)  # (V, 6, 4)
         self.normals, self.offsets = planes[:, :, :3], planes[:, :, 3]
         self.normals_t = self.normals.transpose(0, 2, 1).copy()  # (V, 3, 6)
         self.normals_flat = self.normals.reshape(-1, 3).T.copy()  # (3, V*6)
-        self.k = np.array([c.sse_px(1.0, 1.0) for c in all_cams])  # px per (m / m)
+        self.k = np.array(ks)  # (V,) px per (m / m)
         self.horizon = geometry.is_earth and options.horizon_culling
         if self.horizon:
             self.scaled = self.positions / occluder_radii_m()
-            self.limb2 = (self.scaled * self.scaled).sum(axis=1) - 1.0  # (V,)
+            self.cv2 = (self.scaled * self.scaled).sum(axis=1)  # (U,)
+            self.limb2 = self.cv2 - 1.0  # squared distance to the limb, scaled space
         # Global sample coordinates of each camera's nadir at max_level, for "under camera".
         r, c, _ = geometry.world_to_sample(options.max_level, self.positions[: self.n_draw])
         self.nadir = [(int(math.floor(rr)), int(math.floor(cc))) for rr, cc in zip(r, c, strict=True)]
@@ -208,38 +223,41 @@ class _Frame:
         return out
 
     def see(self, packed: np.ndarray):
-        """For n packed boxes (n, 27): visible (V, n) bool (frustum and horizon), error
-        (V, n) px from each view (whether it sees the box or not), and direction (n,) =
-        1 - cos(angle off the nearest drawing view's forward)."""
+        """For n packed boxes (n, 29): visible (V, n) bool (frustum and horizon) and
+        pixels of error per metre of geometric error (V, n) from each view, whether it
+        sees the box or not."""
         n = len(packed)
         centers, halves = packed[:, 0:3], packed[:, 3:12].reshape(n, 3, 3)
-        units, lengths, hp = packed[:, 12:21].reshape(n, 3, 3), packed[:, 21:24], packed[:, 24:27]
-        rel = centers[None, :, :] - self.positions[:, None, :]  # (V, n, 3)
+        units, lengths = packed[:, 12:21].reshape(n, 3, 3), packed[:, 21:24]
+        rel_u = centers[None, :, :] - self.positions[:, None, :]  # (U, n, 3)
         # Frustum: a box is out when its centre is farther outside a plane than its reach.
-        signed = rel @ self.normals_t + self.offsets[:, None, :]  # (V, n, 6)
+        signed = rel_u[self.pos_idx] @ self.normals_t + self.offsets[:, None, :]  # (V, n, 6)
         reach = np.abs(halves.reshape(3 * n, 3) @ self.normals_flat).reshape(n, 3, -1).sum(axis=1)  # (n, V*6)
-        reach = reach.reshape(n, len(self.positions), 6).transpose(1, 0, 2)
-        vis = (signed >= -reach).all(axis=2)  # (V, n)
+        vis = (signed >= -reach.reshape(n, -1, 6).transpose(1, 0, 2)).all(axis=2)  # (V, n)
         if self.horizon:
-            # Cesium EllipsoidalOccluder.isScaledSpacePointVisible, all views at once.
-            ok = ~np.isnan(hp[:, 0])
-            vt = np.where(ok[:, None], hp, 0.0)[None] - self.scaled[:, None, :]  # (V, n, 3)
-            vt_dot_vc = -(vt @ self.scaled[:, :, None])[:, :, 0]
+            # Cesium EllipsoidalOccluder.isScaledSpacePointVisible for all positions, expanded
+            # around hp . cv: vt = hp - cv, vt . vc = |cv|^2 - hp . cv.
+            hp_cv = self.scaled @ packed[:, 24:27].T  # (U, n)
+            vt_dot_vc = self.cv2[:, None] - hp_cv
+            vt2 = packed[:, 27][None, :] - 2.0 * hp_cv + self.cv2[:, None]
             vh2 = self.limb2[:, None]
-            occluded = (vt_dot_vc > vh2) & (vt_dot_vc**2 / np.maximum((vt * vt).sum(axis=2), 1e-300) > vh2)
-            occluded |= (vh2 < 0) & (vt_dot_vc > 0)
-            vis &= ~(occluded & ok[None])
+            occluded = np.where(vh2 < 0, vt_dot_vc > 0,
+                                (vt_dot_vc > vh2) & (vt_dot_vc * vt_dot_vc > vh2 * vt2))
+            vis &= ~(occluded & (packed[:, 28] > 0))[self.pos_idx]
         # Distance to the box: the camera in the box frame, clamped to the box.
-        local = (units[None] @ rel[:, :, :, None])[:, :, :, 0]  # (V, n, 3) (sign irrelevant)
+        local = (units[None] @ rel_u[:, :, :, None])[:, :, :, 0]  # (U, n, 3) (sign irrelevant)
         excess = np.maximum(np.abs(local) - lengths[None], 0.0)
-        dist = np.sqrt((excess * excess).sum(axis=2))  # (V, n)
-        err = self.k[:, None] / np.maximum(dist, 1e-3)  # px per metre of geometric error
-        nd = self.n_draw
-        rd = rel[:nd]
-        length = np.maximum(np.sqrt((rd * rd).sum(axis=2)), 1e-9)
-        cosang = (rd @ self.forwards[:nd, :, None])[:, :, 0] / length
-        direction = np.where(dist[:nd] == 0.0, 0.0, 1.0 - cosang).min(axis=0)
-        return vis, err, direction
+        dist = np.sqrt((excess * excess).sum(axis=2))  # (U, n)
+        return vis, self.k[:, None] / np.maximum(dist, 1e-3)[self.pos_idx]
+
+    def direction(self, centers_m: np.ndarray) -> np.ndarray:
+        """(n, 3) points -> (n,) 1 - cos(angle off the nearest drawing camera's forward)."""
+        rel = centers_m[None, :, :] - self.positions[: self.n_draw, None, :]
+        length = np.maximum(np.sqrt((rel * rel).sum(axis=2)), 1e-9)
+        return (1.0 - (rel @ self.forwards[:, :, None])[:, :, 0] / length).min(axis=0)
+
+
+_PLANE_ROOT_M = spacing_m(0) * T  # width of a level-0 plane tile (20,037 km)
 
 
 def _ring(key: TileKey, rad: int) -> list[TileKey]:
@@ -247,15 +265,21 @@ def _ring(key: TileKey, rad: int) -> list[TileKey]:
     return [TileKey(key.level, key.x + dx, key.y + dy) for dx in span for dy in span]
 
 
+def _plane_roots(geometry: WorldGeometry, frame: _Frame, extra: int) -> list[TileKey]:
+    """Level-0 tiles around each camera: enough rings that everything within the camera's
+    far distance lies on a root (at least ``plane_root_radius``, at most 3: 60,000 km),
+    plus ``extra``."""
+    keys = set()
+    for pos, far in zip(frame.positions[: frame.n_draw], frame.far_m, strict=True):
+        rad = min(max(frame.options.plane_root_radius, math.ceil(far / _PLANE_ROOT_M)), 3)
+        keys.update(_ring(geometry.key_at(0, pos), rad + extra))
+    return sorted(keys)
+
+
 def _roots(geometry: WorldGeometry, frame: _Frame) -> list[TileKey]:
     if geometry.is_earth:
         return [TileKey(0, 0, 0), TileKey(0, 1, 0)]
-    rad = frame.options.plane_root_radius
-    roots = set()
-    for pos in frame.positions[: frame.n_draw]:
-        k = geometry.key_at(0, pos)
-        roots.update(_ring(k, rad))
-    return sorted(roots)
+    return _plane_roots(geometry, frame, 0)
 
 
 def _pinned_roots(geometry: WorldGeometry, frame: _Frame) -> list[TileKey]:
@@ -263,12 +287,7 @@ def _pinned_roots(geometry: WorldGeometry, frame: _Frame) -> list[TileKey]:
     so a root that comes into view (or under a teleport) is already there."""
     if geometry.is_earth:
         return _roots(geometry, frame)
-    rad = frame.options.plane_root_radius + 1
-    keys = set()
-    for pos in frame.positions[: frame.n_draw]:
-        k = geometry.key_at(0, pos)
-        keys.update(_ring(k, rad))
-    return sorted(keys)
+    return _plane_roots(geometry, frame, 1)
 
 
 def root_keys(geometry: WorldGeometry, views: Sequence[View], options: SelectionOptions = SelectionOptions()):
@@ -277,29 +296,40 @@ def root_keys(geometry: WorldGeometry, views: Sequence[View], options: Selection
     return _roots(geometry, _Frame(geometry, views, options))
 
 
-_PACKED: dict = {}
+_PACKED: dict = {}  # (world, key, hmin, hmax) -> packed bounds, across frames
 
 
-def _packed_bounds(geo: WorldGeometry, node: _Node) -> np.ndarray:
-    """Packed bounds of a node's tile and height range, memoised across frames."""
-    k = (geo.world, node.key, node.hmin, node.hmax)
-    p = _PACKED.get(k)
-    if p is None:
+def _packed_level(geo: WorldGeometry, nodes: list) -> np.ndarray:
+    """(n, 29) packed bounds of the nodes' tiles and height ranges; the ones not seen
+    before are fitted in one vectorised call."""
+    world = geo.world
+    ks = [(world, n.key, n.hmin, n.hmax) for n in nodes]
+    rows = [_PACKED.get(k) for k in ks]
+    missing = [i for i, r in enumerate(rows) if r is None]
+    if missing:
         if len(_PACKED) > 200_000:
             _PACKED.clear()
-        p = _PACKED[k] = geo.tile_bounds(node.key, node.hmin, node.hmax).packed
-    return p
+        sub = [nodes[i] for i in missing]
+        fresh = packed_bounds(world, [n.key for n in sub], np.array([n.hmin for n in sub]),
+                              np.array([n.hmax for n in sub]))
+        for j, i in enumerate(missing):
+            rows[i] = _PACKED[ks[i]] = fresh[j]
+    return np.array(rows)
+
+
+_DEFAULT_GE = [default_geometric_error_m(level) for level in range(MAX_LEVEL + 1)]
 
 
 def _node_for(key: TileKey, parent: _Node | None, known: Mapping[TileKey, TileInfo]) -> _Node:
     info = known.get(key)
     if info is not None:
         return _Node(key, info.min_height_m, info.max_height_m, info.geometric_error_m, False)
-    ge = default_geometric_error_m(key.level)
+    ge = _DEFAULT_GE[key.level]
     if parent is None:
         return _Node(key, DEFAULT_HEIGHT_RANGE_M[0], DEFAULT_HEIGHT_RANGE_M[1], ge, True)
-    pad = 0.0 if parent.absolute else parent.ge
-    return _Node(key, parent.hmin - pad, parent.hmax + pad, ge, parent.absolute)
+    if parent.absolute:
+        return _Node(key, parent.hmin, parent.hmax, ge, True)
+    return _Node(key, parent.hmin - parent.ge, parent.hmax + parent.ge, ge, False)
 
 
 # --- pass 1: walk -------------------------------------------------------------------------
@@ -321,48 +351,47 @@ def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileI
     while level_nodes:
         level = level_nodes[0][0].key.level
         under = frame.under_keys(level)
-        packed = np.array([_packed_bounds(geo, n) for n, _ in level_nodes])
+        packed = _packed_level(geo, [n for n, _ in level_nodes])
         ges = np.fromiter((n.ge for n, _ in level_nodes), np.float64, len(level_nodes))
-        vis, err, direction = frame.see(packed)
-        err = err * ges[None, :]  # (V, n) screen-space error from each view
-        draw_vis = vis[:nd].any(axis=0)
-        draw_sse = np.where(vis[:nd], err[:nd], 0.0).max(axis=0)
-        near_sse = err[:nd].max(axis=0)
+        vis, err = frame.see(packed)
+        err *= ges[None, :]  # (V, n) screen-space error from each view
+        draw_vis = vis[:nd].any(axis=0).tolist()
+        draw_sse = np.where(vis[:nd], err[:nd], 0.0).max(axis=0).tolist()
+        near_sse = err[:nd].max(axis=0).tolist()
         if len(vis) > nd:
-            pre_vis = vis[nd:].any(axis=0)
-            pre_sse = np.where(vis[nd:], err[nd:], 0.0).max(axis=0)
+            pre_vis = vis[nd:].any(axis=0).tolist()
+            pre_sse = np.where(vis[nd:], err[nd:], 0.0).max(axis=0).tolist()
         else:
-            pre_vis = np.zeros(len(level_nodes), bool)
-            pre_sse = np.zeros(len(level_nodes))
+            pre_vis = pre_sse = [0.0] * len(level_nodes)
         can_refine = level < opt.max_level
         next_nodes = []
         for i, (node, parent_refined) in enumerate(level_nodes):
-            node.under = node.key in under
-            node.prefetch = bool(pre_vis[i])
-            node.draw_tree = parent_refined and bool(draw_vis[i])
-            if not (node.draw_tree or node.under or node.prefetch or node.pinned):
+            key = node.key
+            node.under = under_here = key in under
+            node.prefetch = pre = bool(pre_vis[i])
+            node.draw_tree = drawn = parent_refined and draw_vis[i]
+            if not (drawn or under_here or pre or node.pinned):
                 continue  # culled: neither drawn nor wanted
-            used[node.key] = node
-            sse = float(draw_sse[i])
+            used[key] = node
+            sse = draw_sse[i]
             node.sse = sse
-            node.direction = float(direction[i])
-            want = sse if node.draw_tree else 0.0
-            if node.under:
-                want = max(want, float(near_sse[i]))
-            if node.prefetch:
-                want = max(want, float(pre_sse[i]))
+            want = sse if drawn else 0.0
+            if under_here and near_sse[i] > want:
+                want = near_sse[i]
+            if pre and pre_sse[i] > want:
+                want = pre_sse[i]
             node.want_sse = want
             if not can_refine:
                 continue
-            node.refine = node.draw_tree and sse > target
-            ground = node.under and near_sse[i] > target
-            if node.refine or ground or (node.prefetch and pre_sse[i] > target):
-                steps = 0 if node.key in ready else node.steps + 1
-                for ck in node.key.children():
-                    child = _node_for(ck, node, known)
-                    child.steps = steps
-                    node.children.append(child)
-                    next_nodes.append((child, node.refine))
+            node.refine = refine = drawn and sse > target
+            if refine or (under_here and near_sse[i] > target) or (pre and pre_sse[i] > target):
+                steps = 0 if key in ready else node.steps + 1
+                kids = [_node_for(ck, node, known) for ck in _children(key)]
+                if steps:
+                    for child in kids:
+                        child.steps = steps
+                node.children = kids
+                next_nodes.extend((child, refine) for child in kids)
         level_nodes = next_nodes
     return used
 
@@ -430,8 +459,8 @@ def choose_draw(used: dict[TileKey, _Node], roots: list[TileKey], ready: Set[Til
 # --- pass 3 and 4: load and keep --------------------------------------------------------------
 
 
-def collect_loads(used: dict[TileKey, _Node], known: Mapping[TileKey, TileInfo], pinned: list[TileKey],
-                  target_px: float) -> list[LoadRequest]:
+def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[TileKey, TileInfo],
+                  pinned: list[TileKey], target_px: float) -> list[LoadRequest]:
     """Wanted, not-yet-known tiles, most urgent first.
 
     priority = 1000 * band + 10 * steps + 5 / (1 + sse / target) + 2.5 * (1 - cos angle):
@@ -440,13 +469,15 @@ def collect_loads(used: dict[TileKey, _Node], known: Mapping[TileKey, TileInfo],
     that were not walked load as steps 0 with no error.
     """
     out = []
-    for key, node in used.items():
-        if key in known:
-            continue
+    wanted = [node for key, node in used.items() if key not in known]
+    if wanted:
+        centers = _packed_level(frame.geometry, wanted)[:, :3]
+        direction = frame.direction(centers).tolist()
+    for node, d in zip(wanted, direction if wanted else [], strict=True):
         band = Band.WANTED if (node.draw_tree or node.under or node.pinned) else Band.PREFETCH
         steps = min(node.steps, 99)
-        pri = 1000.0 * band + 10.0 * steps + 5.0 / (1.0 + node.want_sse / target_px) + 2.5 * node.direction
-        out.append(LoadRequest(pri, key, band, steps, node.want_sse))
+        pri = 1000.0 * band + 10.0 * steps + 5.0 / (1.0 + node.want_sse / target_px) + 2.5 * d
+        out.append(LoadRequest(pri, node.key, band, steps, node.want_sse))
     for key in pinned:
         if key not in known and key not in used:
             out.append(LoadRequest(5.0 + 2.5 * 2.0, key, Band.WANTED, 0, 0.0))
@@ -485,7 +516,7 @@ def select(
     pinned = _pinned_roots(geometry, frame)
     used = mark_used(frame, roots, known, ready)
     draw, holes = choose_draw(used, roots, ready, drawn_last)
-    load = collect_loads(used, known, pinned, options.error_target_px)
+    load = collect_loads(frame, used, known, pinned, options.error_target_px)
     keep = collect_keep(used, draw, known, pinned)
     ideal = frozenset(k for k, n in used.items() if n.draw_tree and not n.refine)
     over = tuple(k for k in draw if k in used and used[k].refine)  # drawn coarser than wanted

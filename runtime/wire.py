@@ -7,11 +7,14 @@ Two topology codings:
 
 - ``rtin``: the mesh is a right-triangulated irregular network (what ``runtime.mesh``
   makes). Its connectivity follows from which hypotenuse midpoints are split, so the
-  payload carries one bit per midpoint the decoder has to ask about (border midpoints
-  are implied when the whole border is kept), level by level, coarse to fine, as in the
-  split-flag coding of RTIN/bintree terrain (Evans et al. 2001; Pajarola's restricted
-  quadtree coding). Heights are coded as residuals from the mean of the hypotenuse ends
-  (the midpoint prediction), also level by level, so decoding is ~16 vectorised steps.
+  payload carries one bit per midpoint whose triangle exists, level by level, coarse to
+  fine, as in the split-flag coding of RTIN/bintree terrain (Evans et al. 2001;
+  Pajarola's restricted quadtree coding). Heights are coded as residuals from the mean
+  of the hypotenuse ends (the midpoint prediction), also level by level, so decoding is
+  ~17 vectorised steps. ``border`` says how the border was meshed: ``fan`` (every border
+  sample present, border triangles drawn as fans; border samples get residuals from
+  their coarser neighbours along the edge) or ``rtin`` (plain RTIN; with the whole
+  border kept, border splits are implied and not sent).
 - ``indexed``: any triangle list: zig-zag delta coded grid u, v and heights in vertex
   order and high-water-mark coded indices as in Cesium quantized-mesh-1.0.
 
@@ -30,7 +33,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.mesh import edge_indices, first_use_order, number_vertices, rtin_faces, rtin_steps
+from runtime.mesh import (
+    close_border,
+    edge_indices,
+    first_use_order,
+    number_vertices,
+    rtin_steps,
+    simplify_grid,
+    tin_faces,
+)
 from runtime.tiles import T, TileKey, spacing_m
 
 FORMAT = "worldstream.tile"
@@ -101,33 +112,69 @@ def _corner_ids(t: int) -> np.ndarray:
     return np.array([0, t, t * n1, t * n1 + t], dtype=np.int64)
 
 
-def _encode_rtin(grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int) -> dict | None:
-    """RTIN streams, or None when (grid_rc, faces) is not the canonical RTIN mesh."""
+def _border_mask(t: int) -> np.ndarray:
+    """((t+1)^2 + 1,) bool: the tile's border samples (sentinel last, False)."""
+    g = np.zeros((t + 1, t + 1), bool)
+    g[[0, -1]] = True
+    g[:, [0, -1]] = True
+    return np.append(g.ravel(), False)
+
+
+def _encode_rtin(
+    grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int, known: str | None = None
+) -> dict | None:
+    """RTIN streams, or None when (grid_rc, faces) is not a canonical RTIN tile mesh.
+    Tries the fan border first, then the plain RTIN; ``known`` ("fan" or "rtin") skips
+    the check for meshes made by ``simplify_grid`` with that border."""
     n1 = t + 1
     ids = grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]
-    present = np.zeros(n1 * n1 + 1, dtype=bool)  # last entry: sentinel for id -1
-    present[ids] = True
-    if not present[_corner_ids(t)].all():
+    vertices = np.zeros(n1 * n1 + 1, dtype=bool)  # last entry: sentinel for id -1
+    vertices[ids] = True
+    if not vertices[_corner_ids(t)].all():
         return None
-    rc2, f2 = number_vertices(rtin_faces(present, t), n1)
-    if not (rc2.shape == grid_rc.shape and f2.shape == faces.shape):
-        return None
-    if not (np.array_equal(rc2, grid_rc) and np.array_equal(f2, faces)):
-        return None
+    border = _border_mask(t)
+    whole_border = bool(vertices[border].all())
+    candidates = []
+    if whole_border:
+        present = vertices & ~border
+        present[_corner_ids(t)] = True
+        close_border(present, t)
+        candidates.append(("fan", present))
+    candidates.append(("rtin", vertices))
+    for mode, present in candidates:
+        if known is not None:
+            if mode != known:
+                continue
+        else:
+            if len(ids) > 1 and not (np.diff(ids) > 0).all():
+                return None
+            canonical = tin_faces(present, t, "fan" if mode == "fan" else "graded")
+            if canonical.shape != faces.shape or not np.array_equal(ids[faces], canonical):
+                continue
+        return _rtin_streams(present, ids, q, t, mode, whole_border)
+    return None
+
+
+def _rtin_streams(present, ids, q, t, mode, whole_border) -> dict:
+    n1 = t + 1
     qgrid = np.zeros(n1 * n1 + 1, dtype=np.int64)
     qgrid[ids] = q
-    grid = present[:-1].reshape(n1, n1)
-    whole_border = bool(grid[[0, -1]].all() and grid[:, [0, -1]].all())
+    fan = mode == "fan"
+    forced = whole_border and not fan  # plain RTIN keeping the border: border splits implied
     bits, res = [], [qgrid[_corner_ids(t)]]
     for st in rtin_steps(t)[:-1]:
         cand = present[st.a1] | present[st.a2]
-        yes = present[st.mid]
-        coded = cand & ~st.border if whole_border else cand
-        bits.append(yes[coded])
-        m, a, b = st.mid[yes], st.p[yes], st.q[yes]
+        split = present[st.mid]
+        coded = cand & ~st.border if forced else cand
+        bits.append(split[coded])
+        # Heights: every split midpoint; with fans also every border sample (from its
+        # neighbours along the edge, which are coarser border samples).
+        has_h = split | st.border if fan else split
+        m, a, b = st.mid[has_h], st.p[has_h], st.q[has_h]
         res.append(qgrid[m] - ((qgrid[a] + qgrid[b]) >> 1))
     flags = np.concatenate(bits)
     return {
+        "border": mode,
         "whole_border": whole_border,
         "split_count": int(len(flags)),
         "splits": zlib.compress(np.packbits(flags).tobytes(), ZLIB_LEVEL),
@@ -137,7 +184,14 @@ def _encode_rtin(grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int) 
 
 def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n1 = t + 1
+    mode = _get(p, "border", str)
+    if mode not in ("fan", "rtin"):
+        raise ValueError(f"border must be 'fan' or 'rtin', got {mode!r}")
+    fan = mode == "fan"
     whole_border = _get(p, "whole_border", bool)
+    if fan and not whole_border:
+        raise ValueError("border 'fan' requires whole_border")
+    forced = whole_border and not fan
     nbits = _get(p, "split_count", int)
     if not 0 <= nbits <= n1 * n1:
         raise ValueError(f"split_count must be in [0, {n1 * n1}], got {nbits}")
@@ -154,24 +208,24 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
     nb, nr = 0, 4
     for st in rtin_steps(t)[:-1]:
         cand = present[st.a1] | present[st.a2]
-        coded = cand & ~st.border if whole_border else cand
+        coded = cand & ~st.border if forced else cand
         k = int(coded.sum())
         if nb + k > nbits:
             raise ValueError(f"splits ended early: the mesh needs more than the {nbits} bits sent")
         present[st.mid[coded]] = flags[nb : nb + k]
         nb += k
-        if whole_border:
+        if forced:
             present[st.mid[cand & st.border]] = True
-        yes = present[st.mid]
-        j = int(yes.sum())
+        has_h = present[st.mid] | st.border if fan else present[st.mid]
+        j = int(has_h.sum())
         if nr + j > n:
             raise ValueError(f"the splits imply more than the {n} vertices announced")
-        mids, a, b = st.mid[yes], st.p[yes], st.q[yes]
+        mids, a, b = st.mid[has_h], st.p[has_h], st.q[has_h]
         qgrid[mids] = ((qgrid[a] + qgrid[b]) >> 1) + res[nr : nr + j]
         nr += j
     if nb != nbits or nr != n:
         raise ValueError(f"splits/heights do not match: used {nb}/{nbits} bits, {nr}/{n} vertices")
-    grid_rc, faces = number_vertices(rtin_faces(present, t), n1)
+    grid_rc, faces = number_vertices(tin_faces(present, t, "fan" if fan else "graded"), n1)
     if len(grid_rc) != n or len(faces) != m:
         raise ValueError(f"decoded {len(grid_rc)} vertices / {len(faces)} faces, payload says {n} / {m}")
     q = qgrid[grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]]
@@ -291,6 +345,55 @@ def encode_tile(
         raise ValueError(f"height_m must be ({len(rc)},) finite metres, got shape {h.shape}")
     if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0 or f.min() < 0 or f.max() >= len(rc):
         raise ValueError(f"faces must be (m, 3) indices in [0, {len(rc) - 1}], got shape {f.shape}")
+    return _payload(
+        rc.astype(np.int32),
+        h,
+        f.astype(np.int32),
+        key=key,
+        geometric_error_m=geometric_error_m,
+        model=model,
+        image=rgb_jpeg_or_png,
+        height_step_m=height_step_m,
+        grid_size=grid_size,
+        known_rtin=None,
+    )
+
+
+def encode_heights(
+    height_m: np.ndarray,
+    max_error_m: float,
+    *,
+    key: TileKey,
+    model: str,
+    geometric_error_m: float | None = None,
+    rgb_jpeg_or_png: bytes | None = None,
+    height_step_m: float | None = None,
+    border: str = "fan",
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The server path in one call: ``simplify_grid`` then ``encode_tile``, skipping the
+    check that the mesh is the canonical RTIN (it is by construction).
+
+    height_m: (T+1, T+1) float32 metres. Returns (payload, grid_rc, faces); the payload's
+    geometric error defaults to ``max_error_m``."""
+    h = np.asarray(height_m, dtype=np.float32)
+    grid_rc, faces = simplify_grid(h, max_error_m, border)
+    heights = h[grid_rc[:, 0], grid_rc[:, 1]].astype(np.float64)
+    payload = _payload(
+        grid_rc,
+        heights,
+        faces,
+        key=key,
+        geometric_error_m=max_error_m if geometric_error_m is None else geometric_error_m,
+        model=model,
+        image=rgb_jpeg_or_png,
+        height_step_m=height_step_m,
+        grid_size=h.shape[0] - 1,
+        known_rtin="fan" if border == "fan" else "rtin",
+    )
+    return payload, grid_rc, faces
+
+
+def _payload(rc, h, f, *, key, geometric_error_m, model, image, height_step_m, grid_size, known_rtin) -> dict:
     step = float(height_step_m) if height_step_m is not None else height_step_for_level(key.level)
     if not (step > 0 and math.frexp(step)[0] == 0.5):
         raise ValueError(f"height_step_m must be a positive power of two, got {step!r}")
@@ -300,9 +403,7 @@ def encode_tile(
         qabs = np.round(h / step).astype(np.int64)
     qmin = int(qabs.min())
     q = qabs - qmin
-    rc = rc.astype(np.int32)
-    f = f.astype(np.int32)
-    streams = _encode_rtin(rc, f, q, grid_size)
+    streams = _encode_rtin(rc, f, q, grid_size, known=known_rtin)
     topology = "rtin"
     if streams is None:
         topology = "indexed"
@@ -322,7 +423,7 @@ def encode_tile(
         "face_count": int(len(f)),
         "topology": topology,
         "mesh": streams,
-        "image": None if rgb_jpeg_or_png is None else bytes(rgb_jpeg_or_png),
+        "image": None if image is None else bytes(image),
     }
 
 

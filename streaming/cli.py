@@ -85,23 +85,37 @@ def cmd_tile(args) -> int:
 
 
 def build_server(world: World, seed: int, refiner: str | None = None, token: str | None = None,
-                 origins=None):
-    """Compose generator -> tile service -> websocket server (not started)."""
+                 origins=None, store_dir: str | None = None, service_config=None, limits=None):
+    """Compose generator -> tile service (LRU, optional disk store, batching) -> height
+    service -> websocket server (not started)."""
+    from streaming.heights import HeightConfig, HeightService
+    from streaming.protocol import Limits
     from streaming.server import TileServer
     from streaming.session import ServerInfo
-    from streaming.tileservice import TileService
+    from streaming.store import TileStore
+    from streaming.tileservice import ServiceConfig, TileService
 
     pyr = open_world(world, seed, refiner)
-    service = TileService(world, pyr.tiles)
-    info = ServerInfo(world=world.value, seed=seed, model=pyr.model_id, token=token)
-    heights = getattr(pyr, "heights", None)
+    limits = limits or Limits()
+    store = None
+    if store_dir:
+        store = TileStore(store_dir, model=pyr.model_id, world=world.value, seed=seed)
+        store.sweep()  # temporary files of writers killed long ago
+    service = TileService(world, pyr.tiles, service_config or ServiceConfig(), store=store)
+    heights = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
+                                                                max_tiles=limits.max_height_tiles))
+    service.on_fields = heights.remember
+    info = ServerInfo(world=world.value, seed=seed, model=pyr.model_id, token=token, limits=limits)
     return TileServer(info, service, heights=heights, allowed_origins=origins)
 
 
 def cmd_serve(args) -> int:
     from streaming.server import serve_forever
+    from streaming.tileservice import ServiceConfig
 
-    server = build_server(args.world, args.seed, args.refiner, args.token, args.origin)
+    cfg = ServiceConfig(max_batch=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000.0,
+                        cache_bytes=args.cache_mb << 20, workers=args.workers)
+    server = build_server(args.world, args.seed, args.refiner, args.token, args.origin, args.store, cfg)
     asyncio.run(serve_forever(server, args.host, args.port))
     return 0
 
@@ -141,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=_int_in(0, 65535, "port"), default=8765)
     sp.add_argument("--token", default=None, help="shared secret clients must send in hello")
     sp.add_argument("--origin", action="append", default=None, help="allowed Origin (repeatable)")
+    sp.add_argument("--store", default=None, help="folder of the on-disk tile store (default: memory only)")
+    sp.add_argument("--max-batch", type=_int_in(1, 1024, "max-batch"), default=16,
+                    help="keys per generator call")
+    sp.add_argument("--batch-wait-ms", type=_int_in(0, 1000, "batch-wait-ms"), default=4,
+                    help="longest wait for a batch to fill (ms)")
+    sp.add_argument("--cache-mb", type=_int_in(1, 1 << 20, "cache-mb"), default=256,
+                    help="tile LRU size (MiB)")
+    sp.add_argument("--workers", type=_int_in(1, 256, "workers"), default=2, help="mesh/encode threads")
     sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser("fly", help="fly through a world (window if a display exists, else headless)")

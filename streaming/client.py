@@ -57,12 +57,18 @@ class TileClient:
         self._stats: asyncio.Future | None = None
         self._reader: asyncio.Task | None = None
 
-    async def connect(self, url: str, token: str | None = None, origin: str | None = None,
-                      expect: dict[str, Any] | None = None) -> ServerHello:
+    async def connect(
+        self,
+        url: str,
+        token: str | None = None,
+        origin: str | None = None,
+        expect: dict[str, Any] | None = None,
+    ) -> ServerHello:
         """Open the websocket and shake hands. ``expect`` may name the ``world``, ``seed``
         and ``model`` this client was built for; the server refuses a mismatch."""
-        self.ws = await connect(url, compression=None, max_size=MAX_TILE_FRAME_BYTES, open_timeout=30,
-                                origin=origin)
+        self.ws = await connect(
+            url, compression=None, max_size=MAX_TILE_FRAME_BYTES, open_timeout=30, origin=origin
+        )
         hello: dict[str, Any] = {"type": "hello", "protocol": P.PROTOCOL_VERSION, "credits": self.window}
         if token is not None:
             hello["token"] = token
@@ -88,8 +94,15 @@ class TileClient:
         step = self.hello.limits.get("max_keys_per_request", 256)
         prios = list(priorities) if priorities is not None else [0.0] * len(keys)
         for i in range(0, len(keys), step):
-            await self.ws.send(P.pack({"type": "request", "keys": [P.key_to_wire(k) for k in keys[i:i + step]],
-                                       "priorities": [float(p) for p in prios[i:i + step]]}))
+            await self.ws.send(
+                P.pack(
+                    {
+                        "type": "request",
+                        "keys": [P.key_to_wire(k) for k in keys[i : i + step]],
+                        "priorities": [float(p) for p in prios[i : i + step]],
+                    }
+                )
+            )
 
     async def cancel(self, keys: Iterable[TileKey]) -> None:
         assert self.ws is not None
@@ -124,8 +137,12 @@ class TileClient:
         rid = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._height_futures[rid] = fut
-        msg = {"type": "height", "id": rid, "points": P.encode_array(np.asarray(points_xy, np.float64)),
-               "mode": mode}
+        msg = {
+            "type": "height",
+            "id": rid,
+            "points": P.encode_array(np.asarray(points_xy, np.float64)),
+            "mode": mode,
+        }
         if level is not None:
             msg["level"] = level
         await self.ws.send(P.pack(msg))
@@ -146,14 +163,22 @@ class TileClient:
             elif kind == "height":
                 fut = self._height_futures.pop(msg.get("id"), None)
                 if fut is not None and not fut.done():
-                    fut.set_result({k: P.decode_array(v, k) if isinstance(v, dict) else v
-                                    for k, v in msg.items() if k not in ("type", "id")})
+                    fut.set_result(
+                        {
+                            k: P.decode_array(v, k) if isinstance(v, dict) else v
+                            for k, v in msg.items()
+                            if k not in ("type", "id")
+                        }
+                    )
             elif kind == "stats":
                 if self._stats is not None and not self._stats.done():
                     self._stats.set_result({k: v for k, v in msg.items() if k != "type"})
             elif kind == "error":
-                err = ServerError(msg.get("code", "?"), msg.get("message", ""),
-                                  TileKey(*msg["key"]) if "key" in msg else None)
+                err = ServerError(
+                    msg.get("code", "?"),
+                    msg.get("message", ""),
+                    TileKey(*msg["key"]) if "key" in msg else None,
+                )
                 self.errors.append(err)
                 fut = self._height_futures.pop(msg.get("id"), None) if "id" in msg else None
                 if fut is not None and not fut.done():
@@ -171,8 +196,14 @@ def _decode_tile(payload: dict[str, Any]) -> Any:
 class SyncTileClient:
     """A TileClient driven from a background thread, for frame loops."""
 
-    def __init__(self, url: str, token: str | None = None, window: int = 64, origin: str | None = None,
-                 expect: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        window: int = 64,
+        origin: str | None = None,
+        expect: dict[str, Any] | None = None,
+    ):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tile-client", daemon=True)
         self._thread.start()
@@ -221,7 +252,9 @@ class SyncTileClient:
         while want - got.keys():
             item = self.wait(max(0.0, deadline - time.monotonic()))
             if item is None:
-                raise TimeoutError(f"{len(want - got.keys())} of {len(want)} tiles did not arrive in {timeout_s} s")
+                raise TimeoutError(
+                    f"{len(want - got.keys())} of {len(want)} tiles did not arrive in {timeout_s} s"
+                )
             key, tile = item
             if isinstance(tile, ServerError):
                 if key in want:

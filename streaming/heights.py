@@ -87,7 +87,9 @@ def bilinear(grid: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
     return top * (1.0 - fr) + bot * fr
 
 
-def sample_spacing_m(world: World, level: int, lat_deg: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def sample_spacing_m(
+    world: World, level: int, lat_deg: np.ndarray | float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(east, north) metres between neighbouring samples of ``level`` at ``lat_deg``.
 
     plane: the level spacing both ways. earth: WGS84 prime-vertical and meridional
@@ -132,7 +134,7 @@ def heights_at(world: World, level: int, points: np.ndarray, grids: dict[TileKey
     kx, ky, r, c = tiles_and_local(world, level, rows, cols)
     h = np.empty(len(r))
     slopes = np.empty((len(r), 2))
-    for x, y in set(zip(kx.tolist(), ky.tolist())):
+    for x, y in set(zip(kx.tolist(), ky.tolist(), strict=True)):
         m = (kx == x) & (ky == y)
         grid = grids[TileKey(level, x, y)]
         h[m] = bilinear(grid, r[m], c[m])
@@ -146,7 +148,7 @@ def keys_at(world: World, level: int, points: np.ndarray) -> list[TileKey]:
     """The level-``level`` tile of every point, (n,) list."""
     rows, cols = global_samples(world, level, points)
     tx, ty, _, _ = tiles_and_local(world, level, rows, cols)
-    return [TileKey(level, x, y) for x, y in zip(tx.tolist(), ty.tolist())]
+    return [TileKey(level, x, y) for x, y in zip(tx.tolist(), ty.tolist(), strict=True)]
 
 
 # -- service -----------------------------------------------------------------------------
@@ -189,12 +191,14 @@ class HeightService:
         missing = [k for k in keys if k not in self._grids]
         have = {k: self._grids[k] for k in keys if k in self._grids}
         if missing:
-            for k, f in zip(missing, await self.fields(missing)):
+            for k, f in zip(missing, await self.fields(missing), strict=True):
                 have[k] = np.asarray(f.height, np.float32)
                 self.remember(k, f)
         return have
 
-    async def query(self, points: np.ndarray, mode: str = "best", level: int | None = None) -> dict[str, np.ndarray]:
+    async def query(
+        self, points: np.ndarray, mode: str = "best", level: int | None = None
+    ) -> dict[str, np.ndarray]:
         """points (n, 2) float64 -> {"height_m" (n,) float64, "normal" (n, 3) float64 ENU,
         "level" (n,) int32 level used per point}."""
         pts = np.asarray(points, np.float64).reshape(-1, 2)
@@ -219,8 +223,10 @@ class HeightService:
         levels = sorted(set(level_of.tolist()))
         needed = {lv: set(keys_at(self.world, lv, pts[level_of == lv])) for lv in levels}
         if mode == "detailed" and sum(len(v) for v in needed.values()) > self.config.max_tiles:
-            raise HeightLimitError(f"these points need {sum(len(v) for v in needed.values())} tiles at level "
-                                   f"{target}; at most {self.config.max_tiles} per query")
+            raise HeightLimitError(
+                f"these points need {sum(len(v) for v in needed.values())} tiles at level "
+                f"{target}; at most {self.config.max_tiles} per query"
+            )
         for lv in levels:
             m = level_of == lv
             grids = await self._ensure(needed[lv])

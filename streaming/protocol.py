@@ -29,16 +29,16 @@ ALLOWED_DTYPES = frozenset({"|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i
 class ErrorCode:
     """Error codes carried by ``error`` messages (stable strings, see PROTOCOL.md)."""
 
-    MALFORMED = "malformed"            # not msgpack, not a map, wrong field types
+    MALFORMED = "malformed"  # not msgpack, not a map, wrong field types
     UNKNOWN_TYPE = "unknown_type"
     VERSION = "unsupported_version"
     NOT_READY = "hello_required"
     TOO_LARGE = "too_large"
     TOO_MANY_KEYS = "too_many_keys"
     BAD_KEY = "bad_key"
-    LIMIT = "limit"                    # in-flight requests or height queries per client exceeded
+    LIMIT = "limit"  # in-flight requests or height queries per client exceeded
     UNAUTHORIZED = "unauthorized"
-    WRONG_WORLD = "wrong_world"        # the client's hello expects another world, seed or model
+    WRONG_WORLD = "wrong_world"  # the client's hello expects another world, seed or model
     GENERATOR = "generator_failed"
     INTERNAL = "internal"
 
@@ -88,14 +88,21 @@ def unpack(data: bytes, max_bytes: int) -> dict[str, Any]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError(ErrorCode.MALFORMED, "expected a binary frame holding a msgpack map, got text")
     if len(data) > max_bytes:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE, f"message of {len(data)} bytes exceeds the limit of {max_bytes}"
+        )
     try:
         msg = msgpack.unpackb(
-            bytes(data), raw=False, strict_map_key=True,
-            max_array_len=1 << 16, max_map_len=1 << 10,
+            bytes(data),
+            raw=False,
+            strict_map_key=True,
+            max_array_len=1 << 16,
+            max_map_len=1 << 10,
         )
     except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise ProtocolError(ErrorCode.MALFORMED, f"expected a msgpack map: {exc.__class__.__name__}: {exc}") from None
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"expected a msgpack map: {exc.__class__.__name__}: {exc}"
+        ) from None
     if not isinstance(msg, dict):
         raise ProtocolError(ErrorCode.MALFORMED, f"expected a msgpack map, got {type(msg).__name__}")
     kind = msg.get("type")
@@ -117,8 +124,9 @@ def decode_array(obj: Any, what: str, ndim: int | None = None, max_items: int = 
         raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an array map with dtype, shape, data")
     dtype, shape, data = obj["dtype"], obj["shape"], obj["data"]
     if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
-        raise ProtocolError(ErrorCode.MALFORMED,
-                            f"{what}: dtype must be one of {sorted(ALLOWED_DTYPES)}, got {dtype!r}"[:300])
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"{what}: dtype must be one of {sorted(ALLOWED_DTYPES)}, got {dtype!r}"[:300]
+        )
     if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
         raise ProtocolError(ErrorCode.MALFORMED, f"{what}: shape must be a list of non-negative integers")
     if ndim is not None and len(shape) != ndim:
@@ -139,7 +147,8 @@ def key_from_wire(obj: Any, limits: Limits, world: World | None = None) -> TileK
     """[level, x, y] -> TileKey, checking types, the level range and (given ``world``)
     that the tile exists there."""
     if (
-        not isinstance(obj, (list, tuple)) or len(obj) != 3
+        not isinstance(obj, (list, tuple))
+        or len(obj) != 3
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in obj)
     ):
         raise ProtocolError(ErrorCode.BAD_KEY, f"a key must be [level, x, y] integers, got {obj!r}"[:200])

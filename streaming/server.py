@@ -42,14 +42,20 @@ class ServerConfig:
 class TileServer:
     """Serves one world to any number of clients; every client's bad input stays its own."""
 
-    def __init__(self, info: ServerInfo, service: TileService, heights: HeightService | None = None,
-                 allowed_origins: Iterable[str] | None = None, config: ServerConfig = ServerConfig()):
+    def __init__(
+        self,
+        info: ServerInfo,
+        service: TileService,
+        heights: HeightService | None = None,
+        allowed_origins: Iterable[str] | None = None,
+        config: ServerConfig = ServerConfig(),
+    ):
         self.info = info
         self.service = service
         self.heights = heights
         self.allowed_origins = list(allowed_origins) if allowed_origins else None
         self.config = config
-        self.sessions: set[ServerSession] = set()
+        self.sessions: dict[ServerSession, ServerConnection] = {}
         self.connections_total = 0
         self.port: int | None = None
         self._server = None
@@ -62,7 +68,9 @@ class TileServer:
         """Start listening; returns the bound port."""
         await self.service.start()
         self._server = await serve(
-            self._handle, host, port,
+            self._handle,
+            host,
+            port,
             compression=None,  # per-message deflate makes MB payloads ~100x slower
             max_size=self.info.limits.max_message_bytes,  # larger client frames: close 1009
             max_queue=4,  # frames read ahead per client before TCP backpressure reaches it
@@ -84,17 +92,32 @@ class TileServer:
             return ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
         return None
 
+    def held_bytes(self, session: ServerSession | None = None) -> int:
+        """Bytes held for clients (one, or all): tile frames queued in their sessions plus
+        what asyncio buffers on their sockets. Bounded per client by
+        ``limits.max_queued_bytes + write_limit_bytes`` plus one frame."""
+        items = [(session, self.sessions[session])] if session is not None else list(self.sessions.items())
+        total = 0
+        for s, ws in items:
+            transport = ws.transport
+            total += s.queued_bytes + (transport.get_write_buffer_size() if transport is not None else 0)
+        return total
+
     def stats(self) -> dict:
         """Server-wide counters for ``stats`` messages and benchmarks."""
-        out = {"connections": self.connections, "connections_total": self.connections_total,
-               **self.service.stats().as_dict()}
+        out = {
+            "connections": self.connections,
+            "connections_total": self.connections_total,
+            "held_bytes": self.held_bytes(),
+            **self.service.stats().as_dict(),
+        }
         if self.service.store is not None:
             out.update({f"store_{k}": v for k, v in self.service.store.stats().__dict__.items()})
         return out
 
     async def _handle(self, ws: ServerConnection) -> None:
         session = ServerSession(self.info, self.config.initial_credits)
-        self.sessions.add(session)
+        self.sessions[session] = ws
         self.connections_total += 1
         conn = _Connection(self, ws, session)
         try:
@@ -106,7 +129,7 @@ class TileServer:
             await ws.close(1011, "internal error")
         finally:
             conn.cleanup()
-            self.sessions.discard(session)
+            self.sessions.pop(session, None)
 
 
 class _Connection:
@@ -136,7 +159,7 @@ class _Connection:
 
     def _act(self, event) -> None:
         if isinstance(event, Want):
-            for key, prio in zip(event.keys, event.priorities):
+            for key, prio in zip(event.keys, event.priorities, strict=True):
                 self._fetch(key, prio)
         elif isinstance(event, Cancel):
             for key in event.keys:
@@ -149,7 +172,12 @@ class _Connection:
             self.session.send_stats(self.server.stats())
 
     def _fetch(self, key: TileKey, prio: float) -> None:
-        fut = self.service.get(key, prio)
+        frame = self.service.get_now(key)
+        if frame is not None:
+            self.session.tile_ready(key, frame)
+            self.wake.set()
+            return
+        fut = self.service.get(key, prio, owner=self)  # one fair-queue lane per connection
         self.pending[key] = fut
         fut.add_done_callback(lambda f, k=key: self._deliver(k, f))
 
@@ -174,8 +202,11 @@ class _Connection:
                 self._fetch(key, prio)
 
     async def _flush(self) -> None:
-        for frame in self.session.next_frames():
-            await self.ws.send(frame)  # waits while the client's buffer is above write_limit
+        # One tile at a time: what waits behind a slow socket stays in the session's
+        # bounded queue (ws.send waits while the buffer is above write_limit).
+        while frames := self.session.next_frames(max_tiles=1):
+            for frame in frames:
+                await self.ws.send(frame)
 
     async def _answer_height(self, q: HeightQuery) -> None:
         heights = self.server.heights
@@ -189,7 +220,9 @@ class _Connection:
             self.session.height_failed(q.request_id, P.ErrorCode.UNKNOWN_TYPE, str(exc))
         except Exception as exc:  # a generator failure under these points
             log.warning("height query failed: %s", exc)
-            self.session.height_failed(q.request_id, P.ErrorCode.GENERATOR, f"height query failed: {exc}"[:300])
+            self.session.height_failed(
+                q.request_id, P.ErrorCode.GENERATOR, f"height query failed: {exc}"[:300]
+            )
         else:
             self.session.height_answer(q.request_id, res)
         self.wake.set()
@@ -215,8 +248,11 @@ async def serve_forever(server: TileServer, host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     bound = await server.start(host, port)
-    print(f"worldstream serving {server.info.world} seed={server.info.seed} model={server.info.model} "
-          f"on ws://{host}:{bound}", flush=True)
+    print(
+        f"worldstream serving {server.info.world} seed={server.info.seed} model={server.info.model} "
+        f"on ws://{host}:{bound}",
+        flush=True,
+    )
     await stop.wait()
     await server.close()
     print("worldstream server stopped", flush=True)

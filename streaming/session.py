@@ -85,6 +85,7 @@ class ServerSession:
         self.credits = initial_credits
         self.wanted: dict[TileKey, float] = {}  # requested, not yet sent (value: priority)
         self._queue: list[tuple[float, int, TileKey, bytes]] = []  # (-priority, seq, key, frame)
+        self._in_queue: set[TileKey] = set()
         self.queued_bytes = 0  # bytes of encoded frames in _queue
         self.parked: set[TileKey] = set()  # ready while the queue was full: fetched again later
         self._seq = 0
@@ -119,8 +120,10 @@ class ServerSession:
     def _dispatch(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg["type"]
         if kind not in P.CLIENT_TYPES:
-            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}: expected one of "
-                                f"{sorted(P.CLIENT_TYPES)}"[:300])
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_TYPE,
+                f"unknown message type {kind!r}: expected one of {sorted(P.CLIENT_TYPES)}"[:300],
+            )
         if kind == "hello":
             return self._hello(msg)
         if not self.ready:
@@ -130,29 +133,45 @@ class ServerSession:
     def _hello(self, msg: dict[str, Any]) -> list:
         version = msg.get("protocol")
         if version != P.PROTOCOL_VERSION:
-            raise ProtocolError(ErrorCode.VERSION, f"protocol version {P.PROTOCOL_VERSION} expected, got {version!r}")
+            raise ProtocolError(
+                ErrorCode.VERSION, f"protocol version {P.PROTOCOL_VERSION} expected, got {version!r}"
+            )
         if self.info.token is not None:
             token = msg.get("token")
-            if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.info.token.encode()):
+            if not isinstance(token, str) or not hmac.compare_digest(
+                token.encode(), self.info.token.encode()
+            ):
                 raise ProtocolError(ErrorCode.UNAUTHORIZED, "a valid 'token' is required in hello")
         if self.ready:
             raise ProtocolError(ErrorCode.MALFORMED, "'hello' was already received on this connection")
         credits = msg.get("credits", self.credits)
         if not _is_int(credits) or not 0 <= credits <= self.info.limits.max_credits:
-            raise ProtocolError(ErrorCode.MALFORMED, f"hello 'credits' must be an integer in "
-                                f"[0, {self.info.limits.max_credits}]")
+            raise ProtocolError(
+                ErrorCode.MALFORMED,
+                f"hello 'credits' must be an integer in [0, {self.info.limits.max_credits}]",
+            )
         for name, mine in (("world", self.info.world), ("seed", self.info.seed), ("model", self.info.model)):
             want = msg.get(name)
             if want is not None and want != mine:
-                raise ProtocolError(ErrorCode.WRONG_WORLD, f"this server serves {name} {mine!r}, "
-                                    f"the client expects {want!r}"[:300])
+                raise ProtocolError(
+                    ErrorCode.WRONG_WORLD,
+                    f"this server serves {name} {mine!r}, the client expects {want!r}"[:300],
+                )
         self.credits = credits
         self.ready = True
-        self.outbox.append(P.pack({
-            "type": "hello", "protocol": P.PROTOCOL_VERSION, "world": self.info.world,
-            "seed": self.info.seed, "model": self.info.model, "tile_size": self.info.tile_size,
-            "limits": self.info.limits.as_dict(),
-        }))
+        self.outbox.append(
+            P.pack(
+                {
+                    "type": "hello",
+                    "protocol": P.PROTOCOL_VERSION,
+                    "world": self.info.world,
+                    "seed": self.info.seed,
+                    "model": self.info.model,
+                    "tile_size": self.info.tile_size,
+                    "limits": self.info.limits.as_dict(),
+                }
+            )
+        )
         return []
 
     def _request(self, msg: dict[str, Any]) -> list:
@@ -161,24 +180,35 @@ class ServerSession:
             raise ProtocolError(ErrorCode.MALFORMED, "request 'keys' must be a list of [level, x, y]")
         lim = self.info.limits
         if len(keys_obj) > lim.max_keys_per_request:
-            raise ProtocolError(ErrorCode.TOO_MANY_KEYS,
-                                f"at most {lim.max_keys_per_request} keys per request, got {len(keys_obj)}")
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_KEYS,
+                f"at most {lim.max_keys_per_request} keys per request, got {len(keys_obj)}",
+            )
         prios = msg.get("priorities", [0.0] * len(keys_obj))
-        if (not isinstance(prios, list) or len(prios) != len(keys_obj)
-                or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math_finite(p)
-                           for p in prios)):
-            raise ProtocolError(ErrorCode.MALFORMED, "request 'priorities' must be finite numbers, one per key")
+        if (
+            not isinstance(prios, list)
+            or len(prios) != len(keys_obj)
+            or not all(
+                isinstance(p, (int, float)) and not isinstance(p, bool) and math_finite(p) for p in prios
+            )
+        ):
+            raise ProtocolError(
+                ErrorCode.MALFORMED, "request 'priorities' must be finite numbers, one per key"
+            )
         keys = [P.key_from_wire(k, lim, self.world) for k in keys_obj]
         fresh: dict[TileKey, float] = {}
-        for k, p in zip(keys, prios):
+        for k, p in zip(keys, prios, strict=True):
             if k in self.wanted:
                 self.wanted[k] = float(p)  # re-prioritised
             else:
                 fresh[k] = float(p)  # a key repeated in one request counts once
         new = list(fresh.items())
         if len(self.wanted) + len(new) > lim.max_in_flight:
-            raise ProtocolError(ErrorCode.LIMIT, f"at most {lim.max_in_flight} requests in flight per client; "
-                                f"{len(self.wanted)} pending, {len(new)} more asked")
+            raise ProtocolError(
+                ErrorCode.LIMIT,
+                f"at most {lim.max_in_flight} requests in flight per client; "
+                f"{len(self.wanted)} pending, {len(new)} more asked",
+            )
         for k, p in new:
             self.wanted[k] = p
         if not new:
@@ -195,6 +225,7 @@ class ServerSession:
             gone_set = set(gone)
             self.parked -= gone_set
             self._queue = [item for item in self._queue if item[2] not in gone_set]
+            self._in_queue -= gone_set
             heapq.heapify(self._queue)
             self.queued_bytes = sum(len(item[3]) for item in self._queue)
         return [Cancel(gone)] if gone else []
@@ -216,15 +247,18 @@ class ServerSession:
         if pts.shape[1] != 2 or pts.dtype.kind != "f" or not np.isfinite(pts).all():
             raise ProtocolError(ErrorCode.MALFORMED, "height 'points' must be (n, 2) finite floats")
         if self.world is World.EARTH and (np.abs(pts[:, 1]) > 90.0).any():
-            raise ProtocolError(ErrorCode.MALFORMED, "earth height 'points' are (lon, lat) degrees; "
-                                "lat must be in [-90, 90]")
+            raise ProtocolError(
+                ErrorCode.MALFORMED, "earth height 'points' are (lon, lat) degrees; lat must be in [-90, 90]"
+            )
         mode = msg.get("mode", "best")
         if mode not in ("best", "detailed"):
             raise ProtocolError(ErrorCode.MALFORMED, "height 'mode' must be 'best' or 'detailed'")
         level = msg.get("level")
         if level is not None and (not _is_int(level) or not lim.min_level <= level <= lim.max_level):
-            raise ProtocolError(ErrorCode.MALFORMED, f"height 'level' must be an integer in "
-                                f"[{lim.min_level}, {lim.max_level}] or absent")
+            raise ProtocolError(
+                ErrorCode.MALFORMED,
+                f"height 'level' must be an integer in [{lim.min_level}, {lim.max_level}] or absent",
+            )
         if self.heights_in_flight >= lim.max_height_queries:
             raise ProtocolError(ErrorCode.LIMIT, f"at most {lim.max_height_queries} height queries in flight")
         self.heights_in_flight += 1
@@ -235,17 +269,29 @@ class ServerSession:
 
     def send_stats(self, server: dict[str, Any] | None = None) -> None:
         """Queue a ``stats`` message: this connection's counters plus ``server``'s."""
-        self.outbox.append(P.pack({
-            "type": "stats", "sent_tiles": self.sent_tiles, "sent_bytes": self.sent_bytes,
-            "pending": len(self.wanted), "queued": len(self._queue), "queued_bytes": self.queued_bytes,
-            "parked": len(self.parked), "credits": self.credits, "errors": self.errors_sent,
-            "server": server or {}}))
+        self.outbox.append(
+            P.pack(
+                {
+                    "type": "stats",
+                    "sent_tiles": self.sent_tiles,
+                    "sent_bytes": self.sent_bytes,
+                    "pending": len(self.wanted),
+                    "queued": len(self._queue),
+                    "queued_bytes": self.queued_bytes,
+                    "parked": len(self.parked),
+                    "credits": self.credits,
+                    "errors": self.errors_sent,
+                    "server": server or {},
+                }
+            )
+        )
 
     def height_answer(self, request_id: int, result: dict[str, np.ndarray]) -> None:
         """Queue the ``height`` answer to query ``request_id``."""
         self.heights_in_flight = max(0, self.heights_in_flight - 1)
-        self.outbox.append(P.pack({"type": "height", "id": request_id,
-                                   **{k: P.encode_array(v) for k, v in result.items()}}))
+        self.outbox.append(
+            P.pack({"type": "height", "id": request_id, **{k: P.encode_array(v) for k, v in result.items()}})
+        )
 
     def height_failed(self, request_id: int, code: str, message: str) -> None:
         self.heights_in_flight = max(0, self.heights_in_flight - 1)
@@ -260,13 +306,14 @@ class ServerSession:
         costs the server a bounded amount of memory; ``unpark`` hands parked keys back
         to be fetched again (from the LRU or the store) once the queue drains."""
         prio = self.wanted.get(key)
-        if prio is None:
+        if prio is None or key in self._in_queue:
             return
         if self._queue and self.queued_bytes + len(frame) > self.info.limits.max_queued_bytes:
             self.parked.add(key)
             return
         self.parked.discard(key)
         heapq.heappush(self._queue, (-prio, self._seq, key, frame))
+        self._in_queue.add(key)
         self.queued_bytes += len(frame)
         self._seq += 1
 
@@ -280,16 +327,22 @@ class ServerSession:
 
     def tile_failed(self, key: TileKey, code: str, message: str) -> None:
         if self.wanted.pop(key, None) is not None:
+            self.parked.discard(key)
             self._error(code, message, key=P.key_to_wire(key))
 
-    def next_frames(self) -> list[bytes]:
-        """Frames that may be sent now: control messages, then tiles while credits last."""
+    def next_frames(self, max_tiles: int | None = None) -> list[bytes]:
+        """Frames that may be sent now: control messages, then tiles while credits last
+        (at most ``max_tiles``: a sender that takes one at a time keeps the rest counted
+        in ``queued_bytes``)."""
         out, self.outbox = self.outbox, []
-        while self._queue and self.credits > 0:
+        n = 0
+        while self._queue and self.credits > 0 and (max_tiles is None or n < max_tiles):
             _, _, key, frame = heapq.heappop(self._queue)
+            self._in_queue.discard(key)
             self.queued_bytes -= len(frame)
             if self.wanted.pop(key, None) is None:
                 continue
+            n += 1
             self.credits -= 1
             self.sent_tiles += 1
             self.sent_bytes += len(frame)
@@ -307,7 +360,6 @@ def math_finite(x: float) -> bool:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
 
 
 def tile_frame(key: TileKey, payload: dict[str, Any]) -> bytes:

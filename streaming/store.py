@@ -65,8 +65,12 @@ class TileStore:
         self.root.mkdir(parents=True, exist_ok=True)
         meta = self.root / "namespace.json"
         if not meta.exists():
-            self._write_atomic(meta, json.dumps({"model": model, "world": self.world, "seed": self.seed,
-                                                 "format": FORMAT_VERSION}).encode())
+            self._write_atomic(
+                meta,
+                json.dumps(
+                    {"model": model, "world": self.world, "seed": self.seed, "format": FORMAT_VERSION}
+                ).encode(),
+            )
         self._lock = threading.Lock()
         self._hits = self._misses = self._writes = self._corrupt = 0
 
@@ -123,7 +127,9 @@ class TileStore:
     def put(self, key: TileKey, payload: bytes) -> None:
         """Store ``payload`` for ``key`` atomically (readers see the old file or the new one)."""
         if len(payload) > MAX_PAYLOAD_BYTES:
-            raise ValueError(f"payload of {len(payload)} bytes exceeds the store limit of {MAX_PAYLOAD_BYTES}")
+            raise ValueError(
+                f"payload of {len(payload)} bytes exceeds the store limit of {MAX_PAYLOAD_BYTES}"
+            )
         header = _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), self._digest(key, payload))
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,9 @@ and store writes run in a pool of ``workers`` threads, overlapping the next batc
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +30,7 @@ import numpy as np
 
 from runtime.geometry import default_geometric_error_m, geometry_for
 from runtime.tiles import T, TileKey, World
+from streaming.fairqueue import FairQueue
 from streaming.session import tile_frame
 from streaming.store import TileStore
 
@@ -81,8 +80,10 @@ def check_fields(key: TileKey, fields: Any) -> None:
     """Validate a source's output for ``key`` (raise ValueError saying what was expected)."""
     h = getattr(fields, "height", None)
     if not isinstance(h, np.ndarray) or h.shape != (T + 1, T + 1):
-        raise ValueError(f"source returned height of shape {getattr(h, 'shape', None)} for {key}, "
-                         f"expected ({T + 1}, {T + 1})")
+        raise ValueError(
+            f"source returned height of shape {getattr(h, 'shape', None)} for {key}, "
+            f"expected ({T + 1}, {T + 1})"
+        )
     if not np.isfinite(h).all():
         raise ValueError(f"source returned non-finite heights for {key}")
 
@@ -98,19 +99,32 @@ def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float
     r0, c0 = key.sample_origin()
 
     def to_world(rows, cols, h):
-        return geo.sample_to_world(key.level, np.asarray(rows, np.float64) + r0,
-                                   np.asarray(cols, np.float64) + c0, np.asarray(h, np.float64))
+        return geo.sample_to_world(
+            key.level,
+            np.asarray(rows, np.float64) + r0,
+            np.asarray(cols, np.float64) + c0,
+            np.asarray(h, np.float64),
+        )
 
     mesh = build_tile_mesh(fields.height, err, 5.0 * err, to_world, geo.tile_center(key))
     image = encode_image(fields.rgb) if fields.rgb is not None else None
-    return encode_tile(mesh.grid_rc, mesh.height_m, mesh.faces, key=key, geometric_error_m=err,
-                            model=fields.model, rgb_jpeg_or_png=image)
+    return encode_tile(
+        mesh.grid_rc,
+        mesh.height_m,
+        mesh.faces,
+        key=key,
+        geometric_error_m=err,
+        model=fields.model,
+        rgb_jpeg_or_png=image,
+    )
 
 
 def mesh_encoder(error_scale: float = 1.0) -> Encoder:
     """The production encoder: TIN + skirts (runtime.mesh), wire payload, ``tile`` frame."""
+
     def encode(world: World, key: TileKey, fields: Fields) -> bytes:
         return tile_frame(key, encode_fields(world, key, fields, error_scale))
+
     return encode
 
 
@@ -136,9 +150,15 @@ class ServiceStats:
 class TileService:
     """Shared by all connections: LRU, store, dedup, dynamic batching, worker threads."""
 
-    def __init__(self, world: World | str, source: TileSource, config: ServiceConfig = ServiceConfig(),
-                 store: TileStore | None = None, encode: Encoder | None = None,
-                 on_fields: Callable[[TileKey, Fields], None] | None = None):
+    def __init__(
+        self,
+        world: World | str,
+        source: TileSource,
+        config: ServiceConfig = ServiceConfig(),
+        store: TileStore | None = None,
+        encode: Encoder | None = None,
+        on_fields: Callable[[TileKey, Fields], None] | None = None,
+    ):
         self.world = World.parse(world) if not isinstance(world, World) else world
         self.source = source
         self.config = config
@@ -149,17 +169,25 @@ class TileService:
         self._lru_bytes = 0
         self._waiters: dict[TileKey, set[asyncio.Future]] = {}
         self._prio: dict[TileKey, float] = {}
-        self._queue: list[tuple[float, int, TileKey]] = []  # (-priority, seq, key)
-        self._queued: set[TileKey] = set()
-        self._counter = itertools.count()
+        self._owner: dict[TileKey, Hashable] = {}  # the lane a waiting key is queued in
+        self._queue = FairQueue()  # one lane per requester (connection), round-robin
         self._wake: asyncio.Event | None = None
         self._encoding: asyncio.Semaphore | None = None
         self._gen_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="tiles")
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._n = dict(requests=0, lru_hits=0, store_hits=0, generated=0, source_calls=0, batches=0,
-                       batched_keys=0, dropped_cancelled=0, failed=0)
+        self._n = dict(
+            requests=0,
+            lru_hits=0,
+            store_hits=0,
+            generated=0,
+            source_calls=0,
+            batches=0,
+            batched_keys=0,
+            dropped_cancelled=0,
+            failed=0,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -182,10 +210,21 @@ class TileService:
             self._lru.move_to_end(key)
         return frame
 
-    def get(self, key: TileKey, priority: float = 0.0) -> asyncio.Future:
+    def get_now(self, key: TileKey) -> bytes | None:
+        """The frame of ``key`` if the LRU holds it (counted as a request), else None:
+        the fast path of the server, with no future and no callback."""
+        frame = self.cached(key)
+        if frame is not None:
+            self._n["requests"] += 1
+            self._n["lru_hits"] += 1
+        return frame
+
+    def get(self, key: TileKey, priority: float = 0.0, owner: Hashable = None) -> asyncio.Future:
         """A future resolving to the tile's frame bytes (or raising the generator's error).
 
-        Cancel the future (or call ``release``) when the tile is no longer wanted."""
+        ``owner`` (a connection) picks the fair-queue lane: the generator serves owners
+        round-robin, by priority within each. Cancel the future (or call ``release``)
+        when the tile is no longer wanted."""
         self._n["requests"] += 1
         fut = asyncio.get_running_loop().create_future()
         frame = self.cached(key)
@@ -197,6 +236,7 @@ class TileService:
         if waiters is None:
             self._waiters[key] = {fut}
             self._prio[key] = priority
+            self._owner[key] = owner
             if self.store is not None:
                 self._spawn(self._lookup(key))
             else:
@@ -218,7 +258,7 @@ class TileService:
         loop = asyncio.get_running_loop()
         out = await loop.run_in_executor(self._gen_pool, self.source, list(keys))
         out = list(out)
-        for k, f in zip(keys, out):
+        for k, f in zip(keys, out, strict=True):
             check_fields(k, f)
             if self.on_fields is not None:
                 self.on_fields(k, f)
@@ -227,11 +267,19 @@ class TileService:
     def stats(self) -> ServiceStats:
         n = self._n
         return ServiceStats(
-            requests=n["requests"], lru_hits=n["lru_hits"], store_hits=n["store_hits"], generated=n["generated"],
-            source_calls=n["source_calls"], batches=n["batches"],
+            requests=n["requests"],
+            lru_hits=n["lru_hits"],
+            store_hits=n["store_hits"],
+            generated=n["generated"],
+            source_calls=n["source_calls"],
+            batches=n["batches"],
             mean_batch=n["batched_keys"] / n["batches"] if n["batches"] else 0.0,
-            dropped_cancelled=n["dropped_cancelled"], failed=n["failed"], lru_bytes=self._lru_bytes,
-            lru_tiles=len(self._lru), queued=len(self._queue))
+            dropped_cancelled=n["dropped_cancelled"],
+            failed=n["failed"],
+            lru_bytes=self._lru_bytes,
+            lru_tiles=len(self._lru),
+            queued=len(self._queue),
+        )
 
     # -- pipeline ------------------------------------------------------------------------
     def _spawn(self, coro) -> None:
@@ -243,10 +291,7 @@ class TileService:
         return any(not f.done() for f in self._waiters.get(key, ()))
 
     def _enqueue(self, key: TileKey) -> None:
-        if key in self._queued:
-            return
-        self._queued.add(key)
-        heapq.heappush(self._queue, (-self._prio.get(key, 0.0), next(self._counter), key))
+        self._queue.push(self._owner.get(key), key, self._prio.get(key, 0.0))
         assert self._wake is not None, "TileService.start() was not awaited"
         self._wake.set()
 
@@ -267,8 +312,7 @@ class TileService:
     def _take_batch(self) -> list[TileKey]:
         batch: list[TileKey] = []
         while self._queue and len(batch) < self.config.max_batch:
-            _, _, key = heapq.heappop(self._queue)
-            self._queued.discard(key)
+            key = self._queue.pop()
             if self._wanted(key):
                 batch.append(key)
             else:  # every requester cancelled: dropped before it costs generator time
@@ -290,8 +334,12 @@ class TileService:
                     continue
                 self._n["batches"] += 1
                 self._n["batched_keys"] += len(batch)
-                results = await loop.run_in_executor(self._gen_pool, self._generate, batch)
-                for key, res in zip(batch, results):
+                try:
+                    results = await loop.run_in_executor(self._gen_pool, self._generate, batch)
+                except Exception as exc:  # never let the batcher die: fail this batch's requesters
+                    log.exception("generator batch failed")
+                    results = [exc] * len(batch)
+                for key, res in zip(batch, results, strict=True):
                     if isinstance(res, Exception):
                         self._fail(key, res)
                         continue
@@ -312,12 +360,13 @@ class TileService:
             out = list(self.source(keys))
             if len(out) != len(keys):
                 raise ValueError(f"source returned {len(out)} fields for {len(keys)} keys")
-            for k, f in zip(keys, out):
+            for k, f in zip(keys, out, strict=True):
                 check_fields(k, f)
             return out
-        except Exception:
+        except Exception as exc:
             if len(keys) == 1:
-                raise
+                log.warning("generator failed on %s: %s", keys[0], exc)
+                return [exc]
         res: list[Fields | Exception] = []
         for k in keys:
             try:
@@ -333,7 +382,9 @@ class TileService:
     async def _encode(self, key: TileKey, fields: Fields) -> None:
         assert self._encoding is not None
         try:
-            frame = await asyncio.get_running_loop().run_in_executor(self._pool, self._encode_and_store, key, fields)
+            frame = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._encode_and_store, key, fields
+            )
         except Exception as exc:
             log.warning("meshing failed on %s: %s", key, exc)
             self._fail(key, exc)
@@ -358,6 +409,7 @@ class TileService:
             if not fut.done():
                 fut.set_result(frame)
         self._prio.pop(key, None)
+        self._owner.pop(key, None)
 
     def _fail(self, key: TileKey, exc: BaseException) -> None:
         self._n["failed"] += 1
@@ -365,10 +417,12 @@ class TileService:
             if not fut.done():
                 fut.set_exception(exc)
         self._prio.pop(key, None)
+        self._owner.pop(key, None)
 
     def _forget(self, key: TileKey) -> None:
         self._waiters.pop(key, None)
         self._prio.pop(key, None)
+        self._owner.pop(key, None)
 
     def _remember(self, key: TileKey, frame: bytes) -> None:
         if key in self._lru or len(frame) > self.config.cache_bytes:
@@ -380,5 +434,14 @@ class TileService:
             self._lru_bytes -= len(old)
 
 
-__all__ = ["TileService", "ServiceConfig", "ServiceStats", "TileSource", "Encoder", "encode_fields",
-           "mesh_encoder", "level_error_m", "check_fields"]
+__all__ = [
+    "TileService",
+    "ServiceConfig",
+    "ServiceStats",
+    "TileSource",
+    "Encoder",
+    "encode_fields",
+    "mesh_encoder",
+    "level_error_m",
+    "check_fields",
+]

@@ -102,4 +102,4 @@ def test_fly_path_renders_terrain_below_and_sky_above(server_url):
     _, tiles2 = _fetch(url, keys)
     img2, _ = _render(tiles2, eye, eye + [0.0, 1.0, -0.08])
     assert np.array_equal(img, img2)
-    assert server.service.cache_hits >= len(keys)  # the second fetch came from the tile LRU
+    assert server.service.stats().lru_hits >= len(keys)  # the second fetch came from the tile LRU

@@ -24,9 +24,10 @@ from runtime.geometry import geodetic_to_ecef
 from runtime.heights import TileSurface, height_at
 from runtime.selection import SelectionOptions, TileInfo, View
 from runtime.streamer import StreamerOptions, TileStreamer
-from runtime.surface import tin_surface
+from runtime.surface import tin_surface, tin_to_grid, with_morph
 from runtime.tiles import ANCHOR_LEVEL, TileKey, World
-from viewer.paths import CameraPath, camera_for, default_path, highest_point
+from viewer.paths import CameraPath, Keyframe, Pose, camera_for, default_path, pick_start
+from viewer.renderer import tile_gpu_bytes
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ class FlyOptions:
     cache_bytes: int = 768 << 20
     write_png: bool = True
     write_mp4: bool = True
+    hud: bool | None = None        # None: in a window only (recordings stay bit-identical)
+    teleport: tuple[float, float, float] | None = None  # start (x, y, alt_m): free flight there
+    agl_m: float | None = None     # with teleport: alt_m is above ground (terrain following)
+    geomorph: bool = True
 
 
 @dataclass
@@ -64,6 +69,22 @@ class FlightStats:
     frame_ms: list[float] = field(default_factory=list)
     wait_ms: list[float] = field(default_factory=list)
     level_under_camera: list[int] = field(default_factory=list)
+    gpu_bytes_max: int = 0
+
+
+class _Tile:
+    """What the streamer caches per tile: the renderable surface, its colour, its TIN
+    (height queries) and, made on demand, its rasterised height grid (children's morphs)."""
+
+    __slots__ = ("surface", "image", "tin", "ge_m", "_grid")
+
+    def __init__(self, surface, image, tin, ge_m):
+        self.surface, self.image, self.tin, self.ge_m, self._grid = surface, image, tin, ge_m, None
+
+    def grid(self) -> np.ndarray:
+        if self._grid is None:
+            self._grid = tin_to_grid(self.tin.grid_rc, self.tin.height_m, self.tin.faces)
+        return self._grid
 
 
 class Flight:
@@ -81,6 +102,7 @@ class Flight:
         self.in_flight: set = set()
         self._stash: list = []
         self.last = None
+        self.geomorph = options.geomorph
 
     def wait_for_tile(self, timeout_s: float) -> None:
         """Block until a tile (or error) arrives or ``timeout_s`` passes; it is staged."""
@@ -103,24 +125,33 @@ class Flight:
             surface = tin_surface(self.world, key, tile.grid_rc, tile.height_m, tile.faces,
                                   (tile.west, tile.south, tile.east, tile.north), skirt)
             image = wire.decode_image(tile.image) if tile.image is not None else None
-            nbytes = surface.nbytes + (image.nbytes if image is not None else 0)
+            nbytes = surface.nbytes + tile_gpu_bytes(surface, image) + (image.nbytes if image is not None else 0)
             info = TileInfo(float(np.min(tile.height_m)), float(np.max(tile.height_m)), tile.geometric_error_m)
             tin = TileSurface(key, grid_rc=tile.grid_rc, height_m=tile.height_m, faces=tile.faces)
-            self.streamer.on_tile(key, info, nbytes, (surface, image, tin))
+            self.streamer.on_tile(key, info, nbytes, _Tile(surface, image, tin, tile.geometric_error_m))
             self.stats.tiles_received += 1
             self.stats.bytes_received += getattr(tile, "nbytes", 0)
             n += 1
         return n
 
     def step(self, camera, velocity_mps=np.zeros(3)):
-        """Receive, select, request, upload and evict for one frame (no drawing)."""
+        """Receive, select, request, upload and evict for one frame (no drawing).
+
+        camera: a Camera, or a list of them (sensors: one selection serves all views)."""
         self.receive()
-        res = self.streamer.frame([View(camera, np.asarray(velocity_mps, np.float64))], clock=time.perf_counter)
+        cams = camera if isinstance(camera, (list, tuple)) else [camera]
+        views = [View(c, np.asarray(velocity_mps if i == 0 else np.zeros(3), np.float64))
+                 for i, c in enumerate(cams)]
+        res = self.streamer.frame(views, clock=time.perf_counter)
         for key in res.evicted:
             self.renderer.release(key)
+        gone = set(res.evicted)
         for key in res.uploaded:
-            surface, image, _ = self.streamer.payload(key)
-            self.renderer.upload(surface, image)
+            # The streamer may report a key uploaded and evicted in one frame (an undrawn
+            # tile over the byte budget): nothing to upload then.
+            if key not in gone and self.streamer.payload(key) is not None:
+                self._upload(key)
+        self.stats.gpu_bytes_max = max(self.stats.gpu_bytes_max, self.renderer.gpu_bytes)
         plan = res.plan
         # runtime priorities: lower is sooner; the protocol's: higher is sooner.
         start = list(plan.start) + list(plan.reprioritise)
@@ -133,11 +164,38 @@ class Flight:
         self.last = res
         return res
 
+    def _upload(self, key: TileKey) -> None:
+        t = self.streamer.payload(key)
+        surface, parent_ge = t.surface, 0.0
+        parent = self.streamer.payload(key.parent()) if key.level > 0 and self.geomorph else None
+        if parent is not None:
+            # Ancestors load first, so the parent is nearly always here; without it the
+            # tile is drawn unmorphed.
+            surface = with_morph(self.world, surface, parent.grid())
+            parent_ge = parent.ge_m
+        self.renderer.upload(surface, t.image, parent_ge_m=parent_ge)
+
+    def settle(self, cameras, timeout_s: float, velocity_mps=np.zeros(3)):
+        """Step until the view of ``cameras`` is complete at the error target and nothing
+        is in flight; raises TimeoutError after ``timeout_s`` (0: one step only)."""
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            res = self.step(cameras, velocity_mps)
+            if res.selection.complete and not self.in_flight and not res.uploaded:
+                return res
+            if time.perf_counter() >= deadline:
+                if timeout_s > 0:
+                    raise TimeoutError(f"view not complete after {timeout_s} s "
+                                       f"({len(self.in_flight)} tiles in flight)")
+                return res
+            if self.in_flight and not res.uploaded:
+                self.wait_for_tile(0.05)
+
     def _lookup(self, key):
         if key not in self.streamer.ready:
             return None
         payload = self.streamer.payload(key)
-        return payload[2] if payload is not None else None
+        return payload.tin if payload is not None else None
 
     def ground_m(self, x: float, y: float) -> float | None:
         """Height of the drawn (else best loaded) surface under (x, y): plane east/north
@@ -186,7 +244,7 @@ def fetch_blocking(client, keys, timeout_s: float = 120.0) -> dict:
     return got
 
 
-def _start_in_process(server) -> tuple[str, threading.Thread, asyncio.AbstractEventLoop]:
+def start_in_process(server) -> tuple[str, threading.Thread, asyncio.AbstractEventLoop]:
     """Run a TileServer on loopback in a background thread; returns its ws:// URL."""
     loop = asyncio.new_event_loop()
     ready: dict = {}
@@ -211,7 +269,7 @@ def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:
 
     thread = loop = None
     if url is None:
-        url, thread, loop = _start_in_process(server)
+        url, thread, loop = start_in_process(server)
     client = SyncTileClient(url, token=opts.token)
     try:
         return _fly(opts, client)
@@ -223,27 +281,57 @@ def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:
             thread.join(10)
 
 
+def default_start(world: World, client) -> tuple[float, float]:
+    """Where the default flight goes: over the anchor tiles around the origin (plane) or
+    the Alps (earth), the land with the most relief below the snow (``pick_start``)."""
+    if world is World.EARTH:
+        keys = [TileKey(ANCHOR_LEVEL, x, 1) for x in (8, 9)]  # 0..45 E, 22.5..45 N (Alps, Caucasus)
+    else:
+        keys = [TileKey(ANCHOR_LEVEL, x, y) for y in (-1, 0) for x in (-1, 0)]
+    tiles = fetch_blocking(client, keys)
+    images = {k: wire.decode_image(t.image) for k, t in tiles.items() if t.image is not None}
+    x, y, _ = pick_start(world, tiles, images)
+    return x, y
+
+
+def _position_text(world: World, pose: Pose) -> str:
+    if world is World.EARTH:
+        return f"lon {pose.x:.5f}  lat {pose.y:.5f}"
+    return f"x {pose.x:,.1f} m  y {pose.y:,.1f} m"
+
+
 def _fly(opts: FlyOptions, client) -> int:
     from viewer.context import Window, has_display, headless_context
-    from viewer.renderer import TerrainRenderer
+    from viewer.controls import FlyController
+    from viewer.hud import Hud, HudStats, hud_lines
+    from viewer.renderer import MorphOptions, TerrainRenderer
 
     world = World.parse(client.hello.world)
-    if opts.path_file:
-        path = CameraPath.load(opts.path_file)
-    elif world is World.PLANE:
-        # Start over the highest land of the anchor tiles around the origin.
-        keys = [TileKey(ANCHOR_LEVEL, x, y) for y in (-1, 0) for x in (-1, 0)]
-        x, y, _ = highest_point(world, fetch_blocking(client, keys))
-        path = default_path(world, (x, y))
-    else:
-        path = default_path(world)
     window = None
     if not opts.headless and has_display():
         window = Window(opts.size)
         ctx = window.ctx
     else:
         ctx = headless_context()
-    renderer = TerrainRenderer(ctx, opts.size, offscreen=window is None)
+    # Scripted path unless free flight: a window without a path file, or a teleport.
+    controller = None
+    if opts.path_file:
+        path = CameraPath.load(opts.path_file)
+    elif opts.teleport is not None:
+        x, y, alt = opts.teleport
+        mode = "agl" if opts.agl_m is not None else "msl"
+        alt = opts.agl_m if opts.agl_m is not None else alt
+        path = CameraPath([Keyframe(0.0, x, y, alt, mode, 90.0, -10.0)])
+    else:
+        path = default_path(world, default_start(world, client))
+    if window is not None and not opts.path_file:
+        k0 = path.keyframes[-1] if opts.teleport is None else path.keyframes[0]
+        controller = FlyController(world, Pose(k0.x, k0.y, k0.alt_m, k0.alt_mode, k0.heading_deg, k0.pitch_deg),
+                                   follow=k0.alt_mode == "agl", agl_m=k0.alt_m if k0.alt_mode == "agl" else 300.0)
+    renderer = TerrainRenderer(ctx, opts.size if window is None else window.size, offscreen=window is None,
+                               morph=MorphOptions(error_target_px=opts.error_target_px, enabled=opts.geomorph))
+    show_hud = opts.hud if opts.hud is not None else window is not None
+    hud = Hud(ctx) if show_hud else None
     flight = Flight(world, client, renderer, opts)
     lockstep = opts.lockstep and window is None
     out = Path(opts.out_dir)
@@ -252,12 +340,20 @@ def _fly(opts: FlyOptions, client) -> int:
     fov = math.radians(opts.fov_y_deg)
     ground = 0.0
     prev_pos = None
-    t_start = time.perf_counter()
+    t_start = t_prev = time.perf_counter()
+    frame_s = 1.0 / opts.fps
     for i in range(opts.frames):
-        t = path.keyframes[0].t + i / opts.fps
-        pose = path.pose(t)
         t0 = time.perf_counter()
-        cam = camera_for(world, pose, ground, fov, opts.size)
+        if controller is not None:
+            inp = window.input()
+            g = flight.ground_m(controller.pose.x, controller.pose.y)
+            pose = controller.update(min(t0 - t_prev, 0.25), inp, g)
+            ground = g if g is not None else ground
+        else:
+            pose = path.pose(path.keyframes[0].t + i / opts.fps)
+        t_prev = t0
+        size = renderer.size
+        cam = camera_for(world, pose, ground, fov, size)
         vel = np.zeros(3) if prev_pos is None else (cam.position_m - prev_pos) * opts.fps
         flight.step(cam, vel)
         if lockstep:
@@ -266,19 +362,34 @@ def _fly(opts: FlyOptions, client) -> int:
                 g = flight.ground_m(pose.x, pose.y)
                 if g is not None and abs(g - ground) > 0.01:
                     ground = g
-                    cam = camera_for(world, pose, ground, fov, opts.size)
+                    cam = camera_for(world, pose, ground, fov, size)
                 res = flight.step(cam, vel)
                 if res.selection.complete and not flight.in_flight and not res.uploaded:
                     break
                 if flight.in_flight and not res.uploaded:
                     flight.wait_for_tile(0.05)
-        else:
+        elif controller is None:
             g = flight.ground_m(pose.x, pose.y)
             if g is not None:
                 ground = 0.9 * ground + 0.1 * g if i else g
         flight.stats.wait_ms.append((time.perf_counter() - t0) * 1e3)
         t1 = time.perf_counter()
         flight.draw(cam)
+        if hud is not None:
+            s = flight.stats
+            last_ms = s.frame_ms[-1] if s.frame_ms else 0.0
+            sel = flight.last.selection
+            alt = float(flight.streamer.geometry.height_above_ellipsoid_m(cam.position_m[None])[0])
+            g_now = flight.ground_m(pose.x, pose.y)
+            hud.draw(hud_lines(HudStats(
+                fps=1e3 / max(last_ms + s.wait_ms[-1], 1e-3) if window is not None else opts.fps,
+                frame_ms=last_ms, tiles_drawn=len(sel.draw), tiles_loading=len(flight.in_flight),
+                triangles=renderer.triangles_drawn,
+                level_under_camera=sel.under_camera[0].level if sel.under_camera else None,
+                altitude_m=alt, agl_m=None if g_now is None else alt - g_now,
+                position=_position_text(world, pose),
+                speed_mps=controller.speed_mps if controller is not None else None,
+                gpu_mib=renderer.gpu_bytes / 2**20)), renderer.size)
         if window is not None:
             window.swap()
             if window.should_close() or window.key("ESCAPE"):
@@ -291,6 +402,8 @@ def _fly(opts: FlyOptions, client) -> int:
                 frames_png.append(p)
         flight.stats.frame_ms.append((time.perf_counter() - t1) * 1e3)
         prev_pos = cam.position_m
+        if window is not None:
+            time.sleep(max(0.0, frame_s - (time.perf_counter() - t0)) if opts.fps < 1000 else 0.0)
     wall = time.perf_counter() - t_start
     mp4 = _write_mp4(out / "flight.mp4", frames_png, opts.fps) if opts.write_mp4 and frames_png else None
     s = flight.stats
@@ -303,10 +416,14 @@ def _fly(opts: FlyOptions, client) -> int:
         "tiles_received": s.tiles_received, "tiles_failed": s.tiles_failed,
         "tiles_drawn_max": max(s.tiles_drawn, default=0), "triangles_max": max(s.triangles, default=0),
         "levels_under_camera": [min(s.level_under_camera, default=0), max(s.level_under_camera, default=0)],
+        "gpu_bytes_max": s.gpu_bytes_max, "gpu_budget_bytes": opts.cache_bytes,
+        "start": [path.keyframes[0].x, path.keyframes[0].y],
         "mp4": str(mp4) if mp4 else None, "png_frames": len(frames_png),
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
     print(json.dumps(stats))
+    if hud is not None:
+        hud.release()
     renderer.close()
     if window is not None:
         window.close()

@@ -45,6 +45,10 @@ class Window:
         self.ctx = moderngl.create_context(require=330)
         self.scroll = 0.0
         glfw.set_scroll_callback(self.handle, self._on_scroll)
+        # Mouse look: hide and capture the cursor; motion is read as deltas.
+        glfw.set_input_mode(self.handle, glfw.CURSOR, glfw.CURSOR_DISABLED)
+        self._cursor = glfw.get_cursor_pos(self.handle)
+        self._held: frozenset[str] = frozenset()
 
     def _on_scroll(self, _win, _dx, dy):
         self.scroll += dy
@@ -58,6 +62,21 @@ class Window:
 
     def key(self, name: str) -> bool:
         return self.glfw.get_key(self.handle, getattr(self.glfw, "KEY_" + name)) == self.glfw.PRESS
+
+    KEYS = ("W", "A", "S", "D", "Q", "E", "C", "SPACE", "LEFT_SHIFT", "F")
+
+    def input(self):
+        """This frame's viewer.controls.InputState (keys held, new presses, mouse, scroll)."""
+        from viewer.controls import InputState
+
+        held = frozenset(k for k in self.KEYS if self.key(k))
+        x, y = self.glfw.get_cursor_pos(self.handle)
+        dx, dy = x - self._cursor[0], y - self._cursor[1]
+        self._cursor = (x, y)
+        state = InputState(keys=held, mouse_dx_px=dx, mouse_dy_px=dy, scroll=self.scroll,
+                           pressed=held - self._held)
+        self._held, self.scroll = held, 0.0
+        return state
 
     def swap(self) -> None:
         self.glfw.swap_buffers(self.handle)

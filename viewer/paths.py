@@ -152,3 +152,48 @@ def highest_point(world: World, tiles) -> tuple[float, float, float]:
     if best is None:
         raise ValueError("no tiles to search")
     return best
+
+
+def pick_start(world: World, tiles, images: dict | None = None, window: int = 8) -> tuple[float, float, float]:
+    """(x, y, relief_m) of a good place to fly: the window of ``window`` x ``window``
+    samples with the largest height range that is land and not snow.
+
+    tiles: {TileKey: runtime.wire.DecodedTile} (coarse tiles around the origin); images:
+    {TileKey: (H, W, 3) uint8} their colour. A window qualifies when under 10 % of it is
+    below sea level and (with colour) under 5 % of its pixels look like snow (all channels
+    above 200). Falls back to the highest point when nothing qualifies.
+    """
+    from runtime.geometry import geometry_for
+    from runtime.surface import tin_to_grid
+    from runtime.tiles import T
+
+    geo = geometry_for(world)
+    best = None
+    n = T // window
+    for key, t in tiles.items():
+        grid = tin_to_grid(t.grid_rc, t.height_m, t.faces)[:T, :T].reshape(n, window, n, window)
+        relief = grid.max(axis=(1, 3)) - grid.min(axis=(1, 3))
+        water = (grid < 0).mean(axis=(1, 3))
+        ok = water < 0.1
+        img = (images or {}).get(key)
+        if img is not None:
+            from PIL import Image
+
+            small = np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize((T, T), Image.BILINEAR))
+            snow = (small.min(axis=2) > 200).reshape(n, window, n, window).mean(axis=(1, 3))
+            ok &= snow < 0.05
+        score = np.where(ok, relief, -1.0)
+        i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+        if score[i, j] > 0 and (best is None or score[i, j] > best[0]):
+            r0, c0 = key.sample_origin()
+            p = geo.sample_to_world(key.level, [r0 + (i + 0.5) * window], [c0 + (j + 0.5) * window], [0.0])[0]
+            if world is World.EARTH:
+                from runtime.geometry import ecef_to_geodetic
+
+                lon, lat, _ = ecef_to_geodetic(p[None])
+                p = (float(lon[0]), float(lat[0]))
+            best = (float(score[i, j]), float(p[0]), float(p[1]))
+    if best is None:
+        x, y, _ = highest_point(world, tiles)
+        return x, y, 0.0
+    return best[1], best[2], best[0]

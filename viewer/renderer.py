@@ -5,6 +5,14 @@
 - Logarithmic depth (gl_FragDepth = log2(1 + w) / log2(far + 1)) keeps 0.5 m to 10,000 km
   in one 24-bit depth buffer; ``read_depth_m`` inverts it to metres along the view axis.
 - Sun + sky lighting and aerial perspective (exponential haze toward the horizon colour).
+- Water: where a vertex lies below the datum it is lifted to it along the local up (the
+  ellipsoid on earth) and shaded as water (Fresnel sky reflection, sun glint, depth tint).
+- Geomorphing (CDLOD, Strugar 2009): a tile whose parent's surface is known blends its
+  heights, normals and colour into the parent's with distance, reaching the parent at the
+  distance where selection would draw the parent instead; level changes do not pop, and a
+  fine tile meets a coarser neighbour on the coarse surface (no lines at level borders).
+- Several render targets: colour, world-frame normal and false-colour NIR (when a tile
+  carries a NIR band) come out of one pass; viewer.sensors reads them back.
 """
 
 from __future__ import annotations
@@ -19,22 +27,47 @@ import numpy as np
 from runtime.surface import Surface
 from runtime.tiles import TileKey
 
+SKY_GLSL = """
+vec3 sky_colour(vec3 dir, vec3 up, vec3 sun, vec3 horizon, vec3 zenith) {
+    float e = dot(dir, up);
+    vec3 c = mix(horizon, zenith, pow(clamp(e, 0.0, 1.0), 0.45));
+    c = e < 0.0 ? horizon * 0.85 : c;
+    return c + vec3(1.0, 0.9, 0.7) * pow(max(dot(dir, sun), 0.0), 256.0);
+}
+"""
+
 TERRAIN_VS = """
 #version 330
 uniform mat4 u_viewproj;      // projection * camera-relative rotation
 uniform vec3 u_offset;        // tile centre - camera position (metres)
+uniform vec2 u_morph_m;       // (start, end) distances of the geomorph; end <= 0: none
+uniform bool u_water;
 in vec3 in_pos;
 in vec3 in_normal;
 in vec2 in_uv;
+in float in_height;
+in vec3 in_up;
+in float in_dh;
+in vec3 in_pnormal;
 out vec3 v_rel;
 out vec3 v_normal;
+out vec3 v_up;
 out vec2 v_uv;
+out float v_height;
+out float v_morph;
 out float v_logz;
 void main() {
     vec3 rel = in_pos + u_offset;
+    float m = u_morph_m.y > 0.0 ? smoothstep(u_morph_m.x, u_morph_m.y, length(rel)) : 0.0;
+    float h = in_height + m * in_dh;
+    rel += in_up * (m * in_dh);
+    if (u_water && h < 0.0) rel += in_up * (-h);
     v_rel = rel;
-    v_normal = in_normal;
+    v_normal = mix(in_normal, in_pnormal, m);
+    v_up = in_up;
     v_uv = in_uv;
+    v_height = h;
+    v_morph = m;
     gl_Position = u_viewproj * vec4(rel, 1.0);
     v_logz = 1.0 + gl_Position.w;
 }
@@ -43,7 +76,13 @@ void main() {
 TERRAIN_FS = """
 #version 330
 uniform sampler2D u_tex;
+uniform sampler2D u_ptex;     // parent's colour (geomorph target)
+uniform sampler2D u_nir;
 uniform bool u_has_tex;
+uniform bool u_has_ptex;
+uniform bool u_has_nir;
+uniform bool u_water;
+uniform vec4 u_puv;           // parent uv = uv * u_puv.zw + u_puv.xy
 uniform vec3 u_sun;           // unit vector toward the sun
 uniform vec3 u_up;            // local up at the camera
 uniform vec3 u_horizon;
@@ -52,18 +91,41 @@ uniform float u_haze_m;       // e-folding distance of aerial perspective
 uniform float u_logdepth;     // 1 / log2(far + 1)
 in vec3 v_rel;
 in vec3 v_normal;
+in vec3 v_up;
 in vec2 v_uv;
+in float v_height;
+in float v_morph;
 in float v_logz;
-out vec4 f_color;
+layout(location = 0) out vec4 f_color;
+layout(location = 1) out vec4 f_normal;   // world-frame unit normal, w = 1 on terrain
+layout(location = 2) out vec4 f_nir;      // false colour (NIR, red, green) -> (R, G, B)
+""" + SKY_GLSL + """
 void main() {
     vec3 n = normalize(v_normal);
     vec3 albedo = u_has_tex ? texture(u_tex, v_uv).rgb : vec3(0.45, 0.42, 0.36);
-    float diffuse = max(dot(n, u_sun), 0.0);
-    float sky = 0.5 + 0.5 * dot(n, u_up);
-    vec3 lit = albedo * (0.95 * diffuse + 0.35 * sky * u_zenith + 0.08);
+    if (u_has_ptex) albedo = mix(albedo, texture(u_ptex, v_uv * u_puv.zw + u_puv.xy).rgb, v_morph);
     float dist = length(v_rel);
+    vec3 view = -v_rel / max(dist, 1e-6);
+    vec3 lit;
+    if (u_water && v_height < 0.0) {
+        n = normalize(v_up);
+        float depth = -v_height;
+        vec3 deep = mix(vec3(0.06, 0.24, 0.30), vec3(0.01, 0.07, 0.16), clamp(depth / 150.0, 0.0, 1.0));
+        vec3 body = mix(albedo * 0.6, deep, clamp(depth / 8.0, 0.0, 1.0)) * (0.35 + 0.65 * max(dot(n, u_sun), 0.0));
+        float fres = 0.02 + 0.98 * pow(1.0 - max(dot(n, view), 0.0), 5.0);
+        vec3 refl = sky_colour(reflect(-view, n), u_up, u_sun, u_horizon, u_zenith);
+        float glint = pow(max(dot(reflect(-u_sun, n), view), 0.0), 400.0) * 3.0;
+        lit = mix(body, refl, fres) + vec3(1.0, 0.95, 0.85) * glint;
+    } else {
+        float diffuse = max(dot(n, u_sun), 0.0);
+        float sky = 0.5 + 0.5 * dot(n, u_up);
+        lit = albedo * (0.95 * diffuse + 0.35 * sky * u_zenith + 0.08);
+    }
     float haze = 1.0 - exp(-dist / u_haze_m);
     f_color = vec4(mix(lit, u_horizon, clamp(haze, 0.0, 1.0)), 1.0);
+    f_normal = vec4(n, 1.0);
+    float nir = u_has_nir ? texture(u_nir, v_uv).r : 0.0;
+    f_nir = u_has_nir ? vec4(nir, albedo.r, albedo.g, 1.0) : vec4(0.0);
     gl_FragDepth = log2(v_logz) * u_logdepth;
 }
 """
@@ -83,17 +145,22 @@ uniform vec3 u_sun;
 uniform vec3 u_horizon;
 uniform vec3 u_zenith;
 in vec2 v_ndc;
-out vec4 f_color;
+layout(location = 0) out vec4 f_color;
+layout(location = 1) out vec4 f_normal;
+layout(location = 2) out vec4 f_nir;
+""" + SKY_GLSL + """
 void main() {
     vec4 p = u_inv_viewproj * vec4(v_ndc, 1.0, 1.0);
     vec3 dir = normalize(p.xyz / p.w);
-    float e = dot(dir, u_up);
-    vec3 c = mix(u_horizon, u_zenith, pow(clamp(e, 0.0, 1.0), 0.45));
-    c = e < 0.0 ? u_horizon * 0.85 : c;
-    c += vec3(1.0, 0.9, 0.7) * pow(max(dot(dir, u_sun), 0.0), 256.0);
-    f_color = vec4(c, 1.0);
+    f_color = vec4(sky_colour(dir, u_up, u_sun, u_horizon, u_zenith), 1.0);
+    f_normal = vec4(0.0);
+    f_nir = vec4(0.0);
 }
 """
+
+VERTEX_FORMAT = "3f 3f 2f 1f 3f 1f 3f"
+VERTEX_ATTRS = ("in_pos", "in_normal", "in_uv", "in_height", "in_up", "in_dh", "in_pnormal")
+VERTEX_BYTES = 16 * 4
 
 
 @dataclass(frozen=True)
@@ -104,20 +171,53 @@ class Lighting:
     horizon_rgb: tuple[float, float, float] = (0.74, 0.82, 0.92)
     zenith_rgb: tuple[float, float, float] = (0.26, 0.47, 0.80)
     haze_m: float = 120_000.0
+    water: bool = True              # draw the sea surface where terrain is below the datum
+
+
+@dataclass(frozen=True)
+class MorphOptions:
+    """Geomorph policy. error_target_px must be selection's (the parent is drawn from the
+    distance where its error drops to it); start_fraction: the morph begins at this
+    fraction of that distance. enabled=False draws every tile's own surface."""
+
+    error_target_px: float = 2.0
+    start_fraction: float = 0.6
+    enabled: bool = True
 
 
 class _GpuTile:
-    __slots__ = ("vao", "buffers", "texture", "center_m", "nbytes")
+    __slots__ = ("vao", "buffers", "texture", "nir", "center_m", "nbytes", "parent_ge_m", "triangles")
+
+
+def vertex_array(surface: Surface) -> np.ndarray:
+    """(n, 16) float32 interleaved vertex data in VERTEX_FORMAT order."""
+    n = len(surface.vertices)
+    h = surface.height_m if surface.height_m is not None else np.zeros(n, np.float32)
+    up = surface.up if surface.up is not None else np.tile(np.float32([0, 0, 1]), (n, 1))
+    dh = surface.morph_dh_m if surface.morph_dh_m is not None else np.zeros(n, np.float32)
+    pn = surface.morph_normals if surface.morph_normals is not None else surface.normals
+    return np.concatenate([surface.vertices, surface.normals, surface.uv, h[:, None], up, dh[:, None], pn],
+                          axis=1).astype(np.float32)
+
+
+def tile_gpu_bytes(surface: Surface, image: np.ndarray | None, nir: np.ndarray | None = None) -> int:
+    """Bytes ``upload`` will allocate for this tile (vertex + index buffers, mipmapped textures)."""
+    b = len(surface.vertices) * VERTEX_BYTES + surface.faces.size * 4
+    for img in (image, nir):
+        if img is not None:
+            b += int(np.asarray(img).shape[0] * np.asarray(img).shape[1] * 4 * 4 // 3)
+    return b
 
 
 class TerrainRenderer:
     """Draws tiles for a camera into an offscreen framebuffer (or the window's)."""
 
     def __init__(self, ctx: moderngl.Context, size: tuple[int, int], lighting: Lighting = Lighting(),
-                 offscreen: bool = True):
+                 offscreen: bool = True, morph: MorphOptions = MorphOptions()):
         self.ctx = ctx
-        self.size = tuple(size)
+        self.size = tuple(int(v) for v in size)
         self.lighting = lighting
+        self.morph = morph
         self.terrain = ctx.program(vertex_shader=TERRAIN_VS, fragment_shader=TERRAIN_FS)
         self.sky = ctx.program(vertex_shader=SKY_VS, fragment_shader=SKY_FS)
         quad = np.array([-1, -1, 3, -1, -1, 3], np.float32)
@@ -125,44 +225,47 @@ class TerrainRenderer:
         self._sky_vao = ctx.vertex_array(self.sky, [(self._sky_vbo, "2f", "in_ndc")])
         self.tiles: dict[TileKey, _GpuTile] = {}
         self.gpu_bytes = 0
-        if offscreen:
-            self._color = ctx.renderbuffer(self.size, components=4)
-            self._depth = ctx.depth_texture(self.size)
-            self.fbo = ctx.framebuffer([self._color], self._depth)
-        else:
-            self.fbo = ctx.screen
+        self.offscreen = offscreen
+        self.targets = RenderTargets(ctx, self.size) if offscreen else None
+        self.fbo = self.targets.fbo if offscreen else ctx.screen
         self.far_m = 2.0e7
         self.last_camera = None
         self.triangles_drawn = 0
+        self.tiles_drawn = 0
 
     # -- resources -------------------------------------------------------------------------
-    def upload(self, surface: Surface, image: np.ndarray | None) -> int:
+    def upload(self, surface: Surface, image: np.ndarray | None, parent_ge_m: float = 0.0,
+               nir: np.ndarray | None = None) -> int:
         """Upload one tile (replacing any previous version); returns its GPU bytes.
 
-        image: (H, W, 3) uint8, row 0 = north edge of the tile, or None.
+        image: (H, W, 3) uint8, row 0 = north edge of the tile, or None. parent_ge_m: the
+        parent's geometric error (metres) when ``surface`` has morph targets (it sets the
+        morph distance), else 0. nir: (H, W) uint8 near-infrared band, or None.
         """
         self.release(surface.key)
         ctx = self.ctx
-        interleaved = np.concatenate([surface.vertices, surface.normals, surface.uv], axis=1)
-        vbo = ctx.buffer(np.ascontiguousarray(interleaved, np.float32).tobytes())
+        vbo = ctx.buffer(np.ascontiguousarray(vertex_array(surface)).tobytes())
         ibo = ctx.buffer(np.ascontiguousarray(surface.faces, np.uint32).tobytes())
-        vao = ctx.vertex_array(self.terrain, [(vbo, "3f 3f 2f", "in_pos", "in_normal", "in_uv")],
+        vao = ctx.vertex_array(self.terrain, [(vbo, VERTEX_FORMAT, *VERTEX_ATTRS)],
                                index_buffer=ibo, index_element_size=4)
         t = _GpuTile()
         t.vao, t.buffers, t.center_m = vao, (vbo, ibo), surface.center_m
-        t.nbytes = vbo.size + ibo.size
-        t.texture = None
-        if image is not None:
-            img = np.ascontiguousarray(image, np.uint8)
-            tex = ctx.texture((img.shape[1], img.shape[0]), 3, img.tobytes(), alignment=1)
-            tex.repeat_x = tex.repeat_y = False
-            tex.build_mipmaps()
-            tex.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
-            t.texture = tex
-            t.nbytes += int(img.nbytes * 4 // 3)
+        t.triangles = len(surface.faces)
+        t.parent_ge_m = float(parent_ge_m) if surface.has_morph else 0.0
+        t.texture = self._texture(image, 3) if image is not None else None
+        t.nir = self._texture(nir, 1) if nir is not None else None
+        t.nbytes = tile_gpu_bytes(surface, image, nir)
         self.tiles[surface.key] = t
         self.gpu_bytes += t.nbytes
         return t.nbytes
+
+    def _texture(self, img: np.ndarray, components: int) -> moderngl.Texture:
+        img = np.ascontiguousarray(img, np.uint8)
+        tex = self.ctx.texture((img.shape[1], img.shape[0]), components, img.tobytes(), alignment=1)
+        tex.repeat_x = tex.repeat_y = False
+        tex.build_mipmaps()
+        tex.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+        return tex
 
     def release(self, key: TileKey) -> None:
         t = self.tiles.pop(key, None)
@@ -171,59 +274,92 @@ class TerrainRenderer:
         t.vao.release()
         for b in t.buffers:
             b.release()
-        if t.texture is not None:
-            t.texture.release()
+        for tex in (t.texture, t.nir):
+            if tex is not None:
+                tex.release()
         self.gpu_bytes -= t.nbytes
 
     def close(self) -> None:
         for key in list(self.tiles):
             self.release(key)
+        if self.targets is not None:
+            self.targets.release()
 
     # -- drawing ---------------------------------------------------------------------------
-    def render(self, camera, draw: Sequence[TileKey], up: np.ndarray) -> None:
-        """Render ``draw`` (keys already uploaded) seen by ``camera`` (runtime.camera.Camera).
-
-        up: (3,) unit local up at the camera (world frame), for sky and lighting.
-        """
+    def render(self, camera, draw: Sequence[TileKey], up: np.ndarray, targets: "RenderTargets | None" = None,
+               sky: bool = True) -> None:
+        """Render ``draw`` (keys already uploaded) seen by ``camera`` (runtime.camera.Camera)
+        into ``targets`` (default: this renderer's framebuffer; its size must match the
+        camera's viewport). up: (3,) unit local up at the camera (world frame)."""
         ctx, L = self.ctx, self.lighting
-        self.fbo.use()
-        ctx.viewport = (0, 0, *self.size)
-        ctx.disable(moderngl.CULL_FACE)
+        if targets is not None:
+            fbo, size = targets.fbo, targets.size
+        else:
+            fbo, size = self.fbo, self.size
+        fbo.use()
+        ctx.viewport = (0, 0, *size)
+        ctx.disable(moderngl.CULL_FACE | moderngl.BLEND)
         vp = (camera.projection() @ camera.view_rotation()).astype(np.float64)
         vp32 = vp.T.astype(np.float32).tobytes()  # GL wants column-major
         up = np.asarray(up, np.float64)
         sun = self._sun(up)
 
         ctx.disable(moderngl.DEPTH_TEST)
-        self.fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
-        self.sky["u_inv_viewproj"].write(np.linalg.inv(vp).T.astype(np.float32).tobytes())
+        fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
         for prog in (self.sky, self.terrain):
             prog["u_up"].value = tuple(up.astype(np.float32))
             prog["u_sun"].value = tuple(sun.astype(np.float32))
             prog["u_horizon"].value = L.horizon_rgb
             prog["u_zenith"].value = L.zenith_rgb
-        self._sky_vao.render(moderngl.TRIANGLES)
+        if sky:
+            self.sky["u_inv_viewproj"].write(np.linalg.inv(vp).T.astype(np.float32).tobytes())
+            self._sky_vao.render(moderngl.TRIANGLES)
+        self.draw_terrain(camera, draw, vp32)
+        self.last_camera = camera
 
+    def draw_terrain(self, camera, draw: Sequence[TileKey], vp32: bytes | None = None) -> None:
+        """The terrain pass alone (uniforms of the sky pass must be set: use ``render``)."""
+        ctx, L, prog = self.ctx, self.lighting, self.terrain
+        if vp32 is None:
+            vp32 = (camera.projection() @ camera.view_rotation()).T.astype(np.float32).tobytes()
         ctx.enable(moderngl.DEPTH_TEST)
         ctx.depth_func = "<"
-        self.terrain["u_viewproj"].write(vp32)
-        self.terrain["u_haze_m"].value = L.haze_m
-        self.terrain["u_logdepth"].value = 1.0 / math.log2(self.far_m + 1.0)
+        prog["u_viewproj"].write(vp32)
+        prog["u_haze_m"].value = L.haze_m
+        prog["u_water"].value = L.water
+        prog["u_logdepth"].value = 1.0 / math.log2(self.far_m + 1.0)
+        prog["u_tex"].value, prog["u_ptex"].value, prog["u_nir"].value = 0, 1, 2
+        # Selection draws the parent from the distance where its error is error_target_px.
+        k = camera.viewport_px[1] / (2.0 * math.tan(camera.fov_y_rad / 2.0))
         cam = np.asarray(camera.position_m, np.float64)
-        tris = 0
+        tris = drawn = 0
         for key in draw:
             t = self.tiles.get(key)
             if t is None:
                 continue
-            self.terrain["u_offset"].value = tuple((t.center_m - cam).astype(np.float32))
-            self.terrain["u_has_tex"].value = t.texture is not None
+            prog["u_offset"].value = tuple((t.center_m - cam).astype(np.float32))
+            parent = self.tiles.get(key.parent()) if key.level > 0 else None
+            if self.morph.enabled and t.parent_ge_m > 0:
+                end = t.parent_ge_m * k / self.morph.error_target_px
+                prog["u_morph_m"].value = (end * self.morph.start_fraction, end)
+            else:
+                prog["u_morph_m"].value = (0.0, 0.0)
+            prog["u_has_tex"].value = t.texture is not None
             if t.texture is not None:
                 t.texture.use(0)
-                self.terrain["u_tex"].value = 0
+            has_ptex = parent is not None and parent.texture is not None and t.parent_ge_m > 0
+            prog["u_has_ptex"].value = has_ptex
+            if has_ptex:
+                parent.texture.use(1)
+                prog["u_puv"].value = (0.5 * (key.x & 1), 0.5 * (key.y & 1), 0.5, 0.5)
+            prog["u_has_nir"].value = t.nir is not None
+            if t.nir is not None:
+                t.nir.use(2)
             t.vao.render(moderngl.TRIANGLES)
-            tris += t.vao.vertices // 3
+            tris += t.triangles
+            drawn += 1
         self.triangles_drawn = tris
-        self.last_camera = camera
+        self.tiles_drawn = drawn
 
     def _sun(self, up: np.ndarray) -> np.ndarray:
         L = self.lighting
@@ -240,11 +376,65 @@ class TerrainRenderer:
 
     def read_rgb(self) -> np.ndarray:
         """(H, W, 3) uint8, row 0 = top of the image."""
+        if self.targets is not None:
+            return self.targets.read_rgb()
         data = self.fbo.read(components=3, alignment=1)
         return np.frombuffer(data, np.uint8).reshape(self.size[1], self.size[0], 3)[::-1].copy()
 
     def read_depth_m(self) -> np.ndarray:
         """(H, W) float32 distance along the view axis in metres; inf where sky."""
-        d = np.frombuffer(self._depth.read(alignment=1), np.float32).reshape(self.size[1], self.size[0])[::-1]
-        w = np.exp2(d.astype(np.float64) * math.log2(self.far_m + 1.0)) - 1.0
-        return np.where(d >= 1.0, np.inf, w).astype(np.float32)
+        return self.targets.read_depth_m(self.far_m)
+
+
+class RenderTargets:
+    """An offscreen framebuffer: colour (RGBA8), normal (RGBA16F), NIR (RGBA8), depth."""
+
+    def __init__(self, ctx: moderngl.Context, size: tuple[int, int]):
+        self.size = (int(size[0]), int(size[1]))
+        self.color = ctx.renderbuffer(self.size, components=4)
+        self.normal = ctx.renderbuffer(self.size, components=4, dtype="f2")
+        self.nir = ctx.renderbuffer(self.size, components=4)
+        self.depth = ctx.depth_texture(self.size)
+        self.fbo = ctx.framebuffer([self.color, self.normal, self.nir], self.depth)
+
+    def _read(self, attachment: int, components: int, dtype: str, np_dtype) -> np.ndarray:
+        data = self.fbo.read(components=components, attachment=attachment, dtype=dtype, alignment=1)
+        w, h = self.size
+        return np.frombuffer(data, np_dtype).reshape(h, w, components)[::-1]
+
+    def read_rgb(self) -> np.ndarray:
+        """(H, W, 3) uint8, row 0 = top of the image."""
+        return self._read(0, 3, "f1", np.uint8).copy()
+
+    def read_normals(self) -> np.ndarray:
+        """(H, W, 3) float32 world-frame unit normals; 0 where sky."""
+        return self._read(1, 3, "f2", np.float16).astype(np.float32)
+
+    def read_nir(self) -> np.ndarray:
+        """(H, W, 3) uint8 false colour (R = NIR, G = red, B = green); 0 where no NIR band."""
+        return self._read(2, 3, "f1", np.uint8).copy()
+
+    def read_depth_m(self, far_m: float) -> np.ndarray:
+        """(H, W) float32 distance along the view axis in metres; inf where sky."""
+        w, h = self.size
+        d = np.frombuffer(self.depth.read(alignment=1), np.float32).reshape(h, w)[::-1]
+        z = np.exp2(d.astype(np.float64) * math.log2(far_m + 1.0)) - 1.0
+        return np.where(d >= 1.0, np.inf, z).astype(np.float32)
+
+    def release(self) -> None:
+        ctx = self.fbo.ctx
+        if ctx.fbo is self.fbo:
+            # Releasing the bound framebuffer leaves moderngl rebinding a dead name on the next
+            # framebuffer it creates (GL_INVALID_OPERATION); bind a parked 1x1 one first.
+            _parking_fbo(ctx).use()
+        for obj in (self.fbo, self.color, self.normal, self.nir, self.depth):
+            obj.release()
+
+
+def _parking_fbo(ctx: moderngl.Context) -> moderngl.Framebuffer:
+    if not isinstance(ctx.extra, dict):
+        ctx.extra = {}
+    fb = ctx.extra.get("worldstream_parking_fbo")
+    if fb is None:
+        fb = ctx.extra["worldstream_parking_fbo"] = ctx.simple_framebuffer((1, 1))
+    return fb

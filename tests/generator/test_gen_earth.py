@@ -108,6 +108,6 @@ def test_detail_in_metres_is_the_same_at_70_degrees_as_at_the_equator():
     ns0, ew0 = _structure(p, 11, 0.5, lags)
     for lat in (45.0, 70.0):
         ns, ew = _structure(p, 11, lat, lags)
-        np.testing.assert_allclose(ns, ns0, rtol=0.12)
-        np.testing.assert_allclose(ew, ew0, rtol=0.12)
-        np.testing.assert_allclose(ew, ns, rtol=0.15)  # isotropic: no stretching either way
+        np.testing.assert_allclose(ns, ns0, rtol=0.15)  # same roughness as the equator (sampling noise)
+        np.testing.assert_allclose(ew, ew0, rtol=0.15)
+        np.testing.assert_allclose(ew, ns, rtol=0.08)  # isotropic: no stretching either way

@@ -125,3 +125,15 @@ def test_bad_key_and_region_raise():
         p.tile(TileKey(40, 0, 0))
     with pytest.raises(ValueError, match="positive"):
         p.region(4, 0, 0, 0, 5)
+
+
+def test_concurrent_requests_from_threads_give_the_same_bytes():
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = [TileKey(11, x, y) for x in range(-2, 2) for y in range(2)]
+    ref = {k: _digest(Pyramid("plane", 4, "fractal").tile(k)) for k in keys[:3]}
+    shared = Pyramid("plane", 4, "fractal", cache_bytes=4_000_000)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda k: (k, _digest(shared.tile(k))), keys * 2))
+    assert all(d == ref[k] for k, d in got if k in ref)
+    assert len({d for k, d in got if k == keys[0]}) == 1

@@ -59,11 +59,12 @@ def signed_area2(grid_rc, faces):
     return (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
 
 
-@pytest.mark.parametrize("max_error_m", [0.5, 2.0, 10.0, 40.0])
+@pytest.mark.parametrize("border", mesh.BORDERS)
+@pytest.mark.parametrize("max_error_m", [0.5, 2.0, 10.0, 40.0, 150.0])
 @pytest.mark.parametrize("source", ["real", "fractal"])
-def test_measured_error_within_bound(source, max_error_m):
+def test_measured_error_within_bound(source, max_error_m, border):
     h = real_crop() if source == "real" else fractal(T + 1, seed=3)
-    grid_rc, faces = mesh.simplify_grid(h, max_error_m)
+    grid_rc, faces = mesh.simplify_grid(h, max_error_m, border)
     err = mesh.max_vertical_error(h, grid_rc, faces)  # also fails on holes
     assert err <= max_error_m + 1e-3
     assert len(faces) < 2 * T * T  # it did simplify
@@ -81,9 +82,12 @@ def test_real_tile_is_simplified_and_tiles_the_square():
     assert faces.max() == len(grid_rc) - 1  # every vertex used
 
 
-def test_every_border_sample_kept_and_mesh_is_conforming():
+@pytest.mark.parametrize("border, max_error_m", [("fan", 20.0), ("fan", 300.0), ("graded", 20.0)])
+def test_every_border_sample_kept_and_mesh_is_conforming(border, max_error_m):
     h = fractal(T + 1, seed=5)
-    grid_rc, faces = mesh.simplify_grid(h, 20.0)
+    grid_rc, faces = mesh.simplify_grid(h, max_error_m, border)
+    assert (signed_area2(grid_rc, faces) > 0).all()
+    assert signed_area2(grid_rc, faces).sum() == 2 * T * T
     r, c = grid_rc[:, 0], grid_rc[:, 1]
     on_border = (r == 0) | (r == T) | (c == 0) | (c == T)
     assert on_border.sum() == 4 * T
@@ -99,15 +103,24 @@ def test_every_border_sample_kept_and_mesh_is_conforming():
     ).all(1).sum() == 4 * T
 
 
-def test_planar_field_needs_only_border_grading():
+@pytest.mark.parametrize("border, interior_max", [("fan", 8), ("graded", 1.5 * 4 * T)])
+def test_planar_field_needs_only_the_border(border, interior_max):
     r, c = np.meshgrid(np.arange(T + 1), np.arange(T + 1), indexing="ij")
     h = (100.0 + 0.25 * r - 0.5 * c).astype(np.float32)
-    grid_rc, faces = mesh.simplify_grid(h, 0.01)
+    grid_rc, faces = mesh.simplify_grid(h, 0.01, border)
     interior = (grid_rc > 0).all(1) & (grid_rc < T).all(1)
-    # Keeping all 4T border samples forces the RTIN to grade inwards (about 1.4 interior
-    # vertices per border sample); nothing else is added and the plane is exact.
+    # Fans reach the kept border samples from a handful of interior vertices; "graded"
+    # makes the RTIN refine towards the border (about 1.4 interior vertices per sample).
     assert mesh.max_vertical_error(h, grid_rc, faces) < 1e-3
-    assert interior.sum() < 1.5 * 4 * T
+    assert interior.sum() <= interior_max
+    assert (~interior).sum() == 4 * T
+
+
+def test_fan_border_is_far_cheaper_than_graded_on_smooth_tiles():
+    h = real_crop()
+    fan = len(mesh.simplify_grid(h, 60.0, "fan")[1])
+    graded = len(mesh.simplify_grid(h, 60.0, "graded")[1])
+    assert fan < 0.6 * graded
 
 
 def test_more_error_fewer_triangles():
@@ -138,6 +151,8 @@ def test_bad_grids_rejected(bad):
 def test_bad_error_rejected():
     with pytest.raises(ValueError, match="max_error_m"):
         mesh.simplify_grid(real_crop(), -1.0)
+    with pytest.raises(ValueError, match="border"):
+        mesh.simplify_grid(real_crop(), 1.0, "none")
 
 
 def test_plane_tile_mesh_skirts_normals_uvs():
@@ -196,3 +211,54 @@ def test_earth_tile_on_ellipsoid_relative_to_float64_centre():
     # Normals point away from the Earth's centre (outwards, CCW from above).
     up = world[:n] / np.linalg.norm(world[:n], axis=1, keepdims=True)
     assert ((tm.normals[:n] * up).sum(1) > 0.3).all()
+
+
+def test_skipping_unneeded_error_measurements_changes_nothing():
+    """rtin_errors only measures triangles that may stay unsplit; the fully measured
+    pyramid must give the very same vertex set for every bound."""
+    h = fractal(T + 1, seed=9, relief_m=1200.0)
+    full = mesh.rtin_errors(h)  # every triangle measured
+    for bound in (0.5, 3.0, 25.0, 150.0):
+        fast = mesh.rtin_errors(h, bound)
+        np.testing.assert_array_equal(fast > bound, full > bound)
+        exact = fast <= bound
+        np.testing.assert_array_equal(fast[exact], full[exact])
+
+
+def test_vertex_set_is_every_sample_above_the_bound():
+    h = real_crop()
+    kept = np.zeros((T + 1, T + 1), dtype=bool)
+    inner = (slice(1, -1), slice(1, -1))
+    for border in mesh.BORDERS:
+        err = mesh.rtin_errors(h, border=border)
+        grid_rc, _ = mesh.simplify_grid(h, 7.0, border)
+        kept[:] = False
+        kept[grid_rc[:, 0], grid_rc[:, 1]] = True
+        np.testing.assert_array_equal(kept[inner], (err > 7.0)[inner])
+        edge = np.concatenate([kept[0], kept[-1], kept[:, 0], kept[:, -1]])
+        assert edge.all() == (border != "free")
+
+
+def test_tile_mesh_from_decoded_payload_matches_server_mesh():
+    from runtime import wire
+    from runtime.tiles import TileKey
+
+    h = real_crop()
+    level = 11
+    s = spacing_m(level)
+    centre = np.array([T / 2 * s, -T / 2 * s, 1000.0])
+    server = mesh.build_tile_mesh(h, 4.0, 20.0, plane_to_world(level), centre)
+    payload, _, _ = wire.encode_heights(h, 4.0, key=TileKey(level, 3, 4), model="m")
+    d = wire.decode_tile(payload)
+    client = mesh.tile_mesh(d.grid_rc, d.height_m, d.faces, 20.0, plane_to_world(level), centre, d.grid_size)
+    np.testing.assert_array_equal(client.faces, server.faces)
+    np.testing.assert_array_equal(client.skirt_faces, server.skirt_faces)
+    # heights of this DEM are whole metres, so 0.125 m quantisation is lossless here
+    np.testing.assert_array_equal(client.vertices_m, server.vertices_m)
+
+
+def test_level_error_follows_cesium_heightmap_estimate():
+    # Cesium: maximumRadius * 2 pi * 0.25 / (tile width * level-0 tiles in x) at level 0
+    cesium0 = 6378137.0 * 2 * np.pi * 0.25 / (T * 2)
+    assert mesh.level_error_m(0) == pytest.approx(cesium0)
+    assert mesh.level_error_m(10) == pytest.approx(cesium0 / 1024)

@@ -9,9 +9,11 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime.camera import Camera
-from runtime.geometry import default_geometric_error_m, geodetic_to_ecef, geometry_for
+from runtime.geometry import default_geometric_error_m, east_north_up, geodetic_to_ecef, geometry_for
 from runtime.selection import Band, SelectionOptions, TileInfo, View, select
 from runtime.tiles import T, TileKey, spacing_m
 
@@ -76,18 +78,10 @@ def test_no_overlap_and_no_gap_in_a_deeper_tree():
     full = select(cam, PLANE, {}, set(), options=opts)
     walked = [r.key for r in full.load]
     rng = np.random.default_rng(3)
-    for trial in range(20):
+    for _ in range(20):
         ready = {k for k in walked if k.level == 0 or rng.random() < 0.6}
         sel = select(cam, PLANE, known_for(ready), ready, options=opts)
-        drawn = set(sel.draw)
-        assert drawn <= ready
-        for k in drawn:
-            assert not any(k.ancestor(lv) in drawn for lv in range(k.level))
-        for leaf in sel.ideal:  # each ideal tile is drawn, or an ancestor, or all its ready descendants
-            covered = any(leaf.ancestor(lv) in drawn for lv in range(leaf.level + 1))
-            covered |= any(d.level > leaf.level and d.ancestor(leaf.level) == leaf for d in drawn)
-            assert covered, (trial, leaf)
-        assert sel.holes == ()
+        check_cover(sel, ready)
 
 
 def test_drawn_detail_is_not_swapped_for_an_unloaded_ancestor():
@@ -256,3 +250,61 @@ def test_bad_views_say_what_was_expected():
         select([], PLANE, {}, set())
     with pytest.raises(ValueError, match="error_target_px must be > 0"):
         SelectionOptions(error_target_px=0)
+
+
+@st.composite
+def scenes(draw):
+    world = draw(st.sampled_from(["plane", "earth"]))
+    height = draw(st.floats(50.0, 3.0e6))
+    yaw = draw(st.floats(0, 2 * math.pi))
+    pitch = draw(st.floats(-1.5, 0.5))
+    seed = draw(st.integers(0, 2**31 - 1))
+    p_ready = draw(st.floats(0.0, 1.0))
+    return world, height, yaw, pitch, seed, p_ready
+
+
+@settings(max_examples=40, deadline=None)
+@given(scenes())
+def test_property_draw_is_a_cover_without_overlaps(scene):
+    # Any camera, any subset of ready tiles (roots ready): the drawn tiles are ready, never
+    # overlap, cover every ideal tile, and there is no hole.
+    world, height, yaw, pitch, seed, p_ready = scene
+    geo = PLANE if world == "plane" else EARTH
+    rng = np.random.default_rng(seed)
+    if world == "plane":
+        pos = np.array([rng.uniform(-3e7, 3e7), rng.uniform(-3e7, 3e7), height])
+        frame = np.eye(3)
+    else:
+        lon, lat = rng.uniform(-180, 180), rng.uniform(-85, 85)
+        pos = geodetic_to_ecef(lon, lat, height)[0]
+        frame = east_north_up(lon, lat)
+    cp = math.cos(pitch)
+    fwd = np.array([math.cos(yaw) * cp, math.sin(yaw) * cp, math.sin(pitch)]) @ frame
+    cam = Camera(pos, fwd, frame[2], viewport_px=(640, 360))
+    opts = SelectionOptions(max_level=9, prefetch_fov_scale=1.0, prefetch_s=0.0)
+    first = select(cam, geo, {}, set(), options=opts)
+    roots = {r.key for r in first.load if r.key.level == 0}
+    walked = {r.key for r in first.load}
+    ready = roots | {k for k in walked if rng.random() < p_ready}
+    sel = select(cam, geo, known_for(ready), ready, options=opts)
+    check_cover(sel, ready)
+    # Next frame zoomed out 4x with some coarse tiles missing: last frame's drawing may stay,
+    # and the invariants still hold.
+    up = geo.up(pos[None])[0]
+    cam2 = Camera(pos + 3 * height * up, fwd, frame[2], viewport_px=(640, 360))
+    ready2 = {k for k in ready if k.level == 0 or k in sel.draw or rng.random() < 0.5}
+    sel2 = select(cam2, geo, known_for(ready2), ready2, drawn_last=set(sel.draw), options=opts)
+    check_cover(sel2, ready2)
+
+
+def check_cover(sel, ready):
+    drawn = set(sel.draw)
+    assert len(drawn) == len(sel.draw) and drawn <= ready and sel.holes == ()
+    for k in drawn:
+        assert not any(k.ancestor(lv) in drawn for lv in range(k.level)), k
+    for leaf in sel.ideal:  # drawn itself, under a drawn ancestor, or tiled by drawn descendants
+        if any(leaf.ancestor(lv) in drawn for lv in range(leaf.level + 1)):
+            continue
+        area = sum(4.0 ** (leaf.level - d.level) for d in drawn if d.level > leaf.level
+                   and d.ancestor(leaf.level) == leaf)
+        assert area == 1.0, leaf

@@ -88,8 +88,12 @@ while True:
 
 def test_survives_kill_9_mid_write(tmp_path):
     n = 3 << 20  # 3 MiB per tile: the kill lands inside a write most of the time
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(n)], stdout=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(tmp_path), str(n)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        text=True,
+    )
     try:
         for _ in range(4):  # four tiles complete, the fifth is being written
             proc.stdout.readline()

@@ -1,0 +1,332 @@
+"""Tile server under many clients: latency, throughput and memory on loopback.
+
+A real `worldstream serve` process (plane world, fractal refiner) on 127.0.0.1 and
+N clients in this process flying scripted paths: each path is a straight flight at
+``speed`` m/s; every ``step`` s a client asks for the tiles of a 3 x 3 ring around
+its camera at each of ``levels`` (coarse first) that it has not asked for yet.
+Paths are shared by groups of clients (client i flies path i % paths), so
+deduplication across clients is exercised as it would be by a fleet of simulators
+over one region.
+
+Phases per client count, each on a fresh server:
+- ``uncached``: the first flight over the paths; tiles are generated, meshed,
+  encoded (latency includes generation; tiles asked for by several clients at once
+  are generated once).
+- ``cached``: the same clients fly the same paths again; every tile is in the LRU.
+Baselines in the same run: ``store`` (cached phase after a restart: tiles from the
+on-disk store) and ``unbatched`` (uncached with max_batch 1, no wait).
+
+Latency = time from sending the request that holds a key to receiving its frame
+(undecoded: the client's decoding is the viewer's cost, not the server's). Server
+RSS is sampled from /proc every 50 ms. Everything is bounded: paths, steps and a
+deadline per phase (tiles missing at the deadline count as errors).
+
+    PYTHONPATH=. python bench/serve.py [--quick]
+
+Last line: JSON {clients, p99_ms_cached, p99_ms_uncached, rss_mb, errors, ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runtime.tiles import T, TileKey, spacing_m  # noqa: E402
+from streaming.client import ServerError, TileClient  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Flight:
+    paths: int = 10
+    steps: int = 24
+    step_s: float = 0.25
+    speed_m_s: float = 400.0
+    levels: tuple[int, ...] = (8, 10, 12, 13, 14)
+    deadline_s: float = 120.0
+
+
+def path_position(path: int, t_s: float, speed_m_s: float) -> tuple[float, float]:
+    """(east, north) metres of ``path`` at time t: distinct start areas and headings."""
+    heading = math.radians(37.0 * path)
+    e0, n0 = 60_000.0 * path, -45_000.0 * path
+    return e0 + speed_m_s * t_s * math.cos(heading), n0 + speed_m_s * t_s * math.sin(heading)
+
+
+def wanted(levels, east_m: float, north_m: float) -> list[tuple[TileKey, float]]:
+    """3 x 3 tiles around the camera at each level, coarse first (higher priority)."""
+    out = []
+    for lv in levels:
+        s = spacing_m(lv) * T
+        tx, ty = math.floor(east_m / s), math.floor(-north_m / s)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                out.append((TileKey(lv, tx + dx, ty + dy), 100.0 - lv - 0.1 * (abs(dx) + abs(dy))))
+    return out
+
+
+@dataclass
+class ClientResult:
+    latencies_s: list[float] = field(default_factory=list)
+    bytes: int = 0
+    errors: int = 0
+
+
+async def fly(url: str, idx: int, flight: Flight, start_at: float) -> ClientResult:
+    res = ClientResult()
+    c = TileClient(window=256, decode=False)
+    try:
+        await c.connect(url)
+    except Exception:
+        res.errors += 1
+        return res
+    sent_at: dict[TileKey, float] = {}
+    got: set[TileKey] = set()
+
+    async def receive():
+        while True:
+            key, tile = await c.tiles.get()
+            if isinstance(tile, ServerError):
+                res.errors += 1
+                got.add(key)
+                continue
+            t = time.perf_counter()
+            if key in sent_at and key not in got:
+                res.latencies_s.append(t - sent_at[key])
+                res.bytes += len(tile["mesh"] if isinstance(tile.get("mesh"), bytes) else b"") + len(
+                    tile.get("image") or b""
+                )
+                got.add(key)
+
+    reader = asyncio.create_task(receive())
+    path = idx % flight.paths
+    try:
+        for step in range(flight.steps):
+            await asyncio.sleep(max(0.0, start_at + step * flight.step_s - time.perf_counter()))
+            e, n = path_position(path, step * flight.step_s, flight.speed_m_s)
+            new = [(k, p) for k, p in wanted(flight.levels, e, n) if k not in sent_at]
+            if new:
+                now = time.perf_counter()
+                for k, _ in new:
+                    sent_at[k] = now
+                await c.request([k for k, _ in new], [p for _, p in new])
+        deadline = start_at + flight.deadline_s
+        while len(got) < len(sent_at) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        res.errors += len(sent_at) - len(got) + len([e for e in c.errors if e.key is None])
+    finally:
+        reader.cancel()
+        await c.close()
+    return res
+
+
+class ServerProcess:
+    """`worldstream serve` in a child process; RSS from /proc."""
+
+    def __init__(self, store: Path, max_batch: int = 16, batch_wait_ms: int = 4, cache_mb: int = 256):
+        cmd = [
+            sys.executable,
+            "-m",
+            "streaming.cli",
+            "serve",
+            "--world",
+            "plane",
+            "--seed",
+            "0",
+            "--refiner",
+            "fractal",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--store",
+            str(store),
+            "--max-batch",
+            str(max_batch),
+            "--batch-wait-ms",
+            str(batch_wait_ms),
+            "--cache-mb",
+            str(cache_mb),
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
+        line = self.proc.stdout.readline()
+        m = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r}")
+        self.url = f"ws://127.0.0.1:{m.group(1)}"
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(current, peak) resident set size in MiB."""
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        cur = int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+        peak = int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024
+        return cur, peak
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the server process has used (all threads)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+async def server_stats(url: str) -> dict:
+    c = TileClient()
+    await c.connect(url)
+    try:
+        return (await c.stats())["server"]
+    finally:
+        await c.close()
+
+
+async def run_phase(server: ServerProcess, clients: int, flight: Flight) -> dict:
+    rss_peak = [0.0]
+    before = await server_stats(server.url)
+
+    async def sample():
+        while True:
+            rss_peak[0] = max(rss_peak[0], server.rss_mb()[0])
+            await asyncio.sleep(0.05)
+
+    sampler = asyncio.create_task(sample())
+    cpu0 = server.cpu_s()
+    # Clients connect spread over one step, as independent simulators would.
+    t0 = time.perf_counter() + 0.5
+    t_start = time.perf_counter()
+    results = await asyncio.gather(
+        *(fly(server.url, i, flight, t0 + flight.step_s * i / clients) for i in range(clients))
+    )
+    wall = time.perf_counter() - t_start
+    sampler.cancel()
+    cpu = server.cpu_s() - cpu0
+    after = await server_stats(server.url)
+    lat = np.array([x for r in results for x in r.latencies_s]) * 1000.0
+    n = len(lat)
+    return {
+        "clients": clients,
+        "tiles": n,
+        "errors": sum(r.errors for r in results),
+        "p50_ms": float(np.percentile(lat, 50)) if n else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if n else float("nan"),
+        "max_ms": float(lat.max()) if n else float("nan"),
+        "tiles_per_s": n / wall,
+        "wall_s": wall,
+        "rss_mb": rss_peak[0],
+        "server_cpu_ms_per_tile": 1000.0 * cpu / max(n, 1),
+        "generated": after["generated"] - before["generated"],
+        "generated_per_s": (after["generated"] - before["generated"]) / wall,
+        "store_hits": after["store_hits"] - before["store_hits"],
+        "mean_batch": after["mean_batch"],
+    }
+
+
+def fmt(name: str, r: dict) -> str:
+    return (
+        f"{name:<10} {r['clients']:>7} {r['tiles']:>7} {r['tiles_per_s']:>9.0f} {r['p50_ms']:>8.1f} "
+        f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['generated']:>6} {r['generated_per_s']:>7.1f} "
+        f"{r['rss_mb']:>7.0f} {r['server_cpu_ms_per_tile']:>8.2f} {r['errors']:>6}"
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer paths and steps (about 30 s)")
+    ap.add_argument("--clients", type=int, nargs="+", default=[10, 100])
+    args = ap.parse_args(argv)
+    flight = Flight(paths=4, steps=12, levels=(8, 11, 13)) if args.quick else Flight()
+    if any(not 1 <= c <= 1000 for c in args.clients):
+        ap.error("--clients must be in [1, 1000]")
+
+    print(
+        f"worldstream server bench: plane/fractal on 127.0.0.1, {flight.paths} paths x {flight.steps} steps "
+        f"of {flight.step_s} s at {flight.speed_m_s} m/s, levels {list(flight.levels)}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'phase':<10} {'clients':>7} {'tiles':>7} {'tiles/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'made':>6} {'made/s':>7} {'rss MB':>7} {'cpu ms/t':>8} {'errors':>6}"
+    )
+    rows: dict[tuple[str, int], dict] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="ws-bench-"))
+    try:
+        for clients in args.clients:
+            store = tmp / f"store-{clients}"
+            server = ServerProcess(store)
+            try:
+                for phase in ("uncached", "cached"):
+                    r = asyncio.run(run_phase(server, clients, flight))
+                    rows[(phase, clients)] = r
+                    print(fmt(phase, r), flush=True)
+            finally:
+                server.stop()
+            server = ServerProcess(store)  # a restart: the LRU is empty, the store is not
+            try:
+                r = asyncio.run(run_phase(server, clients, flight))
+                rows[("store", clients)] = r
+                print(fmt("store", r), flush=True)
+            finally:
+                server.stop()
+        base_clients = min(args.clients)
+        server = ServerProcess(tmp / "store-unbatched", max_batch=1, batch_wait_ms=0)
+        try:
+            r = asyncio.run(run_phase(server, base_clients, flight))
+            rows[("unbatched", base_clients)] = r
+            print(fmt("unbatched", r), flush=True)
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    top = max(args.clients)
+    out = {
+        "clients": top,
+        "p99_ms_cached": round(rows[("cached", top)]["p99_ms"], 2),
+        "p99_ms_uncached": round(rows[("uncached", top)]["p99_ms"], 2),
+        "p50_ms_cached": round(rows[("cached", top)]["p50_ms"], 2),
+        "p50_ms_uncached": round(rows[("uncached", top)]["p50_ms"], 2),
+        "p99_ms_store": round(rows[("store", top)]["p99_ms"], 2),
+        "tiles_per_s_cached": round(rows[("cached", top)]["tiles_per_s"], 1),
+        "tiles_per_s_uncached": round(rows[("uncached", top)]["tiles_per_s"], 1),
+        "generated_per_s_uncached": round(rows[("uncached", top)]["generated_per_s"], 1),
+        "rss_mb": round(max(r["rss_mb"] for r in rows.values()), 1),
+        "errors": sum(r["errors"] for r in rows.values()),
+        "by_clients": {
+            str(c): {
+                ph: {k: round(v, 2) if isinstance(v, float) else v for k, v in rows[(ph, c)].items()}
+                for ph in ("uncached", "cached", "store")
+                if (ph, c) in rows
+            }
+            for c in args.clients
+        },
+        "unbatched_p99_ms": round(rows[("unbatched", min(args.clients))]["p99_ms"], 2),
+        "quick": bool(args.quick),
+    }
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Height queries: grid geometry, bilinear heights and ENU normals, best vs detailed,
+and the same over the loopback server."""
+
+import numpy as np
+import pytest
+from stream_fixtures import SyntheticSource, analytic_height, loopback_server, run
+
+from runtime.tiles import T, TileKey, World, spacing_m
+from streaming.client import ServerError, TileClient
+from streaming.heights import (
+    HeightConfig,
+    HeightLimitError,
+    HeightService,
+    bilinear,
+    global_samples,
+    heights_at,
+    keys_at,
+    sample_spacing_m,
+    tiles_and_local,
+)
+from streaming.protocol import Limits
+
+
+def _plane_grid(key: TileKey, a: float, b: float, c0: float):
+    """Tile heights of the plane h = a*east + b*north + c0 (metres)."""
+    s = spacing_m(key.level)
+    r0, col0 = key.sample_origin()
+    rows, cols = np.mgrid[r0 : r0 + T + 1, col0 : col0 + T + 1].astype(np.float64)
+    return (a * cols * s + b * (-rows * s) + c0).astype(np.float64)
+
+
+def test_points_map_to_tiles_and_local_samples():
+    s = spacing_m(10)
+    pts = np.array([[0.0, 0.0], [T * s + 3 * s, -2.5 * s], [-0.5 * s, 0.25 * s]])
+    rows, cols = global_samples(World.PLANE, 10, pts)
+    tx, ty, r, c = tiles_and_local(World.PLANE, 10, rows, cols)
+    assert list(zip(tx, ty, strict=True)) == [(0, 0), (1, 0), (-1, -1)]
+    assert np.allclose(r, [0, 2.5, T - 0.25]) and np.allclose(c, [0, 3, T - 0.5])
+    # earth: lon/lat to the geographic grid; +180 and -90 land on the last tile's edges.
+    e = np.array([[-180.0, 90.0], [180.0, -90.0], [0.0, 0.0], [-540.0, 0.0]])
+    tx, ty, r, c = tiles_and_local(World.EARTH, 1, *global_samples(World.EARTH, 1, e))
+    assert list(zip(tx.tolist(), ty.tolist(), strict=True)) == [
+        (0, 0),
+        (3, 1),
+        (2, 1),
+        (0, 1),
+    ]  # -540 is -180
+    assert np.allclose(r, [0, T, 0, 0]) and np.allclose(c, [0, T, 0, 0])
+
+
+def test_bilinear_is_exact_on_planes_and_interpolates_cells():
+    g = np.zeros((T + 1, T + 1))
+    g[10, 20], g[10, 21], g[11, 20], g[11, 21] = 1.0, 3.0, 5.0, 7.0
+    assert bilinear(g, np.array([10.5]), np.array([20.5]))[0] == pytest.approx(4.0)
+    assert bilinear(g, np.array([10.0]), np.array([21.0]))[0] == pytest.approx(3.0)
+    assert bilinear(g, np.array([T * 1.0]), np.array([T * 1.0]))[0] == 0.0  # the far corner is in range
+
+
+@pytest.mark.parametrize("a, b", [(0.0, 0.0), (0.1, 0.0), (0.0, -0.3), (0.2, 0.5)])
+def test_heights_and_normals_of_a_tilted_plane_are_exact(a, b):
+    key = TileKey(12, 3, -2)
+    s = spacing_m(12)
+    grid = _plane_grid(key, a, b, 100.0)
+    rng = np.random.default_rng(0)
+    r0, c0 = key.sample_origin()
+    rows = r0 + rng.uniform(0, T, 50)
+    cols = c0 + rng.uniform(0, T, 50)
+    pts = np.stack([cols * s, -rows * s], 1)
+    h, n = heights_at(World.PLANE, 12, pts, {key: grid})
+    assert np.allclose(h, a * pts[:, 0] + b * pts[:, 1] + 100.0, atol=1e-6)
+    want = np.array([-a, -b, 1.0]) / np.sqrt(a * a + b * b + 1.0)
+    assert np.allclose(n, want, atol=1e-9)
+
+
+def test_earth_sample_spacing_uses_wgs84_radii():
+    e, n = sample_spacing_m(World.EARTH, 0, np.array([0.0, 60.0]))
+    d = np.radians(180.0 / 256)
+    assert e[0] == pytest.approx(6378137.0 * d) and n[0] == pytest.approx(6335439.327 * d, rel=1e-9)
+    assert e[1] == pytest.approx(
+        e[0] * 0.5 / np.sqrt(1 - 0.00669438 * 0.75) * np.sqrt(1 - 0.00669438 * 0.0), rel=1e-6
+    )
+
+
+class _Fields:
+    def __init__(self, height):
+        self.height = height
+
+
+def _service(levels_held=(), max_tiles=16):
+    calls = []
+
+    async def fields(keys):
+        calls.append(list(keys))
+        return [_Fields(_plane_grid(k, 0.01, 0.02, 10.0 * k.level)) for k in keys]
+
+    hs = HeightService(World.PLANE, fields, HeightConfig(max_level=14, fallback_level=3, max_tiles=max_tiles))
+    for k in levels_held:
+        hs.remember(k, _Fields(_plane_grid(k, 0.01, 0.02, 10.0 * k.level)))
+    return hs, calls
+
+
+def test_best_uses_the_deepest_held_level_and_falls_back_without_waiting_on_deep_levels():
+    s12 = spacing_m(12)
+    inside = np.array([[10.5 * s12, -20.25 * s12]])  # in tile (12, 0, 0)
+    far = np.array([[1e7, 1e7]])
+    hs, calls = _service(levels_held=[TileKey(12, 0, 0), TileKey(8, 0, 0)])
+    res = run(hs.query(np.concatenate([inside, far]), "best"))
+    assert res["level"].tolist() == [12, 3]
+    assert calls == [[keys_at(World.PLANE, 3, far)[0]]]  # only the coarse fallback was generated
+    assert res["height_m"][0] == pytest.approx(0.01 * inside[0, 0] + 0.02 * inside[0, 1] + 120.0)
+    # A coarser asked level caps "best".
+    assert run(hs.query(inside, "best", level=10))["level"].tolist() == [8]
+
+
+def test_detailed_generates_the_asked_level_and_limits_tiles():
+    hs, calls = _service(max_tiles=2)
+    pts = np.array([[5.0, -5.0], [6.0, -6.0]])
+    res = run(hs.query(pts, "detailed", level=14))
+    assert res["level"].tolist() == [14, 14] and calls == [[TileKey(14, 0, 0)]]
+    assert np.allclose(res["height_m"], 0.01 * pts[:, 0] + 0.02 * pts[:, 1] + 140.0)
+    run(hs.query(pts, "detailed", level=14))
+    assert len(calls) == 1  # held now
+    spread = np.array([[i * 1e5, 0.0] for i in range(3)])
+    with pytest.raises(HeightLimitError):
+        run(hs.query(spread, "detailed", level=14))
+
+
+def test_height_queries_over_the_server():
+    src = SyntheticSource()
+    lim = Limits(max_level=16, max_height_tiles=4)
+
+    async def main():
+        async with loopback_server(src, limits=lim, heights=True) as (srv, url):
+            c = TileClient()
+            await c.connect(url)
+            await c.fetch([TileKey(9, 0, 0)])  # the server now holds this tile's heights
+            s9 = spacing_m(9)
+            pts = np.array([[100.5 * s9, -30.25 * s9]])
+            best = await c.heights(pts, "best")
+            detailed = await c.heights(pts, "detailed", level=11)
+            with pytest.raises(ServerError) as info:
+                await c.heights(np.array([[i * 1e6, 0.0] for i in range(8)]), "detailed")
+            await c.close()
+            return best, detailed, info.value
+
+    best, detailed, err = run(main())
+    assert best["level"].tolist() == [9]
+    # Synthetic field at level 9: 0.5 col - 0.25 row + 40 sin(row/97) cos(col/131) + 90.
+    r, c = 30.25, 100.5
+    want9 = 0.5 * c - 0.25 * r + 90.0
+    wave = [40 * np.sin(rr / 97.0) * np.cos(cc / 131.0) for rr in (30, 31) for cc in (100, 101)]
+    want9 += 0.75 * 0.5 * wave[0] + 0.75 * 0.5 * wave[1] + 0.25 * 0.5 * wave[2] + 0.25 * 0.5 * wave[3]
+    assert best["height_m"][0] == pytest.approx(want9, abs=1e-3)
+    assert best["normal"].shape == (1, 3) and best["normal"][0, 2] > 0.9
+    assert best["normal"][0, 0] < 0  # heights grow eastward (0.5 m per sample): the normal leans west
+    # Level 11 has 4x the samples: the point is sample (121, 402) there, exactly.
+    assert detailed["level"].tolist() == [11]
+    assert detailed["height_m"][0] == pytest.approx(
+        float(analytic_height(11, np.array(121.0), np.array(402.0))), abs=1e-3
+    )
+    assert err.code == "limit" and "at most 4" in err.message
