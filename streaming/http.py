@@ -255,23 +255,21 @@ class WebTileServer(TileServer):
 
 
 def build_web_server(world: World, seed: int, *, store_root=None, refiner: str | None = None,
-                     token: str | None = None, origins=None, config: HttpConfig = HttpConfig()) -> WebTileServer:
-    """Compose generator -> (store) -> tile service -> websocket + HTTP server (not started)."""
-    from streaming.cli import open_world
-    from streaming.heights import HeightService
-    from streaming.session import ServerInfo
-    from streaming.store import TileStore
+                     token: str | None = None, origins=None, config: HttpConfig = HttpConfig(),
+                     service_config=None) -> WebTileServer:
+    """``streaming.cli.build_server`` (generator -> store -> tile service -> heights ->
+    websocket server), with the HTTP endpoints on the same port (not started)."""
+    from streaming.cli import build_server
 
     world = World.parse(world)
-    pyr = open_world(world, seed, refiner)
-    store = TileStore(store_root, pyr.model_id, world.value, seed) if store_root is not None else None
-    service = TileService(world, pyr.tiles, store=store)
-    heights = HeightService(world, service.fields)
-    service.on_fields = heights.remember
-    info = ServerInfo(world=world.value, seed=seed, model=pyr.model_id, token=token)
-    endpoints = HttpEndpoints(service, name=f"worldstream {world.value} seed {seed} ({pyr.model_id})",
+    if world is not World.EARTH:  # before opening a generator
+        raise ValueError(f"HTTP terrain and 3D Tiles endpoints need the earth world, got {world.value}")
+    base = build_server(world, seed, refiner, token, origins, store_dir=None if store_root is None else str(store_root),
+                        service_config=service_config)
+    endpoints = HttpEndpoints(base.service, name=f"worldstream {world.value} seed {seed} ({base.info.model})",
                               token=token, allowed_origins=origins, config=config)
-    return WebTileServer(info, service, heights=heights, allowed_origins=origins, http=endpoints)
+    return WebTileServer(base.info, base.service, heights=base.heights, allowed_origins=origins,
+                         config=base.config, http=endpoints)
 
 
 async def serve_web_forever(server: WebTileServer, host: str, port: int) -> None:
