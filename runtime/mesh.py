@@ -682,6 +682,35 @@ def max_vertical_error(height_m: np.ndarray, grid_rc: np.ndarray, faces: np.ndar
     return float(np.abs(zi - h[r, c]).max())
 
 
+def children_grid(nw: np.ndarray, ne: np.ndarray, sw: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """The four children's (T+1, T+1) grids as one (2T+1, 2T+1) grid (they share edges).
+    Raises ValueError if the shared edges disagree."""
+    t = nw.shape[0] - 1
+    for name, a, b in (("nw/ne", nw[:, -1], ne[:, 0]), ("sw/se", sw[:, -1], se[:, 0])):
+        if not np.array_equal(a, b):
+            raise ValueError(f"children {name} must share their edge samples")
+    for name, a, b in (("nw/sw", nw[-1], sw[0]), ("ne/se", ne[-1], se[0])):
+        if not np.array_equal(a, b):
+            raise ValueError(f"children {name} must share their edge samples")
+    out = np.empty((2 * t + 1, 2 * t + 1), dtype=np.result_type(nw, ne, sw, se))
+    out[: t + 1, : t + 1], out[: t + 1, t:] = nw, ne
+    out[t:, : t + 1], out[t:, t:] = sw, se
+    return out
+
+
+def geometric_error_m(grid_rc: np.ndarray, faces: np.ndarray, children_height_m: np.ndarray) -> float:
+    """The tile's geometric error from data (DESIGN.md section 3): the max vertical
+    distance (m) between its mesh and the next level's samples over the same area.
+
+    grid_rc, faces: the tile's TIN; children_height_m: (2T+1, 2T+1) the four children's
+    samples (``children_grid``). With exact nesting the even child samples are the tile's
+    own, so the mesh's vertices are child samples at twice their grid coordinates."""
+    t2 = children_height_m.shape[0] - 1
+    if children_height_m.shape != (t2 + 1, t2 + 1) or t2 % 2:
+        raise ValueError(f"children_height_m must be (2T+1, 2T+1), got {children_height_m.shape}")
+    return max_vertical_error(children_height_m, 2 * np.asarray(grid_rc, dtype=np.int64), faces)
+
+
 @dataclass(frozen=True, eq=False)
 class TileMesh:
     """A tile's render mesh. The first n vertices are the TIN, the last k the skirt.

@@ -47,7 +47,8 @@ from runtime.tiles import T, TileKey, spacing_m
 
 FORMAT = "worldstream.tile"
 VERSION = 1
-MAX_GRID = 4096
+MAX_GRID = 1024
+"""Largest grid_size accepted from the network (the decoder builds lattice tables for it)."""
 ZLIB_LEVEL = 4
 """Deflate level: 4 is within 1 % of 9 in size at a quarter of the time (measured)."""
 MAX_STREAM_BYTES = 64 << 20
