@@ -38,7 +38,6 @@ from runtime.geometry import (
     WorldGeometry,
     default_geometric_error_m,
     occluder_radii_m,
-    packed_bounds,
 )
 from runtime.tiles import MAX_LEVEL, T, TileKey, spacing_m
 
@@ -167,19 +166,6 @@ class _Node:
         self.hmin, self.hmax = hmin, hmax
         self.ge = ge              # geometric error, metres (data, else the level default)
         self.absolute = absolute  # height range is the world default (no padding needed)
-
-
-_CHILDREN: dict[TileKey, tuple[TileKey, ...]] = {}
-
-
-def _children(key: TileKey) -> tuple[TileKey, ...]:
-    """key.children(), memoised (making frozen keys costs more than a dict lookup)."""
-    c = _CHILDREN.get(key)
-    if c is None:
-        if len(_CHILDREN) > 50_000:  # bounded memory (~20 MB)
-            _CHILDREN.clear()
-        c = _CHILDREN[key] = key.children()
-    return c
 
 
 class _Frame:
@@ -312,32 +298,16 @@ def _pinned_roots(geometry: WorldGeometry, frame: _Frame) -> list[TileKey]:
     return _plane_roots(geometry, frame, 1)
 
 
-def root_keys(geometry: WorldGeometry, views: Sequence[View], options: SelectionOptions = SelectionOptions()):
+def root_keys(geometry: WorldGeometry, views, options: SelectionOptions = SelectionOptions()
+              ) -> list[TileKey]:
     """The roots the traversal starts from (earth: the two level-0 tiles; plane: level-0
     tiles around each camera). Load and pin these first: they guarantee no holes."""
-    return _roots(geometry, _Frame(geometry, views, options))
-
-
-_PACKED: dict = {}  # world -> {(level, x, y, hmin, hmax): packed bounds}, across frames
+    return _roots(geometry, _Frame(geometry, _as_views(views), options))
 
 
 def _packed_level(geo: WorldGeometry, nodes: list) -> np.ndarray:
-    """(n, 32) packed bounds of the nodes' tiles and height ranges; the ones not seen
-    before are fitted in one vectorised call."""
-    world = geo.world
-    memo = _PACKED.setdefault(world, {})
-    ks = [(n.key.level, n.key.x, n.key.y, n.hmin, n.hmax) for n in nodes]  # C-level hashing
-    rows = [memo.get(k) for k in ks]
-    missing = [i for i, r in enumerate(rows) if r is None]
-    if missing:
-        if len(memo) > 50_000:  # bounded memory (~20 MB)
-            memo.clear()
-        sub = [nodes[i] for i in missing]
-        fresh = packed_bounds(world, [n.key for n in sub], np.array([n.hmin for n in sub]),
-                              np.array([n.hmax for n in sub]))
-        for j, i in enumerate(missing):
-            rows[i] = memo[ks[i]] = fresh[j]
-    return np.array(rows)
+    """(n, 32) packed bounds of the nodes' tiles and height ranges (memoised by geo)."""
+    return geo.packed_tile_bounds([(n.key, n.hmin, n.hmax) for n in nodes])
 
 
 _DEFAULT_GE = [default_geometric_error_m(level) for level in range(MAX_LEVEL + 1)]
@@ -370,7 +340,7 @@ def _predict(frame: _Frame, root_nodes: list[_Node], known: Mapping[TileKey, Til
         nxt = []
         for node in frontier:
             if node.key in expanded:
-                node.guess = [_node_for(ck, node, known) for ck in _children(node.key)]
+                node.guess = [_node_for(ck, node, known) for ck in frame.geometry.children(node.key)]
                 nxt.extend(node.guess)
         nodes.extend(nxt)
         frontier = nxt
@@ -441,7 +411,7 @@ def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileI
                 here = key in ready
                 steps = 0 if here else node.steps + 1
                 covered = here or node.covered
-                kids = node.guess or [_node_for(ck, node, known) for ck in _children(key)]
+                kids = node.guess or [_node_for(ck, node, known) for ck in geo.children(key)]
                 for child in kids:
                     child.steps = steps
                     child.covered = covered
