@@ -38,7 +38,6 @@ from runtime.geometry import (
     WorldGeometry,
     default_geometric_error_m,
     occluder_radii_m,
-    packed_bounds,
 )
 from runtime.tiles import MAX_LEVEL, T, TileKey, spacing_m
 
@@ -120,7 +119,8 @@ class Selection:
     holes: visible root regions that nothing ready covers; over_error: drawn keys whose
     screen-space error is above the target (coarser than the ideal: max_level tiles never
     count); max_sse_px: largest drawn visible error;
-    under_camera: per view, the deepest walked key under it.
+    under_camera: per view, the deepest walked key under it; expanded: walked keys whose
+    children were walked (pass it to the next frame's ``select`` as a speed hint).
     """
 
     draw: tuple[TileKey, ...]
@@ -132,6 +132,7 @@ class Selection:
     max_sse_px: float
     under_camera: tuple[TileKey, ...]
     visited: int
+    expanded: frozenset[TileKey] = frozenset()
 
     @property
     def complete(self) -> bool:
@@ -157,25 +158,14 @@ class _Node:
     steps = 0           # levels below the nearest ready ancestor (roots: 0)
     covered = False     # some ancestor is ready (so a cover exists without this tile)
     known = False       # its data has arrived (height range and error from the data)
+    guess: list = ()    # type: ignore[assignment]  # children made by _predict
+    col = -1            # column in the _predict arrays (-1: not predicted)
 
     def __init__(self, key: TileKey, hmin: float, hmax: float, ge: float, absolute: bool):
         self.key = key
         self.hmin, self.hmax = hmin, hmax
         self.ge = ge              # geometric error, metres (data, else the level default)
         self.absolute = absolute  # height range is the world default (no padding needed)
-
-
-_CHILDREN: dict[TileKey, tuple[TileKey, ...]] = {}
-
-
-def _children(key: TileKey) -> tuple[TileKey, ...]:
-    """key.children(), memoised (making frozen keys costs more than a dict lookup)."""
-    c = _CHILDREN.get(key)
-    if c is None:
-        if len(_CHILDREN) > 50_000:  # bounded memory (~20 MB)
-            _CHILDREN.clear()
-        c = _CHILDREN[key] = key.children()
-    return c
 
 
 class _Frame:
@@ -308,32 +298,16 @@ def _pinned_roots(geometry: WorldGeometry, frame: _Frame) -> list[TileKey]:
     return _plane_roots(geometry, frame, 1)
 
 
-def root_keys(geometry: WorldGeometry, views: Sequence[View], options: SelectionOptions = SelectionOptions()):
+def root_keys(geometry: WorldGeometry, views, options: SelectionOptions = SelectionOptions()
+              ) -> list[TileKey]:
     """The roots the traversal starts from (earth: the two level-0 tiles; plane: level-0
     tiles around each camera). Load and pin these first: they guarantee no holes."""
-    return _roots(geometry, _Frame(geometry, views, options))
-
-
-_PACKED: dict = {}  # world -> {(level, x, y, hmin, hmax): packed bounds}, across frames
+    return _roots(geometry, _Frame(geometry, _as_views(views), options))
 
 
 def _packed_level(geo: WorldGeometry, nodes: list) -> np.ndarray:
-    """(n, 32) packed bounds of the nodes' tiles and height ranges; the ones not seen
-    before are fitted in one vectorised call."""
-    world = geo.world
-    memo = _PACKED.setdefault(world, {})
-    ks = [(n.key.level, n.key.x, n.key.y, n.hmin, n.hmax) for n in nodes]  # C-level hashing
-    rows = [memo.get(k) for k in ks]
-    missing = [i for i, r in enumerate(rows) if r is None]
-    if missing:
-        if len(memo) > 50_000:  # bounded memory (~20 MB)
-            memo.clear()
-        sub = [nodes[i] for i in missing]
-        fresh = packed_bounds(world, [n.key for n in sub], np.array([n.hmin for n in sub]),
-                              np.array([n.hmax for n in sub]))
-        for j, i in enumerate(missing):
-            rows[i] = memo[ks[i]] = fresh[j]
-    return np.array(rows)
+    """(n, 32) packed bounds of the nodes' tiles and height ranges (memoised by geo)."""
+    return geo.packed_tile_bounds([(n.key, n.hmin, n.hmax) for n in nodes])
 
 
 _DEFAULT_GE = [default_geometric_error_m(level) for level in range(MAX_LEVEL + 1)]
@@ -356,26 +330,54 @@ def _node_for(key: TileKey, parent: _Node | None, known: Mapping[TileKey, TileIn
 # --- pass 1: walk -------------------------------------------------------------------------
 
 
+def _predict(frame: _Frame, root_nodes: list[_Node], known: Mapping[TileKey, TileInfo],
+             expanded: Set[TileKey]) -> None:
+    """Temporal coherence: make the nodes of last frame's tree (children of every key in
+    ``expanded``) and test all their boxes in one vectorised call, instead of one call per
+    level. The walk reuses these nodes and results; it tests only what the guess missed."""
+    nodes, frontier = list(root_nodes), root_nodes
+    while frontier:
+        nxt = []
+        for node in frontier:
+            if node.key in expanded:
+                node.guess = [_node_for(ck, node, known) for ck in frame.geometry.children(node.key)]
+                nxt.extend(node.guess)
+        nodes.extend(nxt)
+        frontier = nxt
+    vis, err = frame.see(_packed_level(frame.geometry, nodes))
+    for i, node in enumerate(nodes):
+        node.col = i
+    frame.guess_vis, frame.guess_err = vis, err
+
+
 def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileInfo],
-              ready: Set[TileKey]) -> dict[TileKey, _Node]:
+              ready: Set[TileKey], expanded: Set[TileKey] = frozenset()) -> dict[TileKey, _Node]:
     """Walk level by level; returns every walked node that is visible, under a camera,
-    prefetched or a root, by key."""
+    prefetched or a root, by key. ``expanded``: last frame's Selection.expanded (a guess
+    that makes the walk cheaper; the result does not depend on it)."""
     geo, opt = frame.geometry, frame.options
     target = opt.error_target_px
     nd = frame.n_draw
     used: dict[TileKey, _Node] = {}
-    level_nodes = []
+    root_nodes = []
     for k in roots:
         node = _node_for(k, None, known)
         node.pinned = True
-        level_nodes.append((node, True))
+        root_nodes.append(node)
+    if expanded:
+        _predict(frame, root_nodes, known, expanded)
+    level_nodes = [(n, True) for n in root_nodes]
     while level_nodes:
         level = level_nodes[0][0].key.level
         under = frame.under_xy(level)
-        packed = _packed_level(geo, [n for n, _ in level_nodes])
-        ges = np.fromiter((n.ge for n, _ in level_nodes), np.float64, len(level_nodes))
-        vis, err = frame.see(packed)
-        err *= ges[None, :]  # (V, n) screen-space error from each view
+        nodes = [n for n, _ in level_nodes]
+        cols = [n.col for n in nodes]
+        if -1 in cols:  # not (all) guessed: test this level's boxes now
+            vis, err = frame.see(_packed_level(geo, nodes))
+        else:
+            vis, err = frame.guess_vis[:, cols], frame.guess_err[:, cols]
+        ges = np.fromiter((n.ge for n in nodes), np.float64, len(nodes))
+        err = err * ges[None, :]  # (V, n) screen-space error from each view
         draw_vis = vis[:nd].any(axis=0).tolist()
         draw_sse = np.where(vis[:nd], err[:nd], 0.0).max(axis=0).tolist()
         near_sse = err[:nd].max(axis=0).tolist()
@@ -409,7 +411,7 @@ def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileI
                 here = key in ready
                 steps = 0 if here else node.steps + 1
                 covered = here or node.covered
-                kids = [_node_for(ck, node, known) for ck in _children(key)]
+                kids = node.guess or [_node_for(ck, node, known) for ck in geo.children(key)]
                 for child in kids:
                     child.steps = steps
                     child.covered = covered
@@ -531,17 +533,19 @@ def select(
     ready: Set[TileKey],
     drawn_last: Set[TileKey] = frozenset(),
     options: SelectionOptions = SelectionOptions(),
+    expanded_last: Set[TileKey] = frozenset(),
 ) -> Selection:
     """One frame of LOD selection for one or several views.
 
     known: tiles whose data has arrived (height range, geometric error); ready: tiles that
-    can be drawn now (uploaded); drawn_last: what was drawn last frame.
+    can be drawn now (uploaded); drawn_last: what was drawn last frame; expanded_last: last
+    frame's ``Selection.expanded`` (optional: only makes this call faster).
     """
     views = _as_views(views)
     frame = _Frame(geometry, views, options)
     roots = _roots(geometry, frame)
     pinned = _pinned_roots(geometry, frame)
-    used = mark_used(frame, roots, known, ready)
+    used = mark_used(frame, roots, known, ready, expanded_last)
     draw, holes = choose_draw(used, roots, ready, drawn_last)
     load = collect_loads(frame, used, known, pinned, options.error_target_px)
     keep = collect_keep(used, draw, known, pinned)
@@ -549,8 +553,9 @@ def select(
     drawn_nodes = [n for n in map(used.get, draw) if n is not None]
     over = tuple(n.key for n in drawn_nodes if n.refine)  # drawn coarser than wanted
     max_sse = max((n.sse for n in drawn_nodes if n.draw_tree), default=0.0)
+    expanded = frozenset(k for k, n in used.items() if n.children)
     return Selection(tuple(draw), tuple(load), keep, ideal, tuple(holes), over, max_sse,
-                     _deepest_under(frame, used), len(used))
+                     _deepest_under(frame, used), len(used), expanded)
 
 
 def _deepest_under(frame: _Frame, used: dict[TileKey, _Node]) -> tuple[TileKey, ...]:

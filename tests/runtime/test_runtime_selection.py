@@ -311,6 +311,13 @@ def test_property_draw_is_a_cover_without_overlaps(scene):
     ready2 = {k for k in ready if k.level == 0 or k in sel.draw or rng.random() < 0.5}
     sel2 = select(cam2, geo, known_for(ready2), ready2, drawn_last=set(sel.draw), options=opts)
     check_cover(sel2, ready2)
+    # Last frame's tree as a speed hint changes nothing in the result.
+    hinted = select(cam2, geo, known_for(ready2), ready2, drawn_last=set(sel.draw), options=opts,
+                    expanded_last=sel.expanded)
+    assert hinted.draw == sel2.draw and hinted.keep == sel2.keep
+    assert sorted(r.key for r in hinted.load) == sorted(r.key for r in sel2.load)
+    assert np.allclose([r.priority for r in hinted.load], [r.priority for r in sel2.load], rtol=1e-9)
+    assert hinted.ideal == sel2.ideal and hinted.expanded == sel2.expanded
 
 
 def check_cover(sel, ready):
