@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from runtime.tiles import spacing_m
+from runtime.geometry import default_geometric_error_m
 
 ToWorld = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """``to_world(rows, cols, height_m) -> (n, 3) float64`` world positions of tile samples."""
@@ -31,7 +31,6 @@ ToWorld = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 SKIRT_FACTOR = 5.0
 """Skirt depth as a multiple of the tile's vertical error bound (DESIGN.md section 4)."""
 
-HEIGHTMAP_QUALITY = 0.25
 """Default error bound as a fraction of the sample spacing: CesiumJS's estimate for
 heightmap terrain (TerrainProvider.getEstimatedLevelZeroGeometricErrorForAHeightmap with
 heightmapTerrainQuality = 0.25), which halves with every level as the spacing does."""
@@ -40,7 +39,7 @@ heightmapTerrainQuality = 0.25), which halves with every level as the spacing do
 def level_error_m(level: int) -> float:
     """Default vertical error bound (m) of a level's tiles: 0.25 x its sample spacing
     (about 19.6 km at level 0, 0.6 m at level 15). Skirts: ``SKIRT_FACTOR`` times this."""
-    return HEIGHTMAP_QUALITY * spacing_m(level)
+    return default_geometric_error_m(level)  # one rule for mesh bound and selection error
 
 
 def _check_grid(height_m: np.ndarray) -> int:
