@@ -1,0 +1,152 @@
+"""Plane anchor: a seeded procedural continent generator at the anchor level.
+
+Every value is a pure function of (seed, anchor-level global row, col): layered
+value noise (Perlin 1985 style lattice noise with quintic fade, each octave
+rotated and offset so no lattice axis lines up across octaves) hashed with the
+counter-based SplitMix64 of :mod:`generator.noise`. It has no period and no
+edge: rows and columns may be any int64, negative included.
+
+Fields (sample = anchor-level spacing, about 9.8 km):
+- continents: domain-warped fBm with a 2,500 km base wavelength; sea level at
+  a threshold that leaves roughly a third of the plane as land;
+- mountain belts: ridged noise (Musgrave et al. 1989) along belts picked by a
+  low-frequency mask, rising inland from the coast;
+- ocean floor: shelf, slope and abyssal plain by distance-like depth of the
+  continent field;
+- colour: a latitude-free climate (moisture noise and elevation lapse rate)
+  mapped to albedo: sea by depth, sand, grassland, forest, desert, rock, snow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from generator import noise
+
+
+@dataclass(frozen=True)
+class PlaneConfig:
+    """Continent generator parameters; wavelengths in anchor samples (~9.8 km)."""
+
+    continent_wavelength: float = 256.0
+    continent_octaves: int = 6
+    warp_wavelength: float = 160.0
+    warp_amount: float = 48.0
+    sea_level: float = 0.08
+    """Continent-field threshold of the coast (higher = less land)."""
+    land_base_m: float = 900.0
+    mountain_wavelength: float = 48.0
+    mountain_height_m: float = 3800.0
+    belt_wavelength: float = 220.0
+    hill_wavelength: float = 12.0
+    hill_height_m: float = 260.0
+    ocean_depth_m: float = 4600.0
+    shelf_depth_m: float = 120.0
+    moisture_wavelength: float = 140.0
+    snowline_m: float = 3300.0
+
+
+def _value_noise(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
+    """Lattice value noise in [-1, 1] at float64 points (x, y) in samples; rotated per octave."""
+    key = noise.stream_key(seed, 1000 + octave, 7)
+    ang = 0.61803398875 * (octave + 1) * 2.399963229728653  # golden-angle steps
+    ca, sa = np.cos(ang), np.sin(ang)
+    off = (key & 0xFFFF) / 65536.0 * 977.0
+    u = (ca * x - sa * y) / wavelength + off
+    v = (sa * x + ca * y) / wavelength - off
+    i0 = np.floor(u)
+    j0 = np.floor(v)
+    fu, fv = u - i0, v - j0
+    fu = fu * fu * fu * (fu * (fu * 6.0 - 15.0) + 10.0)
+    fv = fv * fv * fv * (fv * (fv * 6.0 - 15.0) + 10.0)
+    i0 = i0.astype(np.int64)
+    j0 = j0.astype(np.int64)
+
+    def corner(di, dj):
+        h = noise.hash_grid(key, (j0 + dj).reshape(-1, 1), (i0 + di).reshape(-1, 1))[:, 0, 0]
+        return noise.uniform_from_hash(h).reshape(x.shape) * 2.0 - 1.0
+
+    a, b, c, d = corner(0, 0), corner(1, 0), corner(0, 1), corner(1, 1)
+    return (a + (b - a) * fu) + ((c + (d - c) * fu) - (a + (b - a) * fu)) * fv
+
+
+def _fbm(seed: int, base: int, x, y, wavelength: float, octaves: int, gain: float = 0.5) -> np.ndarray:
+    total = np.zeros(np.shape(x))
+    amp, norm = 1.0, 0.0
+    for o in range(octaves):
+        total += amp * _value_noise(seed, base + o, x, y, wavelength / 2**o)
+        norm += amp
+        amp *= gain
+    return total / norm
+
+
+def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+class PlaneAnchor:
+    """Procedural continents; ``sample(rows, cols)`` at the anchor level."""
+
+    channels = 4
+
+    def __init__(self, seed: int, config: PlaneConfig = PlaneConfig()):
+        self.seed = int(seed)
+        self.cfg = config
+        self.digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()
+
+    def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """rows (H,) int64, cols (W,) int64 anchor-level global samples -> (4, H, W) float32."""
+        cfg, s = self.cfg, self.seed
+        y = np.asarray(rows, dtype=np.int64).astype(np.float64)[:, None] * np.ones((1, len(cols)))
+        x = np.ones((len(rows), 1)) * np.asarray(cols, dtype=np.int64).astype(np.float64)[None, :]
+        wx = x + cfg.warp_amount * _fbm(s, 10, x, y, cfg.warp_wavelength, 3)
+        wy = y + cfg.warp_amount * _fbm(s, 20, x, y, cfg.warp_wavelength, 3)
+        cont = _fbm(s, 30, wx, wy, cfg.continent_wavelength, cfg.continent_octaves, 0.55)
+        coast = (cont - cfg.sea_level) * 2.5  # ~ -1 deep ocean .. +1 interior
+
+        ridge = 1.0 - np.abs(_fbm(s, 40, wx, wy, cfg.mountain_wavelength, 4, 0.5))
+        ridge = ridge * ridge
+        belt = _smoothstep(0.05, 0.45, _value_noise(s, 50, wx, wy, cfg.belt_wavelength))
+        hills = _fbm(s, 60, x, y, cfg.hill_wavelength, 3)
+        inland = _smoothstep(0.0, 0.35, coast)
+        land = (30.0 + cfg.land_base_m * np.sqrt(np.clip(coast, 0.0, None)) * (0.6 + 0.4 * hills)
+                + cfg.mountain_height_m * belt * ridge * inland
+                + cfg.hill_height_m * (hills * 0.5 + 0.5) * inland)
+        depth = _smoothstep(0.0, 0.12, -coast) * (cfg.shelf_depth_m + 300.0) + _smoothstep(
+            0.08, 0.6, -coast) * (cfg.ocean_depth_m - cfg.shelf_depth_m - 300.0)
+        sea = -5.0 - depth * (1.0 + 0.15 * hills)
+        height = np.where(coast > 0.0, land, sea)
+
+        moist = _fbm(s, 70, wx, wy, cfg.moisture_wavelength, 4) * 0.5 + 0.5
+        rgb = _albedo(height, moist, hills, cfg.snowline_m)
+        return np.concatenate([height[None], rgb], axis=0).astype(np.float32)
+
+
+_DEEP = np.array([0.02, 0.05, 0.16])
+_SHALLOW = np.array([0.06, 0.22, 0.36])
+_SAND = np.array([0.76, 0.70, 0.52])
+_DESERT = np.array([0.80, 0.62, 0.40])
+_GRASS = np.array([0.36, 0.46, 0.20])
+_FOREST = np.array([0.10, 0.24, 0.08])
+_ROCK = np.array([0.42, 0.38, 0.33])
+_SNOW = np.array([0.93, 0.94, 0.96])
+
+
+def _mix(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return a + (b - a) * t[..., None]
+
+
+def _albedo(height: np.ndarray, moist: np.ndarray, jitter: np.ndarray, snowline_m: float) -> np.ndarray:
+    """(H, W) height m, moisture [0, 1], jitter [-1, 1] -> (3, H, W) albedo (Blue-Marble-like)."""
+    sea = _mix(_DEEP, _SHALLOW, _smoothstep(-900.0, -20.0, height))
+    veg = _mix(_mix(_DESERT, _GRASS, _smoothstep(0.3, 0.5, moist)), _FOREST, _smoothstep(0.55, 0.75, moist))
+    lowland = _mix(_SAND, veg, _smoothstep(2.0, 40.0, height))
+    high = _mix(lowland, _ROCK, _smoothstep(1400.0, 2800.0, height + 300.0 * jitter))
+    land = _mix(high, _SNOW, _smoothstep(snowline_m - 300.0, snowline_m + 300.0, height + 250.0 * jitter))
+    rgb = np.where((height > 0.0)[..., None], land, sea)
+    return np.moveaxis(rgb, -1, 0)

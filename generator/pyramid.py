@@ -1,0 +1,194 @@
+"""The field pyramid (DESIGN.md section 2): tiles as windows of per-level fields.
+
+Level ``ANCHOR_LEVEL`` (3) comes from the world's anchor (earth data or the
+plane's continent generator); coarser levels are its even subsamples; every
+finer level is the refiner applied to the level above. Work and caching are in
+square blocks of ``block`` samples per level: block (L, bi, bj) holds global
+samples rows bi*B .. bi*B+B and columns bj*B .. bj*B+B (B+1 each, sharing
+edges like tiles do). A block is computed from exactly the parent crop its
+refiner needs (its parent window plus ``margin``), which is assembled from
+parent blocks, recursively up to the anchor, so a tile costs the blocks under
+it plus a thin ring per level.
+
+Why the bytes are pure: a block's values depend only on (world, seed, refiner,
+level, block index), because the refiner is local and keyed by global
+coordinates. Cache state, request order and batch composition only decide
+*when* a block is computed, never what it holds. On earth, column block
+indices are wrapped modulo the globe, so tile x = 2*2^L - 1 meets x = 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+import numpy as np
+
+from generator.cache import ByteLRU
+from generator.refiner import Refiner, cols_per_world, make_refiner
+from runtime.tiles import ANCHOR_LEVEL, MAX_LEVEL, T, TileKey, World, validate_key
+
+DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
+_MAX_BATCH_BLOCKS = 64  # refiner batch size bound (memory), does not change any value
+
+
+class Anchor(Protocol):
+    """Source of the anchor-level field."""
+
+    channels: int
+    digest: str  # hash of the data or the generator configuration
+
+    def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """rows (H,), cols (W,) int64 anchor-level global samples -> (C, H, W) float32."""
+        ...
+
+
+@dataclass(frozen=True)
+class TileFields:
+    """One tile's fields: ``height`` (T+1, T+1) float32 metres, ``rgb`` (T+1, T+1, 3)
+    float32 in [0, 1] or None, ``model`` the pyramid's model id."""
+
+    key: TileKey
+    height: np.ndarray
+    rgb: np.ndarray | None
+    model: str
+
+
+def make_anchor(world: World, seed: int) -> Anchor:
+    if world is World.PLANE:
+        from generator.plane import PlaneAnchor
+
+        return PlaneAnchor(seed)
+    from generator.earth import EarthAnchor
+
+    return EarthAnchor.load()
+
+
+class Pyramid:
+    """Deterministic, seamless, nested field pyramid of one world and seed."""
+
+    def __init__(self, world: World | str, seed: int, refiner: Refiner | str = "auto",
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, block: int = 64, anchor: Anchor | None = None):
+        self.world = World.parse(world) if not isinstance(world, World) else world
+        self.seed = int(seed)
+        self.refiner = make_refiner(refiner, self.world) if isinstance(refiner, str) else refiner
+        if block < 2 * self.refiner.margin + 2 or block % 2 or (2 * T) % block:
+            raise ValueError(f"block must be even, divide {2 * T} and exceed 2*margin, got {block}")
+        self.block = block
+        self.anchor = anchor if anchor is not None else make_anchor(self.world, self.seed)
+        if self.anchor.channels != self.refiner.channels:
+            raise ValueError(f"anchor has {self.anchor.channels} channels, refiner {self.refiner.channels}")
+        self.channels = self.refiner.channels
+        self.cache = ByteLRU(cache_bytes)
+        cfg = json.dumps({"refiner": self.refiner.config(), "anchor": self.anchor.digest, "block": block},
+                         sort_keys=True)
+        short = hashlib.sha256(cfg.encode()).hexdigest()[:10]
+        self.model_id = f"{self.refiner.name}-{self.refiner.version}+{short}"
+        self.blocks_computed = 0
+
+    # ------------------------------------------------------------ public API
+
+    def tile(self, key: TileKey) -> TileFields:
+        """Fields of one tile (see :class:`TileFields`)."""
+        return self.tiles([key])[0]
+
+    def tiles(self, keys: Iterable[TileKey]) -> list[TileFields]:
+        """Fields of many tiles, batched; identical bytes to asking one by one."""
+        keys = [validate_key(self.world, k) for k in keys]
+        fields: dict[TileKey, np.ndarray] = {}
+        for level in sorted({k.level for k in keys}, reverse=True):
+            at_level = [k for k in keys if k.level == level]
+            ids = set().union(*(self._block_ids(k.y * T, k.x * T, T + 1, T + 1) for k in at_level))
+            have = self._ensure(level, ids)
+            for k in at_level:
+                fields[k] = self._assemble(level, k.y * T, k.x * T, T + 1, T + 1, have)
+        return [self._fields(k, fields[k]) for k in keys]
+
+    def _fields(self, key: TileKey, f: np.ndarray) -> TileFields:
+        rgb = np.ascontiguousarray(np.moveaxis(f[1:4], 0, -1)) if self.channels >= 4 else None
+        return TileFields(key, np.ascontiguousarray(f[0]), rgb, self.model_id)
+
+    def region(self, level: int, row0: int, col0: int, h: int, w: int) -> np.ndarray:
+        """(C, h, w) float32 window of the level-``level`` field at global sample (row0, col0)."""
+        if not 0 <= level <= MAX_LEVEL:
+            raise ValueError(f"level must be in [0, {MAX_LEVEL}], got {level}")
+        if h < 1 or w < 1:
+            raise ValueError(f"region size must be positive, got {h} x {w}")
+        have = self._ensure(level, self._block_ids(row0, col0, h, w))
+        return self._assemble(level, row0, col0, h, w, have)
+
+    # ------------------------------------------------------------ internals
+
+    def _wrap(self, level: int, bj: int) -> int:
+        if self.world is World.EARTH:
+            return bj % (cols_per_world(level) // self.block)
+        return bj
+
+    def _block_ids(self, row0: int, col0: int, h: int, w: int) -> set[tuple[int, int]]:
+        B = self.block
+        rows = range(row0 // B, max(row0, row0 + h - 2) // B + 1)
+        cols = range(col0 // B, max(col0, col0 + w - 2) // B + 1)
+        return {(bi, bj) for bi in rows for bj in cols}
+
+    def _assemble(self, level: int, row0: int, col0: int, h: int, w: int, have: dict) -> np.ndarray:
+        B = self.block
+        out = np.empty((self.channels, h, w), dtype=np.float32)
+        r_end, c_end = row0 + h - 1, col0 + w - 1
+        for bi, bj in self._block_ids(row0, col0, h, w):
+            blk = have[(level, bi, self._wrap(level, bj))]
+            r_a, r_b = max(row0, bi * B), min(r_end, bi * B + B)
+            c_a, c_b = max(col0, bj * B), min(c_end, bj * B + B)
+            out[:, r_a - row0 : r_b - row0 + 1, c_a - col0 : c_b - col0 + 1] = \
+                blk[:, r_a - bi * B : r_b - bi * B + 1, c_a - bj * B : c_b - bj * B + 1]
+        return out
+
+    def _ensure(self, level: int, ids: set[tuple[int, int]]) -> dict:
+        """Blocks ``ids`` of ``level`` (un-wrapped indices ok) -> {(level, bi, bj_wrapped): array}."""
+        have: dict = {}
+        missing = []
+        for bi, bj in sorted({(bi, self._wrap(level, bj)) for bi, bj in ids}):
+            blk = self.cache.get((level, bi, bj))
+            if blk is None:
+                missing.append((bi, bj))
+            else:
+                have[(level, bi, bj)] = blk
+        if not missing:
+            return have
+        B = self.block
+        if level <= ANCHOR_LEVEL:
+            step = 1 << (ANCHOR_LEVEL - level)
+            for bi, bj in missing:
+                idx = np.arange(B + 1, dtype=np.int64)
+                blk = self.anchor.sample((bi * B + idx) * step, (bj * B + idx) * step)
+                self._store(have, (level, bi, bj), blk)
+            return have
+        m = self.refiner.margin
+        hp = B // 2 + 1 + 2 * m
+        parent_ids: set = set()
+        for bi, bj in missing:
+            parent_ids |= self._block_ids(bi * B // 2 - m, bj * B // 2 - m, hp, hp)
+        parents = self._ensure(level - 1, parent_ids)
+        for i in range(0, len(missing), _MAX_BATCH_BLOCKS):
+            chunk = missing[i : i + _MAX_BATCH_BLOCKS]
+            crops = np.stack([self._assemble(level - 1, bi * B // 2 - m, bj * B // 2 - m, hp, hp, parents)
+                              for bi, bj in chunk])
+            origins = np.array([(bi * B, bj * B) for bi, bj in chunk], dtype=np.int64)
+            kids = self.refiner.refine(crops, level, origins, self.seed)
+            for (bi, bj), kid in zip(chunk, kids, strict=True):
+                self._store(have, (level, bi, bj), kid)
+        return have
+
+    def _store(self, have: dict, key: tuple, blk: np.ndarray) -> None:
+        blk = np.ascontiguousarray(blk, dtype=np.float32)
+        blk.setflags(write=False)
+        have[key] = blk
+        self.cache.put(key, blk)
+        self.blocks_computed += 1
+
+
+def open_world(world: World | str, seed: int, refiner: Refiner | str = "auto",
+               cache_bytes: int = DEFAULT_CACHE_BYTES) -> Pyramid:
+    """The pyramid of ``world`` (``plane`` or ``earth``) for ``seed`` with the chosen refiner."""
+    return Pyramid(world, seed, refiner, cache_bytes=cache_bytes)
