@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.learned import noise_numpy, noise_torch
+from generator.learned import noise_numpy, noise_torch, noise_torch_keys, stream_keys
 from generator.model import RefinerNet
 
 BATCH_BUCKETS = (1, 4, 16, 64, 256)
@@ -74,14 +74,22 @@ class TorchCompiled(TorchEager):
 
     name = "torch-compiled"
 
-    def __init__(self, net: RefinerNet, version: str, device: str = "cuda", dtype: str = "float16"):
+    def __init__(self, net: RefinerNet, version: str, device: str = "cuda", dtype: str = "float16",
+                 mode: str = "reduce-overhead", channels_last: bool = True):
         if not torch.cuda.is_available():
             raise BackendUnavailable("torch-compiled needs a CUDA GPU (torch.cuda.is_available() is False)")
         super().__init__(net, version, device)
         half = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
         for mod in (self.net.stem, self.net.blocks, self.net.head):
-            mod.to(half)
-        self.compiled = torch.compile(self.net, mode="reduce-overhead", dynamic=False)
+            mod.to(dtype=half, memory_format=fmt)
+        net = self.net
+
+        def step(parents5, keys, rows, cols, spacing_m, present):
+            # Noise inside the graph (keys as a tensor): one fused kernel, no recompiles per level.
+            return net(parents5, noise_torch_keys(keys, rows, cols), spacing_m, present)
+
+        self.compiled = torch.compile(step, mode=mode, dynamic=False)
 
     @torch.no_grad()
     def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present):
@@ -91,8 +99,8 @@ class TorchCompiled(TorchEager):
             return torch.cat([self.run_torch(parents5[i:i + n], seed, level, rows[i:i + n], cols[i:i + n],
                                              spacing_m[i:i + n], present[i:i + n]) for i in range(0, b, n)])
         pad = lambda t: torch.cat([t, t[-1:].expand(n - b, *t.shape[1:])]) if n > b else t
-        noise = noise_torch(seed, level, pad(rows), pad(cols), self.k)
-        out = self.compiled(pad(parents5), noise, pad(spacing_m), pad(present))
+        keys = torch.tensor(stream_keys(seed, level, self.k), dtype=torch.int64).to(parents5.device)
+        out = self.compiled(pad(parents5), keys, pad(rows), pad(cols), pad(spacing_m), pad(present))
         return out[:b].clone()  # clone: CUDA-graph outputs are overwritten by the next replay
 
 

@@ -114,6 +114,25 @@ def noise_torch(seed: int, level: int, rows: torch.Tensor, cols: torch.Tensor, k
     return torch.stack([gauss_torch(seed, level, NOISE_STREAM0 + i, rows, cols) for i in range(k)], 1)
 
 
+def stream_keys(seed: int, level: int, k: int) -> list[int]:
+    """The K int64 (two's complement) keys of the learned refiner's noise streams."""
+    from generator.noise import _signed, stream_key
+
+    return [_signed(stream_key(seed, level, NOISE_STREAM0 + i)) for i in range(k)]
+
+
+def noise_torch_keys(keys: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(B, K, h, w) float32 from keys (K,) int64 as a *tensor*: the same bits as
+    :func:`noise_torch`, but traceable, so torch.compile fuses it into one kernel without
+    specialising on (seed, level). Follows generator.noise.hash_grid_torch step by step."""
+    from generator.noise import _COL_SALT, _ROW_SALT, _mix_torch, _signed, gauss_from_hash_torch
+
+    k = keys[None, :, None]  # (1, K, 1)
+    hr = _mix_torch(rows[:, None, :] * _signed(_ROW_SALT) + k)  # (B, K, h)
+    hc = _mix_torch((cols[:, None, :] * _signed(_COL_SALT)) ^ k)  # (B, K, w)
+    return gauss_from_hash_torch(_mix_torch(hr[..., :, None] ^ hc[..., None, :]))  # (B, K, h, w)
+
+
 def widen(parents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(B, C, h, w) with C in {4, 5} -> ((B, 5, h, w) float32, present (B, 2) float32)."""
     B, C = parents.shape[:2]

@@ -45,6 +45,12 @@ class RefinerConfig:
         return 1 + sum(self.dilations)
 
 
+def asinh(x: torch.Tensor) -> torch.Tensor:
+    """asinh from log and sqrt (the TorchScript ONNX exporter has no aten::asinh); float32."""
+    a = x.abs()
+    return torch.sign(x) * torch.log(a + torch.sqrt(a * a + 1.0))
+
+
 def _crop(x: torch.Tensor, k: int) -> torch.Tensor:
     """Drop k samples on each side of the last two axes."""
     return x[..., k: x.shape[-2] - k, k: x.shape[-1] - k] if k else x
@@ -103,13 +109,13 @@ class RefinerNet(nn.Module):
         dy = (h[:, :, 2:, 1:-1] - h[:, :, :-2, 1:-1]) / (4.0 * a)
         curv = (h[:, :, 1:-1, 2:] + h[:, :, 1:-1, :-2] + h[:, :, 2:, 1:-1] + h[:, :, :-2, 1:-1]
                 - 4.0 * centre) / (4.0 * a)
-        alt = torch.asinh(centre / 200.0)
+        alt = asinh(centre / 200.0)
         rgb = (parents[:, 1:4, 1:-1, 1:-1] - 0.25) * 4.0 * present[:, 0, None, None, None]
         nir = (parents[:, 4:5, 1:-1, 1:-1] - 0.25) * 4.0 * present[:, 1, None, None, None]
         ones = torch.ones_like(centre)
         masks = present[:, :, None, None] * ones  # (B, 2, h-2, w-2)
         scale = (torch.log2(spacing_m / 1000.0) / 8.0)[:, None, None, None] * ones
-        return torch.cat([torch.asinh(dx), torch.asinh(dy), torch.asinh(curv), alt, rgb, nir,
+        return torch.cat([asinh(dx), asinh(dy), asinh(curv), alt, rgb, nir,
                           masks, scale, noise[:, :, 1:-1, 1:-1]], 1)
 
     def detail(self, parents, noise, spacing_m, present):

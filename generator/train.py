@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from generator.data import PairBatch, PairSampler, build_corpus, fit_amplitude, load_corpus, save_corpus
 from generator.learned import config_from_dict, make_checkpoint, save_checkpoint
-from generator.model import PatchDiscriminator, RefinerConfig, RefinerNet
+from generator.model import PatchDiscriminator, RefinerConfig, RefinerNet, asinh
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,14 @@ def critic_input(net: RefinerNet, child, base, spacing_m, present) -> torch.Tens
     masks and scale as conditioning."""
     amp = net.amplitude(spacing_m)
     mask = _masks(present)
-    det = torch.asinh((child - base) / amp) * mask
+    det = asinh((child - base) / amp) * mask
     h = base[:, 0:1]
     gx = F.pad(h[..., :, 2:] - h[..., :, :-2], (1, 1, 0, 0), mode="replicate") / (2 * amp[:, :1])
     gy = F.pad(h[..., 2:, :] - h[..., :-2, :], (0, 0, 1, 1), mode="replicate") / (2 * amp[:, :1])
     ones = torch.ones_like(h)
     rgb = (base[:, 1:4] - 0.25) * 4.0 * mask[:, 1:2]
     scale = (torch.log2(spacing_m / 1000.0) / 8.0)[:, None, None, None] * ones
-    return torch.cat([det, torch.asinh(gx), torch.asinh(gy), rgb, present[:, :, None, None] * ones, scale], 1)
+    return torch.cat([det, asinh(gx), asinh(gy), rgb, present[:, :, None, None] * ones, scale], 1)
 
 
 CRITIC_INPUTS = 5 + 2 + 3 + 3 + 1
