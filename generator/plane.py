@@ -7,7 +7,7 @@ counter-based SplitMix64 of :mod:`generator.noise`. It has no period and no
 edge: rows and columns may be any int64, negative included.
 
 Fields (sample = anchor-level spacing, about 9.8 km):
-- continents: domain-warped fBm with a 2,500 km base wavelength; sea level at
+- continents: domain-warped fBm with a 6,800 km base wavelength; sea level at
   a threshold that leaves roughly a third of the plane as land;
 - mountain belts: ridged noise (Musgrave et al. 1989) along belts picked by a
   low-frequency mask, rising inland from the coast;
@@ -32,22 +32,24 @@ from generator import noise
 class PlaneConfig:
     """Continent generator parameters; wavelengths in anchor samples (~9.8 km)."""
 
-    continent_wavelength: float = 256.0
-    continent_octaves: int = 6
-    warp_wavelength: float = 160.0
-    warp_amount: float = 48.0
-    sea_level: float = 0.08
+    generator_version: int = 2
+    """Bumped whenever the code (not only these numbers) changes what the anchor returns."""
+    continent_wavelength: float = 700.0
+    continent_octaves: int = 7
+    warp_wavelength: float = 300.0
+    warp_amount: float = 90.0
+    sea_level: float = 0.17
     """Continent-field threshold of the coast (higher = less land)."""
     land_base_m: float = 900.0
-    mountain_wavelength: float = 48.0
+    mountain_wavelength: float = 40.0
     mountain_height_m: float = 3800.0
-    belt_wavelength: float = 220.0
+    belt_wavelength: float = 260.0
     hill_wavelength: float = 12.0
     hill_height_m: float = 260.0
     ocean_depth_m: float = 4600.0
     shelf_depth_m: float = 120.0
     moisture_wavelength: float = 140.0
-    snowline_m: float = 3300.0
+    snowline_m: float = 4300.0
 
 
 def _value_noise(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
@@ -67,8 +69,7 @@ def _value_noise(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelengt
     j0 = j0.astype(np.int64)
 
     def corner(di, dj):
-        h = noise.hash_grid(key, (j0 + dj).reshape(-1, 1), (i0 + di).reshape(-1, 1))[:, 0, 0]
-        return noise.uniform_from_hash(h).reshape(x.shape) * 2.0 - 1.0
+        return noise.uniform_from_hash(noise.lattice_hash(key, i0 + di, j0 + dj)) * 2.0 - 1.0
 
     a, b, c, d = corner(0, 0), corner(1, 0), corner(0, 1), corner(1, 1)
     return (a + (b - a) * fu) + ((c + (d - c) * fu) - (a + (b - a) * fu)) * fv
@@ -106,12 +107,12 @@ class PlaneAnchor:
         x = np.ones((len(rows), 1)) * np.asarray(cols, dtype=np.int64).astype(np.float64)[None, :]
         wx = x + cfg.warp_amount * _fbm(s, 10, x, y, cfg.warp_wavelength, 3)
         wy = y + cfg.warp_amount * _fbm(s, 20, x, y, cfg.warp_wavelength, 3)
-        cont = _fbm(s, 30, wx, wy, cfg.continent_wavelength, cfg.continent_octaves, 0.55)
+        cont = _fbm(s, 30, wx, wy, cfg.continent_wavelength, cfg.continent_octaves, 0.5)
         coast = (cont - cfg.sea_level) * 2.5  # ~ -1 deep ocean .. +1 interior
 
         ridge = 1.0 - np.abs(_fbm(s, 40, wx, wy, cfg.mountain_wavelength, 4, 0.5))
         ridge = ridge * ridge
-        belt = _smoothstep(0.05, 0.45, _value_noise(s, 50, wx, wy, cfg.belt_wavelength))
+        belt = _smoothstep(0.2, 0.55, _value_noise(s, 50, wx, wy, cfg.belt_wavelength))
         hills = _fbm(s, 60, x, y, cfg.hill_wavelength, 3)
         inland = _smoothstep(0.0, 0.35, coast)
         land = (30.0 + cfg.land_base_m * np.sqrt(np.clip(coast, 0.0, None)) * (0.6 + 0.4 * hills)

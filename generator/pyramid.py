@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
@@ -87,6 +88,7 @@ class Pyramid:
         short = hashlib.sha256(cfg.encode()).hexdigest()[:10]
         self.model_id = f"{self.refiner.name}-{self.refiner.version}+{short}"
         self.blocks_computed = 0
+        self._lock = threading.Lock()  # the cache is shared state: one request computes at a time
 
     # ------------------------------------------------------------ public API
 
@@ -97,6 +99,11 @@ class Pyramid:
     def tiles(self, keys: Iterable[TileKey]) -> list[TileFields]:
         """Fields of many tiles, batched; identical bytes to asking one by one."""
         keys = [validate_key(self.world, k) for k in keys]
+        with self._lock:
+            fields = self._tile_arrays(keys)
+        return [self._fields(k, fields[k]) for k in keys]
+
+    def _tile_arrays(self, keys: list[TileKey]) -> dict[TileKey, np.ndarray]:
         fields: dict[TileKey, np.ndarray] = {}
         for level in sorted({k.level for k in keys}, reverse=True):
             at_level = [k for k in keys if k.level == level]
@@ -104,7 +111,7 @@ class Pyramid:
             have = self._ensure(level, ids)
             for k in at_level:
                 fields[k] = self._assemble(level, k.y * T, k.x * T, T + 1, T + 1, have)
-        return [self._fields(k, fields[k]) for k in keys]
+        return fields
 
     def _fields(self, key: TileKey, f: np.ndarray) -> TileFields:
         rgb = np.ascontiguousarray(np.moveaxis(f[1:4], 0, -1)) if self.channels >= 4 else None
@@ -116,8 +123,9 @@ class Pyramid:
             raise ValueError(f"level must be in [0, {MAX_LEVEL}], got {level}")
         if h < 1 or w < 1:
             raise ValueError(f"region size must be positive, got {h} x {w}")
-        have = self._ensure(level, self._block_ids(row0, col0, h, w))
-        return self._assemble(level, row0, col0, h, w, have)
+        with self._lock:
+            have = self._ensure(level, self._block_ids(row0, col0, h, w))
+            return self._assemble(level, row0, col0, h, w, have)
 
     # ------------------------------------------------------------ internals
 

@@ -56,9 +56,14 @@ class Refiner(Protocol):
         ...
 
 
+# Optional attribute a refiner may have (the ``refine`` command sets it when present):
+#   spacing_scale: float = 1.0   metres per sample = runtime.tiles.spacing_m(level) * spacing_scale,
+# so a DEM of any pixel size can be refined with level = the nearest pyramid level.
+
+
 RefinerFactory = Callable[[World], Refiner]
 _FACTORIES: dict[str, RefinerFactory] = {}
-_PREFERENCE = ("learned", "fractal")
+_PREFERENCE = ("learned", "fractal")  # what ``auto`` picks; ``bicubic`` is a baseline only
 
 
 def register_refiner(name: str, factory: RefinerFactory) -> None:
@@ -67,14 +72,16 @@ def register_refiner(name: str, factory: RefinerFactory) -> None:
 
 
 def available_refiners() -> list[str]:
-    """Names registered so far (importing generator.fractal registers ``fractal``)."""
-    _load_builtin()
+    """Names that can be asked for (importing the built-in refiners first)."""
+    _load_builtin(learned=True)
     return sorted(_FACTORIES)
 
 
 def make_refiner(name: str, world: World | str) -> Refiner:
     """Build the refiner ``name`` (``auto`` = the best available) for ``world``."""
-    _load_builtin()
+    if name not in _FACTORIES:
+        # the learned refiner (and torch) is imported only when it may be the one wanted
+        _load_builtin(learned=name in ("auto", "learned"))
     world = World.parse(world) if not isinstance(world, World) else world
     if name == "auto":
         for candidate in _PREFERENCE:
@@ -89,10 +96,10 @@ def make_refiner(name: str, world: World | str) -> Refiner:
     return _FACTORIES[name](world)
 
 
-def _load_builtin() -> None:
-    if "fractal" not in _FACTORIES:
+def _load_builtin(learned: bool) -> None:
+    if "fractal" not in _FACTORIES or "bicubic" not in _FACTORIES:
         import generator.fractal  # noqa: F401  (registers itself)
-    if "learned" not in _FACTORIES:
+    if learned and "learned" not in _FACTORIES:
         try:
             import generator.learned  # noqa: F401  (written by the learned-refiner work)
         except ImportError:
@@ -134,6 +141,18 @@ def ew_scale(world: World, level: int, rows: np.ndarray) -> np.ndarray:
     return np.where(colat % n == 0, 0.0, s)
 
 
+def lattice_log2(world: World, level: int, ew: np.ndarray) -> np.ndarray:
+    """log2 of the east-west correlation length, in samples, that makes detail isotropic in metres.
+
+    ew: (...) east-west scale per row (see :func:`ew_scale`). Returns int64 k >= 0 with
+    2**k <= 1/ew (capped so that 2**k divides the earth's column period).
+    """
+    kmax = int(np.log2(cols_per_world(level))) if world is World.EARTH else 0
+    with np.errstate(divide="ignore"):
+        k = np.floor(-np.log2(np.maximum(ew, 2.0**-kmax)) + 1e-9)
+    return np.clip(k, 0, kmax).astype(np.int64)
+
+
 def spacing_ns_m(level: int) -> float:
     """North-south sample spacing in metres at ``level`` (plane: both directions)."""
     return spacing_m(level)
@@ -147,6 +166,7 @@ __all__ = [
     "canonical_cols",
     "cols_per_world",
     "ew_scale",
+    "lattice_log2",
     "make_refiner",
     "register_refiner",
     "rows_per_world",
