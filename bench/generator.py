@@ -31,8 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from generator.backends import BackendUnavailable, make_backend  # noqa: E402
-from generator.learned import (  # noqa: E402
-    ASSET_PATH, load_net, noise_coords, noise_torch, noise_torch_keys, stream_keys)
+from generator.learned import ASSET_PATH, load_net, noise_coords, noise_torch, noise_torch_keys, stream_keys  # noqa: E402
 from runtime.tiles import T, spacing_m  # noqa: E402
 
 
@@ -85,7 +84,9 @@ def bench_learned(name, net, version, args, rng) -> dict:
     if dev == "cuda":
         d = torch.device("cuda")
         p, r, c, s, pr = (torch.from_numpy(a).to(d) for a in arrays)
-        sec = _time(lambda: backend.run_torch(p, seed, level, r, c, s, pr), torch.cuda.synchronize, args.seconds)
+        sec = _time(
+            lambda: backend.run_torch(p, seed, level, r, c, s, pr), torch.cuda.synchronize, args.seconds
+        )
         row["tiles_per_s"] = batch / sec
         if name != "torch":  # same outputs as the float32 eager reference?
             ref = make_backend("torch", net, version, device="cuda").run_torch(p, seed, level, r, c, s, pr)
@@ -98,11 +99,16 @@ def bench_learned(name, net, version, args, rng) -> dict:
             row["noise_bits_equal"] = bool(torch.equal(fused, noise_torch(seed, level, r, c, len(keys))))
         if args.e2e:
             p_np, r_np, c_np, s_np, pr_np = arrays
-            sec = _time(lambda: backend.run_level(p_np, seed, level, r_np, c_np, s_np, pr_np),
-                        torch.cuda.synchronize, args.seconds)
+            sec = _time(
+                lambda: backend.run_level(p_np, seed, level, r_np, c_np, s_np, pr_np),
+                torch.cuda.synchronize,
+                args.seconds,
+            )
             row["e2e_tiles_per_s"] = batch / sec
     else:
-        sec = _time(lambda: backend.run_level(*arrays[:1], seed, level, *arrays[1:]), lambda: None, args.seconds)
+        sec = _time(
+            lambda: backend.run_level(*arrays[:1], seed, level, *arrays[1:]), lambda: None, args.seconds
+        )
         row["tiles_per_s"] = batch / sec
     return row
 
@@ -136,28 +142,45 @@ def main(argv=None) -> int:
     rows = []
     for name in args.backends.split(","):
         try:
-            rows.append(bench_fractal(args, rng) if name == "fractal" else bench_learned(name, net, version, args, rng))
+            rows.append(
+                bench_fractal(args, rng)
+                if name == "fractal"
+                else bench_learned(name, net, version, args, rng)
+            )
         except BackendUnavailable as e:
             rows.append({"backend": name, "unavailable": str(e)})
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    print(f"refiner throughput, 257x257 tiles, 5 channels, model {version}, torch {torch.__version__}, "
-          f"GPU {gpu}, CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()}")
-    print(f"{'backend':<34}{'device':<8}{'batch':>6}{'tiles/s':>12}{'e2e tiles/s':>14}{'max|dh| vs eager m':>20}")
+    print(
+        f"refiner throughput, 257x257 tiles, 5 channels, model {version}, torch {torch.__version__}, "
+        f"GPU {gpu}, CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()}"
+    )
+    print(
+        f"{'backend':<34}{'device':<8}{'batch':>6}{'tiles/s':>12}{'e2e tiles/s':>14}"
+        f"{'max|dh| vs eager m':>20}"
+    )
     for r in rows:
         if "unavailable" in r:
             print(f"{r['backend']:<34}unavailable: {r['unavailable']}")
         else:
             e2e = f"{r['e2e_tiles_per_s']:.1f}" if "e2e_tiles_per_s" in r else "-"
             dh = f"{r['max_dh_vs_eager_m']:.2e}" if "max_dh_vs_eager_m" in r else "-"
-            print(f"{r['backend']:<34}{r['device']:<8}{r['batch']:>6}{r['tiles_per_s']:>12.1f}{e2e:>14}{dh:>20}")
+            print(
+                f"{r['backend']:<34}{r['device']:<8}{r['batch']:>6}{r['tiles_per_s']:>12.1f}{e2e:>14}{dh:>20}"
+            )
     tps = {r["backend"]: round(r["tiles_per_s"], 2) for r in rows if "tiles_per_s" in r}
-    summary = {"bench": "generator", "model": version, "gpu": gpu, "tiles_per_s": tps,
-               "e2e_tiles_per_s": {r["backend"]: round(r["e2e_tiles_per_s"], 2) for r in rows
-                                   if "e2e_tiles_per_s" in r},
-               "unavailable": {r["backend"]: r["unavailable"] for r in rows if "unavailable" in r},
-               "max_dh_vs_eager_m": {r["backend"]: r["max_dh_vs_eager_m"] for r in rows if "max_dh_vs_eager_m" in r},
-               "even_exact": {r["backend"]: r["even_exact"] for r in rows if "even_exact" in r},
-               "noise_bits_equal": {r["backend"]: r["noise_bits_equal"] for r in rows if "noise_bits_equal" in r}}
+    summary = {
+        "bench": "generator",
+        "model": version,
+        "gpu": gpu,
+        "tiles_per_s": tps,
+        "e2e_tiles_per_s": {
+            r["backend"]: round(r["e2e_tiles_per_s"], 2) for r in rows if "e2e_tiles_per_s" in r
+        },
+        "unavailable": {r["backend"]: r["unavailable"] for r in rows if "unavailable" in r},
+        "max_dh_vs_eager_m": {r["backend"]: r["max_dh_vs_eager_m"] for r in rows if "max_dh_vs_eager_m" in r},
+        "even_exact": {r["backend"]: r["even_exact"] for r in rows if "even_exact" in r},
+        "noise_bits_equal": {r["backend"]: r["noise_bits_equal"] for r in rows if "noise_bits_equal" in r},
+    }
     if "torch-compiled" in tps and "torch" in tps:
         summary["compiled_over_eager"] = round(tps["torch-compiled"] / tps["torch"], 2)
         best = max((k for k in tps if k.startswith("torch-compiled")), key=tps.get)

@@ -146,9 +146,17 @@ def save_corpus(grids: list[Grid], path: str | Path) -> None:
         have = [c for c in range(4) if np.isfinite(g.bands[..., c]).any()]
         if have:
             b = g.bands[..., have]
-            arrays[f"{g.name}.bands"] = np.where(np.isfinite(b), np.round(np.nan_to_num(b) * 254), 255).astype(np.uint8)
-        meta.append({"name": g.name, "spacing_m": g.spacing_m, "bands": have,
-                     "height_min_spacing_m": g.height_min_spacing_m})
+            arrays[f"{g.name}.bands"] = np.where(
+                np.isfinite(b), np.round(np.nan_to_num(b) * 254), 255
+            ).astype(np.uint8)
+        meta.append(
+            {
+                "name": g.name,
+                "spacing_m": g.spacing_m,
+                "bands": have,
+                "height_min_spacing_m": g.height_min_spacing_m,
+            }
+        )
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez_compressed(path, **arrays)
 
@@ -182,7 +190,7 @@ def cubic_refine(parent: np.ndarray) -> np.ndarray:
     def along(a: np.ndarray, axis: int) -> np.ndarray:
         a = np.moveaxis(a, axis, -1)
         pad = np.concatenate([a[..., :1], a, a[..., -1:]], axis=-1)
-        mid = sum(CUBIC_TAPS[t] * pad[..., t: t + a.shape[-1] - 1] for t in range(4))
+        mid = sum(CUBIC_TAPS[t] * pad[..., t : t + a.shape[-1] - 1] for t in range(4))
         out = np.empty(a.shape[:-1] + (2 * a.shape[-1] - 1,))
         out[..., 0::2], out[..., 1::2] = a, mid
         return np.moveaxis(out, -1, axis)
@@ -255,8 +263,9 @@ class PairSampler:
     east of it (``split='val'``). The rng is passed in, so a sampler is reproducible.
     """
 
-    def __init__(self, grids: list[Grid], cells: int, margin: int, split: str = "train",
-                 max_step_log2: int = 6):
+    def __init__(
+        self, grids: list[Grid], cells: int, margin: int, split: str = "train", max_step_log2: int = 6
+    ):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         self.cells, self.margin, self.split = cells, margin, split
@@ -307,7 +316,7 @@ class PairSampler:
         m2, n = 2 * self.margin, 2 * self.cells - 1
         return PairBatch(
             parents=np.ascontiguousarray(child[:, :, ::2, ::2]),
-            targets=np.ascontiguousarray(child[:, :, m2: m2 + n, m2: m2 + n]),
+            targets=np.ascontiguousarray(child[:, :, m2 : m2 + n, m2 : m2 + n]),
             present=np.stack(present).astype(np.float32),
             spacing_m=np.array(spacing, np.float32),
         )

@@ -54,10 +54,17 @@ def model_version(config: RefinerConfig, state_dict: dict) -> str:
 
 def make_checkpoint(net: RefinerNet, meta: dict | None = None, half: bool = True) -> dict:
     """The shippable checkpoint dict of ``net`` (weights fp16 when ``half``)."""
-    sd = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
-          for k, v in net.state_dict().items()}
-    return {"format": FORMAT, "config": asdict(net.config), "version": model_version(net.config, sd),
-            "state_dict": sd, "meta": dict(meta or {})}
+    sd = {
+        k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+        for k, v in net.state_dict().items()
+    }
+    return {
+        "format": FORMAT,
+        "config": asdict(net.config),
+        "version": model_version(net.config, sd),
+        "state_dict": sd,
+        "meta": dict(meta or {}),
+    }
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> None:
@@ -71,11 +78,15 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> None:
     tmp.replace(path)
 
 
-def load_net(path: str | Path = ASSET_PATH, device: str | torch.device = "cpu") -> tuple[RefinerNet, str, dict]:
+def load_net(
+    path: str | Path = ASSET_PATH, device: str | torch.device = "cpu"
+) -> tuple[RefinerNet, str, dict]:
     """Load a checkpoint with ``weights_only=True`` -> (float32 eval net, version, meta)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"learned refiner weights not found at {path} (train with `worldstream train`)")
+        raise FileNotFoundError(
+            f"learned refiner weights not found at {path} (train with `worldstream train`)"
+        )
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: checkpoint format {ckpt.get('format')!r}, expected {FORMAT}")
@@ -150,14 +161,25 @@ class LearnedRefiner:
     """``generator.refiner.Refiner`` running the trained network on a backend.
 
     backend: a ``generator.backends`` name ("torch", "torch-compiled", "onnxruntime",
-    "tensorrt") or an object with ``run(parents5, noise, spacing_m, present) -> child``.
+    "tensorrt"), "auto" (torch-compiled where CUDA is, else the exact CPU reference
+    "torch"), or an object with the backends' ``run_level``.
     channels: 4 (height + rgb) or 5 (+ nir).
+    spacing_scale: metres per sample = runtime.tiles.spacing_m(level) * spacing_scale
+    (generator.refiner's convention for DEMs whose pixel is not a level's spacing).
     """
 
     name = "learned"
 
-    def __init__(self, world: World | str = World.PLANE, checkpoint: str | Path = ASSET_PATH,
-                 backend="torch", device: str = "cpu", channels: int = 4, **backend_options):
+    def __init__(
+        self,
+        world: World | str = World.PLANE,
+        checkpoint: str | Path = ASSET_PATH,
+        backend="auto",
+        device: str | None = None,
+        channels: int = 4,
+        spacing_scale: float = 1.0,
+        **backend_options,
+    ):
         from generator.backends import make_backend
 
         if channels not in (N_CHANNELS - 1, N_CHANNELS):
@@ -166,12 +188,24 @@ class LearnedRefiner:
         self.net, self.version, self.meta = load_net(checkpoint)
         self.margin = self.net.config.margin
         self.channels = channels
-        self.backend = make_backend(backend, self.net, self.version, device=device, **backend_options) \
-            if isinstance(backend, str) else backend
+        self.spacing_scale = float(spacing_scale)
+        if backend == "auto":
+            backend = "torch-compiled" if torch.cuda.is_available() else "torch"
+        if isinstance(backend, str):
+            if device is None:
+                device = "cuda" if backend in ("torch-compiled", "tensorrt") else "cpu"
+            backend = make_backend(backend, self.net, self.version, device=device, **backend_options)
+        self.backend = backend
 
     def config(self) -> dict:
-        return {"name": self.name, "version": self.version, "margin": self.margin,
-                "channels": self.channels, "backend": self.backend.name}
+        """JSON-able; enters the pyramid's model id (the backend does not: same outputs)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "margin": self.margin,
+            "channels": self.channels,
+            "spacing_scale": self.spacing_scale,
+        }
 
     def refine(self, parents: np.ndarray, level: int, origins: np.ndarray, seed: int) -> np.ndarray:
         parents = np.asarray(parents)
@@ -189,7 +223,7 @@ class LearnedRefiner:
             from generator.refiner import canonical_cols
 
             cols = canonical_cols(self.world, level, cols)
-        s = np.full((B,), spacing_m(level), np.float32)
+        s = np.full((B,), spacing_m(level) * self.spacing_scale, np.float32)
         child = self.backend.run_level(p5, seed, level, rows, cols, s, present)
         child = child[:, : self.channels]
         # Bands live in [0, 1]; clipping leaves the exact parent copies (already inside) alone.

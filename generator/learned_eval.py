@@ -12,9 +12,10 @@ with the real one: the coarse grid is ``real[::4, ::4]`` refined two levels (so 
 
 Baselines side by side: bicubic (the 4-point interpolating cubic, no detail) and the
 procedural fractal refiner. Refiners run through the ``Refiner`` protocol at the pyramid
-level whose spacing is nearest (in log2) to the DEM's, so each adds the detail it would add
-in the product; colour is a flat 0.25 albedo (DEMs carry none). Context outside a region is
-its mirror image (no sample from outside the validation region is used).
+level nearest (in log2) to the DEM's spacing, with ``spacing_scale`` set to the exact pixel
+size; colour is a flat 0.25 albedo (DEMs carry none). Context outside a region is its mirror
+image (no sample from outside the validation region is used). Stochastic refiners are
+scored as the mean over several seeds.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from generator.data import Grid, VAL_FRACTION, cubic_refine, load_dem
+from generator.data import VAL_FRACTION, Grid, cubic_refine, load_dem
+from generator.paths import default_data_dir
 from runtime.tiles import spacing_m
 
 
@@ -80,7 +82,7 @@ def slope_deg(z: np.ndarray, spacing: float) -> np.ndarray:
 def curvature(z: np.ndarray, spacing: float) -> np.ndarray:
     z = np.asarray(z, np.float64)
     lap = z[:-2, 1:-1] + z[2:, 1:-1] + z[1:-1, :-2] + z[1:-1, 2:] - 4 * z[1:-1, 1:-1]
-    return (lap / spacing ** 2).ravel()
+    return (lap / spacing**2).ravel()
 
 
 def metrics(z: np.ndarray, real: np.ndarray, spacing: float) -> dict:
@@ -95,6 +97,12 @@ def metrics(z: np.ndarray, real: np.ndarray, spacing: float) -> dict:
 
 def nearest_level(spacing: float) -> int:
     return int(round(math.log2(spacing_m(0) / spacing)))
+
+
+def _set_scale(refiner, level: int, spacing: float) -> None:
+    """Tell a refiner its exact metres per sample (generator.refiner's spacing_scale)."""
+    if refiner is not None and hasattr(refiner, "spacing_scale"):
+        refiner.spacing_scale = spacing / spacing_m(level)
 
 
 def refine_grid(refiner, coarse: np.ndarray, level: int, seed: int) -> np.ndarray:
@@ -113,7 +121,12 @@ def trim_voids(z: np.ndarray) -> np.ndarray:
     r0, r1, c0, c1 = 0, z.shape[0], 0, z.shape[1]
     bad = ~np.isfinite(z)
     while r1 - r0 > 8 and c1 - c0 > 8:
-        sides = [bad[r0, c0:c1].mean(), bad[r1 - 1, c0:c1].mean(), bad[r0:r1, c0].mean(), bad[r0:r1, c1 - 1].mean()]
+        sides = [
+            bad[r0, c0:c1].mean(),
+            bad[r1 - 1, c0:c1].mean(),
+            bad[r0:r1, c0].mean(),
+            bad[r0:r1, c1 - 1].mean(),
+        ]
         worst = int(np.argmax(sides))
         if sides[worst] == 0:
             break
@@ -125,21 +138,26 @@ def _bicubic(coarse, level, seed):
     return cubic_refine(coarse).astype(np.float32)
 
 
-def evaluate_region(real: np.ndarray, spacing: float, refiners: dict, seed: int = 0) -> dict:
-    """real (H, W) metres at ``spacing`` -> {refiner: metrics} on the window all can fill."""
+def evaluate_region(real: np.ndarray, spacing: float, refiners: dict, seeds=(0,)) -> dict:
+    """real (H, W) metres at ``spacing`` -> {refiner: metrics (mean over seeds), field of the
+    first seed}."""
     n0, n1 = ((real.shape[0] - 1) // 4) * 4 + 1, ((real.shape[1] - 1) // 4) * 4 + 1
     real = real[:n0, :n1]
     coarse = real[::4, ::4]
     level = nearest_level(spacing)
+    b = 4  # leave out the outermost samples (mirror seams)
     out = {}
     for name, ref in refiners.items():
-        if ref is None:
-            z = _bicubic(_bicubic(coarse, 0, 0), 0, 0)
-        else:
-            z = refine_grid(ref, refine_grid(ref, coarse, level - 1, seed), level, seed)
-        b = 4  # leave out the outermost samples (mirror seams)
-        out[name] = metrics(z[b:-b, b:-b], real[b:-b, b:-b], spacing)
-        out[name]["field"] = z
+        runs = []
+        for seed in seeds if ref is not None else seeds[:1]:
+            if ref is None:
+                z = _bicubic(_bicubic(coarse, 0, 0), 0, 0)
+            else:
+                _set_scale(ref, level, spacing)
+                z = refine_grid(ref, refine_grid(ref, coarse, level - 1, seed), level, seed)
+            runs.append((metrics(z[b:-b, b:-b], real[b:-b, b:-b], spacing), z))
+        out[name] = {k: float(np.mean([r[0][k] for r in runs])) for k in runs[0][0]}
+        out[name]["field"] = runs[0][1]
     out["_real"] = real
     out["_level"] = level
     return out
@@ -166,55 +184,70 @@ def figure(result: dict, spacing: float, title: str, path: Path, size: int = 256
     img = Image.new("L", (len(tiles) * (n + 4), n + 34), 255)
     d = ImageDraw.Draw(img)
     d.text((4, 2), title, fill=0)
-    for i, (t, name) in enumerate(zip(tiles, names)):
+    for i, (t, name) in enumerate(zip(tiles, names, strict=True)):
         img.paste(t, (i * (n + 4), 30))
         d.text((i * (n + 4) + 4, 16), name, fill=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
 
 
-def run(data_dir: str, checkpoint: str | None, figures: str | None, seed: int = 0) -> dict:
+def run(data_dir: str, checkpoint: str | None, figures: str | None, seeds=(0, 1, 2)) -> dict:
     from generator.fractal import FractalRefiner
     from generator.learned import ASSET_PATH, LearnedRefiner
 
-    refiners = {"bicubic": None, "fractal": FractalRefiner(),
-                "learned": LearnedRefiner(checkpoint=checkpoint or ASSET_PATH)}
+    refiners = {
+        "bicubic": None,
+        "fractal": FractalRefiner(),
+        "learned": LearnedRefiner(checkpoint=checkpoint or ASSET_PATH),
+    }
     table = {}
     for region in REGIONS:
         g: Grid = load_dem(Path(data_dir) / "dem" / f"{region.stem}.npz")
         z = g.height_m
         if region.val_only:
-            z = z[:, int(z.shape[1] * (1 - VAL_FRACTION)):]
+            z = z[:, int(z.shape[1] * (1 - VAL_FRACTION)) :]
         z = trim_voids(z)
         z = np.where(np.isfinite(z), z, np.nanmedian(z)).astype(np.float32)
-        res = evaluate_region(z, g.spacing_m, refiners, seed)
+        res = evaluate_region(z, g.spacing_m, refiners, tuple(seeds))
         if figures:
-            figure(res, g.spacing_m, f"{region.name}: refined x4 from {4 * g.spacing_m:.0f} m",
-                   Path(figures) / f"learned_eval_{region.stem}.png")
-        table[region.name] = {k: {m: float(f"{v:.4g}") for m, v in r.items() if m != "field"}
-                              for k, r in res.items() if not k.startswith("_")}
+            figure(
+                res,
+                g.spacing_m,
+                f"{region.name}: refined x4 from {4 * g.spacing_m:.0f} m",
+                Path(figures) / f"learned_eval_{region.stem}.png",
+            )
+        table[region.name] = {
+            k: {m: float(f"{v:.4g}") for m, v in r.items() if m != "field"}
+            for k, r in res.items()
+            if not k.startswith("_")
+        }
         table[region.name]["_level"] = res["_level"]
     return table
 
 
 def print_table(table: dict) -> None:
-    print(f"{'region':<42}{'refiner':<10}{'|dPSD slope|':>13}{'slope W1 deg':>14}{'curv W1 1/m':>13}{'RMSE m':>9}")
+    print(
+        f"{'region':<42}{'refiner':<10}{'|dPSD slope|':>13}{'slope W1 deg':>14}{'curv W1 1/m':>13}"
+        f"{'RMSE m':>9}"
+    )
     for region, rows in table.items():
         for name, r in rows.items():
             if name.startswith("_"):
                 continue
-            print(f"{region:<42}{name:<10}{r['psd_slope_err']:>13.3f}{r['slope_w1_deg']:>14.3f}"
-                  f"{r['curv_w1']:>13.5f}{r['rmse_m']:>9.2f}")
+            print(
+                f"{region:<42}{name:<10}{r['psd_slope_err']:>13.3f}{r['slope_w1_deg']:>14.3f}"
+                f"{r['curv_w1']:>13.5f}{r['rmse_m']:>9.2f}"
+            )
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="realism of refiners against real DEMs")
-    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--data", default=str(default_data_dir()))
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--figures", default="docs/figures")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=3, help="stochastic refiners: mean over this many seeds")
     args = ap.parse_args(argv)
-    table = run(args.data, args.checkpoint, args.figures, args.seed)
+    table = run(args.data, args.checkpoint, args.figures, tuple(range(args.seeds)))
     print_table(table)
     print(json.dumps({"eval": "learned", "table": table}))
     return 0

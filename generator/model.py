@@ -46,14 +46,15 @@ class RefinerConfig:
 
 
 def asinh(x: torch.Tensor) -> torch.Tensor:
-    """asinh from log and sqrt (the TorchScript ONNX exporter has no aten::asinh); float32."""
-    a = x.abs()
+    """asinh from log and sqrt (the TorchScript ONNX exporter has no aten::asinh); float32.
+    |x| is clamped at 1e15 (asinh = 35.2) so a * a cannot overflow."""
+    a = x.abs().clamp(max=1e15)
     return torch.sign(x) * torch.log(a + torch.sqrt(a * a + 1.0))
 
 
 def _crop(x: torch.Tensor, k: int) -> torch.Tensor:
     """Drop k samples on each side of the last two axes."""
-    return x[..., k: x.shape[-2] - k, k: x.shape[-1] - k] if k else x
+    return x[..., k : x.shape[-2] - k, k : x.shape[-1] - k] if k else x
 
 
 class Block(nn.Module):
@@ -107,16 +108,18 @@ class RefinerNet(nn.Module):
         centre = h[:, :, 1:-1, 1:-1]
         dx = (h[:, :, 1:-1, 2:] - h[:, :, 1:-1, :-2]) / (4.0 * a)
         dy = (h[:, :, 2:, 1:-1] - h[:, :, :-2, 1:-1]) / (4.0 * a)
-        curv = (h[:, :, 1:-1, 2:] + h[:, :, 1:-1, :-2] + h[:, :, 2:, 1:-1] + h[:, :, :-2, 1:-1]
-                - 4.0 * centre) / (4.0 * a)
+        curv = (
+            h[:, :, 1:-1, 2:] + h[:, :, 1:-1, :-2] + h[:, :, 2:, 1:-1] + h[:, :, :-2, 1:-1] - 4.0 * centre
+        ) / (4.0 * a)
         alt = asinh(centre / 200.0)
         rgb = (parents[:, 1:4, 1:-1, 1:-1] - 0.25) * 4.0 * present[:, 0, None, None, None]
         nir = (parents[:, 4:5, 1:-1, 1:-1] - 0.25) * 4.0 * present[:, 1, None, None, None]
         ones = torch.ones_like(centre)
         masks = present[:, :, None, None] * ones  # (B, 2, h-2, w-2)
         scale = (torch.log2(spacing_m / 1000.0) / 8.0)[:, None, None, None] * ones
-        return torch.cat([asinh(dx), asinh(dy), asinh(curv), alt, rgb, nir,
-                          masks, scale, noise[:, :, 1:-1, 1:-1]], 1)
+        return torch.cat(
+            [asinh(dx), asinh(dy), asinh(curv), alt, rgb, nir, masks, scale, noise[:, :, 1:-1, 1:-1]], 1
+        )
 
     def detail(self, parents, noise, spacing_m, present):
         """Normalised detail, (B, 5, 3, h-2m, w-2m): channel x new sample x cell."""
@@ -152,7 +155,6 @@ class RefinerNet(nn.Module):
         return child[:, :, :-1, :-1]
 
 
-
 class PatchDiscriminator(nn.Module):
     """Conditional PatchGAN critic (Isola et al. 2017) on child-resolution fields, used in
     training only. Input (B, n_in, S, S): normalised detail of the 5 channels (masked where
@@ -162,10 +164,14 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm
         self.net = nn.Sequential(
-            sn(nn.Conv2d(n_in, width, 3, padding=1)), nn.LeakyReLU(0.2),  # (B, W, S, S)
-            sn(nn.Conv2d(width, 2 * width, 4, 2, 1)), nn.LeakyReLU(0.2),  # (B, 2W, S/2, S/2)
-            sn(nn.Conv2d(2 * width, 2 * width, 4, 2, 1)), nn.LeakyReLU(0.2),  # (B, 2W, S/4, S/4)
-            sn(nn.Conv2d(2 * width, 2 * width, 3, padding=1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(n_in, width, 3, padding=1)),
+            nn.LeakyReLU(0.2),  # (B, W, S, S)
+            sn(nn.Conv2d(width, 2 * width, 4, 2, 1)),
+            nn.LeakyReLU(0.2),  # (B, 2W, S/2, S/2)
+            sn(nn.Conv2d(2 * width, 2 * width, 4, 2, 1)),
+            nn.LeakyReLU(0.2),  # (B, 2W, S/4, S/4)
+            sn(nn.Conv2d(2 * width, 2 * width, 3, padding=1)),
+            nn.LeakyReLU(0.2),
             sn(nn.Conv2d(2 * width, 1, 3, padding=1)),  # (B, 1, S/4, S/4)
         )
 

@@ -24,15 +24,32 @@ def export_onnx(net: RefinerNet, path: str | Path | None = None, crop: int = 64,
     """Export ``net`` (float32, CPU) to ONNX; writes ``path`` when given; returns the bytes."""
     net = net.float().eval().cpu()
     k = net.config.noise_channels
-    example = (torch.zeros(1, N_CHANNELS, crop, crop), torch.zeros(1, k, crop, crop),
-               torch.full((1,), 30.0), torch.ones(1, 2))
-    dyn = {"parents": {0: "batch", 2: "h", 3: "w"}, "noise": {0: "batch", 2: "h", 3: "w"},
-           "spacing_m": {0: "batch"}, "present": {0: "batch"}, "child": {0: "batch", 2: "ch", 3: "cw"}}
+    example = (
+        torch.zeros(1, N_CHANNELS, crop, crop),
+        torch.zeros(1, k, crop, crop),
+        torch.full((1,), 30.0),
+        torch.ones(1, 2),
+    )
+    dyn = {
+        "parents": {0: "batch", 2: "h", 3: "w"},
+        "noise": {0: "batch", 2: "h", 3: "w"},
+        "spacing_m": {0: "batch"},
+        "present": {0: "batch"},
+        "child": {0: "batch", 2: "ch", 3: "cw"},
+    }
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, example, buf, input_names=list(INPUTS), output_names=["child"],
-                          dynamic_axes=dyn, opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            net,
+            example,
+            buf,
+            input_names=list(INPUTS),
+            output_names=["child"],
+            dynamic_axes=dyn,
+            opset_version=opset,
+            dynamo=False,
+        )
     data = buf.getvalue()
     if path is not None:
         path = Path(path)

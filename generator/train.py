@@ -58,7 +58,7 @@ def irwin_hall_noise(shape, generator: torch.Generator, device) -> torch.Tensor:
     """Training noise with the distribution of generator.noise.gauss (Irwin-Hall of 4
     uniforms, unit variance), so the net sees at run time what it saw in training."""
     u = torch.rand((4,) + tuple(shape), generator=generator, device=device)
-    return (u.sum(0) - 2.0) * (3.0 ** 0.5)
+    return (u.sum(0) - 2.0) * (3.0**0.5)
 
 
 def _masks(present: torch.Tensor) -> torch.Tensor:
@@ -86,8 +86,10 @@ CRITIC_INPUTS = 5 + 2 + 3 + 3 + 1
 
 
 def _to(batch: PairBatch, device) -> tuple[torch.Tensor, ...]:
-    return tuple(torch.from_numpy(a).to(device, non_blocking=True)
-                 for a in (batch.parents, batch.targets, batch.present, batch.spacing_m))
+    return tuple(
+        torch.from_numpy(a).to(device, non_blocking=True)
+        for a in (batch.parents, batch.targets, batch.present, batch.spacing_m)
+    )
 
 
 class _Stream(torch.utils.data.IterableDataset):
@@ -109,7 +111,9 @@ def losses(net, critic, parents, targets, present, spacing_m, noise, cfg: TrainC
     fake = net(parents, noise, spacing_m, pres2)  # (B, 5, S, S)
     n = (fake.shape[-1] + 1) // 2
     with torch.no_grad():
-        base = net.assemble(parents, torch.zeros(parents.shape[0], 5, 3, n, n, device=parents.device), spacing_m)
+        base = net.assemble(
+            parents, torch.zeros(parents.shape[0], 5, 3, n, n, device=parents.device), spacing_m
+        )
     amp, mask = net.amplitude(spacing_m), _masks(present)
     d_fake, d_real = (fake - base) / amp * mask, (targets - base) / amp * mask
     l1 = (d_fake - d_real).abs().mean()
@@ -122,16 +126,21 @@ def losses(net, critic, parents, targets, present, spacing_m, noise, cfg: TrainC
 
 
 @torch.no_grad()
-def validate(net, critic, val: list[tuple[torch.Tensor, ...]], cfg: TrainConfig, gen: torch.Generator) -> dict:
+def validate(
+    net, critic, val: list[tuple[torch.Tensor, ...]], cfg: TrainConfig, gen: torch.Generator
+) -> dict:
     """Mean L1 / low-pass L1 of the detail and the std ratio fake / real of the height detail
     on fixed validation batches (regions no training crop touches)."""
     net.eval()
     acc = {"val_l1": 0.0, "val_lowpass": 0.0}
     sf, sr = 0.0, 0.0
     for parents, targets, present, spacing_m in val:
-        noise = irwin_hall_noise((parents.shape[0], net.config.noise_channels) + parents.shape[2:], gen,
-                                 parents.device)
-        terms, _, _, d_real, d_fake = losses(net, critic, parents, targets, present, spacing_m, noise, cfg, 0.0)
+        noise = irwin_hall_noise(
+            (parents.shape[0], net.config.noise_channels) + parents.shape[2:], gen, parents.device
+        )
+        terms, _, _, d_real, d_fake = losses(
+            net, critic, parents, targets, present, spacing_m, noise, cfg, 0.0
+        )
         acc["val_l1"] += float(terms["l1"]) / len(val)
         acc["val_lowpass"] += float(terms["lowpass"]) / len(val)
         h = present[:, 0] > 0
@@ -142,8 +151,7 @@ def validate(net, critic, val: list[tuple[torch.Tensor, ...]], cfg: TrainConfig,
     return acc
 
 
-def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool = True,
-          log=print) -> Path:
+def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool = True, log=print) -> Path:
     """Train (or resume) until ``cfg.steps`` or ``cfg.minutes``; returns the last.pt path."""
     t_start = time.monotonic()
     device = torch.device(cfg.device)
@@ -183,16 +191,27 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     vrng = np.random.default_rng(12345)  # the same validation batches in every run
     val = [_to(val_sampler.sample(vrng, cfg.batch), device) for _ in range(cfg.val_batches)]
     loader = torch.utils.data.DataLoader(
-        _Stream(train_sampler, cfg.batch, cfg.seed * 1_000_003 + step), batch_size=None,
-        num_workers=cfg.workers, pin_memory=device.type == "cuda",
-        persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None)
+        _Stream(train_sampler, cfg.batch, cfg.seed * 1_000_003 + step),
+        batch_size=None,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.workers > 0,
+        prefetch_factor=4 if cfg.workers else None,
+    )
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + step)
     vgen = lambda: torch.Generator(device=device).manual_seed(99)
 
     def save():
-        ckpt = {"model_config": asdict(model_cfg), "train_config": asdict(cfg), "step": step,
-                "net": net.state_dict(), "critic": critic.state_dict(), "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(), "history": json.dumps(history)}
+        ckpt = {
+            "model_config": asdict(model_cfg),
+            "train_config": asdict(cfg),
+            "step": step,
+            "net": net.state_dict(),
+            "critic": critic.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "history": json.dumps(history),
+        }
         save_checkpoint(ckpt, last)
         with open(out / "log.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in history)
@@ -203,10 +222,13 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         if step >= cfg.steps or time.monotonic() > deadline:
             break
         parents, targets, present, spacing_m = _to(batch, device)
-        noise = irwin_hall_noise((parents.shape[0], model_cfg.noise_channels) + parents.shape[2:], gen, device)
+        noise = irwin_hall_noise(
+            (parents.shape[0], model_cfg.noise_channels) + parents.shape[2:], gen, device
+        )
         adv_scale = min(1.0, step / max(cfg.warmup_steps, 1))
-        terms, x_real, x_fake, _, _ = losses(net, critic, parents, targets, present, spacing_m, noise, cfg,
-                                             adv_scale)
+        terms, x_real, x_fake, _, _ = losses(
+            net, critic, parents, targets, present, spacing_m, noise, cfg, adv_scale
+        )
         opt_g.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt_g.step()
@@ -220,8 +242,11 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
             run_log[k] = run_log.get(k, 0.0) + float(v.detach()) / cfg.log_every
         run_log["d"] = run_log.get("d", 0.0) + float(d_loss.detach()) / cfg.log_every
         if step % cfg.log_every == 0:
-            rec = {"step": step, "time_s": round(time.monotonic() - t0, 1),
-                   **{k: round(v, 5) for k, v in run_log.items()}}
+            rec = {
+                "step": step,
+                "time_s": round(time.monotonic() - t0, 1),
+                **{k: round(v, 5) for k, v in run_log.items()},
+            }
             if step % cfg.val_every == 0:
                 rec.update({k: round(v, 5) for k, v in validate(net, critic, val, cfg, vgen()).items()})
             history.append(rec)
@@ -267,12 +292,14 @@ def plot_history(history: list[dict], path: str | Path, keys=("l1", "lowpass", "
         hi = hi if hi > lo else lo + 1e-6
         px = pad + (xs - xs.min()) / max(xs.max() - xs.min(), 1) * (w - 10 - pad)
         py = y0 + (h - 25) - (np.clip(ys, lo, hi) - lo) / (hi - lo) * (h - 25)
-        draw.line(list(zip(px.tolist(), py.tolist())), fill="navy", width=1)
+        draw.line(list(zip(px.tolist(), py.tolist(), strict=False)), fill="navy", width=1)
         val = [(r["step"], r[f"val_{k}"]) for r in history if f"val_{k}" in r]
         if val:
-            vx = pad + (np.array([v[0] for v in val]) - xs.min()) / max(xs.max() - xs.min(), 1) * (w - 10 - pad)
+            vx = pad + (np.array([v[0] for v in val]) - xs.min()) / max(xs.max() - xs.min(), 1) * (
+                w - 10 - pad
+            )
             vy = y0 + (h - 25) - (np.clip([v[1] for v in val], lo, hi) - lo) / (hi - lo) * (h - 25)
-            draw.line(list(zip(vx.tolist(), vy.tolist())), fill="red", width=2)
+            draw.line(list(zip(vx.tolist(), vy.tolist(), strict=False)), fill="red", width=2)
         draw.text((pad + 5, y0 + 3), f"{k}  [{lo:.4g}, {hi:.4g}]  (blue train, red validation)", fill="black")
         draw.text((pad, y0 + h - 22), f"step {int(xs.min())} .. {int(xs.max())}", fill="black")
     img.save(path)
@@ -287,8 +314,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train the learned refiner on real terrain (resumable)")
     defaults = TrainConfig()
     for f in fields(TrainConfig):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)),
-                       default=getattr(defaults, f.name))
+        p.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=type(getattr(defaults, f.name)),
+            default=getattr(defaults, f.name),
+        )
     p.add_argument("--fresh", action="store_true", help="ignore <out>/last.pt and start over")
     p.add_argument("--prepare-only", action="store_true", help="only build the corpus npz")
     p.add_argument("--ship", metavar="ASSET", help="after training, write fp16 weights to ASSET")
@@ -321,4 +351,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
