@@ -46,6 +46,8 @@ class TrainConfig:
     lowpass_weight: float = 1.0
     l1_weight: float = 0.1
     warmup_steps: int = 1000
+    colour_jitter: float = 0.0  # per-crop band gain exp(U(-j, j)) and offset U(-j/8, j/8)
+    band_dropout: float = 0.0  # probability of hiding rgb / nir from the net's input
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
@@ -105,9 +107,39 @@ class _Stream(torch.utils.data.IterableDataset):
             yield self.sampler.sample(rng, self.batch)
 
 
-def losses(net, critic, parents, targets, present, spacing_m, noise, cfg: TrainConfig, adv_scale: float):
-    """Generator loss terms (dict of scalars) and the critic inputs (real, fake)."""
-    pres2 = present[:, 1:]
+def augment_bands(parents, targets, present, cfg: TrainConfig, gen: torch.Generator):
+    """Radiometric augmentation so height detail does not hinge on absolute colour (sources
+    mix TOA reflectance, surface reflectance and 8-bit display RGB): the same random affine
+    map on the bands of parent and target, and modality dropout on the net's input masks.
+    Returns (parents, targets, present_in (B, 2))."""
+    b, dev = parents.shape[0], parents.device
+    present_in = present[:, 1:].clone()
+    if cfg.colour_jitter > 0:
+        u = torch.rand(2, b, 1, 1, 1, generator=gen, device=dev) * 2.0 - 1.0
+        gain, offset = torch.exp(cfg.colour_jitter * u[0]), cfg.colour_jitter / 8.0 * u[1]
+        parents = torch.cat([parents[:, :1], parents[:, 1:] * gain + offset], 1)
+        targets = torch.cat([targets[:, :1], targets[:, 1:] * gain + offset], 1)
+    if cfg.band_dropout > 0:
+        keep = torch.rand(b, 1, generator=gen, device=dev) >= cfg.band_dropout
+        present_in = present_in * keep
+    return parents, targets, present_in
+
+
+def losses(
+    net,
+    critic,
+    parents,
+    targets,
+    present,
+    spacing_m,
+    noise,
+    cfg: TrainConfig,
+    adv_scale: float,
+    present_in=None,
+):
+    """Generator loss terms (dict of scalars) and the critic inputs (real, fake). ``present``
+    masks the loss; ``present_in`` (default present[:, 1:]) is what the net is told."""
+    pres2 = present[:, 1:] if present_in is None else present_in
     fake = net(parents, noise, spacing_m, pres2)  # (B, 5, S, S)
     n = (fake.shape[-1] + 1) // 2
     with torch.no_grad():
@@ -216,7 +248,7 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         with open(out / "log.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in history)
 
-    t0, run_log = time.monotonic(), {}
+    t0, run_log, n_logged = time.monotonic(), {}, 0
     deadline = t_start + cfg.minutes * 60.0
     for batch in loader:
         if step >= cfg.steps or time.monotonic() > deadline:
@@ -226,8 +258,9 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
             (parents.shape[0], model_cfg.noise_channels) + parents.shape[2:], gen, device
         )
         adv_scale = min(1.0, step / max(cfg.warmup_steps, 1))
+        parents, targets, present_in = augment_bands(parents, targets, present, cfg, gen)
         terms, x_real, x_fake, _, _ = losses(
-            net, critic, parents, targets, present, spacing_m, noise, cfg, adv_scale
+            net, critic, parents, targets, present, spacing_m, noise, cfg, adv_scale, present_in
         )
         opt_g.zero_grad(set_to_none=True)
         terms["total"].backward()
@@ -239,13 +272,14 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         opt_d.step()
         step += 1
         for k, v in terms.items():
-            run_log[k] = run_log.get(k, 0.0) + float(v.detach()) / cfg.log_every
-        run_log["d"] = run_log.get("d", 0.0) + float(d_loss.detach()) / cfg.log_every
+            run_log[k] = run_log.get(k, 0.0) + float(v.detach())
+        run_log["d"] = run_log.get("d", 0.0) + float(d_loss.detach())
+        n_logged += 1
         if step % cfg.log_every == 0:
             rec = {
                 "step": step,
                 "time_s": round(time.monotonic() - t0, 1),
-                **{k: round(v, 5) for k, v in run_log.items()},
+                **{k: round(v / n_logged, 5) for k, v in run_log.items()},
             }
             if step % cfg.val_every == 0:
                 rec.update({k: round(v, 5) for k, v in validate(net, critic, val, cfg, vgen()).items()})
@@ -253,7 +287,7 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
             if step % cfg.val_every == 0:
                 save()
             log(json.dumps(rec))
-            run_log = {}
+            run_log, n_logged = {}, 0
     rec = {"step": step, "time_s": round(time.monotonic() - t0, 1), "final": True}
     rec.update({k: round(v, 5) for k, v in validate(net, critic, val, cfg, vgen()).items()})
     history.append(rec)
@@ -273,35 +307,41 @@ def ship(last: str | Path, asset: str | Path) -> str:
     return ckpt["version"]
 
 
-def plot_history(history: list[dict], path: str | Path, keys=("l1", "lowpass", "adv", "d")) -> None:
-    """Loss curves as a PNG (Pillow only): one panel per key, step on x."""
+def plot_history(
+    history: list[dict], path: str | Path, keys=("l1", "lowpass", "adv", "d", "height_std_ratio")
+) -> None:
+    """Loss curves as a PNG (Pillow only): one panel per key, step on x; blue = training
+    (mean over each logging interval), red = the fixed validation batches."""
     from PIL import Image, ImageDraw
 
-    w, h, pad = 900, 180, 40
+    w, h, pad = 900, 160, 40
     img = Image.new("RGB", (w, h * len(keys) + 10), "white")
     draw = ImageDraw.Draw(img)
-    recs = [r for r in history if "l1" in r]
+    # Runs before the per-interval count fix averaged a resumed run's first, partial interval
+    # over a full one: leave out the first record after each resume.
+    recs = [r for i, r in enumerate(history) if "l1" in r and not (i and history[i - 1].get("final"))]
+    steps = [r["step"] for r in history]
+    x0, x1 = min(steps), max(max(steps) - min(steps), 1) + min(steps)
+    to_x = lambda s: pad + (np.asarray(s, float) - x0) / (x1 - x0) * (w - 10 - pad)
     for i, k in enumerate(keys):
         y0 = i * h + 5
-        xs = np.array([r["step"] for r in recs], float)
-        ys = np.array([r.get(k, np.nan) for r in recs], float)
-        draw.rectangle([pad, y0, w - 10, y0 + h - 25], outline="black")
-        if len(xs) < 2 or not np.isfinite(ys).any():
-            continue
-        lo, hi = np.nanpercentile(ys, 1), np.nanpercentile(ys, 99)
-        hi = hi if hi > lo else lo + 1e-6
-        px = pad + (xs - xs.min()) / max(xs.max() - xs.min(), 1) * (w - 10 - pad)
-        py = y0 + (h - 25) - (np.clip(ys, lo, hi) - lo) / (hi - lo) * (h - 25)
-        draw.line(list(zip(px.tolist(), py.tolist(), strict=False)), fill="navy", width=1)
+        train = [(r["step"], r[k]) for r in recs if k in r]
         val = [(r["step"], r[f"val_{k}"]) for r in history if f"val_{k}" in r]
-        if val:
-            vx = pad + (np.array([v[0] for v in val]) - xs.min()) / max(xs.max() - xs.min(), 1) * (
-                w - 10 - pad
-            )
-            vy = y0 + (h - 25) - (np.clip([v[1] for v in val], lo, hi) - lo) / (hi - lo) * (h - 25)
-            draw.line(list(zip(vx.tolist(), vy.tolist(), strict=False)), fill="red", width=2)
-        draw.text((pad + 5, y0 + 3), f"{k}  [{lo:.4g}, {hi:.4g}]  (blue train, red validation)", fill="black")
-        draw.text((pad, y0 + h - 22), f"step {int(xs.min())} .. {int(xs.max())}", fill="black")
+        draw.rectangle([pad, y0, w - 10, y0 + h - 25], outline="black")
+        ys = np.array([v for _, v in train + val], float)
+        if ys.size < 2:
+            continue
+        lo, hi = np.percentile(ys, 1), np.percentile(ys, 99)
+        hi = hi if hi > lo else lo + 1e-6
+        to_y = lambda v, y0=y0, lo=lo, hi=hi: y0 + (h - 25) - (np.clip(v, lo, hi) - lo) / (hi - lo) * (h - 25)
+        for series, colour, width in ((train, "navy", 1), (val, "red", 2)):
+            if len(series) > 1:
+                sx, sy = to_x([p[0] for p in series]), to_y(np.array([p[1] for p in series]))
+                draw.line(list(zip(sx.tolist(), sy.tolist(), strict=True)), fill=colour, width=width)
+        draw.text(
+            (pad + 5, y0 + 3), f"{k}  y in [{lo:.4g}, {hi:.4g}]  (blue train, red validation)", fill="black"
+        )
+        draw.text((pad, y0 + h - 22), f"step {x0} .. {x1}", fill="black")
     img.save(path)
 
 
