@@ -11,14 +11,16 @@ law fitted on real DEMs (docs/GENERATOR.md):
 where d is the parent spacing in metres along the interpolation direction (on
 the earth the east-west spacing shrinks with cos(latitude), so detail is
 scaled in metres and nothing stretches toward the poles). A local modulation
-by the parents' 3 x 3 relief, relative to what the law expects, keeps plains
-smooth and mountains rough; its exponent < 1 keeps the feedback stable.
+by the parents' central differences, relative to what the law expects, keeps
+plains smooth and mountains rough; its exponent < 1 keeps the feedback stable.
 Using the cubic (not the linear) midpoint avoids the creases of classic
 midpoint displacement along the grid lines (Miller 1986).
 
 Margin 1: a new sample needs its parents' immediate neighbours only.
 Everything is elementwise on shifted slices in a fixed order, so a sample's
-float32 value does not depend on the crop, the batch or the tile.
+float32 value does not depend on the crop, the batch or the tile. The same
+arithmetic core runs on numpy (the reference) and torch (CPU/CUDA), using only
+exactly rounded operations so that the two agree bit for bit on the CPU.
 """
 
 from __future__ import annotations
