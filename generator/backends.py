@@ -37,11 +37,11 @@ class BackendUnavailable(RuntimeError):
     """The backend cannot run here (missing package or device); the message says why."""
 
 
-def _bucket(b: int) -> int:
-    for s in BATCH_BUCKETS:
+def _bucket(b: int, buckets: tuple[int, ...] = BATCH_BUCKETS) -> int:
+    for s in buckets:
         if b <= s:
             return s
-    return BATCH_BUCKETS[-1]
+    return buckets[-1]
 
 
 class TorchEager:
@@ -97,10 +97,16 @@ class TorchCompiled(TorchEager):
         dtype: str = "float16",
         mode: str = "reduce-overhead",
         channels_last: bool = True,
+        buckets: tuple[int, ...] = BATCH_BUCKETS,
     ):
+        """``buckets``: the batch sizes graphs are compiled for (a batch is padded up to the
+        next one). Each bucket is its own kernel choice, so a tile's fp16 result can move
+        by a few ulps with the bucket its batch fell into; one bucket (``(16,)``) makes the
+        output independent of batch composition (what the pyramid needs)."""
         if not torch.cuda.is_available():
             raise BackendUnavailable("torch-compiled needs a CUDA GPU (torch.cuda.is_available() is False)")
         super().__init__(net, version, device)
+        self.buckets = tuple(sorted(buckets))
         half = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         for mod in (self.net.stem, self.net.blocks, self.net.head):
@@ -116,7 +122,7 @@ class TorchCompiled(TorchEager):
     @torch.no_grad()
     def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present):
         b = parents5.shape[0]
-        n = _bucket(b)
+        n = _bucket(b, self.buckets)
         if n < b:  # larger than the biggest bucket: run in chunks
             return torch.cat(
                 [

@@ -194,14 +194,20 @@ class LearnedRefiner:
         if isinstance(backend, str):
             if device is None:
                 device = "cuda" if backend in ("torch-compiled", "tensorrt") else "cpu"
+            if backend == "torch-compiled":
+                # One batch bucket: a tile's bytes must not depend on what it was batched with.
+                backend_options.setdefault("buckets", (16,))
             backend = make_backend(backend, self.net, self.version, device=device, **backend_options)
         self.backend = backend
 
     def config(self) -> dict:
-        """JSON-able; enters the pyramid's model id (the backend does not: same outputs)."""
+        """JSON-able; enters the pyramid's model id. The backend enters it too: fp16 on the GPU
+        and float32 on the CPU agree within centimetres, not bit for bit, and a tile's bytes
+        must depend only on (world, seed, model, key)."""
         return {
             "name": self.name,
             "version": self.version,
+            "backend": getattr(self.backend, "name", type(self.backend).__name__),
             "margin": self.margin,
             "channels": self.channels,
             "spacing_scale": self.spacing_scale,
