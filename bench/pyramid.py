@@ -1,6 +1,6 @@
 """Pyramid throughput: tiles/s cold, warm and hot, levels 6 / 12 / 18, earth and plane.
 
-    PYTHONPATH=. python bench/pyramid.py [--refiners fractal,bicubic] [--levels 6,12,18]
+    PYTHONPATH=. python bench/pyramid.py [--refiners fractal,fractal-torch,bicubic] [--levels 6,12,18]
 
 - cold: a fresh pyramid (empty cache); tiles far apart, so every ancestor is computed;
 - warm: a 4 x 4 block of new tiles whose parent-level tiles are already cached (a camera
@@ -44,7 +44,9 @@ def _rate(n: int, seconds: float) -> float:
 
 
 def bench_one(world: str, refiner: str, level: int, seed: int = 0) -> dict:
-    p = Pyramid(world, seed, refiner)
+    t0 = time.perf_counter()
+    p = Pyramid(world, seed, refiner)  # earth: loads and decodes the anchor assets
+    open_s = time.perf_counter() - t0
     cold_keys = [_key(world, level, lat, lon) for lat, lon in SITES[world]]
     t0 = time.perf_counter()
     for k in cold_keys:
@@ -72,27 +74,35 @@ def bench_one(world: str, refiner: str, level: int, seed: int = 0) -> dict:
         p.tile(k)
     hot = _rate(len(block), time.perf_counter() - t0)
     return {"world": world, "refiner": refiner, "level": level, "cold_tiles_s": cold, "warm_tiles_s": warm,
-            "hot_tiles_s": hot, "warm_blocks_per_tile": warm_blocks / len(block),
+            "hot_tiles_s": hot, "warm_blocks_per_tile": warm_blocks / len(block), "open_s": open_s,
             "cache_mb": p.cache.nbytes / 2**20, "model": p.model_id}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--refiners", default="fractal,bicubic")
+    ap.add_argument("--refiners", default="fractal,fractal-torch,bicubic")
     ap.add_argument("--levels", default="6,12,18")
     ap.add_argument("--worlds", default="plane,earth")
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="intra-op threads for torch refiners (on a busy 2-core CPU more threads spin: "
+                         "300 ms instead of 5 ms per batch)")
     a = ap.parse_args(argv)
+    if "torch" in a.refiners:
+        import torch
+
+        torch.set_num_threads(a.torch_threads)
     rows = []
     for world in a.worlds.split(","):
         World.parse(world)
         for refiner in a.refiners.split(","):
             for level in (int(v) for v in a.levels.split(",")):
                 rows.append(bench_one(world, refiner, level))
-    print(f"{'world':6s} {'refiner':8s} {'level':>5s} {'cold t/s':>9s} {'warm t/s':>9s} {'hot t/s':>9s} "
-          f"{'blocks/tile':>11s} {'cache MB':>9s}")
+    print(f"{'world':6s} {'refiner':13s} {'level':>5s} {'open s':>7s} {'cold t/s':>9s} {'warm t/s':>9s} "
+          f"{'hot t/s':>9s} {'blocks/tile':>11s} {'cache MB':>9s}")
     for r in rows:
-        print(f"{r['world']:6s} {r['refiner']:8s} {r['level']:5d} {r['cold_tiles_s']:9.1f} "
-              f"{r['warm_tiles_s']:9.1f} {r['hot_tiles_s']:9.0f} {r['warm_blocks_per_tile']:11.2f} "
+        print(f"{r['world']:6s} {r['refiner']:13s} {r['level']:5d} {r['open_s']:7.2f} "
+              f"{r['cold_tiles_s']:9.1f} {r['warm_tiles_s']:9.1f} {r['hot_tiles_s']:9.0f} "
+              f"{r['warm_blocks_per_tile']:11.2f} "
               f"{r['cache_mb']:9.1f}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     warm12 = [r["warm_tiles_s"] for r in rows if r["refiner"] == "fractal" and r["level"] == 12]

@@ -23,8 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--input", required=True, type=Path, help="IN.npz with 'elev' (H, W) and 'pixel_m'")
     p.add_argument("--levels", required=True, type=int, help="K: number of halvings of the pixel size")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--refiner", default="auto",
-                   help="fractal, bicubic, learned, or auto (the best available)")
+    p.add_argument("--refiner", default="auto-offline",
+                   help="fractal, bicubic, learned, or auto-offline (the best available, default)")
     p.add_argument("--out", required=True, type=Path, help="OUT.npz")
     p.set_defaults(func=cmd_refine)
 

@@ -89,6 +89,14 @@ def hash_pairs(key: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return _mix_np(hr ^ hc)
 
 
+def lattice_hash(key: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Cheap elementwise uint64 hash of lattice points (i, j): one SplitMix64 finaliser of
+    key + i*C1 + j*C2 (mod 2**64). For value noise, where a few collisions between points
+    2**32 apart do not matter; the tiles' detail noise uses :func:`hash_grid`."""
+    with np.errstate(over="ignore"):
+        return _mix_np(_as_u64(i) * np.uint64(_COL_SALT) + _as_u64(j) * np.uint64(_ROW_SALT) + np.uint64(key))
+
+
 def gauss_from_hash(h: np.ndarray) -> np.ndarray:
     """Approximately standard normal float32 (Irwin-Hall of four 16-bit lanes, |g| <= 3.46)."""
     m = np.uint64(0xFFFF)
@@ -121,6 +129,12 @@ def hash_grid_torch(key: int, rows, cols):
     hr = _mix_torch(rows * _signed(_ROW_SALT) + k)
     hc = _mix_torch((cols * _signed(_COL_SALT)) ^ k)
     return _mix_torch(hr[..., :, None] ^ hc[..., None, :])
+
+
+def hash_pairs_torch(key: int, rows, cols):
+    """torch twin of :func:`hash_pairs` (broadcasting int64 tensors, same bits)."""
+    k = _signed(key)
+    return _mix_torch(_mix_torch(rows * _signed(_ROW_SALT) + k) ^ _mix_torch((cols * _signed(_COL_SALT)) ^ k))
 
 
 def gauss_from_hash_torch(h):

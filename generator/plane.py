@@ -32,6 +32,8 @@ from generator import noise
 class PlaneConfig:
     """Continent generator parameters; wavelengths in anchor samples (~9.8 km)."""
 
+    generator_version: int = 2
+    """Bumped whenever the code (not only these numbers) changes what the anchor returns."""
     continent_wavelength: float = 700.0
     continent_octaves: int = 7
     warp_wavelength: float = 300.0
@@ -67,8 +69,7 @@ def _value_noise(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelengt
     j0 = j0.astype(np.int64)
 
     def corner(di, dj):
-        h = noise.hash_grid(key, (j0 + dj).reshape(-1, 1), (i0 + di).reshape(-1, 1))[:, 0, 0]
-        return noise.uniform_from_hash(h).reshape(x.shape) * 2.0 - 1.0
+        return noise.uniform_from_hash(noise.lattice_hash(key, i0 + di, j0 + dj)) * 2.0 - 1.0
 
     a, b, c, d = corner(0, 0), corner(1, 0), corner(0, 1), corner(1, 1)
     return (a + (b - a) * fu) + ((c + (d - c) * fu) - (a + (b - a) * fu)) * fv

@@ -66,6 +66,22 @@ _FACTORIES: dict[str, RefinerFactory] = {}
 _PREFERENCE = ("learned", "fractal")  # what ``auto`` picks; ``bicubic`` is a baseline only
 
 
+def learned_is_fast_here() -> bool:
+    """Whether the learned refiner runs fast enough to stream from on this machine.
+
+    Streaming wants tens of tiles per second per client: the learned refiner does
+    ~18,000 tiles/s compiled on one H200 but ~30 on this project's 2-core CPU (onnxruntime),
+    ~30x slower than the fractal refiner there (docs/BENCHMARKS.md). So ``auto`` picks it
+    where a CUDA GPU is present; on a CPU-only machine it is used when asked for by name
+    (and by ``refine``, where one DEM is a one-off job).
+    """
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def register_refiner(name: str, factory: RefinerFactory) -> None:
     """Make ``make_refiner(name, world)`` build refiners with ``factory(world)``."""
     _FACTORIES[name] = factory
@@ -78,13 +94,19 @@ def available_refiners() -> list[str]:
 
 
 def make_refiner(name: str, world: World | str) -> Refiner:
-    """Build the refiner ``name`` (``auto`` = the best available) for ``world``."""
+    """Build the refiner ``name`` for ``world``.
+
+    ``auto``: the best refiner that streams fast enough here (learned with a CUDA GPU,
+    else fractal); ``auto-offline``: the best available regardless of speed (one-off jobs
+    such as ``refine``)."""
     if name not in _FACTORIES:
         # the learned refiner (and torch) is imported only when it may be the one wanted
-        _load_builtin(learned=name in ("auto", "learned"))
+        _load_builtin(learned=name in ("auto", "auto-offline", "learned"))
     world = World.parse(world) if not isinstance(world, World) else world
-    if name == "auto":
+    if name in ("auto", "auto-offline"):
         for candidate in _PREFERENCE:
+            if candidate == "learned" and name == "auto" and not learned_is_fast_here():
+                continue
             if candidate in _FACTORIES:
                 try:
                     return _FACTORIES[candidate](world)

@@ -1,4 +1,5 @@
-"""Exports in the ecosystem's formats: GLB (through trimesh) and Cesium quantized-mesh-1.0.
+"""Exports in the ecosystem's formats: GLB (through trimesh), Cesium quantized-mesh-1.0
+and 3D Tiles 1.1 (tileset.json + GLB).
 
 quantized-mesh-1.0 follows https://github.com/CesiumGS/quantized-mesh (README.md):
 88-byte header (tile centre, height range, bounding sphere, horizon occlusion point),
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import struct
 
 import numpy as np
 
 from runtime.mesh import TileMesh, first_use_order
-from runtime.tiles import WGS84_A_M, WGS84_B_M, T, TileKey, World, tiles_y, validate_key
+from runtime.tiles import WGS84_A_M, WGS84_B_M, T, TileKey, World, spacing_deg, tiles_y, validate_key
 
 QM_MAX = 32767
 """Largest quantized-mesh u, v and height value."""
@@ -241,4 +243,84 @@ def write_quantized_mesh_tileset(root, tiles: dict[TileKey, TileMesh], *, name: 
         written.append(rel)
     (root / "layer.json").write_text(json.dumps(layer_json(list(tiles), name=name, **layer_kw), indent=1))
     written.append("layer.json")
+    return written
+
+
+# ---------------------------------------------------------------- 3D Tiles
+
+
+def tile_region(key: TileKey, height_min_m: float, height_max_m: float) -> list[float]:
+    """3D Tiles ``boundingVolume.region`` of an earth tile: [west, south, east, north] in
+    radians (WGS84 geodetic) and [min, max] height in metres."""
+    validate_key(World.EARTH, key)
+    d = spacing_deg(key.level) * T  # 180 / 2^level degrees: exact, so shared edges agree
+    west, north = -180.0 + key.x * d, 90.0 - key.y * d
+    rad = [math.radians(v) for v in (west, north - d, west + d, north)]
+    return [*rad, float(height_min_m), float(height_max_m)]
+
+
+def tileset_json(tiles: dict[TileKey, tuple[float, float, float]]) -> dict:
+    """A 3D Tiles 1.1 ``tileset.json`` for earth tiles whose content is ``{z}/{x}/{y}.glb``
+    (as ``tile_glb`` writes it, Y-up with the centre in the node transform).
+
+    tiles: key -> (geometric_error_m, height_min_m, height_max_m). Tiles whose parent is
+    in the set become its children (refine REPLACE); the others hang under one root that
+    has no content and spans them all."""
+    if not tiles:
+        raise ValueError("a tileset needs at least one tile")
+
+    def node(key: TileKey) -> dict:
+        err, lo, hi = tiles[key]
+        kids = [node(k) for k in key.children() if k in tiles]
+        out = {
+            "boundingVolume": {"region": tile_region(key, lo, hi)},
+            "geometricError": float(err),
+            "refine": "REPLACE",
+            "content": {"uri": f"{key.level}/{key.x}/{key.y}.glb"},
+        }
+        if kids:
+            # A parent's box must hold its children's (their heights may reach further).
+            out["boundingVolume"]["region"][4] = min(c["boundingVolume"]["region"][4] for c in kids + [out])
+            out["boundingVolume"]["region"][5] = max(c["boundingVolume"]["region"][5] for c in kids + [out])
+            out["children"] = kids
+        return out
+
+    tops = [node(k) for k in sorted(tiles) if k.level == 0 or k.parent() not in tiles]
+    regions = np.array([t["boundingVolume"]["region"] for t in tops])
+    root_region = [*regions[:, :2].min(0), *regions[:, 2:4].max(0), regions[:, 4].min(), regions[:, 5].max()]
+    root_error = max(t["geometricError"] for t in tops) * 2.0
+    root = {
+        "boundingVolume": {"region": [float(v) for v in root_region]},
+        "geometricError": root_error,
+        "refine": "REPLACE",
+        "children": tops,
+    }
+    return {
+        "asset": {"version": "1.1", "generator": "worldstream"},
+        "geometricError": root_error,
+        "root": root,
+    }
+
+
+def write_3d_tiles(root, tiles: dict[TileKey, tuple[TileMesh, float]], image_of=None) -> list[str]:
+    """Write ``tileset.json`` and one ``{z}/{x}/{y}.glb`` per earth tile under ``root``.
+
+    tiles: key -> (mesh in WGS84 ECEF, geometric_error_m); image_of: optional
+    key -> PIL image for the tile's colour. Returns the relative paths written."""
+    from pathlib import Path
+
+    root = Path(root)
+    written = []
+    info = {}
+    for key, (tile, err) in tiles.items():
+        rel = f"{key.level}/{key.x}/{key.y}.glb"
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = image_of(key) if image_of is not None else None
+        path.write_bytes(tile_glb(tile, image=image, y_up=True))
+        written.append(rel)
+        lo = float(tile.height_m.min()) - tile.skirt_depth_m
+        info[key] = (float(err), lo, float(tile.height_m.max()))
+    (root / "tileset.json").write_text(json.dumps(tileset_json(info), indent=1))
+    written.append("tileset.json")
     return written

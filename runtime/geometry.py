@@ -128,16 +128,16 @@ class Bounds:
 
     @property
     def packed(self) -> np.ndarray:
-        """(29,) float64 for vectorised tests: center (3), half axes (9), unit axes (9),
-        half lengths (3), horizon point (3; zeros when None), |horizon point|^2, and 1.0
-        when there is a horizon point else 0.0. Computed once."""
+        """(32,) float64 for vectorised tests: center (3), half axes (9), unit axes (9),
+        half lengths (3), horizon point (3; zeros when None), |horizon point|^2, 1.0 when
+        there is a horizon point else 0.0, and the centre in the box frame (3). Computed once."""
         p = self.__dict__.get("_packed")
         if p is None:
             lengths = np.linalg.norm(self.half_axes_m, axis=1)
             units = self.half_axes_m / np.maximum(lengths, 1e-300)[:, None]
             hp = self.horizon_point if self.horizon_point is not None else np.zeros(3)
             p = np.concatenate([self.center_m, self.half_axes_m.ravel(), units.ravel(), lengths, hp,
-                                [hp @ hp, float(self.horizon_point is not None)]])
+                                [hp @ hp, float(self.horizon_point is not None)], units @ self.center_m])
             object.__setattr__(self, "_packed", p)
         return p
 
@@ -207,11 +207,18 @@ def horizon_visible(camera_m: np.ndarray, horizon_points: np.ndarray) -> np.ndar
 
 
 class WorldGeometry:
-    """Sample <-> world mapping and tile bounding volumes of one world (float64 metres)."""
+    """Sample <-> world mapping and tile bounding volumes of one world (float64 metres).
 
-    def __init__(self, world: World):
+    The maths are the module's pure functions; the instance only caches what they derive
+    (packed tile bounds, children keys), bounded to ``memo_entries`` each.
+    """
+
+    def __init__(self, world: World, memo_entries: int = 50_000):
         self.world = world
         self.is_earth = world is World.EARTH
+        self.memo_entries = memo_entries
+        self._packed: dict[tuple, np.ndarray] = {}  # (level, x, y, hmin, hmax) -> (32,)
+        self._children: dict[TileKey, tuple[TileKey, ...]] = {}
 
     def __repr__(self) -> str:
         return f"WorldGeometry({self.world.value})"
@@ -272,7 +279,35 @@ class WorldGeometry:
         """Bounds of the tile's surface between the two heights (metres)."""
         if not min_height_m <= max_height_m:
             raise ValueError(f"min_height_m must be <= max_height_m, got {min_height_m} > {max_height_m}")
-        return _tile_bounds(self.world, key, float(min_height_m), float(max_height_m))
+        p = self.packed_tile_bounds([(key, float(min_height_m), float(max_height_m))])[0]
+        hp = p[24:27].copy() if p[28] > 0 else None
+        return Bounds(p[0:3].copy(), p[3:12].reshape(3, 3).copy(), float(np.linalg.norm(p[21:24])), hp)
+
+    def packed_tile_bounds(self, tiles) -> np.ndarray:
+        """[(key, min_height_m, max_height_m), ...] -> (n, 32) packed bounds (``Bounds.packed``
+        layout), memoised; the ones not seen before are fitted in one vectorised call."""
+        memo = self._packed
+        ks = [(k.level, k.x, k.y, lo, hi) for k, lo, hi in tiles]  # plain tuples hash in C
+        rows = [memo.get(k) for k in ks]
+        missing = [i for i, r in enumerate(rows) if r is None]
+        if missing:
+            if len(memo) + len(missing) > self.memo_entries:
+                memo.clear()
+            sub = [tiles[i] for i in missing]
+            fresh = packed_bounds(self.world, [t[0] for t in sub], np.array([t[1] for t in sub]),
+                                  np.array([t[2] for t in sub]))
+            for j, i in enumerate(missing):
+                rows[i] = memo[ks[i]] = fresh[j]
+        return np.array(rows)
+
+    def children(self, key: TileKey) -> tuple[TileKey, ...]:
+        """key.children(), memoised (making frozen keys costs more than a dict lookup)."""
+        c = self._children.get(key)
+        if c is None:
+            if len(self._children) >= self.memo_entries:
+                self._children.clear()
+            c = self._children[key] = key.children()
+        return c
 
     def tile_extent_deg(self, key: TileKey) -> tuple[float, float, float, float]:
         """(west, south, east, north) degrees of an earth tile."""
@@ -291,15 +326,8 @@ def geometry_for(world: World | str) -> WorldGeometry:
     return _geometry(World.parse(world) if not isinstance(world, World) else world)
 
 
-@lru_cache(maxsize=200_000)
-def _tile_bounds(world: World, key: TileKey, hmin: float, hmax: float) -> Bounds:
-    p = packed_bounds(world, [key], np.array([hmin]), np.array([hmax]))[0]
-    hp = p[24:27].copy() if p[28] > 0 else None
-    return Bounds(p[0:3].copy(), p[3:12].reshape(3, 3).copy(), float(np.linalg.norm(p[21:24])), hp)
-
-
 def packed_bounds(world: World, keys, hmin_m: np.ndarray, hmax_m: np.ndarray) -> np.ndarray:
-    """Bounds of n tiles at once, packed as in ``Bounds.packed``: (n, 29) float64.
+    """Bounds of n tiles at once, packed as in ``Bounds.packed``: (n, 32) float64.
 
     keys: n TileKeys; hmin_m, hmax_m: (n,) height ranges. Vectorised (selection fits the
     boxes of every tile it meets for the first time in one call per level).
@@ -310,7 +338,7 @@ def packed_bounds(world: World, keys, hmin_m: np.ndarray, hmax_m: np.ndarray) ->
     ys = np.fromiter((k.y for k in keys), np.float64, n)
     hmin = np.asarray(hmin_m, np.float64).reshape(n)
     hmax = np.asarray(hmax_m, np.float64).reshape(n)
-    out = np.zeros((n, 29))
+    out = np.zeros((n, 32))
     if world is World.PLANE:
         s = LEVEL0_SPACING_DEG * T * METRES_PER_DEGREE / np.exp2(levels)
         out[:, 0], out[:, 1], out[:, 2] = (xs + 0.5) * s, -(ys + 0.5) * s, 0.5 * (hmin + hmax)
@@ -319,6 +347,7 @@ def packed_bounds(world: World, keys, hmin_m: np.ndarray, hmax_m: np.ndarray) ->
         out[:, 3:12] = (lengths[:, :, None] * frame).reshape(n, 9)
         out[:, 12:21] = frame.reshape(n, 9)
         out[:, 21:24] = lengths
+        out[:, 29:32] = out[:, 0:3]
         return out
     # Earth: fit in the tile centre's east/north/up frame to a grid at both heights.
     d = LEVEL0_SPACING_DEG * T / np.exp2(levels)  # tile size, degrees
@@ -370,4 +399,5 @@ def packed_bounds(world: World, keys, hmin_m: np.ndarray, hmax_m: np.ndarray) ->
     out[:, 24:27] = hp
     out[:, 27] = (hp * hp).sum(axis=1)
     out[:, 28] = ok
+    out[:, 29:32] = np.einsum("nij,nj->ni", frame, out[:, 0:3])
     return out

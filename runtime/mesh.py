@@ -2,14 +2,16 @@
 
 The simplification is a right-triangulated irregular network (RTIN), the 4-8 mesh of
 Evans, Kirkpatrick & Townsend (2001) as used by Martini (mapbox, V. Agafonkin 2019):
-every triangle is split at the midpoint of its hypotenuse while the vertical error at
-that midpoint, or at any midpoint below it in the hierarchy, exceeds the bound. The
-error pyramid and the top-down extraction are vectorised level by level over the grid
-(16 levels for T = 256), so a tile costs a few milliseconds in numpy.
+a triangle is split at the midpoint of its hypotenuse while its own vertical error, or
+that of any triangle below it, exceeds the bound. Unlike Martini the error is exact
+(the max over every sample a triangle covers), so the bound holds. The hierarchy is a
+fixed lattice per level (``rtin_steps``); the error pyramid, the vertex set and the
+faces are computed level by level over whole grids, a few milliseconds in numpy.
 
-Every border sample is kept (its error is treated as infinite), so two tiles sharing an
-edge have the same edge vertices and meet exactly; skirts hide the cracks between tiles
-of different levels.
+Every border sample is a vertex, so tiles sharing an edge meet exactly; with the
+default ``fan`` border the triangles along the border are fans through all their border
+samples instead of a refinement of the whole RTIN towards the border (see BORDERS).
+Skirts hide the cracks between tiles of different levels.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from typing import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from runtime.geometry import default_geometric_error_m
+
 ToWorld = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """``to_world(rows, cols, height_m) -> (n, 3) float64`` world positions of tile samples."""
 
 SKIRT_FACTOR = 5.0
 """Skirt depth as a multiple of the tile's vertical error bound (DESIGN.md section 4)."""
 
-HEIGHTMAP_QUALITY = 0.25
 """Default error bound as a fraction of the sample spacing: CesiumJS's estimate for
 heightmap terrain (TerrainProvider.getEstimatedLevelZeroGeometricErrorForAHeightmap with
 heightmapTerrainQuality = 0.25), which halves with every level as the spacing does."""
@@ -36,9 +39,7 @@ heightmapTerrainQuality = 0.25), which halves with every level as the spacing do
 def level_error_m(level: int) -> float:
     """Default vertical error bound (m) of a level's tiles: 0.25 x its sample spacing
     (about 19.6 km at level 0, 0.6 m at level 15). Skirts: ``SKIRT_FACTOR`` times this."""
-    from runtime.tiles import spacing_m
-
-    return HEIGHTMAP_QUALITY * spacing_m(level)
+    return default_geometric_error_m(level)  # one rule for mesh bound and selection error
 
 
 def _check_grid(height_m: np.ndarray) -> int:
@@ -375,7 +376,9 @@ class RtinStep:
     p, q: hypotenuse ends; a1, a2: the apexes of the two triangles sharing the
     hypotenuse, each the midpoint of its parent (-1 where it falls outside the tile);
     t1, t2: the two triangles as (k, 3) vertex ids, counter-clockwise from above;
-    border: (k,) bool, the midpoint lies on the tile border."""
+    border: (k,) bool, the midpoint lies on the tile border;
+    fan1, fan2: indices of the triangles with an edge longer than 1 on the border (the
+    ones drawn as fans with the fan border)."""
 
     mid: np.ndarray
     p: np.ndarray
@@ -385,6 +388,8 @@ class RtinStep:
     t1: np.ndarray
     t2: np.ndarray
     border: np.ndarray
+    fan1: np.ndarray
+    fan2: np.ndarray
 
 
 def _ccw(p: np.ndarray, q: np.ndarray, a: np.ndarray, n1: int) -> np.ndarray:
@@ -417,8 +422,10 @@ def rtin_steps(t: int) -> tuple[RtinStep, ...]:
         border = (mid >= 0) & ((r == 0) | (r == t) | (c == 0) | (c == t))
         t1 = np.ascontiguousarray(_ccw(p, q, np.maximum(a1, 0), n1).T)
         t2 = np.ascontiguousarray(_ccw(p, q, np.maximum(a2, 0), n1).T)
-        s = RtinStep(mid, p, q, a1, a2, t1, t2, border)
-        for v in (s.mid, s.p, s.q, s.a1, s.a2, s.t1, s.t2, s.border):
+        fan1 = np.flatnonzero(_long_border_edge(t1, t)).astype(np.int32)
+        fan2 = np.flatnonzero(_long_border_edge(t2, t)).astype(np.int32)
+        s = RtinStep(mid, p, q, a1, a2, t1, t2, border, fan1, fan2)
+        for v in (s.mid, s.p, s.q, s.a1, s.a2, s.t1, s.t2, s.border, s.fan1, s.fan2):
             v.setflags(write=False)
         steps.append(s)
 
@@ -514,6 +521,20 @@ def _border_lut(t: int) -> np.ndarray:
     return g
 
 
+def _border_edge_lengths(face_ids: np.ndarray, t: int) -> np.ndarray:
+    """(m, 3) int: length of edge k (vertex k -> k+1) if it lies on the tile border, else 0."""
+    n1 = t + 1
+    r, c = face_ids // n1, face_ids % n1
+    r2, c2 = np.roll(r, -1, axis=1), np.roll(c, -1, axis=1)
+    same_r = (r == r2) & ((r == 0) | (r == t))
+    same_c = (c == c2) & ((c == 0) | (c == t))
+    return np.where(same_r, np.abs(c2 - c), 0) + np.where(same_c & ~same_r, np.abs(r2 - r), 0)
+
+
+def _long_border_edge(face_ids: np.ndarray, t: int) -> np.ndarray:
+    return (_border_edge_lengths(face_ids, t) > 1).any(axis=1)
+
+
 def fan_out(face_ids: np.ndarray, t: int) -> np.ndarray:
     """Split every face with an edge of length > 1 on the tile border into a fan from its
     opposite vertex through each border sample of that edge. (m, 3) grid ids -> (m', 3):
@@ -521,12 +542,7 @@ def fan_out(face_ids: np.ndarray, t: int) -> np.ndarray:
     n1 = t + 1
     # Only faces with two vertices on the border can have a border edge.
     maybe = np.flatnonzero(_border_lut(t)[face_ids].sum(axis=1) >= 2)
-    sub = face_ids[maybe]
-    r, c = sub // n1, sub % n1
-    r2, c2 = np.roll(r, -1, axis=1), np.roll(c, -1, axis=1)  # edge k runs vertex k -> k+1
-    same_r = (r == r2) & ((r == 0) | (r == t))
-    same_c = (c == c2) & ((c == 0) | (c == t))
-    length = np.where(same_r, np.abs(c2 - c), 0) + np.where(same_c & ~same_r, np.abs(r2 - r), 0)
+    length = _border_edge_lengths(face_ids[maybe], t)
     long = length > 1
     has_sub = long.any(axis=1)
     k = np.argmax(long, axis=1)[has_sub]  # the (first) border edge of each fan face
@@ -549,8 +565,19 @@ def fan_out(face_ids: np.ndarray, t: int) -> np.ndarray:
 
 def tin_faces(present: np.ndarray, t: int, border: str = "fan") -> np.ndarray:
     """Faces (m, 3) grid ids of the tile mesh with RTIN vertex set ``present``."""
-    faces = rtin_faces(present, t)
-    return fan_out(faces, t) if border == "fan" else faces
+    if border != "fan":
+        return rtin_faces(present, t)
+    # rtin_faces, with the (few) triangles that have a long border edge set aside and
+    # fanned: the same faces as fan_out(rtin_faces(...)), without scanning them all.
+    main, fans = [], []
+    for st in rtin_steps(t):
+        leaf = ~present[st.mid]
+        for tri, apex, idx in ((st.t1, st.a1, st.fan1), (st.t2, st.a2, st.fan2)):
+            sel = leaf & present[apex]
+            fans.append(tri[idx[sel[idx]]])
+            sel[idx] = False
+            main.append(tri[sel])
+    return np.concatenate(main + [fan_out(np.concatenate(fans), t)])
 
 
 def simplify_grid(
@@ -570,7 +597,16 @@ def simplify_grid(
     err = rtin_errors(height_m, max_error_m, border)
     t = err.shape[0] - 1
     present = rtin_vertices(err, max_error_m, border)
-    return number_vertices(tin_faces(present, t, border), t + 1)
+    return number_vertices(tin_faces(present, t, border), t + 1, mesh_vertices(present, t, border))
+
+
+def mesh_vertices(present: np.ndarray, t: int, border: str = "fan") -> np.ndarray:
+    """((t+1)^2,) bool: the tile mesh's vertices for RTIN vertex set ``present``
+    (with the fan border, also every border sample)."""
+    used = present[:-1].copy()
+    if border == "fan":
+        used |= _border_lut(t).astype(bool)
+    return used
 
 
 def number_vertices(
@@ -643,6 +679,35 @@ def max_vertical_error(height_m: np.ndarray, grid_rc: np.ndarray, faces: np.ndar
     if not covered.all():
         raise ValueError("faces do not cover every grid sample (mesh has holes)")
     return float(np.abs(zi - h[r, c]).max())
+
+
+def children_grid(nw: np.ndarray, ne: np.ndarray, sw: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """The four children's (T+1, T+1) grids as one (2T+1, 2T+1) grid (they share edges).
+    Raises ValueError if the shared edges disagree."""
+    t = nw.shape[0] - 1
+    for name, a, b in (("nw/ne", nw[:, -1], ne[:, 0]), ("sw/se", sw[:, -1], se[:, 0])):
+        if not np.array_equal(a, b):
+            raise ValueError(f"children {name} must share their edge samples")
+    for name, a, b in (("nw/sw", nw[-1], sw[0]), ("ne/se", ne[-1], se[0])):
+        if not np.array_equal(a, b):
+            raise ValueError(f"children {name} must share their edge samples")
+    out = np.empty((2 * t + 1, 2 * t + 1), dtype=np.result_type(nw, ne, sw, se))
+    out[: t + 1, : t + 1], out[: t + 1, t:] = nw, ne
+    out[t:, : t + 1], out[t:, t:] = sw, se
+    return out
+
+
+def geometric_error_m(grid_rc: np.ndarray, faces: np.ndarray, children_height_m: np.ndarray) -> float:
+    """The tile's geometric error from data (DESIGN.md section 3): the max vertical
+    distance (m) between its mesh and the next level's samples over the same area.
+
+    grid_rc, faces: the tile's TIN; children_height_m: (2T+1, 2T+1) the four children's
+    samples (``children_grid``). With exact nesting the even child samples are the tile's
+    own, so the mesh's vertices are child samples at twice their grid coordinates."""
+    t2 = children_height_m.shape[0] - 1
+    if children_height_m.shape != (t2 + 1, t2 + 1) or t2 % 2:
+        raise ValueError(f"children_height_m must be (2T+1, 2T+1), got {children_height_m.shape}")
+    return max_vertical_error(children_height_m, 2 * np.asarray(grid_rc, dtype=np.int64), faces)
 
 
 @dataclass(frozen=True, eq=False)

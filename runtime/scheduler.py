@@ -13,13 +13,17 @@ from typing import Any
 @dataclass(frozen=True)
 class SchedulerOptions:
     """max_in_flight: requests sent and not answered; max_uploads_per_frame and
-    max_upload_bytes_per_frame: what may become drawable in one frame (GPU upload time)."""
+    max_upload_bytes_per_frame: what may become drawable in one frame (GPU upload time);
+    retry_after_frames: a failed request is not asked again for this many frames."""
 
     max_in_flight: int = 64
     max_uploads_per_frame: int = 32
     max_upload_bytes_per_frame: int = 32 << 20
+    retry_after_frames: int = 30
 
     def __post_init__(self):
+        if self.retry_after_frames < 0:
+            raise ValueError(f"retry_after_frames must be >= 0, got {self.retry_after_frames}")
         for name in ("max_in_flight", "max_uploads_per_frame", "max_upload_bytes_per_frame"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -46,6 +50,7 @@ class Scheduler:
         self.in_flight: dict[Hashable, float] = {}
         self._arrived: dict[Hashable, tuple[int, Any]] = {}  # key -> (nbytes, payload)
         self._priority: dict[Hashable, float] = {}  # latest wanted priority of every key
+        self._backoff: dict[Hashable, int] = {}  # failed key -> frames until it may be asked again
 
     def plan(self, wanted: Iterable[tuple[Hashable, float]]) -> Plan:
         """Re-prioritise with this frame's wanted (key, priority) pairs (any order). Keys
@@ -57,6 +62,8 @@ class Scheduler:
             if key not in pri or p < pri[key]:
                 pri[key] = p
         self._priority = pri
+        if self._backoff:
+            self._backoff = {k: n - 1 for k, n in self._backoff.items() if n > 1}
         cancel = tuple(k for k in self.in_flight if k not in pri)
         for k in cancel:
             del self.in_flight[k]
@@ -69,7 +76,7 @@ class Scheduler:
         start = []
         if room > 0:
             for k, p in sorted(pri.items(), key=lambda kv: kv[1]):
-                if k in self.in_flight or k in self._arrived:
+                if k in self.in_flight or k in self._arrived or k in self._backoff:
                     continue
                 start.append((k, p))
                 self.in_flight[k] = p
@@ -86,8 +93,11 @@ class Scheduler:
         return expected
 
     def failed(self, key: Hashable) -> None:
-        """A request failed: free its slot (the next plan may ask again)."""
+        """A request failed: free its slot; it is asked again after ``retry_after_frames``
+        plans at the earliest (a failing server is not hammered every frame)."""
         self.in_flight.pop(key, None)
+        if self.options.retry_after_frames:
+            self._backoff[key] = self.options.retry_after_frames
 
     def forget(self, key: Hashable) -> None:
         """Drop an arrived payload that will not be uploaded (e.g. evicted)."""

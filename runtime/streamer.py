@@ -51,6 +51,7 @@ class TileStreamer:
         self.known: dict[TileKey, TileInfo] = {}
         self.ready: set[TileKey] = set()
         self.drawn_last: frozenset[TileKey] = frozenset()
+        self._expanded_last: frozenset[TileKey] = frozenset()
 
     def on_tile(self, key: TileKey, info: TileInfo, nbytes: int, payload: Any = None) -> None:
         """A tile arrived: its heights are known now; it becomes drawable once uploaded."""
@@ -75,7 +76,9 @@ class TileStreamer:
                 self.ready.add(key)
                 uploaded.append(key)
         t0 = clock() if clock else 0.0
-        sel = select(views, self.geometry, self.known, self.ready, self.drawn_last, self.options.selection)
+        sel = select(views, self.geometry, self.known, self.ready, self.drawn_last, self.options.selection,
+                     self._expanded_last)
+        self._expanded_last = sel.expanded
         select_s = clock() - t0 if clock else 0.0
         urgent = list(urgent)
         protected = set(sel.keep)

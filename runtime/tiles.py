@@ -52,12 +52,14 @@ class World(str, enum.Enum):
         try:
             return cls(str(name).lower())
         except ValueError:
-            raise ValueError(f"unknown world {name!r}: expected one of {[w.value for w in cls]}") from None
+            raise ValueError(
+                f"unknown world {name!r}: expected one of {[w.value for w in cls]}"
+            ) from None
 
 
 def spacing_deg(level: int) -> float:
     """Sample spacing of ``level`` in degrees (earth)."""
-    return LEVEL0_SPACING_DEG / (1 << level) if level >= 0 else LEVEL0_SPACING_DEG * 2.0**-level
+    return LEVEL0_SPACING_DEG / (1 << level) if level >= 0 else LEVEL0_SPACING_DEG * 2.0 ** -level
 
 
 def spacing_m(level: int) -> float:

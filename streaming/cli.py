@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--token", default=None)
     sp.set_defaults(func=cmd_fly)
 
-    for module in ("generator.commands", "generator.train"):
+    for module in ("generator.commands", "generator.train", "streaming.http", "streaming.bake"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -71,12 +71,10 @@ class ServiceConfig:
             raise ValueError(f"batch_wait_s must be in [0, 1] s, got {self.batch_wait_s}")
 
 
-def level_error_m(level: int) -> float:
-    """Geometric error of a level's meshes: the per-level default of runtime.geometry
-    (0.25 sample spacing, Cesium's heightmap rule). The TIN's vertical error bound is
-    tied to it, so the screen-space error a client computes from it bounds what the
-    mesh leaves out."""
-    return default_geometric_error_m(level)
+# Geometric error of a level's meshes: the per-level default of runtime.geometry (0.25
+# sample spacing, Cesium's heightmap rule). The TIN's vertical error bound is tied to it,
+# so the screen-space error a client computes from it bounds what the mesh leaves out.
+level_error_m = default_geometric_error_m
 
 
 def check_fields(key: TileKey, fields: Any) -> None:

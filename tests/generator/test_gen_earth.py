@@ -71,8 +71,9 @@ def test_height_codec_error_bounded_and_coast_exact():
     np.testing.assert_array_equal(back > 0, h > 0)
 
 
-def test_anchor_reflects_across_the_pole():
-    a = EarthAnchor.load()
+def test_anchor_reflects_across_the_pole(earth):
+    a = earth.anchor
+    assert isinstance(a, EarthAnchor)
     np.testing.assert_array_equal(a.sample(np.array([-3]), np.array([10])),
                                   a.sample(np.array([3]), np.array([10 + 2048])))
     np.testing.assert_array_equal(a.sample(np.array([ROWS + 1]), np.array([5])),

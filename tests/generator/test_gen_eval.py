@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from generator import evaluate
@@ -13,6 +14,7 @@ from generator.commands import main
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 
 
+@pytest.mark.slow
 def test_eval_reports_contracts_realism_and_figure(tmp_path):
     data = tmp_path / "data"
     (data / "dem").mkdir(parents=True)

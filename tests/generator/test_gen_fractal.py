@@ -68,3 +68,19 @@ def test_earth_pole_row_stays_constant():
 def test_bad_input_says_what_was_expected(parents, origins, match):
     with pytest.raises(ValueError, match=match):
         FractalRefiner().refine(parents, 4, origins, 0)
+
+
+@pytest.mark.parametrize("world", [World.PLANE, World.EARTH])
+def test_torch_backend_is_bit_identical_to_numpy(world):
+    p = _parents(3, 24, 21, seed=4)
+    # rows near the north pole, at mid latitudes and across the date line (earth period 2^(L+9))
+    origins = np.array([[2, 8], [2**13, 2**18 - 20], [2**16 - 40, -(2**40)]], dtype=np.int64)
+    ref = FractalRefiner(world).refine(p, 9, origins, seed=11)
+    got = FractalRefiner(world, device="cpu").refine(p, 9, origins, seed=11)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_backend_enters_the_model_config():
+    assert FractalRefiner(World.PLANE).config()["backend"] == "numpy"
+    assert FractalRefiner(World.PLANE, device="cpu").config()["backend"] == "torch-cpu"

@@ -77,3 +77,10 @@ def test_refiners_on_a_real_crop_bracket_the_real_spectrum_and_keep_hypsometry()
     assert r_f["curvature_w1_per_m"] > r_b["curvature_w1_per_m"]
     assert abs(r_f["hypsometric"] - r_f["hypsometric_real"]) < 0.02
     assert abs(r_b["hypsometric"] - r_b["hypsometric_real"]) < 0.02
+
+
+def test_axis_diagonal_ratio_flags_grid_artefacts():
+    iso = _fbm(128, 3.0, seed=2)
+    assert 0.7 < metrics.axis_diagonal_power_ratio(iso) < 1.4
+    stripes = iso + 5.0 * np.cos(np.pi * 0.8 * np.arange(128))[None, :]  # axis-aligned ripple
+    assert metrics.axis_diagonal_power_ratio(stripes) > 10.0

@@ -28,7 +28,7 @@ def keys(draw, world):
 
 @pytest.mark.parametrize("world", ["plane", "earth"])
 def test_random_keys_nest_and_meet_their_east_neighbour_exactly(world):
-    @settings(max_examples=12, deadline=None, derandomize=True,
+    @settings(max_examples=8, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(keys(world))
     def check(key):

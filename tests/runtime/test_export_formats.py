@@ -211,3 +211,41 @@ def test_layer_json_and_tileset_files(tmp_path):
 def test_quantized_mesh_rejects_plane_keys(tile):
     with pytest.raises(ValueError):
         export.quantized_mesh(tile, TileKey(2, -1, 0))
+
+
+def test_3d_tiles_tileset_with_parent_and_children(tmp_path):
+    import trimesh
+
+    parent = KEY
+    keys = [parent, *parent.children()]
+    tiles = {
+        k: (earth_tile(k, max_error_m=10.0 / 2 ** (k.level - parent.level)), 10.0 / 2 ** (k.level - 9))
+        for k in keys
+    }
+    written = export.write_3d_tiles(tmp_path, tiles)
+    assert sorted(written) == sorted([f"{k.level}/{k.x}/{k.y}.glb" for k in keys] + ["tileset.json"])
+    ts = json.loads((tmp_path / "tileset.json").read_text())
+    assert ts["asset"]["version"] == "1.1"
+    (top,) = ts["root"]["children"]
+    assert top["content"]["uri"] == f"{parent.level}/{parent.x}/{parent.y}.glb"
+    assert [c["content"]["uri"] for c in top["children"]] == [
+        f"{k.level}/{k.x}/{k.y}.glb" for k in parent.children()
+    ]
+    assert top["geometricError"] == 10.0 and all(c["geometricError"] == 5.0 for c in top["children"])
+    assert ts["root"]["geometricError"] > top["geometricError"]
+    w, s, e, n, lo, hi = top["boundingVolume"]["region"]
+    for child in top["children"]:
+        cw, cs, ce, cn, clo, chi = child["boundingVolume"]["region"]
+        assert w <= cw < ce <= e and s <= cs < cn <= n and lo <= clo and chi <= hi
+    # Every vertex of a tile's GLB (Y-up undone) lies inside its region.
+    for k in keys:
+        scene = trimesh.load(tmp_path / f"{k.level}/{k.x}/{k.y}.glb")
+        v = np.asarray(scene.to_geometry().vertices)
+        ecef = np.stack([v[:, 0], -v[:, 2], v[:, 1]], 1)  # glTF Y-up -> Z-up
+        lon = np.arctan2(ecef[:, 1], ecef[:, 0])
+        p = np.hypot(ecef[:, 0], ecef[:, 1])
+        lat = np.arctan2(ecef[:, 2], p * (1 - WGS84_E2))  # geodetic latitude to ~1e-6 rad at these heights
+        rw, rs, re_, rn, rlo, rhi = export.tile_region(k, 0, 0)
+        eps = 1e-5
+        assert (lon >= rw - eps).all() and (lon <= re_ + eps).all()
+        assert (lat >= rs - eps).all() and (lat <= rn + eps).all()

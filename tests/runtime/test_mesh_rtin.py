@@ -262,3 +262,49 @@ def test_level_error_follows_cesium_heightmap_estimate():
     cesium0 = 6378137.0 * 2 * np.pi * 0.25 / (T * 2)
     assert mesh.level_error_m(0) == pytest.approx(cesium0)
     assert mesh.level_error_m(10) == pytest.approx(cesium0 / 1024)
+
+
+def test_tin_faces_fast_path_equals_fanning_every_leaf():
+    h = fractal(T + 1, seed=13, relief_m=900.0)
+    for bound in (0.7, 9.0, 90.0):
+        present = mesh.rtin_vertices(mesh.rtin_errors(h, bound), bound)
+        slow = mesh.fan_out(mesh.rtin_faces(present, T), T)
+        np.testing.assert_array_equal(mesh.tin_faces(present, T, "fan"), slow)
+
+
+@pytest.mark.parametrize("n", [3, 5, 9, 33, 129])
+@pytest.mark.parametrize("border", mesh.BORDERS)
+def test_other_grid_sizes(n, border):
+    from runtime import wire
+    from runtime.tiles import TileKey
+
+    h = fractal(n, seed=n, relief_m=100.0)
+    for bound in (0.5, 5.0, 50.0):
+        grid_rc, faces = mesh.simplify_grid(h, bound, border)
+        assert mesh.max_vertical_error(h, grid_rc, faces) <= bound + 1e-6
+        assert signed_area2(grid_rc, faces).sum() == 2 * (n - 1) ** 2
+        payload, _, _ = wire.encode_heights(h, bound, key=TileKey(5, 1, 1), model="m", border=border)
+        d = wire.decode_tile(payload)
+        np.testing.assert_array_equal(d.faces, faces)
+
+
+def test_geometric_error_against_children_samples():
+    # Exact nesting: the parent is the children's even samples.
+    fine = fractal(2 * T + 1, seed=17, relief_m=600.0)
+    parent = fine[::2, ::2]
+    kids = [fine[r : r + T + 1, c : c + T + 1] for r in (0, T) for c in (0, T)]
+    assembled = mesh.children_grid(*kids)
+    np.testing.assert_array_equal(assembled, fine)
+    grid_rc, faces = mesh.simplify_grid(parent, 4.0)
+    own = mesh.max_vertical_error(parent, grid_rc, faces)
+    geo = mesh.geometric_error_m(grid_rc, faces, assembled)
+    # The children's detail between the parent's samples can only add error.
+    assert own <= 4.0 < geo
+    # An exact parent mesh (every sample) still misses the children's odd samples.
+    full_rc, full_faces = mesh.simplify_grid(parent, 0.0)
+    assert mesh.max_vertical_error(parent, full_rc, full_faces) == 0.0
+    assert mesh.geometric_error_m(full_rc, full_faces, assembled) > 0.0
+    bad = [k.copy() for k in kids]
+    bad[1][5, 0] += 1.0
+    with pytest.raises(ValueError, match="share"):
+        mesh.children_grid(*bad)

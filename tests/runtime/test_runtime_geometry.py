@@ -191,3 +191,37 @@ def test_bad_input_says_what_was_expected():
         PLANE.tile_bounds(TileKey(0, 0, 0), 10.0, 0.0)
     with pytest.raises(ValueError, match="unknown world"):
         geometry_for("mars")
+
+
+def _segment_hits_occluder(cam, pts):
+    """True where the segment cam -> pt passes through the occluder ellipsoid."""
+    from runtime.geometry import occluder_radii_m
+    r = occluder_radii_m()
+    c, d = cam / r, (pts - cam) / r
+    a = (d * d).sum(axis=1)
+    b = 2 * (d @ c)
+    cc = c @ c - 1.0
+    disc = b * b - 4 * a * cc
+    sq = np.sqrt(np.maximum(disc, 0.0))
+    t1, t2 = (-b - sq) / (2 * a), (-b + sq) / (2 * a)
+    return (disc > 0) & (((t1 > 1e-9) & (t1 < 1 - 1e-9)) | ((t2 > 1e-9) & (t2 < 1 - 1e-9)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(earth_keys(max_level=12), st.floats(-180, 180), st.floats(-89, 89), st.floats(10.0, 2.0e6),
+       st.floats(-500, 500), st.floats(0, 9000))
+def test_horizon_culling_is_conservative(key, lon, lat, h, hmin, span):
+    # Whenever a tile's horizon point is hidden, every point of the tile's surface in its
+    # height range is hidden too (the segment to it crosses the occluder ellipsoid).
+    from runtime.geometry import horizon_visible
+    b = EARTH.tile_bounds(key, hmin, hmin + span)
+    if b.horizon_point is None:
+        return
+    cam = geodetic_to_ecef(lon, lat, h)[0]
+    if horizon_visible(cam, b.horizon_point[None])[0]:
+        return
+    rng = np.random.default_rng(key.level * 131 + key.x)
+    r0, c0 = key.sample_origin()
+    pts = EARTH.sample_to_world(key.level, r0 + rng.uniform(0, T, 300), c0 + rng.uniform(0, T, 300),
+                                rng.uniform(hmin, hmin + span, 300))
+    assert _segment_hits_occluder(cam, pts).all()

@@ -98,3 +98,12 @@ def test_cache_replace_updates_bytes():
     c.put(k(1), "y", 100)
     assert c.bytes == 100 and c.get(k(1)) == "y"
     assert c.remove(k(1)) and c.bytes == 0 and not c.remove(k(1))
+
+
+def test_failed_requests_back_off():
+    s = Scheduler(SchedulerOptions(max_in_flight=4, retry_after_frames=3))
+    s.plan([(k(4, 1), 0.0)])
+    s.failed(k(4, 1))
+    assert s.in_flight == {}
+    starts = [s.plan([(k(4, 1), 0.0)]).start for _ in range(4)]
+    assert starts[:2] == [(), ()] and starts[2] == ((k(4, 1), 0.0),)

@@ -122,6 +122,22 @@ def test_ancestors_load_first():
     assert max(steps.values()) > 0
 
 
+def test_holes_load_before_refinement():
+    # Looking along the boundary of two roots from 9,000 km up (only R ready):
+    #   R  (ready, refining: its children have high error)
+    #   E = TileKey(0, 1, 0) (visible, not ready: a hole)
+    # E loads before any child of R, however large their error.
+    e = TileKey(0, 1, 0)
+    cam = Camera(CENTRE + [W0 / 2, 0, 9.0e6], [0, 0, -1], [0, 1, 0], viewport_px=(1920, 1080))
+    opts = SelectionOptions(max_level=3, prefetch_fov_scale=1.0, prefetch_s=0.0)
+    sel = select(cam, PLANE, known_for([R]), {R}, options=opts)
+    order = [r.key for r in sel.load]
+    assert sel.holes == (e,)
+    assert order[0] == e and {r.band for r in sel.load if r.key == e} == {Band.HOLE}
+    kids = [r for r in sel.load if r.key.level == 1 and r.key.ancestor(0) == R]
+    assert kids and all(r.band == Band.WANTED for r in kids)
+
+
 def test_ground_under_a_camera_is_always_wanted():
     # Camera 1 km above the ground looking straight up at the sky: nothing is visible,
     # but the column of tiles under it is still walked and requested, down to the level
@@ -133,7 +149,7 @@ def test_ground_under_a_camera_is_always_wanted():
     column = [PLANE.key_at(lv, pos) for lv in range(9)]
     loads = {r.key: r for r in sel.load}
     for k in column:
-        assert k in loads and loads[k].band == Band.WANTED
+        assert k in loads and loads[k].band == Band.HOLE  # nothing ready above them yet
     assert sel.draw == () and sel.under_camera == (column[-1],)
     # With heights known (ground 0..100 m) the column stops where the error from 900 m
     # falls under 2 px: ge_L * 935 / 900 <= 2 -> spacing <= 7.7 m -> level 14 (4.8 m).
@@ -177,7 +193,7 @@ def test_prefetch_along_the_velocity():
     assert ahead not in {r.key for r in still.load}
     req = {r.key: r for r in moving.load}
     assert ahead in req and req[ahead].band == Band.PREFETCH
-    last_wanted = max(i for i, r in enumerate(moving.load) if r.band == Band.WANTED)
+    last_wanted = max(i for i, r in enumerate(moving.load) if r.band != Band.PREFETCH)
     first_prefetch = min(i for i, r in enumerate(moving.load) if r.band == Band.PREFETCH)
     assert last_wanted < first_prefetch
     # Prefetched tiles are never drawn by the prefetch view alone.
@@ -295,6 +311,13 @@ def test_property_draw_is_a_cover_without_overlaps(scene):
     ready2 = {k for k in ready if k.level == 0 or k in sel.draw or rng.random() < 0.5}
     sel2 = select(cam2, geo, known_for(ready2), ready2, drawn_last=set(sel.draw), options=opts)
     check_cover(sel2, ready2)
+    # Last frame's tree as a speed hint changes nothing in the result.
+    hinted = select(cam2, geo, known_for(ready2), ready2, drawn_last=set(sel.draw), options=opts,
+                    expanded_last=sel.expanded)
+    assert hinted.draw == sel2.draw and hinted.keep == sel2.keep
+    assert sorted(r.key for r in hinted.load) == sorted(r.key for r in sel2.load)
+    assert np.allclose([r.priority for r in hinted.load], [r.priority for r in sel2.load], rtol=1e-9)
+    assert hinted.ideal == sel2.ideal and hinted.expanded == sel2.expanded
 
 
 def check_cover(sel, ready):

@@ -1,6 +1,7 @@
 """TileStreamer end to end against an in-test tile source counted in frames (deterministic)."""
 
 import numpy as np
+import pytest
 
 from runtime.camera import Camera
 from runtime.geometry import default_geometric_error_m, geometry_for
@@ -119,3 +120,78 @@ def test_urgent_keys_go_first_and_are_kept():
     key = PLANE.key_at(18, np.array([3.0e6, 1.0e6, 0.0]))
     res = streamer.frame(View(cam), urgent=[key])
     assert res.plan.start == ((key, -1.0),)
+
+
+def test_most_detailed_height_query_through_the_streamer():
+    # A simulator asks for the ground under two points at level 12; the keys go out as
+    # urgent requests and the future resolves once they have arrived.
+    from runtime.heights import HeightQueries, TileSurface
+    from runtime.tiles import T
+
+    streamer = TileStreamer("plane", StreamerOptions(selection=SelectionOptions(max_level=12)))
+    source = FrameSource(delay=2, per_frame=64)
+
+    def surface(key):  # a flat tile at 10 m per level, so the level read is visible
+        return TileSurface(key, heights=np.full((T + 1, T + 1), 10.0 * key.level, np.float32))
+
+    queries = HeightQueries(PLANE, lambda k: streamer.payload(k) if k in streamer.known else None, level=12)
+    pts = np.array([[2.0e5, -3.0e5, 0.0], [-4.0e6, 1.0e6, 0.0]])
+    fut = queries.most_detailed(pts)
+    cam = path(1, np.array([0.0, 0.0, 3000.0]), 0)[0]
+    frames = 0
+    while not fut.done() and frames < 20:
+        source.send(streamer.frame(View(cam), urgent=queries.urgent()).plan)
+        frames += 1
+        for key in source.poll():
+            streamer.on_tile(key, info(key), TILE_BYTES, payload=surface(key))
+        queries.on_tiles()
+    assert fut.done() and frames <= 4
+    res = fut.result(timeout=0)
+    assert list(res.height_m) == [120.0, 120.0] and all(k.level == 12 for k in res.keys)
+
+
+@pytest.mark.parametrize("world", ["plane", "earth"])
+def test_random_flights_and_teleports_never_show_a_hole(world):
+    # Random poses (10 m .. 3,000 km up, any heading), a teleport every 40 frames, a cache
+    # of 60 tiles and a slow source: after the first complete cover no frame has a hole,
+    # drawn tiles are always ready and never overlap.
+    from runtime.geometry import east_north_up, geodetic_to_ecef
+
+    rng = np.random.default_rng(11)
+    opts = StreamerOptions(scheduler=SchedulerOptions(max_in_flight=16, max_uploads_per_frame=6),
+                           cache_bytes=60 * TILE_BYTES)
+    streamer = TileStreamer(world, opts)
+    source = FrameSource(delay=2, per_frame=10)
+
+    def random_pose():
+        h = 10 ** rng.uniform(1, 6.5)
+        if world == "plane":
+            pos, frame = np.array([rng.uniform(-2e7, 2e7), rng.uniform(-2e7, 2e7), 200 + h]), np.eye(3)
+        else:
+            lon, lat = rng.uniform(-180, 180), rng.uniform(-88, 88)
+            pos, frame = geodetic_to_ecef(lon, lat, 200 + h)[0], east_north_up(lon, lat)
+        yaw, pitch = rng.uniform(0, 2 * np.pi), rng.uniform(-1.4, 0.3)
+        fwd = np.array([np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch), np.sin(pitch)]) @ frame
+        return pos, fwd, frame[2]
+
+    pos, fwd, up = random_pose()
+    booted, hole_frames = False, 0
+    for i in range(320):
+        if i % 40 == 39:
+            pos, fwd, up = random_pose()
+        else:
+            pos = pos + fwd * 5.0
+        for key in source.poll():
+            streamer.on_tile(key, info(key), TILE_BYTES)
+        res = streamer.frame(View(Camera(pos, fwd, up, viewport_px=(640, 360), far_m=2e7)))
+        source.send(res.plan)
+        drawn = set(res.selection.draw)
+        assert drawn <= streamer.ready
+        for k in drawn:
+            assert not any(k.ancestor(lv) in drawn for lv in range(k.level))
+        if res.selection.holes:
+            assert not any(h in streamer.ready for h in res.selection.holes)
+            hole_frames += booted
+        else:
+            booted = True
+    assert booted and hole_frames == 0

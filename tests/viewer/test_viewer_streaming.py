@@ -120,11 +120,13 @@ def test_sensor_session_renders_several_cameras_from_one_selection(server_url):
         front, down = frames["front"], frames["down"]
         assert front.rgb.shape == (60, 80, 3) and down.depth_m.shape == (48, 48)
         assert front.nir is None  # the plane world has no NIR band
-        # Straight down from 2500 m: depth = 2500 m - ground height, ground from the height query.
+        # Straight down from 9000 m: depth = 9000 m - the visible surface's height: the ground
+        # from the height query, or sea level where water covers it.
         ground = s.flight.ground_m(pos[0], pos[1])
         assert ground is not None
+        surface = max(ground, 0.0)
         centre = down.depth_m[23:25, 23:25].mean()
-        assert abs(centre - (9000.0 - ground) * math.cos(math.radians(1.0))) < 25.0, (centre, ground)
+        assert abs(centre - (9000.0 - surface) * math.cos(math.radians(1.0))) < 25.0, (centre, ground)
         n = down.normal[np.isfinite(down.depth_m)]
         assert np.allclose(np.linalg.norm(n, axis=1), 1.0, atol=2e-3) and (n[:, 2] > 0).all()
         # Sky in the top rows of the front view (15 deg down, 60 deg fov: horizon at 0.25 of the height).

@@ -1,0 +1,227 @@
+"""Viewer frame time and sensor read-back throughput (docs/VIEWER.md, docs/BENCHMARKS.md).
+
+The scene: the view of a 300 m AGL flight over the default start (``viewer.app.default_start``:
+the most relief below the snow), streamed to completion at the error target for the
+benchmark's resolution (1920x1080 by default) from an in-process fractal server.
+
+Rows (same scene, same run):
+- ``terrain``: the terrain pass (geomorph, water, MRT colour/normal/NIR) - the target row;
+- ``terrain_no_morph``: baseline, the same pass with geomorphing off;
+- ``frame``: sky + terrain (what a recording draws);
+- ``sensor_*``: render + read back per channel set (RGB, depth in metres, normals, all).
+
+Each render row reports ms/frame as latency (glFinish after every frame) and fps as
+throughput (N frames queued, one glFinish). ``--capture FILE`` stores the scene as wire-
+encoded tiles (msgpack), ``--scene FILE`` renders a stored scene without the generator
+(how the GPU machine runs it). Ends with one JSON line.
+
+    PYTHONPATH=. python bench/viewer.py [--size 1920x1080] [--frames 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the
+# viewer package: drop it (``python -m bench.viewer`` needs no such care).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import msgpack  # noqa: E402
+import numpy as np  # noqa: E402
+
+from runtime import wire  # noqa: E402
+from runtime.surface import tin_surface, tin_to_grid, with_morph  # noqa: E402
+from runtime.tiles import TileKey, World  # noqa: E402
+from viewer.paths import Pose, camera_for  # noqa: E402
+
+
+def capture_scene(world: World, seed: int, size: tuple[int, int], agl_m: float, error_target_px: float) -> dict:
+    """Stream the 300 m AGL view to completion; returns {meta, tiles: [wire payload dicts]}."""
+    from streaming.cli import build_server
+    from streaming.client import SyncTileClient
+    from viewer.app import Flight, FlyOptions, default_start, start_in_process
+    from viewer.context import headless_context
+    from viewer.renderer import TerrainRenderer
+
+    server = build_server(world, seed)
+    url, thread, loop = start_in_process(server)
+    client = SyncTileClient(url)
+    ctx = headless_context()
+    r = TerrainRenderer(ctx, (64, 64))
+    flight = Flight(world, client, r, FlyOptions(world=world.value, error_target_px=error_target_px,
+                                                cache_bytes=4 << 30))
+    x, y = default_start(world, client)
+    pose = Pose(x, y, agl_m, "agl", 80.0, -8.0)
+    fov = math.radians(60.0)
+    ground = 0.0
+    for _ in range(4):  # terrain following converges as finer tiles arrive
+        cam = camera_for(world, pose, ground, fov, size)
+        flight.settle([cam], 600.0)
+        ground = flight.ground_m(x, y)
+    cam = camera_for(world, pose, ground, fov, size)
+    flight.settle([cam], 600.0)
+    draw = list(flight.last.selection.draw)
+    keys = set(draw) | {k.parent() for k in draw if k.level > 0}
+    tiles = []
+    for k in sorted(keys):
+        t = flight.streamer.payload(k)
+        if t is None:
+            continue
+        rc = np.rint(t.tin.grid_rc).astype(np.int64)
+        img = wire.encode_image(t.image, quality=92) if t.image is not None else None
+        tiles.append(wire.encode_tile(rc, t.tin.height_m, t.tin.faces, key=k, geometric_error_m=t.ge_m,
+                                      model=client.hello.model, rgb_jpeg_or_png=img))
+    meta = {"world": world.value, "seed": seed, "size": list(size), "agl_m": agl_m, "x": x, "y": y,
+            "ground_m": ground, "pose": [pose.x, pose.y, pose.alt_m, pose.heading_deg, pose.pitch_deg],
+            "error_target_px": error_target_px, "draw": [[k.level, k.x, k.y] for k in draw]}
+    r.close()
+    client.close()
+    import asyncio
+
+    asyncio.run_coroutine_threadsafe(server.close(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    ctx.release()
+    return {"meta": meta, "tiles": tiles}
+
+
+def upload_scene(renderer, scene: dict, geomorph: bool = True) -> list[TileKey]:
+    world = World(scene["meta"]["world"])
+    decoded = {}
+    for p in scene["tiles"]:
+        t = wire.decode_tile(p)
+        decoded[t.key] = t
+    grids = {}
+    for k, t in decoded.items():
+        s = tin_surface(world, k, t.grid_rc, t.height_m, t.faces, (t.west, t.south, t.east, t.north),
+                        5.0 * t.geometric_error_m)
+        parent = decoded.get(k.parent()) if k.level > 0 and geomorph else None
+        pge = 0.0
+        if parent is not None:
+            if parent.key not in grids:
+                grids[parent.key] = tin_to_grid(parent.grid_rc, parent.height_m, parent.faces)
+            s = with_morph(world, s, grids[parent.key])
+            pge = parent.geometric_error_m
+        img = wire.decode_image(t.image) if t.image is not None else None
+        renderer.upload(s, img, parent_ge_m=pge)
+    return [TileKey(*k) for k in scene["meta"]["draw"]]
+
+
+def _time(fn, frames: int, finish) -> tuple[float, float]:
+    """(ms per frame with a finish after each, frames per second queued with one finish)."""
+    fn()
+    finish()
+    lat = []
+    for _ in range(frames):
+        t0 = time.perf_counter()
+        fn()
+        finish()
+        lat.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(frames):
+        fn()
+    finish()
+    thr = frames / (time.perf_counter() - t0)
+    return float(np.median(lat) * 1e3), thr
+
+
+def run(scene: dict, frames: int, sensor_size: tuple[int, int]) -> dict:
+    from viewer.context import headless_context
+    from viewer.renderer import MorphOptions, TerrainRenderer
+    from viewer.sensors import SensorRig, SensorSpec
+
+    meta = scene["meta"]
+    world = World(meta["world"])
+    size = tuple(meta["size"])
+    ctx = headless_context()
+    gl = ctx.info.get("GL_RENDERER", "?")
+    x, y, alt, hd, pt = meta["pose"]
+    cam = camera_for(world, Pose(x, y, alt, "agl", hd, pt), meta["ground_m"], math.radians(60.0), size)
+    up = np.array([0.0, 0.0, 1.0]) if world is World.PLANE else cam.up
+    rows = []
+    r = TerrainRenderer(ctx, size, morph=MorphOptions(error_target_px=meta["error_target_px"]))
+    draw = upload_scene(r, scene)
+    r.render(cam, draw, up)
+    tris, gpu_mib = r.triangles_drawn, r.gpu_bytes / 2**20
+    vp32 = (cam.projection() @ cam.view_rotation()).T.astype(np.float32).tobytes()
+
+    def terrain():
+        r.fbo.use()
+        r.fbo.clear(depth=1.0)
+        r.draw_terrain(cam, draw, vp32)
+
+    ms, fps = _time(terrain, frames, ctx.finish)
+    rows.append(("terrain", ms, fps, None))
+    r.morph = MorphOptions(enabled=False)
+    ms, fps = _time(terrain, frames, ctx.finish)
+    rows.append(("terrain_no_morph", ms, fps, None))
+    r.morph = MorphOptions(error_target_px=meta["error_target_px"])
+    ms, fps = _time(lambda: r.render(cam, draw, up), frames, ctx.finish)
+    rows.append(("frame", ms, fps, None))
+    assert ctx.error == "GL_NO_ERROR", ctx.error
+
+    sw, sh = sensor_size
+    sensor_frames = max(5, frames // 2)
+    for name, ch in (("rgb", {"rgb"}), ("depth", {"depth_m"}), ("normal", {"normal"}),
+                     ("all", {"rgb", "depth_m", "normal"})):
+        rig = SensorRig(r, [SensorSpec("cam", (sw, sh), 60.0, frozenset(ch))])
+        scam = camera_for(world, Pose(x, y, alt, "agl", hd, pt), meta["ground_m"], math.radians(60.0), (sw, sh))
+        nbytes = rig.capture({"cam": scam}, draw, lambda p: up)["cam"].nbytes
+        ms, fps = _time(lambda rig=rig, scam=scam: rig.capture({"cam": scam}, draw, lambda p: up),
+                        sensor_frames, ctx.finish)
+        rows.append((f"sensor_{name}", ms, fps, nbytes * fps / 2**20))
+        rig.release()
+    r.close()
+    return {"gl_renderer": gl, "size": list(size), "sensor_size": [sw, sh], "triangles": tris, "tiles": len(draw),
+            "gpu_mib": round(gpu_mib, 1), "rows": rows, "frames": frames}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--world", default="plane")
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--size", default="1920x1080")
+    ap.add_argument("--sensor-size", default="640x480")
+    ap.add_argument("--agl", type=float, default=300.0)
+    ap.add_argument("--error-target-px", type=float, default=2.0)
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--capture", default=None, help="stream the scene and store it here (msgpack), then bench")
+    ap.add_argument("--scene", default=None, help="bench a stored scene (no generator needed)")
+    ap.add_argument("--machine", default=platform.processor() or platform.machine())
+    a = ap.parse_args(argv)
+    size = tuple(int(v) for v in a.size.lower().split("x"))
+    ssize = tuple(int(v) for v in a.sensor_size.lower().split("x"))
+    t0 = time.perf_counter()
+    if a.scene:
+        scene = msgpack.unpackb(Path(a.scene).read_bytes(), raw=False, strict_map_key=False)
+    else:
+        scene = capture_scene(World(a.world), a.seed, size, a.agl, a.error_target_px)
+        if a.capture:
+            Path(a.capture).write_bytes(msgpack.packb(scene, use_bin_type=True))
+    capture_s = time.perf_counter() - t0
+    res = run(scene, a.frames, ssize)
+    print(f"viewer bench: {res['gl_renderer']} | {a.machine} | scene {scene['meta']['world']} seed "
+          f"{scene['meta']['seed']} at {scene['meta']['agl_m']:.0f} m AGL, {res['size'][0]}x{res['size'][1]}, "
+          f"{res['tiles']} tiles, {res['triangles']:,} triangles, {res['gpu_mib']} MiB on the GPU")
+    print(f"{'row':<18} {'ms/frame (finish each)':>24} {'fps (queued)':>14} {'read-back MiB/s':>16}")
+    for name, ms, fps, mbs in res["rows"]:
+        print(f"{name:<18} {ms:>24.3f} {fps:>14.1f} {'' if mbs is None else f'{mbs:.1f}':>16}")
+    terrain = next(r for r in res["rows"] if r[0] == "terrain")
+    out = {"bench": "viewer", "gl_renderer": res["gl_renderer"], "machine": a.machine, "size": res["size"],
+           "sensor_size": res["sensor_size"], "tiles": res["tiles"], "triangles": res["triangles"],
+           "gpu_mib": res["gpu_mib"], "terrain_fps": round(terrain[2], 1), "terrain_ms": round(terrain[1], 3),
+           "target_terrain_fps": 240, "capture_s": round(capture_s, 1),
+           "rows": {n: {"ms": round(ms, 3), "fps": round(fps, 1), "mib_s": None if m is None else round(m, 1)}
+                    for n, ms, fps, m in res["rows"]}}
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,322 @@
+"""Training pairs for the learned refiner, cut from real data (DESIGN.md 2.5).
+
+A *corpus* is a list of co-registered grids (height + optional rgb / nir) at their
+native spacing, loaded once from ``../shared/data`` and saved as one compressed npz
+(small enough to carry to a GPU machine). Pairs are made by even-sample decimation:
+a child crop at spacing ``native * 2**k`` is ``grid[y0::2**k, x0::2**k]`` and its
+parent is ``child[::2, ::2]`` -- exactly the nesting contract F_{L+1}[2i, 2j] = F_L[i, j].
+
+Validation: in every grid the columns ``>= val_col0`` (the eastern quarter) are a
+validation region that no training crop touches. Two DEMs (``UNSEEN``) are left out of
+the corpus altogether and serve as never-seen terrain in the evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from runtime.tiles import METRES_PER_DEGREE
+
+CHANNELS = ("height_m", "red", "green", "blue", "nir")
+"""Channel order of every array here and of the network (height in metres, then [0, 1] bands)."""
+
+UNSEEN = ("st_helens", "spain_gredos_25m")
+"""DEMs never put in the corpus: the 'terrain you have never seen' of the evaluation."""
+
+VAL_FRACTION = 0.25
+"""Eastern fraction of each grid's columns kept for validation."""
+
+# Per paired file: band indices for (red, green, blue, nir) (None = absent) and the finest
+# child spacing at which its height is real detail. zion's DEM is 3" SRTM put on the 30 m
+# Landsat grid (its decimation residuals match zion_srtm only from ~120 m); sentinel2's is
+# 90 m blown up by nearest neighbour and swellendam's 90 m SRTM interpolated to 2.8 m:
+# their colour is a target at every spacing, their height only where it is real.
+_PAIRED = {
+    "zion": ((2, 1, 0, 3), 110.0),
+    "rstoolbox_landsat5": ((2, 1, 0, 3), 0.0),
+    "rstoolbox_sentinel2": ((3, 2, 1, 7), float("inf")),
+    "swellendam_3320D": ((0, 1, 2, None), 170.0),
+}
+_GLOBAL_LAT_RANGE = (66.0, -56.0)  # ETOPO5 rows kept for the global grid (north, south)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One co-registered source grid.
+
+    height_m: (H, W) float32 metres, NaN = no data. bands: (H, W, 4) float32 red, green,
+    blue, nir in [0, 1], NaN where absent. height_min_spacing_m: the height is a target
+    only at child spacings >= this (an interpolated stand-in below it, used as input only).
+    """
+
+    name: str
+    spacing_m: float
+    height_m: np.ndarray
+    bands: np.ndarray
+    height_min_spacing_m: float = 0.0
+
+    @cached_property
+    def has_bands(self) -> tuple[bool, bool]:
+        """(rgb present, nir present) anywhere in the grid."""
+        return bool(np.isfinite(self.bands[..., 0]).any()), bool(np.isfinite(self.bands[..., 3]).any())
+
+    def present(self, spacing_m: float) -> np.ndarray:
+        """(3,) bool at child spacing ``spacing_m``: height target valid, rgb, nir present."""
+        return np.array([spacing_m >= self.height_min_spacing_m, *self.has_bands])
+
+    @property
+    def val_col0(self) -> int:
+        """First column of the validation region."""
+        return int(self.height_m.shape[1] * (1.0 - VAL_FRACTION))
+
+
+def _no_bands(shape: tuple[int, int]) -> np.ndarray:
+    return np.full(shape + (4,), np.nan, np.float32)
+
+
+def load_dem(path: Path) -> Grid:
+    d = np.load(path)
+    elev = d["elev"].astype(np.float32)
+    return Grid(path.stem, float(d["pixel_m"]), elev, _no_bands(elev.shape))
+
+
+def load_paired(path: Path) -> Grid:
+    idx, min_spacing_m = _PAIRED[path.stem]
+    d = np.load(path)
+    elev, b = d["elev"].astype(np.float32), d["bands"].astype(np.float32)
+    bands = _no_bands(elev.shape)
+    for out, i in enumerate(idx):
+        if i is not None:
+            bands[..., out] = np.clip(b[..., i], 0.0, 1.0)
+    return Grid(path.stem, float(d["pixel_m"]), elev, bands, min_spacing_m)
+
+
+def load_global(data_dir: Path) -> Grid:
+    """ETOPO5 heights with Blue Marble colour resampled bilinearly onto its 5' nodes.
+
+    The grid is geographic (plate carree), like the earth world's coarse levels, so its
+    spacing is the equatorial metres of 5 arc-minutes -- the same convention as
+    ``runtime.tiles.spacing_m``.
+    """
+    from PIL import Image
+    from scipy.ndimage import map_coordinates
+
+    g = np.load(data_dir / "global" / "etopo5.npz")
+    lat = float(g["lat0"]) + float(g["dlat"]) * np.arange(g["elev"].shape[0])
+    rows = (lat <= _GLOBAL_LAT_RANGE[0]) & (lat >= _GLOBAL_LAT_RANGE[1])
+    elev = g["elev"][rows].astype(np.float32)
+    lat = lat[rows]
+    lon = float(g["lon0"]) + float(g["dlon"]) * np.arange(elev.shape[1])
+    img = np.asarray(Image.open(data_dir / "global" / "bluemarble.jpg"), np.float32) / 255.0
+    # Blue Marble pixel centres: lon = -180 + (j + 0.5)/15, lat = 90 - (i + 0.5)/15.
+    ii = (90.0 - lat)[:, None] * 15.0 - 0.5 + 0.0 * lon[None, :]
+    jj = (lon + 180.0)[None, :] * 15.0 - 0.5 + 0.0 * lat[:, None]
+    bands = _no_bands(elev.shape)
+    for c in range(3):
+        bands[..., c] = map_coordinates(img[..., c], [ii, jj], order=1, mode="nearest")
+    return Grid("etopo5_bluemarble", float(g["dlon"]) * METRES_PER_DEGREE, elev, bands)
+
+
+def build_corpus(data_dir: str | Path) -> list[Grid]:
+    """All training grids under ``data_dir`` (the layout of ../shared/data/README.md)."""
+    data_dir = Path(data_dir)
+    grids = [load_dem(p) for p in sorted((data_dir / "dem").glob("*.npz")) if p.stem not in UNSEEN]
+    grids += [load_paired(data_dir / "paired" / f"{n}.npz") for n in _PAIRED]
+    grids.append(load_global(data_dir))
+    return grids
+
+
+_NAN_DM = -(2**31)
+
+
+def save_corpus(grids: list[Grid], path: str | Path) -> None:
+    """Compressed npz: heights as int32 decimetres (int16 where they fit; NaN = -2**31;
+    10 cm is far below the finest detail trained on), present bands as uint8
+    (round(254 * value), 255 = NaN)."""
+    arrays, meta = {}, []
+    for g in grids:
+        dm = np.where(np.isfinite(g.height_m), np.round(np.nan_to_num(g.height_m) * 10.0), _NAN_DM)
+        small = np.all(np.isfinite(g.height_m)) and np.abs(dm).max() < 32767
+        arrays[f"{g.name}.height"] = dm.astype(np.int16 if small else np.int32)
+        have = [c for c in range(4) if np.isfinite(g.bands[..., c]).any()]
+        if have:
+            b = g.bands[..., have]
+            arrays[f"{g.name}.bands"] = np.where(
+                np.isfinite(b), np.round(np.nan_to_num(b) * 254), 255
+            ).astype(np.uint8)
+        meta.append(
+            {
+                "name": g.name,
+                "spacing_m": g.spacing_m,
+                "bands": have,
+                "height_min_spacing_m": g.height_min_spacing_m,
+            }
+        )
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez_compressed(path, **arrays)
+
+
+def load_corpus(path: str | Path) -> list[Grid]:
+    d = np.load(path)
+    grids = []
+    for m in json.loads(str(d["meta"])):
+        dm = d[f"{m['name']}.height"]
+        h = np.where(dm == _NAN_DM, np.nan, dm.astype(np.float64) / 10.0).astype(np.float32)
+        bands = _no_bands(h.shape)
+        if m["bands"]:
+            b = d[f"{m['name']}.bands"]
+            bands[..., m["bands"]] = np.where(b == 255, np.nan, b.astype(np.float32) / 254.0)
+        grids.append(Grid(m["name"], float(m["spacing_m"]), h, bands, float(m["height_min_spacing_m"])))
+    return grids
+
+
+# ---------------------------------------------------------------------------------------
+# Interpolating cubic refinement (the bicubic baseline and the network's base prediction).
+
+CUBIC_TAPS = np.array([-1.0, 9.0, 9.0, -1.0]) / 16.0
+"""4-point interpolating cubic (Catmull-Rom at the midpoint; Dyn-Levin-Gregory 4-point scheme)."""
+
+
+def cubic_refine(parent: np.ndarray) -> np.ndarray:
+    """Refine (..., h, w) to (..., 2h-1, 2w-1) keeping even samples, odd ones by the 4-point
+    cubic; ends fall back to the mirrored stencil (clamped edge). float64 inside."""
+    p = np.asarray(parent, np.float64)
+
+    def along(a: np.ndarray, axis: int) -> np.ndarray:
+        a = np.moveaxis(a, axis, -1)
+        pad = np.concatenate([a[..., :1], a, a[..., -1:]], axis=-1)
+        mid = sum(CUBIC_TAPS[t] * pad[..., t : t + a.shape[-1] - 1] for t in range(4))
+        out = np.empty(a.shape[:-1] + (2 * a.shape[-1] - 1,))
+        out[..., 0::2], out[..., 1::2] = a, mid
+        return np.moveaxis(out, -1, axis)
+
+    return along(along(p, -1), -2)
+
+
+def decimation_residual_std(grid: Grid, step: int) -> float:
+    """Robust std (1.4826 MAD) in metres of (real odd samples - cubic prediction) when the
+    grid decimated by ``step`` is refined from its even samples; NaN when too small."""
+    child = grid.height_m[::step, ::step]
+    n_r, n_c = (child.shape[0] - 1) // 2 * 2 + 1, (child.shape[1] - 1) // 2 * 2 + 1
+    if min(n_r, n_c) < 9:
+        return float("nan")
+    child = child[:n_r, :n_c]
+    pred = cubic_refine(child[::2, ::2])
+    r = (child - pred)[2:-2, 2:-2]
+    r = r[np.isfinite(r)]
+    if r.size < 64:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(r - np.median(r))))
+
+
+def fit_amplitude(grids: list[Grid], max_step_log2: int = 5) -> tuple[float, float]:
+    """Fit the scale-dependent detail amplitude A(s) = a_1km * (s / 1 km)**hurst (metres) to
+    the decimation residuals of every valid grid at every step; returns (a_1km, hurst)."""
+    xs, ys = [], []
+    for g in grids:
+        for k in range(max_step_log2 + 1):
+            if g.spacing_m * (1 << k) < g.height_min_spacing_m:
+                continue
+            sd = decimation_residual_std(g, 1 << k)
+            if np.isfinite(sd) and sd > 0:
+                xs.append(np.log(g.spacing_m * (1 << k) / 1000.0))
+                ys.append(np.log(sd))
+    hurst, log_a = np.polyfit(np.array(xs), np.array(ys), 1)
+    return float(np.exp(log_a)), float(hurst)
+
+
+# ---------------------------------------------------------------------------------------
+# Crop sampling.
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """A batch of training pairs.
+
+    parents: (B, 5, P, P) float32, P = cells + 2 * margin (missing modalities = 0).
+    targets: (B, 5, 2*cells-1, 2*cells-1) float32, child samples of the output window.
+    present: (B, 3) float32 masks (height target valid, rgb present, nir present).
+    spacing_m: (B,) float32 child sample spacing.
+    """
+
+    parents: np.ndarray
+    targets: np.ndarray
+    present: np.ndarray
+    spacing_m: np.ndarray
+
+
+def _dihedral(a: np.ndarray, t: int) -> np.ndarray:
+    """One of the 8 symmetries of the square on the last two axes."""
+    a = np.rot90(a, t % 4, axes=(-2, -1))
+    return a[..., ::-1] if t >= 4 else a
+
+
+class PairSampler:
+    """Random training (or validation) pairs: grid, decimation step, offset, dihedral map.
+
+    Training crops lie wholly west of each grid's ``val_col0``; validation crops wholly
+    east of it (``split='val'``). The rng is passed in, so a sampler is reproducible.
+    """
+
+    def __init__(
+        self, grids: list[Grid], cells: int, margin: int, split: str = "train", max_step_log2: int = 6
+    ):
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        self.cells, self.margin, self.split = cells, margin, split
+        self.size = 2 * (cells + 2 * margin) - 1  # child crop edge in samples
+        self.options = []  # (grid index, step) with room for at least one crop
+        for gi, g in enumerate(grids):
+            c0, c1 = (0, g.val_col0) if split == "train" else (g.val_col0, g.height_m.shape[1])
+            for k in range(max_step_log2 + 1):
+                span = (self.size - 1) * (1 << k) + 1
+                if span <= g.height_m.shape[0] and span <= c1 - c0:
+                    self.options.append((gi, 1 << k, c0, c1))
+        if not self.options:
+            raise ValueError(f"no grid is large enough for {self.size}-sample crops ({split})")
+        self.grids = grids
+
+    def _one(self, rng: np.random.Generator):
+        for _ in range(50):
+            gi, step, c0, c1 = self.options[rng.integers(len(self.options))]
+            g = self.grids[gi]
+            span = (self.size - 1) * step + 1
+            y0 = rng.integers(0, g.height_m.shape[0] - span + 1)
+            x0 = rng.integers(c0, c1 - span + 1)
+            sl = (slice(y0, y0 + span, step), slice(x0, x0 + span, step))
+            h = g.height_m[sl]
+            if not np.all(np.isfinite(h)):
+                continue
+            present = g.present(g.spacing_m * step)
+            bands = np.moveaxis(g.bands[sl], -1, 0)
+            if (present[1] and not np.all(np.isfinite(bands[:3]))) or (
+                present[2] and not np.all(np.isfinite(bands[3]))
+            ):
+                continue
+            child = np.concatenate([h[None], np.nan_to_num(bands, nan=0.0)], 0)
+            return child, present, g.spacing_m * step
+        return None
+
+    def sample(self, rng: np.random.Generator, batch: int) -> PairBatch:
+        children, present, spacing = [], [], []
+        while len(children) < batch:
+            got = self._one(rng)
+            if got is None:
+                continue
+            child, pres, s = got
+            children.append(_dihedral(child, int(rng.integers(8))))
+            present.append(pres)
+            spacing.append(s)
+        child = np.stack(children).astype(np.float32)  # (B, 5, S, S)
+        m2, n = 2 * self.margin, 2 * self.cells - 1
+        return PairBatch(
+            parents=np.ascontiguousarray(child[:, :, ::2, ::2]),
+            targets=np.ascontiguousarray(child[:, :, m2 : m2 + n, m2 : m2 + n]),
+            present=np.stack(present).astype(np.float32),
+            spacing_m=np.array(spacing, np.float32),
+        )

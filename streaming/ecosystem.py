@@ -1,0 +1,351 @@
+"""Stored tile frames -> the ecosystem's formats (pure functions of bytes).
+
+The tile store and the websocket server hold one thing per tile: the ``tile`` frame
+(runtime.wire payload: the TIN, quantised heights, the colour image). Every other
+format is derived from it, so HTTP clients, static exports and websocket clients
+see the same vertices:
+
+- Cesium quantized-mesh-1.0 terrain (runtime.export.quantized_mesh; geographic
+  tiling scheme, TMS rows, oct-encoded normals) and its ``layer.json``;
+- a 256 x 256 PNG imagery tile of the tile colour (same geographic tiling; Cesium's
+  ``UrlTemplateImageryProvider`` ``{y}`` counts rows from the north, like our keys);
+- 3D Tiles 1.1 with implicit quadtree tiling (3D Tiles 1.1 spec, "Implicit Tiling"):
+  a ``tileset.json`` whose two children are the two level-0 tiles of the geographic
+  scheme (an implicit tileset has one root), binary ``.subtree`` availability files
+  and GLB content (runtime.export.tile_glb, textured, with skirts).
+
+Implicit tile coordinates of a region count y from the south (CesiumJS
+``Implicit3DTileContent.deriveBoundingRegion``); ours count rows from the north.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.export import layer_json, quantized_mesh
+from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, default_geometric_error_m, geometry_for
+from runtime.mesh import SKIRT_FACTOR, TileMesh, _skirt_faces, vertex_normals
+from runtime.tiles import MAX_LEVEL, T, TileKey, World, tiles_y, validate_key
+from runtime.wire import DecodedTile, decode_image, decode_tile
+
+TERRAIN_CONTENT_TYPE = "application/vnd.quantized-mesh;extensions=octvertexnormals"
+GLB_CONTENT_TYPE = "model/gltf-binary"
+SUBTREE_LEVELS = 4
+"""Levels per implicit subtree file (a subtree covers 1 + 4 + 16 + 64 tiles)."""
+
+
+# ---------------------------------------------------------------- frames -> meshes
+
+
+def frame_tile(frame: bytes) -> DecodedTile:
+    """Decode a stored ``tile`` frame (msgpack map with ``tile``: the wire payload)."""
+    import msgpack
+
+    try:
+        msg = msgpack.unpackb(bytes(frame), raw=False, strict_map_key=True)
+    except Exception as exc:
+        raise ValueError(f"expected a msgpack tile frame: {exc.__class__.__name__}: {exc}") from None
+    if not isinstance(msg, dict) or msg.get("type") != "tile" or not isinstance(msg.get("tile"), dict):
+        raise ValueError("expected a msgpack map with type 'tile' and a 'tile' payload")
+    return decode_tile(msg["tile"])
+
+
+def tin_mesh(world: World, tile: DecodedTile, skirt_depth_m: float | None = None) -> TileMesh:
+    """Place a decoded TIN in world space, with skirts, normals and UVs.
+
+    The same placement as runtime.mesh.build_tile_mesh, minus the simplification
+    (the TIN comes from the frame). Skirt depth defaults to SKIRT_FACTOR times the
+    tile's geometric error."""
+    key, t = tile.key, tile.grid_size
+    if t != T:
+        raise ValueError(f"expected a tile of grid size {T}, got {t}")
+    geo = geometry_for(world)
+    depth = SKIRT_FACTOR * tile.geometric_error_m if skirt_depth_m is None else float(skirt_depth_m)
+    rc = tile.grid_rc.astype(np.int64)
+    n = len(rc)
+    edges = (tile.west, tile.south, tile.east, tile.north)
+    border = np.unique(np.concatenate(edges))
+    skirt_of = np.full(n, -1, dtype=np.int32)
+    skirt_of[border] = n + np.arange(len(border), dtype=np.int32)
+    rows = np.concatenate([rc[:, 0], rc[border, 0]]).astype(np.float64)
+    cols = np.concatenate([rc[:, 1], rc[border, 1]]).astype(np.float64)
+    h = np.concatenate([tile.height_m, tile.height_m[border] - depth])
+    r0, c0 = key.sample_origin()
+    world_m = geo.sample_to_world(key.level, rows + r0, cols + c0, h)
+    center = geo.tile_center(key)
+    normals = vertex_normals(world_m[:n], tile.faces)
+    return TileMesh(
+        grid_rc=rc.astype(np.int32),
+        height_m=tile.height_m.astype(np.float32),
+        faces=tile.faces,
+        skirt_faces=_skirt_faces(edges, skirt_of),
+        skirt_depth_m=depth,
+        vertices_m=(world_m - center).astype(np.float32),
+        center_m=center,
+        normals=np.concatenate([normals, normals[border]]),
+        uv=np.stack([cols / t, 1.0 - rows / t], axis=1).astype(np.float32),
+        west=tile.west,
+        south=tile.south,
+        east=tile.east,
+        north=tile.north,
+    )
+
+
+def terrain_bytes(frame: bytes) -> bytes:
+    """quantized-mesh-1.0 bytes (uncompressed, with oct normals) of an earth tile frame."""
+    tile = frame_tile(frame)
+    validate_key(World.EARTH, tile.key)
+    return quantized_mesh(tin_mesh(World.EARTH, tile), tile.key)
+
+
+def imagery_png(frame: bytes) -> bytes:
+    """The tile colour as a 256 x 256 PNG imagery tile of the same extent.
+
+    Pixel (i, j) covers samples i..i+1, j..j+1, so its value is their 2 x 2 mean
+    (samples are points on the pixel corners)."""
+    from PIL import Image
+
+    tile = frame_tile(frame)
+    if tile.image is None:
+        raise ValueError(f"tile {tile.key} carries no colour image")
+    rgb = decode_image(tile.image).astype(np.float32)
+    px = 0.25 * (rgb[:-1, :-1] + rgb[1:, :-1] + rgb[:-1, 1:] + rgb[1:, 1:])
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.round(px), 0, 255).astype(np.uint8), "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def glb_bytes(frame: bytes, world: World = World.EARTH) -> bytes:
+    """A textured GLB (TIN + skirts, Y-up, centre in the node transform) of a tile frame.
+
+    Laid out as runtime.export.tile_glb, but with a terrain material: the texture is the
+    albedo (base colour factor 1), not metallic, fully rough. (trimesh's default material
+    darkens the texture to 40 % and glTF's default metallic factor is 1.)"""
+    import trimesh
+    from PIL import Image
+
+    tile = frame_tile(frame)
+    mesh = tin_mesh(World.parse(world), tile)
+    image = Image.open(io.BytesIO(tile.image)).convert("RGB") if tile.image is not None else None
+    material = trimesh.visual.material.PBRMaterial(
+        baseColorTexture=image, baseColorFactor=[255, 255, 255, 255], metallicFactor=0.0, roughnessFactor=1.0)
+    m = trimesh.Trimesh(vertices=mesh.vertices_m.astype(np.float64), faces=mesh.all_faces,
+                        vertex_normals=mesh.normals.astype(np.float64),
+                        visual=trimesh.visual.TextureVisuals(uv=mesh.uv.astype(np.float64), material=material),
+                        process=False)
+    z_to_y = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+    transform = np.eye(4)
+    transform[:3, 3] = mesh.center_m
+    scene = trimesh.Scene()
+    scene.add_geometry(m, node_name="tile", geom_name="tile", transform=z_to_y @ transform)
+    return clamp_textures(scene.export(file_type="glb"))
+
+
+def clamp_textures(glb: bytes) -> bytes:
+    """Give every texture of a GLB a clamp-to-edge, mipmapped sampler.
+
+    With no sampler glTF repeats textures, so bilinear filtering at u, v = 0 or 1
+    blends in the opposite edge and draws a dark line along every tile border."""
+    magic, version, _ = struct.unpack_from("<4sII", glb)
+    jlen, jtype = struct.unpack_from("<I4s", glb, 12)
+    if magic != b"glTF" or version != 2 or jtype != b"JSON":
+        raise ValueError("expected a glTF 2.0 binary with a JSON chunk first")
+    js = json.loads(glb[20:20 + jlen])
+    if not js.get("textures"):
+        return glb
+    # LINEAR, LINEAR_MIPMAP_LINEAR, CLAMP_TO_EDGE (glTF 2.0 sampler enums)
+    js["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
+    for t in js["textures"]:
+        t["sampler"] = 0
+    text = json.dumps(js, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    rest = glb[20 + jlen:]
+    return struct.pack("<4sII", b"glTF", 2, 12 + 8 + len(text) + len(rest)) + struct.pack(
+        "<I4s", len(text), b"JSON") + text + rest
+
+
+# ---------------------------------------------------------------- quantized-mesh layer
+
+
+def full_layer_json(max_level: int, *, name: str, description: str = "") -> dict:
+    """``layer.json`` of a terrain where every earth tile of levels 0..max_level exists
+    (a live server generates any tile on request)."""
+    if not 0 <= max_level <= MAX_LEVEL:
+        raise ValueError(f"max_level must be in [0, {MAX_LEVEL}], got {max_level}")
+    layer = layer_json([TileKey(0, 0, 0), TileKey(0, 1, 0)], name=name, description=description)
+    layer["maxzoom"] = max_level
+    layer["available"] = [[{"startX": 0, "startY": 0, "endX": (2 << L) - 1, "endY": (1 << L) - 1}]
+                          for L in range(max_level + 1)]
+    return layer
+
+
+# ---------------------------------------------------------------- 3D Tiles implicit tiling
+
+
+@dataclass(frozen=True, order=True)
+class ImplicitCoord:
+    """A tile of one of the two implicit quadtrees: ``root`` 0 (west) or 1 (east),
+    ``level``, ``x`` eastward and ``y`` northward within that root."""
+
+    root: int
+    level: int
+    x: int
+    y: int
+
+
+def implicit_coord(key: TileKey) -> ImplicitCoord:
+    """Our earth key (rows from the north) -> its implicit tile (y from the south)."""
+    validate_key(World.EARTH, key)
+    n = 1 << key.level
+    return ImplicitCoord(key.x // n, key.level, key.x % n, n - 1 - key.y)
+
+
+def tile_key(c: ImplicitCoord) -> TileKey:
+    """Inverse of ``implicit_coord``; raises ValueError for coordinates outside the quadtree."""
+    n = 1 << c.level if 0 <= c.level <= MAX_LEVEL else 0
+    if c.root not in (0, 1) or not (0 <= c.x < n and 0 <= c.y < n):
+        raise ValueError(f"implicit tile must have root 0 or 1, level in [0, {MAX_LEVEL}] and x, y in "
+                         f"[0, 2^level), got {c}")
+    return TileKey(c.level, c.root * n + c.x, n - 1 - c.y)
+
+
+def tileset_json(max_level: int, roots: Iterable[int] = (0, 1), *, subtree_levels: int = SUBTREE_LEVELS,
+                 height_range_m: tuple[float, float] = DEFAULT_HEIGHT_RANGE_M) -> dict:
+    """3D Tiles 1.1 ``tileset.json``: an empty global root refined into one implicit
+    quadtree per geographic level-0 tile present in ``roots``.
+
+    Geometric error of an implicit level-L tile is the TIN error bound of level L
+    (runtime.geometry.default_geometric_error_m), which halves per level as implicit
+    tiling requires. Paths: ``subtrees/{root}/{level}/{x}/{y}.subtree`` and
+    ``tiles/{root}/{level}/{x}/{y}.glb``."""
+    if not 0 <= max_level <= MAX_LEVEL:
+        raise ValueError(f"max_level must be in [0, {MAX_LEVEL}], got {max_level}")
+    roots = sorted(set(roots))
+    if not roots or not set(roots) <= {0, 1}:
+        raise ValueError(f"roots must be a non-empty subset of (0, 1), got {roots}")
+    h0, h1 = height_range_m
+    e0 = default_geometric_error_m(0)
+    children = []
+    for r in roots:
+        west = -math.pi + r * math.pi
+        children.append({
+            "boundingVolume": {"region": [west, -math.pi / 2, west + math.pi, math.pi / 2, h0, h1]},
+            "geometricError": e0,
+            "refine": "REPLACE",
+            "content": {"uri": f"tiles/{r}/{{level}}/{{x}}/{{y}}.glb"},
+            "implicitTiling": {
+                "subdivisionScheme": "QUADTREE",
+                "subtreeLevels": subtree_levels,
+                "availableLevels": max_level + 1,
+                "subtrees": {"uri": f"subtrees/{r}/{{level}}/{{x}}/{{y}}.subtree"},
+            },
+        })
+    west = -math.pi + roots[0] * math.pi
+    east = -math.pi + (roots[-1] + 1) * math.pi
+    return {
+        "asset": {"version": "1.1", "generator": "worldstream"},
+        "geometricError": 4 * e0,
+        "root": {
+            "boundingVolume": {"region": [west, -math.pi / 2, east, math.pi / 2, h0, h1]},
+            "geometricError": 2 * e0,
+            "refine": "REPLACE",
+            "children": children,
+        },
+    }
+
+
+def morton2(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Morton (Z-order) index of quadtree tiles: bits of x on even, of y on odd positions
+    (3D Tiles 1.1, "Availability": tiles of a level are ordered by Morton index)."""
+    x, y = np.asarray(x, np.uint64), np.asarray(y, np.uint64)
+    out = np.zeros(np.broadcast(x, y).shape, np.uint64)
+    for b in range(32):
+        out |= ((x >> np.uint64(b)) & np.uint64(1)) << np.uint64(2 * b)
+        out |= ((y >> np.uint64(b)) & np.uint64(1)) << np.uint64(2 * b + 1)
+    return out
+
+
+def subtree_bytes(tile: bool | np.ndarray, content: bool | np.ndarray, child: bool | np.ndarray) -> bytes:
+    """A binary ``.subtree`` file (magic ``subt``, version 1, JSON chunk, binary chunk).
+
+    Each availability is a constant (bool) or a bitstream given as a (n,) bool array:
+    tiles of every subtree level by Morton index, level after level (tile, content),
+    or the subtree roots one level below the subtree (child). Bits are packed least
+    significant first; chunks and buffer views are 8-byte aligned, as the spec asks."""
+    views, blob = [], bytearray()
+
+    def avail(a):
+        if isinstance(a, (bool, np.bool_)):
+            return {"constant": int(bool(a))}
+        bits = np.packbits(np.asarray(a, dtype=bool), bitorder="little").tobytes()
+        while len(blob) % 8:
+            blob.append(0)
+        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(bits)})
+        blob.extend(bits)
+        out = {"bitstream": len(views) - 1}
+        a = np.asarray(a, dtype=bool)
+        out["availableCount"] = int(a.sum())
+        return out
+
+    js = {"tileAvailability": avail(tile), "contentAvailability": [avail(content)],
+          "childSubtreeAvailability": avail(child)}
+    while len(blob) % 8:
+        blob.append(0)
+    if blob:
+        js["buffers"] = [{"byteLength": len(blob)}]
+        js["bufferViews"] = views
+    text = json.dumps(js, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<4sIQQ", b"subt", 1, len(text), len(blob)) + text + bytes(blob)
+
+
+def subtrees_for(keys: Iterable[TileKey], max_level: int,
+                 subtree_levels: int = SUBTREE_LEVELS) -> dict[ImplicitCoord, bytes]:
+    """The ``.subtree`` files of a tileset holding exactly ``keys`` (earth, levels <= max_level).
+
+    A subtree is written for every subtree root that has an available tile below it;
+    a tile's content is available exactly when the tile is (every stored tile has a GLB)."""
+    coords = {implicit_coord(k) for k in keys if k.level <= max_level}
+    by_subtree: dict[ImplicitCoord, list[ImplicitCoord]] = {}
+    for c in coords:
+        s_level = (c.level // subtree_levels) * subtree_levels
+        d = c.level - s_level
+        by_subtree.setdefault(ImplicitCoord(c.root, s_level, c.x >> d, c.y >> d), []).append(c)
+    d = subtree_levels
+    children: dict[ImplicitCoord, np.ndarray] = {}
+    for cs in by_subtree:
+        if cs.level >= d:
+            p = ImplicitCoord(cs.root, cs.level - d, cs.x >> d, cs.y >> d)
+            bits = children.setdefault(p, np.zeros(4 ** d, dtype=bool))
+            bits[int(morton2(cs.x - (p.x << d), cs.y - (p.y << d)))] = True
+    out = {}
+    n_tiles = (4 ** d - 1) // 3
+    for s, members in by_subtree.items():
+        bits = np.zeros(n_tiles, dtype=bool)
+        for c in members:
+            k = c.level - s.level
+            bits[(4 ** k - 1) // 3 + int(morton2(c.x - (s.x << k), c.y - (s.y << k)))] = True
+        child = children.get(s)
+        out[s] = subtree_bytes(bits, bits, child if child is not None else False)
+    return out
+
+
+def terrain_path_of(key: TileKey) -> str:
+    """``{z}/{x}/{y}.terrain`` with TMS y (0 at the south), as layer.json's scheme says."""
+    return f"{key.level}/{key.x}/{tiles_y(World.EARTH, key.level) - 1 - key.y}.terrain"
+
+
+def glb_path_of(key: TileKey) -> str:
+    c = implicit_coord(key)
+    return f"tiles/{c.root}/{c.level}/{c.x}/{c.y}.glb"
+
+
+def subtree_path_of(c: ImplicitCoord) -> str:
+    return f"subtrees/{c.root}/{c.level}/{c.x}/{c.y}.subtree"

@@ -1,0 +1,315 @@
+"""HTTP endpoints beside the websocket server: Cesium terrain, imagery and 3D Tiles.
+
+Same port, same process, same tile service and store as the websocket clients: an
+HTTP request that is not a websocket upgrade is answered from websockets'
+``process_request`` hook (websockets then closes the connection). Every tile is
+fetched as its stored ``tile`` frame through ``TileService.get`` (LRU -> store ->
+generator) and converted by ``streaming.ecosystem``.
+
+Routes (GET and HEAD; OPTIONS answers CORS preflights):
+
+- ``/terrain/layer.json`` and ``/terrain/{z}/{x}/{y}.terrain``: quantized-mesh-1.0,
+  geographic tiling scheme, TMS y (0 at the south), oct-encoded normals;
+- ``/imagery/{z}/{x}/{y}.png``: tile colour, geographic tiling, y from the north;
+- ``/3dtiles/tileset.json``, ``/3dtiles/subtrees/{root}/{level}/{x}/{y}.subtree``,
+  ``/3dtiles/tiles/{root}/{level}/{x}/{y}.glb``: 3D Tiles 1.1, implicit quadtrees.
+
+Only the earth world has these endpoints (both formats are geographic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import gzip
+import hmac
+import http
+import logging
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from runtime.tiles import MAX_LEVEL, TileKey, World, validate_key
+from streaming import ecosystem as E
+from streaming.server import TileServer
+from streaming.tileservice import TileService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    max_level: int = 16  # deepest level advertised in layer.json and tileset.json
+    cache_bytes: int = 64 << 20  # LRU of converted responses (terrain, PNG, GLB)
+    max_age_s: int = 86400  # Cache-Control: a tile's bytes never change for one model
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Route:
+    """A parsed request path: ``kind`` in (layer, terrain, imagery, tileset, subtree, glb),
+    the tile ``key`` (terrain, imagery, glb) or the implicit ``coord`` (subtree)."""
+
+    kind: str
+    key: TileKey | None = None
+    coord: E.ImplicitCoord | None = None
+
+
+_PATTERNS = [
+    ("layer", re.compile(r"/terrain/layer\.json")),
+    ("terrain", re.compile(r"/terrain/(\d+)/(\d+)/(\d+)\.terrain")),
+    ("imagery", re.compile(r"/imagery/(\d+)/(\d+)/(\d+)\.png")),
+    ("tileset", re.compile(r"/3dtiles/tileset\.json")),
+    ("subtree", re.compile(r"/3dtiles/subtrees/(\d+)/(\d+)/(\d+)/(\d+)\.subtree")),
+    ("glb", re.compile(r"/3dtiles/tiles/(\d+)/(\d+)/(\d+)/(\d+)\.glb")),
+]
+
+CONTENT_TYPES = {
+    "layer": "application/json",
+    "tileset": "application/json",
+    "terrain": E.TERRAIN_CONTENT_TYPE,
+    "imagery": "image/png",
+    "subtree": "application/octet-stream",
+    "glb": E.GLB_CONTENT_TYPE,
+}
+
+
+def parse_route(path: str, max_level: int) -> Route:
+    """Request path (query ignored) -> Route; HttpError 404 saying what exists."""
+    p = urlsplit(path).path
+    for kind, pattern in _PATTERNS:
+        m = pattern.fullmatch(p)
+        if m is None:
+            continue
+        v = [int(g) for g in m.groups()]
+        try:
+            if kind in ("terrain", "imagery"):
+                z, x, y = v
+                if z > max_level:
+                    raise ValueError(f"level must be in [0, {max_level}], got {z}")
+                ny = 1 << z
+                key = TileKey(z, x, ny - 1 - y if kind == "terrain" else y)
+                return Route(kind, key=validate_key(World.EARTH, key, max_level))
+            if kind in ("subtree", "glb"):
+                c = E.ImplicitCoord(*v)
+                key = E.tile_key(c)
+                if c.level > max_level:
+                    raise ValueError(f"level must be in [0, {max_level}], got {c.level}")
+                if kind == "subtree" and c.level % E.SUBTREE_LEVELS:
+                    raise ValueError(f"subtree roots lie on levels that are multiples of {E.SUBTREE_LEVELS}")
+                return Route(kind, key=key, coord=c)
+        except ValueError as exc:
+            raise HttpError(404, f"no such tile: {exc}") from None
+        return Route(kind)
+    raise HttpError(404, "not found: expected /terrain/layer.json, /terrain/{z}/{x}/{y}.terrain, "
+                         "/imagery/{z}/{x}/{y}.png, /3dtiles/tileset.json, "
+                         "/3dtiles/subtrees/{r}/{l}/{x}/{y}.subtree or /3dtiles/tiles/{r}/{l}/{x}/{y}.glb")
+
+
+class HttpEndpoints:
+    """Answers the HTTP routes from a started ``TileService`` (earth)."""
+
+    def __init__(self, service: TileService, *, name: str, token: str | None = None,
+                 allowed_origins=None, config: HttpConfig = HttpConfig()):
+        if service.world is not World.EARTH:
+            raise ValueError(f"HTTP terrain and 3D Tiles endpoints need the earth world, got {service.world.value}")
+        if not 0 <= config.max_level <= MAX_LEVEL:
+            raise ValueError(f"max_level must be in [0, {MAX_LEVEL}], got {config.max_level}")
+        self.service = service
+        self.name = name
+        self.token = token
+        self.allowed_origins = list(allowed_origins) if allowed_origins else None
+        self.config = config
+        self._cache: OrderedDict[tuple[str, TileKey], bytes] = OrderedDict()
+        self._cache_bytes = 0
+        self.served = 0
+
+    # -- websockets hook -------------------------------------------------------------
+    async def process_request(self, connection, request: Request) -> Response | None:
+        """websockets ``process_request``: None lets websocket upgrades through."""
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        return await self.respond(request.method, request.path, request.headers)
+
+    async def respond(self, method: str, path: str, headers: Headers) -> Response:
+        origin = headers.get("Origin")
+        cors = self._cors(origin)
+        try:
+            if origin is not None and cors is None:
+                raise HttpError(403, f"origin {origin!r} is not allowed")
+            if method == "OPTIONS":
+                return _response(204, b"", None, cors, preflight=True)
+            if method not in ("GET", "HEAD"):
+                raise HttpError(405, f"method {method} not allowed: expected GET, HEAD or OPTIONS")
+            if self.token is not None:
+                given = parse_qs(urlsplit(path).query).get("token", [""])[0]
+                if not hmac.compare_digest(given.encode(), self.token.encode()):
+                    raise HttpError(401, "missing or wrong ?token=")
+            route = parse_route(path, self.config.max_level)
+            # quantized-mesh compresses about 3x; browsers inflate it transparently.
+            gz = route.kind == "terrain" and "gzip" in headers.get("Accept-Encoding", "")
+            body = await self._body(route, gz)
+            self.served += 1
+            r = _response(200, b"" if method == "HEAD" else body, CONTENT_TYPES[route.kind], cors,
+                          max_age_s=self.config.max_age_s, length=len(body))
+            if route.kind == "terrain":
+                r.headers["Vary"] = "Origin, Accept-Encoding" if "Vary" in r.headers else "Accept-Encoding"
+                if gz:
+                    r.headers["Content-Encoding"] = "gzip"
+            return r
+        except HttpError as exc:
+            return _response(exc.status, f"{exc}\n".encode(), "text/plain; charset=utf-8", cors)
+        except Exception as exc:  # a generator or meshing failure stays this request's
+            log.warning("HTTP %s failed: %s", path, exc)
+            return _response(500, f"tile failed: {exc}\n".encode(), "text/plain; charset=utf-8", cors)
+
+    def _cors(self, origin: str | None) -> str | None:
+        if self.allowed_origins is None:
+            return "*"
+        return origin if origin in self.allowed_origins else None
+
+    # -- bodies ------------------------------------------------------------------------
+    async def _body(self, route: Route, gz: bool = False) -> bytes:
+        import json
+
+        if route.kind == "layer":
+            return json.dumps(E.full_layer_json(self.config.max_level, name=self.name)).encode()
+        if route.kind == "tileset":
+            return json.dumps(E.tileset_json(self.config.max_level)).encode()
+        if route.kind == "subtree":
+            # Every tile exists on a live server; the deepest subtrees have no children.
+            deepest = route.coord.level + E.SUBTREE_LEVELS > self.config.max_level
+            return E.subtree_bytes(True, True, not deepest)
+        assert route.key is not None
+        cache_key = (route.kind + (".gz" if gz else ""), route.key)
+        hit = self._cache.get(cache_key)
+        if hit is not None:
+            self._cache.move_to_end(cache_key)
+            return hit
+        fut = self.service.get(route.key, priority=float(route.key.level))
+        try:
+            frame = await fut
+        except asyncio.CancelledError:
+            self.service.release(route.key, fut)
+            raise
+        convert = {"terrain": E.terrain_bytes, "imagery": E.imagery_png, "glb": E.glb_bytes}[route.kind]
+        if gz:
+            convert = lambda f: gzip.compress(E.terrain_bytes(f), 6, mtime=0)  # noqa: E731
+        body = await asyncio.get_running_loop().run_in_executor(None, convert, frame)
+        self._remember(cache_key, body)
+        return body
+
+    def _remember(self, key, body: bytes) -> None:
+        if key in self._cache:
+            return
+        self._cache[key] = body
+        self._cache_bytes += len(body)
+        while self._cache_bytes > self.config.cache_bytes and self._cache:
+            _, old = self._cache.popitem(last=False)
+            self._cache_bytes -= len(old)
+
+
+def _response(status: int, body: bytes, content_type: str | None, cors: str | None, *,
+              max_age_s: int = 0, length: int | None = None, preflight: bool = False) -> Response:
+    s = http.HTTPStatus(status)
+    h = Headers([("Date", email.utils.formatdate(usegmt=True)), ("Connection", "close"),
+                 ("Content-Length", str(len(body) if length is None else length))])
+    if content_type:
+        h["Content-Type"] = content_type
+    if cors is not None:
+        h["Access-Control-Allow-Origin"] = cors
+        if cors != "*":
+            h["Vary"] = "Origin"
+    if preflight:
+        h["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+        h["Access-Control-Allow-Headers"] = "*"
+        h["Access-Control-Max-Age"] = "86400"
+    if status == 200 and max_age_s:
+        h["Cache-Control"] = f"public, max-age={max_age_s}"
+    return Response(s.value, s.phrase, h, body)
+
+
+class WebTileServer(TileServer):
+    """A TileServer that also answers the HTTP routes on its port.
+
+    It overrides TileServer's ``process_request`` hook (``_admit``): websocket
+    upgrades go through the original admission check, everything else to ``http``."""
+
+    def __init__(self, *args, http: HttpEndpoints, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.http = http
+
+    def _admit(self, ws, request):
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return super()._admit(ws, request)
+        return self.http.process_request(ws, request)
+
+
+def build_web_server(world: World, seed: int, *, store_root=None, refiner: str | None = None,
+                     token: str | None = None, origins=None, config: HttpConfig = HttpConfig(),
+                     service_config=None) -> WebTileServer:
+    """``streaming.cli.build_server`` (generator -> store -> tile service -> heights ->
+    websocket server), with the HTTP endpoints on the same port (not started)."""
+    from streaming.cli import build_server
+
+    world = World.parse(world)
+    if world is not World.EARTH:  # before opening a generator
+        raise ValueError(f"HTTP terrain and 3D Tiles endpoints need the earth world, got {world.value}")
+    base = build_server(world, seed, refiner, token, origins, store_dir=None if store_root is None else str(store_root),
+                        service_config=service_config)
+    endpoints = HttpEndpoints(base.service, name=f"worldstream {world.value} seed {seed} ({base.info.model})",
+                              token=token, allowed_origins=origins, config=config)
+    return WebTileServer(base.info, base.service, heights=base.heights, allowed_origins=origins,
+                         config=base.config, http=endpoints)
+
+
+async def serve_web_forever(server: WebTileServer, host: str, port: int) -> None:
+    """Run until SIGINT/SIGTERM; print the URLs clients need."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    bound = await server.start(host, port)
+    base = f"http://{host}:{bound}"
+    print(f"worldstream serving {server.info.world} seed={server.info.seed} model={server.info.model}: "
+          f"ws://{host}:{bound}  terrain {base}/terrain/layer.json  imagery {base}/imagery/{{z}}/{{x}}/{{y}}.png  "
+          f"3D Tiles {base}/3dtiles/tileset.json", flush=True)
+    await stop.wait()
+    await server.close()
+    print("worldstream server stopped", flush=True)
+
+
+def cmd_serve_http(args) -> int:
+    server = build_web_server(args.world, args.seed, store_root=args.store, refiner=args.refiner, token=args.token,
+                              origins=args.origin, config=HttpConfig(max_level=args.max_level))
+    asyncio.run(serve_web_forever(server, args.host, args.port))
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``worldstream serve-http`` to the CLI's subparsers."""
+    from streaming.cli import _int_in, _world
+
+    sp = sub.add_parser("serve-http",
+                        help="serve websocket clients and Cesium terrain / 3D Tiles over HTTP on one port")
+    sp.add_argument("--world", type=_world, default=World.EARTH, help="earth (the HTTP formats are geographic)")
+    sp.add_argument("--seed", type=_int_in(0, 2**63 - 1, "seed"), default=0)
+    sp.add_argument("--refiner", default=None, help="fractal or learned (default: best available)")
+    sp.add_argument("--store", default=None, help="tile store folder shared with bake and other servers")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=_int_in(0, 65535, "port"), default=8765)
+    sp.add_argument("--max-level", type=_int_in(0, MAX_LEVEL, "max level"), default=HttpConfig.max_level)
+    sp.add_argument("--token", default=None, help="shared secret: websocket hello and HTTP ?token=")
+    sp.add_argument("--origin", action="append", default=None, help="allowed Origin (repeatable)")
+    sp.set_defaults(func=cmd_serve_http)

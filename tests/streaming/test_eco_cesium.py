@@ -1,0 +1,152 @@
+"""CesiumJS (npm ``cesium``) in headless Chromium against worldstream's HTTP endpoints:
+the quantized-mesh terrain provider (with our imagery) and the 3D Tiles tileset, each in
+turn. Fails on any error CesiumJS or the browser reports; asserts on screenshot pixels and
+on terrain heights CesiumJS samples from our tiles. No network: Ion is off, every URL is
+127.0.0.1 (the page and CesiumJS from one port, the tiles from the server's, so CORS is
+exercised)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eco_browser import CESIUM_BUILD, Browser, StaticSite, chromium_path
+from eco_fixtures import ServerThread
+from PIL import Image
+
+from runtime.tiles import T, TileKey, spacing_deg
+from streaming import ecosystem as E
+from streaming.http import HttpConfig, build_web_server
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(chromium_path() is None or not CESIUM_BUILD.is_dir(),
+                       reason="chromium and .ci/node/node_modules/cesium needed (bash .ci/setup --dev)"),
+]
+
+# Looking north towards Everest from 14 km up, 12 degrees down: relief and snow in view.
+CAMERA = "86.9,27.3,14000,0,-12"
+SIZE = (640, 400)
+PAGE = Path(__file__).with_name("eco_cesium_page.html")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    shutil.copy(PAGE, root / "index.html")
+    (root / "cesium").symlink_to(CESIUM_BUILD, target_is_directory=True)
+    s = StaticSite(root)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    server = build_web_server("earth", 0, store_root=tmp_path_factory.mktemp("store"),
+                              config=HttpConfig(max_level=10))
+    t = ServerThread(server)
+    yield t
+    t.close()
+
+
+def load(site, web, tmp_path, mode: str, sse: float, camera: str = CAMERA, extra_query: str = ""):
+    base = web if isinstance(web, str) else web.base
+    b = Browser(tmp_path / f"profile-{mode}", size=SIZE)
+    try:
+        b.call("Page.navigate", url=f"http://127.0.0.1:{site.port}/index.html?mode={mode}&base={base}"
+                                    f"&camera={camera}&sse={sse}{extra_query}")
+        state = b.wait_for("window.__state !== 'loading' && window.__state", timeout_s=150)
+        errors = b.evaluate("window.__errors") + b.errors()
+        assert state == "loaded" and errors == [], errors
+        png = b.screenshot()
+        extra = None
+        if mode == "terrain" and not extra_query:
+            extra = b.evaluate(SAMPLE_JS)
+        return png, extra
+    finally:
+        b.close()
+
+
+# A tile corner near Everest at the deepest level: always a TIN vertex, so CesiumJS's
+# sampled height there is our vertex height up to quantized-mesh's 15-bit quantum.
+PROBE = TileKey(10, 1518, 353)
+_d = spacing_deg(PROBE.level)
+PROBE_LON, PROBE_LAT = -180.0 + PROBE.x * T * _d, 90.0 - PROBE.y * T * _d
+SAMPLE_JS = f"""
+Cesium.sampleTerrainMostDetailed(window.__terrain, [Cesium.Cartographic.fromDegrees({PROBE_LON}, {PROBE_LAT})])
+  .then(p => p[0].height)
+"""
+
+
+def pixels(png: bytes, path):
+    path.write_bytes(png)
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(float)
+    assert img.shape == (SIZE[1], SIZE[0], 3)
+    return img
+
+
+def assert_terrain_below_space_above(img):
+    h = img.shape[0]
+    sky, ground = img[: h // 8], img[h // 2 :]
+    # Space is black (no sky box, no atmosphere); the ground is lit, coloured and textured.
+    assert sky.max() < 10, "the top rows should see space"
+    lum = ground.mean(axis=2)
+    assert (lum > 5).mean() > 0.97, "generated terrain should fill the lower half"
+    assert ground.std(axis=(0, 1)).max() > 8, "terrain should be textured, not a flat colour"
+    # Our earth's colours here (Blue Marble anchored): browns/greens, not Cesium's blue globe.
+    r, g, b = ground.reshape(-1, 3).mean(0)
+    assert r > b and g > b
+
+
+def test_cesium_terrain_provider(site, web, tmp_path):
+    png, height = load(site, web, tmp_path, "terrain", sse=4)
+    img = pixels(png, tmp_path / "cesium_terrain.png")
+    assert_terrain_below_space_above(img)
+    # CesiumJS asked the server for terrain and imagery tiles, several levels deep.
+    stats = web.server.service.stats()
+    assert stats.generated >= 20
+    # The height CesiumJS sampled from our quantized-mesh equals our stored vertex height.
+    # The corner is shared by four tiles (bit-identical edges); CesiumJS used one of them.
+    store, checked = web.server.service.store, 0
+    for dx, dy in ((0, 0), (-1, 0), (0, -1), (-1, -1)):
+        frame = store.get(TileKey(PROBE.level, PROBE.x + dx, PROBE.y + dy))
+        if frame is None:
+            continue
+        tile = E.frame_tile(frame)
+        at = (tile.grid_rc[:, 0] == (T if dy else 0)) & (tile.grid_rc[:, 1] == (T if dx else 0))
+        quantum = (tile.height_m.max() - tile.height_m.min()) / 32767
+        assert height == pytest.approx(tile.height_m[at][0], abs=quantum + 0.01)
+        checked += 1
+    assert checked >= 1
+
+
+def test_cesium_3d_tiles(site, web, tmp_path):
+    served = web.server.http.served
+    png, _ = load(site, web, tmp_path, "tiles", sse=8)
+    img = pixels(png, tmp_path / "cesium_3dtiles.png")
+    assert_terrain_below_space_above(img)
+    assert web.server.http.served - served >= 10  # tileset, subtrees and GLBs
+
+
+def test_cesium_opens_static_exports(site, tmp_path):
+    """``worldstream bake`` + ``export`` output, hosted by a plain static web server."""
+    from runtime.tiles import World
+    from streaming.bake import BBox, bake, export_store, open_store, plan_keys
+
+    store_root = tmp_path / "store"
+    keys = plan_keys(World.EARTH, BBox(86.0, 27.0, 88.0, 29.0), (5, 7))
+    bake(World.EARTH, 0, keys, store_root, use_ray=False, progress_stream=io.StringIO())
+    out = site.root / "static"
+    for fmt in ("quantized-mesh", "3dtiles"):
+        export_store(open_store(store_root), out, fmt, progress_stream=io.StringIO())
+    base = f"http://127.0.0.1:{site.port}/static"
+    down = "87.0,28.0,120000,0,-90"  # straight down on the baked box (about 1.2 deg of view)
+    for mode in ("terrain", "tiles"):
+        png, _ = load(site, base, tmp_path, mode, sse=2, camera=down, extra_query="&rect=86,27,88,29&maxlevel=7")
+        img = pixels(png, tmp_path / f"static_{mode}.png")
+        lum = img.mean(axis=2)
+        assert (lum > 5).mean() > 0.97, f"{mode}: the baked region should fill the view"
+        assert img.std(axis=(0, 1)).max() > 8
