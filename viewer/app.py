@@ -368,6 +368,12 @@ def _fly(opts: FlyOptions, client) -> int:
                     break
                 if flight.in_flight and not res.uploaded:
                     flight.wait_for_tile(0.05)
+            else:  # timed out: still place the camera on the best ground known
+                g = flight.ground_m(pose.x, pose.y)
+                if g is not None and abs(g - ground) > 0.01:
+                    ground = g
+                    cam = camera_for(world, pose, ground, fov, size)
+                log.warning("frame %d: view not complete after %.0f s", i, opts.max_wait_s)
         elif controller is None:
             g = flight.ground_m(pose.x, pose.y)
             if g is not None:

@@ -22,7 +22,9 @@ import numpy as np
 
 from runtime.camera import Camera
 from runtime.geometry import east_north_up, geodetic_to_ecef
-from runtime.tiles import World
+from runtime.tiles import METRES_PER_DEGREE, World
+
+METRES_PER_DEGREE_LAT = METRES_PER_DEGREE  # close enough for placing a path (within 0.7 %)
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,21 @@ class CameraPath:
                     (a.heading_deg + f * dh) % 360.0, a.pitch_deg + f * (b.pitch_deg - a.pitch_deg))
 
 
-def default_path(world: World, start_xy: tuple[float, float] = (0.0, 0.0), duration_s: float = 8.0) -> CameraPath:
-    """The main job's flight: a descent from high altitude to a low pass over terrain."""
-    x0, y0 = start_xy
+def default_path(world: World, start_xy: tuple[float, float] | None = None, duration_s: float = 8.0) -> CameraPath:
+    """The main job's flight: a descent from 8 km to a 300 m AGL pass at 250 m/s over
+    ``start_xy`` (plane metres; earth lon/lat degrees, e.g. from ``pick_start``).
+    Without a start: the plane's origin, or the earth's Pennine Alps."""
+    if world is World.EARTH and start_xy is not None:
+        lon0, lat0 = start_xy
+        d = 250.0 * duration_s
+        deg_n = 1.0 / METRES_PER_DEGREE_LAT
+        deg_e = deg_n / max(math.cos(math.radians(lat0)), 1e-3)
+        return CameraPath([
+            Keyframe(0.0, lon0 - 0.6 * d * deg_e, lat0 - 0.2 * d * deg_n, 8000.0, "agl", 70.0, -30.0),
+            Keyframe(duration_s * 0.5, lon0 - 0.1 * d * deg_e, lat0, 1200.0, "agl", 80.0, -15.0),
+            Keyframe(duration_s, lon0 + 0.4 * d * deg_e, lat0 + 0.1 * d * deg_n, 300.0, "agl", 85.0, -8.0),
+        ])
+    x0, y0 = start_xy if start_xy is not None else (0.0, 0.0)
     if world is World.EARTH:
         # Over the Pennine Alps (Monte Rosa / Matterhorn), eastward.
         return CameraPath([
