@@ -184,3 +184,19 @@ def test_hud_draws_text_over_a_panel(gl_ctx):
     assert np.array_equal(img[bottom:], sky[bottom:])  # below the panel untouched
     hud.release()
     r.close()
+
+
+def test_vertex_log_depth_and_culling_paths_match_the_exact_path_on_a_flat_tile(gl_ctx):
+    s = _surface(lambda rows, cols: np.full_like(rows, 100.0))
+    cam = _down_camera(KEY, 1000.0)
+    out = []
+    for kw in ({}, {"fragment_depth": False}, {"fragment_depth": False, "cull_backfaces": True}):
+        r = TerrainRenderer(gl_ctx, SIZE, **kw)
+        r.upload(s, None)
+        r.render(cam, [KEY], UP)
+        out.append((r.read_rgb().astype(int), r.read_depth_m()))
+        assert gl_ctx.error == "GL_NO_ERROR"
+        r.close()
+    for rgb, depth in out[1:]:
+        assert np.allclose(depth, 900.0, rtol=2e-3)
+        assert np.abs(rgb - out[0][0]).max() <= 2
