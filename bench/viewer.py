@@ -56,7 +56,7 @@ def capture_scene(world: World, seed: int, size: tuple[int, int], agl_m: float, 
     r = TerrainRenderer(ctx, (64, 64))
     flight = Flight(world, client, r, FlyOptions(world=world.value, error_target_px=error_target_px,
                                                 cache_bytes=4 << 30))
-    x, y = default_start(world, client)
+    x, y, _ = default_start(world, client)  # heading fixed at 80 deg: the recorded scene
     pose = Pose(x, y, agl_m, "agl", 80.0, -8.0)
     fov = math.radians(60.0)
     ground = 0.0

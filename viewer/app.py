@@ -281,7 +281,7 @@ def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:
             thread.join(10)
 
 
-def default_start(world: World, client) -> tuple[float, float]:
+def default_start(world: World, client) -> tuple[float, float, float]:
     """Where the default flight goes: over the anchor tiles around the origin (plane) or
     the Alps (earth), the land with the most relief below the snow (``pick_start``)."""
     if world is World.EARTH:
@@ -290,8 +290,8 @@ def default_start(world: World, client) -> tuple[float, float]:
         keys = [TileKey(ANCHOR_LEVEL, x, y) for y in (-1, 0) for x in (-1, 0)]
     tiles = fetch_blocking(client, keys)
     images = {k: wire.decode_image(t.image) for k, t in tiles.items() if t.image is not None}
-    x, y, _ = pick_start(world, tiles, images)
-    return x, y
+    x, y, _, heading = pick_start(world, tiles, images)
+    return x, y, heading
 
 
 def _position_text(world: World, pose: Pose) -> str:
@@ -323,7 +323,8 @@ def _fly(opts: FlyOptions, client) -> int:
         alt = opts.agl_m if opts.agl_m is not None else alt
         path = CameraPath([Keyframe(0.0, x, y, alt, mode, 90.0, -10.0)])
     else:
-        path = default_path(world, default_start(world, client))
+        x, y, heading = default_start(world, client)
+        path = default_path(world, (x, y), heading_deg=heading)
     if window is not None and not opts.path_file:
         k0 = path.keyframes[-1] if opts.teleport is None else path.keyframes[0]
         controller = FlyController(world, Pose(k0.x, k0.y, k0.alt_m, k0.alt_mode, k0.heading_deg, k0.pitch_deg),
