@@ -200,3 +200,25 @@ def test_vertex_log_depth_and_culling_paths_match_the_exact_path_on_a_flat_tile(
     for rgb, depth in out[1:]:
         assert np.allclose(depth, 900.0, rtol=2e-3)
         assert np.abs(rgb - out[0][0]).max() <= 2
+
+
+def test_earth_sea_is_drawn_on_the_ellipsoid(gl_ctx):
+    from runtime.geometry import east_north_up, ecef_to_geodetic, geodetic_to_ecef
+
+    key = TileKey(12, 4100, 1000)  # earth, ~0.04 deg tile in the northern hemisphere
+    grid_rc, faces, edges = full_grid_tin(4)
+    s = tin_surface("earth", key, grid_rc, np.full(len(grid_rc), -350.0), faces, edges, 20.0)
+    geo = geometry_for("earth")
+    lon, lat, _ = (float(v[0]) for v in ecef_to_geodetic(geo.tile_center(key)[None]))
+    eye = geodetic_to_ecef(np.array([lon]), np.array([lat]), np.array([800.0]))[0]
+    east, north, up = east_north_up(lon, lat)
+    cam = Camera.look_at(eye, eye - up, north, fov_y_rad=math.radians(20), viewport_px=SIZE)
+    r = TerrainRenderer(gl_ctx, SIZE)
+    r.upload(s, None)
+    r.render(cam, [key], up)
+    depth = r.read_depth_m()
+    assert np.isfinite(depth).all()
+    assert abs(float(depth[SIZE[1] // 2, SIZE[0] // 2]) - 800.0) < 1.0  # the ellipsoid, not -350 m
+    rgb = r.read_rgb().reshape(-1, 3).mean(0)
+    assert rgb[2] > rgb[0] + 15
+    r.close()
