@@ -148,7 +148,8 @@ def run(scene: dict, frames: int, sensor_size: tuple[int, int], png: str | None 
     r = TerrainRenderer(ctx, size, morph=MorphOptions(error_target_px=meta["error_target_px"]))
     draw = upload_scene(r, scene)
     r.render(cam, draw, up)
-    tris, gpu_mib = r.triangles_drawn, r.gpu_bytes / 2**20
+    tris, gpu_mib = sum(r.tiles[k].triangles for k in draw if k in r.tiles), r.gpu_bytes / 2**20
+    tris_culled = r.triangles_drawn
     if png:
         from PIL import Image
 
@@ -193,6 +194,10 @@ def run(scene: dict, frames: int, sensor_size: tuple[int, int], png: str | None 
         ms, fps = _time(terrain_small, frames, ctx.finish)
         rows.append(("terrain_320x180", ms, fps, None))
         small.release()
+        r.chunk_culling = False
+        ms, fps = _time(terrain, frames, ctx.finish)
+        rows.append(("terrain_no_chunk_culling", ms, fps, None))
+        r.chunk_culling = True
         r.cull_backfaces = True
         ms, fps = _time(terrain, frames, ctx.finish)
         rows.append(("terrain_cull", ms, fps, None))
@@ -227,7 +232,8 @@ def run(scene: dict, frames: int, sensor_size: tuple[int, int], png: str | None 
         rows.append((f"sensor_{name}", ms, fps, nbytes * fps / 2**20))
         rig.release()
     r.close()
-    return {"gl_renderer": gl, "size": list(size), "sensor_size": [sw, sh], "triangles": tris, "tiles": len(draw),
+    return {"gl_renderer": gl, "size": list(size), "sensor_size": [sw, sh], "triangles": tris,
+            "triangles_after_chunk_culling": tris_culled, "tiles": len(draw),
             "gpu_mib": round(gpu_mib, 1), "rows": rows, "frames": frames}
 
 
@@ -260,13 +266,15 @@ def main(argv=None) -> int:
     res = run(scene, a.frames, ssize, a.png, a.probe)
     print(f"viewer bench: {res['gl_renderer']} | {a.machine} | scene {scene['meta']['world']} seed "
           f"{scene['meta']['seed']} at {scene['meta']['agl_m']:.0f} m AGL, {res['size'][0]}x{res['size'][1]}, "
-          f"{res['tiles']} tiles, {res['triangles']:,} triangles, {res['gpu_mib']} MiB on the GPU")
+          f"{res['tiles']} tiles, {res['triangles']:,} triangles ({res['triangles_after_chunk_culling']:,} after "
+          f"chunk culling), {res['gpu_mib']} MiB on the GPU")
     print(f"{'row':<26} {'ms (finish each)':>16} {'fps (queued)':>14} {'read-back MiB/s':>16}")
     for name, ms, fps, mbs in res["rows"]:
         print(f"{name:<26} {ms:>16.3f} {fps:>14.1f} {'' if mbs is None else f'{mbs:.1f}':>16}")
     terrain = next(r for r in res["rows"] if r[0] == "terrain")
     out = {"bench": "viewer", "gl_renderer": res["gl_renderer"], "machine": a.machine, "size": res["size"],
            "sensor_size": res["sensor_size"], "tiles": res["tiles"], "triangles": res["triangles"],
+           "triangles_after_chunk_culling": res["triangles_after_chunk_culling"],
            "gpu_mib": res["gpu_mib"], "terrain_fps": round(terrain[2], 1), "terrain_ms": round(terrain[1], 3),
            "target_terrain_fps": 240, "capture_s": round(capture_s, 1),
            "rows": {n: {"ms": round(ms, 3), "fps": None if fps != fps else round(fps, 1),

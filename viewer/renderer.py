@@ -194,7 +194,73 @@ class MorphOptions:
 
 
 class _GpuTile:
-    __slots__ = ("vao", "buffers", "texture", "nir", "center_m", "nbytes", "parent_ge_m", "triangles")
+    __slots__ = ("vao", "buffers", "texture", "nir", "center_m", "nbytes", "parent_ge_m", "triangles",
+                 "chunk_starts", "chunk_lo", "chunk_hi")
+
+
+CHUNKS = 4
+"""Sub-tile culling: a tile's triangles are grouped into CHUNKS x CHUNKS blocks of its grid,
+each a contiguous index range with a bounding box; blocks outside the frustum are skipped."""
+
+
+def chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(faces (m, 3) uint32 grouped by block, starts (CHUNKS^2 + 1,) triangle offsets,
+    lo (CHUNKS^2, 3), hi (CHUNKS^2, 3) float32 box corners relative to the tile centre).
+
+    The boxes hold every position a vertex can take: its own, geomorphed (own + up * dh)
+    and lifted to sea level (water), so culling never removes a visible triangle."""
+    faces = np.asarray(surface.faces, np.int64)
+    n = len(surface.vertices)
+    rc = surface.grid_rc if surface.grid_rc is not None else surface.uv[:, ::-1].astype(np.float64) * 256.0
+    cen = rc[faces].mean(axis=1) / 256.0 * CHUNKS
+    block = (np.clip(cen[:, 0].astype(np.int64), 0, CHUNKS - 1) * CHUNKS
+             + np.clip(cen[:, 1].astype(np.int64), 0, CHUNKS - 1))
+    order = np.argsort(block, kind="stable")
+    faces, block = faces[order], block[order]
+    starts = np.searchsorted(block, np.arange(CHUNKS * CHUNKS + 1)).astype(np.int64)
+    pos = surface.vertices.astype(np.float32)
+    up = surface.up if surface.up is not None else np.tile(np.float32([0, 0, 1]), (n, 1))
+    h = surface.height_m if surface.height_m is not None else np.zeros(n, np.float32)
+    dh = surface.morph_dh_m if surface.morph_dh_m is not None else np.zeros(n, np.float32)
+    cands = [pos, pos + up * dh[:, None], pos + up * np.maximum(-h, 0.0)[:, None],
+             pos + up * (dh + np.maximum(-(h + dh), 0.0))[:, None]]
+    vlo = np.minimum.reduce(cands)
+    vhi = np.maximum.reduce(cands)
+    flo = vlo[faces].min(axis=1)
+    fhi = vhi[faces].max(axis=1)
+    lo = np.full((CHUNKS * CHUNKS, 3), np.inf, np.float32)
+    hi = np.full((CHUNKS * CHUNKS, 3), -np.inf, np.float32)
+    np.minimum.at(lo, block, flo)
+    np.maximum.at(hi, block, fhi)
+    return faces.astype(np.uint32), starts, lo, hi
+
+
+def visible_ranges(planes: np.ndarray, rel_center: np.ndarray, starts: np.ndarray, lo: np.ndarray,
+                   hi: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous (first triangle, count) runs of the blocks whose boxes meet the frustum.
+
+    planes: (6, 4) camera-relative (n . p + d >= 0 inside); rel_center: (3,) tile centre
+    minus camera (metres); lo, hi: (B, 3) block boxes relative to the tile centre."""
+    c = (lo + hi) * 0.5 + rel_center
+    e = (hi - lo) * 0.5
+    n, d = planes[:, :3], planes[:, 3]
+    dist = c @ n.T + d  # (B, 6)
+    reach = e @ np.abs(n).T
+    keep = ((dist + reach) >= 0).all(axis=1) & np.isfinite(lo[:, 0])
+    runs = []
+    i, B = 0, len(keep)
+    while i < B:
+        if keep[i]:
+            j = i
+            while j + 1 < B and keep[j + 1]:
+                j += 1
+            a, b = int(starts[i]), int(starts[j + 1])
+            if b > a:
+                runs.append((a, b - a))
+            i = j + 1
+        else:
+            i += 1
+    return runs
 
 
 def vertex_array(surface: Surface) -> np.ndarray:
@@ -222,10 +288,12 @@ class TerrainRenderer:
 
     def __init__(self, ctx: moderngl.Context, size: tuple[int, int], lighting: Lighting = Lighting(),
                  offscreen: bool = True, morph: MorphOptions = MorphOptions(), fragment_depth: bool = True,
-                 cull_backfaces: bool = False):
+                 cull_backfaces: bool = False, chunk_culling: bool = True):
         """fragment_depth: logarithmic depth per fragment (exact; what sensors read), else per
         vertex (keeps early depth testing: faster on GPUs, approximate inside long triangles).
-        cull_backfaces: skip triangles facing away (skirts then show from outside only)."""
+        cull_backfaces: skip triangles facing away (skirts then show from outside only).
+        chunk_culling: skip blocks of a tile outside the frustum (``CHUNKS``)."""
+        self.chunk_culling = chunk_culling
         self.ctx = ctx
         self.size = tuple(int(v) for v in size)
         self.lighting = lighting
@@ -262,12 +330,14 @@ class TerrainRenderer:
         self.release(surface.key)
         ctx = self.ctx
         vbo = ctx.buffer(np.ascontiguousarray(vertex_array(surface)).tobytes())
-        ibo = ctx.buffer(np.ascontiguousarray(surface.faces, np.uint32).tobytes())
+        faces, starts, lo, hi = chunk_layout(surface)
+        ibo = ctx.buffer(np.ascontiguousarray(faces, np.uint32).tobytes())
         vao = ctx.vertex_array(self.terrain, [(vbo, VERTEX_FORMAT, *VERTEX_ATTRS)],
                                index_buffer=ibo, index_element_size=4)
         t = _GpuTile()
         t.vao, t.buffers, t.center_m = vao, (vbo, ibo), surface.center_m
         t.triangles = len(surface.faces)
+        t.chunk_starts, t.chunk_lo, t.chunk_hi = starts, lo.astype(np.float64), hi.astype(np.float64)
         t.parent_ge_m = float(parent_ge_m) if surface.has_morph else 0.0
         t.texture = self._texture(image, 3) if image is not None else None
         t.nir = self._texture(nir, 1) if nir is not None else None
@@ -358,6 +428,7 @@ class TerrainRenderer:
         start = self.morph.start_fraction
         cam = np.asarray(camera.position_m, np.float64)
         u_tile = prog["u_tile"]
+        planes = camera.frustum_planes()
         block = np.zeros((3, 4), np.float32)
         tris = drawn = 0
         for key in draw:
@@ -379,8 +450,14 @@ class TerrainRenderer:
                 parent.texture.use(1)
             if t.nir is not None:
                 t.nir.use(2)
-            t.vao.render(moderngl.TRIANGLES)
-            tris += t.triangles
+            if self.chunk_culling:
+                runs = visible_ranges(planes, t.center_m - cam, t.chunk_starts, t.chunk_lo, t.chunk_hi)
+                for first, count in runs:
+                    t.vao.render(moderngl.TRIANGLES, vertices=3 * count, first=3 * first)
+                    tris += count
+            else:
+                t.vao.render(moderngl.TRIANGLES)
+                tris += t.triangles
             drawn += 1
         self.triangles_drawn = tris
         if self.cull_backfaces:

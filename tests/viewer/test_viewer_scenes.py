@@ -222,3 +222,22 @@ def test_earth_sea_is_drawn_on_the_ellipsoid(gl_ctx):
     rgb = r.read_rgb().reshape(-1, 3).mean(0)
     assert rgb[2] > rgb[0] + 15
     r.close()
+
+
+def test_chunk_culling_skips_blocks_outside_the_view_without_changing_pixels(gl_ctx):
+    child, s = _morph_pair()
+    c = geometry_for("plane").tile_center(child)
+    eye = np.array([c[0] - 3000.0, c[1] - 2000.0, 600.0])
+    cam = Camera.look_at(eye, eye + [1.0, 0.3, -0.2], [0, 0, 1], fov_y_rad=math.radians(50), viewport_px=SIZE)
+    out = []
+    for culling in (False, True):
+        r = TerrainRenderer(gl_ctx, SIZE, chunk_culling=culling)
+        r.upload(s, None, parent_ge_m=15.0)
+        r.render(cam, [child], UP)
+        out.append((r.read_rgb(), r.read_depth_m(), r.triangles_drawn))
+        assert gl_ctx.error == "GL_NO_ERROR"
+        r.close()
+    (rgb0, d0, n0), (rgb1, d1, n1) = out
+    assert n1 < 0.8 * n0  # blocks outside this corner view are skipped
+    assert np.isfinite(d0).mean() > 0.2
+    assert np.array_equal(rgb0, rgb1) and np.array_equal(d0, d1)
