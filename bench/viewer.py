@@ -36,8 +36,8 @@ import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 
 from runtime import wire  # noqa: E402
-from runtime.surface import tin_surface, tin_to_grid, with_morph  # noqa: E402
-from runtime.tiles import TileKey, World  # noqa: E402
+from runtime.surface import stitch_edge_normals, tin_surface, tin_to_grid, with_morph  # noqa: E402
+from runtime.tiles import TileKey, World, neighbour  # noqa: E402
 from viewer.paths import Pose, camera_for  # noqa: E402
 
 
@@ -98,15 +98,23 @@ def upload_scene(renderer, scene: dict, geomorph: bool = True) -> list[TileKey]:
         t = wire.decode_tile(p)
         decoded[t.key] = t
     grids = {}
+    surfaces = {k: tin_surface(world, k, t.grid_rc, t.height_m, t.faces, (t.west, t.south, t.east, t.north),
+                               5.0 * t.geometric_error_m) for k, t in decoded.items()}
+    for k in sorted(surfaces):  # as the viewer does on arrival: exact normals on shared edges
+        for dx, dy in ((1, 0), (0, 1)):
+            nk = neighbour(world, k, dx, dy)
+            if nk in surfaces:
+                pair = stitch_edge_normals(world, surfaces[k], surfaces[nk])
+                if pair is not None:
+                    surfaces[k], surfaces[nk] = pair
     for k, t in decoded.items():
-        s = tin_surface(world, k, t.grid_rc, t.height_m, t.faces, (t.west, t.south, t.east, t.north),
-                        5.0 * t.geometric_error_m)
+        s = surfaces[k]
         parent = decoded.get(k.parent()) if k.level > 0 and geomorph else None
         pge = 0.0
         if parent is not None:
             if parent.key not in grids:
                 grids[parent.key] = tin_to_grid(parent.grid_rc, parent.height_m, parent.faces)
-            s = with_morph(world, s, grids[parent.key])
+            s = with_morph(world, s, grids[parent.key], surfaces[parent.key])
             pge = parent.geometric_error_m
         img = wire.decode_image(t.image) if t.image is not None else None
         renderer.upload(s, img, parent_ge_m=pge)

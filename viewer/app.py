@@ -24,8 +24,8 @@ from runtime.geometry import geodetic_to_ecef
 from runtime.heights import TileSurface, height_at
 from runtime.selection import SelectionOptions, TileInfo, View
 from runtime.streamer import StreamerOptions, TileStreamer
-from runtime.surface import tin_surface, tin_to_grid, with_morph
-from runtime.tiles import ANCHOR_LEVEL, TileKey, World
+from runtime.surface import stitch_edge_normals, tin_surface, tin_to_grid, with_morph
+from runtime.tiles import ANCHOR_LEVEL, TileKey, World, neighbour
 from viewer.paths import CameraPath, Keyframe, Pose, camera_for, default_path, pick_start
 from viewer.renderer import tile_gpu_bytes
 
@@ -164,14 +164,31 @@ class Flight:
         self.last = res
         return res
 
-    def _upload(self, key: TileKey) -> None:
+    def _stitch(self, key: TileKey, t: _Tile) -> None:
+        """Exact normals on edges shared with same-level neighbours already here (both
+        tiles change; an uploaded neighbour is uploaded again)."""
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            nk = neighbour(self.world, key, dx, dy)
+            other = self.streamer.payload(nk) if nk is not None else None
+            if other is None:
+                continue
+            pair = stitch_edge_normals(self.world, t.surface, other.surface)
+            if pair is None:
+                continue
+            t.surface, other.surface = pair
+            if nk in self.renderer.tiles:
+                self._upload(nk, stitch=False)
+
+    def _upload(self, key: TileKey, stitch: bool = True) -> None:
         t = self.streamer.payload(key)
+        if stitch:
+            self._stitch(key, t)
         surface, parent_ge = t.surface, 0.0
         parent = self.streamer.payload(key.parent()) if key.level > 0 and self.geomorph else None
         if parent is not None:
             # Ancestors load first, so the parent is nearly always here; without it the
             # tile is drawn unmorphed.
-            surface = with_morph(self.world, surface, parent.grid())
+            surface = with_morph(self.world, surface, parent.grid(), parent.surface)
             parent_ge = parent.ge_m
         self.renderer.upload(surface, t.image, parent_ge_m=parent_ge)
 

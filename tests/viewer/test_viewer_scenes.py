@@ -241,3 +241,42 @@ def test_chunk_culling_skips_blocks_outside_the_view_without_changing_pixels(gl_
     assert n1 < 0.8 * n0  # blocks outside this corner view are skipped
     assert np.isfinite(d0).mean() > 0.2
     assert np.array_equal(rgb0, rgb1) and np.array_equal(d0, d1)
+
+
+def test_stitched_edge_normals_are_shared_and_match_the_surface():
+    from runtime.surface import stitch_edge_normals
+
+    fn = lambda r, c, x0: 300.0 * np.sin((c + x0) / 17.0) * np.cos(r / 23.0)  # noqa: E731
+    a = _surface(lambda r, c: fn(r, c, 0.0), key=TileKey(10, 0, 0), step=1)
+    b = _surface(lambda r, c: fn(r, c, T), key=TileKey(10, 1, 0), step=1)
+    assert stitch_edge_normals("plane", a, _surface(lambda r, c: fn(r, c, 0.0), key=TileKey(10, 5, 5))) is None
+    a2, b2 = stitch_edge_normals("plane", a, b)
+    ea, eb = a2.edges["east"][0][1:-1], b2.edges["west"][0][1:-1]
+    assert np.abs(a2.normals[ea] - b2.normals[eb]).max() < 1e-6
+    # Analytic normal of h(east, north) at the shared edge (column 256 of tile a).
+    s = spacing_m(10)
+    rows = a2.grid_rc[ea, 0]
+    dh_dc = 300.0 / 17.0 * np.cos(T / 17.0) * np.cos(rows / 23.0)
+    dh_dr = -300.0 / 23.0 * np.sin(T / 17.0) * np.sin(rows / 23.0)
+    n = np.stack([-dh_dc / s, dh_dr / s, np.ones_like(rows)], 1)  # north = -row
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    err_stitched = np.degrees(np.arccos(np.clip((a2.normals[ea] * n).sum(1), -1, 1))).mean()
+    err_zero_cross = np.degrees(np.arccos(np.clip((a.normals[ea] * n).sum(1), -1, 1))).mean()
+    assert err_stitched < 1.0 and err_stitched < 0.2 * err_zero_cross, (err_stitched, err_zero_cross)
+
+
+def test_morph_normals_on_the_parents_border_are_the_parents_edge_normals():
+    fn = lambda r, c: 200.0 * np.sin(c / 13.0) * np.cos(r / 29.0)  # noqa: E731
+    parent = _surface(fn, key=TileKey(10, 0, 0), step=1)
+    grid = tin_to_grid(parent.grid_rc[: parent.skirt_start], parent.height_m[: parent.skirt_start],
+                       parent.faces[: len(parent.faces) - 8 * T])
+    child = with_morph("plane", _surface(lambda r, c: np.zeros_like(r), key=TileKey(11, 1, 0), step=2),
+                       grid, parent)
+    # Child (11, 1, 0) is the parent's NE quarter: its east edge (col T) lies on the parent's east edge.
+    ce = np.nonzero(child.grid_rc[: child.skirt_start, 1] == T)[0]
+    pe, _, _ = parent.edges["east"]
+    rows_in_parent = child.grid_rc[ce, 0] / 2.0
+    even = np.isclose(rows_in_parent % 1.0, 0.0)
+    lookup = {float(r): i for r, i in zip(parent.grid_rc[pe, 0], pe, strict=True)}
+    want = parent.normals[[lookup[float(r)] for r in rows_in_parent[even]]]
+    assert np.abs(child.morph_normals[ce[even]] - want).max() < 1e-5
