@@ -129,6 +129,13 @@ class Flight:
             info = TileInfo(float(np.min(tile.height_m)), float(np.max(tile.height_m)), tile.geometric_error_m)
             tin = TileSurface(key, grid_rc=tile.grid_rc, height_m=tile.height_m, faces=tile.faces)
             self.streamer.on_tile(key, info, nbytes, _Tile(surface, image, tin, tile.geometric_error_m))
+            if self.geomorph:
+                # Children drawn before their parent arrived were uploaded without morph
+                # targets: give them their targets now.
+                for child in key.children():
+                    gpu = self.renderer.tiles.get(child)
+                    if gpu is not None and gpu.parent_ge_m == 0.0 and self.streamer.payload(child) is not None:
+                        self._upload(child, stitch=False)
             self.stats.tiles_received += 1
             self.stats.bytes_received += getattr(tile, "nbytes", 0)
             n += 1
