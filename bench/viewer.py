@@ -36,8 +36,8 @@ import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 
 from runtime import wire  # noqa: E402
-from runtime.surface import tin_surface, tin_to_grid, with_morph  # noqa: E402
-from runtime.tiles import TileKey, World  # noqa: E402
+from runtime.surface import stitch_edge_normals, tin_surface, tin_to_grid, with_morph  # noqa: E402
+from runtime.tiles import TileKey, World, neighbour  # noqa: E402
 from viewer.paths import Pose, camera_for  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def capture_scene(world: World, seed: int, size: tuple[int, int], agl_m: float, 
     r = TerrainRenderer(ctx, (64, 64))
     flight = Flight(world, client, r, FlyOptions(world=world.value, error_target_px=error_target_px,
                                                 cache_bytes=4 << 30))
-    x, y = default_start(world, client)
+    x, y, _ = default_start(world, client)  # heading fixed at 80 deg: the recorded scene
     pose = Pose(x, y, agl_m, "agl", 80.0, -8.0)
     fov = math.radians(60.0)
     ground = 0.0
@@ -74,7 +74,7 @@ def capture_scene(world: World, seed: int, size: tuple[int, int], agl_m: float, 
         if t is None:
             continue
         rc = np.rint(t.tin.grid_rc).astype(np.int64)
-        img = wire.encode_image(t.image, quality=92) if t.image is not None else None
+        img = wire.encode_image(t.image / 255.0, quality=92) if t.image is not None else None
         tiles.append(wire.encode_tile(rc, t.tin.height_m, t.tin.faces, key=k, geometric_error_m=t.ge_m,
                                       model=client.hello.model, rgb_jpeg_or_png=img))
     meta = {"world": world.value, "seed": seed, "size": list(size), "agl_m": agl_m, "x": x, "y": y,
@@ -98,15 +98,23 @@ def upload_scene(renderer, scene: dict, geomorph: bool = True) -> list[TileKey]:
         t = wire.decode_tile(p)
         decoded[t.key] = t
     grids = {}
+    surfaces = {k: tin_surface(world, k, t.grid_rc, t.height_m, t.faces, (t.west, t.south, t.east, t.north),
+                               5.0 * t.geometric_error_m) for k, t in decoded.items()}
+    for k in sorted(surfaces):  # as the viewer does on arrival: exact normals on shared edges
+        for dx, dy in ((1, 0), (0, 1)):
+            nk = neighbour(world, k, dx, dy)
+            if nk in surfaces:
+                pair = stitch_edge_normals(world, surfaces[k], surfaces[nk])
+                if pair is not None:
+                    surfaces[k], surfaces[nk] = pair
     for k, t in decoded.items():
-        s = tin_surface(world, k, t.grid_rc, t.height_m, t.faces, (t.west, t.south, t.east, t.north),
-                        5.0 * t.geometric_error_m)
+        s = surfaces[k]
         parent = decoded.get(k.parent()) if k.level > 0 and geomorph else None
         pge = 0.0
         if parent is not None:
             if parent.key not in grids:
                 grids[parent.key] = tin_to_grid(parent.grid_rc, parent.height_m, parent.faces)
-            s = with_morph(world, s, grids[parent.key])
+            s = with_morph(world, s, grids[parent.key], surfaces[parent.key])
             pge = parent.geometric_error_m
         img = wire.decode_image(t.image) if t.image is not None else None
         renderer.upload(s, img, parent_ge_m=pge)
@@ -131,9 +139,9 @@ def _time(fn, frames: int, finish) -> tuple[float, float]:
     return float(np.median(lat) * 1e3), thr
 
 
-def run(scene: dict, frames: int, sensor_size: tuple[int, int]) -> dict:
+def run(scene: dict, frames: int, sensor_size: tuple[int, int], png: str | None = None, probe: bool = False) -> dict:
     from viewer.context import headless_context
-    from viewer.renderer import MorphOptions, TerrainRenderer
+    from viewer.renderer import MorphOptions, RenderTargets, TerrainRenderer
     from viewer.sensors import SensorRig, SensorSpec
 
     meta = scene["meta"]
@@ -148,7 +156,12 @@ def run(scene: dict, frames: int, sensor_size: tuple[int, int]) -> dict:
     r = TerrainRenderer(ctx, size, morph=MorphOptions(error_target_px=meta["error_target_px"]))
     draw = upload_scene(r, scene)
     r.render(cam, draw, up)
-    tris, gpu_mib = r.triangles_drawn, r.gpu_bytes / 2**20
+    tris, gpu_mib = sum(r.tiles[k].triangles for k in draw if k in r.tiles), r.gpu_bytes / 2**20
+    tris_culled = r.triangles_drawn
+    if png:
+        from PIL import Image
+
+        Image.fromarray(r.read_rgb()).save(png)
     vp32 = (cam.projection() @ cam.view_rotation()).T.astype(np.float32).tobytes()
 
     def terrain():
@@ -165,6 +178,55 @@ def run(scene: dict, frames: int, sensor_size: tuple[int, int]) -> dict:
     ms, fps = _time(lambda: r.render(cam, draw, up), frames, ctx.finish)
     rows.append(("frame", ms, fps, None))
     assert ctx.error == "GL_NO_ERROR", ctx.error
+    if probe:
+        # Where the time goes: Python submission alone, a tiny viewport (vertex-bound part),
+        # back-face culling, and per-vertex log depth (early depth test kept).
+        ctx.finish()
+        sub = []
+        for _ in range(frames):
+            t0 = time.perf_counter()
+            terrain()
+            sub.append(time.perf_counter() - t0)
+        ctx.finish()
+        rows.append(("submit_cpu_only", float(np.median(sub) * 1e3), float("nan"), None))
+        small = RenderTargets(ctx, (320, 180))
+        scam = camera_for(world, Pose(x, y, alt, "agl", hd, pt), meta["ground_m"], math.radians(60.0), (320, 180))
+        svp = (scam.projection() @ scam.view_rotation()).T.astype(np.float32).tobytes()
+
+        def terrain_small():
+            small.fbo.use()
+            ctx.viewport = (0, 0, 320, 180)
+            small.fbo.clear(depth=1.0)
+            r.draw_terrain(scam, draw, svp)
+
+        ms, fps = _time(terrain_small, frames, ctx.finish)
+        rows.append(("terrain_320x180", ms, fps, None))
+        small.release()
+        r.chunk_culling = False
+        ms, fps = _time(terrain, frames, ctx.finish)
+        rows.append(("terrain_no_chunk_culling", ms, fps, None))
+        r.chunk_culling = True
+        r.cull_backfaces = True
+        ms, fps = _time(terrain, frames, ctx.finish)
+        rows.append(("terrain_cull", ms, fps, None))
+        r.cull_backfaces = False
+        rv = TerrainRenderer(ctx, size, morph=MorphOptions(error_target_px=meta["error_target_px"]),
+                             fragment_depth=False)
+        upload_scene(rv, scene)
+
+        def terrain_v():
+            rv.fbo.use()
+            ctx.viewport = (0, 0, *size)
+            rv.fbo.clear(depth=1.0)
+            rv.draw_terrain(cam, draw, vp32)
+
+        ms, fps = _time(terrain_v, frames, ctx.finish)
+        rows.append(("terrain_vertex_depth", ms, fps, None))
+        rv.cull_backfaces = True
+        ms, fps = _time(terrain_v, frames, ctx.finish)
+        rows.append(("terrain_vertex_depth_cull", ms, fps, None))
+        rv.close()
+        assert ctx.error == "GL_NO_ERROR", ctx.error
 
     sw, sh = sensor_size
     sensor_frames = max(5, frames // 2)
@@ -178,7 +240,8 @@ def run(scene: dict, frames: int, sensor_size: tuple[int, int]) -> dict:
         rows.append((f"sensor_{name}", ms, fps, nbytes * fps / 2**20))
         rig.release()
     r.close()
-    return {"gl_renderer": gl, "size": list(size), "sensor_size": [sw, sh], "triangles": tris, "tiles": len(draw),
+    return {"gl_renderer": gl, "size": list(size), "sensor_size": [sw, sh], "triangles": tris,
+            "triangles_after_chunk_culling": tris_culled, "tiles": len(draw),
             "gpu_mib": round(gpu_mib, 1), "rows": rows, "frames": frames}
 
 
@@ -193,6 +256,9 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--capture", default=None, help="stream the scene and store it here (msgpack), then bench")
     ap.add_argument("--scene", default=None, help="bench a stored scene (no generator needed)")
+    ap.add_argument("--probe", action="store_true", help="extra rows: CPU submission, tiny viewport, culling, "
+                    "vertex log depth")
+    ap.add_argument("--png", default=None, help="save the benchmarked frame here")
     ap.add_argument("--machine", default=platform.processor() or platform.machine())
     a = ap.parse_args(argv)
     size = tuple(int(v) for v in a.size.lower().split("x"))
@@ -205,19 +271,22 @@ def main(argv=None) -> int:
         if a.capture:
             Path(a.capture).write_bytes(msgpack.packb(scene, use_bin_type=True))
     capture_s = time.perf_counter() - t0
-    res = run(scene, a.frames, ssize)
+    res = run(scene, a.frames, ssize, a.png, a.probe)
     print(f"viewer bench: {res['gl_renderer']} | {a.machine} | scene {scene['meta']['world']} seed "
           f"{scene['meta']['seed']} at {scene['meta']['agl_m']:.0f} m AGL, {res['size'][0]}x{res['size'][1]}, "
-          f"{res['tiles']} tiles, {res['triangles']:,} triangles, {res['gpu_mib']} MiB on the GPU")
-    print(f"{'row':<18} {'ms/frame (finish each)':>24} {'fps (queued)':>14} {'read-back MiB/s':>16}")
+          f"{res['tiles']} tiles, {res['triangles']:,} triangles ({res['triangles_after_chunk_culling']:,} after "
+          f"chunk culling), {res['gpu_mib']} MiB on the GPU")
+    print(f"{'row':<26} {'ms (finish each)':>16} {'fps (queued)':>14} {'read-back MiB/s':>16}")
     for name, ms, fps, mbs in res["rows"]:
-        print(f"{name:<18} {ms:>24.3f} {fps:>14.1f} {'' if mbs is None else f'{mbs:.1f}':>16}")
+        print(f"{name:<26} {ms:>16.3f} {fps:>14.1f} {'' if mbs is None else f'{mbs:.1f}':>16}")
     terrain = next(r for r in res["rows"] if r[0] == "terrain")
     out = {"bench": "viewer", "gl_renderer": res["gl_renderer"], "machine": a.machine, "size": res["size"],
            "sensor_size": res["sensor_size"], "tiles": res["tiles"], "triangles": res["triangles"],
+           "triangles_after_chunk_culling": res["triangles_after_chunk_culling"],
            "gpu_mib": res["gpu_mib"], "terrain_fps": round(terrain[2], 1), "terrain_ms": round(terrain[1], 3),
            "target_terrain_fps": 240, "capture_s": round(capture_s, 1),
-           "rows": {n: {"ms": round(ms, 3), "fps": round(fps, 1), "mib_s": None if m is None else round(m, 1)}
+           "rows": {n: {"ms": round(ms, 3), "fps": None if fps != fps else round(fps, 1),
+                        "mib_s": None if m is None else round(m, 1)}
                     for n, ms, fps, m in res["rows"]}}
     print(json.dumps(out))
     return 0

@@ -37,6 +37,8 @@ class Surface:
     col] of each vertex (skirts: their edge vertex's); up: (n, 3) float32 unit local up;
     morph_dh_m: (n,) float32 parent-surface height minus own height (0 without a parent);
     morph_normals: (n, 3) float32 unit parent-surface normals (own normals without one).
+    edges: {side: (edge vertex indices ordered along the edge, their skirt vertex indices,
+    one-sided normals (k, 3))} for ``stitch_edge_normals``.
     """
 
     key: TileKey
@@ -53,6 +55,7 @@ class Surface:
     up: np.ndarray | None = None
     morph_dh_m: np.ndarray | None = None
     morph_normals: np.ndarray | None = None
+    edges: dict | None = None
 
     @property
     def has_morph(self) -> bool:
@@ -96,6 +99,7 @@ def tin_surface(
     edge_lists = list(edges.values()) if isinstance(edges, Mapping) else list(edges)
     skirt_faces = []
     skirt_src = []
+    sides = {}
     n = len(pos)
     for e in edge_lists:
         e = np.asarray(e, np.int64)
@@ -107,6 +111,9 @@ def tin_surface(
         e = e[np.argsort(along, kind="stable")]
         base = n + sum(len(s) for s in skirt_src)
         skirt_src.append(e)
+        side = _side(grid_rc[e])
+        if side is not None:
+            sides[side] = (e, base + np.arange(len(e)), normals[e].copy())
         normals[e] = _edge_normals(geo, key.level, grid_rc[e] + (r0, c0), h[e])
         a, b = e[:-1], e[1:]
         sa, sb = base + np.arange(len(e) - 1), base + np.arange(1, len(e))
@@ -130,8 +137,57 @@ def tin_surface(
         key=key, center_m=center, vertices=(all_pos - center).astype(np.float32), normals=all_normals,
         uv=uv, faces=all_faces.astype(np.uint32), min_height_m=float(h.min()) - skirt_depth_m,
         max_height_m=float(h.max()), skirt_start=n, height_m=all_h.astype(np.float32),
-        up=geo.up(all_pos).astype(np.float32), grid_rc=all_rc,
+        up=geo.up(all_pos).astype(np.float32), grid_rc=all_rc, edges=sides,
     )
+
+
+def _side(rc: np.ndarray) -> str | None:
+    if np.all(rc[:, 1] == 0):
+        return "west"
+    if np.all(rc[:, 1] == T):
+        return "east"
+    if np.all(rc[:, 0] == 0):
+        return "north"
+    if np.all(rc[:, 0] == T):
+        return "south"
+    return None
+
+
+_OPPOSITE = {"east": ("west", 1, 0), "west": ("east", -1, 0), "south": ("north", 0, 1), "north": ("south", 0, -1)}
+
+
+def stitch_edge_normals(world: World | str, a: Surface, b: Surface) -> tuple[Surface, Surface] | None:
+    """Exact shared-edge normals for two same-level neighbours: each edge vertex gets the
+    normalised sum of both tiles' one-sided normals (the vertex normal of the joined mesh),
+    so the two tiles shade their common edge alike and the band a zero cross-edge slope
+    leaves (``_edge_normals``) goes. Corners keep theirs. Returns the updated (a, b), or None
+    when they do not share an edge (different levels, not adjacent, vertices differ)."""
+    from runtime.tiles import World as _World
+    from runtime.tiles import neighbour
+
+    if a.key.level != b.key.level or not a.edges or not b.edges:
+        return None
+    w = _World.parse(world)
+    for side, (other, dx, dy) in _OPPOSITE.items():
+        if neighbour(w, a.key, dx, dy) == b.key and side in a.edges and other in b.edges:
+            ea, sa, na = a.edges[side]
+            eb, sb, nb = b.edges[other]
+            if len(ea) != len(eb) or len(ea) < 3:
+                return None
+            axis = 0 if side in ("east", "west") else 1
+            if not np.array_equal(a.grid_rc[ea, axis], b.grid_rc[eb, axis]):
+                return None
+            m = na.astype(np.float64) + nb.astype(np.float64)
+            m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+            m = m.astype(np.float32)[1:-1]
+            out = []
+            for surf, e, sk in ((a, ea, sa), (b, eb, sb)):
+                normals = surf.normals.copy()
+                normals[e[1:-1]] = m
+                normals[sk[1:-1]] = m
+                out.append(replace(surf, normals=normals))
+            return out[0], out[1]
+    return None
 
 
 def _edge_normals(geo, level: int, grc: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -203,7 +259,8 @@ def _bilinear(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarra
     return top + (bottom - top) * fr
 
 
-def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray) -> Surface:
+def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
+               parent: Surface | None = None) -> Surface:
     """Add morph targets from the parent tile's surface rasterised by ``tin_to_grid``
     ((T+1, T+1) metres). The child's sample (r, c) lies at the parent's
     ((r + T*(y&1)) / 2, (c + T*(x&1)) / 2); heights there are bilinear on the parent grid,
@@ -233,7 +290,25 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray) ->
     nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
     if float((nrm[:n].astype(np.float64) * surface.up[:n]).sum()) < 0:
         nrm = -nrm
-    # Border vertices keep their edge normals (both neighbours agree on those; see _edge_normals).
-    border = (rc[:, 0] <= 0) | (rc[:, 0] >= T) | (rc[:, 1] <= 0) | (rc[:, 1] >= T)
-    nrm[border] = surface.normals[border]
+    # On the parent's own border the morph target is the parent's edge normal (interpolated
+    # along the edge): a fully morphed child then shades its border exactly as the parent,
+    # hence as the parent's same-level neighbour, the coarser tile it meets at a level
+    # change. Borders inside the parent use the parent grid's central differences, which
+    # both children there share. Without the parent's surface: own (consistent) edge normals.
+    if parent is not None and parent.edges:
+        for side, (pe, _, _) in parent.edges.items():
+            axis = 0 if side in ("west", "east") else 1  # coordinate along the edge
+            fixed = {"west": (1, 0.0), "east": (1, T), "north": (0, 0.0), "south": (0, T)}[side]
+            p_rc = pr if fixed[0] == 0 else pc
+            on = np.abs(p_rc - fixed[1]) < 1e-9
+            if not on.any():
+                continue
+            along_p = parent.grid_rc[pe, axis]
+            along_c = (pr if axis == 0 else pc)[on]
+            pn = parent.normals[pe].astype(np.float64)
+            v = np.stack([np.interp(along_c, along_p, pn[:, i]) for i in range(3)], 1)
+            nrm[on] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    else:
+        border = (rc[:, 0] <= 0) | (rc[:, 0] >= T) | (rc[:, 1] <= 0) | (rc[:, 1] >= T)
+        nrm[border] = surface.normals[border]
     return replace(surface, morph_dh_m=dh, morph_normals=nrm.astype(np.float32))

@@ -24,8 +24,8 @@ from runtime.geometry import geodetic_to_ecef
 from runtime.heights import TileSurface, height_at
 from runtime.selection import SelectionOptions, TileInfo, View
 from runtime.streamer import StreamerOptions, TileStreamer
-from runtime.surface import tin_surface, tin_to_grid, with_morph
-from runtime.tiles import ANCHOR_LEVEL, TileKey, World
+from runtime.surface import stitch_edge_normals, tin_surface, tin_to_grid, with_morph
+from runtime.tiles import ANCHOR_LEVEL, TileKey, World, neighbour
 from viewer.paths import CameraPath, Keyframe, Pose, camera_for, default_path, pick_start
 from viewer.renderer import tile_gpu_bytes
 
@@ -129,6 +129,13 @@ class Flight:
             info = TileInfo(float(np.min(tile.height_m)), float(np.max(tile.height_m)), tile.geometric_error_m)
             tin = TileSurface(key, grid_rc=tile.grid_rc, height_m=tile.height_m, faces=tile.faces)
             self.streamer.on_tile(key, info, nbytes, _Tile(surface, image, tin, tile.geometric_error_m))
+            if self.geomorph:
+                # Children drawn before their parent arrived were uploaded without morph
+                # targets: give them their targets now.
+                for child in key.children():
+                    gpu = self.renderer.tiles.get(child)
+                    if gpu is not None and gpu.parent_ge_m == 0.0 and self.streamer.payload(child) is not None:
+                        self._upload(child, stitch=False)
             self.stats.tiles_received += 1
             self.stats.bytes_received += getattr(tile, "nbytes", 0)
             n += 1
@@ -164,14 +171,31 @@ class Flight:
         self.last = res
         return res
 
-    def _upload(self, key: TileKey) -> None:
+    def _stitch(self, key: TileKey, t: _Tile) -> None:
+        """Exact normals on edges shared with same-level neighbours already here (both
+        tiles change; an uploaded neighbour is uploaded again)."""
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            nk = neighbour(self.world, key, dx, dy)
+            other = self.streamer.payload(nk) if nk is not None else None
+            if other is None:
+                continue
+            pair = stitch_edge_normals(self.world, t.surface, other.surface)
+            if pair is None:
+                continue
+            t.surface, other.surface = pair
+            if nk in self.renderer.tiles:
+                self._upload(nk, stitch=False)
+
+    def _upload(self, key: TileKey, stitch: bool = True) -> None:
         t = self.streamer.payload(key)
+        if stitch:
+            self._stitch(key, t)
         surface, parent_ge = t.surface, 0.0
         parent = self.streamer.payload(key.parent()) if key.level > 0 and self.geomorph else None
         if parent is not None:
             # Ancestors load first, so the parent is nearly always here; without it the
             # tile is drawn unmorphed.
-            surface = with_morph(self.world, surface, parent.grid())
+            surface = with_morph(self.world, surface, parent.grid(), parent.surface)
             parent_ge = parent.ge_m
         self.renderer.upload(surface, t.image, parent_ge_m=parent_ge)
 
@@ -281,7 +305,7 @@ def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:
             thread.join(10)
 
 
-def default_start(world: World, client) -> tuple[float, float]:
+def default_start(world: World, client) -> tuple[float, float, float]:
     """Where the default flight goes: over the anchor tiles around the origin (plane) or
     the Alps (earth), the land with the most relief below the snow (``pick_start``)."""
     if world is World.EARTH:
@@ -290,8 +314,8 @@ def default_start(world: World, client) -> tuple[float, float]:
         keys = [TileKey(ANCHOR_LEVEL, x, y) for y in (-1, 0) for x in (-1, 0)]
     tiles = fetch_blocking(client, keys)
     images = {k: wire.decode_image(t.image) for k, t in tiles.items() if t.image is not None}
-    x, y, _ = pick_start(world, tiles, images)
-    return x, y
+    x, y, _, heading = pick_start(world, tiles, images)
+    return x, y, heading
 
 
 def _position_text(world: World, pose: Pose) -> str:
@@ -323,7 +347,8 @@ def _fly(opts: FlyOptions, client) -> int:
         alt = opts.agl_m if opts.agl_m is not None else alt
         path = CameraPath([Keyframe(0.0, x, y, alt, mode, 90.0, -10.0)])
     else:
-        path = default_path(world, default_start(world, client))
+        x, y, heading = default_start(world, client)
+        path = default_path(world, (x, y), heading_deg=heading)
     if window is not None and not opts.path_file:
         k0 = path.keyframes[-1] if opts.teleport is None else path.keyframes[0]
         controller = FlyController(world, Pose(k0.x, k0.y, k0.alt_m, k0.alt_mode, k0.heading_deg, k0.pitch_deg),
@@ -368,6 +393,12 @@ def _fly(opts: FlyOptions, client) -> int:
                     break
                 if flight.in_flight and not res.uploaded:
                     flight.wait_for_tile(0.05)
+            else:  # timed out: still place the camera on the best ground known
+                g = flight.ground_m(pose.x, pose.y)
+                if g is not None and abs(g - ground) > 0.01:
+                    ground = g
+                    cam = camera_for(world, pose, ground, fov, size)
+                log.warning("frame %d: view not complete after %.0f s", i, opts.max_wait_s)
         elif controller is None:
             g = flight.ground_m(pose.x, pose.y)
             if g is not None:

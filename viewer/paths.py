@@ -22,7 +22,9 @@ import numpy as np
 
 from runtime.camera import Camera
 from runtime.geometry import east_north_up, geodetic_to_ecef
-from runtime.tiles import World
+from runtime.tiles import METRES_PER_DEGREE, World
+
+METRES_PER_DEGREE_LAT = METRES_PER_DEGREE  # close enough for placing a path (within 0.7 %)
 
 
 @dataclass(frozen=True)
@@ -95,21 +97,35 @@ class CameraPath:
                     (a.heading_deg + f * dh) % 360.0, a.pitch_deg + f * (b.pitch_deg - a.pitch_deg))
 
 
-def default_path(world: World, start_xy: tuple[float, float] = (0.0, 0.0), duration_s: float = 8.0) -> CameraPath:
-    """The main job's flight: a descent from high altitude to a low pass over terrain."""
-    x0, y0 = start_xy
-    if world is World.EARTH:
+def default_path(world: World, start_xy: tuple[float, float] | None = None, duration_s: float = 8.0,
+                 heading_deg: float = 85.0) -> CameraPath:
+    """The main job's flight: a descent from 8 km to a 300 m AGL pass at 250 m/s through
+    ``start_xy`` (plane metres; earth lon/lat degrees, e.g. from ``pick_start``) toward
+    ``heading_deg``. Without a start: the plane's origin, or the earth's Pennine Alps."""
+    if world is World.EARTH and start_xy is None:
         # Over the Pennine Alps (Monte Rosa / Matterhorn), eastward.
         return CameraPath([
             Keyframe(0.0, 7.40, 45.80, 20000.0, "msl", 60.0, -35.0),
             Keyframe(duration_s * 0.5, 7.62, 45.92, 3000.0, "agl", 75.0, -18.0),
             Keyframe(duration_s, 7.80, 45.97, 400.0, "agl", 80.0, -8.0),
         ])
-    d = 250.0 * duration_s  # a 250 m/s run
+    x0, y0 = start_xy if start_xy is not None else (0.0, 0.0)
+    d = 250.0 * duration_s
+    h = math.radians(heading_deg)
+    east, north = math.sin(h), math.cos(h)
+    if world is World.EARTH:  # metres -> degrees around the start
+        sy = 1.0 / METRES_PER_DEGREE_LAT
+        sx = sy / max(math.cos(math.radians(y0)), 1e-3)
+    else:
+        sx = sy = 1.0
+
+    def at(f):
+        return x0 + f * d * east * sx, y0 + f * d * north * sy
+
     return CameraPath([
-        Keyframe(0.0, x0 - 0.6 * d, y0 - 0.2 * d, 8000.0, "agl", 70.0, -30.0),
-        Keyframe(duration_s * 0.5, x0 - 0.1 * d, y0, 1200.0, "agl", 80.0, -15.0),
-        Keyframe(duration_s, x0 + 0.4 * d, y0 + 0.1 * d, 300.0, "agl", 85.0, -8.0),
+        Keyframe(0.0, *at(-0.6), 8000.0, "agl", (heading_deg - 15.0) % 360.0, -30.0),
+        Keyframe(duration_s * 0.5, *at(-0.1), 1200.0, "agl", (heading_deg - 5.0) % 360.0, -15.0),
+        Keyframe(duration_s, *at(0.4), 300.0, "agl", heading_deg % 360.0, -8.0),
     ])
 
 
@@ -154,9 +170,11 @@ def highest_point(world: World, tiles) -> tuple[float, float, float]:
     return best
 
 
-def pick_start(world: World, tiles, images: dict | None = None, window: int = 8) -> tuple[float, float, float]:
-    """(x, y, relief_m) of a good place to fly: the window of ``window`` x ``window``
-    samples with the largest height range that is land and not snow.
+def pick_start(world: World, tiles, images: dict | None = None,
+               window: int = 8) -> tuple[float, float, float, float]:
+    """(x, y, relief_m, heading_deg) of a good place to fly: the centre of the window of
+    ``window`` x ``window`` samples with the largest height range that is land and not
+    snow, and the heading from there toward the window's highest sample (look at relief).
 
     tiles: {TileKey: runtime.wire.DecodedTile} (coarse tiles around the origin); images:
     {TileKey: (H, W, 3) uint8} their colour. A window qualifies when under 10 % of it is
@@ -186,14 +204,19 @@ def pick_start(world: World, tiles, images: dict | None = None, window: int = 8)
         i, j = np.unravel_index(int(np.argmax(score)), score.shape)
         if score[i, j] > 0 and (best is None or score[i, j] > best[0]):
             r0, c0 = key.sample_origin()
+            pi, pj = np.unravel_index(int(np.argmax(grid[i, :, j, :])), (window, window))
+            # Rows grow south, columns east (both worlds): heading from the centre to the peak.
+            dn = (window / 2 - 0.5) - pi
+            de = pj - (window / 2 - 0.5)
+            heading = math.degrees(math.atan2(de, dn)) % 360.0 if (dn or de) else 85.0
             p = geo.sample_to_world(key.level, [r0 + (i + 0.5) * window], [c0 + (j + 0.5) * window], [0.0])[0]
             if world is World.EARTH:
                 from runtime.geometry import ecef_to_geodetic
 
                 lon, lat, _ = ecef_to_geodetic(p[None])
                 p = (float(lon[0]), float(lat[0]))
-            best = (float(score[i, j]), float(p[0]), float(p[1]))
+            best = (float(score[i, j]), float(p[0]), float(p[1]), heading)
     if best is None:
         x, y, _ = highest_point(world, tiles)
-        return x, y, 0.0
-    return best[1], best[2], best[0]
+        return x, y, 0.0, 85.0
+    return best[1], best[2], best[0], best[3]

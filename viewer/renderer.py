@@ -39,9 +39,12 @@ vec3 sky_colour(vec3 dir, vec3 up, vec3 sun, vec3 horizon, vec3 zenith) {
 TERRAIN_VS = """
 #version 330
 uniform mat4 u_viewproj;      // projection * camera-relative rotation
-uniform vec3 u_offset;        // tile centre - camera position (metres)
-uniform vec2 u_morph_m;       // (start, end) distances of the geomorph; end <= 0: none
+// Per tile, one write: [0] = (tile centre - camera position (m), has colour),
+// [1] = (geomorph start, end distance (m; end <= 0: none), has parent colour, has NIR),
+// [2] = parent uv = uv * zw + xy.
+uniform vec4 u_tile[3];
 uniform bool u_water;
+uniform float u_logdepth_vs;  // 1 / log2(far + 1), vertex log depth only
 in vec3 in_pos;
 in vec3 in_normal;
 in vec2 in_uv;
@@ -57,8 +60,8 @@ out float v_height;
 out float v_morph;
 out float v_logz;
 void main() {
-    vec3 rel = in_pos + u_offset;
-    float m = u_morph_m.y > 0.0 ? smoothstep(u_morph_m.x, u_morph_m.y, length(rel)) : 0.0;
+    vec3 rel = in_pos + u_tile[0].xyz;
+    float m = u_tile[1].y > 0.0 ? smoothstep(u_tile[1].x, u_tile[1].y, length(rel)) : 0.0;
     float h = in_height + m * in_dh;
     rel += in_up * (m * in_dh);
     if (u_water && h < 0.0) rel += in_up * (-h);
@@ -70,6 +73,11 @@ void main() {
     v_morph = m;
     gl_Position = u_viewproj * vec4(rel, 1.0);
     v_logz = 1.0 + gl_Position.w;
+#ifdef VERTEX_LOGDEPTH
+    // Outerra's vertex logarithmic depth: keeps early depth testing; exact at vertices,
+    // approximate inside triangles that are long in depth (fine for display, not sensors).
+    gl_Position.z = (log2(max(1e-6, v_logz)) * u_logdepth_vs * 2.0 - 1.0) * gl_Position.w;
+#endif
 }
 """
 
@@ -78,11 +86,8 @@ TERRAIN_FS = """
 uniform sampler2D u_tex;
 uniform sampler2D u_ptex;     // parent's colour (geomorph target)
 uniform sampler2D u_nir;
-uniform bool u_has_tex;
-uniform bool u_has_ptex;
-uniform bool u_has_nir;
+uniform vec4 u_tile[3];       // see the vertex shader
 uniform bool u_water;
-uniform vec4 u_puv;           // parent uv = uv * u_puv.zw + u_puv.xy
 uniform vec3 u_sun;           // unit vector toward the sun
 uniform vec3 u_up;            // local up at the camera
 uniform vec3 u_horizon;
@@ -101,9 +106,10 @@ layout(location = 1) out vec4 f_normal;   // world-frame unit normal, w = 1 on t
 layout(location = 2) out vec4 f_nir;      // false colour (NIR, red, green) -> (R, G, B)
 """ + SKY_GLSL + """
 void main() {
+    bool has_tex = u_tile[0].w > 0.5, has_ptex = u_tile[1].z > 0.5, has_nir = u_tile[1].w > 0.5;
     vec3 n = normalize(v_normal);
-    vec3 albedo = u_has_tex ? texture(u_tex, v_uv).rgb : vec3(0.45, 0.42, 0.36);
-    if (u_has_ptex) albedo = mix(albedo, texture(u_ptex, v_uv * u_puv.zw + u_puv.xy).rgb, v_morph);
+    vec3 albedo = has_tex ? texture(u_tex, v_uv).rgb : vec3(0.45, 0.42, 0.36);
+    if (has_ptex) albedo = mix(albedo, texture(u_ptex, v_uv * u_tile[2].zw + u_tile[2].xy).rgb, v_morph);
     float dist = length(v_rel);
     vec3 view = -v_rel / max(dist, 1e-6);
     vec3 lit;
@@ -124,9 +130,11 @@ void main() {
     float haze = 1.0 - exp(-dist / u_haze_m);
     f_color = vec4(mix(lit, u_horizon, clamp(haze, 0.0, 1.0)), 1.0);
     f_normal = vec4(n, 1.0);
-    float nir = u_has_nir ? texture(u_nir, v_uv).r : 0.0;
-    f_nir = u_has_nir ? vec4(nir, albedo.r, albedo.g, 1.0) : vec4(0.0);
+    float nir = has_nir ? texture(u_nir, v_uv).r : 0.0;
+    f_nir = has_nir ? vec4(nir, albedo.r, albedo.g, 1.0) : vec4(0.0);
+#ifndef VERTEX_LOGDEPTH
     gl_FragDepth = log2(v_logz) * u_logdepth;
+#endif
 }
 """
 
@@ -186,7 +194,73 @@ class MorphOptions:
 
 
 class _GpuTile:
-    __slots__ = ("vao", "buffers", "texture", "nir", "center_m", "nbytes", "parent_ge_m", "triangles")
+    __slots__ = ("vao", "buffers", "texture", "nir", "center_m", "nbytes", "parent_ge_m", "triangles",
+                 "chunk_starts", "chunk_lo", "chunk_hi")
+
+
+CHUNKS = 4
+"""Sub-tile culling: a tile's triangles are grouped into CHUNKS x CHUNKS blocks of its grid,
+each a contiguous index range with a bounding box; blocks outside the frustum are skipped."""
+
+
+def chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(faces (m, 3) uint32 grouped by block, starts (CHUNKS^2 + 1,) triangle offsets,
+    lo (CHUNKS^2, 3), hi (CHUNKS^2, 3) float32 box corners relative to the tile centre).
+
+    The boxes hold every position a vertex can take: its own, geomorphed (own + up * dh)
+    and lifted to sea level (water), so culling never removes a visible triangle."""
+    faces = np.asarray(surface.faces, np.int64)
+    n = len(surface.vertices)
+    rc = surface.grid_rc if surface.grid_rc is not None else surface.uv[:, ::-1].astype(np.float64) * 256.0
+    cen = rc[faces].mean(axis=1) / 256.0 * CHUNKS
+    block = (np.clip(cen[:, 0].astype(np.int64), 0, CHUNKS - 1) * CHUNKS
+             + np.clip(cen[:, 1].astype(np.int64), 0, CHUNKS - 1))
+    order = np.argsort(block, kind="stable")
+    faces, block = faces[order], block[order]
+    starts = np.searchsorted(block, np.arange(CHUNKS * CHUNKS + 1)).astype(np.int64)
+    pos = surface.vertices.astype(np.float32)
+    up = surface.up if surface.up is not None else np.tile(np.float32([0, 0, 1]), (n, 1))
+    h = surface.height_m if surface.height_m is not None else np.zeros(n, np.float32)
+    dh = surface.morph_dh_m if surface.morph_dh_m is not None else np.zeros(n, np.float32)
+    cands = [pos, pos + up * dh[:, None], pos + up * np.maximum(-h, 0.0)[:, None],
+             pos + up * (dh + np.maximum(-(h + dh), 0.0))[:, None]]
+    vlo = np.minimum.reduce(cands)
+    vhi = np.maximum.reduce(cands)
+    flo = vlo[faces].min(axis=1)
+    fhi = vhi[faces].max(axis=1)
+    lo = np.full((CHUNKS * CHUNKS, 3), np.inf, np.float32)
+    hi = np.full((CHUNKS * CHUNKS, 3), -np.inf, np.float32)
+    np.minimum.at(lo, block, flo)
+    np.maximum.at(hi, block, fhi)
+    return faces.astype(np.uint32), starts, lo, hi
+
+
+def visible_ranges(planes: np.ndarray, rel_center: np.ndarray, starts: np.ndarray, lo: np.ndarray,
+                   hi: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous (first triangle, count) runs of the blocks whose boxes meet the frustum.
+
+    planes: (6, 4) camera-relative (n . p + d >= 0 inside); rel_center: (3,) tile centre
+    minus camera (metres); lo, hi: (B, 3) block boxes relative to the tile centre."""
+    c = (lo + hi) * 0.5 + rel_center
+    e = (hi - lo) * 0.5
+    n, d = planes[:, :3], planes[:, 3]
+    dist = c @ n.T + d  # (B, 6)
+    reach = e @ np.abs(n).T
+    keep = ((dist + reach) >= 0).all(axis=1) & np.isfinite(lo[:, 0])
+    runs = []
+    i, B = 0, len(keep)
+    while i < B:
+        if keep[i]:
+            j = i
+            while j + 1 < B and keep[j + 1]:
+                j += 1
+            a, b = int(starts[i]), int(starts[j + 1])
+            if b > a:
+                runs.append((a, b - a))
+            i = j + 1
+        else:
+            i += 1
+    return runs
 
 
 def vertex_array(surface: Surface) -> np.ndarray:
@@ -213,12 +287,23 @@ class TerrainRenderer:
     """Draws tiles for a camera into an offscreen framebuffer (or the window's)."""
 
     def __init__(self, ctx: moderngl.Context, size: tuple[int, int], lighting: Lighting = Lighting(),
-                 offscreen: bool = True, morph: MorphOptions = MorphOptions()):
+                 offscreen: bool = True, morph: MorphOptions = MorphOptions(), fragment_depth: bool = True,
+                 cull_backfaces: bool = False, chunk_culling: bool = True):
+        """fragment_depth: logarithmic depth per fragment (exact; what sensors read), else per
+        vertex (keeps early depth testing: faster on GPUs, approximate inside long triangles).
+        cull_backfaces: skip triangles facing away (skirts then show from outside only).
+        chunk_culling: skip blocks of a tile outside the frustum (``CHUNKS``)."""
+        self.chunk_culling = chunk_culling
         self.ctx = ctx
         self.size = tuple(int(v) for v in size)
         self.lighting = lighting
         self.morph = morph
-        self.terrain = ctx.program(vertex_shader=TERRAIN_VS, fragment_shader=TERRAIN_FS)
+        self.fragment_depth = fragment_depth
+        self.cull_backfaces = cull_backfaces
+        define = "" if fragment_depth else "#define VERTEX_LOGDEPTH\n"
+        vs = TERRAIN_VS.replace("#version 330\n", "#version 330\n" + define, 1)
+        fs = TERRAIN_FS.replace("#version 330\n", "#version 330\n" + define, 1)
+        self.terrain = ctx.program(vertex_shader=vs, fragment_shader=fs)
         self.sky = ctx.program(vertex_shader=SKY_VS, fragment_shader=SKY_FS)
         quad = np.array([-1, -1, 3, -1, -1, 3], np.float32)
         self._sky_vbo = ctx.buffer(quad.tobytes())
@@ -245,12 +330,14 @@ class TerrainRenderer:
         self.release(surface.key)
         ctx = self.ctx
         vbo = ctx.buffer(np.ascontiguousarray(vertex_array(surface)).tobytes())
-        ibo = ctx.buffer(np.ascontiguousarray(surface.faces, np.uint32).tobytes())
+        faces, starts, lo, hi = chunk_layout(surface)
+        ibo = ctx.buffer(np.ascontiguousarray(faces, np.uint32).tobytes())
         vao = ctx.vertex_array(self.terrain, [(vbo, VERTEX_FORMAT, *VERTEX_ATTRS)],
                                index_buffer=ibo, index_element_size=4)
         t = _GpuTile()
         t.vao, t.buffers, t.center_m = vao, (vbo, ibo), surface.center_m
         t.triangles = len(surface.faces)
+        t.chunk_starts, t.chunk_lo, t.chunk_hi = starts, lo.astype(np.float64), hi.astype(np.float64)
         t.parent_ge_m = float(parent_ge_m) if surface.has_morph else 0.0
         t.texture = self._texture(image, 3) if image is not None else None
         t.nir = self._texture(nir, 1) if nir is not None else None
@@ -327,38 +414,54 @@ class TerrainRenderer:
         prog["u_viewproj"].write(vp32)
         prog["u_haze_m"].value = L.haze_m
         prog["u_water"].value = L.water
-        prog["u_logdepth"].value = 1.0 / math.log2(self.far_m + 1.0)
+        if self.fragment_depth:
+            prog["u_logdepth"].value = 1.0 / math.log2(self.far_m + 1.0)
+        else:
+            prog["u_logdepth_vs"].value = 1.0 / math.log2(self.far_m + 1.0)
+        if self.cull_backfaces:
+            ctx.front_face = "ccw"
+            ctx.enable(moderngl.CULL_FACE)
         prog["u_tex"].value, prog["u_ptex"].value, prog["u_nir"].value = 0, 1, 2
         # Selection draws the parent from the distance where its error is error_target_px.
         k = camera.viewport_px[1] / (2.0 * math.tan(camera.fov_y_rad / 2.0))
+        morph_k = k / self.morph.error_target_px if self.morph.enabled else 0.0
+        start = self.morph.start_fraction
         cam = np.asarray(camera.position_m, np.float64)
+        u_tile = prog["u_tile"]
+        planes = camera.frustum_planes()
+        block = np.zeros((3, 4), np.float32)
         tris = drawn = 0
         for key in draw:
             t = self.tiles.get(key)
             if t is None:
                 continue
-            prog["u_offset"].value = tuple((t.center_m - cam).astype(np.float32))
-            parent = self.tiles.get(key.parent()) if key.level > 0 else None
-            if self.morph.enabled and t.parent_ge_m > 0:
-                end = t.parent_ge_m * k / self.morph.error_target_px
-                prog["u_morph_m"].value = (end * self.morph.start_fraction, end)
-            else:
-                prog["u_morph_m"].value = (0.0, 0.0)
-            prog["u_has_tex"].value = t.texture is not None
+            # One uniform write per tile: Python-side calls dominate a frame of ~100 tiles.
+            block[0, :3] = t.center_m - cam
+            block[0, 3] = t.texture is not None
+            end = t.parent_ge_m * morph_k
+            parent = self.tiles.get(key.parent()) if end > 0 and key.level > 0 else None
+            has_ptex = parent is not None and parent.texture is not None
+            block[1] = (end * start, end, has_ptex, t.nir is not None)
+            block[2] = (0.5 * (key.x & 1), 0.5 * (key.y & 1), 0.5, 0.5)
+            u_tile.write(block.tobytes())
             if t.texture is not None:
                 t.texture.use(0)
-            has_ptex = parent is not None and parent.texture is not None and t.parent_ge_m > 0
-            prog["u_has_ptex"].value = has_ptex
             if has_ptex:
                 parent.texture.use(1)
-                prog["u_puv"].value = (0.5 * (key.x & 1), 0.5 * (key.y & 1), 0.5, 0.5)
-            prog["u_has_nir"].value = t.nir is not None
             if t.nir is not None:
                 t.nir.use(2)
-            t.vao.render(moderngl.TRIANGLES)
-            tris += t.triangles
+            if self.chunk_culling:
+                runs = visible_ranges(planes, t.center_m - cam, t.chunk_starts, t.chunk_lo, t.chunk_hi)
+                for first, count in runs:
+                    t.vao.render(moderngl.TRIANGLES, vertices=3 * count, first=3 * first)
+                    tris += count
+            else:
+                t.vao.render(moderngl.TRIANGLES)
+                tris += t.triangles
             drawn += 1
         self.triangles_drawn = tris
+        if self.cull_backfaces:
+            ctx.disable(moderngl.CULL_FACE)
         self.tiles_drawn = drawn
 
     def _sun(self, up: np.ndarray) -> np.ndarray:

@@ -90,9 +90,22 @@ def test_pick_start_prefers_relief_on_snow_free_land():
     img = np.zeros((T, T, 3), np.uint8)
     img[..., 1] = 120
     img[20:60, 20:60] = 250  # snow on the tall bump
-    x, y, relief = pick_start(World.PLANE, {key: tile}, {key: img})
+    x, y, relief, heading = pick_start(World.PLANE, {key: tile}, {key: img})
+    assert 0.0 <= heading < 360.0
     s = spacing_m(3)
     assert relief > 1000.0
     assert abs(x / s - 200) < 8 and abs(-y / s - 200) < 8  # the green bump, not the snowy one
-    x2, y2, _ = pick_start(World.PLANE, {key: tile})  # without colour: the most relief
+    x2, y2, _, _ = pick_start(World.PLANE, {key: tile})  # without colour: the most relief
     assert abs(x2 / s - 40) < 8 and abs(-y2 / s - 40) < 8
+
+
+def test_pick_start_heads_toward_the_windows_peak():
+    key = TileKey(3, 0, 0)
+    grid_rc, faces, _ = full_grid_tin(1)
+    r, c = grid_rc[:, 0], grid_rc[:, 1]
+    # A slope rising to the east inside every window: the peak is on each window's east edge.
+    h = 100.0 + 50.0 * (c % 8) + 1.0 * (r % 8 == 4)  # one peak per window: row 4, east edge
+    tile = SimpleNamespace(grid_rc=grid_rc, height_m=h, faces=faces)
+    _, _, relief, heading = pick_start(World.PLANE, {key: tile})
+    assert relief == pytest.approx(351.0)
+    assert 60.0 < heading < 120.0  # roughly east

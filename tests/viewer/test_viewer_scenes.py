@@ -184,3 +184,99 @@ def test_hud_draws_text_over_a_panel(gl_ctx):
     assert np.array_equal(img[bottom:], sky[bottom:])  # below the panel untouched
     hud.release()
     r.close()
+
+
+def test_vertex_log_depth_and_culling_paths_match_the_exact_path_on_a_flat_tile(gl_ctx):
+    s = _surface(lambda rows, cols: np.full_like(rows, 100.0))
+    cam = _down_camera(KEY, 1000.0)
+    out = []
+    for kw in ({}, {"fragment_depth": False}, {"fragment_depth": False, "cull_backfaces": True}):
+        r = TerrainRenderer(gl_ctx, SIZE, **kw)
+        r.upload(s, None)
+        r.render(cam, [KEY], UP)
+        out.append((r.read_rgb().astype(int), r.read_depth_m()))
+        assert gl_ctx.error == "GL_NO_ERROR"
+        r.close()
+    for rgb, depth in out[1:]:
+        assert np.allclose(depth, 900.0, rtol=2e-3)
+        assert np.abs(rgb - out[0][0]).max() <= 2
+
+
+def test_earth_sea_is_drawn_on_the_ellipsoid(gl_ctx):
+    from runtime.geometry import east_north_up, ecef_to_geodetic, geodetic_to_ecef
+
+    key = TileKey(12, 4100, 1000)  # earth, ~0.04 deg tile in the northern hemisphere
+    grid_rc, faces, edges = full_grid_tin(4)
+    s = tin_surface("earth", key, grid_rc, np.full(len(grid_rc), -350.0), faces, edges, 20.0)
+    geo = geometry_for("earth")
+    lon, lat, _ = (float(v[0]) for v in ecef_to_geodetic(geo.tile_center(key)[None]))
+    eye = geodetic_to_ecef(np.array([lon]), np.array([lat]), np.array([800.0]))[0]
+    east, north, up = east_north_up(lon, lat)
+    cam = Camera.look_at(eye, eye - up, north, fov_y_rad=math.radians(20), viewport_px=SIZE)
+    r = TerrainRenderer(gl_ctx, SIZE)
+    r.upload(s, None)
+    r.render(cam, [key], up)
+    depth = r.read_depth_m()
+    assert np.isfinite(depth).all()
+    assert abs(float(depth[SIZE[1] // 2, SIZE[0] // 2]) - 800.0) < 1.0  # the ellipsoid, not -350 m
+    rgb = r.read_rgb().reshape(-1, 3).mean(0)
+    assert rgb[2] > rgb[0] + 15
+    r.close()
+
+
+def test_chunk_culling_skips_blocks_outside_the_view_without_changing_pixels(gl_ctx):
+    child, s = _morph_pair()
+    c = geometry_for("plane").tile_center(child)
+    eye = np.array([c[0] - 3000.0, c[1] - 2000.0, 600.0])
+    cam = Camera.look_at(eye, eye + [1.0, 0.3, -0.2], [0, 0, 1], fov_y_rad=math.radians(50), viewport_px=SIZE)
+    out = []
+    for culling in (False, True):
+        r = TerrainRenderer(gl_ctx, SIZE, chunk_culling=culling)
+        r.upload(s, None, parent_ge_m=15.0)
+        r.render(cam, [child], UP)
+        out.append((r.read_rgb(), r.read_depth_m(), r.triangles_drawn))
+        assert gl_ctx.error == "GL_NO_ERROR"
+        r.close()
+    (rgb0, d0, n0), (rgb1, d1, n1) = out
+    assert n1 < 0.8 * n0  # blocks outside this corner view are skipped
+    assert np.isfinite(d0).mean() > 0.2
+    assert np.array_equal(rgb0, rgb1) and np.array_equal(d0, d1)
+
+
+def test_stitched_edge_normals_are_shared_and_match_the_surface():
+    from runtime.surface import stitch_edge_normals
+
+    fn = lambda r, c, x0: 300.0 * np.sin((c + x0) / 17.0) * np.cos(r / 23.0)  # noqa: E731
+    a = _surface(lambda r, c: fn(r, c, 0.0), key=TileKey(10, 0, 0), step=1)
+    b = _surface(lambda r, c: fn(r, c, T), key=TileKey(10, 1, 0), step=1)
+    assert stitch_edge_normals("plane", a, _surface(lambda r, c: fn(r, c, 0.0), key=TileKey(10, 5, 5))) is None
+    a2, b2 = stitch_edge_normals("plane", a, b)
+    ea, eb = a2.edges["east"][0][1:-1], b2.edges["west"][0][1:-1]
+    assert np.abs(a2.normals[ea] - b2.normals[eb]).max() < 1e-6
+    # Analytic normal of h(east, north) at the shared edge (column 256 of tile a).
+    s = spacing_m(10)
+    rows = a2.grid_rc[ea, 0]
+    dh_dc = 300.0 / 17.0 * np.cos(T / 17.0) * np.cos(rows / 23.0)
+    dh_dr = -300.0 / 23.0 * np.sin(T / 17.0) * np.sin(rows / 23.0)
+    n = np.stack([-dh_dc / s, dh_dr / s, np.ones_like(rows)], 1)  # north = -row
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    err_stitched = np.degrees(np.arccos(np.clip((a2.normals[ea] * n).sum(1), -1, 1))).mean()
+    err_zero_cross = np.degrees(np.arccos(np.clip((a.normals[ea] * n).sum(1), -1, 1))).mean()
+    assert err_stitched < 1.0 and err_stitched < 0.2 * err_zero_cross, (err_stitched, err_zero_cross)
+
+
+def test_morph_normals_on_the_parents_border_are_the_parents_edge_normals():
+    fn = lambda r, c: 200.0 * np.sin(c / 13.0) * np.cos(r / 29.0)  # noqa: E731
+    parent = _surface(fn, key=TileKey(10, 0, 0), step=1)
+    grid = tin_to_grid(parent.grid_rc[: parent.skirt_start], parent.height_m[: parent.skirt_start],
+                       parent.faces[: len(parent.faces) - 8 * T])
+    child = with_morph("plane", _surface(lambda r, c: np.zeros_like(r), key=TileKey(11, 1, 0), step=2),
+                       grid, parent)
+    # Child (11, 1, 0) is the parent's NE quarter: its east edge (col T) lies on the parent's east edge.
+    ce = np.nonzero(child.grid_rc[: child.skirt_start, 1] == T)[0]
+    pe, _, _ = parent.edges["east"]
+    rows_in_parent = child.grid_rc[ce, 0] / 2.0
+    even = np.isclose(rows_in_parent % 1.0, 0.0)
+    lookup = {float(r): i for r, i in zip(parent.grid_rc[pe, 0], pe, strict=True)}
+    want = parent.normals[[lookup[float(r)] for r in rows_in_parent[even]]]
+    assert np.abs(child.morph_normals[ce[even]] - want).max() < 1e-5
