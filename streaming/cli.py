@@ -44,6 +44,29 @@ def _world(text: str) -> World:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _float_in(lo: float, hi: float, what: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be in [{lo}, {hi}], got {v}")
+        return v
+
+    return parse
+
+
+def _xyz(text: str) -> tuple[float, float, float]:
+    try:
+        x, y, z = (float(v) for v in text.split(","))
+        if not all(map(lambda v: v == v and abs(v) < 1e12, (x, y, z))):
+            raise ValueError
+        return x, y, z
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"teleport must be X,Y,ALT (three numbers), got {text!r}") from None
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -132,7 +155,9 @@ def cmd_fly(args) -> int:
     from viewer.app import FlyOptions, run_fly
 
     opts = FlyOptions(world=args.world.value, seed=args.seed, frames=args.frames, out_dir=Path(args.out),
-                      headless=args.headless, size=args.size, path_file=args.path, token=args.token)
+                      headless=args.headless, size=args.size, path_file=args.path, token=args.token,
+                      teleport=args.teleport, agl_m=args.agl, hud=args.hud, geomorph=not args.no_geomorph,
+                      error_target_px=args.error_target_px)
     if args.server:
         return run_fly(opts, url=args.server)
     server = build_server(args.world, args.seed, args.refiner, args.token)
@@ -183,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--size", type=_size, default=(960, 540), help="WIDTHxHEIGHT")
     sp.add_argument("--path", default=None, help="scripted camera path (JSON, see docs/VIEWER.md)")
     sp.add_argument("--server", default=None, help="ws:// URL of a running server (default: in-process)")
+    sp.add_argument("--teleport", type=_xyz, default=None,
+                    help="start at X,Y,ALT (plane: east,north metres; earth: lon,lat degrees) in free flight")
+    sp.add_argument("--agl", type=_float_in(0.0, 1e8, "agl"), default=None,
+                    help="with --teleport: ALT is metres above ground (terrain following)")
+    sp.add_argument("--hud", action=argparse.BooleanOptionalAction, default=None,
+                    help="draw the HUD (default: in a window only, so recordings stay identical)")
+    sp.add_argument("--no-geomorph", action="store_true", help="switch levels without blending")
+    sp.add_argument("--error-target-px", type=_float_in(0.1, 64.0, "error target"), default=2.0,
+                    help="refine while a tile's screen-space error exceeds this (pixels)")
     sp.add_argument("--token", default=None)
     sp.set_defaults(func=cmd_fly)
 

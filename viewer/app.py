@@ -234,6 +234,13 @@ class Flight:
             return None
         return float(res.height_m[0])
 
+    def surface_m(self, x: float, y: float) -> float | None:
+        """What a pilot flies over: the ground, or sea level where water covers it."""
+        g = self.ground_m(x, y)
+        if g is None or not getattr(self.renderer.lighting, "water", False):
+            return g
+        return max(g, 0.0)
+
     def draw(self, camera) -> None:
         sel = self.last.selection
         up = self.streamer.geometry.up(np.asarray(camera.position_m)[None, :])[0]
@@ -371,7 +378,7 @@ def _fly(opts: FlyOptions, client) -> int:
         t0 = time.perf_counter()
         if controller is not None:
             inp = window.input()
-            g = flight.ground_m(controller.pose.x, controller.pose.y)
+            g = flight.surface_m(controller.pose.x, controller.pose.y)
             pose = controller.update(min(t0 - t_prev, 0.25), inp, g)
             ground = g if g is not None else ground
         else:
@@ -384,7 +391,7 @@ def _fly(opts: FlyOptions, client) -> int:
         if lockstep:
             deadline = time.perf_counter() + opts.max_wait_s
             while time.perf_counter() < deadline:
-                g = flight.ground_m(pose.x, pose.y)
+                g = flight.surface_m(pose.x, pose.y)
                 if g is not None and abs(g - ground) > 0.01:
                     ground = g
                     cam = camera_for(world, pose, ground, fov, size)
@@ -394,13 +401,13 @@ def _fly(opts: FlyOptions, client) -> int:
                 if flight.in_flight and not res.uploaded:
                     flight.wait_for_tile(0.05)
             else:  # timed out: still place the camera on the best ground known
-                g = flight.ground_m(pose.x, pose.y)
+                g = flight.surface_m(pose.x, pose.y)
                 if g is not None and abs(g - ground) > 0.01:
                     ground = g
                     cam = camera_for(world, pose, ground, fov, size)
                 log.warning("frame %d: view not complete after %.0f s", i, opts.max_wait_s)
         elif controller is None:
-            g = flight.ground_m(pose.x, pose.y)
+            g = flight.surface_m(pose.x, pose.y)
             if g is not None:
                 ground = 0.9 * ground + 0.1 * g if i else g
         flight.stats.wait_ms.append((time.perf_counter() - t0) * 1e3)
@@ -411,7 +418,7 @@ def _fly(opts: FlyOptions, client) -> int:
             last_ms = s.frame_ms[-1] if s.frame_ms else 0.0
             sel = flight.last.selection
             alt = float(flight.streamer.geometry.height_above_ellipsoid_m(cam.position_m[None])[0])
-            g_now = flight.ground_m(pose.x, pose.y)
+            g_now = flight.surface_m(pose.x, pose.y)
             hud.draw(hud_lines(HudStats(
                 fps=1e3 / max(last_ms + s.wait_ms[-1], 1e-3) if window is not None else opts.fps,
                 frame_ms=last_ms, tiles_drawn=len(sel.draw), tiles_loading=len(flight.in_flight),

@@ -41,6 +41,8 @@ def test_tile_neighbours_share_edges_and_huge_coordinates_work(tmp_path):
     (["tile", "--world", "earth", "--level", "1", "--x", "9", "--y", "0", "--out", "o.npz"], "x at level 1"),
     (["fly", "--size", "big"], "WIDTHxHEIGHT"),
     (["serve", "--port", "70000"], "port must be in"),
+    (["fly", "--teleport", "1,2"], "X,Y,ALT"),
+    (["fly", "--agl", "-5"], "agl must be in"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, expected, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
