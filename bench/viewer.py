@@ -7,6 +7,7 @@ benchmark's resolution (1920x1080 by default) from an in-process fractal server.
 Rows (same scene, same run):
 - ``terrain``: the terrain pass (geomorph, water, MRT colour/normal/NIR) - the target row;
 - ``terrain_no_morph``: baseline, the same pass with geomorphing off;
+- ``terrain_rtin_face_order``: baseline, faces in decoded RTIN order (no Z-order for the vertex cache);
 - ``frame``: sky + terrain (what a recording draws);
 - ``sensor_*``: render + read back per channel set (RGB, depth in metres, normals, all).
 
@@ -174,6 +175,22 @@ def run(scene: dict, frames: int, sensor_size: tuple[int, int], png: str | None 
     r.morph = MorphOptions(enabled=False)
     ms, fps = _time(terrain, frames, ctx.finish)
     rows.append(("terrain_no_morph", ms, fps, None))
+    # Baseline: faces in decoded RTIN order (poor post-transform vertex-cache reuse).
+    import viewer.renderer as vr
+
+    vr.Z_ORDER_FACES = False
+    r0 = TerrainRenderer(ctx, size, morph=MorphOptions(error_target_px=meta["error_target_px"]))
+    draw0 = upload_scene(r0, scene)
+
+    def terrain_rtin_order():
+        r0.fbo.use()
+        r0.fbo.clear(depth=1.0)
+        r0.draw_terrain(cam, draw0, vp32)
+
+    ms, fps = _time(terrain_rtin_order, frames, ctx.finish)
+    rows.append(("terrain_rtin_face_order", ms, fps, None))
+    r0.close()
+    vr.Z_ORDER_FACES = True
     r.morph = MorphOptions(error_target_px=meta["error_target_px"])
     ms, fps = _time(lambda: r.render(cam, draw, up), frames, ctx.finish)
     rows.append(("frame", ms, fps, None))

@@ -203,6 +203,22 @@ CHUNKS = 4
 each a contiguous index range with a bounding box; blocks outside the frustum are skipped."""
 
 
+Z_ORDER_FACES = True
+"""Order each block's faces along a Z curve (False: decoded order; bench baseline only)."""
+
+
+def _morton(ij: np.ndarray) -> np.ndarray:
+    """(n, 2) non-negative int64 < 2^31 -> (n,) uint64 Z-order codes (bits interleaved)."""
+    def spread(v: np.ndarray) -> np.ndarray:
+        for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F),
+                            (2, 0x3333333333333333), (1, 0x5555555555555555)):
+            v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+        return v
+
+    u = np.clip(ij, 0, None).astype(np.uint64)
+    return spread(u[:, 0]) | (spread(u[:, 1]) << np.uint64(1))
+
+
 def chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(faces (m, 3) uint32 grouped by block, starts (CHUNKS^2 + 1,) triangle offsets,
     lo (CHUNKS^2, 3), hi (CHUNKS^2, 3) float32 box corners relative to the tile centre).
@@ -215,7 +231,14 @@ def chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     cen = rc[faces].mean(axis=1) / 256.0 * CHUNKS
     block = (np.clip(cen[:, 0].astype(np.int64), 0, CHUNKS - 1) * CHUNKS
              + np.clip(cen[:, 1].astype(np.int64), 0, CHUNKS - 1))
-    order = np.argsort(block, kind="stable")
+    # Within a block, faces in Z order of their centroids: consecutive triangles share
+    # vertices, so the GPU's post-transform cache hits (ACMR ~0.7 instead of ~2.2 in RTIN
+    # hierarchy order, FIFO of 32): ~3x fewer vertex-shader runs on a geometry-bound pass.
+    if Z_ORDER_FACES:
+        z = _morton(np.floor(rc[faces].mean(axis=1) * 6.0).astype(np.int64))
+        order = np.lexsort((z, block))
+    else:  # the decoded RTIN order: kept only as the benchmark's baseline
+        order = np.argsort(block, kind="stable")
     faces, block = faces[order], block[order]
     starts = np.searchsorted(block, np.arange(CHUNKS * CHUNKS + 1)).astype(np.int64)
     pos = surface.vertices.astype(np.float32)
@@ -232,6 +255,9 @@ def chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     hi = np.full((CHUNKS * CHUNKS, 3), -np.inf, np.float32)
     np.minimum.at(lo, block, flo)
     np.maximum.at(hi, block, fhi)
+    empty = np.diff(starts) == 0  # no faces: a zero box (never drawn, and no inf - inf = NaN)
+    lo[empty] = 0.0
+    hi[empty] = 0.0
     return faces.astype(np.uint32), starts, lo, hi
 
 
