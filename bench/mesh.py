@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime import export, mesh, wire  # noqa: E402
-from runtime.tiles import WGS84_A_M, WGS84_E2, T, TileKey, spacing_deg, spacing_m  # noqa: E402
+from runtime.geometry import geometry_for  # noqa: E402
+from runtime.tiles import T, TileKey, spacing_m  # noqa: E402
 
 N = T + 1
 REAL_FILES = [
@@ -120,22 +121,7 @@ def timed(fn, repeats: int):
 
 
 def earth_to_world(key: TileKey):
-    d = spacing_deg(key.level)
-
-    def f(r, c, h):
-        lat = np.radians(90.0 - (key.y * T + r) * d)
-        lon = np.radians(-180.0 + (key.x * T + c) * d)
-        n = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * np.sin(lat) ** 2)
-        return np.stack(
-            [
-                (n + h) * np.cos(lat) * np.cos(lon),
-                (n + h) * np.cos(lat) * np.sin(lon),
-                (n * (1.0 - WGS84_E2) + h) * np.sin(lat),
-            ],
-            axis=1,
-        )
-
-    return f
+    return geometry_for("earth").tile_to_world(key)
 
 
 def level_for_pixel(pixel_m: float) -> int:

@@ -270,6 +270,18 @@ class WorldGeometry:
         return TileKey(level, x, y)
 
     # tiles
+    def tile_to_world(self, key: TileKey):
+        """The ``to_world(rows, cols, height_m) -> (n, 3) float64`` of one tile: rows and cols
+        on the tile's own grid ([0, T], fractional allowed), as runtime.mesh expects."""
+        r0, c0 = key.sample_origin()
+        level = key.level
+
+        def to_world(rows, cols, height_m) -> np.ndarray:
+            return self.sample_to_world(level, np.asarray(rows, np.float64) + r0,
+                                        np.asarray(cols, np.float64) + c0, height_m)
+
+        return to_world
+
     def tile_center(self, key: TileKey) -> np.ndarray:
         """(3,) float64 world position of the tile's centre sample at height 0."""
         r0, c0 = key.sample_origin()

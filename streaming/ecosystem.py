@@ -31,7 +31,7 @@ import numpy as np
 
 from runtime.export import layer_json, quantized_mesh
 from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, default_geometric_error_m, geometry_for
-from runtime.mesh import SKIRT_FACTOR, TileMesh, _skirt_faces, vertex_normals
+from runtime.mesh import SKIRT_FACTOR, TileMesh, tile_mesh
 from runtime.tiles import MAX_LEVEL, T, TileKey, World, tiles_y, validate_key
 from runtime.wire import DecodedTile, decode_image, decode_tile
 
@@ -68,34 +68,8 @@ def tin_mesh(world: World, tile: DecodedTile, skirt_depth_m: float | None = None
         raise ValueError(f"expected a tile of grid size {T}, got {t}")
     geo = geometry_for(world)
     depth = SKIRT_FACTOR * tile.geometric_error_m if skirt_depth_m is None else float(skirt_depth_m)
-    rc = tile.grid_rc.astype(np.int64)
-    n = len(rc)
-    edges = (tile.west, tile.south, tile.east, tile.north)
-    border = np.unique(np.concatenate(edges))
-    skirt_of = np.full(n, -1, dtype=np.int32)
-    skirt_of[border] = n + np.arange(len(border), dtype=np.int32)
-    rows = np.concatenate([rc[:, 0], rc[border, 0]]).astype(np.float64)
-    cols = np.concatenate([rc[:, 1], rc[border, 1]]).astype(np.float64)
-    h = np.concatenate([tile.height_m, tile.height_m[border] - depth])
-    r0, c0 = key.sample_origin()
-    world_m = geo.sample_to_world(key.level, rows + r0, cols + c0, h)
-    center = geo.tile_center(key)
-    normals = vertex_normals(world_m[:n], tile.faces)
-    return TileMesh(
-        grid_rc=rc.astype(np.int32),
-        height_m=tile.height_m.astype(np.float32),
-        faces=tile.faces,
-        skirt_faces=_skirt_faces(edges, skirt_of),
-        skirt_depth_m=depth,
-        vertices_m=(world_m - center).astype(np.float32),
-        center_m=center,
-        normals=np.concatenate([normals, normals[border]]),
-        uv=np.stack([cols / t, 1.0 - rows / t], axis=1).astype(np.float32),
-        west=tile.west,
-        south=tile.south,
-        east=tile.east,
-        north=tile.north,
-    )
+    return tile_mesh(tile.grid_rc, tile.height_m, tile.faces, depth, geo.tile_to_world(key),
+                     geo.tile_center(key), t)
 
 
 def terrain_bytes(frame: bytes) -> bytes:

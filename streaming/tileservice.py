@@ -97,17 +97,7 @@ def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float
 
     geo = geometry_for(world)
     err = error_scale * level_error_m(key.level)
-    r0, c0 = key.sample_origin()
-
-    def to_world(rows, cols, h):
-        return geo.sample_to_world(
-            key.level,
-            np.asarray(rows, np.float64) + r0,
-            np.asarray(cols, np.float64) + c0,
-            np.asarray(h, np.float64),
-        )
-
-    mesh = build_tile_mesh(fields.height, err, 5.0 * err, to_world, geo.tile_center(key))
+    mesh = build_tile_mesh(fields.height, err, 5.0 * err, geo.tile_to_world(key), geo.tile_center(key))
     image = encode_image(fields.rgb) if fields.rgb is not None else None
     return encode_tile(
         mesh.grid_rc,

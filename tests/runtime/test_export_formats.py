@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from runtime import export, mesh
+from runtime.geometry import geometry_for
 from runtime.tiles import WGS84_A_M, WGS84_B_M, WGS84_E2, T, TileKey, spacing_deg
 
 DATA = Path(__file__).parents[1] / "data"
@@ -26,19 +27,7 @@ def lonlat(key, r, c):
 
 
 def earth_to_world(key):
-    def f(r, c, h):
-        lon, lat = np.radians(lonlat(key, r, c))
-        n = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * np.sin(lat) ** 2)
-        return np.stack(
-            [
-                (n + h) * np.cos(lat) * np.cos(lon),
-                (n + h) * np.cos(lat) * np.sin(lon),
-                (n * (1.0 - WGS84_E2) + h) * np.sin(lat),
-            ],
-            axis=1,
-        )
-
-    return f
+    return geometry_for("earth").tile_to_world(key)
 
 
 def earth_tile(key=KEY, max_error_m=10.0):

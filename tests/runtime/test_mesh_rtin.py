@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from runtime import mesh
-from runtime.tiles import WGS84_A_M, WGS84_B_M, WGS84_E2, T, spacing_deg, spacing_m
+from runtime.geometry import geometry_for
+from runtime.tiles import WGS84_A_M, WGS84_B_M, WGS84_E2, T, TileKey, spacing_m
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -28,28 +29,11 @@ def fractal(n: int, seed: int, hurst: float = 0.8, relief_m: float = 800.0) -> n
 
 
 def plane_to_world(level: int):
-    s = spacing_m(level)
-    return lambda r, c, h: np.stack([c * s, -r * s, h], axis=1)
+    return geometry_for("plane").tile_to_world(TileKey(level, 0, 0))
 
 
 def earth_to_world(level: int, x: int, y: int):
-    """Geodetic (from the tile's sample grid) -> WGS84 ECEF, the standard formula."""
-    d = spacing_deg(level)
-
-    def f(r, c, h):
-        lat = np.radians(90.0 - (y * T + r) * d)
-        lon = np.radians(-180.0 + (x * T + c) * d)
-        n = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * np.sin(lat) ** 2)
-        return np.stack(
-            [
-                (n + h) * np.cos(lat) * np.cos(lon),
-                (n + h) * np.cos(lat) * np.sin(lon),
-                (n * (1.0 - WGS84_E2) + h) * np.sin(lat),
-            ],
-            axis=1,
-        )
-
-    return f
+    return geometry_for("earth").tile_to_world(TileKey(level, x, y))
 
 
 def signed_area2(grid_rc, faces):
