@@ -44,6 +44,21 @@ def _bucket(b: int, buckets: tuple[int, ...] = BATCH_BUCKETS) -> int:
     return buckets[-1]
 
 
+def run_bucketed(run, buckets: tuple[int, ...], parents5, rows, cols, spacing_m, present):
+    """Run a fixed-batch-shape kernel on any batch: ``run(n, parents5, rows, cols, spacing_m,
+    present) -> (n, ...)`` sees batches padded (by repeating the last item) up to the bucket
+    size n; batches above the biggest bucket go in chunks of it. Returns the first b rows."""
+    b = parents5.shape[0]
+    n = _bucket(b, buckets)
+    if n < b:
+        return torch.cat([
+            run_bucketed(run, buckets, *(t[i : i + n] for t in (parents5, rows, cols, spacing_m, present)))
+            for i in range(0, b, n)
+        ])
+    pad = lambda t: torch.cat([t, t[-1:].expand(n - b, *t.shape[1:])]) if n > b else t
+    return run(n, pad(parents5), pad(rows), pad(cols), pad(spacing_m), pad(present))[:b]
+
+
 class TorchEager:
     """Eager float32 torch on ``device`` (CPU reference)."""
 
@@ -121,27 +136,13 @@ class TorchCompiled(TorchEager):
 
     @torch.no_grad()
     def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present):
-        b = parents5.shape[0]
-        n = _bucket(b, self.buckets)
-        if n < b:  # larger than the biggest bucket: run in chunks
-            return torch.cat(
-                [
-                    self.run_torch(
-                        parents5[i : i + n],
-                        seed,
-                        level,
-                        rows[i : i + n],
-                        cols[i : i + n],
-                        spacing_m[i : i + n],
-                        present[i : i + n],
-                    )
-                    for i in range(0, b, n)
-                ]
-            )
-        pad = lambda t: torch.cat([t, t[-1:].expand(n - b, *t.shape[1:])]) if n > b else t
         keys = torch.tensor(stream_keys(seed, level, self.k), dtype=torch.int64).to(parents5.device)
-        out = self.compiled(pad(parents5), keys, pad(rows), pad(cols), pad(spacing_m), pad(present))
-        return out[:b].clone()  # clone: CUDA-graph outputs are overwritten by the next replay
+
+        def run(n, parents5, rows, cols, spacing_m, present):
+            # clone: CUDA-graph outputs are overwritten by the next replay (the next chunk)
+            return self.compiled(parents5, keys, rows, cols, spacing_m, present).clone()
+
+        return run_bucketed(run, self.buckets, parents5, rows, cols, spacing_m, present)
 
 
 class OnnxRuntime:
@@ -256,43 +257,30 @@ class TensorRT:
 
     @torch.no_grad()
     def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present):
-        b, _, h, w = parents5.shape
+        h, w = parents5.shape[2:]
         if (h, w) != (self.crop, self.crop):
             raise ValueError(f"tensorrt engines are built for {self.crop}x{self.crop} crops, got {h}x{w}")
-        n = _bucket(b)
-        if n < b:
-            return torch.cat(
-                [
-                    self.run_torch(
-                        parents5[i : i + n],
-                        seed,
-                        level,
-                        rows[i : i + n],
-                        cols[i : i + n],
-                        spacing_m[i : i + n],
-                        present[i : i + n],
-                    )
-                    for i in range(0, b, n)
-                ]
-            )
-        pad = lambda t: torch.cat([t, t[-1:].expand(n - b, *t.shape[1:])]) if n > b else t
-        inputs = {
-            "parents": pad(parents5).float().contiguous(),
-            "noise": noise_torch(seed, level, pad(rows), pad(cols), self.k).contiguous(),
-            "spacing_m": pad(spacing_m).float().contiguous(),
-            "present": pad(present).float().contiguous(),
-        }
-        engine, ctx = self._engine(n)
-        side = 2 * (self.crop - 2 * self.margin) - 1
-        out = torch.empty((n, 5, side, side), device=parents5.device, dtype=torch.float32)
-        for name, t in inputs.items():
-            ctx.set_tensor_address(name, t.data_ptr())
-        ctx.set_tensor_address("child", out.data_ptr())
-        stream = torch.cuda.current_stream()
-        if not ctx.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError("TensorRT execution failed")
-        stream.synchronize()
-        return out[:b]
+
+        def run(n, parents5, rows, cols, spacing_m, present):
+            inputs = {
+                "parents": parents5.float().contiguous(),
+                "noise": noise_torch(seed, level, rows, cols, self.k).contiguous(),
+                "spacing_m": spacing_m.float().contiguous(),
+                "present": present.float().contiguous(),
+            }
+            engine, ctx = self._engine(n)
+            side = 2 * (self.crop - 2 * self.margin) - 1
+            out = torch.empty((n, 5, side, side), device=parents5.device, dtype=torch.float32)
+            for name, t in inputs.items():
+                ctx.set_tensor_address(name, t.data_ptr())
+            ctx.set_tensor_address("child", out.data_ptr())
+            stream = torch.cuda.current_stream()
+            if not ctx.execute_async_v3(stream.cuda_stream):
+                raise RuntimeError("TensorRT execution failed")
+            stream.synchronize()
+            return out
+
+        return run_bucketed(run, BATCH_BUCKETS, parents5, rows, cols, spacing_m, present)
 
     def run_level(self, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
         d = torch.device("cuda")

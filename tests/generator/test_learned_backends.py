@@ -90,3 +90,24 @@ def test_compiled_fp16_close_to_eager_on_gpu(net_version):
     b = comp.run_level(args[0], 1, 12, *args[1:])
     assert np.array_equal(b[:, :, ::2, ::2], args[0][:, :, m:-m, m:-m])
     assert np.abs(a[:, 0] - b[:, 0]).max() < 0.1
+
+
+@pytest.mark.parametrize("b", [1, 3, 4, 5, 16, 37])
+def test_run_bucketed_pads_to_buckets_chunks_and_keeps_each_row(b):
+    from generator.backends import run_bucketed
+
+    seen = []
+
+    def run(n, parents5, rows, cols, spacing_m, present):
+        seen.append((n, parents5.shape[0], rows.shape[0], cols.shape[0], spacing_m.shape[0], present.shape[0]))
+        # a per-row function of every input, like a network evaluated on a fixed batch shape
+        return parents5.sum((1, 2, 3)) + rows.sum(1) - cols.sum(1) + spacing_m * present.sum(1)
+
+    g = torch.Generator().manual_seed(b)
+    p = torch.rand(b, 5, 3, 3, generator=g)
+    r, c = torch.rand(b, 7, generator=g), torch.rand(b, 7, generator=g)
+    s, m = torch.rand(b, generator=g), torch.rand(b, 2, generator=g)
+    out = run_bucketed(run, (1, 4, 16), p, r, c, s, m)
+    assert torch.equal(out, p.sum((1, 2, 3)) + r.sum(1) - c.sum(1) + s * m.sum(1))
+    assert all(len(set(x)) == 1 and x[0] in (1, 4, 16) for x in seen)  # every input padded alike
+    assert len(seen) == max(1, -(-b // 16))  # one call, or chunks of the biggest bucket
