@@ -47,15 +47,7 @@ def server_url():
 def _fetch(url, keys):
     client = SyncTileClient(url)
     try:
-        client.request(keys)
-        got = {}
-        while len(got) < len(keys):
-            item = client.wait(60)
-            assert item is not None, "timed out waiting for tiles"
-            key, tile = item
-            assert not isinstance(tile, Exception), tile
-            got[key] = tile
-        return client.hello, got
+        return client.hello, client.fetch(keys, timeout_s=60)
     finally:
         client.close()
 

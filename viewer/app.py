@@ -254,27 +254,6 @@ class Flight:
             self.stats.level_under_camera.append(sel.under_camera[0].level)
 
 
-def fetch_blocking(client, keys, timeout_s: float = 120.0) -> dict:
-    """Request ``keys`` on a SyncTileClient and wait for all; other arrivals are put back."""
-    client.request(list(keys))
-    want, got, others = set(keys), {}, []
-    deadline = time.perf_counter() + timeout_s
-    while want - got.keys():
-        item = client.wait(max(0.0, deadline - time.perf_counter()))
-        if item is None:
-            raise TimeoutError(f"tiles {sorted(want - got.keys())[:4]} did not arrive in {timeout_s} s")
-        key, tile = item
-        if key not in want:
-            others.append(item)
-        elif isinstance(tile, Exception):
-            raise tile
-        else:
-            got[key] = tile
-    for item in others:
-        client.received.put(item)
-    return got
-
-
 def start_in_process(server) -> tuple[str, threading.Thread, asyncio.AbstractEventLoop]:
     """Run a TileServer on loopback in a background thread; returns its ws:// URL."""
     loop = asyncio.new_event_loop()
@@ -319,7 +298,7 @@ def default_start(world: World, client) -> tuple[float, float, float]:
         keys = [TileKey(ANCHOR_LEVEL, x, 1) for x in (8, 9)]  # 0..45 E, 22.5..45 N (Alps, Caucasus)
     else:
         keys = [TileKey(ANCHOR_LEVEL, x, y) for y in (-1, 0) for x in (-1, 0)]
-    tiles = fetch_blocking(client, keys)
+    tiles = client.fetch(keys)
     images = {k: wire.decode_image(t.image) for k, t in tiles.items() if t.image is not None}
     x, y, _, heading = pick_start(world, tiles, images)
     return x, y, heading
