@@ -467,6 +467,158 @@ def rtin_steps(t: int) -> tuple[RtinStep, ...]:
     return tuple(steps)
 
 
+@dataclass(frozen=True, eq=False)
+class Hierarchy:
+    """The RTIN hierarchy of a (t+1)^2 grid as tables over grid ids (row * (t+1) + col),
+    with one sentinel row last (id -1 / "none" maps there). Cached per t; read-only.
+
+    Children: a vertex v is the apex of up to four triangles one level below the one it
+    splits (the corners are the apexes of the two root triangles). child_tri (4 n, 3)
+    int32 those triangles, CCW, row 4 v + slot; child_kid (n, 4) int32 the midpoint of
+    each one's hypotenuse (the sentinel n where it has none: unit triangles are never
+    split; n + 1 where the slot is empty). A triangle exists when its apex is a vertex
+    and is a leaf when its kid is not. child_kid_fan: the same with the slots of
+    triangles that have an edge longer than 1 on the tile border emptied (they are drawn
+    as fans with the fan border); fan_apex, fan_kid, fan_tri: those triangles.
+
+    Diamonds (``flip_diamonds``): the two triangles that share the hypotenuse p-q through
+    midpoint m form a square p, a1, q, a2 around m. diamond_a1, diamond_a2 (n,) int32 the
+    apexes; flip_ok (n,) bool m is inside the tile and no edge of its diamond lies on
+    the tile border; flip_tri (n, 2, 3) int32 the diamond drawn on its other diagonal,
+    (a1, a2, p) and (a1, a2, q), CCW; flip_base (n,) int64 the flat id of the (b+1)^2
+    window around the diamond and flip_kind (n,) int16 an index into ``patterns``:
+    (b, triangle 1, triangle 2) in window coordinates."""
+
+    child_tri: np.ndarray
+    child_kid: np.ndarray
+    child_kid_fan: np.ndarray
+    fan_apex: np.ndarray
+    fan_kid: np.ndarray
+    fan_tri: np.ndarray
+    diamond_a1: np.ndarray
+    diamond_a2: np.ndarray
+    flip_ok: np.ndarray
+    flip_tri: np.ndarray
+    flip_base: np.ndarray
+    flip_kind: np.ndarray
+    patterns: tuple
+
+
+@functools.lru_cache(maxsize=8)
+def hierarchy(t: int) -> Hierarchy:
+    """``Hierarchy`` tables of a (t+1)^2 grid (built from ``rtin_steps``; cached)."""
+    n1 = t + 1
+    n = n1 * n1
+    none = n  # the sentinel row
+    steps = rtin_steps(t)
+    # children: every (step, side) triangle is a child of its apex
+    apex, tri, kid = [], [], []
+    for st in steps:
+        for a, tr in ((st.a1, st.t1), (st.a2, st.t2)):
+            keep = a >= 0
+            apex.append(a[keep])
+            tri.append(tr[keep])
+            kid.append(np.where(st.mid >= 0, st.mid, none)[keep])
+    apex, tri, kid = np.concatenate(apex), np.concatenate(tri), np.concatenate(kid)
+    order = np.argsort(apex, kind="stable")
+    apex, tri, kid = apex[order], tri[order], kid[order]
+    start = np.searchsorted(apex, apex)  # first record of each apex
+    slot = np.arange(len(apex)) - start
+    if slot.max() >= 4:
+        raise AssertionError("an RTIN vertex has more than four children")
+    child_tri = np.zeros((n + 1, 4, 3), np.int32)
+    child_kid = np.full((n + 1, 4), n + 1, np.int32)  # n + 1: no triangle in this slot
+    child_tri[apex, slot] = tri
+    child_kid[apex, slot] = kid
+    fan = _long_border_edge(tri, t)
+    child_kid_fan = child_kid.copy()
+    child_kid_fan[apex[fan], slot[fan]] = n + 1
+    fan_apex, fan_kid, fan_tri = apex[fan].astype(np.int64), kid[fan], tri[fan]
+    # diamonds
+    d_a1 = np.full(n + 1, none, np.int32)
+    d_a2 = np.full(n + 1, none, np.int32)
+    flip_ok = np.zeros(n + 1, bool)
+    flip_tri = np.zeros((n + 1, 2, 3), np.int32)
+    flip_base = np.zeros(n + 1, np.int64)
+    flip_kind = np.full(n + 1, -1, np.int16)
+    patterns = []
+    for st in steps[:-1]:
+        rc = lambda v: (v // n1, v % n1)
+        (mr, mc), (pr, pc), (qr, qc) = rc(st.mid), rc(st.p), rc(st.q)
+        (ar, ac), (br, bc) = rc(st.a1), rc(st.a2)
+        s = int(max(np.abs(pr - mr).max(), np.abs(pc - mc).max()))
+        ok = (st.a1 >= 0) & (st.a2 >= 0) & ~st.border
+        corners = ((pr, pc), (ar, ac), (qr, qc), (br, bc))
+        for k in range(4):
+            (ur, uc), (vr, vc) = corners[k], corners[(k + 1) % 4]
+            ok &= ~(((ur == vr) & ((ur == 0) | (ur == t))) | ((uc == vc) & ((uc == 0) | (uc == t))))
+        d_a1[st.mid] = np.where(st.a1 >= 0, st.a1, none)
+        d_a2[st.mid] = np.where(st.a2 >= 0, st.a2, none)
+        flip_ok[st.mid] = ok
+        a1, a2 = np.maximum(st.a1, 0), np.maximum(st.a2, 0)
+        flip_tri[st.mid, 0] = _ccw(a1, a2, st.p, n1).T
+        flip_tri[st.mid, 1] = _ccw(a1, a2, st.q, n1).T
+        orr, oc = mr - s, mc - s
+        flip_base[st.mid] = np.where(ok, orr * n1 + oc, 0)
+        if ok.any():
+            local = np.stack([ar - orr, ac - oc, br - orr, bc - oc, pr - orr, pc - oc, qr - orr, qc - oc], 1)
+            shapes, inv = np.unique(local[ok], axis=0, return_inverse=True)
+            flip_kind[st.mid[ok]] = len(patterns) + inv.ravel()
+            for a_r, a_c, b_r, b_c, p_r, p_c, q_r, q_c in shapes.tolist():
+                patterns.append((2 * s, ((a_r, a_c), (b_r, b_c), (p_r, p_c)), ((a_r, a_c), (b_r, b_c), (q_r, q_c))))
+    hier = Hierarchy(child_tri.reshape(-1, 3), child_kid, child_kid_fan, fan_apex, fan_kid, fan_tri, d_a1, d_a2,
+                     flip_ok, flip_tri, flip_base, flip_kind, tuple(patterns))
+    for v in (hier.child_tri, child_kid, child_kid_fan, fan_apex, fan_kid, fan_tri, d_a1, d_a2, flip_ok, flip_tri,
+              flip_base, flip_kind):
+        v.setflags(write=False)
+    return hier
+
+
+def flip_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float) -> np.ndarray:
+    """Drop every RTIN vertex m whose diamond can be drawn on its other diagonal within
+    ``max_error_m``: one cheap step of greedy vertex removal (-1 vertex, -2 triangles)
+    that keeps the mesh conforming (the diamond's outline is unchanged) and its
+    connectivity implied by one bit per unsplit diamond (see ``Hierarchy``).
+
+    Candidates are the interior vertices whose four children are leaves (valence 4),
+    taken from the RTIN before any removal: their diamonds are disjoint, so the
+    removals are independent. Updates ``present`` in place; returns the ``flipped``
+    mask ((t+1)^2 + 1,) bool over grid ids (sentinel last) for ``tin_faces``."""
+    t = height_m.shape[0] - 1
+    n1 = t + 1
+    hier = hierarchy(t)
+    flat = np.ascontiguousarray(height_m, dtype=np.float64).ravel()
+    flipped = np.zeros(n1 * n1 + 1, dtype=bool)
+    ids = np.flatnonzero(present[:-1])
+    # a vertex has a split child when it is an apex of some vertex's diamond
+    split_child = np.zeros(n1 * n1 + 1, dtype=bool)
+    split_child[hier.diamond_a1[ids]] = True
+    split_child[hier.diamond_a2[ids]] = True
+    ids = ids[hier.flip_ok[ids] & ~split_child[ids]]
+    if not len(ids):
+        return flipped
+    kinds = hier.flip_kind[ids]
+    order = np.argsort(kinds, kind="stable")
+    ids, kinds = ids[order], kinds[order]
+    bounds = np.flatnonzero(np.diff(kinds)) + 1
+    for grp in np.split(ids, bounds):
+        b, v1, v2 = hier.patterns[hier.flip_kind[grp[0]]]
+        base = hier.flip_base[grp]
+        e = np.maximum(_plane_error_at(flat, n1, base, b, v1), _plane_error_at(flat, n1, base, b, v2))
+        flipped[grp[e <= max_error_m]] = True
+    present &= ~flipped
+    return flipped
+
+
+def flip_candidates(present: np.ndarray, t: int) -> np.ndarray:
+    """Grid ids (ascending) of the unsplit diamonds that a mesh with RTIN vertex set
+    ``present`` may draw flipped: midpoint absent, both triangles present, interior.
+    The wire sends one bit for each."""
+    hier = hierarchy(t)
+    ids = np.flatnonzero(hier.flip_ok[:-1] & ~present[:-1])
+    return ids[present[hier.diamond_a1[ids]] & present[hier.diamond_a2[ids]]]
+
+
 def rtin_faces(present: np.ndarray, t: int) -> np.ndarray:
     """Leaf triangles of the RTIN whose vertex set is ``present`` ((t+1)^2 + 1,) bool,
     the last entry False (a sentinel for ids of -1). A triangle exists when its apex
@@ -563,25 +715,41 @@ def fan_out(face_ids: np.ndarray, t: int) -> np.ndarray:
     return np.concatenate([face_ids[~has], fans])
 
 
-def tin_faces(present: np.ndarray, t: int, border: str = "fan") -> np.ndarray:
-    """Faces (m, 3) grid ids of the tile mesh with RTIN vertex set ``present``."""
-    if border != "fan":
-        return rtin_faces(present, t)
-    # rtin_faces, with the (few) triangles that have a long border edge set aside and
-    # fanned: the same faces as fan_out(rtin_faces(...)), without scanning them all.
-    main, fans = [], []
-    for st in rtin_steps(t):
-        leaf = ~present[st.mid]
-        for tri, apex, idx in ((st.t1, st.a1, st.fan1), (st.t2, st.a2, st.fan2)):
-            sel = leaf & present[apex]
-            fans.append(tri[idx[sel[idx]]])
-            sel[idx] = False
-            main.append(tri[sel])
-    return np.concatenate(main + [fan_out(np.concatenate(fans), t)])
+def _extend(mask: np.ndarray, last: bool = False) -> np.ndarray:
+    """((t+1)^2 + 2,) bool: ``mask`` ((t+1)^2 + 1,) with one more entry, ``last``."""
+    out = np.empty(len(mask) + 1, dtype=bool)
+    out[:-1] = mask
+    out[-1] = last
+    return out
+
+
+def tin_faces(
+    present: np.ndarray, t: int, border: str = "fan", flipped: np.ndarray | None = None
+) -> np.ndarray:
+    """Faces (m, 3) grid ids of the tile mesh with RTIN vertex set ``present``
+    (((t+1)^2 + 1,) bool, sentinel last), with the diamonds in ``flipped`` (from
+    ``flip_diamonds``; None: none) drawn on their other diagonal.
+
+    One vectorised pass over the vertices: every child of a vertex that is a leaf. The
+    order is canonical: leaves by apex id and child slot, then the flipped pairs by
+    midpoint id, then (fan border) the fans."""
+    hier = hierarchy(t)
+    ids = np.flatnonzero(present[:-1])
+    # a child is drawn when its kid is neither a vertex nor a flipped diamond's midpoint
+    blocked = _extend(present if flipped is None else present | flipped, True)
+    table = hier.child_kid_fan if border == "fan" else hier.child_kid
+    sel = np.flatnonzero(~blocked[table[ids]].ravel())
+    out = [hier.child_tri[ids[sel >> 2] * 4 + (sel & 3)]]
+    if flipped is not None:
+        out.append(hier.flip_tri[np.flatnonzero(flipped[:-1])].reshape(-1, 3))
+    if border == "fan":
+        fans = present[hier.fan_apex] & ~blocked[hier.fan_kid]
+        out.append(fan_out(hier.fan_tri[fans], t))
+    return np.concatenate(out)
 
 
 def simplify_grid(
-    height_m: np.ndarray, max_error_m: float, border: str = "fan"
+    height_m: np.ndarray, max_error_m: float, border: str = "fan", flips: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Adaptive TIN of a tile's height grid within ``max_error_m`` vertical error.
 
@@ -592,12 +760,23 @@ def simplify_grid(
     kept (see BORDERS). The numbering is canonical (``number_vertices``): the wire codec
     rebuilds exactly these arrays from the vertex set.
     """
+    _, _, grid_rc, faces = simplify_rtin(height_m, max_error_m, border, flips)
+    return grid_rc, faces
+
+
+def simplify_rtin(
+    height_m: np.ndarray, max_error_m: float, border: str = "fan", flips: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """``simplify_grid`` that also returns its RTIN vertex set and flipped diamonds
+    (``present``, ``flipped`` or None; what the wire codec sends), then grid_rc, faces."""
     if not (np.isfinite(max_error_m) and max_error_m >= 0):
         raise ValueError(f"max_error_m must be a finite number >= 0, got {max_error_m!r}")
     err = rtin_errors(height_m, max_error_m, border)
     t = err.shape[0] - 1
     present = rtin_vertices(err, max_error_m, border)
-    return number_vertices(tin_faces(present, t, border), t + 1, mesh_vertices(present, t, border))
+    flipped = flip_diamonds(height_m, present, max_error_m) if flips else None
+    grid_rc, faces = number_vertices(tin_faces(present, t, border, flipped), t + 1, mesh_vertices(present, t, border))
+    return present, flipped, grid_rc, faces
 
 
 def mesh_vertices(present: np.ndarray, t: int, border: str = "fan") -> np.ndarray:

@@ -37,10 +37,12 @@ from runtime.mesh import (
     close_border,
     edge_indices,
     first_use_order,
+    flip_candidates,
+    hierarchy,
     mesh_vertices,
     number_vertices,
     rtin_steps,
-    simplify_grid,
+    simplify_rtin,
     tin_faces,
 )
 from runtime.tiles import T, TileKey, spacing_m
@@ -123,13 +125,17 @@ def _border_mask(t: int) -> np.ndarray:
 
 
 def _encode_rtin(
-    grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int, known: str | None = None
+    grid_rc: np.ndarray, faces: np.ndarray, q: np.ndarray, t: int, known: tuple | None = None
 ) -> dict | None:
     """RTIN streams, or None when (grid_rc, faces) is not a canonical RTIN tile mesh.
-    Tries the fan border first, then the plain RTIN; ``known`` ("fan" or "rtin") skips
-    the check for meshes made by ``simplify_grid`` with that border."""
+    Tries the fan border first, then the plain RTIN. ``known`` = (mode, present,
+    flipped) from ``simplify_rtin`` (mode "fan" or "rtin") skips the check."""
     n1 = t + 1
     ids = grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]
+    if known is not None:
+        mode, present, flipped = known
+        whole_border = mode == "fan" or bool(_border_mask(t)[ids].sum() == 4 * t)
+        return _rtin_streams(present, ids, q, t, mode, whole_border, flipped)
     vertices = np.zeros(n1 * n1 + 1, dtype=bool)  # last entry: sentinel for id -1
     vertices[ids] = True
     if not vertices[_corner_ids(t)].all():
@@ -143,21 +149,38 @@ def _encode_rtin(
         close_border(present, t)
         candidates.append(("fan", present))
     candidates.append(("rtin", vertices))
+    if len(ids) > 1 and not (np.diff(ids) > 0).all():
+        return None
+    face_ids = ids[faces]
+    face_keys = None
     for mode, present in candidates:
-        if known is not None:
-            if mode != known:
-                continue
-        else:
-            if len(ids) > 1 and not (np.diff(ids) > 0).all():
-                return None
-            canonical = tin_faces(present, t, "fan" if mode == "fan" else "graded")
-            if canonical.shape != faces.shape or not np.array_equal(ids[faces], canonical):
-                continue
-        return _rtin_streams(present, ids, q, t, mode, whole_border)
+        # Flipped diamonds: candidates whose other-diagonal triangle is a face.
+        cands = flip_candidates(present, t)
+        flipped = None
+        if len(cands):
+            if face_keys is None:
+                face_keys = np.sort(_tri_keys(face_ids, n1))
+            tri = hierarchy(t).flip_tri[cands, 0]
+            k = _tri_keys(tri, n1)
+            pos = np.minimum(np.searchsorted(face_keys, k), len(face_keys) - 1)
+            hit = face_keys[pos] == k
+            if hit.any():
+                flipped = np.zeros(n1 * n1 + 1, dtype=bool)
+                flipped[cands[hit]] = True
+        canonical = tin_faces(present, t, "fan" if mode == "fan" else "graded", flipped)
+        if canonical.shape != faces.shape or not np.array_equal(face_ids, canonical):
+            continue
+        return _rtin_streams(present, ids, q, t, mode, whole_border, flipped)
     return None
 
 
-def _rtin_streams(present, ids, q, t, mode, whole_border) -> dict:
+def _tri_keys(tri: np.ndarray, n1: int) -> np.ndarray:
+    """One int64 per triangle of grid ids, independent of vertex order."""
+    s = np.sort(tri.astype(np.int64), axis=1)
+    return (s[:, 0] * (n1 * n1) + s[:, 1]) * (n1 * n1) + s[:, 2]
+
+
+def _rtin_streams(present, ids, q, t, mode, whole_border, flipped=None) -> dict:
     n1 = t + 1
     qgrid = np.zeros(n1 * n1 + 1, dtype=np.int64)
     qgrid[ids] = q
@@ -175,11 +198,15 @@ def _rtin_streams(present, ids, q, t, mode, whole_border) -> dict:
         m, a, b = st.mid[has_h], st.p[has_h], st.q[has_h]
         res.append(qgrid[m] - ((qgrid[a] + qgrid[b]) >> 1))
     flags = np.concatenate(bits)
+    cands = flip_candidates(present, t)
+    flips = np.zeros(len(cands), bool) if flipped is None else flipped[cands]
     return {
         "border": mode,
         "whole_border": whole_border,
         "split_count": int(len(flags)),
         "splits": zlib.compress(np.packbits(flags).tobytes(), ZLIB_LEVEL),
+        "flip_count": int(len(flips)),
+        "flips": zlib.compress(np.packbits(flips).tobytes(), ZLIB_LEVEL),
         "heights": _pack_uints(_zigzag(np.concatenate(res))),
     }
 
@@ -227,8 +254,19 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
         nr += j
     if nb != nbits or nr != n:
         raise ValueError(f"splits/heights do not match: used {nb}/{nbits} bits, {nr}/{n} vertices")
+    flipped = None
+    if "flips" in p:  # (absent in payloads from before diamond flips: none flipped)
+        cands = flip_candidates(present, t)
+        nflip = _get(p, "flip_count", int)
+        if nflip != len(cands):
+            raise ValueError(f"flip_count must be {len(cands)} (the mesh's unsplit diamonds), got {nflip}")
+        raw = _inflate(_get(p, "flips", bytes), "flips", (nflip + 7) // 8)
+        if len(raw) != (nflip + 7) // 8:
+            raise ValueError(f"flips must hold {nflip} bits ({(nflip + 7) // 8} bytes), got {len(raw)} bytes")
+        flipped = np.zeros(n1 * n1 + 1, dtype=bool)
+        flipped[cands] = np.unpackbits(np.frombuffer(raw, np.uint8), count=nflip).astype(bool)
     mode = "fan" if fan else "graded"
-    grid_rc, faces = number_vertices(tin_faces(present, t, mode), n1, mesh_vertices(present, t, mode))
+    grid_rc, faces = number_vertices(tin_faces(present, t, mode, flipped), n1, mesh_vertices(present, t, mode))
     if len(grid_rc) != n or len(faces) != m:
         raise ValueError(f"decoded {len(grid_rc)} vertices / {len(faces)} faces, payload says {n} / {m}")
     q = qgrid[grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]]
@@ -379,7 +417,7 @@ def encode_heights(
     height_m: (T+1, T+1) float32 metres. Returns (payload, grid_rc, faces); the payload's
     geometric error defaults to ``max_error_m``."""
     h = np.asarray(height_m, dtype=np.float32)
-    grid_rc, faces = simplify_grid(h, max_error_m, border)
+    present, flipped, grid_rc, faces = simplify_rtin(h, max_error_m, border)
     heights = h[grid_rc[:, 0], grid_rc[:, 1]].astype(np.float64)
     payload = _payload(
         grid_rc,
@@ -391,7 +429,7 @@ def encode_heights(
         image=rgb_jpeg_or_png,
         height_step_m=height_step_m,
         grid_size=h.shape[0] - 1,
-        known_rtin="fan" if border == "fan" else "rtin",
+        known_rtin=("fan" if border == "fan" else "rtin", present, flipped),
     )
     return payload, grid_rc, faces
 

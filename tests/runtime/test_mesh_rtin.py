@@ -215,12 +215,63 @@ def test_vertex_set_is_every_sample_above_the_bound():
     inner = (slice(1, -1), slice(1, -1))
     for border in mesh.BORDERS:
         err = mesh.rtin_errors(h, border=border)
-        grid_rc, _ = mesh.simplify_grid(h, 7.0, border)
+        grid_rc, _ = mesh.simplify_grid(h, 7.0, border, flips=False)
         kept[:] = False
         kept[grid_rc[:, 0], grid_rc[:, 1]] = True
         np.testing.assert_array_equal(kept[inner], (err > 7.0)[inner])
         edge = np.concatenate([kept[0], kept[-1], kept[:, 0], kept[:, -1]])
         assert edge.all() == (border != "free")
+        # flips only drop vertices of the plain RTIN, each one a flipped diamond's midpoint
+        present, flipped, rc2, _ = mesh.simplify_rtin(h, 7.0, border)
+        kept2 = np.zeros_like(kept)
+        kept2[rc2[:, 0], rc2[:, 1]] = True
+        dropped = kept & ~kept2
+        assert not (kept2 & ~kept).any() and dropped.any()
+        np.testing.assert_array_equal(dropped.ravel(), flipped[:-1])
+
+
+def canonical_triangles(grid_ids: np.ndarray) -> np.ndarray:
+    """Triangles rotated to start at their smallest id (winding kept), rows sorted."""
+    f = np.asarray(grid_ids, dtype=np.int64)
+    k = np.argmin(f, axis=1)
+    rows = np.arange(len(f))[:, None]
+    f = f[rows, (k[:, None] + np.arange(3)) % 3]
+    return f[np.lexsort(f.T[::-1])]
+
+
+def edge_uses(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Undirected edges and how many faces use each; directed edges must be unique."""
+    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    assert len(np.unique(directed, axis=0)) == len(directed), "a directed edge is used twice"
+    return np.unique(np.sort(directed, axis=1), axis=0, return_counts=True)
+
+
+@pytest.mark.parametrize("border", mesh.BORDERS)
+@pytest.mark.parametrize("source", ["real", "fractal"])
+def test_diamond_flips_remove_vertices_and_keep_the_mesh_conforming(source, border):
+    h = real_crop() if source == "real" else fractal(T + 1, seed=21, relief_m=600.0)
+    for bound in (0.5, 3.0, 12.0):
+        rc0, f0 = mesh.simplify_grid(h, bound, border, flips=False)
+        present, flipped, rc, f = mesh.simplify_rtin(h, bound, border)
+        k = int(flipped.sum())
+        assert k > 0.05 * len(rc0)  # a real share of the vertices goes
+        assert len(rc) == len(rc0) - k and len(f) == len(f0) - 2 * k  # -1 vertex, -2 faces each
+        assert mesh.max_vertical_error(h, rc, f) <= bound + 1e-6
+        assert signed_area2(rc, f).min() > 0 and signed_area2(rc, f).sum() == 2 * T * T
+        # conforming: every edge inside the tile is shared by exactly two faces, every
+        # edge on the border belongs to one, and the border keeps its samples
+        edges, uses = edge_uses(f)
+        a, b = rc[edges[:, 0]], rc[edges[:, 1]]
+        same_row = (a[:, 0] == b[:, 0]) & np.isin(a[:, 0], [0, T])
+        on_border = same_row | ((a[:, 1] == b[:, 1]) & np.isin(a[:, 1], [0, T]))
+        assert (uses[on_border] == 1).all() and (uses[~on_border] == 2).all()
+        # every flipped diamond is drawn on its other diagonal
+        hier = mesh.hierarchy(T)
+        ids = np.flatnonzero(flipped[:-1])
+        grid_ids = rc[:, 0].astype(np.int64) * (T + 1) + rc[:, 1]
+        drawn = canonical_triangles(grid_ids[f])
+        want = canonical_triangles(hier.flip_tri[ids].reshape(-1, 3))
+        assert len(np.unique(np.concatenate([drawn, want]), axis=0)) == len(drawn)
 
 
 def test_tile_mesh_from_decoded_payload_matches_server_mesh():
@@ -252,8 +303,14 @@ def test_tin_faces_fast_path_equals_fanning_every_leaf():
     h = fractal(T + 1, seed=13, relief_m=900.0)
     for bound in (0.7, 9.0, 90.0):
         present = mesh.rtin_vertices(mesh.rtin_errors(h, bound), bound)
+        # the level-by-level reference against the one-pass version (same triangles,
+        # same windings; the order is each one's own)
         slow = mesh.fan_out(mesh.rtin_faces(present, T), T)
-        np.testing.assert_array_equal(mesh.tin_faces(present, T, "fan"), slow)
+        np.testing.assert_array_equal(canonical_triangles(mesh.tin_faces(present, T, "fan")), canonical_triangles(slow))
+        graded = mesh.rtin_vertices(mesh.rtin_errors(h, bound, "graded"), bound, "graded")
+        np.testing.assert_array_equal(
+            canonical_triangles(mesh.tin_faces(graded, T, "graded")), canonical_triangles(mesh.rtin_faces(graded, T))
+        )
 
 
 @pytest.mark.parametrize("n", [3, 5, 9, 33, 129])

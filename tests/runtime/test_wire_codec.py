@@ -83,6 +83,37 @@ def test_rtin_round_trip_same_topology_heights_within_quantum(max_error_m, borde
         assert len(getattr(d, name)) == (T + 1 if border != "free" else len(getattr(d, name)))
 
 
+@pytest.mark.parametrize("border", ["fan", "graded", "free"])
+def test_flipped_diamonds_keep_the_compact_coding(border):
+    """encode_tile finds the flipped diamonds of any simplify_grid mesh from its faces, and
+    sends one bit per unsplit diamond: the decoded mesh is the same, topology and all."""
+    h = real_crop()
+    present, flipped, grid_rc, faces = mesh.simplify_rtin(h, 4.0, border)
+    assert flipped.sum() > 500
+    heights = h[grid_rc[:, 0], grid_rc[:, 1]]
+    p = wire.encode_tile(grid_rc, heights, faces, key=KEY, geometric_error_m=4.0, model="m1")
+    assert p["topology"] == "rtin"
+    assert p["mesh"]["flip_count"] == len(mesh.flip_candidates(present, T))
+    d = wire.decode_tile(through_msgpack(p))
+    np.testing.assert_array_equal(d.faces, faces)
+    np.testing.assert_array_equal(d.grid_rc, grid_rc)
+    # the server path sends the very same streams
+    fast = wire.encode_heights(h, 4.0, key=KEY, model="m1", border=border)[0]
+    assert fast["mesh"] == p["mesh"] or border != "fan"
+
+
+def test_payload_from_before_flips_still_decodes():
+    """Tiles cached on disk before diamond flips carry no flip stream: none is flipped."""
+    h = real_crop()
+    grid_rc, faces = mesh.simplify_grid(h, 4.0, flips=False)
+    heights = h[grid_rc[:, 0], grid_rc[:, 1]]
+    p = wire.encode_tile(grid_rc, heights, faces, key=KEY, geometric_error_m=4.0, model="m1")
+    assert not np.unpackbits(np.frombuffer(zlib.decompress(p["mesh"]["flips"]), np.uint8)).any()
+    del p["mesh"]["flips"], p["mesh"]["flip_count"]
+    d = wire.decode_tile(through_msgpack(p))
+    np.testing.assert_array_equal(d.faces, faces)
+
+
 def test_indexed_round_trip_for_any_triangle_list():
     h = real_crop()
     grid_rc, faces = mesh.simplify_grid(h, 8.0)
@@ -181,6 +212,10 @@ def corrupt(p, path, value):
         ("heights", zlib.compress(b"\x02" + b"\x00" * 10), "heights"),
         ("heights", zlib.compress(b"\x00" * (64 << 20)), "heights"),  # deflate bomb
         ("splits", KeyError, "splits"),
+        ("flips", b"not zlib", "flips"),
+        ("flips", zlib.compress(b"\xff" * 10**6), "flips"),
+        ("flip_count", 3, "flip_count"),
+        ("flip_count", KeyError, "flip_count"),
         ("model", 5, "model"),
         ("image", b"GIF89a", "image"),
     ],
@@ -192,7 +227,8 @@ def test_malformed_payloads_raise_value_error(payload, field, value, message):
 
 def test_truncated_and_flipped_streams_never_crash(payload):
     rng = np.random.default_rng(1)
-    for name in ("splits", "heights"):
+    assert np.unpackbits(np.frombuffer(zlib.decompress(payload["mesh"]["flips"]), np.uint8)).any()
+    for name in ("splits", "heights", "flips"):
         data = payload["mesh"][name]
         raw = bytearray(zlib.decompress(data))
         for trial in range(20):
