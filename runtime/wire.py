@@ -27,6 +27,7 @@ byte planes and deflated (zlib), which is the entropy coder.
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from dataclasses import dataclass
@@ -35,9 +36,10 @@ import numpy as np
 
 from runtime.mesh import (
     close_border,
+    diamond_candidates,
+    diamond_interiors,
     edge_indices,
     first_use_order,
-    flip_candidates,
     hierarchy,
     mesh_vertices,
     number_vertices,
@@ -152,21 +154,24 @@ def _encode_rtin(
     if len(ids) > 1 and not (np.diff(ids) > 0).all():
         return None
     face_ids = ids[faces]
-    face_keys = None
+    edge_keys = None
+    hier = hierarchy(t)
     for mode, present in candidates:
-        # Flipped diamonds: candidates whose other-diagonal triangle is a face.
-        cands = flip_candidates(present, t)
-        flipped = None
+        # Flip bits: the candidates whose a1-a2 diagonal is an edge of the mesh.
+        cands = diamond_candidates(present, t)
+        flipped = np.zeros(n1 * n1 + 1, dtype=bool)
         if len(cands):
-            if face_keys is None:
-                face_keys = np.sort(_tri_keys(face_ids, n1))
-            tri = hierarchy(t).flip_tri[cands, 0]
-            k = _tri_keys(tri, n1)
-            pos = np.minimum(np.searchsorted(face_keys, k), len(face_keys) - 1)
-            hit = face_keys[pos] == k
-            if hit.any():
-                flipped = np.zeros(n1 * n1 + 1, dtype=bool)
-                flipped[cands[hit]] = True
+            if edge_keys is None:
+                e = np.sort(np.concatenate([face_ids[:, [0, 1]], face_ids[:, [1, 2]], face_ids[:, [2, 0]]]), 1)
+                edge_keys = np.sort(e[:, 0].astype(np.int64) * n1 * n1 + e[:, 1])
+            a1, a2 = hier.diamond_a1[cands].astype(np.int64), hier.diamond_a2[cands].astype(np.int64)
+            k = np.minimum(a1, a2) * n1 * n1 + np.maximum(a1, a2)
+            pos = np.minimum(np.searchsorted(edge_keys, k), len(edge_keys) - 1)
+            # A candidate inside a dropped diamond (one with a vertex at an edge midpoint)
+            # can see its a1-a2 segment drawn as that diamond's fan edge: not a flip.
+            with_kid = cands[present[hier.diamond_kid.take(cands, axis=0)].any(axis=1)]
+            inside = diamond_interiors(with_kid, t)
+            flipped[cands[(edge_keys[pos] == k) & ~inside[cands]]] = True
         canonical = tin_faces(present, t, "fan" if mode == "fan" else "graded", flipped)
         if canonical.shape != faces.shape or not np.array_equal(face_ids, canonical):
             continue
@@ -174,10 +179,15 @@ def _encode_rtin(
     return None
 
 
-def _tri_keys(tri: np.ndarray, n1: int) -> np.ndarray:
-    """One int64 per triangle of grid ids, independent of vertex order."""
-    s = np.sort(tri.astype(np.int64), axis=1)
-    return (s[:, 0] * (n1 * n1) + s[:, 1]) * (n1 * n1) + s[:, 2]
+@functools.lru_cache(maxsize=8)
+def _all_steps(t: int) -> tuple[np.ndarray, ...]:
+    """mid, p, q, a1, a2, border of every ``rtin_steps(t)`` step with midpoints, concatenated
+    coarse to fine (the order of the split bits and height residuals)."""
+    steps = rtin_steps(t)[:-1]
+    out = tuple(np.concatenate([getattr(st, f) for st in steps]) for f in ("mid", "p", "q", "a1", "a2", "border"))
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def _rtin_streams(present, ids, q, t, mode, whole_border, flipped=None) -> dict:
@@ -186,19 +196,17 @@ def _rtin_streams(present, ids, q, t, mode, whole_border, flipped=None) -> dict:
     qgrid[ids] = q
     fan = mode == "fan"
     forced = whole_border and not fan  # plain RTIN keeping the border: border splits implied
-    bits, res = [], [qgrid[_corner_ids(t)]]
-    for st in rtin_steps(t)[:-1]:
-        cand = present[st.a1] | present[st.a2]
-        split = present[st.mid]
-        coded = cand & ~st.border if forced else cand
-        bits.append(split[coded])
-        # Heights: every split midpoint; with fans also every border sample (from its
-        # neighbours along the edge, which are coarser border samples).
-        has_h = split | st.border if fan else split
-        m, a, b = st.mid[has_h], st.p[has_h], st.q[has_h]
-        res.append(qgrid[m] - ((qgrid[a] + qgrid[b]) >> 1))
-    flags = np.concatenate(bits)
-    cands = flip_candidates(present, t)
+    # All levels at once (the encoder knows the whole vertex set; the decoder walks them
+    # coarse to fine): the steps' arrays concatenated in order.
+    mid, pp, qq, a1, a2, on_border = _all_steps(t)
+    cand = present[a1] | present[a2]
+    split = present[mid]
+    flags = split[cand & ~on_border if forced else cand]
+    # Heights: every split midpoint; with fans also every border sample (from its
+    # neighbours along the edge, which are coarser border samples).
+    has_h = np.flatnonzero(split | on_border if fan else split)
+    res = [qgrid[_corner_ids(t)], qgrid[mid[has_h]] - ((qgrid[pp[has_h]] + qgrid[qq[has_h]]) >> 1)]
+    cands = diamond_candidates(present, t)
     flips = np.zeros(len(cands), bool) if flipped is None else flipped[cands]
     return {
         "border": mode,
@@ -256,7 +264,7 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
         raise ValueError(f"splits/heights do not match: used {nb}/{nbits} bits, {nr}/{n} vertices")
     flipped = None
     if "flips" in p:  # (absent in payloads from before diamond flips: none flipped)
-        cands = flip_candidates(present, t)
+        cands = diamond_candidates(present, t)
         nflip = _get(p, "flip_count", int)
         if nflip != len(cands):
             raise ValueError(f"flip_count must be {len(cands)} (the mesh's unsplit diamonds), got {nflip}")

@@ -93,7 +93,7 @@ def test_flipped_diamonds_keep_the_compact_coding(border):
     heights = h[grid_rc[:, 0], grid_rc[:, 1]]
     p = wire.encode_tile(grid_rc, heights, faces, key=KEY, geometric_error_m=4.0, model="m1")
     assert p["topology"] == "rtin"
-    assert p["mesh"]["flip_count"] == len(mesh.flip_candidates(present, T))
+    assert p["mesh"]["flip_count"] == len(mesh.diamond_candidates(present, T))
     d = wire.decode_tile(through_msgpack(p))
     np.testing.assert_array_equal(d.faces, faces)
     np.testing.assert_array_equal(d.grid_rc, grid_rc)
