@@ -167,6 +167,8 @@ def bench_tile(h: np.ndarray, max_error_m: float, repeats: int, pixel_m: float) 
     for border in ("graded", "free"):
         rc_b, f_b = mesh.simplify_grid(h, max_error_m, border)
         row[f"ours_{border}"] = dict(tris=len(f_b), err=mesh.max_vertical_error(h, rc_b, f_b))
+    rc_p, f_p = mesh.simplify_grid(h, max_error_m, flips=False)  # the plain RTIN, no dropped diamonds
+    row["ours_plain"] = dict(tris=len(f_p), err=mesh.max_vertical_error(h, rc_p, f_p))
     tin, t_del = timed(lambda: Delatin(h.astype(np.float64), max_error=max_error_m), repeats)
     dv, dt = tin.vertices, tin.triangles  # pydelatin vertices are (x = col, y = T - row, z)
     row["pydelatin"] = dict(
@@ -207,8 +209,8 @@ def bench_tile(h: np.ndarray, max_error_m: float, repeats: int, pixel_m: float) 
 def summarise(rows: list[dict]) -> dict:
     mean = lambda xs: float(np.mean(xs))
     tris = lambda key: np.array([r[key]["tris"] for r in rows], dtype=np.float64)
-    ours, dela, mart, graded, free = (
-        tris(k) for k in ("ours", "pydelatin", "pymartini", "ours_graded", "ours_free")
+    ours, dela, mart, graded, free, plain = (
+        tris(k) for k in ("ours", "pydelatin", "pymartini", "ours_graded", "ours_free", "ours_plain")
     )
     return dict(
         tiles=len(rows),
@@ -227,6 +229,10 @@ def summarise(rows: list[dict]) -> dict:
         tri_ratio_graded=graded.sum() / dela.sum(),
         tri_ratio_free=free.sum() / dela.sum(),
         tri_ratio_free_median=float(np.median(free / dela)),
+        tri_ratio_free_mean=float(np.mean(free / dela)),
+        plain_tris=plain.mean(),
+        tri_ratio_plain=plain.sum() / dela.sum(),
+        err_ratio_plain=max(r["ours_plain"]["err"] / r["bound"] for r in rows),
         err_ratio_ours=max(r["ours"]["err"] / r["bound"] for r in rows),
         err_ratio_graded=max(r["ours_graded"]["err"] / r["bound"] for r in rows),
         err_ratio_free=max(r["ours_free"]["err"] / r["bound"] for r in rows),
@@ -262,9 +268,13 @@ def print_table(title: str, s: dict, by_bound: dict[float, dict]) -> None:
     )
     blank = lambda n: f"{'':>{n}}"
     print(
-        f"{'ours (RTIN, fan border)':<{w}}{s['ours_tris']:>11.0f}{s['tri_ratio_vs_pydelatin']:>11.3f}"
+        f"{'ours (fan border)':<{w}}{s['ours_tris']:>11.0f}{s['tri_ratio_vs_pydelatin']:>11.3f}"
         f"{s['tri_ratio_vs_pydelatin_median']:>8.3f}{s['tri_ratio_vs_pymartini']:>11.3f}"
         f"{s['err_ratio_ours']:>15.3f}{s['ms_ours']:>9.2f}"
+    )
+    print(
+        f"{'ours, plain RTIN (before)':<{w}}{s['plain_tris']:>11.0f}{s['tri_ratio_plain']:>11.3f}{blank(8)}"
+        f"{blank(11)}{s['err_ratio_plain']:>15.3f}"
     )
     print(
         f"{'ours, graded border':<{w}}{s['graded_tris']:>11.0f}{s['tri_ratio_graded']:>11.3f}{blank(8)}"
@@ -364,6 +374,8 @@ def main(argv=None) -> None:
         "tri_ratio_vs_pymartini": round(total["tri_ratio_vs_pymartini"], 3),
         "tri_ratio_graded_vs_pydelatin": round(total["tri_ratio_graded"], 3),
         "tri_ratio_free_border_vs_pydelatin": round(total["tri_ratio_free"], 3),
+        "tri_ratio_free_border_vs_pydelatin_mean": round(total["tri_ratio_free_mean"], 3),
+        "tri_ratio_plain_rtin_vs_pydelatin": round(total["tri_ratio_plain"], 3),
         "bytes_per_vertex": round(total["bpv_ours"], 3),
         "qm_gzip_bytes_per_vertex": round(total["bpv_qm_gz"], 3),
         "glb_bytes_per_vertex": round(total["bpv_glb"], 3),
