@@ -4,8 +4,12 @@ Objective (sharp, not blurry): a conditional PatchGAN with hinge loss (Isola et 
 Miyato et al. 2018 spectral norm) on the normalised child detail, plus an L1 on the
 *low-passed* detail (2x2-average-pooled) so the large features follow the real data while
 the adversary alone decides the fine texture, and a small plain L1. The adversarial weight
-ramps up over ``warmup_steps``. Loss terms are masked per modality (height where it is a
-real target, rgb / nir where the grid has them): MetaEarth-MM style joint decoding.
+ramps up over ``warmup_steps``. An optional per-octave spectral term (``spectral_weight``)
+matches, crop by crop, the log power of the generated height detail in each octave band to
+the real detail's: the L1 terms pull towards the conditional median (too little energy, worst
+where the parent says little about the detail) and the adversary alone did not undo it.
+Loss terms are masked per modality (height where it is a real target, rgb / nir where the
+grid has them): MetaEarth-MM style joint decoding.
 
 Runs are bounded in wall time and resume from ``<out>/last.pt`` (weights, optimiser states,
 step, log), so a long training is a chain of < 10 minute runs. The shipped asset is made
@@ -25,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from generator.data import PairBatch, PairSampler, build_corpus, fit_amplitude, load_corpus, save_corpus
-from generator.learned import config_from_dict, make_checkpoint, save_checkpoint
+from generator.learned import config_from_dict, load_net, make_checkpoint, save_checkpoint
 from generator.model import PatchDiscriminator, RefinerConfig, RefinerNet, asinh
 
 
@@ -46,8 +50,11 @@ class TrainConfig:
     lowpass_weight: float = 1.0
     l1_weight: float = 0.1
     warmup_steps: int = 1000
+    spectral_weight: float = 0.0  # per-octave log-power matching of the height detail
+    init_from: str = ""  # a fresh run starts from these shipped weights (fine-tune)
     colour_jitter: float = 0.0  # per-crop band gain exp(U(-j, j)) and offset U(-j/8, j/8)
     band_dropout: float = 0.0  # probability of hiding rgb / nir from the net's input
+    flat_colour: float = 0.0  # probability of replacing a crop's bands by constant colours
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
@@ -119,10 +126,53 @@ def augment_bands(parents, targets, present, cfg: TrainConfig, gen: torch.Genera
         gain, offset = torch.exp(cfg.colour_jitter * u[0]), cfg.colour_jitter / 8.0 * u[1]
         parents = torch.cat([parents[:, :1], parents[:, 1:] * gain + offset], 1)
         targets = torch.cat([targets[:, :1], targets[:, 1:] * gain + offset], 1)
+    if cfg.flat_colour > 0:
+        # Uninformative colour: a DEM-only caller (learned_eval, `worldstream eval`) passes a
+        # flat albedo as present rgb, which real imagery never is; without this the height
+        # detail grew with the flat grey's brightness (x1.6 power in the finest octave at 0.25,
+        # x3.7 at 0.5 on bigtujunga). Parent and target get the same constants, so the colour
+        # loss asks for a flat child and the height target stays real.
+        flat = (torch.rand(b, generator=gen, device=dev) < cfg.flat_colour)[:, None, None, None]
+        grey = 0.05 + 0.55 * torch.rand(b, 4, 1, 1, generator=gen, device=dev)
+        parents = torch.cat([parents[:, :1], torch.where(flat, grey, parents[:, 1:])], 1)
+        targets = torch.cat([targets[:, :1], torch.where(flat, grey, targets[:, 1:])], 1)
+        present_in = torch.cat([torch.where(flat[:, 0, 0], 1.0, present_in[:, :1]), present_in[:, 1:]], 1)
     if cfg.band_dropout > 0:
         keep = torch.rand(b, 1, generator=gen, device=dev) >= cfg.band_dropout
         present_in = present_in * keep
     return parents, targets, present_in
+
+
+SPECTRAL_BANDS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 2**-0.5 + 1e-6)
+"""Octave band edges (cycles per child sample) of the spectral term; the last band holds the
+diagonal frequencies past the axis Nyquist."""
+
+
+def octave_log_power(d: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """(B, S, S) normalised detail -> (B, len(SPECTRAL_BANDS) - 1) log of the mean periodogram
+    power in each octave band (Hann window, mean removed; power per sample as in Parseval)."""
+    d = d.float()
+    d = d - d.mean((-2, -1), keepdim=True)
+    s = d.shape[-1]
+    w = torch.hann_window(s, periodic=False, device=d.device, dtype=d.dtype)
+    p = torch.fft.rfft2(d * (w[:, None] * w[None, :])).abs().square() / (s * s)
+    ky = torch.fft.fftfreq(s, device=d.device)[:, None]
+    kx = torch.fft.rfftfreq(s, device=d.device)[None, :]
+    k = torch.sqrt(ky * ky + kx * kx)
+    out = []
+    for lo, hi in zip(SPECTRAL_BANDS[:-1], SPECTRAL_BANDS[1:], strict=True):
+        sel = ((k >= lo) & (k < hi)).to(d.dtype)
+        out.append(torch.log((p * sel).sum((-2, -1)) / sel.sum() + eps))
+    return torch.stack(out, 1)
+
+
+def spectral_loss(d_fake: torch.Tensor, d_real: torch.Tensor, height: torch.Tensor) -> torch.Tensor:
+    """Mean |log P_fake - log P_real| over the octave bands of the height detail (B, S, S) of
+    the crops whose height is a real target (``height`` (B,) bool); 0 when there are none."""
+    if not bool(height.any()):
+        return d_fake.sum() * 0.0
+    lf, lr = octave_log_power(d_fake[height]), octave_log_power(d_real[height])
+    return (lf - lr).abs().mean()
 
 
 def losses(
@@ -153,8 +203,15 @@ def losses(
     x_fake = critic_input(net, fake, base, spacing_m, present)
     x_real = critic_input(net, targets, base, spacing_m, present)
     adv = -critic(x_fake).mean()
-    total = cfg.l1_weight * l1 + cfg.lowpass_weight * lowpass + adv_scale * cfg.adv_weight * adv
-    return {"total": total, "l1": l1, "lowpass": lowpass, "adv": adv}, x_real, x_fake, d_real, d_fake
+    spectral = spectral_loss(d_fake[:, 0], d_real[:, 0], present[:, 0] > 0)
+    total = (
+        cfg.l1_weight * l1
+        + cfg.lowpass_weight * lowpass
+        + cfg.spectral_weight * spectral
+        + adv_scale * cfg.adv_weight * adv
+    )
+    terms = {"total": total, "l1": l1, "lowpass": lowpass, "spectral": spectral, "adv": adv}
+    return terms, x_real, x_fake, d_real, d_fake
 
 
 @torch.no_grad()
@@ -164,7 +221,7 @@ def validate(
     """Mean L1 / low-pass L1 of the detail and the std ratio fake / real of the height detail
     on fixed validation batches (regions no training crop touches)."""
     net.eval()
-    acc = {"val_l1": 0.0, "val_lowpass": 0.0}
+    acc = {"val_l1": 0.0, "val_lowpass": 0.0, "val_spectral": 0.0}
     sf, sr = 0.0, 0.0
     for parents, targets, present, spacing_m in val:
         noise = irwin_hall_noise(
@@ -175,6 +232,7 @@ def validate(
         )
         acc["val_l1"] += float(terms["l1"]) / len(val)
         acc["val_lowpass"] += float(terms["lowpass"]) / len(val)
+        acc["val_spectral"] += float(terms["spectral"]) / len(val)
         h = present[:, 0] > 0
         sf += float(d_fake[h, 0].std()) / len(val)
         sr += float(d_real[h, 0].std()) / len(val)
@@ -198,6 +256,11 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     grids = load_corpus(corpus)
 
     state = torch.load(last, map_location="cpu", weights_only=True) if resume and last.exists() else None
+    init = None
+    if state is None and cfg.init_from:
+        init, init_version, _ = load_net(cfg.init_from)
+        model_cfg = init.config
+        log(f"fine-tuning from {cfg.init_from} (model {init_version}); new critic and optimisers")
     if state is not None:
         model_cfg = config_from_dict(state["model_config"])
     elif model_cfg is None:
@@ -209,6 +272,9 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     opt_g = torch.optim.Adam(net.parameters(), cfg.lr_g, betas=(0.5, 0.99))
     opt_d = torch.optim.Adam(critic.parameters(), cfg.lr_d, betas=(0.5, 0.99))
     step, history = 0, []
+    if init is not None:
+        net.load_state_dict(init.state_dict())
+        history.append({"step": 0, "init_from": str(cfg.init_from), "init_version": init_version})
     if state is not None:
         net.load_state_dict(state["net"])
         critic.load_state_dict(state["critic"])
