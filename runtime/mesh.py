@@ -981,14 +981,34 @@ def rtin_vertices(err: np.ndarray, max_error_m: float, border: str = "fan") -> n
 def close_border(present: np.ndarray, t: int) -> None:
     """Mark border midpoints that are apexes of present square centres (in place). Only
     border samples are added: an interior apex may be absent after ``drop_diamonds``
-    (the centre of a dropped diamond whose edge midpoint stays)."""
-    steps = rtin_steps(t)
+    (the centre of a dropped diamond whose edge midpoint stays). Border samples are never
+    square centres, so one pass over a table of each one's square centres does it."""
+    ids, centres = _border_apex_table(t)
+    present[ids] |= present[centres].any(axis=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _border_apex_table(t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Border sample ids (k,) and, for each, the square centres it is an apex of (k, c),
+    padded with the sentinel id (t+1)^2."""
+    n = (t + 1) ** 2
     on_border = _border_lut(t).astype(bool)
-    for st in steps[:-1:2]:  # square-centre steps (edge-midpoint steps follow each)
-        on = present[st.mid]
-        for a in (st.a1[on], st.a2[on]):
-            a = a[a >= 0]
-            present[a[on_border[a]]] = True
+    pairs = []
+    for st in rtin_steps(t)[:-1:2]:  # square-centre steps (edge-midpoint steps follow each)
+        for a in (st.a1, st.a2):
+            keep = (a >= 0) & on_border[np.maximum(a, 0)]
+            pairs.append(np.stack([a[keep], st.mid[keep]], 1))
+    pairs = np.concatenate(pairs)
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    ids, start, count = np.unique(pairs[:, 0], return_index=True, return_counts=True)
+    centres = np.full((len(ids), int(count.max())), n, np.int64)
+    for j in range(centres.shape[1]):
+        has = count > j
+        centres[has, j] = pairs[start[has] + j, 1]
+    ids = ids.astype(np.int64)
+    ids.setflags(write=False)
+    centres.setflags(write=False)
+    return ids, centres
 
 
 @functools.lru_cache(maxsize=8)
