@@ -185,6 +185,14 @@ class Flight:
             t.surface, other.surface = pair
             if nk in self.renderer.tiles:
                 self._upload(nk, stitch=False)
+            if self.geomorph:
+                # Children already drawn morph towards their parent's normals: give them the
+                # stitched ones, or what a frame shows would depend on arrival order.
+                for parent in (key, nk):
+                    for child in parent.children():
+                        gpu = self.renderer.tiles.get(child)
+                        if gpu is not None and gpu.parent_ge_m > 0.0 and self.streamer.payload(child) is not None:
+                            self._upload(child, stitch=False)
 
     def _upload(self, key: TileKey, stitch: bool = True) -> None:
         t = self.streamer.payload(key)
