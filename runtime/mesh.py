@@ -338,9 +338,13 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
     return err
 
 
+@functools.lru_cache(maxsize=32)
 def _ring(nb: int) -> np.ndarray:
+    """(nb, nb) bool, read-only: the blocks on the outer ring of an nb x nb block grid."""
     ii, jj = np.meshgrid(np.arange(nb), np.arange(nb), indexing="ij")
-    return (ii == 0) | (jj == 0) | (ii == nb - 1) | (jj == nb - 1)
+    out = (ii == 0) | (jj == 0) | (ii == nb - 1) | (jj == nb - 1)
+    out.setflags(write=False)
+    return out
 
 
 def _corner_halves(b: int, t: int) -> np.ndarray:
