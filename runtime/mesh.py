@@ -495,18 +495,17 @@ class Hierarchy:
     its edges (sentinel n likewise); diamond_b (n,) int16 its window size in samples and
     diamond_level (n,) int16 its step in ``rtin_steps`` (coarse to fine); drop_ok (n,)
     bool diamond_ok and diamond_b <= ``DROP_MAX_B``; diamond_ring (n, 8) corner then kid;
-    kid_other (n, 4, 2) the other two; kid_rows (n, 4, 2) int64 the child_tri rows of the edge
-    midpoint's two children that have m as a vertex; diamond_base (n,) int64 the flat id
-    of the (b+1)^2 window around the diamond and diamond_kind (n,) int16 its shape, an
-    index into ``halves``: per kind (b, sample offsets (4, 4, K) int64, weights
-    (4, 4, K, 5) float64, vertex offsets (4, 4, 5) int64, offsets of every sample
-    strictly inside the diamond (S,) int64) of half h (the triangle
-    c_h-1, c_h+1, c_h) in case c (bit 0: a vertex at the midpoint of edge h-1, bit 1: of
-    edge h), drawn as ``HALF_CASES`` over labels (x, y, z, kx, ky) = (c_h-1, c_h+1, c_h,
-    kid h-1, kid h): its samples strictly inside the diamond and the weights that
-    interpolate them from the five labels (padding: z with weight 1). drop_table: every
-    half drawing of the shapes with 2 < b <= ``DROP_MAX_B``, padded to one K and stored
-    sample-major for fast reductions: offsets (K, r), weights (K, 5, r), vertex offsets
+    kid_other (n, 4, 2) int64 the child_tri rows of each edge midpoint's two children
+    outside the diamond (its other two have m as a vertex); diamond_base (n,) int64 the
+    flat id of the (b+1)^2 window around the diamond and diamond_kind (n,) int16 its
+    shape; interiors[kind] (S,) int64 window offsets of every sample strictly inside.
+    drop_table: for the shapes with 2 < b <= ``DROP_MAX_B``, the drawing of half h (the
+    triangle c_h-1, c_h+1, c_h) in case c (bit 0: a vertex at the midpoint of edge h-1,
+    bit 1: of edge h), drawn as ``HALF_CASES`` over labels (x, y, z, kx, ky) = (c_h-1,
+    c_h+1, c_h, kid h-1, kid h): its samples strictly inside the diamond and the weights
+    that interpolate them from the five labels (padding: z with weight 1), padded to one
+    K and stored sample-major for fast reductions: offsets (K, r), weights (K, 5, r),
+    vertex offsets
     (5, r); drawing drop_code[m] + 4 h + c."""
 
     child_tri: np.ndarray
@@ -526,11 +525,10 @@ class Hierarchy:
     diamond_level: np.ndarray
     drop_ok: np.ndarray
     diamond_ring: np.ndarray
-    kid_rows: np.ndarray
     kid_other: np.ndarray
     diamond_base: np.ndarray
     diamond_kind: np.ndarray
-    halves: tuple
+    interiors: tuple
     drop_table: tuple
     drop_code: np.ndarray
     drop_order: tuple
@@ -549,40 +547,45 @@ With the diamond's corners counter-clockwise, (x, y, z) = (c_h-1, c_h+1, c_h) is
 clockwise, so every triangle here is listed reversed: all come out counter-clockwise."""
 
 
-def _half_table(b: int, corners: list) -> tuple[list, list, list, np.ndarray]:
-    """Samples, weights and vertex labels of the 16 (half, case) drawings of one diamond
-    shape in a (b+1)^2 window (see ``Hierarchy``)."""
-    c = np.array(corners, dtype=np.float64)  # (4, 2) local (row, col)
+def _bary(tri: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """(k, 3) barycentric weights of points p (k, 2) [row, col] in triangle tri (3, 2)."""
+    (r0, c0), (r1, c1), (r2, c2) = tri
+    det = (r1 - r0) * (c2 - c0) - (r2 - r0) * (c1 - c0)
+    w1 = ((p[:, 0] - r0) * (c2 - c0) - (r2 - r0) * (p[:, 1] - c0)) / det
+    w2 = ((r1 - r0) * (p[:, 1] - c0) - (p[:, 0] - r0) * (c1 - c0)) / det
+    return np.stack([1.0 - w1 - w2, w1, w2], 1)
+
+
+def _diamond_inside(b: int, c: np.ndarray) -> np.ndarray:
+    """(S, 2) float [row, col] of the samples strictly inside a diamond with corners c
+    (4, 2) in a (b+1)^2 window: inside either diagonal half, or on the diagonal c0-c2
+    between its ends, never on the outline."""
     i, j = np.meshgrid(np.arange(b + 1.0), np.arange(b + 1.0), indexing="ij")
     pts = np.stack([i.ravel(), j.ravel()], 1)
-
-    def bary(tri: np.ndarray, p: np.ndarray) -> np.ndarray:
-        (r0, c0), (r1, c1), (r2, c2) = tri
-        det = (r1 - r0) * (c2 - c0) - (r2 - r0) * (c1 - c0)
-        w1 = ((p[:, 0] - r0) * (c2 - c0) - (r2 - r0) * (p[:, 1] - c0)) / det
-        w2 = ((r1 - r0) * (p[:, 1] - c0) - (p[:, 0] - r0) * (c1 - c0)) / det
-        return np.stack([1.0 - w1 - w2, w1, w2], 1)
-
-    # strictly inside the square: inside both diagonal halves' union minus the outline
     sq = np.zeros(len(pts), bool)
     for tri in (c[[0, 1, 2]], c[[0, 3, 2]]):
-        w = bary(tri, pts)
+        w = _bary(tri, pts)
         on_diagonal = (np.abs(w[:, 1]) < 1e-9) & (w[:, 0] > 1e-9) & (w[:, 2] > 1e-9)  # c0-c2, ends excluded
         sq |= (w > 1e-9).all(1) | on_diagonal
-    inside = pts[sq]
+    return pts[sq]
+
+
+def _half_drawings(c: np.ndarray, inside: np.ndarray) -> tuple[list, list, list]:
+    """Samples, weights and vertex labels of the 16 (half, case) drawings of one diamond
+    shape with corners c (4, 2) and inner samples ``inside`` (see ``Hierarchy``)."""
     out_off, out_w, out_v = [], [], []
     for h in range(4):
         x, y, z = c[(h - 1) % 4], c[(h + 1) % 4], c[h]
         kx, ky = (z + x) / 2, (z + y) / 2
         lab = np.stack([x, y, z, kx, ky])
-        half = inside[(bary(np.stack([x, y, z]), inside) > -1e-9).all(1)]
+        half = inside[(_bary(np.stack([x, y, z]), inside) > -1e-9).all(1)]
         for case in range(4):
             usable = (case & 1 == 0 or (kx == np.round(kx)).all()) and (case & 2 == 0 or (ky == np.round(ky)).all())
             samples, weights = [], []
             if usable:
                 for p in half:
                     for tri in HALF_CASES[case]:
-                        w = bary(lab[list(tri)], p[None])[0]
+                        w = _bary(lab[list(tri)], p[None])[0]
                         if (w > -1e-9).all():
                             full = np.zeros(5)
                             full[list(tri)] = w
@@ -595,7 +598,7 @@ def _half_table(b: int, corners: list) -> tuple[list, list, list, np.ndarray]:
             out_w.append(weights)
             labels = np.where(np.isclose(lab, np.round(lab)).all(1)[:, None], lab, z)  # non-grid kids -> z
             out_v.append(labels)
-    return out_off, out_w, out_v, inside
+    return out_off, out_w, out_v
 
 
 @functools.lru_cache(maxsize=8)
@@ -640,7 +643,7 @@ def hierarchy(t: int) -> Hierarchy:
     dlevel = np.zeros(n + 1, np.int16)
     base_all = np.zeros(n + 1, np.int64)
     kind_all = np.full(n + 1, -1, np.int16)
-    halves = []
+    shapes_of_kind = []  # (b, local corner coordinates p, a1, q, a2 flattened)
 
     def grid_mid(ur, uc, vr, vc):
         even = ((ur + vr) % 2 == 0) & ((uc + vc) % 2 == 0)
@@ -681,12 +684,11 @@ def hierarchy(t: int) -> Hierarchy:
         if ok.any():
             local = np.stack([pr - orr, pc - oc, ar - orr, ac - oc, qr - orr, qc - oc, br - orr, bc - oc], 1)
             shapes, inv = np.unique(local[ok], axis=0, return_inverse=True)
-            kind_all[m] = len(halves) + inv.ravel()
-            for shape in shapes.tolist():
-                halves.append((2 * s, shape))
+            kind_all[m] = len(shapes_of_kind) + inv.ravel()
+            shapes_of_kind += [(2 * s, shape) for shape in shapes.tolist()]
     drop_ok = ok_all & (dsize <= DROP_MAX_B)
-    # kid_rows: the children of each edge midpoint that have the diamond's centre as a vertex
-    kid_rows = np.full((n + 1, 4, 2), 4 * none, np.int64)
+    # kid_other: the children of each edge midpoint outside the diamond (the other two
+    # have the diamond's centre as a vertex)
     kid_other = np.full((n + 1, 4, 2), 4 * none, np.int64)
     ids = np.flatnonzero(ok_all)
     for k in range(4):
@@ -697,42 +699,32 @@ def hierarchy(t: int) -> Hierarchy:
         has = (child_tri.reshape(-1, 3)[rows] == mm[:, None, None]).any(2) & (child_kid[kk] != n + 1)
         if not (has.sum(1) == 2).all():
             raise AssertionError("an edge midpoint must have two children inside the diamond")
-        pick = np.argsort(~has, axis=1, kind="stable")[:, :2]
-        kid_rows[mm, k] = np.take_along_axis(rows, pick, 1)
         kid_other[mm, k] = np.take_along_axis(rows, np.argsort(has, axis=1, kind="stable")[:, :2], 1)
-    # per shape: sample tables of its 16 half drawings, padded to one K per shape
-    tables = []
-    for b, shape in halves:
-        offs, ws, vs, inside = _half_table(b, [shape[0:2], shape[2:4], shape[4:6], shape[6:8]])
-        k = max(1, max(len(o) for o in offs))
-        off = np.zeros((16, k), np.int64)
-        w = np.zeros((16, k, 5))
-        v = np.zeros((16, 5), np.int64)
+    # per shape: the samples strictly inside; for the shapes drop_diamonds measures
+    # (2 < b <= DROP_MAX_B) also their 16 half drawings, in one table padded to one K
+    # (the drawings are built sample by sample, so only where they are used)
+    interiors, drawings, drop_code = [], [], np.zeros(n + 1, np.int64)
+    for kind, (b, shape) in enumerate(shapes_of_kind):
+        c = np.array(shape, dtype=np.float64).reshape(4, 2)
+        inside = _diamond_inside(b, c)
+        interiors.append((inside[:, 0] * n1 + inside[:, 1]).astype(np.int64))
+        if 2 < b <= DROP_MAX_B:
+            drop_code[kind_all == kind] = 16 * len(drawings)
+            drawings.append(_half_drawings(c, inside))
+    kmax = max([len(o) for offs, _, _ in drawings for o in offs], default=1)
+    drop_off = np.zeros((16 * len(drawings), kmax), np.int64)
+    drop_w = np.zeros((16 * len(drawings), kmax, 5))
+    drop_v = np.zeros((16 * len(drawings), 5), np.int64)
+    for i, (offs, ws, vs) in enumerate(drawings):
         for e in range(16):
+            r = 16 * i + e
             lab = vs[e].astype(np.int64)
-            v[e] = lab[:, 0] * n1 + lab[:, 1]
-            off[e] = v[e, 2]
-            w[e, :, 2] = 1.0  # padding: the apex itself, error 0
+            drop_v[r] = lab[:, 0] * n1 + lab[:, 1]
+            drop_off[r] = drop_v[r, 2]
+            drop_w[r, :, 2] = 1.0  # padding: the apex itself, error 0
             for q, (p, wt) in enumerate(zip(offs[e], ws[e], strict=True)):
-                off[e, q] = int(p[0]) * n1 + int(p[1])
-                w[e, q] = wt
-        interior = (inside[:, 0] * n1 + inside[:, 1]).astype(np.int64)
-        tables.append((b, off.reshape(4, 4, k), w.reshape(4, 4, k, 5), v.reshape(4, 4, 5), interior))
-    # one table of every half drawing of the shapes drop_diamonds measures (b > 2), padded to one K
-    big_kinds = [k for k, tab in enumerate(tables) if 2 < tab[0] <= DROP_MAX_B]
-    kmax = max([tables[k][1].shape[-1] for k in big_kinds], default=1)
-    drop_off = np.zeros((16 * len(big_kinds), kmax), np.int64)
-    drop_w = np.zeros((16 * len(big_kinds), kmax, 5))
-    drop_v = np.zeros((16 * len(big_kinds), 5), np.int64)
-    drop_code = np.zeros(n + 1, np.int64)
-    for i, k in enumerate(big_kinds):
-        _, off, w, v, _ = tables[k]
-        kk = off.shape[-1]
-        rows = slice(16 * i, 16 * i + 16)
-        drop_off[rows] = off.reshape(16, kk)[:, [min(q, kk - 1) for q in range(kmax)]]  # pad: repeat the last
-        drop_w[rows] = w.reshape(16, kk, 5)[:, [min(q, kk - 1) for q in range(kmax)]]
-        drop_v[rows] = v.reshape(16, 5)
-        drop_code[kind_all == k] = 16 * i
+                drop_off[r, q] = int(p[0]) * n1 + int(p[1])
+                drop_w[r, q] = wt
     # conflicts (drop_diamonds): larger diamonds coarse to fine, then the b = 2 ones fine to coarse
     sizes = {lev: int(dsize[dlevel == lev].max()) for lev in range(len(steps) - 1) if ok_all[dlevel == lev].any()}
     big_levels = sorted(lev for lev, b in sizes.items() if 2 < b <= DROP_MAX_B)
@@ -740,15 +732,12 @@ def hierarchy(t: int) -> Hierarchy:
     drop_off, drop_w, drop_v = (np.ascontiguousarray(np.moveaxis(x, 0, -1)) for x in (drop_off, drop_w, drop_v))
     hier = Hierarchy(child_tri.reshape(-1, 3), child_kid, child_kid_fan, fan_apex, fan_kid, fan_tri, d_a1, d_a2,
                      ok_all, corner, dkid, dinner, quarter, dsize, dlevel, drop_ok,
-                     np.concatenate([corner, dkid], axis=1), kid_rows, kid_other, base_all, kind_all, tuple(tables),
+                     np.concatenate([corner, dkid], axis=1), kid_other, base_all, kind_all, tuple(interiors),
                      (drop_off, drop_w, drop_v), drop_code, drop_order)
     for v in (hier.child_tri, child_kid, child_kid_fan, fan_apex, fan_kid, fan_tri, d_a1, d_a2, ok_all, corner,
-              dkid, dinner, quarter, dsize, dlevel, drop_ok, hier.diamond_ring, kid_rows, kid_other, base_all,
-              kind_all):
+              dkid, dinner, quarter, dsize, dlevel, drop_ok, hier.diamond_ring, kid_other, base_all, kind_all,
+              drop_off, drop_w, drop_v, drop_code, *interiors):
         v.setflags(write=False)
-    for _, off, w, v, interior in tables + [(None, drop_off, drop_w, drop_v, drop_code)]:
-        for x in (off, w, v, interior):
-            x.setflags(write=False)
     return hier
 
 
@@ -862,12 +851,8 @@ def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float)
         flipped[m[aa[at]]] = True
         pinned[kids[kp]] = True
         pinned[hier.diamond_corner.take(m, axis=0)] = True
-        if size[at[0]] > 2 if len(at) else False:
-            kinds = hier.diamond_kind[m]
-            for kind in np.unique(kinds):
-                covered[hier.diamond_base[m[kinds == kind]][:, None] + hier.halves[kind][4]] = True
-        else:
-            covered[m] = True
+        covered |= diamond_interiors(m, t)
+        covered[m] = True
     present &= ~covered
     # a diamond left with no edge midpoint and drawn on p-q is a plain unsplit RTIN diamond
     d = np.flatnonzero(dropped[:-1] & ~flipped[:-1])
@@ -894,7 +879,7 @@ def diamond_interiors(ids: np.ndarray, t: int) -> np.ndarray:
     kinds = hier.diamond_kind[ids]
     for kind in np.unique(kinds):
         sel = ids[kinds == kind]
-        out[hier.diamond_base[sel][:, None] + hier.halves[kind][4]] = True
+        out[hier.diamond_base[sel][:, None] + hier.interiors[kind]] = True
     out[ids] = False
     return out
 
