@@ -129,13 +129,9 @@ class Flight:
             info = TileInfo(float(np.min(tile.height_m)), float(np.max(tile.height_m)), tile.geometric_error_m)
             tin = TileSurface(key, grid_rc=tile.grid_rc, height_m=tile.height_m, faces=tile.faces)
             self.streamer.on_tile(key, info, nbytes, _Tile(surface, image, tin, tile.geometric_error_m))
-            if self.geomorph:
-                # Children drawn before their parent arrived were uploaded without morph
-                # targets: give them their targets now.
-                for child in key.children():
-                    gpu = self.renderer.tiles.get(child)
-                    if gpu is not None and gpu.parent_ge_m == 0.0 and self.streamer.payload(child) is not None:
-                        self._upload(child, stitch=False)
+            # Children drawn before their parent arrived were uploaded without morph
+            # targets: give them their targets now.
+            self._refresh_children(key, unmorphed_only=True)
             self.stats.tiles_received += 1
             self.stats.bytes_received += getattr(tile, "nbytes", 0)
             n += 1
@@ -174,6 +170,7 @@ class Flight:
     def _stitch(self, key: TileKey, t: _Tile) -> None:
         """Exact normals on edges shared with same-level neighbours already here (both
         tiles change; an uploaded neighbour is uploaded again)."""
+        stitched = []
         for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
             nk = neighbour(self.world, key, dx, dy)
             other = self.streamer.payload(nk) if nk is not None else None
@@ -183,16 +180,25 @@ class Flight:
             if pair is None:
                 continue
             t.surface, other.surface = pair
+            stitched += [key, nk]
             if nk in self.renderer.tiles:
                 self._upload(nk, stitch=False)
-            if self.geomorph:
-                # Children already drawn morph towards their parent's normals: give them the
-                # stitched ones, or what a frame shows would depend on arrival order.
-                for parent in (key, nk):
-                    for child in parent.children():
-                        gpu = self.renderer.tiles.get(child)
-                        if gpu is not None and gpu.parent_ge_m > 0.0 and self.streamer.payload(child) is not None:
-                            self._upload(child, stitch=False)
+        # Children already drawn morph towards their parent's normals: give them the
+        # stitched ones, or what a frame shows would depend on arrival order.
+        for parent in dict.fromkeys(stitched):
+            self._refresh_children(parent, unmorphed_only=False)
+
+    def _refresh_children(self, parent: TileKey, unmorphed_only: bool) -> None:
+        """Upload again the drawn children of ``parent`` so that they morph towards its
+        current surface: all of them, or only those drawn before it arrived (no targets)."""
+        if not self.geomorph:
+            return
+        for child in parent.children():
+            gpu = self.renderer.tiles.get(child)
+            if gpu is None or self.streamer.payload(child) is None:
+                continue
+            if not unmorphed_only or gpu.parent_ge_m == 0.0:
+                self._upload(child, stitch=False)
 
     def _upload(self, key: TileKey, stitch: bool = True) -> None:
         t = self.streamer.payload(key)
