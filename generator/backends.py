@@ -59,6 +59,14 @@ def run_bucketed(run, buckets: tuple[int, ...], parents5, rows, cols, spacing_m,
     return run(n, pad(parents5), pad(rows), pad(cols), pad(spacing_m), pad(present))[:b]
 
 
+def run_level_on(device, run_torch, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
+    """``run_level`` of a torch-based backend: the numpy inputs onto ``device``, its
+    ``run_torch``, the child back as a numpy array."""
+    on = lambda a: torch.from_numpy(a).to(device)
+    out = run_torch(on(parents5), seed, level, on(rows), on(cols), on(spacing_m), on(present))
+    return out.cpu().numpy()
+
+
 class TorchEager:
     """Eager float32 torch on ``device`` (CPU reference)."""
 
@@ -86,17 +94,7 @@ class TorchEager:
         return self.net(parents5, noise, spacing_m, present)
 
     def run_level(self, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
-        d = self.device
-        out = self.run_torch(
-            torch.from_numpy(parents5).to(d),
-            seed,
-            level,
-            torch.from_numpy(rows).to(d),
-            torch.from_numpy(cols).to(d),
-            torch.from_numpy(spacing_m).to(d),
-            torch.from_numpy(present).to(d),
-        )
-        return out.cpu().numpy()
+        return run_level_on(self.device, self.run_torch, parents5, seed, level, rows, cols, spacing_m, present)
 
 
 class TorchCompiled(TorchEager):
@@ -283,20 +281,7 @@ class TensorRT:
         return run_bucketed(run, BATCH_BUCKETS, parents5, rows, cols, spacing_m, present)
 
     def run_level(self, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
-        d = torch.device("cuda")
-        return (
-            self.run_torch(
-                *(torch.from_numpy(a).to(d) for a in (parents5,)),
-                seed,
-                level,
-                torch.from_numpy(rows).to(d),
-                torch.from_numpy(cols).to(d),
-                torch.from_numpy(spacing_m).to(d),
-                torch.from_numpy(present).to(d),
-            )
-            .cpu()
-            .numpy()
-        )
+        return run_level_on(torch.device("cuda"), self.run_torch, parents5, seed, level, rows, cols, spacing_m, present)
 
 
 BACKENDS = {
