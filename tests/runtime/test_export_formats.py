@@ -4,21 +4,16 @@
 import gzip
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from mesh_fixtures import real_crop
 
 from runtime import export, mesh
 from runtime.geometry import geometry_for
 from runtime.tiles import WGS84_A_M, WGS84_B_M, WGS84_E2, T, TileKey, spacing_deg
 
-DATA = Path(__file__).parents[1] / "data"
 KEY = TileKey(9, 300, 140)  # about 6 km wide at 9.5 N
-
-
-def real_crop() -> np.ndarray:
-    return np.load(DATA / "dem_crop_bigtujunga_257.npz")["elev"].astype(np.float32)
 
 
 def lonlat(key, r, c):

@@ -1,31 +1,13 @@
 """runtime.mesh: RTIN simplification, error bound, borders, skirts, normals, UVs."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
+from mesh_fixtures import fractal, real_crop
 
 from runtime import mesh
 from runtime.geometry import geometry_for
 from runtime.tiles import WGS84_A_M, WGS84_B_M, WGS84_E2, T, TileKey, spacing_m
-
-DATA = Path(__file__).parents[1] / "data"
-
-
-def real_crop() -> np.ndarray:
-    return np.load(DATA / "dem_crop_bigtujunga_257.npz")["elev"].astype(np.float32)
-
-
-def fractal(n: int, seed: int, hurst: float = 0.8, relief_m: float = 800.0) -> np.ndarray:
-    """fBm surface by spectral synthesis, (n, n) float32 metres."""
-    rng = np.random.default_rng(seed)
-    k = np.fft.fftfreq(2 * n)
-    kk = np.hypot(*np.meshgrid(k, k, indexing="ij"))
-    kk[0, 0] = 1.0
-    spec = kk ** -(hurst + 1.0) * np.exp(2j * np.pi * rng.random(kk.shape))
-    spec[0, 0] = 0.0
-    z = np.fft.ifft2(spec).real[:n, :n]
-    return ((z - z.min()) / np.ptp(z) * relief_m).astype(np.float32)
 
 
 def plane_to_world(level: int):

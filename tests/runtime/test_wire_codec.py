@@ -1,33 +1,16 @@
 """runtime.wire: tile codec round trips, cross-tile edges, validation of untrusted input."""
 
 import zlib
-from pathlib import Path
 
 import msgpack
 import numpy as np
 import pytest
+from mesh_fixtures import fractal, real_crop
 
 from runtime import mesh, wire
 from runtime.tiles import T, TileKey
 
-DATA = Path(__file__).parents[1] / "data"
 KEY = TileKey(11, 700, 300)
-
-
-def real_crop() -> np.ndarray:
-    return np.load(DATA / "dem_crop_bigtujunga_257.npz")["elev"].astype(np.float32)
-
-
-def fractal(shape, seed: int, hurst: float = 0.8, relief_m: float = 800.0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = 2 * max(shape)
-    k = np.fft.fftfreq(n)
-    kk = np.hypot(*np.meshgrid(k, k, indexing="ij"))
-    kk[0, 0] = 1.0
-    spec = kk ** -(hurst + 1.0) * np.exp(2j * np.pi * rng.random(kk.shape))
-    spec[0, 0] = 0.0
-    z = np.fft.ifft2(spec).real[: shape[0], : shape[1]]
-    return ((z - z.min()) / np.ptp(z) * relief_m + 0.123).astype(np.float32)
 
 
 def encode(h, max_error_m, key=KEY, **kw):
@@ -60,7 +43,7 @@ def test_payload_is_plain_msgpack_types():
 @pytest.mark.parametrize("border", ["fan", "graded", "free"])
 @pytest.mark.parametrize("max_error_m", [1.0, 5.0, 30.0])
 def test_rtin_round_trip_same_topology_heights_within_quantum(max_error_m, border):
-    h = fractal((T + 1, T + 1), seed=11)
+    h = fractal(T + 1, seed=11, offset_m=0.123)
     grid_rc, faces = mesh.simplify_grid(h, max_error_m, border)
     heights = h[grid_rc[:, 0], grid_rc[:, 1]]
     p = wire.encode_tile(grid_rc, heights, faces, key=KEY, geometric_error_m=max_error_m, model="m1")
@@ -139,7 +122,7 @@ def test_indexed_round_trip_for_any_triangle_list():
 
 def test_shared_edges_decode_bit_identical_across_tiles():
     """Two horizontally and two vertically adjacent tiles cut from one field."""
-    field = fractal((2 * T + 1, 2 * T + 1), seed=21, relief_m=2500.0)
+    field = fractal(2 * T + 1, seed=21, relief_m=2500.0, offset_m=0.123)
     tiles = {}
     for ty in range(2):
         for tx in range(2):
