@@ -175,7 +175,7 @@ def _encode_rtin(
         canonical = tin_faces(present, t, "fan" if mode == "fan" else "graded", flipped)
         if canonical.shape != faces.shape or not np.array_equal(face_ids, canonical):
             continue
-        return _rtin_streams(present, ids, q, t, mode, whole_border, flipped)
+        return _rtin_streams(present, ids, q, t, mode, whole_border, flipped, cands)
     return None
 
 
@@ -190,7 +190,9 @@ def _all_steps(t: int) -> tuple[np.ndarray, ...]:
     return out
 
 
-def _rtin_streams(present, ids, q, t, mode, whole_border, flipped=None) -> dict:
+def _rtin_streams(present, ids, q, t, mode, whole_border, flipped=None, cands=None) -> dict:
+    """The rtin streams of vertex set ``present`` with flip bits ``flipped``; ``cands``:
+    ``diamond_candidates(present, t)`` when the caller has it already."""
     n1 = t + 1
     qgrid = np.zeros(n1 * n1 + 1, dtype=np.int64)
     qgrid[ids] = q
@@ -206,7 +208,8 @@ def _rtin_streams(present, ids, q, t, mode, whole_border, flipped=None) -> dict:
     # neighbours along the edge, which are coarser border samples).
     has_h = np.flatnonzero(split | on_border if fan else split)
     res = [qgrid[_corner_ids(t)], qgrid[mid[has_h]] - ((qgrid[pp[has_h]] + qgrid[qq[has_h]]) >> 1)]
-    cands = diamond_candidates(present, t)
+    if cands is None:
+        cands = diamond_candidates(present, t)
     flips = np.zeros(len(cands), bool) if flipped is None else flipped[cands]
     return {
         "border": mode,
