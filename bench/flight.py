@@ -2,7 +2,7 @@
 
 Each case flies take-off, a 250 m/s run at 300 m above ground, a climb to 30 km, a
 180-degree turn, a teleport across the world and a hover, at 60 frames per simulated
-second with a 1080p camera, through runtime.streamer.TileStreamer (selection, scheduler,
+second with a 1080p camera, through runtime.lod.streamer.TileStreamer (selection, scheduler,
 cache). The source serves one tile at a time at ``tiles_per_s``, most urgent first, and
 adds ``latency_s`` (round trip) to each; heights come from an analytic terrain.
 
@@ -36,10 +36,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime.camera import Camera  # noqa: E402
+from runtime.lod.camera import Camera  # noqa: E402
 from runtime.geometry import default_geometric_error_m, east_north_up, geodetic_to_ecef, geometry_for  # noqa: E402
-from runtime.selection import SelectionOptions, TileInfo, View  # noqa: E402
-from runtime.streamer import StreamerOptions, TileStreamer  # noqa: E402
+from runtime.lod.selection import SelectionOptions, TileInfo, View  # noqa: E402
+from runtime.lod.streamer import StreamerOptions, TileStreamer  # noqa: E402
 from runtime.tiles import METRES_PER_DEGREE, T, TileKey, World, spacing_deg, spacing_m  # noqa: E402
 
 FPS = 60.0

@@ -20,8 +20,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from generator.backends import make_backend  # noqa: E402
-from generator.learned import load_net, noise_coords  # noqa: E402
+from generator.learned.backends import make_backend  # noqa: E402
+from generator.learned.refiner import load_net, noise_coords  # noqa: E402
 from runtime.tiles import T, spacing_m  # noqa: E402
 
 

@@ -34,7 +34,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime import export, mesh, wire  # noqa: E402
+from runtime import wire
+
+from runtime.formats import export
+
+from runtime.tin import mesh  # noqa: E402
 from runtime.geometry import geometry_for  # noqa: E402
 from runtime.tiles import T, TileKey, spacing_m  # noqa: E402
 
@@ -55,7 +59,7 @@ REAL_FILES = [
 ]
 ERROR_FRACTIONS = (0.05, 0.1, 0.25)
 """Error bounds as fractions of the pixel size (1.5, 3 and 7.5 m for 30 m SRTM); 0.25 is
-runtime.mesh.level_error_m, Cesium's default for heightmap terrain."""
+runtime.tin.mesh.level_error_m, Cesium's default for heightmap terrain."""
 
 
 def real_tiles(data: Path, per_file: int, files: list[str]) -> list[tuple[str, np.ndarray, float]]:

@@ -11,9 +11,9 @@ RUN=${RUN_DIR:-out/learned}
 FT=${FT_DIR:-out/learned_ft}
 CORPUS=${CORPUS:-out/corpus.npz}
 export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1
-train() { python3 -m generator.train train --data-dir "$DATA" --corpus "$CORPUS" --out "$RUN" \
+train() { python3 -m generator.learned.train train --data-dir "$DATA" --corpus "$CORPUS" --out "$RUN" \
             --device cuda --workers 12 --batch 128 --minutes 9 "$@"; }
-[ -f "$CORPUS" ] || python3 -m generator.train train --prepare-only --data-dir "$DATA" --corpus "$CORPUS"
+[ -f "$CORPUS" ] || python3 -m generator.learned.train train --prepare-only --data-dir "$DATA" --corpus "$CORPUS"
 train --steps 8257 --fresh
 train --steps 16177
 train --steps 23935
@@ -24,7 +24,7 @@ train --steps 32474 --colour-jitter 0.7 --band-dropout 0.3 --plot --ship "$RUN/s
 ft() { train --out "$FT" --colour-jitter 0.7 --band-dropout 0.3 --spectral-weight 3.0 "$@"; }
 ft --steps 6290 --fresh --init-from "$RUN/seg4.pt"
 ft --steps 10895 --flat-colour 0.25 --plot --ship assets/learned_refiner.pt
-python3 -m generator.learned_eval --data "$DATA"
+python3 -m generator.eval.learned --data "$DATA"
 python3 bench/generator.py --device cuda --batch 256 --e2e \
     --backends torch,torch-compiled,tensorrt,torch-compiled:max-autotune
 python3 bench/learned_gpu_checks.py

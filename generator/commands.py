@@ -73,7 +73,7 @@ def cmd_refine(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from generator.evaluate import run
+    from generator.eval.evaluate import run
 
     if args.levels < 1 or args.levels > 4:
         return _fail(f"--levels must be in [1, 4], got {args.levels}")

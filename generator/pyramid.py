@@ -59,10 +59,10 @@ class TileFields:
 
 def make_anchor(world: World, seed: int) -> Anchor:
     if world is World.PLANE:
-        from generator.plane import PlaneAnchor
+        from generator.anchors.plane import PlaneAnchor
 
         return PlaneAnchor(seed)
-    from generator.earth import EarthAnchor
+    from generator.anchors.earth import EarthAnchor
 
     return EarthAnchor.load()
 

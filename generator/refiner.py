@@ -123,7 +123,7 @@ def _load_builtin(learned: bool) -> None:
         import generator.fractal  # noqa: F401  (registers itself)
     if learned and "learned" not in _FACTORIES:
         try:
-            import generator.learned  # noqa: F401  (written by the learned-refiner work)
+            import generator.learned.refiner  # noqa: F401  (written by the learned-refiner work)
         except ImportError:
             pass
 

@@ -5,7 +5,7 @@ network data, so every field is validated and errors say what was expected).
 
 Two topology codings:
 
-- ``rtin``: the mesh is a right-triangulated irregular network (what ``runtime.mesh``
+- ``rtin``: the mesh is a right-triangulated irregular network (what ``runtime.tin.mesh``
   makes). Its connectivity follows from which hypotenuse midpoints are split, so the
   payload carries one bit per midpoint whose triangle exists, level by level, coarse to
   fine, as in the split-flag coding of RTIN/bintree terrain (Evans et al. 2001;
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.mesh import (
+from runtime.tin.mesh import (
     close_border,
     diamond_candidates,
     diamond_interiors,
@@ -384,7 +384,7 @@ def encode_tile(
     faces: (m, 3) int CCW. height_step_m: height quantum, a power of two (default
     ``height_step_for_level(key.level)``); doubled until the tile's range fits uint16.
     Uses the compact ``rtin`` coding when the mesh is the canonical RTIN of its vertex
-    set (``runtime.mesh.simplify_grid`` output), else ``indexed``.
+    set (``runtime.tin.mesh.simplify_grid`` output), else ``indexed``.
     """
     rc = np.asarray(grid_rc)
     f = np.asarray(faces)

@@ -391,7 +391,7 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None) 
         raise ValueError(f"no intact tile in {store.root}")
     name = f"worldstream {store.world} seed {store.seed} ({store.model})"
     if fmt == "quantized-mesh":
-        from runtime.export import layer_json
+        from runtime.formats.export import layer_json
 
         data = json.dumps(layer_json(good, name=name), indent=1).encode()
         n_bytes += _write(out / "terrain" / "layer.json", data)

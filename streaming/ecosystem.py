@@ -5,14 +5,14 @@ The tile store and the websocket server hold one thing per tile: the ``tile`` fr
 format is derived from it, so HTTP clients, static exports and websocket clients
 see the same vertices:
 
-- Cesium quantized-mesh-1.0 terrain (runtime.export.quantized_mesh; geographic
+- Cesium quantized-mesh-1.0 terrain (runtime.formats.export.quantized_mesh; geographic
   tiling scheme, TMS rows, oct-encoded normals) and its ``layer.json``;
 - a 256 x 256 PNG imagery tile of the tile colour (same geographic tiling; Cesium's
   ``UrlTemplateImageryProvider`` ``{y}`` counts rows from the north, like our keys);
 - 3D Tiles 1.1 with implicit quadtree tiling (3D Tiles 1.1 spec, "Implicit Tiling"):
   a ``tileset.json`` whose two children are the two level-0 tiles of the geographic
   scheme (an implicit tileset has one root), binary ``.subtree`` availability files
-  and GLB content (runtime.export.tile_glb, textured, with skirts).
+  and GLB content (runtime.formats.export.tile_glb, textured, with skirts).
 
 Implicit tile coordinates of a region count y from the south (CesiumJS
 ``Implicit3DTileContent.deriveBoundingRegion``); ours count rows from the north.
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.export import layer_json, quantized_mesh
+from runtime.formats.export import layer_json, quantized_mesh
 from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, default_geometric_error_m, geometry_for
-from runtime.mesh import SKIRT_FACTOR, TileMesh, tile_mesh
+from runtime.tin import SKIRT_FACTOR, TileMesh, tile_mesh
 from runtime.tiles import MAX_LEVEL, T, TileKey, World, tiles_y, validate_key
 from runtime.wire import DecodedTile, decode_image, decode_tile
 
@@ -60,7 +60,7 @@ def frame_tile(frame: bytes) -> DecodedTile:
 def tin_mesh(world: World, tile: DecodedTile, skirt_depth_m: float | None = None) -> TileMesh:
     """Place a decoded TIN in world space, with skirts, normals and UVs.
 
-    The same placement as runtime.mesh.build_tile_mesh, minus the simplification
+    The same placement as runtime.tin.mesh.build_tile_mesh, minus the simplification
     (the TIN comes from the frame). Skirt depth defaults to SKIRT_FACTOR times the
     tile's geometric error."""
     key, t = tile.key, tile.grid_size
@@ -99,7 +99,7 @@ def imagery_png(frame: bytes) -> bytes:
 def glb_bytes(frame: bytes, world: World = World.EARTH) -> bytes:
     """A textured GLB (TIN + skirts, Y-up, centre in the node transform) of a tile frame.
 
-    Laid out as runtime.export.tile_glb, but with a terrain material: the texture is the
+    Laid out as runtime.formats.export.tile_glb, but with a terrain material: the texture is the
     albedo (base colour factor 1), not metallic, fully rough. (trimesh's default material
     darkens the texture to 40 % and glTF's default metallic factor is 1.)"""
     import trimesh

@@ -92,7 +92,7 @@ def check_fields(key: TileKey, fields: Any) -> None:
 def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float = 1.0) -> dict[str, Any]:
     """Mesh one tile's heights (TIN + skirts) and encode the wire payload (runtime.wire)."""
     # Imported here: the pipeline's only use of meshing and the wire format.
-    from runtime.mesh import build_tile_mesh
+    from runtime.tin import build_tile_mesh
     from runtime.wire import encode_image, encode_tile
 
     geo = geometry_for(world)
@@ -111,7 +111,7 @@ def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float
 
 
 def mesh_encoder(error_scale: float = 1.0) -> Encoder:
-    """The production encoder: TIN + skirts (runtime.mesh), wire payload, ``tile`` frame."""
+    """The production encoder: TIN + skirts (runtime.tin.mesh), wire payload, ``tile`` frame."""
 
     def encode(world: World, key: TileKey, fields: Fields) -> bytes:
         return tile_frame(key, encode_fields(world, key, fields, error_scale))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from runtime import wire
-from runtime.camera import Camera
+from runtime.lod.camera import Camera
 from runtime.geometry import geometry_for
-from runtime.surface import tin_surface
+from runtime.tin import tin_surface
 from runtime.tiles import TileKey, World
 from streaming.cli import build_server
 from streaming.client import SyncTileClient

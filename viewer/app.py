@@ -22,9 +22,9 @@ import numpy as np
 from runtime import wire
 from runtime.geometry import geodetic_to_ecef
 from runtime.heights import TileSurface, height_at
-from runtime.selection import SelectionOptions, TileInfo, View
-from runtime.streamer import StreamerOptions, TileStreamer
-from runtime.surface import stitch_edge_normals, tin_surface, tin_to_grid, with_morph
+from runtime.lod.selection import SelectionOptions, TileInfo, View
+from runtime.lod.streamer import StreamerOptions, TileStreamer
+from runtime.tin import stitch_edge_normals, tin_surface, tin_to_grid, with_morph
 from runtime.tiles import ANCHOR_LEVEL, TileKey, World, neighbour
 from viewer.paths import CameraPath, Keyframe, Pose, camera_for, default_path, pick_start
 from viewer.renderer import tile_gpu_bytes

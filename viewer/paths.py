@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.camera import Camera
+from runtime.lod.camera import Camera
 from runtime.geometry import east_north_up, geodetic_to_ecef
 from runtime.tiles import METRES_PER_DEGREE, World
 
@@ -182,7 +182,7 @@ def pick_start(world: World, tiles, images: dict | None = None,
     above 200). Falls back to the highest point when nothing qualifies.
     """
     from runtime.geometry import geometry_for
-    from runtime.surface import tin_to_grid
+    from runtime.tin import tin_to_grid
     from runtime.tiles import T
 
     geo = geometry_for(world)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import moderngl
 import numpy as np
 
-from runtime.surface import Surface
+from runtime.tin import Surface
 from runtime.tiles import TileKey
 
 SKY_GLSL = """
@@ -401,7 +401,7 @@ class TerrainRenderer:
     # -- drawing ---------------------------------------------------------------------------
     def render(self, camera, draw: Sequence[TileKey], up: np.ndarray, targets: "RenderTargets | None" = None,
                sky: bool = True) -> None:
-        """Render ``draw`` (keys already uploaded) seen by ``camera`` (runtime.camera.Camera)
+        """Render ``draw`` (keys already uploaded) seen by ``camera`` (runtime.lod.camera.Camera)
         into ``targets`` (default: this renderer's framebuffer; its size must match the
         camera's viewport). up: (3,) unit local up at the camera (world frame)."""
         ctx, L = self.ctx, self.lighting

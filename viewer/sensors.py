@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.camera import Camera
+from runtime.lod.camera import Camera
 from runtime.tiles import World
 from viewer.paths import Pose, camera_for
 from viewer.renderer import MorphOptions, RenderTargets, TerrainRenderer

@@ -1,9 +1,9 @@
-"""Realism measures of generator.learned_eval on fields with known answers."""
+"""Realism measures of generator.eval.learned on fields with known answers."""
 
 import numpy as np
 import pytest
 
-from generator.learned_eval import (
+from generator.eval.learned import (
     curvature,
     evaluate_region,
     hillshade,

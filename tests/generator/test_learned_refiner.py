@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from generator.learned import (
+from generator.learned.refiner import (
     ASSET_PATH,
     LearnedRefiner,
     load_net,
@@ -14,7 +14,7 @@ from generator.learned import (
     noise_torch,
     save_checkpoint,
 )
-from generator.model import RefinerConfig, RefinerNet
+from generator.learned.model import RefinerConfig, RefinerNet
 from generator.refiner import Refiner, make_refiner
 from runtime.tiles import World
 

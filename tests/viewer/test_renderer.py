@@ -5,9 +5,9 @@ import math
 import numpy as np
 from conftest import full_grid_tin
 
-from runtime.camera import Camera
+from runtime.lod.camera import Camera
 from runtime.geometry import geometry_for
-from runtime.surface import tin_surface
+from runtime.tin import tin_surface
 from runtime.tiles import TileKey
 from viewer.renderer import Lighting, TerrainRenderer
 

@@ -5,7 +5,7 @@ from collections import deque
 import numpy as np
 from conftest import full_grid_tin
 
-from runtime.surface import tin_surface
+from runtime.tin import tin_surface
 from runtime.tiles import TileKey
 from viewer.renderer import chunk_layout
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import full_grid_tin
 
-from runtime.camera import Camera
+from runtime.lod.camera import Camera
 from runtime.geometry import geometry_for
-from runtime.surface import tin_surface, tin_to_grid, with_morph
+from runtime.tin import tin_surface, tin_to_grid, with_morph
 from runtime.tiles import T, TileKey, spacing_m
 from viewer.hud import Hud, HudStats, hud_lines
 from viewer.renderer import Lighting, MorphOptions, TerrainRenderer
@@ -244,7 +244,7 @@ def test_chunk_culling_skips_blocks_outside_the_view_without_changing_pixels(gl_
 
 
 def test_stitched_edge_normals_are_shared_and_match_the_surface():
-    from runtime.surface import stitch_edge_normals
+    from runtime.tin import stitch_edge_normals
 
     fn = lambda r, c, x0: 300.0 * np.sin((c + x0) / 17.0) * np.cos(r / 23.0)  # noqa: E731
     a = _surface(lambda r, c: fn(r, c, 0.0), key=TileKey(10, 0, 0), step=1)

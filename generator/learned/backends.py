@@ -1,0 +1,299 @@
+"""Backends that run the refiner network: same graph, same outputs (DESIGN.md 2.6).
+
+Every backend has ``name`` and
+``run_level(parents5, seed, level, rows, cols, spacing_m, present) -> child`` on numpy arrays
+(parents5 (B, 5, h, w) float32, rows (B, h) / cols (B, w) int64 global child coordinates of
+the parent samples, spacing_m (B,) float32, present (B, 2) float32) returning
+(B, 5, 2(h-2m)-1, 2(w-2m)-1) float32. The torch backends also offer ``run_torch`` on device
+tensors (what a GPU server batching tiles would call, and what bench/generator.py times).
+
+- ``torch``: eager float32, CPU or CUDA.
+- ``torch-compiled``: CUDA, fp16 trunk (float32 base and assembly), ``torch.compile`` with
+  CUDA graphs ("reduce-overhead"), batches padded to fixed sizes so graphs are reused.
+- ``onnxruntime``: the exported ONNX graph (generator.learned.onnx) on the CPU provider.
+- ``tensorrt``: ONNX -> serialized fp16 engine with one fixed-batch profile per bucket,
+  cached on disk per (model version, GPU, TensorRT version). TensorRT's Python package is
+  not installable on this project's machines; where ``import tensorrt`` fails the backend
+  raises BackendUnavailable saying so.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generator.learned.refiner import noise_numpy, noise_torch, noise_torch_keys, stream_keys
+from generator.learned.model import RefinerNet
+
+BATCH_BUCKETS = (1, 4, 16, 64, 256)
+"""Fixed batch sizes of the compiled / TensorRT backends (a call is padded up to one)."""
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run here (missing package or device); the message says why."""
+
+
+def _bucket(b: int, buckets: tuple[int, ...] = BATCH_BUCKETS) -> int:
+    for s in buckets:
+        if b <= s:
+            return s
+    return buckets[-1]
+
+
+def run_bucketed(run, buckets: tuple[int, ...], parents5, rows, cols, spacing_m, present):
+    """Run a fixed-batch-shape kernel on any batch: ``run(n, parents5, rows, cols, spacing_m,
+    present) -> (n, ...)`` sees batches padded (by repeating the last item) up to the bucket
+    size n; batches above the biggest bucket go in chunks of it. Returns the first b rows."""
+    b = parents5.shape[0]
+    n = _bucket(b, buckets)
+    if n < b:
+        return torch.cat([
+            run_bucketed(run, buckets, *(t[i : i + n] for t in (parents5, rows, cols, spacing_m, present)))
+            for i in range(0, b, n)
+        ])
+    pad = lambda t: torch.cat([t, t[-1:].expand(n - b, *t.shape[1:])]) if n > b else t
+    return run(n, pad(parents5), pad(rows), pad(cols), pad(spacing_m), pad(present))[:b]
+
+
+def run_level_on(device, run_torch, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
+    """``run_level`` of a torch-based backend: the numpy inputs onto ``device``, its
+    ``run_torch``, the child back as a numpy array."""
+    on = lambda a: torch.from_numpy(a).to(device)
+    out = run_torch(on(parents5), seed, level, on(rows), on(cols), on(spacing_m), on(present))
+    return out.cpu().numpy()
+
+
+class TorchEager:
+    """Eager float32 torch on ``device`` (CPU reference)."""
+
+    name = "torch"
+
+    def __init__(self, net: RefinerNet, version: str, device: str = "cpu"):
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailable("torch backend asked for CUDA but torch.cuda.is_available() is False")
+        self.net = copy.deepcopy(net).float().eval().to(self.device)
+        self.k = net.config.noise_channels
+
+    @torch.no_grad()
+    def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present):
+        noise = noise_torch(seed, level, rows, cols, self.k)
+        if self.device.type == "cpu" and parents5.shape[0] > 1:
+            # oneDNN picks its convolution blocking by batch size, which moves the last bit;
+            # one tile at a time keeps the CPU reference byte-identical for any batch.
+            return torch.cat(
+                [
+                    self.net(parents5[i : i + 1], noise[i : i + 1], spacing_m[i : i + 1], present[i : i + 1])
+                    for i in range(parents5.shape[0])
+                ]
+            )
+        return self.net(parents5, noise, spacing_m, present)
+
+    def run_level(self, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
+        return run_level_on(self.device, self.run_torch, parents5, seed, level, rows, cols, spacing_m, present)
+
+
+class TorchCompiled(TorchEager):
+    """CUDA, fp16 trunk, torch.compile(mode='reduce-overhead') = CUDA graphs per batch bucket."""
+
+    name = "torch-compiled"
+
+    def __init__(
+        self,
+        net: RefinerNet,
+        version: str,
+        device: str = "cuda",
+        dtype: str = "float16",
+        mode: str = "reduce-overhead",
+        channels_last: bool = True,
+        buckets: tuple[int, ...] = BATCH_BUCKETS,
+    ):
+        """``buckets``: the batch sizes graphs are compiled for (a batch is padded up to the
+        next one). Each bucket is its own kernel choice, so a tile's fp16 result can move
+        by a few ulps with the bucket its batch fell into; one bucket (``(16,)``) makes the
+        output independent of batch composition (what the pyramid needs)."""
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("torch-compiled needs a CUDA GPU (torch.cuda.is_available() is False)")
+        super().__init__(net, version, device)
+        self.buckets = tuple(sorted(buckets))
+        half = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        for mod in (self.net.stem, self.net.blocks, self.net.head):
+            mod.to(dtype=half, memory_format=fmt)
+        net = self.net
+
+        def step(parents5, keys, rows, cols, spacing_m, present):
+            # Noise inside the graph (keys as a tensor): one fused kernel, no recompiles per level.
+            return net(parents5, noise_torch_keys(keys, rows, cols), spacing_m, present)
+
+        self.compiled = torch.compile(step, mode=mode, dynamic=False)
+
+    @torch.no_grad()
+    def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present):
+        keys = torch.tensor(stream_keys(seed, level, self.k), dtype=torch.int64).to(parents5.device)
+
+        def run(n, parents5, rows, cols, spacing_m, present):
+            # clone: CUDA-graph outputs are overwritten by the next replay (the next chunk)
+            return self.compiled(parents5, keys, rows, cols, spacing_m, present).clone()
+
+        return run_bucketed(run, self.buckets, parents5, rows, cols, spacing_m, present)
+
+
+class OnnxRuntime:
+    """The exported ONNX graph on onnxruntime's CPU provider."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        net: RefinerNet,
+        version: str,
+        device: str = "cpu",
+        onnx_path: str | None = None,
+        threads: int | None = None,
+    ):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendUnavailable(f"onnxruntime is not installed ({e})") from e
+        from generator.learned.onnx import cached_onnx
+
+        path = Path(onnx_path) if onnx_path else cached_onnx(net, version)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or os.cpu_count() or 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.k = net.config.noise_channels
+
+    def run_level(self, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
+        noise = noise_numpy(seed, level, rows, cols, self.k)
+        return self.session.run(
+            ["child"], {"parents": parents5, "noise": noise, "spacing_m": spacing_m, "present": present}
+        )[0]
+
+
+class TensorRT:
+    """ONNX -> fp16 TensorRT engine per batch bucket, cached on disk; CUDA torch tensors in/out.
+
+    Written against TensorRT's public Python API (>= 10: ``Builder``, ``OnnxParser``,
+    optimization profiles, ``IRuntime.deserialize_cuda_engine``, ``execute_async_v3``)."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        net: RefinerNet,
+        version: str,
+        device: str = "cuda",
+        cache_dir: str | None = None,
+        crop: int = 129 + 2 * 24,
+    ):
+        try:
+            import tensorrt as trt
+        except ImportError as e:
+            raise BackendUnavailable(
+                "tensorrt backend unavailable: the TensorRT Python package is not installed "
+                f"(it is not on the package registry used here; {e})"
+            ) from e
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("tensorrt backend needs a CUDA GPU")
+        from generator.learned.onnx import cached_onnx
+
+        self.trt, self.version, self.k = trt, version, net.config.noise_channels
+        self.onnx_path = cached_onnx(net, version)
+        self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "worldstream" / "trt")
+        self.crop = crop
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engines: dict[int, tuple] = {}
+        self.margin = net.config.margin
+
+    def _engine_path(self, batch: int) -> Path:
+        gpu = torch.cuda.get_device_name().replace(" ", "_")
+        return self.cache_dir / f"{self.version}-{gpu}-trt{self.trt.__version__}-b{batch}-c{self.crop}.engine"
+
+    def _build(self, batch: int) -> bytes:
+        trt = self.trt
+        builder = trt.Builder(self.logger)
+        network = builder.create_network(0)
+        parser = trt.OnnxParser(network, self.logger)
+        if not parser.parse(self.onnx_path.read_bytes()):
+            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+            raise RuntimeError(f"TensorRT could not parse {self.onnx_path}: {errors}")
+        config = builder.create_builder_config()
+        config.set_flag(trt.BuilderFlag.FP16)
+        profile = builder.create_optimization_profile()
+        c = self.crop
+        shapes = {
+            "parents": (batch, 5, c, c),
+            "noise": (batch, self.k, c, c),
+            "spacing_m": (batch,),
+            "present": (batch, 2),
+        }
+        for name, shape in shapes.items():
+            profile.set_shape(name, shape, shape, shape)
+        config.add_optimization_profile(profile)
+        blob = builder.build_serialized_network(network, config)
+        if blob is None:
+            raise RuntimeError("TensorRT engine build failed")
+        return bytes(blob)
+
+    def _engine(self, batch: int):
+        if batch not in self.engines:
+            path = self._engine_path(batch)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(self._build(batch))
+                tmp.replace(path)
+            engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+            self.engines[batch] = (engine, engine.create_execution_context())
+        return self.engines[batch]
+
+    @torch.no_grad()
+    def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present):
+        h, w = parents5.shape[2:]
+        if (h, w) != (self.crop, self.crop):
+            raise ValueError(f"tensorrt engines are built for {self.crop}x{self.crop} crops, got {h}x{w}")
+
+        def run(n, parents5, rows, cols, spacing_m, present):
+            inputs = {
+                "parents": parents5.float().contiguous(),
+                "noise": noise_torch(seed, level, rows, cols, self.k).contiguous(),
+                "spacing_m": spacing_m.float().contiguous(),
+                "present": present.float().contiguous(),
+            }
+            engine, ctx = self._engine(n)
+            side = 2 * (self.crop - 2 * self.margin) - 1
+            out = torch.empty((n, 5, side, side), device=parents5.device, dtype=torch.float32)
+            for name, t in inputs.items():
+                ctx.set_tensor_address(name, t.data_ptr())
+            ctx.set_tensor_address("child", out.data_ptr())
+            stream = torch.cuda.current_stream()
+            if not ctx.execute_async_v3(stream.cuda_stream):
+                raise RuntimeError("TensorRT execution failed")
+            stream.synchronize()
+            return out
+
+        return run_bucketed(run, BATCH_BUCKETS, parents5, rows, cols, spacing_m, present)
+
+    def run_level(self, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
+        return run_level_on(torch.device("cuda"), self.run_torch, parents5, seed, level, rows, cols, spacing_m, present)
+
+
+BACKENDS = {
+    "torch": TorchEager,
+    "torch-compiled": TorchCompiled,
+    "onnxruntime": OnnxRuntime,
+    "tensorrt": TensorRT,
+}
+
+
+def make_backend(name: str, net: RefinerNet, version: str, **options):
+    """Build backend ``name``; raises BackendUnavailable (with the reason) where it cannot run."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: expected one of {sorted(BACKENDS)}")
+    return BACKENDS[name](net, version, **options)

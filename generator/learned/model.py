@@ -1,0 +1,179 @@
+"""The learned refiner network (network only; sampling, training and export live beside it).
+
+One evaluation turns a parent crop into the 3 new child samples of every parent cell
+(the 4th, even, child sample is the parent itself: exact nesting, DESIGN.md 2.2).
+
+- Works at the *parent* resolution with stride 1 and valid padding only, so output cell
+  (i, j) is a function of parent samples [i - m, i + m] x [j - m, j + m] and nothing else:
+  any crop origin gives the same value for a global sample (seamless, DESIGN.md 2.3).
+  Dilated residual blocks (Yu & Koltun 2016) give the receptive field without a stride.
+- Conditioning: parent height (as asinh-compressed slopes and curvature normalised by the
+  scale amplitude, plus asinh of absolute height for sea / snow line), parent colour and NIR
+  with presence masks, log sample spacing, and a noise field.
+- Scene-centred joint decoding (MetaEarth-MM): one latent trunk, one head that emits the
+  detail of every channel (height, r, g, b, nir) together.
+- Output = 4-point cubic interpolation of the parent + amplitude(s) * predicted detail;
+  the height amplitude A(s) = a_1km (s / 1 km)^hurst is fitted on the training data
+  (generator.learned.data.fit_amplitude), so the net predicts O(1) numbers at every scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+N_CHANNELS = 5  # height_m, red, green, blue, nir (generator.learned.data.CHANNELS)
+
+
+@dataclass(frozen=True)
+class RefinerConfig:
+    """Architecture and normalisation of the refiner net; saved inside every checkpoint."""
+
+    width: int = 32
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 1)
+    noise_channels: int = 4
+    amp_m_at_1km: float = 13.5  # height detail amplitude at 1 km child spacing (metres)
+    hurst: float = 0.5  # amplitude exponent: A(s) = amp_m_at_1km * (s / 1000 m) ** hurst
+    colour_amp: float = 0.04  # detail amplitude of the [0, 1] bands
+
+    @property
+    def margin(self) -> int:
+        """Parent samples of context each side: 1 for the input stencils + the trunk's reach."""
+        return 1 + sum(self.dilations)
+
+
+def asinh(x: torch.Tensor) -> torch.Tensor:
+    """asinh from log and sqrt (the TorchScript ONNX exporter has no aten::asinh); float32.
+    |x| is clamped at 1e15 (asinh = 35.2) so a * a cannot overflow."""
+    a = x.abs().clamp(max=1e15)
+    return torch.sign(x) * torch.log(a + torch.sqrt(a * a + 1.0))
+
+
+def _crop(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Drop k samples on each side of the last two axes."""
+    return x[..., k : x.shape[-2] - k, k : x.shape[-1] - k] if k else x
+
+
+class Block(nn.Module):
+    """Dilated 3x3 (valid) -> LeakyReLU -> 1x1, added to the centre-cropped input."""
+
+    def __init__(self, width: int, dilation: int):
+        super().__init__()
+        self.dilation = dilation
+        self.conv = nn.Conv2d(width, width, 3, dilation=dilation)
+        self.mix = nn.Conv2d(width, width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.mix(F.leaky_relu(self.conv(F.leaky_relu(x, 0.2)), 0.2))  # (B, W, h-2d, w-2d)
+        return _crop(x, self.dilation) + y
+
+
+def _cubic_stencils() -> torch.Tensor:
+    """(3, 1, 5, 5) float64 kernels giving the child samples (2i, 2j+1), (2i+1, 2j) and
+    (2i+1, 2j+1) from parent rows/cols i-2..i+2 (4-point cubic, zero weight on i-2)."""
+    t = torch.tensor([0.0, -1.0, 9.0, 9.0, -1.0], dtype=torch.float64) / 16.0
+    e = torch.zeros(5, dtype=torch.float64)
+    e[2] = 1.0
+    return torch.stack([torch.outer(e, t), torch.outer(t, e), torch.outer(t, t)])[:, None]
+
+
+class RefinerNet(nn.Module):
+    """parents (B, 5, h, w) + noise (B, K, h, w) + spacing (B,) + present (B, 2)
+    -> child (B, 5, 2(h-2m)-1, 2(w-2m)-1) with child[2i, 2j] == parents[m+i, m+j]."""
+
+    def __init__(self, config: RefinerConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        n_in = 4 + 4 + 2 + 1 + c.noise_channels  # slopes/curv/alt, bands, masks, scale, noise
+        self.stem = nn.Conv2d(n_in, c.width, 1)
+        self.blocks = nn.ModuleList(Block(c.width, d) for d in c.dilations)
+        self.head = nn.Conv2d(c.width, 3 * N_CHANNELS, 1)
+        self.register_buffer("stencils", _cubic_stencils().float(), persistent=False)
+
+    def amplitude(self, spacing_m: torch.Tensor) -> torch.Tensor:
+        """(B,) child spacing in metres -> (B, 5, 1, 1) detail amplitude per channel."""
+        c = self.config
+        a_h = c.amp_m_at_1km * (spacing_m / 1000.0) ** c.hurst  # (B,)
+        a_c = torch.full_like(a_h, c.colour_amp)
+        return torch.stack([a_h, a_c, a_c, a_c, a_c], 1)[:, :, None, None]
+
+    def features(self, parents, noise, spacing_m, present):
+        """Conditioning at parent resolution, (B, n_in, h-2, w-2)."""
+        h = parents[:, 0:1]  # (B, 1, h, w) metres
+        a = self.amplitude(spacing_m)[:, :1]  # (B, 1, 1, 1) metres
+        centre = h[:, :, 1:-1, 1:-1]
+        dx = (h[:, :, 1:-1, 2:] - h[:, :, 1:-1, :-2]) / (4.0 * a)
+        dy = (h[:, :, 2:, 1:-1] - h[:, :, :-2, 1:-1]) / (4.0 * a)
+        curv = (
+            h[:, :, 1:-1, 2:] + h[:, :, 1:-1, :-2] + h[:, :, 2:, 1:-1] + h[:, :, :-2, 1:-1] - 4.0 * centre
+        ) / (4.0 * a)
+        alt = asinh(centre / 200.0)
+        rgb = (parents[:, 1:4, 1:-1, 1:-1] - 0.25) * 4.0 * present[:, 0, None, None, None]
+        nir = (parents[:, 4:5, 1:-1, 1:-1] - 0.25) * 4.0 * present[:, 1, None, None, None]
+        ones = torch.ones_like(centre)
+        masks = present[:, :, None, None] * ones  # (B, 2, h-2, w-2)
+        scale = (torch.log2(spacing_m / 1000.0) / 8.0)[:, None, None, None] * ones
+        return torch.cat(
+            [asinh(dx), asinh(dy), asinh(curv), alt, rgb, nir, masks, scale, noise[:, :, 1:-1, 1:-1]], 1
+        )
+
+    def detail(self, parents, noise, spacing_m, present):
+        """Normalised detail, (B, 5, 3, h-2m, w-2m): channel x new sample x cell."""
+        f = self.features(parents.float(), noise.float(), spacing_m.float(), present.float())
+        x = self.stem(f.to(self.stem.weight.dtype))  # (B, W, h-2, w-2), trunk dtype (fp16 ok)
+        for block in self.blocks:
+            x = block(x)  # (B, W, h-2-2*sum(d), ...)
+        y = self.head(F.leaky_relu(x, 0.2))  # (B, 15, h-2m, w-2m)
+        return y.unflatten(1, (N_CHANNELS, 3))
+
+    def base(self, parents: torch.Tensor, margin: int) -> torch.Tensor:
+        """Cubic prediction of the 3 new samples, (B, 5, 3, h-2m, w-2m), float32."""
+        B, C, H, W = parents.shape
+        p = _crop(parents.float(), margin - 2).reshape(B * C, 1, H - 2 * margin + 4, W - 2 * margin + 4)
+        b = F.conv2d(p, self.stencils.float())  # (B*C, 3, h-2m, w-2m)
+        return b.reshape(B, C, 3, H - 2 * margin, W - 2 * margin)
+
+    def forward(self, parents, noise, spacing_m, present):
+        """parents (B, 5, h, w) float32 (height m, r, g, b, nir; absent bands anything),
+        noise (B, K, h, w) ~ N(0, 1), spacing_m (B,) child spacing, present (B, 2) rgb / nir
+        masks -> child (B, 5, 2n-1, 2n-1) float32, n = h - 2m."""
+        return self.assemble(parents, self.detail(parents, noise, spacing_m, present), spacing_m)
+
+    def assemble(self, parents, detail, spacing_m):
+        """Parents + normalised detail (B, 5, 3, n, n) -> child (B, 5, 2n-1, 2n-1) float32.
+        Base and amplitude stay float32 even with an fp16 trunk: heights need the precision."""
+        m = self.config.margin
+        odd = self.base(parents, m) + self.amplitude(spacing_m.float())[:, :, None] * detail.float()
+        even = _crop(parents, m).float()[:, :, None]  # (B, 5, 1, n, n): exact copies
+        q = torch.cat([even, odd], 2)  # (B, 5, 4, n, n) in order (0,0), (0,1), (1,0), (1,1)
+        B, C, _, n, w = q.shape
+        child = q.reshape(B, C, 2, 2, n, w).permute(0, 1, 4, 2, 5, 3).reshape(B, C, 2 * n, 2 * w)
+        return child[:, :, :-1, :-1]
+
+
+class PatchDiscriminator(nn.Module):
+    """Conditional PatchGAN critic (Isola et al. 2017) on child-resolution fields, used in
+    training only. Input (B, n_in, S, S): normalised detail of the 5 channels (masked where
+    a modality is missing) + conditioning; output (B, 1, ~S/4, ~S/4) realism scores."""
+
+    def __init__(self, n_in: int, width: int = 64):
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(n_in, width, 3, padding=1)),
+            nn.LeakyReLU(0.2),  # (B, W, S, S)
+            sn(nn.Conv2d(width, 2 * width, 4, 2, 1)),
+            nn.LeakyReLU(0.2),  # (B, 2W, S/2, S/2)
+            sn(nn.Conv2d(2 * width, 2 * width, 4, 2, 1)),
+            nn.LeakyReLU(0.2),  # (B, 2W, S/4, S/4)
+            sn(nn.Conv2d(2 * width, 2 * width, 3, padding=1)),
+            nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(2 * width, 1, 3, padding=1)),  # (B, 1, S/4, S/4)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -1,0 +1,459 @@
+"""Training of the learned refiner (`worldstream train`).
+
+Objective (sharp, not blurry): a conditional PatchGAN with hinge loss (Isola et al. 2017;
+Miyato et al. 2018 spectral norm) on the normalised child detail, plus an L1 on the
+*low-passed* detail (2x2-average-pooled) so the large features follow the real data while
+the adversary alone decides the fine texture, and a small plain L1. The adversarial weight
+ramps up over ``warmup_steps``. An optional per-octave spectral term (``spectral_weight``)
+matches, crop by crop, the log power of the generated height detail in each octave band to
+the real detail's: the L1 terms pull towards the conditional median (too little energy, worst
+where the parent says little about the detail) and the adversary alone did not undo it.
+Loss terms are masked per modality (height where it is a real target, rgb / nir where the
+grid has them): MetaEarth-MM style joint decoding.
+
+Runs are bounded in wall time and resume from ``<out>/last.pt`` (weights, optimiser states,
+step, log), so a long training is a chain of < 10 minute runs. The shipped asset is made
+with ``--ship`` (fp16 weights + config + version, loadable with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from generator.learned.data import PairBatch, PairSampler, build_corpus, fit_amplitude, load_corpus, save_corpus
+from generator.learned.refiner import config_from_dict, load_net, make_checkpoint, save_checkpoint
+from generator.learned.model import PatchDiscriminator, RefinerConfig, RefinerNet, asinh
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run's recipe (saved in every checkpoint)."""
+
+    corpus: str = "out/corpus.npz"  # built from data_dir when missing
+    data_dir: str = "../shared/data"
+    out: str = "out/learned"
+    steps: int = 100_000  # stop after this many total steps ...
+    minutes: float = 8.0  # ... or this much wall time in this run, whichever first
+    batch: int = 64
+    cells: int = 32  # output cells per crop edge (child window 2*cells - 1)
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    adv_weight: float = 0.1
+    lowpass_weight: float = 1.0
+    l1_weight: float = 0.1
+    warmup_steps: int = 1000
+    spectral_weight: float = 0.0  # per-octave log-power matching of the height detail
+    init_from: str = ""  # a fresh run starts from these shipped weights (fine-tune)
+    colour_jitter: float = 0.0  # per-crop band gain exp(U(-j, j)) and offset U(-j/8, j/8)
+    band_dropout: float = 0.0  # probability of hiding rgb / nir from the net's input
+    flat_colour: float = 0.0  # probability of replacing a crop's bands by constant colours
+    seed: int = 0
+    workers: int = 0
+    device: str = "cpu"
+    log_every: int = 50
+    val_every: int = 500
+    val_batches: int = 4
+
+
+def irwin_hall_noise(shape, generator: torch.Generator, device) -> torch.Tensor:
+    """Training noise with the distribution of generator.noise.gauss (Irwin-Hall of 4
+    uniforms, unit variance), so the net sees at run time what it saw in training."""
+    u = torch.rand((4,) + tuple(shape), generator=generator, device=device)
+    return (u.sum(0) - 2.0) * (3.0**0.5)
+
+
+def _masks(present: torch.Tensor) -> torch.Tensor:
+    """(B, 3) present -> (B, 5, 1, 1) per-channel loss mask (height, r, g, b, nir)."""
+    p = present
+    return torch.stack([p[:, 0], p[:, 1], p[:, 1], p[:, 1], p[:, 2]], 1)[:, :, None, None]
+
+
+def critic_input(net: RefinerNet, child, base, spacing_m, present) -> torch.Tensor:
+    """(B, 5+2+3+3+1, S, S): asinh normalised detail (masked) + base slopes, base colour,
+    masks and scale as conditioning."""
+    amp = net.amplitude(spacing_m)
+    mask = _masks(present)
+    det = asinh((child - base) / amp) * mask
+    h = base[:, 0:1]
+    gx = F.pad(h[..., :, 2:] - h[..., :, :-2], (1, 1, 0, 0), mode="replicate") / (2 * amp[:, :1])
+    gy = F.pad(h[..., 2:, :] - h[..., :-2, :], (0, 0, 1, 1), mode="replicate") / (2 * amp[:, :1])
+    ones = torch.ones_like(h)
+    rgb = (base[:, 1:4] - 0.25) * 4.0 * mask[:, 1:2]
+    scale = (torch.log2(spacing_m / 1000.0) / 8.0)[:, None, None, None] * ones
+    return torch.cat([det, asinh(gx), asinh(gy), rgb, present[:, :, None, None] * ones, scale], 1)
+
+
+CRITIC_INPUTS = 5 + 2 + 3 + 3 + 1
+
+
+def _to(batch: PairBatch, device) -> tuple[torch.Tensor, ...]:
+    return tuple(
+        torch.from_numpy(a).to(device, non_blocking=True)
+        for a in (batch.parents, batch.targets, batch.present, batch.spacing_m)
+    )
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """Endless batches from a PairSampler; each worker has its own rng stream."""
+
+    def __init__(self, sampler: PairSampler, batch: int, seed: int):
+        self.sampler, self.batch, self.seed = sampler, batch, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            yield self.sampler.sample(rng, self.batch)
+
+
+def augment_bands(parents, targets, present, cfg: TrainConfig, gen: torch.Generator):
+    """Radiometric augmentation so height detail does not hinge on absolute colour (sources
+    mix TOA reflectance, surface reflectance and 8-bit display RGB): the same random affine
+    map on the bands of parent and target, and modality dropout on the net's input masks.
+    Returns (parents, targets, present_in (B, 2))."""
+    b, dev = parents.shape[0], parents.device
+    present_in = present[:, 1:].clone()
+    if cfg.colour_jitter > 0:
+        u = torch.rand(2, b, 1, 1, 1, generator=gen, device=dev) * 2.0 - 1.0
+        gain, offset = torch.exp(cfg.colour_jitter * u[0]), cfg.colour_jitter / 8.0 * u[1]
+        parents = torch.cat([parents[:, :1], parents[:, 1:] * gain + offset], 1)
+        targets = torch.cat([targets[:, :1], targets[:, 1:] * gain + offset], 1)
+    if cfg.flat_colour > 0:
+        # Uninformative colour: a DEM-only caller (learned_eval, `worldstream eval`) passes a
+        # flat albedo as present rgb, which real imagery never is; without this the height
+        # detail grew with the flat grey's brightness (x1.6 power in the finest octave at 0.25,
+        # x3.7 at 0.5 on bigtujunga). Parent and target get the same constants, so the colour
+        # loss asks for a flat child and the height target stays real.
+        flat = (torch.rand(b, generator=gen, device=dev) < cfg.flat_colour)[:, None, None, None]
+        grey = 0.05 + 0.55 * torch.rand(b, 4, 1, 1, generator=gen, device=dev)
+        parents = torch.cat([parents[:, :1], torch.where(flat, grey, parents[:, 1:])], 1)
+        targets = torch.cat([targets[:, :1], torch.where(flat, grey, targets[:, 1:])], 1)
+        present_in = torch.cat([torch.where(flat[:, 0, 0], 1.0, present_in[:, :1]), present_in[:, 1:]], 1)
+    if cfg.band_dropout > 0:
+        keep = torch.rand(b, 1, generator=gen, device=dev) >= cfg.band_dropout
+        present_in = present_in * keep
+    return parents, targets, present_in
+
+
+SPECTRAL_BANDS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 2**-0.5 + 1e-6)
+"""Octave band edges (cycles per child sample) of the spectral term; the last band holds the
+diagonal frequencies past the axis Nyquist."""
+
+
+def octave_log_power(d: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """(B, S, S) normalised detail -> (B, len(SPECTRAL_BANDS) - 1) log of the mean periodogram
+    power in each octave band (Hann window, mean removed; power per sample as in Parseval)."""
+    d = d.float()
+    d = d - d.mean((-2, -1), keepdim=True)
+    s = d.shape[-1]
+    w = torch.hann_window(s, periodic=False, device=d.device, dtype=d.dtype)
+    p = torch.fft.rfft2(d * (w[:, None] * w[None, :])).abs().square() / (s * s)
+    ky = torch.fft.fftfreq(s, device=d.device)[:, None]
+    kx = torch.fft.rfftfreq(s, device=d.device)[None, :]
+    k = torch.sqrt(ky * ky + kx * kx)
+    out = []
+    for lo, hi in zip(SPECTRAL_BANDS[:-1], SPECTRAL_BANDS[1:], strict=True):
+        sel = ((k >= lo) & (k < hi)).to(d.dtype)
+        out.append(torch.log((p * sel).sum((-2, -1)) / sel.sum() + eps))
+    return torch.stack(out, 1)
+
+
+def spectral_loss(d_fake: torch.Tensor, d_real: torch.Tensor, height: torch.Tensor) -> torch.Tensor:
+    """Mean |log P_fake - log P_real| over the octave bands of the height detail (B, S, S) of
+    the crops whose height is a real target (``height`` (B,) bool); 0 when there are none."""
+    if not bool(height.any()):
+        return d_fake.sum() * 0.0
+    lf, lr = octave_log_power(d_fake[height]), octave_log_power(d_real[height])
+    return (lf - lr).abs().mean()
+
+
+def losses(
+    net,
+    critic,
+    parents,
+    targets,
+    present,
+    spacing_m,
+    noise,
+    cfg: TrainConfig,
+    adv_scale: float,
+    present_in=None,
+):
+    """Generator loss terms (dict of scalars) and the critic inputs (real, fake). ``present``
+    masks the loss; ``present_in`` (default present[:, 1:]) is what the net is told."""
+    pres2 = present[:, 1:] if present_in is None else present_in
+    fake = net(parents, noise, spacing_m, pres2)  # (B, 5, S, S)
+    n = (fake.shape[-1] + 1) // 2
+    with torch.no_grad():
+        base = net.assemble(
+            parents, torch.zeros(parents.shape[0], 5, 3, n, n, device=parents.device), spacing_m
+        )
+    amp, mask = net.amplitude(spacing_m), _masks(present)
+    d_fake, d_real = (fake - base) / amp * mask, (targets - base) / amp * mask
+    l1 = (d_fake - d_real).abs().mean()
+    lowpass = (F.avg_pool2d(d_fake, 2) - F.avg_pool2d(d_real, 2)).abs().mean()
+    x_fake = critic_input(net, fake, base, spacing_m, present)
+    x_real = critic_input(net, targets, base, spacing_m, present)
+    adv = -critic(x_fake).mean()
+    spectral = spectral_loss(d_fake[:, 0], d_real[:, 0], present[:, 0] > 0)
+    total = (
+        cfg.l1_weight * l1
+        + cfg.lowpass_weight * lowpass
+        + cfg.spectral_weight * spectral
+        + adv_scale * cfg.adv_weight * adv
+    )
+    terms = {"total": total, "l1": l1, "lowpass": lowpass, "spectral": spectral, "adv": adv}
+    return terms, x_real, x_fake, d_real, d_fake
+
+
+@torch.no_grad()
+def validate(
+    net, critic, val: list[tuple[torch.Tensor, ...]], cfg: TrainConfig, gen: torch.Generator
+) -> dict:
+    """Mean L1 / low-pass L1 of the detail and the std ratio fake / real of the height detail
+    on fixed validation batches (regions no training crop touches)."""
+    net.eval()
+    acc = {"val_l1": 0.0, "val_lowpass": 0.0, "val_spectral": 0.0}
+    sf, sr = 0.0, 0.0
+    for parents, targets, present, spacing_m in val:
+        noise = irwin_hall_noise(
+            (parents.shape[0], net.config.noise_channels) + parents.shape[2:], gen, parents.device
+        )
+        terms, _, _, d_real, d_fake = losses(
+            net, critic, parents, targets, present, spacing_m, noise, cfg, 0.0
+        )
+        acc["val_l1"] += float(terms["l1"]) / len(val)
+        acc["val_lowpass"] += float(terms["lowpass"]) / len(val)
+        acc["val_spectral"] += float(terms["spectral"]) / len(val)
+        h = present[:, 0] > 0
+        sf += float(d_fake[h, 0].std()) / len(val)
+        sr += float(d_real[h, 0].std()) / len(val)
+    net.train()
+    acc["val_height_std_ratio"] = sf / max(sr, 1e-9)
+    return acc
+
+
+def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool = True, log=print) -> Path:
+    """Train (or resume) until ``cfg.steps`` or ``cfg.minutes``; returns the last.pt path."""
+    t_start = time.monotonic()
+    device = torch.device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    corpus = Path(cfg.corpus)
+    if not corpus.exists():
+        log(f"building corpus {corpus} from {cfg.data_dir}")
+        corpus.parent.mkdir(parents=True, exist_ok=True)
+        save_corpus(build_corpus(cfg.data_dir), corpus)
+    grids = load_corpus(corpus)
+
+    state = torch.load(last, map_location="cpu", weights_only=True) if resume and last.exists() else None
+    init = None
+    if state is None and cfg.init_from:
+        init, init_version, _ = load_net(cfg.init_from)
+        model_cfg = init.config
+        log(f"fine-tuning from {cfg.init_from} (model {init_version}); new critic and optimisers")
+    if state is not None:
+        model_cfg = config_from_dict(state["model_config"])
+    elif model_cfg is None:
+        a, hurst = fit_amplitude(grids)
+        model_cfg = RefinerConfig(amp_m_at_1km=round(a, 3), hurst=round(hurst, 4))
+    torch.manual_seed(cfg.seed)
+    net = RefinerNet(model_cfg).to(device).train()
+    critic = PatchDiscriminator(CRITIC_INPUTS).to(device).train()
+    opt_g = torch.optim.Adam(net.parameters(), cfg.lr_g, betas=(0.5, 0.99))
+    opt_d = torch.optim.Adam(critic.parameters(), cfg.lr_d, betas=(0.5, 0.99))
+    step, history = 0, []
+    if init is not None:
+        net.load_state_dict(init.state_dict())
+        history.append({"step": 0, "init_from": str(cfg.init_from), "init_version": init_version})
+    if state is not None:
+        net.load_state_dict(state["net"])
+        critic.load_state_dict(state["critic"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        step, history = int(state["step"]), json.loads(state["history"])
+        log(f"resumed {last} at step {step}")
+
+    m = model_cfg.margin
+    train_sampler = PairSampler(grids, cfg.cells, m, "train")
+    val_sampler = PairSampler(grids, cfg.cells, m, "val")
+    vrng = np.random.default_rng(12345)  # the same validation batches in every run
+    val = [_to(val_sampler.sample(vrng, cfg.batch), device) for _ in range(cfg.val_batches)]
+    loader = torch.utils.data.DataLoader(
+        _Stream(train_sampler, cfg.batch, cfg.seed * 1_000_003 + step),
+        batch_size=None,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.workers > 0,
+        prefetch_factor=4 if cfg.workers else None,
+    )
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + step)
+    vgen = lambda: torch.Generator(device=device).manual_seed(99)
+
+    def save():
+        ckpt = {
+            "model_config": asdict(model_cfg),
+            "train_config": asdict(cfg),
+            "step": step,
+            "net": net.state_dict(),
+            "critic": critic.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "history": json.dumps(history),
+        }
+        save_checkpoint(ckpt, last)
+        with open(out / "log.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in history)
+
+    t0, run_log, n_logged = time.monotonic(), {}, 0
+    deadline = t_start + cfg.minutes * 60.0
+    for batch in loader:
+        if step >= cfg.steps or time.monotonic() > deadline:
+            break
+        parents, targets, present, spacing_m = _to(batch, device)
+        noise = irwin_hall_noise(
+            (parents.shape[0], model_cfg.noise_channels) + parents.shape[2:], gen, device
+        )
+        adv_scale = min(1.0, step / max(cfg.warmup_steps, 1))
+        parents, targets, present_in = augment_bands(parents, targets, present, cfg, gen)
+        terms, x_real, x_fake, _, _ = losses(
+            net, critic, parents, targets, present, spacing_m, noise, cfg, adv_scale, present_in
+        )
+        opt_g.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt_g.step()
+        # Critic step (hinge loss) on the same batch.
+        d_loss = F.relu(1.0 - critic(x_real)).mean() + F.relu(1.0 + critic(x_fake.detach())).mean()
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        step += 1
+        for k, v in terms.items():
+            run_log[k] = run_log.get(k, 0.0) + float(v.detach())
+        run_log["d"] = run_log.get("d", 0.0) + float(d_loss.detach())
+        n_logged += 1
+        if step % cfg.log_every == 0:
+            rec = {
+                "step": step,
+                "time_s": round(time.monotonic() - t0, 1),
+                **{k: round(v / n_logged, 5) for k, v in run_log.items()},
+            }
+            if step % cfg.val_every == 0:
+                rec.update({k: round(v, 5) for k, v in validate(net, critic, val, cfg, vgen()).items()})
+            history.append(rec)
+            if step % cfg.val_every == 0:
+                save()
+            log(json.dumps(rec))
+            run_log, n_logged = {}, 0
+    rec = {"step": step, "time_s": round(time.monotonic() - t0, 1), "final": True}
+    rec.update({k: round(v, 5) for k, v in validate(net, critic, val, cfg, vgen()).items()})
+    history.append(rec)
+    log(json.dumps(rec))
+    save()
+    return last
+
+
+def ship(last: str | Path, asset: str | Path) -> str:
+    """Write the shipped fp16 asset from a training checkpoint; returns its version."""
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    net = RefinerNet(config_from_dict(state["model_config"]))
+    net.load_state_dict(state["net"])
+    meta = {"step": int(state["step"]), "train_config": json.dumps(state["train_config"])}
+    ckpt = make_checkpoint(net, meta, half=True)
+    save_checkpoint(ckpt, asset)
+    return ckpt["version"]
+
+
+def plot_history(
+    history: list[dict], path: str | Path, keys=("l1", "lowpass", "adv", "d", "height_std_ratio")
+) -> None:
+    """Loss curves as a PNG (Pillow only): one panel per key, step on x; blue = training
+    (mean over each logging interval), red = the fixed validation batches."""
+    from PIL import Image, ImageDraw
+
+    w, h, pad = 900, 160, 40
+    img = Image.new("RGB", (w, h * len(keys) + 10), "white")
+    draw = ImageDraw.Draw(img)
+    # Runs before the per-interval count fix averaged a resumed run's first, partial interval
+    # over a full one: leave out the first record after each resume.
+    recs = [r for i, r in enumerate(history) if "l1" in r and not (i and history[i - 1].get("final"))]
+    steps = [r["step"] for r in history]
+    x0, x1 = min(steps), max(max(steps) - min(steps), 1) + min(steps)
+    to_x = lambda s: pad + (np.asarray(s, float) - x0) / (x1 - x0) * (w - 10 - pad)
+    for i, k in enumerate(keys):
+        y0 = i * h + 5
+        train = [(r["step"], r[k]) for r in recs if k in r]
+        val = [(r["step"], r[f"val_{k}"]) for r in history if f"val_{k}" in r]
+        draw.rectangle([pad, y0, w - 10, y0 + h - 25], outline="black")
+        ys = np.array([v for _, v in train + val], float)
+        if ys.size < 2:
+            continue
+        lo, hi = np.percentile(ys, 1), np.percentile(ys, 99)
+        hi = hi if hi > lo else lo + 1e-6
+        to_y = lambda v, y0=y0, lo=lo, hi=hi: y0 + (h - 25) - (np.clip(v, lo, hi) - lo) / (hi - lo) * (h - 25)
+        for series, colour, width in ((train, "navy", 1), (val, "red", 2)):
+            if len(series) > 1:
+                sx, sy = to_x([p[0] for p in series]), to_y(np.array([p[1] for p in series]))
+                draw.line(list(zip(sx.tolist(), sy.tolist(), strict=True)), fill=colour, width=width)
+        draw.text(
+            (pad + 5, y0 + 3), f"{k}  y in [{lo:.4g}, {hi:.4g}]  (blue train, red validation)", fill="black"
+        )
+        draw.text((pad, y0 + h - 22), f"step {x0} .. {x1}", fill="black")
+    img.save(path)
+
+
+# ---------------------------------------------------------------------------------------
+# CLI: `worldstream train` (the lead wires register() into the console script).
+
+
+def register(subparsers) -> None:
+    """Add the ``train`` sub-command to an argparse subparsers object."""
+    p = subparsers.add_parser("train", help="train the learned refiner on real terrain (resumable)")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        p.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=type(getattr(defaults, f.name)),
+            default=getattr(defaults, f.name),
+        )
+    p.add_argument("--fresh", action="store_true", help="ignore <out>/last.pt and start over")
+    p.add_argument("--prepare-only", action="store_true", help="only build the corpus npz")
+    p.add_argument("--ship", metavar="ASSET", help="after training, write fp16 weights to ASSET")
+    p.add_argument("--plot", action="store_true", help="write <out>/loss.png")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    if args.prepare_only:
+        Path(cfg.corpus).parent.mkdir(parents=True, exist_ok=True)
+        save_corpus(build_corpus(cfg.data_dir), cfg.corpus)
+        print(f"wrote {cfg.corpus}")
+        return 0
+    last = train(cfg, resume=not args.fresh) if cfg.minutes > 0 else Path(cfg.out) / "last.pt"
+    if args.plot:
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        plot_history(json.loads(state["history"]), Path(cfg.out) / "loss.png")
+    if args.ship:
+        print(f"shipped {args.ship} version {ship(last, args.ship)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="worldstream")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Earth: shipped anchor, seamless date line, constant poles, no east-west stretching."""
+
+import numpy as np
+import pytest
+
+from generator.anchors.earth import ROWS, EarthAnchor, decode_height, encode_height
+from generator.pyramid import Pyramid, open_world
+from runtime.tiles import T, TileKey, spacing_deg, spacing_m
+
+
+@pytest.fixture(scope="module")
+def earth():
+    return open_world("earth", 5, "fractal")
+
+
+def _tile_at(level: int, lat: float, lon: float) -> tuple[TileKey, int, int]:
+    d = spacing_deg(level)
+    r, c = int(round((90.0 - lat) / d)), int(round((lon + 180.0) / d))
+    return TileKey(level, c // T, r // T), r % T, c % T
+
+
+@pytest.mark.parametrize("level, y", [(0, 0), (4, 9), (13, 3000)])
+def test_date_line_is_seamless(earth, level, y):
+    last = earth.tile(TileKey(level, 2 * 2**level - 1, y))
+    first = earth.tile(TileKey(level, 0, y))
+    np.testing.assert_array_equal(last.height[:, -1], first.height[:, 0])
+    np.testing.assert_array_equal(last.rgb[:, -1], first.rgb[:, 0])
+
+
+@pytest.mark.parametrize("level", [0, 3, 7, 12])
+def test_poles_are_single_points(earth, level):
+    north = earth.tile(TileKey(level, 1, 0))
+    south = earth.tile(TileKey(level, 1, 2**level - 1))
+    assert np.all(north.height[0] == north.height[0, 0])
+    assert np.all(south.height[-1] == south.height[-1, 0])
+    assert np.all(north.rgb[0] == north.rgb[0, :1])
+
+
+def test_anchor_is_real_relief_and_colour(earth):
+    key, r, c = _tile_at(3, 27.99, 86.93)  # Everest massif
+    assert earth.tile(key).height[r - 2 : r + 3, c - 2 : c + 3].max() > 5000
+    key, r, c = _tile_at(3, 11.35, 142.2)  # Mariana trench
+    assert earth.tile(key).height[r - 3 : r + 4, c - 3 : c + 4].min() < -7000
+    key, r, c = _tile_at(3, 23.0, 12.0)  # Sahara: sand-coloured, red > blue
+    sahara = earth.tile(key).rgb[r, c]
+    assert sahara[0] > sahara[2] + 0.15
+    world = np.hstack([earth.tile(TileKey(0, x, 0)).height for x in (0, 1)])
+    lat = np.radians(90.0 - np.arange(T + 1) * spacing_deg(0))
+    land = float(np.average((world > 0).mean(axis=1), weights=np.cos(lat)))
+    assert 0.26 < land < 0.33  # Earth: 29 % land
+
+
+def test_levels_below_anchor_subsample_it_and_finer_levels_nest(earth):
+    l3 = earth.region(3, 100, 4000, 17, 200)  # crosses the date line (4096 columns)
+    np.testing.assert_array_equal(earth.region(1, 25, 1000, 5, 50), l3[:, ::4, ::4])
+    np.testing.assert_array_equal(l3[:, :, 96:], earth.anchor.sample(np.arange(100, 117), np.arange(0, 104)))
+    key, _, _ = _tile_at(11, 46.5, 8.0)  # Alps
+    child, parent = earth.tile(key), earth.tile(key.parent())
+    r0, c0 = (key.y & 1) * T // 2, (key.x & 1) * T // 2
+    half = T // 2 + 1
+    np.testing.assert_array_equal(child.height[::2, ::2], parent.height[r0 : r0 + half, c0 : c0 + half])
+
+
+def test_height_codec_error_bounded_and_coast_exact():
+    rng = np.random.default_rng(1)
+    h = np.cumsum(rng.integers(-40, 41, size=(50, 300)), axis=1) - 300
+    back = decode_height(encode_height(h))
+    assert np.abs(back - h).max() <= 25
+    high = h - h.min() - 150  # all above -200 m: the fine 5 m step everywhere
+    assert np.abs(decode_height(encode_height(high)) - high).max() <= 5
+    np.testing.assert_array_equal(back > 0, h > 0)
+
+
+def test_anchor_reflects_across_the_pole(earth):
+    a = earth.anchor
+    assert isinstance(a, EarthAnchor)
+    np.testing.assert_array_equal(a.sample(np.array([-3]), np.array([10])),
+                                  a.sample(np.array([3]), np.array([10 + 2048])))
+    np.testing.assert_array_equal(a.sample(np.array([ROWS + 1]), np.array([5])),
+                                  a.sample(np.array([ROWS - 3]), np.array([5 + 2048])))
+
+
+class _Flat:
+    """Constant anchor: every bit of relief is generated, so its statistics can be compared."""
+
+    channels, digest = 4, "flat-test"
+
+    def sample(self, rows, cols):
+        out = np.full((4, len(rows), len(cols)), 0.4, np.float32)
+        out[0] = 500.0
+        return out
+
+
+def _structure(p, level, lat, lags_ns):
+    """rms height increments in metres: north-south at the given lags, east-west interpolated there."""
+    key, _, _ = _tile_at(level, lat, 20.0)
+    hs = [p.tile(TileKey(level, key.x + i, key.y)).height.astype(np.float64) for i in range(3)]
+    s, ew = spacing_m(level), np.cos(np.radians(lat))
+    ns = np.array([np.mean([np.sqrt(np.mean((h[n:] - h[:-n]) ** 2)) for h in hs]) for n in lags_ns])
+    lags_ew = np.array([1, 2, 4, 8, 16, 32])
+    ew_v = np.array([np.mean([np.sqrt(np.mean((h[:, n:] - h[:, :-n]) ** 2)) for h in hs]) for n in lags_ew])
+    ew_at = np.exp(np.interp(np.log(np.array(lags_ns) * s), np.log(lags_ew * s * ew), np.log(ew_v)))
+    return ns, ew_at
+
+
+def test_detail_in_metres_is_the_same_at_70_degrees_as_at_the_equator():
+    p = Pyramid("earth", 2, "fractal", anchor=_Flat())
+    lags = [1, 2, 4, 8]
+    ns0, ew0 = _structure(p, 11, 0.5, lags)
+    for lat in (45.0, 70.0):
+        ns, ew = _structure(p, 11, lat, lags)
+        np.testing.assert_allclose(ns, ns0, rtol=0.15)  # same roughness as the equator (sampling noise)
+        np.testing.assert_allclose(ew, ew0, rtol=0.15)
+        np.testing.assert_allclose(ew, ns, rtol=0.08)  # isotropic: no stretching either way
