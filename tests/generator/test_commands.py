@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streaming.cli import main
 from generator.dem import STRIP_SAMPLES, base_level, refine_dem
 from runtime.tiles import spacing_m
+from streaming.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 DEM = ROOT / "tests" / "data" / "bigtujunga_129.npz"

@@ -1,4 +1,4 @@
-"""CPU smoke training: a few real optimiser steps, resume and ship (the `train` command: tests/streaming/test_cli.py)."""
+"""CPU smoke training: a few real optimiser steps, resume and ship (the `train` command: test_cli.py)."""
 
 import json
 

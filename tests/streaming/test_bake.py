@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from eco_fixtures import gltf_validate, node_available
 
+from generator.pyramid import open_world
 from runtime.tiles import TileKey, World
 from streaming import ecosystem as E
-from generator.pyramid import open_world
 from streaming.bake import BBox, bake, bbox_keys, export_store, open_store, parse_levels, plan_keys, stored_keys
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,11 +70,13 @@ def test_bbox_rejects_inverted_and_short():
 def test_bake_is_resumable_and_verify_rebakes_damaged_tiles(tmp_path):
     keys = plan_keys(World.EARTH, BOX, (5, 6))
     out = io.StringIO()
-    r1 = bake(World.EARTH, 0, keys, tmp_path, tiles_per_task=3, use_ray=False, open_pyramid=open_world, max_chunks=1, progress_stream=out)
+    r1 = bake(World.EARTH, 0, keys, tmp_path, tiles_per_task=3, use_ray=False, open_pyramid=open_world, max_chunks=1,
+              progress_stream=out)
     assert (r1.tiles, r1.skipped, r1.planned) == (3, 0, len(keys))
     store = open_store(tmp_path)
     assert stored_keys(store) == keys[:3]
-    r2 = bake(World.EARTH, 0, keys, tmp_path, tiles_per_task=3, use_ray=False, open_pyramid=open_world, progress_stream=out)
+    r2 = bake(World.EARTH, 0, keys, tmp_path, tiles_per_task=3, use_ray=False, open_pyramid=open_world,
+              progress_stream=out)
     assert (r2.tiles, r2.skipped) == (len(keys) - 3, 3)
     assert stored_keys(store) == keys
     assert "baked" in out.getvalue() and f"{len(keys)}/{len(keys)} keys" in out.getvalue()
@@ -120,7 +122,8 @@ def test_store_stays_intact_when_a_baker_is_killed(tmp_path):
     keys = plan_keys(World.EARTH, BOX, (5, 8))
     assert 6 <= len(held) < len(keys)
     assert all(store.get(k) is not None for k in held)  # every file that exists is whole
-    r = bake(World.EARTH, 0, keys, tmp_path, use_ray=False, open_pyramid=open_world, verify=True, progress_stream=io.StringIO())
+    r = bake(World.EARTH, 0, keys, tmp_path, use_ray=False, open_pyramid=open_world, verify=True,
+             progress_stream=io.StringIO())
     assert r.tiles == len(keys) - len(held) and r.skipped == len(held)
     assert stored_keys(store) == keys
     # The resumed store holds the same bytes a fresh bake makes (tiles are pure functions).

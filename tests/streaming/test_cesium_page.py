@@ -133,8 +133,8 @@ def test_cesium_3d_tiles(site, web, tmp_path):
 
 def test_cesium_opens_static_exports(site, tmp_path):
     """``worldstream bake`` + ``export`` output, hosted by a plain static web server."""
-    from runtime.tiles import World
     from generator.pyramid import open_world
+    from runtime.tiles import World
     from streaming.bake import BBox, bake, export_store, open_store, plan_keys
 
     store_root = tmp_path / "store"
