@@ -8,7 +8,7 @@ from pathlib import Path
 
 from runtime.tiles import World
 from streaming.bake import BBox, bake, export_store, open_store, parse_levels, plan_keys
-from streaming.cli import args as A
+import streaming.cli.args as A
 from streaming.cli.compose import pyramid_opener
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from runtime.tiles import World
-from streaming.cli import args as A
+import streaming.cli.args as A
 from streaming.cli.compose import build_server
 
 

@@ -9,7 +9,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from streaming.cli import args as A
+import streaming.cli.args as A
 
 REFINE_MAX_SAMPLES = 2**31  # output samples of one refine (float32: 8 GiB)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from runtime.tiles import MAX_LEVEL, World
-from streaming.cli import args as A
+import streaming.cli.args as A
 from streaming.cli.compose import build_server
 
 

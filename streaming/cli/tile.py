@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from runtime.tiles import MAX_LEVEL, TileKey, World, validate_key
-from streaming.cli import args as A
+import streaming.cli.args as A
 from streaming.cli.compose import open_world
 
 
