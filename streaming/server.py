@@ -72,11 +72,11 @@ class TileServer:
         http: HttpHandler | None = None,
     ):
         self.info = info
+        self.http = http
         self.service = service
         self.heights = heights
         self.allowed_origins = list(allowed_origins) if allowed_origins else None
         self.config = config
-        self.http = http
         self.sessions: dict[ServerSession, ServerConnection] = {}
         self.connections_total = 0
         self.port: int | None = None
@@ -97,7 +97,7 @@ class TileServer:
             max_size=self.info.limits.max_message_bytes,  # larger client frames: close 1009
             max_queue=4,  # frames read ahead per client before TCP backpressure reaches it
             origins=self.allowed_origins,  # HTTP 403 for any other Origin header
-            process_request=self._admit,
+            process_request=self._process_request,
             write_limit=self.config.write_limit_bytes,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
@@ -110,11 +110,15 @@ class TileServer:
         await self.service.close()
 
     def _admit(self, ws: ServerConnection, request):
-        if self.http is not None and request.headers.get("Upgrade", "").lower() != "websocket":
-            return self.http.respond(request.method, request.path, request.headers)
         if len(self.sessions) >= self.config.max_connections:
             return ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
         return None
+
+    def _process_request(self, ws: ServerConnection, request):
+        """websockets' hook: plain HTTP goes to the ``http`` handler, upgrades to admission."""
+        if self.http is not None and request.headers.get("Upgrade", "").lower() != "websocket":
+            return self.http.respond(request.method, request.path, request.headers)
+        return self._admit(ws, request)
 
     def held_bytes(self, session: ServerSession | None = None) -> int:
         """Bytes held for clients (one, or all): tile frames queued in their sessions plus
