@@ -88,4 +88,3 @@ def test_the_graph_sees_real_imports():
     # Guard against a parser that sees nothing: the tile service does import runtime.tin.mesh.
     graph = _module_imports()
     assert "runtime.tin.mesh" in _closure(graph, "streaming.tileservice")
-
