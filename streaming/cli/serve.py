@@ -17,6 +17,8 @@ def cmd_serve(args) -> int:
 
     cfg = ServiceConfig(max_batch=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000.0,
                         cache_bytes=args.cache_mb << 20, workers=args.workers)
+    if args.http_max_level is not None and not args.http:
+        raise ValueError("--http-max-level needs --http")
     http = None
     if args.http:
         http = HttpConfig() if args.http_max_level is None else HttpConfig(max_level=args.http_max_level)

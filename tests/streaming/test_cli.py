@@ -42,6 +42,7 @@ def test_tile_neighbours_share_edges_and_huge_coordinates_work(tmp_path):
     (["fly", "--size", "big"], "WIDTHxHEIGHT"),
     (["serve", "--port", "70000"], "port must be in"),
     (["serve", "--http", "--http-max-level", "99"], "http-max-level must be in [0, 24]"),
+    (["serve", "--http-max-level", "9"], "--http-max-level needs --http"),
     (["fly", "--teleport", "1,2"], "X,Y,ALT"),
     (["fly", "--agl", "-5"], "agl must be in"),
 ])
