@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runtime.tiles import World  # noqa: E402
 from streaming import ecosystem as E  # noqa: E402
 from streaming.bake import BBox, bake, open_store, parse_levels, plan_keys, stored_keys  # noqa: E402
+from streaming.cli import pyramid_opener  # noqa: E402
 
 BOX = BBox(86.0, 27.0, 88.0, 29.0)
 
@@ -36,7 +37,7 @@ def bench_bake(keys, runs):
     rows = []
     for name, kw in runs:
         with tempfile.TemporaryDirectory() as root:
-            r = bake(World.EARTH, 0, keys, root, progress_stream=io.StringIO(), **kw)
+            r = bake(World.EARTH, 0, keys, root, progress_stream=io.StringIO(), open_pyramid=pyramid_opener(), **kw)
         rows.append({"run": name, "tiles": r.tiles, "seconds": round(r.seconds, 2), "startup_s": round(r.startup_s, 2),
                      "tiles_per_s": round(r.tiles_per_s, 2), "steady_tiles_per_s": round(r.steady_tiles_per_s, 2),
                      "mb": round(r.bytes / 1e6, 2)})
@@ -45,7 +46,7 @@ def bench_bake(keys, runs):
 
 def bench_formats(keys):
     with tempfile.TemporaryDirectory() as root:
-        bake(World.EARTH, 0, keys, root, use_ray=False, progress_stream=io.StringIO())
+        bake(World.EARTH, 0, keys, root, use_ray=False, progress_stream=io.StringIO(), open_pyramid=pyramid_opener())
         store = open_store(root)
         frames = [store.get(k) for k in stored_keys(store)]
     convert = {

@@ -1,5 +1,6 @@
 """Tile streaming: a sans-I/O protocol (msgpack), a websocket server and a client.
 
-Nothing here imports torch or the generator: the server is handed a tile source
-by the entry point that composes it (``streaming.cli``).
+Nothing here but ``streaming.cli`` imports torch, the generator or the viewer: the
+server is handed a tile source (and optionally an HTTP handler), bakers a pyramid
+opener, by the composition root ``streaming.cli`` (``tests/test_imports.py``).
 """

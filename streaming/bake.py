@@ -16,6 +16,12 @@ bake leaves only whole tiles behind.
 ``worldstream export`` writes what a store holds as static files any web server can
 host: quantized-mesh terrain (``terrain/``) plus colour imagery (``imagery/``), or
 3D Tiles 1.1 (``3dtiles/``), with the same layout as the HTTP endpoints.
+
+This module never imports the generator: bakers are handed an ``open_pyramid``
+callable (``(world name, seed) -> pyramid`` with ``model_id`` and ``tiles(keys)``),
+which the CLI composes (``streaming.cli.compose.pyramid_opener``). On Ray it travels
+pickled, so it must be importable on the workers (a module-level function or a
+``functools.partial`` of one).
 """
 
 from __future__ import annotations
@@ -25,13 +31,18 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runtime.tiles import MAX_LEVEL, T, TileKey, World, spacing_deg, spacing_m, tiles_x, tiles_y
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+PyramidOpener = Callable[[str, int], Any]
+"""``open_pyramid(world_name, seed)`` -> an object with ``model_id: str`` and
+``tiles(keys) -> iterable of fields`` (``generator.pyramid.Pyramid``)."""
 
 
 # ---------------------------------------------------------------- planning (pure)
@@ -125,16 +136,17 @@ class ChunkResult:
 
 
 class Baker:
-    """Bakes chunks of keys into the store. Runs as a Ray actor (or in-process)."""
+    """Bakes chunks of keys into the store. Runs as a Ray actor (or in-process).
 
-    def __init__(self, world: str, seed: int, store_root: str, refiner: str | None = None,
+    ``open_pyramid(world_name, seed)`` opens the generator (see ``PyramidOpener``)."""
+
+    def __init__(self, world: str, seed: int, store_root: str, open_pyramid: PyramidOpener,
                  error_scale: float = 1.0, durable: bool = True):
-        from streaming.cli import open_world
         from streaming.store import TileStore
         from streaming.tileservice import mesh_encoder
 
         self.world = World.parse(world)
-        self.pyramid = open_world(self.world, seed, refiner)
+        self.pyramid = open_pyramid(self.world.value, seed)
         self.store = TileStore(store_root, self.pyramid.model_id, self.world.value, seed, durable=durable)
         self.encode = mesh_encoder(error_scale)
 
@@ -221,23 +233,24 @@ def _ray_init(address: str | None, workers: int | None):
     return ray
 
 
-def bake(world: World, seed: int, keys: Sequence[TileKey], store_root: str | os.PathLike, *,
-         refiner: str | None = None, ray_address: str | None = None, workers: int | None = None,
+def bake(world: World | str, seed: int, keys: Sequence[TileKey], store_root: str | os.PathLike, *,
+         open_pyramid: PyramidOpener, ray_address: str | None = None, workers: int | None = None,
          tiles_per_task: int = 8, verify: bool = False, progress_stream=None,
          max_chunks: int | None = None, use_ray: bool = True) -> BakeReport:
     """Bake ``keys`` into the store at ``store_root`` on Ray; returns the report.
 
-    ``max_chunks`` stops after that many tasks (a partial bake, for tests and trials);
-    ``use_ray=False`` bakes in this process (same tasks, no cluster: debugging, tiny jobs)."""
-    from streaming.cli import open_world
+    ``open_pyramid(world_name, seed)`` opens the generator in every worker (see
+    ``PyramidOpener``). ``max_chunks`` stops after that many tasks (a partial bake, for
+    tests and trials); ``use_ray=False`` bakes in this process (same tasks, no cluster:
+    debugging, tiny jobs)."""
     from streaming.store import TileStore
 
     world = World.parse(world)
     t0 = time.perf_counter()
     # In-process, the one baker's generator also names the model; on Ray the driver
     # opens one only to name the store before deciding whether Ray is needed at all.
-    baker = None if use_ray else Baker(world.value, seed, str(store_root), refiner)
-    model = baker.model_id() if baker is not None else open_world(world, seed, refiner).model_id
+    baker = None if use_ray else Baker(world.value, seed, str(store_root), open_pyramid)
+    model = baker.model_id() if baker is not None else open_pyramid(world.value, seed).model_id
     store = TileStore(store_root, model, world.value, seed)
     store.sweep()
     stored = [k for k in keys if (store.get(k) is not None if verify else k in store)]
@@ -269,7 +282,7 @@ def bake(world: World, seed: int, keys: Sequence[TileKey], store_root: str | os.
                 n_workers = max(1, min(int(ray.cluster_resources().get("CPU", 1)), workers or 1 << 30))
                 actor_cls = ray.remote(num_cpus=1)(Baker)
             n_workers = min(n_workers, len(chunks))
-            actors = [actor_cls.remote(world.value, seed, str(store_root), refiner) for _ in range(n_workers)]
+            actors = [actor_cls.remote(world.value, seed, str(store_root), open_pyramid) for _ in range(n_workers)]
             models = ray.get([a.model_id.remote() for a in actors])
             startup_s = time.perf_counter() - t0
             if any(m != model for m in models):
@@ -410,76 +423,5 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None) 
     return ExportReport(len(good), files, n_bytes, corrupt, time.perf_counter() - t0)
 
 
-# ---------------------------------------------------------------- CLI
-
-
-def cmd_bake(args) -> int:
-    bbox = BBox.parse(args.bbox)
-    levels = parse_levels(args.levels)
-    keys = plan_keys(args.world, bbox, levels, ancestors=not args.no_ancestors)
-    print(f"baking {len(keys)} tiles of {args.world.value} seed {args.seed}, levels {levels[0]}..{levels[1]} "
-          f"into {args.store}", flush=True)
-    report = bake(args.world, args.seed, keys, args.store, refiner=args.refiner, ray_address=args.ray_address,
-                  workers=args.workers, tiles_per_task=args.tiles_per_task, verify=args.verify,
-                  use_ray=not args.no_ray)
-    print(report.line(), flush=True)
-    print(json.dumps({"planned": report.planned, "tiles": report.tiles, "skipped": report.skipped,
-                      "bytes": report.bytes, "seconds": round(report.seconds, 3),
-                      "tiles_per_s": round(report.tiles_per_s, 2), "startup_s": round(report.startup_s, 3),
-                      "steady_tiles_per_s": round(report.steady_tiles_per_s, 2), "workers": report.workers,
-                      "gpus": report.gpus}),
-          flush=True)
-    return 0
-
-
-def cmd_export(args) -> int:
-    store = open_store(args.store, args.world.value if args.world else None, args.seed)
-    report = export_store(store, args.out, args.format)
-    print(report.line(Path(args.out)), flush=True)
-    return 0
-
-
-def register(sub) -> None:
-    """Add ``worldstream bake`` and ``worldstream export`` to the CLI's subparsers."""
-    import argparse
-
-    from streaming.cli import _int_in, _world
-
-    def checked(parse):
-        def f(text):
-            try:
-                parse(text)
-            except ValueError as exc:
-                raise argparse.ArgumentTypeError(str(exc)) from None
-            return text
-        return f
-
-    sp = sub.add_parser("bake", help="pre-generate a region into the tile store on Ray")
-    sp.add_argument("--world", type=_world, default=World.EARTH, help="plane or earth")
-    sp.add_argument("--seed", type=_int_in(0, 2**63 - 1, "seed"), default=0)
-    sp.add_argument("--refiner", default=None, help="fractal or learned (default: best available)")
-    sp.add_argument("--bbox", type=checked(BBox.parse), required=True,
-                    help="WEST,SOUTH,EAST,NORTH (earth: degrees; plane: metres east/north)")
-    sp.add_argument("--levels", type=checked(parse_levels), required=True, help="A..B, inclusive")
-    sp.add_argument("--store", required=True, help="tile store folder (shared with serve-http)")
-    sp.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local Ray)")
-    sp.add_argument("--workers", type=_int_in(1, 4096, "workers"), default=None,
-                    help="CPU workers (default: every CPU Ray has)")
-    sp.add_argument("--tiles-per-task", type=_int_in(1, 4096, "tiles per task"), default=8)
-    sp.add_argument("--verify", action="store_true", help="check stored tiles' checksums before skipping them")
-    sp.add_argument("--no-ancestors", action="store_true", help="bake only the given levels")
-    sp.add_argument("--no-ray", action="store_true", help="bake in this process (no Ray)")
-    sp.set_defaults(func=cmd_bake)
-
-    sp = sub.add_parser("export", help="write a tile store as static quantized-mesh or 3D Tiles files")
-    sp.add_argument("--store", required=True)
-    sp.add_argument("--format", choices=("quantized-mesh", "3dtiles"), required=True)
-    sp.add_argument("--out", required=True, help="output folder (terrain/ + imagery/, or 3dtiles/)")
-    sp.add_argument("--world", type=_world, default=None, help="pick a namespace when the store holds several")
-    sp.add_argument("--seed", type=_int_in(0, 2**63 - 1, "seed"), default=None)
-    sp.set_defaults(func=cmd_export)
-
-
-__all__ = ["BBox", "Baker", "BakeReport", "ExportReport", "bake", "bbox_keys", "chunked", "export_store",
-           "open_store", "parse_levels", "plan_keys", "register", "stored_keys"]
-
+__all__ = ["BBox", "Baker", "BakeReport", "ExportReport", "PyramidOpener", "bake", "bbox_keys", "chunked",
+           "export_store", "open_store", "parse_levels", "plan_keys", "stored_keys"]

@@ -1,10 +1,11 @@
 """HTTP endpoints beside the websocket server: Cesium terrain, imagery and 3D Tiles.
 
-Same port, same process, same tile service and store as the websocket clients: an
-HTTP request that is not a websocket upgrade is answered from websockets'
-``process_request`` hook (websockets then closes the connection). Every tile is
-fetched as its stored ``tile`` frame through ``TileService.get`` (LRU -> store ->
-generator) and converted by ``streaming.ecosystem``.
+Same port, same process, same tile service and store as the websocket clients:
+``HttpEndpoints`` is the ``http`` handler of ``streaming.server.TileServer``, which
+hands it every request that is not a websocket upgrade (websockets then closes the
+connection). Every tile is fetched as its stored ``tile`` frame through
+``TileService.get`` (LRU -> store -> generator) and converted by ``streaming.ecosystem``.
+``worldstream serve --http`` composes it.
 
 Routes (GET and HEAD; OPTIONS answers CORS preflights):
 
@@ -31,11 +32,10 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+from websockets.http11 import Response
 
 from runtime.tiles import MAX_LEVEL, TileKey, World, validate_key
 from streaming import ecosystem as E
-from streaming.server import TileServer
 from streaming.tileservice import TileService
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,8 @@ def parse_route(path: str, max_level: int) -> Route:
 
 
 class HttpEndpoints:
-    """Answers the HTTP routes from a started ``TileService`` (earth)."""
+    """Answers the HTTP routes from a started ``TileService`` (earth); a
+    ``streaming.server.HttpHandler``."""
 
     def __init__(self, service: TileService, *, name: str, token: str | None = None,
                  allowed_origins=None, config: HttpConfig = HttpConfig()):
@@ -133,12 +134,12 @@ class HttpEndpoints:
         self._cache_bytes = 0
         self.served = 0
 
-    # -- websockets hook -------------------------------------------------------------
-    async def process_request(self, connection, request: Request) -> Response | None:
-        """websockets ``process_request``: None lets websocket upgrades through."""
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None
-        return await self.respond(request.method, request.path, request.headers)
+    # -- the TileServer's http hook -----------------------------------------------------
+    def urls(self, base_url: str) -> list[str]:
+        """The entry points a Cesium client opens, under ``base_url`` (``http://host:port``)."""
+        q = "?token=..." if self.token is not None else ""
+        return [f"terrain {base_url}/terrain/layer.json{q}", f"imagery {base_url}/imagery/{{z}}/{{x}}/{{y}}.png{q}",
+                f"3D Tiles {base_url}/3dtiles/tileset.json{q}"]
 
     async def respond(self, method: str, path: str, headers: Headers) -> Response:
         origin = headers.get("Origin")
@@ -236,80 +237,3 @@ def _response(status: int, body: bytes, content_type: str | None, cors: str | No
     if status == 200 and max_age_s:
         h["Cache-Control"] = f"public, max-age={max_age_s}"
     return Response(s.value, s.phrase, h, body)
-
-
-class WebTileServer(TileServer):
-    """A TileServer that also answers the HTTP routes on its port.
-
-    It overrides TileServer's ``process_request`` hook (``_admit``): websocket
-    upgrades go through the original admission check, everything else to ``http``."""
-
-    def __init__(self, *args, http: HttpEndpoints, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.http = http
-
-    def _admit(self, ws, request):
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return super()._admit(ws, request)
-        return self.http.process_request(ws, request)
-
-
-def build_web_server(world: World, seed: int, *, store_root=None, refiner: str | None = None,
-                     token: str | None = None, origins=None, config: HttpConfig = HttpConfig(),
-                     service_config=None) -> WebTileServer:
-    """``streaming.cli.build_server`` (generator -> store -> tile service -> heights ->
-    websocket server), with the HTTP endpoints on the same port (not started)."""
-    from streaming.cli import build_server
-
-    world = World.parse(world)
-    if world is not World.EARTH:  # before opening a generator
-        raise ValueError(f"HTTP terrain and 3D Tiles endpoints need the earth world, got {world.value}")
-    base = build_server(world, seed, refiner, token, origins, store_dir=None if store_root is None else str(store_root),
-                        service_config=service_config)
-    endpoints = HttpEndpoints(base.service, name=f"worldstream {world.value} seed {seed} ({base.info.model})",
-                              token=token, allowed_origins=origins, config=config)
-    return WebTileServer(base.info, base.service, heights=base.heights, allowed_origins=origins,
-                         config=base.config, http=endpoints)
-
-
-async def serve_web_forever(server: WebTileServer, host: str, port: int) -> None:
-    """Run until SIGINT/SIGTERM; print the URLs clients need."""
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    bound = await server.start(host, port)
-    base = f"http://{host}:{bound}"
-    print(f"worldstream serving {server.info.world} seed={server.info.seed} model={server.info.model}: "
-          f"ws://{host}:{bound}  terrain {base}/terrain/layer.json  imagery {base}/imagery/{{z}}/{{x}}/{{y}}.png  "
-          f"3D Tiles {base}/3dtiles/tileset.json", flush=True)
-    await stop.wait()
-    await server.close()
-    print("worldstream server stopped", flush=True)
-
-
-def cmd_serve_http(args) -> int:
-    server = build_web_server(args.world, args.seed, store_root=args.store, refiner=args.refiner, token=args.token,
-                              origins=args.origin, config=HttpConfig(max_level=args.max_level))
-    asyncio.run(serve_web_forever(server, args.host, args.port))
-    return 0
-
-
-def register(sub) -> None:
-    """Add ``worldstream serve-http`` to the CLI's subparsers."""
-    from streaming.cli import _int_in, _world
-
-    sp = sub.add_parser("serve-http",
-                        help="serve websocket clients and Cesium terrain / 3D Tiles over HTTP on one port")
-    sp.add_argument("--world", type=_world, default=World.EARTH, help="earth (the HTTP formats are geographic)")
-    sp.add_argument("--seed", type=_int_in(0, 2**63 - 1, "seed"), default=0)
-    sp.add_argument("--refiner", default=None, help="fractal or learned (default: best available)")
-    sp.add_argument("--store", default=None, help="tile store folder shared with bake and other servers")
-    sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--port", type=_int_in(0, 65535, "port"), default=8765)
-    sp.add_argument("--max-level", type=_int_in(0, MAX_LEVEL, "max level"), default=HttpConfig.max_level)
-    sp.add_argument("--token", default=None, help="shared secret: websocket hello and HTTP ?token=")
-    sp.add_argument("--origin", action="append", default=None, help="allowed Origin (repeatable)")
-    sp.set_defaults(func=cmd_serve_http)

@@ -14,11 +14,14 @@ import asyncio
 import http
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Response
 
 from runtime.tiles import TileKey
 from streaming import protocol as P
@@ -39,8 +42,25 @@ class ServerConfig:
     initial_credits: int = 64  # when the client's hello names none
 
 
+class HttpHandler(Protocol):
+    """Plain HTTP on the websocket port (``TileServer(http=...)``): every request that is
+    not a websocket upgrade is answered by ``respond``; upgrades never reach it.
+    ``streaming.http.HttpEndpoints`` is one (Cesium terrain, imagery, 3D Tiles)."""
+
+    def respond(self, method: str, path: str, headers: Headers) -> Awaitable[Response]:
+        """The whole response (websockets closes the connection after it)."""
+        ...
+
+    def urls(self, base_url: str) -> list[str]:
+        """Entry points to print at start-up, e.g. ``http://host:port/terrain/layer.json``."""
+        ...
+
+
 class TileServer:
-    """Serves one world to any number of clients; every client's bad input stays its own."""
+    """Serves one world to any number of clients; every client's bad input stays its own.
+
+    ``http``: answers plain HTTP requests on the same port (default: none; websockets
+    then answers them 426 Upgrade Required)."""
 
     def __init__(
         self,
@@ -49,8 +69,10 @@ class TileServer:
         heights: HeightService | None = None,
         allowed_origins: Iterable[str] | None = None,
         config: ServerConfig = ServerConfig(),
+        http: HttpHandler | None = None,
     ):
         self.info = info
+        self.http = http
         self.service = service
         self.heights = heights
         self.allowed_origins = list(allowed_origins) if allowed_origins else None
@@ -75,7 +97,7 @@ class TileServer:
             max_size=self.info.limits.max_message_bytes,  # larger client frames: close 1009
             max_queue=4,  # frames read ahead per client before TCP backpressure reaches it
             origins=self.allowed_origins,  # HTTP 403 for any other Origin header
-            process_request=self._admit,
+            process_request=self._process_request,
             write_limit=self.config.write_limit_bytes,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
@@ -91,6 +113,12 @@ class TileServer:
         if len(self.sessions) >= self.config.max_connections:
             return ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
         return None
+
+    def _process_request(self, ws: ServerConnection, request):
+        """websockets' hook: plain HTTP goes to the ``http`` handler, upgrades to admission."""
+        if self.http is not None and request.headers.get("Upgrade", "").lower() != "websocket":
+            return self.http.respond(request.method, request.path, request.headers)
+        return self._admit(ws, request)
 
     def held_bytes(self, session: ServerSession | None = None) -> int:
         """Bytes held for clients (one, or all): tile frames queued in their sessions plus
@@ -245,7 +273,8 @@ class _Connection:
 
 
 async def serve_forever(server: TileServer, host: str, port: int) -> None:
-    """Run until SIGINT/SIGTERM, then shut down cleanly."""
+    """Run until SIGINT/SIGTERM, then shut down cleanly. Prints the websocket URL as the
+    first line (scripts read the port from it), then the HTTP entry points if any."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -256,6 +285,8 @@ async def serve_forever(server: TileServer, host: str, port: int) -> None:
         f"on ws://{host}:{bound}",
         flush=True,
     )
+    if server.http is not None:
+        print("HTTP: " + "  ".join(server.http.urls(f"http://{host}:{bound}")), flush=True)
     await stop.wait()
     await server.close()
     print("worldstream server stopped", flush=True)

@@ -62,6 +62,28 @@ def test_viewer_never_imports_torch_or_generator():
     assert _forbidden(graph, "viewer", ("torch", "generator", "onnxruntime")) == []
 
 
+def _inside(mod: str, package: str) -> bool:
+    return mod == package or mod.startswith(package + ".")
+
+
+def test_streaming_never_imports_generator_viewer_or_torch_outside_the_cli():
+    graph = _module_imports()
+    bad = [b for b in _forbidden(graph, "streaming", ("torch", "generator", "viewer", "onnxruntime"))
+           if not _inside(b.split(" -> ")[0], "streaming.cli")]
+    assert bad == []
+
+
+def test_only_the_cli_composes_generator_and_viewer():
+    graph = _module_imports()
+    both = []
+    for mod in graph:
+        roots = {name.split(".")[0] for name in _closure(graph, mod)}
+        if {"generator", "viewer"} <= roots:
+            both.append(mod)
+    assert both and all(_inside(m, "streaming.cli") for m in both), both
+    assert "streaming.cli" in both  # the console script's package composes them
+
+
 def test_the_graph_sees_real_imports():
     # Guard against a parser that sees nothing: the tile service does import runtime.tin.mesh.
     graph = _module_imports()

@@ -18,10 +18,9 @@ with ``--ship`` (fp16 weights + config + version, loadable with ``weights_only=T
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -409,51 +408,3 @@ def plot_history(
         )
         draw.text((pad, y0 + h - 22), f"step {x0} .. {x1}", fill="black")
     img.save(path)
-
-
-# ---------------------------------------------------------------------------------------
-# CLI: `worldstream train` (the lead wires register() into the console script).
-
-
-def register(subparsers) -> None:
-    """Add the ``train`` sub-command to an argparse subparsers object."""
-    p = subparsers.add_parser("train", help="train the learned refiner on real terrain (resumable)")
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        p.add_argument(
-            "--" + f.name.replace("_", "-"),
-            type=type(getattr(defaults, f.name)),
-            default=getattr(defaults, f.name),
-        )
-    p.add_argument("--fresh", action="store_true", help="ignore <out>/last.pt and start over")
-    p.add_argument("--prepare-only", action="store_true", help="only build the corpus npz")
-    p.add_argument("--ship", metavar="ASSET", help="after training, write fp16 weights to ASSET")
-    p.add_argument("--plot", action="store_true", help="write <out>/loss.png")
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    if args.prepare_only:
-        Path(cfg.corpus).parent.mkdir(parents=True, exist_ok=True)
-        save_corpus(build_corpus(cfg.data_dir), cfg.corpus)
-        print(f"wrote {cfg.corpus}")
-        return 0
-    last = train(cfg, resume=not args.fresh) if cfg.minutes > 0 else Path(cfg.out) / "last.pt"
-    if args.plot:
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        plot_history(json.loads(state["history"]), Path(cfg.out) / "loss.png")
-    if args.ship:
-        print(f"shipped {args.ship} version {ship(last, args.ship)}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="worldstream")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.commands import main
 from generator.dem import STRIP_SAMPLES, base_level, refine_dem
 from runtime.tiles import spacing_m
+from streaming.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 DEM = ROOT / "tests" / "data" / "bigtujunga_129.npz"
@@ -64,10 +64,10 @@ def _write(tmp_path, **arrays):
 )
 def test_bad_input_exits_nonzero_with_one_line(tmp_path, arrays, message):
     src = _write(tmp_path, **arrays)
-    proc = subprocess.run([sys.executable, "-m", "generator.commands", "refine", "--input", str(src),
+    proc = subprocess.run([sys.executable, "-m", "streaming.cli", "refine", "--input", str(src),
                            "--levels", "1", "--out", str(tmp_path / "o.npz")],
                           capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("worldstream refine: error:") and message in lines[0]
     assert not (tmp_path / "o.npz").exists()

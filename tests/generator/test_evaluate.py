@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from generator.eval import evaluate
-from generator.commands import main
+from streaming.cli import main
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 

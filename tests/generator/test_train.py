@@ -1,6 +1,5 @@
-"""CPU smoke training: a few real optimiser steps, resume, ship, and the CLI entry."""
+"""CPU smoke training: a few real optimiser steps, resume and ship (the `train` command: test_cli.py)."""
 
-import argparse
 import json
 
 import numpy as np
@@ -15,7 +14,6 @@ from generator.learned.train import (
     augment_bands,
     octave_log_power,
     plot_history,
-    register,
     ship,
     spectral_loss,
     train,
@@ -71,14 +69,6 @@ def test_smoke_train_resume_and_ship(tmp_path):
     assert v == version and int(meta["step"]) == 6 and net.config.width == 8
     plot_history(json.loads(state["history"]), tmp_path / "loss.png")
     assert (tmp_path / "loss.png").stat().st_size > 1000
-
-
-def test_register_adds_the_train_command(tmp_path):
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", "--corpus", "c.npz", "--steps", "7", "--minutes", "0.5", "--fresh"])
-    assert args.func.__name__ == "_main"
-    assert args.steps == 7 and args.minutes == 0.5 and args.fresh and args.batch == TrainConfig().batch
 
 
 def test_octave_log_power_sees_energy_in_the_right_band():

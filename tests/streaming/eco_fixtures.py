@@ -17,7 +17,7 @@ NODE_MODULES = REPO / ".ci" / "node" / "node_modules"
 
 
 class ServerThread:
-    """Runs a started WebTileServer on its own event loop in a daemon thread."""
+    """Runs a TileServer (with its HTTP endpoints) on its own event loop in a daemon thread."""
 
     def __init__(self, server):
         self.server = server

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from eco_fixtures import gltf_validate, node_available
 
+from generator.pyramid import open_world
 from runtime.tiles import TileKey, World
 from streaming import ecosystem as E
 from streaming.bake import BBox, bake, bbox_keys, export_store, open_store, parse_levels, plan_keys, stored_keys
@@ -69,11 +70,13 @@ def test_bbox_rejects_inverted_and_short():
 def test_bake_is_resumable_and_verify_rebakes_damaged_tiles(tmp_path):
     keys = plan_keys(World.EARTH, BOX, (5, 6))
     out = io.StringIO()
-    r1 = bake(World.EARTH, 0, keys, tmp_path, tiles_per_task=3, use_ray=False, max_chunks=1, progress_stream=out)
+    r1 = bake(World.EARTH, 0, keys, tmp_path, tiles_per_task=3, use_ray=False, open_pyramid=open_world, max_chunks=1,
+              progress_stream=out)
     assert (r1.tiles, r1.skipped, r1.planned) == (3, 0, len(keys))
     store = open_store(tmp_path)
     assert stored_keys(store) == keys[:3]
-    r2 = bake(World.EARTH, 0, keys, tmp_path, tiles_per_task=3, use_ray=False, progress_stream=out)
+    r2 = bake(World.EARTH, 0, keys, tmp_path, tiles_per_task=3, use_ray=False, open_pyramid=open_world,
+              progress_stream=out)
     assert (r2.tiles, r2.skipped) == (len(keys) - 3, 3)
     assert stored_keys(store) == keys
     assert "baked" in out.getvalue() and f"{len(keys)}/{len(keys)} keys" in out.getvalue()
@@ -83,9 +86,9 @@ def test_bake_is_resumable_and_verify_rebakes_damaged_tiles(tmp_path):
     stray = victim.with_name(f".{victim.name}.123.456.tmp")
     stray.write_bytes(b"partial")
     os.utime(stray, (0, 0))  # old: its writer is long gone
-    r3 = bake(World.EARTH, 0, keys, tmp_path, use_ray=False, progress_stream=out)
+    r3 = bake(World.EARTH, 0, keys, tmp_path, use_ray=False, open_pyramid=open_world, progress_stream=out)
     assert r3.tiles == 0  # without --verify, existence is enough
-    r4 = bake(World.EARTH, 0, keys, tmp_path, use_ray=False, verify=True, progress_stream=out)
+    r4 = bake(World.EARTH, 0, keys, tmp_path, use_ray=False, open_pyramid=open_world, verify=True, progress_stream=out)
     assert (r4.tiles, r4.skipped) == (1, len(keys) - 1)
     assert not stray.exists()
     assert all(store.get(k) is not None for k in keys)
@@ -96,7 +99,8 @@ import sys
 from streaming.bake import Baker, chunked, plan_keys, BBox
 from runtime.tiles import World
 keys = plan_keys(World.EARTH, BBox(86.0, 27.0, 88.0, 29.0), (5, 8))
-b = Baker("earth", 0, sys.argv[1])
+from generator.pyramid import open_world
+b = Baker("earth", 0, sys.argv[1], open_world)
 for chunk in chunked(keys, 2):
     b.bake(chunk)
     print(len(chunk), flush=True)
@@ -118,13 +122,14 @@ def test_store_stays_intact_when_a_baker_is_killed(tmp_path):
     keys = plan_keys(World.EARTH, BOX, (5, 8))
     assert 6 <= len(held) < len(keys)
     assert all(store.get(k) is not None for k in held)  # every file that exists is whole
-    r = bake(World.EARTH, 0, keys, tmp_path, use_ray=False, verify=True, progress_stream=io.StringIO())
+    r = bake(World.EARTH, 0, keys, tmp_path, use_ray=False, open_pyramid=open_world, verify=True,
+             progress_stream=io.StringIO())
     assert r.tiles == len(keys) - len(held) and r.skipped == len(held)
     assert stored_keys(store) == keys
     # The resumed store holds the same bytes a fresh bake makes (tiles are pure functions).
     from streaming.bake import Baker
 
-    fresh = Baker("earth", 0, str(tmp_path / "fresh"))
+    fresh = Baker("earth", 0, str(tmp_path / "fresh"), open_world)
     fresh.bake(held[-2:] + keys[-2:])
     for k in held[-2:] + keys[-2:]:
         assert fresh.store.get(k) == store.get(k)
@@ -151,7 +156,7 @@ def test_ray_bake_with_two_local_workers(tmp_path):
     # Baked on Ray = baked here, byte for byte (the frames a live server would send).
     from streaming.bake import Baker
 
-    here = Baker("earth", 0, str(tmp_path / "here"))
+    here = Baker("earth", 0, str(tmp_path / "here"), open_world)
     here.bake(keys[-3:])
     assert all(here.store.get(k) == frames[k] for k in keys[-3:])
 
@@ -160,7 +165,7 @@ def test_ray_bake_with_two_local_workers(tmp_path):
 def baked(tmp_path_factory):
     root = tmp_path_factory.mktemp("baked")
     keys = plan_keys(World.EARTH, BOX, (5, 6))
-    bake(World.EARTH, 0, keys, root, use_ray=False, progress_stream=io.StringIO())
+    bake(World.EARTH, 0, keys, root, use_ray=False, open_pyramid=open_world, progress_stream=io.StringIO())
     return root, keys
 
 
@@ -220,7 +225,7 @@ def test_export_refuses_plane_and_empty_stores(tmp_path):
     (["bake", "--bbox", "1,2,3,4", "--levels", "3..1", "--store", "S"], "levels must be A..B"),
     (["export", "--store", "NOWHERE", "--format", "3dtiles", "--out", "O"], "no tile store under"),
     (["export", "--store", "S", "--format", "kml", "--out", "O"], "invalid choice: 'kml'"),
-    (["serve-http", "--world", "plane"], "need the earth world"),
+    (["serve", "--world", "plane", "--http"], "need the earth world"),
 ])
 def test_cli_errors_are_one_line(argv, says, tmp_path, capsys, monkeypatch):
     from streaming.cli import main

@@ -19,7 +19,8 @@ from PIL import Image
 
 from runtime.tiles import T, TileKey, spacing_deg
 from streaming import ecosystem as E
-from streaming.http import HttpConfig, build_web_server
+from streaming.cli import build_server
+from streaming.http import HttpConfig
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,8 +46,7 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory):
-    server = build_web_server("earth", 0, store_root=tmp_path_factory.mktemp("store"),
-                              config=HttpConfig(max_level=10))
+    server = build_server("earth", 0, store_dir=tmp_path_factory.mktemp("store"), http=HttpConfig(max_level=10))
     t = ServerThread(server)
     yield t
     t.close()
@@ -133,12 +133,13 @@ def test_cesium_3d_tiles(site, web, tmp_path):
 
 def test_cesium_opens_static_exports(site, tmp_path):
     """``worldstream bake`` + ``export`` output, hosted by a plain static web server."""
+    from generator.pyramid import open_world
     from runtime.tiles import World
     from streaming.bake import BBox, bake, export_store, open_store, plan_keys
 
     store_root = tmp_path / "store"
     keys = plan_keys(World.EARTH, BBox(86.0, 27.0, 88.0, 29.0), (5, 7))
-    bake(World.EARTH, 0, keys, store_root, use_ray=False, progress_stream=io.StringIO())
+    bake(World.EARTH, 0, keys, store_root, use_ray=False, progress_stream=io.StringIO(), open_pyramid=open_world)
     out = site.root / "static"
     for fmt in ("quantized-mesh", "3dtiles"):
         export_store(open_store(store_root), out, fmt, progress_stream=io.StringIO())

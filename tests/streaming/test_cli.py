@@ -41,6 +41,8 @@ def test_tile_neighbours_share_edges_and_huge_coordinates_work(tmp_path):
     (["tile", "--world", "earth", "--level", "1", "--x", "9", "--y", "0", "--out", "o.npz"], "x at level 1"),
     (["fly", "--size", "big"], "WIDTHxHEIGHT"),
     (["serve", "--port", "70000"], "port must be in"),
+    (["serve", "--http", "--http-max-level", "99"], "http-max-level must be in [0, 24]"),
+    (["serve", "--http-max-level", "9"], "--http-max-level needs --http"),
     (["fly", "--teleport", "1,2"], "X,Y,ALT"),
     (["fly", "--agl", "-5"], "agl must be in"),
 ])
@@ -90,6 +92,70 @@ def test_serve_answers_a_client_then_stops_cleanly_on_signal(sig):
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert "stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_train_options_come_from_the_recipe():
+    pytest.importorskip("torch")
+    from generator.learned.train import TrainConfig
+    from streaming.cli import build_parser
+    from streaming.cli.generate import cmd_train, train_parser
+
+    args = build_parser().parse_args(["train", "--corpus", "c.npz", "--steps", "7", "--minutes", "0.5", "--fresh"])
+    assert args.func is cmd_train
+    opts = train_parser().parse_args(args.options)
+    assert opts.corpus == "c.npz" and opts.steps == 7 and opts.minutes == 0.5 and opts.fresh
+    assert opts.batch == TrainConfig().batch and opts.spectral_weight == TrainConfig().spectral_weight
+
+
+@pytest.mark.parametrize("world", ["plane", "PLANE"])
+def test_build_server_takes_a_world_name(world):
+    from runtime.tiles import World
+    from streaming.cli import build_server
+
+    server = build_server(world, 4, "fractal")
+    assert server.info.world == "plane" and server.service.world is World.PLANE
+    assert server.info.model.startswith("fractal") and server.http is None
+    with pytest.raises(ValueError, match="unknown world 'mars'"):
+        build_server("mars", 4, "fractal")
+
+
+def test_serve_with_http_answers_websockets_and_cesium_on_one_port():
+    import asyncio
+    import json
+    import signal
+    import urllib.request
+
+    from runtime.tiles import TileKey
+    from streaming.client import TileClient
+
+    proc = subprocess.Popen([sys.executable, "-m", "streaming.cli", "serve", "--world", "earth", "--refiner", "fractal",
+                             "--port", "0", "--http", "--http-max-level", "7"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ws_line, http_line = proc.stdout.readline(), proc.stdout.readline()
+        assert "ws://" in ws_line, ws_line + proc.stderr.read()
+        url = ws_line.split()[-1]
+        layer_url = next(w for w in http_line.split() if w.endswith("/terrain/layer.json"))
+        assert layer_url == url.replace("ws://", "http://") + "/terrain/layer.json"
+        with urllib.request.urlopen(layer_url, timeout=60) as r:
+            layer = json.loads(r.read())
+        assert layer["maxzoom"] == 7 and layer["format"] == "quantized-mesh-1.0"
+
+        async def talk():
+            c = TileClient()
+            hello = await c.connect(url)
+            tiles = await c.fetch([TileKey(1, 2, 1)])
+            await c.close()
+            return hello, tiles
+
+        hello, tiles = asyncio.run(talk())
+        assert hello.world == "earth" and len(tiles[TileKey(1, 2, 1)].faces) > 0
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "stopped" in out, err
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -11,7 +11,8 @@ from eco_fixtures import ServerThread, get
 
 from runtime.tiles import TileKey
 from streaming import ecosystem as E
-from streaming.http import HttpConfig, build_web_server
+from streaming.cli import build_server
+from streaming.http import HttpConfig
 
 KEY = TileKey(6, 94, 21)
 
@@ -19,7 +20,7 @@ KEY = TileKey(6, 94, 21)
 @pytest.fixture(scope="module")
 def web(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
-    server = build_web_server("earth", 0, store_root=store, config=HttpConfig(max_level=10))
+    server = build_server("earth", 0, store_dir=store, http=HttpConfig(max_level=10))
     t = ServerThread(server)
     yield t
     t.close()
@@ -115,8 +116,8 @@ def test_websocket_clients_share_the_port_and_the_store(web):
 
 
 def test_origin_allow_list_and_token(tmp_path):
-    server = build_web_server("earth", 0, store_root=tmp_path, token="s3cret", origins=["http://ok.test"],
-                              config=HttpConfig(max_level=4))
+    server = build_server("earth", 0, store_dir=tmp_path, token="s3cret", origins=["http://ok.test"],
+                          http=HttpConfig(max_level=4))
     t = ServerThread(server)
     try:
         code, _, body = get(t.base + "/terrain/layer.json", headers={"Origin": "http://ok.test"})
@@ -131,4 +132,4 @@ def test_origin_allow_list_and_token(tmp_path):
 
 def test_plane_world_is_refused_with_a_reason(tmp_path):
     with pytest.raises(ValueError, match="need the earth world"):
-        build_web_server("plane", 0, store_root=tmp_path)
+        build_server("plane", 0, store_dir=tmp_path, http=HttpConfig())

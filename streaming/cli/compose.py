@@ -1,0 +1,69 @@
+"""The composition: generator -> tile service (LRU, optional disk store, batching) ->
+height service -> websocket server (+ optional HTTP endpoints).
+
+The only place, with the command modules beside it, that imports both the generator and
+the streaming pieces; the library modules are handed what they need (a tile source, a
+pyramid opener, an HTTP handler)."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from runtime.tiles import World
+
+
+def open_world(world: World | str, seed: int, refiner: str | None = None, cache_bytes: int | None = None):
+    """The generator pyramid of ``world`` for ``seed``. ``refiner``: fractal, learned or None
+    (the best available); ``cache_bytes``: its block cache (None: the generator's default)."""
+    from generator.pyramid import open_world as open_pyramid
+
+    kwargs = {} if cache_bytes is None else {"cache_bytes": cache_bytes}
+    return open_pyramid(World.parse(world).value, seed, refiner=refiner or "auto", **kwargs)
+
+
+def pyramid_opener(refiner: str | None = None):
+    """``open_pyramid(world_name, seed)`` for ``streaming.bake`` (picklable for Ray workers)."""
+    from generator.pyramid import open_world as open_pyramid
+
+    return functools.partial(open_pyramid, refiner=refiner or "auto")
+
+
+def build_server(world: World | str, seed: int, refiner: str | None = None, token: str | None = None,
+                 origins=None, store_dir: str | os.PathLike | None = None, service_config=None, limits=None,
+                 gen_cache_bytes: int | None = None, http=None):
+    """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
+
+    ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
+    ``ServiceConfig`` (batching, LRU, workers); ``limits``: protocol ``Limits``;
+    ``gen_cache_bytes``: the generator's block cache (None: its default); ``http``: an
+    ``streaming.http.HttpConfig`` to answer Cesium terrain, imagery and 3D Tiles on the same
+    port (earth only; ValueError otherwise, before any generator opens)."""
+    from streaming.heights import HeightConfig, HeightService
+    from streaming.protocol import Limits
+    from streaming.server import TileServer
+    from streaming.session import ServerInfo
+    from streaming.store import TileStore
+    from streaming.tileservice import ServiceConfig, TileService
+
+    world = World.parse(world)
+    if http is not None and world is not World.EARTH:
+        raise ValueError(f"HTTP terrain and 3D Tiles endpoints need the earth world, got {world.value}")
+    pyr = open_world(world, seed, refiner, cache_bytes=gen_cache_bytes)
+    limits = limits or Limits()
+    store = None
+    if store_dir:
+        store = TileStore(store_dir, model=pyr.model_id, world=world.value, seed=seed)
+        store.sweep()  # temporary files of writers killed long ago
+    service = TileService(world, pyr.tiles, service_config or ServiceConfig(), store=store)
+    heights = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
+                                                                max_tiles=limits.max_height_tiles))
+    service.on_fields = heights.remember
+    info = ServerInfo(world=world.value, seed=seed, model=pyr.model_id, token=token, limits=limits)
+    endpoints = None
+    if http is not None:
+        from streaming.http import HttpEndpoints
+
+        endpoints = HttpEndpoints(service, name=f"worldstream {world.value} seed {seed} ({pyr.model_id})",
+                                  token=token, allowed_origins=origins, config=http)
+    return TileServer(info, service, heights=heights, allowed_origins=origins, http=endpoints)

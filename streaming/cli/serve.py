@@ -1,0 +1,55 @@
+"""``worldstream serve``: one world over websockets, and with ``--http`` Cesium terrain,
+imagery and 3D Tiles on the same port, until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+
+from runtime.tiles import MAX_LEVEL, World
+import streaming.cli.args as A
+from streaming.cli.compose import build_server
+
+
+def cmd_serve(args) -> int:
+    from streaming.http import HttpConfig
+    from streaming.server import serve_forever
+    from streaming.tileservice import ServiceConfig
+
+    cfg = ServiceConfig(max_batch=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000.0,
+                        cache_bytes=args.cache_mb << 20, workers=args.workers)
+    if args.http_max_level is not None and not args.http:
+        raise ValueError("--http-max-level needs --http")
+    http = None
+    if args.http:
+        http = HttpConfig() if args.http_max_level is None else HttpConfig(max_level=args.http_max_level)
+    server = build_server(args.world, args.seed, args.refiner, args.token, args.origin, args.store, cfg,
+                          gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20,
+                          http=http)
+    asyncio.run(serve_forever(server, args.host, args.port))
+    return 0
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("serve", help="serve a world over websockets (and HTTP with --http) until interrupted")
+    A.world_args(sp, World.EARTH)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=A.int_in(0, 65535, "port"), default=8765)
+    sp.add_argument("--token", default=None,
+                    help="shared secret clients must send in hello (and HTTP clients as ?token=)")
+    sp.add_argument("--origin", action="append", default=None, help="allowed Origin (repeatable)")
+    sp.add_argument("--store", default=None,
+                    help="folder of the on-disk tile store, shared with bake (default: memory only)")
+    sp.add_argument("--max-batch", type=A.int_in(1, 1024, "max-batch"), default=16,
+                    help="keys per generator call")
+    sp.add_argument("--batch-wait-ms", type=A.int_in(0, 1000, "batch-wait-ms"), default=4,
+                    help="longest wait for a batch to fill (ms)")
+    sp.add_argument("--cache-mb", type=A.int_in(1, 1 << 20, "cache-mb"), default=256,
+                    help="tile LRU size (MiB)")
+    sp.add_argument("--workers", type=A.int_in(1, 256, "workers"), default=2, help="mesh/encode threads")
+    sp.add_argument("--gen-cache-mb", type=A.int_in(1, 1 << 20, "gen-cache-mb"), default=None,
+                    help="generator block cache (MiB; default: the generator's, 512)")
+    sp.add_argument("--http", action="store_true",
+                    help="also answer Cesium quantized-mesh terrain, imagery and 3D Tiles over HTTP (earth)")
+    sp.add_argument("--http-max-level", type=A.int_in(0, MAX_LEVEL, "http-max-level"), default=None,
+                    help="with --http: deepest level advertised in layer.json and tileset.json (default 16)")
+    sp.set_defaults(func=cmd_serve)
