@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from generator.learned.backends import BackendUnavailable, TorchEager, make_backend
-from generator.learned.refiner import ASSET_PATH, load_net, noise_coords
+from generator.learned.checkpoint import ASSET_PATH, load_net
+from generator.learned.inputs import noise_coords
 from generator.learned.model import RefinerConfig, RefinerNet
 
 pytestmark = pytest.mark.skipif(not ASSET_PATH.exists(), reason="shipped weights missing")

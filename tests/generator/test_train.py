@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from generator.learned.data import Grid, save_corpus
-from generator.learned.refiner import load_net
+from generator.learned.checkpoint import load_net
 from generator.learned.model import RefinerConfig
 from generator.learned.train import (
     TrainConfig,
