@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generator.eval import evaluate
 from generator.commands import main
+from generator.eval import evaluate
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 

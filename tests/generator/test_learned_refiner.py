@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from generator.learned.checkpoint import ASSET_PATH
 from generator.learned.refiner import LearnedRefiner

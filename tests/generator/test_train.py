@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from generator.learned.data import Grid, save_corpus
 from generator.learned.checkpoint import load_net
+from generator.learned.data import Grid, save_corpus
 from generator.learned.model import RefinerConfig
 from generator.learned.train import (
     TrainConfig,
