@@ -31,7 +31,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from generator.learned.backends import BackendUnavailable, make_backend  # noqa: E402
-from generator.learned.refiner import ASSET_PATH, load_net, noise_coords, noise_torch, noise_torch_keys, stream_keys  # noqa: E402
+from generator.learned.checkpoint import ASSET_PATH, load_net  # noqa: E402
+from generator.learned.inputs import noise_coords, noise_torch, noise_torch_keys, stream_keys  # noqa: E402
 from runtime.tiles import T, spacing_m  # noqa: E402
 
 

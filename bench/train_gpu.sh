@@ -27,4 +27,4 @@ ft --steps 10895 --flat-colour 0.25 --plot --ship assets/learned_refiner.pt
 python3 -m generator.eval.learned --data "$DATA"
 python3 bench/generator.py --device cuda --batch 256 --e2e \
     --backends torch,torch-compiled,tensorrt,torch-compiled:max-autotune
-python3 bench/learned_gpu_checks.py
+python3 -m pytest -q -m gpu tests/generator/test_backends.py tests/generator/test_gpu.py

@@ -31,13 +31,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from generator import noise
-from generator.refiner import (
-    canonical_cols,
-    cols_per_world,
-    ew_scale,
-    register_refiner,
-    spacing_ns_m,
-)
+from generator.worldmetric import canonical_cols, cols_per_world, ew_scale, spacing_ns_m
 from runtime.tiles import World
 
 
@@ -388,12 +382,8 @@ class BicubicRefiner(FractalRefiner):
         super().__init__(world, FractalConfig(amp_at_1km_m=0.0, rgb_amp_at_1km=0.0), spacing_scale)
 
 
-def _torch_factory(world: World) -> FractalRefiner:
+def fractal_torch_refiner(world: World) -> FractalRefiner:
+    """``fractal-torch`` in generator.refiner's table: the torch path, on CUDA where present."""
     import torch
 
     return FractalRefiner(world, device="cuda" if torch.cuda.is_available() else "cpu")
-
-
-register_refiner("fractal", lambda world: FractalRefiner(world))
-register_refiner("fractal-torch", _torch_factory)
-register_refiner("bicubic", lambda world: BicubicRefiner(world))

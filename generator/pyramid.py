@@ -28,7 +28,8 @@ from typing import Iterable, Protocol
 import numpy as np
 
 from generator.cache import ByteLRU
-from generator.refiner import Refiner, cols_per_world, make_refiner
+from generator.refiner import Refiner, make_refiner
+from generator.worldmetric import cols_per_world
 from runtime.tiles import ANCHOR_LEVEL, MAX_LEVEL, T, TileKey, World, validate_key
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024

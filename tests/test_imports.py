@@ -88,3 +88,63 @@ def test_the_graph_sees_real_imports():
     # Guard against a parser that sees nothing: the tile service does import runtime.tin.mesh.
     graph = _module_imports()
     assert "runtime.tin.mesh" in _closure(graph, "streaming.tileservice")
+
+
+def _project_edges(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Module -> the project modules it imports (anywhere in the file, lazy imports included)."""
+    return {mod: {n for n in names if n in graph and n != mod} for mod, names in graph.items()}
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            for w in children:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(edges[w]))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    component = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        component.append(w)
+                        if w == v:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def test_cycle_finder_finds_a_known_circle():
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _cycles(edges) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_in_the_four_packages():
+    # Lazy (in-function) imports count too: a circle hidden in a function is still a circle.
+    graph = _module_imports()
+    assert "generator.learned.backends" in _closure(graph, "generator.learned.refiner")
+    assert _cycles(_project_edges(graph)) == []

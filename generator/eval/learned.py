@@ -2,13 +2,10 @@
 
 A refiner is judged by refining a decimated real DEM back to its own spacing and comparing
 with the real one: the coarse grid is ``real[::4, ::4]`` refined two levels (so 15 of every
-16 samples are generated). Measures on the height field, each compared with the real DEM:
-
-- power-spectrum slope: least-squares slope of log radial PSD vs log wavenumber over the
-  upper half-octaves (k in [k_nyq / 8, k_nyq]) of the plane-detrended, Hann-windowed field;
-  reported as |slope - real slope|;
-- slope distribution: Wasserstein-1 distance of the gradient magnitude (degrees);
-- curvature distribution: Wasserstein-1 distance of the 5-point Laplacian (1/m).
+16 samples are generated). The measures are ``generator.eval.metrics.realism`` (the one
+yardstick of every evaluation: PSD slope over the finest two octaves, slope and curvature
+Wasserstein-1, hypsometric integral, axis / diagonal power), reported as errors against the
+real DEM, plus the RMSE.
 
 Baselines side by side: bicubic (the 4-point interpolating cubic, no detail) and the
 procedural fractal refiner. Refiners run through the ``Refiner`` protocol at the pyramid
@@ -27,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import wasserstein_distance
 
+from generator.eval import metrics
 from generator.learned.data import VAL_FRACTION, Grid, cubic_refine, load_dem
 from generator.paths import default_data_dir
 from runtime.tiles import spacing_m
@@ -52,47 +49,14 @@ REGIONS = (
 )
 
 
-def psd_slope(z: np.ndarray) -> float:
-    """Slope of log radial power vs log wavenumber over k in [k_nyq/8, k_nyq]."""
-    z = np.asarray(z, np.float64)
-    n0, n1 = z.shape
-    yy, xx = np.mgrid[0:n0, 0:n1]
-    a = np.c_[yy.ravel(), xx.ravel(), np.ones(z.size)]
-    z = z - (a @ np.linalg.lstsq(a, z.ravel(), rcond=None)[0]).reshape(z.shape)
-    z = z * np.outer(np.hanning(n0), np.hanning(n1))
-    p = np.abs(np.fft.fft2(z)) ** 2
-    ky, kx = np.meshgrid(np.fft.fftfreq(n0), np.fft.fftfreq(n1), indexing="ij")
-    k = np.hypot(ky, kx)
-    bins = np.geomspace(0.5 / 8, 0.5, 13)
-    idx = np.digitize(k.ravel(), bins)
-    ks, ps = [], []
-    for i in range(1, len(bins)):
-        sel = idx == i
-        if sel.any():
-            ks.append(np.log(k.ravel()[sel].mean()))
-            ps.append(np.log(p.ravel()[sel].mean()))
-    return float(np.polyfit(ks, ps, 1)[0])
-
-
-def slope_deg(z: np.ndarray, spacing: float) -> np.ndarray:
-    gy, gx = np.gradient(np.asarray(z, np.float64), spacing)
-    return np.degrees(np.arctan(np.hypot(gx, gy))).ravel()
-
-
-def curvature(z: np.ndarray, spacing: float) -> np.ndarray:
-    z = np.asarray(z, np.float64)
-    lap = z[:-2, 1:-1] + z[2:, 1:-1] + z[1:-1, :-2] + z[1:-1, 2:] - 4 * z[1:-1, 1:-1]
-    return (lap / spacing**2).ravel()
-
-
-def metrics(z: np.ndarray, real: np.ndarray, spacing: float) -> dict:
-    return {
-        "psd_slope": psd_slope(z),
-        "psd_slope_err": abs(psd_slope(z) - psd_slope(real)),
-        "slope_w1_deg": float(wasserstein_distance(slope_deg(z, spacing), slope_deg(real, spacing))),
-        "curv_w1": float(wasserstein_distance(curvature(z, spacing), curvature(real, spacing))),
-        "rmse_m": float(np.sqrt(np.mean((z - real) ** 2))),
-    }
+def measures(real: np.ndarray, z: np.ndarray, spacing: float) -> dict:
+    """``metrics.realism`` of ``z`` against ``real`` (same shape, ``spacing`` metres per
+    sample) plus the absolute errors the tables report and the RMSE (metres)."""
+    m = metrics.realism(real, z, spacing)
+    m["psd_slope_abs_err"] = abs(m["psd_slope"] - m["psd_slope_real"])
+    m["hypsometric_abs_err"] = abs(m["hypsometric"] - m["hypsometric_real"])
+    m["rmse_m"] = float(np.sqrt(np.mean((np.asarray(z, np.float64) - real) ** 2)))
+    return m
 
 
 def nearest_level(spacing: float) -> int:
@@ -155,22 +119,12 @@ def evaluate_region(real: np.ndarray, spacing: float, refiners: dict, seeds=(0,)
             else:
                 _set_scale(ref, level, spacing)
                 z = refine_grid(ref, refine_grid(ref, coarse, level - 1, seed), level, seed)
-            runs.append((metrics(z[b:-b, b:-b], real[b:-b, b:-b], spacing), z))
+            runs.append((measures(real[b:-b, b:-b], z[b:-b, b:-b], spacing), z))
         out[name] = {k: float(np.mean([r[0][k] for r in runs])) for k in runs[0][0]}
         out[name]["field"] = runs[0][1]
     out["_real"] = real
     out["_level"] = level
     return out
-
-
-def hillshade(z: np.ndarray, spacing: float, azimuth_deg: float = 315.0, altitude_deg: float = 45.0):
-    """(H, W) uint8 hillshade (Horn-style gradient, sun from the north-west)."""
-    gy, gx = np.gradient(np.asarray(z, np.float64), spacing)
-    slope = np.arctan(np.hypot(gx, gy))
-    aspect = np.arctan2(-gx, gy)
-    az, alt = np.radians(azimuth_deg), np.radians(altitude_deg)
-    s = np.sin(alt) * np.cos(slope) + np.cos(alt) * np.sin(slope) * np.cos(az - aspect)
-    return (np.clip(s, 0, 1) * 255).astype(np.uint8)
 
 
 def figure(result: dict, spacing: float, title: str, path: Path, size: int = 256) -> None:
@@ -180,7 +134,7 @@ def figure(result: dict, spacing: float, title: str, path: Path, size: int = 256
     names = ["real"] + [k for k in result if not k.startswith("_")]
     fields = [result["_real"]] + [result[k]["field"] for k in names[1:]]
     n = min(size, *fields[0].shape)
-    tiles = [Image.fromarray(hillshade(f[:n, :n], spacing)) for f in fields]
+    tiles = [Image.fromarray((metrics.hillshade(f[:n, :n], spacing) * 255).astype(np.uint8)) for f in fields]
     img = Image.new("L", (len(tiles) * (n + 4), n + 34), 255)
     d = ImageDraw.Draw(img)
     d.text((4, 2), title, fill=0)
@@ -228,15 +182,16 @@ def run(data_dir: str, checkpoint: str | None, figures: str | None, seeds=(0, 1,
 def print_table(table: dict) -> None:
     print(
         f"{'region':<42}{'refiner':<10}{'|dPSD slope|':>13}{'slope W1 deg':>14}{'curv W1 1/m':>13}"
-        f"{'RMSE m':>9}"
+        f"{'|dHI|':>8}{'RMSE m':>9}{'PSD slope':>10}{'real':>7}"
     )
     for region, rows in table.items():
         for name, r in rows.items():
             if name.startswith("_"):
                 continue
             print(
-                f"{region:<42}{name:<10}{r['psd_slope_err']:>13.3f}{r['slope_w1_deg']:>14.3f}"
-                f"{r['curv_w1']:>13.5f}{r['rmse_m']:>9.2f}"
+                f"{region:<42}{name:<10}{r['psd_slope_abs_err']:>13.3f}{r['slope_w1_deg']:>14.3f}"
+                f"{r['curvature_w1_per_m']:>13.5f}{r['hypsometric_abs_err']:>8.4f}{r['rmse_m']:>9.2f}"
+                f"{r['psd_slope']:>10.2f}{r['psd_slope_real']:>7.2f}"
             )
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.learned.refiner import noise_numpy, noise_torch, noise_torch_keys, stream_keys
+from generator.learned.inputs import noise_numpy, noise_torch, noise_torch_keys, stream_keys
 from generator.learned.model import RefinerNet
 
 BATCH_BUCKETS = (1, 4, 16, 64, 256)

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from generator.learned.checkpoint import config_from_dict, load_net, make_checkpoint, save_checkpoint
 from generator.learned.data import PairBatch, PairSampler, build_corpus, fit_amplitude, load_corpus, save_corpus
-from generator.learned.refiner import config_from_dict, load_net, make_checkpoint, save_checkpoint
 from generator.learned.model import PatchDiscriminator, RefinerConfig, RefinerNet, asinh
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.eval import metrics
 from generator.dem import refine_dem
+from generator.eval import metrics
 
 DEM = Path(__file__).resolve().parents[2] / "tests" / "data" / "bigtujunga_129.npz"
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from generator.learned.checkpoint import load_net
 from generator.learned.data import Grid, save_corpus
-from generator.learned.refiner import load_net
 from generator.learned.model import RefinerConfig
 from generator.learned.train import (
     TrainConfig,

@@ -1,0 +1,52 @@
+"""Checkpoints: weights-only loading, the version hash (the model id string), tampering."""
+
+import numpy as np
+import pytest
+import torch
+
+from generator.learned.checkpoint import ASSET_PATH, load_net, make_checkpoint, model_version, save_checkpoint
+from generator.learned.model import RefinerConfig, RefinerNet
+
+
+@pytest.mark.skipif(not ASSET_PATH.exists(), reason="shipped weights missing")
+def test_shipped_checkpoint_loads_weights_only_and_hash_matches():
+    ckpt = torch.load(ASSET_PATH, map_location="cpu", weights_only=True)
+    assert ckpt["format"] == 1
+    assert all(v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point())
+    net, version, meta = load_net()
+    assert version == ckpt["version"] == model_version(net.config, ckpt["state_dict"])
+    assert len(version) == 12 and int(meta["step"]) > 1000
+    assert ASSET_PATH.stat().st_size < 8 << 20
+
+
+def test_model_version_hashes_config_names_dtypes_shapes_and_bytes():
+    # Pinned: the version enters every tile's model id, so the hash itself must not drift.
+    sd = {"b.weight": torch.arange(6, dtype=torch.float16).reshape(2, 3), "a.bias": torch.tensor([1.5, -2.0])}
+    assert model_version(RefinerConfig(), sd) == "fab8e85078fc"
+    assert model_version(RefinerConfig(), dict(reversed(sd.items()))) == "fab8e85078fc"  # name order
+    assert model_version(RefinerConfig(width=16), sd) != "fab8e85078fc"
+    assert model_version(RefinerConfig(), {**sd, "a.bias": sd["a.bias"].double()}) != "fab8e85078fc"
+
+
+def test_saved_checkpoint_round_trips_fp16_weights_to_a_float32_net(tmp_path):
+    net = RefinerNet(RefinerConfig(width=8, dilations=(1, 2), noise_channels=2))
+    save_checkpoint(make_checkpoint(net, {"step": 7}), tmp_path / "c.pt")
+    loaded, version, meta = load_net(tmp_path / "c.pt")
+    assert meta == {"step": 7} and loaded.config == net.config and len(version) == 12
+    for k, v in net.state_dict().items():
+        w = loaded.state_dict()[k]
+        assert w.dtype == torch.float32
+        assert np.array_equal(w.numpy(), v.half().float().numpy())
+
+
+def test_tampered_checkpoint_is_refused(tmp_path):
+    net = RefinerNet(RefinerConfig(width=8, dilations=(1,), noise_channels=2))
+    ckpt = make_checkpoint(net, {"step": 0})
+    save_checkpoint(ckpt, tmp_path / "ok.pt")
+    assert load_net(tmp_path / "ok.pt")[1] == ckpt["version"]
+    ckpt["state_dict"]["head.bias"] = ckpt["state_dict"]["head.bias"] + 1
+    save_checkpoint(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="does not match"):
+        load_net(tmp_path / "bad.pt")
+    with pytest.raises(FileNotFoundError, match="worldstream train"):
+        load_net(tmp_path / "missing.pt")
