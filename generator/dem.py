@@ -53,6 +53,10 @@ def refine_dem(elev: np.ndarray, pixel_m: float, levels: int, seed: int,
     level0, scale = base_level(pixel_m)
     if hasattr(ref, "spacing_scale"):
         ref.spacing_scale = scale
+    if getattr(ref, "relief", None) is not None:  # the region is the DEM, not the world's anchor
+        from generator.relief import ConstantRelief
+
+        ref.relief = ConstantRelief.from_heights(z)
     for k in range(1, levels + 1):
         z = _refine_once(ref, z, level0 + k, seed)
     return z, pixel_m / 2**levels

@@ -4,15 +4,20 @@ The baseline and the CPU default (DESIGN.md section 2.4). Each new child sample
 is the 4-point cubic (Dyn-Levin-Gregory "four-point scheme", weights
 -1/16, 9/16, 9/16, -1/16) of its parents along rows, columns or both, plus
 counter-based noise whose standard deviation follows the roughness-vs-scale
-law fitted on real DEMs (docs/GENERATOR.md):
+law fitted on real DEMs (``generator.eval.lawfit``, docs/GENERATOR.md):
 
-    sigma(d) = amp_at_1km_m * (d / 1 km) ** hurst,
+    sigma(d, x) = region(x) * amp_at_1km_m * g(d),
 
 where d is the parent spacing in metres along the interpolation direction (on
 the earth the east-west spacing shrinks with cos(latitude), so detail is
-scaled in metres and nothing stretches toward the poles). A local modulation
-by the parents' central differences, relative to what the law expects, keeps
-plains smooth and mountains rough; its exponent < 1 keeps the feedback stable.
+scaled in metres and nothing stretches toward the poles) and g is a power law
+whose exponent changes at two knots: real relief is smooth at hillslope scales
+(exponent 1.30 below 400 m) and relatively rough at range scales (0.45 above
+2 km). ``region(x)`` is the regional detail factor from the anchor's relief
+(``generator.relief``): plains stay plain and ranges rough at every level. A
+local modulation by the parents' second differences, relative to what the law
+expects there, adds more detail where the parents curve more; its exponent
+< 1 keeps the feedback stable.
 Using the cubic (not the linear) midpoint avoids the creases of classic
 midpoint displacement along the grid lines (Miller 1986).
 
@@ -31,29 +36,66 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from generator import noise
+from generator.relief import RegionalRelief
 from generator.worldmetric import canonical_cols, cols_per_world, ew_scale, spacing_ns_m
 from runtime.tiles import World
+
+
+def hinges(x: np.ndarray, fine_knot_m: float, coarse_knot_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """min(0, x - xf) and max(0, x - xc) for x = log10(d / 1 km): the two slope changes."""
+    xf, xc = np.log10(fine_knot_m / 1000.0), np.log10(coarse_knot_m / 1000.0)
+    return np.minimum(0.0, x - xf), np.maximum(0.0, x - xc)
+
+
+def law_sigma_m(d_m, amp_at_1km_m: float, hurst: float, hurst_fine: float | None = None,
+                hurst_coarse: float | None = None, fine_knot_m: float = 0.0,
+                coarse_knot_m: float = 0.0) -> np.ndarray:
+    """Detail std (m) at parent spacing d_m (m, any shape): ``amp * (d / 1 km) ** hurst``,
+    with slope ``hurst_fine`` below ``fine_knot_m`` and ``hurst_coarse`` above ``coarse_knot_m``
+    when given (continuous in log-log; the knots must bracket 1 km). float64."""
+    with np.errstate(divide="ignore"):  # d = 0 (along a pole row): sigma 0
+        x = np.log10(np.asarray(d_m, dtype=np.float64) / 1000.0)
+    y = hurst * x
+    if hurst_fine is not None:
+        if not 0.0 < fine_knot_m <= 1000.0 <= coarse_knot_m:
+            raise ValueError(f"knots must satisfy 0 < fine <= 1000 m <= coarse, got {fine_knot_m}, {coarse_knot_m}")
+        lo, hi = hinges(x, fine_knot_m, coarse_knot_m)
+        y = y + (hurst_fine - hurst) * lo + (hurst_coarse - hurst) * hi
+    return amp_at_1km_m * 10.0**y
+
 
 
 @dataclass(frozen=True)
 class FractalConfig:
     """Parameters of the fractal refiner (units in the names; defaults fitted, see docs)."""
 
-    amp_at_1km_m: float = 32.5
+    amp_at_1km_m: float = 46.7
     """Std of the detail added at parent spacing 1 km, metres (law intercept)."""
-    hurst: float = 0.912
-    """Slope of log(detail std) against log(spacing) (law exponent)."""
-    relief_ratio: float = 1.86
-    """Typical |central difference| / (2 sigma(spacing)) of real terrain (normalises roughness)."""
-    roughness_exp: float = 0.602
-    """Exponent of the relief modulation (< 1: rough stays rough, but no runaway)."""
+    hurst: float = 0.877
+    """Slope of log(detail std) against log(spacing) between the knots (law exponent)."""
+    hurst_fine: float | None = 1.304
+    """Slope below ``fine_knot_m``: real relief is smooth at hillslope scales (None: one law)."""
+    hurst_coarse: float | None = 0.449
+    """Slope above ``coarse_knot_m``: relatively more relief at mountain-range scales."""
+    fine_knot_m: float = 400.0
+    coarse_knot_m: float = 2000.0
+    regional: bool = True
+    """Scale the law by the region's detail factor from the anchor's relief (generator.relief)."""
+    roughness_measure: str = "curvature"
+    """Local roughness from the parents' second differences ("curvature"; a smooth slope is
+    not rough) or central differences ("slope", version 2: every hillside read as rough)."""
+    relief_ratio: float = 1.21
+    """Typical |difference| / (2 sigma(spacing)) of real terrain (normalises roughness)."""
+    roughness_exp: float = 0.733
+    """Exponent of the relief modulation (< 1: rough stays rough, but no runaway); fitted
+    with the second-difference measure (the central-difference one gave 0.61)."""
     ew_corr_samples: float = 1.5
     """Correlation length, in samples at the equator, of the east-west-smooth odd-row detail."""
     centre_ratio: float = 1.0
     """Detail std at cell centres (odd, odd) relative to edge midpoints. Real DEMs give 1.18
     (median over DEMs and scales), but 1.0 scores better on every realism measure of eval."""
     roughness_min: float = 0.048
-    roughness_max: float = 5.62
+    roughness_max: float = 4.67
     rgb_amp_at_1km: float = 0.101
     """Relative colour detail at 1 km parent spacing."""
     rgb_hurst: float = 0.054
@@ -73,17 +115,20 @@ class FractalRefiner:
     """
 
     name = "fractal"
-    version = "2"
+    version = "3"
     margin = 1
     channels = 4
 
     def __init__(self, world: World | str = World.PLANE, config: FractalConfig = FractalConfig(),
                  spacing_scale: float = 1.0, device: str | None = None):
         self.world = World.parse(world) if not isinstance(world, World) else world
+        if config.roughness_measure not in ("curvature", "slope"):
+            raise ValueError(f"roughness_measure must be 'curvature' or 'slope', got {config.roughness_measure!r}")
         self.cfg = config
         self.spacing_scale = float(spacing_scale)  # metres per sample = spacing_m(level) * this
         self.device = device
         self._ops = _NumpyOps() if device is None else _TorchOps(device)
+        self.relief = RegionalRelief(self.world) if config.regional and config.amp_at_1km_m > 0 else None
         # clip(R)^exponent as a piecewise-linear table: +, *, floor and a gather are exactly
         # rounded on every backend, pow is not (numpy and torch differ in the last bit)
         lo, hi = config.roughness_min, config.roughness_max
@@ -101,7 +146,9 @@ class FractalRefiner:
 
     def sigma_m(self, parent_spacing_m: np.ndarray) -> np.ndarray:
         """Law: detail std in metres at parent spacing (metres, any shape float64)."""
-        return self.cfg.amp_at_1km_m * (np.asarray(parent_spacing_m) / 1000.0) ** self.cfg.hurst
+        c = self.cfg
+        return law_sigma_m(parent_spacing_m, c.amp_at_1km_m, c.hurst, c.hurst_fine, c.hurst_coarse,
+                           c.fine_knot_m, c.coarse_knot_m)
 
     def rgb_amp(self, parent_spacing_m: np.ndarray) -> np.ndarray:
         """Relative colour detail at parent spacing (metres): float32, (..., 1, 1)-broadcastable."""
@@ -131,6 +178,9 @@ class FractalRefiner:
         ew_p = ew_scale(self.world, level - 1, prow)[:, m : h - m]  # (b, nr)
         rows = origins[:, 0:1] + np.arange(2 * nr - 1, dtype=np.int64)[None]  # (b, 2nr-1)
         cols = origins[:, 1:2] + np.arange(2 * nc - 1, dtype=np.int64)[None]
+        region = None
+        if self.relief is not None:  # regional detail factor at every child sample (b, 2nr-1, 2nc-1)
+            region = self.relief.factor(seed, level, rows, cols)
         cols = canonical_cols(self.world, level, cols)  # noise keyed by wrapped longitude
         ew = ew_scale(self.world, level, rows)  # (b, 2nr-1)
         plan = {
@@ -154,6 +204,9 @@ class FractalRefiner:
             n = np.maximum(1, np.round(period * ew[:, 1::2] / cfg.ew_corr_samples)).astype(np.int64)
             plan["lattice_n"] = n[:, :, None]  # cells around the globe per odd row
             plan["lattice_scale"] = n[:, :, None].astype(np.float64) / period
+        plan["region"] = region
+        if region is not None:  # local roughness is read relative to the region's own law
+            plan["region_inv"] = (1.0 / region[:, 0::2, 0::2]).astype(np.float32)
         # colour detail also scales with the metric spacing (none along a pole row)
         plan["ar_h"], plan["ar_v"], plan["ar_c"] = (
             self.rgb_amp(d) for d in (s_p * ew[:, 0::2], np.float64(s_p),
@@ -253,10 +306,19 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     # divided by what the law expects at that direction's metric spacing (so it is scale-
     # and latitude-free), averaged, relative to typical terrain, then damped by an exponent.
     z = p[:, 0]
-    dns = abs(z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m]) * float(plan["inv_ns"])
+    zc = z[:, m : h - m, m : w - m]
     inv_ew = ops.array(plan["inv_ew"])
-    dew = abs(z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1]) * inv_ew
+    if cfg.roughness_measure == "curvature":  # second differences: roughness, not tilt
+        dns = abs(z[:, m + 1 : h - m + 1, m : w - m] - zc * 2.0 + z[:, m - 1 : h - m - 1, m : w - m])
+        dew = abs(z[:, m : h - m, m + 1 : w - m + 1] - zc * 2.0 + z[:, m : h - m, m - 1 : w - m - 1])
+    else:
+        dns = abs(z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m])
+        dew = abs(z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1])
+    dns = dns * float(plan["inv_ns"])
+    dew = dew * inv_ew
     ratio = (dns + dew) * _f32(0.5 / cfg.relief_ratio)
+    if plan.get("region") is not None:
+        ratio = ratio * ops.array(plan["region_inv"])
     lo, hi = _f32(cfg.roughness_min), _f32(cfg.roughness_max)
     t = (ratio.clip(lo, hi) - lo) * _f32(_ROUGH_TABLE / (cfg.roughness_max - cfg.roughness_min))
     i = ops.i64(ops.floor(t)).clip(0, _ROUGH_TABLE - 1)
@@ -273,14 +335,19 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     g_h = ops.gauss(seed, level, 0, ev_r, od_c)
     g_v = ops.gauss(seed, level, 0, od_r, ev_c)
     g_c = ops.gauss(seed, level, 0, od_r, od_c)
-    a_w = ops.array(plan["a_w"])
-    det_h, det_v, det_c = ops.array(plan["a_h"]) * g_h, a_w * g_v, a_w * g_c  # metres, before roughness
+    a_w, a_h = ops.array(plan["a_w"]), ops.array(plan["a_h"])
+    det_h, det_v, det_c = a_h * g_h, a_w * g_v, a_w * g_c  # metres, before roughness
     if plan["a_s"] is not None:
         smooth = _ew_smooth_noise(ops, seed, level, od_r, cols, ops.array(plan["lattice_n"]),
                                   ops.array(plan["lattice_scale"]))
         a_s = ops.array(plan["a_s"])
         det_v = det_v + a_s * smooth[:, :, 0::2]
         det_c = det_c + a_s * smooth[:, :, 1::2]
+    if plan.get("region") is not None:
+        region = ops.array(plan["region"])
+        det_h = det_h * region[:, 0::2, 1::2]
+        det_v = det_v * region[:, 1::2, 0::2]
+        det_c = det_c * region[:, 1::2, 1::2]
     out[:, 0, 0::2, 1::2] = hx[:, 0, 1:-1] + det_h * r_h
     out[:, 0, 1::2, 0::2] = vy[:, 0] + det_v * r_v
     out[:, 0, 1::2, 1::2] = cc[:, 0] + det_c * (r_c * _f32(cfg.centre_ratio))

@@ -80,6 +80,9 @@ class Pyramid:
             raise ValueError(f"block must be even, divide {2 * T} and exceed 2*margin, got {block}")
         self.block = block
         self.anchor = anchor if anchor is not None else make_anchor(self.world, self.seed)
+        relief = getattr(self.refiner, "relief", None)
+        if relief is not None and hasattr(relief, "use_anchor"):
+            relief.use_anchor(self.seed, self.anchor)  # regional detail read from this anchor
         if self.anchor.channels != self.refiner.channels:
             raise ValueError(f"anchor has {self.anchor.channels} channels, refiner {self.refiner.channels}")
         self.channels = self.refiner.channels

@@ -8,7 +8,11 @@ add. Then
 
 1. the law: least squares of log10(rms residual) on log10(d / 1 km) over all
    (DEM, scale) pairs with one intercept per DEM (fixed effects) gives ``hurst``
-   (the shared slope) and ``amp_at_1km_m`` (10**median intercept);
+   (the shared slope) and ``amp_at_1km_m`` (10**median intercept). With two knots
+   (``knots_m``) the slope is piecewise: ``hurst_fine`` below the fine knot, ``hurst``
+   between, ``hurst_coarse`` above the coarse knot (continuous in log-log): real relief
+   is much smoother than one power law below a few hundred metres and relatively
+   rougher above a few kilometres (docs/GENERATOR.md);
 2. the local modulation: at each new sample, the parents' roughness ratio R
    (central differences divided by 2 sigma(d), as in the refiner) is binned by
    quantiles; log(rms residual / sigma(d)) against log R per bin gives the
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.fractal import hinges, law_sigma_m
 from generator.paths import default_data_dir
 
 SKIP = {"bedmap_antarctica"}  # bed under ice, stereographic scale varies +-4 %
@@ -42,7 +47,7 @@ class Residuals:
     slope_sum: np.ndarray  # (N,) float64: (|dz_ns| + |dz_ew|) / 2 of the adjacent parent, metres
 
 
-def cubic_residuals(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cubic_residuals(z: np.ndarray, measure: str = "slope") -> tuple[np.ndarray, np.ndarray]:
     """Residuals of the 4-point cubic at the odd samples of z (H, W) and the parents' mean
     |central difference| next to each; NaN-free pairs only. Returns ((N,), (N,)) float64."""
     p = z[::2, ::2].astype(np.float64)
@@ -54,8 +59,14 @@ def cubic_residuals(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (9.0 * (b + c) - (a + d)) / 16.0
 
     res, rel = [], []
-    dns = np.abs(p[2:, 1:-1] - p[:-2, 1:-1])  # at parents 1..hp-2, 1..wp-2
-    dew = np.abs(p[1:-1, 2:] - p[1:-1, :-2])
+    if measure == "curvature":  # second differences: roughness apart from the tilt
+        dns = np.abs(p[2:, 1:-1] - 2.0 * p[1:-1, 1:-1] + p[:-2, 1:-1])
+        dew = np.abs(p[1:-1, 2:] - 2.0 * p[1:-1, 1:-1] + p[1:-1, :-2])
+    elif measure == "slope":
+        dns = np.abs(p[2:, 1:-1] - p[:-2, 1:-1])  # at parents 1..hp-2, 1..wp-2
+        dew = np.abs(p[1:-1, 2:] - p[1:-1, :-2])
+    else:
+        raise ValueError(f"measure must be 'slope' or 'curvature', got {measure!r}")
     slope = 0.5 * (dns + dew)  # (hp-2, wp-2)
     # horizontal midpoints between parents (i, j), (i, j+1) for i in 1..hp-2, j in 1..wp-3
     hx = cub(p[1:-1, 0:-3], p[1:-1, 1:-2], p[1:-1, 2:-1], p[1:-1, 3:])
@@ -73,7 +84,7 @@ def cubic_residuals(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def scale_residuals(name: str, z: np.ndarray, pixel_m: float, min_size: int = 24,
-                    first_k: int = 0) -> list[Residuals]:
+                    first_k: int = 0, measure: str = "slope") -> list[Residuals]:
     """Residuals of one DEM at every decimation 2^k, k >= first_k, leaving >= min_size samples a side.
 
     k = 0 (odd samples at the native pixel) is included by default: DEM production smooths
@@ -83,7 +94,7 @@ def scale_residuals(name: str, z: np.ndarray, pixel_m: float, min_size: int = 24
     out, k = [], first_k
     while min(z.shape) // 2**k >= min_size:
         zk = z[:: 2**k, :: 2**k]
-        r, s = cubic_residuals(zk)
+        r, s = cubic_residuals(zk, measure)
         if r.size > 200:
             out.append(Residuals(name, 2.0 * pixel_m * 2**k, r, s))
         k += 1
@@ -100,13 +111,20 @@ class LawFit:
     roughness_max: float
     r2: float
     points: list  # [(name, d_m, rms_m)]
+    hurst_fine: float | None = None  # slope below fine_knot_m (None: one power law)
+    hurst_coarse: float | None = None  # slope above coarse_knot_m
+    fine_knot_m: float = 0.0
+    coarse_knot_m: float = 0.0
 
     def sigma_m(self, d_m):
-        return self.amp_at_1km_m * (np.asarray(d_m) / 1000.0) ** self.hurst
+        return law_sigma_m(d_m, self.amp_at_1km_m, self.hurst, self.hurst_fine, self.hurst_coarse,
+                           self.fine_knot_m, self.coarse_knot_m)
 
 
-def fit_law(samples: list[Residuals], bins: int = 10) -> LawFit:
-    """Fit law and modulation (module doc) to residuals from many DEMs and scales."""
+def fit_law(samples: list[Residuals], bins: int = 10, knots_m: tuple[float, float] | None = None) -> LawFit:
+    """Fit law and modulation (module doc) to residuals from many DEMs and scales.
+
+    knots_m: (fine, coarse) metres for the piecewise law, or None for one power law."""
     d = np.array([s.d_m for s in samples])
     rms = np.array([np.sqrt(np.mean(s.residual_m**2)) for s in samples])
     x, y = np.log10(d / 1000.0), np.log10(rms)
@@ -114,14 +132,24 @@ def fit_law(samples: list[Residuals], bins: int = 10) -> LawFit:
     # terrain's detail shrinks with scale, which is what the refiner cascade applies level by level).
     names = sorted({s.name for s in samples})
     onehot = np.array([[s.name == n for n in names] for s in samples], dtype=np.float64)
-    coef, *_ = np.linalg.lstsq(np.column_stack([onehot, x]), y, rcond=None)
-    hurst, icpts = float(coef[-1]), coef[:-1]
-    pred = onehot @ icpts + hurst * x
+    cols = [onehot, x[:, None]]
+    if knots_m is not None:
+        lo, hi = hinges(x, *knots_m)
+        cols += [lo[:, None], hi[:, None]]
+    design = np.column_stack(cols)
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    k = len(names)
+    icpts, hurst = coef[:k], float(coef[k])
+    shape = {}
+    if knots_m is not None:
+        shape = dict(hurst_fine=hurst + float(coef[k + 1]), hurst_coarse=hurst + float(coef[k + 2]),
+                     fine_knot_m=float(knots_m[0]), coarse_knot_m=float(knots_m[1]))
+    pred = design @ coef
     r2 = 1.0 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)
     amp = 10.0 ** float(np.median(icpts))  # the median terrain; the modulation spreads around it
     lr, lm, ratios = [], [], []
     for s in samples:
-        sig = amp * (s.d_m / 1000.0) ** hurst
+        sig = law_sigma_m(s.d_m, amp, hurst, **shape)
         ratio = s.slope_sum / (2.0 * sig)
         ratios.append(ratio)
         edges = np.quantile(ratio, np.linspace(0, 1, bins + 1))
@@ -136,7 +164,7 @@ def fit_law(samples: list[Residuals], bins: int = 10) -> LawFit:
     allr = np.concatenate(ratios) / kappa
     lo, hi = np.quantile(allr[allr > 0], [0.02, 0.98])
     pts = [(s.name, float(s.d_m), float(r)) for s, r in zip(samples, rms, strict=True)]
-    return LawFit(float(amp), float(hurst), float(kappa), float(gamma), float(lo), float(hi), float(r2), pts)
+    return LawFit(float(amp), float(hurst), float(kappa), float(gamma), float(lo), float(hi), float(r2), pts, **shape)
 
 
 def colour_points(name: str, rgb: np.ndarray, pixel_m: float, first_k: int = 1,
@@ -203,13 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m generator.eval.lawfit", description="fit the roughness law")
     ap.add_argument("--data", type=Path, default=default_data_dir())
     ap.add_argument("--first-k", type=int, default=0, help="skip decimations below 2^k (1: no native octave)")
+    ap.add_argument("--measure", choices=("slope", "curvature"), default="slope",
+                    help="local roughness from parents' central (slope) or second (curvature) differences")
+    ap.add_argument("--knots", type=float, nargs=2, metavar=("FINE_M", "COARSE_M"), default=None,
+                    help="fit a piecewise law with these knots (metres of parent spacing), e.g. 400 2000")
     a = ap.parse_args(argv)
     if not (a.data / "dem").is_dir():
         print(f"no DEMs under {a.data / 'dem'}; pass --data or set WORLDSTREAM_DATA")
         return 2
     samples = [r for name, z, px in load_dems(a.data)
-               for r in scale_residuals(name, z, px, first_k=a.first_k)]
-    fit = fit_law(samples)
+               for r in scale_residuals(name, z, px, first_k=a.first_k, measure=a.measure)]
+    fit = fit_law(samples, knots_m=None if a.knots is None else tuple(a.knots))
     cpts = [p for name, img, px in load_images(a.data) for p in colour_points(name, img, px)]
     rgb_amp, rgb_hurst = fit_colour_law(cpts)
     print(f"{'dem':24s} {'d (m)':>10s} {'rms (m)':>9s} {'law (m)':>9s}")

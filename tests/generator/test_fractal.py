@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from generator.fractal import FractalRefiner
-from runtime.tiles import World
+from generator.fractal import FractalConfig, FractalRefiner
+from runtime.tiles import World, spacing_m
 
 
 def _parents(b, h, w, seed=0):
@@ -37,14 +37,25 @@ def test_output_is_crop_independent():
 
 
 def test_detail_amplitude_follows_scale_law():
-    ref = FractalRefiner(World.PLANE)
-    p = np.zeros((1, 4, 200, 200), dtype=np.float32)
-    p[:, 0] = np.add.outer(np.arange(200), np.arange(200)).astype(np.float32) * 0  # flat
+    ref = FractalRefiner(World.PLANE, FractalConfig(regional=False))  # the law alone
+    p = np.zeros((1, 4, 200, 200), dtype=np.float32)  # flat
     coarse = ref.refine(p, 6, np.zeros((1, 2), np.int64), 1)[0, 0, 1::2, 1::2].std()
     fine = ref.refine(p, 16, np.zeros((1, 2), np.int64), 1)[0, 0, 1::2, 1::2].std()
-    # flat parents: roughness at its floor, so the ratio is the law's 2^(10*hurst)
+    # flat parents: roughness at its floor, so the ratio is the law's: sigma(parent spacing at 6) / sigma(at 16), across both knots
     assert coarse > 0 and fine > 0
-    np.testing.assert_allclose(coarse / fine, 2.0 ** (10 * ref.cfg.hurst), rtol=0.05)
+    law = ref.sigma_m(2 * spacing_m(6)) / ref.sigma_m(2 * spacing_m(16))
+    np.testing.assert_allclose(coarse / fine, law, rtol=0.05)
+    assert law > 2.0 ** (10 * ref.cfg.hurst)  # smoother at fine scales than one power law
+
+
+def test_law_is_continuous_piecewise_power():
+    ref = FractalRefiner(World.PLANE)
+    c = ref.cfg
+    for knot, lo_exp, hi_exp in ((c.fine_knot_m, c.hurst_fine, c.hurst), (c.coarse_knot_m, c.hurst, c.hurst_coarse)):
+        below, at, above = ref.sigma_m(np.array([knot / 2, knot, knot * 2]))
+        np.testing.assert_allclose(at / below, 2.0**lo_exp, rtol=1e-9)
+        np.testing.assert_allclose(above / at, 2.0**hi_exp, rtol=1e-9)
+    np.testing.assert_allclose(ref.sigma_m(1000.0), c.amp_at_1km_m, rtol=1e-12)
 
 
 def test_earth_pole_row_stays_constant():
