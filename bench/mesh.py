@@ -8,7 +8,11 @@ size, as a level's geometric error would be):
   face over every sample, not assumed) and ms per tile for each mesher;
 - bytes per vertex on the wire: our payload (msgpack) vs Cesium quantized-mesh-1.0
   gzipped (core, and with oct normals) vs GLB (trimesh, with normals and UVs);
-- ms per tile of mesh + encode (the server path) and of decode (the client path).
+- ms per tile of mesh + encode (the server path) and of decode (the client path);
+- the server path per tile, old against new in the same run: old = simplify, place
+  (skirts, normals: ``build_tile_mesh``) and ``encode_tile`` re-deriving the RTIN from the
+  faces; new = ``streaming.tileservice.encode_fields`` (simplify once, RTIN handed to
+  ``encode_heights``), with the factor. Both leave out the colour image (same on both).
 
 Ends with one JSON line. Usage:
     python bench/mesh.py [--quick] [--data ../shared/data]
@@ -34,13 +38,13 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime import wire
+from dataclasses import dataclass  # noqa: E402
 
-from runtime.formats import export
-
-from runtime.tin import mesh  # noqa: E402
-from runtime.geometry import geometry_for  # noqa: E402
-from runtime.tiles import T, TileKey, spacing_m  # noqa: E402
+from runtime import wire  # noqa: E402
+from runtime.formats import export  # noqa: E402
+from runtime.tiles import T, TileKey, World, spacing_m  # noqa: E402
+from runtime.tin import build_tile_mesh, level_error_m, max_vertical_error, simplify_grid  # noqa: E402
+from streaming.tileservice import encode_fields  # noqa: E402
 
 N = T + 1
 REAL_FILES = [
@@ -59,7 +63,7 @@ REAL_FILES = [
 ]
 ERROR_FRACTIONS = (0.05, 0.1, 0.25)
 """Error bounds as fractions of the pixel size (1.5, 3 and 7.5 m for 30 m SRTM); 0.25 is
-runtime.tin.mesh.level_error_m, Cesium's default for heightmap terrain."""
+runtime.tin.level_error_m, Cesium's default for heightmap terrain."""
 
 
 def real_tiles(data: Path, per_file: int, files: list[str]) -> list[tuple[str, np.ndarray, float]]:
@@ -124,8 +128,13 @@ def timed(fn, repeats: int):
     return out, clock
 
 
-def earth_to_world(key: TileKey):
-    return geometry_for("earth").tile_to_world(key)
+@dataclass(frozen=True)
+class Fields:
+    """What the tile service meshes (streaming.tileservice.Fields), without colour."""
+
+    height: np.ndarray
+    rgb: None = None
+    model: str = "bench"
 
 
 def level_for_pixel(pixel_m: float) -> int:
@@ -141,7 +150,7 @@ def bench_tile(h: np.ndarray, max_error_m: float, repeats: int, pixel_m: float) 
     level = level_for_pixel(pixel_m)
     key = TileKey(level, 1 << level, (1 << level) // 2)  # an earth tile at 0 E, just north of 0 N
     row = {}
-    (grid_rc, faces), t_mesh = timed(lambda: mesh.simplify_grid(h, max_error_m), repeats)
+    (grid_rc, faces), t_mesh = timed(lambda: simplify_grid(h, max_error_m), repeats)
     heights = h[grid_rc[:, 0], grid_rc[:, 1]]
 
     def enc():
@@ -158,7 +167,7 @@ def bench_tile(h: np.ndarray, max_error_m: float, repeats: int, pixel_m: float) 
     row["ours"] = dict(
         tris=len(faces),
         verts=len(grid_rc),
-        err=mesh.max_vertical_error(h, grid_rc, faces),
+        err=max_vertical_error(h, grid_rc, faces),
         ms=t_mesh.ms,
         ms_cpu=t_mesh.ms_cpu,
         ms_mesh_encode=t_server.ms,
@@ -169,16 +178,16 @@ def bench_tile(h: np.ndarray, max_error_m: float, repeats: int, pixel_m: float) 
         bpv=len(blob) / len(grid_rc),
     )
     for border in ("graded", "free"):
-        rc_b, f_b = mesh.simplify_grid(h, max_error_m, border)
-        row[f"ours_{border}"] = dict(tris=len(f_b), err=mesh.max_vertical_error(h, rc_b, f_b))
-    rc_p, f_p = mesh.simplify_grid(h, max_error_m, flips=False)  # the plain RTIN, no dropped diamonds
-    row["ours_plain"] = dict(tris=len(f_p), err=mesh.max_vertical_error(h, rc_p, f_p))
+        rc_b, f_b = simplify_grid(h, max_error_m, border)
+        row[f"ours_{border}"] = dict(tris=len(f_b), err=max_vertical_error(h, rc_b, f_b))
+    rc_p, f_p = simplify_grid(h, max_error_m, flips=False)  # the plain RTIN, no dropped diamonds
+    row["ours_plain"] = dict(tris=len(f_p), err=max_vertical_error(h, rc_p, f_p))
     tin, t_del = timed(lambda: Delatin(h.astype(np.float64), max_error=max_error_m), repeats)
     dv, dt = tin.vertices, tin.triangles  # pydelatin vertices are (x = col, y = T - row, z)
     row["pydelatin"] = dict(
         tris=len(dt),
         verts=len(dv),
-        err=mesh.max_vertical_error(h, np.round(np.stack([T - dv[:, 1], dv[:, 0]], 1)).astype(np.int32), dt),
+        err=max_vertical_error(h, np.round(np.stack([T - dv[:, 1], dv[:, 0]], 1)).astype(np.int32), dt),
         ms=t_del.ms,
         ms_cpu=t_del.ms_cpu,
     )
@@ -187,15 +196,27 @@ def bench_tile(h: np.ndarray, max_error_m: float, repeats: int, pixel_m: float) 
     row["pymartini"] = dict(
         tris=len(mt),
         verts=len(mv),
-        err=mesh.max_vertical_error(h, mv[:, [1, 0]].astype(np.int32), mt),
+        err=max_vertical_error(h, mv[:, [1, 0]].astype(np.int32), mt),
         ms=t_mar.ms,
         ms_cpu=t_mar.ms_cpu,
     )
-    # Same mesh in Cesium quantized-mesh-1.0 (an earth tile) and GLB.
+    # The server path, old and new, in the same run (the field's heights -> wire payload).
+    scale = max_error_m / level_error_m(level)  # the service's error_scale for this bound
+    bound = scale * level_error_m(level)  # what the service meshes to (equal up to rounding)
+
+    def old_server():
+        m = build_tile_mesh(World.EARTH, key, h, bound, 5 * bound)
+        return wire.encode_tile(m.grid_rc, m.height_m, m.faces, key=key, geometric_error_m=bound, model="bench")
+
+    fields = Fields(h)
+    old_payload, t_old = timed(old_server, repeats)
+    new_payload, t_new = timed(lambda: encode_fields(World.EARTH, key, fields, scale), repeats)
+    if msgpack.packb(old_payload) != msgpack.packb(new_payload):
+        raise AssertionError("old and new server paths must give the same payload bytes")
+    row["server"] = dict(ms_old=t_old.ms, ms_new=t_new.ms, ms_old_cpu=t_old.ms_cpu, ms_new_cpu=t_new.ms_cpu)
+    # Same mesh in Cesium quantized-mesh-1.0 (an earth tile) and GLB, placed as exports place it.
     ekey = key
-    tw = earth_to_world(ekey)
-    centre = tw(np.array([T / 2]), np.array([T / 2]), np.array([0.0]))[0]
-    tm = mesh.build_tile_mesh(h, max_error_m, 5 * max_error_m, tw, centre)
+    tm = build_tile_mesh(World.EARTH, ekey, h, max_error_m, 5 * max_error_m)
     qm_core = export.quantized_mesh(tm, ekey, normals=False)
     qm_norm = export.quantized_mesh(tm, ekey, normals=True)
     glb = export.tile_glb(tm)
@@ -260,6 +281,13 @@ def summarise(rows: list[dict]) -> dict:
         bpv_glb_gz=mean([r["formats"]["glb_gz"] for r in rows]),
         kb_ours=mean([r["ours"]["bpv"] * r["ours"]["verts"] / 1024 for r in rows]),
         kb_qm_gz=mean([r["formats"]["qm_gz"] * r["ours"]["verts"] / 1024 for r in rows]),
+        ms_server_old=mean([r["server"]["ms_old"] for r in rows]),
+        ms_server_new=mean([r["server"]["ms_new"] for r in rows]),
+        ms_server_old_cpu=mean([r["server"]["ms_old_cpu"] for r in rows]),
+        ms_server_new_cpu=mean([r["server"]["ms_new_cpu"] for r in rows]),
+        # all old time / all new time (CPU), and the median of the per-tile factors
+        server_factor=sum(r["server"]["ms_old_cpu"] for r in rows) / sum(r["server"]["ms_new_cpu"] for r in rows),
+        server_factor_median=float(np.median([r["server"]["ms_old_cpu"] / r["server"]["ms_new_cpu"] for r in rows])),
     )
 
 
@@ -326,6 +354,21 @@ def print_table(title: str, s: dict, by_bound: dict[float, dict]) -> None:
         f"CPU ms/tile: ours mesh {s['ms_ours_cpu']:.2f}, pydelatin {s['ms_delatin_cpu']:.2f},"
         f" pymartini {s['ms_martini_cpu']:.2f}"
     )
+    print(
+        f"server path CPU ms/tile: old (build_tile_mesh + encode_tile) {s['ms_server_old_cpu']:.2f},"
+        f" new (encode_fields) {s['ms_server_new_cpu']:.2f}: x{s['server_factor']:.2f}"
+        f" (median per tile x{s['server_factor_median']:.2f})"
+    )
+
+
+def print_server_rows(rows: list[dict]) -> None:
+    """The server path per tile: old vs new, same payload bytes (checked), same run."""
+    print(f"{'server path per tile':<34}{'bound m':>8}{'old ms':>9}{'new ms':>9}{'old CPU':>9}{'new CPU':>9}"
+          f"{'factor':>8}")
+    for r in rows:
+        sv = r["server"]
+        print(f"{r['name']:<34}{r['bound']:>8.2f}{sv['ms_old']:>9.2f}{sv['ms_new']:>9.2f}{sv['ms_old_cpu']:>9.2f}"
+              f"{sv['ms_new_cpu']:>9.2f}{sv['ms_old_cpu'] / sv['ms_new_cpu']:>8.2f}")
 
 
 def main(argv=None) -> None:
@@ -368,6 +411,7 @@ def main(argv=None) -> None:
         summaries[title] = summarise(rows)
         by_bound = {f: summarise([r for r in rows if r["frac"] == f]) for f in ERROR_FRACTIONS}
         print_table(title, summaries[title], by_bound)
+        print_server_rows(rows)
         all_rows += rows
     total = summarise(all_rows)
     print(f"\nall: {total['tiles']} pairs in {time.perf_counter() - t0:.1f} s")
@@ -384,6 +428,12 @@ def main(argv=None) -> None:
         "qm_gzip_bytes_per_vertex": round(total["bpv_qm_gz"], 3),
         "glb_bytes_per_vertex": round(total["bpv_glb"], 3),
         "ms_per_tile": round(total["ms_mesh_encode"], 2),
+        "server_ms_old_cpu": round(total["ms_server_old_cpu"], 2),
+        "server_ms_new_cpu": round(total["ms_server_new_cpu"], 2),
+        "server_ms_old": round(total["ms_server_old"], 2),
+        "server_ms_new": round(total["ms_server_new"], 2),
+        "server_factor": round(total["server_factor"], 2),
+        "server_factor_median": round(total["server_factor_median"], 2),
         "ms_per_tile_median": round(total["ms_mesh_encode_median"], 2),
         "ms_per_tile_cpu": round(total["ms_mesh_encode_cpu"], 2),
         "ms_decode_cpu": round(total["ms_decode_cpu"], 2),

@@ -272,7 +272,7 @@ class WorldGeometry:
     # tiles
     def tile_to_world(self, key: TileKey):
         """The ``to_world(rows, cols, height_m) -> (n, 3) float64`` of one tile: rows and cols
-        on the tile's own grid ([0, T], fractional allowed), as runtime.tin.mesh expects."""
+        on the tile's own grid ([0, T], fractional allowed)."""
         r0, c0 = key.sample_origin()
         level = key.level
 

@@ -5,7 +5,7 @@ network data, so every field is validated and errors say what was expected).
 
 Two topology codings:
 
-- ``rtin``: the mesh is a right-triangulated irregular network (what ``runtime.tin.mesh``
+- ``rtin``: the mesh is a right-triangulated irregular network (what ``runtime.tin.simplify``
   makes). Its connectivity follows from which hypotenuse midpoints are split, so the
   payload carries one bit per midpoint whose triangle exists, level by level, coarse to
   fine, as in the split-flag coding of RTIN/bintree terrain (Evans et al. 2001;
@@ -34,20 +34,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.tin.mesh import (
-    close_border,
-    diamond_candidates,
-    diamond_interiors,
-    edge_indices,
-    first_use_order,
-    hierarchy,
-    mesh_vertices,
-    number_vertices,
-    rtin_steps,
-    simplify_rtin,
-    tin_faces,
-)
 from runtime.tiles import T, TileKey, spacing_m
+from runtime.tin.diamonds import diamond_candidates, diamond_interiors
+from runtime.tin.faces import first_use_order, mesh_vertices, number_vertices, tin_faces
+from runtime.tin.hierarchy import hierarchy, rtin_steps
+from runtime.tin.placement import edge_indices
+from runtime.tin.rtin import close_border
+from runtime.tin.simplify import simplify_rtin
 
 FORMAT = "worldstream.tile"
 VERSION = 1
@@ -384,7 +377,7 @@ def encode_tile(
     faces: (m, 3) int CCW. height_step_m: height quantum, a power of two (default
     ``height_step_for_level(key.level)``); doubled until the tile's range fits uint16.
     Uses the compact ``rtin`` coding when the mesh is the canonical RTIN of its vertex
-    set (``runtime.tin.mesh.simplify_grid`` output), else ``indexed``.
+    set (``runtime.tin.simplify_grid`` output), else ``indexed``.
     """
     rc = np.asarray(grid_rc)
     f = np.asarray(faces)

@@ -386,18 +386,23 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None) 
     progress = Progress(len(keys), progress_stream)
     files = n_bytes = corrupt = 0
     good = []
+    # Every stored tile is known: edges shared by two stored tiles get the joined mesh's
+    # normals on both sides (runtime.tin.stitch), so borders do not show as lines.
+    edges = E.NeighbourEdges(World.EARTH, store.get)
     for i, key in enumerate(keys):
         frame = store.get(key)
         if frame is None:
             corrupt += 1
             continue
         good.append(key)
+        mesh, tile = E.frame_mesh(frame)
+        mesh = edges.stitched(mesh)
         if fmt == "quantized-mesh":
-            n_bytes += _write(out / "terrain" / E.terrain_path_of(key), E.terrain_bytes(frame))
+            n_bytes += _write(out / "terrain" / E.terrain_path_of(key), E.quantized_mesh(mesh, key))
             n_bytes += _write(out / "imagery" / f"{key.level}/{key.x}/{key.y}.png", E.imagery_png(frame))
             files += 2
         else:
-            n_bytes += _write(out / "3dtiles" / E.glb_path_of(key), E.glb_bytes(frame))
+            n_bytes += _write(out / "3dtiles" / E.glb_path_of(key), E.mesh_glb(mesh, tile.image))
             files += 1
         progress.update(i + 1, len(good), n_bytes)
     if not good:

@@ -3,7 +3,10 @@
 The tile store and the websocket server hold one thing per tile: the ``tile`` frame
 (runtime.wire payload: the TIN, quantised heights, the colour image). Every other
 format is derived from it, so HTTP clients, static exports and websocket clients
-see the same vertices:
+see the same vertices, placed by runtime.tin.tile_mesh as the viewer places them.
+Normals on an edge shared with a neighbour agree exactly on both sides: a frame
+converted alone uses the shared-edge rule; given its neighbours' frames (static exports:
+``NeighbourEdges``) it uses the joined mesh's normal, as its neighbours then do too.
 
 - Cesium quantized-mesh-1.0 terrain (runtime.formats.export.quantized_mesh; geographic
   tiling scheme, TMS rows, oct-encoded normals) and its ``layer.json``;
@@ -24,15 +27,26 @@ import io
 import json
 import math
 import struct
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.formats.export import layer_json, quantized_mesh
-from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, default_geometric_error_m, geometry_for
-from runtime.tin import SKIRT_FACTOR, TileMesh, tile_mesh
+from runtime.formats.export import layer_json, quantized_mesh, tile_glb
+from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, default_geometric_error_m
 from runtime.tiles import MAX_LEVEL, T, TileKey, World, tiles_y, validate_key
+from runtime.tin import (
+    SKIRT_FACTOR,
+    EdgeData,
+    TileMesh,
+    edge_data,
+    facing_side,
+    neighbour_keys,
+    opposite,
+    stitch,
+    tile_mesh,
+)
 from runtime.wire import DecodedTile, decode_image, decode_tile
 
 TERRAIN_CONTENT_TYPE = "application/vnd.quantized-mesh;extensions=octvertexnormals"
@@ -58,25 +72,74 @@ def frame_tile(frame: bytes) -> DecodedTile:
 
 
 def tin_mesh(world: World, tile: DecodedTile, skirt_depth_m: float | None = None) -> TileMesh:
-    """Place a decoded TIN in world space, with skirts, normals and UVs.
-
-    The same placement as runtime.tin.mesh.build_tile_mesh, minus the simplification
-    (the TIN comes from the frame). Skirt depth defaults to SKIRT_FACTOR times the
-    tile's geometric error."""
-    key, t = tile.key, tile.grid_size
-    if t != T:
-        raise ValueError(f"expected a tile of grid size {T}, got {t}")
-    geo = geometry_for(world)
+    """Place a decoded TIN in world space (runtime.tin.tile_mesh, the viewer's path too):
+    centre-relative positions, skirts, normals, UVs. Skirt depth defaults to SKIRT_FACTOR
+    times the tile's geometric error. Border normals follow the shared-edge rule until
+    ``stitch``ed with neighbours."""
+    if tile.grid_size != T:
+        raise ValueError(f"expected a tile of grid size {T}, got {tile.grid_size}")
     depth = SKIRT_FACTOR * tile.geometric_error_m if skirt_depth_m is None else float(skirt_depth_m)
-    return tile_mesh(tile.grid_rc, tile.height_m, tile.faces, depth, geo.tile_to_world(key),
-                     geo.tile_center(key), t)
+    return tile_mesh(world, tile.key, tile.grid_rc, tile.height_m, tile.faces, depth)
 
 
-def terrain_bytes(frame: bytes) -> bytes:
-    """quantized-mesh-1.0 bytes (uncompressed, with oct normals) of an earth tile frame."""
+def frame_mesh(frame: bytes, world: World = World.EARTH,
+               neighbours: Iterable[bytes] = ()) -> tuple[TileMesh, DecodedTile]:
+    """Decode and place a tile frame; edges shared with the same-level tiles among
+    ``neighbours`` (their frames) get the joined mesh's normals (``stitch``)."""
     tile = frame_tile(frame)
+    mesh = tin_mesh(world, tile)
+    known = {}
+    for nf in neighbours:
+        other = frame_tile(nf)
+        sides = facing_side(world, tile.key, other.key)
+        if sides is not None:
+            known[sides[0]] = edge_data(tin_mesh(world, other))[sides[1]]
+    return (stitch(mesh, known) if known else mesh), tile
+
+
+def terrain_bytes(frame: bytes, neighbours: Iterable[bytes] = ()) -> bytes:
+    """quantized-mesh-1.0 bytes (uncompressed, with oct normals) of an earth tile frame;
+    ``neighbours``: frames of adjacent tiles to stitch normals with (see ``frame_mesh``)."""
+    mesh, tile = frame_mesh(frame, World.EARTH, neighbours)
     validate_key(World.EARTH, tile.key)
-    return quantized_mesh(tin_mesh(World.EARTH, tile), tile.key)
+    return quantized_mesh(mesh, tile.key)
+
+
+class NeighbourEdges:
+    """Stitching a store's tiles one at a time (static exports): the ``EdgeData`` of
+    recently placed tiles, bounded LRU; a neighbour not held is decoded and placed.
+
+    frame_of: key -> stored frame bytes or None (absent or corrupt: that edge keeps the
+    shared-edge rule, as it does in the neighbour's own export)."""
+
+    def __init__(self, world: World, frame_of: Callable[[TileKey], bytes | None], max_tiles: int = 2048):
+        self.world, self.frame_of, self.max_tiles = world, frame_of, max_tiles
+        self._lru: OrderedDict[TileKey, dict[str, EdgeData] | None] = OrderedDict()
+
+    def _remember(self, key: TileKey, data: dict[str, EdgeData] | None) -> None:
+        self._lru[key] = data
+        self._lru.move_to_end(key)
+        while len(self._lru) > self.max_tiles:
+            self._lru.popitem(last=False)
+
+    def edges(self, key: TileKey) -> dict[str, EdgeData] | None:
+        if key in self._lru:
+            self._lru.move_to_end(key)
+            return self._lru[key]
+        frame = self.frame_of(key)
+        data = edge_data(tin_mesh(self.world, frame_tile(frame))) if frame is not None else None
+        self._remember(key, data)
+        return data
+
+    def stitched(self, mesh: TileMesh) -> TileMesh:
+        """``mesh`` with every edge shared with an existing neighbour joined."""
+        self._remember(mesh.key, edge_data(mesh))
+        known = {}
+        for side, nk in neighbour_keys(self.world, mesh.key).items():
+            data = self.edges(nk)
+            if data is not None:
+                known[side] = data[opposite(side)]
+        return stitch(mesh, known)
 
 
 def imagery_png(frame: bytes) -> bytes:
@@ -96,30 +159,25 @@ def imagery_png(frame: bytes) -> bytes:
     return buf.getvalue()
 
 
-def glb_bytes(frame: bytes, world: World = World.EARTH) -> bytes:
-    """A textured GLB (TIN + skirts, Y-up, centre in the node transform) of a tile frame.
+def glb_bytes(frame: bytes, world: World = World.EARTH, neighbours: Iterable[bytes] = ()) -> bytes:
+    """A textured GLB (TIN + skirts, Y-up, centre in the node transform) of a tile frame;
+    ``neighbours``: frames of adjacent tiles to stitch normals with (see ``frame_mesh``)."""
+    mesh, tile = frame_mesh(frame, World.parse(world), neighbours)
+    return mesh_glb(mesh, tile.image)
 
-    Laid out as runtime.formats.export.tile_glb, but with a terrain material: the texture is the
-    albedo (base colour factor 1), not metallic, fully rough. (trimesh's default material
-    darkens the texture to 40 % and glTF's default metallic factor is 1.)"""
+
+def mesh_glb(mesh: TileMesh, image: bytes | None) -> bytes:
+    """runtime.formats.export.tile_glb with a terrain material: the texture (JPEG/PNG
+    bytes or None) is the albedo (base colour factor 1), not metallic, fully rough.
+    (trimesh's default material darkens the texture to 40 % and glTF's default metallic
+    factor is 1.) Textures clamp to their edge (``clamp_textures``)."""
     import trimesh
     from PIL import Image
 
-    tile = frame_tile(frame)
-    mesh = tin_mesh(World.parse(world), tile)
-    image = Image.open(io.BytesIO(tile.image)).convert("RGB") if tile.image is not None else None
+    picture = Image.open(io.BytesIO(image)).convert("RGB") if image is not None else None
     material = trimesh.visual.material.PBRMaterial(
-        baseColorTexture=image, baseColorFactor=[255, 255, 255, 255], metallicFactor=0.0, roughnessFactor=1.0)
-    m = trimesh.Trimesh(vertices=mesh.vertices_m.astype(np.float64), faces=mesh.all_faces,
-                        vertex_normals=mesh.normals.astype(np.float64),
-                        visual=trimesh.visual.TextureVisuals(uv=mesh.uv.astype(np.float64), material=material),
-                        process=False)
-    z_to_y = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
-    transform = np.eye(4)
-    transform[:3, 3] = mesh.center_m
-    scene = trimesh.Scene()
-    scene.add_geometry(m, node_name="tile", geom_name="tile", transform=z_to_y @ transform)
-    return clamp_textures(scene.export(file_type="glb"))
+        baseColorTexture=picture, baseColorFactor=[255, 255, 255, 255], metallicFactor=0.0, roughnessFactor=1.0)
+    return clamp_textures(tile_glb(mesh, material=material, y_up=True))
 
 
 def clamp_textures(glb: bytes) -> bytes:

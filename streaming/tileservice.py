@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from runtime.geometry import default_geometric_error_m, geometry_for
+from runtime.geometry import default_geometric_error_m
 from runtime.tiles import T, TileKey, World
 from streaming.fairqueue import FairQueue
 from streaming.session import tile_frame
@@ -90,28 +90,23 @@ def check_fields(key: TileKey, fields: Any) -> None:
 
 
 def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float = 1.0) -> dict[str, Any]:
-    """Mesh one tile's heights (TIN + skirts) and encode the wire payload (runtime.wire)."""
-    # Imported here: the pipeline's only use of meshing and the wire format.
-    from runtime.tin import build_tile_mesh
-    from runtime.wire import encode_image, encode_tile
+    """Simplify one tile's heights once and encode the wire payload (runtime.wire).
 
-    geo = geometry_for(world)
+    ``encode_heights`` hands the RTIN vertex set and flip bits straight to the codec;
+    placement (skirts, normals) is the client's job, so the server builds none. ``world``
+    is part of the Encoder signature; the payload is in tile grid coordinates."""
+    # Imported here: the pipeline's only use of meshing and the wire format.
+    from runtime.wire import encode_heights, encode_image
+
     err = error_scale * level_error_m(key.level)
-    mesh = build_tile_mesh(fields.height, err, 5.0 * err, geo.tile_to_world(key), geo.tile_center(key))
     image = encode_image(fields.rgb) if fields.rgb is not None else None
-    return encode_tile(
-        mesh.grid_rc,
-        mesh.height_m,
-        mesh.faces,
-        key=key,
-        geometric_error_m=err,
-        model=fields.model,
-        rgb_jpeg_or_png=image,
-    )
+    payload, _, _ = encode_heights(fields.height, err, key=key, model=fields.model, geometric_error_m=err,
+                                   rgb_jpeg_or_png=image)
+    return payload
 
 
 def mesh_encoder(error_scale: float = 1.0) -> Encoder:
-    """The production encoder: TIN + skirts (runtime.tin.mesh), wire payload, ``tile`` frame."""
+    """The production encoder: TIN (runtime.tin.simplify) -> wire payload -> ``tile`` frame."""
 
     def encode(world: World, key: TileKey, fields: Fields) -> bytes:
         return tile_frame(key, encode_fields(world, key, fields, error_scale))

@@ -7,6 +7,11 @@ zig-zag delta coded u, v, height in [0, 32767], high-water-mark coded 16/32-bit
 indices (counter-clockwise), the four edge index lists, then the oct-encoded vertex
 normals extension (id 1). Tiles use Cesium's geographic tiling scheme, which is ours
 (2 x 1 roots); file paths are TMS (y counted from the south) as ``layer.json`` says.
+
+Every writer takes meshes placed by ``runtime.tin.tile_mesh`` (the viewer's path too).
+The tileset writers see all their tiles at once, so they first ``stitch_tiles``: every
+edge shared by two written tiles gets the joined mesh's normal on both sides; a tile
+exported alone keeps the shared-edge rule, which its neighbours compute identically.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import struct
 
 import numpy as np
 
-from runtime.tin import TileMesh, first_use_order
 from runtime.tiles import WGS84_A_M, WGS84_B_M, T, TileKey, World, spacing_deg, tiles_y, validate_key
+from runtime.tin import TileMesh, first_use_order, stitch_tiles
 
 QM_MAX = 32767
 """Largest quantized-mesh u, v and height value."""
@@ -33,17 +38,18 @@ _RADII = np.array([WGS84_A_M, WGS84_A_M, WGS84_B_M])
 # ---------------------------------------------------------------- GLB
 
 
-def tile_glb(tile: TileMesh, image=None, *, y_up: bool = True) -> bytes:
+def tile_glb(tile: TileMesh, image=None, *, y_up: bool = True, material=None) -> bytes:
     """A binary glTF of the tile (surface and skirts, normals, UVs, optional texture).
 
     Vertices stay float32 relative to the tile centre; the centre goes into the node
     transform (float64 in the JSON), the usual relative-to-centre layout. With ``y_up``
     the world's Z-up axes are turned into glTF's Y-up ones ((x, y, z) -> (x, z, -y)), which
-    3D Tiles clients undo by default. ``image`` is an optional PIL image (the tile colour).
+    3D Tiles clients undo by default. ``image`` is an optional PIL image (the tile colour);
+    ``material`` a trimesh material instead (e.g. a PBR terrain material holding it).
     """
     import trimesh
 
-    m = tile.to_trimesh(image=image)
+    m = tile.to_trimesh(image=image, material=material)
     transform = np.eye(4)
     transform[:3, 3] = tile.center_m
     if y_up:
@@ -229,13 +235,14 @@ def layer_json(keys: list[TileKey], *, name: str, description: str = "", attribu
 
 def write_quantized_mesh_tileset(root, tiles: dict[TileKey, TileMesh], *, name: str, **layer_kw) -> list[str]:
     """Write ``layer.json`` and one ``.terrain`` file per tile under ``root`` (a path).
-    Returns the relative paths written. Files are stored uncompressed; serve them with
+    Shared edges get joined normals (``stitch_tiles``). Returns the relative paths
+    written. Files are stored uncompressed; serve them with
     ``Content-Type: application/vnd.quantized-mesh`` (gzip transfer encoding is optional)."""
     from pathlib import Path
 
     root = Path(root)
     written = []
-    for key, tile in tiles.items():
+    for key, tile in stitch_tiles(World.EARTH, tiles).items():
         rel = terrain_path(key)
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,13 +313,16 @@ def write_3d_tiles(root, tiles: dict[TileKey, tuple[TileMesh, float]], image_of=
     """Write ``tileset.json`` and one ``{z}/{x}/{y}.glb`` per earth tile under ``root``.
 
     tiles: key -> (mesh in WGS84 ECEF, geometric_error_m); image_of: optional
-    key -> PIL image for the tile's colour. Returns the relative paths written."""
+    key -> PIL image for the tile's colour. Shared edges get joined normals
+    (``stitch_tiles``). Returns the relative paths written."""
     from pathlib import Path
 
     root = Path(root)
     written = []
     info = {}
-    for key, (tile, err) in tiles.items():
+    stitched = stitch_tiles(World.EARTH, {k: m for k, (m, _) in tiles.items()})
+    for key, (_, err) in tiles.items():
+        tile = stitched[key]
         rel = f"{key.level}/{key.x}/{key.y}.glb"
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)

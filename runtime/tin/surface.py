@@ -1,10 +1,8 @@
 """Renderable tile surfaces from decoded TIN tiles (numpy only; the viewer uploads them).
 
-A decoded tile gives vertices as fractional grid coordinates + heights, triangles and
-the four edge vertex lists. Here they become float32 positions relative to a float64
-tile centre (camera-relative rendering needs no float64 on the GPU), vertex normals,
-UVs into the tile's colour image, and skirts hanging below each edge against cracks
-between levels (Cesium's quantized-mesh convention).
+A decoded tile is placed by ``runtime.tin.placement.tile_mesh``, the same path every
+export takes: float32 positions relative to a float64 tile centre, skirts, normals with
+the shared-edge rule, UVs into the tile's colour image (u east, v south).
 
 Per vertex it also keeps the height above the datum (water is drawn where it is below 0)
 and the local up vector (the GPU lifts sea floor to sea level, and geomorphs, along it).
@@ -21,8 +19,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from runtime.geometry import geometry_for
-from runtime.tin.mesh import vertex_normals
 from runtime.tiles import T, TileKey, World
+from runtime.tin.placement import SIDES, facing_side, joined_normals, tile_mesh
 
 
 @dataclass(frozen=True)
@@ -74,141 +72,70 @@ def tin_surface(
     grid_rc: np.ndarray,
     height_m: np.ndarray,
     faces: np.ndarray,
-    edges: Sequence[np.ndarray] | Mapping[str, np.ndarray],
+    edges: Sequence[np.ndarray] | Mapping[str, np.ndarray] | None,
     skirt_depth_m: float,
 ) -> Surface:
-    """Build a Surface from a TIN in tile grid coordinates.
+    """Build a Surface from a TIN in tile grid coordinates (placed by ``tile_mesh``, the
+    path every export takes too).
 
-    grid_rc: (n, 2) float64 [row, col] in [0, T]; height_m: (n,) metres; faces: (m, 3)
-    vertex indices; edges: the vertex indices on the west, south, east and north edges
-    (any order, a mapping or a sequence); skirt_depth_m: how far skirts hang below.
+    grid_rc: (n, 2) [row, col] in [0, T]; height_m: (n,) metres; faces: (m, 3) vertex
+    indices; edges: the decoded edge vertex lists (west, south, east, north; a mapping or
+    a sequence) or None; they must be the vertices on the tile border, which is what the
+    skirts and the shared-edge normals follow. skirt_depth_m: how far skirts hang below.
     """
     geo = geometry_for(world)
-    grid_rc = np.asarray(grid_rc, np.float64)
-    h = np.asarray(height_m, np.float64)
-    faces = np.asarray(faces, np.int64)
-    r0, c0 = key.sample_origin()
-    center = geo.tile_center(key)
-    pos = geo.sample_to_world(key.level, grid_rc[:, 0] + r0, grid_rc[:, 1] + c0, h)
-    normals = vertex_normals(pos - center, faces)
-    up_c = geo.up(center[None, :])[0]
-    if float((normals.astype(np.float64) @ up_c).sum()) < 0:  # winding seen from below: flip
-        faces = faces[:, ::-1]
-        normals = -normals
-
-    edge_lists = list(edges.values()) if isinstance(edges, Mapping) else list(edges)
-    skirt_faces = []
-    skirt_src = []
+    mesh = tile_mesh(world, key, grid_rc, height_m, faces, skirt_depth_m)
+    if edges is not None:
+        given = np.unique(np.concatenate([np.asarray(e, np.int64).ravel() for e in
+                                          (edges.values() if isinstance(edges, Mapping) else edges)]))
+        if not np.array_equal(given, mesh.skirt_src):
+            raise ValueError(f"edges must list the {len(mesh.skirt_src)} vertices on the tile border, "
+                             f"got {len(given)} others")
+    n = mesh.n
+    src = mesh.skirt_src
+    h = mesh.height_m
+    all_h = np.concatenate([h, h[src]])
     sides = {}
-    n = len(pos)
-    for e in edge_lists:
-        e = np.asarray(e, np.int64)
-        if len(e) < 2:
-            continue
-        # Order the edge by position along it so consecutive vertices form segments.
-        rc = grid_rc[e]
-        along = rc[:, 1] if np.ptp(rc[:, 1]) >= np.ptp(rc[:, 0]) else rc[:, 0]
-        e = e[np.argsort(along, kind="stable")]
-        base = n + sum(len(s) for s in skirt_src)
-        skirt_src.append(e)
-        side = _side(grid_rc[e])
-        if side is not None:
-            sides[side] = (e, base + np.arange(len(e)), normals[e].copy())
-        normals[e] = _edge_normals(geo, key.level, grid_rc[e] + (r0, c0), h[e])
-        a, b = e[:-1], e[1:]
-        sa, sb = base + np.arange(len(e) - 1), base + np.arange(1, len(e))
-        skirt_faces.append(np.stack([a, sa, b], 1))
-        skirt_faces.append(np.stack([b, sa, sb], 1))
-    if skirt_src:
-        src = np.concatenate(skirt_src)
-        corners = np.unique(src)[np.bincount(src)[np.unique(src)] > 1]
-        normals[corners] = geo.up(pos[corners])  # a corner's 4 tiles agree on flat
-        skirt_pos = geo.sample_to_world(key.level, grid_rc[src, 0] + r0, grid_rc[src, 1] + c0,
-                                        h[src] - skirt_depth_m)
-        all_pos = np.concatenate([pos, skirt_pos])
-        all_normals = np.concatenate([normals, normals[src]])
-        all_rc = np.concatenate([grid_rc, grid_rc[src]])
-        all_faces = np.concatenate([faces] + skirt_faces)
-    else:
-        all_pos, all_normals, all_rc, all_faces = pos, normals, grid_rc, faces
-    uv = (all_rc[:, ::-1] / T).astype(np.float32)
-    all_h = np.concatenate([h, h[src]]) if skirt_src else h
+    for side in SIDES:
+        e = mesh.edge(side).astype(np.int64)
+        if len(e) >= 2:
+            sides[side] = (e, n + np.searchsorted(src, e), mesh.own_normals[e].copy())
+    all_rc = np.concatenate([mesh.grid_rc, mesh.grid_rc[src]]).astype(np.float64)
     return Surface(
-        key=key, center_m=center, vertices=(all_pos - center).astype(np.float32), normals=all_normals,
-        uv=uv, faces=all_faces.astype(np.uint32), min_height_m=float(h.min()) - skirt_depth_m,
+        key=key, center_m=mesh.center_m, vertices=mesh.vertices_m, normals=mesh.normals, uv=mesh.uv,
+        faces=mesh.all_faces.astype(np.uint32), min_height_m=float(h.min()) - float(skirt_depth_m),
         max_height_m=float(h.max()), skirt_start=n, height_m=all_h.astype(np.float32),
-        up=geo.up(all_pos).astype(np.float32), grid_rc=all_rc, edges=sides,
+        up=geo.up(mesh.vertices_m.astype(np.float64) + mesh.center_m).astype(np.float32), grid_rc=all_rc,
+        edges=sides,
     )
-
-
-def _side(rc: np.ndarray) -> str | None:
-    if np.all(rc[:, 1] == 0):
-        return "west"
-    if np.all(rc[:, 1] == T):
-        return "east"
-    if np.all(rc[:, 0] == 0):
-        return "north"
-    if np.all(rc[:, 0] == T):
-        return "south"
-    return None
-
-
-_OPPOSITE = {"east": ("west", 1, 0), "west": ("east", -1, 0), "south": ("north", 0, 1), "north": ("south", 0, -1)}
 
 
 def stitch_edge_normals(world: World | str, a: Surface, b: Surface) -> tuple[Surface, Surface] | None:
     """Exact shared-edge normals for two same-level neighbours: each edge vertex gets the
-    normalised sum of both tiles' one-sided normals (the vertex normal of the joined mesh),
-    so the two tiles shade their common edge alike and the band a zero cross-edge slope
-    leaves (``_edge_normals``) goes. Corners keep theirs. Returns the updated (a, b), or None
-    when they do not share an edge (different levels, not adjacent, vertices differ)."""
-    from runtime.tiles import World as _World
-    from runtime.tiles import neighbour
-
-    if a.key.level != b.key.level or not a.edges or not b.edges:
+    joined mesh's normal (``runtime.tin.placement.joined_normals`` of both one-sided
+    normals, the rule static exports use), so the two tiles shade their common edge
+    alike. Corners keep theirs. Returns the updated (a, b), or None when they do not share
+    an edge (different levels, not adjacent, vertices differ)."""
+    if not a.edges or not b.edges:
         return None
-    w = _World.parse(world)
-    for side, (other, dx, dy) in _OPPOSITE.items():
-        if neighbour(w, a.key, dx, dy) == b.key and side in a.edges and other in b.edges:
-            ea, sa, na = a.edges[side]
-            eb, sb, nb = b.edges[other]
-            if len(ea) != len(eb) or len(ea) < 3:
-                return None
-            axis = 0 if side in ("east", "west") else 1
-            if not np.array_equal(a.grid_rc[ea, axis], b.grid_rc[eb, axis]):
-                return None
-            m = na.astype(np.float64) + nb.astype(np.float64)
-            m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
-            m = m.astype(np.float32)[1:-1]
-            out = []
-            for surf, e, sk in ((a, ea, sa), (b, eb, sb)):
-                normals = surf.normals.copy()
-                normals[e[1:-1]] = m
-                normals[sk[1:-1]] = m
-                out.append(replace(surf, normals=normals))
-            return out[0], out[1]
-    return None
-
-
-def _edge_normals(geo, level: int, grc: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Normals of one edge's vertices (ordered along it) that both tiles sharing the edge
-    compute alike: the slope along the edge from its (shared) vertices, none across it.
-
-    A vertex normal averaged over one tile's faces sees only one side of the edge, and the
-    two tiles then shade their common edge differently: the faint lines along tile borders.
-    Neither tile knows the other's slope across the edge, so that slope is taken as zero;
-    exact normals need the server to send them (quantized-mesh's oct-encoded normals).
-    grc: (k, 2) global [row, col]; h: (k,) metres -> (k, 3) float32."""
-    along_cols = np.ptp(grc[:, 1]) >= np.ptp(grc[:, 0])
-    pos = geo.sample_to_world(level, grc[:, 0], grc[:, 1], h)
-    tangent = np.gradient(pos, axis=0) if len(pos) > 2 else np.repeat(pos[1:] - pos[:1], len(pos), 0)
-    step = (1.0, 0.0) if along_cols else (0.0, 1.0)
-    across = geo.sample_to_world(level, grc[:, 0] + step[0], grc[:, 1] + step[1], h) - pos
-    nrm = np.cross(tangent, across)
-    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
-    up = geo.up(pos)
-    nrm *= np.sign((nrm * up).sum(axis=1, keepdims=True) + 1e-30)
-    return nrm.astype(np.float32)
+    sides = facing_side(world, a.key, b.key)
+    if sides is None or sides[0] not in a.edges or sides[1] not in b.edges:
+        return None
+    ea, sa, na = a.edges[sides[0]]
+    eb, sb, nb = b.edges[sides[1]]
+    if len(ea) != len(eb) or len(ea) < 3:
+        return None
+    axis = 0 if sides[0] in ("east", "west") else 1
+    if not np.array_equal(a.grid_rc[ea, axis], b.grid_rc[eb, axis]):
+        return None
+    m = joined_normals(na, nb)[1:-1]
+    out = []
+    for surf, e, sk in ((a, ea, sa), (b, eb, sb)):
+        normals = surf.normals.copy()
+        normals[e[1:-1]] = m
+        normals[sk[1:-1]] = m
+        out.append(replace(surf, normals=normals))
+    return out[0], out[1]
 
 
 def tin_to_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray) -> np.ndarray:

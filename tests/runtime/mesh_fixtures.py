@@ -22,3 +22,10 @@ def fractal(n: int, seed: int, hurst: float = 0.8, relief_m: float = 800.0, offs
     spec[0, 0] = 0.0
     z = np.fft.ifft2(spec).real[:n, :n]
     return ((z - z.min()) / np.ptp(z) * relief_m + offset_m).astype(np.float32)
+
+
+def signed_area2(grid_rc: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """2 x signed area in (east = col, north = -row): > 0 is counter-clockwise from above."""
+    p = grid_rc[faces].astype(np.float64)
+    x, y = p[..., 1], -p[..., 0]
+    return (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])

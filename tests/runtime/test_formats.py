@@ -10,10 +10,8 @@ import pytest
 from mesh_fixtures import real_crop
 
 from runtime.formats import export
-
-from runtime.tin import mesh
-from runtime.geometry import geometry_for
 from runtime.tiles import WGS84_A_M, WGS84_B_M, WGS84_E2, T, TileKey, spacing_deg
+from runtime.tin import build_tile_mesh
 
 KEY = TileKey(9, 300, 140)  # about 6 km wide at 9.5 N
 
@@ -23,14 +21,8 @@ def lonlat(key, r, c):
     return -180.0 + (key.x * T + c) * d, 90.0 - (key.y * T + r) * d
 
 
-def earth_to_world(key):
-    return geometry_for("earth").tile_to_world(key)
-
-
 def earth_tile(key=KEY, max_error_m=10.0):
-    tw = earth_to_world(key)
-    centre = tw(np.array([T / 2]), np.array([T / 2]), np.array([0.0]))[0]
-    return mesh.build_tile_mesh(real_crop(), max_error_m, 5 * max_error_m, tw, centre)
+    return build_tile_mesh("earth", key, real_crop(), max_error_m)
 
 
 @pytest.fixture(scope="module")

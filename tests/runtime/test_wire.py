@@ -8,15 +8,14 @@ import pytest
 from mesh_fixtures import fractal, real_crop
 
 from runtime import wire
-
-from runtime.tin import mesh
 from runtime.tiles import T, TileKey
+from runtime.tin import diamonds, simplify
 
 KEY = TileKey(11, 700, 300)
 
 
 def encode(h, max_error_m, key=KEY, **kw):
-    grid_rc, faces = mesh.simplify_grid(h, max_error_m)
+    grid_rc, faces = simplify.simplify_grid(h, max_error_m)
     heights = h[grid_rc[:, 0], grid_rc[:, 1]]
     p = wire.encode_tile(grid_rc, heights, faces, key=key, geometric_error_m=max_error_m, model="m1", **kw)
     return grid_rc, heights, faces, p
@@ -46,7 +45,7 @@ def test_payload_is_plain_msgpack_types():
 @pytest.mark.parametrize("max_error_m", [1.0, 5.0, 30.0])
 def test_rtin_round_trip_same_topology_heights_within_quantum(max_error_m, border):
     h = fractal(T + 1, seed=11, offset_m=0.123)
-    grid_rc, faces = mesh.simplify_grid(h, max_error_m, border)
+    grid_rc, faces = simplify.simplify_grid(h, max_error_m, border)
     heights = h[grid_rc[:, 0], grid_rc[:, 1]]
     p = wire.encode_tile(grid_rc, heights, faces, key=KEY, geometric_error_m=max_error_m, model="m1")
     assert p["mesh"]["border"] == "fan" or border != "fan"
@@ -73,12 +72,12 @@ def test_flipped_diamonds_keep_the_compact_coding(border):
     """encode_tile finds the flipped diamonds of any simplify_grid mesh from its faces, and
     sends one bit per unsplit diamond: the decoded mesh is the same, topology and all."""
     h = real_crop()
-    present, flipped, grid_rc, faces = mesh.simplify_rtin(h, 4.0, border)
+    present, flipped, grid_rc, faces = simplify.simplify_rtin(h, 4.0, border)
     assert flipped.sum() > 500
     heights = h[grid_rc[:, 0], grid_rc[:, 1]]
     p = wire.encode_tile(grid_rc, heights, faces, key=KEY, geometric_error_m=4.0, model="m1")
     assert p["topology"] == "rtin"
-    assert p["mesh"]["flip_count"] == len(mesh.diamond_candidates(present, T))
+    assert p["mesh"]["flip_count"] == len(diamonds.diamond_candidates(present, T))
     d = wire.decode_tile(through_msgpack(p))
     np.testing.assert_array_equal(d.faces, faces)
     np.testing.assert_array_equal(d.grid_rc, grid_rc)
@@ -90,7 +89,7 @@ def test_flipped_diamonds_keep_the_compact_coding(border):
 def test_payload_from_before_flips_still_decodes():
     """Tiles cached on disk before diamond flips carry no flip stream: none is flipped."""
     h = real_crop()
-    grid_rc, faces = mesh.simplify_grid(h, 4.0, flips=False)
+    grid_rc, faces = simplify.simplify_grid(h, 4.0, flips=False)
     heights = h[grid_rc[:, 0], grid_rc[:, 1]]
     p = wire.encode_tile(grid_rc, heights, faces, key=KEY, geometric_error_m=4.0, model="m1")
     assert not np.unpackbits(np.frombuffer(zlib.decompress(p["mesh"]["flips"]), np.uint8)).any()
@@ -101,7 +100,7 @@ def test_payload_from_before_flips_still_decodes():
 
 def test_indexed_round_trip_for_any_triangle_list():
     h = real_crop()
-    grid_rc, faces = mesh.simplify_grid(h, 8.0)
+    grid_rc, faces = simplify.simplify_grid(h, 8.0)
     rng = np.random.default_rng(0)
     faces = faces[rng.permutation(len(faces))]  # no longer the canonical RTIN order
     heights = h[grid_rc[:, 0], grid_rc[:, 1]]

@@ -3,7 +3,7 @@
 The source isolates the server from the generator: a smooth analytic field (so
 heights are known exactly at every sample), counting its calls, able to fail on
 chosen keys or to hold the generator until the test lets it go. Everything else
-is real: TileService, the mesh encoder (runtime.tin.mesh + runtime.wire), TileServer
+is real: TileService, the mesh encoder (runtime.tin + runtime.wire), TileServer
 on 127.0.0.1 and websockets.
 """
 

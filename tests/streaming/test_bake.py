@@ -210,6 +210,41 @@ def test_export_3dtiles(baked, tmp_path):
         assert all(r["issues"]["numErrors"] == 0 for r in reports), [r["issues"] for r in reports]
 
 
+def _terrain_normals(data: bytes) -> dict[tuple[int, int], np.ndarray]:
+    """{(row, col): oct-decoded normal} parsed from quantized-mesh bytes (u, v deltas, then
+    the normals extension last)."""
+    from runtime.formats.export import oct_decode
+
+    unzig = lambda x: (x.astype(np.int64) >> 1) ^ -(x.astype(np.int64) & 1)  # noqa: E731
+    n = int(np.frombuffer(data, "<u4", 1, 88)[0])
+    u = np.cumsum(unzig(np.frombuffer(data, "<u2", n, 92)))
+    v = np.cumsum(unzig(np.frombuffer(data, "<u2", n, 92 + 2 * n)))
+    normals = oct_decode(np.frombuffer(data, np.uint8, 2 * n, len(data) - 2 * n).reshape(n, 2))
+    rows, cols = 256 - np.round(v * 256 / 32767).astype(int), np.round(u * 256 / 32767).astype(int)
+    return {(int(r), int(c)): normals[i] for i, (r, c) in enumerate(zip(rows, cols, strict=True))}
+
+
+def test_exported_neighbours_agree_on_shared_edge_normals(baked, tmp_path):
+    root, keys = baked
+    export_store(open_store(root), tmp_path, "quantized-mesh", progress_stream=io.StringIO())
+    have = set(keys)
+    pairs = [(k, TileKey(k.level, k.x + 1, k.y)) for k in keys if TileKey(k.level, k.x + 1, k.y) in have]
+    pairs += [(k, TileKey(k.level, k.x, k.y + 1)) for k in keys if TileKey(k.level, k.x, k.y + 1) in have]
+    assert len(pairs) >= 4
+    read = lambda k: _terrain_normals((tmp_path / "terrain" / E.terrain_path_of(k)).read_bytes())  # noqa: E731
+    for a, b in pairs:
+        na, nb = read(a), read(b)
+        east = b.x != a.x
+        for j in range(257):
+            pa, pb = ((j, 256), (j, 0)) if east else ((256, j), (0, j))
+            assert np.degrees(np.arccos(np.clip(na[pa] @ nb[pb], -1, 1))) < 1.0, (a, b, j)
+    # stitched: a tile with stored neighbours differs from the same frame converted alone
+    a = max(pairs)[0]  # deepest level: steepest slopes between samples
+    alone = _terrain_normals(E.terrain_bytes(open_store(root).get(a)))
+    exported = read(a)
+    assert any(np.abs(alone[p] - exported[p]).max() > 0.02 for p in exported)
+
+
 def test_export_refuses_plane_and_empty_stores(tmp_path):
     from streaming.store import TileStore
 

@@ -1,0 +1,194 @@
+"""RTIN simplification, second half: dropped diamonds (greedy vertex removal that keeps
+the RTIN's implied connectivity, so one flip bit per candidate still codes the mesh)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.tin.hierarchy import HALF_CASES, hierarchy
+
+
+def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy vertex removal that keeps the RTIN's implied connectivity.
+
+    A vertex m is dropped, together with every vertex strictly inside its diamond
+    (``Hierarchy``), when the diamond drawn on either diagonal with fans to its edge
+    midpoints that are vertices (``HALF_CASES``) stays within ``max_error_m`` over every
+    sample inside it. The outline keeps its vertices (corners and edge midpoints; a
+    diamond with a vertex at a quarter point of an edge is not a candidate), so the mesh
+    stays conforming: each vertex removed saves two triangles. With no edge midpoint and
+    nothing inside, this is the edge flip of a valence-4 vertex. Diamonds up to
+    ``DROP_MAX_B`` samples across are tried.
+
+    The centre lies on both diagonals, so every drawing interpolates it from that
+    diagonal's ends: that one sample rejects most candidates at once and decides the
+    smallest diamonds (the centre is their only inner sample); larger ones are measured
+    through per-shape tables. Conflicts: larger diamonds first, coarse to fine (they
+    remove whole subtrees), then the smallest fine to coarse (a centre would pin up to
+    four edge midpoints, each worth a vertex); a dropped diamond pins its outline's
+    vertices and covers its inside; of two sharing an edge midpoint the lower id is
+    dropped (the midpoint keeps an apex, so the wire can still code it).
+
+    Updates ``present`` in place. Returns ``dropped`` and ``flipped`` ((t+1)^2 + 1,)
+    bool over grid ids (sentinel last): the diamonds drawn specially (``tin_faces``) and
+    those drawn on the a1-a2 diagonal (the other one is the RTIN's own p-q)."""
+    t = height_m.shape[0] - 1
+    n1 = t + 1
+    n = n1 * n1
+    hier = hierarchy(t)
+    flat = np.ascontiguousarray(height_m, dtype=np.float64).ravel()
+    dropped = np.zeros(n + 1, dtype=bool)
+    flipped = np.zeros(n + 1, dtype=bool)
+    ids = np.flatnonzero(present[:-1] & hier.drop_ok[:-1])
+    corner_h = flat[hier.diamond_corner.take(ids, axis=0)]  # (k, 4) counter-clockwise from p
+    centre_h = flat[ids]
+    e_pq = np.abs(centre_h - 0.5 * (corner_h[:, 0] + corner_h[:, 2]))
+    e_aa = np.abs(centre_h - 0.5 * (corner_h[:, 1] + corner_h[:, 3]))
+    sel = np.flatnonzero((e_pq <= max_error_m) | (e_aa <= max_error_m))
+    ids, e_pq, e_aa, corner_h = ids[sel], e_pq[sel], e_aa[sel], corner_h.take(sel, axis=0)
+    size = hier.diamond_b[ids]
+    big = np.flatnonzero(size > 2)
+    if len(big):
+        # larger diamonds: no vertex at a quarter point of the outline, then every sample
+        mb = ids[big]
+        blocked = present[hier.diamond_quarter.take(mb, axis=0)].view(np.uint64).ravel() != 0
+        kp = present[hier.diamond_kid.take(mb, axis=0)]
+        cases = kp[:, [3, 0, 1, 2]].astype(np.int64) + 2 * kp  # (k, 4): case of half h
+        half_err = np.zeros((len(big), 4))
+        # the diagonals' own inner samples (midpoints of m-c_k) are interpolated along them
+        # in every drawing: a second cheap filter before the tables
+        inner_h = flat[hier.diamond_inner.take(mb, axis=0)]  # (k, 4)
+        ch = corner_h.take(big, axis=0)
+        e2_pq = np.maximum(np.abs(inner_h[:, 0] - 0.75 * ch[:, 0] - 0.25 * ch[:, 2]),
+                           np.abs(inner_h[:, 2] - 0.25 * ch[:, 0] - 0.75 * ch[:, 2]))
+        e2_aa = np.maximum(np.abs(inner_h[:, 1] - 0.75 * ch[:, 1] - 0.25 * ch[:, 3]),
+                           np.abs(inner_h[:, 3] - 0.25 * ch[:, 1] - 0.75 * ch[:, 3]))
+        ok_pq = (e_pq[big] <= max_error_m) & (e2_pq <= max_error_m)
+        ok_aa = (e_aa[big] <= max_error_m) & (e2_aa <= max_error_m)
+        want = np.stack([ok_aa, ok_pq, ok_aa, ok_pq], 1) & ~blocked[:, None]
+        gi, hs = np.nonzero(want)
+        off, w, v = hier.drop_table  # sample-major: (K, r), (K, 5, r), (5, r)
+        code = hier.drop_code[mb[gi]] + 4 * hs + cases.ravel()[4 * gi + hs]  # (e,) drawings
+        bb = hier.diamond_base[mb[gi]]
+        samples = flat[off.take(code, axis=1) + bb]  # (K, e)
+        verts = flat[v.take(code, axis=1) + bb]  # (5, e)
+        d = (w.take(code, axis=2) * verts).sum(axis=1)  # (K, e) the drawing at each sample
+        d -= samples
+        np.abs(d, out=d)
+        half_err = np.zeros((len(big), 4))
+        half_err[gi, hs] = d.max(axis=0)
+        half_err[~want] = np.inf
+        e_pq[big] = np.maximum(half_err[:, 1], half_err[:, 3])
+        e_aa[big] = np.maximum(half_err[:, 0], half_err[:, 2])
+    ok_pq, ok_aa = e_pq <= max_error_m, e_aa <= max_error_m
+    sel = np.flatnonzero(ok_pq | ok_aa)
+    ids, size = ids[sel], size[sel]
+    aa = (ok_aa & (~ok_pq | (e_aa < e_pq)))[sel]
+    level = hier.diamond_level[ids]
+    covered = np.zeros(n + 1, dtype=bool)
+    pinned = np.zeros(n + 1, dtype=bool)
+    live = np.zeros(n + 1, dtype=bool)
+    for lev in hier.drop_order:
+        at = np.flatnonzero(level == lev)
+        if not len(at):
+            continue
+        m = ids[at]
+        free = np.flatnonzero(~(covered[m] | pinned[m]))
+        at, m = at[free], m[free]
+        kids = hier.diamond_kid.take(m, axis=0)
+        kp = present[kids]
+        with_kids = np.flatnonzero(kp.view(np.uint32).ravel() != 0)
+        if len(with_kids):
+            live[m] = True
+            k2, m2 = kids[with_kids], m[with_kids, None]
+            other = hier.diamond_a1[k2] + hier.diamond_a2[k2] - m2  # the midpoint's other apex
+            shared = (kp[with_kids] & live[other] & (other < m2)).any(axis=1)
+            live[m] = False
+            if shared.any():
+                keep = np.ones(len(m), dtype=bool)
+                keep[with_kids[shared]] = False
+                at, m, kids, kp = at[keep], m[keep], kids[keep], kp[keep]
+        dropped[m] = True
+        flipped[m[aa[at]]] = True
+        pinned[kids[kp]] = True
+        pinned[hier.diamond_corner.take(m, axis=0)] = True
+        covered |= diamond_interiors(m, t)
+        covered[m] = True
+    present &= ~covered
+    # a diamond left with no edge midpoint and drawn on p-q is a plain unsplit RTIN diamond
+    d = np.flatnonzero(dropped[:-1] & ~flipped[:-1])
+    plain = present[hier.diamond_kid.take(d, axis=0)].view(np.uint32).ravel() == 0
+    dropped[d[plain]] = False
+    return dropped, flipped
+
+
+def diamond_candidates(present: np.ndarray, t: int) -> np.ndarray:
+    """Grid ids (ascending) of the diamonds that a mesh with RTIN vertex set ``present``
+    may draw specially: centre absent, both apexes present, interior. The wire sends
+    one bit for each: drawn on the a1-a2 diagonal."""
+    hier = hierarchy(t)
+    ids = np.flatnonzero(hier.diamond_ok[:-1] & ~present[:-1])
+    return ids[present[hier.diamond_a1[ids]] & present[hier.diamond_a2[ids]]]
+
+
+def diamond_interiors(ids: np.ndarray, t: int) -> np.ndarray:
+    """((t+1)^2 + 1,) bool: the samples strictly inside the diamonds of ``ids`` other
+    than their centres."""
+    hier = hierarchy(t)
+    out = np.zeros((t + 1) ** 2 + 1, dtype=bool)
+    ids = np.asarray(ids)
+    kinds = hier.diamond_kind[ids]
+    for kind in np.unique(kinds):
+        sel = ids[kinds == kind]
+        out[hier.diamond_base[sel][:, None] + hier.interiors[kind]] = True
+    out[ids] = False
+    return out
+
+
+def dropped_diamonds(present: np.ndarray, flipped: np.ndarray, t: int) -> np.ndarray:
+    """((t+1)^2 + 1,) bool: the dropped diamond centres implied by a vertex set and the
+    flip bits: a candidate drawn on the a1-a2 diagonal, or one with a vertex at an edge
+    midpoint (which a plain RTIN cannot have with its centre absent)."""
+    ids = diamond_candidates(present, t)
+    kp = present[hierarchy(t).diamond_kid[ids]].any(axis=1)
+    out = np.zeros(len(present), dtype=bool)
+    out[ids[flipped[ids] | kp]] = True
+    return out
+
+
+def _drawing_templates() -> tuple[np.ndarray, np.ndarray]:
+    """Every drawing of a dropped diamond as triangles over its ring (corners c0..c3 =
+    0..3, edge midpoints k0..k3 = 4..7): templates (32, 6, 3) int64 indexed by
+    16 * flipped + (bit k: edge midpoint k is a vertex), padded by repeating the first
+    triangle, and valid (32, 6) bool."""
+    tris = np.zeros((32, 6, 3), np.int64)
+    valid = np.zeros((32, 6), bool)
+    for code in range(32):
+        flipped, mask = code >> 4, code & 15
+        out = []
+        for h in ((0, 2) if flipped else (1, 3)):  # a1-a2 diagonal: halves at c0, c2; p-q: c1, c3
+            labels = [(h - 1) % 4, (h + 1) % 4, h, 4 + (h - 1) % 4, 4 + h]  # x, y, z, kx, ky
+            case = (mask >> ((h - 1) % 4) & 1) + 2 * (mask >> h & 1)
+            out += [[labels[i] for i in tri] for tri in HALF_CASES[case]]
+        tris[code, : len(out)] = out
+        tris[code, len(out):] = out[0]
+        valid[code, : len(out)] = True
+    return tris, valid
+
+
+_DRAWINGS, _DRAWING_VALID = _drawing_templates()
+
+
+def _diamond_faces(present: np.ndarray, dropped: np.ndarray, flipped: np.ndarray, t: int) -> np.ndarray:
+    """Faces (m, 3) grid ids, CCW, of the dropped diamonds (see ``drop_diamonds``): per
+    diamond its two halves on the chosen diagonal, each drawn as ``HALF_CASES``
+    (``_DRAWINGS``, counter-clockwise by construction)."""
+    hier = hierarchy(t)
+    ids = np.flatnonzero(dropped[:-1])
+    if not len(ids):
+        return np.zeros((0, 3), np.int32)
+    ring = hier.diamond_ring.take(ids, axis=0)  # (k, 8) corners, then edge midpoints
+    kp = present[ring[:, 4:]]
+    code = kp @ np.array([1, 2, 4, 8]) + 16 * flipped[ids]
+    tri = ring.ravel()[_DRAWINGS.take(code, axis=0) + 8 * np.arange(len(ids))[:, None, None]]  # (k, 6, 3)
+    return tri.reshape(-1, 3).take(np.flatnonzero(_DRAWING_VALID.take(code, axis=0).ravel()), axis=0)

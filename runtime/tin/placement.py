@@ -1,0 +1,343 @@
+"""Placing a TIN in the world: the one path from a simplified or decoded TIN to the mesh
+that the viewer draws and every export writes (``tile_mesh``; ``build_tile_mesh`` from
+heights).
+
+- Positions: float32 metres relative to the tile centre (float64), so no float64 is
+  needed on the GPU or in a glTF buffer (DESIGN.md section 3, precision).
+- Skirts: one skirt vertex below each border vertex, ``skirt_depth_m`` down, two
+  outward-facing triangles per border segment (Cesium's crack filler).
+- UVs: ``(col / T, row / T)``: u east, v south, i.e. image rows top-down (glTF's
+  convention, origin at the top-left texel). trimesh speaks OpenGL's (v up) and flips
+  back on glTF export, so ``TileMesh.to_trimesh`` converts at that boundary.
+- Normals (docs/DECISIONS.md, "shared-edge normals"): inside the tile, area-weighted
+  normals of the tile's own faces. A vertex on the border sees only its own side, so two
+  neighbours would shade their common edge differently (lines along tile borders). A
+  tile placed alone therefore gives its border vertices ``shared_edge_normals``: the
+  slope along the edge from the edge's own vertices (which both tiles hold bit for bit)
+  and none across it; corners get the local up. When the neighbour is known (the viewer
+  when both are loaded; static exports, which see every tile), ``stitch`` replaces an
+  edge's normals with the joined mesh's: the normalised sum of both one-sided normals,
+  computed from values both sides hold, so they agree exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from runtime.geometry import WorldGeometry, geometry_for
+from runtime.tiles import T, TileKey, World, neighbour
+from runtime.tin.simplify import simplify_grid
+
+SKIRT_FACTOR = 5.0
+"""Skirt depth as a multiple of the tile's vertical error bound (DESIGN.md section 4)."""
+
+SIDES = ("west", "south", "east", "north")
+"""Tile edges in the order of ``TileMesh.edges``."""
+
+_ACROSS = {"east": ("west", 1, 0), "west": ("east", -1, 0), "south": ("north", 0, 1), "north": ("south", 0, -1)}
+"""side -> (the neighbour's side, dx, dy of the neighbour)."""
+
+
+@dataclass(frozen=True, eq=False)
+class TileMesh:
+    """A placed tile mesh. The first n vertices are the TIN, the last k the skirt.
+
+    key: the tile. grid_rc: (n, 2) int32 [row, col] of the TIN vertices in the tile grid.
+    height_m: (n,) float64 their heights (m).
+    faces: (m, 3) int32 surface triangles, CCW seen from above.
+    skirt_faces: (s, 3) int32 skirt triangles over all n + k vertices, facing outwards.
+    skirt_depth_m: how far the skirt hangs below the edge (m).
+    skirt_src: (k,) int32 the TIN vertex each skirt vertex hangs from.
+    vertices_m: (n + k, 3) float32 world positions relative to center_m (m).
+    center_m: (3,) float64 world position of the tile centre (m).
+    normals: (n + k, 3) float32 unit vertex normals in world axes (a skirt vertex copies
+      its edge vertex's); border vertices follow the shared-edge rule (module docstring).
+    own_normals: (n, 3) float32 unit normals from the tile's own faces only (on the
+      border: the one-sided normals ``stitch`` joins).
+    uv: (n + k, 2) float32, u east, v south (image rows top-down).
+    west, south, east, north: int32 TIN vertex indices along each edge, ordered by
+      increasing row (west, east) or increasing column (north, south).
+    """
+
+    key: TileKey
+    grid_rc: np.ndarray
+    height_m: np.ndarray
+    faces: np.ndarray
+    skirt_faces: np.ndarray
+    skirt_depth_m: float
+    skirt_src: np.ndarray
+    vertices_m: np.ndarray
+    center_m: np.ndarray
+    normals: np.ndarray
+    own_normals: np.ndarray
+    uv: np.ndarray
+    west: np.ndarray
+    south: np.ndarray
+    east: np.ndarray
+    north: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of TIN (non-skirt) vertices."""
+        return len(self.grid_rc)
+
+    @property
+    def all_faces(self) -> np.ndarray:
+        """(m + s, 3) int32 surface then skirt faces."""
+        return np.concatenate([self.faces, self.skirt_faces])
+
+    def edge(self, side: str) -> np.ndarray:
+        """(k,) int32 TIN vertex indices of one side (``SIDES``), ordered along it."""
+        return getattr(self, side)
+
+    def to_trimesh(self, image=None, material=None):
+        """A ``trimesh.Trimesh`` in world metres relative to ``center_m`` (float64 vertices),
+        with vertex normals and UVs, textured with ``image`` (a PIL image) or ``material``."""
+        import trimesh
+
+        uv = self.uv.astype(np.float64)
+        uv[:, 1] = 1.0 - uv[:, 1]  # trimesh holds OpenGL UVs (v up) and flips them for glTF
+        if material is not None:
+            visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+        else:
+            visual = trimesh.visual.TextureVisuals(uv=uv, image=image)
+        return trimesh.Trimesh(vertices=self.vertices_m.astype(np.float64), faces=self.all_faces,
+                               vertex_normals=self.normals.astype(np.float64), visual=visual, process=False)
+
+
+def edge_indices(grid_rc: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Vertex indices on the west, south, east and north edges of a tile of size ``t``,
+    ordered by increasing row (west, east) or column (south, north). int32 arrays."""
+    r, c = grid_rc[:, 0], grid_rc[:, 1]
+
+    def along(mask: np.ndarray, key: np.ndarray) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        return idx[np.argsort(key[idx], kind="stable")].astype(np.int32)
+
+    return along(c == 0, r), along(r == t, c), along(c == t, r), along(r == 0, c)
+
+
+def vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals ``(n, 3) float32`` of a mesh (float64 positions)."""
+    p = positions[faces]
+    fn = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])  # length = 2 * area
+    n = len(positions)
+    out = np.stack([np.bincount(faces.reshape(-1), np.repeat(fn[:, i], 3), minlength=n) for i in range(3)], 1)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return (out / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+
+
+def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_m: np.ndarray) -> np.ndarray:
+    """Normals of one edge's vertices (ordered along it) from the edge alone: the slope
+    along the edge, none across it. Both tiles sharing the edge hold its vertices bit for
+    bit and step across it in the same global direction (+1 row or column), so they get
+    the same bits. grc: (k, 2) global [row, col]; height_m: (k,) -> (k, 3) float32."""
+    along_cols = np.ptp(grc[:, 1]) >= np.ptp(grc[:, 0])
+    pos = geo.sample_to_world(level, grc[:, 0], grc[:, 1], height_m)
+    tangent = np.gradient(pos, axis=0) if len(pos) > 2 else np.repeat(pos[1:] - pos[:1], len(pos), 0)
+    step = (1.0, 0.0) if along_cols else (0.0, 1.0)
+    across = geo.sample_to_world(level, grc[:, 0] + step[0], grc[:, 1] + step[1], height_m) - pos
+    nrm = np.cross(tangent, across)
+    length = np.linalg.norm(nrm, axis=1, keepdims=True)
+    up = geo.up(pos)
+    nrm = np.where(length > 1e-12, nrm / np.maximum(length, 1e-300), up)  # a pole's collapsed edge: up
+    nrm *= np.sign((nrm * up).sum(axis=1, keepdims=True) + 1e-30)
+    return nrm.astype(np.float32)
+
+
+def _skirt_faces(edges: tuple[np.ndarray, ...], skirt_of: np.ndarray) -> np.ndarray:
+    """Two triangles per edge segment, wound so that they face away from the tile."""
+    west, south, east, north = edges
+    out = []
+    # (a -> b) runs counter-clockwise around the tile seen from above: north edge east ->
+    # west, west edge north -> south, south edge west -> east, east edge south -> north.
+    for chain in (north[::-1], west, south, east[::-1]):
+        a, b = chain[:-1], chain[1:]
+        sa, sb = skirt_of[a], skirt_of[b]
+        # Quad (a, b, sb, sa) wound clockwise seen from above == counter-clockwise from outside.
+        out.append(np.stack([a, sa, sb], 1))
+        out.append(np.stack([a, sb, b], 1))
+    return np.concatenate(out).astype(np.int32)
+
+
+def tile_mesh(
+    world: World | str,
+    key: TileKey,
+    grid_rc: np.ndarray,
+    height_m: np.ndarray,
+    faces: np.ndarray,
+    skirt_depth_m: float,
+) -> TileMesh:
+    """Place, skirt and shade a simplified tile: the one placement path (server exports,
+    static exports and the viewer's ``tin_surface``).
+
+    grid_rc: (n, 2) [row, col] on the tile's (T+1)^2 grid (integer values, any dtype);
+    height_m: (n,) metres; faces: (m, 3) CCW seen from above (a TIN wound the other way
+    is turned over). Skirts hang ``skirt_depth_m`` below every border vertex. A decoded
+    payload: ``tile_mesh(world, d.key, d.grid_rc, d.height_m, d.faces, depth)``."""
+    if not (np.isfinite(skirt_depth_m) and skirt_depth_m >= 0):
+        raise ValueError(f"skirt_depth_m must be a finite number >= 0, got {skirt_depth_m!r}")
+    rc = np.asarray(grid_rc)
+    if rc.ndim != 2 or rc.shape[1] != 2 or rc.min() < 0 or rc.max() > T or not np.array_equal(rc, np.round(rc)):
+        raise ValueError(f"grid_rc must be (n, 2) integer [row, col] in [0, {T}], got shape {rc.shape}")
+    geo = geometry_for(world)
+    grid_rc = rc.astype(np.int32)
+    heights = np.asarray(height_m, dtype=np.float64)
+    if heights.shape != (len(grid_rc),):
+        raise ValueError(f"height_m must be ({len(grid_rc)},) metres, got shape {heights.shape}")
+    faces = np.asarray(faces, dtype=np.int32)
+    r0, c0 = key.sample_origin()
+    center = geo.tile_center(key)
+    edges = edge_indices(grid_rc, T)
+    border = np.unique(np.concatenate(edges))
+    n, k = len(grid_rc), len(border)
+    skirt_of = np.full(n, -1, dtype=np.int32)
+    skirt_of[border] = n + np.arange(k, dtype=np.int32)
+    rows = np.concatenate([grid_rc[:, 0], grid_rc[border, 0]]).astype(np.float64)
+    cols = np.concatenate([grid_rc[:, 1], grid_rc[border, 1]]).astype(np.float64)
+    z = np.concatenate([heights, heights[border] - float(skirt_depth_m)])
+    world_m = geo.sample_to_world(key.level, rows + r0, cols + c0, z)
+    own = vertex_normals(world_m[:n] - center, faces)
+    up_c = geo.up(center[None, :])[0]
+    if float((own.astype(np.float64) @ up_c).sum()) < 0:  # wound clockwise from above: turn over
+        faces = np.ascontiguousarray(faces[:, ::-1])
+        own = -own
+    normals = own.copy()
+    for e in edges:
+        if len(e) >= 2:
+            normals[e] = shared_edge_normals(geo, key.level, grid_rc[e] + (r0, c0), heights[e])
+    corners = np.flatnonzero(np.isin(grid_rc[:, 0], (0, T)) & np.isin(grid_rc[:, 1], (0, T)))
+    normals[corners] = geo.up(world_m[corners])  # a corner's four tiles agree on the local up
+    return TileMesh(
+        key=key,
+        grid_rc=grid_rc,
+        height_m=heights,
+        faces=faces,
+        skirt_faces=_skirt_faces(edges, skirt_of),
+        skirt_depth_m=float(skirt_depth_m),
+        skirt_src=border.astype(np.int32),
+        vertices_m=(world_m - center).astype(np.float32),
+        center_m=center,
+        normals=np.concatenate([normals, normals[border]]),
+        own_normals=own,
+        uv=np.stack([cols / T, rows / T], axis=1).astype(np.float32),
+        west=edges[0],
+        south=edges[1],
+        east=edges[2],
+        north=edges[3],
+    )
+
+
+def build_tile_mesh(
+    world: World | str,
+    key: TileKey,
+    height_m: np.ndarray,
+    max_error_m: float,
+    skirt_depth_m: float | None = None,
+    border: str = "fan",
+) -> TileMesh:
+    """Simplify and place a tile from its heights: ``simplify_grid`` then ``tile_mesh``.
+
+    height_m: (T+1, T+1) float32 metres; max_error_m: vertical error bound (m);
+    skirt_depth_m: default ``SKIRT_FACTOR * max_error_m``."""
+    h = np.asarray(height_m, dtype=np.float32)
+    grid_rc, faces = simplify_grid(h, max_error_m, border)
+    depth = SKIRT_FACTOR * max_error_m if skirt_depth_m is None else skirt_depth_m
+    return tile_mesh(world, key, grid_rc, h[grid_rc[:, 0], grid_rc[:, 1]], faces, depth)
+
+
+# ---------------------------------------------------------------- neighbours
+
+
+EdgeData = tuple[np.ndarray, np.ndarray]
+"""One tile edge as a neighbour needs it: (along (k,) grid coordinate along the edge,
+one-sided normals (k, 3) float32), ordered along the edge."""
+
+
+def edge_data(mesh: TileMesh) -> dict[str, EdgeData]:
+    """{side: EdgeData} of a mesh's four edges (what ``stitch`` needs from a neighbour;
+    about 12 KB a tile, so exporters can keep many)."""
+    out = {}
+    for side in SIDES:
+        e = mesh.edge(side)
+        axis = 0 if side in ("west", "east") else 1
+        out[side] = (mesh.grid_rc[e, axis].copy(), mesh.own_normals[e].copy())
+    return out
+
+
+def facing_side(world: World | str, a: TileKey, b: TileKey) -> tuple[str, str] | None:
+    """(side of a, side of b) of the edge two same-level tiles share, or None."""
+    if a.level != b.level:
+        return None
+    w = World.parse(world) if not isinstance(world, World) else world
+    for side, (other, dx, dy) in _ACROSS.items():
+        if neighbour(w, a, dx, dy) == b:
+            return side, other
+    return None
+
+
+def joined_normals(na: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """The joined mesh's vertex normals on a shared edge: normalised na + nb (k, 3)
+    float32; symmetric bit for bit (float addition commutes)."""
+    m = na.astype(np.float64) + nb.astype(np.float64)
+    m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    return m.astype(np.float32)
+
+
+def stitch(mesh: TileMesh, neighbours: Mapping[str, EdgeData]) -> TileMesh:
+    """Give the edges shared with known neighbours the joined mesh's normals.
+
+    neighbours: {side of ``mesh``: the neighbour's ``EdgeData`` of the facing side}. An
+    edge whose vertices differ from the neighbour's (another level or mesh) keeps the
+    shared-edge rule. Corners keep the local up. Returns a new TileMesh."""
+    normals = None
+    for side, (along, nb) in neighbours.items():
+        e = mesh.edge(side)
+        axis = 0 if side in ("west", "east") else 1
+        if len(e) != len(along) or len(e) < 3 or not np.array_equal(mesh.grid_rc[e, axis], along):
+            continue
+        if normals is None:
+            normals = mesh.normals.copy()
+        joined = joined_normals(mesh.own_normals[e], nb)[1:-1]
+        inner = e[1:-1]
+        normals[inner] = joined
+        skirt_index = mesh.n + np.searchsorted(mesh.skirt_src, inner)
+        normals[skirt_index] = joined
+    return mesh if normals is None else replace(mesh, normals=normals)
+
+
+def stitch_tiles(world: World | str, meshes: Mapping[TileKey, TileMesh]) -> dict[TileKey, TileMesh]:
+    """``stitch`` every mesh with its same-level neighbours present in ``meshes`` (static
+    exports: every tile is known at once, so every shared edge gets the joined normal)."""
+    edges = {k: edge_data(m) for k, m in meshes.items()}
+    out = {}
+    for key, mesh in meshes.items():
+        known = {side: edges[nk][opposite(side)] for side, nk in neighbour_keys(world, key).items() if nk in edges}
+        out[key] = stitch(mesh, known)
+    return out
+
+
+def neighbour_keys(world: World | str, key: TileKey) -> dict[str, TileKey]:
+    """{side: the same-level tile across that side} (sides without one left out)."""
+    w = World.parse(world) if not isinstance(world, World) else world
+    out = {}
+    for side, (_, dx, dy) in _ACROSS.items():
+        nk = neighbour(w, key, dx, dy)
+        if nk is not None:
+            out[side] = nk
+    return out
+
+
+def opposite(side: str) -> str:
+    """The neighbour's side facing ``side``."""
+    return _ACROSS[side][0]
+
+
+__all__ = [
+    "SIDES", "SKIRT_FACTOR", "EdgeData", "TileMesh", "build_tile_mesh", "edge_data", "edge_indices",
+    "facing_side", "joined_normals", "neighbour_keys", "opposite", "shared_edge_normals", "stitch",
+    "stitch_tiles", "tile_mesh", "vertex_normals",
+]
