@@ -40,7 +40,7 @@ from runtime.formats import export
 
 from runtime.tin import mesh  # noqa: E402
 from runtime.geometry import geometry_for  # noqa: E402
-from runtime.tiles import T, TileKey, spacing_m  # noqa: E402
+from runtime.tiles import T, TileKey, skirt_depth_for, spacing_m  # noqa: E402
 
 N = T + 1
 REAL_FILES = [
@@ -59,7 +59,7 @@ REAL_FILES = [
 ]
 ERROR_FRACTIONS = (0.05, 0.1, 0.25)
 """Error bounds as fractions of the pixel size (1.5, 3 and 7.5 m for 30 m SRTM); 0.25 is
-runtime.tin.mesh.level_error_m, Cesium's default for heightmap terrain."""
+runtime.tiles.level_error_m, Cesium's default for heightmap terrain."""
 
 
 def real_tiles(data: Path, per_file: int, files: list[str]) -> list[tuple[str, np.ndarray, float]]:
@@ -195,7 +195,7 @@ def bench_tile(h: np.ndarray, max_error_m: float, repeats: int, pixel_m: float) 
     ekey = key
     tw = earth_to_world(ekey)
     centre = tw(np.array([T / 2]), np.array([T / 2]), np.array([0.0]))[0]
-    tm = mesh.build_tile_mesh(h, max_error_m, 5 * max_error_m, tw, centre)
+    tm = mesh.build_tile_mesh(h, max_error_m, skirt_depth_for(max_error_m), tw, centre)
     qm_core = export.quantized_mesh(tm, ekey, normals=False)
     qm_norm = export.quantized_mesh(tm, ekey, normals=True)
     glb = export.tile_glb(tm)

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.formats.export import layer_json, quantized_mesh
-from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, default_geometric_error_m, geometry_for
-from runtime.tin import SKIRT_FACTOR, TileMesh, tile_mesh
-from runtime.tiles import MAX_LEVEL, T, TileKey, World, tiles_y, validate_key
+from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, geometry_for
+from runtime.tin import TileMesh, tile_mesh
+from runtime.tiles import MAX_LEVEL, T, TileKey, World, level_error_m, skirt_depth_for, tiles_y, validate_key
 from runtime.wire import DecodedTile, decode_image, decode_tile
 
 TERRAIN_CONTENT_TYPE = "application/vnd.quantized-mesh;extensions=octvertexnormals"
@@ -61,13 +61,13 @@ def tin_mesh(world: World, tile: DecodedTile, skirt_depth_m: float | None = None
     """Place a decoded TIN in world space, with skirts, normals and UVs.
 
     The same placement as runtime.tin.mesh.build_tile_mesh, minus the simplification
-    (the TIN comes from the frame). Skirt depth defaults to SKIRT_FACTOR times the
-    tile's geometric error."""
+    (the TIN comes from the frame). Skirt depth defaults to runtime.tiles.skirt_depth_for
+    of the tile's geometric error."""
     key, t = tile.key, tile.grid_size
     if t != T:
         raise ValueError(f"expected a tile of grid size {T}, got {t}")
     geo = geometry_for(world)
-    depth = SKIRT_FACTOR * tile.geometric_error_m if skirt_depth_m is None else float(skirt_depth_m)
+    depth = skirt_depth_for(tile.geometric_error_m) if skirt_depth_m is None else float(skirt_depth_m)
     return tile_mesh(tile.grid_rc, tile.height_m, tile.faces, depth, geo.tile_to_world(key),
                      geo.tile_center(key), t)
 
@@ -196,7 +196,7 @@ def tileset_json(max_level: int, roots: Iterable[int] = (0, 1), *, subtree_level
     quadtree per geographic level-0 tile present in ``roots``.
 
     Geometric error of an implicit level-L tile is the TIN error bound of level L
-    (runtime.geometry.default_geometric_error_m), which halves per level as implicit
+    (runtime.tiles.level_error_m), which halves per level as implicit
     tiling requires. Paths: ``subtrees/{root}/{level}/{x}/{y}.subtree`` and
     ``tiles/{root}/{level}/{x}/{y}.glb``."""
     if not 0 <= max_level <= MAX_LEVEL:
@@ -205,7 +205,7 @@ def tileset_json(max_level: int, roots: Iterable[int] = (0, 1), *, subtree_level
     if not roots or not set(roots) <= {0, 1}:
         raise ValueError(f"roots must be a non-empty subset of (0, 1), got {roots}")
     h0, h1 = height_range_m
-    e0 = default_geometric_error_m(0)
+    e0 = level_error_m(0)
     children = []
     for r in roots:
         west = -math.pi + r * math.pi

@@ -30,8 +30,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from runtime.geometry import default_geometric_error_m, geometry_for
-from runtime.tiles import T, TileKey, World
+from runtime.geometry import geometry_for
+from runtime.tiles import T, TileKey, World, level_error_m, skirt_depth_for
 from streaming.fairqueue import FairQueue
 from streaming.session import tile_frame
 from streaming.store import TileStore
@@ -71,12 +71,6 @@ class ServiceConfig:
             raise ValueError(f"batch_wait_s must be in [0, 1] s, got {self.batch_wait_s}")
 
 
-# Geometric error of a level's meshes: the per-level default of runtime.geometry (0.25
-# sample spacing, Cesium's heightmap rule). The TIN's vertical error bound is tied to it,
-# so the screen-space error a client computes from it bounds what the mesh leaves out.
-level_error_m = default_geometric_error_m
-
-
 def check_fields(key: TileKey, fields: Any) -> None:
     """Validate a source's output for ``key`` (raise ValueError saying what was expected)."""
     h = getattr(fields, "height", None)
@@ -97,7 +91,7 @@ def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float
 
     geo = geometry_for(world)
     err = error_scale * level_error_m(key.level)
-    mesh = build_tile_mesh(fields.height, err, 5.0 * err, geo.tile_to_world(key), geo.tile_center(key))
+    mesh = build_tile_mesh(fields.height, err, skirt_depth_for(err), geo.tile_to_world(key), geo.tile_center(key))
     image = encode_image(fields.rgb) if fields.rgb is not None else None
     return encode_tile(
         mesh.grid_rc,
@@ -434,6 +428,5 @@ __all__ = [
     "Encoder",
     "encode_fields",
     "mesh_encoder",
-    "level_error_m",
     "check_fields",
 ]

@@ -5,11 +5,9 @@ inside are free to move.
 """
 
 from runtime.tin.mesh import (
-    SKIRT_FACTOR,
     TileMesh,
     build_tile_mesh,
     first_use_order,
-    level_error_m,
     simplify_grid,
     tile_mesh,
     vertex_normals,
@@ -17,12 +15,10 @@ from runtime.tin.mesh import (
 from runtime.tin.surface import Surface, stitch_edge_normals, tin_surface, tin_to_grid, with_morph
 
 __all__ = [
-    "SKIRT_FACTOR",
     "Surface",
     "TileMesh",
     "build_tile_mesh",
     "first_use_order",
-    "level_error_m",
     "simplify_grid",
     "stitch_edge_normals",
     "tile_mesh",

@@ -23,24 +23,8 @@ from typing import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from runtime.geometry import default_geometric_error_m
-
 ToWorld = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """``to_world(rows, cols, height_m) -> (n, 3) float64`` world positions of tile samples."""
-
-SKIRT_FACTOR = 5.0
-"""Skirt depth as a multiple of the tile's vertical error bound (DESIGN.md section 4)."""
-
-"""Default error bound as a fraction of the sample spacing: CesiumJS's estimate for
-heightmap terrain (TerrainProvider.getEstimatedLevelZeroGeometricErrorForAHeightmap with
-heightmapTerrainQuality = 0.25), which halves with every level as the spacing does."""
-
-
-def level_error_m(level: int) -> float:
-    """Default vertical error bound (m) of a level's tiles: 0.25 x its sample spacing
-    (about 19.6 km at level 0, 0.6 m at level 15). Skirts: ``SKIRT_FACTOR`` times this."""
-    return default_geometric_error_m(level)  # one rule for mesh bound and selection error
-
 
 def _check_grid(height_m: np.ndarray) -> int:
     h = np.asarray(height_m)
@@ -1354,7 +1338,7 @@ def build_tile_mesh(
     """Simplify, skirt and place a tile (the server and exporter path).
 
     height_m: (T+1, T+1) float32 metres. max_error_m: vertical error bound (m).
-    skirt_depth_m: skirt depth (m), usually ``SKIRT_FACTOR * max_error_m``.
+    skirt_depth_m: skirt depth (m), usually ``runtime.tiles.skirt_depth_for(max_error_m)``.
     to_world: (rows, cols, height_m) float64 -> (n, 3) float64 world metres.
     center_m: (3,) float64 world position subtracted from every vertex.
     """

@@ -13,7 +13,7 @@ from runtime.formats import export
 
 from runtime.tin import mesh
 from runtime.geometry import geometry_for
-from runtime.tiles import WGS84_A_M, WGS84_B_M, WGS84_E2, T, TileKey, spacing_deg
+from runtime.tiles import WGS84_A_M, WGS84_B_M, WGS84_E2, T, TileKey, skirt_depth_for, spacing_deg
 
 KEY = TileKey(9, 300, 140)  # about 6 km wide at 9.5 N
 
@@ -30,7 +30,7 @@ def earth_to_world(key):
 def earth_tile(key=KEY, max_error_m=10.0):
     tw = earth_to_world(key)
     centre = tw(np.array([T / 2]), np.array([T / 2]), np.array([0.0]))[0]
-    return mesh.build_tile_mesh(real_crop(), max_error_m, 5 * max_error_m, tw, centre)
+    return mesh.build_tile_mesh(real_crop(), max_error_m, skirt_depth_for(max_error_m), tw, centre)
 
 
 @pytest.fixture(scope="module")

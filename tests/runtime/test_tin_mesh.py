@@ -275,13 +275,6 @@ def test_tile_mesh_from_decoded_payload_matches_server_mesh():
     np.testing.assert_array_equal(client.vertices_m, server.vertices_m)
 
 
-def test_level_error_follows_cesium_heightmap_estimate():
-    # Cesium: maximumRadius * 2 pi * 0.25 / (tile width * level-0 tiles in x) at level 0
-    cesium0 = 6378137.0 * 2 * np.pi * 0.25 / (T * 2)
-    assert mesh.level_error_m(0) == pytest.approx(cesium0)
-    assert mesh.level_error_m(10) == pytest.approx(cesium0 / 1024)
-
-
 def test_tin_faces_fast_path_equals_fanning_every_leaf():
     h = fractal(T + 1, seed=13, relief_m=900.0)
     for bound in (0.7, 9.0, 90.0):
