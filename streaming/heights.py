@@ -18,12 +18,12 @@ answers two modes:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.lru import LRU
 from runtime.tiles import (
     ANCHOR_LEVEL,
     LEVEL0_SPACING_DEG,
@@ -173,23 +173,19 @@ class HeightService:
         self.world = World.parse(world) if not isinstance(world, World) else world
         self.fields = fields
         self.config = config
-        self._grids: OrderedDict[TileKey, np.ndarray] = OrderedDict()
+        self._grids: LRU[TileKey, np.ndarray] = LRU(config.cache_tiles)  # by count
 
     def remember(self, key: TileKey, fields) -> None:
         """Hold ``fields.height`` of ``key`` (the TileService's ``on_fields`` hook)."""
-        if key in self._grids:
-            self._grids.move_to_end(key)
-            return
-        self._grids[key] = np.asarray(fields.height, np.float32)
-        while len(self._grids) > self.config.cache_tiles:
-            self._grids.popitem(last=False)
+        if not self._grids.touch(key):
+            self._grids.put(key, np.asarray(fields.height, np.float32))
 
     def held(self, key: TileKey) -> bool:
         return key in self._grids
 
     async def _ensure(self, keys: set[TileKey]) -> dict[TileKey, np.ndarray]:
         missing = [k for k in keys if k not in self._grids]
-        have = {k: self._grids[k] for k in keys if k in self._grids}
+        have = {k: self._grids.peek(k) for k in keys if k in self._grids}
         if missing:
             for k, f in zip(missing, await self.fields(missing), strict=True):
                 have[k] = np.asarray(f.height, np.float32)

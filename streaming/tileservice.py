@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from runtime.geometry import geometry_for
+from runtime.lru import LRU, nbytes
 from runtime.tiles import T, TileKey, World, level_error_m, skirt_depth_for
 from streaming.fairqueue import FairQueue
 from streaming.session import tile_frame
@@ -150,8 +150,7 @@ class TileService:
         self.store = store
         self.encode = encode or mesh_encoder(config.error_scale)
         self.on_fields = on_fields  # sees every generated tile's fields (the height cache)
-        self._lru: OrderedDict[TileKey, bytes] = OrderedDict()
-        self._lru_bytes = 0
+        self._lru: LRU[TileKey, bytes] = LRU(config.cache_bytes, size=nbytes)
         self._waiters: dict[TileKey, set[asyncio.Future]] = {}
         self._prio: dict[TileKey, float] = {}
         self._owner: dict[TileKey, Hashable] = {}  # the lane a waiting key is queued in
@@ -191,10 +190,7 @@ class TileService:
 
     # -- public API ----------------------------------------------------------------------
     def cached(self, key: TileKey) -> bytes | None:
-        frame = self._lru.get(key)
-        if frame is not None:
-            self._lru.move_to_end(key)
-        return frame
+        return self._lru.get(key)
 
     def get_now(self, key: TileKey) -> bytes | None:
         """The frame of ``key`` if the LRU holds it (counted as a request), else None:
@@ -262,7 +258,7 @@ class TileService:
             mean_batch=n["batched_keys"] / n["batches"] if n["batches"] else 0.0,
             dropped_cancelled=n["dropped_cancelled"],
             failed=n["failed"],
-            lru_bytes=self._lru_bytes,
+            lru_bytes=self._lru.total,
             lru_tiles=len(self._lru),
             queued=len(self._queue),
         )
@@ -411,13 +407,8 @@ class TileService:
         self._owner.pop(key, None)
 
     def _remember(self, key: TileKey, frame: bytes) -> None:
-        if key in self._lru or len(frame) > self.config.cache_bytes:
-            return
-        self._lru[key] = frame
-        self._lru_bytes += len(frame)
-        while self._lru_bytes > self.config.cache_bytes:
-            _, old = self._lru.popitem(last=False)
-            self._lru_bytes -= len(old)
+        if key not in self._lru:  # a frame already held stays where it is
+            self._lru.put(key, frame)
 
 
 __all__ = [
