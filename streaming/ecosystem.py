@@ -22,14 +22,20 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.formats.export import layer_json, quantized_mesh
+from runtime.formats.export import (
+    enclosing_region,
+    layer_json,
+    quantized_mesh,
+    tile_region,
+    tileset_document,
+    tileset_node,
+)
 from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, geometry_for
 from runtime.tin import TileMesh, tile_mesh
 from runtime.tiles import MAX_LEVEL, T, TileKey, World, level_error_m, skirt_depth_for, tiles_y, validate_key
@@ -190,10 +196,12 @@ def tile_key(c: ImplicitCoord) -> TileKey:
     return TileKey(c.level, c.root * n + c.x, n - 1 - c.y)
 
 
-def tileset_json(max_level: int, roots: Iterable[int] = (0, 1), *, subtree_levels: int = SUBTREE_LEVELS,
-                 height_range_m: tuple[float, float] = DEFAULT_HEIGHT_RANGE_M) -> dict:
-    """3D Tiles 1.1 ``tileset.json``: an empty global root refined into one implicit
-    quadtree per geographic level-0 tile present in ``roots``.
+def implicit_tileset_json(max_level: int, roots: Iterable[int] = (0, 1), *, subtree_levels: int = SUBTREE_LEVELS,
+                          height_range_m: tuple[float, float] = DEFAULT_HEIGHT_RANGE_M) -> dict:
+    """3D Tiles 1.1 ``tileset.json`` of a whole earth world (served and baked): an empty
+    global root refined into one implicit quadtree per geographic level-0 tile present in
+    ``roots``. (A static export of chosen tiles lists them explicitly instead:
+    runtime.formats.export.explicit_tileset_json, built from the same nodes.)
 
     Geometric error of an implicit level-L tile is the TIN error bound of level L
     (runtime.tiles.level_error_m), which halves per level as implicit
@@ -204,35 +212,20 @@ def tileset_json(max_level: int, roots: Iterable[int] = (0, 1), *, subtree_level
     roots = sorted(set(roots))
     if not roots or not set(roots) <= {0, 1}:
         raise ValueError(f"roots must be a non-empty subset of (0, 1), got {roots}")
-    h0, h1 = height_range_m
     e0 = level_error_m(0)
-    children = []
-    for r in roots:
-        west = -math.pi + r * math.pi
-        children.append({
-            "boundingVolume": {"region": [west, -math.pi / 2, west + math.pi, math.pi / 2, h0, h1]},
-            "geometricError": e0,
-            "refine": "REPLACE",
-            "content": {"uri": f"tiles/{r}/{{level}}/{{x}}/{{y}}.glb"},
-            "implicitTiling": {
-                "subdivisionScheme": "QUADTREE",
-                "subtreeLevels": subtree_levels,
-                "availableLevels": max_level + 1,
-                "subtrees": {"uri": f"subtrees/{r}/{{level}}/{{x}}/{{y}}.subtree"},
-            },
-        })
-    west = -math.pi + roots[0] * math.pi
-    east = -math.pi + (roots[-1] + 1) * math.pi
-    return {
-        "asset": {"version": "1.1", "generator": "worldstream"},
-        "geometricError": 4 * e0,
-        "root": {
-            "boundingVolume": {"region": [west, -math.pi / 2, east, math.pi / 2, h0, h1]},
-            "geometricError": 2 * e0,
-            "refine": "REPLACE",
-            "children": children,
-        },
-    }
+    children = [
+        tileset_node(tile_region(TileKey(0, r, 0), *height_range_m), e0, f"tiles/{r}/{{level}}/{{x}}/{{y}}.glb",
+                     implicitTiling={
+                         "subdivisionScheme": "QUADTREE",
+                         "subtreeLevels": subtree_levels,
+                         "availableLevels": max_level + 1,
+                         "subtrees": {"uri": f"subtrees/{r}/{{level}}/{{x}}/{{y}}.subtree"},
+                     })
+        for r in roots
+    ]
+    root = tileset_node(enclosing_region([c["boundingVolume"]["region"] for c in children]), 2 * e0,
+                        children=children)
+    return tileset_document(root, 4 * e0)
 
 
 def morton2(x: np.ndarray, y: np.ndarray) -> np.ndarray:

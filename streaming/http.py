@@ -183,7 +183,7 @@ class HttpEndpoints:
         if route.kind == "layer":
             return json.dumps(E.full_layer_json(self.config.max_level, name=self.name)).encode()
         if route.kind == "tileset":
-            return json.dumps(E.tileset_json(self.config.max_level)).encode()
+            return json.dumps(E.implicit_tileset_json(self.config.max_level)).encode()
         if route.kind == "subtree":
             # Every tile exists on a live server; the deepest subtrees have no children.
             deepest = route.coord.level + E.SUBTREE_LEVELS > self.config.max_level

@@ -158,8 +158,8 @@ def test_subtrees_mark_exactly_the_stored_tiles():
     assert js["tileAvailability"] == {"constant": 1} and body == b""
 
 
-def test_tileset_json_is_implicit_quadtrees_with_halving_errors():
-    ts = E.tileset_json(12)
+def test_implicit_tileset_json_is_quadtrees_with_halving_errors():
+    ts = E.implicit_tileset_json(12)
     assert ts["asset"]["version"] == "1.1"
     kids = ts["root"]["children"]
     assert [k["boundingVolume"]["region"][:4] for k in kids] == [
