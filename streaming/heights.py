@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.grids import bilinear
 from runtime.lru import LRU
 from runtime.tiles import (
     ANCHOR_LEVEL,
@@ -71,20 +72,6 @@ def tiles_and_local(world: World, level: int, rows: np.ndarray, cols: np.ndarray
         tx = np.clip(tx, 0, (2 << level) - 1)
         ty = np.clip(ty, 0, (1 << level) - 1)
     return tx, ty, rows - ty * T, cols - tx * T
-
-
-def bilinear(grid: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of ``grid`` (T+1, T+1[, k]) at local (r, c) in [0, T] -> (n[, k])."""
-    n = grid.shape[0] - 1
-    i = np.clip(np.floor(r).astype(np.int64), 0, n - 1)
-    j = np.clip(np.floor(c).astype(np.int64), 0, n - 1)
-    fr, fc = r - i, c - j
-    if grid.ndim == 3:
-        fr, fc = fr[:, None], fc[:, None]
-    g = grid.astype(np.float64, copy=False)
-    top = g[i, j] * (1.0 - fc) + g[i, j + 1] * fc
-    bot = g[i + 1, j] * (1.0 - fc) + g[i + 1, j + 1] * fc
-    return top * (1.0 - fr) + bot * fr
 
 
 def sample_spacing_m(
