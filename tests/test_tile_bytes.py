@@ -1,0 +1,83 @@
+"""The server's tile frames, byte for byte, for a fixed set of tiles (seed 7).
+
+Fourteen tiles, from the anchor level to level 10, in both worlds (earth, plane) and with
+both refiners (fractal, learned), go through the production path: ``Pyramid.tile`` ->
+``streaming.tileservice.mesh_encoder`` (TIN, skirts, wire payload, ``tile`` frame), and the
+frame's sha256 is compared with the value recorded here. The learned refiner runs on the
+CPU (backend ``torch``), the exact reference, whatever machine runs the test, with 2
+intra-op threads: torch's single-threaded CPU convolutions round differently (1 thread
+gives other heights; 2, 3, 4 and 8 threads the same ones, which these hashes record).
+
+These hashes change only when generated content changes on purpose: a new anchor, a new
+or retuned refiner, new weights, or a deliberate change to meshing or the wire format.
+Then update them in the same commit and say why in its message. A refactor that moves
+them has changed the bytes the server sends: find out why instead.
+"""
+
+import hashlib
+
+import pytest
+
+from generator.pyramid import open_world
+from runtime.tiles import TileKey, World
+from streaming.tileservice import mesh_encoder
+
+SEED = 7
+
+TILES = {
+    World.EARTH: [TileKey(3, 8, 2), TileKey(6, 67, 15), TileKey(8, 266, 62), TileKey(10, 1061, 250)],
+    World.PLANE: [TileKey(3, 2, 2), TileKey(6, 17, 19), TileKey(9, 139, 150)],
+}
+
+EXPECTED_SHA256 = {
+    "earth/fractal/3/8/2": "c53255cf393bd5b8cded3a562db1ec9f8d88653f1bb609f24a11626a0afe7f15",
+    "earth/fractal/6/67/15": "3229d17e2c7667f1b2acc9a5fb736172a88de970b1fc0c4bf11bec275e70a649",
+    "earth/fractal/8/266/62": "b1980c9ca30e1958af779869c49786592502c3cef72118c8f4e27b9ec1b7fe1e",
+    "earth/fractal/10/1061/250": "ab7cfe462f7ed41ae3b92a89fe4c5e3f8924b4d6e4dc087653bdbe91d7ba6464",
+    "plane/fractal/3/2/2": "d5a03936d57e017688e6b1346966c1b71ed978f458854abf1d937c25824c2b95",
+    "plane/fractal/6/17/19": "861b9315d50bf2198facfc497d1c4de3b8acd86af1c8ae0d0958ac0bae402344",
+    "plane/fractal/9/139/150": "feba343af1a12162c1a9dbac1a19f673d8ccb9c9099e8c637e1e55c5d4692ef7",
+    "earth/learned/3/8/2": "15b86af60f9328aee01b116f52a9a7274da5bf1fbf61e5a4dd4098d05ef4e17c",
+    "earth/learned/6/67/15": "eeb1068f25b6486ae4a22990f1fb1fece8920b2182992d5c7b70e7d0ce24923a",
+    "earth/learned/8/266/62": "681843eb52511f7c6e04210be4bf1326dcdf8c8f6bae61bfaa46dc4609bc8f99",
+    "earth/learned/10/1061/250": "f88922c834e98a3535640b4c9899481e36f87a3615d2609a56d43a88c22d3114",
+    "plane/learned/3/2/2": "ae4de5fb4a360e2227bcc8b510f98dadf714c8b6e9ecc3350a07451b5b513480",
+    "plane/learned/6/17/19": "7a30b6177234aa51f380cd41202a83ad62cc85ece0c9446e3e3f1df87e62403d",
+    "plane/learned/9/139/150": "22f34d5356e271079508d744f52f81eab467d3ebaceb69db95958230ec8e3255",
+}
+
+
+LEARNED_CPU_THREADS = 2
+
+
+@pytest.fixture
+def torch_threads():
+    """Run the learned refiner with ``LEARNED_CPU_THREADS`` torch threads, then restore."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(LEARNED_CPU_THREADS)
+    yield
+    torch.set_num_threads(before)
+
+
+def _refiner(name: str, world: World):
+    if name == "learned":  # the CPU reference even where a GPU would pick another backend
+        from generator.learned.refiner import LearnedRefiner
+
+        return LearnedRefiner(world, backend="torch", device="cpu")
+    return name
+
+
+@pytest.mark.parametrize("refiner", ["fractal", pytest.param("learned", marks=pytest.mark.slow)])
+def test_tile_frames_hash_to_the_recorded_values(refiner, request):
+    if refiner == "learned":
+        request.getfixturevalue("torch_threads")
+    encode = mesh_encoder()
+    got = {}
+    for world, keys in TILES.items():
+        pyramid = open_world(world, SEED, refiner=_refiner(refiner, world))
+        for k in keys:
+            frame = encode(world, k, pyramid.tile(k))
+            got[f"{world.value}/{refiner}/{k.level}/{k.x}/{k.y}"] = hashlib.sha256(frame).hexdigest()
+    want = {name: h for name, h in EXPECTED_SHA256.items() if f"/{refiner}/" in name}
+    assert got == want
