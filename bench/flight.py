@@ -37,10 +37,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime.lod.camera import Camera  # noqa: E402
-from runtime.geometry import default_geometric_error_m, east_north_up, geodetic_to_ecef, geometry_for  # noqa: E402
+from runtime.geometry import east_north_up, geodetic_to_ecef, geometry_for  # noqa: E402
 from runtime.lod.selection import SelectionOptions, TileInfo, View  # noqa: E402
 from runtime.lod.streamer import StreamerOptions, TileStreamer  # noqa: E402
-from runtime.tiles import METRES_PER_DEGREE, T, TileKey, World, spacing_deg, spacing_m  # noqa: E402
+from runtime.tiles import METRES_PER_DEGREE, T, TileKey, World, level_error_m, spacing_deg, spacing_m  # noqa: E402
 
 FPS = 60.0
 TILE_BYTES = 512 << 10  # GPU bytes of one tile (positions, normals, uv, indices, colour)
@@ -76,7 +76,7 @@ class Terrain:
             d = spacing_m(key.level)
             e, n = cc * d, -rr * d
         h = terrain_m(e, n)
-        ge = default_geometric_error_m(key.level)
+        ge = level_error_m(key.level)
         # 9 x 9 samples miss peaks between them: grow by the tile's error and the finest ridge.
         pad = ge + 30.0
         return TileInfo(float(h.min()) - pad, float(h.max()) + pad, ge)

@@ -42,8 +42,8 @@ from dataclasses import dataclass  # noqa: E402
 
 from runtime import wire  # noqa: E402
 from runtime.formats import export  # noqa: E402
-from runtime.tiles import T, TileKey, World, spacing_m  # noqa: E402
-from runtime.tin import build_tile_mesh, level_error_m, max_vertical_error, simplify_grid  # noqa: E402
+from runtime.tiles import T, TileKey, World, level_error_m, skirt_depth_for, spacing_m  # noqa: E402
+from runtime.tin import build_tile_mesh, max_vertical_error, simplify_grid  # noqa: E402
 from streaming.tileservice import encode_fields  # noqa: E402
 
 N = T + 1
@@ -63,7 +63,7 @@ REAL_FILES = [
 ]
 ERROR_FRACTIONS = (0.05, 0.1, 0.25)
 """Error bounds as fractions of the pixel size (1.5, 3 and 7.5 m for 30 m SRTM); 0.25 is
-runtime.tin.level_error_m, Cesium's default for heightmap terrain."""
+runtime.tiles.level_error_m, Cesium's default for heightmap terrain."""
 
 
 def real_tiles(data: Path, per_file: int, files: list[str]) -> list[tuple[str, np.ndarray, float]]:
@@ -216,7 +216,7 @@ def bench_tile(h: np.ndarray, max_error_m: float, repeats: int, pixel_m: float) 
     row["server"] = dict(ms_old=t_old.ms, ms_new=t_new.ms, ms_old_cpu=t_old.ms_cpu, ms_new_cpu=t_new.ms_cpu)
     # Same mesh in Cesium quantized-mesh-1.0 (an earth tile) and GLB, placed as exports place it.
     ekey = key
-    tm = build_tile_mesh(World.EARTH, ekey, h, max_error_m, 5 * max_error_m)
+    tm = build_tile_mesh(World.EARTH, ekey, h, max_error_m, skirt_depth_for(max_error_m))
     qm_core = export.quantized_mesh(tm, ekey, normals=False)
     qm_norm = export.quantized_mesh(tm, ekey, normals=True)
     glb = export.tile_glb(tm)

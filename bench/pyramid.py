@@ -75,7 +75,7 @@ def bench_one(world: str, refiner: str, level: int, seed: int = 0) -> dict:
     hot = _rate(len(block), time.perf_counter() - t0)
     return {"world": world, "refiner": refiner, "level": level, "cold_tiles_s": cold, "warm_tiles_s": warm,
             "hot_tiles_s": hot, "warm_blocks_per_tile": warm_blocks / len(block), "open_s": open_s,
-            "cache_mb": p.cache.nbytes / 2**20, "model": p.model_id}
+            "cache_mb": p.cache.total / 2**20, "model": p.model_id}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from runtime import wire  # noqa: E402
 from runtime.tin import stitch_edge_normals, tin_surface, tin_to_grid, with_morph  # noqa: E402
-from runtime.tiles import TileKey, World, neighbour  # noqa: E402
+from runtime.tiles import TileKey, World, neighbour, skirt_depth_for  # noqa: E402
 from viewer.paths import Pose, camera_for  # noqa: E402
 
 
@@ -100,7 +100,7 @@ def upload_scene(renderer, scene: dict, geomorph: bool = True) -> list[TileKey]:
         decoded[t.key] = t
     grids = {}
     surfaces = {k: tin_surface(world, k, t.grid_rc, t.height_m, t.faces, (t.west, t.south, t.east, t.north),
-                               5.0 * t.geometric_error_m) for k, t in decoded.items()}
+                               skirt_depth_for(t.geometric_error_m)) for k, t in decoded.items()}
     for k in sorted(surfaces):  # as the viewer does on arrival: exact normals on shared edges
         for dx, dy in ((1, 0), (0, 1)):
             nk = neighbour(world, k, dx, dy)

@@ -27,9 +27,9 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
-from generator.cache import ByteLRU
 from generator.refiner import Refiner, make_refiner
 from generator.worldmetric import cols_per_world
+from runtime.lru import LRU, nbytes
 from runtime.tiles import ANCHOR_LEVEL, MAX_LEVEL, T, TileKey, World, validate_key
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
@@ -86,7 +86,7 @@ class Pyramid:
         if self.anchor.channels != self.refiner.channels:
             raise ValueError(f"anchor has {self.anchor.channels} channels, refiner {self.refiner.channels}")
         self.channels = self.refiner.channels
-        self.cache = ByteLRU(cache_bytes)
+        self.cache = LRU(cache_bytes, size=nbytes)  # generated blocks, by bytes
         cfg = json.dumps({"refiner": self.refiner.config(), "anchor": self.anchor.digest, "block": block},
                          sort_keys=True)
         short = hashlib.sha256(cfg.encode()).hexdigest()[:10]

@@ -37,19 +37,7 @@ OCCLUDER_DEPTH_M = 12_000.0
 terrain below sea level never hides what is visible (Cesium does the same with its minimum
 terrain height)."""
 
-GEOMETRIC_ERROR_PER_SPACING = 0.25
-"""Per-level default geometric error, as a fraction of the level's sample spacing.
-
-Cesium's estimate for heightmap terrain (``getEstimatedLevelZeroGeometricErrorForAHeightmap``:
-radius * 2 pi * 0.25 / samples around the equator, halved per level) is 0.25 of the
-equatorial sample spacing. Per-tile values from the data replace it when known."""
-
 _BOX_GRID = 9  # samples per tile edge used to fit earth boxes (plus an exact curvature pad)
-
-
-def default_geometric_error_m(level: int) -> float:
-    """Per-level default geometric error in metres: 0.25 * spacing_m(level) (Cesium's rule)."""
-    return GEOMETRIC_ERROR_PER_SPACING * spacing_m(level)
 
 
 # --- WGS84 ------------------------------------------------------------------------------

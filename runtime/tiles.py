@@ -67,6 +67,32 @@ def spacing_m(level: int) -> float:
     return spacing_deg(level) * METRES_PER_DEGREE
 
 
+GEOMETRIC_ERROR_PER_SPACING = 0.25
+"""A level's geometric error as a fraction of its sample spacing.
+
+Cesium's estimate for heightmap terrain (``getEstimatedLevelZeroGeometricErrorForAHeightmap``:
+radius * 2 pi * 0.25 / samples around the equator, halved per level) is 0.25 of the
+equatorial sample spacing."""
+
+SKIRT_FACTOR = 5.0
+"""Skirt depth as a multiple of the tile's vertical error bound (DESIGN.md section 4)."""
+
+
+def level_error_m(level: int) -> float:
+    """The geometric error (m) of ``level``'s tiles: 0.25 x its sample spacing (Cesium's
+    heightmap rule; about 19.6 km at level 0, 0.6 m at level 15, halving per level).
+
+    One rule for three uses: the TIN's vertical error bound (the mesher), the error the
+    selection refines by before a tile is known, and the 3D Tiles ``geometricError``."""
+    return GEOMETRIC_ERROR_PER_SPACING * spacing_m(level)
+
+
+def skirt_depth_for(error_m: float) -> float:
+    """How far a tile's skirts hang below its edges (m): ``SKIRT_FACTOR`` x its vertical
+    error bound ``error_m``, deep enough to hide the crack to a coarser neighbour."""
+    return SKIRT_FACTOR * error_m
+
+
 def tiles_x(world: World, level: int) -> int | None:
     """Number of tile columns at ``level``; None when unbounded (plane)."""
     return 2 << level if world is World.EARTH else None

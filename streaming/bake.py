@@ -419,7 +419,7 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None) 
         roots = sorted({E.implicit_coord(k).root for k in good if k.level == 0})
         if not roots:
             raise ValueError("3D Tiles need the level-0 tiles: bake with ancestors (the default)")
-        data = json.dumps(E.tileset_json(max_level, roots), indent=1).encode()
+        data = json.dumps(E.implicit_tileset_json(max_level, roots), indent=1).encode()
         n_bytes += _write(out / "3dtiles" / "tileset.json", data)
         files += 1
         for coord, blob in E.subtrees_for(good, max_level).items():

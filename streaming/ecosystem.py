@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -33,11 +32,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.formats.export import layer_json, quantized_mesh, tile_glb
-from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, default_geometric_error_m
-from runtime.tiles import MAX_LEVEL, T, TileKey, World, tiles_y, validate_key
+from runtime.formats.export import (
+    enclosing_region,
+    layer_json,
+    quantized_mesh,
+    tile_glb,
+    tile_region,
+    tileset_document,
+    tileset_node,
+)
+from runtime.geometry import DEFAULT_HEIGHT_RANGE_M
+from runtime.tiles import MAX_LEVEL, T, TileKey, World, level_error_m, skirt_depth_for, tiles_y, validate_key
 from runtime.tin import (
-    SKIRT_FACTOR,
     EdgeData,
     TileMesh,
     edge_data,
@@ -73,12 +79,12 @@ def frame_tile(frame: bytes) -> DecodedTile:
 
 def tin_mesh(world: World, tile: DecodedTile, skirt_depth_m: float | None = None) -> TileMesh:
     """Place a decoded TIN in world space (runtime.tin.tile_mesh, the viewer's path too):
-    centre-relative positions, skirts, normals, UVs. Skirt depth defaults to SKIRT_FACTOR
-    times the tile's geometric error. Border normals follow the shared-edge rule until
+    centre-relative positions, skirts, normals, UVs. Skirt depth defaults to runtime.tiles.skirt_depth_for
+    of the tile's geometric error. Border normals follow the shared-edge rule until
     ``stitch``ed with neighbours."""
     if tile.grid_size != T:
         raise ValueError(f"expected a tile of grid size {T}, got {tile.grid_size}")
-    depth = SKIRT_FACTOR * tile.geometric_error_m if skirt_depth_m is None else float(skirt_depth_m)
+    depth = skirt_depth_for(tile.geometric_error_m) if skirt_depth_m is None else float(skirt_depth_m)
     return tile_mesh(world, tile.key, tile.grid_rc, tile.height_m, tile.faces, depth)
 
 
@@ -248,13 +254,15 @@ def tile_key(c: ImplicitCoord) -> TileKey:
     return TileKey(c.level, c.root * n + c.x, n - 1 - c.y)
 
 
-def tileset_json(max_level: int, roots: Iterable[int] = (0, 1), *, subtree_levels: int = SUBTREE_LEVELS,
-                 height_range_m: tuple[float, float] = DEFAULT_HEIGHT_RANGE_M) -> dict:
-    """3D Tiles 1.1 ``tileset.json``: an empty global root refined into one implicit
-    quadtree per geographic level-0 tile present in ``roots``.
+def implicit_tileset_json(max_level: int, roots: Iterable[int] = (0, 1), *, subtree_levels: int = SUBTREE_LEVELS,
+                          height_range_m: tuple[float, float] = DEFAULT_HEIGHT_RANGE_M) -> dict:
+    """3D Tiles 1.1 ``tileset.json`` of a whole earth world (served and baked): an empty
+    global root refined into one implicit quadtree per geographic level-0 tile present in
+    ``roots``. (A static export of chosen tiles lists them explicitly instead:
+    runtime.formats.export.explicit_tileset_json, built from the same nodes.)
 
     Geometric error of an implicit level-L tile is the TIN error bound of level L
-    (runtime.geometry.default_geometric_error_m), which halves per level as implicit
+    (runtime.tiles.level_error_m), which halves per level as implicit
     tiling requires. Paths: ``subtrees/{root}/{level}/{x}/{y}.subtree`` and
     ``tiles/{root}/{level}/{x}/{y}.glb``."""
     if not 0 <= max_level <= MAX_LEVEL:
@@ -262,35 +270,20 @@ def tileset_json(max_level: int, roots: Iterable[int] = (0, 1), *, subtree_level
     roots = sorted(set(roots))
     if not roots or not set(roots) <= {0, 1}:
         raise ValueError(f"roots must be a non-empty subset of (0, 1), got {roots}")
-    h0, h1 = height_range_m
-    e0 = default_geometric_error_m(0)
-    children = []
-    for r in roots:
-        west = -math.pi + r * math.pi
-        children.append({
-            "boundingVolume": {"region": [west, -math.pi / 2, west + math.pi, math.pi / 2, h0, h1]},
-            "geometricError": e0,
-            "refine": "REPLACE",
-            "content": {"uri": f"tiles/{r}/{{level}}/{{x}}/{{y}}.glb"},
-            "implicitTiling": {
-                "subdivisionScheme": "QUADTREE",
-                "subtreeLevels": subtree_levels,
-                "availableLevels": max_level + 1,
-                "subtrees": {"uri": f"subtrees/{r}/{{level}}/{{x}}/{{y}}.subtree"},
-            },
-        })
-    west = -math.pi + roots[0] * math.pi
-    east = -math.pi + (roots[-1] + 1) * math.pi
-    return {
-        "asset": {"version": "1.1", "generator": "worldstream"},
-        "geometricError": 4 * e0,
-        "root": {
-            "boundingVolume": {"region": [west, -math.pi / 2, east, math.pi / 2, h0, h1]},
-            "geometricError": 2 * e0,
-            "refine": "REPLACE",
-            "children": children,
-        },
-    }
+    e0 = level_error_m(0)
+    children = [
+        tileset_node(tile_region(TileKey(0, r, 0), *height_range_m), e0, f"tiles/{r}/{{level}}/{{x}}/{{y}}.glb",
+                     implicitTiling={
+                         "subdivisionScheme": "QUADTREE",
+                         "subtreeLevels": subtree_levels,
+                         "availableLevels": max_level + 1,
+                         "subtrees": {"uri": f"subtrees/{r}/{{level}}/{{x}}/{{y}}.subtree"},
+                     })
+        for r in roots
+    ]
+    root = tileset_node(enclosing_region([c["boundingVolume"]["region"] for c in children]), 2 * e0,
+                        children=children)
+    return tileset_document(root, 4 * e0)
 
 
 def morton2(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -18,12 +18,13 @@ answers two modes:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.grids import bilinear
+from runtime.lru import LRU
 from runtime.tiles import (
     ANCHOR_LEVEL,
     LEVEL0_SPACING_DEG,
@@ -71,20 +72,6 @@ def tiles_and_local(world: World, level: int, rows: np.ndarray, cols: np.ndarray
         tx = np.clip(tx, 0, (2 << level) - 1)
         ty = np.clip(ty, 0, (1 << level) - 1)
     return tx, ty, rows - ty * T, cols - tx * T
-
-
-def bilinear(grid: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of ``grid`` (T+1, T+1[, k]) at local (r, c) in [0, T] -> (n[, k])."""
-    n = grid.shape[0] - 1
-    i = np.clip(np.floor(r).astype(np.int64), 0, n - 1)
-    j = np.clip(np.floor(c).astype(np.int64), 0, n - 1)
-    fr, fc = r - i, c - j
-    if grid.ndim == 3:
-        fr, fc = fr[:, None], fc[:, None]
-    g = grid.astype(np.float64, copy=False)
-    top = g[i, j] * (1.0 - fc) + g[i, j + 1] * fc
-    bot = g[i + 1, j] * (1.0 - fc) + g[i + 1, j + 1] * fc
-    return top * (1.0 - fr) + bot * fr
 
 
 def sample_spacing_m(
@@ -173,23 +160,19 @@ class HeightService:
         self.world = World.parse(world) if not isinstance(world, World) else world
         self.fields = fields
         self.config = config
-        self._grids: OrderedDict[TileKey, np.ndarray] = OrderedDict()
+        self._grids: LRU[TileKey, np.ndarray] = LRU(config.cache_tiles)  # by count
 
     def remember(self, key: TileKey, fields) -> None:
         """Hold ``fields.height`` of ``key`` (the TileService's ``on_fields`` hook)."""
-        if key in self._grids:
-            self._grids.move_to_end(key)
-            return
-        self._grids[key] = np.asarray(fields.height, np.float32)
-        while len(self._grids) > self.config.cache_tiles:
-            self._grids.popitem(last=False)
+        if not self._grids.touch(key):
+            self._grids.put(key, np.asarray(fields.height, np.float32))
 
     def held(self, key: TileKey) -> bool:
         return key in self._grids
 
     async def _ensure(self, keys: set[TileKey]) -> dict[TileKey, np.ndarray]:
         missing = [k for k in keys if k not in self._grids]
-        have = {k: self._grids[k] for k in keys if k in self._grids}
+        have = {k: self._grids.peek(k) for k in keys if k in self._grids}
         if missing:
             for k, f in zip(missing, await self.fields(missing), strict=True):
                 have[k] = np.asarray(f.height, np.float32)

@@ -27,13 +27,13 @@ import hmac
 import http
 import logging
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from runtime.lru import LRU, nbytes
 from runtime.tiles import MAX_LEVEL, TileKey, World, validate_key
 from streaming import ecosystem as E
 from streaming.tileservice import TileService
@@ -130,8 +130,7 @@ class HttpEndpoints:
         self.token = token
         self.allowed_origins = list(allowed_origins) if allowed_origins else None
         self.config = config
-        self._cache: OrderedDict[tuple[str, TileKey], bytes] = OrderedDict()
-        self._cache_bytes = 0
+        self._cache: LRU[tuple[str, TileKey], bytes] = LRU(config.cache_bytes, size=nbytes)
         self.served = 0
 
     # -- the TileServer's http hook -----------------------------------------------------
@@ -185,7 +184,7 @@ class HttpEndpoints:
         if route.kind == "layer":
             return json.dumps(E.full_layer_json(self.config.max_level, name=self.name)).encode()
         if route.kind == "tileset":
-            return json.dumps(E.tileset_json(self.config.max_level)).encode()
+            return json.dumps(E.implicit_tileset_json(self.config.max_level)).encode()
         if route.kind == "subtree":
             # Every tile exists on a live server; the deepest subtrees have no children.
             deepest = route.coord.level + E.SUBTREE_LEVELS > self.config.max_level
@@ -194,7 +193,6 @@ class HttpEndpoints:
         cache_key = (route.kind + (".gz" if gz else ""), route.key)
         hit = self._cache.get(cache_key)
         if hit is not None:
-            self._cache.move_to_end(cache_key)
             return hit
         fut = self.service.get(route.key, priority=float(route.key.level))
         try:
@@ -210,13 +208,8 @@ class HttpEndpoints:
         return body
 
     def _remember(self, key, body: bytes) -> None:
-        if key in self._cache:
-            return
-        self._cache[key] = body
-        self._cache_bytes += len(body)
-        while self._cache_bytes > self.config.cache_bytes and self._cache:
-            _, old = self._cache.popitem(last=False)
-            self._cache_bytes -= len(old)
+        if key not in self._cache:  # a body already held stays where it is
+            self._cache.put(key, body)
 
 
 def _response(status: int, body: bytes, content_type: str | None, cors: str | None, *,

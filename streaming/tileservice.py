@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,8 +29,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from runtime.geometry import default_geometric_error_m
-from runtime.tiles import T, TileKey, World
+from runtime.lru import LRU, nbytes
+from runtime.tiles import T, TileKey, World, level_error_m
 from streaming.fairqueue import FairQueue
 from streaming.session import tile_frame
 from streaming.store import TileStore
@@ -69,12 +68,6 @@ class ServiceConfig:
             raise ValueError("max_batch, workers, io_workers and max_encoding must be >= 1")
         if not 0.0 <= self.batch_wait_s <= 1.0:
             raise ValueError(f"batch_wait_s must be in [0, 1] s, got {self.batch_wait_s}")
-
-
-# Geometric error of a level's meshes: the per-level default of runtime.geometry (0.25
-# sample spacing, Cesium's heightmap rule). The TIN's vertical error bound is tied to it,
-# so the screen-space error a client computes from it bounds what the mesh leaves out.
-level_error_m = default_geometric_error_m
 
 
 def check_fields(key: TileKey, fields: Any) -> None:
@@ -151,8 +144,7 @@ class TileService:
         self.store = store
         self.encode = encode or mesh_encoder(config.error_scale)
         self.on_fields = on_fields  # sees every generated tile's fields (the height cache)
-        self._lru: OrderedDict[TileKey, bytes] = OrderedDict()
-        self._lru_bytes = 0
+        self._lru: LRU[TileKey, bytes] = LRU(config.cache_bytes, size=nbytes)
         self._waiters: dict[TileKey, set[asyncio.Future]] = {}
         self._prio: dict[TileKey, float] = {}
         self._owner: dict[TileKey, Hashable] = {}  # the lane a waiting key is queued in
@@ -192,10 +184,7 @@ class TileService:
 
     # -- public API ----------------------------------------------------------------------
     def cached(self, key: TileKey) -> bytes | None:
-        frame = self._lru.get(key)
-        if frame is not None:
-            self._lru.move_to_end(key)
-        return frame
+        return self._lru.get(key)
 
     def get_now(self, key: TileKey) -> bytes | None:
         """The frame of ``key`` if the LRU holds it (counted as a request), else None:
@@ -263,7 +252,7 @@ class TileService:
             mean_batch=n["batched_keys"] / n["batches"] if n["batches"] else 0.0,
             dropped_cancelled=n["dropped_cancelled"],
             failed=n["failed"],
-            lru_bytes=self._lru_bytes,
+            lru_bytes=self._lru.total,
             lru_tiles=len(self._lru),
             queued=len(self._queue),
         )
@@ -412,13 +401,8 @@ class TileService:
         self._owner.pop(key, None)
 
     def _remember(self, key: TileKey, frame: bytes) -> None:
-        if key in self._lru or len(frame) > self.config.cache_bytes:
-            return
-        self._lru[key] = frame
-        self._lru_bytes += len(frame)
-        while self._lru_bytes > self.config.cache_bytes:
-            _, old = self._lru.popitem(last=False)
-            self._lru_bytes -= len(old)
+        if key not in self._lru:  # a frame already held stays where it is
+            self._lru.put(key, frame)
 
 
 __all__ = [
@@ -429,6 +413,5 @@ __all__ = [
     "Encoder",
     "encode_fields",
     "mesh_encoder",
-    "level_error_m",
     "check_fields",
 ]

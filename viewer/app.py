@@ -25,7 +25,7 @@ from runtime.heights import TileSurface, height_at
 from runtime.lod.selection import SelectionOptions, TileInfo, View
 from runtime.lod.streamer import StreamerOptions, TileStreamer
 from runtime.tin import stitch_edge_normals, tin_surface, tin_to_grid, with_morph
-from runtime.tiles import ANCHOR_LEVEL, TileKey, World, neighbour
+from runtime.tiles import ANCHOR_LEVEL, TileKey, World, neighbour, skirt_depth_for
 from viewer.paths import CameraPath, Keyframe, Pose, camera_for, default_path, pick_start
 from viewer.renderer import tile_gpu_bytes
 
@@ -121,7 +121,7 @@ class Flight:
                 self.stats.tiles_failed += 1
                 self.streamer.on_failed(key)
                 continue
-            skirt = 5.0 * tile.geometric_error_m
+            skirt = skirt_depth_for(tile.geometric_error_m)
             surface = tin_surface(self.world, key, tile.grid_rc, tile.height_m, tile.faces,
                                   (tile.west, tile.south, tile.east, tile.north), skirt)
             image = wire.decode_image(tile.image) if tile.image is not None else None

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from generator.paths import default_data_dir
+from runtime.grids import bilinear
 from runtime.tiles import ANCHOR_LEVEL, T
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -111,7 +112,7 @@ def build_grid(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     zj = (lon + 180.0) * 12.0
     zp = np.concatenate([z, z[:, :1]], axis=1)  # wrap column for interpolation
     zi_c = np.clip(zi, 0, z.shape[0] - 1)
-    height = _bilinear(zp, zi_c, zj)
+    height = bilinear(zp, zi_c[:, None], zj[None, :])
     height[0] = z[0].mean()
     height[-1] = z[-1].mean()  # the South Pole: ETOPO5's last row (89.92 S) is the Antarctic plateau
 
@@ -120,7 +121,7 @@ def build_grid(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     ii = np.clip((90.0 - lat) * 15.0 - 0.5, 0, img.shape[0] - 1)
     jj = (lon + 180.0) * 15.0 - 0.5
     imgp = np.concatenate([img[:, -1:], img, img[:, :1]], axis=1)  # wrap both sides
-    rgb = np.stack([_bilinear(imgp[..., k], ii, jj + 1.0) for k in range(3)], axis=-1)
+    rgb = np.stack([bilinear(imgp[..., k], ii[:, None], jj[None, :] + 1.0) for k in range(3)], axis=-1)
     rgb[0] = rgb[0].mean(axis=0)
     rgb[-1] = rgb[-1].mean(axis=0)
 
@@ -129,17 +130,6 @@ def build_grid(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     height = np.where((land >= 0.5) & (height <= 0.0) & near_sea_level, 1.0, height)
     height = np.where((land < 0.5) & (height > 0.0) & near_sea_level, -1.0, height)
     return np.round(height).astype(np.int16), np.clip(np.round(rgb), 0, 255).astype(np.uint8)
-
-
-def _bilinear(a: np.ndarray, ri: np.ndarray, cj: np.ndarray) -> np.ndarray:
-    """a sampled at the outer product of fractional rows ri and columns cj (in range)."""
-    r0 = np.minimum(np.floor(ri).astype(np.int64), a.shape[0] - 2)
-    c0 = np.minimum(np.floor(cj).astype(np.int64), a.shape[1] - 2)
-    fr = (ri - r0)[:, None]
-    fc = (cj - c0)[None, :]
-    a00, a01 = a[r0][:, c0], a[r0][:, c0 + 1]
-    a10, a11 = a[r0 + 1][:, c0], a[r0 + 1][:, c0 + 1]
-    return (a00 * (1 - fc) + a01 * fc) * (1 - fr) + (a10 * (1 - fc) + a11 * fc) * fr
 
 
 def _land_fraction(path: Path, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -152,7 +142,7 @@ def _land_fraction(path: Path, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     ii = np.clip((90.0 - lat) * 12.0 - 0.5, 0, 2159)
     jj = (lon + 180.0) * 12.0 - 0.5
     fp = np.concatenate([frac[:, -1:], frac, frac[:, :1]], axis=1)
-    return _bilinear(fp.astype(np.float64), ii, jj + 1.0)
+    return bilinear(fp.astype(np.float64), ii[:, None], jj[None, :] + 1.0)
 
 
 FINE_STEP_M, COARSE_STEP_M, DEEP_M = 5, 25, -200

@@ -33,6 +33,10 @@ BATCH_BUCKETS = (1, 4, 16, 64, 256)
 """Fixed batch sizes of the compiled / TensorRT backends (a call is padded up to one)."""
 
 
+CPU_THREADS = 2
+"""Intra-op threads of the CPU reference (torch eager on the CPU): part of what fixes its bytes."""
+
+
 class BackendUnavailable(RuntimeError):
     """The backend cannot run here (missing package or device); the message says why."""
 
@@ -81,6 +85,11 @@ class TorchEager:
 
     @torch.no_grad()
     def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present):
+        if self.device.type == "cpu" and torch.get_num_threads() != CPU_THREADS:
+            # oneDNN's single-threaded convolutions round differently from its threaded ones
+            # (2, 3, 4 and 8 threads agree): a fixed count keeps the bytes the same on any
+            # machine. Process-wide, like every torch thread setting.
+            torch.set_num_threads(CPU_THREADS)
         noise = noise_torch(seed, level, rows, cols, self.k)
         if self.device.type == "cpu" and parents5.shape[0] > 1:
             # oneDNN picks its convolution blocking by batch size, which moves the last bit;

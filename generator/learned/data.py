@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.grids import bilinear
 from runtime.tiles import METRES_PER_DEGREE
 
 CHANNELS = ("height_m", "red", "green", "blue", "nir")
@@ -104,7 +105,6 @@ def load_global(data_dir: Path) -> Grid:
     ``runtime.tiles.spacing_m``.
     """
     from PIL import Image
-    from scipy.ndimage import map_coordinates
 
     g = np.load(data_dir / "global" / "etopo5.npz")
     lat = float(g["lat0"]) + float(g["dlat"]) * np.arange(g["elev"].shape[0])
@@ -118,7 +118,7 @@ def load_global(data_dir: Path) -> Grid:
     jj = (lon + 180.0)[None, :] * 15.0 - 0.5 + 0.0 * lat[:, None]
     bands = _no_bands(elev.shape)
     for c in range(3):
-        bands[..., c] = map_coordinates(img[..., c], [ii, jj], order=1, mode="nearest")
+        bands[..., c] = bilinear(img[..., c], ii, jj)  # edges: nearest, as Blue Marble ends at -0.5 px
     return Grid("etopo5_bluemarble", float(g["dlon"]) * METRES_PER_DEGREE, elev, bands)
 
 

@@ -266,9 +266,35 @@ def tile_region(key: TileKey, height_min_m: float, height_max_m: float) -> list[
     return [*rad, float(height_min_m), float(height_max_m)]
 
 
-def tileset_json(tiles: dict[TileKey, tuple[float, float, float]]) -> dict:
-    """A 3D Tiles 1.1 ``tileset.json`` for earth tiles whose content is ``{z}/{x}/{y}.glb``
-    (as ``tile_glb`` writes it, Y-up with the centre in the node transform).
+def tileset_node(region: list[float], geometric_error_m: float, content_uri: str | None = None,
+                 **more) -> dict:
+    """One 3D Tiles tile object: ``region`` bounding volume (``tile_region``), geometric
+    error, REPLACE refinement, optional content; ``more`` (``children``,
+    ``implicitTiling``) follows in that order."""
+    out = {"boundingVolume": {"region": region}, "geometricError": geometric_error_m, "refine": "REPLACE"}
+    if content_uri is not None:
+        out["content"] = {"uri": content_uri}
+    out.update(more)
+    return out
+
+
+def enclosing_region(regions: list[list[float]]) -> list[float]:
+    """The smallest ``region`` holding every one of ``regions`` (none crossing the antimeridian)."""
+    return [min(r[0] for r in regions), min(r[1] for r in regions), max(r[2] for r in regions),
+            max(r[3] for r in regions), min(r[4] for r in regions), max(r[5] for r in regions)]
+
+
+def tileset_document(root: dict, geometric_error_m: float) -> dict:
+    """A 3D Tiles 1.1 ``tileset.json`` document around ``root``."""
+    return {"asset": {"version": "1.1", "generator": "worldstream"}, "geometricError": geometric_error_m,
+            "root": root}
+
+
+def explicit_tileset_json(tiles: dict[TileKey, tuple[float, float, float]]) -> dict:
+    """A 3D Tiles 1.1 ``tileset.json`` listing each of ``tiles`` explicitly (earth tiles,
+    content ``{z}/{x}/{y}.glb`` as ``tile_glb`` writes it, Y-up with the centre in the node
+    transform). The served and baked worlds use implicit tiling instead
+    (streaming.ecosystem.implicit_tileset_json), built from the same nodes.
 
     tiles: key -> (geometric_error_m, height_min_m, height_max_m). Tiles whose parent is
     in the set become its children (refine REPLACE); the others hang under one root that
@@ -279,12 +305,7 @@ def tileset_json(tiles: dict[TileKey, tuple[float, float, float]]) -> dict:
     def node(key: TileKey) -> dict:
         err, lo, hi = tiles[key]
         kids = [node(k) for k in key.children() if k in tiles]
-        out = {
-            "boundingVolume": {"region": tile_region(key, lo, hi)},
-            "geometricError": float(err),
-            "refine": "REPLACE",
-            "content": {"uri": f"{key.level}/{key.x}/{key.y}.glb"},
-        }
+        out = tileset_node(tile_region(key, lo, hi), float(err), f"{key.level}/{key.x}/{key.y}.glb")
         if kids:
             # A parent's box must hold its children's (their heights may reach further).
             out["boundingVolume"]["region"][4] = min(c["boundingVolume"]["region"][4] for c in kids + [out])
@@ -293,20 +314,10 @@ def tileset_json(tiles: dict[TileKey, tuple[float, float, float]]) -> dict:
         return out
 
     tops = [node(k) for k in sorted(tiles) if k.level == 0 or k.parent() not in tiles]
-    regions = np.array([t["boundingVolume"]["region"] for t in tops])
-    root_region = [*regions[:, :2].min(0), *regions[:, 2:4].max(0), regions[:, 4].min(), regions[:, 5].max()]
     root_error = max(t["geometricError"] for t in tops) * 2.0
-    root = {
-        "boundingVolume": {"region": [float(v) for v in root_region]},
-        "geometricError": root_error,
-        "refine": "REPLACE",
-        "children": tops,
-    }
-    return {
-        "asset": {"version": "1.1", "generator": "worldstream"},
-        "geometricError": root_error,
-        "root": root,
-    }
+    root = tileset_node(enclosing_region([t["boundingVolume"]["region"] for t in tops]), root_error,
+                        children=tops)
+    return tileset_document(root, root_error)
 
 
 def write_3d_tiles(root, tiles: dict[TileKey, tuple[TileMesh, float]], image_of=None) -> list[str]:
@@ -331,6 +342,6 @@ def write_3d_tiles(root, tiles: dict[TileKey, tuple[TileMesh, float]], image_of=
         written.append(rel)
         lo = float(tile.height_m.min()) - tile.skirt_depth_m
         info[key] = (float(err), lo, float(tile.height_m.max()))
-    (root / "tileset.json").write_text(json.dumps(tileset_json(info), indent=1))
+    (root / "tileset.json").write_text(json.dumps(explicit_tileset_json(info), indent=1))
     written.append("tileset.json")
     return written

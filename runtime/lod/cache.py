@@ -1,12 +1,18 @@
-"""A byte-budgeted tile cache: least recently used first, deepest first among equally
-recent, never what is protected (drawn last frame); eviction returns the keys so the
-owner frees GPU memory (DESIGN.md 3). Generic: depth comes from a function passed in.
+"""The viewer's tile cache: the eviction policy of DESIGN.md 3 over the generic LRU.
+
+Policy: least recently *drawn frame* first, deepest first among tiles last used in the
+same frame (3DTilesRendererJS's unload priority), never what is protected (drawn last
+frame). Eviction runs when the owner asks and returns the keys, so the owner frees GPU
+memory. Mechanism (entries, byte accounting, eviction loop): runtime.lru.LRU, with
+eviction left to ``evict`` and the order passed in. Depth comes from a function passed in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Set
 from typing import Any
+
+from runtime.lru import LRU
 
 
 def _level(key) -> int:
@@ -19,42 +25,46 @@ class TileCache:
     def __init__(self, budget_bytes: int, depth: Callable[[Hashable], int] = _level):
         if budget_bytes < 0:
             raise ValueError(f"budget_bytes must be >= 0, got {budget_bytes}")
-        self.budget_bytes = int(budget_bytes)
+        self._lru: LRU[Hashable, Any] = LRU(int(budget_bytes), evict_on_put=False)
         self._depth = depth
-        self._items: dict[Hashable, tuple[Any, int]] = {}
-        self._last_used: dict[Hashable, int] = {}
+        self._last_used: dict[Hashable, int] = {}  # key -> frame it was last used in
         self._frame = 0
-        self.bytes = 0
+
+    @property
+    def budget_bytes(self) -> int:
+        return self._lru.budget
+
+    @budget_bytes.setter
+    def budget_bytes(self, value: int) -> None:
+        self._lru.budget = int(value)
+
+    @property
+    def bytes(self) -> int:
+        return self._lru.total
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._lru)
 
     def __contains__(self, key) -> bool:
-        return key in self._items
+        return key in self._lru
 
     def keys(self):
-        return self._items.keys()
+        return self._lru.keys()
 
     def get(self, key, default=None):
-        item = self._items.get(key)
-        return default if item is None else item[0]
+        return self._lru.peek(key, default)  # recency is per frame (next_frame), not per get
 
     def put(self, key: Hashable, value: Any, nbytes: int) -> None:
         """Insert or replace; counts as used this frame."""
         if nbytes < 0:
             raise ValueError(f"nbytes must be >= 0, got {nbytes}")
-        old = self._items.get(key)
-        if old is not None:
-            self.bytes -= old[1]
-        self._items[key] = (value, int(nbytes))
-        self.bytes += int(nbytes)
+        self._lru.put(key, value, size=nbytes)
         self._last_used[key] = self._frame
 
     def remove(self, key: Hashable) -> bool:
-        item = self._items.pop(key, None)
-        if item is None:
+        if key not in self._lru:
             return False
-        self.bytes -= item[1]
+        self._lru.pop(key)
         del self._last_used[key]
         return True
 
@@ -69,15 +79,8 @@ class TileCache:
     def evict(self, protected: Set[Hashable] = frozenset()) -> list[Hashable]:
         """Evict until within budget; returns the evicted keys, in eviction order. Protected
         keys stay even if that leaves the cache over budget."""
-        if self.bytes <= self.budget_bytes:
-            return []
         last, depth = self._last_used, self._depth
-        candidates = sorted((k for k in self._items if k not in protected),
-                            key=lambda k: (last[k], -depth(k)))
-        out = []
-        for k in candidates:
-            if self.bytes <= self.budget_bytes:
-                break
-            self.remove(k)
-            out.append(k)
+        out = self._lru.evict(protected, order=lambda k: (last[k], -depth(k)))
+        for k in out:
+            del last[k]
         return out

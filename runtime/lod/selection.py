@@ -36,10 +36,9 @@ from runtime.lod.camera import Camera
 from runtime.geometry import (
     DEFAULT_HEIGHT_RANGE_M,
     WorldGeometry,
-    default_geometric_error_m,
     occluder_radii_m,
 )
-from runtime.tiles import MAX_LEVEL, T, TileKey, spacing_m
+from runtime.tiles import MAX_LEVEL, T, TileKey, level_error_m, spacing_m
 
 # --- inputs and outputs -----------------------------------------------------------------
 
@@ -310,7 +309,7 @@ def _packed_level(geo: WorldGeometry, nodes: list) -> np.ndarray:
     return geo.packed_tile_bounds([(n.key, n.hmin, n.hmax) for n in nodes])
 
 
-_DEFAULT_GE = [default_geometric_error_m(level) for level in range(MAX_LEVEL + 1)]
+_DEFAULT_GE = [level_error_m(level) for level in range(MAX_LEVEL + 1)]
 
 
 def _node_for(key: TileKey, parent: _Node | None, known: Mapping[TileKey, TileInfo]) -> _Node:

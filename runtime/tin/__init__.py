@@ -15,7 +15,6 @@ inside are free to move (``runtime.wire`` alone reaches into them for the RTIN t
 
 from runtime.tin.faces import first_use_order
 from runtime.tin.placement import (
-    SKIRT_FACTOR,
     EdgeData,
     TileMesh,
     build_tile_mesh,
@@ -29,12 +28,11 @@ from runtime.tin.placement import (
     vertex_normals,
 )
 from runtime.tin.rtin import BORDERS
-from runtime.tin.simplify import geometric_error_m, level_error_m, max_vertical_error, simplify_grid
+from runtime.tin.simplify import geometric_error_m, max_vertical_error, simplify_grid
 from runtime.tin.surface import Surface, stitch_edge_normals, tin_surface, tin_to_grid, with_morph
 
 __all__ = [
     "BORDERS",
-    "SKIRT_FACTOR",
     "EdgeData",
     "Surface",
     "TileMesh",
@@ -45,7 +43,6 @@ __all__ = [
     "opposite",
     "first_use_order",
     "geometric_error_m",
-    "level_error_m",
     "max_vertical_error",
     "simplify_grid",
     "stitch",

@@ -28,11 +28,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from runtime.geometry import WorldGeometry, geometry_for
-from runtime.tiles import T, TileKey, World, neighbour
+from runtime.tiles import T, TileKey, World, neighbour, skirt_depth_for
 from runtime.tin.simplify import simplify_grid
-
-SKIRT_FACTOR = 5.0
-"""Skirt depth as a multiple of the tile's vertical error bound (DESIGN.md section 4)."""
 
 SIDES = ("west", "south", "east", "north")
 """Tile edges in the order of ``TileMesh.edges``."""
@@ -242,10 +239,10 @@ def build_tile_mesh(
     """Simplify and place a tile from its heights: ``simplify_grid`` then ``tile_mesh``.
 
     height_m: (T+1, T+1) float32 metres; max_error_m: vertical error bound (m);
-    skirt_depth_m: default ``SKIRT_FACTOR * max_error_m``."""
+    skirt_depth_m: default ``runtime.tiles.skirt_depth_for(max_error_m)``."""
     h = np.asarray(height_m, dtype=np.float32)
     grid_rc, faces = simplify_grid(h, max_error_m, border)
-    depth = SKIRT_FACTOR * max_error_m if skirt_depth_m is None else skirt_depth_m
+    depth = skirt_depth_for(max_error_m) if skirt_depth_m is None else skirt_depth_m
     return tile_mesh(world, key, grid_rc, h[grid_rc[:, 0], grid_rc[:, 1]], faces, depth)
 
 
@@ -337,7 +334,7 @@ def opposite(side: str) -> str:
 
 
 __all__ = [
-    "SIDES", "SKIRT_FACTOR", "EdgeData", "TileMesh", "build_tile_mesh", "edge_data", "edge_indices",
+    "SIDES", "EdgeData", "TileMesh", "build_tile_mesh", "edge_data", "edge_indices",
     "facing_side", "joined_normals", "neighbour_keys", "opposite", "shared_edge_normals", "stitch",
     "stitch_tiles", "tile_mesh", "vertex_normals",
 ]

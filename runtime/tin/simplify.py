@@ -5,21 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.geometry import default_geometric_error_m
 from runtime.tin.diamonds import drop_diamonds
 from runtime.tin.faces import mesh_vertices, number_vertices, tin_faces
 from runtime.tin.rtin import rtin_errors, rtin_vertices
-
-"""Default error bound as a fraction of the sample spacing: CesiumJS's estimate for
-heightmap terrain (TerrainProvider.getEstimatedLevelZeroGeometricErrorForAHeightmap with
-heightmapTerrainQuality = 0.25), which halves with every level as the spacing does."""
-
-
-def level_error_m(level: int) -> float:
-    """Default vertical error bound (m) of a level's tiles: 0.25 x its sample spacing
-    (about 19.6 km at level 0, 0.6 m at level 15). Skirts: ``SKIRT_FACTOR`` times this."""
-    return default_geometric_error_m(level)  # one rule for mesh bound and selection error
-
 
 def simplify_grid(
     height_m: np.ndarray, max_error_m: float, border: str = "fan", flips: bool = True

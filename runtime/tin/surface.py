@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from runtime.geometry import geometry_for
+from runtime.grids import bilinear
 from runtime.tiles import T, TileKey, World
 from runtime.tin.placement import SIDES, facing_side, joined_normals, tile_mesh
 
@@ -176,16 +177,6 @@ def tin_to_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray) ->
     return grid.astype(np.float32)
 
 
-def _bilinear(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    r0 = np.clip(np.floor(rows).astype(np.int64), 0, T - 1)
-    c0 = np.clip(np.floor(cols).astype(np.int64), 0, T - 1)
-    fr, fc = rows - r0, cols - c0
-    g = grid.astype(np.float64)
-    top = g[r0, c0] + (g[r0, c0 + 1] - g[r0, c0]) * fc
-    bottom = g[r0 + 1, c0] + (g[r0 + 1, c0 + 1] - g[r0 + 1, c0]) * fc
-    return top + (bottom - top) * fr
-
-
 def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
                parent: Surface | None = None) -> Surface:
     """Add morph targets from the parent tile's surface rasterised by ``tin_to_grid``
@@ -201,7 +192,7 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
     rc = surface.grid_rc
     pr = (rc[:, 0] + T * (key.y & 1)) / 2.0
     pc = (rc[:, 1] + T * (key.x & 1)) / 2.0
-    ph = _bilinear(parent_grid, pr, pc)
+    ph = bilinear(parent_grid, pr, pc)
     n = surface.skirt_start
     dh = (ph - surface.height_m.astype(np.float64)).astype(np.float32)
     # Parent-surface normals by central differences in the parent's global sample grid.
@@ -210,7 +201,7 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
     e = 0.5
     rr = np.clip(pr, e, T - e)
     cc = np.clip(pc, e, T - e)
-    pts = [geo.sample_to_world(pk.level, r0 + rr + dr, c0 + cc + dc, _bilinear(parent_grid, rr + dr, cc + dc))
+    pts = [geo.sample_to_world(pk.level, r0 + rr + dr, c0 + cc + dc, bilinear(parent_grid, rr + dr, cc + dc))
            for dr, dc in ((0, -e), (0, e), (-e, 0), (e, 0))]
     along_c, along_r = pts[1] - pts[0], pts[3] - pts[2]
     nrm = np.cross(along_r, along_c)  # rows grow south, cols east: south x east = up

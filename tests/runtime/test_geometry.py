@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from runtime.geometry import (
     box_distances_m,
-    default_geometric_error_m,
     ecef_to_geodetic,
     geodetic_to_ecef,
     geometry_for,
@@ -178,12 +177,6 @@ def test_tile_center_and_box_distance():
     assert b.distance_m(b.center_m) == 0.0
     d = box_distances_m(b.center_m[None], b.half_axes_m[None], b.center_m + [s / 2 + 300, s / 2 + 400, 50])
     assert d[0] == pytest.approx(500.0)
-
-
-def test_default_geometric_error_halves_per_level():
-    assert default_geometric_error_m(0) == pytest.approx(0.25 * spacing_m(0))
-    assert default_geometric_error_m(18) == pytest.approx(default_geometric_error_m(17) / 2)
-    assert default_geometric_error_m(0) == pytest.approx(19_567.9, rel=1e-4)
 
 
 def test_bad_input_says_what_was_expected():

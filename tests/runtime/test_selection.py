@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.lod.camera import Camera
-from runtime.geometry import default_geometric_error_m, east_north_up, geodetic_to_ecef, geometry_for
+from runtime.geometry import east_north_up, geodetic_to_ecef, geometry_for
 from runtime.lod.selection import Band, SelectionOptions, TileInfo, View, select
-from runtime.tiles import T, TileKey, spacing_m
+from runtime.tiles import T, TileKey, level_error_m, spacing_m
 
 PLANE, EARTH = geometry_for("plane"), geometry_for("earth")
 W0 = spacing_m(0) * T
@@ -30,7 +30,7 @@ def down_camera(height_m, at=CENTRE, **kw):
 
 
 def info(level, hmin=0.0, hmax=100.0):
-    return TileInfo(hmin, hmax, default_geometric_error_m(level))
+    return TileInfo(hmin, hmax, level_error_m(level))
 
 
 def known_for(keys, hmin=0.0, hmax=100.0):
@@ -46,7 +46,7 @@ def test_error_target_decides_refinement():
     far = select(down_camera(8.0e6), PLANE, known, set(known), options=SMALL)
     assert near.ideal == {NW, NE, SW, SE} and sorted(near.draw) == sorted([NW, NE, SW, SE])
     assert far.ideal == {R} and far.draw == (R,)
-    assert far.max_sse_px == pytest.approx(default_geometric_error_m(0) * 623.5 / (8.0e6 - 100), rel=1e-3)
+    assert far.max_sse_px == pytest.approx(level_error_m(0) * 623.5 / (8.0e6 - 100), rel=1e-3)
     # A looser target keeps R even from 1,000 km.
     loose = select(down_camera(1.0e6), PLANE, known, set(known), options=SelectionOptions(
         max_level=1, prefetch_fov_scale=1.0, prefetch_s=0.0, error_target_px=20.0))
@@ -161,7 +161,7 @@ def test_ground_under_a_camera_is_always_wanted():
             return True
 
     deep = select(cam, PLANE, AllKnown(), set(), options=SelectionOptions(prefetch_fov_scale=1.0))
-    ge = [default_geometric_error_m(lv) * cam.sse_px(1.0, 900.0) for lv in range(21)]
+    ge = [level_error_m(lv) * cam.sse_px(1.0, 900.0) for lv in range(21)]
     expect = next(lv for lv in range(21) if ge[lv] <= 2.0)
     assert deep.under_camera[0].level == expect == 14
 

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from runtime.lod.camera import Camera
-from runtime.geometry import default_geometric_error_m, geometry_for
+from runtime.geometry import geometry_for
 from runtime.lod.scheduler import SchedulerOptions
 from runtime.lod.selection import SelectionOptions, TileInfo, View
 from runtime.lod.streamer import StreamerOptions, TileStreamer
+from runtime.tiles import level_error_m
 
 PLANE = geometry_for("plane")
 TILE_BYTES = 1 << 20
@@ -15,7 +16,7 @@ TILE_BYTES = 1 << 20
 
 def info(key):
     # Gently rolling ground: 0..200 m everywhere, the level's default error.
-    return TileInfo(0.0, 200.0, default_geometric_error_m(key.level))
+    return TileInfo(0.0, 200.0, level_error_m(key.level))
 
 
 class FrameSource:

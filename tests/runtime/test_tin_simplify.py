@@ -104,13 +104,6 @@ def test_bad_error_rejected():
         simplify.simplify_grid(real_crop(), 1.0, "none")
 
 
-def test_level_error_follows_cesium_heightmap_estimate():
-    # Cesium: maximumRadius * 2 pi * 0.25 / (tile width * level-0 tiles in x) at level 0
-    cesium0 = 6378137.0 * 2 * np.pi * 0.25 / (T * 2)
-    assert simplify.level_error_m(0) == pytest.approx(cesium0)
-    assert simplify.level_error_m(10) == pytest.approx(cesium0 / 1024)
-
-
 @pytest.mark.parametrize("n", [3, 5, 9, 33, 129])
 @pytest.mark.parametrize("border", rtin.BORDERS)
 def test_other_grid_sizes(n, border):

@@ -13,8 +13,8 @@ import pytest
 from eco_fixtures import gltf_validate, node_available
 from PIL import Image
 
-from runtime.geometry import default_geometric_error_m, geodetic_normal
-from runtime.tiles import T, TileKey, World, spacing_deg
+from runtime.geometry import geodetic_normal
+from runtime.tiles import T, TileKey, World, level_error_m, spacing_deg
 from runtime.wire import decode_image
 from streaming import ecosystem as E
 from streaming.http import parse_route
@@ -158,8 +158,8 @@ def test_subtrees_mark_exactly_the_stored_tiles():
     assert js["tileAvailability"] == {"constant": 1} and body == b""
 
 
-def test_tileset_json_is_implicit_quadtrees_with_halving_errors():
-    ts = E.tileset_json(12)
+def test_implicit_tileset_json_is_quadtrees_with_halving_errors():
+    ts = E.implicit_tileset_json(12)
     assert ts["asset"]["version"] == "1.1"
     kids = ts["root"]["children"]
     assert [k["boundingVolume"]["region"][:4] for k in kids] == [
@@ -169,8 +169,8 @@ def test_tileset_json_is_implicit_quadtrees_with_halving_errors():
         assert it["subdivisionScheme"] == "QUADTREE" and it["availableLevels"] == 13
         assert "{level}" in k["content"]["uri"] and "{level}" in it["subtrees"]["uri"]
         # Implicit tiling halves the error per level; so does our TIN bound.
-        assert k["geometricError"] == default_geometric_error_m(0)
-        assert default_geometric_error_m(5) == pytest.approx(k["geometricError"] / 32)
+        assert k["geometricError"] == level_error_m(0)
+        assert level_error_m(5) == pytest.approx(k["geometricError"] / 32)
     assert ts["root"]["geometricError"] > kids[0]["geometricError"]
 
 

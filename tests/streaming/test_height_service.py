@@ -11,7 +11,6 @@ from streaming.heights import (
     HeightConfig,
     HeightLimitError,
     HeightService,
-    bilinear,
     global_samples,
     heights_at,
     keys_at,
@@ -46,14 +45,6 @@ def test_points_map_to_tiles_and_local_samples():
         (0, 1),
     ]  # -540 is -180
     assert np.allclose(r, [0, T, 0, 0]) and np.allclose(c, [0, T, 0, 0])
-
-
-def test_bilinear_is_exact_on_planes_and_interpolates_cells():
-    g = np.zeros((T + 1, T + 1))
-    g[10, 20], g[10, 21], g[11, 20], g[11, 21] = 1.0, 3.0, 5.0, 7.0
-    assert bilinear(g, np.array([10.5]), np.array([20.5]))[0] == pytest.approx(4.0)
-    assert bilinear(g, np.array([10.0]), np.array([21.0]))[0] == pytest.approx(3.0)
-    assert bilinear(g, np.array([T * 1.0]), np.array([T * 1.0]))[0] == 0.0  # the far corner is in range
 
 
 @pytest.mark.parametrize("a, b", [(0.0, 0.0), (0.1, 0.0), (0.0, -0.3), (0.2, 0.5)])

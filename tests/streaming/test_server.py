@@ -13,12 +13,12 @@ from stream_fixtures import SyntheticSource, analytic_height, loopback_server, r
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from runtime.tiles import TileKey
+from runtime.tiles import TileKey, level_error_m
 from streaming import protocol as P
 from streaming.client import ServerError, SyncTileClient, TileClient
 from streaming.protocol import Limits
 from streaming.server import ServerConfig
-from streaming.tileservice import ServiceConfig, level_error_m
+from streaming.tileservice import ServiceConfig
 
 
 async def _raw(url, credits=64, **kw):

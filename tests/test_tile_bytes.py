@@ -1,0 +1,68 @@
+"""The server's tile frames, byte for byte, for a fixed set of tiles (seed 7).
+
+Fourteen tiles, from the anchor level to level 10, in both worlds (earth, plane) and with
+both refiners (fractal, learned), go through the production path: ``Pyramid.tile`` ->
+``streaming.tileservice.mesh_encoder`` (TIN, skirts, wire payload, ``tile`` frame), and the
+frame's sha256 is compared with the value recorded here. The learned refiner runs on the
+CPU (backend ``torch``), the exact reference, whatever machine runs the test; that backend
+pins torch to ``CPU_THREADS`` intra-op threads, because single-threaded CPU convolutions
+round differently (1 thread gives other heights; 2, 3, 4 and 8 threads the same ones).
+
+These hashes change only when generated content changes on purpose: a new anchor, a new
+or retuned refiner, new weights, or a deliberate change to meshing or the wire format.
+Then update them in the same commit and say why in its message. A refactor that moves
+them has changed the bytes the server sends: find out why instead.
+"""
+
+import hashlib
+
+import pytest
+
+from generator.pyramid import open_world
+from runtime.tiles import TileKey, World
+from streaming.tileservice import mesh_encoder
+
+SEED = 7
+
+TILES = {
+    World.EARTH: [TileKey(3, 8, 2), TileKey(6, 67, 15), TileKey(8, 266, 62), TileKey(10, 1061, 250)],
+    World.PLANE: [TileKey(3, 2, 2), TileKey(6, 17, 19), TileKey(9, 139, 150)],
+}
+
+EXPECTED_SHA256 = {
+    "earth/fractal/3/8/2": "c1bda7dc9ce95afd3210cb276db3d2d2a25b39cfe85253180ba28a5f069ff4a7",
+    "earth/fractal/6/67/15": "3c8bef595f4ef99943e04f97b96e9ff85a61c7ef7b287dec25967b8eba6726d0",
+    "earth/fractal/8/266/62": "ec448342bf8f5478cfa1688404951be652da66322ce88a3178ef036d6312cd1a",
+    "earth/fractal/10/1061/250": "4ecf60260113a27451ed87e29a56b119d4192c9964abd297af3505a12a3700ed",
+    "plane/fractal/3/2/2": "3c60d5d70df8533fdabc9fd2d04f198619fc7f349efa32056b6c167e41abdd46",
+    "plane/fractal/6/17/19": "00dad5b540d0cd7a3847b2366481541d0530b215ac83f7cbef1da743c9423a67",
+    "plane/fractal/9/139/150": "eb8344c9e4c381adc1f3b0f9f79c0547fb37ce28fb64a54d2554505815c38114",
+    "earth/learned/3/8/2": "15b86af60f9328aee01b116f52a9a7274da5bf1fbf61e5a4dd4098d05ef4e17c",
+    "earth/learned/6/67/15": "eeb1068f25b6486ae4a22990f1fb1fece8920b2182992d5c7b70e7d0ce24923a",
+    "earth/learned/8/266/62": "681843eb52511f7c6e04210be4bf1326dcdf8c8f6bae61bfaa46dc4609bc8f99",
+    "earth/learned/10/1061/250": "f88922c834e98a3535640b4c9899481e36f87a3615d2609a56d43a88c22d3114",
+    "plane/learned/3/2/2": "ae4de5fb4a360e2227bcc8b510f98dadf714c8b6e9ecc3350a07451b5b513480",
+    "plane/learned/6/17/19": "7a30b6177234aa51f380cd41202a83ad62cc85ece0c9446e3e3f1df87e62403d",
+    "plane/learned/9/139/150": "22f34d5356e271079508d744f52f81eab467d3ebaceb69db95958230ec8e3255",
+}
+
+
+def _refiner(name: str, world: World):
+    if name == "learned":  # the CPU reference even where a GPU would pick another backend
+        from generator.learned.refiner import LearnedRefiner
+
+        return LearnedRefiner(world, backend="torch", device="cpu")
+    return name
+
+
+@pytest.mark.parametrize("refiner", ["fractal", pytest.param("learned", marks=pytest.mark.slow)])
+def test_tile_frames_hash_to_the_recorded_values(refiner):
+    encode = mesh_encoder()
+    got = {}
+    for world, keys in TILES.items():
+        pyramid = open_world(world, SEED, refiner=_refiner(refiner, world))
+        for k in keys:
+            frame = encode(world, k, pyramid.tile(k))
+            got[f"{world.value}/{refiner}/{k.level}/{k.x}/{k.y}"] = hashlib.sha256(frame).hexdigest()
+    want = {name: h for name, h in EXPECTED_SHA256.items() if f"/{refiner}/" in name}
+    assert got == want
