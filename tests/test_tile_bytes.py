@@ -30,13 +30,13 @@ TILES = {
 }
 
 EXPECTED_SHA256 = {
-    "earth/fractal/3/8/2": "c1bda7dc9ce95afd3210cb276db3d2d2a25b39cfe85253180ba28a5f069ff4a7",
-    "earth/fractal/6/67/15": "3c8bef595f4ef99943e04f97b96e9ff85a61c7ef7b287dec25967b8eba6726d0",
-    "earth/fractal/8/266/62": "ec448342bf8f5478cfa1688404951be652da66322ce88a3178ef036d6312cd1a",
-    "earth/fractal/10/1061/250": "4ecf60260113a27451ed87e29a56b119d4192c9964abd297af3505a12a3700ed",
-    "plane/fractal/3/2/2": "3c60d5d70df8533fdabc9fd2d04f198619fc7f349efa32056b6c167e41abdd46",
-    "plane/fractal/6/17/19": "00dad5b540d0cd7a3847b2366481541d0530b215ac83f7cbef1da743c9423a67",
-    "plane/fractal/9/139/150": "eb8344c9e4c381adc1f3b0f9f79c0547fb37ce28fb64a54d2554505815c38114",
+    "earth/fractal/3/8/2": "916d4fcf969e07e07c6e6f1b1d7b8b1e88a6b378aecadee82139e1093834b46e",
+    "earth/fractal/6/67/15": "8f6a155a42c3c8c9f365529dc4f2affdd2b3e2ee98b715ecc55de24d860aadc5",
+    "earth/fractal/8/266/62": "26b5f7edc4df886a46bf096ce371ab86c121cb1346cb8acfbac75dd88173df24",
+    "earth/fractal/10/1061/250": "8134a3e21c6b17f26f8650f3abae62954c61f75d8845ac95d663b9d11c0e612a",
+    "plane/fractal/3/2/2": "f843f1b1690d7d33f15f78d371388ff1a9bcf48fae0b95ae111ec3a0f26ebccd",
+    "plane/fractal/6/17/19": "ed8e4368604089a9c94321a9748475e6f2b2fc8851be872a69c3e17f0d38510f",
+    "plane/fractal/9/139/150": "3ee8309463063445aed07bdec46e652b83e1fa28c1fae56cad1bddc0d22f4991",
     "earth/learned/3/8/2": "15b86af60f9328aee01b116f52a9a7274da5bf1fbf61e5a4dd4098d05ef4e17c",
     "earth/learned/6/67/15": "eeb1068f25b6486ae4a22990f1fb1fece8920b2182992d5c7b70e7d0ce24923a",
     "earth/learned/8/266/62": "681843eb52511f7c6e04210be4bf1326dcdf8c8f6bae61bfaa46dc4609bc8f99",
