@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FlyOptions:
+    """``worldstream fly``. size: (width, height) pixels; fps: path sampling (frames per
+    second of path time) and window pacing; path_file: a scripted path (JSON), else the
+    default flight, or a teleport (x, y, alt_m: plane metres, earth lon/lat degrees)."""
+
     world: str = "earth"
     seed: int = 0
     frames: int = 240
