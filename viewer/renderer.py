@@ -13,6 +13,9 @@
   fine tile meets a coarser neighbour on the coarse surface (no lines at level borders).
 - Several render targets: colour, world-frame normal and false-colour NIR (when a tile
   carries a NIR band) come out of one pass; viewer.sensors reads them back.
+
+The GLSL is in ``viewer/shaders/`` (package data, ``shader_source``); this module holds
+what the CPU does: vertex layout, sub-tile culling blocks, uniforms and draw calls.
 """
 
 from __future__ import annotations
