@@ -46,8 +46,9 @@ def capture_scene(world: World, seed: int, size: tuple[int, int], agl_m: float, 
     """Stream the 300 m AGL view to completion; returns {meta, tiles: [wire payload dicts]}."""
     from streaming.cli import build_server
     from streaming.client import SyncTileClient
-    from viewer.app import Flight, FlyOptions, default_start, start_in_process
+    from viewer.app import default_start
     from viewer.context import headless_context
+    from viewer.flight import Flight, FlightOptions, start_in_process
     from viewer.renderer import TerrainRenderer
 
     server = build_server(world, seed)
@@ -55,8 +56,7 @@ def capture_scene(world: World, seed: int, size: tuple[int, int], agl_m: float, 
     client = SyncTileClient(url)
     ctx = headless_context()
     r = TerrainRenderer(ctx, (64, 64))
-    flight = Flight(world, client, r, FlyOptions(world=world.value, error_target_px=error_target_px,
-                                                cache_bytes=4 << 30))
+    flight = Flight(world, client, r, FlightOptions(error_target_px=error_target_px, cache_bytes=4 << 30))
     x, y, _ = default_start(world, client)  # heading fixed at 80 deg: the recorded scene
     pose = Pose(x, y, agl_m, "agl", 80.0, -8.0)
     fov = math.radians(60.0)

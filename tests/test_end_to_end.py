@@ -1,21 +1,18 @@
 """The whole path, all real: fractal refiner over the plane -> trimesh TIN with skirts ->
 msgpack over a websocket server on loopback -> client -> moderngl render through EGL."""
 
-import asyncio
 import math
-import threading
 
 import numpy as np
 import pytest
 
-from runtime import wire
-from runtime.lod.camera import Camera
 from runtime.geometry import geometry_for
-from runtime.tin import tin_surface
+from runtime.lod.camera import Camera
 from runtime.tiles import TileKey, World
 from streaming.cli import build_server
 from streaming.client import SyncTileClient
 from viewer.context import headless_context
+from viewer.flight import client_tile, start_in_process, stop_in_process
 from viewer.paths import highest_point
 from viewer.renderer import TerrainRenderer
 
@@ -25,23 +22,9 @@ SIZE = (192, 128)
 @pytest.fixture(scope="module")
 def server_url():
     server = build_server(World.PLANE, seed=3)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    box = {}
-
-    def run():
-        asyncio.set_event_loop(loop)
-        box["port"] = loop.run_until_complete(server.start("127.0.0.1", 0))
-        started.set()
-        loop.run_forever()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    assert started.wait(60)
-    yield f"ws://127.0.0.1:{box['port']}", server
-    asyncio.run_coroutine_threadsafe(server.close(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(10)
+    url, thread, loop = start_in_process(server)
+    yield url, server
+    stop_in_process(server, thread, loop)
 
 
 def _fetch(url, keys):
@@ -56,9 +39,8 @@ def _render(tiles, eye, target):
     ctx = headless_context()
     r = TerrainRenderer(ctx, SIZE)
     for key, t in tiles.items():
-        s = tin_surface("plane", key, t.grid_rc, t.height_m, t.faces, (t.west, t.south, t.east, t.north),
-                        5 * t.geometric_error_m)
-        r.upload(s, wire.decode_image(t.image))
+        drawn = client_tile(World.PLANE, key, t)  # what the viewer uploads (no parents: no morph)
+        r.upload(drawn.surface, drawn.image)
     cam = Camera.look_at(eye, target, [0, 0, 1], fov_y_rad=math.radians(60), viewport_px=SIZE)
     r.render(cam, list(tiles), np.array([0.0, 0.0, 1.0]))
     img, depth = r.read_rgb(), r.read_depth_m()

@@ -8,32 +8,29 @@ loaded ancestor.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from runtime import wire
-from runtime.geometry import geodetic_to_ecef
-from runtime.heights import TileSurface, height_at
-from runtime.lod.selection import SelectionOptions, TileInfo, View
-from runtime.lod.streamer import StreamerOptions, TileStreamer
-from runtime.tin import stitch_edge_normals, tin_surface, tin_to_grid, with_morph
-from runtime.tiles import ANCHOR_LEVEL, TileKey, World, neighbour, skirt_depth_for
+from runtime.tiles import ANCHOR_LEVEL, TileKey, World
+from viewer.flight import Flight, FlightOptions, start_in_process, stop_in_process
 from viewer.paths import CameraPath, Keyframe, Pose, camera_for, default_path, pick_start
-from viewer.renderer import tile_gpu_bytes
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FlyOptions:
+    """``worldstream fly``. size: (width, height) pixels; fps: path sampling (frames per
+    second of path time) and window pacing; path_file: a scripted path (JSON), else the
+    default flight, or a teleport (x, y, alt_m: plane metres, earth lon/lat degrees)."""
+
     world: str = "earth"
     seed: int = 0
     frames: int = 240
@@ -55,236 +52,10 @@ class FlyOptions:
     agl_m: float | None = None     # with teleport: alt_m is above ground (terrain following)
     geomorph: bool = True
 
-
-@dataclass
-class FlightStats:
-    frames: int = 0
-    hole_frames: int = 0
-    frames_over_error_target: int = 0
-    tiles_received: int = 0
-    tiles_failed: int = 0
-    bytes_received: int = 0
-    tiles_drawn: list[int] = field(default_factory=list)
-    triangles: list[int] = field(default_factory=list)
-    frame_ms: list[float] = field(default_factory=list)
-    wait_ms: list[float] = field(default_factory=list)
-    level_under_camera: list[int] = field(default_factory=list)
-    gpu_bytes_max: int = 0
-
-
-class _Tile:
-    """What the streamer caches per tile: the renderable surface, its colour, its TIN
-    (height queries) and, made on demand, its rasterised height grid (children's morphs)."""
-
-    __slots__ = ("surface", "image", "tin", "ge_m", "_grid")
-
-    def __init__(self, surface, image, tin, ge_m):
-        self.surface, self.image, self.tin, self.ge_m, self._grid = surface, image, tin, ge_m, None
-
-    def grid(self) -> np.ndarray:
-        if self._grid is None:
-            self._grid = tin_to_grid(self.tin.grid_rc, self.tin.height_m, self.tin.faces)
-        return self._grid
-
-
-class Flight:
-    """Couples one world's TileStreamer, a tile client and a renderer."""
-
-    def __init__(self, world: World, client, renderer, options: FlyOptions):
-        self.world = world
-        self.client = client
-        self.renderer = renderer
-        self.options = options
-        self.streamer = TileStreamer(world, StreamerOptions(
-            selection=SelectionOptions(error_target_px=options.error_target_px),
-            cache_bytes=options.cache_bytes))
-        self.stats = FlightStats()
-        self.in_flight: set = set()
-        self._stash: list = []
-        self.last = None
-        self.geomorph = options.geomorph
-
-    def wait_for_tile(self, timeout_s: float) -> None:
-        """Block until a tile (or error) arrives or ``timeout_s`` passes; it is staged."""
-        item = self.client.wait(timeout_s)
-        if item is not None:
-            self._stash.append(item)
-
-    def receive(self) -> int:
-        """Decode and stage what arrived; returns how many tiles."""
-        n = 0
-        items, self._stash = self._stash + self.client.poll(), []
-        for key, tile in items:
-            self.in_flight.discard(key)
-            if isinstance(tile, Exception):
-                log.warning("tile %s failed: %s", key, tile)
-                self.stats.tiles_failed += 1
-                self.streamer.on_failed(key)
-                continue
-            skirt = skirt_depth_for(tile.geometric_error_m)
-            surface = tin_surface(self.world, key, tile.grid_rc, tile.height_m, tile.faces,
-                                  (tile.west, tile.south, tile.east, tile.north), skirt)
-            image = wire.decode_image(tile.image) if tile.image is not None else None
-            nbytes = surface.nbytes + tile_gpu_bytes(surface, image) + (image.nbytes if image is not None else 0)
-            info = TileInfo(float(np.min(tile.height_m)), float(np.max(tile.height_m)), tile.geometric_error_m)
-            tin = TileSurface(key, grid_rc=tile.grid_rc, height_m=tile.height_m, faces=tile.faces)
-            self.streamer.on_tile(key, info, nbytes, _Tile(surface, image, tin, tile.geometric_error_m))
-            # Children drawn before their parent arrived were uploaded without morph
-            # targets: give them their targets now.
-            self._refresh_children(key, unmorphed_only=True)
-            self.stats.tiles_received += 1
-            self.stats.bytes_received += getattr(tile, "nbytes", 0)
-            n += 1
-        return n
-
-    def step(self, camera, velocity_mps=np.zeros(3)):
-        """Receive, select, request, upload and evict for one frame (no drawing).
-
-        camera: a Camera, or a list of them (sensors: one selection serves all views)."""
-        self.receive()
-        cams = camera if isinstance(camera, (list, tuple)) else [camera]
-        views = [View(c, np.asarray(velocity_mps if i == 0 else np.zeros(3), np.float64))
-                 for i, c in enumerate(cams)]
-        res = self.streamer.frame(views, clock=time.perf_counter)
-        for key in res.evicted:
-            self.renderer.release(key)
-        gone = set(res.evicted)
-        for key in res.uploaded:
-            # The streamer may report a key uploaded and evicted in one frame (an undrawn
-            # tile over the byte budget): nothing to upload then.
-            if key not in gone and self.streamer.payload(key) is not None:
-                self._upload(key)
-        self.stats.gpu_bytes_max = max(self.stats.gpu_bytes_max, self.renderer.gpu_bytes)
-        plan = res.plan
-        # runtime priorities: lower is sooner; the protocol's: higher is sooner.
-        start = list(plan.start) + list(plan.reprioritise)
-        if start:
-            self.client.request([k for k, _ in start], [-p for _, p in start])
-            self.in_flight.update(k for k, _ in plan.start)
-        if plan.cancel:
-            self.client.cancel(plan.cancel)
-            self.in_flight.difference_update(plan.cancel)
-        self.last = res
-        return res
-
-    def _stitch(self, key: TileKey, t: _Tile) -> None:
-        """Exact normals on edges shared with same-level neighbours already here (both
-        tiles change; an uploaded neighbour is uploaded again)."""
-        stitched = []
-        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            nk = neighbour(self.world, key, dx, dy)
-            other = self.streamer.payload(nk) if nk is not None else None
-            if other is None:
-                continue
-            pair = stitch_edge_normals(self.world, t.surface, other.surface)
-            if pair is None:
-                continue
-            t.surface, other.surface = pair
-            stitched += [key, nk]
-            if nk in self.renderer.tiles:
-                self._upload(nk, stitch=False)
-        # Children already drawn morph towards their parent's normals: give them the
-        # stitched ones, or what a frame shows would depend on arrival order.
-        for parent in dict.fromkeys(stitched):
-            self._refresh_children(parent, unmorphed_only=False)
-
-    def _refresh_children(self, parent: TileKey, unmorphed_only: bool) -> None:
-        """Upload again the drawn children of ``parent`` so that they morph towards its
-        current surface: all of them, or only those drawn before it arrived (no targets)."""
-        if not self.geomorph:
-            return
-        for child in parent.children():
-            gpu = self.renderer.tiles.get(child)
-            if gpu is None or self.streamer.payload(child) is None:
-                continue
-            if not unmorphed_only or gpu.parent_ge_m == 0.0:
-                self._upload(child, stitch=False)
-
-    def _upload(self, key: TileKey, stitch: bool = True) -> None:
-        t = self.streamer.payload(key)
-        if stitch:
-            self._stitch(key, t)
-        surface, parent_ge = t.surface, 0.0
-        parent = self.streamer.payload(key.parent()) if key.level > 0 and self.geomorph else None
-        if parent is not None:
-            # Ancestors load first, so the parent is nearly always here; without it the
-            # tile is drawn unmorphed.
-            surface = with_morph(self.world, surface, parent.grid(), parent.surface)
-            parent_ge = parent.ge_m
-        self.renderer.upload(surface, t.image, parent_ge_m=parent_ge)
-
-    def settle(self, cameras, timeout_s: float, velocity_mps=np.zeros(3)):
-        """Step until the view of ``cameras`` is complete at the error target and nothing
-        is in flight; raises TimeoutError after ``timeout_s`` (0: one step only)."""
-        deadline = time.perf_counter() + timeout_s
-        while True:
-            res = self.step(cameras, velocity_mps)
-            if res.selection.complete and not self.in_flight and not res.uploaded:
-                return res
-            if time.perf_counter() >= deadline:
-                if timeout_s > 0:
-                    raise TimeoutError(f"view not complete after {timeout_s} s "
-                                       f"({len(self.in_flight)} tiles in flight)")
-                return res
-            if self.in_flight and not res.uploaded:
-                self.wait_for_tile(0.05)
-
-    def _lookup(self, key):
-        if key not in self.streamer.ready:
-            return None
-        payload = self.streamer.payload(key)
-        return payload.tin if payload is not None else None
-
-    def ground_m(self, x: float, y: float) -> float | None:
-        """Height of the drawn (else best loaded) surface under (x, y): plane east/north
-        metres, earth lon/lat degrees. None while no tile there is loaded."""
-        if self.world is World.EARTH:
-            pos = geodetic_to_ecef(np.array([x]), np.array([y]), np.array([0.0]))
-        else:
-            pos = np.array([[x, y, 0.0]])
-        try:
-            res = height_at(self.streamer.geometry, pos, self._lookup, prefer=self.streamer.drawn_last)
-        except LookupError:
-            return None
-        return float(res.height_m[0])
-
-    def surface_m(self, x: float, y: float) -> float | None:
-        """What a pilot flies over: the ground, or sea level where water covers it."""
-        g = self.ground_m(x, y)
-        if g is None or not getattr(self.renderer.lighting, "water", False):
-            return g
-        return max(g, 0.0)
-
-    def draw(self, camera) -> None:
-        sel = self.last.selection
-        up = self.streamer.geometry.up(np.asarray(camera.position_m)[None, :])[0]
-        self.renderer.render(camera, sel.draw, up)
-        self.stats.frames += 1
-        self.stats.hole_frames += bool(sel.holes)
-        self.stats.frames_over_error_target += bool(sel.over_error)
-        self.stats.tiles_drawn.append(len(sel.draw))
-        self.stats.triangles.append(self.renderer.triangles_drawn)
-        if sel.under_camera:
-            self.stats.level_under_camera.append(sel.under_camera[0].level)
-
-
-def start_in_process(server) -> tuple[str, threading.Thread, asyncio.AbstractEventLoop]:
-    """Run a TileServer on loopback in a background thread; returns its ws:// URL."""
-    loop = asyncio.new_event_loop()
-    ready: dict = {}
-    started = threading.Event()
-
-    def run():
-        asyncio.set_event_loop(loop)
-        ready["port"] = loop.run_until_complete(server.start("127.0.0.1", 0))
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="worldstream-server", daemon=True)
-    thread.start()
-    if not started.wait(60):
-        raise RuntimeError("in-process server did not start")
-    return f"ws://127.0.0.1:{ready['port']}", thread, loop
+    @property
+    def flight(self) -> FlightOptions:
+        """The tile pipeline's share of these options (``viewer.flight.Flight``)."""
+        return FlightOptions(self.error_target_px, self.cache_bytes, self.geomorph)
 
 
 def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:
@@ -300,16 +71,15 @@ def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:
     finally:
         client.close()
         if loop is not None:
-            asyncio.run_coroutine_threadsafe(server.close(), loop).result(30)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
+            stop_in_process(server, thread, loop)
 
 
 def default_start(world: World, client) -> tuple[float, float, float]:
-    """Where the default flight goes: over the anchor tiles around the origin (plane) or
-    the Alps (earth), the land with the most relief below the snow (``pick_start``)."""
+    """Where the default flight goes: (x, y, heading_deg) over the anchor tiles around the
+    origin (plane) or Europe (earth), the land with the most relief below the snow
+    (``pick_start``)."""
     if world is World.EARTH:
-        keys = [TileKey(ANCHOR_LEVEL, x, 1) for x in (8, 9)]  # 0..45 E, 22.5..45 N (Alps, Caucasus)
+        keys = [TileKey(ANCHOR_LEVEL, x, 1) for x in (8, 9)]  # 0..45 E, 45..67.5 N (Alps, Scandinavia)
     else:
         keys = [TileKey(ANCHOR_LEVEL, x, y) for y in (-1, 0) for x in (-1, 0)]
     tiles = client.fetch(keys)
@@ -324,21 +94,12 @@ def _position_text(world: World, pose: Pose) -> str:
     return f"x {pose.x:,.1f} m  y {pose.y:,.1f} m"
 
 
-def _fly(opts: FlyOptions, client) -> int:
-    from viewer.context import Window, has_display, headless_context
+def _start(opts: FlyOptions, world: World, client, window):
+    """(camera path, free-flight controller or None). The path: the path file, else a
+    teleport's one keyframe, else the default flight. In a window without a path file the
+    controller takes over at the path's last keyframe."""
     from viewer.controls import FlyController
-    from viewer.hud import Hud, HudStats, hud_lines
-    from viewer.renderer import MorphOptions, TerrainRenderer
 
-    world = World.parse(client.hello.world)
-    window = None
-    if not opts.headless and has_display():
-        window = Window(opts.size)
-        ctx = window.ctx
-    else:
-        ctx = headless_context()
-    # Scripted path unless free flight: a window without a path file, or a teleport.
-    controller = None
     if opts.path_file:
         path = CameraPath.load(opts.path_file)
     elif opts.teleport is not None:
@@ -349,55 +110,65 @@ def _fly(opts: FlyOptions, client) -> int:
     else:
         x, y, heading = default_start(world, client)
         path = default_path(world, (x, y), heading_deg=heading)
-    if window is not None and not opts.path_file:
-        k0 = path.keyframes[-1] if opts.teleport is None else path.keyframes[0]
-        controller = FlyController(world, Pose(k0.x, k0.y, k0.alt_m, k0.alt_mode, k0.heading_deg, k0.pitch_deg),
-                                   follow=k0.alt_mode == "agl", agl_m=k0.alt_m if k0.alt_mode == "agl" else 300.0)
+    if window is None or opts.path_file:
+        return path, None
+    k = path.keyframes[-1]
+    agl = k.alt_mode == "agl"
+    pose = Pose(k.x, k.y, k.alt_m, k.alt_mode, k.heading_deg, k.pitch_deg)
+    return path, FlyController(world, pose, follow=agl, agl_m=k.alt_m if agl else 300.0)
+
+
+def _fly(opts: FlyOptions, client) -> int:
+    from viewer.context import Window, has_display, headless_context
+    from viewer.hud import Hud
+    from viewer.renderer import MorphOptions, TerrainRenderer
+
+    world = World.parse(client.hello.world)
+    window = Window(opts.size) if not opts.headless and has_display() else None
+    ctx = window.ctx if window is not None else headless_context()
+    path, controller = _start(opts, world, client, window)
     renderer = TerrainRenderer(ctx, opts.size if window is None else window.size, offscreen=window is None,
                                morph=MorphOptions(error_target_px=opts.error_target_px, enabled=opts.geomorph))
     show_hud = opts.hud if opts.hud is not None else window is not None
     hud = Hud(ctx) if show_hud else None
-    flight = Flight(world, client, renderer, opts)
+    flight = Flight(world, client, renderer, opts.flight)
     lockstep = opts.lockstep and window is None
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frames_png: list[Path] = []
     fov = math.radians(opts.fov_y_deg)
     ground = 0.0
-    prev_pos = None
+    prev_pos = pose = cam = None
+
+    def follow():
+        """Terrain following while a frame settles: the camera again whenever the ground
+        known under the pose moved (finer tiles arrived)."""
+        nonlocal ground, cam
+        g = flight.surface_m(pose.x, pose.y)
+        if g is not None and abs(g - ground) > 0.01:
+            ground = g
+            cam = camera_for(world, pose, ground, fov, renderer.size)
+        return cam
+
     t_start = t_prev = time.perf_counter()
     frame_s = 1.0 / opts.fps
     for i in range(opts.frames):
         t0 = time.perf_counter()
         if controller is not None:
-            inp = window.input()
             g = flight.surface_m(controller.pose.x, controller.pose.y)
-            pose = controller.update(min(t0 - t_prev, 0.25), inp, g)
+            pose = controller.update(min(t0 - t_prev, 0.25), window.input(), g)
             ground = g if g is not None else ground
         else:
             pose = path.pose(path.keyframes[0].t + i / opts.fps)
         t_prev = t0
-        size = renderer.size
-        cam = camera_for(world, pose, ground, fov, size)
+        cam = camera_for(world, pose, ground, fov, renderer.size)
         vel = np.zeros(3) if prev_pos is None else (cam.position_m - prev_pos) * opts.fps
         flight.step(cam, vel)
         if lockstep:
-            deadline = time.perf_counter() + opts.max_wait_s
-            while time.perf_counter() < deadline:
-                g = flight.surface_m(pose.x, pose.y)
-                if g is not None and abs(g - ground) > 0.01:
-                    ground = g
-                    cam = camera_for(world, pose, ground, fov, size)
-                res = flight.step(cam, vel)
-                if res.selection.complete and not flight.in_flight and not res.uploaded:
-                    break
-                if flight.in_flight and not res.uploaded:
-                    flight.wait_for_tile(0.05)
-            else:  # timed out: still place the camera on the best ground known
-                g = flight.surface_m(pose.x, pose.y)
-                if g is not None and abs(g - ground) > 0.01:
-                    ground = g
-                    cam = camera_for(world, pose, ground, fov, size)
+            try:
+                flight.settle(follow, opts.max_wait_s, vel)
+            except TimeoutError:
+                follow()  # still place the camera on the best ground known
                 log.warning("frame %d: view not complete after %.0f s", i, opts.max_wait_s)
         elif controller is None:
             g = flight.surface_m(pose.x, pose.y)
@@ -407,20 +178,7 @@ def _fly(opts: FlyOptions, client) -> int:
         t1 = time.perf_counter()
         flight.draw(cam)
         if hud is not None:
-            s = flight.stats
-            last_ms = s.frame_ms[-1] if s.frame_ms else 0.0
-            sel = flight.last.selection
-            alt = float(flight.streamer.geometry.height_above_ellipsoid_m(cam.position_m[None])[0])
-            g_now = flight.surface_m(pose.x, pose.y)
-            hud.draw(hud_lines(HudStats(
-                fps=1e3 / max(last_ms + s.wait_ms[-1], 1e-3) if window is not None else opts.fps,
-                frame_ms=last_ms, tiles_drawn=len(sel.draw), tiles_loading=len(flight.in_flight),
-                triangles=renderer.triangles_drawn,
-                level_under_camera=sel.under_camera[0].level if sel.under_camera else None,
-                altitude_m=alt, agl_m=None if g_now is None else alt - g_now,
-                position=_position_text(world, pose),
-                speed_mps=controller.speed_mps if controller is not None else None,
-                gpu_mib=renderer.gpu_bytes / 2**20)), renderer.size)
+            _draw_hud(hud, flight, world, pose, cam, controller, opts.fps if window is None else None)
         if window is not None:
             window.swap()
             if window.should_close() or window.key("ESCAPE"):
@@ -459,6 +217,27 @@ def _fly(opts: FlyOptions, client) -> int:
     if window is not None:
         window.close()
     return 0
+
+
+def _draw_hud(hud, flight: Flight, world: World, pose: Pose, cam, controller, fps: float | None) -> None:
+    """The HUD over the frame just drawn. fps: what to show (a recording's rate), or None:
+    measured from the last frame's render and wait times."""
+    from viewer.hud import HudStats, hud_lines
+
+    s, renderer = flight.stats, flight.renderer
+    last_ms = s.frame_ms[-1] if s.frame_ms else 0.0
+    sel = flight.last.selection
+    alt = float(flight.streamer.geometry.height_above_ellipsoid_m(cam.position_m[None])[0])
+    g_now = flight.surface_m(pose.x, pose.y)
+    hud.draw(hud_lines(HudStats(
+        fps=1e3 / max(last_ms + s.wait_ms[-1], 1e-3) if fps is None else fps,
+        frame_ms=last_ms, tiles_drawn=len(sel.draw), tiles_loading=len(flight.in_flight),
+        triangles=renderer.triangles_drawn,
+        level_under_camera=sel.under_camera[0].level if sel.under_camera else None,
+        altitude_m=alt, agl_m=None if g_now is None else alt - g_now,
+        position=_position_text(world, pose),
+        speed_mps=controller.speed_mps if controller is not None else None,
+        gpu_mib=renderer.gpu_bytes / 2**20)), renderer.size)
 
 
 def _p(values, q) -> float | None:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.lod.camera import Camera
 from runtime.geometry import east_north_up, geodetic_to_ecef
+from runtime.lod.camera import Camera
 from runtime.tiles import METRES_PER_DEGREE, World
 
 METRES_PER_DEGREE_LAT = METRES_PER_DEGREE  # close enough for placing a path (within 0.7 %)
@@ -182,8 +182,8 @@ def pick_start(world: World, tiles, images: dict | None = None,
     above 200). Falls back to the highest point when nothing qualifies.
     """
     from runtime.geometry import geometry_for
-    from runtime.tin import tin_to_grid
     from runtime.tiles import T
+    from runtime.tin import tin_to_grid
 
     geo = geometry_for(world)
     best = None

@@ -13,6 +13,9 @@
   fine tile meets a coarser neighbour on the coarse surface (no lines at level borders).
 - Several render targets: colour, world-frame normal and false-colour NIR (when a tile
   carries a NIR band) come out of one pass; viewer.sensors reads them back.
+
+The GLSL is in ``viewer/shaders/`` (package data, ``shader_source``); this module holds
+what the CPU does: vertex layout, sub-tile culling blocks, uniforms and draw calls.
 """
 
 from __future__ import annotations
@@ -20,151 +23,32 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 
 import moderngl
 import numpy as np
 
-from runtime.tin import Surface
 from runtime.tiles import TileKey
+from runtime.tin import Surface
 
-SKY_GLSL = """
-vec3 sky_colour(vec3 dir, vec3 up, vec3 sun, vec3 horizon, vec3 zenith) {
-    float e = dot(dir, up);
-    vec3 c = mix(horizon, zenith, pow(clamp(e, 0.0, 1.0), 0.45));
-    c = e < 0.0 ? horizon * 0.85 : c;
-    return c + vec3(1.0, 0.9, 0.7) * pow(max(dot(dir, sun), 0.0), 256.0);
-}
-"""
+SHADERS = resources.files("viewer") / "shaders"
+"""The GLSL sources (package data): terrain.{vert,frag}.glsl, sky.{vert,frag}.glsl and
+sky_colour.glsl, which the fragment shaders ``#include``."""
 
-TERRAIN_VS = """
-#version 330
-uniform mat4 u_viewproj;      // projection * camera-relative rotation
-// Per tile, one write: [0] = (tile centre - camera position (m), has colour),
-// [1] = (geomorph start, end distance (m; end <= 0: none), has parent colour, has NIR),
-// [2] = parent uv = uv * zw + xy.
-uniform vec4 u_tile[3];
-uniform bool u_water;
-uniform float u_logdepth_vs;  // 1 / log2(far + 1), vertex log depth only
-in vec3 in_pos;
-in vec3 in_normal;
-in vec2 in_uv;
-in float in_height;
-in vec3 in_up;
-in float in_dh;
-in vec3 in_pnormal;
-out vec3 v_rel;
-out vec3 v_normal;
-out vec3 v_up;
-out vec2 v_uv;
-out float v_height;
-out float v_morph;
-out float v_logz;
-void main() {
-    vec3 rel = in_pos + u_tile[0].xyz;
-    float m = u_tile[1].y > 0.0 ? smoothstep(u_tile[1].x, u_tile[1].y, length(rel)) : 0.0;
-    float h = in_height + m * in_dh;
-    rel += in_up * (m * in_dh);
-    if (u_water && h < 0.0) rel += in_up * (-h);
-    v_rel = rel;
-    v_normal = mix(in_normal, in_pnormal, m);
-    v_up = in_up;
-    v_uv = in_uv;
-    v_height = h;
-    v_morph = m;
-    gl_Position = u_viewproj * vec4(rel, 1.0);
-    v_logz = 1.0 + gl_Position.w;
-#ifdef VERTEX_LOGDEPTH
-    // Outerra's vertex logarithmic depth: keeps early depth testing; exact at vertices,
-    // approximate inside triangles that are long in depth (fine for display, not sensors).
-    gl_Position.z = (log2(max(1e-6, v_logz)) * u_logdepth_vs * 2.0 - 1.0) * gl_Position.w;
-#endif
-}
-"""
 
-TERRAIN_FS = """
-#version 330
-uniform sampler2D u_tex;
-uniform sampler2D u_ptex;     // parent's colour (geomorph target)
-uniform sampler2D u_nir;
-uniform vec4 u_tile[3];       // see the vertex shader
-uniform bool u_water;
-uniform vec3 u_sun;           // unit vector toward the sun
-uniform vec3 u_up;            // local up at the camera
-uniform vec3 u_horizon;
-uniform vec3 u_zenith;
-uniform float u_haze_m;       // e-folding distance of aerial perspective
-uniform float u_logdepth;     // 1 / log2(far + 1)
-in vec3 v_rel;
-in vec3 v_normal;
-in vec3 v_up;
-in vec2 v_uv;
-in float v_height;
-in float v_morph;
-in float v_logz;
-layout(location = 0) out vec4 f_color;
-layout(location = 1) out vec4 f_normal;   // world-frame unit normal, w = 1 on terrain
-layout(location = 2) out vec4 f_nir;      // false colour (NIR, red, green) -> (R, G, B)
-""" + SKY_GLSL + """
-void main() {
-    bool has_tex = u_tile[0].w > 0.5, has_ptex = u_tile[1].z > 0.5, has_nir = u_tile[1].w > 0.5;
-    vec3 n = normalize(v_normal);
-    vec3 albedo = has_tex ? texture(u_tex, v_uv).rgb : vec3(0.45, 0.42, 0.36);
-    if (has_ptex) albedo = mix(albedo, texture(u_ptex, v_uv * u_tile[2].zw + u_tile[2].xy).rgb, v_morph);
-    float dist = length(v_rel);
-    vec3 view = -v_rel / max(dist, 1e-6);
-    vec3 lit;
-    if (u_water && v_height < 0.0) {
-        n = normalize(v_up);
-        float depth = -v_height;
-        vec3 deep = mix(vec3(0.06, 0.24, 0.30), vec3(0.01, 0.07, 0.16), clamp(depth / 150.0, 0.0, 1.0));
-        vec3 body = mix(albedo * 0.6, deep, clamp(depth / 8.0, 0.0, 1.0)) * (0.35 + 0.65 * max(dot(n, u_sun), 0.0));
-        float fres = 0.02 + 0.98 * pow(1.0 - max(dot(n, view), 0.0), 5.0);
-        vec3 refl = sky_colour(reflect(-view, n), u_up, u_sun, u_horizon, u_zenith);
-        float glint = pow(max(dot(reflect(-u_sun, n), view), 0.0), 400.0) * 3.0;
-        lit = mix(body, refl, fres) + vec3(1.0, 0.95, 0.85) * glint;
-    } else {
-        float diffuse = max(dot(n, u_sun), 0.0);
-        float sky = 0.5 + 0.5 * dot(n, u_up);
-        lit = albedo * (0.95 * diffuse + 0.35 * sky * u_zenith + 0.08);
-    }
-    float haze = 1.0 - exp(-dist / u_haze_m);
-    f_color = vec4(mix(lit, u_horizon, clamp(haze, 0.0, 1.0)), 1.0);
-    f_normal = vec4(n, 1.0);
-    float nir = has_nir ? texture(u_nir, v_uv).r : 0.0;
-    f_nir = has_nir ? vec4(nir, albedo.r, albedo.g, 1.0) : vec4(0.0);
-#ifndef VERTEX_LOGDEPTH
-    gl_FragDepth = log2(v_logz) * u_logdepth;
-#endif
-}
-"""
+def shader_source(name: str, defines: Sequence[str] = ()) -> str:
+    """GLSL 330 source of ``viewer/shaders/<name>.glsl`` with ``#include "file"`` lines
+    replaced by that file and ``#define``s for ``defines`` after the ``#version`` line."""
+    lines = []
+    for line in (SHADERS / f"{name}.glsl").read_text().splitlines(keepends=True):
+        if line.startswith("#include "):
+            lines.append((SHADERS / line.split('"')[1]).read_text())
+        else:
+            lines.append(line)
+            if line.startswith("#version"):
+                lines += [f"#define {d}\n" for d in defines]
+    return "".join(lines)
 
-SKY_VS = """
-#version 330
-in vec2 in_ndc;
-out vec2 v_ndc;
-void main() { v_ndc = in_ndc; gl_Position = vec4(in_ndc, 0.0, 1.0); }
-"""
-
-SKY_FS = """
-#version 330
-uniform mat4 u_inv_viewproj;
-uniform vec3 u_up;
-uniform vec3 u_sun;
-uniform vec3 u_horizon;
-uniform vec3 u_zenith;
-in vec2 v_ndc;
-layout(location = 0) out vec4 f_color;
-layout(location = 1) out vec4 f_normal;
-layout(location = 2) out vec4 f_nir;
-""" + SKY_GLSL + """
-void main() {
-    vec4 p = u_inv_viewproj * vec4(v_ndc, 1.0, 1.0);
-    vec3 dir = normalize(p.xyz / p.w);
-    f_color = vec4(sky_colour(dir, u_up, u_sun, u_horizon, u_zenith), 1.0);
-    f_normal = vec4(0.0);
-    f_nir = vec4(0.0);
-}
-"""
 
 VERTEX_FORMAT = "3f 3f 2f 1f 3f 1f 3f"
 VERTEX_ATTRS = ("in_pos", "in_normal", "in_uv", "in_height", "in_up", "in_dh", "in_pnormal")
@@ -326,11 +210,10 @@ class TerrainRenderer:
         self.morph = morph
         self.fragment_depth = fragment_depth
         self.cull_backfaces = cull_backfaces
-        define = "" if fragment_depth else "#define VERTEX_LOGDEPTH\n"
-        vs = TERRAIN_VS.replace("#version 330\n", "#version 330\n" + define, 1)
-        fs = TERRAIN_FS.replace("#version 330\n", "#version 330\n" + define, 1)
-        self.terrain = ctx.program(vertex_shader=vs, fragment_shader=fs)
-        self.sky = ctx.program(vertex_shader=SKY_VS, fragment_shader=SKY_FS)
+        defines = () if fragment_depth else ("VERTEX_LOGDEPTH",)
+        self.terrain = ctx.program(vertex_shader=shader_source("terrain.vert", defines),
+                                   fragment_shader=shader_source("terrain.frag", defines))
+        self.sky = ctx.program(vertex_shader=shader_source("sky.vert"), fragment_shader=shader_source("sky.frag"))
         quad = np.array([-1, -1, 3, -1, -1, 3], np.float32)
         self._sky_vbo = ctx.buffer(quad.tobytes())
         self._sky_vao = ctx.vertex_array(self.sky, [(self._sky_vbo, "2f", "in_ndc")])

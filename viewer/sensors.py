@@ -30,6 +30,7 @@ import numpy as np
 
 from runtime.lod.camera import Camera
 from runtime.tiles import World
+from viewer.flight import Flight, FlightOptions, start_in_process, stop_in_process
 from viewer.paths import Pose, camera_for
 from viewer.renderer import MorphOptions, RenderTargets, TerrainRenderer
 
@@ -129,7 +130,6 @@ class SensorSession:
     def __init__(self, specs: Sequence[SensorSpec], url: str | None = None, server=None,
                  error_target_px: float = 2.0, cache_bytes: int = 512 << 20, token: str | None = None):
         from streaming.client import SyncTileClient
-        from viewer.app import Flight, FlyOptions, start_in_process
         from viewer.context import headless_context
 
         if (url is None) == (server is None):
@@ -143,7 +143,7 @@ class SensorSession:
         self.ctx = headless_context()
         first = specs[0].size_px if specs else (16, 16)
         self.renderer = TerrainRenderer(self.ctx, first, morph=MorphOptions(error_target_px=error_target_px))
-        opts = FlyOptions(world=self.world.value, error_target_px=error_target_px, cache_bytes=cache_bytes)
+        opts = FlightOptions(error_target_px=error_target_px, cache_bytes=cache_bytes)
         self.flight = Flight(self.world, self.client, self.renderer, opts)
         self.rig = SensorRig(self.renderer, specs)
 
@@ -172,15 +172,11 @@ class SensorSession:
         return self.rig.capture(cameras, draw, lambda p: geo.up(np.asarray(p)[None])[0])
 
     def close(self) -> None:
-        import asyncio
-
         self.rig.release()
         self.renderer.close()
         self.client.close()
         if self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self._server.close(), self._loop).result(30)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+            stop_in_process(self._server, self._thread, self._loop)
         self.ctx.release()
 
     def __enter__(self) -> "SensorSession":

@@ -1,24 +1,22 @@
-"""Known scenes give known pixels (EGL, llvmpipe on CPU)."""
+"""The terrain renderer against known scenes (EGL, llvmpipe on CPU): depth, lighting, water,
+geomorph, culling paths, camera-relative precision, triangle order, shader sources."""
 
 import math
+from collections import deque
 
 import numpy as np
-from conftest import full_grid_tin
+from conftest import down_camera, full_grid_tin, plane_surface
 
-from runtime.lod.camera import Camera
 from runtime.geometry import geometry_for
-from runtime.tin import tin_surface
-from runtime.tiles import TileKey
-from viewer.renderer import Lighting, TerrainRenderer
+from runtime.lod.camera import Camera
+from runtime.tiles import T, TileKey
+from runtime.tin import tin_surface, with_morph
+from viewer.renderer import Lighting, MorphOptions, TerrainRenderer, chunk_layout, shader_source
 
 KEY = TileKey(10, 0, 0)  # plane, 76.4 m samples: the tile spans 0..19.6 km east, 0..-19.6 km north
 SIZE = (160, 120)
-
-
-def _surface(height_fn, key=KEY):
-    grid_rc, faces, edges = full_grid_tin(4)
-    h = height_fn(grid_rc[:, 0], grid_rc[:, 1])
-    return tin_surface("plane", key, grid_rc, h, faces, edges, skirt_depth_m=50.0)
+SMALL = (128, 96)
+UP = np.array([0.0, 0.0, 1.0])
 
 
 def _renderer(ctx, lighting=Lighting()):
@@ -27,7 +25,7 @@ def _renderer(ctx, lighting=Lighting()):
 
 def test_flat_tile_seen_from_above_has_flat_depth_and_uniform_colour(gl_ctx):
     r = _renderer(gl_ctx)
-    s = _surface(lambda rows, cols: np.full_like(rows, 100.0))
+    s = plane_surface(lambda rows, cols: np.full_like(rows, 100.0))
     r.upload(s, None)
     c = geometry_for("plane").tile_center(KEY)
     eye = np.array([c[0], c[1], 1000.0])
@@ -45,7 +43,7 @@ def test_ridge_lit_from_the_east_is_brighter_on_its_east_face(gl_ctx):
     lighting = Lighting(sun_azimuth_deg=90.0, sun_elevation_deg=20.0, haze_m=1e9)
     r = _renderer(gl_ctx, lighting)
     # A north-south ridge through the tile's middle column, 2 km high.
-    s = _surface(lambda rows, cols: 2000.0 * np.maximum(0.0, 1.0 - np.abs(cols - 128) / 64.0))
+    s = plane_surface(lambda rows, cols: 2000.0 * np.maximum(0.0, 1.0 - np.abs(cols - 128) / 64.0))
     r.upload(s, None)
     c = geometry_for("plane").tile_center(KEY)
     eye = np.array([c[0], c[1], 30000.0])
@@ -61,7 +59,7 @@ def test_ridge_lit_from_the_east_is_brighter_on_its_east_face(gl_ctx):
 
 def test_horizon_view_has_sky_above_terrain_below_and_is_repeatable(gl_ctx):
     r = _renderer(gl_ctx)
-    s = _surface(lambda rows, cols: 50.0 * np.sin(rows / 9.0) * np.cos(cols / 7.0))
+    s = plane_surface(lambda rows, cols: 50.0 * np.sin(rows / 9.0) * np.cos(cols / 7.0))
     r.upload(s, None)
     c = geometry_for("plane").tile_center(KEY)
     eye = np.array([c[0], c[1] + 9000.0, 400.0])
@@ -85,7 +83,7 @@ def test_camera_relative_rendering_is_steady_10000_km_out(gl_ctx):
     imgs = []
     for key in (KEY, far_key):
         r = _renderer(gl_ctx)
-        s = _surface(lambda rows, cols: 30.0 * np.sin(rows / 5.0) + 20.0 * np.cos(cols / 3.0), key)
+        s = plane_surface(lambda rows, cols: 30.0 * np.sin(rows / 5.0) + 20.0 * np.cos(cols / 3.0), key)
         r.upload(s, None)
         c = geometry_for("plane").tile_center(key)
         eye = np.array([c[0] + 123.25, c[1] - 456.5, 300.0])
@@ -94,3 +92,157 @@ def test_camera_relative_rendering_is_steady_10000_km_out(gl_ctx):
         imgs.append(r.read_rgb().astype(int))
         r.close()
     assert np.abs(imgs[0] - imgs[1]).max() <= 2
+
+
+def test_sea_floor_is_drawn_as_water_at_sea_level(gl_ctx):
+    r = TerrainRenderer(gl_ctx, SMALL)
+    r.upload(plane_surface(lambda rows, cols: np.full_like(rows, -200.0)), None)
+    r.render(down_camera(KEY, 1000.0, SMALL), [KEY], UP)
+    depth, rgb = r.read_depth_m(), r.read_rgb().astype(int)
+    assert np.allclose(depth, 1000.0, rtol=1e-3), (depth.min(), depth.max())  # the sea surface, not -200 m
+    assert gl_ctx.error == "GL_NO_ERROR"
+    mean = rgb.reshape(-1, 3).mean(0)
+    assert mean[2] > mean[0] + 15  # water is blue
+    r.close()
+    dry = TerrainRenderer(gl_ctx, SMALL, Lighting(water=False))
+    dry.upload(plane_surface(lambda rows, cols: np.full_like(rows, -200.0)), None)
+    dry.render(down_camera(KEY, 1000.0, SMALL), [KEY], UP)
+    assert np.allclose(dry.read_depth_m(), 1200.0, rtol=1e-3)  # without water: the sea floor
+    dry.close()
+
+
+def test_coast_splits_land_and_water_where_height_crosses_zero(gl_ctx):
+    r = TerrainRenderer(gl_ctx, SMALL)
+    # West half below sea level, east half land at +40 m (a cliff at column 128).
+    r.upload(plane_surface(lambda rows, cols: np.where(cols < 128, -60.0, 40.0)), None)
+    r.render(down_camera(KEY, 2000.0, SMALL, fov_deg=60.0), [KEY], UP)
+    depth = r.read_depth_m()
+    row = depth[SMALL[1] // 2]
+    assert np.allclose(row[:20], 2000.0, rtol=1e-3) and np.allclose(row[-20:], 1960.0, rtol=1e-3)
+    r.close()
+
+
+def _morph_pair():
+    """A child tile whose own surface is flat at 0 m and whose parent is flat at 100 m."""
+    child = TileKey(11, 0, 0)
+    parent_grid = np.full((T + 1, T + 1), 100.0, np.float32)
+    s = with_morph("plane", plane_surface(lambda rows, cols: np.zeros_like(rows), key=child), parent_grid)
+    return child, s
+
+
+def test_geomorph_reaches_the_parent_surface_at_the_switch_distance(gl_ctx):
+    child, s = _morph_pair()
+    assert np.allclose(s.morph_dh_m, 100.0)
+    target = 2.0
+    r = TerrainRenderer(gl_ctx, SMALL, morph=MorphOptions(error_target_px=target, start_fraction=0.5))
+    k = SMALL[1] / (2 * math.tan(math.radians(40) / 2))
+    parent_ge = 20.0
+    end = parent_ge * k / target  # selection draws the parent beyond this distance
+    r.upload(s, None, parent_ge_m=parent_ge)
+    # Far: every vertex beyond ``end`` -> fully on the parent surface (100 m).
+    far = end * 1.3
+    r.render(down_camera(child, far + 100.0, SMALL), [child], UP)
+    assert np.allclose(r.read_depth_m()[SMALL[1] // 2, SMALL[0] // 2], far, rtol=2e-3)
+    # Near: closer than the morph start -> the child's own surface (0 m).
+    near = end * 0.3
+    r.render(down_camera(child, near, SMALL), [child], UP)
+    assert np.allclose(r.read_depth_m()[SMALL[1] // 2, SMALL[0] // 2], near, rtol=2e-3)
+    # Off: own surface at any distance.
+    off = TerrainRenderer(gl_ctx, SMALL, morph=MorphOptions(enabled=False))
+    off.upload(s, None, parent_ge_m=parent_ge)
+    off.render(down_camera(child, far + 100.0, SMALL), [child], UP)
+    assert np.allclose(off.read_depth_m()[SMALL[1] // 2, SMALL[0] // 2], far + 100.0, rtol=2e-3)
+    assert gl_ctx.error == "GL_NO_ERROR"
+    r.close()
+    off.close()
+
+
+def test_vertex_log_depth_and_culling_paths_match_the_exact_path_on_a_flat_tile(gl_ctx):
+    s = plane_surface(lambda rows, cols: np.full_like(rows, 100.0))
+    cam = down_camera(KEY, 1000.0, SMALL)
+    out = []
+    for kw in ({}, {"fragment_depth": False}, {"fragment_depth": False, "cull_backfaces": True}):
+        r = TerrainRenderer(gl_ctx, SMALL, **kw)
+        r.upload(s, None)
+        r.render(cam, [KEY], UP)
+        out.append((r.read_rgb().astype(int), r.read_depth_m()))
+        assert gl_ctx.error == "GL_NO_ERROR"
+        r.close()
+    for rgb, depth in out[1:]:
+        assert np.allclose(depth, 900.0, rtol=2e-3)
+        assert np.abs(rgb - out[0][0]).max() <= 2
+
+
+def test_earth_sea_is_drawn_on_the_ellipsoid(gl_ctx):
+    from runtime.geometry import east_north_up, ecef_to_geodetic, geodetic_to_ecef
+
+    key = TileKey(12, 4100, 1000)  # earth, ~0.04 deg tile in the northern hemisphere
+    grid_rc, faces, edges = full_grid_tin(4)
+    s = tin_surface("earth", key, grid_rc, np.full(len(grid_rc), -350.0), faces, edges, 20.0)
+    geo = geometry_for("earth")
+    lon, lat, _ = (float(v[0]) for v in ecef_to_geodetic(geo.tile_center(key)[None]))
+    eye = geodetic_to_ecef(np.array([lon]), np.array([lat]), np.array([800.0]))[0]
+    east, north, up = east_north_up(lon, lat)
+    cam = Camera.look_at(eye, eye - up, north, fov_y_rad=math.radians(20), viewport_px=SMALL)
+    r = TerrainRenderer(gl_ctx, SMALL)
+    r.upload(s, None)
+    r.render(cam, [key], up)
+    depth = r.read_depth_m()
+    assert np.isfinite(depth).all()
+    assert abs(float(depth[SMALL[1] // 2, SMALL[0] // 2]) - 800.0) < 1.0  # the ellipsoid, not -350 m
+    rgb = r.read_rgb().reshape(-1, 3).mean(0)
+    assert rgb[2] > rgb[0] + 15
+    r.close()
+
+
+def test_chunk_culling_skips_blocks_outside_the_view_without_changing_pixels(gl_ctx):
+    child, s = _morph_pair()
+    c = geometry_for("plane").tile_center(child)
+    eye = np.array([c[0] - 3000.0, c[1] - 2000.0, 600.0])
+    cam = Camera.look_at(eye, eye + [1.0, 0.3, -0.2], [0, 0, 1], fov_y_rad=math.radians(50), viewport_px=SMALL)
+    out = []
+    for culling in (False, True):
+        r = TerrainRenderer(gl_ctx, SMALL, chunk_culling=culling)
+        r.upload(s, None, parent_ge_m=15.0)
+        r.render(cam, [child], UP)
+        out.append((r.read_rgb(), r.read_depth_m(), r.triangles_drawn))
+        assert gl_ctx.error == "GL_NO_ERROR"
+        r.close()
+    (rgb0, d0, n0), (rgb1, d1, n1) = out
+    assert n1 < 0.8 * n0  # blocks outside this corner view are skipped
+    assert np.isfinite(d0).mean() > 0.2
+    assert np.array_equal(rgb0, rgb1) and np.array_equal(d0, d1)
+
+
+def _acmr(faces: np.ndarray, size: int = 32) -> float:
+    """Average cache miss ratio (vertex-shader runs per triangle) of a FIFO cache."""
+    cache, inside, miss = deque(), set(), 0
+    for v in faces.ravel().tolist():
+        if v not in inside:
+            miss += 1
+            if len(cache) == size:
+                inside.discard(cache.popleft())
+            cache.append(v)
+            inside.add(v)
+    return miss / len(faces)
+
+
+def test_chunk_layout_keeps_every_face_and_orders_for_the_vertex_cache():
+    grid_rc, faces, edges = full_grid_tin(2)
+    rng = np.random.default_rng(0)
+    shuffled = faces[rng.permutation(len(faces))]  # worst case: no locality at all
+    h = 100.0 * np.sin(grid_rc[:, 0] / 17.0) * np.cos(grid_rc[:, 1] / 11.0)
+    s = tin_surface("plane", TileKey(12, 3, -4), grid_rc, h, shuffled, edges, skirt_depth_m=5.0)
+    out, starts, lo, hi = chunk_layout(s)
+    assert sorted(map(tuple, out.tolist())) == sorted(map(tuple, s.faces.tolist()))
+    assert starts[0] == 0 and starts[-1] == len(out)
+    assert _acmr(s.faces) > 2.0  # shuffled input
+    assert _acmr(out) < 1.0  # Z-ordered within blocks
+
+
+def test_shader_sources_resolve_includes_and_put_defines_after_the_version():
+    fs = shader_source("terrain.frag", ("VERTEX_LOGDEPTH",))
+    assert fs.splitlines()[:2] == ["#version 330", "#define VERTEX_LOGDEPTH"]
+    assert "#include" not in fs and fs.count("vec3 sky_colour(") == 1
+    sky = shader_source("sky.frag")
+    assert sky.splitlines()[0] == "#version 330" and "#define" not in sky and sky.count("vec3 sky_colour(") == 1

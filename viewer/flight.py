@@ -1,0 +1,316 @@
+"""The client tile pipeline: decoded wire tiles -> drawable tiles -> the renderer.
+
+- ``client_tile(world, key, decoded)`` is the one call from a decoded tile
+  (``runtime.wire.DecodedTile``) to what the streamer caches: the placed, skirted surface
+  (float32 relative to a float64 centre), the colour image, the TIN for height queries,
+  the selection's ``TileInfo`` and the bytes it costs (CPU + GPU).
+- ``drawable(world, tile, parent)`` is the surface to upload: with geomorph targets when the
+  parent is here (CDLOD), else the tile's own.
+- ``Flight`` couples one world's ``TileStreamer``, a tile client and a renderer: per frame it
+  receives, selects, requests, uploads and evicts; it stitches edge normals with same-level
+  neighbours and keeps children morphing toward their parent's current surface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runtime import wire
+from runtime.geometry import geodetic_to_ecef
+from runtime.heights import TileSurface, height_at
+from runtime.lod.selection import SelectionOptions, TileInfo, View
+from runtime.lod.streamer import StreamerOptions, TileStreamer
+from runtime.tiles import TileKey, World, neighbour, skirt_depth_for
+from runtime.tin import Surface, stitch_edge_normals, tin_surface, tin_to_grid, with_morph
+from viewer.renderer import tile_gpu_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FlightOptions:
+    """error_target_px: selection's screen-space error target (pixels); cache_bytes: the
+    streamer's budget for cached tiles, CPU and GPU bytes together; geomorph: upload
+    children with their parent's surface as morph targets."""
+
+    error_target_px: float = 2.0
+    cache_bytes: int = 768 << 20
+    geomorph: bool = True
+
+
+@dataclass
+class FlightStats:
+    frames: int = 0
+    hole_frames: int = 0
+    frames_over_error_target: int = 0
+    tiles_received: int = 0
+    tiles_failed: int = 0
+    bytes_received: int = 0
+    tiles_drawn: list[int] = field(default_factory=list)
+    triangles: list[int] = field(default_factory=list)
+    frame_ms: list[float] = field(default_factory=list)
+    wait_ms: list[float] = field(default_factory=list)
+    level_under_camera: list[int] = field(default_factory=list)
+    gpu_bytes_max: int = 0
+
+
+class ClientTile:
+    """What the streamer caches per tile (see ``client_tile``). ``surface`` changes when
+    edge normals are stitched with a neighbour; the rasterised height grid (children's
+    morph targets) is made on first use."""
+
+    __slots__ = ("surface", "image", "tin", "info", "nbytes", "_grid")
+
+    def __init__(self, surface: Surface, image: np.ndarray | None, tin: TileSurface, info: TileInfo, nbytes: int):
+        self.surface, self.image, self.tin, self.info, self.nbytes = surface, image, tin, info, nbytes
+        self._grid = None
+
+    @property
+    def ge_m(self) -> float:
+        """The tile's geometric error (metres)."""
+        return self.info.geometric_error_m
+
+    def grid(self) -> np.ndarray:
+        """(T+1, T+1) float32 heights (metres) of the TIN rasterised on the sample grid."""
+        if self._grid is None:
+            self._grid = tin_to_grid(self.tin.grid_rc, self.tin.height_m, self.tin.faces)
+        return self._grid
+
+
+def client_tile(world: World, key: TileKey, tile: wire.DecodedTile) -> ClientTile:
+    """A decoded tile -> its surface with skirts, colour ((H, W, 3) uint8 or None), TIN,
+    selection info (height range, geometric error) and byte cost (surface arrays, colour
+    and what ``TerrainRenderer.upload`` will allocate)."""
+    skirt = skirt_depth_for(tile.geometric_error_m)
+    surface = tin_surface(world, key, tile.grid_rc, tile.height_m, tile.faces,
+                          (tile.west, tile.south, tile.east, tile.north), skirt)
+    image = wire.decode_image(tile.image) if tile.image is not None else None
+    nbytes = surface.nbytes + tile_gpu_bytes(surface, image) + (image.nbytes if image is not None else 0)
+    info = TileInfo(float(np.min(tile.height_m)), float(np.max(tile.height_m)), tile.geometric_error_m)
+    tin = TileSurface(key, grid_rc=tile.grid_rc, height_m=tile.height_m, faces=tile.faces)
+    return ClientTile(surface, image, tin, info, nbytes)
+
+
+def drawable(world: World, tile: ClientTile, parent: ClientTile | None) -> tuple[Surface, float]:
+    """(surface to upload, parent's geometric error in metres): with morph targets toward
+    ``parent``'s surface when given, else the tile's own surface and 0 (no morph)."""
+    if parent is None:
+        return tile.surface, 0.0
+    return with_morph(world, tile.surface, parent.grid(), parent.surface), parent.ge_m
+
+
+def stitch(world: World, a: ClientTile, b: ClientTile) -> bool:
+    """Give two tiles exact normals on their shared edge (both change); False when they
+    are not same-level neighbours."""
+    pair = stitch_edge_normals(world, a.surface, b.surface)
+    if pair is None:
+        return False
+    a.surface, b.surface = pair
+    return True
+
+
+class Flight:
+    """Couples one world's TileStreamer, a tile client and a renderer.
+
+    client: ``request(keys, priorities)``, ``cancel(keys)``, ``poll() -> [(key, DecodedTile
+    | Exception)]``, ``wait(timeout_s) -> item | None`` (``streaming.client.SyncTileClient``).
+    """
+
+    def __init__(self, world: World, client, renderer, options: FlightOptions = FlightOptions()):
+        self.world = world
+        self.client = client
+        self.renderer = renderer
+        self.options = options
+        self.streamer = TileStreamer(world, StreamerOptions(
+            selection=SelectionOptions(error_target_px=options.error_target_px),
+            cache_bytes=options.cache_bytes))
+        self.stats = FlightStats()
+        self.in_flight: set = set()
+        self._stash: list = []
+        self.last = None
+        self.geomorph = options.geomorph
+
+    def wait_for_tile(self, timeout_s: float) -> None:
+        """Block until a tile (or error) arrives or ``timeout_s`` passes; it is staged."""
+        item = self.client.wait(timeout_s)
+        if item is not None:
+            self._stash.append(item)
+
+    def receive(self) -> int:
+        """Decode and stage what arrived; returns how many tiles."""
+        n = 0
+        items, self._stash = self._stash + self.client.poll(), []
+        for key, tile in items:
+            self.in_flight.discard(key)
+            if isinstance(tile, Exception):
+                log.warning("tile %s failed: %s", key, tile)
+                self.stats.tiles_failed += 1
+                self.streamer.on_failed(key)
+                continue
+            t = client_tile(self.world, key, tile)
+            self.streamer.on_tile(key, t.info, t.nbytes, t)
+            # Children drawn before their parent arrived were uploaded without morph
+            # targets: give them their targets now.
+            self._refresh_children(key, unmorphed_only=True)
+            self.stats.tiles_received += 1
+            self.stats.bytes_received += getattr(tile, "nbytes", 0)
+            n += 1
+        return n
+
+    def step(self, camera, velocity_mps=np.zeros(3)):
+        """Receive, select, request, upload and evict for one frame (no drawing).
+
+        camera: a Camera, or a list of them (sensors: one selection serves all views)."""
+        self.receive()
+        cams = camera if isinstance(camera, (list, tuple)) else [camera]
+        views = [View(c, np.asarray(velocity_mps if i == 0 else np.zeros(3), np.float64))
+                 for i, c in enumerate(cams)]
+        res = self.streamer.frame(views, clock=time.perf_counter)
+        for key in res.evicted:
+            self.renderer.release(key)
+        gone = set(res.evicted)
+        for key in res.uploaded:
+            # The streamer may report a key uploaded and evicted in one frame (an undrawn
+            # tile over the byte budget): nothing to upload then.
+            if key not in gone and self.streamer.payload(key) is not None:
+                self._upload(key)
+        self.stats.gpu_bytes_max = max(self.stats.gpu_bytes_max, self.renderer.gpu_bytes)
+        plan = res.plan
+        # runtime priorities: lower is sooner; the protocol's: higher is sooner.
+        start = list(plan.start) + list(plan.reprioritise)
+        if start:
+            self.client.request([k for k, _ in start], [-p for _, p in start])
+            self.in_flight.update(k for k, _ in plan.start)
+        if plan.cancel:
+            self.client.cancel(plan.cancel)
+            self.in_flight.difference_update(plan.cancel)
+        self.last = res
+        return res
+
+    def settle(self, cameras, timeout_s: float, velocity_mps=np.zeros(3)):
+        """Step until the view is complete at the error target and nothing is in flight;
+        raises TimeoutError after ``timeout_s`` (0: one step only).
+
+        cameras: a Camera, a list of them, or a callable returning either, called before
+        every step (terrain following: the camera moves as finer ground arrives)."""
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            res = self.step(cameras() if callable(cameras) else cameras, velocity_mps)
+            if res.selection.complete and not self.in_flight and not res.uploaded:
+                return res
+            if time.perf_counter() >= deadline:
+                if timeout_s > 0:
+                    raise TimeoutError(f"view not complete after {timeout_s} s "
+                                       f"({len(self.in_flight)} tiles in flight)")
+                return res
+            if self.in_flight and not res.uploaded:
+                self.wait_for_tile(0.05)
+
+    def _stitch(self, key: TileKey, t: ClientTile) -> None:
+        """Exact normals on edges shared with same-level neighbours already here (both
+        tiles change; an uploaded neighbour is uploaded again)."""
+        stitched = []
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            nk = neighbour(self.world, key, dx, dy)
+            other = self.streamer.payload(nk) if nk is not None else None
+            if other is None or not stitch(self.world, t, other):
+                continue
+            stitched += [key, nk]
+            if nk in self.renderer.tiles:
+                self._upload(nk, stitch=False)
+        # Children already drawn morph towards their parent's normals: give them the
+        # stitched ones, or what a frame shows would depend on arrival order.
+        for parent in dict.fromkeys(stitched):
+            self._refresh_children(parent, unmorphed_only=False)
+
+    def _refresh_children(self, parent: TileKey, unmorphed_only: bool) -> None:
+        """Upload again the drawn children of ``parent`` so that they morph towards its
+        current surface: all of them, or only those drawn before it arrived (no targets)."""
+        if not self.geomorph:
+            return
+        for child in parent.children():
+            gpu = self.renderer.tiles.get(child)
+            if gpu is None or self.streamer.payload(child) is None:
+                continue
+            if not unmorphed_only or gpu.parent_ge_m == 0.0:
+                self._upload(child, stitch=False)
+
+    def _upload(self, key: TileKey, stitch: bool = True) -> None:
+        t = self.streamer.payload(key)
+        if stitch:
+            self._stitch(key, t)
+        # Ancestors load first, so the parent is nearly always here; without it the tile
+        # is drawn unmorphed.
+        parent = self.streamer.payload(key.parent()) if key.level > 0 and self.geomorph else None
+        surface, parent_ge = drawable(self.world, t, parent)
+        self.renderer.upload(surface, t.image, parent_ge_m=parent_ge)
+
+    def _lookup(self, key):
+        if key not in self.streamer.ready:
+            return None
+        payload = self.streamer.payload(key)
+        return payload.tin if payload is not None else None
+
+    def ground_m(self, x: float, y: float) -> float | None:
+        """Height of the drawn (else best loaded) surface under (x, y): plane east/north
+        metres, earth lon/lat degrees. None while no tile there is loaded."""
+        if self.world is World.EARTH:
+            pos = geodetic_to_ecef(np.array([x]), np.array([y]), np.array([0.0]))
+        else:
+            pos = np.array([[x, y, 0.0]])
+        try:
+            res = height_at(self.streamer.geometry, pos, self._lookup, prefer=self.streamer.drawn_last)
+        except LookupError:
+            return None
+        return float(res.height_m[0])
+
+    def surface_m(self, x: float, y: float) -> float | None:
+        """What a pilot flies over: the ground, or sea level where water covers it."""
+        g = self.ground_m(x, y)
+        if g is None or not getattr(self.renderer.lighting, "water", False):
+            return g
+        return max(g, 0.0)
+
+    def draw(self, camera) -> None:
+        sel = self.last.selection
+        up = self.streamer.geometry.up(np.asarray(camera.position_m)[None, :])[0]
+        self.renderer.render(camera, sel.draw, up)
+        self.stats.frames += 1
+        self.stats.hole_frames += bool(sel.holes)
+        self.stats.frames_over_error_target += bool(sel.over_error)
+        self.stats.tiles_drawn.append(len(sel.draw))
+        self.stats.triangles.append(self.renderer.triangles_drawn)
+        if sel.under_camera:
+            self.stats.level_under_camera.append(sel.under_camera[0].level)
+
+
+def start_in_process(server) -> tuple[str, threading.Thread, asyncio.AbstractEventLoop]:
+    """Run a TileServer on loopback in a background thread; returns its ws:// URL."""
+    loop = asyncio.new_event_loop()
+    ready: dict = {}
+    started = threading.Event()
+
+    def run():
+        asyncio.set_event_loop(loop)
+        ready["port"] = loop.run_until_complete(server.start("127.0.0.1", 0))
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="worldstream-server", daemon=True)
+    thread.start()
+    if not started.wait(60):
+        raise RuntimeError("in-process server did not start")
+    return f"ws://127.0.0.1:{ready['port']}", thread, loop
+
+
+def stop_in_process(server, thread: threading.Thread, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a server started by ``start_in_process`` and end its thread."""
+    asyncio.run_coroutine_threadsafe(server.close(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)

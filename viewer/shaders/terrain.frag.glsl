@@ -1,0 +1,54 @@
+#version 330
+uniform sampler2D u_tex;
+uniform sampler2D u_ptex;     // parent's colour (geomorph target)
+uniform sampler2D u_nir;
+uniform vec4 u_tile[3];       // see the vertex shader
+uniform bool u_water;
+uniform vec3 u_sun;           // unit vector toward the sun
+uniform vec3 u_up;            // local up at the camera
+uniform vec3 u_horizon;
+uniform vec3 u_zenith;
+uniform float u_haze_m;       // e-folding distance of aerial perspective
+uniform float u_logdepth;     // 1 / log2(far + 1)
+in vec3 v_rel;
+in vec3 v_normal;
+in vec3 v_up;
+in vec2 v_uv;
+in float v_height;
+in float v_morph;
+in float v_logz;
+layout(location = 0) out vec4 f_color;
+layout(location = 1) out vec4 f_normal;   // world-frame unit normal, w = 1 on terrain
+layout(location = 2) out vec4 f_nir;      // false colour (NIR, red, green) -> (R, G, B)
+#include "sky_colour.glsl"
+void main() {
+    bool has_tex = u_tile[0].w > 0.5, has_ptex = u_tile[1].z > 0.5, has_nir = u_tile[1].w > 0.5;
+    vec3 n = normalize(v_normal);
+    vec3 albedo = has_tex ? texture(u_tex, v_uv).rgb : vec3(0.45, 0.42, 0.36);
+    if (has_ptex) albedo = mix(albedo, texture(u_ptex, v_uv * u_tile[2].zw + u_tile[2].xy).rgb, v_morph);
+    float dist = length(v_rel);
+    vec3 view = -v_rel / max(dist, 1e-6);
+    vec3 lit;
+    if (u_water && v_height < 0.0) {
+        n = normalize(v_up);
+        float depth = -v_height;
+        vec3 deep = mix(vec3(0.06, 0.24, 0.30), vec3(0.01, 0.07, 0.16), clamp(depth / 150.0, 0.0, 1.0));
+        vec3 body = mix(albedo * 0.6, deep, clamp(depth / 8.0, 0.0, 1.0)) * (0.35 + 0.65 * max(dot(n, u_sun), 0.0));
+        float fres = 0.02 + 0.98 * pow(1.0 - max(dot(n, view), 0.0), 5.0);
+        vec3 refl = sky_colour(reflect(-view, n), u_up, u_sun, u_horizon, u_zenith);
+        float glint = pow(max(dot(reflect(-u_sun, n), view), 0.0), 400.0) * 3.0;
+        lit = mix(body, refl, fres) + vec3(1.0, 0.95, 0.85) * glint;
+    } else {
+        float diffuse = max(dot(n, u_sun), 0.0);
+        float sky = 0.5 + 0.5 * dot(n, u_up);
+        lit = albedo * (0.95 * diffuse + 0.35 * sky * u_zenith + 0.08);
+    }
+    float haze = 1.0 - exp(-dist / u_haze_m);
+    f_color = vec4(mix(lit, u_horizon, clamp(haze, 0.0, 1.0)), 1.0);
+    f_normal = vec4(n, 1.0);
+    float nir = has_nir ? texture(u_nir, v_uv).r : 0.0;
+    f_nir = has_nir ? vec4(nir, albedo.r, albedo.g, 1.0) : vec4(0.0);
+#ifndef VERTEX_LOGDEPTH
+    gl_FragDepth = log2(v_logz) * u_logdepth;
+#endif
+}
