@@ -386,6 +386,7 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None) 
     progress = Progress(len(keys), progress_stream)
     files = n_bytes = corrupt = 0
     good = []
+    heights = {}  # 3D Tiles: key -> content height range (tile boxes)
     for i, key in enumerate(keys):
         frame = store.get(key)
         if frame is None:
@@ -398,15 +399,14 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None) 
             files += 2
         else:
             n_bytes += _write(out / "3dtiles" / E.glb_path_of(key), E.glb_bytes(frame))
+            heights[key] = E.tile_height_range(frame)
             files += 1
         progress.update(i + 1, len(good), n_bytes)
     if not good:
         raise ValueError(f"no intact tile in {store.root}")
     name = f"worldstream {store.world} seed {store.seed} ({store.model})"
     if fmt == "quantized-mesh":
-        from runtime.formats.export import layer_json
-
-        data = json.dumps(layer_json(good, name=name), indent=1).encode()
+        data = json.dumps(E.terrain_layer_json(good, name=name), indent=1).encode()
         n_bytes += _write(out / "terrain" / "layer.json", data)
         files += 1
     else:
@@ -414,10 +414,11 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None) 
         roots = sorted({E.implicit_coord(k).root for k in good if k.level == 0})
         if not roots:
             raise ValueError("3D Tiles need the level-0 tiles: bake with ancestors (the default)")
-        data = json.dumps(E.tileset_json(max_level, roots), indent=1).encode()
+        lo, hi = min(h[0] for h in heights.values()), max(h[1] for h in heights.values())
+        data = json.dumps(E.tileset_json(max_level, roots, height_range_m=(lo, hi)), indent=1).encode()
         n_bytes += _write(out / "3dtiles" / "tileset.json", data)
         files += 1
-        for coord, blob in E.subtrees_for(good, max_level).items():
+        for coord, blob in E.subtrees_for(good, max_level, heights_m=heights).items():
             n_bytes += _write(out / "3dtiles" / E.subtree_path_of(coord), blob)
             files += 1
     return ExportReport(len(good), files, n_bytes, corrupt, time.perf_counter() - t0)

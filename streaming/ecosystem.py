@@ -6,13 +6,18 @@ format is derived from it, so HTTP clients, static exports and websocket clients
 see the same vertices:
 
 - Cesium quantized-mesh-1.0 terrain (runtime.formats.export.quantized_mesh; geographic
-  tiling scheme, TMS rows, oct-encoded normals) and its ``layer.json``;
+  tiling scheme, TMS rows) with the extensions a client asks for (oct-encoded normals,
+  the water mask of ``sea_mask``) and its ``layer.json``;
 - a 256 x 256 PNG imagery tile of the tile colour (same geographic tiling; Cesium's
   ``UrlTemplateImageryProvider`` ``{y}`` counts rows from the north, like our keys);
 - 3D Tiles 1.1 with implicit quadtree tiling (3D Tiles 1.1 spec, "Implicit Tiling"):
   a ``tileset.json`` whose two children are the two level-0 tiles of the geographic
   scheme (an implicit tileset has one root), binary ``.subtree`` availability files
-  and GLB content (runtime.formats.export.tile_glb, textured, with skirts).
+  and GLB content (runtime.formats.export.tile_glb, textured, with skirts). Each tile's
+  box is the implicit region with its real content's height range (skirts and chord sag
+  included, runtime.formats.bounds) given as TILE_MINIMUM_HEIGHT / TILE_MAXIMUM_HEIGHT
+  tile metadata in the subtrees; each tile's geometric error is CesiumJS's error of a
+  terrain tile of its level, so both providers refine at the same views.
 
 Implicit tile coordinates of a region count y from the south (CesiumJS
 ``Implicit3DTileContent.deriveBoundingRegion``); ours count rows from the north.
@@ -29,16 +34,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.formats.bounds import CESIUM_LEVEL0_ERROR_M, content_height_range_m
 from runtime.formats.export import layer_json, quantized_mesh
-from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, default_geometric_error_m, geometry_for
+from runtime.formats.watermask import WATER_MASK_SIZE, water_mask_extension
+from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, geometry_for
 from runtime.tin import SKIRT_FACTOR, TileMesh, tile_mesh
-from runtime.tiles import MAX_LEVEL, T, TileKey, World, tiles_y, validate_key
+from runtime.tiles import MAX_LEVEL, T, WGS84_A_M, TileKey, World, spacing_deg, tiles_y, validate_key
 from runtime.wire import DecodedTile, decode_image, decode_tile
 
-TERRAIN_CONTENT_TYPE = "application/vnd.quantized-mesh;extensions=octvertexnormals"
+TERRAIN_EXTENSIONS = ("octvertexnormals", "watermask")
+"""quantized-mesh extensions we can write, in the order layer.json lists them."""
+TERRAIN_CONTENT_TYPE = "application/vnd.quantized-mesh"
 GLB_CONTENT_TYPE = "model/gltf-binary"
 SUBTREE_LEVELS = 4
-"""Levels per implicit subtree file (a subtree covers 1 + 4 + 16 + 64 tiles)."""
+"""Levels per implicit subtree file of a static export (a subtree covers 1 + 4 + 16 + 64 tiles)."""
+SERVED_SUBTREE_LEVELS = 1
+"""Levels per subtree of the live server: one tile, so a subtree (which carries the tile's
+height range) needs only the tile CesiumJS is about to load anyway."""
+ROOT_GEOMETRIC_ERROR_M = WGS84_A_M
+"""Error of drawing none of the earth (the contentless tileset root): large enough that
+CesiumJS always refines it into the level-0 tiles, as its terrain always draws level 0."""
 
 
 # ---------------------------------------------------------------- frames -> meshes
@@ -72,11 +87,88 @@ def tin_mesh(world: World, tile: DecodedTile, skirt_depth_m: float | None = None
                      geo.tile_center(key), t)
 
 
-def terrain_bytes(frame: bytes) -> bytes:
-    """quantized-mesh-1.0 bytes (uncompressed, with oct normals) of an earth tile frame."""
+def terrain_bytes(frame: bytes, extensions: Iterable[str] = TERRAIN_EXTENSIONS) -> bytes:
+    """quantized-mesh-1.0 bytes (uncompressed) of an earth tile frame with the named
+    ``extensions`` (a subset of TERRAIN_EXTENSIONS), in id order: oct normals (1), water
+    mask (2). A static export writes both (clients skip those they did not ask for)."""
+    ext = set(extensions)
+    if not ext <= set(TERRAIN_EXTENSIONS):
+        raise ValueError(f"extensions must be a subset of {TERRAIN_EXTENSIONS}, got {sorted(ext)}")
     tile = frame_tile(frame)
     validate_key(World.EARTH, tile.key)
-    return quantized_mesh(tin_mesh(World.EARTH, tile), tile.key)
+    out = quantized_mesh(tin_mesh(World.EARTH, tile), tile.key, normals="octvertexnormals" in ext)
+    if "watermask" in ext:
+        out += water_mask_extension(sea_mask(tile.key))
+    return out
+
+
+def requested_extensions(accept: str | None) -> tuple[str, ...]:
+    """The quantized-mesh extensions an ``Accept`` header asks for, in TERRAIN_EXTENSIONS
+    order. CesiumJS sends ``application/vnd.quantized-mesh;extensions=a-b-c,
+    application/octet-stream;q=0.9,*/*;q=0.01`` (names joined by '-'), or no
+    ``extensions`` parameter when it wants none; names we do not write are ignored."""
+    asked: set[str] = set()
+    for media in (accept or "").split(","):
+        parts = [p.strip() for p in media.split(";")]
+        if parts[0].lower() != TERRAIN_CONTENT_TYPE:
+            continue
+        for p in parts[1:]:
+            name, _, value = p.partition("=")
+            if name.strip().lower() == "extensions":
+                asked.update(v.strip().lower() for v in value.strip().strip('"').split("-"))
+    return tuple(e for e in TERRAIN_EXTENSIONS if e in asked)
+
+
+def terrain_content_type(extensions: Iterable[str]) -> str:
+    """``Content-Type`` of a terrain tile carrying ``extensions``."""
+    ext = [e for e in TERRAIN_EXTENSIONS if e in set(extensions)]
+    return TERRAIN_CONTENT_TYPE + (";extensions=" + "-".join(ext) if ext else "")
+
+
+def sea_mask(key: TileKey) -> np.ndarray:
+    """Which of an earth tile's 256 x 256 water-mask cells are water: (256, 256) bool,
+    row 0 north, column 0 west.
+
+    THE land/water rule of the HTTP and export paths, kept in this one function until the
+    generator's land/water context exists: a cell is sea where the earth anchor's height
+    (ETOPO5 on the level-3 grid, generator.anchors.earth; its sign is the coastline of the
+    30" land mask), bilinearly interpolated at the cell centre, is <= 0 m."""
+    validate_key(World.EARTH, key)
+    height, step = _anchor_height()
+    rows_n, cols_n = height.shape
+    d = spacing_deg(key.level) * T
+    west, north = -180.0 + key.x * d, 90.0 - key.y * d
+    centre = (np.arange(WATER_MASK_SIZE) + 0.5) * (d / WATER_MASK_SIZE)
+    r = np.clip((90.0 - (north - centre)) / step, 0.0, rows_n - 1.0)
+    c = np.mod((west + centre + 180.0) / step, cols_n)
+    r0 = np.minimum(r.astype(np.int64), rows_n - 2)
+    c0 = np.floor(c).astype(np.int64) % cols_n
+    c1 = (c0 + 1) % cols_n
+    fr, fc = (r - r0)[:, None], (c - np.floor(c))[None, :]
+    h = ((1 - fr) * ((1 - fc) * height[r0][:, c0] + fc * height[r0][:, c1])
+         + fr * ((1 - fc) * height[r0 + 1][:, c0] + fc * height[r0 + 1][:, c1]))
+    return h <= 0.0
+
+
+_ANCHOR: tuple[np.ndarray, float] | None = None
+
+
+def _anchor_height() -> tuple[np.ndarray, float]:
+    """The earth anchor's (2049, 4096) height grid (rows 90 N..90 S, columns from 180 W)
+    and its spacing in degrees, loaded once."""
+    global _ANCHOR
+    if _ANCHOR is None:
+        from generator.anchors.earth import SPACING_DEG, EarthAnchor
+
+        _ANCHOR = (EarthAnchor.load().height_m, SPACING_DEG)
+    return _ANCHOR
+
+
+def tile_height_range(frame: bytes, world: World = World.EARTH) -> tuple[float, float]:
+    """Geodetic height range (m) enclosing a tile frame's 3D Tiles content: the TIN, its
+    skirts and the chord sag of its flat triangles (runtime.formats.bounds)."""
+    mesh = tin_mesh(World.parse(world), frame_tile(frame))
+    return content_height_range_m(mesh.vertices_m.astype(np.float64) + mesh.center_m, mesh.all_faces)
 
 
 def imagery_png(frame: bytes) -> bytes:
@@ -153,10 +245,18 @@ def full_layer_json(max_level: int, *, name: str, description: str = "") -> dict
     (a live server generates any tile on request)."""
     if not 0 <= max_level <= MAX_LEVEL:
         raise ValueError(f"max_level must be in [0, {MAX_LEVEL}], got {max_level}")
-    layer = layer_json([TileKey(0, 0, 0), TileKey(0, 1, 0)], name=name, description=description)
+    layer = terrain_layer_json([TileKey(0, 0, 0), TileKey(0, 1, 0)], name=name, description=description)
     layer["maxzoom"] = max_level
     layer["available"] = [[{"startX": 0, "startY": 0, "endX": (2 << L) - 1, "endY": (1 << L) - 1}]
                           for L in range(max_level + 1)]
+    return layer
+
+
+def terrain_layer_json(keys: list[TileKey], *, name: str, description: str = "") -> dict:
+    """``layer.json`` of a terrain holding ``keys``, offering every extension we write
+    (TERRAIN_EXTENSIONS: CesiumJS asks for ``watermask`` only when layer.json lists it)."""
+    layer = layer_json(keys, name=name, description=description)
+    layer["extensions"] = list(TERRAIN_EXTENSIONS)
     return layer
 
 
@@ -190,28 +290,46 @@ def tile_key(c: ImplicitCoord) -> TileKey:
     return TileKey(c.level, c.root * n + c.x, n - 1 - c.y)
 
 
+TILE_BOUNDS_SCHEMA = {
+    "id": "worldstream_tile_bounds",
+    "classes": {"tile": {"properties": {
+        "minimumHeight": {"type": "SCALAR", "componentType": "FLOAT64", "semantic": "TILE_MINIMUM_HEIGHT"},
+        "maximumHeight": {"type": "SCALAR", "componentType": "FLOAT64", "semantic": "TILE_MAXIMUM_HEIGHT"},
+    }}},
+}
+"""3D Tiles 1.1 metadata schema of the per-tile height range the subtrees carry: CesiumJS
+replaces the heights of a tile's implicit region with these (Implicit3DTileContent)."""
+
+
 def tileset_json(max_level: int, roots: Iterable[int] = (0, 1), *, subtree_levels: int = SUBTREE_LEVELS,
                  height_range_m: tuple[float, float] = DEFAULT_HEIGHT_RANGE_M) -> dict:
     """3D Tiles 1.1 ``tileset.json``: an empty global root refined into one implicit
     quadtree per geographic level-0 tile present in ``roots``.
 
-    Geometric error of an implicit level-L tile is the TIN error bound of level L
-    (runtime.geometry.default_geometric_error_m), which halves per level as implicit
-    tiling requires. Paths: ``subtrees/{root}/{level}/{x}/{y}.subtree`` and
-    ``tiles/{root}/{level}/{x}/{y}.glb``."""
+    Geometric error of an implicit level-L tile is CesiumJS's error of a level-L
+    quantized-mesh tile (runtime.formats.bounds.cesium_level_error_m: 77,067 m / 2^L),
+    which halves per level as implicit tiling requires, so at one maximumScreenSpaceError
+    both providers select the same levels. The global root's error (ROOT_GEOMETRIC_ERROR_M)
+    makes it always refine. ``height_range_m`` gives the heights of the implicit root
+    regions, which only the not-yet-loaded subtree placeholders use: every tile's region
+    takes its own content's heights from its subtree's tile metadata (TILE_BOUNDS_SCHEMA).
+    Paths: ``subtrees/{root}/{level}/{x}/{y}.subtree`` and ``tiles/{root}/{level}/{x}/{y}.glb``."""
     if not 0 <= max_level <= MAX_LEVEL:
         raise ValueError(f"max_level must be in [0, {MAX_LEVEL}], got {max_level}")
+    if subtree_levels < 1:
+        raise ValueError(f"subtree_levels must be >= 1, got {subtree_levels}")
     roots = sorted(set(roots))
     if not roots or not set(roots) <= {0, 1}:
         raise ValueError(f"roots must be a non-empty subset of (0, 1), got {roots}")
-    h0, h1 = height_range_m
-    e0 = default_geometric_error_m(0)
+    h0, h1 = (float(v) for v in height_range_m)
+    if not h0 <= h1:
+        raise ValueError(f"height_range_m must be (low, high) with low <= high, got {height_range_m}")
     children = []
     for r in roots:
         west = -math.pi + r * math.pi
         children.append({
             "boundingVolume": {"region": [west, -math.pi / 2, west + math.pi, math.pi / 2, h0, h1]},
-            "geometricError": e0,
+            "geometricError": CESIUM_LEVEL0_ERROR_M,
             "refine": "REPLACE",
             "content": {"uri": f"tiles/{r}/{{level}}/{{x}}/{{y}}.glb"},
             "implicitTiling": {
@@ -225,10 +343,11 @@ def tileset_json(max_level: int, roots: Iterable[int] = (0, 1), *, subtree_level
     east = -math.pi + (roots[-1] + 1) * math.pi
     return {
         "asset": {"version": "1.1", "generator": "worldstream"},
-        "geometricError": 4 * e0,
+        "schema": TILE_BOUNDS_SCHEMA,
+        "geometricError": ROOT_GEOMETRIC_ERROR_M,
         "root": {
             "boundingVolume": {"region": [west, -math.pi / 2, east, math.pi / 2, h0, h1]},
-            "geometricError": 2 * e0,
+            "geometricError": ROOT_GEOMETRIC_ERROR_M,
             "refine": "REPLACE",
             "children": children,
         },
@@ -246,30 +365,45 @@ def morton2(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def subtree_bytes(tile: bool | np.ndarray, content: bool | np.ndarray, child: bool | np.ndarray) -> bytes:
+def subtree_bytes(tile: bool | np.ndarray, content: bool | np.ndarray, child: bool | np.ndarray,
+                  heights_m: np.ndarray | None = None) -> bytes:
     """A binary ``.subtree`` file (magic ``subt``, version 1, JSON chunk, binary chunk).
 
     Each availability is a constant (bool) or a bitstream given as a (n,) bool array:
     tiles of every subtree level by Morton index, level after level (tile, content),
     or the subtree roots one level below the subtree (child). Bits are packed least
-    significant first; chunks and buffer views are 8-byte aligned, as the spec asks."""
+    significant first; chunks and buffer views are 8-byte aligned, as the spec asks.
+    ``heights_m``: optional (k, 2) float64 [min, max] content heights of the k available
+    tiles in bit order, written as a property table of TILE_BOUNDS_SCHEMA's ``tile``
+    class (``tileMetadata``); it needs ``tile`` as a bitstream."""
     views, blob = [], bytearray()
+
+    def view(data: bytes) -> int:
+        while len(blob) % 8:
+            blob.append(0)
+        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(data)})
+        blob.extend(data)
+        return len(views) - 1
 
     def avail(a):
         if isinstance(a, (bool, np.bool_)):
             return {"constant": int(bool(a))}
-        bits = np.packbits(np.asarray(a, dtype=bool), bitorder="little").tobytes()
-        while len(blob) % 8:
-            blob.append(0)
-        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(bits)})
-        blob.extend(bits)
-        out = {"bitstream": len(views) - 1}
         a = np.asarray(a, dtype=bool)
-        out["availableCount"] = int(a.sum())
-        return out
+        return {"bitstream": view(np.packbits(a, bitorder="little").tobytes()), "availableCount": int(a.sum())}
 
     js = {"tileAvailability": avail(tile), "contentAvailability": [avail(content)],
           "childSubtreeAvailability": avail(child)}
+    if heights_m is not None:
+        hm = np.asarray(heights_m, dtype="<f8").reshape(-1, 2)
+        if isinstance(tile, (bool, np.bool_)) or len(hm) != js["tileAvailability"]["availableCount"]:
+            raise ValueError(f"heights_m needs one [min, max] row per available tile of a tile bitstream, "
+                             f"got {len(hm)} rows")
+        if not (np.isfinite(hm).all() and (hm[:, 0] <= hm[:, 1]).all()):
+            raise ValueError("heights_m rows must be finite [min, max] with min <= max")
+        js["propertyTables"] = [{"class": "tile", "count": len(hm), "properties": {
+            "minimumHeight": {"values": view(hm[:, 0].tobytes())},
+            "maximumHeight": {"values": view(hm[:, 1].tobytes())}}}]
+        js["tileMetadata"] = 0
     while len(blob) % 8:
         blob.append(0)
     if blob:
@@ -280,13 +414,27 @@ def subtree_bytes(tile: bool | np.ndarray, content: bool | np.ndarray, child: bo
     return struct.pack("<4sIQQ", b"subt", 1, len(text), len(blob)) + text + bytes(blob)
 
 
-def subtrees_for(keys: Iterable[TileKey], max_level: int,
-                 subtree_levels: int = SUBTREE_LEVELS) -> dict[ImplicitCoord, bytes]:
+def reachable(keys: Iterable[TileKey]) -> set[TileKey]:
+    """The earth keys whose every ancestor is in ``keys`` too: the tiles a client can reach
+    from the level-0 roots (implicit availability must not mark a tile with no parent)."""
+    keys = set(keys)
+    out: set[TileKey] = set()
+    for k in sorted(keys, key=lambda k: k.level):
+        if k.level == 0 or k.parent() in out:
+            out.add(k)
+    return out
+
+
+def subtrees_for(keys: Iterable[TileKey], max_level: int, subtree_levels: int = SUBTREE_LEVELS,
+                 heights_m: dict[TileKey, tuple[float, float]] | None = None) -> dict[ImplicitCoord, bytes]:
     """The ``.subtree`` files of a tileset holding exactly ``keys`` (earth, levels <= max_level).
 
-    A subtree is written for every subtree root that has an available tile below it;
-    a tile's content is available exactly when the tile is (every stored tile has a GLB)."""
-    coords = {implicit_coord(k) for k in keys if k.level <= max_level}
+    Only tiles a client can reach (``reachable``) are marked. A subtree is written for every
+    subtree root that has an available tile below it; a tile's content is available exactly
+    when the tile is (every stored tile has a GLB); a child subtree exactly when it is
+    written. ``heights_m``: key -> (min, max) content heights (``tile_height_range``) of
+    every key, written as tile metadata."""
+    coords = {implicit_coord(k) for k in reachable(k for k in keys if k.level <= max_level)}
     by_subtree: dict[ImplicitCoord, list[ImplicitCoord]] = {}
     for c in coords:
         s_level = (c.level // subtree_levels) * subtree_levels
@@ -303,12 +451,29 @@ def subtrees_for(keys: Iterable[TileKey], max_level: int,
     n_tiles = (4 ** d - 1) // 3
     for s, members in by_subtree.items():
         bits = np.zeros(n_tiles, dtype=bool)
+        at = {}
         for c in members:
             k = c.level - s.level
-            bits[(4 ** k - 1) // 3 + int(morton2(c.x - (s.x << k), c.y - (s.y << k)))] = True
+            i = (4 ** k - 1) // 3 + int(morton2(c.x - (s.x << k), c.y - (s.y << k)))
+            bits[i] = True
+            at[i] = c
+        hm = None
+        if heights_m is not None:
+            hm = np.array([heights_m[tile_key(at[i])] for i in sorted(at)], dtype=np.float64)
         child = children.get(s)
-        out[s] = subtree_bytes(bits, bits, child if child is not None else False)
+        out[s] = subtree_bytes(bits, bits, child if child is not None else False, hm)
     return out
+
+
+def served_subtree_bytes(c: ImplicitCoord, max_level: int, height_range_m: tuple[float, float]) -> bytes:
+    """The one-tile subtree (SERVED_SUBTREE_LEVELS) of a live server, where every tile to
+    ``max_level`` exists: the tile and its content are available, with the content's
+    ``height_range_m``; the four child subtrees exist while ``c.level < max_level``."""
+    tile_key(c)
+    if not 0 <= c.level <= max_level:
+        raise ValueError(f"subtree level must be in [0, {max_level}], got {c.level}")
+    one = np.ones(1, dtype=bool)
+    return subtree_bytes(one, one, bool(c.level < max_level), np.array([height_range_m], np.float64))
 
 
 def terrain_path_of(key: TileKey) -> str:
