@@ -61,6 +61,7 @@ def load(site, web, tmp_path, mode: str, sse: float, camera: str = CAMERA, extra
         state = b.wait_for("window.__state !== 'loading' && window.__state", timeout_s=150)
         errors = b.evaluate("window.__errors") + b.errors()
         assert state == "loaded" and errors == [], errors
+        assert b.bad_responses() == []
         png = b.screenshot()
         extra = None
         if mode == "terrain" and not extra_query:
@@ -151,3 +152,54 @@ def test_cesium_opens_static_exports(site, tmp_path):
         lum = img.mean(axis=2)
         assert (lum > 5).mean() > 0.97, f"{mode}: the baked region should fill the view"
         assert img.std(axis=(0, 1)).max() > 8
+
+
+# ---------------------------------------------------------------- the same world through both providers
+
+# (name, camera "lon,lat,height_m,heading_deg,pitch_deg"): the issue's views.
+VIEWS = [
+    ("globe_20000km", "10,30,20000000,0,-90"),
+    ("europe_300km", "10,47,300000,0,-75"),
+    ("alps_5km", "7.75,45.85,5000,20,-30"),
+]
+VIEW_SIZE = (480, 300)
+FIGURES = Path(__file__).resolve().parents[2] / "docs" / "figures"
+
+
+@pytest.fixture(scope="module")
+def web16(tmp_path_factory):
+    server = build_server("earth", 0, store_dir=tmp_path_factory.mktemp("store16"), http=HttpConfig(max_level=16))
+    t = ServerThread(server)
+    yield t
+    t.close()
+
+
+@pytest.mark.parametrize("mode", ["terrain", "tiles"])
+@pytest.mark.parametrize("name, camera", VIEWS)
+def test_served_world_views_have_no_errors_and_no_failed_requests(site, web16, tmp_path, name, camera, mode):
+    """Both providers at the same maximumScreenSpaceError (so they select the same levels),
+    normals and water mask asked for: no console error, no 4xx/5xx, no failed request, and a
+    picture. WORLDSTREAM_FIGURES=1 keeps the screenshots in docs/figures (small PNGs)."""
+    import os
+
+    b = Browser(tmp_path / f"profile-{name}-{mode}", size=VIEW_SIZE)
+    try:
+        b.call("Page.navigate", url=f"http://127.0.0.1:{site.port}/index.html?mode={mode}&base={web16.base}"
+                                    f"&camera={camera}&sse=4&maxlevel=16")
+        state = b.wait_for("window.__state !== 'loading' && window.__state", timeout_s=420)
+        errors = b.evaluate("window.__errors") + b.errors()
+        assert state == "loaded" and errors == [], errors
+        assert b.bad_responses() == []
+        png = b.screenshot()
+        asked = b.responses("/terrain/") if mode == "terrain" else b.responses("/3dtiles/tiles/")
+    finally:
+        b.close()
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(float)
+    assert asked >= 2  # tiles came from our server
+    lum = img.mean(axis=2)
+    assert (lum > 5).mean() > (0.08 if name.startswith("globe") else 0.5), "the world should be in view"
+    assert img.std(axis=(0, 1)).max() > 8, "a picture, not a flat colour"
+    if os.environ.get("WORLDSTREAM_FIGURES"):
+        FIGURES.mkdir(parents=True, exist_ok=True)
+        small = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=96, method=Image.Quantize.MEDIANCUT)
+        small.save(FIGURES / f"cesium_{name}_{'terrain' if mode == 'terrain' else '3dtiles'}.png", optimize=True)
