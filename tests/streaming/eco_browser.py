@@ -151,10 +151,9 @@ class Browser:
                 out.append(f"failed {p.get('errorText')} ({p.get('type')})")
         return out
 
-    def responses(self, part: str) -> int:
-        """How many HTTP responses came for URLs containing ``part``."""
-        return sum(1 for e in self.events if e.get("method") == "Network.responseReceived"
-                   and part in e["params"]["response"]["url"])
+    def response_urls(self) -> list[str]:
+        """URLs of every HTTP response the page received, in order."""
+        return [e["params"]["response"]["url"] for e in self.events if e.get("method") == "Network.responseReceived"]
 
     def close(self) -> None:
         try:
