@@ -88,7 +88,8 @@ def bench_formats(keys, repeat: int = 3):
     # What a client of each format fetches per tile (median of the per-tile sums).
     for name, parts in (("total quantized-mesh (gzip terrain + imagery png)",
                          ("quantized-mesh + normals + water mask, gzip", "imagery png")),
-                        ("total 3d tiles (glb + subtree)", ("3d tiles glb", "3d tiles subtree (served, height range)"))):
+                        ("total 3d tiles (glb + subtree)",
+                         ("3d tiles glb", "3d tiles subtree (served, height range)"))):
         ms = [sum(per[p][0][i] for p in parts) for i in range(len(frames))]
         kb = [sum(per[p][1][i] for p in parts) for i in range(len(frames))]
         rows.append({"format": name, "ms_per_tile": round(statistics.median(ms), 2),

@@ -38,8 +38,8 @@ from runtime.formats.bounds import CESIUM_LEVEL0_ERROR_M, content_height_range_m
 from runtime.formats.export import layer_json, quantized_mesh
 from runtime.formats.watermask import WATER_MASK_SIZE, water_mask_extension
 from runtime.geometry import DEFAULT_HEIGHT_RANGE_M, geometry_for
+from runtime.tiles import MAX_LEVEL, WGS84_A_M, T, TileKey, World, spacing_deg, tiles_y, validate_key
 from runtime.tin import SKIRT_FACTOR, TileMesh, tile_mesh
-from runtime.tiles import MAX_LEVEL, T, WGS84_A_M, TileKey, World, spacing_deg, tiles_y, validate_key
 from runtime.wire import DecodedTile, decode_image, decode_tile
 
 TERRAIN_EXTENSIONS = ("octvertexnormals", "watermask")

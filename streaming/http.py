@@ -29,8 +29,8 @@ import email.utils
 import gzip
 import hmac
 import http
-import logging
 import json
+import logging
 import re
 from collections import OrderedDict
 from dataclasses import dataclass

@@ -322,6 +322,7 @@ def test_every_advertised_tile_of_an_exported_tileset_exists(tmp_path):
     """``bake`` + ``export``, hosted by a plain static web server, walked as CesiumJS would."""
     from eco_browser import StaticSite
     from eco_fixtures import get, walk_tileset
+
     from generator.pyramid import open_world
     from streaming.bake import BBox, bake, export_store, open_store, plan_keys
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 
-import pytest
 import numpy as np
+import pytest
 from eco_fixtures import ServerThread, bit, get, read_subtree, tile_heights, walk_tileset
 
 from runtime.tiles import TileKey
