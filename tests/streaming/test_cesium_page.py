@@ -166,6 +166,22 @@ VIEW_SIZE = (480, 300)
 FIGURES = Path(__file__).resolve().parents[2] / "docs" / "figures"
 
 
+# Every loaded 3D Tiles tile with content: [root, level, x, y, region min height, max height].
+TILE_BOXES_JS = """
+(() => {
+  const out = [], stack = [window.__tileset.root];
+  while (stack.length) {
+    const t = stack.pop();
+    stack.push(...t.children);
+    if (!t.implicitCoordinates || !t.hasRenderableContent || !t.contentReady) continue;
+    const bv = t.boundingVolume, c = t.implicitCoordinates;
+    out.push([bv.rectangle.west >= -1e-12 ? 1 : 0, c.level, c.x, c.y, bv.minimumHeight, bv.maximumHeight]);
+  }
+  return out;
+})()
+"""
+
+
 @pytest.fixture(scope="module")
 def web16(tmp_path_factory):
     server = build_server("earth", 0, store_dir=tmp_path_factory.mktemp("store16"), http=HttpConfig(max_level=16))
@@ -195,8 +211,14 @@ def test_served_world_views_have_no_errors_and_no_failed_requests(site, web16, t
             assert b.bad_responses() == [], mode
             png = b.screenshot()
             levels = [int(m.group(1)) for u in b.response_urls() if (m := re.search(tiles, u))]
+            boxes = b.evaluate(TILE_BOXES_JS) if mode == "tiles" else []
         finally:
             b.close()
+        # CesiumJS gave each loaded tile the height range of its content (subtree metadata).
+        for root, level, x, y, lo, hi in boxes[:40]:
+            frame = web16.server.service.store.get(E.tile_key(E.ImplicitCoord(root, level, x, y)))
+            assert (lo, hi) == pytest.approx(E.tile_height_range(frame), abs=1e-6)
+        assert mode == "terrain" or len(boxes) >= 2
         assert len(levels) >= 2, f"{mode}: tiles should come from our server"
         deepest[mode] = max(levels)
         img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(float)
