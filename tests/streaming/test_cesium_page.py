@@ -182,6 +182,16 @@ TILE_BOXES_JS = """
 """
 
 
+# Did CesiumJS's terrain take our extensions? (rendered tiles with a water-mask texture)
+WATER_JS = """
+(() => {
+  const t = window.__terrain, tiles = window.widget.scene.globe._surface._tilesToRender;
+  return {hasWaterMask: t.hasWaterMask, hasVertexNormals: t.hasVertexNormals, rendered: tiles.length,
+          withWater: tiles.filter(x => x.data && x.data.waterMaskTexture !== undefined).length};
+})()
+"""
+
+
 @pytest.fixture(scope="module")
 def web16(tmp_path_factory):
     server = build_server("earth", 0, store_dir=tmp_path_factory.mktemp("store16"), http=HttpConfig(max_level=16))
@@ -212,8 +222,15 @@ def test_served_world_views_have_no_errors_and_no_failed_requests(site, web16, t
             png = b.screenshot()
             levels = [int(m.group(1)) for u in b.response_urls() if (m := re.search(tiles, u))]
             boxes = b.evaluate(TILE_BOXES_JS) if mode == "tiles" else []
+            water = b.evaluate(WATER_JS) if mode == "terrain" else None
         finally:
             b.close()
+        if water is not None:
+            # CesiumJS took the water mask: the globe from space shows the Atlantic and the
+            # Mediterranean, so some rendered tiles carry a water-mask texture.
+            assert water["hasWaterMask"] and water["hasVertexNormals"], water
+            if name.startswith("globe"):
+                assert water["withWater"] >= 1, water
         # CesiumJS gave each loaded tile the height range of its content (subtree metadata).
         for root, level, x, y, lo, hi in boxes[:40]:
             frame = web16.server.service.store.get(E.tile_key(E.ImplicitCoord(root, level, x, y)))
