@@ -368,9 +368,10 @@ def _write(path: Path, data: bytes) -> int:
     return len(data)
 
 
-def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None) -> ExportReport:
+def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None, water=None) -> ExportReport:
     """Write the store's tiles as static ``quantized-mesh`` (terrain/ + imagery/) or
-    ``3dtiles`` (3dtiles/) files under ``out``."""
+    ``3dtiles`` (3dtiles/) files under ``out``. ``water``: the world's water
+    (``ecosystem.WaterMask``), written as the quantized-mesh water mask when given."""
     from streaming import ecosystem as E
 
     if fmt not in ("quantized-mesh", "3dtiles"):
@@ -389,6 +390,7 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None) 
     # Every stored tile is known: edges shared by two stored tiles get the joined mesh's
     # normals on both sides (runtime.tin.stitch), so borders do not show as lines.
     edges = E.NeighbourEdges(World.EARTH, store.get)
+    heights = {}  # 3D Tiles: key -> content height range (tile boxes)
     for i, key in enumerate(keys):
         frame = store.get(key)
         if frame is None:
@@ -398,20 +400,21 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None) 
         mesh, tile = E.frame_mesh(frame)
         mesh = edges.stitched(mesh)
         if fmt == "quantized-mesh":
-            n_bytes += _write(out / "terrain" / E.terrain_path_of(key), E.quantized_mesh(mesh, key))
+            n_bytes += _write(out / "terrain" / E.terrain_path_of(key),
+                              E.mesh_terrain_bytes(mesh, E.TERRAIN_EXTENSIONS if water else ("octvertexnormals",),
+                                                   water))
             n_bytes += _write(out / "imagery" / f"{key.level}/{key.x}/{key.y}.png", E.imagery_png(frame))
             files += 2
         else:
             n_bytes += _write(out / "3dtiles" / E.glb_path_of(key), E.mesh_glb(mesh, tile.image))
+            heights[key] = E.tile_height_range(frame)
             files += 1
         progress.update(i + 1, len(good), n_bytes)
     if not good:
         raise ValueError(f"no intact tile in {store.root}")
     name = f"worldstream {store.world} seed {store.seed} ({store.model})"
     if fmt == "quantized-mesh":
-        from runtime.formats.export import layer_json
-
-        data = json.dumps(layer_json(good, name=name), indent=1).encode()
+        data = json.dumps(E.terrain_layer_json(good, name=name, water=water is not None), indent=1).encode()
         n_bytes += _write(out / "terrain" / "layer.json", data)
         files += 1
     else:
@@ -419,10 +422,11 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None) 
         roots = sorted({E.implicit_coord(k).root for k in good if k.level == 0})
         if not roots:
             raise ValueError("3D Tiles need the level-0 tiles: bake with ancestors (the default)")
-        data = json.dumps(E.implicit_tileset_json(max_level, roots), indent=1).encode()
+        lo, hi = min(h[0] for h in heights.values()), max(h[1] for h in heights.values())
+        data = json.dumps(E.implicit_tileset_json(max_level, roots, height_range_m=(lo, hi)), indent=1).encode()
         n_bytes += _write(out / "3dtiles" / "tileset.json", data)
         files += 1
-        for coord, blob in E.subtrees_for(good, max_level).items():
+        for coord, blob in E.subtrees_for(good, max_level, heights_m=heights).items():
             n_bytes += _write(out / "3dtiles" / E.subtree_path_of(coord), blob)
             files += 1
     return ExportReport(len(good), files, n_bytes, corrupt, time.perf_counter() - t0)

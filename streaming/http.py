@@ -10,10 +10,14 @@ connection). Every tile is fetched as its stored ``tile`` frame through
 Routes (GET and HEAD; OPTIONS answers CORS preflights):
 
 - ``/terrain/layer.json`` and ``/terrain/{z}/{x}/{y}.terrain``: quantized-mesh-1.0,
-  geographic tiling scheme, TMS y (0 at the south), oct-encoded normals;
+  geographic tiling scheme, TMS y (0 at the south), with the extensions (oct-encoded
+  normals, water mask) the ``Accept`` header asks for and no others;
 - ``/imagery/{z}/{x}/{y}.png``: tile colour, geographic tiling, y from the north;
 - ``/3dtiles/tileset.json``, ``/3dtiles/subtrees/{root}/{level}/{x}/{y}.subtree``,
-  ``/3dtiles/tiles/{root}/{level}/{x}/{y}.glb``: 3D Tiles 1.1, implicit quadtrees.
+  ``/3dtiles/tiles/{root}/{level}/{x}/{y}.glb``: 3D Tiles 1.1, implicit quadtrees with
+  one-level subtrees (``ecosystem.SERVED_SUBTREE_LEVELS``): a subtree says the truth
+  (its tile exists, its children exist below ``max_level``) and carries its tile's
+  content height range, read from the tile it is about to load anyway.
 
 Only the earth world has these endpoints (both formats are geographic).
 """
@@ -25,6 +29,7 @@ import email.utils
 import gzip
 import hmac
 import http
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -33,6 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from runtime.geometry import DEFAULT_HEIGHT_RANGE_M
 from runtime.lru import LRU, nbytes
 from runtime.tiles import MAX_LEVEL, TileKey, World, validate_key
 from streaming import ecosystem as E
@@ -62,6 +68,7 @@ class Route:
     kind: str
     key: TileKey | None = None
     coord: E.ImplicitCoord | None = None
+    extensions: tuple[str, ...] = ()  # terrain: the quantized-mesh extensions asked for
 
 
 _PATTERNS = [
@@ -83,7 +90,7 @@ CONTENT_TYPES = {
 }
 
 
-def parse_route(path: str, max_level: int) -> Route:
+def parse_route(path: str, max_level: int, subtree_levels: int = E.SERVED_SUBTREE_LEVELS) -> Route:
     """Request path (query ignored) -> Route; HttpError 404 saying what exists."""
     p = urlsplit(path).path
     for kind, pattern in _PATTERNS:
@@ -104,8 +111,8 @@ def parse_route(path: str, max_level: int) -> Route:
                 key = E.tile_key(c)
                 if c.level > max_level:
                     raise ValueError(f"level must be in [0, {max_level}], got {c.level}")
-                if kind == "subtree" and c.level % E.SUBTREE_LEVELS:
-                    raise ValueError(f"subtree roots lie on levels that are multiples of {E.SUBTREE_LEVELS}")
+                if kind == "subtree" and c.level % subtree_levels:
+                    raise ValueError(f"subtree roots lie on levels that are multiples of {subtree_levels}")
                 return Route(kind, key=key, coord=c)
         except ValueError as exc:
             raise HttpError(404, f"no such tile: {exc}") from None
@@ -120,7 +127,7 @@ class HttpEndpoints:
     ``streaming.server.HttpHandler``."""
 
     def __init__(self, service: TileService, *, name: str, token: str | None = None,
-                 allowed_origins=None, config: HttpConfig = HttpConfig()):
+                 allowed_origins=None, config: HttpConfig = HttpConfig(), water: E.WaterMask | None = None):
         if service.world is not World.EARTH:
             raise ValueError(f"HTTP terrain and 3D Tiles endpoints need the earth world, got {service.world.value}")
         if not 0 <= config.max_level <= MAX_LEVEL:
@@ -130,6 +137,7 @@ class HttpEndpoints:
         self.token = token
         self.allowed_origins = list(allowed_origins) if allowed_origins else None
         self.config = config
+        self.water = water  # the world's water (quantized-mesh water mask); None: not offered
         self._cache: LRU[tuple[str, TileKey], bytes] = LRU(config.cache_bytes, size=nbytes)
         self.served = 0
 
@@ -155,14 +163,21 @@ class HttpEndpoints:
                 if not hmac.compare_digest(given.encode(), self.token.encode()):
                     raise HttpError(401, "missing or wrong ?token=")
             route = parse_route(path, self.config.max_level)
+            content_type = CONTENT_TYPES[route.kind]
+            if route.kind == "terrain":
+                exts = tuple(e for e in E.requested_extensions(headers.get("Accept"))
+                             if e != "watermask" or self.water is not None)  # only what we can write
+                route = Route(route.kind, key=route.key, extensions=exts)
+                content_type = E.terrain_content_type(exts)
             # quantized-mesh compresses about 3x; browsers inflate it transparently.
             gz = route.kind == "terrain" and "gzip" in headers.get("Accept-Encoding", "")
             body = await self._body(route, gz)
             self.served += 1
-            r = _response(200, b"" if method == "HEAD" else body, CONTENT_TYPES[route.kind], cors,
+            r = _response(200, b"" if method == "HEAD" else body, content_type, cors,
                           max_age_s=self.config.max_age_s, length=len(body))
             if route.kind == "terrain":
-                r.headers["Vary"] = "Origin, Accept-Encoding" if "Vary" in r.headers else "Accept-Encoding"
+                vary = "Accept, Accept-Encoding"
+                r.headers["Vary"] = f"Origin, {vary}" if "Vary" in r.headers else vary
                 if gz:
                     r.headers["Content-Encoding"] = "gzip"
             return r
@@ -179,33 +194,57 @@ class HttpEndpoints:
 
     # -- bodies ------------------------------------------------------------------------
     async def _body(self, route: Route, gz: bool = False) -> bytes:
-        import json
-
         if route.kind == "layer":
-            return json.dumps(E.full_layer_json(self.config.max_level, name=self.name)).encode()
+            return json.dumps(E.full_layer_json(self.config.max_level, name=self.name,
+                                                water=self.water is not None)).encode()
         if route.kind == "tileset":
-            return json.dumps(E.implicit_tileset_json(self.config.max_level)).encode()
-        if route.kind == "subtree":
-            # Every tile exists on a live server; the deepest subtrees have no children.
-            deepest = route.coord.level + E.SUBTREE_LEVELS > self.config.max_level
-            return E.subtree_bytes(True, True, not deepest)
+            return await self._cached(("tileset",), self._tileset)
         assert route.key is not None
-        cache_key = (route.kind + (".gz" if gz else ""), route.key)
+        cache_key = (route.kind + (".gz" if gz else ""), route.key, route.extensions)
+        if route.kind == "subtree":
+            max_level = self.config.max_level
+
+            async def subtree():
+                r = await self._convert(route.key, E.tile_height_range)
+                return E.served_subtree_bytes(route.coord, max_level, r)
+
+            return await self._cached(cache_key, subtree)
+        ext = route.extensions
+        convert = {"terrain": lambda f: E.terrain_bytes(f, ext, water=self.water), "imagery": E.imagery_png,
+                   "glb": E.glb_bytes}[route.kind]
+        if gz:
+            convert = lambda f: gzip.compress(E.terrain_bytes(f, ext, water=self.water), 6, mtime=0)  # noqa: E731
+        return await self._cached(cache_key, lambda: self._convert(route.key, convert))
+
+    async def _cached(self, cache_key, make) -> bytes:
         hit = self._cache.get(cache_key)
         if hit is not None:
             return hit
-        fut = self.service.get(route.key, priority=float(route.key.level))
+        body = await make()
+        self._remember(cache_key, body)
+        return body
+
+    async def _convert(self, key: TileKey, convert):
+        """``convert(frame)`` of the tile's stored frame, off the event loop."""
+        fut = self.service.get(key, priority=float(key.level))
         try:
             frame = await fut
         except asyncio.CancelledError:
-            self.service.release(route.key, fut)
+            self.service.release(key, fut)
             raise
-        convert = {"terrain": E.terrain_bytes, "imagery": E.imagery_png, "glb": E.glb_bytes}[route.kind]
-        if gz:
-            convert = lambda f: gzip.compress(E.terrain_bytes(f), 6, mtime=0)  # noqa: E731
-        body = await asyncio.get_running_loop().run_in_executor(None, convert, frame)
-        self._remember(cache_key, body)
-        return body
+        return await asyncio.get_running_loop().run_in_executor(None, convert, frame)
+
+    async def _tileset(self) -> bytes:
+        """tileset.json; its implicit root regions span the level-0 tiles' content heights
+        (chord sag included) and at least DEFAULT_HEIGHT_RANGE_M (every tile's own box comes
+        from its subtree)."""
+        lo, hi = DEFAULT_HEIGHT_RANGE_M
+        for key in (TileKey(0, 0, 0), TileKey(0, 1, 0)):
+            a, b = await self._convert(key, E.tile_height_range)
+            lo, hi = min(lo, a), max(hi, b)
+        ts = E.implicit_tileset_json(self.config.max_level, subtree_levels=E.SERVED_SUBTREE_LEVELS,
+                                     height_range_m=(lo, hi))
+        return json.dumps(ts).encode()
 
     def _remember(self, key, body: bytes) -> None:
         if key not in self._cache:  # a body already held stays where it is

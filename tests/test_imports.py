@@ -85,7 +85,7 @@ def test_only_the_cli_composes_generator_and_viewer():
 
 
 def test_the_graph_sees_real_imports():
-    # Guard against a parser that sees nothing: the tile service does import runtime.tin.simplify (through runtime.wire).
+    # Guard against a parser that sees nothing: the tile service imports runtime.tin.simplify (via runtime.wire).
     graph = _module_imports()
     assert "runtime.tin.simplify" in _closure(graph, "streaming.tileservice")
 

@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.lod.camera import Camera
 from runtime.geometry import (
     DEFAULT_HEIGHT_RANGE_M,
     WorldGeometry,
     occluder_radii_m,
 )
+from runtime.lod.camera import Camera
 from runtime.tiles import MAX_LEVEL, T, TileKey, level_error_m, spacing_m
 
 # --- inputs and outputs -----------------------------------------------------------------

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.geometry import WorldGeometry, geometry_for
 from runtime.lod.cache import TileCache
 from runtime.lod.camera import Camera
-from runtime.geometry import WorldGeometry, geometry_for
 from runtime.lod.scheduler import Plan, Scheduler, SchedulerOptions
 from runtime.lod.selection import Selection, SelectionOptions, TileInfo, View, select
 from runtime.tiles import TileKey, World

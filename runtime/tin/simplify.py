@@ -9,6 +9,7 @@ from runtime.tin.diamonds import drop_diamonds
 from runtime.tin.faces import mesh_vertices, number_vertices, tin_faces
 from runtime.tin.rtin import rtin_errors, rtin_vertices
 
+
 def simplify_grid(
     height_m: np.ndarray, max_error_m: float, border: str = "fan", flips: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import streaming.cli.args as A
 from runtime.tiles import World
 from streaming.bake import BBox, bake, export_store, open_store, parse_levels, plan_keys
-import streaming.cli.args as A
 from streaming.cli.compose import pyramid_opener
 
 
@@ -33,7 +33,12 @@ def cmd_bake(args) -> int:
 
 def cmd_export(args) -> int:
     store = open_store(args.store, args.world.value if args.world else None, args.seed)
-    report = export_store(store, args.out, args.format)
+    water = None
+    if store.world == "earth":
+        from generator.water import earth_water_mask
+
+        water = earth_water_mask
+    report = export_store(store, args.out, args.format, water=water)
     print(report.line(Path(args.out)), flush=True)
     return 0
 

@@ -62,8 +62,9 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     info = ServerInfo(world=world.value, seed=seed, model=pyr.model_id, token=token, limits=limits)
     endpoints = None
     if http is not None:
+        from generator.water import earth_water_mask
         from streaming.http import HttpEndpoints
 
         endpoints = HttpEndpoints(service, name=f"worldstream {world.value} seed {seed} ({pyr.model_id})",
-                                  token=token, allowed_origins=origins, config=http)
+                                  token=token, allowed_origins=origins, config=http, water=earth_water_mask)
     return TileServer(info, service, heights=heights, allowed_origins=origins, http=endpoints)

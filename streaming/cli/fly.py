@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from runtime.tiles import World
 import streaming.cli.args as A
+from runtime.tiles import World
 from streaming.cli.compose import build_server
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from runtime.tiles import MAX_LEVEL, World
 import streaming.cli.args as A
+from runtime.tiles import MAX_LEVEL, World
 from streaming.cli.compose import build_server
 
 

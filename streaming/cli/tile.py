@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runtime.tiles import MAX_LEVEL, TileKey, World, validate_key
 import streaming.cli.args as A
+from runtime.tiles import MAX_LEVEL, TileKey, World, validate_key
 from streaming.cli.compose import open_world
 
 

@@ -41,7 +41,8 @@ def test_detail_amplitude_follows_scale_law():
     p = np.zeros((1, 4, 200, 200), dtype=np.float32)  # flat
     coarse = ref.refine(p, 6, np.zeros((1, 2), np.int64), 1)[0, 0, 1::2, 1::2].std()
     fine = ref.refine(p, 16, np.zeros((1, 2), np.int64), 1)[0, 0, 1::2, 1::2].std()
-    # flat parents: roughness at its floor, so the ratio is the law's: sigma(parent spacing at 6) / sigma(at 16), across both knots
+    # flat parents: roughness at its floor, so the ratio is the law's:
+    # sigma(parent spacing at 6) / sigma(at 16), across both knots
     assert coarse > 0 and fine > 0
     law = ref.sigma_m(2 * spacing_m(6)) / ref.sigma_m(2 * spacing_m(16))
     np.testing.assert_allclose(coarse / fine, law, rtol=0.05)

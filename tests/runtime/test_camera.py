@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from runtime.lod.camera import Camera
 from runtime.geometry import geodetic_to_ecef, geometry_for
+from runtime.lod.camera import Camera
 from runtime.tiles import T, TileKey
 
 

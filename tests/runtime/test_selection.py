@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.lod.camera import Camera
 from runtime.geometry import east_north_up, geodetic_to_ecef, geometry_for
+from runtime.lod.camera import Camera
 from runtime.lod.selection import Band, SelectionOptions, TileInfo, View, select
 from runtime.tiles import T, TileKey, level_error_m, spacing_m
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from runtime.lod.camera import Camera
 from runtime.geometry import geometry_for
+from runtime.lod.camera import Camera
 from runtime.lod.scheduler import SchedulerOptions
 from runtime.lod.selection import SelectionOptions, TileInfo, View
 from runtime.lod.streamer import StreamerOptions, TileStreamer

@@ -88,7 +88,7 @@ class Browser:
         self.ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=64 << 20, open_timeout=10).__enter__()
         self._ids = itertools.count(1)
         self.events: list[dict] = []
-        for domain in ("Page", "Runtime", "Log"):
+        for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable")
         # A fixed CSS viewport and pixel ratio: screenshots are exactly ``size``.
         self.call("Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1,
@@ -138,6 +138,22 @@ class Browser:
             elif m == "Log.entryAdded" and p["entry"]["level"] == "error":
                 out.append(f"log: {p['entry'].get('text')} {p['entry'].get('url', '')}")
         return out
+
+    def bad_responses(self) -> list[str]:
+        """``status url`` of every HTTP response >= 400 and every request that failed
+        (Network domain), excluding the page's own favicon."""
+        out = []
+        for e in self.events:
+            m, p = e.get("method"), e.get("params", {})
+            if m == "Network.responseReceived" and p["response"]["status"] >= 400:
+                out.append(f"{p['response']['status']} {p['response']['url']}")
+            elif m == "Network.loadingFailed" and not p.get("canceled"):
+                out.append(f"failed {p.get('errorText')} ({p.get('type')})")
+        return out
+
+    def response_urls(self) -> list[str]:
+        """URLs of every HTTP response the page received, in order."""
+        return [e["params"]["response"]["url"] for e in self.events if e.get("method") == "Network.responseReceived"]
 
     def close(self) -> None:
         try:

@@ -17,6 +17,7 @@ import pytest
 from eco_fixtures import gltf_validate, node_available
 
 from generator.pyramid import open_world
+from generator.water import earth_water_mask
 from runtime.tiles import TileKey, World
 from streaming import ecosystem as E
 from streaming.bake import BBox, bake, bbox_keys, export_store, open_store, parse_levels, plan_keys, stored_keys
@@ -172,7 +173,8 @@ def baked(tmp_path_factory):
 def test_export_quantized_mesh(baked, tmp_path):
     qmt = pytest.importorskip("quantized_mesh_tile")
     root, keys = baked
-    rep = export_store(open_store(root), tmp_path, "quantized-mesh", progress_stream=io.StringIO())
+    rep = export_store(open_store(root), tmp_path, "quantized-mesh", progress_stream=io.StringIO(),
+                       water=earth_water_mask)
     assert rep.tiles == len(keys) and rep.files == 2 * len(keys) + 1 and rep.corrupt == 0
     layer = json.loads((tmp_path / "terrain" / "layer.json").read_text())
     assert layer["available"][0] == [{"startX": 0, "startY": 0, "endX": 1, "endY": 0}]
@@ -212,21 +214,28 @@ def test_export_3dtiles(baked, tmp_path):
 
 def _terrain_normals(data: bytes) -> dict[tuple[int, int], np.ndarray]:
     """{(row, col): oct-decoded normal} parsed from quantized-mesh bytes (u, v deltas, then
-    the normals extension last)."""
+    the normals extension, maybe followed by the water mask: id 2, 1 or 65,536 bytes)."""
     from runtime.formats.export import oct_decode
 
     unzig = lambda x: (x.astype(np.int64) >> 1) ^ -(x.astype(np.int64) & 1)  # noqa: E731
     n = int(np.frombuffer(data, "<u4", 1, 88)[0])
     u = np.cumsum(unzig(np.frombuffer(data, "<u2", n, 92)))
     v = np.cumsum(unzig(np.frombuffer(data, "<u2", n, 92 + 2 * n)))
-    normals = oct_decode(np.frombuffer(data, np.uint8, 2 * n, len(data) - 2 * n).reshape(n, 2))
+    end = len(data)
+    for size in (1, 256 * 256):  # a trailing water mask extension
+        head = end - size - 5
+        if head > 0 and data[head] == 2 and int(np.frombuffer(data, "<u4", 1, head + 1)[0]) == size:
+            end = head
+            break
+    assert data[end - 2 * n - 5] == 1 and int(np.frombuffer(data, "<u4", 1, end - 2 * n - 4)[0]) == 2 * n
+    normals = oct_decode(np.frombuffer(data, np.uint8, 2 * n, end - 2 * n).reshape(n, 2))
     rows, cols = 256 - np.round(v * 256 / 32767).astype(int), np.round(u * 256 / 32767).astype(int)
     return {(int(r), int(c)): normals[i] for i, (r, c) in enumerate(zip(rows, cols, strict=True))}
 
 
 def test_exported_neighbours_agree_on_shared_edge_normals(baked, tmp_path):
     root, keys = baked
-    export_store(open_store(root), tmp_path, "quantized-mesh", progress_stream=io.StringIO())
+    export_store(open_store(root), tmp_path, "quantized-mesh", progress_stream=io.StringIO(), water=earth_water_mask)
     have = set(keys)
     pairs = [(k, TileKey(k.level, k.x + 1, k.y)) for k in keys if TileKey(k.level, k.x + 1, k.y) in have]
     pairs += [(k, TileKey(k.level, k.x, k.y + 1)) for k in keys if TileKey(k.level, k.x, k.y + 1) in have]

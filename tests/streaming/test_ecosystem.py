@@ -10,11 +10,12 @@ import struct
 
 import numpy as np
 import pytest
-from eco_fixtures import gltf_validate, node_available
+from eco_fixtures import bit, gltf_validate, morton, node_available, read_subtree, tile_heights
 from PIL import Image
 
-from runtime.geometry import geodetic_normal
-from runtime.tiles import T, TileKey, World, level_error_m, spacing_deg
+from generator.water import earth_water_mask
+from runtime.geometry import ecef_to_geodetic, geodetic_normal
+from runtime.tiles import T, TileKey, World, spacing_deg
 from runtime.wire import decode_image
 from streaming import ecosystem as E
 from streaming.http import parse_route
@@ -103,26 +104,6 @@ def test_imagery_png_is_the_pixel_mean_of_the_tile_colour(frames):
     assert px.std() > 5.0  # a real picture, not a flat colour
 
 
-def read_subtree(blob: bytes) -> tuple[dict, bytes]:
-    """Independent reader of the 3D Tiles 1.1 binary subtree layout."""
-    magic, version, jlen, blen = struct.unpack_from("<4sIQQ", blob)
-    assert magic == b"subt" and version == 1 and jlen % 8 == 0 and blen % 8 == 0
-    assert len(blob) == 24 + jlen + blen
-    return json.loads(blob[24:24 + jlen]), blob[24 + jlen:]
-
-
-def bit(js: dict, body: bytes, avail: dict, index: int) -> bool:
-    if "constant" in avail:
-        return bool(avail["constant"])
-    view = js["bufferViews"][avail["bitstream"]]
-    byte = body[view["byteOffset"] + index // 8]
-    return bool((byte >> (index % 8)) & 1)
-
-
-def morton(x: int, y: int) -> int:
-    return sum((((x >> b) & 1) << (2 * b)) | (((y >> b) & 1) << (2 * b + 1)) for b in range(20))
-
-
 def test_subtrees_mark_exactly_the_stored_tiles():
     keys = {TileKey(0, 0, 0), TileKey(0, 1, 0), TileKey(1, 1, 0), TileKey(2, 2, 1), TileKey(3, 5, 2),
             TileKey(4, 11, 5), TileKey(5, 22, 10), TileKey(5, 23, 11)}
@@ -153,13 +134,38 @@ def test_subtrees_mark_exactly_the_stored_tiles():
     js, body = read_subtree(subs[E.ImplicitCoord(1, 0, 0, 0)])
     assert [i for i in range(85) if bit(js, body, js["tileAvailability"], i)] == [0]
     assert js["childSubtreeAvailability"] == {"constant": 0}
-    # Live-server subtree: everything available, constants only, no binary chunk.
+    # Constants only: no binary chunk.
     js, body = read_subtree(E.subtree_bytes(True, True, False))
     assert js["tileAvailability"] == {"constant": 1} and body == b""
 
 
-def test_implicit_tileset_json_is_quadtrees_with_halving_errors():
-    ts = E.implicit_tileset_json(12)
+def test_subtrees_carry_each_tiles_height_range_in_bit_order():
+    keys = {TileKey(0, 0, 0), TileKey(0, 1, 0), TileKey(1, 0, 0), TileKey(1, 1, 1), TileKey(2, 1, 3)}
+    heights = {k: (-100.0 * (i + 1), 10.0 * (i + 1)) for i, k in enumerate(sorted(keys))}
+    subs = E.subtrees_for(keys, max_level=2, subtree_levels=4, heights_m=heights)
+    js, body = read_subtree(subs[E.ImplicitCoord(0, 0, 0, 0)])
+    assert js["tileMetadata"] == 0 and js["propertyTables"][0]["class"] == "tile"
+    rows = tile_heights(js, body)
+    # Bit order: root (bit 0), then level 1 by Morton index: (1, 1, 1) is implicit x 1, y 0
+    # (bit 1 + 1), (1, 0, 0) is x 0, y 1 (bit 1 + 2). (2, 1, 3)'s parent (1, 0, 1) is missing,
+    # so no client can reach it: not marked, no row.
+    assert rows == [heights[TileKey(0, 0, 0)], heights[TileKey(1, 1, 1)], heights[TileKey(1, 0, 0)]]
+    assert [i for i in range(21) if bit(js, body, js["tileAvailability"], i)] == [0, 2, 3]
+    # The schema's semantics are the ones CesiumJS reads for implicit tiles.
+    props = E.implicit_tileset_json(2)["schema"]["classes"]["tile"]["properties"]
+    assert {p["semantic"] for p in props.values()} == {"TILE_MINIMUM_HEIGHT", "TILE_MAXIMUM_HEIGHT"}
+    # The live server's one-tile subtree: the tile, its content, its children below max_level.
+    js, body = read_subtree(E.served_subtree_bytes(E.ImplicitCoord(1, 3, 2, 5), 4, (-5.0, 7.0)))
+    assert bit(js, body, js["tileAvailability"], 0) and bit(js, body, js["contentAvailability"][0], 0)
+    assert js["childSubtreeAvailability"] == {"constant": 1} and tile_heights(js, body) == [(-5.0, 7.0)]
+    js, body = read_subtree(E.served_subtree_bytes(E.ImplicitCoord(1, 4, 2, 5), 4, (-5.0, 7.0)))
+    assert js["childSubtreeAvailability"] == {"constant": 0}
+    with pytest.raises(ValueError, match="level must be in"):
+        E.served_subtree_bytes(E.ImplicitCoord(1, 5, 2, 5), 4, (-5.0, 7.0))
+
+
+def test_tileset_json_is_implicit_quadtrees_with_halving_errors():
+    ts = E.implicit_tileset_json(12, height_range_m=(-3.5e6, 8000.0))
     assert ts["asset"]["version"] == "1.1"
     kids = ts["root"]["children"]
     assert [k["boundingVolume"]["region"][:4] for k in kids] == [
@@ -168,10 +174,12 @@ def test_implicit_tileset_json_is_quadtrees_with_halving_errors():
         it = k["implicitTiling"]
         assert it["subdivisionScheme"] == "QUADTREE" and it["availableLevels"] == 13
         assert "{level}" in k["content"]["uri"] and "{level}" in it["subtrees"]["uri"]
-        # Implicit tiling halves the error per level; so does our TIN bound.
-        assert k["geometricError"] == level_error_m(0)
-        assert level_error_m(5) == pytest.approx(k["geometricError"] / 32)
-    assert ts["root"]["geometricError"] > kids[0]["geometricError"]
+        # CesiumJS's quantized-mesh error of level 0 (getEstimatedLevelZeroGeometricErrorForAHeightmap
+        # with a 65-sample heightmap, 2 tiles around the equator), halved per level by implicit tiling.
+        assert k["geometricError"] == pytest.approx(6378137.0 * 2 * np.pi * 0.25 / (65 * 2))
+        assert k["boundingVolume"]["region"][4:] == [-3.5e6, 8000.0]
+    # The contentless root refines into level 0 from any distance the globe fills a few pixels.
+    assert ts["root"]["geometricError"] >= 6e6 and ts["geometricError"] == ts["root"]["geometricError"]
 
 
 @pytest.mark.skipif(not node_available(), reason="node + .ci/node/node_modules (bash .ci/setup --dev) needed")
@@ -200,3 +208,147 @@ def test_every_glb_passes_gltf_validator(frames, tmp_path):
     gltf = json.loads(glb[20:20 + n])
     sampler = gltf["samplers"][gltf["textures"][0]["sampler"]]
     assert sampler["wrapS"] == sampler["wrapT"] == 33071
+
+
+@pytest.mark.parametrize("key", [KEYS[0], KEYS[3]])
+def test_content_height_range_holds_every_point_of_the_content(frames, key):
+    """Level 0's big flat triangles sag thousands of km below their vertices; the range
+    must hold them, the skirts and the vertices, and not be much looser than that."""
+    lo, hi = E.tile_height_range(frames[key])
+    mesh = E.tin_mesh(World.EARTH, E.frame_tile(frames[key]))
+    v = mesh.vertices_m.astype(np.float64) + mesh.center_m
+    tri = v[mesh.all_faces]  # (m, 3, 3)
+    # Barycentric points on a 12 x 12 lattice of every triangle (vertices, edges, inside).
+    g = np.array([(i, j, 12 - i - j) for i in range(13) for j in range(13 - i)], float) / 12
+    pts = np.einsum("pk,mkj->mpj", g, tri).reshape(-1, 3)
+    _, _, h = ecef_to_geodetic(pts)
+    assert lo <= h.min() and h.max() <= hi
+    # Tight: within 2 % of the deepest sag below the lowest point found (plus 1 m).
+    assert h.min() - lo <= 0.02 * (h.max() - h.min()) + 1.0
+    assert hi - h.max() <= 1.0
+    if key.level == 0:
+        assert lo < -1e6  # the chord sag of the level-0 triangles (not a -11 km default)
+    else:
+        tile = E.frame_tile(frames[key])
+        assert lo <= tile.height_m.min() - 5.0 * tile.geometric_error_m  # skirts inside
+
+
+def read_quantized_mesh(blob: bytes) -> tuple[int, dict[int, bytes]]:
+    """Independent reader of quantized-mesh-1.0 (CesiumGS/quantized-mesh README):
+    (vertex count, {extension id: data}); fails on any trailing or overlapping bytes."""
+    pos = 88
+    (n,) = struct.unpack_from("<I", blob, pos)
+    pos += 4 + 3 * 2 * n
+    wide = n > 65536
+    size = 4 if wide else 2
+    if wide and pos % 4:
+        pos += 4 - pos % 4
+    (tris,) = struct.unpack_from("<I", blob, pos)
+    pos += 4 + 3 * tris * size
+    for _ in range(4):  # west, south, east, north edge lists
+        (m,) = struct.unpack_from("<I", blob, pos)
+        pos += 4 + m * size
+    ext = {}
+    while pos < len(blob):
+        eid, length = struct.unpack_from("<BI", blob, pos)
+        pos += 5
+        assert eid not in ext and pos + length <= len(blob)
+        ext[eid] = blob[pos:pos + length]
+        pos += length
+    assert pos == len(blob)
+    return n, ext
+
+
+def test_terrain_extensions_are_exactly_the_asked_ones(frames):
+    frame = frames[KEYS[3]]
+    n, ext = read_quantized_mesh(E.terrain_bytes(frame, ()))
+    assert ext == {}
+    n, ext = read_quantized_mesh(E.terrain_bytes(frame, ("octvertexnormals",)))
+    assert list(ext) == [1] and len(ext[1]) == 2 * n
+    n, ext = read_quantized_mesh(E.terrain_bytes(frame, ("watermask",), water=earth_water_mask))
+    assert list(ext) == [2]
+    n, ext = read_quantized_mesh(E.terrain_bytes(frame, E.TERRAIN_EXTENSIONS, water=earth_water_mask))
+    assert list(ext) == [1, 2]  # in id order (a static export writes both)
+    n, ext = read_quantized_mesh(E.terrain_bytes(frame))
+    assert list(ext) == [1]  # the default: normals
+    with pytest.raises(ValueError, match="world's water"):
+        E.terrain_bytes(frame, ("watermask",))
+    with pytest.raises(ValueError, match="subset of"):
+        E.terrain_bytes(frame, ("metadata",))
+    # CesiumJS's Accept header (CesiumTerrainProvider getRequestHeader): names joined by '-'.
+    accept = "application/vnd.quantized-mesh;extensions={},application/octet-stream;q=0.9,*/*;q=0.01"
+    assert E.requested_extensions(accept.format("octvertexnormals-watermask")) == ("octvertexnormals", "watermask")
+    assert E.requested_extensions(accept.format("watermask-octvertexnormals-metadata")) == (
+        "octvertexnormals", "watermask")
+    assert E.requested_extensions(accept.format("watermask")) == ("watermask",)
+    assert E.requested_extensions("application/vnd.quantized-mesh,application/octet-stream;q=0.9") == ()
+    assert E.requested_extensions(None) == ()
+    assert E.terrain_content_type(("watermask", "octvertexnormals")) == (
+        "application/vnd.quantized-mesh;extensions=octvertexnormals-watermask")
+
+
+@pytest.mark.parametrize("key, kind", [(KEYS[0], "mixed"), (KEYS[4], "land"), (TileKey(5, 2, 16), "sea")])
+def test_water_mask_extension_bytes(frames, key, kind):
+    """Water mask (id 2): one byte 0 (all land) or 255 (all sea), or 256 x 256 bytes north
+    row first; sea where the earth anchor's height is <= 0 m."""
+    from generator.anchors.earth import SPACING_DEG, EarthAnchor
+
+    if key not in frames:
+        from generator.pyramid import open_world
+        from streaming.tileservice import mesh_encoder
+
+        frames = {key: mesh_encoder()(World.EARTH, key, open_world("earth", 0).tile(key))}
+    _, ext = read_quantized_mesh(E.terrain_bytes(frames[key], ("watermask",), water=earth_water_mask))
+    data = ext[2]
+    if kind == "land":
+        assert data == b"\x00"
+        return
+    if kind == "sea":  # (5, 2, 16): 157.5..163.1 W, 0..5.6 S, the open Pacific
+        assert data == b"\xff"
+        return
+    assert len(data) == 256 * 256 and set(data) == {0, 255}
+    mask = np.frombuffer(data, np.uint8).reshape(256, 256)
+    # Check cells against the anchor grid at its own nodes (nearest cell centre), away from coasts.
+    anchor = EarthAnchor.load()
+    west, south, east, north = extent(key)
+    d = (east - west) / 256
+    lat = north - (np.arange(256) + 0.5) * d
+    lon = west + (np.arange(256) + 0.5) * d
+    r = np.round((90 - lat) / SPACING_DEG).astype(int)
+    c = np.round((lon + 180) / SPACING_DEG).astype(int) % anchor.height_m.shape[1]
+    h = anchor.height_m[r][:, c]
+    assert (mask[h < -200] == 255).all() and (mask[h > 200] == 0).all()
+    assert 0.5 < (mask == 255).mean() < 0.9  # the western hemisphere: mostly ocean
+    # North row first: the top rows (Arctic) hold more land than the rows around 60 S.
+    assert (mask[20:40] == 0).mean() > (mask[170:190] == 0).mean()
+
+
+def test_every_advertised_tile_of_an_exported_tileset_exists(tmp_path):
+    """``bake`` + ``export``, hosted by a plain static web server, walked as CesiumJS would."""
+    from eco_browser import StaticSite
+    from eco_fixtures import get, walk_tileset
+
+    from generator.pyramid import open_world
+    from streaming.bake import BBox, bake, export_store, open_store, plan_keys
+
+    keys = plan_keys(World.EARTH, BBox(86.0, 27.0, 88.0, 29.0), (3, 5))
+    bake(World.EARTH, 0, keys, tmp_path / "store", use_ray=False, progress_stream=io.StringIO(),
+         open_pyramid=open_world)
+    store = open_store(tmp_path / "store")
+    for fmt in ("3dtiles", "quantized-mesh"):
+        export_store(store, tmp_path / "out", fmt, progress_stream=io.StringIO(), water=earth_water_mask)
+    site = StaticSite(tmp_path / "out")
+    try:
+        walk = walk_tileset(f"http://127.0.0.1:{site.port}/3dtiles")
+        layer = json.loads(get(f"http://127.0.0.1:{site.port}/terrain/layer.json")[2])
+    finally:
+        site.close()
+    assert walk["failed"] == [] and walk["last_level"] == 5
+    assert {E.tile_key(E.ImplicitCoord(*c)) for c in walk["tiles"]} == set(keys)
+    # Each tile's box heights are its content's, skirts and chord sag included.
+    for c, hm in walk["tiles"].items():
+        k = E.tile_key(E.ImplicitCoord(*c))
+        assert hm == E.tile_height_range(store.get(k))
+    assert layer["extensions"] == ["octvertexnormals", "watermask"]
+    _, ext = read_quantized_mesh((tmp_path / "out" / "terrain" / E.terrain_path_of(keys[-1])).read_bytes())
+    assert sorted(ext) == [1, 2]

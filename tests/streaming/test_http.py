@@ -6,15 +6,19 @@ from __future__ import annotations
 import gzip
 import json
 
+import numpy as np
 import pytest
-from eco_fixtures import ServerThread, get
+from eco_fixtures import ServerThread, bit, get, read_subtree, tile_heights, walk_tileset
 
+from generator.water import earth_water_mask
 from runtime.tiles import TileKey
 from streaming import ecosystem as E
 from streaming.cli import build_server
 from streaming.http import HttpConfig
 
 KEY = TileKey(6, 94, 21)
+ACCEPT = "application/vnd.quantized-mesh{},application/octet-stream;q=0.9,*/*;q=0.01"  # CesiumJS's
+NORMALS = {"Accept": ACCEPT.format(";extensions=octvertexnormals")}
 
 
 @pytest.fixture(scope="module")
@@ -32,22 +36,23 @@ def test_layer_json_advertises_every_tile_to_max_level(web):
     assert h["Access-Control-Allow-Origin"] == "*"
     layer = json.loads(body)
     assert layer["format"] == "quantized-mesh-1.0" and layer["scheme"] == "tms"
-    assert layer["projection"] == "EPSG:4326" and layer["extensions"] == ["octvertexnormals"]
+    assert layer["projection"] == "EPSG:4326" and layer["extensions"] == ["octvertexnormals", "watermask"]
     assert layer["maxzoom"] == 10 and len(layer["available"]) == 11
     assert layer["available"][10] == [{"startX": 0, "startY": 0, "endX": 2047, "endY": 1023}]
 
 
 def test_terrain_tile_is_the_stored_frame_converted(web):
     tms_y = (1 << KEY.level) - 1 - KEY.y
-    status, h, body = get(f"{web.base}/terrain/{KEY.level}/{KEY.x}/{tms_y}.terrain?v=1.0.0")
+    status, h, body = get(f"{web.base}/terrain/{KEY.level}/{KEY.x}/{tms_y}.terrain?v=1.0.0", headers=NORMALS)
     assert status == 200
     assert h["Content-Type"] == "application/vnd.quantized-mesh;extensions=octvertexnormals"
     assert int(h["Content-Length"]) == len(body) > 88
     # Same store as the websocket server: the frame is there now, and converts to these bytes.
     frame = web.server.service.store.get(KEY)
-    assert frame is not None and body == E.terrain_bytes(frame)
+    assert frame is not None and body == E.terrain_bytes(frame, ("octvertexnormals",))
     # Asked with gzip (browsers do), the same bytes come compressed.
-    status, h, gz = get(f"{web.base}/terrain/{KEY.level}/{KEY.x}/{tms_y}.terrain", headers={"Accept-Encoding": "gzip"})
+    status, h, gz = get(f"{web.base}/terrain/{KEY.level}/{KEY.x}/{tms_y}.terrain",
+                        headers={"Accept-Encoding": "gzip", **NORMALS})
     assert status == 200 and h["Content-Encoding"] == "gzip" and "Accept-Encoding" in h["Vary"]
     assert gzip.decompress(gz) == body and len(gz) < len(body) / 2
     # Imagery and GLB of the same tile come from the same frame (no new generation).
@@ -61,24 +66,68 @@ def test_terrain_tile_is_the_stored_frame_converted(web):
     assert web.server.service.stats().generated == generated
 
 
+@pytest.mark.parametrize("asked, ids", [
+    ("", []), (";extensions=octvertexnormals", [1]), (";extensions=watermask", [2]),
+    (";extensions=octvertexnormals-watermask", [1, 2]), (";extensions=watermask-octvertexnormals-metadata", [1, 2]),
+])
+def test_terrain_sends_only_the_extensions_asked_for(web, asked, ids):
+    from test_ecosystem import read_quantized_mesh
+
+    key = TileKey(3, 1, 2)  # 157.5..135 W, 22.5..0 N: the Pacific around Hawaii (sea and a little land)
+    tms_y = (1 << key.level) - 1 - key.y
+    status, h, body = get(f"{web.base}/terrain/{key.level}/{key.x}/{tms_y}.terrain",
+                          headers={"Accept": ACCEPT.format(asked)})
+    assert status == 200 and "Accept" in h["Vary"]
+    n, ext = read_quantized_mesh(body)
+    assert sorted(ext) == ids
+    names = [e for i, e in ((1, "octvertexnormals"), (2, "watermask")) if i in ids]
+    assert h["Content-Type"] == "application/vnd.quantized-mesh" + (";extensions=" + "-".join(names) if names else "")
+    if 1 in ext:
+        assert len(ext[1]) == 2 * n
+    if 2 in ext:
+        assert ext[2] in (b"\x00", b"\xff") or len(ext[2]) == 65536
+        assert ext[2] == E.terrain_bytes(web.server.service.store.get(key), ("watermask",),
+                                         water=earth_water_mask)[-len(ext[2]):]
+
+
 def test_tileset_and_subtrees(web):
     status, _, body = get(web.base + "/3dtiles/tileset.json")
     ts = json.loads(body)
-    assert status == 200 and ts["root"]["children"][0]["implicitTiling"]["availableLevels"] == 11
+    it = ts["root"]["children"][0]["implicitTiling"]
+    assert status == 200 and it["availableLevels"] == 11 and it["subtreeLevels"] == 1
     status, h, blob = get(web.base + "/3dtiles/subtrees/1/4/3/5.subtree")
     assert status == 200 and blob[:4] == b"subt"
-    js = json.loads(blob[24:].decode().strip())
-    assert js["tileAvailability"] == {"constant": 1} and js["childSubtreeAvailability"] == {"constant": 1}
-    # Levels 8..11 pass max_level 10: the last subtrees have no children.
-    _, _, blob = get(web.base + "/3dtiles/subtrees/0/8/3/5.subtree")
-    assert json.loads(blob[24:].decode().strip())["childSubtreeAvailability"] == {"constant": 0}
+    js, body = read_subtree(blob)
+    assert bit(js, body, js["tileAvailability"], 0) and js["childSubtreeAvailability"] == {"constant": 1}
+    # The tile's box heights are its content's (from the frame the subtree request generated).
+    key = E.tile_key(E.ImplicitCoord(1, 4, 3, 5))
+    assert tile_heights(js, body) == [E.tile_height_range(web.server.service.store.get(key))]
+    # The last level has no children.
+    _, _, blob = get(web.base + "/3dtiles/subtrees/0/10/3/5.subtree")
+    assert read_subtree(blob)[0]["childSubtreeAvailability"] == {"constant": 0}
+
+
+def test_every_advertised_tile_of_the_served_tileset_exists(tmp_path):
+    """Walk the live tileset as CesiumJS would, every subtree and tile to the last level."""
+    server = build_server("earth", 0, store_dir=tmp_path / "store", http=HttpConfig(max_level=2))
+    t = ServerThread(server)
+    try:
+        walk = walk_tileset(t.base + "/3dtiles")
+        code, _, _ = get(t.base + "/3dtiles/subtrees/0/3/0/0.subtree")
+    finally:
+        t.close()
+    assert walk["failed"] == []
+    assert walk["last_level"] == 2 and len(walk["tiles"]) == 2 * (1 + 4 + 16) and walk["subtrees"] == 42
+    assert code == 404  # one level past the last is not there, and nothing advertised it
+    lo, hi = np.array(list(walk["tiles"].values())).T
+    assert (lo < hi).all() and lo.min() < -1e6  # the level-0 triangles' chord sag is inside
 
 
 @pytest.mark.parametrize("path, status, says", [
     ("/terrain/11/0/0.terrain", 404, "level must be in [0, 10]"),
     ("/terrain/2/8/0.terrain", 404, "x at level 2 must be in [0, 7]"),
     ("/3dtiles/tiles/2/0/0/0.glb", 404, "root 0 or 1"),
-    ("/3dtiles/subtrees/0/3/0/0.subtree", 404, "multiples of 4"),
+    ("/3dtiles/subtrees/0/11/0/0.subtree", 404, "level must be in [0, 10]"),
     ("/index.html", 404, "expected /terrain/layer.json"),
 ])
 def test_bad_paths_say_what_exists(web, path, status, says):
