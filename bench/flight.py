@@ -36,8 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime.lod.camera import Camera  # noqa: E402
 from runtime.geometry import east_north_up, geodetic_to_ecef, geometry_for  # noqa: E402
+from runtime.lod.camera import Camera  # noqa: E402
 from runtime.lod.selection import SelectionOptions, TileInfo, View  # noqa: E402
 from runtime.lod.streamer import StreamerOptions, TileStreamer  # noqa: E402
 from runtime.tiles import METRES_PER_DEGREE, T, TileKey, World, level_error_m, spacing_deg, spacing_m  # noqa: E402

@@ -37,8 +37,8 @@ import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 
 from runtime import wire  # noqa: E402
-from runtime.tin import stitch_edge_normals, tin_surface, tin_to_grid, with_morph  # noqa: E402
 from runtime.tiles import TileKey, World, neighbour, skirt_depth_for  # noqa: E402
+from runtime.tin import stitch_edge_normals, tin_surface, tin_to_grid, with_morph  # noqa: E402
 from viewer.paths import Pose, camera_for  # noqa: E402
 
 
