@@ -250,20 +250,23 @@ class GroundClient:
 
     # -- scalar queries (the inner loop) -----------------------------------------------------
 
-    def _rc(self, x: float, y: float) -> tuple[float, float]:
-        """Global sample (row, col) at the level; the scalar twin of ``global_samples``."""
+    def _rc(self, x: float, y: float, d: float | None = None) -> tuple[float, float]:
+        """Global sample (row, col) for spacing ``d`` (default: the level's); the scalar twin
+        of ``streaming.heights.global_samples``."""
+        d = self._d if d is None else d
         if not self._is_earth:
-            return -y / self._d, x / self._d
+            return -y / d, x / d
         lon = (x + 180.0) % 360.0 - 180.0
         if lon == -180.0 and x > 0:
             lon = 180.0
         lat = min(max(y, -90.0), 90.0)
-        return (90.0 - lat) / self._d, (lon + 180.0) / self._d
+        return (90.0 - lat) / d, (lon + 180.0) / d
 
-    def _tile_key(self, r: float, c: float) -> tuple[int, int]:
+    def _tile_key(self, r: float, c: float, level: int | None = None) -> tuple[int, int]:
+        level = self.level if level is None else level
         tx, ty = math.floor(c / T), math.floor(r / T)
         if self._is_earth:
-            tx, ty = min(max(tx, 0), (2 << self.level) - 1), min(max(ty, 0), (1 << self.level) - 1)
+            tx, ty = min(max(tx, 0), (2 << level) - 1), min(max(ty, 0), (1 << level) - 1)
         return tx, ty
 
     def _cell(self, x: float, y: float):
@@ -319,7 +322,22 @@ class GroundClient:
                            self._normal(tile, i, j, fr, fc, y), self.level)
 
     def _context_at(self, x: float, y: float) -> float:
-        return float(self._context_many(np.array([[x, y]], np.float64))[0])
+        """The scalar twin of ``_context_many`` (same arithmetic, same numbers)."""
+        lv = WATER_CONTEXT_LEVEL
+        r, c = self._rc(x, y, LEVEL0_SPACING_DEG / (1 << lv) if self._is_earth else spacing_m(lv))
+        tx, ty = self._tile_key(r, c, lv)
+        lr, lc = r - ty * T, c - tx * T
+        i, j = min(max(math.floor(lr), 0), T - 1), min(max(math.floor(lc), 0), T - 1)
+        fr, fc = lr - i, lc - j
+        gi, gj = ty * T + i, tx * T + j
+        try:
+            v00, v01, v10, v11 = (self._context[self._wrap_node(lv, gi + a, gj + b)]
+                                  for a, b in ((0, 0), (0, 1), (1, 0), (1, 1)))
+        except KeyError:
+            raise NotPrefetched(f"({x}, {y}): no water context held; prefetch a region around it first") from None
+        top = v00 * (1.0 - fc) + v01 * fc
+        bot = v10 * (1.0 - fc) + v11 * fc
+        return top * (1.0 - fr) + bot * fr
 
     def _context_many(self, pts: np.ndarray) -> np.ndarray:
         """Anchor-level field at (n, 2) points: bilinear on the held nodes, tile-local like

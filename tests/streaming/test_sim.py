@@ -212,6 +212,13 @@ def test_height_at_matches_server_and_cli_within_tolerance(served, center):
     assert np.degrees(np.arccos(np.median(cos))) < 6.0  # documented: median ~3 degrees
     h1 = np.array([served.height_at(x, y) for x, y in pts.tolist()])
     np.testing.assert_array_equal(h1, q["ground_m"])  # scalar and batched: the same numbers
+    for i, (x, y) in enumerate(pts[:30].tolist()):
+        gp = served.ground_at(x, y)
+        assert (gp.ground_m, gp.is_water, gp.level) == (q["ground_m"][i], q["is_water"][i], DEFAULT_LEVEL)
+        np.testing.assert_allclose(gp.normal_enu, q["normal_enu"][i], atol=1e-12)
+    ctx = served._context_many(pts)  # the anchor field the water rule reads: scalar twin, and the server's
+    assert [served._context_at(x, y) for x, y in pts.tolist()] == ctx.tolist()
+    np.testing.assert_allclose(ctx, served.client.heights(pts, mode="detailed", level=3)["height_m"], atol=1e-9)
 
 
 def test_sea_is_water_and_land_is_dry(served):
