@@ -256,3 +256,45 @@ def test_deterministic_in_a_fresh_process_and_order(served):
     np.testing.assert_array_equal(np.array(there["h"]), here["ground_m"][order])
     np.testing.assert_array_equal(np.array(there["n"]), here["normal_enu"][order])
     assert there["w"] == here["is_water"][order].tolist()
+
+
+# -- the runnable examples of docs/SIMULATOR.md --------------------------------------------
+
+
+def _example(name: str, *args: str, timeout_s: float = 300.0) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, str(ROOT / "docs" / "examples" / name), *args], capture_output=True,
+                         text=True, env=env, cwd=ROOT, timeout=timeout_s)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def _numbers(text: str, after: str) -> list[float]:
+    import re
+
+    tail = text.split(after, 1)[1]
+    return [float(v) for v in re.findall(r"-?\d+\.\d+|-?\d+", tail)]
+
+
+def test_ground_callback_example_settles_on_the_ground():
+    out = _example("ground_callback.py", "--steps", "300")
+    alt, surface, agl, vz = _numbers(out, "settled at alt")[:4]
+    assert "over ground" in out and "900 callback calls" in out
+    assert 400.0 < surface < 600.0 and -0.5 < agl < 0.0 and abs(vz) < 0.05  # on its springs, at rest
+
+
+def test_drone_example_follows_the_terrain():
+    out = _example("drone.py", "--steps", "40", "--no-sensors")
+    lo, hi = _numbers(out, "AGL")[:2]
+    assert 35.0 < lo <= hi < 45.0  # holds 40 m above height_at
+    assert "prefetched 4 tiles at level 16" in out
+
+
+@pytest.mark.slow
+def test_drone_example_renders_sensors(tmp_path):
+    """The headless capture (EGL): the down camera's centre depth equals the AGL height_at gives."""
+    out = _example("drone.py", "--steps", "10", "--out", str(tmp_path), "--error-target", "16", timeout_s=600)
+    depth, agl = _numbers(out, "down camera centre depth")[:2]
+    assert abs(depth - agl) < 1.0
+    assert {p.name for p in tmp_path.iterdir()} == {"front_rgb.png", "front_depth_m.npy", "down_rgb.png",
+                                                     "down_depth_m.npy"}
