@@ -107,3 +107,18 @@ def test_bad_arguments_exit_2_with_one_line(capsys, argv, message):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_documented_plane_command_prints_what_the_doc_shows(capsys):
+    import shlex
+
+    doc = (ROOT / "docs" / "SIMULATOR.md").read_text()
+    lines = doc.split("worldstream height --world plane", 1)[1].splitlines()
+    argv = ["height", "--world", "plane", *shlex.split(lines[0])]
+    shown = [json.loads(line.replace("...", "")) for line in lines[1:3]]
+    rows = _json_lines(capsys, argv)
+    assert len(rows) == len(shown) == 2
+    for got, want in zip(rows, shown):
+        assert got["at"] == want["at"] and got["is_water"] == want["is_water"] and got["water_m"] == want["water_m"]
+        assert abs(got["ground_m"] - want["ground_m"]) < 1e-3
+        np.testing.assert_allclose(got["normal_enu"], want["normal_enu"], atol=1e-4)
