@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 
+import streaming.cli.args as A
 from runtime.ground import DEFAULT_LEVEL, WATER_CONTEXT_LEVEL, water_at
 from runtime.tiles import MAX_LEVEL, World
-import streaming.cli.args as A
 from streaming.cli.compose import open_world
 
 
