@@ -137,6 +137,8 @@ class GroundClient:
         top = int(self.client.hello.limits.get("max_level", 24))
         if not 0 <= level <= top:
             raise ValueError(f"level must be in [0, {top}] (the server's max_level), got {level}")
+        if level < WATER_CONTEXT_LEVEL:
+            raise ValueError(f"level must be >= {WATER_CONTEXT_LEVEL} (the water context's), got {level}")
         if max_tiles < 1:
             raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
         self.level, self.max_tiles = int(level), int(max_tiles)
@@ -149,7 +151,8 @@ class GroundClient:
     # -- region ----------------------------------------------------------------------------
 
     def _box(self, center, radius_m: float) -> np.ndarray:
-        """(4, 2) corners of the square around the disc, in query coordinates."""
+        """(2, 2) [[west, south], [east, north]] corners of the square around the disc
+        (earth: unwrapped longitudes)."""
         x, y = (float(v) for v in center)
         if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(radius_m) and radius_m >= 0):
             raise ValueError(f"center must be two finite numbers and radius_m >= 0, got {center}, {radius_m}")
@@ -190,32 +193,34 @@ class GroundClient:
         if len(want) > self.max_tiles:
             raise ValueError(f"a {radius_m} m radius needs {len(want)} tiles at level {self.level}; "
                              f"max_tiles is {self.max_tiles}")
-        missing = [k for k in want if k not in self._tiles]
-        got = {}
-        if missing:
-            fetched = self.client.fetch([TileKey(self.level, x, y) for x, y in missing], timeout_s)
-            got = {(k.x, k.y): _tile_from_decoded(v) for k, v in fetched.items()}
-        self._prefetch_context(box)
-        with self._lock:
-            for k in want:
-                if k in got:
-                    self._tiles[k] = got[k]
-                self._tiles.move_to_end(k)
-            while len(self._tiles) > self.max_tiles:
-                self._tiles.popitem(last=False)
-        return len(missing)
+        self._prefetch_context(want)
+        fetched = 0
+        while True:  # a concurrent prefetch may evict a tile of ours before we lock: fetch it again
+            missing = [k for k in want if k not in self._tiles]
+            got = {}
+            if missing:
+                tiles = self.client.fetch([TileKey(self.level, x, y) for x, y in missing], timeout_s)
+                got = {(k.x, k.y): _tile_from_decoded(v) for k, v in tiles.items()}
+                fetched += len(missing)
+            with self._lock:
+                self._tiles.update(got)
+                if all(k in self._tiles for k in want):
+                    for k in want:
+                        self._tiles.move_to_end(k)
+                    while len(self._tiles) > self.max_tiles:
+                        self._tiles.popitem(last=False)
+                    return fetched
 
-    def _prefetch_context(self, box: np.ndarray) -> None:
-        """Anchor-level grid nodes around ``box``, read exactly (server heights at nodes)."""
+    def _prefetch_context(self, tiles: list[tuple[int, int]]) -> None:
+        """The anchor-level grid nodes under whole level ``tiles``, read exactly (server heights
+        at nodes), so every point a held tile answers has its water context."""
         lv = WATER_CONTEXT_LEVEL
-        if self._is_earth:
-            d = LEVEL0_SPACING_DEG / (1 << lv)
-            rows, cols = (90.0 - np.clip(box[:, 1], -90.0, 90.0)) / d, (box[:, 0] + 180.0) / d
-        else:
-            rows, cols = global_samples(self.world, lv, box)
-        nodes = [(r, c) for r in range(math.floor(rows.min()), math.floor(rows.max()) + 2)
-                 for c in range(math.floor(cols.min()), math.floor(cols.max()) + 2)]
-        nodes = [self._wrap_node(lv, r, c) for r, c in nodes]
+        f = 2.0 ** (lv - self.level)  # anchor samples per level sample
+        nodes = []
+        for tx, ty in tiles:
+            r0, c0 = math.floor(ty * T * f), math.floor(tx * T * f)
+            r1, c1 = max(math.ceil((ty + 1) * T * f), r0 + 1), max(math.ceil((tx + 1) * T * f), c0 + 1)
+            nodes += [self._wrap_node(lv, r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
         need = [n for n in dict.fromkeys(nodes) if n not in self._context]
         if not need:
             return

@@ -44,6 +44,7 @@ class TiltedClient:
         self.world, self.h0, self.g1, self.g2 = World.parse(world), h0, g1, g2
         self.hello = ServerHello(world, 0, "tilted", T, Limits().as_dict())
         self.fetched: list[TileKey] = []
+        self._encoded: dict[TileKey, dict] = {}
 
     def field(self, level: int, rows, cols) -> np.ndarray:
         if self.world is World.PLANE:
@@ -59,8 +60,11 @@ class TiltedClient:
 
     def fetch(self, keys, timeout_s=120.0):
         self.fetched.extend(keys)
-        return {k: decode_tile(encode_heights(self.grid(k), 0.25 * spacing_m(k.level), key=k, model="tilted")[0])
-                for k in keys}
+        for k in keys:
+            if k not in self._encoded:
+                grid = self.grid(k)
+                self._encoded[k] = encode_heights(grid, 0.25 * spacing_m(k.level), key=k, model="tilted")[0]
+        return {k: decode_tile(self._encoded[k]) for k in keys}
 
     def heights(self, points, mode="detailed", level=None):
         from streaming.heights import keys_at
@@ -148,6 +152,12 @@ def test_water_rule():
     g.prefetch((0.0, 0.0), 50.0)
     p = g.ground_at(10.0, 10.0)
     assert p.is_water and p.water_m == 0.0 and p.ground_m == pytest.approx(-79.9, abs=0.01)
+    coarse = GroundClient(client=TiltedClient("plane", -80.0, 0.0, 0.0), level=10)  # 19.6 km tiles
+    coarse.prefetch((100.0, -100.0), 10.0)
+    far = (19_000.0, -19_000.0)  # same tile, ~27 km from the prefetch centre: water context held too
+    assert coarse.covers(*far) and coarse.ground_at(*far).is_water
+    with pytest.raises(ValueError, match="level must be >= 3"):
+        GroundClient(client=c, level=2)
 
 
 def test_reads_are_thread_safe_during_prefetch():
@@ -175,6 +185,32 @@ def test_reads_are_thread_safe_during_prefetch():
     for t in threads:
         t.join(60)
     assert errors == []
+
+
+def test_concurrent_prefetches_that_evict_each_other_both_hold_their_region():
+    c = TiltedClient("plane", 10.0, 0.1, 0.05)
+    g = GroundClient(client=c, max_tiles=2)
+    centres = [(150.0 + 400.0 * i, -150.0) for i in range(4)]  # one tile each, 4 tiles > max_tiles
+    errors: list = []
+
+    def run(order):
+        try:
+            for i in order:
+                g.prefetch(centres[i], 10.0)
+                g.height_at(*centres[i])  # may be evicted later by the other thread, never here
+        except NotPrefetched:
+            pass  # the other thread evicted it between the two calls: allowed
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(o,)) for o in ([0, 1, 2, 3, 0], [3, 2, 1, 0, 3])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == [] and len(g._tiles) <= 2
+    g.prefetch(centres[1], 10.0)
+    assert g.height_at(*centres[1]) == pytest.approx(10.0 + 0.1 * 550.0 + 0.05 * -150.0, abs=0.05)
 
 
 # -- the real pyramid behind a real server -------------------------------------------------
