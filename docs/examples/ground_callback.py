@@ -44,7 +44,10 @@ class Contact:
 
 
 class WorldstreamGround:
-    """JSBSim's FGGroundCallback::GetAGLevel, in Python, over a GroundClient."""
+    """JSBSim's ``FGGroundCallback::GetAGLevel(t, location, contact, normal, v, w)``, in Python,
+    over a GroundClient: the return value is ``agl_m``; ``contact`` is (x, y, surface_m);
+    ``normal`` is ``normal_world`` (JSBSim works in ECEF); ``v`` and ``w`` are zero. A C++
+    or pybind11 binding calls ``get_agl_level`` with the location's lon, lat and altitude."""
 
     def __init__(self, ground: GroundClient):
         self.ground = ground
