@@ -122,3 +122,11 @@ def test_the_documented_plane_command_prints_what_the_doc_shows(capsys):
         assert got["at"] == want["at"] and got["is_water"] == want["is_water"] and got["water_m"] == want["water_m"]
         assert abs(got["ground_m"] - want["ground_m"]) < 1e-3
         np.testing.assert_allclose(got["normal_enu"], want["normal_enu"], atol=1e-4)
+
+
+def test_earth_sea_off_iceland_is_water_at_the_surface(capsys):
+    """The issue's case: a height query off Iceland returned the sea floor and nothing else."""
+    sea, summit = _json_lines(capsys, ["height", "--world", "earth", "--refiner", "fractal",
+                                       "--at=-25,64;6.8652,45.8326", "--json"])
+    assert sea["is_water"] is True and sea["water_m"] == 0.0 and sea["ground_m"] < -50.0
+    assert summit["is_water"] is False and summit["water_m"] is None and summit["ground_m"] > 1500.0

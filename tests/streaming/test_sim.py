@@ -265,6 +265,36 @@ def test_sea_is_water_and_land_is_dry(served):
     assert p.is_water and p.water_m == 0.0 and p.level == DEFAULT_LEVEL
 
 
+EARTH_PLACES = {"mont_blanc": (6.8652, 45.8326), "off_iceland": (-25.0, 64.0), "fiji_antimeridian": (180.0, -16.5)}
+
+
+@pytest.fixture(scope="module")
+def earth_served():
+    from streaming.cli.compose import build_server
+
+    with LocalServer(build_server("earth", 0, "fractal")) as srv, GroundClient(srv.url) as g:
+        for center in EARTH_PLACES.values():
+            g.prefetch(center, 120.0)
+        yield g
+
+
+@pytest.mark.parametrize("place", sorted(EARTH_PLACES))
+def test_earth_against_the_cli_with_water_off_iceland(earth_served, place):
+    from streaming.cli.compose import open_world
+    from streaming.cli.height import ground_query
+
+    pts = np.array(EARTH_PLACES[place]) + np.random.default_rng(4).uniform(-0.001, 0.001, (60, 2))
+    pts[:, 0] = (pts[:, 0] + 180.0) % 360.0 - 180.0  # Fiji: both sides of the antimeridian
+    q = earth_served.query(pts)
+    cli = ground_query("earth", open_world("earth", 0, "fractal").tiles, pts)
+    assert np.abs(q["ground_m"] - cli["ground_m"]).max() <= earth_served.height_tolerance_m
+    assert (q["is_water"] == cli["is_water"]).all()
+    if place == "mont_blanc":
+        assert (q["ground_m"] > 1500.0).all() and not q["is_water"].any()
+    else:  # the issue's case: the sea floor is ground_m, the surface at 0 m is water_m
+        assert q["is_water"].all() and (q["water_m"] == 0.0).all() and (q["ground_m"] < 0.0).all()
+
+
 _FRESH = r"""
 import json, sys
 import numpy as np
