@@ -188,8 +188,30 @@ class GroundClient:
 
         Blocks until they arrived (raises ServerError / TimeoutError otherwise). Returns how
         many tiles were fetched now (0 when all were held)."""
-        box = self._box(center, radius_m)
-        want = self._keys(self.level, box)
+        return self._hold(self._keys(self.level, self._box(center, radius_m)), radius_m, timeout_s)
+
+    def prefetch_path(self, points, radius_m: float, timeout_s: float = 120.0) -> int:
+        """``prefetch`` for a corridor: every tile within ``radius_m`` of the polyline through
+        ``points`` (n, 2) (earth: give longitudes unwrapped across the antimeridian), in one
+        fetch. Returns how many tiles were fetched now."""
+        pts = np.asarray(points, np.float64).reshape(-1, 2)
+        if len(pts) == 0:
+            raise ValueError("prefetch_path needs at least one point")
+        want: list[tuple[int, int]] = []
+        for p, q in zip(pts, np.concatenate([pts[1:], pts[-1:]])):
+            # The radius in query units (x, y); on the earth it grows with latitude.
+            half = np.minimum(self._box(p, radius_m)[1] - p, self._box(q, radius_m)[1] - q)
+            n = int(np.ceil(np.max(np.abs(q - p) / np.maximum(half, 1e-300)))) + 1
+            for t in np.linspace(0.0, 1.0, n + 1):
+                # Samples at most one radius apart per axis; a point within the radius of the
+                # line is within 1.5 radii per axis of a sample, so those boxes cover it.
+                c = p + t * (q - p)
+                h = self._box(c, radius_m)[1] - c
+                want += self._keys(self.level, np.array([c - 1.5 * h, c + 1.5 * h]))
+        return self._hold(list(dict.fromkeys(want)), radius_m, timeout_s)
+
+    def _hold(self, want: list[tuple[int, int]], radius_m: float, timeout_s: float) -> int:
+        """Fetch what ``want`` misses and hold all of it (the latest, so evicted last)."""
         if len(want) > self.max_tiles:
             raise ValueError(f"a {radius_m} m radius needs {len(want)} tiles at level {self.level}; "
                              f"max_tiles is {self.max_tiles}")

@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     with LocalServer(build_server("plane", 0, "fractal")) as srv, GroundClient(srv.url) as g:
         t0 = time.perf_counter()
         reach = args.speed * args.dt * args.steps
-        centre = (start[0] + 0.5 * reach * math.sin(math.radians(args.heading)),
-                  start[1] + 0.5 * reach * math.cos(math.radians(args.heading)))
-        n = g.prefetch(centre, radius_m=0.5 * reach + 100.0)
+        end = (start[0] + reach * math.sin(math.radians(args.heading)),
+               start[1] + reach * math.cos(math.radians(args.heading)))
+        n = g.prefetch_path([start, end], radius_m=100.0)  # the corridor of the whole flight
         print(f"prefetched {n} tiles at level {g.level} in {time.perf_counter() - t0:.1f} s")
         r = fly(g, start, args.heading, args.speed, args.agl, args.steps, args.dt)
         ground = g.height_at(r["x"], r["y"])

@@ -364,3 +364,20 @@ def test_drone_example_renders_sensors(tmp_path):
     assert abs(depth - agl) < 1.0
     assert {p.name for p in tmp_path.iterdir()} == {"front_rgb.png", "front_depth_m.npy", "down_rgb.png",
                                                      "down_depth_m.npy"}
+
+
+def test_prefetch_path_covers_the_corridor_in_one_fetch():
+    c = TiltedClient("plane", 10.0, 0.0, 0.0)
+    g = GroundClient(client=c, max_tiles=64)
+    path = np.array([[0.0, 0.0], [2000.0, 900.0], [2600.0, -400.0]])
+    g.prefetch_path(path, 60.0)
+    assert len(set(c.fetched)) == len(c.fetched)  # each tile once
+    rng = np.random.default_rng(2)
+    for p, q in zip(path[:-1], path[1:]):  # points within 60 m of each segment
+        t = rng.uniform(0, 1, (200, 1))
+        d = q - p
+        perp = np.array([-d[1], d[0]]) / np.linalg.norm(d)
+        pts = p + t * d + rng.uniform(-60, 60, (200, 1)) * perp
+        assert all(g.covers(x, y) for x, y in pts)
+    assert not g.covers(1000.0, -2000.0)
+    assert g.prefetch_path(path, 60.0) == 0
