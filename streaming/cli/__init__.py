@@ -5,6 +5,7 @@ handed what it needs (a tile source, a pyramid opener, an HTTP handler). One mod
 command family, each with ``register(subparsers)``:
 
 - ``tile``: one tile's fields to an .npz (``cli/tile.py``);
+- ``height``: ground height, water and normal at points (``cli/height.py``);
 - ``serve``: websockets, plus Cesium terrain / 3D Tiles over HTTP with ``--http`` (``cli/serve.py``);
 - ``fly``: the viewer (``cli/fly.py``);
 - ``refine``, ``eval``, ``train``: the generator (``cli/generate.py``);
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from streaming.cli import bake, fly, generate, serve, tile
+from streaming.cli import bake, fly, generate, height, serve, tile
 from streaming.cli.args import Parser
 from streaming.cli.compose import build_server, open_world, pyramid_opener
 
@@ -30,6 +31,7 @@ def build_parser() -> Parser:
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     tile.register(sub)
+    height.register(sub)
     serve.register(sub)
     fly.register(sub)
     generate.register(sub)
