@@ -40,6 +40,9 @@ for pkg in (runtime, viewer):
         imported.append(m.name)
 import streaming.client
 import streaming.protocol as P
+import streaming.sim
+
+imported += ["streaming.client", "streaming.protocol", streaming.sim.__name__]
 from runtime.tiles import T, TileKey
 from runtime.wire import decode_tile, encode_heights
 
@@ -73,7 +76,8 @@ def test_client_packages_work_without_torch_or_the_generator():
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["torch_loaded"] is False
-    assert {"runtime.wire", "runtime.tin.mesh", "viewer.app", "viewer.renderer"} <= set(out["imported"])
+    assert {"runtime.wire", "runtime.tin.placement", "viewer.flight", "viewer.app", "viewer.renderer", "streaming.sim"} <= set(
+        out["imported"])
     assert out["key"] == [9, 3, -2] and out["model"] == "synthetic"
     assert 3 <= out["n"] < (T + 1) ** 2 and out["faces"] > 0
     # Quantised heights come back within half a step of the synthetic field at every vertex.
