@@ -76,8 +76,8 @@ def test_client_packages_work_without_torch_or_the_generator():
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["torch_loaded"] is False
-    assert {"runtime.wire", "runtime.tin.placement", "viewer.flight", "viewer.app", "viewer.renderer", "streaming.sim"} <= set(
-        out["imported"])
+    want = {"runtime.wire", "runtime.tin.placement", "viewer.flight", "viewer.app", "viewer.renderer", "streaming.sim"}
+    assert want <= set(out["imported"])
     assert out["key"] == [9, 3, -2] and out["model"] == "synthetic"
     assert 3 <= out["n"] < (T + 1) ** 2 and out["faces"] > 0
     # Quantised heights come back within half a step of the synthetic field at every vertex.
