@@ -23,6 +23,9 @@ power-of-two step chosen per level), stored as uint16 offsets from the tile's mi
 so two tiles that share an edge decode it to bit-identical float64 heights. u, v are
 grid coordinates in [0, T] and exact. Integer streams are zig-zag coded, split into
 byte planes and deflated (zlib), which is the entropy coder.
+
+One file (~600 lines) because encoder and decoder must mirror each other stream by
+stream: the version-1 format is defined by this file alone (docs/PROTOCOL.md).
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ One entry function, ``select``, made of named passes (the shape of 3DTilesRender
 Tiles whose data is not known yet are bounded by their parent's height range grown by
 the parent's geometric error (the children differ from the parent by at most that, by
 definition of the geometric error), and use the per-level default geometric error.
+
+Why one file of ~600 lines: the four passes share the per-level arrays of one walk and
+are only readable side by side (3DTilesRendererJS keeps its traversal in one file too);
+split, each pass would import the others' private array layout.
 """
 
 from __future__ import annotations
