@@ -22,7 +22,7 @@ from viewer.sensors import SensorSession, SensorSpec
 with SensorSession([SensorSpec("front", (640, 480)), SensorSpec("down", (256, 256), 90.0)],
                    url="ws://127.0.0.1:8765") as s:
     cams = {"front": s.camera("front", (x, y, 500.0), heading_deg=90, pitch_deg=-10),
-            "down": s.camera("down", (x, y, 500.0), heading_deg=0, pitch_deg=-89)}
+            "down": s.camera("down", (x, y, 500.0), heading_deg=0, pitch_deg=-90)}
     frames = s.capture(cams)
     frames["front"].depth_m   # (480, 640) float32 metres along the view axis, inf = sky
     frames["front"].range_m   # (480, 640) float32 metres along each pixel's ray

@@ -10,9 +10,8 @@ from runtime.tiles import World
 from streaming.cli.compose import build_server
 
 
-def cmd_fly(args) -> int:
-    from viewer.app import FlyOptions, run_fly
-
+def check_fly_args(args) -> None:
+    """ValueError (exit 2) for options that only mean something together."""
     if args.teleport is None:
         given = [f for f, v in (("--agl", args.agl), ("--heading", args.heading is not None),
                                 ("--pitch", args.pitch is not None)) if v]
@@ -20,6 +19,12 @@ def cmd_fly(args) -> int:
             raise ValueError(f"{', '.join(given)} needs --teleport LON,LAT,ALT (or X,Y,ALT on the plane)")
     elif args.path:
         raise ValueError("give --teleport or --path, not both")
+
+
+def cmd_fly(args) -> int:
+    from viewer.app import FlyOptions, run_fly
+
+    check_fly_args(args)
     opts = FlyOptions(world=args.world.value, seed=args.seed, frames=args.frames, out_dir=Path(args.out),
                       headless=args.headless, size=args.size, path_file=args.path, token=args.token,
                       teleport=args.teleport, teleport_agl=args.agl,
