@@ -230,7 +230,7 @@ class SensorSession:
             pos = np.array([x, y, alt], np.float64)
             e, n, u = np.eye(3)
         fwd, up = oriented(e, n, u, heading_deg, pitch_deg, roll_deg)
-        return Camera(pos, fwd, up, fov_y_rad=math.radians(spec.fov_y_deg), viewport_px=spec.size_px, near_m=0.5)
+        return Camera(pos, fwd, up, fov_y_rad=math.radians(spec.fov_y_deg), viewport_px=spec.size_px)
 
     def ground_under(self, x: float, y: float) -> float:
         """Ground height (m above the datum) under (x, y): the drawn/loaded surface, else
