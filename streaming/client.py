@@ -142,7 +142,11 @@ class TileClient:
 
     async def heights(self, points_xy: np.ndarray, mode: str = "best", level: int | None = None) -> dict:
         """Heights at (n, 2) points (plane: east, north m; earth: lon, lat deg); returns
-        ``height_m`` (n,) float64, ``normal`` (n, 3) float64 east-north-up, ``level`` (n,) int32."""
+        ``height_m`` (n,) float64 bare earth (alias ``ground_m``), ``normal`` (n, 3) float64
+        unit east-north-up (alias ``normal_enu``), ``level`` (n,) int32, and from servers
+        that send them ``water_m`` (n,) float64 (NaN where dry) and ``is_water`` (n,) bool.
+        ``mode``: ``best`` (level ``level`` or 16) or ``detailed`` (level ``level`` or the
+        server's max); the answer depends only on the world, model, points, mode and level."""
         assert self.ws is not None
         rid = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
@@ -180,13 +184,7 @@ class TileClient:
             elif kind == "height":
                 fut = self._height_futures.pop(msg.get("id"), None)
                 if fut is not None and not fut.done():
-                    fut.set_result(
-                        {
-                            k: P.decode_array(v, k) if isinstance(v, dict) else v
-                            for k, v in msg.items()
-                            if k not in ("type", "id")
-                        }
-                    )
+                    fut.set_result(_height_answer(msg))
             elif kind == "stats":
                 if self._stats is not None and not self._stats.done():
                     self._stats.set_result({k: v for k, v in msg.items() if k != "type"})
@@ -280,3 +278,18 @@ class SyncTileClient:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
+
+
+def _height_answer(msg: dict) -> dict:
+    """A ``height`` message -> arrays (docs/PROTOCOL.md), plus the names ``worldstream
+    height`` uses: ``ground_m`` (the same array as ``height_m``) and ``normal_enu``
+    (``normal``); ``is_water`` as bool."""
+    out = {k: P.decode_array(v, k) if isinstance(v, dict) else v for k, v in msg.items() if k not in ("type", "id")}
+    if "height_m" in out:
+        out["ground_m"] = out["height_m"]
+    if "normal" in out:
+        out["normal_enu"] = out["normal"]
+    if "is_water" in out:
+        out["is_water"] = np.asarray(out["is_water"]).astype(bool)
+    return out
+

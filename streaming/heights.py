@@ -7,13 +7,17 @@ east-north-up frame.
 
 Service part: ``HeightService`` keeps an LRU of height grids that the tile
 pipeline has generated (``remember`` is the TileService's ``on_fields`` hook) and
-answers two modes:
+answers two modes, each at ONE level for every point, so an answer depends only on
+(world, seed, model, point, mode, level), never on what was asked or held before:
 
-- ``best``: per point, the deepest level at or above the asked level whose tile the
-  server already holds, without waiting for generation; where it holds none, the
-  tile of ``fallback_level`` is generated (cheap: coarse levels come from the anchor).
-- ``detailed``: the asked level (default: the deepest level served), generated
-  when missing; at most ``max_tiles`` distinct tiles per query.
+- ``best``: the asked level, default ``best_level`` (``runtime.ground.DEFAULT_LEVEL``,
+  16, the simulator query level), clamped to ``max_level``; generated when missing.
+- ``detailed``: the asked level, default the deepest level served (``max_level``),
+  generated when missing.
+
+At most ``max_tiles`` distinct tiles per query. Every answer carries, per point, the
+bare-earth height, the ENU normal, the level, and the water surface and flag of
+``runtime.ground.water_at`` (from the ``WATER_CONTEXT_LEVEL`` field at the same points).
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.grids import bilinear
+from runtime.ground import DEFAULT_LEVEL, WATER_CONTEXT_LEVEL, water_at
 from runtime.lru import LRU
 from runtime.tiles import (
-    ANCHOR_LEVEL,
     LEVEL0_SPACING_DEG,
     WGS84_A_M,
     WGS84_E2,
@@ -144,7 +148,7 @@ def keys_at(world: World, level: int, points: np.ndarray) -> list[TileKey]:
 @dataclass(frozen=True)
 class HeightConfig:
     max_level: int = 24  # deepest level served (the default of "detailed")
-    fallback_level: int = ANCHOR_LEVEL  # generated for "best" where no tile is held
+    best_level: int = DEFAULT_LEVEL  # the level of "best" when none is asked (clamped to max_level)
     max_tiles: int = 16  # distinct tiles a "detailed" query may need
     cache_tiles: int = 512  # height grids held (257 * 257 * 4 B = 264 KB each)
 
@@ -179,39 +183,39 @@ class HeightService:
                 self.remember(k, f)
         return have
 
+    def mode_level(self, mode: str, level: int | None) -> int:
+        """The one level a query of ``mode`` answers at (``level``: the asked level or None)."""
+        if mode == "detailed":
+            return self.config.max_level if level is None else int(level)
+        if mode == "best":
+            return min(self.config.best_level if level is None else int(level), self.config.max_level)
+        raise ValueError(f"mode must be 'best' or 'detailed', got {mode!r}")
+
+    async def water(self, points: np.ndarray, ground_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(water_m (n,) float64 NaN where dry, is_water (n,) uint8 0/1) of ``points`` (n, 2)
+        whose bare-earth heights are ``ground_m`` (n,): ``runtime.ground.water_at`` with the
+        ``WATER_CONTEXT_LEVEL`` field (a few coarse tiles, generated when missing)."""
+        lv = WATER_CONTEXT_LEVEL
+        grids = await self._ensure(set(keys_at(self.world, lv, points)))
+        context_m, _ = heights_at(self.world, lv, points, grids)
+        water_m, is_water = water_at(self.world, ground_m, context_m)
+        return water_m, is_water.astype(np.uint8)
+
     async def query(
         self, points: np.ndarray, mode: str = "best", level: int | None = None
     ) -> dict[str, np.ndarray]:
-        """points (n, 2) float64 -> {"height_m" (n,) float64, "normal" (n, 3) float64 ENU,
-        "level" (n,) int32 level used per point}."""
+        """points (n, 2) float64 -> {"height_m" (n,) float64 bare earth, "normal" (n, 3)
+        float64 unit (east, north, up), "level" (n,) int32, "water_m" (n,) float64 (NaN
+        where dry), "is_water" (n,) uint8 0/1}; all at ``mode_level(mode, level)``."""
         pts = np.asarray(points, np.float64).reshape(-1, 2)
-        target = self.config.max_level if level is None else int(level)
-        n = len(pts)
-        level_of = np.full(n, -1, np.int32)
-        if mode == "detailed":
-            level_of[:] = target
-        elif mode == "best":
-            for lv in range(target, -1, -1):
-                todo = np.flatnonzero(level_of < 0)
-                if len(todo) == 0:
-                    break
-                keys = keys_at(self.world, lv, pts[todo])
-                found = np.array([self.held(k) for k in keys], bool)
-                level_of[todo[found]] = lv
-            level_of[level_of < 0] = min(target, self.config.fallback_level)
-        else:
-            raise ValueError(f"mode must be 'best' or 'detailed', got {mode!r}")
-        h = np.empty(n)
-        nrm = np.empty((n, 3))
-        levels = sorted(set(level_of.tolist()))
-        needed = {lv: set(keys_at(self.world, lv, pts[level_of == lv])) for lv in levels}
-        if mode == "detailed" and sum(len(v) for v in needed.values()) > self.config.max_tiles:
+        target = self.mode_level(mode, level)
+        needed = set(keys_at(self.world, target, pts))
+        if len(needed) > self.config.max_tiles:
             raise HeightLimitError(
-                f"these points need {sum(len(v) for v in needed.values())} tiles at level "
-                f"{target}; at most {self.config.max_tiles} per query"
+                f"these points need {len(needed)} tiles at level {target}; at most {self.config.max_tiles} per query"
             )
-        for lv in levels:
-            m = level_of == lv
-            grids = await self._ensure(needed[lv])
-            h[m], nrm[m] = heights_at(self.world, lv, pts[m], grids)
-        return {"height_m": h, "normal": nrm, "level": level_of}
+        grids = await self._ensure(needed)
+        h, nrm = heights_at(self.world, target, pts, grids)
+        water_m, is_water = await self.water(pts, h)
+        return {"height_m": h, "normal": nrm, "level": np.full(len(pts), target, np.int32),
+                "water_m": water_m, "is_water": is_water}

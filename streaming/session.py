@@ -54,7 +54,7 @@ class HeightQuery:
 
     request_id: int
     points: np.ndarray
-    mode: str  # "best" (best available level) or "detailed" (waits for the deepest level)
+    mode: str  # "best" (level or 16, clamped to max_level) or "detailed" (level or max_level)
     level: int | None
 
 

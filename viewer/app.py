@@ -49,7 +49,9 @@ class FlyOptions:
     write_mp4: bool = True
     hud: bool | None = None        # None: in a window only (recordings stay bit-identical)
     teleport: tuple[float, float, float] | None = None  # start (x, y, alt_m): free flight there
-    agl_m: float | None = None     # with teleport: alt_m is above ground (terrain following)
+    teleport_agl: bool = False     # with teleport: alt_m is above ground (terrain following)
+    teleport_heading_deg: float = 90.0  # with teleport: clockwise from north
+    teleport_pitch_deg: float = -10.0   # with teleport: up positive, in (-90, 90)
     geomorph: bool = True
 
     @property
@@ -104,9 +106,8 @@ def _start(opts: FlyOptions, world: World, client, window):
         path = CameraPath.load(opts.path_file)
     elif opts.teleport is not None:
         x, y, alt = opts.teleport
-        mode = "agl" if opts.agl_m is not None else "msl"
-        alt = opts.agl_m if opts.agl_m is not None else alt
-        path = CameraPath([Keyframe(0.0, x, y, alt, mode, 90.0, -10.0)])
+        path = CameraPath([Keyframe(0.0, x, y, alt, "agl" if opts.teleport_agl else "msl",
+                                    opts.teleport_heading_deg % 360.0, opts.teleport_pitch_deg)])
     else:
         x, y, heading = default_start(world, client)
         path = default_path(world, (x, y), heading_deg=heading)
@@ -237,7 +238,8 @@ def _draw_hud(hud, flight: Flight, world: World, pose: Pose, cam, controller, fp
         altitude_m=alt, agl_m=None if g_now is None else alt - g_now,
         position=_position_text(world, pose),
         speed_mps=controller.speed_mps if controller is not None else None,
-        gpu_mib=renderer.gpu_bytes / 2**20)), renderer.size)
+        gpu_mib=renderer.gpu_bytes / 2**20, heading_deg=pose.heading_deg, pitch_deg=pose.pitch_deg,
+        following_agl_m=pose.alt_m if pose.alt_mode == "agl" else None)), renderer.size)
 
 
 def _p(values, q) -> float | None:

@@ -24,7 +24,7 @@ def headless_context() -> moderngl.Context:
 
 
 class Window:
-    """A GLFW window with a moderngl context; polls input for the fly controls."""
+    """A GLFW window with a moderngl context; queues key events for the fly controls."""
 
     def __init__(self, size: tuple[int, int], title: str = "worldstream"):
         import glfw
@@ -48,7 +48,17 @@ class Window:
         # Mouse look: hide and capture the cursor; motion is read as deltas.
         glfw.set_input_mode(self.handle, glfw.CURSOR, glfw.CURSOR_DISABLED)
         self._cursor = glfw.get_cursor_pos(self.handle)
-        self._held: frozenset[str] = frozenset()
+        # Keys as events from the callback (during poll_events), so short taps are not missed.
+        from viewer.controls import KeyEvents
+
+        self.keys = KeyEvents(self.KEYS + ("ESCAPE",))
+        self._key_names = {getattr(glfw, "KEY_" + n): n for n in self.keys.names}
+        glfw.set_key_callback(self.handle, self._on_key)
+
+    def _on_key(self, _win, key, _scancode, action, _mods):
+        name = self._key_names.get(key)
+        if name is not None and action in (self.glfw.PRESS, self.glfw.RELEASE):
+            self.keys.event(name, action == self.glfw.PRESS)
 
     def _on_scroll(self, _win, _dx, dy):
         self.scroll += dy
@@ -61,7 +71,8 @@ class Window:
         return bool(self.glfw.window_should_close(self.handle))
 
     def key(self, name: str) -> bool:
-        return self.glfw.get_key(self.handle, getattr(self.glfw, "KEY_" + name)) == self.glfw.PRESS
+        """True while ``name`` is down, or once after it went down (however briefly)."""
+        return self.keys.seen(name)
 
     KEYS = ("W", "A", "S", "D", "Q", "E", "C", "SPACE", "LEFT_SHIFT", "F")
 
@@ -69,13 +80,12 @@ class Window:
         """This frame's viewer.controls.InputState (keys held, new presses, mouse, scroll)."""
         from viewer.controls import InputState
 
-        held = frozenset(k for k in self.KEYS if self.key(k))
+        held, pressed = self.keys.frame()
         x, y = self.glfw.get_cursor_pos(self.handle)
         dx, dy = x - self._cursor[0], y - self._cursor[1]
         self._cursor = (x, y)
-        state = InputState(keys=held, mouse_dx_px=dx, mouse_dy_px=dy, scroll=self.scroll,
-                           pressed=held - self._held)
-        self._held, self.scroll = held, 0.0
+        state = InputState(keys=held, mouse_dx_px=dx, mouse_dy_px=dy, scroll=self.scroll, pressed=pressed)
+        self.scroll = 0.0
         return state
 
     def swap(self) -> None:

@@ -1,10 +1,13 @@
-"""Free-flight controls (pure: input state in, pose out; the window only polls devices).
+"""Free-flight controls (pure: input state in, pose out; the window only feeds devices).
 
 Mouse look turns heading and pitch; W/S fly forward/back along the view, A/D strafe,
 E/Q (or Space/C) climb/sink along local up; Shift multiplies the speed by 10. The scroll
 wheel changes the base speed geometrically from walking (1.4 m/s) to orbital (8 km/s)
 and beyond (``SPEEDS_MPS``). F toggles terrain following at ``agl_m``; teleport sets a
 position (plane x/y metres, earth lon/lat degrees) and altitude.
+
+Keys arrive as events (``KeyEvents``, fed by the window's GLFW key callback), not as one
+poll per frame, so a tap shorter than a frame (Esc, F) is never missed.
 
 The pose is a ``viewer.paths.Pose``, the same type scripted paths produce, so free flight
 and recorded paths share the camera code (and terrain following).
@@ -38,6 +41,44 @@ class InputState:
     mouse_dy_px: float = 0.0
     scroll: float = 0.0
     pressed: frozenset[str] = frozenset()
+
+
+class KeyEvents:
+    """Key presses and releases, queued as they happen (GLFW key callback), read per frame.
+
+    ``event(name, down)`` records one press (``down=True``; key repeats are presses of a
+    key already down and change nothing) or release. ``frame()`` returns what the last
+    frame saw: (held, pressed) frozensets of key names, where ``pressed`` are the keys
+    that went down since the previous ``frame()`` and ``held`` the keys down now plus
+    ``pressed`` (a tap between two frames moves for one frame). ``seen(name)`` is True
+    while ``name`` is down or when it went down since the last ``seen(name)`` (Esc)."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+        self._down: set[str] = set()
+        self._new: set[str] = set()
+        self._latched: set[str] = set()
+
+    def event(self, name: str, down: bool) -> None:
+        if name not in self.names:
+            return
+        if down:
+            if name not in self._down:
+                self._new.add(name)
+                self._latched.add(name)
+            self._down.add(name)
+        else:
+            self._down.discard(name)
+
+    def frame(self) -> tuple[frozenset[str], frozenset[str]]:
+        pressed = frozenset(self._new)
+        self._new.clear()
+        return frozenset(self._down) | pressed, pressed
+
+    def seen(self, name: str) -> bool:
+        latched = name in self._latched
+        self._latched.discard(name)
+        return latched or name in self._down
 
 
 @dataclass(frozen=True)

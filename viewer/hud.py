@@ -76,9 +76,14 @@ class HudStats:
     position: str
     speed_mps: float | None = None
     gpu_mib: float | None = None
+    heading_deg: float | None = None     # clockwise from north
+    pitch_deg: float | None = None       # up positive
+    following_agl_m: float | None = None  # terrain following at this height above ground; None: off
 
 
 def hud_lines(s: HudStats) -> list[str]:
+    """The HUD's text: frame rate, tiles, level, altitude/AGL, position, then (when known)
+    heading, pitch and terrain following ("follow 300 m AGL" or "follow off"), speed, GPU."""
     agl = "--" if s.agl_m is None else f"{s.agl_m:,.0f} m"
     lvl = "--" if s.level_under_camera is None else str(s.level_under_camera)
     lines = [
@@ -88,6 +93,15 @@ def hud_lines(s: HudStats) -> list[str]:
         f"altitude {s.altitude_m:,.0f} m   AGL {agl}",
         f"position {s.position}",
     ]
+    if s.heading_deg is not None or s.pitch_deg is not None:
+        parts = []
+        if s.heading_deg is not None:
+            parts.append(f"heading {s.heading_deg % 360.0:05.1f} deg")
+        if s.pitch_deg is not None:
+            parts.append(f"pitch {s.pitch_deg:+05.1f} deg")
+        follow = "off" if s.following_agl_m is None else f"{s.following_agl_m:,.0f} m AGL"
+        parts.append(f"follow {follow}")
+        lines.append("   ".join(parts))
     if s.speed_mps is not None or s.gpu_mib is not None:
         parts = []
         if s.speed_mps is not None:

@@ -52,7 +52,7 @@ def capture(url: str, x: float, y: float, alt_m: float, heading_deg: float, out:
              SensorSpec("down", (96, 96), 60.0, {"rgb", "depth_m"})]
     with SensorSession(specs, url=url, error_target_px=error_target_px) as s:
         cams = {"front": s.camera("front", (x, y, alt_m), heading_deg=heading_deg, pitch_deg=-15.0),
-                "down": s.camera("down", (x, y, alt_m), heading_deg=heading_deg, pitch_deg=-89.9)}
+                "down": s.camera("down", (x, y, alt_m), heading_deg=heading_deg, pitch_deg=-90.0)}
         frames = s.capture(cams, timeout_s=300.0)
     if out is not None:
         from PIL import Image

@@ -10,13 +10,27 @@ from runtime.tiles import World
 from streaming.cli.compose import build_server
 
 
+def check_fly_args(args) -> None:
+    """ValueError (exit 2) for options that only mean something together."""
+    if args.teleport is None:
+        given = [f for f, v in (("--agl", args.agl), ("--heading", args.heading is not None),
+                                ("--pitch", args.pitch is not None)) if v]
+        if given:
+            raise ValueError(f"{', '.join(given)} needs --teleport LON,LAT,ALT (or X,Y,ALT on the plane)")
+    elif args.path:
+        raise ValueError("give --teleport or --path, not both")
+
+
 def cmd_fly(args) -> int:
     from viewer.app import FlyOptions, run_fly
 
+    check_fly_args(args)
     opts = FlyOptions(world=args.world.value, seed=args.seed, frames=args.frames, out_dir=Path(args.out),
                       headless=args.headless, size=args.size, path_file=args.path, token=args.token,
-                      teleport=args.teleport, agl_m=args.agl, hud=args.hud, geomorph=not args.no_geomorph,
-                      error_target_px=args.error_target_px)
+                      teleport=args.teleport, teleport_agl=args.agl,
+                      teleport_heading_deg=90.0 if args.heading is None else args.heading,
+                      teleport_pitch_deg=-10.0 if args.pitch is None else args.pitch,
+                      hud=args.hud, geomorph=not args.no_geomorph, error_target_px=args.error_target_px)
     if args.server:  # a client-only install (no torch) flies this way
         return run_fly(opts, url=args.server)
     server = build_server(args.world, args.seed, args.refiner, args.token)
@@ -32,10 +46,15 @@ def register(sub) -> None:
     sp.add_argument("--size", type=A.size, default=(960, 540), help="WIDTHxHEIGHT")
     sp.add_argument("--path", default=None, help="scripted camera path (JSON, see docs/VIEWER.md)")
     sp.add_argument("--server", default=None, help="ws:// URL of a running server (default: in-process)")
-    sp.add_argument("--teleport", type=A.xyz, default=None,
-                    help="start at X,Y,ALT (plane: east,north metres; earth: lon,lat degrees) in free flight")
-    sp.add_argument("--agl", type=A.float_in(0.0, 1e8, "agl"), default=None,
-                    help="with --teleport: ALT is metres above ground (terrain following)")
+    sp.add_argument("--teleport", type=A.xyz, default=None, metavar="X,Y,ALT",
+                    help="start at X,Y,ALT (plane: east,north metres; earth: lon,lat degrees; ALT metres above "
+                         "the datum, or above ground with --agl); in a window, free flight from there")
+    sp.add_argument("--heading", type=A.float_in(-360.0, 360.0, "heading"), default=None, metavar="DEG",
+                    help="with --teleport: view heading, degrees clockwise from north (default 90: east)")
+    sp.add_argument("--pitch", type=A.float_in(-89.9, 89.9, "pitch"), default=None, metavar="DEG",
+                    help="with --teleport: view pitch, degrees, up positive (default -10)")
+    sp.add_argument("--agl", action="store_true",
+                    help="with --teleport: ALT is metres above ground (terrain following on)")
     sp.add_argument("--hud", action=argparse.BooleanOptionalAction, default=None,
                     help="draw the HUD (default: in a window only, so recordings stay identical)")
     sp.add_argument("--no-geomorph", action="store_true", help="switch levels without blending")

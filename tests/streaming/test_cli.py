@@ -44,7 +44,10 @@ def test_tile_neighbours_share_edges_and_huge_coordinates_work(tmp_path):
     (["serve", "--http", "--http-max-level", "99"], "http-max-level must be in [0, 24]"),
     (["serve", "--http-max-level", "9"], "--http-max-level needs --http"),
     (["fly", "--teleport", "1,2"], "X,Y,ALT"),
-    (["fly", "--agl", "-5"], "agl must be in"),
+    (["fly", "--agl"], "--agl needs --teleport"),
+    (["fly", "--heading", "10", "--pitch", "-5"], "--heading, --pitch needs --teleport"),
+    (["fly", "--teleport", "1,2,3", "--pitch", "-90"], "pitch must be in [-89.9, 89.9]"),
+    (["fly", "--teleport", "1,2,3", "--agl", "40"], "unrecognized arguments: 40"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, expected, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

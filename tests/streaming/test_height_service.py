@@ -1,5 +1,6 @@
-"""Height queries: grid geometry, bilinear heights and ENU normals, best vs detailed,
-and the same over the loopback server."""
+"""Height queries: grid geometry, bilinear heights and ENU normals, best vs detailed, the
+water fields, determinism across fresh servers and query orders, and the same over the
+loopback server."""
 
 import numpy as np
 import pytest
@@ -84,33 +85,47 @@ def _service(levels_held=(), max_tiles=16):
         calls.append(list(keys))
         return [_Fields(_plane_grid(k, 0.01, 0.02, 10.0 * k.level)) for k in keys]
 
-    hs = HeightService(World.PLANE, fields, HeightConfig(max_level=14, fallback_level=3, max_tiles=max_tiles))
+    hs = HeightService(World.PLANE, fields, HeightConfig(max_level=14, best_level=12, max_tiles=max_tiles))
     for k in levels_held:
         hs.remember(k, _Fields(_plane_grid(k, 0.01, 0.02, 10.0 * k.level)))
     return hs, calls
 
 
-def test_best_uses_the_deepest_held_level_and_falls_back_without_waiting_on_deep_levels():
+def test_best_answers_at_one_fixed_level_whatever_is_held():
     s12 = spacing_m(12)
     inside = np.array([[10.5 * s12, -20.25 * s12]])  # in tile (12, 0, 0)
     far = np.array([[1e7, 1e7]])
-    hs, calls = _service(levels_held=[TileKey(12, 0, 0), TileKey(8, 0, 0)])
+    hs, calls = _service(levels_held=[TileKey(8, 0, 0)])  # a held coarser tile changes nothing
     res = run(hs.query(np.concatenate([inside, far]), "best"))
-    assert res["level"].tolist() == [12, 3]
-    assert calls == [[keys_at(World.PLANE, 3, far)[0]]]  # only the coarse fallback was generated
+    assert res["level"].tolist() == [12, 12]  # best_level, not the held level 8
+    assert sorted(calls[0]) == sorted({TileKey(12, 0, 0), keys_at(World.PLANE, 12, far)[0]})
     assert res["height_m"][0] == pytest.approx(0.01 * inside[0, 0] + 0.02 * inside[0, 1] + 120.0)
-    # A coarser asked level caps "best".
-    assert run(hs.query(inside, "best", level=10))["level"].tolist() == [8]
+    # An asked level is used as it is, clamped to max_level.
+    assert run(hs.query(inside, "best", level=10))["level"].tolist() == [10]
+    assert run(hs.query(inside, "best", level=14))["level"].tolist() == [14]
+    assert hs.mode_level("best", 20) == 14 and hs.mode_level("detailed", None) == 14
+
+
+def test_water_fields_follow_the_water_rule():
+    """Plane h = 0.01 e + 0.02 n + 10 level: the level-3 context and the ground are both
+    below 0 m south-west of the origin (sea), above it north-east (land)."""
+    hs, _ = _service()
+    sea, land = [-2e4, -2e4], [2e4, 2e4]
+    res = run(hs.query(np.array([sea, land]), "detailed", level=14))
+    assert res["height_m"][0] == pytest.approx(-0.01 * 2e4 - 0.02 * 2e4 + 140.0)  # -460 m
+    assert res["is_water"].dtype == np.uint8 and res["is_water"].tolist() == [1, 0]
+    assert res["water_m"][0] == 0.0 and np.isnan(res["water_m"][1])
 
 
 def test_detailed_generates_the_asked_level_and_limits_tiles():
     hs, calls = _service(max_tiles=2)
     pts = np.array([[5.0, -5.0], [6.0, -6.0]])
     res = run(hs.query(pts, "detailed", level=14))
-    assert res["level"].tolist() == [14, 14] and calls == [[TileKey(14, 0, 0)]]
+    # The asked tile, then the level-3 water context.
+    assert res["level"].tolist() == [14, 14] and calls == [[TileKey(14, 0, 0)], [TileKey(3, 0, 0)]]
     assert np.allclose(res["height_m"], 0.01 * pts[:, 0] + 0.02 * pts[:, 1] + 140.0)
     run(hs.query(pts, "detailed", level=14))
-    assert len(calls) == 1  # held now
+    assert len(calls) == 2  # held now
     spread = np.array([[i * 1e5, 0.0] for i in range(3)])
     with pytest.raises(HeightLimitError):
         run(hs.query(spread, "detailed", level=14))
@@ -124,10 +139,10 @@ def test_height_queries_over_the_server():
         async with loopback_server(src, limits=lim, heights=True) as (srv, url):
             c = TileClient()
             await c.connect(url)
-            await c.fetch([TileKey(9, 0, 0)])  # the server now holds this tile's heights
+            await c.fetch([TileKey(9, 0, 0)])  # holding tiles does not change any answer
             s9 = spacing_m(9)
             pts = np.array([[100.5 * s9, -30.25 * s9]])
-            best = await c.heights(pts, "best")
+            best = await c.heights(pts, "best", level=9)
             detailed = await c.heights(pts, "detailed", level=11)
             with pytest.raises(ServerError) as info:
                 await c.heights(np.array([[i * 1e6, 0.0] for i in range(8)]), "detailed")
@@ -144,9 +159,45 @@ def test_height_queries_over_the_server():
     assert best["height_m"][0] == pytest.approx(want9, abs=1e-3)
     assert best["normal"].shape == (1, 3) and best["normal"][0, 2] > 0.9
     assert best["normal"][0, 0] < 0  # heights grow eastward (0.5 m per sample): the normal leans west
+    assert best["normal_enu"] is best["normal"] and best["ground_m"] is best["height_m"]  # client aliases
+    assert best["is_water"].dtype == bool and best["is_water"].tolist() == [False]
+    assert np.isnan(best["water_m"][0])
     # Level 11 has 4x the samples: the point is sample (121, 402) there, exactly.
     assert detailed["level"].tolist() == [11]
     assert detailed["height_m"][0] == pytest.approx(
         float(analytic_height(11, np.array(121.0), np.array(402.0))), abs=1e-3
     )
     assert err.code == "limit" and "at most 4" in err.message
+
+
+def _fresh_answers(order):
+    """Answers of a fresh loopback server to three queries asked in ``order``."""
+    s = spacing_m(14)
+    pts = np.array([[3.5 * s, -7.25 * s], [-1e5, 2e5], [9e4, -4e4]])
+    asks = [("best", None), ("best", 12), ("detailed", 13)]
+
+    async def main():
+        async with loopback_server(SyntheticSource(), limits=Limits(max_level=14, max_height_tiles=8),
+                                   heights=True) as (_srv, url):
+            c = TileClient()
+            await c.connect(url)
+            if order[0] == 2:  # make the server hold tiles first: it must not matter
+                await c.fetch([TileKey(9, 0, 0), TileKey(14, 0, -1)])
+            out = {}
+            for i in order:
+                mode, level = asks[i]
+                out[i] = await c.heights(pts, mode, level)
+            await c.close()
+            return out
+
+    return run(main())
+
+
+def test_every_mode_answers_the_same_bits_on_fresh_servers_in_any_order():
+    a = _fresh_answers([0, 1, 2])
+    b = _fresh_answers([2, 1, 0])
+    for i in range(3):
+        for k in ("height_m", "normal", "level", "water_m", "is_water"):
+            assert np.array_equal(a[i][k], b[i][k], equal_nan=True), (i, k)
+    assert a[0]["level"].tolist() == [14] * 3  # best default (16) clamped to max_level 14
+    assert a[1]["level"].tolist() == [12] * 3 and a[2]["level"].tolist() == [13] * 3

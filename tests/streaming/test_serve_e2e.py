@@ -55,7 +55,7 @@ def test_served_tiles_and_heights_match_the_pyramid(tmp_path):
         assert t.model == pyr.model_id
         assert np.abs(t.height_m - fields[k].height[rc[:, 0], rc[:, 1]]).max() <= t.height_step_m
     h = fields[keys[0]].height.astype(np.float64)
-    assert best["level"].tolist() == [9, 9]  # the tiles just served are held
+    assert best["level"].tolist() == [9, 9]  # the asked level, held or not
     assert best["height_m"][0] == pytest.approx(h[10, 20], abs=1e-4)
     assert best["height_m"][1] == pytest.approx(h[10, 20] * 2 / 3 + h[10, 21] / 3, abs=1e-4)
     assert np.allclose(np.linalg.norm(best["normal"], axis=1), 1.0)

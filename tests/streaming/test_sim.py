@@ -240,6 +240,8 @@ def test_height_at_matches_server_and_cli_within_tolerance(served, center):
     server = served.client.heights(pts, mode="detailed", level=DEFAULT_LEVEL)
     cli = ground_query("plane", open_world("plane", 0, "fractal").tiles, pts, DEFAULT_LEVEL)
     np.testing.assert_array_equal(server["height_m"], cli["ground_m"])  # one function, same tiles
+    np.testing.assert_array_equal(server["is_water"], cli["is_water"])  # one water rule
+    np.testing.assert_array_equal(server["water_m"], cli["water_m"])
     tol = served.height_tolerance_m
     assert 0.29 < tol < 0.32  # 0.25 x 1.19 m + half a quantum
     assert np.abs(q["ground_m"] - cli["ground_m"]).max() <= tol

@@ -8,7 +8,7 @@ import pytest
 from conftest import full_grid_tin
 
 from runtime.tiles import METRES_PER_DEGREE, T, TileKey, World, spacing_m
-from viewer.controls import ORBITAL_MPS, SPEEDS_MPS, WALK_MPS, FlyController, InputState
+from viewer.controls import ORBITAL_MPS, SPEEDS_MPS, WALK_MPS, FlyController, InputState, KeyEvents
 from viewer.paths import Pose, pick_start
 
 
@@ -109,3 +109,21 @@ def test_pick_start_heads_toward_the_windows_peak():
     _, _, relief, heading = pick_start(World.PLANE, {key: tile})
     assert relief == pytest.approx(351.0)
     assert 60.0 < heading < 120.0  # roughly east
+
+
+def test_key_taps_shorter_than_a_frame_are_seen():
+    k = KeyEvents(("W", "F", "ESCAPE"))
+    k.event("F", True)
+    k.event("F", False)  # pressed and released between two frames
+    k.event("X", True)   # not a key of ours: ignored
+    held, pressed = k.frame()
+    assert pressed == {"F"} and held == {"F"}  # seen once
+    assert k.frame() == (frozenset(), frozenset())  # and only once
+    k.event("W", True)
+    k.event("W", True)  # a repeat is no new press
+    assert k.frame() == ({"W"}, {"W"}) and k.frame() == ({"W"}, frozenset())
+    k.event("W", False)
+    assert k.frame() == (frozenset(), frozenset())
+    k.event("ESCAPE", True)
+    k.event("ESCAPE", False)
+    assert k.seen("ESCAPE") and not k.seen("ESCAPE")  # a tap of Esc latches until asked once

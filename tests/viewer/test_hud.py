@@ -29,3 +29,13 @@ def test_hud_draws_text_over_a_panel(gl_ctx):
     assert np.array_equal(img[bottom:], sky[bottom:])  # below the panel untouched
     hud.release()
     r.close()
+
+
+def test_hud_shows_heading_pitch_and_terrain_following():
+    base = dict(fps=30.0, frame_ms=5.0, tiles_drawn=1, tiles_loading=0, triangles=10, level_under_camera=None,
+                altitude_m=500.0, agl_m=None, position="p")
+    on = hud_lines(HudStats(**base, heading_deg=-30.0, pitch_deg=-12.5, following_agl_m=300.0))
+    assert on[-1] == "heading 330.0 deg   pitch -12.5 deg   follow 300 m AGL"
+    off = hud_lines(HudStats(**base, heading_deg=90.0, pitch_deg=5.0))
+    assert off[-1] == "heading 090.0 deg   pitch +05.0 deg   follow off"
+    assert not any("heading" in x for x in hud_lines(HudStats(**base)))  # not known: not shown
