@@ -13,7 +13,12 @@ answers two modes:
   server already holds, without waiting for generation; where it holds none, the
   tile of ``fallback_level`` is generated (cheap: coarse levels come from the anchor).
 - ``detailed``: the asked level (default: the deepest level served), generated
-  when missing; at most ``max_tiles`` distinct tiles per query.
+  when missing.
+
+Every mode costs at most ``max_tiles`` distinct tiles per query (held or generated),
+checked before anything is generated; missing tiles are asked for through the tile
+service's fair queue in the asking connection's lane (``owner``), so a client asking
+heights gets its share of the generator like one asking tiles, and no more.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from runtime.tiles import (
     spacing_m,
 )
 
-FieldsFn = Callable[[Sequence[TileKey]], Awaitable[Sequence]]
-"""keys -> fields with ``.height`` (T+1, T+1) float32 (``TileService.fields``)."""
+FieldsFn = Callable[..., Awaitable[Sequence]]
+"""(keys, owner) -> fields with ``.height`` (T+1, T+1) float32 (``TileService.fields``;
+``owner`` is the fair-queue lane, the asking connection)."""
 
 
 # -- pure geometry of the sample grid ----------------------------------------------------
@@ -144,6 +150,18 @@ def heights_at(world: World, level: int, points: np.ndarray, grids: dict[TileKey
     return h, enu_normals(slopes, e, n)
 
 
+def unique_tiles(world: World, level: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct level-``level`` tiles under ``points`` (n, 2): ((m, 2) int64 [x, y] pairs,
+    (n,) int64 index of each point's pair). Vectorised: a query of 4096 points costs
+    ``m`` dictionary lookups, not ``n``."""
+    rows, cols = global_samples(world, level, points)
+    tx, ty, _, _ = tiles_and_local(world, level, rows, cols)
+    if len(tx) == 0:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.int64)
+    pairs, inverse = np.unique(np.stack([tx, ty], axis=1), axis=0, return_inverse=True)
+    return pairs, inverse.reshape(-1)
+
+
 def keys_at(world: World, level: int, points: np.ndarray) -> list[TileKey]:
     """The level-``level`` tile of every point, (n,) list."""
     rows, cols = global_samples(world, level, points)
@@ -163,7 +181,7 @@ class HeightConfig:
 
 
 class HeightLimitError(ValueError):
-    """A query needs more tiles than ``HeightConfig.max_tiles``."""
+    """A query needs more tiles than ``HeightConfig.max_tiles`` (any mode)."""
 
 
 class HeightService:
@@ -187,48 +205,68 @@ class HeightService:
     def held(self, key: TileKey) -> bool:
         return key in self._grids
 
-    async def _ensure(self, keys: set[TileKey]) -> dict[TileKey, np.ndarray]:
+    async def _ensure(self, keys: set[TileKey], owner=None) -> dict[TileKey, np.ndarray]:
         missing = [k for k in keys if k not in self._grids]
         have = {k: self._grids[k] for k in keys if k in self._grids}
         if missing:
-            for k, f in zip(missing, await self.fields(missing), strict=True):
+            for k, f in zip(missing, await self.fields(missing, owner), strict=True):
                 have[k] = np.asarray(f.height, np.float32)
                 self.remember(k, f)
         return have
 
+    def _over_limit(self, n_tiles: int, what: str) -> None:
+        if n_tiles > self.config.max_tiles:
+            raise HeightLimitError(
+                f"these points need {n_tiles} tiles ({what}); at most {self.config.max_tiles} per query"
+            )
+
+    def _best_levels(self, pts: np.ndarray, target: int) -> np.ndarray:
+        """"best" mode: per point the deepest level <= ``target`` whose tile is held, else
+        the fallback level; (n,) int32. Raises HeightLimitError as soon as the tiles chosen
+        so far exceed ``max_tiles`` (so a hostile query costs O(levels x max_tiles))."""
+        fallback = min(target, self.config.fallback_level)
+        self._over_limit(len(unique_tiles(self.world, fallback, pts)[0]), f"at fallback level {fallback}")
+        level_of = np.full(len(pts), -1, np.int32)
+        chosen = 0
+        for lv in range(target, -1, -1):
+            todo = np.flatnonzero(level_of < 0)
+            if len(todo) == 0:
+                break
+            pairs, inverse = unique_tiles(self.world, lv, pts[todo])
+            held = np.array([self.held(TileKey(lv, int(x), int(y))) for x, y in pairs], bool)
+            chosen += int(held.sum())
+            self._over_limit(chosen, f"held at levels {target}..{lv}")
+            level_of[todo[held[inverse]]] = lv
+        level_of[level_of < 0] = fallback
+        return level_of
+
     async def query(
-        self, points: np.ndarray, mode: str = "best", level: int | None = None
+        self, points: np.ndarray, mode: str = "best", level: int | None = None, owner=None
     ) -> dict[str, np.ndarray]:
         """points (n, 2) float64 -> {"height_m" (n,) float64, "normal" (n, 3) float64 ENU,
-        "level" (n,) int32 level used per point}."""
+        "level" (n,) int32 level used per point}. ``owner``: the fair-queue lane missing
+        tiles are generated in (the asking connection). Raises HeightLimitError (nothing
+        generated) when the points need more than ``max_tiles`` distinct tiles."""
         pts = np.asarray(points, np.float64).reshape(-1, 2)
         target = self.config.max_level if level is None else int(level)
         n = len(pts)
-        level_of = np.full(n, -1, np.int32)
         if mode == "detailed":
-            level_of[:] = target
+            level_of = np.full(n, target, np.int32)
         elif mode == "best":
-            for lv in range(target, -1, -1):
-                todo = np.flatnonzero(level_of < 0)
-                if len(todo) == 0:
-                    break
-                keys = keys_at(self.world, lv, pts[todo])
-                found = np.array([self.held(k) for k in keys], bool)
-                level_of[todo[found]] = lv
-            level_of[level_of < 0] = min(target, self.config.fallback_level)
+            level_of = self._best_levels(pts, target)
         else:
             raise ValueError(f"mode must be 'best' or 'detailed', got {mode!r}")
         h = np.empty(n)
         nrm = np.empty((n, 3))
         levels = sorted(set(level_of.tolist()))
-        needed = {lv: set(keys_at(self.world, lv, pts[level_of == lv])) for lv in levels}
-        if mode == "detailed" and sum(len(v) for v in needed.values()) > self.config.max_tiles:
-            raise HeightLimitError(
-                f"these points need {sum(len(v) for v in needed.values())} tiles at level "
-                f"{target}; at most {self.config.max_tiles} per query"
-            )
+        needed = {}
+        for lv in levels:
+            pairs, _ = unique_tiles(self.world, lv, pts[level_of == lv])
+            needed[lv] = {TileKey(lv, int(x), int(y)) for x, y in pairs}
+            self._over_limit(sum(len(v) for v in needed.values()), f"at level {target}" if mode == "detailed"
+                             else "at the levels chosen")
         for lv in levels:
             m = level_of == lv
-            grids = await self._ensure(needed[lv])
+            grids = await self._ensure(needed[lv], owner)
             h[m], nrm[m] = heights_at(self.world, lv, pts[m], grids)
         return {"height_m": h, "normal": nrm, "level": level_of}

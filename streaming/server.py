@@ -5,7 +5,12 @@ only reads frames, hands them to the session, runs what the session asks for
 (tile fetches, height queries, stats) and writes what the session lets out.
 Backpressure: ``ws.send`` waits while more than ``write_limit`` bytes are buffered
 for a client, so a client that stops reading stalls only its own sender; what piles
-up behind it is bounded by the session (``Limits.max_queued_bytes``).
+up behind it is bounded by the session (``Limits.max_queued_bytes`` of tiles) and, for
+answers, by ``ServerConfig.max_output_bytes``: above it the server stops reading that
+client until its answers drain (TCP backpressure reaches the client).
+
+Admission (``streaming.admission``): connections that have not sent ``hello`` have
+their own small budget and a deadline, so they can never lock authenticated clients out.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from runtime.tiles import TileKey
 from streaming import protocol as P
+from streaming.admission import Admission
 from streaming.heights import HeightLimitError, HeightService
 from streaming.session import Cancel, Close, HeightQuery, ServerInfo, ServerSession, StatsQuery, Want
 from streaming.tileservice import TileService
@@ -34,9 +40,19 @@ MAX_TILE_FRAME_BYTES = 16 << 20
 
 @dataclass(frozen=True)
 class ServerConfig:
-    max_connections: int = 1024  # more get HTTP 503 at the handshake
+    max_connections: int = 1024  # authenticated clients; beyond it handshakes get HTTP 503
+    max_unauthenticated: int = 64  # connections waiting for hello; a newcomer closes the oldest (1013)
+    hello_timeout_s: float = 5.0  # websocket open to valid hello; later: closed 1008
     write_limit_bytes: int = 1 << 20  # per-client send buffer high-water mark
+    max_output_bytes: int = 1 << 20  # unsent answers/errors/stats per client before reading pauses
     initial_credits: int = 64  # when the client's hello names none
+
+    def __post_init__(self):
+        if not 0.0 < self.hello_timeout_s <= 3600.0:
+            raise ValueError(f"hello_timeout_s must be in (0, 3600] s, got {self.hello_timeout_s}")
+        for name in ("max_connections", "max_unauthenticated", "write_limit_bytes", "max_output_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
 
 
 class TileServer:
@@ -56,7 +72,10 @@ class TileServer:
         self.allowed_origins = list(allowed_origins) if allowed_origins else None
         self.config = config
         self.sessions: dict[ServerSession, ServerConnection] = {}
+        self.admission = Admission(config.max_connections, config.max_unauthenticated)
         self.connections_total = 0
+        self.hello_timeouts = 0
+        self.closers: set[asyncio.Task] = set()  # closing handshakes started from outside a handler
         self.port: int | None = None
         self._server = None
 
@@ -77,6 +96,7 @@ class TileServer:
             origins=self.allowed_origins,  # HTTP 403 for any other Origin header
             process_request=self._admit,
             write_limit=self.config.write_limit_bytes,
+            open_timeout=self.config.hello_timeout_s,  # the HTTP upgrade itself
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         return self.port
@@ -88,7 +108,7 @@ class TileServer:
         await self.service.close()
 
     def _admit(self, ws: ServerConnection, request):
-        if len(self.sessions) >= self.config.max_connections:
+        if self.admission.full():
             return ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
         return None
 
@@ -108,6 +128,11 @@ class TileServer:
         out = {
             "connections": self.connections,
             "connections_total": self.connections_total,
+            "authenticated": self.admission.authenticated,
+            "unauthenticated": self.admission.unauthenticated,
+            "evicted_unauthenticated": self.admission.evicted,
+            "refused_full": self.admission.refused,
+            "hello_timeouts": self.hello_timeouts,
             "held_bytes": self.held_bytes(),
             **self.service.stats().as_dict(),
         }
@@ -120,6 +145,8 @@ class TileServer:
         self.sessions[session] = ws
         self.connections_total += 1
         conn = _Connection(self, ws, session)
+        for old in self.admission.opened(conn):
+            old.close_soon(1013, "too many connections waiting for hello; try again")
         try:
             await conn.run()
         except ConnectionClosed:
@@ -132,6 +159,7 @@ class TileServer:
                 pass
         finally:
             conn.cleanup()
+            self.admission.closed(conn)
             self.sessions.pop(session, None)
 
 
@@ -144,21 +172,58 @@ class _Connection:
         self.wake = asyncio.Event()
         self.pending: dict[TileKey, asyncio.Future] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.sending_bytes = 0  # answers taken from the session, not yet handed to the socket
+        self.sent = asyncio.Event()  # set after every frame handed to the socket
+        self.authenticated = False
+        self._closing = False
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close this connection from outside its reader (eviction, hello deadline)."""
+        if not self._closing:
+            self._closing = True
+            task = asyncio.create_task(self.ws.close(code, reason))  # not cancelled by cleanup
+            self.server.closers.add(task)
+            task.add_done_callback(self.server.closers.discard)
+
+    def _hello_deadline(self) -> None:
+        if not self.authenticated and not self._closing:
+            self.server.hello_timeouts += 1
+            timeout = self.server.config.hello_timeout_s
+            self.close_soon(1008, f"no valid hello within {timeout:g} s")
+
+    def output_bytes(self) -> int:
+        """Answers waiting for this client: in the session plus taken by the sender."""
+        return self.session.outbox_bytes + self.sending_bytes
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.call_later(self.server.config.hello_timeout_s, self._hello_deadline)
         sender = asyncio.create_task(self._send_loop())
         self.tasks.add(sender)
-        async for data in self.ws:
-            for event in self.session.receive(data):
-                if isinstance(event, Close):
-                    await self._flush()
-                    await self.ws.close(event.code, event.reason)
+        try:
+            async for data in self.ws:
+                for event in self.session.receive(data):
+                    if isinstance(event, Close):
+                        await self._flush()
+                        await self.ws.close(event.code, event.reason)
+                        return
+                    self._act(event)
+                if self.session.ready and not self.authenticated:
+                    self.authenticated = True
+                    deadline.cancel()
+                    if not self.server.admission.authenticate(self):
+                        await self.ws.close(1013, "server full or connection evicted; try again")
+                        return
+                self.wake.set()
+                # A client that asks and does not read: stop reading it until its answers drain.
+                while self.output_bytes() > self.server.config.max_output_bytes and not sender.done():
+                    self.sent.clear()
+                    await self.sent.wait()
+                if sender.done():  # the socket broke while sending
+                    sender.result()
                     return
-                self._act(event)
-            self.wake.set()
-            if sender.done():  # the socket broke while sending
-                sender.result()
-                return
+        finally:
+            deadline.cancel()
 
     def _act(self, event) -> None:
         if isinstance(event, Want):
@@ -197,26 +262,32 @@ class _Connection:
         self.wake.set()
 
     async def _send_loop(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            await self._flush()
-            for key, prio in self.session.unpark():
-                self._fetch(key, prio)
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                await self._flush()
+                for key, prio in self.session.unpark():
+                    self._fetch(key, prio)
+        finally:
+            self.sent.set()  # a reader paused on this client's output sees the sender is gone
 
     async def _flush(self) -> None:
         # One tile at a time: what waits behind a slow socket stays in the session's
         # bounded queue (ws.send waits while the buffer is above write_limit).
         while frames := self.session.next_frames(max_tiles=1):
+            self.sending_bytes = sum(len(f) for f in frames)
             for frame in frames:
                 await self.ws.send(frame)
+                self.sending_bytes -= len(frame)
+                self.sent.set()
 
     async def _answer_height(self, q: HeightQuery) -> None:
         heights = self.server.heights
         try:
             if heights is None:
                 raise LookupError("height queries are not served here")
-            res = await heights.query(q.points, q.mode, q.level)
+            res = await heights.query(q.points, q.mode, q.level, owner=self)
         except HeightLimitError as exc:
             self.session.height_failed(q.request_id, P.ErrorCode.LIMIT, str(exc))
         except LookupError as exc:

@@ -89,7 +89,7 @@ class _Fields:
 def _service(levels_held=(), max_tiles=16):
     calls = []
 
-    async def fields(keys):
+    async def fields(keys, owner=None):
         calls.append(list(keys))
         return [_Fields(_plane_grid(k, 0.01, 0.02, 10.0 * k.level)) for k in keys]
 
