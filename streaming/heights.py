@@ -23,8 +23,10 @@ heights gets its share of the generator like one asking tiles, and no more.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,7 +160,13 @@ def unique_tiles(world: World, level: int, points: np.ndarray) -> tuple[np.ndarr
     tx, ty, _, _ = tiles_and_local(world, level, rows, cols)
     if len(tx) == 0:
         return np.zeros((0, 2), np.int64), np.zeros(0, np.int64)
-    pairs, inverse = np.unique(np.stack([tx, ty], axis=1), axis=0, return_inverse=True)
+    if max(np.abs(tx).max(), np.abs(ty).max()) < 1 << 30:
+        # One int64 per tile (31 bits each) sorts ~10x faster than rows of two.
+        code = ((tx + (1 << 30)) << 31) | (ty + (1 << 30))
+        uniq, inverse = np.unique(code, return_inverse=True)
+        pairs = np.stack([(uniq >> 31) - (1 << 30), (uniq & ((1 << 31) - 1)) - (1 << 30)], axis=1)
+    else:
+        pairs, inverse = np.unique(np.stack([tx, ty], axis=1), axis=0, return_inverse=True)
     return pairs, inverse.reshape(-1)
 
 
@@ -192,6 +200,9 @@ class HeightService:
         self.fields = fields
         self.config = config
         self._grids: OrderedDict[TileKey, np.ndarray] = OrderedDict()
+        # Level choice and interpolation run on one thread of their own: a flood of 4,096-point
+        # queries costs that thread, never the event loop that serves every client.
+        self._math = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heights")
 
     def remember(self, key: TileKey, fields) -> None:
         """Hold ``fields.height`` of ``key`` (the TileService's ``on_fields`` hook)."""
@@ -250,10 +261,11 @@ class HeightService:
         pts = np.asarray(points, np.float64).reshape(-1, 2)
         target = self.config.max_level if level is None else int(level)
         n = len(pts)
+        loop = asyncio.get_running_loop()
         if mode == "detailed":
             level_of = np.full(n, target, np.int32)
         elif mode == "best":
-            level_of = self._best_levels(pts, target)
+            level_of = await loop.run_in_executor(self._math, self._best_levels, pts, target)
         else:
             raise ValueError(f"mode must be 'best' or 'detailed', got {mode!r}")
         h = np.empty(n)
@@ -268,5 +280,5 @@ class HeightService:
         for lv in levels:
             m = level_of == lv
             grids = await self._ensure(needed[lv], owner)
-            h[m], nrm[m] = heights_at(self.world, lv, pts[m], grids)
+            h[m], nrm[m] = await loop.run_in_executor(self._math, heights_at, self.world, lv, pts[m], grids)
         return {"height_m": h, "normal": nrm, "level": level_of}

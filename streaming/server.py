@@ -72,9 +72,11 @@ class TileServer:
         self.allowed_origins = list(allowed_origins) if allowed_origins else None
         self.config = config
         self.sessions: dict[ServerSession, ServerConnection] = {}
+        self.handlers: dict[ServerSession, _Connection] = {}  # each session's I/O (tests, stats)
         self.admission = Admission(config.max_connections, config.max_unauthenticated)
         self.connections_total = 0
         self.hello_timeouts = 0
+        self.read_pauses = 0  # times a client's reading paused because it did not read its answers
         self.closers: set[asyncio.Task] = set()  # closing handshakes started from outside a handler
         self.port: int | None = None
         self._server = None
@@ -133,6 +135,7 @@ class TileServer:
             "evicted_unauthenticated": self.admission.evicted,
             "refused_full": self.admission.refused,
             "hello_timeouts": self.hello_timeouts,
+            "read_pauses": self.read_pauses,
             "held_bytes": self.held_bytes(),
             **self.service.stats().as_dict(),
         }
@@ -145,6 +148,7 @@ class TileServer:
         self.sessions[session] = ws
         self.connections_total += 1
         conn = _Connection(self, ws, session)
+        self.handlers[session] = conn
         for old in self.admission.opened(conn):
             old.close_soon(1013, "too many connections waiting for hello; try again")
         try:
@@ -161,6 +165,7 @@ class TileServer:
             conn.cleanup()
             self.admission.closed(conn)
             self.sessions.pop(session, None)
+            self.handlers.pop(session, None)
 
 
 class _Connection:
@@ -175,6 +180,7 @@ class _Connection:
         self.sending_bytes = 0  # answers taken from the session, not yet handed to the socket
         self.sent = asyncio.Event()  # set after every frame handed to the socket
         self.authenticated = False
+        self.reading_paused = False  # True while this client's unsent answers exceed its budget
         self._closing = False
 
     def close_soon(self, code: int, reason: str) -> None:
@@ -215,10 +221,15 @@ class _Connection:
                         await self.ws.close(1013, "server full or connection evicted; try again")
                         return
                 self.wake.set()
+                await asyncio.sleep(0)  # one message per turn: frames already buffered never hog the loop
                 # A client that asks and does not read: stop reading it until its answers drain.
                 while self.output_bytes() > self.server.config.max_output_bytes and not sender.done():
+                    if not self.reading_paused:
+                        self.reading_paused = True
+                        self.server.read_pauses += 1
                     self.sent.clear()
                     await self.sent.wait()
+                self.reading_paused = False
                 if sender.done():  # the socket broke while sending
                     sender.result()
                     return
@@ -284,14 +295,14 @@ class _Connection:
 
     async def _answer_height(self, q: HeightQuery) -> None:
         heights = self.server.heights
+        if heights is None:
+            self.session.height_failed(q.request_id, P.ErrorCode.UNKNOWN_TYPE, "height queries are not served here")
+            self.wake.set()
+            return
         try:
-            if heights is None:
-                raise LookupError("height queries are not served here")
             res = await heights.query(q.points, q.mode, q.level, owner=self)
         except HeightLimitError as exc:
             self.session.height_failed(q.request_id, P.ErrorCode.LIMIT, str(exc))
-        except LookupError as exc:
-            self.session.height_failed(q.request_id, P.ErrorCode.UNKNOWN_TYPE, str(exc))
         except Exception as exc:  # a generator failure under these points
             log.warning("height query failed: %s", exc)
             self.session.height_failed(

@@ -272,6 +272,10 @@ class ServerSession:
         pts = P.decode_array(msg.get("points"), "height points", ndim=2, max_items=2 * lim.max_height_points)
         if pts.shape[1] != 2 or pts.dtype.kind != "f" or not np.isfinite(pts).all():
             raise ProtocolError(ErrorCode.MALFORMED, "height 'points' must be (n, 2) finite floats")
+        if self.world is World.PLANE and len(pts) and np.abs(pts).max() > MAX_PLANE_M:
+            raise ProtocolError(
+                ErrorCode.MALFORMED, f"plane height 'points' are (east, north) metres within +-{MAX_PLANE_M:g}"
+            )
         if self.world is World.EARTH and (np.abs(pts[:, 1]) > 90.0).any():
             raise ProtocolError(
                 ErrorCode.MALFORMED, "earth height 'points' are (lon, lat) degrees; lat must be in [-90, 90]"
@@ -383,6 +387,9 @@ class ServerSession:
     def _out(self, frame: bytes) -> None:
         self.outbox.append(frame)
         self.outbox_bytes += len(frame)
+
+
+MAX_PLANE_M = 2.0**50  # plane height points: tile indices stay far inside int64 at every level
 
 
 def math_finite(x: float) -> bool:

@@ -8,7 +8,10 @@ Shared by every connection. A key goes through, in order:
    key however many clients wait) and batched: the batcher takes up to
    ``max_batch`` keys by priority, waiting at most ``batch_wait_s`` for a batch to
    fill (dynamic batching, as in inference servers such as Triton). A batch is
-   only formed when the generator is free.
+   only formed when the generator is free, and is planned to take at most
+   ``batch_budget_s`` of generator time (from the measured seconds per key): a
+   request that arrives behind a batch waits for one short batch, not for sixteen
+   expensive keys of another client (on a GPU keys cost ms and batches stay full).
 
 Cancellation removes work: when the last requester of a key lets it go (``release``),
 the key leaves the generator queue at once, and a generated key that nobody wants
@@ -67,6 +70,7 @@ class ServiceConfig:
     workers: int = 2  # mesh / encode / store-write threads
     io_workers: int = 4  # store-read threads (file reads release the GIL; kept apart from meshing)
     max_encoding: int = 32  # generated tiles waiting for a mesh worker before the generator pauses
+    batch_budget_s: float = 0.1  # planned generator time per batch: keys = budget / measured s per key
     error_scale: float = 1.0  # mesh error bound = error_scale * level_error_m(level)
 
     def __post_init__(self):
@@ -74,6 +78,8 @@ class ServiceConfig:
             raise ValueError("max_batch, workers, io_workers and max_encoding must be >= 1")
         if not 0.0 <= self.batch_wait_s <= 1.0:
             raise ValueError(f"batch_wait_s must be in [0, 1] s, got {self.batch_wait_s}")
+        if not 0.0 < self.batch_budget_s <= 60.0:
+            raise ValueError(f"batch_budget_s must be in (0, 60] s, got {self.batch_budget_s}")
 
 
 # Geometric error of a level's meshes: the per-level default of runtime.geometry (0.25
@@ -179,6 +185,7 @@ class TileService:
         self._io_pool = ThreadPoolExecutor(max_workers=config.io_workers, thread_name_prefix="store")
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._key_s = 0.0  # moving average of generator seconds per key
         self._n = dict(
             requests=0,
             lru_hits=0,
@@ -341,9 +348,17 @@ class TileService:
         else:
             self._forget(key)
 
+    def batch_size(self) -> int:
+        """Keys in the next batch: as many as fit ``batch_budget_s`` at the measured cost
+        per key, at least 1, at most ``max_batch``."""
+        if self._key_s <= 0.0:
+            return self.config.max_batch
+        return max(1, min(self.config.max_batch, int(self.config.batch_budget_s / self._key_s)))
+
     def _take_batch(self) -> list[TileKey]:
         batch: list[TileKey] = []
-        while self._queue and len(batch) < self.config.max_batch:
+        size = self.batch_size()
+        while self._queue and len(batch) < size:
             key = self._queue.pop()
             if self._wanted(key):
                 batch.append(key)
@@ -360,18 +375,21 @@ class TileService:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                if len(self._queue) < self.config.max_batch and self.config.batch_wait_s > 0:
+                if len(self._queue) < self.batch_size() and self.config.batch_wait_s > 0:
                     await asyncio.sleep(self.config.batch_wait_s)  # let the batch fill
                 batch = self._take_batch()
                 if not batch:
                     continue
                 self._n["batches"] += 1
                 self._n["batched_keys"] += len(batch)
+                t0 = loop.time()
                 try:
                     results = await loop.run_in_executor(self._gen_pool, self._generate, batch)
                 except Exception as exc:  # never let the batcher die: fail this batch's requesters
                     log.exception("generator batch failed")
                     results = [exc] * len(batch)
+                per_key = (loop.time() - t0) / len(batch)
+                self._key_s = per_key if self._key_s <= 0.0 else 0.7 * self._key_s + 0.3 * per_key
                 for key, res in zip(batch, results, strict=True):
                     if isinstance(res, Exception):
                         self._fail(key, res)

@@ -2,6 +2,7 @@
 batch formation, priorities."""
 
 import asyncio
+import time
 
 import msgpack
 import pytest
@@ -89,10 +90,35 @@ def test_batches_fill_up_to_max_batch_and_go_by_priority():
         await asyncio.gather(blocker, *futs)
         return s.stats()
 
-    stats = _with_service(src, main, config=ServiceConfig(max_batch=4, batch_wait_s=0.0))
+    # A budget the held first batch cannot shrink below 4 keys (the budget has its own test).
+    stats = _with_service(src, main, config=ServiceConfig(max_batch=4, batch_wait_s=0.0, batch_budget_s=60.0))
     assert src.calls[0] == [TileKey(4, 99, 99)]
     assert src.calls[1:] == [keys[9:5:-1], keys[5:1:-1], keys[1::-1]]  # highest priority first, 4 a batch
     assert stats.batches == 4 and stats.generated == 11
+
+
+class _SlowSource(SyntheticSource):
+    """At least ``key_s`` seconds of generator time per key."""
+
+    def __init__(self, key_s: float):
+        super().__init__()
+        self.key_s = key_s
+
+    def __call__(self, keys):
+        time.sleep(self.key_s * len(keys))
+        return super().__call__(keys)
+
+
+def test_batches_shrink_to_the_time_budget_once_keys_are_measured():
+    src = _SlowSource(0.06)
+    keys = [TileKey(4, x, 0) for x in range(7)]
+
+    async def main(s):
+        await asyncio.gather(*(s.get(k) for k in keys))
+
+    _with_service(src, main, config=ServiceConfig(max_batch=4, batch_wait_s=0.0, batch_budget_s=0.1))
+    # The first batch is full (nothing measured yet); then 0.1 s / >= 0.06 s per key = 1 key.
+    assert [len(c) for c in src.calls] == [4, 1, 1, 1]
 
 
 def test_dynamic_batching_waits_a_few_ms_for_more_keys():
