@@ -45,12 +45,14 @@ class ServerConfig:
     hello_timeout_s: float = 5.0  # websocket open to valid hello; later: closed 1008
     write_limit_bytes: int = 1 << 20  # per-client send buffer high-water mark
     max_output_bytes: int = 1 << 20  # unsent answers/errors/stats per client before reading pauses
+    read_chunk_bytes: int = 16 << 10  # bytes read from a socket per turn: ~2,300 tiny frames parsed at most
     initial_credits: int = 64  # when the client's hello names none
 
     def __post_init__(self):
         if not 0.0 < self.hello_timeout_s <= 3600.0:
             raise ValueError(f"hello_timeout_s must be in (0, 3600] s, got {self.hello_timeout_s}")
-        for name in ("max_connections", "max_unauthenticated", "write_limit_bytes", "max_output_bytes"):
+        for name in ("max_connections", "max_unauthenticated", "write_limit_bytes", "max_output_bytes",
+                     "read_chunk_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
 
@@ -149,6 +151,10 @@ class TileServer:
         self.connections_total += 1
         conn = _Connection(self, ws, session)
         self.handlers[session] = conn
+        if hasattr(ws.transport, "max_size"):
+            # asyncio's selector transport reads up to 256 KiB per callback and websockets
+            # parses all of it at once: 37,000 tiny frames of one flooder in one turn.
+            ws.transport.max_size = self.config.read_chunk_bytes
         for old in self.admission.opened(conn):
             old.close_soon(1013, "too many connections waiting for hello; try again")
         try:
@@ -292,6 +298,7 @@ class _Connection:
                 await self.ws.send(frame)
                 self.sending_bytes -= len(frame)
                 self.sent.set()
+                await asyncio.sleep(0)  # one frame per turn: a long outbox never hogs the loop
 
     async def _answer_height(self, q: HeightQuery) -> None:
         heights = self.server.heights
