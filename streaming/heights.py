@@ -160,14 +160,30 @@ def unique_tiles(world: World, level: int, points: np.ndarray) -> tuple[np.ndarr
     tx, ty, _, _ = tiles_and_local(world, level, rows, cols)
     if len(tx) == 0:
         return np.zeros((0, 2), np.int64), np.zeros(0, np.int64)
-    if max(np.abs(tx).max(), np.abs(ty).max()) < 1 << 30:
-        # One int64 per tile (31 bits each) sorts ~10x faster than rows of two.
-        code = ((tx + (1 << 30)) << 31) | (ty + (1 << 30))
+    code = _pack(tx, ty)
+    if code is not None:  # one int64 per tile sorts ~10x faster than rows of two
         uniq, inverse = np.unique(code, return_inverse=True)
         pairs = np.stack([(uniq >> 31) - (1 << 30), (uniq & ((1 << 31) - 1)) - (1 << 30)], axis=1)
     else:
         pairs, inverse = np.unique(np.stack([tx, ty], axis=1), axis=0, return_inverse=True)
     return pairs, inverse.reshape(-1)
+
+
+def _pack(tx: np.ndarray, ty: np.ndarray) -> np.ndarray | None:
+    """(n,) int64 tile columns and rows -> (n,) int64 codes, 31 bits each; None when a
+    coordinate does not fit (plane tiles beyond +-2^30)."""
+    if len(tx) and max(np.abs(tx).max(), np.abs(ty).max()) >= 1 << 30:
+        return None
+    return ((tx + (1 << 30)) << 31) | (ty + (1 << 30))
+
+
+def held_mask(tx: np.ndarray, ty: np.ndarray, held_xy: np.ndarray) -> np.ndarray:
+    """(n,) bool: is tile (tx[i], ty[i]) among ``held_xy`` ((m, 2) int64)? Vectorised."""
+    a, b = _pack(tx, ty), _pack(held_xy[:, 0], held_xy[:, 1])
+    if a is not None and b is not None:
+        return np.isin(a, b)
+    held = set(map(tuple, held_xy.tolist()))
+    return np.array([(x, y) in held for x, y in zip(tx.tolist(), ty.tolist(), strict=True)], bool)
 
 
 def keys_at(world: World, level: int, points: np.ndarray) -> list[TileKey]:
@@ -216,6 +232,13 @@ class HeightService:
     def held(self, key: TileKey) -> bool:
         return key in self._grids
 
+    def _held_by_level(self) -> dict[int, np.ndarray]:
+        """Held tiles as level -> (m, 2) int64 [x, y] (a snapshot; list() is atomic)."""
+        by_level: dict[int, list[tuple[int, int]]] = {}
+        for k in list(self._grids):
+            by_level.setdefault(k.level, []).append((k.x, k.y))
+        return {lv: np.array(v, np.int64).reshape(-1, 2) for lv, v in by_level.items()}
+
     async def _ensure(self, keys: set[TileKey], owner=None) -> dict[TileKey, np.ndarray]:
         missing = [k for k in keys if k not in self._grids]
         have = {k: self._grids[k] for k in keys if k in self._grids}
@@ -239,12 +262,15 @@ class HeightService:
         self._over_limit(len(unique_tiles(self.world, fallback, pts)[0]), f"at fallback level {fallback}")
         level_of = np.full(len(pts), -1, np.int32)
         chosen = 0
+        held_xy = self._held_by_level()
         for lv in range(target, -1, -1):
             todo = np.flatnonzero(level_of < 0)
             if len(todo) == 0:
                 break
+            if lv not in held_xy:
+                continue
             pairs, inverse = unique_tiles(self.world, lv, pts[todo])
-            held = np.array([self.held(TileKey(lv, int(x), int(y))) for x, y in pairs], bool)
+            held = held_mask(pairs[:, 0], pairs[:, 1], held_xy[lv])
             chosen += int(held.sum())
             self._over_limit(chosen, f"held at levels {target}..{lv}")
             level_of[todo[held[inverse]]] = lv
