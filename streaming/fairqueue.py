@@ -1,10 +1,14 @@
-"""A priority queue with one lane per owner, served round-robin.
+"""A priority queue with one lane per owner, served by start-time fair queuing.
 
 Generic (no tile knowledge): items are hashable keys, each queued once; within a lane
-the highest priority goes first; across lanes each non-empty lane gives one item per
-round. The tile server uses one lane per connection, so a client that asks for
-hundreds of tiles (or claims huge priorities) gets its fair share of the generator
-and no more, as in fair queuing for packet schedulers (Demers, Keshav, Shenker 1989).
+the highest priority goes first; across lanes, start-time fair queuing (SFQ, Goyal,
+Vin and Cheng 1996): each lane carries a virtual finish time (items served, one unit
+each); the lane with the smallest one is served next, and a lane that becomes active
+starts at the current virtual time. Backlogged lanes therefore take turns one item at a
+time (round-robin, as in Demers, Keshav and Shenker's fair queuing), and a lane that
+asks now and then (a well-behaved client) is served next rather than after one turn of
+every backlogged lane. The tile server uses one lane per connection, so a client that
+asks for hundreds of tiles (or claims huge priorities) gets its share and no more.
 
 ``remove`` takes an item out at once (lazy deletion: its heap entry is marked dead and
 a lane is compacted when more than half of it is dead), so the queue never holds more
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Hashable
 
 _DEAD = object()  # the item slot of a removed entry
@@ -26,7 +29,9 @@ class FairQueue:
         # entry: [-priority, seq, item]; item is _DEAD once removed
         self._lanes: dict[Hashable, list[list]] = {}
         self._live: dict[Hashable, int] = {}  # live entries per lane
-        self._order: deque[Hashable] = deque()  # lanes with live items, next to serve first
+        self._tag: dict[Hashable, tuple[float, int]] = {}  # active lane -> (virtual finish, tie-break)
+        self._ready: list[tuple[float, int, Hashable]] = []  # heap of lane tags; stale ones skipped
+        self._vtime = 0.0  # virtual time: the start tag of the lane served last
         self._entry: dict[Hashable, tuple[Hashable, list]] = {}  # item -> (owner, entry)
         self._seq = itertools.count()
 
@@ -41,10 +46,10 @@ class FairQueue:
         if item in self._entry:
             return False
         lane = self._lanes.get(owner)
-        if lane is None:
+        if lane is None:  # the lane becomes active at the current virtual time
             lane = self._lanes[owner] = []
             self._live[owner] = 0
-            self._order.append(owner)
+            self._set_tag(owner, self._vtime)
         entry = [-priority, next(self._seq), item]
         heapq.heappush(lane, entry)
         self._live[owner] += 1
@@ -68,8 +73,12 @@ class FairQueue:
         return True
 
     def pop(self) -> Hashable:
-        """The best item of the next lane in the round; raises IndexError when empty."""
-        owner = self._order[0]
+        """The best item of the lane with the smallest virtual finish; IndexError when empty."""
+        while True:
+            finish, tie, owner = self._ready[0]  # IndexError when nothing is queued
+            if self._tag.get(owner) == (finish, tie):
+                break
+            heapq.heappop(self._ready)  # stale: the lane was served, emptied or re-tagged
         lane = self._lanes[owner]
         while True:
             _, _, item = heapq.heappop(lane)
@@ -77,15 +86,23 @@ class FairQueue:
                 break
         del self._entry[item]
         self._live[owner] -= 1
+        self._vtime = finish
         if self._live[owner]:
-            self._order.rotate(-1)
+            self._set_tag(owner, finish + 1.0)
         else:
             self._drop_lane(owner)
         return item
 
+    def _set_tag(self, owner: Hashable, finish: float) -> None:
+        tag = (finish, next(self._seq))  # ties: the lane tagged first goes first
+        self._tag[owner] = tag
+        heapq.heappush(self._ready, (*tag, owner))
+        if len(self._ready) > 2 * len(self._tag) + 16:  # drop stale tags
+            self._ready = [(f, t, o) for o, (f, t) in self._tag.items()]
+            heapq.heapify(self._ready)
+
     def _drop_lane(self, owner: Hashable) -> None:
-        del self._lanes[owner], self._live[owner]
-        self._order.remove(owner)  # O(lanes): lanes are connections, a few thousand at most
+        del self._lanes[owner], self._live[owner], self._tag[owner]
 
     def lanes(self) -> int:
         return len(self._lanes)

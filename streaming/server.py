@@ -41,7 +41,7 @@ MAX_TILE_FRAME_BYTES = 16 << 20
 @dataclass(frozen=True)
 class ServerConfig:
     max_connections: int = 1024  # authenticated clients; beyond it handshakes get HTTP 503
-    max_unauthenticated: int = 64  # connections waiting for hello; a newcomer closes the oldest (1013)
+    max_unauthenticated: int = 256  # connections waiting for hello; a newcomer closes the oldest (1013)
     hello_timeout_s: float = 5.0  # websocket open to valid hello; later: closed 1008
     write_limit_bytes: int = 1 << 20  # per-client send buffer high-water mark
     max_output_bytes: int = 1 << 20  # unsent answers/errors/stats per client before reading pauses

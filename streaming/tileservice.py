@@ -70,7 +70,7 @@ class ServiceConfig:
     workers: int = 2  # mesh / encode / store-write threads
     io_workers: int = 4  # store-read threads (file reads release the GIL; kept apart from meshing)
     max_encoding: int = 32  # generated tiles waiting for a mesh worker before the generator pauses
-    batch_budget_s: float = 0.1  # planned generator time per batch: keys = budget / measured s per key
+    batch_budget_s: float = 0.25  # planned generator time per batch: keys = budget / measured s per key
     error_scale: float = 1.0  # mesh error bound = error_scale * level_error_m(level)
 
     def __post_init__(self):

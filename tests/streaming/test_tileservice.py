@@ -169,3 +169,27 @@ def test_a_flooding_client_gets_its_share_of_the_generator_not_more():
     _with_service(src, main, config=ServiceConfig(max_batch=4, batch_wait_s=0.0))
     # The modest client's two keys are in the first batch after the one in progress.
     assert set(modest) <= set(src.calls[1])
+
+
+def test_fair_queue_serves_an_occasional_lane_next_not_after_every_backlogged_lane():
+    q = FairQueue()
+    for lane in "abcd":  # four backlogged lanes
+        for i in range(50):
+            q.push(lane, (lane, i), 0.0)
+    served = [q.pop() for _ in range(40)]  # ten rounds of one item per lane
+    assert [k[0] for k in served[:8]] == list("abcdabcd")
+    q.push("good", ("good", 0), 0.0)  # a client that asks now and then
+    assert q.pop() == ("good", 0)  # starts at the current virtual time: next, not after a round
+
+
+def test_fair_queue_remove_keeps_memory_to_what_is_wanted():
+    q = FairQueue()
+    q.push("busy", "x", 0.0)
+    for r in range(1000):  # request/cancel churn while nothing is popped
+        for i in range(64):
+            q.push("churn", (r, i), 0.0)
+        for i in range(64):
+            assert q.remove((r, i))
+        assert len(q) == 1 and q.lanes() == 1 and q.heap_entries() == 1
+    assert len(q._ready) <= 2 * len(q._tag) + 16
+    assert not q.remove("nope") and q.pop() == "x" and len(q) == 0
