@@ -16,6 +16,7 @@ their own small budget and a deadline, so they can never lock authenticated clie
 from __future__ import annotations
 
 import asyncio
+import gc
 import http
 import logging
 import signal
@@ -340,6 +341,10 @@ async def serve_forever(server: TileServer, host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     bound = await server.start(host, port)
+    # Everything built so far (generator, caches, modules) lives as long as the server:
+    # out of the collector's way, so that a full collection under a flood of short-lived
+    # objects costs ~10 ms, not ~100 ms of every client's latency.
+    gc.freeze()
     print(
         f"worldstream serving {server.info.world} seed={server.info.seed} model={server.info.model} "
         f"on ws://{host}:{bound}",
