@@ -16,7 +16,9 @@ answers two modes:
   when missing.
 
 Every mode costs at most ``max_tiles`` distinct tiles per query (held or generated),
-checked before anything is generated; missing tiles are asked for through the tile
+checked before anything is generated, and the queries of one ``owner`` (connection)
+wait for at most ``max_tiles`` tiles at a time, so neither generator time nor memory
+grows with the number of queries a client keeps in flight; missing tiles are asked for through the tile
 service's fair queue in the asking connection's lane (``owner``), so a client asking
 heights gets its share of the generator like one asking tiles, and no more.
 """
@@ -219,13 +221,14 @@ class HeightService:
         # Level choice and interpolation run on one thread of their own: a flood of 4,096-point
         # queries costs that thread, never the event loop that serves every client.
         self._math = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heights")
+        self._generating: dict = {}  # owner -> tiles its queries wait for (bounded by max_tiles)
 
     def remember(self, key: TileKey, fields) -> None:
         """Hold ``fields.height`` of ``key`` (the TileService's ``on_fields`` hook)."""
         if key in self._grids:
             self._grids.move_to_end(key)
             return
-        self._grids[key] = np.asarray(fields.height, np.float32)
+        self._grids[key] = np.array(fields.height, np.float32)  # a copy: a view would pin all channels
         while len(self._grids) > self.config.cache_tiles:
             self._grids.popitem(last=False)
 
@@ -243,9 +246,15 @@ class HeightService:
         missing = [k for k in keys if k not in self._grids]
         have = {k: self._grids[k] for k in keys if k in self._grids}
         if missing:
-            for k, f in zip(missing, await self.fields(missing, owner), strict=True):
-                have[k] = np.asarray(f.height, np.float32)
+            # One key at a time: a finished tile's fields (all channels) are dropped at once,
+            # only its height grid is kept while the other tiles are generated.
+            async def one(k: TileKey) -> np.ndarray:
+                (f,) = await self.fields([k], owner)
                 self.remember(k, f)
+                return np.array(f.height, np.float32)
+
+            grids = await asyncio.gather(*(one(k) for k in missing))
+            have.update(zip(missing, grids, strict=True))
         return have
 
     def _over_limit(self, n_tiles: int, what: str) -> None:
@@ -303,8 +312,21 @@ class HeightService:
             needed[lv] = {TileKey(lv, int(x), int(y)) for x, y in pairs}
             self._over_limit(sum(len(v) for v in needed.values()), f"at level {target}" if mode == "detailed"
                              else "at the levels chosen")
-        for lv in levels:
-            m = level_of == lv
-            grids = await self._ensure(needed[lv], owner)
-            h[m], nrm[m] = await loop.run_in_executor(self._math, heights_at, self.world, lv, pts[m], grids)
+        missing = sum(1 for keys in needed.values() for k in keys if not self.held(k))
+        busy = self._generating.get(owner, 0)
+        if owner is not None and missing and busy + missing > self.config.max_tiles:
+            raise HeightLimitError(
+                f"these points need {missing} new tiles while this connection's height queries wait "
+                f"for {busy}; at most {self.config.max_tiles} at a time"
+            )
+        self._generating[owner] = busy + missing
+        try:
+            for lv in levels:
+                m = level_of == lv
+                grids = await self._ensure(needed[lv], owner)
+                h[m], nrm[m] = await loop.run_in_executor(self._math, heights_at, self.world, lv, pts[m], grids)
+        finally:
+            left = self._generating.pop(owner, 0) - missing
+            if left > 0:
+                self._generating[owner] = left
         return {"height_m": h, "normal": nrm, "level": level_of}

@@ -1,6 +1,8 @@
 """Height queries: grid geometry, bilinear heights and ENU normals, best vs detailed,
 and the same over the loopback server."""
 
+import asyncio
+
 import numpy as np
 import pytest
 from stream_fixtures import SyntheticSource, analytic_height, loopback_server, run
@@ -159,3 +161,32 @@ def test_height_queries_over_the_server():
         float(analytic_height(11, np.array(121.0), np.array(402.0))), abs=1e-3
     )
     assert err.code == "limit" and "at most 4" in err.message
+
+
+def test_one_connection_waits_for_at_most_max_tiles_new_tiles_at_a_time():
+    gate = asyncio.Event()
+
+    async def fields(keys, owner=None):
+        await gate.wait()
+        return [_Fields(_plane_grid(k, 0.01, 0.02, 0.0)) for k in keys]
+
+    hs = HeightService(World.PLANE, fields, HeightConfig(max_level=14, max_tiles=4))
+    s14 = spacing_m(14) * T
+    three = np.array([[(i + 0.5) * s14, -0.5 * s14] for i in range(3)])
+    two = np.array([[(i + 10.5) * s14, -0.5 * s14] for i in range(2)])
+
+    async def main():
+        first = asyncio.create_task(hs.query(three, "detailed", 14, owner="a"))
+        await asyncio.sleep(0)  # let it register its three tiles
+        with pytest.raises(HeightLimitError, match="wait for 3; at most 4"):
+            await hs.query(two, "detailed", 14, owner="a")
+        other = asyncio.create_task(hs.query(two, "detailed", 14, owner="b"))  # its own budget
+        await asyncio.sleep(0)
+        gate.set()
+        res = await first, await other
+        again = await hs.query(two, "detailed", 14, owner="a")  # held now: costs nothing
+        return res, again, dict(hs._generating)
+
+    (a, b), again, left = asyncio.run(main())
+    assert a["level"].tolist() == [14] * 3 and b["level"].tolist() == [14] * 2
+    assert again["level"].tolist() == [14] * 2 and left == {}

@@ -18,7 +18,7 @@ from streaming.client import ServerError, TileClient
 from streaming.protocol import Limits
 from streaming.server import MAX_TILE_FRAME_BYTES, ServerConfig
 from streaming.tileservice import ServiceConfig
-from tests.streaming.stream_fixtures import SyntheticSource, loopback_server, run
+from stream_fixtures import SyntheticSource, loopback_server, run
 
 HELLO = P.pack({"type": "hello", "protocol": 1})
 
