@@ -51,27 +51,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from websockets.asyncio.client import connect  # noqa: E402
-from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
+from abuse_attacks import ATTACKS, attack_main  # noqa: E402 (bench/ is this script's folder)
 
-from runtime.tiles import T, TileKey, spacing_m  # noqa: E402
-from streaming import protocol as P  # noqa: E402
+from runtime.tiles import TileKey  # noqa: E402
 from streaming.client import TileClient  # noqa: E402
-from streaming.server import MAX_TILE_FRAME_BYTES  # noqa: E402
 
 HOST = "127.0.0.1"
-ATTACKS = (
-    "never_hello",
-    "churn",
-    "stats_flood",
-    "garbage_flood",
-    "height_flood",
-    "best_heights",
-    "detailed_heights",
-    "connect_churn",
-    "absurd",
-)
-HELLO = P.pack({"type": "hello", "protocol": P.PROTOCOL_VERSION, "credits": 1 << 16})
 
 
 # -- the server -------------------------------------------------------------------------
@@ -82,9 +67,26 @@ class Server:
 
     def __init__(self, cache_mb: int, gen_cache_mb: int):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        cmd = [sys.executable, "-m", "streaming.cli", "serve", "--world", "plane", "--seed", "0",
-               "--refiner", "fractal", "--host", HOST, "--port", "0",
-               "--cache-mb", str(cache_mb), "--gen-cache-mb", str(gen_cache_mb)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streaming.cli",
+            "serve",
+            "--world",
+            "plane",
+            "--seed",
+            "0",
+            "--refiner",
+            "fractal",
+            "--host",
+            HOST,
+            "--port",
+            "0",
+            "--cache-mb",
+            str(cache_mb),
+            "--gen-cache-mb",
+            str(gen_cache_mb),
+        ]
         self.log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty server must never block on it
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         line = self.proc.stdout.readline()
@@ -113,256 +115,6 @@ class Server:
         return self.log.read()
 
 
-# -- attacks (each runs in its own process until its deadline) ---------------------------
-
-
-class Tally:
-    def __init__(self):
-        self.bad_inputs = 0  # hostile messages or connections tried
-        self.closes: dict[int, int] = {}  # close codes the attacker saw
-        self.refused = 0  # handshakes refused (HTTP 503)
-        self.errors_read = 0  # error answers read back (absurd)
-        self.non_error_answers = 0  # absurd input answered with something else than an error
-
-    def closed(self, exc: BaseException) -> None:
-        code = getattr(getattr(exc, "rcvd", None), "code", None)
-        if code is None:
-            code = getattr(exc, "code", -1)
-        self.closes[code] = self.closes.get(code, 0) + 1
-
-
-async def _send_until(ws, frames, deadline: float, tally: Tally) -> None:
-    """Send ``frames()`` until the deadline; a send that blocks (the server stopped
-    reading us) is retried until then."""
-    while time.monotonic() < deadline:
-        try:
-            await asyncio.wait_for(ws.send(frames()), max(0.01, deadline - time.monotonic()))
-            tally.bad_inputs += 1
-        except TimeoutError:
-            return
-
-
-async def _open(url: str, hello: bool = True, **kw):
-    ws = await connect(url, compression=None, max_size=MAX_TILE_FRAME_BYTES, open_timeout=30, **kw)
-    if hello:
-        await ws.send(HELLO)
-        await ws.recv()
-    return ws
-
-
-async def never_hello(url, deadline, tally):
-    live: set = set()
-
-    async def hold():
-        while time.monotonic() < deadline:
-            try:
-                ws = await _open(url, hello=False)
-            except InvalidStatus:
-                tally.refused += 1
-                await asyncio.sleep(0.05)
-                continue
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            tally.bad_inputs += 1
-            live.add(ws)
-            try:
-                await asyncio.wait_for(ws.wait_closed(), max(0.01, deadline - time.monotonic()))
-                tally.closed(ws.protocol.close_exc)
-            except TimeoutError:
-                pass
-            live.discard(ws)
-            await ws.close()
-
-    await asyncio.gather(*(hold() for _ in range(1100)))
-
-
-async def churn(url, deadline, tally):
-    ws = await _open(url)
-    rng = random.Random(1)
-    reader = asyncio.create_task(_drain(ws))
-    try:
-        while time.monotonic() < deadline:
-            x0 = rng.randrange(-(1 << 20), 1 << 20)
-            keys = [[14, x0 + i, 7000 + i // 16] for i in range(256)]
-            await ws.send(P.pack({"type": "request", "keys": keys}))
-            await ws.send(P.pack({"type": "cancel", "keys": keys}))
-            tally.bad_inputs += 2
-    except ConnectionClosed as exc:
-        tally.closed(exc)
-    reader.cancel()
-    await ws.close()
-
-
-async def _drain(ws):
-    try:
-        async for _ in ws:
-            pass
-    except ConnectionClosed:
-        pass
-
-
-async def _flood(url, deadline, tally, frames, clients=1):
-    async def one():
-        ws = await _open(url, max_queue=1)  # read nothing beyond one frame: TCP fills up
-        try:
-            await _send_until(ws, frames, deadline, tally)
-        except ConnectionClosed as exc:
-            tally.closed(exc)
-        ws.transport.abort()
-
-    await asyncio.gather(*(one() for _ in range(clients)))
-
-
-def _points(rng, n, spread_m):
-    return P.encode_array(rng.uniform(-spread_m, spread_m, (n, 2)))
-
-
-async def stats_flood(url, deadline, tally):
-    await _flood(url, deadline, tally, lambda: P.pack({"type": "stats"}))
-
-
-async def garbage_flood(url, deadline, tally):
-    rng = random.Random(2)
-    await _flood(url, deadline, tally, lambda: rng.randbytes(rng.randrange(1, 2000)))
-
-
-async def height_flood(url, deadline, tally):
-    rng = np.random.default_rng(3)
-    ids = iter(range(1 << 62))
-    # 4,096 points within one level-3 tile: accepted, answered (147 KB each), never read.
-    await _flood(url, deadline, tally, lambda: P.pack(
-        {"type": "height", "id": next(ids), "points": _points(rng, 4096, 20_000.0), "mode": "best"}))
-
-
-async def _height_askers(url, deadline, tally, clients, mode, spread_m, level):
-    rng = np.random.default_rng(4)
-
-    async def one(i):
-        ws = await _open(url)
-        ids = iter(range(1 << 62))
-        inflight = asyncio.Semaphore(4)  # the server's max_height_queries
-        reader_done = asyncio.Event()
-
-        async def read():
-            try:
-                async for data in ws:
-                    if P.unpack(data, 1 << 30)["type"] in ("height", "error"):
-                        inflight.release()
-            except ConnectionClosed as exc:
-                tally.closed(exc)
-            reader_done.set()
-
-        reader = asyncio.create_task(read())
-        while time.monotonic() < deadline and not reader_done.is_set():
-            try:
-                await asyncio.wait_for(inflight.acquire(), max(0.01, deadline - time.monotonic()))
-            except TimeoutError:
-                break
-            centre = rng.uniform(-1e8, 1e8, 2)
-            pts = centre + rng.uniform(-spread_m, spread_m, (4096, 2))
-            msg = {"type": "height", "id": next(ids), "points": P.encode_array(pts), "mode": mode}
-            if level is not None:
-                msg["level"] = level
-            await ws.send(P.pack(msg))
-            tally.bad_inputs += 1
-        reader.cancel()
-        await ws.close()
-
-    await asyncio.gather(*(one(i) for i in range(clients)))
-
-
-async def best_heights(url, deadline, tally):
-    # Fresh areas: every point needs its level-3 fallback tile; spread over ~4 x 4 of them.
-    s3 = spacing_m(3) * T
-    await _height_askers(url, deadline, tally, 4, "best", 1.4 * s3, None)
-
-
-async def detailed_heights(url, deadline, tally):
-    s12 = spacing_m(12) * T
-    await _height_askers(url, deadline, tally, 6, "detailed", 1.4 * s12, 12)
-
-
-async def connect_churn(url, deadline, tally):
-    rng = random.Random(5)
-
-    async def one():
-        while time.monotonic() < deadline:
-            try:
-                ws = await _open(url)
-                x = rng.randrange(-(1 << 20), 1 << 20)
-                await ws.send(P.pack({"type": "request", "keys": [[13, x + i, 99] for i in range(8)]}))
-                tally.bad_inputs += 1
-                await ws.close()
-            except InvalidStatus:
-                tally.refused += 1
-            except (ConnectionClosed, OSError) as exc:
-                tally.closed(exc)
-
-    await asyncio.gather(*(one() for _ in range(8)))
-
-
-def absurd_messages():
-    """Malformed messages, each of which must get an ``error`` answer."""
-    arr = lambda shape, data=b"", dtype="<f8": {"dtype": dtype, "shape": shape, "data": data}
-    shapes = [[2**62, 0], [0, 2**63], [2**64 - 1, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [1 << 40, 2],
-              [-1, 2], [True, 2], [4097, 2], [0, 2**31], ["a", 2]]
-    out = [{"type": "height", "id": 1, "points": arr(s)} for s in shapes]
-    out += [
-        {"type": "height", "id": 2, "points": arr([1, 2], b"\0" * 16, "|O")},
-        {"type": "height", "id": 3, "points": arr([2, 2], b"\0" * 31)},
-        {"type": "height", "id": 2**63, "points": arr([1, 2], b"\0" * 16)},
-        {"type": "height", "id": 4, "points": arr([1, 2], b"\0" * 16), "level": 2**64 - 1},
-        {"type": "height", "id": 5, "points": arr([1, 2], b"\xff" * 16)},  # NaN points
-        {"type": "height", "id": 6, "points": arr([1, 2], b"\0" * 16), "mode": ["best"]},
-        {"type": "request", "keys": [[2**63, 0, 0]]},
-        {"type": "request", "keys": [[5, 2**64 - 1, -(2**63)]]},
-        {"type": "request", "keys": [[5, 1, 1]], "priorities": [float("nan")]},
-        {"type": "request", "keys": [[5, 1, 1]] * 257},
-        {"type": "request", "keys": {"a": 1}},
-        {"type": "cancel", "keys": [[1, 2]]},
-        {"type": "credits", "n": 2**64 - 1},
-        {"type": "credits", "n": -1},
-        {"type": "hello", "protocol": 1},
-        {"type": "nonsense"},
-        {"type": 7},
-        {"kind": "request"},
-    ]
-    return [P.pack(m) for m in out] + [b"\xc1", b"\x92\x01\x02", b"", b"\xdf\xff\xff\xff\xff"]
-
-
-async def absurd(url, deadline, tally):
-    ws = await _open(url)
-    msgs = absurd_messages()
-    try:
-        while time.monotonic() < deadline:
-            for m in msgs:
-                await ws.send(m)
-                tally.bad_inputs += 1
-                ans = P.unpack(await ws.recv(), 1 << 30)
-                if ans["type"] == "error":
-                    tally.errors_read += 1
-                else:
-                    tally.non_error_answers += 1
-    except ConnectionClosed as exc:
-        tally.closed(exc)
-    await ws.close()
-
-
-def _attack_main(name: str, url: str, duration_s: float, out) -> None:
-    tally = Tally()
-    deadline = time.monotonic() + duration_s
-
-    async def go():
-        try:
-            await asyncio.wait_for(globals()[name](url, deadline, tally), duration_s + 30)
-        except TimeoutError:
-            pass
-
-    asyncio.run(go())
-    out.put(tally.__dict__)
-
-
 # -- the good client ---------------------------------------------------------------------
 
 
@@ -386,9 +138,11 @@ class Good:
         await self.client.fetch(self.cached_keys, timeout_s=600)
         await self.client.fetch([TileKey(12, self.next_x - 1, 3000)], timeout_s=600)  # ancestors
         rng = random.Random(6)
-        for i in range(0, fill, 8):
-            keys = [TileKey(rng.choice((10, 12, 14)), rng.randrange(-(1 << 9), 1 << 9), rng.randrange(1 << 9))
-                    for _ in range(8)]
+        for _ in range(0, fill, 8):
+            keys = [
+                TileKey(rng.choice((10, 12, 14)), rng.randrange(-(1 << 9), 1 << 9), rng.randrange(1 << 9))
+                for _ in range(8)
+            ]
             await self.client.fetch(keys, timeout_s=600)
 
     def reset(self) -> None:
@@ -466,7 +220,7 @@ async def main_async(args) -> dict:
             proc = None
             if name in ATTACKS:
                 q = ctx.Queue()
-                proc = ctx.Process(target=_attack_main, args=(name, server.url, args.phase_s, q), daemon=True)
+                proc = ctx.Process(target=attack_main, args=(name, server.url, args.phase_s, q), daemon=True)
                 proc.start()
             start = time.monotonic()
             await good.run(start + args.phase_s)
@@ -476,26 +230,28 @@ async def main_async(args) -> dict:
             peak = max((r for t, p, r in rss_log if p == name), default=rss_before)
             phase_name[0] = name + ":settle"
             await asyncio.sleep(args.settle_s)
-            rows.append({
-                "phase": name,
-                "cached_n": len(good.samples["cached"]),
-                "cached_p50_ms": pct(good.samples["cached"], 50),
-                "cached_p99_ms": pct(good.samples["cached"], 99),
-                "uncached_n": len(good.samples["uncached"]),
-                "uncached_p50_ms": pct(good.samples["uncached"], 50),
-                "uncached_p99_ms": pct(good.samples["uncached"], 99),
-                "good_connects": good.connects,
-                "good_connect_failures": good.connect_failures,
-                "good_fetch_failures": good.fetch_failures,
-                "rss_before_mb": rss_before,
-                "rss_peak_mb": peak,
-                "rss_after_mb": server.rss_mb(),
-                "bad_inputs": tally.get("bad_inputs", 0),
-                "attacker_closes": tally.get("closes", {}),
-                "attacker_refused": tally.get("refused", 0),
-                "absurd_errors_read": tally.get("errors_read", 0),
-                "absurd_non_errors": tally.get("non_error_answers", 0),
-            })
+            rows.append(
+                {
+                    "phase": name,
+                    "cached_n": len(good.samples["cached"]),
+                    "cached_p50_ms": pct(good.samples["cached"], 50),
+                    "cached_p99_ms": pct(good.samples["cached"], 99),
+                    "uncached_n": len(good.samples["uncached"]),
+                    "uncached_p50_ms": pct(good.samples["uncached"], 50),
+                    "uncached_p99_ms": pct(good.samples["uncached"], 99),
+                    "good_connects": good.connects,
+                    "good_connect_failures": good.connect_failures,
+                    "good_fetch_failures": good.fetch_failures,
+                    "rss_before_mb": rss_before,
+                    "rss_peak_mb": peak,
+                    "rss_after_mb": server.rss_mb(),
+                    "bad_inputs": tally.get("bad_inputs", 0),
+                    "attacker_closes": tally.get("closes", {}),
+                    "attacker_refused": tally.get("refused", 0),
+                    "absurd_errors_read": tally.get("errors_read", 0),
+                    "absurd_non_errors": tally.get("non_error_answers", 0),
+                }
+            )
         await good.client.close()
     finally:
         stop_sampling.set()
@@ -539,18 +295,24 @@ def main() -> int:
     if not 1.0 <= args.phase_s <= 120.0:
         ap.error("--phase-s must be in [1, 120]")
     res = asyncio.run(main_async(args))
-    hdr = (f"{'phase':<17} {'cached p50/p99 ms':>18} {'uncached p50/p99 ms':>20} {'n c/u':>8} "
-           f"{'conn fail':>9} {'RSS MB before/peak/after':>25} {'bad inputs':>10}  ok")
+    hdr = (
+        f"{'phase':<17} {'cached p50/p99 ms':>18} {'uncached p50/p99 ms':>20} {'n c/u':>8} "
+        f"{'conn fail':>9} {'RSS MB before/peak/after':>25} {'bad inputs':>10}  ok"
+    )
     print(hdr)
     for r in res["rows"]:
         ok = "".join("y" if r[k] else "n" for k in ("cached_ok", "uncached_ok", "rss_ok"))
-        print(f"{r['phase']:<17} {r['cached_p50_ms']:8.1f}/{r['cached_p99_ms']:<9.1f} "
-              f"{r['uncached_p50_ms']:9.1f}/{r['uncached_p99_ms']:<10.1f} "
-              f"{r['cached_n']:>3}/{r['uncached_n']:<4} {r['good_connect_failures']:>3}/{r['good_connects']:<5} "
-              f"{r['rss_before_mb']:7.0f}/{r['rss_peak_mb']:6.0f}/{r['rss_after_mb']:<6.0f}    "
-              f"{r['bad_inputs']:>10}  {ok}  closes={r['attacker_closes']}")
-    print(f"caps: cached p99 <= {res['cached_cap_ms']:.1f} ms, uncached p99 <= {res['uncached_cap_ms']:.1f} ms; "
-          f"closes 1011: {res['closes_1011']}; server 'connection handler failed': {res['server_internal_errors']}")
+        print(
+            f"{r['phase']:<17} {r['cached_p50_ms']:8.1f}/{r['cached_p99_ms']:<9.1f} "
+            f"{r['uncached_p50_ms']:9.1f}/{r['uncached_p99_ms']:<10.1f} "
+            f"{r['cached_n']:>3}/{r['uncached_n']:<4} {r['good_connect_failures']:>3}/{r['good_connects']:<5} "
+            f"{r['rss_before_mb']:7.0f}/{r['rss_peak_mb']:6.0f}/{r['rss_after_mb']:<6.0f}    "
+            f"{r['bad_inputs']:>10}  {ok}  closes={r['attacker_closes']}"
+        )
+    print(
+        f"caps: cached p99 <= {res['cached_cap_ms']:.1f} ms, uncached p99 <= {res['uncached_cap_ms']:.1f} ms; "
+        f"closes 1011: {res['closes_1011']}; server 'connection handler failed': {res['server_internal_errors']}"
+    )
     tl = res["rss_timeline"]
     print("RSS MB over time (every ~2 s): " + " ".join(f"{t:.0f}s:{r:.0f}" for t, _, r in tl[::8]))
     print(json.dumps({k: v for k, v in res.items() if k != "rss_timeline"} | {"rss_timeline_s_phase_mb": tl[::4]}))

@@ -21,9 +21,7 @@ class Admission:
 
     def __init__(self, max_authenticated: int, max_unauthenticated: int):
         if max_authenticated < 1 or max_unauthenticated < 1:
-            raise ValueError(
-                f"connection budgets must be >= 1, got {max_authenticated} and {max_unauthenticated}"
-            )
+            raise ValueError(f"connection budgets must be >= 1, got {max_authenticated} and {max_unauthenticated}")
         self.max_authenticated = max_authenticated
         self.max_unauthenticated = max_unauthenticated
         self._waiting: OrderedDict[Hashable, None] = OrderedDict()  # oldest first

@@ -293,6 +293,12 @@ class HeightService:
         "level" (n,) int32 level used per point}. ``owner``: the fair-queue lane missing
         tiles are generated in (the asking connection). Raises HeightLimitError (nothing
         generated) when the points need more than ``max_tiles`` distinct tiles."""
+        busy = self._generating.get(owner, 0)
+        if owner is not None and busy >= self.config.max_tiles:  # refused before any work
+            raise HeightLimitError(
+                f"this connection's height queries already wait for {busy} new tiles; at most "
+                f"{self.config.max_tiles} at a time: ask again when an answer arrives"
+            )
         pts = np.asarray(points, np.float64).reshape(-1, 2)
         target = self.config.max_level if level is None else int(level)
         n = len(pts)
@@ -313,7 +319,7 @@ class HeightService:
             self._over_limit(sum(len(v) for v in needed.values()), f"at level {target}" if mode == "detailed"
                              else "at the levels chosen")
         missing = sum(1 for keys in needed.values() for k in keys if not self.held(k))
-        busy = self._generating.get(owner, 0)
+        busy = self._generating.get(owner, 0)  # again: other queries may have registered meanwhile
         if owner is not None and missing and busy + missing > self.config.max_tiles:
             raise HeightLimitError(
                 f"these points need {missing} new tiles while this connection's height queries wait "

@@ -9,6 +9,7 @@ import asyncio
 
 import numpy as np
 import pytest
+from stream_fixtures import SyntheticSource, loopback_server, run
 from websockets.asyncio.client import connect
 
 from runtime.tiles import T, TileKey, spacing_m
@@ -18,7 +19,6 @@ from streaming.client import ServerError, TileClient
 from streaming.protocol import Limits
 from streaming.server import MAX_TILE_FRAME_BYTES, ServerConfig
 from streaming.tileservice import ServiceConfig
-from stream_fixtures import SyntheticSource, loopback_server, run
 
 HELLO = P.pack({"type": "hello", "protocol": 1})
 
@@ -209,8 +209,9 @@ def test_height_queries_take_turns_with_tiles_in_the_fair_queue():
             s10 = spacing_m(10) * T
             pts = np.array([[(i + 0.5) * s10, -0.5 * s10] for i in range(4)])  # 4 level-10 tiles
             heights = await _raw(url)
-            await heights.send(P.pack({"type": "height", "id": 7, "points": P.encode_array(pts),
-                                       "mode": "detailed", "level": 10}))
+            await heights.send(
+                P.pack({"type": "height", "id": 7, "points": P.encode_array(pts), "mode": "detailed", "level": 10})
+            )
             await tiles.send(P.pack({"type": "request", "keys": [[11, i, 0] for i in range(4)]}))
             await _until(lambda: srv.service.stats().queued == 8, "both lanes queued")
             src.gate.set()
