@@ -257,6 +257,8 @@ async def main_async(args) -> dict:
         stop_sampling.set()
         await sampler
         err = server.stop()
+        if args.server_log:
+            Path(args.server_log).write_text(err)
     base = rows[0]
     cached_cap = 2 * base["cached_p99_ms"] + 20
     uncached_cap = 2 * base["uncached_p99_ms"] + 250
@@ -283,6 +285,7 @@ def main() -> int:
     ap.add_argument("--settle-s", type=float, default=3.0)
     ap.add_argument("--cache-mb", type=int, default=64, help="server tile LRU (MiB)")
     ap.add_argument("--gen-cache-mb", type=int, default=64, help="server generator block cache (MiB)")
+    ap.add_argument("--server-log", default=None, help="write the server's stderr here")
     ap.add_argument("--fill", type=int, default=48, help="random tiles fetched before the baseline")
     ap.add_argument("--only", default=",".join(ATTACKS), help=f"comma-separated subset of {','.join(ATTACKS)}")
     args = ap.parse_args()

@@ -4,10 +4,11 @@ Generic (no tile knowledge): items are hashable keys, each queued once; within a
 the highest priority goes first; across lanes, start-time fair queuing (SFQ, Goyal,
 Vin and Cheng 1996): each lane carries a virtual finish time (items served, one unit
 each); the lane with the smallest one is served next, and a lane that becomes active
-starts at the current virtual time. Backlogged lanes therefore take turns one item at a
-time (round-robin, as in Demers, Keshav and Shenker's fair queuing), and a lane that
-asks now and then (a well-behaved client) is served next rather than after one turn of
-every backlogged lane. The tile server uses one lane per connection, so a client that
+starts at the current virtual time, or at its own finish if that is later (a lane that
+empties and refills at once gains nothing). Backlogged lanes therefore take turns one
+item at a time (round-robin, as in Demers, Keshav and Shenker's fair queuing), and a
+lane that was idle wins ties, so a client that asks now and then (a well-behaved one)
+is served next rather than after one turn of every backlogged lane. The tile server uses one lane per connection, so a client that
 asks for hundreds of tiles (or claims huge priorities) gets its share and no more.
 
 ``remove`` takes an item out at once (lazy deletion: its heap entry is marked dead and
@@ -32,6 +33,7 @@ class FairQueue:
         self._tag: dict[Hashable, tuple[float, int]] = {}  # active lane -> (virtual finish, tie-break)
         self._ready: list[tuple[float, int, Hashable]] = []  # heap of lane tags; stale ones skipped
         self._vtime = 0.0  # virtual time: the start tag of the lane served last
+        self._finish: dict[Hashable, float] = {}  # emptied lanes' finish, while it is ahead of _vtime
         self._entry: dict[Hashable, tuple[Hashable, list]] = {}  # item -> (owner, entry)
         self._seq = itertools.count()
 
@@ -46,10 +48,11 @@ class FairQueue:
         if item in self._entry:
             return False
         lane = self._lanes.get(owner)
-        if lane is None:  # the lane becomes active at the current virtual time
+        if lane is None:  # the lane becomes active
             lane = self._lanes[owner] = []
             self._live[owner] = 0
-            self._set_tag(owner, self._vtime)
+            finish = self._finish.pop(owner, self._vtime)
+            self._set_tag(owner, max(finish, self._vtime), idle=finish <= self._vtime)
         entry = [-priority, next(self._seq), item]
         heapq.heappush(lane, entry)
         self._live[owner] += 1
@@ -66,7 +69,7 @@ class FairQueue:
         self._live[owner] -= 1
         lane = self._lanes[owner]
         if self._live[owner] == 0:
-            self._drop_lane(owner)
+            self._drop_lane(owner, self._tag[owner][0])
         elif len(lane) > 2 * self._live[owner] + 16:  # compact: memory stays ~ live items
             lane[:] = [e for e in lane if e[2] is not _DEAD]
             heapq.heapify(lane)
@@ -90,19 +93,24 @@ class FairQueue:
         if self._live[owner]:
             self._set_tag(owner, finish + 1.0)
         else:
-            self._drop_lane(owner)
+            self._drop_lane(owner, finish + 1.0)
         return item
 
-    def _set_tag(self, owner: Hashable, finish: float) -> None:
-        tag = (finish, next(self._seq))  # ties: the lane tagged first goes first
+    def _set_tag(self, owner: Hashable, finish: float, idle: bool = False) -> None:
+        # ties: lanes that were idle first, then the lane tagged first
+        tag = (finish, next(self._seq) - (1 << 62 if idle else 0))
         self._tag[owner] = tag
         heapq.heappush(self._ready, (*tag, owner))
         if len(self._ready) > 2 * len(self._tag) + 16:  # drop stale tags
             self._ready = [(f, t, o) for o, (f, t) in self._tag.items()]
             heapq.heapify(self._ready)
 
-    def _drop_lane(self, owner: Hashable) -> None:
+    def _drop_lane(self, owner: Hashable, finish: float) -> None:
         del self._lanes[owner], self._live[owner], self._tag[owner]
+        if finish > self._vtime:
+            self._finish[owner] = finish
+        if len(self._finish) > 2 * len(self._tag) + 16:  # forget finishes time has caught up with
+            self._finish = {o: f for o, f in self._finish.items() if f > self._vtime}
 
     def lanes(self) -> int:
         return len(self._lanes)

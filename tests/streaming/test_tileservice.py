@@ -176,10 +176,12 @@ def test_fair_queue_serves_an_occasional_lane_next_not_after_every_backlogged_la
     for lane in "abcd":  # four backlogged lanes
         for i in range(50):
             q.push(lane, (lane, i), 0.0)
-    served = [q.pop() for _ in range(40)]  # ten rounds of one item per lane
-    assert [k[0] for k in served[:8]] == list("abcdabcd")
+    served = [q.pop() for _ in range(41)]  # ten rounds of one item per lane, and one more
+    assert [k[0] for k in served[:8]] == list("abcdabcd") and served[40] == ("a", 10)
     q.push("good", ("good", 0), 0.0)  # a client that asks now and then
-    assert q.pop() == ("good", 0)  # starts at the current virtual time: next, not after a round
+    assert q.pop() == ("good", 0)  # idle until now: next, not after b, c and d
+    q.push("good", ("good", 1), 0.0)  # asks again at once: no longer idle, waits its turn
+    assert [q.pop()[0] for _ in range(5)] == ["b", "c", "d", "a", "good"]
 
 
 def test_fair_queue_remove_keeps_memory_to_what_is_wanted():
