@@ -2,8 +2,9 @@
 
 Generic (no tile knowledge): items are hashable keys, each queued once; within a lane
 the highest priority goes first; across lanes, start-time fair queuing (SFQ, Goyal,
-Vin and Cheng 1996): each lane carries a virtual finish time (items served, one unit
-each); the lane with the smallest one is served next, and a lane that becomes active
+Vin and Cheng 1996): each lane carries a virtual finish time (the cost of what it was
+served: one unit per item, or what the caller charges, e.g. generator seconds); the lane
+with the smallest one is served next, and a lane that becomes active
 starts at the current virtual time, or at its own finish if that is later (a lane that
 empties and refills at once gains nothing). Backlogged lanes therefore take turns one
 item at a time (round-robin, as in Demers, Keshav and Shenker's fair queuing), and a
@@ -75,8 +76,9 @@ class FairQueue:
             heapq.heapify(lane)
         return True
 
-    def pop(self) -> Hashable:
-        """The best item of the lane with the smallest virtual finish; IndexError when empty."""
+    def pop(self, cost: float = 1.0) -> Hashable:
+        """The best item of the lane with the smallest virtual finish, which is charged
+        ``cost`` (an estimate; ``charge`` corrects it); IndexError when empty."""
         while True:
             finish, tie, owner = self._ready[0]  # IndexError when nothing is queued
             if self._tag.get(owner) == (finish, tie):
@@ -91,10 +93,21 @@ class FairQueue:
         self._live[owner] -= 1
         self._vtime = finish
         if self._live[owner]:
-            self._set_tag(owner, finish + 1.0)
+            self._set_tag(owner, finish + cost)
         else:
-            self._drop_lane(owner, finish + 1.0)
+            self._drop_lane(owner, finish + cost)
         return item
+
+    def charge(self, owner: Hashable, extra: float) -> None:
+        """Add ``extra`` (may be negative) to ``owner``'s virtual finish: the measured cost
+        of what it was served, minus the estimate ``pop`` charged."""
+        tag = self._tag.get(owner)
+        if tag is not None:
+            self._set_tag(owner, tag[0] + extra)
+            return
+        finish = self._finish.pop(owner, self._vtime) + extra
+        if finish > self._vtime:
+            self._finish[owner] = finish
 
     def _set_tag(self, owner: Hashable, finish: float, idle: bool = False) -> None:
         # ties: lanes that were idle first, then the lane tagged first

@@ -348,6 +348,16 @@ class TileService:
         else:
             self._forget(key)
 
+    def _estimate_s(self) -> float:
+        """Generator seconds a key is charged to its lane when taken (corrected after)."""
+        return self._key_s if self._key_s > 0.0 else 0.01
+
+    def _charge(self, owners: list[Hashable], estimate_s: float, per_key_s: float) -> None:
+        """Fair share by generator time, not key count: a client whose keys are cheap (a
+        neighbour of what it has) is not made to wait a turn of every expensive lane."""
+        for owner in owners:
+            self._queue.charge(owner, per_key_s - estimate_s)
+
     def batch_size(self) -> int:
         """Keys in the next batch: as many as fit ``batch_budget_s`` at the measured cost
         per key, at least 1, at most ``max_batch``."""
@@ -359,7 +369,7 @@ class TileService:
         batch: list[TileKey] = []
         size = self.batch_size()
         while self._queue and len(batch) < size:
-            key = self._queue.pop()
+            key = self._queue.pop(cost=self._estimate_s())
             if self._wanted(key):
                 batch.append(key)
                 self._busy.add(key)
@@ -377,9 +387,11 @@ class TileService:
             while self._queue:
                 if len(self._queue) < self.batch_size() and self.config.batch_wait_s > 0:
                     await asyncio.sleep(self.config.batch_wait_s)  # let the batch fill
+                estimate_s = self._estimate_s()
                 batch = self._take_batch()
                 if not batch:
                     continue
+                owners = [self._owner.get(k) for k in batch]
                 self._n["batches"] += 1
                 self._n["batched_keys"] += len(batch)
                 t0 = loop.time()
@@ -389,6 +401,7 @@ class TileService:
                     log.exception("generator batch failed")
                     results = [exc] * len(batch)
                 per_key = (loop.time() - t0) / len(batch)
+                self._charge(owners, estimate_s, per_key)
                 self._key_s = per_key if self._key_s <= 0.0 else 0.7 * self._key_s + 0.3 * per_key
                 for key, res in zip(batch, results, strict=True):
                     if isinstance(res, Exception):

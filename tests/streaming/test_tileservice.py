@@ -195,3 +195,17 @@ def test_fair_queue_remove_keeps_memory_to_what_is_wanted():
         assert len(q) == 1 and q.lanes() == 1 and q.heap_entries() == 1
     assert len(q._ready) <= 2 * len(q._tag) + 16
     assert not q.remove("nope") and q.pop() == "x" and len(q) == 0
+
+
+def test_fair_queue_shares_cost_not_item_count():
+    q = FairQueue()
+    for i in range(30):
+        q.push("heavy", ("heavy", i), 0.0)
+        q.push("light", ("light", i), 0.0)
+    served = []
+    for _ in range(22):
+        item = q.pop(cost=1.0)
+        if item[0] == "heavy":
+            q.charge("heavy", 9.0)  # measured: a heavy item costs 10, a light one 1
+        served.append(item[0])
+    assert served.count("heavy") == 2 and served.count("light") == 20  # 20 units each
