@@ -13,6 +13,9 @@ Shared by every connection. A key goes through, in order:
    request that arrives behind a batch waits for one short batch, not for sixteen
    expensive keys of another client (on a GPU keys cost ms and batches stay full).
 
+The fair queue (one lane per connection) is charged each key's measured generator
+seconds, so connections share generator time rather than key counts.
+
 Cancellation removes work: when the last requester of a key lets it go (``release``),
 the key leaves the generator queue at once, and a generated key that nobody wants
 any more is not meshed. So the queue holds at most what live requesters want.
