@@ -211,10 +211,12 @@ class _Connection:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.call_later(self.server.config.hello_timeout_s, self._hello_deadline)
-        sender = asyncio.create_task(self._send_loop())
-        self.tasks.add(sender)
+        sender = None  # started by the first message: a silent connection costs no task
         try:
             async for data in self.ws:
+                if sender is None:
+                    sender = asyncio.create_task(self._send_loop())
+                    self.tasks.add(sender)
                 for event in self.session.receive(data):
                     if isinstance(event, Close):
                         await self._flush()
