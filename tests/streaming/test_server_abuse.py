@@ -279,3 +279,45 @@ def test_absurd_height_shapes_get_an_error_and_the_connection_goes_on(shape):
     assert err["type"] == "error" and err["id"] == 9 and err["code"] in ("too_large", "malformed")
     assert "shape" in err["message"] or "exceed" in err["message"]
     assert tile["type"] == "tile" and code == 1000
+
+
+def test_the_client_library_tries_again_after_a_close_1013(monkeypatch):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.frames import Close
+
+    import streaming.client as C
+
+    opened = []
+
+    class FakeWS:
+        def __init__(self, evicted: bool):
+            self.evicted = evicted
+
+        async def send(self, data):
+            pass
+
+        async def recv(self):
+            if self.evicted:
+                raise ConnectionClosed(Close(1013, "too many connections waiting for hello"), None)
+            hello = {"type": "hello", "world": "plane", "seed": 1, "model": "m", "tile_size": T, "limits": {}}
+            return P.pack(hello)
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            raise StopAsyncIteration
+
+    async def fake_connect(url, **kw):
+        opened.append(url)
+        return FakeWS(evicted=len(opened) <= 2)  # evicted twice, then let in
+
+    monkeypatch.setattr(C, "connect", fake_connect)
+
+    async def main():
+        c = TileClient()
+        hello = await c.connect("ws://127.0.0.1:1")
+        c._reader.cancel()
+        return hello
+
+    assert run(main()).world == "plane" and len(opened) == 3
