@@ -23,7 +23,6 @@ from runtime.tiles import TileKey
 from streaming import protocol as P
 from streaming.server import MAX_TILE_FRAME_BYTES
 
-
 TRY_AGAIN = 3  # reconnects after a close 1013 (try again later) during the handshake
 
 

@@ -9,8 +9,9 @@ starts at the current virtual time, or at its own finish if that is later (a lan
 empties and refills at once gains nothing). Backlogged lanes therefore take turns one
 item at a time (round-robin, as in Demers, Keshav and Shenker's fair queuing), and a
 lane that was idle wins ties, so a client that asks now and then (a well-behaved one)
-is served next rather than after one turn of every backlogged lane. The tile server uses one lane per connection, so a client that
-asks for hundreds of tiles (or claims huge priorities) gets its share and no more.
+is served next rather than after one turn of every backlogged lane. The tile server
+uses one lane per connection, so a client that asks for hundreds of tiles (or claims
+huge priorities) gets its share and no more.
 
 ``remove`` takes an item out at once (lazy deletion: its heap entry is marked dead and
 a lane is compacted when more than half of it is dead), so the queue never holds more
