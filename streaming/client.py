@@ -17,10 +17,13 @@ from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from runtime.tiles import TileKey
 from streaming import protocol as P
 from streaming.server import MAX_TILE_FRAME_BYTES
+
+TRY_AGAIN = 3  # reconnects after a close 1013 (try again later) during the handshake
 
 
 class ServerError(RuntimeError):
@@ -65,16 +68,28 @@ class TileClient:
         expect: dict[str, Any] | None = None,
     ) -> ServerHello:
         """Open the websocket and shake hands. ``expect`` may name the ``world``, ``seed``
-        and ``model`` this client was built for; the server refuses a mismatch."""
-        self.ws = await connect(
-            url, compression=None, max_size=MAX_TILE_FRAME_BYTES, open_timeout=30, origin=origin
-        )
+        and ``model`` this client was built for; the server refuses a mismatch.
+
+        A close 1013 (try again later: evicted while unauthenticated, or the server was
+        full at that moment) before the server's hello is retried, up to ``TRY_AGAIN``
+        times with a growing pause."""
         hello: dict[str, Any] = {"type": "hello", "protocol": P.PROTOCOL_VERSION, "credits": self.window}
         if token is not None:
             hello["token"] = token
         hello.update(expect or {})
-        await self.ws.send(P.pack(hello))
-        msg = P.unpack(await self.ws.recv(), MAX_TILE_FRAME_BYTES)
+        for attempt in range(TRY_AGAIN + 1):
+            self.ws = await connect(
+                url, compression=None, max_size=MAX_TILE_FRAME_BYTES, open_timeout=30, origin=origin
+            )
+            try:
+                await self.ws.send(P.pack(hello))
+                data = await self.ws.recv()
+                break
+            except ConnectionClosed as exc:
+                if exc.rcvd is None or exc.rcvd.code != 1013 or attempt == TRY_AGAIN:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        msg = P.unpack(data, MAX_TILE_FRAME_BYTES)
         if msg["type"] == "error":
             raise ServerError(msg.get("code", "?"), msg.get("message", ""))
         if msg["type"] != "hello":

@@ -1,57 +1,134 @@
-"""A priority queue with one lane per owner, served round-robin.
+"""A priority queue with one lane per owner, served by start-time fair queuing.
 
 Generic (no tile knowledge): items are hashable keys, each queued once; within a lane
-the highest priority goes first; across lanes each non-empty lane gives one item per
-round. The tile server uses one lane per connection, so a client that asks for
-hundreds of tiles (or claims huge priorities) gets its fair share of the generator
-and no more, as in fair queuing for packet schedulers (Demers, Keshav, Shenker 1989).
+the highest priority goes first; across lanes, start-time fair queuing (SFQ, Goyal,
+Vin and Cheng 1996): each lane carries a virtual finish time (the cost of what it was
+served: one unit per item, or what the caller charges, e.g. generator seconds); the lane
+with the smallest one is served next, and a lane that becomes active
+starts at the current virtual time, or at its own finish if that is later (a lane that
+empties and refills at once gains nothing). Backlogged lanes therefore take turns one
+item at a time (round-robin, as in Demers, Keshav and Shenker's fair queuing), and a
+lane that was idle wins ties, so a client that asks now and then (a well-behaved one)
+is served next rather than after one turn of every backlogged lane. The tile server
+uses one lane per connection, so a client that asks for hundreds of tiles (or claims
+huge priorities) gets its share and no more.
+
+``remove`` takes an item out at once (lazy deletion: its heap entry is marked dead and
+a lane is compacted when more than half of it is dead), so the queue never holds more
+than about twice what its owners still want, however fast they request and cancel.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Hashable
+
+_DEAD = object()  # the item slot of a removed entry
 
 
 class FairQueue:
     def __init__(self):
-        self._lanes: dict[Hashable, list[tuple[float, int, Hashable]]] = {}
-        self._order: deque[Hashable] = deque()  # lanes with items, next to serve first
-        self._lane_of: dict[Hashable, Hashable] = {}
+        # entry: [-priority, seq, item]; item is _DEAD once removed
+        self._lanes: dict[Hashable, list[list]] = {}
+        self._live: dict[Hashable, int] = {}  # live entries per lane
+        self._tag: dict[Hashable, tuple[float, int]] = {}  # active lane -> (virtual finish, tie-break)
+        self._ready: list[tuple[float, int, Hashable]] = []  # heap of lane tags; stale ones skipped
+        self._vtime = 0.0  # virtual time: the start tag of the lane served last
+        self._finish: dict[Hashable, float] = {}  # emptied lanes' finish, while it is ahead of _vtime
+        self._entry: dict[Hashable, tuple[Hashable, list]] = {}  # item -> (owner, entry)
         self._seq = itertools.count()
 
     def __len__(self) -> int:
-        return len(self._lane_of)
+        return len(self._entry)
 
     def __contains__(self, item: Hashable) -> bool:
-        return item in self._lane_of
+        return item in self._entry
 
     def push(self, owner: Hashable, item: Hashable, priority: float) -> bool:
         """Queue ``item`` in ``owner``'s lane; False (and nothing changes) if queued already."""
-        if item in self._lane_of:
+        if item in self._entry:
             return False
         lane = self._lanes.get(owner)
-        if lane is None:
+        if lane is None:  # the lane becomes active
             lane = self._lanes[owner] = []
-            self._order.append(owner)
-        heapq.heappush(lane, (-priority, next(self._seq), item))
-        self._lane_of[item] = owner
+            self._live[owner] = 0
+            finish = self._finish.pop(owner, self._vtime)
+            self._set_tag(owner, max(finish, self._vtime), idle=finish <= self._vtime)
+        entry = [-priority, next(self._seq), item]
+        heapq.heappush(lane, entry)
+        self._live[owner] += 1
+        self._entry[item] = (owner, entry)
         return True
 
-    def pop(self) -> Hashable:
-        """The best item of the next lane in the round; raises IndexError when empty."""
-        owner = self._order[0]
+    def remove(self, item: Hashable) -> bool:
+        """Take ``item`` out of its lane now; False if it was not queued."""
+        found = self._entry.pop(item, None)
+        if found is None:
+            return False
+        owner, entry = found
+        entry[2] = _DEAD
+        self._live[owner] -= 1
         lane = self._lanes[owner]
-        _, _, item = heapq.heappop(lane)
-        del self._lane_of[item]
-        if lane:
-            self._order.rotate(-1)
+        if self._live[owner] == 0:
+            self._drop_lane(owner, self._tag[owner][0])
+        elif len(lane) > 2 * self._live[owner] + 16:  # compact: memory stays ~ live items
+            lane[:] = [e for e in lane if e[2] is not _DEAD]
+            heapq.heapify(lane)
+        return True
+
+    def pop(self, cost: float = 1.0) -> Hashable:
+        """The best item of the lane with the smallest virtual finish, which is charged
+        ``cost`` (an estimate; ``charge`` corrects it); IndexError when empty."""
+        while True:
+            finish, tie, owner = self._ready[0]  # IndexError when nothing is queued
+            if self._tag.get(owner) == (finish, tie):
+                break
+            heapq.heappop(self._ready)  # stale: the lane was served, emptied or re-tagged
+        lane = self._lanes[owner]
+        while True:
+            _, _, item = heapq.heappop(lane)
+            if item is not _DEAD:
+                break
+        del self._entry[item]
+        self._live[owner] -= 1
+        self._vtime = finish
+        if self._live[owner]:
+            self._set_tag(owner, finish + cost)
         else:
-            del self._lanes[owner]
-            self._order.popleft()
+            self._drop_lane(owner, finish + cost)
         return item
+
+    def charge(self, owner: Hashable, extra: float) -> None:
+        """Add ``extra`` (may be negative) to ``owner``'s virtual finish: the measured cost
+        of what it was served, minus the estimate ``pop`` charged."""
+        tag = self._tag.get(owner)
+        if tag is not None:
+            self._set_tag(owner, tag[0] + extra)
+            return
+        finish = self._finish.pop(owner, self._vtime) + extra
+        if finish > self._vtime:
+            self._finish[owner] = finish
+
+    def _set_tag(self, owner: Hashable, finish: float, idle: bool = False) -> None:
+        # ties: lanes that were idle first, then the lane tagged first
+        tag = (finish, next(self._seq) - (1 << 62 if idle else 0))
+        self._tag[owner] = tag
+        heapq.heappush(self._ready, (*tag, owner))
+        if len(self._ready) > 2 * len(self._tag) + 16:  # drop stale tags
+            self._ready = [(f, t, o) for o, (f, t) in self._tag.items()]
+            heapq.heapify(self._ready)
+
+    def _drop_lane(self, owner: Hashable, finish: float) -> None:
+        del self._lanes[owner], self._live[owner], self._tag[owner]
+        if finish > self._vtime:
+            self._finish[owner] = finish
+        if len(self._finish) > 2 * len(self._tag) + 16:  # forget finishes time has caught up with
+            self._finish = {o: f for o, f in self._finish.items() if f > self._vtime}
 
     def lanes(self) -> int:
         return len(self._lanes)
+
+    def heap_entries(self) -> int:
+        """Entries held in all lanes, dead ones included (what the queue costs in memory)."""
+        return sum(len(lane) for lane in self._lanes.values())

@@ -18,11 +18,20 @@ answers two modes, each at ONE level for every point, so an answer depends only 
 At most ``max_tiles`` distinct tiles per query. Every answer carries, per point, the
 bare-earth height, the ENU normal, the level, and the water surface and flag of
 ``runtime.ground.water_at`` (from the ``WATER_CONTEXT_LEVEL`` field at the same points).
+
+Every mode costs at most ``max_tiles`` distinct tiles per query (held or generated),
+checked before anything is generated, and the queries of one ``owner`` (connection)
+wait for at most ``max_tiles`` tiles at a time, so neither generator time nor memory
+grows with the number of queries a client keeps in flight; missing tiles are asked for
+through the tile service's fair queue in the asking connection's lane (``owner``), so a
+client asking heights gets its share of the generator like one asking tiles, and no more.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,8 +49,9 @@ from runtime.tiles import (
     spacing_m,
 )
 
-FieldsFn = Callable[[Sequence[TileKey]], Awaitable[Sequence]]
-"""keys -> fields with ``.height`` (T+1, T+1) float32 (``TileService.fields``)."""
+FieldsFn = Callable[..., Awaitable[Sequence]]
+"""(keys, owner) -> fields with ``.height`` (T+1, T+1) float32 (``TileService.fields``;
+``owner`` is the fair-queue lane, the asking connection)."""
 
 
 # -- pure geometry of the sample grid ----------------------------------------------------
@@ -135,6 +145,31 @@ def heights_at(world: World, level: int, points: np.ndarray, grids: dict[TileKey
     return h, enu_normals(slopes, e, n)
 
 
+def unique_tiles(world: World, level: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct level-``level`` tiles under ``points`` (n, 2): ((m, 2) int64 [x, y] pairs,
+    (n,) int64 index of each point's pair). Vectorised: a query of 4096 points costs
+    ``m`` dictionary lookups, not ``n``."""
+    rows, cols = global_samples(world, level, points)
+    tx, ty, _, _ = tiles_and_local(world, level, rows, cols)
+    if len(tx) == 0:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.int64)
+    code = _pack(tx, ty)
+    if code is not None:  # one int64 per tile sorts ~10x faster than rows of two
+        uniq, inverse = np.unique(code, return_inverse=True)
+        pairs = np.stack([(uniq >> 31) - (1 << 30), (uniq & ((1 << 31) - 1)) - (1 << 30)], axis=1)
+    else:
+        pairs, inverse = np.unique(np.stack([tx, ty], axis=1), axis=0, return_inverse=True)
+    return pairs, inverse.reshape(-1)
+
+
+def _pack(tx: np.ndarray, ty: np.ndarray) -> np.ndarray | None:
+    """(n,) int64 tile columns and rows -> (n,) int64 codes, 31 bits each; None when a
+    coordinate does not fit (plane tiles beyond +-2^30)."""
+    if len(tx) and max(np.abs(tx).max(), np.abs(ty).max()) >= 1 << 30:
+        return None
+    return ((tx + (1 << 30)) << 31) | (ty + (1 << 30))
+
+
 def keys_at(world: World, level: int, points: np.ndarray) -> list[TileKey]:
     """The level-``level`` tile of every point, (n,) list."""
     rows, cols = global_samples(world, level, points)
@@ -154,7 +189,7 @@ class HeightConfig:
 
 
 class HeightLimitError(ValueError):
-    """A query needs more tiles than ``HeightConfig.max_tiles``."""
+    """A query needs more tiles than ``HeightConfig.max_tiles`` (any mode)."""
 
 
 class HeightService:
@@ -165,22 +200,32 @@ class HeightService:
         self.fields = fields
         self.config = config
         self._grids: LRU[TileKey, np.ndarray] = LRU(config.cache_tiles)  # by count
+        # Interpolation runs on one thread of its own: a flood of 4,096-point queries costs
+        # that thread, never the event loop that serves every client.
+        self._math = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heights")
+        self._generating: dict = {}  # owner -> tiles its queries wait for (bounded by max_tiles)
 
     def remember(self, key: TileKey, fields) -> None:
         """Hold ``fields.height`` of ``key`` (the TileService's ``on_fields`` hook)."""
         if not self._grids.touch(key):
-            self._grids.put(key, np.asarray(fields.height, np.float32))
+            self._grids.put(key, np.array(fields.height, np.float32))  # a copy: a view would pin all channels
 
     def held(self, key: TileKey) -> bool:
         return key in self._grids
 
-    async def _ensure(self, keys: set[TileKey]) -> dict[TileKey, np.ndarray]:
+    async def _ensure(self, keys: set[TileKey], owner=None) -> dict[TileKey, np.ndarray]:
         missing = [k for k in keys if k not in self._grids]
         have = {k: self._grids.peek(k) for k in keys if k in self._grids}
         if missing:
-            for k, f in zip(missing, await self.fields(missing), strict=True):
-                have[k] = np.asarray(f.height, np.float32)
+            # One key at a time: a finished tile's fields (all channels) are dropped at once,
+            # only its height grid is kept while the other tiles are generated.
+            async def one(k: TileKey) -> np.ndarray:
+                (f,) = await self.fields([k], owner)
                 self.remember(k, f)
+                return np.array(f.height, np.float32)
+
+            grids = await asyncio.gather(*(one(k) for k in missing))
+            have.update(zip(missing, grids, strict=True))
         return have
 
     def mode_level(self, mode: str, level: int | None) -> int:
@@ -191,31 +236,59 @@ class HeightService:
             return min(self.config.best_level if level is None else int(level), self.config.max_level)
         raise ValueError(f"mode must be 'best' or 'detailed', got {mode!r}")
 
-    async def water(self, points: np.ndarray, ground_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    async def water(self, points: np.ndarray, ground_m: np.ndarray, owner=None) -> tuple[np.ndarray, np.ndarray]:
         """(water_m (n,) float64 NaN where dry, is_water (n,) uint8 0/1) of ``points`` (n, 2)
         whose bare-earth heights are ``ground_m`` (n,): ``runtime.ground.water_at`` with the
         ``WATER_CONTEXT_LEVEL`` field (a few coarse tiles, generated when missing)."""
         lv = WATER_CONTEXT_LEVEL
-        grids = await self._ensure(set(keys_at(self.world, lv, points)))
+        grids = await self._ensure(set(keys_at(self.world, lv, points)), owner)
         context_m, _ = heights_at(self.world, lv, points, grids)
         water_m, is_water = water_at(self.world, ground_m, context_m)
         return water_m, is_water.astype(np.uint8)
 
+    def _over_limit(self, n_tiles: int, what: str) -> None:
+        if n_tiles > self.config.max_tiles:
+            raise HeightLimitError(
+                f"these points need {n_tiles} tiles ({what}); at most {self.config.max_tiles} per query"
+            )
+
+
     async def query(
-        self, points: np.ndarray, mode: str = "best", level: int | None = None
+        self, points: np.ndarray, mode: str = "best", level: int | None = None, owner=None
     ) -> dict[str, np.ndarray]:
         """points (n, 2) float64 -> {"height_m" (n,) float64 bare earth, "normal" (n, 3)
         float64 unit (east, north, up), "level" (n,) int32, "water_m" (n,) float64 (NaN
-        where dry), "is_water" (n,) uint8 0/1}; all at ``mode_level(mode, level)``."""
+        where dry), "is_water" (n,) uint8 0/1}; all at ``mode_level(mode, level)``.
+        ``owner``: the fair-queue lane missing tiles are generated in (the asking
+        connection). Raises HeightLimitError (nothing generated) when the points need more
+        than ``max_tiles`` distinct tiles, or the connection already waits for that many."""
+        busy = self._generating.get(owner, 0)
+        if owner is not None and busy >= self.config.max_tiles:  # refused before any work
+            raise HeightLimitError(
+                f"this connection's height queries already wait for {busy} new tiles; at most "
+                f"{self.config.max_tiles} at a time: ask again when an answer arrives"
+            )
         pts = np.asarray(points, np.float64).reshape(-1, 2)
         target = self.mode_level(mode, level)
-        needed = set(keys_at(self.world, target, pts))
-        if len(needed) > self.config.max_tiles:
+        pairs, _ = unique_tiles(self.world, target, pts)
+        needed = {TileKey(target, int(x), int(y)) for x, y in pairs}
+        self._over_limit(len(needed), f"at level {target}")
+        missing = sum(1 for k in needed if not self.held(k))
+        busy = self._generating.get(owner, 0)  # again: other queries may have registered meanwhile
+        if owner is not None and missing and busy + missing > self.config.max_tiles:
             raise HeightLimitError(
-                f"these points need {len(needed)} tiles at level {target}; at most {self.config.max_tiles} per query"
+                f"these points need {missing} new tiles while this connection's height queries wait "
+                f"for {busy}; at most {self.config.max_tiles} at a time"
             )
-        grids = await self._ensure(needed)
-        h, nrm = heights_at(self.world, target, pts, grids)
-        water_m, is_water = await self.water(pts, h)
+        self._generating[owner] = busy + missing
+        try:
+            grids = await self._ensure(needed, owner)
+            loop = asyncio.get_running_loop()
+            h, nrm = await loop.run_in_executor(self._math, heights_at, self.world, target, pts, grids)
+            water_m, is_water = await self.water(pts, h, owner)
+        finally:
+            left = self._generating.pop(owner, 0) - missing
+            if left > 0:
+                self._generating[owner] = left
         return {"height_m": h, "normal": nrm, "level": np.full(len(pts), target, np.int32),
                 "water_m": water_m, "is_water": is_water}

@@ -24,6 +24,7 @@ SERVER_TYPES = frozenset({"hello", "tile", "height", "error", "stats"})
 
 # Only plain little-endian numeric dtypes may cross the wire.
 ALLOWED_DTYPES = frozenset({"|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f4", "<f8"})
+MAX_ARRAY_DIMS = 8  # numpy allows 64; no message needs more than 2
 
 
 class ErrorCode:
@@ -127,10 +128,22 @@ def decode_array(obj: Any, what: str, ndim: int | None = None, max_items: int = 
         raise ProtocolError(
             ErrorCode.MALFORMED, f"{what}: dtype must be one of {sorted(ALLOWED_DTYPES)}, got {dtype!r}"[:300]
         )
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: shape must be a list of non-negative integers")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_ARRAY_DIMS
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+    ):
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"{what}: shape must be a list of at most {MAX_ARRAY_DIMS} non-negative integers"
+        )
     if ndim is not None and len(shape) != ndim:
         raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected {ndim} dimensions, got {len(shape)}")
+    # Each dimension on its own too: [2**62, 0] holds no items but numpy cannot shape it.
+    big = max(shape, default=0)
+    if big > max_items:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE, f"{what}: dimension of {big} exceeds the limit of {max_items} items"
+        )
     n = math.prod(shape)
     if n > max_items:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"{what}: {n} items exceed the limit of {max_items}")

@@ -5,12 +5,18 @@ only reads frames, hands them to the session, runs what the session asks for
 (tile fetches, height queries, stats) and writes what the session lets out.
 Backpressure: ``ws.send`` waits while more than ``write_limit`` bytes are buffered
 for a client, so a client that stops reading stalls only its own sender; what piles
-up behind it is bounded by the session (``Limits.max_queued_bytes``).
+up behind it is bounded by the session (``Limits.max_queued_bytes`` of tiles) and, for
+answers, by ``ServerConfig.max_output_bytes``: above it the server stops reading that
+client until its answers drain (TCP backpressure reaches the client).
+
+Admission (``streaming.admission``): connections that have not sent ``hello`` have
+their own small budget and a deadline, so they can never lock authenticated clients out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import http
 import logging
 import signal
@@ -25,6 +31,7 @@ from websockets.http11 import Response
 
 from runtime.tiles import TileKey
 from streaming import protocol as P
+from streaming.admission import Admission
 from streaming.heights import HeightLimitError, HeightService
 from streaming.session import Cancel, Close, HeightQuery, ServerInfo, ServerSession, StatsQuery, Want
 from streaming.tileservice import TileService
@@ -37,9 +44,21 @@ MAX_TILE_FRAME_BYTES = 16 << 20
 
 @dataclass(frozen=True)
 class ServerConfig:
-    max_connections: int = 1024  # more get HTTP 503 at the handshake
+    max_connections: int = 1024  # authenticated clients; beyond it handshakes get HTTP 503
+    max_unauthenticated: int = 256  # connections waiting for hello; a newcomer closes the oldest (1013)
+    hello_timeout_s: float = 5.0  # websocket open to valid hello; later: closed 1008
     write_limit_bytes: int = 1 << 20  # per-client send buffer high-water mark
+    max_output_bytes: int = 1 << 20  # unsent answers/errors/stats per client before reading pauses
+    read_chunk_bytes: int = 16 << 10  # bytes read from a socket per turn: ~2,300 tiny frames parsed at most
     initial_credits: int = 64  # when the client's hello names none
+
+    def __post_init__(self):
+        if not 0.0 < self.hello_timeout_s <= 3600.0:
+            raise ValueError(f"hello_timeout_s must be in (0, 3600] s, got {self.hello_timeout_s}")
+        for name in ("max_connections", "max_unauthenticated", "write_limit_bytes", "max_output_bytes",
+                     "read_chunk_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
 
 
 class HttpHandler(Protocol):
@@ -78,7 +97,12 @@ class TileServer:
         self.allowed_origins = list(allowed_origins) if allowed_origins else None
         self.config = config
         self.sessions: dict[ServerSession, ServerConnection] = {}
+        self.handlers: dict[ServerSession, _Connection] = {}  # each session's I/O (tests, stats)
+        self.admission = Admission(config.max_connections, config.max_unauthenticated)
         self.connections_total = 0
+        self.hello_timeouts = 0
+        self.read_pauses = 0  # times a client's reading paused because it did not read its answers
+        self.closers: set[asyncio.Task] = set()  # closing handshakes started from outside a handler
         self.port: int | None = None
         self._server = None
 
@@ -99,6 +123,7 @@ class TileServer:
             origins=self.allowed_origins,  # HTTP 403 for any other Origin header
             process_request=self._process_request,
             write_limit=self.config.write_limit_bytes,
+            open_timeout=self.config.hello_timeout_s,  # the HTTP upgrade itself
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         return self.port
@@ -110,7 +135,7 @@ class TileServer:
         await self.service.close()
 
     def _admit(self, ws: ServerConnection, request):
-        if len(self.sessions) >= self.config.max_connections:
+        if self.admission.full():
             return ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
         return None
 
@@ -136,6 +161,12 @@ class TileServer:
         out = {
             "connections": self.connections,
             "connections_total": self.connections_total,
+            "authenticated": self.admission.authenticated,
+            "unauthenticated": self.admission.unauthenticated,
+            "evicted_unauthenticated": self.admission.evicted,
+            "refused_full": self.admission.refused,
+            "hello_timeouts": self.hello_timeouts,
+            "read_pauses": self.read_pauses,
             "held_bytes": self.held_bytes(),
             **self.service.stats().as_dict(),
         }
@@ -148,6 +179,13 @@ class TileServer:
         self.sessions[session] = ws
         self.connections_total += 1
         conn = _Connection(self, ws, session)
+        self.handlers[session] = conn
+        if hasattr(ws.transport, "max_size"):
+            # asyncio's selector transport reads up to 256 KiB per callback and websockets
+            # parses all of it at once: 37,000 tiny frames of one flooder in one turn.
+            ws.transport.max_size = self.config.read_chunk_bytes
+        for old in self.admission.opened(conn):
+            old.close_soon(1013, "too many connections waiting for hello; try again")
         try:
             await conn.run()
         except ConnectionClosed:
@@ -160,7 +198,9 @@ class TileServer:
                 pass
         finally:
             conn.cleanup()
+            self.admission.closed(conn)
             self.sessions.pop(session, None)
+            self.handlers.pop(session, None)
 
 
 class _Connection:
@@ -172,21 +212,66 @@ class _Connection:
         self.wake = asyncio.Event()
         self.pending: dict[TileKey, asyncio.Future] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.sending_bytes = 0  # answers taken from the session, not yet handed to the socket
+        self.sent = asyncio.Event()  # set after every frame handed to the socket
+        self.authenticated = False
+        self.reading_paused = False  # True while this client's unsent answers exceed its budget
+        self._closing = False
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close this connection from outside its reader (eviction, hello deadline)."""
+        if not self._closing:
+            self._closing = True
+            task = asyncio.create_task(self.ws.close(code, reason))  # not cancelled by cleanup
+            self.server.closers.add(task)
+            task.add_done_callback(self.server.closers.discard)
+
+    def _hello_deadline(self) -> None:
+        if not self.authenticated and not self._closing:
+            self.server.hello_timeouts += 1
+            timeout = self.server.config.hello_timeout_s
+            self.close_soon(1008, f"no valid hello within {timeout:g} s")
+
+    def output_bytes(self) -> int:
+        """Answers waiting for this client: in the session plus taken by the sender."""
+        return self.session.outbox_bytes + self.sending_bytes
 
     async def run(self) -> None:
-        sender = asyncio.create_task(self._send_loop())
-        self.tasks.add(sender)
-        async for data in self.ws:
-            for event in self.session.receive(data):
-                if isinstance(event, Close):
-                    await self._flush()
-                    await self.ws.close(event.code, event.reason)
+        loop = asyncio.get_running_loop()
+        deadline = loop.call_later(self.server.config.hello_timeout_s, self._hello_deadline)
+        sender = None  # started by the first message: a silent connection costs no task
+        try:
+            async for data in self.ws:
+                if sender is None:
+                    sender = asyncio.create_task(self._send_loop())
+                    self.tasks.add(sender)
+                for event in self.session.receive(data):
+                    if isinstance(event, Close):
+                        await self._flush()
+                        await self.ws.close(event.code, event.reason)
+                        return
+                    self._act(event)
+                if self.session.ready and not self.authenticated:
+                    self.authenticated = True
+                    deadline.cancel()
+                    if not self.server.admission.authenticate(self):
+                        await self.ws.close(1013, "server full or connection evicted; try again")
+                        return
+                self.wake.set()
+                await asyncio.sleep(0)  # one message per turn: frames already buffered never hog the loop
+                # A client that asks and does not read: stop reading it until its answers drain.
+                while self.output_bytes() > self.server.config.max_output_bytes and not sender.done():
+                    if not self.reading_paused:
+                        self.reading_paused = True
+                        self.server.read_pauses += 1
+                    self.sent.clear()
+                    await self.sent.wait()
+                self.reading_paused = False
+                if sender.done():  # the socket broke while sending
+                    sender.result()
                     return
-                self._act(event)
-            self.wake.set()
-            if sender.done():  # the socket broke while sending
-                sender.result()
-                return
+        finally:
+            deadline.cancel()
 
     def _act(self, event) -> None:
         if isinstance(event, Want):
@@ -225,30 +310,37 @@ class _Connection:
         self.wake.set()
 
     async def _send_loop(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            await self._flush()
-            for key, prio in self.session.unpark():
-                self._fetch(key, prio)
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                await self._flush()
+                for key, prio in self.session.unpark():
+                    self._fetch(key, prio)
+        finally:
+            self.sent.set()  # a reader paused on this client's output sees the sender is gone
 
     async def _flush(self) -> None:
         # One tile at a time: what waits behind a slow socket stays in the session's
         # bounded queue (ws.send waits while the buffer is above write_limit).
         while frames := self.session.next_frames(max_tiles=1):
+            self.sending_bytes = sum(len(f) for f in frames)
             for frame in frames:
                 await self.ws.send(frame)
+                self.sending_bytes -= len(frame)
+                self.sent.set()
+                await asyncio.sleep(0)  # one frame per turn: a long outbox never hogs the loop
 
     async def _answer_height(self, q: HeightQuery) -> None:
         heights = self.server.heights
+        if heights is None:
+            self.session.height_failed(q.request_id, P.ErrorCode.UNKNOWN_TYPE, "height queries are not served here")
+            self.wake.set()
+            return
         try:
-            if heights is None:
-                raise LookupError("height queries are not served here")
-            res = await heights.query(q.points, q.mode, q.level)
+            res = await heights.query(q.points, q.mode, q.level, owner=self)
         except HeightLimitError as exc:
             self.session.height_failed(q.request_id, P.ErrorCode.LIMIT, str(exc))
-        except LookupError as exc:
-            self.session.height_failed(q.request_id, P.ErrorCode.UNKNOWN_TYPE, str(exc))
         except Exception as exc:  # a generator failure under these points
             log.warning("height query failed: %s", exc)
             self.session.height_failed(
@@ -280,6 +372,10 @@ async def serve_forever(server: TileServer, host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     bound = await server.start(host, port)
+    # Everything built so far (generator, caches, modules) lives as long as the server:
+    # out of the collector's way, so that a full collection under a flood of short-lived
+    # objects costs ~10 ms, not ~100 ms of every client's latency.
+    gc.freeze()
     print(
         f"worldstream serving {server.info.world} seed={server.info.seed} model={server.info.model} "
         f"on ws://{host}:{bound}",

@@ -3,12 +3,18 @@
 The asyncio server feeds each received frame to ``ServerSession.receive`` and acts on
 the returned events; it hands finished tiles back with ``tile_ready`` and asks
 ``next_frames`` for what may be sent now (credit-based flow control).
+
+Output is bounded in bytes: tiles by ``limits.max_queued_bytes`` (the rest parked as
+keys), control messages (answers, errors, stats) are counted in ``outbox_bytes`` and
+the server stops reading a client whose unsent answers exceed its budget, so a client
+that asks and never reads stalls itself, not the server's memory.
 """
 
 from __future__ import annotations
 
 import heapq
 import hmac
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +23,8 @@ import numpy as np
 from runtime.tiles import T, TileKey, World
 from streaming import protocol as P
 from streaming.protocol import ErrorCode, Limits, ProtocolError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class ServerSession:
         self.parked: set[TileKey] = set()  # ready while the queue was full: fetched again later
         self._seq = 0
         self.outbox: list[bytes] = []  # control messages (hello, errors, heights): not credit-bound
+        self.outbox_bytes = 0  # bytes in outbox
         self.heights_in_flight = 0
         self.sent_tiles = 0
         self.sent_bytes = 0
@@ -107,16 +116,32 @@ class ServerSession:
             msg = P.unpack(data, self.info.limits.max_message_bytes)
             return self._dispatch(msg)
         except ProtocolError as exc:
-            extra = {}
-            rid = msg.get("id") if msg is not None else None
-            if _is_int(rid) and 0 <= rid < 1 << 63:
-                extra["id"] = rid  # so that the error names the query it answers
-            self._error(exc.code, exc.message, **extra)
-            if exc.code in (ErrorCode.VERSION, ErrorCode.UNAUTHORIZED, ErrorCode.WRONG_WORLD):
-                self.closed = True
-                # A close reason is at most 123 bytes of UTF-8 (RFC 6455 5.5).
-                return [Close(1008, exc.message.encode()[:120].decode(errors="ignore"))]
-            return []
+            return self._refuse(exc, msg)
+        except Exception as exc:  # a validation gap: still an answer, never a dropped connection
+            log.exception("unexpected error reading a client message")
+            kind = msg.get("type") if isinstance(msg, dict) else None
+            return self._refuse(
+                ProtocolError(
+                    ErrorCode.MALFORMED,
+                    f"could not read this {kind!r} message ({exc.__class__.__name__}); "
+                    f"see docs/PROTOCOL.md for its fields"[:300],
+                ),
+                msg,
+            )
+
+    def _refuse(self, exc: ProtocolError, msg: dict[str, Any] | None) -> list[Event]:
+        """Answer ``exc`` with an ``error`` (naming the height query it concerns);
+        a ``Close`` where the connection cannot go on."""
+        extra = {}
+        rid = msg.get("id") if msg is not None else None
+        if _is_int(rid) and 0 <= rid < 1 << 63:
+            extra["id"] = rid  # so that the error names the query it answers
+        self._error(exc.code, exc.message, **extra)
+        if exc.code in (ErrorCode.VERSION, ErrorCode.UNAUTHORIZED, ErrorCode.WRONG_WORLD):
+            self.closed = True
+            # A close reason is at most 123 bytes of UTF-8 (RFC 6455 5.5).
+            return [Close(1008, exc.message.encode()[:120].decode(errors="ignore"))]
+        return []
 
     def _dispatch(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg["type"]
@@ -160,7 +185,7 @@ class ServerSession:
                 )
         self.credits = credits
         self.ready = True
-        self.outbox.append(
+        self._out(
             P.pack(
                 {
                     "type": "hello",
@@ -247,6 +272,10 @@ class ServerSession:
         pts = P.decode_array(msg.get("points"), "height points", ndim=2, max_items=2 * lim.max_height_points)
         if pts.shape[1] != 2 or pts.dtype.kind != "f" or not np.isfinite(pts).all():
             raise ProtocolError(ErrorCode.MALFORMED, "height 'points' must be (n, 2) finite floats")
+        if self.world is World.PLANE and len(pts) and np.abs(pts).max() > MAX_PLANE_M:
+            raise ProtocolError(
+                ErrorCode.MALFORMED, f"plane height 'points' are (east, north) metres within +-{MAX_PLANE_M:g}"
+            )
         if self.world is World.EARTH and (np.abs(pts[:, 1]) > 90.0).any():
             raise ProtocolError(
                 ErrorCode.MALFORMED, "earth height 'points' are (lon, lat) degrees; lat must be in [-90, 90]"
@@ -270,7 +299,7 @@ class ServerSession:
 
     def send_stats(self, server: dict[str, Any] | None = None) -> None:
         """Queue a ``stats`` message: this connection's counters plus ``server``'s."""
-        self.outbox.append(
+        self._out(
             P.pack(
                 {
                     "type": "stats",
@@ -290,7 +319,7 @@ class ServerSession:
     def height_answer(self, request_id: int, result: dict[str, np.ndarray]) -> None:
         """Queue the ``height`` answer to query ``request_id``."""
         self.heights_in_flight = max(0, self.heights_in_flight - 1)
-        self.outbox.append(
+        self._out(
             P.pack({"type": "height", "id": request_id, **{k: P.encode_array(v) for k, v in result.items()}})
         )
 
@@ -336,6 +365,7 @@ class ServerSession:
         (at most ``max_tiles``: a sender that takes one at a time keeps the rest counted
         in ``queued_bytes``)."""
         out, self.outbox = self.outbox, []
+        self.outbox_bytes = 0
         n = 0
         while self._queue and self.credits > 0 and (max_tiles is None or n < max_tiles):
             _, _, key, frame = heapq.heappop(self._queue)
@@ -352,7 +382,14 @@ class ServerSession:
 
     def _error(self, code: str, message: str, **extra: Any) -> None:
         self.errors_sent += 1
-        self.outbox.append(P.pack(P.error_message(code, message, **extra)))
+        self._out(P.pack(P.error_message(code, message, **extra)))
+
+    def _out(self, frame: bytes) -> None:
+        self.outbox.append(frame)
+        self.outbox_bytes += len(frame)
+
+
+MAX_PLANE_M = 2.0**50  # plane height points: tile indices stay far inside int64 at every level
 
 
 def math_finite(x: float) -> bool:

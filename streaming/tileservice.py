@@ -8,8 +8,19 @@ Shared by every connection. A key goes through, in order:
    key however many clients wait) and batched: the batcher takes up to
    ``max_batch`` keys by priority, waiting at most ``batch_wait_s`` for a batch to
    fill (dynamic batching, as in inference servers such as Triton). A batch is
-   only formed when the generator is free, so a key cancelled by every requester
-   while it waits is dropped before it costs generator time.
+   only formed when the generator is free, and is planned to take at most
+   ``batch_budget_s`` of generator time (from the measured seconds per key): a
+   request that arrives behind a batch waits for one short batch, not for sixteen
+   expensive keys of another client (on a GPU keys cost ms and batches stay full).
+
+The fair queue (one lane per connection) is charged each key's measured generator
+seconds, so connections share generator time rather than key counts.
+
+Cancellation removes work: when the last requester of a key lets it go (``release``),
+the key leaves the generator queue at once, and a generated key that nobody wants
+any more is not meshed. So the queue holds at most what live requesters want.
+Height queries ask for fields (``fields``) through the same fair queue, in their
+connection's lane, and skip meshing unless a tile requester also waits.
 
 Generation runs on one dedicated thread (a generator and its caches need not be
 thread-safe; on a GPU one stream of batches is what you want); meshing, encoding
@@ -61,6 +72,7 @@ class ServiceConfig:
     workers: int = 2  # mesh / encode / store-write threads
     io_workers: int = 4  # store-read threads (file reads release the GIL; kept apart from meshing)
     max_encoding: int = 32  # generated tiles waiting for a mesh worker before the generator pauses
+    batch_budget_s: float = 0.25  # planned generator time per batch: keys = budget / measured s per key
     error_scale: float = 1.0  # mesh error bound = error_scale * level_error_m(level)
 
     def __post_init__(self):
@@ -68,6 +80,8 @@ class ServiceConfig:
             raise ValueError("max_batch, workers, io_workers and max_encoding must be >= 1")
         if not 0.0 <= self.batch_wait_s <= 1.0:
             raise ValueError(f"batch_wait_s must be in [0, 1] s, got {self.batch_wait_s}")
+        if not 0.0 < self.batch_budget_s <= 60.0:
+            raise ValueError(f"batch_budget_s must be in (0, 60] s, got {self.batch_budget_s}")
 
 
 def check_fields(key: TileKey, fields: Any) -> None:
@@ -117,10 +131,13 @@ class ServiceStats:
     batches: int
     mean_batch: float
     dropped_cancelled: int  # keys dropped before generation because nobody wanted them any more
+    dropped_unmeshed: int  # generated keys not meshed because nobody wanted their tile any more
     failed: int
     lru_bytes: int
     lru_tiles: int
-    queued: int
+    queued: int  # keys waiting for the generator
+    queue_entries: int  # heap entries behind them (removed ones included): bounded by ~2x queued
+    waiting_keys: int  # keys some requester waits for (queued, in a store read, generating or meshing)
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -145,7 +162,9 @@ class TileService:
         self.encode = encode or mesh_encoder(config.error_scale)
         self.on_fields = on_fields  # sees every generated tile's fields (the height cache)
         self._lru: LRU[TileKey, bytes] = LRU(config.cache_bytes, size=nbytes)
-        self._waiters: dict[TileKey, set[asyncio.Future]] = {}
+        self._waiters: dict[TileKey, set[asyncio.Future]] = {}  # futures of tile frames
+        self._field_waiters: dict[TileKey, set[asyncio.Future]] = {}  # futures of Fields (heights)
+        self._busy: set[TileKey] = set()  # in a store read, the generator or a mesh worker
         self._prio: dict[TileKey, float] = {}
         self._owner: dict[TileKey, Hashable] = {}  # the lane a waiting key is queued in
         self._queue = FairQueue()  # one lane per requester (connection), round-robin
@@ -156,6 +175,7 @@ class TileService:
         self._io_pool = ThreadPoolExecutor(max_workers=config.io_workers, thread_name_prefix="store")
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._key_s = 0.0  # moving average of generator seconds per key
         self._n = dict(
             requests=0,
             lru_hits=0,
@@ -165,6 +185,7 @@ class TileService:
             batches=0,
             batched_keys=0,
             dropped_cancelled=0,
+            dropped_unmeshed=0,
             failed=0,
         )
 
@@ -208,37 +229,49 @@ class TileService:
             self._n["lru_hits"] += 1
             fut.set_result(frame)
             return fut
-        waiters = self._waiters.get(key)
-        if waiters is None:
-            self._waiters[key] = {fut}
-            self._prio[key] = priority
-            self._owner[key] = owner
+        self._waiters.setdefault(key, set()).add(fut)
+        if self._claim(key, priority, owner) and key not in self._busy:
             if self.store is not None:
+                self._busy.add(key)
                 self._spawn(self._lookup(key))
             else:
                 self._enqueue(key)
-        else:
-            waiters.add(fut)
-            self._prio[key] = max(self._prio[key], priority)
         return fut
 
     def release(self, key: TileKey, fut: asyncio.Future) -> None:
-        """``fut`` no longer wants ``key``: cancel it and forget it."""
+        """``fut`` no longer wants ``key``: cancel it and forget it. When no live
+        requester is left the key leaves the generator queue now."""
         fut.cancel()
-        waiters = self._waiters.get(key)
-        if waiters is not None:
-            waiters.discard(fut)
+        for table in (self._waiters, self._field_waiters):
+            waiters = table.get(key)
+            if waiters is not None:
+                waiters.discard(fut)
+        if not self._wanted(key):
+            if self._queue.remove(key):
+                self._n["dropped_cancelled"] += 1
+            self._forget(key)
 
-    async def fields(self, keys: Sequence[TileKey]) -> list[Fields]:
-        """Fields of ``keys`` from the generator thread (height queries; not meshed)."""
+    async def fields(
+        self, keys: Sequence[TileKey], owner: Hashable = None, priority: float = float("inf")
+    ) -> list[Fields]:
+        """Fields of ``keys`` (height queries), generated through the fair queue in
+        ``owner``'s lane and not meshed unless a tile requester waits too. Cancelling
+        the caller releases every key it still waited for. Default priority: first in
+        the owner's lane (heights are what lies under a camera); across lanes, turns."""
         loop = asyncio.get_running_loop()
-        out = await loop.run_in_executor(self._gen_pool, self.source, list(keys))
-        out = list(out)
-        for k, f in zip(keys, out, strict=True):
-            check_fields(k, f)
-            if self.on_fields is not None:
-                self.on_fields(k, f)
-        return out
+        futs = []
+        for key in keys:
+            fut = loop.create_future()
+            self._field_waiters.setdefault(key, set()).add(fut)
+            if self._claim(key, priority, owner) and key not in self._busy:
+                self._enqueue(key)  # the store holds frames, not fields: straight to the generator
+            futs.append(fut)
+        try:
+            return list(await asyncio.gather(*futs))
+        finally:
+            for key, fut in zip(keys, futs, strict=True):
+                if not fut.done():
+                    self.release(key, fut)
 
     def stats(self) -> ServiceStats:
         n = self._n
@@ -251,10 +284,13 @@ class TileService:
             batches=n["batches"],
             mean_batch=n["batched_keys"] / n["batches"] if n["batches"] else 0.0,
             dropped_cancelled=n["dropped_cancelled"],
+            dropped_unmeshed=n["dropped_unmeshed"],
             failed=n["failed"],
             lru_bytes=self._lru.total,
             lru_tiles=len(self._lru),
             queued=len(self._queue),
+            queue_entries=self._queue.heap_entries(),
+            waiting_keys=len(self._owner),
         )
 
     # -- pipeline ------------------------------------------------------------------------
@@ -263,7 +299,19 @@ class TileService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _claim(self, key: TileKey, priority: float, owner: Hashable) -> bool:
+        """Record a requester's priority; True if the key had no owner yet (new work)."""
+        if key in self._owner:
+            self._prio[key] = max(self._prio[key], priority)
+            return key not in self._queue and key not in self._busy
+        self._prio[key] = priority
+        self._owner[key] = owner
+        return True
+
     def _wanted(self, key: TileKey) -> bool:
+        return self._wants_frame(key) or any(not f.done() for f in self._field_waiters.get(key, ()))
+
+    def _wants_frame(self, key: TileKey) -> bool:
         return any(not f.done() for f in self._waiters.get(key, ()))
 
     def _enqueue(self, key: TileKey) -> None:
@@ -273,10 +321,12 @@ class TileService:
 
     async def _lookup(self, key: TileKey) -> None:
         assert self.store is not None
-        if not self._wanted(key):
-            self._forget(key)
-            return
-        frame = await asyncio.get_running_loop().run_in_executor(self._io_pool, self.store.get, key)
+        frame = None
+        try:
+            if self._wanted(key):
+                frame = await asyncio.get_running_loop().run_in_executor(self._io_pool, self.store.get, key)
+        finally:
+            self._busy.discard(key)
         if frame is not None:
             self._n["store_hits"] += 1
             self._finish(key, frame)
@@ -285,12 +335,31 @@ class TileService:
         else:
             self._forget(key)
 
+    def _estimate_s(self) -> float:
+        """Generator seconds a key is charged to its lane when taken (corrected after)."""
+        return self._key_s if self._key_s > 0.0 else 0.01
+
+    def _charge(self, owners: list[Hashable], estimate_s: float, per_key_s: float) -> None:
+        """Fair share by generator time, not key count: a client whose keys are cheap (a
+        neighbour of what it has) is not made to wait a turn of every expensive lane."""
+        for owner in owners:
+            self._queue.charge(owner, per_key_s - estimate_s)
+
+    def batch_size(self) -> int:
+        """Keys in the next batch: as many as fit ``batch_budget_s`` at the measured cost
+        per key, at least 1, at most ``max_batch``."""
+        if self._key_s <= 0.0:
+            return self.config.max_batch
+        return max(1, min(self.config.max_batch, int(self.config.batch_budget_s / self._key_s)))
+
     def _take_batch(self) -> list[TileKey]:
         batch: list[TileKey] = []
-        while self._queue and len(batch) < self.config.max_batch:
-            key = self._queue.pop()
+        size = self.batch_size()
+        while self._queue and len(batch) < size:
+            key = self._queue.pop(cost=self._estimate_s())
             if self._wanted(key):
                 batch.append(key)
+                self._busy.add(key)
             else:  # every requester cancelled: dropped before it costs generator time
                 self._n["dropped_cancelled"] += 1
                 self._forget(key)
@@ -303,18 +372,24 @@ class TileService:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                if len(self._queue) < self.config.max_batch and self.config.batch_wait_s > 0:
+                if len(self._queue) < self.batch_size() and self.config.batch_wait_s > 0:
                     await asyncio.sleep(self.config.batch_wait_s)  # let the batch fill
+                estimate_s = self._estimate_s()
                 batch = self._take_batch()
                 if not batch:
                     continue
+                owners = [self._owner.get(k) for k in batch]
                 self._n["batches"] += 1
                 self._n["batched_keys"] += len(batch)
+                t0 = loop.time()
                 try:
                     results = await loop.run_in_executor(self._gen_pool, self._generate, batch)
                 except Exception as exc:  # never let the batcher die: fail this batch's requesters
                     log.exception("generator batch failed")
                     results = [exc] * len(batch)
+                per_key = (loop.time() - t0) / len(batch)
+                self._charge(owners, estimate_s, per_key)
+                self._key_s = per_key if self._key_s <= 0.0 else 0.7 * self._key_s + 0.3 * per_key
                 for key, res in zip(batch, results, strict=True):
                     if isinstance(res, Exception):
                         self._fail(key, res)
@@ -325,6 +400,10 @@ class TileService:
                             self.on_fields(key, res)
                         except Exception:  # a hook must never stop the pipeline
                             log.exception("on_fields hook failed on %s", key)
+                    self._give_fields(key, res)
+                    if not self._wants_frame(key):  # nobody waits for the mesh: skip meshing
+                        self._drop_unmeshed(key)
+                        continue
                     await self._encoding.acquire()  # bounded: the generator pauses when meshing lags
                     self._spawn(self._encode(key, res))
 
@@ -357,6 +436,10 @@ class TileService:
 
     async def _encode(self, key: TileKey, fields: Fields) -> None:
         assert self._encoding is not None
+        if not self._wants_frame(key):  # cancelled while waiting for a mesh worker
+            self._encoding.release()
+            self._drop_unmeshed(key)
+            return
         try:
             frame = await asyncio.get_running_loop().run_in_executor(
                 self._pool, self._encode_and_store, key, fields
@@ -380,23 +463,38 @@ class TileService:
 
     # -- results (event loop thread only) ------------------------------------------------
     def _finish(self, key: TileKey, frame: bytes) -> None:
+        self._busy.discard(key)
         self._remember(key, frame)
         for fut in self._waiters.pop(key, ()):
             if not fut.done():
                 fut.set_result(frame)
-        self._prio.pop(key, None)
-        self._owner.pop(key, None)
+        if any(not f.done() for f in self._field_waiters.get(key, ())):
+            self._enqueue(key)  # a height query arrived after generation: the frame has no fields
+            return
+        self._forget(key)
+
+    def _give_fields(self, key: TileKey, fields: Fields) -> None:
+        for fut in self._field_waiters.pop(key, ()):
+            if not fut.done():
+                fut.set_result(fields)
+
+    def _drop_unmeshed(self, key: TileKey) -> None:
+        self._n["dropped_unmeshed"] += 1
+        self._busy.discard(key)
+        self._forget(key)
 
     def _fail(self, key: TileKey, exc: BaseException) -> None:
         self._n["failed"] += 1
-        for fut in self._waiters.pop(key, ()):
-            if not fut.done():
-                fut.set_exception(exc)
-        self._prio.pop(key, None)
-        self._owner.pop(key, None)
+        self._busy.discard(key)
+        for table in (self._waiters, self._field_waiters):
+            for fut in table.pop(key, ()):
+                if not fut.done():
+                    fut.set_exception(exc)
+        self._forget(key)
 
     def _forget(self, key: TileKey) -> None:
         self._waiters.pop(key, None)
+        self._field_waiters.pop(key, None)
         self._prio.pop(key, None)
         self._owner.pop(key, None)
 

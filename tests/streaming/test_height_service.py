@@ -2,6 +2,8 @@
 water fields, determinism across fresh servers and query orders, and the same over the
 loopback server."""
 
+import asyncio
+
 import numpy as np
 import pytest
 from stream_fixtures import SyntheticSource, analytic_height, loopback_server, run
@@ -81,7 +83,7 @@ class _Fields:
 def _service(levels_held=(), max_tiles=16):
     calls = []
 
-    async def fields(keys):
+    async def fields(keys, owner=None):
         calls.append(list(keys))
         return [_Fields(_plane_grid(k, 0.01, 0.02, 10.0 * k.level)) for k in keys]
 
@@ -98,7 +100,8 @@ def test_best_answers_at_one_fixed_level_whatever_is_held():
     hs, calls = _service(levels_held=[TileKey(8, 0, 0)])  # a held coarser tile changes nothing
     res = run(hs.query(np.concatenate([inside, far]), "best"))
     assert res["level"].tolist() == [12, 12]  # best_level, not the held level 8
-    assert sorted(calls[0]) == sorted({TileKey(12, 0, 0), keys_at(World.PLANE, 12, far)[0]})
+    asked = sorted(k for c in calls for k in c if k.level == 12)  # one key per call (fair queue)
+    assert asked == sorted({TileKey(12, 0, 0), keys_at(World.PLANE, 12, far)[0]})
     assert res["height_m"][0] == pytest.approx(0.01 * inside[0, 0] + 0.02 * inside[0, 1] + 120.0)
     # An asked level is used as it is, clamped to max_level.
     assert run(hs.query(inside, "best", level=10))["level"].tolist() == [10]
@@ -201,3 +204,32 @@ def test_every_mode_answers_the_same_bits_on_fresh_servers_in_any_order():
             assert np.array_equal(a[i][k], b[i][k], equal_nan=True), (i, k)
     assert a[0]["level"].tolist() == [14] * 3  # best default (16) clamped to max_level 14
     assert a[1]["level"].tolist() == [12] * 3 and a[2]["level"].tolist() == [13] * 3
+
+
+def test_one_connection_waits_for_at_most_max_tiles_new_tiles_at_a_time():
+    gate = asyncio.Event()
+
+    async def fields(keys, owner=None):
+        await gate.wait()
+        return [_Fields(_plane_grid(k, 0.01, 0.02, 0.0)) for k in keys]
+
+    hs = HeightService(World.PLANE, fields, HeightConfig(max_level=14, max_tiles=4))
+    s14 = spacing_m(14) * T
+    three = np.array([[(i + 0.5) * s14, -0.5 * s14] for i in range(3)])
+    two = np.array([[(i + 10.5) * s14, -0.5 * s14] for i in range(2)])
+
+    async def main():
+        first = asyncio.create_task(hs.query(three, "detailed", 14, owner="a"))
+        await asyncio.sleep(0)  # let it register its three tiles
+        with pytest.raises(HeightLimitError, match="wait for 3; at most 4"):
+            await hs.query(two, "detailed", 14, owner="a")
+        other = asyncio.create_task(hs.query(two, "detailed", 14, owner="b"))  # its own budget
+        await asyncio.sleep(0)
+        gate.set()
+        res = await first, await other
+        again = await hs.query(two, "detailed", 14, owner="a")  # held now: costs nothing
+        return res, again, dict(hs._generating)
+
+    (a, b), again, left = asyncio.run(main())
+    assert a["level"].tolist() == [14] * 3 and b["level"].tolist() == [14] * 2
+    assert again["level"].tolist() == [14] * 2 and left == {}

@@ -177,3 +177,96 @@ def test_session_invariants_under_random_operations(seq):
         assert s.queued_bytes <= max(lim.max_queued_bytes, biggest)
         assert s.parked <= set(s.wanted)
     assert s.sent_tiles == len(sent)
+
+
+# -- absurd sizes (issue 19): declared shapes numpy cannot even hold -----------------------
+
+absurd_dims = st.one_of(
+    st.integers(0, 8), st.integers(2**31 - 2, 2**31 + 2), st.integers(2**62 - 1, 2**64 - 1), st.just(2**63)
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(absurd_dims, max_size=70),
+    st.sampled_from(sorted(P.ALLOWED_DTYPES)),
+    st.binary(max_size=64),
+)
+def test_absurd_declared_shapes_only_ever_raise_protocol_error(shape, dtype, data):
+    try:
+        a = P.decode_array({"dtype": dtype, "shape": shape, "data": data}, "fuzz", max_items=1 << 13)
+    except ProtocolError as exc:
+        assert exc.code in ("malformed", "too_large") and exc.message.startswith("fuzz:")
+        return
+    assert a.size <= 1 << 13 and list(a.shape) == shape
+
+
+class _Unexpected(list):
+    """Records the session's safety net firing: every input must be caught by validation."""
+
+    def exception(self, msg, *args, **kw):
+        self.append(msg % args if args else msg)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(absurd_dims, max_size=4),
+    st.sampled_from(sorted(P.ALLOWED_DTYPES) + ["<f16", "|O", "<c16"]),
+    st.binary(max_size=64),
+    st.one_of(st.none(), values),
+    st.one_of(st.none(), st.integers(-(2**63), 2**64 - 1), values),
+    st.one_of(st.integers(-(2**63), 2**64 - 1), values),
+    st.sampled_from(["plane", "earth"]),
+)
+def test_height_messages_get_one_answer_never_a_close(shape, dtype, data, mode, level, rid, world):
+    import streaming.session as S
+
+    msg = {"type": "height", "id": rid, "points": {"dtype": dtype, "shape": shape, "data": data}}
+    if mode is not None:
+        msg["mode"] = mode
+    if level is not None:
+        msg["level"] = level
+    try:
+        frame = P.pack(msg)
+    except (OverflowError, ValueError, TypeError):
+        return
+    s = ServerSession(ServerInfo(world=world, seed=0, model="m"))
+    s.receive(VALID[0])
+    s.next_frames()
+    net, S.log = S.log, _Unexpected()
+    try:
+        events = s.receive(frame)
+        assert S.log == []  # validation said what was wrong; the safety net never fired
+    finally:
+        S.log = net
+    out = [msgpack.unpackb(f, raw=False) for f in s.next_frames()]
+    assert not any(type(e).__name__ == "Close" for e in events)
+    if events:  # a valid query (empty data only fits empty shapes): nothing sent yet
+        assert out == [] and events[0].points.shape == tuple(shape)
+    else:
+        assert [m["type"] for m in out] == ["error"] and out[0]["message"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["request", "cancel", "credits", "stats", "hello", "height"]),
+    st.dictionaries(st.sampled_from(["keys", "priorities", "n", "id", "points", "mode", "level"]), values,
+                    max_size=4),
+)
+def test_every_message_shape_is_validated_never_caught_by_the_safety_net(kind, fields):
+    import streaming.session as S
+
+    s = ServerSession(ServerInfo(world="plane", seed=0, model="m"))
+    s.receive(VALID[0])
+    try:
+        frame = P.pack({"type": kind, **fields})
+    except (OverflowError, ValueError, TypeError):
+        return
+    net, S.log = S.log, _Unexpected()
+    try:
+        events = s.receive(frame)
+        assert S.log == []
+    finally:
+        S.log = net
+    if kind != "hello":  # a bad hello closes (1008, documented); nothing else does
+        assert not any(type(e).__name__ == "Close" for e in events)

@@ -2,6 +2,7 @@
 batch formation, priorities."""
 
 import asyncio
+import time
 
 import msgpack
 import pytest
@@ -89,10 +90,35 @@ def test_batches_fill_up_to_max_batch_and_go_by_priority():
         await asyncio.gather(blocker, *futs)
         return s.stats()
 
-    stats = _with_service(src, main, config=ServiceConfig(max_batch=4, batch_wait_s=0.0))
+    # A budget the held first batch cannot shrink below 4 keys (the budget has its own test).
+    stats = _with_service(src, main, config=ServiceConfig(max_batch=4, batch_wait_s=0.0, batch_budget_s=60.0))
     assert src.calls[0] == [TileKey(4, 99, 99)]
     assert src.calls[1:] == [keys[9:5:-1], keys[5:1:-1], keys[1::-1]]  # highest priority first, 4 a batch
     assert stats.batches == 4 and stats.generated == 11
+
+
+class _SlowSource(SyntheticSource):
+    """At least ``key_s`` seconds of generator time per key."""
+
+    def __init__(self, key_s: float):
+        super().__init__()
+        self.key_s = key_s
+
+    def __call__(self, keys):
+        time.sleep(self.key_s * len(keys))
+        return super().__call__(keys)
+
+
+def test_batches_shrink_to_the_time_budget_once_keys_are_measured():
+    src = _SlowSource(0.06)
+    keys = [TileKey(4, x, 0) for x in range(7)]
+
+    async def main(s):
+        await asyncio.gather(*(s.get(k) for k in keys))
+
+    _with_service(src, main, config=ServiceConfig(max_batch=4, batch_wait_s=0.0, batch_budget_s=0.1))
+    # The first batch is full (nothing measured yet); then 0.1 s / >= 0.06 s per key = 1 key.
+    assert [len(c) for c in src.calls] == [4, 1, 1, 1]
 
 
 def test_dynamic_batching_waits_a_few_ms_for_more_keys():
@@ -143,3 +169,43 @@ def test_a_flooding_client_gets_its_share_of_the_generator_not_more():
     _with_service(src, main, config=ServiceConfig(max_batch=4, batch_wait_s=0.0))
     # The modest client's two keys are in the first batch after the one in progress.
     assert set(modest) <= set(src.calls[1])
+
+
+def test_fair_queue_serves_an_occasional_lane_next_not_after_every_backlogged_lane():
+    q = FairQueue()
+    for lane in "abcd":  # four backlogged lanes
+        for i in range(50):
+            q.push(lane, (lane, i), 0.0)
+    served = [q.pop() for _ in range(41)]  # ten rounds of one item per lane, and one more
+    assert [k[0] for k in served[:8]] == list("abcdabcd") and served[40] == ("a", 10)
+    q.push("good", ("good", 0), 0.0)  # a client that asks now and then
+    assert q.pop() == ("good", 0)  # idle until now: next, not after b, c and d
+    q.push("good", ("good", 1), 0.0)  # asks again at once: no longer idle, waits its turn
+    assert [q.pop()[0] for _ in range(5)] == ["b", "c", "d", "a", "good"]
+
+
+def test_fair_queue_remove_keeps_memory_to_what_is_wanted():
+    q = FairQueue()
+    q.push("busy", "x", 0.0)
+    for r in range(1000):  # request/cancel churn while nothing is popped
+        for i in range(64):
+            q.push("churn", (r, i), 0.0)
+        for i in range(64):
+            assert q.remove((r, i))
+        assert len(q) == 1 and q.lanes() == 1 and q.heap_entries() == 1
+    assert len(q._ready) <= 2 * len(q._tag) + 16
+    assert not q.remove("nope") and q.pop() == "x" and len(q) == 0
+
+
+def test_fair_queue_shares_cost_not_item_count():
+    q = FairQueue()
+    for i in range(30):
+        q.push("heavy", ("heavy", i), 0.0)
+        q.push("light", ("light", i), 0.0)
+    served = []
+    for _ in range(22):
+        item = q.pop(cost=1.0)
+        if item[0] == "heavy":
+            q.charge("heavy", 9.0)  # measured: a heavy item costs 10, a light one 1
+        served.append(item[0])
+    assert served.count("heavy") == 2 and served.count("light") == 20  # 20 units each

@@ -1,0 +1,326 @@
+"""A well-behaved client beside hostile ones: is it still served fairly?
+
+Loopback only (127.0.0.1), bounded in time and count, stops by itself. A real
+``python -m streaming.cli serve`` process (plane world, fractal refiner, memory only)
+serves one *good* client the whole run: every 50 ms it fetches a tile it already holds
+(``cached``: LRU hit), one after another it fetches tiles never asked for before
+(``uncached``: generated, meshed, encoded), and once a second it opens a fresh
+connection and says hello (``connects``: any refusal is counted). Phases, one attack
+at a time, each attack in its own process (so its CPU is not the good client's):
+
+- ``never_hello``: 1,100 websockets opened and kept open without ``hello`` (reopened
+  when the server closes them);
+- ``churn``: request 256 fresh deep tiles, cancel them, again, as fast as possible;
+- ``stats_flood``, ``garbage_flood``, ``height_flood``: send ``stats`` / random bytes /
+  4,096-point height queries as fast as the socket takes them, never read;
+- ``best_heights``, ``detailed_heights``: 4 clients asking ``best`` (6 asking
+  ``detailed``) heights over as many fresh tiles as the limits allow, reading answers;
+- ``connect_churn``: connect, hello, ask 8 tiles, disconnect, again;
+- ``absurd``: malformed messages (absurd array shapes and sizes, wrong types, huge
+  integers), each read back: the answer must be an ``error``, never a close 1011.
+
+Per phase: the good client's cached and uncached p50/p99, its failed connects, the
+server's RSS (``/proc/PID/status``: before, peak during, after a settle time) and how
+many bad inputs the attack sent. A table, then one JSON line. Targets (issue 19):
+cached p99 <= 2x unloaded + 20 ms, uncached p99 <= 2x unloaded + 250 ms, RSS growth
+<= 64 MB per attack, no refused good connect, no close 1011. The server runs with 64 MiB
+tile and generator caches (``--cache-mb``, ``--gen-cache-mb``), filled near their bounds
+before the baseline (``--fill`` random tiles), so that RSS growth is the attack's, not the
+caches' filling up.
+
+    PYTHONPATH=. python bench/abuse.py [--quick] [--phase-s 10] [--only churn,absurd]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from abuse_attacks import ATTACKS, attack_main  # noqa: E402 (bench/ is this script's folder)
+
+from runtime.tiles import TileKey  # noqa: E402
+from streaming.client import TileClient  # noqa: E402
+
+HOST = "127.0.0.1"
+
+
+# -- the server -------------------------------------------------------------------------
+
+
+class Server:
+    """``python -m streaming.cli serve`` on 127.0.0.1 in a child process; RSS from /proc."""
+
+    def __init__(self, cache_mb: int, gen_cache_mb: int):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        cmd = [
+            sys.executable,
+            "-m",
+            "streaming.cli",
+            "serve",
+            "--world",
+            "plane",
+            "--seed",
+            "0",
+            "--refiner",
+            "fractal",
+            "--host",
+            HOST,
+            "--port",
+            "0",
+            "--cache-mb",
+            str(cache_mb),
+            "--gen-cache-mb",
+            str(gen_cache_mb),
+        ]
+        self.log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty server must never block on it
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
+        line = self.proc.stdout.readline()
+        m = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r} {self._stderr()[-2000:]}")
+        self.url = f"ws://{HOST}:{m.group(1)}"
+
+    def rss_mb(self) -> float:
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+
+    def stop(self) -> str:
+        """Stop the server; returns its stderr (for 'internal error' / traceback counts)."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        return self._stderr()
+
+    def _stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
+# -- the good client ---------------------------------------------------------------------
+
+
+class Good:
+    """The well-behaved client: cached and uncached fetches and fresh connects, timed."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.client = TileClient(window=256, decode=False)
+        self.cached_keys = [TileKey(10, 40 + i % 3, 20 + i // 3) for i in range(9)]
+        self.next_x = 5000
+        self.samples: dict[str, list[float]] = {"cached": [], "uncached": []}
+        self.connect_failures = 0
+        self.connects = 0
+        self.fetch_failures = 0
+
+    async def start(self, fill: int) -> None:
+        """Connect, fetch the cached set, then ``fill`` tiles at random places so that the
+        server's caches are near their bounds before RSS is compared."""
+        await self.client.connect(self.url)
+        await self.client.fetch(self.cached_keys, timeout_s=600)
+        await self.client.fetch([TileKey(12, self.next_x - 1, 3000)], timeout_s=600)  # ancestors
+        rng = random.Random(6)
+        for _ in range(0, fill, 8):
+            keys = [
+                TileKey(rng.choice((10, 12, 14)), rng.randrange(-(1 << 9), 1 << 9), rng.randrange(1 << 9))
+                for _ in range(8)
+            ]
+            await self.client.fetch(keys, timeout_s=600)
+
+    def reset(self) -> None:
+        self.samples = {"cached": [], "uncached": []}
+        self.connect_failures = self.connects = self.fetch_failures = 0
+
+    async def _timed(self, kind: str, key: TileKey) -> None:
+        t = time.perf_counter()
+        try:
+            await self.client.fetch([key], timeout_s=120)
+        except Exception:  # an error answer or a timeout: counted, the client goes on
+            self.fetch_failures += 1
+            return
+        self.samples[kind].append(time.perf_counter() - t)
+
+    async def run(self, until: float) -> None:
+        async def cached():
+            i = 0
+            while time.monotonic() < until:
+                await self._timed("cached", self.cached_keys[i % 9])
+                i += 1
+                await asyncio.sleep(0.05)
+
+        async def uncached():
+            while time.monotonic() < until:
+                self.next_x += 1
+                await self._timed("uncached", TileKey(12, self.next_x, 3000))
+                await asyncio.sleep(0.1)
+
+        async def connects():
+            while time.monotonic() < until:
+                self.connects += 1
+                c = TileClient(decode=False)
+                try:
+                    await asyncio.wait_for(c.connect(self.url), 10)
+                except Exception:
+                    self.connect_failures += 1
+                try:
+                    await c.close()
+                except Exception:
+                    pass
+                await asyncio.sleep(1.0)
+
+        await asyncio.gather(cached(), uncached(), connects())
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.array(xs) * 1000.0, q)) if xs else float("nan")
+
+
+async def main_async(args) -> dict:
+    server = Server(args.cache_mb, args.gen_cache_mb)
+    rss_log: list[tuple[float, str, float]] = []
+    t0 = time.monotonic()
+    phase_name = ["start"]
+    stop_sampling = asyncio.Event()
+
+    async def sample_rss():
+        while not stop_sampling.is_set():
+            rss_log.append((time.monotonic() - t0, phase_name[0], server.rss_mb()))
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.create_task(sample_rss())
+    good = Good(server.url)
+    rows = []
+    try:
+        await good.start(args.fill)
+        ctx = multiprocessing.get_context("spawn")
+        names = ["baseline", *args.only, "baseline_after"]
+        for name in names:
+            phase_name[0] = name
+            good.reset()
+            rss_before = server.rss_mb()
+            tally = {}
+            proc = None
+            if name in ATTACKS:
+                q = ctx.Queue()
+                proc = ctx.Process(target=attack_main, args=(name, server.url, args.phase_s, q), daemon=True)
+                proc.start()
+            start = time.monotonic()
+            await good.run(start + args.phase_s)
+            if proc is not None:
+                tally = await asyncio.get_running_loop().run_in_executor(None, q.get, True, args.phase_s + 60)
+                proc.join(10)
+            peak = max((r for t, p, r in rss_log if p == name), default=rss_before)
+            phase_name[0] = name + ":settle"
+            await asyncio.sleep(args.settle_s)
+            rows.append(
+                {
+                    "phase": name,
+                    "cached_n": len(good.samples["cached"]),
+                    "cached_p50_ms": pct(good.samples["cached"], 50),
+                    "cached_p99_ms": pct(good.samples["cached"], 99),
+                    "uncached_n": len(good.samples["uncached"]),
+                    "uncached_p50_ms": pct(good.samples["uncached"], 50),
+                    "uncached_p99_ms": pct(good.samples["uncached"], 99),
+                    "good_connects": good.connects,
+                    "good_connect_failures": good.connect_failures,
+                    "good_fetch_failures": good.fetch_failures,
+                    "rss_before_mb": rss_before,
+                    "rss_peak_mb": peak,
+                    "rss_after_mb": server.rss_mb(),
+                    "bad_inputs": tally.get("bad_inputs", 0),
+                    "attacker_closes": tally.get("closes", {}),
+                    "attacker_refused": tally.get("refused", 0),
+                    "absurd_errors_read": tally.get("errors_read", 0),
+                    "absurd_non_errors": tally.get("non_error_answers", 0),
+                }
+            )
+        await good.client.close()
+    finally:
+        stop_sampling.set()
+        await sampler
+        err = server.stop()
+        if args.server_log:
+            Path(args.server_log).write_text(err)
+    base = rows[0]
+    cached_cap = 2 * base["cached_p99_ms"] + 20
+    uncached_cap = 2 * base["uncached_p99_ms"] + 250
+    for r in rows:
+        r["cached_ok"] = r["cached_p99_ms"] <= cached_cap
+        r["uncached_ok"] = r["uncached_p99_ms"] <= uncached_cap
+        r["rss_ok"] = r["rss_peak_mb"] - r["rss_before_mb"] <= 64
+    closes_1011 = sum(r["attacker_closes"].get(1011, 0) for r in rows)
+    return {
+        "rows": rows,
+        "rss_timeline": [(round(t, 2), p, round(r, 1)) for t, p, r in rss_log],
+        "cached_cap_ms": cached_cap,
+        "uncached_cap_ms": uncached_cap,
+        "closes_1011": closes_1011,
+        "server_internal_errors": err.count("connection handler failed"),
+        "server_tracebacks": err.count("Traceback"),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="5 s phases, 2 s settle")
+    ap.add_argument("--phase-s", type=float, default=10.0)
+    ap.add_argument("--settle-s", type=float, default=3.0)
+    ap.add_argument("--cache-mb", type=int, default=64, help="server tile LRU (MiB)")
+    ap.add_argument("--gen-cache-mb", type=int, default=64, help="server generator block cache (MiB)")
+    ap.add_argument("--server-log", default=None, help="write the server's stderr here")
+    ap.add_argument("--fill", type=int, default=48, help="random tiles fetched before the baseline")
+    ap.add_argument("--only", default=",".join(ATTACKS), help=f"comma-separated subset of {','.join(ATTACKS)}")
+    args = ap.parse_args()
+    if args.quick:
+        args.phase_s, args.settle_s, args.fill = 5.0, 2.0, 24
+    args.only = [a for a in args.only.split(",") if a]
+    unknown = set(args.only) - set(ATTACKS)
+    if unknown:
+        ap.error(f"unknown attacks {sorted(unknown)}; expected some of {list(ATTACKS)}")
+    if not 1.0 <= args.phase_s <= 120.0:
+        ap.error("--phase-s must be in [1, 120]")
+    res = asyncio.run(main_async(args))
+    hdr = (
+        f"{'phase':<17} {'cached p50/p99 ms':>18} {'uncached p50/p99 ms':>20} {'n c/u':>8} "
+        f"{'conn fail':>9} {'RSS MB before/peak/after':>25} {'bad inputs':>10}  ok"
+    )
+    print(hdr)
+    for r in res["rows"]:
+        ok = "".join("y" if r[k] else "n" for k in ("cached_ok", "uncached_ok", "rss_ok"))
+        print(
+            f"{r['phase']:<17} {r['cached_p50_ms']:8.1f}/{r['cached_p99_ms']:<9.1f} "
+            f"{r['uncached_p50_ms']:9.1f}/{r['uncached_p99_ms']:<10.1f} "
+            f"{r['cached_n']:>3}/{r['uncached_n']:<4} {r['good_connect_failures']:>3}/{r['good_connects']:<5} "
+            f"{r['rss_before_mb']:7.0f}/{r['rss_peak_mb']:6.0f}/{r['rss_after_mb']:<6.0f}    "
+            f"{r['bad_inputs']:>10}  {ok}  closes={r['attacker_closes']}"
+        )
+    print(
+        f"caps: cached p99 <= {res['cached_cap_ms']:.1f} ms, uncached p99 <= {res['uncached_cap_ms']:.1f} ms; "
+        f"closes 1011: {res['closes_1011']}; server 'connection handler failed': {res['server_internal_errors']}"
+    )
+    tl = res["rss_timeline"]
+    print("RSS MB over time (every ~2 s): " + " ".join(f"{t:.0f}s:{r:.0f}" for t, _, r in tl[::8]))
+    print(json.dumps({k: v for k, v in res.items() if k != "rss_timeline"} | {"rss_timeline_s_phase_mb": tl[::4]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
