@@ -45,6 +45,10 @@ class Anchor(Protocol):
         """rows (H,), cols (W,) int64 anchor-level global samples -> (C, H, W) float32."""
         ...
 
+    # Optional: ``constrain(fields (B, C, H, W), level, origins (B, 2)) -> fields`` applied to
+    # every refined block (the earth's land/water rule). It must be a pure, idempotent function
+    # of location so that even samples stay exact copies of the parent's.
+
 
 @dataclass(frozen=True)
 class TileFields:
@@ -184,6 +188,8 @@ class Pyramid:
                               for bi, bj in chunk])
             origins = np.array([(bi * B, bj * B) for bi, bj in chunk], dtype=np.int64)
             kids = self.refiner.refine(crops, level, origins, self.seed)
+            if hasattr(self.anchor, "constrain"):  # real land/water (earth): pure and idempotent
+                kids = self.anchor.constrain(kids, level, origins)
             for (bi, bj), kid in zip(chunk, kids, strict=True):
                 self._store(have, (level, bi, bj), kid)
         return have
