@@ -102,9 +102,16 @@ class PlaneAnchor:
 
     def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """rows (H,) int64, cols (W,) int64 anchor-level global samples -> (4, H, W) float32."""
-        cfg, s = self.cfg, self.seed
         y = np.asarray(rows, dtype=np.int64).astype(np.float64)[:, None] * np.ones((1, len(cols)))
         x = np.ones((len(rows), 1)) * np.asarray(cols, dtype=np.int64).astype(np.float64)[None, :]
+        f = self._fields(x, y)
+        rgb = _albedo(f["height"], f["moist"], f["hills"], self.cfg.snowline_m)
+        return np.concatenate([f["height"][None], rgb], axis=0).astype(np.float32)
+
+    def _fields(self, x: np.ndarray, y: np.ndarray) -> dict:
+        """Continent fields at anchor-sample positions x (east), y (south), float64 (H, W):
+        height m, coast (> 0 on land), moisture [0, 1], hills [-1, 1], warped x, y."""
+        cfg, s = self.cfg, self.seed
         wx = x + cfg.warp_amount * _fbm(s, 10, x, y, cfg.warp_wavelength, 3)
         wy = y + cfg.warp_amount * _fbm(s, 20, x, y, cfg.warp_wavelength, 3)
         cont = _fbm(s, 30, wx, wy, cfg.continent_wavelength, cfg.continent_octaves, 0.5)
@@ -122,10 +129,40 @@ class PlaneAnchor:
             0.08, 0.6, -coast) * (cfg.ocean_depth_m - cfg.shelf_depth_m - 300.0)
         sea = -5.0 - depth * (1.0 + 0.15 * hills)
         height = np.where(coast > 0.0, land, sea)
-
         moist = _fbm(s, 70, wx, wy, cfg.moisture_wavelength, 4) * 0.5 + 0.5
-        rgb = _albedo(height, moist, hills, cfg.snowline_m)
-        return np.concatenate([height[None], rgb], axis=0).astype(np.float32)
+        return {"height": height, "coast": coast, "moist": moist, "hills": hills, "wx": wx, "wy": wy}
+
+    def context(self, level: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The context channels of :mod:`generator.anchors.context` at level-``level`` global samples
+        rows (H,), cols (W,) int64 -> (15, H, W) float32, synthesised from the continent fields
+        read at the samples' exact positions (so the value at a point is the same at every level).
+
+        A latitude-like temperature (a 25,000 km noise, minus 6.5 K/km-style lapse) and the
+        moisture field pick the Koppen group (E cold or high, B dry, A hot and wet, D cool, else C)
+        and the land cover; NDVI follows moisture and warmth; all zero / -0.2 over the sea."""
+        from generator.anchors.context import CHANNELS, COVER_GROUPS, NDVI_NONE, one_hot
+        from runtime.tiles import ANCHOR_LEVEL
+
+        scale = 2.0 ** (ANCHOR_LEVEL - level)  # anchor samples per level-L sample
+        y = np.asarray(rows, dtype=np.int64).astype(np.float64)[:, None] * scale * np.ones((1, len(cols)))
+        x = np.ones((len(rows), 1)) * np.asarray(cols, dtype=np.int64).astype(np.float64)[None, :] * scale
+        f = self._fields(x, y)
+        h, moist, land = f["height"], f["moist"], f["coast"] > 0.0
+        warm = 0.5 + 0.5 * _fbm(self.seed, 80, f["wx"], f["wy"], 2500.0, 3) - np.clip(h, 0.0, None) / 6000.0
+        climate = np.select([warm < 0.12, moist < 0.4, (warm > 0.55) & (moist > 0.45), warm < 0.32],
+                            [4, 1, 0, 3], default=2)
+        cover = np.select([(warm < 0.08) | (h > self.cfg.snowline_m), moist < 0.25, (h < 40.0) & (moist > 0.8),
+                           moist < 0.5, (moist < 0.62) & (h < 900.0)],
+                          [COVER_GROUPS.index(c) for c in ("snow_ice", "barren", "wetland", "shrub_grass", "crop")],
+                          default=COVER_GROUPS.index("forest"))
+        ndvi_max = np.clip(0.05 + 0.9 * moist * np.clip(warm + 0.3, 0.0, 1.0), -0.2, 0.95)
+        out = np.empty((len(CHANNELS),) + h.shape, dtype=np.float32)
+        out[0] = land
+        out[1:6] = one_hot(np.where(land, climate, -1), 5)
+        out[6:13] = one_hot(np.where(land, cover, -1), len(COVER_GROUPS))
+        out[13] = np.where(land, ndvi_max, NDVI_NONE)
+        out[14] = np.where(land, ndvi_max * (0.35 + 0.4 * moist), NDVI_NONE)
+        return out
 
 
 _DEEP = np.array([0.02, 0.05, 0.16])
