@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     e.add_argument("--out-dir", type=Path, default=Path("eval_out"), help="where the PNG figure goes")
     e.add_argument("--levels", type=int, default=2, help="decimate by 2^levels and refine back")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--earth", action="store_true",
+                   help="also the earth world against located DEMs, GLOBE, summits and inland cities")
     e.set_defaults(func=cmd_eval)
 
 
@@ -77,7 +79,7 @@ def cmd_eval(args) -> int:
 
     if args.levels < 1 or args.levels > 4:
         return _fail(f"--levels must be in [1, 4], got {args.levels}")
-    run(args.data, args.out_dir, levels=args.levels, seed=args.seed, as_json=args.json)
+    run(args.data, args.out_dir, levels=args.levels, seed=args.seed, as_json=args.json, earth=args.earth)
     return 0
 
 
