@@ -35,13 +35,19 @@ def encode_height(height: np.ndarray) -> np.ndarray:
     return codes.astype(np.int16)
 
 
-def decode_height(codes: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`encode_height`: (R, C) int16 codes -> (R, C) int64 metres (exact integers)."""
-    by_col = np.ascontiguousarray(codes.T, dtype=np.int64)  # (C, R): each step reads one contiguous row
-    out = np.empty_like(by_col)
-    prev = np.zeros(codes.shape[0], dtype=np.int64)
+def decode_height(codes: np.ndarray, dtype=np.int32) -> np.ndarray:
+    """Inverse of :func:`encode_height`: (R, C) int16 codes -> (R, C) ``dtype`` metres (exact integers).
+
+    Rows are independent (each is predicted along itself), so they are decoded in strips:
+    the working memory stays ~20 MB even for the 25 M-node GLOBE grid."""
+    out = np.empty(codes.shape, dtype=dtype)
     fine, coarse = np.int64(FINE_STEP_M), np.int64(COARSE_STEP_M)
-    for j in range(by_col.shape[0]):
-        prev = prev + by_col[j] * np.where(prev > DEEP_M, fine, coarse)
-        out[j] = prev
-    return out.T
+    for r0 in range(0, codes.shape[0], 512):
+        by_col = np.ascontiguousarray(codes[r0 : r0 + 512].T, dtype=np.int64)  # (C, r): contiguous steps
+        rec = np.empty_like(by_col)
+        prev = np.zeros(by_col.shape[1], dtype=np.int64)
+        for j in range(by_col.shape[0]):
+            prev = prev + by_col[j] * np.where(prev > DEEP_M, fine, coarse)
+            rec[j] = prev
+        out[r0 : r0 + 512] = rec.T
+    return out

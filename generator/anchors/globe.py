@@ -26,7 +26,6 @@ spot's height), in exchange for levels 6 and finer being exactly GLOBE.
 
 from __future__ import annotations
 
-import io
 import lzma
 from pathlib import Path
 
@@ -39,6 +38,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 GLOBE_FILE = "earth_globe_l6.xz"
 GLOBE_LEVEL = 6
 RAMP_DEG = 1.0
+_HEADER_BYTES = 64
 
 
 class GlobeField:
@@ -61,8 +61,13 @@ class GlobeField:
 
     @classmethod
     def load_bytes(cls, data: bytes) -> "GlobeField":
-        d = np.load(io.BytesIO(lzma.decompress(data)))
-        return cls(decode_height(d["codes"]), int(d["row0"]), int(d["col0"]), tuple(d["box"]))
+        """Asset layout (after LZMA): int64 row0, col0, rows, cols; float64 lat0, lat1, lon0, lon1;
+        then rows x cols int16 DPCM codes (read in place: no copy of the 50 MB grid)."""
+        raw = lzma.decompress(data)
+        row0, col0, rows, cols = np.frombuffer(raw, dtype=np.int64, count=4)
+        box = tuple(float(v) for v in np.frombuffer(raw, dtype=np.float64, count=4, offset=32))
+        codes = np.frombuffer(raw, dtype=np.int16, offset=_HEADER_BYTES).reshape(int(rows), int(cols))
+        return cls(decode_height(codes, np.int16), int(row0), int(col0), box)
 
     def overlaps(self, lat_a: float, lat_b: float, lon_a: float, lon_b: float) -> bool:
         """Whether the box (degrees) meets the part of the tile where the weight is > 0."""
@@ -103,7 +108,7 @@ def build(globe_path: Path) -> bytes:
     smooth = ndimage.gaussian_filter(elev, 0.5 * d / step, mode="nearest")
     fi, fj = np.meshgrid((lat_top - lat) / step - 0.5, (lon - lon_left) / step - 0.5, indexing="ij")
     nodes = ndimage.map_coordinates(smooth, [fi, fj], order=1, mode="nearest")
-    buf = io.BytesIO()
-    np.savez(buf, codes=encode_height(np.round(nodes).astype(np.int64)), row0=np.int64(r0), col0=np.int64(c0),
-             box=np.array([lat_bot, lat_top, lon_left, lon_right]))
-    return lzma.compress(buf.getvalue(), preset=6)
+    codes = encode_height(np.round(nodes).astype(np.int64))
+    header = np.array([r0, c0, *codes.shape], dtype=np.int64).tobytes() + np.array(
+        [lat_bot, lat_top, lon_left, lon_right], dtype=np.float64).tobytes()
+    return lzma.compress(header + codes.tobytes(), preset=6)
