@@ -114,16 +114,18 @@ class EarthAnchor:
             rows = r0 + np.arange(h, dtype=np.int64)
             cols = np.mod(c0 + np.arange(w, dtype=np.int64), 2 * T << level)
             lat, lon = 90.0 - rows * d, -180.0 + cols * d
-            if self.globe is not None and level <= GLOBE_LEVEL and self.globe.overlaps(
+            masks = self.landwater.masks_grid(lat, lon)
+            if self.globe is not None and level <= GLOBE_LEVEL and masks[2].any() and self.globe.overlaps(
                     float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max())):
-                out[b, 0] = self._blend_globe(out[b, 0], level, rows, cols, lat, lon)
-            out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon)
+                out[b, 0] = self._blend_globe(out[b, 0], level, rows, cols, lat, lon, masks[2])
+            out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon, masks)
         return out
 
-    def _blend_globe(self, h: np.ndarray, level: int, rows, cols, lat, lon) -> np.ndarray:
-        """(H, W) heights with GLOBE blended into the odd samples (even ones are the parent's)."""
-        la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
-        wgt = _globe_weight(self.globe, self.landwater, la, lo)
+    def _blend_globe(self, h: np.ndarray, level: int, rows, cols, lat, lon, free: np.ndarray) -> np.ndarray:
+        """(H, W) heights with GLOBE blended into the odd samples (even ones are the parent's);
+        free (H, W): land outside depressions (GLOBE reads 0 m at sea and below sea level)."""
+        cov = self.globe.coverage_weight(lat[:, None], lon[None, :])
+        wgt = np.where(free, cov, np.float32(0))
         new = ((rows[:, None] & 1) == 1) | ((cols[None, :] & 1) == 1)
         g = self.globe.value(level, rows, cols)
         return np.where(new & (wgt > 0), wgt * g + (np.float32(1) - wgt) * h, h).astype(np.float32)

@@ -129,16 +129,30 @@ class LandWater:
         out = np.where(low, np.maximum(h, np.float32(LAND_FLOOR_M)), h)
         return np.where(land, out, np.minimum(h, np.float32(WATER_CEIL_M))).astype(np.float32)
 
-    def clamp_grid(self, height_m: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-        """:meth:`clamp` on a grid: height (H, W), lat (H,), lon (W,) degrees; fast where uniform."""
+    def masks_grid(self, lat: np.ndarray, lon: np.ndarray) -> tuple[int | None, np.ndarray, np.ndarray]:
+        """On a grid lat (H,), lon (W,): (uniform state or None, land (H, W) bool, land that must
+        stay >= 0 m, i.e. not a depression, (H, W) bool). Uniform boxes skip the per-point lookup."""
         st = self.uniform_state(float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))
+        shape = (lat.size, lon.size)
+        if st is not None:
+            full = np.full(shape, st == LAND)
+            return st, full, full
+        la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
+        land = self.land_fraction(la, lo) >= 0.5
+        return None, land, land & ~self.in_depression(la, lo)
+
+    def clamp_grid(self, height_m: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                   masks: tuple | None = None) -> np.ndarray:
+        """:meth:`clamp` on a grid: height (H, W), lat (H,), lon (W,) degrees (bit-identical to it);
+        ``masks`` = :meth:`masks_grid`'s result when the caller has it already."""
+        st, land, free = masks if masks is not None else self.masks_grid(lat, lon)
         h = np.asarray(height_m, dtype=np.float32)
         if st == LAND:
             return np.maximum(h, np.float32(LAND_FLOOR_M))
         if st == WATER:
             return np.minimum(h, np.float32(WATER_CEIL_M))
-        la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
-        return self.clamp(h, la, lo)
+        out = np.where(free, np.maximum(h, np.float32(LAND_FLOOR_M)), h)
+        return np.where(land, out, np.minimum(h, np.float32(WATER_CEIL_M))).astype(np.float32)
 
 
 # ---------------------------------------------------------------- one-off build
