@@ -47,7 +47,7 @@ from generator.anchors.globe import GLOBE_FILE, GLOBE_LEVEL, GlobeField
 from generator.anchors.globe import build as globe_build
 from generator.anchors.landwater import LANDWATER_FILE, LandWater
 from generator.anchors.landwater import build as landwater_build
-from generator.anchors.registration import OFFSET_FILE, load_offset_table, offset_arcmin, sample_etopo5
+from generator.anchors.registration import load_offset_table, offset_arcmin, sample_etopo5
 from generator.paths import default_data_dir
 from runtime.tiles import ANCHOR_LEVEL, T, spacing_deg
 
@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m generator.anchors.earth", description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=["build"])
     ap.add_argument("--data", type=Path, default=default_data_dir() / "global",
-                    help="folder with etopo5.npz, bluemarble.jpg, landmask_30s.npz (the offset field is read from assets/)")
+                    help="folder with etopo5.npz, bluemarble.jpg, landmask_30s.npz, globe30s_g10g_west.npz "
+                         "(the offset field is read from assets/)")
     ap.add_argument("--out", type=Path, default=ASSETS)
     a = ap.parse_args(argv)
     for p in write_assets(*build_grid(a.data), a.out):

@@ -137,7 +137,8 @@ def measure_boxes(z: np.ndarray, frac: np.ndarray) -> list[dict]:
             w = np.clip(score - (best - 0.01), 0.0, None)
             dy = float((w.sum(axis=1) * shifts).sum() / w.sum())
             dx = float((w.sum(axis=0) * shifts).sum() / w.sum())
-            out.append({"kind": "coast", "lat": float(90.0 - (bi + per / 2) / 30.0), "lon": float(-180.0 + (bj + per / 2) / 30.0),
+            out.append({"kind": "coast", "lat": float(90.0 - (bi + per / 2) / 30.0),
+                        "lon": float(-180.0 + (bj + per / 2) / 30.0),
                         "dlat": dy, "dlon": dx, "n": int(ii.size), "score0": float(s0), "score": float(best)})
     return out
 
