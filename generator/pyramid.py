@@ -46,8 +46,8 @@ class Anchor(Protocol):
         ...
 
     # Optional: ``constrain(fields (B, C, H, W), level, origins (B, 2)) -> fields`` applied to
-    # every refined block (the earth's land/water rule). It must be a pure, idempotent function
-    # of location so that even samples stay exact copies of the parent's.
+    # every refined block (the earth's GLOBE blend and land/water rule). It must be a pure
+    # function of location that leaves even samples obeying it unchanged (exact nesting).
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ class Pyramid:
                               for bi, bj in chunk])
             origins = np.array([(bi * B, bj * B) for bi, bj in chunk], dtype=np.int64)
             kids = self.refiner.refine(crops, level, origins, self.seed)
-            if hasattr(self.anchor, "constrain"):  # real land/water (earth): pure and idempotent
+            if hasattr(self.anchor, "constrain"):  # real data (earth): pure, keeps even samples
                 kids = self.anchor.constrain(kids, level, origins)
             for (bi, bj), kid in zip(chunk, kids, strict=True):
                 self._store(have, (level, bi, bj), kid)

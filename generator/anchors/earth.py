@@ -102,9 +102,9 @@ class EarthAnchor:
         (B, 2) int64 global (row, col) of each [0, 0] (even) -> same shape, height changed only.
 
         At levels 4-6, GLOBE is blended into the new (odd) samples (:mod:`generator.anchors.globe`);
-        then the land/water rule clamps every sample. Both are pure functions of location and the
-        clamp is idempotent, so even samples (the parent's, already constrained) never change:
-        nesting stays exact."""
+        then the land/water rule clamps every sample. Both are pure functions of location, the
+        blend writes only odd samples and the clamp is idempotent, so even samples (the parent's,
+        already constrained) never change: nesting stays exact."""
         if self.landwater is None:
             return fields
         d = spacing_deg(level)

@@ -153,3 +153,23 @@ def test_plane_context_has_the_same_channels_and_follows_the_coast():
     np.testing.assert_array_equal(ctx[1:6].sum(axis=0), land.astype(np.float32))  # one climate on land
     assert min(ctx[k][land].mean() for k in range(1, 6)) > 0.03  # every climate occurs
     np.testing.assert_array_equal(a.context(5, rows * 4, cols * 4), ctx)  # a point's value at every level
+
+
+def test_constrain_is_idempotent_and_keeps_even_samples(earth):
+    """The pyramid hook's contract: even samples of a refined block that already obey the rule
+    (as parents do) are left bit for bit; the clamp is idempotent (the GLOBE blend touches only
+    odd samples, and at full weight, as here, it is idempotent too)."""
+    a = earth.anchor
+    rng = np.random.default_rng(3)
+    level = 5  # GLOBE blend and clamp both active (Adriatic coast)
+    d = spacing_deg(level)
+    r0, c0 = int((90 - 45.5) / d) // 2 * 2, int((180 + 13.0) / d) // 2 * 2
+    fields = rng.normal(0.0, 300.0, size=(2, 4, 65, 65)).astype(np.float32)
+    origins = np.array([[r0, c0], [r0 + 64, c0 + 64]], dtype=np.int64)
+    once = a.constrain(fields, level, origins)
+    np.testing.assert_array_equal(a.constrain(once, level, origins), once)
+    kept = fields.copy()
+    kept[:, :, ::2, ::2] = once[:, :, ::2, ::2]
+    np.testing.assert_array_equal(a.constrain(kept, level, origins)[:, :, ::2, ::2], once[:, :, ::2, ::2])
+    assert (once[:, 0] != fields[:, 0]).mean() > 0.3  # both rules did something here
+    np.testing.assert_array_equal(once[:, 1:], fields[:, 1:])  # colour untouched
