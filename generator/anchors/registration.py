@@ -3,23 +3,23 @@
 ETOPO5 does not line up with modern data (``../shared/data/README.md``): it
 matches best when sampled some arc-minutes north and west of the requested
 point, by an amount that changes from region to region. This module measures
-that offset against the GLOBE-derived 30" land mask, box by box, and blends
-the boxes into a smooth field:
+that offset against real relief and blends the measurements into a smooth field:
 
-1. The mask is reduced to a 2' land fraction; "coastal" cells are the 2' cells
-   within 4' of a land/water transition.
-2. In every 15 deg x 15 deg box with enough coastal cells, ETOPO5 (bilinear,
-   node-registered) is sampled at the coastal cell centres shifted by
-   (dlat, dlon) over a 1' search grid of +-10'; the score of a shift is the
-   share of coastal cells where ``ETOPO5 > 0`` agrees with ``land fraction >=
-   0.5``. The box's offset is the score-weighted centroid of the shifts within
-   1 point of the best score (sub-arc-minute), its weight the number of coastal
-   cells times the score gain over zero shift. Boxes whose optimum lies on the
-   search edge (estuaries such as the Amazon's, ice shelves) are left out.
-3. The field at any point is the weighted mean of the box offsets under a
-   spherical Gaussian kernel of 12 deg (plus a weak global prior at the overall
-   weighted median, so boxes far from any coast fall back to it), tabulated on a
-   5 deg grid (37 x 73 nodes, pole to pole, 180 W .. 180 E) and read bilinearly.
+1. **GLOBE boxes**: in every 5 deg box of the GLOBE 30" tile (0-50 N, 0-60 E)
+   with enough land and relief, GLOBE 5' block means are compared with ETOPO5
+   (bilinear, node-registered) sampled at shifted points: a 2' search over
+   +-16', then 0.5' steps around the best; the offset is the centroid of the
+   shifts within 2 % of the best RMSE (:func:`_best_shift`).
+2. **Located DEMs**: each DEM of ``../shared/data/dem`` smoothed to ETOPO5's
+   scale and read every 2 km at its pixels' lon/lat, same search.
+3. **Coasts** (diagnostic, weight 0): in 15 deg boxes, the share of coastal 2'
+   cells where ``ETOPO5 > 0`` agrees with the 30" land mask over a 1' grid of
+   +-10'. Coasts consistently want about half the relief's shift, so they are
+   kept out of the field; the anchor's coasts come from the mask anyway.
+4. The field at any point is the weighted mean of the relief offsets under a
+   spherical Gaussian kernel of 12 deg (weight = RMSE gain x size), plus a weak
+   prior at their weighted median where no reference is near, tabulated on a
+   5 deg grid (37 x 73 nodes, pole to pole, 180 W .. 180 E), read bilinearly.
 
 The table lives in ``assets/etopo5_offset.json`` (a few kB); the anchor build
 (:mod:`generator.anchors.earth`) samples ETOPO5 at ``(lat + dlat, lon + dlon)``.
@@ -177,6 +177,41 @@ def measure_elevation_boxes(z: np.ndarray, globe_path: Path, mask_path: Path, bo
     return out
 
 
+def measure_dem_points(z: np.ndarray, dem_dir: Path, step_m: float = 2000.0) -> list[dict]:
+    """Best RMSE shift per located DEM (``../shared/data/dem``): the DEM smoothed to ETOPO5's
+    scale (Gaussian of half its 9.26 km spacing), read every ``step_m`` at its pixel positions
+    (lat/lon from :mod:`generator.anchors.geodesy`), land only; DEMs with < 250 points skipped."""
+    from scipy import ndimage
+
+    from generator.anchors.geodesy import dem_to_lonlat
+
+    out = []
+    for path in sorted(Path(dem_dir).glob("*.npz")):
+        with np.load(path) as d:
+            to_ll = dem_to_lonlat(str(d["crs"]))
+            if to_ll is None:  # bedmap: polar stereographic bed under the ice
+                continue
+            px, e = float(d["pixel_m"]), d["elev"].astype(np.float64)
+            x0, dx, y0, dy = (float(v) for v in d["transform"])
+        ok = np.isfinite(e)
+        sig = 0.5 * 9260.0 / px
+        num = ndimage.gaussian_filter(np.where(ok, e, 0.0), sig)
+        den = ndimage.gaussian_filter(ok.astype(np.float64), sig)
+        step = max(1, int(step_m / px))
+        ii, jj = np.mgrid[0 : e.shape[0] : step, 0 : e.shape[1] : step]
+        ref = np.where(den[ii, jj] > 0.99, num[ii, jj] / np.maximum(den[ii, jj], 1e-9), np.nan)
+        keep = np.isfinite(ref) & (ref > 0.0)
+        if keep.sum() < 250:
+            continue
+        lat, lon = to_ll(x0 + (jj[keep] + 0.5) * dx, y0 + (ii[keep] + 0.5) * dy)
+        best = _best_shift(z, lat, lon, ref[keep])
+        if best.pop("edge"):
+            continue
+        out.append(best | {"lat": float(np.mean(lat)), "lon": float(np.mean(lon)), "n": int(keep.sum()),
+                           "kind": "dem", "name": path.stem})
+    return out
+
+
 def _best_shift(z, lat, lon, ref, shifts=None) -> dict:
     """RMSE of ETOPO5 against ``ref`` at (lat, lon): a 2' search over +-16', then 0.5' steps
     within 2' of the best; the offset is the centroid of the fine shifts within 2 % of the best."""
@@ -201,6 +236,7 @@ def _best_shift(z, lat, lon, ref, shifts=None) -> dict:
 
 def blend(boxes: list[dict], lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Kernel-weighted (spherical Gaussian, KERNEL_DEG) box offsets at points, with a weak global prior."""
+    boxes = [b for b in boxes if weight(b) > 0]
     b_lat = np.radians([b["lat"] for b in boxes])
     b_lon = np.radians([b["lon"] for b in boxes])
     wb = np.array([weight(b) for b in boxes]) + 1e-9
@@ -218,12 +254,14 @@ def blend(boxes: list[dict], lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarr
 
 
 def weight(box: dict) -> float:
-    """Blending weight: how much the shift helped there. A 5 deg GLOBE box whose RMSE falls by
-    20 % weighs 1; a coastal box (2,500 cells) whose agreement rises by 5 points weighs 0.5:
-    elevation registers the relief itself, coasts only the sign of a 9 km smoothed field."""
-    if box.get("kind") == "globe":
+    """Blending weight: how much the shift helped there, for relief references only (a GLOBE box
+    or DEM of >= 3,600 points whose RMSE falls by 20 % weighs 1). Coastal boxes weigh 0: the
+    coasts of a 9 km smoothed field want about half the relief's shift everywhere the two were
+    compared (ETOPO5's coasts and land relief came from different sources), the anchor's coasts
+    come from the 30" mask anyway, and what users see is the relief."""
+    if box.get("kind") in ("globe", "dem"):
         return max(box["gain"], 0.0) / 0.2 * min(box["n"] / 3600.0, 1.0)
-    return 0.5 * box["n"] / 2500.0 * max(box["score"] - box["score0"], 0.0) / 0.05
+    return 0.0
 
 
 def _weighted_median(v: np.ndarray, w: np.ndarray) -> float:
@@ -237,12 +275,14 @@ def measure(data_dir: Path) -> dict:
     z = np.load(Path(data_dir) / "etopo5.npz")["elev"].astype(np.float32)
     frac = land_fraction_2min(Path(data_dir) / "landmask_30s.npz")
     boxes = measure_boxes(z, frac) + measure_elevation_boxes(
-        z, Path(data_dir) / "globe30s_g10g_west.npz", Path(data_dir) / "landmask_30s.npz")
+        z, Path(data_dir) / "globe30s_g10g_west.npz", Path(data_dir) / "landmask_30s.npz") + measure_dem_points(
+        z, Path(data_dir).parent / "dem")
     lat = 90.0 - TABLE_STEP_DEG * np.arange(int(180 / TABLE_STEP_DEG) + 1)
     lon = -180.0 + TABLE_STEP_DEG * np.arange(int(360 / TABLE_STEP_DEG) + 1)
     fy, fx = blend(boxes, lat[:, None] * np.ones_like(lon), np.ones_like(lat)[:, None] * lon)
     return {"step_deg": TABLE_STEP_DEG, "units": "arc-minutes; sample ETOPO5 at (lat + dlat/60, lon + dlon/60)",
-            "method": "coastal agreement with the 30\" land mask per 15 deg box, Gaussian-blended (12 deg)",
+            "method": "RMSE against GLOBE 5 deg boxes and the located DEMs, Gaussian-blended (12 deg); coastal "
+                      "boxes measured as a diagnostic (weight 0)",
             "dlat_arcmin": np.round(fy, 2).tolist(), "dlon_arcmin": np.round(fx, 2).tolist(),
             "boxes": boxes}
 
@@ -262,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     a.out.write_text(json.dumps(doc, separators=(",", ":")))
     b = [x for x in doc["boxes"] if x["kind"] == "coast"]
     e = [x for x in doc["boxes"] if x["kind"] == "globe"]
+    for x in doc["boxes"]:
+        if x["kind"] == "dem":
+            print(f"DEM {x['name']:22s} n {x['n']:6d}: ({x['dlat']:+.1f}', {x['dlon']:+.1f}') "
+                  f"RMSE {x['rmse0']:.0f} -> {x['rmse']:.0f} m")
     w = np.array([x["n"] for x in b])
     print(f"{len(e)} GLOBE boxes: RMSE {np.mean([x['rmse0'] for x in e]):.1f} m at zero shift -> "
           f"{np.mean([x['rmse'] for x in e]):.1f} m at each box's best")

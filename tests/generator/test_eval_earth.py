@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from generator.eval.earth import agreement, dem_to_lonlat
+from generator.anchors.geodesy import dem_to_lonlat
+from generator.eval.earth import agreement
 
 
 def test_projected_dem_centres_land_where_the_data_says():
