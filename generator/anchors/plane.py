@@ -134,18 +134,36 @@ class PlaneAnchor:
 
     def context(self, level: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """The context channels of :mod:`generator.anchors.context` at level-``level`` global samples
-        rows (H,), cols (W,) int64 -> (15, H, W) float32, synthesised from the continent fields
-        read at the samples' exact positions (so the value at a point is the same at every level).
-
-        A latitude-like temperature (a 25,000 km noise, minus 6.5 K/km-style lapse) and the
-        moisture field pick the Koppen group (E cold or high, B dry, A hot and wet, D cool, else C)
-        and the land cover; NDVI follows moisture and warmth; all zero / -0.2 over the sea."""
-        from generator.anchors.context import CHANNELS, COVER_GROUPS, NDVI_NONE, one_hot
+        rows (H,), cols (W,) int64 -> (15, H, W) float32. Anchor nodes get :meth:`node_context`;
+        points between them (levels > 3) the bilinear mix of the four nodes around them, so the
+        value at a point is the same at every level and a 65 x 65 block costs the few nodes under it
+        (one-hot channels become fractions between nodes, like the earth's land fraction)."""
         from runtime.tiles import ANCHOR_LEVEL
 
-        scale = 2.0 ** (ANCHOR_LEVEL - level)  # anchor samples per level-L sample
-        y = np.asarray(rows, dtype=np.int64).astype(np.float64)[:, None] * scale * np.ones((1, len(cols)))
-        x = np.ones((len(rows), 1)) * np.asarray(cols, dtype=np.int64).astype(np.float64)[None, :] * scale
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        k = level - ANCHOR_LEVEL
+        if k <= 0:
+            return self.node_context(rows << -k, cols << -k)
+        r0, c0 = rows >> k, cols >> k  # floor division, negative coordinates included
+        nr, nc = np.union1d(r0, r0 + 1), np.union1d(c0, c0 + 1)  # only the nodes around the samples
+        nodes = self.node_context(nr, nc)  # (15, h, w)
+        tr = ((rows - (r0 << k)) / float(1 << k)).astype(np.float32)[:, None]
+        tc = ((cols - (c0 << k)) / float(1 << k)).astype(np.float32)[None, :]
+        i, j = np.searchsorted(nr, r0)[:, None], np.searchsorted(nc, c0)[None, :]
+        one = np.float32(1)
+        return ((nodes[:, i, j] * (one - tc) + nodes[:, i, j + 1] * tc) * (one - tr)
+                + (nodes[:, i + 1, j] * (one - tc) + nodes[:, i + 1, j + 1] * tc) * tr).astype(np.float32)
+
+    def node_context(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Context at anchor nodes rows (H,), cols (W,) int64 -> (15, H, W) float32, synthesised
+        from the continent fields: a latitude-like temperature (a 25,000 km noise minus a lapse
+        with height) and the moisture field pick the Koppen group (E cold, B dry, A hot and wet,
+        D cool, else C) and the land cover; NDVI follows moisture and warmth; 0 / -0.2 at sea."""
+        from generator.anchors.context import CHANNELS, COVER_GROUPS, NDVI_NONE, one_hot
+
+        y = np.asarray(rows, dtype=np.int64).astype(np.float64)[:, None] * np.ones((1, len(cols)))
+        x = np.ones((len(rows), 1)) * np.asarray(cols, dtype=np.int64).astype(np.float64)[None, :]
         f = self._fields(x, y)
         h, moist, land = f["height"], f["moist"], f["coast"] > 0.0
         warm = 0.5 + 0.5 * _fbm(self.seed, 80, f["wx"], f["wy"], 2500.0, 3) - np.clip(h, 0.0, None) / 6000.0

@@ -153,6 +153,11 @@ def test_plane_context_has_the_same_channels_and_follows_the_coast():
     np.testing.assert_array_equal(ctx[1:6].sum(axis=0), land.astype(np.float32))  # one climate on land
     assert min(ctx[k][land].mean() for k in range(1, 6)) > 0.03  # every climate occurs
     np.testing.assert_array_equal(a.context(5, rows * 4, cols * 4), ctx)  # a point's value at every level
+    fine = a.context(6, np.arange(-40, 25), np.arange(300, 365))  # between nodes: fractions
+    np.testing.assert_array_equal(a.context(8, np.arange(-160, 100, 4), np.arange(1200, 1460, 4)), fine)
+    np.testing.assert_array_equal(fine[:, ::8, ::8], a.context(3, np.arange(-5, 4), np.arange(37, 46)))
+    assert ((fine >= -0.2) & (fine <= 1.0)).all()
+    np.testing.assert_allclose(fine[1:6].sum(axis=0), fine[0], atol=1e-6)  # climate shares = land share
 
 
 def test_constrain_is_idempotent_and_keeps_even_samples(earth):
