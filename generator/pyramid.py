@@ -46,6 +46,10 @@ class Anchor(Protocol):
         """rows (H,), cols (W,) int64 anchor-level global samples -> (C, H, W) float32."""
         ...
 
+    # Optional: ``constrain(fields (B, C, H, W), level, origins (B, 2)) -> fields`` applied to
+    # every refined block (the earth's GLOBE blend and land/water rule). It must be a pure
+    # function of location that leaves even samples obeying it unchanged (exact nesting).
+
 
 @dataclass(frozen=True)
 class TileFields:
@@ -188,6 +192,8 @@ class Pyramid:
                               for bi, bj in chunk])
             origins = np.array([(bi * B, bj * B) for bi, bj in chunk], dtype=np.int64)
             kids = self.refiner.refine(crops, level, origins, self.seed)
+            if hasattr(self.anchor, "constrain"):  # real data (earth): pure, keeps even samples
+                kids = self.anchor.constrain(kids, level, origins)
             for (bi, bj), kid in zip(chunk, kids, strict=True):
                 self._store(have, (level, bi, bj), kid)
         return have

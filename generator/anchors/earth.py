@@ -11,15 +11,23 @@ about 9.8 km) is resampled once from ``../shared/data/global`` and shipped in
   i.e. the coastline, is kept exactly), then LZMA;
 - ``earth_rgb_l3.jpg``: the same grid's Blue Marble colour (sRGB / 255), JPEG.
 
-Resampling (:func:`build_assets`): ETOPO5 is node-registered at 5' and is
-sampled bilinearly at the level-3 nodes with longitude wrapped; Blue Marble is
-pixel-registered at 4', blurred with a Gaussian of 0.5 px (anti-alias for the
-4' -> 5.27' step) and sampled bilinearly at the nodes; the 30" land/water mask
-is averaged to a land fraction at the same nodes and used to fix the sign of
-the relief along coasts (land > 0 m, sea < 0 m where ETOPO5's smoothed coast
-disagrees; lakes count as land in the mask, so sub-sea-level land keeps its
-relief unless it is within 50 m of sea level). Both poles are single points:
-their rows are made constant.
+- ``etopo5_offset.json``: ETOPO5's measured registration offset field
+  (:mod:`generator.anchors.registration`);
+- ``earth_landwater.npz``: the 30" land/water mask and depression flags
+  (:mod:`generator.anchors.landwater`), used at run time by :meth:`EarthAnchor.constrain`;
+- ``earth_globe_l6.xz``: GLOBE 30" on the level-6 grid where it covers
+  (0..50 N, 0..60 E; :mod:`generator.anchors.globe`), blended into the level-3
+  nodes here and into the new samples of levels 4-6 by :meth:`EarthAnchor.constrain`.
+
+Resampling (:func:`build_grid`): ETOPO5 is node-registered at 5' and is
+sampled bilinearly at the level-3 nodes moved by the offset field (longitude
+wrapped); Blue Marble is pixel-registered at 4', blurred with a Gaussian of
+0.5 px (anti-alias for the 4' -> 5.27' step) and sampled bilinearly at the
+nodes (it needs no offset: it agrees with the mask at zero shift); then GLOBE is
+blended in where it covers (:mod:`generator.anchors.globe`), and the
+land/water rule (:func:`generator.anchors.landwater.LandWater.clamp`) is applied
+at the nodes, the same rule the pyramid applies to every refined level. Both
+poles are single points: their rows are made constant.
 
 Sampling beyond a pole (only ever used as refinement context) reflects across
 it onto the other side of the globe: row -k, col c -> row k, col c + 2048.
@@ -34,9 +42,15 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.anchors.codec import decode_height, encode_height
+from generator.anchors.globe import GLOBE_FILE, GLOBE_LEVEL, GlobeField
+from generator.anchors.globe import build as globe_build
+from generator.anchors.landwater import LANDWATER_FILE, LandWater
+from generator.anchors.landwater import build as landwater_build
+from generator.anchors.registration import load_offset_table, offset_arcmin, sample_etopo5
 from generator.paths import default_data_dir
 from runtime.grids import bilinear
-from runtime.tiles import ANCHOR_LEVEL, T
+from runtime.tiles import ANCHOR_LEVEL, T, spacing_deg
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 HEIGHT_FILE = "earth_height_l3.xz"
@@ -51,8 +65,11 @@ class EarthAnchor:
 
     channels = 4
 
-    def __init__(self, height_m: np.ndarray, rgb8: np.ndarray, digest: str):
-        """height_m (ROWS, COLS) metres, rgb8 (ROWS, COLS, 3) uint8 sRGB, digest of the source bytes."""
+    def __init__(self, height_m: np.ndarray, rgb8: np.ndarray, digest: str, landwater: LandWater | None = None,
+                 globe: GlobeField | None = None):
+        """height_m (ROWS, COLS) metres, rgb8 (ROWS, COLS, 3) uint8 sRGB, digest of the source bytes,
+        landwater the run-time land/water rule and globe the real 1 km relief blended into levels
+        4-6 (None: refined levels are left as the refiner made them)."""
         if height_m.shape != (ROWS, COLS) or rgb8.shape != (ROWS, COLS, 3) or rgb8.dtype != np.uint8:
             raise ValueError(f"earth grid must be ({ROWS}, {COLS}) heights and ({ROWS}, {COLS}, 3) uint8 "
                              f"colour, got {height_m.shape} and {rgb8.shape} {rgb8.dtype}")
@@ -63,20 +80,56 @@ class EarthAnchor:
         for a in (self.height_m, self.rgb8, self.pole_rgb):
             a.setflags(write=False)
         self.digest = digest
+        self.landwater = landwater
+        self.globe = globe
 
     @classmethod
     def load(cls, assets: Path = ASSETS) -> "EarthAnchor":
-        hp, cp = Path(assets) / HEIGHT_FILE, Path(assets) / RGB_FILE
-        if not hp.exists() or not cp.exists():
-            raise FileNotFoundError(f"earth anchor assets missing: expected {hp} and {cp}; "
+        paths = [Path(assets) / f for f in (HEIGHT_FILE, RGB_FILE, LANDWATER_FILE, GLOBE_FILE)]
+        if not all(p.exists() for p in paths):
+            raise FileNotFoundError(f"earth anchor assets missing: expected {[str(p) for p in paths]}; "
                                     "build them with `python -m generator.anchors.earth build`")
-        hb, cb = hp.read_bytes(), cp.read_bytes()
+        hb, cb, lb, gb = (p.read_bytes() for p in paths)
         codes = np.load(io.BytesIO(lzma.decompress(hb)))
         height = decode_height(codes).astype(np.float32)
         from PIL import Image
 
         rgb8 = np.asarray(Image.open(io.BytesIO(cb)).convert("RGB"), dtype=np.uint8)
-        return cls(height, rgb8, hashlib.sha256(hb + cb).hexdigest())
+        return cls(height, rgb8, hashlib.sha256(hb + cb + lb + gb).hexdigest(), LandWater.load_bytes(lb),
+                   GlobeField.load_bytes(gb))
+
+    def constrain(self, fields: np.ndarray, level: int, origins: np.ndarray) -> np.ndarray:
+        """Real data on refined blocks: fields (B, C, H, W) float32 of level ``level``, origins
+        (B, 2) int64 global (row, col) of each [0, 0] (even) -> same shape, height changed only.
+
+        At levels 4-6, GLOBE is blended into the new (odd) samples (:mod:`generator.anchors.globe`);
+        then the land/water rule clamps every sample. Both are pure functions of location, the
+        blend writes only odd samples and the clamp is idempotent, so even samples (the parent's,
+        already constrained) never change: nesting stays exact."""
+        if self.landwater is None:
+            return fields
+        d = spacing_deg(level)
+        out = np.array(fields, dtype=np.float32, copy=True)
+        _, _, h, w = out.shape
+        for b, (r0, c0) in enumerate(np.asarray(origins, dtype=np.int64)):
+            rows = r0 + np.arange(h, dtype=np.int64)
+            cols = np.mod(c0 + np.arange(w, dtype=np.int64), 2 * T << level)
+            lat, lon = 90.0 - rows * d, -180.0 + cols * d
+            masks = self.landwater.masks_grid(lat, lon)
+            if self.globe is not None and level <= GLOBE_LEVEL and masks[2].any() and self.globe.overlaps(
+                    float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max())):
+                out[b, 0] = self._blend_globe(out[b, 0], level, rows, cols, lat, lon, masks[2])
+            out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon, masks)
+        return out
+
+    def _blend_globe(self, h: np.ndarray, level: int, rows, cols, lat, lon, free: np.ndarray) -> np.ndarray:
+        """(H, W) heights with GLOBE blended into the odd samples (even ones are the parent's);
+        free (H, W): land outside depressions (GLOBE reads 0 m at sea and below sea level)."""
+        cov = self.globe.coverage_weight(lat[:, None], lon[None, :])
+        wgt = np.where(free, cov, np.float32(0))
+        new = ((rows[:, None] & 1) == 1) | ((cols[None, :] & 1) == 1)
+        g = self.globe.value(level, rows, cols)
+        return np.where(new & (wgt > 0), wgt * g + (np.float32(1) - wgt) * h, h).astype(np.float32)
 
     def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """rows (H,), cols (W,) int64 level-3 global samples -> (4, H, W) float32."""
@@ -97,8 +150,10 @@ class EarthAnchor:
 
 # ---------------------------------------------------------------- one-off build from shared data
 
-def build_grid(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Resample the global data to the level-3 grid: ((ROWS, COLS) int16 m, (ROWS, COLS, 3) uint8)."""
+def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, np.ndarray, bytes, bytes]:
+    """Resample the global data to the level-3 grid: ((ROWS, COLS) int16 m, (ROWS, COLS, 3) uint8,
+    the land/water asset's bytes, the GLOBE asset's bytes). ``offset_dir`` holds the measured
+    ``etopo5_offset.json``."""
     from PIL import Image
     from scipy import ndimage
 
@@ -108,11 +163,10 @@ def build_grid(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
     g = np.load(data_dir / "etopo5.npz")
     z = g["elev"].astype(np.float64)
-    zi = (90.0 - lat) * 12.0  # node rows
-    zj = (lon + 180.0) * 12.0
-    zp = np.concatenate([z, z[:, :1]], axis=1)  # wrap column for interpolation
-    zi_c = np.clip(zi, 0, z.shape[0] - 1)
-    height = bilinear(zp, zi_c[:, None], zj[None, :])
+    table = load_offset_table(offset_dir)
+    la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
+    dlat, dlon = offset_arcmin(table, la, lo)
+    height = sample_etopo5(z, la + dlat / 60.0, lo + dlon / 60.0)
     height[0] = z[0].mean()
     height[-1] = z[-1].mean()  # the South Pole: ETOPO5's last row (89.92 S) is the Antarctic plateau
 
@@ -125,66 +179,34 @@ def build_grid(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     rgb[0] = rgb[0].mean(axis=0)
     rgb[-1] = rgb[-1].mean(axis=0)
 
-    land = _land_fraction(data_dir / "landmask_30s.npz", lat, lon)
-    near_sea_level = np.abs(height) < 50.0
-    height = np.where((land >= 0.5) & (height <= 0.0) & near_sea_level, 1.0, height)
-    height = np.where((land < 0.5) & (height > 0.0) & near_sea_level, -1.0, height)
-    return np.round(height).astype(np.int16), np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    c_lat = 90.0 - (np.arange(2160) + 0.5) / 12.0  # 5' cell centres, for the depression flags
+    c_lon = -180.0 + (np.arange(4320) + 0.5) / 12.0
+    cla, clo = np.broadcast_arrays(c_lat[:, None], c_lon[None, :])
+    cdy, cdx = offset_arcmin(table, cla, clo)
+    lw_bytes = landwater_build(data_dir / "landmask_30s.npz", sample_etopo5(z, cla + cdy / 60.0, clo + cdx / 60.0))
+    lw = LandWater.load_bytes(lw_bytes)
+    globe_bytes = globe_build(data_dir / "globe30s_g10g_west.npz")
+    globe = GlobeField.load_bytes(globe_bytes)
+    rows, cols = np.arange(ROWS, dtype=np.int64), np.arange(COLS, dtype=np.int64)
+    for i in range(0, ROWS, 256):  # in strips: bounded memory
+        s = slice(i, i + 256)
+        wgt = _globe_weight(globe, lw, la[s], lo[s])
+        g = globe.value(ANCHOR_LEVEL, rows[s], cols)
+        blended = np.where(wgt > 0, wgt * g + (1.0 - wgt) * height[s], height[s])
+        height[s] = lw.clamp(np.round(blended), la[s], lo[s])
+    rgb8 = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    return height.astype(np.int16), rgb8, lw_bytes, globe_bytes
 
 
-def _land_fraction(path: Path, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Land fraction of the 30" mask at the nodes: 10 x 10 block means (5' cells), then bilinear."""
-    water = np.load(path)["mask"]  # (21600, 43200) bool, True = water, pixel-registered
-    frac = np.empty((2160, 4320), dtype=np.float32)
-    for i in range(0, 2160, 120):  # in strips: the full float array would need 3.7 GB
-        strip = ~water[i * 10 : (i + 120) * 10]
-        frac[i : i + 120] = strip.reshape(120, 10, 4320, 10).mean(axis=(1, 3))
-    ii = np.clip((90.0 - lat) * 12.0 - 0.5, 0, 2159)
-    jj = (lon + 180.0) * 12.0 - 0.5
-    fp = np.concatenate([frac[:, -1:], frac, frac[:, :1]], axis=1)
-    return bilinear(fp.astype(np.float64), ii[:, None], jj[None, :] + 1.0)
+def _globe_weight(globe: GlobeField, lw: LandWater, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """GLOBE's blend weight at points: coverage ramp x land x not a depression (float32)."""
+    land = (lw.land_fraction(lat, lon) >= 0.5) & ~lw.in_depression(lat, lon)
+    return np.where(land, globe.coverage_weight(lat, lon), np.float32(0)).astype(np.float32)
 
 
-FINE_STEP_M, COARSE_STEP_M, DEEP_M = 5, 25, -200
-
-
-def encode_height(height: np.ndarray) -> np.ndarray:
-    """(R, C) int metres -> (R, C) int16 DPCM codes; error <= one step, signs exact.
-
-    Each value is predicted by its reconstructed west neighbour; the residual is
-    quantised with a step chosen from that neighbour (5 m above -200 m, else 25 m),
-    so the decoder knows the step; where rounding would flip land/sea the code moves
-    one step toward the true value.
-    """
-    h = np.asarray(height, dtype=np.int64)
-    codes = np.empty(h.shape, dtype=np.int64)
-    prev = np.zeros(h.shape[0], dtype=np.int64)
-    for j in range(h.shape[1]):
-        step = np.where(prev > DEEP_M, FINE_STEP_M, COARSE_STEP_M)
-        q = np.round((h[:, j] - prev) / step).astype(np.int64)
-        rec = prev + q * step
-        q = np.where((rec > 0) != (h[:, j] > 0), q + np.sign(h[:, j] - rec), q)
-        codes[:, j] = q
-        prev = prev + q * step
-    if np.abs(codes).max() > 32767:
-        raise ValueError("height residuals do not fit int16")
-    return codes.astype(np.int16)
-
-
-def decode_height(codes: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`encode_height`: (R, C) int16 codes -> (R, C) int64 metres (exact integers)."""
-    by_col = np.ascontiguousarray(codes.T, dtype=np.int64)  # (C, R): each step reads one contiguous row
-    out = np.empty_like(by_col)
-    prev = np.zeros(codes.shape[0], dtype=np.int64)
-    fine, coarse = np.int64(FINE_STEP_M), np.int64(COARSE_STEP_M)
-    for j in range(by_col.shape[0]):
-        prev = prev + by_col[j] * np.where(prev > DEEP_M, fine, coarse)
-        out[j] = prev
-    return out.T
-
-
-def write_assets(height: np.ndarray, rgb: np.ndarray, out_dir: Path = ASSETS) -> tuple[Path, Path]:
-    """Store the grid compressed: height DPCM codes (LZMA), colour as JPEG q=88 (4:4:4)."""
+def write_assets(height: np.ndarray, rgb: np.ndarray, landwater: bytes, globe: bytes,
+                 out_dir: Path = ASSETS) -> tuple[Path, ...]:
+    """Store the grid compressed: height DPCM codes (LZMA), colour as JPEG q=88 (4:4:4), land/water."""
     from PIL import Image
 
     out_dir = Path(out_dir)
@@ -194,7 +216,11 @@ def write_assets(height: np.ndarray, rgb: np.ndarray, out_dir: Path = ASSETS) ->
     np.save(buf, encode_height(height))
     hp.write_bytes(lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME))
     Image.fromarray(rgb).save(cp, format="JPEG", quality=88, subsampling=0, optimize=True)
-    return hp, cp
+    lp = out_dir / LANDWATER_FILE
+    lp.write_bytes(landwater)
+    gp = out_dir / GLOBE_FILE
+    gp.write_bytes(globe)
+    return hp, cp, lp, gp
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,11 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m generator.anchors.earth", description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=["build"])
     ap.add_argument("--data", type=Path, default=default_data_dir() / "global",
-                    help="folder with etopo5.npz, bluemarble.jpg, landmask_30s.npz")
+                    help="folder with etopo5.npz, bluemarble.jpg, landmask_30s.npz, globe30s_g10g_west.npz "
+                         "(the offset field is read from assets/)")
     ap.add_argument("--out", type=Path, default=ASSETS)
     a = ap.parse_args(argv)
-    height, rgb = build_grid(a.data)
-    for p in write_assets(height, rgb, a.out):
+    for p in write_assets(*build_grid(a.data), a.out):
         print(f"{p}: {p.stat().st_size / 1e6:.2f} MB")
     return 0
 

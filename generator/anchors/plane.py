@@ -102,9 +102,16 @@ class PlaneAnchor:
 
     def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """rows (H,) int64, cols (W,) int64 anchor-level global samples -> (4, H, W) float32."""
-        cfg, s = self.cfg, self.seed
         y = np.asarray(rows, dtype=np.int64).astype(np.float64)[:, None] * np.ones((1, len(cols)))
         x = np.ones((len(rows), 1)) * np.asarray(cols, dtype=np.int64).astype(np.float64)[None, :]
+        f = self._fields(x, y)
+        rgb = _albedo(f["height"], f["moist"], f["hills"], self.cfg.snowline_m)
+        return np.concatenate([f["height"][None], rgb], axis=0).astype(np.float32)
+
+    def _fields(self, x: np.ndarray, y: np.ndarray) -> dict:
+        """Continent fields at anchor-sample positions x (east), y (south), float64 (H, W):
+        height m, coast (> 0 on land), moisture [0, 1], hills [-1, 1], warped x, y."""
+        cfg, s = self.cfg, self.seed
         wx = x + cfg.warp_amount * _fbm(s, 10, x, y, cfg.warp_wavelength, 3)
         wy = y + cfg.warp_amount * _fbm(s, 20, x, y, cfg.warp_wavelength, 3)
         cont = _fbm(s, 30, wx, wy, cfg.continent_wavelength, cfg.continent_octaves, 0.5)
@@ -122,10 +129,58 @@ class PlaneAnchor:
             0.08, 0.6, -coast) * (cfg.ocean_depth_m - cfg.shelf_depth_m - 300.0)
         sea = -5.0 - depth * (1.0 + 0.15 * hills)
         height = np.where(coast > 0.0, land, sea)
-
         moist = _fbm(s, 70, wx, wy, cfg.moisture_wavelength, 4) * 0.5 + 0.5
-        rgb = _albedo(height, moist, hills, cfg.snowline_m)
-        return np.concatenate([height[None], rgb], axis=0).astype(np.float32)
+        return {"height": height, "coast": coast, "moist": moist, "hills": hills, "wx": wx, "wy": wy}
+
+    def context(self, level: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The context channels of :mod:`generator.anchors.context` at level-``level`` global samples
+        rows (H,), cols (W,) int64 -> (15, H, W) float32. Anchor nodes get :meth:`node_context`;
+        points between them (levels > 3) the bilinear mix of the four nodes around them, so the
+        value at a point is the same at every level and a 65 x 65 block costs the few nodes under it
+        (one-hot channels become fractions between nodes, like the earth's land fraction)."""
+        from runtime.tiles import ANCHOR_LEVEL
+
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        k = level - ANCHOR_LEVEL
+        if k <= 0:
+            return self.node_context(rows << -k, cols << -k)
+        r0, c0 = rows >> k, cols >> k  # floor division, negative coordinates included
+        nr, nc = np.union1d(r0, r0 + 1), np.union1d(c0, c0 + 1)  # only the nodes around the samples
+        nodes = self.node_context(nr, nc)  # (15, h, w)
+        tr = ((rows - (r0 << k)) / float(1 << k)).astype(np.float32)[:, None]
+        tc = ((cols - (c0 << k)) / float(1 << k)).astype(np.float32)[None, :]
+        i, j = np.searchsorted(nr, r0)[:, None], np.searchsorted(nc, c0)[None, :]
+        one = np.float32(1)
+        return ((nodes[:, i, j] * (one - tc) + nodes[:, i, j + 1] * tc) * (one - tr)
+                + (nodes[:, i + 1, j] * (one - tc) + nodes[:, i + 1, j + 1] * tc) * tr).astype(np.float32)
+
+    def node_context(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Context at anchor nodes rows (H,), cols (W,) int64 -> (15, H, W) float32, synthesised
+        from the continent fields: a latitude-like temperature (a 25,000 km noise minus a lapse
+        with height) and the moisture field pick the Koppen group (E cold, B dry, A hot and wet,
+        D cool, else C) and the land cover; NDVI follows moisture and warmth; 0 / -0.2 at sea."""
+        from generator.anchors.channels import CHANNELS, COVER_GROUPS, NDVI_NONE, one_hot
+
+        y = np.asarray(rows, dtype=np.int64).astype(np.float64)[:, None] * np.ones((1, len(cols)))
+        x = np.ones((len(rows), 1)) * np.asarray(cols, dtype=np.int64).astype(np.float64)[None, :]
+        f = self._fields(x, y)
+        h, moist, land = f["height"], f["moist"], f["coast"] > 0.0
+        warm = 0.5 + 0.5 * _fbm(self.seed, 80, f["wx"], f["wy"], 2500.0, 3) - np.clip(h, 0.0, None) / 6000.0
+        climate = np.select([warm < 0.12, moist < 0.4, (warm > 0.55) & (moist > 0.45), warm < 0.32],
+                            [4, 1, 0, 3], default=2)
+        cover = np.select([(warm < 0.08) | (h > self.cfg.snowline_m), moist < 0.25, (h < 40.0) & (moist > 0.8),
+                           moist < 0.5, (moist < 0.62) & (h < 900.0)],
+                          [COVER_GROUPS.index(c) for c in ("snow_ice", "barren", "wetland", "shrub_grass", "crop")],
+                          default=COVER_GROUPS.index("forest"))
+        ndvi_max = np.clip(0.05 + 0.9 * moist * np.clip(warm + 0.3, 0.0, 1.0), -0.2, 0.95)
+        out = np.empty((len(CHANNELS),) + h.shape, dtype=np.float32)
+        out[0] = land
+        out[1:6] = one_hot(np.where(land, climate, -1), 5)
+        out[6:13] = one_hot(np.where(land, cover, -1), len(COVER_GROUPS))
+        out[13] = np.where(land, ndvi_max, NDVI_NONE)
+        out[14] = np.where(land, ndvi_max * (0.35 + 0.4 * moist), NDVI_NONE)
+        return out
 
 
 _DEEP = np.array([0.02, 0.05, 0.16])

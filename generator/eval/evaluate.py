@@ -180,8 +180,10 @@ def figure(images: dict, path: Path) -> Path:
 
 
 def run(data_dir: Path, out_dir: Path, levels: int = 2, seed: int = 0, as_json: bool = False,
-        print_fn=print) -> dict:
-    """The whole evaluation; prints a table (or one JSON document) and returns the report."""
+        print_fn=print, earth: bool = False) -> dict:
+    """The whole evaluation; prints a table (or one JSON document) and returns the report.
+    ``earth``: also the earth-fidelity tables (:mod:`generator.eval.earth`: located DEMs,
+    GLOBE, summits, inland cities), printed after the others."""
     report: dict = {"contracts": contracts(seed)}
     dem_dir = Path(data_dir) / "dem"
     if dem_dir.is_dir():
@@ -191,6 +193,13 @@ def run(data_dir: Path, out_dir: Path, levels: int = 2, seed: int = 0, as_json: 
             report["figure"] = str(figure(images, Path(out_dir) / "eval_hillshade.png"))
     else:
         report["realism"] = {"skipped": f"no DEMs under {dem_dir} (pass --data DIR or set WORLDSTREAM_DATA)"}
+    lines: list[str] = []
+    if earth and dem_dir.is_dir():
+        from generator.eval import earth as earth_eval
+
+        report["earth"] = earth_eval.run(Path(data_dir), seed, print_fn=lines.append)
+    elif earth:
+        lines.append(f"earth fidelity skipped: no DEMs under {dem_dir}")
     if as_json:
         print_fn(json.dumps(report, default=float))
         return report
@@ -203,6 +212,8 @@ def run(data_dir: Path, out_dir: Path, levels: int = 2, seed: int = 0, as_json: 
     real = report["realism"]
     if "skipped" in real:
         print_fn(f"realism skipped: {real['skipped']}")
+        for line in lines:
+            print_fn(line)
         return report
     print_fn(f"\nrealism: {len(real['per_dem'])} DEMs decimated by 2^{levels} and refined back")
     print_fn(f"{'dem':22s} {'refiner':8s} {'psd slope':>9s} {'real':>6s} {'slope W1':>8s} {'curv W1':>9s} "
@@ -221,4 +232,6 @@ def run(data_dir: Path, out_dir: Path, levels: int = 2, seed: int = 0, as_json: 
                  f"{m['axis_diag_median']:14.3g}; {m['axis_diag_real_median']:.2f}")
     if "figure" in report:
         print_fn(f"figure: {report['figure']}")
+    for line in ([""] + lines if lines else []):
+        print_fn(line)
     return report

@@ -48,7 +48,7 @@ def cmd_refine(args) -> int:
 def cmd_eval(args) -> int:
     from generator.eval.evaluate import run
 
-    run(args.data, args.out_dir, levels=args.levels, seed=args.seed, as_json=args.json)
+    run(args.data, args.out_dir, levels=args.levels, seed=args.seed, as_json=args.json, earth=args.earth)
     return 0
 
 
@@ -124,6 +124,8 @@ def register(sub) -> None:
     e.add_argument("--levels", type=A.int_in(1, 4, "levels"), default=2,
                    help="decimate by 2^levels and refine back")
     e.add_argument("--seed", type=A.int_in(0, A.SEED_MAX, "seed"), default=0)
+    e.add_argument("--earth", action="store_true",
+                   help="also the earth world against located DEMs, GLOBE, summits and inland cities")
     e.set_defaults(func=cmd_eval)
 
     # Every argument goes to train_parser() when train runs (no option is an option

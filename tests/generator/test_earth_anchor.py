@@ -68,7 +68,7 @@ def test_height_codec_error_bounded_and_coast_exact():
     assert np.abs(back - h).max() <= 25
     high = h - h.min() - 150  # all above -200 m: the fine 5 m step everywhere
     assert np.abs(decode_height(encode_height(high)) - high).max() <= 5
-    np.testing.assert_array_equal(back > 0, h > 0)
+    np.testing.assert_array_equal(back >= 0, h >= 0)  # land (>= 0 m) and water (< 0 m) kept exactly
 
 
 def test_anchor_reflects_across_the_pole(earth):

@@ -31,7 +31,7 @@ def test_earth_factor_separates_ranges_from_plains():
         return float(rel.factor(0, level, np.array([[r]]), np.array([[c]]))[0, 0, 0])
 
     alps, himalaya, paris, amazon = at(7.0, 46.0), at(86.9, 28.0), at(2.35, 48.85), at(-60.0, -3.1)
-    assert alps > 1.2 and himalaya > 1.5
+    assert alps > 1.2 and himalaya > 1.2
     assert paris < 0.6 and amazon < 0.6
 
 

@@ -1,0 +1,186 @@
+"""Real land and water as a pure function of location, and the clamp that keeps heights honest.
+
+The run-time asset ``assets/earth_landwater.npz`` holds the GLOBE-derived 30"
+land/water mask (global-land-mask 1.0.0; True = ocean, most lakes count as
+land) in 64 x 64-cell blocks (32' x 32'): a block is all water, all land, or
+mixed, and only mixed blocks keep their 4,096 bits. Beside it, a 5' flag grid
+of *depressions*: 5' ETOPO5 cells (registered, see
+:mod:`generator.anchors.registration`) that are land in the mask and below
+-1 m in ETOPO5, at least two cells (~18 km) from the sea (Dead Sea, the
+Caspian, which the mask counts as land, with its shores, Qattara, Danakil,
+Death Valley).
+
+Land fraction at a point: the mask's cell centres (1 land, 0 water) read
+bilinearly; the point is land where it is >= 0.5. The rule (:func:`clamp`),
+applied to every sample of every level (the anchor at build time, each
+refined level in the pyramid):
+
+- land, not in a depression: ``h = max(h, 0)`` (never below sea level);
+- land in a depression: unchanged (real data says it may be below 0 m);
+- water: ``h = min(h, -1)`` (reads as water; the renderer draws the surface at 0 m).
+
+Because the rule is a pure, idempotent function of (lon, lat, h), and an even
+sample of level L+1 is the same point as its parent, the clamp never changes
+an even sample: the pyramid stays exactly nested and seamless.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+LANDWATER_FILE = "earth_landwater.npz"
+CELLS_PER_DEG = 120  # the 30" mask
+BLOCK = 64
+N_ROWS, N_COLS = 180 * CELLS_PER_DEG, 360 * CELLS_PER_DEG
+B_ROWS, B_COLS = -(-N_ROWS // BLOCK), N_COLS // BLOCK  # 338 x 675 blocks
+WATER, LAND, MIXED = 0, 1, 2
+DEPRESSION_PER_DEG = 12  # 5' flags
+LAND_FLOOR_M, WATER_CEIL_M = 0.0, -1.0
+
+
+class LandWater:
+    """The block-coded 30" mask and the depression flags; queries are vectorised."""
+
+    def __init__(self, state: np.ndarray, slot: np.ndarray, bits: np.ndarray, depression: np.ndarray):
+        """state (B_ROWS, B_COLS) uint8 WATER/LAND/MIXED, slot (B_ROWS, B_COLS) int32 row of ``bits``
+        for mixed blocks, bits (n_mixed, BLOCK*BLOCK/8) uint8 packed (1 = land, row-major),
+        depression (2160, 4320) bool 5' flags (row 0 at 90 N, col 0 at 180 W)."""
+        if state.shape != (B_ROWS, B_COLS) or depression.shape != (180 * 12, 360 * 12):
+            raise ValueError(f"land/water grids must be ({B_ROWS}, {B_COLS}) blocks and (2160, 4320) "
+                             f"depression flags, got {state.shape} and {depression.shape}")
+        self.state, self.slot, self.depression = state, slot, depression
+        self.bits = np.ascontiguousarray(bits, dtype=np.uint8)  # packed: 7.7 MB instead of 62 MB
+        for a in (self.state, self.slot, self.bits, self.depression):
+            a.setflags(write=False)
+
+    @classmethod
+    def load(cls, path: Path = ASSETS / LANDWATER_FILE) -> "LandWater":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"land/water asset missing: expected {path}; build it with "
+                                    "`python -m generator.anchors.earth build`")
+        return cls.load_bytes(path.read_bytes())
+
+    @classmethod
+    def load_bytes(cls, data: bytes) -> "LandWater":
+        d = np.load(io.BytesIO(data))
+        return cls(d["state"], d["slot"], d["bits"], np.unpackbits(d["depression"], axis=1).astype(bool))
+
+    def land_cells(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """1.0 where 30" cell (i, j) is land (i clipped to the globe, j wrapped), else 0.0; any shape."""
+        shape = np.broadcast_shapes(np.shape(i), np.shape(j))
+        i = np.clip(np.broadcast_to(np.asarray(i, dtype=np.int64), shape).ravel(), 0, N_ROWS - 1)
+        j = np.mod(np.broadcast_to(np.asarray(j, dtype=np.int64), shape).ravel(), N_COLS)
+        bi, bj = i // BLOCK, j // BLOCK
+        st = self.state[bi, bj]
+        out = (st == LAND).astype(np.float32)
+        mixed = np.nonzero(st == MIXED)[0]
+        if mixed.size:
+            k = self.slot[bi[mixed], bj[mixed]]
+            bit = (i[mixed] % BLOCK) * BLOCK + j[mixed] % BLOCK
+            out[mixed] = (self.bits[k, bit >> 3] >> (7 - (bit & 7))) & 1
+        return out.reshape(shape)
+
+    def land_fraction(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """Bilinear land fraction in [0, 1] at points (degrees, same shape) from the cell centres."""
+        fi = (90.0 - lat) * CELLS_PER_DEG - 0.5
+        fj = (lon + 180.0) * CELLS_PER_DEG - 0.5
+        i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
+        ti, tj = (fi - i0).astype(np.float32), (fj - j0).astype(np.float32)
+        a, b = self.land_cells(i0, j0), self.land_cells(i0, j0 + 1)
+        c, d = self.land_cells(i0 + 1, j0), self.land_cells(i0 + 1, j0 + 1)
+        return (a * (1 - tj) + b * tj) * (1 - ti) + (c * (1 - tj) + d * tj) * ti
+
+    def in_depression(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """True inside a flagged 5' cell (real land below sea level)."""
+        i = np.clip(np.floor((90.0 - lat) * DEPRESSION_PER_DEG).astype(np.int64), 0, self.depression.shape[0] - 1)
+        j = np.mod(np.floor((lon + 180.0) * DEPRESSION_PER_DEG).astype(np.int64), self.depression.shape[1])
+        return self.depression[i, j]
+
+    def uniform_state(self, lat0: float, lat1: float, lon0: float, lon1: float) -> int | None:
+        """WATER or LAND if the whole box (degrees, with a one-cell margin) is that and has no
+        depression; None if it is mixed (then use :meth:`clamp`)."""
+        i0 = max(int(np.floor((90.0 - lat1) * CELLS_PER_DEG)) - 2, 0) // BLOCK
+        i1 = min(int(np.floor((90.0 - lat0) * CELLS_PER_DEG)) + 2, N_ROWS - 1) // BLOCK
+        j0 = int(np.floor((lon0 + 180.0) * CELLS_PER_DEG)) - 2
+        j1 = int(np.floor((lon1 + 180.0) * CELLS_PER_DEG)) + 2
+        js = np.mod(np.arange(j0 // BLOCK, j1 // BLOCK + 1), B_COLS)
+        st = self.state[i0 : i1 + 1][:, js]
+        if not (st == st.flat[0]).all() or st.flat[0] == MIXED:
+            return None
+        if st.flat[0] == LAND:
+            di0 = max(int(np.floor((90.0 - lat1) * DEPRESSION_PER_DEG)), 0)
+            di1 = min(int(np.floor((90.0 - lat0) * DEPRESSION_PER_DEG)), self.depression.shape[0] - 1)
+            dj = np.mod(np.arange(int(np.floor((lon0 + 180.0) * DEPRESSION_PER_DEG)),
+                                  int(np.floor((lon1 + 180.0) * DEPRESSION_PER_DEG)) + 1), self.depression.shape[1])
+            if self.depression[di0 : di1 + 1][:, dj].any():
+                return None
+        return int(st.flat[0])
+
+    def clamp(self, height_m: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """The land/water rule (module docstring) at points: (H, W) metres -> (H, W) float32."""
+        h = np.asarray(height_m, dtype=np.float32)
+        land = self.land_fraction(lat, lon) >= 0.5
+        low = land & ~self.in_depression(lat, lon)
+        out = np.where(low, np.maximum(h, np.float32(LAND_FLOOR_M)), h)
+        return np.where(land, out, np.minimum(h, np.float32(WATER_CEIL_M))).astype(np.float32)
+
+    def masks_grid(self, lat: np.ndarray, lon: np.ndarray) -> tuple[int | None, np.ndarray, np.ndarray]:
+        """On a grid lat (H,), lon (W,): (uniform state or None, land (H, W) bool, land that must
+        stay >= 0 m, i.e. not a depression, (H, W) bool). Uniform boxes skip the per-point lookup."""
+        st = self.uniform_state(float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))
+        shape = (lat.size, lon.size)
+        if st is not None:
+            full = np.full(shape, st == LAND)
+            return st, full, full
+        la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
+        land = self.land_fraction(la, lo) >= 0.5
+        return None, land, land & ~self.in_depression(la, lo)
+
+    def clamp_grid(self, height_m: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                   masks: tuple | None = None) -> np.ndarray:
+        """:meth:`clamp` on a grid: height (H, W), lat (H,), lon (W,) degrees (bit-identical to it);
+        ``masks`` = :meth:`masks_grid`'s result when the caller has it already."""
+        st, land, free = masks if masks is not None else self.masks_grid(lat, lon)
+        h = np.asarray(height_m, dtype=np.float32)
+        if st == LAND:
+            return np.maximum(h, np.float32(LAND_FLOOR_M))
+        if st == WATER:
+            return np.minimum(h, np.float32(WATER_CEIL_M))
+        out = np.where(free, np.maximum(h, np.float32(LAND_FLOOR_M)), h)
+        return np.where(land, out, np.minimum(h, np.float32(WATER_CEIL_M))).astype(np.float32)
+
+
+# ---------------------------------------------------------------- one-off build
+
+def build(mask_path: Path, etopo5_registered: np.ndarray) -> bytes:
+    """The asset's bytes: block-coded mask and depression flags.
+
+    etopo5_registered: (2160, 4320) metres, ETOPO5 read at the centres of the 5'
+    cells through the registration offset (row 0 = 89.958 N, col 0 = 179.958 W).
+    """
+    water = np.load(mask_path)["mask"]
+    land = np.zeros((B_ROWS * BLOCK, N_COLS), dtype=bool)
+    land[:N_ROWS] = ~water
+    land[N_ROWS:] = land[N_ROWS - 1]  # pad the last block row with the southernmost row
+    blocks = land.reshape(B_ROWS, BLOCK, B_COLS, BLOCK).transpose(0, 2, 1, 3)
+    share = blocks.mean(axis=(2, 3))
+    state = np.where(share == 1.0, LAND, np.where(share == 0.0, WATER, MIXED)).astype(np.uint8)
+    slot = np.full(state.shape, -1, dtype=np.int32)
+    mi, mj = np.nonzero(state == MIXED)
+    slot[mi, mj] = np.arange(mi.size, dtype=np.int32)
+    bits = np.packbits(blocks[mi, mj].reshape(mi.size, -1), axis=1)
+    frac5 = (~water).reshape(2160, 10, 4320, 10).mean(axis=(1, 3))
+    # inland only: all land and >= 2 cells (~18 km) from the sea, so ETOPO5's smoothed coasts
+    # (slightly negative on the land side) do not let the refiner dig fake lakes along them
+    from scipy import ndimage
+
+    inland = ndimage.binary_erosion(frac5 == 1.0, iterations=2, border_value=1)
+    depression = inland & (etopo5_registered < -1.0)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, state=state, slot=slot, bits=bits, depression=np.packbits(depression, axis=1))
+    return buf.getvalue()
