@@ -32,7 +32,10 @@ climate); water where the real water is (earth: 30" land fraction < 0.5 or MODIS
 water; plane: the continent's sea); beach sand on land below 3 m next to the
 sea; snow above the snowline (earth 5,500 m within 20 deg of the equator,
 falling 110 m per degree of latitude beyond, +-200 m noise; plane: the
-continent's snowline); bare rock where the birth slope exceeds 35 deg.
+continent's snowline); bare rock where the birth slope exceeds 35 deg (except
+in towns: the refiner's metre-scale roughness is not a cliff). The plane's
+continent has no urban group: towns are farmland or grassland where a 30 km
+value noise exceeds 0.65 (:func:`plane_city`).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ IGBP_TO_CLASS[16] = BARE_ROCK  # barren (sand where the climate is arid)
 ROCK_SLOPE = float(np.tan(np.radians(35.0)))
 SNOW_EQUATOR_M, SNOW_FALL_M_PER_DEG, SNOW_NOISE_M = 5500.0, 110.0, 200.0
 BEACH_M = 3.0
+PLANE_CITY_WAVE_M = 30000.0
 PLANE_CONTEXT_LEVEL = 9  # the plane's context lattice (153 m)
 WARP_DEG, WARP_WAVELENGTH_DEG = 0.012, 0.05  # MODIS cells read at a warped point: no 5 km squares
 
@@ -123,6 +127,8 @@ def base_classes(world: World, seed: int, level: int, rows: np.ndarray, cols: np
         cls = np.where(grp >= 0, table[np.maximum(grp, 0)], np.uint8(WATER))
         cls = np.where((cls == BROADLEAF) & (cold | (split > 0.45)), np.uint8(NEEDLELEAF), cls)
         cls = np.where((cls == GRASSLAND) & (split < -0.3), np.uint8(SHRUBLAND), cls)
+        town = plane_city(seed, x, y) > 0.0  # the continent has no urban group: cities on farmland
+        cls = np.where(town & np.isin(cls, (CROPLAND, GRASSLAND)), np.uint8(URBAN), cls)
         ndvi = c[13]
         water = ~land
     cls = np.where((cls == BARE_ROCK) & arid, np.uint8(SAND), cls)
@@ -144,6 +150,12 @@ def _plane_context(seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     uc, cinv = np.unique(ci, return_inverse=True)
     grid = context(World.PLANE, PLANE_CONTEXT_LEVEL, ur, uc, seed)
     return grid[:, rinv.reshape(x.shape), cinv.reshape(x.shape)]
+
+
+def plane_city(seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Plane-world city field at (east, south) m: > 0 inside a city, rising to ~1 in its core
+    (a 30 km value noise above 0.65, rescaled; about 6 % of the land)."""
+    return (value_noise(seed, 8, x, y, PLANE_CITY_WAVE_M) - 0.65) / 0.35
 
 
 def snowline_m(world: World, seed: int, lat_or_none: np.ndarray | None) -> np.ndarray | float:
@@ -225,7 +237,7 @@ def landcover(world: World | str, seed: int, level: int, rows: np.ndarray, cols:
     snow = land & (h > line + SNOW_NOISE_M * value_noise(seed, 5, x, y, wave))
     cls = np.where(snow, np.uint8(SNOW_ICE), cls)
     slope = birth_slope(world, level, rows, cols, h, far_heights)
-    rock = land & (slope > ROCK_SLOPE)  # NaN compares False
+    rock = land & (cls != URBAN) & (slope > ROCK_SLOPE)  # NaN compares False; towns keep their class
     return np.where(rock, np.uint8(BARE_ROCK), cls).astype(np.uint8)
 
 
