@@ -219,3 +219,18 @@ def tile_features(pyramid, key: TileKey, heights_m: np.ndarray | None = None,
     lc = tile_landcover(pyramid, key, h) if classes is None else classes
     return {"buildings": buildings(pyramid.world, pyramid.seed, key, h, lc),
             "trees": trees(pyramid.world, pyramid.seed, key, lc, h)}
+
+
+def contract_fields(pyramid, key: TileKey, heights_m: np.ndarray) -> dict[str, np.ndarray]:
+    """The land-cover and feature entries of ``worldstream tile``'s .npz (docs/LANDCOVER.md):
+    ``landcover`` (T+1, T+1) uint8, ``class_names`` (n,) str (index = class id) and, at levels that
+    carry them, ``buildings`` (N, 5) and ``trees`` (M, 3) float32."""
+    from generator.landcover import CLASS_NAMES, tile_landcover
+
+    lc = tile_landcover(pyramid, key, heights_m)
+    out = {"landcover": lc, "class_names": np.array(CLASS_NAMES)}
+    if key.level in BUILDING_LEVELS:
+        out["buildings"] = buildings(pyramid.world, pyramid.seed, key, heights_m, lc)
+    if key.level in TREE_LEVELS:
+        out["trees"] = trees(pyramid.world, pyramid.seed, key, lc, heights_m)
+    return out

@@ -99,6 +99,9 @@ def cmd_tile(args) -> int:
            "model": np.array(f.model)}
     if f.rgb is not None:
         out["rgb"] = f.rgb
+    from generator.features import contract_fields
+
+    out.update(contract_fields(pyr, key, f.height))
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **out)

@@ -128,3 +128,24 @@ def test_features_cost_a_few_milliseconds_of_cpu(plane):
         buildings("plane", 0, key, f.height, lc)
         trees("plane", 0, key, lc, f.height)
     assert (time.process_time() - t0) / 5 < 0.015
+
+
+def test_tile_command_writes_landcover_and_features(tmp_path):
+    from generator.landcover import CLASS_NAMES
+    from streaming.cli import main
+
+    key = _sub(CITY, 2)
+    out = tmp_path / "city.npz"
+    assert main(["tile", "--world", "plane", "--seed", "0", "--refiner", "fractal", "--level", str(key.level),
+                 "--x", str(key.x), "--y", str(key.y), "--out", str(out)]) == 0
+    d = np.load(out)
+    assert d["landcover"].shape == (T + 1, T + 1) and d["landcover"].dtype == np.uint8
+    assert tuple(d["class_names"]) == CLASS_NAMES
+    assert (d["landcover"] == URBAN).mean() > 0.9
+    assert d["buildings"].dtype == np.float32 and d["buildings"].shape[1] == 5 and len(d["buildings"]) > 50
+    assert d["trees"].dtype == np.float32 and d["trees"].shape[1] == 3
+    coarse = tmp_path / "coarse.npz"
+    assert main(["tile", "--world", "plane", "--seed", "0", "--refiner", "fractal", "--level", "12",
+                 "--x", str(CITY.x // 2), "--y", str(CITY.y // 2), "--out", str(coarse)]) == 0
+    d = np.load(coarse)
+    assert "buildings" not in d and "trees" not in d and d["landcover"].shape == (T + 1, T + 1)
