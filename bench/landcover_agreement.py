@@ -5,7 +5,7 @@ given tiles, the majority class group of the tile's samples in the square
 (:data:`generator.landcover.CLASS_TO_GROUP`; water counts as its own group) is
 compared with the cell's group (:data:`generator.anchors.context.IGBP_TO_GROUP`).
 
-    python -m bench.landcover_agreement [--level 7] [--quick]
+    python -m bench.landcover_agreement [--level 7] [--block 1] [--quick]
 """
 
 from __future__ import annotations
@@ -71,11 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--level", type=int, default=7, help="tile level (7: 1.41 deg tiles, 9 samples per cell)")
     ap.add_argument("--quick", action="store_true", help="first three tiles only")
+    ap.add_argument("--block", type=int, default=1, help="block x block tiles per place (deeper levels)")
     a = ap.parse_args(argv)
     shift = a.level - 7
-    tiles = [(a.level, x << shift, y << shift) for _, x, y in TILES_L7] if shift >= 0 else TILES_L7
+    if shift < 0:
+        raise SystemExit("--level must be >= 7")
+    tiles = [(a.level, (x << shift) + i, (y << shift) + j) for _, x, y in TILES_L7
+             for i in range(a.block) for j in range(a.block)]
     if a.quick:
-        tiles = tiles[:3]
+        tiles = tiles[: 3 * a.block * a.block]
     share, n = agreement(tiles, verbose=True)
     print(f"agreement with MODIS: {share:.3f} of {n} land cells at level {a.level}")
     return 0

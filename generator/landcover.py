@@ -28,8 +28,10 @@ level at which the sample exists:
 The rules, in order (later ones override): the context's land-cover group at
 the (slightly warped) location -> class (earth: the MODIS IGBP class itself,
 so forests split into broadleaf/needleleaf; plane: its synthetic groups split by
-climate); water where the real water is (earth: 30" land fraction < 0.5 or MODIS
-water; plane: the continent's sea); beach sand on land below 3 m next to the
+climate); water where the real water is (earth: 30" land fraction < 0.5, or
+MODIS water, i.e. lakes, except MODIS water cells with >= 5 of 8 urban
+neighbours, which are urban: rivers between built-up banks; plane: the
+continent's sea); beach sand on land below 3 m next to the
 sea; snow above the snowline (earth 5,500 m within 20 deg of the equator,
 falling 110 m per degree of latitude beyond, +-200 m noise; plane: the
 continent's snowline); bare rock where the birth slope exceeds 35 deg (except
@@ -115,6 +117,7 @@ def base_classes(world: World, seed: int, level: int, rows: np.ndarray, cols: np
         cls = IGBP_TO_CLASS[igbp]
         mixed = (igbp == 5) & (value_noise(seed, 3, lon, lat, 0.02) > 0.0)
         cls = np.where(mixed, np.uint8(NEEDLELEAF), cls)
+        cls = _city_river_cells(ctx, cls, land, wl, wo)
         arid = _nearest(ctx.koppen, lat, lon) == 2  # group B
         ndvi = context(world, level, rows, cols, seed)[13] if want_ndvi else None
         water = ~land | (cls == WATER)
@@ -134,6 +137,25 @@ def base_classes(world: World, seed: int, level: int, rows: np.ndarray, cols: np
     cls = np.where((cls == BARE_ROCK) & arid, np.uint8(SAND), cls)
     cls = np.where(water, np.uint8(WATER), cls).astype(np.uint8)
     return cls, ~water, arid, ndvi
+
+
+def _city_river_cells(ctx, cls: np.ndarray, land: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """MODIS water on the 30" mask's land is a lake the mask does not know (it counts most lakes
+    as land), except where at least 5 of the 8 neighbouring 0.05 deg cells are urban: then it is a
+    river or harbour cell between built-up banks (midtown Manhattan's cell is water in MODIS), and
+    the point is urban. A heuristic: 5 km cells cannot say more."""
+    from generator.anchors.context import _nearest
+
+    wet = land & (cls == WATER)
+    if not wet.any():
+        return cls
+    la, lo = lat[wet], lon[wet]
+    urban = np.zeros(la.shape, dtype=np.int64)
+    for dl, do in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
+        urban += IGBP_TO_CLASS[_nearest(ctx.modis, la + 0.05 * dl, lo + 0.05 * do)] == URBAN
+    out = cls.copy()
+    out[np.nonzero(wet)[0][urban >= 5], np.nonzero(wet)[1][urban >= 5]] = URBAN
+    return out
 
 
 def _plane_context(seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
