@@ -45,8 +45,17 @@ from __future__ import annotations
 import numpy as np
 
 from generator import noise
-from generator.landcover import (BROADLEAF, CROPLAND, GRASSLAND, NEEDLELEAF, SHRUBLAND, URBAN, WATER,
-                                 WETLAND, value_noise)
+from generator.landcover import (
+    BROADLEAF,
+    CROPLAND,
+    GRASSLAND,
+    NEEDLELEAF,
+    SHRUBLAND,
+    URBAN,
+    WATER,
+    WETLAND,
+    value_noise,
+)
 from runtime.tiles import T, TileKey, World, spacing_deg, spacing_m
 
 PARCEL_LEVEL, TREE_LEVEL = 11, 13

@@ -9,8 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from generator.features import (BUILDING_LEVELS, MAX_SLOPE, PARCEL_LEVEL, TREE_LEVELS, buildings,
-                                tile_features, trees)
+from generator.features import BUILDING_LEVELS, MAX_SLOPE, PARCEL_LEVEL, TREE_LEVELS, buildings, tile_features, trees
 from generator.landcover import URBAN, WATER, tile_landcover
 from generator.pyramid import open_world
 from runtime.tiles import T, TileKey, spacing_m

@@ -8,8 +8,16 @@ import sys
 import numpy as np
 import pytest
 
-from generator.landcover import (BARE_ROCK, CLASS_NAMES, CLASS_TO_GROUP, ROCK_SLOPE, SNOW_ICE, WATER,
-                                 landcover, tile_landcover)
+from generator.landcover import (
+    BARE_ROCK,
+    CLASS_NAMES,
+    CLASS_TO_GROUP,
+    ROCK_SLOPE,
+    SNOW_ICE,
+    WATER,
+    landcover,
+    tile_landcover,
+)
 from generator.pyramid import open_world
 from runtime.tiles import T, TileKey
 
