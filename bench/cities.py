@@ -1,5 +1,5 @@
 """Cities on earth and on the plane: class shares, buildings (built-up share, heights), trees, and
-the CPU cost of the land-cover field and of the features per tile.
+the CPU cost of the land-cover field and of the features (buildings, trees, streets) per tile.
 
     python -m bench.cities [--level 15] [--block 2] [--quick]
 
@@ -27,11 +27,11 @@ def earth_key(lat: float, lon: float, level: int) -> TileKey:
 
 
 def measure(pyramid, keys: list[TileKey]) -> dict:
-    from generator.features import buildings, trees
+    from generator.features import buildings, roads, trees
     from generator.landcover import CLASS_NAMES, URBAN, WATER, tile_landcover
 
     area = built = 0.0
-    heights, n_trees, t_lc, t_feat, water_hits = [], 0, [], [], 0
+    heights, n_trees, t_lc, t_feat, water_hits, n_roads = [], 0, [], [], 0, 0
     urban = 0.0
     for key in keys:
         h = pyramid.tile(key).height
@@ -40,6 +40,7 @@ def measure(pyramid, keys: list[TileKey]) -> dict:
         t1 = time.process_time()
         b = buildings(pyramid.world, pyramid.seed, key, h, lc)
         tr = trees(pyramid.world, pyramid.seed, key, lc, h)
+        n_roads += len(roads(pyramid.world, pyramid.seed, key, lc))
         t2 = time.process_time()
         t_lc.append(t1 - t0)
         t_feat.append(t2 - t1)
@@ -59,7 +60,7 @@ def measure(pyramid, keys: list[TileKey]) -> dict:
     hs = np.concatenate(heights) if heights else np.zeros(0)
     return {"tiles": len(keys), "urban_share": urban / len(keys), "built_share": built / area,
             "buildings": int(hs.size), "height_p10_p50_p90": np.percentile(hs, [10, 50, 90]).round(1).tolist()
-            if hs.size else [], "trees": n_trees, "water_under_buildings": water_hits,
+            if hs.size else [], "trees": n_trees, "roads": n_roads, "water_under_buildings": water_hits,
             "landcover_ms": 1e3 * float(np.median(t_lc)), "features_ms": 1e3 * float(np.median(t_feat)),
             "features_ms_max": 1e3 * float(np.max(t_feat)), "classes": CLASS_NAMES}
 
@@ -84,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, measure(earth, [TileKey(a.level, k0.x + i, k0.y + j)
                                            for i in range(a.block) for j in range(a.block)])))
     print(f"level {a.level} ({T * spacing_m(a.level):.0f} m tiles at the equator), {a.block}x{a.block} tiles per place")
-    print("| place | urban share | built-up share | buildings | height p10/p50/p90 m | trees | "
+    print("| place | urban share | built-up share | buildings | height p10/p50/p90 m | trees | street segments | "
           "buildings on water | land cover ms | features ms (max) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, m in rows:
         print(f"| {name} | {m['urban_share']:.2f} | {m['built_share']:.2f} | {m['buildings']} | "
-              f"{'/'.join(str(v) for v in m['height_p10_p50_p90'])} | {m['trees']} | {m['water_under_buildings']} | "
+              f"{'/'.join(str(v) for v in m['height_p10_p50_p90'])} | {m['trees']} | {m['roads']} | "
+              f"{m['water_under_buildings']} | "
               f"{m['landcover_ms']:.0f} | {m['features_ms']:.1f} ({m['features_ms_max']:.1f}) |")
     return 0
 

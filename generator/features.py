@@ -62,6 +62,8 @@ PARCEL_LEVEL, TREE_LEVEL = 11, 13
 BUILDING_LEVELS = range(PARCEL_LEVEL + 2, PARCEL_LEVEL + 9)
 TREE_LEVELS = range(TREE_LEVEL + 2, BUILDING_LEVELS.stop)  # 15..19: a tree's parcel is in its tile
 MAX_SLOPE = float(np.tan(np.radians(30.0)))
+BLOCK_PARCELS = 3  # street every 3rd parcel line: blocks of ~115 m
+ROAD_W_URBAN, ROAD_W_VILLAGE, SIDE_GAP_M = 12.0, 7.0, 1.0
 STOREY_M = 3.2
 PARK_WAVE_M, VILLAGE_WAVE_M = 400.0, 1500.0
 TREE_P = {BROADLEAF: 0.8, NEEDLELEAF: 0.85, WETLAND: 0.15, SHRUBLAND: 0.15, GRASSLAND: 0.02}
@@ -133,12 +135,21 @@ def buildings(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray
     return _buildings(world, seed, key, heights_m, classes)[0]
 
 
-def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray) -> tuple:
-    """(buildings (N, 5) float32, tile-local parcel row (N,), parcel col (N,)) int64."""
-    world = World.parse(world) if not isinstance(world, World) else world
-    none = (NO_BUILDINGS, np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if key.level not in BUILDING_LEVELS:
-        return none
+def street_top(pi: np.ndarray) -> np.ndarray:
+    """True where a street runs along the top (north) edge of parcel row ``pi`` (global)."""
+    return np.mod(pi, BLOCK_PARCELS) == 0
+
+
+def street_left(seed: int, pi: np.ndarray, pj: np.ndarray) -> np.ndarray:
+    """True where a street runs along the left (west) edge of parcel (pi, pj): every
+    BLOCK_PARCELS-th column, offset per block row (a staggered, jittered grid)."""
+    br = np.floor_divide(pi, BLOCK_PARCELS)
+    off = noise.hash_pairs(noise.stream_key(seed, PARCEL_LEVEL, 90), br, np.zeros_like(br)) % np.uint64(BLOCK_PARCELS)
+    return np.mod(pj + off.astype(np.int64), BLOCK_PARCELS) == 0
+
+
+def _parcels(world: World, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray) -> dict:
+    """Per-parcel fields of a tile at a carrying level, each (n, n) (n = parcels per tile side)."""
     q = 1 << (key.level - PARCEL_LEVEL)  # samples per parcel side
     n = T // q
     pi = (key.y * n + np.arange(n, dtype=np.int64))[:, None] + np.zeros((1, n), np.int64)
@@ -155,27 +166,68 @@ def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: n
                              np.abs(h[1:, 1:] - h[:-1, :-1]) / np.hypot(pw, ph),
                              np.abs(h[1:, :-1] - h[:-1, 1:]) / np.hypot(pw, ph)]), axis=0)
     park, village = park_and_village(world, seed, pi, pj)
-    city = (cls_c == URBAN) & ~park
-    rural = np.isin(cls_c, (CROPLAND, GRASSLAND)) & village
-    ok = (city | rural) & ~wet & (slope <= MAX_SLOPE)
+    return {"q": q, "n": n, "pi": pi, "pj": pj, "pw": pw, "ph": ph, "wet": wet, "slope": slope, "park": park,
+            "urban": cls_c == URBAN, "village": np.isin(cls_c, (CROPLAND, GRASSLAND)) & village}
+
+
+def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray,
+               parcels: dict | None = None) -> tuple:
+    """(buildings (N, 5) float32, tile-local parcel row (N,), parcel col (N,)) int64; ``parcels`` =
+    :func:`_parcels`'s result when the caller has it."""
+    world = World.parse(world) if not isinstance(world, World) else world
+    none = (NO_BUILDINGS, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if key.level not in BUILDING_LEVELS:
+        return none
+    P = parcels if parcels is not None else _parcels(world, seed, key, heights_m, classes)
+    q, n, ph = P["q"], P["n"], P["ph"]
+    city = P["urban"] & ~P["park"]
+    ok = (city | P["village"]) & ~P["wet"] & (P["slope"] <= MAX_SLOPE)
     if not ok.any():
         return none
-    pi, pj, pw, city = pi[ok], pj[ok], pw[ok], city[ok]
+    pi, pj, pw, city = P["pi"][ok], P["pj"][ok], P["pw"][ok], city[ok]
     x, y = _centres(world, PARCEL_LEVEL, pi, pj)
     d = np.where(city, urban_density(world, seed, x, y), 0.0)
     u = _uniforms(seed, PARCEL_LEVEL, 100, pi, pj, 9)
     keep = u[0] < np.where(city, 0.55 + 0.4 * d, 0.5)
-    side = np.where(city, 0.45 + 0.35 * d, 0.3 + 0.1 * u[7])
-    w = pw * side * (0.85 + 0.15 * u[1])
-    dep = ph * side * (0.85 + 0.15 * u[2])
+    # the free box: set back from the streets on the parcel's sides (module docstring)
+    sb = ROAD_W_URBAN / 2.0 + 1.0
+    s_top = np.where(street_top(pi), sb, SIDE_GAP_M)
+    s_bottom = np.where(street_top(pi + 1), sb, SIDE_GAP_M)
+    s_left = np.where(street_left(seed, pi, pj), sb, SIDE_GAP_M)
+    s_right = np.where(street_left(seed, pi, pj + 1), sb, SIDE_GAP_M)
+    aw, ah = pw - s_left - s_right, ph - s_top - s_bottom
+    side = np.where(city, 0.6 + 0.4 * d, 0.45 + 0.15 * u[7])
+    w = aw * side * (0.85 + 0.15 * u[1])
+    dep = ah * side * (0.85 + 0.15 * u[2])
     storeys = np.where(city, 1 + np.round(5.0 * d * (0.6 + 0.8 * u[3])), 1 + (u[3] < 0.3))
     storeys = np.where(city & (u[4] < 0.01 * d * d), 8 + np.floor(20.0 * u[5]), storeys)
-    # centre inside the parcel (local sample units), jittered by at most 80 % of the free margin
+    # centre in the free box (metres from the tile's sample [0, 0]), jittered by 80 % of the slack
     col0, row0 = (pj - key.x * n) * q, (pi - key.y * n) * q
-    east = (col0 + q / 2.0) * (pw / q) + 0.4 * (pw - w) * (2.0 * u[6] - 1.0)
-    north = -((row0 + q / 2.0) * n_m + 0.4 * (ph - dep) * (2.0 * u[8] - 1.0))
+    east = col0 * (pw / q) + s_left + aw / 2.0 + 0.4 * (aw - w) * (2.0 * u[6] - 1.0)
+    north = -(row0 * (ph / q) + s_top + ah / 2.0 + 0.4 * (ah - dep) * (2.0 * u[8] - 1.0))
     out = np.stack([east, north, w, dep, storeys * STOREY_M], axis=1)[keep]
     return np.ascontiguousarray(out, dtype=np.float32), (pi - key.y * n)[keep], (pj - key.x * n)[keep]
+
+
+def roads(world: World | str, seed: int, key: TileKey, classes: np.ndarray) -> np.ndarray:
+    """(K, 5) float32 street segments [east0, north0, east1, north1, width] m of the tile: along the
+    top and left edges of its urban and village parcels where :func:`street_top` / :func:`street_left`
+    say so (an edge belongs to the parcel below / right of it: one tile each). (0, 5) elsewhere."""
+    world = World.parse(world) if not isinstance(world, World) else world
+    if key.level not in BUILDING_LEVELS:
+        return NO_BUILDINGS
+    P = _parcels(world, seed, key, np.zeros(classes.shape, np.float32), classes)
+    n, pw, ph = P["n"], P["pw"], P["ph"]
+    built = (P["urban"] | P["village"]) & ~P["wet"]
+    width = np.where(P["urban"], ROAD_W_URBAN, ROAD_W_VILLAGE)
+    col0 = (P["pj"] - key.x * n) * pw  # metres: parcel columns times the row's parcel width
+    row0 = (P["pi"] - key.y * n) * ph
+    segs = []
+    top = built & street_top(P["pi"])
+    segs.append(np.stack([col0, -row0, col0 + pw, -row0, width], axis=-1)[top])
+    left = built & street_left(seed, P["pi"], P["pj"])
+    segs.append(np.stack([col0, -row0, col0, -(row0 + ph), width], axis=-1)[left])
+    return np.ascontiguousarray(np.concatenate(segs), dtype=np.float32)
 
 
 def trees(world: World | str, seed: int, key: TileKey, classes: np.ndarray, heights_m: np.ndarray) -> np.ndarray:
@@ -193,7 +245,8 @@ def trees(world: World | str, seed: int, key: TileKey, classes: np.ndarray, heig
     for c, pc in TREE_P.items():
         p[cls_c == c] = pc
     shift = TREE_LEVEL - PARCEL_LEVEL
-    park, _village = park_and_village(world, seed, ti >> shift, tj >> shift)
+    P = _parcels(world, seed, key, heights_m, classes)  # parcels lie inside the tile at tree levels
+    park = P["park"][(ti - key.y * n) >> shift, (tj - key.x * n) >> shift]
     p[cls_c == URBAN] = np.where(park[cls_c == URBAN], 0.6, 0.05)
     u = _uniforms(seed, TREE_LEVEL, 200, ti, tj, 4)
     ok = u[0] < p
@@ -207,7 +260,8 @@ def trees(world: World | str, seed: int, key: TileKey, classes: np.ndarray, heig
     row = (ti - key.y * n) * q + q * (0.1 + 0.8 * u[1])
     col = (tj - key.x * n) * q + q * (0.1 + 0.8 * u[2])
     out = np.stack([col * e_m, -row * n_m, lo + (hi - lo) * u[3]], axis=-1)
-    blds, bi, bj = _buildings(world, seed, key, heights_m, classes)
+    ok &= ~_on_street(seed, key, P, ti, tj, out)
+    blds, bi, bj = _buildings(world, seed, key, heights_m, classes, P)
     if len(blds):  # at most one building per parcel, inside it: test each tree against its parcel's
         slot = np.full((T >> (key.level - PARCEL_LEVEL),) * 2, -1, dtype=np.int64)
         slot[bi, bj] = np.arange(len(blds))
@@ -219,15 +273,35 @@ def trees(world: World | str, seed: int, key: TileKey, classes: np.ndarray, heig
     return np.ascontiguousarray(out[ok], dtype=np.float32)
 
 
+def _on_street(seed: int, key: TileKey, P: dict, ti: np.ndarray, tj: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """(n, n) bool: tree cells (global ti, tj) whose point pos[..., :2] (tile metres) lies within half
+    an urban street width (+0.5 m) of a street that is drawn (or, across the tile's bottom and right
+    edges, may be drawn) along its parcel's sides; P = :func:`_parcels` of the tile."""
+    built = (P["urban"] | P["village"]) & ~P["wet"]
+    below = np.pad(built, ((0, 1), (0, 0)), constant_values=True)[1:]  # owners of bottom / right edges
+    right = np.pad(built, ((0, 0), (0, 1)), constant_values=True)[:, 1:]
+    shift = TREE_LEVEL - PARCEL_LEVEL
+    pi, pj = ti >> shift, tj >> shift
+    li, lj = pi - key.y * P["n"], pj - key.x * P["n"]
+    pw, ph = P["pw"][li, lj], P["ph"]
+    e = pos[..., 0] - lj * pw
+    s_ = -pos[..., 1] - li * ph
+    hw = ROAD_W_URBAN / 2.0 + 0.5
+    return ((built[li, lj] & street_top(pi) & (s_ < hw)) | (below[li, lj] & street_top(pi + 1) & (ph - s_ < hw))
+            | (built[li, lj] & street_left(seed, pi, pj) & (e < hw))
+            | (right[li, lj] & street_left(seed, pi, pj + 1) & (pw - e < hw)))
+
+
 def tile_features(pyramid, key: TileKey, heights_m: np.ndarray | None = None,
                   classes: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """{'buildings': (N, 5), 'trees': (M, 3)} float32 of one pyramid tile (the check contract)."""
+    """{'buildings': (N, 5), 'trees': (M, 3), 'roads': (K, 5)} float32 of one pyramid tile."""
     from generator.landcover import tile_landcover
 
     h = pyramid.tile(key).height if heights_m is None else heights_m
     lc = tile_landcover(pyramid, key, h) if classes is None else classes
     return {"buildings": buildings(pyramid.world, pyramid.seed, key, h, lc),
-            "trees": trees(pyramid.world, pyramid.seed, key, lc, h)}
+            "trees": trees(pyramid.world, pyramid.seed, key, lc, h),
+            "roads": roads(pyramid.world, pyramid.seed, key, lc)}
 
 
 def contract_fields(pyramid, key: TileKey, heights_m: np.ndarray) -> dict[str, np.ndarray]:
@@ -240,6 +314,7 @@ def contract_fields(pyramid, key: TileKey, heights_m: np.ndarray) -> dict[str, n
     out = {"landcover": lc, "class_names": np.array(CLASS_NAMES)}
     if key.level in BUILDING_LEVELS:
         out["buildings"] = buildings(pyramid.world, pyramid.seed, key, heights_m, lc)
+        out["roads"] = roads(pyramid.world, pyramid.seed, key, lc)
     if key.level in TREE_LEVELS:
         out["trees"] = trees(pyramid.world, pyramid.seed, key, lc, heights_m)
     return out

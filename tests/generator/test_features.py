@@ -28,25 +28,28 @@ def _sub(key: TileKey, levels: int, dy: int = 0, dx: int = 1) -> TileKey:
     return key
 
 
-def _in_parent_frame(parent: TileKey, child: TileKey, a: np.ndarray) -> np.ndarray:
+def _in_parent_frame(parent: TileKey, child: TileKey, a: np.ndarray, kind: str) -> np.ndarray:
     """Child-tile feature coordinates -> the parent tile's frame (plane: uniform spacing)."""
     s = spacing_m(child.level)
     out = a.astype(np.float64).copy()
-    out[:, 0] += (child.x - 2 * parent.x) * T * s
-    out[:, 1] -= (child.y - 2 * parent.y) * T * s
+    for e, n in ((0, 1), (2, 3)) if kind == "roads" else ((0, 1),):
+        out[:, e] += (child.x - 2 * parent.x) * T * s
+        out[:, n] -= (child.y - 2 * parent.y) * T * s
     return out
 
 
 def _sorted(a: np.ndarray) -> np.ndarray:
-    return a[np.lexsort(a.T[::-1])]
+    """Rows in a canonical order (keys rounded to 1 cm, so float32 frame shifts do not reorder)."""
+    return a[np.lexsort(np.round(a, 2).T[::-1])]
 
 
 @pytest.mark.parametrize("kind, parent", [("buildings", CITY), ("buildings", _sub(CITY, 3)),
-                                          ("trees", _sub(CITY, 2)), ("trees", _sub(CITY, 4, 1, 1))])
+                                          ("trees", _sub(CITY, 2)), ("trees", _sub(CITY, 4, 1, 1)),
+                                          ("roads", CITY), ("roads", _sub(CITY, 2))])
 def test_children_partition_the_parents_features(plane, kind, parent):
     whole = tile_features(plane, parent)[kind]
     assert len(whole) > 0
-    parts = [_in_parent_frame(parent, c, tile_features(plane, c)[kind]) for c in parent.children()]
+    parts = [_in_parent_frame(parent, c, tile_features(plane, c)[kind], kind) for c in parent.children()]
     union = np.concatenate(parts)
     assert len(union) == len(whole)  # none duplicated, none lost
     np.testing.assert_allclose(_sorted(union), _sorted(whole.astype(np.float64)), atol=2e-3)
@@ -73,6 +76,34 @@ def test_plausible_city_and_trees_clear_of_buildings(plane):
     for e, n, _h in t:
         inside = (np.abs(e - b[:, 0]) < b[:, 2] / 2) & (np.abs(n - b[:, 1]) < b[:, 3] / 2)
         assert not inside.any()
+
+
+def _boxes(b: np.ndarray) -> np.ndarray:
+    """Buildings -> (N, 4) [e_min, e_max, n_min, n_max]."""
+    return np.stack([b[:, 0] - b[:, 2] / 2, b[:, 0] + b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 1] + b[:, 3] / 2], 1)
+
+
+def _road_boxes(r: np.ndarray) -> np.ndarray:
+    hw = r[:, 4:5] / 2
+    e = np.sort(r[:, [0, 2]], axis=1) + np.hstack([-hw, hw])
+    n = np.sort(r[:, [1, 3]], axis=1) + np.hstack([-hw, hw])
+    return np.hstack([e, n])
+
+
+def test_streets_form_blocks_and_nothing_stands_on_them(plane):
+    key = _sub(CITY, 2)
+    f = tile_features(plane, key)
+    b, t, r = f["buildings"], f["trees"], f["roads"]
+    assert len(r) > 50 and (r[:, 4] > 0).all()
+    ext = T * spacing_m(key.level)
+    assert (r[:, [0, 2]] >= 0).all() and (r[:, [0, 2]] <= ext + 1e-3).all()
+    rb, bb = _road_boxes(r), _boxes(b)
+    overlap = ((bb[:, None, 0] < rb[None, :, 1]) & (rb[None, :, 0] < bb[:, None, 1])
+               & (bb[:, None, 2] < rb[None, :, 3]) & (rb[None, :, 2] < bb[:, None, 3]))
+    assert not overlap.any()
+    on = ((t[:, None, 0] > rb[None, :, 0]) & (t[:, None, 0] < rb[None, :, 1])
+          & (t[:, None, 1] > rb[None, :, 2]) & (t[:, None, 1] < rb[None, :, 3]))
+    assert not on.any()
 
 
 def test_no_building_in_water_or_on_steep_parcels():
@@ -143,8 +174,10 @@ def test_tile_command_writes_landcover_and_features(tmp_path):
     assert (d["landcover"] == URBAN).mean() > 0.9
     assert d["buildings"].dtype == np.float32 and d["buildings"].shape[1] == 5 and len(d["buildings"]) > 50
     assert d["trees"].dtype == np.float32 and d["trees"].shape[1] == 3
+    assert d["roads"].dtype == np.float32 and d["roads"].shape[1] == 5 and len(d["roads"]) > 10
     coarse = tmp_path / "coarse.npz"
     assert main(["tile", "--world", "plane", "--seed", "0", "--refiner", "fractal", "--level", "12",
                  "--x", str(CITY.x // 2), "--y", str(CITY.y // 2), "--out", str(coarse)]) == 0
     d = np.load(coarse)
-    assert "buildings" not in d and "trees" not in d and d["landcover"].shape == (T + 1, T + 1)
+    assert "buildings" not in d and "trees" not in d and "roads" not in d
+    assert d["landcover"].shape == (T + 1, T + 1)
