@@ -101,7 +101,8 @@ def locations(world: World, level: int, rows: np.ndarray, cols: np.ndarray) -> t
 def base_classes(world: World, seed: int, level: int, rows: np.ndarray, cols: np.ndarray,
                  want_ndvi: bool = False) -> tuple:
     """Classes from the context alone -> (classes (H, W) uint8, land (H, W) bool, arid (H, W) bool,
-    ndvi_max (H, W) float32 or None unless ``want_ndvi``). A pure function of each sample's location."""
+    ndvi_max (H, W) float32 or None unless ``want_ndvi``, land fraction (H, W) float32). A pure function
+    of each sample's location."""
     from generator.anchors.context import context
 
     x, y = locations(world, level, rows, cols)
@@ -110,12 +111,13 @@ def base_classes(world: World, seed: int, level: int, rows: np.ndarray, cols: np
 
         ctx = EarthContext.shared()
         lon, lat = x, y
-        land = ctx.landwater.land_fraction(lat, lon) >= 0.5
+        frac = _land_fraction(ctx.landwater, lat, lon)
+        land = frac >= 0.5
         wl = lat + WARP_DEG * value_noise(seed, 1, lon, lat, WARP_WAVELENGTH_DEG)
         wo = lon + WARP_DEG * value_noise(seed, 2, lon, lat, WARP_WAVELENGTH_DEG)
         igbp = _nearest(ctx.modis, wl, wo)
         cls = IGBP_TO_CLASS[igbp]
-        mixed = (igbp == 5) & (value_noise(seed, 3, lon, lat, 0.02) > 0.0)
+        mixed = _masked_noise(seed, 3, lon, lat, 0.02, igbp == 5) > 0.0
         cls = np.where(mixed, np.uint8(NEEDLELEAF), cls)
         cls = _city_river_cells(ctx, cls, land, wl, wo)
         arid = _nearest(ctx.koppen, lat, lon) == 2  # group B
@@ -125,18 +127,39 @@ def base_classes(world: World, seed: int, level: int, rows: np.ndarray, cols: np
         c = _plane_context(seed, x, y)
         land, arid, cold = c[0] >= 0.5, c[2] > 0.5, (c[4] + c[5]) > 0.5
         grp = np.where(c[6:13].max(axis=0) > 0.5, c[6:13].argmax(axis=0), -1)
-        split = value_noise(seed, 4, x, y, 3000.0)
         table = np.array([BROADLEAF, GRASSLAND, WETLAND, CROPLAND, URBAN, SNOW_ICE, BARE_ROCK], dtype=np.uint8)
         cls = np.where(grp >= 0, table[np.maximum(grp, 0)], np.uint8(WATER))
+        split = _masked_noise(seed, 4, x, y, 3000.0, (cls == BROADLEAF) | (cls == GRASSLAND))
         cls = np.where((cls == BROADLEAF) & (cold | (split > 0.45)), np.uint8(NEEDLELEAF), cls)
         cls = np.where((cls == GRASSLAND) & (split < -0.3), np.uint8(SHRUBLAND), cls)
-        town = plane_city(seed, x, y) > 0.0  # the continent has no urban group: cities on farmland
-        cls = np.where(town & np.isin(cls, (CROPLAND, GRASSLAND)), np.uint8(URBAN), cls)
-        ndvi = c[13]
+        farm = np.isin(cls, (CROPLAND, GRASSLAND))  # the continent has no urban group: towns on farmland
+        town = np.zeros(farm.shape, dtype=bool)
+        town[farm] = plane_city(seed, x[farm], y[farm]) > 0.0
+        cls = np.where(town, np.uint8(URBAN), cls)
+        ndvi, frac = c[13], c[0]
         water = ~land
     cls = np.where((cls == BARE_ROCK) & arid, np.uint8(SAND), cls)
     cls = np.where(water, np.uint8(WATER), cls).astype(np.uint8)
-    return cls, ~water, arid, ndvi
+    return cls, ~water, arid, ndvi, frac
+
+
+def _masked_noise(seed: int, stream: int, x: np.ndarray, y: np.ndarray, wave: float, mask: np.ndarray) -> np.ndarray:
+    """:func:`value_noise` where ``mask``, 0 elsewhere (the same values, computed only where needed)."""
+    out = np.zeros(mask.shape)
+    if mask.any():
+        out[mask] = value_noise(seed, stream, x[mask], y[mask], wave)
+    return out
+
+
+def _land_fraction(lw, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """The 30" land fraction at points; all-land or all-water boxes (with a one-cell margin) skip the
+    per-point lookup (bit-identical: every bilinear corner is then 1 or 0)."""
+    st = lw.uniform_state(float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))
+    if st is not None:
+        from generator.anchors.landwater import LAND
+
+        return np.full(lat.shape, 1.0 if st == LAND else 0.0, dtype=np.float32)
+    return lw.land_fraction(lat, lon)
 
 
 def _city_river_cells(ctx, cls: np.ndarray, land: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -242,12 +265,10 @@ def landcover(world: World | str, seed: int, level: int, rows: np.ndarray, cols:
         raise ValueError(f"heights must be (len(rows), len(cols)) = {(rows.size, cols.size)}, got {h.shape}")
     if rows.size > 1 and not (np.diff(rows) == 1).all() or cols.size > 1 and not (np.diff(cols) == 1).all():
         raise ValueError("rows and cols must be consecutive global samples")
-    cls, land, _arid, _ndvi = base_classes(world, seed, level, rows, cols)
+    cls, land, _arid, _ndvi, frac = base_classes(world, seed, level, rows, cols)
     x, y = locations(world, level, rows, cols)
     if world is World.EARTH:
-        from generator.anchors.context import EarthContext
-
-        coast = land & (EarthContext.shared().landwater.land_fraction(y, x) < 0.8)
+        coast = land & (frac < 0.8)
         line = snowline_m(world, seed, y)
         wave = 0.02
     else:
@@ -256,7 +277,8 @@ def landcover(world: World | str, seed: int, level: int, rows: np.ndarray, cols:
         wave = 2000.0
     beach = coast & (h < BEACH_M) & np.isin(cls, (GRASSLAND, SHRUBLAND, CROPLAND, BARE_ROCK, BROADLEAF, NEEDLELEAF))
     cls = np.where(beach, np.uint8(SAND), cls)
-    snow = land & (h > line + SNOW_NOISE_M * value_noise(seed, 5, x, y, wave))
+    high = land & (h > line - SNOW_NOISE_M)
+    snow = high & (h > line + SNOW_NOISE_M * _masked_noise(seed, 5, x, y, wave, high))
     cls = np.where(snow, np.uint8(SNOW_ICE), cls)
     slope = birth_slope(world, level, rows, cols, h, far_heights)
     rock = land & (cls != URBAN) & (slope > ROCK_SLOPE)  # NaN compares False; towns keep their class
