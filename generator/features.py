@@ -304,14 +304,23 @@ def tile_features(pyramid, key: TileKey, heights_m: np.ndarray | None = None,
             "roads": roads(pyramid.world, pyramid.seed, key, lc)}
 
 
-def contract_fields(pyramid, key: TileKey, heights_m: np.ndarray) -> dict[str, np.ndarray]:
+def contract_fields(pyramid, key: TileKey, heights_m: np.ndarray,
+                    rgb: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The land-cover and feature entries of ``worldstream tile``'s .npz (docs/LANDCOVER.md):
-    ``landcover`` (T+1, T+1) uint8, ``class_names`` (n,) str (index = class id) and, at levels that
-    carry them, ``buildings`` (N, 5) and ``trees`` (M, 3) float32."""
+    ``landcover`` (T+1, T+1) uint8, ``class_names`` (n,) str (index = class id), ``nir`` (T+1, T+1)
+    and, given the tile's ``rgb``, ``albedo`` (T+1, T+1, 3) float32 (:mod:`generator.scene`); at
+    levels that carry them ``buildings`` (N, 5), ``roads`` (K, 5) and ``trees`` (M, 3) float32."""
     from generator.landcover import CLASS_NAMES, tile_landcover
+    from generator.scene import scene_colour
 
     lc = tile_landcover(pyramid, key, heights_m)
     out = {"landcover": lc, "class_names": np.array(CLASS_NAMES)}
+    rows = key.y * T + np.arange(T + 1, dtype=np.int64)
+    cols = key.x * T + np.arange(T + 1, dtype=np.int64)
+    base = rgb if rgb is not None else np.zeros(lc.shape + (3,), np.float32)
+    albedo, out["nir"] = scene_colour(pyramid.world, pyramid.seed, key.level, rows, cols, lc, base)
+    if rgb is not None:
+        out["albedo"] = albedo
     if key.level in BUILDING_LEVELS:
         out["buildings"] = buildings(pyramid.world, pyramid.seed, key, heights_m, lc)
         out["roads"] = roads(pyramid.world, pyramid.seed, key, lc)

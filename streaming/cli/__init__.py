@@ -101,7 +101,7 @@ def cmd_tile(args) -> int:
         out["rgb"] = f.rgb
     from generator.features import contract_fields
 
-    out.update(contract_fields(pyr, key, f.height))
+    out.update(contract_fields(pyr, key, f.height, f.rgb))
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **out)

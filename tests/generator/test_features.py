@@ -172,6 +172,8 @@ def test_tile_command_writes_landcover_and_features(tmp_path):
     assert d["landcover"].shape == (T + 1, T + 1) and d["landcover"].dtype == np.uint8
     assert tuple(d["class_names"]) == CLASS_NAMES
     assert (d["landcover"] == URBAN).mean() > 0.9
+    assert d["nir"].shape == (T + 1, T + 1) and d["nir"].dtype == np.float32
+    assert d["albedo"].shape == (T + 1, T + 1, 3) and 0.0 <= d["albedo"].min() and d["albedo"].max() <= 1.0
     assert d["buildings"].dtype == np.float32 and d["buildings"].shape[1] == 5 and len(d["buildings"]) > 50
     assert d["trees"].dtype == np.float32 and d["trees"].shape[1] == 3
     assert d["roads"].dtype == np.float32 and d["roads"].shape[1] == 5 and len(d["roads"]) > 10
