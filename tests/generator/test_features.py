@@ -39,8 +39,9 @@ def _in_parent_frame(parent: TileKey, child: TileKey, a: np.ndarray, kind: str) 
 
 
 def _sorted(a: np.ndarray) -> np.ndarray:
-    """Rows in a canonical order (keys rounded to 1 cm, so float32 frame shifts do not reorder)."""
-    return a[np.lexsort(np.round(a, 2).T[::-1])]
+    """Rows in a canonical order: by the values rounded to 1 cm (so float32 frame shifts do not
+    reorder), ties broken by the exact values."""
+    return a[np.lexsort(np.concatenate([a.T[::-1], np.round(a, 2).T[::-1]]))]
 
 
 @pytest.mark.parametrize("kind, parent", [("buildings", CITY), ("buildings", _sub(CITY, 3)),
@@ -183,3 +184,26 @@ def test_tile_command_writes_landcover_and_features(tmp_path):
     d = np.load(coarse)
     assert "buildings" not in d and "trees" not in d and "roads" not in d
     assert d["landcover"].shape == (T + 1, T + 1)
+
+
+@pytest.mark.slow
+def test_earth_children_carry_the_parents_features_over_paris_and_manhattan():
+    """Frame-free check on earth (east metres vary with latitude): the children's buildings have
+    the parent's widths, depths and heights, and as many trees and street segments."""
+    earth = open_world("earth", 0)
+    for parent in (TileKey(15, 33196, 7489), TileKey(15, 19299, 8964)):  # Paris, midtown Manhattan
+        whole = tile_features(earth, parent)
+        kids = [tile_features(earth, c) for c in parent.children()]
+        assert len(whole["buildings"]) > 20
+        for kind, cols in (("buildings", [2, 3, 4]), ("trees", [2]), ("roads", [4])):
+            union = np.concatenate([k[kind][:, cols] for k in kids])
+            assert len(union) == len(whole[kind]), kind
+            np.testing.assert_allclose(_sorted(union.astype(np.float64)),
+                                       _sorted(whole[kind][:, cols].astype(np.float64)), atol=1e-3)
+        lc = tile_landcover(earth, parent)
+        b = whole["buildings"]
+        s = spacing_m(parent.level)
+        lat = np.radians(90.0 - (parent.y * T + T / 2) * (180.0 / T / 2**parent.level))
+        r = np.clip(np.round(-b[:, 1] / s).astype(int), 0, T)
+        c = np.clip(np.round(b[:, 0] / (s * np.cos(lat))).astype(int), 0, T)
+        assert not (lc[r, c] == WATER).any()

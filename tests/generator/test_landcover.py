@@ -117,3 +117,19 @@ def test_agrees_with_modis_on_land_cells():
     share, n = agreement(tiles=TILES_L7)
     assert n > 2000
     assert share >= 0.90, f"agreement {share:.3f} on {n} cells"
+
+
+@pytest.mark.slow
+def test_earth_classes_nest_and_meet_at_seams():
+    """Tokyo Bay (coast, city, MODIS lakes and the all-land shortcut) and the Alps (snow, rock)."""
+    earth = open_world("earth", 0)
+    for parent in (TileKey(9, 909, 154), TileKey(11, 133 * 16 + 5, 31 * 16 + 9)):
+        lp = tile_landcover(earth, parent)
+        assert len(np.unique(lp)) >= 2
+        h = T // 2
+        for qy in (0, 1):
+            for qx in (0, 1):
+                lc = tile_landcover(earth, TileKey(parent.level + 1, 2 * parent.x + qx, 2 * parent.y + qy))
+                np.testing.assert_array_equal(lc[::2, ::2], lp[qy * h : qy * h + h + 1, qx * h : qx * h + h + 1])
+        right = tile_landcover(earth, TileKey(parent.level, parent.x + 1, parent.y))
+        np.testing.assert_array_equal(lp[:, -1], right[:, 0])
