@@ -29,7 +29,7 @@ centre's location, and counter-based hashes of the global cell index
   have little vegetation), or rises towards a plane-world city's core;
 - footprint side = parcel side x (0.45 + 0.35 d) x U(0.85, 1); storeys =
   1 + round(5 d U(0.6, 1.4)) (towers of 8-27 storeys on d^2 % of parcels),
-  villages 1-2; 3.2 m per storey;
+  villages 1-2; 3.2 m per storey plus 1 m (city parapet) or 2.5 m (village roof);
 - trees: probability by the class at the cell centre (broadleaf 0.8, needleleaf
   0.85, wetland 0.15, shrubland 0.15, grassland 0.02, urban parks 0.6, other
   urban 0.05 (street and garden trees), elsewhere 0),
@@ -65,6 +65,7 @@ MAX_SLOPE = float(np.tan(np.radians(30.0)))
 BLOCK_PARCELS = 3  # street every 3rd parcel line: blocks of ~115 m
 ROAD_W_URBAN, ROAD_W_VILLAGE, SIDE_GAP_M = 12.0, 7.0, 1.0
 STOREY_M = 3.2
+FLAT_ROOF_M, PITCHED_ROOF_M = 1.0, 2.5  # parapet on city blocks, pitched roofs on village houses
 PARK_WAVE_M, VILLAGE_WAVE_M = 400.0, 1500.0
 TREE_P = {BROADLEAF: 0.8, NEEDLELEAF: 0.85, WETLAND: 0.15, SHRUBLAND: 0.15, GRASSLAND: 0.02}
 TREE_H = {BROADLEAF: (12.0, 28.0), NEEDLELEAF: (10.0, 32.0), WETLAND: (4.0, 10.0), SHRUBLAND: (2.0, 5.0),
@@ -205,7 +206,8 @@ def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: n
     col0, row0 = (pj - key.x * n) * q, (pi - key.y * n) * q
     east = col0 * (pw / q) + s_left + aw / 2.0 + 0.4 * (aw - w) * (2.0 * u[6] - 1.0)
     north = -(row0 * (ph / q) + s_top + ah / 2.0 + 0.4 * (ah - dep) * (2.0 * u[8] - 1.0))
-    out = np.stack([east, north, w, dep, storeys * STOREY_M], axis=1)[keep]
+    out = np.stack([east, north, w, dep, storeys * STOREY_M + np.where(city, FLAT_ROOF_M, PITCHED_ROOF_M)],
+                   axis=1)[keep]
     return np.ascontiguousarray(out, dtype=np.float32), (pi - key.y * n)[keep], (pj - key.x * n)[keep]
 
 
