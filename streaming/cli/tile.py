@@ -12,7 +12,8 @@ from streaming.cli.compose import open_world
 
 def cmd_tile(args) -> int:
     """Write ``height`` ((T+1, T+1) float32 metres), ``rgb`` ((T+1, T+1, 3) float32 in [0, 1]),
-    ``level``, ``x``, ``y`` and ``model`` of one tile."""
+    ``level``, ``x``, ``y`` and ``model`` of one tile, plus the land cover and features of
+    ``generator.features.contract_fields`` (docs/LANDCOVER.md)."""
     import numpy as np
 
     key = TileKey(args.level, args.x, args.y)
@@ -27,6 +28,9 @@ def cmd_tile(args) -> int:
            "model": np.array(f.model)}
     if f.rgb is not None:
         out["rgb"] = f.rgb
+    from generator.features import contract_fields  # land cover, scene colour, NIR, features
+
+    out.update(contract_fields(pyr, key, f.height, f.rgb))
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **out)

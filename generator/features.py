@@ -1,0 +1,331 @@
+"""Buildings and trees as pure functions of (world, seed, model, tile key): the feature layer.
+
+Features live on fixed global lattices, so the set is the same whichever level
+carries it and every feature belongs to exactly one tile:
+
+- **buildings**: one candidate per *parcel*, a cell of the level-:data:`PARCEL_LEVEL`
+  grid (38.2 m north-south; earth: x cos(latitude) east-west). Carried by tiles
+  of levels :data:`BUILDING_LEVELS` (13..19), where a parcel is always wholly
+  inside one tile (a tile edge is a parcel edge) and its footprint stays inside
+  the parcel: nothing is duplicated or cut at a tile border.
+- **trees**: at most one per level-:data:`TREE_LEVEL` cell (9.6 m), carried by
+  levels :data:`TREE_LEVELS` (15..19), the tree's point jittered inside its cell;
+  no tree stands within 1.5 m of a building footprint (the cell's parcel, and so
+  its building, is inside the same tile at these levels).
+
+A candidate is decided from inputs that are the same at every carrying level:
+the land-cover class (:mod:`generator.landcover`, nested) at the cell's centre
+and corners, the heights (nested) at the parcel's corners, context read at the
+centre's location, and counter-based hashes of the global cell index
+(:mod:`generator.noise`). Rules:
+
+- a building stands on an *urban* parcel (presence 0.55 + 0.4 * density) or
+  on a *village* parcel (cropland or grassland where a 1.5 km value noise
+  exceeds 0.62; presence 0.5); never where the centre or a corner is water, nor
+  where the parcel's steepest edge or diagonal exceeds 30 deg, nor in a park
+  (urban parcels where a 400 m noise exceeds 0.55);
+- density d in [0, 1] (:func:`urban_density`) falls with the climatological NDVI
+  maximum at the parcel (earth: d = (0.75 - NDVI) / 0.45, clipped; dense cores
+  have little vegetation), or rises towards a plane-world city's core;
+- footprint side = parcel side x (0.45 + 0.35 d) x U(0.85, 1); storeys =
+  1 + round(5 d U(0.6, 1.4)) (towers of 8-27 storeys on d^2 % of parcels),
+  villages 1-2; 3.2 m per storey plus 1 m (city parapet) or 2.5 m (village roof);
+- trees: probability by the class at the cell centre (broadleaf 0.8, needleleaf
+  0.85, wetland 0.15, shrubland 0.15, grassland 0.02, urban parks 0.6, other
+  urban 0.05 (street and garden trees), elsewhere 0),
+  height U(lo, hi) per class.
+
+Coordinates (the check contract): east and north in metres from the tile's
+sample [0, 0] along the tile's grid axes (north = -row x spacing; earth: east
+uses the metres per sample at the feature's latitude).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from generator import noise
+from generator.landcover import (
+    BROADLEAF,
+    CROPLAND,
+    GRASSLAND,
+    NEEDLELEAF,
+    SHRUBLAND,
+    URBAN,
+    WATER,
+    WETLAND,
+    value_noise,
+)
+from runtime.tiles import T, TileKey, World, spacing_deg, spacing_m
+
+PARCEL_LEVEL, TREE_LEVEL = 11, 13
+BUILDING_LEVELS = range(PARCEL_LEVEL + 2, PARCEL_LEVEL + 9)
+TREE_LEVELS = range(TREE_LEVEL + 2, BUILDING_LEVELS.stop)  # 15..19: a tree's parcel is in its tile
+MAX_SLOPE = float(np.tan(np.radians(30.0)))
+BLOCK_PARCELS = 3  # street every 3rd parcel line: blocks of ~115 m
+ROAD_W_URBAN, ROAD_W_VILLAGE, SIDE_GAP_M = 12.0, 7.0, 1.0
+STOREY_M = 3.2
+FLAT_ROOF_M, PITCHED_ROOF_M = 1.0, 2.5  # parapet on city blocks, pitched roofs on village houses
+PARK_WAVE_M, VILLAGE_WAVE_M = 400.0, 1500.0
+TREE_P = {BROADLEAF: 0.8, NEEDLELEAF: 0.85, WETLAND: 0.15, SHRUBLAND: 0.15, GRASSLAND: 0.02}
+TREE_H = {BROADLEAF: (12.0, 28.0), NEEDLELEAF: (10.0, 32.0), WETLAND: (4.0, 10.0), SHRUBLAND: (2.0, 5.0),
+          GRASSLAND: (5.0, 12.0), URBAN: (8.0, 18.0)}
+NO_BUILDINGS = np.zeros((0, 5), dtype=np.float32)
+NO_TREES = np.zeros((0, 3), dtype=np.float32)
+
+
+def _uniforms(seed: int, level: int, stream: int, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    """(n, *i.shape) float64 uniforms in [0, 1) (16-bit steps) keyed by global cell index (i, j) of
+    ``level``: the four 16-bit lanes of each counter-based hash give four uniforms."""
+    lanes = []
+    for k in range(-(-n // 4)):
+        h = noise.hash_pairs(noise.stream_key(seed, level, stream + k), i, j)
+        lanes += [((h >> np.uint64(16 * m)) & np.uint64(0xFFFF)).astype(np.float64) / 65536.0 for m in range(4)]
+    return np.stack(lanes[:n])
+
+
+def _noise_xy(world: World, x: np.ndarray, y: np.ndarray, wave_m: float) -> tuple:
+    """Noise coordinates and wavelength in the units of :func:`generator.landcover.locations`."""
+    return (x, y, wave_m / 111320.0) if world is World.EARTH else (x, y, wave_m)
+
+
+def park_and_village(world: World, seed: int, pi: np.ndarray, pj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(park, village) bool masks of parcels (global level-PARCEL_LEVEL cell indices, any shape),
+    from value noise at the parcel centres' locations (pure; shared by buildings and trees)."""
+    x, y = _centres(world, PARCEL_LEVEL, pi, pj)
+    a, b, w = _noise_xy(world, x, y, PARK_WAVE_M)
+    park = value_noise(seed, 20, a, b, w) > 0.55
+    a, b, w = _noise_xy(world, x, y, VILLAGE_WAVE_M)
+    return park, value_noise(seed, 21, a, b, w) > 0.62
+
+
+def _centres(world: World, level: int, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Locations of the centres of level-``level`` cells (i, j) = level+1 samples (2i+1, 2j+1)."""
+    r, c = 2 * np.asarray(i, np.int64) + 1, 2 * np.asarray(j, np.int64) + 1
+    if world is World.EARTH:  # the same expressions as generator.landcover.locations, pointwise
+        d = spacing_deg(level + 1)
+        return -180.0 + np.mod(c * d, 360.0), 90.0 - r * d
+    s = spacing_m(level + 1)
+    return c * s, r * s
+
+
+def urban_density(world: World, seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Density in [0, 1] at locations: earth (0.75 - NDVI max) / 0.45 (dense cores have little
+    vegetation), plane the city field of :func:`generator.landcover.plane_city`."""
+    if world is World.EARTH:
+        from generator.anchors.context import EarthContext, _ndvi
+
+        return np.clip((0.75 - _ndvi(EarthContext.shared().ndvi_max, y, x)) / 0.45, 0.0, 1.0)
+    from generator.landcover import plane_city
+
+    return np.clip(plane_city(seed, x, y) * 1.5, 0.0, 1.0)
+
+
+def _metres_per_sample(world: World, level: int, rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """(east m per sample at global rows (any shape), north m per sample) of ``level``."""
+    s = spacing_m(level)
+    if world is World.EARTH:
+        lat = 90.0 - np.asarray(rows, np.float64) * spacing_deg(level)
+        return s * np.maximum(np.cos(np.radians(lat)), 1e-3), s
+    return np.full(np.shape(rows), s), s
+
+
+def buildings(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(N, 5) float32 [east, north, width, depth, height] m of the tile's buildings (module docstring);
+    heights_m and classes are the tile's (T+1, T+1) fields. (0, 5) at levels that carry none."""
+    return _buildings(world, seed, key, heights_m, classes)[0]
+
+
+def street_top(pi: np.ndarray) -> np.ndarray:
+    """True where a street runs along the top (north) edge of parcel row ``pi`` (global)."""
+    return np.mod(pi, BLOCK_PARCELS) == 0
+
+
+def street_left(seed: int, pi: np.ndarray, pj: np.ndarray) -> np.ndarray:
+    """True where a street runs along the left (west) edge of parcel (pi, pj): every
+    BLOCK_PARCELS-th column, offset per block row (a staggered, jittered grid)."""
+    br = np.floor_divide(pi, BLOCK_PARCELS)
+    off = noise.hash_pairs(noise.stream_key(seed, PARCEL_LEVEL, 90), br, np.zeros_like(br)) % np.uint64(BLOCK_PARCELS)
+    return np.mod(pj + off.astype(np.int64), BLOCK_PARCELS) == 0
+
+
+def _parcels(world: World, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray) -> dict:
+    """Per-parcel fields of a tile at a carrying level, each (n, n) (n = parcels per tile side)."""
+    q = 1 << (key.level - PARCEL_LEVEL)  # samples per parcel side
+    n = T // q
+    pi = (key.y * n + np.arange(n, dtype=np.int64))[:, None] + np.zeros((1, n), np.int64)
+    pj = (key.x * n + np.arange(n, dtype=np.int64))[None, :] + np.zeros((n, 1), np.int64)
+    h = heights_m[::q, ::q].astype(np.float64)  # parcel corners (n+1, n+1)
+    cls_c = classes[q // 2 :: q, q // 2 :: q]  # centres (n, n)
+    corners = classes[::q, ::q]
+    wet = (corners[:-1, :-1] == WATER) | (corners[1:, :-1] == WATER) | (corners[:-1, 1:] == WATER) | \
+          (corners[1:, 1:] == WATER) | (cls_c == WATER)
+    e_m, n_m = _metres_per_sample(world, key.level, key.y * T + np.arange(0, T + 1, q))
+    pw, ph = (e_m[:-1] * q)[:, None] * np.ones((1, n)), n_m * q  # parcel width (n, n), depth
+    slope = np.max(np.stack([np.abs(h[:-1, 1:] - h[:-1, :-1]) / pw, np.abs(h[1:, 1:] - h[1:, :-1]) / pw,
+                             np.abs(h[1:, :-1] - h[:-1, :-1]) / ph, np.abs(h[1:, 1:] - h[:-1, 1:]) / ph,
+                             np.abs(h[1:, 1:] - h[:-1, :-1]) / np.hypot(pw, ph),
+                             np.abs(h[1:, :-1] - h[:-1, 1:]) / np.hypot(pw, ph)]), axis=0)
+    park, village = park_and_village(world, seed, pi, pj)
+    return {"q": q, "n": n, "pi": pi, "pj": pj, "pw": pw, "ph": ph, "wet": wet, "slope": slope, "park": park,
+            "urban": cls_c == URBAN, "village": np.isin(cls_c, (CROPLAND, GRASSLAND)) & village}
+
+
+def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray,
+               parcels: dict | None = None) -> tuple:
+    """(buildings (N, 5) float32, tile-local parcel row (N,), parcel col (N,)) int64; ``parcels`` =
+    :func:`_parcels`'s result when the caller has it."""
+    world = World.parse(world) if not isinstance(world, World) else world
+    none = (NO_BUILDINGS, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if key.level not in BUILDING_LEVELS:
+        return none
+    P = parcels if parcels is not None else _parcels(world, seed, key, heights_m, classes)
+    q, n, ph = P["q"], P["n"], P["ph"]
+    city = P["urban"] & ~P["park"]
+    ok = (city | P["village"]) & ~P["wet"] & (P["slope"] <= MAX_SLOPE)
+    if not ok.any():
+        return none
+    pi, pj, pw, city = P["pi"][ok], P["pj"][ok], P["pw"][ok], city[ok]
+    x, y = _centres(world, PARCEL_LEVEL, pi, pj)
+    d = np.where(city, urban_density(world, seed, x, y), 0.0)
+    u = _uniforms(seed, PARCEL_LEVEL, 100, pi, pj, 9)
+    keep = u[0] < np.where(city, 0.55 + 0.4 * d, 0.5)
+    # the free box: set back from the streets on the parcel's sides (module docstring)
+    sb = ROAD_W_URBAN / 2.0 + 1.0
+    s_top = np.where(street_top(pi), sb, SIDE_GAP_M)
+    s_bottom = np.where(street_top(pi + 1), sb, SIDE_GAP_M)
+    s_left = np.where(street_left(seed, pi, pj), sb, SIDE_GAP_M)
+    s_right = np.where(street_left(seed, pi, pj + 1), sb, SIDE_GAP_M)
+    aw, ah = pw - s_left - s_right, ph - s_top - s_bottom
+    side = np.where(city, 0.6 + 0.4 * d, 0.45 + 0.15 * u[7])
+    w = aw * side * (0.85 + 0.15 * u[1])
+    dep = ah * side * (0.85 + 0.15 * u[2])
+    storeys = np.where(city, 1 + np.round(5.0 * d * (0.6 + 0.8 * u[3])), 1 + (u[3] < 0.3))
+    storeys = np.where(city & (u[4] < 0.01 * d * d), 8 + np.floor(20.0 * u[5]), storeys)
+    # centre in the free box (metres from the tile's sample [0, 0]), jittered by 80 % of the slack
+    col0, row0 = (pj - key.x * n) * q, (pi - key.y * n) * q
+    east = col0 * (pw / q) + s_left + aw / 2.0 + 0.4 * (aw - w) * (2.0 * u[6] - 1.0)
+    north = -(row0 * (ph / q) + s_top + ah / 2.0 + 0.4 * (ah - dep) * (2.0 * u[8] - 1.0))
+    out = np.stack([east, north, w, dep, storeys * STOREY_M + np.where(city, FLAT_ROOF_M, PITCHED_ROOF_M)],
+                   axis=1)[keep]
+    return np.ascontiguousarray(out, dtype=np.float32), (pi - key.y * n)[keep], (pj - key.x * n)[keep]
+
+
+def roads(world: World | str, seed: int, key: TileKey, classes: np.ndarray) -> np.ndarray:
+    """(K, 5) float32 street segments [east0, north0, east1, north1, width] m of the tile: along the
+    top and left edges of its urban and village parcels where :func:`street_top` / :func:`street_left`
+    say so (an edge belongs to the parcel below / right of it: one tile each). (0, 5) elsewhere."""
+    world = World.parse(world) if not isinstance(world, World) else world
+    if key.level not in BUILDING_LEVELS:
+        return NO_BUILDINGS
+    P = _parcels(world, seed, key, np.zeros(classes.shape, np.float32), classes)
+    n, pw, ph = P["n"], P["pw"], P["ph"]
+    built = (P["urban"] | P["village"]) & ~P["wet"]
+    width = np.where(P["urban"], ROAD_W_URBAN, ROAD_W_VILLAGE)
+    col0 = (P["pj"] - key.x * n) * pw  # metres: parcel columns times the row's parcel width
+    row0 = (P["pi"] - key.y * n) * ph
+    segs = []
+    top = built & street_top(P["pi"])
+    segs.append(np.stack([col0, -row0, col0 + pw, -row0, width], axis=-1)[top])
+    left = built & street_left(seed, P["pi"], P["pj"])
+    segs.append(np.stack([col0, -row0, col0, -(row0 + ph), width], axis=-1)[left])
+    return np.ascontiguousarray(np.concatenate(segs), dtype=np.float32)
+
+
+def trees(world: World | str, seed: int, key: TileKey, classes: np.ndarray, heights_m: np.ndarray) -> np.ndarray:
+    """(M, 3) float32 [east, north, height] m of the tile's trees; (0, 3) at levels that carry none.
+    ``heights_m`` (T+1, T+1) place the tile's buildings, which trees keep clear of."""
+    world = World.parse(world) if not isinstance(world, World) else world
+    if key.level not in TREE_LEVELS:
+        return NO_TREES
+    q = 1 << (key.level - TREE_LEVEL)
+    n = T // q
+    ti = (key.y * n + np.arange(n, dtype=np.int64))[:, None] + np.zeros((1, n), np.int64)
+    tj = (key.x * n + np.arange(n, dtype=np.int64))[None, :] + np.zeros((n, 1), np.int64)
+    cls_c = classes[q // 2 :: q, q // 2 :: q]
+    p = np.zeros(cls_c.shape)
+    for c, pc in TREE_P.items():
+        p[cls_c == c] = pc
+    shift = TREE_LEVEL - PARCEL_LEVEL
+    P = _parcels(world, seed, key, heights_m, classes)  # parcels lie inside the tile at tree levels
+    park = P["park"][(ti - key.y * n) >> shift, (tj - key.x * n) >> shift]
+    p[cls_c == URBAN] = np.where(park[cls_c == URBAN], 0.6, 0.05)
+    u = _uniforms(seed, TREE_LEVEL, 200, ti, tj, 4)
+    ok = u[0] < p
+    if not ok.any():
+        return NO_TREES
+    lo = np.zeros(cls_c.shape)
+    hi = np.zeros(cls_c.shape)
+    for c, (a, b) in TREE_H.items():
+        lo[cls_c == c], hi[cls_c == c] = a, b
+    e_m, n_m = _metres_per_sample(world, key.level, ti * q + q // 2)
+    row = (ti - key.y * n) * q + q * (0.1 + 0.8 * u[1])
+    col = (tj - key.x * n) * q + q * (0.1 + 0.8 * u[2])
+    out = np.stack([col * e_m, -row * n_m, lo + (hi - lo) * u[3]], axis=-1)
+    ok &= ~_on_street(seed, key, P, ti, tj, out)
+    blds, bi, bj = _buildings(world, seed, key, heights_m, classes, P)
+    if len(blds):  # at most one building per parcel, inside it: test each tree against its parcel's
+        slot = np.full((T >> (key.level - PARCEL_LEVEL),) * 2, -1, dtype=np.int64)
+        slot[bi, bj] = np.arange(len(blds))
+        k = slot[(ti - key.y * n) >> shift, (tj - key.x * n) >> shift]
+        b = blds[np.maximum(k, 0)].astype(np.float64)
+        inside = (np.abs(out[..., 0] - b[..., 0]) < b[..., 2] / 2 + 1.5) & \
+                 (np.abs(out[..., 1] - b[..., 1]) < b[..., 3] / 2 + 1.5)
+        ok &= ~((k >= 0) & inside)
+    return np.ascontiguousarray(out[ok], dtype=np.float32)
+
+
+def _on_street(seed: int, key: TileKey, P: dict, ti: np.ndarray, tj: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """(n, n) bool: tree cells (global ti, tj) whose point pos[..., :2] (tile metres) lies within half
+    an urban street width (+0.5 m) of a street that is drawn (or, across the tile's bottom and right
+    edges, may be drawn) along its parcel's sides; P = :func:`_parcels` of the tile."""
+    built = (P["urban"] | P["village"]) & ~P["wet"]
+    below = np.pad(built, ((0, 1), (0, 0)), constant_values=True)[1:]  # owners of bottom / right edges
+    right = np.pad(built, ((0, 0), (0, 1)), constant_values=True)[:, 1:]
+    shift = TREE_LEVEL - PARCEL_LEVEL
+    pi, pj = ti >> shift, tj >> shift
+    li, lj = pi - key.y * P["n"], pj - key.x * P["n"]
+    pw, ph = P["pw"][li, lj], P["ph"]
+    e = pos[..., 0] - lj * pw
+    s_ = -pos[..., 1] - li * ph
+    hw = ROAD_W_URBAN / 2.0 + 0.5
+    return ((built[li, lj] & street_top(pi) & (s_ < hw)) | (below[li, lj] & street_top(pi + 1) & (ph - s_ < hw))
+            | (built[li, lj] & street_left(seed, pi, pj) & (e < hw))
+            | (right[li, lj] & street_left(seed, pi, pj + 1) & (pw - e < hw)))
+
+
+def tile_features(pyramid, key: TileKey, heights_m: np.ndarray | None = None,
+                  classes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """{'buildings': (N, 5), 'trees': (M, 3), 'roads': (K, 5)} float32 of one pyramid tile."""
+    from generator.landcover import tile_landcover
+
+    h = pyramid.tile(key).height if heights_m is None else heights_m
+    lc = tile_landcover(pyramid, key, h) if classes is None else classes
+    return {"buildings": buildings(pyramid.world, pyramid.seed, key, h, lc),
+            "trees": trees(pyramid.world, pyramid.seed, key, lc, h),
+            "roads": roads(pyramid.world, pyramid.seed, key, lc)}
+
+
+def contract_fields(pyramid, key: TileKey, heights_m: np.ndarray,
+                    rgb: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The land-cover and feature entries of ``worldstream tile``'s .npz (docs/LANDCOVER.md):
+    ``landcover`` (T+1, T+1) uint8, ``class_names`` (n,) str (index = class id), ``nir`` (T+1, T+1)
+    and, given the tile's ``rgb``, ``albedo`` (T+1, T+1, 3) float32 (:mod:`generator.scene`); at
+    levels that carry them ``buildings`` (N, 5), ``roads`` (K, 5) and ``trees`` (M, 3) float32."""
+    from generator.landcover import CLASS_NAMES, tile_landcover
+    from generator.scene import scene_colour
+
+    lc = tile_landcover(pyramid, key, heights_m)
+    out = {"landcover": lc, "class_names": np.array(CLASS_NAMES)}
+    rows = key.y * T + np.arange(T + 1, dtype=np.int64)
+    cols = key.x * T + np.arange(T + 1, dtype=np.int64)
+    base = rgb if rgb is not None else np.zeros(lc.shape + (3,), np.float32)
+    albedo, out["nir"] = scene_colour(pyramid.world, pyramid.seed, key.level, rows, cols, lc, base)
+    if rgb is not None:
+        out["albedo"] = albedo
+    if key.level in BUILDING_LEVELS:
+        out["buildings"] = buildings(pyramid.world, pyramid.seed, key, heights_m, lc)
+        out["roads"] = roads(pyramid.world, pyramid.seed, key, lc)
+    if key.level in TREE_LEVELS:
+        out["trees"] = trees(pyramid.world, pyramid.seed, key, lc, heights_m)
+    return out
