@@ -414,19 +414,69 @@ def cascade_sizes(margin: int, levels: int, cells: int) -> list[int]:
     return h
 
 
+@dataclass(frozen=True)
+class CascadeBatch:
+    """Real fields of every level of an unrolled cascade (data.CascadeSampler).
+
+    levels: [(B, 5, h_0, h_0), ..., (B, 5, h_K, h_K)] float32, h_j = cascade_sizes(...)[j]:
+    level 0 is the start parent, level j the real field under the child window of level j
+    (its [0, 0] sample is level j-1's [m, m]). present (B, 3), spacing_m (B,) of level K.
+    """
+
+    levels: list
+    present: np.ndarray
+    spacing_m: np.ndarray
+
+
 class CascadeSampler(PairSampler):
-    """Real crops for the self-cascade objective: the finest level of a ``levels``-deep
-    cascade, (B, 5, S, S) with S = (h_0 - 1) 2^levels + 1 (cascade_sizes); the start parent
-    is crop[::2^levels, ::2^levels] and the real field of level j its [::2^(levels - j)]
-    samples. Only spacings where the grid's height is real detail (height_min_spacing_m)."""
+    """Real crops for the self-cascade objective: a ``levels``-deep cascade from a real
+    parent at 2^levels x the final spacing. Only the window each level's loss needs is cut
+    (the crop a level-0 parent spans, S = (h_0 - 1) 2^levels + 1, is ~35x larger). Only
+    spacings where the grid's height is real detail (height_min_spacing_m)."""
 
     def __init__(self, grids: list[Grid], cells: int, margin: int, levels: int, split: str = "train",
                  max_step_log2: int = 6):
         self.levels = levels
         self.sizes = cascade_sizes(margin, levels, cells)
+        self.offsets = [0]  # first sample of each level's window, in finest samples
+        for j in range(1, levels + 1):
+            self.offsets.append(self.offsets[-1] + margin * 2 ** (levels - j + 1))
         size = (self.sizes[0] - 1) * (1 << levels) + 1
         super().__init__(grids, cells, margin, split, max_step_log2, size=size, real_height_only=True)
 
-    def sample(self, rng: np.random.Generator, batch: int) -> PairBatch:
-        child, present, spacing = self.sample_crops(rng, batch)
-        return PairBatch(parents=child, targets=child[:, :0], present=present, spacing_m=spacing)
+    def _windows(self, rng: np.random.Generator):
+        gi, step, c0, c1 = self.options[rng.integers(len(self.options))]
+        g = self.grids[gi]
+        span = (self.size - 1) * step + 1
+        y0 = rng.integers(0, g.height_m.shape[0] - span + 1)
+        x0 = rng.integers(c0, c1 - span + 1)
+        present = g.present(g.spacing_m * step)
+        out = []
+        for j, n in enumerate(self.sizes):
+            st, off = step << (self.levels - j), self.offsets[j] * step
+            sl = (slice(y0 + off, y0 + off + (n - 1) * st + 1, st), slice(x0 + off, x0 + off + (n - 1) * st + 1, st))
+            h = g.height_m[sl]
+            bands = np.moveaxis(g.bands[sl], -1, 0)
+            if not np.all(np.isfinite(h)) or (present[1] and not np.all(np.isfinite(bands[:3]))) or (
+                present[2] and not np.all(np.isfinite(bands[3]))
+            ):
+                return None
+            out.append(np.concatenate([h[None], np.nan_to_num(bands, nan=0.0)], 0))
+        return out, present, g.spacing_m * step
+
+    def sample(self, rng: np.random.Generator, batch: int) -> CascadeBatch:
+        levels, present, spacing = [[] for _ in self.sizes], [], []
+        while len(present) < batch:
+            got = self._windows(rng)
+            if got is None:
+                continue
+            t = int(rng.integers(8))  # the windows are concentric: one symmetry maps them all
+            for j, w in enumerate(got[0]):
+                levels[j].append(_dihedral(w, t))
+            present.append(got[1])
+            spacing.append(got[2])
+        return CascadeBatch(
+            [np.stack(lv).astype(np.float32) for lv in levels],
+            np.stack(present).astype(np.float32),
+            np.array(spacing, np.float32),
+        )

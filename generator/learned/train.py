@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from generator.learned.data import (
+    CascadeBatch,
     CascadeSampler,
     PairBatch,
     PairSampler,
     build_corpus,
-    cascade_sizes,
     fit_amplitude,
     load_corpus,
     save_corpus,
@@ -122,6 +122,11 @@ def _to(batch: PairBatch, device) -> tuple[torch.Tensor, ...]:
     )
 
 
+def _cascade_to(batch: CascadeBatch, device) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)
+    return [t(a) for a in batch.levels], t(batch.present), t(batch.spacing_m)
+
+
 class _Stream(torch.utils.data.IterableDataset):
     """Endless batches from a PairSampler; each worker has its own rng stream. With cascade
     samplers, each item is (pair batch, cascade batch of a randomly drawn depth)."""
@@ -139,7 +144,7 @@ class _Stream(torch.utils.data.IterableDataset):
                 yield pair
                 continue
             cs = self.cascade[int(rng.integers(len(self.cascade)))]
-            yield pair, cs.sample(rng, self.cascade_batch), cs.levels
+            yield pair, cs.sample(rng, self.cascade_batch)
 
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
@@ -270,35 +275,26 @@ def losses(
     return terms, x_real, x_fake, d_real, d_fake
 
 
-def _level_window(crops: torch.Tensor, off: int, stride: int, n: int) -> torch.Tensor:
-    """The real field of one cascade level: crops[..., off + stride * i, off + stride * j],
-    i, j < n."""
-    end = off + stride * (n - 1) + 1
-    return crops[:, :, off:end:stride, off:end:stride]
-
-
-def cascade_losses(net, critic, crops, present, spacing_m, levels: int, cfg: TrainConfig,
+def cascade_losses(net, critic, reals, present, spacing_m, cfg: TrainConfig,
                    gen: torch.Generator, adv_scale: float, present_in=None):
-    """Unrolled self-cascade: crops (B, 5, S, S) real at child spacing ``spacing_m`` (B,) of
-    the last level, S = (h_0 - 1) 2^levels + 1 (data.CascadeSampler). The start parent is
-    the real field at 2^levels x the spacing (degraded: degrade_parents); each level refines
-    the previous level's output. Returns (terms, x_real, x_fake, per-level log power ratio
-    fake / real (levels, n_bands), detached): low-pass L1 (4x4 mean of the normalised
+    """Unrolled self-cascade: reals = the real fields of levels 0..K (data.CascadeBatch,
+    tensors), spacing_m (B,) the child spacing of level K. The start parent is level 0
+    (degraded: degrade_parents); each level refines the previous
+    level's output. Returns (terms, x_real, x_fake, per-level log power ratio fake / real
+    (levels, n_bands), detached): low-pass L1 (4x4 mean of the normalised
     error) and spectral per level, summed over levels; adversarial on the last level."""
-    m = net.config.margin
-    sizes = cascade_sizes(m, levels, cfg.cascade_cells)
+    levels = len(reals) - 1
     pres2 = present[:, 1:] if present_in is None else present_in
     mask, hmask = _masks(present), present[:, 0] > 0
-    top = 1 << levels
-    x = degrade_parents(_level_window(crops, 0, top, sizes[0]), spacing_m * top, net, cfg, gen)
-    off, lowpass, spectral, ratios = 0, 0.0, 0.0, []
+    x = degrade_parents(reals[0], spacing_m * (1 << levels), net, cfg, gen)
+    lowpass, spectral, ratios = 0.0, 0.0, []
     for j in range(1, levels + 1):
-        st = 1 << (levels - j)  # fine samples per sample of level j
-        s_j = spacing_m * st
+        s_j = spacing_m * (1 << (levels - j))
         noise = irwin_hall_noise((x.shape[0], net.config.noise_channels) + x.shape[2:], gen, x.device)
-        child = net(x, noise, s_j, pres2)  # (B, 5, sizes[j], sizes[j])
-        prev_off, off = off, off + m * 2 * st
-        real = _level_window(crops, off, st, sizes[j])
+        child = net(x, noise, s_j, pres2)  # (B, 5, h_j, h_j)
+        real = reals[j]
+        if real.shape != child.shape:
+            raise ValueError(f"level {j}: real field {tuple(real.shape)} but child {tuple(child.shape)}")
         amp = net.amplitude(s_j)
         err = (child - real) / amp * mask
         lowpass = lowpass + F.avg_pool2d(err, 4).abs().mean()
@@ -313,7 +309,7 @@ def cascade_losses(net, critic, crops, present, spacing_m, levels: int, cfg: Tra
             zeros = torch.zeros(x.shape[0], 5, 3, n, n, device=x.device)
             with torch.no_grad():
                 base_fake = net.assemble(x, zeros, s_j)
-                base_real = net.assemble(_level_window(crops, prev_off, 2 * st, sizes[j - 1]), zeros, s_j)
+                base_real = net.assemble(reals[j - 1], zeros, s_j)
             x_fake = critic_input(net, child, base_fake, s_j, present)
             x_real = critic_input(net, real, base_real, s_j, present)
             adv = -critic(x_fake).mean()
@@ -330,8 +326,8 @@ def validate_cascade(net, critic, val, cfg: TrainConfig, gen: torch.Generator) -
     octave bands): 1 is real, below 1 the cascade flattens."""
     net.eval()
     acc = {"val_c_lowpass": 0.0, "val_c_spectral": 0.0, "val_c_power_ratio": 0.0}
-    for crops, present, spacing_m, levels in val:
-        terms, _, _, ratios = cascade_losses(net, critic, crops, present, spacing_m, levels,
+    for reals, present, spacing_m in val:
+        terms, _, _, ratios = cascade_losses(net, critic, reals, present, spacing_m,
                                              replace(cfg, cond_blur=0.0, cond_noise=0.0), gen, 0.0)
         acc["val_c_lowpass"] += float(terms["c_lowpass"]) / len(val)
         acc["val_c_spectral"] += float(terms["c_spectral"]) / len(val)
@@ -426,8 +422,7 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
             except ValueError:
                 continue
             for _ in range(cfg.val_batches):
-                c, _, p, sp = _to(vs.sample(vrng, cfg.cascade_batch), device)
-                cval.append((c, p, sp, k))
+                cval.append(_cascade_to(vs.sample(vrng, cfg.cascade_batch), device))
             break
     loader = torch.utils.data.DataLoader(
         _Stream(train_sampler, cfg.batch, cfg.seed * 1_000_003 + step, cascade, cfg.cascade_batch),
@@ -462,7 +457,7 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
             break
         cbatch = None
         if isinstance(batch, (tuple, list)):
-            batch, cbatch, clevels = batch
+            batch, cbatch = batch
         parents, targets, present, spacing_m = _to(batch, device)
         noise = irwin_hall_noise(
             (parents.shape[0], model_cfg.noise_channels) + parents.shape[2:], gen, device
@@ -475,10 +470,8 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         )
         total, pairs = terms["total"], [(x_real, x_fake)]
         if cbatch is not None:
-            crops, _, cpres, cspace = _to(cbatch, device)
-            cterms, cx_real, cx_fake, _ = cascade_losses(
-                net, critic, crops, cpres, cspace, int(clevels), cfg, gen, adv_scale
-            )
+            reals, cpres, cspace = _cascade_to(cbatch, device)
+            cterms, cx_real, cx_fake, _ = cascade_losses(net, critic, reals, cpres, cspace, cfg, gen, adv_scale)
             total = total + cfg.cascade_weight * cterms["c_total"]
             terms.update(cterms)
             pairs.append((cx_real, cx_fake))

@@ -178,12 +178,17 @@ def test_cascade_gradients_flow_through_every_level(tmp_path):
     torch.manual_seed(0)
     net = RefinerNet(RefinerConfig(width=8, dilations=(1, 2), noise_channels=2))
     critic = PatchDiscriminator(CRITIC_INPUTS, width=8)
-    s = CascadeSampler(grids, 10, net.config.margin, 3)
+    m = net.config.margin
+    s = CascadeSampler(grids, 10, m, 3)
     b = s.sample(np.random.default_rng(0), 3)
-    crops, pres, sp = (torch.from_numpy(a) for a in (b.parents, b.present, b.spacing_m))
-    assert crops.shape[-1] == (s.sizes[0] - 1) * 8 + 1
+    assert [a.shape[-1] for a in b.levels] == s.sizes == [18, 19, 21, 25]
+    for coarse, fine in zip(b.levels[:-1], b.levels[1:], strict=True):
+        # nesting of the real windows: level j's even samples are level j-1's inner samples
+        np.testing.assert_array_equal(fine[:, :, ::2, ::2], coarse[:, :, m:-m, m:-m])
+    reals = [torch.from_numpy(a) for a in b.levels]
+    pres, sp = torch.from_numpy(b.present), torch.from_numpy(b.spacing_m)
     gen = torch.Generator().manual_seed(0)
-    terms, x_real, x_fake, ratios = cascade_losses(net, critic, crops, pres, sp, 3, cfg, gen, 1.0)
+    terms, x_real, x_fake, ratios = cascade_losses(net, critic, reals, pres, sp, cfg, gen, 1.0)
     assert ratios.shape == (3, 4) and torch.isfinite(ratios).all()
     assert all(torch.isfinite(v) for v in terms.values())
     # The last level's loss alone must move the stem weights through all three levels: its
