@@ -596,7 +596,11 @@ def _main(args: argparse.Namespace) -> int:
     last = train(cfg, resume=not args.fresh) if cfg.minutes > 0 else Path(cfg.out) / "last.pt"
     if args.plot:
         state = torch.load(last, map_location="cpu", weights_only=True)
-        plot_history(json.loads(state["history"]), Path(cfg.out) / "loss.png")
+        hist = json.loads(state["history"])
+        keys = ("l1", "lowpass", "adv", "d", "height_std_ratio")
+        if any("c_lowpass" in r for r in hist):  # a self-cascade run: its terms too
+            keys = ("lowpass", "spectral", "adv", "d", "c_lowpass", "c_spectral", "c_power_ratio")
+        plot_history(hist, Path(cfg.out) / "loss.png", keys)
     if args.ship:
         print(f"shipped {args.ship} version {ship(last, args.ship)}")
     return 0
