@@ -177,18 +177,38 @@ def markdown(table: dict, refiners: list[str]) -> str:
     return "\n".join(lines)
 
 
+def compact_markdown(table: dict, refiners: list[str]) -> str:
+    """One row per (crop, K): for each refiner 'psd / finest-octave ratio / slope W1 / relief ratio'."""
+    head = "| crop | K | " + " | ".join(refiners) + " |"
+    lines = [head, "|---|---|" + "---|" * len(refiners)]
+    for name, rows in table.items():
+        for k, row in rows.items():
+            cells = [f"{row[r]['psd']:.2f} / {row[r]['psd_ratio'][0]:.2g} / {row[r]['slope_w1_deg']:.2f} / "
+                     f"{row[r]['relief_ratio']:.2f}" for r in refiners]
+            lines.append(f"| {name} | {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="deep-cascade realism (K = 3..6 levels from decimated real terrain)")
     ap.add_argument("--prepare", metavar="NPZ", help="cut the evaluation crops from --data into NPZ and stop")
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--crops", default="out/cascade_eval.npz")
-    ap.add_argument("--new", default="assets/learned_refiner.pt", help="weights of the refiner under test")
+    ap.add_argument("--new", default="assets/learned_refiner.pt",
+                    help="weights under test: PATH, or NAME=PATH,... (reported as learned_NAME)")
     ap.add_argument("--old", default="", help="earlier weights, as a baseline")
     ap.add_argument("--device", default="cpu", help="torch device of the learned refiners (exact torch backend)")
     ap.add_argument("--levels", default="3,4,5,6")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--json", default="")
+    ap.add_argument("--from-json", default="", help="only print the compact table of an earlier --json")
     args = ap.parse_args(argv)
+    if args.from_json:
+        d = json.loads(Path(args.from_json).read_text())
+        names = list(next(iter(next(iter(d["table"].values())).values())))
+        print(compact_markdown(d["table"], names))
+        print(json.dumps(d["summary"], indent=1))
+        return 0
     if args.prepare:
         prepare(args.data, args.prepare)
         print(f"wrote {args.prepare}")
@@ -199,7 +219,9 @@ def main(argv=None) -> int:
     refiners = {"bicubic": None, "fractal": FractalRefiner()}
     if args.old:
         refiners["learned_old"] = LearnedRefiner(checkpoint=args.old, backend="torch", device=args.device)
-    refiners["learned_new"] = LearnedRefiner(checkpoint=args.new, backend="torch", device=args.device)
+    for item in args.new.split(","):  # PATH, or NAME=PATH,NAME=PATH,... (candidates side by side)
+        name, _, path = item.rpartition("=")
+        refiners[f"learned_{name or 'new'}"] = LearnedRefiner(checkpoint=path, backend="torch", device=args.device)
     t0 = time.time()
     table = run(load_crops(args.crops), refiners, tuple(int(k) for k in args.levels.split(",")),
                 tuple(range(args.seeds)))
