@@ -38,8 +38,8 @@ from generator.learned.data import (
     load_corpus,
     save_corpus,
 )
-from generator.learned.refiner import config_from_dict, load_net, make_checkpoint, save_checkpoint
 from generator.learned.model import PatchDiscriminator, RefinerConfig, RefinerNet, asinh
+from generator.learned.refiner import config_from_dict, load_net, make_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)

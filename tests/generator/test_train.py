@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from generator.learned.data import Grid, save_corpus
-from generator.learned.refiner import config_from_dict, load_net
 from generator.learned.model import RefinerConfig, RefinerNet
+from generator.learned.refiner import config_from_dict, load_net
 from generator.learned.train import (
     TrainConfig,
     augment_bands,
