@@ -36,7 +36,9 @@ def config_from_dict(d: dict) -> RefinerConfig:
 def model_version(config: RefinerConfig, state_dict: dict) -> str:
     """12 hex digits of sha256 over the config JSON and every tensor's name, dtype, shape
     and bytes (in name order)."""
-    h = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+    # None fields are left out, so a field added later with default None keeps old ids
+    cfg = {k: v for k, v in asdict(config).items() if v is not None}
+    h = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
     for name in sorted(state_dict):
         t = state_dict[name].detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())

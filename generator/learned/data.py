@@ -122,25 +122,86 @@ def load_global(data_dir: Path) -> Grid:
     return Grid("etopo5_bluemarble", float(g["dlon"]) * METRES_PER_DEGREE, elev, bands)
 
 
-def build_corpus(data_dir: str | Path) -> list[Grid]:
-    """All training grids under ``data_dir`` (the layout of ../shared/data/README.md)."""
+GLOBE_FILE = "globe30s_g10g_west.npz"
+GLOBE_VAL_LON = 50.0
+"""GLOBE 30" columns east of this longitude (Iran, Arabia) are never trained on: the coarse
+range of the deep-cascade evaluation (generator.eval.cascade)."""
+
+
+def globe_crops(
+    data_dir: str | Path, n: int, size: int = 1024, split: str = "train", seed: int = 0
+) -> list[Grid]:
+    """``n`` square-pixel crops (size x size) of GLOBE 30" (~0.93 km), the real 1 km data of
+    the coarse cascade range (9.8 km -> 1 km).
+
+    Rows keep the 30" spacing (METRES_PER_DEGREE / 120 = 926.6 m); each row's columns are
+    resampled bilinearly by 1 / cos(latitude) so pixels are square in metres. Crops are
+    mostly land (the packager set sea to 0 m: at most 30 % zeros) and half of them rugged
+    (p95 - p5 > 800 m) so mountains are not swamped by the Sahara. ``split='train'`` keeps
+    every crop west of GLOBE_VAL_LON, ``'val'`` east of it.
+    """
+    from scipy.ndimage import map_coordinates
+
+    d = np.load(Path(data_dir) / "global" / GLOBE_FILE)
+    elev = d["elev"]
+    lat_top, step = float(d["lat_top"]), float(d["step_deg"])
+    val_c0 = int(round((GLOBE_VAL_LON - float(d["lon_left"])) / step))
+    rng = np.random.default_rng([seed, split == "val"])
+    spacing = METRES_PER_DEGREE * step
+    out, tries = [], 0
+    while len(out) < n and tries < 20_000:
+        tries += 1
+        r0 = int(rng.integers(0, elev.shape[0] - size))
+        lat = lat_top - (r0 + 0.5 + np.arange(size)) * step  # (size,) row centre latitudes
+        stretch = 1.0 / np.cos(np.radians(lat))  # source columns per output column
+        span = int(np.ceil(size * stretch.max())) + 2
+        lo, hi = (0, val_c0 - span) if split == "train" else (val_c0, elev.shape[1] - span)
+        if hi <= lo:
+            continue
+        c0 = int(rng.integers(lo, hi))
+        block = elev[r0 : r0 + size, c0 : c0 + span].astype(np.float32)
+        rows = np.repeat(np.arange(size, dtype=np.float64)[:, None], size, 1)
+        cols = np.arange(size, dtype=np.float64)[None, :] * stretch[:, None]
+        z = map_coordinates(block, [rows, cols], order=1, mode="nearest").astype(np.float32)
+        if (z <= 0).mean() > 0.3:
+            continue
+        rugged = np.percentile(z, 95) - np.percentile(z, 5) > 800
+        if rugged != (len(out) % 2 == 0):
+            continue
+        name = f"globe_{split}_{len(out)}_{lat[size // 2]:.1f}N_{(c0 + span / 2) * step:.1f}E"
+        out.append(Grid(name, spacing, z, _no_bands(z.shape)))
+    if len(out) < n:
+        raise ValueError(f"found only {len(out)} of {n} GLOBE crops of {size} samples ({split})")
+    return out
+
+
+def build_corpus(data_dir: str | Path, globe: int = 0) -> list[Grid]:
+    """All training grids under ``data_dir`` (the layout of ../shared/data/README.md), plus
+    ``globe`` GLOBE 30" crops (globe_crops) where that file is present."""
     data_dir = Path(data_dir)
     grids = [load_dem(p) for p in sorted((data_dir / "dem").glob("*.npz")) if p.stem not in UNSEEN]
     grids += [load_paired(data_dir / "paired" / f"{n}.npz") for n in _PAIRED]
     grids.append(load_global(data_dir))
+    if globe and (data_dir / "global" / GLOBE_FILE).exists():
+        grids += globe_crops(data_dir, globe)
     return grids
 
 
 _NAN_DM = -(2**31)
+COARSE_METRE_UNITS_M = 500.0
+"""Grids at least this coarse store whole metres (their sources are integer metres), finer
+ones decimetres: GLOBE and ETOPO5 then fit int16 and the corpus stays small enough to carry."""
 
 
 def save_corpus(grids: list[Grid], path: str | Path) -> None:
-    """Compressed npz: heights as int32 decimetres (int16 where they fit; NaN = -2**31;
-    10 cm is far below the finest detail trained on), present bands as uint8
+    """Compressed npz: heights as int32 decimetres, whole metres for grids of spacing >=
+    COARSE_METRE_UNITS_M (int16 where they fit; NaN = -2**31; 10 cm is far below the finest
+    detail trained on), present bands as uint8
     (round(254 * value), 255 = NaN)."""
     arrays, meta = {}, []
     for g in grids:
-        dm = np.where(np.isfinite(g.height_m), np.round(np.nan_to_num(g.height_m) * 10.0), _NAN_DM)
+        per_m = 1.0 if g.spacing_m >= COARSE_METRE_UNITS_M else 10.0
+        dm = np.where(np.isfinite(g.height_m), np.round(np.nan_to_num(g.height_m) * per_m), _NAN_DM)
         small = np.all(np.isfinite(g.height_m)) and np.abs(dm).max() < 32767
         arrays[f"{g.name}.height"] = dm.astype(np.int16 if small else np.int32)
         have = [c for c in range(4) if np.isfinite(g.bands[..., c]).any()]
@@ -155,6 +216,7 @@ def save_corpus(grids: list[Grid], path: str | Path) -> None:
                 "spacing_m": g.spacing_m,
                 "bands": have,
                 "height_min_spacing_m": g.height_min_spacing_m,
+                "height_units_per_m": per_m,
             }
         )
     arrays["meta"] = np.array(json.dumps(meta))
@@ -166,7 +228,8 @@ def load_corpus(path: str | Path) -> list[Grid]:
     grids = []
     for m in json.loads(str(d["meta"])):
         dm = d[f"{m['name']}.height"]
-        h = np.where(dm == _NAN_DM, np.nan, dm.astype(np.float64) / 10.0).astype(np.float32)
+        per_m = float(m.get("height_units_per_m", 10.0))
+        h = np.where(dm == _NAN_DM, np.nan, dm.astype(np.float64) / per_m).astype(np.float32)
         bands = _no_bands(h.shape)
         if m["bands"]:
             b = d[f"{m['name']}.bands"]
@@ -264,17 +327,27 @@ class PairSampler:
     """
 
     def __init__(
-        self, grids: list[Grid], cells: int, margin: int, split: str = "train", max_step_log2: int = 6
+        self,
+        grids: list[Grid],
+        cells: int,
+        margin: int,
+        split: str = "train",
+        max_step_log2: int = 6,
+        size: int | None = None,
+        real_height_only: bool = False,
     ):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         self.cells, self.margin, self.split = cells, margin, split
-        self.size = 2 * (cells + 2 * margin) - 1  # child crop edge in samples
+        # child crop edge in samples (``size`` overrides it: the cascade sampler's real crops)
+        self.size = 2 * (cells + 2 * margin) - 1 if size is None else int(size)
         self.options = []  # (grid index, step) with room for at least one crop
         for gi, g in enumerate(grids):
             c0, c1 = (0, g.val_col0) if split == "train" else (g.val_col0, g.height_m.shape[1])
             for k in range(max_step_log2 + 1):
                 span = (self.size - 1) * (1 << k) + 1
+                if real_height_only and g.spacing_m * (1 << k) < g.height_min_spacing_m:
+                    continue
                 if span <= g.height_m.shape[0] and span <= c1 - c0:
                     self.options.append((gi, 1 << k, c0, c1))
         if not self.options:
@@ -303,6 +376,17 @@ class PairSampler:
         return None
 
     def sample(self, rng: np.random.Generator, batch: int) -> PairBatch:
+        child, present, spacing = self.sample_crops(rng, batch)  # (B, 5, S, S)
+        m2, n = 2 * self.margin, 2 * self.cells - 1
+        return PairBatch(
+            parents=np.ascontiguousarray(child[:, :, ::2, ::2]),
+            targets=np.ascontiguousarray(child[:, :, m2 : m2 + n, m2 : m2 + n]),
+            present=present,
+            spacing_m=spacing,
+        )
+
+    def sample_crops(self, rng: np.random.Generator, batch: int):
+        """Real crops: (B, 5, size, size) float32, present (B, 3) float32, spacing (B,) float32."""
         children, present, spacing = [], [], []
         while len(children) < batch:
             got = self._one(rng)
@@ -312,11 +396,87 @@ class PairSampler:
             children.append(_dihedral(child, int(rng.integers(8))))
             present.append(pres)
             spacing.append(s)
-        child = np.stack(children).astype(np.float32)  # (B, 5, S, S)
-        m2, n = 2 * self.margin, 2 * self.cells - 1
-        return PairBatch(
-            parents=np.ascontiguousarray(child[:, :, ::2, ::2]),
-            targets=np.ascontiguousarray(child[:, :, m2 : m2 + n, m2 : m2 + n]),
-            present=np.stack(present).astype(np.float32),
-            spacing_m=np.array(spacing, np.float32),
+        return (
+            np.stack(children).astype(np.float32),
+            np.stack(present).astype(np.float32),
+            np.array(spacing, np.float32),
+        )
+
+
+def cascade_sizes(margin: int, levels: int, cells: int) -> list[int]:
+    """Parent crop edges of an unrolled cascade: [h_0, ..., h_levels] with h_0 = 2m + cells and
+    h_{j+1} = 2 (h_j - 2m) - 1 (each refinement eats m samples per side and doubles)."""
+    h = [2 * margin + cells]
+    for _ in range(levels):
+        h.append(2 * (h[-1] - 2 * margin) - 1)
+    if h[-1] < 8:
+        raise ValueError(f"cells={cells} leaves {h[-1]} samples after {levels} levels (margin {margin})")
+    return h
+
+
+@dataclass(frozen=True)
+class CascadeBatch:
+    """Real fields of every level of an unrolled cascade (data.CascadeSampler).
+
+    levels: [(B, 5, h_0, h_0), ..., (B, 5, h_K, h_K)] float32, h_j = cascade_sizes(...)[j]:
+    level 0 is the start parent, level j the real field under the child window of level j
+    (its [0, 0] sample is level j-1's [m, m]). present (B, 3), spacing_m (B,) of level K.
+    """
+
+    levels: list
+    present: np.ndarray
+    spacing_m: np.ndarray
+
+
+class CascadeSampler(PairSampler):
+    """Real crops for the self-cascade objective: a ``levels``-deep cascade from a real
+    parent at 2^levels x the final spacing. Only the window each level's loss needs is cut
+    (the crop a level-0 parent spans, S = (h_0 - 1) 2^levels + 1, is ~35x larger). Only
+    spacings where the grid's height is real detail (height_min_spacing_m)."""
+
+    def __init__(self, grids: list[Grid], cells: int, margin: int, levels: int, split: str = "train",
+                 max_step_log2: int = 6):
+        self.levels = levels
+        self.sizes = cascade_sizes(margin, levels, cells)
+        self.offsets = [0]  # first sample of each level's window, in finest samples
+        for j in range(1, levels + 1):
+            self.offsets.append(self.offsets[-1] + margin * 2 ** (levels - j + 1))
+        size = (self.sizes[0] - 1) * (1 << levels) + 1
+        super().__init__(grids, cells, margin, split, max_step_log2, size=size, real_height_only=True)
+
+    def _windows(self, rng: np.random.Generator):
+        gi, step, c0, c1 = self.options[rng.integers(len(self.options))]
+        g = self.grids[gi]
+        span = (self.size - 1) * step + 1
+        y0 = rng.integers(0, g.height_m.shape[0] - span + 1)
+        x0 = rng.integers(c0, c1 - span + 1)
+        present = g.present(g.spacing_m * step)
+        out = []
+        for j, n in enumerate(self.sizes):
+            st, off = step << (self.levels - j), self.offsets[j] * step
+            sl = (slice(y0 + off, y0 + off + (n - 1) * st + 1, st), slice(x0 + off, x0 + off + (n - 1) * st + 1, st))
+            h = g.height_m[sl]
+            bands = np.moveaxis(g.bands[sl], -1, 0)
+            if not np.all(np.isfinite(h)) or (present[1] and not np.all(np.isfinite(bands[:3]))) or (
+                present[2] and not np.all(np.isfinite(bands[3]))
+            ):
+                return None
+            out.append(np.concatenate([h[None], np.nan_to_num(bands, nan=0.0)], 0))
+        return out, present, g.spacing_m * step
+
+    def sample(self, rng: np.random.Generator, batch: int) -> CascadeBatch:
+        levels, present, spacing = [[] for _ in self.sizes], [], []
+        while len(present) < batch:
+            got = self._windows(rng)
+            if got is None:
+                continue
+            t = int(rng.integers(8))  # the windows are concentric: one symmetry maps them all
+            for j, w in enumerate(got[0]):
+                levels[j].append(_dihedral(w, t))
+            present.append(got[1])
+            spacing.append(got[2])
+        return CascadeBatch(
+            [np.stack(lv).astype(np.float32) for lv in levels],
+            np.stack(present).astype(np.float32),
+            np.array(spacing, np.float32),
         )

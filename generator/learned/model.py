@@ -38,6 +38,11 @@ class RefinerConfig:
     amp_m_at_1km: float = 13.5  # height detail amplitude at 1 km child spacing (metres)
     hurst: float = 0.5  # amplitude exponent: A(s) = amp_m_at_1km * (s / 1000 m) ** hurst
     colour_amp: float = 0.04  # detail amplitude of the [0, 1] bands
+    # Steeper law below ``fine_break_m`` (None = one power law): A(s) = A(s_b) (s / s_b) **
+    # hurst_fine. Real roughness exponents at metre spacings are 0.8-0.9 (generator.eval.lawfit
+    # found 0.912); hurst = 0.5 carried to 1 m made LiDAR crops 2-3x too steep.
+    hurst_fine: float | None = None
+    fine_break_m: float | None = None
 
     @property
     def margin(self) -> int:
@@ -98,6 +103,10 @@ class RefinerNet(nn.Module):
         """(B,) child spacing in metres -> (B, 5, 1, 1) detail amplitude per channel."""
         c = self.config
         a_h = c.amp_m_at_1km * (spacing_m / 1000.0) ** c.hurst  # (B,)
+        if c.hurst_fine is not None and c.fine_break_m is not None:
+            a_b = c.amp_m_at_1km * (c.fine_break_m / 1000.0) ** c.hurst
+            fine = a_b * (spacing_m / c.fine_break_m) ** c.hurst_fine
+            a_h = torch.where(spacing_m < c.fine_break_m, fine, a_h)
         a_c = torch.full_like(a_h, c.colour_amp)
         return torch.stack([a_h, a_c, a_c, a_c, a_c], 1)[:, :, None, None]
 

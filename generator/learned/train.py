@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,16 @@ import torch
 import torch.nn.functional as F
 
 from generator.learned.checkpoint import config_from_dict, load_net, make_checkpoint, save_checkpoint
-from generator.learned.data import PairBatch, PairSampler, build_corpus, fit_amplitude, load_corpus, save_corpus
+from generator.learned.data import (
+    CascadeBatch,
+    CascadeSampler,
+    PairBatch,
+    PairSampler,
+    build_corpus,
+    fit_amplitude,
+    load_corpus,
+    save_corpus,
+)
 from generator.learned.model import PatchDiscriminator, RefinerConfig, RefinerNet, asinh
 
 
@@ -54,6 +63,18 @@ class TrainConfig:
     colour_jitter: float = 0.0  # per-crop band gain exp(U(-j, j)) and offset U(-j/8, j/8)
     band_dropout: float = 0.0  # probability of hiding rgb / nir from the net's input
     flat_colour: float = 0.0  # probability of replacing a crop's bands by constant colours
+    # Self-cascade objective (0 = off): the net refines a real parent ``levels`` times in a
+    # row, each level from its own output, gradients through every level; per-level low-pass
+    # L1 and per-octave spectral terms against the real field of that level, the adversary
+    # on the last one. ``cascade_levels`` is the set of depths drawn from per step.
+    cascade_weight: float = 0.0
+    cascade_levels: str = "2,3"
+    cascade_batch: int = 16
+    cascade_cells: int = 48  # h_0 = 2 margin + cells parent samples at the top
+    cond_blur: float = 0.0  # probability of smoothing a start parent (binomial, random mix)
+    cond_noise: float = 0.0  # std of noise added to start parents, in units of A(parent spacing)
+    hurst_fine: float = 0.0  # > 0: amplitude law exponent below fine_break_m (model config)
+    fine_break_m: float = 30.0
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
@@ -100,17 +121,57 @@ def _to(batch: PairBatch, device) -> tuple[torch.Tensor, ...]:
     )
 
 
-class _Stream(torch.utils.data.IterableDataset):
-    """Endless batches from a PairSampler; each worker has its own rng stream."""
+def _cascade_to(batch: CascadeBatch, device) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)
+    return [t(a) for a in batch.levels], t(batch.present), t(batch.spacing_m)
 
-    def __init__(self, sampler: PairSampler, batch: int, seed: int):
+
+class _Stream(torch.utils.data.IterableDataset):
+    """Endless batches from a PairSampler; each worker has its own rng stream. With cascade
+    samplers, each item is (pair batch, cascade batch of a randomly drawn depth)."""
+
+    def __init__(self, sampler: PairSampler, batch: int, seed: int, cascade=(), cascade_batch: int = 0):
         self.sampler, self.batch, self.seed = sampler, batch, seed
+        self.cascade, self.cascade_batch = list(cascade), cascade_batch
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         while True:
-            yield self.sampler.sample(rng, self.batch)
+            pair = self.sampler.sample(rng, self.batch)
+            if not self.cascade:
+                yield pair
+                continue
+            cs = self.cascade[int(rng.integers(len(self.cascade)))]
+            yield pair, cs.sample(rng, self.cascade_batch)
+
+
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+
+
+def degrade_parents(parents: torch.Tensor, spacing_m: torch.Tensor, net: RefinerNet, cfg: TrainConfig,
+                    gen: torch.Generator) -> torch.Tensor:
+    """Conditioning augmentation of the height of parents (B, 5, h, w) at parent spacing
+    ``spacing_m`` (B,): with probability cond_blur a crop becomes x + t (blur(x) - x), blur
+    the 5-tap binomial (sigma 1 sample), t ~ U(0, 1); then noise of std U(0, cond_noise)
+    A(spacing). In the product a level's parent is the net's own (smoother) output or the
+    smooth 9.8 km anchor: the net must add real detail to a parent poorer than real."""
+    if cfg.cond_blur <= 0 and cfg.cond_noise <= 0:
+        return parents
+    b, dev = parents.shape[0], parents.device
+    h = parents[:, :1]
+    if cfg.cond_blur > 0:
+        k = _BINOMIAL.to(dev, h.dtype)
+        hp = F.pad(h, (2, 2, 2, 2), mode="replicate")
+        blur = F.conv2d(F.conv2d(hp, k.view(1, 1, 1, 5)), k.view(1, 1, 5, 1))
+        t = torch.rand(b, 1, 1, 1, generator=gen, device=dev)
+        t = t * (torch.rand(b, 1, 1, 1, generator=gen, device=dev) < cfg.cond_blur)
+        h = h + t * (blur - h)
+    if cfg.cond_noise > 0:
+        amp = net.amplitude(spacing_m)[:, :1]
+        sd = cfg.cond_noise * torch.rand(b, 1, 1, 1, generator=gen, device=dev) * amp
+        h = h + sd * torch.randn(h.shape, generator=gen, device=dev)
+    return torch.cat([h, parents[:, 1:]], 1)
 
 
 def augment_bands(parents, targets, present, cfg: TrainConfig, gen: torch.Generator):
@@ -213,6 +274,67 @@ def losses(
     return terms, x_real, x_fake, d_real, d_fake
 
 
+def cascade_losses(net, critic, reals, present, spacing_m, cfg: TrainConfig,
+                   gen: torch.Generator, adv_scale: float, present_in=None):
+    """Unrolled self-cascade: reals = the real fields of levels 0..K (data.CascadeBatch,
+    tensors), spacing_m (B,) the child spacing of level K. The start parent is level 0
+    (degraded: degrade_parents); each level refines the previous
+    level's output. Returns (terms, x_real, x_fake, per-level log power ratio fake / real
+    (levels, n_bands), detached): low-pass L1 (4x4 mean of the normalised
+    error) and spectral per level, summed over levels; adversarial on the last level."""
+    levels = len(reals) - 1
+    pres2 = present[:, 1:] if present_in is None else present_in
+    mask, hmask = _masks(present), present[:, 0] > 0
+    x = degrade_parents(reals[0], spacing_m * (1 << levels), net, cfg, gen)
+    lowpass, spectral, ratios = 0.0, 0.0, []
+    for j in range(1, levels + 1):
+        s_j = spacing_m * (1 << (levels - j))
+        noise = irwin_hall_noise((x.shape[0], net.config.noise_channels) + x.shape[2:], gen, x.device)
+        child = net(x, noise, s_j, pres2)  # (B, 5, h_j, h_j)
+        real = reals[j]
+        if real.shape != child.shape:
+            raise ValueError(f"level {j}: real field {tuple(real.shape)} but child {tuple(child.shape)}")
+        amp = net.amplitude(s_j)
+        err = (child - real) / amp * mask
+        lowpass = lowpass + F.avg_pool2d(err, 4).abs().mean()
+        spectral = spectral + spectral_loss(child[:, 0] / amp[:, 0], real[:, 0] / amp[:, 0], hmask)
+        with torch.no_grad():
+            if bool(hmask.any()):
+                lf = octave_log_power(child[hmask, 0] / amp[hmask, 0])
+                lr = octave_log_power(real[hmask, 0] / amp[hmask, 0])
+                ratios.append((lf - lr).mean(0))
+        if j == levels:
+            n = (child.shape[-1] + 1) // 2
+            zeros = torch.zeros(x.shape[0], 5, 3, n, n, device=x.device)
+            with torch.no_grad():
+                base_fake = net.assemble(x, zeros, s_j)
+                base_real = net.assemble(reals[j - 1], zeros, s_j)
+            x_fake = critic_input(net, child, base_fake, s_j, present)
+            x_real = critic_input(net, real, base_real, s_j, present)
+            adv = -critic(x_fake).mean()
+        x = child
+    total = cfg.lowpass_weight * lowpass + cfg.spectral_weight * spectral + adv_scale * cfg.adv_weight * adv
+    terms = {"c_total": total, "c_lowpass": lowpass / levels, "c_spectral": spectral / levels, "c_adv": adv}
+    return terms, x_real, x_fake, torch.stack(ratios) if ratios else None
+
+
+@torch.no_grad()
+def validate_cascade(net, critic, val, cfg: TrainConfig, gen: torch.Generator) -> dict:
+    """Cascade terms on fixed validation batches [(crops, present, spacing, levels)] and the
+    detail power ratio fake / real of the last level (exp of the mean log ratio over the
+    octave bands): 1 is real, below 1 the cascade flattens."""
+    net.eval()
+    acc = {"val_c_lowpass": 0.0, "val_c_spectral": 0.0, "val_c_power_ratio": 0.0}
+    for reals, present, spacing_m in val:
+        terms, _, _, ratios = cascade_losses(net, critic, reals, present, spacing_m,
+                                             replace(cfg, cond_blur=0.0, cond_noise=0.0), gen, 0.0)
+        acc["val_c_lowpass"] += float(terms["c_lowpass"]) / len(val)
+        acc["val_c_spectral"] += float(terms["c_spectral"]) / len(val)
+        acc["val_c_power_ratio"] += float(torch.exp(ratios[-1].mean())) / len(val)
+    net.train()
+    return acc
+
+
 @torch.no_grad()
 def validate(
     net, critic, val: list[tuple[torch.Tensor, ...]], cfg: TrainConfig, gen: torch.Generator
@@ -265,6 +387,8 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     elif model_cfg is None:
         a, hurst = fit_amplitude(grids)
         model_cfg = RefinerConfig(amp_m_at_1km=round(a, 3), hurst=round(hurst, 4))
+    if state is None and cfg.hurst_fine > 0:
+        model_cfg = replace(model_cfg, hurst_fine=cfg.hurst_fine, fine_break_m=cfg.fine_break_m)
     torch.manual_seed(cfg.seed)
     net = RefinerNet(model_cfg).to(device).train()
     critic = PatchDiscriminator(CRITIC_INPUTS).to(device).train()
@@ -287,8 +411,20 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     val_sampler = PairSampler(grids, cfg.cells, m, "val")
     vrng = np.random.default_rng(12345)  # the same validation batches in every run
     val = [_to(val_sampler.sample(vrng, cfg.batch), device) for _ in range(cfg.val_batches)]
+    cascade, cval = [], []
+    if cfg.cascade_weight > 0:
+        depths = sorted({int(k) for k in cfg.cascade_levels.split(",")})
+        cascade = [CascadeSampler(grids, cfg.cascade_cells, m, k, "train") for k in depths]
+        for k in depths[::-1] + [1]:  # the deepest cascade the validation regions hold
+            try:
+                vs = CascadeSampler(grids, cfg.cascade_cells, m, k, "val")
+            except ValueError:
+                continue
+            for _ in range(cfg.val_batches):
+                cval.append(_cascade_to(vs.sample(vrng, cfg.cascade_batch), device))
+            break
     loader = torch.utils.data.DataLoader(
-        _Stream(train_sampler, cfg.batch, cfg.seed * 1_000_003 + step),
+        _Stream(train_sampler, cfg.batch, cfg.seed * 1_000_003 + step, cascade, cfg.cascade_batch),
         batch_size=None,
         num_workers=cfg.workers,
         pin_memory=device.type == "cuda",
@@ -318,20 +454,33 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     for batch in loader:
         if step >= cfg.steps or time.monotonic() > deadline:
             break
+        cbatch = None
+        if isinstance(batch, (tuple, list)):
+            batch, cbatch = batch
         parents, targets, present, spacing_m = _to(batch, device)
         noise = irwin_hall_noise(
             (parents.shape[0], model_cfg.noise_channels) + parents.shape[2:], gen, device
         )
         adv_scale = min(1.0, step / max(cfg.warmup_steps, 1))
         parents, targets, present_in = augment_bands(parents, targets, present, cfg, gen)
+        parents = degrade_parents(parents, spacing_m * 2.0, net, cfg, gen)
         terms, x_real, x_fake, _, _ = losses(
             net, critic, parents, targets, present, spacing_m, noise, cfg, adv_scale, present_in
         )
+        total, pairs = terms["total"], [(x_real, x_fake)]
+        if cbatch is not None:
+            reals, cpres, cspace = _cascade_to(cbatch, device)
+            cterms, cx_real, cx_fake, _ = cascade_losses(net, critic, reals, cpres, cspace, cfg, gen, adv_scale)
+            total = total + cfg.cascade_weight * cterms["c_total"]
+            terms.update(cterms)
+            pairs.append((cx_real, cx_fake))
         opt_g.zero_grad(set_to_none=True)
-        terms["total"].backward()
+        total.backward()
         opt_g.step()
-        # Critic step (hinge loss) on the same batch.
-        d_loss = F.relu(1.0 - critic(x_real)).mean() + F.relu(1.0 + critic(x_fake.detach())).mean()
+        # Critic step (hinge loss) on the same batch (and the cascade's last level).
+        d_loss = sum(
+            F.relu(1.0 - critic(xr)).mean() + F.relu(1.0 + critic(xf.detach())).mean() for xr, xf in pairs
+        )
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -348,6 +497,8 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
             }
             if step % cfg.val_every == 0:
                 rec.update({k: round(v, 5) for k, v in validate(net, critic, val, cfg, vgen()).items()})
+                if cval:
+                    rec.update({k: round(v, 5) for k, v in validate_cascade(net, critic, cval, cfg, vgen()).items()})
             history.append(rec)
             if step % cfg.val_every == 0:
                 save()
@@ -355,6 +506,8 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
             run_log, n_logged = {}, 0
     rec = {"step": step, "time_s": round(time.monotonic() - t0, 1), "final": True}
     rec.update({k: round(v, 5) for k, v in validate(net, critic, val, cfg, vgen()).items()})
+    if cval:
+        rec.update({k: round(v, 5) for k, v in validate_cascade(net, critic, cval, cfg, vgen()).items()})
     history.append(rec)
     log(json.dumps(rec))
     save()

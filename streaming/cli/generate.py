@@ -65,6 +65,7 @@ def train_parser() -> A.Parser:
                        default=getattr(defaults, f.name))
     p.add_argument("--fresh", action="store_true", help="ignore <out>/last.pt and start over")
     p.add_argument("--prepare-only", action="store_true", help="only build the corpus npz")
+    p.add_argument("--globe", type=int, default=16, help="GLOBE 30\" crops in a built corpus")
     p.add_argument("--ship", metavar="ASSET", help="after training, write fp16 weights to ASSET")
     p.add_argument("--plot", action="store_true", help="write <out>/loss.png")
     return p
@@ -86,13 +87,17 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(**{f.name: getattr(opts, f.name) for f in fields(TrainConfig)})
     if opts.prepare_only:
         Path(cfg.corpus).parent.mkdir(parents=True, exist_ok=True)
-        save_corpus(build_corpus(cfg.data_dir), cfg.corpus)
+        save_corpus(build_corpus(cfg.data_dir, opts.globe), cfg.corpus)
         print(f"wrote {cfg.corpus}")
         return 0
     last = train(cfg, resume=not opts.fresh) if cfg.minutes > 0 else Path(cfg.out) / "last.pt"
     if opts.plot:
         state = torch.load(last, map_location="cpu", weights_only=True)
-        plot_history(json.loads(state["history"]), Path(cfg.out) / "loss.png")
+        hist = json.loads(state["history"])
+        keys = ("l1", "lowpass", "adv", "d", "height_std_ratio")
+        if any("c_lowpass" in r for r in hist):  # a self-cascade run: its terms too
+            keys = ("lowpass", "spectral", "adv", "d", "c_lowpass", "c_spectral", "c_power_ratio")
+        plot_history(hist, Path(cfg.out) / "loss.png", keys)
     if opts.ship:
         print(f"shipped {opts.ship} version {ship(last, opts.ship)}")
     return 0
