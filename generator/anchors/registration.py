@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.grids import bilinear
+
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 OFFSET_FILE = "etopo5_offset.json"
 BOX_DEG = 15.0
@@ -72,15 +74,8 @@ def offset_arcmin(table: dict, lat: np.ndarray, lon: np.ndarray) -> tuple[np.nda
 
 def sample_etopo5(z: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """ETOPO5 (2160, 4320) node grid, bilinear at points (degrees, same shape), longitude wrapped."""
-    fi = np.clip((90.0 - lat) * 12.0, 0, z.shape[0] - 1.000001)
-    fj = np.mod((lon + 180.0) * 12.0, z.shape[1])
-    i0 = np.floor(fi).astype(np.int64)
-    j0 = np.floor(fj).astype(np.int64)
-    i1 = np.minimum(i0 + 1, z.shape[0] - 1)
-    j1 = (j0 + 1) % z.shape[1]
-    ti, tj = fi - i0, fj - j0
-    return ((z[i0, j0] * (1 - tj) + z[i0, j1] * tj) * (1 - ti)
-            + (z[i1, j0] * (1 - tj) + z[i1, j1] * tj) * ti)
+    zp = np.concatenate([z, z[:, :1]], axis=1)  # the wrap column
+    return bilinear(zp, (90.0 - lat) * 12.0, np.mod((lon + 180.0) * 12.0, z.shape[1]))
 
 
 # ---------------------------------------------------------------- one-off measurement
