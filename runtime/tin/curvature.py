@@ -1,0 +1,69 @@
+"""The earth's curvature in the simplification error (docs/MESHING.md, "Curvature").
+
+A flat triangle between three vertices on the curved earth lies below the surface
+between them (its chord sag: L^2 / 8R for an edge of length L, 3,452 km for the old
+level-0 fan). A height-only error ignores that, so coarse earth tiles were polyhedra
+whose real deviation was up to 180x their geometric error.
+
+``curved_positions`` gives the mesher each sample's true position in the tile's local
+east-north-up frame: (3, T+1, T+1) float64 metres, up first. A flat triangle interpolates
+those positions linearly (it is flat in ECEF, and the frame is a rotation of ECEF), so
+the residual of a sample against its triangle, component by component, is the vector
+from where the mesh draws that sample to where it really is: its height error plus the
+triangle's sag at it (plus the small along-surface shift of a lon/lat grid). The mesher
+bounds sqrt(sum over components of each component's max |residual|^2), which is at
+least the largest 3D distance, so the bound stays a bound. On the plane world positions
+are linear in (row, col) except the height, so ``curved_positions`` returns None and the
+mesher keeps its height-only error (bytes unchanged).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.geometry import east_north_up, ecef_to_geodetic, geometry_for
+from runtime.tiles import T, TileKey, World
+
+
+def curved_positions(world: World | str, key: TileKey, height_m: np.ndarray) -> np.ndarray | None:
+    """(3, T+1, T+1) float64: every sample's position (m) relative to the tile centre in
+    its east-north-up frame, components ordered up, east, north; None on a flat world.
+
+    height_m: (T+1, T+1) metres (the tile's grid, the values the mesh keeps)."""
+    geo = geometry_for(world)
+    if not geo.is_earth:
+        return None
+    h = np.asarray(height_m, np.float64)
+    if h.shape != (T + 1, T + 1):
+        raise ValueError(f"height_m must be ({T + 1}, {T + 1}) metres, got shape {h.shape}")
+    r0, c0 = key.sample_origin()
+    rows, cols = np.meshgrid(np.arange(T + 1, dtype=np.float64) + r0, np.arange(T + 1, dtype=np.float64) + c0,
+                             indexing="ij")
+    pos = geo.sample_to_world(key.level, rows.ravel(), cols.ravel(), h.ravel())  # (n, 3) ECEF
+    centre = geo.tile_center(key)
+    lon, lat, _ = ecef_to_geodetic(centre[None])
+    enu = east_north_up(float(lon[0]), float(lat[0]))  # rows e, n, u
+    local = (pos - centre) @ enu[[2, 0, 1]].T  # (n, 3) up, east, north
+    return np.ascontiguousarray(local.T.reshape(3, T + 1, T + 1))
+
+
+def max_deviation_m(world: World | str, key: TileKey, height_m: np.ndarray, grid_rc: np.ndarray,
+                    faces: np.ndarray) -> tuple[float, float]:
+    """Measured deviation of a tile's TIN from its samples' true positions, metres:
+    (max 3D distance, max distance a flat face lies below a sample along that sample's
+    own up). On the earth the second is the height error plus the chord sag; on the plane
+    both are the vertical error."""
+    from runtime.tin.simplify import face_residuals
+
+    pos = curved_positions(world, key, height_m)
+    if pos is None:
+        err = face_residuals(np.asarray(height_m, np.float64)[None], grid_rc, faces)[0][0]
+        return float(np.abs(err).max()), float(err.max())
+    res, r, c = face_residuals(pos, grid_rc, faces)  # (3, k) up, east, north
+    geo = geometry_for(world)
+    r0, c0 = key.sample_origin()
+    p = geo.sample_to_world(key.level, r + r0, c + c0, 0.0)
+    centre = geo.tile_center(key)
+    lon, lat, _ = ecef_to_geodetic(centre[None])
+    up = geo.up(p) @ east_north_up(float(lon[0]), float(lat[0]))[[2, 0, 1]].T  # (k, 3) in the frame
+    return float(np.sqrt((res * res).sum(axis=0)).max()), float((res.T * up).sum(axis=1).max())
