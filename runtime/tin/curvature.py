@@ -67,3 +67,26 @@ def max_deviation_m(world: World | str, key: TileKey, height_m: np.ndarray, grid
     lon, lat, _ = ecef_to_geodetic(centre[None])
     up = geo.up(p) @ east_north_up(float(lon[0]), float(lat[0]))[[2, 0, 1]].T  # (k, 3) in the frame
     return float(np.sqrt((res * res).sum(axis=0)).max()), float((res.T * up).sum(axis=1).max())
+
+
+def geometric_error_3d_m(world: World | str, key: TileKey, grid_rc: np.ndarray, faces: np.ndarray,
+                         children_height_m: np.ndarray) -> float:
+    """The tile's geometric error from data (DESIGN.md section 3) measured in 3D: the max
+    distance (m) from the next level's samples (``runtime.tin.simplify.children_grid``,
+    (2T+1, 2T+1)) to where the tile's flat faces draw them; on the earth this includes
+    the chord sag, on the plane it is ``geometric_error_m``'s vertical distance."""
+    from runtime.tin.simplify import face_residuals, geometric_error_m
+
+    geo = geometry_for(world)
+    ch = np.asarray(children_height_m, np.float64)
+    if ch.shape != (2 * T + 1, 2 * T + 1):
+        raise ValueError(f"children_height_m must be ({2 * T + 1}, {2 * T + 1}), got {ch.shape}")
+    if not geo.is_earth:
+        return geometric_error_m(grid_rc, faces, ch)
+    r0, c0 = key.sample_origin()
+    rows, cols = np.meshgrid(np.arange(2 * T + 1, dtype=np.float64) + 2 * r0,
+                             np.arange(2 * T + 1, dtype=np.float64) + 2 * c0, indexing="ij")
+    pos = geo.sample_to_world(key.level + 1, rows.ravel(), cols.ravel(), ch.ravel())
+    field = np.ascontiguousarray((pos - geo.tile_center(key)).T.reshape(3, 2 * T + 1, 2 * T + 1))
+    res, _, _ = face_residuals(field, 2 * np.asarray(grid_rc, np.int64), faces)
+    return float(np.sqrt((res * res).sum(axis=0)).max())
