@@ -63,6 +63,7 @@ class HttpConfig:
     max_age_s: int = 86400  # Cache-Control: a tile's bytes never change for one model
     stitch: bool = True  # join terrain and GLB edge normals with the neighbours' (module docstring)
     edge_tiles: int = 4096  # tiles whose EdgeData (about 12 KB each) is kept for stitching
+    stitch_wait_s: float = 2.0  # longest wait for neighbours; later ones: that edge unstitched, body not cached
 
 
 class HttpError(Exception):
@@ -231,7 +232,13 @@ class HttpEndpoints:
         else:
             def convert(mesh, frame):
                 return E.mesh_glb(mesh, E.frame_tile(frame).image)
-        return await self._cached(cache_key, lambda: self._convert_mesh(route.key, convert))
+        hit = self._cache.get(cache_key)
+        if hit is not None:
+            return hit
+        body, complete = await self._convert_mesh(route.key, convert)
+        if complete:  # a body with an edge left unstitched is not kept: the next one may stitch
+            self._remember(cache_key, body)
+        return body
 
     async def _cached(self, cache_key, make) -> bytes:
         hit = self._cache.get(cache_key)
@@ -251,19 +258,29 @@ class HttpEndpoints:
             raise
         return await asyncio.get_running_loop().run_in_executor(None, convert, frame)
 
-    async def _convert_mesh(self, key: TileKey, convert):
+    async def _convert_mesh(self, key: TileKey, convert) -> tuple[bytes, bool]:
         """``convert(mesh, frame)`` of the tile's placed mesh, its edges stitched with its
-        neighbours' (``HttpConfig.stitch``), off the event loop."""
+        neighbours' (``HttpConfig.stitch``), off the event loop; and whether every
+        neighbour came within ``stitch_wait_s`` (the bytes are then final)."""
         frame = await self._frame(key, float(key.level))
         loop = asyncio.get_running_loop()
         mesh = await loop.run_in_executor(None, E.tin_mesh, World.EARTH, E.frame_tile(frame))
+        complete = True
         if self.config.stitch:
             self._edges.put(key, (edge_data(mesh),))
             sides = neighbour_keys(World.EARTH, key)
-            data = await asyncio.gather(*(self._edges_of(k) for k in sides.values()))
-            known = {side: d[opposite(side)] for side, d in zip(sides, data) if d is not None}
+            tasks = {side: asyncio.ensure_future(self._edges_of(k)) for side, k in sides.items()}
+            if tasks:
+                # Late neighbours keep loading (into the EdgeData LRU) for later requests.
+                await asyncio.wait(list(tasks.values()), timeout=self.config.stitch_wait_s)
+            known = {}
+            for side, task in tasks.items():
+                if not task.done():
+                    complete = False
+                elif task.result() is not None:
+                    known[side] = task.result()[opposite(side)]
             mesh = stitch(mesh, known)
-        return await loop.run_in_executor(None, convert, mesh, frame)
+        return await loop.run_in_executor(None, convert, mesh, frame), complete
 
     async def _edges_of(self, key: TileKey) -> dict | None:
         """A neighbour's ``EdgeData`` by side (LRU, else its frame placed once); None when
@@ -272,7 +289,7 @@ class HttpEndpoints:
         if held is not None:
             return held[0]
         try:
-            frame = await self._frame(key, key.level + 0.5)  # after the tiles asked for
+            frame = await self._frame(key, key.level - 0.5)  # after the tiles asked for (highest first)
             mesh: TileMesh = await asyncio.get_running_loop().run_in_executor(
                 None, E.tin_mesh, World.EARTH, E.frame_tile(frame))
             data = edge_data(mesh)
