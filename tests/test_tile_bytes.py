@@ -32,7 +32,7 @@ TILES = {
 EXPECTED_SHA256 = {
     "earth/fractal/3/8/2": "2530e538c554001eba25b9a0b05d7a38bef85d151b3eea95b197e098e4eec5af",
     "earth/fractal/6/67/15": "3edc90be07ecb029e7c31737ab4b2ad0eede1daa6ba8349228dda0a754b7bdf5",
-    "earth/fractal/8/266/62": "7b88208c08eee489bdd415901932a258cad6e2f1ade8feafb6b3ee9b18c70999",
+    "earth/fractal/8/266/62": "8cde96dc991b6765f2b460b4acef46a07e13d305ec85644e030ea309c83d7923",
     "earth/fractal/10/1061/250": "8134a3e21c6b17f26f8650f3abae62954c61f75d8845ac95d663b9d11c0e612a",
     "plane/fractal/3/2/2": "f843f1b1690d7d33f15f78d371388ff1a9bcf48fae0b95ae111ec3a0f26ebccd",
     "plane/fractal/6/17/19": "ed8e4368604089a9c94321a9748475e6f2b2fc8851be872a69c3e17f0d38510f",

@@ -64,3 +64,16 @@ def test_positions_shape_checked():
     h = np.zeros((T + 1, T + 1), np.float32)
     with pytest.raises(ValueError, match="positions_m must be"):
         simplify.simplify_grid(h, 1.0, positions_m=np.zeros((3, 5, 5)))
+
+
+def test_up_component_alone_from_level_six_keeps_the_3d_distance_within_the_bound():
+    from runtime.tin.curvature import FULL_3D_BELOW_LEVEL
+
+    key = TileKey(FULL_3D_BELOW_LEVEL, 90, 20)
+    h = fractal(T + 1, seed=6, relief_m=3000.0)
+    pos = curved_positions(World.EARTH, key, h)
+    assert pos.shape == (1, T + 1, T + 1)  # the up component: vertical error + sag
+    bound = level_error_m(key.level)
+    rc, f = simplify.simplify_grid(h, bound, positions_m=pos)
+    dist, below = max_deviation_m(World.EARTH, key, h, rc, f)
+    assert below <= bound * 1.001 and dist <= bound * 1.001  # horizontal residuals: < 0.1 %
