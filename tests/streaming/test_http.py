@@ -194,3 +194,27 @@ def test_origin_allow_list_and_token(tmp_path):
 def test_plane_world_is_refused_with_a_reason(tmp_path):
     with pytest.raises(ValueError, match="need the earth world"):
         build_server("plane", 0, store_dir=tmp_path, http=HttpConfig())
+
+
+@pytest.mark.slow
+def test_served_borders_shade_like_the_inside(web):
+    """A 3 x 3 block of served level-10 terrain in the Alps (normals asked for), decoded
+    independently: shared-edge normals agree and a low-sun hillshade shows the tile
+    borders no more than 1.25x the lines inside tiles (eco_shade); the same tiles
+    converted alone (the along-edge rule) fail that check."""
+    from eco_shade import border_contrast_ratio, decode_terrain, edge_normal_angles_deg, hillshade
+
+    cx, cy = 1068, 250  # 7.7 E, 45.9 N
+    served, alone = {}, {}
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            k = TileKey(10, cx + dx, cy + dy)
+            status, _, body = get(f"{web.base}/terrain/10/{k.x}/{1023 - k.y}.terrain", headers=NORMALS)
+            assert status == 200
+            served[k] = decode_terrain(body, k)
+            alone[k] = decode_terrain(E.terrain_bytes(web.server.service.store.get(k)), k)
+    angles = edge_normal_angles_deg(served)
+    assert len(angles) == 12 * 257 and angles.max() <= 1.0
+    ratio = border_contrast_ratio(hillshade(served)[0])[2]
+    ratio_alone = border_contrast_ratio(hillshade(alone)[0])[2]
+    assert ratio <= 1.25 < ratio_alone, (ratio, ratio_alone)
