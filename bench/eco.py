@@ -8,7 +8,10 @@ of serving a stored frame in each ecosystem format (the websocket frame is the b
   frame itself, quantized-mesh with each extension set (none, oct normals, normals +
   water mask; raw and gzip), imagery PNG, 3D Tiles GLB and the live server's one-tile
   subtree (its content height range included); then the total per tile of what a client
-  of each format fetches: terrain + imagery, or GLB + subtree.
+  of each format fetches: terrain + imagery, or GLB + subtree. The live server stitches
+  terrain and GLB normals with the neighbours' (``streaming.http``): two rows give that
+  cost with the neighbours' edges already held (steady state) and with all four
+  neighbours decoded and placed for it (worst case).
 
 Ends with one JSON line. Usage:
     python bench/eco.py [--levels 5..9] [--quick] [--formats-only]
@@ -54,6 +57,21 @@ def bench_formats(keys, repeat: int = 3):
         frames = [store.get(k) for k in stored_keys(store)]
     both = E.TERRAIN_EXTENSIONS
 
+    from generator.water import earth_water_mask
+    from runtime.tin import edge_data, neighbour_keys, opposite, stitch
+
+    by_key = {E.frame_tile(f).key: f for f in frames}
+    held = {k: edge_data(E.tin_mesh(World.EARTH, E.frame_tile(f))) for k, f in by_key.items()}
+
+    def stitched(f, place_neighbours: bool):
+        mesh = E.tin_mesh(World.EARTH, E.frame_tile(f))
+        known = {}
+        for side, nk in neighbour_keys(World.EARTH, mesh.key).items():
+            if nk in by_key:
+                data = edge_data(E.tin_mesh(World.EARTH, E.frame_tile(by_key[nk]))) if place_neighbours else held[nk]
+                known[side] = data[opposite(side)]
+        return E.mesh_terrain_bytes(stitch(mesh, known), ("octvertexnormals",))
+
     def subtree(f):
         c = E.implicit_coord(E.frame_tile(f).key)
         return E.served_subtree_bytes(c, 16, E.tile_height_range(f))
@@ -62,14 +80,17 @@ def bench_formats(keys, repeat: int = 3):
         "wire frame (baseline)": lambda f: f,
         "quantized-mesh, no extensions": lambda f: E.terrain_bytes(f, ()),
         "quantized-mesh + normals": lambda f: E.terrain_bytes(f, ("octvertexnormals",)),
-        "quantized-mesh + normals + water mask": lambda f: E.terrain_bytes(f, both),
-        "quantized-mesh + normals + water mask, gzip": lambda f: gzip.compress(E.terrain_bytes(f, both), 6),
+        "quantized-mesh + normals, stitched, edges held": lambda f: stitched(f, False),
+        "quantized-mesh + normals, stitched, 4 neighbours placed": lambda f: stitched(f, True),
+        "quantized-mesh + normals + water mask": lambda f: E.terrain_bytes(f, both, water=earth_water_mask),
+        "quantized-mesh + normals + water mask, gzip":
+            lambda f: gzip.compress(E.terrain_bytes(f, both, water=earth_water_mask), 6),
         "imagery png": E.imagery_png,
         "3d tiles glb": E.glb_bytes,
         "3d tiles subtree (served, height range)": subtree,
     }
     E.glb_bytes(frames[0])  # import trimesh and load the water-mask anchor once, outside the timing
-    E.terrain_bytes(frames[0], both)
+    E.terrain_bytes(frames[0], both, water=earth_water_mask)
     rows, per = [], {}
     for name, fn in convert.items():
         ms, sizes = [], []

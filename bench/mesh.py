@@ -14,8 +14,14 @@ size, as a level's geometric error would be):
   faces; new = ``streaming.tileservice.encode_fields`` (simplify once, RTIN handed to
   ``encode_heights``), with the factor. Both leave out the colour image (same on both).
 
+``--curvature`` instead measures the earth's chord sag per level (seed 0, fractal): for
+one tile per level, triangles, the max distance the flat faces lie below the samples
+(height error + sag, ``runtime.tin.curvature.max_deviation_m``) and ms per tile, with
+the height-only error (before) and with the curvature in the error (after).
+
 Ends with one JSON line. Usage:
     python bench/mesh.py [--quick] [--data ../shared/data]
+    python bench/mesh.py --curvature [--quick]
 """
 
 from __future__ import annotations
@@ -371,13 +377,56 @@ def print_server_rows(rows: list[dict]) -> None:
               f"{sv['ms_new_cpu']:>9.2f}{sv['ms_old_cpu'] / sv['ms_new_cpu']:>8.2f}")
 
 
+CURVATURE_KEYS = [TileKey(0, 0, 0), TileKey(1, 2, 0), TileKey(2, 5, 1), TileKey(3, 11, 2), TileKey(4, 22, 5),
+                  TileKey(6, 90, 20), TileKey(8, 380, 90), TileKey(10, 1518, 353)]
+"""One earth tile per level, from the Atlantic/Europe at level 0 to the Himalaya."""
+
+
+def bench_curvature(repeats: int) -> list[dict]:
+    """Per level: triangles, max sag below the samples (m) and CPU ms, before/after."""
+    from generator.pyramid import open_world
+    from runtime.tin.curvature import curved_positions, max_deviation_m
+
+    pyr = open_world(World.EARTH, 0, refiner="fractal")
+    rows = []
+    print(f"{'tile':<14}{'bound m':>10}{'tris before':>12}{'sag before m':>14}{'ms':>7}"
+          f"{'tris after':>11}{'sag after m':>13}{'ms':>7}")
+    for key in CURVATURE_KEYS:
+        h = pyr.tile(key).height.astype(np.float32)
+        bound = level_error_m(key.level)
+        (rc0, f0), ms0 = cpu_timed(lambda h=h, b=bound: simplify_grid(h, b), repeats)
+        (rc1, f1), ms1 = cpu_timed(
+            lambda h=h, b=bound, k=key: simplify_grid(h, b, positions_m=curved_positions(World.EARTH, k, h)), repeats)
+        sag0 = max_deviation_m(World.EARTH, key, h, rc0, f0)[1]
+        sag1 = max_deviation_m(World.EARTH, key, h, rc1, f1)[1]
+        rows.append(dict(key=str(key), bound_m=bound, tris_before=len(f0), sag_before_m=sag0, ms_before=ms0,
+                         tris_after=len(f1), sag_after_m=sag1, ms_after=ms1))
+        print(f"{str(key):<14}{bound:>10.1f}{len(f0):>12}{sag0:>14.0f}{ms0:>7.1f}{len(f1):>11}{sag1:>13.1f}{ms1:>7.1f}")
+    return rows
+
+
+def cpu_timed(fn, repeats: int):
+    """(result, fastest CPU ms of ``repeats`` calls)."""
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.process_time()
+        out = fn()
+        best = min(best, 1e3 * (time.process_time() - t0))
+    return out, best
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     repo = Path(__file__).resolve().parents[1]
     default = next((p / "shared" / "data" for p in repo.parents if (p / "shared" / "data").is_dir()), None)
     ap.add_argument("--data", type=Path, default=default, help="folder with dem/*.npz (../shared/data)")
     ap.add_argument("--quick", action="store_true", help="fewer tiles and repeats (< 1 minute)")
+    ap.add_argument("--curvature", action="store_true", help="only the earth's chord sag per level")
     args = ap.parse_args(argv)
+    if args.curvature:
+        print(f"bench/mesh.py --curvature  cpu={os.cpu_count()} load={os.getloadavg()[0]:.2f}  T={T}")
+        print(json.dumps({"curvature": bench_curvature(1 if args.quick else 3)}))
+        return
     if args.data is None or not (args.data / "dem").is_dir():
         raise SystemExit(f"no dem/ folder under {args.data}: pass --data path/to/shared/data")
     files = REAL_FILES[:4] if args.quick else REAL_FILES

@@ -417,14 +417,16 @@ def encode_heights(
     rgb_jpeg_or_png: bytes | None = None,
     height_step_m: float | None = None,
     border: str = "fan",
+    positions_m: np.ndarray | None = None,
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """The server path in one call: ``simplify_grid`` then ``encode_tile``, skipping the
     check that the mesh is the canonical RTIN (it is by construction).
 
     height_m: (T+1, T+1) float32 metres. Returns (payload, grid_rc, faces); the payload's
-    geometric error defaults to ``max_error_m``."""
+    geometric error defaults to ``max_error_m``. positions_m: the samples' true positions
+    on a curved world (``runtime.tin.curvature.curved_positions``; ``simplify_grid``)."""
     h = np.asarray(height_m, dtype=np.float32)
-    present, flipped, grid_rc, faces = simplify_rtin(h, max_error_m, border)
+    present, flipped, grid_rc, faces = simplify_rtin(h, max_error_m, border, positions_m=positions_m)
     heights = h[grid_rc[:, 0], grid_rc[:, 1]].astype(np.float64)
     payload = _payload(
         grid_rc,

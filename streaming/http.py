@@ -19,6 +19,14 @@ Routes (GET and HEAD; OPTIONS answers CORS preflights):
   (its tile exists, its children exist below ``max_level``) and carries its tile's
   content height range, read from the tile it is about to load anyway.
 
+Terrain and GLB normals are stitched (``runtime.tin.stitch``): each edge gets the
+joined mesh's normal from the neighbour's one-sided edge normals, so both tiles shade
+their border alike (converted alone, a tile's border would use the along-edge rule, with
+no slope across the edge: a band of flatter shading along steep borders). The neighbours'
+frames come through the same ``TileService`` (a client viewing a tile loads its
+neighbours too); their ``EdgeData`` is kept in a bounded LRU (``HttpConfig.edge_tiles``),
+so each tile is decoded and placed once for its neighbours.
+
 Only the earth world has these endpoints (both formats are geographic).
 """
 
@@ -41,6 +49,7 @@ from websockets.http11 import Response
 from runtime.geometry import DEFAULT_HEIGHT_RANGE_M
 from runtime.lru import LRU, nbytes
 from runtime.tiles import MAX_LEVEL, TileKey, World, validate_key
+from runtime.tin import TileMesh, edge_data, neighbour_keys, opposite, stitch
 from streaming import ecosystem as E
 from streaming.tileservice import TileService
 
@@ -52,6 +61,9 @@ class HttpConfig:
     max_level: int = 16  # deepest level advertised in layer.json and tileset.json
     cache_bytes: int = 64 << 20  # LRU of converted responses (terrain, PNG, GLB)
     max_age_s: int = 86400  # Cache-Control: a tile's bytes never change for one model
+    stitch: bool = True  # join terrain and GLB edge normals with the neighbours' (module docstring)
+    edge_tiles: int = 4096  # tiles whose EdgeData (about 12 KB each) is kept for stitching
+    stitch_wait_s: float = 2.0  # longest wait for neighbours; later ones: that edge unstitched, body not cached
 
 
 class HttpError(Exception):
@@ -139,6 +151,7 @@ class HttpEndpoints:
         self.config = config
         self.water = water  # the world's water (quantized-mesh water mask); None: not offered
         self._cache: LRU[tuple[str, TileKey], bytes] = LRU(config.cache_bytes, size=nbytes)
+        self._edges: LRU[TileKey, tuple] = LRU(config.edge_tiles)  # key -> (EdgeData by side or None,)
         self.served = 0
 
     # -- the TileServer's http hook -----------------------------------------------------
@@ -210,11 +223,22 @@ class HttpEndpoints:
 
             return await self._cached(cache_key, subtree)
         ext = route.extensions
-        convert = {"terrain": lambda f: E.terrain_bytes(f, ext, water=self.water), "imagery": E.imagery_png,
-                   "glb": E.glb_bytes}[route.kind]
-        if gz:
-            convert = lambda f: gzip.compress(E.terrain_bytes(f, ext, water=self.water), 6, mtime=0)  # noqa: E731
-        return await self._cached(cache_key, lambda: self._convert(route.key, convert))
+        if route.kind == "imagery":
+            return await self._cached(cache_key, lambda: self._convert(route.key, E.imagery_png))
+        if route.kind == "terrain":
+            def convert(mesh, frame):
+                body = E.mesh_terrain_bytes(mesh, ext, self.water)
+                return gzip.compress(body, 6, mtime=0) if gz else body
+        else:
+            def convert(mesh, frame):
+                return E.mesh_glb(mesh, E.frame_tile(frame).image)
+        hit = self._cache.get(cache_key)
+        if hit is not None:
+            return hit
+        body, complete = await self._convert_mesh(route.key, convert)
+        if complete:  # a body with an edge left unstitched is not kept: the next one may stitch
+            self._remember(cache_key, body)
+        return body
 
     async def _cached(self, cache_key, make) -> bytes:
         hit = self._cache.get(cache_key)
@@ -233,6 +257,57 @@ class HttpEndpoints:
             self.service.release(key, fut)
             raise
         return await asyncio.get_running_loop().run_in_executor(None, convert, frame)
+
+    async def _convert_mesh(self, key: TileKey, convert) -> tuple[bytes, bool]:
+        """``convert(mesh, frame)`` of the tile's placed mesh, its edges stitched with its
+        neighbours' (``HttpConfig.stitch``), off the event loop; and whether every
+        neighbour came within ``stitch_wait_s`` (the bytes are then final)."""
+        frame = await self._frame(key, float(key.level))
+        loop = asyncio.get_running_loop()
+        mesh = await loop.run_in_executor(None, E.tin_mesh, World.EARTH, E.frame_tile(frame))
+        complete = True
+        if self.config.stitch:
+            self._edges.put(key, (edge_data(mesh),))
+            sides = neighbour_keys(World.EARTH, key)
+            tasks = {side: asyncio.ensure_future(self._edges_of(k)) for side, k in sides.items()}
+            if tasks:
+                # Late neighbours keep loading (into the EdgeData LRU) for later requests.
+                await asyncio.wait(list(tasks.values()), timeout=self.config.stitch_wait_s)
+            known = {}
+            for side, task in tasks.items():
+                if not task.done():
+                    complete = False
+                elif task.result() is not None:
+                    known[side] = task.result()[opposite(side)]
+            mesh = stitch(mesh, known)
+        return await loop.run_in_executor(None, convert, mesh, frame), complete
+
+    async def _edges_of(self, key: TileKey) -> dict | None:
+        """A neighbour's ``EdgeData`` by side (LRU, else its frame placed once); None when
+        it cannot be had (that edge keeps the along-edge rule)."""
+        held = self._edges.get(key)
+        if held is not None:
+            return held[0]
+        try:
+            frame = await self._frame(key, key.level - 0.5)  # after the tiles asked for (highest first)
+            mesh: TileMesh = await asyncio.get_running_loop().run_in_executor(
+                None, E.tin_mesh, World.EARTH, E.frame_tile(frame))
+            data = edge_data(mesh)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("neighbour %s for stitching failed: %s", key, exc)
+            data = None
+        self._edges.put(key, (data,))
+        return data
+
+    async def _frame(self, key: TileKey, priority: float) -> bytes:
+        fut = self.service.get(key, priority=priority)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self.service.release(key, fut)
+            raise
 
     async def _tileset(self) -> bytes:
         """tileset.json; its implicit root regions span the level-0 tiles' content heights

@@ -101,14 +101,18 @@ def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float
 
     ``encode_heights`` hands the RTIN vertex set and flip bits straight to the codec;
     placement (skirts, normals) is the client's job, so the server builds none. ``world``
-    is part of the Encoder signature; the payload is in tile grid coordinates."""
+    decides the error metric (the earth's includes the chord sag); the payload is in
+    tile grid coordinates."""
     # Imported here: the pipeline's only use of meshing and the wire format.
+    from runtime.tin.curvature import curved_positions
     from runtime.wire import encode_heights, encode_image
 
     err = error_scale * level_error_m(key.level)
     image = encode_image(fields.rgb) if fields.rgb is not None else None
+    # The earth's error includes the chord sag of flat triangles (None on the plane).
+    pos = curved_positions(world, key, np.asarray(fields.height, np.float32))
     payload, _, _ = encode_heights(fields.height, err, key=key, model=fields.model, geometric_error_m=err,
-                                   rgb_jpeg_or_png=image)
+                                   rgb_jpeg_or_png=image, positions_m=pos)
     return payload
 
 

@@ -8,11 +8,14 @@ inside are free to move (``runtime.wire`` alone reaches into them for the RTIN t
 - ``diamonds``: dropped diamonds (greedy vertex removal that keeps the implied mesh);
 - ``faces``: faces from a vertex set, canonical order and numbering;
 - ``simplify``: heights -> TIN (``simplify_grid``) and its error measures;
+- ``curvature``: the earth's sample positions for the mesher (chord sag in the error)
+  and 3D error measures;
 - ``placement``: the one placement path (``tile_mesh``: centre-relative positions,
   skirts, normals with the shared-edge rule, UVs) and neighbour stitching;
 - ``surface``: the viewer's ``Surface`` built on it (plus morph targets).
 """
 
+from runtime.tin.curvature import curved_positions, geometric_error_3d_m, max_deviation_m
 from runtime.tin.faces import first_use_order
 from runtime.tin.placement import (
     EdgeData,
@@ -37,12 +40,15 @@ __all__ = [
     "Surface",
     "TileMesh",
     "build_tile_mesh",
+    "curved_positions",
     "edge_data",
     "facing_side",
     "neighbour_keys",
     "opposite",
     "first_use_order",
+    "geometric_error_3d_m",
     "geometric_error_m",
+    "max_deviation_m",
     "max_vertical_error",
     "simplify_grid",
     "stitch",

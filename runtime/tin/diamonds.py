@@ -11,6 +11,9 @@ from runtime.tin.hierarchy import HALF_CASES, hierarchy
 def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Greedy vertex removal that keeps the RTIN's implied connectivity.
 
+    height_m: (T+1, T+1) metres, or (C, T+1, T+1) sample positions (``simplify_grid``'s
+    ``positions_m``): then the error at a sample is the norm of its residual vector.
+
     A vertex m is dropped, together with every vertex strictly inside its diamond
     (``Hierarchy``), when the diamond drawn on either diagonal with fans to its edge
     midpoints that are vertices (``HALF_CASES``) stays within ``max_error_m`` over every
@@ -32,20 +35,23 @@ def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float)
     Updates ``present`` in place. Returns ``dropped`` and ``flipped`` ((t+1)^2 + 1,)
     bool over grid ids (sentinel last): the diamonds drawn specially (``tin_faces``) and
     those drawn on the a1-a2 diagonal (the other one is the RTIN's own p-q)."""
-    t = height_m.shape[0] - 1
+    fields = np.asarray(height_m)
+    fields = fields[None] if fields.ndim == 2 else fields
+    t = fields.shape[1] - 1
     n1 = t + 1
     n = n1 * n1
     hier = hierarchy(t)
-    flat = np.ascontiguousarray(height_m, dtype=np.float64).ravel()
+    flats = [np.ascontiguousarray(f, dtype=np.float64).ravel() for f in fields]
     dropped = np.zeros(n + 1, dtype=bool)
     flipped = np.zeros(n + 1, dtype=bool)
     ids = np.flatnonzero(present[:-1] & hier.drop_ok[:-1])
-    corner_h = flat[hier.diamond_corner.take(ids, axis=0)]  # (k, 4) counter-clockwise from p
-    centre_h = flat[ids]
-    e_pq = np.abs(centre_h - 0.5 * (corner_h[:, 0] + corner_h[:, 2]))
-    e_aa = np.abs(centre_h - 0.5 * (corner_h[:, 1] + corner_h[:, 3]))
+    corner_h = [f[hier.diamond_corner.take(ids, axis=0)] for f in flats]  # C x (k, 4) counter-clockwise from p
+    centre_h = [f[ids] for f in flats]
+    e_pq = _norm([m - 0.5 * (c[:, 0] + c[:, 2]) for m, c in zip(centre_h, corner_h)])
+    e_aa = _norm([m - 0.5 * (c[:, 1] + c[:, 3]) for m, c in zip(centre_h, corner_h)])
     sel = np.flatnonzero((e_pq <= max_error_m) | (e_aa <= max_error_m))
-    ids, e_pq, e_aa, corner_h = ids[sel], e_pq[sel], e_aa[sel], corner_h.take(sel, axis=0)
+    ids, e_pq, e_aa = ids[sel], e_pq[sel], e_aa[sel]
+    corner_h = [c.take(sel, axis=0) for c in corner_h]
     size = hier.diamond_b[ids]
     big = np.flatnonzero(size > 2)
     if len(big):
@@ -57,12 +63,12 @@ def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float)
         half_err = np.zeros((len(big), 4))
         # the diagonals' own inner samples (midpoints of m-c_k) are interpolated along them
         # in every drawing: a second cheap filter before the tables
-        inner_h = flat[hier.diamond_inner.take(mb, axis=0)]  # (k, 4)
-        ch = corner_h.take(big, axis=0)
-        e2_pq = np.maximum(np.abs(inner_h[:, 0] - 0.75 * ch[:, 0] - 0.25 * ch[:, 2]),
-                           np.abs(inner_h[:, 2] - 0.25 * ch[:, 0] - 0.75 * ch[:, 2]))
-        e2_aa = np.maximum(np.abs(inner_h[:, 1] - 0.75 * ch[:, 1] - 0.25 * ch[:, 3]),
-                           np.abs(inner_h[:, 3] - 0.25 * ch[:, 1] - 0.75 * ch[:, 3]))
+        inner_h = [f[hier.diamond_inner.take(mb, axis=0)] for f in flats]  # C x (k, 4)
+        ch = [c.take(big, axis=0) for c in corner_h]
+        e2_pq = np.maximum(_norm([i[:, 0] - 0.75 * c[:, 0] - 0.25 * c[:, 2] for i, c in zip(inner_h, ch)]),
+                           _norm([i[:, 2] - 0.25 * c[:, 0] - 0.75 * c[:, 2] for i, c in zip(inner_h, ch)]))
+        e2_aa = np.maximum(_norm([i[:, 1] - 0.75 * c[:, 1] - 0.25 * c[:, 3] for i, c in zip(inner_h, ch)]),
+                           _norm([i[:, 3] - 0.25 * c[:, 1] - 0.75 * c[:, 3] for i, c in zip(inner_h, ch)]))
         ok_pq = (e_pq[big] <= max_error_m) & (e2_pq <= max_error_m)
         ok_aa = (e_aa[big] <= max_error_m) & (e2_aa <= max_error_m)
         want = np.stack([ok_aa, ok_pq, ok_aa, ok_pq], 1) & ~blocked[:, None]
@@ -70,11 +76,13 @@ def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float)
         off, w, v = hier.drop_table  # sample-major: (K, r), (K, 5, r), (5, r)
         code = hier.drop_code[mb[gi]] + 4 * hs + cases.ravel()[4 * gi + hs]  # (e,) drawings
         bb = hier.diamond_base[mb[gi]]
-        samples = flat[off.take(code, axis=1) + bb]  # (K, e)
-        verts = flat[v.take(code, axis=1) + bb]  # (5, e)
-        d = (w.take(code, axis=2) * verts).sum(axis=1)  # (K, e) the drawing at each sample
-        d -= samples
-        np.abs(d, out=d)
+        sample_at, vert_at, wc = off.take(code, axis=1) + bb, v.take(code, axis=1) + bb, w.take(code, axis=2)
+        parts = []
+        for flat in flats:
+            d = (wc * flat[vert_at]).sum(axis=1)  # (K, e) the drawing at each sample
+            d -= flat[sample_at]
+            parts.append(d)
+        d = _norm(parts)
         half_err = np.zeros((len(big), 4))
         half_err[gi, hs] = d.max(axis=0)
         half_err[~want] = np.inf
@@ -120,6 +128,14 @@ def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float)
     plain = present[hier.diamond_kid.take(d, axis=0)].view(np.uint32).ravel() == 0
     dropped[d[plain]] = False
     return dropped, flipped
+
+
+def _norm(parts: list[np.ndarray]) -> np.ndarray:
+    """|x| of one component (bit for bit the height-only error), else the Euclidean norm
+    over the components, elementwise."""
+    if len(parts) == 1:
+        return np.abs(parts[0])
+    return np.sqrt(sum(p * p for p in parts))
 
 
 def diamond_candidates(present: np.ndarray, t: int) -> np.ndarray:

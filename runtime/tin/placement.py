@@ -29,6 +29,7 @@ import numpy as np
 
 from runtime.geometry import WorldGeometry, geometry_for
 from runtime.tiles import T, TileKey, World, neighbour, skirt_depth_for
+from runtime.tin.curvature import curved_positions
 from runtime.tin.simplify import simplify_grid
 
 SIDES = ("west", "south", "east", "north")
@@ -238,10 +239,11 @@ def build_tile_mesh(
 ) -> TileMesh:
     """Simplify and place a tile from its heights: ``simplify_grid`` then ``tile_mesh``.
 
-    height_m: (T+1, T+1) float32 metres; max_error_m: vertical error bound (m);
+    height_m: (T+1, T+1) float32 metres; max_error_m: error bound (m), on the earth
+    including the chord sag (``runtime.tin.curvature``);
     skirt_depth_m: default ``runtime.tiles.skirt_depth_for(max_error_m)``."""
     h = np.asarray(height_m, dtype=np.float32)
-    grid_rc, faces = simplify_grid(h, max_error_m, border)
+    grid_rc, faces = simplify_grid(h, max_error_m, border, positions_m=curved_positions(world, key, h))
     depth = skirt_depth_for(max_error_m) if skirt_depth_m is None else skirt_depth_m
     return tile_mesh(world, key, grid_rc, h[grid_rc[:, 0], grid_rc[:, 1]], faces, depth)
 

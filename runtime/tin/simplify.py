@@ -11,47 +11,75 @@ from runtime.tin.rtin import rtin_errors, rtin_vertices
 
 
 def simplify_grid(
-    height_m: np.ndarray, max_error_m: float, border: str = "fan", flips: bool = True
+    height_m: np.ndarray, max_error_m: float, border: str = "fan", flips: bool = True,
+    positions_m: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Adaptive TIN of a tile's height grid within ``max_error_m`` vertical error.
+    """Adaptive TIN of a tile's height grid within ``max_error_m`` error.
 
     height_m: ``(T+1, T+1) float32`` metres, T a power of two (256).
+    positions_m: None (the error is vertical: |sample - face| in height) or the samples'
+    true positions ``(C, T+1, T+1) float64`` metres in a frame where the mesh is flat
+    (``runtime.tin.curvature.curved_positions`` on the earth): then a triangle's error is
+    the norm over components of its max |residual| per component, which bounds the 3D
+    distance from each sample to where the flat face draws it (height error + chord sag).
     Returns ``grid_rc (n, 2) int32`` [row, col] of the kept samples and ``faces (m, 3)
     int32`` indices into grid_rc, counter-clockwise seen from above (east = +col,
     north = -row). With ``border`` "fan" (default) or "graded" every border sample is
     kept (see BORDERS). The numbering is canonical (``number_vertices``): the wire codec
     rebuilds exactly these arrays from the vertex set.
     """
-    _, _, grid_rc, faces = simplify_rtin(height_m, max_error_m, border, flips)
+    _, _, grid_rc, faces = simplify_rtin(height_m, max_error_m, border, flips, positions_m)
     return grid_rc, faces
 
 
 def simplify_rtin(
-    height_m: np.ndarray, max_error_m: float, border: str = "fan", flips: bool = True
+    height_m: np.ndarray, max_error_m: float, border: str = "fan", flips: bool = True,
+    positions_m: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """``simplify_grid`` that also returns its RTIN vertex set after ``drop_diamonds`` and
     the flip bits (``present``, ``flipped`` or None; what the wire codec sends), then
     grid_rc, faces. ``flips``: False for the plain RTIN."""
     if not (np.isfinite(max_error_m) and max_error_m >= 0):
         raise ValueError(f"max_error_m must be a finite number >= 0, got {max_error_m!r}")
-    err = rtin_errors(height_m, max_error_m, border)
+    if positions_m is None:
+        fields = np.asarray(height_m)[None]
+        err = rtin_errors(height_m, max_error_m, border)
+    else:
+        fields = np.asarray(positions_m, dtype=np.float64)
+        n1 = np.asarray(height_m).shape[0]
+        if fields.ndim != 3 or fields.shape[1:] != (n1, n1):
+            raise ValueError(f"positions_m must be (C, {n1}, {n1}) metres, got shape {fields.shape}")
+        # Per component: entries above the bound only bound it from below, and then so
+        # does the norm; where every component is measured the norm is exact.
+        err = np.sqrt(sum(np.square(rtin_errors(f, max_error_m, border)) for f in fields))
     t = err.shape[0] - 1
     present = rtin_vertices(err, max_error_m, border)
-    dropped, flipped = drop_diamonds(height_m, present, max_error_m) if flips else (None, None)
+    dropped, flipped = drop_diamonds(fields, present, max_error_m) if flips else (None, None)
     faces = tin_faces(present, t, border, flipped, dropped)
     grid_rc, faces = number_vertices(faces, t + 1, mesh_vertices(present, t, border))
     return present, flipped, grid_rc, faces
 
 
 def max_vertical_error(height_m: np.ndarray, grid_rc: np.ndarray, faces: np.ndarray) -> float:
-    """Measured max |mesh - samples| (m) over every grid sample, by rasterising each face.
+    """Measured max |mesh - samples| (m) over every grid sample, by rasterising each face
+    (``face_residuals``). Raises ValueError if some sample is not covered (a hole)."""
+    res, _, _ = face_residuals(np.asarray(height_m, dtype=np.float64)[None], grid_rc, faces)
+    return float(np.abs(res[0]).max())
+
+
+def face_residuals(field: np.ndarray, grid_rc: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Sample minus mesh at every (face, covered sample) pair: ``(C, k) float64`` residuals
+    of a (C, T+1, T+1) field interpolated linearly over each face, and the samples' rows
+    and cols (k,) int64 (a sample on a shared edge appears once per face).
 
     Scanline rasterisation (each face's row span, then the exact column interval on each
     row), vectorised over faces, so long thin fans cost their area, not their bounding
     box. Raises ValueError if some sample is not covered (a hole)."""
-    h = np.asarray(height_m, dtype=np.float64)
+    f = np.asarray(field, dtype=np.float64)
+    h = f[0]
     p = np.asarray(grid_rc, dtype=np.float64)[np.asarray(faces)]  # (m, 3, 2)
-    z = h[p[..., 0].astype(np.int64), p[..., 1].astype(np.int64)]  # (m, 3)
+    pi = p.astype(np.int64)
+    z = f[:, pi[..., 0], pi[..., 1]]  # (C, m, 3)
     r_lo, r_hi = p[..., 0].min(axis=1).astype(np.int64), p[..., 0].max(axis=1).astype(np.int64)
     span = r_hi - r_lo + 1
     fid = np.repeat(np.arange(len(p)), span)
@@ -78,12 +106,12 @@ def max_vertical_error(height_m: np.ndarray, grid_rc: np.ndarray, faces: np.ndar
     det = (r1 - r0) * (c2_ - c0_) - (r2 - r0) * (c1_ - c0_)
     w1 = ((r - r0) * (c2_ - c0_) - (r2 - r0) * (c - c0_)) / det
     w2 = ((r1 - r0) * (c - c0_) - (r - r0) * (c1_ - c0_)) / det
-    zi = (1.0 - w1 - w2) * z[fid2, 0] + w1 * z[fid2, 1] + w2 * z[fid2, 2]
+    zi = (1.0 - w1 - w2) * z[:, fid2, 0] + w1 * z[:, fid2, 1] + w2 * z[:, fid2, 2]
     covered = np.zeros(h.shape, dtype=bool)
     covered[r, c] = True
     if not covered.all():
         raise ValueError("faces do not cover every grid sample (mesh has holes)")
-    return float(np.abs(zi - h[r, c]).max())
+    return f[:, r, c] - zi, r, c
 
 
 def children_grid(nw: np.ndarray, ne: np.ndarray, sw: np.ndarray, se: np.ndarray) -> np.ndarray:

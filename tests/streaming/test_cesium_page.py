@@ -249,3 +249,92 @@ def test_served_world_views_have_no_errors_and_no_failed_requests(site, web16, t
             small.save(FIGURES / f"cesium_{name}_{'terrain' if mode == 'terrain' else '3dtiles'}.png", optimize=True)
     print(name, "deepest level loaded:", deepest)
     assert abs(deepest["terrain"] - deepest["tiles"]) <= 1, deepest
+
+
+# ---------------------------------------------------------------- borders and errors a Cesium user sees
+
+# The tiles CesiumJS selected for rendering ([level, x, y from the north]) and the
+# geometric error it assumes for each (its own estimate for a quantized-mesh level).
+SELECTED_JS = """
+(() => {
+  const t = window.__terrain, tiles = window.widget.scene.globe._surface._tilesToRender;
+  return tiles.map(x => [x.level, x.x, x.y, t.getLevelMaximumGeometricError(x.level)]);
+})()
+"""
+# (name, camera, whether the border contrast is known to exceed the limit there)
+BORDER_VIEWS = [("alps_5km", "7.75,45.85,5000,20,-30", False), ("himalaya_5km", "86.9,27.9,5000,0,-30", True)]
+MAX_EDGE_NORMAL_DEG = 1.0
+MAX_BORDER_CONTRAST = 1.25
+MAX_ERROR_FACTOR = 2.0
+
+
+@pytest.mark.parametrize("name, camera, known_contrast", BORDER_VIEWS)
+def test_served_borders_are_seamless_and_selected_errors_true(site, web16, tmp_path, name, camera, known_contrast):
+    """CesiumJS on the served world (terrain provider, normals asked for, sse 4): the error
+    of every selected tile's level is true within 2x, and around the deepest selected tile
+    (a 3 x 3 block of served .terrain files, decoded independently) shared-edge normals
+    agree within 1 deg and a low-sun hillshade shows its tile borders no more than 1.25x
+    as much as lines inside tiles (``eco_shade``: computed offline from the served
+    normals, not from the screenshot)."""
+    from eco_fixtures import get
+    from eco_shade import border_contrast_ratio, decode_terrain, edge_normal_angles_deg, hillshade
+
+    from runtime.tiles import World
+    from runtime.tin.curvature import geometric_error_3d_m
+    from runtime.tin.simplify import children_grid
+
+    b = Browser(tmp_path / f"profile-{name}", size=VIEW_SIZE)
+    try:
+        b.call("Page.navigate", url=f"http://127.0.0.1:{site.port}/index.html?mode=terrain&base={web16.base}"
+                                    f"&camera={camera}&sse=4&maxlevel=16")
+        state = b.wait_for("window.__state !== 'loading' && window.__state", timeout_s=420)
+        errors = b.evaluate("window.__errors") + b.errors()
+        assert state == "loaded" and errors == [], errors
+        assert b.bad_responses() == []
+        selected = b.evaluate(SELECTED_JS)
+    finally:
+        b.close()
+    assert len(selected) >= 4
+    service = web16.server.service
+    # 1. The error CesiumJS assumes for each selected level against the tile's true error:
+    # the 3D distance from the next level's samples to where its flat faces draw them
+    # (chord sag included; DESIGN.md section 3). One tile per level.
+    first = {}
+    for level, x, y, assumed in selected:  # one stored tile per level (a store write may lag)
+        if level not in first and service.store.get(TileKey(level, x, y)) is not None:
+            first[level] = (TileKey(level, x, y), assumed)
+    assert len(first) >= 3, selected
+    report = []
+    for key, assumed in sorted(first.values()):
+        tile = E.frame_tile(service.store.get(key))
+        kids = service.source([TileKey(key.level + 1, 2 * key.x + dx, 2 * key.y + dy)
+                               for dy in (0, 1) for dx in (0, 1)])
+        true = geometric_error_3d_m(World.EARTH, key, tile.grid_rc, tile.faces,
+                                    children_grid(*[k.height for k in kids]))
+        report.append((str(key), round(true, 1), round(assumed, 1)))
+        assert true <= MAX_ERROR_FACTOR * assumed, (key, true, assumed)
+    print(name, "selected (key, true error m, CesiumJS error m):", report)
+    # 2. Borders around the deepest selected tile, as served (stitched with neighbours).
+    # (CesiumJS also selects tiles past layer.json's maxzoom, upsampled from level 16.)
+    level, x, y, _ = max((s for s in selected if s[0] <= 16), key=lambda s: s[0])
+    accept = {"Accept": "application/vnd.quantized-mesh;extensions=octvertexnormals"}
+    tiles = {}
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            k = TileKey(level, x + dx, y + dy)
+            tms_y = (1 << level) - 1 - k.y
+            status, _, body = get(f"{web16.base}/terrain/{level}/{k.x}/{tms_y}.terrain", headers=accept)
+            assert status == 200, (k, status, body[:200])
+            tiles[k] = decode_terrain(body, k)
+    angles = edge_normal_angles_deg(tiles)
+    border, inner, ratio = border_contrast_ratio(hillshade(tiles)[0])
+    print(name, f"level {level}: edge normals max {angles.max():.2f} deg; border contrast {border:.4f}, "
+                f"in-tile {inner:.4f}, ratio {ratio:.2f}")
+    assert len(angles) >= 12 * 256 and angles.max() <= MAX_EDGE_NORMAL_DEG
+    if known_contrast and ratio > MAX_BORDER_CONTRAST:
+        # Level 16 in the Himalaya: 1.50 with equal edge normals (0.00 deg) and 0.99 for the
+        # data's own hillshade. The fan border keeps every border sample, so the border line
+        # shades at full resolution beside a simplified interior (in-tile contrast 0.0125
+        # against the data's 0.0175); joined normals cannot remove that (docs/ECOSYSTEM.md).
+        pytest.xfail(f"fan-border resolution contrast {ratio:.2f} (edge normals equal)")
+    assert ratio <= MAX_BORDER_CONTRAST

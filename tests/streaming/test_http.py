@@ -16,6 +16,13 @@ from streaming import ecosystem as E
 from streaming.cli import build_server
 from streaming.http import HttpConfig
 
+
+def neighbours(web, key):
+    """The stored frames of a tile's edge neighbours (the server stitches with them)."""
+    from runtime.tin import neighbour_keys
+
+    return [web.server.service.store.get(k) for k in neighbour_keys("earth", key).values()]
+
 KEY = TileKey(6, 94, 21)
 ACCEPT = "application/vnd.quantized-mesh{},application/octet-stream;q=0.9,*/*;q=0.01"  # CesiumJS's
 NORMALS = {"Accept": ACCEPT.format(";extensions=octvertexnormals")}
@@ -49,7 +56,11 @@ def test_terrain_tile_is_the_stored_frame_converted(web):
     assert int(h["Content-Length"]) == len(body) > 88
     # Same store as the websocket server: the frame is there now, and converts to these bytes.
     frame = web.server.service.store.get(KEY)
-    assert frame is not None and body == E.terrain_bytes(frame, ("octvertexnormals",))
+    # Its edge normals are joined with its neighbours' (which the server fetched too).
+    nb = neighbours(web, KEY)
+    assert frame is not None and None not in nb and len(nb) == 4
+    assert body == E.terrain_bytes(frame, ("octvertexnormals",), neighbours=nb)
+    assert body != E.terrain_bytes(frame, ("octvertexnormals",))  # not the along-edge rule
     # Asked with gzip (browsers do), the same bytes come compressed.
     status, h, gz = get(f"{web.base}/terrain/{KEY.level}/{KEY.x}/{tms_y}.terrain",
                         headers={"Accept-Encoding": "gzip", **NORMALS})
@@ -62,7 +73,7 @@ def test_terrain_tile_is_the_stored_frame_converted(web):
     c = E.implicit_coord(KEY)
     status, h, glb = get(f"{web.base}/3dtiles/tiles/{c.root}/{c.level}/{c.x}/{c.y}.glb")
     assert status == 200 and h["Content-Type"] == "model/gltf-binary" and glb[:4] == b"glTF"
-    assert glb == E.glb_bytes(frame)
+    assert glb == E.glb_bytes(frame, neighbours=nb)
     assert web.server.service.stats().generated == generated
 
 
@@ -120,7 +131,8 @@ def test_every_advertised_tile_of_the_served_tileset_exists(tmp_path):
     assert walk["last_level"] == 2 and len(walk["tiles"]) == 2 * (1 + 4 + 16) and walk["subtrees"] == 42
     assert code == 404  # one level past the last is not there, and nothing advertised it
     lo, hi = np.array(list(walk["tiles"].values())).T
-    assert (lo < hi).all() and lo.min() < -1e6  # the level-0 triangles' chord sag is inside
+    assert (lo < hi).all() and lo.min() < -1e4  # the level-0 skirts (and chord sag) are inside
+    assert lo.min() > -2e5  # curved level-0 meshes: no 1,889 km sag below the surface any more
 
 
 @pytest.mark.parametrize("path, status, says", [
@@ -160,7 +172,7 @@ def test_websocket_clients_share_the_port_and_the_store(web):
     frame = web.server.service.store.get(key)
     c_ = E.implicit_coord(key)
     _, _, glb = get(f"{web.base}/3dtiles/tiles/{c_.root}/{c_.level}/{c_.x}/{c_.y}.glb")
-    assert glb == E.glb_bytes(frame)
+    assert glb == E.glb_bytes(frame, neighbours=neighbours(web, key))
     assert len(tile.faces) == len(E.frame_tile(frame).faces)
 
 
@@ -182,3 +194,27 @@ def test_origin_allow_list_and_token(tmp_path):
 def test_plane_world_is_refused_with_a_reason(tmp_path):
     with pytest.raises(ValueError, match="need the earth world"):
         build_server("plane", 0, store_dir=tmp_path, http=HttpConfig())
+
+
+@pytest.mark.slow
+def test_served_borders_shade_like_the_inside(web):
+    """A 3 x 3 block of served level-10 terrain in the Alps (normals asked for), decoded
+    independently: shared-edge normals agree and a low-sun hillshade shows the tile
+    borders no more than 1.25x the lines inside tiles (eco_shade); the same tiles
+    converted alone (the along-edge rule) fail that check."""
+    from eco_shade import border_contrast_ratio, decode_terrain, edge_normal_angles_deg, hillshade
+
+    cx, cy = 1068, 250  # 7.7 E, 45.9 N
+    served, alone = {}, {}
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            k = TileKey(10, cx + dx, cy + dy)
+            status, _, body = get(f"{web.base}/terrain/10/{k.x}/{1023 - k.y}.terrain", headers=NORMALS)
+            assert status == 200
+            served[k] = decode_terrain(body, k)
+            alone[k] = decode_terrain(E.terrain_bytes(web.server.service.store.get(k)), k)
+    angles = edge_normal_angles_deg(served)
+    assert len(angles) == 12 * 257 and angles.max() <= 1.0
+    ratio = border_contrast_ratio(hillshade(served)[0])[2]
+    ratio_alone = border_contrast_ratio(hillshade(alone)[0])[2]
+    assert ratio <= 1.25 < ratio_alone, (ratio, ratio_alone)
