@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime.tiles import World  # noqa: E402
 from streaming import ecosystem as E  # noqa: E402
+from streaming import implicit as I  # noqa: E402
 from streaming.bake import BBox, bake, open_store, parse_levels, plan_keys, stored_keys  # noqa: E402
 from streaming.cli import pyramid_opener  # noqa: E402
 
@@ -73,8 +74,8 @@ def bench_formats(keys, repeat: int = 3):
         return E.mesh_terrain_bytes(stitch(mesh, known), ("octvertexnormals",))
 
     def subtree(f):
-        c = E.implicit_coord(E.frame_tile(f).key)
-        return E.served_subtree_bytes(c, 16, E.tile_height_range(f))
+        c = I.implicit_coord(E.frame_tile(f).key)
+        return I.served_subtree_bytes(c, 16, E.tile_height_range(f))
 
     convert = {
         "wire frame (baseline)": lambda f: f,

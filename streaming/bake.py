@@ -373,6 +373,7 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None, 
     ``3dtiles`` (3dtiles/) files under ``out``. ``water``: the world's water
     (``ecosystem.WaterMask``), written as the quantized-mesh water mask when given."""
     from streaming import ecosystem as E
+    from streaming import implicit as I
 
     if fmt not in ("quantized-mesh", "3dtiles"):
         raise ValueError(f"format must be quantized-mesh or 3dtiles, got {fmt!r}")
@@ -419,15 +420,15 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None, 
         files += 1
     else:
         max_level = max(k.level for k in good)
-        roots = sorted({E.implicit_coord(k).root for k in good if k.level == 0})
+        roots = sorted({I.implicit_coord(k).root for k in good if k.level == 0})
         if not roots:
             raise ValueError("3D Tiles need the level-0 tiles: bake with ancestors (the default)")
         lo, hi = min(h[0] for h in heights.values()), max(h[1] for h in heights.values())
-        data = json.dumps(E.implicit_tileset_json(max_level, roots, height_range_m=(lo, hi)), indent=1).encode()
+        data = json.dumps(I.implicit_tileset_json(max_level, roots, height_range_m=(lo, hi)), indent=1).encode()
         n_bytes += _write(out / "3dtiles" / "tileset.json", data)
         files += 1
-        for coord, blob in E.subtrees_for(good, max_level, heights_m=heights).items():
-            n_bytes += _write(out / "3dtiles" / E.subtree_path_of(coord), blob)
+        for coord, blob in I.subtrees_for(good, max_level, heights_m=heights).items():
+            n_bytes += _write(out / "3dtiles" / I.subtree_path_of(coord), blob)
             files += 1
     return ExportReport(len(good), files, n_bytes, corrupt, time.perf_counter() - t0)
 

@@ -51,6 +51,7 @@ from runtime.lru import LRU, nbytes
 from runtime.tiles import MAX_LEVEL, TileKey, World, validate_key
 from runtime.tin import TileMesh, edge_data, neighbour_keys, opposite, stitch
 from streaming import ecosystem as E
+from streaming import implicit as I
 from streaming.tileservice import TileService
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Route:
 
     kind: str
     key: TileKey | None = None
-    coord: E.ImplicitCoord | None = None
+    coord: I.ImplicitCoord | None = None
     extensions: tuple[str, ...] = ()  # terrain: the quantized-mesh extensions asked for
 
 
@@ -102,7 +103,7 @@ CONTENT_TYPES = {
 }
 
 
-def parse_route(path: str, max_level: int, subtree_levels: int = E.SERVED_SUBTREE_LEVELS) -> Route:
+def parse_route(path: str, max_level: int, subtree_levels: int = I.SERVED_SUBTREE_LEVELS) -> Route:
     """Request path (query ignored) -> Route; HttpError 404 saying what exists."""
     p = urlsplit(path).path
     for kind, pattern in _PATTERNS:
@@ -119,8 +120,8 @@ def parse_route(path: str, max_level: int, subtree_levels: int = E.SERVED_SUBTRE
                 key = TileKey(z, x, ny - 1 - y if kind == "terrain" else y)
                 return Route(kind, key=validate_key(World.EARTH, key, max_level))
             if kind in ("subtree", "glb"):
-                c = E.ImplicitCoord(*v)
-                key = E.tile_key(c)
+                c = I.ImplicitCoord(*v)
+                key = I.tile_key(c)
                 if c.level > max_level:
                     raise ValueError(f"level must be in [0, {max_level}], got {c.level}")
                 if kind == "subtree" and c.level % subtree_levels:
@@ -219,7 +220,7 @@ class HttpEndpoints:
 
             async def subtree():
                 r = await self._convert(route.key, E.tile_height_range)
-                return E.served_subtree_bytes(route.coord, max_level, r)
+                return I.served_subtree_bytes(route.coord, max_level, r)
 
             return await self._cached(cache_key, subtree)
         ext = route.extensions
@@ -317,7 +318,7 @@ class HttpEndpoints:
         for key in (TileKey(0, 0, 0), TileKey(0, 1, 0)):
             a, b = await self._convert(key, E.tile_height_range)
             lo, hi = min(lo, a), max(hi, b)
-        ts = E.implicit_tileset_json(self.config.max_level, subtree_levels=E.SERVED_SUBTREE_LEVELS,
+        ts = I.implicit_tileset_json(self.config.max_level, subtree_levels=I.SERVED_SUBTREE_LEVELS,
                                      height_range_m=(lo, hi))
         return json.dumps(ts).encode()
 

@@ -27,6 +27,10 @@ thread-safe; on a GPU one stream of batches is what you want); meshing, encoding
 and store writes run in a pool of ``workers`` threads, overlapping the next batch;
 store reads in their own ``io_workers`` threads, so a restart's burst of disk hits
 never waits behind meshing.
+
+One file (~520 lines): the LRU, dedup, batching, cancellation and the worker handoffs
+share one set of per-key states (waiters, busy, owner, priority) that must change
+together on the event loop; split, each part would reach into the others' dicts.
 """
 
 from __future__ import annotations

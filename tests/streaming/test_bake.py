@@ -20,6 +20,7 @@ from generator.pyramid import open_world
 from generator.water import earth_water_mask
 from runtime.tiles import TileKey, World
 from streaming import ecosystem as E
+from streaming import implicit as I
 from streaming.bake import BBox, bake, bbox_keys, export_store, open_store, parse_levels, plan_keys, stored_keys
 
 REPO = Path(__file__).resolve().parents[2]
@@ -204,8 +205,8 @@ def test_export_3dtiles(baked, tmp_path):
     assert len(glbs) == len(keys)
     # Subtrees: both roots (levels 0..3) and the level-4 subtree holding levels 4..6.
     assert [p.relative_to(tmp_path / "3dtiles").as_posix() for p in subtrees] == sorted(
-        [E.subtree_path_of(E.ImplicitCoord(0, 0, 0, 0)), E.subtree_path_of(E.ImplicitCoord(1, 0, 0, 0)),
-         E.subtree_path_of(E.implicit_coord(TileKey(4, 23, 5)))])
+        [I.subtree_path_of(I.ImplicitCoord(0, 0, 0, 0)), I.subtree_path_of(I.ImplicitCoord(1, 0, 0, 0)),
+         I.subtree_path_of(I.implicit_coord(TileKey(4, 23, 5)))])
     assert rep.files == len(glbs) + len(subtrees) + 1
     if node_available():
         reports = gltf_validate(glbs)

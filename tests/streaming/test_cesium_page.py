@@ -20,6 +20,7 @@ from PIL import Image
 from generator.water import earth_water_mask
 from runtime.tiles import T, TileKey, spacing_deg
 from streaming import ecosystem as E
+from streaming import implicit as I
 from streaming.cli import build_server
 from streaming.http import HttpConfig
 
@@ -234,7 +235,7 @@ def test_served_world_views_have_no_errors_and_no_failed_requests(site, web16, t
                 assert water["withWater"] >= 1, water
         # CesiumJS gave each loaded tile the height range of its content (subtree metadata).
         for root, level, x, y, lo, hi in boxes[:40]:
-            frame = web16.server.service.store.get(E.tile_key(E.ImplicitCoord(root, level, x, y)))
+            frame = web16.server.service.store.get(I.tile_key(I.ImplicitCoord(root, level, x, y)))
             assert (lo, hi) == pytest.approx(E.tile_height_range(frame), abs=1e-6)
         assert mode == "terrain" or len(boxes) >= 2
         assert len(levels) >= 2, f"{mode}: tiles should come from our server"

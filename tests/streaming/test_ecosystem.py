@@ -18,6 +18,7 @@ from runtime.geometry import ecef_to_geodetic, geodetic_normal
 from runtime.tiles import T, TileKey, World, spacing_deg
 from runtime.wire import decode_image
 from streaming import ecosystem as E
+from streaming import implicit as I
 from streaming.http import parse_route
 
 KEYS = [TileKey(0, 0, 0), TileKey(0, 1, 0), TileKey(3, 11, 2), TileKey(6, 94, 21), TileKey(9, 759, 176)]
@@ -79,8 +80,8 @@ def test_implicit_coordinates_round_trip():
     for _ in range(200):
         level = int(rng.integers(0, 20))
         key = TileKey(level, int(rng.integers(0, 2 << level)), int(rng.integers(0, 1 << level)))
-        c = E.implicit_coord(key)
-        assert E.tile_key(c) == key
+        c = I.implicit_coord(key)
+        assert I.tile_key(c) == key
         # The implicit child region (CesiumJS deriveBoundingRegion) is the tile's extent.
         size = np.pi / (1 << level)
         west = -np.pi + c.root * np.pi + c.x * size
@@ -89,7 +90,7 @@ def test_implicit_coordinates_round_trip():
         assert west == pytest.approx(w, abs=1e-12) and south == pytest.approx(s, abs=1e-12)
         assert e - w == pytest.approx(size) and n - s == pytest.approx(size)
     with pytest.raises(ValueError, match="root 0 or 1"):
-        E.tile_key(E.ImplicitCoord(2, 0, 0, 0))
+        I.tile_key(I.ImplicitCoord(2, 0, 0, 0))
 
 
 def test_imagery_png_is_the_pixel_mean_of_the_tile_colour(frames):
@@ -107,11 +108,11 @@ def test_imagery_png_is_the_pixel_mean_of_the_tile_colour(frames):
 def test_subtrees_mark_exactly_the_stored_tiles():
     keys = {TileKey(0, 0, 0), TileKey(0, 1, 0), TileKey(1, 1, 0), TileKey(2, 2, 1), TileKey(3, 5, 2),
             TileKey(4, 11, 5), TileKey(5, 22, 10), TileKey(5, 23, 11)}
-    subs = E.subtrees_for(keys, max_level=5, subtree_levels=4)
+    subs = I.subtrees_for(keys, max_level=5, subtree_levels=4)
     # Level-4 and level-5 tiles live in subtrees rooted at level 4.
     # (4, 11, 5) is column 11 of the west root's 16, row 15 - 5 = 10 from the south.
-    assert set(subs) == {E.ImplicitCoord(0, 0, 0, 0), E.ImplicitCoord(1, 0, 0, 0), E.ImplicitCoord(0, 4, 11, 10)}
-    js, body = read_subtree(subs[E.ImplicitCoord(0, 0, 0, 0)])
+    assert set(subs) == {I.ImplicitCoord(0, 0, 0, 0), I.ImplicitCoord(1, 0, 0, 0), I.ImplicitCoord(0, 4, 11, 10)}
+    js, body = read_subtree(subs[I.ImplicitCoord(0, 0, 0, 0)])
     found = set()
     for level in range(4):
         n = 1 << level
@@ -120,30 +121,30 @@ def test_subtrees_mark_exactly_the_stored_tiles():
                 i = (4 ** level - 1) // 3 + morton(x, y)
                 if bit(js, body, js["tileAvailability"], i):
                     assert bit(js, body, js["contentAvailability"][0], i)
-                    found.add(E.tile_key(E.ImplicitCoord(0, level, x, y)))
+                    found.add(I.tile_key(I.ImplicitCoord(0, level, x, y)))
     assert found == {k for k in keys if k.level < 4 and k.x < 1 << k.level}
     assert js["tileAvailability"]["availableCount"] == len(found)
     # The child subtree at level 4 is marked, no other.
     child = [i for i in range(4 ** 4) if bit(js, body, js["childSubtreeAvailability"], i)]
     assert child == [morton(11, 10)]
-    js, body = read_subtree(subs[E.ImplicitCoord(0, 4, 11, 10)])
+    js, body = read_subtree(subs[I.ImplicitCoord(0, 4, 11, 10)])
     assert bit(js, body, js["tileAvailability"], 0)  # (4, 11, 5) is the subtree root
     # Its level-1 tiles: (5, 22, 10) -> x 0, y 1 and (5, 23, 11) -> x 1, y 0 below the root.
     avail = [i for i in range(5) if bit(js, body, js["tileAvailability"], i)]
     assert avail == sorted([0, 1 + morton(0, 1), 1 + morton(1, 0)])
-    js, body = read_subtree(subs[E.ImplicitCoord(1, 0, 0, 0)])
+    js, body = read_subtree(subs[I.ImplicitCoord(1, 0, 0, 0)])
     assert [i for i in range(85) if bit(js, body, js["tileAvailability"], i)] == [0]
     assert js["childSubtreeAvailability"] == {"constant": 0}
     # Constants only: no binary chunk.
-    js, body = read_subtree(E.subtree_bytes(True, True, False))
+    js, body = read_subtree(I.subtree_bytes(True, True, False))
     assert js["tileAvailability"] == {"constant": 1} and body == b""
 
 
 def test_subtrees_carry_each_tiles_height_range_in_bit_order():
     keys = {TileKey(0, 0, 0), TileKey(0, 1, 0), TileKey(1, 0, 0), TileKey(1, 1, 1), TileKey(2, 1, 3)}
     heights = {k: (-100.0 * (i + 1), 10.0 * (i + 1)) for i, k in enumerate(sorted(keys))}
-    subs = E.subtrees_for(keys, max_level=2, subtree_levels=4, heights_m=heights)
-    js, body = read_subtree(subs[E.ImplicitCoord(0, 0, 0, 0)])
+    subs = I.subtrees_for(keys, max_level=2, subtree_levels=4, heights_m=heights)
+    js, body = read_subtree(subs[I.ImplicitCoord(0, 0, 0, 0)])
     assert js["tileMetadata"] == 0 and js["propertyTables"][0]["class"] == "tile"
     rows = tile_heights(js, body)
     # Bit order: root (bit 0), then level 1 by Morton index: (1, 1, 1) is implicit x 1, y 0
@@ -152,20 +153,20 @@ def test_subtrees_carry_each_tiles_height_range_in_bit_order():
     assert rows == [heights[TileKey(0, 0, 0)], heights[TileKey(1, 1, 1)], heights[TileKey(1, 0, 0)]]
     assert [i for i in range(21) if bit(js, body, js["tileAvailability"], i)] == [0, 2, 3]
     # The schema's semantics are the ones CesiumJS reads for implicit tiles.
-    props = E.implicit_tileset_json(2)["schema"]["classes"]["tile"]["properties"]
+    props = I.implicit_tileset_json(2)["schema"]["classes"]["tile"]["properties"]
     assert {p["semantic"] for p in props.values()} == {"TILE_MINIMUM_HEIGHT", "TILE_MAXIMUM_HEIGHT"}
     # The live server's one-tile subtree: the tile, its content, its children below max_level.
-    js, body = read_subtree(E.served_subtree_bytes(E.ImplicitCoord(1, 3, 2, 5), 4, (-5.0, 7.0)))
+    js, body = read_subtree(I.served_subtree_bytes(I.ImplicitCoord(1, 3, 2, 5), 4, (-5.0, 7.0)))
     assert bit(js, body, js["tileAvailability"], 0) and bit(js, body, js["contentAvailability"][0], 0)
     assert js["childSubtreeAvailability"] == {"constant": 1} and tile_heights(js, body) == [(-5.0, 7.0)]
-    js, body = read_subtree(E.served_subtree_bytes(E.ImplicitCoord(1, 4, 2, 5), 4, (-5.0, 7.0)))
+    js, body = read_subtree(I.served_subtree_bytes(I.ImplicitCoord(1, 4, 2, 5), 4, (-5.0, 7.0)))
     assert js["childSubtreeAvailability"] == {"constant": 0}
     with pytest.raises(ValueError, match="level must be in"):
-        E.served_subtree_bytes(E.ImplicitCoord(1, 5, 2, 5), 4, (-5.0, 7.0))
+        I.served_subtree_bytes(I.ImplicitCoord(1, 5, 2, 5), 4, (-5.0, 7.0))
 
 
 def test_tileset_json_is_implicit_quadtrees_with_halving_errors():
-    ts = E.implicit_tileset_json(12, height_range_m=(-3.5e6, 8000.0))
+    ts = I.implicit_tileset_json(12, height_range_m=(-3.5e6, 8000.0))
     assert ts["asset"]["version"] == "1.1"
     kids = ts["root"]["children"]
     assert [k["boundingVolume"]["region"][:4] for k in kids] == [
@@ -343,10 +344,10 @@ def test_every_advertised_tile_of_an_exported_tileset_exists(tmp_path):
     finally:
         site.close()
     assert walk["failed"] == [] and walk["last_level"] == 5
-    assert {E.tile_key(E.ImplicitCoord(*c)) for c in walk["tiles"]} == set(keys)
+    assert {I.tile_key(I.ImplicitCoord(*c)) for c in walk["tiles"]} == set(keys)
     # Each tile's box heights are its content's, skirts and chord sag included.
     for c, hm in walk["tiles"].items():
-        k = E.tile_key(E.ImplicitCoord(*c))
+        k = I.tile_key(I.ImplicitCoord(*c))
         assert hm == E.tile_height_range(store.get(k))
     assert layer["extensions"] == ["octvertexnormals", "watermask"]
     _, ext = read_quantized_mesh((tmp_path / "out" / "terrain" / E.terrain_path_of(keys[-1])).read_bytes())

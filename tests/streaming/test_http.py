@@ -13,6 +13,7 @@ from eco_fixtures import ServerThread, bit, get, read_subtree, tile_heights, wal
 from generator.water import earth_water_mask
 from runtime.tiles import TileKey
 from streaming import ecosystem as E
+from streaming import implicit as I
 from streaming.cli import build_server
 from streaming.http import HttpConfig
 
@@ -70,7 +71,7 @@ def test_terrain_tile_is_the_stored_frame_converted(web):
     generated = web.server.service.stats().generated
     status, h, png = get(f"{web.base}/imagery/{KEY.level}/{KEY.x}/{KEY.y}.png")
     assert status == 200 and h["Content-Type"] == "image/png" and png == E.imagery_png(frame)
-    c = E.implicit_coord(KEY)
+    c = I.implicit_coord(KEY)
     status, h, glb = get(f"{web.base}/3dtiles/tiles/{c.root}/{c.level}/{c.x}/{c.y}.glb")
     assert status == 200 and h["Content-Type"] == "model/gltf-binary" and glb[:4] == b"glTF"
     assert glb == E.glb_bytes(frame, neighbours=nb)
@@ -111,7 +112,7 @@ def test_tileset_and_subtrees(web):
     js, body = read_subtree(blob)
     assert bit(js, body, js["tileAvailability"], 0) and js["childSubtreeAvailability"] == {"constant": 1}
     # The tile's box heights are its content's (from the frame the subtree request generated).
-    key = E.tile_key(E.ImplicitCoord(1, 4, 3, 5))
+    key = I.tile_key(I.ImplicitCoord(1, 4, 3, 5))
     assert tile_heights(js, body) == [E.tile_height_range(web.server.service.store.get(key))]
     # The last level has no children.
     _, _, blob = get(web.base + "/3dtiles/subtrees/0/10/3/5.subtree")
@@ -170,7 +171,7 @@ def test_websocket_clients_share_the_port_and_the_store(web):
     assert tile.key == key
     # The websocket request stored the frame; HTTP now converts exactly that frame.
     frame = web.server.service.store.get(key)
-    c_ = E.implicit_coord(key)
+    c_ = I.implicit_coord(key)
     _, _, glb = get(f"{web.base}/3dtiles/tiles/{c_.root}/{c_.level}/{c_.x}/{c_.y}.glb")
     assert glb == E.glb_bytes(frame, neighbours=neighbours(web, key))
     assert len(tile.faces) == len(E.frame_tile(frame).faces)
