@@ -144,12 +144,13 @@ class ServerProcess:
 
     def __init__(
         self,
-        store: Path,
+        store: Path | None,
         max_batch: int = 16,
         batch_wait_ms: int = 4,
         cache_mb: int = 256,
         refiner: str = "fractal",
         workers: int = 2,
+        world: str = "plane",
     ):
         cmd = [
             sys.executable,
@@ -157,7 +158,7 @@ class ServerProcess:
             "streaming.cli",
             "serve",
             "--world",
-            "plane",
+            world,
             "--seed",
             "0",
             "--refiner",
@@ -166,8 +167,7 @@ class ServerProcess:
             "127.0.0.1",
             "--port",
             "0",
-            "--store",
-            str(store),
+            *(["--store", str(store)] if store is not None else []),
             "--max-batch",
             str(max_batch),
             "--batch-wait-ms",
