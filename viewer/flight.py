@@ -127,8 +127,8 @@ def stitch(world: World, a: ClientTile, b: ClientTile) -> bool:
 
 class _Preparer:
     """Realtime: a worker thread that takes tiles from the client as they arrive and makes
-    their ClientTile (placement, skirts, normals, colour), so the frame thread only
-    uploads. ``out`` holds (key, ClientTile | Exception, arrival perf_counter seconds)."""
+    their ClientTile (placement, skirts, normals, colour, the height grid children morph
+    toward), so the frame thread only adds morph targets and uploads. ``out`` holds (key, ClientTile | Exception, arrival perf_counter seconds)."""
 
     def __init__(self, world: World, client, stats: FlightStats):
         self.world, self.client, self.stats = world, client, stats
@@ -147,6 +147,7 @@ class _Preparer:
                 t0 = time.thread_time()
                 try:
                     tile = client_tile(self.world, key, tile)
+                    tile.grid()  # children's morph targets: rasterised here, not on the frame thread
                 except Exception as exc:  # a tile that can not be placed fails alone
                     tile = exc
                 self.stats.prepare_cpu_s += time.thread_time() - t0
