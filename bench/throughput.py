@@ -16,8 +16,9 @@ sites; the plane's near its origin). Measured:
   pyramid's ``tiles``, in the batches the server would use), ``mesh+encode``
   (``streaming.tileservice.encode_fields``: RTIN + wire codec + colour image),
   ``frame`` (the msgpack tile frame), ``client decode`` (``runtime.wire.decode_tile``),
-  ``client surface`` (``viewer.flight.client_tile``: placement, skirts, normals, colour)
-  and ``client morph`` (``tin_to_grid`` of the parent + ``with_morph``).
+  ``client surface`` (``viewer.flight.client_tile``: placement, skirts, normals, colour),
+  ``client raster`` (``tin_to_grid``: the height grid children morph toward, once per
+  tile) and ``client morph`` (``with_morph`` per child whose parent is in the sample).
 
 The machine is whatever runs it; on the project's 2-core box other jobs share the cores,
 so compare numbers only within one run. Last line: one JSON object,
@@ -36,8 +37,6 @@ import math
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -119,7 +118,8 @@ def stages(world: World, refiner: str, sample: list[TileKey], batch: int = 16) -
     pyr = open_world(world, 0, refiner)
     pyr.tiles([TileKey(3, 0, 0)])  # one-time start (anchors, compiling) not counted
     cpu = time.process_time
-    t = {k: 0.0 for k in ("generate", "mesh+encode", "frame", "client decode", "client surface", "client morph")}
+    t = {k: 0.0 for k in ("generate", "mesh+encode", "frame", "client decode", "client surface", "client raster",
+                                   "client morph")}
     decoded = {}
     for i in range(0, len(sample), batch):
         keys = sample[i:i + batch]
@@ -140,14 +140,17 @@ def stages(world: World, refiner: str, sample: list[TileKey], batch: int = 16) -
             t["frame"] += t2 - t1
             t["client decode"] += t3 - t2
             t["client surface"] += t4 - t3
-    n_morph = 0
+    n_morph, grids = 0, {}
+    for k, ct in decoded.items():
+        t0 = cpu()
+        grids[k] = tin_to_grid(ct.tin.grid_rc, ct.tin.height_m, ct.tin.faces)  # once per tile, as the client
+        t["client raster"] += cpu() - t0
     for k, ct in decoded.items():
         parent = decoded.get(k.parent())
         if parent is None:
             continue
         t0 = cpu()
-        with_morph(world, ct.surface, tin_to_grid(parent.tin.grid_rc, parent.tin.height_m, parent.tin.faces),
-                   parent.surface)
+        with_morph(world, ct.surface, grids[k.parent()], parent.surface)
         t["client morph"] += cpu() - t0
         n_morph += 1
     out = {k: round(v * 1e3 / len(sample), 2) for k, v in t.items()}

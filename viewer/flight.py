@@ -128,7 +128,8 @@ def stitch(world: World, a: ClientTile, b: ClientTile) -> bool:
 class _Preparer:
     """Realtime: a worker thread that takes tiles from the client as they arrive and makes
     their ClientTile (placement, skirts, normals, colour, the height grid children morph
-    toward), so the frame thread only adds morph targets and uploads. ``out`` holds (key, ClientTile | Exception, arrival perf_counter seconds)."""
+    toward), so the frame thread only adds morph targets and uploads. ``out`` holds (key,
+    ClientTile | Exception, arrival perf_counter seconds)."""
 
     def __init__(self, world: World, client, stats: FlightStats):
         self.world, self.client, self.stats = world, client, stats

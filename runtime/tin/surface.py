@@ -150,6 +150,8 @@ def tin_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray, t: in
     """
     rc = np.asarray(grid_rc, np.float64)
     f = np.asarray(faces, np.int64)
+    # Each triangle's vertices sorted by row: top (0), middle (1), bottom (2).
+    f = np.take_along_axis(f, np.argsort(rc[f, 0], axis=1, kind="stable"), axis=1)
     tri, hv = rc[f], np.asarray(height_m, np.float64)[f]  # (m, 3, 2), (m, 3)
     v0, v1 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
     det = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
@@ -158,26 +160,28 @@ def tin_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray, t: in
     dh0, dh1 = hv[:, 1] - hv[:, 0], hv[:, 2] - hv[:, 0]
     g_row = (dh0 * v1[:, 1] - dh1 * v0[:, 1]) / det  # the triangle's plane: metres per row
     g_col = (v0[:, 0] * dh1 - v1[:, 0] * dh0) / det  # metres per column
-    r_lo = np.ceil(tri[:, :, 0].min(axis=1) - 1e-9).astype(np.int64)
-    r_hi = np.floor(tri[:, :, 0].max(axis=1) + 1e-9).astype(np.int64)
-    n_rows = np.maximum(r_hi - r_lo + 1, 0)
+    h00 = hv[:, 0] - g_row * tri[:, 0, 0] - g_col * tri[:, 0, 1]  # the plane at (row 0, col 0)
+    (ar, ac), (br, bc), (cr, cc) = tri[:, 0].T, tri[:, 1].T, tri[:, 2].T
+    with np.errstate(divide="ignore", invalid="ignore"):  # cr > ar: a triangle with area spans rows
+        s_ac = (cc - ac) / (cr - ar)
+        s_ab = np.where(br > ar, (bc - ac) / (br - ar), 0.0)
+        s_bc = np.where(cr > br, (cc - bc) / (cr - br), 0.0)
+    r_lo = np.ceil(ar - 1e-9).astype(np.int64)
+    n_rows = np.maximum(np.floor(cr + 1e-9).astype(np.int64) - r_lo + 1, 0)
     tid = np.repeat(np.arange(len(tri)), n_rows)
     row = r_lo[tid] + np.arange(int(n_rows.sum())) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
-    c_lo, c_hi = np.full(len(row), np.inf), np.full(len(row), -np.inf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for i, j in ((0, 1), (1, 2), (2, 0)):  # where each edge crosses the row
-            ar, ac, br, bc = tri[tid, i, 0], tri[tid, i, 1], tri[tid, j, 0], tri[tid, j, 1]
-            spans = (row >= np.minimum(ar, br)) & (row <= np.maximum(ar, br))
-            flat = ar == br
-            col = ac + (row - ar) / (br - ar) * (bc - ac)
-            c_lo = np.where(spans, np.minimum(c_lo, np.where(flat, np.minimum(ac, bc), col)), c_lo)
-            c_hi = np.where(spans, np.maximum(c_hi, np.where(flat, np.maximum(ac, bc), col)), c_hi)
-    c0 = np.ceil(c_lo - 1e-9).astype(np.int64)
-    n_cols = np.maximum(np.floor(c_hi + 1e-9).astype(np.int64) - c0 + 1, 0)
+    rowf = row.astype(np.float64)
+    long_c = ac[tid] + (rowf - ar[tid]) * s_ac[tid]  # the edge top -> bottom
+    upper = rowf <= br[tid]  # the other side: top -> middle, then middle -> bottom
+    short_c = np.where(upper, np.where(br[tid] > ar[tid], ac[tid] + (rowf - ar[tid]) * s_ab[tid], bc[tid]),
+                       bc[tid] + (rowf - br[tid]) * s_bc[tid])
+    c0 = np.ceil(np.minimum(long_c, short_c) - 1e-9).astype(np.int64)
+    n_cols = np.maximum(np.floor(np.maximum(long_c, short_c) + 1e-9).astype(np.int64) - c0 + 1, 0)
+    base = h00[tid] + g_row[tid] * rowf  # the plane along this row at col 0
     pair = np.repeat(np.arange(len(row)), n_cols)
     col = c0[pair] + np.arange(int(n_cols.sum())) - np.repeat(np.cumsum(n_cols) - n_cols, n_cols)
-    r, k = row[pair], tid[pair]
-    h = hv[k, 0] + g_row[k] * (r - tri[k, 0, 0]) + g_col[k] * (col - tri[k, 0, 1])
+    r = row[pair]
+    h = base[pair] + g_col[tid[pair]] * col
     ok = (r >= 0) & (r <= t) & (col >= 0) & (col <= t)
     out = np.full((t + 1, t + 1), np.nan)
     out[r[ok], col[ok]] = h[ok]
