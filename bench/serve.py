@@ -16,6 +16,11 @@ Phases per client count, each on a fresh server:
 Baselines in the same run: ``store`` (cached phase after a restart: tiles from the
 on-disk store) and ``unbatched`` (uncached with max_batch 1, no wait).
 
+"made/s" (``generated_per_s``) is tiles generated over the phase's wall time: the clients'
+scripted demand (they ask every ``step`` s, so ~92 tiles over a 4.7 s phase in ``--quick``
+is ~20/s whatever the server could do), NOT the server's speed; bench/throughput.py
+measures the server saturated.
+
 Latency = time from sending the request that holds a key to receiving its frame
 (undecoded: the client's decoding is the viewer's cost, not the server's). Server
 RSS is sampled from /proc every 50 ms. Everything is bounded: paths, steps and a
@@ -353,6 +358,7 @@ def main(argv=None) -> int:
         f"{'p99 join':>8} {'p99 fly':>8} "
         f"{'made':>6} {'made/s':>7} {'rss MB':>7} {'cpu ms/t':>8} {'errors':>6}"
     )
+    print("(made/s: the clients' paced demand, not the server's speed; see bench/throughput.py)")
     rows: dict[tuple[str, int], dict] = {}
     tmp = Path(tempfile.mkdtemp(prefix="ws-bench-"))
     try:
