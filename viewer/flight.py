@@ -347,12 +347,12 @@ class Flight:
         ``budget_ms`` of this frame is spent (the rest next frame)."""
         t0 = time.perf_counter()
         while self._dirty:
-            if budget_ms is not None and (time.perf_counter() - t0) * 1e3 >= budget_ms:
-                return
             key = next(iter(self._dirty))
             del self._dirty[key]
             if key in self.renderer.tiles and self.streamer.payload(key) is not None:
                 self._upload(key, stitch=False)
+                if budget_ms is not None and (time.perf_counter() - t0) * 1e3 >= budget_ms:
+                    return  # at least one per frame, so the queue always drains
 
     def _upload(self, key: TileKey, stitch: bool = True) -> None:
         t = self.streamer.payload(key)
