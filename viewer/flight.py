@@ -68,6 +68,7 @@ class FlightStats:
     tile_cpu_s: float = 0.0        # frame thread CPU on tiles: placing, morph targets, uploads
     prepare_cpu_s: float = 0.0     # realtime worker thread CPU placing tiles
     uploads: int = 0               # renderer uploads, re-uploads included
+    step_ms_max: dict = field(default_factory=dict)  # longest receive / select / upload / request (ms)
 
 
 class ClientTile:
@@ -176,8 +177,10 @@ class Flight:
     Re-uploads that follow an arrival (stitched neighbours, children that morph toward a
     new or restitched parent) are collected per frame and done once each; in realtime
     they get ``reupload_budget_ms`` of each frame and the rest waits (those tiles are
-    drawn meanwhile with their previous normals / morph targets), and tiles are placed on
-    a worker thread (``_Preparer``). Call ``close()`` when done.
+    drawn meanwhile with their previous normals / morph targets), tiles are placed on a
+    worker thread (``_Preparer``) and requests / cancels are sent without waiting for the
+    network thread (``request_nowait`` / ``cancel_nowait`` where the client has them).
+    Call ``close()`` when done.
     """
 
     def __init__(self, world: World, client, renderer, options: FlightOptions = FlightOptions()):
@@ -257,7 +260,9 @@ class Flight:
         """Receive, select, request, upload and evict for one frame (no drawing).
 
         camera: a Camera, or a list of them (sensors: one selection serves all views)."""
+        t0 = time.perf_counter()
         self.receive()
+        t1 = time.perf_counter()
         cams = camera if isinstance(camera, (list, tuple)) else [camera]
         views = [View(c, np.asarray(velocity_mps if i == 0 else np.zeros(3), np.float64))
                  for i, c in enumerate(cams)]
@@ -274,24 +279,31 @@ class Flight:
                 self._upload(key)
         self._flush_reuploads(self.options.reupload_budget_ms if self._preparer is not None else None)
         self.stats.tile_cpu_s += time.thread_time() - t_cpu
+        t2 = time.perf_counter()
         self.stats.gpu_bytes_max = max(self.stats.gpu_bytes_max, self.renderer.gpu_bytes)
         plan = res.plan
         # runtime priorities: lower is sooner; the protocol's: higher is sooner.
         start = list(plan.start) + list(plan.reprioritise)
         if start:
-            self.client.request([k for k, _ in start], [-p for _, p in start])
+            send = getattr(self.client, "request_nowait", None) if self._preparer is not None else None
+            (send or self.client.request)([k for k, _ in start], [-p for _, p in start])
             now = time.perf_counter()
             for k, _ in plan.start:
                 self.in_flight.add(k)
                 self._requested[k] = now
                 self._cancelled.discard(k)
         if plan.cancel:
-            self.client.cancel(plan.cancel)
+            send = getattr(self.client, "cancel_nowait", None) if self._preparer is not None else None
+            (send or self.client.cancel)(plan.cancel)
             self.in_flight.difference_update(plan.cancel)
             for k in plan.cancel:
                 self._requested.pop(k, None)
                 self._cancelled.add(k)
         self.last = res
+        m = self.stats.step_ms_max
+        for name, ms in (("receive", t1 - t0), ("select", res.select_s), ("upload", t2 - t1 - res.select_s),
+                         ("request", time.perf_counter() - t2)):
+            m[name] = max(m.get(name, 0.0), ms * 1e3)
         return res
 
     def settle(self, cameras, timeout_s: float, velocity_mps=np.zeros(3)):
