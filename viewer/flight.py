@@ -328,26 +328,30 @@ class Flight:
     def _stitch(self, key: TileKey, t: ClientTile) -> None:
         """Exact normals on edges shared with same-level neighbours already here (both
         tiles change; an uploaded neighbour is queued for upload again)."""
-        stitched = []
         for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
             nk = neighbour(self.world, key, dx, dy)
             other = self.streamer.payload(nk) if nk is not None else None
             if other is None or not stitch(self.world, t, other):
                 continue
-            stitched += [key, nk]
             if nk in self.renderer.tiles:
                 self._dirty[nk] = None
-        # Children already drawn morph towards their parent's normals: give them the
-        # stitched ones, or what a frame shows would depend on arrival order.
-        for parent in dict.fromkeys(stitched):
-            self._refresh_children(parent, unmorphed_only=False)
+            # Drawn children morph toward their parent's normals on the parent's border:
+            # give the two along the stitched edge (of each tile) the new ones, or what a
+            # frame shows would depend on arrival order. Inner borders morph toward the
+            # parent's grid, which stitching does not change.
+            self._refresh_children(key, unmorphed_only=False, side=(dx, dy))
+            self._refresh_children(nk, unmorphed_only=False, side=(-dx, -dy))
 
-    def _refresh_children(self, parent: TileKey, unmorphed_only: bool) -> None:
+    def _refresh_children(self, parent: TileKey, unmorphed_only: bool, side: tuple[int, int] | None = None) -> None:
         """Queue the drawn children of ``parent`` for upload again so that they morph towards
-        its current surface: all of them, or only those drawn before it arrived (no targets)."""
+        its current surface: all of them, or only those drawn before it arrived (no targets).
+        side: (dx, dy) of one edge (x east, y south): only the two children along it."""
         if not self.geomorph:
             return
         for child in parent.children():
+            if side is not None and not ((side[0] and (child.x & 1) == (side[0] > 0))
+                                         or (side[1] and (child.y & 1) == (side[1] > 0))):
+                continue
             gpu = self.renderer.tiles.get(child)
             if gpu is None or self.streamer.payload(child) is None:
                 continue
