@@ -84,7 +84,10 @@ def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:
     try:
         return _fly(opts, client)
     finally:
-        client.close()
+        try:
+            client.close()
+        except TimeoutError:  # the network thread still busy with tiles nobody wants: the run is done
+            log.warning("tile client did not close within 10 s")
         if loop is not None:
             stop_in_process(server, thread, loop)
 
