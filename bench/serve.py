@@ -156,6 +156,7 @@ class ServerProcess:
         refiner: str = "fractal",
         workers: int = 2,
         world: str = "plane",
+        mesh_procs: int = 0,
     ):
         cmd = [
             sys.executable,
@@ -181,6 +182,8 @@ class ServerProcess:
             str(cache_mb),
             "--workers",
             str(workers),
+            "--mesh-procs",
+            str(mesh_procs),
         ]
         self.proc = subprocess.Popen(
             cmd,

@@ -26,6 +26,7 @@ so compare numbers only within one run. Last line: one JSON object,
 
     PYTHONPATH=. python bench/throughput.py --quick          # 4x4 blocks, fractal, both worlds
     PYTHONPATH=. python bench/throughput.py --refiner fractal learned
+    PYTHONPATH=. python bench/throughput.py --quick --mesh-procs 0 2    # threads vs 2 mesh processes
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -158,6 +160,46 @@ def stages(world: World, refiner: str, sample: list[TileKey], batch: int = 16) -
     return out
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its live descendants (worker processes)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary: dict) -> None:
+    """One fresh server: uncached then cached, the stages, a table row and the summary."""
+    server = ServerProcess(None, refiner=refiner, workers=args.workers, world=world.value, cache_mb=1024,
+                           mesh_procs=procs)
+    try:
+        asyncio.run(saturate(server.url, [TileKey(3, 0, 0)], 1, args.timeout))  # start-up off the clock
+        cpu0 = tree_cpu_s(server.proc.pid)
+        wall, n, nbytes = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
+        cpu_s = tree_cpu_s(server.proc.pid) - cpu0
+        cores = cpu_s / wall
+        cwall, cn, _ = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
+    finally:
+        server.stop()
+    st = stages(world, refiner, sample)
+    w, r = world.value, refiner + (f"+{procs}procs" if procs else "")
+    summary["uncached_tiles_per_s"].setdefault(w, {})[r] = round(n / wall, 1)
+    summary["cached_tiles_per_s"].setdefault(w, {})[r] = round(cn / cwall, 1)
+    summary["server_cores"].setdefault(w, {})[r] = round(cores, 2)
+    summary["server_cpu_ms_per_tile"].setdefault(w, {})[r] = round(cpu_s * 1e3 / n, 1)
+    summary["stages_ms"].setdefault(w, {})[r] = st
+    print(f"{w:6s} {r:14s} {n:5d} {n / wall:10.1f} {cores:5.2f} {cpu_s * 1e3 / n:11.1f} "
+          f"{cn / cwall:9.1f} {nbytes / n / 1024:8.1f}  "
+          + "  ".join(f"{k} {v:.1f}" for k, v in st.items()), flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="4 x 4 tiles per level, 3 x 3 stage sample")
@@ -166,39 +208,22 @@ def main(argv=None) -> int:
     ap.add_argument("--block", type=int, default=None, help="tiles per side per level (default 8, quick 4)")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2, help="the server's mesh/encode threads")
+    ap.add_argument("--mesh-procs", type=int, nargs="+", default=[0],
+                    help="server mesh/encode processes, one run each (0: threads)")
     ap.add_argument("--timeout", type=float, default=900.0)
     args = ap.parse_args(argv)
     block = args.block or (4 if args.quick else 8)
     worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]
     summary: dict = {"uncached_tiles_per_s": {}, "cached_tiles_per_s": {}, "server_cores": {},
                      "server_cpu_ms_per_tile": {}, "stages_ms": {}}
-    print(f"{'world':6s} {'refiner':8s} {'keys':>5s} {'uncached/s':>10s} {'cores':>5s} {'CPU ms/tile':>11s} "
+    print(f"{'world':6s} {'refiner':14s} {'keys':>5s} {'uncached/s':>10s} {'cores':>5s} {'CPU ms/tile':>11s} "
           f"{'cached/s':>9s} {'KiB/tile':>8s}  stages (CPU ms per tile)")
     for world in worlds:
         keys = block_keys(world, block)
         sample = block_keys(world, 2 if args.quick else 3)
         for refiner in args.refiner:
-            server = ServerProcess(None, refiner=refiner, workers=args.workers, world=world.value,
-                                   cache_mb=1024)
-            try:
-                asyncio.run(saturate(server.url, [TileKey(3, 0, 0)], 1, args.timeout))  # start-up off the clock
-                cpu0 = server.cpu_s()
-                wall, n, nbytes = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
-                cpu_s = server.cpu_s() - cpu0
-                cores = cpu_s / wall
-                cwall, cn, _ = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
-            finally:
-                server.stop()
-            st = stages(world, refiner, sample)
-            w, r = world.value, refiner
-            summary["uncached_tiles_per_s"].setdefault(w, {})[r] = round(n / wall, 1)
-            summary["cached_tiles_per_s"].setdefault(w, {})[r] = round(cn / cwall, 1)
-            summary["server_cores"].setdefault(w, {})[r] = round(cores, 2)
-            summary["server_cpu_ms_per_tile"].setdefault(w, {})[r] = round(cpu_s * 1e3 / n, 1)
-            summary["stages_ms"].setdefault(w, {})[r] = st
-            print(f"{w:6s} {r:8s} {n:5d} {n / wall:10.1f} {cores:5.2f} {cpu_s * 1e3 / n:11.1f} "
-                  f"{cn / cwall:9.1f} {nbytes / n / 1024:8.1f}  "
-                  + "  ".join(f"{k} {v:.1f}" for k, v in st.items()), flush=True)
+            for procs in args.mesh_procs:
+                run_one(world, refiner, procs, keys, sample, args, summary)
     summary["levels"] = [LEVELS.start, LEVELS.stop - 1]
     summary["block"] = block
     print(json.dumps(summary))
