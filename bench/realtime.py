@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fps", type=float, default=30.0, help="realtime frame rate cap")
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--no-sim", action="store_true", help="skip the simulated-source baselines")
+    ap.add_argument("--mesh-procs", type=int, default=0, help="the server's mesh/encode processes (0: threads)")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
     results = {}
     tmp = Path(tempfile.mkdtemp(prefix="realtime-"))
     for world in worlds:
-        server = ServerProcess(None, world=world.value)
+        server = ServerProcess(None, world=world.value, mesh_procs=args.mesh_procs)
         try:
             c = SyncTileClient(server.url)
             sites = land_sites(world, c)
