@@ -100,6 +100,19 @@ def fly(url: str, world: World, path_file: Path, out: Path, *, realtime: bool, f
     return stats
 
 
+def server_counters(url: str) -> dict:
+    """The server's own counters after the realtime flight: tiles generated, dropped
+    before generation because cancelled, still queued, mean generator batch."""
+    from streaming.client import SyncTileClient
+
+    c = SyncTileClient(url)
+    try:
+        s = c.stats().get("server", {})
+    finally:
+        c.close()
+    return {k: s.get(k) for k in ("generated", "dropped_cancelled", "queued", "mean_batch", "requests")}
+
+
 def sim(world: World, rate: float, quick: bool) -> dict:
     r = simflight.run_case(world, 0.005, rate, quick)
     return {"frames": r["frames"], "hole_frames": r["hole_frames"],
@@ -160,6 +173,7 @@ def main(argv=None) -> int:
             rt = fly(server.url, world, path_file, tmp / f"{world.value}-rt", realtime=True,
                      frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl)
             rt["server_cpu_s"] = round(server.cpu_s(), 1)
+            rt["server"] = server_counters(server.url)
             n_lock = 6 if args.quick else 20
             lock = fly(server.url, world, path_file, tmp / f"{world.value}-lock", realtime=False,
                        frames=n_lock, fps=n_lock / duration, size=size, gl=gl)
@@ -170,7 +184,7 @@ def main(argv=None) -> int:
             runs["sim 100/s"] = sim(world, 100.0, args.quick)
             runs["sim 5000/s"] = sim(world, 5000.0, args.quick)
         results[world.value] = {"sites": sites, "gl": gl, "path_s": duration,
-                                **{k: {kk: v.get(kk) for kk in KEYS + ("server_cpu_s",) if kk in v}
+                                **{k: {kk: v.get(kk) for kk in KEYS + ("server_cpu_s", "server") if kk in v}
                                    for k, v in runs.items()}}
         print(f"\n== {world.value}  path {duration:.0f} s  sites {sites}  {'GL (EGL)' if gl else 'GL-free'}  "
               f"{size[0]}x{size[1]}")
@@ -178,6 +192,7 @@ def main(argv=None) -> int:
               f"{'tile ms':>8s} {'lat p50':>7s} {'lat p99':>7s} {'late':>5s} {'tiles':>6s} {'ms/tile':>7s}")
         for name, s in runs.items():
             print(row(name, s))
+        print(f"server during the realtime flight: {rt.get('server')}, CPU {rt.get('server_cpu_s')} s")
         if lock.get("frames"):
             print(f"lockstep: {lock['wall_s'] / lock['frames']:.1f} s wall per complete frame")
     print(json.dumps(results))
