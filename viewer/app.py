@@ -67,10 +67,10 @@ class FlyOptions:
         return FlightOptions(self.error_target_px, self.cache_bytes, self.geomorph)
 
 
-REALTIME_UPLOADS_PER_FRAME = 2
+REALTIME_UPLOADS_PER_FRAME = 1
 """New tiles made drawable per realtime frame (each costs morph targets, stitching and GPU
 packing: 10-40 ms on the 2-core box); the rest wait a frame, drawn from their ancestors
-meanwhile. 2 per frame at 30 frames/s is 60 tiles/s, above what one server sends there."""
+meanwhile. 1 per frame at 10-30 frames/s is 10-30 tiles/s, what one server sends there."""
 
 
 def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:

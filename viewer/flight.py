@@ -277,7 +277,11 @@ class Flight:
             # tile over the byte budget): nothing to upload then.
             if key not in gone and self.streamer.payload(key) is not None:
                 self._upload(key)
-        self._flush_reuploads(self.options.reupload_budget_ms if self._preparer is not None else None)
+        if self._preparer is None:
+            self._flush_reuploads(None)
+        else:  # the frame's upload budget: what new uploads left of it, else at least one re-upload
+            spent_ms = (time.perf_counter() - t1 - res.select_s) * 1e3
+            self._flush_reuploads(self.options.reupload_budget_ms - spent_ms, at_least_one=spent_ms < 0.5)
         self.stats.tile_cpu_s += time.thread_time() - t_cpu
         t2 = time.perf_counter()
         self.stats.gpu_bytes_max = max(self.stats.gpu_bytes_max, self.renderer.gpu_bytes)
@@ -358,17 +362,21 @@ class Flight:
             if not unmorphed_only or gpu.parent_ge_m == 0.0:
                 self._dirty[child] = None
 
-    def _flush_reuploads(self, budget_ms: float | None) -> None:
-        """Upload queued tiles again, once each: all of them (budget None), else until
-        ``budget_ms`` of this frame is spent (the rest next frame)."""
+    def _flush_reuploads(self, budget_ms: float | None, at_least_one: bool = True) -> None:
+        """Upload queued tiles again, once each: all of them (budget None), else while
+        ``budget_ms`` of this frame is left, and one even without budget when
+        ``at_least_one`` (a frame without new uploads), so the queue always drains."""
         t0 = time.perf_counter()
+        done = 0
         while self._dirty:
+            if (budget_ms is not None and (time.perf_counter() - t0) * 1e3 >= budget_ms
+                    and (done or not at_least_one)):
+                return
             key = next(iter(self._dirty))
             del self._dirty[key]
             if key in self.renderer.tiles and self.streamer.payload(key) is not None:
                 self._upload(key, stitch=False)
-                if budget_ms is not None and (time.perf_counter() - t0) * 1e3 >= budget_ms:
-                    return  # at least one per frame, so the queue always drains
+                done += 1
 
     def _upload(self, key: TileKey, stitch: bool = True) -> None:
         t = self.streamer.payload(key)
