@@ -16,6 +16,11 @@ Phases per client count, each on a fresh server:
 Baselines in the same run: ``store`` (cached phase after a restart: tiles from the
 on-disk store) and ``unbatched`` (uncached with max_batch 1, no wait).
 
+"made/s" (``generated_per_s``) is tiles generated over the phase's wall time: the clients'
+scripted demand (they ask every ``step`` s, so ~92 tiles over a 4.7 s phase in ``--quick``
+is ~20/s whatever the server could do), NOT the server's speed; bench/throughput.py
+measures the server saturated.
+
 Latency = time from sending the request that holds a key to receiving its frame
 (undecoded: the client's decoding is the viewer's cost, not the server's). Server
 RSS is sampled from /proc every 50 ms. Everything is bounded: paths, steps and a
@@ -144,12 +149,14 @@ class ServerProcess:
 
     def __init__(
         self,
-        store: Path,
+        store: Path | None,
         max_batch: int = 16,
         batch_wait_ms: int = 4,
         cache_mb: int = 256,
         refiner: str = "fractal",
         workers: int = 2,
+        world: str = "plane",
+        mesh_procs: int = 0,
     ):
         cmd = [
             sys.executable,
@@ -157,7 +164,7 @@ class ServerProcess:
             "streaming.cli",
             "serve",
             "--world",
-            "plane",
+            world,
             "--seed",
             "0",
             "--refiner",
@@ -166,8 +173,7 @@ class ServerProcess:
             "127.0.0.1",
             "--port",
             "0",
-            "--store",
-            str(store),
+            *(["--store", str(store)] if store is not None else []),
             "--max-batch",
             str(max_batch),
             "--batch-wait-ms",
@@ -176,6 +182,8 @@ class ServerProcess:
             str(cache_mb),
             "--workers",
             str(workers),
+            "--mesh-procs",
+            str(mesh_procs),
         ]
         self.proc = subprocess.Popen(
             cmd,
@@ -353,6 +361,7 @@ def main(argv=None) -> int:
         f"{'p99 join':>8} {'p99 fly':>8} "
         f"{'made':>6} {'made/s':>7} {'rss MB':>7} {'cpu ms/t':>8} {'errors':>6}"
     )
+    print("(made/s: the clients' paced demand, not the server's speed; see bench/throughput.py)")
     rows: dict[tuple[str, int], dict] = {}
     tmp = Path(tempfile.mkdtemp(prefix="ws-bench-"))
     try:

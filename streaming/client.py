@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import queue
 import threading
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,7 @@ from streaming import protocol as P
 from streaming.server import MAX_TILE_FRAME_BYTES
 
 TRY_AGAIN = 3  # reconnects after a close 1013 (try again later) during the handshake
+log = logging.getLogger(__name__)
 
 
 class ServerError(RuntimeError):
@@ -259,6 +261,20 @@ class SyncTileClient:
 
     def cancel(self, keys: Iterable[TileKey]) -> None:
         self._call(self._client.cancel(list(keys)))
+
+    def request_nowait(self, keys: Sequence[TileKey], priorities: Sequence[float] | None = None) -> None:
+        """``request`` without waiting for the network thread to send it (realtime frame
+        loops: a frame must not wait behind tile decoding); messages keep their order."""
+        self._send_nowait(self._client.request(list(keys), priorities))
+
+    def cancel_nowait(self, keys: Iterable[TileKey]) -> None:
+        """``cancel`` without waiting for the network thread (see ``request_nowait``)."""
+        self._send_nowait(self._client.cancel(list(keys)))
+
+    def _send_nowait(self, coro) -> None:
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception() is None
+                              or log.warning("tile request not sent: %s", f.exception()))
 
     def poll(self, max_items: int = 1 << 30) -> list[tuple[TileKey, Any]]:
         """Tiles (or ServerError) received since the last poll, without blocking."""

@@ -33,6 +33,7 @@ import numpy as np
 
 from runtime.ground import DEFAULT_LEVEL, WATER_CONTEXT_LEVEL, water_at
 from runtime.tiles import LEVEL0_SPACING_DEG, WGS84_A_M, WGS84_E2, T, TileKey, World, spacing_m
+from runtime.tin.surface import tin_grid
 from streaming.heights import global_samples, sample_spacing_m, tiles_and_local
 
 
@@ -50,52 +51,6 @@ class GroundPoint:
     is_water: bool
     normal_enu: tuple[float, float, float]
     level: int
-
-
-def tin_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray, t: int = T) -> np.ndarray:
-    """A TIN's heights at every grid node: (t+1, t+1) float64 metres.
-
-    grid_rc (n, 2) [row, col] integer-valued in [0, t]; height_m (n,) metres; faces (m, 3)
-    int. Scanline rasterisation, vectorised over (triangle, row) pairs: each node takes the
-    height of the plane of a triangle holding it. ValueError where a node is uncovered.
-    """
-    rc = np.asarray(grid_rc, np.float64)
-    f = np.asarray(faces, np.int64)
-    tri, hv = rc[f], np.asarray(height_m, np.float64)[f]  # (m, 3, 2), (m, 3)
-    v0, v1 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
-    det = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-    keep = det != 0.0  # degenerate triangles cover no area
-    tri, hv, v0, v1, det = tri[keep], hv[keep], v0[keep], v1[keep], det[keep]
-    dh0, dh1 = hv[:, 1] - hv[:, 0], hv[:, 2] - hv[:, 0]
-    g_row = (dh0 * v1[:, 1] - dh1 * v0[:, 1]) / det  # the triangle's plane: metres per row
-    g_col = (v0[:, 0] * dh1 - v1[:, 0] * dh0) / det  # metres per column
-    r_lo = np.ceil(tri[:, :, 0].min(axis=1)).astype(np.int64)
-    r_hi = np.floor(tri[:, :, 0].max(axis=1)).astype(np.int64)
-    n_rows = r_hi - r_lo + 1
-    tid = np.repeat(np.arange(len(tri)), n_rows)
-    row = r_lo[tid] + np.arange(int(n_rows.sum())) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
-    c_lo, c_hi = np.full(len(row), np.inf), np.full(len(row), -np.inf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for i, j in ((0, 1), (1, 2), (2, 0)):  # where each edge crosses the row
-            ar, ac, br, bc = tri[tid, i, 0], tri[tid, i, 1], tri[tid, j, 0], tri[tid, j, 1]
-            spans = (row >= np.minimum(ar, br)) & (row <= np.maximum(ar, br))
-            flat = ar == br
-            col = ac + (row - ar) / (br - ar) * (bc - ac)
-            c_lo = np.where(spans, np.minimum(c_lo, np.where(flat, np.minimum(ac, bc), col)), c_lo)
-            c_hi = np.where(spans, np.maximum(c_hi, np.where(flat, np.maximum(ac, bc), col)), c_hi)
-    c0 = np.ceil(c_lo - 1e-9).astype(np.int64)
-    n_cols = np.maximum(np.floor(c_hi + 1e-9).astype(np.int64) - c0 + 1, 0)
-    pair = np.repeat(np.arange(len(row)), n_cols)
-    col = c0[pair] + np.arange(int(n_cols.sum())) - np.repeat(np.cumsum(n_cols) - n_cols, n_cols)
-    r, k = row[pair], tid[pair]
-    h = hv[k, 0] + g_row[k] * (r - tri[k, 0, 0]) + g_col[k] * (col - tri[k, 0, 1])
-    ok = (r >= 0) & (r <= t) & (col >= 0) & (col <= t)
-    out = np.full((t + 1, t + 1), np.nan)
-    out[r[ok], col[ok]] = h[ok]
-    if np.isnan(out).any():
-        raise ValueError(f"the TIN leaves {int(np.isnan(out).sum())} grid nodes uncovered; expected it to "
-                         f"cover [0, {t}]^2")
-    return out
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,7 +3,10 @@
 Headless runs are lockstep by default: each frame waits (up to ``max_wait_s``) until the
 view is complete at the error target before it is recorded, so a recording is the same
 every time. Windowed runs are real time: what has not arrived yet is drawn from the best
-loaded ancestor.
+loaded ancestor. ``realtime`` makes a headless run real time too: poses follow the wall
+clock (a slow frame skips poses, it never slows the flight), tiles are drawn as they
+arrive, and stats.json measures how far behind the camera the tiles were
+(``realtime_stats``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from runtime import wire
 from runtime.tiles import ANCHOR_LEVEL, TileKey, World
 from viewer.flight import Flight, FlightOptions, start_in_process, stop_in_process
 from viewer.paths import CameraPath, Keyframe, Pose, camera_for, default_path, pick_start
+from viewer.realtime import NullRenderer, realtime_loop
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +57,22 @@ class FlyOptions:
     teleport_heading_deg: float = 90.0  # with teleport: clockwise from north
     teleport_pitch_deg: float = -10.0   # with teleport: up positive, in (-90, 90)
     geomorph: bool = True
+    realtime: bool = False         # headless: poses follow the wall clock, no waiting for tiles
+    gl: bool = True                # False: GL-free (NullRenderer: the CPU side of uploads, no pixels)
 
     @property
     def flight(self) -> FlightOptions:
         """The tile pipeline's share of these options (``viewer.flight.Flight``)."""
+        if self.realtime:
+            return FlightOptions(self.error_target_px, self.cache_bytes, self.geomorph, realtime=True,
+                                 max_uploads_per_frame=REALTIME_UPLOADS_PER_FRAME)
         return FlightOptions(self.error_target_px, self.cache_bytes, self.geomorph)
+
+
+REALTIME_UPLOADS_PER_FRAME = 1
+"""New tiles made drawable per realtime frame (each costs morph targets, stitching and GPU
+packing: 10-40 ms on the 2-core box); the rest wait a frame, drawn from their ancestors
+meanwhile. 1 per frame at 10-30 frames/s is 10-30 tiles/s, what one server sends there."""
 
 
 def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:
@@ -71,7 +86,10 @@ def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:
     try:
         return _fly(opts, client)
     finally:
-        client.close()
+        try:
+            client.close()
+        except TimeoutError:  # the network thread still busy with tiles nobody wants: the run is done
+            log.warning("tile client did not close within 10 s")
         if loop is not None:
             stop_in_process(server, thread, loop)
 
@@ -126,17 +144,76 @@ def _fly(opts: FlyOptions, client) -> int:
 
     world = World.parse(client.hello.world)
     window = Window(opts.size) if not opts.headless and has_display() else None
-    ctx = window.ctx if window is not None else headless_context()
+    path_ctx = window is None and not opts.gl
+    ctx = None if path_ctx else window.ctx if window is not None else headless_context()
     path, controller = _start(opts, world, client, window)
-    renderer = TerrainRenderer(ctx, opts.size if window is None else window.size, offscreen=window is None,
-                               morph=MorphOptions(error_target_px=opts.error_target_px, enabled=opts.geomorph))
-    show_hud = opts.hud if opts.hud is not None else window is not None
+    if ctx is None:
+        renderer = NullRenderer(opts.size)
+    else:
+        renderer = TerrainRenderer(ctx, opts.size if window is None else window.size, offscreen=window is None,
+                                   morph=MorphOptions(error_target_px=opts.error_target_px, enabled=opts.geomorph))
+    show_hud = (opts.hud if opts.hud is not None else window is not None) and ctx is not None
     hud = Hud(ctx) if show_hud else None
-    flight = Flight(world, client, renderer, opts.flight)
-    lockstep = opts.lockstep and window is None
+    realtime = opts.realtime and window is None
+    flight = Flight(world, client, renderer, opts.flight if realtime else replace(opts, realtime=False).flight)
+    lockstep = opts.lockstep and window is None and not realtime
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frames_png: list[Path] = []
+
+    def record(i: int) -> None:
+        if ctx is not None and opts.write_png:
+            p = out / f"frame_{i:05d}.png"
+            _save_png(p, renderer.read_rgb())
+            frames_png.append(p)
+
+    t_start = time.perf_counter()
+    try:
+        if realtime:
+            extra = realtime_loop(opts, world, path, flight, record)
+        else:
+            extra = {}
+            _paced_loop(opts, world, path, controller, window, flight, hud, lockstep, record)
+    finally:
+        flight.close()
+    wall = time.perf_counter() - t_start
+    mp4 = _write_mp4(out / "flight.mp4", frames_png, opts.fps) if opts.write_mp4 and frames_png else None
+    s = flight.stats
+    stats = {
+        "world": world.value, "seed": client.hello.seed, "model": client.hello.model,
+        "frames": s.frames, "size": list(opts.size), "lockstep": lockstep, "realtime": realtime,
+        "gl": ctx is not None,
+        "wall_s": round(wall, 3), "fps": round(s.frames / wall, 3) if wall > 0 else None,
+        "render_ms_p50": _p(s.frame_ms, 50), "frame_wait_ms_p50": _p(s.wait_ms, 50),
+        "hole_frames": s.hole_frames, "frames_over_error_target": s.frames_over_error_target,
+        "frac_over_error_target": round(s.frames_over_error_target / s.frames, 4) if s.frames else None,
+        "tiles_received": s.tiles_received, "tiles_failed": s.tiles_failed,
+        "tile_latency_ms_p50": _p(s.tile_latency_ms, 50), "tile_latency_ms_p99": _p(s.tile_latency_ms, 99),
+        "late_tiles": s.late_tiles, "uploads": s.uploads,
+        "step_ms_max": {k: round(v, 1) for k, v in s.step_ms_max.items()},
+        "client_ms_per_tile": (round((s.tile_cpu_s + s.prepare_cpu_s) * 1e3 / s.tiles_received, 2)
+                               if s.tiles_received else None),
+        "tiles_drawn_max": max(s.tiles_drawn, default=0), "triangles_max": max(s.triangles, default=0),
+        "levels_under_camera": [min(s.level_under_camera, default=0), max(s.level_under_camera, default=0)],
+        "gpu_bytes_max": s.gpu_bytes_max, "gpu_budget_bytes": opts.cache_bytes,
+        "start": [path.keyframes[0].x, path.keyframes[0].y],
+        "mp4": str(mp4) if mp4 else None, "png_frames": len(frames_png),
+        **extra,
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=2))
+    print(json.dumps(stats))
+    if hud is not None:
+        hud.release()
+    renderer.close()
+    if window is not None:
+        window.close()
+    return 0
+
+
+def _paced_loop(opts: FlyOptions, world: World, path: CameraPath, controller, window, flight: Flight, hud,
+                lockstep: bool, record) -> None:
+    """Lockstep (headless) or windowed frames: one pose per frame at ``opts.fps`` of path time."""
+    renderer = flight.renderer
     fov = math.radians(opts.fov_y_deg)
     ground = 0.0
     prev_pos = pose = cam = None
@@ -151,7 +228,7 @@ def _fly(opts: FlyOptions, client) -> int:
             cam = camera_for(world, pose, ground, fov, renderer.size)
         return cam
 
-    t_start = t_prev = time.perf_counter()
+    t_prev = time.perf_counter()
     frame_s = 1.0 / opts.fps
     for i in range(opts.frames):
         t0 = time.perf_counter()
@@ -185,39 +262,11 @@ def _fly(opts: FlyOptions, client) -> int:
             if window.should_close() or window.key("ESCAPE"):
                 break
         else:
-            img = renderer.read_rgb()
-            if opts.write_png:
-                p = out / f"frame_{i:05d}.png"
-                _save_png(p, img)
-                frames_png.append(p)
+            record(i)
         flight.stats.frame_ms.append((time.perf_counter() - t1) * 1e3)
         prev_pos = cam.position_m
         if window is not None:
             time.sleep(max(0.0, frame_s - (time.perf_counter() - t0)) if opts.fps < 1000 else 0.0)
-    wall = time.perf_counter() - t_start
-    mp4 = _write_mp4(out / "flight.mp4", frames_png, opts.fps) if opts.write_mp4 and frames_png else None
-    s = flight.stats
-    stats = {
-        "world": world.value, "seed": client.hello.seed, "model": client.hello.model,
-        "frames": s.frames, "size": list(opts.size), "lockstep": lockstep,
-        "wall_s": round(wall, 3), "fps": round(s.frames / wall, 3) if wall > 0 else None,
-        "render_ms_p50": _p(s.frame_ms, 50), "frame_wait_ms_p50": _p(s.wait_ms, 50),
-        "hole_frames": s.hole_frames, "frames_over_error_target": s.frames_over_error_target,
-        "tiles_received": s.tiles_received, "tiles_failed": s.tiles_failed,
-        "tiles_drawn_max": max(s.tiles_drawn, default=0), "triangles_max": max(s.triangles, default=0),
-        "levels_under_camera": [min(s.level_under_camera, default=0), max(s.level_under_camera, default=0)],
-        "gpu_bytes_max": s.gpu_bytes_max, "gpu_budget_bytes": opts.cache_bytes,
-        "start": [path.keyframes[0].x, path.keyframes[0].y],
-        "mp4": str(mp4) if mp4 else None, "png_frames": len(frames_png),
-    }
-    (out / "stats.json").write_text(json.dumps(stats, indent=2))
-    print(json.dumps(stats))
-    if hud is not None:
-        hud.release()
-    renderer.close()
-    if window is not None:
-        window.close()
-    return 0
 
 
 def _draw_hud(hud, flight: Flight, world: World, pose: Pose, cam, controller, fps: float | None) -> None:

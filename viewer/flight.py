@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import numpy as np
 from runtime import wire
 from runtime.geometry import geodetic_to_ecef
 from runtime.heights import TileSurface, height_at
+from runtime.lod.scheduler import SchedulerOptions
 from runtime.lod.selection import SelectionOptions, TileInfo, View
 from runtime.lod.streamer import StreamerOptions, TileStreamer
 from runtime.tiles import TileKey, World, neighbour, skirt_depth_for
@@ -42,6 +44,9 @@ class FlightOptions:
     error_target_px: float = 2.0
     cache_bytes: int = 768 << 20
     geomorph: bool = True
+    realtime: bool = False              # prepare tiles on a worker thread, budget re-uploads per frame
+    max_uploads_per_frame: int = 32     # new tiles made drawable per frame (the streamer's budget)
+    reupload_budget_ms: float = 6.0     # realtime: frame time for deferred re-uploads (stitch, morph)
 
 
 @dataclass
@@ -58,6 +63,12 @@ class FlightStats:
     wait_ms: list[float] = field(default_factory=list)
     level_under_camera: list[int] = field(default_factory=list)
     gpu_bytes_max: int = 0
+    tile_latency_ms: list[float] = field(default_factory=list)  # request -> prepared (decoded, placed)
+    late_tiles: int = 0            # arrived after the client had cancelled them
+    tile_cpu_s: float = 0.0        # frame thread CPU on tiles: placing, morph targets, uploads
+    prepare_cpu_s: float = 0.0     # realtime worker thread CPU placing tiles
+    uploads: int = 0               # renderer uploads, re-uploads included
+    step_ms_max: dict = field(default_factory=dict)  # longest receive / select / upload / request (ms)
 
 
 class ClientTile:
@@ -115,11 +126,61 @@ def stitch(world: World, a: ClientTile, b: ClientTile) -> bool:
     return True
 
 
+class _Preparer:
+    """Realtime: a worker thread that takes tiles from the client as they arrive and makes
+    their ClientTile (placement, skirts, normals, colour, the height grid children morph
+    toward), so the frame thread only adds morph targets and uploads. ``out`` holds (key,
+    ClientTile | Exception, arrival perf_counter seconds)."""
+
+    def __init__(self, world: World, client, stats: FlightStats):
+        self.world, self.client, self.stats = world, client, stats
+        self.out: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tile-prepare", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self.client.wait(0.05)
+            if item is None:
+                continue
+            key, tile = item
+            if not isinstance(tile, Exception):
+                t0 = time.thread_time()
+                try:
+                    tile = client_tile(self.world, key, tile)
+                    tile.grid()  # children's morph targets: rasterised here, not on the frame thread
+                except Exception as exc:  # a tile that can not be placed fails alone
+                    tile = exc
+                self.stats.prepare_cpu_s += time.thread_time() - t0
+            self.out.put((key, tile, time.perf_counter()))
+
+    def poll(self) -> list:
+        out = []
+        while True:
+            try:
+                out.append(self.out.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 class Flight:
     """Couples one world's TileStreamer, a tile client and a renderer.
 
     client: ``request(keys, priorities)``, ``cancel(keys)``, ``poll() -> [(key, DecodedTile
     | Exception)]``, ``wait(timeout_s) -> item | None`` (``streaming.client.SyncTileClient``).
+
+    Re-uploads that follow an arrival (stitched neighbours, children that morph toward a
+    new or restitched parent) are collected per frame and done once each; in realtime
+    they get ``reupload_budget_ms`` of each frame and the rest waits (those tiles are
+    drawn meanwhile with their previous normals / morph targets), tiles are placed on a
+    worker thread (``_Preparer``) and requests / cancels are sent without waiting for the
+    network thread (``request_nowait`` / ``cancel_nowait`` where the client has them).
+    Call ``close()`` when done.
     """
 
     def __init__(self, world: World, client, renderer, options: FlightOptions = FlightOptions()):
@@ -129,34 +190,66 @@ class Flight:
         self.options = options
         self.streamer = TileStreamer(world, StreamerOptions(
             selection=SelectionOptions(error_target_px=options.error_target_px),
+            scheduler=SchedulerOptions(max_uploads_per_frame=options.max_uploads_per_frame),
             cache_bytes=options.cache_bytes))
         self.stats = FlightStats()
         self.in_flight: set = set()
         self._stash: list = []
         self.last = None
         self.geomorph = options.geomorph
+        self._requested: dict[TileKey, float] = {}  # key -> perf_counter at request
+        self._cancelled: set[TileKey] = set()
+        self._dirty: dict[TileKey, None] = {}  # drawn tiles to upload again (ordered, once each)
+        self._preparer = _Preparer(world, client, self.stats) if options.realtime else None
+
+    def close(self) -> None:
+        """Stop the realtime worker thread (if any)."""
+        if self._preparer is not None:
+            self._preparer.close()
+            self._preparer = None
 
     def wait_for_tile(self, timeout_s: float) -> None:
         """Block until a tile (or error) arrives or ``timeout_s`` passes; it is staged."""
+        if self._preparer is not None:
+            try:
+                self._stash.append(self._preparer.out.get(timeout=timeout_s))
+            except queue.Empty:
+                pass
+            return
         item = self.client.wait(timeout_s)
         if item is not None:
-            self._stash.append(item)
+            self._stash.append(item + (time.perf_counter(),))
 
     def receive(self) -> int:
-        """Decode and stage what arrived; returns how many tiles."""
+        """Place (unless the worker did) and stage what arrived; returns how many tiles."""
         n = 0
-        items, self._stash = self._stash + self.client.poll(), []
-        for key, tile in items:
+        if self._preparer is not None:
+            items = self._stash + self._preparer.poll()
+        else:
+            now = time.perf_counter()
+            items = self._stash + [it + (now,) for it in self.client.poll()]
+        self._stash = []
+        for key, tile, arrived in items:
             self.in_flight.discard(key)
+            if key in self._cancelled:
+                self._cancelled.discard(key)
+                self.stats.late_tiles += 1
+            t_req = self._requested.pop(key, None)
             if isinstance(tile, Exception):
                 log.warning("tile %s failed: %s", key, tile)
                 self.stats.tiles_failed += 1
                 self.streamer.on_failed(key)
                 continue
-            t = client_tile(self.world, key, tile)
-            self.streamer.on_tile(key, t.info, t.nbytes, t)
+            if not isinstance(tile, ClientTile):
+                t0 = time.thread_time()
+                tile = client_tile(self.world, key, tile)
+                self.stats.tile_cpu_s += time.thread_time() - t0
+                arrived = time.perf_counter()
+            if t_req is not None:
+                self.stats.tile_latency_ms.append((arrived - t_req) * 1e3)
+            self.streamer.on_tile(key, tile.info, tile.nbytes, tile)
             # Children drawn before their parent arrived were uploaded without morph
-            # targets: give them their targets now.
+            # targets: give them their targets.
             self._refresh_children(key, unmorphed_only=True)
             self.stats.tiles_received += 1
             self.stats.bytes_received += getattr(tile, "nbytes", 0)
@@ -167,30 +260,54 @@ class Flight:
         """Receive, select, request, upload and evict for one frame (no drawing).
 
         camera: a Camera, or a list of them (sensors: one selection serves all views)."""
+        t0 = time.perf_counter()
         self.receive()
+        t1 = time.perf_counter()
         cams = camera if isinstance(camera, (list, tuple)) else [camera]
         views = [View(c, np.asarray(velocity_mps if i == 0 else np.zeros(3), np.float64))
                  for i, c in enumerate(cams)]
         res = self.streamer.frame(views, clock=time.perf_counter)
+        t_cpu = time.thread_time()
         for key in res.evicted:
             self.renderer.release(key)
+            self._dirty.pop(key, None)
         gone = set(res.evicted)
         for key in res.uploaded:
             # The streamer may report a key uploaded and evicted in one frame (an undrawn
             # tile over the byte budget): nothing to upload then.
             if key not in gone and self.streamer.payload(key) is not None:
                 self._upload(key)
+        if self._preparer is None:
+            self._flush_reuploads(None)
+        else:  # the frame's upload budget: what new uploads left of it, else at least one re-upload
+            spent_ms = (time.perf_counter() - t1 - res.select_s) * 1e3
+            self._flush_reuploads(self.options.reupload_budget_ms - spent_ms, at_least_one=spent_ms < 0.5)
+        self.stats.tile_cpu_s += time.thread_time() - t_cpu
+        t2 = time.perf_counter()
         self.stats.gpu_bytes_max = max(self.stats.gpu_bytes_max, self.renderer.gpu_bytes)
         plan = res.plan
         # runtime priorities: lower is sooner; the protocol's: higher is sooner.
         start = list(plan.start) + list(plan.reprioritise)
         if start:
-            self.client.request([k for k, _ in start], [-p for _, p in start])
-            self.in_flight.update(k for k, _ in plan.start)
+            send = getattr(self.client, "request_nowait", None) if self._preparer is not None else None
+            (send or self.client.request)([k for k, _ in start], [-p for _, p in start])
+            now = time.perf_counter()
+            for k, _ in plan.start:
+                self.in_flight.add(k)
+                self._requested[k] = now
+                self._cancelled.discard(k)
         if plan.cancel:
-            self.client.cancel(plan.cancel)
+            send = getattr(self.client, "cancel_nowait", None) if self._preparer is not None else None
+            (send or self.client.cancel)(plan.cancel)
             self.in_flight.difference_update(plan.cancel)
+            for k in plan.cancel:
+                self._requested.pop(k, None)
+                self._cancelled.add(k)
         self.last = res
+        m = self.stats.step_ms_max
+        for name, ms in (("receive", t1 - t0), ("select", res.select_s), ("upload", t2 - t1 - res.select_s),
+                         ("request", time.perf_counter() - t2)):
+            m[name] = max(m.get(name, 0.0), ms * 1e3)
         return res
 
     def settle(self, cameras, timeout_s: float, velocity_mps=np.zeros(3)):
@@ -202,7 +319,7 @@ class Flight:
         deadline = time.perf_counter() + timeout_s
         while True:
             res = self.step(cameras() if callable(cameras) else cameras, velocity_mps)
-            if res.selection.complete and not self.in_flight and not res.uploaded:
+            if res.selection.complete and not self.in_flight and not res.uploaded and not self._dirty:
                 return res
             if time.perf_counter() >= deadline:
                 if timeout_s > 0:
@@ -214,42 +331,64 @@ class Flight:
 
     def _stitch(self, key: TileKey, t: ClientTile) -> None:
         """Exact normals on edges shared with same-level neighbours already here (both
-        tiles change; an uploaded neighbour is uploaded again)."""
-        stitched = []
+        tiles change; an uploaded neighbour is queued for upload again)."""
         for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
             nk = neighbour(self.world, key, dx, dy)
             other = self.streamer.payload(nk) if nk is not None else None
             if other is None or not stitch(self.world, t, other):
                 continue
-            stitched += [key, nk]
             if nk in self.renderer.tiles:
-                self._upload(nk, stitch=False)
-        # Children already drawn morph towards their parent's normals: give them the
-        # stitched ones, or what a frame shows would depend on arrival order.
-        for parent in dict.fromkeys(stitched):
-            self._refresh_children(parent, unmorphed_only=False)
+                self._dirty[nk] = None
+            # Drawn children morph toward their parent's normals on the parent's border:
+            # give the two along the stitched edge (of each tile) the new ones, or what a
+            # frame shows would depend on arrival order. Inner borders morph toward the
+            # parent's grid, which stitching does not change.
+            self._refresh_children(key, unmorphed_only=False, side=(dx, dy))
+            self._refresh_children(nk, unmorphed_only=False, side=(-dx, -dy))
 
-    def _refresh_children(self, parent: TileKey, unmorphed_only: bool) -> None:
-        """Upload again the drawn children of ``parent`` so that they morph towards its
-        current surface: all of them, or only those drawn before it arrived (no targets)."""
+    def _refresh_children(self, parent: TileKey, unmorphed_only: bool, side: tuple[int, int] | None = None) -> None:
+        """Queue the drawn children of ``parent`` for upload again so that they morph towards
+        its current surface: all of them, or only those drawn before it arrived (no targets).
+        side: (dx, dy) of one edge (x east, y south): only the two children along it."""
         if not self.geomorph:
             return
         for child in parent.children():
+            if side is not None and not ((side[0] and (child.x & 1) == (side[0] > 0))
+                                         or (side[1] and (child.y & 1) == (side[1] > 0))):
+                continue
             gpu = self.renderer.tiles.get(child)
             if gpu is None or self.streamer.payload(child) is None:
                 continue
             if not unmorphed_only or gpu.parent_ge_m == 0.0:
-                self._upload(child, stitch=False)
+                self._dirty[child] = None
+
+    def _flush_reuploads(self, budget_ms: float | None, at_least_one: bool = True) -> None:
+        """Upload queued tiles again, once each: all of them (budget None), else while
+        ``budget_ms`` of this frame is left, and one even without budget when
+        ``at_least_one`` (a frame without new uploads), so the queue always drains."""
+        t0 = time.perf_counter()
+        done = 0
+        while self._dirty:
+            if (budget_ms is not None and (time.perf_counter() - t0) * 1e3 >= budget_ms
+                    and (done or not at_least_one)):
+                return
+            key = next(iter(self._dirty))
+            del self._dirty[key]
+            if key in self.renderer.tiles and self.streamer.payload(key) is not None:
+                self._upload(key, stitch=False)
+                done += 1
 
     def _upload(self, key: TileKey, stitch: bool = True) -> None:
         t = self.streamer.payload(key)
         if stitch:
             self._stitch(key, t)
+        self._dirty.pop(key, None)  # uploaded now with its current neighbours and parent
         # Ancestors load first, so the parent is nearly always here; without it the tile
         # is drawn unmorphed.
         parent = self.streamer.payload(key.parent()) if key.level > 0 and self.geomorph else None
         surface, parent_ge = drawable(self.world, t, parent)
         self.renderer.upload(surface, t.image, parent_ge_m=parent_ge)
+        self.stats.uploads += 1
 
     def _lookup(self, key):
         if key not in self.streamer.ready:

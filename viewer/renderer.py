@@ -112,14 +112,15 @@ def chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     faces = np.asarray(surface.faces, np.int64)
     n = len(surface.vertices)
     rc = surface.grid_rc if surface.grid_rc is not None else surface.uv[:, ::-1].astype(np.float64) * 256.0
-    cen = rc[faces].mean(axis=1) / 256.0 * CHUNKS
+    fc = rc[faces].mean(axis=1)  # face centroids, tile grid units
+    cen = fc / 256.0 * CHUNKS
     block = (np.clip(cen[:, 0].astype(np.int64), 0, CHUNKS - 1) * CHUNKS
              + np.clip(cen[:, 1].astype(np.int64), 0, CHUNKS - 1))
     # Within a block, faces in Z order of their centroids: consecutive triangles share
     # vertices, so the GPU's post-transform cache hits (ACMR ~0.7 instead of ~2.2 in RTIN
     # hierarchy order, FIFO of 32): ~3x fewer vertex-shader runs on a geometry-bound pass.
     if Z_ORDER_FACES:
-        z = _morton(np.floor(rc[faces].mean(axis=1) * 6.0).astype(np.int64))
+        z = _morton(np.floor(fc * 6.0).astype(np.int64))
         order = np.lexsort((z, block))
     else:  # the decoded RTIN order: kept only as the benchmark's baseline
         order = np.argsort(block, kind="stable")
@@ -135,13 +136,14 @@ def chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     vhi = np.maximum.reduce(cands)
     flo = vlo[faces].min(axis=1)
     fhi = vhi[faces].max(axis=1)
-    lo = np.full((CHUNKS * CHUNKS, 3), np.inf, np.float32)
-    hi = np.full((CHUNKS * CHUNKS, 3), -np.inf, np.float32)
-    np.minimum.at(lo, block, flo)
-    np.maximum.at(hi, block, fhi)
-    empty = np.diff(starts) == 0  # no faces: a zero box (never drawn, and no inf - inf = NaN)
-    lo[empty] = 0.0
-    hi[empty] = 0.0
+    # Faces are sorted by block: one reduceat per non-empty block (ufunc.at is ~10x slower).
+    # Empty blocks get a zero box (never drawn, and no inf - inf = NaN).
+    lo = np.zeros((CHUNKS * CHUNKS, 3), np.float32)
+    hi = np.zeros((CHUNKS * CHUNKS, 3), np.float32)
+    full = np.flatnonzero(np.diff(starts) > 0)
+    if len(full):
+        lo[full] = np.minimum.reduceat(flo, starts[full], axis=0)
+        hi[full] = np.maximum.reduceat(fhi, starts[full], axis=0)
     return faces.astype(np.uint32), starts, lo, hi
 
 

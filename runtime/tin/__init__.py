@@ -32,7 +32,7 @@ from runtime.tin.placement import (
 )
 from runtime.tin.rtin import BORDERS
 from runtime.tin.simplify import geometric_error_m, max_vertical_error, simplify_grid
-from runtime.tin.surface import Surface, stitch_edge_normals, tin_surface, tin_to_grid, with_morph
+from runtime.tin.surface import Surface, stitch_edge_normals, tin_grid, tin_surface, tin_to_grid, with_morph
 
 __all__ = [
     "BORDERS",
@@ -56,6 +56,7 @@ __all__ = [
     "stitch_tiles",
     "tile_mesh",
     "tin_surface",
+    "tin_grid",
     "tin_to_grid",
     "vertex_normals",
     "with_morph",

@@ -139,42 +139,62 @@ def stitch_edge_normals(world: World | str, a: Surface, b: Surface) -> tuple[Sur
     return out[0], out[1]
 
 
-def tin_to_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Rasterise a TIN covering [0, T]^2 onto its sample grid: (T+1, T+1) float32 metres.
+def tin_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray, t: int = T) -> np.ndarray:
+    """A TIN's heights at every grid node: (t+1, t+1) float64 metres.
 
-    Every grid point takes the linear interpolation of the triangle holding it (vectorised
-    over triangles' bounding boxes; a point on a shared edge gets either side's equal value).
+    grid_rc (n, 2) [row, col] integer-valued in [0, t]; height_m (n,) metres; faces (m, 3)
+    int. Scanline rasterisation, vectorised over (triangle, row) pairs: each node takes the
+    height of the plane of a triangle holding it, so the work is the nodes covered plus one
+    span per triangle row, never a triangle's bounding box (a fan border's long thin
+    triangles have bounding boxes the size of the tile). ValueError where a node is uncovered.
     """
     rc = np.asarray(grid_rc, np.float64)
     f = np.asarray(faces, np.int64)
-    hv = np.asarray(height_m, np.float64)[f]  # (m, 3)
-    tri = rc[f]  # (m, 3, 2)
-    lo = np.ceil(tri.min(axis=1) - 1e-9).astype(np.int64)
-    hi = np.floor(tri.max(axis=1) + 1e-9).astype(np.int64)
-    nr, nc = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
-    count = np.maximum(nr, 0) * np.maximum(nc, 0)
-    fid = np.repeat(np.arange(len(f)), count)
-    start = np.cumsum(count) - count
-    local = np.arange(int(count.sum())) - np.repeat(start, count)
-    ncf = nc[fid]
-    pr = lo[fid, 0] + local // ncf
-    pc = lo[fid, 1] + local % ncf
-    a, b, c = tri[fid, 0], tri[fid, 1], tri[fid, 2]
-    v0, v1 = b - a, c - a
-    v2 = np.stack([pr, pc], 1) - a
-    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-    ok = den != 0
-    den = np.where(ok, den, 1.0)
-    l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
-    l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
-    l0 = 1.0 - l1 - l2
-    inside = ok & (l0 >= -1e-9) & (l1 >= -1e-9) & (l2 >= -1e-9)
-    h = hv[fid, 0] * l0 + hv[fid, 1] * l1 + hv[fid, 2] * l2
-    grid = np.full((T + 1, T + 1), np.nan, np.float64)
-    grid[pr[inside], pc[inside]] = h[inside]
-    if np.isnan(grid).any():
-        raise ValueError("the TIN does not cover the tile's [0, T]^2 grid")
-    return grid.astype(np.float32)
+    # Each triangle's vertices sorted by row: top (0), middle (1), bottom (2).
+    f = np.take_along_axis(f, np.argsort(rc[f, 0], axis=1, kind="stable"), axis=1)
+    tri, hv = rc[f], np.asarray(height_m, np.float64)[f]  # (m, 3, 2), (m, 3)
+    v0, v1 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    det = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+    keep = det != 0.0  # degenerate triangles cover no area
+    tri, hv, v0, v1, det = tri[keep], hv[keep], v0[keep], v1[keep], det[keep]
+    dh0, dh1 = hv[:, 1] - hv[:, 0], hv[:, 2] - hv[:, 0]
+    g_row = (dh0 * v1[:, 1] - dh1 * v0[:, 1]) / det  # the triangle's plane: metres per row
+    g_col = (v0[:, 0] * dh1 - v1[:, 0] * dh0) / det  # metres per column
+    h00 = hv[:, 0] - g_row * tri[:, 0, 0] - g_col * tri[:, 0, 1]  # the plane at (row 0, col 0)
+    (ar, ac), (br, bc), (cr, cc) = tri[:, 0].T, tri[:, 1].T, tri[:, 2].T
+    with np.errstate(divide="ignore", invalid="ignore"):  # cr > ar: a triangle with area spans rows
+        s_ac = (cc - ac) / (cr - ar)
+        s_ab = np.where(br > ar, (bc - ac) / (br - ar), 0.0)
+        s_bc = np.where(cr > br, (cc - bc) / (cr - br), 0.0)
+    r_lo = np.ceil(ar - 1e-9).astype(np.int64)
+    n_rows = np.maximum(np.floor(cr + 1e-9).astype(np.int64) - r_lo + 1, 0)
+    tid = np.repeat(np.arange(len(tri)), n_rows)
+    row = r_lo[tid] + np.arange(int(n_rows.sum())) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
+    rowf = row.astype(np.float64)
+    long_c = ac[tid] + (rowf - ar[tid]) * s_ac[tid]  # the edge top -> bottom
+    upper = rowf <= br[tid]  # the other side: top -> middle, then middle -> bottom
+    short_c = np.where(upper, np.where(br[tid] > ar[tid], ac[tid] + (rowf - ar[tid]) * s_ab[tid], bc[tid]),
+                       bc[tid] + (rowf - br[tid]) * s_bc[tid])
+    c0 = np.ceil(np.minimum(long_c, short_c) - 1e-9).astype(np.int64)
+    n_cols = np.maximum(np.floor(np.maximum(long_c, short_c) + 1e-9).astype(np.int64) - c0 + 1, 0)
+    base = h00[tid] + g_row[tid] * rowf  # the plane along this row at col 0
+    pair = np.repeat(np.arange(len(row)), n_cols)
+    col = c0[pair] + np.arange(int(n_cols.sum())) - np.repeat(np.cumsum(n_cols) - n_cols, n_cols)
+    r = row[pair]
+    h = base[pair] + g_col[tid[pair]] * col
+    ok = (r >= 0) & (r <= t) & (col >= 0) & (col <= t)
+    out = np.full((t + 1, t + 1), np.nan)
+    out[r[ok], col[ok]] = h[ok]
+    if np.isnan(out).any():
+        raise ValueError(f"the TIN leaves {int(np.isnan(out).sum())} grid nodes uncovered; expected it to "
+                         f"cover [0, {t}]^2")
+    return out
+
+
+def tin_to_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Rasterise a TIN covering [0, T]^2 onto its sample grid: (T+1, T+1) float32 metres
+    (``tin_grid``; a point on a shared edge gets either side's equal value)."""
+    return tin_grid(grid_rc, height_m, faces).astype(np.float32)
 
 
 def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,

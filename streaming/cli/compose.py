@@ -31,14 +31,16 @@ def pyramid_opener(refiner: str | None = None):
 
 def build_server(world: World | str, seed: int, refiner: str | None = None, token: str | None = None,
                  origins=None, store_dir: str | os.PathLike | None = None, service_config=None, limits=None,
-                 gen_cache_bytes: int | None = None, http=None):
+                 gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0):
     """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
 
     ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
     ``ServiceConfig`` (batching, LRU, workers); ``limits``: protocol ``Limits``;
     ``gen_cache_bytes``: the generator's block cache (None: its default); ``http``: an
     ``streaming.http.HttpConfig`` to answer Cesium terrain, imagery and 3D Tiles on the same
-    port (earth only; ValueError otherwise, before any generator opens)."""
+    port (earth only; ValueError otherwise, before any generator opens); ``mesh_procs``: mesh
+    and encode in that many worker processes (``streaming.procencode``; 0: on the service's
+    threads)."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -55,7 +57,13 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     if store_dir:
         store = TileStore(store_dir, model=pyr.model_id, world=world.value, seed=seed)
         store.sweep()  # temporary files of writers killed long ago
-    service = TileService(world, pyr.tiles, service_config or ServiceConfig(), store=store)
+    cfg = service_config or ServiceConfig()
+    encode = None
+    if mesh_procs:
+        from streaming.procencode import ProcessEncoder
+
+        encode = ProcessEncoder(mesh_procs, cfg.error_scale)
+    service = TileService(world, pyr.tiles, cfg, store=store, encode=encode)
     heights = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
                                                                 max_tiles=limits.max_height_tiles))
     service.on_fields = heights.remember

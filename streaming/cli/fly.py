@@ -30,7 +30,8 @@ def cmd_fly(args) -> int:
                       teleport=args.teleport, teleport_agl=args.agl,
                       teleport_heading_deg=90.0 if args.heading is None else args.heading,
                       teleport_pitch_deg=-10.0 if args.pitch is None else args.pitch,
-                      hud=args.hud, geomorph=not args.no_geomorph, error_target_px=args.error_target_px)
+                      hud=args.hud, geomorph=not args.no_geomorph, error_target_px=args.error_target_px,
+                      realtime=args.realtime)
     if args.server:  # a client-only install (no torch) flies this way
         return run_fly(opts, url=args.server)
     server = build_server(args.world, args.seed, args.refiner, args.token)
@@ -60,5 +61,8 @@ def register(sub) -> None:
     sp.add_argument("--no-geomorph", action="store_true", help="switch levels without blending")
     sp.add_argument("--error-target-px", type=A.float_in(0.1, 64.0, "error target"), default=2.0,
                     help="refine while a tile's screen-space error exceeds this (pixels)")
+    sp.add_argument("--realtime", action="store_true",
+                    help="headless: fly on the wall clock (frames skip poses, tiles drawn as they arrive; "
+                         "--frames/30 s of path); stats.json measures latency, teleport and stalls")
     sp.add_argument("--token", default=None)
     sp.set_defaults(func=cmd_fly)

@@ -24,7 +24,7 @@ def cmd_serve(args) -> int:
         http = HttpConfig() if args.http_max_level is None else HttpConfig(max_level=args.http_max_level)
     server = build_server(args.world, args.seed, args.refiner, args.token, args.origin, args.store, cfg,
                           gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20,
-                          http=http)
+                          http=http, mesh_procs=args.mesh_procs)
     asyncio.run(serve_forever(server, args.host, args.port))
     return 0
 
@@ -46,6 +46,8 @@ def register(sub) -> None:
     sp.add_argument("--cache-mb", type=A.int_in(1, 1 << 20, "cache-mb"), default=256,
                     help="tile LRU size (MiB)")
     sp.add_argument("--workers", type=A.int_in(1, 256, "workers"), default=2, help="mesh/encode threads")
+    sp.add_argument("--mesh-procs", type=A.int_in(0, 256, "mesh-procs"), default=0,
+                    help="mesh/encode in this many worker processes (0: on the threads; they share the GIL)")
     sp.add_argument("--gen-cache-mb", type=A.int_in(1, 1 << 20, "gen-cache-mb"), default=None,
                     help="generator block cache (MiB; default: the generator's, 512)")
     sp.add_argument("--http", action="store_true",

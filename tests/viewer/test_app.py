@@ -49,3 +49,28 @@ def test_window_mode_runs_free_flight_with_hud_under_xvfb(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["frames"] == 40 and stats["lockstep"] is False and stats["png_frames"] == 0
+
+
+def test_headless_realtime_follows_the_wall_clock_and_times_the_teleport(tmp_path):
+    """--realtime: poses from the wall clock (3 s of path, 30 frames/s at most), tiles drawn as
+    they arrive, a teleport (cut keyframe) timed to a complete view; PNGs as usual."""
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps({"keyframes": [
+        {"t": 0, "x": 0, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 90, "pitch_deg": -30},
+        {"t": 1, "x": 2000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 90, "pitch_deg": -30},
+        {"t": 1, "x": 400000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 0, "pitch_deg": -30,
+         "cut": True},
+        {"t": 3, "x": 400000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 0, "pitch_deg": -30}]}))
+    out = tmp_path / "rt"
+    code = main(["fly", "--headless", "--realtime", "--world", "plane", "--seed", "11", "--frames", "90",
+                 "--size", "96x64", "--out", str(out), "--path", str(path), "--error-target-px", "8"])
+    assert code == 0
+    s = json.loads((out / "stats.json").read_text())
+    assert s["realtime"] is True and s["lockstep"] is False and s["path_s"] == 3.0
+    # Frames follow the clock: never more than the path's 90 frames (pacing), a slow one skips poses.
+    assert 1 <= s["frames"] <= 90 and s["png_frames"] == s["frames"]
+    assert s["frames"] + s["poses_skipped"] == 90
+    (tele,) = s["teleport_complete_s"]  # one teleport; None only if the view never completed
+    assert tele is None or 0.0 < tele < 2.5
+    assert s["tiles_received"] > 0 and s["tile_latency_ms_p50"] > 0 and s["client_ms_per_tile"] > 0
+    assert 0.0 <= s["frac_over_error_target"] <= 1.0 and s["stall_ms_max"] >= s["tile_ms_max"] > 0

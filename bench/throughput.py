@@ -1,0 +1,234 @@
+"""Server throughput saturated, not demand-paced: uncached tiles/s at levels 8-16 (issue 15).
+
+Per world and refiner, a fresh `worldstream serve` process (no store, so every tile is
+generated, meshed and encoded) gets every key at once from ``--clients`` connections with
+credit windows large enough that the server, not the client, sets the pace: blocks of
+``--block`` x ``--block`` tiles at each level 8..16 around a land site (bench/flight.py's
+sites; the plane's near its origin). Measured:
+
+- ``uncached_tiles_per_s``: keys / (first request -> last frame received); the server
+  process's CPU seconds over that wall time give the cores it used, and per tile
+  (``server_cpu_ms_per_tile``) what the rate would be on N free cores with perfect
+  parallelism (N * 1000 / ms): the number to compare when other jobs share the machine;
+- ``cached_tiles_per_s``: the same keys again (all in the server's LRU): the send path;
+- the per-stage breakdown in the same run, in this process on a sample of the same kind of
+  keys (a fresh pyramid, so nothing is cached), CPU ms per tile: ``generate`` (the
+  pyramid's ``tiles``, in the batches the server would use), ``mesh+encode``
+  (``streaming.tileservice.encode_fields``: RTIN + wire codec + colour image),
+  ``frame`` (the msgpack tile frame), ``client decode`` (``runtime.wire.decode_tile``),
+  ``client surface`` (``viewer.flight.client_tile``: placement, skirts, normals, colour),
+  ``client raster`` (``tin_to_grid``: the height grid children morph toward, once per
+  tile) and ``client morph`` (``with_morph`` per child whose parent is in the sample).
+
+The machine is whatever runs it; on the project's 2-core box other jobs share the cores,
+so compare numbers only within one run. Last line: one JSON object,
+``{"uncached_tiles_per_s": {world: {refiner: n}}, ...}``.
+
+    PYTHONPATH=. python bench/throughput.py --quick          # 4x4 blocks, fractal, both worlds
+    PYTHONPATH=. python bench/throughput.py --refiner fractal learned
+    PYTHONPATH=. python bench/throughput.py --quick --mesh-procs 0 2    # threads vs 2 mesh processes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from serve import ServerProcess  # noqa: E402  (bench/serve.py)
+
+from runtime.tiles import T, TileKey, World, spacing_deg, spacing_m, tiles_x, tiles_y  # noqa: E402
+from streaming.client import TileClient  # noqa: E402
+
+LEVELS = range(8, 17)
+SITES = {World.PLANE: (1_000.0, -2_000.0), World.EARTH: (7.6, 46.0)}  # bench/flight.py's start sites
+
+
+def key_at(world: World, level: int, x: float, y: float) -> tuple[int, int]:
+    """(tile x, tile y) holding point (x, y): plane metres east/north, earth lon/lat."""
+    if world is World.EARTH:
+        d = spacing_deg(level)
+        col, row = (x + 180.0) / d, (90.0 - y) / d
+    else:
+        d = spacing_m(level)
+        col, row = x / d, -y / d
+    return math.floor(col / T), math.floor(row / T)
+
+
+def block_keys(world: World, block: int, levels=LEVELS) -> list[TileKey]:
+    """``block`` x ``block`` tiles per level around the world's site, coarse levels first."""
+    keys = []
+    for lv in levels:
+        cx, cy = key_at(world, lv, *SITES[world])
+        for dy in range(block):
+            for dx in range(block):
+                x, y = cx + dx - block // 2, cy + dy - block // 2
+                nx, ny = tiles_x(world, lv), tiles_y(world, lv)
+                if (nx is not None and not 0 <= x < nx) or (ny is not None and not 0 <= y < ny):
+                    continue
+                keys.append(TileKey(lv, x, y))
+    return keys
+
+
+async def _drain(url: str, keys: list[TileKey], timeout_s: float) -> tuple[float, int, int]:
+    """Request ``keys`` on one connection at once; (seconds to the last frame, frames, bytes)."""
+    c = TileClient(window=max(64, 2 * len(keys)), decode=False)
+    await c.connect(url)
+    try:
+        t0 = time.perf_counter()
+        await c.request(keys, [0.0] * len(keys))
+        got, nbytes, want = 0, 0, set(keys)
+        async with asyncio.timeout(timeout_s):
+            while want:
+                key, tile = await c.tiles.get()
+                if isinstance(tile, Exception):
+                    raise tile
+                want.discard(key)
+                got += 1
+                nbytes += sum(len(v) for v in tile.values() if isinstance(v, bytes | bytearray))
+        return time.perf_counter() - t0, got, nbytes
+    finally:
+        await c.close()
+
+
+async def saturate(url: str, keys: list[TileKey], clients: int, timeout_s: float) -> tuple[float, int, int]:
+    """Split ``keys`` over ``clients`` connections, all requested at once; (wall s, frames, bytes)."""
+    parts = [keys[i::clients] for i in range(clients)]
+    t0 = time.perf_counter()
+    res = await asyncio.gather(*(_drain(url, p, timeout_s) for p in parts if p))
+    return time.perf_counter() - t0, sum(r[1] for r in res), sum(r[2] for r in res)
+
+
+def stages(world: World, refiner: str, sample: list[TileKey], batch: int = 16) -> dict:
+    """CPU ms per tile of each stage on ``sample`` (fresh pyramid, nothing cached)."""
+    from runtime import wire
+    from runtime.tin import tin_to_grid, with_morph
+    from streaming.cli.compose import open_world
+    from streaming.session import tile_frame
+    from streaming.tileservice import encode_fields
+    from viewer.flight import client_tile
+
+    pyr = open_world(world, 0, refiner)
+    pyr.tiles([TileKey(3, 0, 0)])  # one-time start (anchors, compiling) not counted
+    cpu = time.process_time
+    t = {k: 0.0 for k in ("generate", "mesh+encode", "frame", "client decode", "client surface", "client raster",
+                                   "client morph")}
+    decoded = {}
+    for i in range(0, len(sample), batch):
+        keys = sample[i:i + batch]
+        t0 = cpu()
+        fields = pyr.tiles(keys)
+        t["generate"] += cpu() - t0
+        for k, f in zip(keys, fields, strict=True):
+            t0 = cpu()
+            payload = encode_fields(world, k, f)
+            t1 = cpu()
+            tile_frame(k, payload)
+            t2 = cpu()
+            d = wire.decode_tile(payload)
+            t3 = cpu()
+            decoded[k] = client_tile(world, k, d)
+            t4 = cpu()
+            t["mesh+encode"] += t1 - t0
+            t["frame"] += t2 - t1
+            t["client decode"] += t3 - t2
+            t["client surface"] += t4 - t3
+    n_morph, grids = 0, {}
+    for k, ct in decoded.items():
+        t0 = cpu()
+        grids[k] = tin_to_grid(ct.tin.grid_rc, ct.tin.height_m, ct.tin.faces)  # once per tile, as the client
+        t["client raster"] += cpu() - t0
+    for k, ct in decoded.items():
+        parent = decoded.get(k.parent())
+        if parent is None:
+            continue
+        t0 = cpu()
+        with_morph(world, ct.surface, grids[k.parent()], parent.surface)
+        t["client morph"] += cpu() - t0
+        n_morph += 1
+    out = {k: round(v * 1e3 / len(sample), 2) for k, v in t.items()}
+    out["client morph"] = round(t["client morph"] * 1e3 / max(n_morph, 1), 2)
+    return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its live descendants (worker processes)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary: dict) -> None:
+    """One fresh server: uncached then cached, the stages, a table row and the summary."""
+    server = ServerProcess(None, refiner=refiner, workers=args.workers, world=world.value, cache_mb=1024,
+                           mesh_procs=procs)
+    try:
+        asyncio.run(saturate(server.url, [TileKey(3, 0, 0)], 1, args.timeout))  # start-up off the clock
+        cpu0 = tree_cpu_s(server.proc.pid)
+        wall, n, nbytes = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
+        cpu_s = tree_cpu_s(server.proc.pid) - cpu0
+        cores = cpu_s / wall
+        cwall, cn, _ = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
+    finally:
+        server.stop()
+    st = stages(world, refiner, sample)
+    w, r = world.value, refiner + (f"+{procs}procs" if procs else "")
+    summary["uncached_tiles_per_s"].setdefault(w, {})[r] = round(n / wall, 1)
+    summary["cached_tiles_per_s"].setdefault(w, {})[r] = round(cn / cwall, 1)
+    summary["server_cores"].setdefault(w, {})[r] = round(cores, 2)
+    summary["server_cpu_ms_per_tile"].setdefault(w, {})[r] = round(cpu_s * 1e3 / n, 1)
+    summary["stages_ms"].setdefault(w, {})[r] = st
+    print(f"{w:6s} {r:14s} {n:5d} {n / wall:10.1f} {cores:5.2f} {cpu_s * 1e3 / n:11.1f} "
+          f"{cn / cwall:9.1f} {nbytes / n / 1024:8.1f}  "
+          + "  ".join(f"{k} {v:.1f}" for k, v in st.items()), flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="4 x 4 tiles per level, 3 x 3 stage sample")
+    ap.add_argument("--world", choices=["plane", "earth", "both"], default="both")
+    ap.add_argument("--refiner", nargs="+", default=["fractal"], help="fractal and/or learned")
+    ap.add_argument("--block", type=int, default=None, help="tiles per side per level (default 8, quick 4)")
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=2, help="the server's mesh/encode threads")
+    ap.add_argument("--mesh-procs", type=int, nargs="+", default=[0],
+                    help="server mesh/encode processes, one run each (0: threads)")
+    ap.add_argument("--timeout", type=float, default=900.0)
+    args = ap.parse_args(argv)
+    block = args.block or (4 if args.quick else 8)
+    worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]
+    summary: dict = {"uncached_tiles_per_s": {}, "cached_tiles_per_s": {}, "server_cores": {},
+                     "server_cpu_ms_per_tile": {}, "stages_ms": {}}
+    print(f"{'world':6s} {'refiner':14s} {'keys':>5s} {'uncached/s':>10s} {'cores':>5s} {'CPU ms/tile':>11s} "
+          f"{'cached/s':>9s} {'KiB/tile':>8s}  stages (CPU ms per tile)")
+    for world in worlds:
+        keys = block_keys(world, block)
+        sample = block_keys(world, 2 if args.quick else 3)
+        for refiner in args.refiner:
+            for procs in args.mesh_procs:
+                run_one(world, refiner, procs, keys, sample, args, summary)
+    summary["levels"] = [LEVELS.start, LEVELS.stop - 1]
+    summary["block"] = block
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
