@@ -14,6 +14,10 @@ grid has them): MetaEarth-MM style joint decoding.
 Runs are bounded in wall time and resume from ``<out>/last.pt`` (weights, optimiser states,
 step, log), so a long training is a chain of < 10 minute runs. The shipped asset is made
 with ``--ship`` (fp16 weights + config + version, loadable with ``weights_only=True``).
+
+One file (~560 lines): the objectives (pairs, self-cascade, spectral, adversarial) and the
+loop share the critic, the optimisers and the run's log; the data, the network and the
+checkpoint format live beside it (data.py, model.py, checkpoint.py).
 """
 
 from __future__ import annotations
