@@ -1,7 +1,7 @@
 """Height and normal under a point, for simulators (DESIGN.md 3: "tiles under each camera
 are always wanted (height queries)").
 
-Consistent with the drawn mesh: when a tile carries its TIN (the triangles runtime/mesh.py
+Consistent with the drawn mesh: when a tile carries its TIN (the triangles runtime/tin
 made and the viewer draws), the height is interpolated on the triangle under the point
 (barycentric, like Cesium's ``sampleHeight`` on quantized-mesh terrain); otherwise on the
 (T+1) x (T+1) height grid (bilinear). Two queries:
