@@ -31,6 +31,13 @@ CHUNK = 32  # anchor nodes a side of a cached chunk (the window costs 1.4x the n
 MAX_CHUNKS = 2048  # about 16 MB of cached factors
 
 
+def factor_of_relief(relief_m: float) -> float:
+    """The fitted detail factor of a region whose relief (height std) is ``relief_m``,
+    clipped to [FACTOR_MIN, FACTOR_MAX]; libm, so every caller gets the same bits."""
+    f = 10.0 ** (LOG_A + LOG_B * math.log10(max(relief_m, 1.0)))
+    return min(max(f, FACTOR_MIN), FACTOR_MAX)
+
+
 class RegionalRelief:
     """Regional detail factor of one world (the anchor is built lazily per seed)."""
 
@@ -79,8 +86,8 @@ class RegionalRelief:
         var = acc / (n * n)
         relief = np.maximum(np.sqrt(var), 1.0)  # sqrt is exactly rounded everywhere
         # libm per node: numpy's vectorised log/pow may round the SIMD body and the tail apart
-        f = [10.0 ** (LOG_A + LOG_B * math.log10(x)) for x in relief.ravel().tolist()]
-        return np.clip(np.array(f, dtype=np.float64).reshape(relief.shape), FACTOR_MIN, FACTOR_MAX)
+        f = [factor_of_relief(x) for x in relief.ravel().tolist()]
+        return np.array(f, dtype=np.float64).reshape(relief.shape)
 
     def _grid(self, seed: int, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Anchor-level factor at nodes r0..r1 x c0..c1 (inclusive), from cached CHUNK^2 chunks
@@ -140,28 +147,7 @@ class ConstantRelief:
     @classmethod
     def from_heights(cls, height_m: np.ndarray) -> "ConstantRelief":
         """The factor of the fit for a region whose relief is the std of these heights (m)."""
-        relief = max(float(np.nanstd(np.asarray(height_m, dtype=np.float64))), 1.0)
-        return cls(min(max(10.0 ** (LOG_A + LOG_B * math.log10(relief)), FACTOR_MIN), FACTOR_MAX))
-
-    def _grid(self, seed: int, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        """Anchor-level factor at nodes r0..r1 x c0..c1 (inclusive), from cached CHUNK^2 chunks
-        (a node's value does not depend on its chunk: see at_anchor)."""
-        key0 = 0 if self.world is World.EARTH else int(seed)
-        out = np.empty((r1 - r0 + 1, c1 - c0 + 1))
-        for ci in range(r0 // CHUNK, r1 // CHUNK + 1):
-            for cj in range(c0 // CHUNK, c1 // CHUNK + 1):
-                chunk = self._chunks.get((key0, ci, cj))
-                if chunk is None:
-                    if len(self._chunks) >= MAX_CHUNKS:
-                        self._chunks.clear()
-                    base_r, base_c = ci * CHUNK, cj * CHUNK
-                    chunk = self.at_anchor(seed, np.arange(base_r, base_r + CHUNK), np.arange(base_c, base_c + CHUNK))
-                    self._chunks[(key0, ci, cj)] = chunk
-                rr0, rr1 = max(r0, ci * CHUNK), min(r1, ci * CHUNK + CHUNK - 1)
-                cc0, cc1 = max(c0, cj * CHUNK), min(c1, cj * CHUNK + CHUNK - 1)
-                out[rr0 - r0 : rr1 - r0 + 1, cc0 - c0 : cc1 - c0 + 1] = chunk[
-                    rr0 - ci * CHUNK : rr1 - ci * CHUNK + 1, cc0 - cj * CHUNK : cc1 - cj * CHUNK + 1]
-        return out
+        return cls(factor_of_relief(float(np.nanstd(np.asarray(height_m, dtype=np.float64)))))
 
     def factor(self, seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return np.full((rows.shape[0], rows.shape[1], cols.shape[1]), self.value, dtype=np.float32)
