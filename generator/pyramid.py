@@ -69,7 +69,7 @@ def make_anchor(world: World, seed: int) -> Anchor:
         return PlaneAnchor(seed)
     from generator.anchors.earth import EarthAnchor
 
-    return EarthAnchor.load()
+    return EarthAnchor.shared()
 
 
 class Pyramid:

@@ -21,7 +21,7 @@ from runtime.tiles import TileKey
 def _anchor_grid() -> tuple[np.ndarray, float]:
     from generator.anchors.earth import SPACING_DEG, EarthAnchor
 
-    return EarthAnchor.load().height_m, SPACING_DEG
+    return EarthAnchor.shared().height_m, SPACING_DEG
 
 
 def earth_water_mask(key: TileKey) -> np.ndarray:

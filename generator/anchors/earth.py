@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import io
 import lzma
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,18 @@ class EarthAnchor:
         self.digest = digest
         self.landwater = landwater
         self.globe = globe
+
+    _shared: "EarthAnchor | None" = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> "EarthAnchor":
+        """The shipped anchor, loaded once per process (read-only: every pyramid and the
+        composition root's water mask use the same one instead of decoding ~170 MB again)."""
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls.load()
+            return cls._shared
 
     @classmethod
     def load(cls, assets: Path = ASSETS) -> "EarthAnchor":
