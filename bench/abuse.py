@@ -37,12 +37,8 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import random
-import re
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from abuse_attacks import ATTACKS, attack_main  # noqa: E402 (bench/ is this script's folder)
+from serve import ServerProcess  # noqa: E402 (bench/serve.py)
 
 from runtime.tiles import TileKey  # noqa: E402
 from streaming.client import TileClient  # noqa: E402
@@ -62,57 +59,10 @@ HOST = "127.0.0.1"
 # -- the server -------------------------------------------------------------------------
 
 
-class Server:
-    """``python -m streaming.cli serve`` on 127.0.0.1 in a child process; RSS from /proc."""
-
-    def __init__(self, cache_mb: int, gen_cache_mb: int):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        cmd = [
-            sys.executable,
-            "-m",
-            "streaming.cli",
-            "serve",
-            "--world",
-            "plane",
-            "--seed",
-            "0",
-            "--refiner",
-            "fractal",
-            "--host",
-            HOST,
-            "--port",
-            "0",
-            "--cache-mb",
-            str(cache_mb),
-            "--gen-cache-mb",
-            str(gen_cache_mb),
-        ]
-        self.log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty server must never block on it
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
-        line = self.proc.stdout.readline()
-        m = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
-        if not m:
-            self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r} {self._stderr()[-2000:]}")
-        self.url = f"ws://{HOST}:{m.group(1)}"
-
-    def rss_mb(self) -> float:
-        text = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
-
-    def stop(self) -> str:
-        """Stop the server; returns its stderr (for 'internal error' / traceback counts)."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        return self._stderr()
-
-    def _stderr(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
+def start_server(cache_mb: int, gen_cache_mb: int) -> ServerProcess:
+    """``python -m streaming.cli serve`` (plane, seed 0, fractal) on 127.0.0.1 in a child
+    process, its stderr kept for the 'internal error' / traceback counts."""
+    return ServerProcess(None, cache_mb=cache_mb, keep_stderr=True, extra_args=("--gen-cache-mb", str(gen_cache_mb)))
 
 
 # -- the good client ---------------------------------------------------------------------
@@ -194,7 +144,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 async def main_async(args) -> dict:
-    server = Server(args.cache_mb, args.gen_cache_mb)
+    server = start_server(args.cache_mb, args.gen_cache_mb)
     rss_log: list[tuple[float, str, float]] = []
     t0 = time.monotonic()
     phase_name = ["start"]
@@ -202,7 +152,7 @@ async def main_async(args) -> dict:
 
     async def sample_rss():
         while not stop_sampling.is_set():
-            rss_log.append((time.monotonic() - t0, phase_name[0], server.rss_mb()))
+            rss_log.append((time.monotonic() - t0, phase_name[0], server.rss_mb()[0]))
             await asyncio.sleep(0.25)
 
     sampler = asyncio.create_task(sample_rss())
@@ -215,7 +165,7 @@ async def main_async(args) -> dict:
         for name in names:
             phase_name[0] = name
             good.reset()
-            rss_before = server.rss_mb()
+            rss_before = server.rss_mb()[0]
             tally = {}
             proc = None
             if name in ATTACKS:
@@ -244,7 +194,7 @@ async def main_async(args) -> dict:
                     "good_fetch_failures": good.fetch_failures,
                     "rss_before_mb": rss_before,
                     "rss_peak_mb": peak,
-                    "rss_after_mb": server.rss_mb(),
+                    "rss_after_mb": server.rss_mb()[0],
                     "bad_inputs": tally.get("bad_inputs", 0),
                     "attacker_closes": tally.get("closes", {}),
                     "attacker_refused": tally.get("refused", 0),

@@ -157,7 +157,11 @@ class ServerProcess:
         workers: int = 2,
         world: str = "plane",
         mesh_procs: int = 0,
+        extra_args: tuple[str, ...] = (),
+        keep_stderr: bool = False,
     ):
+        """``extra_args``: more ``serve`` options; ``keep_stderr``: collect the server's stderr
+        in a temporary file (not a pipe: a chatty server must never block on it) for ``stop``."""
         cmd = [
             sys.executable,
             "-m",
@@ -184,10 +188,13 @@ class ServerProcess:
             str(workers),
             "--mesh-procs",
             str(mesh_procs),
+            *extra_args,
         ]
+        self.log = tempfile.TemporaryFile("w+") if keep_stderr else None
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
+            stderr=self.log,
             text=True,
             env={
                 **os.environ,
@@ -198,7 +205,7 @@ class ServerProcess:
         m = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
         if not m:
             self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r}")
+            raise RuntimeError(f"server did not start: {line!r} {self.stderr()[-2000:]}")
         self.url = f"ws://127.0.0.1:{m.group(1)}"
 
     def rss_mb(self) -> tuple[float, float]:
@@ -213,13 +220,21 @@ class ServerProcess:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Stop the server; returns its stderr when kept ('' otherwise)."""
         self.proc.terminate()
         try:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        return self.stderr()
+
+    def stderr(self) -> str:
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        return self.log.read()
 
 
 async def warm_up(url: str, flight: Flight) -> float:
