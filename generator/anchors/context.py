@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from generator.anchors.channels import CHANNELS, COVER_GROUPS, IGBP_TO_GROUP, NDVI_NONE, one_hot
+from generator.paths import read_asset
 from runtime.tiles import World, spacing_deg
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -73,11 +74,7 @@ class EarthContext:
 
     @classmethod
     def load(cls, path: Path = ASSETS / CONTEXT_FILE) -> "EarthContext":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"earth context asset missing: expected {path}; build it with "
-                                    "`python -m generator.anchors.context build`")
-        d = np.load(io.BytesIO(path.read_bytes()))
+        d = np.load(io.BytesIO(read_asset(path, "earth context", "python -m generator.anchors.context build")))
         return cls(d["koppen"], d["modis"], d["ndvi_max"], d["ndvi_min"])
 
     @classmethod

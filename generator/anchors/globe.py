@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from generator.anchors.codec import decode_height, encode_height
+from generator.paths import read_asset
 from runtime.tiles import spacing_deg
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -53,11 +54,7 @@ class GlobeField:
 
     @classmethod
     def load(cls, path: Path = ASSETS / GLOBE_FILE) -> "GlobeField":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"GLOBE asset missing: expected {path}; build it with "
-                                    "`python -m generator.anchors.earth build`")
-        return cls.load_bytes(path.read_bytes())
+        return cls.load_bytes(read_asset(path, "GLOBE", "python -m generator.anchors.earth build"))
 
     @classmethod
     def load_bytes(cls, data: bytes) -> "GlobeField":

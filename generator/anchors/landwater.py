@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.paths import read_asset
+
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 LANDWATER_FILE = "earth_landwater.npz"
 CELLS_PER_DEG = 120  # the 30" mask
@@ -59,11 +61,7 @@ class LandWater:
 
     @classmethod
     def load(cls, path: Path = ASSETS / LANDWATER_FILE) -> "LandWater":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"land/water asset missing: expected {path}; build it with "
-                                    "`python -m generator.anchors.earth build`")
-        return cls.load_bytes(path.read_bytes())
+        return cls.load_bytes(read_asset(path, "land/water", "python -m generator.anchors.earth build"))
 
     @classmethod
     def load_bytes(cls, data: bytes) -> "LandWater":
