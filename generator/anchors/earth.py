@@ -46,7 +46,7 @@ import numpy as np
 from generator.anchors.codec import decode_height, encode_height
 from generator.anchors.globe import GLOBE_FILE, GLOBE_LEVEL, GlobeField
 from generator.anchors.globe import build as globe_build
-from generator.anchors.landwater import LANDWATER_FILE, LandWater
+from generator.anchors.landwater import LANDWATER_FILE, RULE_VERSION, LandWater
 from generator.anchors.landwater import build as landwater_build
 from generator.anchors.registration import load_offset_table, offset_arcmin, sample_etopo5
 from generator.paths import default_data_dir
@@ -74,6 +74,10 @@ class EarthAnchor:
         if height_m.shape != (ROWS, COLS) or rgb8.shape != (ROWS, COLS, 3) or rgb8.dtype != np.uint8:
             raise ValueError(f"earth grid must be ({ROWS}, {COLS}) heights and ({ROWS}, {COLS}, 3) uint8 "
                              f"colour, got {height_m.shape} and {rgb8.shape} {rgb8.dtype}")
+        height_m = np.asarray(height_m, dtype=np.float32)
+        if landwater is not None:  # the run-time rule (coast cap) on the stored grid too: level 3 obeys it
+            height_m = _apply_rule(landwater, height_m)
+            digest = hashlib.sha256((digest + RULE_VERSION).encode()).hexdigest()
         self.height_m = np.ascontiguousarray(height_m, dtype=np.float32)
         self.rgb8 = np.ascontiguousarray(rgb8)  # kept as bytes: 25 MB instead of 100 MB of float32
         # the poles are single points: their colour is the mean of the (JPEG-blurred) pole rows
@@ -209,6 +213,16 @@ def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, n
         height[s] = lw.clamp(np.round(blended), la[s], lo[s])
     rgb8 = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
     return height.astype(np.int16), rgb8, lw_bytes, globe_bytes
+
+
+def _apply_rule(lw: LandWater, height: np.ndarray) -> np.ndarray:
+    """The land/water rule on the whole level-3 grid (ROWS, COLS), in strips (bounded memory)."""
+    out = np.empty_like(height)
+    lon = -180.0 + SPACING_DEG * np.arange(COLS)
+    for i in range(0, ROWS, 256):
+        lat = 90.0 - SPACING_DEG * np.arange(i, min(i + 256, ROWS))
+        out[i : i + 256] = lw.clamp_grid(height[i : i + 256], lat, lon)
+    return out
 
 
 def _globe_weight(globe: GlobeField, lw: LandWater, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:

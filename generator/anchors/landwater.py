@@ -15,9 +15,14 @@ bilinearly; the point is land where it is >= 0.5. The rule (:func:`clamp`),
 applied to every sample of every level (the anchor at build time, each
 refined level in the pyramid):
 
-- land, not in a depression: ``h = max(h, 0)`` (never below sea level);
+- land, not in a depression: ``h = min(max(h, 0), cap(f))`` (never below sea level, and no
+  cliff at the coast: ``cap(f) = COAST_RAMP_M * (f - 0.5) / (1 - f)`` is 0 m on the coastline,
+  rises at about ``2 * COAST_RAMP_M`` m per 30" cell (a ~28 deg ramp at 926 m cells) and is
+  unbounded where ``f = 1``, i.e. further than about one cell from the water; it is a continuous
+  function of location, so it leaves no crease, and only acts within ~1 km of the coast);
 - land in a depression: unchanged (real data says it may be below 0 m);
-- water: ``h = min(h, -1)`` (reads as water; the renderer draws the surface at 0 m).
+- water: ``h = max(min(h, -1), -1 - cap(1 - f))`` (reads as water; the renderer draws the surface
+  at 0 m; the same ramp keeps the sea floor from dropping away as a cliff at the shore).
 
 Because the rule is a pure, idempotent function of (lon, lat, h), and an even
 sample of level L+1 is the same point as its parent, the clamp never changes
@@ -42,6 +47,18 @@ B_ROWS, B_COLS = -(-N_ROWS // BLOCK), N_COLS // BLOCK  # 338 x 675 blocks
 WATER, LAND, MIXED = 0, 1, 2
 DEPRESSION_PER_DEG = 12  # 5' flags
 LAND_FLOOR_M, WATER_CEIL_M = 0.0, -1.0
+COAST_RAMP_M = 250.0  # cap(f) = COAST_RAMP_M * (f - 0.5) / (1 - f): 250 m at f = 0.75 (~0.25 cell inland)
+RULE_VERSION = "landwater-2"  # part of the earth model id: bump when the rule changes content
+
+
+def coast_cap(frac: np.ndarray) -> np.ndarray:
+    """The height cap (m, float32, same shape) of land at land fraction ``frac`` >= 0.5; +inf where
+    ``frac`` = 1. Before this cap (2026-12-05) the clamp alone left steps of 20-36 m between
+    neighbouring 5 m samples across coastlines (Fiji, Oslofjord), 3-5x the inland p99.9."""
+    f = np.asarray(frac, dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cap = np.float32(COAST_RAMP_M) * (f - np.float32(0.5)) / (np.float32(1) - f)
+    return np.where(f >= 1, np.float32(np.inf), np.maximum(cap, np.float32(0))).astype(np.float32)
 
 
 class LandWater:
@@ -122,35 +139,44 @@ class LandWater:
     def clamp(self, height_m: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """The land/water rule (module docstring) at points: (H, W) metres -> (H, W) float32."""
         h = np.asarray(height_m, dtype=np.float32)
-        land = self.land_fraction(lat, lon) >= 0.5
+        frac = self.land_fraction(lat, lon)
+        land = frac >= 0.5
         low = land & ~self.in_depression(lat, lon)
-        out = np.where(low, np.maximum(h, np.float32(LAND_FLOOR_M)), h)
-        return np.where(land, out, np.minimum(h, np.float32(WATER_CEIL_M))).astype(np.float32)
+        out = np.where(low, np.minimum(np.maximum(h, np.float32(LAND_FLOOR_M)), coast_cap(frac)), h)
+        return np.where(land, out, _water(h, frac)).astype(np.float32)
 
-    def masks_grid(self, lat: np.ndarray, lon: np.ndarray) -> tuple[int | None, np.ndarray, np.ndarray]:
+    def masks_grid(self, lat: np.ndarray, lon: np.ndarray) -> tuple:
         """On a grid lat (H,), lon (W,): (uniform state or None, land (H, W) bool, land that must
-        stay >= 0 m, i.e. not a depression, (H, W) bool). Uniform boxes skip the per-point lookup."""
+        stay >= 0 m, i.e. not a depression, (H, W) bool, the land's coast cap and the water's depth
+        cap (H, W) float32 m, or None for a uniform box). Uniform boxes skip the per-point lookup."""
         st = self.uniform_state(float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))
         shape = (lat.size, lon.size)
         if st is not None:
             full = np.full(shape, st == LAND)
-            return st, full, full
+            return st, full, full, None, None
         la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
-        land = self.land_fraction(la, lo) >= 0.5
-        return None, land, land & ~self.in_depression(la, lo)
+        frac = self.land_fraction(la, lo)
+        land = frac >= 0.5
+        return None, land, land & ~self.in_depression(la, lo), coast_cap(frac), coast_cap(1 - frac)
 
     def clamp_grid(self, height_m: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                    masks: tuple | None = None) -> np.ndarray:
         """:meth:`clamp` on a grid: height (H, W), lat (H,), lon (W,) degrees (bit-identical to it);
         ``masks`` = :meth:`masks_grid`'s result when the caller has it already."""
-        st, land, free = masks if masks is not None else self.masks_grid(lat, lon)
+        st, land, free, cap, wcap = masks if masks is not None else self.masks_grid(lat, lon)
         h = np.asarray(height_m, dtype=np.float32)
         if st == LAND:
             return np.maximum(h, np.float32(LAND_FLOOR_M))
         if st == WATER:
             return np.minimum(h, np.float32(WATER_CEIL_M))
-        out = np.where(free, np.maximum(h, np.float32(LAND_FLOOR_M)), h)
-        return np.where(land, out, np.minimum(h, np.float32(WATER_CEIL_M))).astype(np.float32)
+        out = np.where(free, np.minimum(np.maximum(h, np.float32(LAND_FLOOR_M)), cap), h)
+        water = np.maximum(np.minimum(h, np.float32(WATER_CEIL_M)), np.float32(WATER_CEIL_M) - wcap)
+        return np.where(land, out, water).astype(np.float32)
+
+
+def _water(h: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """The water side of the rule at land fraction ``frac`` < 0.5."""
+    return np.maximum(np.minimum(h, np.float32(WATER_CEIL_M)), np.float32(WATER_CEIL_M) - coast_cap(1 - frac))
 
 
 # ---------------------------------------------------------------- one-off build

@@ -178,3 +178,24 @@ def test_constrain_is_idempotent_and_keeps_even_samples(earth):
     np.testing.assert_array_equal(a.constrain(kept, level, origins)[:, :, ::2, ::2], once[:, :, ::2, ::2])
     assert (once[:, 0] != fields[:, 0]).mean() > 0.3  # both rules did something here
     np.testing.assert_array_equal(once[:, 1:], fields[:, 1:])  # colour untouched
+
+
+@pytest.mark.parametrize("lat, lon", [(-17.76, 177.40), (59.90, 10.70)])  # Fiji, the Oslofjord
+def test_coasts_are_ramps_not_cliffs(earth, lat, lon):
+    """The coast cap: across the land/water line, neighbouring 4.8 m samples differ by the 1 m
+    land/water offset plus a ~28 deg ramp, not by the 20-36 m cliffs the bare clamp left."""
+    from generator.anchors.landwater import COAST_RAMP_M, coast_cap
+
+    level, n = 14, 512
+    d = spacing_deg(level)
+    r0, c0 = int((90 - lat) / d) - n // 2, int((lon + 180) / d) - n // 2
+    z = earth.region(level, r0, c0, n, n)[0]
+    la, lo = 90 - (r0 + np.arange(n)) * d, -180 + (c0 + np.arange(n)) * d
+    land = earth.anchor.landwater.masks_grid(la, lo)[1]
+    cross = np.concatenate([np.abs(np.diff(z, axis=1))[land[:, 1:] != land[:, :-1]],
+                            np.abs(np.diff(z, axis=0))[land[1:] != land[:-1]]])
+    assert cross.size > 50
+    step_m = 111_320.0 * d  # north-south sample step; east-west is shorter
+    assert cross.max() <= 1.0 + 2 * (2 * COAST_RAMP_M / 926.0) * step_m  # 6.2 m here
+    # the cap itself: 0 m on the coastline, 250 m a quarter cell inland, unbounded inland
+    np.testing.assert_allclose(coast_cap(np.array([0.5, 0.75, 1.0], np.float32)), [0.0, COAST_RAMP_M, np.inf])
