@@ -37,7 +37,8 @@ class Surface:
     morph_dh_m: (n,) float32 parent-surface height minus own height (0 without a parent);
     morph_normals: (n, 3) float32 unit parent-surface normals (own normals without one).
     edges: {side: (edge vertex indices ordered along the edge, their skirt vertex indices,
-    one-sided normals (k, 3))} for ``stitch_edge_normals``.
+    the tile's half of the joined normals (k, 3): ``placement.inward_normals``)} for
+    ``stitch_edge_normals``.
     """
 
     key: TileKey
@@ -100,7 +101,7 @@ def tin_surface(
     for side in SIDES:
         e = mesh.edge(side).astype(np.int64)
         if len(e) >= 2:
-            sides[side] = (e, n + np.searchsorted(src, e), mesh.own_normals[e].copy())
+            sides[side] = (e, n + np.searchsorted(src, e), mesh.inward_normals[e].copy())
     all_rc = np.concatenate([mesh.grid_rc, mesh.grid_rc[src]]).astype(np.float64)
     return Surface(
         key=key, center_m=mesh.center_m, vertices=mesh.vertices_m, normals=mesh.normals, uv=mesh.uv,
@@ -113,8 +114,8 @@ def tin_surface(
 
 def stitch_edge_normals(world: World | str, a: Surface, b: Surface) -> tuple[Surface, Surface] | None:
     """Exact shared-edge normals for two same-level neighbours: each edge vertex gets the
-    joined mesh's normal (``runtime.tin.placement.joined_normals`` of both one-sided
-    normals, the rule static exports use), so the two tiles shade their common edge
+    joined normal (``runtime.tin.placement.joined_normals`` of both tiles'
+    ``inward_normals``, the rule static exports use), so the two tiles shade their common edge
     alike. Corners keep theirs. Returns the updated (a, b), or None when they do not share
     an edge (different levels, not adjacent, vertices differ)."""
     if not a.edges or not b.edges:

@@ -262,17 +262,26 @@ SELECTED_JS = """
   return tiles.map(x => [x.level, x.x, x.y, t.getLevelMaximumGeometricError(x.level)]);
 })()
 """
-# (name, camera, whether the border contrast is known to exceed the limit there)
-BORDER_VIEWS = [("alps_5km", "7.75,45.85,5000,20,-30", False), ("himalaya_5km", "86.9,27.9,5000,0,-30", True)]
+BORDER_VIEWS = [("alps_5km", "7.75,45.85,5000,20,-30"), ("himalaya_5km", "86.9,27.9,5000,0,-30")]
 MAX_EDGE_NORMAL_DEG = 1.0
 MAX_BORDER_CONTRAST = 1.25
 MAX_ERROR_FACTOR = 2.0
+CESIUM_HEIGHTMAP_FACTOR = 256 / 65
+"""CesiumJS assumes a 65-sample heightmap per terrain tile whatever layer.json says, so its
+level error is 256/65 of our mesh bound (0.25 x our 257-sample spacing) at every level."""
+TWO_SIDED_LEVELS = range(6, 16)
+"""Levels where CesiumJS's error is our true error within 2x both ways (bench/borders.py
+--errors: 0.58-1.88). Below, tiles are near their bound (the refiner adds little under
+the anchor): CesiumJS over-estimates up to its heightmap factor (2.4-4.0x at levels 0-5);
+at level 16, the last, 2.1-2.2x (the refiner's finest detail is small)."""
 
 
-@pytest.mark.parametrize("name, camera, known_contrast", BORDER_VIEWS)
-def test_served_borders_are_seamless_and_selected_errors_true(site, web16, tmp_path, name, camera, known_contrast):
+@pytest.mark.parametrize("name, camera", BORDER_VIEWS)
+def test_served_borders_are_seamless_and_selected_errors_true(site, web16, tmp_path, name, camera):
     """CesiumJS on the served world (terrain provider, normals asked for, sse 4): the error
-    of every selected tile's level is true within 2x, and around the deepest selected tile
+    CesiumJS assumes for every selected tile's level is true within 2x (both ways at
+    ``TWO_SIDED_LEVELS``; elsewhere it may over-estimate up to its heightmap factor, never
+    under-estimate more than 2x), and around the deepest selected tile
     (a 3 x 3 block of served .terrain files, decoded independently) shared-edge normals
     agree within 1 deg and a low-sun hillshade shows its tile borders no more than 1.25x
     as much as lines inside tiles (``eco_shade``: computed offline from the served
@@ -314,6 +323,8 @@ def test_served_borders_are_seamless_and_selected_errors_true(site, web16, tmp_p
                                     children_grid(*[k.height for k in kids]))
         report.append((str(key), round(true, 1), round(assumed, 1)))
         assert true <= MAX_ERROR_FACTOR * assumed, (key, true, assumed)
+        over = MAX_ERROR_FACTOR if key.level in TWO_SIDED_LEVELS else 1.15 * CESIUM_HEIGHTMAP_FACTOR
+        assert assumed <= over * true, (key, true, assumed)
     print(name, "selected (key, true error m, CesiumJS error m):", report)
     # 2. Borders around the deepest selected tile, as served (stitched with neighbours).
     # (CesiumJS also selects tiles past layer.json's maxzoom, upsampled from level 16.)
@@ -332,10 +343,7 @@ def test_served_borders_are_seamless_and_selected_errors_true(site, web16, tmp_p
     print(name, f"level {level}: edge normals max {angles.max():.2f} deg; border contrast {border:.4f}, "
                 f"in-tile {inner:.4f}, ratio {ratio:.2f}")
     assert len(angles) >= 12 * 256 and angles.max() <= MAX_EDGE_NORMAL_DEG
-    if known_contrast and ratio > MAX_BORDER_CONTRAST:
-        # Level 16 in the Himalaya: 1.50 with equal edge normals (0.00 deg) and 0.99 for the
-        # data's own hillshade. The fan border keeps every border sample, so the border line
-        # shades at full resolution beside a simplified interior (in-tile contrast 0.0125
-        # against the data's 0.0175); joined normals cannot remove that (docs/ECOSYSTEM.md).
-        pytest.xfail(f"fan-border resolution contrast {ratio:.2f} (edge normals equal)")
+    # Before the edge normals continued the shading across the edge (placement.inward_normals),
+    # level 16 in the Himalaya gave 1.50 here: a border is a mesh edge along its whole length,
+    # so Gouraud shading kinked along all of it.
     assert ratio <= MAX_BORDER_CONTRAST
