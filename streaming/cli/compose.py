@@ -99,7 +99,8 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         encode = ProcessEncoder(mesh_procs, cfg.error_scale)
     service = TileService(world, pyr.tiles, cfg, store=store, encode=encode)
     heights = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
-                                                                max_tiles=limits.max_height_tiles))
+                                                                max_tiles=limits.max_height_tiles),
+                            buildings=building_source(pyr) if features else None)
     service.on_fields = heights.remember
     info = ServerInfo(world=world.value, seed=seed, model=pyr.model_id, token=token, limits=limits)
     endpoints = None
