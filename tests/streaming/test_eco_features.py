@@ -15,9 +15,9 @@ from eco_fixtures import gltf_validate, node_available
 
 from runtime.formats.export import tile_region
 from runtime.formats.features_glb import INSTANCING, ground_grid
-from runtime.footprints import roof_levels, to_samples
+from runtime.footprints import building_at, roof_levels, to_samples
 from runtime.geometry import ecef_to_geodetic
-from runtime.tiles import T, TileKey, World
+from runtime.tiles import T, TileKey, World, spacing_deg
 from streaming import ecosystem as E
 
 PARIS_15 = TileKey(15, 33196, 7489)  # 48.857 N, 2.352 E: the centre of Paris
@@ -68,8 +68,9 @@ def accessor(js: dict, body: bytes, i: int) -> np.ndarray:
     return data
 
 
-def node_positions(js: dict, body: bytes, name: str) -> list[np.ndarray]:
-    """Every primitive's POSITION of node ``name`` in ECEF metres (the node matrix undone)."""
+def node_positions(js: dict, body: bytes, name: str, faces: bool = False) -> list:
+    """Every primitive's POSITION of node ``name`` in ECEF metres (the node matrix undone);
+    with ``faces``, (positions, (f, 3) indices) pairs."""
     node = next(n for n in js["nodes"] if n["name"] == name)
     m = np.array(node["matrix"], np.float64).reshape(4, 4).T  # glTF matrices are column-major
     out = []
@@ -77,7 +78,9 @@ def node_positions(js: dict, body: bytes, name: str) -> list[np.ndarray]:
         pos = accessor(js, body, p["attributes"]["POSITION"]).astype(np.float64)
         idx = accessor(js, body, p["indices"]).reshape(-1)
         assert p["mode"] == 4 and len(idx) % 3 == 0 and idx.max() < len(pos)
-        out.append((pos @ m[:3, :3].T + m[:3, 3]) @ Y_UP_INV.T)
+        assert len(accessor(js, body, p["attributes"]["NORMAL"])) == len(pos)
+        world = (pos @ m[:3, :3].T + m[:3, 3]) @ Y_UP_INV.T
+        out.append((world, idx.reshape(-1, 3).astype(np.int64)) if faces else world)
     return out
 
 
@@ -124,6 +127,48 @@ def test_paris_glb_carries_buildings_and_instanced_trees(paris):
     tops = roof_levels(World.EARTH, PARIS_15, b, ground)
     assert abs(roof_h.max() - tops.max()) < 0.01 and roof_h.min() > ground.min()
     assert len(walls) >= 16 * len(b) and len(roofs) >= 4 * len(b)
+    assert_faces_outwards(walls_and_roofs=node_positions(js, body, "buildings", faces=True), buildings=b)
+
+
+def assert_faces_outwards(walls_and_roofs, buildings):
+    """Every triangle faces outwards (glTF culls back faces): roofs up, walls (and gables)
+    with their building's footprint just behind them and none just in front."""
+    (wv, wf), (rv, rf) = walls_and_roofs
+    up = wv.mean(axis=0) / np.linalg.norm(wv.mean(axis=0))
+    d = spacing_deg(PARIS_15.level)
+    for v, f, kind in ((wv, wf, "walls"), (rv, rf, "roofs")):
+        n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+        n /= np.linalg.norm(n, axis=1, keepdims=True)
+        if kind == "roofs":
+            assert (n @ up > 0.3).all()
+            continue
+        cen = v[f].mean(axis=1)
+        for step, inside in ((-0.05, True), (0.05, False)):
+            lon, lat, _ = ecef_to_geodetic(cen + step * n)
+            hit = building_at(World.EARTH, PARIS_15, buildings, (90.0 - lat) / d - PARIS_15.y * T,
+                              (lon + 180.0) / d - PARIS_15.x * T)
+            assert ((hit >= 0) == inside).all(), (kind, step)
+
+
+def test_low_buildings_get_gabled_roofs_facing_outwards(paris):
+    """Buildings up to PITCHED_MAX_M (villages, low city blocks) get two roof slopes and two
+    gables; with the long side east-west or north-south, every face points outwards and the
+    ridge is at ground(centre) + height."""
+    from runtime.formats.features_glb import PITCHED_MAX_M, building_geometry
+
+    frame, feats = paris
+    b = feats["buildings"].astype(np.float64).copy()
+    b[::2, 4] = PITCHED_MAX_M - 2.0  # every other building low
+    b[::4, 3] = 0.5 * b[::4, 2]  # and some of those wider than deep (inside their own footprint)
+    tile = E.frame_tile(frame)
+    ground = ground_grid(tile.grid_rc, tile.height_m, tile.faces)
+    geo = building_geometry(World.EARTH, PARIS_15, b, ground)
+    flat, low = int((b[:, 4] > PITCHED_MAX_M).sum()), int((b[:, 4] <= PITCHED_MAX_M).sum())
+    assert len(geo["walls"][1]) == 8 * flat + 10 * low and len(geo["roofs"][1]) == 2 * flat + 4 * low
+    assert (b[::2, 2] > b[::2, 3]).any() and (b[::2, 2] < b[::2, 3]).any()  # both ridge directions
+    assert_faces_outwards((geo["walls"], geo["roofs"]), b)
+    _, _, h = ecef_to_geodetic(geo["roofs"][0])
+    assert abs(h.max() - roof_levels(World.EARTH, PARIS_15, b, ground).max()) < 0.01
 
 
 def test_features_lie_in_the_tiles_bounding_volume(paris):
