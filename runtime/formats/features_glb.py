@@ -5,7 +5,9 @@
   ``SINK_M`` below the lowest ground under the footprint (corners and centre) to the eaves;
   the roof top is ``ground(centre) + height`` (``runtime.footprints.roof_levels``): flat on
   buildings taller than ``PITCHED_MAX_M``, a gabled roof (ridge along the longer side, rise
-  ``min(2.5 m, 0.3 x height)``) on lower ones. Every vertex is placed as the terrain is
+  ``min(2.5 m, 0.3 x height)``) on lower ones. Positions are int16 and normals int8
+  (``KHR_mesh_quantization``, required; the node matrix scales them back, one uniform step
+  of at most 5 cm). Every vertex is placed as the terrain is
   (``WorldGeometry.tile_to_world``, vertical = the local up; ECEF on the earth), relative to
   the tile centre, under the terrain node's transform.
 - **Trees**: one low-poly tree (trunk and crown, 1 m tall, +Z up) drawn once per tree with
@@ -31,6 +33,9 @@ from runtime.grids import bilinear
 from runtime.tiles import T, TileKey, World
 
 INSTANCING = "EXT_mesh_gpu_instancing"
+QUANTIZATION = "KHR_mesh_quantization"  # building positions int16, normals int8 (half the bytes)
+QUANT_STEPS = 65000  # int16 steps over the buildings' largest extent
+QUANT_MARGIN_M = 0.05  # height ranges hold the rounded vertices: <= 3 half-steps of a 3.4 km (level-13) tile
 SINK_M = 0.5  # walls reach this far below the lowest ground under a footprint
 TREE_SINK_M = 0.2
 PITCHED_MAX_M = 9.0  # buildings up to this height get a gabled roof
@@ -118,15 +123,16 @@ def building_geometry(world: World | str, key: TileKey, buildings, ground: np.nd
 def feature_height_range(world: World | str, key: TileKey, ground: np.ndarray, buildings=None,
                          trees=None) -> tuple[float, float] | None:
     """(lowest, highest) height (m) of the features ``append_features`` draws on ``ground``:
-    wall bottoms to roof tops, tree feet to tree tops; None when there are none."""
+    wall bottoms to roof tops (widened by QUANT_MARGIN_M for their int16 rounding), tree feet
+    to tree tops; None when there are none."""
     b = check_buildings(np.zeros((0, 5)) if buildings is None else buildings)
     t = check_trees(np.zeros((0, 3)) if trees is None else trees)
     lo, hi = [], []
     if len(b):
         for p, _ in building_geometry(world, key, b, ground).values():
             h = geometry_for(world).height_above_ellipsoid_m(p)
-            lo.append(h.min())
-            hi.append(h.max())
+            lo.append(h.min() - QUANT_MARGIN_M)
+            hi.append(h.max() + QUANT_MARGIN_M)
     if len(t):
         r, c = to_samples(world, key, t[:, 0], t[:, 1])
         foot = bilinear(ground, np.clip(r, 0, T), np.clip(c, 0, T)) - TREE_SINK_M
@@ -199,36 +205,61 @@ class _GlbBuilder:
         if not self.js["buffers"]:
             self.js["buffers"].append({"byteLength": 0})
 
-    def accessor(self, data: np.ndarray, kind: str, target: int | None, bounds: bool = False) -> int:
+    def accessor(self, data: np.ndarray, kind: str, target: int | None, bounds: bool = False,
+                 normalized: bool = False) -> int:
+        """An accessor of ``data`` (n,) or (n, k); a (n, 4) array of a VEC3 ``kind`` is stored
+        with its 4th column as padding (byteStride: 4-byte aligned 8- and 16-bit vectors)."""
         data = np.ascontiguousarray(data)
+        width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[kind]
         while len(self.bin) % 4:
             self.bin.append(0)
         view = {"buffer": 0, "byteOffset": len(self.bin), "byteLength": data.nbytes}
+        if data.ndim == 2 and data.shape[1] != width:
+            view["byteStride"] = data.shape[1] * data.itemsize
         if target is not None:
             view["target"] = target
         self.bin.extend(data.tobytes())
         self.js["bufferViews"].append(view)
-        comp = {np.dtype("<f4"): 5126, np.dtype("<u4"): 5125, np.dtype("<u2"): 5123}[data.dtype]
+        comp = {np.dtype("<f4"): 5126, np.dtype("<u4"): 5125, np.dtype("<u2"): 5123, np.dtype("<i2"): 5122,
+                np.dtype("i1"): 5120}[data.dtype]
         acc = {"bufferView": len(self.js["bufferViews"]) - 1, "componentType": comp, "count": int(len(data)),
                "type": kind}
+        if normalized:
+            acc["normalized"] = True
         if bounds:
-            flat = data.reshape(len(data), -1)
+            flat = data.reshape(len(data), -1)[:, :width]
             acc["min"], acc["max"] = flat.min(axis=0).tolist(), flat.max(axis=0).tolist()
         self.js["accessors"].append(acc)
         return len(self.js["accessors"]) - 1
+
+    def extension(self, name: str, required: bool = False) -> None:
+        for key in ("extensionsUsed",) + (("extensionsRequired",) if required else ()):
+            names = self.js.setdefault(key, [])
+            if name not in names:
+                names.append(name)
 
     def material(self, name: str) -> int:
         self.js["materials"].append({"name": name, "pbrMetallicRoughness": {
             "baseColorFactor": MATERIALS[name], "metallicFactor": 0.0, "roughnessFactor": 1.0}})
         return len(self.js["materials"]) - 1
 
-    def primitive(self, v: np.ndarray, f: np.ndarray, material: str) -> dict:
-        """A triangle primitive of float32 positions (node frame) and faces."""
-        pos = np.asarray(v, np.float32)
+    def primitive(self, v: np.ndarray, f: np.ndarray, material: str, quantum: tuple | None = None) -> dict:
+        """A triangle primitive of positions (node frame, float64) and faces: float32, or with
+        ``quantum`` = (offset (3,), step) int16 positions (v - offset) / step and int8 normals
+        (KHR_mesh_quantization; the node's matrix scales them back)."""
         nrm = face_normals_per_vertex(np.asarray(v, np.float64), f)
-        return {"attributes": {"POSITION": self.accessor(pos, "VEC3", 34962, bounds=True),
-                               "NORMAL": self.accessor(nrm, "VEC3", 34962)},
-                "indices": self.accessor(np.asarray(f, "<u2" if len(pos) <= 65535 else "<u4").reshape(-1),
+        if quantum is None:
+            pos = self.accessor(np.asarray(v, np.float32), "VEC3", 34962, bounds=True)
+            normal = self.accessor(nrm, "VEC3", 34962)
+        else:
+            q = np.zeros((len(v), 4), "<i2")
+            q[:, :3] = np.round((np.asarray(v, np.float64) - quantum[0]) / quantum[1])
+            pos = self.accessor(q, "VEC3", 34962, bounds=True)
+            n8 = np.zeros((len(v), 4), "i1")
+            n8[:, :3] = np.round(np.clip(nrm, -1.0, 1.0) * 127.0)
+            normal = self.accessor(n8, "VEC3", 34962, normalized=True)
+        return {"attributes": {"POSITION": pos, "NORMAL": normal},
+                "indices": self.accessor(np.asarray(f, "<u2" if len(v) <= 65535 else "<u4").reshape(-1),
                                          "SCALAR", 34963, bounds=True),
                 "material": self.material(material), "mode": 4}
 
@@ -266,14 +297,28 @@ def append_features(glb: bytes, world: World | str, key: TileKey, center_m: np.n
     center = np.asarray(center_m, np.float64)
     if len(b):
         geo = building_geometry(world, key, b, ground)
-        g.node("buildings", [g.primitive(p - center, f, part) for part, (p, f) in geo.items()], matrix)
+        rel = {part: (p - center, f) for part, (p, f) in geo.items()}
+        every = np.concatenate([p for p, _ in rel.values()])
+        lo, hi = every.min(axis=0), every.max(axis=0)
+        offset, step = (lo + hi) / 2.0, max(float((hi - lo).max()) / QUANT_STEPS, 1e-6)  # one step: normals stay true
+        g.node("buildings", [g.primitive(p, f, part, (offset, step)) for part, (p, f) in rel.items()],
+               _times(matrix, offset, step))
+        g.extension(QUANTIZATION, required=True)
     if len(t):
         mesh = tree_mesh()
         inst = tree_instances(world, key, t, ground, center)
         attrs = {name: g.accessor(a, "VEC4" if name == "ROTATION" else "VEC3", None) for name, a in inst.items()}
         g.node("trees", [g.primitive(*mesh["trunk"], "trunk"), g.primitive(*mesh["crown"], "crown")], matrix,
                {INSTANCING: {"attributes": attrs}})
-        used = g.js.setdefault("extensionsUsed", [])
-        if INSTANCING not in used:
-            used.append(INSTANCING)
+        g.extension(INSTANCING)
     return g.bytes()
+
+
+def _times(matrix: list | None, offset: np.ndarray, step: float) -> list:
+    """A column-major glTF node matrix (None: identity) times the dequantization
+    x = offset + step * q."""
+    m = np.eye(4) if matrix is None else np.array(matrix, np.float64).reshape(4, 4).T
+    d = np.eye(4)
+    d[:3, :3] *= step
+    d[:3, 3] = offset
+    return (m @ d).T.reshape(-1).tolist()
