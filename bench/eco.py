@@ -196,7 +196,8 @@ def main():
     args = ap.parse_args()
     if args.features_only:
         rows = bench_features(block=args.block, repeat=args.repeat)
-        print(f"3D Tiles GLB without / with buildings and trees: central Paris, {args.block}x{args.block} tiles per level")
+        print(f"3D Tiles GLB without / with buildings and trees: central Paris, "
+              f"{args.block}x{args.block} tiles per level")
         table(rows)
         print(json.dumps({"bench": "eco", "features": rows}))
         return

@@ -47,7 +47,6 @@ from runtime.footprints import roofs_at
 from runtime.grids import bilinear
 from runtime.ground import DEFAULT_LEVEL, WATER_CONTEXT_LEVEL, water_at
 from runtime.lru import LRU
-from streaming.protocol import HEIGHT_SURFACES
 from runtime.tiles import (
     LEVEL0_SPACING_DEG,
     WGS84_A_M,
@@ -57,6 +56,7 @@ from runtime.tiles import (
     World,
     spacing_m,
 )
+from streaming.protocol import HEIGHT_SURFACES
 
 FieldsFn = Callable[..., Awaitable[Sequence]]
 """(keys, owner) -> fields with ``.height`` (T+1, T+1) float32 (``TileService.fields``;

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from eco_fixtures import gltf_validate, node_available
 
+from runtime.footprints import building_at, roof_levels, to_samples
 from runtime.formats.export import tile_region
 from runtime.formats.features_glb import INSTANCING, QUANTIZATION, ground_grid
-from runtime.footprints import building_at, roof_levels, to_samples
 from runtime.geometry import ecef_to_geodetic
 from runtime.tiles import T, TileKey, World, spacing_deg
 from streaming import ecosystem as E
