@@ -80,11 +80,12 @@ class _Tile:
 
 
 def wire_buildings(tile) -> np.ndarray | None:
-    """The (N, 5) buildings a decoded wire tile carries (its feature layer), None if none."""
-    b = getattr(tile, "buildings", None)
-    if b is None and isinstance(getattr(tile, "features", None), dict):
-        b = tile.features.get("buildings")
-    return b
+    """The (N, 5) buildings a decoded wire tile carries in its feature layer (``features``:
+    an object or map with ``buildings``), None when it carries none."""
+    layer = getattr(tile, "features", None)
+    if isinstance(layer, dict):
+        return layer.get("buildings")
+    return getattr(layer, "buildings", None)
 
 
 def _tile_from_decoded(tile, world: World | None = None, buildings_of=None) -> _Tile:
@@ -124,7 +125,9 @@ class GroundClient:
         if (url is None) == (client is None):
             raise ValueError("give exactly one of url (a running server) or client (a SyncTileClient)")
         self._own = client is None
-        self.client = client if client is not None else SyncTileClient(url, token=token)
+        # Surface "buildings" asks for the tiles' feature layer (servers without it ignore the ask).
+        expect = {"layers": ["features"]} if self.surface == "buildings" else None
+        self.client = client if client is not None else SyncTileClient(url, token=token, expect=expect)
         self.world = World.parse(self.client.hello.world)
         top = int(self.client.hello.limits.get("max_level", 24))
         if not 0 <= level <= top:

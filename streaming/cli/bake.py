@@ -39,14 +39,14 @@ def cmd_export(args) -> int:
 
         water = earth_water_mask
     features = None
-    if args.format == "3dtiles" and not args.no_features:
+    if args.format == "3dtiles" and not args.terrain_only:
         from streaming.cli.compose import feature_source, open_world
 
         pyr = open_world(store.world, store.seed, args.refiner)
         if pyr.model_id != store.model:
             raise ValueError(f"the store's tiles come from model {store.model!r}, but --refiner "
                              f"{args.refiner or 'auto'} opens {pyr.model_id!r}: pass the store's --refiner, "
-                             f"or --no-features")
+                             f"or --terrain-only")
         features = feature_source(pyr)
     report = export_store(store, args.out, args.format, water=water, features=features)
     print(report.line(Path(args.out)), flush=True)
@@ -78,5 +78,5 @@ def register(sub) -> None:
     sp.add_argument("--refiner", default=None,
                     help="3dtiles: the refiner the store was baked with, to generate its buildings and trees "
                          "(default: best available)")
-    sp.add_argument("--no-features", action="store_true", help="3dtiles: terrain only (no buildings, no trees)")
+    sp.add_argument("--terrain-only", action="store_true", help="3dtiles: terrain only (no buildings, no trees)")
     sp.set_defaults(func=cmd_export)

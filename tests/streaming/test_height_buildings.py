@@ -137,3 +137,17 @@ def test_ground_client_surface_buildings(served, paris):
     with GroundClient(served.url, surface="buildings") as wire:  # tiles without a feature layer
         with pytest.raises(ValueError, match="carries no buildings"):
             wire.prefetch(centre, 10.0)
+
+
+def test_wire_buildings_reads_the_tiles_feature_layer():
+    """GroundClient's default source: the decoded tile's feature layer (an object or a map
+    with ``buildings``); None when the tile carries no layer."""
+    from types import SimpleNamespace
+
+    from streaming.sim import wire_buildings
+
+    b = np.array([[10.0, -20.0, 8.0, 12.0, 9.6]], np.float32)
+    assert wire_buildings(SimpleNamespace(features=SimpleNamespace(buildings=b))) is b
+    assert wire_buildings(SimpleNamespace(features={"buildings": b})) is b
+    assert wire_buildings(SimpleNamespace(features=None)) is None
+    assert wire_buildings(SimpleNamespace()) is None
