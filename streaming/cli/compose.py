@@ -64,7 +64,7 @@ def building_source(pyramid):
 
 def build_server(world: World | str, seed: int, refiner: str | None = None, token: str | None = None,
                  origins=None, store_dir: str | os.PathLike | None = None, service_config=None, limits=None,
-                 gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, features: bool = True):
+                 gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, terrain_only: bool = False):
     """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
 
     ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
@@ -73,8 +73,8 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     ``streaming.http.HttpConfig`` to answer Cesium terrain, imagery and 3D Tiles on the same
     port (earth only; ValueError otherwise, before any generator opens); ``mesh_procs``: mesh
     and encode in that many worker processes (``streaming.procencode``; 0: on the service's
-    threads); ``features``: buildings and trees in the 3D Tiles GLBs (``http``) and
-    ``surface: "buildings"`` height queries."""
+    threads); ``terrain_only``: no buildings and trees in the 3D Tiles GLBs (``http``) and no
+    ``surface: "buildings"`` height queries (both are there by default)."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -100,7 +100,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     service = TileService(world, pyr.tiles, cfg, store=store, encode=encode)
     heights = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
                                                                 max_tiles=limits.max_height_tiles),
-                            buildings=building_source(pyr) if features else None)
+                            buildings=None if terrain_only else building_source(pyr))
     service.on_fields = heights.remember
     info = ServerInfo(world=world.value, seed=seed, model=pyr.model_id, token=token, limits=limits)
     endpoints = None
@@ -110,5 +110,5 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
 
         endpoints = HttpEndpoints(service, name=f"worldstream {world.value} seed {seed} ({pyr.model_id})",
                                   token=token, allowed_origins=origins, config=http, water=earth_water_mask,
-                                  features=feature_source(pyr) if features else None)
+                                  features=None if terrain_only else feature_source(pyr))
     return TileServer(info, service, heights=heights, allowed_origins=origins, http=endpoints)

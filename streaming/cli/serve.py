@@ -24,7 +24,7 @@ def cmd_serve(args) -> int:
         http = HttpConfig() if args.http_max_level is None else HttpConfig(max_level=args.http_max_level)
     server = build_server(args.world, args.seed, args.refiner, args.token, args.origin, args.store, cfg,
                           gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20,
-                          http=http, mesh_procs=args.mesh_procs, features=not args.terrain_only)
+                          http=http, mesh_procs=args.mesh_procs, terrain_only=args.terrain_only)
     asyncio.run(serve_forever(server, args.host, args.port))
     return 0
 
