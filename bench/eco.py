@@ -13,8 +13,13 @@ of serving a stored frame in each ecosystem format (the websocket frame is the b
   cost with the neighbours' edges already held (steady state) and with all four
   neighbours decoded and placed for it (worst case).
 
+- features: on urban tiles (central Paris, levels 15 and 16, ``--block`` x ``--block`` tiles
+  each), bytes of the 3D Tiles GLB without and with the tile's buildings and instanced trees
+  (raw and gzip), the buildings and trees per tile, and the ms the features add to a GLB
+  (generating them, land cover included, and drawing them).
+
 Ends with one JSON line. Usage:
-    python bench/eco.py [--levels 5..9] [--quick] [--formats-only]
+    python bench/eco.py [--levels 5..9] [--quick] [--formats-only] [--features-only] [--block 2]
 """
 
 from __future__ import annotations
@@ -120,6 +125,58 @@ def bench_formats(keys, repeat: int = 3):
     return rows, len(frames)
 
 
+PARIS = (48.857, 2.352)
+
+
+def bench_features(levels=(15, 16), block: int = 2, repeat: int = 3):
+    """Per level: mean bytes of the GLB without / with features over ``block`` x ``block``
+    tiles of central Paris, and the time the features cost (median per tile)."""
+    from generator.pyramid import open_world
+    from runtime.tiles import T, TileKey, spacing_deg
+    from streaming.cli.compose import feature_source
+    from streaming.tileservice import mesh_encoder
+
+    pyr = open_world("earth", 0, refiner="fractal")
+    features, enc = feature_source(pyr), mesh_encoder()
+    rows = []
+    for level in levels:
+        span = T * spacing_deg(level)
+        x0, y0 = int((PARIS[1] + 180.0) // span), int((90.0 - PARIS[0]) // span)
+        keys = [TileKey(level, x0 + i, y0 + j) for j in range(block) for i in range(block)]
+        frames = {k: enc(World.EARTH, k, f) for k, f in zip(keys, pyr.tiles(keys))}
+        E.glb_bytes(frames[keys[0]], features=features(keys[0]))  # imports and context, outside the timing
+        plain, full, gz0, gz1, n_b, n_t, t_gen, t_draw = [], [], [], [], [], [], [], []
+        for k in keys:
+            t = time.process_time()
+            feats = features(k)
+            t_gen.append(1e3 * (time.process_time() - t))
+            best0 = best1 = float("inf")
+            for _ in range(repeat):
+                t = time.perf_counter()
+                g0 = E.glb_bytes(frames[k])
+                best0 = min(best0, time.perf_counter() - t)
+                t = time.perf_counter()
+                g1 = E.glb_bytes(frames[k], features=feats)
+                best1 = min(best1, time.perf_counter() - t)
+            t_draw.append(1e3 * (best1 - best0))
+            plain.append(len(g0))
+            full.append(len(g1))
+            gz0.append(len(gzip.compress(g0, 6)))
+            gz1.append(len(gzip.compress(g1, 6)))
+            n_b.append(len(feats["buildings"]))
+            n_t.append(len(feats["trees"]))
+        mean = statistics.mean
+        rows.append({"level": level, "tiles": len(keys), "buildings": round(mean(n_b), 1), "trees": round(mean(n_t), 1),
+                     "wire_kb": round(mean(len(frames[k]) for k in keys) / 1e3, 1),
+                     "glb_kb": round(mean(plain) / 1e3, 1), "glb_features_kb": round(mean(full) / 1e3, 1),
+                     "growth_pct": round(100.0 * (mean(full) / mean(plain) - 1.0), 1),
+                     "gzip_kb": round(mean(gz0) / 1e3, 1), "gzip_features_kb": round(mean(gz1) / 1e3, 1),
+                     "gzip_growth_pct": round(100.0 * (mean(gz1) / mean(gz0) - 1.0), 1),
+                     "features_ms": round(statistics.median(t_gen), 1),
+                     "draw_ms": round(statistics.median(t_draw), 1)})
+    return rows
+
+
 def table(rows):
     cols = list(rows[0])
     w = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
@@ -134,7 +191,16 @@ def main():
     ap.add_argument("--quick", action="store_true", help="levels 5..7, no 1-worker Ray run")
     ap.add_argument("--formats-only", action="store_true", help="skip the bake runs")
     ap.add_argument("--repeat", type=int, default=3, help="conversions per tile (the fastest counts)")
+    ap.add_argument("--features-only", action="store_true", help="only the GLB with / without features (Paris)")
+    ap.add_argument("--block", type=int, default=2, help="features: block x block Paris tiles per level")
     args = ap.parse_args()
+    if args.features_only:
+        rows = bench_features(block=args.block, repeat=args.repeat)
+        print(f"3D Tiles GLB without / with buildings and trees: central Paris, "
+              f"{args.block}x{args.block} tiles per level")
+        table(rows)
+        print(json.dumps({"bench": "eco", "features": rows}))
+        return
     levels = parse_levels("5..7" if args.quick else args.levels)
     keys = plan_keys(World.EARTH, BOX, levels)
     bake_rows = []
@@ -150,7 +216,11 @@ def main():
     fmt_rows, n = bench_formats(plan_keys(World.EARTH, BOX, (5, 7)), args.repeat)
     print(f"formats: median over {n} stored tiles of the fastest of {args.repeat} conversions")
     table(fmt_rows)
-    print(json.dumps({"bench": "eco", "tiles": len(keys), "bake": bake_rows, "formats": fmt_rows}))
+    feat_rows = bench_features(block=1 if args.quick else args.block, repeat=args.repeat)
+    print("\n3D Tiles GLB without / with buildings and trees (central Paris)")
+    table(feat_rows)
+    print(json.dumps({"bench": "eco", "tiles": len(keys), "bake": bake_rows, "formats": fmt_rows,
+                      "features": feat_rows}))
 
 
 if __name__ == "__main__":

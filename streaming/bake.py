@@ -368,10 +368,13 @@ def _write(path: Path, data: bytes) -> int:
     return len(data)
 
 
-def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None, water=None) -> ExportReport:
+def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None, water=None,
+                 features=None) -> ExportReport:
     """Write the store's tiles as static ``quantized-mesh`` (terrain/ + imagery/) or
     ``3dtiles`` (3dtiles/) files under ``out``. ``water``: the world's water
-    (``ecosystem.WaterMask``), written as the quantized-mesh water mask when given."""
+    (``ecosystem.WaterMask``), written as the quantized-mesh water mask when given;
+    ``features``: the world's buildings and trees (``ecosystem.Features``, of the store's
+    model), drawn in every 3D Tiles GLB and counted in its height range when given."""
     from streaming import ecosystem as E
     from streaming import implicit as I
 
@@ -407,8 +410,9 @@ def export_store(store, out: str | os.PathLike, fmt: str, progress_stream=None, 
             n_bytes += _write(out / "imagery" / f"{key.level}/{key.x}/{key.y}.png", E.imagery_png(frame))
             files += 2
         else:
-            n_bytes += _write(out / "3dtiles" / E.glb_path_of(key), E.mesh_glb(mesh, tile.image))
-            heights[key] = E.tile_height_range(frame)
+            feats = features(key) if features is not None else None
+            n_bytes += _write(out / "3dtiles" / E.glb_path_of(key), E.mesh_glb(mesh, tile.image, feats))
+            heights[key] = E.tile_height_range(frame, World.EARTH, feats)
             files += 1
         progress.update(i + 1, len(good), n_bytes)
     if not good:

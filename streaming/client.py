@@ -157,13 +157,16 @@ class TileClient:
         await self.ws.send(P.pack({"type": "stats"}))
         return await self._stats
 
-    async def heights(self, points_xy: np.ndarray, mode: str = "best", level: int | None = None) -> dict:
+    async def heights(self, points_xy: np.ndarray, mode: str = "best", level: int | None = None,
+                      surface: str = "bare") -> dict:
         """Heights at (n, 2) points (plane: east, north m; earth: lon, lat deg); returns
         ``height_m`` (n,) float64 bare earth (alias ``ground_m``), ``normal`` (n, 3) float64
         unit east-north-up (alias ``normal_enu``), ``level`` (n,) int32, and from servers
         that send them ``water_m`` (n,) float64 (NaN where dry) and ``is_water`` (n,) bool.
         ``mode``: ``best`` (level ``level`` or 16) or ``detailed`` (level ``level`` or the
-        server's max); the answer depends only on the world, model, points, mode and level."""
+        server's max); the answer depends only on the world, model, points, mode, level and
+        surface. ``surface="buildings"``: ``height_m`` is the roof inside a building footprint
+        (collision), ``ground_m`` the bare earth, ``on_building`` (n,) bool (docs/PROTOCOL.md)."""
         assert self.ws is not None
         rid = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
@@ -176,6 +179,8 @@ class TileClient:
         }
         if level is not None:
             msg["level"] = level
+        if surface != "bare":  # absent means bare: the request of a bare query is unchanged
+            msg["surface"] = surface
         await self.ws.send(P.pack(msg))
         return await fut
 
@@ -292,8 +297,9 @@ class SyncTileClient:
         except queue.Empty:
             return None
 
-    def heights(self, points_xy: np.ndarray, mode: str = "best", level: int | None = None) -> dict:
-        return self._call(self._client.heights(points_xy, mode, level))
+    def heights(self, points_xy: np.ndarray, mode: str = "best", level: int | None = None,
+                surface: str = "bare") -> dict:
+        return self._call(self._client.heights(points_xy, mode, level, surface))
 
     def fetch(self, keys: Sequence[TileKey], timeout_s: float = 120.0) -> dict[TileKey, Any]:
         """Request ``keys`` and block until all arrived (decoded); raises ServerError."""
@@ -316,11 +322,12 @@ def _height_answer(msg: dict) -> dict:
     height`` uses: ``ground_m`` (the same array as ``height_m``) and ``normal_enu``
     (``normal``); ``is_water`` as bool."""
     out = {k: P.decode_array(v, k) if isinstance(v, dict) else v for k, v in msg.items() if k not in ("type", "id")}
-    if "height_m" in out:
+    if "height_m" in out and "ground_m" not in out:  # a bare answer: the height is the ground
         out["ground_m"] = out["height_m"]
     if "normal" in out:
         out["normal_enu"] = out["normal"]
-    if "is_water" in out:
-        out["is_water"] = np.asarray(out["is_water"]).astype(bool)
+    for flag in ("is_water", "on_building"):
+        if flag in out:
+            out[flag] = np.asarray(out[flag]).astype(bool)
     return out
 

@@ -13,9 +13,11 @@ converted alone uses the shared-edge rule; given its neighbours' frames (static 
   the water mask of ``sea_mask``) and its ``layer.json``;
 - a 256 x 256 PNG imagery tile of the tile colour (same geographic tiling; Cesium's
   ``UrlTemplateImageryProvider`` ``{y}`` counts rows from the north, like our keys);
-- 3D Tiles GLB content (runtime.formats.export.tile_glb, textured, with skirts) and
-  each tile's content height range (skirts and chord sag included,
-  runtime.formats.bounds); the implicit tiling around them is ``streaming.implicit``.
+- 3D Tiles GLB content (runtime.formats.export.tile_glb, textured, with skirts), with the
+  tile's buildings (extruded, roofed) and trees (``EXT_mesh_gpu_instancing``) when a
+  ``Features`` source is handed in (runtime.formats.features_glb), and each tile's content
+  height range (skirts, chord sag, roofs and tree tops included, runtime.formats.bounds);
+  the implicit tiling around them is ``streaming.implicit``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
 from runtime.formats.bounds import content_height_range_m
 from runtime.formats.export import layer_json, quantized_mesh, tile_glb
+from runtime.formats.features_glb import append_features, feature_height_range, ground_grid
 from runtime.formats.watermask import water_mask_extension
 from runtime.lru import LRU
 from runtime.tiles import MAX_LEVEL, T, TileKey, World, skirt_depth_for, tiles_y, validate_key
@@ -183,11 +186,27 @@ WaterMask = Callable[[TileKey], np.ndarray]
 handed in by the composition root (generator.water.earth_water_mask)."""
 
 
-def tile_height_range(frame: bytes, world: World = World.EARTH) -> tuple[float, float]:
+Features = Callable[[TileKey], Mapping[str, np.ndarray]]
+"""key -> {"buildings": (N, 5), "trees": (M, 3)} float32 of a tile (the generator's check
+contract, runtime.footprints), empty arrays at levels that carry none: handed in by the
+composition root (streaming never imports the generator)."""
+
+
+def tile_height_range(frame: bytes, world: World = World.EARTH,
+                      features: Mapping[str, np.ndarray] | None = None) -> tuple[float, float]:
     """Geodetic height range (m) enclosing a tile frame's 3D Tiles content: the TIN, its
-    skirts and the chord sag of its flat triangles (runtime.formats.bounds)."""
-    mesh = tin_mesh(World.parse(world), frame_tile(frame))
-    return content_height_range_m(mesh.vertices_m.astype(np.float64) + mesh.center_m, mesh.all_faces)
+    skirts and the chord sag of its flat triangles (runtime.formats.bounds), and the
+    ``features`` drawn with it (building walls and roofs, tree tops)."""
+    world = World.parse(world)
+    tile = frame_tile(frame)
+    mesh = tin_mesh(world, tile)
+    lo, hi = content_height_range_m(mesh.vertices_m.astype(np.float64) + mesh.center_m, mesh.all_faces)
+    if features:
+        r = feature_height_range(world, tile.key, ground_grid(tile.grid_rc, tile.height_m, tile.faces),
+                                 features.get("buildings"), features.get("trees"))
+        if r is not None:
+            lo, hi = min(lo, r[0]), max(hi, r[1])
+    return lo, hi
 
 
 def imagery_png(frame: bytes) -> bytes:
@@ -207,25 +226,36 @@ def imagery_png(frame: bytes) -> bytes:
     return buf.getvalue()
 
 
-def glb_bytes(frame: bytes, world: World = World.EARTH, neighbours: Iterable[bytes] = ()) -> bytes:
+def glb_bytes(frame: bytes, world: World = World.EARTH, neighbours: Iterable[bytes] = (),
+              features: Mapping[str, np.ndarray] | None = None) -> bytes:
     """A textured GLB (TIN + skirts, Y-up, centre in the node transform) of a tile frame;
-    ``neighbours``: frames of adjacent tiles to stitch normals with (see ``frame_mesh``)."""
+    ``neighbours``: frames of adjacent tiles to stitch normals with (see ``frame_mesh``);
+    ``features``: the tile's buildings and trees (``Features``), drawn on the TIN."""
     mesh, tile = frame_mesh(frame, World.parse(world), neighbours)
-    return mesh_glb(mesh, tile.image)
+    return mesh_glb(mesh, tile.image, features, World.parse(world))
 
 
-def mesh_glb(mesh: TileMesh, image: bytes | None) -> bytes:
+def mesh_glb(mesh: TileMesh, image: bytes | None, features: Mapping[str, np.ndarray] | None = None,
+             world: World = World.EARTH) -> bytes:
     """runtime.formats.export.tile_glb with a terrain material: the texture (JPEG/PNG
     bytes or None) is the albedo (base colour factor 1), not metallic, fully rough.
     (trimesh's default material darkens the texture to 40 % and glTF's default metallic
-    factor is 1.) Textures clamp to their edge (``clamp_textures``)."""
+    factor is 1.) Textures clamp to their edge (``clamp_textures``). ``features``: the
+    tile's {"buildings", "trees"} arrays (``world``'s frame), appended as a building mesh and instanced trees
+    standing on the TIN (runtime.formats.features_glb); the terrain's bytes stay as they are."""
     import trimesh
     from PIL import Image
 
     picture = Image.open(io.BytesIO(image)).convert("RGB") if image is not None else None
     material = trimesh.visual.material.PBRMaterial(
         baseColorTexture=picture, baseColorFactor=[255, 255, 255, 255], metallicFactor=0.0, roughnessFactor=1.0)
-    return clamp_textures(tile_glb(mesh, material=material, y_up=True))
+    glb = clamp_textures(tile_glb(mesh, material=material, y_up=True))
+    if features:
+        glb = append_features(glb, World.parse(world), mesh.key, mesh.center_m,
+                              ground_grid(mesh.grid_rc, mesh.height_m, mesh.faces),
+                              features.get("buildings"), features.get("trees"))
+    return glb
+
 
 
 def clamp_textures(glb: bytes) -> bytes:

@@ -19,6 +19,13 @@ At most ``max_tiles`` distinct tiles per query. Every answer carries, per point,
 bare-earth height, the ENU normal, the level, and the water surface and flag of
 ``runtime.ground.water_at`` (from the ``WATER_CONTEXT_LEVEL`` field at the same points).
 
+Surfaces, said explicitly: ``bare`` (the default) answers the bare earth; ``buildings``
+(collision) answers, inside a building footprint, its roof (``runtime.footprints``: the
+bare earth at the footprint centre plus the building's height; normal straight up) and
+the bare earth elsewhere, plus ``ground_m`` (the bare earth everywhere) and
+``on_building``. Buildings come from a ``Buildings`` source handed in by the composition
+root, at the query level, which must be one that carries buildings (``Buildings.levels``).
+
 Every mode costs at most ``max_tiles`` distinct tiles per query (held or generated),
 checked before anything is generated, and the queries of one ``owner`` (connection)
 wait for at most ``max_tiles`` tiles at a time, so neither generator time nor memory
@@ -36,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.footprints import roofs_at
 from runtime.grids import bilinear
 from runtime.ground import DEFAULT_LEVEL, WATER_CONTEXT_LEVEL, water_at
 from runtime.lru import LRU
@@ -48,10 +56,44 @@ from runtime.tiles import (
     World,
     spacing_m,
 )
+from streaming.protocol import HEIGHT_SURFACES
 
 FieldsFn = Callable[..., Awaitable[Sequence]]
 """(keys, owner) -> fields with ``.height`` (T+1, T+1) float32 (``TileService.fields``;
 ``owner`` is the fair-queue lane, the asking connection)."""
+
+SURFACES = HEIGHT_SURFACES
+"""What a height answers: the bare earth, or the earth with buildings (roofs)."""
+
+Buildings = Callable[[TileKey, np.ndarray], np.ndarray]
+"""(key, heights (T+1, T+1) float32 of that tile) -> (N, 5) float32 buildings [east, north,
+width, depth, height] m (runtime.footprints); an attribute ``levels`` (a range) says which
+levels carry them. Handed in by the composition root (streaming never imports the generator)."""
+
+
+class BadHeightQuery(ValueError):
+    """A height query the server cannot answer as asked (a surface or level it does not serve)."""
+
+
+def check_surface(surface: str) -> str:
+    """``surface`` if it is one of SURFACES, else ValueError saying which exist."""
+    if surface not in SURFACES:
+        raise ValueError(f"surface must be one of {list(SURFACES)}, got {surface!r}")
+    return surface
+
+
+def building_surface(world: World, level: int, points: np.ndarray, grids: dict[TileKey, np.ndarray],
+                     buildings: dict[TileKey, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(roof_m (n,) float64, NaN where no footprint holds the point; on_building (n,) bool) of
+    ``points`` (n, 2) from their level-``level`` tiles' bare grids and buildings."""
+    rows, cols = global_samples(world, level, points)
+    kx, ky, r, c = tiles_and_local(world, level, rows, cols)
+    roof = np.full(len(r), np.nan)
+    for x, y in set(zip(kx.tolist(), ky.tolist(), strict=True)):
+        m = (kx == x) & (ky == y)
+        key = TileKey(level, x, y)
+        _, roof[m] = roofs_at(world, key, buildings[key], grids[key], r[m], c[m])
+    return roof, ~np.isnan(roof)
 
 
 # -- pure geometry of the sample grid ----------------------------------------------------
@@ -195,10 +237,13 @@ class HeightLimitError(ValueError):
 class HeightService:
     """Answers height queries from held height grids, generating what is missing."""
 
-    def __init__(self, world: World | str, fields: FieldsFn, config: HeightConfig = HeightConfig()):
+    def __init__(self, world: World | str, fields: FieldsFn, config: HeightConfig = HeightConfig(),
+                 buildings: Buildings | None = None):
         self.world = World.parse(world) if not isinstance(world, World) else world
         self.fields = fields
         self.config = config
+        self.buildings = buildings  # None: only the bare surface is served
+        self._footprints: LRU[TileKey, np.ndarray] = LRU(config.cache_tiles)
         self._grids: LRU[TileKey, np.ndarray] = LRU(config.cache_tiles)  # by count
         # Interpolation runs on one thread of its own: a flood of 4,096-point queries costs
         # that thread, never the event loop that serves every client.
@@ -228,9 +273,12 @@ class HeightService:
             have.update(zip(missing, grids, strict=True))
         return have
 
-    def mode_level(self, mode: str, level: int | None) -> int:
-        """The one level a query of ``mode`` answers at (``level``: the asked level or None)."""
+    def mode_level(self, mode: str, level: int | None, surface: str = "bare") -> int:
+        """The one level a query of ``mode`` answers at (``level``: the asked level or None).
+        Surface ``buildings``: ``detailed`` defaults to the deepest level carrying buildings."""
         if mode == "detailed":
+            if level is None and surface == "buildings" and self.buildings is not None:
+                return min(self.config.max_level, self.buildings.levels[-1])
             return self.config.max_level if level is None else int(level)
         if mode == "best":
             return min(self.config.best_level if level is None else int(level), self.config.max_level)
@@ -253,15 +301,44 @@ class HeightService:
             )
 
 
+    def _check_surface(self, surface: str, target: int) -> None:
+        try:
+            check_surface(surface)
+        except ValueError as exc:
+            raise BadHeightQuery(str(exc)) from None
+        if surface != "buildings":
+            return
+        if self.buildings is None:
+            raise BadHeightQuery("surface 'buildings' is not served here (the server runs without features)")
+        lv = self.buildings.levels
+        if target not in lv:
+            raise BadHeightQuery(f"surface 'buildings' answers at a level that carries buildings, "
+                                 f"{lv[0]}..{lv[-1]}; this query's level is {target}")
+
+    async def _footprints_of(self, grids: dict[TileKey, np.ndarray]) -> dict[TileKey, np.ndarray]:
+        out = {}
+        for key, grid in grids.items():
+            b = self._footprints.get(key)
+            if b is None:
+                b = await asyncio.get_running_loop().run_in_executor(self._math, self.buildings, key, grid)
+                b = np.asarray(b, np.float32)
+                self._footprints.put(key, b)
+            out[key] = b
+        return out
+
     async def query(
-        self, points: np.ndarray, mode: str = "best", level: int | None = None, owner=None
+        self, points: np.ndarray, mode: str = "best", level: int | None = None, owner=None, surface: str = "bare"
     ) -> dict[str, np.ndarray]:
-        """points (n, 2) float64 -> {"height_m" (n,) float64 bare earth, "normal" (n, 3)
-        float64 unit (east, north, up), "level" (n,) int32, "water_m" (n,) float64 (NaN
-        where dry), "is_water" (n,) uint8 0/1}; all at ``mode_level(mode, level)``.
-        ``owner``: the fair-queue lane missing tiles are generated in (the asking
-        connection). Raises HeightLimitError (nothing generated) when the points need more
-        than ``max_tiles`` distinct tiles, or the connection already waits for that many."""
+        """points (n, 2) float64 -> {"height_m" (n,) float64, "normal" (n, 3) float64 unit
+        (east, north, up), "level" (n,) int32, "water_m" (n,) float64 (NaN where dry),
+        "is_water" (n,) uint8 0/1}; all at ``mode_level(mode, level, surface)``.
+        ``surface`` "bare": height_m is the bare earth; "buildings": height_m is the roof
+        inside a footprint (normal up) and the bare earth elsewhere, and the answer adds
+        "ground_m" (n,) float64 bare earth and "on_building" (n,) uint8 0/1 (BadHeightQuery
+        for another surface, or a level without buildings). ``owner``: the fair-queue lane
+        missing tiles are generated in (the asking connection). Raises HeightLimitError
+        (nothing generated) when the points need more than ``max_tiles`` distinct tiles, or
+        the connection already waits for that many."""
         busy = self._generating.get(owner, 0)
         if owner is not None and busy >= self.config.max_tiles:  # refused before any work
             raise HeightLimitError(
@@ -269,7 +346,8 @@ class HeightService:
                 f"{self.config.max_tiles} at a time: ask again when an answer arrives"
             )
         pts = np.asarray(points, np.float64).reshape(-1, 2)
-        target = self.mode_level(mode, level)
+        target = self.mode_level(mode, level, surface)
+        self._check_surface(surface, target)
         pairs, _ = unique_tiles(self.world, target, pts)
         needed = {TileKey(target, int(x), int(y)) for x, y in pairs}
         self._over_limit(len(needed), f"at level {target}")
@@ -286,9 +364,19 @@ class HeightService:
             loop = asyncio.get_running_loop()
             h, nrm = await loop.run_in_executor(self._math, heights_at, self.world, target, pts, grids)
             water_m, is_water = await self.water(pts, h, owner)
+            if surface == "buildings":
+                footprints = await self._footprints_of(grids)
+                roof, on = await loop.run_in_executor(self._math, building_surface, self.world, target, pts,
+                                                      grids, footprints)
         finally:
             left = self._generating.pop(owner, 0) - missing
             if left > 0:
                 self._generating[owner] = left
-        return {"height_m": h, "normal": nrm, "level": np.full(len(pts), target, np.int32),
-                "water_m": water_m, "is_water": is_water}
+        out = {"height_m": h, "normal": nrm, "level": np.full(len(pts), target, np.int32),
+               "water_m": water_m, "is_water": is_water}
+        if surface == "buildings":
+            out["ground_m"] = h
+            out["height_m"] = np.where(on, roof, h)
+            out["normal"] = np.where(on[:, None], np.array([0.0, 0.0, 1.0]), nrm)
+            out["on_building"] = on.astype(np.uint8)
+        return out

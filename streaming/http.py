@@ -27,6 +27,11 @@ frames come through the same ``TileService`` (a client viewing a tile loads its
 neighbours too); their ``EdgeData`` is kept in a bounded LRU (``HttpConfig.edge_tiles``),
 so each tile is decoded and placed once for its neighbours.
 
+With a ``features`` source (``ecosystem.Features``, handed in by ``worldstream serve``)
+every GLB carries its tile's buildings and instanced trees, and every subtree's height
+range holds them; each tile's features are computed once (off the event loop) and kept in
+a bounded LRU (``HttpConfig.feature_tiles``) for its subtree and its GLB.
+
 Only the earth world has these endpoints (both formats are geographic).
 """
 
@@ -65,6 +70,7 @@ class HttpConfig:
     stitch: bool = True  # join terrain and GLB edge normals with the neighbours' (module docstring)
     edge_tiles: int = 4096  # tiles whose EdgeData (about 12 KB each) is kept for stitching
     stitch_wait_s: float = 2.0  # longest wait for neighbours; later ones: that edge unstitched, body not cached
+    feature_tiles: int = 256  # tiles whose buildings and trees are kept (for their subtree and GLB)
 
 
 class HttpError(Exception):
@@ -140,7 +146,8 @@ class HttpEndpoints:
     ``streaming.server.HttpHandler``."""
 
     def __init__(self, service: TileService, *, name: str, token: str | None = None,
-                 allowed_origins=None, config: HttpConfig = HttpConfig(), water: E.WaterMask | None = None):
+                 allowed_origins=None, config: HttpConfig = HttpConfig(), water: E.WaterMask | None = None,
+                 features: E.Features | None = None):
         if service.world is not World.EARTH:
             raise ValueError(f"HTTP terrain and 3D Tiles endpoints need the earth world, got {service.world.value}")
         if not 0 <= config.max_level <= MAX_LEVEL:
@@ -153,6 +160,8 @@ class HttpEndpoints:
         self.water = water  # the world's water (quantized-mesh water mask); None: not offered
         self._cache: LRU[tuple[str, TileKey], bytes] = LRU(config.cache_bytes, size=nbytes)
         self._edges: LRU[TileKey, tuple] = LRU(config.edge_tiles)  # key -> (EdgeData by side or None,)
+        self.features = features  # key -> {"buildings", "trees"}; None: terrain only
+        self._features: LRU[TileKey, dict] = LRU(config.feature_tiles)
         self.served = 0
 
     # -- the TileServer's http hook -----------------------------------------------------
@@ -219,7 +228,8 @@ class HttpEndpoints:
             max_level = self.config.max_level
 
             async def subtree():
-                r = await self._convert(route.key, E.tile_height_range)
+                feats = await self._tile_features(route.key)
+                r = await self._convert(route.key, lambda f: E.tile_height_range(f, World.EARTH, feats))
                 return I.served_subtree_bytes(route.coord, max_level, r)
 
             return await self._cached(cache_key, subtree)
@@ -231,11 +241,15 @@ class HttpEndpoints:
                 body = E.mesh_terrain_bytes(mesh, ext, self.water)
                 return gzip.compress(body, 6, mtime=0) if gz else body
         else:
+            feats = None
+
             def convert(mesh, frame):
-                return E.mesh_glb(mesh, E.frame_tile(frame).image)
+                return E.mesh_glb(mesh, E.frame_tile(frame).image, feats)
         hit = self._cache.get(cache_key)
         if hit is not None:
             return hit
+        if route.kind == "glb":
+            feats = await self._tile_features(route.key)
         body, complete = await self._convert_mesh(route.key, convert)
         if complete:  # a body with an edge left unstitched is not kept: the next one may stitch
             self._remember(cache_key, body)
@@ -301,6 +315,17 @@ class HttpEndpoints:
             data = None
         self._edges.put(key, (data,))
         return data
+
+    async def _tile_features(self, key: TileKey) -> dict | None:
+        """The tile's {"buildings", "trees"} (LRU, else computed off the event loop); None
+        without a features source."""
+        if self.features is None:
+            return None
+        held = self._features.get(key)
+        if held is None:
+            held = dict(await asyncio.get_running_loop().run_in_executor(None, self.features, key))
+            self._features.put(key, held)
+        return held
 
     async def _frame(self, key: TileKey, priority: float) -> bytes:
         fut = self.service.get(key, priority=priority)

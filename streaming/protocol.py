@@ -21,6 +21,7 @@ PROTOCOL_VERSION = 1
 
 CLIENT_TYPES = frozenset({"hello", "request", "cancel", "credits", "height", "stats"})
 SERVER_TYPES = frozenset({"hello", "tile", "height", "error", "stats"})
+HEIGHT_SURFACES = ("bare", "buildings")  # a height query's surface: bare earth, or with buildings
 
 # Only plain little-endian numeric dtypes may cross the wire.
 ALLOWED_DTYPES = frozenset({"|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f4", "<f8"})

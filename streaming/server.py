@@ -32,7 +32,7 @@ from websockets.http11 import Response
 from runtime.tiles import TileKey
 from streaming import protocol as P
 from streaming.admission import Admission
-from streaming.heights import HeightLimitError, HeightService
+from streaming.heights import BadHeightQuery, HeightLimitError, HeightService
 from streaming.session import Cancel, Close, HeightQuery, ServerInfo, ServerSession, StatsQuery, Want
 from streaming.tileservice import TileService
 
@@ -338,9 +338,11 @@ class _Connection:
             self.wake.set()
             return
         try:
-            res = await heights.query(q.points, q.mode, q.level, owner=self)
+            res = await heights.query(q.points, q.mode, q.level, owner=self, surface=q.surface)
         except HeightLimitError as exc:
             self.session.height_failed(q.request_id, P.ErrorCode.LIMIT, str(exc))
+        except BadHeightQuery as exc:
+            self.session.height_failed(q.request_id, P.ErrorCode.MALFORMED, str(exc))
         except Exception as exc:  # a generator failure under these points
             log.warning("height query failed: %s", exc)
             self.session.height_failed(

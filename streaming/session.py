@@ -64,6 +64,7 @@ class HeightQuery:
     points: np.ndarray
     mode: str  # "best" (level or 16, clamped to max_level) or "detailed" (level or max_level)
     level: int | None
+    surface: str = "bare"  # "bare" earth, or "buildings" (roofs inside footprints: collision)
 
 
 @dataclass(frozen=True)
@@ -289,10 +290,14 @@ class ServerSession:
                 ErrorCode.MALFORMED,
                 f"height 'level' must be an integer in [{lim.min_level}, {lim.max_level}] or absent",
             )
+        surface = msg.get("surface", "bare")
+        if surface not in P.HEIGHT_SURFACES:
+            raise ProtocolError(ErrorCode.MALFORMED, f"height 'surface' must be one of {list(P.HEIGHT_SURFACES)} "
+                                                     f"or absent (bare), got {str(surface)[:40]!r}")
         if self.heights_in_flight >= lim.max_height_queries:
             raise ProtocolError(ErrorCode.LIMIT, f"at most {lim.max_height_queries} height queries in flight")
         self.heights_in_flight += 1
-        return [HeightQuery(rid, pts.astype(np.float64), mode, level)]
+        return [HeightQuery(rid, pts.astype(np.float64), mode, level, surface)]
 
     def _stats(self, msg: dict[str, Any]) -> list:
         return [StatsQuery()]

@@ -20,6 +20,14 @@ with GroundClient("ws://127.0.0.1:8765") as g:   # level 16 (runtime.ground.DEFA
     h = g.height_at(6.8652, 45.8326)               # metres; LookupError outside what is held
     e, n, u = g.normal_at(6.8652, 45.8326)         # unit, east-north-up
 ```
+
+Surfaces, said explicitly: ``GroundClient(..., surface="bare")`` (the default) answers the
+bare earth; ``surface="buildings"`` (collision) answers, inside a building footprint of a
+held tile, its roof (``runtime.footprints``: the held grid at the footprint centre plus the
+building's height, normal straight up) and the bare earth elsewhere; ``query`` and
+``ground_at`` then also give ``height_m`` / ``on_building`` while ``ground_m`` stays bare.
+The footprints are the held tiles' own (``buildings_of(decoded tile)``; by default the
+tile's ``buildings`` from the wire's feature layer), so the roofs are those the viewer draws.
 """
 
 from __future__ import annotations
@@ -31,10 +39,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.footprints import building_at, check_buildings, roof_levels
 from runtime.ground import DEFAULT_LEVEL, WATER_CONTEXT_LEVEL, water_at
 from runtime.tiles import LEVEL0_SPACING_DEG, WGS84_A_M, WGS84_E2, T, TileKey, World, spacing_m
 from runtime.tin.surface import tin_grid
-from streaming.heights import global_samples, sample_spacing_m, tiles_and_local
+from streaming.heights import check_surface, global_samples, sample_spacing_m, tiles_and_local
+
+UP = (0.0, 0.0, 1.0)
 
 
 class NotPrefetched(LookupError):
@@ -51,6 +62,8 @@ class GroundPoint:
     is_water: bool
     normal_enu: tuple[float, float, float]
     level: int
+    height_m: float | None = None  # surface "buildings": the roof inside a footprint, else ground_m
+    on_building: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,13 +74,33 @@ class _Tile:
     d_col: np.ndarray
     d_row: np.ndarray
     tolerance_m: float
+    key: TileKey | None = None
+    buildings: np.ndarray | None = None  # (N, 5) footprints (surface "buildings"), roofs (N,) m
+    roofs: np.ndarray | None = None
 
 
-def _tile_from_decoded(tile) -> _Tile:
+def wire_buildings(tile) -> np.ndarray | None:
+    """The (N, 5) buildings a decoded wire tile carries in its feature layer (``features``:
+    an object or map with ``buildings``), None when it carries none."""
+    layer = getattr(tile, "features", None)
+    if isinstance(layer, dict):
+        return layer.get("buildings")
+    return getattr(layer, "buildings", None)
+
+
+def _tile_from_decoded(tile, world: World | None = None, buildings_of=None) -> _Tile:
     h = tin_grid(tile.grid_rc, tile.height_m, tile.faces, tile.grid_size)
     d_row, d_col = np.gradient(h)  # central inside, one-sided on the border (streaming/heights.py)
+    b = roofs = None
+    if buildings_of is not None:
+        got = buildings_of(tile)
+        if got is None:
+            raise ValueError(f"tile {tile.key} carries no buildings (a server or wire without the feature "
+                             f"layer); surface 'buildings' needs them")
+        b = check_buildings(got)
+        roofs = roof_levels(world, tile.key, b, h)
     return _Tile(h, np.ascontiguousarray(d_col), np.ascontiguousarray(d_row),
-                 float(tile.geometric_error_m) + 0.5 * float(tile.height_step_m))
+                 float(tile.geometric_error_m) + 0.5 * float(tile.height_step_m), tile.key, b, roofs)
 
 
 class GroundClient:
@@ -77,17 +110,24 @@ class GroundClient:
     closed by ``close``); level: query level (default ``DEFAULT_LEVEL``, 16); max_tiles:
     tiles held (about 1.6 MB each; least recently prefetched go first, never the ones of
     the latest prefetch). Points: plane (east, north) metres, earth (lon, lat) degrees.
+    surface: "bare" (default) or "buildings" (module docstring); buildings_of: decoded
+    tile -> (N, 5) buildings or None (default ``wire_buildings``).
     Reads take no lock and may run on any thread while another prefetches.
     """
 
     def __init__(self, url: str | None = None, *, client=None, level: int = DEFAULT_LEVEL,
-                 max_tiles: int = 128, token: str | None = None):
+                 max_tiles: int = 128, token: str | None = None, surface: str = "bare", buildings_of=None):
         from streaming.client import SyncTileClient
+
+        self.surface = check_surface(surface)
+        self._buildings_of = (buildings_of or wire_buildings) if surface == "buildings" else None
 
         if (url is None) == (client is None):
             raise ValueError("give exactly one of url (a running server) or client (a SyncTileClient)")
         self._own = client is None
-        self.client = client if client is not None else SyncTileClient(url, token=token)
+        # Surface "buildings" asks for the tiles' feature layer (servers without it ignore the ask).
+        expect = {"layers": ["features"]} if self.surface == "buildings" else None
+        self.client = client if client is not None else SyncTileClient(url, token=token, expect=expect)
         self.world = World.parse(self.client.hello.world)
         top = int(self.client.hello.limits.get("max_level", 24))
         if not 0 <= level <= top:
@@ -177,7 +217,7 @@ class GroundClient:
             got = {}
             if missing:
                 tiles = self.client.fetch([TileKey(self.level, x, y) for x, y in missing], timeout_s)
-                got = {(k.x, k.y): _tile_from_decoded(v) for k, v in tiles.items()}
+                got = {(k.x, k.y): _tile_from_decoded(v, self.world, self._buildings_of) for k, v in tiles.items()}
                 fetched += len(missing)
             with self._lock:
                 self._tiles.update(got)
@@ -268,15 +308,25 @@ class GroundClient:
         bot = g.item(i + 1, j) * (1.0 - fc) + g.item(i + 1, j + 1) * fc
         return top * (1.0 - fr) + bot * fr
 
+    def _roof(self, tile: _Tile, i, j, fr, fc) -> float | None:
+        """The roof (m) over tile-local sample (i + fr, j + fc), None outside every footprint
+        (and always None on the bare surface)."""
+        if tile.buildings is None or not len(tile.buildings):
+            return None
+        k = int(building_at(self.world, tile.key, tile.buildings, [i + fr], [j + fc])[0])
+        return None if k < 0 else float(tile.roofs[k])
+
     def height_at(self, x: float, y: float) -> float:
-        """Bare-earth height (m) at (x, y). NotPrefetched outside the held tiles."""
+        """Height (m) at (x, y) of the client's surface: the bare earth, or with surface
+        "buildings" the roof inside a footprint. NotPrefetched outside the held tiles."""
         tile, i, j, fr, fc = self._cell(x, y)
-        return self._lerp(tile.h, i, j, fr, fc)
+        roof = self._roof(tile, i, j, fr, fc)
+        return self._lerp(tile.h, i, j, fr, fc) if roof is None else roof
 
     def normal_at(self, x: float, y: float) -> tuple[float, float, float]:
-        """Unit surface normal (east, north, up) at (x, y)."""
+        """Unit surface normal (east, north, up) at (x, y) (straight up on a roof)."""
         tile, i, j, fr, fc = self._cell(x, y)
-        return self._normal(tile, i, j, fr, fc, y)
+        return self._normal(tile, i, j, fr, fc, y) if self._roof(tile, i, j, fr, fc) is None else UP
 
     def _normal(self, tile: _Tile, i, j, fr, fc, y) -> tuple[float, float, float]:
         s_col, s_row = self._lerp(tile.d_col, i, j, fr, fc), self._lerp(tile.d_row, i, j, fr, fc)
@@ -300,8 +350,12 @@ class GroundClient:
         g = self._lerp(tile.h, i, j, fr, fc)
         water_m, is_water = water_at(self.world, [g], [self._context_at(x, y)])
         w = float(water_m[0])
-        return GroundPoint(g, None if math.isnan(w) else w, bool(is_water[0]),
-                           self._normal(tile, i, j, fr, fc, y), self.level)
+        normal = self._normal(tile, i, j, fr, fc, y)
+        if self.surface == "bare":
+            return GroundPoint(g, None if math.isnan(w) else w, bool(is_water[0]), normal, self.level)
+        roof = self._roof(tile, i, j, fr, fc)
+        return GroundPoint(g, None if math.isnan(w) else w, bool(is_water[0]), normal if roof is None else UP,
+                           self.level, g if roof is None else roof, roof is not None)
 
     def _context_at(self, x: float, y: float) -> float:
         """The scalar twin of ``_context_many`` (same arithmetic, same numbers)."""
@@ -350,12 +404,15 @@ class GroundClient:
     def query(self, points) -> dict[str, np.ndarray]:
         """Many points at once, vectorised per tile: points (n, 2) -> ``ground_m`` (n,),
         ``water_m`` (n,) (NaN where dry), ``is_water`` (n,) bool, ``normal_enu`` (n, 3), ``level``
-        (the keys of ``worldstream height --json``). NotPrefetched if any point is not held."""
+        (the keys of ``worldstream height --json``); surface "buildings" adds ``height_m`` (n,)
+        (the roof inside a footprint, else the ground) and ``on_building`` (n,) bool, and the
+        normal on a roof is straight up. NotPrefetched if any point is not held."""
         pts = np.asarray(points, np.float64).reshape(-1, 2)
         rows, cols = global_samples(self.world, self.level, pts)
         kx, ky, r, c = tiles_and_local(self.world, self.level, rows, cols)
         n = len(pts)
         h, s_col, s_row = np.empty(n), np.empty(n), np.empty(n)
+        roof = np.full(n, np.nan)
         for x, y in set(zip(kx.tolist(), ky.tolist(), strict=True)):
             tile = self._tiles.get((x, y))
             if tile is None:
@@ -368,6 +425,9 @@ class GroundClient:
                 top = g[i, j] * (1.0 - fc) + g[i, j + 1] * fc
                 bot = g[i + 1, j] * (1.0 - fc) + g[i + 1, j + 1] * fc
                 out[m] = top * (1.0 - fr) + bot * fr
+            if tile.buildings is not None and len(tile.buildings):
+                k = building_at(self.world, tile.key, tile.buildings, r[m], c[m])
+                roof[np.flatnonzero(m)[k >= 0]] = tile.roofs[k[k >= 0]]
         lat = np.clip(pts[:, 1], -90.0, 90.0) if self._is_earth else np.zeros(n)
         e_m, n_m = sample_spacing_m(self.world, self.level, lat)
         ge, gn = s_col / e_m, -s_row / n_m
@@ -375,8 +435,12 @@ class GroundClient:
         normal = np.stack([-ge / norm, -gn / norm, 1.0 / norm], 1)
         context = self._context_many(pts)
         water_m, is_water = water_at(self.world, h, context)
-        return {"ground_m": h, "water_m": water_m, "is_water": is_water, "normal_enu": normal,
-                "level": self.level}
+        out = {"ground_m": h, "water_m": water_m, "is_water": is_water, "normal_enu": normal, "level": self.level}
+        if self.surface == "buildings":
+            on = ~np.isnan(roof)
+            out.update(height_m=np.where(on, roof, h), on_building=on,
+                       normal_enu=np.where(on[:, None], np.array(UP), normal))
+        return out
 
     def close(self) -> None:
         if self._own:

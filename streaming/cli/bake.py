@@ -38,7 +38,17 @@ def cmd_export(args) -> int:
         from generator.water import earth_water_mask
 
         water = earth_water_mask
-    report = export_store(store, args.out, args.format, water=water)
+    features = None
+    if args.format == "3dtiles" and not args.terrain_only:
+        from streaming.cli.compose import feature_source, open_world
+
+        pyr = open_world(store.world, store.seed, args.refiner)
+        if pyr.model_id != store.model:
+            raise ValueError(f"the store's tiles come from model {store.model!r}, but --refiner "
+                             f"{args.refiner or 'auto'} opens {pyr.model_id!r}: pass the store's --refiner, "
+                             f"or --terrain-only")
+        features = feature_source(pyr)
+    report = export_store(store, args.out, args.format, water=water, features=features)
     print(report.line(Path(args.out)), flush=True)
     return 0
 
@@ -65,4 +75,8 @@ def register(sub) -> None:
     sp.add_argument("--out", required=True, help="output folder (terrain/ + imagery/, or 3dtiles/)")
     sp.add_argument("--world", type=A.world, default=None, help="pick a namespace when the store holds several")
     sp.add_argument("--seed", type=A.int_in(0, A.SEED_MAX, "seed"), default=None)
+    sp.add_argument("--refiner", default=None,
+                    help="3dtiles: the refiner the store was baked with, to generate its buildings and trees "
+                         "(default: best available)")
+    sp.add_argument("--terrain-only", action="store_true", help="3dtiles: terrain only (no buildings, no trees)")
     sp.set_defaults(func=cmd_export)

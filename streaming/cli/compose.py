@@ -29,9 +29,42 @@ def pyramid_opener(refiner: str | None = None):
     return functools.partial(open_pyramid, refiner=refiner or "auto")
 
 
+def feature_source(pyramid):
+    """``key -> {"buildings": (N, 5), "trees": (M, 3)}`` float32 of ``pyramid``'s tiles
+    (``streaming.ecosystem.Features``; generator.features, land cover computed once per
+    tile; empty arrays at levels that carry neither)."""
+    import numpy as np
+
+    from generator.features import BUILDING_LEVELS, NO_BUILDINGS, NO_TREES, TREE_LEVELS, buildings, trees
+    from generator.landcover import tile_landcover
+
+    def features(key) -> dict[str, np.ndarray]:
+        if key.level not in BUILDING_LEVELS and key.level not in TREE_LEVELS:
+            return {"buildings": NO_BUILDINGS, "trees": NO_TREES}
+        h = pyramid.tile(key).height
+        lc = tile_landcover(pyramid, key, h)
+        return {"buildings": buildings(pyramid.world, pyramid.seed, key, h, lc),
+                "trees": trees(pyramid.world, pyramid.seed, key, lc, h)}
+
+    return features
+
+
+def building_source(pyramid):
+    """``(key, heights (T+1, T+1)) -> buildings (N, 5)`` float32 of ``pyramid``'s tiles, for
+    ``surface: "buildings"`` height queries (``streaming.heights.Buildings``)."""
+    from generator.features import BUILDING_LEVELS, buildings
+    from generator.landcover import tile_landcover
+
+    def of(key, heights_m):
+        return buildings(pyramid.world, pyramid.seed, key, heights_m, tile_landcover(pyramid, key, heights_m))
+
+    of.levels = BUILDING_LEVELS
+    return of
+
+
 def build_server(world: World | str, seed: int, refiner: str | None = None, token: str | None = None,
                  origins=None, store_dir: str | os.PathLike | None = None, service_config=None, limits=None,
-                 gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0):
+                 gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, terrain_only: bool = False):
     """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
 
     ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
@@ -40,7 +73,8 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     ``streaming.http.HttpConfig`` to answer Cesium terrain, imagery and 3D Tiles on the same
     port (earth only; ValueError otherwise, before any generator opens); ``mesh_procs``: mesh
     and encode in that many worker processes (``streaming.procencode``; 0: on the service's
-    threads)."""
+    threads); ``terrain_only``: no buildings and trees in the 3D Tiles GLBs (``http``) and no
+    ``surface: "buildings"`` height queries (both are there by default)."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -65,7 +99,8 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         encode = ProcessEncoder(mesh_procs, cfg.error_scale)
     service = TileService(world, pyr.tiles, cfg, store=store, encode=encode)
     heights = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
-                                                                max_tiles=limits.max_height_tiles))
+                                                                max_tiles=limits.max_height_tiles),
+                            buildings=None if terrain_only else building_source(pyr))
     service.on_fields = heights.remember
     info = ServerInfo(world=world.value, seed=seed, model=pyr.model_id, token=token, limits=limits)
     endpoints = None
@@ -74,5 +109,6 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         from streaming.http import HttpEndpoints
 
         endpoints = HttpEndpoints(service, name=f"worldstream {world.value} seed {seed} ({pyr.model_id})",
-                                  token=token, allowed_origins=origins, config=http, water=earth_water_mask)
+                                  token=token, allowed_origins=origins, config=http, water=earth_water_mask,
+                                  features=None if terrain_only else feature_source(pyr))
     return TileServer(info, service, heights=heights, allowed_origins=origins, http=endpoints)

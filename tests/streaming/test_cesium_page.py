@@ -18,7 +18,7 @@ from eco_fixtures import ServerThread
 from PIL import Image
 
 from generator.water import earth_water_mask
-from runtime.tiles import T, TileKey, spacing_deg
+from runtime.tiles import T, TileKey, World, spacing_deg
 from streaming import ecosystem as E
 from streaming import implicit as I
 from streaming.cli import build_server
@@ -235,8 +235,10 @@ def test_served_world_views_have_no_errors_and_no_failed_requests(site, web16, t
                 assert water["withWater"] >= 1, water
         # CesiumJS gave each loaded tile the height range of its content (subtree metadata).
         for root, level, x, y, lo, hi in boxes[:40]:
-            frame = web16.server.service.store.get(I.tile_key(I.ImplicitCoord(root, level, x, y)))
-            assert (lo, hi) == pytest.approx(E.tile_height_range(frame), abs=1e-6)
+            key = I.tile_key(I.ImplicitCoord(root, level, x, y))
+            frame = web16.server.service.store.get(key)
+            feats = web16.server.http.features(key)  # buildings and trees count in the box
+            assert (lo, hi) == pytest.approx(E.tile_height_range(frame, World.EARTH, feats), abs=1e-6)
         assert mode == "terrain" or len(boxes) >= 2
         assert len(levels) >= 2, f"{mode}: tiles should come from our server"
         deepest[mode] = max(levels)
@@ -250,6 +252,42 @@ def test_served_world_views_have_no_errors_and_no_failed_requests(site, web16, t
             small.save(FIGURES / f"cesium_{name}_{'terrain' if mode == 'terrain' else '3dtiles'}.png", optimize=True)
     print(name, "deepest level loaded:", deepest)
     assert abs(deepest["terrain"] - deepest["tiles"]) <= 1, deepest
+
+
+def test_served_3d_tiles_draw_paris_buildings_and_trees(site, web16, tmp_path):
+    """Central Paris from 700 m through the served 3D Tiles: GLBs with extruded buildings and
+    EXT_mesh_gpu_instancing trees load with no error and no failed request, and the boxes of
+    the loaded city tiles (levels 13+) reach up to their roofs. WORLDSTREAM_FIGURES=1 keeps
+    the screenshot as docs/figures/cesium_paris_700m_3dtiles.png."""
+    import os
+
+    b = Browser(tmp_path / "profile-paris", size=VIEW_SIZE)
+    try:
+        b.call("Page.navigate", url=f"http://127.0.0.1:{site.port}/index.html?mode=tiles&base={web16.base}"
+                                    f"&camera=2.352,48.835,700,0,-30&sse=8&maxlevel=16")
+        state = b.wait_for("window.__state !== 'loading' && window.__state", timeout_s=420)
+        errors = b.evaluate("window.__errors") + b.errors()
+        assert state == "loaded" and errors == [], errors
+        assert b.bad_responses() == []
+        png = b.screenshot()
+        boxes = b.evaluate(TILE_BOXES_JS)
+    finally:
+        b.close()
+    city = [(I.tile_key(I.ImplicitCoord(*c[:4])), c[5]) for c in boxes if c[1] >= 13]
+    assert city, f"levels 13+ should load over Paris, got {sorted({c[1] for c in boxes})}"
+    with_buildings = 0
+    for key, hi in city:
+        feats = web16.server.http.features(key)
+        terrain_hi = E.tile_height_range(web16.server.service.store.get(key))[1]
+        if len(feats["buildings"]):
+            with_buildings += 1
+            assert hi > terrain_hi + 3.0, (key, hi, terrain_hi)  # the box holds the roofs
+    assert with_buildings >= 1
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(float)
+    assert (img.mean(axis=2) > 5).mean() > 0.5 and img.std(axis=(0, 1)).max() > 8
+    if os.environ.get("WORLDSTREAM_FIGURES"):
+        small = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=96, method=Image.Quantize.MEDIANCUT)
+        small.save(FIGURES / "cesium_paris_700m_3dtiles.png", optimize=True)
 
 
 # ---------------------------------------------------------------- borders and errors a Cesium user sees
