@@ -360,6 +360,7 @@ class DecodedTile:
     topology: str
     image: bytes | None
     image_format: str | None
+    features: object | None = None  # runtime.featurelayer.FeatureLayer when the payload has the layer
 
 
 def encode_tile(
@@ -538,6 +539,11 @@ def decode_tile(payload: dict) -> DecodedTile:
             raise ValueError("image must be JPEG or PNG bytes")
     rc = grid_rc.astype(np.int64)
     edges = edge_indices(rc, t)
+    features = None
+    if payload.get("features") is not None:  # the optional feature layer (runtime.featurelayer)
+        from runtime.featurelayer import decode_layer
+
+        features = decode_layer(payload["features"], t)
     return DecodedTile(
         key=TileKey(*key),
         grid_size=t,
@@ -556,6 +562,7 @@ def decode_tile(payload: dict) -> DecodedTile:
         topology=topology,
         image=image,
         image_format=fmt,
+        features=features,
     )
 
 
