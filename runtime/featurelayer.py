@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.tiles import spacing_m
-from runtime.wire import ZLIB_LEVEL, _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag
+from runtime.intstreams import ZLIB_LEVEL, _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag
 
 FORMAT = "worldstream.features"
 VERSION = 1
