@@ -1,0 +1,132 @@
+"""The feature layer drawn and sensed (EGL): buildings, streets and trees of a plane-world city in
+the segmentation with the right classes, sky as sky, depth that sees roofs, NIR brighter over
+forest than water, identical frames across runs. Tiles go through the server's encoder, the
+wire and the client pipeline (``client_tile``), without sockets."""
+
+import math
+
+import numpy as np
+import pytest
+
+from generator.layer import layered_source
+from generator.pyramid import open_world
+from runtime.featurelayer import BUILDING, NO_CLASS, ROAD, SKY, TREE, URBAN, WATER
+from runtime.lod.camera import Camera
+from runtime.tiles import T, TileKey, World, spacing_m
+from runtime.wire import decode_tile
+from streaming import protocol as P
+from streaming.tileservice import mesh_encoder
+from viewer.flight import client_tile
+from viewer.renderer import TerrainRenderer
+from viewer.sensors import oriented
+
+CITY = TileKey(15, -6079, 257)  # plane seed 0: a city core (tests/generator/test_layer.py)
+COAST = TileKey(10, -118, 5)  # plane seed 0: 29 % sea, 68 % broadleaf and needleleaf forest
+SIZE = (240, 160)
+E, N, U = np.eye(3)
+
+
+@pytest.fixture(scope="module")
+def plane():
+    return open_world("plane", 0, refiner="fractal")
+
+
+def _client_tiles(pyr, keys, layer=True):
+    src = layered_source(pyr) if layer else pyr.tiles
+    out = {}
+    for k, f in zip(keys, src(keys)):
+        payload = P.unpack(mesh_encoder()(World.PLANE, k, f), 1 << 26)["tile"]
+        out[k] = client_tile(World.PLANE, k, decode_tile(payload))
+    return out
+
+
+@pytest.fixture(scope="module")
+def city(plane):
+    keys = [TileKey(15, CITY.x + dx, CITY.y + dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    return keys, _client_tiles(plane, keys)
+
+
+def _render(ctx, tiles, cam, features=True):
+    r = TerrainRenderer(ctx, cam.viewport_px)
+    for t in tiles.values():
+        r.upload(t.surface, t.image, layer=t.layer, placed=t.placed if features else None)
+    r.render(cam, list(tiles), U)
+    out = (r.read_rgb(), r.targets.read_segmentation(), r.read_depth_m(), r.targets.read_nir())
+    r.close()
+    return out
+
+
+def _centre_m(key):
+    s = spacing_m(key.level)
+    return (key.x * T + T / 2) * s, -(key.y * T + T / 2) * s
+
+
+def _oblique(tiles):
+    cx, cy = _centre_m(CITY)
+    g = float(tiles[CITY].grid()[T // 2, T // 2])
+    fwd, up = oriented(E, N, U, 45.0, -35.0)
+    return Camera(np.array([cx - 300.0, cy - 300.0, g + 300.0]), fwd, up, fov_y_rad=math.radians(60),
+                  viewport_px=SIZE, near_m=0.5)
+
+
+def test_city_frame_shows_buildings_streets_trees_and_sky_with_their_classes(gl_ctx, city):
+    keys, tiles = city
+    cam = _oblique(tiles)
+    rgb, seg, depth, _ = _render(gl_ctx, tiles, cam)
+    share = np.bincount(seg.ravel(), minlength=256) / seg.size
+    assert share[BUILDING] > 0.25 and share[ROAD] > 0.02 and share[TREE] > 0.01 and share[URBAN] > 0.03
+    assert share[NO_CLASS] == 0.0  # every ground pixel of a layer tile has a class
+    assert (seg[0] == SKY).all() and np.isinf(depth[0]).all()
+    assert np.isfinite(depth[seg != SKY]).all()
+    # without the features the same pixels are ground further away: depth sees the buildings
+    _, seg0, depth0, _ = _render(gl_ctx, tiles, cam, features=False)
+    b = seg == BUILDING
+    assert not (seg0 == BUILDING).any()
+    assert np.mean(depth[b] < depth0[b] - 0.5) > 0.95
+
+
+def test_nadir_pixel_over_the_tallest_building_is_its_roof(gl_ctx, city):
+    keys, tiles = city
+    placed = tiles[CITY].placed
+    i = int(np.argmax(np.linalg.norm(placed.buildings[:, 9:12], axis=1)))
+    base = tiles[CITY].surface.center_m + placed.buildings[i, :3].astype(np.float64)
+    top = base[2] + float(placed.buildings[i, 11])
+    fwd, up = oriented(E, N, U, 0.0, -90.0)
+    cam = Camera(np.array([base[0], base[1], top + 200.0]), fwd, up, fov_y_rad=math.radians(30),
+                 viewport_px=(64, 64), near_m=0.5)
+    _, seg, depth, _ = _render(gl_ctx, tiles, cam)
+    assert (seg[31:33, 31:33] == BUILDING).all()
+    assert np.allclose(depth[31:33, 31:33], 200.0, atol=0.05)
+
+
+def test_tiles_without_the_layer_leave_the_ground_unclassified_and_draw_nothing_extra(gl_ctx, plane, city):
+    keys, _ = city
+    tiles = _client_tiles(plane, keys[4:5], layer=False)
+    assert tiles[CITY].layer is None and tiles[CITY].placed is None
+    fwd, up = oriented(E, N, U, 0.0, -90.0)
+    cx, cy = _centre_m(CITY)
+    cam = Camera(np.array([cx, cy, 800.0]), fwd, up, fov_y_rad=math.radians(30), viewport_px=(32, 32))
+    _, seg, _, nir = _render(gl_ctx, tiles, cam)
+    assert (seg == NO_CLASS).all() and not nir.any()
+
+
+def test_nir_is_bright_over_forest_and_dark_over_water(gl_ctx, plane):
+    tiles = _client_tiles(plane, [COAST])
+    cx, cy = _centre_m(COAST)
+    fwd, up = oriented(E, N, U, 0.0, -90.0)
+    cam = Camera(np.array([cx, cy, 25_000.0]), fwd, up, fov_y_rad=math.radians(40), viewport_px=(96, 96))
+    _, seg, _, nir = _render(gl_ctx, tiles, cam)
+    forest, water = np.isin(seg, (6, 7)), seg == WATER
+    assert forest.mean() > 0.2 and water.mean() > 0.1
+    nf, nw = nir[..., 0][forest].mean(), nir[..., 0][water].mean()
+    assert nf > 80 and nw < 15, (nf, nw)  # palette NIR: broadleaf 0.5, needleleaf 0.38, water 0.03
+
+
+def test_frames_are_identical_across_runs(gl_ctx, plane, city):
+    keys, tiles = city
+    cam = _oblique(tiles)
+    a = _render(gl_ctx, tiles, cam)
+    again = _client_tiles(open_world("plane", 0, refiner="fractal"), keys)
+    b = _render(gl_ctx, again, cam)
+    for x, y in zip(a, b):
+        assert x.tobytes() == y.tobytes()
