@@ -14,11 +14,12 @@ Contents (all optional but the header):
   (the generator's scene colours, so the viewer and the NIR sensor need no generator).
 - ``buildings``: (N, 5) [east, north, width, depth, height] metres, east and north from
   the tile's sample [0, 0] along the grid axes (north = -row x spacing), axis-aligned
-  boxes standing on the ground; ``trees``: (M, 3) [east, north, height]. All values are
-  integers times ``quantum_m`` = 2^floor(log2(spacing / 8)) (1 m at level 13, 1/64 m at
-  level 19: about an eighth of a sample); east and north are delta coded in the
-  generator's order, everything zig-zag coded, split into byte planes and deflated per
-  stream (``runtime.wire``'s integer streams).
+  boxes standing on the ground; ``trees``: (M, 3) [east, north, height]. Each carries its
+  ``quantum_m``: building values are integers times 2^floor(log2(spacing / 8)) (1 m at
+  level 13, 1/64 m at level 19: about an eighth of a sample), tree values times four times
+  that (a crown is metres wide; trees are the bulk of a forest tile's layer); east and north
+  are delta coded in the generator's order, everything zig-zag coded, split into byte
+  planes and deflated per stream (``runtime.intstreams``). ``count`` 0 sends no streams.
 
 Decoding is exact: ``decode_layer(encode_layer(...))`` gives the quantised values bit for
 bit, and re-encoding them gives the same bytes.
@@ -53,23 +54,23 @@ _COLUMNS = {"buildings": ("east", "north", "width", "depth", "height"), "trees":
 _DELTA = ("east", "north")  # delta coded along the generator's (row-major) order
 
 
-def quantum_for_level(level: int) -> float:
-    """Feature quantum (m) of a level: the power of two <= spacing / 8."""
-    return 2.0 ** math.floor(math.log2(spacing_m(level) / 8.0))
+def quantum_for_level(level: int, kind: str = "buildings") -> float:
+    """Feature quantum (m) of a level: the power of two <= spacing / 8 for buildings, four times
+    that for trees."""
+    return 2.0 ** math.floor(math.log2(spacing_m(level) / 8.0)) * (4.0 if kind == "trees" else 1.0)
 
 
 @dataclass(frozen=True, eq=False)
 class FeatureLayer:
     """A decoded feature layer. classes: (T+1, T+1) uint8 or None; buildings: (N, 5) float32
     [east, north, width, depth, height] m; trees: (M, 3) float32 [east, north, height] m;
-    albedo: (C, 3) uint8 and nir: (C,) uint8 per class id, or None; quantum_m: metres."""
+    albedo: (C, 3) uint8 and nir: (C,) uint8 per class id, or None."""
 
     classes: np.ndarray | None
     buildings: np.ndarray
     trees: np.ndarray
     albedo: np.ndarray | None
     nir: np.ndarray | None
-    quantum_m: float
 
 
 def _quantise(a: np.ndarray, cols: int, what: str, q: float) -> np.ndarray:
@@ -86,8 +87,7 @@ def encode_layer(level: int, classes: np.ndarray | None = None, buildings: np.nd
 
     classes: (T+1, T+1) uint8 ids < len(CLASS_NAMES); buildings (N, 5), trees (M, 3) float
     metres; albedo (C, 3) and nir (C,) floats in [0, 1] per class (C = len(CLASS_NAMES))."""
-    q = quantum_for_level(level)
-    out: dict = {"format": FORMAT, "version": VERSION, "quantum_m": q}
+    out: dict = {"format": FORMAT, "version": VERSION}
     if classes is not None:
         c = np.asarray(classes)
         if c.ndim != 2 or c.shape[0] != c.shape[1] or c.dtype != np.uint8 or c.max(initial=0) >= len(CLASS_NAMES):
@@ -106,9 +106,10 @@ def encode_layer(level: int, classes: np.ndarray | None = None, buildings: np.nd
         if arr is None:
             continue
         cols = _COLUMNS[name]
+        q = quantum_for_level(level, name)
         v = _quantise(arr, len(cols), name, q)
-        streams = {"count": int(len(v))}
-        for i, col in enumerate(cols):
+        streams = {"count": int(len(v)), "quantum_m": q}
+        for i, col in enumerate(cols if len(v) else ()):
             s = np.diff(v[:, i], prepend=0) if col in _DELTA else v[:, i]
             streams[col] = _pack_uints(_zigzag(s))
         out[name] = streams
@@ -143,9 +144,6 @@ def decode_layer(p: dict, grid_size: int | None = None) -> FeatureLayer:
     if p.get("format") != FORMAT or p.get("version") != VERSION:
         raise ValueError(f"features must be format {FORMAT!r} version {VERSION}, "
                          f"got {p.get('format')!r} version {p.get('version')!r}")
-    q = _get(p, "quantum_m", float)
-    if not (q > 0 and math.isfinite(q) and math.frexp(q)[0] == 0.5):
-        raise ValueError(f"features quantum_m must be a positive power of two, got {q!r}")
     classes = None
     if "classes" in p:
         c = _get(p, "classes", dict)
@@ -177,9 +175,13 @@ def decode_layer(p: dict, grid_size: int | None = None) -> FeatureLayer:
         n = _get(s, "count", int, f"features {name}")
         if not 0 <= n <= MAX_FEATURES:
             raise ValueError(f"features {name} count must be in [0, {MAX_FEATURES}], got {n}")
+        q = _get(s, "quantum_m", float, f"features {name}")
+        if not (q > 0 and math.isfinite(q) and math.frexp(q)[0] == 0.5):
+            raise ValueError(f"features {name} quantum_m must be a positive power of two, got {q!r}")
         vals = []
-        for col in cols:
+        for col in cols if n else ():
             v = _unzigzag(_unpack_uints(_get(s, col, bytes, f"features {name}"), n, f"features {name} {col}"))
             vals.append(np.cumsum(v) if col in _DELTA else v)
-        arrays[name] = (np.stack(vals, axis=1).astype(np.float64) * q).astype(np.float32).reshape(n, len(cols))
-    return FeatureLayer(classes, arrays["buildings"], arrays["trees"], albedo, nir, q)
+        v = np.stack(vals, axis=1) if n else np.zeros((0, len(cols)))
+        arrays[name] = (v.astype(np.float64) * q).astype(np.float32).reshape(n, len(cols))
+    return FeatureLayer(classes, arrays["buildings"], arrays["trees"], albedo, nir)

@@ -27,11 +27,11 @@ def test_round_trip_is_exact_and_re_encodes_to_the_same_bytes(level):
     a = _layer_arrays()
     p = F.encode_layer(level, **a)
     d = F.decode_layer(p, T)
-    q = F.quantum_for_level(level)
-    assert q == {13: 1.0, 15: 0.25, 19: 1 / 64}[level]
+    q, qt = F.quantum_for_level(level), F.quantum_for_level(level, "trees")
+    assert q == {13: 1.0, 15: 0.25, 19: 1 / 64}[level] and qt == 4 * q
     np.testing.assert_array_equal(d.classes, a["classes"])
     np.testing.assert_array_equal(d.buildings, (np.round(a["buildings"].astype(np.float64) / q) * q).astype(np.float32))
-    np.testing.assert_array_equal(d.trees, (np.round(a["trees"].astype(np.float64) / q) * q).astype(np.float32))
+    np.testing.assert_array_equal(d.trees, (np.round(a["trees"].astype(np.float64) / qt) * qt).astype(np.float32))
     assert np.abs(d.buildings - a["buildings"]).max() <= q / 2 + 1e-4
     np.testing.assert_array_equal(d.albedo, np.round(a["albedo"] * 255).astype(np.uint8))
     again = F.encode_layer(level, d.classes, d.buildings, d.trees, d.albedo / 255.0, d.nir / 255.0)
@@ -62,7 +62,7 @@ def test_empty_layer_and_missing_parts():
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda p: p.update(version=2), "version 1"),
-    (lambda p: p.update(quantum_m=0.3), "power of two"),
+    (lambda p: p["trees"].update(quantum_m=0.3), "power of two"),
     (lambda p: p["classes"].update(size=100), "size"),
     (lambda p: p["classes"].update(data=b"junk"), "zlib"),
     (lambda p: p["buildings"].update(count=501), "buildings"),
