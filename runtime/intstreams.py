@@ -21,13 +21,13 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
     return (u >> 1) ^ -(u & 1)
 
 
-def _pack_uints(u: np.ndarray) -> bytes:
-    """Unsigned ints -> 1 byte (plane count) + byte planes, low plane first, deflated."""
+def _pack_uints(u: np.ndarray, level: int = ZLIB_LEVEL) -> bytes:
+    """Unsigned ints -> 1 byte (plane count) + byte planes, low plane first, deflated at ``level``."""
     u = np.asarray(u, dtype=np.uint64)
     top = int(u.max()) if len(u) else 0
     nplanes = max(1, (top.bit_length() + 7) // 8)
     planes = (u[None, :] >> (8 * np.arange(nplanes, dtype=np.uint64))[:, None]).astype(np.uint8)
-    return zlib.compress(bytes([nplanes]) + planes.tobytes(), ZLIB_LEVEL)
+    return zlib.compress(bytes([nplanes]) + planes.tobytes(), level)
 
 
 def _inflate(data: bytes, what: str, limit: int) -> bytes:

@@ -375,6 +375,7 @@ class TerrainRenderer:
             ctx.front_face = "ccw"
             ctx.enable(moderngl.CULL_FACE)
         prog["u_tex"].value, prog["u_ptex"].value, prog["u_nir"].value, prog["u_class"].value = 0, 1, 2, 3
+        prog["u_class_fade"].value = self.features.options.ground_colour_fade_m
         # Selection draws the parent from the distance where its error is error_target_px.
         k = camera.viewport_px[1] / (2.0 * math.tan(camera.fov_y_rad / 2.0))
         morph_k = k / self.morph.error_target_px if self.morph.enabled else 0.0

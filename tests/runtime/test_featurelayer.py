@@ -28,7 +28,7 @@ def test_round_trip_is_exact_and_re_encodes_to_the_same_bytes(level):
     p = F.encode_layer(level, **a)
     d = F.decode_layer(p, T)
     q, qt = F.quantum_for_level(level), F.quantum_for_level(level, "trees")
-    assert q == {13: 1.0, 15: 0.25, 19: 1 / 64}[level] and qt == 4 * q
+    assert q == {13: 2.0, 15: 0.5, 19: 1 / 32}[level] and qt == 4 * q
     np.testing.assert_array_equal(d.classes, a["classes"])
     np.testing.assert_array_equal(d.buildings, (np.round(a["buildings"].astype(np.float64) / q) * q).astype(np.float32))
     np.testing.assert_array_equal(d.trees, (np.round(a["trees"].astype(np.float64) / qt) * qt).astype(np.float32))

@@ -5,6 +5,8 @@ uniform sampler2D u_nir;
 uniform sampler2D u_class;    // (T+1)^2 land-cover class ids / 255 (runtime.featurelayer), nearest
 uniform vec3 u_palette[16];   // per class: albedo and NIR of the feature layer
 uniform float u_palette_nir[16];
+uniform vec2 u_class_fade;    // class colour full until x metres, none from y (the layer's coarsest
+                              // tiles lie beyond: no seam where tiles without classes begin)
 uniform vec4 u_tile[4];       // see the vertex shader
 uniform bool u_water;
 uniform vec3 u_sun;           // unit vector toward the sun
@@ -47,7 +49,8 @@ void main() {
         int c10 = class_at(g0 + ivec2(0, 1)), c11 = class_at(g0 + ivec2(1, 1));
         vec3 pal = mix(mix(u_palette[c00], u_palette[c01], f.x), mix(u_palette[c10], u_palette[c11], f.x), f.y);
         float lum = dot(albedo, vec3(0.3, 0.59, 0.11));
-        albedo = mix(albedo, pal * (0.8 + 0.4 * clamp(lum / max(dot(pal, vec3(0.3, 0.59, 0.11)), 0.05), 0.5, 1.5)), 0.75);
+        float w = 0.75 * (1.0 - smoothstep(u_class_fade.x, u_class_fade.y, length(v_rel)));
+        albedo = mix(albedo, pal * (0.8 + 0.4 * clamp(lum / max(dot(pal, vec3(0.3, 0.59, 0.11)), 0.05), 0.5, 1.5)), w);
         nir_class = u_palette_nir[cls];
     }
     float dist = length(v_rel);
