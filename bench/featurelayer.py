@@ -71,11 +71,66 @@ def measure(pyramid, world: World, key: TileKey, repeat: int = 1) -> dict:
             "decode_ms": 1e3 * t_dec, "place_ms": 1e3 * t_place}
 
 
+SEG_COLOURS = np.array([  # segmentation false colour per class id (255: black)
+    [30, 80, 160], [240, 240, 250], [120, 110, 100], [220, 200, 140], [150, 200, 90], [170, 160, 90],
+    [40, 120, 40], [20, 80, 50], [210, 190, 80], [80, 130, 110], [160, 160, 160], [220, 60, 50],
+    [60, 60, 60], [30, 170, 60], [140, 190, 240]], np.uint8)
+
+
+def figure(path: str, world: str = "plane", size=(640, 360)) -> dict:
+    """A 300 m pass over a city through the real pipeline (in-process server with ``--features``,
+    websocket, client, renderer): RGB beside the segmentation, written to ``path`` (PNG); returns
+    the capture's timings and class shares."""
+    from PIL import Image
+
+    from streaming.cli import build_server
+    from viewer.sensors import SensorSession, SensorSpec
+
+    if world == "plane":  # inside the plane city core (level 13 tile -1520, 64), looking north-east
+        x, y = -3_717_400.0, -157_000.0
+    else:
+        y, x = PARIS
+    server = build_server(World.parse(world), 0, "fractal", features=True)
+    t0 = time.perf_counter()
+    with SensorSession([SensorSpec("front", size, 60.0)], server=server) as s:
+        cam = s.camera("front", (x, y, 300.0), heading_deg=45.0, pitch_deg=-20.0, alt_mode="agl")
+        f = s.capture({"front": cam}, timeout_s=900.0)["front"]
+        wall = time.perf_counter() - t0
+        r = s.renderer
+        draw = s.flight.last.selection.draw
+        up = s.flight.streamer.geometry.up(cam.position_m[None])[0]
+        ms = {}
+        for name, dist in (("with_features", r.features.options), ("terrain_only", None)):
+            saved = r.features.tiles
+            if dist is None:
+                r.features.tiles = {}
+            t = time.perf_counter()
+            for _ in range(5):
+                r.render(cam, draw, up, targets=s.rig.targets["front"])
+                r.ctx.finish()
+            ms[name] = (time.perf_counter() - t) / 5 * 1e3
+            r.features.tiles = saved
+    seg = SEG_COLOURS[np.minimum(f.segmentation, len(SEG_COLOURS) - 1)]
+    seg[f.segmentation == 255] = 0
+    img = Image.fromarray(np.concatenate([f.rgb, seg], axis=1))
+    img.quantize(colors=128, dither=Image.Dither.NONE).save(path, optimize=True)  # a small PNG for docs/
+    share = np.bincount(f.segmentation.ravel(), minlength=256) / f.segmentation.size
+    from runtime.featurelayer import CLASS_NAMES
+
+    return {"figure": path, "capture_s": wall, "render_ms": ms, "size": list(size),
+            "class_share": {CLASS_NAMES[i]: round(float(share[i]), 4) for i in range(len(CLASS_NAMES)) if share[i]}}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="levels 13 and 15 only, one repeat")
     ap.add_argument("--earth", action="store_true", help="also Paris (needs ../shared/data)")
+    ap.add_argument("--figure", default=None, metavar="PNG",
+                    help="instead: render a 300 m pass over the plane city (Paris with --earth) to PNG")
     a = ap.parse_args(argv)
+    if a.figure:
+        print(json.dumps(figure(a.figure, "earth" if a.earth else "plane")))
+        return 0
     import torch
 
     torch.set_num_threads(1)  # docs/DECISIONS.md: busy 2-core machines

@@ -7,8 +7,8 @@ as ``road``, the buildings and trees (:mod:`generator.features`) and the scene p
 layer is computed on the generator's thread, beside the fields (the pyramid and its caches
 are not thread-safe; the mesh workers only code arrays).
 
-Levels: the class grid from :data:`LAYER_MIN_LEVEL` (76 m samples, where land cover starts
-to differ from the anchor's colour), buildings and streets at
+Levels: the class grid from :data:`LAYER_MIN_LEVEL` (1.2 km samples: segmentation sensors
+classify the ground out to the horizon; a few hundred bytes a tile), buildings and streets at
 ``generator.features.BUILDING_LEVELS`` (13-19), trees at ``TREE_LEVELS`` (15-19).
 """
 
@@ -24,7 +24,7 @@ from generator.landcover import ROAD, tile_landcover
 from generator.scene import ALBEDO, NIR
 from runtime.tiles import T, TileKey, World
 
-LAYER_MIN_LEVEL = 10
+LAYER_MIN_LEVEL = 6
 
 
 @dataclass(frozen=True)

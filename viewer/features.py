@@ -37,9 +37,8 @@ crown (x the tree albedo), trunk (bark)."""
 class FeatureOptions:
     """Distances (m) from the camera to a tile's centre beyond which its features are not drawn,
     and the distances over which the ground's land-cover colour fades out (full before the first,
-    none beyond the second: tiles without classes, coarser than the layer's level 10, are drawn
-    only beyond 5.9 km at viewports 360 px tall or more (error target 2 px, 60 deg), so no tile
-    border shows a colour step)."""
+    none beyond the second: tiles without classes, coarser than the layer's level 6, are drawn
+    only hundreds of kilometres away, and the fade hides the class colour's own level steps)."""
 
     building_distance_m: float = 12_000.0
     tree_distance_m: float = 3_000.0
