@@ -130,3 +130,21 @@ def test_frames_are_identical_across_runs(gl_ctx, plane, city):
     b = _render(gl_ctx, again, cam)
     for x, y in zip(a, b):
         assert x.tobytes() == y.tobytes()
+
+
+@pytest.mark.slow  # ~20-50 s on 2 shared cores: the tiles down to level 14 with their layers
+def test_a_sensor_session_on_a_features_server_sees_the_city():
+    """End to end: ``build_server(features=True)``, the hello opt-in, websocket, client pipeline."""
+    from streaming.cli import build_server
+    from viewer.sensors import SensorSession, SensorSpec
+
+    x, y = _centre_m(CITY)
+    server = build_server(World.PLANE, 0, "fractal", features=True)
+    with SensorSession([SensorSpec("down", (128, 128), 60.0)], server=server) as s:
+        assert s.client.hello.layers == ("features",) and s.rig.has_nir
+        cam = s.camera("down", (x, y, 150.0), heading_deg=0.0, pitch_deg=-90.0, alt_mode="agl")
+        f = s.capture({"down": cam}, timeout_s=600.0)["down"]
+    share = np.bincount(f.segmentation.ravel(), minlength=256) / f.segmentation.size
+    assert share[BUILDING] > 0.1 and share[URBAN] + share[ROAD] > 0.1 and share[NO_CLASS] == 0.0
+    assert f.nir is not None and f.nir[..., 0][f.segmentation == BUILDING].mean() > 30
+    assert f.depth_m[f.segmentation == BUILDING].mean() < f.depth_m[f.segmentation == ROAD].mean() - 3.0
