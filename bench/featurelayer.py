@@ -109,6 +109,8 @@ def figure(path: str, world: str = "plane", size=(640, 360)) -> dict:
                 r.render(cam, draw, up, targets=s.rig.targets["front"])
                 r.ctx.finish()
             ms[name] = (time.perf_counter() - t) / 5 * 1e3
+            if dist is not None:
+                ms["instances"] = r.features.drawn
             r.features.tiles = saved
     seg = SEG_COLOURS[np.minimum(f.segmentation, len(SEG_COLOURS) - 1)]
     seg[f.segmentation == 255] = 0

@@ -161,12 +161,11 @@ class _GpuFeatures:
 class FeatureRenderer:
     """Instanced buildings and trees on a moderngl context (one program, two unit meshes)."""
 
-    def __init__(self, ctx: moderngl.Context, options: FeatureOptions = FeatureOptions(), defines=()):
-        from viewer.renderer import shader_source
-
+    def __init__(self, ctx: moderngl.Context, program: moderngl.Program, options: FeatureOptions = FeatureOptions()):
+        """program: ``shaders/feature.{vert,frag}.glsl`` compiled by the terrain renderer (same
+        depth variant); options: the features' draw distances."""
         self.ctx, self.options = ctx, options
-        self.prog = ctx.program(vertex_shader=shader_source("feature.vert", defines),
-                                fragment_shader=shader_source("feature.frag", defines))
+        self.prog = program
         self.meshes = []
         for verts, idx in (_box_mesh(), _tree_mesh()):
             self.meshes.append((ctx.buffer(verts.tobytes()), ctx.buffer(idx.tobytes())))

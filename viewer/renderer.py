@@ -229,7 +229,9 @@ class TerrainRenderer:
         self.terrain = ctx.program(vertex_shader=shader_source("terrain.vert", defines),
                                    fragment_shader=shader_source("terrain.frag", defines))
         self.sky = ctx.program(vertex_shader=shader_source("sky.vert"), fragment_shader=shader_source("sky.frag"))
-        self.features = FeatureRenderer(ctx, features, defines)
+        self.features = FeatureRenderer(ctx, ctx.program(vertex_shader=shader_source("feature.vert", defines),
+                                                         fragment_shader=shader_source("feature.frag", defines)),
+                                        features)
         self._palette = None  # the layer palette last set (bytes), to write uniforms on change only
         quad = np.array([-1, -1, 3, -1, -1, 3], np.float32)
         self._sky_vbo = ctx.buffer(quad.tobytes())
@@ -485,7 +487,7 @@ class RenderTargets:
 
     def read_segmentation(self) -> np.ndarray:
         """(H, W) uint8 class ids of ``runtime.featurelayer.CLASS_NAMES`` (sky included);
-        255 (``NO_CLASS``) where the ground has no land-cover classes."""
+        255 (``NO_CLASS``) where the ground has no land-cover classes (the sea is water)."""
         v = self._read(3, 1, "f1", np.uint8)[..., 0]
         return np.where(v == 0, 255, v - 1).astype(np.uint8)
 

@@ -57,7 +57,8 @@ void main() {
     vec3 view = -v_rel / max(dist, 1e-6);
     vec3 lit;
     if (u_water && v_height < 0.0) {
-        if (has_class) { cls = 0; nir_class = u_palette_nir[0]; }  // water
+        cls = 0;  // water, with or without the layer (the sea surface is drawn here)
+        if (has_class) nir_class = u_palette_nir[0];
         n = normalize(v_up);
         float depth = -v_height;
         vec3 deep = mix(vec3(0.06, 0.24, 0.30), vec3(0.01, 0.07, 0.16), clamp(depth / 150.0, 0.0, 1.0));
