@@ -68,3 +68,14 @@ def test_burn_roads_paints_the_street_rectangles():
     r = int(round(100 / sp))
     assert out[r, 10] == ROAD and out[r, int(250 / sp)] == URBAN and out[int(200 / sp), int(50 / sp)] == ROAD
     assert out[int(200 / sp), int(60 / sp)] == URBAN and (out == ROAD).sum() > 0
+
+
+def test_the_process_encoder_carries_the_layer(plane):
+    from streaming.procencode import ProcessEncoder
+
+    (f,) = layered_source(plane)([CITY15])
+    enc = ProcessEncoder(1)
+    try:
+        assert enc(World.PLANE, CITY15, f) == mesh_encoder()(World.PLANE, CITY15, f)
+    finally:
+        enc.close()

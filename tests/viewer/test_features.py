@@ -148,3 +148,25 @@ def test_a_sensor_session_on_a_features_server_sees_the_city():
     assert share[BUILDING] > 0.1 and share[URBAN] + share[ROAD] > 0.1 and share[NO_CLASS] == 0.0
     assert f.nir is not None and f.nir[..., 0][f.segmentation == BUILDING].mean() > 30
     assert f.depth_m[f.segmentation == BUILDING].mean() < f.depth_m[f.segmentation == ROAD].mean() - 3.0
+
+
+def test_segmentation_shares_match_the_class_grid_under_a_nadir_camera(gl_ctx, plane):
+    tiles = _client_tiles(plane, [COAST])
+    classes = tiles[COAST].layer.classes
+    r0, c0 = 184, 128  # a window of the tile with 39 % sea and 50 % forest
+    s = spacing_m(COAST.level)
+    x, y = (COAST.x * T + c0) * s, -(COAST.y * T + r0) * s
+    fwd, up = oriented(E, N, U, 0.0, -90.0)
+    alt, half_fov = 8_000.0, math.radians(20.0)
+    cam = Camera(np.array([x, y, alt]), fwd, up, fov_y_rad=2 * half_fov, viewport_px=(96, 96))
+    _, seg, _, _ = _render(gl_ctx, tiles, cam)
+    # the samples inside the footprint (the sea at 0 m, the land lower than 400 m: a margin)
+    half = (alt - 200.0) * math.tan(half_fov) / s
+    win = np.s_[int(math.ceil(r0 - half)) : int(r0 + half) + 1, int(math.ceil(c0 - half)) : int(c0 + half) + 1]
+    grid = classes[win].copy()
+    assert (grid == WATER).mean() > 0.3 and np.isin(grid, (6, 7)).mean() > 0.4
+    # what the camera sees: the renderer draws the sea wherever the ground is below 0 m
+    # (runtime's water rule), also on samples the land cover calls land (8 % of this window)
+    grid[tiles[COAST].grid()[win] < 0.0] = WATER
+    for c in (WATER, 6, 7):
+        assert abs((seg == c).mean() - (grid == c).mean()) < 0.02, (c, (seg == c).mean(), (grid == c).mean())
