@@ -35,6 +35,7 @@ import numpy as np
 from runtime.tiles import TileKey
 from runtime.tin import Surface
 from viewer.features import FeatureOptions, FeatureRenderer, PlacedFeatures
+from viewer.thermal import AIR_K, SKY_DEPRESSION_K, thermal_table
 
 SHADERS = resources.files("viewer") / "shaders"
 """The GLSL sources (package data): terrain.{vert,frag}.glsl, sky.{vert,frag}.glsl and
@@ -69,6 +70,7 @@ class Lighting:
     zenith_rgb: tuple[float, float, float] = (0.26, 0.47, 0.80)
     haze_m: float = 120_000.0
     water: bool = True              # draw the sea surface where terrain is below the datum
+    air_k: float = AIR_K            # air temperature of the thermal target (viewer/thermal.py)
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,11 @@ class TerrainRenderer:
                                                          fragment_shader=shader_source("feature.frag", defines)),
                                         features)
         self._palette = None  # the layer palette last set (bytes), to write uniforms on change only
+        table = thermal_table().tobytes()
+        for prog in (self.terrain, self.features.prog):
+            prog["u_thermal"].write(table)
+            prog["u_air_k"].value = lighting.air_k
+        self.sky["u_sky_k"].value = lighting.air_k - SKY_DEPRESSION_K
         quad = np.array([-1, -1, 3, -1, -1, 3], np.float32)
         self._sky_vbo = ctx.buffer(quad.tobytes())
         self._sky_vao = ctx.vertex_array(self.sky, [(self._sky_vbo, "2f", "in_ndc")])
@@ -457,7 +464,7 @@ class TerrainRenderer:
 
 class RenderTargets:
     """An offscreen framebuffer: colour (RGBA8), normal (RGBA16F), NIR (RGBA8), segmentation
-    class (R8: id + 1, 0 = unclassified), depth."""
+    class (R8: id + 1, 0 = unclassified), thermal brightness temperature (R32F, K), depth."""
 
     def __init__(self, ctx: moderngl.Context, size: tuple[int, int]):
         self.size = (int(size[0]), int(size[1]))
@@ -465,8 +472,9 @@ class RenderTargets:
         self.normal = ctx.renderbuffer(self.size, components=4, dtype="f2")
         self.nir = ctx.renderbuffer(self.size, components=4)
         self.segment = ctx.renderbuffer(self.size, components=1)
+        self.thermal = ctx.renderbuffer(self.size, components=1, dtype="f4")
         self.depth = ctx.depth_texture(self.size)
-        self.fbo = ctx.framebuffer([self.color, self.normal, self.nir, self.segment], self.depth)
+        self.fbo = ctx.framebuffer([self.color, self.normal, self.nir, self.segment, self.thermal], self.depth)
 
     def _read(self, attachment: int, components: int, dtype: str, np_dtype) -> np.ndarray:
         data = self.fbo.read(components=components, attachment=attachment, dtype=dtype, alignment=1)
@@ -491,6 +499,10 @@ class RenderTargets:
         v = self._read(3, 1, "f1", np.uint8)[..., 0]
         return np.where(v == 0, 255, v - 1).astype(np.uint8)
 
+    def read_thermal_k(self) -> np.ndarray:
+        """(H, W) float32 brightness temperature in Kelvin (viewer/thermal.py)."""
+        return self._read(4, 1, "f4", np.float32)[..., 0].copy()
+
     def read_depth_m(self, far_m: float) -> np.ndarray:
         """(H, W) float32 distance along the view axis in metres; inf where sky."""
         w, h = self.size
@@ -504,7 +516,7 @@ class RenderTargets:
             # Releasing the bound framebuffer leaves moderngl rebinding a dead name on the next
             # framebuffer it creates (GL_INVALID_OPERATION); bind a parked 1x1 one first.
             _parking_fbo(ctx).use()
-        for obj in (self.fbo, self.color, self.normal, self.nir, self.segment, self.depth):
+        for obj in (self.fbo, self.color, self.normal, self.nir, self.segment, self.thermal, self.depth):
             obj.release()
 
 

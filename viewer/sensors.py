@@ -47,13 +47,14 @@ from runtime.tiles import World
 from viewer.flight import Flight, FlightOptions, start_in_process, stop_in_process
 from viewer.renderer import MorphOptions, RenderTargets, TerrainRenderer
 
-CHANNELS = frozenset({"rgb", "depth_m", "range_m", "normal", "nir", "segmentation"})
+CHANNELS = frozenset({"rgb", "depth_m", "range_m", "normal", "nir", "segmentation", "thermal_k"})
 
 
 @dataclass(frozen=True)
 class SensorSpec:
     """A camera sensor. size_px: (width, height); fov_y_deg: vertical field of view;
-    channels: any of ``rgb``, ``depth_m``, ``range_m``, ``normal``, ``nir``, ``segmentation``."""
+    channels: any of ``rgb``, ``depth_m``, ``range_m``, ``normal``, ``nir``, ``segmentation``,
+    ``thermal_k``."""
 
     name: str
     size_px: tuple[int, int] = (640, 480)
@@ -83,7 +84,8 @@ class SensorFrame:
     (H, W, 3) uint8 false colour (R = NIR, G = red, B = green) where the world has a NIR
     band (or the feature layer's per-class NIR: vegetation bright, water dark), else None;
     segmentation: (H, W) uint8 class ids (``runtime.featurelayer.CLASS_NAMES``; sky 14;
-    255 = ground without the feature layer). Channels not asked for are None. frame_id: the capture's number
+    255 = ground without the feature layer); thermal_k: (H, W) float32 brightness temperature
+    in Kelvin (``viewer.thermal``). Channels not asked for are None. frame_id: the capture's number
     (all cameras of one ``capture`` share it; increases by 1 per capture, from 0);
     timestamp_ns: wall clock (``time.time_ns()``) when the capture rendered; sim_time_s:
     what the caller passed to ``capture`` (None if nothing)."""
@@ -99,11 +101,12 @@ class SensorFrame:
     timestamp_ns: int = 0
     sim_time_s: float | None = None
     segmentation: np.ndarray | None = None
+    thermal_k: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.rgb, self.depth_m, self.range_m, self.normal, self.nir,
-                                      self.segmentation) if a is not None)
+                                      self.segmentation, self.thermal_k) if a is not None)
 
 
 def range_from_planar(depth_m: np.ndarray, fov_y_deg: float) -> np.ndarray:
@@ -184,6 +187,7 @@ class SensorRig:
                 range_m=range_from_planar(depth, spec.fov_y_deg) if "range_m" in ch else None,
                 frame_id=frame_id, timestamp_ns=stamp, sim_time_s=sim_time_s,
                 segmentation=tgt.read_segmentation() if "segmentation" in ch else None,
+                thermal_k=tgt.read_thermal_k() if "thermal_k" in ch else None,
             )
         return out
 

@@ -19,6 +19,7 @@ from streaming.tileservice import mesh_encoder
 from viewer.flight import client_tile
 from viewer.renderer import TerrainRenderer
 from viewer.sensors import oriented
+from viewer.thermal import AIR_K, SKY_DEPRESSION_K
 
 CITY = TileKey(15, -6079, 257)  # plane seed 0: a city core (tests/generator/test_layer.py)
 COAST = TileKey(10, -118, 5)  # plane seed 0: 29 % sea, 68 % broadleaf and needleleaf forest
@@ -51,7 +52,8 @@ def _render(ctx, tiles, cam, features=True):
     for t in tiles.values():
         r.upload(t.surface, t.image, layer=t.layer, placed=t.placed if features else None)
     r.render(cam, list(tiles), U)
-    out = (r.read_rgb(), r.targets.read_segmentation(), r.read_depth_m(), r.targets.read_nir())
+    out = (r.read_rgb(), r.targets.read_segmentation(), r.read_depth_m(), r.targets.read_nir(),
+           r.targets.read_thermal_k())
     r.close()
     return out
 
@@ -72,14 +74,14 @@ def _oblique(tiles):
 def test_city_frame_shows_buildings_streets_trees_and_sky_with_their_classes(gl_ctx, city):
     keys, tiles = city
     cam = _oblique(tiles)
-    rgb, seg, depth, _ = _render(gl_ctx, tiles, cam)
+    rgb, seg, depth, _, _ = _render(gl_ctx, tiles, cam)
     share = np.bincount(seg.ravel(), minlength=256) / seg.size
     assert share[BUILDING] > 0.25 and share[ROAD] > 0.02 and share[TREE] > 0.01 and share[URBAN] > 0.03
     assert share[NO_CLASS] == 0.0  # every ground pixel of a layer tile has a class
     assert (seg[0] == SKY).all() and np.isinf(depth[0]).all()
     assert np.isfinite(depth[seg != SKY]).all()
     # without the features the same pixels are ground further away: depth sees the buildings
-    _, seg0, depth0, _ = _render(gl_ctx, tiles, cam, features=False)
+    _, seg0, depth0, _, _ = _render(gl_ctx, tiles, cam, features=False)
     b = seg == BUILDING
     assert not (seg0 == BUILDING).any()
     assert np.mean(depth[b] < depth0[b] - 0.5) > 0.95
@@ -94,7 +96,7 @@ def test_nadir_pixel_over_the_tallest_building_is_its_roof(gl_ctx, city):
     fwd, up = oriented(E, N, U, 0.0, -90.0)
     cam = Camera(np.array([base[0], base[1], top + 200.0]), fwd, up, fov_y_rad=math.radians(30),
                  viewport_px=(64, 64), near_m=0.5)
-    _, seg, depth, _ = _render(gl_ctx, tiles, cam)
+    _, seg, depth, _, _ = _render(gl_ctx, tiles, cam)
     assert (seg[31:33, 31:33] == BUILDING).all()
     assert np.allclose(depth[31:33, 31:33], 200.0, atol=0.05)
 
@@ -106,7 +108,7 @@ def test_tiles_without_the_layer_leave_the_ground_unclassified_and_draw_nothing_
     fwd, up = oriented(E, N, U, 0.0, -90.0)
     cx, cy = _centre_m(CITY)
     cam = Camera(np.array([cx, cy, 800.0]), fwd, up, fov_y_rad=math.radians(30), viewport_px=(32, 32))
-    _, seg, _, nir = _render(gl_ctx, tiles, cam)
+    _, seg, _, nir, _ = _render(gl_ctx, tiles, cam)
     assert (seg == NO_CLASS).all() and not nir.any()
 
 
@@ -115,7 +117,7 @@ def test_nir_is_bright_over_forest_and_dark_over_water(gl_ctx, plane):
     cx, cy = _centre_m(COAST)
     fwd, up = oriented(E, N, U, 0.0, -90.0)
     cam = Camera(np.array([cx, cy, 25_000.0]), fwd, up, fov_y_rad=math.radians(40), viewport_px=(96, 96))
-    _, seg, _, nir = _render(gl_ctx, tiles, cam)
+    _, seg, _, nir, _ = _render(gl_ctx, tiles, cam)
     forest, water = np.isin(seg, (6, 7)), seg == WATER
     assert forest.mean() > 0.2 and water.mean() > 0.1
     nf, nw = nir[..., 0][forest].mean(), nir[..., 0][water].mean()
@@ -159,7 +161,7 @@ def test_segmentation_shares_match_the_class_grid_under_a_nadir_camera(gl_ctx, p
     fwd, up = oriented(E, N, U, 0.0, -90.0)
     alt, half_fov = 8_000.0, math.radians(20.0)
     cam = Camera(np.array([x, y, alt]), fwd, up, fov_y_rad=2 * half_fov, viewport_px=(96, 96))
-    _, seg, _, _ = _render(gl_ctx, tiles, cam)
+    _, seg, _, _, _ = _render(gl_ctx, tiles, cam)
     # the samples inside the footprint (the sea at 0 m, the land lower than 400 m: a margin)
     half = (alt - 200.0) * math.tan(half_fov) / s
     win = np.s_[int(math.ceil(r0 - half)) : int(r0 + half) + 1, int(math.ceil(c0 - half)) : int(c0 + half) + 1]
@@ -170,3 +172,30 @@ def test_segmentation_shares_match_the_class_grid_under_a_nadir_camera(gl_ctx, p
     grid[tiles[COAST].grid()[win] < 0.0] = WATER
     for c in (WATER, 6, 7):
         assert abs((seg == c).mean() - (grid == c).mean()) < 0.02, (c, (seg == c).mean(), (grid == c).mean())
+
+
+def test_thermal_streets_and_roofs_are_warmer_than_trees_and_the_sky_is_cold(gl_ctx, plane, city):
+    keys, tiles = city
+    _, seg, _, _, tk = _render(gl_ctx, tiles, _oblique(tiles))
+    assert np.allclose(tk[seg == SKY], AIR_K - SKY_DEPRESSION_K)
+    ground = tk[seg != SKY]
+    assert np.isfinite(ground).all() and 270.0 < ground.min() and ground.max() < 330.0
+    road, tree = tk[seg == ROAD].mean(), tk[seg == TREE].mean()
+    assert road > tree + 5.0, (road, tree)
+    # a sunlit roof (nadir over the tallest building) is warmer than the trees; its walls in the
+    # shade are not (emissivity 0.92: ~6 K below a black body at the air's temperature)
+    placed = tiles[CITY].placed
+    i = int(np.argmax(np.linalg.norm(placed.buildings[:, 9:12], axis=1)))
+    base = tiles[CITY].surface.center_m + placed.buildings[i, :3].astype(np.float64)
+    top = base[2] + float(placed.buildings[i, 11])
+    fwd, up = oriented(E, N, U, 0.0, -90.0)
+    cam = Camera(np.array([base[0], base[1], top + 200.0]), fwd, up, fov_y_rad=math.radians(30), viewport_px=(64, 64))
+    _, seg_roof, _, _, tk_roof = _render(gl_ctx, tiles, cam)
+    assert seg_roof[32, 32] == BUILDING and tk_roof[32, 32] > tree + 3.0, (tk_roof[32, 32], tree)
+    coast = _client_tiles(plane, [COAST])
+    s = spacing_m(COAST.level)
+    fwd, up = oriented(E, N, U, 0.0, -90.0)
+    cam = Camera(np.array([(COAST.x * T + 128) * s, -(COAST.y * T + 184) * s, 8_000.0]), fwd, up,
+                 fov_y_rad=math.radians(40), viewport_px=(64, 64))
+    _, seg, _, _, tk = _render(gl_ctx, coast, cam)
+    assert tk[seg == WATER].mean() < tk[np.isin(seg, (6, 7))].mean() - 0.5

@@ -19,6 +19,8 @@ layout(location = 0) out vec4 f_color;
 layout(location = 1) out vec4 f_normal;
 layout(location = 2) out vec4 f_nir;
 layout(location = 3) out vec4 f_class;  // (class id + 1) / 255 (runtime.featurelayer table)
+layout(location = 4) out vec4 f_thermal;  // brightness temperature (K)
+#include "thermal.glsl"
 void main() {
     int part = int(v_part + 0.5);
     vec3 albedo = u_albedo[u_kind] * u_parts[part] * v_shade;
@@ -35,6 +37,7 @@ void main() {
     f_normal = vec4(n, 1.0);
     f_nir = vec4(u_nir[u_kind] * v_shade, albedo.r, albedo.g, 1.0);
     f_class = vec4(float((u_kind == 0 ? 11 : 13) + 1) / 255.0, 0.0, 0.0, 1.0);
+    f_thermal = vec4(brightness_k(u_kind == 0 ? 11 : 13, n, albedo), 0.0, 0.0, 1.0);
 #ifndef VERTEX_LOGDEPTH
     gl_FragDepth = log2(v_logz) * u_logdepth;
 #endif

@@ -26,7 +26,9 @@ layout(location = 0) out vec4 f_color;
 layout(location = 1) out vec4 f_normal;   // world-frame unit normal, w = 1 on terrain
 layout(location = 2) out vec4 f_nir;      // false colour (NIR, red, green) -> (R, G, B)
 layout(location = 3) out vec4 f_class;    // segmentation: (class id + 1) / 255, 0 = unclassified
+layout(location = 4) out vec4 f_thermal;  // brightness temperature (K)
 #include "sky_colour.glsl"
+#include "thermal.glsl"
 int class_at(ivec2 rc) {
     return int(texelFetch(u_class, clamp(rc, ivec2(0), textureSize(u_class, 0) - 1), 0).r * 255.0 + 0.5);
 }
@@ -72,6 +74,7 @@ void main() {
         float sky = 0.5 + 0.5 * dot(n, u_up);
         lit = albedo * (0.95 * diffuse + 0.35 * sky * u_zenith + 0.08);
     }
+    f_thermal = vec4(brightness_k(cls == 255 ? 15 : cls, n, albedo), 0.0, 0.0, 1.0);
     float haze = 1.0 - exp(-dist / u_haze_m);
     f_color = vec4(mix(lit, u_horizon, clamp(haze, 0.0, 1.0)), 1.0);
     f_normal = vec4(n, 1.0);
