@@ -199,3 +199,34 @@ def test_thermal_streets_and_roofs_are_warmer_than_trees_and_the_sky_is_cold(gl_
                  fov_y_rad=math.radians(40), viewport_px=(64, 64))
     _, seg, _, _, tk = _render(gl_ctx, coast, cam)
     assert tk[seg == WATER].mean() < tk[np.isin(seg, (6, 7))].mean() - 0.5
+
+
+def test_earth_placement_inverts_the_generators_tile_metres():
+    """A building at (east, north) tile metres lands at the sample the generator meant (east in
+    metres at its latitude), standing on the ground, with axes of its width, depth and height."""
+    from runtime.featurelayer import FeatureLayer
+    from runtime.geometry import WorldGeometry
+    from runtime.tiles import spacing_deg
+    from viewer.features import place_features
+
+    key = TileKey(15, 33196, 7489)  # Paris
+    b = np.array([[300.0, -200.0, 20.0, 10.0, 30.0]], np.float32)
+    layer = FeatureLayer(None, b, np.array([[50.0, -60.0, 12.0]], np.float32), None, None)
+    ground = np.full((T + 1, T + 1), 35.0, np.float32)
+    geo = WorldGeometry(World.EARTH)
+    center = geo.tile_center(key)
+    placed = place_features(World.EARTH, key, layer, ground, center)
+    inst = placed.buildings[0].astype(np.float64)
+    r, c, h = geo.world_to_sample(key.level, (center + inst[:3])[None])
+    r0, c0 = key.sample_origin()
+    s = spacing_m(key.level)
+    lat = 90.0 - (r[0]) * spacing_deg(key.level)
+    assert abs((r[0] - r0) * s - 200.0) < 0.01
+    assert abs((c[0] - c0) * s * math.cos(math.radians(lat)) - 300.0) < 0.01
+    assert abs(h[0] - (35.0 - 0.3)) < 0.01  # on the ground, sunk 0.3 m
+    e, n, u = inst[3:6], inst[6:9], inst[9:12]
+    assert np.allclose([np.linalg.norm(e), np.linalg.norm(n), np.linalg.norm(u)], [10.0, 5.0, 30.3], atol=1e-3)
+    assert abs(e @ n) < 1e-3 and abs(e @ u) < 1e-3 and abs(n @ u) < 1e-3
+    assert np.allclose(u / 30.3, geo.up(center + inst[:3])[0], atol=1e-6)
+    t = placed.trees[0].astype(np.float64)
+    assert np.isclose(np.linalg.norm(t[9:12]), 12.0, atol=1e-3) and np.isclose(np.linalg.norm(t[3:6]), 3.6, atol=1e-3)
