@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.intstreams import ZLIB_LEVEL, _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag
 from runtime.tiles import T, TileKey, spacing_m
 from runtime.tin.diamonds import diamond_candidates, diamond_interiors
 from runtime.tin.faces import first_use_order, mesh_vertices, number_vertices, tin_faces
@@ -49,8 +50,6 @@ FORMAT = "worldstream.tile"
 VERSION = 1
 MAX_GRID = 1024
 """Largest grid_size accepted from the network (the decoder builds lattice tables for it)."""
-ZLIB_LEVEL = 4
-"""Deflate level: 4 is within 1 % of 9 in size at a quarter of the time (measured)."""
 MAX_STREAM_BYTES = 64 << 20
 """Largest decompressed stream accepted (guards against deflate bombs)."""
 
@@ -61,49 +60,6 @@ def height_step_for_level(level: int) -> float:
     About 0.4 % of the sample spacing (0.125 m for 30 m samples), far below the mesh
     error bounds; a power of two so that q * step is exact in float64."""
     return 2.0 ** math.floor(math.log2(spacing_m(level) / 256.0))
-
-
-# ---------------------------------------------------------------- integer streams
-
-
-def _zigzag(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.int64)
-    return ((x << 1) ^ (x >> 63)).astype(np.uint64)
-
-
-def _unzigzag(u: np.ndarray) -> np.ndarray:
-    u = u.astype(np.int64)
-    return (u >> 1) ^ -(u & 1)
-
-
-def _pack_uints(u: np.ndarray) -> bytes:
-    """Unsigned ints -> 1 byte (plane count) + byte planes, low plane first, deflated."""
-    u = np.asarray(u, dtype=np.uint64)
-    top = int(u.max()) if len(u) else 0
-    nplanes = max(1, (top.bit_length() + 7) // 8)
-    planes = (u[None, :] >> (8 * np.arange(nplanes, dtype=np.uint64))[:, None]).astype(np.uint8)
-    return zlib.compress(bytes([nplanes]) + planes.tobytes(), ZLIB_LEVEL)
-
-
-def _inflate(data: bytes, what: str, limit: int) -> bytes:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"{what} must be bytes, got {type(data).__name__}")
-    d = zlib.decompressobj()
-    try:
-        out = d.decompress(bytes(data), limit + 1)
-    except zlib.error as e:
-        raise ValueError(f"{what} is not a valid zlib stream: {e}") from None
-    if len(out) > limit or d.unconsumed_tail:
-        raise ValueError(f"{what} inflates to more than the expected {limit} bytes")
-    return out
-
-
-def _unpack_uints(data: bytes, count: int, what: str) -> np.ndarray:
-    raw = _inflate(data, what, 1 + 8 * count)
-    if not raw or not 1 <= raw[0] <= 8 or len(raw) != 1 + raw[0] * count:
-        raise ValueError(f"{what} must hold {count} values in 1-8 byte planes, got {len(raw)} bytes")
-    planes = np.frombuffer(raw, dtype=np.uint8, offset=1).reshape(raw[0], count).astype(np.uint64)
-    return (planes << (8 * np.arange(raw[0], dtype=np.uint64))[:, None]).sum(axis=0, dtype=np.uint64)
 
 
 # ---------------------------------------------------------------- RTIN traversal
@@ -360,6 +316,7 @@ class DecodedTile:
     topology: str
     image: bytes | None
     image_format: str | None
+    features: object | None = None  # runtime.featurelayer.FeatureLayer when the payload has the layer
 
 
 def encode_tile(
@@ -538,6 +495,11 @@ def decode_tile(payload: dict) -> DecodedTile:
             raise ValueError("image must be JPEG or PNG bytes")
     rc = grid_rc.astype(np.int64)
     edges = edge_indices(rc, t)
+    features = None
+    if payload.get("features") is not None:  # the optional feature layer (runtime.featurelayer)
+        from runtime.featurelayer import decode_layer
+
+        features = decode_layer(payload["features"], t)
     return DecodedTile(
         key=TileKey(*key),
         grid_size=t,
@@ -556,6 +518,7 @@ def decode_tile(payload: dict) -> DecodedTile:
         topology=topology,
         image=image,
         image_format=fmt,
+        features=features,
     )
 
 

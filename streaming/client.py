@@ -43,6 +43,7 @@ class ServerHello:
     model: str
     tile_size: int
     limits: dict[str, int]
+    layers: tuple[str, ...] = ()  # payload layers the server serves (docs/PROTOCOL.md)
 
 
 class TileClient:
@@ -70,7 +71,8 @@ class TileClient:
         expect: dict[str, Any] | None = None,
     ) -> ServerHello:
         """Open the websocket and shake hands. ``expect`` may name the ``world``, ``seed``
-        and ``model`` this client was built for; the server refuses a mismatch.
+        and ``model`` this client was built for (the server refuses a mismatch) and the
+        ``layers`` it wants (e.g. ``["features"]``; ``hello.layers`` says what the server has).
 
         A close 1013 (try again later: evicted while unauthenticated, or the server was
         full at that moment) before the server's hello is retried, up to ``TRY_AGAIN``
@@ -96,7 +98,8 @@ class TileClient:
             raise ServerError(msg.get("code", "?"), msg.get("message", ""))
         if msg["type"] != "hello":
             raise ServerError(P.ErrorCode.MALFORMED, f"expected hello from server, got {msg['type']!r}")
-        self.hello = ServerHello(msg["world"], msg["seed"], msg["model"], msg["tile_size"], msg["limits"])
+        self.hello = ServerHello(msg["world"], msg["seed"], msg["model"], msg["tile_size"], msg["limits"],
+                                 tuple(msg.get("layers", ())))
         self._reader = asyncio.create_task(self._read())
         return self.hello
 

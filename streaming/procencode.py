@@ -50,13 +50,14 @@ class ProcessEncoder:
 class _Plain:
     """The attributes an encoder reads from a source's fields (``tileservice.Fields``)."""
 
-    __slots__ = ("height", "rgb", "model")
+    __slots__ = ("height", "rgb", "model", "layer")
 
     def __init__(self, f):
         self.height, self.rgb, self.model = f.height, f.rgb, f.model
+        self.layer = getattr(f, "layer", None)  # the optional feature layer's arrays
 
     def __getstate__(self):
-        return (self.height, self.rgb, self.model)
+        return (self.height, self.rgb, self.model, self.layer)
 
     def __setstate__(self, state):
-        self.height, self.rgb, self.model = state
+        self.height, self.rgb, self.model, self.layer = state

@@ -37,6 +37,7 @@ class ServerInfo:
     tile_size: int = T
     limits: Limits = field(default_factory=Limits)
     token: str | None = None  # optional shared secret a client must present in its hello
+    layers: tuple[str, ...] = ()  # optional payload layers served to clients that ask ("features")
 
     def __post_init__(self):
         World.parse(self.world)  # raises saying which worlds exist
@@ -104,6 +105,7 @@ class ServerSession:
         self.sent_tiles = 0
         self.sent_bytes = 0
         self.errors_sent = 0
+        self.layers: frozenset[str] = frozenset()  # payload layers this client asked for and gets
 
     # -- input -----------------------------------------------------------------------------
     def receive(self, data: bytes | str) -> list[Event]:
@@ -184,21 +186,24 @@ class ServerSession:
                     ErrorCode.WRONG_WORLD,
                     f"this server serves {name} {mine!r}, the client expects {want!r}"[:300],
                 )
+        asked = msg.get("layers", [])
+        if not isinstance(asked, list) or not all(isinstance(a, str) for a in asked) or len(asked) > 16:
+            raise ProtocolError(ErrorCode.MALFORMED, "hello 'layers' must be a list of layer names (str)")
         self.credits = credits
         self.ready = True
-        self._out(
-            P.pack(
-                {
-                    "type": "hello",
-                    "protocol": P.PROTOCOL_VERSION,
-                    "world": self.info.world,
-                    "seed": self.info.seed,
-                    "model": self.info.model,
-                    "tile_size": self.info.tile_size,
-                    "limits": self.info.limits.as_dict(),
-                }
-            )
-        )
+        self.layers = frozenset(asked) & frozenset(self.info.layers)
+        hello = {
+            "type": "hello",
+            "protocol": P.PROTOCOL_VERSION,
+            "world": self.info.world,
+            "seed": self.info.seed,
+            "model": self.info.model,
+            "tile_size": self.info.tile_size,
+            "limits": self.info.limits.as_dict(),
+        }
+        if self.info.layers:  # only servers with layers say so: other hellos stay byte-identical
+            hello["layers"] = list(self.info.layers)
+        self._out(P.pack(hello))
         return []
 
     def _request(self, msg: dict[str, Any]) -> list:
@@ -343,6 +348,8 @@ class ServerSession:
         prio = self.wanted.get(key)
         if prio is None or key in self._in_queue:
             return
+        if self.info.layers and not self.layers:
+            frame = strip_layers(frame, self.info.layers)
         if self._queue and self.queued_bytes + len(frame) > self.info.limits.max_queued_bytes:
             self.parked.add(key)
             return
@@ -408,3 +415,18 @@ def _is_int(v: Any) -> bool:
 def tile_frame(key: TileKey, payload: dict[str, Any]) -> bytes:
     """Pack a ``tile`` message around an encoded tile payload (runtime.wire)."""
     return P.pack({"type": "tile", "key": P.key_to_wire(key), "tile": payload})
+
+
+def strip_layers(frame: bytes, layers: tuple[str, ...]) -> bytes:
+    """A ``tile`` frame without the payload entries ``layers`` (for clients that did not ask for
+    them). msgpack packs a map in insertion order and each value one way, so the result is
+    byte-identical to the frame encoded without the layer."""
+    if not any(name.encode() in frame for name in layers):
+        return frame
+    msg = P.unpack(frame, len(frame) + 1)
+    tile = msg.get("tile")
+    if not isinstance(tile, dict) or not any(name in tile for name in layers):
+        return frame
+    for name in layers:
+        tile.pop(name, None)
+    return P.pack(msg)

@@ -59,6 +59,7 @@ class Fields(Protocol):
     height: np.ndarray  # (T+1, T+1) float32 metres
     rgb: np.ndarray | None  # (T+1, T+1, 3) float32 in [0, 1]
     model: str
+    # optional ``layer``: encode_layer's arrays (runtime.featurelayer), added to the payload
 
 
 TileSource = Callable[[Sequence[TileKey]], Sequence[Fields]]
@@ -117,6 +118,11 @@ def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float
     pos = curved_positions(world, key, np.asarray(fields.height, np.float32))
     payload, _, _ = encode_heights(fields.height, err, key=key, model=fields.model, geometric_error_m=err,
                                    rgb_jpeg_or_png=image, positions_m=pos)
+    layer = getattr(fields, "layer", None)  # the optional feature layer (a source that makes one)
+    if layer is not None:
+        from runtime.featurelayer import LAYER, encode_layer
+
+        payload[LAYER] = encode_layer(key.level, **layer)
     return payload
 
 

@@ -82,7 +82,7 @@ def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:
     thread = loop = None
     if url is None:
         url, thread, loop = start_in_process(server)
-    client = SyncTileClient(url, token=opts.token)
+    client = SyncTileClient(url, token=opts.token, expect={"layers": ["features"]})  # drawn when served
     try:
         return _fly(opts, client)
     finally:

@@ -30,6 +30,7 @@ from runtime.lod.selection import SelectionOptions, TileInfo, View
 from runtime.lod.streamer import StreamerOptions, TileStreamer
 from runtime.tiles import TileKey, World, neighbour, skirt_depth_for
 from runtime.tin import Surface, stitch_edge_normals, tin_surface, tin_to_grid, with_morph
+from viewer.features import place_features
 from viewer.renderer import tile_gpu_bytes
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,14 @@ class ClientTile:
     edge normals are stitched with a neighbour; the rasterised height grid (children's
     morph targets) is made on first use."""
 
-    __slots__ = ("surface", "image", "tin", "info", "nbytes", "_grid")
+    __slots__ = ("surface", "image", "tin", "info", "nbytes", "_grid", "layer", "placed")
 
-    def __init__(self, surface: Surface, image: np.ndarray | None, tin: TileSurface, info: TileInfo, nbytes: int):
+    def __init__(self, surface: Surface, image: np.ndarray | None, tin: TileSurface, info: TileInfo, nbytes: int,
+                 layer=None, placed=None):
         self.surface, self.image, self.tin, self.info, self.nbytes = surface, image, tin, info, nbytes
         self._grid = None
+        self.layer = layer  # runtime.featurelayer.FeatureLayer or None
+        self.placed = placed  # viewer.features.PlacedFeatures (buildings, trees) or None
 
     @property
     def ge_m(self) -> float:
@@ -102,10 +106,16 @@ def client_tile(world: World, key: TileKey, tile: wire.DecodedTile) -> ClientTil
     surface = tin_surface(world, key, tile.grid_rc, tile.height_m, tile.faces,
                           (tile.west, tile.south, tile.east, tile.north), skirt)
     image = wire.decode_image(tile.image) if tile.image is not None else None
-    nbytes = surface.nbytes + tile_gpu_bytes(surface, image) + (image.nbytes if image is not None else 0)
     info = TileInfo(float(np.min(tile.height_m)), float(np.max(tile.height_m)), tile.geometric_error_m)
     tin = TileSurface(key, grid_rc=tile.grid_rc, height_m=tile.height_m, faces=tile.faces)
-    return ClientTile(surface, image, tin, info, nbytes)
+    layer = tile.features  # the optional feature layer: classes, buildings, trees
+    out = ClientTile(surface, image, tin, info, 0, layer)
+    if layer is not None and (len(layer.buildings) or len(layer.trees)):  # standing on the drawn TIN
+        out.placed = place_features(world, key, layer, out.grid(), surface.center_m)
+    classes = layer.classes if layer is not None else None
+    out.nbytes = (surface.nbytes + tile_gpu_bytes(surface, image, None, classes, out.placed)
+                  + sum(a.nbytes for a in (image, classes, out.placed) if a is not None))
+    return out
 
 
 def drawable(world: World, tile: ClientTile, parent: ClientTile | None) -> tuple[Surface, float]:
@@ -387,7 +397,7 @@ class Flight:
         # is drawn unmorphed.
         parent = self.streamer.payload(key.parent()) if key.level > 0 and self.geomorph else None
         surface, parent_ge = drawable(self.world, t, parent)
-        self.renderer.upload(surface, t.image, parent_ge_m=parent_ge)
+        self.renderer.upload(surface, t.image, parent_ge_m=parent_ge, layer=t.layer, placed=t.placed)
         self.stats.uploads += 1
 
     def _lookup(self, key):

@@ -47,13 +47,13 @@ class NullRenderer:
         self.triangles_drawn = 0
         self.lighting = self._Lighting()
 
-    def upload(self, surface, image, parent_ge_m: float = 0.0, nir=None) -> int:
+    def upload(self, surface, image, parent_ge_m: float = 0.0, nir=None, layer=None, placed=None) -> int:
         self.release(surface.key)
         np.ascontiguousarray(vertex_array(surface)).tobytes()
         chunk_layout(surface)
         t = self._Tile()
         t.parent_ge_m = float(parent_ge_m) if surface.has_morph else 0.0
-        t.nbytes = tile_gpu_bytes(surface, image, nir)
+        t.nbytes = tile_gpu_bytes(surface, image, nir, layer.classes if layer is not None else None, placed)
         t.triangles = len(surface.faces)
         self.tiles[surface.key] = t
         self.gpu_bytes += t.nbytes

@@ -11,8 +11,12 @@
   heights, normals and colour into the parent's with distance, reaching the parent at the
   distance where selection would draw the parent instead; level changes do not pop, and a
   fine tile meets a coarser neighbour on the coarse surface (no lines at level borders).
-- Several render targets: colour, world-frame normal and false-colour NIR (when a tile
-  carries a NIR band) come out of one pass; viewer.sensors reads them back.
+- Several render targets: colour, world-frame normal, false-colour NIR (when a tile
+  carries a NIR band or land-cover classes) and the segmentation class come out of one
+  pass; viewer.sensors reads them back.
+- The feature layer (``runtime.featurelayer``): where a tile carries land-cover classes the
+  ground takes the class colour (and NIR) and the segmentation its class; its buildings and
+  trees are drawn instanced by ``viewer.features.FeatureRenderer`` after the terrain.
 
 The GLSL is in ``viewer/shaders/`` (package data, ``shader_source``); this module holds
 what the CPU does: vertex layout, sub-tile culling blocks, uniforms and draw calls.
@@ -30,6 +34,8 @@ import numpy as np
 
 from runtime.tiles import TileKey
 from runtime.tin import Surface
+from viewer.features import FeatureOptions, FeatureRenderer, PlacedFeatures
+from viewer.thermal import AIR_K, SKY_DEPRESSION_K, thermal_table
 
 SHADERS = resources.files("viewer") / "shaders"
 """The GLSL sources (package data): terrain.{vert,frag}.glsl, sky.{vert,frag}.glsl and
@@ -64,6 +70,7 @@ class Lighting:
     zenith_rgb: tuple[float, float, float] = (0.26, 0.47, 0.80)
     haze_m: float = 120_000.0
     water: bool = True              # draw the sea surface where terrain is below the datum
+    air_k: float = AIR_K            # air temperature of the thermal target (viewer/thermal.py)
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ class MorphOptions:
 
 
 class _GpuTile:
-    __slots__ = ("vao", "buffers", "texture", "nir", "center_m", "nbytes", "parent_ge_m", "triangles",
+    __slots__ = ("vao", "buffers", "texture", "nir", "classes", "center_m", "nbytes", "parent_ge_m", "triangles",
                  "chunk_starts", "chunk_lo", "chunk_hi")
 
 
@@ -186,12 +193,18 @@ def vertex_array(surface: Surface) -> np.ndarray:
                           axis=1).astype(np.float32)
 
 
-def tile_gpu_bytes(surface: Surface, image: np.ndarray | None, nir: np.ndarray | None = None) -> int:
-    """Bytes ``upload`` will allocate for this tile (vertex + index buffers, mipmapped textures)."""
+def tile_gpu_bytes(surface: Surface, image: np.ndarray | None, nir: np.ndarray | None = None,
+                   classes: np.ndarray | None = None, placed: PlacedFeatures | None = None) -> int:
+    """Bytes ``upload`` will allocate for this tile (vertex + index buffers, mipmapped textures,
+    class texture, feature instances)."""
     b = len(surface.vertices) * VERTEX_BYTES + surface.faces.size * 4
     for img in (image, nir):
         if img is not None:
             b += int(np.asarray(img).shape[0] * np.asarray(img).shape[1] * 4 * 4 // 3)
+    if classes is not None:
+        b += int(np.asarray(classes).size)
+    if placed is not None:
+        b += placed.nbytes
     return b
 
 
@@ -200,11 +213,13 @@ class TerrainRenderer:
 
     def __init__(self, ctx: moderngl.Context, size: tuple[int, int], lighting: Lighting = Lighting(),
                  offscreen: bool = True, morph: MorphOptions = MorphOptions(), fragment_depth: bool = True,
-                 cull_backfaces: bool = False, chunk_culling: bool = True):
+                 cull_backfaces: bool = False, chunk_culling: bool = True,
+                 features: FeatureOptions = FeatureOptions()):
         """fragment_depth: logarithmic depth per fragment (exact; what sensors read), else per
         vertex (keeps early depth testing: faster on GPUs, approximate inside long triangles).
         cull_backfaces: skip triangles facing away (skirts then show from outside only).
-        chunk_culling: skip blocks of a tile outside the frustum (``CHUNKS``)."""
+        chunk_culling: skip blocks of a tile outside the frustum (``CHUNKS``). features: the
+        distances within which buildings and trees are drawn."""
         self.chunk_culling = chunk_culling
         self.ctx = ctx
         self.size = tuple(int(v) for v in size)
@@ -216,6 +231,15 @@ class TerrainRenderer:
         self.terrain = ctx.program(vertex_shader=shader_source("terrain.vert", defines),
                                    fragment_shader=shader_source("terrain.frag", defines))
         self.sky = ctx.program(vertex_shader=shader_source("sky.vert"), fragment_shader=shader_source("sky.frag"))
+        self.features = FeatureRenderer(ctx, ctx.program(vertex_shader=shader_source("feature.vert", defines),
+                                                         fragment_shader=shader_source("feature.frag", defines)),
+                                        features)
+        self._palette = None  # the layer palette last set (bytes), to write uniforms on change only
+        table = thermal_table().tobytes()
+        for prog in (self.terrain, self.features.prog):
+            prog["u_thermal"].write(table)
+            prog["u_air_k"].value = lighting.air_k
+        self.sky["u_sky_k"].value = lighting.air_k - SKY_DEPRESSION_K
         quad = np.array([-1, -1, 3, -1, -1, 3], np.float32)
         self._sky_vbo = ctx.buffer(quad.tobytes())
         self._sky_vao = ctx.vertex_array(self.sky, [(self._sky_vbo, "2f", "in_ndc")])
@@ -231,12 +255,14 @@ class TerrainRenderer:
 
     # -- resources -------------------------------------------------------------------------
     def upload(self, surface: Surface, image: np.ndarray | None, parent_ge_m: float = 0.0,
-               nir: np.ndarray | None = None) -> int:
+               nir: np.ndarray | None = None, layer=None, placed: PlacedFeatures | None = None) -> int:
         """Upload one tile (replacing any previous version); returns its GPU bytes.
 
         image: (H, W, 3) uint8, row 0 = north edge of the tile, or None. parent_ge_m: the
         parent's geometric error (metres) when ``surface`` has morph targets (it sets the
-        morph distance), else 0. nir: (H, W) uint8 near-infrared band, or None.
+        morph distance), else 0. nir: (H, W) uint8 near-infrared band, or None. layer: the
+        tile's ``runtime.featurelayer.FeatureLayer`` (classes and palette) or None; placed:
+        its buildings and trees (``viewer.features.place_features``) or None.
         """
         self.release(surface.key)
         ctx = self.ctx
@@ -252,10 +278,33 @@ class TerrainRenderer:
         t.parent_ge_m = float(parent_ge_m) if surface.has_morph else 0.0
         t.texture = self._texture(image, 3) if image is not None else None
         t.nir = self._texture(nir, 1) if nir is not None else None
-        t.nbytes = tile_gpu_bytes(surface, image, nir)
+        classes = layer.classes if layer is not None else None
+        t.classes = None
+        if classes is not None:
+            t.classes = ctx.texture((classes.shape[1], classes.shape[0]), 1,
+                                    np.ascontiguousarray(classes, np.uint8).tobytes(), alignment=1)
+            t.classes.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        if layer is not None and layer.albedo is not None:
+            self._set_palette(layer.albedo, layer.nir)
+        if placed is not None and len(placed.buildings) + len(placed.trees):
+            self.features.upload(surface.key, surface.center_m, placed)
+        t.nbytes = tile_gpu_bytes(surface, image, nir, classes, placed)
         self.tiles[surface.key] = t
         self.gpu_bytes += t.nbytes
         return t.nbytes
+
+    def _set_palette(self, albedo: np.ndarray, nir: np.ndarray) -> None:
+        key = albedo.tobytes() + nir.tobytes()
+        if key == self._palette:
+            return
+        self._palette = key
+        pal = np.zeros((16, 3), np.float32)
+        pal[: len(albedo)] = albedo.astype(np.float32) / 255.0
+        pn = np.zeros(16, np.float32)
+        pn[: len(nir)] = nir.astype(np.float32) / 255.0
+        self.terrain["u_palette"].write(np.ascontiguousarray(pal).tobytes())
+        self.terrain["u_palette_nir"].write(pn.tobytes())
+        self.features.set_palette(albedo, nir)
 
     def _texture(self, img: np.ndarray, components: int) -> moderngl.Texture:
         img = np.ascontiguousarray(img, np.uint8)
@@ -272,14 +321,16 @@ class TerrainRenderer:
         t.vao.release()
         for b in t.buffers:
             b.release()
-        for tex in (t.texture, t.nir):
+        for tex in (t.texture, t.nir, t.classes):
             if tex is not None:
                 tex.release()
+        self.features.release(key)
         self.gpu_bytes -= t.nbytes
 
     def close(self) -> None:
         for key in list(self.tiles):
             self.release(key)
+        self.features.close()
         if self.targets is not None:
             self.targets.release()
 
@@ -304,11 +355,11 @@ class TerrainRenderer:
 
         ctx.disable(moderngl.DEPTH_TEST)
         fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
+        self._common = {"u_up": tuple(up.astype(np.float32)), "u_sun": tuple(sun.astype(np.float32)),
+                        "u_horizon": L.horizon_rgb, "u_zenith": L.zenith_rgb}
         for prog in (self.sky, self.terrain):
-            prog["u_up"].value = tuple(up.astype(np.float32))
-            prog["u_sun"].value = tuple(sun.astype(np.float32))
-            prog["u_horizon"].value = L.horizon_rgb
-            prog["u_zenith"].value = L.zenith_rgb
+            for name, value in self._common.items():
+                prog[name].value = value
         if sky:
             self.sky["u_inv_viewproj"].write(np.linalg.inv(vp).T.astype(np.float32).tobytes())
             self._sky_vao.render(moderngl.TRIANGLES)
@@ -332,7 +383,8 @@ class TerrainRenderer:
         if self.cull_backfaces:
             ctx.front_face = "ccw"
             ctx.enable(moderngl.CULL_FACE)
-        prog["u_tex"].value, prog["u_ptex"].value, prog["u_nir"].value = 0, 1, 2
+        prog["u_tex"].value, prog["u_ptex"].value, prog["u_nir"].value, prog["u_class"].value = 0, 1, 2, 3
+        prog["u_class_fade"].value = self.features.options.ground_colour_fade_m
         # Selection draws the parent from the distance where its error is error_target_px.
         k = camera.viewport_px[1] / (2.0 * math.tan(camera.fov_y_rad / 2.0))
         morph_k = k / self.morph.error_target_px if self.morph.enabled else 0.0
@@ -340,7 +392,7 @@ class TerrainRenderer:
         cam = np.asarray(camera.position_m, np.float64)
         u_tile = prog["u_tile"]
         planes = camera.frustum_planes()
-        block = np.zeros((3, 4), np.float32)
+        block = np.zeros((4, 4), np.float32)
         tris = drawn = 0
         for key in draw:
             t = self.tiles.get(key)
@@ -354,7 +406,10 @@ class TerrainRenderer:
             has_ptex = parent is not None and parent.texture is not None
             block[1] = (end * start, end, has_ptex, t.nir is not None)
             block[2] = (0.5 * (key.x & 1), 0.5 * (key.y & 1), 0.5, 0.5)
+            block[3, 0] = t.classes is not None
             u_tile.write(block.tobytes())
+            if t.classes is not None:
+                t.classes.use(3)
             if t.texture is not None:
                 t.texture.use(0)
             if has_ptex:
@@ -374,6 +429,13 @@ class TerrainRenderer:
         if self.cull_backfaces:
             ctx.disable(moderngl.CULL_FACE)
         self.tiles_drawn = drawn
+        if self.features.tiles:  # buildings and trees of the drawn tiles, same depth and targets
+            common = dict(getattr(self, "_common", {}), u_haze_m=L.haze_m)
+            if self.fragment_depth:
+                common["u_logdepth"] = 1.0 / math.log2(self.far_m + 1.0)
+            else:
+                common["u_logdepth_vs"] = 1.0 / math.log2(self.far_m + 1.0)
+            self.features.draw(draw, cam, vp32, common)
 
     def _sun(self, up: np.ndarray) -> np.ndarray:
         L = self.lighting
@@ -401,15 +463,18 @@ class TerrainRenderer:
 
 
 class RenderTargets:
-    """An offscreen framebuffer: colour (RGBA8), normal (RGBA16F), NIR (RGBA8), depth."""
+    """An offscreen framebuffer: colour (RGBA8), normal (RGBA16F), NIR (RGBA8), segmentation
+    class (R8: id + 1, 0 = unclassified), thermal brightness temperature (R32F, K), depth."""
 
     def __init__(self, ctx: moderngl.Context, size: tuple[int, int]):
         self.size = (int(size[0]), int(size[1]))
         self.color = ctx.renderbuffer(self.size, components=4)
         self.normal = ctx.renderbuffer(self.size, components=4, dtype="f2")
         self.nir = ctx.renderbuffer(self.size, components=4)
+        self.segment = ctx.renderbuffer(self.size, components=1)
+        self.thermal = ctx.renderbuffer(self.size, components=1, dtype="f4")
         self.depth = ctx.depth_texture(self.size)
-        self.fbo = ctx.framebuffer([self.color, self.normal, self.nir], self.depth)
+        self.fbo = ctx.framebuffer([self.color, self.normal, self.nir, self.segment, self.thermal], self.depth)
 
     def _read(self, attachment: int, components: int, dtype: str, np_dtype) -> np.ndarray:
         data = self.fbo.read(components=components, attachment=attachment, dtype=dtype, alignment=1)
@@ -428,6 +493,16 @@ class RenderTargets:
         """(H, W, 3) uint8 false colour (R = NIR, G = red, B = green); 0 where no NIR band."""
         return self._read(2, 3, "f1", np.uint8).copy()
 
+    def read_segmentation(self) -> np.ndarray:
+        """(H, W) uint8 class ids of ``runtime.featurelayer.CLASS_NAMES`` (sky included);
+        255 (``NO_CLASS``) where the ground has no land-cover classes (the sea is water)."""
+        v = self._read(3, 1, "f1", np.uint8)[..., 0]
+        return np.where(v == 0, 255, v - 1).astype(np.uint8)
+
+    def read_thermal_k(self) -> np.ndarray:
+        """(H, W) float32 brightness temperature in Kelvin (viewer/thermal.py)."""
+        return self._read(4, 1, "f4", np.float32)[..., 0].copy()
+
     def read_depth_m(self, far_m: float) -> np.ndarray:
         """(H, W) float32 distance along the view axis in metres; inf where sky."""
         w, h = self.size
@@ -441,7 +516,7 @@ class RenderTargets:
             # Releasing the bound framebuffer leaves moderngl rebinding a dead name on the next
             # framebuffer it creates (GL_INVALID_OPERATION); bind a parked 1x1 one first.
             _parking_fbo(ctx).use()
-        for obj in (self.fbo, self.color, self.normal, self.nir, self.depth):
+        for obj in (self.fbo, self.color, self.normal, self.nir, self.segment, self.thermal, self.depth):
             obj.release()
 
 

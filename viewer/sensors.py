@@ -3,7 +3,9 @@
 Two layers:
 
 - ``SensorRig`` renders named cameras from the tiles a ``TerrainRenderer`` holds and
-  reads back RGB, depth in metres, world-frame normals and false-colour NIR.
+  reads back RGB, depth in metres, world-frame normals, false-colour NIR and segmentation
+  (class ids of the fixed table ``runtime.featurelayer.CLASS_NAMES``: land-cover classes,
+  water, building, road, tree, sky; 255 where the ground has no feature layer).
 - ``SensorSession`` owns everything else: a headless GL context, a tile client (a
   running server's URL, or an in-process ``streaming.server.TileServer``) and the
   streamer; ``capture`` streams until every camera's view is complete at the error
@@ -38,19 +40,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.featurelayer import LAYER
 from runtime.geometry import east_north_up, geodetic_to_ecef
 from runtime.lod.camera import Camera
 from runtime.tiles import World
 from viewer.flight import Flight, FlightOptions, start_in_process, stop_in_process
 from viewer.renderer import MorphOptions, RenderTargets, TerrainRenderer
 
-CHANNELS = frozenset({"rgb", "depth_m", "range_m", "normal", "nir"})
+CHANNELS = frozenset({"rgb", "depth_m", "range_m", "normal", "nir", "segmentation", "thermal_k"})
 
 
 @dataclass(frozen=True)
 class SensorSpec:
     """A camera sensor. size_px: (width, height); fov_y_deg: vertical field of view;
-    channels: any of ``rgb``, ``depth_m``, ``range_m``, ``normal``, ``nir``."""
+    channels: any of ``rgb``, ``depth_m``, ``range_m``, ``normal``, ``nir``, ``segmentation``,
+    ``thermal_k``."""
 
     name: str
     size_px: tuple[int, int] = (640, 480)
@@ -78,7 +82,10 @@ class SensorFrame:
     AirSim's DepthPerspective), inf where sky; normal: (H, W, 3) float32 world-frame unit
     normals (ECEF on the earth, x east / y north / z up on the plane), 0 where sky; nir:
     (H, W, 3) uint8 false colour (R = NIR, G = red, B = green) where the world has a NIR
-    band, else None. Channels not asked for are None. frame_id: the capture's number
+    band (or the feature layer's per-class NIR: vegetation bright, water dark), else None;
+    segmentation: (H, W) uint8 class ids (``runtime.featurelayer.CLASS_NAMES``; sky 14;
+    255 = ground without the feature layer); thermal_k: (H, W) float32 brightness temperature
+    in Kelvin (``viewer.thermal``). Channels not asked for are None. frame_id: the capture's number
     (all cameras of one ``capture`` share it; increases by 1 per capture, from 0);
     timestamp_ns: wall clock (``time.time_ns()``) when the capture rendered; sim_time_s:
     what the caller passed to ``capture`` (None if nothing)."""
@@ -93,11 +100,13 @@ class SensorFrame:
     frame_id: int = 0
     timestamp_ns: int = 0
     sim_time_s: float | None = None
+    segmentation: np.ndarray | None = None
+    thermal_k: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.rgb, self.depth_m, self.range_m, self.normal, self.nir)
-                   if a is not None)
+        return sum(a.nbytes for a in (self.rgb, self.depth_m, self.range_m, self.normal, self.nir,
+                                      self.segmentation, self.thermal_k) if a is not None)
 
 
 def range_from_planar(depth_m: np.ndarray, fov_y_deg: float) -> np.ndarray:
@@ -177,6 +186,8 @@ class SensorRig:
                 nir=tgt.read_nir() if "nir" in ch and self.has_nir else None,
                 range_m=range_from_planar(depth, spec.fov_y_deg) if "range_m" in ch else None,
                 frame_id=frame_id, timestamp_ns=stamp, sim_time_s=sim_time_s,
+                segmentation=tgt.read_segmentation() if "segmentation" in ch else None,
+                thermal_k=tgt.read_thermal_k() if "thermal_k" in ch else None,
             )
         return out
 
@@ -199,7 +210,7 @@ class SensorSession:
         self._thread = self._loop = None
         if url is None:
             url, self._thread, self._loop = start_in_process(server)
-        self.client = SyncTileClient(url, token=token)
+        self.client = SyncTileClient(url, token=token, expect={"layers": [LAYER]})  # features if served
         self.world = World.parse(self.client.hello.world)
         self.ctx = headless_context()
         first = specs[0].size_px if specs else (16, 16)
@@ -207,6 +218,7 @@ class SensorSession:
         opts = FlightOptions(error_target_px=error_target_px, cache_bytes=cache_bytes)
         self.flight = Flight(self.world, self.client, self.renderer, opts)
         self.rig = SensorRig(self.renderer, specs)
+        self.rig.has_nir = LAYER in self.client.hello.layers  # per-class NIR from the feature layer
 
     def camera(self, name: str, position, heading_deg: float = 0.0, pitch_deg: float = -10.0,
                alt_mode: str = "msl", roll_deg: float = 0.0) -> Camera:

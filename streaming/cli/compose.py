@@ -64,7 +64,8 @@ def building_source(pyramid):
 
 def build_server(world: World | str, seed: int, refiner: str | None = None, token: str | None = None,
                  origins=None, store_dir: str | os.PathLike | None = None, service_config=None, limits=None,
-                 gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, terrain_only: bool = False):
+                 gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, terrain_only: bool = False,
+                 features: bool = False):
     """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
 
     ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
@@ -74,7 +75,9 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     port (earth only; ValueError otherwise, before any generator opens); ``mesh_procs``: mesh
     and encode in that many worker processes (``streaming.procencode``; 0: on the service's
     threads); ``terrain_only``: no buildings and trees in the 3D Tiles GLBs (``http``) and no
-    ``surface: "buildings"`` height queries (both are there by default)."""
+    ``surface: "buildings"`` height queries (both are there by default);
+    ``features``: serve the feature layer (``generator.layer``: land cover, buildings,
+    trees) to clients that ask for it in their hello (docs/PROTOCOL.md)."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -87,9 +90,17 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         raise ValueError(f"HTTP terrain and 3D Tiles endpoints need the earth world, got {world.value}")
     pyr = open_world(world, seed, refiner, cache_bytes=gen_cache_bytes)
     limits = limits or Limits()
+    source, layers = pyr.tiles, ()
+    if features:
+        from generator.layer import layered_source
+        from runtime.featurelayer import LAYER
+
+        source, layers = layered_source(pyr), (LAYER,)
     store = None
     if store_dir:
-        store = TileStore(store_dir, model=pyr.model_id, world=world.value, seed=seed)
+        # frames with the layer are other bytes: their own folder (the store keys it by model)
+        store_model = pyr.model_id + ("+features" if features else "")
+        store = TileStore(store_dir, model=store_model, world=world.value, seed=seed)
         store.sweep()  # temporary files of writers killed long ago
     cfg = service_config or ServiceConfig()
     encode = None
@@ -97,12 +108,12 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         from streaming.procencode import ProcessEncoder
 
         encode = ProcessEncoder(mesh_procs, cfg.error_scale)
-    service = TileService(world, pyr.tiles, cfg, store=store, encode=encode)
+    service = TileService(world, source, cfg, store=store, encode=encode)
     heights = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
                                                                 max_tiles=limits.max_height_tiles),
                             buildings=None if terrain_only else building_source(pyr))
     service.on_fields = heights.remember
-    info = ServerInfo(world=world.value, seed=seed, model=pyr.model_id, token=token, limits=limits)
+    info = ServerInfo(world=world.value, seed=seed, model=pyr.model_id, token=token, limits=limits, layers=layers)
     endpoints = None
     if http is not None:
         from generator.water import earth_water_mask

@@ -34,7 +34,7 @@ def cmd_fly(args) -> int:
                       realtime=args.realtime)
     if args.server:  # a client-only install (no torch) flies this way
         return run_fly(opts, url=args.server)
-    server = build_server(args.world, args.seed, args.refiner, args.token)
+    server = build_server(args.world, args.seed, args.refiner, args.token, features=args.features)
     return run_fly(opts, server=server)
 
 
@@ -64,5 +64,7 @@ def register(sub) -> None:
     sp.add_argument("--realtime", action="store_true",
                     help="headless: fly on the wall clock (frames skip poses, tiles drawn as they arrive; "
                          "--frames/30 s of path); stats.json measures latency, teleport and stalls")
+    sp.add_argument("--features", action="store_true",
+                    help="in-process server: serve and draw the feature layer (land cover, buildings, trees)")
     sp.add_argument("--token", default=None)
     sp.set_defaults(func=cmd_fly)

@@ -24,7 +24,8 @@ def cmd_serve(args) -> int:
         http = HttpConfig() if args.http_max_level is None else HttpConfig(max_level=args.http_max_level)
     server = build_server(args.world, args.seed, args.refiner, args.token, args.origin, args.store, cfg,
                           gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20,
-                          http=http, mesh_procs=args.mesh_procs, terrain_only=args.terrain_only)
+                          http=http, mesh_procs=args.mesh_procs, terrain_only=args.terrain_only,
+                          features=args.features)
     asyncio.run(serve_forever(server, args.host, args.port))
     return 0
 
@@ -56,4 +57,6 @@ def register(sub) -> None:
                     help="with --http: deepest level advertised in layer.json and tileset.json (default 16)")
     sp.add_argument("--terrain-only", action="store_true",
                     help="no buildings or trees in 3D Tiles GLBs and no surface 'buildings' height queries")
+    sp.add_argument("--features", action="store_true",
+                    help="serve the feature layer (land cover, buildings, trees) to clients that ask for it")
     sp.set_defaults(func=cmd_serve)
