@@ -74,7 +74,7 @@ def frame_tile(frame: bytes) -> DecodedTile:
     return decode_tile(msg["tile"])
 
 
-CESIUM_OWN_ERROR = ((range(0, 6), 1.0), (range(16, MAX_LEVEL + 1), 0.5))
+CESIUM_OWN_ERROR = ((range(0, 6), 1.0), (range(16, MAX_LEVEL + 1), 0.45))
 """(levels, factor): the Cesium formats mesh an earth tile of these levels to ``factor``
 x the error CesiumJS assumes for its level (``cesium_tile``), elsewhere they carry the
 wire frame's mesh. CesiumJS takes every quantized-mesh tile's error to be
@@ -85,20 +85,20 @@ the Alps' and the Himalaya's views), CesiumJS's error / the true error (3D, chor
 included, against the next level's samples): with the wire mesh 2.4-4.0 at levels 0-5
 and 2.1-3.0 at 16-18 (little new detail below the tile: its error is about its bound),
 0.58-1.88 at 6-15 (the next level's detail makes the true error about CesiumJS's).
-Levels 0-5 meshed to CesiumJS's error: 0.88-1.14. Levels 16-18 to half of it: 1.30-1.44
-(``bench/borders.py``: with ``CESIUM_BORDER_PASSES`` their 3 x 3 blocks' border
-contrast stays below the wire mesh's; any coarser and the borders show: the coarse
-interior shades smoothly, the every-sample border does not). Levels 6-15 meshed to
-CesiumJS's error would give 0.56-0.88 with 4-5x fewer vertices, a coarser picture,
-and the Alps level-10 border contrast gets worse: left as served."""
+Levels 0-5 meshed to CesiumJS's error: 0.88-1.14. Levels 16+ to 0.45 of it: 1.39-1.53
+at 16-17 (any coarser and the borders show, ``CESIUM_BORDER_PASSES``: the coarse interior
+shades smoothly, the every-sample border does not). Levels 6-15 meshed to CesiumJS's
+error would give 0.56-0.88 with 4-5x fewer vertices, a coarser picture, and the Alps
+level-10 border contrast gets worse: left as served."""
 
-CESIUM_BORDER_PASSES = 6
+CESIUM_BORDER_PASSES = 4
 """Smoothing passes along the joined edge normals (``runtime.tin.joined_normals``) of
 tiles at ``CESIUM_OWN_ERROR`` levels (``cesium_stitch``). Measured (``bench/borders.py``,
-border / in-tile contrast of a 3 x 3 block): Himalaya level 16, wire mesh 0.96, meshed to
-half CesiumJS's error 1.76 unsmoothed, 0.96 / 0.89 / 0.91 with 4 / 6 / 8 passes; Alps level
-16, 0.85 wire, 0.66 meshed with 6 passes. At levels 6-15 smoothing hurts the Alps level-10
-block (0.43 -> 0.48 with one pass): none there."""
+border / in-tile contrast of 3 x 3 level-16 blocks, wire mesh -> meshed to 0.45 of
+CesiumJS's error unsmoothed -> with 4 passes): Himalaya 16/97175/22591 0.96 -> 1.64 ->
+0.88, the page test's 16/97175/22608 0.82 -> 1.45 -> 0.80, Alps 16/68357/16074 0.85 ->
+1.59 -> 0.69 (6 or 8 passes, or half CesiumJS's error: worse on some block). At levels 6-15 smoothing hurts
+the Alps level-10 block (0.43 -> 0.48 with one pass): none there."""
 
 
 def cesium_mesh_error_m(level: int) -> float | None:
