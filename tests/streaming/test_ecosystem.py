@@ -93,6 +93,12 @@ def test_cesium_tile_meshes_coarse_levels_to_cesiums_error(frames):
     assert E.cesium_mesh_error_m(6) is None
     six = E.frame_tile(frames[TileKey(6, 94, 21)])
     assert E.cesium_tile(six) is six
+    # 3D Tiles carry the same TIN (surface and skirt vertices of the placed mesh).
+    trimesh = pytest.importorskip("trimesh")
+    glb = trimesh.load(io.BytesIO(E.glb_bytes(frames[key])), file_type="glb", force="mesh", process=False)
+    placed = E.tin_mesh(World.EARTH, wire)
+    assert placed.n == len(tile.grid_rc) and len(glb.vertices) == len(placed.vertices_m)
+    assert placed.skirt_depth_m == pytest.approx(5 * wire.geometric_error_m)  # the wire tile's skirts
 
 
 def test_cesium_stitch_joins_smoothed_edges_that_agree(frames):
