@@ -85,8 +85,8 @@ the Alps' and the Himalaya's views), CesiumJS's error / the true error (3D, chor
 included, against the next level's samples): with the wire mesh 2.4-4.0 at levels 0-5
 and 2.1-3.0 at 16-18 (little new detail below the tile: its error is about its bound),
 0.58-1.88 at 6-15 (the next level's detail makes the true error about CesiumJS's).
-Levels 0-5 meshed to CesiumJS's error: 0.88-1.14. Levels 16+ to 0.45 of it: 1.39-1.53
-at 16-17 (any coarser and the borders show, ``CESIUM_BORDER_PASSES``: the coarse interior
+Levels 0-5 meshed to CesiumJS's error: 0.88-1.14. Levels 16+ to 0.45 of it: 1.32-1.55
+at 16-18 (any coarser and the borders show, ``CESIUM_BORDER_PASSES``: the coarse interior
 shades smoothly, the every-sample border does not). Levels 6-15 meshed to CesiumJS's
 error would give 0.56-0.88 with 4-5x fewer vertices, a coarser picture, and the Alps
 level-10 border contrast gets worse: left as served."""
