@@ -10,11 +10,12 @@ Also the same block converted alone (the along-edge rule) and the data's own hil
 ``--errors``: per level, the error CesiumJS's terrain provider assumes
 (``getLevelMaximumGeometricError``: a 65-sample heightmap per tile, 2 level-0 tiles:
 2 pi a 0.25 / (65 x 2) / 2^L), our mesh bound (``level_error_m``: 0.25 x our 257-sample
-spacing, exactly 65/256 of it) and the true error of the tile holding each place (the
-3D distance from the next level's samples to the served TIN, chord sag included:
-``curvature.geometric_error_3d_m``, as the page test measures it).
+spacing, exactly 65/256 of it) and the true error of the tile holding each place as the
+Cesium formats carry it (``ecosystem.cesium_tile``: at some levels meshed to CesiumJS's
+error): the 3D distance from the next level's samples to the served TIN, chord sag
+included (``curvature.geometric_error_3d_m``, as the page test measures it).
 
-Usage: PYTHONPATH=. python bench/borders.py [--views himalaya7,alps10,himalaya12,himalaya16] [--errors 0..16]
+Usage: PYTHONPATH=. python bench/borders.py [--views himalaya7,alps10,...] [--errors 0..16]
 Ends with one JSON line.
 """
 
@@ -45,6 +46,8 @@ VIEWS = {
     "alps10": (10, 7.7, 45.9),  # tests/streaming/test_http.py's block
     "himalaya12": (12, 86.9, 27.95),
     "himalaya16": (16, 86.9, 27.95),
+    "himalaya16b": (16, 86.9005, 27.9039),  # the page test's deepest Himalaya block
+    "alps16": (16, 7.75, 45.85),
 }
 
 
@@ -104,10 +107,10 @@ def level_errors(pyr, levels: range) -> dict:
         row = {"bound": round(level_error_m(level), 2), "cesium": round(CESIUM_LEVEL0_ERROR_M / 2**level, 2)}
         for name, (lon, lat) in PLACES.items():
             k = centre_key(level, lon, lat)
-            tile = E.frame_tile(tile_frame(k, encode_fields(World.EARTH, k, pyr.tile(k))))
+            tile = E.cesium_tile(E.frame_tile(tile_frame(k, encode_fields(World.EARTH, k, pyr.tile(k)))))
             kids = pyr.tiles([TileKey(level + 1, 2 * k.x + dx, 2 * k.y + dy) for dy in (0, 1) for dx in (0, 1)])
             row[name] = round(geometric_error_3d_m(World.EARTH, k, tile.grid_rc, tile.faces,
-                                                   children_grid(*[f.height for f in kids])), 2)
+                                                   children_grid(*[f.height for f in kids]), tile.height_m), 2)
         out[level] = row
         print(level, row, {n: round(row["cesium"] / row[n], 2) for n in PLACES}, flush=True)
     return out

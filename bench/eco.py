@@ -18,8 +18,14 @@ of serving a stored frame in each ecosystem format (the websocket frame is the b
   (raw and gzip), the buildings and trees per tile, and the ms the features add to a GLB
   (generating them, land cover included, and drawing them).
 
+``--bytes-by-level A..B``: per level instead, the 3 x 3 tiles around Everest (fewer
+where the level has fewer), generated and encoded as the server does: mean vertices and
+kB per tile of the wire frame, quantized-mesh + normals (raw; + water mask, gzip) and
+the GLB, and ms to convert (the Cesium path re-meshes some levels: ``ecosystem.cesium_tile``).
+
 Ends with one JSON line. Usage:
     python bench/eco.py [--levels 5..9] [--quick] [--formats-only] [--features-only] [--block 2]
+                           [--bytes-by-level 0..5]
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ def bench_formats(keys, repeat: int = 3):
     both = E.TERRAIN_EXTENSIONS
 
     from generator.water import earth_water_mask
-    from runtime.tin import edge_data, neighbour_keys, opposite, stitch
+    from runtime.tin import edge_data, neighbour_keys, opposite
 
     by_key = {E.frame_tile(f).key: f for f in frames}
     held = {k: edge_data(E.tin_mesh(World.EARTH, E.frame_tile(f))) for k, f in by_key.items()}
@@ -76,7 +82,7 @@ def bench_formats(keys, repeat: int = 3):
             if nk in by_key:
                 data = edge_data(E.tin_mesh(World.EARTH, E.frame_tile(by_key[nk]))) if place_neighbours else held[nk]
                 known[side] = data[opposite(side)]
-        return E.mesh_terrain_bytes(stitch(mesh, known), ("octvertexnormals",))
+        return E.mesh_terrain_bytes(E.cesium_stitch(mesh, known), ("octvertexnormals",))
 
     def subtree(f):
         c = I.implicit_coord(E.frame_tile(f).key)
@@ -174,6 +180,43 @@ def bench_features(levels=(15, 16), block: int = 2, repeat: int = 3):
                      "gzip_growth_pct": round(100.0 * (mean(gz1) / mean(gz0) - 1.0), 1),
                      "features_ms": round(statistics.median(t_gen), 1),
                      "draw_ms": round(statistics.median(t_draw), 1)})
+
+
+EVEREST = (86.9, 27.95)
+
+
+def bench_bytes_by_level(levels: range) -> list[dict]:
+    """Per level: the 3 x 3 block of tiles around Everest (clipped to the level's tiles),
+    generated (fractal refiner, seed 0) and encoded as the server does."""
+    from generator.pyramid import open_world
+    from generator.water import earth_water_mask
+    from runtime.tiles import T, TileKey, spacing_deg, tiles_x, tiles_y
+    from streaming.tileservice import encode_fields, tile_frame
+
+    pyr = open_world("earth", 0, refiner="fractal")
+    rows = []
+    for level in levels:
+        d = spacing_deg(level) * T
+        cx, cy = int((EVEREST[0] + 180.0) // d), int((90.0 - EVEREST[1]) // d)
+        keys = [TileKey(level, x, y) for y in range(cy - 1, cy + 2) for x in range(cx - 1, cx + 2)
+                if 0 <= x < tiles_x(World.EARTH, level) and 0 <= y < tiles_y(World.EARTH, level)]
+        frames = [tile_frame(k, encode_fields(World.EARTH, k, f)) for k, f in zip(keys, pyr.tiles(keys))]
+        E.terrain_bytes(frames[0], E.TERRAIN_EXTENSIONS, water=earth_water_mask)  # warm: water mask, trimesh
+        E.glb_bytes(frames[0])
+        row = {"level": level, "tiles": len(keys),
+               "wire_vertices": round(statistics.mean(len(E.frame_tile(f).grid_rc) for f in frames)),
+               "cesium_vertices": round(statistics.mean(len(E.cesium_tile(E.frame_tile(f)).grid_rc) for f in frames)),
+               "wire_kb": round(statistics.mean(len(f) for f in frames) / 1e3, 1)}
+        for name, fn in (("terrain_normals_kb", lambda f: E.terrain_bytes(f, ("octvertexnormals",))),
+                         ("terrain_all_gzip_kb", lambda f: gzip.compress(
+                             E.terrain_bytes(f, E.TERRAIN_EXTENSIONS, water=earth_water_mask), 6)),
+                         ("glb_kb", E.glb_bytes)):
+            t = time.perf_counter()
+            sizes = [len(fn(f)) for f in frames]
+            row[name] = round(statistics.mean(sizes) / 1e3, 1)
+            row[name.replace("_kb", "_ms")] = round(1e3 * (time.perf_counter() - t) / len(frames), 1)
+        rows.append(row)
+        print(row, flush=True)
     return rows
 
 
@@ -193,6 +236,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="conversions per tile (the fastest counts)")
     ap.add_argument("--features-only", action="store_true", help="only the GLB with / without features (Paris)")
     ap.add_argument("--block", type=int, default=2, help="features: block x block Paris tiles per level")
+    ap.add_argument("--bytes-by-level", default=None, help="levels A..B: bytes per tile per level instead")
     args = ap.parse_args()
     if args.features_only:
         rows = bench_features(block=args.block, repeat=args.repeat)
@@ -200,6 +244,12 @@ def main():
               f"{args.block}x{args.block} tiles per level")
         table(rows)
         print(json.dumps({"bench": "eco", "features": rows}))
+        return
+    if args.bytes_by_level:
+        lo, hi = parse_levels(args.bytes_by_level)
+        rows = bench_bytes_by_level(range(lo, hi + 1))
+        table(rows)
+        print(json.dumps({"bench": "eco", "bytes_by_level": rows}))
         return
     levels = parse_levels("5..7" if args.quick else args.levels)
     keys = plan_keys(World.EARTH, BOX, levels)

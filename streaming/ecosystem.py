@@ -3,7 +3,9 @@
 The tile store and the websocket server hold one thing per tile: the ``tile`` frame
 (runtime.wire payload: the TIN, quantised heights, the colour image). Every other
 format is derived from it, so HTTP clients, static exports and websocket clients
-see the same vertices, placed by runtime.tin.tile_mesh as the viewer places them.
+see the same vertices, placed by runtime.tin.tile_mesh as the viewer places them, except
+at the levels where CesiumJS's fixed per-level error would be far from the wire mesh's
+true error: there the Cesium formats mesh the tile to CesiumJS's error (``cesium_tile``).
 Normals on an edge shared with a neighbour agree exactly on both sides: a frame
 converted alone uses the shared-edge rule; given its neighbours' frames (static exports:
 ``NeighbourEdges``) it uses the joined mesh's normal, as its neighbours then do too.
@@ -22,6 +24,7 @@ converted alone uses the shared-edge rule; given its neighbours' frames (static 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import struct
@@ -29,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
-from runtime.formats.bounds import content_height_range_m
+from runtime.formats.bounds import cesium_level_error_m, content_height_range_m
 from runtime.formats.export import layer_json, quantized_mesh, tile_glb
 from runtime.formats.features_glb import append_features, feature_height_range, ground_grid
 from runtime.formats.watermask import water_mask_extension
@@ -38,13 +41,17 @@ from runtime.tiles import MAX_LEVEL, T, TileKey, World, skirt_depth_for, tiles_y
 from runtime.tin import (
     EdgeData,
     TileMesh,
+    curved_positions,
     edge_data,
     facing_side,
     neighbour_keys,
     opposite,
+    simplify_grid,
     stitch,
     tile_mesh,
+    tin_grid,
 )
+from runtime.tin.placement import edge_indices
 from runtime.wire import DecodedTile, decode_image, decode_tile
 from streaming.implicit import implicit_coord
 
@@ -70,14 +77,87 @@ def frame_tile(frame: bytes) -> DecodedTile:
     return decode_tile(msg["tile"])
 
 
+CESIUM_OWN_ERROR = ((range(0, 6), 1.0), (range(16, MAX_LEVEL + 1), 0.45))
+"""(levels, factor): the Cesium formats mesh an earth tile of these levels to ``factor``
+x the error CesiumJS assumes for its level (``cesium_tile``), elsewhere they carry the
+wire frame's mesh. CesiumJS takes every quantized-mesh tile's error to be
+``runtime.formats.bounds.cesium_level_error_m`` (a 65-sample heightmap: 256/65 = 3.94x
+our mesh bound); 3D Tiles states the same so both providers pick the same levels.
+Measured (``bench/borders.py --errors``, earth seed 0, fractal refiner, the tiles holding
+the Alps' and the Himalaya's views), CesiumJS's error / the true error (3D, chord sag
+included, against the next level's samples): with the wire mesh 2.4-4.0 at levels 0-5
+and 2.1-3.0 at 16-18 (little new detail below the tile: its error is about its bound),
+0.58-1.88 at 6-15 (the next level's detail makes the true error about CesiumJS's).
+Levels 0-5 meshed to CesiumJS's error: 0.88-1.14. Levels 16+ to 0.45 of it: 1.32-1.55
+at 16-18 (any coarser and the borders show, ``CESIUM_BORDER_PASSES``: the coarse interior
+shades smoothly, the every-sample border does not). Levels 6-15 meshed to CesiumJS's
+error would give 0.56-0.88 with 4-5x fewer vertices, a coarser picture, and the Alps
+level-10 border contrast gets worse: left as served."""
+
+CESIUM_BORDER_PASSES = 4
+"""Smoothing passes along the joined edge normals (``runtime.tin.joined_normals``) of
+tiles at ``CESIUM_OWN_ERROR`` levels (``cesium_stitch``). Measured (``bench/borders.py``,
+border / in-tile contrast of 3 x 3 level-16 blocks, wire mesh -> meshed to 0.45 of
+CesiumJS's error unsmoothed -> with 4 passes): Himalaya 16/97175/22591 0.96 -> 1.64 ->
+0.88, the page test's 16/97175/22608 0.82 -> 1.45 -> 0.80, Alps 16/68357/16074 0.85 ->
+1.59 -> 0.69 (6 or 8 passes, or half CesiumJS's error: worse on some block). At levels 6-15 smoothing hurts
+the Alps level-10 block (0.43 -> 0.48 with one pass): none there."""
+
+
+def cesium_mesh_error_m(level: int) -> float | None:
+    """The error bound (m, 3D with the chord sag) the Cesium formats mesh an earth tile
+    of ``level`` to (``CESIUM_OWN_ERROR``), or None where they keep the wire mesh."""
+    for levels, factor in CESIUM_OWN_ERROR:
+        if level in levels:
+            return factor * cesium_level_error_m(level)
+    return None
+
+
+def cesium_stitch(mesh: TileMesh, known: dict[str, EdgeData]) -> TileMesh:
+    """``runtime.tin.stitch`` as the Cesium formats do it: at ``CESIUM_OWN_ERROR`` levels
+    the joined edge normals are smoothed along the edge (``CESIUM_BORDER_PASSES``); both
+    neighbours, of one level, do the same, so the edge agrees."""
+    passes = CESIUM_BORDER_PASSES if cesium_mesh_error_m(mesh.key.level) is not None else 0
+    return stitch(mesh, known, passes)
+
+
+def cesium_tile(tile: DecodedTile) -> DecodedTile:
+    """The earth tile the Cesium formats carry: ``tile`` itself, or at a level with a
+    ``cesium_mesh_error_m`` above the tile's own bound, its TIN re-meshed to that bound.
+
+    The wire TIN is rasterised to the (T+1, T+1) sample grid (``tin_grid``) and simplified
+    again (``simplify_grid``, the earth's 3D error with the chord sag, fan border: every
+    border sample stays a vertex, so neighbours still meet sample for sample and no
+    crack opens). Vertices keep the wire TIN's heights (a kept wire vertex exactly, any
+    other on the wire surface), so the result lies within the new bound of the wire TIN
+    and within the sum of both bounds of the samples. The returned tile's
+    ``geometric_error_m`` is the new bound; its border is the wire tile's, so are the gaps
+    to a neighbour of another level, and ``tin_mesh`` keeps the wire tile's skirts."""
+    bound = cesium_mesh_error_m(tile.key.level)
+    if bound is None or bound <= tile.geometric_error_m:
+        return tile
+    t = tile.grid_size
+    grid = tin_grid(tile.grid_rc, tile.height_m, tile.faces, t)
+    rc, faces = simplify_grid(grid, bound, positions_m=curved_positions(World.EARTH, tile.key, grid))
+    h = grid[rc[:, 0], rc[:, 1]]
+    west, south, east, north = edge_indices(rc, t)
+    return dataclasses.replace(
+        tile, grid_rc=rc.astype(np.float64), height_m=h, faces=faces.astype(np.int32), west=west, south=south,
+        east=east, north=north, height_min_m=float(h.min()), height_max_m=float(h.max()),
+        geometric_error_m=float(bound), topology="rtin")
+
+
 def tin_mesh(world: World, tile: DecodedTile, skirt_depth_m: float | None = None) -> TileMesh:
     """Place a decoded TIN in world space (runtime.tin.tile_mesh, the viewer's path too):
-    centre-relative positions, skirts, normals, UVs. Skirt depth defaults to runtime.tiles.skirt_depth_for
-    of the tile's geometric error. Border normals follow the shared-edge rule until
+    centre-relative positions, skirts, normals, UVs; an earth tile as the Cesium formats
+    carry it (``cesium_tile``). Skirt depth defaults to runtime.tiles.skirt_depth_for
+    of the stored tile's geometric error. Border normals follow the shared-edge rule until
     ``stitch``ed with neighbours."""
     if tile.grid_size != T:
         raise ValueError(f"expected a tile of grid size {T}, got {tile.grid_size}")
     depth = skirt_depth_for(tile.geometric_error_m) if skirt_depth_m is None else float(skirt_depth_m)
+    if World.parse(world) is World.EARTH:
+        tile = cesium_tile(tile)  # same border: the skirts stay the wire tile's
     return tile_mesh(world, tile.key, tile.grid_rc, tile.height_m, tile.faces, depth)
 
 
@@ -93,7 +173,7 @@ def frame_mesh(frame: bytes, world: World = World.EARTH,
         sides = facing_side(world, tile.key, other.key)
         if sides is not None:
             known[sides[0]] = edge_data(tin_mesh(world, other))[sides[1]]
-    return (stitch(mesh, known) if known else mesh), tile
+    return (cesium_stitch(mesh, known) if known else mesh), tile
 
 
 def terrain_bytes(frame: bytes, extensions: Iterable[str] = ("octvertexnormals",),
@@ -155,7 +235,7 @@ class NeighbourEdges:
             data = self.edges(nk)
             if data is not None:
                 known[side] = data[opposite(side)]
-        return stitch(mesh, known)
+        return cesium_stitch(mesh, known)
 
 
 def requested_extensions(accept: str | None) -> tuple[str, ...]:

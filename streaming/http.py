@@ -54,7 +54,7 @@ from websockets.http11 import Response
 from runtime.geometry import DEFAULT_HEIGHT_RANGE_M
 from runtime.lru import LRU, nbytes
 from runtime.tiles import MAX_LEVEL, TileKey, World, validate_key
-from runtime.tin import TileMesh, edge_data, neighbour_keys, opposite, stitch
+from runtime.tin import TileMesh, edge_data, neighbour_keys, opposite
 from streaming import ecosystem as E
 from streaming import implicit as I
 from streaming.tileservice import TileService
@@ -294,7 +294,7 @@ class HttpEndpoints:
                     complete = False
                 elif task.result() is not None:
                     known[side] = task.result()[opposite(side)]
-            mesh = stitch(mesh, known)
+            mesh = E.cesium_stitch(mesh, known)
         return await loop.run_in_executor(None, convert, mesh, frame), complete
 
     async def _edges_of(self, key: TileKey) -> dict | None:

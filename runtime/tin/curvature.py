@@ -97,11 +97,16 @@ def max_deviation_m(world: World | str, key: TileKey, height_m: np.ndarray, grid
 
 
 def geometric_error_3d_m(world: World | str, key: TileKey, grid_rc: np.ndarray, faces: np.ndarray,
-                         children_height_m: np.ndarray) -> float:
+                         children_height_m: np.ndarray, height_m: np.ndarray | None = None) -> float:
     """The tile's geometric error from data (DESIGN.md section 3) measured in 3D: the max
     distance (m) from the next level's samples (``runtime.tin.simplify.children_grid``,
     (2T+1, 2T+1)) to where the tile's flat faces draw them; on the earth this includes
-    the chord sag, on the plane it is ``geometric_error_m``'s vertical distance."""
+    the chord sag, on the plane it is ``geometric_error_m``'s vertical distance.
+
+    height_m: None (the TIN's vertices lie at the samples' heights, as a wire TIN's do)
+    or the TIN's own (n,) vertex heights, m (earth only; a re-meshed TIN whose vertices
+    lie on another TIN: streaming.ecosystem.cesium_tile): the faces are then drawn
+    through those, and the samples at the vertices count too."""
     from runtime.tin.simplify import face_residuals, geometric_error_m
 
     geo = geometry_for(world)
@@ -109,11 +114,23 @@ def geometric_error_3d_m(world: World | str, key: TileKey, grid_rc: np.ndarray, 
     if ch.shape != (2 * T + 1, 2 * T + 1):
         raise ValueError(f"children_height_m must be ({2 * T + 1}, {2 * T + 1}), got {ch.shape}")
     if not geo.is_earth:
+        if height_m is not None:
+            raise ValueError("height_m is for earth tiles; on the plane the vertices are the samples")
         return geometric_error_m(grid_rc, faces, ch)
     r0, c0 = key.sample_origin()
     rows, cols = np.meshgrid(np.arange(2 * T + 1, dtype=np.float64) + 2 * r0,
                              np.arange(2 * T + 1, dtype=np.float64) + 2 * c0, indexing="ij")
     pos = geo.sample_to_world(key.level + 1, rows.ravel(), cols.ravel(), ch.ravel())
     field = np.ascontiguousarray((pos - geo.tile_center(key)).T.reshape(3, 2 * T + 1, 2 * T + 1))
-    res, _, _ = face_residuals(field, 2 * np.asarray(grid_rc, np.int64), faces)
-    return float(np.sqrt((res * res).sum(axis=0)).max())
+    rc2 = 2 * np.asarray(grid_rc, np.int64)
+    at_vertices = 0.0
+    if height_m is not None:
+        h = np.asarray(height_m, np.float64)
+        if h.shape != (len(rc2),):
+            raise ValueError(f"height_m must be ({len(rc2)},) vertex heights, got shape {h.shape}")
+        v = (geo.sample_to_world(key.level + 1, (rc2[:, 0] + 2 * r0).astype(np.float64),
+                                 (rc2[:, 1] + 2 * c0).astype(np.float64), h) - geo.tile_center(key)).T
+        at_vertices = float(np.sqrt(((v - field[:, rc2[:, 0], rc2[:, 1]]) ** 2).sum(axis=0)).max())
+        field[:, rc2[:, 0], rc2[:, 1]] = v
+    res, _, _ = face_residuals(field, rc2, faces)
+    return max(float(np.sqrt((res * res).sum(axis=0)).max()), at_vertices)

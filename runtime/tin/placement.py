@@ -341,17 +341,28 @@ def facing_side(world: World | str, a: TileKey, b: TileKey) -> tuple[str, str] |
     return None
 
 
-def joined_normals(na: np.ndarray, nb: np.ndarray) -> np.ndarray:
+def joined_normals(na: np.ndarray, nb: np.ndarray, passes: int = 0) -> np.ndarray:
     """The joined vertex normals on a shared edge: normalised na + nb (k, 3) float32 of
-    both tiles' halves (``inward_normals``); symmetric bit for bit (addition commutes)."""
+    both tiles' halves (``inward_normals``); symmetric bit for bit (addition commutes).
+
+    ``passes``: then that many (1, 2, 1) / 4 smoothing passes along the edge (the end
+    entries, the corners, held) and normalised again; both tiles run the same, so the
+    edge still agrees bit for bit. For a coarse interior behind an every-sample border:
+    the joined normal changes in one sample where an apex's fan ends, while one sample
+    inward the shading changes over several (streaming.ecosystem.cesium_stitch)."""
     m = na.astype(np.float64) + nb.astype(np.float64)
     m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    if passes:
+        for _ in range(passes):
+            m[1:-1] = 0.25 * m[:-2] + 0.5 * m[1:-1] + 0.25 * m[2:]
+        m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
     return m.astype(np.float32)
 
 
-def stitch(mesh: TileMesh, neighbours: Mapping[str, EdgeData]) -> TileMesh:
+def stitch(mesh: TileMesh, neighbours: Mapping[str, EdgeData], passes: int = 0) -> TileMesh:
     """Give the edges shared with known neighbours the joined normals (both tiles'
-    ``inward_normals`` summed and normalised: the shading continues across the edge).
+    ``inward_normals`` summed and normalised: the shading continues across the edge;
+    ``passes``: smoothing along the edge, see ``joined_normals``; both tiles must use the same).
 
     neighbours: {side of ``mesh``: the neighbour's ``EdgeData`` of the facing side}. An
     edge whose vertices differ from the neighbour's (another level or mesh) keeps the
@@ -364,7 +375,7 @@ def stitch(mesh: TileMesh, neighbours: Mapping[str, EdgeData]) -> TileMesh:
             continue
         if normals is None:
             normals = mesh.normals.copy()
-        joined = joined_normals(mesh.inward_normals[e], nb)[1:-1]
+        joined = joined_normals(mesh.inward_normals[e], nb, passes)[1:-1]
         inner = e[1:-1]
         normals[inner] = joined
         skirt_index = mesh.n + np.searchsorted(mesh.skirt_src, inner)

@@ -33,9 +33,10 @@ def extent(key: TileKey) -> tuple[float, float, float, float]:
     return west, north - d, west + d, north
 
 
-def decode_terrain(body: bytes, key: TileKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_terrain(body: bytes, key: TileKey, heights: bool = False) -> tuple[np.ndarray, ...]:
     """A served .terrain (uncompressed, with octvertexnormals) -> grid_rc (n, 2) int64
-    [row, col] on the tile grid, unit ECEF normals (n, 3) float64, faces (m, 3) int64."""
+    [row, col] on the tile grid, unit ECEF normals (n, 3) float64, faces (m, 3) int64;
+    with ``heights`` also the vertex heights (n,) float64 m."""
     import quantized_mesh_tile as qmt
 
     west, south, east, north = extent(key)
@@ -43,12 +44,13 @@ def decode_terrain(body: bytes, key: TileKey) -> tuple[np.ndarray, np.ndarray, n
         path = Path(d) / "t.terrain"
         path.write_bytes(body)
         dec = qmt.decode(str(path), (west, south, east, north), hasLighting=True, gzipped=False)
-    lon, lat, _ = np.array(dec.getVerticesCoordinates()).T
+    lon, lat, h = np.array(dec.getVerticesCoordinates()).T
     col = np.round((lon - west) / (east - west) * T).astype(np.int64)
     row = np.round((north - lat) / (north - south) * T).astype(np.int64)
     n = np.array(dec.vLight, np.float64)
     n /= np.linalg.norm(n, axis=1, keepdims=True)
-    return np.stack([row, col], 1), n, np.array(dec.indices, np.int64).reshape(-1, 3)
+    out = np.stack([row, col], 1), n, np.array(dec.indices, np.int64).reshape(-1, 3)
+    return (*out, h) if heights else out
 
 
 def edge_normal_angles_deg(tiles: dict[TileKey, tuple]) -> np.ndarray:

@@ -43,7 +43,7 @@ def extent(key):
 @pytest.mark.parametrize("key", KEYS[2:])
 def test_terrain_decodes_with_independent_reader(frames, key, tmp_path):
     qmt = pytest.importorskip("quantized_mesh_tile")
-    tile = E.frame_tile(frames[key])
+    tile = E.cesium_tile(E.frame_tile(frames[key]))  # the TIN the Cesium formats carry
     path = tmp_path / "t.terrain"
     path.write_bytes(E.terrain_bytes(frames[key]))
     west, south, east, north = extent(key)
@@ -64,6 +64,57 @@ def test_terrain_decodes_with_independent_reader(frames, key, tmp_path):
     n /= np.linalg.norm(n, axis=1, keepdims=True)
     assert (n * up).sum(1).min() > 0.0 and (n * up).sum(1).mean() > 0.8
     assert len(dec.indices) == 3 * len(tile.faces)
+
+
+def test_cesium_tile_meshes_coarse_levels_to_cesiums_error(frames):
+    """At a ``CESIUM_OWN_ERROR`` level the Cesium formats' TIN is the wire TIN meshed to
+    CesiumJS's level error: fewer vertices, every border sample kept at its height (so
+    neighbours meet without cracks), every vertex on the wire surface and the wire
+    surface within the new bound of it (3D, chord sag included); elsewhere the wire TIN."""
+    from runtime.formats.bounds import cesium_level_error_m
+    from runtime.tin import max_deviation_m, tin_grid
+
+    key = TileKey(3, 11, 2)
+    wire = E.frame_tile(frames[key])
+    tile = E.cesium_tile(wire)
+    bound = E.cesium_mesh_error_m(3)
+    assert bound == pytest.approx(cesium_level_error_m(3)) and tile.geometric_error_m == pytest.approx(bound)
+    assert bound > 3.9 * wire.geometric_error_m
+    assert len(tile.grid_rc) < len(wire.grid_rc) and len(tile.faces) < len(wire.faces)
+    border = lambda t: {(int(r), int(c)): h for (r, c), h in zip(t.grid_rc, t.height_m)  # noqa: E731
+                        if r in (0, T) or c in (0, T)}
+    assert border(tile) == border(wire) and len(border(tile)) == 4 * T
+    grid = tin_grid(wire.grid_rc, wire.height_m, wire.faces)
+    rc = tile.grid_rc.astype(int)
+    assert np.abs(tile.height_m - grid[rc[:, 0], rc[:, 1]]).max() < 1e-6
+    dev_3d, _ = max_deviation_m(World.EARTH, key, grid, tile.grid_rc, tile.faces)
+    assert 0.3 * bound < dev_3d <= bound * (1 + 1e-6)
+    # Levels 6-15 keep the wire TIN.
+    assert E.cesium_mesh_error_m(6) is None
+    six = E.frame_tile(frames[TileKey(6, 94, 21)])
+    assert E.cesium_tile(six) is six
+    # 3D Tiles carry the same TIN (surface and skirt vertices of the placed mesh).
+    trimesh = pytest.importorskip("trimesh")
+    glb = trimesh.load(io.BytesIO(E.glb_bytes(frames[key])), file_type="glb", force="mesh", process=False)
+    placed = E.tin_mesh(World.EARTH, wire)
+    assert placed.n == len(tile.grid_rc) and len(glb.vertices) == len(placed.vertices_m)
+    assert placed.skirt_depth_m == pytest.approx(5 * wire.geometric_error_m)  # the wire tile's skirts
+
+
+def test_cesium_stitch_joins_smoothed_edges_that_agree(frames):
+    """The two level-0 tiles share the 0 deg meridian: at a ``CESIUM_OWN_ERROR`` level the
+    joined normals are smoothed along the edge, identically on both sides."""
+    from runtime.tin import edge_data, stitch
+
+    a, b = (E.tin_mesh(World.EARTH, E.frame_tile(frames[TileKey(0, x, 0)])) for x in (0, 1))
+    sa = E.cesium_stitch(a, {"east": edge_data(b)["west"]})
+    sb = E.cesium_stitch(b, {"west": edge_data(a)["east"]})
+    na, nb = sa.normals[sa.east[1:-1]], sb.normals[sb.west[1:-1]]
+    assert np.array_equal(na, nb)
+    plain = stitch(a, {"east": edge_data(b)["west"]}).normals[a.east[1:-1]]
+    assert not np.array_equal(na, plain)  # smoothed: the joined normals changed
+    step = lambda n: np.degrees(np.arccos(np.clip((n[1:] * n[:-1]).sum(1), -1, 1))).max()  # noqa: E731
+    assert step(na) <= step(plain)
 
 
 def test_terrain_route_flips_tms_rows():
@@ -352,3 +403,11 @@ def test_every_advertised_tile_of_an_exported_tileset_exists(tmp_path):
     assert layer["extensions"] == ["octvertexnormals", "watermask"]
     _, ext = read_quantized_mesh((tmp_path / "out" / "terrain" / E.terrain_path_of(keys[-1])).read_bytes())
     assert sorted(ext) == [1, 2]
+    # Levels 0-5 are exported as the live server serves them: meshed to CesiumJS's error.
+    exported, stored = 0, 0
+    for k in keys:
+        n, _ = read_quantized_mesh((tmp_path / "out" / "terrain" / E.terrain_path_of(k)).read_bytes())
+        wire = E.frame_tile(store.get(k))
+        assert n == len(E.cesium_tile(wire).grid_rc) <= len(wire.grid_rc), k
+        exported, stored = exported + n, stored + len(wire.grid_rc)
+    assert exported < 0.9 * stored
