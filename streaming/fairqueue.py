@@ -45,8 +45,10 @@ class FairQueue:
     def __contains__(self, item: Hashable) -> bool:
         return item in self._entry
 
-    def push(self, owner: Hashable, item: Hashable, priority: float) -> bool:
-        """Queue ``item`` in ``owner``'s lane; False (and nothing changes) if queued already."""
+    def push(self, owner: Hashable, item: Hashable, priority: float, first: bool = False) -> bool:
+        """Queue ``item`` in ``owner``'s lane; False (and nothing changes) if queued already.
+        ``first``: ahead of the lane's items of equal priority (work already begun, so a
+        lane finishes what it started before it starts more)."""
         if item in self._entry:
             return False
         lane = self._lanes.get(owner)
@@ -55,7 +57,7 @@ class FairQueue:
             self._live[owner] = 0
             finish = self._finish.pop(owner, self._vtime)
             self._set_tag(owner, max(finish, self._vtime), idle=finish <= self._vtime)
-        entry = [-priority, next(self._seq), item]
+        entry = [-priority, -next(self._seq) if first else next(self._seq), item]
         heapq.heappush(lane, entry)
         self._live[owner] += 1
         self._entry[item] = (owner, entry)
