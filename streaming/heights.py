@@ -275,8 +275,8 @@ class HeightService:
         pts = np.asarray(points, np.float64).reshape(-1, 2)
         target = self.mode_level(mode, level)
         pairs, _ = unique_tiles(self.world, target, pts)
+        self._over_limit(len(pairs), f"at level {target}")  # before building thousands of keys
         needed = {TileKey(target, int(x), int(y)) for x, y in pairs}
-        self._over_limit(len(needed), f"at level {target}")
         missing = sum(1 for k in needed if not self.held(k))
         busy = self._generating.get(owner, 0)  # again: other queries may have registered meanwhile
         if owner is not None and missing and busy + missing > self.config.max_tiles:

@@ -55,6 +55,7 @@ import numpy as np
 from runtime.lru import LRU, nbytes
 from runtime.tiles import T, TileKey, World, level_error_m
 from streaming.fairqueue import FairQueue
+from streaming.memtrim import Trimmer
 from streaming.session import tile_frame
 from streaming.store import TileStore
 
@@ -92,6 +93,7 @@ class ServiceConfig:
     max_encoding: int = 32  # generated tiles waiting for a mesh worker before the generator pauses
     batch_budget_s: float = 0.25  # planned generator time per batch: keys = budget / measured s per key
     step_s: float = 0.03  # longest generator call when the source runs in steps (``prepare``); 0: whole keys
+    trim_interval_s: float = 2.0  # idle generator: malloc_trim at most this often (streaming/memtrim.py)
     error_scale: float = 1.0  # mesh error bound = error_scale * level_error_m(level)
 
     def __post_init__(self):
@@ -204,6 +206,7 @@ class TileService:
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._key_s = 0.0  # moving average of generator seconds per key
+        self._trimmer = Trimmer(config.trim_interval_s)
         self._n = dict(
             requests=0,
             lru_hits=0,
@@ -402,6 +405,8 @@ class TileService:
         loop = asyncio.get_running_loop()
         assert self._wake is not None and self._encoding is not None
         while True:
+            if not self._wake.is_set():  # the generator is idle: hand a burst's freed pages back
+                await loop.run_in_executor(self._gen_pool, self._trimmer.maybe)
             await self._wake.wait()
             self._wake.clear()
             resumed = False
