@@ -13,6 +13,12 @@ is served next rather than after one turn of every backlogged lane. The tile ser
 uses one lane per connection, so a client that asks for hundreds of tiles (or claims
 huge priorities) gets its share and no more.
 
+Burst credit (``idle_credit``, in cost units): a lane that becomes active after being idle
+(not a resumed item) starts up to ``idle_credit`` *before* the current virtual time, so a
+client whose one key needs two short steps of a preemptible server gets both before the
+backlogged lanes take another turn, instead of waiting one turn of every lane between
+them. A backlogged lane never gets it, and a lane gets it once per idle period.
+
 ``remove`` takes an item out at once (lazy deletion: its heap entry is marked dead and
 a lane is compacted when more than half of it is dead), so the queue never holds more
 than about twice what its owners still want, however fast they request and cancel.
@@ -22,13 +28,17 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Hashable
 
 _DEAD = object()  # the item slot of a removed entry
 
 
 class FairQueue:
-    def __init__(self):
+    def __init__(self, idle_credit: float = 0.0):
+        if idle_credit < 0:
+            raise ValueError(f"idle_credit must be >= 0, got {idle_credit}")
+        self.idle_credit = idle_credit
         # entry: [-priority, seq, item]; item is _DEAD once removed
         self._lanes: dict[Hashable, list[list]] = {}
         self._live: dict[Hashable, int] = {}  # live entries per lane
@@ -55,8 +65,10 @@ class FairQueue:
         if lane is None:  # the lane becomes active
             lane = self._lanes[owner] = []
             self._live[owner] = 0
-            finish = self._finish.pop(owner, self._vtime)
-            self._set_tag(owner, max(finish, self._vtime), idle=finish <= self._vtime)
+            finish = self._finish.pop(owner, -math.inf)  # kept only while ahead of _vtime
+            idle = finish <= self._vtime
+            credit = self.idle_credit if idle and not first else 0.0
+            self._set_tag(owner, max(finish, self._vtime - credit), idle=idle)
         entry = [-priority, -next(self._seq) if first else next(self._seq), item]
         heapq.heappush(lane, entry)
         self._live[owner] += 1
@@ -94,7 +106,7 @@ class FairQueue:
                 break
         del self._entry[item]
         self._live[owner] -= 1
-        self._vtime = finish
+        self._vtime = max(self._vtime, finish)  # a credited start lies behind it
         if self._live[owner]:
             self._set_tag(owner, finish + cost)
         else:

@@ -35,7 +35,7 @@ and store writes run in a pool of ``workers`` threads, overlapping the next batc
 store reads in their own ``io_workers`` threads, so a restart's burst of disk hits
 never waits behind meshing.
 
-One file (~520 lines): the LRU, dedup, batching, cancellation and the worker handoffs
+One file (~600 lines): the LRU, dedup, batching, steps, cancellation and the worker handoffs
 share one set of per-key states (waiters, busy, owner, priority) that must change
 together on the event loop; split, each part would reach into the others' dicts.
 """
@@ -197,7 +197,9 @@ class TileService:
         self._busy: set[TileKey] = set()  # in a store read, the generator or a mesh worker
         self._prio: dict[TileKey, float] = {}
         self._owner: dict[TileKey, Hashable] = {}  # the lane a waiting key is queued in
-        self._queue = FairQueue()  # one lane per requester (connection), round-robin
+        # One lane per requester (connection); with steps, a lane that was idle may take two
+        # steps in a row (a light client's key of ~1-2 steps is not cut by a turn of every lane).
+        self._queue = FairQueue(idle_credit=config.step_s if self.prepare is not None else 0.0)
         self._wake: asyncio.Event | None = None
         self._encoding: asyncio.Semaphore | None = None
         self._gen_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")

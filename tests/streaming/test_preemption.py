@@ -20,6 +20,7 @@ from streaming import protocol as P
 from streaming.heights import HeightConfig, HeightService, heights_at
 from streaming.protocol import Limits
 from streaming.server import MAX_TILE_FRAME_BYTES
+from streaming.fairqueue import FairQueue
 from streaming.tileservice import ServiceConfig, TileService
 
 GOOD = TileKey(12, 5000, 3000)  # a neighbour of a tile already made: cheap (~36 blocks)
@@ -196,3 +197,30 @@ def test_height_grids_are_bounded_by_bytes(budget_grids):
         hs.remember(k, F(k))
     assert [hs.held(k) for k in keys] == [False] * 5 + [True] * budget_grids
     assert hs.held_bytes() == budget_grids * grid_bytes
+
+
+@pytest.mark.parametrize("credit, second_step_next", [(0.03, True), (0.0, False)])
+def test_an_idle_lane_gets_two_steps_in_a_row_but_a_backlogged_one_does_not(credit, second_step_next):
+    """Steps of 30 ms: three lanes backlogged with deep work, then a light client's key
+    that needs two steps. With a one-step credit both steps go before the others' next
+    turns; without it the second waits one turn of every lane."""
+    q = FairQueue(idle_credit=credit)
+    for lane in "ABC":
+        for i in range(3):
+            q.push(lane, (lane, i), 0.0)
+    for _ in range(3):  # one turn each: every backlogged lane has been charged a step
+        item = q.pop(cost=0.03)
+        q.push(item[0], item, 0.0, first=True)  # unfinished: back to the front of its lane
+    q.push("good", ("good", 0), 0.0)
+    assert q.pop(cost=0.03) == ("good", 0)  # the idle lane is next either way
+    q.push("good", ("good", 0), 0.0, first=True)  # its step ran out: resumed
+    nxt = q.pop(cost=0.03)
+    assert (nxt == ("good", 0)) is second_step_next, nxt
+    # Lanes that stay backlogged get no credit: they keep taking turns, one step each.
+    served = []
+    while len(served) < 6:
+        item = q.pop(cost=0.03)
+        if item[0] != "good":
+            q.push(item[0], item, 0.0, first=True)
+            served.append(item[0])
+    assert all(a != b for a, b in zip(served, served[1:])) and set(served) == {"A", "B", "C"}, served
