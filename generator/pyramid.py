@@ -116,11 +116,13 @@ class Pyramid:
         return [self._fields(k, fields[k]) for k in keys]
 
     def prepare(self, keys: Iterable[TileKey], budget_s: float,
-                clock=time.perf_counter) -> list[tuple[bool, float]]:
+                clock=time.thread_time) -> list[tuple[bool, float]]:
         """Compute the blocks ``keys`` will need, key by key in the given order, coarse
         level first, ``step_blocks`` blocks at a time, until done or ``budget_s`` seconds
-        (of ``clock``) have passed (at least one chunk per call, so every call progresses). Per key: (every block it needs is held, so ``tiles``
-        only assembles; seconds spent on it in this call).
+        of ``clock`` (default: this thread's CPU time, so a step's work does not shrink
+        when other processes take the cores) have passed; at least one chunk per call, so
+        every call progresses. Per key: (every block it needs is held, so ``tiles`` only
+        assembles; seconds spent on it in this call).
 
         The generator's unit of preemption: a caller that serves many clients from one
         generator (streaming/tileservice.py) runs a deep fresh tile as several short calls

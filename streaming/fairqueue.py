@@ -13,11 +13,12 @@ is served next rather than after one turn of every backlogged lane. The tile ser
 uses one lane per connection, so a client that asks for hundreds of tiles (or claims
 huge priorities) gets its share and no more.
 
-Burst credit (``idle_credit``, in cost units): a lane that becomes active after being idle
-(not a resumed item) starts up to ``idle_credit`` *before* the current virtual time, so a
-client whose one key needs two short steps of a preemptible server gets both before the
-backlogged lanes take another turn, instead of waiting one turn of every lane between
-them. A backlogged lane never gets it, and a lane gets it once per idle period.
+Idle credit (``idle_credit``, in cost units; sleeper credit, as in Linux's CFS): a lane
+that becomes active starts at its own finish, or at the virtual time less the credit if
+that is later. A lane that was idle long enough may so take up to ``idle_credit`` of cost
+before the backlogged lanes get another turn (on a preemptible server: a light client's
+key of a few short steps is not cut by a turn of every lane per step); a lane that stays
+busy, or empties and refills at once, keeps its own finish and gains nothing.
 
 ``remove`` takes an item out at once (lazy deletion: its heap entry is marked dead and
 a lane is compacted when more than half of it is dead), so the queue never holds more
@@ -45,7 +46,7 @@ class FairQueue:
         self._tag: dict[Hashable, tuple[float, int]] = {}  # active lane -> (virtual finish, tie-break)
         self._ready: list[tuple[float, int, Hashable]] = []  # heap of lane tags; stale ones skipped
         self._vtime = 0.0  # virtual time: the start tag of the lane served last
-        self._finish: dict[Hashable, float] = {}  # emptied lanes' finish, while it is ahead of _vtime
+        self._finish: dict[Hashable, float] = {}  # emptied lanes' finish, while it is ahead of _floor()
         self._entry: dict[Hashable, tuple[Hashable, list]] = {}  # item -> (owner, entry)
         self._seq = itertools.count()
 
@@ -65,10 +66,8 @@ class FairQueue:
         if lane is None:  # the lane becomes active
             lane = self._lanes[owner] = []
             self._live[owner] = 0
-            finish = self._finish.pop(owner, -math.inf)  # kept only while ahead of _vtime
-            idle = finish <= self._vtime
-            credit = self.idle_credit if idle and not first else 0.0
-            self._set_tag(owner, max(finish, self._vtime - credit), idle=idle)
+            finish = self._finish.pop(owner, -math.inf)  # kept only while ahead of _floor()
+            self._set_tag(owner, max(finish, self._floor()), idle=finish <= self._vtime)
         entry = [-priority, -next(self._seq) if first else next(self._seq), item]
         heapq.heappush(lane, entry)
         self._live[owner] += 1
@@ -120,8 +119,8 @@ class FairQueue:
         if tag is not None:
             self._set_tag(owner, tag[0] + extra)
             return
-        finish = self._finish.pop(owner, self._vtime) + extra
-        if finish > self._vtime:
+        finish = max(self._finish.pop(owner, -math.inf), self._floor()) + extra
+        if finish > self._floor():
             self._finish[owner] = finish
 
     def _set_tag(self, owner: Hashable, finish: float, idle: bool = False) -> None:
@@ -135,10 +134,15 @@ class FairQueue:
 
     def _drop_lane(self, owner: Hashable, finish: float) -> None:
         del self._lanes[owner], self._live[owner], self._tag[owner]
-        if finish > self._vtime:
+        if finish > self._floor():
             self._finish[owner] = finish
         if len(self._finish) > 2 * len(self._tag) + 16:  # forget finishes time has caught up with
-            self._finish = {o: f for o, f in self._finish.items() if f > self._vtime}
+            self._finish = {o: f for o, f in self._finish.items() if f > self._floor()}
+
+    def _floor(self) -> float:
+        """The earliest start a lane that becomes active gets: the virtual time less the
+        idle credit (a lane's own finish, if later, wins)."""
+        return self._vtime - self.idle_credit
 
     def lanes(self) -> int:
         return len(self._lanes)

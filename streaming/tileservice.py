@@ -93,6 +93,7 @@ class ServiceConfig:
     max_encoding: int = 32  # generated tiles waiting for a mesh worker before the generator pauses
     batch_budget_s: float = 0.25  # planned generator time per batch: keys = budget / measured s per key
     step_s: float = 0.03  # longest generator call when the source runs in steps (``prepare``); 0: whole keys
+    idle_credit_s: float = 0.09  # with steps: generator time a lane that was idle may take before others' turns
     trim_interval_s: float = 2.0  # idle generator: malloc_trim at most this often (streaming/memtrim.py)
     error_scale: float = 1.0  # mesh error bound = error_scale * level_error_m(level)
 
@@ -105,6 +106,8 @@ class ServiceConfig:
             raise ValueError(f"batch_budget_s must be in (0, 60] s, got {self.batch_budget_s}")
         if not 0.0 <= self.step_s <= 60.0:
             raise ValueError(f"step_s must be in [0, 60] s, got {self.step_s}")
+        if not 0.0 <= self.idle_credit_s <= 60.0:
+            raise ValueError(f"idle_credit_s must be in [0, 60] s, got {self.idle_credit_s}")
 
 
 def check_fields(key: TileKey, fields: Any) -> None:
@@ -197,9 +200,10 @@ class TileService:
         self._busy: set[TileKey] = set()  # in a store read, the generator or a mesh worker
         self._prio: dict[TileKey, float] = {}
         self._owner: dict[TileKey, Hashable] = {}  # the lane a waiting key is queued in
-        # One lane per requester (connection); with steps, a lane that was idle may take two
-        # steps in a row (a light client's key of ~1-2 steps is not cut by a turn of every lane).
-        self._queue = FairQueue(idle_credit=config.step_s if self.prepare is not None else 0.0)
+        # One lane per requester (connection). With steps, a lane that was idle may take
+        # ``idle_credit_s`` of steps in a row (sleeper credit, as in Linux's CFS): a light
+        # client's key of a few steps is not cut by a turn of every backlogged lane per step.
+        self._queue = FairQueue(idle_credit=config.idle_credit_s if self.prepare is not None else 0.0)
         self._wake: asyncio.Event | None = None
         self._encoding: asyncio.Semaphore | None = None
         self._gen_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
@@ -472,7 +476,9 @@ class TileService:
 
         With ``prepare``, keys are prepared in order for at most ``step_s``; the ready ones
         are then made by the source (an assembly of held blocks)."""
-        clock = time.perf_counter
+        # Steps are measured in CPU seconds of this thread (a step descheduled by other load
+        # is not charged to its lane); whole keys in wall seconds (a GPU's time is not ours).
+        clock = time.thread_time if self.prepare is not None else time.perf_counter
         t0 = clock()
         ready, spent = list(keys), [0.0] * len(keys)
         if self.prepare is not None:
