@@ -29,6 +29,10 @@ before the baseline (``--fill`` random tiles), so that RSS growth is the attack'
 caches' filling up.
 
     PYTHONPATH=. python bench/abuse.py [--quick] [--phase-s 10] [--only churn,absurd]
+        [--server-arg=--step-ms --server-arg=0]   (the server without preemptible steps)
+
+Each row also gives the machine's 1-minute load average (other jobs included): on the
+shared 2-core machine it, more than the attack, moves the numbers.
 """
 
 from __future__ import annotations

@@ -203,12 +203,15 @@ def test_height_grids_are_bounded_by_bytes(budget_grids):
 def test_an_idle_lane_gets_two_steps_in_a_row_but_a_backlogged_one_does_not(credit, second_step_next):
     """Steps of 30 ms: three lanes backlogged with deep work, then a light client's key
     that needs two steps. With a one-step credit both steps go before the others' next
-    turns; without it the second waits one turn of every lane."""
+    turns; without it the second waits one turn of every lane. A lane never seen before
+    gets no credit (test below)."""
     q = FairQueue(idle_credit=credit)
+    q.push("good", ("good", -1), 0.0)  # the light client was served before (a known lane) ...
+    assert q.pop(cost=0.03) == ("good", -1)
     for lane in "ABC":
         for i in range(3):
             q.push(lane, (lane, i), 0.0)
-    for _ in range(3):  # one turn each: every backlogged lane has been charged a step
+    for _ in range(12):  # ... then idle for four turns of every backlogged lane
         item = q.pop(cost=0.03)
         q.push(item[0], item, 0.0, first=True)  # unfinished: back to the front of its lane
     q.push("good", ("good", 0), 0.0)
@@ -224,3 +227,18 @@ def test_an_idle_lane_gets_two_steps_in_a_row_but_a_backlogged_one_does_not(cred
             q.push(item[0], item, 0.0, first=True)
             served.append(item[0])
     assert all(a != b for a, b in zip(served, served[1:])) and set(served) == {"A", "B", "C"}, served
+
+
+def test_a_new_lane_gets_no_credit():
+    """Opening connections buys nothing: a lane never seen starts at the virtual time."""
+    q = FairQueue(idle_credit=0.09)
+    for lane in "AB":
+        for i in range(4):
+            q.push(lane, (lane, i), 0.0)
+    for _ in range(8):
+        item = q.pop(cost=0.03)
+        q.push(item[0], item, 0.0, first=True)
+    q.push("new", ("new", 0), 0.0)
+    assert q.pop(cost=0.03) == ("new", 0)  # an idle lane wins ties ...
+    q.push("new", ("new", 0), 0.0, first=True)
+    assert q.pop(cost=0.03)[0] != "new"  # ... but takes no second step before the others' turns
