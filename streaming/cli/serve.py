@@ -44,7 +44,7 @@ def register(sub) -> None:
     sp.add_argument("--batch-wait-ms", type=A.int_in(0, 1000, "batch-wait-ms"), default=4,
                     help="longest wait for a batch to fill (ms)")
     sp.add_argument("--step-ms", type=A.int_in(0, 60_000, "step-ms"), default=30,
-                    help="longest generator step before other clients' keys get a turn (ms; 0: whole "
+                    help="longest generator step before other clients' keys get a turn (CPU ms; 0: whole "
                          "tiles, for a GPU refiner whose batches want many blocks)")
     sp.add_argument("--cache-mb", type=A.int_in(1, 1 << 20, "cache-mb"), default=256,
                     help="tile LRU size (MiB)")
