@@ -29,6 +29,10 @@ before the baseline (``--fill`` random tiles), so that RSS growth is the attack'
 caches' filling up.
 
     PYTHONPATH=. python bench/abuse.py [--quick] [--phase-s 10] [--only churn,absurd]
+        [--server-arg=--step-ms --server-arg=0]   (the server without preemptible steps)
+
+Each row also gives the machine's 1-minute load average (other jobs included): on the
+shared 2-core machine it, more than the attack, moves the numbers.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import random
 import sys
 import time
@@ -59,10 +64,12 @@ HOST = "127.0.0.1"
 # -- the server -------------------------------------------------------------------------
 
 
-def start_server(cache_mb: int, gen_cache_mb: int) -> ServerProcess:
+def start_server(cache_mb: int, gen_cache_mb: int, extra: tuple[str, ...] = ()) -> ServerProcess:
     """``python -m streaming.cli serve`` (plane, seed 0, fractal) on 127.0.0.1 in a child
-    process, its stderr kept for the 'internal error' / traceback counts."""
-    return ServerProcess(None, cache_mb=cache_mb, keep_stderr=True, extra_args=("--gen-cache-mb", str(gen_cache_mb)))
+    process, its stderr kept for the 'internal error' / traceback counts; ``extra``: more
+    ``serve`` options (e.g. ``--step-ms 0``)."""
+    return ServerProcess(None, cache_mb=cache_mb, keep_stderr=True,
+                         extra_args=("--gen-cache-mb", str(gen_cache_mb), *extra))
 
 
 # -- the good client ---------------------------------------------------------------------
@@ -144,7 +151,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 async def main_async(args) -> dict:
-    server = start_server(args.cache_mb, args.gen_cache_mb)
+    server = start_server(args.cache_mb, args.gen_cache_mb, tuple(args.server_arg))
     rss_log: list[tuple[float, str, float]] = []
     t0 = time.monotonic()
     phase_name = ["start"]
@@ -200,6 +207,7 @@ async def main_async(args) -> dict:
                     "attacker_refused": tally.get("refused", 0),
                     "absurd_errors_read": tally.get("errors_read", 0),
                     "absurd_non_errors": tally.get("non_error_answers", 0),
+                    "load_1min": os.getloadavg()[0],  # the machine's, other jobs included
                 }
             )
         await good.client.close()
@@ -236,6 +244,8 @@ def main() -> int:
     ap.add_argument("--cache-mb", type=int, default=64, help="server tile LRU (MiB)")
     ap.add_argument("--gen-cache-mb", type=int, default=64, help="server generator block cache (MiB)")
     ap.add_argument("--server-log", default=None, help="write the server's stderr here")
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="one more `serve` argument, repeatable (e.g. --server-arg=--step-ms --server-arg=0)")
     ap.add_argument("--fill", type=int, default=48, help="random tiles fetched before the baseline")
     ap.add_argument("--only", default=",".join(ATTACKS), help=f"comma-separated subset of {','.join(ATTACKS)}")
     args = ap.parse_args()
@@ -250,7 +260,7 @@ def main() -> int:
     res = asyncio.run(main_async(args))
     hdr = (
         f"{'phase':<17} {'cached p50/p99 ms':>18} {'uncached p50/p99 ms':>20} {'n c/u':>8} "
-        f"{'conn fail':>9} {'RSS MB before/peak/after':>25} {'bad inputs':>10}  ok"
+        f"{'conn fail':>9} {'RSS MB before/peak/after':>25} {'bad inputs':>10}  ok  load"
     )
     print(hdr)
     for r in res["rows"]:
@@ -260,7 +270,7 @@ def main() -> int:
             f"{r['uncached_p50_ms']:9.1f}/{r['uncached_p99_ms']:<10.1f} "
             f"{r['cached_n']:>3}/{r['uncached_n']:<4} {r['good_connect_failures']:>3}/{r['good_connects']:<5} "
             f"{r['rss_before_mb']:7.0f}/{r['rss_peak_mb']:6.0f}/{r['rss_after_mb']:<6.0f}    "
-            f"{r['bad_inputs']:>10}  {ok}  closes={r['attacker_closes']}"
+            f"{r['bad_inputs']:>10}  {ok}  {r['load_1min']:4.1f}  closes={r['attacker_closes']}"
         )
     print(
         f"caps: cached p99 <= {res['cached_cap_ms']:.1f} ms, uncached p99 <= {res['uncached_cap_ms']:.1f} ms; "

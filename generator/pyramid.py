@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
@@ -96,6 +97,9 @@ class Pyramid:
         short = hashlib.sha256(cfg.encode()).hexdigest()[:10]
         self.model_id = f"{self.refiner.name}-{self.refiner.version}+{short}"
         self.blocks_computed = 0
+        # Blocks per step of ``prepare`` (its budget is checked between steps): a CPU block costs
+        # 0.7-9 ms (anchor and relief levels the most); a GPU refiner wants larger chunks.
+        self.step_blocks = 2
         self._lock = threading.Lock()  # the cache is shared state: one request computes at a time
 
     # ------------------------------------------------------------ public API
@@ -110,6 +114,64 @@ class Pyramid:
         with self._lock:
             fields = self._tile_arrays(keys)
         return [self._fields(k, fields[k]) for k in keys]
+
+    def prepare(self, keys: Iterable[TileKey], budget_s: float,
+                clock=time.thread_time) -> list[tuple[bool, float]]:
+        """Compute the blocks ``keys`` will need, key by key in the given order, coarse
+        level first, ``step_blocks`` blocks at a time, until done or ``budget_s`` seconds
+        of ``clock`` (default: this thread's CPU time, so a step's work does not shrink
+        when other processes take the cores) have passed; at least one chunk per call, so
+        every call progresses. Per key: (every block it needs is held, so ``tiles`` only
+        assembles; seconds spent on it in this call).
+
+        The generator's unit of preemption: a caller that serves many clients from one
+        generator (streaming/tileservice.py) runs a deep fresh tile as several short calls
+        and lets other clients' keys in between. Values are unchanged: a block is a pure
+        function of its index, only *when* it is computed moves (a block evicted between
+        calls is recomputed by the next call or by ``tiles``)."""
+        keys = [validate_key(self.world, k) for k in keys]
+        t0 = clock()
+        out: list[tuple[bool, float]] = []
+        worked = False  # every call computes at least one chunk, however small the budget
+        with self._lock:
+            for key in keys:
+                t_key, done = clock(), True
+                for level, ids in self._plan([key]):
+                    for i in range(0, len(ids), self.step_blocks):
+                        if worked and clock() - t0 >= budget_s:
+                            done = False
+                            break
+                        self._ensure(level, set(ids[i : i + self.step_blocks]))
+                        worked = True
+                    if not done:
+                        break
+                out.append((done, clock() - t_key))
+        return out
+
+    def _plan(self, keys: list[TileKey]) -> list[tuple[int, list[tuple[int, int]]]]:
+        """[(level, missing block ids)], coarsest level first: the blocks ``tiles(keys)``
+        would compute now (the recursion of ``_ensure``, without computing).
+
+        Held blocks of the whole ancestor chain are marked used on the way, not only the
+        missing ones' parents: a client that keeps asking near one place keeps its chain
+        (levels 3-4 cost 6-9 ms a block on a CPU, deeper ones <1 ms) while another client's
+        one-off fresh chains are evicted first."""
+        need: dict[int, set] = {}
+        for k in keys:
+            need.setdefault(k.level, set()).update(self._block_ids(k.y * T, k.x * T, T + 1, T + 1))
+        plan = []
+        m, B = self.refiner.margin, self.block
+        hp = B // 2 + 1 + 2 * m
+        for level in range(max(need, default=-1), -1, -1):
+            ids = {(bi, self._wrap(level, bj)) for bi, bj in need.get(level, ())}
+            missing = sorted(i for i in ids if not self.cache.touch((level, *i)))
+            if missing:
+                plan.append((level, missing))
+            if level > ANCHOR_LEVEL and ids:
+                parents = need.setdefault(level - 1, set())
+                for bi, bj in ids:
+                    parents |= self._block_ids(bi * B // 2 - m, bj * B // 2 - m, hp, hp)
+        return plan[::-1]
 
     def _tile_arrays(self, keys: list[TileKey]) -> dict[TileKey, np.ndarray]:
         fields: dict[TileKey, np.ndarray] = {}

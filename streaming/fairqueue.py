@@ -13,6 +13,15 @@ is served next rather than after one turn of every backlogged lane. The tile ser
 uses one lane per connection, so a client that asks for hundreds of tiles (or claims
 huge priorities) gets its share and no more.
 
+Idle credit (``idle_credit``, in cost units; sleeper credit, as in Linux's CFS): a known
+lane that becomes active starts at its own finish, or at the virtual time less the credit
+if that is later. A lane that was idle may so take up to ``idle_credit`` of cost before
+the backlogged lanes get another turn (on a preemptible server: a light client's key of a
+few short steps is not cut by a turn of every lane per step); a lane that stays busy, or
+empties and refills at once, keeps its own finish and gains nothing. A lane never seen
+before starts at the virtual time (no credit, as CFS places new tasks): opening many
+connections at once, or one per request, buys nothing.
+
 ``remove`` takes an item out at once (lazy deletion: its heap entry is marked dead and
 a lane is compacted when more than half of it is dead), so the queue never holds more
 than about twice what its owners still want, however fast they request and cancel.
@@ -22,20 +31,25 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Hashable
 
 _DEAD = object()  # the item slot of a removed entry
+_MAX_IDLE_LANES = 1024  # finishes of emptied lanes kept beyond the active ones (a forgotten lane gets no credit)
 
 
 class FairQueue:
-    def __init__(self):
+    def __init__(self, idle_credit: float = 0.0):
+        if idle_credit < 0:
+            raise ValueError(f"idle_credit must be >= 0, got {idle_credit}")
+        self.idle_credit = idle_credit
         # entry: [-priority, seq, item]; item is _DEAD once removed
         self._lanes: dict[Hashable, list[list]] = {}
         self._live: dict[Hashable, int] = {}  # live entries per lane
         self._tag: dict[Hashable, tuple[float, int]] = {}  # active lane -> (virtual finish, tie-break)
         self._ready: list[tuple[float, int, Hashable]] = []  # heap of lane tags; stale ones skipped
         self._vtime = 0.0  # virtual time: the start tag of the lane served last
-        self._finish: dict[Hashable, float] = {}  # emptied lanes' finish, while it is ahead of _vtime
+        self._finish: dict[Hashable, float] = {}  # emptied lanes' finish (forgotten once far behind)
         self._entry: dict[Hashable, tuple[Hashable, list]] = {}  # item -> (owner, entry)
         self._seq = itertools.count()
 
@@ -45,17 +59,22 @@ class FairQueue:
     def __contains__(self, item: Hashable) -> bool:
         return item in self._entry
 
-    def push(self, owner: Hashable, item: Hashable, priority: float) -> bool:
-        """Queue ``item`` in ``owner``'s lane; False (and nothing changes) if queued already."""
+    def push(self, owner: Hashable, item: Hashable, priority: float, first: bool = False) -> bool:
+        """Queue ``item`` in ``owner``'s lane; False (and nothing changes) if queued already.
+        ``first``: ahead of the lane's items of equal priority (work already begun, so a
+        lane finishes what it started before it starts more)."""
         if item in self._entry:
             return False
         lane = self._lanes.get(owner)
         if lane is None:  # the lane becomes active
             lane = self._lanes[owner] = []
             self._live[owner] = 0
-            finish = self._finish.pop(owner, self._vtime)
-            self._set_tag(owner, max(finish, self._vtime), idle=finish <= self._vtime)
-        entry = [-priority, next(self._seq), item]
+            finish = self._finish.pop(owner, None)
+            if finish is None:  # a lane never seen (or long forgotten): no credit, like CFS's new tasks
+                self._set_tag(owner, self._vtime, idle=True)
+            else:
+                self._set_tag(owner, max(finish, self._floor()), idle=finish <= self._vtime)
+        entry = [-priority, -next(self._seq) if first else next(self._seq), item]
         heapq.heappush(lane, entry)
         self._live[owner] += 1
         self._entry[item] = (owner, entry)
@@ -92,7 +111,7 @@ class FairQueue:
                 break
         del self._entry[item]
         self._live[owner] -= 1
-        self._vtime = finish
+        self._vtime = max(self._vtime, finish)  # a credited start lies behind it
         if self._live[owner]:
             self._set_tag(owner, finish + cost)
         else:
@@ -106,9 +125,7 @@ class FairQueue:
         if tag is not None:
             self._set_tag(owner, tag[0] + extra)
             return
-        finish = self._finish.pop(owner, self._vtime) + extra
-        if finish > self._vtime:
-            self._finish[owner] = finish
+        self._finish[owner] = max(self._finish.get(owner, -math.inf), self._floor()) + extra
 
     def _set_tag(self, owner: Hashable, finish: float, idle: bool = False) -> None:
         # ties: lanes that were idle first, then the lane tagged first
@@ -121,10 +138,19 @@ class FairQueue:
 
     def _drop_lane(self, owner: Hashable, finish: float) -> None:
         del self._lanes[owner], self._live[owner], self._tag[owner]
-        if finish > self._vtime:
-            self._finish[owner] = finish
-        if len(self._finish) > 2 * len(self._tag) + 16:  # forget finishes time has caught up with
-            self._finish = {o: f for o, f in self._finish.items() if f > self._vtime}
+        self._finish[owner] = finish
+        if len(self._finish) > 2 * len(self._tag) + 16:  # forget lanes idle for long (memory stays bounded)
+            horizon = self._vtime - 4 * self.idle_credit
+            self._finish = {o: f for o, f in self._finish.items() if f > horizon}
+            cap = 4 * len(self._tag) + _MAX_IDLE_LANES
+            if len(self._finish) > cap:  # virtual time stood still (nothing served): keep those owing most
+                kept = heapq.nlargest(cap // 2, self._finish.items(), key=lambda of: of[1])
+                self._finish = dict(kept)
+
+    def _floor(self) -> float:
+        """The earliest start a lane that becomes active gets: the virtual time less the
+        idle credit (a lane's own finish, if later, wins)."""
+        return self._vtime - self.idle_credit
 
     def lanes(self) -> int:
         return len(self._lanes)

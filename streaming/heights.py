@@ -46,7 +46,7 @@ import numpy as np
 from runtime.footprints import roofs_at
 from runtime.grids import bilinear
 from runtime.ground import DEFAULT_LEVEL, WATER_CONTEXT_LEVEL, water_at
-from runtime.lru import LRU
+from runtime.lru import LRU, nbytes
 from runtime.tiles import (
     LEVEL0_SPACING_DEG,
     WGS84_A_M,
@@ -227,7 +227,7 @@ class HeightConfig:
     max_level: int = 24  # deepest level served (the default of "detailed")
     best_level: int = DEFAULT_LEVEL  # the level of "best" when none is asked (clamped to max_level)
     max_tiles: int = 16  # distinct tiles a "detailed" query may need
-    cache_tiles: int = 512  # height grids held (257 * 257 * 4 B = 264 KB each)
+    cache_bytes: int = 40 << 20  # height grids held, by bytes (257 * 257 * 4 B = 264 KB each: ~150)
 
 
 class HeightLimitError(ValueError):
@@ -243,8 +243,9 @@ class HeightService:
         self.fields = fields
         self.config = config
         self.buildings = buildings  # None: only the bare surface is served
-        self._footprints: LRU[TileKey, np.ndarray] = LRU(config.cache_tiles)
-        self._grids: LRU[TileKey, np.ndarray] = LRU(config.cache_tiles)  # by count
+        # footprints by bytes plus a per-entry overhead: a tile with none holds a (0, 5) array
+        self._footprints: LRU[TileKey, np.ndarray] = LRU(config.cache_bytes // 8, size=lambda a: nbytes(a) + 256)
+        self._grids: LRU[TileKey, np.ndarray] = LRU(config.cache_bytes, size=nbytes)
         # Interpolation runs on one thread of its own: a flood of 4,096-point queries costs
         # that thread, never the event loop that serves every client.
         self._math = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heights")
@@ -254,6 +255,10 @@ class HeightService:
         """Hold ``fields.height`` of ``key`` (the TileService's ``on_fields`` hook)."""
         if not self._grids.touch(key):
             self._grids.put(key, np.array(fields.height, np.float32))  # a copy: a view would pin all channels
+
+    def held_bytes(self) -> int:
+        """Bytes of the height grids held (at most ``config.cache_bytes``)."""
+        return self._grids.total
 
     def held(self, key: TileKey) -> bool:
         return key in self._grids
@@ -349,8 +354,8 @@ class HeightService:
         target = self.mode_level(mode, level, surface)
         self._check_surface(surface, target)
         pairs, _ = unique_tiles(self.world, target, pts)
+        self._over_limit(len(pairs), f"at level {target}")  # before building thousands of keys
         needed = {TileKey(target, int(x), int(y)) for x, y in pairs}
-        self._over_limit(len(needed), f"at level {target}")
         missing = sum(1 for k in needed if not self.held(k))
         busy = self._generating.get(owner, 0)  # again: other queries may have registered meanwhile
         if owner is not None and missing and busy + missing > self.config.max_tiles:

@@ -16,6 +16,13 @@ Shared by every connection. A key goes through, in order:
 The fair queue (one lane per connection) is charged each key's measured generator
 seconds, so connections share generator time rather than key counts.
 
+Preemption: when the source can be run in steps (``prepare``, ``Pyramid.prepare``), a
+generator call works for at most ``step_s`` (plus one chunk of blocks); a key that is not
+finished goes back to the front of its lane, charged what it used, and the next call
+serves whichever lane's turn it is. So one deep fresh tile (~0.3 s on a CPU), or a height
+query's tiles, holds the generator ``step_s`` at a time, and a light client's key waits
+for one step, not for another client's whole job.
+
 Cancellation removes work: when the last requester of a key lets it go (``release``),
 the key leaves the generator queue at once, and a generated key that nobody wants
 any more is not meshed. So the queue holds at most what live requesters want.
@@ -28,7 +35,7 @@ and store writes run in a pool of ``workers`` threads, overlapping the next batc
 store reads in their own ``io_workers`` threads, so a restart's burst of disk hits
 never waits behind meshing.
 
-One file (~520 lines): the LRU, dedup, batching, cancellation and the worker handoffs
+One file (~600 lines): the LRU, dedup, batching, steps, cancellation and the worker handoffs
 share one set of per-key states (waiters, busy, owner, priority) that must change
 together on the event loop; split, each part would reach into the others' dicts.
 """
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +55,7 @@ import numpy as np
 from runtime.lru import LRU, nbytes
 from runtime.tiles import T, TileKey, World, level_error_m
 from streaming.fairqueue import FairQueue
+from streaming.memtrim import Trimmer
 from streaming.session import tile_frame
 from streaming.store import TileStore
 
@@ -65,6 +74,12 @@ class Fields(Protocol):
 TileSource = Callable[[Sequence[TileKey]], Sequence[Fields]]
 """keys -> one Fields per key, in order (``generator.pyramid.Pyramid.tiles``)."""
 
+Preparer = Callable[[Sequence[TileKey], float], Sequence[tuple[bool, float]]]
+"""(keys, budget_s) -> per key (ready: the source now answers it at once, seconds spent):
+the source's work done in steps of about ``budget_s`` (``generator.pyramid.Pyramid.prepare``)."""
+
+_AGAIN = object()  # a key whose preparation ran out of its step: queued again
+
 Encoder = Callable[[World, TileKey, Fields], bytes]
 """(world, key, fields) -> the complete ``tile`` frame bytes sent to clients."""
 
@@ -78,6 +93,9 @@ class ServiceConfig:
     io_workers: int = 4  # store-read threads (file reads release the GIL; kept apart from meshing)
     max_encoding: int = 32  # generated tiles waiting for a mesh worker before the generator pauses
     batch_budget_s: float = 0.25  # planned generator time per batch: keys = budget / measured s per key
+    step_s: float = 0.03  # longest generator call when the source runs in steps (``prepare``); 0: whole keys
+    idle_credit_s: float = 0.09  # with steps: generator time a lane that was idle may take before others' turns
+    trim_interval_s: float = 2.0  # idle generator: malloc_trim at most this often (streaming/memtrim.py)
     error_scale: float = 1.0  # mesh error bound = error_scale * level_error_m(level)
 
     def __post_init__(self):
@@ -87,6 +105,10 @@ class ServiceConfig:
             raise ValueError(f"batch_wait_s must be in [0, 1] s, got {self.batch_wait_s}")
         if not 0.0 < self.batch_budget_s <= 60.0:
             raise ValueError(f"batch_budget_s must be in (0, 60] s, got {self.batch_budget_s}")
+        if not 0.0 <= self.step_s <= 60.0:
+            raise ValueError(f"step_s must be in [0, 60] s, got {self.step_s}")
+        if not 0.0 <= self.idle_credit_s <= 60.0:
+            raise ValueError(f"idle_credit_s must be in [0, 60] s, got {self.idle_credit_s}")
 
 
 def check_fields(key: TileKey, fields: Any) -> None:
@@ -146,6 +168,7 @@ class ServiceStats:
     mean_batch: float
     dropped_cancelled: int  # keys dropped before generation because nobody wanted them any more
     dropped_unmeshed: int  # generated keys not meshed because nobody wanted their tile any more
+    preempted: int  # generator steps that ended with their key unfinished (queued again)
     failed: int
     lru_bytes: int
     lru_tiles: int
@@ -168,6 +191,7 @@ class TileService:
         store: TileStore | None = None,
         encode: Encoder | None = None,
         on_fields: Callable[[TileKey, Fields], None] | None = None,
+        prepare: Preparer | None = None,
     ):
         self.world = World.parse(world) if not isinstance(world, World) else world
         self.source = source
@@ -175,13 +199,17 @@ class TileService:
         self.store = store
         self.encode = encode or mesh_encoder(config.error_scale)
         self.on_fields = on_fields  # sees every generated tile's fields (the height cache)
+        self.prepare = prepare if config.step_s > 0 else None  # the source in steps (preemption)
         self._lru: LRU[TileKey, bytes] = LRU(config.cache_bytes, size=nbytes)
         self._waiters: dict[TileKey, set[asyncio.Future]] = {}  # futures of tile frames
         self._field_waiters: dict[TileKey, set[asyncio.Future]] = {}  # futures of Fields (heights)
         self._busy: set[TileKey] = set()  # in a store read, the generator or a mesh worker
         self._prio: dict[TileKey, float] = {}
         self._owner: dict[TileKey, Hashable] = {}  # the lane a waiting key is queued in
-        self._queue = FairQueue()  # one lane per requester (connection), round-robin
+        # One lane per requester (connection). With steps, a lane that was idle may take
+        # ``idle_credit_s`` of steps in a row (sleeper credit, as in Linux's CFS): a light
+        # client's key of a few steps is not cut by a turn of every backlogged lane per step.
+        self._queue = FairQueue(idle_credit=config.idle_credit_s if self.prepare is not None else 0.0)
         self._wake: asyncio.Event | None = None
         self._encoding: asyncio.Semaphore | None = None
         self._gen_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
@@ -190,6 +218,7 @@ class TileService:
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._key_s = 0.0  # moving average of generator seconds per key
+        self._trimmer = Trimmer(config.trim_interval_s)
         self._n = dict(
             requests=0,
             lru_hits=0,
@@ -200,6 +229,7 @@ class TileService:
             batched_keys=0,
             dropped_cancelled=0,
             dropped_unmeshed=0,
+            preempted=0,
             failed=0,
         )
 
@@ -299,6 +329,7 @@ class TileService:
             mean_batch=n["batched_keys"] / n["batches"] if n["batches"] else 0.0,
             dropped_cancelled=n["dropped_cancelled"],
             dropped_unmeshed=n["dropped_unmeshed"],
+            preempted=n["preempted"],
             failed=n["failed"],
             lru_bytes=self._lru.total,
             lru_tiles=len(self._lru),
@@ -328,8 +359,8 @@ class TileService:
     def _wants_frame(self, key: TileKey) -> bool:
         return any(not f.done() for f in self._waiters.get(key, ()))
 
-    def _enqueue(self, key: TileKey) -> None:
-        self._queue.push(self._owner.get(key), key, self._prio.get(key, 0.0))
+    def _enqueue(self, key: TileKey, first: bool = False) -> None:
+        self._queue.push(self._owner.get(key), key, self._prio.get(key, 0.0), first=first)
         assert self._wake is not None, "TileService.start() was not awaited"
         self._wake.set()
 
@@ -353,18 +384,21 @@ class TileService:
         """Generator seconds a key is charged to its lane when taken (corrected after)."""
         return self._key_s if self._key_s > 0.0 else 0.01
 
-    def _charge(self, owners: list[Hashable], estimate_s: float, per_key_s: float) -> None:
+    def _charge(self, owners: list[Hashable], estimate_s: float, spent_s: list[float]) -> None:
         """Fair share by generator time, not key count: a client whose keys are cheap (a
-        neighbour of what it has) is not made to wait a turn of every expensive lane."""
-        for owner in owners:
-            self._queue.charge(owner, per_key_s - estimate_s)
+        neighbour of what it has) is not made to wait a turn of every expensive lane.
+        Charged before the next batch is taken, so the next pick sees this batch's cost."""
+        for owner, s in zip(owners, spent_s, strict=True):
+            self._queue.charge(owner, s - estimate_s)
 
     def batch_size(self) -> int:
-        """Keys in the next batch: as many as fit ``batch_budget_s`` at the measured cost
-        per key, at least 1, at most ``max_batch``."""
+        """Keys in the next batch: as many as fit ``batch_budget_s`` (``step_s`` when the
+        source runs in steps) at the measured generator seconds per key and call, at least
+        1, at most ``max_batch``."""
         if self._key_s <= 0.0:
             return self.config.max_batch
-        return max(1, min(self.config.max_batch, int(self.config.batch_budget_s / self._key_s)))
+        budget_s = self.config.step_s if self.prepare is not None else self.config.batch_budget_s
+        return max(1, min(self.config.max_batch, int(budget_s / self._key_s)))
 
     def _take_batch(self) -> list[TileKey]:
         batch: list[TileKey] = []
@@ -383,10 +417,13 @@ class TileService:
         loop = asyncio.get_running_loop()
         assert self._wake is not None and self._encoding is not None
         while True:
+            if not self._wake.is_set():  # the generator is idle: hand a burst's freed pages back
+                await loop.run_in_executor(self._gen_pool, self._trimmer.maybe)
             await self._wake.wait()
             self._wake.clear()
+            resumed = False
             while self._queue:
-                if len(self._queue) < self.batch_size() and self.config.batch_wait_s > 0:
+                if not resumed and len(self._queue) < self.batch_size() and self.config.batch_wait_s > 0:
                     await asyncio.sleep(self.config.batch_wait_s)  # let the batch fill
                 estimate_s = self._estimate_s()
                 batch = self._take_batch()
@@ -397,14 +434,22 @@ class TileService:
                 self._n["batched_keys"] += len(batch)
                 t0 = loop.time()
                 try:
-                    results = await loop.run_in_executor(self._gen_pool, self._generate, batch)
+                    results, spent = await loop.run_in_executor(self._gen_pool, self._generate, batch)
                 except Exception as exc:  # never let the batcher die: fail this batch's requesters
                     log.exception("generator batch failed")
-                    results = [exc] * len(batch)
-                per_key = (loop.time() - t0) / len(batch)
-                self._charge(owners, estimate_s, per_key)
+                    results, spent = [exc] * len(batch), [(loop.time() - t0) / len(batch)] * len(batch)
+                # keys worked on: all but those a step ran out before (they cost ~0 and wait again)
+                worked = next((i + 1 for i, r in enumerate(results) if r is _AGAIN), len(batch))
+                per_key = (loop.time() - t0) / worked
+                self._charge(owners, estimate_s, spent)
                 self._key_s = per_key if self._key_s <= 0.0 else 0.7 * self._key_s + 0.3 * per_key
+                unfinished = [k for k, res in zip(batch, results, strict=True) if res is _AGAIN]
+                resumed = bool(unfinished)
+                for key in reversed(unfinished):  # pushed to the front: the batch's order stays
+                    self._again(key)
                 for key, res in zip(batch, results, strict=True):
+                    if res is _AGAIN:
+                        continue
                     if isinstance(res, Exception):
                         self._fail(key, res)
                         continue
@@ -421,7 +466,46 @@ class TileService:
                     await self._encoding.acquire()  # bounded: the generator pauses when meshing lags
                     self._spawn(self._encode(key, res))
 
-    def _generate(self, keys: list[TileKey]) -> list[Fields | Exception]:
+    def _again(self, key: TileKey) -> None:
+        """A key whose step ran out: back to the front of its lane if still wanted."""
+        self._n["preempted"] += 1
+        self._busy.discard(key)
+        if self._wanted(key):
+            self._enqueue(key, first=True)
+        else:  # everyone cancelled between steps: the rest of its work is never done
+            self._n["dropped_cancelled"] += 1
+            self._forget(key)
+
+    def _generate(self, keys: list[TileKey]) -> tuple[list, list[float]]:
+        """Advance a batch (generator thread): (per key its Fields, an Exception, or
+        ``_AGAIN`` when its step ran out; per key the generator seconds it used).
+
+        With ``prepare``, keys are prepared in order for at most ``step_s``; the ready ones
+        are then made by the source (an assembly of held blocks)."""
+        # Steps are measured in CPU seconds of this thread (a step descheduled by other load
+        # is not charged to its lane); whole keys in wall seconds (a GPU's time is not ours).
+        clock = time.thread_time if self.prepare is not None else time.perf_counter
+        t0 = clock()
+        ready, spent = list(keys), [0.0] * len(keys)
+        if self.prepare is not None:
+            try:
+                steps = list(self.prepare(keys, self.config.step_s))
+                if len(steps) != len(keys):
+                    raise ValueError(f"prepare returned {len(steps)} results for {len(keys)} keys")
+            except Exception as exc:  # the source itself (below) reports the error per key
+                log.warning("generator prepare failed on %s: %s", keys, exc)
+                steps = [(True, 0.0)] * len(keys)
+            spent = [float(s) for _, s in steps]
+            ready = [k for k, (done, _) in zip(keys, steps, strict=True) if done]
+        t1 = clock()
+        made = dict(zip(ready, self._make(ready), strict=True)) if ready else {}
+        share = (clock() - t1) / max(1, len(ready))
+        if self.prepare is None:
+            share = (clock() - t0) / len(keys)
+        out = [made.get(k, _AGAIN) for k in keys]
+        return out, [s + (share if k in made else 0.0) for k, s in zip(keys, spent, strict=True)]
+
+    def _make(self, keys: list[TileKey]) -> list[Fields | Exception]:
         """Run the source on a batch (generator thread). One bad tile never fails its
         batch-mates: on an error the batch is retried one key at a time."""
         self._n["source_calls"] += 1

@@ -108,7 +108,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         from streaming.procencode import ProcessEncoder
 
         encode = ProcessEncoder(mesh_procs, cfg.error_scale)
-    service = TileService(world, source, cfg, store=store, encode=encode)
+    service = TileService(world, source, cfg, store=store, encode=encode, prepare=pyr.prepare)
     heights = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
                                                                 max_tiles=limits.max_height_tiles),
                             buildings=None if terrain_only else building_source(pyr))

@@ -16,7 +16,7 @@ def cmd_serve(args) -> int:
     from streaming.tileservice import ServiceConfig
 
     cfg = ServiceConfig(max_batch=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000.0,
-                        cache_bytes=args.cache_mb << 20, workers=args.workers)
+                        cache_bytes=args.cache_mb << 20, workers=args.workers, step_s=args.step_ms / 1000.0)
     if args.http_max_level is not None and not args.http:
         raise ValueError("--http-max-level needs --http")
     http = None
@@ -44,6 +44,9 @@ def register(sub) -> None:
                     help="keys per generator call")
     sp.add_argument("--batch-wait-ms", type=A.int_in(0, 1000, "batch-wait-ms"), default=4,
                     help="longest wait for a batch to fill (ms)")
+    sp.add_argument("--step-ms", type=A.int_in(0, 60_000, "step-ms"), default=30,
+                    help="longest generator step before other clients' keys get a turn (CPU ms; 0: whole "
+                         "tiles, for a GPU refiner whose batches want many blocks)")
     sp.add_argument("--cache-mb", type=A.int_in(1, 1 << 20, "cache-mb"), default=256,
                     help="tile LRU size (MiB)")
     sp.add_argument("--workers", type=A.int_in(1, 256, "workers"), default=2, help="mesh/encode threads")

@@ -104,15 +104,17 @@ async def loopback_server(
     origins=None,
     server_config: ServerConfig | None = None,
     heights: bool = False,
+    prepare=None,
 ):
-    """A started TileServer on 127.0.0.1 (random port) around ``source``; yields (server, url)."""
+    """A started TileServer on 127.0.0.1 (random port) around ``source`` (and its stepped
+    ``prepare``, if any: ``TileService``); yields (server, url)."""
     from streaming.heights import HeightConfig, HeightService
 
     source = source or SyntheticSource()
     limits = limits or Limits()
     service_config = service_config or ServiceConfig()
     server_config = server_config or ServerConfig()
-    service = TileService(world, source, service_config, store=store)
+    service = TileService(world, source, service_config, store=store, prepare=prepare)
     hs = None
     if heights:
         hs = HeightService(
