@@ -42,6 +42,7 @@ value noise exceeds 0.65 (:func:`plane_city`).
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -80,98 +81,198 @@ FarHeights = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 
 def value_noise(seed: int, stream: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
-    """Smooth lattice value noise in [-1, 1] at float64 points (any unit; ``wavelength`` in it)."""
-    from generator.anchors.plane import _value_noise
+    """Smooth lattice value noise in [-1, 1] at float64 points (any unit; ``wavelength`` in it).
 
-    return _value_noise(seed, 2000 + stream, x, y, wavelength)
+    Bit for bit ``generator.anchors.plane._value_noise(seed, 2000 + stream, ...)`` (the same
+    expressions in the same order), but each lattice node under the points is hashed once: a
+    window's points cover a small box of nodes, so a tile costs a few dozen hashes instead of four
+    per sample (the hashing was most of the class field's time)."""
+    from generator import noise
+
+    octave = 2000 + stream
+    key = noise.stream_key(seed, 1000 + octave, 7)
+    ang = 0.61803398875 * (octave + 1) * 2.399963229728653  # golden-angle steps
+    ca, sa = np.cos(ang), np.sin(ang)
+    off = (key & 0xFFFF) / 65536.0 * 977.0
+    u = (ca * x - sa * y) / wavelength + off
+    v = (sa * x + ca * y) / wavelength - off
+    i0 = np.floor(u)
+    j0 = np.floor(v)
+    fu, fv = u - i0, v - j0
+    fu = fu * fu * fu * (fu * (fu * 6.0 - 15.0) + 10.0)
+    fv = fv * fv * fv * (fv * (fv * 6.0 - 15.0) + 10.0)
+    i0 = i0.astype(np.int64)
+    j0 = j0.astype(np.int64)
+    if i0.size == 0:
+        return np.zeros(i0.shape)
+    ia, ja = int(i0.min()), int(j0.min())
+    ni, nj = int(i0.max()) - ia + 2, int(j0.max()) - ja + 2
+    if ni * nj <= 4 * i0.size:  # the box of nodes: one hash each, then gathers
+        table = noise.uniform_from_hash(noise.lattice_hash(
+            key, np.arange(ia, ia + ni, dtype=np.int64)[:, None], np.arange(ja, ja + nj, dtype=np.int64)[None, :]))
+        table = (table * 2.0 - 1.0).ravel()
+        idx = (i0 - ia) * nj + (j0 - ja)
+        a, b, c, d = table[idx], table[idx + nj], table[idx + 1], table[idx + nj + 1]
+    else:  # points spread thinner than the lattice: hash per corner
+        def corner(di, dj):
+            return noise.uniform_from_hash(noise.lattice_hash(key, i0 + di, j0 + dj)) * 2.0 - 1.0
+
+        a, b, c, d = corner(0, 0), corner(1, 0), corner(0, 1), corner(1, 1)
+    return (a + (b - a) * fu) + ((c + (d - c) * fu) - (a + (b - a) * fu)) * fv
+
+
+def grid_noise(seed: int, stream: int, xs: np.ndarray, ys: np.ndarray, wavelength: float) -> np.ndarray:
+    """(H, W) float64 value noise in [-1, 1] at the grid of points (xs[c], ys[r]) (xs (W,), ys (H,),
+    any unit; ``wavelength`` in it): an axis-aligned lattice, so bilinear interpolation separates
+    (along y at the few lattice columns, then along x): two gathers and three operations per
+    point. The class field's noise (warps, splits, towns, snow); :func:`point_noise` gives the same
+    bits at scattered points. Keyed by location, so the same at every level."""
+    from generator import noise
+
+    key = noise.stream_key(seed, 4000 + stream, 11)
+    jx, fx = _lattice_axis(xs, wavelength, (key & 0xFFFF) / 65536.0 * 977.0)
+    iy, fy = _lattice_axis(ys, wavelength, ((key >> 16) & 0xFFFF) / 65536.0 * 977.0)
+    if not iy.size or not jx.size:
+        return np.zeros((iy.size, jx.size))
+    ia, ja = int(iy.min()), int(jx.min())
+    tab = noise.uniform_from_hash(noise.lattice_hash(
+        key, np.arange(ia, int(iy.max()) + 2, dtype=np.int64)[:, None],
+        np.arange(ja, int(jx.max()) + 2, dtype=np.int64)[None, :])) * 2.0 - 1.0
+    r0, r1 = tab[iy - ia], tab[iy - ia + 1]  # (H, lattice columns)
+    rm = r0 + (r1 - r0) * fy[:, None]
+    a, b = rm[:, jx - ja], rm[:, jx - ja + 1]
+    return a + (b - a) * fx[None, :]
+
+
+def point_noise(seed: int, stream: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
+    """:func:`grid_noise` at scattered points x, y (same shape): the same expressions, the same bits."""
+    from generator import noise
+
+    key = noise.stream_key(seed, 4000 + stream, 11)
+    jx, fx = _lattice_axis(x, wavelength, (key & 0xFFFF) / 65536.0 * 977.0)
+    iy, fy = _lattice_axis(y, wavelength, ((key >> 16) & 0xFFFF) / 65536.0 * 977.0)
+
+    def h(di, dj):
+        return noise.uniform_from_hash(noise.lattice_hash(key, iy + di, jx + dj)) * 2.0 - 1.0
+
+    h00, h01 = h(0, 0), h(0, 1)
+    a = h00 + (h(1, 0) - h00) * fy
+    b = h01 + (h(1, 1) - h01) * fy
+    return a + (b - a) * fx
+
+
+def _lattice_axis(t: np.ndarray, wavelength: float, off: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lattice index (int64) and quintic-faded fraction (float64) of coordinates t along one axis."""
+    u = np.asarray(t, dtype=np.float64) / wavelength + off
+    i = np.floor(u)
+    f = u - i
+    return i.astype(np.int64), f * f * f * (f * (f * 6.0 - 15.0) + 10.0)
 
 
 def locations(world: World, level: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact, level-invariant positions (H, W) float64: earth (lon, lat) degrees, plane (east, south) m."""
+    x1, y1 = axis_locations(world, level, rows, cols)
+    return np.broadcast_to(x1[None, :], (rows.size, cols.size)), np.broadcast_to(y1[:, None], (rows.size, cols.size))
+
+
+def axis_locations(world: World, level: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`locations` as the grid's axes: (x (W,), y (H,)) float64."""
     if world is World.EARTH:
         d = spacing_deg(level)
-        lat = np.broadcast_to((90.0 - rows * d)[:, None], (rows.size, cols.size))
-        lon = np.broadcast_to((-180.0 + np.mod(cols * d, 360.0))[None, :], (rows.size, cols.size))
-        return lon, lat
+        return -180.0 + np.mod(cols * d, 360.0), 90.0 - rows * d
     s = spacing_m(level)
-    return (np.broadcast_to((cols * s)[None, :], (rows.size, cols.size)),
-            np.broadcast_to((rows * s)[:, None], (rows.size, cols.size)))
+    return cols * s, rows * s
 
 
-def base_classes(world: World, seed: int, level: int, rows: np.ndarray, cols: np.ndarray,
-                 want_ndvi: bool = False) -> tuple:
-    """Classes from the context alone -> (classes (H, W) uint8, land (H, W) bool, arid (H, W) bool,
-    ndvi_max (H, W) float32 or None unless ``want_ndvi``, land fraction (H, W) float32). A pure function
-    of each sample's location."""
-    from generator.anchors.context import context
-
-    x, y = locations(world, level, rows, cols)
+def base_classes(world: World, seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tuple:
+    """Classes from the context alone -> (classes (H, W) uint8, land (H, W) bool, coast (H, W) bool:
+    land where beaches may form). A pure function of each sample's location."""
     if world is World.EARTH:
-        from generator.anchors.context import EarthContext, _nearest
-
-        ctx = EarthContext.shared()
-        lon, lat = x, y
-        frac = _land_fraction(ctx.landwater, lat, lon)
-        land = frac >= 0.5
-        wl = lat + WARP_DEG * value_noise(seed, 1, lon, lat, WARP_WAVELENGTH_DEG)
-        wo = lon + WARP_DEG * value_noise(seed, 2, lon, lat, WARP_WAVELENGTH_DEG)
-        igbp = _nearest(ctx.modis, wl, wo)
-        cls = IGBP_TO_CLASS[igbp]
-        mixed = _masked_noise(seed, 3, lon, lat, 0.02, igbp == 5) > 0.0
-        cls = np.where(mixed, np.uint8(NEEDLELEAF), cls)
-        cls = _city_river_cells(ctx, cls, land, wl, wo)
-        arid = _nearest(ctx.koppen, lat, lon) == 2  # group B
-        ndvi = context(world, level, rows, cols, seed)[13] if want_ndvi else None
-        water = ~land | (cls == WATER)
-    else:
-        c = _plane_context(seed, x, y)
-        land, arid, cold = c[0] >= 0.5, c[2] > 0.5, (c[4] + c[5]) > 0.5
-        grp = np.where(c[6:13].max(axis=0) > 0.5, c[6:13].argmax(axis=0), -1)
-        table = np.array([BROADLEAF, GRASSLAND, WETLAND, CROPLAND, URBAN, SNOW_ICE, BARE_ROCK], dtype=np.uint8)
-        cls = np.where(grp >= 0, table[np.maximum(grp, 0)], np.uint8(WATER))
-        split = _masked_noise(seed, 4, x, y, 3000.0, (cls == BROADLEAF) | (cls == GRASSLAND))
-        cls = np.where((cls == BROADLEAF) & (cold | (split > 0.45)), np.uint8(NEEDLELEAF), cls)
-        cls = np.where((cls == GRASSLAND) & (split < -0.3), np.uint8(SHRUBLAND), cls)
-        farm = np.isin(cls, (CROPLAND, GRASSLAND))  # the continent has no urban group: towns on farmland
-        town = np.zeros(farm.shape, dtype=bool)
-        town[farm] = plane_city(seed, x[farm], y[farm]) > 0.0
-        cls = np.where(town, np.uint8(URBAN), cls)
-        ndvi, frac = c[13], c[0]
-        water = ~land
-    cls = np.where((cls == BARE_ROCK) & arid, np.uint8(SAND), cls)
-    cls = np.where(water, np.uint8(WATER), cls).astype(np.uint8)
-    return cls, ~water, arid, ndvi, frac
+        return _earth_base(seed, level, rows, cols)
+    return _plane_base(seed, level, rows, cols)
 
 
-def _masked_noise(seed: int, stream: int, x: np.ndarray, y: np.ndarray, wave: float, mask: np.ndarray) -> np.ndarray:
-    """:func:`value_noise` where ``mask``, 0 elsewhere (the same values, computed only where needed)."""
-    out = np.zeros(mask.shape)
-    if mask.any():
-        out[mask] = value_noise(seed, stream, x[mask], y[mask], wave)
-    return out
+def _earth_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tuple:
+    from generator.anchors.context import EarthContext, _nearest
+
+    ctx = EarthContext.shared()
+    lon1, lat1 = axis_locations(World.EARTH, level, rows, cols)
+    shape = (rows.size, cols.size)
+    lon, lat = np.broadcast_to(lon1[None, :], shape), np.broadcast_to(lat1[:, None], shape)
+    frac = _land_fraction(ctx.landwater, lat1, lon1)
+    land = frac >= 0.5
+    warped = []
+
+    def warp():  # MODIS is read at a point moved by up to WARP_DEG (organic patches)
+        if not warped:
+            warped.append((lat + WARP_DEG * grid_noise(seed, 1, lon1, lat1, WARP_WAVELENGTH_DEG),
+                           lon + WARP_DEG * grid_noise(seed, 2, lon1, lat1, WARP_WAVELENGTH_DEG)))
+        return warped[0]
+
+    one = _uniform_cell(ctx.modis, lat1, lon1, WARP_DEG)
+    igbp = np.full(shape, one, np.uint8) if one is not None else _nearest(ctx.modis, *warp())
+    cls = IGBP_TO_CLASS[igbp]
+    if one is None or one == 5:
+        mixed = igbp == 5
+        if mixed.any():  # mixed forest: a 2 km split into needleleaf and broadleaf
+            cls = np.where(mixed & (grid_noise(seed, 3, lon1, lat1, 0.02) > 0.0), np.uint8(NEEDLELEAF), cls)
+    wet = land & (cls == WATER)
+    if wet.any():
+        cls = _city_river_cells(ctx, cls, wet, *warp())
+    rock = cls == BARE_ROCK
+    if rock.any():  # barren is sand where Koppen says arid (group B)
+        arid = np.zeros(shape, bool)
+        arid[rock] = _nearest(ctx.koppen, lat[rock], lon[rock]) == 2
+        cls = np.where(arid, np.uint8(SAND), cls)
+    cls = np.where(land, cls, np.uint8(WATER))
+    return cls, land & (cls != WATER), land & (cls != WATER) & (frac < 0.8)
 
 
-def _land_fraction(lw, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """The 30" land fraction at points; all-land or all-water boxes (with a one-cell margin) skip the
-    per-point lookup (bit-identical: every bilinear corner is then 1 or 0)."""
-    st = lw.uniform_state(float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))
-    if st is not None:
-        from generator.anchors.landwater import LAND
+def _uniform_cell(grid: np.ndarray, lat1: np.ndarray, lon1: np.ndarray, margin_deg: float):
+    """The value of ``grid`` (pixel-registered, row 0 at 90 N) if it is the same over the window's
+    box widened by ``margin_deg`` (and one cell), else None: then no warped point can read another."""
+    per = grid.shape[0] / 180.0
+    i0 = max(int(np.floor((90.0 - float(lat1.max()) - margin_deg) * per)) - 1, 0)
+    i1 = min(int(np.floor((90.0 - float(lat1.min()) + margin_deg) * per)) + 1, grid.shape[0] - 1)
+    j0 = int(np.floor((float(lon1.min()) - margin_deg + 180.0) * per)) - 1
+    j1 = int(np.floor((float(lon1.max()) + margin_deg + 180.0) * per)) + 1
+    if (i1 - i0 + 1) * (j1 - j0 + 1) > 64:
+        return None
+    box = grid[i0 : i1 + 1][:, np.mod(np.arange(j0, j1 + 1), grid.shape[1])]
+    return int(box.flat[0]) if (box == box.flat[0]).all() else None
 
-        return np.full(lat.shape, 1.0 if st == LAND else 0.0, dtype=np.float32)
-    return lw.land_fraction(lat, lon)
+
+def _land_fraction(lw, lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
+    """(H, W) float32 30" land fraction on the grid lat1 (H,) x lon1 (W,): the expressions of
+    ``LandWater.land_fraction`` with the cells read once for the window's small box. A box that is
+    all land (or all water) gives 1 (0) everywhere: the same decisions (>= 0.5, < 0.8) as the
+    bilinear mix, whose float32 value can miss 1 by an ulp."""
+    from generator.anchors.landwater import CELLS_PER_DEG
+
+    fi = (90.0 - lat1) * CELLS_PER_DEG - 0.5
+    fj = (lon1 + 180.0) * CELLS_PER_DEG - 0.5
+    i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
+    ia, ja = int(i0.min()), int(j0.min())
+    ni, nj = int(i0.max()) - ia + 2, int(j0.max()) - ja + 2
+    if ni * nj > 4 * i0.size * j0.size:  # the window wraps the antimeridian: per point
+        lat, lon = np.broadcast_to(lat1[:, None], (lat1.size, lon1.size)), np.broadcast_to(lon1[None, :], (lat1.size, lon1.size))
+        return lw.land_fraction(lat, lon)
+    cells = lw.land_cells(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])  # (ni, nj)
+    if cells.min() == cells.max():
+        return np.full((lat1.size, lon1.size), cells.flat[0], np.float32)
+    ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
+    top, bottom, jj = cells[i0 - ia], cells[i0 - ia + 1], j0 - ja
+    return (top[:, jj] * (1 - tj) + top[:, jj + 1] * tj) * (1 - ti) + \
+        (bottom[:, jj] * (1 - tj) + bottom[:, jj + 1] * tj) * ti
 
 
-def _city_river_cells(ctx, cls: np.ndarray, land: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """MODIS water on the 30" mask's land is a lake the mask does not know (it counts most lakes
-    as land), except where at least 5 of the 8 neighbouring 0.05 deg cells are urban: then it is a
-    river or harbour cell between built-up banks (midtown Manhattan's cell is water in MODIS), and
-    the point is urban. A heuristic: 5 km cells cannot say more."""
+def _city_river_cells(ctx, cls: np.ndarray, wet: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """MODIS water on the 30" mask's land (``wet``) is a lake the mask does not know (it counts most
+    lakes as land), except where at least 5 of the 8 neighbouring 0.05 deg cells are urban: then it
+    is a river or harbour cell between built-up banks (midtown Manhattan's cell is water in MODIS),
+    and the point is urban. A heuristic: 5 km cells cannot say more. lat, lon: warped points."""
     from generator.anchors.context import _nearest
 
-    wet = land & (cls == WATER)
-    if not wet.any():
-        return cls
     la, lo = lat[wet], lon[wet]
     urban = np.zeros(la.shape, dtype=np.int64)
     for dl, do in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
@@ -181,20 +282,99 @@ def _city_river_cells(ctx, cls: np.ndarray, land: np.ndarray, lat: np.ndarray, l
     return out
 
 
-def _plane_context(seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The plane's context channels (15, H, W) at points (east, south) m, read at the nearest node of
-    the fixed level-:data:`PLANE_CONTEXT_LEVEL` lattice after a smooth warp (a pure function of the
-    point; deep tiles need only a few dozen context evaluations)."""
-    from generator.anchors.context import context
-
+def _plane_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tuple:
+    """The plane's context class: each sample reads the nearest node of the fixed level-
+    :data:`PLANE_CONTEXT_LEVEL` lattice (153 m) after a warp of up to half a node; samples that are
+    nodes (every sample of levels <= 9) read their own node. Classes are decided per node
+    (:func:`_plane_node_codes`: a few dozen nodes under a deep tile), then gathered."""
     s = spacing_m(PLANE_CONTEXT_LEVEL)
-    wx = x + 0.5 * s * value_noise(seed, 6, x, y, 4.0 * s)
-    wy = y + 0.5 * s * value_noise(seed, 7, x, y, 4.0 * s)
-    ri, ci = np.round(wy / s).astype(np.int64), np.round(wx / s).astype(np.int64)
-    ur, rinv = np.unique(ri, return_inverse=True)
-    uc, cinv = np.unique(ci, return_inverse=True)
-    grid = context(World.PLANE, PLANE_CONTEXT_LEVEL, ur, uc, seed)
-    return grid[:, rinv.reshape(x.shape), cinv.reshape(x.shape)]
+    k = PLANE_CONTEXT_LEVEL - level
+    if k >= 0:
+        code = _plane_node_codes(seed, rows << k, cols << k)
+    else:
+        x1, y1 = axis_locations(World.PLANE, level, rows, cols)
+        ri = np.round((y1[:, None] + 0.5 * s * grid_noise(seed, 7, x1, y1, 4.0 * s)) / s).astype(np.int64)
+        ci = np.round((x1[None, :] + 0.5 * s * grid_noise(seed, 6, x1, y1, 4.0 * s)) / s).astype(np.int64)
+        m = 1 << -k
+        nr, nc = np.nonzero(rows % m == 0)[0], np.nonzero(cols % m == 0)[0]
+        ri[np.ix_(nr, nc)] = (rows[nr] >> -k)[:, None]  # a node stays on itself (|warp| <= half a node)
+        ci[np.ix_(nr, nc)] = (cols[nc] >> -k)[None, :]
+        r0, c0 = int(ri.min()), int(ci.min())
+        box = _plane_node_codes(seed, np.arange(r0, int(ri.max()) + 1, dtype=np.int64),
+                                np.arange(c0, int(ci.max()) + 1, dtype=np.int64))
+        code = box[ri - r0, ci - c0]
+    land = code >= 16
+    cls = code & np.uint8(15)
+    return cls, land, land
+
+
+def _plane_node_codes(seed: int, ur: np.ndarray, uc: np.ndarray) -> np.ndarray:
+    """(len(ur), len(uc)) uint8 class + 16 x land of level-PLANE_CONTEXT_LEVEL lattice nodes.
+
+    The context is ``PlaneAnchor.context`` (bilinear between anchor nodes, whose channels are 0/1):
+    inside an anchor cell whose four corners agree on land, aridity, cold and cover group every
+    point decides as its corners do, so only cells with differing corners are interpolated (with
+    the same float32 expressions). Forest splits into needleleaf (cold climates or a 3 km noise)
+    and broadleaf, grass into grass / shrub; towns on farmland where :func:`plane_city` > 0; all
+    noise read at the node (the town noise is the rotated :func:`value_noise`: cities stay where they were)."""
+    k = PLANE_CONTEXT_LEVEL - ANCHOR_LEVEL
+    r0, c0 = ur >> k, uc >> k
+    nr, nc = np.union1d(r0, r0 + 1), np.union1d(c0, c0 + 1)
+    n = _anchor_nodes(seed, int(nr[0]), int(nr[-1]), int(nc[0]), int(nc[-1]))  # (11, h, w)
+    n = n[:, nr - nr[0]][:, :, nc - nc[0]]
+    i, j = np.searchsorted(nr, r0), np.searchsorted(nc, c0)
+
+    def decide(c):  # channels (11, ...) -> (land, arid, cold, cover group or -1)
+        cover = c[4:]
+        return (c[0] >= 0.5, c[1] > 0.5, (c[2] + c[3]) > 0.5,
+                np.where(cover.max(axis=0) > 0.5, cover.argmax(axis=0), -1))
+
+    land_n, arid_n, cold_n, grp_n = decide(n)
+    sig = (grp_n + 1) * 8 + land_n * 4 + arid_n * 2 + cold_n  # (h, w) per anchor node
+    same = (sig[:-1, :-1] == sig[1:, :-1]) & (sig[:-1, :-1] == sig[:-1, 1:]) & (sig[:-1, :-1] == sig[1:, 1:])
+    sig_p = sig[i[:, None], j[None, :]]  # corner's decision everywhere
+    mixed = ~same[np.minimum(i, same.shape[0] - 1)[:, None], np.minimum(j, same.shape[1] - 1)[None, :]]
+    if mixed.any():
+        pr, pc = np.nonzero(mixed)
+        ii, jj = i[pr], j[pc]
+        tr = ((ur[pr] - (r0[pr] << k)) / float(1 << k)).astype(np.float32)
+        tc = ((uc[pc] - (c0[pc] << k)) / float(1 << k)).astype(np.float32)
+        one = np.float32(1)
+        c = ((n[:, ii, jj] * (one - tc) + n[:, ii, jj + 1] * tc) * (one - tr)
+             + (n[:, ii + 1, jj] * (one - tc) + n[:, ii + 1, jj + 1] * tc) * tr).astype(np.float32)
+        la, ar, co, gr = decide(c)
+        sig_p[pr, pc] = (gr + 1) * 8 + la * 4 + ar * 2 + co
+    land, arid, cold, grp = (sig_p & 4) > 0, (sig_p & 2) > 0, (sig_p & 1) > 0, sig_p // 8 - 1
+    table = np.array([BROADLEAF, GRASSLAND, WETLAND, CROPLAND, URBAN, SNOW_ICE, BARE_ROCK], dtype=np.uint8)
+    cls = np.where(grp >= 0, table[np.maximum(grp, 0)], np.uint8(WATER))
+    s = spacing_m(PLANE_CONTEXT_LEVEL)
+    xs, ys = uc * s, ur * s
+    split = grid_noise(seed, 4, xs, ys, 3000.0)
+    cls = np.where((cls == BROADLEAF) & (cold | (split > 0.45)), np.uint8(NEEDLELEAF), cls)
+    cls = np.where((cls == GRASSLAND) & (split < -0.3), np.uint8(SHRUBLAND), cls)
+    farm = (cls == CROPLAND) | (cls == GRASSLAND)  # the continent has no urban group: towns on farmland
+    if farm.any():
+        town = np.zeros(farm.shape, bool)
+        fr, fc = np.nonzero(farm)
+        town[fr, fc] = plane_city(seed, xs[fc], ys[fr]) > 0.0
+        cls = np.where(town, np.uint8(URBAN), cls)
+    cls = np.where((cls == BARE_ROCK) & arid, np.uint8(SAND), cls)
+    cls = np.where(land, cls, np.uint8(WATER))
+    return (cls + np.uint8(16) * land).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=256)
+def _anchor_nodes(seed: int, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """(11, r1-r0+1, c1-c0+1) float32 channels land, climate B, D, E and the seven cover groups of
+    the plane's anchor nodes rows r0..r1 x cols c0..c1 (``PlaneAnchor.node_context``, pointwise).
+    Memoised: every deep tile inside one anchor cell (9.8 km) asks for the same 2 x 2 nodes, and
+    the continent fields cost milliseconds of Python per call whatever their size."""
+    from generator.anchors.plane import PlaneAnchor
+
+    n = PlaneAnchor(seed).node_context(np.arange(r0, r1 + 1, dtype=np.int64), np.arange(c0, c1 + 1, dtype=np.int64))
+    out = n[[0, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]]
+    out.flags.writeable = False
+    return out
 
 
 def plane_city(seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -213,45 +393,61 @@ def snowline_m(world: World, seed: int, lat_or_none: np.ndarray | None) -> np.nd
 
 
 def birth_slope(world: World, level: int, rows: np.ndarray, cols: np.ndarray, heights_m: np.ndarray,
-                far_heights: FarHeights | None) -> np.ndarray:
+                far_heights: FarHeights | None, where: np.ndarray | None = None) -> np.ndarray:
     """(H, W) float32 tangent of the slope at each sample's birth level (NaN where born at or above
-    the anchor level). See the module docstring for why this is the same at every level."""
+    the anchor level). See the module docstring for why this is the same at every level.
+
+    Grouped by k = L - birth level and by the direction(s) in which the sample is odd at k (rows
+    odd x cols even, even x odd, odd x odd): each group is a product of row and column index sets,
+    so its parents are gathered with one ``np.ix_`` each (same expressions as per sample). ``where``
+    (H, W) bool: groups with no True sample are left NaN (their slope is not wanted)."""
     H, W = heights_m.shape
+    h64 = np.asarray(heights_m, dtype=np.float64)
     L = int(level)
-    r = np.broadcast_to(rows[:, None], (H, W))
-    c = np.broadcast_to(cols[None, :], (H, W))
-    k = np.minimum(np.minimum(_ctz(r), _ctz(c)), L)  # L - birth level
-    need = k < L - ANCHOR_LEVEL
-    step = np.left_shift(np.int64(1), k)
-    sr = np.where((r >> k) & 1 == 1, step, 0)
-    sc = np.where((c >> k) & 1 == 1, step, 0)
-    i = np.arange(H)[:, None] + np.zeros((1, W), dtype=np.int64)
-    j = np.zeros((H, 1), dtype=np.int64) + np.arange(W)[None, :]
+    out = np.full((H, W), np.nan, np.float32)
+    cr, cc = _ctz(rows), _ctz(cols)
+    lat = 90.0 - rows * spacing_deg(L)
+    for k in range(max(min(L - ANCHOR_LEVEL, 62), 0)):
+        step = 1 << k
+        ra, rb = np.nonzero(cr == k)[0], np.nonzero(cr > k)[0]
+        ca, cb = np.nonzero(cc == k)[0], np.nonzero(cc > k)[0]
+        s_birth = spacing_m(L) * float(step)
+        for ri, ci, sr, sc in ((ra, cb, step, 0), (rb, ca, 0, step), (ra, ca, step, step)):
+            if not ri.size or not ci.size or where is not None and not where[np.ix_(ri, ci)].any():
+                continue
 
-    def at(di, dj):
-        ii, jj = i + di, j + dj
-        inside = (ii >= 0) & (ii < H) & (jj >= 0) & (jj < W)
-        out = heights_m[np.clip(ii, 0, H - 1), np.clip(jj, 0, W - 1)].astype(np.float64)
-        far = need & ~inside
-        if far.any():
-            if far_heights is None:
-                raise ValueError(f"{int(far.sum())} samples need heights outside the window at their birth "
-                                 "level (tile corners); pass far_heights (see tile_landcover)")
-            for b in np.unique(L - k[far]):
-                m = far & (L - k == b)
-                kk = L - int(b)
-                out[m] = far_heights(int(b), (r[m] + di[m]) >> kk, (c[m] + dj[m]) >> kk)
-        return out
+            def at(dr, dc):
+                ii, jj = ri + dr, ci + dc
+                if ii[0] >= 0 and ii[-1] < H and jj[0] >= 0 and jj[-1] < W:  # inside: a strided view
+                    return h64[ii[0] : ii[-1] + 1 : _stride(ii), jj[0] : jj[-1] + 1 : _stride(jj)]
+                v = h64[np.ix_(np.clip(ii, 0, H - 1), np.clip(jj, 0, W - 1))]
+                far = ((ii < 0) | (ii >= H))[:, None] | ((jj < 0) | (jj >= W))[None, :]
+                if far.any():
+                    if far_heights is None:
+                        raise ValueError(f"{int(far.sum())} samples need heights outside the window at their "
+                                         "birth level (tile corners); pass far_heights (see tile_landcover)")
+                    fr, fc = np.nonzero(far)
+                    v[fr, fc] = far_heights(L - k, (rows[ri[fr]] + dr) >> k, (cols[ci[fc]] + dc) >> k)
+                return v
 
-    nw, ne, sw, se = at(-sr, -sc), at(-sr, sc), at(sr, -sc), at(sr, sc)
-    s_birth = spacing_m(L) * step.astype(np.float64)
-    east = s_birth
-    if world is World.EARTH:
-        lat = 90.0 - rows * spacing_deg(L)
-        east = s_birth * np.maximum(np.cos(np.radians(lat)), 1e-3)[:, None]
-    gy = (sw + se - nw - ne) / (4.0 * s_birth)
-    gx = (ne + se - nw - sw) / (4.0 * east)
-    return np.where(need, np.hypot(gx, gy), np.nan).astype(np.float32)
+            nw, ne, sw, se = at(-sr, -sc), at(-sr, sc), at(sr, -sc), at(sr, sc)
+            east = s_birth
+            if world is World.EARTH:
+                east = s_birth * np.maximum(np.cos(np.radians(lat[ri])), 1e-3)[:, None]
+            gy = (sw + se - nw - ne) / (4.0 * s_birth)
+            gx = (ne + se - nw - sw) / (4.0 * east)
+            out[np.ix_(ri, ci)] = np.hypot(gx, gy)
+    return out
+
+
+def _stride(idx: np.ndarray) -> int:
+    """Step of an arithmetic progression of indices (the samples of one birth group of a window of
+    consecutive samples are one: i = const mod 2^(k+1)); 1 for a single index."""
+    return int(idx[1] - idx[0]) if idx.size > 1 else 1
+
+
+BEACH_CLASSES = np.zeros(256, bool)
+BEACH_CLASSES[[GRASSLAND, SHRUBLAND, CROPLAND, BARE_ROCK, BROADLEAF, NEEDLELEAF]] = True
 
 
 def landcover(world: World | str, seed: int, level: int, rows: np.ndarray, cols: np.ndarray,
@@ -265,24 +461,26 @@ def landcover(world: World | str, seed: int, level: int, rows: np.ndarray, cols:
         raise ValueError(f"heights must be (len(rows), len(cols)) = {(rows.size, cols.size)}, got {h.shape}")
     if rows.size > 1 and not (np.diff(rows) == 1).all() or cols.size > 1 and not (np.diff(cols) == 1).all():
         raise ValueError("rows and cols must be consecutive global samples")
-    cls, land, _arid, _ndvi, frac = base_classes(world, seed, level, rows, cols)
-    x, y = locations(world, level, rows, cols)
+    cls, land, coast = base_classes(world, seed, level, rows, cols)
+    x1, y1 = axis_locations(world, level, rows, cols)
     if world is World.EARTH:
-        coast = land & (frac < 0.8)
-        line = snowline_m(world, seed, y)
+        line = snowline_m(world, seed, y1)[:, None]
         wave = 0.02
     else:
-        coast = land
         line = snowline_m(world, seed, None)
         wave = 2000.0
-    beach = coast & (h < BEACH_M) & np.isin(cls, (GRASSLAND, SHRUBLAND, CROPLAND, BARE_ROCK, BROADLEAF, NEEDLELEAF))
-    cls = np.where(beach, np.uint8(SAND), cls)
+    beach = coast & (h < BEACH_M)
+    if beach.any():
+        cls = np.where(beach & BEACH_CLASSES[cls], np.uint8(SAND), cls)
     high = land & (h > line - SNOW_NOISE_M)
-    snow = high & (h > line + SNOW_NOISE_M * _masked_noise(seed, 5, x, y, wave, high))
-    cls = np.where(snow, np.uint8(SNOW_ICE), cls)
-    slope = birth_slope(world, level, rows, cols, h, far_heights)
-    rock = land & (cls != URBAN) & (slope > ROCK_SLOPE)  # NaN compares False; towns keep their class
-    return np.where(rock, np.uint8(BARE_ROCK), cls).astype(np.uint8)
+    if high.any():
+        snow = high & (h > line + SNOW_NOISE_M * grid_noise(seed, 5, x1, y1, wave))
+        cls = np.where(snow, np.uint8(SNOW_ICE), cls)
+    cand = land & (cls != URBAN)  # towns keep their class: metre-scale roughness is not a cliff
+    if cand.any() or far_heights is None:  # (without far_heights: say so if the window needs them)
+        slope = birth_slope(world, level, rows, cols, h, far_heights, cand if far_heights is not None else None)
+        cls = np.where(cand & (slope > ROCK_SLOPE), np.uint8(BARE_ROCK), cls)  # NaN compares False
+    return cls.astype(np.uint8)
 
 
 def tile_landcover(pyramid, key: TileKey, heights_m: np.ndarray | None = None) -> np.ndarray:
