@@ -330,7 +330,7 @@ def _plane_node_codes(seed: int, ur: np.ndarray, uc: np.ndarray) -> np.ndarray:
                 np.where(cover.max(axis=0) > 0.5, cover.argmax(axis=0), -1))
 
     land_n, arid_n, cold_n, grp_n = decide(n)
-    sig = (grp_n + 1) * 8 + land_n * 4 + arid_n * 2 + cold_n  # (h, w) per anchor node
+    sig = ((grp_n + 1) * 8 + land_n * 4 + arid_n * 2 + cold_n).astype(np.uint8)  # (h, w) per anchor node
     same = (sig[:-1, :-1] == sig[1:, :-1]) & (sig[:-1, :-1] == sig[:-1, 1:]) & (sig[:-1, :-1] == sig[1:, 1:])
     sig_p = sig[i[:, None], j[None, :]]  # corner's decision everywhere
     mixed = ~same[np.minimum(i, same.shape[0] - 1)[:, None], np.minimum(j, same.shape[1] - 1)[None, :]]
@@ -344,23 +344,77 @@ def _plane_node_codes(seed: int, ur: np.ndarray, uc: np.ndarray) -> np.ndarray:
              + (n[:, ii + 1, jj] * (one - tc) + n[:, ii + 1, jj + 1] * tc) * tr).astype(np.float32)
         la, ar, co, gr = decide(c)
         sig_p[pr, pc] = (gr + 1) * 8 + la * 4 + ar * 2 + co
-    land, arid, cold, grp = (sig_p & 4) > 0, (sig_p & 2) > 0, (sig_p & 1) > 0, sig_p // 8 - 1
-    table = np.array([BROADLEAF, GRASSLAND, WETLAND, CROPLAND, URBAN, SNOW_ICE, BARE_ROCK], dtype=np.uint8)
-    cls = np.where(grp >= 0, table[np.maximum(grp, 0)], np.uint8(WATER))
+    code = _SIG_CODE[sig_p]  # class + 16 x land, before the noise-driven splits and towns
     s = spacing_m(PLANE_CONTEXT_LEVEL)
     xs, ys = uc * s, ur * s
-    split = grid_noise(seed, 4, xs, ys, 3000.0)
-    cls = np.where((cls == BROADLEAF) & (cold | (split > 0.45)), np.uint8(NEEDLELEAF), cls)
-    cls = np.where((cls == GRASSLAND) & (split < -0.3), np.uint8(SHRUBLAND), cls)
-    farm = (cls == CROPLAND) | (cls == GRASSLAND)  # the continent has no urban group: towns on farmland
+    broad, grass = code == BROADLEAF + 16, code == GRASSLAND + 16
+    if broad.any() or grass.any():
+        split = grid_noise(seed, 4, xs, ys, 3000.0)
+        code = np.where(broad & (split > 0.45), np.uint8(NEEDLELEAF + 16), code)
+        code = np.where(grass & (split < -0.3), np.uint8(SHRUBLAND + 16), code)
+    farm = (code == CROPLAND + 16) | (code == GRASSLAND + 16)  # no urban group: towns on farmland
     if farm.any():
-        town = np.zeros(farm.shape, bool)
-        fr, fc = np.nonzero(farm)
-        town[fr, fc] = plane_city(seed, xs[fc], ys[fr]) > 0.0
-        cls = np.where(town, np.uint8(URBAN), cls)
-    cls = np.where((cls == BARE_ROCK) & arid, np.uint8(SAND), cls)
-    cls = np.where(land, cls, np.uint8(WATER))
-    return (cls + np.uint8(16) * land).astype(np.uint8)
+        code = np.where(farm & _town(seed, xs, ys, farm), np.uint8(URBAN + 16), code)
+    return code
+
+
+def _town(seed: int, xs: np.ndarray, ys: np.ndarray, want: np.ndarray, block: int = 16) -> np.ndarray:
+    """(H, W) bool: :func:`plane_city` > 0 on the grid xs (W,) x ys (H,) where ``want`` (elsewhere
+    False). Exact but cheap: value noise inside a lattice cell lies between its corners' values, so
+    a block of points whose cells all have every corner above (or below) 0.65 is decided without
+    evaluating it; only blocks near a city's edge are evaluated point by point."""
+    from generator import noise
+
+    octave = 2000 + 8  # value_noise(seed, 8, ...): the rotated lattice of plane_city
+    key = noise.stream_key(seed, 1000 + octave, 7)
+    ang = 0.61803398875 * (octave + 1) * 2.399963229728653
+    ca, sa = np.cos(ang), np.sin(ang)
+    off = (key & 0xFFFF) / 65536.0 * 977.0
+    H, W = want.shape
+    r0 = np.arange(0, H, block)
+    c0 = np.arange(0, W, block)
+    yb = np.stack([ys[r0], ys[np.minimum(r0 + block - 1, H - 1)]])[:, :, None]  # (2, nbr, 1)
+    xb = np.stack([xs[c0], xs[np.minimum(c0 + block - 1, W - 1)]])[:, None, :]  # (2, 1, nbc)
+    u = np.stack([(ca * x - sa * y) / PLANE_CITY_WAVE_M + off for x in xb for y in yb])  # block corners
+    v = np.stack([(sa * x + ca * y) / PLANE_CITY_WAVE_M - off for x in xb for y in yb])
+    i_lo, i_hi = np.floor(u.min(axis=0) - 1e-6).astype(np.int64), np.floor(u.max(axis=0) + 1e-6).astype(np.int64)
+    j_lo, j_hi = np.floor(v.min(axis=0) - 1e-6).astype(np.int64), np.floor(v.max(axis=0) + 1e-6).astype(np.int64)
+    ia, ja = int(i_lo.min()), int(j_lo.min())
+    nodes = noise.uniform_from_hash(noise.lattice_hash(
+        key, np.arange(ia, int(i_hi.max()) + 2)[:, None], np.arange(ja, int(j_hi.max()) + 2)[None, :])) * 2.0 - 1.0
+    quad = np.stack([nodes[:-1, :-1], nodes[1:, :-1], nodes[:-1, 1:], nodes[1:, 1:]])
+    above = np.pad((quad.min(axis=0) > 0.65 + 1e-9).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    below = np.pad((quad.max(axis=0) < 0.65 - 1e-9).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+    def count(table):  # cells of each block's index box that satisfy the test
+        a0, a1, b0, b1 = i_lo - ia, i_hi - ia + 1, j_lo - ja, j_hi - ja + 1
+        return table[a1, b1] - table[a0, b1] - table[a1, b0] + table[a0, b0]
+
+    area = (i_hi - i_lo + 1) * (j_hi - j_lo + 1)
+    state = np.where(count(above) == area, 1, np.where(count(below) == area, -1, 0))  # (nbr, nbc)
+    full = np.repeat(np.repeat(state, block, axis=0), block, axis=1)[:H, :W]
+    out = full == 1
+    todo = want & (full == 0)
+    if todo.any():
+        fr, fc = np.nonzero(todo)
+        out[fr, fc] = plane_city(seed, xs[fc], ys[fr]) > 0.0
+    return out & want
+
+
+def _sig_codes() -> np.ndarray:
+    """(64,) uint8: class + 16 x land of a node from its signature (cover group + 1) x 8 + 4 land
+    + 2 arid + cold (the context's decisions): cold forest is needleleaf, arid barren is sand."""
+    table = np.array([BROADLEAF, GRASSLAND, WETLAND, CROPLAND, URBAN, SNOW_ICE, BARE_ROCK], dtype=np.uint8)
+    out = np.zeros(64, np.uint8)
+    for sig in range(64):
+        grp, land, arid, cold = sig // 8 - 1, bool(sig & 4), bool(sig & 2), bool(sig & 1)
+        cls = int(table[grp]) if 0 <= grp < len(table) else WATER
+        cls = NEEDLELEAF if cls == BROADLEAF and cold else SAND if cls == BARE_ROCK and arid else cls
+        out[sig] = cls + 16 if land else WATER
+    return out
+
+
+_SIG_CODE = _sig_codes()
 
 
 @functools.lru_cache(maxsize=256)
