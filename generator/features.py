@@ -22,7 +22,8 @@ centre's location, and counter-based hashes of the global cell index
 - a building stands on an *urban* parcel (presence 0.55 + 0.4 * density) or
   on a *village* parcel (cropland or grassland where a 1.5 km value noise
   exceeds 0.62; presence 0.5); never where the centre or a corner is water, nor
-  where the parcel's steepest edge or diagonal exceeds 30 deg, nor in a park
+  where the steepest edge or diagonal of the parcel or of its 16 level-13 cells (9.6 m)
+  exceeds 30 deg, nor in a park
   (urban parcels where a 400 m noise exceeds 0.55);
 - density d in [0, 1] (:func:`urban_density`) falls with the climatological NDVI
   maximum at the parcel (earth: d = (0.75 - NDVI) / 0.45, clipped; dense cores
@@ -59,6 +60,7 @@ from generator.landcover import (
 from runtime.tiles import T, TileKey, World, spacing_deg, spacing_m
 
 PARCEL_LEVEL, TREE_LEVEL = 11, 13
+SITE_LEVEL = 13  # the slope rule reads the parcel's 9.6 m cells
 BUILDING_LEVELS = range(PARCEL_LEVEL + 2, PARCEL_LEVEL + 9)
 TREE_LEVELS = range(TREE_LEVEL + 2, BUILDING_LEVELS.stop)  # 15..19: a tree's parcel is in its tile
 MAX_SLOPE = float(np.tan(np.radians(30.0)))
@@ -166,9 +168,26 @@ def _parcels(world: World, seed: int, key: TileKey, heights_m: np.ndarray, class
                              np.abs(h[1:, :-1] - h[:-1, :-1]) / ph, np.abs(h[1:, 1:] - h[:-1, 1:]) / ph,
                              np.abs(h[1:, 1:] - h[:-1, :-1]) / np.hypot(pw, ph),
                              np.abs(h[1:, :-1] - h[:-1, 1:]) / np.hypot(pw, ph)]), axis=0)
+    slope = np.maximum(slope, _site_slope(world, key, heights_m, n))
     park, village = park_and_village(world, seed, pi, pj)
     return {"q": q, "n": n, "pi": pi, "pj": pj, "pw": pw, "ph": ph, "wet": wet, "slope": slope, "park": park,
             "urban": cls_c == URBAN, "village": np.isin(cls_c, (CROPLAND, GRASSLAND)) & village}
+
+
+def _site_slope(world: World, key: TileKey, heights_m: np.ndarray, n: int) -> np.ndarray:
+    """(n, n) steepest edge or diagonal (tangent) of the level-:data:`SITE_LEVEL` cells (9.6 m)
+    inside each parcel: the parcel's corners alone (38 m apart) miss the relief refined between
+    them. Those samples and their metres are the same at every carrying level (nested)."""
+    m = 1 << (SITE_LEVEL - PARCEL_LEVEL)  # cells per parcel side
+    qs = 1 << (key.level - SITE_LEVEL)  # samples per cell at this level
+    g = heights_m[::qs, ::qs].astype(np.float64)  # (n*m + 1, n*m + 1)
+    e13, n13 = _metres_per_sample(world, SITE_LEVEL, key.y * (T // qs) + np.arange(T // qs + 1, dtype=np.int64))
+    cw = e13[:-1, None]
+    diag = np.hypot(cw, n13)
+    cell = np.max(np.stack([np.abs(g[:-1, 1:] - g[:-1, :-1]) / cw, np.abs(g[1:, 1:] - g[1:, :-1]) / cw,
+                            np.abs(g[1:, :-1] - g[:-1, :-1]) / n13, np.abs(g[1:, 1:] - g[:-1, 1:]) / n13,
+                            np.abs(g[1:, 1:] - g[:-1, :-1]) / diag, np.abs(g[1:, :-1] - g[:-1, 1:]) / diag]), axis=0)
+    return cell.reshape(n, m, n, m).max(axis=(1, 3))
 
 
 def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray,

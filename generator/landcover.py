@@ -270,15 +270,20 @@ def _city_river_cells(ctx, cls: np.ndarray, wet: np.ndarray, lat: np.ndarray, lo
     """MODIS water on the 30" mask's land (``wet``) is a lake the mask does not know (it counts most
     lakes as land), except where at least 5 of the 8 neighbouring 0.05 deg cells are urban: then it
     is a river or harbour cell between built-up banks (midtown Manhattan's cell is water in MODIS),
-    and the point is urban. A heuristic: 5 km cells cannot say more. lat, lon: warped points."""
-    from generator.anchors.context import _nearest
-
-    la, lo = lat[wet], lon[wet]
-    urban = np.zeros(la.shape, dtype=np.int64)
-    for dl, do in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
-        urban += IGBP_TO_CLASS[_nearest(ctx.modis, la + 0.05 * dl, lo + 0.05 * do)] == URBAN
+    and the point is urban. A heuristic: 5 km cells cannot say more. lat, lon: warped points; the
+    neighbours are those of the cell each point reads, counted once per cell."""
+    grid = ctx.modis
+    per = grid.shape[0] / 180.0
+    i = np.clip(np.floor((90.0 - lat[wet]) * per).astype(np.int64), 0, grid.shape[0] - 1)  # as _nearest
+    j = np.mod(np.floor((lon[wet] + 180.0) * per).astype(np.int64), grid.shape[1])
+    cells, back = np.unique(i * grid.shape[1] + j, return_inverse=True)  # a few cells under a tile
+    ci, cj = np.divmod(cells, grid.shape[1])
+    urban = np.zeros(cells.shape, dtype=np.int64)
+    for di, dj in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
+        urban += IGBP_TO_CLASS[grid[np.clip(ci + di, 0, grid.shape[0] - 1), np.mod(cj + dj, grid.shape[1])]] == URBAN
     out = cls.copy()
-    out[np.nonzero(wet)[0][urban >= 5], np.nonzero(wet)[1][urban >= 5]] = URBAN
+    hit = (urban >= 5)[back.ravel()]
+    out[np.nonzero(wet)[0][hit], np.nonzero(wet)[1][hit]] = URBAN
     return out
 
 
