@@ -203,14 +203,17 @@ def _earth_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tu
     land = frac >= 0.5
     warped = []
 
-    def warp():  # MODIS is read at a point moved by up to WARP_DEG (organic patches)
+    def cells():  # the MODIS cell (row, col) each point reads: moved by up to WARP_DEG (organic patches)
         if not warped:
-            warped.append((lat + WARP_DEG * grid_noise(seed, 1, lon1, lat1, WARP_WAVELENGTH_DEG),
-                           lon + WARP_DEG * grid_noise(seed, 2, lon1, lat1, WARP_WAVELENGTH_DEG)))
+            wl = lat + WARP_DEG * grid_noise(seed, 1, lon1, lat1, WARP_WAVELENGTH_DEG)
+            wo = lon + WARP_DEG * grid_noise(seed, 2, lon1, lat1, WARP_WAVELENGTH_DEG)
+            per = ctx.modis.shape[0] / 180.0  # the expressions of context._nearest
+            warped.append((np.clip(np.floor((90.0 - wl) * per).astype(np.int64), 0, ctx.modis.shape[0] - 1),
+                           np.mod(np.floor((wo + 180.0) * per).astype(np.int64), ctx.modis.shape[1])))
         return warped[0]
 
     one = _uniform_cell(ctx.modis, lat1, lon1, WARP_DEG)
-    igbp = np.full(shape, one, np.uint8) if one is not None else _nearest(ctx.modis, *warp())
+    igbp = np.full(shape, one, np.uint8) if one is not None else ctx.modis[cells()]
     cls = IGBP_TO_CLASS[igbp]
     if one is None or one == 5:
         mixed = igbp == 5
@@ -218,7 +221,7 @@ def _earth_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tu
             cls = np.where(mixed & (grid_noise(seed, 3, lon1, lat1, 0.02) > 0.0), np.uint8(NEEDLELEAF), cls)
     wet = land & (cls == WATER)
     if wet.any():
-        cls = _city_river_cells(ctx, cls, wet, *warp())
+        cls = _city_river_cells(ctx.modis, cls, wet, *cells())
     rock = cls == BARE_ROCK
     if rock.any():  # barren is sand where Koppen says arid (group B)
         arid = np.zeros(shape, bool)
@@ -266,25 +269,21 @@ def _land_fraction(lw, lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
         (bottom[:, jj] * (1 - tj) + bottom[:, jj + 1] * tj) * ti
 
 
-def _city_river_cells(ctx, cls: np.ndarray, wet: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+def _city_river_cells(grid: np.ndarray, cls: np.ndarray, wet: np.ndarray, wi: np.ndarray, wj: np.ndarray) -> np.ndarray:
     """MODIS water on the 30" mask's land (``wet``) is a lake the mask does not know (it counts most
     lakes as land), except where at least 5 of the 8 neighbouring 0.05 deg cells are urban: then it
     is a river or harbour cell between built-up banks (midtown Manhattan's cell is water in MODIS),
-    and the point is urban. A heuristic: 5 km cells cannot say more. lat, lon: warped points; the
-    neighbours are those of the cell each point reads, counted once per cell."""
-    grid = ctx.modis
-    per = grid.shape[0] / 180.0
-    i = np.clip(np.floor((90.0 - lat[wet]) * per).astype(np.int64), 0, grid.shape[0] - 1)  # as _nearest
-    j = np.mod(np.floor((lon[wet] + 180.0) * per).astype(np.int64), grid.shape[1])
-    cells, back = np.unique(i * grid.shape[1] + j, return_inverse=True)  # a few cells under a tile
-    ci, cj = np.divmod(cells, grid.shape[1])
-    urban = np.zeros(cells.shape, dtype=np.int64)
-    for di, dj in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
-        urban += IGBP_TO_CLASS[grid[np.clip(ci + di, 0, grid.shape[0] - 1), np.mod(cj + dj, grid.shape[1])]] == URBAN
-    out = cls.copy()
-    hit = (urban >= 5)[back.ravel()]
-    out[np.nonzero(wet)[0][hit], np.nonzero(wet)[1][hit]] = URBAN
-    return out
+    and the point is urban. A heuristic: 5 km cells cannot say more. (wi, wj): the MODIS cell each
+    point reads (``grid`` (rows, cols) IGBP); neighbours are counted once for the window's box."""
+    i0, i1, j0, j1 = int(wi.min()), int(wi.max()), int(wj.min()), int(wj.max())
+    if j1 - j0 > grid.shape[1] // 2:  # the window straddles the antimeridian: unwrap its columns
+        wj = np.where(wj < grid.shape[1] // 2, wj + grid.shape[1], wj)
+        j0, j1 = int(wj.min()), int(wj.max())
+    box = IGBP_TO_CLASS[grid[np.clip(np.arange(i0 - 1, i1 + 2), 0, grid.shape[0] - 1)][
+        :, np.mod(np.arange(j0 - 1, j1 + 2), grid.shape[1])]] == URBAN
+    n = box[:-2, :-2].astype(np.int64) + box[:-2, 1:-1] + box[:-2, 2:] + box[1:-1, :-2] + box[1:-1, 2:] + \
+        box[2:, :-2] + box[2:, 1:-1] + box[2:, 2:]  # urban neighbours of each cell of the box
+    return np.where(wet & (n[wi - i0, wj - j0] >= 5), np.uint8(URBAN), cls)
 
 
 def _plane_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tuple:
