@@ -42,8 +42,8 @@ def earth_key(lat: float, lon: float, level: int) -> TileKey:
 def footprint_checks(world_value: str, key: TileKey, b: np.ndarray, h: np.ndarray, lc: np.ndarray) -> tuple:
     """(water (N,) bool: any sample under the footprint is water, site slope (N,) deg: the
     least-squares plane through the heights under it) for buildings b (N, 5) of a tile."""
-    from generator.landcover import WATER
     from generator.features import _metres_per_sample
+    from generator.landcover import WATER
 
     water = np.zeros(len(b), bool)
     slope = np.zeros(len(b))

@@ -40,7 +40,8 @@ def test_towns_by_blocks_equal_the_city_field(origin, step):
     want = np.ones((T + 1, T + 1), bool)
     want[::3] = False
     town = LC._town(0, xs, ys, want)
-    ref = (LC.plane_city(0, np.broadcast_to(xs[None, :], want.shape), np.broadcast_to(ys[:, None], want.shape)) > 0) & want
+    x, y = np.broadcast_to(xs[None, :], want.shape), np.broadcast_to(ys[:, None], want.shape)
+    ref = (LC.plane_city(0, x, y) > 0) & want
     np.testing.assert_array_equal(town, ref)
 
 
@@ -55,7 +56,7 @@ def _slope_reference(level, rows, cols, h, far):
             st = 1 << k
             sr, sc = (st if (r >> k) & 1 else 0), (st if (c >> k) & 1 else 0)
 
-            def at(dr, dc):
+            def at(dr, dc, i=i, j=j, r=r, c=c, k=k):
                 ii, jj = i + dr, j + dc
                 if 0 <= ii < h.shape[0] and 0 <= jj < h.shape[1]:
                     return float(h[ii, jj])
