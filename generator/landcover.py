@@ -261,12 +261,14 @@ def _plane_node_codes(seed: int, ur: np.ndarray, uc: np.ndarray) -> np.ndarray:
     mixed = ~same[np.minimum(i, same.shape[0] - 1)[:, None], np.minimum(j, same.shape[1] - 1)[None, :]]
     if mixed.any():
         pr, pc = np.nonzero(mixed)
-        ii, jj = i[pr], j[pc]
-        tr = ((ur[pr] - (r0[pr] << k)) / float(1 << k)).astype(np.float32)
-        tc = ((uc[pc] - (c0[pc] << k)) / float(1 << k)).astype(np.float32)
         one = np.float32(1)
-        c = ((n[:, ii, jj] * (one - tc) + n[:, ii, jj + 1] * tc) * (one - tr)
-             + (n[:, ii + 1, jj] * (one - tc) + n[:, ii + 1, jj + 1] * tc) * tr).astype(np.float32)
+        tr = ((ur - (r0 << k)) / float(1 << k)).astype(np.float32)[pr]
+        tc = ((uc - (c0 << k)) / float(1 << k)).astype(np.float32)
+        cols_mix = np.flatnonzero(mixed.any(axis=0))
+        along = np.zeros((n.shape[0], n.shape[1], uc.size), np.float32)  # along the columns at each anchor row
+        along[:, :, cols_mix] = n[:, :, j[cols_mix]] * (one - tc[cols_mix]) + n[:, :, j[cols_mix] + 1] * tc[cols_mix]
+        ii = i[pr]  # then across the rows: PlaneAnchor.context's float32 expressions, in its order
+        c = (along[:, ii, pc] * (one - tr) + along[:, ii + 1, pc] * tr).astype(np.float32)
         la, ar, co, gr = decide(c)
         sig_p[pr, pc] = (gr + 1) * 8 + la * 4 + ar * 2 + co
     code = _SIG_CODE[sig_p]  # class + 16 x land, before the noise-driven splits and towns
@@ -283,11 +285,13 @@ def _plane_node_codes(seed: int, ur: np.ndarray, uc: np.ndarray) -> np.ndarray:
     return code
 
 
-def _town(seed: int, xs: np.ndarray, ys: np.ndarray, want: np.ndarray, block: int = 16) -> np.ndarray:
+def _town(seed: int, xs: np.ndarray, ys: np.ndarray, want: np.ndarray, block: int = 8) -> np.ndarray:
     """(H, W) bool: :func:`plane_city` > 0 on the grid xs (W,) x ys (H,) where ``want`` (elsewhere
-    False). Exact but cheap: value noise inside a lattice cell lies between its corners' values, so
-    a block of points whose cells all have every corner above (or below) 0.65 is decided without
-    evaluating it; only blocks near a city's edge are evaluated point by point."""
+    False). Exact but cheap: the noise is bilinear in the faded fractions, and the fade is
+    monotone, so over any sub-rectangle of a lattice cell it lies between its values at the
+    sub-rectangle's corners. The lattice is cut into S x S sub-cells about a block of samples wide;
+    a block whose sub-cells are all above (or all below) 0.65 at every corner is decided without
+    evaluating it; only blocks on a city's edge are evaluated point by point."""
     from generator import noise
 
     octave = 2000 + 8  # value_noise(seed, 8, ...): the rotated lattice of plane_city
@@ -296,26 +300,39 @@ def _town(seed: int, xs: np.ndarray, ys: np.ndarray, want: np.ndarray, block: in
     ca, sa = np.cos(ang), np.sin(ang)
     off = (key & 0xFFFF) / 65536.0 * 977.0
     H, W = want.shape
+    ext = block * float(abs(xs[1] - xs[0])) if W > 1 else PLANE_CITY_WAVE_M
+    S = int(min(max(PLANE_CITY_WAVE_M // ext, 1), 32))  # sub-cells per lattice cell side
     r0 = np.arange(0, H, block)
     c0 = np.arange(0, W, block)
     yb = np.stack([ys[r0], ys[np.minimum(r0 + block - 1, H - 1)]])[:, :, None]  # (2, nbr, 1)
     xb = np.stack([xs[c0], xs[np.minimum(c0 + block - 1, W - 1)]])[:, None, :]  # (2, 1, nbc)
-    u = np.stack([(ca * x - sa * y) / PLANE_CITY_WAVE_M + off for x in xb for y in yb])  # block corners
-    v = np.stack([(sa * x + ca * y) / PLANE_CITY_WAVE_M - off for x in xb for y in yb])
-    i_lo, i_hi = np.floor(u.min(axis=0) - 1e-6).astype(np.int64), np.floor(u.max(axis=0) + 1e-6).astype(np.int64)
-    j_lo, j_hi = np.floor(v.min(axis=0) - 1e-6).astype(np.int64), np.floor(v.max(axis=0) + 1e-6).astype(np.int64)
-    ia, ja = int(i_lo.min()), int(j_lo.min())
+    u = np.stack([((ca * x - sa * y) / PLANE_CITY_WAVE_M + off) * S for x in xb for y in yb])  # sub-cell units
+    v = np.stack([((sa * x + ca * y) / PLANE_CITY_WAVE_M - off) * S for x in xb for y in yb])
+    p_lo, p_hi = np.floor(u.min(axis=0) - 1e-6).astype(np.int64), np.floor(u.max(axis=0) + 1e-6).astype(np.int64)
+    q_lo, q_hi = np.floor(v.min(axis=0) - 1e-6).astype(np.int64), np.floor(v.max(axis=0) + 1e-6).astype(np.int64)
+    pa, qa = int(p_lo.min()), int(q_lo.min())
+    P = np.arange(pa, int(p_hi.max()) + 2, dtype=np.int64)  # sub-nodes along u and v
+    Q = np.arange(qa, int(q_hi.max()) + 2, dtype=np.int64)
+    li, lj = P // S, Q // S
+    fu, fv = (P - li * S) / S, (Q - lj * S) / S
+    fu = fu * fu * fu * (fu * (fu * 6.0 - 15.0) + 10.0)
+    fv = fv * fv * fv * (fv * (fv * 6.0 - 15.0) + 10.0)
     nodes = noise.uniform_from_hash(noise.lattice_hash(
-        key, np.arange(ia, int(i_hi.max()) + 2)[:, None], np.arange(ja, int(j_hi.max()) + 2)[None, :])) * 2.0 - 1.0
-    quad = np.stack([nodes[:-1, :-1], nodes[1:, :-1], nodes[:-1, 1:], nodes[1:, 1:]])
+        key, np.arange(li[0], li[-1] + 2)[:, None], np.arange(lj[0], lj[-1] + 2)[None, :])) * 2.0 - 1.0
+    top, bot = nodes[li - li[0]], nodes[li - li[0] + 1]  # (len(P), lattice cols)
+    a, b = top[:, lj - lj[0]], bot[:, lj - lj[0]]
+    c, d = top[:, lj - lj[0] + 1], bot[:, lj - lj[0] + 1]
+    fu, fv = fu[:, None], fv[None, :]
+    val = (a + (b - a) * fu) + ((c + (d - c) * fu) - (a + (b - a) * fu)) * fv  # noise at the sub-nodes
+    quad = np.stack([val[:-1, :-1], val[1:, :-1], val[:-1, 1:], val[1:, 1:]])
     above = np.pad((quad.min(axis=0) > 0.65 + 1e-9).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     below = np.pad((quad.max(axis=0) < 0.65 - 1e-9).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
 
-    def count(table):  # cells of each block's index box that satisfy the test
-        a0, a1, b0, b1 = i_lo - ia, i_hi - ia + 1, j_lo - ja, j_hi - ja + 1
+    def count(table):  # sub-cells of each block's index box that satisfy the test
+        a0, a1, b0, b1 = p_lo - pa, p_hi - pa + 1, q_lo - qa, q_hi - qa + 1
         return table[a1, b1] - table[a0, b1] - table[a1, b0] + table[a0, b0]
 
-    area = (i_hi - i_lo + 1) * (j_hi - j_lo + 1)
+    area = (p_hi - p_lo + 1) * (q_hi - q_lo + 1)
     state = np.where(count(above) == area, 1, np.where(count(below) == area, -1, 0))  # (nbr, nbc)
     full = np.repeat(np.repeat(state, block, axis=0), block, axis=1)[:H, :W]
     out = full == 1
