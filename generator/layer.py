@@ -25,6 +25,10 @@ from generator.scene import ALBEDO, NIR
 from runtime.tiles import T, TileKey, World
 
 LAYER_MIN_LEVEL = 6
+LAYER_CONTENT = "features-2"
+"""What the layer's arrays are made by; part of the tile store's key for frames with the layer
+(``streaming.cli.compose``), so a store baked by older rules is not mixed with new tiles. 2: the
+class field's separable noise and per-node plane classes, the 9.6 m slope rule for buildings."""
 
 
 @dataclass(frozen=True)
