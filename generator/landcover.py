@@ -439,6 +439,40 @@ def birth_slope(world: World, level: int, rows: np.ndarray, cols: np.ndarray, he
     return out
 
 
+def _slope_at(world: World, level: int, rows: np.ndarray, cols: np.ndarray, heights_m: np.ndarray,
+              far_heights: FarHeights | None, pr: np.ndarray, pc: np.ndarray) -> np.ndarray:
+    """(N,) float32 birth slope of the window's samples (pr, pc) (local indices, born below the anchor
+    level): :func:`birth_slope`'s float64 expressions, one point at a time in a vector."""
+    L = int(level)
+    H, W = heights_m.shape
+    r, c = rows[pr], cols[pc]
+    k = np.minimum(np.minimum(_ctz(r), _ctz(c)), L)
+    step = np.left_shift(np.int64(1), k)
+    sr = np.where((r >> k) & 1 == 1, step, 0)
+    sc = np.where((c >> k) & 1 == 1, step, 0)
+
+    def at(dr, dc):
+        ii, jj = pr + dr, pc + dc
+        inside = (ii >= 0) & (ii < H) & (jj >= 0) & (jj < W)
+        v = heights_m[np.clip(ii, 0, H - 1), np.clip(jj, 0, W - 1)].astype(np.float64)
+        for m in np.flatnonzero(~inside):
+            if far_heights is None:
+                raise ValueError("samples need heights outside the window at their birth level; pass far_heights")
+            kk = int(k[m])
+            v[m] = far_heights(L - kk, np.array([(r[m] + dr[m]) >> kk]), np.array([(c[m] + dc[m]) >> kk]))[0]
+        return v
+
+    nw, ne, sw, se = at(-sr, -sc), at(-sr, sc), at(sr, -sc), at(sr, sc)
+    s_birth = np.float64(spacing_m(L)) * step.astype(np.float64)
+    east = s_birth
+    if world is World.EARTH:
+        lat = 90.0 - r * spacing_deg(L)
+        east = (s_birth * np.maximum(np.cos(np.radians(lat)), 1e-3)).astype(np.float64)
+    gy = (sw + se - nw - ne) / (np.float64(4.0) * s_birth)
+    gx = (ne + se - nw - sw) / (np.float64(4.0) * east)
+    return np.hypot(gx, gy).astype(np.float32)
+
+
 def _stride(idx: np.ndarray) -> int:
     """Step of an arithmetic progression of indices (the samples of one birth group of a window of
     consecutive samples are one: i = const mod 2^(k+1)); 1 for a single index."""
@@ -480,10 +514,11 @@ def landcover(world: World | str, seed: int, level: int, rows: np.ndarray, cols:
         # screen in float32, then the float64 definition only where the screen comes within 2 %
         rough = birth_slope(world, level, rows, cols, h, far_heights, cand if far_heights is not None else None,
                             np.float32)
-        maybe = cand & (rough > np.float32(0.98 * ROCK_SLOPE))  # NaN compares False
-        if maybe.any():
-            slope = birth_slope(world, level, rows, cols, h, far_heights, maybe)
-            cls = np.where(maybe & (slope > ROCK_SLOPE), np.uint8(BARE_ROCK), cls)
+        pr, pc = np.nonzero(cand & (rough > np.float32(0.98 * ROCK_SLOPE)))  # NaN compares False
+        if pr.size:
+            steep = _slope_at(world, level, rows, cols, h, far_heights, pr, pc) > ROCK_SLOPE
+            cls = cls.copy()
+            cls[pr[steep], pc[steep]] = BARE_ROCK
     return cls.astype(np.uint8)
 
 
