@@ -4,21 +4,34 @@ the CPU cost of the land-cover field and of the features (buildings, trees, stre
     python -m bench.cities [--level 15] [--block 2] [--quick]
 
 For each place, ``block`` x ``block`` tiles of ``level`` starting at the tile that holds the
-point; times are ``time.process_time`` per tile (the tile's heights already computed).
+point (level 15, 2 x 2: the 1.2 km square under a camera 300 m above the ground); times are
+``time.process_time`` per tile (the tile's heights already computed). Every footprint is checked
+against the tile's samples under it: any water sample, and the slope of the least-squares plane
+through its heights (the building's site) over 30 deg. ``REFERENCE`` holds approximate literature
+values for the density class of each place (see docs/LANDCOVER.md), printed beside the result.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
 
-from runtime.tiles import T, TileKey, spacing_deg, spacing_m
+from runtime.tiles import T, TileKey, World, spacing_deg, spacing_m
 
 PLACES = {"Paris": (48.857, 2.352), "Tokyo": (35.690, 139.692), "New York": (40.758, -73.985),
           "Cairo": (30.044, 31.236), "Sao Paulo": (-23.550, -46.633)}
-PLANE_CITY_L13 = (-1520, 64)  # tile (x, y) of a plane-world (seed 0) city core at level 13
+PLANE_CITY_L13 = (-1520, 64)
+REFERENCE = {  # place -> (built-up share range, typical height range m, what the figures describe)
+    "plane city": (None, None, "synthetic: no reference"),
+    "Paris": ((0.45, 0.55), (18.0, 25.0), "Haussmann blocks: 6-7 storeys under a 20-25 m cornice limit"),
+    "Tokyo": ((0.35, 0.50), (7.0, 15.0), "ward-area mix: mostly 2-4 storeys, towers in Shinjuku"),
+    "New York": ((0.45, 0.60), (30.0, 80.0), "midtown Manhattan: lots nearly fully built, 10-25 storeys"),
+    "Cairo": ((0.50, 0.70), (15.0, 35.0), "downtown and informal areas: 5-12 storeys, little open space"),
+    "Sao Paulo": ((0.40, 0.55), (10.0, 40.0), "centro: mid- and high-rise blocks among 2-storey houses"),
+}  # tile (x, y) of a plane-world (seed 0) city core at level 13
 
 
 def earth_key(lat: float, lon: float, level: int) -> TileKey:
@@ -26,12 +39,36 @@ def earth_key(lat: float, lon: float, level: int) -> TileKey:
     return TileKey(level, int((lon + 180.0) // span), int((90.0 - lat) // span))
 
 
+def footprint_checks(world_value: str, key: TileKey, b: np.ndarray, h: np.ndarray, lc: np.ndarray) -> tuple:
+    """(water (N,) bool: any sample under the footprint is water, site slope (N,) deg: the
+    least-squares plane through the heights under it) for buildings b (N, 5) of a tile."""
+    from generator.features import _metres_per_sample
+    from generator.landcover import WATER
+
+    water = np.zeros(len(b), bool)
+    slope = np.zeros(len(b))
+    e_m, n_m = _metres_per_sample(World.parse(world_value), key.level, key.y * T - b[:, 1] / spacing_m(key.level))
+    for i, (e, n, w, d, _) in enumerate(b.astype(np.float64)):
+        c0, c1 = int(np.ceil((e - w / 2) / e_m[i])), int(np.floor((e + w / 2) / e_m[i]))
+        r0, r1 = int(np.ceil((-n - d / 2) / n_m)), int(np.floor((-n + d / 2) / n_m))
+        c0, c1, r0, r1 = max(c0, 0), min(c1, T), max(r0, 0), min(r1, T)
+        if c1 < c0 or r1 < r0:
+            continue
+        water[i] = (lc[r0 : r1 + 1, c0 : c1 + 1] == WATER).any()
+        if c1 > c0 and r1 > r0:
+            rr, cc = np.mgrid[r0 : r1 + 1, c0 : c1 + 1]
+            A = np.stack([cc.ravel() * e_m[i], -rr.ravel() * n_m, np.ones(rr.size)], axis=1)
+            g = np.linalg.lstsq(A, h[r0 : r1 + 1, c0 : c1 + 1].ravel().astype(np.float64), rcond=None)[0]
+            slope[i] = np.degrees(np.arctan(np.hypot(g[0], g[1])))
+    return water, slope
+
+
 def measure(pyramid, keys: list[TileKey]) -> dict:
     from generator.features import buildings, roads, trees
-    from generator.landcover import CLASS_NAMES, URBAN, WATER, tile_landcover
+    from generator.landcover import CLASS_NAMES, URBAN, tile_landcover
 
     area = built = 0.0
-    heights, n_trees, t_lc, t_feat, water_hits, n_roads = [], 0, [], [], 0, 0
+    heights, n_trees, t_lc, t_feat, water_hits, n_roads, slopes = [], 0, [], [], 0, 0, []
     urban = 0.0
     for key in keys:
         h = pyramid.tile(key).height
@@ -51,16 +88,15 @@ def measure(pyramid, keys: list[TileKey]) -> dict:
         heights.append(b[:, 4])
         n_trees += len(tr)
         urban += float((lc == URBAN).mean())
-        # water under a footprint centre (nearest sample)
-        if len(b):
-            e_m = s * np.cos(np.radians(lat)) if pyramid.world.value == "earth" else s
-            r = np.clip(np.round(-b[:, 1] / s).astype(int), 0, T)
-            c = np.clip(np.round(b[:, 0] / e_m).astype(int), 0, T)
-            water_hits += int((lc[r, c] == WATER).sum())
+        wet, slope = footprint_checks(pyramid.world.value, key, b, h, lc)
+        water_hits += int(wet.sum())
+        slopes.append(slope)
     hs = np.concatenate(heights) if heights else np.zeros(0)
+    sl = np.concatenate(slopes) if slopes else np.zeros(0)
     return {"tiles": len(keys), "urban_share": urban / len(keys), "built_share": built / area,
             "buildings": int(hs.size), "height_p10_p50_p90": np.percentile(hs, [10, 50, 90]).round(1).tolist()
             if hs.size else [], "trees": n_trees, "roads": n_roads, "water_under_buildings": water_hits,
+            "site_slope_max_deg": float(sl.max()) if sl.size else 0.0, "steep_sites": int((sl > 30.0).sum()),
             "landcover_ms": 1e3 * float(np.median(t_lc)), "features_ms": 1e3 * float(np.median(t_feat)),
             "features_ms_max": 1e3 * float(np.max(t_feat)), "classes": CLASS_NAMES}
 
@@ -79,20 +115,25 @@ def main(argv: list[str] | None = None) -> int:
     k0 = TileKey(a.level, PLANE_CITY_L13[0] << sh, PLANE_CITY_L13[1] << sh)
     rows.append(("plane city", measure(plane, [TileKey(a.level, k0.x + i, k0.y + j)
                                                for i in range(a.block) for j in range(a.block)])))
-    earth = open_world("earth", 0)
+    earth = open_world("earth", 0, refiner="fractal")
     for name, (lat, lon) in list(PLACES.items())[: 1 if a.quick else None]:
         k0 = earth_key(lat, lon, a.level)
         rows.append((name, measure(earth, [TileKey(a.level, k0.x + i, k0.y + j)
                                            for i in range(a.block) for j in range(a.block)])))
     print(f"level {a.level} ({T * spacing_m(a.level):.0f} m tiles at the equator), {a.block}x{a.block} tiles per place")
-    print("| place | urban share | built-up share | buildings | height p10/p50/p90 m | trees | street segments | "
-          "buildings on water | land cover ms | features ms (max) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| place | urban share | built-up share (ref.) | buildings | height p10/p50/p90 m (ref. typical) | trees | "
+          "street segments | buildings on water | sites > 30 deg (max deg) | land cover ms | features ms (max) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, m in rows:
-        print(f"| {name} | {m['urban_share']:.2f} | {m['built_share']:.2f} | {m['buildings']} | "
-              f"{'/'.join(str(v) for v in m['height_p10_p50_p90'])} | {m['trees']} | {m['roads']} | "
-              f"{m['water_under_buildings']} | "
-              f"{m['landcover_ms']:.0f} | {m['features_ms']:.1f} ({m['features_ms_max']:.1f}) |")
+        share_ref, h_ref, _ = REFERENCE[name]
+        sr = f" ({share_ref[0]:.2f}-{share_ref[1]:.2f})" if share_ref else ""
+        hr = f" ({h_ref[0]:.0f}-{h_ref[1]:.0f})" if h_ref else ""
+        print(f"| {name} | {m['urban_share']:.2f} | {m['built_share']:.2f}{sr} | {m['buildings']} | "
+              f"{'/'.join(str(v) for v in m['height_p10_p50_p90'])}{hr} | {m['trees']} | {m['roads']} | "
+              f"{m['water_under_buildings']} | {m['steep_sites']} ({m['site_slope_max_deg']:.1f}) | "
+              f"{m['landcover_ms']:.1f} | {m['features_ms']:.1f} ({m['features_ms_max']:.1f}) |")
+    print(json.dumps({"bench": "cities", "level": a.level, "block": a.block,
+                      "rows": {name: {k: v for k, v in m.items() if k != "classes"} for name, m in rows}}))
     return 0
 
 

@@ -22,7 +22,8 @@ centre's location, and counter-based hashes of the global cell index
 - a building stands on an *urban* parcel (presence 0.55 + 0.4 * density) or
   on a *village* parcel (cropland or grassland where a 1.5 km value noise
   exceeds 0.62; presence 0.5); never where the centre or a corner is water, nor
-  where the parcel's steepest edge or diagonal exceeds 30 deg, nor in a park
+  where the steepest edge or diagonal of the parcel or of its 16 level-13 cells (9.6 m)
+  exceeds 30 deg, nor in a park
   (urban parcels where a 400 m noise exceeds 0.55);
 - density d in [0, 1] (:func:`urban_density`) falls with the climatological NDVI
   maximum at the parcel (earth: d = (0.75 - NDVI) / 0.45, clipped; dense cores
@@ -59,6 +60,7 @@ from generator.landcover import (
 from runtime.tiles import T, TileKey, World, spacing_deg, spacing_m
 
 PARCEL_LEVEL, TREE_LEVEL = 11, 13
+SITE_LEVEL = 13  # the slope rule reads the parcel's 9.6 m cells
 BUILDING_LEVELS = range(PARCEL_LEVEL + 2, PARCEL_LEVEL + 9)
 TREE_LEVELS = range(TREE_LEVEL + 2, BUILDING_LEVELS.stop)  # 15..19: a tree's parcel is in its tile
 MAX_SLOPE = float(np.tan(np.radians(30.0)))
@@ -130,10 +132,19 @@ def _metres_per_sample(world: World, level: int, rows: np.ndarray) -> tuple[np.n
     return np.full(np.shape(rows), s), s
 
 
-def buildings(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray) -> np.ndarray:
+def buildings(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray,
+              parcels: dict | None = None) -> np.ndarray:
     """(N, 5) float32 [east, north, width, depth, height] m of the tile's buildings (module docstring);
-    heights_m and classes are the tile's (T+1, T+1) fields. (0, 5) at levels that carry none."""
-    return _buildings(world, seed, key, heights_m, classes)[0]
+    heights_m and classes are the tile's (T+1, T+1) fields. (0, 5) at levels that carry none.
+    ``parcels``: :func:`parcels` of the tile when the caller has it (one pass for all features)."""
+    return _buildings(world, seed, key, heights_m, classes, parcels)[0]
+
+
+def parcels(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray) -> dict | None:
+    """The per-parcel fields that :func:`buildings`, :func:`roads` and :func:`trees` share (None at
+    levels that carry no buildings): compute once, pass to each."""
+    world = World.parse(world) if not isinstance(world, World) else world
+    return _parcels(world, seed, key, heights_m, classes) if key.level in BUILDING_LEVELS else None
 
 
 def street_top(pi: np.ndarray) -> np.ndarray:
@@ -149,8 +160,10 @@ def street_left(seed: int, pi: np.ndarray, pj: np.ndarray) -> np.ndarray:
     return np.mod(pj + off.astype(np.int64), BLOCK_PARCELS) == 0
 
 
-def _parcels(world: World, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray) -> dict:
-    """Per-parcel fields of a tile at a carrying level, each (n, n) (n = parcels per tile side)."""
+def _parcels(world: World, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray,
+             site: bool = True) -> dict:
+    """Per-parcel fields of a tile at a carrying level, each (n, n) (n = parcels per tile side);
+    ``site`` False skips the 9.6 m steepness test (streets need no heights)."""
     q = 1 << (key.level - PARCEL_LEVEL)  # samples per parcel side
     n = T // q
     pi = (key.y * n + np.arange(n, dtype=np.int64))[:, None] + np.zeros((1, n), np.int64)
@@ -166,9 +179,29 @@ def _parcels(world: World, seed: int, key: TileKey, heights_m: np.ndarray, class
                              np.abs(h[1:, :-1] - h[:-1, :-1]) / ph, np.abs(h[1:, 1:] - h[:-1, 1:]) / ph,
                              np.abs(h[1:, 1:] - h[:-1, :-1]) / np.hypot(pw, ph),
                              np.abs(h[1:, :-1] - h[:-1, 1:]) / np.hypot(pw, ph)]), axis=0)
+    steep = (slope > MAX_SLOPE) | (_site_steep(world, key, heights_m, n) if site else False)
     park, village = park_and_village(world, seed, pi, pj)
-    return {"q": q, "n": n, "pi": pi, "pj": pj, "pw": pw, "ph": ph, "wet": wet, "slope": slope, "park": park,
+    return {"q": q, "n": n, "pi": pi, "pj": pj, "pw": pw, "ph": ph, "wet": wet, "steep": steep, "park": park,
             "urban": cls_c == URBAN, "village": np.isin(cls_c, (CROPLAND, GRASSLAND)) & village}
+
+
+def _site_steep(world: World, key: TileKey, heights_m: np.ndarray, n: int) -> np.ndarray:
+    """(n, n) bool: some edge or diagonal of the level-:data:`SITE_LEVEL` cells (9.6 m) inside the
+    parcel is steeper than 30 deg (the parcel's corners alone, 38 m apart, miss the relief refined
+    between them). Those samples and their metres are the same at every carrying level (nested);
+    float32 rises compared with 30 deg runs: no division, a few operations a cell."""
+    m = 1 << (SITE_LEVEL - PARCEL_LEVEL)  # cells per parcel side
+    qs = 1 << (key.level - SITE_LEVEL)  # samples per cell at this level
+    g = np.ascontiguousarray(heights_m[::qs, ::qs], dtype=np.float32)  # (n*m + 1, n*m + 1)
+    e13, n13 = _metres_per_sample(world, SITE_LEVEL, key.y * (T // qs) + np.arange(T // qs + 1, dtype=np.int64))
+    run_e = (MAX_SLOPE * e13).astype(np.float32)[:, None]  # east run at each row's latitude
+    run_n = np.float32(MAX_SLOPE * n13)
+    run_d = (MAX_SLOPE * np.hypot(e13[:-1], n13)).astype(np.float32)[:, None]
+    east = np.abs(g[:, 1:] - g[:, :-1]) > run_e  # (G, G-1) edges along rows
+    north = np.abs(g[1:] - g[:-1]) > run_n  # (G-1, G)
+    cell = east[:-1] | east[1:] | north[:, :-1] | north[:, 1:] | \
+        (np.abs(g[1:, 1:] - g[:-1, :-1]) > run_d) | (np.abs(g[1:, :-1] - g[:-1, 1:]) > run_d)
+    return cell.reshape(n, m, n, m).any(axis=(1, 3))
 
 
 def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray,
@@ -182,7 +215,7 @@ def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: n
     P = parcels if parcels is not None else _parcels(world, seed, key, heights_m, classes)
     q, n, ph = P["q"], P["n"], P["ph"]
     city = P["urban"] & ~P["park"]
-    ok = (city | P["village"]) & ~P["wet"] & (P["slope"] <= MAX_SLOPE)
+    ok = (city | P["village"]) & ~P["wet"] & ~P["steep"]
     if not ok.any():
         return none
     pi, pj, pw, city = P["pi"][ok], P["pj"][ok], P["pw"][ok], city[ok]
@@ -211,14 +244,15 @@ def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: n
     return np.ascontiguousarray(out, dtype=np.float32), (pi - key.y * n)[keep], (pj - key.x * n)[keep]
 
 
-def roads(world: World | str, seed: int, key: TileKey, classes: np.ndarray) -> np.ndarray:
+def roads(world: World | str, seed: int, key: TileKey, classes: np.ndarray, parcels: dict | None = None) -> np.ndarray:
     """(K, 5) float32 street segments [east0, north0, east1, north1, width] m of the tile: along the
     top and left edges of its urban and village parcels where :func:`street_top` / :func:`street_left`
     say so (an edge belongs to the parcel below / right of it: one tile each). (0, 5) elsewhere."""
     world = World.parse(world) if not isinstance(world, World) else world
     if key.level not in BUILDING_LEVELS:
         return NO_BUILDINGS
-    P = _parcels(world, seed, key, np.zeros(classes.shape, np.float32), classes)
+    P = parcels if parcels is not None else _parcels(world, seed, key, np.zeros(classes.shape, np.float32), classes,
+                                                     site=False)
     n, pw, ph = P["n"], P["pw"], P["ph"]
     built = (P["urban"] | P["village"]) & ~P["wet"]
     width = np.where(P["urban"], ROAD_W_URBAN, ROAD_W_VILLAGE)
@@ -232,7 +266,8 @@ def roads(world: World | str, seed: int, key: TileKey, classes: np.ndarray) -> n
     return np.ascontiguousarray(np.concatenate(segs), dtype=np.float32)
 
 
-def trees(world: World | str, seed: int, key: TileKey, classes: np.ndarray, heights_m: np.ndarray) -> np.ndarray:
+def trees(world: World | str, seed: int, key: TileKey, classes: np.ndarray, heights_m: np.ndarray,
+          parcels: dict | None = None) -> np.ndarray:
     """(M, 3) float32 [east, north, height] m of the tile's trees; (0, 3) at levels that carry none.
     ``heights_m`` (T+1, T+1) place the tile's buildings, which trees keep clear of."""
     world = World.parse(world) if not isinstance(world, World) else world
@@ -247,7 +282,7 @@ def trees(world: World | str, seed: int, key: TileKey, classes: np.ndarray, heig
     for c, pc in TREE_P.items():
         p[cls_c == c] = pc
     shift = TREE_LEVEL - PARCEL_LEVEL
-    P = _parcels(world, seed, key, heights_m, classes)  # parcels lie inside the tile at tree levels
+    P = parcels if parcels is not None else _parcels(world, seed, key, heights_m, classes)  # inside the tile
     park = P["park"][(ti - key.y * n) >> shift, (tj - key.x * n) >> shift]
     p[cls_c == URBAN] = np.where(park[cls_c == URBAN], 0.6, 0.05)
     u = _uniforms(seed, TREE_LEVEL, 200, ti, tj, 4)

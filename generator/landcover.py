@@ -38,14 +38,25 @@ continent's snowline); bare rock where the birth slope exceeds 35 deg (except
 in towns: the refiner's metre-scale roughness is not a cliff). The plane's
 continent has no urban group: towns are farmland or grassland where a 30 km
 value noise exceeds 0.65 (:func:`plane_city`).
+
+Cost (the served layer computes this for every tile of level >= 6): a few
+milliseconds a tile. The noises are :func:`grid_noise` (separable, keyed by
+location); the earth reads MODIS without a warp where every cell within reach is
+one class, and the 30" mask from the window's small box of cells; the plane
+decides classes per context node (a few dozen under a deep tile) with anchor
+nodes memoised; the birth slope is computed per birth group as strided views and
+only where rock could form. Each shortcut gives the values of the plain rule
+(tests/generator/test_landcover_speed.py).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
 
 import numpy as np
 
+from generator.birthslope import FarHeights, _ctz, _slope_at, birth_slope  # noqa: F401 (re-exported)
+from generator.landcover_noise import grid_noise, point_noise, value_noise  # noqa: F401 (re-exported)
 from runtime.tiles import ANCHOR_LEVEL, T, TileKey, World, spacing_deg, spacing_m
 
 CLASS_NAMES = ("water", "snow_ice", "bare_rock", "sand", "grassland", "shrubland", "broadleaf_forest",
@@ -75,126 +86,287 @@ PLANE_CITY_WAVE_M = 30000.0
 PLANE_CONTEXT_LEVEL = 9  # the plane's context lattice (153 m)
 WARP_DEG, WARP_WAVELENGTH_DEG = 0.012, 0.05  # MODIS cells read at a warped point: no 5 km squares
 
-FarHeights = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
-"""(level, rows (N,), cols (N,)) global samples -> (N,) float32 heights in metres."""
-
-
-def value_noise(seed: int, stream: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
-    """Smooth lattice value noise in [-1, 1] at float64 points (any unit; ``wavelength`` in it)."""
-    from generator.anchors.plane import _value_noise
-
-    return _value_noise(seed, 2000 + stream, x, y, wavelength)
-
-
 def locations(world: World, level: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact, level-invariant positions (H, W) float64: earth (lon, lat) degrees, plane (east, south) m."""
+    x1, y1 = axis_locations(world, level, rows, cols)
+    return np.broadcast_to(x1[None, :], (rows.size, cols.size)), np.broadcast_to(y1[:, None], (rows.size, cols.size))
+
+
+def axis_locations(world: World, level: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`locations` as the grid's axes: (x (W,), y (H,)) float64."""
     if world is World.EARTH:
         d = spacing_deg(level)
-        lat = np.broadcast_to((90.0 - rows * d)[:, None], (rows.size, cols.size))
-        lon = np.broadcast_to((-180.0 + np.mod(cols * d, 360.0))[None, :], (rows.size, cols.size))
-        return lon, lat
+        return -180.0 + np.mod(cols * d, 360.0), 90.0 - rows * d
     s = spacing_m(level)
-    return (np.broadcast_to((cols * s)[None, :], (rows.size, cols.size)),
-            np.broadcast_to((rows * s)[:, None], (rows.size, cols.size)))
+    return cols * s, rows * s
 
 
-def base_classes(world: World, seed: int, level: int, rows: np.ndarray, cols: np.ndarray,
-                 want_ndvi: bool = False) -> tuple:
-    """Classes from the context alone -> (classes (H, W) uint8, land (H, W) bool, arid (H, W) bool,
-    ndvi_max (H, W) float32 or None unless ``want_ndvi``, land fraction (H, W) float32). A pure function
-    of each sample's location."""
-    from generator.anchors.context import context
-
-    x, y = locations(world, level, rows, cols)
+def base_classes(world: World, seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tuple:
+    """Classes from the context alone -> (classes (H, W) uint8, land (H, W) bool, coast (H, W) bool:
+    land where beaches may form). A pure function of each sample's location."""
     if world is World.EARTH:
-        from generator.anchors.context import EarthContext, _nearest
-
-        ctx = EarthContext.shared()
-        lon, lat = x, y
-        frac = _land_fraction(ctx.landwater, lat, lon)
-        land = frac >= 0.5
-        wl = lat + WARP_DEG * value_noise(seed, 1, lon, lat, WARP_WAVELENGTH_DEG)
-        wo = lon + WARP_DEG * value_noise(seed, 2, lon, lat, WARP_WAVELENGTH_DEG)
-        igbp = _nearest(ctx.modis, wl, wo)
-        cls = IGBP_TO_CLASS[igbp]
-        mixed = _masked_noise(seed, 3, lon, lat, 0.02, igbp == 5) > 0.0
-        cls = np.where(mixed, np.uint8(NEEDLELEAF), cls)
-        cls = _city_river_cells(ctx, cls, land, wl, wo)
-        arid = _nearest(ctx.koppen, lat, lon) == 2  # group B
-        ndvi = context(world, level, rows, cols, seed)[13] if want_ndvi else None
-        water = ~land | (cls == WATER)
-    else:
-        c = _plane_context(seed, x, y)
-        land, arid, cold = c[0] >= 0.5, c[2] > 0.5, (c[4] + c[5]) > 0.5
-        grp = np.where(c[6:13].max(axis=0) > 0.5, c[6:13].argmax(axis=0), -1)
-        table = np.array([BROADLEAF, GRASSLAND, WETLAND, CROPLAND, URBAN, SNOW_ICE, BARE_ROCK], dtype=np.uint8)
-        cls = np.where(grp >= 0, table[np.maximum(grp, 0)], np.uint8(WATER))
-        split = _masked_noise(seed, 4, x, y, 3000.0, (cls == BROADLEAF) | (cls == GRASSLAND))
-        cls = np.where((cls == BROADLEAF) & (cold | (split > 0.45)), np.uint8(NEEDLELEAF), cls)
-        cls = np.where((cls == GRASSLAND) & (split < -0.3), np.uint8(SHRUBLAND), cls)
-        farm = np.isin(cls, (CROPLAND, GRASSLAND))  # the continent has no urban group: towns on farmland
-        town = np.zeros(farm.shape, dtype=bool)
-        town[farm] = plane_city(seed, x[farm], y[farm]) > 0.0
-        cls = np.where(town, np.uint8(URBAN), cls)
-        ndvi, frac = c[13], c[0]
-        water = ~land
-    cls = np.where((cls == BARE_ROCK) & arid, np.uint8(SAND), cls)
-    cls = np.where(water, np.uint8(WATER), cls).astype(np.uint8)
-    return cls, ~water, arid, ndvi, frac
+        return _earth_base(seed, level, rows, cols)
+    return _plane_base(seed, level, rows, cols)
 
 
-def _masked_noise(seed: int, stream: int, x: np.ndarray, y: np.ndarray, wave: float, mask: np.ndarray) -> np.ndarray:
-    """:func:`value_noise` where ``mask``, 0 elsewhere (the same values, computed only where needed)."""
-    out = np.zeros(mask.shape)
-    if mask.any():
-        out[mask] = value_noise(seed, stream, x[mask], y[mask], wave)
-    return out
+def _earth_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tuple:
+    from generator.anchors.context import EarthContext, _nearest
 
+    ctx = EarthContext.shared()
+    lon1, lat1 = axis_locations(World.EARTH, level, rows, cols)
+    shape = (rows.size, cols.size)
+    lon, lat = np.broadcast_to(lon1[None, :], shape), np.broadcast_to(lat1[:, None], shape)
+    frac = _land_fraction(ctx.landwater, lat1, lon1)
+    land = frac >= 0.5
+    warped = []
 
-def _land_fraction(lw, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """The 30" land fraction at points; all-land or all-water boxes (with a one-cell margin) skip the
-    per-point lookup (bit-identical: every bilinear corner is then 1 or 0)."""
-    st = lw.uniform_state(float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))
-    if st is not None:
-        from generator.anchors.landwater import LAND
+    def cells():  # the MODIS cell (row, col) each point reads: moved by up to WARP_DEG (organic patches)
+        if not warped:
+            wl = lat + WARP_DEG * grid_noise(seed, 1, lon1, lat1, WARP_WAVELENGTH_DEG)
+            wo = lon + WARP_DEG * grid_noise(seed, 2, lon1, lat1, WARP_WAVELENGTH_DEG)
+            per = ctx.modis.shape[0] / 180.0  # the expressions of context._nearest
+            warped.append((np.clip(np.floor((90.0 - wl) * per).astype(np.int64), 0, ctx.modis.shape[0] - 1),
+                           np.mod(np.floor((wo + 180.0) * per).astype(np.int64), ctx.modis.shape[1])))
+        return warped[0]
 
-        return np.full(lat.shape, 1.0 if st == LAND else 0.0, dtype=np.float32)
-    return lw.land_fraction(lat, lon)
-
-
-def _city_river_cells(ctx, cls: np.ndarray, land: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """MODIS water on the 30" mask's land is a lake the mask does not know (it counts most lakes
-    as land), except where at least 5 of the 8 neighbouring 0.05 deg cells are urban: then it is a
-    river or harbour cell between built-up banks (midtown Manhattan's cell is water in MODIS), and
-    the point is urban. A heuristic: 5 km cells cannot say more."""
-    from generator.anchors.context import _nearest
-
+    one = _uniform_cell(ctx.modis, lat1, lon1, WARP_DEG)
+    igbp = np.full(shape, one, np.uint8) if one is not None else ctx.modis[cells()]
+    cls = IGBP_TO_CLASS[igbp]
+    if one is None or one == 5:
+        mixed = igbp == 5
+        if mixed.any():  # mixed forest: a 2 km split into needleleaf and broadleaf
+            cls = np.where(mixed & (grid_noise(seed, 3, lon1, lat1, 0.02) > 0.0), np.uint8(NEEDLELEAF), cls)
     wet = land & (cls == WATER)
-    if not wet.any():
-        return cls
-    la, lo = lat[wet], lon[wet]
-    urban = np.zeros(la.shape, dtype=np.int64)
-    for dl, do in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
-        urban += IGBP_TO_CLASS[_nearest(ctx.modis, la + 0.05 * dl, lo + 0.05 * do)] == URBAN
-    out = cls.copy()
-    out[np.nonzero(wet)[0][urban >= 5], np.nonzero(wet)[1][urban >= 5]] = URBAN
+    if wet.any():
+        cls = _city_river_cells(ctx.modis, cls, wet, *cells())
+    rock = cls == BARE_ROCK
+    if rock.any():  # barren is sand where Koppen says arid (group B)
+        arid = np.zeros(shape, bool)
+        arid[rock] = _nearest(ctx.koppen, lat[rock], lon[rock]) == 2
+        cls = np.where(arid, np.uint8(SAND), cls)
+    cls = np.where(land, cls, np.uint8(WATER))
+    return cls, land & (cls != WATER), land & (cls != WATER) & (frac < 0.8)
+
+
+def _uniform_cell(grid: np.ndarray, lat1: np.ndarray, lon1: np.ndarray, margin_deg: float):
+    """The value of ``grid`` (pixel-registered, row 0 at 90 N) if it is the same over the window's
+    box widened by ``margin_deg`` (and one cell), else None: then no warped point can read another."""
+    per = grid.shape[0] / 180.0
+    i0 = max(int(np.floor((90.0 - float(lat1.max()) - margin_deg) * per)) - 1, 0)
+    i1 = min(int(np.floor((90.0 - float(lat1.min()) + margin_deg) * per)) + 1, grid.shape[0] - 1)
+    j0 = int(np.floor((float(lon1.min()) - margin_deg + 180.0) * per)) - 1
+    j1 = int(np.floor((float(lon1.max()) + margin_deg + 180.0) * per)) + 1
+    if (i1 - i0 + 1) * (j1 - j0 + 1) > 64:
+        return None
+    box = grid[i0 : i1 + 1][:, np.mod(np.arange(j0, j1 + 1), grid.shape[1])]
+    return int(box.flat[0]) if (box == box.flat[0]).all() else None
+
+
+def _land_fraction(lw, lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
+    """(H, W) float32 30" land fraction on the grid lat1 (H,) x lon1 (W,): the expressions of
+    ``LandWater.land_fraction`` with the cells read once for the window's small box. A box that is
+    all land (or all water) gives 1 (0) everywhere: the same decisions (>= 0.5, < 0.8) as the
+    bilinear mix, whose float32 value can miss 1 by an ulp."""
+    from generator.anchors.landwater import CELLS_PER_DEG
+
+    fi = (90.0 - lat1) * CELLS_PER_DEG - 0.5
+    fj = (lon1 + 180.0) * CELLS_PER_DEG - 0.5
+    i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
+    ia, ja = int(i0.min()), int(j0.min())
+    ni, nj = int(i0.max()) - ia + 2, int(j0.max()) - ja + 2
+    if ni * nj > 4 * i0.size * j0.size:  # the window wraps the antimeridian: per point
+        shape = (lat1.size, lon1.size)
+        return lw.land_fraction(np.broadcast_to(lat1[:, None], shape), np.broadcast_to(lon1[None, :], shape))
+    cells = lw.land_cells(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])  # (ni, nj)
+    if cells.min() == cells.max():
+        return np.full((lat1.size, lon1.size), cells.flat[0], np.float32)
+    ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
+    top, bottom, jj = cells[i0 - ia], cells[i0 - ia + 1], j0 - ja
+    return (top[:, jj] * (1 - tj) + top[:, jj + 1] * tj) * (1 - ti) + \
+        (bottom[:, jj] * (1 - tj) + bottom[:, jj + 1] * tj) * ti
+
+
+def _city_river_cells(grid: np.ndarray, cls: np.ndarray, wet: np.ndarray, wi: np.ndarray, wj: np.ndarray) -> np.ndarray:
+    """MODIS water on the 30" mask's land (``wet``) is a lake the mask does not know (it counts most
+    lakes as land), except where at least 5 of the 8 neighbouring 0.05 deg cells are urban: then it
+    is a river or harbour cell between built-up banks (midtown Manhattan's cell is water in MODIS),
+    and the point is urban. A heuristic: 5 km cells cannot say more. (wi, wj): the MODIS cell each
+    point reads (``grid`` (rows, cols) IGBP); neighbours are counted once for the window's box."""
+    i0, i1, j0, j1 = int(wi.min()), int(wi.max()), int(wj.min()), int(wj.max())
+    if j1 - j0 > grid.shape[1] // 2:  # the window straddles the antimeridian: unwrap its columns
+        wj = np.where(wj < grid.shape[1] // 2, wj + grid.shape[1], wj)
+        j0, j1 = int(wj.min()), int(wj.max())
+    box = IGBP_TO_CLASS[grid[np.clip(np.arange(i0 - 1, i1 + 2), 0, grid.shape[0] - 1)][
+        :, np.mod(np.arange(j0 - 1, j1 + 2), grid.shape[1])]] == URBAN
+    n = box[:-2, :-2].astype(np.int64) + box[:-2, 1:-1] + box[:-2, 2:] + box[1:-1, :-2] + box[1:-1, 2:] + \
+        box[2:, :-2] + box[2:, 1:-1] + box[2:, 2:]  # urban neighbours of each cell of the box
+    return np.where(wet & (n[wi - i0, wj - j0] >= 5), np.uint8(URBAN), cls)
+
+
+def _plane_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tuple:
+    """The plane's context class: each sample reads the nearest node of the fixed level-
+    :data:`PLANE_CONTEXT_LEVEL` lattice (153 m) after a warp of up to half a node; samples that are
+    nodes (every sample of levels <= 9) read their own node. Classes are decided per node
+    (:func:`_plane_node_codes`: a few dozen nodes under a deep tile), then gathered."""
+    s = spacing_m(PLANE_CONTEXT_LEVEL)
+    k = PLANE_CONTEXT_LEVEL - level
+    if k >= 0:
+        code = _plane_node_codes(seed, rows << k, cols << k)
+    else:
+        x1, y1 = axis_locations(World.PLANE, level, rows, cols)
+        ri = np.round((y1[:, None] + 0.5 * s * grid_noise(seed, 7, x1, y1, 4.0 * s)) / s).astype(np.int64)
+        ci = np.round((x1[None, :] + 0.5 * s * grid_noise(seed, 6, x1, y1, 4.0 * s)) / s).astype(np.int64)
+        m = 1 << -k
+        nr, nc = np.nonzero(rows % m == 0)[0], np.nonzero(cols % m == 0)[0]
+        ri[np.ix_(nr, nc)] = (rows[nr] >> -k)[:, None]  # a node stays on itself (|warp| <= half a node)
+        ci[np.ix_(nr, nc)] = (cols[nc] >> -k)[None, :]
+        r0, c0 = int(ri.min()), int(ci.min())
+        box = _plane_node_codes(seed, np.arange(r0, int(ri.max()) + 1, dtype=np.int64),
+                                np.arange(c0, int(ci.max()) + 1, dtype=np.int64))
+        code = box[ri - r0, ci - c0]
+    land = code >= 16
+    cls = code & np.uint8(15)
+    return cls, land, land
+
+
+def _plane_node_codes(seed: int, ur: np.ndarray, uc: np.ndarray) -> np.ndarray:
+    """(len(ur), len(uc)) uint8 class + 16 x land of level-PLANE_CONTEXT_LEVEL lattice nodes.
+
+    The context is ``PlaneAnchor.context`` (bilinear between anchor nodes, whose channels are 0/1):
+    inside an anchor cell whose four corners agree on land, aridity, cold and cover group every
+    point decides as its corners do, so only cells with differing corners are interpolated (with
+    the same float32 expressions). Forest splits into needleleaf (cold climates or a 3 km noise)
+    and broadleaf, grass into grass / shrub; towns on farmland where :func:`plane_city` > 0; all
+    noise read at the node (the town noise is the rotated :func:`value_noise`: cities stay where they were)."""
+    k = PLANE_CONTEXT_LEVEL - ANCHOR_LEVEL
+    r0, c0 = ur >> k, uc >> k
+    nr, nc = np.union1d(r0, r0 + 1), np.union1d(c0, c0 + 1)
+    n = _anchor_nodes(seed, int(nr[0]), int(nr[-1]), int(nc[0]), int(nc[-1]))  # (11, h, w)
+    n = n[:, nr - nr[0]][:, :, nc - nc[0]]
+    i, j = np.searchsorted(nr, r0), np.searchsorted(nc, c0)
+
+    def decide(c):  # channels (11, ...) -> (land, arid, cold, cover group or -1)
+        cover = c[4:]
+        return (c[0] >= 0.5, c[1] > 0.5, (c[2] + c[3]) > 0.5,
+                np.where(cover.max(axis=0) > 0.5, cover.argmax(axis=0), -1))
+
+    land_n, arid_n, cold_n, grp_n = decide(n)
+    sig = ((grp_n + 1) * 8 + land_n * 4 + arid_n * 2 + cold_n).astype(np.uint8)  # (h, w) per anchor node
+    same = (sig[:-1, :-1] == sig[1:, :-1]) & (sig[:-1, :-1] == sig[:-1, 1:]) & (sig[:-1, :-1] == sig[1:, 1:])
+    sig_p = sig[i[:, None], j[None, :]]  # corner's decision everywhere
+    mixed = ~same[np.minimum(i, same.shape[0] - 1)[:, None], np.minimum(j, same.shape[1] - 1)[None, :]]
+    if mixed.any():
+        pr, pc = np.nonzero(mixed)
+        one = np.float32(1)
+        tr = ((ur - (r0 << k)) / float(1 << k)).astype(np.float32)[pr]
+        tc = ((uc - (c0 << k)) / float(1 << k)).astype(np.float32)
+        cols_mix = np.flatnonzero(mixed.any(axis=0))
+        along = np.zeros((n.shape[0], n.shape[1], uc.size), np.float32)  # along the columns at each anchor row
+        along[:, :, cols_mix] = n[:, :, j[cols_mix]] * (one - tc[cols_mix]) + n[:, :, j[cols_mix] + 1] * tc[cols_mix]
+        ii = i[pr]  # then across the rows: PlaneAnchor.context's float32 expressions, in its order
+        c = (along[:, ii, pc] * (one - tr) + along[:, ii + 1, pc] * tr).astype(np.float32)
+        la, ar, co, gr = decide(c)
+        sig_p[pr, pc] = (gr + 1) * 8 + la * 4 + ar * 2 + co
+    code = _SIG_CODE[sig_p]  # class + 16 x land, before the noise-driven splits and towns
+    s = spacing_m(PLANE_CONTEXT_LEVEL)
+    xs, ys = uc * s, ur * s
+    broad, grass = code == BROADLEAF + 16, code == GRASSLAND + 16
+    if broad.any() or grass.any():
+        split = grid_noise(seed, 4, xs, ys, 3000.0)
+        code = np.where(broad & (split > 0.45), np.uint8(NEEDLELEAF + 16), code)
+        code = np.where(grass & (split < -0.3), np.uint8(SHRUBLAND + 16), code)
+    farm = (code == CROPLAND + 16) | (code == GRASSLAND + 16)  # no urban group: towns on farmland
+    if farm.any():
+        code = np.where(farm & _town(seed, xs, ys, farm), np.uint8(URBAN + 16), code)
+    return code
+
+
+def _town(seed: int, xs: np.ndarray, ys: np.ndarray, want: np.ndarray, block: int = 8) -> np.ndarray:
+    """(H, W) bool: :func:`plane_city` > 0 on the grid xs (W,) x ys (H,) where ``want`` (elsewhere
+    False). Exact but cheap: the noise is bilinear in the faded fractions, and the fade is
+    monotone, so over any sub-rectangle of a lattice cell it lies between its values at the
+    sub-rectangle's corners. The lattice is cut into S x S sub-cells about a block of samples wide;
+    a block whose sub-cells are all above (or all below) 0.65 at every corner is decided without
+    evaluating it; only blocks on a city's edge are evaluated point by point."""
+    from generator import noise
+
+    octave = 2000 + 8  # value_noise(seed, 8, ...): the rotated lattice of plane_city
+    key = noise.stream_key(seed, 1000 + octave, 7)
+    ang = 0.61803398875 * (octave + 1) * 2.399963229728653
+    ca, sa = np.cos(ang), np.sin(ang)
+    off = (key & 0xFFFF) / 65536.0 * 977.0
+    H, W = want.shape
+    ext = block * float(abs(xs[1] - xs[0])) if W > 1 else PLANE_CITY_WAVE_M
+    S = int(min(max(PLANE_CITY_WAVE_M // ext, 1), 32))  # sub-cells per lattice cell side
+    r0 = np.arange(0, H, block)
+    c0 = np.arange(0, W, block)
+    yb = np.stack([ys[r0], ys[np.minimum(r0 + block - 1, H - 1)]])[:, :, None]  # (2, nbr, 1)
+    xb = np.stack([xs[c0], xs[np.minimum(c0 + block - 1, W - 1)]])[:, None, :]  # (2, 1, nbc)
+    u = np.stack([((ca * x - sa * y) / PLANE_CITY_WAVE_M + off) * S for x in xb for y in yb])  # sub-cell units
+    v = np.stack([((sa * x + ca * y) / PLANE_CITY_WAVE_M - off) * S for x in xb for y in yb])
+    p_lo, p_hi = np.floor(u.min(axis=0) - 1e-6).astype(np.int64), np.floor(u.max(axis=0) + 1e-6).astype(np.int64)
+    q_lo, q_hi = np.floor(v.min(axis=0) - 1e-6).astype(np.int64), np.floor(v.max(axis=0) + 1e-6).astype(np.int64)
+    pa, qa = int(p_lo.min()), int(q_lo.min())
+    P = np.arange(pa, int(p_hi.max()) + 2, dtype=np.int64)  # sub-nodes along u and v
+    Q = np.arange(qa, int(q_hi.max()) + 2, dtype=np.int64)
+    li, lj = P // S, Q // S
+    fu, fv = (P - li * S) / S, (Q - lj * S) / S
+    fu = fu * fu * fu * (fu * (fu * 6.0 - 15.0) + 10.0)
+    fv = fv * fv * fv * (fv * (fv * 6.0 - 15.0) + 10.0)
+    nodes = noise.uniform_from_hash(noise.lattice_hash(
+        key, np.arange(li[0], li[-1] + 2)[:, None], np.arange(lj[0], lj[-1] + 2)[None, :])) * 2.0 - 1.0
+    top, bot = nodes[li - li[0]], nodes[li - li[0] + 1]  # (len(P), lattice cols)
+    a, b = top[:, lj - lj[0]], bot[:, lj - lj[0]]
+    c, d = top[:, lj - lj[0] + 1], bot[:, lj - lj[0] + 1]
+    fu, fv = fu[:, None], fv[None, :]
+    val = (a + (b - a) * fu) + ((c + (d - c) * fu) - (a + (b - a) * fu)) * fv  # noise at the sub-nodes
+    quad = np.stack([val[:-1, :-1], val[1:, :-1], val[:-1, 1:], val[1:, 1:]])
+    above = np.pad((quad.min(axis=0) > 0.65 + 1e-9).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    below = np.pad((quad.max(axis=0) < 0.65 - 1e-9).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+    def count(table):  # sub-cells of each block's index box that satisfy the test
+        a0, a1, b0, b1 = p_lo - pa, p_hi - pa + 1, q_lo - qa, q_hi - qa + 1
+        return table[a1, b1] - table[a0, b1] - table[a1, b0] + table[a0, b0]
+
+    area = (p_hi - p_lo + 1) * (q_hi - q_lo + 1)
+    state = np.where(count(above) == area, 1, np.where(count(below) == area, -1, 0))  # (nbr, nbc)
+    full = np.repeat(np.repeat(state, block, axis=0), block, axis=1)[:H, :W]
+    out = full == 1
+    todo = want & (full == 0)
+    if todo.any():
+        fr, fc = np.nonzero(todo)
+        out[fr, fc] = plane_city(seed, xs[fc], ys[fr]) > 0.0
+    return out & want
+
+
+def _sig_codes() -> np.ndarray:
+    """(64,) uint8: class + 16 x land of a node from its signature (cover group + 1) x 8 + 4 land
+    + 2 arid + cold (the context's decisions): cold forest is needleleaf, arid barren is sand."""
+    table = np.array([BROADLEAF, GRASSLAND, WETLAND, CROPLAND, URBAN, SNOW_ICE, BARE_ROCK], dtype=np.uint8)
+    out = np.zeros(64, np.uint8)
+    for sig in range(64):
+        grp, land, arid, cold = sig // 8 - 1, bool(sig & 4), bool(sig & 2), bool(sig & 1)
+        cls = int(table[grp]) if 0 <= grp < len(table) else WATER
+        cls = NEEDLELEAF if cls == BROADLEAF and cold else SAND if cls == BARE_ROCK and arid else cls
+        out[sig] = cls + 16 if land else WATER
     return out
 
 
-def _plane_context(seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The plane's context channels (15, H, W) at points (east, south) m, read at the nearest node of
-    the fixed level-:data:`PLANE_CONTEXT_LEVEL` lattice after a smooth warp (a pure function of the
-    point; deep tiles need only a few dozen context evaluations)."""
-    from generator.anchors.context import context
+_SIG_CODE = _sig_codes()
 
-    s = spacing_m(PLANE_CONTEXT_LEVEL)
-    wx = x + 0.5 * s * value_noise(seed, 6, x, y, 4.0 * s)
-    wy = y + 0.5 * s * value_noise(seed, 7, x, y, 4.0 * s)
-    ri, ci = np.round(wy / s).astype(np.int64), np.round(wx / s).astype(np.int64)
-    ur, rinv = np.unique(ri, return_inverse=True)
-    uc, cinv = np.unique(ci, return_inverse=True)
-    grid = context(World.PLANE, PLANE_CONTEXT_LEVEL, ur, uc, seed)
-    return grid[:, rinv.reshape(x.shape), cinv.reshape(x.shape)]
+
+@functools.lru_cache(maxsize=256)
+def _anchor_nodes(seed: int, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """(11, r1-r0+1, c1-c0+1) float32 channels land, climate B, D, E and the seven cover groups of
+    the plane's anchor nodes rows r0..r1 x cols c0..c1 (``PlaneAnchor.node_context``, pointwise).
+    Memoised: every deep tile inside one anchor cell (9.8 km) asks for the same 2 x 2 nodes, and
+    the continent fields cost milliseconds of Python per call whatever their size."""
+    from generator.anchors.plane import PlaneAnchor
+
+    n = PlaneAnchor(seed).node_context(np.arange(r0, r1 + 1, dtype=np.int64), np.arange(c0, c1 + 1, dtype=np.int64))
+    out = n[[0, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]]
+    out.flags.writeable = False
+    return out
 
 
 def plane_city(seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -212,46 +384,8 @@ def snowline_m(world: World, seed: int, lat_or_none: np.ndarray | None) -> np.nd
     return PlaneConfig().snowline_m
 
 
-def birth_slope(world: World, level: int, rows: np.ndarray, cols: np.ndarray, heights_m: np.ndarray,
-                far_heights: FarHeights | None) -> np.ndarray:
-    """(H, W) float32 tangent of the slope at each sample's birth level (NaN where born at or above
-    the anchor level). See the module docstring for why this is the same at every level."""
-    H, W = heights_m.shape
-    L = int(level)
-    r = np.broadcast_to(rows[:, None], (H, W))
-    c = np.broadcast_to(cols[None, :], (H, W))
-    k = np.minimum(np.minimum(_ctz(r), _ctz(c)), L)  # L - birth level
-    need = k < L - ANCHOR_LEVEL
-    step = np.left_shift(np.int64(1), k)
-    sr = np.where((r >> k) & 1 == 1, step, 0)
-    sc = np.where((c >> k) & 1 == 1, step, 0)
-    i = np.arange(H)[:, None] + np.zeros((1, W), dtype=np.int64)
-    j = np.zeros((H, 1), dtype=np.int64) + np.arange(W)[None, :]
-
-    def at(di, dj):
-        ii, jj = i + di, j + dj
-        inside = (ii >= 0) & (ii < H) & (jj >= 0) & (jj < W)
-        out = heights_m[np.clip(ii, 0, H - 1), np.clip(jj, 0, W - 1)].astype(np.float64)
-        far = need & ~inside
-        if far.any():
-            if far_heights is None:
-                raise ValueError(f"{int(far.sum())} samples need heights outside the window at their birth "
-                                 "level (tile corners); pass far_heights (see tile_landcover)")
-            for b in np.unique(L - k[far]):
-                m = far & (L - k == b)
-                kk = L - int(b)
-                out[m] = far_heights(int(b), (r[m] + di[m]) >> kk, (c[m] + dj[m]) >> kk)
-        return out
-
-    nw, ne, sw, se = at(-sr, -sc), at(-sr, sc), at(sr, -sc), at(sr, sc)
-    s_birth = spacing_m(L) * step.astype(np.float64)
-    east = s_birth
-    if world is World.EARTH:
-        lat = 90.0 - rows * spacing_deg(L)
-        east = s_birth * np.maximum(np.cos(np.radians(lat)), 1e-3)[:, None]
-    gy = (sw + se - nw - ne) / (4.0 * s_birth)
-    gx = (ne + se - nw - sw) / (4.0 * east)
-    return np.where(need, np.hypot(gx, gy), np.nan).astype(np.float32)
+BEACH_CLASSES = np.zeros(256, bool)
+BEACH_CLASSES[[GRASSLAND, SHRUBLAND, CROPLAND, BARE_ROCK, BROADLEAF, NEEDLELEAF]] = True
 
 
 def landcover(world: World | str, seed: int, level: int, rows: np.ndarray, cols: np.ndarray,
@@ -265,24 +399,32 @@ def landcover(world: World | str, seed: int, level: int, rows: np.ndarray, cols:
         raise ValueError(f"heights must be (len(rows), len(cols)) = {(rows.size, cols.size)}, got {h.shape}")
     if rows.size > 1 and not (np.diff(rows) == 1).all() or cols.size > 1 and not (np.diff(cols) == 1).all():
         raise ValueError("rows and cols must be consecutive global samples")
-    cls, land, _arid, _ndvi, frac = base_classes(world, seed, level, rows, cols)
-    x, y = locations(world, level, rows, cols)
+    cls, land, coast = base_classes(world, seed, level, rows, cols)
+    x1, y1 = axis_locations(world, level, rows, cols)
     if world is World.EARTH:
-        coast = land & (frac < 0.8)
-        line = snowline_m(world, seed, y)
+        line = snowline_m(world, seed, y1)[:, None]
         wave = 0.02
     else:
-        coast = land
         line = snowline_m(world, seed, None)
         wave = 2000.0
-    beach = coast & (h < BEACH_M) & np.isin(cls, (GRASSLAND, SHRUBLAND, CROPLAND, BARE_ROCK, BROADLEAF, NEEDLELEAF))
-    cls = np.where(beach, np.uint8(SAND), cls)
+    beach = coast & (h < BEACH_M)
+    if beach.any():
+        cls = np.where(beach & BEACH_CLASSES[cls], np.uint8(SAND), cls)
     high = land & (h > line - SNOW_NOISE_M)
-    snow = high & (h > line + SNOW_NOISE_M * _masked_noise(seed, 5, x, y, wave, high))
-    cls = np.where(snow, np.uint8(SNOW_ICE), cls)
-    slope = birth_slope(world, level, rows, cols, h, far_heights)
-    rock = land & (cls != URBAN) & (slope > ROCK_SLOPE)  # NaN compares False; towns keep their class
-    return np.where(rock, np.uint8(BARE_ROCK), cls).astype(np.uint8)
+    if high.any():
+        snow = high & (h > line + SNOW_NOISE_M * grid_noise(seed, 5, x1, y1, wave))
+        cls = np.where(snow, np.uint8(SNOW_ICE), cls)
+    cand = land & (cls != URBAN)  # towns keep their class: metre-scale roughness is not a cliff
+    if cand.any() or far_heights is None:  # (without far_heights: say so if the window needs them)
+        # screen in float32, then the float64 definition only where the screen comes within 2 %
+        rough = birth_slope(world, level, rows, cols, h, far_heights, cand if far_heights is not None else None,
+                            np.float32)
+        pr, pc = np.nonzero(cand & (rough > np.float32(0.98 * ROCK_SLOPE)))  # NaN compares False
+        if pr.size:
+            steep = _slope_at(world, level, rows, cols, h, far_heights, pr, pc) > ROCK_SLOPE
+            cls = cls.copy()
+            cls[pr[steep], pc[steep]] = BARE_ROCK
+    return cls.astype(np.uint8)
 
 
 def tile_landcover(pyramid, key: TileKey, heights_m: np.ndarray | None = None) -> np.ndarray:
@@ -292,18 +434,12 @@ def tile_landcover(pyramid, key: TileKey, heights_m: np.ndarray | None = None) -
     rows = key.y * T + np.arange(T + 1, dtype=np.int64)
     cols = key.x * T + np.arange(T + 1, dtype=np.int64)
 
+    seen: dict = {}  # the slope is screened, then measured: each corner is read once
+
     def far(level: int, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return np.array([pyramid.region(level, int(a), int(b), 1, 1)[0, 0, 0] for a, b in zip(r, c)],
-                        dtype=np.float32)
+        for a, b in zip(r, c):
+            if (level, int(a), int(b)) not in seen:
+                seen[level, int(a), int(b)] = pyramid.region(level, int(a), int(b), 1, 1)[0, 0, 0]
+        return np.array([seen[level, int(a), int(b)] for a, b in zip(r, c)], dtype=np.float32)
 
     return landcover(pyramid.world, pyramid.seed, key.level, rows, cols, h, far)
-
-
-def _ctz(a: np.ndarray) -> np.ndarray:
-    """Count of trailing zero bits of int64 values (62 for 0)."""
-    a = np.asarray(a, dtype=np.int64)
-    low = a & -a
-    out = np.full(a.shape, 62, dtype=np.int64)
-    nz = low != 0
-    out[nz] = np.log2(np.abs(low[nz]).astype(np.float64)).round().astype(np.int64)
-    return out

@@ -19,12 +19,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.features import BUILDING_LEVELS, TREE_LEVELS, _metres_per_sample, buildings, roads, trees
+from generator.features import BUILDING_LEVELS, TREE_LEVELS, _metres_per_sample, buildings, parcels, roads, trees
 from generator.landcover import ROAD, tile_landcover
 from generator.scene import ALBEDO, NIR
 from runtime.tiles import T, TileKey, World
 
 LAYER_MIN_LEVEL = 6
+LAYER_CONTENT = "features-2"
+"""What the layer's arrays are made by; part of the tile store's key for frames with the layer
+(``streaming.cli.compose``), so a store baked by older rules is not mixed with new tiles. 2: the
+class field's separable noise and per-node plane classes, the 9.6 m slope rule for buildings."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,12 @@ def tile_layer(pyramid, key: TileKey, heights_m: np.ndarray) -> dict | None:
     world, seed = pyramid.world, pyramid.seed
     lc = tile_landcover(pyramid, key, heights_m)
     out = {"classes": lc, "albedo": ALBEDO, "nir": NIR}
+    P = parcels(world, seed, key, heights_m, lc)  # shared by buildings, streets and trees
     if key.level in BUILDING_LEVELS:
-        out["buildings"] = buildings(world, seed, key, heights_m, lc)
-        out["classes"] = burn_roads(world, key, lc, roads(world, seed, key, lc))
+        out["buildings"] = buildings(world, seed, key, heights_m, lc, P)
+        out["classes"] = burn_roads(world, key, lc, roads(world, seed, key, lc, P))
     if key.level in TREE_LEVELS:
-        out["trees"] = trees(world, seed, key, lc, heights_m)
+        out["trees"] = trees(world, seed, key, lc, heights_m, P)
     return out
 
 

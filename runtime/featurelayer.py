@@ -19,8 +19,9 @@ Contents (all optional but the header):
   level 13, seen from kilometres; 1/32 m at level 19: about a quarter of a sample), tree
   values times four times that (a crown is metres wide; trees are the bulk of a forest
   tile's layer); east and north are delta coded in the generator's order, everything
-  zig-zag coded, split into byte planes and deflated per stream (``runtime.intstreams``,
-  deflate level 9: these streams are small). ``count`` 0 sends no streams.
+  zig-zag coded, split into byte planes and deflated per stream (``runtime.intstreams``'
+  layout; deflate level 9, the smaller of the filtered and Huffman-only strategies: these
+  streams are small and made of few distinct values). ``count`` 0 sends no streams.
 
 Decoding is exact: ``decode_layer(encode_layer(...))`` gives the quantised values bit for
 bit, and re-encoding them gives the same bytes.
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.tiles import spacing_m
-from runtime.intstreams import _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag
+from runtime.intstreams import _inflate, _unpack_uints, _unzigzag, _zigzag
 
 FORMAT = "worldstream.features"
 VERSION = 1
@@ -113,9 +114,27 @@ def encode_layer(level: int, classes: np.ndarray | None = None, buildings: np.nd
         streams = {"count": int(len(v)), "quantum_m": q}
         for i, col in enumerate(cols if len(v) else ()):
             s = np.diff(v[:, i], prepend=0) if col in _DELTA else v[:, i]
-            streams[col] = _pack_uints(_zigzag(s), FEATURE_ZLIB_LEVEL)
+            streams[col] = _pack_stream(_zigzag(s))
         out[name] = streams
     return out
+
+
+def _pack_stream(u: np.ndarray) -> bytes:
+    """Unsigned ints -> ``runtime.intstreams._pack_uints``'s byte planes (1 byte plane count, low
+    plane first) as the smaller of two deflate streams: ``Z_FILTERED`` (LZ77 for the delta-coded
+    positions, whose rows repeat) and ``Z_HUFFMAN_ONLY`` (sizes and heights: a few distinct values,
+    where LZ77 matches cost more than they save). Any inflater reads either; 8-10 % smaller on dense
+    urban tiles than one level-9 default stream (docs/BENCHMARKS.md)."""
+    u = np.asarray(u, dtype=np.uint64)
+    nplanes = max(1, ((int(u.max()) if len(u) else 0).bit_length() + 7) // 8)
+    raw = bytes([nplanes]) + (u[None, :] >> (8 * np.arange(nplanes, dtype=np.uint64))[:, None]).astype(np.uint8).tobytes()
+    best = b""
+    for strategy in (zlib.Z_FILTERED, zlib.Z_HUFFMAN_ONLY):
+        z = zlib.compressobj(FEATURE_ZLIB_LEVEL, zlib.DEFLATED, 15, 9, strategy)
+        out = z.compress(raw) + z.flush()
+        if not best or len(out) < len(best):
+            best = out
+    return best
 
 
 def _u8(a: np.ndarray) -> np.ndarray:

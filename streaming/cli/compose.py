@@ -92,14 +92,14 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     limits = limits or Limits()
     source, layers = pyr.tiles, ()
     if features:
-        from generator.layer import layered_source
+        from generator.layer import LAYER_CONTENT, layered_source
         from runtime.featurelayer import LAYER
 
         source, layers = layered_source(pyr), (LAYER,)
     store = None
     if store_dir:
         # frames with the layer are other bytes: their own folder (the store keys it by model)
-        store_model = pyr.model_id + ("+features" if features else "")
+        store_model = pyr.model_id + (f"+{LAYER_CONTENT}" if features else "")
         store = TileStore(store_dir, model=store_model, world=world.value, seed=seed)
         store.sweep()  # temporary files of writers killed long ago
     cfg = service_config or ServiceConfig()

@@ -81,3 +81,30 @@ def test_out_of_table_classes_are_refused():
     c = np.full((T + 1, T + 1), len(F.CLASS_NAMES), np.uint8)
     with pytest.raises(ValueError, match="ids <"):
         F.encode_layer(13, classes=c)
+
+
+def test_feature_streams_take_the_smaller_deflate_strategy_and_any_inflater_reads_them():
+    import zlib
+
+    from runtime.intstreams import _pack_uints, _unpack_uints, _zigzag
+
+    rng = np.random.default_rng(5)  # a dense block pattern: rows of parcels, a few storey heights
+    n = 3000
+    row, col = np.divmod(np.arange(n), 60)
+    b = np.stack([col * 38.0 + rng.uniform(5, 12, n), -(row * 38.0 + rng.uniform(5, 12, n)),
+                  rng.choice([14.0, 18.0, 22.0], n), rng.choice([22.0, 24.0, 26.0], n),
+                  3.2 * rng.integers(3, 8, n) + 1.0], axis=1).astype(np.float32)
+    p = F.encode_layer(13, buildings=b)["buildings"]
+    q = F.quantum_for_level(13)
+    v = np.round(b.astype(np.float64) / q).astype(np.int64)
+    plain = 0
+    for i, name in enumerate(("east", "north", "width", "depth", "height")):
+        s = np.diff(v[:, i], prepend=0) if name in ("east", "north") else v[:, i]
+        old = _pack_uints(_zigzag(s), 9)  # one default-strategy stream (the encoder before)
+        assert len(p[name]) <= len(old)
+        assert zlib.decompress(p[name]) == zlib.decompress(old)  # the same planes: decoders unchanged
+        np.testing.assert_array_equal(_unpack_uints(p[name], n, name), _zigzag(s))
+        plain += len(old)
+    assert sum(len(p[c]) for c in ("east", "north", "width", "depth", "height")) < 0.95 * plain
+    np.testing.assert_array_equal(F.decode_layer({"format": F.FORMAT, "version": F.VERSION, "buildings": p}).buildings,
+                                  (v * q).astype(np.float32))

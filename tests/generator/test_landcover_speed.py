@@ -1,0 +1,141 @@
+"""The class field's fast paths give the values of their plain definitions: the lattice noises,
+the town test by blocks, the birth slope by groups, the windowed land fraction and the uniform
+MODIS box; and the served layer costs a few milliseconds of CPU per tile."""
+
+import time
+
+import numpy as np
+import pytest
+
+from generator import landcover as LC
+from generator.anchors.plane import _value_noise
+from generator.pyramid import open_world
+from runtime.tiles import ANCHOR_LEVEL, T, TileKey, World, spacing_deg, spacing_m
+
+
+def test_value_noise_hashes_each_node_once_with_the_same_bits():
+    rng = np.random.default_rng(0)
+    for wave, span in ((0.05, 0.02), (612.0, 2400.0), (612.0, 3.0e5), (3.0e4, 3.0e5)):  # table and per-corner paths
+        x = -1000 + rng.random((65, 65)) * span
+        y = 50 + rng.random((65, 1)) * span
+        np.testing.assert_array_equal(LC.value_noise(0, 6, x, y, wave), _value_noise(0, 2006, x, y, wave))
+
+
+def test_grid_noise_equals_point_noise_and_stays_in_range():
+    xs = np.linspace(-7000.0, 9000.0, 301)
+    ys = np.linspace(-300.0, 12000.0, 257)
+    g = LC.grid_noise(3, 4, xs, ys, 3000.0)
+    p = LC.point_noise(3, 4, np.broadcast_to(xs[None, :], g.shape), np.broadcast_to(ys[:, None], g.shape), 3000.0)
+    np.testing.assert_array_equal(g, p)
+    assert -1.0 <= g.min() < -0.5 and 0.5 < g.max() <= 1.0 and 0.25 < g.std() < 0.5
+    # keyed by location: a sub-grid (every other point) reads the same values
+    np.testing.assert_array_equal(LC.grid_noise(3, 4, xs[::2], ys[::2], 3000.0), g[::2, ::2])
+
+
+@pytest.mark.parametrize("origin, step", [((0, -12 * 256 * 8), 8), ((4 * 256, -95 * 256), 1), ((-3000, 5000), 4)])
+def test_towns_by_blocks_equal_the_city_field(origin, step):
+    s = spacing_m(LC.PLANE_CONTEXT_LEVEL)
+    ys = (origin[0] + np.arange(T + 1) * step) * s
+    xs = (origin[1] + np.arange(T + 1) * step) * s
+    want = np.ones((T + 1, T + 1), bool)
+    want[::3] = False
+    town = LC._town(0, xs, ys, want)
+    x, y = np.broadcast_to(xs[None, :], want.shape), np.broadcast_to(ys[:, None], want.shape)
+    ref = (LC.plane_city(0, x, y) > 0) & want
+    np.testing.assert_array_equal(town, ref)
+
+
+def _slope_reference(level, rows, cols, h, far):
+    """Per sample: the birth level's four parents as in the module docstring (plane)."""
+    out = np.full(h.shape, np.nan, np.float32)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            k = min(LC._ctz(np.array([r]))[0], LC._ctz(np.array([c]))[0], level)
+            if k >= level - ANCHOR_LEVEL:
+                continue
+            st = 1 << k
+            sr, sc = (st if (r >> k) & 1 else 0), (st if (c >> k) & 1 else 0)
+
+            def at(dr, dc, i=i, j=j, r=r, c=c, k=k):
+                ii, jj = i + dr, j + dc
+                if 0 <= ii < h.shape[0] and 0 <= jj < h.shape[1]:
+                    return float(h[ii, jj])
+                return float(far(level - k, np.array([(r + dr) >> k]), np.array([(c + dc) >> k]))[0])
+
+            nw, ne, sw, se = at(-sr, -sc), at(-sr, sc), at(sr, -sc), at(sr, sc)
+            sb = spacing_m(level) * float(st)
+            out[i, j] = np.hypot((ne + se - nw - sw) / (4.0 * sb), (sw + se - nw - ne) / (4.0 * sb))
+    return out
+
+
+def test_birth_slope_by_groups_equals_the_per_sample_definition():
+    rng = np.random.default_rng(1)
+    rows = np.arange(4096 - 3, 4096 + 30, dtype=np.int64)
+    cols = np.arange(2048, 2048 + 33, dtype=np.int64)
+    h = rng.normal(100.0, 30.0, (rows.size, cols.size)).astype(np.float32)
+
+    def far(level, r, c):
+        return (np.sin(r * 0.37 + level) * 40.0 + np.cos(c * 0.11) * 25.0 + 100.0).astype(np.float32)
+
+    got = LC.birth_slope(World.PLANE, 14, rows, cols, h, far)
+    np.testing.assert_array_equal(got, _slope_reference(14, rows, cols, h, far))
+    assert np.isfinite(got).sum() > 0.9 * got.size
+
+
+def test_land_fraction_of_a_window_reads_the_mask_like_the_points():
+    from generator.anchors.landwater import LandWater
+
+    lw = LandWater.load()
+    d = spacing_deg(12)
+    for lat0, lon0 in ((35.60, 139.80), (48.85, 2.35), (40.70, -74.05)):  # Tokyo Bay, Paris, New York harbour
+        lat1 = lat0 - np.arange(T + 1) * d
+        lon1 = lon0 + np.arange(T + 1) * d
+        got = LC._land_fraction(lw, lat1, lon1)
+        ref = lw.land_fraction(np.broadcast_to(lat1[:, None], got.shape), np.broadcast_to(lon1[None, :], got.shape))
+        np.testing.assert_array_equal(got >= 0.5, ref >= 0.5)
+        np.testing.assert_array_equal(got < 0.8, ref < 0.8)
+        if 0 < ref.min() or ref.max() < 1:  # a mixed window goes through the same float32 expressions
+            np.testing.assert_array_equal(got, ref)
+
+
+def test_uniform_modis_box_needs_every_cell_within_the_warp():
+    grid = np.full((3600, 7200), 13, np.uint8)  # 0.05 deg cells, all urban
+    lat1 = 48.86 - np.arange(T + 1) * spacing_deg(15)
+    lon1 = 2.35 + np.arange(T + 1) * spacing_deg(15)
+    assert LC._uniform_cell(grid, lat1, lon1, LC.WARP_DEG) == 13
+    i = int((90.0 - 48.86 - 0.03) * 20)  # a park cell 0.03 deg north: within reach of the warp + a cell
+    grid[i, int((2.35 + 180.0) * 20)] = 9
+    assert LC._uniform_cell(grid, lat1, lon1, LC.WARP_DEG) is None
+
+
+def test_the_served_layer_costs_a_few_milliseconds_per_deep_tile():
+    from generator.layer import tile_layer
+
+    plane = open_world("plane", 0, refiner="fractal")
+    key = TileKey(15, -6077, 259)  # the plane city core: buildings, streets, trees
+    h = plane.tile(key).height
+    tile_layer(plane, key, h)
+    t0 = time.process_time()
+    for _ in range(5):
+        out = tile_layer(plane, key, h)
+    per_tile = (time.process_time() - t0) / 5
+    assert len(out["buildings"]) > 100 and len(out["trees"]) > 50
+    assert per_tile < 0.012, f"{per_tile * 1e3:.1f} ms per tile (5 ms measured alone; 30 ms before)"
+
+
+def test_float32_slope_screen_keeps_every_rock_sample():
+    plane = open_world("plane", 0, refiner="fractal")
+    key = TileKey(10, -218, 338)  # under the plane's highest range: hundreds of rock samples
+    h = plane.tile(key).height
+    rows = key.y * T + np.arange(T + 1, dtype=np.int64)
+    cols = key.x * T + np.arange(T + 1, dtype=np.int64)
+
+    def far(level, r, c):
+        return np.array([plane.region(level, int(a), int(b), 1, 1)[0, 0, 0] for a, b in zip(r, c)], np.float32)
+
+    s64 = LC.birth_slope(World.PLANE, key.level, rows, cols, h, far)
+    s32 = LC.birth_slope(World.PLANE, key.level, rows, cols, h, far, precision=np.float32)
+    ok = np.isfinite(s64)
+    assert (s64[ok] > LC.ROCK_SLOPE).sum() > 100
+    assert np.abs(s32[ok] - s64[ok]).max() < 1e-4  # far inside the screen's 2 % margin
+    assert (s32[ok][s64[ok] > LC.ROCK_SLOPE] > 0.98 * LC.ROCK_SLOPE).all()
