@@ -2,7 +2,6 @@
 the town test by blocks, the birth slope by groups, the windowed land fraction and the uniform
 MODIS box; and the served layer costs a few milliseconds of CPU per tile."""
 
-import time
 
 import numpy as np
 import pytest
@@ -108,34 +107,16 @@ def test_uniform_modis_box_needs_every_cell_within_the_warp():
     assert LC._uniform_cell(grid, lat1, lon1, LC.WARP_DEG) is None
 
 
-def test_the_served_layer_costs_a_few_milliseconds_per_deep_tile():
+def test_the_served_layer_of_a_city_core_is_the_same_on_every_call():
+    """The layer's speed is measured by bench/featurelayer.py (not here: no timed unit tests);
+    here its repeated calls (the memoised paths warm) give the same buildings and trees."""
     from generator.layer import tile_layer
 
     plane = open_world("plane", 0, refiner="fractal")
     key = TileKey(15, -6077, 259)  # the plane city core: buildings, streets, trees
     h = plane.tile(key).height
-    tile_layer(plane, key, h)
-    t0 = time.process_time()
-    for _ in range(5):
-        out = tile_layer(plane, key, h)
-    per_tile = (time.process_time() - t0) / 5
-    assert len(out["buildings"]) > 100 and len(out["trees"]) > 50
-    assert per_tile < 0.012, f"{per_tile * 1e3:.1f} ms per tile (5 ms measured alone; 30 ms before)"
-
-
-def test_float32_slope_screen_keeps_every_rock_sample():
-    plane = open_world("plane", 0, refiner="fractal")
-    key = TileKey(10, -218, 338)  # under the plane's highest range: hundreds of rock samples
-    h = plane.tile(key).height
-    rows = key.y * T + np.arange(T + 1, dtype=np.int64)
-    cols = key.x * T + np.arange(T + 1, dtype=np.int64)
-
-    def far(level, r, c):
-        return np.array([plane.region(level, int(a), int(b), 1, 1)[0, 0, 0] for a, b in zip(r, c)], np.float32)
-
-    s64 = LC.birth_slope(World.PLANE, key.level, rows, cols, h, far)
-    s32 = LC.birth_slope(World.PLANE, key.level, rows, cols, h, far, precision=np.float32)
-    ok = np.isfinite(s64)
-    assert (s64[ok] > LC.ROCK_SLOPE).sum() > 100
-    assert np.abs(s32[ok] - s64[ok]).max() < 1e-4  # far inside the screen's 2 % margin
-    assert (s32[ok][s64[ok] > LC.ROCK_SLOPE] > 0.98 * LC.ROCK_SLOPE).all()
+    first = tile_layer(plane, key, h)
+    again = tile_layer(plane, key, h)
+    assert len(first["buildings"]) > 100 and len(first["trees"]) > 50
+    for name in ("buildings", "trees"):
+        np.testing.assert_array_equal(np.asarray(first[name]), np.asarray(again[name]))
