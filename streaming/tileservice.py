@@ -259,6 +259,16 @@ class TileService:
                 self._n["dropped_cancelled"] += 1
             self._forget(key)
 
+    def reprioritise(self, key: TileKey, priority: float, owner: Hashable = None) -> bool:
+        """``owner`` now wants queued ``key`` at ``priority`` (higher first). Only the lane
+        the key is queued in is re-ordered, and only by that lane's owner: priorities are
+        compared within a lane (each client's own scale), never across lanes. True if the
+        key's place in the generator queue changed."""
+        if key not in self._queue or self._queue.owner(key) != owner:
+            return False
+        self._prio[key] = priority
+        return self._queue.reprioritise(key, priority)
+
     async def fields(
         self, keys: Sequence[TileKey], owner: Hashable = None, priority: float = float("inf")
     ) -> list[Fields]:
