@@ -286,6 +286,14 @@ class Flight:
         t2 = time.perf_counter()
         self.stats.gpu_bytes_max = max(self.stats.gpu_bytes_max, self.renderer.gpu_bytes)
         plan = res.plan
+        # Cancels first: the server drops stale work before it can pick it for the generator.
+        if plan.cancel:
+            send = getattr(self.client, "cancel_nowait", None) if self._preparer is not None else None
+            (send or self.client.cancel)(plan.cancel)
+            self.in_flight.difference_update(plan.cancel)
+            for k in plan.cancel:
+                self._requested.pop(k, None)
+                self._cancelled.add(k)
         # runtime priorities: lower is sooner; the protocol's: higher is sooner.
         start = list(plan.start) + list(plan.reprioritise)
         if start:
@@ -296,13 +304,6 @@ class Flight:
                 self.in_flight.add(k)
                 self._requested[k] = now
                 self._cancelled.discard(k)
-        if plan.cancel:
-            send = getattr(self.client, "cancel_nowait", None) if self._preparer is not None else None
-            (send or self.client.cancel)(plan.cancel)
-            self.in_flight.difference_update(plan.cancel)
-            for k in plan.cancel:
-                self._requested.pop(k, None)
-                self._cancelled.add(k)
         self.last = res
         m = self.stats.step_ms_max
         for name, ms in (("receive", t1 - t0), ("select", res.select_s), ("upload", t2 - t1 - res.select_s),
