@@ -30,6 +30,7 @@ import numpy as np
 
 from runtime.tiles import TileKey
 from runtime.tin import Surface
+from viewer.paths import FAR_M
 
 SHADERS = resources.files("viewer") / "shaders"
 """The GLSL sources (package data): terrain.{vert,frag}.glsl, sky.{vert,frag}.glsl and
@@ -224,7 +225,7 @@ class TerrainRenderer:
         self.offscreen = offscreen
         self.targets = RenderTargets(ctx, self.size) if offscreen else None
         self.fbo = self.targets.fbo if offscreen else ctx.screen
-        self.far_m = 2.0e7
+        self.far_m = FAR_M
         self.last_camera = None
         self.triangles_drawn = 0
         self.tiles_drawn = 0
