@@ -128,12 +128,17 @@ def stitch(world: World, a: ClientTile, b: ClientTile) -> bool:
 
 class _Preparer:
     """Realtime: a worker thread that takes tiles from the client as they arrive and makes
-    their ClientTile (placement, skirts, normals, colour, the height grid children morph
-    toward), so the frame thread only adds morph targets and uploads. ``out`` holds (key,
+    their ClientTile (placement, skirts, normals, colour), so the frame thread only adds
+    morph targets and uploads. The height grid children morph toward (``ClientTile.grid``,
+    10-30 ms) is rasterised here when the tile's first child arrives, not for every tile:
+    most tiles of a view are leaves whose children never come. ``out`` holds (key,
     ClientTile | Exception, arrival perf_counter seconds)."""
+
+    RECENT = 2048  # placed tiles remembered to find a newcomer's parent
 
     def __init__(self, world: World, client, stats: FlightStats):
         self.world, self.client, self.stats = world, client, stats
+        self._recent: dict[TileKey, ClientTile] = {}  # insertion-ordered: oldest first
         self.out: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tile-prepare", daemon=True)
@@ -149,11 +154,20 @@ class _Preparer:
                 t0 = time.thread_time()
                 try:
                     tile = client_tile(self.world, key, tile)
-                    tile.grid()  # children's morph targets: rasterised here, not on the frame thread
+                    parent = self._recent.get(key.parent()) if key.level else None
+                    if parent is not None:
+                        parent.grid()  # its children's morph targets: here, not on the frame thread
+                    self._remember(key, tile)
                 except Exception as exc:  # a tile that can not be placed fails alone
                     tile = exc
                 self.stats.prepare_cpu_s += time.thread_time() - t0
             self.out.put((key, tile, time.perf_counter()))
+
+    def _remember(self, key: TileKey, tile: ClientTile) -> None:
+        self._recent.pop(key, None)
+        self._recent[key] = tile
+        if len(self._recent) > self.RECENT:
+            del self._recent[next(iter(self._recent))]
 
     def poll(self) -> list:
         out = []
