@@ -132,24 +132,48 @@ class _Preparer:
     morph targets and uploads. The height grid children morph toward (``ClientTile.grid``,
     10-30 ms) is rasterised here when the tile's first child arrives, not for every tile:
     most tiles of a view are leaves whose children never come. ``out`` holds (key,
-    ClientTile | Exception, arrival perf_counter seconds)."""
+    ClientTile | Exception | None, arrival perf_counter seconds).
+
+    ``urgency(key)`` (lower is sooner; None: cancelled and no longer wanted) orders what
+    has arrived and is not placed yet: the most urgent is placed first, and a tile the
+    client gave up on is passed on as None without being placed."""
 
     RECENT = 2048  # placed tiles remembered to find a newcomer's parent
 
-    def __init__(self, world: World, client, stats: FlightStats):
+    def __init__(self, world: World, client, stats: FlightStats, urgency=None):
         self.world, self.client, self.stats = world, client, stats
+        self.urgency = urgency or (lambda key: 0.0)
         self._recent: dict[TileKey, ClientTile] = {}  # insertion-ordered: oldest first
         self.out: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tile-prepare", daemon=True)
         self._thread.start()
 
+    def _next(self, pending: list) -> tuple:
+        """Take the item to handle now: dropped tiles and errors first (they cost nothing),
+        then the most urgent tile."""
+        best, best_u = 0, None
+        for i, (key, tile) in enumerate(pending):
+            u = float("-inf") if isinstance(tile, Exception) else self.urgency(key)
+            if u is None:
+                return pending.pop(i) + (None,)
+            if best_u is None or u < best_u:
+                best, best_u = i, u
+        return pending.pop(best) + (best_u,)
+
     def _run(self) -> None:
+        pending: list = []
         while not self._stop.is_set():
-            item = self.client.wait(0.05)
-            if item is None:
+            if not pending:
+                item = self.client.wait(0.05)
+                if item is None:
+                    continue
+                pending.append(item)
+            pending.extend(self.client.poll())
+            key, tile, urgency = self._next(pending)
+            if urgency is None and not isinstance(tile, Exception):
+                self.out.put((key, None, time.perf_counter()))  # given up on: not placed
                 continue
-            key, tile = item
             if not isinstance(tile, Exception):
                 t0 = time.thread_time()
                 try:
@@ -214,7 +238,16 @@ class Flight:
         self._requested: dict[TileKey, float] = {}  # key -> perf_counter at request
         self._cancelled: set[TileKey] = set()
         self._dirty: dict[TileKey, None] = {}  # drawn tiles to upload again (ordered, once each)
-        self._preparer = _Preparer(world, client, self.stats) if options.realtime else None
+        self._preparer = _Preparer(world, client, self.stats, self._urgency) if options.realtime else None
+
+    def _urgency(self, key: TileKey) -> float | None:
+        """For the preparer thread: the key's priority in the last plan; None when it was
+        cancelled and is no longer wanted (a tile still wanted is placed even if its
+        request made way for a more urgent one)."""
+        p = self.streamer.scheduler.wanted_priority(key)
+        if p is None and key in self._cancelled:
+            return None
+        return float("inf") if p is None else p
 
     def close(self) -> None:
         """Stop the realtime worker thread (if any)."""
@@ -249,6 +282,8 @@ class Flight:
                 self._cancelled.discard(key)
                 self.stats.late_tiles += 1
             t_req = self._requested.pop(key, None)
+            if tile is None:  # the preparer dropped it: cancelled and no longer wanted
+                continue
             if isinstance(tile, Exception):
                 log.warning("tile %s failed: %s", key, tile)
                 self.stats.tiles_failed += 1

@@ -107,6 +107,11 @@ class Scheduler:
             changed = [kp for kp in changed if kp[0] not in gone_set]
         return Plan(tuple(start), cancel + tuple(preempted), tuple(changed))
 
+    def wanted_priority(self, key: Hashable) -> float | None:
+        """``key``'s priority in the last plan (lower is sooner), None if it was not wanted.
+        Safe to call from another thread (the last plan's table is swapped, not edited)."""
+        return self._priority.get(key)
+
     def arrived(self, key: Hashable, nbytes: int, payload: Any = None) -> bool:
         """A response came. Returns True when it was in flight (a cancelled request that
         arrives anyway returns False; the caller may still keep it). Either way it waits
