@@ -90,8 +90,18 @@ def _corners(key: int, i0: np.ndarray, j0: np.ndarray):
             table = _lattice_value(key, ii, jj).ravel()
             flat = (i0 - ilo) * nj + (j0 - jlo)
             return (table.take(flat), table.take(flat + nj), table.take(flat + 1), table.take(flat + nj + 1))
-    return (_lattice_value(key, i0, j0), _lattice_value(key, i0 + 1, j0), _lattice_value(key, i0, j0 + 1),
-            _lattice_value(key, i0 + 1, j0 + 1))
+    # lattice_hash mixes i*C1 + j*C2 + key, exact mod 2**64: the neighbours' sums are this
+    # one plus C1 and / or C2 (same bits as hashing i0 + 1 and j0 + 1, half the multiplies).
+    with np.errstate(over="ignore"):
+        c1, c2 = np.uint64(noise.LATTICE_I_SALT), np.uint64(noise.LATTICE_J_SALT)
+        s00 = noise.as_u64(i0) * c1 + noise.as_u64(j0) * c2 + np.uint64(key)
+        s10 = s00 + c1
+        return (_from_sum(s00), _from_sum(s10), _from_sum(s00 + c2), _from_sum(s10 + c2))
+
+
+def _from_sum(s: np.ndarray) -> np.ndarray:
+    """``_lattice_value`` from the summed lattice key (see ``noise.lattice_hash``)."""
+    return noise.uniform_from_hash(noise.mix(s)) * 2.0 - 1.0
 
 
 def _fbm(seed: int, base: int, x, y, wavelength: float, octaves: int, gain: float = 0.5) -> np.ndarray:
