@@ -178,9 +178,13 @@ class _Preparer:
                 t0 = time.thread_time()
                 try:
                     tile = client_tile(self.world, key, tile)
+                    # Morph targets are rasterised here, never on the frame thread: the
+                    # parent's when its first child comes, this tile's if a child came first.
                     parent = self._recent.get(key.parent()) if key.level else None
                     if parent is not None:
-                        parent.grid()  # its children's morph targets: here, not on the frame thread
+                        parent.grid()
+                    if any(c in self._recent for c in key.children()):
+                        tile.grid()
                     self._remember(key, tile)
                 except Exception as exc:  # a tile that can not be placed fails alone
                     tile = exc
