@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -76,11 +76,12 @@ class ClientTile:
     edge normals are stitched with a neighbour; the rasterised height grid (children's
     morph targets) is made on first use."""
 
-    __slots__ = ("surface", "image", "tin", "info", "nbytes", "_grid")
+    __slots__ = ("surface", "image", "tin", "info", "nbytes", "_grid", "_morph")
 
     def __init__(self, surface: Surface, image: np.ndarray | None, tin: TileSurface, info: TileInfo, nbytes: int):
         self.surface, self.image, self.tin, self.info, self.nbytes = surface, image, tin, info, nbytes
         self._grid = None
+        self._morph = None  # (parent's Surface, morph_dh_m, morph_normals): see drawable
 
     @property
     def ge_m(self) -> float:
@@ -113,7 +114,17 @@ def drawable(world: World, tile: ClientTile, parent: ClientTile | None) -> tuple
     ``parent``'s surface when given, else the tile's own surface and 0 (no morph)."""
     if parent is None:
         return tile.surface, 0.0
-    return with_morph(world, tile.surface, parent.grid(), parent.surface), parent.ge_m
+    # The morph targets depend on the tile's samples (not on its stitched normals), the
+    # parent's grid and the parent's surface (its edge normals): kept per parent surface,
+    # so a re-upload after stitching, or an upload after the realtime preparer made them,
+    # costs no rasterising or morphing on the frame thread.
+    cached = tile._morph
+    if cached is not None and cached[0] is parent.surface:
+        return replace(tile.surface, morph_dh_m=cached[1], morph_normals=cached[2]), parent.ge_m
+    morphed = with_morph(world, tile.surface, parent.grid(), parent.surface)
+    if parent.surface.edges:  # else the targets took the tile's own border normals: not kept
+        tile._morph = (parent.surface, morphed.morph_dh_m, morphed.morph_normals)
+    return morphed, parent.ge_m
 
 
 def stitch(world: World, a: ClientTile, b: ClientTile) -> bool:
@@ -182,7 +193,7 @@ class _Preparer:
                     # parent's when its first child comes, this tile's if a child came first.
                     parent = self._recent.get(key.parent()) if key.level else None
                     if parent is not None:
-                        parent.grid()
+                        drawable(self.world, tile, parent)  # the parent's grid and this tile's morph
                     if any(c in self._recent for c in key.children()):
                         tile.grid()
                     self._remember(key, tile)

@@ -331,3 +331,24 @@ def test_realtime_places_the_most_urgent_arrival_first_and_drops_given_up_tiles(
     assert all(isinstance(t, ClientTile) for _, t, _ in got[1:])
     # The parent raster is made when a child arrives, not for every tile.
     assert all(t._grid is None for _, t, _ in got[1:])
+
+
+def test_morph_targets_are_kept_per_parent_surface_and_equal_a_fresh_morph():
+    child_key, parent_key = TileKey(11, 1, 0), TileKey(10, 0, 0)
+    fn = lambda r, c: 30.0 * np.sin(c / 11.0) + 0.5 * r  # noqa: E731
+    child = client_tile(World.PLANE, child_key, _decoded(child_key, fn, step=8, colour=False))
+    parent = client_tile(World.PLANE, parent_key, _decoded(parent_key, fn, step=16, colour=False, ge_m=9.0))
+    first, _ = drawable(World.PLANE, child, parent)
+    fresh = with_morph(World.PLANE, child.surface, parent.grid(), parent.surface)
+    assert np.array_equal(first.morph_dh_m, fresh.morph_dh_m)
+    assert np.array_equal(first.morph_normals, fresh.morph_normals)
+    again, ge = drawable(World.PLANE, child, parent)
+    assert ge == 9.0 and again.morph_dh_m is first.morph_dh_m  # kept, not made again
+    # The parent restitched (a new surface with other edge normals): made again.
+    from dataclasses import replace
+
+    parent.surface = replace(parent.surface, normals=parent.surface.normals * np.float32(-1.0))
+    third, _ = drawable(World.PLANE, child, parent)
+    assert third.morph_normals is not first.morph_normals
+    assert np.array_equal(third.morph_normals,
+                          with_morph(World.PLANE, child.surface, parent.grid(), parent.surface).morph_normals)
