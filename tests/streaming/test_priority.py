@@ -178,3 +178,42 @@ def test_fair_queue_reprioritise_reorders_within_the_lane_only():
             q.reprioritise("k", float(p))
         assert q.heap_entries() <= 2 * len(q) + 17
         assert q.pop() == "k"
+
+
+def test_generated_tiles_are_meshed_most_urgent_first_and_cancelled_ones_not_at_all():
+    import threading
+
+    from streaming.tileservice import TileService, mesh_encoder
+
+    src = SyntheticSource()
+    real = mesh_encoder()
+    gate, meshing, meshed = threading.Event(), threading.Event(), []
+
+    def encode(world, key, fields):  # the real encoder, held on its first tile
+        meshing.set()
+        gate.wait(30)
+        meshed.append(key)
+        return real(world, key, fields)
+
+    deep = DEEP[:5]
+
+    async def main():
+        s = TileService("plane", src, ServiceConfig(max_batch=8, batch_wait_s=0.0, workers=1), encode=encode)
+        await s.start()
+        try:
+            futs = {k: s.get(k, -2000.0 - i) for i, k in enumerate(deep)}  # one batch of deep tiles
+            await asyncio.to_thread(meshing.wait, 10)  # deep[0] is being meshed, the rest wait
+            root = s.get(ROOT, -5.0)
+            while len(src.keys_generated) < len(deep) + 1:  # the root generated behind them
+                await asyncio.sleep(0.01)
+            s.release(deep[3], futs.pop(deep[3]))  # cancelled while it waits for the mesh
+            gate.set()
+            await asyncio.gather(root, *futs.values())
+            return s.stats()
+        finally:
+            await s.close()
+
+    stats = run(main())
+    assert meshed[0] == deep[0] and meshed[1] == ROOT  # the root before the deep tiles queued ahead
+    assert meshed[2:] == [deep[1], deep[2], deep[4]]  # then by priority; deep[3] never meshed
+    assert stats.dropped_unmeshed == 1
