@@ -194,8 +194,10 @@ class _Preparer:
                     parent = self._recent.get(key.parent()) if key.level else None
                     if parent is not None:
                         drawable(self.world, tile, parent)  # the parent's grid and this tile's morph
-                    if any(c in self._recent for c in key.children()):
-                        tile.grid()
+                    for child in key.children():
+                        placed = self._recent.get(child)
+                        if placed is not None:  # came first: its morph toward this tile, here too
+                            drawable(self.world, placed, tile)
                     self._remember(key, tile)
                 except Exception as exc:  # a tile that can not be placed fails alone
                     tile = exc
