@@ -47,7 +47,7 @@ from viewer.paths import pick_start  # noqa: E402
 KEYS = ("frames", "hole_frames", "frames_over_error_target", "frac_over_error_target", "teleport_complete_s",
         "teleport_coarse_s",
         "stall_ms_max", "stall_ms_p99", "tile_ms_max", "frames_over_100ms", "tile_latency_ms_p50",
-        "tile_latency_ms_p99", "late_tiles", "tiles_received", "uploads", "client_ms_per_tile", "boot_s",
+        "tile_latency_ms_p99", "late_tiles", "duplicate_tiles", "tiles_received", "uploads", "client_ms_per_tile", "boot_s",
         "poses_skipped", "wall_s", "step_ms_max")
 
 

@@ -65,6 +65,7 @@ class FlightStats:
     gpu_bytes_max: int = 0
     tile_latency_ms: list[float] = field(default_factory=list)  # request -> prepared (decoded, placed)
     late_tiles: int = 0            # arrived after the client had cancelled them
+    duplicate_tiles: int = 0       # arrived for a key the client already had (asked twice)
     tile_cpu_s: float = 0.0        # frame thread CPU on tiles: placing, morph targets, uploads
     prepare_cpu_s: float = 0.0     # realtime worker thread CPU placing tiles
     uploads: int = 0               # renderer uploads, re-uploads included
@@ -294,6 +295,8 @@ class Flight:
             items = self._stash + [it + (now,) for it in self.client.poll()]
         self._stash = []
         for key, tile, arrived in items:
+            if key in self.streamer.known:
+                self.stats.duplicate_tiles += 1
             self.in_flight.discard(key)
             if key in self._cancelled:
                 self._cancelled.discard(key)
@@ -361,7 +364,13 @@ class Flight:
                 self._requested.pop(k, None)
                 self._cancelled.add(k)
         # runtime priorities: lower is sooner; the protocol's: higher is sooner.
-        start = list(plan.start) + list(plan.reprioritise)
+        start = list(plan.start)
+        moved = getattr(self.client, "reprioritise_nowait", None) if self._preparer is not None else None
+        if moved is not None:  # only for tiles not received yet (a request would fetch them again)
+            if plan.reprioritise:
+                moved([k for k, _ in plan.reprioritise], [-p for _, p in plan.reprioritise])
+        else:
+            start += list(plan.reprioritise)
         if start:
             send = getattr(self.client, "request_nowait", None) if self._preparer is not None else None
             (send or self.client.request)([k for k, _ in start], [-p for _, p in start])

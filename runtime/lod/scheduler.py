@@ -18,7 +18,10 @@ class SchedulerOptions:
     max_preempt_per_frame: when every slot is taken, at most this many in-flight requests
     are cancelled per frame to make room for wanted keys more urgent than them by at least
     ``preempt_margin`` (priority units: 10 is one level of ``steps``, 1000 one band), so a
-    hole that opens behind a full pipe of prefetch or deep tiles is asked for now."""
+    hole that opens behind a full pipe of prefetch or deep tiles is asked for now;
+    reprioritise_delta: an in-flight request is re-prioritised when its priority moved by
+    at least this (the view angle and error terms drift every frame; this is under one
+    step or band)."""
 
     max_in_flight: int = 64
     max_uploads_per_frame: int = 32
@@ -26,13 +29,14 @@ class SchedulerOptions:
     retry_after_frames: int = 30
     max_preempt_per_frame: int = 8
     preempt_margin: float = 10.0
+    reprioritise_delta: float = 1.0
 
     def __post_init__(self):
         if self.retry_after_frames < 0:
             raise ValueError(f"retry_after_frames must be >= 0, got {self.retry_after_frames}")
-        if self.max_preempt_per_frame < 0 or not self.preempt_margin >= 0:
-            raise ValueError(f"max_preempt_per_frame and preempt_margin must be >= 0, got "
-                             f"{self.max_preempt_per_frame}, {self.preempt_margin}")
+        if self.max_preempt_per_frame < 0 or not self.preempt_margin >= 0 or not self.reprioritise_delta >= 0:
+            raise ValueError(f"max_preempt_per_frame, preempt_margin and reprioritise_delta must be >= 0, got "
+                             f"{self.max_preempt_per_frame}, {self.preempt_margin}, {self.reprioritise_delta}")
         for name in ("max_in_flight", "max_uploads_per_frame", "max_upload_bytes_per_frame"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -81,7 +85,7 @@ class Scheduler:
             del self.in_flight[k]
         changed = []
         for k, old in self.in_flight.items():
-            if pri[k] != old:
+            if abs(pri[k] - old) >= self.options.reprioritise_delta and pri[k] != old:
                 self.in_flight[k] = pri[k]
                 changed.append((k, pri[k]))
         room = self.options.max_in_flight - len(self.in_flight)

@@ -130,3 +130,15 @@ def test_a_hole_behind_a_full_pipe_displaces_the_least_urgent_requests():
     s3.plan([(k(7, 0), 3000.0)])
     plan = s3.plan([(k(7, 0), 2500.0), (k(0, 0), 1.0)])
     assert plan.cancel == (k(7, 0),) and plan.reprioritise == () and plan.start == ((k(0, 0), 1.0),)
+
+
+def test_small_priority_drift_is_not_re_sent():
+    s = Scheduler(SchedulerOptions(max_in_flight=2))
+    s.plan([(k(3, 0), 1010.0), (k(3, 1), 1020.0)])
+    plan = s.plan([(k(3, 0), 1010.4), (k(3, 1), 1018.9)])  # the view angle drifted; k(3, 1) moved
+    assert plan.reprioritise == ((k(3, 1), 1018.9),)
+    assert s.in_flight[k(3, 0)] == 1010.0  # kept: its last sent priority
+    assert s.wanted_priority(k(3, 0)) == 1010.4  # what the frame wants now
+    exact = Scheduler(SchedulerOptions(max_in_flight=1, reprioritise_delta=0.0))
+    exact.plan([(k(3, 0), 1.0)])
+    assert exact.plan([(k(3, 0), 1.25)]).reprioritise == ((k(3, 0), 1.25),)

@@ -217,3 +217,33 @@ def test_generated_tiles_are_meshed_most_urgent_first_and_cancelled_ones_not_at_
     assert meshed[0] == deep[0] and meshed[1] == ROOT  # the root before the deep tiles queued ahead
     assert meshed[2:] == [deep[1], deep[2], deep[4]]  # then by priority; deep[3] never meshed
     assert stats.dropped_unmeshed == 1
+
+
+def test_client_reprioritise_skips_tiles_already_received_so_none_comes_twice():
+    from streaming.client import TileClient
+
+    src = SyntheticSource()
+    a, b = TileKey(9, 1, 1), TileKey(9, 2, 1)
+
+    async def main():
+        async with loopback_server(src, service_config=ONE_BY_ONE) as (srv, url):
+            c = TileClient()
+            await c.connect(url)
+            await c.request([a], [1.0])
+            key, _ = await asyncio.wait_for(c.tiles.get(), 20)  # a is here (being placed, say)
+            src.gate.clear()
+            src.entered.clear()
+            await c.request([b], [1.0])
+            await asyncio.to_thread(src.entered.wait, 10)  # b is being generated
+            await c.reprioritise([a, b], [5.0, 5.0])  # the next frame moves both
+            stats = await c.stats()  # every message above was handled
+            src.gate.set()
+            key_b, _ = await asyncio.wait_for(c.tiles.get(), 20)
+            final = await c.stats()
+            await c.close()
+            return key, key_b, stats, final
+
+    key, key_b, stats, final = run(main())
+    assert (key, key_b) == (a, b)
+    assert stats["pending"] == 1  # only b: a was not asked for again
+    assert final["sent_tiles"] == 2 and final["server"]["requests"] == 2
