@@ -283,6 +283,10 @@ class SyncTileClient:
         loops: a frame must not wait behind tile decoding); messages keep their order."""
         self._send_nowait(self._client.request(list(keys), priorities))
 
+    def reprioritise(self, keys: Sequence[TileKey], priorities: Sequence[float]) -> None:
+        """New priorities for keys whose tiles have not arrived (``TileClient.reprioritise``)."""
+        self._call(self._client.reprioritise(list(keys), list(priorities)))
+
     def reprioritise_nowait(self, keys: Sequence[TileKey], priorities: Sequence[float]) -> None:
         """``TileClient.reprioritise`` without waiting (see ``request_nowait``)."""
         self._send_nowait(self._client.reprioritise(list(keys), list(priorities)))

@@ -365,7 +365,7 @@ class Flight:
                 self._cancelled.add(k)
         # runtime priorities: lower is sooner; the protocol's: higher is sooner.
         start = list(plan.start)
-        moved = getattr(self.client, "reprioritise_nowait", None) if self._preparer is not None else None
+        moved = getattr(self.client, "reprioritise_nowait" if self._preparer is not None else "reprioritise", None)
         if moved is not None:  # only for tiles not received yet (a request would fetch them again)
             if plan.reprioritise:
                 moved([k for k, _ in plan.reprioritise], [-p for _, p in plan.reprioritise])
