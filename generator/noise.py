@@ -89,6 +89,12 @@ def hash_pairs(key: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return _mix_np(hr ^ hc)
 
 
+LATTICE_I_SALT, LATTICE_J_SALT = _COL_SALT, _ROW_SALT
+"""lattice_hash(key, i, j) == mix(as_u64(i) * LATTICE_I_SALT + as_u64(j) * LATTICE_J_SALT + key)."""
+mix = _mix_np  # the SplitMix64 finaliser, uint64 arrays
+as_u64 = _as_u64  # int64 array -> the same bits as uint64
+
+
 def lattice_hash(key: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Cheap elementwise uint64 hash of lattice points (i, j): one SplitMix64 finaliser of
     key + i*C1 + j*C2 (mod 2**64). For value noise, where a few collisions between points

@@ -243,6 +243,17 @@ class WorldGeometry:
         lon, lat, _ = ecef_to_geodetic(pos)
         return geodetic_normal(lon, lat)
 
+    def sample_up(self, level: int, rows, cols) -> np.ndarray:
+        """Global sample coordinates of ``level`` -> (n, 3) unit local up, float64: what
+        ``up`` gives at those samples' positions (any height), straight from the sample's
+        lon/lat instead of inverting ECEF (the earth's iterated inverse was ~5 ms a tile)."""
+        rows = np.asarray(rows, np.float64).reshape(-1)
+        cols = np.asarray(cols, np.float64).reshape(-1)
+        if not self.is_earth:
+            return np.tile(np.array([0.0, 0.0, 1.0]), (len(rows), 1))
+        d = spacing_deg(level)
+        return geodetic_normal(-180.0 + cols * d, 90.0 - rows * d)
+
     def height_above_ellipsoid_m(self, pos_m) -> np.ndarray:
         """(n, 3) world positions -> (n,) height above the datum (plane z; earth ellipsoidal h)."""
         pos = np.asarray(pos_m, np.float64).reshape(-1, 3)

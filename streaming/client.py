@@ -61,6 +61,7 @@ class TileClient:
         self._unacked = 0
         self._stats: asyncio.Future | None = None
         self._fetching: dict[TileKey, list[asyncio.Future]] = {}  # keys awaited by fetch()
+        self._pending: set[TileKey] = set()  # requested, not yet received, failed or cancelled
         self._reader: asyncio.Task | None = None
 
     async def connect(
@@ -111,6 +112,7 @@ class TileClient:
 
     async def request(self, keys: Sequence[TileKey], priorities: Sequence[float] | None = None) -> None:
         assert self.ws is not None and self.hello is not None
+        self._pending.update(keys)
         step = self.hello.limits.get("max_keys_per_request", 256)
         prios = list(priorities) if priorities is not None else [0.0] * len(keys)
         for i in range(0, len(keys), step):
@@ -124,8 +126,19 @@ class TileClient:
                 )
             )
 
+    async def reprioritise(self, keys: Sequence[TileKey], priorities: Sequence[float]) -> None:
+        """New priorities (higher first) for keys requested earlier: sent only for those
+        whose tile has not arrived yet. A ``request`` for a key the server has already
+        sent is a new request (the tile comes again), so re-prioritising every frame what
+        is still being decoded or placed would fetch it twice."""
+        still = [(k, p) for k, p in zip(keys, priorities, strict=True) if k in self._pending]
+        if still:
+            await self.request([k for k, _ in still], [p for _, p in still])
+
     async def cancel(self, keys: Iterable[TileKey]) -> None:
         assert self.ws is not None
+        keys = list(keys)
+        self._pending.difference_update(keys)
         await self.ws.send(P.pack({"type": "cancel", "keys": [P.key_to_wire(k) for k in keys]}))
 
     async def fetch(self, keys: Sequence[TileKey], timeout_s: float = 120.0) -> dict[TileKey, Any]:
@@ -194,6 +207,7 @@ class TileClient:
             kind = msg["type"]
             if kind == "tile":
                 key = TileKey(*msg["key"])
+                self._pending.discard(key)  # before decoding: no re-request while it decodes
                 tile = _decode_tile(msg["tile"]) if self.decode else msg["tile"]
                 waiting = self._fetching.pop(key, None)
                 if waiting:
@@ -220,6 +234,8 @@ class TileClient:
                     TileKey(*msg["key"]) if "key" in msg else None,
                 )
                 self.errors.append(err)
+                if err.key is not None:
+                    self._pending.discard(err.key)
                 fut = self._height_futures.pop(msg.get("id"), None) if "id" in msg else None
                 waiting = self._fetching.pop(err.key, None) if err.key is not None else None
                 if fut is not None and not fut.done():
@@ -274,6 +290,14 @@ class SyncTileClient:
         """``request`` without waiting for the network thread to send it (realtime frame
         loops: a frame must not wait behind tile decoding); messages keep their order."""
         self._send_nowait(self._client.request(list(keys), priorities))
+
+    def reprioritise(self, keys: Sequence[TileKey], priorities: Sequence[float]) -> None:
+        """New priorities for keys whose tiles have not arrived (``TileClient.reprioritise``)."""
+        self._call(self._client.reprioritise(list(keys), list(priorities)))
+
+    def reprioritise_nowait(self, keys: Sequence[TileKey], priorities: Sequence[float]) -> None:
+        """``TileClient.reprioritise`` without waiting (see ``request_nowait``)."""
+        self._send_nowait(self._client.reprioritise(list(keys), list(priorities)))
 
     def cancel_nowait(self, keys: Iterable[TileKey]) -> None:
         """``cancel`` without waiting for the network thread (see ``request_nowait``)."""

@@ -80,6 +80,29 @@ class FairQueue:
         self._entry[item] = (owner, entry)
         return True
 
+    def reprioritise(self, item: Hashable, priority: float) -> bool:
+        """Give a queued ``item`` a new priority within its lane (its lane's turn is
+        unchanged); False if it is not queued."""
+        found = self._entry.get(item)
+        if found is None:
+            return False
+        owner, entry = found
+        if entry[0] == -priority:
+            return True
+        entry[2] = _DEAD  # lazy deletion, as in remove; the lane's live count is unchanged
+        fresh = [-priority, next(self._seq), item]
+        lane = self._lanes[owner]
+        heapq.heappush(lane, fresh)
+        self._entry[item] = (owner, fresh)
+        if len(lane) > 2 * self._live[owner] + 16:
+            lane[:] = [e for e in lane if e[2] is not _DEAD]
+            heapq.heapify(lane)
+        return True
+
+    def owner(self, item: Hashable) -> Hashable:
+        """The lane ``item`` is queued in; KeyError if it is not queued."""
+        return self._entry[item][0]
+
     def remove(self, item: Hashable) -> bool:
         """Take ``item`` out of its lane now; False if it was not queued."""
         found = self._entry.pop(item, None)

@@ -33,7 +33,16 @@ from runtime.tiles import TileKey
 from streaming import protocol as P
 from streaming.admission import Admission
 from streaming.heights import BadHeightQuery, HeightLimitError, HeightService
-from streaming.session import Cancel, Close, HeightQuery, ServerInfo, ServerSession, StatsQuery, Want
+from streaming.session import (
+    Cancel,
+    Close,
+    HeightQuery,
+    Reprioritise,
+    ServerInfo,
+    ServerSession,
+    StatsQuery,
+    Want,
+)
 from streaming.tileservice import TileService
 
 log = logging.getLogger(__name__)
@@ -277,6 +286,10 @@ class _Connection:
         if isinstance(event, Want):
             for key, prio in zip(event.keys, event.priorities, strict=True):
                 self._fetch(key, prio)
+        elif isinstance(event, Reprioritise):
+            for key, prio in zip(event.keys, event.priorities, strict=True):
+                if key in self.pending:
+                    self.service.reprioritise(key, prio, owner=self)
         elif isinstance(event, Cancel):
             for key in event.keys:
                 fut = self.pending.pop(key, None)

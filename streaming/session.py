@@ -52,6 +52,14 @@ class Want:
 
 
 @dataclass(frozen=True)
+class Reprioritise:
+    """Keys already pending got new priorities (higher first): reorder queued work."""
+
+    keys: tuple[TileKey, ...]
+    priorities: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Cancel:
     keys: tuple[TileKey, ...]
 
@@ -81,7 +89,7 @@ class Close:
     reason: str
 
 
-Event = Want | Cancel | HeightQuery | StatsQuery | Close
+Event = Want | Reprioritise | Cancel | HeightQuery | StatsQuery | Close
 
 
 class ServerSession:
@@ -229,9 +237,11 @@ class ServerSession:
             )
         keys = [P.key_from_wire(k, lim, self.world) for k in keys_obj]
         fresh: dict[TileKey, float] = {}
+        moved: dict[TileKey, float] = {}
         for k, p in zip(keys, prios, strict=True):
             if k in self.wanted:
-                self.wanted[k] = float(p)  # re-prioritised
+                if self.wanted[k] != float(p):
+                    self.wanted[k] = moved[k] = float(p)  # re-prioritised
             else:
                 fresh[k] = float(p)  # a key repeated in one request counts once
         new = list(fresh.items())
@@ -243,9 +253,12 @@ class ServerSession:
             )
         for k, p in new:
             self.wanted[k] = p
-        if not new:
-            return []
-        return [Want(tuple(k for k, _ in new), tuple(p for _, p in new))]
+        events: list[Event] = []
+        if moved:
+            events.append(Reprioritise(tuple(moved), tuple(moved.values())))
+        if new:
+            events.append(Want(tuple(k for k, _ in new), tuple(p for _, p in new)))
+        return events
 
     def _cancel(self, msg: dict[str, Any]) -> list:
         keys_obj = msg.get("keys")

@@ -31,11 +31,12 @@ connection's lane, and skip meshing unless a tile requester also waits.
 
 Generation runs on one dedicated thread (a generator and its caches need not be
 thread-safe; on a GPU one stream of batches is what you want); meshing, encoding
-and store writes run in a pool of ``workers`` threads, overlapping the next batch;
+and store writes run in a pool of ``workers`` threads, overlapping the next batch, fed
+the most urgent generated tile first (a tile cancelled while it waits is not meshed);
 store reads in their own ``io_workers`` threads, so a restart's burst of disk hits
 never waits behind meshing.
 
-One file (~600 lines): the LRU, dedup, batching, steps, cancellation and the worker handoffs
+One file (~640 lines): the LRU, dedup, batching, steps, cancellation and the worker handoffs
 share one set of per-key states (waiters, busy, owner, priority) that must change
 together on the event loop; split, each part would reach into the others' dicts.
 """
@@ -43,6 +44,8 @@ together on the event loop; split, each part would reach into the others' dicts.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -212,6 +215,12 @@ class TileService:
         self._queue = FairQueue(idle_credit=config.idle_credit_s if self.prepare is not None else 0.0)
         self._wake: asyncio.Event | None = None
         self._encoding: asyncio.Semaphore | None = None
+        # Generated tiles waiting for a mesh worker: (-priority, seq, key, fields), the most
+        # urgent meshed first, and one cancelled meanwhile dropped when its turn comes.
+        self._mesh_queue: list[tuple[float, int, TileKey, Fields]] = []
+        self._mesh_wake: asyncio.Event | None = None
+        self._mesh_seq = itertools.count()
+        self._meshers: list[asyncio.Task] = []
         self._gen_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="tiles")
         self._io_pool = ThreadPoolExecutor(max_workers=config.io_workers, thread_name_prefix="store")
@@ -237,10 +246,13 @@ class TileService:
     async def start(self) -> None:
         self._wake = asyncio.Event()
         self._encoding = asyncio.Semaphore(self.config.max_encoding)
+        self._mesh_wake = asyncio.Event()
+        self._meshers = [asyncio.create_task(self._mesher(), name=f"tile-mesher-{i}")
+                         for i in range(self.config.workers)]
         self._task = asyncio.create_task(self._run(), name="tile-batcher")
 
     async def close(self) -> None:
-        tasks = [t for t in (self._task, *self._tasks) if t is not None]
+        tasks = [t for t in (self._task, *self._meshers, *self._tasks) if t is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -294,6 +306,16 @@ class TileService:
             if self._queue.remove(key):
                 self._n["dropped_cancelled"] += 1
             self._forget(key)
+
+    def reprioritise(self, key: TileKey, priority: float, owner: Hashable = None) -> bool:
+        """``owner`` now wants queued ``key`` at ``priority`` (higher first). Only the lane
+        the key is queued in is re-ordered, and only by that lane's owner: priorities are
+        compared within a lane (each client's own scale), never across lanes. True if the
+        key's place in the generator queue changed."""
+        if key not in self._queue or self._queue.owner(key) != owner:
+            return False
+        self._prio[key] = priority
+        return self._queue.reprioritise(key, priority)
 
     async def fields(
         self, keys: Sequence[TileKey], owner: Hashable = None, priority: float = float("inf")
@@ -415,7 +437,7 @@ class TileService:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        assert self._wake is not None and self._encoding is not None
+        assert self._wake is not None and self._encoding is not None and self._mesh_wake is not None
         while True:
             if not self._wake.is_set():  # the generator is idle: hand a burst's freed pages back
                 await loop.run_in_executor(self._gen_pool, self._trimmer.maybe)
@@ -464,7 +486,8 @@ class TileService:
                         self._drop_unmeshed(key)
                         continue
                     await self._encoding.acquire()  # bounded: the generator pauses when meshing lags
-                    self._spawn(self._encode(key, res))
+                    heapq.heappush(self._mesh_queue, (-self._prio.get(key, 0.0), next(self._mesh_seq), key, res))
+                    self._mesh_wake.set()
 
     def _again(self, key: TileKey) -> None:
         """A key whose step ran out: back to the front of its lane if still wanted."""
@@ -531,6 +554,17 @@ class TileService:
                 log.warning("generator failed on %s: %s", k, exc)
                 res.append(exc)
         return res
+
+    async def _mesher(self) -> None:
+        """One of ``workers`` loops feeding the mesh pool: the most urgent generated tile
+        first (a root generated behind a batch of deep tiles is not meshed after them)."""
+        assert self._mesh_wake is not None
+        while True:
+            while not self._mesh_queue:
+                self._mesh_wake.clear()
+                await self._mesh_wake.wait()
+            _, _, key, fields = heapq.heappop(self._mesh_queue)
+            await self._encode(key, fields)
 
     async def _encode(self, key: TileKey, fields: Fields) -> None:
         assert self._encoding is not None

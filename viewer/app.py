@@ -189,7 +189,7 @@ def _fly(opts: FlyOptions, client) -> int:
         "frac_over_error_target": round(s.frames_over_error_target / s.frames, 4) if s.frames else None,
         "tiles_received": s.tiles_received, "tiles_failed": s.tiles_failed,
         "tile_latency_ms_p50": _p(s.tile_latency_ms, 50), "tile_latency_ms_p99": _p(s.tile_latency_ms, 99),
-        "late_tiles": s.late_tiles, "uploads": s.uploads,
+        "late_tiles": s.late_tiles, "duplicate_tiles": s.duplicate_tiles, "uploads": s.uploads,
         "step_ms_max": {k: round(v, 1) for k, v in s.step_ms_max.items()},
         "client_ms_per_tile": (round((s.tile_cpu_s + s.prepare_cpu_s) * 1e3 / s.tiles_received, 2)
                                if s.tiles_received else None),

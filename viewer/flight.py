@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -66,6 +66,7 @@ class FlightStats:
     gpu_bytes_max: int = 0
     tile_latency_ms: list[float] = field(default_factory=list)  # request -> prepared (decoded, placed)
     late_tiles: int = 0            # arrived after the client had cancelled them
+    duplicate_tiles: int = 0       # arrived for a key the client already had (asked twice)
     tile_cpu_s: float = 0.0        # frame thread CPU on tiles: placing, morph targets, uploads
     prepare_cpu_s: float = 0.0     # realtime worker thread CPU placing tiles
     uploads: int = 0               # renderer uploads, re-uploads included
@@ -77,7 +78,7 @@ class ClientTile:
     edge normals are stitched with a neighbour; the rasterised height grid (children's
     morph targets) is made on first use."""
 
-    __slots__ = ("surface", "image", "tin", "info", "nbytes", "_grid", "layer", "placed")
+    __slots__ = ("surface", "image", "tin", "info", "nbytes", "_grid", "layer", "placed", "_morph")
 
     def __init__(self, surface: Surface, image: np.ndarray | None, tin: TileSurface, info: TileInfo, nbytes: int,
                  layer=None, placed=None):
@@ -85,6 +86,7 @@ class ClientTile:
         self._grid = None
         self.layer = layer  # runtime.featurelayer.FeatureLayer or None
         self.placed = placed  # viewer.features.PlacedFeatures (buildings, trees) or None
+        self._morph = None  # (parent's Surface, morph_dh_m, morph_normals): see drawable
 
     @property
     def ge_m(self) -> float:
@@ -123,7 +125,17 @@ def drawable(world: World, tile: ClientTile, parent: ClientTile | None) -> tuple
     ``parent``'s surface when given, else the tile's own surface and 0 (no morph)."""
     if parent is None:
         return tile.surface, 0.0
-    return with_morph(world, tile.surface, parent.grid(), parent.surface), parent.ge_m
+    # The morph targets depend on the tile's samples (not on its stitched normals), the
+    # parent's grid and the parent's surface (its edge normals): kept per parent surface,
+    # so a re-upload after stitching, or an upload after the realtime preparer made them,
+    # costs no rasterising or morphing on the frame thread.
+    cached = tile._morph
+    if cached is not None and cached[0] is parent.surface:
+        return replace(tile.surface, morph_dh_m=cached[1], morph_normals=cached[2]), parent.ge_m
+    morphed = with_morph(world, tile.surface, parent.grid(), parent.surface)
+    if parent.surface.edges:  # else the targets took the tile's own border normals: not kept
+        tile._morph = (parent.surface, morphed.morph_dh_m, morphed.morph_normals)
+    return morphed, parent.ge_m
 
 
 def stitch(world: World, a: ClientTile, b: ClientTile) -> bool:
@@ -138,32 +150,76 @@ def stitch(world: World, a: ClientTile, b: ClientTile) -> bool:
 
 class _Preparer:
     """Realtime: a worker thread that takes tiles from the client as they arrive and makes
-    their ClientTile (placement, skirts, normals, colour, the height grid children morph
-    toward), so the frame thread only adds morph targets and uploads. ``out`` holds (key,
-    ClientTile | Exception, arrival perf_counter seconds)."""
+    their ClientTile (placement, skirts, normals, colour), so the frame thread only adds
+    morph targets and uploads. The height grid children morph toward (``ClientTile.grid``,
+    10-30 ms) is rasterised here when the tile's first child arrives, not for every tile:
+    most tiles of a view are leaves whose children never come. ``out`` holds (key,
+    ClientTile | Exception | None, arrival perf_counter seconds).
 
-    def __init__(self, world: World, client, stats: FlightStats):
+    ``urgency(key)`` (lower is sooner; None: cancelled and no longer wanted) orders what
+    has arrived and is not placed yet: the most urgent is placed first, and a tile the
+    client gave up on is passed on as None without being placed."""
+
+    RECENT = 2048  # placed tiles remembered to find a newcomer's parent
+
+    def __init__(self, world: World, client, stats: FlightStats, urgency=None):
         self.world, self.client, self.stats = world, client, stats
+        self.urgency = urgency or (lambda key: 0.0)
+        self._recent: dict[TileKey, ClientTile] = {}  # insertion-ordered: oldest first
         self.out: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tile-prepare", daemon=True)
         self._thread.start()
 
+    def _next(self, pending: list) -> tuple:
+        """Take the item to handle now: dropped tiles and errors first (they cost nothing),
+        then the most urgent tile."""
+        best, best_u = 0, None
+        for i, (key, tile) in enumerate(pending):
+            u = float("-inf") if isinstance(tile, Exception) else self.urgency(key)
+            if u is None:
+                return pending.pop(i) + (None,)
+            if best_u is None or u < best_u:
+                best, best_u = i, u
+        return pending.pop(best) + (best_u,)
+
     def _run(self) -> None:
+        pending: list = []
         while not self._stop.is_set():
-            item = self.client.wait(0.05)
-            if item is None:
+            if not pending:
+                item = self.client.wait(0.05)
+                if item is None:
+                    continue
+                pending.append(item)
+            pending.extend(self.client.poll())
+            key, tile, urgency = self._next(pending)
+            if urgency is None and not isinstance(tile, Exception):
+                self.out.put((key, None, time.perf_counter()))  # given up on: not placed
                 continue
-            key, tile = item
             if not isinstance(tile, Exception):
                 t0 = time.thread_time()
                 try:
                     tile = client_tile(self.world, key, tile)
-                    tile.grid()  # children's morph targets: rasterised here, not on the frame thread
+                    # Morph targets are rasterised here, never on the frame thread: the
+                    # parent's when its first child comes, this tile's if a child came first.
+                    parent = self._recent.get(key.parent()) if key.level else None
+                    if parent is not None:
+                        drawable(self.world, tile, parent)  # the parent's grid and this tile's morph
+                    for child in key.children():
+                        placed = self._recent.get(child)
+                        if placed is not None:  # came first: its morph toward this tile, here too
+                            drawable(self.world, placed, tile)
+                    self._remember(key, tile)
                 except Exception as exc:  # a tile that can not be placed fails alone
                     tile = exc
                 self.stats.prepare_cpu_s += time.thread_time() - t0
             self.out.put((key, tile, time.perf_counter()))
+
+    def _remember(self, key: TileKey, tile: ClientTile) -> None:
+        self._recent.pop(key, None)
+        self._recent[key] = tile
+        if len(self._recent) > self.RECENT:
+            del self._recent[next(iter(self._recent))]
 
     def poll(self) -> list:
         out = []
@@ -210,7 +266,16 @@ class Flight:
         self._requested: dict[TileKey, float] = {}  # key -> perf_counter at request
         self._cancelled: set[TileKey] = set()
         self._dirty: dict[TileKey, None] = {}  # drawn tiles to upload again (ordered, once each)
-        self._preparer = _Preparer(world, client, self.stats) if options.realtime else None
+        self._preparer = _Preparer(world, client, self.stats, self._urgency) if options.realtime else None
+
+    def _urgency(self, key: TileKey) -> float | None:
+        """For the preparer thread: the key's priority in the last plan; None when it was
+        cancelled and is no longer wanted (a tile still wanted is placed even if its
+        request made way for a more urgent one)."""
+        p = self.streamer.scheduler.wanted_priority(key)
+        if p is None and key in self._cancelled:
+            return None
+        return float("inf") if p is None else p
 
     def close(self) -> None:
         """Stop the realtime worker thread (if any)."""
@@ -240,11 +305,15 @@ class Flight:
             items = self._stash + [it + (now,) for it in self.client.poll()]
         self._stash = []
         for key, tile, arrived in items:
+            if key in self.streamer.known:
+                self.stats.duplicate_tiles += 1
             self.in_flight.discard(key)
             if key in self._cancelled:
                 self._cancelled.discard(key)
                 self.stats.late_tiles += 1
             t_req = self._requested.pop(key, None)
+            if tile is None:  # the preparer dropped it: cancelled and no longer wanted
+                continue
             if isinstance(tile, Exception):
                 log.warning("tile %s failed: %s", key, tile)
                 self.stats.tiles_failed += 1
@@ -296,8 +365,22 @@ class Flight:
         t2 = time.perf_counter()
         self.stats.gpu_bytes_max = max(self.stats.gpu_bytes_max, self.renderer.gpu_bytes)
         plan = res.plan
+        # Cancels first: the server drops stale work before it can pick it for the generator.
+        if plan.cancel:
+            send = getattr(self.client, "cancel_nowait", None) if self._preparer is not None else None
+            (send or self.client.cancel)(plan.cancel)
+            self.in_flight.difference_update(plan.cancel)
+            for k in plan.cancel:
+                self._requested.pop(k, None)
+                self._cancelled.add(k)
         # runtime priorities: lower is sooner; the protocol's: higher is sooner.
-        start = list(plan.start) + list(plan.reprioritise)
+        start = list(plan.start)
+        moved = getattr(self.client, "reprioritise_nowait" if self._preparer is not None else "reprioritise", None)
+        if moved is not None:  # only for tiles not received yet (a request would fetch them again)
+            if plan.reprioritise:
+                moved([k for k, _ in plan.reprioritise], [-p for _, p in plan.reprioritise])
+        else:
+            start += list(plan.reprioritise)
         if start:
             send = getattr(self.client, "request_nowait", None) if self._preparer is not None else None
             (send or self.client.request)([k for k, _ in start], [-p for _, p in start])
@@ -306,13 +389,6 @@ class Flight:
                 self.in_flight.add(k)
                 self._requested[k] = now
                 self._cancelled.discard(k)
-        if plan.cancel:
-            send = getattr(self.client, "cancel_nowait", None) if self._preparer is not None else None
-            (send or self.client.cancel)(plan.cancel)
-            self.in_flight.difference_update(plan.cancel)
-            for k in plan.cancel:
-                self._requested.pop(k, None)
-                self._cancelled.add(k)
         self.last = res
         m = self.stats.step_ms_max
         for name, ms in (("receive", t1 - t0), ("select", res.select_s), ("upload", t2 - t1 - res.select_s),

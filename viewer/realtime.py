@@ -80,12 +80,18 @@ def teleport_times(path: CameraPath) -> list[float]:
     return [k.t for k in path.keyframes[1:] if k.cut]
 
 
+COARSE_FACTOR = 8.0
+"""``teleport_coarse_s``: a view within this factor of the error target (3 levels)."""
+
+
 def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) -> dict:
     """Fly ``path`` on the wall clock for ``opts.frames / opts.fps`` seconds of path time.
 
     opts: viewer.app.FlyOptions; record(i): called after frame i is drawn (PNG). Returns
     the realtime statistics for stats.json: ``teleport_complete_s`` (one per teleport,
-    wall seconds to a complete view at the error target, None if never), ``stall_ms_max``
+    wall seconds to a complete view at the error target, None if never),
+    ``teleport_coarse_s`` (the same to a view whose largest drawn error is at most
+    ``COARSE_FACTOR`` times the target: the coarse cover, three levels short), ``stall_ms_max``
     (longest frame, drawing included), ``tile_ms_max`` (longest frame's receive, select,
     request and upload work), ``boot_s``, ``poses_skipped`` (frames at ``fps`` that the
     flight ran past while a frame was slow) and ``path_s``."""
@@ -114,6 +120,8 @@ def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) 
     teleports = teleport_times(path)
     started: list[float | None] = [None] * len(teleports)
     done: list[float | None] = [None] * len(teleports)
+    coarse: list[float | None] = [None] * len(teleports)
+    coarse_px = COARSE_FACTOR * opts.error_target_px
     stall_ms, tile_ms = [], []
     prev_pos = None
     prev_t = 0.0
@@ -141,6 +149,10 @@ def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) 
         t_tiles = time.perf_counter()
         tile_ms.append((t_tiles - t_frame) * 1e3)
         flight.stats.wait_ms.append(tile_ms[-1])
+        if not res.selection.holes and res.selection.max_sse_px <= coarse_px:
+            for j in range(len(teleports)):
+                if started[j] is not None and coarse[j] is None:
+                    coarse[j] = time.perf_counter() - t0 - started[j]
         if res.selection.complete:
             for j in range(len(teleports)):
                 if started[j] is not None and done[j] is None:
@@ -160,6 +172,7 @@ def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) 
             i = max(i, int((time.perf_counter() - t0) / frame_s))  # behind: frame numbers follow the clock
     return {
         "teleport_complete_s": [None if d is None else round(d, 3) for d in done],
+        "teleport_coarse_s": [None if d is None else round(d, 3) for d in coarse],
         "stall_ms_max": round(max(stall_ms), 1) if stall_ms else None,
         "stall_ms_p99": round(float(np.percentile(stall_ms, 99)), 1) if stall_ms else None,
         "tile_ms_max": round(max(tile_ms), 1) if tile_ms else None,

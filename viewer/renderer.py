@@ -35,6 +35,7 @@ import numpy as np
 from runtime.tiles import TileKey
 from runtime.tin import Surface
 from viewer.features import FeatureOptions, FeatureRenderer, PlacedFeatures
+from viewer.paths import FAR_M
 from viewer.thermal import AIR_K, SKY_DEPRESSION_K, thermal_table
 
 SHADERS = resources.files("viewer") / "shaders"
@@ -248,7 +249,7 @@ class TerrainRenderer:
         self.offscreen = offscreen
         self.targets = RenderTargets(ctx, self.size) if offscreen else None
         self.fbo = self.targets.fbo if offscreen else ctx.screen
-        self.far_m = 2.0e7
+        self.far_m = FAR_M
         self.last_camera = None
         self.triangles_drawn = 0
         self.tiles_drawn = 0

@@ -14,16 +14,29 @@ from typing import Any
 class SchedulerOptions:
     """max_in_flight: requests sent and not answered; max_uploads_per_frame and
     max_upload_bytes_per_frame: what may become drawable in one frame (GPU upload time);
-    retry_after_frames: a failed request is not asked again for this many frames."""
+    retry_after_frames: a failed request is not asked again for this many frames;
+    max_preempt_per_frame: when every slot is taken, at most this many in-flight requests
+    are cancelled per frame to make room for wanted keys more urgent than them by at least
+    ``preempt_margin`` (priority units: 10 is one level of ``steps``, 1000 one band), so a
+    hole that opens behind a full pipe of prefetch or deep tiles is asked for now;
+    reprioritise_delta: an in-flight request is re-prioritised when its priority moved by
+    at least this (the view angle and error terms drift every frame; this is under one
+    step or band)."""
 
     max_in_flight: int = 64
     max_uploads_per_frame: int = 32
     max_upload_bytes_per_frame: int = 32 << 20
     retry_after_frames: int = 30
+    max_preempt_per_frame: int = 8
+    preempt_margin: float = 10.0
+    reprioritise_delta: float = 1.0
 
     def __post_init__(self):
         if self.retry_after_frames < 0:
             raise ValueError(f"retry_after_frames must be >= 0, got {self.retry_after_frames}")
+        if self.max_preempt_per_frame < 0 or not self.preempt_margin >= 0 or not self.reprioritise_delta >= 0:
+            raise ValueError(f"max_preempt_per_frame, preempt_margin and reprioritise_delta must be >= 0, got "
+                             f"{self.max_preempt_per_frame}, {self.preempt_margin}, {self.reprioritise_delta}")
         for name in ("max_in_flight", "max_uploads_per_frame", "max_upload_bytes_per_frame"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -34,7 +47,8 @@ class Plan:
     """What to tell the tile source this frame.
 
     start: (key, priority) to request now, most urgent first; cancel: keys in flight that
-    are no longer wanted; reprioritise: (key, priority) in flight whose priority changed.
+    are no longer wanted, or displaced by more urgent ones (still wanted: asked again
+    when there is room); reprioritise: (key, priority) in flight whose priority changed.
     """
 
     start: tuple[tuple[Hashable, float], ...]
@@ -55,7 +69,9 @@ class Scheduler:
     def plan(self, wanted: Iterable[tuple[Hashable, float]]) -> Plan:
         """Re-prioritise with this frame's wanted (key, priority) pairs (any order). Keys
         in flight that are not wanted any more are cancelled; the most urgent wanted keys
-        that are neither in flight nor arrived start while there is room."""
+        that are neither in flight nor arrived start while there is room; when there is
+        none, the least urgent requests in flight make way for wanted keys more urgent
+        than them by ``preempt_margin`` (at most ``max_preempt_per_frame`` a frame)."""
         pri: dict[Hashable, float] = {}
         for key, p in wanted:
             p = float(p)
@@ -69,20 +85,36 @@ class Scheduler:
             del self.in_flight[k]
         changed = []
         for k, old in self.in_flight.items():
-            if pri[k] != old:
+            if abs(pri[k] - old) >= self.options.reprioritise_delta and pri[k] != old:
                 self.in_flight[k] = pri[k]
                 changed.append((k, pri[k]))
         room = self.options.max_in_flight - len(self.in_flight)
-        start = []
-        if room > 0:
-            for k, p in sorted(pri.items(), key=lambda kv: kv[1]):
-                if k in self.in_flight or k in self._arrived or k in self._backoff:
-                    continue
-                start.append((k, p))
-                self.in_flight[k] = p
-                if len(start) >= room:
+        start, preempted = [], []
+        # Worst in-flight requests first (highest number), the ones that may make way.
+        victims = sorted(self.in_flight.items(), key=lambda kv: -kv[1])
+        for k, p in sorted(pri.items(), key=lambda kv: kv[1]):
+            if k in self.in_flight or k in self._arrived or k in self._backoff:
+                continue
+            if room <= 0:
+                if (len(preempted) >= self.options.max_preempt_per_frame or not victims
+                        or p + self.options.preempt_margin > victims[0][1]):
                     break
-        return Plan(tuple(start), cancel, tuple(changed))
+                gone, _ = victims.pop(0)
+                del self.in_flight[gone]
+                preempted.append(gone)
+                room += 1
+            start.append((k, p))
+            self.in_flight[k] = p
+            room -= 1
+        if preempted:
+            gone_set = set(preempted)
+            changed = [kp for kp in changed if kp[0] not in gone_set]
+        return Plan(tuple(start), cancel + tuple(preempted), tuple(changed))
+
+    def wanted_priority(self, key: Hashable) -> float | None:
+        """``key``'s priority in the last plan (lower is sooner), None if it was not wanted.
+        Safe to call from another thread (the last plan's table is swapped, not edited)."""
+        return self._priority.get(key)
 
     def arrived(self, key: Hashable, nbytes: int, payload: Any = None) -> bool:
         """A response came. Returns True when it was in flight (a cancelled request that

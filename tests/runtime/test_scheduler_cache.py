@@ -107,3 +107,38 @@ def test_failed_requests_back_off():
     assert s.in_flight == {}
     starts = [s.plan([(k(4, 1), 0.0)]).start for _ in range(4)]
     assert starts[:2] == [(), ()] and starts[2] == ((k(4, 1), 0.0),)
+
+
+def test_a_hole_behind_a_full_pipe_displaces_the_least_urgent_requests():
+    s = Scheduler(SchedulerOptions(max_in_flight=4, max_preempt_per_frame=2))
+    prefetch = [(k(12, i), 2000.0 + i) for i in range(4)]  # band PREFETCH fills every slot
+    assert len(s.plan(prefetch).start) == 4
+    holes = [(k(0, 0), 5.0), (k(0, 1), 6.0), (k(0, 2), 7.0)]  # band HOLE: a teleport's roots
+    plan = s.plan(prefetch + holes)
+    assert plan.start == ((k(0, 0), 5.0), (k(0, 1), 6.0))  # at most 2 a frame, most urgent first
+    assert plan.cancel == (k(12, 3), k(12, 2))  # the least urgent make way (still wanted)
+    assert set(s.in_flight) == {k(12, 0), k(12, 1), k(0, 0), k(0, 1)}
+    plan = s.plan(prefetch + holes)
+    assert plan.start == ((k(0, 2), 7.0),) and plan.cancel == (k(12, 1),)
+    # Nearly as urgent (within the margin): no churn, it waits for a free slot.
+    s2 = Scheduler(SchedulerOptions(max_in_flight=2))
+    s2.plan([(k(5, 0), 1010.0), (k(5, 1), 1011.0)])
+    plan = s2.plan([(k(5, 0), 1010.0), (k(5, 1), 1011.0), (k(5, 2), 1005.0)])
+    assert plan.start == () and plan.cancel == ()
+    # A displaced request that changed priority is cancelled, never also re-prioritised.
+    s3 = Scheduler(SchedulerOptions(max_in_flight=1))
+    s3.plan([(k(7, 0), 3000.0)])
+    plan = s3.plan([(k(7, 0), 2500.0), (k(0, 0), 1.0)])
+    assert plan.cancel == (k(7, 0),) and plan.reprioritise == () and plan.start == ((k(0, 0), 1.0),)
+
+
+def test_small_priority_drift_is_not_re_sent():
+    s = Scheduler(SchedulerOptions(max_in_flight=2))
+    s.plan([(k(3, 0), 1010.0), (k(3, 1), 1020.0)])
+    plan = s.plan([(k(3, 0), 1010.4), (k(3, 1), 1018.9)])  # the view angle drifted; k(3, 1) moved
+    assert plan.reprioritise == ((k(3, 1), 1018.9),)
+    assert s.in_flight[k(3, 0)] == 1010.0  # kept: its last sent priority
+    assert s.wanted_priority(k(3, 0)) == 1010.4  # what the frame wants now
+    exact = Scheduler(SchedulerOptions(max_in_flight=1, reprioritise_delta=0.0))
+    exact.plan([(k(3, 0), 1.0)])
+    assert exact.plan([(k(3, 0), 1.25)]).reprioritise == ((k(3, 0), 1.25),)

@@ -8,7 +8,16 @@ from hypothesis import strategies as st
 from runtime.tiles import TileKey
 from streaming import protocol as P
 from streaming.protocol import Limits
-from streaming.session import Cancel, Close, HeightQuery, ServerInfo, ServerSession, Want, tile_frame
+from streaming.session import (
+    Cancel,
+    Close,
+    HeightQuery,
+    Reprioritise,
+    ServerInfo,
+    ServerSession,
+    Want,
+    tile_frame,
+)
 
 
 def _session(**kw):
@@ -60,7 +69,10 @@ def test_request_dedup_priorities_and_credit_flow():
     (want,) = s.receive(P.pack({"type": "request", "keys": [[2, 0, 0], [2, 1, 0], [2, 2, 0]],
                                 "priorities": [1.0, 3.0, 2.0]}))
     assert isinstance(want, Want) and want.keys == (TileKey(2, 0, 0), TileKey(2, 1, 0), TileKey(2, 2, 0))
-    assert s.receive(P.pack({"type": "request", "keys": [[2, 0, 0]]})) == []  # already pending
+    # Already pending: the same priority changes nothing; a new one re-prioritises it.
+    assert s.receive(P.pack({"type": "request", "keys": [[2, 0, 0]], "priorities": [1.0]})) == []
+    (moved,) = s.receive(P.pack({"type": "request", "keys": [[2, 0, 0]]}))
+    assert isinstance(moved, Reprioritise) and moved.keys == (TileKey(2, 0, 0),) and moved.priorities == (0.0,)
     for k in want.keys:
         s.tile_ready(k, tile_frame(k, {"x": k.x}))
     sent = _out(s)

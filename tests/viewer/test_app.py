@@ -72,5 +72,7 @@ def test_headless_realtime_follows_the_wall_clock_and_times_the_teleport(tmp_pat
     assert s["frames"] + s["poses_skipped"] == 90
     (tele,) = s["teleport_complete_s"]  # one teleport; None only if the view never completed
     assert tele is None or 0.0 < tele < 2.5
+    (coarse,) = s["teleport_coarse_s"]  # the coarse cover comes no later than the complete view
+    assert coarse is None or (0.0 <= coarse < 2.5 and (tele is None or coarse <= tele))
     assert s["tiles_received"] > 0 and s["tile_latency_ms_p50"] > 0 and s["client_ms_per_tile"] > 0
     assert 0.0 <= s["frac_over_error_target"] <= 1.0 and s["stall_ms_max"] >= s["tile_ms_max"] > 0

@@ -13,7 +13,7 @@ from runtime import wire
 from runtime.tiles import T, TileKey, World, neighbour, spacing_m
 from runtime.tin import stitch_edge_normals, tin_to_grid, with_morph
 from streaming.client import SyncTileClient
-from viewer.flight import ClientTile, Flight, FlightOptions, client_tile, drawable, stitch
+from viewer.flight import ClientTile, Flight, FlightOptions, FlightStats, client_tile, drawable, stitch
 from viewer.paths import Pose, camera_for
 from viewer.renderer import VERTEX_BYTES, TerrainRenderer
 
@@ -289,3 +289,66 @@ def test_reuploads_are_queued_once_each_and_budgeted_per_frame():
         assert flight.stats.uploads == 5 and not flight._dirty
     finally:
         flight.close()
+
+
+class _QueuedSource(_NoSource):
+    """Tiles that arrived at the client and wait to be placed (held until ``go``)."""
+
+    def __init__(self, items):
+        import threading
+
+        self.items, self.go = list(items), threading.Event()
+
+    def poll(self):
+        if not self.go.is_set():
+            return []
+        out, self.items = self.items, []
+        return out
+
+    def wait(self, timeout_s):
+        if not self.go.wait(timeout_s) or not self.items:
+            return None
+        return self.items.pop(0)
+
+
+def test_realtime_places_the_most_urgent_arrival_first_and_drops_given_up_tiles():
+    from viewer.flight import _Preparer
+
+    fn = lambda r, c: 20.0 * np.cos(r / 7.0) + 0.0 * c  # noqa: E731
+    keys = [TileKey(12, x, 3) for x in range(4)]
+    urgency = {keys[0]: 2050.0, keys[1]: None, keys[2]: 5.0, keys[3]: 1012.0}  # keys[1]: cancelled
+    client = _QueuedSource([(k, _decoded(k, fn, step=8, colour=False)) for k in keys])
+    prep = _Preparer(World.PLANE, client, FlightStats(), urgency.get)
+    try:
+        client.go.set()
+        got = []
+        while len(got) < 4:
+            got.append(prep.out.get(timeout=20))
+    finally:
+        prep.close()
+    assert [k for k, _, _ in got] == [keys[1], keys[2], keys[3], keys[0]]
+    assert got[0][1] is None  # given up on: passed on unplaced
+    assert all(isinstance(t, ClientTile) for _, t, _ in got[1:])
+    # The parent raster is made when a child arrives, not for every tile.
+    assert all(t._grid is None for _, t, _ in got[1:])
+
+
+def test_morph_targets_are_kept_per_parent_surface_and_equal_a_fresh_morph():
+    child_key, parent_key = TileKey(11, 1, 0), TileKey(10, 0, 0)
+    fn = lambda r, c: 30.0 * np.sin(c / 11.0) + 0.5 * r  # noqa: E731
+    child = client_tile(World.PLANE, child_key, _decoded(child_key, fn, step=8, colour=False))
+    parent = client_tile(World.PLANE, parent_key, _decoded(parent_key, fn, step=16, colour=False, ge_m=9.0))
+    first, _ = drawable(World.PLANE, child, parent)
+    fresh = with_morph(World.PLANE, child.surface, parent.grid(), parent.surface)
+    assert np.array_equal(first.morph_dh_m, fresh.morph_dh_m)
+    assert np.array_equal(first.morph_normals, fresh.morph_normals)
+    again, ge = drawable(World.PLANE, child, parent)
+    assert ge == 9.0 and again.morph_dh_m is first.morph_dh_m  # kept, not made again
+    # The parent restitched (a new surface with other edge normals): made again.
+    from dataclasses import replace
+
+    parent.surface = replace(parent.surface, normals=parent.surface.normals * np.float32(-1.0))
+    third, _ = drawable(World.PLANE, child, parent)
+    assert third.morph_normals is not first.morph_normals
+    assert np.array_equal(third.morph_normals,
+                          with_morph(World.PLANE, child.surface, parent.grid(), parent.surface).morph_normals)
