@@ -30,14 +30,15 @@ def test_a_stored_city_tile_keeps_its_layer_and_uploads_the_same_instances(gl_ct
         np.testing.assert_array_equal(getattr(back, name), getattr(ct.layer, name), err_msg=name)
     r = TerrainRenderer(gl_ctx, (64, 64))
     try:
-        draw = upload_scene(r, {"meta": {"world": "plane", "draw": [[CITY.level, CITY.x, CITY.y]]}, "tiles": [payload]})
+        scene = {"meta": {"world": "plane", "draw": [[CITY.level, CITY.x, CITY.y]]}, "tiles": [payload]}
+        draw = upload_scene(r, scene)
         assert draw == [CITY]
         g = r.features.tiles[CITY]
         assert g.counts == [len(ct.placed.buildings), len(ct.placed.trees)]
         got = np.frombuffer(g.buffers[0].read(), np.float32).reshape(-1, ct.placed.buildings.shape[1])
         np.testing.assert_array_equal(got, ct.placed.buildings)
         assert r.tiles[CITY].classes is not None
-        upload_scene(r, {"meta": {"world": "plane", "draw": [[CITY.level, CITY.x, CITY.y]]}, "tiles": [payload]}, features=False)
+        upload_scene(r, scene, features=False)
         assert CITY not in r.features.tiles and r.tiles[CITY].classes is None
     finally:
         r.close()
