@@ -92,7 +92,13 @@ def capture_scene(world: World, seed: int, size: tuple[int, int], agl_m: float, 
     return {"meta": meta, "tiles": tiles}
 
 
-def upload_scene(renderer, scene: dict, geomorph: bool = True) -> list[TileKey]:
+def upload_scene(renderer, scene: dict, geomorph: bool = True, features: bool = True) -> list[TileKey]:
+    """Decode a stored scene's tiles and upload them as the viewer does (stitched edge normals,
+    morph targets toward the parent, and, where a tile carries the feature layer and
+    ``features``, its classes and its buildings and trees placed on the drawn TIN);
+    returns the keys to draw."""
+    from viewer.features import place_features
+
     world = World(scene["meta"]["world"])
     decoded = {}
     for p in scene["tiles"]:
@@ -118,7 +124,12 @@ def upload_scene(renderer, scene: dict, geomorph: bool = True) -> list[TileKey]:
             s = with_morph(world, s, grids[parent.key], surfaces[parent.key])
             pge = parent.geometric_error_m
         img = wire.decode_image(t.image) if t.image is not None else None
-        renderer.upload(s, img, parent_ge_m=pge)
+        layer = t.features if features else None
+        placed = None
+        if layer is not None and (len(layer.buildings) or len(layer.trees)):
+            placed = place_features(world, k, layer, tin_to_grid(t.grid_rc, t.height_m, t.faces),
+                                    surfaces[k].center_m)
+        renderer.upload(s, img, parent_ge_m=pge, layer=layer, placed=placed)
     return [TileKey(*k) for k in scene["meta"]["draw"]]
 
 
