@@ -9,7 +9,7 @@
 # then run `MINUTES=5.5 bash bench/train_cascade_device.sh` there, carrying the two npz files.
 # Writes to $OUT (at most 8 files): train.log, cascade.pt (shipped fp16 candidate), loss.png,
 # log.jsonl, eval.log, cascade_eval.json (new vs old deep cascade, 2 seeds), gpu_tests.log.
-# Each step is bounded so the whole command ends within ~565 s.
+# Each step is bounded so the whole command ends within ~565 s (END_S=N: N s, for a call that runs more after it).
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
@@ -27,7 +27,7 @@ cp "$CC/cascade.pt" "$CC/loss.png" "$CC/log.jsonl" "$OUT/"
 timeout 110 python3 -m generator.eval.cascade --crops out/gpu/cascade_eval.npz --new "$CC/cascade.pt" --old "$INIT" \
   --device cuda --seeds 2 --json "$OUT/cascade_eval.json" 2>&1 | tee "$OUT/eval.log"
 echo "eval rc=$? at ${SECONDS}s" | tee -a "$OUT/eval.log"
-left=$((565 - SECONDS)); [ $left -lt 20 ] && left=20
+left=$((${END_S:-565} - SECONDS)); [ $left -lt 20 ] && left=20
 timeout $left python3 -m pytest -q -m gpu -p no:cacheprovider --timeout 150 \
   tests/generator/test_backends.py tests/generator/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
 echo "tests rc=$? at ${SECONDS}s" | tee -a "$OUT/gpu_tests.log"
