@@ -71,6 +71,11 @@ class HttpConfig:
     edge_tiles: int = 4096  # tiles whose EdgeData (about 12 KB each) is kept for stitching
     stitch_wait_s: float = 2.0  # longest wait for neighbours; later ones: that edge unstitched, body not cached
     feature_tiles: int = 256  # tiles whose buildings and trees are kept (for their subtree and GLB)
+    # A response not ready in this time is a 503 with Retry-After (the client retries; the tile
+    # keeps generating). The server's opening-handshake timeout covers it (a request answered
+    # through websockets' process_request is part of the handshake: past that timeout the
+    # connection used to be dropped with no response, ERR_EMPTY_RESPONSE in a browser).
+    request_timeout_s: float = 30.0
 
 
 class HttpError(Exception):
@@ -163,6 +168,7 @@ class HttpEndpoints:
         self.features = features  # key -> {"buildings", "trees"}; None: terrain only
         self._features: LRU[TileKey, dict] = LRU(config.feature_tiles)
         self.served = 0
+        self.timed_out = 0  # 503 answers: not ready within request_timeout_s
 
     # -- the TileServer's http hook -----------------------------------------------------
     def urls(self, base_url: str) -> list[str]:
@@ -194,7 +200,15 @@ class HttpEndpoints:
                 content_type = E.terrain_content_type(exts)
             # quantized-mesh compresses about 3x; browsers inflate it transparently.
             gz = route.kind == "terrain" and "gzip" in headers.get("Accept-Encoding", "")
-            body = await self._body(route, gz)
+            work = asyncio.ensure_future(self._body(route, gz))  # finishes (and caches) even if we time out
+            work.add_done_callback(lambda t: t.cancelled() or t.exception())  # its failure is logged below or dropped
+            try:
+                body = await asyncio.wait_for(asyncio.shield(work), self.config.request_timeout_s)
+            except TimeoutError:
+                self.timed_out += 1
+                r = _response(503, b"tile not ready yet: retry\n", "text/plain; charset=utf-8", cors)
+                r.headers["Retry-After"] = "1"
+                return r
             self.served += 1
             r = _response(200, b"" if method == "HEAD" else body, content_type, cors,
                           max_age_s=self.config.max_age_s, length=len(body))

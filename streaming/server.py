@@ -132,7 +132,10 @@ class TileServer:
             origins=self.allowed_origins,  # HTTP 403 for any other Origin header
             process_request=self._process_request,
             write_limit=self.config.write_limit_bytes,
-            open_timeout=self.config.hello_timeout_s,  # the HTTP upgrade itself
+            # the HTTP upgrade itself; plain HTTP answers are part of the handshake, so with
+            # --http it must outlast their request timeout (else: a dropped, empty response)
+            open_timeout=self.config.hello_timeout_s if self.http is None
+            else max(self.config.hello_timeout_s, self.http.config.request_timeout_s + 5.0),
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         return self.port

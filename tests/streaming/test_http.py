@@ -192,6 +192,35 @@ def test_origin_allow_list_and_token(tmp_path):
         t.close()
 
 
+def test_slow_tiles_get_an_answer_not_a_dropped_connection(tmp_path):
+    """A plain HTTP answer is part of websockets' opening handshake: with the websocket hello
+    timeout (0.2 s here, 5 s by default) as its bound, a tile that took longer to make was
+    dropped with no response (CesiumJS: "Request has failed", ERR_EMPTY_RESPONSE) once a
+    burst of requests queued up. Now the bound is the HTTP request timeout, and past that the
+    answer is a 503 with Retry-After while the tile goes on being made."""
+    import dataclasses
+    import time
+
+    server = build_server("earth", 0, store_dir=tmp_path, http=HttpConfig(max_level=4, request_timeout_s=0.01))
+    server.config = dataclasses.replace(server.config, hello_timeout_s=0.2)
+    t = ServerThread(server)
+    try:
+        url = t.base + "/terrain/4/23/11.terrain"  # cold: about 0.5 s to generate, mesh and convert
+        code, h, body = get(url)
+        assert code == 503 and h["Retry-After"] == "1" and b"retry" in body
+        deadline = time.monotonic() + 60
+        while code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            code, h, body = get(url)
+        assert code == 200 and len(body) > 88  # the work went on and was cached
+        assert server.http.timed_out >= 1
+        server.http.config = dataclasses.replace(server.http.config, request_timeout_s=30.0)
+        code, _, body = get(t.base + "/3dtiles/tiles/0/2/1/1.glb")  # cold, longer than the 0.2 s hello bound
+        assert code == 200 and body[:4] == b"glTF"
+    finally:
+        t.close()
+
+
 def test_plane_world_is_refused_with_a_reason(tmp_path):
     with pytest.raises(ValueError, match="need the earth world"):
         build_server("plane", 0, store_dir=tmp_path, http=HttpConfig())
