@@ -16,7 +16,7 @@ from streaming.tileservice import mesh_encoder
 from viewer.flight import client_tile
 from viewer.renderer import TerrainRenderer
 
-CITY = TileKey(15, -6079, 257)  # plane seed 0: a city core (tests/viewer/test_features.py)
+CITY = TileKey(15, -6079, 257)  # plane seed 0: a city core (tests/viewer/test_feature_drawing.py)
 
 
 def test_a_stored_city_tile_keeps_its_layer_and_uploads_the_same_instances(gl_ctx):
