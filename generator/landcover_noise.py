@@ -26,19 +26,7 @@ def value_noise(seed: int, stream: int, x: np.ndarray, y: np.ndarray, wavelength
     from generator import noise
 
     octave = 2000 + stream
-    key = noise.stream_key(seed, 1000 + octave, 7)
-    ang = 0.61803398875 * (octave + 1) * 2.399963229728653  # golden-angle steps
-    ca, sa = np.cos(ang), np.sin(ang)
-    off = (key & 0xFFFF) / 65536.0 * 977.0
-    u = (ca * x - sa * y) / wavelength + off
-    v = (sa * x + ca * y) / wavelength - off
-    i0 = np.floor(u)
-    j0 = np.floor(v)
-    fu, fv = u - i0, v - j0
-    fu = fu * fu * fu * (fu * (fu * 6.0 - 15.0) + 10.0)
-    fv = fv * fv * fv * (fv * (fv * 6.0 - 15.0) + 10.0)
-    i0 = i0.astype(np.int64)
-    j0 = j0.astype(np.int64)
+    key, i0, j0, fu, fv = noise.rotated_lattice(seed, octave, x, y, wavelength)
     if i0.size == 0:
         return np.zeros(i0.shape)
     ia, ja = int(i0.min()), int(j0.min())

@@ -103,6 +103,24 @@ def lattice_hash(key: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         return _mix_np(_as_u64(i) * np.uint64(_COL_SALT) + _as_u64(j) * np.uint64(_ROW_SALT) + np.uint64(key))
 
 
+def rotated_lattice(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength: float):
+    """Where float64 points (x, y) fall on ``octave``'s lattice of smooth value noise (rotated by
+    golden-angle steps, offset per key): (key, i0, j0 int64 lower-left nodes, fu, fv quintic
+    weights). The one definition behind the plane anchor's and the land cover's value noise."""
+    key = stream_key(seed, 1000 + octave, 7)
+    ang = 0.61803398875 * (octave + 1) * 2.399963229728653  # golden-angle steps
+    ca, sa = np.cos(ang), np.sin(ang)
+    off = (key & 0xFFFF) / 65536.0 * 977.0
+    u = (ca * x - sa * y) / wavelength + off
+    v = (sa * x + ca * y) / wavelength - off
+    i0 = np.floor(u)
+    j0 = np.floor(v)
+    fu, fv = u - i0, v - j0
+    fu = fu * fu * fu * (fu * (fu * 6.0 - 15.0) + 10.0)
+    fv = fv * fv * fv * (fv * (fv * 6.0 - 15.0) + 10.0)
+    return key, i0.astype(np.int64), j0.astype(np.int64), fu, fv
+
+
 def gauss_from_hash(h: np.ndarray) -> np.ndarray:
     """Approximately standard normal float32 (Irwin-Hall of four 16-bit lanes, |g| <= 3.46)."""
     m = np.uint64(0xFFFF)

@@ -54,19 +54,7 @@ class PlaneConfig:
 
 def _value_noise(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
     """Lattice value noise in [-1, 1] at float64 points (x, y) in samples; rotated per octave."""
-    key = noise.stream_key(seed, 1000 + octave, 7)
-    ang = 0.61803398875 * (octave + 1) * 2.399963229728653  # golden-angle steps
-    ca, sa = np.cos(ang), np.sin(ang)
-    off = (key & 0xFFFF) / 65536.0 * 977.0
-    u = (ca * x - sa * y) / wavelength + off
-    v = (sa * x + ca * y) / wavelength - off
-    i0 = np.floor(u)
-    j0 = np.floor(v)
-    fu, fv = u - i0, v - j0
-    fu = fu * fu * fu * (fu * (fu * 6.0 - 15.0) + 10.0)
-    fv = fv * fv * fv * (fv * (fv * 6.0 - 15.0) + 10.0)
-    i0 = i0.astype(np.int64)
-    j0 = j0.astype(np.int64)
+    key, i0, j0, fu, fv = noise.rotated_lattice(seed, octave, x, y, wavelength)
     a, b, c, d = _corners(key, i0, j0)
     ab = a + (b - a) * fu  # one evaluation, used twice: the same bits as writing it twice
     return ab + ((c + (d - c) * fu) - ab) * fv
