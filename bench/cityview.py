@@ -41,9 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.viewer import _time, upload_scene  # noqa: E402
-from runtime import wire  # noqa: E402
-from runtime.tiles import TileKey, World  # noqa: E402
+from bench.viewer import _time, settle_and_store, upload_scene  # noqa: E402
+from runtime.tiles import World  # noqa: E402
 from viewer.paths import Pose, camera_for  # noqa: E402
 
 PLACES = {  # world -> (x, y, heading_deg, pitch_deg): plane east/north metres, earth lon/lat degrees
@@ -51,22 +50,6 @@ PLACES = {  # world -> (x, y, heading_deg, pitch_deg): plane east/north metres, 
     "earth": (2.352, 48.857, 45.0, -20.0),
 }
 TARGET_FPS = 120
-
-
-def _encode(key: TileKey, t, model: str) -> dict:
-    """A client tile back to its wire payload, the feature layer included (buildings and trees
-    are already on the level's quanta, the palette on bytes: the round trip is exact)."""
-    from runtime.featurelayer import LAYER, encode_layer
-
-    rc = np.rint(t.tin.grid_rc).astype(np.int64)
-    img = wire.encode_image(t.image / 255.0, quality=92) if t.image is not None else None
-    p = wire.encode_tile(rc, t.tin.height_m, t.tin.faces, key=key, geometric_error_m=t.ge_m, model=model,
-                         rgb_jpeg_or_png=img)
-    L = t.layer
-    if L is not None:
-        pal = {} if L.albedo is None else {"albedo": L.albedo / 255.0, "nir": L.nir / 255.0}
-        p[LAYER] = encode_layer(key.level, classes=L.classes, buildings=L.buildings, trees=L.trees, **pal)
-    return p
 
 
 def capture_city(world: World, seed: int, size: tuple[int, int], agl_m: float, error_target_px: float) -> dict:
@@ -88,26 +71,13 @@ def capture_city(world: World, seed: int, size: tuple[int, int], agl_m: float, e
     flight = Flight(world, client, r, FlightOptions(error_target_px=error_target_px, cache_bytes=4 << 30))
     x, y, heading, pitch = PLACES[world.value]
     pose = Pose(x, y, agl_m, "agl", heading, pitch)
-    fov = math.radians(60.0)
-    ground = 0.0
-    for _ in range(4):  # terrain following converges as finer tiles arrive
-        cam = camera_for(world, pose, ground, fov, size)
-        flight.settle([cam], 900.0)
-        ground = flight.ground_m(x, y)
-    cam = camera_for(world, pose, ground, fov, size)
-    flight.settle([cam], 900.0)
-    draw = list(flight.last.selection.draw)
-    keys = set(draw) | {k.parent() for k in draw if k.level > 0}
-    tiles = [_encode(k, flight.streamer.payload(k), client.hello.model)
-             for k in sorted(keys) if flight.streamer.payload(k) is not None]
-    meta = {"world": world.value, "seed": seed, "size": list(size), "agl_m": agl_m, "x": x, "y": y,
-            "ground_m": ground, "pose": [pose.x, pose.y, pose.alt_m, pose.heading_deg, pose.pitch_deg],
-            "error_target_px": error_target_px, "draw": [[k.level, k.x, k.y] for k in draw], "features": True}
+    scene = settle_and_store(world, client, flight, pose, size, seed, agl_m, error_target_px, 900.0,
+                             features=True)
     r.close()
     client.close()
     stop_in_process(server, thread, loop)
     ctx.release()
-    return {"meta": meta, "tiles": tiles}
+    return scene
 
 
 def run(scene: dict, frames: int, sensor_size: tuple[int, int], png: str | None = None) -> dict:

@@ -59,28 +59,7 @@ def capture_scene(world: World, seed: int, size: tuple[int, int], agl_m: float, 
     flight = Flight(world, client, r, FlightOptions(error_target_px=error_target_px, cache_bytes=4 << 30))
     x, y, _ = default_start(world, client)  # heading fixed at 80 deg: the recorded scene
     pose = Pose(x, y, agl_m, "agl", 80.0, -8.0)
-    fov = math.radians(60.0)
-    ground = 0.0
-    for _ in range(4):  # terrain following converges as finer tiles arrive
-        cam = camera_for(world, pose, ground, fov, size)
-        flight.settle([cam], 600.0)
-        ground = flight.ground_m(x, y)
-    cam = camera_for(world, pose, ground, fov, size)
-    flight.settle([cam], 600.0)
-    draw = list(flight.last.selection.draw)
-    keys = set(draw) | {k.parent() for k in draw if k.level > 0}
-    tiles = []
-    for k in sorted(keys):
-        t = flight.streamer.payload(k)
-        if t is None:
-            continue
-        rc = np.rint(t.tin.grid_rc).astype(np.int64)
-        img = wire.encode_image(t.image / 255.0, quality=92) if t.image is not None else None
-        tiles.append(wire.encode_tile(rc, t.tin.height_m, t.tin.faces, key=k, geometric_error_m=t.ge_m,
-                                      model=client.hello.model, rgb_jpeg_or_png=img))
-    meta = {"world": world.value, "seed": seed, "size": list(size), "agl_m": agl_m, "x": x, "y": y,
-            "ground_m": ground, "pose": [pose.x, pose.y, pose.alt_m, pose.heading_deg, pose.pitch_deg],
-            "error_target_px": error_target_px, "draw": [[k.level, k.x, k.y] for k in draw]}
+    scene = settle_and_store(world, client, flight, pose, size, seed, agl_m, error_target_px, 600.0)
     r.close()
     client.close()
     import asyncio
@@ -89,6 +68,45 @@ def capture_scene(world: World, seed: int, size: tuple[int, int], agl_m: float, 
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
     ctx.release()
+    return scene
+
+
+def encode_client_tile(key: TileKey, t, model: str) -> dict:
+    """A client tile (``viewer.flight.ClientTile``) back to its wire payload, its feature layer
+    included when it has one (buildings and trees are on the level's quanta, the palette on
+    bytes: the round trip is exact)."""
+    rc = np.rint(t.tin.grid_rc).astype(np.int64)
+    img = wire.encode_image(t.image / 255.0, quality=92) if t.image is not None else None
+    p = wire.encode_tile(rc, t.tin.height_m, t.tin.faces, key=key, geometric_error_m=t.ge_m, model=model,
+                         rgb_jpeg_or_png=img)
+    layer = getattr(t, "layer", None)
+    if layer is not None:
+        from runtime.featurelayer import LAYER, encode_layer
+
+        pal = {} if layer.albedo is None else {"albedo": layer.albedo / 255.0, "nir": layer.nir / 255.0}
+        p[LAYER] = encode_layer(key.level, classes=layer.classes, buildings=layer.buildings, trees=layer.trees, **pal)
+    return p
+
+
+def settle_and_store(world: World, client, flight, pose: Pose, size, seed: int, agl_m: float,
+                     error_target_px: float, settle_s: float, **meta_extra) -> dict:
+    """Follow the terrain at ``pose`` until the view is complete, then store the drawn tiles and
+    their parents (wire payloads) and the pose: {meta, tiles}."""
+    fov = math.radians(60.0)
+    ground = 0.0
+    for _ in range(4):  # terrain following converges as finer tiles arrive
+        cam = camera_for(world, pose, ground, fov, size)
+        flight.settle([cam], settle_s)
+        ground = flight.ground_m(pose.x, pose.y)
+    cam = camera_for(world, pose, ground, fov, size)
+    flight.settle([cam], settle_s)
+    draw = list(flight.last.selection.draw)
+    keys = set(draw) | {k.parent() for k in draw if k.level > 0}
+    tiles = [encode_client_tile(k, flight.streamer.payload(k), client.hello.model)
+             for k in sorted(keys) if flight.streamer.payload(k) is not None]
+    meta = {"world": world.value, "seed": seed, "size": list(size), "agl_m": agl_m, "x": pose.x, "y": pose.y,
+            "ground_m": ground, "pose": [pose.x, pose.y, pose.alt_m, pose.heading_deg, pose.pitch_deg],
+            "error_target_px": error_target_px, "draw": [[k.level, k.x, k.y] for k in draw], **meta_extra}
     return {"meta": meta, "tiles": tiles}
 
 
