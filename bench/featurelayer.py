@@ -48,11 +48,11 @@ def _process_s(fn, *args, repeat: int = 1):
 def measure(pyramid, world: World, key: TileKey, repeat: int = 1) -> dict:
     from generator.layer import tile_layer
     from runtime.featurelayer import LAYER, decode_layer, encode_layer
+    from runtime.wire import decode_tile
+    from streaming import protocol as P
     from streaming.tileservice import mesh_encoder
     from viewer.features import place_features
     from viewer.flight import client_tile
-    from runtime.wire import decode_tile
-    from streaming import protocol as P
 
     f = pyramid.tile(key)
     plain = mesh_encoder()(world, key, f)
