@@ -47,7 +47,8 @@ from viewer.paths import pick_start  # noqa: E402
 KEYS = ("frames", "hole_frames", "frames_over_error_target", "frac_over_error_target", "teleport_complete_s",
         "teleport_coarse_s",
         "stall_ms_max", "stall_ms_p99", "tile_ms_max", "frames_over_100ms", "tile_latency_ms_p50",
-        "tile_latency_ms_p99", "late_tiles", "duplicate_tiles", "tiles_received", "uploads", "client_ms_per_tile", "boot_s",
+        "tile_latency_ms_p99", "late_tiles", "duplicate_tiles", "tiles_received", "uploads", "client_ms_per_tile",
+        "boot_s",
         "poses_skipped", "wall_s", "step_ms_max")
 
 
@@ -131,7 +132,8 @@ def row(name: str, s: dict) -> str:
             return ",".join("never" if x is None else f"{x:.2f}" for x in v)
         return fmt.format(v)
     return (f"{name:12s} {f('frames'):>6s} {f('hole_frames'):>5s} {f('frac_over_error_target', '{:.1%}'):>6s} "
-            f"{f('teleport_complete_s'):>9s} {f('teleport_coarse_s'):>7s} {f('stall_ms_max'):>8s} {f('tile_ms_max'):>8s} "
+            f"{f('teleport_complete_s'):>9s} {f('teleport_coarse_s'):>7s} {f('stall_ms_max'):>8s} "
+            f"{f('tile_ms_max'):>8s} "
             f"{f('tile_latency_ms_p50'):>7s} {f('tile_latency_ms_p99'):>7s} {f('late_tiles'):>5s} "
             f"{f('tiles_received'):>6s} {f('client_ms_per_tile', '{:.1f}'):>7s}")
 

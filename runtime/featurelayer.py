@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.tiles import spacing_m
 from runtime.intstreams import _inflate, _unpack_uints, _unzigzag, _zigzag
+from runtime.tiles import spacing_m
 
 FORMAT = "worldstream.features"
 VERSION = 1
@@ -127,7 +127,8 @@ def _pack_stream(u: np.ndarray) -> bytes:
     urban tiles than one level-9 default stream (docs/BENCHMARKS.md)."""
     u = np.asarray(u, dtype=np.uint64)
     nplanes = max(1, ((int(u.max()) if len(u) else 0).bit_length() + 7) // 8)
-    raw = bytes([nplanes]) + (u[None, :] >> (8 * np.arange(nplanes, dtype=np.uint64))[:, None]).astype(np.uint8).tobytes()
+    planes = u[None, :] >> (8 * np.arange(nplanes, dtype=np.uint64))[:, None]
+    raw = bytes([nplanes]) + planes.astype(np.uint8).tobytes()
     best = b""
     for strategy in (zlib.Z_FILTERED, zlib.Z_HUFFMAN_ONLY):
         z = zlib.compressobj(FEATURE_ZLIB_LEVEL, zlib.DEFLATED, 15, 9, strategy)

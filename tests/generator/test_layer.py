@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from generator.features import tile_features
-from generator.landcover import CLASS_NAMES, ROAD, URBAN, tile_landcover
+from generator.landcover import CLASS_NAMES, ROAD, URBAN
 from generator.layer import LAYER_MIN_LEVEL, burn_roads, layered_source, tile_layer
 from generator.pyramid import open_world
 from runtime import featurelayer as F

@@ -17,10 +17,10 @@ from websockets.asyncio.client import connect
 from generator.pyramid import open_world
 from runtime.tiles import T, TileKey, World, spacing_m
 from streaming import protocol as P
+from streaming.fairqueue import FairQueue
 from streaming.heights import HeightConfig, HeightService, heights_at
 from streaming.protocol import Limits
 from streaming.server import MAX_TILE_FRAME_BYTES
-from streaming.fairqueue import FairQueue
 from streaming.tileservice import ServiceConfig, TileService
 
 GOOD = TileKey(12, 5000, 3000)  # a neighbour of a tile already made: cheap (~36 blocks)

@@ -1,6 +1,7 @@
-"""bench/cityview.py's stored scene: a tile with the feature layer survives ``bench.viewer.encode_client_tile`` (client tile
--> wire payload) exactly, and ``bench.viewer.upload_scene`` uploads its classes and instances as the
-viewer's own pipeline does (same instances, bit for bit)."""
+"""bench/cityview.py's stored scene: a tile with the feature layer survives
+``bench.viewer.encode_client_tile`` (client tile -> wire payload) exactly, and
+``bench.viewer.upload_scene`` uploads its classes and instances as the viewer's own pipeline
+does (same instances, bit for bit)."""
 
 import msgpack
 import numpy as np
@@ -23,7 +24,8 @@ def test_a_stored_city_tile_keeps_its_layer_and_uploads_the_same_instances(gl_ct
     (f,) = layered_source(pyr)([CITY])
     ct = client_tile(World.PLANE, CITY, decode_tile(P.unpack(mesh_encoder()(World.PLANE, CITY, f), 1 << 26)["tile"]))
     assert len(ct.layer.buildings) > 100 and len(ct.layer.trees) > 0  # a city core with a park
-    payload = msgpack.unpackb(msgpack.packb(encode_client_tile(CITY, ct, "test"), use_bin_type=True), raw=False)  # as stored
+    stored = msgpack.packb(encode_client_tile(CITY, ct, "test"), use_bin_type=True)
+    payload = msgpack.unpackb(stored, raw=False)  # as stored
     back = decode_tile(payload).features
     for name in ("classes", "buildings", "trees", "albedo", "nir"):
         np.testing.assert_array_equal(getattr(back, name), getattr(ct.layer, name), err_msg=name)
