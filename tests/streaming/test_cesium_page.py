@@ -163,6 +163,7 @@ VIEWS = [
     ("globe_20000km", "10,30,20000000,0,-90"),
     ("europe_300km", "10,47,300000,0,-75"),
     ("alps_5km", "7.75,45.85,5000,20,-30"),
+    ("alps_500m_agl", "7.75,45.85,2706,20,-20"),  # the ground there is at 2,206 m (level 16)
 ]
 VIEW_SIZE = (480, 300)
 FIGURES = Path(__file__).resolve().parents[2] / "docs" / "figures"
