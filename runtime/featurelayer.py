@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.intstreams import _inflate, _unpack_uints, _unzigzag, _zigzag
+from runtime.intstreams import _inflate, _unpack_uints, _unzigzag, _zigzag, byte_planes, get_field
 from runtime.tiles import spacing_m
 
 FORMAT = "worldstream.features"
@@ -120,15 +120,12 @@ def encode_layer(level: int, classes: np.ndarray | None = None, buildings: np.nd
 
 
 def _pack_stream(u: np.ndarray) -> bytes:
-    """Unsigned ints -> ``runtime.intstreams._pack_uints``'s byte planes (1 byte plane count, low
+    """Unsigned ints -> ``runtime.intstreams.byte_planes`` (1 byte plane count, low
     plane first) as the smaller of two deflate streams: ``Z_FILTERED`` (LZ77 for the delta-coded
     positions, whose rows repeat) and ``Z_HUFFMAN_ONLY`` (sizes and heights: a few distinct values,
     where LZ77 matches cost more than they save). Any inflater reads either; 8-10 % smaller on dense
     urban tiles than one level-9 default stream (docs/BENCHMARKS.md)."""
-    u = np.asarray(u, dtype=np.uint64)
-    nplanes = max(1, ((int(u.max()) if len(u) else 0).bit_length() + 7) // 8)
-    planes = u[None, :] >> (8 * np.arange(nplanes, dtype=np.uint64))[:, None]
-    raw = bytes([nplanes]) + planes.astype(np.uint8).tobytes()
+    raw = byte_planes(u)
     best = b""
     for strategy in (zlib.Z_FILTERED, zlib.Z_HUFFMAN_ONLY):
         z = zlib.compressobj(FEATURE_ZLIB_LEVEL, zlib.DEFLATED, 15, 9, strategy)
@@ -142,20 +139,8 @@ def _u8(a: np.ndarray) -> np.ndarray:
     return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
 
 
-_MISSING = object()
-
-
 def _get(p: dict, name: str, kind: type, where: str = "features"):
-    v = p.get(name, _MISSING)
-    if v is _MISSING:
-        raise ValueError(f"{where} lacks the field {name!r}")
-    if kind is float and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
-    if kind is bytes and isinstance(v, (bytearray, memoryview)):
-        v = bytes(v)
-    if (kind is int and isinstance(v, bool)) or not isinstance(v, kind):
-        raise ValueError(f"{where} field {name!r} must be {kind.__name__}, got {type(v).__name__}")
-    return v
+    return get_field(p, name, kind, where)
 
 
 def decode_layer(p: dict, grid_size: int | None = None) -> FeatureLayer:

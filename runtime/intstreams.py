@@ -1,5 +1,6 @@
 """Integer streams of the wire formats (``runtime.wire``, ``runtime.featurelayer``): zig-zag
-coding, byte planes and deflate, with inflation bounded against deflate bombs."""
+coding, byte planes and deflate, with inflation bounded against deflate bombs; and the one
+checked field getter of their decoded payloads."""
 
 from __future__ import annotations
 
@@ -21,13 +22,37 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
     return (u >> 1) ^ -(u & 1)
 
 
-def _pack_uints(u: np.ndarray, level: int = ZLIB_LEVEL) -> bytes:
-    """Unsigned ints -> 1 byte (plane count) + byte planes, low plane first, deflated at ``level``."""
+def byte_planes(u: np.ndarray) -> bytes:
+    """Unsigned ints -> 1 byte (plane count, 1-8) + their byte planes, low plane first (raw)."""
     u = np.asarray(u, dtype=np.uint64)
     top = int(u.max()) if len(u) else 0
     nplanes = max(1, (top.bit_length() + 7) // 8)
     planes = (u[None, :] >> (8 * np.arange(nplanes, dtype=np.uint64))[:, None]).astype(np.uint8)
-    return zlib.compress(bytes([nplanes]) + planes.tobytes(), level)
+    return bytes([nplanes]) + planes.tobytes()
+
+
+def _pack_uints(u: np.ndarray, level: int = ZLIB_LEVEL) -> bytes:
+    """Unsigned ints -> :func:`byte_planes`, deflated at ``level``."""
+    return zlib.compress(byte_planes(u), level)
+
+
+_MISSING = object()
+
+
+def get_field(p: dict, name: str, kind: type, where: str, lacks: str | None = None):
+    """Field ``name`` of a decoded payload dict, checked to be ``kind`` (an int is taken for a
+    float, bytearray/memoryview for bytes; a bool is no int); ValueError naming ``where`` (and
+    ``lacks``, the payload's name when it is missing, default ``where``) otherwise."""
+    v = p.get(name, _MISSING)
+    if v is _MISSING:
+        raise ValueError(f"{lacks or where} lacks the field {name!r}")
+    if kind is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if kind is bytes and isinstance(v, (bytearray, memoryview)):
+        v = bytes(v)
+    if (kind is int and isinstance(v, bool)) or not isinstance(v, kind):
+        raise ValueError(f"{where} field {name!r} must be {kind.__name__}, got {type(v).__name__}")
+    return v
 
 
 def _inflate(data: bytes, what: str, limit: int) -> bytes:

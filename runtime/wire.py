@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.intstreams import ZLIB_LEVEL, _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag
+from runtime.intstreams import ZLIB_LEVEL, _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag, get_field
 from runtime.tiles import T, TileKey, spacing_m
 from runtime.tin.diamonds import diamond_candidates, diamond_interiors
 from runtime.tin.faces import first_use_order, mesh_vertices, number_vertices, tin_faces
@@ -434,20 +434,8 @@ def _payload(rc, h, f, *, key, geometric_error_m, model, image, height_step_m, g
     }
 
 
-_MISSING = object()
-
-
 def _get(p: dict, name: str, kind: type):
-    v = p.get(name, _MISSING)
-    if v is _MISSING:
-        raise ValueError(f"tile payload lacks the field {name!r}")
-    if kind is float and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
-    if kind is bytes and isinstance(v, (bytearray, memoryview)):
-        v = bytes(v)
-    if kind is int and isinstance(v, bool) or not isinstance(v, kind):
-        raise ValueError(f"tile field {name!r} must be {kind.__name__}, got {type(v).__name__}")
-    return v
+    return get_field(p, name, kind, "tile", lacks="tile payload")
 
 
 def decode_tile(payload: dict) -> DecodedTile:
