@@ -143,7 +143,7 @@ class LandWater:
         land = frac >= 0.5
         low = land & ~self.in_depression(lat, lon)
         out = np.where(low, np.minimum(np.maximum(h, np.float32(LAND_FLOOR_M)), coast_cap(frac)), h)
-        return np.where(land, out, _water(h, frac)).astype(np.float32)
+        return np.where(land, out, _water(h, coast_cap(1 - frac))).astype(np.float32)
 
     def masks_grid(self, lat: np.ndarray, lon: np.ndarray) -> tuple:
         """On a grid lat (H,), lon (W,): (uniform state or None, land (H, W) bool, land that must
@@ -170,13 +170,13 @@ class LandWater:
         if st == WATER:
             return np.minimum(h, np.float32(WATER_CEIL_M))
         out = np.where(free, np.minimum(np.maximum(h, np.float32(LAND_FLOOR_M)), cap), h)
-        water = np.maximum(np.minimum(h, np.float32(WATER_CEIL_M)), np.float32(WATER_CEIL_M) - wcap)
-        return np.where(land, out, water).astype(np.float32)
+        return np.where(land, out, _water(h, wcap)).astype(np.float32)
 
 
-def _water(h: np.ndarray, frac: np.ndarray) -> np.ndarray:
-    """The water side of the rule at land fraction ``frac`` < 0.5."""
-    return np.maximum(np.minimum(h, np.float32(WATER_CEIL_M)), np.float32(WATER_CEIL_M) - coast_cap(1 - frac))
+def _water(h: np.ndarray, depth_cap_m: np.ndarray) -> np.ndarray:
+    """The water side of the rule: at most -1 m, at least -1 m - ``depth_cap_m``
+    (``coast_cap(1 - land fraction)``: the sea floor shelves at the shore)."""
+    return np.maximum(np.minimum(h, np.float32(WATER_CEIL_M)), np.float32(WATER_CEIL_M) - depth_cap_m)
 
 
 # ---------------------------------------------------------------- one-off build
