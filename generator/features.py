@@ -24,12 +24,12 @@ centre's location, and counter-based hashes of the global cell index
   exceeds 0.62; presence 0.5); never where the centre or a corner is water, nor
   where the steepest edge or diagonal of the parcel or of its 16 level-13 cells (9.6 m)
   exceeds 30 deg, nor in a park
-  (urban parcels where a 400 m noise exceeds 0.55);
-- density d in [0, 1] (:func:`urban_density`) falls with the climatological NDVI
-  maximum at the parcel (earth: d = (0.75 - NDVI) / 0.45, clipped; dense cores
-  have little vegetation), or rises towards a plane-world city's core;
-- footprint side = parcel side x (0.45 + 0.35 d) x U(0.85, 1); storeys =
-  1 + round(5 d U(0.6, 1.4)) (towers of 8-27 storeys on d^2 % of parcels),
+  (urban parcels where a 400 m noise exceeds 0.55 + 0.2 m);
+- density d and metro factor m in [0, 1] (:func:`urban_intensity`): earth from data
+  (:mod:`generator.urban`: m from the core depth in the MODIS urban agglomeration, d =
+  max(greyness from the NDVI maximum, m)); plane d rises towards a city's core, m = 0;
+- footprint side = free box x (0.6 + 0.4 d) x U(0.85, 1); storeys =
+  1 + round((5 + 10 m) d U(0.6, 1.4)) (towers of 8 to 27 + 10 m storeys on d^2 % of parcels),
   villages 1-2; 3.2 m per storey plus 1 m (city parapet) or 2.5 m (village roof);
 - trees: probability by the class at the cell centre (broadleaf 0.8, needleleaf
   0.85, wetland 0.15, shrubland 0.15, grassland 0.02, urban parks 0.6, other
@@ -67,8 +67,10 @@ MAX_SLOPE = float(np.tan(np.radians(30.0)))
 BLOCK_PARCELS = 3  # street every 3rd parcel line: blocks of ~115 m
 ROAD_W_URBAN, ROAD_W_VILLAGE, SIDE_GAP_M = 12.0, 7.0, 1.0
 STOREY_M = 3.2
+MID_STOREYS, METRO_STOREYS = 5.0, 10.0  # storey scale: 5 d, plus 10 d m in metropolitan cores
 FLAT_ROOF_M, PITCHED_ROOF_M = 1.0, 2.5  # parapet on city blocks, pitched roofs on village houses
 PARK_WAVE_M, VILLAGE_WAVE_M = 400.0, 1500.0
+PARK_METRO = 0.2  # the park noise's threshold rises by this times the metro factor
 TREE_P = {BROADLEAF: 0.8, NEEDLELEAF: 0.85, WETLAND: 0.15, SHRUBLAND: 0.15, GRASSLAND: 0.02}
 TREE_H = {BROADLEAF: (12.0, 28.0), NEEDLELEAF: (10.0, 32.0), WETLAND: (4.0, 10.0), SHRUBLAND: (2.0, 5.0),
           GRASSLAND: (5.0, 12.0), URBAN: (8.0, 18.0)}
@@ -91,14 +93,28 @@ def _noise_xy(world: World, x: np.ndarray, y: np.ndarray, wave_m: float) -> tupl
     return (x, y, wave_m / 111320.0) if world is World.EARTH else (x, y, wave_m)
 
 
-def park_and_village(world: World, seed: int, pi: np.ndarray, pj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def park_and_village(world: World, seed: int, pi: np.ndarray, pj: np.ndarray,
+                     metro: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(park, village) bool masks of parcels (global level-PARCEL_LEVEL cell indices, any shape),
-    from value noise at the parcel centres' locations (pure; shared by buildings and trees)."""
+    from value noise at the parcel centres' locations (pure; shared by buildings and trees). Parks
+    where the 400 m noise exceeds 0.55 + PARK_METRO x the metro factor (:func:`metro_at`; fewer
+    parks in metropolitan cores, where land is dearest); ``metro``: that factor when known."""
     x, y = _centres(world, PARCEL_LEVEL, pi, pj)
     a, b, w = _noise_xy(world, x, y, PARK_WAVE_M)
-    park = value_noise(seed, 20, a, b, w) > 0.55
+    m = metro_at(world, x, y) if metro is None else metro
+    park = value_noise(seed, 20, a, b, w) > 0.55 + PARK_METRO * m
     a, b, w = _noise_xy(world, x, y, VILLAGE_WAVE_M)
     return park, value_noise(seed, 21, a, b, w) > 0.62
+
+
+def metro_at(world: World, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Metro factor in [0, 1] at locations (:func:`generator.urban.metro_factor` of the core depth;
+    0 on the plane, whose towns have no agglomeration scale)."""
+    if world is World.EARTH:
+        from generator.urban import core_depth_km, metro_factor
+
+        return metro_factor(core_depth_km(y, x))
+    return np.zeros(np.shape(x))
 
 
 def _centres(world: World, level: int, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,16 +127,25 @@ def _centres(world: World, level: int, i: np.ndarray, j: np.ndarray) -> tuple[np
     return c * s, r * s
 
 
-def urban_density(world: World, seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Density in [0, 1] at locations: earth (0.75 - NDVI max) / 0.45 (dense cores have little
-    vegetation), plane the city field of :func:`generator.landcover.plane_city`."""
+def urban_intensity(world: World, seed: int, x: np.ndarray, y: np.ndarray,
+                    metro: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(density d, metro factor m), each in [0, 1] at locations. Earth (:mod:`generator.urban`):
+    m from the core depth in the MODIS urban agglomeration (``metro`` when known), d =
+    max(greyness from the NDVI maximum, m); plane: d the city field of
+    :func:`generator.landcover.plane_city`, m = 0."""
+    m = metro_at(world, x, y) if metro is None else metro
     if world is World.EARTH:
-        from generator.anchors.context import EarthContext, _ndvi
+        from generator.urban import greyness
 
-        return np.clip((0.75 - _ndvi(EarthContext.shared().ndvi_max, y, x)) / 0.45, 0.0, 1.0)
+        return np.maximum(greyness(y, x), m), m
     from generator.landcover import plane_city
 
-    return np.clip(plane_city(seed, x, y) * 1.5, 0.0, 1.0)
+    return np.clip(plane_city(seed, x, y) * 1.5, 0.0, 1.0), m
+
+
+def urban_density(world: World, seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The density d of :func:`urban_intensity`."""
+    return urban_intensity(world, seed, x, y)[0]
 
 
 def _metres_per_sample(world: World, level: int, rows: np.ndarray) -> tuple[np.ndarray, float]:
@@ -180,8 +205,10 @@ def _parcels(world: World, seed: int, key: TileKey, heights_m: np.ndarray, class
                              np.abs(h[1:, 1:] - h[:-1, :-1]) / np.hypot(pw, ph),
                              np.abs(h[1:, :-1] - h[:-1, 1:]) / np.hypot(pw, ph)]), axis=0)
     steep = (slope > MAX_SLOPE) | (_site_steep(world, key, heights_m, n) if site else False)
-    park, village = park_and_village(world, seed, pi, pj)
+    metro = metro_at(world, *_centres(world, PARCEL_LEVEL, pi, pj))
+    park, village = park_and_village(world, seed, pi, pj, metro)
     return {"q": q, "n": n, "pi": pi, "pj": pj, "pw": pw, "ph": ph, "wet": wet, "steep": steep, "park": park,
+            "metro": metro,
             "urban": cls_c == URBAN, "village": np.isin(cls_c, (CROPLAND, GRASSLAND)) & village}
 
 
@@ -220,7 +247,8 @@ def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: n
         return none
     pi, pj, pw, city = P["pi"][ok], P["pj"][ok], P["pw"][ok], city[ok]
     x, y = _centres(world, PARCEL_LEVEL, pi, pj)
-    d = np.where(city, urban_density(world, seed, x, y), 0.0)
+    d, m = urban_intensity(world, seed, x, y, P["metro"][ok])
+    d, m = np.where(city, d, 0.0), np.where(city, m, 0.0)
     u = _uniforms(seed, PARCEL_LEVEL, 100, pi, pj, 9)
     keep = u[0] < np.where(city, 0.55 + 0.4 * d, 0.5)
     # the free box: set back from the streets on the parcel's sides (module docstring)
@@ -233,8 +261,8 @@ def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: n
     side = np.where(city, 0.6 + 0.4 * d, 0.45 + 0.15 * u[7])
     w = aw * side * (0.85 + 0.15 * u[1])
     dep = ah * side * (0.85 + 0.15 * u[2])
-    storeys = np.where(city, 1 + np.round(5.0 * d * (0.6 + 0.8 * u[3])), 1 + (u[3] < 0.3))
-    storeys = np.where(city & (u[4] < 0.01 * d * d), 8 + np.floor(20.0 * u[5]), storeys)
+    storeys = np.where(city, 1 + np.round((MID_STOREYS + METRO_STOREYS * m) * d * (0.6 + 0.8 * u[3])), 1 + (u[3] < 0.3))
+    storeys = np.where(city & (u[4] < 0.01 * d * d), 8 + np.floor((20.0 + METRO_STOREYS * m) * u[5]), storeys)
     # centre in the free box (metres from the tile's sample [0, 0]), jittered by 80 % of the slack
     col0, row0 = (pj - key.x * n) * q, (pi - key.y * n) * q
     east = col0 * (pw / q) + s_left + aw / 2.0 + 0.4 * (aw - w) * (2.0 * u[6] - 1.0)
