@@ -25,10 +25,11 @@ from generator.scene import ALBEDO, NIR
 from runtime.tiles import T, TileKey, World
 
 LAYER_MIN_LEVEL = 6
-LAYER_CONTENT = "features-2"
+LAYER_CONTENT = "features-3"
 """What the layer's arrays are made by; part of the tile store's key for frames with the layer
-(``streaming.cli.compose``), so a store baked by older rules is not mixed with new tiles. 2: the
-class field's separable noise and per-node plane classes, the 9.6 m slope rule for buildings."""
+(:func:`layered_model_id`), so a store baked by older rules is not mixed with new tiles. 2: the
+class field's separable noise and per-node plane classes, the 9.6 m slope rule for buildings.
+3: earth buildings' density and heights from data (``generator.urban``)."""
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,30 @@ def layered_source(pyramid):
                 for k, f in zip(keys, pyramid.tiles(keys), strict=True)]
 
     return tiles
+
+
+def layered_model_id(model_id: str) -> str:
+    """The tile store's model key of frames with the layer (``serve --features``, ``bake --features``)."""
+    return f"{model_id}+{LAYER_CONTENT}"
+
+
+class LayeredPyramid:
+    """A pyramid seen as ``streaming.bake`` sees one (``model_id``, ``tiles(keys)``) whose tiles carry
+    the feature layer and whose model id is :func:`layered_model_id`: ``worldstream bake --features``
+    bakes with it, so its store holds the very frames a ``serve --features`` server stores, under
+    the same key, and that server reuses them (a store baked without the layer holds frames without
+    it, under the bare model id: a features server cannot use those, since the layer needs the
+    tile's generated heights, which a frame does not carry)."""
+
+    def __init__(self, pyramid):
+        self.pyramid = pyramid
+        self.model_id = layered_model_id(pyramid.model_id)
+        self.tiles = layered_source(pyramid)
+
+
+def open_layered(world: str, seed: int, refiner: str = "auto") -> LayeredPyramid:
+    """``generator.pyramid.open_world`` wrapped in :class:`LayeredPyramid` (a picklable opener for
+    Ray bakers with ``functools.partial``)."""
+    from generator.pyramid import open_world
+
+    return LayeredPyramid(open_world(world, seed, refiner=refiner))
