@@ -62,6 +62,9 @@ from runtime.tiles import T, TileKey, World, spacing_deg, spacing_m
 PARCEL_LEVEL, TREE_LEVEL = 11, 13
 SITE_LEVEL = 13  # the slope rule reads the parcel's 9.6 m cells
 BUILDING_LEVELS = range(PARCEL_LEVEL + 2, PARCEL_LEVEL + 9)
+BLOCK_LEVEL = PARCEL_LEVEL + 1  # 12: merged blocks (:func:`blocks`), the far field's stand-in
+BLOCK_MERGE = 4  # parcels per merged block side
+BLOCK_SAMPLE = 2  # a block is estimated from every 2nd parcel row and column (4 of its 16)
 TREE_LEVELS = range(TREE_LEVEL + 2, BUILDING_LEVELS.stop)  # 15..19: a tree's parcel is in its tile
 MAX_SLOPE = float(np.tan(np.radians(30.0)))
 BLOCK_PARCELS = 3  # street every 3rd parcel line: blocks of ~115 m
@@ -186,9 +189,11 @@ def street_left(seed: int, pi: np.ndarray, pj: np.ndarray) -> np.ndarray:
 
 
 def _parcels(world: World, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray,
-             site: bool = True) -> dict:
+             site: bool = True, sample: int = 1) -> dict:
     """Per-parcel fields of a tile at a carrying level, each (n, n) (n = parcels per tile side);
-    ``site`` False skips the 9.6 m steepness test (streets need no heights)."""
+    ``site`` False skips the 9.6 m steepness test (streets need no heights); ``sample`` > 1 fills
+    park, village and metro factor only on every sample-th parcel row and column (the others'
+    stay False / 0: for :func:`blocks`, which reads only those)."""
     q = 1 << (key.level - PARCEL_LEVEL)  # samples per parcel side
     n = T // q
     pi = (key.y * n + np.arange(n, dtype=np.int64))[:, None] + np.zeros((1, n), np.int64)
@@ -205,11 +210,16 @@ def _parcels(world: World, seed: int, key: TileKey, heights_m: np.ndarray, class
                              np.abs(h[1:, 1:] - h[:-1, :-1]) / np.hypot(pw, ph),
                              np.abs(h[1:, :-1] - h[:-1, 1:]) / np.hypot(pw, ph)]), axis=0)
     steep = (slope > MAX_SLOPE) | (_site_steep(world, key, heights_m, n) if site else False)
-    metro = metro_at(world, *_centres(world, PARCEL_LEVEL, pi, pj))
-    park, village = park_and_village(world, seed, pi, pj, metro)
+    urban, farm = cls_c == URBAN, (cls_c == CROPLAND) | (cls_c == GRASSLAND)
+    park, village, metro = np.zeros((n, n), bool), np.zeros((n, n), bool), np.zeros((n, n))
+    sel = urban | farm  # the only parcels whose park, village or metro factor anything reads
+    if sample > 1:
+        sel &= ((np.arange(n) % sample == 0)[:, None]) & ((np.arange(n) % sample == 0)[None, :])
+    if sel.any():
+        metro[sel] = metro_at(world, *_centres(world, PARCEL_LEVEL, pi[sel], pj[sel]))
+        park[sel], village[sel] = park_and_village(world, seed, pi[sel], pj[sel], metro[sel])
     return {"q": q, "n": n, "pi": pi, "pj": pj, "pw": pw, "ph": ph, "wet": wet, "steep": steep, "park": park,
-            "metro": metro,
-            "urban": cls_c == URBAN, "village": np.isin(cls_c, (CROPLAND, GRASSLAND)) & village}
+            "metro": metro, "urban": urban, "village": farm & village}
 
 
 def _site_steep(world: World, key: TileKey, heights_m: np.ndarray, n: int) -> np.ndarray:
@@ -237,7 +247,7 @@ def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: n
     :func:`_parcels`'s result when the caller has it."""
     world = World.parse(world) if not isinstance(world, World) else world
     none = (NO_BUILDINGS, np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if key.level not in BUILDING_LEVELS:
+    if key.level not in BUILDING_LEVELS and (key.level != BLOCK_LEVEL or parcels is None):
         return none
     P = parcels if parcels is not None else _parcels(world, seed, key, heights_m, classes)
     q, n, ph = P["q"], P["n"], P["ph"]
@@ -270,6 +280,47 @@ def _buildings(world, seed: int, key: TileKey, heights_m: np.ndarray, classes: n
     out = np.stack([east, north, w, dep, storeys * STOREY_M + np.where(city, FLAT_ROOF_M, PITCHED_ROOF_M)],
                    axis=1)[keep]
     return np.ascontiguousarray(out, dtype=np.float32), (pi - key.y * n)[keep], (pj - key.x * n)[keep]
+
+
+def blocks(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(N, 5) float32 merged blocks [east, north, width, depth, height] m of a level-:data:`BLOCK_LEVEL`
+    tile (4.9 km; drawn from ~6 to ~11 km away at 1080p, where buildings are a few pixels tall),
+    (0, 5) at other levels: the far field's stand-in for the buildings its level-13 children carry.
+
+    The parcels' buildings by the same rules, less the 9.6 m site test (a level-12 tile has no
+    level-13 samples; the parcel-corner slope test stays), merged per :data:`BLOCK_MERGE` squared
+    parcels (4 x 4: a level-9 cell, 153 m, a city block, inside the tile), estimated from every
+    :data:`BLOCK_SAMPLE`-th parcel row and column (4 of the 16: a quarter of the work): one box of their summed footprint area with the group's aspect,
+    at their area-weighted centre (kept inside the group) and of their area-weighted mean height,
+    so the built-up share and volume carry over. A block belongs to one tile; a drawn tile's
+    children are not drawn with it, so blocks and buildings never show together."""
+    world = World.parse(world) if not isinstance(world, World) else world
+    if key.level != BLOCK_LEVEL:
+        return NO_BUILDINGS
+    st = BLOCK_SAMPLE
+    P = _parcels(world, seed, key, heights_m, classes, site=False, sample=st)
+    sub = {name: a[::st, ::st] if isinstance(a, np.ndarray) and a.shape == (P["n"], P["n"]) else a
+           for name, a in P.items()}
+    b, bi, bj = _buildings(world, seed, key, heights_m, classes, sub)
+    if not len(b):
+        return NO_BUILDINGS
+    k = BLOCK_MERGE
+    n2 = P["n"] // k
+    g = (bi // k) * n2 + bj // k
+    groups, inv = np.unique(g, return_inverse=True)
+    v = b.astype(np.float64)
+    area = v[:, 2] * v[:, 3] * (st * st)  # each sampled parcel stands for st x st
+    A = np.bincount(inv, area)
+    east, north = np.bincount(inv, area * v[:, 0]) / A, np.bincount(inv, area * v[:, 1]) / A
+    height = np.bincount(inv, area * v[:, 4]) / A
+    gi, gj = groups // n2, groups % n2
+    gw = k * P["pw"][k * gi, k * gj]  # the group's width (its first row's parcel width) and depth, m
+    gh = k * P["ph"]
+    w, d = np.sqrt(A * gw / gh), np.sqrt(A * gh / gw)
+    e0, s0 = k * gj * P["pw"][k * gi, k * gj], k * gi * P["ph"]  # the group's north-west corner
+    east = np.clip(east, e0 + w / 2, e0 + gw - w / 2)
+    north = -np.clip(-north, s0 + d / 2, s0 + gh - d / 2)
+    return np.ascontiguousarray(np.stack([east, north, w, d, height], axis=1), dtype=np.float32)
 
 
 def roads(world: World | str, seed: int, key: TileKey, classes: np.ndarray, parcels: dict | None = None) -> np.ndarray:

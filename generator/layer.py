@@ -9,7 +9,8 @@ are not thread-safe; the mesh workers only code arrays).
 
 Levels: the class grid from :data:`LAYER_MIN_LEVEL` (1.2 km samples: segmentation sensors
 classify the ground out to the horizon; a few hundred bytes a tile), buildings and streets at
-``generator.features.BUILDING_LEVELS`` (13-19), trees at ``TREE_LEVELS`` (15-19).
+``generator.features.BUILDING_LEVELS`` (13-19), merged blocks standing in for them at
+``BLOCK_LEVEL`` (12, the far field), trees at ``TREE_LEVELS`` (15-19).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.features import BUILDING_LEVELS, TREE_LEVELS, _metres_per_sample, buildings, parcels, roads, trees
+from generator.features import (BLOCK_LEVEL, BUILDING_LEVELS, TREE_LEVELS, _metres_per_sample, blocks, buildings,
+                                parcels, roads, trees)
 from generator.landcover import ROAD, tile_landcover
 from generator.scene import ALBEDO, NIR
 from runtime.tiles import T, TileKey, World
@@ -29,7 +31,7 @@ LAYER_CONTENT = "features-3"
 """What the layer's arrays are made by; part of the tile store's key for frames with the layer
 (:func:`layered_model_id`), so a store baked by older rules is not mixed with new tiles. 2: the
 class field's separable noise and per-node plane classes, the 9.6 m slope rule for buildings.
-3: earth buildings' density and heights from data (``generator.urban``)."""
+3: earth buildings' density and heights from data (``generator.urban``); merged blocks at level 12."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ def tile_layer(pyramid, key: TileKey, heights_m: np.ndarray) -> dict | None:
     lc = tile_landcover(pyramid, key, heights_m)
     out = {"classes": lc, "albedo": ALBEDO, "nir": NIR}
     P = parcels(world, seed, key, heights_m, lc)  # shared by buildings, streets and trees
+    if key.level == BLOCK_LEVEL:  # the far field's merged blocks
+        out["buildings"] = blocks(world, seed, key, heights_m, lc)
     if key.level in BUILDING_LEVELS:
         out["buildings"] = buildings(world, seed, key, heights_m, lc, P)
         out["classes"] = burn_roads(world, key, lc, roads(world, seed, key, lc, P))
