@@ -290,8 +290,8 @@ def blocks(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, c
     The parcels' buildings by the same rules, less the 9.6 m site test (a level-12 tile has no
     level-13 samples; the parcel-corner slope test stays), merged per :data:`BLOCK_MERGE` squared
     parcels (4 x 4: a level-9 cell, 153 m, a city block, inside the tile), estimated from every
-    :data:`BLOCK_SAMPLE`-th parcel row and column (4 of the 16: a quarter of the work): one box of their summed footprint area with the group's aspect,
-    at their area-weighted centre (kept inside the group) and of their area-weighted mean height,
+    :data:`BLOCK_SAMPLE`-th parcel row and column (4 of the 16: a quarter of the work): one box of
+    their summed footprint area with the group's aspect, at their area-weighted centre (kept inside the group) and of their area-weighted mean height,
     so the built-up share and volume carry over. A block belongs to one tile; a drawn tile's
     children are not drawn with it, so blocks and buildings never show together."""
     world = World.parse(world) if not isinstance(world, World) else world
@@ -346,9 +346,10 @@ def roads(world: World | str, seed: int, key: TileKey, classes: np.ndarray, parc
 
 
 def trees(world: World | str, seed: int, key: TileKey, classes: np.ndarray, heights_m: np.ndarray,
-          parcels: dict | None = None) -> np.ndarray:
+          parcels: dict | None = None, built: tuple | None = None) -> np.ndarray:
     """(M, 3) float32 [east, north, height] m of the tile's trees; (0, 3) at levels that carry none.
-    ``heights_m`` (T+1, T+1) place the tile's buildings, which trees keep clear of."""
+    ``heights_m`` (T+1, T+1) place the tile's buildings, which trees keep clear of; ``built``:
+    :func:`_buildings` of the tile when the caller has it."""
     world = World.parse(world) if not isinstance(world, World) else world
     if key.level not in TREE_LEVELS:
         return NO_TREES
@@ -377,7 +378,7 @@ def trees(world: World | str, seed: int, key: TileKey, classes: np.ndarray, heig
     col = (tj - key.x * n) * q + q * (0.1 + 0.8 * u[2])
     out = np.stack([col * e_m, -row * n_m, lo + (hi - lo) * u[3]], axis=-1)
     ok &= ~_on_street(seed, key, P, ti, tj, out)
-    blds, bi, bj = _buildings(world, seed, key, heights_m, classes, P)
+    blds, bi, bj = built if built is not None else _buildings(world, seed, key, heights_m, classes, P)
     if len(blds):  # at most one building per parcel, inside it: test each tree against its parcel's
         slot = np.full((T >> (key.level - PARCEL_LEVEL),) * 2, -1, dtype=np.int64)
         slot[bi, bj] = np.arange(len(blds))

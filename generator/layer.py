@@ -20,8 +20,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.features import (BLOCK_LEVEL, BUILDING_LEVELS, TREE_LEVELS, _metres_per_sample, blocks, buildings,
-                                parcels, roads, trees)
+from generator.features import (
+    BLOCK_LEVEL,
+    BUILDING_LEVELS,
+    TREE_LEVELS,
+    _buildings,
+    _metres_per_sample,
+    blocks,
+    parcels,
+    roads,
+    trees,
+)
 from generator.landcover import ROAD, tile_landcover
 from generator.scene import ALBEDO, NIR
 from runtime.tiles import T, TileKey, World
@@ -85,11 +94,13 @@ def tile_layer(pyramid, key: TileKey, heights_m: np.ndarray) -> dict | None:
     P = parcels(world, seed, key, heights_m, lc)  # shared by buildings, streets and trees
     if key.level == BLOCK_LEVEL:  # the far field's merged blocks
         out["buildings"] = blocks(world, seed, key, heights_m, lc)
+    built = None
     if key.level in BUILDING_LEVELS:
-        out["buildings"] = buildings(world, seed, key, heights_m, lc, P)
+        built = _buildings(world, seed, key, heights_m, lc, P)  # also what trees keep clear of
+        out["buildings"] = built[0]
         out["classes"] = burn_roads(world, key, lc, roads(world, seed, key, lc, P))
     if key.level in TREE_LEVELS:
-        out["trees"] = trees(world, seed, key, lc, heights_m, P)
+        out["trees"] = trees(world, seed, key, lc, heights_m, P, built)
     return out
 
 
