@@ -291,8 +291,9 @@ def blocks(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, c
     level-13 samples; the parcel-corner slope test stays), merged per :data:`BLOCK_MERGE` squared
     parcels (4 x 4: a level-9 cell, 153 m, a city block, inside the tile), estimated from every
     :data:`BLOCK_SAMPLE`-th parcel row and column (4 of the 16: a quarter of the work): one box of
-    their summed footprint area with the group's aspect, at their area-weighted centre (kept inside the group) and of their area-weighted mean height,
-    so the built-up share and volume carry over. A block belongs to one tile; a drawn tile's
+    their summed footprint area with the group's aspect, at their area-weighted centre (kept
+    inside the group) and of their area-weighted mean height, so the built-up share and volume
+    carry over. A block belongs to one tile; a drawn tile's
     children are not drawn with it, so blocks and buildings never show together."""
     world = World.parse(world) if not isinstance(world, World) else world
     if key.level != BLOCK_LEVEL:

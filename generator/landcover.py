@@ -404,8 +404,8 @@ def _anchor_nodes(seed: int, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
     The continent fields cost ~2 ms of Python per call whatever their size, so nodes are computed
     per aligned area of :data:`ANCHOR_AREA_NODES` cells (its nodes and one more row and column:
     a tile's class lattice reaches one node past its edge) and memoised (:func:`_anchor_area`, 64
-    areas, ~0.8 MB): every tile of level >= 7 lies inside one area, so the level-7 ancestor of a descent pays once and its descendants
-    read the memo. Larger boxes (level-6 tiles) are memoised per box."""
+    areas, ~0.8 MB): every tile of level >= 7 lies inside one area, so the level-7 ancestor of a
+    descent pays once and its descendants read the memo. Larger boxes (level-6 tiles) are memoised per box."""
     a = ANCHOR_AREA_NODES
     br, bc = r0 // a, c0 // a
     if r1 <= br * a + a + 1 and c1 <= bc * a + a + 1:
