@@ -205,10 +205,12 @@ def _parcels(world: World, seed: int, key: TileKey, heights_m: np.ndarray, class
           (corners[1:, 1:] == WATER) | (cls_c == WATER)
     e_m, n_m = _metres_per_sample(world, key.level, key.y * T + np.arange(0, T + 1, q))
     pw, ph = (e_m[:-1] * q)[:, None] * np.ones((1, n)), n_m * q  # parcel width (n, n), depth
-    slope = np.max(np.stack([np.abs(h[:-1, 1:] - h[:-1, :-1]) / pw, np.abs(h[1:, 1:] - h[1:, :-1]) / pw,
-                             np.abs(h[1:, :-1] - h[:-1, :-1]) / ph, np.abs(h[1:, 1:] - h[:-1, 1:]) / ph,
-                             np.abs(h[1:, 1:] - h[:-1, :-1]) / np.hypot(pw, ph),
-                             np.abs(h[1:, :-1] - h[:-1, 1:]) / np.hypot(pw, ph)]), axis=0)
+    diag = np.hypot(pw, ph)
+    slope = np.abs(h[:-1, 1:] - h[:-1, :-1]) / pw  # the steepest edge or diagonal (max is exact in any order)
+    for part in (np.abs(h[1:, 1:] - h[1:, :-1]) / pw, np.abs(h[1:, :-1] - h[:-1, :-1]) / ph,
+                 np.abs(h[1:, 1:] - h[:-1, 1:]) / ph, np.abs(h[1:, 1:] - h[:-1, :-1]) / diag,
+                 np.abs(h[1:, :-1] - h[:-1, 1:]) / diag):
+        np.maximum(slope, part, out=slope)
     steep = (slope > MAX_SLOPE) | (_site_steep(world, key, heights_m, n) if site else False)
     urban, farm = cls_c == URBAN, (cls_c == CROPLAND) | (cls_c == GRASSLAND)
     park, village, metro = np.zeros((n, n), bool), np.zeros((n, n), bool), np.zeros((n, n))
@@ -298,6 +300,10 @@ def blocks(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, c
     world = World.parse(world) if not isinstance(world, World) else world
     if key.level != BLOCK_LEVEL:
         return NO_BUILDINGS
+    q = 1 << (key.level - PARCEL_LEVEL)
+    centre = classes[q // 2 :: q, q // 2 :: q]
+    if not ((centre == URBAN) | (centre == CROPLAND) | (centre == GRASSLAND)).any():
+        return NO_BUILDINGS  # no town or village parcel (forest, desert, sea): nothing to merge
     st = BLOCK_SAMPLE
     P = _parcels(world, seed, key, heights_m, classes, site=False, sample=st)
     sub = {name: a[::st, ::st] if isinstance(a, np.ndarray) and a.shape == (P["n"], P["n"]) else a
