@@ -191,32 +191,35 @@ def street_left(seed: int, pi: np.ndarray, pj: np.ndarray) -> np.ndarray:
 def _parcels(world: World, seed: int, key: TileKey, heights_m: np.ndarray, classes: np.ndarray,
              site: bool = True, sample: int = 1) -> dict:
     """Per-parcel fields of a tile at a carrying level, each (n, n) (n = parcels per tile side);
-    ``site`` False skips the 9.6 m steepness test (streets need no heights); ``sample`` > 1 fills
-    park, village and metro factor only on every sample-th parcel row and column (the others'
-    stay False / 0: for :func:`blocks`, which reads only those)."""
+    ``site`` False skips the 9.6 m steepness test (streets need no heights); ``sample`` > 1: only
+    every sample-th parcel row and column ((n / sample, n / sample) fields, the same values: for
+    :func:`blocks`). ``n`` stays the tile's parcels per side (local index = pi - key.y * n)."""
     q = 1 << (key.level - PARCEL_LEVEL)  # samples per parcel side
     n = T // q
-    pi = (key.y * n + np.arange(n, dtype=np.int64))[:, None] + np.zeros((1, n), np.int64)
-    pj = (key.x * n + np.arange(n, dtype=np.int64))[None, :] + np.zeros((n, 1), np.int64)
+    m = -(-n // sample)
+    rs = np.arange(0, n, sample, dtype=np.int64)  # local parcel rows (and columns) taken
+    top, bot = slice(0, n, sample), slice(1, n + 1, sample)  # their north (west) and south (east) corners
+    pi = (key.y * n + rs)[:, None] + np.zeros((1, m), np.int64)
+    pj = (key.x * n + rs)[None, :] + np.zeros((m, 1), np.int64)
     h = heights_m[::q, ::q].astype(np.float64)  # parcel corners (n+1, n+1)
-    cls_c = classes[q // 2 :: q, q // 2 :: q]  # centres (n, n)
+    nw, ne, sw, se = h[top, top], h[top, bot], h[bot, top], h[bot, bot]
+    cls_c = classes[q // 2 :: q, q // 2 :: q][::sample, ::sample]  # centres
     corners = classes[::q, ::q]
-    wet = (corners[:-1, :-1] == WATER) | (corners[1:, :-1] == WATER) | (corners[:-1, 1:] == WATER) | \
-          (corners[1:, 1:] == WATER) | (cls_c == WATER)
+    wet = (corners[top, top] == WATER) | (corners[bot, top] == WATER) | (corners[top, bot] == WATER) | \
+          (corners[bot, bot] == WATER) | (cls_c == WATER)
     e_m, n_m = _metres_per_sample(world, key.level, key.y * T + np.arange(0, T + 1, q))
-    pw, ph = (e_m[:-1] * q)[:, None] * np.ones((1, n)), n_m * q  # parcel width (n, n), depth
+    pw, ph = (e_m[top] * q)[:, None] * np.ones((1, m)), n_m * q  # parcel width (m, m), depth
     diag = np.hypot(pw, ph)
-    slope = np.abs(h[:-1, 1:] - h[:-1, :-1]) / pw  # the steepest edge or diagonal (max is exact in any order)
-    for part in (np.abs(h[1:, 1:] - h[1:, :-1]) / pw, np.abs(h[1:, :-1] - h[:-1, :-1]) / ph,
-                 np.abs(h[1:, 1:] - h[:-1, 1:]) / ph, np.abs(h[1:, 1:] - h[:-1, :-1]) / diag,
-                 np.abs(h[1:, :-1] - h[:-1, 1:]) / diag):
+    slope = np.abs(ne - nw) / pw  # the steepest edge or diagonal (max is exact in any order)
+    for part in (np.abs(se - sw) / pw, np.abs(sw - nw) / ph, np.abs(se - ne) / ph, np.abs(se - nw) / diag,
+                 np.abs(sw - ne) / diag):
         np.maximum(slope, part, out=slope)
-    steep = (slope > MAX_SLOPE) | (_site_steep(world, key, heights_m, n) if site else False)
+    steep = slope > MAX_SLOPE
+    if site:
+        steep |= _site_steep(world, key, heights_m, n)[::sample, ::sample]
     urban, farm = cls_c == URBAN, (cls_c == CROPLAND) | (cls_c == GRASSLAND)
-    park, village, metro = np.zeros((n, n), bool), np.zeros((n, n), bool), np.zeros((n, n))
+    park, village, metro = np.zeros((m, m), bool), np.zeros((m, m), bool), np.zeros((m, m))
     sel = urban | farm  # the only parcels whose park, village or metro factor anything reads
-    if sample > 1:
-        sel &= ((np.arange(n) % sample == 0)[:, None]) & ((np.arange(n) % sample == 0)[None, :])
     if sel.any():
         metro[sel] = metro_at(world, *_centres(world, PARCEL_LEVEL, pi[sel], pj[sel]))
         park[sel], village[sel] = park_and_village(world, seed, pi[sel], pj[sel], metro[sel])
@@ -306,9 +309,7 @@ def blocks(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, c
         return NO_BUILDINGS  # no town or village parcel (forest, desert, sea): nothing to merge
     st = BLOCK_SAMPLE
     P = _parcels(world, seed, key, heights_m, classes, site=False, sample=st)
-    sub = {name: a[::st, ::st] if isinstance(a, np.ndarray) and a.shape == (P["n"], P["n"]) else a
-           for name, a in P.items()}
-    b, bi, bj = _buildings(world, seed, key, heights_m, classes, sub)
+    b, bi, bj = _buildings(world, seed, key, heights_m, classes, P)
     if not len(b):
         return NO_BUILDINGS
     k = BLOCK_MERGE
@@ -321,10 +322,11 @@ def blocks(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, c
     east, north = np.bincount(inv, area * v[:, 0]) / A, np.bincount(inv, area * v[:, 1]) / A
     height = np.bincount(inv, area * v[:, 4]) / A
     gi, gj = groups // n2, groups % n2
-    gw = k * P["pw"][k * gi, k * gj]  # the group's width (its first row's parcel width) and depth, m
+    pw0 = P["pw"][k * gi // st, k * gj // st]  # the group's first row's parcel width (P is sampled)
+    gw = k * pw0  # the group's width and depth, m
     gh = k * P["ph"]
     w, d = np.sqrt(A * gw / gh), np.sqrt(A * gh / gw)
-    e0, s0 = k * gj * P["pw"][k * gi, k * gj], k * gi * P["ph"]  # the group's north-west corner
+    e0, s0 = k * gj * pw0, k * gi * P["ph"]  # the group's north-west corner
     east = np.clip(east, e0 + w / 2, e0 + gw - w / 2)
     north = -np.clip(-north, s0 + d / 2, s0 + gh - d / 2)
     return np.ascontiguousarray(np.stack([east, north, w, d, height], axis=1), dtype=np.float32)
