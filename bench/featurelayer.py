@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     plane = open_world("plane", 0, refiner="fractal")
     for name, (k13, kind) in PLANE.items():
         for level in levels:
-            rows.append({"place": name, "kind": kind, **measure(plane, World.PLANE, _descend(k13, level), repeat)})
+            rows.append({"place": name, "kind": kind, **measure(plane, World.PLANE, _key_at(k13, level), repeat)})
     if a.earth:
         from bench.cities import earth_key
 
