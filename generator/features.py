@@ -296,10 +296,12 @@ def blocks(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, c
     level-13 samples; the parcel-corner slope test stays), merged per :data:`BLOCK_MERGE` squared
     parcels (4 x 4: a level-9 cell, 153 m, a city block, inside the tile), estimated from every
     :data:`BLOCK_SAMPLE`-th parcel row and column (4 of the 16: a quarter of the work): one box of
-    their summed footprint area with the group's aspect, at their area-weighted centre (kept
-    inside the group) and of their area-weighted mean height, so the built-up share and volume
-    carry over. A block belongs to one tile; a drawn tile's
-    children are not drawn with it, so blocks and buildings never show together."""
+    their summed footprint area, inside the box of the parcels the contributing samples stand for
+    (so a block does not spread over a group's water or park parcels) with that box's aspect, at
+    their area-weighted centre and of their area-weighted mean height, so the built-up share and
+    volume carry over; a block with a water sample under it (waterfronts) is left out. A block
+    belongs to one tile; a drawn tile's children are not drawn with it, so blocks and buildings
+    never show together."""
     world = World.parse(world) if not isinstance(world, World) else world
     if key.level != BLOCK_LEVEL:
         return NO_BUILDINGS
@@ -323,13 +325,31 @@ def blocks(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, c
     height = np.bincount(inv, area * v[:, 4]) / A
     gi, gj = groups // n2, groups % n2
     pw0 = P["pw"][k * gi // st, k * gj // st]  # the group's first row's parcel width (P is sampled)
-    gw = k * pw0  # the group's width and depth, m
-    gh = k * P["ph"]
-    w, d = np.sqrt(A * gw / gh), np.sqrt(A * gh / gw)
-    e0, s0 = k * gj * pw0, k * gi * P["ph"]  # the group's north-west corner
-    east = np.clip(east, e0 + w / 2, e0 + gw - w / 2)
-    north = -np.clip(-north, s0 + d / 2, s0 + gh - d / 2)
-    return np.ascontiguousarray(np.stack([east, north, w, d, height], axis=1), dtype=np.float32)
+    r0, r1 = np.full(groups.size, P["n"]), np.zeros(groups.size, np.int64)  # the cells the contributing
+    c0, c1 = np.full(groups.size, P["n"]), np.zeros(groups.size, np.int64)  # parcels stand for
+    np.minimum.at(r0, inv, bi)
+    np.maximum.at(r1, inv, bi + st)
+    np.minimum.at(c0, inv, bj)
+    np.maximum.at(c1, inv, bj + st)
+    e0, e1, s0, s1 = c0 * pw0, c1 * pw0, r0 * P["ph"], r1 * P["ph"]  # that box, m (a group's or less)
+    bw, bh = e1 - e0, s1 - s0
+    w, d = np.sqrt(A * bw / bh), np.sqrt(A * bh / bw)  # its aspect; A <= bw * bh: the box fits
+    east = np.clip(east, e0 + w / 2, e1 - w / 2)
+    north = -np.clip(-north, s0 + d / 2, s1 - d / 2)
+    out = np.stack([east, north, w, d, height], axis=1)
+    return np.ascontiguousarray(out[~_over_water(world, key, classes, out)], dtype=np.float32)
+
+
+def _over_water(world: World, key: TileKey, classes: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(N,) bool: some sample of the tile under the footprint of boxes (N, 5) [east, north, width,
+    depth, height] m is water (a summed-area table: O(1) a box)."""
+    wet = np.pad((classes == WATER).astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    e_m, n_m = _metres_per_sample(world, key.level, key.y * T - boxes[:, 1] / spacing_m(key.level))
+    c0 = np.clip(np.ceil((boxes[:, 0] - boxes[:, 2] / 2) / e_m), 0, T + 1).astype(np.int64)
+    c1 = np.clip(np.floor((boxes[:, 0] + boxes[:, 2] / 2) / e_m) + 1, 0, T + 1).astype(np.int64)
+    r0 = np.clip(np.ceil((-boxes[:, 1] - boxes[:, 3] / 2) / n_m), 0, T + 1).astype(np.int64)
+    r1 = np.clip(np.floor((-boxes[:, 1] + boxes[:, 3] / 2) / n_m) + 1, 0, T + 1).astype(np.int64)
+    return (wet[r1, c1] - wet[r0, c1] - wet[r1, c0] + wet[r0, c0]) > 0
 
 
 def roads(world: World | str, seed: int, key: TileKey, classes: np.ndarray, parcels: dict | None = None) -> np.ndarray:

@@ -63,3 +63,18 @@ def test_blocks_only_at_their_level_and_in_the_served_layer(plane):
     layer = tile_layer(plane, CITY12, plane.tile(CITY12).height)
     np.testing.assert_array_equal(layer["buildings"], _blocks(plane, CITY12))  # same bytes on every call
     assert "trees" not in layer
+
+
+@pytest.mark.slow
+def test_no_block_over_water_or_on_a_steep_site_on_earth_waterfronts():
+    from bench.cities import earth_key, footprint_checks
+
+    earth = open_world("earth", 0, refiner="fractal")
+    for lat, lon in ((40.758, -73.985), (35.60, 139.80)):  # Manhattan's rivers, Tokyo Bay
+        k = earth_key(lat, lon, BLOCK_LEVEL)
+        h = earth.tile(k).height
+        lc = tile_landcover(earth, k, h)
+        b = blocks(earth.world, earth.seed, k, h, lc)
+        wet, slope = footprint_checks("earth", k, b, h, lc)
+        assert len(b) > 300 and (lc == 0).mean() > 0.05
+        assert not wet.any() and (slope <= 30.0).all()
