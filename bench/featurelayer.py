@@ -147,8 +147,7 @@ def cpu_table(levels, earth: bool = False) -> dict:
         h = pyr.tile(key).height
         tile_layer(pyr, key, h)
         warm = min(_process_s(tile_layer, pyr, key, h)[1] for _ in range(7))
-        LC._anchor_area.cache_clear()
-        LC._anchor_box.cache_clear()
+        LC.anchor_memo_clear()
         return [round(1e3 * warm, 2), round(1e3 * _process_s(tile_layer, pyr, key, h)[1], 2)]
 
     out: dict = {}

@@ -179,3 +179,16 @@ def test_anchor_nodes_from_the_area_memo_are_the_direct_nodes():
         want = PlaneAnchor(0).node_context(np.arange(r0, r1 + 1), np.arange(c0, c1 + 1))[[0, 2, 4, 5, 6, 7, 8, 9, 10,
                                                                                             11, 12]]
         np.testing.assert_array_equal(LC._anchor_nodes(0, r0, r1, c0, c1), want)
+
+
+def test_a_level6_box_fills_the_areas_inside_it_with_the_direct_nodes():
+    from generator.anchors.plane import PlaneAnchor
+
+    LC.anchor_memo_clear()
+    LC._anchor_nodes(0, 32, 65, -64, -31)  # a level-6 tile's box (34 nodes a side): 2 x 2 areas inside
+    assert set(LC._AREAS) == {(0, 2, -4), (0, 2, -3), (0, 3, -4), (0, 3, -3)}
+    want = PlaneAnchor(0).node_context(np.arange(31, 50), np.arange(-49, -30))[[0, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]]
+    np.testing.assert_array_equal(LC._anchor_area(0, 2, -3), want)
+    for k in range(LC.ANCHOR_AREAS_KEPT + 5):  # bounded
+        LC._anchor_area(0, 100 + k, 0)
+    assert len(LC._AREAS) == LC.ANCHOR_AREAS_KEPT
