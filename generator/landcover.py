@@ -244,14 +244,15 @@ def _plane_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tu
             code = np.full((rows.size, cols.size), box.flat[0], np.uint8)
             land = code >= 16
             return code & np.uint8(15), land, land
-        # a sample between nodes n and n+1 (per axis) reaches only those: where the 2 x 2 nodes of its
-        # node cell agree it needs no warp; the warp noise is evaluated on the rows x cols of the rest
-        lr, lc = np.floor(y1 / s - 1e-6).astype(np.int64), np.floor(x1 / s - 1e-6).astype(np.int64)
-        one_r = lr == np.floor(y1 / s + 1e-6)  # not within 1e-6 of a node (nodes pin themselves below)
-        one_c = lc == np.floor(x1 / s + 1e-6)
-        agree = (box[:-1, :-1] == box[1:, :-1]) & (box[:-1, :-1] == box[:-1, 1:]) & (box[:-1, :-1] == box[1:, 1:])
-        code = box[lr - r0][:, lc - c0]
-        todo = ~(agree[lr - r0][:, lc - c0] & one_r[:, None] & one_c[None, :])
+        # a sample at u = y / s reaches the nodes round(u - 0.5) .. round(u + 0.5) (round is monotone;
+        # 2 nodes, 3 on a node's own row or column): where all it reaches agree it needs no warp, and
+        # the warp noise is evaluated on the rows x cols of the rest
+        rlo, rhi = _reach(y1 / s, r0), _reach(y1 / s, r0, 1)
+        clo, chi = _reach(x1 / s, c0), _reach(x1 / s, c0, 1)
+        lo = _window(_window(box, rlo, rhi, np.minimum).T, clo, chi, np.minimum).T  # (H, W) least code reached
+        hi = _window(_window(box, rlo, rhi, np.maximum).T, clo, chi, np.maximum).T
+        code = lo
+        todo = lo != hi
         if todo.any():
             ur, uc = np.flatnonzero(todo.any(axis=1)), np.flatnonzero(todo.any(axis=0))
             xs, ys = x1[uc], y1[ur]
@@ -266,6 +267,19 @@ def _plane_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tu
     land = code >= 16
     cls = code & np.uint8(15)
     return cls, land, land
+
+
+def _reach(u: np.ndarray, first: int, up: int = 0) -> np.ndarray:
+    """Lowest (``up`` 0) or highest (1) node index, minus ``first``, that a point at u (in nodes)
+    can round to after a warp of at most half a node (1e-6 margin for the float expressions)."""
+    return np.round(u + (0.5 + 1e-6) * (2 * up - 1)).astype(np.int64) - first
+
+
+def _window(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, fn) -> np.ndarray:
+    """(len(lo), ...) ``fn`` (np.minimum / np.maximum) of a's rows lo[i] .. hi[i] (2 or 3 rows)."""
+    last = a.shape[0] - 1
+    two = fn(a[lo], a[np.minimum(lo + 1, last)])
+    return np.where((hi - lo == 1)[:, None], two, fn(two, a[np.minimum(lo + 2, last)]))
 
 
 def _plane_node_codes(seed: int, ur: np.ndarray, uc: np.ndarray) -> np.ndarray:
