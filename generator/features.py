@@ -343,7 +343,12 @@ def blocks(world: World | str, seed: int, key: TileKey, heights_m: np.ndarray, c
 def _over_water(world: World, key: TileKey, classes: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(N,) bool: some sample of the tile under the footprint of boxes (N, 5) [east, north, width,
     depth, height] m is water (a summed-area table: O(1) a box)."""
-    wet = np.pad((classes == WATER).astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    water = classes == WATER
+    if not water.any():
+        return np.zeros(len(boxes), bool)
+    wet = np.zeros((T + 2, T + 2), np.int32)
+    np.cumsum(water, axis=0, dtype=np.int32, out=wet[1:, 1:])
+    np.cumsum(wet[1:, 1:], axis=1, out=wet[1:, 1:])
     e_m, n_m = _metres_per_sample(world, key.level, key.y * T - boxes[:, 1] / spacing_m(key.level))
     c0 = np.clip(np.ceil((boxes[:, 0] - boxes[:, 2] / 2) / e_m), 0, T + 1).astype(np.int64)
     c1 = np.clip(np.floor((boxes[:, 0] + boxes[:, 2] / 2) / e_m) + 1, 0, T + 1).astype(np.int64)
