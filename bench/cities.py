@@ -8,7 +8,9 @@ point (level 15, 2 x 2: the 1.2 km square under a camera 300 m above the ground)
 ``time.process_time`` per tile (the tile's heights already computed). Every footprint is checked
 against the tile's samples under it: any water sample, and the slope of the least-squares plane
 through its heights (the building's site) over 30 deg. ``REFERENCE`` holds approximate literature
-values for the density class of each place (see docs/LANDCOVER.md), printed beside the result.
+values for the density class of each place (see docs/LANDCOVER.md), printed beside the result,
+and the data behind the density at the block's corner (``generator.urban``: core depth, metro
+factor m, density d).
 """
 
 from __future__ import annotations
@@ -98,7 +100,24 @@ def measure(pyramid, keys: list[TileKey]) -> dict:
             if hs.size else [], "trees": n_trees, "roads": n_roads, "water_under_buildings": water_hits,
             "site_slope_max_deg": float(sl.max()) if sl.size else 0.0, "steep_sites": int((sl > 30.0).sum()),
             "landcover_ms": 1e3 * float(np.median(t_lc)), "features_ms": 1e3 * float(np.median(t_feat)),
-            "features_ms_max": 1e3 * float(np.max(t_feat)), "classes": CLASS_NAMES}
+            "features_ms_max": 1e3 * float(np.max(t_feat)), "classes": CLASS_NAMES, **_intensity(pyramid, keys)}
+
+
+def _intensity(pyramid, keys: list[TileKey]) -> dict:
+    """The data behind the density (``generator.features.urban_intensity``) at the block's
+    north-west corner: core depth km, metro factor m and density d (earth; plane: d, m = 0)."""
+    from generator.features import urban_intensity
+    from generator.landcover import axis_locations
+
+    k = keys[0]
+    x, y = axis_locations(pyramid.world, k.level, np.array([k.y * T]), np.array([k.x * T]))
+    d, m = urban_intensity(pyramid.world, pyramid.seed, x, y)
+    out = {"density": round(float(d[0]), 3), "metro": round(float(m[0]), 3)}
+    if pyramid.world is World.EARTH:
+        from generator.urban import core_depth_km
+
+        out["core_depth_km"] = round(float(core_depth_km(y, x)[0]), 1)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,14 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, measure(earth, [TileKey(a.level, k0.x + i, k0.y + j)
                                            for i in range(a.block) for j in range(a.block)])))
     print(f"level {a.level} ({T * spacing_m(a.level):.0f} m tiles at the equator), {a.block}x{a.block} tiles per place")
-    print("| place | urban share | built-up share (ref.) | buildings | height p10/p50/p90 m (ref. typical) | trees | "
-          "street segments | buildings on water | sites > 30 deg (max deg) | land cover ms | features ms (max) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| place | core depth km / m / d | urban share | built-up share (ref.) | buildings | "
+          "height p10/p50/p90 m (ref. typical) | trees | street segments | buildings on water | "
+          "sites > 30 deg (max deg) | land cover ms | features ms (max) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, m in rows:
         share_ref, h_ref, _ = REFERENCE[name]
         sr = f" ({share_ref[0]:.2f}-{share_ref[1]:.2f})" if share_ref else ""
         hr = f" ({h_ref[0]:.0f}-{h_ref[1]:.0f})" if h_ref else ""
-        print(f"| {name} | {m['urban_share']:.2f} | {m['built_share']:.2f}{sr} | {m['buildings']} | "
+        print(f"| {name} | {m.get('core_depth_km', '-')} / {m['metro']:.2f} / {m['density']:.2f} | "
+              f"{m['urban_share']:.2f} | {m['built_share']:.2f}{sr} | {m['buildings']} | "
               f"{'/'.join(str(v) for v in m['height_p10_p50_p90'])}{hr} | {m['trees']} | {m['roads']} | "
               f"{m['water_under_buildings']} | {m['steep_sites']} ({m['site_slope_max_deg']:.1f}) | "
               f"{m['landcover_ms']:.1f} | {m['features_ms']:.1f} ({m['features_ms_max']:.1f}) |")

@@ -2,16 +2,22 @@
 CPU it costs (server: land cover + features + coding; client: decoding + placing instances).
 
     python -m bench.featurelayer [--quick] [--earth]
+    python -m bench.featurelayer --cpu [--earth] [--levels 6,7,8,10,12,13,14,15,16,17]
 
-Tiles: a plane-world (seed 0) city core at levels 13-17, its farmland and forest surroundings,
-and with ``--earth`` Paris (needs the shared data). For each: the ``tile`` frame without the
-layer (what every client gets today) and with it, the growth, the layer's parts, the number of
-buildings and trees, and times (``time.process_time``, per tile, heights already generated):
-``layer ms`` (``generator.layer.tile_layer``: land cover, streets, buildings, trees; after one
-untimed call, so assets are loaded and the plane's anchor-node context, shared by every deep tile
-of a 9.8 km anchor cell, is memoised; a cold call adds 2-8 ms), ``code ms``
-(``encode_layer``), ``decode ms`` (``decode_layer``) and ``place ms`` (``viewer.features
-.place_features`` on the drawn TIN). Prints a table and one JSON line.
+Tiles: a plane-world (seed 0) city core at levels 12-17 (12: merged blocks), its farmland and
+forest surroundings, and with ``--earth`` Paris (needs the shared data). For each: the ``tile``
+frame without the layer (what every client gets today) and with it, the growth, the layer's
+parts, the number of buildings and trees, and times (``time.process_time``, per tile, heights
+already generated): ``layer ms`` (``generator.layer.tile_layer``: land cover, streets,
+buildings, trees; after one untimed call, so assets are loaded and the plane's anchor nodes of
+the tile's 157 km area are memoised), ``code ms`` (``encode_layer``), ``decode ms``
+(``decode_layer``) and ``place ms`` (``viewer.features.place_features`` on the drawn TIN).
+Prints a table and one JSON line.
+
+``--cpu``: only ``tile_layer``'s CPU per tile over levels, for the plane city core and forest
+(and with ``--earth`` Paris, Tokyo and New York): warm = the least of 7 calls after one untimed
+(robust on a shared machine), cold = one call after clearing the plane's anchor-node memo (the
+first tile of a 157 km area; in a descent its level-7 ancestor pays that).
 """
 
 from __future__ import annotations
@@ -126,13 +132,57 @@ def figure(path: str, world: str = "plane", size=(640, 360)) -> dict:
             "class_share": {CLASS_NAMES[i]: round(float(share[i]), 4) for i in range(len(CLASS_NAMES)) if share[i]}}
 
 
+def _key_at(k13: TileKey, level: int) -> TileKey:
+    """The level-``level`` tile of the column under k13's north-west child path (ancestor above 13)."""
+    return _descend(k13, level) if level >= 13 else TileKey(level, k13.x >> (13 - level), k13.y >> (13 - level))
+
+
+def cpu_table(levels, earth: bool = False) -> dict:
+    """{place: {level: [warm ms, cold ms]}} of ``generator.layer.tile_layer`` (module docstring)."""
+    import generator.landcover as LC
+    from generator.layer import tile_layer
+    from generator.pyramid import open_world
+
+    def one(pyr, key) -> list[float]:
+        h = pyr.tile(key).height
+        tile_layer(pyr, key, h)
+        warm = min(_process_s(tile_layer, pyr, key, h)[1] for _ in range(7))
+        LC.anchor_memo_clear()
+        return [round(1e3 * warm, 2), round(1e3 * _process_s(tile_layer, pyr, key, h)[1], 2)]
+
+    out: dict = {}
+    plane = open_world("plane", 0, refiner="fractal")
+    for name in ("plane city core", "plane forest"):
+        out[name] = {level: one(plane, _key_at(PLANE[name][0], level)) for level in levels}
+    if earth:
+        from bench.cities import PLACES, earth_key
+
+        pyr = open_world("earth", 0, refiner="fractal")
+        for name in ("Paris", "Tokyo", "New York"):
+            out[name] = {level: one(pyr, earth_key(*PLACES[name], level)) for level in levels}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="levels 13 and 15 only, one repeat")
+    ap.add_argument("--quick", action="store_true", help="levels 12, 13 and 15 only, one repeat")
     ap.add_argument("--earth", action="store_true", help="also Paris (needs ../shared/data)")
     ap.add_argument("--figure", default=None, metavar="PNG",
                     help="instead: render a 300 m pass over the plane city (Paris with --earth) to PNG")
+    ap.add_argument("--cpu", action="store_true", help="instead: tile_layer CPU per tile over levels, warm and cold")
+    ap.add_argument("--levels", default="6,7,8,10,12,13,14,15,16,17", help="--cpu: levels")
     a = ap.parse_args(argv)
+    if a.cpu:
+        import torch
+
+        torch.set_num_threads(1)
+        t = cpu_table([int(v) for v in a.levels.split(",")], a.earth)
+        for name, row in t.items():
+            print(f"| {name} | " + " | ".join(f"{w:.1f} / {c:.1f}" for w, c in row.values()) + " |")
+        warm = [w for row in t.values() for w, _ in row.values()]
+        print(json.dumps({"bench": "featurelayer_cpu", "ms_warm_cold": t, "median_warm_ms": float(np.median(warm)),
+                          "max_warm_ms": max(warm), "over_5ms": sum(w > 5.0 for w in warm), "tiles": len(warm)}))
+        return 0
     if a.figure:
         print(json.dumps(figure(a.figure, "earth" if a.earth else "plane")))
         return 0
@@ -141,13 +191,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)  # docs/DECISIONS.md: busy 2-core machines
     from generator.pyramid import open_world
 
-    levels = (13, 15) if a.quick else (13, 14, 15, 16, 17)
+    levels = (12, 13, 15) if a.quick else (12, 13, 14, 15, 16, 17)
     repeat = 1 if a.quick else 3
     rows = []
     plane = open_world("plane", 0, refiner="fractal")
     for name, (k13, kind) in PLANE.items():
         for level in levels:
-            rows.append({"place": name, "kind": kind, **measure(plane, World.PLANE, _descend(k13, level), repeat)})
+            rows.append({"place": name, "kind": kind, **measure(plane, World.PLANE, _key_at(k13, level), repeat)})
     if a.earth:
         from bench.cities import earth_key
 

@@ -20,7 +20,8 @@ FarHeights = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 def birth_slope(world: World, level: int, rows: np.ndarray, cols: np.ndarray, heights_m: np.ndarray,
                 far_heights: FarHeights | None, where: np.ndarray | None = None,
-                precision: type = np.float64) -> np.ndarray:
+                precision: type = np.float64, max_k: int | None = None,
+                at_most: float | None = None) -> np.ndarray:
     """(H, W) float32 tangent of the slope at each sample's birth level (NaN where born at or above
     the anchor level). See the module docstring for why this is the same at every level.
 
@@ -29,20 +30,36 @@ def birth_slope(world: World, level: int, rows: np.ndarray, cols: np.ndarray, he
     so its parents are gathered with one ``np.ix_`` each (same expressions as per sample). ``where``
     (H, W) bool: groups with no True sample are left NaN (their slope is not wanted).
     ``precision`` float64 is the definition; float32 (half the work) is within 1e-2 of it for
-    heights below 16 km at spacings >= 0.15 m (levels <= 19): a screen for :func:`landcover`."""
+    heights below 16 km at spacings >= 0.15 m (levels <= 19): a screen for :func:`landcover`.
+
+    Two more ways to leave groups NaN, for screens: ``max_k`` (groups with k >= max_k: born so
+    high that they are few; :func:`birth_groups_from` lists them for :func:`_slope_at`) and
+    ``at_most``: a group whose parents are all inside the window and whose slope cannot exceed
+    ``at_most`` (by the bound ``range(h) / 2 * sqrt(1 / s^2 + 1 / e^2)`` over the window's
+    heights, s and e the birth spacings north and east, 1 % margin) is not computed."""
     H, W = heights_m.shape
     h64 = np.asarray(heights_m, dtype=precision)
     L = int(level)
     out = np.full((H, W), np.nan, np.float32)
     cr, cc = _ctz(rows), _ctz(cols)
     lat = 90.0 - rows * spacing_deg(L)
-    for k in range(max(min(L - ANCHOR_LEVEL, 62), 0)):
+    h_range = float(np.max(h64)) - float(np.min(h64)) if at_most is not None and h64.size else 0.0
+    cos_min = max(float(np.min(np.cos(np.radians(lat)))), 1e-3) if world is World.EARTH and lat.size else 1.0
+    k_end = max(min(L - ANCHOR_LEVEL, 62), 0)
+    for k in range(k_end if max_k is None else min(k_end, max_k)):
         step = 1 << k
         ra, rb = np.nonzero(cr == k)[0], np.nonzero(cr > k)[0]
         ca, cb = np.nonzero(cc == k)[0], np.nonzero(cc > k)[0]
         s_birth = precision(spacing_m(L) * float(step))
+        flat = at_most is not None and 1.01 * h_range / 2.0 * float(np.hypot(
+            1.0 / float(s_birth), 1.0 / (float(s_birth) * cos_min))) <= at_most
         for ri, ci, sr, sc in ((ra, cb, step, 0), (rb, ca, 0, step), (ra, ca, step, step)):
-            if not ri.size or not ci.size or where is not None and not where[np.ix_(ri, ci)].any():
+            if not ri.size or not ci.size:
+                continue
+            if flat and ri[0] - sr >= 0 and ri[-1] + sr < H and ci[0] - sc >= 0 and ci[-1] + sc < W:
+                continue  # parents inside the window, whose relief cannot make this group steep
+            view = (slice(ri[0], ri[-1] + 1, _stride(ri)), slice(ci[0], ci[-1] + 1, _stride(ci)))  # the group
+            if where is not None and not where[view].any():
                 continue
 
             def at(dr, dc, ri=ri, ci=ci, k=k):
@@ -65,8 +82,15 @@ def birth_slope(world: World, level: int, rows: np.ndarray, cols: np.ndarray, he
                 east = (s_birth * np.maximum(np.cos(np.radians(lat[ri])), 1e-3)).astype(precision)[:, None]
             gy = (sw + se - nw - ne) / (precision(4.0) * s_birth)
             gx = (ne + se - nw - sw) / (precision(4.0) * east)
-            out[np.ix_(ri, ci)] = np.hypot(gx, gy)
+            out[view] = np.hypot(gx, gy)
     return out
+
+
+def birth_groups_from(level: int, rows: np.ndarray, cols: np.ndarray, k0: int) -> np.ndarray:
+    """(H, W) bool: samples of the window born at least ``k0`` levels above ``level`` but below the
+    anchor level (the groups that :func:`birth_slope` leaves NaN with ``max_k = k0``)."""
+    k = np.minimum(_ctz(rows)[:, None], _ctz(cols)[None, :])
+    return (k >= k0) & (k < int(level) - ANCHOR_LEVEL)
 
 
 def _slope_at(world: World, level: int, rows: np.ndarray, cols: np.ndarray, heights_m: np.ndarray,
@@ -85,11 +109,12 @@ def _slope_at(world: World, level: int, rows: np.ndarray, cols: np.ndarray, heig
         ii, jj = pr + dr, pc + dc
         inside = (ii >= 0) & (ii < H) & (jj >= 0) & (jj < W)
         v = heights_m[np.clip(ii, 0, H - 1), np.clip(jj, 0, W - 1)].astype(np.float64)
-        for m in np.flatnonzero(~inside):
-            if far_heights is None:
-                raise ValueError("samples need heights outside the window at their birth level; pass far_heights")
-            kk = int(k[m])
-            v[m] = far_heights(L - kk, np.array([(r[m] + dr[m]) >> kk]), np.array([(c[m] + dc[m]) >> kk]))[0]
+        out_ = np.flatnonzero(~inside)
+        if out_.size and far_heights is None:
+            raise ValueError("samples need heights outside the window at their birth level; pass far_heights")
+        for kk in np.unique(k[out_]):  # one call per birth level
+            m = out_[k[out_] == kk]
+            v[m] = far_heights(L - int(kk), (r[m] + dr[m]) >> kk, (c[m] + dc[m]) >> kk)
         return v
 
     nw, ne, sw, se = at(-sr, -sc), at(-sr, sc), at(sr, -sc), at(sr, sc)

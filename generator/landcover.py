@@ -51,12 +51,19 @@ only where rock could form. Each shortcut gives the values of the plain rule
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-from generator.birthslope import FarHeights, _ctz, _slope_at, birth_slope  # noqa: F401 (re-exported)
+from generator.birthslope import FarHeights, _ctz, _slope_at, birth_groups_from, birth_slope  # noqa: F401
 from generator.landcover_noise import grid_noise, point_noise, value_noise  # noqa: F401 (re-exported)
+from generator.plane_nodes import (  # noqa: F401 (re-exported)
+    _AREAS,
+    ANCHOR_AREA_NODES,
+    ANCHOR_AREAS_KEPT,
+    _anchor_area,
+    _anchor_box,
+    _anchor_nodes,
+    anchor_memo_clear,
+)
 from runtime.tiles import ANCHOR_LEVEL, T, TileKey, World, spacing_deg, spacing_m
 
 CLASS_NAMES = ("water", "snow_ice", "bare_rock", "sand", "grassland", "shrubland", "broadleaf_forest",
@@ -80,6 +87,7 @@ IGBP_TO_CLASS[15] = SNOW_ICE
 IGBP_TO_CLASS[16] = BARE_ROCK  # barren (sand where the climate is arid)
 
 ROCK_SLOPE = float(np.tan(np.radians(35.0)))
+ROCK_TAIL_K = 3  # birth groups from here up (1 sample in 64 of a window) are measured pointwise
 SNOW_EQUATOR_M, SNOW_FALL_M_PER_DEG, SNOW_NOISE_M = 5500.0, 110.0, 200.0
 BEACH_M = 3.0
 PLANE_CITY_WAVE_M = 30000.0
@@ -177,13 +185,33 @@ def _land_fraction(lw, lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
     if ni * nj > 4 * i0.size * j0.size:  # the window wraps the antimeridian: per point
         shape = (lat1.size, lon1.size)
         return lw.land_fraction(np.broadcast_to(lat1[:, None], shape), np.broadcast_to(lon1[None, :], shape))
-    cells = lw.land_cells(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])  # (ni, nj)
+    cells = _land_box(lw, np.arange(ia, ia + ni), np.arange(ja, ja + nj))  # (ni, nj)
     if cells.min() == cells.max():
         return np.full((lat1.size, lon1.size), cells.flat[0], np.float32)
     ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
     top, bottom, jj = cells[i0 - ia], cells[i0 - ia + 1], j0 - ja
     return (top[:, jj] * (1 - tj) + top[:, jj + 1] * tj) * (1 - ti) + \
         (bottom[:, jj] * (1 - tj) + bottom[:, jj + 1] * tj) * ti
+
+
+def _land_box(lw, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """(len(i), len(j)) float32 ``lw.land_cells`` of the box rows i x cols j (consecutive 30" cell
+    indices; rows clipped to the globe, cols wrapped), read per 64-cell block of the mask: a whole
+    land or water block is one value, only mixed (coastal) blocks unpack their bits."""
+    from generator.anchors.landwater import BLOCK, LAND, MIXED, N_COLS, N_ROWS
+
+    i, j = np.clip(i, 0, N_ROWS - 1), np.mod(j, N_COLS)
+    bi, bj = i // BLOCK, j // BLOCK
+    ri = np.flatnonzero(np.diff(bi, prepend=-1))  # first row / col of each run of one block
+    cj = np.flatnonzero(np.diff(bj, prepend=-1))
+    st = lw.state[np.ix_(bi[ri], bj[cj])]
+    nr, nc = np.diff(np.append(ri, i.size)), np.diff(np.append(cj, j.size))
+    out = np.repeat(np.repeat((st == LAND).astype(np.float32), nr, axis=0), nc, axis=1)
+    for a, b in zip(*np.nonzero(st == MIXED)):
+        r0, r1, c0, c1 = ri[a], ri[a] + nr[a], cj[b], cj[b] + nc[b]
+        bits = np.unpackbits(lw.bits[lw.slot[bi[r0], bj[c0]]]).reshape(BLOCK, BLOCK)
+        out[r0:r1, c0:c1] = bits[(i[r0:r1] % BLOCK)[:, None], (j[c0:c1] % BLOCK)[None, :]]
+    return out
 
 
 def _city_river_cells(grid: np.ndarray, cls: np.ndarray, wet: np.ndarray, wi: np.ndarray, wj: np.ndarray) -> np.ndarray:
@@ -214,19 +242,50 @@ def _plane_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tu
         code = _plane_node_codes(seed, rows << k, cols << k)
     else:
         x1, y1 = axis_locations(World.PLANE, level, rows, cols)
-        ri = np.round((y1[:, None] + 0.5 * s * grid_noise(seed, 7, x1, y1, 4.0 * s)) / s).astype(np.int64)
-        ci = np.round((x1[None, :] + 0.5 * s * grid_noise(seed, 6, x1, y1, 4.0 * s)) / s).astype(np.int64)
-        m = 1 << -k
-        nr, nc = np.nonzero(rows % m == 0)[0], np.nonzero(cols % m == 0)[0]
-        ri[np.ix_(nr, nc)] = (rows[nr] >> -k)[:, None]  # a node stays on itself (|warp| <= half a node)
-        ci[np.ix_(nr, nc)] = (cols[nc] >> -k)[None, :]
-        r0, c0 = int(ri.min()), int(ci.min())
-        box = _plane_node_codes(seed, np.arange(r0, int(ri.max()) + 1, dtype=np.int64),
-                                np.arange(c0, int(ci.max()) + 1, dtype=np.int64))
-        code = box[ri - r0, ci - c0]
+        # the nodes any warped sample can reach (|warp| <= half a node): one class there needs no warp
+        r0, r1 = int(np.floor(y1.min() / s - 0.5 - 1e-9)), int(np.ceil(y1.max() / s + 0.5 + 1e-9))
+        c0, c1 = int(np.floor(x1.min() / s - 0.5 - 1e-9)), int(np.ceil(x1.max() / s + 0.5 + 1e-9))
+        box = _plane_node_codes(seed, np.arange(r0, r1 + 1, dtype=np.int64), np.arange(c0, c1 + 1, dtype=np.int64))
+        if (box == box.flat[0]).all():
+            code = np.full((rows.size, cols.size), box.flat[0], np.uint8)
+            land = code >= 16
+            return code & np.uint8(15), land, land
+        # a sample at u = y / s reaches the nodes round(u - 0.5) .. round(u + 0.5) (round is monotone;
+        # 2 nodes, 3 on a node's own row or column): where all it reaches agree it needs no warp, and
+        # the warp noise is evaluated on the rows x cols of the rest
+        rlo, rhi = _reach(y1 / s, r0), _reach(y1 / s, r0, 1)
+        clo, chi = _reach(x1 / s, c0), _reach(x1 / s, c0, 1)
+        lo = _window(_window(box, rlo, rhi, np.minimum).T, clo, chi, np.minimum).T  # (H, W) least code reached
+        hi = _window(_window(box, rlo, rhi, np.maximum).T, clo, chi, np.maximum).T
+        code = lo
+        todo = lo != hi
+        if todo.any():
+            ur, uc = np.flatnonzero(todo.any(axis=1)), np.flatnonzero(todo.any(axis=0))
+            xs, ys = x1[uc], y1[ur]
+            ri = np.round((ys[:, None] + 0.5 * s * grid_noise(seed, 7, xs, ys, 4.0 * s)) / s).astype(np.int64)
+            ci = np.round((xs[None, :] + 0.5 * s * grid_noise(seed, 6, xs, ys, 4.0 * s)) / s).astype(np.int64)
+            m = 1 << -k
+            nr, nc = np.nonzero(rows[ur] % m == 0)[0], np.nonzero(cols[uc] % m == 0)[0]
+            ri[np.ix_(nr, nc)] = (rows[ur][nr] >> -k)[:, None]  # a node stays on itself (|warp| <= half a node)
+            ci[np.ix_(nr, nc)] = (cols[uc][nc] >> -k)[None, :]
+            sub = np.ix_(ur, uc)
+            code[sub] = np.where(todo[sub], box[ri - r0, ci - c0], code[sub])
     land = code >= 16
     cls = code & np.uint8(15)
     return cls, land, land
+
+
+def _reach(u: np.ndarray, first: int, up: int = 0) -> np.ndarray:
+    """Lowest (``up`` 0) or highest (1) node index, minus ``first``, that a point at u (in nodes)
+    can round to after a warp of at most half a node (1e-6 margin for the float expressions)."""
+    return np.round(u + (0.5 + 1e-6) * (2 * up - 1)).astype(np.int64) - first
+
+
+def _window(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, fn) -> np.ndarray:
+    """(len(lo), ...) ``fn`` (np.minimum / np.maximum) of a's rows lo[i] .. hi[i] (2 or 3 rows)."""
+    last = a.shape[0] - 1
+    two = fn(a[lo], a[np.minimum(lo + 1, last)])
+    return np.where((hi - lo == 1)[:, None], two, fn(two, a[np.minimum(lo + 2, last)]))
 
 
 def _plane_node_codes(seed: int, ur: np.ndarray, uc: np.ndarray) -> np.ndarray:
@@ -355,20 +414,6 @@ def _sig_codes() -> np.ndarray:
 _SIG_CODE = _sig_codes()
 
 
-@functools.lru_cache(maxsize=256)
-def _anchor_nodes(seed: int, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-    """(11, r1-r0+1, c1-c0+1) float32 channels land, climate B, D, E and the seven cover groups of
-    the plane's anchor nodes rows r0..r1 x cols c0..c1 (``PlaneAnchor.node_context``, pointwise).
-    Memoised: every deep tile inside one anchor cell (9.8 km) asks for the same 2 x 2 nodes, and
-    the continent fields cost milliseconds of Python per call whatever their size."""
-    from generator.anchors.plane import PlaneAnchor
-
-    n = PlaneAnchor(seed).node_context(np.arange(r0, r1 + 1, dtype=np.int64), np.arange(c0, c1 + 1, dtype=np.int64))
-    out = n[[0, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]]
-    out.flags.writeable = False
-    return out
-
-
 def plane_city(seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Plane-world city field at (east, south) m: > 0 inside a city, rising to ~1 in its core
     (a 30 km value noise above 0.65, rescaled; about 6 % of the land)."""
@@ -417,11 +462,15 @@ def landcover(world: World | str, seed: int, level: int, rows: np.ndarray, cols:
     cand = land & (cls != URBAN)  # towns keep their class: metre-scale roughness is not a cliff
     if cand.any() or far_heights is None:  # (without far_heights: say so if the window needs them)
         # screen in float32, then the float64 definition only where the screen comes within 2 %
+        # groups born >= ROCK_TAIL_K levels up are few samples in many groups: measured pointwise below;
+        # groups the window's relief cannot make steep are skipped (birth_slope's at_most)
         rough = birth_slope(world, level, rows, cols, h, far_heights, cand if far_heights is not None else None,
-                            np.float32)
-        pr, pc = np.nonzero(cand & (rough > np.float32(0.98 * ROCK_SLOPE)))  # NaN compares False
+                            np.float32, max_k=ROCK_TAIL_K, at_most=0.98 * ROCK_SLOPE)
+        screen = cand & (rough > np.float32(0.98 * ROCK_SLOPE))  # NaN compares False
+        tail = birth_groups_from(level, rows, cols, ROCK_TAIL_K)
+        pr, pc = np.nonzero(screen | (tail & cand if far_heights is not None else tail))
         if pr.size:
-            steep = _slope_at(world, level, rows, cols, h, far_heights, pr, pc) > ROCK_SLOPE
+            steep = (_slope_at(world, level, rows, cols, h, far_heights, pr, pc) > ROCK_SLOPE) & cand[pr, pc]
             cls = cls.copy()
             cls[pr[steep], pc[steep]] = BARE_ROCK
     return cls.astype(np.uint8)
@@ -437,9 +486,17 @@ def tile_landcover(pyramid, key: TileKey, heights_m: np.ndarray | None = None) -
     seen: dict = {}  # the slope is screened, then measured: each corner is read once
 
     def far(level: int, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        for a, b in zip(r, c):
-            if (level, int(a), int(b)) not in seen:
-                seen[level, int(a), int(b)] = pyramid.region(level, int(a), int(b), 1, 1)[0, 0, 0]
+        todo = [(int(a), int(b)) for a, b in zip(r, c) if (level, int(a), int(b)) not in seen]
+        if todo:  # a corner's birth parents are neighbours at their level: one small box
+            ra, ca = min(a for a, _ in todo), min(b for _, b in todo)
+            hh, ww = max(a for a, _ in todo) - ra + 1, max(b for _, b in todo) - ca + 1
+            if hh * ww <= 16:
+                box = pyramid.region(level, ra, ca, hh, ww)[0]
+                for a, b in todo:
+                    seen[level, a, b] = box[a - ra, b - ca]
+            for a, b in todo:
+                if (level, a, b) not in seen:
+                    seen[level, a, b] = pyramid.region(level, a, b, 1, 1)[0, 0, 0]
         return np.array([seen[level, int(a), int(b)] for a, b in zip(r, c)], dtype=np.float32)
 
     return landcover(pyramid.world, pyramid.seed, key.level, rows, cols, h, far)

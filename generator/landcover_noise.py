@@ -64,6 +64,14 @@ def grid_noise(seed: int, stream: int, xs: np.ndarray, ys: np.ndarray, wavelengt
         np.arange(ja, int(jx.max()) + 2, dtype=np.int64)[None, :])) * 2.0 - 1.0
     r0, r1 = tab[iy - ia], tab[iy - ia + 1]  # (H, lattice columns)
     rm = r0 + (r1 - r0) * fy[:, None]
+    starts = np.flatnonzero(np.diff(jx, prepend=jx[0] - 1))  # runs of points in one lattice column
+    if starts.size <= 8:  # a deep window spans a few columns: broadcast per run instead of gathering
+        out = np.empty((iy.size, jx.size))
+        for s0, s1 in zip(starts, np.append(starts[1:], jx.size)):
+            j = int(jx[s0]) - ja
+            a, b = rm[:, j : j + 1], rm[:, j + 1 : j + 2]
+            out[:, s0:s1] = a + (b - a) * fx[None, s0:s1]
+        return out
     a, b = rm[:, jx - ja], rm[:, jx - ja + 1]
     return a + (b - a) * fx[None, :]
 

@@ -9,7 +9,8 @@ are not thread-safe; the mesh workers only code arrays).
 
 Levels: the class grid from :data:`LAYER_MIN_LEVEL` (1.2 km samples: segmentation sensors
 classify the ground out to the horizon; a few hundred bytes a tile), buildings and streets at
-``generator.features.BUILDING_LEVELS`` (13-19), trees at ``TREE_LEVELS`` (15-19).
+``generator.features.BUILDING_LEVELS`` (13-19), merged blocks standing in for them at
+``BLOCK_LEVEL`` (12, the far field), trees at ``TREE_LEVELS`` (15-19).
 """
 
 from __future__ import annotations
@@ -19,16 +20,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.features import BUILDING_LEVELS, TREE_LEVELS, _metres_per_sample, buildings, parcels, roads, trees
+from generator.features import (
+    BLOCK_LEVEL,
+    BUILDING_LEVELS,
+    TREE_LEVELS,
+    _buildings,
+    _metres_per_sample,
+    blocks,
+    parcels,
+    roads,
+    trees,
+)
 from generator.landcover import ROAD, tile_landcover
 from generator.scene import ALBEDO, NIR
 from runtime.tiles import T, TileKey, World
 
 LAYER_MIN_LEVEL = 6
-LAYER_CONTENT = "features-2"
+LAYER_CONTENT = "features-3"
 """What the layer's arrays are made by; part of the tile store's key for frames with the layer
-(``streaming.cli.compose``), so a store baked by older rules is not mixed with new tiles. 2: the
-class field's separable noise and per-node plane classes, the 9.6 m slope rule for buildings."""
+(:func:`layered_model_id`), so a store baked by older rules is not mixed with new tiles. 2: the
+class field's separable noise and per-node plane classes, the 9.6 m slope rule for buildings.
+3: earth buildings' density and heights from data (``generator.urban``); merged blocks at level 12."""
 
 
 @dataclass(frozen=True)
@@ -80,11 +92,15 @@ def tile_layer(pyramid, key: TileKey, heights_m: np.ndarray) -> dict | None:
     lc = tile_landcover(pyramid, key, heights_m)
     out = {"classes": lc, "albedo": ALBEDO, "nir": NIR}
     P = parcels(world, seed, key, heights_m, lc)  # shared by buildings, streets and trees
+    if key.level == BLOCK_LEVEL:  # the far field's merged blocks
+        out["buildings"] = blocks(world, seed, key, heights_m, lc)
+    built = None
     if key.level in BUILDING_LEVELS:
-        out["buildings"] = buildings(world, seed, key, heights_m, lc, P)
+        built = _buildings(world, seed, key, heights_m, lc, P)  # also what trees keep clear of
+        out["buildings"] = built[0]
         out["classes"] = burn_roads(world, key, lc, roads(world, seed, key, lc, P))
     if key.level in TREE_LEVELS:
-        out["trees"] = trees(world, seed, key, lc, heights_m, P)
+        out["trees"] = trees(world, seed, key, lc, heights_m, P, built)
     return out
 
 
@@ -98,3 +114,30 @@ def layered_source(pyramid):
                 for k, f in zip(keys, pyramid.tiles(keys), strict=True)]
 
     return tiles
+
+
+def layered_model_id(model_id: str) -> str:
+    """The tile store's model key of frames with the layer (``serve --features``, ``bake --features``)."""
+    return f"{model_id}+{LAYER_CONTENT}"
+
+
+class LayeredPyramid:
+    """A pyramid seen as ``streaming.bake`` sees one (``model_id``, ``tiles(keys)``) whose tiles carry
+    the feature layer and whose model id is :func:`layered_model_id`: ``worldstream bake --features``
+    bakes with it, so its store holds the very frames a ``serve --features`` server stores, under
+    the same key, and that server reuses them (a store baked without the layer holds frames without
+    it, under the bare model id: a features server cannot use those, since the layer needs the
+    tile's generated heights, which a frame does not carry)."""
+
+    def __init__(self, pyramid):
+        self.pyramid = pyramid
+        self.model_id = layered_model_id(pyramid.model_id)
+        self.tiles = layered_source(pyramid)
+
+
+def open_layered(world: str, seed: int, refiner: str = "auto") -> LayeredPyramid:
+    """``generator.pyramid.open_world`` wrapped in :class:`LayeredPyramid` (a picklable opener for
+    Ray bakers with ``functools.partial``)."""
+    from generator.pyramid import open_world
+
+    return LayeredPyramid(open_world(world, seed, refiner=refiner))

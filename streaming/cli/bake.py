@@ -18,7 +18,7 @@ def cmd_bake(args) -> int:
     keys = plan_keys(args.world, bbox, levels, ancestors=not args.no_ancestors)
     print(f"baking {len(keys)} tiles of {args.world.value} seed {args.seed}, levels {levels[0]}..{levels[1]} "
           f"into {args.store}", flush=True)
-    report = bake(args.world, args.seed, keys, args.store, open_pyramid=pyramid_opener(args.refiner),
+    report = bake(args.world, args.seed, keys, args.store, open_pyramid=pyramid_opener(args.refiner, args.features),
                   ray_address=args.ray_address, workers=args.workers, tiles_per_task=args.tiles_per_task,
                   verify=args.verify, use_ray=not args.no_ray)
     print(report.line(), flush=True)
@@ -43,7 +43,9 @@ def cmd_export(args) -> int:
         from streaming.cli.compose import feature_source, open_world
 
         pyr = open_world(store.world, store.seed, args.refiner)
-        if pyr.model_id != store.model:
+        from generator.layer import layered_model_id
+
+        if store.model not in (pyr.model_id, layered_model_id(pyr.model_id)):
             raise ValueError(f"the store's tiles come from model {store.model!r}, but --refiner "
                              f"{args.refiner or 'auto'} opens {pyr.model_id!r}: pass the store's --refiner, "
                              f"or --terrain-only")
@@ -67,6 +69,8 @@ def register(sub) -> None:
     sp.add_argument("--verify", action="store_true", help="check stored tiles' checksums before skipping them")
     sp.add_argument("--no-ancestors", action="store_true", help="bake only the given levels")
     sp.add_argument("--no-ray", action="store_true", help="bake in this process (no Ray)")
+    sp.add_argument("--features", action="store_true",
+                    help="bake frames with the feature layer, the store a serve --features server reads")
     sp.set_defaults(func=cmd_bake)
 
     sp = sub.add_parser("export", help="write a tile store as static quantized-mesh or 3D Tiles files")

@@ -22,8 +22,13 @@ def open_world(world: World | str, seed: int, refiner: str | None = None, cache_
     return open_pyramid(World.parse(world).value, seed, refiner=refiner or "auto", **kwargs)
 
 
-def pyramid_opener(refiner: str | None = None):
-    """``open_pyramid(world_name, seed)`` for ``streaming.bake`` (picklable for Ray workers)."""
+def pyramid_opener(refiner: str | None = None, features: bool = False):
+    """``open_pyramid(world_name, seed)`` for ``streaming.bake`` (picklable for Ray workers);
+    ``features``: tiles with the feature layer, stored as ``serve --features`` stores them."""
+    if features:
+        from generator.layer import open_layered
+
+        return functools.partial(open_layered, refiner=refiner or "auto")
     from generator.pyramid import open_world as open_pyramid
 
     return functools.partial(open_pyramid, refiner=refiner or "auto")
@@ -92,14 +97,14 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     limits = limits or Limits()
     source, layers = pyr.tiles, ()
     if features:
-        from generator.layer import LAYER_CONTENT, layered_source
+        from generator.layer import layered_model_id, layered_source
         from runtime.featurelayer import LAYER
 
         source, layers = layered_source(pyr), (LAYER,)
     store = None
     if store_dir:
         # frames with the layer are other bytes: their own folder (the store keys it by model)
-        store_model = pyr.model_id + (f"+{LAYER_CONTENT}" if features else "")
+        store_model = layered_model_id(pyr.model_id) if features else pyr.model_id
         store = TileStore(store_dir, model=store_model, world=world.value, seed=seed)
         store.sweep()  # temporary files of writers killed long ago
     cfg = service_config or ServiceConfig()

@@ -120,3 +120,75 @@ def test_the_served_layer_of_a_city_core_is_the_same_on_every_call():
     assert len(first["buildings"]) > 100 and len(first["trees"]) > 50
     for name in ("buildings", "trees"):
         np.testing.assert_array_equal(np.asarray(first[name]), np.asarray(again[name]))
+
+
+def test_land_box_reads_the_30s_mask_like_land_cells():
+    from generator.anchors.landwater import LandWater
+
+    lw = LandWater.load()
+    for ia, ni, ja, nj in ((4000, 700, 21000, 700), (21400, 300, 43000, 600), (6000, 90, 30100, 130)):
+        i, j = np.arange(ia, ia + ni), np.arange(ja, ja + nj)  # a coast, the pole row and the antimeridian
+        np.testing.assert_array_equal(LC._land_box(lw, i, j), lw.land_cells(i[:, None], j[None, :]))
+
+
+def test_birth_slope_relief_bound_and_pointwise_tail_keep_every_steep_sample():
+    rng = np.random.default_rng(3)
+    rows = np.arange(8192, 8192 + T + 1, dtype=np.int64)
+    cols = np.arange(4096, 4096 + T + 1, dtype=np.int64)
+    for relief in (0.5, 40.0):  # a flat window (every group skipped by the bound) and a rough one
+        h = (100.0 + rng.normal(0.0, relief, (T + 1, T + 1))).astype(np.float32)
+
+        def far(level, r, c):
+            return np.full(r.shape, 100.0, np.float32)
+
+        full = LC.birth_slope(World.PLANE, 15, rows, cols, h, far)
+        rough = LC.birth_slope(World.PLANE, 15, rows, cols, h, far, None, np.float32, max_k=LC.ROCK_TAIL_K,
+                               at_most=0.98 * LC.ROCK_SLOPE)
+        tail = LC.birth_groups_from(15, rows, cols, LC.ROCK_TAIL_K)
+        steep = full > LC.ROCK_SLOPE
+        screened = rough > np.float32(0.98 * LC.ROCK_SLOPE)
+        assert not (steep & ~tail & ~screened).any()  # every steep sample is screened or in the tail
+        assert (np.isnan(rough) & ~tail & np.isfinite(full)).any() == (relief < 1.0)  # the bound skips the flat one
+        np.testing.assert_array_equal(tail, np.isfinite(full) & np.isnan(
+            LC.birth_slope(World.PLANE, 15, rows, cols, h, far, max_k=LC.ROCK_TAIL_K)))
+
+
+def test_plane_warp_only_where_node_cells_disagree_gives_the_plain_lookup():
+    s = LC.spacing_m(LC.PLANE_CONTEXT_LEVEL)
+    for level, r0, c0 in ((15, 259 * T, -6077 * T), (13, 64 * T, -1504 * T), (17, 527 * T, -15345 * T)):
+        rows = np.arange(r0, r0 + T + 1, dtype=np.int64)
+        cols = np.arange(c0, c0 + T + 1, dtype=np.int64)
+        cls, land, _ = LC._plane_base(0, level, rows, cols)
+        x1, y1 = LC.axis_locations(World.PLANE, level, rows, cols)  # the plain rule: warp every sample
+        ri = np.round((y1[:, None] + 0.5 * s * LC.grid_noise(0, 7, x1, y1, 4.0 * s)) / s).astype(np.int64)
+        ci = np.round((x1[None, :] + 0.5 * s * LC.grid_noise(0, 6, x1, y1, 4.0 * s)) / s).astype(np.int64)
+        k = level - LC.PLANE_CONTEXT_LEVEL
+        node_r, node_c = rows % (1 << k) == 0, cols % (1 << k) == 0
+        ri[np.ix_(node_r, node_c)] = (rows[node_r] >> k)[:, None]
+        ci[np.ix_(node_r, node_c)] = (cols[node_c] >> k)[None, :]
+        box = LC._plane_node_codes(0, np.arange(ri.min(), ri.max() + 1), np.arange(ci.min(), ci.max() + 1))
+        code = box[ri - ri.min(), ci - ci.min()]
+        np.testing.assert_array_equal(cls, code & np.uint8(15))
+        np.testing.assert_array_equal(land, code >= 16)
+
+
+def test_anchor_nodes_from_the_area_memo_are_the_direct_nodes():
+    from generator.anchors.plane import PlaneAnchor
+
+    for r0, r1, c0, c1 in ((16, 17, -95, -94), (31, 33, -97, -80), (0, 40, -10, 30)):  # in one area, on its edge, large
+        want = PlaneAnchor(0).node_context(np.arange(r0, r1 + 1), np.arange(c0, c1 + 1))[[0, 2, 4, 5, 6, 7, 8, 9, 10,
+                                                                                            11, 12]]
+        np.testing.assert_array_equal(LC._anchor_nodes(0, r0, r1, c0, c1), want)
+
+
+def test_a_level6_box_fills_the_areas_inside_it_with_the_direct_nodes():
+    from generator.anchors.plane import PlaneAnchor
+
+    LC.anchor_memo_clear()
+    LC._anchor_nodes(0, 32, 65, -64, -31)  # a level-6 tile's box (34 nodes a side): 2 x 2 areas inside
+    assert set(LC._AREAS) == {(0, 2, -4), (0, 2, -3), (0, 3, -4), (0, 3, -3)}
+    want = PlaneAnchor(0).node_context(np.arange(31, 50), np.arange(-49, -30))[[0, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]]
+    np.testing.assert_array_equal(LC._anchor_area(0, 2, -3), want)
+    for k in range(LC.ANCHOR_AREAS_KEPT + 5):  # bounded
+        LC._anchor_area(0, 100 + k, 0)
+    assert len(LC._AREAS) == LC.ANCHOR_AREAS_KEPT

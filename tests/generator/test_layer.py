@@ -79,3 +79,23 @@ def test_the_process_encoder_carries_the_layer(plane):
         assert enc(World.PLANE, CITY15, f) == mesh_encoder()(World.PLANE, CITY15, f)
     finally:
         enc.close()
+
+
+def test_a_store_baked_with_the_layer_is_the_features_servers_store(plane, tmp_path):
+    """``bake --features`` writes the frames ``serve --features`` would make, under the key that
+    server opens (a store baked without the layer keys the bare model: not mixed in)."""
+    from generator.layer import layered_model_id
+    from streaming.bake import bake, open_store, stored_keys
+    from streaming.cli.compose import build_server, pyramid_opener
+
+    keys = [CITY15, TileKey(15, CITY15.x + 1, CITY15.y)]
+    r = bake(World.PLANE, 0, keys, tmp_path, use_ray=False, open_pyramid=pyramid_opener("fractal", features=True))
+    assert r.tiles == 2
+    store = open_store(tmp_path)
+    assert store.model == layered_model_id(plane.model_id) and stored_keys(store) == sorted(keys)
+    server = build_server(World.PLANE, 0, "fractal", store_dir=tmp_path, features=True)
+    assert server.service.store.model == store.model and all(k in server.service.store for k in keys)
+    own = mesh_encoder()(World.PLANE, CITY15, layered_source(plane)([CITY15])[0])
+    assert store.get(CITY15) == own and F.LAYER in P.unpack(own, 1 << 26)["tile"]
+    bare = build_server(World.PLANE, 0, "fractal", store_dir=tmp_path)  # without the layer: its own namespace
+    assert bare.service.store.model == plane.model_id and CITY15 not in bare.service.store
