@@ -31,3 +31,25 @@ def test_process_encoder_matches_the_thread_encoder_byte_for_byte():
         enc.close()
     with pytest.raises(ValueError, match="processes must be >= 1"):
         ProcessEncoder(0)
+
+
+def test_fields_travel_through_reused_shared_slots_that_close_removes():
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    r, c = np.meshgrid(np.arange(T + 1), np.arange(T + 1), indexing="ij")
+    keys = [TileKey(10, 7 + i, 3) for i in range(6)]
+    tiles = [(300.0 * np.sin((r + 9 * i) / 13.0) * np.cos(c / 31.0)).astype(np.float32) for i in range(6)]
+    rgb = np.stack([r / T, c / T, np.full(r.shape, 0.25)], -1)  # float64: cast like the thread encoder
+    want = [mesh_encoder()(World.EARTH, k, _Fields(h, rgb, "m")) for k, h in zip(keys, tiles)]
+    enc = ProcessEncoder(2)
+    try:
+        with ThreadPoolExecutor(3) as pool:  # three callers at once, as the service's threads
+            got = list(pool.map(lambda kh: enc(World.EARTH, kh[0], _Fields(kh[1], rgb, "m")), zip(keys, tiles)))
+        assert got == want
+        paths = list(enc._paths)
+        assert 1 <= len(paths) <= 3 and all(Path(p).stat().st_size > 4 * (T + 1) ** 2 for p in paths)
+        assert enc(World.EARTH, keys[0], _Fields(tiles[0], rgb, "m")) == want[0] and enc._paths == paths  # reused
+    finally:
+        enc.close()
+    assert not any(Path(p).exists() for p in paths)
