@@ -533,12 +533,24 @@ def encode_image(rgb: np.ndarray, quality: int = 85) -> bytes:
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"rgb must be (H, W, 3), got shape {a.shape}")
-    u8 = np.clip(np.round(np.nan_to_num(a.astype(np.float32)) * 255.0), 0, 255).astype(np.uint8)
+    u8 = _unit_to_u8(a)
     import io
 
     buf = io.BytesIO()
     Image.fromarray(u8, "RGB").save(buf, format="JPEG", quality=int(quality), optimize=True)
     return buf.getvalue()
+
+
+def _unit_to_u8(a: np.ndarray) -> np.ndarray:
+    """[0, 1] -> uint8 as ``clip(round(nan_to_num(float32(a)) * 255), 0, 255)``, in one
+    float32 buffer (the chain made five full copies): NaN -> 0, +-inf -> 255 / 0."""
+    b = np.multiply(a, np.float32(255.0), dtype=np.float32)  # float32(a) * 255 in float32, as before
+    np.rint(b, out=b)
+    np.clip(b, 0.0, 255.0, out=b)
+    nan = np.isnan(b)
+    if nan.any():
+        b[nan] = 0.0
+    return b.astype(np.uint8)
 
 
 def decode_image(data: bytes) -> np.ndarray:

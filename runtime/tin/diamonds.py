@@ -120,8 +120,8 @@ def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float)
         flipped[m[aa[at]]] = True
         pinned[kids[kp]] = True
         pinned[hier.diamond_corner.take(m, axis=0)] = True
-        covered |= diamond_interiors(m, t)
-        covered[m] = True
+        _mark_interiors(covered, m, hier)  # their insides, centres included
+
     present &= ~covered
     # a diamond left with no edge midpoint and drawn on p-q is a plain unsplit RTIN diamond
     d = np.flatnonzero(dropped[:-1] & ~flipped[:-1])
@@ -159,6 +159,20 @@ def diamond_interiors(ids: np.ndarray, t: int) -> np.ndarray:
         out[hier.diamond_base[sel][:, None] + hier.interiors[kind]] = True
     out[ids] = False
     return out
+
+
+def _mark_interiors(out: np.ndarray, ids: np.ndarray, hier) -> None:
+    """Set ``out`` True at every sample strictly inside the diamonds ``ids`` and at their
+    centres (``diamond_interiors`` ORed in, then the centres: no temporary grid)."""
+    kinds = hier.diamond_kind[ids]
+    k0 = kinds[0] if len(kinds) else 0
+    if len(kinds) and (kinds == k0).all():  # one shape per level: no grouping
+        out[hier.diamond_base[ids][:, None] + hier.interiors[k0]] = True
+    else:
+        for kind in np.unique(kinds):
+            sel = ids[kinds == kind]
+            out[hier.diamond_base[sel][:, None] + hier.interiors[kind]] = True
+    out[ids] = True
 
 
 def dropped_diamonds(present: np.ndarray, flipped: np.ndarray, t: int) -> np.ndarray:

@@ -277,3 +277,15 @@ def test_encode_heights_without_faces_sends_the_same_payload(max_error_m, curved
         assert got == want and none is None
         np.testing.assert_array_equal(rc2, rc)
         assert fan_face_count(len(rc), T) == len(faces) == got["face_count"]
+
+
+def test_colour_quantisation_matches_the_nan_to_num_chain():
+    rng = np.random.default_rng(5)
+    a = rng.uniform(-0.5, 1.5, (33, 17, 3))
+    a.ravel()[:6] = [np.nan, np.inf, -np.inf, 0.5 / 255, 2.5 / 255, -0.0]
+    a.ravel()[6:262] = (np.arange(256) + 0.5).astype(np.float32) / np.float32(255)  # float32 half points
+    for x in (a, a.astype(np.float32), a[:, ::2]):
+        with np.errstate(over="ignore"):
+            want = np.clip(np.round(np.nan_to_num(x.astype(np.float32)) * 255.0), 0, 255).astype(np.uint8)
+        assert np.array_equal(wire._unit_to_u8(x), want)
+    assert list(wire._unit_to_u8(a).ravel()[:5]) == [0, 255, 0, 0, 2]
