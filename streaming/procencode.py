@@ -41,6 +41,7 @@ _N1 = T + 1
 _H_BYTES = _N1 * _N1 * 4
 _SLOT_BYTES = _H_BYTES + 3 * _H_BYTES  # float32 height, then float32 (T+1, T+1, 3) colour
 _WARM_TIMEOUT_S = 120.0
+_PREFIX = "worldstream-enc-"  # slot files: _PREFIX + owner pid + "-" + ...
 
 
 def _init(error_scale: float, ready, warm: bool) -> None:
@@ -107,6 +108,7 @@ class ProcessEncoder:
             ready.get(timeout=_WARM_TIMEOUT_S)  # every worker has run its initializer
         shm = Path("/dev/shm")
         self._dir = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else tempfile.gettempdir()
+        _sweep(self._dir)
         self._free: list[tuple[str, np.ndarray, np.ndarray]] = []
         self._paths: list[str] = []
         self._lock = threading.Lock()
@@ -135,7 +137,7 @@ class ProcessEncoder:
         with self._lock:
             if self._free:
                 return self._free.pop()
-            path = os.path.join(self._dir, f"worldstream-enc-{os.getpid()}-{id(self):x}-{next(self._names)}")
+            path = os.path.join(self._dir, f"{_PREFIX}{os.getpid()}-{id(self):x}-{next(self._names)}")
             self._paths.append(path)
         with open(path, "w+b") as f:
             f.truncate(_SLOT_BYTES)
@@ -147,6 +149,18 @@ class ProcessEncoder:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self._cleanup()
+
+
+def _sweep(folder: str) -> None:
+    """Remove slot files left by encoders whose process is gone (killed before its exit
+    handlers ran): their names start with ``_PREFIX`` and the owner's pid."""
+    for p in Path(folder).glob(f"{_PREFIX}*"):
+        try:
+            pid = int(p.name[len(_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            p.unlink(missing_ok=True)
 
 
 def _unlink(paths: list[str]) -> None:

@@ -260,6 +260,9 @@ class TileService:
         await asyncio.gather(*tasks, return_exceptions=True)
         for pool in (self._gen_pool, self._pool, self._io_pool):
             pool.shutdown(wait=True, cancel_futures=True)
+        close = getattr(self.encode, "close", None)  # an encoder with workers (streaming.procencode)
+        if callable(close):
+            close()
 
     # -- public API ----------------------------------------------------------------------
     def cached(self, key: TileKey) -> bytes | None:

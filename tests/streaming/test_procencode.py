@@ -53,3 +53,26 @@ def test_fields_travel_through_reused_shared_slots_that_close_removes():
     finally:
         enc.close()
     assert not any(Path(p).exists() for p in paths)
+
+
+def test_slot_files_of_a_dead_server_are_swept_at_start():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from streaming.procencode import _PREFIX
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    if folder is None:
+        pytest.skip("no /dev/shm")
+    stale, other = folder / f"{_PREFIX}{pid}-0-0", folder / "worldstream-enc-notapid"
+    stale.write_bytes(b"x")
+    other.write_bytes(b"y")
+    try:
+        ProcessEncoder(1, warm=False).close()
+        assert not stale.exists() and other.exists()  # only slot names with a dead owner
+    finally:
+        stale.unlink(missing_ok=True)
+        other.unlink(missing_ok=True)
