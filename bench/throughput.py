@@ -230,8 +230,8 @@ def main(argv=None) -> int:
     worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]
     summary: dict = {"uncached_tiles_per_s": {}, "cached_tiles_per_s": {}, "server_cores": {},
                      "server_cpu_ms_per_tile": {}, "server_main_cpu_ms_per_tile": {}, "stages_ms": {}}
-    print(f"{'world':6s} {'refiner':14s} {'keys':>5s} {'uncached/s':>10s} {'cores':>5s} {'CPU ms/tile':>11s} {'main ms':>8s} "
-          f"{'cached/s':>9s} {'KiB/tile':>8s}  stages (CPU ms per tile)")
+    print(f"{'world':6s} {'refiner':14s} {'keys':>5s} {'uncached/s':>10s} {'cores':>5s} {'CPU ms/tile':>11s} "
+          f"{'main ms':>8s} {'cached/s':>9s} {'KiB/tile':>8s}  stages (CPU ms per tile)")
     for world in worlds:
         keys = block_keys(world, block)
         sample = block_keys(world, 2 if args.quick else 3)
