@@ -55,7 +55,8 @@ class Anchor(Protocol):
 @dataclass(frozen=True)
 class TileFields:
     """One tile's fields: ``height`` (T+1, T+1) float32 metres, ``rgb`` (T+1, T+1, 3)
-    float32 in [0, 1] or None, ``model`` the pyramid's model id."""
+    float32 in [0, 1] or None, ``model`` the pyramid's model id. Both arrays are views of
+    one (C, T+1, T+1) stack (``rgb`` is not C-contiguous); keep a copy, not a view."""
 
     key: TileKey
     height: np.ndarray
@@ -205,7 +206,10 @@ class Pyramid:
         return fields
 
     def _fields(self, key: TileKey, f: np.ndarray) -> TileFields:
-        rgb = np.ascontiguousarray(np.moveaxis(f[1:4], 0, -1)) if self.channels >= 4 else None
+        # Views of the tile's own (C, T+1, T+1) stack (height is contiguous, rgb channel-major):
+        # transposing the colour here cost the generator thread ~0.5 ms a tile; consumers that
+        # need (H, W, 3) memory copy it (the JPEG quantiser at uint8, a mesh worker's slot).
+        rgb = np.moveaxis(f[1:4], 0, -1) if self.channels >= 4 else None
         return TileFields(key, np.ascontiguousarray(f[0]), rgb, self.model_id)
 
     def region(self, level: int, row0: int, col0: int, h: int, w: int) -> np.ndarray:

@@ -550,7 +550,7 @@ def _unit_to_u8(a: np.ndarray) -> np.ndarray:
     nan = np.isnan(b)
     if nan.any():
         b[nan] = 0.0
-    return b.astype(np.uint8)
+    return np.ascontiguousarray(b.astype(np.uint8))  # (H, W, 3) rows for Pillow, whatever a's layout
 
 
 def decode_image(data: bytes) -> np.ndarray:

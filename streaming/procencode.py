@@ -7,7 +7,8 @@ the GIL with the generator and the event loop: at saturation the server used 0.6
 result with the GIL released, so meshing runs in parallel with the generator.
 
 The fields do not travel through the pool's pipe: each call copies the height grid
-((T+1)^2 float32) and the colour ((T+1)^2 x 3 float32) into a shared-memory slot (a file
+((T+1)^2 float32) and the colour (3 x (T+1)^2 float32, channel-major as the pyramid holds
+it) into a shared-memory slot (a file
 in /dev/shm mapped by both sides; one slot per call in flight) and sends only its name;
 the frame (a few KiB) comes back pickled. Pickling the ~1 MB of fields cost ~1-2 ms of CPU
 per tile on the two sides. Anything else a source adds (the feature layer's arrays) and
@@ -39,7 +40,7 @@ _VIEWS: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # worker: slot path -> (h
 
 _N1 = T + 1
 _H_BYTES = _N1 * _N1 * 4
-_SLOT_BYTES = _H_BYTES + 3 * _H_BYTES  # float32 height, then float32 (T+1, T+1, 3) colour
+_SLOT_BYTES = _H_BYTES + 3 * _H_BYTES  # float32 height, then float32 (3, T+1, T+1) colour
 _WARM_TIMEOUT_S = 120.0
 _PREFIX = "worldstream-enc-"  # slot files: _PREFIX + owner pid + "-" + ...
 
@@ -71,8 +72,8 @@ def _views(path: str) -> tuple[np.ndarray, np.ndarray]:
         with open(path, "rb") as f:
             buf = mmap.mmap(f.fileno(), _SLOT_BYTES, access=mmap.ACCESS_READ)
         h = np.frombuffer(buf, np.float32, _N1 * _N1).reshape(_N1, _N1)
-        rgb = np.frombuffer(buf, np.float32, 3 * _N1 * _N1, offset=_H_BYTES).reshape(_N1, _N1, 3)
-        v = _VIEWS[path] = (h, rgb)
+        rgb = np.frombuffer(buf, np.float32, 3 * _N1 * _N1, offset=_H_BYTES).reshape(3, _N1, _N1)
+        v = _VIEWS[path] = (h, np.moveaxis(rgb, 0, -1))  # (T+1, T+1, 3) view of the channel-major slot
     return v
 
 
@@ -124,8 +125,8 @@ class ProcessEncoder:
         try:
             path, sh, srgb = slot
             sh[...] = h  # float32 (the encoder's first step converts to float32 anyway)
-            if rgb is not None:
-                srgb[...] = rgb
+            if rgb is not None:  # channel-major: a plain copy for the pyramid's (C, H, W) views
+                srgb[...] = np.moveaxis(np.asarray(rgb), -1, 0)
             return self.pool.submit(_encode_slot, world, key, path, rgb is not None, fields.model,
                                     getattr(fields, "layer", None)).result()
         finally:
@@ -143,7 +144,7 @@ class ProcessEncoder:
             f.truncate(_SLOT_BYTES)
             buf = mmap.mmap(f.fileno(), _SLOT_BYTES)
         h = np.frombuffer(buf, np.float32, _N1 * _N1).reshape(_N1, _N1)
-        rgb = np.frombuffer(buf, np.float32, 3 * _N1 * _N1, offset=_H_BYTES).reshape(_N1, _N1, 3)
+        rgb = np.frombuffer(buf, np.float32, 3 * _N1 * _N1, offset=_H_BYTES).reshape(3, _N1, _N1)
         return path, h, rgb
 
     def close(self) -> None:
