@@ -190,9 +190,12 @@ class Pyramid:
             if missing:
                 plan.append((level, missing))
             if level > ANCHOR_LEVEL and ids:
-                parents = need.setdefault(level - 1, set())
-                for bi, bj in ids:
-                    parents |= self._block_ids(bi * B // 2 - m, bj * B // 2 - m, hp, hp)
+                # ``_block_ids(bi * B // 2 - m, bj * B // 2 - m, hp, hp)`` of every id, its row
+                # and column ranges computed once per distinct bi and bj
+                rows = {bi: self._span(bi * B // 2 - m, hp) for bi in {bi for bi, _ in ids}}
+                cols = {bj: self._span(bj * B // 2 - m, hp) for bj in {bj for _, bj in ids}}
+                need.setdefault(level - 1, set()).update(
+                    (pi, pj) for bi, bj in ids for pi in rows[bi] for pj in cols[bj])
         return plan[::-1]
 
     def _tile_arrays(self, keys: list[TileKey]) -> dict[TileKey, np.ndarray]:
@@ -229,11 +232,12 @@ class Pyramid:
             return bj % (cols_per_world(level) // self.block)
         return bj
 
+    def _span(self, start: int, n: int) -> range:
+        """Block indices holding samples start .. start + n - 1 (one axis; blocks share edges)."""
+        return range(start // self.block, max(start, start + n - 2) // self.block + 1)
+
     def _block_ids(self, row0: int, col0: int, h: int, w: int) -> set[tuple[int, int]]:
-        B = self.block
-        rows = range(row0 // B, max(row0, row0 + h - 2) // B + 1)
-        cols = range(col0 // B, max(col0, col0 + w - 2) // B + 1)
-        return {(bi, bj) for bi in rows for bj in cols}
+        return {(bi, bj) for bi in self._span(row0, h) for bj in self._span(col0, w)}
 
     def _assemble(self, level: int, row0: int, col0: int, h: int, w: int, have: dict) -> np.ndarray:
         B = self.block
