@@ -10,10 +10,12 @@ sites; the plane's near its origin). Measured:
   process's CPU seconds over that wall time give the cores it used, and per tile
   (``server_cpu_ms_per_tile``) what the rate would be on N free cores with perfect
   parallelism (N * 1000 / ms): the number to compare when other jobs share the machine;
+  ``server_main_cpu_ms_per_tile``: the server process alone (without mesh worker processes);
 - ``cached_tiles_per_s``: the same keys again (all in the server's LRU): the send path;
 - the per-stage breakdown in the same run, in this process on a sample of the same kind of
   keys (a fresh pyramid, so nothing is cached), CPU ms per tile: ``generate`` (the
-  pyramid's ``tiles``, in the batches the server would use), ``mesh+encode``
+  pyramid's ``prepare`` in 30 ms steps then ``tiles``, one key per call as the server's
+  generator runs at saturation on a CPU), ``mesh+encode``
   (``streaming.tileservice.encode_fields``: RTIN + wire codec + colour image),
   ``frame`` (the msgpack tile frame), ``client decode`` (``runtime.wire.decode_tile``),
   ``client surface`` (``viewer.flight.client_tile``: placement, skirts, normals, colour),
@@ -108,8 +110,9 @@ async def saturate(url: str, keys: list[TileKey], clients: int, timeout_s: float
     return time.perf_counter() - t0, sum(r[1] for r in res), sum(r[2] for r in res)
 
 
-def stages(world: World, refiner: str, sample: list[TileKey], batch: int = 16) -> dict:
-    """CPU ms per tile of each stage on ``sample`` (fresh pyramid, nothing cached)."""
+def stages(world: World, refiner: str, sample: list[TileKey], step_s: float = 0.03) -> dict:
+    """CPU ms per tile of each stage on ``sample`` (fresh pyramid, nothing cached; the
+    encoder warmed on one tile first, as a running server is)."""
     from runtime import wire
     from runtime.tin import tin_to_grid, with_morph
     from streaming.cli.compose import open_world
@@ -118,14 +121,17 @@ def stages(world: World, refiner: str, sample: list[TileKey], batch: int = 16) -
     from viewer.flight import client_tile
 
     pyr = open_world(world, 0, refiner)
-    pyr.tiles([TileKey(3, 0, 0)])  # one-time start (anchors, compiling) not counted
+    root = TileKey(3, 0, 0)
+    encode_fields(world, root, pyr.tiles([root])[0])  # one-time start (anchors, compiling, tables) not counted
     cpu = time.process_time
     t = {k: 0.0 for k in ("generate", "mesh+encode", "frame", "client decode", "client surface", "client raster",
                                    "client morph")}
     decoded = {}
-    for i in range(0, len(sample), batch):
-        keys = sample[i:i + batch]
+    for key in sample:  # as the server: one key per generator call, in steps of ``step_s``
+        keys = [key]
         t0 = cpu()
+        while not pyr.prepare(keys, step_s)[0][0]:
+            pass
         fields = pyr.tiles(keys)
         t["generate"] += cpu() - t0
         for k, f in zip(keys, fields, strict=True):
@@ -160,6 +166,12 @@ def stages(world: World, refiner: str, sample: list[TileKey], batch: int = 16) -
     return out
 
 
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` alone (the server without its workers)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` and its live descendants (worker processes)."""
     total, todo = 0.0, [pid]
@@ -181,9 +193,10 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
                            mesh_procs=procs)
     try:
         asyncio.run(saturate(server.url, [TileKey(3, 0, 0)], 1, args.timeout))  # start-up off the clock
-        cpu0 = tree_cpu_s(server.proc.pid)
+        cpu0, main0 = tree_cpu_s(server.proc.pid), proc_cpu_s(server.proc.pid)
         wall, n, nbytes = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
         cpu_s = tree_cpu_s(server.proc.pid) - cpu0
+        main_s = proc_cpu_s(server.proc.pid) - main0
         cores = cpu_s / wall
         cwall, cn, _ = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
     finally:
@@ -194,8 +207,9 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
     summary["cached_tiles_per_s"].setdefault(w, {})[r] = round(cn / cwall, 1)
     summary["server_cores"].setdefault(w, {})[r] = round(cores, 2)
     summary["server_cpu_ms_per_tile"].setdefault(w, {})[r] = round(cpu_s * 1e3 / n, 1)
+    summary["server_main_cpu_ms_per_tile"].setdefault(w, {})[r] = round(main_s * 1e3 / n, 1)
     summary["stages_ms"].setdefault(w, {})[r] = st
-    print(f"{w:6s} {r:14s} {n:5d} {n / wall:10.1f} {cores:5.2f} {cpu_s * 1e3 / n:11.1f} "
+    print(f"{w:6s} {r:14s} {n:5d} {n / wall:10.1f} {cores:5.2f} {cpu_s * 1e3 / n:11.1f} {main_s * 1e3 / n:8.1f} "
           f"{cn / cwall:9.1f} {nbytes / n / 1024:8.1f}  "
           + "  ".join(f"{k} {v:.1f}" for k, v in st.items()), flush=True)
 
@@ -215,9 +229,9 @@ def main(argv=None) -> int:
     block = args.block or (4 if args.quick else 8)
     worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]
     summary: dict = {"uncached_tiles_per_s": {}, "cached_tiles_per_s": {}, "server_cores": {},
-                     "server_cpu_ms_per_tile": {}, "stages_ms": {}}
+                     "server_cpu_ms_per_tile": {}, "server_main_cpu_ms_per_tile": {}, "stages_ms": {}}
     print(f"{'world':6s} {'refiner':14s} {'keys':>5s} {'uncached/s':>10s} {'cores':>5s} {'CPU ms/tile':>11s} "
-          f"{'cached/s':>9s} {'KiB/tile':>8s}  stages (CPU ms per tile)")
+          f"{'main ms':>8s} {'cached/s':>9s} {'KiB/tile':>8s}  stages (CPU ms per tile)")
     for world in worlds:
         keys = block_keys(world, block)
         sample = block_keys(world, 2 if args.quick else 3)

@@ -55,7 +55,8 @@ class Anchor(Protocol):
 @dataclass(frozen=True)
 class TileFields:
     """One tile's fields: ``height`` (T+1, T+1) float32 metres, ``rgb`` (T+1, T+1, 3)
-    float32 in [0, 1] or None, ``model`` the pyramid's model id."""
+    float32 in [0, 1] or None, ``model`` the pyramid's model id. Both arrays are views of
+    one (C, T+1, T+1) stack (``rgb`` is not C-contiguous); keep a copy, not a view."""
 
     key: TileKey
     height: np.ndarray
@@ -98,8 +99,13 @@ class Pyramid:
         self.model_id = f"{self.refiner.name}-{self.refiner.version}+{short}"
         self.blocks_computed = 0
         # Blocks per step of ``prepare`` (its budget is checked between steps): a CPU block costs
-        # 0.7-9 ms (anchor and relief levels the most); a GPU refiner wants larger chunks.
+        # 0.4-9 ms (anchor and relief levels the most); a GPU refiner wants larger chunks. This is
+        # the smallest chunk: once a level's seconds per block are measured (``_block_s``), a chunk
+        # takes as many blocks as the rest of the budget fits (at most ``_MAX_BATCH_BLOCKS``), since
+        # the refiner's per-call overhead dominates small batches (2-block chunks cost 12 ms of CPU
+        # per fresh plane tile, budget-sized ones 8).
         self.step_blocks = 2
+        self._block_s: dict[int, float] = {}  # level -> moving average of ``prepare`` seconds per block
         self._lock = threading.Lock()  # the cache is shared state: one request computes at a time
 
     # ------------------------------------------------------------ public API
@@ -137,16 +143,32 @@ class Pyramid:
             for key in keys:
                 t_key, done = clock(), True
                 for level, ids in self._plan([key]):
-                    for i in range(0, len(ids), self.step_blocks):
-                        if worked and clock() - t0 >= budget_s:
+                    i = 0
+                    while i < len(ids):
+                        t_chunk = clock()
+                        if worked and t_chunk - t0 >= budget_s:
                             done = False
                             break
-                        self._ensure(level, set(ids[i : i + self.step_blocks]))
+                        chunk = ids[i : i + self._chunk_blocks(level, budget_s - (t_chunk - t0))]
+                        self._ensure(level, set(chunk))
+                        per_block = (clock() - t_chunk) / len(chunk)
+                        old = self._block_s.get(level)
+                        self._block_s[level] = per_block if old is None else 0.7 * old + 0.3 * per_block
+                        i += len(chunk)
                         worked = True
                     if not done:
                         break
                 out.append((done, clock() - t_key))
         return out
+
+    def _chunk_blocks(self, level: int, left_s: float) -> int:
+        """Blocks of ``level`` in the next ``prepare`` chunk: as many as ``left_s`` seconds fit
+        at the level's measured seconds per block, between ``step_blocks`` and
+        ``_MAX_BATCH_BLOCKS``. Only the chunking moves: a block's values do not depend on it."""
+        per_block = self._block_s.get(level)
+        if per_block is None or per_block <= 0.0:
+            return self.step_blocks
+        return max(self.step_blocks, min(_MAX_BATCH_BLOCKS, int(left_s / per_block)))
 
     def _plan(self, keys: list[TileKey]) -> list[tuple[int, list[tuple[int, int]]]]:
         """[(level, missing block ids)], coarsest level first: the blocks ``tiles(keys)``
@@ -168,9 +190,12 @@ class Pyramid:
             if missing:
                 plan.append((level, missing))
             if level > ANCHOR_LEVEL and ids:
-                parents = need.setdefault(level - 1, set())
-                for bi, bj in ids:
-                    parents |= self._block_ids(bi * B // 2 - m, bj * B // 2 - m, hp, hp)
+                # ``_block_ids(bi * B // 2 - m, bj * B // 2 - m, hp, hp)`` of every id, its row
+                # and column ranges computed once per distinct bi and bj
+                rows = {bi: self._span(bi * B // 2 - m, hp) for bi in {bi for bi, _ in ids}}
+                cols = {bj: self._span(bj * B // 2 - m, hp) for bj in {bj for _, bj in ids}}
+                need.setdefault(level - 1, set()).update(
+                    (pi, pj) for bi, bj in ids for pi in rows[bi] for pj in cols[bj])
         return plan[::-1]
 
     def _tile_arrays(self, keys: list[TileKey]) -> dict[TileKey, np.ndarray]:
@@ -184,7 +209,10 @@ class Pyramid:
         return fields
 
     def _fields(self, key: TileKey, f: np.ndarray) -> TileFields:
-        rgb = np.ascontiguousarray(np.moveaxis(f[1:4], 0, -1)) if self.channels >= 4 else None
+        # Views of the tile's own (C, T+1, T+1) stack (height is contiguous, rgb channel-major):
+        # transposing the colour here cost the generator thread ~0.5 ms a tile; consumers that
+        # need (H, W, 3) memory copy it (the JPEG quantiser at uint8, a mesh worker's slot).
+        rgb = np.moveaxis(f[1:4], 0, -1) if self.channels >= 4 else None
         return TileFields(key, np.ascontiguousarray(f[0]), rgb, self.model_id)
 
     def region(self, level: int, row0: int, col0: int, h: int, w: int) -> np.ndarray:
@@ -204,11 +232,12 @@ class Pyramid:
             return bj % (cols_per_world(level) // self.block)
         return bj
 
+    def _span(self, start: int, n: int) -> range:
+        """Block indices holding samples start .. start + n - 1 (one axis; blocks share edges)."""
+        return range(start // self.block, max(start, start + n - 2) // self.block + 1)
+
     def _block_ids(self, row0: int, col0: int, h: int, w: int) -> set[tuple[int, int]]:
-        B = self.block
-        rows = range(row0 // B, max(row0, row0 + h - 2) // B + 1)
-        cols = range(col0 // B, max(col0, col0 + w - 2) // B + 1)
-        return {(bi, bj) for bi in rows for bj in cols}
+        return {(bi, bj) for bi in self._span(row0, h) for bj in self._span(col0, w)}
 
     def _assemble(self, level: int, row0: int, col0: int, h: int, w: int, have: dict) -> np.ndarray:
         B = self.block
@@ -250,8 +279,7 @@ class Pyramid:
         parents = self._ensure(level - 1, parent_ids)
         for i in range(0, len(missing), _MAX_BATCH_BLOCKS):
             chunk = missing[i : i + _MAX_BATCH_BLOCKS]
-            crops = np.stack([self._assemble(level - 1, bi * B // 2 - m, bj * B // 2 - m, hp, hp, parents)
-                              for bi, bj in chunk])
+            crops = self._crops(level - 1, [(bi * B // 2 - m, bj * B // 2 - m) for bi, bj in chunk], hp, parents)
             origins = np.array([(bi * B, bj * B) for bi, bj in chunk], dtype=np.int64)
             kids = self.refiner.refine(crops, level, origins, self.seed)
             if hasattr(self.anchor, "constrain"):  # real data (earth): pure, keeps even samples
@@ -259,6 +287,21 @@ class Pyramid:
             for (bi, bj), kid in zip(chunk, kids, strict=True):
                 self._store(have, (level, bi, bj), kid)
         return have
+
+    def _crops(self, level: int, origins: list[tuple[int, int]], size: int, have: dict) -> np.ndarray:
+        """(n, C, size, size) windows of ``level`` at global samples ``origins`` (row0, col0),
+        from the blocks in ``have``. When the windows' bounding box is compact and every block
+        under it is held, the box is assembled once and the windows sliced from it (one
+        ``_assemble`` per chunk instead of one per window: its per-call overhead was a tenth of
+        a fresh tile's generation); otherwise one ``_assemble`` each. Same values either way."""
+        r_lo, c_lo = min(r for r, _ in origins), min(c for _, c in origins)
+        h, w = max(r for r, _ in origins) - r_lo + size, max(c for _, c in origins) - c_lo + size
+        if len(origins) > 1 and h * w <= 2 * len(origins) * size * size:
+            ids = self._block_ids(r_lo, c_lo, h, w)
+            if all((level, bi, self._wrap(level, bj)) in have for bi, bj in ids):
+                box = self._assemble(level, r_lo, c_lo, h, w, have)
+                return np.stack([box[:, r - r_lo: r - r_lo + size, c - c_lo: c - c_lo + size] for r, c in origins])
+        return np.stack([self._assemble(level, r, c, size, size, have) for r, c in origins])
 
     def _store(self, have: dict, key: tuple, blk: np.ndarray) -> None:
         blk = np.ascontiguousarray(blk, dtype=np.float32)

@@ -40,11 +40,11 @@ import numpy as np
 from runtime.intstreams import ZLIB_LEVEL, _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag, get_field
 from runtime.tiles import T, TileKey, spacing_m
 from runtime.tin.diamonds import diamond_candidates, diamond_interiors
-from runtime.tin.faces import first_use_order, mesh_vertices, number_vertices, tin_faces
+from runtime.tin.faces import fan_face_count, first_use_order, mesh_vertices, number_vertices, tin_faces
 from runtime.tin.hierarchy import hierarchy, rtin_steps
 from runtime.tin.placement import edge_indices
 from runtime.tin.rtin import close_border
-from runtime.tin.simplify import simplify_rtin
+from runtime.tin.simplify import rtin_vertex_set, simplify_rtin
 
 FORMAT = "worldstream.tile"
 VERSION = 1
@@ -375,20 +375,32 @@ def encode_heights(
     height_step_m: float | None = None,
     border: str = "fan",
     positions_m: np.ndarray | None = None,
-) -> tuple[dict, np.ndarray, np.ndarray]:
+    faces: bool = True,
+) -> tuple[dict, np.ndarray, np.ndarray | None]:
     """The server path in one call: ``simplify_grid`` then ``encode_tile``, skipping the
     check that the mesh is the canonical RTIN (it is by construction).
 
     height_m: (T+1, T+1) float32 metres. Returns (payload, grid_rc, faces); the payload's
     geometric error defaults to ``max_error_m``. positions_m: the samples' true positions
-    on a curved world (``runtime.tin.curvature.curved_positions``; ``simplify_grid``)."""
+    on a curved world (``runtime.tin.curvature.curved_positions``; ``simplify_grid``).
+    ``faces=False`` (the server, which sends the vertex set and flip bits, not faces):
+    with the ``fan`` border the faces are never built (their count follows from the
+    vertex count, ``fan_face_count``) and None is returned for them; same payload."""
     h = np.asarray(height_m, dtype=np.float32)
-    present, flipped, grid_rc, faces = simplify_rtin(h, max_error_m, border, positions_m=positions_m)
+    if faces or border != "fan":
+        present, flipped, grid_rc, tris = simplify_rtin(h, max_error_m, border, positions_m=positions_m)
+        face_count = len(tris)
+    else:
+        present, flipped, _ = rtin_vertex_set(h, max_error_m, border, positions_m=positions_m)
+        t = h.shape[0] - 1
+        ids = np.flatnonzero(mesh_vertices(present, t, border))
+        grid_rc = np.stack([ids // (t + 1), ids % (t + 1)], axis=1).astype(np.int32)  # number_vertices' order
+        tris, face_count = None, fan_face_count(len(ids), t)
     heights = h[grid_rc[:, 0], grid_rc[:, 1]].astype(np.float64)
     payload = _payload(
         grid_rc,
         heights,
-        faces,
+        tris,
         key=key,
         geometric_error_m=max_error_m if geometric_error_m is None else geometric_error_m,
         model=model,
@@ -396,11 +408,15 @@ def encode_heights(
         height_step_m=height_step_m,
         grid_size=h.shape[0] - 1,
         known_rtin=("fan" if border == "fan" else "rtin", present, flipped),
+        face_count=face_count,
     )
-    return payload, grid_rc, faces
+    return payload, grid_rc, tris
 
 
-def _payload(rc, h, f, *, key, geometric_error_m, model, image, height_step_m, grid_size, known_rtin) -> dict:
+def _payload(rc, h, f, *, key, geometric_error_m, model, image, height_step_m, grid_size, known_rtin,
+             face_count: int | None = None) -> dict:
+    """``f``: (m, 3) faces, or None with ``known_rtin`` and ``face_count`` (the rtin coding
+    needs only the vertex set)."""
     step = float(height_step_m) if height_step_m is not None else height_step_for_level(key.level)
     if not (step > 0 and math.frexp(step)[0] == 0.5):
         raise ValueError(f"height_step_m must be a positive power of two, got {step!r}")
@@ -427,7 +443,7 @@ def _payload(rc, h, f, *, key, geometric_error_m, model, image, height_step_m, g
         "height_step_m": step,
         "height_q0": qmin,
         "vertex_count": int(len(rc)),
-        "face_count": int(len(f)),
+        "face_count": int(len(f) if face_count is None else face_count),
         "topology": topology,
         "mesh": streams,
         "image": None if image is None else bytes(image),
@@ -517,12 +533,24 @@ def encode_image(rgb: np.ndarray, quality: int = 85) -> bytes:
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"rgb must be (H, W, 3), got shape {a.shape}")
-    u8 = np.clip(np.round(np.nan_to_num(a.astype(np.float32)) * 255.0), 0, 255).astype(np.uint8)
+    u8 = _unit_to_u8(a)
     import io
 
     buf = io.BytesIO()
     Image.fromarray(u8, "RGB").save(buf, format="JPEG", quality=int(quality), optimize=True)
     return buf.getvalue()
+
+
+def _unit_to_u8(a: np.ndarray) -> np.ndarray:
+    """[0, 1] -> uint8 as ``clip(round(nan_to_num(float32(a)) * 255), 0, 255)``, in one
+    float32 buffer (the chain made five full copies): NaN -> 0, +-inf -> 255 / 0."""
+    b = np.multiply(a, np.float32(255.0), dtype=np.float32)  # float32(a) * 255 in float32, as before
+    np.rint(b, out=b)
+    np.clip(b, 0.0, 255.0, out=b)
+    nan = np.isnan(b)
+    if nan.any():
+        b[nan] = 0.0
+    return np.ascontiguousarray(b.astype(np.uint8))  # (H, W, 3) rows for Pillow, whatever a's layout
 
 
 def decode_image(data: bytes) -> np.ndarray:

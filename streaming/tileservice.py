@@ -129,8 +129,10 @@ def check_fields(key: TileKey, fields: Any) -> None:
 def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float = 1.0) -> dict[str, Any]:
     """Simplify one tile's heights once and encode the wire payload (runtime.wire).
 
-    ``encode_heights`` hands the RTIN vertex set and flip bits straight to the codec;
-    placement (skirts, normals) is the client's job, so the server builds none. ``world``
+    ``encode_heights`` hands the RTIN vertex set and flip bits straight to the codec and
+    never builds the faces (the rtin coding does not send them; their count follows from
+    the vertex count); placement (skirts, normals) is the client's job, so the server
+    builds none. ``world``
     decides the error metric (the earth's includes the chord sag); the payload is in
     tile grid coordinates."""
     # Imported here: the pipeline's only use of meshing and the wire format.
@@ -142,7 +144,7 @@ def encode_fields(world: World, key: TileKey, fields: Fields, error_scale: float
     # The earth's error includes the chord sag of flat triangles (None on the plane).
     pos = curved_positions(world, key, np.asarray(fields.height, np.float32))
     payload, _, _ = encode_heights(fields.height, err, key=key, model=fields.model, geometric_error_m=err,
-                                   rgb_jpeg_or_png=image, positions_m=pos)
+                                   rgb_jpeg_or_png=image, positions_m=pos, faces=False)
     layer = getattr(fields, "layer", None)  # the optional feature layer (a source that makes one)
     if layer is not None:
         from runtime.featurelayer import LAYER, encode_layer
@@ -258,6 +260,9 @@ class TileService:
         await asyncio.gather(*tasks, return_exceptions=True)
         for pool in (self._gen_pool, self._pool, self._io_pool):
             pool.shutdown(wait=True, cancel_futures=True)
+        close = getattr(self.encode, "close", None)  # an encoder with workers (streaming.procencode)
+        if callable(close):
+            close()
 
     # -- public API ----------------------------------------------------------------------
     def cached(self, key: TileKey) -> bytes | None:

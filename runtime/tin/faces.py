@@ -104,6 +104,14 @@ def tin_faces(
     return np.concatenate(out)
 
 
+def fan_face_count(vertex_count: int, t: int) -> int:
+    """Faces of a ``fan``-border tile mesh (``tin_faces(..., "fan")``) with ``vertex_count``
+    vertices, without building them: the mesh is a conforming triangulation of the tile
+    square using every vertex, with all 4t border samples on its outline, so Euler's
+    formula (V - E + F = 1 and 3F = 2E - B) gives F = 2V - B - 2 with B = 4t."""
+    return 2 * int(vertex_count) - 4 * t - 2
+
+
 def mesh_vertices(present: np.ndarray, t: int, border: str = "fan") -> np.ndarray:
     """((t+1)^2,) bool: the tile mesh's vertices for RTIN vertex set ``present``
     (with the fan border, also every border sample)."""

@@ -39,6 +39,21 @@ def simplify_rtin(
     """``simplify_grid`` that also returns its RTIN vertex set after ``drop_diamonds`` and
     the flip bits (``present``, ``flipped`` or None; what the wire codec sends), then
     grid_rc, faces. ``flips``: False for the plain RTIN."""
+    present, flipped, dropped = rtin_vertex_set(height_m, max_error_m, border, flips, positions_m)
+    t = np.shape(height_m)[0] - 1
+    faces = tin_faces(present, t, border, flipped, dropped)
+    grid_rc, faces = number_vertices(faces, t + 1, mesh_vertices(present, t, border))
+    return present, flipped, grid_rc, faces
+
+
+def rtin_vertex_set(
+    height_m: np.ndarray, max_error_m: float, border: str = "fan", flips: bool = True,
+    positions_m: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The first half of ``simplify_rtin``: the RTIN vertex set after ``drop_diamonds``
+    (``present``, ((T+1)^2 + 1,) bool, sentinel last) and the ``flipped`` and ``dropped``
+    bits (same shape, or None without ``flips``), without building the faces: what the
+    wire codec sends (``runtime.wire.encode_heights(faces=False)``, the server's path)."""
     if not (np.isfinite(max_error_m) and max_error_m >= 0):
         raise ValueError(f"max_error_m must be a finite number >= 0, got {max_error_m!r}")
     if positions_m is None:
@@ -52,12 +67,9 @@ def simplify_rtin(
         # Per component: entries above the bound only bound it from below, and then so
         # does the norm; where every component is measured the norm is exact.
         err = np.sqrt(sum(np.square(rtin_errors(f, max_error_m, border)) for f in fields))
-    t = err.shape[0] - 1
     present = rtin_vertices(err, max_error_m, border)
     dropped, flipped = drop_diamonds(fields, present, max_error_m) if flips else (None, None)
-    faces = tin_faces(present, t, border, flipped, dropped)
-    grid_rc, faces = number_vertices(faces, t + 1, mesh_vertices(present, t, border))
-    return present, flipped, grid_rc, faces
+    return present, flipped, dropped
 
 
 def max_vertical_error(height_m: np.ndarray, grid_rc: np.ndarray, faces: np.ndarray) -> float:

@@ -139,3 +139,21 @@ def test_concurrent_requests_from_threads_give_the_same_bytes():
         got = list(pool.map(lambda k: (k, _digest(shared.tile(k))), keys * 2))
     assert all(d == ref[k] for k, d in got if k in ref)
     assert len({d for k, d in got if k == keys[0]}) == 1
+
+
+def test_parent_crops_from_one_box_equal_crops_one_by_one():
+    pyr = open_world("plane", 7, "fractal")
+    B = pyr.block
+    have = pyr._ensure(6, {(bi, bj) for bi in range(-2, 3) for bj in range(-2, 3)})
+    size = B // 2 + 1 + 2 * pyr.refiner.margin
+    calls = []
+    assemble = pyr._assemble
+    pyr._assemble = lambda *a: calls.append(a[3:5]) or assemble(*a)
+    compact = [(r, c) for r in (-40, -8, 24) for c in (-31, 1)]  # a 3 x 2 group of windows
+    spread = [(-100, -100), (60, 60)]  # their box would be mostly waste
+    for origins, n_calls in ((compact, 1), (spread, 2)):
+        calls.clear()
+        got = pyr._crops(6, origins, size, have)
+        assert len(calls) == n_calls  # one box, or one window at a time
+        want = np.stack([assemble(6, r, c, size, size, have) for r, c in origins])
+        assert got.shape == (len(origins), 4, size, size) and got.tobytes() == want.tobytes()

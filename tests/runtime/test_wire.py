@@ -260,3 +260,32 @@ def test_encode_heights_is_simplify_then_encode():
     assert q == p
     np.testing.assert_array_equal(rc2, grid_rc)
     np.testing.assert_array_equal(f2, faces)
+
+
+@pytest.mark.parametrize("max_error_m", [0.0, 0.5, 6.0, 1e9])
+@pytest.mark.parametrize("curved", [False, True])
+def test_encode_heights_without_faces_sends_the_same_payload(max_error_m, curved):
+    from runtime.tiles import World
+    from runtime.tin.curvature import curved_positions
+    from runtime.tin.faces import fan_face_count
+
+    for h in (real_crop(), fractal(T + 1, 3, hurst=0.5), np.zeros((T + 1, T + 1), np.float32)):
+        key = TileKey(4, 9, 3) if curved else KEY  # level 4 on the earth: the full 3D error
+        pos = curved_positions(World.EARTH, key, h) if curved else None
+        want, rc, faces = wire.encode_heights(h, max_error_m, key=key, model="m1", positions_m=pos)
+        got, rc2, none = wire.encode_heights(h, max_error_m, key=key, model="m1", positions_m=pos, faces=False)
+        assert got == want and none is None
+        np.testing.assert_array_equal(rc2, rc)
+        assert fan_face_count(len(rc), T) == len(faces) == got["face_count"]
+
+
+def test_colour_quantisation_matches_the_nan_to_num_chain():
+    rng = np.random.default_rng(5)
+    a = rng.uniform(-0.5, 1.5, (33, 17, 3))
+    a.ravel()[:6] = [np.nan, np.inf, -np.inf, 0.5 / 255, 2.5 / 255, -0.0]
+    a.ravel()[6:262] = (np.arange(256) + 0.5).astype(np.float32) / np.float32(255)  # float32 half points
+    for x in (a, a.astype(np.float32), a[:, ::2]):
+        with np.errstate(over="ignore"):
+            want = np.clip(np.round(np.nan_to_num(x.astype(np.float32)) * 255.0), 0, 255).astype(np.uint8)
+        assert np.array_equal(wire._unit_to_u8(x), want)
+    assert list(wire._unit_to_u8(a).ravel()[:5]) == [0, 255, 0, 0, 2]

@@ -183,6 +183,20 @@ def test_prepare_in_steps_then_tiles_gives_the_bytes_of_tiles_alone():
     assert got.height.tobytes() == want.height.tobytes() and got.rgb.tobytes() == want.rgb.tobytes()
 
 
+def test_prepare_chunks_grow_to_the_budget_once_a_level_is_measured_and_bytes_stay():
+    stepped, whole = open_world("plane", 0, "fractal"), open_world("plane", 0, "fractal")
+    assert stepped._chunk_blocks(13, 0.03) == stepped.step_blocks  # nothing measured yet
+    stepped._block_s[13] = 0.001
+    assert stepped._chunk_blocks(13, 0.03) == 30  # 30 ms of budget at 1 ms a block
+    assert stepped._chunk_blocks(13, 10.0) == 64  # at most _MAX_BATCH_BLOCKS
+    assert stepped._chunk_blocks(13, -0.01) == stepped.step_blocks  # over budget: the smallest chunk
+    key = TileKey(13, -123_457, 4321)
+    ((done, _),) = stepped.prepare([key], budget_s=60.0)  # one call, chunks sized by the measured costs
+    assert done and set(stepped._block_s) == set(range(3, 14))  # every level computed was measured
+    got, want = stepped.tile(key), whole.tile(key)
+    assert got.height.tobytes() == want.height.tobytes() and got.rgb.tobytes() == want.rgb.tobytes()
+
+
 @pytest.mark.parametrize("budget_grids", [3, 10])
 def test_height_grids_are_bounded_by_bytes(budget_grids):
     grid_bytes = (T + 1) * (T + 1) * 4
