@@ -8,7 +8,10 @@ about 9.8 km) is resampled once from ``../shared/data/global`` and shipped in
   columns 0..4095 (180 W eastward; column 4096 is column 0 again), coded
   near-losslessly (:func:`encode_height`: DPCM along rows, JPEG-LS style, with a
   5 m step on land and shelves and 25 m below -200 m; the sign of every value,
-  i.e. the coastline, is kept exactly), then LZMA;
+  i.e. the coastline, is kept exactly), with the land/water rule baked in: the nodes
+  where the rule moves a decoded value (the coast cap's non-integer heights) are stored
+  as exceptions, so loading applies no rule (:func:`read_height`; an older asset
+  without them still gets the rule at load, 0.6-1.1 s more), then LZMA;
 - ``earth_rgb_l3.jpg``: the same grid's Blue Marble colour (sRGB / 255), JPEG.
 
 - ``etopo5_offset.json``: ETOPO5's measured registration offset field
@@ -68,16 +71,14 @@ class EarthAnchor:
 
     def __init__(self, height_m: np.ndarray, rgb8: np.ndarray, digest: str, landwater: LandWater | None = None,
                  globe: GlobeField | None = None):
-        """height_m (ROWS, COLS) metres, rgb8 (ROWS, COLS, 3) uint8 sRGB, digest of the source bytes,
-        landwater the run-time land/water rule and globe the real 1 km relief blended into levels
+        """height_m (ROWS, COLS) metres (the land/water rule already applied: :func:`read_height`),
+        rgb8 (ROWS, COLS, 3) uint8 sRGB, digest of the source bytes, landwater the run-time
+        land/water rule of the refined levels and globe the real 1 km relief blended into levels
         4-6 (None: refined levels are left as the refiner made them)."""
         if height_m.shape != (ROWS, COLS) or rgb8.shape != (ROWS, COLS, 3) or rgb8.dtype != np.uint8:
             raise ValueError(f"earth grid must be ({ROWS}, {COLS}) heights and ({ROWS}, {COLS}, 3) uint8 "
                              f"colour, got {height_m.shape} and {rgb8.shape} {rgb8.dtype}")
         height_m = np.asarray(height_m, dtype=np.float32)
-        if landwater is not None:  # the run-time rule (coast cap) on the stored grid too: level 3 obeys it
-            height_m = _apply_rule(landwater, height_m)
-            digest = hashlib.sha256((digest + RULE_VERSION).encode()).hexdigest()
         self.height_m = np.ascontiguousarray(height_m, dtype=np.float32)
         self.rgb8 = np.ascontiguousarray(rgb8)  # kept as bytes: 25 MB instead of 100 MB of float32
         # the poles are single points: their colour is the mean of the (JPEG-blurred) pole rows
@@ -107,13 +108,16 @@ class EarthAnchor:
             raise FileNotFoundError(f"earth anchor assets missing: expected {[str(p) for p in paths]}; "
                                     "build them with `python -m generator.anchors.earth build`")
         hb, cb, lb, gb = (p.read_bytes() for p in paths)
-        codes = np.load(io.BytesIO(lzma.decompress(hb)))
-        height = decode_height(codes).astype(np.float32)
+        lw = LandWater.load_bytes(lb)
+        height, ruled = read_height(hb)
+        digest = hashlib.sha256(hb + cb + lb + gb).hexdigest()
+        if not ruled:  # an asset from before 2026-12-05: the rule at load time (+1.1 s), same heights
+            height = _apply_rule(lw, height)
+            digest = hashlib.sha256((digest + RULE_VERSION).encode()).hexdigest()
         from PIL import Image
 
         rgb8 = np.asarray(Image.open(io.BytesIO(cb)).convert("RGB"), dtype=np.uint8)
-        return cls(height, rgb8, hashlib.sha256(hb + cb + lb + gb).hexdigest(), LandWater.load_bytes(lb),
-                   GlobeField.load_bytes(gb))
+        return cls(height, rgb8, digest, lw, GlobeField.load_bytes(gb))
 
     def constrain(self, fields: np.ndarray, level: int, origins: np.ndarray) -> np.ndarray:
         """Real data on refined blocks: fields (B, C, H, W) float32 of level ``level``, origins
@@ -163,6 +167,35 @@ class EarthAnchor:
         for i, pole_row in ((0, 0), (1, ROWS - 1)):
             out[1:, r == pole_row] = self.pole_rgb[i][:, None, None]
         return out
+
+
+def read_height(data: bytes) -> tuple[np.ndarray, bool]:
+    """The height asset's bytes -> ((ROWS, COLS) float32 metres, whether the land/water rule is in it).
+
+    Layout (after LZMA): an ``.npz`` with ``codes`` (ROWS, COLS) int16 (:func:`encode_height`),
+    ``fix_index`` (n,) int64 flat node indices and ``fix_value`` (n,) float32 metres: the nodes
+    where the rule (:func:`_apply_rule`, e.g. the coast cap's non-integer heights) differs from the
+    decoded codes, so the grid is the ruled grid bit for bit and loading needs no rule.
+    An older asset is a bare ``.npy`` of codes: (decoded heights, False)."""
+    raw = lzma.decompress(data)
+    d = np.load(io.BytesIO(raw))
+    if isinstance(d, np.ndarray):
+        return decode_height(d).astype(np.float32), False
+    height = decode_height(d["codes"]).astype(np.float32)
+    height.reshape(-1)[d["fix_index"]] = d["fix_value"]
+    return height, True
+
+
+def height_bytes(height_int: np.ndarray, lw: LandWater) -> bytes:
+    """(ROWS, COLS) integer metres -> the height asset's bytes (:func:`read_height`): codes, then the
+    rule applied to the decoded grid and its changes kept as exceptions."""
+    codes = encode_height(height_int)
+    decoded = decode_height(codes).astype(np.float32)
+    ruled = _apply_rule(lw, decoded)
+    fix = np.flatnonzero(ruled.reshape(-1) != decoded.reshape(-1))
+    buf = io.BytesIO()
+    np.savez(buf, codes=codes, fix_index=fix.astype(np.int64), fix_value=ruled.reshape(-1)[fix].astype(np.float32))
+    return lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME)
 
 
 # ---------------------------------------------------------------- one-off build from shared data
@@ -239,9 +272,7 @@ def write_assets(height: np.ndarray, rgb: np.ndarray, landwater: bytes, globe: b
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     hp, cp = out_dir / HEIGHT_FILE, out_dir / RGB_FILE
-    buf = io.BytesIO()
-    np.save(buf, encode_height(height))
-    hp.write_bytes(lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME))
+    hp.write_bytes(height_bytes(height, LandWater.load_bytes(landwater)))
     Image.fromarray(rgb).save(cp, format="JPEG", quality=88, subsampling=0, optimize=True)
     lp = out_dir / LANDWATER_FILE
     lp.write_bytes(landwater)
@@ -250,16 +281,34 @@ def write_assets(height: np.ndarray, rgb: np.ndarray, landwater: bytes, globe: b
     return hp, cp, lp, gp
 
 
+def bake_rule(assets: Path = ASSETS) -> int:
+    """Rewrite an older height asset (bare codes, rule applied at load) in the current layout:
+    the loaded grid is unchanged bit for bit, and loading no longer applies the rule."""
+    hp = Path(assets) / HEIGHT_FILE
+    height, ruled = read_height(hp.read_bytes())
+    if ruled:
+        print(f"{hp}: the rule is in the asset already")
+        return 0
+    lw = LandWater.load_bytes((Path(assets) / LANDWATER_FILE).read_bytes())
+    hp.write_bytes(height_bytes(height.astype(np.int64), lw))
+    print(f"{hp}: {hp.stat().st_size / 1e6:.2f} MB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m generator.anchors.earth", description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["build"])
+    ap.add_argument("command", choices=["build", "bake-rule"],
+                    help="build: everything from the shared data; bake-rule: put the land/water rule into an "
+                         "older height asset (same codes, the rule's changes as exceptions; no data needed)")
     ap.add_argument("--data", type=Path, default=default_data_dir() / "global",
                     help="folder with etopo5.npz, bluemarble.jpg, landmask_30s.npz, globe30s_g10g_west.npz "
                          "(the offset field is read from assets/)")
     ap.add_argument("--out", type=Path, default=ASSETS)
     a = ap.parse_args(argv)
+    if a.command == "bake-rule":
+        return bake_rule(a.out)
     for p in write_assets(*build_grid(a.data), a.out):
         print(f"{p}: {p.stat().st_size / 1e6:.2f} MB")
     return 0
