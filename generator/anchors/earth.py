@@ -49,6 +49,8 @@ import numpy as np
 from generator.anchors.codec import decode_height, encode_height
 from generator.anchors.globe import GLOBE_FILE, GLOBE_LEVEL, GlobeField
 from generator.anchors.globe import build as globe_build
+from generator.anchors.lakes import LAKES_FILE, Lakes
+from generator.anchors.lakes import build as lakes_build
 from generator.anchors.landwater import LANDWATER_FILE, RULE_VERSION, LandWater
 from generator.anchors.landwater import build as landwater_build
 from generator.anchors.registration import load_offset_table, offset_arcmin, sample_etopo5
@@ -70,11 +72,12 @@ class EarthAnchor:
     channels = 4
 
     def __init__(self, height_m: np.ndarray, rgb8: np.ndarray, digest: str, landwater: LandWater | None = None,
-                 globe: GlobeField | None = None):
+                 globe: GlobeField | None = None, lakes: Lakes | None = None):
         """height_m (ROWS, COLS) metres (the land/water rule already applied: :func:`read_height`),
         rgb8 (ROWS, COLS, 3) uint8 sRGB, digest of the source bytes, landwater the run-time
         land/water rule of the refined levels and globe the real 1 km relief blended into levels
-        4-6 (None: refined levels are left as the refiner made them)."""
+        4-6 (None: refined levels are left as the refiner made them); lakes the inland water
+        flattened to its surface (:mod:`generator.anchors.lakes`; None: none)."""
         if height_m.shape != (ROWS, COLS) or rgb8.shape != (ROWS, COLS, 3) or rgb8.dtype != np.uint8:
             raise ValueError(f"earth grid must be ({ROWS}, {COLS}) heights and ({ROWS}, {COLS}, 3) uint8 "
                              f"colour, got {height_m.shape} and {rgb8.shape} {rgb8.dtype}")
@@ -88,6 +91,7 @@ class EarthAnchor:
         self.digest = digest
         self.landwater = landwater
         self.globe = globe
+        self.lakes = lakes
 
     _shared: "EarthAnchor | None" = None
     _lock = threading.Lock()
@@ -103,29 +107,30 @@ class EarthAnchor:
 
     @classmethod
     def load(cls, assets: Path = ASSETS) -> "EarthAnchor":
-        paths = [Path(assets) / f for f in (HEIGHT_FILE, RGB_FILE, LANDWATER_FILE, GLOBE_FILE)]
+        paths = [Path(assets) / f for f in (HEIGHT_FILE, RGB_FILE, LANDWATER_FILE, GLOBE_FILE, LAKES_FILE)]
         if not all(p.exists() for p in paths):
             raise FileNotFoundError(f"earth anchor assets missing: expected {[str(p) for p in paths]}; "
                                     "build them with `python -m generator.anchors.earth build`")
-        hb, cb, lb, gb = (p.read_bytes() for p in paths)
-        lw = LandWater.load_bytes(lb)
+        hb, cb, lb, gb, kb = (p.read_bytes() for p in paths)
+        lw, lakes = LandWater.load_bytes(lb), Lakes.load_bytes(kb)
         height, ruled = read_height(hb)
-        digest = hashlib.sha256(hb + cb + lb + gb).hexdigest()
+        digest = hashlib.sha256(hb + cb + lb + gb + kb).hexdigest()
         if not ruled:  # an asset from before 2026-12-05: the rule at load time (+1.1 s), same heights
-            height = _apply_rule(lw, height)
+            height = _apply_rule(lw, lakes, height)
             digest = hashlib.sha256((digest + RULE_VERSION).encode()).hexdigest()
         from PIL import Image
 
         rgb8 = np.asarray(Image.open(io.BytesIO(cb)).convert("RGB"), dtype=np.uint8)
-        return cls(height, rgb8, digest, lw, GlobeField.load_bytes(gb))
+        return cls(height, rgb8, digest, lw, GlobeField.load_bytes(gb), lakes)
 
     def constrain(self, fields: np.ndarray, level: int, origins: np.ndarray) -> np.ndarray:
         """Real data on refined blocks: fields (B, C, H, W) float32 of level ``level``, origins
         (B, 2) int64 global (row, col) of each [0, 0] (even) -> same shape, height changed only.
 
         At levels 4-6, GLOBE is blended into the new (odd) samples (:mod:`generator.anchors.globe`);
-        then the land/water rule clamps every sample. Both are pure functions of location, the
-        blend writes only odd samples and the clamp is idempotent, so even samples (the parent's,
+        then the land/water rule clamps every sample, composed with the lake rule as
+        sea(lake(sea(h))) (:mod:`generator.anchors.lakes`). All are pure functions of location, the
+        blend writes only odd samples and the clamps are idempotent, so even samples (the parent's,
         already constrained) never change: nesting stays exact."""
         if self.landwater is None:
             return fields
@@ -140,7 +145,10 @@ class EarthAnchor:
             if self.globe is not None and level <= GLOBE_LEVEL and masks[2].any() and self.globe.overlaps(
                     float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max())):
                 out[b, 0] = self._blend_globe(out[b, 0], level, rows, cols, lat, lon, masks[2])
-            out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon, masks)
+            if self.lakes is None:
+                out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon, masks)
+            else:
+                out[b, 0] = self.lakes.constrain_grid(self.landwater, out[b, 0], lat, lon, masks)
         return out
 
     def _blend_globe(self, h: np.ndarray, level: int, rows, cols, lat, lon, free: np.ndarray) -> np.ndarray:
@@ -186,12 +194,12 @@ def read_height(data: bytes) -> tuple[np.ndarray, bool]:
     return height, True
 
 
-def height_bytes(height_int: np.ndarray, lw: LandWater) -> bytes:
+def height_bytes(height_int: np.ndarray, lw: LandWater, lakes: Lakes) -> bytes:
     """(ROWS, COLS) integer metres -> the height asset's bytes (:func:`read_height`): codes, then the
     rule applied to the decoded grid and its changes kept as exceptions."""
     codes = encode_height(height_int)
     decoded = decode_height(codes).astype(np.float32)
-    ruled = _apply_rule(lw, decoded)
+    ruled = _apply_rule(lw, lakes, decoded)
     fix = np.flatnonzero(ruled.reshape(-1) != decoded.reshape(-1))
     buf = io.BytesIO()
     np.savez(buf, codes=codes, fix_index=fix.astype(np.int64), fix_value=ruled.reshape(-1)[fix].astype(np.float32))
@@ -200,9 +208,9 @@ def height_bytes(height_int: np.ndarray, lw: LandWater) -> bytes:
 
 # ---------------------------------------------------------------- one-off build from shared data
 
-def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, np.ndarray, bytes, bytes]:
+def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, np.ndarray, bytes, bytes, bytes]:
     """Resample the global data to the level-3 grid: ((ROWS, COLS) int16 m, (ROWS, COLS, 3) uint8,
-    the land/water asset's bytes, the GLOBE asset's bytes). ``offset_dir`` holds the measured
+    the land/water, GLOBE and lakes assets' bytes). ``offset_dir`` holds the measured
     ``etopo5_offset.json``."""
     from PIL import Image
     from scipy import ndimage
@@ -235,6 +243,10 @@ def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, n
     cdy, cdx = offset_arcmin(table, cla, clo)
     lw_bytes = landwater_build(data_dir / "landmask_30s.npz", sample_etopo5(z, cla + cdy / 60.0, clo + cdx / 60.0))
     lw = LandWater.load_bytes(lw_bytes)
+    from generator.anchors.lakes import etopo_sampler
+
+    lakes_bytes = lakes_build(data_dir, etopo_sampler(data_dir), np.asarray(lw.depression))
+    lakes = Lakes.load_bytes(lakes_bytes)
     globe_bytes = globe_build(data_dir / "globe30s_g10g_west.npz")
     globe = GlobeField.load_bytes(globe_bytes)
     rows, cols = np.arange(ROWS, dtype=np.int64), np.arange(COLS, dtype=np.int64)
@@ -243,18 +255,22 @@ def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, n
         wgt = _globe_weight(globe, lw, la[s], lo[s])
         g = globe.value(ANCHOR_LEVEL, rows[s], cols)
         blended = np.where(wgt > 0, wgt * g + (1.0 - wgt) * height[s], height[s])
-        height[s] = lw.clamp(np.round(blended), la[s], lo[s])
+        height[s] = lakes.constrain_grid(lw, np.round(blended), lat[s], lon)
     rgb8 = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
-    return height.astype(np.int16), rgb8, lw_bytes, globe_bytes
+    return np.round(height).astype(np.int16), rgb8, lw_bytes, globe_bytes, lakes_bytes
 
 
-def _apply_rule(lw: LandWater, height: np.ndarray) -> np.ndarray:
-    """The land/water rule on the whole level-3 grid (ROWS, COLS), in strips (bounded memory)."""
+def _apply_rule(lw: LandWater, lakes: Lakes | None, height: np.ndarray) -> np.ndarray:
+    """The land/water rule, sea(lake(sea(h))), on the whole level-3 grid (ROWS, COLS), in strips
+    (bounded memory); ``lakes`` None: the sea rule alone (an asset from before the lakes)."""
     out = np.empty_like(height)
     lon = -180.0 + SPACING_DEG * np.arange(COLS)
     for i in range(0, ROWS, 256):
         lat = 90.0 - SPACING_DEG * np.arange(i, min(i + 256, ROWS))
-        out[i : i + 256] = lw.clamp_grid(height[i : i + 256], lat, lon)
+        if lakes is None:
+            out[i : i + 256] = lw.clamp_grid(height[i : i + 256], lat, lon)
+        else:
+            out[i : i + 256] = lakes.constrain_grid(lw, height[i : i + 256], lat, lon)
     return out
 
 
@@ -264,33 +280,36 @@ def _globe_weight(globe: GlobeField, lw: LandWater, lat: np.ndarray, lon: np.nda
     return np.where(land, globe.coverage_weight(lat, lon), np.float32(0)).astype(np.float32)
 
 
-def write_assets(height: np.ndarray, rgb: np.ndarray, landwater: bytes, globe: bytes,
+def write_assets(height: np.ndarray, rgb: np.ndarray, landwater: bytes, globe: bytes, lakes: bytes,
                  out_dir: Path = ASSETS) -> tuple[Path, ...]:
-    """Store the grid compressed: height DPCM codes (LZMA), colour as JPEG q=88 (4:4:4), land/water."""
+    """Store the grid compressed: height DPCM codes and the rule's exceptions (LZMA), colour as
+    JPEG q=88 (4:4:4), land/water, GLOBE, lakes."""
     from PIL import Image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     hp, cp = out_dir / HEIGHT_FILE, out_dir / RGB_FILE
-    hp.write_bytes(height_bytes(height, LandWater.load_bytes(landwater)))
+    hp.write_bytes(height_bytes(height, LandWater.load_bytes(landwater), Lakes.load_bytes(lakes)))
     Image.fromarray(rgb).save(cp, format="JPEG", quality=88, subsampling=0, optimize=True)
     lp = out_dir / LANDWATER_FILE
     lp.write_bytes(landwater)
     gp = out_dir / GLOBE_FILE
     gp.write_bytes(globe)
-    return hp, cp, lp, gp
+    kp = out_dir / LAKES_FILE
+    kp.write_bytes(lakes)
+    return hp, cp, lp, gp, kp
 
 
 def bake_rule(assets: Path = ASSETS) -> int:
-    """Rewrite an older height asset (bare codes, rule applied at load) in the current layout:
-    the loaded grid is unchanged bit for bit, and loading no longer applies the rule."""
+    """Rewrite the height asset with the current land/water and lake rules (the assets beside it)
+    applied to its codes: the codes stay, the exceptions are made again (an older asset of bare
+    codes loads, with its load-time rule, bit for bit as before and now needs no rule at load)."""
     hp = Path(assets) / HEIGHT_FILE
-    height, ruled = read_height(hp.read_bytes())
-    if ruled:
-        print(f"{hp}: the rule is in the asset already")
-        return 0
+    d = np.load(io.BytesIO(lzma.decompress(hp.read_bytes())))
+    codes = d if isinstance(d, np.ndarray) else d["codes"]
     lw = LandWater.load_bytes((Path(assets) / LANDWATER_FILE).read_bytes())
-    hp.write_bytes(height_bytes(height.astype(np.int64), lw))
+    lakes = Lakes.load_bytes((Path(assets) / LAKES_FILE).read_bytes())
+    hp.write_bytes(height_bytes(decode_height(codes).astype(np.int64), lw, lakes))
     print(f"{hp}: {hp.stat().st_size / 1e6:.2f} MB")
     return 0
 
@@ -300,8 +319,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m generator.anchors.earth", description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=["build", "bake-rule"],
-                    help="build: everything from the shared data; bake-rule: put the land/water rule into an "
-                         "older height asset (same codes, the rule's changes as exceptions; no data needed)")
+                    help="build: everything from the shared data; bake-rule: the current land/water and lake "
+                         "rules into the height asset (same codes, the rules' changes as exceptions; no data "
+                         "needed)")
     ap.add_argument("--data", type=Path, default=default_data_dir() / "global",
                     help="folder with etopo5.npz, bluemarble.jpg, landmask_30s.npz, globe30s_g10g_west.npz "
                          "(the offset field is read from assets/)")
