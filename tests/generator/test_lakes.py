@@ -113,3 +113,17 @@ def test_grid_reads_equal_point_reads(earth):
         assert (fg > 0).any()
         np.testing.assert_array_equal(fg, fp)
         np.testing.assert_array_equal(sg, sp)
+
+
+def test_water_rule_reads_lakes_at_their_surface():
+    from runtime.ground import water_at
+
+    ground = [1128.0, -32.0, -500.0, 300.0, -3.0]
+    context = [1100.0, -30.0, -800.0, 250.0, 40.0]
+    lake = [1128.0, -32.0, np.nan, np.nan, np.nan]  # Victoria, the Caspian, sea, land, land below 0 m
+    water_m, is_water = water_at("earth", ground, context, lake)
+    assert is_water.tolist() == [True, True, True, False, False]
+    np.testing.assert_array_equal(water_m[:3], [1128.0, -32.0, 0.0])
+    assert np.isnan(water_m[3:]).all()
+    with pytest.raises(ValueError, match="one value per point"):
+        water_at("earth", ground, context, lake[:2])
