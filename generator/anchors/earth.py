@@ -18,6 +18,8 @@ about 9.8 km) is resampled once from ``../shared/data/global`` and shipped in
   (:mod:`generator.anchors.registration`);
 - ``earth_landwater.npz``: the 30" land/water mask and depression flags
   (:mod:`generator.anchors.landwater`), used at run time by :meth:`EarthAnchor.constrain`;
+- ``earth_lakes.npz``: the lakes and their surface heights (:mod:`generator.anchors.lakes`),
+  flattened at every level by :meth:`EarthAnchor.constrain` and in the level-3 asset;
 - ``earth_globe_l6.xz``: GLOBE 30" on the level-6 grid where it covers
   (0..50 N, 0..60 E; :mod:`generator.anchors.globe`), blended into the level-3
   nodes here and into the new samples of levels 4-6 by :meth:`EarthAnchor.constrain`.
@@ -28,8 +30,9 @@ wrapped); Blue Marble is pixel-registered at 4', blurred with a Gaussian of
 0.5 px (anti-alias for the 4' -> 5.27' step) and sampled bilinearly at the
 nodes (it needs no offset: it agrees with the mask at zero shift); then GLOBE is
 blended in where it covers (:mod:`generator.anchors.globe`), and the
-land/water rule (:func:`generator.anchors.landwater.LandWater.clamp`) is applied
-at the nodes, the same rule the pyramid applies to every refined level. Both
+land/water rule (:func:`generator.anchors.landwater.LandWater.clamp`, composed with
+the lakes': :meth:`generator.anchors.lakes.Lakes.constrain_grid`) is applied at the
+nodes, the same rule the pyramid applies to every refined level. Both
 poles are single points: their rows are made constant.
 
 Sampling beyond a pole (only ever used as refinement context) reflects across
