@@ -128,12 +128,13 @@ class EarthAnchor:
 
     def constrain(self, fields: np.ndarray, level: int, origins: np.ndarray) -> np.ndarray:
         """Real data on refined blocks: fields (B, C, H, W) float32 of level ``level``, origins
-        (B, 2) int64 global (row, col) of each [0, 0] (even) -> same shape, height changed only.
+        (B, 2) int64 global (row, col) of each [0, 0] (even) -> same shape: height, and the colour in lakes.
 
         At levels 4-6, GLOBE is blended into the new (odd) samples (:mod:`generator.anchors.globe`);
         then the land/water rule clamps every sample, composed with the lake rule as
-        sea(lake(sea(h))) (:mod:`generator.anchors.lakes`). All are pure functions of location, the
-        blend writes only odd samples and the clamps are idempotent, so even samples (the parent's,
+        sea(lake(sea(h))) (:mod:`generator.anchors.lakes`), and the new (odd) samples of a lake
+        take its colour. All are pure functions of location, the blend and the colour write only
+        odd samples and the clamps are idempotent, so even samples (the parent's,
         already constrained) never change: nesting stays exact."""
         if self.landwater is None:
             return fields
@@ -148,10 +149,16 @@ class EarthAnchor:
             if self.globe is not None and level <= GLOBE_LEVEL and masks[2].any() and self.globe.overlaps(
                     float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max())):
                 out[b, 0] = self._blend_globe(out[b, 0], level, rows, cols, lat, lon, masks[2])
-            if self.lakes is None:
+            read = None
+            if self.lakes is not None and self.lakes.near(float(lat.min()), float(lat.max()),
+                                                          float(lon.min()), float(lon.max())):
+                read = self.lakes.at_grid(lat, lon, with_ids=True)
+            if read is None:
                 out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon, masks)
             else:
-                out[b, 0] = self.lakes.constrain_grid(self.landwater, out[b, 0], lat, lon, masks)
+                out[b, 0] = self.lakes.constrain_grid(self.landwater, out[b, 0], lat, lon, masks, read)
+                if out.shape[1] >= 4:
+                    out[b, 1:4] = self.lakes.colour_grid(out[b, 1:4], rows, cols, read)
         return out
 
     def _blend_globe(self, h: np.ndarray, level: int, rows, cols, lat, lon, free: np.ndarray) -> np.ndarray:

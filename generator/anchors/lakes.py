@@ -6,9 +6,10 @@ connected group (8-neighbour) of MODIS IGBP 2019 water cells (0.05 deg, ~5.6 km)
 that the 30" mask counts as land (>= half of the cell's 36 mask cells), at least
 :data:`MIN_CELLS` cells, and not touching a cell that is mostly sea (that drops
 the coastal slivers where MODIS and the mask disagree on the shore, estuaries,
-and rivers that reach the sea). 2,300 lakes: the Great Lakes, Victoria,
+and rivers that reach the sea). 2,282 lakes: the Great Lakes, Victoria,
 Tanganyika, Malawi, Baikal, the Caspian, Titicaca, Ladoga, Geneva, Constance,
-the Dead Sea, Great Salt Lake...
+the Dead Sea, Great Salt Lake... (none south of 60 S: MODIS's water class covers
+the South Pole).
 
 Each lake gets one surface height (:func:`surface_heights`, whole metres):
 
@@ -61,6 +62,8 @@ N_ROWS, N_COLS = 180 * CELLS_PER_DEG, 360 * CELLS_PER_DEG
 BLOCK = 32
 B_ROWS, B_COLS = -(-N_ROWS // BLOCK), -(-N_COLS // BLOCK)  # 113 x 225
 MIN_CELLS = 4
+SOUTH_LIMIT_DEG = -60.0  # no lakes south of it: MODIS's class 0 covers 105 k cells around the South Pole
+MIN_INTERIOR = 4  # interior cells a lake needs for a colour of its own
 DEPRESSED_SHORE_M = -15.0
 LAKE_RULE_VERSION = "lakes-1"
 
@@ -68,15 +71,17 @@ LAKE_RULE_VERSION = "lakes-1"
 class Lakes:
     """Lake ids on the 0.05 deg grid (block-coded) and their surface heights."""
 
-    def __init__(self, slot: np.ndarray, blocks: np.ndarray, surface_m: np.ndarray):
+    def __init__(self, slot: np.ndarray, blocks: np.ndarray, surface_m: np.ndarray, rgb8: np.ndarray | None = None):
         """slot (B_ROWS, B_COLS) int32 index into ``blocks`` or -1 (no lake), blocks (n, BLOCK, BLOCK)
-        uint16 lake ids (0 = none), surface_m (n_lakes + 1,) float32 metres (index 0 unused)."""
+        uint16 lake ids (0 = none), surface_m (n_lakes + 1,) float32 metres (index 0 unused), rgb8
+        (n_lakes + 1, 3) uint8 sRGB colour of each lake (Blue Marble) or None (colour untouched)."""
         if slot.shape != (B_ROWS, B_COLS) or blocks.shape[1:] != (BLOCK, BLOCK):
             raise ValueError(f"lakes must be ({B_ROWS}, {B_COLS}) slots and (n, {BLOCK}, {BLOCK}) blocks, "
                              f"got {slot.shape} and {blocks.shape}")
         self.slot, self.blocks = slot, np.ascontiguousarray(blocks, dtype=np.uint16)
         self.surface_m = np.asarray(surface_m, dtype=np.float32)
-        for a in (self.slot, self.blocks, self.surface_m):
+        self.rgb = None if rgb8 is None else (np.asarray(rgb8, np.float32) / np.float32(255.0)).astype(np.float32)
+        for a in (self.slot, self.blocks, self.surface_m) + (() if self.rgb is None else (self.rgb,)):
             a.setflags(write=False)
 
     @classmethod
@@ -86,7 +91,7 @@ class Lakes:
     @classmethod
     def load_bytes(cls, data: bytes) -> "Lakes":
         d = np.load(io.BytesIO(data))
-        return cls(d["slot"], d["blocks"], d["surface_m"])
+        return cls(d["slot"], d["blocks"], d["surface_m"], d["rgb8"] if "rgb8" in d.files else None)
 
     def ids(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Lake id (0: none) of 0.05 deg cells (i, j): i clipped to the globe, j wrapped; any shape."""
@@ -109,7 +114,7 @@ class Lakes:
         js = np.mod(np.arange(j0 // BLOCK, j1 // BLOCK + 1), B_COLS)
         return bool((self.slot[i0 : i1 + 1][:, js] >= 0).any())
 
-    def at(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def at(self, lat: np.ndarray, lon: np.ndarray, with_ids: bool = False) -> tuple[np.ndarray, ...]:
         """Lake fraction (float32 in [0, 1], bilinear from the cell centres) and surface (float32 m,
         NaN where the fraction is 0) at points (degrees, same shape). Water where fraction >= 0.5."""
         fi = (90.0 - np.asarray(lat, dtype=np.float64)) * CELLS_PER_DEG - 0.5
@@ -123,22 +128,25 @@ class Lakes:
                 + ((c > 0) * (one - tj) + (d > 0) * tj) * ti).astype(np.float32)
         lake = np.maximum(np.maximum(a, b), np.maximum(c, d))  # at most one lake among the four
         surface = np.where(lake > 0, self.surface_m[lake], np.float32(np.nan)).astype(np.float32)
-        return frac, surface
+        return (frac, surface, lake) if with_ids else (frac, surface)
 
-    def at_grid(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def at_grid(self, lat: np.ndarray, lon: np.ndarray, with_ids: bool = False) -> tuple[np.ndarray, ...]:
         """:meth:`at` on a grid lat (H,) x lon (W,) degrees -> (H, W) each, bit-identical to it: the
-        cells are read once for the grid's small box (a window across the antimeridian: per point)."""
+        cells are read once for the grid's small box (a window across the antimeridian: per point).
+        ``with_ids``: the lake id (H, W) uint16 (0: none) as a third array."""
         fi = (90.0 - np.asarray(lat, dtype=np.float64)) * CELLS_PER_DEG - 0.5
         fj = (np.asarray(lon, dtype=np.float64) + 180.0) * CELLS_PER_DEG - 0.5
         i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
         ia, ja = int(i0.min()), int(j0.min())
         ni, nj = int(i0.max()) - ia + 2, int(j0.max()) - ja + 2
         if ni * nj > 4 * i0.size * j0.size:
-            return self.at(*np.broadcast_arrays(lat[:, None], lon[None, :]))
+            la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
+            return self.at(la, lo, with_ids)
         box = self.ids(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])
         if not box.any():
             shape = (i0.size, j0.size)
-            return np.zeros(shape, np.float32), np.full(shape, np.nan, np.float32)
+            none = (np.zeros(shape, np.float32), np.full(shape, np.nan, np.float32))
+            return none + (np.zeros(shape, np.uint16),) if with_ids else none
         ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
         ii, jj = (i0 - ia)[:, None], (j0 - ja)[None, :]
         a, b, c, d = box[ii, jj], box[ii, jj + 1], box[ii + 1, jj], box[ii + 1, jj + 1]
@@ -147,14 +155,14 @@ class Lakes:
                 + ((c > 0) * (one - tj) + (d > 0) * tj) * ti).astype(np.float32)
         lake = np.maximum(np.maximum(a, b), np.maximum(c, d))
         surface = np.where(lake > 0, self.surface_m[lake], np.float32(np.nan)).astype(np.float32)
-        return frac, surface
+        return (frac, surface, lake) if with_ids else (frac, surface)
 
-    def bounds(self, lat: np.ndarray, lon: np.ndarray, grid: bool = False) -> tuple[np.ndarray, ...]:
-        """The lake rule's interval at points (degrees, same shape; ``grid``: lat (H,) x lon (W,)):
-        (low, high) float32 m, -inf/+inf away from lakes, and the land's floor for the sea rule (0 m,
-        lower on the shores of lakes below sea level: min(0, S + c), S where the lake is, so the
-        Caspian is not lifted to 0 m)."""
-        frac, s = self.at_grid(lat, lon) if grid else self.at(lat, lon)
+    def bounds(self, lat: np.ndarray, lon: np.ndarray, grid: bool = False, read: tuple | None = None) -> tuple:
+        """The lake rule's interval at points (degrees, same shape; ``grid``: lat (H,) x lon (W,);
+        ``read``: :meth:`at_grid`'s result when the caller has it): (low, high) float32 m, -inf/+inf
+        away from lakes, and the land's floor for the sea rule (0 m, lower on the shores of lakes
+        below sea level: min(0, S + c), S where the lake is, so the Caspian is not lifted to 0 m)."""
+        frac, s = (read[:2] if read is not None else self.at_grid(lat, lon) if grid else self.at(lat, lon))
         c = coast_cap(np.float32(1) - frac)
         has = frac > 0
         with np.errstate(invalid="ignore"):
@@ -169,19 +177,35 @@ class Lakes:
         return np.minimum(np.maximum(np.asarray(height_m, dtype=np.float32), low), high)
 
     def constrain_grid(self, lw, height_m: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                       masks: tuple | None = None) -> np.ndarray:
+                       masks: tuple | None = None, read: tuple | None = None) -> np.ndarray:
         """Sea and lake rules on a grid: height (H, W), lat (H,), lon (W,) degrees -> (H, W) float32,
         ``lw.clamp_grid(clip(lw.clamp_grid(h)))`` with the land's floor of :meth:`bounds` (``lw``:
         the :class:`~generator.anchors.landwater.LandWater`; ``masks`` its ``masks_grid``). Every
-        step is a clip to an interval that depends on location only, so the result is idempotent."""
+        step is a clip to an interval that depends on location only, so the result is idempotent.
+        ``read``: :meth:`at_grid`'s result for this grid when the caller has it."""
         masks = lw.masks_grid(lat, lon) if masks is None else masks
-        if not self.near(float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max())):
+        if read is None and not self.near(float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max())):
             return lw.clamp_grid(height_m, lat, lon, masks)
-        low, high, floor = self.bounds(lat, lon, grid=True)
+        low, high, floor = self.bounds(lat, lon, grid=True, read=read)
         if not np.isfinite(low).any():  # no lake cell next to the grid
             return lw.clamp_grid(height_m, lat, lon, masks)
         h = lw.clamp_grid(height_m, lat, lon, masks, floor)
         return lw.clamp_grid(np.minimum(np.maximum(h, low), high), lat, lon, masks, floor)
+
+    def colour_grid(self, rgb: np.ndarray, rows: np.ndarray, cols: np.ndarray, read: tuple) -> np.ndarray:
+        """Lake colour on a grid's *new* samples: rgb (3, H, W) float32 of level-L global samples rows
+        (H,), cols (W,) int64 (odd row or column = born at this level), ``read`` = :meth:`at_grid`
+        (..., with_ids=True) -> (3, H, W): each lake's Blue Marble colour where its fraction is >= 0.5.
+        Even samples are the parent's and are left alone (like the GLOBE blend), so nesting stays
+        exact; level 3 keeps the anchor's own colour, a few nodes 9.8 km apart."""
+        frac, _, ids = read
+        if self.rgb is None:
+            return rgb
+        new = ((rows[:, None] & 1) == 1) | ((cols[None, :] & 1) == 1)
+        paint = new & (frac >= np.float32(0.5))
+        if not paint.any():
+            return rgb
+        return np.where(paint[None], np.moveaxis(self.rgb[ids], -1, 0), rgb).astype(np.float32)
 
     def water(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(is_lake bool, surface float64 m, NaN where not a lake) at points (degrees, same shape)."""
@@ -200,6 +224,7 @@ def find_lakes(modis: np.ndarray, land_share: np.ndarray) -> np.ndarray:
 
     eight = np.ones((3, 3), dtype=bool)
     wet = (modis == 0) & (land_share >= 0.5)
+    wet[int((90.0 - SOUTH_LIMIT_DEG) * CELLS_PER_DEG):] = False  # MODIS fills the South Pole with water
     lab, n = ndimage.label(wet, structure=eight)
     sea = land_share < 0.5
     touch = np.unique(lab[ndimage.binary_dilation(sea, structure=eight) & wet])
@@ -288,11 +313,39 @@ def build(data_dir: Path, etopo_registered, depression_5min: np.ndarray) -> byte
     dep = np.repeat(np.repeat(depression_5min, 5, axis=0), 5, axis=1)  # 1' cells
     dep = dep.reshape(N_ROWS, 3, N_COLS, 3).any(axis=(1, 3))  # on the 3' (0.05 deg) cells
     surface = surface_heights(lakes, land_share, etopo, globe, dep)
-    return encode(lakes, surface)
+    return encode(lakes, surface, lake_colours(lakes, data_dir / "bluemarble.jpg"))
 
 
-def encode(lakes: np.ndarray, surface_m: np.ndarray) -> bytes:
-    """Block-code the ids ((N_ROWS, N_COLS) int) and store them with the surfaces."""
+def lake_colours(lakes: np.ndarray, bluemarble_path: Path) -> np.ndarray:
+    """(n + 1, 3) uint8: each lake's median Blue Marble colour (4' pixel at each cell centre) over
+    its interior cells (all 8 neighbours the same lake); a lake with fewer than MIN_INTERIOR of them
+    (its pixels mix in the shore: Geneva's median is olive) takes the median over every lake's
+    interior cells."""
+    from PIL import Image
+    from scipy import ndimage
+
+    img = np.asarray(Image.open(bluemarble_path).convert("RGB"))
+    per = img.shape[0] / 180.0
+    i = np.floor((np.arange(N_ROWS) + 0.5) / CELLS_PER_DEG * per).astype(np.int64)
+    j = np.floor((np.arange(N_COLS) + 0.5) / CELLS_PER_DEG * per).astype(np.int64)
+    interior = lakes.copy()
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            interior = np.where(np.roll(lakes, (di, dj), axis=(0, 1)) == lakes, interior, 0)
+    n = int(lakes.max())
+    index = np.arange(1, n + 1)
+    has_inner = np.bincount(interior.ravel(), minlength=n + 1)[1:] >= MIN_INTERIOR
+    out = np.zeros((n + 1, 3), dtype=np.uint8)
+    for k in range(3):
+        ch = img[i[:, None], j[None, :], k].astype(np.float64)
+        inner = np.asarray(ndimage.median(ch, labels=interior, index=index))
+        every = float(np.median(ch[interior > 0]))
+        out[1:, k] = np.round(np.where(has_inner, inner, every)).astype(np.uint8)
+    return out
+
+
+def encode(lakes: np.ndarray, surface_m: np.ndarray, rgb8: np.ndarray) -> bytes:
+    """Block-code the ids ((N_ROWS, N_COLS) int) and store them with the surfaces and colours."""
     if int(lakes.max()) > 65535:
         raise ValueError(f"at most 65535 lakes fit uint16 ids, got {int(lakes.max())}")
     pad = np.zeros((B_ROWS * BLOCK, B_COLS * BLOCK), dtype=np.uint16)
@@ -304,7 +357,7 @@ def encode(lakes: np.ndarray, surface_m: np.ndarray) -> bytes:
     slot[bi, bj] = np.arange(bi.size, dtype=np.int32)
     buf = io.BytesIO()
     np.savez_compressed(buf, slot=slot, blocks=np.ascontiguousarray(blocks[bi, bj]),
-                        surface_m=np.asarray(surface_m, dtype=np.float32))
+                        surface_m=np.asarray(surface_m, dtype=np.float32), rgb8=np.asarray(rgb8, np.uint8))
     return buf.getvalue()
 
 

@@ -47,6 +47,12 @@ def test_a_lake_reads_as_water_at_its_surface_in_a_tile_and_a_height_query(earth
     lake = frac >= 0.5
     assert lake.all() and (f.height == surface).all() and f.height[r, c] == 1128.0  # flat water
     assert (tile_landcover(earth, key, f.height) == WATER).all()
+    odd = np.zeros((T + 1, T + 1), bool)
+    odd[1::2] = True
+    odd[:, 1::2] = True
+    victoria = earth.anchor.lakes.at(np.array([-1.0]), np.array([33.0]), with_ids=True)[2][0]
+    colour = earth.anchor.lakes.rgb[victoria]  # Blue Marble's, on every sample born below level 3
+    np.testing.assert_array_equal(f.rgb[odd], np.broadcast_to(colour, (odd.sum(), 3)))
     assert earth_water_mask(key).all()
     ans = ground_query("earth", earth.tiles, np.array([[33.0, -1.0], [33.7, -0.25]]), lakes=earth_lake_surface)
     assert ans["is_water"].all() and (ans["water_m"] == 1128.0).all() and (ans["ground_m"] == 1128.0).all()
@@ -59,13 +65,14 @@ def test_lake_shores_nest_and_join(earth, level, lat, lon):
     """Geneva's, the Caspian's (a depression) and Titicaca's shores: the lake is flat at its
     surface, the shore ramps into it, even samples are the parent's, and neighbours share edges."""
     key, _, _ = _tile_at(level, lat, lon)
-    h = earth.tile(key).height
+    h, rgb = earth.tile(key).height, earth.tile(key).rgb
     frac, surface = earth.anchor.lakes.at(*_lat_lon(key))
     assert (frac >= 0.5).mean() > 0.05 and (frac == 0).mean() > 0.05  # a shore crosses the tile
     assert (h == surface)[frac >= 0.5].all()
-    parent = earth.tile(key.parent()).height
+    parent = earth.tile(key.parent())
     r0, c0 = (key.y & 1) * T // 2, (key.x & 1) * T // 2
-    np.testing.assert_array_equal(h[::2, ::2], parent[r0 : r0 + T // 2 + 1, c0 : c0 + T // 2 + 1])
+    np.testing.assert_array_equal(h[::2, ::2], parent.height[r0 : r0 + T // 2 + 1, c0 : c0 + T // 2 + 1])
+    np.testing.assert_array_equal(rgb[::2, ::2], parent.rgb[r0 : r0 + T // 2 + 1, c0 : c0 + T // 2 + 1])
     east = earth.tile(TileKey(level, key.x + 1, key.y)).height
     south = earth.tile(TileKey(level, key.x, key.y + 1)).height
     np.testing.assert_array_equal(h[:, -1], east[:, 0])
@@ -127,3 +134,11 @@ def test_water_rule_reads_lakes_at_their_surface():
     assert np.isnan(water_m[3:]).all()
     with pytest.raises(ValueError, match="one value per point"):
         water_at("earth", ground, context, lake[:2])
+
+
+def test_no_lakes_at_the_south_pole(earth):
+    """MODIS's water class covers the polar gap; a 'lake' there flattened Antarctica's plateau."""
+    lakes = earth.anchor.lakes
+    assert not lakes.near(-90.0, -60.0, -180.0, 179.9)
+    frac, _ = lakes.at(np.array([-89.6, -75.0]), np.array([0.0, 100.0]))
+    assert (frac == 0).all()
