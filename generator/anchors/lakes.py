@@ -6,7 +6,10 @@ connected group (8-neighbour) of MODIS IGBP 2019 water cells (0.05 deg, ~5.6 km)
 that the 30" mask counts as land (>= half of the cell's 36 mask cells), at least
 :data:`MIN_CELLS` cells, and not touching a cell that is mostly sea (that drops
 the coastal slivers where MODIS and the mask disagree on the shore, estuaries,
-and rivers that reach the sea). 2,282 lakes: the Great Lakes, Victoria,
+and rivers that reach the sea), and not thin: a group whose bounding length is
+at least :data:`THIN_RATIO` x sqrt(its cells) is a river reach, which no single
+level fits (the Amazon at Santarem, the Lena, the Brahmaputra; the price: the
+long narrow Lakes Hazen and Fagnano go too). 2,276 lakes: the Great Lakes, Victoria,
 Tanganyika, Malawi, Baikal, the Caspian, Titicaca, Ladoga, Geneva, Constance,
 the Dead Sea, Great Salt Lake... (none south of 60 S: MODIS's water class covers
 the South Pole).
@@ -63,7 +66,8 @@ BLOCK = 32
 B_ROWS, B_COLS = -(-N_ROWS // BLOCK), -(-N_COLS // BLOCK)  # 113 x 225
 MIN_CELLS = 4
 SOUTH_LIMIT_DEG = -60.0  # no lakes south of it: MODIS's class 0 covers 105 k cells around the South Pole
-MIN_INTERIOR = 4  # interior cells a lake needs for a colour of its own
+MIN_INTERIOR = 4
+THIN_RATIO = 5.0  # a group whose bounding length is >= THIN_RATIO * sqrt(cells) is a river reach  # interior cells a lake needs for a colour of its own
 DEPRESSED_SHORE_M = -15.0
 LAKE_RULE_VERSION = "lakes-1"
 
@@ -231,6 +235,9 @@ def find_lakes(modis: np.ndarray, land_share: np.ndarray) -> np.ndarray:
     size = np.bincount(lab.ravel(), minlength=n + 1)
     keep = size >= MIN_CELLS
     keep[0] = False
+    for k, box in enumerate(ndimage.find_objects(lab), start=1):  # thin ribbons are rivers: no one level
+        if box is not None and keep[k]:
+            keep[k] = max(box[0].stop - box[0].start, box[1].stop - box[1].start) < THIN_RATIO * np.sqrt(size[k])
     keep[touch] = False
     kept = np.flatnonzero(keep)
     order = kept[np.lexsort((kept, -size[kept]))]  # by size, ties by label

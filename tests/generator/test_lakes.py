@@ -102,6 +102,7 @@ def test_find_lakes_keeps_inland_water_only():
     modis[10:13, 10:14] = 0  # a 12-cell lake
     modis[2:4, 20:23] = 0  # a 6-cell lake
     modis[16, 25] = 0  # a pond below MIN_CELLS
+    modis[18, 4:30] = 0  # a river: 26 cells in a row (>= 5 x sqrt(26) long), not one level
     ids = find_lakes(modis, share)
     assert MIN_CELLS > 1 and ids.max() == 2
     assert (ids[10:13, 10:14] == 1).all() and (ids[2:4, 20:23] == 2).all()  # numbered by size
