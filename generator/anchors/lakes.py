@@ -29,7 +29,7 @@ Each lake gets one surface height (:func:`surface_heights`, whole metres):
   Sea, Eyre, Afrera, Chott Melrhir; Lake Skadar's bed is below 0 m, its shore is not,
   and ETOPO5's low coastal cells make 37 Arctic and delta lakes look a few metres low).
 
-The rule at a point (:meth:`Lakes.clip_grid`), a pure function of location:
+The rule at a point (:meth:`Lakes.clip`), a pure function of location:
 ``f`` = lake fraction read bilinearly from the MODIS cell centres (any four
 neighbouring cells hold at most one lake: two lakes' cells are never
 8-neighbours), ``S`` that lake's surface, ``c = coast_cap(1 - f)`` (0 m from
@@ -44,8 +44,11 @@ location only, and such a composition of clips is idempotent, so like the sea
 rule it can be applied to every level without moving an even sample (nesting
 stays exact).
 
+Colour: a lake's samples born below level 3 take its Blue Marble colour
+(:meth:`Lakes.colour_grid`, :func:`lake_colours`).
+
 Asset ``assets/earth_lakes.npz``: the lake ids in 32 x 32-cell blocks (empty
-blocks not stored) and the surface of each id.
+blocks not stored), the surface and the colour of each id.
 """
 
 from __future__ import annotations
@@ -66,14 +69,13 @@ BLOCK = 32
 B_ROWS, B_COLS = -(-N_ROWS // BLOCK), -(-N_COLS // BLOCK)  # 113 x 225
 MIN_CELLS = 4
 SOUTH_LIMIT_DEG = -60.0  # no lakes south of it: MODIS's class 0 covers 105 k cells around the South Pole
-MIN_INTERIOR = 4
-THIN_RATIO = 5.0  # a group whose bounding length is >= THIN_RATIO * sqrt(cells) is a river reach  # interior cells a lake needs for a colour of its own
-DEPRESSED_SHORE_M = -15.0
-LAKE_RULE_VERSION = "lakes-1"
+MIN_INTERIOR = 4  # interior cells a lake needs for a colour of its own
+THIN_RATIO = 5.0  # a group whose bounding length is >= THIN_RATIO * sqrt(cells) is a river reach
+DEPRESSED_SHORE_M = -15.0  # a lake may lie below 0 m only if a quarter of its shore is below this
 
 
 class Lakes:
-    """Lake ids on the 0.05 deg grid (block-coded) and their surface heights."""
+    """Lake ids on the 0.05 deg grid (block-coded), their surface heights and colours."""
 
     def __init__(self, slot: np.ndarray, blocks: np.ndarray, surface_m: np.ndarray, rgb8: np.ndarray | None = None):
         """slot (B_ROWS, B_COLS) int32 index into ``blocks`` or -1 (no lake), blocks (n, BLOCK, BLOCK)
