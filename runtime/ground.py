@@ -29,18 +29,21 @@ WATER_CONTEXT_LEVEL = ANCHOR_LEVEL
 generator on the plane: their sea is < 0 m, their land > 0 m; generator/anchors)."""
 
 
-def water_at(world: World | str, ground_m, context_m) -> tuple[np.ndarray, np.ndarray]:
+def water_at(world: World | str, ground_m, context_m, lake_m=None) -> tuple[np.ndarray, np.ndarray]:
     """Water surface and water flag of points.
 
     world: ``plane`` or ``earth``; ground_m: (n,) float64 bare-earth height at the query
     level; context_m: (n,) float64 height of the ``WATER_CONTEXT_LEVEL`` field at the same
-    points (bilinear on its grid).
+    points (bilinear on its grid); lake_m: None or (n,) float64 surface of the inland water
+    at the points, NaN where there is none (earth: ``generator.water.earth_lake_surface``,
+    handed in by the composition root; the generator makes the ground there that surface).
 
-    Rule (until the real land/water context arrives): a point is sea where the anchor
-    field is at or below sea level (``context_m <= 0``) and the ground there lies below
-    the sea surface; its water surface is ``SEA_LEVEL_M``. Land below sea level (the anchor
-    says land) is dry; an islet finer than the anchor (ground above 0 m at sea) is dry.
-    Lakes and rivers are not water yet.
+    Rule: a point in a lake is water at the lake's surface (which may be below sea level:
+    the Caspian, the Dead Sea). Elsewhere a point is sea where the anchor field is at or
+    below sea level (``context_m <= 0``) and the ground there lies below the sea surface;
+    its water surface is ``SEA_LEVEL_M``. Land below sea level (the anchor says land) is
+    dry; an islet finer than the anchor (ground above 0 m at sea) is dry. Rivers are not
+    water yet.
 
     Returns water_m (n,) float64 (NaN where dry) and is_water (n,) bool.
     """
@@ -51,6 +54,13 @@ def water_at(world: World | str, ground_m, context_m) -> tuple[np.ndarray, np.nd
         raise ValueError(f"ground_m and context_m must have the same length, got {g.shape} and {ctx.shape}")
     is_water = (ctx <= SEA_LEVEL_M) & (g < SEA_LEVEL_M)
     water_m = np.where(is_water, SEA_LEVEL_M, np.nan)
+    if lake_m is not None:
+        lake = np.asarray(lake_m, np.float64).reshape(-1)
+        if lake.shape != g.shape:
+            raise ValueError(f"lake_m must have one value per point ({g.shape}), got {lake.shape}")
+        in_lake = np.isfinite(lake)
+        is_water = is_water | in_lake
+        water_m = np.where(in_lake, lake, water_m)
     return water_m, is_water
 
 

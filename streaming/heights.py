@@ -238,11 +238,14 @@ class HeightService:
     """Answers height queries from held height grids, generating what is missing."""
 
     def __init__(self, world: World | str, fields: FieldsFn, config: HeightConfig = HeightConfig(),
-                 buildings: Buildings | None = None):
+                 buildings: Buildings | None = None, lakes=None):
+        """lakes: None or the world's inland water, points (n, 2) -> (n,) float64 surface m, NaN
+        where none (``runtime.ground.water_at``'s ``lake_m``; handed in by the composition root)."""
         self.world = World.parse(world) if not isinstance(world, World) else world
         self.fields = fields
         self.config = config
         self.buildings = buildings  # None: only the bare surface is served
+        self.lakes = lakes
         # footprints by bytes plus a per-entry overhead: a tile with none holds a (0, 5) array
         self._footprints: LRU[TileKey, np.ndarray] = LRU(config.cache_bytes // 8, size=lambda a: nbytes(a) + 256)
         self._grids: LRU[TileKey, np.ndarray] = LRU(config.cache_bytes, size=nbytes)
@@ -296,7 +299,8 @@ class HeightService:
         lv = WATER_CONTEXT_LEVEL
         grids = await self._ensure(set(keys_at(self.world, lv, points)), owner)
         context_m, _ = heights_at(self.world, lv, points, grids)
-        water_m, is_water = water_at(self.world, ground_m, context_m)
+        lake_m = None if self.lakes is None else self.lakes(points)
+        water_m, is_water = water_at(self.world, ground_m, context_m, lake_m)
         return water_m, is_water.astype(np.uint8)
 
     def _over_limit(self, n_tiles: int, what: str) -> None:

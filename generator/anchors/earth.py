@@ -8,13 +8,18 @@ about 9.8 km) is resampled once from ``../shared/data/global`` and shipped in
   columns 0..4095 (180 W eastward; column 4096 is column 0 again), coded
   near-losslessly (:func:`encode_height`: DPCM along rows, JPEG-LS style, with a
   5 m step on land and shelves and 25 m below -200 m; the sign of every value,
-  i.e. the coastline, is kept exactly), then LZMA;
+  i.e. the coastline, is kept exactly), with the land/water rule baked in: the nodes
+  where the rule moves a decoded value (the coast cap's non-integer heights) are stored
+  as exceptions, so loading applies no rule (:func:`read_height`; an older asset
+  without them still gets the rule at load, 0.6-1.1 s more), then LZMA;
 - ``earth_rgb_l3.jpg``: the same grid's Blue Marble colour (sRGB / 255), JPEG.
 
 - ``etopo5_offset.json``: ETOPO5's measured registration offset field
   (:mod:`generator.anchors.registration`);
 - ``earth_landwater.npz``: the 30" land/water mask and depression flags
   (:mod:`generator.anchors.landwater`), used at run time by :meth:`EarthAnchor.constrain`;
+- ``earth_lakes.npz``: the lakes and their surface heights (:mod:`generator.anchors.lakes`),
+  flattened at every level by :meth:`EarthAnchor.constrain` and in the level-3 asset;
 - ``earth_globe_l6.xz``: GLOBE 30" on the level-6 grid where it covers
   (0..50 N, 0..60 E; :mod:`generator.anchors.globe`), blended into the level-3
   nodes here and into the new samples of levels 4-6 by :meth:`EarthAnchor.constrain`.
@@ -25,8 +30,9 @@ wrapped); Blue Marble is pixel-registered at 4', blurred with a Gaussian of
 0.5 px (anti-alias for the 4' -> 5.27' step) and sampled bilinearly at the
 nodes (it needs no offset: it agrees with the mask at zero shift); then GLOBE is
 blended in where it covers (:mod:`generator.anchors.globe`), and the
-land/water rule (:func:`generator.anchors.landwater.LandWater.clamp`) is applied
-at the nodes, the same rule the pyramid applies to every refined level. Both
+land/water rule (:func:`generator.anchors.landwater.LandWater.clamp`, composed with
+the lakes': :meth:`generator.anchors.lakes.Lakes.constrain_grid`) is applied at the
+nodes, the same rule the pyramid applies to every refined level. Both
 poles are single points: their rows are made constant.
 
 Sampling beyond a pole (only ever used as refinement context) reflects across
@@ -46,6 +52,8 @@ import numpy as np
 from generator.anchors.codec import decode_height, encode_height
 from generator.anchors.globe import GLOBE_FILE, GLOBE_LEVEL, GlobeField
 from generator.anchors.globe import build as globe_build
+from generator.anchors.lakes import LAKES_FILE, Lakes
+from generator.anchors.lakes import build as lakes_build
 from generator.anchors.landwater import LANDWATER_FILE, RULE_VERSION, LandWater
 from generator.anchors.landwater import build as landwater_build
 from generator.anchors.registration import load_offset_table, offset_arcmin, sample_etopo5
@@ -67,17 +75,16 @@ class EarthAnchor:
     channels = 4
 
     def __init__(self, height_m: np.ndarray, rgb8: np.ndarray, digest: str, landwater: LandWater | None = None,
-                 globe: GlobeField | None = None):
-        """height_m (ROWS, COLS) metres, rgb8 (ROWS, COLS, 3) uint8 sRGB, digest of the source bytes,
-        landwater the run-time land/water rule and globe the real 1 km relief blended into levels
-        4-6 (None: refined levels are left as the refiner made them)."""
+                 globe: GlobeField | None = None, lakes: Lakes | None = None):
+        """height_m (ROWS, COLS) metres (the land/water rule already applied: :func:`read_height`),
+        rgb8 (ROWS, COLS, 3) uint8 sRGB, digest of the source bytes, landwater the run-time
+        land/water rule of the refined levels and globe the real 1 km relief blended into levels
+        4-6 (None: refined levels are left as the refiner made them); lakes the inland water
+        flattened to its surface (:mod:`generator.anchors.lakes`; None: none)."""
         if height_m.shape != (ROWS, COLS) or rgb8.shape != (ROWS, COLS, 3) or rgb8.dtype != np.uint8:
             raise ValueError(f"earth grid must be ({ROWS}, {COLS}) heights and ({ROWS}, {COLS}, 3) uint8 "
                              f"colour, got {height_m.shape} and {rgb8.shape} {rgb8.dtype}")
         height_m = np.asarray(height_m, dtype=np.float32)
-        if landwater is not None:  # the run-time rule (coast cap) on the stored grid too: level 3 obeys it
-            height_m = _apply_rule(landwater, height_m)
-            digest = hashlib.sha256((digest + RULE_VERSION).encode()).hexdigest()
         self.height_m = np.ascontiguousarray(height_m, dtype=np.float32)
         self.rgb8 = np.ascontiguousarray(rgb8)  # kept as bytes: 25 MB instead of 100 MB of float32
         # the poles are single points: their colour is the mean of the (JPEG-blurred) pole rows
@@ -87,6 +94,7 @@ class EarthAnchor:
         self.digest = digest
         self.landwater = landwater
         self.globe = globe
+        self.lakes = lakes
 
     _shared: "EarthAnchor | None" = None
     _lock = threading.Lock()
@@ -102,26 +110,31 @@ class EarthAnchor:
 
     @classmethod
     def load(cls, assets: Path = ASSETS) -> "EarthAnchor":
-        paths = [Path(assets) / f for f in (HEIGHT_FILE, RGB_FILE, LANDWATER_FILE, GLOBE_FILE)]
+        paths = [Path(assets) / f for f in (HEIGHT_FILE, RGB_FILE, LANDWATER_FILE, GLOBE_FILE, LAKES_FILE)]
         if not all(p.exists() for p in paths):
             raise FileNotFoundError(f"earth anchor assets missing: expected {[str(p) for p in paths]}; "
                                     "build them with `python -m generator.anchors.earth build`")
-        hb, cb, lb, gb = (p.read_bytes() for p in paths)
-        codes = np.load(io.BytesIO(lzma.decompress(hb)))
-        height = decode_height(codes).astype(np.float32)
+        hb, cb, lb, gb, kb = (p.read_bytes() for p in paths)
+        lw, lakes = LandWater.load_bytes(lb), Lakes.load_bytes(kb)
+        height, ruled = read_height(hb)
+        digest = hashlib.sha256(hb + cb + lb + gb + kb).hexdigest()
+        if not ruled:  # an asset from before 2026-12-05: the rule at load time (+1.1 s), same heights
+            height = _apply_rule(lw, lakes, height)
+            digest = hashlib.sha256((digest + RULE_VERSION).encode()).hexdigest()
         from PIL import Image
 
         rgb8 = np.asarray(Image.open(io.BytesIO(cb)).convert("RGB"), dtype=np.uint8)
-        return cls(height, rgb8, hashlib.sha256(hb + cb + lb + gb).hexdigest(), LandWater.load_bytes(lb),
-                   GlobeField.load_bytes(gb))
+        return cls(height, rgb8, digest, lw, GlobeField.load_bytes(gb), lakes)
 
     def constrain(self, fields: np.ndarray, level: int, origins: np.ndarray) -> np.ndarray:
         """Real data on refined blocks: fields (B, C, H, W) float32 of level ``level``, origins
-        (B, 2) int64 global (row, col) of each [0, 0] (even) -> same shape, height changed only.
+        (B, 2) int64 global (row, col) of each [0, 0] (even) -> same shape: height, and the colour in lakes.
 
         At levels 4-6, GLOBE is blended into the new (odd) samples (:mod:`generator.anchors.globe`);
-        then the land/water rule clamps every sample. Both are pure functions of location, the
-        blend writes only odd samples and the clamp is idempotent, so even samples (the parent's,
+        then the land/water rule clamps every sample, composed with the lake rule as
+        sea(lake(sea(h))) (:mod:`generator.anchors.lakes`), and the new (odd) samples of a lake
+        take its colour. All are pure functions of location, the blend and the colour write only
+        odd samples and the clamps are idempotent, so even samples (the parent's,
         already constrained) never change: nesting stays exact."""
         if self.landwater is None:
             return fields
@@ -136,7 +149,16 @@ class EarthAnchor:
             if self.globe is not None and level <= GLOBE_LEVEL and masks[2].any() and self.globe.overlaps(
                     float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max())):
                 out[b, 0] = self._blend_globe(out[b, 0], level, rows, cols, lat, lon, masks[2])
-            out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon, masks)
+            read = None
+            if self.lakes is not None and self.lakes.near(float(lat.min()), float(lat.max()),
+                                                          float(lon.min()), float(lon.max())):
+                read = self.lakes.at_grid(lat, lon, with_ids=True)
+            if read is None:
+                out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon, masks)
+            else:
+                out[b, 0] = self.lakes.constrain_grid(self.landwater, out[b, 0], lat, lon, masks, read)
+                if out.shape[1] >= 4:
+                    out[b, 1:4] = self.lakes.colour_grid(out[b, 1:4], rows, cols, read)
         return out
 
     def _blend_globe(self, h: np.ndarray, level: int, rows, cols, lat, lon, free: np.ndarray) -> np.ndarray:
@@ -165,11 +187,40 @@ class EarthAnchor:
         return out
 
 
+def read_height(data: bytes) -> tuple[np.ndarray, bool]:
+    """The height asset's bytes -> ((ROWS, COLS) float32 metres, whether the land/water rule is in it).
+
+    Layout (after LZMA): an ``.npz`` with ``codes`` (ROWS, COLS) int16 (:func:`encode_height`),
+    ``fix_index`` (n,) int64 flat node indices and ``fix_value`` (n,) float32 metres: the nodes
+    where the rule (:func:`_apply_rule`, e.g. the coast cap's non-integer heights) differs from the
+    decoded codes, so the grid is the ruled grid bit for bit and loading needs no rule.
+    An older asset is a bare ``.npy`` of codes: (decoded heights, False)."""
+    raw = lzma.decompress(data)
+    d = np.load(io.BytesIO(raw))
+    if isinstance(d, np.ndarray):
+        return decode_height(d).astype(np.float32), False
+    height = decode_height(d["codes"]).astype(np.float32)
+    height.reshape(-1)[d["fix_index"]] = d["fix_value"]
+    return height, True
+
+
+def height_bytes(height_int: np.ndarray, lw: LandWater, lakes: Lakes) -> bytes:
+    """(ROWS, COLS) integer metres -> the height asset's bytes (:func:`read_height`): codes, then the
+    rule applied to the decoded grid and its changes kept as exceptions."""
+    codes = encode_height(height_int)
+    decoded = decode_height(codes).astype(np.float32)
+    ruled = _apply_rule(lw, lakes, decoded)
+    fix = np.flatnonzero(ruled.reshape(-1) != decoded.reshape(-1))
+    buf = io.BytesIO()
+    np.savez(buf, codes=codes, fix_index=fix.astype(np.int64), fix_value=ruled.reshape(-1)[fix].astype(np.float32))
+    return lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME)
+
+
 # ---------------------------------------------------------------- one-off build from shared data
 
-def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, np.ndarray, bytes, bytes]:
+def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, np.ndarray, bytes, bytes, bytes]:
     """Resample the global data to the level-3 grid: ((ROWS, COLS) int16 m, (ROWS, COLS, 3) uint8,
-    the land/water asset's bytes, the GLOBE asset's bytes). ``offset_dir`` holds the measured
+    the land/water, GLOBE and lakes assets' bytes). ``offset_dir`` holds the measured
     ``etopo5_offset.json``."""
     from PIL import Image
     from scipy import ndimage
@@ -202,6 +253,10 @@ def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, n
     cdy, cdx = offset_arcmin(table, cla, clo)
     lw_bytes = landwater_build(data_dir / "landmask_30s.npz", sample_etopo5(z, cla + cdy / 60.0, clo + cdx / 60.0))
     lw = LandWater.load_bytes(lw_bytes)
+    from generator.anchors.lakes import etopo_sampler
+
+    lakes_bytes = lakes_build(data_dir, etopo_sampler(data_dir), np.asarray(lw.depression))
+    lakes = Lakes.load_bytes(lakes_bytes)
     globe_bytes = globe_build(data_dir / "globe30s_g10g_west.npz")
     globe = GlobeField.load_bytes(globe_bytes)
     rows, cols = np.arange(ROWS, dtype=np.int64), np.arange(COLS, dtype=np.int64)
@@ -210,18 +265,22 @@ def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, n
         wgt = _globe_weight(globe, lw, la[s], lo[s])
         g = globe.value(ANCHOR_LEVEL, rows[s], cols)
         blended = np.where(wgt > 0, wgt * g + (1.0 - wgt) * height[s], height[s])
-        height[s] = lw.clamp(np.round(blended), la[s], lo[s])
+        height[s] = lakes.constrain_grid(lw, np.round(blended), lat[s], lon)
     rgb8 = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
-    return height.astype(np.int16), rgb8, lw_bytes, globe_bytes
+    return np.round(height).astype(np.int16), rgb8, lw_bytes, globe_bytes, lakes_bytes
 
 
-def _apply_rule(lw: LandWater, height: np.ndarray) -> np.ndarray:
-    """The land/water rule on the whole level-3 grid (ROWS, COLS), in strips (bounded memory)."""
+def _apply_rule(lw: LandWater, lakes: Lakes | None, height: np.ndarray) -> np.ndarray:
+    """The land/water rule, sea(lake(sea(h))), on the whole level-3 grid (ROWS, COLS), in strips
+    (bounded memory); ``lakes`` None: the sea rule alone (an asset from before the lakes)."""
     out = np.empty_like(height)
     lon = -180.0 + SPACING_DEG * np.arange(COLS)
     for i in range(0, ROWS, 256):
         lat = 90.0 - SPACING_DEG * np.arange(i, min(i + 256, ROWS))
-        out[i : i + 256] = lw.clamp_grid(height[i : i + 256], lat, lon)
+        if lakes is None:
+            out[i : i + 256] = lw.clamp_grid(height[i : i + 256], lat, lon)
+        else:
+            out[i : i + 256] = lakes.constrain_grid(lw, height[i : i + 256], lat, lon)
     return out
 
 
@@ -231,35 +290,55 @@ def _globe_weight(globe: GlobeField, lw: LandWater, lat: np.ndarray, lon: np.nda
     return np.where(land, globe.coverage_weight(lat, lon), np.float32(0)).astype(np.float32)
 
 
-def write_assets(height: np.ndarray, rgb: np.ndarray, landwater: bytes, globe: bytes,
+def write_assets(height: np.ndarray, rgb: np.ndarray, landwater: bytes, globe: bytes, lakes: bytes,
                  out_dir: Path = ASSETS) -> tuple[Path, ...]:
-    """Store the grid compressed: height DPCM codes (LZMA), colour as JPEG q=88 (4:4:4), land/water."""
+    """Store the grid compressed: height DPCM codes and the rule's exceptions (LZMA), colour as
+    JPEG q=88 (4:4:4), land/water, GLOBE, lakes."""
     from PIL import Image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     hp, cp = out_dir / HEIGHT_FILE, out_dir / RGB_FILE
-    buf = io.BytesIO()
-    np.save(buf, encode_height(height))
-    hp.write_bytes(lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME))
+    hp.write_bytes(height_bytes(height, LandWater.load_bytes(landwater), Lakes.load_bytes(lakes)))
     Image.fromarray(rgb).save(cp, format="JPEG", quality=88, subsampling=0, optimize=True)
     lp = out_dir / LANDWATER_FILE
     lp.write_bytes(landwater)
     gp = out_dir / GLOBE_FILE
     gp.write_bytes(globe)
-    return hp, cp, lp, gp
+    kp = out_dir / LAKES_FILE
+    kp.write_bytes(lakes)
+    return hp, cp, lp, gp, kp
+
+
+def bake_rule(assets: Path = ASSETS) -> int:
+    """Rewrite the height asset with the current land/water and lake rules (the assets beside it)
+    applied to its codes: the codes stay, the exceptions are made again (an older asset of bare
+    codes loads, with its load-time rule, bit for bit as before and now needs no rule at load)."""
+    hp = Path(assets) / HEIGHT_FILE
+    d = np.load(io.BytesIO(lzma.decompress(hp.read_bytes())))
+    codes = d if isinstance(d, np.ndarray) else d["codes"]
+    lw = LandWater.load_bytes((Path(assets) / LANDWATER_FILE).read_bytes())
+    lakes = Lakes.load_bytes((Path(assets) / LAKES_FILE).read_bytes())
+    hp.write_bytes(height_bytes(decode_height(codes).astype(np.int64), lw, lakes))
+    print(f"{hp}: {hp.stat().st_size / 1e6:.2f} MB")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m generator.anchors.earth", description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["build"])
+    ap.add_argument("command", choices=["build", "bake-rule"],
+                    help="build: everything from the shared data; bake-rule: the current land/water and lake "
+                         "rules into the height asset (same codes, the rules' changes as exceptions; no data "
+                         "needed)")
     ap.add_argument("--data", type=Path, default=default_data_dir() / "global",
                     help="folder with etopo5.npz, bluemarble.jpg, landmask_30s.npz, globe30s_g10g_west.npz "
                          "(the offset field is read from assets/)")
     ap.add_argument("--out", type=Path, default=ASSETS)
     a = ap.parse_args(argv)
+    if a.command == "bake-rule":
+        return bake_rule(a.out)
     for p in write_assets(*build_grid(a.data), a.out):
         print(f"{p}: {p.stat().st_size / 1e6:.2f} MB")
     return 0

@@ -160,16 +160,19 @@ class LandWater:
         return None, land, land & ~self.in_depression(la, lo), coast_cap(frac), coast_cap(1 - frac)
 
     def clamp_grid(self, height_m: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                   masks: tuple | None = None) -> np.ndarray:
+                   masks: tuple | None = None, floor_m=LAND_FLOOR_M) -> np.ndarray:
         """:meth:`clamp` on a grid: height (H, W), lat (H,), lon (W,) degrees (bit-identical to it);
-        ``masks`` = :meth:`masks_grid`'s result when the caller has it already."""
+        ``masks`` = :meth:`masks_grid`'s result when the caller has it already; ``floor_m`` the
+        land's floor, 0 m or (H, W) float32 m <= 0 (lower on the shores of lakes below sea level:
+        :meth:`generator.anchors.lakes.Lakes.constrain_grid`)."""
         st, land, free, cap, wcap = masks if masks is not None else self.masks_grid(lat, lon)
         h = np.asarray(height_m, dtype=np.float32)
+        floor = np.asarray(floor_m, dtype=np.float32)
         if st == LAND:
-            return np.maximum(h, np.float32(LAND_FLOOR_M))
+            return np.maximum(h, floor)
         if st == WATER:
             return np.minimum(h, np.float32(WATER_CEIL_M))
-        out = np.where(free, np.minimum(np.maximum(h, np.float32(LAND_FLOOR_M)), cap), h)
+        out = np.where(free, np.minimum(np.maximum(h, floor), cap), h)
         return np.where(land, out, _water(h, wcap)).astype(np.float32)
 
 

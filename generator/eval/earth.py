@@ -18,7 +18,8 @@ the anchor interpolated, with the same land/water rule) beside the refiner:
 - **landmarks**: the highest generated sample within 3 km of eight summits at
   level 12 (~19 m), against the real height; the share of land samples (land per
   the 30" mask) below 0 m within 5 km of five inland cities at level 11, and in
-  the level-6 tile (2.8 deg) holding each city.
+  the level-6 tile (2.8 deg) holding each city; the generated height and water
+  flag at a point well inside ten lakes at level 11, against the real surface.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ SUMMITS = {  # name: (lat, lon, real height m)
 }
 CITIES = {"Paris": (48.8566, 2.3522), "Manaus": (-3.1190, -60.0217), "Beijing": (39.9042, 116.4074),
           "Chicago": (41.8781, -87.6298), "Moscow": (55.7558, 37.6173)}
+LAKES = {  # name: (lat, lon, real surface m; lake levels vary by metres over the years)
+    "Victoria": (-1.0, 33.0, 1134.0), "Superior": (47.7, -87.5, 183.0), "Michigan": (44.0, -87.0, 176.0),
+    "Caspian": (42.0, 51.0, -28.0), "Baikal": (53.5, 108.0, 456.0), "Titicaca": (-15.8, -69.4, 3812.0),
+    "Geneva": (46.43, 6.55, 372.0), "Constance": (47.6, 9.4, 395.0), "Tanganyika": (-6.0, 29.5, 773.0),
+    "Dead Sea": (31.5, 35.5, -430.0),
+}
 GLOBE_WINDOWS = {"Alps": (46.3, 8.0), "Caucasus": (43.0, 43.0), "Zagros": (32.5, 49.5),
                  "Anatolia": (39.0, 35.0), "Ethiopia": (9.5, 39.0), "Tibesti": (20.8, 17.8),
                  "Atlas-Tunisia": (35.5, 9.0), "Yemen": (15.0, 44.0)}
@@ -211,7 +218,16 @@ def landmark_table(pyramids: dict[str, Pyramid], summit_level: int = 12, city_le
             land6 = lw.land_fraction(*np.meshgrid(la6, lo6, indexing="ij")) >= 0.5
             row[rname + "_tile6"] = float((t6[land6] < 0).mean())
         cities.append(row)
-    return {"summits": summits, "cities": cities}
+    lakes = []
+    for name, (lat, lon, real) in LAKES.items():
+        row = {"lake": name, "real_m": real}
+        for rname, p in pyramids.items():
+            z = sample_field(p, city_level, np.array([lat]), np.array([lon]))
+            row[rname] = float(z[0])
+            lk = getattr(p.anchor, "lakes", None)
+            row[rname + "_water"] = bool(lk is not None and lk.water(np.array([lat]), np.array([lon]))[0][0])
+        lakes.append(row)
+    return {"summits": summits, "cities": cities, "lakes": lakes}
 
 
 def run(data_dir: Path, seed: int = 0, refiner: str = "fractal", anchor=None, print_fn=print) -> dict:
@@ -256,6 +272,11 @@ def print_report(report: dict, refiner: str, print_fn=print) -> None:
     for r in report["cities"]:
         print_fn(f"{r['city']:32s} " + " ".join(f"{100 * r[n]:8.2f}%" for n in names) + " "
                  + " ".join(f"{100 * r[n + '_tile6']:10.2f}%" for n in names))
+    print_fn(f"\n{'lake: height at level 11':32s} {'real m':>7s} " + " ".join(f"{n:>9s}" for n in names)
+             + " " + " ".join(f"{n + ' water':>13s}" for n in names))
+    for r in report.get("lakes", []):
+        print_fn(f"{r['lake']:32s} {r['real_m']:7.0f} " + " ".join(f"{r[n]:9.0f}" for n in names) + " "
+                 + " ".join(f"{str(r[n + '_water']):>13s}" for n in names))
 
 
 def main(argv: list[str] | None = None) -> int:

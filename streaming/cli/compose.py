@@ -54,6 +54,16 @@ def feature_source(pyramid):
     return features
 
 
+def lake_source(world):
+    """The world's inland water for height queries: points (n, 2) -> (n,) float64 lake surface m,
+    NaN where none (``runtime.ground.water_at``'s ``lake_m``); None on the plane (no lakes yet)."""
+    if World.parse(world) is not World.EARTH:
+        return None
+    from generator.water import earth_lake_surface
+
+    return earth_lake_surface
+
+
 def building_source(pyramid):
     """``(key, heights (T+1, T+1)) -> buildings (N, 5)`` float32 of ``pyramid``'s tiles, for
     ``surface: "buildings"`` height queries (``streaming.heights.Buildings``)."""
@@ -116,7 +126,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     service = TileService(world, source, cfg, store=store, encode=encode, prepare=pyr.prepare)
     heights = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
                                                                 max_tiles=limits.max_height_tiles),
-                            buildings=None if terrain_only else building_source(pyr))
+                            buildings=None if terrain_only else building_source(pyr), lakes=lake_source(world))
     service.on_fields = heights.remember
     info = ServerInfo(world=world.value, seed=seed, model=pyr.model_id, token=token, limits=limits, layers=layers)
     endpoints = None

@@ -25,7 +25,7 @@ from streaming.cli.compose import open_world
 
 
 def ground_query(world: World | str, tiles, points, level: int = DEFAULT_LEVEL, surface: str = "bare",
-                 buildings=None) -> dict[str, np.ndarray]:
+                 buildings=None, lakes=None) -> dict[str, np.ndarray]:
     """Ground truth at ``points`` from a tile source.
 
     tiles: list of TileKey -> list of fields with ``.height`` (T+1, T+1) metres (a pyramid's
@@ -34,7 +34,8 @@ def ground_query(world: World | str, tiles, points, level: int = DEFAULT_LEVEL, 
     ``is_water`` (n,) bool, ``normal_enu`` (n, 3) float64 unit (east, north, up), ``level`` int.
     ``surface`` "buildings" (``buildings``: a ``streaming.heights.Buildings`` source) adds
     ``height_m`` (n,) float64 (the roof inside a footprint, else the ground) and
-    ``on_building`` (n,) bool; the normal on a roof is straight up.
+    ``on_building`` (n,) bool; the normal on a roof is straight up. ``lakes``: None or the
+    world's inland water, points -> surface m or NaN (``runtime.ground.water_at``'s ``lake_m``).
     """
     from streaming.heights import building_surface, check_surface, heights_at, keys_at
 
@@ -54,7 +55,7 @@ def ground_query(world: World | str, tiles, points, level: int = DEFAULT_LEVEL, 
     grids = grids_at(level)
     ground_m, normal = heights_at(w, level, pts, grids)
     context_m, _ = heights_at(w, WATER_CONTEXT_LEVEL, pts, grids_at(WATER_CONTEXT_LEVEL))
-    water_m, is_water = water_at(w, ground_m, context_m)
+    water_m, is_water = water_at(w, ground_m, context_m, None if lakes is None else lakes(pts))
     out = {"ground_m": ground_m, "water_m": water_m, "is_water": is_water, "normal_enu": normal,
            "level": int(level)}
     if surface == "buildings":
@@ -112,7 +113,9 @@ def cmd_height(args) -> int:
         from streaming.cli.compose import building_source
 
         buildings = building_source(pyr)
-    ans = ground_query(args.world, pyr.tiles, args.at, args.level, args.surface, buildings)
+    from streaming.cli.compose import lake_source
+
+    ans = ground_query(args.world, pyr.tiles, args.at, args.level, args.surface, buildings, lake_source(args.world))
     for row in answer_rows(args.at, ans):
         if args.json:
             print(json.dumps(row))

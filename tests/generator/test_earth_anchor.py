@@ -112,3 +112,16 @@ def test_detail_in_metres_is_the_same_at_70_degrees_as_at_the_equator():
         np.testing.assert_allclose(ns, ns0, rtol=0.15)  # same roughness as the equator (sampling noise)
         np.testing.assert_allclose(ew, ew0, rtol=0.15)
         np.testing.assert_allclose(ew, ns, rtol=0.08)  # isotropic: no stretching either way
+
+
+def test_shipped_heights_carry_the_land_water_rule():
+    """The asset holds the ruled level-3 grid (codes + exceptions; sea and lakes): loading applies no rule, and
+    applying it again changes nothing (idempotent), so load time and served heights agree."""
+    from generator.anchors.earth import ASSETS, HEIGHT_FILE, _apply_rule, read_height
+
+    height, ruled = read_height((ASSETS / HEIGHT_FILE).read_bytes())
+    assert ruled
+    a = EarthAnchor.shared()
+    np.testing.assert_array_equal(height, a.height_m)
+    np.testing.assert_array_equal(_apply_rule(a.landwater, a.lakes, a.height_m), a.height_m)
+    assert (height != np.round(height)).any()  # the coast cap's non-integer heights are kept exactly

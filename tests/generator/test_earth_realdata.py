@@ -86,7 +86,9 @@ def test_anchor_coasts_are_the_land_mask(earth, crop):
     dep = lw.in_depression(lat, lon)  # Lake Skadar's bed (a cryptodepression) is the one here
     assert 0 < dep.sum() < 5
     np.testing.assert_array_equal((h >= 0)[~dep], (frac >= 0.5)[~dep])
-    assert (frac[dep] >= 0.5).all() and (h[dep] < 0).all()
+    assert (frac[dep] >= 0.5).all()
+    lake, surface = earth.anchor.lakes.at(lat, lon)  # that bed is Lake Skadar: flat water at its surface
+    assert (lake[dep] >= 0.5).all() and (h[dep] == surface[dep]).all() and (h[dep] >= 0).all()
 
 
 @pytest.mark.parametrize("level, lat, lon", [(9, 43.3, 5.37), (12, 48.8566, 2.3522), (8, -3.119, -60.02)])
@@ -114,9 +116,11 @@ def test_globe_is_the_relief_at_level_6_where_it_covers(earth):
     h = earth.tile(key).height
     g = earth.anchor.globe.value(6, key.y * T + np.arange(T + 1), key.x * T + np.arange(T + 1))
     la, lo = _lat_lon(key)
-    inside = (earth.anchor.landwater.land_fraction(la, lo) >= 0.5) & (la > 44.0) & (la < 48.0)
+    lake, surface = earth.anchor.lakes.at(la, lo)  # lakes (Geneva, Constance, Maggiore...) are flat water
+    inside = (earth.anchor.landwater.land_fraction(la, lo) >= 0.5) & (la > 44.0) & (la < 48.0) & (lake == 0)
     assert inside.mean() > 0.5
     assert np.abs(h - g)[inside].max() <= 12.0  # two 5 m codec steps: the anchor's and GLOBE's
+    assert (lake >= 0.5).any() and (h == surface)[lake >= 0.5].all()
     assert g[inside].max() > 3400.0  # Piz Bernina (4,049 m) and the Ortler (3,905 m) at 1.2 km
 
 

@@ -341,7 +341,7 @@ def test_terrain_extensions_are_exactly_the_asked_ones(frames):
 @pytest.mark.parametrize("key, kind", [(KEYS[0], "mixed"), (KEYS[4], "land"), (TileKey(5, 2, 16), "sea")])
 def test_water_mask_extension_bytes(frames, key, kind):
     """Water mask (id 2): one byte 0 (all land) or 255 (all sea), or 256 x 256 bytes north
-    row first; sea where the earth anchor's height is <= 0 m."""
+    row first; sea where the earth anchor's height is <= 0 m, and lakes."""
     from generator.anchors.earth import SPACING_DEG, EarthAnchor
 
     if key not in frames:
@@ -368,7 +368,9 @@ def test_water_mask_extension_bytes(frames, key, kind):
     r = np.round((90 - lat) / SPACING_DEG).astype(int)
     c = np.round((lon + 180) / SPACING_DEG).astype(int) % anchor.height_m.shape[1]
     h = anchor.height_m[r][:, c]
-    assert (mask[h < -200] == 255).all() and (mask[h > 200] == 0).all()
+    lake = anchor.lakes.water(*np.meshgrid(lat, lon, indexing="ij"))[0]  # lakes are water at any height
+    assert (mask[h < -200] == 255).all() and (mask[(h > 200) & ~lake] == 0).all()
+    assert lake.any() and (mask[lake] == 255).all()  # Superior, Titicaca, Great Salt Lake...
     assert 0.5 < (mask == 255).mean() < 0.9  # the western hemisphere: mostly ocean
     # North row first: the top rows (Arctic) hold more land than the rows around 60 S.
     assert (mask[20:40] == 0).mean() > (mask[170:190] == 0).mean()
