@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from generator import noise
+from generator import noise, shaping
 from generator.relief import RegionalRelief
 from generator.worldmetric import canonical_cols, cols_per_world, ew_scale, spacing_ns_m
 from runtime.tiles import World
@@ -98,6 +98,31 @@ class FractalConfig:
     (median over DEMs and scales), but 1.0 scores better on every realism measure of eval."""
     roughness_min: float = 0.048
     roughness_max: float = 4.67
+    floor_damp: float = 0.3
+    """Version 4 (generator.shaping): detail x (1 - this * u) where u = signed / unsigned parent
+    curvature > 0 (+1 valley floor or basin): quiet floors. 0 (and the two below): version 3."""
+    crest_gain: float = 0.3
+    """Version 4: detail x (1 + this * |u|) on crests (u < 0)."""
+    gully_mix: float = 0.45
+    """Version 4: the largest share of the detail given to downslope gullies, as tan(angle / 2)
+    of a unit-variance mix (0: none, 1: all), reached at ``gully_slope_hi``."""
+    gully_slope_lo: float = 1.0
+    """Normalised parent slope (central difference / (2 law sigma)) where gullies start."""
+    gully_slope_hi: float = 4.0
+    gully_cell: int = 8
+    """Gully lattice cell, child samples (a wave stays coherent over about two cells)."""
+    gully_wavelength: float = 4.0
+    """Gully wave length across the slope, child samples."""
+    repose_damp: float = 0.9
+    """Version 4: share of the detail taken away where the parents are steeper than
+    ``repose_hi_deg`` (linear in tan^2 from ``repose_lo_deg``), at every level: steep faces
+    shed material, so slopes stop steepening near the angle of repose (generator.shaping)."""
+    repose_lo_deg: float = 10.0
+    repose_hi_deg: float = 30.0
+    shape_fine_m: float = 20.0
+    """Parent spacing (m) at and below which the version-4 shaping is off (hillslope scales)."""
+    shape_coarse_m: float = 200.0
+    """Parent spacing (m) at and above which it is fully on (log-linear between)."""
     rgb_amp_at_1km: float = 0.101
     """Relative colour detail at 1 km parent spacing."""
     rgb_hurst: float = 0.054
@@ -117,7 +142,7 @@ class FractalRefiner:
     """
 
     name = "fractal"
-    version = "3"
+    version = "4"
     margin = 1
     channels = 4
 
@@ -207,6 +232,13 @@ class FractalRefiner:
             plan["lattice_n"] = n[:, :, None]  # cells around the globe per odd row
             plan["lattice_scale"] = n[:, :, None].astype(np.float64) / period
         plan["region"] = region
+        plan["shape"] = shaping.fade(s_p, cfg.shape_fine_m, cfg.shape_coarse_m)
+        plan["ew_p_inv"] = (1.0 / np.maximum(ew_p, 1e-3)).astype(np.float32)[:, :, None]
+        plan["inv_2sp"] = np.float32(1.0 / (2.0 * s_p))
+        if cfg.gully_mix > 0.0 and plan["shape"] > 0.0:
+            plan["ew_c"] = ew.astype(np.float32)[:, :, None]
+            plan["sig_ns"] = np.float32(sig_ns)
+            plan["period"] = cols_per_world(level) if self.world is World.EARTH else None
         if region is not None:  # local roughness is read relative to the region's own law
             plan["region_inv"] = (1.0 / region[:, 0::2, 0::2]).astype(np.float32)
         # colour detail also scales with the metric spacing (none along a pole row)
@@ -229,6 +261,10 @@ class _NumpyOps:
 
     def gauss_pairs(self, key, rows, cols):
         return noise.gauss_from_hash(noise.hash_pairs(key, rows, cols))
+
+    def uniform_pairs(self, key, rows, cols):
+        """float32 uniform in [0, 1) on 2^-24 steps (exact on every backend)."""
+        return (noise.hash_pairs(key, rows, cols) >> np.uint64(40)).astype(np.float32) * _f32(2.0**-24)
 
     sqrt, floor, where = staticmethod(np.sqrt), staticmethod(np.floor), staticmethod(np.where)
 
@@ -265,6 +301,10 @@ class _TorchOps(_NumpyOps):
 
     def gauss_pairs(self, key, rows, cols):
         return noise.gauss_from_hash_torch(noise.hash_pairs_torch(key, rows, cols))
+
+    def uniform_pairs(self, key, rows, cols):
+        h = noise.hash_pairs_torch(key, rows, cols)
+        return ((h >> 40) & 0xFFFFFF).to(self.torch.float32) * _f32(2.0**-24)
 
     def f64(self, a):
         return a.double()
@@ -311,8 +351,9 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     zc = z[:, m : h - m, m : w - m]
     inv_ew = ops.array(plan["inv_ew"])
     if cfg.roughness_measure == "curvature":  # second differences: roughness, not tilt
-        dns = abs(z[:, m + 1 : h - m + 1, m : w - m] - zc * 2.0 + z[:, m - 1 : h - m - 1, m : w - m])
-        dew = abs(z[:, m : h - m, m + 1 : w - m + 1] - zc * 2.0 + z[:, m : h - m, m - 1 : w - m - 1])
+        sns = z[:, m + 1 : h - m + 1, m : w - m] - zc * 2.0 + z[:, m - 1 : h - m - 1, m : w - m]
+        sew = z[:, m : h - m, m + 1 : w - m + 1] - zc * 2.0 + z[:, m : h - m, m - 1 : w - m - 1]
+        dns, dew = abs(sns), abs(sew)
     else:
         dns = abs(z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m])
         dew = abs(z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1])
@@ -328,6 +369,14 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     table = ops.array(plan["rough_table"])
     lo_v = table[i]
     rough = lo_v + (table[i + 1] - lo_v) * frac  # clip(ratio)^roughness_exp
+    share = plan["shape"]
+    dzx = z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1]
+    dzy = z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m]
+    if cfg.repose_damp > 0.0:  # steep faces: less new detail (slopes level off near repose)
+        rough = rough * shaping.repose_factor(dzx * ops.array(plan["ew_p_inv"]), dzy, float(plan["inv_2sp"]), cfg)
+    if (cfg.floor_damp or cfg.crest_gain) and share > 0.0 and cfg.roughness_measure == "curvature":
+        rough = rough * shaping.curvature_factor(sns * float(plan["inv_ns"]) + sew * inv_ew, dns + dew,
+                                                 cfg.floor_damp * share, cfg.crest_gain * share)
     r_h = (rough[:, :, :-1] + rough[:, :, 1:]) * 0.5
     r_v = (rough[:, :-1, :] + rough[:, 1:, :]) * 0.5
     r_c = (r_v[:, :, :-1] + r_v[:, :, 1:]) * 0.5
@@ -345,6 +394,8 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         a_s = ops.array(plan["a_s"])
         det_v = det_v + a_s * smooth[:, :, 0::2]
         det_c = det_c + a_s * smooth[:, :, 1::2]
+    if cfg.gully_mix > 0.0 and share > 0.0:  # part of the detail becomes downslope spurs and gullies
+        det_h, det_v, det_c = _gullies(ops, dzx, dzy, plan, cfg, inv_ew, det_h, det_v, det_c)
     if plan.get("region") is not None:
         region = ops.array(plan["region"])
         det_h = det_h * region[:, 0::2, 1::2]
@@ -371,6 +422,31 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         out[:, 1:, 1::2, 0::2] = (vy[:, 1:] * f_v[:, None]).clip(zero, one)
         out[:, 1:, 1::2, 1::2] = (cc[:, 1:] * f_c[:, None]).clip(zero, one)
     return ops.result(out)
+
+
+def _gullies(ops, dzx, dzy, plan: dict, cfg: FractalConfig, inv_ew, det_h, det_v, det_c):
+    """Mix the ridged downslope wave of generator.shaping into the three detail arrays
+    (metres), in proportion to the parents' normalised slope (see generator.shaping);
+    dzx, dzy (b, nr, nc): the parents' central height differences east and south."""
+    sx, sy = dzx * inv_ew, dzy * float(plan["inv_ns"])
+    if plan.get("region") is not None:  # steep relative to the region's own law
+        sx, sy = sx * ops.array(plan["region_inv"]), sy * ops.array(plan["region_inv"])
+    q = shaping.upsample(ops, shaping.gully_weight(sx, sy, cfg, plan["shape"]))
+    if not bool((q > 0.0).any()):  # nowhere steep: unit_mix(d, g, 0) is d exactly, skip the wave
+        return det_h, det_v, det_c
+    gx = shaping.upsample(ops, dzx * ops.array(plan["ew_p_inv"]))
+    gy = shaping.upsample(ops, dzy)
+    rows, cols = ops.array(plan["rows"]), ops.array(plan["cols"])
+    ew_c, a_h, sig = ops.array(plan["ew_c"]), ops.array(plan["a_h"]), float(plan["sig_ns"])
+    period, out = plan["period"], []
+    # the wave at the three kinds of new sample only (even rows x odd cols, odd x even, odd x odd)
+    for det, rs, cs, amp in ((det_h, slice(0, None, 2), slice(1, None, 2), a_h),
+                             (det_v, slice(1, None, 2), slice(0, None, 2), sig),
+                             (det_c, slice(1, None, 2), slice(1, None, 2), sig)):
+        g = shaping.gully_field(ops, plan["seed"], plan["level"], rows[:, rs], cols[:, cs], gx[:, rs, cs],
+                                gy[:, rs, cs], ew_c[:, rs], cfg, period)
+        out.append(shaping.unit_mix(det, g * amp, q[:, rs, cs]))
+    return tuple(out)
 
 
 def _ew_smooth_noise(ops, seed: int, level: int, rows, cols, n, scale):
