@@ -119,9 +119,13 @@ class FractalConfig:
     shed material, so slopes stop steepening near the angle of repose (generator.shaping)."""
     repose_lo_deg: float = 10.0
     repose_hi_deg: float = 30.0
-    shape_fine_m: float = 20.0
+    plain_ratio: float = 0.5
+    """Version 4: where the parents' roughness relative to the *global* law is below this, the
+    region's boost (factor > 1) fades toward 1: a flat plain beside a range (the Po plain
+    under the Alps' relief window) stays flat instead of taking the range's roughness. 0: off."""
+    shape_fine_m: float = 40.0
     """Parent spacing (m) at and below which the version-4 shaping is off (hillslope scales)."""
-    shape_coarse_m: float = 200.0
+    shape_coarse_m: float = 400.0
     """Parent spacing (m) at and above which it is fully on (log-linear between)."""
     rgb_amp_at_1km: float = 0.101
     """Relative colour detail at 1 km parent spacing."""
@@ -360,7 +364,10 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     dns = dns * float(plan["inv_ns"])
     dew = dew * inv_ew
     ratio = (dns + dew) * _f32(0.5 / cfg.relief_ratio)
+    plain = None
     if plan.get("region") is not None:
+        if cfg.plain_ratio > 0.0:  # flat parents: the region's boost fades (never below the global law)
+            plain = (ratio * _f32(1.0 / cfg.plain_ratio)).clip(ops.array(plan["region_inv"]), None).clip(None, 1.0)
         ratio = ratio * ops.array(plan["region_inv"])
     lo, hi = _f32(cfg.roughness_min), _f32(cfg.roughness_max)
     t = (ratio.clip(lo, hi) - lo) * _f32(_ROUGH_TABLE / (cfg.roughness_max - cfg.roughness_min))
@@ -369,6 +376,8 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     table = ops.array(plan["rough_table"])
     lo_v = table[i]
     rough = lo_v + (table[i + 1] - lo_v) * frac  # clip(ratio)^roughness_exp
+    if plain is not None:
+        rough = rough * plain
     share = plan["shape"]
     dzx = z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1]
     dzy = z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m]

@@ -30,13 +30,13 @@ TILES = {
 }
 
 EXPECTED_SHA256 = {
-    "earth/fractal/3/8/2": "cc1a561c1e0f55c4c668ff7efe23c494c5983c4f20a8cb86e56a03fad3013e39",
-    "earth/fractal/6/67/15": "377c59865cdbdf98f400af03e68f1defd2bc7ab8e76473430ad214d4c09c91cb",
-    "earth/fractal/8/266/62": "46674ffdd557e93d1f55d49a146f15368112c57de3851d28e38dfd961cc564b1",
-    "earth/fractal/10/1061/250": "e57da4121749b4bb52037939e04fb1f53363c814eb44c8c11b775d819ba4b14b",
-    "plane/fractal/3/2/2": "f843f1b1690d7d33f15f78d371388ff1a9bcf48fae0b95ae111ec3a0f26ebccd",
-    "plane/fractal/6/17/19": "ed8e4368604089a9c94321a9748475e6f2b2fc8851be872a69c3e17f0d38510f",
-    "plane/fractal/9/139/150": "3ee8309463063445aed07bdec46e652b83e1fa28c1fae56cad1bddc0d22f4991",
+    "earth/fractal/3/8/2": "0128ebdc0dbe62255422e2dceb642dbef33687f3b6615aeeb785b0f9b2d631e2",
+    "earth/fractal/6/67/15": "a5983cbbf9f9d5271475f15a606135877a6918f3c67179968ba6bb79997d32d3",
+    "earth/fractal/8/266/62": "570bfd703aac5bcd4320634ada3c92b1d4d59b84834d3bdac0c114bf5c0cd19d",
+    "earth/fractal/10/1061/250": "a007d4efab7cf10229076d3aef1f6ff3deb6cdcb0b1aef8cd6c8454d220682ad",
+    "plane/fractal/3/2/2": "5cbec9c2a131bc62422764c80c00071c917a6e8311807be955028770a034dff5",
+    "plane/fractal/6/17/19": "dd6137017c562cfea2f8ce87e37387f76cc27527784260d66b80e3b998d2ad87",
+    "plane/fractal/9/139/150": "dcf13b6f699ae59815b7e2ad8180bfa8ab80be5119f3279a0e306191d60ab95f",
     "earth/learned/3/8/2": "ebfc926a9c39a47c68451d8ee6d2be31196bc9f703b61be2d3d733c762f376b4",
     "earth/learned/6/67/15": "8ad877a502bb90e131985698108fc44f8d300189517b7cd65ecfb33d90cb5008",
     "earth/learned/8/266/62": "91b4ca0c16f9c9bf546c3e1ad87918f4883e388b6bbfa928fee70ca180edf46b",
