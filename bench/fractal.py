@@ -42,12 +42,12 @@ from generator.pyramid import open_world  # noqa: E402
 from generator.relief import ConstantRelief  # noqa: E402
 from runtime.tiles import TileKey, World, spacing_m  # noqa: E402
 
-V3 = FractalConfig(floor_damp=0.0, crest_gain=0.0, gully_mix=0.0, repose_damp=0.0, plain_ratio=0.0)
+V3 = FractalConfig(floor_damp=0.0, crest_gain=0.0, gully_mix=0.0, repose_damp=0.0, plain_knee=0.0)
 """The previous refiner (version 3: the same law, no terrain shaping), as a baseline."""
 CONFIGS = {"v3": V3, "v4": FractalConfig()}
 PLACES = {"paris": (2.35, 48.85), "alps": (7.0, 46.0), "manaus": (-60.0, -3.1), "colorado": (-105.6, 40.1)}
 LOCATED = ("colorado_front_range", "bigtujunga", "zion_srtm", "jacksboro", "texas_plains", "st_helens",
-           "gabon_N00E010", "spain_gredos_25m", "oregon", "swellendam_srtm")
+           "gabon_N00E010", "spain_gredos_25m", "oregon", "swellendam_srtm", "ecuador_andes_10m")
 DEEP = ("ecuador_andes_10m", "spain_gredos_25m", "bigtujunga", "st_helens", "colorado_front_range",
         "zion_srtm", "gabon_N00E010", "jacksboro", "texas_plains", "oregon", "gmt_tut_relief")
 

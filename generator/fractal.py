@@ -98,10 +98,10 @@ class FractalConfig:
     (median over DEMs and scales), but 1.0 scores better on every realism measure of eval."""
     roughness_min: float = 0.048
     roughness_max: float = 4.67
-    floor_damp: float = 0.3
+    floor_damp: float = 0.2
     """Version 4 (generator.shaping): detail x (1 - this * u) where u = signed / unsigned parent
     curvature > 0 (+1 valley floor or basin): quiet floors. 0 (and the two below): version 3."""
-    crest_gain: float = 0.3
+    crest_gain: float = 0.2
     """Version 4: detail x (1 + this * |u|) on crests (u < 0)."""
     gully_mix: float = 0.45
     """Version 4: the largest share of the detail given to downslope gullies, as tan(angle / 2)
@@ -117,12 +117,14 @@ class FractalConfig:
     """Version 4: share of the detail taken away where the parents are steeper than
     ``repose_hi_deg`` (linear in tan^2 from ``repose_lo_deg``), at every level: steep faces
     shed material, so slopes stop steepening near the angle of repose (generator.shaping)."""
-    repose_lo_deg: float = 10.0
-    repose_hi_deg: float = 30.0
-    plain_ratio: float = 0.5
-    """Version 4: where the parents' roughness relative to the *global* law is below this, the
-    region's boost (factor > 1) fades toward 1: a flat plain beside a range (the Po plain
-    under the Alps' relief window) stays flat instead of taking the range's roughness. 0: off."""
+    repose_lo_deg: float = 30.0
+    repose_hi_deg: float = 50.0
+    plain_knee: float = 0.3
+    """Version 4: below this normalised roughness the modulation is clip(ratio)^plain_exp
+    (continuous at the knee) instead of ^roughness_exp: with an exponent > 1 the feedback
+    is bistable, so smooth parents get smoother level after level (plains stay plains)
+    while rough ones converge to typical roughness as before. 0: off."""
+    plain_exp: float = 1.5
     shape_fine_m: float = 40.0
     """Parent spacing (m) at and below which the version-4 shaping is off (hillslope scales)."""
     shape_coarse_m: float = 400.0
@@ -164,7 +166,11 @@ class FractalRefiner:
         # rounded on every backend, pow is not (numpy and torch differ in the last bit)
         lo, hi = config.roughness_min, config.roughness_max
         grid = lo + (hi - lo) * np.arange(_ROUGH_TABLE + 1) / _ROUGH_TABLE
-        self._rough_table = (grid**config.roughness_exp).astype(np.float32)
+        table = grid**config.roughness_exp
+        if config.plain_knee > 0.0:  # bistable below the knee (version 4: plains stay plains)
+            k = config.plain_knee
+            table = np.where(grid < k, k**config.roughness_exp * (grid / k) ** config.plain_exp, table)
+        self._rough_table = table.astype(np.float32)
         self._rough_table[-1] = np.float32(hi**config.roughness_exp)
 
     def config(self) -> dict:
@@ -364,10 +370,7 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     dns = dns * float(plan["inv_ns"])
     dew = dew * inv_ew
     ratio = (dns + dew) * _f32(0.5 / cfg.relief_ratio)
-    plain = None
     if plan.get("region") is not None:
-        if cfg.plain_ratio > 0.0:  # flat parents: the region's boost fades (never below the global law)
-            plain = (ratio * _f32(1.0 / cfg.plain_ratio)).clip(ops.array(plan["region_inv"]), None).clip(None, 1.0)
         ratio = ratio * ops.array(plan["region_inv"])
     lo, hi = _f32(cfg.roughness_min), _f32(cfg.roughness_max)
     t = (ratio.clip(lo, hi) - lo) * _f32(_ROUGH_TABLE / (cfg.roughness_max - cfg.roughness_min))
@@ -376,13 +379,12 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     table = ops.array(plan["rough_table"])
     lo_v = table[i]
     rough = lo_v + (table[i + 1] - lo_v) * frac  # clip(ratio)^roughness_exp
-    if plain is not None:
-        rough = rough * plain
     share = plan["shape"]
     dzx = z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1]
     dzy = z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m]
-    if cfg.repose_damp > 0.0:  # steep faces: less new detail (slopes level off near repose)
-        rough = rough * shaping.repose_factor(dzx * ops.array(plan["ew_p_inv"]), dzy, float(plan["inv_2sp"]), cfg)
+    if cfg.repose_damp > 0.0:  # faces past repose: less new detail (no runaway steepening)
+        rough = rough * shaping.repose_factor(dzx * ops.array(plan["ew_p_inv"]), dzy, float(plan["inv_2sp"]),
+                                              cfg, cfg.repose_damp)
     if (cfg.floor_damp or cfg.crest_gain) and share > 0.0 and cfg.roughness_measure == "curvature":
         rough = rough * shaping.curvature_factor(sns * float(plan["inv_ns"]) + sew * inv_ew, dns + dew,
                                                  cfg.floor_damp * share, cfg.crest_gain * share)

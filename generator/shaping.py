@@ -71,15 +71,15 @@ def curvature_factor(lap_n, abs_n, floor_damp: float, crest_gain: float):
     return u.clip(0.0, 1.0) * _f32(-floor_damp) + (-u).clip(0.0, 1.0) * _f32(crest_gain) + 1.0
 
 
-def repose_factor(dzx_m, dzy, inv_2sp: float, cfg):
-    """Per parent: 1 - repose_damp * t, t rising linearly in tan^2(slope) from repose_lo_deg to
+def repose_factor(dzx_m, dzy, inv_2sp: float, cfg, damp: float):
+    """Per parent: 1 - damp * t, t rising linearly in tan^2(slope) from repose_lo_deg to
     repose_hi_deg (clipped to [0, 1]). dzx_m: east central difference already divided by the
     east-west spacing ratio; dzy: south central difference; inv_2sp = 1 / (2 parent spacing m)."""
     gx, gy = dzx_m * _f32(inv_2sp), dzy * _f32(inv_2sp)
     t2 = gx * gx + gy * gy
     lo2, hi2 = math.tan(math.radians(cfg.repose_lo_deg)) ** 2, math.tan(math.radians(cfg.repose_hi_deg)) ** 2
     t = ((t2 - _f32(lo2)) * _f32(1.0 / (hi2 - lo2))).clip(0.0, 1.0)
-    return t * _f32(-cfg.repose_damp) + 1.0
+    return t * _f32(-damp) + 1.0
 
 
 def fade(parent_spacing_m: float, fine_m: float, coarse_m: float) -> float:

@@ -30,13 +30,13 @@ TILES = {
 }
 
 EXPECTED_SHA256 = {
-    "earth/fractal/3/8/2": "0128ebdc0dbe62255422e2dceb642dbef33687f3b6615aeeb785b0f9b2d631e2",
-    "earth/fractal/6/67/15": "a5983cbbf9f9d5271475f15a606135877a6918f3c67179968ba6bb79997d32d3",
-    "earth/fractal/8/266/62": "570bfd703aac5bcd4320634ada3c92b1d4d59b84834d3bdac0c114bf5c0cd19d",
-    "earth/fractal/10/1061/250": "a007d4efab7cf10229076d3aef1f6ff3deb6cdcb0b1aef8cd6c8454d220682ad",
-    "plane/fractal/3/2/2": "5cbec9c2a131bc62422764c80c00071c917a6e8311807be955028770a034dff5",
-    "plane/fractal/6/17/19": "dd6137017c562cfea2f8ce87e37387f76cc27527784260d66b80e3b998d2ad87",
-    "plane/fractal/9/139/150": "dcf13b6f699ae59815b7e2ad8180bfa8ab80be5119f3279a0e306191d60ab95f",
+    "earth/fractal/3/8/2": "0d9e4c050187cd2fe98bbc04a2fd6fd24c8af7f2a0eb05727e6fb8eca372cd3d",
+    "earth/fractal/6/67/15": "0397cb42d3d688ab1e8492e71a940ac7009cf0a1e6d9bcb44b64bb96da72b632",
+    "earth/fractal/8/266/62": "58dcc4cdbf57e3ed09ca024f06dc7efc7fe2e4f7c16d8c31b8772761ff505d99",
+    "earth/fractal/10/1061/250": "93f6b61aa24455d8a82ad7ccd1d01163fd1054737b66277443ce3e4de82a22f9",
+    "plane/fractal/3/2/2": "079c60cec76880584ba3b36e07c303f522871f77fe11fdaa3664787c4ed35d03",
+    "plane/fractal/6/17/19": "ad77ad59df77e852eddb785a160072a872d46d8af5807f9419c27438cdb008de",
+    "plane/fractal/9/139/150": "519f6c54a805baa1a7fe4f4c045d67ec3e902444cc397c798a195d3ca827d30c",
     "earth/learned/3/8/2": "ebfc926a9c39a47c68451d8ee6d2be31196bc9f703b61be2d3d733c762f376b4",
     "earth/learned/6/67/15": "8ad877a502bb90e131985698108fc44f8d300189517b7cd65ecfb33d90cb5008",
     "earth/learned/8/266/62": "91b4ca0c16f9c9bf546c3e1ad87918f4883e388b6bbfa928fee70ca180edf46b",
