@@ -113,6 +113,9 @@ class FractalConfig:
     """Gully lattice cell, child samples (a wave stays coherent over about two cells)."""
     gully_wavelength: float = 4.0
     """Gully wave length across the slope, child samples."""
+    gully_level_step: int = 2
+    """Gullies at levels divisible by this only (2: every other level, half the cost: the wave
+    is the dearest part of v4, and one every two octaves is enough to read as drainage)."""
     repose_damp: float = 0.9
     """Version 4: share of the detail taken away where the parents are steeper than
     ``repose_hi_deg`` (linear in tan^2 from ``repose_lo_deg``), at every level: steep faces
@@ -245,10 +248,12 @@ class FractalRefiner:
         plan["shape"] = shaping.fade(s_p, cfg.shape_fine_m, cfg.shape_coarse_m)
         plan["ew_p_inv"] = (1.0 / np.maximum(ew_p, 1e-3)).astype(np.float32)[:, :, None]
         plan["inv_2sp"] = np.float32(1.0 / (2.0 * s_p))
-        if cfg.gully_mix > 0.0 and plan["shape"] > 0.0:
+        plan["gullies"] = cfg.gully_mix > 0.0 and plan["shape"] > 0.0 and level % cfg.gully_level_step == 0
+        if plan["gullies"]:
             plan["ew_c"] = ew.astype(np.float32)[:, :, None]
             plan["sig_ns"] = np.float32(sig_ns)
             plan["period"] = cols_per_world(level) if self.world is World.EARTH else None
+            plan["cols_raw"] = origins[:, 1:2] + np.arange(2 * nc - 1, dtype=np.int64)[None]  # not wrapped
         if region is not None:  # local roughness is read relative to the region's own law
             plan["region_inv"] = (1.0 / region[:, 0::2, 0::2]).astype(np.float32)
         # colour detail also scales with the metric spacing (none along a pole row)
@@ -276,7 +281,8 @@ class _NumpyOps:
         """float32 uniform in [0, 1) on 2^-24 steps (exact on every backend)."""
         return (noise.hash_pairs(key, rows, cols) >> np.uint64(40)).astype(np.float32) * _f32(2.0**-24)
 
-    sqrt, floor, where = staticmethod(np.sqrt), staticmethod(np.floor), staticmethod(np.where)
+    sqrt, floor, where, round = (staticmethod(np.sqrt), staticmethod(np.floor), staticmethod(np.where),
+                                 staticmethod(np.round))
 
     def f64(self, a):
         return a.astype(np.float64)
@@ -290,6 +296,9 @@ class _NumpyOps:
     def result(self, a):
         return a
 
+    def arange(self, n):
+        return np.arange(n, dtype=np.int64)
+
 
 class _TorchOps(_NumpyOps):
     """The same operations in torch on ``device`` (imported only when asked for)."""
@@ -298,7 +307,7 @@ class _TorchOps(_NumpyOps):
         import torch
 
         self.torch, self.device = torch, torch.device(device)
-        self.sqrt, self.floor, self.where = torch.sqrt, torch.floor, torch.where
+        self.sqrt, self.floor, self.where, self.round = torch.sqrt, torch.floor, torch.where, torch.round
 
     def array(self, a):
         return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
@@ -327,6 +336,9 @@ class _TorchOps(_NumpyOps):
 
     def result(self, a):
         return a.cpu().numpy()
+
+    def arange(self, n):
+        return self.torch.arange(n, dtype=self.torch.int64, device=self.device)
 
 
 def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
@@ -405,7 +417,7 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         a_s = ops.array(plan["a_s"])
         det_v = det_v + a_s * smooth[:, :, 0::2]
         det_c = det_c + a_s * smooth[:, :, 1::2]
-    if cfg.gully_mix > 0.0 and share > 0.0:  # part of the detail becomes downslope spurs and gullies
+    if plan["gullies"]:  # part of the detail becomes downslope spurs and gullies
         det_h, det_v, det_c = _gullies(ops, dzx, dzy, plan, cfg, inv_ew, det_h, det_v, det_c)
     if plan.get("region") is not None:
         region = ops.array(plan["region"])
@@ -447,7 +459,7 @@ def _gullies(ops, dzx, dzy, plan: dict, cfg: FractalConfig, inv_ew, det_h, det_v
         return det_h, det_v, det_c
     gx = shaping.upsample(ops, dzx * ops.array(plan["ew_p_inv"]))
     gy = shaping.upsample(ops, dzy)
-    rows, cols = ops.array(plan["rows"]), ops.array(plan["cols"])
+    rows, cols = ops.array(plan["rows"]), ops.array(plan["cols_raw"])
     ew_c, a_h, sig = ops.array(plan["ew_c"]), ops.array(plan["a_h"]), float(plan["sig_ns"])
     period, out = plan["period"], []
     # the wave at the three kinds of new sample only (even rows x odd cols, odd x even, odd x odd)

@@ -42,8 +42,8 @@ import numpy as np
 
 from generator import noise
 
-_PROFILE_SCALE = float(np.float32(1.0 / np.sqrt(4.0 / 45.0)))
-"""1 / std of tri^2 for tri uniform in [0, 1] (E = 1/3, Var = 1/5 - 1/9 = 4/45)."""
+_PROFILE_SCALE = float(np.float32(1.0 / np.sqrt(1.0 / 180.0)))
+"""1 / std of d^2 for d uniform in [-1/2, 1/2] (E = 1/12, Var = 1/80 - 1/144 = 1/180)."""
 
 
 def _f32(x: float) -> float:
@@ -104,60 +104,74 @@ def gully_weight(sx, sy, cfg, share: float):
 def gully_field(ops, seed: int, level: int, rows, cols, gx, gy, ew_c, cfg, period: int | None):
     """(b, R, C) float32 unit-variance wave varying across the local slope.
 
-    rows (b, R), cols (b, C) int64 global child samples (cols canonical on earth, where
-    ``period`` is the column period; None on the plane); gx, gy (b, R, C) float32 parent
-    gradient interpolated to the child samples (east, south; metres per metre up to a common
-    factor); ew_c (b, R, 1) float32 east-west / north-south spacing of each child row.
-    Each lattice cell's wave has a random phase and a random sign: a profile with sharp
-    crests and round troughs (spurs) or its mirror (gullies), so the field is not skewed.
+    rows (b, R), cols (b, C) int64 global child samples, increasing (cols not wrapped: on
+    earth ``period``, the column period, wraps the lattice for its noise; None on the plane);
+    gx, gy (b, R, C) float32 parent gradient interpolated to the child samples (east, south;
+    metres per metre up to a common factor); ew_c (b, R, 1) float32 east-west / north-south
+    spacing of each child row. Each lattice cell's wave has a random phase and a random sign:
+    a profile with sharp crests and round troughs (spurs) or its mirror (gullies), so the
+    field is not skewed. The cells' random numbers are hashed once per cell and gathered.
     """
     S = int(cfg.gully_cell)
     f = _f32(1.0 / cfg.gully_wavelength)
-    # unit contour direction (tx, ty) = (-gy, gx) / |g|, in (east metres, south metres)
-    inv = 1.0 / _norm(ops, gx, gy)
+    # unit contour direction (tx, ty) = (-gy, gx) / |g| in (east, south) metres, times the
+    # wave number: the phase of corner (kr, kc) is base - kc * ax - kr * ay + its own phase
+    inv = f / _norm(ops, gx, gy)
     tx, ty = -gy * inv, gx * inv
     r, c = rows[:, :, None], cols[:, None, :]
     ci, cj = r // S, c // S
     dr, dc = ops.f32(r - ci * S), ops.f32(c - cj * S)  # offsets inside the cell, [0, S)
+    txe = tx * ew_c
+    base = dc * txe + dr * ty
+    ax, ay = txe * _f32(S), ty * _f32(S)
     wr, wc = dr * _f32(1.0 / S), dc * _f32(1.0 / S)
     wr = wr * wr * (wr * -2.0 + 3.0)  # smoothstep weights of the far corners
     wc = wc * wc * (wc * -2.0 + 3.0)
     # 1 / sqrt(sum of squared weights), separable: keeps the blend at unit variance
     norm = _inv_sqrt_half_one(wr * wr + (-wr + 1.0) * (-wr + 1.0)) * _inv_sqrt_half_one(
-        wc * wc + (-wc + 1.0) * (-wc + 1.0))
-    key = noise.stream_key(seed, level, 3)
+        wc * wc + (-wc + 1.0) * (-wc + 1.0)) * _f32(_PROFILE_SCALE)
+    # per-cell phase and sign on the lattice the block touches, hashed by global cell index
+    i0, j0 = ci[:, :1], cj[:, :, :1]  # (b, 1, 1)
+    li, lj = ci - i0, cj - j0
+    ni, nj = int(li.max()) + 2, int(lj.max()) + 2
+    lat_i = i0[:, :, 0] + ops.arange(ni)[None]  # (b, ni)
+    lat_j = j0[:, 0, :] + ops.arange(nj)[None]
+    if period is not None:
+        lat_j = lat_j % (period // S)
+    u = ops.uniform_pairs(noise.stream_key(seed, level, 3), lat_i[:, :, None], lat_j[:, None, :]) * 2.0
+    flip = ops.floor(u)  # [0, 2): the cell's phase (fraction) and sign (floor)
+    phase0, sign = u - flip, flip * -2.0 + 1.0
+    aligned = bool((li == li[:1]).all()) and bool((lj == lj[:1]).all())  # pyramid blocks: yes
+    bi = ops.arange(rows.shape[0])[:, None, None]
+
+    def gather(a, kr, kc):  # a (b, ni, nj) at every sample's corner (kr, kc): (b, R, C)
+        if aligned:  # one index per axis (a fast take), the same for every block
+            return a[:, li[0, :, 0] + kr][:, :, lj[0, 0] + kc]
+        return a[bi, li + kr, lj + kc]
+
     acc = None
     for kr in (0, 1):
-        ii = ci + kr
         w_r = wr if kr else (-wr + 1.0)
-        oy = dr - _f32(kr * S)
         for kc in (0, 1):
-            jj = cj + kc
-            if period is not None:
-                n = period // S
-                jj = ops.where(jj >= n, jj - n, jj)
-            w = w_r * (wc if kc else (-wc + 1.0))
-            ox = (dc - _f32(kc * S)) * ew_c
-            u = ops.uniform_pairs(key, ii, jj) * 2.0  # [0, 2): phase and sign of this cell
-            flip = ops.floor(u)  # 0 or 1
-            phase = (ox * tx + oy * ty) * f + (u - flip)
-            frac = phase - ops.floor(phase)
-            tri = abs(frac * 2.0 - 1.0)  # 1 at the crest, 0 in the trough
-            prof = (tri * tri - _f32(1.0 / 3.0)) * _f32(_PROFILE_SCALE)
-            prof = prof * (flip * -2.0 + 1.0)
-            acc = prof * w if acc is None else acc + prof * w
+            phase = base + gather(phase0, kr, kc)
+            if kc:
+                phase = phase - ax
+            if kr:
+                phase = phase - ay
+            d = phase - ops.round(phase)  # [-1/2, 1/2]: 0 in a round trough, +-1/2 a sharp crest
+            prof = (d * d - _f32(1.0 / 12.0)) * (gather(sign, kr, kc) * (w_r * (wc if kc else (-wc + 1.0))))
+            acc = prof if acc is None else acc + prof
     return acc * norm
 
 
 def _norm(ops, gx, gy):
-    """|(gx, gy)| to ~1e-5 relative, with +, *, / and abs only (float32 sqrt is not rounded
-    alike by numpy and torch): the octagon estimate max + 0.414 min, then two Newton steps."""
+    """|(gx, gy)| to ~0.3 % relative, with +, *, / and abs only (float32 sqrt is not rounded
+    alike by numpy and torch): the octagon estimate max + 0.414 min (8 %), one Newton step."""
     ax, ay = abs(gx), abs(gy)
     big = ops.where(ax > ay, ax, ay) + _f32(1e-30)
     small = ops.where(ax > ay, ay, ax)
     g2 = ax * ax + ay * ay + _f32(1e-30)
     y = big + small * _f32(0.41421356)
-    y = (y + g2 / y) * 0.5
     return (y + g2 / y) * 0.5
 
 

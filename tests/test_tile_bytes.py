@@ -30,13 +30,13 @@ TILES = {
 }
 
 EXPECTED_SHA256 = {
-    "earth/fractal/3/8/2": "0d9e4c050187cd2fe98bbc04a2fd6fd24c8af7f2a0eb05727e6fb8eca372cd3d",
-    "earth/fractal/6/67/15": "0397cb42d3d688ab1e8492e71a940ac7009cf0a1e6d9bcb44b64bb96da72b632",
-    "earth/fractal/8/266/62": "58dcc4cdbf57e3ed09ca024f06dc7efc7fe2e4f7c16d8c31b8772761ff505d99",
-    "earth/fractal/10/1061/250": "93f6b61aa24455d8a82ad7ccd1d01163fd1054737b66277443ce3e4de82a22f9",
-    "plane/fractal/3/2/2": "079c60cec76880584ba3b36e07c303f522871f77fe11fdaa3664787c4ed35d03",
-    "plane/fractal/6/17/19": "ad77ad59df77e852eddb785a160072a872d46d8af5807f9419c27438cdb008de",
-    "plane/fractal/9/139/150": "519f6c54a805baa1a7fe4f4c045d67ec3e902444cc397c798a195d3ca827d30c",
+    "earth/fractal/3/8/2": "fc5e8892805be7f6cbab2119062d2992ab7e64e70fb3d97ff95083e7b739bba0",
+    "earth/fractal/6/67/15": "c37ab87e0f8eb8e3a278f1b79eb857280d7287f74f3310c549b3b3d5e8c44229",
+    "earth/fractal/8/266/62": "69c50b50e4f7b492835538e248c36243f03e142eb53e292193a49830bea864e5",
+    "earth/fractal/10/1061/250": "7c33f6c5ba91b1759600ce6bbbf6ce8d3ab1e75772c7c6d2e068cf0e4c88d218",
+    "plane/fractal/3/2/2": "5506dea82efd0f01224ab62282982192c35f38af841fe852ef8f269d68a8c530",
+    "plane/fractal/6/17/19": "b93881c84c5902112fbf448023fcaede036b2bc3eb655627a1d596fad99fc01d",
+    "plane/fractal/9/139/150": "3e74b5715ebb80905dbec4bc298ecd6d0abc3b0b94769d5a67f246d0b6423e7b",
     "earth/learned/3/8/2": "ebfc926a9c39a47c68451d8ee6d2be31196bc9f703b61be2d3d733c762f376b4",
     "earth/learned/6/67/15": "8ad877a502bb90e131985698108fc44f8d300189517b7cd65ecfb33d90cb5008",
     "earth/learned/8/266/62": "91b4ca0c16f9c9bf546c3e1ad87918f4883e388b6bbfa928fee70ca180edf46b",

@@ -34,7 +34,7 @@ def test_shaped_output_is_crop_independent_across_the_date_line(world):
     ref = FractalRefiner(world)
     ref.relief = ConstantRelief(2.0)
     p = _ridge(1, 30, 30, seed=3)
-    level = 9  # parent spacing ~306 m: gullies and curvature rules on
+    level = 10  # parent spacing ~150 m, an even level: gullies and curvature rules on
     origin = np.array([[2**14, -40]], dtype=np.int64)  # earth: the crop straddles column 0
     big = ref.refine(p, level, origin, seed=9)[0]
     sub = ref.refine(p[:, :, 5:20, 7:25].copy(), level, origin + np.array([[10, 14]]), seed=9)[0]
@@ -44,6 +44,17 @@ def test_shaped_output_is_crop_independent_across_the_date_line(world):
     v3.relief = ConstantRelief(2.0)
     assert not np.array_equal(v3.refine(p, level, origin, seed=9)[0], big)
     np.testing.assert_array_equal(big[:, ::2, ::2], p[0, :, 1:-1, 1:-1])
+
+
+@pytest.mark.parametrize("world", [World.PLANE, World.EARTH])
+def test_torch_is_bit_identical_with_the_shaping_on(world):
+    pytest.importorskip("torch")
+    p = _ridge(3, 24, 21, seed=4)
+    origins = np.array([[2, 8], [2**13, 2**19 - 20], [2**16 - 40, -(2**40)]], dtype=np.int64)
+    for level in (8, 9):  # gullies at even levels only
+        ref = FractalRefiner(world).refine(p, level, origins, seed=11)
+        got = FractalRefiner(world, device="cpu").refine(p, level, origins, seed=11)
+        np.testing.assert_array_equal(got, ref)
 
 
 def test_gully_wave_runs_downslope_with_unit_variance():
