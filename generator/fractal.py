@@ -128,6 +128,10 @@ class FractalConfig:
     is bistable, so smooth parents get smoother level after level (plains stay plains)
     while rough ones converge to typical roughness as before. 0: off."""
     plain_exp: float = 1.5
+    plain_max_m: float = 1300.0
+    """The knee acts only at parent spacings up to this (m): the first levels under the 9.8 km
+    anchor are smooth because the anchor is, not because the ground is a plain (ETOPO5
+    outside GLOBE: a knee there flattened the Colorado Front Range's foothills)."""
     shape_fine_m: float = 40.0
     """Parent spacing (m) at and below which the version-4 shaping is off (hillslope scales)."""
     shape_coarse_m: float = 400.0
@@ -169,12 +173,14 @@ class FractalRefiner:
         # rounded on every backend, pow is not (numpy and torch differ in the last bit)
         lo, hi = config.roughness_min, config.roughness_max
         grid = lo + (hi - lo) * np.arange(_ROUGH_TABLE + 1) / _ROUGH_TABLE
-        table = grid**config.roughness_exp
+        self._rough_table = (grid**config.roughness_exp).astype(np.float32)
+        self._rough_table[-1] = np.float32(hi**config.roughness_exp)
+        self._plain_table = self._rough_table
         if config.plain_knee > 0.0:  # bistable below the knee (version 4: plains stay plains)
             k = config.plain_knee
-            table = np.where(grid < k, k**config.roughness_exp * (grid / k) ** config.plain_exp, table)
-        self._rough_table = table.astype(np.float32)
-        self._rough_table[-1] = np.float32(hi**config.roughness_exp)
+            knee = np.where(grid < k, k**config.roughness_exp * (grid / k) ** config.plain_exp, grid**config.roughness_exp)
+            self._plain_table = knee.astype(np.float32)
+            self._plain_table[-1] = self._rough_table[-1]
 
     def config(self) -> dict:
         backend = "numpy" if self.device is None else f"torch-{str(self.device).split(':')[0]}"
@@ -225,7 +231,7 @@ class FractalRefiner:
         ew = ew_scale(self.world, level, rows)  # (b, 2nr-1)
         plan = {
             "margin": m, "level": level, "seed": seed, "rows": rows, "cols": cols,
-            "rough_table": self._rough_table,
+            "rough_table": self._plain_table if s_p <= cfg.plain_max_m else self._rough_table,
             "inv_ns": np.float32(1.0 / (2.0 * self.sigma_m(s_p))),
             "inv_ew": (1.0 / np.maximum(2.0 * self.sigma_m(s_p * ew_p), 1e-6)).astype(np.float32)[:, :, None],
             # Even rows: horizontal midpoints, detail at the east-west spacing.

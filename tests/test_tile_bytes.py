@@ -30,13 +30,13 @@ TILES = {
 }
 
 EXPECTED_SHA256 = {
-    "earth/fractal/3/8/2": "fc5e8892805be7f6cbab2119062d2992ab7e64e70fb3d97ff95083e7b739bba0",
-    "earth/fractal/6/67/15": "c37ab87e0f8eb8e3a278f1b79eb857280d7287f74f3310c549b3b3d5e8c44229",
-    "earth/fractal/8/266/62": "69c50b50e4f7b492835538e248c36243f03e142eb53e292193a49830bea864e5",
-    "earth/fractal/10/1061/250": "7c33f6c5ba91b1759600ce6bbbf6ce8d3ab1e75772c7c6d2e068cf0e4c88d218",
-    "plane/fractal/3/2/2": "5506dea82efd0f01224ab62282982192c35f38af841fe852ef8f269d68a8c530",
-    "plane/fractal/6/17/19": "b93881c84c5902112fbf448023fcaede036b2bc3eb655627a1d596fad99fc01d",
-    "plane/fractal/9/139/150": "3e74b5715ebb80905dbec4bc298ecd6d0abc3b0b94769d5a67f246d0b6423e7b",
+    "earth/fractal/3/8/2": "eb7605a0f375134b182dcb85bfbadaa4a77038d6102c1812383b1d41329cc52e",
+    "earth/fractal/6/67/15": "4102ad1a77fb0b016c8f8bda3d825416822f1ecb04df551e744259376963ed85",
+    "earth/fractal/8/266/62": "93daa8f4fd1fe94250f5168ac1ca9fe114541ff75c9e5e3fde7bef15e1bcdbe7",
+    "earth/fractal/10/1061/250": "2f88f1c88bb44ebbc2262c446ec9e257cab8abdbe79b815300fbf4e43c6fab1e",
+    "plane/fractal/3/2/2": "e2851ea50b82fc7a374bed42abf3397313d5d2ca52d2ac7b56d6b3b06cdbbb12",
+    "plane/fractal/6/17/19": "e40dc0580f25fac16a36c6a73ae9fe011064ce913ada3959d92f487577c5e66d",
+    "plane/fractal/9/139/150": "a518eccaeec028b3f9d6f2b968a0f610994e44814bbedcece7d9008f30c4103d",
     "earth/learned/3/8/2": "ebfc926a9c39a47c68451d8ee6d2be31196bc9f703b61be2d3d733c762f376b4",
     "earth/learned/6/67/15": "8ad877a502bb90e131985698108fc44f8d300189517b7cd65ecfb33d90cb5008",
     "earth/learned/8/266/62": "91b4ca0c16f9c9bf546c3e1ad87918f4883e388b6bbfa928fee70ca180edf46b",
