@@ -15,7 +15,10 @@ Three measures, the baselines in the same run (docs/GENERATOR.md, "The fractal r
    back K levels): share of (crop, K, metric) cells that beat bicubic, share of (crop, K,
    octave) power ratios in 0.5-2x; and terrain-shape measures against the real crops: share of
    plain (slope < 3 deg), Laplacian-curvature skewness (crests sharper than floors: < 0);
-5. CPU time of one refine call on a batch of pyramid blocks (16 x 35^2 parents, level 12).
+5. CPU time of one refine call on a batch of pyramid blocks (16 x 35^2 parents, level 8, where
+   all of v4's shaping runs) and CPU per earth tile over the Alps (fresh pyramid, medians of 3
+   rounds, v3 and v4 interleaved): cold tiles at levels 9 and 13 (every ancestor block made)
+   and warm tiles at level 12 (a 4 x 4 patch, some parents cached).
 
 Prints tables and ends with one JSON line. Needs the data folder for 2-4.
 """
@@ -38,11 +41,11 @@ from generator.eval import cascade as C  # noqa: E402
 from generator.eval import metrics as M  # noqa: E402
 from generator.fractal import BicubicRefiner, FractalConfig, FractalRefiner  # noqa: E402
 from generator.paths import default_data_dir  # noqa: E402
-from generator.pyramid import open_world  # noqa: E402
+from generator.pyramid import Pyramid, open_world  # noqa: E402
 from generator.relief import ConstantRelief  # noqa: E402
 from runtime.tiles import TileKey, World, spacing_m  # noqa: E402
 
-V3 = FractalConfig(floor_damp=0.0, crest_gain=0.0, gully_mix=0.0, repose_damp=0.0, plain_knee=0.0)
+V3 = FractalConfig(floor_damp=0.0, crest_gain=0.0, gully_mix=0.0, plain_knee=0.0)
 """The previous refiner (version 3: the same law, no terrain shaping), as a baseline."""
 CONFIGS = {"v3": V3, "v4": FractalConfig()}
 PLACES = {"paris": (2.35, 48.85), "alps": (7.0, 46.0), "manaus": (-60.0, -3.1), "colorado": (-105.6, 40.1)}
@@ -168,7 +171,7 @@ def deep_cascade(data: Path, levels=(3, 4, 5, 6)) -> dict:
 
 
 def timing(reps: int = 5) -> dict:
-    """CPU seconds per refine call on 16 pyramid-sized blocks (35^2 parents -> 65^2), level 12."""
+    """CPU seconds per refine call on 16 pyramid-sized blocks (35^2 parents -> 65^2), level 8."""
     rng = np.random.default_rng(0)
     p = (rng.standard_normal((16, 4, 35, 35)).cumsum(2).cumsum(3) * 20.0).astype(np.float32)
     p[:, 1:] = 0.3
@@ -176,12 +179,33 @@ def timing(reps: int = 5) -> dict:
     out = {}
     for name, cfg in CONFIGS.items():
         ref = FractalRefiner(World.EARTH, cfg)
-        ref.refine(p, 12, origins, 7)
+        ref.refine(p, 8, origins, 7)
         t = time.process_time()
         for _ in range(reps):
-            ref.refine(p, 12, origins, 7)
+            ref.refine(p, 8, origins, 7)
         out[name] = (time.process_time() - t) / reps
     return out
+
+
+def tile_cpu(rounds: int = 3) -> dict:
+    """CPU seconds per earth tile over the Alps (see the module doc, measure 5), by config."""
+    res = {n: {"cold9": [], "cold13": [], "warm12": []} for n in CONFIGS}
+    for rep in range(rounds):
+        for n, c in CONFIGS.items():
+            pyr = Pyramid(World.EARTH, 7, FractalRefiner(World.EARTH, c))
+            pyr.tile(_key(20.0, 10.0, 6))  # anchor data loaded outside the timing
+            for level in (9, 13):
+                t = time.process_time()
+                for i in range(3):
+                    pyr.tile(_key(6.5 + 0.4 * i + 0.1 * rep, 45.8 + 0.1 * rep, level))
+                res[n][f"cold{level}"].append((time.process_time() - t) / 3)
+            k0 = _key(7.3 + 0.05 * rep, 46.2, 12)
+            t = time.process_time()
+            for dx in range(4):
+                for dy in range(4):
+                    pyr.tile(TileKey(12, k0.x + dx, k0.y + dy))
+            res[n]["warm12"].append((time.process_time() - t) / 16)
+    return {n: {k: float(np.median(v)) for k, v in r.items()} for n, r in res.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,8 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"no DEMs under {a.data / 'dem'}: located and deep measures skipped")
     res["refine_cpu_s"] = timing()
-    print("CPU s per refine call (16 blocks, level 12):", "  ".join(
+    print("CPU per refine call (16 blocks, level 8):", "  ".join(
         f"{n} {v * 1000:.1f} ms" for n, v in res["refine_cpu_s"].items()))
+    res["tile_cpu_s"] = tile_cpu()
+    print("CPU per earth tile, Alps (cold 9 / cold 13 / warm 12):", "  ".join(
+        f"{n} " + " / ".join(f"{v * 1000:.0f}" for v in r.values()) + " ms" for n, r in res["tile_cpu_s"].items()))
     res["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(res))
     return 0

@@ -19,7 +19,9 @@ local modulation by the parents' second differences, relative to what the law
 expects there, adds more detail where the parents curve more; its exponent
 < 1 keeps the feedback stable.
 Using the cubic (not the linear) midpoint avoids the creases of classic
-midpoint displacement along the grid lines (Miller 1986).
+midpoint displacement along the grid lines (Miller 1986). Version 4 shapes the detail
+(``generator.shaping``): downslope gullies on steep parents, quieter valley floors, and a
+bistable roughness feedback below a knee so that plains stay plains.
 
 Margin 1: a new sample needs its parents' immediate neighbours only.
 Everything is elementwise on shifted slices in a fixed order, so a sample's
@@ -116,12 +118,6 @@ class FractalConfig:
     gully_level_step: int = 2
     """Gullies at levels divisible by this only (2: every other level, half the cost: the wave
     is the dearest part of v4, and one every two octaves is enough to read as drainage)."""
-    repose_damp: float = 0.9
-    """Version 4: share of the detail taken away where the parents are steeper than
-    ``repose_hi_deg`` (linear in tan^2 from ``repose_lo_deg``), at every level: steep faces
-    shed material, so slopes stop steepening near the angle of repose (generator.shaping)."""
-    repose_lo_deg: float = 30.0
-    repose_hi_deg: float = 50.0
     plain_knee: float = 0.3
     """Version 4: below this normalised roughness the modulation is clip(ratio)^plain_exp
     (continuous at the knee) instead of ^roughness_exp: with an exponent > 1 the feedback
@@ -178,7 +174,8 @@ class FractalRefiner:
         self._plain_table = self._rough_table
         if config.plain_knee > 0.0:  # bistable below the knee (version 4: plains stay plains)
             k = config.plain_knee
-            knee = np.where(grid < k, k**config.roughness_exp * (grid / k) ** config.plain_exp, grid**config.roughness_exp)
+            knee = np.where(grid < k, k**config.roughness_exp * (grid / k) ** config.plain_exp,
+                            grid**config.roughness_exp)
             self._plain_table = knee.astype(np.float32)
             self._plain_table[-1] = self._rough_table[-1]
 
@@ -253,7 +250,6 @@ class FractalRefiner:
         plan["region"] = region
         plan["shape"] = shaping.fade(s_p, cfg.shape_fine_m, cfg.shape_coarse_m)
         plan["ew_p_inv"] = (1.0 / np.maximum(ew_p, 1e-3)).astype(np.float32)[:, :, None]
-        plan["inv_2sp"] = np.float32(1.0 / (2.0 * s_p))
         plan["gullies"] = cfg.gully_mix > 0.0 and plan["shape"] > 0.0 and level % cfg.gully_level_step == 0
         if plan["gullies"]:
             plan["ew_c"] = ew.astype(np.float32)[:, :, None]
@@ -400,9 +396,6 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     share = plan["shape"]
     dzx = z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1]
     dzy = z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m]
-    if cfg.repose_damp > 0.0:  # faces past repose: less new detail (no runaway steepening)
-        rough = rough * shaping.repose_factor(dzx * ops.array(plan["ew_p_inv"]), dzy, float(plan["inv_2sp"]),
-                                              cfg, cfg.repose_damp)
     if (cfg.floor_damp or cfg.crest_gain) and share > 0.0 and cfg.roughness_measure == "curvature":
         rough = rough * shaping.curvature_factor(sns * float(plan["inv_ns"]) + sew * inv_ew, dns + dew,
                                                  cfg.floor_damp * share, cfg.crest_gain * share)
@@ -424,7 +417,7 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         det_v = det_v + a_s * smooth[:, :, 0::2]
         det_c = det_c + a_s * smooth[:, :, 1::2]
     if plan["gullies"]:  # part of the detail becomes downslope spurs and gullies
-        det_h, det_v, det_c = _gullies(ops, dzx, dzy, plan, cfg, inv_ew, det_h, det_v, det_c)
+        det_h, det_v, det_c = shaping.gullies(ops, dzx, dzy, plan, cfg, inv_ew, det_h, det_v, det_c)
     if plan.get("region") is not None:
         region = ops.array(plan["region"])
         det_h = det_h * region[:, 0::2, 1::2]
@@ -451,31 +444,6 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         out[:, 1:, 1::2, 0::2] = (vy[:, 1:] * f_v[:, None]).clip(zero, one)
         out[:, 1:, 1::2, 1::2] = (cc[:, 1:] * f_c[:, None]).clip(zero, one)
     return ops.result(out)
-
-
-def _gullies(ops, dzx, dzy, plan: dict, cfg: FractalConfig, inv_ew, det_h, det_v, det_c):
-    """Mix the ridged downslope wave of generator.shaping into the three detail arrays
-    (metres), in proportion to the parents' normalised slope (see generator.shaping);
-    dzx, dzy (b, nr, nc): the parents' central height differences east and south."""
-    sx, sy = dzx * inv_ew, dzy * float(plan["inv_ns"])
-    if plan.get("region") is not None:  # steep relative to the region's own law
-        sx, sy = sx * ops.array(plan["region_inv"]), sy * ops.array(plan["region_inv"])
-    q = shaping.upsample(ops, shaping.gully_weight(sx, sy, cfg, plan["shape"]))
-    if not bool((q > 0.0).any()):  # nowhere steep: unit_mix(d, g, 0) is d exactly, skip the wave
-        return det_h, det_v, det_c
-    gx = shaping.upsample(ops, dzx * ops.array(plan["ew_p_inv"]))
-    gy = shaping.upsample(ops, dzy)
-    rows, cols = ops.array(plan["rows"]), ops.array(plan["cols_raw"])
-    ew_c, a_h, sig = ops.array(plan["ew_c"]), ops.array(plan["a_h"]), float(plan["sig_ns"])
-    period, out = plan["period"], []
-    # the wave at the three kinds of new sample only (even rows x odd cols, odd x even, odd x odd)
-    for det, rs, cs, amp in ((det_h, slice(0, None, 2), slice(1, None, 2), a_h),
-                             (det_v, slice(1, None, 2), slice(0, None, 2), sig),
-                             (det_c, slice(1, None, 2), slice(1, None, 2), sig)):
-        g = shaping.gully_field(ops, plan["seed"], plan["level"], rows[:, rs], cols[:, cs], gx[:, rs, cs],
-                                gy[:, rs, cs], ew_c[:, rs], cfg, period)
-        out.append(shaping.unit_mix(det, g * amp, q[:, rs, cs]))
-    return tuple(out)
 
 
 def _ew_smooth_noise(ops, seed: int, level: int, rows, cols, n, scale):

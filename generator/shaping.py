@@ -1,37 +1,36 @@
-"""Terrain shaping for the fractal refiner (version 4): ridges, gullies and quiet valley floors.
+"""Terrain shaping for the fractal refiner (version 4): gullies, quiet floors, plains that stay.
 
 Version 3 added isotropic white detail everywhere (scaled by the law, the region and the
-parents' unsigned curvature), which reads as one bumpy grain. Two local rules, both pure
-functions of a sample's own parents and global coordinates (so nesting, seams and
-determinism hold exactly as before), make the detail read as terrain:
+parents' unsigned curvature), which reads as one bumpy grain, and its roughness feedback
+(exponent 0.733 < 1) drifts every place toward typical roughness within a few levels, so a
+plain under the Alps' relief window came out as hills. Three local rules, all pure functions
+of a sample's own 3 x 3 parents and global coordinates (margin 1: nesting, seams and
+determinism hold exactly as before), make the detail read more like terrain:
 
-1. **Curvature sign.** The parents' signed Laplacian relative to its unsigned size,
-   u in [-1, 1] (-1 a crest or summit, +1 a valley floor or basin), scales the detail by
-   ``1 - floor_damp * u`` on floors and ``1 + crest_gain * |u|`` on crests: valley floors
-   and basins smooth out level after level (plains in the valleys) while ridges keep
-   their detail.
-2. **Downslope gullies.** Where the parents slope steeply relative to the law (normalised
-   slope above ``gully_slope_lo``), part of the detail is replaced by a ridged wave that
-   varies only *across* the local slope: each lattice cell of ``gully_cell`` child samples
-   carries a wave of ``gully_wavelength`` child samples with a random phase along the
-   contour direction of the (interpolated) parent gradient, and the four cells around a
-   sample are blended with smooth weights. The result is spurs and gullies running
-   downhill at every level (finer ones down the walls of coarser ones), with sharp crests
-   and rounded troughs in half the cells, the mirror (sharp gully floors) in the other half
-   (a one-signed profile skewed the curvature far from real DEMs). The mix keeps unit variance (rational unit-circle weights), so
-   the roughness law is unchanged.
+1. **Curvature sign** (:func:`curvature_factor`). The parents' signed Laplacian relative to
+   its unsigned size, u in [-1, 1] (-1 a crest or summit, +1 a valley floor or basin),
+   scales the detail by ``1 - floor_damp * u`` on floors and ``1 + crest_gain * |u|`` on
+   crests: floors smooth out level after level while ridges keep their detail.
+2. **Downslope gullies** (:func:`gully_field`). Where the parents slope steeply relative to
+   the law, part of the detail becomes a wave that varies only *across* the local slope:
+   each lattice cell of ``gully_cell`` child samples carries a wave of ``gully_wavelength``
+   child samples with a random phase along the contour direction of the interpolated parent
+   gradient, the four cells around a sample blended with smooth weights. Half the cells
+   have sharp crests and round troughs (spurs), half the mirror (sharp gully floors), so the
+   field is not skewed. Unit variance (:func:`unit_mix`), so the roughness law is unchanged.
+   At every other level only (half the cost; the wave is v4's dearest part).
+3. **Plains stay plains** (in ``generator.fractal``: the roughness table). Below a knee the
+   modulation's exponent is > 1, so the feedback is bistable: smooth parents get smoother
+   level after level while rough ones converge to typical roughness as before. Only at
+   parent spacings <= 1.3 km: under the smooth 9.8 km anchor everything looks flat.
 
-3. **Repose.** Where the parents are steeper than about 25-45 degrees, new detail shrinks
-   (``repose_damp``) at every level: steep faces shed material, so slopes level off near
-   the angle of repose instead of steepening level after level (v3: median slope over the
-   Alps 24.5 / 30.7 / 34.9 deg at levels 9 / 12 / 16).
+Rules 1 and 2 fade out below hillslope scales (parent spacing ``shape_fine_m`` ..
+``shape_coarse_m``): real relief is smooth there (the law's fine exponent), and stripes of a
+few metres only made the ground steeper (median slope at 1.2 m over the Alps 35 -> 47 deg).
 
-Rules 1 and 2 fade out below hillslope scales (parent spacing ``shape_fine_m`` .. ``shape_coarse_m``):
-real relief is smooth there (the law's fine exponent), and stripes of a few metres only
-made the ground steeper (median slope at 1.2 m over the Alps 35 -> 47 deg without the fade).
-
-Only exactly rounded operations (+, -, *, /, sqrt, floor, abs, integer hashing) act per
-sample, so numpy and torch agree bit for bit on the CPU, as for the rest of the refiner.
+Only exactly rounded operations (+, -, *, /, floor, round, abs, gathers, integer hashing)
+act per sample, so numpy and torch agree bit for bit on the CPU (float32 sqrt does not:
+:func:`_norm` avoids it).
 """
 
 from __future__ import annotations
@@ -71,17 +70,6 @@ def curvature_factor(lap_n, abs_n, floor_damp: float, crest_gain: float):
     return u.clip(0.0, 1.0) * _f32(-floor_damp) + (-u).clip(0.0, 1.0) * _f32(crest_gain) + 1.0
 
 
-def repose_factor(dzx_m, dzy, inv_2sp: float, cfg, damp: float):
-    """Per parent: 1 - damp * t, t rising linearly in tan^2(slope) from repose_lo_deg to
-    repose_hi_deg (clipped to [0, 1]). dzx_m: east central difference already divided by the
-    east-west spacing ratio; dzy: south central difference; inv_2sp = 1 / (2 parent spacing m)."""
-    gx, gy = dzx_m * _f32(inv_2sp), dzy * _f32(inv_2sp)
-    t2 = gx * gx + gy * gy
-    lo2, hi2 = math.tan(math.radians(cfg.repose_lo_deg)) ** 2, math.tan(math.radians(cfg.repose_hi_deg)) ** 2
-    t = ((t2 - _f32(lo2)) * _f32(1.0 / (hi2 - lo2))).clip(0.0, 1.0)
-    return t * _f32(-damp) + 1.0
-
-
 def fade(parent_spacing_m: float, fine_m: float, coarse_m: float) -> float:
     """Share of the shaping at this parent spacing: 0 at or below ``fine_m``, 1 at or above
     ``coarse_m``, linear in log spacing between (a per-call float, libm)."""
@@ -99,6 +87,32 @@ def gully_weight(sx, sy, cfg, share: float):
     lo2, hi2 = cfg.gully_slope_lo**2, cfg.gully_slope_hi**2
     t = ((s2 - _f32(lo2)) * _f32(1.0 / (hi2 - lo2))).clip(0.0, 1.0)
     return t * _f32(cfg.gully_mix * share)
+
+
+def gullies(ops, dzx, dzy, plan: dict, cfg, inv_ew, det_h, det_v, det_c):
+    """Mix the downslope wave (:func:`gully_field`) into the refiner's three detail arrays
+    (metres; even rows x odd columns, odd x even, odd x odd), in proportion to the parents'
+    normalised slope. dzx, dzy (b, nr, nc): the parents' central height differences east
+    and south; inv_ew (b, nr, 1): 1 / (2 sigma) east-west; plan: FractalRefiner._plan's."""
+    sx, sy = dzx * inv_ew, dzy * float(plan["inv_ns"])
+    if plan.get("region") is not None:  # steep relative to the region's own law
+        sx, sy = sx * ops.array(plan["region_inv"]), sy * ops.array(plan["region_inv"])
+    q = upsample(ops, gully_weight(sx, sy, cfg, plan["shape"]))
+    if not bool((q > 0.0).any()):  # nowhere steep: unit_mix(d, g, 0) is d exactly, skip the wave
+        return det_h, det_v, det_c
+    gx = upsample(ops, dzx * ops.array(plan["ew_p_inv"]))
+    gy = upsample(ops, dzy)
+    rows, cols = ops.array(plan["rows"]), ops.array(plan["cols_raw"])
+    ew_c, a_h, sig = ops.array(plan["ew_c"]), ops.array(plan["a_h"]), float(plan["sig_ns"])
+    period, out = plan["period"], []
+    # the wave at the three kinds of new sample only (even rows x odd cols, odd x even, odd x odd)
+    for det, rs, cs, amp in ((det_h, slice(0, None, 2), slice(1, None, 2), a_h),
+                             (det_v, slice(1, None, 2), slice(0, None, 2), sig),
+                             (det_c, slice(1, None, 2), slice(1, None, 2), sig)):
+        g = gully_field(ops, plan["seed"], plan["level"], rows[:, rs], cols[:, cs], gx[:, rs, cs],
+                        gy[:, rs, cs], ew_c[:, rs], cfg, period)
+        out.append(unit_mix(det, g * amp, q[:, rs, cs]))
+    return tuple(out)
 
 
 def gully_field(ops, seed: int, level: int, rows, cols, gx, gy, ew_c, cfg, period: int | None):
@@ -165,14 +179,12 @@ def gully_field(ops, seed: int, level: int, rows, cols, gx, gy, ew_c, cfg, perio
 
 
 def _norm(ops, gx, gy):
-    """|(gx, gy)| to ~0.3 % relative, with +, *, / and abs only (float32 sqrt is not rounded
-    alike by numpy and torch): the octagon estimate max + 0.414 min (8 %), one Newton step."""
+    """|(gx, gy)| within 8 % (the octagon estimate max + 0.414 min, never low), with +, * and abs
+    only (float32 sqrt is not rounded alike by numpy and torch): it only scales the gully wave
+    length, by at most 8 %."""
     ax, ay = abs(gx), abs(gy)
-    big = ops.where(ax > ay, ax, ay) + _f32(1e-30)
-    small = ops.where(ax > ay, ay, ax)
-    g2 = ax * ax + ay * ay + _f32(1e-30)
-    y = big + small * _f32(0.41421356)
-    return (y + g2 / y) * 0.5
+    big = ops.where(ax > ay, ax, ay)
+    return big + (ax + ay - big) * _f32(0.41421356) + _f32(1e-30)
 
 
 def _inv_sqrt_half_one(a):

@@ -30,13 +30,13 @@ TILES = {
 }
 
 EXPECTED_SHA256 = {
-    "earth/fractal/3/8/2": "eb7605a0f375134b182dcb85bfbadaa4a77038d6102c1812383b1d41329cc52e",
-    "earth/fractal/6/67/15": "4102ad1a77fb0b016c8f8bda3d825416822f1ecb04df551e744259376963ed85",
-    "earth/fractal/8/266/62": "93daa8f4fd1fe94250f5168ac1ca9fe114541ff75c9e5e3fde7bef15e1bcdbe7",
-    "earth/fractal/10/1061/250": "2f88f1c88bb44ebbc2262c446ec9e257cab8abdbe79b815300fbf4e43c6fab1e",
-    "plane/fractal/3/2/2": "e2851ea50b82fc7a374bed42abf3397313d5d2ca52d2ac7b56d6b3b06cdbbb12",
-    "plane/fractal/6/17/19": "e40dc0580f25fac16a36c6a73ae9fe011064ce913ada3959d92f487577c5e66d",
-    "plane/fractal/9/139/150": "a518eccaeec028b3f9d6f2b968a0f610994e44814bbedcece7d9008f30c4103d",
+    "earth/fractal/3/8/2": "c4a2c98ea0fa9cce2ff4c114665e3e42da21fdde82f82510262ff3e6c60128a8",
+    "earth/fractal/6/67/15": "7f139d4a62da6628a6e04569d75b3a6987138bd54a2be97dbc8471d561062cc6",
+    "earth/fractal/8/266/62": "4eff3be57857bc306be77375971c13a081d7f0feecd78fe773263364888d41fd",
+    "earth/fractal/10/1061/250": "256815bf88c28d864f4a04f3378862775b9877ac819a45fe89e025fd7fea8770",
+    "plane/fractal/3/2/2": "5bc70206b68db64f16bbabb84a96208080b6ca7f92a15ef46548779b79c30405",
+    "plane/fractal/6/17/19": "35dc6b11ed8137ef8975e635b40040953c9244fe4d2989ea8af67c68fc3fe3c5",
+    "plane/fractal/9/139/150": "044abed0315c22f54a87020b02f79b5c0f31f1363b20b7fc27a1ef1fef9ddf1f",
     "earth/learned/3/8/2": "ebfc926a9c39a47c68451d8ee6d2be31196bc9f703b61be2d3d733c762f376b4",
     "earth/learned/6/67/15": "8ad877a502bb90e131985698108fc44f8d300189517b7cd65ecfb33d90cb5008",
     "earth/learned/8/266/62": "91b4ca0c16f9c9bf546c3e1ad87918f4883e388b6bbfa928fee70ca180edf46b",

@@ -11,7 +11,7 @@ from generator.fractal import FractalConfig, FractalRefiner, _NumpyOps
 from generator.relief import ConstantRelief
 from runtime.tiles import World
 
-V3 = FractalConfig(floor_damp=0.0, crest_gain=0.0, gully_mix=0.0, repose_damp=0.0, plain_knee=0.0)
+V3 = FractalConfig(floor_damp=0.0, crest_gain=0.0, gully_mix=0.0, plain_knee=0.0)
 
 
 def _ridge(b, h, w, seed=0):
@@ -89,15 +89,6 @@ def test_curvature_sign_quiets_floors_and_roughens_crests():
     size = np.array([1.0, 1.0, 1.0, 1.0], np.float32)
     f = shaping.curvature_factor(lap, size, 0.2, 0.3)
     np.testing.assert_allclose(f, [0.8, 1.3, 1.0, 0.9], rtol=1e-5)
-
-
-def test_repose_factor_by_slope():
-    cfg = FractalConfig()
-    tan = np.tan(np.radians([0.0, cfg.repose_lo_deg, 40.0, cfg.repose_hi_deg, 70.0])).astype(np.float32)
-    f = shaping.repose_factor(tan * 2.0, np.zeros_like(tan), 0.5, cfg, 0.9)  # dz = 2 tan over 2 m
-    lo2, hi2 = (math.tan(math.radians(d)) ** 2 for d in (cfg.repose_lo_deg, cfg.repose_hi_deg))
-    mid = 1.0 - 0.9 * (math.tan(math.radians(40.0)) ** 2 - lo2) / (hi2 - lo2)
-    np.testing.assert_allclose(f, [1.0, 1.0, mid, 0.1, 0.1], rtol=1e-5)
 
 
 def test_shaping_fades_out_below_hillslope_scales():
