@@ -5,7 +5,8 @@
 Three measures, the baselines in the same run (docs/GENERATOR.md, "The fractal refiner"):
 
 1. median ground slope of generated earth tiles at levels 6..16 over Paris, the Alps,
-   Manaus and the Colorado Front Range (seed 7): plains must stay plains down to metres;
+   Manaus, the Colorado Front Range and the Po plain under the Alps (seed 7): plains must
+   stay plains down to metres;
 2. the earth world against located DEMs: slope-distribution W1 between each DEM and the
    tile at the level whose spacing is nearest 2 DEM pixels at the DEM's centre;
 3. deep refinement: central 257-sample crops of 11 DEMs decimated 16x and refined back
@@ -48,7 +49,8 @@ from runtime.tiles import TileKey, World, spacing_m  # noqa: E402
 V3 = FractalConfig(floor_damp=0.0, crest_gain=0.0, gully_mix=0.0, plain_knee=0.0)
 """The previous refiner (version 3: the same law, no terrain shaping), as a baseline."""
 CONFIGS = {"v3": V3, "v4": FractalConfig()}
-PLACES = {"paris": (2.35, 48.85), "alps": (7.0, 46.0), "manaus": (-60.0, -3.1), "colorado": (-105.6, 40.1)}
+PLACES = {"paris": (2.35, 48.85), "alps": (7.0, 46.0), "manaus": (-60.0, -3.1), "colorado": (-105.6, 40.1),
+          "po_plain": (7.6, 45.1)}
 LOCATED = ("colorado_front_range", "bigtujunga", "zion_srtm", "jacksboro", "texas_plains", "st_helens",
            "gabon_N00E010", "spain_gredos_25m", "oregon", "swellendam_srtm", "ecuador_andes_10m")
 DEEP = ("ecuador_andes_10m", "spain_gredos_25m", "bigtujunga", "st_helens", "colorado_front_range",
