@@ -1,18 +1,27 @@
-"""The procedural refiner where users meet it: v3 (shipped) against v2 (the previous law) and bicubic.
+"""The procedural refiner where users meet it: v4 (shipped) against v3 (no shaping) and bicubic.
 
     PYTHONPATH=. python bench/fractal.py [--data ../shared/data] [--quick]
 
 Three measures, the baselines in the same run (docs/GENERATOR.md, "The fractal refiner"):
 
 1. median ground slope of generated earth tiles at levels 6..16 over Paris, the Alps,
-   Manaus and the Colorado Front Range (seed 7): plains must stay plains down to metres;
+   Manaus, the Colorado Front Range and the Po plain under the Alps (seed 7): plains must
+   stay plains down to metres;
 2. the earth world against located DEMs: slope-distribution W1 between each DEM and the
    tile at the level whose spacing is nearest 2 DEM pixels at the DEM's centre;
 3. deep refinement: central 257-sample crops of 11 DEMs decimated 16x and refined back
    (plane world, the DEM as its own region): |PSD-slope error|, slope and curvature W1,
-   median power ratio per octave (finest first) and the share of octave ratios in 0.5-2x.
+   median power ratio per octave (finest first) and the share of octave ratios in 0.5-2x;
+4. deep cascade K = 3..6 (``generator.eval.cascade``: the same crops decimated 2^K and refined
+   back K levels): share of (crop, K, metric) cells that beat bicubic, share of (crop, K,
+   octave) power ratios in 0.5-2x; and terrain-shape measures against the real crops: share of
+   plain (slope < 3 deg), Laplacian-curvature skewness (crests sharper than floors: < 0);
+5. CPU time of one refine call on a batch of pyramid blocks (16 x 35^2 parents, level 8, where
+   all of v4's shaping runs) and CPU per earth tile over the Alps (fresh pyramid, medians of 3
+   rounds, v3 and v4 interleaved): cold tiles at levels 9 and 13 (every ancestor block made)
+   and warm tiles at level 12 (a 4 x 4 patch, some parents cached).
 
-Prints tables and ends with one JSON line. Needs the data folder for 2 and 3.
+Prints tables and ends with one JSON line. Needs the data folder for 2-4.
 """
 
 from __future__ import annotations
@@ -29,20 +38,21 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generator.dem import refine_dem  # noqa: E402
+from generator.eval import cascade as C  # noqa: E402
 from generator.eval import metrics as M  # noqa: E402
 from generator.fractal import BicubicRefiner, FractalConfig, FractalRefiner  # noqa: E402
 from generator.paths import default_data_dir  # noqa: E402
-from generator.pyramid import open_world  # noqa: E402
+from generator.pyramid import Pyramid, open_world  # noqa: E402
+from generator.relief import ConstantRelief  # noqa: E402
 from runtime.tiles import TileKey, World, spacing_m  # noqa: E402
 
-V2 = FractalConfig(amp_at_1km_m=32.5, hurst=0.912, hurst_fine=None, hurst_coarse=None, regional=False,
-                   roughness_measure="slope", relief_ratio=1.86, roughness_exp=0.602, roughness_min=0.048,
-                   roughness_max=5.62, ew_corr_samples=1.5)
-"""The previous refiner's law and modulation (version 2), as a baseline."""
-CONFIGS = {"v2": V2, "v3": FractalConfig()}
-PLACES = {"paris": (2.35, 48.85), "alps": (7.0, 46.0), "manaus": (-60.0, -3.1), "colorado": (-105.6, 40.1)}
+V3 = FractalConfig(floor_damp=0.0, crest_gain=0.0, gully_mix=0.0, plain_knee=0.0)
+"""The previous refiner (version 3: the same law, no terrain shaping), as a baseline."""
+CONFIGS = {"v3": V3, "v4": FractalConfig()}
+PLACES = {"paris": (2.35, 48.85), "alps": (7.0, 46.0), "manaus": (-60.0, -3.1), "colorado": (-105.6, 40.1),
+          "po_plain": (7.6, 45.1)}
 LOCATED = ("colorado_front_range", "bigtujunga", "zion_srtm", "jacksboro", "texas_plains", "st_helens",
-           "gabon_N00E010", "spain_gredos_25m", "oregon", "swellendam_srtm")
+           "gabon_N00E010", "spain_gredos_25m", "oregon", "swellendam_srtm", "ecuador_andes_10m")
 DEEP = ("ecuador_andes_10m", "spain_gredos_25m", "bigtujunga", "st_helens", "colorado_front_range",
         "zion_srtm", "gabon_N00E010", "jacksboro", "texas_plains", "oregon", "gmt_tut_relief")
 
@@ -127,11 +137,88 @@ def deep(data: Path, k: int = 4) -> dict:
     return out
 
 
+def _shape(z: np.ndarray, px: float) -> tuple[float, float]:
+    """(share of slope < 3 deg, skewness of the Laplacian curvature) of a grid."""
+    b = C.BORDER
+    z = z[b:-b, b:-b]
+    c = M.curvature_per_m(z, px).ravel()
+    c = c - c.mean()
+    return float(np.mean(M.slope_deg(z, px) < 3.0)), float(np.mean(c**3) / max(np.mean(c**2), 1e-30) ** 1.5)
+
+
+def deep_cascade(data: Path, levels=(3, 4, 5, 6)) -> dict:
+    """generator.eval.cascade on the DEEP crops (each its own region): wins against bicubic,
+    octave power in band, and the shape measures of ``_shape`` against the real crop."""
+    tables, shapes = {}, {n: [] for n in ("real", *CONFIGS, "bicubic")}
+    for dem in DEEP:
+        real, px = _crop(data, dem)
+        refs = {"bicubic": None}
+        for name, cfg in CONFIGS.items():
+            refs[name] = FractalRefiner(World.PLANE, cfg)
+            refs[name].relief = ConstantRelief.from_heights(real)
+        tables.update(C.run({dem: (real, px)}, refs, levels, log=lambda *_: None))
+        shapes["real"].append(_shape(real, px))
+        k = max(levels)
+        for name, ref in refs.items():
+            shapes[name].append(_shape(C.cascade(ref, real[:: 2**k, :: 2**k], px, k, 0), px))
+    out = {name: C.wins(tables, name, ("bicubic",)) for name in CONFIGS}
+    real = np.array(shapes["real"])
+    for name in (*CONFIGS, "bicubic"):
+        g = np.array(shapes[name])
+        out.setdefault(name, {}).update({
+            f"plain_share_err_K{max(levels)}": float(np.mean(np.abs(g[:, 0] - real[:, 0]))),
+            f"curv_skew_K{max(levels)}": float(np.median(g[:, 1]))})
+    out["real"] = {"plain_share": float(np.mean(real[:, 0])), "curv_skew": float(np.median(real[:, 1]))}
+    return out
+
+
+def timing(reps: int = 5) -> dict:
+    """CPU seconds per refine call on 16 pyramid-sized blocks (35^2 parents -> 65^2), level 8."""
+    rng = np.random.default_rng(0)
+    p = (rng.standard_normal((16, 4, 35, 35)).cumsum(2).cumsum(3) * 20.0).astype(np.float32)
+    p[:, 1:] = 0.3
+    origins = np.stack([np.arange(16) * 64 + 2**20, np.full(16, 3 * 2**19)], 1).astype(np.int64)
+    out = {}
+    for name, cfg in CONFIGS.items():
+        ref = FractalRefiner(World.EARTH, cfg)
+        ref.refine(p, 8, origins, 7)
+        t = time.process_time()
+        for _ in range(reps):
+            ref.refine(p, 8, origins, 7)
+        out[name] = (time.process_time() - t) / reps
+    return out
+
+
+def tile_cpu(rounds: int = 3) -> dict:
+    """CPU seconds per earth tile over the Alps (see the module doc, measure 5), by config."""
+    res = {n: {"cold9": [], "cold13": [], "warm12": []} for n in CONFIGS}
+    for rep in range(rounds):
+        for n, c in CONFIGS.items():
+            pyr = Pyramid(World.EARTH, 7, FractalRefiner(World.EARTH, c))
+            pyr.tile(_key(20.0, 10.0, 6))  # anchor data loaded outside the timing
+            for level in (9, 13):
+                t = time.process_time()
+                for i in range(3):
+                    pyr.tile(_key(6.5 + 0.4 * i + 0.1 * rep, 45.8 + 0.1 * rep, level))
+                res[n][f"cold{level}"].append((time.process_time() - t) / 3)
+            k0 = _key(7.3 + 0.05 * rep, 46.2, 12)
+            t = time.process_time()
+            for dx in range(4):
+                for dy in range(4):
+                    pyr.tile(TileKey(12, k0.x + dx, k0.y + dy))
+            res[n]["warm12"].append((time.process_time() - t) / 16)
+    return {n: {k: float(np.median(v)) for k, v in r.items()} for n, r in res.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench/fractal.py", description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=default_data_dir())
     ap.add_argument("--quick", action="store_true", help="slopes at levels 9 and 16 only")
+    ap.add_argument("--v4", default="", metavar="K=V,...", help="override v4 config fields (a sweep)")
     a = ap.parse_args(argv)
+    if a.v4:
+        over = {k: type(getattr(CONFIGS["v4"], k))(v) for k, v in (kv.split("=") for kv in a.v4.split(","))}
+        CONFIGS["v4"] = FractalConfig(**over)
     t0 = time.perf_counter()
     levels = (9, 16) if a.quick else (6, 9, 12, 14, 16)
     res = {"bench": "fractal", "slope_by_level_deg": slope_by_level(levels)}
@@ -149,8 +236,23 @@ def main(argv: list[str] | None = None) -> int:
         for n, r in res["deep_x16"].items():
             print(f"  {n:8s} {r['psd_slope_err']:9.2f} {r['slope_w1_deg']:9.2f} {r['curvature_w1_per_m']:8.4f}  "
                   f"{np.round(r['octave_power_median'], 2)}  {r['octaves_in_band']:.2f}")
+        res["deep_cascade"] = dc = deep_cascade(a.data, (3, 6) if a.quick else (3, 4, 5, 6))
+        print(f"deep cascade: real plain share {dc['real']['plain_share']:.3f}, curvature skew "
+              f"{dc['real']['curv_skew']:.2f}")
+        for n in CONFIGS:
+            r = dc[n]
+            print(f"  {n}: beats bicubic {r['beats_bicubic']:.2f} of {r['cells']} cells, octaves in 0.5-2x "
+                  f"{r['octaves_within_0.5_2x']:.2f}; " + ", ".join(
+                      f"{k} {v:.3f}" for k, v in r.items() if k.startswith(("plain", "curv"))))
+        print("  bicubic: " + ", ".join(f"{k} {v:.3f}" for k, v in dc["bicubic"].items()))
     else:
         print(f"no DEMs under {a.data / 'dem'}: located and deep measures skipped")
+    res["refine_cpu_s"] = timing()
+    print("CPU per refine call (16 blocks, level 8):", "  ".join(
+        f"{n} {v * 1000:.1f} ms" for n, v in res["refine_cpu_s"].items()))
+    res["tile_cpu_s"] = tile_cpu()
+    print("CPU per earth tile, Alps (cold 9 / cold 13 / warm 12):", "  ".join(
+        f"{n} " + " / ".join(f"{v * 1000:.0f}" for v in r.values()) + " ms" for n, r in res["tile_cpu_s"].items()))
     res["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(res))
     return 0

