@@ -40,7 +40,7 @@ import numpy as np
 from generator import noise, shaping
 from generator.relief import RegionalRelief
 from generator.worldmetric import canonical_cols, cols_per_world, ew_scale, spacing_ns_m
-from runtime.tiles import World
+from runtime.tiles import ANCHOR_LEVEL, World
 
 
 def hinges(x: np.ndarray, fine_knot_m: float, coarse_knot_m: float) -> tuple[np.ndarray, np.ndarray]:
@@ -154,6 +154,7 @@ class FractalRefiner:
     version = "4"
     margin = 1
     channels = 4
+    min_level = ANCHOR_LEVEL  # coarsest level it refines to: its regional relief starts at the anchor
 
     def __init__(self, world: World | str = World.PLANE, config: FractalConfig = FractalConfig(),
                  spacing_scale: float = 1.0, device: str | None = None):

@@ -84,7 +84,9 @@ def cascade(refiner, coarse: np.ndarray, fine_spacing: float, k: int, seed: int)
         if refiner is None:
             z = cubic_refine(z).astype(np.float32)
             continue
-        level = nearest_level(s)
+        # Crops coarser than the anchor (GLOBE at K = 5, 6) run a refiner that starts at the
+        # anchor level at that level, with the true metres per sample as its spacing_scale.
+        level = max(nearest_level(s), getattr(refiner, "min_level", 1))
         refiner.spacing_scale = s / spacing_m(level)
         z = refine_grid(refiner, z, level, seed)
     return z

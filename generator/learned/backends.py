@@ -81,6 +81,12 @@ class TorchEager:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailable("torch backend asked for CUDA but torch.cuda.is_available() is False")
         self.net = copy.deepcopy(net).float().eval().to(self.device)
+        if self.device.type == "cuda" and type(self) is TorchEager:
+            # The float32 reference on a GPU: cuDNN's default TF32 convolutions move a tile
+            # by ~9 mm between a batch of 1 and of 256 (measured on an H100); full float32
+            # keeps it within DESIGN.md's 1 mm. Process-wide, like every torch backend flag.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.k = net.config.noise_channels
 
     @torch.no_grad()
