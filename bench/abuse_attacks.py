@@ -291,4 +291,4 @@ def attack_main(name: str, url: str, duration_s: float, out) -> None:
             pass
 
     asyncio.run(go())
-    out.put(tally.__dict__)
+    out.put(tally.__dict__ | {"cpu_s": time.process_time()})  # the attacker's CPU, all its threads
