@@ -68,11 +68,14 @@ class ServerConfig:
     # the loop's thread CPU sustained, loop_burst_s above it; beyond, its reading pauses.
     loop_share: float = 0.05
     loop_burst_s: float = 0.025
+    # A connection paused on every message for this long (it sends faster than its share,
+    # without a break) is closed 1008: its backlog in TCP would keep the server busy long after.
+    loop_overuse_s: float = 3.0
 
     def __post_init__(self):
-        if not 0.0 < self.loop_share <= 1.0 or not 0.0 < self.loop_burst_s <= 10.0:
-            raise ValueError(f"loop_share must be in (0, 1] and loop_burst_s in (0, 10] s, "
-                             f"got {self.loop_share}, {self.loop_burst_s}")
+        if not 0.0 < self.loop_share <= 1.0 or not 0.0 < self.loop_burst_s <= 10.0 or self.loop_overuse_s <= 0:
+            raise ValueError(f"loop_share must be in (0, 1], loop_burst_s in (0, 10] s and loop_overuse_s > 0, "
+                             f"got {self.loop_share}, {self.loop_burst_s}, {self.loop_overuse_s}")
         if not 0.0 < self.hello_timeout_s <= 3600.0:
             raise ValueError(f"hello_timeout_s must be in (0, 3600] s, got {self.hello_timeout_s}")
         for name in ("max_connections", "max_unauthenticated", "write_limit_bytes", "max_output_bytes",
@@ -125,6 +128,7 @@ class TileServer:
         self.hello_timeouts = 0
         self.read_pauses = 0  # times a client's reading paused because it did not read its answers
         self.loop_pauses = 0  # times a client's reading paused because it used its share of the event loop
+        self.overuse_closes = 0  # connections closed 1008 for using more than their share for loop_overuse_s
         self.closers: set[asyncio.Task] = set()  # closing handshakes started from outside a handler
         self.port: int | None = None
         self._server = None
@@ -198,6 +202,7 @@ class TileServer:
             "hello_timeouts": self.hello_timeouts,
             "read_pauses": self.read_pauses,
             "loop_pauses": self.loop_pauses,
+            "overuse_closes": self.overuse_closes,
             "held_bytes": self.held_bytes(),
             **self.service.stats().as_dict(),
         }
@@ -253,6 +258,7 @@ class _Connection:
         self._received_at = 0.0  # loop time the message being handled was taken from the socket
         self.loop_debt_s = 0.0  # event-loop CPU used beyond this connection's share (_charge_loop)
         self.loop_pauses = 0  # times its reading paused for that
+        self._over_since: float | None = None  # loop time since which every message needed a pause
         self._debt_at = 0.0  # loop time loop_debt_s was last brought up to date
         self._cached_at: dict[TileKey, float] = {}  # with a probe: LRU hits not yet sent -> receipt
 
@@ -298,7 +304,12 @@ class _Connection:
                         await self.ws.close(1013, "server full or connection evicted; try again")
                         return
                 self.wake.set()
-                await asyncio.sleep(self._charge_loop(time.thread_time() - cpu0))  # 0: one message per turn
+                pause = self._charge_loop(time.thread_time() - cpu0)
+                if self._over_since is not None and loop.time() - self._over_since > self.server.config.loop_overuse_s:
+                    self.server.overuse_closes += 1
+                    await self.ws.close(1008, "sends faster than its share of the server, without a break")
+                    return
+                await asyncio.sleep(pause)  # 0: one message per turn, frames already read never hog the loop
                 # A client that asks and does not read: stop reading it until its answers drain.
                 while self.output_bytes() > self.server.config.max_output_bytes and not sender.done():
                     if not self.reading_paused:
@@ -324,7 +335,10 @@ class _Connection:
         self.loop_debt_s = max(0.0, self.loop_debt_s - (now - self._debt_at) * cfg.loop_share) + cpu_s
         self._debt_at = now
         if self.loop_debt_s <= cfg.loop_burst_s:
+            self._over_since = None
             return 0.0
+        if self._over_since is None:
+            self._over_since = now
         self.loop_pauses += 1
         self.server.loop_pauses += 1
         return (self.loop_debt_s - cfg.loop_burst_s) / cfg.loop_share

@@ -392,6 +392,7 @@ class ServerSession:
         in ``queued_bytes``)."""
         out, self.outbox = self.outbox, []
         self.outbox_bytes = 0
+        self.last_sent = None
         n = 0
         while self._queue and self.credits > 0 and (max_tiles is None or n < max_tiles):
             _, _, key, frame = heapq.heappop(self._queue)

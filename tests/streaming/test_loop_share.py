@@ -27,6 +27,7 @@ def _bare_connection(share: float, burst_s: float) -> _Connection:
     server = SimpleNamespace(config=ServerConfig(loop_share=share, loop_burst_s=burst_s), loop_pauses=0)
     conn = _Connection.__new__(_Connection)
     conn.server, conn.loop_debt_s, conn.loop_pauses, conn._debt_at = server, 0.0, 0, 0.0
+    conn._over_since = None
     return conn
 
 
@@ -58,7 +59,7 @@ def test_a_request_cancel_flood_is_read_at_its_share_and_a_light_client_never_wa
     for a few tiles beside it is never paused and gets them."""
 
     async def main():
-        cfg = ServerConfig(loop_share=0.01, loop_burst_s=0.002)
+        cfg = ServerConfig(loop_share=0.01, loop_burst_s=0.002, loop_overuse_s=600.0)
         async with loopback_server(SyntheticSource(), server_config=cfg,
                                    service_config=ServiceConfig(batch_wait_s=0.0)) as (srv, url):
             flood = await connect(url, compression=None, max_size=MAX_TILE_FRAME_BYTES)
@@ -84,6 +85,40 @@ def test_a_request_cancel_flood_is_read_at_its_share_and_a_light_client_never_wa
     got, pauses = run(main())
     assert [m["type"] for m in got] == ["tile"] * 3
     assert pauses["flood"] >= 1 and pauses["good"] == 0, pauses
+
+
+def test_a_connection_over_its_share_without_a_break_is_closed_1008_and_its_work_dropped():
+    """A flood that never stops would leave a backlog in TCP that keeps the server busy long
+    after (its requests read, its cancels still waiting): after loop_overuse_s of pauses on
+    every message it is closed 1008, and its queued keys leave the generator queue."""
+
+    async def main():
+        src = SyntheticSource()
+        src.gate.clear()  # the generator holds its first call: the flood's keys stay queued
+        cfg = ServerConfig(loop_share=0.01, loop_burst_s=0.002, loop_overuse_s=0.2)
+        async with loopback_server(src, server_config=cfg,
+                                   service_config=ServiceConfig(batch_wait_s=0.0)) as (srv, url):
+            flood = await connect(url, compression=None, max_size=MAX_TILE_FRAME_BYTES)
+            await flood.send(HELLO)
+            await flood.recv()
+            try:
+                for r in range(60):  # requests only: the queue grows until the close
+                    await flood.send(P.pack({"type": "request", "keys": [[14, 1000 * r + i, 7000] for i in range(8)]}))
+            except Exception:  # closed while sending: what this test waits for
+                pass
+            async with asyncio.timeout(30):
+                await flood.wait_closed()
+            code = flood.close_code
+            async with asyncio.timeout(30):
+                while srv.connections:
+                    await asyncio.sleep(0.01)
+            st = srv.stats()
+            src.gate.set()
+            return code, st
+
+    code, st = run(main())
+    assert code == 1008 and st["overuse_closes"] == 1 and st["loop_pauses"] >= 2, (code, st)
+    assert st["queued"] == 0 and st["waiting_keys"] <= 16, st  # at most the batch the held call took
 
 
 def test_height_admission_holds_the_owners_tile_budget_until_released_once():
