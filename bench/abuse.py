@@ -57,6 +57,7 @@ from serve import ServerProcess  # noqa: E402 (bench/serve.py)
 
 from runtime.tiles import TileKey  # noqa: E402
 from streaming.client import TileClient  # noqa: E402
+from streaming.probe import Probe, quantile_ms  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -150,8 +151,38 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs) * 1000.0, q)) if xs else float("nan")
 
 
+def diagnose(before: dict, after: dict, phase_s: float) -> dict:
+    """Where the phase's time went, from two ``stats`` answers of the good client's
+    connection: its generator lane (``lane``: key steps, generator calls its finished keys
+    waited through), the server's generator calls, and with ``--probe`` the server's
+    event-loop lag, GIL waits, LRU-hit request-to-send times and CPU per thread."""
+    before, after = before.get("server", {}), after.get("server", {})
+    la, lb = after.get("lane", {}), before.get("lane", {})
+    d = {k: la.get(k, 0) - lb.get(k, 0) for k in ("key_steps", "generator_s", "keys_done", "calls_waited", "wait_s")}
+    out = {f"lane_{k}": round(v, 3) for k, v in d.items()}
+    out["generator_calls"] = after.get("batches", 0) - before.get("batches", 0)
+    out["preempted"] = after.get("preempted", 0) - before.get("preempted", 0)
+    out["dropped_cancelled"] = after.get("dropped_cancelled", 0) - before.get("dropped_cancelled", 0)
+    # calls of every lane per key step of the good lane while its keys waited: ~ lanes sharing
+    out["lane_calls_per_own_step"] = round(d["calls_waited"] / d["key_steps"], 2) if d["key_steps"] else None
+    pa, pb = after.get("probe"), before.get("probe")
+    if pa and pb:
+        out["gc_n"] = sum(pa["gc"]["counts"]) - sum(pb["gc"]["counts"])
+        out["gc_s"] = round(pa["gc"]["total_s"] - pb["gc"]["total_s"], 3)
+        out["gc2_n"] = sum(pa["gc2"]["counts"]) - sum(pb["gc2"]["counts"])
+        out["gc2_s"] = round(pa["gc2"]["total_s"] - pb["gc2"]["total_s"], 3)
+        for name in ("loop_lag", "gil_wait", "cached_send", "gc"):
+            for q in (50, 99):
+                out[f"{name}_p{q}_ms"] = quantile_ms(pa[name]["counts"], pb[name]["counts"], q / 100)
+        ta, tb = pa["threads"], pb["threads"]
+        out["threads_cpu_s"] = {n: round(v[0] - tb.get(n, [0, 0])[0], 2) for n, v in ta.items()}
+        out["threads_runq_s"] = {n: round(v[1] - tb.get(n, [0, 0])[1], 2) for n, v in ta.items()}
+    return out
+
+
 async def main_async(args) -> dict:
-    server = start_server(args.cache_mb, args.gen_cache_mb, tuple(args.server_arg))
+    extra = (*args.server_arg, *(["--probe"] if args.probe else []))
+    server = start_server(args.cache_mb, args.gen_cache_mb, extra)
     rss_log: list[tuple[float, str, float]] = []
     t0 = time.monotonic()
     phase_name = ["start"]
@@ -163,6 +194,8 @@ async def main_async(args) -> dict:
             await asyncio.sleep(0.25)
 
     sampler = asyncio.create_task(sample_rss())
+    me = Probe()  # this process's (the good client's) own event-loop lag and CPU waits
+    lag_task = asyncio.create_task(me._lag())
     good = Good(server.url)
     rows = []
     try:
@@ -179,8 +212,14 @@ async def main_async(args) -> dict:
                 q = ctx.Queue()
                 proc = ctx.Process(target=attack_main, args=(name, server.url, args.phase_s, q), daemon=True)
                 proc.start()
+            stats0 = await good.client.stats()
+            mine0 = {"loop_lag": me.loop_lag.as_dict(), "threads": me.threads()}
             start = time.monotonic()
             await good.run(start + args.phase_s)
+            diag = diagnose(stats0, await good.client.stats(), args.phase_s)
+            mine1 = {"loop_lag": me.loop_lag.as_dict(), "threads": me.threads()}
+            diag["client_loop_lag_p99_ms"] = quantile_ms(mine1["loop_lag"]["counts"], mine0["loop_lag"]["counts"], 0.99)
+            diag["client_runq_s"] = round(mine1["threads"]["MainThread"][1] - mine0["threads"]["MainThread"][1], 2)
             if proc is not None:
                 tally = await asyncio.get_running_loop().run_in_executor(None, q.get, True, args.phase_s + 60)
                 proc.join(10)
@@ -208,10 +247,13 @@ async def main_async(args) -> dict:
                     "absurd_errors_read": tally.get("errors_read", 0),
                     "absurd_non_errors": tally.get("non_error_answers", 0),
                     "load_1min": os.getloadavg()[0],  # the machine's, other jobs included
+                    "diag": diag,
+                    "attacker_cpu_s": round(tally.get("cpu_s", 0.0), 2),
                 }
             )
         await good.client.close()
     finally:
+        lag_task.cancel()
         stop_sampling.set()
         await sampler
         err = server.stop()
@@ -246,6 +288,8 @@ def main() -> int:
     ap.add_argument("--server-log", default=None, help="write the server's stderr here")
     ap.add_argument("--server-arg", action="append", default=[],
                     help="one more `serve` argument, repeatable (e.g. --server-arg=--step-ms --server-arg=0)")
+    ap.add_argument("--probe", action="store_true",
+                    help="serve --probe: the server's loop lag, GIL waits and CPU per thread per phase")
     ap.add_argument("--fill", type=int, default=48, help="random tiles fetched before the baseline")
     ap.add_argument("--only", default=",".join(ATTACKS), help=f"comma-separated subset of {','.join(ATTACKS)}")
     args = ap.parse_args()
@@ -276,6 +320,23 @@ def main() -> int:
         f"caps: cached p99 <= {res['cached_cap_ms']:.1f} ms, uncached p99 <= {res['uncached_cap_ms']:.1f} ms; "
         f"closes 1011: {res['closes_1011']}; server 'connection handler failed': {res['server_internal_errors']}"
     )
+    print(f"{'phase':<17} lane: steps keys calls/step wait_s | gen calls | loop lag p50/p99 gil p99 "
+          "hit->send p50/p99 ms | CPU s (run-queue s) per thread | client: loop lag p99 ms, run-queue s; "
+          "attacker CPU s")
+    for r in res["rows"]:
+        d = r["diag"]
+        line = (f"{r['phase']:<17} {d['lane_key_steps']:5} {d['lane_keys_done']:4} "
+                f"{d['lane_calls_per_own_step'] if d['lane_calls_per_own_step'] is not None else '-':>10} "
+                f"{d['lane_wait_s']:6.1f} | {d['generator_calls']:5}")
+        if "loop_lag_p99_ms" in d:
+            cpu = " ".join(f"{n}:{c:.1f}({d['threads_runq_s'].get(n, 0):.1f})"
+                           for n, c in sorted(d["threads_cpu_s"].items()) if c >= 0.05)
+            line += (f" | {d['loop_lag_p50_ms']:.1f}/{d['loop_lag_p99_ms']:.1f} {d['gil_wait_p99_ms']:.1f} "
+                     f"{d['cached_send_p50_ms']:.1f}/{d['cached_send_p99_ms']:.1f} | {cpu}")
+        if "gc_n" in d:
+            line += (f" | gc {d['gc_n']} x, {d['gc_s'] * 1000:.0f} ms, p99 {d['gc_p99_ms']:.1f}; "
+                     f"full {d['gc2_n']} x {d['gc2_s'] * 1000:.0f} ms")
+        print(line + f" | {d['client_loop_lag_p99_ms']:.1f} {d['client_runq_s']:.1f}; {r['attacker_cpu_s']}")
     tl = res["rss_timeline"]
     print("RSS MB over time (every ~2 s): " + " ".join(f"{t:.0f}s:{r:.0f}" for t, _, r in tl[::8]))
     print(json.dumps({k: v for k, v in res.items() if k != "rss_timeline"} | {"rss_timeline_s_phase_mb": tl[::4]}))

@@ -19,8 +19,13 @@ if that is later. A lane that was idle may so take up to ``idle_credit`` of cost
 the backlogged lanes get another turn (on a preemptible server: a light client's key of a
 few short steps is not cut by a turn of every lane per step); a lane that stays busy, or
 empties and refills at once, keeps its own finish and gains nothing. A lane never seen
-before starts at the virtual time (no credit, as CFS places new tasks): opening many
-connections at once, or one per request, buys nothing.
+before gets no credit and starts ``new_debit`` after the virtual time (CFS's START_DEBIT:
+a new task starts one slice behind; with no debit it starts at the virtual time and wins
+ties, as an idle lane does, so a one-off client of a non-preemptive server is served
+next): opening many
+connections at once, or one per request, buys nothing, and each new lane waits for the
+turn of the lanes already known (a client that connects, asks and leaves over and over
+never goes before the client that stays).
 
 ``remove`` takes an item out at once (lazy deletion: its heap entry is marked dead and
 a lane is compacted when more than half of it is dead), so the queue never holds more
@@ -39,10 +44,11 @@ _MAX_IDLE_LANES = 1024  # finishes of emptied lanes kept beyond the active ones 
 
 
 class FairQueue:
-    def __init__(self, idle_credit: float = 0.0):
-        if idle_credit < 0:
-            raise ValueError(f"idle_credit must be >= 0, got {idle_credit}")
+    def __init__(self, idle_credit: float = 0.0, new_debit: float = 0.0):
+        if idle_credit < 0 or new_debit < 0:
+            raise ValueError(f"idle_credit and new_debit must be >= 0, got {idle_credit}, {new_debit}")
         self.idle_credit = idle_credit
+        self.new_debit = new_debit
         # entry: [-priority, seq, item]; item is _DEAD once removed
         self._lanes: dict[Hashable, list[list]] = {}
         self._live: dict[Hashable, int] = {}  # live entries per lane
@@ -70,8 +76,8 @@ class FairQueue:
             lane = self._lanes[owner] = []
             self._live[owner] = 0
             finish = self._finish.pop(owner, None)
-            if finish is None:  # a lane never seen (or long forgotten): no credit, like CFS's new tasks
-                self._set_tag(owner, self._vtime, idle=True)
+            if finish is None:  # a lane never seen (or long forgotten): behind the current turn
+                self._set_tag(owner, self._vtime + self.new_debit, idle=not self.new_debit)
             else:
                 self._set_tag(owner, max(finish, self._floor()), idle=finish <= self._vtime)
         entry = [-priority, -next(self._seq) if first else next(self._seq), item]

@@ -297,7 +297,8 @@ class HeightService:
         whose bare-earth heights are ``ground_m`` (n,): ``runtime.ground.water_at`` with the
         ``WATER_CONTEXT_LEVEL`` field (a few coarse tiles, generated when missing)."""
         lv = WATER_CONTEXT_LEVEL
-        grids = await self._ensure(set(keys_at(self.world, lv, points)), owner)
+        pairs, _ = unique_tiles(self.world, lv, points)  # vectorised: no TileKey per point
+        grids = await self._ensure({TileKey(lv, int(x), int(y)) for x, y in pairs}, owner)
         context_m, _ = heights_at(self.world, lv, points, grids)
         lake_m = None if self.lakes is None else self.lakes(points)
         water_m, is_water = water_at(self.world, ground_m, context_m, lake_m)
@@ -347,7 +348,15 @@ class HeightService:
         for another surface, or a level without buildings). ``owner``: the fair-queue lane
         missing tiles are generated in (the asking connection). Raises HeightLimitError
         (nothing generated) when the points need more than ``max_tiles`` distinct tiles, or
-        the connection already waits for that many."""
+        the connection already waits for that many. ``admit`` then ``answer``, in one call."""
+        return await self.answer(self.admit(points, mode, level, owner, surface))
+
+    def admit(self, points: np.ndarray, mode: str = "best", level: int | None = None, owner=None,
+              surface: str = "bare") -> HeightPlan:
+        """The synchronous part of ``query``: every check and refusal (HeightLimitError,
+        BadHeightQuery), and the tiles ``owner`` now waits for registered. The server runs it
+        where the asking connection's event-loop time is counted, so a client whose queries
+        are refused pays for the refusals; ``answer`` the plan (or ``release`` it)."""
         busy = self._generating.get(owner, 0)
         if owner is not None and busy >= self.config.max_tiles:  # refused before any work
             raise HeightLimitError(
@@ -361,15 +370,19 @@ class HeightService:
         self._over_limit(len(pairs), f"at level {target}")  # before building thousands of keys
         needed = {TileKey(target, int(x), int(y)) for x, y in pairs}
         missing = sum(1 for k in needed if not self.held(k))
-        busy = self._generating.get(owner, 0)  # again: other queries may have registered meanwhile
         if owner is not None and missing and busy + missing > self.config.max_tiles:
             raise HeightLimitError(
                 f"these points need {missing} new tiles while this connection's height queries wait "
                 f"for {busy}; at most {self.config.max_tiles} at a time"
             )
         self._generating[owner] = busy + missing
+        return HeightPlan(self, pts, target, needed, missing, owner, surface)
+
+    async def answer(self, plan: HeightPlan) -> dict[str, np.ndarray]:
+        """The answer to an admitted query (``query``'s dictionary); releases the plan."""
+        pts, target, surface, owner = plan.points, plan.level, plan.surface, plan.owner
         try:
-            grids = await self._ensure(needed, owner)
+            grids = await self._ensure(plan.needed, owner)
             loop = asyncio.get_running_loop()
             h, nrm = await loop.run_in_executor(self._math, heights_at, self.world, target, pts, grids)
             water_m, is_water = await self.water(pts, h, owner)
@@ -378,9 +391,7 @@ class HeightService:
                 roof, on = await loop.run_in_executor(self._math, building_surface, self.world, target, pts,
                                                       grids, footprints)
         finally:
-            left = self._generating.pop(owner, 0) - missing
-            if left > 0:
-                self._generating[owner] = left
+            plan.release()
         out = {"height_m": h, "normal": nrm, "level": np.full(len(pts), target, np.int32),
                "water_m": water_m, "is_water": is_water}
         if surface == "buildings":
@@ -389,3 +400,25 @@ class HeightService:
             out["normal"] = np.where(on[:, None], np.array([0.0, 0.0, 1.0]), nrm)
             out["on_building"] = on.astype(np.uint8)
         return out
+
+    def _unregister(self, owner, missing: int) -> None:
+        left = self._generating.pop(owner, 0) - missing
+        if left > 0:
+            self._generating[owner] = left
+
+
+class HeightPlan:
+    """An admitted height query (``HeightService.admit``): its points (n, 2) float64, its
+    level, the tiles it needs, and how many of them its owner's budget holds until
+    ``release`` (idempotent: called by ``answer``, or by whoever drops the plan unanswered)."""
+
+    def __init__(self, service: HeightService, points: np.ndarray, level: int, needed: set[TileKey],
+                 missing: int, owner, surface: str):
+        self.service, self.points, self.level, self.needed = service, points, level, needed
+        self.missing, self.owner, self.surface = missing, owner, surface
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self.service._unregister(self.owner, self.missing)

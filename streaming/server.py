@@ -19,7 +19,10 @@ import asyncio
 import gc
 import http
 import logging
+import os
 import signal
+import threading
+import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,6 +36,7 @@ from runtime.tiles import TileKey
 from streaming import protocol as P
 from streaming.admission import Admission
 from streaming.heights import BadHeightQuery, HeightLimitError, HeightService
+from streaming.probe import Probe
 from streaming.session import (
     Cancel,
     Close,
@@ -60,8 +64,18 @@ class ServerConfig:
     max_output_bytes: int = 1 << 20  # unsent answers/errors/stats per client before reading pauses
     read_chunk_bytes: int = 16 << 10  # bytes read from a socket per turn: ~2,300 tiny frames parsed at most
     initial_credits: int = 64  # when the client's hello names none
+    # Event-loop time per connection (its messages, height admissions): at most loop_share of
+    # the loop's thread CPU sustained, loop_burst_s above it; beyond, its reading pauses.
+    loop_share: float = 0.05
+    loop_burst_s: float = 0.025
+    # A connection paused on every message for this long (it sends faster than its share,
+    # without a break) is closed 1008: its backlog in TCP would keep the server busy long after.
+    loop_overuse_s: float = 3.0
 
     def __post_init__(self):
+        if not 0.0 < self.loop_share <= 1.0 or not 0.0 < self.loop_burst_s <= 10.0 or self.loop_overuse_s <= 0:
+            raise ValueError(f"loop_share must be in (0, 1], loop_burst_s in (0, 10] s and loop_overuse_s > 0, "
+                             f"got {self.loop_share}, {self.loop_burst_s}, {self.loop_overuse_s}")
         if not 0.0 < self.hello_timeout_s <= 3600.0:
             raise ValueError(f"hello_timeout_s must be in (0, 3600] s, got {self.hello_timeout_s}")
         for name in ("max_connections", "max_unauthenticated", "write_limit_bytes", "max_output_bytes",
@@ -98,8 +112,10 @@ class TileServer:
         allowed_origins: Iterable[str] | None = None,
         config: ServerConfig = ServerConfig(),
         http: HttpHandler | None = None,
+        probe: Probe | None = None,
     ):
         self.info = info
+        self.probe = probe  # latency counters in every stats answer (``serve --probe``)
         self.http = http
         self.service = service
         self.heights = heights
@@ -111,6 +127,8 @@ class TileServer:
         self.connections_total = 0
         self.hello_timeouts = 0
         self.read_pauses = 0  # times a client's reading paused because it did not read its answers
+        self.loop_pauses = 0  # times a client's reading paused because it used its share of the event loop
+        self.overuse_closes = 0  # connections closed 1008 for using more than their share for loop_overuse_s
         self.closers: set[asyncio.Task] = set()  # closing handshakes started from outside a handler
         self.port: int | None = None
         self._server = None
@@ -122,6 +140,8 @@ class TileServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Start listening; returns the bound port."""
         await self.service.start()
+        if self.probe is not None:
+            self.probe.start()
         self._server = await serve(
             self._handle,
             host,
@@ -144,6 +164,8 @@ class TileServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self.probe is not None:
+            self.probe.stop()
         await self.service.close()
 
     def _admit(self, ws: ServerConnection, request):
@@ -179,11 +201,15 @@ class TileServer:
             "refused_full": self.admission.refused,
             "hello_timeouts": self.hello_timeouts,
             "read_pauses": self.read_pauses,
+            "loop_pauses": self.loop_pauses,
+            "overuse_closes": self.overuse_closes,
             "held_bytes": self.held_bytes(),
             **self.service.stats().as_dict(),
         }
         if self.service.store is not None:
             out.update({f"store_{k}": v for k, v in self.service.store.stats().__dict__.items()})
+        if self.probe is not None:
+            out["probe"] = self.probe.as_dict()
         return out
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -229,6 +255,12 @@ class _Connection:
         self.authenticated = False
         self.reading_paused = False  # True while this client's unsent answers exceed its budget
         self._closing = False
+        self._received_at = 0.0  # loop time the message being handled was taken from the socket
+        self.loop_debt_s = 0.0  # event-loop CPU used beyond this connection's share (_charge_loop)
+        self.loop_pauses = 0  # times its reading paused for that
+        self._over_since: float | None = None  # loop time since which every message needed a pause
+        self._debt_at = 0.0  # loop time loop_debt_s was last brought up to date
+        self._cached_at: dict[TileKey, float] = {}  # with a probe: LRU hits not yet sent -> receipt
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close this connection from outside its reader (eviction, hello deadline)."""
@@ -254,6 +286,8 @@ class _Connection:
         sender = None  # started by the first message: a silent connection costs no task
         try:
             async for data in self.ws:
+                self._received_at = loop.time()
+                cpu0 = time.thread_time()
                 if sender is None:
                     sender = asyncio.create_task(self._send_loop())
                     self.tasks.add(sender)
@@ -270,7 +304,12 @@ class _Connection:
                         await self.ws.close(1013, "server full or connection evicted; try again")
                         return
                 self.wake.set()
-                await asyncio.sleep(0)  # one message per turn: frames already buffered never hog the loop
+                pause = self._charge_loop(time.thread_time() - cpu0)
+                if self._over_since is not None and loop.time() - self._over_since > self.server.config.loop_overuse_s:
+                    self.server.overuse_closes += 1
+                    await self.ws.close(1008, "sends faster than its share of the server, without a break")
+                    return
+                await asyncio.sleep(pause)  # 0: one message per turn, frames already read never hog the loop
                 # A client that asks and does not read: stop reading it until its answers drain.
                 while self.output_bytes() > self.server.config.max_output_bytes and not sender.done():
                     if not self.reading_paused:
@@ -284,6 +323,25 @@ class _Connection:
                     return
         finally:
             deadline.cancel()
+
+    def _charge_loop(self, cpu_s: float) -> float:
+        """Charge ``cpu_s`` of the event loop's thread to this connection; the seconds its
+        reading must pause (0 within its share). A token bucket: the debt drains at
+        ``loop_share`` s per s, and may reach ``loop_burst_s``; a client above it (a flood of
+        requests and cancels, of refused height queries) is read only as fast as its share,
+        the rest waits in TCP, and the loop stays free for everyone else's messages."""
+        cfg = self.server.config
+        now = asyncio.get_running_loop().time()
+        self.loop_debt_s = max(0.0, self.loop_debt_s - (now - self._debt_at) * cfg.loop_share) + cpu_s
+        self._debt_at = now
+        if self.loop_debt_s <= cfg.loop_burst_s:
+            self._over_since = None
+            return 0.0
+        if self._over_since is None:
+            self._over_since = now
+        self.loop_pauses += 1
+        self.server.loop_pauses += 1
+        return (self.loop_debt_s - cfg.loop_burst_s) / cfg.loop_share
 
     def _act(self, event) -> None:
         if isinstance(event, Want):
@@ -299,13 +357,18 @@ class _Connection:
                 if fut is not None:
                     self.service.release(key, fut)
         elif isinstance(event, HeightQuery):
-            self._spawn(self._answer_height(event))
+            self._admit_height(event)
         elif isinstance(event, StatsQuery):
-            self.session.send_stats(self.server.stats())
+            lane = self.service.lane_stats(self)  # this connection's share of the generator
+            self.session.send_stats(self.server.stats() | {"lane": lane})
 
     def _fetch(self, key: TileKey, prio: float) -> None:
         frame = self.service.get_now(key)
         if frame is not None:
+            if self.server.probe is not None:
+                if len(self._cached_at) >= 1024:  # hits never sent (cancelled): start over
+                    self._cached_at.clear()
+                self._cached_at[key] = self._received_at
             self.session.tile_ready(key, frame)
             self.wake.set()
             return
@@ -341,24 +404,37 @@ class _Connection:
         # bounded queue (ws.send waits while the buffer is above write_limit).
         while frames := self.session.next_frames(max_tiles=1):
             self.sending_bytes = sum(len(f) for f in frames)
+            key = self.session.last_sent
             for frame in frames:
                 await self.ws.send(frame)
                 self.sending_bytes -= len(frame)
                 self.sent.set()
                 await asyncio.sleep(0)  # one frame per turn: a long outbox never hogs the loop
+            t = self._cached_at.pop(key, None) if self._cached_at else None
+            if t is not None:  # an LRU hit: receipt of its request to its frame handed over
+                self.server.probe.cached_send.add(asyncio.get_running_loop().time() - t)
 
-    async def _answer_height(self, q: HeightQuery) -> None:
+    def _admit_height(self, q: HeightQuery) -> None:
+        """Check a height query now (its cost and any refusal counted to this connection's
+        event-loop share); answer it in a task."""
         heights = self.server.heights
         if heights is None:
             self.session.height_failed(q.request_id, P.ErrorCode.UNKNOWN_TYPE, "height queries are not served here")
-            self.wake.set()
             return
         try:
-            res = await heights.query(q.points, q.mode, q.level, owner=self, surface=q.surface)
+            plan = heights.admit(q.points, q.mode, q.level, owner=self, surface=q.surface)
         except HeightLimitError as exc:
             self.session.height_failed(q.request_id, P.ErrorCode.LIMIT, str(exc))
+            return
         except BadHeightQuery as exc:
             self.session.height_failed(q.request_id, P.ErrorCode.MALFORMED, str(exc))
+            return
+        task = self._spawn(self._answer_height(q, plan))
+        task.add_done_callback(lambda _t: plan.release())  # also when cancelled before it ran
+
+    async def _answer_height(self, q: HeightQuery, plan) -> None:
+        try:
+            res = await self.server.heights.answer(plan)
         except Exception as exc:  # a generator failure under these points
             log.warning("height query failed: %s", exc)
             self.session.height_failed(
@@ -368,10 +444,11 @@ class _Connection:
             self.session.height_answer(q.request_id, res)
         self.wake.set()
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     def cleanup(self) -> None:
         """The client is gone: cancel its tasks and give up its share of every pending tile."""
@@ -382,9 +459,22 @@ class _Connection:
         self.pending.clear()
 
 
-async def serve_forever(server: TileServer, host: str, port: int) -> None:
+def set_thread_nice(nice: int, what: str) -> bool:
+    """Give the calling thread the scheduling priority ``nice`` (Linux: per thread; -20..19,
+    lower first). A negative value needs CAP_SYS_NICE: without it a warning, and False."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        return True
+    except (OSError, AttributeError) as exc:  # no permission, or no setpriority (not Unix)
+        log.warning("cannot set the %s thread's nice to %d: %s", what, nice, exc)
+        return False
+
+
+async def serve_forever(server: TileServer, host: str, port: int, loop_nice: int = 0) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly. Prints the websocket URL as the
-    first line (scripts read the port from it), then the HTTP entry points if any."""
+    first line (scripts read the port from it), then the HTTP entry points if any.
+    ``loop_nice``: the event loop thread's nice (e.g. -5: it gets a CPU before the
+    generator's and other processes' threads; see docs/DECISIONS.md)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -394,6 +484,8 @@ async def serve_forever(server: TileServer, host: str, port: int) -> None:
     # out of the collector's way, so that a full collection under a flood of short-lived
     # objects costs ~10 ms, not ~100 ms of every client's latency.
     gc.freeze()
+    if loop_nice:
+        set_thread_nice(loop_nice, "event loop")
     print(
         f"worldstream serving {server.info.world} seed={server.info.seed} model={server.info.model} "
         f"on ws://{host}:{bound}",

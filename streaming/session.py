@@ -112,6 +112,7 @@ class ServerSession:
         self.heights_in_flight = 0
         self.sent_tiles = 0
         self.sent_bytes = 0
+        self.last_sent: TileKey | None = None  # the tile next_frames handed out last
         self.errors_sent = 0
         self.layers: frozenset[str] = frozenset()  # payload layers this client asked for and gets
 
@@ -391,6 +392,7 @@ class ServerSession:
         in ``queued_bytes``)."""
         out, self.outbox = self.outbox, []
         self.outbox_bytes = 0
+        self.last_sent = None
         n = 0
         while self._queue and self.credits > 0 and (max_tiles is None or n < max_tiles):
             _, _, key, frame = heapq.heappop(self._queue)
@@ -400,6 +402,7 @@ class ServerSession:
                 continue
             n += 1
             self.credits -= 1
+            self.last_sent = key
             self.sent_tiles += 1
             self.sent_bytes += len(frame)
             out.append(frame)

@@ -214,7 +214,10 @@ class TileService:
         # One lane per requester (connection). With steps, a lane that was idle may take
         # ``idle_credit_s`` of steps in a row (sleeper credit, as in Linux's CFS): a light
         # client's key of a few steps is not cut by a turn of every backlogged lane per step.
-        self._queue = FairQueue(idle_credit=config.idle_credit_s if self.prepare is not None else 0.0)
+        # A lane never seen starts one step behind the current turn (``FairQueue.new_debit``).
+        stepped = self.prepare is not None
+        self._queue = FairQueue(idle_credit=config.idle_credit_s if stepped else 0.0,
+                                new_debit=config.step_s if stepped else 0.0)
         self._wake: asyncio.Event | None = None
         self._encoding: asyncio.Semaphore | None = None
         # Generated tiles waiting for a mesh worker: (-priority, seq, key, fields), the most
@@ -230,6 +233,11 @@ class TileService:
         self._tasks: set[asyncio.Task] = set()
         self._key_s = 0.0  # moving average of generator seconds per key
         self._trimmer = Trimmer(config.trim_interval_s)
+        # Per lane (owner): what it got from the generator, to check fair shares from outside
+        # (``lane_stats``): [key steps, generator s, keys finished, generator calls its
+        # finished keys waited through, seconds they waited]; the oldest half dropped beyond 4,096.
+        self._lane_n: dict[Hashable, list[float]] = {}
+        self._claimed: dict[TileKey, tuple[int, float]] = {}  # key -> (generator calls, loop s) at claim
         self._n = dict(
             requests=0,
             lru_hits=0,
@@ -378,6 +386,7 @@ class TileService:
             return key not in self._queue and key not in self._busy
         self._prio[key] = priority
         self._owner[key] = owner
+        self._claimed[key] = (self._n["batches"], time.monotonic())
         return True
 
     def _wanted(self, key: TileKey) -> bool:
@@ -469,6 +478,10 @@ class TileService:
                 worked = next((i + 1 for i, r in enumerate(results) if r is _AGAIN), len(batch))
                 per_key = (loop.time() - t0) / worked
                 self._charge(owners, estimate_s, spent)
+                for owner, sec in zip(owners, spent, strict=True):
+                    lane = self._lane(owner)
+                    lane[0] += 1
+                    lane[1] += sec
                 self._key_s = per_key if self._key_s <= 0.0 else 0.7 * self._key_s + 0.3 * per_key
                 unfinished = [k for k, res in zip(batch, results, strict=True) if res is _AGAIN]
                 resumed = bool(unfinished)
@@ -601,6 +614,7 @@ class TileService:
     # -- results (event loop thread only) ------------------------------------------------
     def _finish(self, key: TileKey, frame: bytes) -> None:
         self._busy.discard(key)
+        self._done(key)
         self._remember(key, frame)
         for fut in self._waiters.pop(key, ()):
             if not fut.done():
@@ -611,6 +625,8 @@ class TileService:
         self._forget(key)
 
     def _give_fields(self, key: TileKey, fields: Fields) -> None:
+        if self._field_waiters.get(key):
+            self._done(key)
         for fut in self._field_waiters.pop(key, ()):
             if not fut.done():
                 fut.set_result(fields)
@@ -629,7 +645,34 @@ class TileService:
                     fut.set_exception(exc)
         self._forget(key)
 
+    def _lane(self, owner: Hashable) -> list[float]:
+        lane = self._lane_n.get(owner)
+        if lane is None:
+            if len(self._lane_n) >= 4096:  # connections come and go: keep the newest half
+                self._lane_n = dict(list(self._lane_n.items())[2048:])
+            lane = self._lane_n[owner] = [0, 0.0, 0, 0, 0.0]
+        return lane
+
+    def _done(self, key: TileKey) -> None:
+        """``key`` was answered: its lane's count of finished keys and what they waited."""
+        claimed = self._claimed.pop(key, None)
+        if claimed is not None:
+            lane = self._lane(self._owner.get(key))
+            lane[2] += 1
+            lane[3] += self._n["batches"] - claimed[0]
+            lane[4] += time.monotonic() - claimed[1]
+
+    def lane_stats(self, owner: Hashable) -> dict[str, float]:
+        """What ``owner``'s lane got: ``key_steps`` (generator calls that worked on one of its
+        keys, a key counted per call), ``generator_s`` (their seconds), ``keys_done`` (keys it
+        was answered, tiles or fields), ``calls_waited`` (generator calls, of every lane,
+        between each finished key's request and its answer, summed), ``wait_s`` (those waits).
+        With n lanes backlogged and fair turns, calls_waited ~ n x its own key steps."""
+        lane = self._lane_n.get(owner, [0, 0.0, 0, 0, 0.0])
+        return dict(zip(("key_steps", "generator_s", "keys_done", "calls_waited", "wait_s"), lane, strict=True))
+
     def _forget(self, key: TileKey) -> None:
+        self._claimed.pop(key, None)
         self._waiters.pop(key, None)
         self._field_waiters.pop(key, None)
         self._prio.pop(key, None)

@@ -80,7 +80,7 @@ def building_source(pyramid):
 def build_server(world: World | str, seed: int, refiner: str | None = None, token: str | None = None,
                  origins=None, store_dir: str | os.PathLike | None = None, service_config=None, limits=None,
                  gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, terrain_only: bool = False,
-                 features: bool = False):
+                 features: bool = False, probe: bool = False):
     """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
 
     ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
@@ -92,7 +92,8 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     threads); ``terrain_only``: no buildings and trees in the 3D Tiles GLBs (``http``) and no
     ``surface: "buildings"`` height queries (both are there by default);
     ``features``: serve the feature layer (``generator.layer``: land cover, buildings,
-    trees) to clients that ask for it in their hello (docs/PROTOCOL.md)."""
+    trees) to clients that ask for it in their hello (docs/PROTOCOL.md); ``probe``: latency
+    counters in every ``stats`` answer (``streaming.probe``)."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -137,4 +138,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         endpoints = HttpEndpoints(service, name=f"worldstream {world.value} seed {seed} ({pyr.model_id})",
                                   token=token, allowed_origins=origins, config=http, water=earth_water_mask,
                                   features=None if terrain_only else feature_source(pyr))
-    return TileServer(info, service, heights=heights, allowed_origins=origins, http=endpoints)
+    from streaming.probe import Probe
+
+    return TileServer(info, service, heights=heights, allowed_origins=origins, http=endpoints,
+                      probe=Probe() if probe else None)

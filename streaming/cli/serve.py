@@ -25,8 +25,8 @@ def cmd_serve(args) -> int:
     server = build_server(args.world, args.seed, args.refiner, args.token, args.origin, args.store, cfg,
                           gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20,
                           http=http, mesh_procs=args.mesh_procs, terrain_only=args.terrain_only,
-                          features=args.features)
-    asyncio.run(serve_forever(server, args.host, args.port))
+                          features=args.features, probe=args.probe)
+    asyncio.run(serve_forever(server, args.host, args.port, loop_nice=args.loop_nice))
     return 0
 
 
@@ -62,4 +62,9 @@ def register(sub) -> None:
                     help="no buildings or trees in 3D Tiles GLBs and no surface 'buildings' height queries")
     sp.add_argument("--features", action="store_true",
                     help="serve the feature layer (land cover, buildings, trees) to clients that ask for it")
+    sp.add_argument("--loop-nice", type=A.int_in(-20, 19, "loop-nice"), default=0,
+                    help="nice of the event loop thread (e.g. -5, needs CAP_SYS_NICE: cached answers get a CPU "
+                         "before generator work and other processes; 0: unchanged)")
+    sp.add_argument("--probe", action="store_true",
+                    help="add event-loop lag, GIL waits and CPU per thread to every stats answer (streaming/probe.py)")
     sp.set_defaults(func=cmd_serve)

@@ -115,8 +115,10 @@ def test_a_light_clients_tile_is_made_after_one_step_of_a_deep_height_query():
     rec = Recorder(_pyramid())
     answer, tile = run(_attack_and_fetch(rec, step_s=0.05))  # 50 blocks a step: GOOD needs 36
     others = [e for e in rec.made_before(GOOD) if GOOD not in e[1]]
-    # Of the attacker's work only the held step ran before GOOD; none of its tiles was finished.
-    assert len(others) == 1 and others[0][0] == "step", others
+    # Of the attacker's work only the held step and one more ran before GOOD (the good
+    # connection is a lane never seen: it starts one step behind, FairQueue.new_debit);
+    # none of the attacker's tiles was finished.
+    assert len(others) == 2 and {e[0] for e in others} == {"step"}, others
     # The deep tiles really ran in several steps, each put back unfinished, and all got made.
     deep_calls = [keys for what, keys, _ in rec.log if what == "step" and set(keys) & set(DEEP)]
     assert len(deep_calls) > len(DEEP), rec.log
@@ -243,9 +245,10 @@ def test_an_idle_lane_gets_two_steps_in_a_row_but_a_backlogged_one_does_not(cred
     assert all(a != b for a, b in zip(served, served[1:])) and set(served) == {"A", "B", "C"}, served
 
 
-def test_a_new_lane_gets_no_credit():
-    """Opening connections buys nothing: a lane never seen starts at the virtual time."""
-    q = FairQueue(idle_credit=0.09)
+def test_a_new_lane_gets_no_credit_and_waits_one_turn():
+    """Opening connections buys nothing: a lane never seen starts one step behind the
+    virtual time (new_debit, CFS's START_DEBIT), so it goes after the lanes' current turn."""
+    q = FairQueue(idle_credit=0.09, new_debit=0.03)
     for lane in "AB":
         for i in range(4):
             q.push(lane, (lane, i), 0.0)
@@ -253,6 +256,36 @@ def test_a_new_lane_gets_no_credit():
         item = q.pop(cost=0.03)
         q.push(item[0], item, 0.0, first=True)
     q.push("new", ("new", 0), 0.0)
-    assert q.pop(cost=0.03) == ("new", 0)  # an idle lane wins ties ...
+    first_two = [q.pop(cost=0.03) for _ in range(2)]
+    assert [lane for lane, _ in first_two] == ["A", "B"], first_two  # one turn of each known lane ...
+    for item in first_two:
+        q.push(item[0], item, 0.0, first=True)
+    assert q.pop(cost=0.03) == ("new", 0)  # ... then the new lane
     q.push("new", ("new", 0), 0.0, first=True)
-    assert q.pop(cost=0.03)[0] != "new"  # ... but takes no second step before the others' turns
+    assert q.pop(cost=0.03)[0] != "new"  # and no second step before the others' turns
+
+
+def test_connection_churn_cannot_starve_a_lane_that_stays():
+    """A client that connects, asks one key and leaves, over and over (connect_churn),
+    opens a new lane each time. Each starts one step behind the virtual time, so the
+    virtual time moves on as they are served and the client that stays gets a step after
+    at most two new lanes (a third of the steps, against none). Without the debit (new lanes at the virtual
+    time) every new lane would go first and the staying client would wait for all of them."""
+    for debit, max_between in ((0.03, 2), (0.0, 0)):
+        q = FairQueue(idle_credit=0.09, new_debit=debit)
+        served_good, between, worst = 0, 0, 0
+        for i in range(400):  # per step: a churned connection arrives with one key
+            q.push(("churn", i), ("churn", i), 0.0)
+            if ("good", served_good) not in q:
+                q.push("good", ("good", served_good), 0.0)
+            item = q.pop(cost=0.03)
+            q.remove(("churn", i - 1))  # the previous churned connection left: its key goes
+            if item[0] == "good":
+                served_good += 1
+                worst, between = max(worst, between), 0
+            else:
+                between += 1
+        if debit:
+            assert worst <= max_between and served_good >= 120, (worst, served_good)
+        else:  # the starvation the debit prevents
+            assert served_good <= 1, served_good
