@@ -22,6 +22,7 @@ from runtime.geometry import geometry_for
 from runtime.grids import bilinear
 from runtime.tiles import T, TileKey, World
 from runtime.tin.placement import SIDES, facing_side, joined_normals, tile_mesh
+from runtime.tin.raster import tin_window
 
 
 @dataclass(frozen=True)
@@ -195,26 +196,51 @@ def tin_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray, t: in
 
 def tin_to_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Rasterise a TIN covering [0, T]^2 onto its sample grid: (T+1, T+1) float32 metres
-    (``tin_grid``; a point on a shared edge gets either side's equal value)."""
-    return tin_grid(grid_rc, height_m, faces).astype(np.float32)
+    (``tin_window`` over the whole tile: ``tin_grid``'s planes, each node filled once)."""
+    return tin_window(grid_rc, height_m, faces).astype(np.float32)
+
+
+def morph_window(key: TileKey) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The parent's sample rows and columns (inclusive (first, last) each) that ``with_morph``
+    reads for child ``key``: its quarter of the parent plus the one row and column beyond
+    the parent's middle that the half-sample normals reach, (T/2 + 2)^2 of the (T+1)^2 nodes."""
+    if key.level == 0:
+        raise ValueError(f"tile {key} is a root: it has no parent to morph toward")
+    h = T // 2
+    rows = (h - 1, T) if key.y & 1 else (0, h + 1)
+    cols = (h - 1, T) if key.x & 1 else (0, h + 1)
+    return rows, cols
+
+
+def morph_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray, child: TileKey) -> np.ndarray:
+    """The parent's TIN (grid_rc, height_m, faces) rasterised on ``morph_window(child)`` only:
+    (T/2 + 2, T/2 + 2) float32 metres, what ``with_morph`` needs for that child, a quarter
+    of ``tin_to_grid``'s work and the same values."""
+    rows, cols = morph_window(child)
+    return tin_window(grid_rc, height_m, faces, rows, cols).astype(np.float32)
 
 
 def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
                parent: Surface | None = None) -> Surface:
     """Add morph targets from the parent tile's surface rasterised by ``tin_to_grid``
-    ((T+1, T+1) metres). The child's sample (r, c) lies at the parent's
+    ((T+1, T+1) metres) or by ``morph_grid`` for this child ((T/2 + 2, T/2 + 2) metres, the
+    same values). The child's sample (r, c) lies at the parent's
     ((r + T*(y&1)) / 2, (c + T*(x&1)) / 2); heights there are bilinear on the parent grid,
     normals come from central differences of that surface (half a parent sample apart)."""
     key = surface.key
     if key.level == 0:
         raise ValueError(f"tile {key} is a root: it has no parent to morph toward")
-    if np.shape(parent_grid) != (T + 1, T + 1):
-        raise ValueError(f"parent_grid must be ({T + 1}, {T + 1}), got {np.shape(parent_grid)}")
+    (wr, _), (wc, _) = morph_window(key)
+    if np.shape(parent_grid) == (T + 1, T + 1):
+        wr = wc = 0  # the whole parent
+    elif np.shape(parent_grid) != (T // 2 + 2, T // 2 + 2):
+        raise ValueError(f"parent_grid must be ({T + 1}, {T + 1}) or this child's morph_grid "
+                         f"({T // 2 + 2}, {T // 2 + 2}), got {np.shape(parent_grid)}")
     geo = geometry_for(world)
     rc = surface.grid_rc
     pr = (rc[:, 0] + T * (key.y & 1)) / 2.0
     pc = (rc[:, 1] + T * (key.x & 1)) / 2.0
-    ph = bilinear(parent_grid, pr, pc)
+    ph = bilinear(parent_grid, pr - wr, pc - wc)
     n = surface.skirt_start
     dh = (ph - surface.height_m.astype(np.float64)).astype(np.float32)
     # Parent-surface normals by central differences in the parent's global sample grid.
@@ -223,7 +249,7 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
     e = 0.5
     rr = np.clip(pr, e, T - e)
     cc = np.clip(pc, e, T - e)
-    pts = [geo.sample_to_world(pk.level, r0 + rr + dr, c0 + cc + dc, bilinear(parent_grid, rr + dr, cc + dc))
+    pts = [geo.sample_to_world(pk.level, r0 + rr + dr, c0 + cc + dc, bilinear(parent_grid, rr + dr - wr, cc + dc - wc))
            for dr, dc in ((0, -e), (0, e), (-e, 0), (e, 0))]
     along_c, along_r = pts[1] - pts[0], pts[3] - pts[2]
     nrm = np.cross(along_r, along_c)  # rows grow south, cols east: south x east = up
