@@ -225,6 +225,37 @@ class WorldGeometry:
         s = spacing_m(level)
         return np.stack([cols * s, -rows * s, h], axis=1)
 
+    def lattice_to_world(self, level: int, row0: float, col0: float, step: float, ki, kj, height_m) -> np.ndarray:
+        """``sample_to_world`` of the lattice samples (row0 + ki * step, col0 + kj * step),
+        ki / kj (n,) integers: the same (n, 3) float64 bits (where row0 + k * step is exact,
+        as for half-sample steps), with the earth's trigonometry done once per lattice row
+        and column instead of once per point (latitude follows the row, longitude the column)."""
+        ki = np.asarray(ki, np.int64).reshape(-1)
+        kj = np.asarray(kj, np.int64).reshape(-1)
+        h = np.broadcast_to(np.asarray(height_m, np.float64).reshape(-1), ki.shape)
+        if ki.shape != kj.shape:
+            raise ValueError(f"ki and kj must have the same shape, got {ki.shape} and {kj.shape}")
+        if not len(ki):
+            return np.zeros((0, 3))
+        i_lo, j_lo = int(ki.min()), int(kj.min())
+        rows = row0 + np.arange(i_lo, int(ki.max()) + 1) * step
+        cols = col0 + np.arange(j_lo, int(kj.max()) + 1) * step
+        ki, kj = ki - i_lo, kj - j_lo
+        if not self.is_earth:
+            s = spacing_m(level)
+            return np.stack([(cols * s)[kj], (-rows * s)[ki], h], axis=1)
+        d = spacing_deg(level)
+        lon = np.radians(-180.0 + cols * d)  # geodetic_to_ecef's operations, per row / column
+        lat = np.radians(90.0 - rows * d)
+        sl, cl = np.sin(lat), np.cos(lat)
+        n = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * sl * sl)
+        n_i, cl_i = n[ki], cl[ki]
+        out = np.empty((len(ki), 3), np.float64)
+        out[:, 0] = (n_i + h) * cl_i * np.cos(lon)[kj]
+        out[:, 1] = (n_i + h) * cl_i * np.sin(lon)[kj]
+        out[:, 2] = (n_i * (1.0 - WGS84_E2) + h) * sl[ki]
+        return out
+
     def world_to_sample(self, level: int, pos_m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(n, 3) world metres -> rows, cols, height_m, each (n,) float64 (global, fractional)."""
         pos = np.asarray(pos_m, np.float64).reshape(-1, 3)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from runtime.geometry import geometry_for
-from runtime.grids import bilinear
 from runtime.tiles import T, TileKey, World
 from runtime.tin.placement import SIDES, facing_side, joined_normals, tile_mesh
 from runtime.tin.raster import tin_window
@@ -220,13 +219,28 @@ def morph_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray, chi
     return tin_window(grid_rc, height_m, faces, rows, cols).astype(np.float32)
 
 
+def _half_grid(grid: np.ndarray) -> np.ndarray:
+    """``runtime.grids.bilinear`` of an (H, W) grid at every half node: (2H - 1, 2W - 1)
+    float64, [2i, 2j] = grid[i, j], the same operations so the same bits."""
+    g = np.asarray(grid, np.float64)
+    out = np.empty((2 * g.shape[0] - 1, 2 * g.shape[1] - 1))
+    out[::2, ::2] = g
+    across = g[:, :-1] * 0.5 + g[:, 1:] * 0.5  # half a column over: (top row's, then the rows')
+    out[::2, 1::2] = across
+    out[1::2, ::2] = g[:-1] * 0.5 + g[1:] * 0.5
+    out[1::2, 1::2] = across[:-1] * 0.5 + across[1:] * 0.5
+    return out
+
+
 def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
                parent: Surface | None = None) -> Surface:
     """Add morph targets from the parent tile's surface rasterised by ``tin_to_grid``
     ((T+1, T+1) metres) or by ``morph_grid`` for this child ((T/2 + 2, T/2 + 2) metres, the
     same values). The child's sample (r, c) lies at the parent's
     ((r + T*(y&1)) / 2, (c + T*(x&1)) / 2); heights there are bilinear on the parent grid,
-    normals come from central differences of that surface (half a parent sample apart)."""
+    normals come from central differences of that surface (half a parent sample apart).
+    Every position read is a half sample: the grid is interpolated once at all of them
+    and the earth's trigonometry done per lattice row and column (same bits as per point)."""
     key = surface.key
     if key.level == 0:
         raise ValueError(f"tile {key} is a root: it has no parent to morph toward")
@@ -240,7 +254,10 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
     rc = surface.grid_rc
     pr = (rc[:, 0] + T * (key.y & 1)) / 2.0
     pc = (rc[:, 1] + T * (key.x & 1)) / 2.0
-    ph = bilinear(parent_grid, pr - wr, pc - wc)
+    if not (np.array_equal(rc, np.round(rc))):
+        raise ValueError(f"the surface's grid_rc must be integer sample positions, got fractional ones for {key}")
+    half = _half_grid(parent_grid)  # bilinear at every half sample: lookups below
+    ph = half[np.rint(2.0 * (pr - wr)).astype(np.int64), np.rint(2.0 * (pc - wc)).astype(np.int64)]
     n = surface.skirt_start
     dh = (ph - surface.height_m.astype(np.float64)).astype(np.float32)
     # Parent-surface normals by central differences in the parent's global sample grid.
@@ -249,8 +266,9 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
     e = 0.5
     rr = np.clip(pr, e, T - e)
     cc = np.clip(pc, e, T - e)
-    pts = [geo.sample_to_world(pk.level, r0 + rr + dr, c0 + cc + dc, bilinear(parent_grid, rr + dr - wr, cc + dc - wc))
-           for dr, dc in ((0, -e), (0, e), (-e, 0), (e, 0))]
+    ki, kj = np.rint(2.0 * rr).astype(np.int64), np.rint(2.0 * cc).astype(np.int64)  # half samples
+    pts = [geo.lattice_to_world(pk.level, r0, c0, 0.5, ki + di, kj + dj, half[ki + di - 2 * wr, kj + dj - 2 * wc])
+           for di, dj in ((0, -1), (0, 1), (-1, 0), (1, 0))]
     along_c, along_r = pts[1] - pts[0], pts[3] - pts[2]
     nrm = np.cross(along_r, along_c)  # rows grow south, cols east: south x east = up
     nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
