@@ -283,7 +283,16 @@ class WorldGeometry:
         if not self.is_earth:
             return np.tile(np.array([0.0, 0.0, 1.0]), (len(rows), 1))
         d = spacing_deg(level)
-        return geodetic_normal(-180.0 + cols * d, 90.0 - rows * d)
+        r_lo, c_lo = (np.floor(rows.min()), np.floor(cols.min())) if len(rows) else (0.0, 0.0)
+        ki, kj = rows - r_lo, cols - c_lo
+        if len(rows) < 64 or not (np.array_equal(ki, np.floor(ki)) and np.array_equal(kj, np.floor(kj))):
+            return geodetic_normal(-180.0 + cols * d, 90.0 - rows * d)
+        # Whole samples (a tile's vertices): geodetic_normal's operations once per row / column.
+        ki, kj = ki.astype(np.int64), kj.astype(np.int64)
+        lon = np.radians(-180.0 + (c_lo + np.arange(int(kj.max()) + 1)) * d)
+        lat = np.radians(90.0 - (r_lo + np.arange(int(ki.max()) + 1)) * d)
+        cl = np.cos(lat)[ki]
+        return np.stack([cl * np.cos(lon)[kj], cl * np.sin(lon)[kj], np.sin(lat)[ki]], axis=1)
 
     def height_above_ellipsoid_m(self, pos_m) -> np.ndarray:
         """(n, 3) world positions -> (n,) height above the datum (plane z; earth ellipsoidal h)."""
