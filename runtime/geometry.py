@@ -249,10 +249,11 @@ class WorldGeometry:
         lat = np.radians(90.0 - rows * d)
         sl, cl = np.sin(lat), np.cos(lat)
         n = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * sl * sl)
-        n_i, cl_i = n[ki], cl[ki]
+        n_i = n[ki]
+        ncl = (n_i + h) * cl[ki]
         out = np.empty((len(ki), 3), np.float64)
-        out[:, 0] = (n_i + h) * cl_i * np.cos(lon)[kj]
-        out[:, 1] = (n_i + h) * cl_i * np.sin(lon)[kj]
+        out[:, 0] = ncl * np.cos(lon)[kj]
+        out[:, 1] = ncl * np.sin(lon)[kj]
         out[:, 2] = (n_i * (1.0 - WGS84_E2) + h) * sl[ki]
         return out
 
