@@ -87,7 +87,7 @@ class ClientTile:
         self._quarters: dict = {}  # child TileKey's (x & 1, y & 1) -> morph_grid
         self.layer = layer  # runtime.featurelayer.FeatureLayer or None
         self.placed = placed  # viewer.features.PlacedFeatures (buildings, trees) or None
-        self._morph = None  # (parent's Surface, morph_dh_m, morph_normals): see drawable
+        self._morph = None  # (parent's Surface, morph_dh_m, morph_normals, parent's TIN): see drawable
 
     @property
     def ge_m(self) -> float:
@@ -140,15 +140,19 @@ def drawable(world: World, tile: ClientTile, parent: ClientTile | None) -> tuple
     if parent is None:
         return tile.surface, 0.0
     # The morph targets depend on the tile's samples (not on its stitched normals), the
-    # parent's grid (this child's quarter of it) and the parent's surface (its edge normals): kept per parent surface,
-    # so a re-upload after stitching, or an upload after the realtime preparer made them,
-    # costs no rasterising or morphing on the frame thread.
+    # parent's grid (this child's quarter of it) and the parent's surface (its edge
+    # normals): kept per parent surface, so a re-upload after stitching, or an upload
+    # after the realtime preparer made them, costs no rasterising or morphing on the frame
+    # thread; after the parent was restitched only the parent-border normals are made again.
     cached = tile._morph
     if cached is not None and cached[0] is parent.surface:
         return replace(tile.surface, morph_dh_m=cached[1], morph_normals=cached[2]), parent.ge_m
-    morphed = with_morph(world, tile.surface, parent.morph_grid(tile.surface.key), parent.surface)
+    if cached is not None and cached[3] is parent.tin and parent.surface.edges:
+        morphed = with_morph(world, tile.surface, None, parent.surface, kept=(cached[1], cached[2]))
+    else:
+        morphed = with_morph(world, tile.surface, parent.morph_grid(tile.surface.key), parent.surface)
     if parent.surface.edges:  # else the targets took the tile's own border normals: not kept
-        tile._morph = (parent.surface, morphed.morph_dh_m, morphed.morph_normals)
+        tile._morph = (parent.surface, morphed.morph_dh_m, morphed.morph_normals, parent.tin)
     return morphed, parent.ge_m
 
 

@@ -232,18 +232,32 @@ def _half_grid(grid: np.ndarray) -> np.ndarray:
     return out
 
 
-def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
-               parent: Surface | None = None) -> Surface:
+def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray | None,
+               parent: Surface | None = None, kept: tuple[np.ndarray, np.ndarray] | None = None) -> Surface:
     """Add morph targets from the parent tile's surface rasterised by ``tin_to_grid``
     ((T+1, T+1) metres) or by ``morph_grid`` for this child ((T/2 + 2, T/2 + 2) metres, the
     same values). The child's sample (r, c) lies at the parent's
     ((r + T*(y&1)) / 2, (c + T*(x&1)) / 2); heights there are bilinear on the parent grid,
     normals come from central differences of that surface (half a parent sample apart).
     Every position read is a half sample: the grid is interpolated once at all of them
-    and the earth's trigonometry done per lattice row and column (same bits as per point)."""
+    and the earth's trigonometry done per lattice row and column (same bits as per point).
+
+    kept: (morph_dh_m, morph_normals) of an earlier call for this surface toward the same
+    parent TIN with edges (the parent since restitched: only its edge normals changed);
+    then ``parent_grid`` is not read and only the vertices on the parent's border get new
+    normals, the same bits as a full call."""
     key = surface.key
     if key.level == 0:
         raise ValueError(f"tile {key} is a root: it has no parent to morph toward")
+    rc = surface.grid_rc
+    pr = (rc[:, 0] + T * (key.y & 1)) / 2.0
+    pc = (rc[:, 1] + T * (key.x & 1)) / 2.0
+    if kept is not None:
+        if parent is None or not parent.edges:
+            raise ValueError("kept morph targets need the parent's surface with its edges")
+        nrm = kept[1].copy()
+        _parent_border_normals(nrm, pr, pc, parent)
+        return replace(surface, morph_dh_m=kept[0], morph_normals=nrm)
     (wr, _), (wc, _) = morph_window(key)
     if np.shape(parent_grid) == (T + 1, T + 1):
         wr = wc = 0  # the whole parent
@@ -251,9 +265,6 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
         raise ValueError(f"parent_grid must be ({T + 1}, {T + 1}) or this child's morph_grid "
                          f"({T // 2 + 2}, {T // 2 + 2}), got {np.shape(parent_grid)}")
     geo = geometry_for(world)
-    rc = surface.grid_rc
-    pr = (rc[:, 0] + T * (key.y & 1)) / 2.0
-    pc = (rc[:, 1] + T * (key.x & 1)) / 2.0
     if not (np.array_equal(rc, np.round(rc))):
         raise ValueError(f"the surface's grid_rc must be integer sample positions, got fractional ones for {key}")
     half = _half_grid(parent_grid)  # bilinear at every half sample: lookups below
@@ -274,25 +285,31 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
     nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
     if float((nrm[:n].astype(np.float64) * surface.up[:n]).sum()) < 0:
         nrm = -nrm
-    # On the parent's own border the morph target is the parent's edge normal (interpolated
-    # along the edge): a fully morphed child then shades its border exactly as the parent,
-    # hence as the parent's same-level neighbour, the coarser tile it meets at a level
-    # change. Borders inside the parent use the parent grid's central differences, which
-    # both children there share. Without the parent's surface: own (consistent) edge normals.
+    nrm = nrm.astype(np.float32)
     if parent is not None and parent.edges:
-        for side, (pe, _, _) in parent.edges.items():
-            axis = 0 if side in ("west", "east") else 1  # coordinate along the edge
-            fixed = {"west": (1, 0.0), "east": (1, T), "north": (0, 0.0), "south": (0, T)}[side]
-            p_rc = pr if fixed[0] == 0 else pc
-            on = np.abs(p_rc - fixed[1]) < 1e-9
-            if not on.any():
-                continue
-            along_p = parent.grid_rc[pe, axis]
-            along_c = (pr if axis == 0 else pc)[on]
-            pn = parent.normals[pe].astype(np.float64)
-            v = np.stack([np.interp(along_c, along_p, pn[:, i]) for i in range(3)], 1)
-            nrm[on] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    else:
+        _parent_border_normals(nrm, pr, pc, parent)
+    else:  # without the parent's surface: own (consistent) edge normals
         border = (rc[:, 0] <= 0) | (rc[:, 0] >= T) | (rc[:, 1] <= 0) | (rc[:, 1] >= T)
         nrm[border] = surface.normals[border]
-    return replace(surface, morph_dh_m=dh, morph_normals=nrm.astype(np.float32))
+    return replace(surface, morph_dh_m=dh, morph_normals=nrm)
+
+
+def _parent_border_normals(nrm: np.ndarray, pr: np.ndarray, pc: np.ndarray, parent: Surface) -> None:
+    """On the parent's own border the morph target is the parent's edge normal (interpolated
+    along the edge): a fully morphed child then shades its border exactly as the parent,
+    hence as the parent's same-level neighbour, the coarser tile it meets at a level
+    change. Borders inside the parent keep the parent grid's central differences, which
+    both children there share. nrm: (n, 3) float32, written in place; pr, pc: (n,) the
+    child's vertices in the parent's sample grid."""
+    for side, (pe, _, _) in parent.edges.items():
+        axis = 0 if side in ("west", "east") else 1  # coordinate along the edge
+        fixed = {"west": (1, 0.0), "east": (1, T), "north": (0, 0.0), "south": (0, T)}[side]
+        p_rc = pr if fixed[0] == 0 else pc
+        on = np.abs(p_rc - fixed[1]) < 1e-9
+        if not on.any():
+            continue
+        along_p = parent.grid_rc[pe, axis]
+        along_c = (pr if axis == 0 else pc)[on]
+        pn = parent.normals[pe].astype(np.float64)
+        v = np.stack([np.interp(along_c, along_p, pn[:, i]) for i in range(3)], 1)
+        nrm[on] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
