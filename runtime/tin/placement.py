@@ -149,8 +149,13 @@ def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_
     across = geo.sample_to_world(level, grc[:, 0] + step[0], grc[:, 1] + step[1], height_m) - pos
     nrm = np.cross(tangent, across)
     length = np.linalg.norm(nrm, axis=1, keepdims=True)
-    up = geo.up(pos)
-    nrm = np.where(length > 1e-12, nrm / np.maximum(length, 1e-300), up)  # a pole's collapsed edge: up
+    # The local up orients the normals (its sign only: the samples' own up, no ECEF inverse)
+    # and stands in for them where an edge collapses (a pole: the positions' up, as always).
+    up = geo.sample_up(level, grc[:, 0], grc[:, 1])
+    collapsed = length[:, 0] <= 1e-12
+    if collapsed.any():
+        up[collapsed] = geo.up(pos[collapsed])
+    nrm = np.where(length > 1e-12, nrm / np.maximum(length, 1e-300), up)
     nrm *= np.sign((nrm * up).sum(axis=1, keepdims=True) + 1e-30)
     return nrm.astype(np.float32)
 
