@@ -19,8 +19,11 @@ sites; the plane's near its origin). Measured:
   (``streaming.tileservice.encode_fields``: RTIN + wire codec + colour image),
   ``frame`` (the msgpack tile frame), ``client decode`` (``runtime.wire.decode_tile``),
   ``client surface`` (``viewer.flight.client_tile``: placement, skirts, normals, colour),
-  ``client raster`` (``tin_to_grid``: the height grid children morph toward, once per
-  tile) and ``client morph`` (``with_morph`` per child whose parent is in the sample).
+  ``client raster`` (``morph_grid``: the child's quarter of its parent's height grid, what
+  its morph targets read, per child whose parent is in the sample), ``client morph``
+  (``with_morph`` per such child) and ``client upload`` (the CPU side of an upload,
+  ``vertex_array`` + ``chunk_layout``, per tile; a re-upload of the same tile skips the
+  face sort).
 
 The machine is whatever runs it; on the project's 2-core box other jobs share the cores,
 so compare numbers only within one run. Last line: one JSON object,
@@ -114,18 +117,19 @@ def stages(world: World, refiner: str, sample: list[TileKey], step_s: float = 0.
     """CPU ms per tile of each stage on ``sample`` (fresh pyramid, nothing cached; the
     encoder warmed on one tile first, as a running server is)."""
     from runtime import wire
-    from runtime.tin import tin_to_grid, with_morph
+    from runtime.tin import morph_grid, with_morph
     from streaming.cli.compose import open_world
     from streaming.session import tile_frame
     from streaming.tileservice import encode_fields
-    from viewer.flight import client_tile
+    from viewer.flight import client_tile, drawable
+    from viewer.renderer import chunk_layout, vertex_array
 
     pyr = open_world(world, 0, refiner)
     root = TileKey(3, 0, 0)
     encode_fields(world, root, pyr.tiles([root])[0])  # one-time start (anchors, compiling, tables) not counted
     cpu = time.process_time
     t = {k: 0.0 for k in ("generate", "mesh+encode", "frame", "client decode", "client surface", "client raster",
-                                   "client morph")}
+                          "client morph", "client upload")}
     decoded = {}
     for key in sample:  # as the server: one key per generator call, in steps of ``step_s``
         keys = [key]
@@ -148,20 +152,26 @@ def stages(world: World, refiner: str, sample: list[TileKey], step_s: float = 0.
             t["frame"] += t2 - t1
             t["client decode"] += t3 - t2
             t["client surface"] += t4 - t3
-    n_morph, grids = 0, {}
-    for k, ct in decoded.items():
-        t0 = cpu()
-        grids[k] = tin_to_grid(ct.tin.grid_rc, ct.tin.height_m, ct.tin.faces)  # once per tile, as the client
-        t["client raster"] += cpu() - t0
+    n_morph = 0
     for k, ct in decoded.items():
         parent = decoded.get(k.parent())
         if parent is None:
             continue
         t0 = cpu()
-        with_morph(world, ct.surface, grids[k.parent()], parent.surface)
-        t["client morph"] += cpu() - t0
+        grid = morph_grid(parent.tin.grid_rc, parent.tin.height_m, parent.tin.faces, k)  # per child, as the client
+        t1 = cpu()
+        with_morph(world, ct.surface, grid, parent.surface)
+        t["client raster"] += t1 - t0
+        t["client morph"] += cpu() - t1
         n_morph += 1
+    for k, ct in decoded.items():
+        surface, _ = drawable(world, ct, decoded.get(k.parent()))
+        t0 = cpu()
+        vertex_array(surface).tobytes()
+        chunk_layout(surface)
+        t["client upload"] += cpu() - t0
     out = {k: round(v * 1e3 / len(sample), 2) for k, v in t.items()}
+    out["client raster"] = round(t["client raster"] * 1e3 / max(n_morph, 1), 2)
     out["client morph"] = round(t["client morph"] * 1e3 / max(n_morph, 1), 2)
     return out
 

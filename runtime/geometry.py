@@ -225,6 +225,38 @@ class WorldGeometry:
         s = spacing_m(level)
         return np.stack([cols * s, -rows * s, h], axis=1)
 
+    def lattice_to_world(self, level: int, row0: float, col0: float, step: float, ki, kj, height_m) -> np.ndarray:
+        """``sample_to_world`` of the lattice samples (row0 + ki * step, col0 + kj * step),
+        ki / kj (n,) integers: the same (n, 3) float64 bits (where row0 + k * step is exact,
+        as for half-sample steps), with the earth's trigonometry done once per lattice row
+        and column instead of once per point (latitude follows the row, longitude the column)."""
+        ki = np.asarray(ki, np.int64).reshape(-1)
+        kj = np.asarray(kj, np.int64).reshape(-1)
+        h = np.broadcast_to(np.asarray(height_m, np.float64).reshape(-1), ki.shape)
+        if ki.shape != kj.shape:
+            raise ValueError(f"ki and kj must have the same shape, got {ki.shape} and {kj.shape}")
+        if not len(ki):
+            return np.zeros((0, 3))
+        i_lo, j_lo = int(ki.min()), int(kj.min())
+        rows = row0 + np.arange(i_lo, int(ki.max()) + 1) * step
+        cols = col0 + np.arange(j_lo, int(kj.max()) + 1) * step
+        ki, kj = ki - i_lo, kj - j_lo
+        if not self.is_earth:
+            s = spacing_m(level)
+            return np.stack([(cols * s)[kj], (-rows * s)[ki], h], axis=1)
+        d = spacing_deg(level)
+        lon = np.radians(-180.0 + cols * d)  # geodetic_to_ecef's operations, per row / column
+        lat = np.radians(90.0 - rows * d)
+        sl, cl = np.sin(lat), np.cos(lat)
+        n = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * sl * sl)
+        n_i = n[ki]
+        ncl = (n_i + h) * cl[ki]
+        out = np.empty((len(ki), 3), np.float64)
+        out[:, 0] = ncl * np.cos(lon)[kj]
+        out[:, 1] = ncl * np.sin(lon)[kj]
+        out[:, 2] = (n_i * (1.0 - WGS84_E2) + h) * sl[ki]
+        return out
+
     def world_to_sample(self, level: int, pos_m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(n, 3) world metres -> rows, cols, height_m, each (n,) float64 (global, fractional)."""
         pos = np.asarray(pos_m, np.float64).reshape(-1, 3)
@@ -252,7 +284,16 @@ class WorldGeometry:
         if not self.is_earth:
             return np.tile(np.array([0.0, 0.0, 1.0]), (len(rows), 1))
         d = spacing_deg(level)
-        return geodetic_normal(-180.0 + cols * d, 90.0 - rows * d)
+        r_lo, c_lo = (np.floor(rows.min()), np.floor(cols.min())) if len(rows) else (0.0, 0.0)
+        ki, kj = rows - r_lo, cols - c_lo
+        if len(rows) < 64 or not (np.array_equal(ki, np.floor(ki)) and np.array_equal(kj, np.floor(kj))):
+            return geodetic_normal(-180.0 + cols * d, 90.0 - rows * d)
+        # Whole samples (a tile's vertices): geodetic_normal's operations once per row / column.
+        ki, kj = ki.astype(np.int64), kj.astype(np.int64)
+        lon = np.radians(-180.0 + (c_lo + np.arange(int(kj.max()) + 1)) * d)
+        lat = np.radians(90.0 - (r_lo + np.arange(int(ki.max()) + 1)) * d)
+        cl = np.cos(lat)[ki]
+        return np.stack([cl * np.cos(lon)[kj], cl * np.sin(lon)[kj], np.sin(lat)[ki]], axis=1)
 
     def height_above_ellipsoid_m(self, pos_m) -> np.ndarray:
         """(n, 3) world positions -> (n,) height above the datum (plane z; earth ellipsoidal h)."""

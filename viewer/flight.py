@@ -29,7 +29,7 @@ from runtime.lod.scheduler import SchedulerOptions
 from runtime.lod.selection import SelectionOptions, TileInfo, View
 from runtime.lod.streamer import StreamerOptions, TileStreamer
 from runtime.tiles import TileKey, World, neighbour, skirt_depth_for
-from runtime.tin import Surface, stitch_edge_normals, tin_surface, tin_to_grid, with_morph
+from runtime.tin import Surface, morph_grid, morph_window, stitch_edge_normals, tin_surface, tin_to_grid, with_morph
 from viewer.features import place_features
 from viewer.renderer import tile_gpu_bytes
 
@@ -75,18 +75,19 @@ class FlightStats:
 
 class ClientTile:
     """What the streamer caches per tile (see ``client_tile``). ``surface`` changes when
-    edge normals are stitched with a neighbour; the rasterised height grid (children's
-    morph targets) is made on first use."""
+    edge normals are stitched with a neighbour; the rasterised height grid (features) and
+    each child's quarter of it (that child's morph targets) are made on first use."""
 
-    __slots__ = ("surface", "image", "tin", "info", "nbytes", "_grid", "layer", "placed", "_morph")
+    __slots__ = ("surface", "image", "tin", "info", "nbytes", "_grid", "_quarters", "layer", "placed", "_morph")
 
     def __init__(self, surface: Surface, image: np.ndarray | None, tin: TileSurface, info: TileInfo, nbytes: int,
                  layer=None, placed=None):
         self.surface, self.image, self.tin, self.info, self.nbytes = surface, image, tin, info, nbytes
         self._grid = None
+        self._quarters: dict = {}  # child TileKey's (x & 1, y & 1) -> morph_grid
         self.layer = layer  # runtime.featurelayer.FeatureLayer or None
         self.placed = placed  # viewer.features.PlacedFeatures (buildings, trees) or None
-        self._morph = None  # (parent's Surface, morph_dh_m, morph_normals): see drawable
+        self._morph = None  # (parent's Surface, morph_dh_m, morph_normals, parent's TIN): see drawable
 
     @property
     def ge_m(self) -> float:
@@ -98,6 +99,19 @@ class ClientTile:
         if self._grid is None:
             self._grid = tin_to_grid(self.tin.grid_rc, self.tin.height_m, self.tin.faces)
         return self._grid
+
+    def morph_grid(self, child: TileKey) -> np.ndarray:
+        """(T/2 + 2, T/2 + 2) float32 heights (metres): the part of this tile's rasterised TIN
+        that ``child``'s morph targets read (``runtime.tin.morph_grid``), a quarter of the
+        raster; a slice of ``grid()`` when that was made."""
+        q = (child.x & 1, child.y & 1)
+        if q not in self._quarters:
+            if self._grid is not None:
+                (r0, r1), (c0, c1) = morph_window(child)
+                self._quarters[q] = self._grid[r0:r1 + 1, c0:c1 + 1]
+            else:
+                self._quarters[q] = morph_grid(self.tin.grid_rc, self.tin.height_m, self.tin.faces, child)
+        return self._quarters[q]
 
 
 def client_tile(world: World, key: TileKey, tile: wire.DecodedTile) -> ClientTile:
@@ -126,15 +140,19 @@ def drawable(world: World, tile: ClientTile, parent: ClientTile | None) -> tuple
     if parent is None:
         return tile.surface, 0.0
     # The morph targets depend on the tile's samples (not on its stitched normals), the
-    # parent's grid and the parent's surface (its edge normals): kept per parent surface,
-    # so a re-upload after stitching, or an upload after the realtime preparer made them,
-    # costs no rasterising or morphing on the frame thread.
+    # parent's grid (this child's quarter of it) and the parent's surface (its edge
+    # normals): kept per parent surface, so a re-upload after stitching, or an upload
+    # after the realtime preparer made them, costs no rasterising or morphing on the frame
+    # thread; after the parent was restitched only the parent-border normals are made again.
     cached = tile._morph
     if cached is not None and cached[0] is parent.surface:
         return replace(tile.surface, morph_dh_m=cached[1], morph_normals=cached[2]), parent.ge_m
-    morphed = with_morph(world, tile.surface, parent.grid(), parent.surface)
+    if cached is not None and cached[3] is parent.tin and parent.surface.edges:
+        morphed = with_morph(world, tile.surface, None, parent.surface, kept=(cached[1], cached[2]))
+    else:
+        morphed = with_morph(world, tile.surface, parent.morph_grid(tile.surface.key), parent.surface)
     if parent.surface.edges:  # else the targets took the tile's own border normals: not kept
-        tile._morph = (parent.surface, morphed.morph_dh_m, morphed.morph_normals)
+        tile._morph = (parent.surface, morphed.morph_dh_m, morphed.morph_normals, parent.tin)
     return morphed, parent.ge_m
 
 
@@ -151,9 +169,9 @@ def stitch(world: World, a: ClientTile, b: ClientTile) -> bool:
 class _Preparer:
     """Realtime: a worker thread that takes tiles from the client as they arrive and makes
     their ClientTile (placement, skirts, normals, colour), so the frame thread only adds
-    morph targets and uploads. The height grid children morph toward (``ClientTile.grid``,
-    10-30 ms) is rasterised here when the tile's first child arrives, not for every tile:
-    most tiles of a view are leaves whose children never come. ``out`` holds (key,
+    morph targets and uploads. The height grid a child morphs toward (its quarter of the
+    parent's raster, ``ClientTile.morph_grid``, 1-7 ms) is rasterised here when that child
+    arrives, not for every tile: most tiles of a view are leaves whose children never come. ``out`` holds (key,
     ClientTile | Exception | None, arrival perf_counter seconds).
 
     ``urgency(key)`` (lower is sooner; None: cancelled and no longer wanted) orders what

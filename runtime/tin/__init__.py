@@ -12,7 +12,8 @@ inside are free to move (``runtime.wire`` alone reaches into them for the RTIN t
   and 3D error measures;
 - ``placement``: the one placement path (``tile_mesh``: centre-relative positions,
   skirts, normals with the shared-edge rule, UVs) and neighbour stitching;
-- ``surface``: the viewer's ``Surface`` built on it (plus morph targets).
+- ``surface``: the viewer's ``Surface`` built on it (plus morph targets);
+- ``raster``: a TIN's heights on (a window of) its grid, each node once (``tin_window``).
 """
 
 from runtime.tin.curvature import curved_positions, geometric_error_3d_m, max_deviation_m
@@ -30,9 +31,19 @@ from runtime.tin.placement import (
     tile_mesh,
     vertex_normals,
 )
+from runtime.tin.raster import tin_window
 from runtime.tin.rtin import BORDERS
 from runtime.tin.simplify import geometric_error_m, max_vertical_error, simplify_grid
-from runtime.tin.surface import Surface, stitch_edge_normals, tin_grid, tin_surface, tin_to_grid, with_morph
+from runtime.tin.surface import (
+    Surface,
+    morph_grid,
+    morph_window,
+    stitch_edge_normals,
+    tin_grid,
+    tin_surface,
+    tin_to_grid,
+    with_morph,
+)
 
 __all__ = [
     "BORDERS",
@@ -50,6 +61,8 @@ __all__ = [
     "geometric_error_m",
     "max_deviation_m",
     "max_vertical_error",
+    "morph_grid",
+    "morph_window",
     "simplify_grid",
     "stitch",
     "stitch_edge_normals",
@@ -58,6 +71,7 @@ __all__ = [
     "tin_surface",
     "tin_grid",
     "tin_to_grid",
+    "tin_window",
     "vertex_normals",
     "with_morph",
 ]

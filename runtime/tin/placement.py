@@ -125,10 +125,14 @@ def edge_indices(grid_rc: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, n
 
 def vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals ``(n, 3) float32`` of a mesh (float64 positions)."""
-    p = positions[faces]
-    fn = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])  # length = 2 * area
+    pos = np.asarray(positions)
+    i0, i1, i2 = faces[:, 0], faces[:, 1], faces[:, 2]
+    a = [pos[i1, k] - pos[i0, k] for k in range(3)]  # per component: no (m, 3, 3) gathers
+    b = [pos[i2, k] - pos[i0, k] for k in range(3)]
+    fn = (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])  # np.cross; 2 * area
     n = len(positions)
-    out = np.stack([np.bincount(faces.reshape(-1), np.repeat(fn[:, i], 3), minlength=n) for i in range(3)], 1)
+    flat = faces.reshape(-1)
+    out = np.stack([np.bincount(flat, np.repeat(fn[i], 3), minlength=n) for i in range(3)], 1)
     norm = np.linalg.norm(out, axis=1, keepdims=True)
     return (out / np.where(norm > 0, norm, 1.0)).astype(np.float32)
 
@@ -145,8 +149,13 @@ def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_
     across = geo.sample_to_world(level, grc[:, 0] + step[0], grc[:, 1] + step[1], height_m) - pos
     nrm = np.cross(tangent, across)
     length = np.linalg.norm(nrm, axis=1, keepdims=True)
-    up = geo.up(pos)
-    nrm = np.where(length > 1e-12, nrm / np.maximum(length, 1e-300), up)  # a pole's collapsed edge: up
+    # The local up orients the normals (its sign only: the samples' own up, no ECEF inverse)
+    # and stands in for them where an edge collapses (a pole: the positions' up, as always).
+    up = geo.sample_up(level, grc[:, 0], grc[:, 1])
+    collapsed = length[:, 0] <= 1e-12
+    if collapsed.any():
+        up[collapsed] = geo.up(pos[collapsed])
+    nrm = np.where(length > 1e-12, nrm / np.maximum(length, 1e-300), up)
     nrm *= np.sign((nrm * up).sum(axis=1, keepdims=True) + 1e-30)
     return nrm.astype(np.float32)
 
@@ -258,7 +267,7 @@ def tile_mesh(
     rows = np.concatenate([grid_rc[:, 0], grid_rc[border, 0]]).astype(np.float64)
     cols = np.concatenate([grid_rc[:, 1], grid_rc[border, 1]]).astype(np.float64)
     z = np.concatenate([heights, heights[border] - float(skirt_depth_m)])
-    world_m = geo.sample_to_world(key.level, rows + r0, cols + c0, z)
+    world_m = geo.lattice_to_world(key.level, r0, c0, 1.0, rows.astype(np.int64), cols.astype(np.int64), z)
     own = vertex_normals(world_m[:n] - center, faces)
     up_c = geo.up(center[None, :])[0]
     if float((own.astype(np.float64) @ up_c).sum()) < 0:  # wound clockwise from above: turn over

@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from runtime.geometry import geometry_for
-from runtime.grids import bilinear
 from runtime.tiles import T, TileKey, World
 from runtime.tin.placement import SIDES, facing_side, joined_normals, tile_mesh
+from runtime.tin.raster import tin_window
 
 
 @dataclass(frozen=True)
@@ -195,26 +195,80 @@ def tin_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray, t: in
 
 def tin_to_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Rasterise a TIN covering [0, T]^2 onto its sample grid: (T+1, T+1) float32 metres
-    (``tin_grid``; a point on a shared edge gets either side's equal value)."""
-    return tin_grid(grid_rc, height_m, faces).astype(np.float32)
+    (``tin_window`` over the whole tile: ``tin_grid``'s planes, each node filled once)."""
+    return tin_window(grid_rc, height_m, faces).astype(np.float32)
 
 
-def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
-               parent: Surface | None = None) -> Surface:
+def morph_window(key: TileKey) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The parent's sample rows and columns (inclusive (first, last) each) that ``with_morph``
+    reads for child ``key``: its quarter of the parent plus the one row and column beyond
+    the parent's middle that the half-sample normals reach, (T/2 + 2)^2 of the (T+1)^2 nodes."""
+    if key.level == 0:
+        raise ValueError(f"tile {key} is a root: it has no parent to morph toward")
+    h = T // 2
+    rows = (h - 1, T) if key.y & 1 else (0, h + 1)
+    cols = (h - 1, T) if key.x & 1 else (0, h + 1)
+    return rows, cols
+
+
+def morph_grid(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray, child: TileKey) -> np.ndarray:
+    """The parent's TIN (grid_rc, height_m, faces) rasterised on ``morph_window(child)`` only:
+    (T/2 + 2, T/2 + 2) float32 metres, what ``with_morph`` needs for that child, a quarter
+    of ``tin_to_grid``'s work and the same values."""
+    rows, cols = morph_window(child)
+    return tin_window(grid_rc, height_m, faces, rows, cols).astype(np.float32)
+
+
+def _half_grid(grid: np.ndarray) -> np.ndarray:
+    """``runtime.grids.bilinear`` of an (H, W) grid at every half node: (2H - 1, 2W - 1)
+    float64, [2i, 2j] = grid[i, j], the same operations so the same bits."""
+    g = np.asarray(grid, np.float64)
+    out = np.empty((2 * g.shape[0] - 1, 2 * g.shape[1] - 1))
+    out[::2, ::2] = g
+    across = g[:, :-1] * 0.5 + g[:, 1:] * 0.5  # half a column over: (top row's, then the rows')
+    out[::2, 1::2] = across
+    out[1::2, ::2] = g[:-1] * 0.5 + g[1:] * 0.5
+    out[1::2, 1::2] = across[:-1] * 0.5 + across[1:] * 0.5
+    return out
+
+
+def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray | None,
+               parent: Surface | None = None, kept: tuple[np.ndarray, np.ndarray] | None = None) -> Surface:
     """Add morph targets from the parent tile's surface rasterised by ``tin_to_grid``
-    ((T+1, T+1) metres). The child's sample (r, c) lies at the parent's
+    ((T+1, T+1) metres) or by ``morph_grid`` for this child ((T/2 + 2, T/2 + 2) metres, the
+    same values). The child's sample (r, c) lies at the parent's
     ((r + T*(y&1)) / 2, (c + T*(x&1)) / 2); heights there are bilinear on the parent grid,
-    normals come from central differences of that surface (half a parent sample apart)."""
+    normals come from central differences of that surface (half a parent sample apart).
+    Every position read is a half sample: the grid is interpolated once at all of them
+    and the earth's trigonometry done per lattice row and column (same bits as per point).
+
+    kept: (morph_dh_m, morph_normals) of an earlier call for this surface toward the same
+    parent TIN with edges (the parent since restitched: only its edge normals changed);
+    then ``parent_grid`` is not read and only the vertices on the parent's border get new
+    normals, the same bits as a full call."""
     key = surface.key
     if key.level == 0:
         raise ValueError(f"tile {key} is a root: it has no parent to morph toward")
-    if np.shape(parent_grid) != (T + 1, T + 1):
-        raise ValueError(f"parent_grid must be ({T + 1}, {T + 1}), got {np.shape(parent_grid)}")
-    geo = geometry_for(world)
     rc = surface.grid_rc
     pr = (rc[:, 0] + T * (key.y & 1)) / 2.0
     pc = (rc[:, 1] + T * (key.x & 1)) / 2.0
-    ph = bilinear(parent_grid, pr, pc)
+    if kept is not None:
+        if parent is None or not parent.edges:
+            raise ValueError("kept morph targets need the parent's surface with its edges")
+        nrm = kept[1].copy()
+        _parent_border_normals(nrm, pr, pc, parent)
+        return replace(surface, morph_dh_m=kept[0], morph_normals=nrm)
+    (wr, _), (wc, _) = morph_window(key)
+    if np.shape(parent_grid) == (T + 1, T + 1):
+        wr = wc = 0  # the whole parent
+    elif np.shape(parent_grid) != (T // 2 + 2, T // 2 + 2):
+        raise ValueError(f"parent_grid must be ({T + 1}, {T + 1}) or this child's morph_grid "
+                         f"({T // 2 + 2}, {T // 2 + 2}), got {np.shape(parent_grid)}")
+    geo = geometry_for(world)
+    if not (np.array_equal(rc, np.round(rc))):
+        raise ValueError(f"the surface's grid_rc must be integer sample positions, got fractional ones for {key}")
+    half = _half_grid(parent_grid)  # bilinear at every half sample: lookups below
+    ph = half[np.rint(2.0 * (pr - wr)).astype(np.int64), np.rint(2.0 * (pc - wc)).astype(np.int64)]
     n = surface.skirt_start
     dh = (ph - surface.height_m.astype(np.float64)).astype(np.float32)
     # Parent-surface normals by central differences in the parent's global sample grid.
@@ -223,32 +277,39 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray,
     e = 0.5
     rr = np.clip(pr, e, T - e)
     cc = np.clip(pc, e, T - e)
-    pts = [geo.sample_to_world(pk.level, r0 + rr + dr, c0 + cc + dc, bilinear(parent_grid, rr + dr, cc + dc))
-           for dr, dc in ((0, -e), (0, e), (-e, 0), (e, 0))]
+    ki, kj = np.rint(2.0 * rr).astype(np.int64), np.rint(2.0 * cc).astype(np.int64)  # half samples
+    pts = [geo.lattice_to_world(pk.level, r0, c0, 0.5, ki + di, kj + dj, half[ki + di - 2 * wr, kj + dj - 2 * wc])
+           for di, dj in ((0, -1), (0, 1), (-1, 0), (1, 0))]
     along_c, along_r = pts[1] - pts[0], pts[3] - pts[2]
     nrm = np.cross(along_r, along_c)  # rows grow south, cols east: south x east = up
     nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
     if float((nrm[:n].astype(np.float64) * surface.up[:n]).sum()) < 0:
         nrm = -nrm
-    # On the parent's own border the morph target is the parent's edge normal (interpolated
-    # along the edge): a fully morphed child then shades its border exactly as the parent,
-    # hence as the parent's same-level neighbour, the coarser tile it meets at a level
-    # change. Borders inside the parent use the parent grid's central differences, which
-    # both children there share. Without the parent's surface: own (consistent) edge normals.
+    nrm = nrm.astype(np.float32)
     if parent is not None and parent.edges:
-        for side, (pe, _, _) in parent.edges.items():
-            axis = 0 if side in ("west", "east") else 1  # coordinate along the edge
-            fixed = {"west": (1, 0.0), "east": (1, T), "north": (0, 0.0), "south": (0, T)}[side]
-            p_rc = pr if fixed[0] == 0 else pc
-            on = np.abs(p_rc - fixed[1]) < 1e-9
-            if not on.any():
-                continue
-            along_p = parent.grid_rc[pe, axis]
-            along_c = (pr if axis == 0 else pc)[on]
-            pn = parent.normals[pe].astype(np.float64)
-            v = np.stack([np.interp(along_c, along_p, pn[:, i]) for i in range(3)], 1)
-            nrm[on] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    else:
+        _parent_border_normals(nrm, pr, pc, parent)
+    else:  # without the parent's surface: own (consistent) edge normals
         border = (rc[:, 0] <= 0) | (rc[:, 0] >= T) | (rc[:, 1] <= 0) | (rc[:, 1] >= T)
         nrm[border] = surface.normals[border]
-    return replace(surface, morph_dh_m=dh, morph_normals=nrm.astype(np.float32))
+    return replace(surface, morph_dh_m=dh, morph_normals=nrm)
+
+
+def _parent_border_normals(nrm: np.ndarray, pr: np.ndarray, pc: np.ndarray, parent: Surface) -> None:
+    """On the parent's own border the morph target is the parent's edge normal (interpolated
+    along the edge): a fully morphed child then shades its border exactly as the parent,
+    hence as the parent's same-level neighbour, the coarser tile it meets at a level
+    change. Borders inside the parent keep the parent grid's central differences, which
+    both children there share. nrm: (n, 3) float32, written in place; pr, pc: (n,) the
+    child's vertices in the parent's sample grid."""
+    for side, (pe, _, _) in parent.edges.items():
+        axis = 0 if side in ("west", "east") else 1  # coordinate along the edge
+        fixed = {"west": (1, 0.0), "east": (1, T), "north": (0, 0.0), "south": (0, T)}[side]
+        p_rc = pr if fixed[0] == 0 else pc
+        on = np.abs(p_rc - fixed[1]) < 1e-9
+        if not on.any():
+            continue
+        along_p = parent.grid_rc[pe, axis]
+        along_c = (pr if axis == 0 else pc)[on]
+        pn = parent.normals[pe].astype(np.float64)
+        v = np.stack([np.interp(along_c, along_p, pn[:, i]) for i in range(3)], 1)
+        nrm[on] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)

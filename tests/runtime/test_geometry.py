@@ -218,3 +218,20 @@ def test_horizon_culling_is_conservative(key, lon, lat, h, hmin, span):
     pts = EARTH.sample_to_world(key.level, r0 + rng.uniform(0, T, 300), c0 + rng.uniform(0, T, 300),
                                 rng.uniform(hmin, hmin + span, 300))
     assert _segment_hits_occluder(cam, pts).all()
+
+
+def test_lattice_to_world_is_sample_to_world_bit_for_bit():
+    from runtime.tiles import spacing_deg
+
+    rng = np.random.default_rng(5)
+    for world in (World.EARTH, World.PLANE):
+        geo = geometry_for(world)
+        level, r0, c0 = 9, 256 * 170, 256 * 270
+        ki, kj = rng.integers(0, 513, 4000), rng.integers(0, 513, 4000)
+        h = rng.normal(800.0, 600.0, 4000)
+        got = geo.lattice_to_world(level, r0, c0, 0.5, ki, kj, h)
+        assert np.array_equal(got, geo.sample_to_world(level, r0 + ki * 0.5, c0 + kj * 0.5, h))
+    # The earth's sample at the equator and longitude 0, 100 m up: (a + 100 m, 0, 0).
+    d = spacing_deg(9)
+    p = geometry_for(World.EARTH).lattice_to_world(9, 0.0, 0.0, 1.0, [round(90 / d)], [round(180 / d)], [100.0])
+    np.testing.assert_allclose(p[0], [WGS84_A_M + 100.0, 0.0, 0.0], atol=1e-6)

@@ -330,7 +330,7 @@ def test_realtime_places_the_most_urgent_arrival_first_and_drops_given_up_tiles(
     assert got[0][1] is None  # given up on: passed on unplaced
     assert all(isinstance(t, ClientTile) for _, t, _ in got[1:])
     # The parent raster is made when a child arrives, not for every tile.
-    assert all(t._grid is None for _, t, _ in got[1:])
+    assert all(t._grid is None and not t._quarters for _, t, _ in got[1:])
 
 
 def test_morph_targets_are_kept_per_parent_surface_and_equal_a_fresh_morph():

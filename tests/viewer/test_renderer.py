@@ -240,6 +240,33 @@ def test_chunk_layout_keeps_every_face_and_orders_for_the_vertex_cache():
     assert _acmr(out) < 1.0  # Z-ordered within blocks
 
 
+def test_chunk_layout_reuses_the_face_order_and_boxes_follow_the_morph_targets():
+    from dataclasses import replace
+
+    from viewer.renderer import CHUNKS
+
+    grid_rc, faces, edges = full_grid_tin(8)
+    h = 100.0 * np.sin(grid_rc[:, 0] / 17.0) * np.cos(grid_rc[:, 1] / 11.0)
+    s = tin_surface("plane", TileKey(12, 3, -4), grid_rc, h, faces, edges, skirt_depth_m=5.0)
+    out, starts, lo, hi = chunk_layout(s)
+    # A re-upload (stitched normals, morph targets 40 m down): same faces array, same order;
+    # the boxes' floors drop by the 40 m the morphed vertices can reach, their tops stay.
+    dh = np.full(len(s.vertices), -40.0, np.float32)
+    again = replace(s, normals=-s.normals, morph_dh_m=dh, morph_normals=s.normals)
+    out2, starts2, lo2, hi2 = chunk_layout(again)
+    assert np.array_equal(out2, out) and np.array_equal(starts2, starts)
+    assert np.allclose(lo2[:, 2], lo[:, 2] - 40.0, atol=1e-3) and np.array_equal(hi2, hi)
+    # Every face's vertices (own and morphed) lie in its block's box.
+    for b in range(CHUNKS * CHUNKS):
+        v = again.vertices[out2[starts2[b]:starts2[b + 1]].ravel()]
+        assert (v >= lo2[b] - 1e-3).all() and (v <= hi2[b] + 1e-3).all()
+        assert (v[:, 2] - 40.0 >= lo2[b, 2] - 1e-3).all()
+    # Another faces array (another tile's TIN) gets its own order.
+    rng = np.random.default_rng(1)
+    other = replace(s, faces=s.faces[rng.permutation(len(s.faces))])
+    assert sorted(map(tuple, chunk_layout(other)[0].tolist())) == sorted(map(tuple, out.tolist()))
+
+
 def test_shader_sources_resolve_includes_and_put_defines_after_the_version():
     fs = shader_source("terrain.frag", ("VERTEX_LOGDEPTH",))
     assert fs.splitlines()[:2] == ["#version 330", "#define VERTEX_LOGDEPTH"]
