@@ -29,9 +29,11 @@ The rules, in order (later ones override): the context's land-cover group at
 the (slightly warped) location -> class (earth: the MODIS IGBP class itself,
 so forests split into broadleaf/needleleaf; plane: its synthetic groups split by
 climate); water where the real water is (earth: 30" land fraction < 0.5, or
-MODIS water, i.e. lakes, except MODIS water cells with >= 5 of 8 urban
-neighbours, which are urban: rivers between built-up banks; plane: the
-continent's sea); beach sand on land below 3 m next to the
+a lake where the terrain is flat at its surface: lake fraction >= 0.5, the
+anchor's lake rule (:mod:`generator.anchors.lakes`); MODIS water elsewhere on
+land (a lake's shore ramp, rivers, ponds) is dry: urban if >= 5 of its 8
+neighbouring cells are (rivers between built-up banks), else its neighbours'
+most common land class; plane: the continent's sea); beach sand on land below 3 m next to the
 sea; snow above the snowline (earth 5,500 m within 20 deg of the equator,
 falling 110 m per degree of latitude beyond, +-200 m noise; plane: the
 continent's snowline); bare rock where the birth slope exceeds 35 deg (except
@@ -144,9 +146,15 @@ def _earth_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tu
         mixed = igbp == 5
         if mixed.any():  # mixed forest: a 2 km split into needleleaf and broadleaf
             cls = np.where(mixed & (grid_noise(seed, 3, lon1, lat1, 0.02) > 0.0), np.uint8(NEEDLELEAF), cls)
+    lake = _lake_water(lat1, lon1)
     wet = land & (cls == WATER)
     if wet.any():
         cls = _city_river_cells(ctx.modis, cls, wet, *cells())
+        dry = land & (cls == WATER) & ~lake
+        if dry.any():  # MODIS water where the terrain is not a lake: shore ramps, rivers, ponds
+            cls = np.where(dry, _land_neighbour_class(ctx.modis, *cells()), cls)
+    if lake.any():
+        cls = np.where(lake, np.uint8(WATER), cls)
     rock = cls == BARE_ROCK
     if rock.any():  # barren is sand where Koppen says arid (group B)
         arid = np.zeros(shape, bool)
@@ -154,6 +162,49 @@ def _earth_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tu
         cls = np.where(arid, np.uint8(SAND), cls)
     cls = np.where(land, cls, np.uint8(WATER))
     return cls, land & (cls != WATER), land & (cls != WATER) & (frac < 0.8)
+
+
+_LAKES: list = []
+
+
+def _lake_water(lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the lake rule holds the terrain at a lake's surface (lake fraction >= 0.5,
+    :mod:`generator.anchors.lakes`) on the grid lat1 (H,) x lon1 (W,) degrees, read with the
+    anchor's own expression (``Lakes.at_grid``), so the class is water exactly where the terrain
+    is the flat lake."""
+    from generator.anchors.lakes import Lakes
+
+    if not _LAKES:
+        _LAKES.append(Lakes.load())
+    lakes = _LAKES[0]
+    if not lakes.near(float(lat1.min()), float(lat1.max()), float(lon1.min()), float(lon1.max())):
+        return np.zeros((lat1.size, lon1.size), bool)
+    return lakes.at_grid(lat1, lon1)[0] >= np.float32(0.5)
+
+
+def _land_neighbour_class(grid: np.ndarray, wi: np.ndarray, wj: np.ndarray) -> np.ndarray:
+    """(H, W) uint8: for the MODIS cell (wi, wj) each point reads (``grid`` IGBP), the most common
+    land class among its 8 neighbouring cells (ties: the lowest class id; none: wetland). The class
+    of MODIS water that the terrain does not flatten into a lake: a lake's shore ramp takes the
+    shore's cover, a river or pond its banks'. Counted once for the window's box of cells."""
+    i0, i1, j0, j1 = int(wi.min()), int(wi.max()), int(wj.min()), int(wj.max())
+    if j1 - j0 > grid.shape[1] // 2:  # the window straddles the antimeridian: unwrap its columns
+        wj = np.where(wj < grid.shape[1] // 2, wj + grid.shape[1], wj)
+        j0, j1 = int(wj.min()), int(wj.max())
+    box = IGBP_TO_CLASS[grid[np.clip(np.arange(i0 - 1, i1 + 2), 0, grid.shape[0] - 1)][
+        :, np.mod(np.arange(j0 - 1, j1 + 2), grid.shape[1])]]
+    h, w = box.shape[0] - 2, box.shape[1] - 2
+    count = np.zeros((URBAN + 1, h, w), np.int8)
+    for di in (0, 1, 2):
+        for dj in (0, 1, 2):
+            if di != 1 or dj != 1:
+                nb = box[di : di + h, dj : dj + w]
+                for k in np.unique(nb):
+                    if 0 < k <= URBAN:
+                        count[k] += nb == k
+    fill = count.argmax(axis=0).astype(np.uint8)
+    fill = np.where(count.max(axis=0) > 0, fill, np.uint8(WETLAND))
+    return fill[wi - i0, wj - j0]
 
 
 def _uniform_cell(grid: np.ndarray, lat1: np.ndarray, lon1: np.ndarray, margin_deg: float):
