@@ -87,7 +87,30 @@ class MorphOptions:
 
 class _GpuTile:
     __slots__ = ("vao", "buffers", "texture", "nir", "classes", "center_m", "nbytes", "parent_ge_m", "triangles",
-                 "chunk_starts", "chunk_lo", "chunk_hi")
+                 "chunk_starts", "chunk_lo", "chunk_hi", "water_m")
+
+
+LAKE_BELOW_SEA_M = -2.0
+"""A flat water surface below this (m) is a lake below sea level, not a sea-floor plateau."""
+
+
+def water_level(surface: Surface, classes: np.ndarray | None) -> float:
+    """The tile's water surface (m) up to which the terrain is lifted and shaded as water: 0 (the
+    sea) unless the feature layer's classes ((T+1, T+1) uint8 or None) show a lake below sea
+    level: the lake rule makes it exactly flat (docs/EARTH.md), so when at least a quarter (and 3)
+    of the water-class vertices below :data:`LAKE_BELOW_SEA_M` share one height, that is the
+    level (the Caspian -32 m, the Dead Sea). Lakes above sea level need no lift: the classes
+    alone shade them as water."""
+    if classes is None or surface.height_m is None or surface.grid_rc is None:
+        return 0.0
+    h = np.asarray(surface.height_m, np.float32)
+    rc = np.clip(np.rint(np.asarray(surface.grid_rc)).astype(np.int64), 0, np.asarray(classes.shape) - 1)
+    low = h[(classes[rc[:, 0], rc[:, 1]] == 0) & (h < LAKE_BELOW_SEA_M)]
+    if low.size < 3:
+        return 0.0
+    v, c = np.unique(low, return_counts=True)
+    k = int(np.argmax(c))
+    return float(v[k]) if c[k] >= max(3, low.size // 4) else 0.0
 
 
 CHUNKS = 4
@@ -281,6 +304,7 @@ class TerrainRenderer:
         t.nir = self._texture(nir, 1) if nir is not None else None
         classes = layer.classes if layer is not None else None
         t.classes = None
+        t.water_m = water_level(surface, classes)
         if classes is not None:
             t.classes = ctx.texture((classes.shape[1], classes.shape[0]), 1,
                                     np.ascontiguousarray(classes, np.uint8).tobytes(), alignment=1)
@@ -407,7 +431,7 @@ class TerrainRenderer:
             has_ptex = parent is not None and parent.texture is not None
             block[1] = (end * start, end, has_ptex, t.nir is not None)
             block[2] = (0.5 * (key.x & 1), 0.5 * (key.y & 1), 0.5, 0.5)
-            block[3, 0] = t.classes is not None
+            block[3, 0], block[3, 1] = t.classes is not None, t.water_m
             u_tile.write(block.tobytes())
             if t.classes is not None:
                 t.classes.use(3)

@@ -246,3 +246,55 @@ def test_shader_sources_resolve_includes_and_put_defines_after_the_version():
     assert "#include" not in fs and fs.count("vec3 sky_colour(") == 1
     sky = shader_source("sky.frag")
     assert sky.splitlines()[0] == "#version 330" and "#define" not in sky and sky.count("vec3 sky_colour(") == 1
+
+
+def _lake_layer(west_water: bool = True):
+    """A feature layer whose classes are water (0) west of column 128, grassland (4) east."""
+    from runtime.featurelayer import FeatureLayer
+
+    cols = np.arange(T + 1)[None, :].repeat(T + 1, axis=0)
+    classes = np.where(cols < 128, 0, 4).astype(np.uint8)
+    return FeatureLayer(classes, np.zeros((0, 5), np.float32), np.zeros((0, 3), np.float32), None, None)
+
+
+def test_lake_above_sea_level_is_drawn_as_water_where_the_classes_say_so(gl_ctx):
+    """A flat lake at 372 m (Geneva): water-coloured, segmented as water, at its own height
+    (not lifted or sunk); the same tile without the layer is ground (the wire has no other sign)."""
+    from viewer.sensors import SensorRig, SensorSpec
+
+    r = TerrainRenderer(gl_ctx, SMALL)
+    s = plane_surface(lambda rows, cols: np.full_like(rows, 372.0))
+    r.upload(s, None, layer=_lake_layer())
+    rig = SensorRig(r, [SensorSpec("down", SMALL, 40.0, frozenset({"rgb", "depth_m", "segmentation"}))])
+    c = geometry_for("plane").tile_center(KEY)
+    f = rig.capture({"down": rig.camera("down", np.array([c[0], c[1], 2372.0]), [0, 0, -1], [0, 1, 0])},
+                    [KEY], lambda p: UP)["down"]
+    w = SMALL[0]
+    assert np.allclose(f.depth_m, 2000.0, rtol=1e-3)  # the lake's surface, both halves
+    west, east = f.rgb[:, : w // 2 - 4].reshape(-1, 3).mean(0), f.rgb[:, w // 2 + 4 :].reshape(-1, 3).mean(0)
+    assert west[2] > west[0] + 15 and west[2] > east[2] + 10, (west, east)  # water is blue
+    assert (f.segmentation[:, : w // 2 - 4] == 0).all() and (f.segmentation[:, w // 2 + 4 :] == 4).all()
+    r.upload(s, None)  # without the layer: no water above sea level
+    r.render(down_camera(KEY, 2372.0, SMALL), [KEY], UP)
+    plain = r.read_rgb().astype(int)[:, : w // 2 - 4].reshape(-1, 3).mean(0)
+    assert plain[2] < plain[0] + 5, plain
+    rig.release()
+    r.close()
+
+
+def test_lake_below_sea_level_is_water_at_its_surface_not_at_zero(gl_ctx):
+    """The Caspian (-32 m, flat): drawn as water at -32 m, not lifted to sea level; the water
+    level comes from the classes (renderer.water_level), land east of it stays land."""
+    from viewer.renderer import water_level
+
+    r = TerrainRenderer(gl_ctx, SMALL)
+    s = plane_surface(lambda rows, cols: np.where(cols < 128, -32.0, 10.0 + 0.0 * cols))
+    layer = _lake_layer()
+    assert water_level(s, layer.classes) == -32.0 and water_level(s, None) == 0.0
+    r.upload(s, None, layer=layer)
+    r.render(down_camera(KEY, 2000.0, SMALL, fov_deg=60.0), [KEY], UP)
+    row = r.read_depth_m()[SMALL[1] // 2]
+    assert np.allclose(row[:20], 2032.0, rtol=1e-3) and np.allclose(row[-20:], 1990.0, rtol=1e-3), row
+    west = r.read_rgb().astype(int)[:, :20].reshape(-1, 3).mean(0)
+    assert west[2] > west[0] + 15, west
+    r.close()
