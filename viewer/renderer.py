@@ -32,7 +32,7 @@ from importlib import resources
 import moderngl
 import numpy as np
 
-from runtime.tiles import TileKey
+from runtime.tiles import ANCHOR_LEVEL, TileKey
 from runtime.tin import Surface
 from viewer.features import FeatureOptions, FeatureRenderer, PlacedFeatures
 from viewer.paths import FAR_M
@@ -90,22 +90,37 @@ class _GpuTile:
                  "chunk_starts", "chunk_lo", "chunk_hi", "water_m")
 
 
-LAKE_BELOW_SEA_M = -2.0
-"""A flat water surface below this (m) is a lake below sea level, not a sea-floor plateau."""
+LAKE_BELOW_SEA_M = (-500.0, -10.0)
+"""A flat water surface in this range (m) is a lake below sea level (the Caspian -32 m, Chott
+Melrhir, the Salton Sea, the Dead Sea), not a sea-floor plateau: the Arctic's shelf has one at
+-5 m. Tiles above the anchor level (>= 22.5 deg wide, seen from 1,000 km and more) keep 0 m:
+their quantised floors repeat values (level 0: -256 m)."""
+
+
+NO_WATER_M = -1.0e5
+"""The water level of a tile whose classes have no water: nothing is lifted or shaded as water."""
 
 
 def water_level(surface: Surface, classes: np.ndarray | None) -> float:
     """The tile's water surface (m) up to which the terrain is lifted and shaded as water: 0 (the
-    sea) unless the feature layer's classes ((T+1, T+1) uint8 or None) show a lake below sea
-    level: the lake rule makes it exactly flat (docs/EARTH.md), so when at least a quarter (and 3)
-    of the water-class vertices below :data:`LAKE_BELOW_SEA_M` share one height, that is the
-    level (the Caspian -32 m, the Dead Sea). Lakes above sea level need no lift: the classes
-    alone shade them as water."""
-    if classes is None or surface.height_m is None or surface.grid_rc is None:
+    sea) unless the tile holds a lake below sea level. The lake rule makes a lake exactly flat
+    (docs/EARTH.md) and no sea floor is: when at least a quarter (and 3) of the vertices in
+    :data:`LAKE_BELOW_SEA_M` share one height, that is the level; with the feature layer's
+    classes ((T+1, T+1) uint8) only water-class vertices count, without them (levels < 6, or no
+    layer) all do (over every level-4 earth tile only the Caspian's two pass). Lakes above sea
+    level need no lift: the classes shade them as water (without the layer nothing on the wire
+    says so). Classes without any water: :data:`NO_WATER_M` (the land below sea level around
+    the Caspian is not drawn as sea)."""
+    if surface.height_m is None or surface.key.level < ANCHOR_LEVEL:  # coarser: quantised floors repeat
         return 0.0
+    if classes is not None and not (classes == 0).any():
+        return NO_WATER_M  # no water here: land below sea level (the Caspian's shores) stays land
     h = np.asarray(surface.height_m, np.float32)
-    rc = np.clip(np.rint(np.asarray(surface.grid_rc)).astype(np.int64), 0, np.asarray(classes.shape) - 1)
-    low = h[(classes[rc[:, 0], rc[:, 1]] == 0) & (h < LAKE_BELOW_SEA_M)]
+    low = (h > LAKE_BELOW_SEA_M[0]) & (h < LAKE_BELOW_SEA_M[1])
+    if classes is not None and surface.grid_rc is not None:
+        rc = np.clip(np.rint(np.asarray(surface.grid_rc)).astype(np.int64), 0, np.asarray(classes.shape) - 1)
+        low &= classes[rc[:, 0], rc[:, 1]] == 0
+    low = h[low]
     if low.size < 3:
         return 0.0
     v, c = np.unique(low, return_counts=True)

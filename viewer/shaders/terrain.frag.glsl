@@ -60,10 +60,11 @@ void main() {
     float dist = length(v_rel);
     vec3 view = -v_rel / max(dist, 1e-6);
     vec3 lit;
-    float level = u_tile[3].y;
-    if (u_water && (v_height < level || lake >= 0.5)) {
-        // water: the sea (below the water level, with or without the layer) or, with the
-        // layer's classes, a lake flat at its surface (depth unknown: tinted as 20 m)
+    float level = u_tile[3].y;  // 0: the sea; below 0: a lake's surface, water on it too
+    // water: below the tile's water level (with or without the layer: the sea), or where the
+    // layer's classes say water (share >= 0.5 of the four samples around: lakes at their surface)
+    if (u_water && (v_height < level + (level < 0.0 ? 0.05 : 0.0) || lake >= 0.5)) {
+        // (depth tint: below the level as deep as it is; a lake's depth is unknown: 20 m)
         cls = 0;
         if (has_class) nir_class = u_palette_nir[0];
         n = normalize(v_up);
