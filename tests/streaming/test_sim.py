@@ -232,7 +232,7 @@ def _points(center, n=120, seed=7):
 
 @pytest.mark.parametrize("center", [LAND, SEA], ids=["land", "sea"])
 def test_height_at_matches_server_and_cli_within_tolerance(served, center):
-    from streaming.cli.compose import lake_source, open_world
+    from streaming.cli.compose import open_world
     from streaming.cli.height import ground_query
 
     pts = _points(center)
