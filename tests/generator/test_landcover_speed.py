@@ -195,10 +195,10 @@ def test_a_level6_box_fills_the_areas_inside_it_with_the_direct_nodes():
 
 
 def test_lake_water_of_a_window_is_the_anchors_lake_rule():
-    """``_lake_water`` (the column step once per row of cells) gives the decisions of
+    """``lake_water`` (the column step once per row of cells) gives the decisions of
     ``Lakes.at_grid``'s fraction >= 0.5, bit for bit, on shores of four lakes at several levels."""
     from generator.anchors.lakes import Lakes
-    from generator.landcover import _lake_water
+    from generator.landcover_lakes import lake_water
     from runtime.tiles import spacing_deg
 
     lakes, wet = Lakes.load(), 0
@@ -208,7 +208,7 @@ def test_lake_water_of_a_window_is_the_anchors_lake_rule():
             rows = int((90.0 - lat) / d) - 100 + np.arange(201)
             cols = int((lon + 180.0) / d) - 100 + np.arange(201)
             lat1, lon1 = 90.0 - rows * d, -180.0 + np.mod(cols * d, 360.0)
-            got = _lake_water(lat1, lon1)
+            got = lake_water(lat1, lon1)
             np.testing.assert_array_equal(got, lakes.at_grid(lat1, lon1)[0] >= np.float32(0.5))
             wet += int(got.sum())
     assert wet > 100_000
