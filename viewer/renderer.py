@@ -97,10 +97,6 @@ Melrhir, the Salton Sea, the Dead Sea), not a sea-floor plateau: the Arctic's sh
 their quantised floors repeat values (level 0: -256 m)."""
 
 
-NO_WATER_M = -1.0e5
-"""The water level of a tile whose classes have no water: nothing is lifted or shaded as water."""
-
-
 def water_level(surface: Surface, classes: np.ndarray | None) -> float:
     """The tile's water surface (m) up to which the terrain is lifted and shaded as water: 0 (the
     sea) unless the tile holds a lake below sea level. The lake rule makes a lake exactly flat
@@ -109,12 +105,12 @@ def water_level(surface: Surface, classes: np.ndarray | None) -> float:
     classes ((T+1, T+1) uint8) only water-class vertices count, without them (levels < 6, or no
     layer) all do (over every level-4 earth tile only the Caspian's two pass). Lakes above sea
     level need no lift: the classes shade them as water (without the layer nothing on the wire
-    says so). Classes without any water: :data:`NO_WATER_M` (the land below sea level around
-    the Caspian is not drawn as sea)."""
+    says so). A tile without a lake keeps 0 m even where its classes hold no water: the plane's
+    classes and its sea disagree at the coast (6 of 52 coastal tiles under plane 10/-118/5 have
+    ground below 0 m and no water class), so land below sea level there is drawn as sea, as
+    before (around Baku, only in tiles without the Caspian)."""
     if surface.height_m is None or surface.key.level < ANCHOR_LEVEL:  # coarser: quantised floors repeat
         return 0.0
-    if classes is not None and not (classes == 0).any():
-        return NO_WATER_M  # no water here: land below sea level (the Caspian's shores) stays land
     h = np.asarray(surface.height_m, np.float32)
     low = (h > LAKE_BELOW_SEA_M[0]) & (h < LAKE_BELOW_SEA_M[1])
     if classes is not None and surface.grid_rc is not None:
