@@ -87,7 +87,7 @@ class MorphOptions:
 
 class _GpuTile:
     __slots__ = ("vao", "buffers", "texture", "nir", "classes", "center_m", "nbytes", "parent_ge_m", "triangles",
-                 "chunk_starts", "chunk_lo", "chunk_hi", "water_m")
+                 "chunk_starts", "chunk_lo", "chunk_hi", "water_m", "lakes")
 
 
 LAKE_BELOW_SEA_M = (-500.0, -10.0)
@@ -95,6 +95,26 @@ LAKE_BELOW_SEA_M = (-500.0, -10.0)
 Melrhir, the Salton Sea, the Dead Sea), not a sea-floor plateau: the Arctic's shelf has one at
 -5 m. Tiles above the anchor level (>= 22.5 deg wide, seen from 1,000 km and more) keep 0 m:
 their quantised floors repeat values (level 0: -256 m)."""
+
+
+LAKE_VERTICES_PER_HEIGHT = 6.0
+"""Lakes: a tile's water-class vertices above 0 m hold on average at least this many vertices per
+distinct height (earth, one height per lake: 7.6 .. 452 at Geneva, the Alps' lakes at level 6
+and in Finland; the plane's coast, its quantised land heights: 2 .. 3.8)."""
+
+
+def class_lakes(surface: Surface, classes: np.ndarray | None) -> bool:
+    """Whether the classes' water above sea level is drawn as water (lakes): on earth the class
+    is water exactly where the lake rule holds the terrain flat, so those vertices share their
+    lake's exact height (:data:`LAKE_VERTICES_PER_HEIGHT`); the plane's classes call 8 % of its coastal
+    land water at all heights (its classes and its sea disagree at the coast): those stay
+    ground in the water's palette colour, as before."""
+    if classes is None or surface.height_m is None or surface.grid_rc is None:
+        return False
+    h = np.asarray(surface.height_m, np.float32)
+    rc = np.clip(np.rint(np.asarray(surface.grid_rc)).astype(np.int64), 0, np.asarray(classes.shape) - 1)
+    up = h[(classes[rc[:, 0], rc[:, 1]] == 0) & (h > 0)]
+    return np.unique(up).size <= max(1.0, up.size / LAKE_VERTICES_PER_HEIGHT)
 
 
 def water_level(surface: Surface, classes: np.ndarray | None) -> float:
@@ -315,7 +335,7 @@ class TerrainRenderer:
         t.nir = self._texture(nir, 1) if nir is not None else None
         classes = layer.classes if layer is not None else None
         t.classes = None
-        t.water_m = water_level(surface, classes)
+        t.water_m, t.lakes = water_level(surface, classes), class_lakes(surface, classes)
         if classes is not None:
             t.classes = ctx.texture((classes.shape[1], classes.shape[0]), 1,
                                     np.ascontiguousarray(classes, np.uint8).tobytes(), alignment=1)
@@ -442,7 +462,7 @@ class TerrainRenderer:
             has_ptex = parent is not None and parent.texture is not None
             block[1] = (end * start, end, has_ptex, t.nir is not None)
             block[2] = (0.5 * (key.x & 1), 0.5 * (key.y & 1), 0.5, 0.5)
-            block[3, 0], block[3, 1] = t.classes is not None, t.water_m
+            block[3, :3] = (t.classes is not None, t.water_m, t.lakes)
             u_tile.write(block.tobytes())
             if t.classes is not None:
                 t.classes.use(3)

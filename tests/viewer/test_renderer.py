@@ -309,3 +309,20 @@ def test_lake_below_sea_level_is_water_at_its_surface_not_at_zero(gl_ctx):
         west, east = rgb[:, :20].reshape(-1, 3).mean(0), rgb[:, -20:].reshape(-1, 3).mean(0)
         assert west[2] > west[0] + 15 and east[2] < east[0] + 5, (west, east)
         r.close()
+
+
+def test_class_water_above_sea_level_is_drawn_only_where_it_is_flat(gl_ctx):
+    """The plane's classes call some coastal land water at many heights: that stays ground
+    (``class_lakes`` False); a lake's few exact heights are water."""
+    from viewer.renderer import class_lakes
+
+    layer = _lake_layer()
+    assert class_lakes(plane_surface(lambda rows, cols: np.full_like(rows, 372.0)), layer.classes)
+    slope = plane_surface(lambda rows, cols: 5.0 + 0.1 * rows + 0.01 * cols)
+    assert not class_lakes(slope, layer.classes) and not class_lakes(slope, None)
+    r = TerrainRenderer(gl_ctx, SMALL)
+    r.upload(slope, None, layer=layer)
+    r.render(down_camera(KEY, 2000.0, SMALL), [KEY], UP)
+    west = r.read_rgb().astype(int)[:, : SMALL[0] // 2 - 4].reshape(-1, 3).mean(0)
+    assert west[2] < west[0] + 5, west  # ground, not water
+    r.close()

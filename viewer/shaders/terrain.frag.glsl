@@ -62,8 +62,9 @@ void main() {
     vec3 lit;
     float level = u_tile[3].y;  // 0: the sea; below 0: a lake's surface, water on it too
     // water: below the tile's water level (with or without the layer: the sea), or where the
-    // layer's classes say water (share >= 0.5 of the four samples around: lakes at their surface)
-    if (u_water && (v_height < level + (level < 0.0 ? 0.05 : 0.0) || lake >= 0.5)) {
+    // layer's classes say water (share >= 0.5 of the four samples around: lakes at their surface,
+    // in tiles where renderer.class_lakes holds: u_tile[3].z)
+    if (u_water && (v_height < level + (level < 0.0 ? 0.05 : 0.0) || (lake >= 0.5 && u_tile[3].z > 0.5))) {
         // (depth tint: below the level as deep as it is; a lake's depth is unknown: 20 m)
         cls = 0;
         if (has_class) nir_class = u_palette_nir[0];

@@ -3,7 +3,8 @@ uniform mat4 u_viewproj;      // projection * camera-relative rotation
 // Per tile, one write: [0] = (tile centre - camera position (m), has colour),
 // [1] = (geomorph start, end distance (m; end <= 0: none), has parent colour, has NIR),
 // [2] = parent uv = uv * zw + xy, [3] = (has land-cover classes, water level (m): 0 = the sea,
-// a lake's surface below sea level where the classes show one (renderer.water_level), 0, 0).
+// a lake's surface below sea level where the tile shows one (renderer.water_level), classes'
+// water above 0 m is lakes (renderer.class_lakes), 0).
 uniform vec4 u_tile[4];
 uniform bool u_water;
 uniform float u_logdepth_vs;  // 1 / log2(far + 1), vertex log depth only
