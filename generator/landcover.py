@@ -29,9 +29,11 @@ The rules, in order (later ones override): the context's land-cover group at
 the (slightly warped) location -> class (earth: the MODIS IGBP class itself,
 so forests split into broadleaf/needleleaf; plane: its synthetic groups split by
 climate); water where the real water is (earth: 30" land fraction < 0.5, or
-MODIS water, i.e. lakes, except MODIS water cells with >= 5 of 8 urban
-neighbours, which are urban: rivers between built-up banks; plane: the
-continent's sea); beach sand on land below 3 m next to the
+a lake where the terrain is flat at its surface: lake fraction >= 0.5, the
+anchor's lake rule (:mod:`generator.anchors.lakes`); MODIS water elsewhere on
+land (a lake's shore ramp, rivers, ponds) is dry: urban if >= 5 of its 8
+neighbouring cells are (rivers between built-up banks), else its neighbours'
+most common land class; plane: the continent's sea); beach sand on land below 3 m next to the
 sea; snow above the snowline (earth 5,500 m within 20 deg of the equator,
 falling 110 m per degree of latitude beyond, +-200 m noise; plane: the
 continent's snowline); bare rock where the birth slope exceeds 35 deg (except
@@ -54,6 +56,7 @@ from __future__ import annotations
 import numpy as np
 
 from generator.birthslope import FarHeights, _ctz, _slope_at, birth_groups_from, birth_slope  # noqa: F401
+from generator.landcover_lakes import lake_water, land_neighbour_class
 from generator.landcover_noise import grid_noise, point_noise, value_noise  # noqa: F401 (re-exported)
 from generator.plane_nodes import (  # noqa: F401 (re-exported)
     _AREAS,
@@ -144,9 +147,15 @@ def _earth_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tu
         mixed = igbp == 5
         if mixed.any():  # mixed forest: a 2 km split into needleleaf and broadleaf
             cls = np.where(mixed & (grid_noise(seed, 3, lon1, lat1, 0.02) > 0.0), np.uint8(NEEDLELEAF), cls)
+    lake = lake_water(lat1, lon1)
     wet = land & (cls == WATER)
     if wet.any():
         cls = _city_river_cells(ctx.modis, cls, wet, *cells())
+        dry = land & (cls == WATER) & ~lake
+        if dry.any():  # MODIS water where the terrain is not a lake: shore ramps, rivers, ponds
+            cls = np.where(dry, land_neighbour_class(ctx.modis, *cells()), cls)
+    if lake.any():
+        cls = np.where(lake, np.uint8(WATER), cls)
     rock = cls == BARE_ROCK
     if rock.any():  # barren is sand where Koppen says arid (group B)
         arid = np.zeros(shape, bool)

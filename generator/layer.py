@@ -36,7 +36,7 @@ from generator.scene import ALBEDO, NIR
 from runtime.tiles import T, TileKey, World
 
 LAYER_MIN_LEVEL = 6
-LAYER_CONTENT = "features-3"
+LAYER_CONTENT = "features-4"  # 4: land cover water = the lake rule (2026-12-05)
 """What the layer's arrays are made by; part of the tile store's key for frames with the layer
 (:func:`layered_model_id`), so a store baked by older rules is not mixed with new tiles. 2: the
 class field's separable noise and per-node plane classes, the 9.6 m slope rule for buildings.

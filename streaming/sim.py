@@ -11,7 +11,10 @@ bilinear heights and central-difference ENU normals as the server's height queri
 (streaming/heights.py). Hence, per point, ``|height_at - server detailed height|`` is at
 most the tile's TIN error bound plus half its height quantum (``height_tolerance_m``:
 0.25 x spacing + step / 2, 0.30 m at level 16). Water follows ``runtime.ground.water_at``
-on the anchor field, whose grid nodes the client reads from the server exactly.
+on the anchor field, whose grid nodes the client reads from the server exactly, and on the
+world's lakes when given ``lakes`` (the server's own source, from the composition root:
+``GroundClient(url, lakes=streaming.cli.compose.lake_source(world))``; without it a lake
+is dry ground at its surface, as before the lakes).
 
 ```python
 from streaming.sim import GroundClient
@@ -111,15 +114,19 @@ class GroundClient:
     tiles held (about 1.6 MB each; least recently prefetched go first, never the ones of
     the latest prefetch). Points: plane (east, north) metres, earth (lon, lat) degrees.
     surface: "bare" (default) or "buildings" (module docstring); buildings_of: decoded
-    tile -> (N, 5) buildings or None (default ``wire_buildings``).
+    tile -> (N, 5) buildings or None (default ``wire_buildings``). lakes: None or the world's
+    inland water, points (n, 2) -> (n,) float64 surface m, NaN where none (the server's
+    ``lake_source``; ``runtime.ground.water_at``'s ``lake_m``).
     Reads take no lock and may run on any thread while another prefetches.
     """
 
     def __init__(self, url: str | None = None, *, client=None, level: int = DEFAULT_LEVEL,
-                 max_tiles: int = 128, token: str | None = None, surface: str = "bare", buildings_of=None):
+                 max_tiles: int = 128, token: str | None = None, surface: str = "bare", buildings_of=None,
+                 lakes=None):
         from streaming.client import SyncTileClient
 
         self.surface = check_surface(surface)
+        self.lakes = lakes
         self._buildings_of = (buildings_of or wire_buildings) if surface == "buildings" else None
 
         if (url is None) == (client is None):
@@ -348,7 +355,8 @@ class GroundClient:
         """Height, water and normal at (x, y) (one point of ``query``)."""
         tile, i, j, fr, fc = self._cell(x, y)
         g = self._lerp(tile.h, i, j, fr, fc)
-        water_m, is_water = water_at(self.world, [g], [self._context_at(x, y)])
+        lake = None if self.lakes is None else self.lakes(np.array([[x, y]], np.float64))
+        water_m, is_water = water_at(self.world, [g], [self._context_at(x, y)], lake)
         w = float(water_m[0])
         normal = self._normal(tile, i, j, fr, fc, y)
         if self.surface == "bare":
@@ -434,7 +442,7 @@ class GroundClient:
         norm = np.sqrt(ge * ge + gn * gn + 1.0)
         normal = np.stack([-ge / norm, -gn / norm, 1.0 / norm], 1)
         context = self._context_many(pts)
-        water_m, is_water = water_at(self.world, h, context)
+        water_m, is_water = water_at(self.world, h, context, None if self.lakes is None else self.lakes(pts))
         out = {"ground_m": h, "water_m": water_m, "is_water": is_water, "normal_enu": normal, "level": self.level}
         if self.surface == "buildings":
             on = ~np.isnan(roof)

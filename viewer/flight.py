@@ -511,14 +511,17 @@ class Flight:
             res = height_at(self.streamer.geometry, pos, self._lookup, prefer=self.streamer.drawn_last)
         except LookupError:
             return None
+        self._ground_key = res.keys[0]
         return float(res.height_m[0])
 
     def surface_m(self, x: float, y: float) -> float | None:
-        """What a pilot flies over: the ground, or sea level where water covers it."""
+        """What a pilot flies over: the ground, or the water level where water covers it (the
+        drawn tile's: 0 m, or a lake's surface below it, ``viewer.renderer.water_level``)."""
         g = self.ground_m(x, y)
         if g is None or not getattr(self.renderer.lighting, "water", False):
             return g
-        return max(g, 0.0)
+        t = getattr(self.renderer, "tiles", {}).get(self._ground_key)
+        return max(g, getattr(t, "water_m", 0.0))
 
     def draw(self, camera) -> None:
         sel = self.last.selection

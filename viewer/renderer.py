@@ -33,7 +33,7 @@ from importlib import resources
 import moderngl
 import numpy as np
 
-from runtime.tiles import TileKey
+from runtime.tiles import ANCHOR_LEVEL, TileKey
 from runtime.tin import Surface
 from viewer.features import FeatureOptions, FeatureRenderer, PlacedFeatures
 from viewer.paths import FAR_M
@@ -88,7 +88,61 @@ class MorphOptions:
 
 class _GpuTile:
     __slots__ = ("vao", "buffers", "texture", "nir", "classes", "center_m", "nbytes", "parent_ge_m", "triangles",
-                 "chunk_starts", "chunk_lo", "chunk_hi")
+                 "chunk_starts", "chunk_lo", "chunk_hi", "water_m", "lakes")
+
+
+LAKE_BELOW_SEA_M = (-500.0, -10.0)
+"""A flat water surface in this range (m) is a lake below sea level (the Caspian -32 m, Chott
+Melrhir, the Salton Sea, the Dead Sea), not a sea-floor plateau: the Arctic's shelf has one at
+-5 m. Tiles above the anchor level (>= 22.5 deg wide, seen from 1,000 km and more) keep 0 m:
+their quantised floors repeat values (level 0: -256 m)."""
+
+
+LAKE_VERTICES_PER_HEIGHT = 6.0
+"""Lakes: a tile's water-class vertices above 0 m hold on average at least this many vertices per
+distinct height (earth, one height per lake: 7.6 .. 452 at Geneva, the Alps' lakes at level 6
+and in Finland; the plane's coast, its quantised land heights: 2 .. 3.8)."""
+
+
+def class_lakes(surface: Surface, classes: np.ndarray | None) -> bool:
+    """Whether the classes' water above sea level is drawn as water (lakes): on earth the class
+    is water exactly where the lake rule holds the terrain flat, so those vertices share their
+    lake's exact height (:data:`LAKE_VERTICES_PER_HEIGHT`); the plane's classes call 8 % of its coastal
+    land water at all heights (its classes and its sea disagree at the coast): those stay
+    ground in the water's palette colour, as before."""
+    if classes is None or surface.height_m is None or surface.grid_rc is None:
+        return False
+    h = np.asarray(surface.height_m, np.float32)
+    rc = np.clip(np.rint(np.asarray(surface.grid_rc)).astype(np.int64), 0, np.asarray(classes.shape) - 1)
+    up = h[(classes[rc[:, 0], rc[:, 1]] == 0) & (h > 0)]
+    return np.unique(up).size <= max(1.0, up.size / LAKE_VERTICES_PER_HEIGHT)
+
+
+def water_level(surface: Surface, classes: np.ndarray | None) -> float:
+    """The tile's water surface (m) up to which the terrain is lifted and shaded as water: 0 (the
+    sea) unless the tile holds a lake below sea level. The lake rule makes a lake exactly flat
+    (docs/EARTH.md) and no sea floor is: when at least a quarter (and 3) of the vertices in
+    :data:`LAKE_BELOW_SEA_M` share one height, that is the level; with the feature layer's
+    classes ((T+1, T+1) uint8) only water-class vertices count, without them (levels < 6, or no
+    layer) all do (over every level-4 earth tile only the Caspian's two pass). Lakes above sea
+    level need no lift: the classes shade them as water (without the layer nothing on the wire
+    says so). A tile without a lake keeps 0 m even where its classes hold no water: the plane's
+    classes and its sea disagree at the coast (6 of 52 coastal tiles under plane 10/-118/5 have
+    ground below 0 m and no water class), so land below sea level there is drawn as sea, as
+    before (around Baku, only in tiles without the Caspian)."""
+    if surface.height_m is None or surface.key.level < ANCHOR_LEVEL:  # coarser: quantised floors repeat
+        return 0.0
+    h = np.asarray(surface.height_m, np.float32)
+    low = (h > LAKE_BELOW_SEA_M[0]) & (h < LAKE_BELOW_SEA_M[1])
+    if classes is not None and surface.grid_rc is not None:
+        rc = np.clip(np.rint(np.asarray(surface.grid_rc)).astype(np.int64), 0, np.asarray(classes.shape) - 1)
+        low &= classes[rc[:, 0], rc[:, 1]] == 0
+    low = h[low]
+    if low.size < 3:
+        return 0.0
+    v, c = np.unique(low, return_counts=True)
+    k = int(np.argmax(c))
+    return float(v[k]) if c[k] >= max(3, low.size // 4) else 0.0
 
 
 CHUNKS = 4
@@ -309,6 +363,7 @@ class TerrainRenderer:
         t.nir = self._texture(nir, 1) if nir is not None else None
         classes = layer.classes if layer is not None else None
         t.classes = None
+        t.water_m, t.lakes = water_level(surface, classes), class_lakes(surface, classes)
         if classes is not None:
             t.classes = ctx.texture((classes.shape[1], classes.shape[0]), 1,
                                     np.ascontiguousarray(classes, np.uint8).tobytes(), alignment=1)
@@ -435,7 +490,7 @@ class TerrainRenderer:
             has_ptex = parent is not None and parent.texture is not None
             block[1] = (end * start, end, has_ptex, t.nir is not None)
             block[2] = (0.5 * (key.x & 1), 0.5 * (key.y & 1), 0.5, 0.5)
-            block[3, 0] = t.classes is not None
+            block[3, :3] = (t.classes is not None, t.water_m, t.lakes)
             u_tile.write(block.tobytes())
             if t.classes is not None:
                 t.classes.use(3)

@@ -133,3 +133,25 @@ def test_earth_classes_nest_and_meet_at_seams():
                 np.testing.assert_array_equal(lc[::2, ::2], lp[qy * h : qy * h + h + 1, qx * h : qx * h + h + 1])
         right = tile_landcover(earth, TileKey(parent.level, parent.x + 1, parent.y))
         np.testing.assert_array_equal(lp[:, -1], right[:, 0])
+
+
+def test_earth_water_is_exactly_the_flat_lake():
+    """Lake Geneva: the class is water exactly where the lake rule holds the terrain at the lake's
+    surface (lake fraction >= 0.5), on both sides of the shore, and a child's even samples keep it."""
+    from generator.anchors.lakes import Lakes
+    from runtime.tiles import spacing_deg
+
+    lakes = Lakes.load()
+    d11 = spacing_deg(11)
+    r0, c0 = int((90.0 - 46.52) / d11), int((6.45 + 180.0) / d11)  # the lake's western half
+    out = {}
+    for level, rows, cols in ((11, r0 + np.arange(97), c0 + np.arange(97)),
+                              (12, 2 * r0 + np.arange(193), 2 * c0 + np.arange(193))):
+        n, d = rows.size, spacing_deg(level)
+        lc = landcover("earth", 0, level, rows, cols, np.full((n, n), 400.0, np.float32),
+                       lambda lv, r, c: np.full(r.shape, 400.0, np.float32))
+        lake = lakes.at_grid(90.0 - rows * d, -180.0 + cols * d)[0] >= 0.5
+        assert 500 < lake.sum() < lake.size - 500  # the window crosses the shore
+        np.testing.assert_array_equal(lc == WATER, lake)
+        out[level] = lc
+    np.testing.assert_array_equal(out[12][::2, ::2], out[11])

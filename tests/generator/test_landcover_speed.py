@@ -192,3 +192,23 @@ def test_a_level6_box_fills_the_areas_inside_it_with_the_direct_nodes():
     for k in range(LC.ANCHOR_AREAS_KEPT + 5):  # bounded
         LC._anchor_area(0, 100 + k, 0)
     assert len(LC._AREAS) == LC.ANCHOR_AREAS_KEPT
+
+
+def test_lake_water_of_a_window_is_the_anchors_lake_rule():
+    """``lake_water`` (the column step once per row of cells) gives the decisions of
+    ``Lakes.at_grid``'s fraction >= 0.5, bit for bit, on shores of four lakes at several levels."""
+    from generator.anchors.lakes import Lakes
+    from generator.landcover_lakes import lake_water
+    from runtime.tiles import spacing_deg
+
+    lakes, wet = Lakes.load(), 0
+    for lat, lon in ((46.45, 6.55), (-1.0, 33.0), (42.0, 50.0), (-15.9, -69.4)):
+        for level in (5, 8, 11, 14):
+            d = spacing_deg(level)
+            rows = int((90.0 - lat) / d) - 100 + np.arange(201)
+            cols = int((lon + 180.0) / d) - 100 + np.arange(201)
+            lat1, lon1 = 90.0 - rows * d, -180.0 + np.mod(cols * d, 360.0)
+            got = lake_water(lat1, lon1)
+            np.testing.assert_array_equal(got, lakes.at_grid(lat1, lon1)[0] >= np.float32(0.5))
+            wet += int(got.sum())
+    assert wet > 100_000

@@ -268,14 +268,17 @@ def test_sea_is_water_and_land_is_dry(served):
 
 
 # off Fiji: open sea on both sides of the antimeridian (the real land mask has Fiji's coast at -16.5)
-EARTH_PLACES = {"mont_blanc": (6.8652, 45.8326), "off_iceland": (-25.0, 64.0), "off_fiji_antimeridian": (180.0, -15.5)}
+# Lake Geneva (370 m, flat): water where the server says so (the lake source from the composition root)
+EARTH_PLACES = {"mont_blanc": (6.8652, 45.8326), "off_iceland": (-25.0, 64.0), "off_fiji_antimeridian": (180.0, -15.5),
+                "lake_geneva": (6.55, 46.45)}
 
 
 @pytest.fixture(scope="module")
 def earth_served():
-    from streaming.cli.compose import build_server
+    from streaming.cli.compose import build_server, lake_source
 
-    with LocalServer(build_server("earth", 0, "fractal")) as srv, GroundClient(srv.url) as g:
+    with LocalServer(build_server("earth", 0, "fractal")) as srv, \
+            GroundClient(srv.url, lakes=lake_source("earth")) as g:
         for center in EARTH_PLACES.values():
             g.prefetch(center, 120.0)
         yield g
@@ -283,16 +286,22 @@ def earth_served():
 
 @pytest.mark.parametrize("place", sorted(EARTH_PLACES))
 def test_earth_against_the_cli_with_water_off_iceland(earth_served, place):
-    from streaming.cli.compose import open_world
+    from streaming.cli.compose import lake_source, open_world
     from streaming.cli.height import ground_query
 
     pts = np.array(EARTH_PLACES[place]) + np.random.default_rng(4).uniform(-0.001, 0.001, (60, 2))
     pts[:, 0] = (pts[:, 0] + 180.0) % 360.0 - 180.0  # Fiji: both sides of the antimeridian
     q = earth_served.query(pts)
-    cli = ground_query("earth", open_world("earth", 0, "fractal").tiles, pts)
+    cli = ground_query("earth", open_world("earth", 0, "fractal").tiles, pts, lakes=lake_source("earth"))
     assert np.abs(q["ground_m"] - cli["ground_m"]).max() <= earth_served.height_tolerance_m
     assert (q["is_water"] == cli["is_water"]).all()
-    if place == "mont_blanc":
+    np.testing.assert_array_equal(q["water_m"], cli["water_m"])
+    if place == "lake_geneva":  # water at the lake's surface, which is the ground
+        assert q["is_water"].all() and (q["water_m"] == 370.0).all()
+        assert np.abs(q["ground_m"] - 370.0).max() <= earth_served.height_tolerance_m
+        p = earth_served.ground_at(*pts[0])
+        assert p.is_water and p.water_m == 370.0
+    elif place == "mont_blanc":
         assert (q["ground_m"] > 1500.0).all() and not q["is_water"].any()
     else:  # the case: the sea floor is ground_m, the surface at 0 m is water_m
         assert q["is_water"].all() and (q["water_m"] == 0.0).all() and (q["ground_m"] < 0.0).all()

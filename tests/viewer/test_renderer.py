@@ -94,9 +94,15 @@ def test_camera_relative_rendering_is_steady_10000_km_out(gl_ctx):
     assert np.abs(imgs[0] - imgs[1]).max() <= 2
 
 
+def _sea_floor(rows, cols):
+    """-200 m, gently uneven like every generated sea floor (an exactly flat floor below -10 m
+    is the lake rule's signature: a lake below sea level, ``viewer.renderer.water_level``)."""
+    return -200.0 + 0.01 * rows + 0.003 * cols
+
+
 def test_sea_floor_is_drawn_as_water_at_sea_level(gl_ctx):
     r = TerrainRenderer(gl_ctx, SMALL)
-    r.upload(plane_surface(lambda rows, cols: np.full_like(rows, -200.0)), None)
+    r.upload(plane_surface(_sea_floor), None)
     r.render(down_camera(KEY, 1000.0, SMALL), [KEY], UP)
     depth, rgb = r.read_depth_m(), r.read_rgb().astype(int)
     assert np.allclose(depth, 1000.0, rtol=1e-3), (depth.min(), depth.max())  # the sea surface, not -200 m
@@ -105,16 +111,16 @@ def test_sea_floor_is_drawn_as_water_at_sea_level(gl_ctx):
     assert mean[2] > mean[0] + 15  # water is blue
     r.close()
     dry = TerrainRenderer(gl_ctx, SMALL, Lighting(water=False))
-    dry.upload(plane_surface(lambda rows, cols: np.full_like(rows, -200.0)), None)
+    dry.upload(plane_surface(_sea_floor), None)
     dry.render(down_camera(KEY, 1000.0, SMALL), [KEY], UP)
-    assert np.allclose(dry.read_depth_m(), 1200.0, rtol=1e-3)  # without water: the sea floor
+    assert np.allclose(dry.read_depth_m(), 1200.0, rtol=3e-3)  # without water: the sea floor
     dry.close()
 
 
 def test_coast_splits_land_and_water_where_height_crosses_zero(gl_ctx):
     r = TerrainRenderer(gl_ctx, SMALL)
     # West half below sea level, east half land at +40 m (a cliff at column 128).
-    r.upload(plane_surface(lambda rows, cols: np.where(cols < 128, -60.0, 40.0)), None)
+    r.upload(plane_surface(lambda rows, cols: np.where(cols < 128, _sea_floor(rows, cols) + 140.0, 40.0)), None)
     r.render(down_camera(KEY, 2000.0, SMALL, fov_deg=60.0), [KEY], UP)
     depth = r.read_depth_m()
     row = depth[SMALL[1] // 2]
@@ -178,7 +184,7 @@ def test_earth_sea_is_drawn_on_the_ellipsoid(gl_ctx):
 
     key = TileKey(12, 4100, 1000)  # earth, ~0.04 deg tile in the northern hemisphere
     grid_rc, faces, edges = full_grid_tin(4)
-    s = tin_surface("earth", key, grid_rc, np.full(len(grid_rc), -350.0), faces, edges, 20.0)
+    s = tin_surface("earth", key, grid_rc, _sea_floor(grid_rc[:, 0], grid_rc[:, 1]) - 150.0, faces, edges, 20.0)
     geo = geometry_for("earth")
     lon, lat, _ = (float(v[0]) for v in ecef_to_geodetic(geo.tile_center(key)[None]))
     eye = geodetic_to_ecef(np.array([lon]), np.array([lat]), np.array([800.0]))[0]
@@ -273,3 +279,77 @@ def test_shader_sources_resolve_includes_and_put_defines_after_the_version():
     assert "#include" not in fs and fs.count("vec3 sky_colour(") == 1
     sky = shader_source("sky.frag")
     assert sky.splitlines()[0] == "#version 330" and "#define" not in sky and sky.count("vec3 sky_colour(") == 1
+
+
+def _lake_layer(west_water: bool = True):
+    """A feature layer whose classes are water (0) west of column 128, grassland (4) east."""
+    from runtime.featurelayer import FeatureLayer
+
+    cols = np.arange(T + 1)[None, :].repeat(T + 1, axis=0)
+    classes = np.where(cols < 128, 0, 4).astype(np.uint8)
+    return FeatureLayer(classes, np.zeros((0, 5), np.float32), np.zeros((0, 3), np.float32), None, None)
+
+
+def test_lake_above_sea_level_is_drawn_as_water_where_the_classes_say_so(gl_ctx):
+    """A flat lake at 372 m (Geneva): water-coloured, segmented as water, at its own height
+    (not lifted or sunk); the same tile without the layer is ground (the wire has no other sign)."""
+    from viewer.sensors import SensorRig, SensorSpec
+
+    r = TerrainRenderer(gl_ctx, SMALL)
+    s = plane_surface(lambda rows, cols: np.full_like(rows, 372.0))
+    r.upload(s, None, layer=_lake_layer())
+    rig = SensorRig(r, [SensorSpec("down", SMALL, 40.0, frozenset({"rgb", "depth_m", "segmentation"}))])
+    c = geometry_for("plane").tile_center(KEY)
+    f = rig.capture({"down": rig.camera("down", np.array([c[0], c[1], 2372.0]), [0, 0, -1], [0, 1, 0])},
+                    [KEY], lambda p: UP)["down"]
+    w = SMALL[0]
+    assert np.allclose(f.depth_m, 2000.0, rtol=1e-3)  # the lake's surface, both halves
+    west, east = f.rgb[:, : w // 2 - 4].reshape(-1, 3).mean(0), f.rgb[:, w // 2 + 4 :].reshape(-1, 3).mean(0)
+    assert west[2] > west[0] + 15 and west[2] > east[2] + 10, (west, east)  # water is blue
+    assert (f.segmentation[:, : w // 2 - 4] == 0).all() and (f.segmentation[:, w // 2 + 4 :] == 4).all()
+    r.upload(s, None)  # without the layer: no water above sea level
+    r.render(down_camera(KEY, 2372.0, SMALL), [KEY], UP)
+    plain = r.read_rgb().astype(int)[:, : w // 2 - 4].reshape(-1, 3).mean(0)
+    assert plain[2] < plain[0] + 5, plain
+    rig.release()
+    r.close()
+
+
+def test_lake_below_sea_level_is_water_at_its_surface_not_at_zero(gl_ctx):
+    """The Caspian (-32 m, flat): drawn as water at -32 m, not lifted to sea level; the water
+    level comes from the flat surface (renderer.water_level), with or without the classes (a
+    tile below the layer's levels has none); land east of it stays land; an uneven sea floor
+    keeps the sea at 0 m."""
+    from viewer.renderer import water_level
+
+    s = plane_surface(lambda rows, cols: np.where(cols < 128, -32.0, 10.0 + 0.0 * cols))
+    layer = _lake_layer()
+    assert water_level(s, layer.classes) == -32.0 and water_level(s, None) == -32.0
+    assert water_level(plane_surface(_sea_floor), None) == 0.0
+    for lay in (layer, None):
+        r = TerrainRenderer(gl_ctx, SMALL)
+        r.upload(s, None, layer=lay)
+        r.render(down_camera(KEY, 2000.0, SMALL, fov_deg=60.0), [KEY], UP)
+        row = r.read_depth_m()[SMALL[1] // 2]
+        assert np.allclose(row[:20], 2032.0, rtol=1e-3) and np.allclose(row[-20:], 1990.0, rtol=1e-3), row
+        rgb = r.read_rgb().astype(int)
+        west, east = rgb[:, :20].reshape(-1, 3).mean(0), rgb[:, -20:].reshape(-1, 3).mean(0)
+        assert west[2] > west[0] + 15 and east[2] < east[0] + 5, (west, east)
+        r.close()
+
+
+def test_class_water_above_sea_level_is_drawn_only_where_it_is_flat(gl_ctx):
+    """The plane's classes call some coastal land water at many heights: that stays ground
+    (``class_lakes`` False); a lake's few exact heights are water."""
+    from viewer.renderer import class_lakes
+
+    layer = _lake_layer()
+    assert class_lakes(plane_surface(lambda rows, cols: np.full_like(rows, 372.0)), layer.classes)
+    slope = plane_surface(lambda rows, cols: 5.0 + 0.1 * rows + 0.01 * cols)
+    assert not class_lakes(slope, layer.classes) and not class_lakes(slope, None)
+    r = TerrainRenderer(gl_ctx, SMALL)
+    r.upload(slope, None, layer=layer)
+    r.render(down_camera(KEY, 2000.0, SMALL), [KEY], UP)
+    west = r.read_rgb().astype(int)[:, : SMALL[0] // 2 - 4].reshape(-1, 3).mean(0)
+    assert west[2] < west[0] + 5, west  # ground, not water
+    r.close()

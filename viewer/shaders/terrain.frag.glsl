@@ -40,6 +40,7 @@ void main() {
     if (has_ptex) albedo = mix(albedo, texture(u_ptex, v_uv * u_tile[2].zw + u_tile[2].xy).rgb, v_morph);
     int cls = 255;
     float nir_class = 0.0;
+    float lake = 0.0;  // share of water among the four samples around: lakes (>= 0.5) above the water level
     if (has_class) {
         // the sample grid: uv * T; the class of the nearest sample, the colour bilinear over the
         // four around (class edges and streets stay sharp without stair steps)
@@ -49,6 +50,7 @@ void main() {
         vec2 f = g - vec2(g0);
         int c00 = class_at(g0), c01 = class_at(g0 + ivec2(1, 0));
         int c10 = class_at(g0 + ivec2(0, 1)), c11 = class_at(g0 + ivec2(1, 1));
+        lake = mix(mix(float(c00 == 0), float(c01 == 0), f.x), mix(float(c10 == 0), float(c11 == 0), f.x), f.y);
         vec3 pal = mix(mix(u_palette[c00], u_palette[c01], f.x), mix(u_palette[c10], u_palette[c11], f.x), f.y);
         float lum = dot(albedo, vec3(0.3, 0.59, 0.11));
         float w = 0.75 * (1.0 - smoothstep(u_class_fade.x, u_class_fade.y, length(v_rel)));
@@ -58,11 +60,16 @@ void main() {
     float dist = length(v_rel);
     vec3 view = -v_rel / max(dist, 1e-6);
     vec3 lit;
-    if (u_water && v_height < 0.0) {
-        cls = 0;  // water, with or without the layer (the sea surface is drawn here)
+    float level = u_tile[3].y;  // 0: the sea; below 0: a lake's surface, water on it too
+    // water: below the tile's water level (with or without the layer: the sea), or where the
+    // layer's classes say water (share >= 0.5 of the four samples around: lakes at their surface,
+    // in tiles where renderer.class_lakes holds: u_tile[3].z)
+    if (u_water && (v_height < level + (level < 0.0 ? 0.05 : 0.0) || (lake >= 0.5 && u_tile[3].z > 0.5))) {
+        // (depth tint: below the level as deep as it is; a lake's depth is unknown: 20 m)
+        cls = 0;
         if (has_class) nir_class = u_palette_nir[0];
         n = normalize(v_up);
-        float depth = -v_height;
+        float depth = v_height < level ? level - v_height : 20.0;
         vec3 deep = mix(vec3(0.06, 0.24, 0.30), vec3(0.01, 0.07, 0.16), clamp(depth / 150.0, 0.0, 1.0));
         vec3 body = mix(albedo * 0.6, deep, clamp(depth / 8.0, 0.0, 1.0)) * (0.35 + 0.65 * max(dot(n, u_sun), 0.0));
         float fres = 0.02 + 0.98 * pow(1.0 - max(dot(n, view), 0.0), 5.0);

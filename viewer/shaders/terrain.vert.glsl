@@ -2,7 +2,9 @@
 uniform mat4 u_viewproj;      // projection * camera-relative rotation
 // Per tile, one write: [0] = (tile centre - camera position (m), has colour),
 // [1] = (geomorph start, end distance (m; end <= 0: none), has parent colour, has NIR),
-// [2] = parent uv = uv * zw + xy, [3] = (has land-cover classes, 0, 0, 0).
+// [2] = parent uv = uv * zw + xy, [3] = (has land-cover classes, water level (m): 0 = the sea,
+// a lake's surface below sea level where the tile shows one (renderer.water_level), classes'
+// water above 0 m is lakes (renderer.class_lakes), 0).
 uniform vec4 u_tile[4];
 uniform bool u_water;
 uniform float u_logdepth_vs;  // 1 / log2(far + 1), vertex log depth only
@@ -25,7 +27,7 @@ void main() {
     float m = u_tile[1].y > 0.0 ? smoothstep(u_tile[1].x, u_tile[1].y, length(rel)) : 0.0;
     float h = in_height + m * in_dh;
     rel += in_up * (m * in_dh);
-    if (u_water && h < 0.0) rel += in_up * (-h);
+    if (u_water && h < u_tile[3].y) rel += in_up * (u_tile[3].y - h);
     v_rel = rel;
     v_normal = mix(in_normal, in_pnormal, m);
     v_up = in_up;
