@@ -37,13 +37,13 @@ EXPECTED_SHA256 = {
     "plane/fractal/3/2/2": "5bc70206b68db64f16bbabb84a96208080b6ca7f92a15ef46548779b79c30405",
     "plane/fractal/6/17/19": "35dc6b11ed8137ef8975e635b40040953c9244fe4d2989ea8af67c68fc3fe3c5",
     "plane/fractal/9/139/150": "044abed0315c22f54a87020b02f79b5c0f31f1363b20b7fc27a1ef1fef9ddf1f",
-    "earth/learned/3/8/2": "f17bdf3ee5c60b17abf28543c64b0aef44ea5705181574b28569ad41574d5f9d",
-    "earth/learned/6/67/15": "64a2a8a2b279f24b0086c858f93e7c0f3aa5a32925d30aeb0bb8703104df1278",
-    "earth/learned/8/266/62": "acb19cecd4164e08d1b314a6d4bb0cd12da389c459edfd8c2150cb321883078b",
-    "earth/learned/10/1061/250": "d2cbf46f467cb1f720a08ce69678ecb7343caf3e95fce6839204053c57c6ca9b",
-    "plane/learned/3/2/2": "ae4de5fb4a360e2227bcc8b510f98dadf714c8b6e9ecc3350a07451b5b513480",
-    "plane/learned/6/17/19": "7a30b6177234aa51f380cd41202a83ad62cc85ece0c9446e3e3f1df87e62403d",
-    "plane/learned/9/139/150": "22f34d5356e271079508d744f52f81eab467d3ebaceb69db95958230ec8e3255",
+    "earth/learned/3/8/2": "de0e38d72fcf9cd878987532acf633b02ccf593f3e99f7ef14cbc7e4a5647f27",
+    "earth/learned/6/67/15": "bbf44ebd4fd8f9eaf5badf16ee8bb1a73c7d1d1c4886859410434f34b9e76d7e",
+    "earth/learned/8/266/62": "e84f78f0839cfcca69adc698467695d8dcec35e9228eb8405fa1205cdf8e8e0f",
+    "earth/learned/10/1061/250": "452c03ea56fca01e6996aad83ccb83fc0abd9886437eac3a70f08b872952f4c7",
+    "plane/learned/3/2/2": "b9a5bf81519ea62379f68f75f05562f3d6bee2f57fd75f1d7cbc7bf34c3fa1aa",
+    "plane/learned/6/17/19": "7fe7839d0e11a72b0fba6bc0cbb55b8a2207c698f74ed6cf0675d13f0c29eb90",
+    "plane/learned/9/139/150": "f2b6e9d7852d3ae5e6805329435055308616dffe1ddcd9e3654da16ec1505416",
 }
 
 
