@@ -153,7 +153,7 @@ def _earth_base(seed: int, level: int, rows: np.ndarray, cols: np.ndarray) -> tu
         cls = _city_river_cells(ctx.modis, cls, wet, *cells())
         dry = land & (cls == WATER) & ~lake
         if dry.any():  # MODIS water where the terrain is not a lake: shore ramps, rivers, ponds
-            cls = np.where(dry, land_neighbour_class(ctx.modis, *cells()), cls)
+            cls = np.where(dry, land_neighbour_class(ctx.modis, *cells(), IGBP_TO_CLASS, URBAN, WETLAND), cls)
     if lake.any():
         cls = np.where(lake, np.uint8(WATER), cls)
     rock = cls == BARE_ROCK

@@ -39,13 +39,15 @@ def lake_water(lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
     return rows[ii] * (one - ti) + rows[ii + 1] * ti >= np.float32(0.5)
 
 
-def land_neighbour_class(grid: np.ndarray, wi: np.ndarray, wj: np.ndarray) -> np.ndarray:
+def land_neighbour_class(grid: np.ndarray, wi: np.ndarray, wj: np.ndarray, igbp_to_class: np.ndarray,
+                         last_land: int, none_class: int) -> np.ndarray:
     """(H, W) uint8: for the MODIS cell (wi, wj) each point reads (``grid`` IGBP), the most common
-    land class among its 8 neighbouring cells (ties: the lowest class id; none: wetland). The class
-    of MODIS water that the terrain does not flatten into a lake: a lake's shore ramp takes the
-    shore's cover, a river or pond its banks'. Counted once for the window's box of cells."""
-    from generator.landcover import IGBP_TO_CLASS, URBAN, WETLAND
-
+    land class (1..``last_land`` after ``igbp_to_class``) among its 8 neighbouring cells (ties: the
+    lowest class id; none: ``none_class``). The class of MODIS water that the terrain does not
+    flatten into a lake: a lake's shore ramp takes the shore's cover, a river or pond its banks'.
+    Counted once for the window's box of cells. (The class table is passed in: this module is
+    imported by :mod:`generator.landcover`, so it must not import it back.)"""
+    IGBP_TO_CLASS, URBAN, WETLAND = igbp_to_class, last_land, none_class
     i0, i1, j0, j1 = int(wi.min()), int(wi.max()), int(wj.min()), int(wj.max())
     if j1 - j0 > grid.shape[1] // 2:  # the window straddles the antimeridian: unwrap its columns
         wj = np.where(wj < grid.shape[1] // 2, wj + grid.shape[1], wj)

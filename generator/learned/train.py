@@ -383,7 +383,7 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     state = torch.load(last, map_location="cpu", weights_only=True) if resume and last.exists() else None
     init = None
     if state is None and cfg.init_from:
-        init, init_version, _ = load_net(cfg.init_from)
+        init, init_version, init_meta = load_net(cfg.init_from)
         model_cfg = init.config
         log(f"fine-tuning from {cfg.init_from} (model {init_version}); new critic and optimisers")
     if state is not None:
@@ -401,7 +401,10 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     step, history = 0, []
     if init is not None:
         net.load_state_dict(init.state_dict())
-        history.append({"step": 0, "init_from": str(cfg.init_from), "init_version": init_version})
+        # the weights this run starts from, after their own ancestors (ship() writes it to meta)
+        lineage = list(init_meta.get("lineage", [])) + [{"version": init_version, "step": int(init_meta.get("step", 0))}]
+        history.append({"step": 0, "init_from": str(cfg.init_from), "init_version": init_version,
+                        "lineage": lineage})
     if state is not None:
         net.load_state_dict(state["net"])
         critic.load_state_dict(state["critic"])
@@ -524,6 +527,11 @@ def ship(last: str | Path, asset: str | Path) -> str:
     net = RefinerNet(config_from_dict(state["model_config"]))
     net.load_state_dict(state["net"])
     meta = {"step": int(state["step"]), "train_config": json.dumps(state["train_config"])}
+    history = json.loads(state.get("history", "[]"))
+    lineage = next((h["lineage"] for h in history if "lineage" in h), [])
+    if lineage:  # a fine-tune: the versions it descends from and the steps over all of them
+        meta["lineage"] = lineage
+        meta["steps_total"] = meta["step"] + sum(int(a["step"]) for a in lineage)
     ckpt = make_checkpoint(net, meta, half=True)
     save_checkpoint(ckpt, asset)
     return ckpt["version"]

@@ -130,8 +130,12 @@ def test_init_from_fine_tunes_shipped_weights(tmp_path):
     )
     state = torch.load(last, map_location="cpu", weights_only=True)
     hist = json.loads(state["history"])
-    assert hist[0] == {"step": 0, "init_from": str(tmp_path / "a.pt"), "init_version": v0}
+    assert hist[0] == {"step": 0, "init_from": str(tmp_path / "a.pt"), "init_version": v0,
+                       "lineage": [{"version": v0, "step": 2}]}
     assert state["step"] == 2 and state["model_config"]["width"] == 8
+    ship(last, tmp_path / "b.pt")  # the shipped fine-tune names its ancestors and counts their steps
+    _, v1, meta = load_net(tmp_path / "b.pt")
+    assert v1 != v0 and meta["lineage"] == [{"version": v0, "step": 2}] and meta["steps_total"] == 4
     assert all(np.isfinite(r["spectral"]) for r in hist if "spectral" in r)
     # It started from the shipped (fp16) weights, not from a fresh init, and moved.
     w0 = net0.state_dict()["head.weight"]
