@@ -9,8 +9,9 @@
   instanced per tile; it draws a tile's features when the tile is drawn, its level carries
   them and its centre is within ``FeatureOptions`` distances (their own LOD: the layer puts
   buildings on tiles of levels 13-19, merged blocks on level 12 and trees on 15-19;
-  a tile and its children are never drawn together, so a drawn tile never shows a feature twice). Outputs: colour, normal, NIR and segmentation class, like the terrain,
-  with the same logarithmic depth, so depth and normal sensors see buildings.
+  a tile and its children are never drawn together, so a drawn tile never shows a feature
+  twice). Outputs: colour, normal, NIR and segmentation class, like the terrain, with the same
+  logarithmic depth, so depth and normal sensors see buildings.
 """
 
 from __future__ import annotations

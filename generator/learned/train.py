@@ -402,7 +402,8 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     if init is not None:
         net.load_state_dict(init.state_dict())
         # the weights this run starts from, after their own ancestors (ship() writes it to meta)
-        lineage = list(init_meta.get("lineage", [])) + [{"version": init_version, "step": int(init_meta.get("step", 0))}]
+        lineage = list(init_meta.get("lineage", []))
+        lineage.append({"version": init_version, "step": int(init_meta.get("step", 0))})
         history.append({"step": 0, "init_from": str(cfg.init_from), "init_version": init_version,
                         "lineage": lineage})
     if state is not None:
