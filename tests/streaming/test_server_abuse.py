@@ -116,7 +116,10 @@ def test_request_cancel_churn_leaves_nothing_queued():
     src.gate.clear()  # the generator holds its first batch: everything else waits in the queue
 
     async def main():
-        async with loopback_server(src, service_config=ServiceConfig(max_batch=1)) as (srv, url):
+        # The queues are the subject here, not the event-loop share: with the default 5 % share a
+        # loaded machine paused this churn long enough to close it 1008 (tests/streaming/test_loop_share.py).
+        cfg = ServerConfig(loop_share=1.0, loop_burst_s=10.0)
+        async with loopback_server(src, server_config=cfg, service_config=ServiceConfig(max_batch=1)) as (srv, url):
             ws = await _raw(url)
             await ws.send(P.pack({"type": "request", "keys": [[4, 0, 0]]}))
             await asyncio.get_running_loop().run_in_executor(None, src.entered.wait, 10)
@@ -164,7 +167,8 @@ def test_a_tile_cancelled_while_generating_is_not_meshed():
 
 
 def test_a_client_that_floods_and_never_reads_pauses_itself_not_the_server():
-    cfg = ServerConfig(max_output_bytes=32 << 10, write_limit_bytes=32 << 10)
+    # (loop_overuse_s: the flood may be paused at its event-loop share, never closed 1008 for it here)
+    cfg = ServerConfig(max_output_bytes=32 << 10, write_limit_bytes=32 << 10, loop_overuse_s=600.0)
     # ~600 B of answer per 7 B stats request: 40,000 of them outgrow any kernel socket buffer.
     attempts = 40_000
 
