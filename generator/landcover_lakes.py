@@ -13,30 +13,14 @@ def lake_water(lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
     :mod:`generator.anchors.lakes`) on the grid lat1 (H,) x lon1 (W,) degrees, read with the
     anchor's own expression (``Lakes.at_grid``), so the class is water exactly where the terrain
     is the flat lake."""
-    from generator.anchors.lakes import CELLS_PER_DEG, Lakes
+    from generator.anchors.lakes import Lakes
 
     if not _SHARED:
         _SHARED.append(Lakes.load())
     lakes = _SHARED[0]
     if not lakes.near(float(lat1.min()), float(lat1.max()), float(lon1.min()), float(lon1.max())):
         return np.zeros((lat1.size, lon1.size), bool)
-    fi = (90.0 - np.asarray(lat1, np.float64)) * CELLS_PER_DEG - 0.5  # the expressions of at_grid
-    fj = (np.asarray(lon1, np.float64) + 180.0) * CELLS_PER_DEG - 0.5
-    i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
-    ia, ja = int(i0.min()), int(j0.min())
-    ni, nj = int(i0.max()) - ia + 2, int(j0.max()) - ja + 2
-    if ni * nj > 4 * i0.size * j0.size:  # across the antimeridian: at_grid's per-point path
-        return lakes.at_grid(lat1, lon1)[0] >= np.float32(0.5)
-    wet = lakes.ids(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :]) > 0
-    if wet.all() or not wet.any():
-        return np.full((lat1.size, lon1.size), bool(wet.flat[0]))
-    # at_grid's float32 mix in its order, the column step once per row of cells
-    one = np.float32(1)
-    ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
-    jj = j0 - ja
-    rows = wet[:, jj] * (one - tj) + wet[:, jj + 1] * tj  # (ni, W)
-    ii = i0 - ia
-    return rows[ii] * (one - ti) + rows[ii + 1] * ti >= np.float32(0.5)
+    return lakes.fraction_grid(lat1, lon1) >= np.float32(0.5)
 
 
 def land_neighbour_class(grid: np.ndarray, wi: np.ndarray, wj: np.ndarray, igbp_to_class: np.ndarray,

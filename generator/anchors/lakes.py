@@ -153,15 +153,27 @@ class Lakes:
             shape = (i0.size, j0.size)
             none = (np.zeros(shape, np.float32), np.full(shape, np.nan, np.float32))
             return none + (np.zeros(shape, np.uint16),) if with_ids else none
-        ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
+        frac = _wet_fraction(box > 0, fi, fj, i0, j0, ia, ja)
         ii, jj = (i0 - ia)[:, None], (j0 - ja)[None, :]
         a, b, c, d = box[ii, jj], box[ii, jj + 1], box[ii + 1, jj], box[ii + 1, jj + 1]
-        one = np.float32(1)
-        frac = (((a > 0) * (one - tj) + (b > 0) * tj) * (one - ti)
-                + ((c > 0) * (one - tj) + (d > 0) * tj) * ti).astype(np.float32)
         lake = np.maximum(np.maximum(a, b), np.maximum(c, d))
         surface = np.where(lake > 0, self.surface_m[lake], np.float32(np.nan)).astype(np.float32)
         return (frac, surface, lake) if with_ids else (frac, surface)
+
+    def fraction_grid(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """The first array of :meth:`at_grid` (the lake fraction, (H, W) float32, bit-identical)
+        without the surface heights: what the land cover asks at every tile."""
+        fi = (90.0 - np.asarray(lat, dtype=np.float64)) * CELLS_PER_DEG - 0.5
+        fj = (np.asarray(lon, dtype=np.float64) + 180.0) * CELLS_PER_DEG - 0.5
+        i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
+        ia, ja = int(i0.min()), int(j0.min())
+        ni, nj = int(i0.max()) - ia + 2, int(j0.max()) - ja + 2
+        if ni * nj > 4 * i0.size * j0.size:  # across the antimeridian: the per-point path
+            return self.at_grid(lat, lon)[0]
+        wet = self.ids(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :]) > 0
+        if wet.all() or not wet.any():
+            return np.full((i0.size, j0.size), np.float32(wet.flat[0]))
+        return _wet_fraction(wet, fi, fj, i0, j0, ia, ja)
 
     def bounds(self, lat: np.ndarray, lon: np.ndarray, grid: bool = False, read: tuple | None = None) -> tuple:
         """The lake rule's interval at points (degrees, same shape; ``grid``: lat (H,) x lon (W,);
@@ -221,6 +233,17 @@ class Lakes:
 
 
 # ---------------------------------------------------------------- one-off build
+
+def _wet_fraction(wet: np.ndarray, fi, fj, i0, j0, ia: int, ja: int) -> np.ndarray:
+    """Bilinear share of lake cells (``wet``: the (ni, nj) box of cells from (ia, ja)) at grid rows
+    fi (H,) and columns fj (W,) (cell coordinates, floors i0, j0): (H, W) float32, each value in
+    :meth:`Lakes.at`'s float32 order, the column mix done once per row of cells."""
+    one = np.float32(1)
+    ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
+    jj, ii = j0 - ja, i0 - ia
+    rows = wet[:, jj] * (one - tj) + wet[:, jj + 1] * tj  # (ni, W)
+    return (rows[ii] * (one - ti) + rows[ii + 1] * ti).astype(np.float32)
+
 
 def find_lakes(modis: np.ndarray, land_share: np.ndarray) -> np.ndarray:
     """Lake ids (3600, 7200) int32 (0: none) from MODIS IGBP classes (0 = water) and the 30" mask's
