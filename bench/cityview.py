@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,10 +37,9 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: bench.viewer
 
-import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.viewer import _time, settle_and_store, upload_scene  # noqa: E402
+from bench.viewer import _time, add_scene_args, print_rows, scene_from_args, settle_and_store, upload_scene  # noqa: E402
 from runtime.tiles import World  # noqa: E402
 from viewer.paths import Pose, camera_for  # noqa: E402
 
@@ -165,33 +163,14 @@ def run(scene: dict, frames: int, sensor_size: tuple[int, int], png: str | None 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--earth", action="store_true", help="Paris instead of the plane city (needs the shared data)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", default="1920x1080")
-    ap.add_argument("--sensor-size", default="640x480")
-    ap.add_argument("--agl", type=float, default=300.0)
-    ap.add_argument("--error-target-px", type=float, default=2.0)
-    ap.add_argument("--frames", type=int, default=30)
-    ap.add_argument("--capture", default=None, help="stream the scene and store it here (msgpack), then bench")
+    add_scene_args(ap, seed=0)
     ap.add_argument("--capture-only", action="store_true", help="with --capture: store the scene, no bench")
-    ap.add_argument("--scene", default=None, help="bench a stored scene (no generator needed)")
-    ap.add_argument("--png", default=None, help="save the benchmarked frame here")
     ap.add_argument("--json", default=None, help="also write the JSON line to this file")
-    ap.add_argument("--machine", default=platform.processor() or platform.machine())
     a = ap.parse_args(argv)
-    size = tuple(int(v) for v in a.size.lower().split("x"))
-    ssize = tuple(int(v) for v in a.sensor_size.lower().split("x"))
-    t0 = time.perf_counter()
-    if a.scene:
-        scene = msgpack.unpackb(Path(a.scene).read_bytes(), raw=False, strict_map_key=False)
-    else:
-        scene = capture_city(World.EARTH if a.earth else World.PLANE, a.seed, size, a.agl, a.error_target_px)
-        if a.capture:
-            Path(a.capture).write_bytes(msgpack.packb(scene, use_bin_type=True))
-            print(f"stored {len(scene['tiles'])} tiles in {a.capture} "
-                  f"({Path(a.capture).stat().st_size / 2**20:.1f} MiB)", flush=True)
-            if a.capture_only:
-                return 0
-    capture_s = time.perf_counter() - t0
+    scene, _, ssize, capture_s = scene_from_args(
+        a, lambda size: capture_city(World.EARTH if a.earth else World.PLANE, a.seed, size, a.agl, a.error_target_px))
+    if a.capture and a.capture_only and not a.scene:
+        return 0
     m = scene["meta"]
     if not any(p.get("features") for p in scene["tiles"]):
         raise SystemExit("the scene carries no feature layer (capture it with this script)")
@@ -201,9 +180,7 @@ def main(argv=None) -> int:
           f"{res['triangles']:,} triangles ({res['triangles_after_chunk_culling']:,} after chunk culling), "
           f"{res['buildings']:,} buildings + {res['trees']:,} trees on drawn tiles "
           f"({res['instances_drawn']:,} within draw distance), {res['gpu_mib']} MiB on the GPU")
-    print(f"{'row':<26} {'ms (finish each)':>16} {'fps (queued)':>14} {'read-back MiB/s':>16}")
-    for name, ms, fps, mbs in res["rows"]:
-        print(f"{name:<26} {ms:>16.3f} {fps:>14.1f} {'' if mbs is None else f'{mbs:.1f}':>16}")
+    print_rows(res["rows"])
     target = next(r for r in res["rows"] if r[0] == "terrain_features")
     out = {"bench": "cityview", "gl_renderer": res["gl_renderer"], "machine": a.machine, "world": m["world"],
            "seed": m["seed"], "size": res["size"], "sensor_size": res["sensor_size"], "tiles": res["tiles"],

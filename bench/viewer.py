@@ -291,10 +291,9 @@ def run(scene: dict, frames: int, sensor_size: tuple[int, int], png: str | None 
             "gpu_mib": round(gpu_mib, 1), "rows": rows, "frames": frames}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--world", default="plane")
-    ap.add_argument("--seed", type=int, default=3)
+def add_scene_args(ap: argparse.ArgumentParser, seed: int) -> None:
+    """The options of a stored or freshly streamed scene, shared by this bench and bench/cityview.py."""
+    ap.add_argument("--seed", type=int, default=seed)
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--sensor-size", default="640x480")
     ap.add_argument("--agl", type=float, default=300.0)
@@ -302,29 +301,49 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--capture", default=None, help="stream the scene and store it here (msgpack), then bench")
     ap.add_argument("--scene", default=None, help="bench a stored scene (no generator needed)")
-    ap.add_argument("--probe", action="store_true", help="extra rows: CPU submission, tiny viewport, culling, "
-                    "vertex log depth")
     ap.add_argument("--png", default=None, help="save the benchmarked frame here")
     ap.add_argument("--machine", default=platform.processor() or platform.machine())
-    a = ap.parse_args(argv)
+
+
+def scene_from_args(a: argparse.Namespace, capture) -> tuple[dict, tuple[int, int], tuple[int, int], float]:
+    """(scene, frame size, sensor size, seconds to get the scene): the stored ``--scene``, or
+    ``capture(size)`` streamed now and written to ``--capture`` when that is given."""
     size = tuple(int(v) for v in a.size.lower().split("x"))
     ssize = tuple(int(v) for v in a.sensor_size.lower().split("x"))
     t0 = time.perf_counter()
     if a.scene:
         scene = msgpack.unpackb(Path(a.scene).read_bytes(), raw=False, strict_map_key=False)
     else:
-        scene = capture_scene(World(a.world), a.seed, size, a.agl, a.error_target_px)
+        scene = capture(size)
         if a.capture:
             Path(a.capture).write_bytes(msgpack.packb(scene, use_bin_type=True))
-    capture_s = time.perf_counter() - t0
+            print(f"stored {len(scene['tiles'])} tiles in {a.capture} "
+                  f"({Path(a.capture).stat().st_size / 2**20:.1f} MiB)", flush=True)
+    return scene, size, ssize, time.perf_counter() - t0
+
+
+def print_rows(rows: list) -> None:
+    """The timing table both viewer benches print: (name, ms, fps, read-back MiB/s or None) rows."""
+    print(f"{'row':<26} {'ms (finish each)':>16} {'fps (queued)':>14} {'read-back MiB/s':>16}")
+    for name, ms, fps, mbs in rows:
+        print(f"{name:<26} {ms:>16.3f} {fps:>14.1f} {'' if mbs is None else f'{mbs:.1f}':>16}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--world", default="plane")
+    add_scene_args(ap, seed=3)
+    ap.add_argument("--probe", action="store_true", help="extra rows: CPU submission, tiny viewport, culling, "
+                    "vertex log depth")
+    a = ap.parse_args(argv)
+    scene, _, ssize, capture_s = scene_from_args(
+        a, lambda size: capture_scene(World(a.world), a.seed, size, a.agl, a.error_target_px))
     res = run(scene, a.frames, ssize, a.png, a.probe)
     print(f"viewer bench: {res['gl_renderer']} | {a.machine} | scene {scene['meta']['world']} seed "
           f"{scene['meta']['seed']} at {scene['meta']['agl_m']:.0f} m AGL, {res['size'][0]}x{res['size'][1]}, "
           f"{res['tiles']} tiles, {res['triangles']:,} triangles ({res['triangles_after_chunk_culling']:,} after "
           f"chunk culling), {res['gpu_mib']} MiB on the GPU")
-    print(f"{'row':<26} {'ms (finish each)':>16} {'fps (queued)':>14} {'read-back MiB/s':>16}")
-    for name, ms, fps, mbs in res["rows"]:
-        print(f"{name:<26} {ms:>16.3f} {fps:>14.1f} {'' if mbs is None else f'{mbs:.1f}':>16}")
+    print_rows(res["rows"])
     terrain = next(r for r in res["rows"] if r[0] == "terrain")
     out = {"bench": "viewer", "gl_renderer": res["gl_renderer"], "machine": a.machine, "size": res["size"],
            "sensor_size": res["sensor_size"], "tiles": res["tiles"], "triangles": res["triangles"],
