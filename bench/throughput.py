@@ -56,6 +56,8 @@ from streaming.client import TileClient  # noqa: E402
 
 LEVELS = range(8, 17)
 SITES = {World.PLANE: (1_000.0, -2_000.0), World.EARTH: (7.6, 46.0)}  # bench/flight.py's start sites
+# --warm's site: far enough that none of its tiles or pyramid blocks is one the timed run asks for
+WARM_SITES = {World.PLANE: (401_000.0, -2_000.0), World.EARTH: (11.3, 43.8)}
 
 
 def key_at(world: World, level: int, x: float, y: float) -> tuple[int, int]:
@@ -69,11 +71,11 @@ def key_at(world: World, level: int, x: float, y: float) -> tuple[int, int]:
     return math.floor(col / T), math.floor(row / T)
 
 
-def block_keys(world: World, block: int, levels=LEVELS) -> list[TileKey]:
-    """``block`` x ``block`` tiles per level around the world's site, coarse levels first."""
+def block_keys(world: World, block: int, levels=LEVELS, site=None) -> list[TileKey]:
+    """``block`` x ``block`` tiles per level around ``site`` (default the world's), coarse levels first."""
     keys = []
     for lv in levels:
-        cx, cy = key_at(world, lv, *SITES[world])
+        cx, cy = key_at(world, lv, *(site or SITES[world]))
         for dy in range(block):
             for dx in range(block):
                 x, y = cx + dx - block // 2, cy + dy - block // 2
@@ -203,6 +205,9 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
                            mesh_procs=procs)
     try:
         asyncio.run(saturate(server.url, [TileKey(3, 0, 0)], 1, args.timeout))  # start-up off the clock
+        if args.warm:  # the same levels at another site, off the clock (compiled refiners' buckets)
+            asyncio.run(saturate(server.url, block_keys(world, args.warm, site=WARM_SITES[world]), args.clients,
+                                 args.timeout))
         cpu0, main0 = tree_cpu_s(server.proc.pid), proc_cpu_s(server.proc.pid)
         wall, n, nbytes = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
         cpu_s = tree_cpu_s(server.proc.pid) - cpu0
@@ -235,6 +240,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mesh-procs", type=int, nargs="+", default=[0],
                     help="server mesh/encode processes, one run each (0: threads)")
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--warm", type=int, default=0, metavar="N",
+                    help="first N x N tiles per level at another site, off the clock (compile warm-up)")
     args = ap.parse_args(argv)
     block = args.block or (4 if args.quick else 8)
     worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The GPU measurements of a session in one command, for a leased NVIDIA machine (issues 14 and 15):
+#   1. bench/throughput.py on the GPU: a real `worldstream serve` process per world with the
+#      learned refiner (torch-compiled fp16 on CUDA, chosen by backend "auto") and the fractal
+#      baseline in the same run, saturated with uncached keys at levels 8-16, mesh/encode spread
+#      over worker processes (MESH_PROCS, default 12 of the 16 cores);
+#   2. the GPU-only tests (seams, batch composition and nesting of the CUDA backends, on the
+#      shipped weights).
+# websockets and trimesh are not in the device image: carry their wheels in .whl/ (see the
+# device tool's README) and name .whl in `carry`. Writes throughput.log, throughput.json and
+# gpu_tests.log to $OUT. Bounded to end within ~570 s.
+#   bash bench/throughput_device.sh
+set -uo pipefail
+OUT=${OUT:-out/device}; mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/websockets-*.whl .whl/trimesh-*.whl || exit 3
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+{ date -u; nvidia-smi -L; nproc; } 2>&1 | tee "$OUT/throughput.log"
+timeout ${BENCH_S:-400} python3 bench/throughput.py --refiner learned fractal --block ${BLOCK:-8} \
+  --workers ${WORKERS:-4} --mesh-procs ${MESH_PROCS:-12} --warm ${WARM:-4} --timeout 300 2>&1 | tee -a "$OUT/throughput.log"
+echo "throughput rc=${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$OUT/throughput.log"
+tail -n 1 "$OUT/throughput.log" > /dev/null; grep '^{' "$OUT/throughput.log" | tail -n 1 > "$OUT/throughput.json"
+left=$((${END_S:-570} - SECONDS)); [ $left -lt 30 ] && left=30
+timeout $left python3 -m pytest -q -m gpu -p no:cacheprovider --timeout 150 \
+  tests/generator/test_backends.py tests/generator/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
+echo "tests rc=${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$OUT/gpu_tests.log"
