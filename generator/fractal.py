@@ -99,10 +99,12 @@ class FractalConfig:
     """Detail std at cell centres (odd, odd) relative to edge midpoints. Real DEMs give 1.18
     (median over DEMs and scales), but 1.0 scores better on every realism measure of eval."""
     roughness_min: float = 0.048
-    roughness_max: float = 10.0
-    """Ceiling of the normalised roughness (version 4: 4.67, the 98th percentile of the law fit).
-    Version 5 raises it: the one real 10 m DEM (Ecuador) refined back from 80 m was held under
-    it, 0.6x the real power in its finest octave and a slope W1 of 3.6 deg (10: 1.3x, 2.6 deg)."""
+    roughness_max: float = 4.67
+    roughness_max_real: float = 10.0
+    """Version 5: the ceiling over real parents. The one real 10 m DEM (Ecuador) refined back
+    from 80 m was held under 4.67: 0.6x the real power in its finest octave, slope W1 3.6 deg
+    (10: 1.3x, 2.6 deg). Over the anchors a ratio that high is the refiner's own detail fed
+    back, and raising it there only added grain (local extrema 2x, Alps at 1.2 m 35 -> 38 deg)."""
     floor_damp: float = 0.2
     """Version 4 (generator.shaping): detail x (1 - this * u) where u = signed / unsigned parent
     curvature > 0 (+1 valley floor or basin): quiet floors. 0 (and the two below): version 3."""
@@ -193,10 +195,11 @@ class FractalRefiner:
             self._plain_table[-1] = self._rough_table[-1]
         self._real_table = None
         if config.plain_knee_real > 0.0:  # version 5: real parents, the knee at every spacing
-            k = config.plain_knee_real
-            self._real_table = np.where(grid < k, k**config.roughness_exp * (grid / k) ** config.plain_exp,
-                                        grid**config.roughness_exp).astype(np.float32)
-            self._real_table[-1] = self._rough_table[-1]
+            k, top = config.plain_knee_real, config.roughness_max_real
+            g = lo + (top - lo) * np.arange(_ROUGH_TABLE + 1) / _ROUGH_TABLE
+            self._real_table = np.where(g < k, k**config.roughness_exp * (g / k) ** config.plain_exp,
+                                        g**config.roughness_exp).astype(np.float32)
+            self._real_table[-1] = np.float32(top**config.roughness_exp)
 
     def config(self) -> dict:
         backend = "numpy" if self.device is None else f"torch-{str(self.device).split(':')[0]}"
@@ -225,12 +228,14 @@ class FractalRefiner:
         plan = self._plan(level, origins, p.shape[2], p.shape[3], seed)
         return _refine_core(self._ops, self._ops.array(p), plan, self.cfg)
 
-    def _table(self, parent_spacing_m: float) -> np.ndarray:
-        """The roughness table at this parent spacing: version 5's knee everywhere over real
-        parents, else version 4's knee at parent spacings up to plain_max_m, else no knee."""
+    def _table(self, parent_spacing_m: float) -> tuple[np.ndarray, float]:
+        """The roughness table at this parent spacing and its ceiling: version 5's knee at every
+        spacing over real parents, else version 4's knee at parent spacings up to plain_max_m,
+        else no knee."""
         if self.real_parents and self._real_table is not None:
-            return self._real_table
-        return self._plain_table if parent_spacing_m <= self.cfg.plain_max_m else self._rough_table
+            return self._real_table, self.cfg.roughness_max_real
+        table = self._plain_table if parent_spacing_m <= self.cfg.plain_max_m else self._rough_table
+        return table, self.cfg.roughness_max
 
     def _plan(self, level: int, origins: np.ndarray, h: int, w: int, seed: int) -> dict:
         """Everything that depends on rows, columns and level only (numpy, float64 -> float32).
@@ -254,7 +259,7 @@ class FractalRefiner:
         ew = ew_scale(self.world, level, rows)  # (b, 2nr-1)
         plan = {
             "margin": m, "level": level, "seed": seed, "rows": rows, "cols": cols,
-            "rough_table": self._table(s_p),
+            "rough_table": self._table(s_p)[0], "rough_max": self._table(s_p)[1],
             "inv_ns": np.float32(1.0 / (2.0 * self.sigma_m(s_p))),
             "inv_ew": (1.0 / np.maximum(2.0 * self.sigma_m(s_p * ew_p), 1e-6)).astype(np.float32)[:, :, None],
             # Even rows: horizontal midpoints, detail at the east-west spacing.
@@ -412,8 +417,9 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     ratio = (dns + dew) * _f32(0.5 / cfg.relief_ratio)
     if plan.get("region") is not None:
         ratio = ratio * ops.array(plan["region_inv"])
-    lo, hi = _f32(cfg.roughness_min), _f32(cfg.roughness_max)
-    t = (ratio.clip(lo, hi) - lo) * _f32(_ROUGH_TABLE / (cfg.roughness_max - cfg.roughness_min))
+    top = plan["rough_max"]
+    lo, hi = _f32(cfg.roughness_min), _f32(top)
+    t = (ratio.clip(lo, hi) - lo) * _f32(_ROUGH_TABLE / (top - cfg.roughness_min))
     i = ops.i64(ops.floor(t)).clip(0, _ROUGH_TABLE - 1)
     frac = t - ops.f32(i)
     table = ops.array(plan["rough_table"])
@@ -557,5 +563,5 @@ def fractal_torch_refiner(world: World) -> FractalRefiner:
     return FractalRefiner(world, device="cuda" if torch.cuda.is_available() else "cpu")
 
 
-V4 = FractalConfig(roughness_max=4.67, plain_knee_real=0.0)
+V4 = FractalConfig(plain_knee_real=0.0)
 """The previous refiner (version 4: one roughness law; the v5 context rules off), a baseline."""

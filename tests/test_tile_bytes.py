@@ -30,13 +30,13 @@ TILES = {
 }
 
 EXPECTED_SHA256 = {
-    "earth/fractal/3/8/2": "fffbc8419381cf0a78f4c4b6976a0e6321cac59f2cfebc8ac7397e1b70248f4b",
-    "earth/fractal/6/67/15": "6adcd047777f64a5b4b07d32e471981a5ff292d6bad0d490b4e515ac3f83510d",
-    "earth/fractal/8/266/62": "59fa73864463071b372af44fd715fd1891b321ae94d77542e85389e39bc2e658",
-    "earth/fractal/10/1061/250": "73efdbf80a75e1ae82ea03e8f9b0108a631732f802a4e2f8d29b4e803570b54c",
-    "plane/fractal/3/2/2": "ed8cf048b69ff76de8d1c60b5d5afc20bc8c1eaffab9dce392b15c04e208ed38",
-    "plane/fractal/6/17/19": "2378d95e836413d3e2e6fe39e8676f9eb936e38f7431a3296a7983c23640fd1f",
-    "plane/fractal/9/139/150": "a7e36767543e6b9bc5d4cfbfcfab8c29ffb5baa5bc3214a64b13a9145622f00a",
+    "earth/fractal/3/8/2": "62665b02de235d54b4d60a6be7bdb4aca3af39f0fe6cee32577f17e6d3ca16e3",
+    "earth/fractal/6/67/15": "a75c5b89f98823ef7c2cee77966941e461ad3df00b945a4e9986517d1c038ce8",
+    "earth/fractal/8/266/62": "c955d6761baf432209dc58ae31c188570c30082a4c6cfabac74e5d7c0e98359b",
+    "earth/fractal/10/1061/250": "87942892267296099a74180a85ee0af419f385d629da8c8e09c62af799029160",
+    "plane/fractal/3/2/2": "16e31c0dbce26be37dafde6d7b6b461688ae498f7ac64d631b0c531ab1ab1f96",
+    "plane/fractal/6/17/19": "30554a5b1d375352d769160337043ffda62232fea381ecee02325f9cd8fc7aca",
+    "plane/fractal/9/139/150": "acbc2610276a4d5c200de467c4186fe08a04a86a5713158b5f9e845cbd5a1e97",
     "earth/learned/3/8/2": "de0e38d72fcf9cd878987532acf633b02ccf593f3e99f7ef14cbc7e4a5647f27",
     "earth/learned/6/67/15": "bbf44ebd4fd8f9eaf5badf16ee8bb1a73c7d1d1c4886859410434f34b9e76d7e",
     "earth/learned/8/266/62": "e84f78f0839cfcca69adc698467695d8dcec35e9228eb8405fa1205cdf8e8e0f",

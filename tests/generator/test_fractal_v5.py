@@ -31,7 +31,7 @@ def _new_sample_detail(ref, p, level, seed=3):
 def test_version_5_and_real_parents_enter_the_model_config():
     cfg = FractalRefiner(World.EARTH).config()
     assert cfg["version"] == "5" and cfg["real_parents"] is False
-    assert cfg["roughness_max"] == 10.0 and cfg["plain_knee_real"] == 0.5
+    assert cfg["roughness_max_real"] == 10.0 and cfg["plain_knee_real"] == 0.5
     assert FractalRefiner(World.PLANE, real_parents=True).config()["real_parents"] is True
 
 
@@ -39,7 +39,7 @@ def test_real_parents_keep_smooth_ground_smooth_at_coarse_spacings():
     # level 5: parent spacing 4.9 km, above plain_max_m, where the anchor mode has no knee
     p = _field(2, 40, 40, 0.5)  # a smooth plain: normalised roughness far under the knee
     anchor = FractalRefiner(World.PLANE)
-    real = FractalRefiner(World.PLANE, real_parents=True)
+    real = FractalRefiner(World.PLANE, FractalConfig(roughness_max_real=4.67), real_parents=True)  # the knee only
     for r in (anchor, real):
         r.relief = ConstantRelief(1.0)
     d_anchor, d_real = _new_sample_detail(anchor, p, 5), _new_sample_detail(real, p, 5)
@@ -56,15 +56,24 @@ def test_real_parents_keep_smooth_ground_smooth_at_coarse_spacings():
     np.testing.assert_array_equal(v4a.refine(p, 5, o, 3), v4r.refine(p, 5, o, 3))
 
 
-def test_raised_ceiling_gives_very_rough_parents_more_detail():
+def test_raised_ceiling_over_real_parents_only():
     p = _field(2, 40, 40, 3000.0, seed=2)  # far rougher than the law at 150 m spacing
-    new, old = FractalRefiner(World.PLANE), FractalRefiner(World.PLANE, FractalConfig(roughness_max=4.67))
-    for r in (new, old):
+    real, anchor = FractalRefiner(World.PLANE, real_parents=True), FractalRefiner(World.PLANE)
+    for r in (real, anchor):
         r.relief = ConstantRelief(1.0)
-    ratio = _new_sample_detail(new, p, 10) / _new_sample_detail(old, p, 10)
+    ratio = _new_sample_detail(real, p, 10) / _new_sample_detail(anchor, p, 10)
     # both at their ceilings: (10 / 4.67) ** 0.733 = 1.75 (the gully mix and curvature rules
     # act alike in both)
     np.testing.assert_allclose(ratio, (10.0 / 4.67) ** 0.733, rtol=0.05)
+
+
+@pytest.mark.parametrize("world", [World.PLANE, World.EARTH])
+def test_over_the_anchor_version_5_makes_version_4_bits(world):
+    p = _field(3, 24, 21, 40.0, seed=5)
+    o = np.array([[2, 8], [2**13, 2**19 - 20], [2**16 - 40, 3]], dtype=np.int64)
+    for level in (4, 9, 14):
+        np.testing.assert_array_equal(FractalRefiner(world).refine(p, level, o, 2),
+                                      FractalRefiner(world, V4).refine(p, level, o, 2))
 
 
 @pytest.mark.parametrize("world", [World.PLANE, World.EARTH])
