@@ -30,13 +30,13 @@ TILES = {
 }
 
 EXPECTED_SHA256 = {
-    "earth/fractal/3/8/2": "62665b02de235d54b4d60a6be7bdb4aca3af39f0fe6cee32577f17e6d3ca16e3",
-    "earth/fractal/6/67/15": "a75c5b89f98823ef7c2cee77966941e461ad3df00b945a4e9986517d1c038ce8",
-    "earth/fractal/8/266/62": "c955d6761baf432209dc58ae31c188570c30082a4c6cfabac74e5d7c0e98359b",
-    "earth/fractal/10/1061/250": "87942892267296099a74180a85ee0af419f385d629da8c8e09c62af799029160",
-    "plane/fractal/3/2/2": "16e31c0dbce26be37dafde6d7b6b461688ae498f7ac64d631b0c531ab1ab1f96",
-    "plane/fractal/6/17/19": "30554a5b1d375352d769160337043ffda62232fea381ecee02325f9cd8fc7aca",
-    "plane/fractal/9/139/150": "acbc2610276a4d5c200de467c4186fe08a04a86a5713158b5f9e845cbd5a1e97",
+    "earth/fractal/3/8/2": "ff345a817b4babc56ead33ba0eb3e1f700f6a4fee5527d7699f3561b344a0ef0",
+    "earth/fractal/6/67/15": "c5c858964a60e0f38f65867b81adcb6ad0703213283115f6f7a7a512e1a7ce21",
+    "earth/fractal/8/266/62": "dcd4df8aaa4d854adddd4ad11f4239b35d50e94a06d7a487e8905c1f51e3b6dc",
+    "earth/fractal/10/1061/250": "60312adcac724ef05301c2fc39b4127abda318ca344d7e7430908b5fde6028f3",
+    "plane/fractal/3/2/2": "cbdd90776244ed1bc517892811408672164f84088b2d0a3e12fc61cf2f7ec911",
+    "plane/fractal/6/17/19": "8fa14194544883d9057c7a055affeb7777c1ed60d12f767d17f62bda29a3ac02",
+    "plane/fractal/9/139/150": "4b322103be290da802a2fc79a9831c552171880c1a13724e1951b9fa49df15ba",
     "earth/learned/3/8/2": "de0e38d72fcf9cd878987532acf633b02ccf593f3e99f7ef14cbc7e4a5647f27",
     "earth/learned/6/67/15": "bbf44ebd4fd8f9eaf5badf16ee8bb1a73c7d1d1c4886859410434f34b9e76d7e",
     "earth/learned/8/266/62": "e84f78f0839cfcca69adc698467695d8dcec35e9228eb8405fa1205cdf8e8e0f",

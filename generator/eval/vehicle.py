@@ -139,7 +139,9 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", default="3,4,5,6")
     ap.add_argument("--json", default="")
     a = ap.parse_args(argv)
-    configs = {"fractal_v4": V4, "fractal": FractalConfig()}
+    # v5 as shipped, v4, and v5 with the real-parent ceiling at 10 (tried: FractalConfig's doc)
+    configs = {"fractal_v4": V4, "fractal": FractalConfig(),
+               "fractal_ceiling10": FractalConfig(roughness_max_real=10.0)}
     t0 = time.time()
     casc = cascade_rows(a.data, configs, tuple(int(k) for k in a.levels.split(",")), tuple(range(a.seeds)))
     print("| DEM | K | refiner | slope W1 deg | median slope gen / real deg | finest octave power | "

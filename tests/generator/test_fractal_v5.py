@@ -31,7 +31,7 @@ def _new_sample_detail(ref, p, level, seed=3):
 def test_version_5_and_real_parents_enter_the_model_config():
     cfg = FractalRefiner(World.EARTH).config()
     assert cfg["version"] == "5" and cfg["real_parents"] is False
-    assert cfg["roughness_max_real"] == 10.0 and cfg["plain_knee_real"] == 0.5
+    assert cfg["roughness_max_real"] == cfg["roughness_max"] == 4.67 and cfg["plain_knee_real"] == 0.5
     assert FractalRefiner(World.PLANE, real_parents=True).config()["real_parents"] is True
 
 
@@ -39,7 +39,7 @@ def test_real_parents_keep_smooth_ground_smooth_at_coarse_spacings():
     # level 5: parent spacing 4.9 km, above plain_max_m, where the anchor mode has no knee
     p = _field(2, 40, 40, 0.5)  # a smooth plain: normalised roughness far under the knee
     anchor = FractalRefiner(World.PLANE)
-    real = FractalRefiner(World.PLANE, FractalConfig(roughness_max_real=4.67), real_parents=True)  # the knee only
+    real = FractalRefiner(World.PLANE, real_parents=True)
     for r in (anchor, real):
         r.relief = ConstantRelief(1.0)
     d_anchor, d_real = _new_sample_detail(anchor, p, 5), _new_sample_detail(real, p, 5)
@@ -56,9 +56,10 @@ def test_real_parents_keep_smooth_ground_smooth_at_coarse_spacings():
     np.testing.assert_array_equal(v4a.refine(p, 5, o, 3), v4r.refine(p, 5, o, 3))
 
 
-def test_raised_ceiling_over_real_parents_only():
+def test_a_raised_ceiling_acts_over_real_parents_only():
     p = _field(2, 40, 40, 3000.0, seed=2)  # far rougher than the law at 150 m spacing
-    real, anchor = FractalRefiner(World.PLANE, real_parents=True), FractalRefiner(World.PLANE)
+    cfg = FractalConfig(roughness_max_real=10.0)
+    real, anchor = FractalRefiner(World.PLANE, cfg, real_parents=True), FractalRefiner(World.PLANE, cfg)
     for r in (real, anchor):
         r.relief = ConstantRelief(1.0)
     ratio = _new_sample_detail(real, p, 10) / _new_sample_detail(anchor, p, 10)
