@@ -21,7 +21,9 @@ expects there, adds more detail where the parents curve more; its exponent
 Using the cubic (not the linear) midpoint avoids the creases of classic
 midpoint displacement along the grid lines (Miller 1986). Version 4 shapes the detail
 (``generator.shaping``): downslope gullies on steep parents, quieter valley floors, and a
-bistable roughness feedback below a knee so that plains stay plains.
+bistable roughness feedback below a knee so that plains stay plains. Version 5 knows whether
+its parents are real terrain (``real_parents``: ``refine``, the deep cascade); there the knee
+acts at every spacing (0.5), over the worlds' anchors v5 computes v4's heights (decision 30).
 
 Margin 1: a new sample needs its parents' immediate neighbours only.
 Everything is elementwise on shifted slices in a fixed order, so a sample's
