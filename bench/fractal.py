@@ -1,4 +1,4 @@
-"""The procedural refiner where users meet it: v4 (shipped) against v3 (no shaping) and bicubic.
+"""The procedural refiner where users meet it: v5 (shipped) against v4 and bicubic.
 
     PYTHONPATH=. python bench/fractal.py [--data ../shared/data] [--quick]
 
@@ -18,7 +18,7 @@ Three measures, the baselines in the same run (docs/GENERATOR.md, "The fractal r
    plain (slope < 3 deg), Laplacian-curvature skewness (crests sharper than floors: < 0);
 5. CPU time of one refine call on a batch of pyramid blocks (16 x 35^2 parents, level 8, where
    all of v4's shaping runs) and CPU per earth tile over the Alps (fresh pyramid, medians of 3
-   rounds, v3 and v4 interleaved): cold tiles at levels 9 and 13 (every ancestor block made)
+   rounds, v4 and v5 interleaved): cold tiles at levels 9 and 13 (every ancestor block made)
    and warm tiles at level 12 (a 4 x 4 patch, some parents cached).
 
 Prints tables and ends with one JSON line. Needs the data folder for 2-4.
@@ -40,15 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from generator.dem import refine_dem  # noqa: E402
 from generator.eval import cascade as C  # noqa: E402
 from generator.eval import metrics as M  # noqa: E402
-from generator.fractal import BicubicRefiner, FractalConfig, FractalRefiner  # noqa: E402
+from generator.fractal import V4, BicubicRefiner, FractalConfig, FractalRefiner  # noqa: E402
 from generator.paths import default_data_dir  # noqa: E402
 from generator.pyramid import Pyramid, open_world  # noqa: E402
 from generator.relief import ConstantRelief  # noqa: E402
 from runtime.tiles import TileKey, World, spacing_m  # noqa: E402
 
-V3 = FractalConfig(floor_damp=0.0, crest_gain=0.0, gully_mix=0.0, plain_knee=0.0)
-"""The previous refiner (version 3: the same law, no terrain shaping), as a baseline."""
-CONFIGS = {"v3": V3, "v4": FractalConfig()}
+CONFIGS = {"v4": V4, "v5": FractalConfig()}
+"""The previous refiner (version 4: one roughness ceiling, no real-parent knee) and the shipped one."""
 PLACES = {"paris": (2.35, 48.85), "alps": (7.0, 46.0), "manaus": (-60.0, -3.1), "colorado": (-105.6, 40.1),
           "po_plain": (7.6, 45.1)}
 LOCATED = ("colorado_front_range", "bigtujunga", "zion_srtm", "jacksboro", "texas_plains", "st_helens",
@@ -154,7 +153,7 @@ def deep_cascade(data: Path, levels=(3, 4, 5, 6)) -> dict:
         real, px = _crop(data, dem)
         refs = {"bicubic": None}
         for name, cfg in CONFIGS.items():
-            refs[name] = FractalRefiner(World.PLANE, cfg)
+            refs[name] = FractalRefiner(World.PLANE, cfg, real_parents=True)  # as ``refine`` runs it
             refs[name].relief = ConstantRelief.from_heights(real)
         tables.update(C.run({dem: (real, px)}, refs, levels, log=lambda *_: None))
         shapes["real"].append(_shape(real, px))
@@ -214,11 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench/fractal.py", description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=default_data_dir())
     ap.add_argument("--quick", action="store_true", help="slopes at levels 9 and 16 only")
-    ap.add_argument("--v4", default="", metavar="K=V,...", help="override v4 config fields (a sweep)")
+    ap.add_argument("--v5", default="", metavar="K=V,...", help="override v5 config fields (a sweep)")
     a = ap.parse_args(argv)
-    if a.v4:
-        over = {k: type(getattr(CONFIGS["v4"], k))(v) for k, v in (kv.split("=") for kv in a.v4.split(","))}
-        CONFIGS["v4"] = FractalConfig(**over)
+    if a.v5:
+        over = {k: type(getattr(CONFIGS["v5"], k))(v) for k, v in (kv.split("=") for kv in a.v5.split(","))}
+        CONFIGS["v5"] = FractalConfig(**over)
     t0 = time.perf_counter()
     levels = (9, 16) if a.quick else (6, 9, 12, 14, 16)
     res = {"bench": "fractal", "slope_by_level_deg": slope_by_level(levels)}

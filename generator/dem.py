@@ -57,6 +57,8 @@ def refine_dem(elev: np.ndarray, pixel_m: float, levels: int, seed: int,
         from generator.relief import ConstantRelief
 
         ref.relief = ConstantRelief.from_heights(z)
+    if hasattr(ref, "real_parents"):  # the first parents are the user's real terrain
+        ref.real_parents = True
     for k in range(1, levels + 1):
         z = _refine_once(ref, z, level0 + k, seed)
     return z, pixel_m / 2**levels

@@ -21,7 +21,9 @@ expects there, adds more detail where the parents curve more; its exponent
 Using the cubic (not the linear) midpoint avoids the creases of classic
 midpoint displacement along the grid lines (Miller 1986). Version 4 shapes the detail
 (``generator.shaping``): downslope gullies on steep parents, quieter valley floors, and a
-bistable roughness feedback below a knee so that plains stay plains.
+bistable roughness feedback below a knee so that plains stay plains. Version 5 knows whether
+its parents are real terrain (``real_parents``: ``refine``, the deep cascade); there the knee
+acts at every spacing (0.5), over the worlds' anchors v5 computes v4's heights (decision 30).
 
 Margin 1: a new sample needs its parents' immediate neighbours only.
 Everything is elementwise on shifted slices in a fixed order, so a sample's
@@ -100,6 +102,12 @@ class FractalConfig:
     (median over DEMs and scales), but 1.0 scores better on every realism measure of eval."""
     roughness_min: float = 0.048
     roughness_max: float = 4.67
+    roughness_max_real: float = 4.67
+    """The ceiling over real parents (version 5 keeps 4.67). Measured at 10: the one real 10 m
+    DEM (Ecuador) refined back from 80 m gets its finest octave right (0.6 -> 1.3x the real
+    power) and slope W1 3.6 -> 2.6 deg, but twice the local extrema (7.7 -> 14 per 1000 samples,
+    real 2.5), and the 11 located DEMs lose (deep cascade 0.78 -> 0.74 of cells over bicubic,
+    finest octave 3.7 -> 5.1x): more grain, not more terrain."""
     floor_damp: float = 0.2
     """Version 4 (generator.shaping): detail x (1 - this * u) where u = signed / unsigned parent
     curvature > 0 (+1 valley floor or basin): quiet floors. 0 (and the two below): version 3."""
@@ -128,6 +136,14 @@ class FractalConfig:
     """The knee acts only at parent spacings up to this (m): the first levels under the 9.8 km
     anchor are smooth because the anchor is, not because the ground is a plain (ETOPO5
     outside GLOBE: a knee there flattened the Colorado Front Range's foothills)."""
+    plain_knee_real: float = 0.5
+    """Version 5: when the parents are real terrain (``FractalRefiner(real_parents=True)``: a
+    user's DEM, the deep cascade from a decimated DEM) the knee sits here and acts at every
+    parent spacing, not only below ``plain_max_m``: real parents are not the smoothed anchor,
+    and real 1-30 km terrain says smooth stays smooth (detail against parent curvature,
+    log-log slope 1.0-1.6 on the GLOBE desert crops at 1.9-30 km, 0.3-0.8 in mountains).
+    0: off (version 4). Over the worlds' anchors it would flatten everything (plane seed 7:
+    median slope at level 9 4 -> 0.5 deg), so there the version-4 knee stays."""
     shape_fine_m: float = 40.0
     """Parent spacing (m) at and below which the version-4 shaping is off (hillslope scales)."""
     shape_coarse_m: float = 400.0
@@ -151,19 +167,20 @@ class FractalRefiner:
     """
 
     name = "fractal"
-    version = "4"
+    version = "5"
     margin = 1
     channels = 4
     min_level = ANCHOR_LEVEL  # coarsest level it refines to: its regional relief starts at the anchor
 
     def __init__(self, world: World | str = World.PLANE, config: FractalConfig = FractalConfig(),
-                 spacing_scale: float = 1.0, device: str | None = None):
+                 spacing_scale: float = 1.0, device: str | None = None, real_parents: bool = False):
         self.world = World.parse(world) if not isinstance(world, World) else world
         if config.roughness_measure not in ("curvature", "slope"):
             raise ValueError(f"roughness_measure must be 'curvature' or 'slope', got {config.roughness_measure!r}")
         self.cfg = config
         self.spacing_scale = float(spacing_scale)  # metres per sample = spacing_m(level) * this
         self.device = device
+        self.real_parents = bool(real_parents)  # parents are real terrain, not the anchor's levels
         self._ops = _NumpyOps() if device is None else _TorchOps(device)
         self.relief = RegionalRelief(self.world) if config.regional and config.amp_at_1km_m > 0 else None
         # clip(R)^exponent as a piecewise-linear table: +, *, floor and a gather are exactly
@@ -179,11 +196,18 @@ class FractalRefiner:
                             grid**config.roughness_exp)
             self._plain_table = knee.astype(np.float32)
             self._plain_table[-1] = self._rough_table[-1]
+        self._real_table = None
+        if config.plain_knee_real > 0.0:  # version 5: real parents, the knee at every spacing
+            k, top = config.plain_knee_real, config.roughness_max_real
+            g = lo + (top - lo) * np.arange(_ROUGH_TABLE + 1) / _ROUGH_TABLE
+            self._real_table = np.where(g < k, k**config.roughness_exp * (g / k) ** config.plain_exp,
+                                        g**config.roughness_exp).astype(np.float32)
+            self._real_table[-1] = np.float32(top**config.roughness_exp)
 
     def config(self) -> dict:
         backend = "numpy" if self.device is None else f"torch-{str(self.device).split(':')[0]}"
         return {"name": self.name, "version": self.version, "world": self.world.value, "backend": backend,
-                "spacing_scale": self.spacing_scale, **asdict(self.cfg)}
+                "spacing_scale": self.spacing_scale, "real_parents": self.real_parents, **asdict(self.cfg)}
 
     def __repr__(self) -> str:
         return f"FractalRefiner({json.dumps(self.config())})"
@@ -207,6 +231,15 @@ class FractalRefiner:
         plan = self._plan(level, origins, p.shape[2], p.shape[3], seed)
         return _refine_core(self._ops, self._ops.array(p), plan, self.cfg)
 
+    def _table(self, parent_spacing_m: float) -> tuple[np.ndarray, float]:
+        """The roughness table at this parent spacing and its ceiling: version 5's knee at every
+        spacing over real parents, else version 4's knee at parent spacings up to plain_max_m,
+        else no knee."""
+        if self.real_parents and self._real_table is not None:
+            return self._real_table, self.cfg.roughness_max_real
+        table = self._plain_table if parent_spacing_m <= self.cfg.plain_max_m else self._rough_table
+        return table, self.cfg.roughness_max
+
     def _plan(self, level: int, origins: np.ndarray, h: int, w: int, seed: int) -> dict:
         """Everything that depends on rows, columns and level only (numpy, float64 -> float32).
 
@@ -229,7 +262,7 @@ class FractalRefiner:
         ew = ew_scale(self.world, level, rows)  # (b, 2nr-1)
         plan = {
             "margin": m, "level": level, "seed": seed, "rows": rows, "cols": cols,
-            "rough_table": self._plain_table if s_p <= cfg.plain_max_m else self._rough_table,
+            "rough_table": self._table(s_p)[0], "rough_max": self._table(s_p)[1],
             "inv_ns": np.float32(1.0 / (2.0 * self.sigma_m(s_p))),
             "inv_ew": (1.0 / np.maximum(2.0 * self.sigma_m(s_p * ew_p), 1e-6)).astype(np.float32)[:, :, None],
             # Even rows: horizontal midpoints, detail at the east-west spacing.
@@ -387,8 +420,9 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     ratio = (dns + dew) * _f32(0.5 / cfg.relief_ratio)
     if plan.get("region") is not None:
         ratio = ratio * ops.array(plan["region_inv"])
-    lo, hi = _f32(cfg.roughness_min), _f32(cfg.roughness_max)
-    t = (ratio.clip(lo, hi) - lo) * _f32(_ROUGH_TABLE / (cfg.roughness_max - cfg.roughness_min))
+    top = plan["rough_max"]
+    lo, hi = _f32(cfg.roughness_min), _f32(top)
+    t = (ratio.clip(lo, hi) - lo) * _f32(_ROUGH_TABLE / (top - cfg.roughness_min))
     i = ops.i64(ops.floor(t)).clip(0, _ROUGH_TABLE - 1)
     frac = t - ops.f32(i)
     table = ops.array(plan["rough_table"])
@@ -530,3 +564,7 @@ def fractal_torch_refiner(world: World) -> FractalRefiner:
     import torch
 
     return FractalRefiner(world, device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+V4 = FractalConfig(plain_knee_real=0.0)
+"""The previous refiner (version 4: one roughness law; the v5 context rules off), a baseline."""

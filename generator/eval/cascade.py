@@ -197,7 +197,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--crops", default="out/cascade_eval.npz")
     ap.add_argument("--new", default="assets/learned_refiner.pt",
-                    help="weights under test: PATH, or NAME=PATH,... (reported as learned_NAME)")
+                    help="weights under test: PATH, or NAME=PATH,... (reported as learned_NAME); '' for none "
+                         "(fractal and bicubic only: a CPU run)")
     ap.add_argument("--old", default="", help="earlier weights, as a baseline")
     ap.add_argument("--device", default="cpu", help="torch device of the learned refiners (exact torch backend)")
     ap.add_argument("--levels", default="3,4,5,6")
@@ -215,20 +216,24 @@ def main(argv=None) -> int:
         prepare(args.data, args.prepare)
         print(f"wrote {args.prepare}")
         return 0
-    from generator.fractal import FractalRefiner
+    from generator.fractal import V4, FractalRefiner
     from generator.learned.refiner import LearnedRefiner
 
-    refiners = {"bicubic": None, "fractal": FractalRefiner()}
+    # the parents are a real DEM decimated: the fractal refiner's real-parent mode (as in
+    # ``refine``); version 4 as a baseline (it has no such mode: the same as over the anchor)
+    refiners = {"bicubic": None, "fractal_v4": FractalRefiner(config=V4, real_parents=True),
+                "fractal": FractalRefiner(real_parents=True)}
     if args.old:
         refiners["learned_old"] = LearnedRefiner(checkpoint=args.old, backend="torch", device=args.device)
-    for item in args.new.split(","):  # PATH, or NAME=PATH,NAME=PATH,... (candidates side by side)
+    for item in filter(None, args.new.split(",")):  # PATH, or NAME=PATH,NAME=PATH,... (candidates side by side)
         name, _, path = item.rpartition("=")
         refiners[f"learned_{name or 'new'}"] = LearnedRefiner(checkpoint=path, backend="torch", device=args.device)
     t0 = time.time()
     table = run(load_crops(args.crops), refiners, tuple(int(k) for k in args.levels.split(",")),
                 tuple(range(args.seeds)))
     summary = {r: wins(table, r, ("bicubic", "fractal")) for r in refiners if r.startswith("learned")}
-    summary["fractal"] = wins(table, "fractal", ("bicubic",))
+    summary["fractal"] = wins(table, "fractal", ("bicubic", "fractal_v4"))
+    summary["fractal_v4"] = wins(table, "fractal_v4", ("bicubic",))
     print(markdown(table, list(refiners)))
     print(json.dumps(summary, indent=1))
     meta = {"machine": platform.node(), "device": args.device, "seconds": round(time.time() - t0, 1),
