@@ -128,12 +128,17 @@ def peaks_near(a_grid: np.ndarray, level: int, rows: np.ndarray, cols: np.ndarra
     """The level-3 nodes (n, 2) int64 (row, unwrapped col; row-major order) holding a peak that
     may reach level-``level`` samples rows (H,), cols (W,) (increasing)."""
     s = 1 << (level - 3)
-    r = np.arange(max(int(rows[0]) // s, 0), min(int(rows[-1]) // s + 1, a_grid.shape[0] - 1) + 1)
-    c = np.arange(int(cols[0]) // s, int(cols[-1]) // s + 2)
-    if r.size == 0:
+    r0, r1 = max(int(rows[0]) // s, 0), min(int(rows[-1]) // s + 1, a_grid.shape[0] - 1)
+    c0, c1 = int(cols[0]) // s, int(cols[-1]) // s + 1
+    if r1 < r0:
         return np.zeros((0, 2), dtype=np.int64)
-    i, j = np.nonzero(a_grid[r[:, None], np.mod(c, a_grid.shape[1])[None, :]])
-    return np.stack([r[i], c[j]], axis=1).astype(np.int64)
+    n = a_grid.shape[1]
+    if c0 // n == c1 // n:  # no wrap: a plain slice (the common case, a few microseconds)
+        sub = a_grid[r0 : r1 + 1, c0 % n : c1 % n + 1]
+    else:
+        sub = a_grid[r0 : r1 + 1][:, np.mod(np.arange(c0, c1 + 1), n)]
+    i, j = np.nonzero(sub)
+    return np.stack([r0 + i, c0 + j], axis=1).astype(np.int64)
 
 
 def peak_field(a_grid: np.ndarray, level: int, rows: np.ndarray, cols: np.ndarray,
@@ -153,10 +158,12 @@ def peak_field(a_grid: np.ndarray, level: int, rows: np.ndarray, cols: np.ndarra
         ri, ci = np.flatnonzero(np.abs(ty) < 1.0), np.flatnonzero(np.abs(tx) < 1.0)
         if ri.size == 0 or ci.size == 0:
             continue
-        t = np.sqrt((ty[ri] ** 2)[:, None] + (tx[ci] ** 2)[None, :])
-        k = np.cos(0.5 * np.pi * np.minimum(t, 1.0)) ** 2
+        rs, cs = slice(ri[0], ri[-1] + 1), slice(ci[0], ci[-1] + 1)  # contiguous: rows, cols increase
+        t = np.sqrt((ty[rs] ** 2)[:, None] + (tx[cs] ** 2)[None, :])
+        inside = t < 1.0
+        k = np.cos((0.5 * np.pi) * np.where(inside, t, 1.0))
         amp = float(a_grid[nr, nc % a_grid.shape[1]])
-        out[np.ix_(ri, ci)] += np.where(t < 1.0, amp * k, 0.0)
+        out[rs, cs] += np.where(inside, amp * (k * k), 0.0)
     return out
 
 
@@ -165,9 +172,6 @@ def _midpoints(x: np.ndarray, axis: int) -> np.ndarray:
     x = np.moveaxis(x, axis, 0)
     m = (9.0 * (x[1:-2] + x[2:-1]) - (x[:-3] + x[3:])) / 16.0
     return np.moveaxis(m, 0, axis)
-
-
-CHUNK = 16  # level-3 nodes a side of the occupancy chunks (fast skip of blocks without peaks)
 
 
 class SubgridPeaks:
@@ -179,12 +183,6 @@ class SubgridPeaks:
         self.a_grid = np.ascontiguousarray(a_grid, dtype=np.int16)
         self.a_grid.setflags(write=False)
         self.table = table
-        from scipy import ndimage
-
-        near = ndimage.maximum_filter(self.a_grid > 0, size=3, mode=("nearest", "wrap"))  # a peak's reach
-        pad = np.zeros((-(-ANCHOR_ROWS // CHUNK) * CHUNK, ANCHOR_COLS), dtype=bool)
-        pad[:ANCHOR_ROWS] = near
-        self._occupied = pad.reshape(-1, CHUNK, ANCHOR_COLS // CHUNK, CHUNK).any(axis=(1, 3))
 
     @classmethod
     def load(cls, path: Path = ASSETS / SUBGRID_FILE) -> "SubgridPeaks":
@@ -199,23 +197,11 @@ class SubgridPeaks:
         table = {k: d[k] for k in ("rel_bins", "u2_q", "excess_q", "count")}
         return cls(a.reshape(ANCHOR_ROWS, ANCHOR_COLS), table)
 
-    def touches(self, level: int, r0: int, c0: int, h: int, w: int) -> bool:
-        """Whether a peak reaches the level-``level`` (>= 3) block of h x w samples at global (r0, c0)."""
-        k = level - 3
-        i0, i1 = max((r0 >> k) - 1, 0), min(((r0 + h - 1) >> k) + 1, ANCHOR_ROWS - 1)
-        if i1 < i0:
-            return False
-        j = np.arange((c0 >> k) - 1, ((c0 + w - 1) >> k) + 2) // CHUNK
-        jj = np.unique(np.mod(j, self._occupied.shape[1]))
-        return bool(self._occupied[i0 // CHUNK : i1 // CHUNK + 1][:, jj].any())
-
     def heights(self, level: int, origins: np.ndarray, h: int, w: int) -> np.ndarray | None:
         """The peaks (B, h, w) float32 m over level-``level`` blocks at global origins (B, 2) (row, col);
         None where no peak reaches any of them."""
         out = None
         for b, (r0, c0) in enumerate(np.asarray(origins, dtype=np.int64)):
-            if not self.touches(level, int(r0), int(c0), h, w):
-                continue
             rows, cols = r0 + np.arange(h), c0 + np.arange(w)
             nodes = peaks_near(self.a_grid, level, rows, cols)
             if len(nodes):
