@@ -8,7 +8,7 @@
 3. **hold-out**: fit on the part west of 30 E (Alps, Apennines, Atlas, Sahara, W Anatolia),
    apply to ETOPO5 east of it (Caucasus, Zagros, Arabia, Ethiopia, Iran) and compare with GLOBE
    there at level 6 (~1.2 km): RMSE, correlation, relief ratio, the excess distribution per
-   relief bin, and the highest GLOBE summit of every 2 deg box above 2,500 m (max within 3 km);
+   relief bin, and the highest GLOBE summit of every 2 deg box above 2,500 m (max within +-2 level-6 nodes, ~2.4 km);
 4. the shipped fit uses all of the tile; amplitudes on every land local maximum of the globe,
    times (1 - GLOBE coverage) x land x not a depression;
 5. ``--bake``: writes ``assets/earth_subgrid_peaks.npz`` and lifts the peak nodes of the
@@ -136,7 +136,7 @@ def holdout(e: np.ndarray, split_lon: float = SPLIT_LON) -> dict:
 def _box_summits(truth, base, model, r_top, c_left, row0, col0, box_nodes: int = 182,
                  min_m: float = 2500.0) -> list[dict]:
     """The highest GLOBE node of every 2 deg box (182 level-6 nodes) above ``min_m``, and the
-    highest interpolated / modelled level-6 value within 3 km (+-2 nodes) of it."""
+    highest interpolated / modelled level-6 value within +-2 nodes (~2.4 km) of it."""
     from scipy import ndimage
 
     mb, mm = (ndimage.maximum_filter(f, size=5, mode="nearest") for f in (base, model))

@@ -144,3 +144,7 @@ def test_earth_pyramid_has_the_peak_and_stays_nested():
         rr, cc = r % T, c % T
         near = h[max(rr - 4, 0) : rr + 5, max(cc - 4, 0) : cc + 5]
         assert 5000.0 < near.max() < 7500.0, level
+    fresh = open_world("earth", 5, "fractal")  # another request order and batching: same bits
+    right = TileKey(7, key.x + 1, key.y)
+    np.testing.assert_array_equal(fresh.tile(right).height[:, 0], h[:, -1])  # seamless
+    np.testing.assert_array_equal(fresh.tile(key).height, h)
