@@ -125,9 +125,13 @@ class EarthAnchor:
                                     "build them with `python -m generator.anchors.earth build`")
         hb, cb, lb, gb, kb = (p.read_bytes() for p in paths)
         lw, lakes = LandWater.load_bytes(lb), Lakes.load_bytes(kb)
-        height, ruled = read_height(hb)
+        height, ruled, lifted = read_height_lifted(hb)
         digest = hashlib.sha256(hb + cb + lb + gb + kb).hexdigest()
         peaks, sp = None, Path(assets) / SUBGRID_FILE
+        if sp.exists() != lifted:
+            raise ValueError(f"{Path(assets) / HEIGHT_FILE} and {sp} disagree: expected the peaks asset exactly "
+                             "when the height asset's peak nodes are lifted (after `python -m "
+                             "generator.anchors.earth build` run `python -m generator.anchors.subgrid_build --bake`)")
         if sp.exists():  # the height asset's peak nodes were lifted with it (generator.anchors.subgrid_build)
             pb = sp.read_bytes()
             peaks = SubgridPeaks.load_bytes(pb)
@@ -218,7 +222,15 @@ def _node_index(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def read_height(data: bytes) -> tuple[np.ndarray, bool]:
-    """The height asset's bytes -> ((ROWS, COLS) float32 metres, whether the land/water rule is in it).
+    """The height asset's bytes -> ((ROWS, COLS) float32 metres, whether the land/water rule is in
+    it); see :func:`read_height_lifted`."""
+    height, ruled, _ = read_height_lifted(data)
+    return height, ruled
+
+
+def read_height_lifted(data: bytes) -> tuple[np.ndarray, bool, bool]:
+    """The height asset's bytes -> ((ROWS, COLS) float32 metres, whether the land/water rule is in it,
+    whether the sub-grid peaks' nodes are lifted in it: key ``subgrid_lifted``).
 
     Layout (after LZMA): an ``.npz`` with ``codes`` (ROWS, COLS) int16 (:func:`encode_height`),
     ``fix_index`` (n,) int64 flat node indices and ``fix_value`` (n,) float32 metres: the nodes
@@ -228,21 +240,24 @@ def read_height(data: bytes) -> tuple[np.ndarray, bool]:
     raw = lzma.decompress(data)
     d = np.load(io.BytesIO(raw))
     if isinstance(d, np.ndarray):
-        return decode_height(d).astype(np.float32), False
+        return decode_height(d).astype(np.float32), False, False
     height = decode_height(d["codes"]).astype(np.float32)
     height.reshape(-1)[d["fix_index"]] = d["fix_value"]
-    return height, True
+    return height, True, "subgrid_lifted" in d.files
 
 
-def height_bytes(height_int: np.ndarray, lw: LandWater, lakes: Lakes) -> bytes:
+def height_bytes(height_int: np.ndarray, lw: LandWater, lakes: Lakes, lifted: bool = False) -> bytes:
     """(ROWS, COLS) integer metres -> the height asset's bytes (:func:`read_height`): codes, then the
-    rule applied to the decoded grid and its changes kept as exceptions."""
+    rule applied to the decoded grid and its changes kept as exceptions; ``lifted``: the heights
+    hold the sub-grid peaks' lifts (:mod:`generator.anchors.subgrid_build`), recorded in the asset."""
     codes = encode_height(height_int)
     decoded = decode_height(codes).astype(np.float32)
     ruled = _apply_rule(lw, lakes, decoded)
     fix = np.flatnonzero(ruled.reshape(-1) != decoded.reshape(-1))
     buf = io.BytesIO()
-    np.savez(buf, codes=codes, fix_index=fix.astype(np.int64), fix_value=ruled.reshape(-1)[fix].astype(np.float32))
+    extra = {"subgrid_lifted": np.int64(1)} if lifted else {}
+    np.savez(buf, codes=codes, fix_index=fix.astype(np.int64), fix_value=ruled.reshape(-1)[fix].astype(np.float32),
+             **extra)
     return lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME)
 
 
@@ -349,7 +364,8 @@ def bake_rule(assets: Path = ASSETS) -> int:
     codes = d if isinstance(d, np.ndarray) else d["codes"]
     lw = LandWater.load_bytes((Path(assets) / LANDWATER_FILE).read_bytes())
     lakes = Lakes.load_bytes((Path(assets) / LAKES_FILE).read_bytes())
-    hp.write_bytes(height_bytes(decode_height(codes).astype(np.int64), lw, lakes))
+    lifted = not isinstance(d, np.ndarray) and "subgrid_lifted" in d.files  # the codes keep the peaks' lifts
+    hp.write_bytes(height_bytes(decode_height(codes).astype(np.int64), lw, lakes, lifted))
     print(f"{hp}: {hp.stat().st_size / 1e6:.2f} MB")
     return 0
 

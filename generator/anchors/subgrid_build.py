@@ -195,17 +195,14 @@ def bake(amp: np.ndarray, table: dict, assets: Path = subgrid.ASSETS) -> tuple[P
     lakes = Lakes.load_bytes((Path(assets) / LAKES_FILE).read_bytes())
     old = read_height(hp.read_bytes())[0]
     for _ in range(2):  # peaks the land/water rule undoes (coast caps, lakes) are dropped, then again
-        data = height_bytes(codes + amp.astype(np.int64), lw, lakes)
+        data = height_bytes(codes + amp.astype(np.int64), lw, lakes, lifted=True)
         undone = np.abs(read_height(data)[0] - old - amp) > 6.0  # > one codec step
         if not undone.any():
             break
         amp = np.where(undone, 0, amp).astype(np.int16)
     else:
         raise ValueError(f"{int(undone.sum())} peak lifts are still undone by the land/water rule")
-    raw = np.load(io.BytesIO(lzma.decompress(data)))
-    buf = io.BytesIO()
-    np.savez(buf, **{k: raw[k] for k in raw.files}, subgrid_lifted=np.int64(1))
-    hp.write_bytes(lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME))
+    hp.write_bytes(data)
     sp.write_bytes(subgrid.to_bytes(amp, table))
     print(f"peaks kept: {int((amp > 0).sum())} (the rest undone by the land/water rule)")
     return hp, sp

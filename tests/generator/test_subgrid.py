@@ -148,3 +148,16 @@ def test_earth_pyramid_has_the_peak_and_stays_nested():
     right = TileKey(7, key.x + 1, key.y)
     np.testing.assert_array_equal(fresh.tile(right).height[:, 0], h[:, -1])  # seamless
     np.testing.assert_array_equal(fresh.tile(key).height, h)
+
+
+def test_height_asset_and_peaks_asset_must_agree(tmp_path):
+    import shutil
+
+    from generator.anchors.earth import ASSETS, EarthAnchor, read_height_lifted
+
+    assert read_height_lifted((ASSETS / "earth_height_l3.xz").read_bytes())[2]  # the shipped nodes are lifted
+    for f in ASSETS.iterdir():
+        if f.name.startswith("earth_") and f.name != subgrid.SUBGRID_FILE:
+            shutil.copy(f, tmp_path / f.name)
+    with pytest.raises(ValueError, match="disagree"):  # lifted nodes without their peaks layer
+        EarthAnchor.load(tmp_path)
