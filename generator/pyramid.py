@@ -50,6 +50,8 @@ class Anchor(Protocol):
     # Optional: ``constrain(fields (B, C, H, W), level, origins (B, 2)) -> fields`` applied to
     # every refined block (the earth's GLOBE blend and land/water rule). It must be a pure
     # function of location that leaves even samples obeying it unchanged (exact nesting).
+    # Optional: ``hidden`` with ``refine(refiner, crops, level, origins, seed, margin) -> kids``:
+    # a pure layer the refiner does not see (the earth's sub-grid peaks), or None.
 
 
 @dataclass(frozen=True)
@@ -281,7 +283,11 @@ class Pyramid:
             chunk = missing[i : i + _MAX_BATCH_BLOCKS]
             crops = self._crops(level - 1, [(bi * B // 2 - m, bj * B // 2 - m) for bi, bj in chunk], hp, parents)
             origins = np.array([(bi * B, bj * B) for bi, bj in chunk], dtype=np.int64)
-            kids = self.refiner.refine(crops, level, origins, self.seed)
+            hidden = getattr(self.anchor, "hidden", None)  # a pure layer kept out of the refiner's sight
+            if hidden is None:
+                kids = self.refiner.refine(crops, level, origins, self.seed)
+            else:  # earth: the sub-grid peaks (generator.anchors.subgrid); even samples stay the parents'
+                kids = hidden.refine(self.refiner, crops, level, origins, self.seed, m)
             if hasattr(self.anchor, "constrain"):  # real data (earth): pure, keeps even samples
                 kids = self.anchor.constrain(kids, level, origins)
             for (bi, bj), kid in zip(chunk, kids, strict=True):

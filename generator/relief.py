@@ -67,7 +67,8 @@ class RegionalRelief:
         w = WINDOW
         r = np.arange(rows[0] - w, rows[-1] + w + 1, dtype=np.int64)
         c = np.arange(cols[0] - w, cols[-1] + w + 1, dtype=np.int64)
-        h = self._anchor(seed).sample(r, c)[0].astype(np.float64)
+        a = self._anchor(seed)  # the relief the factor was fitted on (earth: ETOPO5's, without the sub-grid peaks)
+        h = (a.relief_height(r, c) if hasattr(a, "relief_height") else a.sample(r, c)[0]).astype(np.float64)
         n = 2 * w + 1
         H, W = len(rows), len(cols)
         # Elementwise sums over the window offsets in one fixed order: a node's value must not

@@ -23,6 +23,10 @@ about 9.8 km) is resampled once from ``../shared/data/global`` and shipped in
 - ``earth_globe_l6.xz``: GLOBE 30" on the level-6 grid where it covers
   (0..50 N, 0..60 E; :mod:`generator.anchors.globe`), blended into the level-3
   nodes here and into the new samples of levels 4-6 by :meth:`EarthAnchor.constrain`.
+- ``earth_subgrid_peaks.npz``: GLOBE-calibrated sub-grid peaks outside GLOBE
+  (:mod:`generator.anchors.subgrid`): their level-3 nodes are lifted in the height
+  asset, and at every refined level they are a layer the refiner does not see
+  (``EarthAnchor.hidden``, used by the pyramid around ``refine``).
 
 Resampling (:func:`build_grid`): ETOPO5 is node-registered at 5' and is
 sampled bilinearly at the level-3 nodes moved by the offset field (longitude
@@ -57,6 +61,7 @@ from generator.anchors.lakes import build as lakes_build
 from generator.anchors.landwater import LANDWATER_FILE, RULE_VERSION, LandWater
 from generator.anchors.landwater import build as landwater_build
 from generator.anchors.registration import load_offset_table, offset_arcmin, sample_etopo5
+from generator.anchors.subgrid import SUBGRID_FILE, SUBGRID_VERSION, SubgridPeaks
 from generator.paths import default_data_dir
 from runtime.grids import bilinear
 from runtime.tiles import ANCHOR_LEVEL, T, spacing_deg
@@ -75,12 +80,14 @@ class EarthAnchor:
     channels = 4
 
     def __init__(self, height_m: np.ndarray, rgb8: np.ndarray, digest: str, landwater: LandWater | None = None,
-                 globe: GlobeField | None = None, lakes: Lakes | None = None):
+                 globe: GlobeField | None = None, lakes: Lakes | None = None,
+                 peaks: SubgridPeaks | None = None):
         """height_m (ROWS, COLS) metres (the land/water rule already applied: :func:`read_height`),
         rgb8 (ROWS, COLS, 3) uint8 sRGB, digest of the source bytes, landwater the run-time
         land/water rule of the refined levels and globe the real 1 km relief blended into levels
         4-6 (None: refined levels are left as the refiner made them); lakes the inland water
-        flattened to its surface (:mod:`generator.anchors.lakes`; None: none)."""
+        flattened to its surface (:mod:`generator.anchors.lakes`; None: none); peaks the sub-grid
+        peaks whose shape levels 4-6 get (:mod:`generator.anchors.subgrid`; None: none)."""
         if height_m.shape != (ROWS, COLS) or rgb8.shape != (ROWS, COLS, 3) or rgb8.dtype != np.uint8:
             raise ValueError(f"earth grid must be ({ROWS}, {COLS}) heights and ({ROWS}, {COLS}, 3) uint8 "
                              f"colour, got {height_m.shape} and {rgb8.shape} {rgb8.dtype}")
@@ -95,6 +102,8 @@ class EarthAnchor:
         self.landwater = landwater
         self.globe = globe
         self.lakes = lakes
+        self.peaks = peaks
+        self.hidden = peaks  # the pyramid refines around this layer (generator.anchors.subgrid)
 
     _shared: "EarthAnchor | None" = None
     _lock = threading.Lock()
@@ -116,15 +125,24 @@ class EarthAnchor:
                                     "build them with `python -m generator.anchors.earth build`")
         hb, cb, lb, gb, kb = (p.read_bytes() for p in paths)
         lw, lakes = LandWater.load_bytes(lb), Lakes.load_bytes(kb)
-        height, ruled = read_height(hb)
+        height, ruled, lifted = read_height_lifted(hb)
         digest = hashlib.sha256(hb + cb + lb + gb + kb).hexdigest()
+        peaks, sp = None, Path(assets) / SUBGRID_FILE
+        if sp.exists() != lifted:
+            raise ValueError(f"{Path(assets) / HEIGHT_FILE} and {sp} disagree: expected the peaks asset exactly "
+                             "when the height asset's peak nodes are lifted (after `python -m "
+                             "generator.anchors.earth build` run `python -m generator.anchors.subgrid_build --bake`)")
+        if sp.exists():  # the height asset's peak nodes were lifted with it (generator.anchors.subgrid_build)
+            pb = sp.read_bytes()
+            peaks = SubgridPeaks.load_bytes(pb)
+            digest = hashlib.sha256((digest + SUBGRID_VERSION).encode() + pb).hexdigest()
         if not ruled:  # an asset from before 2026-12-05: the rule at load time (+1.1 s), same heights
             height = _apply_rule(lw, lakes, height)
             digest = hashlib.sha256((digest + RULE_VERSION).encode()).hexdigest()
         from PIL import Image
 
         rgb8 = np.asarray(Image.open(io.BytesIO(cb)).convert("RGB"), dtype=np.uint8)
-        return cls(height, rgb8, digest, lw, GlobeField.load_bytes(gb), lakes)
+        return cls(height, rgb8, digest, lw, GlobeField.load_bytes(gb), lakes, peaks)
 
     def constrain(self, fields: np.ndarray, level: int, origins: np.ndarray) -> np.ndarray:
         """Real data on refined blocks: fields (B, C, H, W) float32 of level ``level``, origins
@@ -170,15 +188,18 @@ class EarthAnchor:
         g = self.globe.value(level, rows, cols)
         return np.where(new & (wgt > 0), wgt * g + (np.float32(1) - wgt) * h, h).astype(np.float32)
 
+    def relief_height(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """rows (H,), cols (W,) int64 level-3 samples -> (H, W) float32 m: the heights without the
+        sub-grid peaks' node lifts (the coarse relief generator.relief's detail factor was fitted on)."""
+        h = self.sample(rows, cols)[0]
+        if self.peaks is None:
+            return h
+        r, c = _node_index(rows, cols)
+        return h - self.peaks.a_grid[r[:, None], c].astype(np.float32)
+
     def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """rows (H,), cols (W,) int64 level-3 global samples -> (4, H, W) float32."""
-        rows = np.asarray(rows, dtype=np.int64)
-        cols = np.asarray(cols, dtype=np.int64)
-        period = 2 * (ROWS - 1)
-        r = np.mod(rows, period)  # one trip over both poles and back
-        flip = r > ROWS - 1
-        r = np.where(flip, period - r, r)
-        c = np.where(flip[:, None], np.mod(cols + COLS // 2, COLS)[None, :], np.mod(cols, COLS)[None, :])
+        r, c = _node_index(rows, cols)
         out = np.empty((self.channels, len(rows), len(cols)), dtype=np.float32)
         out[0] = self.height_m[r[:, None], c]
         out[1:] = np.moveaxis(self.rgb8[r[:, None], c], -1, 0).astype(np.float32) / np.float32(255.0)
@@ -187,8 +208,29 @@ class EarthAnchor:
         return out
 
 
+def _node_index(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Level-3 global samples rows (H,), cols (W,) -> grid rows (H,) and columns (H, W): columns
+    wrap, and a trip beyond a pole comes back down the other side of the globe."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    period = 2 * (ROWS - 1)
+    r = np.mod(rows, period)  # one trip over both poles and back
+    flip = r > ROWS - 1
+    r = np.where(flip, period - r, r)
+    c = np.where(flip[:, None], np.mod(cols + COLS // 2, COLS)[None, :], np.mod(cols, COLS)[None, :])
+    return r, c
+
+
 def read_height(data: bytes) -> tuple[np.ndarray, bool]:
-    """The height asset's bytes -> ((ROWS, COLS) float32 metres, whether the land/water rule is in it).
+    """The height asset's bytes -> ((ROWS, COLS) float32 metres, whether the land/water rule is in
+    it); see :func:`read_height_lifted`."""
+    height, ruled, _ = read_height_lifted(data)
+    return height, ruled
+
+
+def read_height_lifted(data: bytes) -> tuple[np.ndarray, bool, bool]:
+    """The height asset's bytes -> ((ROWS, COLS) float32 metres, whether the land/water rule is in it,
+    whether the sub-grid peaks' nodes are lifted in it: key ``subgrid_lifted``).
 
     Layout (after LZMA): an ``.npz`` with ``codes`` (ROWS, COLS) int16 (:func:`encode_height`),
     ``fix_index`` (n,) int64 flat node indices and ``fix_value`` (n,) float32 metres: the nodes
@@ -198,21 +240,24 @@ def read_height(data: bytes) -> tuple[np.ndarray, bool]:
     raw = lzma.decompress(data)
     d = np.load(io.BytesIO(raw))
     if isinstance(d, np.ndarray):
-        return decode_height(d).astype(np.float32), False
+        return decode_height(d).astype(np.float32), False, False
     height = decode_height(d["codes"]).astype(np.float32)
     height.reshape(-1)[d["fix_index"]] = d["fix_value"]
-    return height, True
+    return height, True, "subgrid_lifted" in d.files
 
 
-def height_bytes(height_int: np.ndarray, lw: LandWater, lakes: Lakes) -> bytes:
+def height_bytes(height_int: np.ndarray, lw: LandWater, lakes: Lakes, lifted: bool = False) -> bytes:
     """(ROWS, COLS) integer metres -> the height asset's bytes (:func:`read_height`): codes, then the
-    rule applied to the decoded grid and its changes kept as exceptions."""
+    rule applied to the decoded grid and its changes kept as exceptions; ``lifted``: the heights
+    hold the sub-grid peaks' lifts (:mod:`generator.anchors.subgrid_build`), recorded in the asset."""
     codes = encode_height(height_int)
     decoded = decode_height(codes).astype(np.float32)
     ruled = _apply_rule(lw, lakes, decoded)
     fix = np.flatnonzero(ruled.reshape(-1) != decoded.reshape(-1))
     buf = io.BytesIO()
-    np.savez(buf, codes=codes, fix_index=fix.astype(np.int64), fix_value=ruled.reshape(-1)[fix].astype(np.float32))
+    extra = {"subgrid_lifted": np.int64(1)} if lifted else {}
+    np.savez(buf, codes=codes, fix_index=fix.astype(np.int64), fix_value=ruled.reshape(-1)[fix].astype(np.float32),
+             **extra)
     return lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME)
 
 
@@ -319,7 +364,8 @@ def bake_rule(assets: Path = ASSETS) -> int:
     codes = d if isinstance(d, np.ndarray) else d["codes"]
     lw = LandWater.load_bytes((Path(assets) / LANDWATER_FILE).read_bytes())
     lakes = Lakes.load_bytes((Path(assets) / LAKES_FILE).read_bytes())
-    hp.write_bytes(height_bytes(decode_height(codes).astype(np.int64), lw, lakes))
+    lifted = not isinstance(d, np.ndarray) and "subgrid_lifted" in d.files  # the codes keep the peaks' lifts
+    hp.write_bytes(height_bytes(decode_height(codes).astype(np.int64), lw, lakes, lifted))
     print(f"{hp}: {hp.stat().st_size / 1e6:.2f} MB")
     return 0
 
