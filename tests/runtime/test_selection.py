@@ -331,3 +331,17 @@ def check_cover(sel, ready):
         area = sum(4.0 ** (leaf.level - d.level) for d in drawn if d.level > leaf.level
                    and d.ancestor(leaf.level) == leaf)
         assert area == 1.0, leaf
+
+
+def test_pinned_ring_beyond_the_roots_loads_after_the_view():
+    # The plane pins one ring of level-0 tiles beyond the traversal roots; nothing in view
+    # needs them, so they load in the prefetch band, after every tile the view waits for.
+    cam = down_camera(5.0e5, far_m=2.0e7)  # the renderer's far plane: 3 x 3 roots
+    sel = select(View(cam), PLANE, {}, set(), options=SelectionOptions(max_level=3))
+    walked = {r.key for r in sel.load if r.key.level == 0 and r.band != Band.PREFETCH}
+    ring = [r for r in sel.load if r.key.level == 0 and r.key not in walked]
+    assert walked and ring  # 3 x 3 traversal roots and the ring of 16 around them
+    assert len(walked) + len(ring) == 25
+    assert all(r.band == Band.PREFETCH for r in ring)
+    last_wanted = max(i for i, r in enumerate(sel.load) if r.band != Band.PREFETCH)
+    assert all(sel.load.index(r) > last_wanted for r in ring)
