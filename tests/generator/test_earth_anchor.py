@@ -151,3 +151,25 @@ def test_grid_masks_are_the_per_point_masks_bit_for_bit(lon, lat):
         np.testing.assert_array_equal(lw.in_depression_grid(la, lo), lw.in_depression(pla, plo))
         coast += bool(want.min() < 0.5 <= want.max()) or bool(lw.in_depression(pla, plo).any())
     assert coast >= 2  # the windows hold a coastline (or a depression) at several levels
+
+
+@pytest.mark.parametrize("lon, lat", [(170.2, -43.5), (10.6, 59.8), (47.0, 44.5), (179.999, -16.5), (-5.6, 36.0),
+                                      (7.6, 46.0), (35.45, 31.5)])
+def test_grid_rule_is_the_per_point_rule_bit_for_bit(lon, lat):
+    """``clamp_grid`` with ``masks_grid`` (which takes the uniform branch when one kind of 30"
+    cell lies under the grid) gives the per-point rule's bits for heights from -500 to 5,000 m,
+    at coasts, in the Alps and at the Dead Sea (a depression), levels 6-20, windows around
+    the site and beside it."""
+    lw = EarthAnchor.shared().landwater
+    rng = np.random.default_rng(7)
+    for level in (6, 9, 12, 14, 16, 18, 20):
+        d = spacing_deg(level)
+        for dr, dc in ((0, 0), (40, -90), (-70, 25)):
+            rows = int((90.0 - lat) / d) + dr * (1 << max(level - 12, 0)) + np.arange(65)
+            cols = np.mod(int((lon + 180.0) / d) + dc * (1 << max(level - 12, 0)) + np.arange(65), 2 * T << level)
+            la, lo = 90.0 - rows * d, -180.0 + cols * d
+            h = rng.uniform(-500.0, 5000.0, (65, 65)).astype(np.float32)
+            pla, plo = np.broadcast_arrays(la[:, None], lo[None, :])
+            want = lw.clamp(h, pla, plo)
+            got = lw.clamp_grid(h, la, lo)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
