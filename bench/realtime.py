@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -138,6 +139,15 @@ def row(name: str, s: dict) -> str:
             f"{f('tiles_received'):>6s} {f('client_ms_per_tile', '{:.1f}'):>7s}")
 
 
+def _loadavg() -> float | None:
+    """The 1-minute load average (None where unknown): real-time numbers on a shared box
+    mean little without it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="0.3x path (bench/flight.py --quick), lockstep 6 frames")
@@ -164,6 +174,7 @@ def main(argv=None) -> int:
     results = {}
     tmp = Path(tempfile.mkdtemp(prefix="realtime-"))
     for world in worlds:
+        load0 = _loadavg()
         server = ServerProcess(None, world=world.value, mesh_procs=args.mesh_procs)
         try:
             c = SyncTileClient(server.url)
@@ -186,11 +197,12 @@ def main(argv=None) -> int:
         if not args.no_sim:
             runs["sim 100/s"] = sim(world, 100.0, args.quick)
             runs["sim 5000/s"] = sim(world, 5000.0, args.quick)
-        results[world.value] = {"sites": sites, "gl": gl, "path_s": duration,
+        load1 = _loadavg()
+        results[world.value] = {"sites": sites, "gl": gl, "path_s": duration, "loadavg": [load0, load1],
                                 **{k: {kk: v.get(kk) for kk in KEYS + ("server_cpu_s", "server") if kk in v}
                                    for k, v in runs.items()}}
         print(f"\n== {world.value}  path {duration:.0f} s  sites {sites}  {'GL (EGL)' if gl else 'GL-free'}  "
-              f"{size[0]}x{size[1]}")
+              f"{size[0]}x{size[1]}  load average {load0} -> {load1} (1-minute; the box is shared)")
         print(f"{'run':12s} {'frames':>6s} {'holes':>5s} {'>2px':>6s} {'teleport':>9s} {'coarse':>7s} {'stall ms':>8s} "
               f"{'tile ms':>8s} {'lat p50':>7s} {'lat p99':>7s} {'late':>5s} {'tiles':>6s} {'ms/tile':>7s}")
         for name, s in runs.items():

@@ -110,6 +110,46 @@ class LandWater:
         c, d = self.land_cells(i0 + 1, j0), self.land_cells(i0 + 1, j0 + 1)
         return (a * (1 - tj) + b * tj) * (1 - ti) + (c * (1 - tj) + d * tj) * ti
 
+    def land_fraction_grid(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """:meth:`land_fraction` on the grid lat (H,) x lon (W,) degrees -> (H, W) float32, bit for
+        bit (the same float32 expressions per point), each 30" cell of the grid's box read once: a
+        deep pyramid block (65 x 65 samples inside one or two cells) costs one small table instead
+        of 4 x 4,225 per-point lookups (0.7 of the earth's 1.2 ms per level-16 block). A grid whose
+        box holds more cells than points (coarse levels, or across the antimeridian) is read per point."""
+        cells = self._grid_cells(lat, lon)
+        if cells is None:
+            la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
+            return self.land_fraction(la, lo)
+        return self._mix_cells(*cells)
+
+    def _grid_cells(self, lat: np.ndarray, lon: np.ndarray) -> tuple | None:
+        """The 30" cells under the grid lat (H,) x lon (W,): (cells (ni, nj) float32 from cell
+        (ia, ja), fi (H,), fj (W,) cell coordinates, i0, j0 their floors, ia, ja), or None when the
+        box holds more cells than the grid has points."""
+        fi = (90.0 - lat) * CELLS_PER_DEG - 0.5
+        fj = (lon + 180.0) * CELLS_PER_DEG - 0.5
+        i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
+        ia, ja = int(i0.min()), int(j0.min())
+        ni, nj = int(i0.max()) - ia + 2, int(j0.max()) - ja + 2
+        if ni * nj > i0.size * j0.size:
+            return None
+        cells = self.land_cells(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])
+        return cells, fi, fj, i0, j0, ia, ja
+
+    @staticmethod
+    def _mix_cells(cells, fi, fj, i0, j0, ia, ja) -> np.ndarray:
+        """:meth:`land_fraction`'s bilinear expression on a grid, from ``_grid_cells``."""
+        ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
+        top, bottom, jj = cells[i0 - ia], cells[i0 - ia + 1], j0 - ja
+        return (top[:, jj] * (1 - tj) + top[:, jj + 1] * tj) * (1 - ti) + \
+            (bottom[:, jj] * (1 - tj) + bottom[:, jj + 1] * tj) * ti
+
+    def in_depression_grid(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """:meth:`in_depression` on the grid lat (H,) x lon (W,) degrees -> (H, W) bool."""
+        i = np.clip(np.floor((90.0 - lat) * DEPRESSION_PER_DEG).astype(np.int64), 0, self.depression.shape[0] - 1)
+        j = np.mod(np.floor((lon + 180.0) * DEPRESSION_PER_DEG).astype(np.int64), self.depression.shape[1])
+        return self.depression[np.ix_(i, j)]
+
     def in_depression(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """True inside a flagged 5' cell (real land below sea level)."""
         i = np.clip(np.floor((90.0 - lat) * DEPRESSION_PER_DEG).astype(np.int64), 0, self.depression.shape[0] - 1)
@@ -154,10 +194,21 @@ class LandWater:
         if st is not None:
             full = np.full(shape, st == LAND)
             return st, full, full, None, None
-        la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
-        frac = self.land_fraction(la, lo)
+        cells = self._grid_cells(lat, lon)
+        if cells is None:
+            la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
+            frac = self.land_fraction(la, lo)
+        else:
+            st = _uniform_cells(cells[0])
+            if st == WATER or (st == LAND and not self.in_depression_grid(lat, lon).any()):
+                # One kind of 30" cell under a deep block (no coast in it): the rule's uniform
+                # branch gives the same bits (all water: fraction 0, the depth cap +inf; all
+                # land: the fraction is 1 within an ulp, the coast cap >= 2e9 m or +inf).
+                full = np.full(shape, st == LAND)
+                return st, full, full, None, None
+            frac = self._mix_cells(*cells)
         land = frac >= 0.5
-        return None, land, land & ~self.in_depression(la, lo), coast_cap(frac), coast_cap(1 - frac)
+        return None, land, land & ~self.in_depression_grid(lat, lon), coast_cap(frac), coast_cap(1 - frac)
 
     def clamp_grid(self, height_m: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                    masks: tuple | None = None, floor_m=LAND_FLOOR_M) -> np.ndarray:
@@ -174,6 +225,12 @@ class LandWater:
             return np.minimum(h, np.float32(WATER_CEIL_M))
         out = np.where(free, np.minimum(np.maximum(h, floor), cap), h)
         return np.where(land, out, _water(h, wcap)).astype(np.float32)
+
+
+def _uniform_cells(cells: np.ndarray) -> int | None:
+    """LAND or WATER when every cell of ``cells`` (1.0 land, 0.0 water) is that, else None."""
+    lo, hi = float(cells.min()), float(cells.max())
+    return None if lo != hi else (LAND if lo == 1.0 else WATER)
 
 
 def _water(h: np.ndarray, depth_cap_m: np.ndarray) -> np.ndarray:

@@ -487,6 +487,11 @@ def choose_draw(used: dict[TileKey, _Node], roots: list[TileKey], ready: Set[Til
 # --- pass 3 and 4: load and keep --------------------------------------------------------------
 
 
+PINNED_PRIORITY = 1000.0 * Band.WANTED + 10.0 * 99
+"""Load priority of pinned roots nobody walked: after the wanted tiles (steps are capped at
+99), before the prefetch band."""
+
+
 def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[TileKey, TileInfo],
                   pinned: list[TileKey], target_px: float) -> list[LoadRequest]:
     """Wanted, not-yet-known tiles, most urgent first.
@@ -495,7 +500,10 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
     holes first (band HOLE: nothing ready above it), then ancestors first (``steps`` below
     the nearest ready ancestor: 0 blocks the refinement of a drawn tile), then larger error
     (nearer, coarser), then straight ahead; prefetch last. Pinned roots that were not
-    walked load as steps 0 with no error.
+    walked (the plane's ring beyond the traversal roots: nothing in view needs them yet,
+    they are there for the next teleport) load after every other wanted tile, before
+    prefetch (priority ``PINNED_PRIORITY``): at ancestor priority, after a teleport across
+    the plane five new ones (~70 ms of server CPU each) waited beside the view's own tiles.
     """
     out = []
     wanted = [node for node in used.values() if not node.known]
@@ -512,7 +520,7 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
         out.append(LoadRequest(pri, node.key, band, steps, node.want_sse))
     for key in pinned:
         if key not in known and key not in used:
-            out.append(LoadRequest(1000.0 * Band.WANTED + 5.0 + 2.5 * 2.0, key, Band.WANTED, 0, 0.0))
+            out.append(LoadRequest(PINNED_PRIORITY, key, Band.WANTED, 0, 0.0))
     out.sort()
     return out
 

@@ -15,7 +15,7 @@ from runtime.geometry import WorldGeometry, geometry_for
 from runtime.lod.cache import TileCache
 from runtime.lod.camera import Camera
 from runtime.lod.scheduler import Plan, Scheduler, SchedulerOptions
-from runtime.lod.selection import Selection, SelectionOptions, TileInfo, View, select
+from runtime.lod.selection import Band, Selection, SelectionOptions, TileInfo, View, select
 from runtime.tiles import TileKey, World
 
 URGENT_PRIORITY = -1.0
@@ -24,11 +24,21 @@ URGENT_PRIORITY = -1.0
 
 @dataclass(frozen=True)
 class StreamerOptions:
-    """selection / scheduler policies and the cache's byte budget."""
+    """selection / scheduler policies and the cache's byte budget. max_prefetch_incomplete:
+    while the view is not complete (holes, or drawn tiles over the error target), at most
+    this many prefetch-band requests are in flight (those already in flight stay; no new
+    ones start beyond it): on a CPU-bound source every prefetch tile takes server and
+    client CPU from the tiles the view is waiting for (after a teleport on the plane, 24
+    of the 129 tiles placed before the view was complete were prefetch). None: no cap."""
 
     selection: SelectionOptions = field(default_factory=SelectionOptions)
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
     cache_bytes: int = 512 << 20
+    max_prefetch_incomplete: int | None = 4
+
+    def __post_init__(self):
+        if self.max_prefetch_incomplete is not None and self.max_prefetch_incomplete < 0:
+            raise ValueError(f"max_prefetch_incomplete must be >= 0 or None, got {self.max_prefetch_incomplete}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,7 +95,7 @@ class TileStreamer:
         protected.update(self.drawn_last)
         protected.update(urgent)
         wanted = [(k, URGENT_PRIORITY) for k in urgent if k not in self.known]
-        wanted += [(r.key, r.priority) for r in sel.load]
+        wanted += [(r.key, r.priority) for r in self._capped(sel)]
         plan = self.scheduler.plan(wanted)
         self.cache.next_frame(protected)
         evicted = self.cache.evict(protected)
@@ -95,3 +105,21 @@ class TileStreamer:
             self.scheduler.forget(key)
         self.drawn_last = frozenset(sel.draw)
         return FrameResult(sel, plan, tuple(uploaded), tuple(evicted), select_s)
+
+    def _capped(self, sel: Selection) -> list:
+        """``sel.load`` less the prefetch requests beyond ``max_prefetch_incomplete`` while the
+        view is incomplete (in-flight ones are kept: cancelling them would throw away work
+        the source may have started)."""
+        cap = self.options.max_prefetch_incomplete
+        if cap is None or sel.complete:
+            return list(sel.load)
+        in_flight = self.scheduler.in_flight
+        room = cap - sum(1 for r in sel.load if r.band == Band.PREFETCH and r.key in in_flight)
+        out = []
+        for r in sel.load:  # most urgent first
+            if r.band == Band.PREFETCH and r.key not in in_flight:
+                if room <= 0:
+                    continue
+                room -= 1
+            out.append(r)
+        return out

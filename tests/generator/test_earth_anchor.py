@@ -128,3 +128,48 @@ def test_shipped_heights_carry_the_land_water_rule():
     np.testing.assert_array_equal(height, a.height_m)
     np.testing.assert_array_equal(_apply_rule(a.landwater, a.lakes, a.height_m), a.height_m)
     assert (height != np.round(height)).any()  # the coast cap's non-integer heights are kept exactly
+
+
+@pytest.mark.parametrize("lon, lat", [(170.2, -43.5), (10.6, 59.8), (47.0, 44.5), (179.999, -16.5), (-5.6, 36.0)])
+def test_grid_masks_are_the_per_point_masks_bit_for_bit(lon, lat):
+    """``land_fraction_grid`` / ``in_depression_grid`` (one table of the grid's 30" cells; the
+    pyramid's deep blocks) give the per-point lookups' bits at the coast (New Zealand's west
+    coast, Oslofjord, the Caspian's north-west shore (a depression), Fiji across the
+    antimeridian, Gibraltar) from level 3 to 20."""
+    lw = EarthAnchor.shared().landwater
+    coast = 0
+    for level in (3, 6, 9, 12, 16, 20):
+        d = spacing_deg(level)
+        rows = int((90.0 - lat) / d) - 32 + np.arange(65)
+        cols = np.mod(int((lon + 180.0) / d) - 32 + np.arange(65), 2 * T << level)
+        la, lo = 90.0 - rows * d, -180.0 + cols * d
+        pla, plo = np.broadcast_arrays(la[:, None], lo[None, :])
+        want = lw.land_fraction(pla, plo)
+        got = lw.land_fraction_grid(la, lo)
+        assert got.dtype == want.dtype == np.float32
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        np.testing.assert_array_equal(lw.in_depression_grid(la, lo), lw.in_depression(pla, plo))
+        coast += bool(want.min() < 0.5 <= want.max()) or bool(lw.in_depression(pla, plo).any())
+    assert coast >= 2  # the windows hold a coastline (or a depression) at several levels
+
+
+@pytest.mark.parametrize("lon, lat", [(170.2, -43.5), (10.6, 59.8), (47.0, 44.5), (179.999, -16.5), (-5.6, 36.0),
+                                      (7.6, 46.0), (35.45, 31.5)])
+def test_grid_rule_is_the_per_point_rule_bit_for_bit(lon, lat):
+    """``clamp_grid`` with ``masks_grid`` (which takes the uniform branch when one kind of 30"
+    cell lies under the grid) gives the per-point rule's bits for heights from -500 to 5,000 m,
+    at coasts, in the Alps and at the Dead Sea (a depression), levels 6-20, windows around
+    the site and beside it."""
+    lw = EarthAnchor.shared().landwater
+    rng = np.random.default_rng(7)
+    for level in (6, 9, 12, 14, 16, 18, 20):
+        d = spacing_deg(level)
+        for dr, dc in ((0, 0), (40, -90), (-70, 25)):
+            rows = int((90.0 - lat) / d) + dr * (1 << max(level - 12, 0)) + np.arange(65)
+            cols = np.mod(int((lon + 180.0) / d) + dc * (1 << max(level - 12, 0)) + np.arange(65), 2 * T << level)
+            la, lo = 90.0 - rows * d, -180.0 + cols * d
+            h = rng.uniform(-500.0, 5000.0, (65, 65)).astype(np.float32)
+            pla, plo = np.broadcast_arrays(la[:, None], lo[None, :])
+            want = lw.clamp(h, pla, plo)
+            got = lw.clamp_grid(h, la, lo)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -43,3 +43,15 @@ def test_constant_relief_from_a_dem():
     assert got.shape == (2, 5, 7) and np.all(got == np.float32(rough.value))
     with pytest.raises(ValueError, match="positive"):
         ConstantRelief(0.0)
+
+
+@pytest.mark.parametrize("world", [World.PLANE, World.EARTH])
+def test_anchor_factor_does_not_depend_on_the_chunk(world):
+    """``at_anchor`` over one window gives the bits of smaller windows inside it (the cached
+    chunk size is a speed choice: 64 nodes a side since branch tele, 32 before)."""
+    rel = RegionalRelief(world)
+    rows, cols = np.arange(640, 768, dtype=np.int64), np.arange(1280, 1408, dtype=np.int64)
+    whole = rel.at_anchor(4, rows, cols)
+    for r0, c0, n in ((0, 0, 32), (32, 64, 32), (64, 0, 64), (5, 77, 19)):
+        part = rel.at_anchor(4, rows[r0:r0 + n], cols[c0:c0 + n])
+        np.testing.assert_array_equal(part, whole[r0:r0 + n, c0:c0 + n])

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from runtime.geometry import east_north_up, geodetic_to_ecef, geometry_for
 from runtime.lod.camera import Camera
-from runtime.lod.selection import Band, SelectionOptions, TileInfo, View, select
+from runtime.lod.selection import PINNED_PRIORITY, Band, SelectionOptions, TileInfo, View, select
 from runtime.tiles import T, TileKey, level_error_m, spacing_m
 
 PLANE, EARTH = geometry_for("plane"), geometry_for("earth")
@@ -331,3 +331,17 @@ def check_cover(sel, ready):
         area = sum(4.0 ** (leaf.level - d.level) for d in drawn if d.level > leaf.level
                    and d.ancestor(leaf.level) == leaf)
         assert area == 1.0, leaf
+
+
+def test_pinned_ring_beyond_the_roots_loads_after_the_view():
+    # The plane pins one ring of level-0 tiles beyond the traversal roots (for the next
+    # teleport); nothing in view needs them, so they load after every tile the view waits
+    # for, and before prefetch.
+    cam = down_camera(5.0e5, far_m=2.0e7)  # the renderer's far plane: 3 x 3 roots
+    sel = select(View(cam), PLANE, {}, set(), options=SelectionOptions(max_level=3))
+    ring = [r for r in sel.load if r.priority == PINNED_PRIORITY]
+    others = [r for r in sel.load if r.priority != PINNED_PRIORITY]
+    assert len(ring) == 16 and all(r.key.level == 0 and r.band == Band.WANTED for r in ring)
+    assert len([r for r in others if r.key.level == 0]) == 9  # the traversal roots
+    assert max(r.priority for r in others if r.band != Band.PREFETCH) < PINNED_PRIORITY
+    assert PINNED_PRIORITY < 1000.0 * Band.PREFETCH  # every prefetch priority is above the band's floor

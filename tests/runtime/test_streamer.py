@@ -196,3 +196,27 @@ def test_random_flights_and_teleports_never_show_a_hole(world):
         else:
             booted = True
     assert booted and hole_frames == 0
+
+
+def test_prefetch_waits_while_the_view_is_incomplete():
+    # Moving fast with nothing known: the view is incomplete and the prefetch band (tiles
+    # ahead and the pinned ring) is asked for at most ``max_prefetch_incomplete`` at a time;
+    # without the cap the free slots fill with it.
+    cam = path(1, np.array([5.0e5, -7.0e5, 600.0]), 0)[0]
+    view = View(cam, np.array([3.0e4, 0.0, 0.0]))
+    sched = SchedulerOptions(max_in_flight=400)
+
+    def prefetch_started(cap):
+        streamer = TileStreamer("plane", StreamerOptions(scheduler=sched, max_prefetch_incomplete=cap,
+                                                         selection=SelectionOptions(max_level=12)))
+        res = streamer.frame(view)
+        assert not res.selection.complete
+        return sum(1 for _, p in res.plan.start if p >= 2000.0), res
+
+    capped, res = prefetch_started(4)
+    uncapped, _ = prefetch_started(None)
+    assert capped == 4 and uncapped > 4
+    # Wanted keys are all asked for either way.
+    assert sum(1 for _, p in res.plan.start if p < 2000.0) == sum(1 for r in res.selection.load if r.band < 2)
+    with pytest.raises(ValueError, match="max_prefetch_incomplete"):
+        StreamerOptions(max_prefetch_incomplete=-1)
