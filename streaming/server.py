@@ -78,8 +78,8 @@ class ServerConfig:
     accept_burst: float = 100.0
 
     def __post_init__(self):
-        if self.accept_rate < 0 or self.accept_burst < 1:
-            raise ValueError(f"accept_rate must be >= 0 per s (0: no limit) and accept_burst >= 1, "
+        if not (self.accept_rate == 0 or self.accept_rate >= 10) or self.accept_burst < 1:
+            raise ValueError(f"accept_rate must be 0 (no limit) or >= 10 per s, and accept_burst >= 1, "
                              f"got {self.accept_rate} and {self.accept_burst}")
         if not 0.0 < self.loop_share <= 1.0 or not 0.0 < self.loop_burst_s <= 10.0 or self.loop_overuse_s <= 0:
             raise ValueError(f"loop_share must be in (0, 1], loop_burst_s in (0, 10] s and loop_overuse_s > 0, "
@@ -160,6 +160,9 @@ class TileServer:
             compression=None,  # per-message deflate makes MB payloads ~100x slower
             max_size=self.info.limits.max_message_bytes,  # larger client frames: close 1009
             max_queue=4,  # frames read ahead per client before TCP backpressure reaches it
+            # the kernel's listen queue, and what asyncio accepts per wake-up: with an accept
+            # rate, those beyond it wait in-process at most backlog / rate (<= 1.6 s) for their turn
+            backlog=100 if self.accept_rate is None else int(min(100, max(16, self.config.accept_rate))),
             origins=self.allowed_origins,  # HTTP 403 for any other Origin header
             process_request=self._process_request,
             write_limit=self.config.write_limit_bytes,

@@ -68,8 +68,8 @@ def register(sub) -> None:
                     help="nice of the event loop thread (e.g. -5, needs CAP_SYS_NICE: cached answers get a CPU "
                          "before generator work and other processes; 0: unchanged)")
     sp.add_argument("--accept-rate", type=A.float_in(0.0, 1e6, "accept-rate"), default=100.0,
-                    help="new connections accepted per second (bursts of 100); beyond it newcomers wait in the "
-                         "kernel's backlog, never refused (0: no limit; docs/PROTOCOL.md)")
+                    help="new connections accepted per second, 0 (no limit) or >= 10 (bursts of 100); beyond it "
+                         "newcomers wait in the kernel's backlog, never refused (docs/PROTOCOL.md)")
     sp.add_argument("--probe", action="store_true",
                     help="add event-loop lag, GIL waits and CPU per thread to every stats answer (streaming/probe.py)")
     sp.set_defaults(func=cmd_serve)
