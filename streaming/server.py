@@ -74,7 +74,7 @@ class ServerConfig:
     loop_overuse_s: float = 3.0
     # New TCP connections accepted per second (token bucket; 0: no limit): beyond it the
     # listening socket is not read, and newcomers wait in the kernel's backlog (not refused).
-    accept_rate: float = 100.0
+    accept_rate: float = 200.0
     accept_burst: float = 100.0
 
     def __post_init__(self):

@@ -67,7 +67,7 @@ def register(sub) -> None:
     sp.add_argument("--loop-nice", type=A.int_in(-20, 19, "loop-nice"), default=0,
                     help="nice of the event loop thread (e.g. -5, needs CAP_SYS_NICE: cached answers get a CPU "
                          "before generator work and other processes; 0: unchanged)")
-    sp.add_argument("--accept-rate", type=A.float_in(0.0, 1e6, "accept-rate"), default=100.0,
+    sp.add_argument("--accept-rate", type=A.float_in(0.0, 1e6, "accept-rate"), default=200.0,
                     help="new connections accepted per second, 0 (no limit) or >= 10 (bursts of 100); beyond it "
                          "newcomers wait in the kernel's backlog, never refused (docs/PROTOCOL.md)")
     sp.add_argument("--probe", action="store_true",
