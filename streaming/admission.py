@@ -103,6 +103,12 @@ class AcceptRate:
         self.accepted += 1
         return self.wait_s(now)
 
+    def refund(self) -> None:
+        """Give back the token of a connection that turned out not to need one (a plain
+        HTTP request: answered and closed by its own timeouts, not a websocket)."""
+        self.tokens = min(self.burst, self.tokens + 1.0)
+        self.accepted -= 1
+
     def wait_s(self, now: float) -> float:
         """Seconds from ``now`` until the bucket is out of debt (0 if it is)."""
         self._refill(now)

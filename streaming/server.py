@@ -203,6 +203,8 @@ class TileServer:
     def _process_request(self, ws: ServerConnection, request):
         """websockets' hook: plain HTTP goes to the ``http`` handler, upgrades to admission."""
         if self.http is not None and request.headers.get("Upgrade", "").lower() != "websocket":
+            if self.accept_rate is not None:  # HTTP clients make a connection per request: not counted
+                self.accept_rate.refund()
             return self.http.respond(request.method, request.path, request.headers)
         return self._admit(ws, request)
 

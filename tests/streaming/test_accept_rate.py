@@ -25,6 +25,8 @@ def test_accept_rate_passes_a_burst_then_spaces_connections_at_the_rate():
     assert r.wait_s(0.2) == 0.0
     assert r.take(10.0) == 0.0 and r.tokens == pytest.approx(2.0)  # refilled to the burst, no further
     assert r.accepted == 6
+    r.refund()  # a plain HTTP request: its token comes back, the burst is the cap
+    assert r.accepted == 5 and r.tokens == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize("rate, burst", [(0.0, 5), (-1.0, 5), (5.0, 0.5)])
