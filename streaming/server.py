@@ -10,7 +10,9 @@ answers, by ``ServerConfig.max_output_bytes``: above it the server stops reading
 client until its answers drain (TCP backpressure reaches the client).
 
 Admission (``streaming.admission``): connections that have not sent ``hello`` have
-their own small budget and a deadline, so they can never lock authenticated clients out.
+their own small budget and a deadline, so they can never lock authenticated clients out;
+new connections are accepted at a bounded rate (``ServerConfig.accept_rate``,
+``streaming.listener``), the rest wait in the kernel's backlog.
 """
 
 from __future__ import annotations
