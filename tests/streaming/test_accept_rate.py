@@ -44,12 +44,12 @@ def test_server_config_says_what_an_accept_rate_must_be():
 
 
 def test_connections_beyond_the_rate_wait_their_turn_none_is_refused_and_the_connected_are_served():
-    cfg = ServerConfig(accept_rate=20.0, accept_burst=2)
+    cfg = ServerConfig(accept_rate=10.0, accept_burst=1)  # every newcomer waits ~0.1 s for its turn
 
     async def main():
         async with loopback_server(server_config=cfg) as (srv, url):
             first = TileClient()
-            await first.connect(url)  # takes one token of the burst
+            await first.connect(url)  # takes the one token of the burst
             newcomers = [TileClient() for _ in range(8)]
             connecting = asyncio.gather(*(c.connect(url) for c in newcomers))
             await asyncio.sleep(0)
