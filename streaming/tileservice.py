@@ -462,8 +462,10 @@ class TileService:
             await self._wake.wait()
             self._wake.clear()
             resumed = False
+            busy_since = loop.time()
             while self._queue:
-                if self._trimmer.due():  # busy for long (an attack): freed pages go back now and then too
+                # busy for long (an attack): freed pages go back now and then, not only when idle
+                if loop.time() - busy_since >= self.config.trim_interval_s and self._trimmer.due():
                     await loop.run_in_executor(self._gen_pool, self._trimmer.maybe)
                 if not resumed and len(self._queue) < self.batch_size() and self.config.batch_wait_s > 0:
                     await asyncio.sleep(self.config.batch_wait_s)  # let the batch fill
