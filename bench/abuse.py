@@ -84,7 +84,7 @@ class Good:
         self.client = TileClient(window=256, decode=False)
         self.cached_keys = [TileKey(10, 40 + i % 3, 20 + i // 3) for i in range(9)]
         self.next_x = 5000
-        self.samples: dict[str, list[float]] = {"cached": [], "uncached": []}
+        self.samples: dict[str, list[float]] = {"cached": [], "uncached": [], "connect": []}
         self.connect_failures = 0
         self.connects = 0
         self.fetch_failures = 0
@@ -104,7 +104,7 @@ class Good:
             await self.client.fetch(keys, timeout_s=600)
 
     def reset(self) -> None:
-        self.samples = {"cached": [], "uncached": []}
+        self.samples = {"cached": [], "uncached": [], "connect": []}
         self.connect_failures = self.connects = self.fetch_failures = 0
 
     async def _timed(self, kind: str, key: TileKey) -> None:
@@ -134,8 +134,10 @@ class Good:
             while time.monotonic() < until:
                 self.connects += 1
                 c = TileClient(decode=False)
+                t = time.perf_counter()
                 try:
                     await asyncio.wait_for(c.connect(self.url), 10)
+                    self.samples["connect"].append(time.perf_counter() - t)  # TCP + handshake + hello answered
                 except Exception:
                     self.connect_failures += 1
                 try:
@@ -163,6 +165,10 @@ def diagnose(before: dict, after: dict, phase_s: float) -> dict:
     out["generator_calls"] = after.get("batches", 0) - before.get("batches", 0)
     out["preempted"] = after.get("preempted", 0) - before.get("preempted", 0)
     out["dropped_cancelled"] = after.get("dropped_cancelled", 0) - before.get("dropped_cancelled", 0)
+    out["trims"] = after.get("trims", 0) - before.get("trims", 0)  # malloc_trim calls, and their ms
+    out["trim_ms"] = round(1000.0 * (after.get("trim_s", 0.0) - before.get("trim_s", 0.0)), 1)
+    out["accept_pauses"] = after.get("accept_pauses", 0) - before.get("accept_pauses", 0)
+    out["height_pauses"] = after.get("height_pauses", 0) - before.get("height_pauses", 0)
     # calls of every lane per key step of the good lane while its keys waited: ~ lanes sharing
     out["lane_calls_per_own_step"] = round(d["calls_waited"] / d["key_steps"], 2) if d["key_steps"] else None
     pa, pb = after.get("probe"), before.get("probe")
@@ -171,6 +177,9 @@ def diagnose(before: dict, after: dict, phase_s: float) -> dict:
         out["gc_s"] = round(pa["gc"]["total_s"] - pb["gc"]["total_s"], 3)
         out["gc2_n"] = sum(pa["gc2"]["counts"]) - sum(pb["gc2"]["counts"])
         out["gc2_s"] = round(pa["gc2"]["total_s"] - pb["gc2"]["total_s"], 3)
+        out["gc2_cpu_s"] = round(pa.get("gc2_cpu_s", 0.0) - pb.get("gc2_cpu_s", 0.0), 3)
+        out["gc_objects"] = pa.get("gc_objects")  # tracked objects per generation at the phase's end
+        out["gc_frozen"] = pa.get("gc_frozen")
         for name in ("loop_lag", "gil_wait", "cached_send", "gc"):
             for q in (50, 99):
                 out[f"{name}_p{q}_ms"] = quantile_ms(pa[name]["counts"], pb[name]["counts"], q / 100)
@@ -235,6 +244,8 @@ async def main_async(args) -> dict:
                     "uncached_n": len(good.samples["uncached"]),
                     "uncached_p50_ms": pct(good.samples["uncached"], 50),
                     "uncached_p99_ms": pct(good.samples["uncached"], 99),
+                    "connect_p50_ms": pct(good.samples["connect"], 50),
+                    "connect_max_ms": max(good.samples["connect"], default=float("nan")) * 1000.0,
                     "good_connects": good.connects,
                     "good_connect_failures": good.connect_failures,
                     "good_fetch_failures": good.fetch_failures,
@@ -314,7 +325,8 @@ def main() -> int:
             f"{r['uncached_p50_ms']:9.1f}/{r['uncached_p99_ms']:<10.1f} "
             f"{r['cached_n']:>3}/{r['uncached_n']:<4} {r['good_connect_failures']:>3}/{r['good_connects']:<5} "
             f"{r['rss_before_mb']:7.0f}/{r['rss_peak_mb']:6.0f}/{r['rss_after_mb']:<6.0f}    "
-            f"{r['bad_inputs']:>10}  {ok}  {r['load_1min']:4.1f}  closes={r['attacker_closes']}"
+            f"{r['bad_inputs']:>10}  {ok}  {r['load_1min']:4.1f}  connect p50/max ms "
+            f"{r['connect_p50_ms']:.0f}/{r['connect_max_ms']:.0f}  closes={r['attacker_closes']}"
         )
     print(
         f"caps: cached p99 <= {res['cached_cap_ms']:.1f} ms, uncached p99 <= {res['uncached_cap_ms']:.1f} ms; "
@@ -327,7 +339,8 @@ def main() -> int:
         d = r["diag"]
         line = (f"{r['phase']:<17} {d['lane_key_steps']:5} {d['lane_keys_done']:4} "
                 f"{d['lane_calls_per_own_step'] if d['lane_calls_per_own_step'] is not None else '-':>10} "
-                f"{d['lane_wait_s']:6.1f} | {d['generator_calls']:5}")
+                f"{d['lane_wait_s']:6.1f} | {d['generator_calls']:5} | trims {d['trims']} ({d['trim_ms']} ms) "
+                f"pauses: accept {d['accept_pauses']} height {d['height_pauses']}")
         if "loop_lag_p99_ms" in d:
             cpu = " ".join(f"{n}:{c:.1f}({d['threads_runq_s'].get(n, 0):.1f})"
                            for n, c in sorted(d["threads_cpu_s"].items()) if c >= 0.05)
@@ -335,7 +348,8 @@ def main() -> int:
                      f"{d['cached_send_p50_ms']:.1f}/{d['cached_send_p99_ms']:.1f} | {cpu}")
         if "gc_n" in d:
             line += (f" | gc {d['gc_n']} x, {d['gc_s'] * 1000:.0f} ms, p99 {d['gc_p99_ms']:.1f}; "
-                     f"full {d['gc2_n']} x {d['gc2_s'] * 1000:.0f} ms")
+                     f"full {d['gc2_n']} x {d['gc2_s'] * 1000:.0f} ms (CPU {d['gc2_cpu_s'] * 1000:.0f}); "
+                     f"objects {d['gc_objects']} frozen {d['gc_frozen']}")
         print(line + f" | {d['client_loop_lag_p99_ms']:.1f} {d['client_runq_s']:.1f}; {r['attacker_cpu_s']}")
     tl = res["rss_timeline"]
     print("RSS MB over time (every ~2 s): " + " ".join(f"{t:.0f}s:{r:.0f}" for t, _, r in tl[::8]))

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from runtime.tiles import T, spacing_m
 from streaming import protocol as P
@@ -59,8 +59,12 @@ async def _send_until(ws, frames, deadline: float, tally: Tally) -> None:
             return
 
 
-async def _open(url: str, hello: bool = True, **kw):
-    ws = await connect(url, compression=None, max_size=MAX_TILE_FRAME_BYTES, open_timeout=30, **kw)
+async def _open(url: str, hello: bool = True, deadline: float | None = None, **kw):
+    """A websocket to ``url`` (and its hello answered); the opening handshake gives up at
+    ``deadline`` (``time.monotonic``; default 30 s): a server that accepts at its own pace
+    keeps connects waiting in its backlog, and the attack must still end on time."""
+    limit = 30.0 if deadline is None else max(0.05, deadline - time.monotonic())
+    ws = await connect(url, compression=None, max_size=MAX_TILE_FRAME_BYTES, open_timeout=limit, **kw)
     if hello:
         await ws.send(HELLO)
         await ws.recv()
@@ -73,12 +77,12 @@ async def never_hello(url, deadline, tally):
     async def hold():
         while time.monotonic() < deadline:
             try:
-                ws = await _open(url, hello=False)
+                ws = await _open(url, hello=False, deadline=deadline)
             except InvalidStatus:
                 tally.refused += 1
                 await asyncio.sleep(0.05)
                 continue
-            except OSError:
+            except (OSError, TimeoutError, InvalidHandshake):  # reset, or no handshake by the deadline
                 await asyncio.sleep(0.05)
                 continue
             tally.bad_inputs += 1
@@ -211,7 +215,7 @@ async def connect_churn(url, deadline, tally):
     async def one():
         while time.monotonic() < deadline:
             try:
-                ws = await _open(url)
+                ws = await _open(url, deadline=deadline)
                 x = rng.randrange(-(1 << 20), 1 << 20)
                 await ws.send(P.pack({"type": "request", "keys": [[13, x + i, 99] for i in range(8)]}))
                 tally.bad_inputs += 1
@@ -220,6 +224,8 @@ async def connect_churn(url, deadline, tally):
                 tally.refused += 1
             except (ConnectionClosed, OSError) as exc:
                 tally.closed(exc)
+            except (TimeoutError, InvalidHandshake):  # no handshake by the deadline
+                pass
 
     await asyncio.gather(*(one() for _ in range(8)))
 

@@ -69,3 +69,47 @@ class Admission:
     def closed(self, conn: Hashable) -> None:
         self._waiting.pop(conn, None)
         self._authenticated.discard(conn)
+
+
+class AcceptRate:
+    """A token bucket on accepted connections (sans I/O): ``rate`` per second sustained,
+    ``burst`` at once. Every accepted TCP connection takes a token, whatever it turns out to
+    be; when the bucket is empty the server stops accepting (``take`` says for how long), so
+    a flood of connections waits in the kernel's listen backlog, costing the event loop
+    nothing, instead of costing it a websocket handshake (and an eviction) each. Clients
+    already connected are never touched; a new client waits for its turn, it is not refused."""
+
+    def __init__(self, rate: float, burst: float):
+        if not rate > 0 or not burst >= 1:
+            raise ValueError(f"accept rate must be > 0 per s and burst >= 1, got {rate} and {burst}")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.tokens = self.burst
+        self._at: float | None = None  # time tokens was last brought up to date
+        self.accepted = 0
+        self.pauses = 0  # times accepting stopped
+
+    def _refill(self, now: float) -> None:
+        if self._at is not None:
+            self.tokens = min(self.burst, self.tokens + max(0.0, now - self._at) * self.rate)
+        self._at = now
+
+    def take(self, now: float) -> float:
+        """One connection accepted at ``now`` (s, any monotonic clock): the seconds the server
+        must stop accepting from now on (0: go on). Connections accepted in one burst before
+        the pause took effect leave the bucket in debt; the pause then lasts until it is paid."""
+        self._refill(now)
+        self.tokens -= 1.0
+        self.accepted += 1
+        return self.wait_s(now)
+
+    def refund(self) -> None:
+        """Give back the token of a connection that turned out not to need one (a plain
+        HTTP request: answered and closed by its own timeouts, not a websocket)."""
+        self.tokens = min(self.burst, self.tokens + 1.0)
+        self.accepted -= 1
+
+    def wait_s(self, now: float) -> float:
+        """Seconds from ``now`` until the bucket is out of debt (0 if it is)."""
+        self._refill(now)
+        return 0.0 if self.tokens >= 0.0 else -self.tokens / self.rate

@@ -263,6 +263,10 @@ class HeightService:
         """Bytes of the height grids held (at most ``config.cache_bytes``)."""
         return self._grids.total
 
+    def waiting_tiles(self, owner) -> int:
+        """New tiles the admitted, unanswered queries of ``owner`` wait for (0..max_tiles)."""
+        return self._generating.get(owner, 0)
+
     def held(self, key: TileKey) -> bool:
         return key in self._grids
 

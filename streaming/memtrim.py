@@ -42,6 +42,10 @@ class Trimmer:
     def available(self) -> bool:
         return self._trim is not None
 
+    def due(self) -> bool:
+        """True if ``maybe`` would trim now (cheap: no trim, no call into libc)."""
+        return self._trim is not None and self.clock() - self._last >= self.min_interval_s
+
     def maybe(self) -> bool:
         """Trim now if the interval has passed since the last trim; True if it trimmed."""
         now = self.clock()

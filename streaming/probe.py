@@ -86,6 +86,8 @@ class Probe:
         self.gc = Histogram()
         self.gc2 = Histogram()  # full collections (generation 2) only
         self._gc_t0 = 0.0
+        self._gc_cpu0 = 0.0
+        self.gc2_cpu_s = 0.0  # CPU seconds of full collections (their wall time less run-queue waits)
         self._task: asyncio.Task | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,11 +112,13 @@ class Probe:
     def _gc(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._gc_t0 = time.perf_counter()
+            self._gc_cpu0 = time.thread_time()
         else:
             dt = time.perf_counter() - self._gc_t0
             self.gc.add(dt)
             if info.get("generation") == 2:
                 self.gc2.add(dt)
+                self.gc2_cpu_s += time.thread_time() - self._gc_cpu0
 
     def start(self) -> None:
         gc.callbacks.append(self._gc)
@@ -143,4 +147,5 @@ class Probe:
     def as_dict(self) -> dict:
         return {"loop_lag": self.loop_lag.as_dict(), "gil_wait": self.gil_wait.as_dict(),
                 "cached_send": self.cached_send.as_dict(), "gc": self.gc.as_dict(), "gc2": self.gc2.as_dict(),
-                "threads": self.threads()}
+                "gc2_cpu_s": self.gc2_cpu_s, "gc_objects": [len(gc.get_objects(g)) for g in range(3)],
+                "gc_frozen": gc.get_freeze_count(), "threads": self.threads()}

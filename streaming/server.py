@@ -10,7 +10,9 @@ answers, by ``ServerConfig.max_output_bytes``: above it the server stops reading
 client until its answers drain (TCP backpressure reaches the client).
 
 Admission (``streaming.admission``): connections that have not sent ``hello`` have
-their own small budget and a deadline, so they can never lock authenticated clients out.
+their own small budget and a deadline, so they can never lock authenticated clients out;
+new connections are accepted at a bounded rate (``ServerConfig.accept_rate``,
+``streaming.listener``), the rest wait in the kernel's backlog.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -34,8 +36,9 @@ from websockets.http11 import Response
 
 from runtime.tiles import TileKey
 from streaming import protocol as P
-from streaming.admission import Admission
+from streaming.admission import AcceptRate, Admission
 from streaming.heights import BadHeightQuery, HeightLimitError, HeightService
+from streaming.listener import Listener, gated_connection
 from streaming.probe import Probe
 from streaming.session import (
     Cancel,
@@ -71,8 +74,15 @@ class ServerConfig:
     # A connection paused on every message for this long (it sends faster than its share,
     # without a break) is closed 1008: its backlog in TCP would keep the server busy long after.
     loop_overuse_s: float = 3.0
+    # New TCP connections accepted per second (token bucket; 0: no limit): beyond it the
+    # listening socket is not read, and newcomers wait in the kernel's backlog (not refused).
+    accept_rate: float = 200.0
+    accept_burst: float = 100.0
 
     def __post_init__(self):
+        if not (self.accept_rate == 0 or self.accept_rate >= 10) or self.accept_burst < 1:
+            raise ValueError(f"accept_rate must be 0 (no limit) or >= 10 per s, and accept_burst >= 1, "
+                             f"got {self.accept_rate} and {self.accept_burst}")
         if not 0.0 < self.loop_share <= 1.0 or not 0.0 < self.loop_burst_s <= 10.0 or self.loop_overuse_s <= 0:
             raise ValueError(f"loop_share must be in (0, 1], loop_burst_s in (0, 10] s and loop_overuse_s > 0, "
                              f"got {self.loop_share}, {self.loop_burst_s}, {self.loop_overuse_s}")
@@ -128,8 +138,11 @@ class TileServer:
         self.hello_timeouts = 0
         self.read_pauses = 0  # times a client's reading paused because it did not read its answers
         self.loop_pauses = 0  # times a client's reading paused because it used its share of the event loop
+        self.height_pauses = 0  # times a client's reading paused after a height refusal, until its queries' tiles came
         self.overuse_closes = 0  # connections closed 1008 for using more than their share for loop_overuse_s
         self.closers: set[asyncio.Task] = set()  # closing handshakes started from outside a handler
+        self.accept_rate = AcceptRate(config.accept_rate, config.accept_burst) if config.accept_rate > 0 else None
+        self.listener: Listener | None = None  # the listening sockets, paused beyond accept_rate
         self.port: int | None = None
         self._server = None
 
@@ -149,18 +162,34 @@ class TileServer:
             compression=None,  # per-message deflate makes MB payloads ~100x slower
             max_size=self.info.limits.max_message_bytes,  # larger client frames: close 1009
             max_queue=4,  # frames read ahead per client before TCP backpressure reaches it
+            # the kernel's listen queue, and what asyncio accepts per wake-up: with an accept
+            # rate, those beyond it wait in-process at most backlog / rate (<= 1.6 s) for their turn
+            backlog=100 if self.accept_rate is None else int(min(100, max(16, self.config.accept_rate))),
             origins=self.allowed_origins,  # HTTP 403 for any other Origin header
             process_request=self._process_request,
             write_limit=self.config.write_limit_bytes,
+            create_connection=gated_connection(lambda: self.listener),
             # the HTTP upgrade itself; plain HTTP answers are part of the handshake, so with
             # --http it must outlast their request timeout (else: a dropped, empty response)
             open_timeout=self.config.hello_timeout_s if self.http is None
             else max(self.config.hello_timeout_s, self.http.config.request_timeout_s + 5.0),
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
+        if self.accept_rate is not None:
+            self.listener = Listener(asyncio.get_running_loop(), self._server.sockets, self.accept_rate)
         return self.port
 
+    def set_accept_rate(self, rate: float) -> None:
+        """Before ``start``: accept at most ``rate`` new connections per second (bursts of
+        ``config.accept_burst``); 0: no limit."""
+        if self._server is not None:
+            raise RuntimeError("set_accept_rate must be called before start()")
+        self.config = replace(self.config, accept_rate=rate)
+        self.accept_rate = AcceptRate(rate, self.config.accept_burst) if rate > 0 else None
+
     async def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -176,6 +205,8 @@ class TileServer:
     def _process_request(self, ws: ServerConnection, request):
         """websockets' hook: plain HTTP goes to the ``http`` handler, upgrades to admission."""
         if self.http is not None and request.headers.get("Upgrade", "").lower() != "websocket":
+            if self.accept_rate is not None:  # HTTP clients make a connection per request: not counted
+                self.accept_rate.refund()
             return self.http.respond(request.method, request.path, request.headers)
         return self._admit(ws, request)
 
@@ -203,6 +234,9 @@ class TileServer:
             "read_pauses": self.read_pauses,
             "loop_pauses": self.loop_pauses,
             "overuse_closes": self.overuse_closes,
+            "height_pauses": self.height_pauses,
+            "accepted": self.accept_rate.accepted if self.accept_rate is not None else self.connections_total,
+            "accept_pauses": self.accept_rate.pauses if self.accept_rate is not None else 0,
             "held_bytes": self.held_bytes(),
             **self.service.stats().as_dict(),
         }
@@ -261,6 +295,8 @@ class _Connection:
         self._over_since: float | None = None  # loop time since which every message needed a pause
         self._debt_at = 0.0  # loop time loop_debt_s was last brought up to date
         self._cached_at: dict[TileKey, float] = {}  # with a probe: LRU hits not yet sent -> receipt
+        self._height_done = asyncio.Event()  # set whenever one of its height queries is answered
+        self._height_wait = False  # a height query was refused while others wait for tiles: read on after one
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close this connection from outside its reader (eviction, hello deadline)."""
@@ -310,6 +346,8 @@ class _Connection:
                     await self.ws.close(1008, "sends faster than its share of the server, without a break")
                     return
                 await asyncio.sleep(pause)  # 0: one message per turn, frames already read never hog the loop
+                if self._height_wait:
+                    await self._wait_height_answer()
                 # A client that asks and does not read: stop reading it until its answers drain.
                 while self.output_bytes() > self.server.config.max_output_bytes and not sender.done():
                     if not self.reading_paused:
@@ -323,6 +361,21 @@ class _Connection:
                     return
         finally:
             deadline.cancel()
+
+    async def _wait_height_answer(self) -> None:
+        """A height query of this client was refused (``limit``) while its earlier queries
+        still wait for tiles: read nothing more until one of them is answered (or the
+        connection is lost). Asking again at once cannot succeed; a client that does so in
+        a loop would otherwise cost the event loop a refusal per message, at its full share."""
+        self._height_wait = False
+        self.server.height_pauses += 1
+        answered = asyncio.ensure_future(self._height_done.wait())
+        lost = getattr(self.ws, "connection_lost_waiter", None)
+        try:
+            await asyncio.wait([answered] if lost is None else [answered, lost],
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answered.cancel()
 
     def _charge_loop(self, cpu_s: float) -> float:
         """Charge ``cpu_s`` of the event loop's thread to this connection; the seconds its
@@ -425,6 +478,9 @@ class _Connection:
             plan = heights.admit(q.points, q.mode, q.level, owner=self, surface=q.surface)
         except HeightLimitError as exc:
             self.session.height_failed(q.request_id, P.ErrorCode.LIMIT, str(exc))
+            if heights.waiting_tiles(self):  # its earlier queries will free the budget: wait for one
+                self._height_done.clear()
+                self._height_wait = True
             return
         except BadHeightQuery as exc:
             self.session.height_failed(q.request_id, P.ErrorCode.MALFORMED, str(exc))
@@ -442,6 +498,7 @@ class _Connection:
             )
         else:
             self.session.height_answer(q.request_id, res)
+        self._height_done.set()
         self.wake.set()
 
     def _spawn(self, coro) -> asyncio.Task:

@@ -98,7 +98,7 @@ class ServiceConfig:
     batch_budget_s: float = 0.25  # planned generator time per batch: keys = budget / measured s per key
     step_s: float = 0.03  # longest generator call when the source runs in steps (``prepare``); 0: whole keys
     idle_credit_s: float = 0.09  # with steps: generator time a lane that was idle may take before others' turns
-    trim_interval_s: float = 2.0  # idle generator: malloc_trim at most this often (streaming/memtrim.py)
+    trim_interval_s: float = 2.0  # malloc_trim at most this often, when idle or between steps (streaming/memtrim.py)
     error_scale: float = 1.0  # mesh error bound = error_scale * level_error_m(level)
 
     def __post_init__(self):
@@ -180,6 +180,8 @@ class ServiceStats:
     queued: int  # keys waiting for the generator
     queue_entries: int  # heap entries behind them (removed ones included): bounded by ~2x queued
     waiting_keys: int  # keys some requester waits for (queued, in a store read, generating or meshing)
+    trims: int = 0  # malloc_trim calls (streaming/memtrim.py)
+    trim_s: float = 0.0  # seconds the generator thread spent in them
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -371,6 +373,8 @@ class TileService:
             queued=len(self._queue),
             queue_entries=self._queue.heap_entries(),
             waiting_keys=len(self._owner),
+            trims=self._trimmer.trims,
+            trim_s=self._trimmer.seconds,
         )
 
     # -- pipeline ------------------------------------------------------------------------
@@ -458,7 +462,11 @@ class TileService:
             await self._wake.wait()
             self._wake.clear()
             resumed = False
+            busy_since = loop.time()
             while self._queue:
+                # busy for long (an attack): freed pages go back now and then, not only when idle
+                if loop.time() - busy_since >= self.config.trim_interval_s and self._trimmer.due():
+                    await loop.run_in_executor(self._gen_pool, self._trimmer.maybe)
                 if not resumed and len(self._queue) < self.batch_size() and self.config.batch_wait_s > 0:
                     await asyncio.sleep(self.config.batch_wait_s)  # let the batch fill
                 estimate_s = self._estimate_s()

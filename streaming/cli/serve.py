@@ -26,6 +26,8 @@ def cmd_serve(args) -> int:
                           gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20,
                           http=http, mesh_procs=args.mesh_procs, terrain_only=args.terrain_only,
                           features=args.features, probe=args.probe)
+    if args.accept_rate != server.config.accept_rate:
+        server.set_accept_rate(args.accept_rate)
     asyncio.run(serve_forever(server, args.host, args.port, loop_nice=args.loop_nice))
     return 0
 
@@ -65,6 +67,9 @@ def register(sub) -> None:
     sp.add_argument("--loop-nice", type=A.int_in(-20, 19, "loop-nice"), default=0,
                     help="nice of the event loop thread (e.g. -5, needs CAP_SYS_NICE: cached answers get a CPU "
                          "before generator work and other processes; 0: unchanged)")
+    sp.add_argument("--accept-rate", type=A.float_in(0.0, 1e6, "accept-rate"), default=200.0,
+                    help="new connections accepted per second, 0 (no limit) or >= 10 (bursts of 100); beyond it "
+                         "newcomers wait in the kernel's backlog, never refused (docs/PROTOCOL.md)")
     sp.add_argument("--probe", action="store_true",
                     help="add event-loop lag, GIL waits and CPU per thread to every stats answer (streaming/probe.py)")
     sp.set_defaults(func=cmd_serve)

@@ -43,6 +43,7 @@ def test_tile_neighbours_share_edges_and_huge_coordinates_work(tmp_path):
     (["serve", "--port", "70000"], "port must be in"),
     (["serve", "--http", "--http-max-level", "99"], "http-max-level must be in [0, 24]"),
     (["serve", "--http-max-level", "9"], "--http-max-level needs --http"),
+    (["serve", "--accept-rate", "-1"], "accept-rate must be in"),
     (["fly", "--teleport", "1,2"], "X,Y,ALT"),
     (["fly", "--agl"], "--agl needs --teleport"),
     (["fly", "--heading", "10", "--pitch", "-5"], "--heading, --pitch needs --teleport"),

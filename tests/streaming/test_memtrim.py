@@ -12,11 +12,11 @@ def test_trims_at_most_once_per_interval():
     t = Trimmer(2.0, clock=lambda: now[0])
     if not t.available:
         pytest.skip("not glibc: malloc_trim is absent")
-    assert t.maybe() and t.trims == 1
+    assert t.due() and t.maybe() and t.trims == 1
     now[0] += 1.9
-    assert not t.maybe() and t.trims == 1
+    assert not t.due() and not t.maybe() and t.trims == 1
     now[0] += 0.2
-    assert t.maybe() and t.trims == 2 and t.seconds >= 0.0
+    assert t.due() and t.maybe() and t.trims == 2 and t.seconds >= 0.0
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")

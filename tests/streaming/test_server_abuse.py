@@ -328,3 +328,63 @@ def test_the_client_library_tries_again_after_a_close_1013(monkeypatch):
         return hello
 
     assert run(main()).world == "plane" and len(opened) == 3
+
+
+def _height_msg(rid: int, pts: np.ndarray) -> bytes:
+    return P.pack({"type": "height", "id": rid, "points": P.encode_array(pts), "mode": "detailed", "level": 10})
+
+
+def test_a_height_query_refused_while_earlier_ones_wait_for_tiles_pauses_reading_until_one_is_answered():
+    src = SyntheticSource()
+    src.gate.clear()  # the generator holds the first query's tiles
+    lim = Limits(max_level=16, max_height_tiles=4)
+    s10 = spacing_m(10) * T
+
+    async def main():
+        async with loopback_server(src, limits=lim, heights=True) as (srv, url):
+            ws = await _raw(url)
+            first = np.array([[(i + 0.5) * s10, -0.5 * s10] for i in range(4)])  # 4 new tiles: the budget
+            again = first + [0.0, -s10]  # 4 more new tiles
+            await ws.send(_height_msg(1, first))
+            await ws.send(_height_msg(2, again))  # refused: the connection waits for 4 already
+            await ws.send(P.pack({"type": "stats"}))
+            refused = P.unpack(await ws.recv(), 1 << 30)
+            await _until(lambda: srv.height_pauses == 1, "reading paused after the refusal")
+            src.gate.set()
+            after = [P.unpack(await ws.recv(), 1 << 30) for _ in range(2)]
+            await ws.close()
+            return refused, after
+
+    refused, after = run(main())
+    assert refused["type"] == "error" and refused["id"] == 2 and refused["code"] == "limit", refused
+    # The stats request was read only after the first query was answered (without the pause it
+    # would be answered at once, while the generator still held the query's tiles).
+    assert [m["type"] for m in after] == ["height", "stats"] and after[0]["id"] == 1
+    assert after[1]["server"]["height_pauses"] == 1
+
+
+def test_a_client_that_leaves_while_paused_after_a_height_refusal_is_let_go():
+    src = SyntheticSource()
+    src.gate.clear()
+    lim = Limits(max_level=16, max_height_tiles=4)
+    s10 = spacing_m(10) * T
+
+    async def main():
+        async with loopback_server(src, limits=lim, heights=True) as (srv, url):
+            ws = await _raw(url)
+            first = np.array([[(i + 0.5) * s10, -0.5 * s10] for i in range(4)])
+            await ws.send(_height_msg(1, first))
+            await ws.send(_height_msg(2, first + [0.0, -s10]))
+            await ws.recv()  # the refusal
+            await _until(lambda: srv.height_pauses == 1, "reading paused")
+            ws.transport.abort()  # (a clean close waits for the server to read its close frame)
+            # The generator still holds the query's tiles: the handler ends anyway, and its
+            # keys leave the queue (nobody else wants them).
+            await _until(lambda: srv.connections == 0, "the handler ended")
+            await _until(lambda: srv.service.stats().waiting_keys == 0, "its tiles given up")
+            stats = srv.service.stats()
+            src.gate.set()
+            return stats
+
+    stats = run(main())
+    assert stats.queued == 0 and stats.generated == 0 and stats.dropped_cancelled >= 3
