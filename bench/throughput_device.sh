@@ -8,7 +8,7 @@
 #      shipped weights).
 # websockets and trimesh are not in the device image: carry their wheels in .whl/ (see the
 # device tool's README) and name .whl in `carry`. Writes throughput.log, throughput.json and
-# gpu_tests.log to $OUT. Bounded to end within ~570 s.
+# gpu_tests.log to $OUT (TESTS=0: no tests). Bounded to end within ~570 s.
 #   bash bench/throughput_device.sh
 set -uo pipefail
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
@@ -19,6 +19,7 @@ timeout ${BENCH_S:-400} python3 bench/throughput.py --refiner learned fractal --
   --workers ${WORKERS:-4} --mesh-procs ${MESH_PROCS:-12} --warm ${WARM:-4} --timeout 300 2>&1 | tee -a "$OUT/throughput.log"
 echo "throughput rc=${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$OUT/throughput.log"
 tail -n 1 "$OUT/throughput.log" > /dev/null; grep '^{' "$OUT/throughput.log" | tail -n 1 > "$OUT/throughput.json"
+[ "${TESTS:-1}" = 1 ] || exit 0  # TESTS=0: the bench only
 left=$((${END_S:-570} - SECONDS)); [ $left -lt 30 ] && left=30
 timeout $left python3 -m pytest -q -m gpu -p no:cacheprovider --timeout 150 \
   tests/generator/test_backends.py tests/generator/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
