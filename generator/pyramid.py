@@ -28,7 +28,6 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
-from generator import snowcover
 from generator.refiner import Refiner, make_refiner
 from generator.worldmetric import cols_per_world
 from runtime.lru import LRU, nbytes
@@ -96,10 +95,8 @@ class Pyramid:
             raise ValueError(f"anchor has {self.anchor.channels} channels, refiner {self.refiner.channels}")
         self.channels = self.refiner.channels
         self.cache = LRU(cache_bytes, size=nbytes)  # generated blocks, by bytes
-        cfg = {"refiner": self.refiner.config(), "anchor": self.anchor.digest, "block": block}
-        if self.channels >= 4:  # the served colour carries the class field's snow (generator.snowcover)
-            cfg["colour"] = snowcover.VERSION
-        cfg = json.dumps(cfg, sort_keys=True)
+        cfg = json.dumps({"refiner": self.refiner.config(), "anchor": self.anchor.digest, "block": block},
+                         sort_keys=True)
         short = hashlib.sha256(cfg.encode()).hexdigest()[:10]
         self.model_id = f"{self.refiner.name}-{self.refiner.version}+{short}"
         self.blocks_computed = 0
@@ -217,11 +214,8 @@ class Pyramid:
         # Views of the tile's own (C, T+1, T+1) stack (height is contiguous, rgb channel-major):
         # transposing the colour here cost the generator thread ~0.5 ms a tile; consumers that
         # need (H, W, 3) memory copy it (the JPEG quantiser at uint8, a mesh worker's slot).
-        height = np.ascontiguousarray(f[0])
-        rgb = None
-        if self.channels >= 4:  # snow where the class field says snow (a copy only in such tiles)
-            rgb = np.moveaxis(snowcover.with_snow(self.world, self.seed, key, height, f[1:4]), 0, -1)
-        return TileFields(key, height, rgb, self.model_id)
+        rgb = np.moveaxis(f[1:4], 0, -1) if self.channels >= 4 else None
+        return TileFields(key, np.ascontiguousarray(f[0]), rgb, self.model_id)
 
     def region(self, level: int, row0: int, col0: int, h: int, w: int) -> np.ndarray:
         """(C, h, w) float32 window of the level-``level`` field at global sample (row0, col0)."""
