@@ -184,23 +184,14 @@ def _land_fraction(lw, lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
     ``LandWater.land_fraction`` with the cells read once for the window's small box. A box that is
     all land (or all water) gives 1 (0) everywhere: the same decisions (>= 0.5, < 0.8) as the
     bilinear mix, whose float32 value can miss 1 by an ulp."""
-    from generator.anchors.landwater import CELLS_PER_DEG
-
-    fi = (90.0 - lat1) * CELLS_PER_DEG - 0.5
-    fj = (lon1 + 180.0) * CELLS_PER_DEG - 0.5
-    i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
-    ia, ja = int(i0.min()), int(j0.min())
-    ni, nj = int(i0.max()) - ia + 2, int(j0.max()) - ja + 2
+    fi, fj, i0, j0, ia, ja, ni, nj = lw.grid_box(lat1, lon1)
     if ni * nj > 4 * i0.size * j0.size:  # the window wraps the antimeridian: per point
         shape = (lat1.size, lon1.size)
         return lw.land_fraction(np.broadcast_to(lat1[:, None], shape), np.broadcast_to(lon1[None, :], shape))
     cells = _land_box(lw, np.arange(ia, ia + ni), np.arange(ja, ja + nj))  # (ni, nj)
     if cells.min() == cells.max():
         return np.full((lat1.size, lon1.size), cells.flat[0], np.float32)
-    ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
-    top, bottom, jj = cells[i0 - ia], cells[i0 - ia + 1], j0 - ja
-    return (top[:, jj] * (1 - tj) + top[:, jj + 1] * tj) * (1 - ti) + \
-        (bottom[:, jj] * (1 - tj) + bottom[:, jj + 1] * tj) * ti
+    return lw.mix_cells(cells, fi, fj, i0, j0, ia, ja)
 
 
 def _land_box(lw, i: np.ndarray, j: np.ndarray) -> np.ndarray:

@@ -120,25 +120,33 @@ class LandWater:
         if cells is None:
             la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
             return self.land_fraction(la, lo)
-        return self._mix_cells(*cells)
+        return self.mix_cells(*cells)
+
+    @staticmethod
+    def grid_box(lat: np.ndarray, lon: np.ndarray) -> tuple:
+        """The 30" cell box under the grid lat (H,) x lon (W,) degrees, as :meth:`land_fraction`
+        reads it: (fi (H,), fj (W,) cell coordinates, i0, j0 their floors, ia, ja the box's first
+        cell, ni, nj its size in cells)."""
+        fi = (90.0 - lat) * CELLS_PER_DEG - 0.5
+        fj = (lon + 180.0) * CELLS_PER_DEG - 0.5
+        i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
+        ia, ja = int(i0.min()), int(j0.min())
+        return fi, fj, i0, j0, ia, ja, int(i0.max()) - ia + 2, int(j0.max()) - ja + 2
 
     def _grid_cells(self, lat: np.ndarray, lon: np.ndarray) -> tuple | None:
         """The 30" cells under the grid lat (H,) x lon (W,): (cells (ni, nj) float32 from cell
         (ia, ja), fi (H,), fj (W,) cell coordinates, i0, j0 their floors, ia, ja), or None when the
         box holds more cells than the grid has points."""
-        fi = (90.0 - lat) * CELLS_PER_DEG - 0.5
-        fj = (lon + 180.0) * CELLS_PER_DEG - 0.5
-        i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
-        ia, ja = int(i0.min()), int(j0.min())
-        ni, nj = int(i0.max()) - ia + 2, int(j0.max()) - ja + 2
+        fi, fj, i0, j0, ia, ja, ni, nj = self.grid_box(lat, lon)
         if ni * nj > i0.size * j0.size:
             return None
         cells = self.land_cells(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])
         return cells, fi, fj, i0, j0, ia, ja
 
     @staticmethod
-    def _mix_cells(cells, fi, fj, i0, j0, ia, ja) -> np.ndarray:
-        """:meth:`land_fraction`'s bilinear expression on a grid, from ``_grid_cells``."""
+    def mix_cells(cells, fi, fj, i0, j0, ia, ja) -> np.ndarray:
+        """:meth:`land_fraction`'s bilinear expression on a grid: cells (ni, nj) float32 of the box
+        from cell (ia, ja) and the rest of :meth:`grid_box` -> (H, W) float32."""
         ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
         top, bottom, jj = cells[i0 - ia], cells[i0 - ia + 1], j0 - ja
         return (top[:, jj] * (1 - tj) + top[:, jj + 1] * tj) * (1 - ti) + \
@@ -206,7 +214,7 @@ class LandWater:
                 # land: the fraction is 1 within an ulp, the coast cap >= 2e9 m or +inf).
                 full = np.full(shape, st == LAND)
                 return st, full, full, None, None
-            frac = self._mix_cells(*cells)
+            frac = self.mix_cells(*cells)
         land = frac >= 0.5
         return None, land, land & ~self.in_depression_grid(lat, lon), coast_cap(frac), coast_cap(1 - frac)
 
