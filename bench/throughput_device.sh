@@ -18,7 +18,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 timeout ${BENCH_S:-400} python3 bench/throughput.py --refiner learned fractal --block ${BLOCK:-8} \
   --workers ${WORKERS:-4} --mesh-procs ${MESH_PROCS:-12} --warm ${WARM:-4} --timeout 300 2>&1 | tee -a "$OUT/throughput.log"
 echo "throughput rc=${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$OUT/throughput.log"
-tail -n 1 "$OUT/throughput.log" > /dev/null; grep '^{' "$OUT/throughput.log" | tail -n 1 > "$OUT/throughput.json"
+grep '^{' "$OUT/throughput.log" | tail -n 1 > "$OUT/throughput.json"
 [ "${TESTS:-1}" = 1 ] || exit 0  # TESTS=0: the bench only
 left=$((${END_S:-570} - SECONDS)); [ $left -lt 30 ] && left=30
 timeout $left python3 -m pytest -q -m gpu -p no:cacheprovider --timeout 150 \

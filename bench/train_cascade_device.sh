@@ -15,13 +15,10 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
 MIN=${MINUTES:-5.5}; CCD=${CC_DIR:-out/learned_cascade}; INIT=${INIT:-assets/learned_refiner.pt}
 { date -u; nvidia-smi -L; python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))'; } 2>&1 | tee "$OUT/train.log"
-[ -f out/gpu/cc_corpus.npz ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('out/gpu/cc_corpus.npz.xz'), open('out/gpu/cc_corpus.npz', 'wb'))" || exit 3
-python3 -m streaming.cli train --data-dir /nonexistent --corpus out/gpu/cc_corpus.npz --out "$CCD" \
-  --device cuda --workers 12 --batch 128 --minutes "$MIN" \
-  --lr-g 1e-4 --warmup-steps 500 --colour-jitter 0.7 --band-dropout 0.3 --flat-colour 0.25 \
-  --spectral-weight 3.0 --cascade-weight 1.0 --cascade-levels 2,3 --cascade-batch 32 \
-  --cond-blur 0.5 --cond-noise 0.2 --hurst-fine 0.85 --fine-break-m 30 \
-  --steps 100000 --fresh --init-from "$INIT" --plot --ship "$CCD/cascade.pt" 2>&1 | tee -a "$OUT/train.log"
+source bench/cascade_recipe.sh
+unpack_corpus || exit 3
+python3 -m streaming.cli train "${CASCADE_DEVICE_RUN[@]}" "${CASCADE_OBJECTIVE[@]}" --out "$CCD" --workers 12 --minutes "$MIN" \
+  --warmup-steps 500 --init-from "$INIT" --plot --ship "$CCD/cascade.pt" 2>&1 | tee -a "$OUT/train.log"
 echo "train rc=$? at ${SECONDS}s" | tee -a "$OUT/train.log"
 cp "$CCD/cascade.pt" "$CCD/loss.png" "$CCD/log.jsonl" "$OUT/"
 timeout 110 python3 -m generator.eval.cascade --crops out/gpu/cascade_eval.npz --new "$CCD/cascade.pt" --old "$INIT" \

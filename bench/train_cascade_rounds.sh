@@ -13,16 +13,13 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
 R=${ROUNDS:-3}; MIN=${MINUTES:-2.2}; INIT=${INIT:-assets/learned_refiner.pt}; INIT_B=${INIT_B:-$INIT}
 EXTRA_B=${EXTRA_B:---cascade-weight 2.0 --spectral-weight 5.0}
-[ -f out/gpu/cc_corpus.npz ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('out/gpu/cc_corpus.npz.xz'), open('out/gpu/cc_corpus.npz', 'wb'))" || exit 3
+source bench/cascade_recipe.sh
+unpack_corpus || exit 3
 chain() {  # name, extra options...
   local name=$1 prev=$2; shift 2
   for i in $(seq $((${OFFSET:-0} + 1)) $((${OFFSET:-0} + R))); do
-    python3 -m streaming.cli train --data-dir /nonexistent --corpus out/gpu/cc_corpus.npz --out "/tmp/cc_$name$i" \
-      --device cuda --workers 7 --batch 128 --minutes "$MIN" \
-      --lr-g 1e-4 --warmup-steps 300 --colour-jitter 0.7 --band-dropout 0.3 --flat-colour 0.25 \
-      --spectral-weight 3.0 --cascade-weight 1.0 --cascade-levels 2,3 --cascade-batch 32 \
-      --cond-blur 0.5 --cond-noise 0.2 --hurst-fine 0.85 --fine-break-m 30 \
-      --steps 100000 --fresh --init-from "$prev" --ship "$OUT/$name$i.pt" "$@" 2>&1 | grep -v "^ *$" | tail -n 25
+    python3 -m streaming.cli train "${CASCADE_DEVICE_RUN[@]}" "${CASCADE_OBJECTIVE[@]}" --out "/tmp/cc_$name$i" --workers 7 --minutes "$MIN" \
+      --warmup-steps 300 --init-from "$prev" --ship "$OUT/$name$i.pt" "$@" 2>&1 | grep -v "^ *$" | tail -n 25
     echo "$name round $i rc=${PIPESTATUS[0]} at ${SECONDS}s"
     prev=$OUT/$name$i.pt
   done

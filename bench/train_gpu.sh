@@ -40,10 +40,8 @@ fi
 # the 9.8 km -> 1 km range); every step adds an unrolled 2- or 3-level self-cascade.
 [ -f "$CC_CORPUS" ] || python3 -m streaming.cli train --prepare-only --globe 12 --data-dir "$DATA" --corpus "$CC_CORPUS"
 [ -f "$EVAL_CROPS" ] || python3 -m generator.eval.cascade --prepare "$EVAL_CROPS" --data "$DATA"
-cc() { train --corpus "$CC_CORPUS" --out "$CC" --lr-g 1e-4 --warmup-steps 500 --colour-jitter 0.7 \
-         --band-dropout 0.3 --flat-colour 0.25 --spectral-weight 3.0 --cascade-weight 1.0 \
-         --cascade-levels 2,3 --cascade-batch 32 --cond-blur 0.5 --cond-noise 0.2 \
-         --hurst-fine 0.85 --fine-break-m 30 "$@"; }
+source bench/cascade_recipe.sh
+cc() { train --corpus "$CC_CORPUS" --out "$CC" --warmup-steps 500 "${CASCADE_OBJECTIVE[@]}" "$@"; }
 cc --steps ${CC_STEPS1:-100000} --fresh --init-from "$INIT" --plot --ship "$CC/cascade.pt"
 python3 -m generator.eval.cascade --crops "$EVAL_CROPS" --new "$CC/cascade.pt" --old "$INIT" --device cuda \
     --seeds 2 --json "$CC/cascade_eval.json"
