@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-_SHARED: list = []
-
 
 def lake_water(lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
     """(H, W) bool: the lake rule holds the terrain at a lake's surface (lake fraction >= 0.5,
@@ -15,9 +13,7 @@ def lake_water(lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
     is the flat lake."""
     from generator.anchors.lakes import Lakes
 
-    if not _SHARED:
-        _SHARED.append(Lakes.load())
-    lakes = _SHARED[0]
+    lakes = Lakes.shared()
     if not lakes.near(float(lat1.min()), float(lat1.max()), float(lon1.min()), float(lon1.max())):
         return np.zeros((lat1.size, lon1.size), bool)
     return lakes.fraction_grid(lat1, lon1) >= np.float32(0.5)

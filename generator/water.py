@@ -28,11 +28,10 @@ def _anchor_grid() -> tuple[np.ndarray, float]:
     return EarthAnchor.shared().height_m, SPACING_DEG
 
 
-@functools.lru_cache(maxsize=1)
 def _lakes():
     from generator.anchors.lakes import Lakes
 
-    return Lakes.load()
+    return Lakes.shared()
 
 
 def earth_water_mask(key: TileKey) -> np.ndarray:

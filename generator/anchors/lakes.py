@@ -53,6 +53,7 @@ blocks not stored), the surface and the colour of each id.
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -93,6 +94,14 @@ class Lakes:
     @classmethod
     def load(cls, path: Path = ASSETS / LAKES_FILE) -> "Lakes":
         return cls.load_bytes(read_asset(path, "lakes", "python -m generator.anchors.earth build"))
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1)
+    def shared() -> "Lakes":
+        """The shipped lakes asset, loaded once per process (read-only), for the readers that
+        have no anchor of their own: the water mask (:mod:`generator.water`) and the land
+        cover (:mod:`generator.landcover_lakes`)."""
+        return Lakes.load()
 
     @classmethod
     def load_bytes(cls, data: bytes) -> "Lakes":
