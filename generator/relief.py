@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from runtime.tiles import ANCHOR_LEVEL, World
@@ -41,6 +42,35 @@ def factor_of_relief(relief_m: float) -> float:
     clipped to [FACTOR_MIN, FACTOR_MAX]; libm, so every caller gets the same bits."""
     f = 10.0 ** (LOG_A + LOG_B * math.log10(max(relief_m, 1.0)))
     return min(max(f, FACTOR_MIN), FACTOR_MAX)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
+def _window_factor(h: np.ndarray, H: int, W: int, n: int) -> np.ndarray:
+    """(H + n - 1, W + n - 1) float64 heights -> (H, W) float64 factor of every n x n window.
+
+    Sums over the window offsets in one fixed order (dr, then dc) per node: a node's value must
+    not depend on which block asked (blocks share edge samples and must agree bit for bit; a
+    vectorised reduction may change its order with the array's shape or alignment). sqrt is
+    exactly rounded; ``log10`` and ``**`` are the C library's, as in :func:`factor_of_relief`
+    (numpy's vectorised log / pow may round the SIMD body and the tail apart)."""
+    out = np.empty((H, W))
+    nn = n * n
+    for i in range(H):
+        for j in range(W):
+            acc = 0.0
+            for dr in range(n):
+                for dc in range(n):
+                    acc = acc + h[i + dr, j + dc]
+            mean = acc / nn
+            acc = 0.0
+            for dr in range(n):
+                for dc in range(n):
+                    d = h[i + dr, j + dc] - mean
+                    acc = acc + d * d
+            relief = max(math.sqrt(acc / nn), 1.0)
+            f = 10.0 ** (LOG_A + LOG_B * math.log10(relief))
+            out[i, j] = min(max(f, FACTOR_MIN), FACTOR_MAX)
+    return out
 
 
 class RegionalRelief:
@@ -74,26 +104,7 @@ class RegionalRelief:
         c = np.arange(cols[0] - w, cols[-1] + w + 1, dtype=np.int64)
         a = self._anchor(seed)  # the relief the factor was fitted on (earth: ETOPO5's, without the sub-grid peaks)
         h = (a.relief_height(r, c) if hasattr(a, "relief_height") else a.sample(r, c)[0]).astype(np.float64)
-        n = 2 * w + 1
-        H, W = len(rows), len(cols)
-        # Elementwise sums over the window offsets in one fixed order: a node's value must not
-        # depend on which block asked (blocks share edge samples and must agree bit for bit;
-        # a vectorised reduction may change its order with the array's shape or alignment).
-        acc = np.zeros((H, W))
-        for dr in range(n):
-            for dc in range(n):
-                acc = acc + h[dr : dr + H, dc : dc + W]
-        mean = acc / (n * n)
-        acc = np.zeros((H, W))
-        for dr in range(n):
-            for dc in range(n):
-                d = h[dr : dr + H, dc : dc + W] - mean
-                acc = acc + d * d
-        var = acc / (n * n)
-        relief = np.maximum(np.sqrt(var), 1.0)  # sqrt is exactly rounded everywhere
-        # libm per node: numpy's vectorised log/pow may round the SIMD body and the tail apart
-        f = [factor_of_relief(x) for x in relief.ravel().tolist()]
-        return np.array(f, dtype=np.float64).reshape(relief.shape)
+        return _window_factor(np.ascontiguousarray(h), len(rows), len(cols), 2 * w + 1)
 
     def _grid(self, seed: int, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Anchor-level factor at nodes r0..r1 x c0..c1 (inclusive), from cached CHUNK^2 chunks

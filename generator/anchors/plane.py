@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from generator import noise
+from generator import noise, valuenoise
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class PlaneConfig:
 
 
 def _value_noise(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
-    """Lattice value noise in [-1, 1] at float64 points (x, y) in samples; rotated per octave."""
+    """Lattice value noise in [-1, 1] at float64 points (x, y) in samples; rotated per octave.
+    The numpy reference: the anchor runs :func:`generator.valuenoise.value_noise` (same bits)."""
     key, i0, j0, fu, fv = noise.rotated_lattice(seed, octave, x, y, wavelength)
     a, b, c, d = _corners(key, i0, j0)
     ab = a + (b - a) * fu  # one evaluation, used twice: the same bits as writing it twice
@@ -93,6 +94,7 @@ def _from_sum(s: np.ndarray) -> np.ndarray:
 
 
 def _fbm(seed: int, base: int, x, y, wavelength: float, octaves: int, gain: float = 0.5) -> np.ndarray:
+    """Octaves of :func:`_value_noise` (numpy reference of :func:`generator.valuenoise.fbm`)."""
     total = np.zeros(np.shape(x))
     amp, norm = 1.0, 0.0
     for o in range(octaves):
@@ -129,15 +131,15 @@ class PlaneAnchor:
         """Continent fields at anchor-sample positions x (east), y (south), float64 (H, W):
         height m, coast (> 0 on land), moisture [0, 1], hills [-1, 1], warped x, y."""
         cfg, s = self.cfg, self.seed
-        wx = x + cfg.warp_amount * _fbm(s, 10, x, y, cfg.warp_wavelength, 3)
-        wy = y + cfg.warp_amount * _fbm(s, 20, x, y, cfg.warp_wavelength, 3)
-        cont = _fbm(s, 30, wx, wy, cfg.continent_wavelength, cfg.continent_octaves, 0.5)
+        wx = x + cfg.warp_amount * valuenoise.fbm(s, 10, x, y, cfg.warp_wavelength, 3)
+        wy = y + cfg.warp_amount * valuenoise.fbm(s, 20, x, y, cfg.warp_wavelength, 3)
+        cont = valuenoise.fbm(s, 30, wx, wy, cfg.continent_wavelength, cfg.continent_octaves, 0.5)
         coast = (cont - cfg.sea_level) * 2.5  # ~ -1 deep ocean .. +1 interior
 
-        ridge = 1.0 - np.abs(_fbm(s, 40, wx, wy, cfg.mountain_wavelength, 4, 0.5))
+        ridge = 1.0 - np.abs(valuenoise.fbm(s, 40, wx, wy, cfg.mountain_wavelength, 4, 0.5))
         ridge = ridge * ridge
-        belt = _smoothstep(0.2, 0.55, _value_noise(s, 50, wx, wy, cfg.belt_wavelength))
-        hills = _fbm(s, 60, x, y, cfg.hill_wavelength, 3)
+        belt = _smoothstep(0.2, 0.55, valuenoise.value_noise(s, 50, wx, wy, cfg.belt_wavelength))
+        hills = valuenoise.fbm(s, 60, x, y, cfg.hill_wavelength, 3)
         inland = _smoothstep(0.0, 0.35, coast)
         land = (30.0 + cfg.land_base_m * np.sqrt(np.clip(coast, 0.0, None)) * (0.6 + 0.4 * hills)
                 + cfg.mountain_height_m * belt * ridge * inland
@@ -146,7 +148,7 @@ class PlaneAnchor:
             0.08, 0.6, -coast) * (cfg.ocean_depth_m - cfg.shelf_depth_m - 300.0)
         sea = -5.0 - depth * (1.0 + 0.15 * hills)
         height = np.where(coast > 0.0, land, sea)
-        moist = _fbm(s, 70, wx, wy, cfg.moisture_wavelength, 4) * 0.5 + 0.5
+        moist = valuenoise.fbm(s, 70, wx, wy, cfg.moisture_wavelength, 4) * 0.5 + 0.5
         return {"height": height, "coast": coast, "moist": moist, "hills": hills, "wx": wx, "wy": wy}
 
     def context(self, level: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -183,7 +185,7 @@ class PlaneAnchor:
         x = np.ones((len(rows), 1)) * np.asarray(cols, dtype=np.int64).astype(np.float64)[None, :]
         f = self._fields(x, y)
         h, moist, land = f["height"], f["moist"], f["coast"] > 0.0
-        warm = 0.5 + 0.5 * _fbm(self.seed, 80, f["wx"], f["wy"], 2500.0, 3) - np.clip(h, 0.0, None) / 6000.0
+        warm = 0.5 + 0.5 * valuenoise.fbm(self.seed, 80, f["wx"], f["wy"], 2500.0, 3) - np.clip(h, 0.0, None) / 6000.0
         climate = np.select([warm < 0.12, moist < 0.4, (warm > 0.55) & (moist > 0.45), warm < 0.32],
                             [4, 1, 0, 3], default=2)
         cover = np.select([(warm < 0.08) | (h > self.cfg.snowline_m), moist < 0.25, (h < 40.0) & (moist > 0.8),

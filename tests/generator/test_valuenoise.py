@@ -1,0 +1,59 @@
+"""The compiled value noise (generator.valuenoise) against the numpy reference
+(generator.anchors.plane._value_noise / _fbm): the same bits, sign of zero included."""
+
+import numpy as np
+
+from generator import valuenoise
+from generator.anchors.plane import PlaneAnchor, _fbm, _value_noise
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, np.float64).view(np.int64)
+
+
+def _points(seed: int, n: int = 41):
+    rng = np.random.default_rng(seed)
+    r = np.arange(-300_000, -300_000 + n, dtype=np.float64)[:, None] * np.ones((1, n))
+    c = np.ones((n, 1)) * np.arange(2**40, 2**40 + n, dtype=np.float64)[None, :]
+    return c + rng.normal(0.0, 40.0, c.shape), r + rng.normal(0.0, 40.0, r.shape)
+
+
+def test_one_octave_has_the_reference_bits_at_every_wavelength():
+    for s, wave in enumerate([6800.0, 700.0, 40.0, 12.0, 3.0, 0.7]):  # few points a cell .. many cells
+        x, y = _points(s)
+        for octave in (0, 7, 50, 2006):
+            ref, got = _value_noise(3, octave, x, y, wave), valuenoise.value_noise(3, octave, x, y, wave)
+            assert got.shape == ref.shape
+            np.testing.assert_array_equal(_bits(got), _bits(ref))
+            assert -1.0 <= got.min() and got.max() <= 1.0
+            assert wave > 100.0 or got.std() > 0.05  # varies within a window of ~40 samples
+
+
+def test_octave_sums_have_the_reference_bits():
+    x, y = _points(9, 65)
+    cases = [(10, 300.0, 3, 0.5), (30, 700.0, 7, 0.5), (60, 12.0, 3, 0.5), (80, 2500.0, 3, 0.7)]
+    for base, wave, octaves, gain in cases:
+        np.testing.assert_array_equal(_bits(valuenoise.fbm(1, base, x, y, wave, octaves, gain)),
+                                      _bits(_fbm(1, base, x, y, wave, octaves, gain)))
+
+
+def test_the_plane_anchor_is_the_reference_continent_generator():
+    """The anchor's fields through the compiled noise equal the numpy reference's, so the
+    plane world (and every pinned tile hash) is unchanged by the kernel."""
+    import generator.anchors.plane as plane
+
+    a = PlaneAnchor(5)
+    rows = np.arange(-70, -5, dtype=np.int64) * 37
+    cols = np.arange(1000, 1065, dtype=np.int64)
+    got = a.sample(rows, cols)
+    ctx = a.node_context(rows[:9], cols[:9])
+    fbm, vn = valuenoise.fbm, valuenoise.value_noise
+    try:
+        valuenoise.fbm, valuenoise.value_noise = _fbm, _value_noise  # the numpy reference path
+        ref, ref_ctx = a.sample(rows, cols), a.node_context(rows[:9], cols[:9])
+    finally:
+        valuenoise.fbm, valuenoise.value_noise = fbm, vn
+    assert plane.valuenoise.fbm is fbm
+    np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))
+    np.testing.assert_array_equal(ctx, ref_ctx)
+    assert got[0].max() - got[0].min() > 100.0  # real relief, not a constant
