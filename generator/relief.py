@@ -73,6 +73,22 @@ def _window_factor(h: np.ndarray, H: int, W: int, n: int) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
+def _bilinear(grid: np.ndarray, fr: np.ndarray, fc: np.ndarray, out: np.ndarray) -> None:
+    """out (R, C) float32 = the (G, H) float64 ``grid`` read bilinearly at fractional rows fr (R,)
+    and cols fc (C,) (>= 0; a point on the last row / column reads the cell before it). The
+    operations and their order are those of the numpy expression this replaced (same bits)."""
+    for a in range(fr.size):
+        i = min(np.int64(np.floor(fr[a])), grid.shape[0] - 2)
+        tr = fr[a] - i
+        for b in range(fc.size):
+            j = min(np.int64(np.floor(fc[b])), grid.shape[1] - 2)
+            tc = fc[b] - j
+            top = grid[i, j] + (grid[i, j + 1] - grid[i, j]) * tc
+            bot = grid[i + 1, j] + (grid[i + 1, j + 1] - grid[i + 1, j]) * tc
+            out[a, b] = top + (bot - top) * tr
+
+
 class RegionalRelief:
     """Regional detail factor of one world (the anchor is built lazily per seed)."""
 
@@ -141,14 +157,7 @@ class RegionalRelief:
             scale = float(1 << shift)
             fr = (rows[b] - (r0 << shift)) / scale  # in [0, r1 - r0]
             fc = (cols[b] - (c0 << shift)) / scale
-            i = np.minimum(np.floor(fr).astype(np.int64), grid.shape[0] - 2)
-            j = np.minimum(np.floor(fc).astype(np.int64), grid.shape[1] - 2)
-            tr, tc = (fr - i)[:, None], (fc - j)[None, :]
-            g00, g01 = grid[i][:, j], grid[i][:, j + 1]
-            g10, g11 = grid[i + 1][:, j], grid[i + 1][:, j + 1]
-            top = g00 + (g01 - g00) * tc
-            bot = g10 + (g11 - g10) * tc
-            out[b] = top + (bot - top) * tr
+            _bilinear(grid, fr, fc, out[b])
         return out
 
 

@@ -36,3 +36,27 @@ def test_plane_relief_factor_spans_plains_and_ranges():
     rows, cols = np.arange(-40, 24, dtype=np.int64), np.arange(300, 364, dtype=np.int64)
     f = RegionalRelief(World.PLANE).at_anchor(0, rows, cols)
     assert f.shape == (64, 64) and 0.1 <= f.min() < f.max() <= 3.0 and f.max() / f.min() > 2.0
+
+
+def _bilinear_reference(grid, fr, fc):
+    i = np.minimum(np.floor(fr).astype(np.int64), grid.shape[0] - 2)
+    j = np.minimum(np.floor(fc).astype(np.int64), grid.shape[1] - 2)
+    tr, tc = (fr - i)[:, None], (fc - j)[None, :]
+    g00, g01 = grid[i][:, j], grid[i][:, j + 1]
+    g10, g11 = grid[i + 1][:, j], grid[i + 1][:, j + 1]
+    top = g00 + (g01 - g00) * tc
+    bot = g10 + (g11 - g10) * tc
+    return (top + (bot - top) * tr).astype(np.float32)
+
+
+def test_factor_interpolation_has_the_reference_bits():
+    from generator.relief import _bilinear
+
+    grid = np.random.default_rng(1).uniform(0.1, 3.0, (5, 7))
+    for shift in (1, 3, 9):  # levels just below the anchor .. deep
+        fr = np.arange(0, (4 << shift) + 1, max(1, (1 << shift) // 16), dtype=np.int64) / float(1 << shift)
+        fc = np.arange(3, (6 << shift) + 1, max(1, (1 << shift) // 8), dtype=np.int64) / float(1 << shift)
+        out = np.empty((fr.size, fc.size), np.float32)
+        _bilinear(grid, fr, fc, out)
+        np.testing.assert_array_equal(out.view(np.int32), _bilinear_reference(grid, fr, fc).view(np.int32))
+        assert grid.min() - 1e-6 <= out.min() and out.max() <= grid.max() + 1e-6 and out.std() > 0.1
