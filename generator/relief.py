@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from generator.jit import kernel
 from runtime.tiles import ANCHOR_LEVEL, World
 
 WINDOW = 3  # anchor samples each side of the relief window
@@ -44,7 +44,6 @@ def factor_of_relief(relief_m: float) -> float:
     return min(max(f, FACTOR_MIN), FACTOR_MAX)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 def _window_factor(h: np.ndarray, H: int, W: int, n: int) -> np.ndarray:
     """(H + n - 1, W + n - 1) float64 heights -> (H, W) float64 factor of every n x n window.
 
@@ -73,7 +72,6 @@ def _window_factor(h: np.ndarray, H: int, W: int, n: int) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 def _bilinear(grid: np.ndarray, fr: np.ndarray, fc: np.ndarray, out: np.ndarray) -> None:
     """out (R, C) float32 = the (G, H) float64 ``grid`` read bilinearly at fractional rows fr (R,)
     and cols fc (C,) (>= 0; a point on the last row / column reads the cell before it). The
@@ -87,6 +85,41 @@ def _bilinear(grid: np.ndarray, fr: np.ndarray, fc: np.ndarray, out: np.ndarray)
             top = grid[i, j] + (grid[i, j + 1] - grid[i, j]) * tc
             bot = grid[i + 1, j] + (grid[i + 1, j + 1] - grid[i + 1, j]) * tc
             out[a, b] = top + (bot - top) * tr
+
+
+def _window_factor_numpy(h: np.ndarray, H: int, W: int, n: int) -> np.ndarray:
+    """:func:`_window_factor` in numpy, elementwise sums in the same order (the reference)."""
+    acc = np.zeros((H, W))
+    for dr in range(n):
+        for dc in range(n):
+            acc = acc + h[dr : dr + H, dc : dc + W]
+    mean = acc / (n * n)
+    acc = np.zeros((H, W))
+    for dr in range(n):
+        for dc in range(n):
+            d = h[dr : dr + H, dc : dc + W] - mean
+            acc = acc + d * d
+    relief = np.maximum(np.sqrt(acc / (n * n)), 1.0)  # sqrt is exactly rounded everywhere
+    return np.array([factor_of_relief(x) for x in relief.ravel().tolist()], dtype=np.float64).reshape(H, W)
+
+
+def _bilinear_numpy(grid: np.ndarray, fr: np.ndarray, fc: np.ndarray, out: np.ndarray) -> None:
+    """:func:`_bilinear` in numpy (the reference)."""
+    i = np.minimum(np.floor(fr).astype(np.int64), grid.shape[0] - 2)
+    j = np.minimum(np.floor(fc).astype(np.int64), grid.shape[1] - 2)
+    tr, tc = (fr - i)[:, None], (fc - j)[None, :]
+    g00, g01 = grid[i][:, j], grid[i][:, j + 1]
+    g10, g11 = grid[i + 1][:, j], grid[i + 1][:, j + 1]
+    top = g00 + (g01 - g00) * tc
+    bot = g10 + (g11 - g10) * tc
+    out[...] = top + (bot - top) * tr
+
+
+_window_factor_loop, _bilinear_loop = _window_factor, _bilinear  # the kernels' Python source
+if kernel is not None:
+    _window_factor, _bilinear = kernel(_window_factor), kernel(_bilinear)
+else:  # no numba: the numpy references (the same bits, slower)
+    _window_factor, _bilinear = _window_factor_numpy, _bilinear_numpy
 
 
 class RegionalRelief:

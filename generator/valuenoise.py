@@ -1,5 +1,5 @@
 """Compiled value noise: :func:`generator.noise.rotated_lattice` + the four lattice corners + the
-bilinear-quintic mix of ``generator.anchors.plane._value_noise``, fused into one pass per octave.
+bilinear-quintic mix of :func:`value_noise_numpy` (the numpy reference, below), fused into one pass per octave.
 
 The same bits as the numpy reference (``tests/generator/test_valuenoise.py``): every float64
 operation is written in the reference's order, numba compiles without ``fastmath`` (LLVM then
@@ -12,17 +12,71 @@ largest generator cost of a teleport into a new plane region); the fused loop ~1
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from generator import noise
+from generator.jit import kernel
 
 _M1, _M2 = np.uint64(noise._M1), np.uint64(noise._M2)
 _C1, _C2 = np.uint64(noise.LATTICE_I_SALT), np.uint64(noise.LATTICE_J_SALT)
-_JIT = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 
 
-@numba.njit(**_JIT)
+# ---------------------------------------------------------------- numpy reference
+
+def value_noise_numpy(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
+    """Lattice value noise in [-1, 1] at float64 points (x, y) in samples; rotated per octave."""
+    key, i0, j0, fu, fv = noise.rotated_lattice(seed, octave, x, y, wavelength)
+    a, b, c, d = _corners(key, i0, j0)
+    ab = a + (b - a) * fu  # one evaluation, used twice: the same bits as writing it twice
+    return ab + ((c + (d - c) * fu) - ab) * fv
+
+
+def _lattice_value(key: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    return noise.uniform_from_hash(noise.lattice_hash(key, i, j)) * 2.0 - 1.0
+
+
+def _corners(key: int, i0: np.ndarray, j0: np.ndarray):
+    """Lattice values at the four corners (i0, j0), (i0+1, j0), (i0, j0+1), (i0+1, j0+1)
+    of every point's cell. A long wavelength puts many points in few cells: then the
+    values are hashed once per lattice node of the points' bounding range and gathered
+    (the same function of the same integers: the same bits, ~4x less hashing)."""
+    if i0.size:
+        ilo, jlo = int(i0.min()), int(j0.min())
+        ni, nj = int(i0.max()) - ilo + 2, int(j0.max()) - jlo + 2
+        if ni * nj * 2 <= i0.size:
+            ii = np.arange(ilo, ilo + ni, dtype=np.int64)[:, None] * np.ones((1, nj), np.int64)
+            jj = np.ones((ni, 1), np.int64) * np.arange(jlo, jlo + nj, dtype=np.int64)[None, :]
+            table = _lattice_value(key, ii, jj).ravel()
+            flat = (i0 - ilo) * nj + (j0 - jlo)
+            return (table.take(flat), table.take(flat + nj), table.take(flat + 1), table.take(flat + nj + 1))
+    # lattice_hash mixes i*C1 + j*C2 + key, exact mod 2**64: the neighbours' sums are this
+    # one plus C1 and / or C2 (same bits as hashing i0 + 1 and j0 + 1, half the multiplies).
+    with np.errstate(over="ignore"):
+        c1, c2 = np.uint64(noise.LATTICE_I_SALT), np.uint64(noise.LATTICE_J_SALT)
+        s00 = noise.as_u64(i0) * c1 + noise.as_u64(j0) * c2 + np.uint64(key)
+        s10 = s00 + c1
+        return (_from_sum(s00), _from_sum(s10), _from_sum(s00 + c2), _from_sum(s10 + c2))
+
+
+def _from_sum(s: np.ndarray) -> np.ndarray:
+    """``_lattice_value`` from the summed lattice key (see ``noise.lattice_hash``)."""
+    return noise.uniform_from_hash(noise.mix(s)) * 2.0 - 1.0
+
+
+def fbm_numpy(seed: int, base: int, x, y, wavelength: float, octaves: int, gain: float = 0.5) -> np.ndarray:
+    """Octaves of :func:`value_noise_numpy` (wavelength halving, amplitude x gain) over their
+    amplitudes."""
+    total = np.zeros(np.shape(x))
+    amp, norm = 1.0, 0.0
+    for o in range(octaves):
+        total += amp * value_noise_numpy(seed, base + o, x, y, wavelength / 2**o)
+        norm += amp
+        amp *= gain
+    return total / norm
+
+
+# ---------------------------------------------------------------- compiled (same bits)
+
 def _corner(s):
     """``generator.anchors.plane._from_sum``: lattice value in [-1, 1) of a summed lattice key."""
     z = (s ^ (s >> np.uint64(30))) * _M1
@@ -31,7 +85,6 @@ def _corner(s):
     return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0) * 2.0 - 1.0
 
 
-@numba.njit(**_JIT)
 def _accumulate(out, amp, x, y, key, ca, sa, off, wavelength, assign):
     """out[n] += amp * value noise at (x[n], y[n]), or out[n] = the noise if ``assign`` (all 1-D
     float64; key uint64)."""
@@ -58,6 +111,11 @@ def _accumulate(out, amp, x, y, key, ca, sa, off, wavelength, assign):
             out[n] += amp * val
 
 
+if kernel is not None:
+    _corner = kernel(_corner)
+    _accumulate = kernel(_accumulate)
+
+
 def _octave(seed: int, octave: int) -> tuple[np.uint64, float, float, float]:
     """(key, cos, sin, offset) of ``octave``'s lattice, as :func:`generator.noise.rotated_lattice`."""
     key = noise.stream_key(seed, 1000 + octave, 7)
@@ -72,7 +130,9 @@ def _flat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
 
 def value_noise(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
     """Value noise in [-1, 1] at float64 points (x, y), same shape: the same bits as
-    ``generator.anchors.plane._value_noise(seed, octave, x, y, wavelength)``."""
+    :func:`value_noise_numpy` (which runs where numba is not installed)."""
+    if kernel is None:
+        return value_noise_numpy(seed, octave, x, y, wavelength)
     xf, yf, shape = _flat(x, y)
     out = np.empty(xf.size)
     key, ca, sa, off = _octave(seed, octave)
@@ -83,7 +143,9 @@ def value_noise(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength
 def fbm(seed: int, base: int, x: np.ndarray, y: np.ndarray, wavelength: float, octaves: int,
         gain: float = 0.5) -> np.ndarray:
     """Sum of ``octaves`` octaves (base, base + 1, ...; wavelength halving, amplitude x gain)
-    over their amplitudes: the same bits as ``generator.anchors.plane._fbm``."""
+    over their amplitudes: the same bits as :func:`fbm_numpy` (which runs without numba)."""
+    if kernel is None:
+        return fbm_numpy(seed, base, x, y, wavelength, octaves, gain)
     xf, yf, shape = _flat(x, y)
     total = np.zeros(xf.size)
     amp, norm = 1.0, 0.0

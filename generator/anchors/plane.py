@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from generator import noise, valuenoise
+from generator import valuenoise
 
 
 @dataclass(frozen=True)
@@ -52,56 +52,8 @@ class PlaneConfig:
     snowline_m: float = 4300.0
 
 
-def _value_noise(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
-    """Lattice value noise in [-1, 1] at float64 points (x, y) in samples; rotated per octave.
-    The numpy reference: the anchor runs :func:`generator.valuenoise.value_noise` (same bits)."""
-    key, i0, j0, fu, fv = noise.rotated_lattice(seed, octave, x, y, wavelength)
-    a, b, c, d = _corners(key, i0, j0)
-    ab = a + (b - a) * fu  # one evaluation, used twice: the same bits as writing it twice
-    return ab + ((c + (d - c) * fu) - ab) * fv
-
-
-def _lattice_value(key: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    return noise.uniform_from_hash(noise.lattice_hash(key, i, j)) * 2.0 - 1.0
-
-
-def _corners(key: int, i0: np.ndarray, j0: np.ndarray):
-    """Lattice values at the four corners (i0, j0), (i0+1, j0), (i0, j0+1), (i0+1, j0+1)
-    of every point's cell. A long wavelength puts many points in few cells: then the
-    values are hashed once per lattice node of the points' bounding range and gathered
-    (the same function of the same integers: the same bits, ~4x less hashing)."""
-    if i0.size:
-        ilo, jlo = int(i0.min()), int(j0.min())
-        ni, nj = int(i0.max()) - ilo + 2, int(j0.max()) - jlo + 2
-        if ni * nj * 2 <= i0.size:
-            ii = np.arange(ilo, ilo + ni, dtype=np.int64)[:, None] * np.ones((1, nj), np.int64)
-            jj = np.ones((ni, 1), np.int64) * np.arange(jlo, jlo + nj, dtype=np.int64)[None, :]
-            table = _lattice_value(key, ii, jj).ravel()
-            flat = (i0 - ilo) * nj + (j0 - jlo)
-            return (table.take(flat), table.take(flat + nj), table.take(flat + 1), table.take(flat + nj + 1))
-    # lattice_hash mixes i*C1 + j*C2 + key, exact mod 2**64: the neighbours' sums are this
-    # one plus C1 and / or C2 (same bits as hashing i0 + 1 and j0 + 1, half the multiplies).
-    with np.errstate(over="ignore"):
-        c1, c2 = np.uint64(noise.LATTICE_I_SALT), np.uint64(noise.LATTICE_J_SALT)
-        s00 = noise.as_u64(i0) * c1 + noise.as_u64(j0) * c2 + np.uint64(key)
-        s10 = s00 + c1
-        return (_from_sum(s00), _from_sum(s10), _from_sum(s00 + c2), _from_sum(s10 + c2))
-
-
-def _from_sum(s: np.ndarray) -> np.ndarray:
-    """``_lattice_value`` from the summed lattice key (see ``noise.lattice_hash``)."""
-    return noise.uniform_from_hash(noise.mix(s)) * 2.0 - 1.0
-
-
-def _fbm(seed: int, base: int, x, y, wavelength: float, octaves: int, gain: float = 0.5) -> np.ndarray:
-    """Octaves of :func:`_value_noise` (numpy reference of :func:`generator.valuenoise.fbm`)."""
-    total = np.zeros(np.shape(x))
-    amp, norm = 1.0, 0.0
-    for o in range(octaves):
-        total += amp * _value_noise(seed, base + o, x, y, wavelength / 2**o)
-        norm += amp
-        amp *= gain
-    return total / norm
+_value_noise = valuenoise.value_noise_numpy  # the numpy references of the noise the anchor runs
+_fbm = valuenoise.fbm_numpy  # (generator.valuenoise: compiled, the same bits)
 
 
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
