@@ -12,6 +12,8 @@ largest generator cost of a teleport into a new plane region); the fused loop ~1
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from generator import noise
@@ -116,6 +118,7 @@ if kernel is not None:
     _accumulate = kernel(_accumulate)
 
 
+@functools.lru_cache(maxsize=4096)
 def _octave(seed: int, octave: int) -> tuple[np.uint64, float, float, float]:
     """(key, cos, sin, offset) of ``octave``'s lattice, as :func:`generator.noise.rotated_lattice`."""
     key = noise.stream_key(seed, 1000 + octave, 7)
