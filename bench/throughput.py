@@ -126,7 +126,10 @@ def stages(world: World, refiner: str, sample: list[TileKey], step_s: float = 0.
     from viewer.flight import client_tile, drawable
     from viewer.renderer import chunk_layout, vertex_array
 
+    from runtime import jit
+
     pyr = open_world(world, 0, refiner)
+    jit.warm()  # as `serve` does at start
     root = TileKey(3, 0, 0)
     encode_fields(world, root, pyr.tiles([root])[0])  # one-time start (anchors, compiling, tables) not counted
     cpu = time.process_time

@@ -39,9 +39,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from generator import noise, shaping
+from generator import fractal_kernels, noise, shaping
 from generator.relief import RegionalRelief
 from generator.worldmetric import canonical_cols, cols_per_world, ew_scale, spacing_ns_m
+from runtime import jit
 from runtime.tiles import ANCHOR_LEVEL, World
 
 
@@ -299,7 +300,10 @@ class FractalRefiner:
         return plan
 
 class _NumpyOps:
-    """The array operations :func:`_refine_core` needs, on numpy (the exact reference)."""
+    """The array operations :func:`_refine_core` needs, on numpy (the exact reference;
+    compiled twins from ``generator.fractal_kernels`` where ``runtime.jit`` is on, same bits)."""
+
+    compiled = jit.ENABLED
 
     def array(self, a):
         return a
@@ -308,6 +312,8 @@ class _NumpyOps:
         return np.empty(shape, dtype=np.float32)
 
     def gauss(self, seed, level, stream, rows, cols):
+        if self.compiled and rows.ndim == 2 and cols.ndim == 2:
+            return fractal_kernels.gauss_grid(seed, level, stream, rows, cols)
         return noise.gauss(seed, level, stream, rows, cols)
 
     def gauss_pairs(self, key, rows, cols):
@@ -338,6 +344,8 @@ class _NumpyOps:
 
 class _TorchOps(_NumpyOps):
     """The same operations in torch on ``device`` (imported only when asked for)."""
+
+    compiled = False
 
     def __init__(self, device: str):
         import torch
@@ -488,6 +496,8 @@ def _ew_smooth_noise(ops, seed: int, level: int, rows, cols, n, scale):
     lattice cells around the globe per row and scale = n / period (float64). The lattice
     wraps with the column period, so the field is seamless across the date line.
     """
+    if ops.compiled:  # the same expression, fused (generator.fractal_kernels.ew_smooth)
+        return fractal_kernels.ew_smooth(seed, level, rows, cols, n, scale)
     x = ops.f64(cols[:, None, :]) * scale
     j0f = ops.floor(x)
     t = ops.f32(x - j0f)

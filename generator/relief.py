@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from generator import fractal_kernels
+from runtime import jit
 from runtime.tiles import ANCHOR_LEVEL, World
 
 WINDOW = 3  # anchor samples each side of the relief window
@@ -128,6 +130,10 @@ class RegionalRelief:
             c0, c1 = cols[b, 0] >> shift, (cols[b, -1] >> shift) + 1
             grid = self._grid(seed, int(r0), int(r1), int(c0), int(c1))
             scale = float(1 << shift)
+            if jit.ENABLED:  # the expression below, compiled (same bits)
+                fractal_kernels.relief_bilinear(grid, rows[b], int(r0 << shift), cols[b], int(c0 << shift),
+                                                scale, out[b])
+                continue
             fr = (rows[b] - (r0 << shift)) / scale  # in [0, r1 - r0]
             fc = (cols[b] - (c0 << shift)) / scale
             i = np.minimum(np.floor(fr).astype(np.int64), grid.shape[0] - 2)

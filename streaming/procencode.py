@@ -47,8 +47,10 @@ _PREFIX = "worldstream-enc-"  # slot files: _PREFIX + owner pid + "-" + ...
 
 def _init(error_scale: float, ready, warm: bool) -> None:
     global _ENCODE
+    from runtime import jit
     from streaming.tileservice import mesh_encoder
 
+    jit.warm()
     _ENCODE = mesh_encoder(error_scale)
     if warm:
         _warm_up()

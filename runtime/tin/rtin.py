@@ -20,6 +20,8 @@ import functools
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from runtime import jit
+from runtime.tin import kernels
 from runtime.tin.hierarchy import _border_lut, rtin_steps
 
 
@@ -67,6 +69,17 @@ def _plane_error(blocks: np.ndarray, b: int, verts: tuple) -> np.ndarray:
     return d.max(axis=0)
 
 
+def _plane_error_kernel(flat: np.ndarray, b: int, bi: np.ndarray, bj: np.ndarray, verts: tuple) -> np.ndarray:
+    """Max |sample - plane| of one triangle pattern in blocks (bi, bj) (k,) of a level of
+    b-blocks, compiled (``runtime.tin.kernels``): (k,) float64."""
+    i, j, w, v = _pattern(b, verts)
+    out = np.empty(len(bi))
+    n1 = int(round(np.sqrt(flat.size)))
+    kernels.plane_error_blocks(flat, n1, np.ascontiguousarray(bi, dtype=np.int64),
+                               np.ascontiguousarray(bj, dtype=np.int64), b, i, j, w, v[0], v[1], out)
+    return out
+
+
 FULL_LEVEL_FRACTION = 0.3
 """Measure every block of a level when at least this fraction needs it (measured faster)."""
 
@@ -81,7 +94,14 @@ def _masked_plane_error(
     Partial levels gather only the pattern's samples of the needed blocks through flat
     indices (copying whole blocks would cost more than the maths)."""
     k = int(need.sum())
-    if k >= FULL_LEVEL_FRACTION * need.size:
+    full = k >= FULL_LEVEL_FRACTION * need.size
+    if jit.ENABLED and (need.size if full else k) >= 2:  # numpy's dgemm path, compiled (same bits)
+        out = np.zeros(need.shape)
+        if k:
+            bi, bj = np.nonzero(need)
+            out[bi, bj] = _plane_error_kernel(flat, b, origin[0] + stride * bi, origin[1] + stride * bj, verts)
+        return out
+    if full:
         # Measure every block (cheaper than indexing), report only the needed ones: the
         # others may not even have this triangle (the diagonal alternates by parity).
         return np.where(need, _plane_error(bt, b, verts), 0.0)
@@ -137,6 +157,10 @@ def _fan_pattern(b: int, edge: tuple, apex: tuple) -> tuple[np.ndarray, ...]:
 def _fan_error(flat: np.ndarray, n1: int, base: np.ndarray, b: int, edge: tuple, apex: tuple) -> np.ndarray:
     """Max |sample - fan| of one border-triangle pattern in the blocks at flat ``base`` (k,)."""
     i, j, vr, vc, w = _fan_pattern(b, edge, apex)
+    if jit.ENABLED:  # the same sum, compiled (same bits)
+        out = np.empty(len(base))
+        kernels.fan_error_blocks(flat, n1, np.ascontiguousarray(base, dtype=np.int64), i, j, vr, vc, w, out)
+        return out
     d = flat[(i * n1 + j)[:, None] + base]  # (K, k)
     v = flat[(vr * n1 + vc)[:, :, None] + base]  # (3, K, k)
     d -= (w[:, :, None] * v).sum(axis=0)
@@ -345,6 +369,8 @@ def _corner_halves(b: int, t: int) -> np.ndarray:
 
 def _plane_error_at(flat: np.ndarray, n1: int, base: np.ndarray, b: int, verts: tuple) -> np.ndarray:
     """Max |sample - plane| of one triangle pattern in the blocks at flat ``base`` (k,)."""
+    if jit.ENABLED and len(base) >= 2:  # numpy's dgemm path, compiled (same bits)
+        return _plane_error_kernel(flat, b, base // (b * n1), (base % n1) // b, verts)
     i, j, w, v = _pattern(b, verts)
     corners = flat[(v[0] * n1 + v[1])[:, None] + base]  # (3, k)
     d = flat[(i * n1 + j)[:, None] + base]  # (K, k)

@@ -1,0 +1,143 @@
+"""Compiled twins (``runtime.jit``) of the fractal refiner's hottest numpy steps, same bits.
+
+- :func:`gauss_grid`: ``noise.gauss`` over rows x cols (hash_grid + gauss_from_hash fused:
+  integer maths, then one int -> float32 conversion and one float32 multiply);
+- :func:`ew_smooth`: ``fractal._ew_smooth_noise`` (float64 lattice position, two hashed
+  lattice values, the float32 rational blend in the numpy expression's order);
+- :func:`relief_bilinear`: the bilinear read of the anchor-level factor in
+  ``RegionalRelief.factor`` (float64, same order, rounded to float32 once).
+
+Every float constant is the float32 (or float64) the numpy expression uses: with numpy 2's
+weak Python scalars, ``float32_array * 0.657`` multiplies in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from generator import noise
+from runtime import jit
+
+_M1 = np.uint64(noise._M1)
+_M2 = np.uint64(noise._M2)
+_ROW_SALT = np.uint64(noise._ROW_SALT)
+_COL_SALT = np.uint64(noise._COL_SALT)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_S16, _S32, _S48, _LANE = np.uint64(16), np.uint64(32), np.uint64(48), np.uint64(0xFFFF)
+_GAUSS_SCALE = np.float32(noise.GAUSS_SCALE)
+_F343, _F657 = np.float32(0.343), np.float32(0.657)
+_ONE32 = np.float32(1.0)
+
+
+@jit.njit
+def _mix(z):
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@jit.njit
+def _gauss_of(h):
+    s = (h & _LANE) + ((h >> _S16) & _LANE) + ((h >> _S32) & _LANE) + (h >> _S48)
+    return np.float32(np.int64(s) - 131070) * _GAUSS_SCALE
+
+
+@jit.njit
+def _gauss_grid(key, rows, cols, out):
+    b_n, r_n = rows.shape
+    c_n = cols.shape[1]
+    hc = np.empty(c_n, dtype=np.uint64)
+    for b in range(b_n):
+        for j in range(c_n):
+            hc[j] = _mix((cols[b, j] * _COL_SALT) ^ key)
+        for i in range(r_n):
+            hr = _mix(rows[b, i] * _ROW_SALT + key)
+            for j in range(c_n):
+                out[b, i, j] = _gauss_of(_mix(hr ^ hc[j]))
+
+
+def gauss_grid(seed: int, level: int, stream: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``noise.gauss(seed, level, stream, rows, cols)`` for rows (B, R), cols (B, W) int64:
+    (B, R, W) float32, the same bits."""
+    r = np.ascontiguousarray(rows, dtype=np.int64).view(np.uint64)
+    c = np.ascontiguousarray(cols, dtype=np.int64).view(np.uint64)
+    if r.ndim != 2 or c.ndim != 2 or r.shape[0] != c.shape[0]:
+        raise ValueError(f"rows and cols must be (B, R) and (B, W), got {r.shape} and {c.shape}")
+    out = np.empty((r.shape[0], r.shape[1], c.shape[1]), dtype=np.float32)
+    _gauss_grid(np.uint64(noise.stream_key(seed, level, stream)), r, c, out)
+    return out
+
+
+@jit.njit
+def _ew_smooth(key, rows, cols, n, scale, out):
+    b_n, r_n = rows.shape
+    c_n = cols.shape[1]
+    for b in range(b_n):
+        for i in range(r_n):
+            hr = _mix(np.uint64(rows[b, i]) * _ROW_SALT + key)
+            nn = n[b, i, 0]
+            sc = scale[b, i, 0]
+            for j in range(c_n):
+                x = np.float64(cols[b, j]) * sc
+                j0f = np.floor(x)
+                t = np.float32(x - j0f)
+                j0 = np.int64(j0f)
+                j1 = j0 + 1
+                if j1 >= nn:
+                    j1 = j1 - nn
+                v0 = _gauss_of(_mix(hr ^ _mix((np.uint64(j0) * _COL_SALT) ^ key)))
+                v1 = _gauss_of(_mix(hr ^ _mix((np.uint64(j1) * _COL_SALT) ^ key)))
+                s = t * (t * _F343 + _F657)
+                s2 = s * s
+                den = s2 + _ONE32
+                out[b, i, j] = v0 * ((-s2 + _ONE32) / den) + v1 * ((s + s) / den)
+
+
+def ew_smooth(seed: int, level: int, rows: np.ndarray, cols: np.ndarray, n: np.ndarray,
+              scale: np.ndarray) -> np.ndarray:
+    """``fractal._ew_smooth_noise`` on numpy: rows (B, R), cols (B, W) int64, n (B, R, 1)
+    int64, scale (B, R, 1) float64 -> (B, R, W) float32, the same bits."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    cols = np.ascontiguousarray(cols, dtype=np.int64)
+    n = np.ascontiguousarray(n, dtype=np.int64)
+    scale = np.ascontiguousarray(scale, dtype=np.float64)
+    out = np.empty((rows.shape[0], rows.shape[1], cols.shape[1]), dtype=np.float32)
+    _ew_smooth(np.uint64(noise.stream_key(seed, level, 2)), rows, cols, n, scale, out)
+    return out
+
+
+@jit.njit
+def relief_bilinear(grid, rows, base_r, cols, base_c, scale, out):
+    """out (R, C) float32 = the bilinear read of ``grid`` (float64 anchor-level factor whose
+    [0, 0] is global node (base_r, base_c) >> shift) at rows (R,), cols (C,) int64 global
+    samples, ``scale`` = 2^shift: RegionalRelief.factor's float64 expression, same order."""
+    gi = grid.shape[0] - 2
+    gj = grid.shape[1] - 2
+    c_n = cols.shape[0]
+    jj = np.empty(c_n, dtype=np.int64)
+    tc = np.empty(c_n, dtype=np.float64)
+    for c in range(c_n):
+        fc = np.float64(cols[c] - base_c) / scale
+        j = min(np.int64(np.floor(fc)), gj)
+        jj[c] = j
+        tc[c] = fc - np.float64(j)
+    for r in range(rows.shape[0]):
+        fr = np.float64(rows[r] - base_r) / scale
+        i = min(np.int64(np.floor(fr)), gi)
+        tr = fr - np.float64(i)
+        for c in range(c_n):
+            j = jj[c]
+            g00, g01 = grid[i, j], grid[i, j + 1]
+            g10, g11 = grid[i + 1, j], grid[i + 1, j + 1]
+            top = g00 + (g01 - g00) * tc[c]
+            bot = g10 + (g11 - g10) * tc[c]
+            out[r, c] = np.float32(top + (bot - top) * tr)
+
+
+@jit.warmer
+def _warm() -> None:
+    rows = np.arange(4, dtype=np.int64).reshape(1, 4)
+    gauss_grid(1, 9, 0, rows, rows)
+    ew_smooth(1, 9, rows, rows, np.full((1, 4, 1), 3, np.int64), np.full((1, 4, 1), 0.5))
+    out = np.empty((4, 4), np.float32)
+    relief_bilinear(np.ones((3, 3)), rows[0], 0, rows[0], 0, 2.0, out)
