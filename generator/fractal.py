@@ -518,6 +518,8 @@ def _ew_smooth_noise(ops, seed: int, level: int, rows, cols, n, scale):
 
 def _midpoints(x, axis: int, first: int, n: int):
     """The n cubic midpoints along ``axis`` between samples first+k and first+k+1, k < n."""
+    if jit.ENABLED and isinstance(x, np.ndarray) and x.ndim == 4 and axis in (2, 3) and x.dtype == np.float32:
+        return fractal_kernels.midpoints(x, axis, first, n)  # compiled, same bits
     def at(start):
         idx = [slice(None)] * x.ndim
         idx[axis] = slice(start, start + n)

@@ -4,6 +4,7 @@
   integer maths, then one int -> float32 conversion and one float32 multiply);
 - :func:`ew_smooth`: ``fractal._ew_smooth_noise`` (float64 lattice position, two hashed
   lattice values, the float32 rational blend in the numpy expression's order);
+- :func:`midpoints`: ``fractal._midpoints`` (the four-point cubic, float32, same order);
 - :func:`relief_bilinear`: the bilinear read of the anchor-level factor in
   ``RegionalRelief.factor`` (float64, same order, rounded to float32 once).
 
@@ -134,6 +135,43 @@ def relief_bilinear(grid, rows, base_r, cols, base_c, scale, out):
             out[r, c] = np.float32(top + (bot - top) * tr)
 
 
+_HALF, _SIXTEENTH = np.float32(0.5), np.float32(0.0625)
+
+
+@jit.njit
+def _midpoints_rows(x, first, n, out):
+    """out[b, c, k, j] = cubic of x[b, c, first - 1 + k .. first + 2 + k, j] (axis 2)."""
+    for b in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            for k in range(n):
+                r = first + k
+                for j in range(out.shape[3]):
+                    s = x[b, c, r, j] + x[b, c, r + 1, j]
+                    out[b, c, k, j] = s * _HALF + (s - (x[b, c, r - 1, j] + x[b, c, r + 2, j])) * _SIXTEENTH
+
+
+@jit.njit
+def _midpoints_cols(x, first, n, out):
+    """out[b, c, i, k] = cubic of x[b, c, i, first - 1 + k .. first + 2 + k] (axis 3)."""
+    for b in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            for i in range(out.shape[2]):
+                for k in range(n):
+                    q = first + k
+                    s = x[b, c, i, q] + x[b, c, i, q + 1]
+                    out[b, c, i, k] = s * _HALF + (s - (x[b, c, i, q - 1] + x[b, c, i, q + 2])) * _SIXTEENTH
+
+
+def midpoints(x: np.ndarray, axis: int, first: int, n: int) -> np.ndarray:
+    """``fractal._midpoints`` for a (B, C, H, W) float32 array along axis 2 or 3: the n
+    four-point midpoints between samples first+k and first+k+1, the same bits."""
+    shape = list(x.shape)
+    shape[axis] = n
+    out = np.empty(shape, dtype=np.float32)
+    (_midpoints_rows if axis == 2 else _midpoints_cols)(x, first, n, out)
+    return out
+
+
 @jit.warmer
 def _warm() -> None:
     rows = np.arange(4, dtype=np.int64).reshape(1, 4)
@@ -141,3 +179,6 @@ def _warm() -> None:
     ew_smooth(1, 9, rows, rows, np.full((1, 4, 1), 3, np.int64), np.full((1, 4, 1), 0.5))
     out = np.empty((4, 4), np.float32)
     relief_bilinear(np.ones((3, 3)), rows[0], 0, rows[0], 0, 2.0, out)
+    x = np.ones((1, 4, 6, 6), np.float32)
+    midpoints(x, 2, 1, 3), midpoints(x, 3, 1, 3)  # contiguous and sliced inputs, as the refiner
+    midpoints(x[:, :, 1:5], 3, 1, 2), midpoints(x[..., 1:5], 2, 1, 2)
