@@ -79,6 +79,100 @@ def fan_error_blocks(flat, n1, base, pi, pj, vr, vc, w, out):
         out[q] = m
 
 
+@jit.njit
+def _norm_at(fl, cc, vals):
+    """|x| of one component, else sqrt(((x0^2 + x1^2) + x2^2 ...)) (diamonds._norm's order)."""
+    if cc == 1:
+        return abs(vals[0])
+    acc = vals[0] * vals[0]
+    for c in range(1, cc):
+        acc = acc + vals[c] * vals[c]
+    return np.sqrt(acc)
+
+
+@jit.njit
+def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner, drop_code, dbase,
+                    off, w, v, thr, ids_out, e_pq_out, e_aa_out, size_out):
+    """The measuring half of ``diamonds.drop_diamonds`` (its first filter, then the larger
+    diamonds' quarter-point, diagonal and per-drawing errors), the same bits.
+
+    flats (C, n) float64 fields; present ((n + 1,) bool); the ``Hierarchy`` tables; off, w, v
+    its ``drop_table``; thr the bound. Writes the candidates that pass (grid id ascending),
+    their e_pq and e_aa errors (inf for a drawing not allowed) and diamond size into the
+    ``*_out`` arrays (at least n long); returns how many."""
+    cc = flats.shape[0]
+    n = flats.shape[1]
+    kk = off.shape[0]
+    nw = w.shape[1]
+    vals = np.empty(cc)
+    vals2 = np.empty(cc)
+    half = np.empty(4)
+    cnt = 0
+    for m in range(n):
+        if not (present[m] and drop_ok[m]):
+            continue
+        c0, c1, c2, c3 = corner[m, 0], corner[m, 1], corner[m, 2], corner[m, 3]
+        for c in range(cc):
+            f = flats[c]
+            vals[c] = f[m] - 0.5 * (f[c0] + f[c2])
+            vals2[c] = f[m] - 0.5 * (f[c1] + f[c3])
+        e_pq = _norm_at(flats, cc, vals)
+        e_aa = _norm_at(flats, cc, vals2)
+        if not (e_pq <= thr or e_aa <= thr):
+            continue
+        size = dsize[m]
+        if size > 2:
+            blocked = False
+            for q in range(quarter.shape[1]):
+                if present[quarter[m, q]]:
+                    blocked = True
+            i0, i1, i2, i3 = inner[m, 0], inner[m, 1], inner[m, 2], inner[m, 3]
+            for c in range(cc):
+                f = flats[c]
+                vals[c] = f[i0] - 0.75 * f[c0] - 0.25 * f[c2]
+                vals2[c] = f[i2] - 0.25 * f[c0] - 0.75 * f[c2]
+            e2_pq = max(_norm_at(flats, cc, vals), _norm_at(flats, cc, vals2))
+            for c in range(cc):
+                f = flats[c]
+                vals[c] = f[i1] - 0.75 * f[c1] - 0.25 * f[c3]
+                vals2[c] = f[i3] - 0.25 * f[c1] - 0.75 * f[c3]
+            e2_aa = max(_norm_at(flats, cc, vals), _norm_at(flats, cc, vals2))
+            ok_pq = e_pq <= thr and e2_pq <= thr
+            ok_aa = e_aa <= thr and e2_aa <= thr
+            base = dbase[m]
+            for h in range(4):
+                allowed = (ok_aa if h % 2 == 0 else ok_pq) and not blocked
+                if not allowed:
+                    half[h] = np.inf
+                    continue
+                kprev = np.int64(present[kid[m, (h + 3) % 4]])
+                case = kprev + 2 * np.int64(present[kid[m, h]])
+                code = drop_code[m] + 4 * h + case
+                worst = 0.0
+                first = True
+                for smp in range(kk):
+                    for c in range(cc):
+                        f = flats[c]
+                        d = w[smp, 0, code] * f[v[0, code] + base]
+                        for j in range(1, nw):
+                            d += w[smp, j, code] * f[v[j, code] + base]
+                        d -= f[off[smp, code] + base]
+                        vals[c] = d
+                    e = _norm_at(flats, cc, vals)
+                    if first or e > worst:
+                        worst = e
+                        first = False
+                half[h] = worst
+            e_pq = max(half[1], half[3])
+            e_aa = max(half[0], half[2])
+        ids_out[cnt] = m
+        e_pq_out[cnt] = e_pq
+        e_aa_out[cnt] = e_aa
+        size_out[cnt] = size
+        cnt += 1
+    return cnt
+
+
 @jit.warmer
 def _warm() -> None:
     flat = np.arange(25, dtype=np.float64)
@@ -88,3 +182,11 @@ def _warm() -> None:
     w = np.full((3, 2), 1.0 / 3.0)
     plane_error_blocks(flat, 5, one, one, 4, pat, pat, w, np.array([0, 0, 4]), np.array([0, 4, 4]), out)
     fan_error_blocks(flat, 5, one, pat, pat, np.zeros((3, 2), np.int64), np.zeros((3, 2), np.int64), w, out)
+    from runtime.tin.diamonds import drop_diamonds
+
+    h = np.zeros((9, 9))
+    h[4, 4] = 0.1
+    for fields in (h, np.stack([h, h, h])):  # one field (plane), three components (earth)
+        present = np.ones(82, bool)
+        present[-1] = False  # the sentinel
+        drop_diamonds(fields, present, 1.0)

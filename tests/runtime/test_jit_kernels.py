@@ -84,3 +84,24 @@ def test_rtin_errors_same_bits(border, numpy_path):
                 got = rtin_errors(h, thr, border)
                 want = numpy_path(rtin_errors, h, thr, border)
                 np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("components", [1, 3])
+def test_vertex_set_same_bits(components, numpy_path):
+    """rtin_vertex_set (error pyramid, then drop_diamonds' measuring) on heights, and on
+    three-component positions as the earth's error metric uses."""
+    from runtime.tin.simplify import rtin_vertex_set
+
+    rng = np.random.default_rng(2)
+    dropped_any = 0
+    for t in (16, 64):
+        for rough in (0.02, 2.0):
+            h = np.cumsum(np.cumsum(rng.normal(size=(t + 1, t + 1)) * rough, 0), 1)
+            pos = None if components == 1 else np.stack([h * 0.3, h, -0.5 * h])
+            for thr in (0.05, 1.0, 10.0):
+                got = rtin_vertex_set(h, thr, positions_m=pos)
+                want = numpy_path(rtin_vertex_set, h, thr, positions_m=pos)
+                for g, w in zip(got, want, strict=True):
+                    np.testing.assert_array_equal(g, w)
+                dropped_any += int(got[2].sum())
+    assert dropped_any > 0  # diamonds were dropped, so the measured path ran
