@@ -62,6 +62,94 @@ def plane_error_blocks(flat, n1, bi, bj, b, pi, pj, w, vr, vc, out):
 
 
 @jit.njit
+def _tri_error(flat, n1, base, p, pi, pj, pw, pk, vr, vc):
+    """plane_error_blocks for one block (flat index ``base`` of its [0, 0]) and packed pattern p."""
+    c0 = flat[base + vr[p, 0] * n1 + vc[p, 0]]
+    c1 = flat[base + vr[p, 1] * n1 + vc[p, 1]]
+    c2 = flat[base + vr[p, 2] * n1 + vc[p, 2]]
+    m = 0.0
+    for s in range(pk[p]):
+        plane = _fma(pw[p, 2, s], c2, _fma(pw[p, 1, s], c1, pw[p, 0, s] * c0))
+        d = abs(flat[base + pi[p, s] * n1 + pj[p, s]] - plane)
+        if d > m:
+            m = d
+    return m
+
+
+@jit.njit
+def _gemv_case(k, size, full_fraction):
+    """Whether numpy's _masked_plane_error would measure k of size blocks through dgemv
+    (one block: another summation order than the compiled dgemm twin)."""
+    if k >= full_fraction * size:
+        return size < 2
+    return k == 1
+
+
+@jit.njit
+def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fraction, pi, pj, pw, pk, vr, vc, ce):
+    """One level (b >= 4) of ``rtin.rtin_errors`` without its border ring: the four quarter
+    triangles of every b-block where their hypotenuse's error allows (he, ve updated in place),
+    then the block centres' errors ``ce`` (nb, nb) and the two halves of each plain block.
+
+    Patterns packed by ``rtin._level_patterns(b)``: qn, qs, qw, qe, then the even and the odd
+    blocks' halves. Returns 2 when done; 0 (nothing changed) or 1 (quarters done and ``ce``
+    before the halves) where numpy would have measured a single block through dgemv, so that
+    the caller measures that stage with numpy (same bits either way)."""
+    size = nb * nb
+    k0 = k1 = k2 = k3 = 0
+    for i in range(nb):
+        for j in range(nb):
+            k0 += he[i, j] <= thr and inner_h[i, j]
+            k1 += he[i + 1, j] <= thr and inner_h[i + 1, j]
+            k2 += ve[i, j] <= thr and inner_v[i, j]
+            k3 += ve[i, j + 1] <= thr and inner_v[i, j + 1]
+    if (_gemv_case(k0, size, full_fraction) or _gemv_case(k1, size, full_fraction)
+            or _gemv_case(k2, size, full_fraction) or _gemv_case(k3, size, full_fraction)):
+        return 0
+    q = np.zeros((4, nb, nb))
+    for i in range(nb):
+        for j in range(nb):
+            base = i * b * n1 + j * b
+            if he[i, j] <= thr and inner_h[i, j]:
+                q[0, i, j] = _tri_error(flat, n1, base, 0, pi, pj, pw, pk, vr, vc)
+            if he[i + 1, j] <= thr and inner_h[i + 1, j]:
+                q[1, i, j] = _tri_error(flat, n1, base, 1, pi, pj, pw, pk, vr, vc)
+            if ve[i, j] <= thr and inner_v[i, j]:
+                q[2, i, j] = _tri_error(flat, n1, base, 2, pi, pj, pw, pk, vr, vc)
+            if ve[i, j + 1] <= thr and inner_v[i, j + 1]:
+                q[3, i, j] = _tri_error(flat, n1, base, 3, pi, pj, pw, pk, vr, vc)
+    for i in range(nb):
+        for j in range(nb):
+            he[i, j] = max(he[i, j], q[0, i, j])
+            he[i + 1, j] = max(he[i + 1, j], q[1, i, j])
+            ve[i, j] = max(ve[i, j], q[2, i, j])
+            ve[i, j + 1] = max(ve[i, j + 1], q[3, i, j])
+    for i in range(nb):
+        for j in range(nb):
+            ce[i, j] = max(max(he[i, j], he[i + 1, j]), max(ve[i, j], ve[i, j + 1]))
+    # plain blocks (the ring is the caller's in fan mode), by parity sub-grid
+    for oi in range(2):
+        for oj in range(2):
+            k = 0
+            for i in range(oi, nb, 2):
+                for j in range(oj, nb, 2):
+                    ring = fan and (i == 0 or j == 0 or i == nb - 1 or j == nb - 1)
+                    k += ce[i, j] <= thr and not ring
+            if k and _gemv_case(k, ((nb - oi + 1) // 2) * ((nb - oj + 1) // 2), full_fraction):
+                return 1
+    for i in range(nb):
+        for j in range(nb):
+            ring = fan and (i == 0 or j == 0 or i == nb - 1 or j == nb - 1)
+            if ce[i, j] <= thr and not ring:
+                p = 4 if (i + j) % 2 == 0 else 6
+                base = i * b * n1 + j * b
+                e = max(_tri_error(flat, n1, base, p, pi, pj, pw, pk, vr, vc),
+                        _tri_error(flat, n1, base, p + 1, pi, pj, pw, pk, vr, vc))
+                ce[i, j] = max(ce[i, j], e)
+    return 2
+
+
+@jit.njit
 def fan_error_blocks(flat, n1, base, pi, pj, vr, vc, w, out):
     """out[q] = max |sample - fan| of one border-fan pattern in the block whose [0, 0] is flat
     index base[q]: pi, pj (K,) local samples, vr, vc (3, K) int64 local vertices of each
@@ -183,6 +271,11 @@ def _warm() -> None:
     plane_error_blocks(flat, 5, one, one, 4, pat, pat, w, np.array([0, 0, 4]), np.array([0, 4, 4]), out)
     fan_error_blocks(flat, 5, one, pat, pat, np.zeros((3, 2), np.int64), np.zeros((3, 2), np.int64), w, out)
     from runtime.tin.diamonds import drop_diamonds
+    from runtime.tin.rtin import rtin_errors
+
+    g = np.add.outer(np.arange(17.0), np.arange(17.0) ** 1.5)
+    for border in ("fan", "graded"):
+        rtin_errors(g, 0.5, border)
 
     h = np.zeros((9, 9))
     h[4, 4] = 0.1
