@@ -176,6 +176,9 @@ def diamond_candidates(present: np.ndarray, t: int) -> np.ndarray:
     may draw specially: centre absent, both apexes present, interior. The wire sends
     one bit for each: drawn on the a1-a2 diagonal."""
     hier = hierarchy(t)
+    if jit.ENABLED:  # one compiled pass, the same ids
+        out = np.empty(len(present), np.int64)
+        return out[: kernels.diamond_candidates(present, hier.diamond_ok, hier.diamond_a1, hier.diamond_a2, out)]
     ids = np.flatnonzero(hier.diamond_ok[:-1] & ~present[:-1])
     return ids[present[hier.diamond_a1[ids]] & present[hier.diamond_a2[ids]]]
 

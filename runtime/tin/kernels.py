@@ -261,6 +261,40 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
     return cnt
 
 
+@jit.njit
+def rtin_stream_arrays(present, qgrid, corners, mid, pp, qq, a1, a2, on_border, forced, fan, flags, res):
+    """The rtin wire streams' arrays (``runtime.wire._rtin_streams``), integer maths: the
+    split bits of every step with a candidate midpoint (``flags``) and the height residuals
+    (``res``: the four corners, then each coded midpoint's q minus the floor mean of its
+    edge ends). Returns (split count, residual count). -1 ids read the sentinel (last)."""
+    nf = 0
+    for c in range(4):
+        res[c] = qgrid[corners[c]]
+    nr = 4
+    for k in range(mid.shape[0]):
+        sp = present[mid[k]]
+        cand = present[a1[k]] or present[a2[k]]
+        if cand and not (forced and on_border[k]):
+            flags[nf] = sp
+            nf += 1
+        if sp or (fan and on_border[k]):
+            res[nr] = qgrid[mid[k]] - ((qgrid[pp[k]] + qgrid[qq[k]]) >> 1)
+            nr += 1
+    return nf, nr
+
+
+@jit.njit
+def diamond_candidates(present, diamond_ok, a1, a2, out):
+    """``diamonds.diamond_candidates``: ids (ascending) whose centre is absent and both
+    apexes present, among ``diamond_ok``; writes them to ``out``, returns how many."""
+    k = 0
+    for m in range(present.shape[0] - 1):
+        if diamond_ok[m] and not present[m] and present[a1[m]] and present[a2[m]]:
+            out[k] = m
+            k += 1
+    return k
+
+
 @jit.warmer
 def _warm() -> None:
     flat = np.arange(25, dtype=np.float64)
@@ -273,9 +307,14 @@ def _warm() -> None:
     from runtime.tin.diamonds import drop_diamonds
     from runtime.tin.rtin import rtin_errors
 
+    from runtime.tiles import TileKey
+    from runtime.wire import encode_heights
+
     g = np.add.outer(np.arange(17.0), np.arange(17.0) ** 1.5)
     for border in ("fan", "graded"):
         rtin_errors(g, 0.5, border)
+    # the wire streams and diamond candidates, with the tables' own dtypes (a 16-sample tile)
+    encode_heights(g.astype(np.float32), 0.5, key=TileKey(4, 0, 0), model="warm-up", faces=False)
 
     h = np.zeros((9, 9))
     h[4, 4] = 0.1
