@@ -5,6 +5,8 @@
 - :func:`ew_smooth`: ``fractal._ew_smooth_noise`` (float64 lattice position, two hashed
   lattice values, the float32 rational blend in the numpy expression's order);
 - :func:`midpoints`: ``fractal._midpoints`` (the four-point cubic, float32, same order);
+- :func:`gully_field`: ``shaping.gully_field`` (float32, same order; ``np.rint`` is numpy's
+  round half to even);
 - :func:`relief_bilinear`: the bilinear read of the anchor-level factor in
   ``RegionalRelief.factor`` (float64, same order, rounded to float32 once).
 
@@ -172,6 +174,103 @@ def midpoints(x: np.ndarray, axis: int, first: int, n: int) -> np.ndarray:
     return out
 
 
+_F2M24 = np.float32(2.0**-24)
+_S40 = np.uint64(40)
+
+
+@jit.njit
+def _inv_sqrt_half_one(a):
+    y = a * np.float32(-0.7) + np.float32(1.7)
+    y = y * ((a * y * y) * np.float32(-0.5) + np.float32(1.5))
+    return y * ((a * y * y) * np.float32(-0.5) + np.float32(1.5))
+
+
+@jit.njit
+def _gully_field(key, rows, cols, gx, gy, ew_c, cell, f, oct_k, eps, profile_scale, twelfth, period_cells, out):
+    """shaping.gully_field's float32 expression per sample (see there), with the cells'
+    phase and sign hashed once per block into a small table."""
+    one = np.float32(1.0)
+    two = np.float32(2.0)
+    m2 = np.float32(-2.0)
+    three = np.float32(3.0)
+    s32 = np.float32(cell)
+    inv_s = np.float32(1.0 / cell)
+    b_n, r_n = rows.shape
+    c_n = cols.shape[1]
+    for b in range(b_n):
+        i0 = rows[b, 0] // cell
+        j0 = cols[b, 0] // cell
+        ni = rows[b, r_n - 1] // cell - i0 + 2
+        nj = cols[b, c_n - 1] // cell - j0 + 2
+        phase0 = np.empty((ni, nj), np.float32)
+        sign = np.empty((ni, nj), np.float32)
+        hc = np.empty(nj, np.uint64)
+        for jj in range(nj):
+            lj = j0 + jj
+            if period_cells > 0:
+                lj = lj % period_cells
+            hc[jj] = _mix((np.uint64(lj) * _COL_SALT) ^ key)
+        for ii in range(ni):
+            hr = _mix(np.uint64(i0 + ii) * _ROW_SALT + key)
+            for jj in range(nj):
+                u = np.float32(_mix(hr ^ hc[jj]) >> _S40) * _F2M24 * two
+                fl = np.floor(u)
+                phase0[ii, jj] = u - fl
+                sign[ii, jj] = fl * m2 + one
+        for i in range(r_n):
+            r = rows[b, i]
+            ci = r // cell
+            dr = np.float32(r - ci * cell)
+            li = ci - i0
+            ew = ew_c[b, i, 0]
+            wr = dr * inv_s
+            wr = wr * wr * (wr * m2 + three)
+            nr_ = _inv_sqrt_half_one(wr * wr + (-wr + one) * (-wr + one))
+            for j in range(c_n):
+                c = cols[b, j]
+                cj = c // cell
+                dc = np.float32(c - cj * cell)
+                lj = cj - j0
+                x, y = gx[b, i, j], gy[b, i, j]
+                ax, ay = abs(x), abs(y)
+                big = ax if ax > ay else ay
+                inv = f / (big + (ax + ay - big) * oct_k + eps)
+                tx, ty = -y * inv, x * inv
+                txe = tx * ew
+                base = dc * txe + dr * ty
+                sx, sy = txe * s32, ty * s32
+                wc = dc * inv_s
+                wc = wc * wc * (wc * m2 + three)
+                norm = nr_ * _inv_sqrt_half_one(wc * wc + (-wc + one) * (-wc + one)) * profile_scale
+                acc = np.float32(0.0)
+                for kr in range(2):
+                    w_r = wr if kr else (-wr + one)
+                    for kc in range(2):
+                        phase = base + phase0[li + kr, lj + kc]
+                        if kc:
+                            phase = phase - sx
+                        if kr:
+                            phase = phase - sy
+                        d = phase - np.rint(phase)
+                        prof = (d * d - twelfth) * (sign[li + kr, lj + kc] * (w_r * (wc if kc else (-wc + one))))
+                        acc = prof if (kr == 0 and kc == 0) else acc + prof
+                out[b, i, j] = acc * norm
+
+
+def gully_field(seed: int, level: int, rows: np.ndarray, cols: np.ndarray, gx: np.ndarray, gy: np.ndarray,
+                ew_c: np.ndarray, cell: int, wavelength: float, period: int | None, consts: tuple) -> np.ndarray:
+    """``shaping.gully_field`` on numpy (rows (B, R), cols (B, C) increasing int64; gx, gy
+    (B, R, C) float32; ew_c (B, R, 1) float32) -> (B, R, C) float32, the same bits.
+    ``consts``: shaping's float32 constants (octagon factor, epsilon, profile scale, 1/12)."""
+    out = np.empty(gx.shape, np.float32)
+    oct_k, eps, scale, twelfth = (np.float32(c) for c in consts)
+    _gully_field(np.uint64(noise.stream_key(seed, level, 3)), np.ascontiguousarray(rows, dtype=np.int64),
+                 np.ascontiguousarray(cols, dtype=np.int64), gx, gy, ew_c, int(cell),
+                 np.float32(1.0 / wavelength), oct_k, eps, scale, twelfth,
+                 -1 if period is None else int(period // cell), out)
+    return out
+
+
 @jit.warmer
 def _warm() -> None:
     rows = np.arange(4, dtype=np.int64).reshape(1, 4)
@@ -182,3 +281,7 @@ def _warm() -> None:
     x = np.ones((1, 4, 6, 6), np.float32)
     midpoints(x, 2, 1, 3), midpoints(x, 3, 1, 3)  # contiguous and sliced inputs, as the refiner
     midpoints(x[:, :, 1:5], 3, 1, 2), midpoints(x[..., 1:5], 2, 1, 2)
+    g = np.ones((1, 6, 6), np.float32)[:, ::2, 1::2]  # strided, as the refiner's views
+    for period in (None, 64):
+        gully_field(1, 10, rows[:, :3], rows[:, :3], g, g, np.ones((1, 6, 1), np.float32)[:, ::2], 8, 4.0, period,
+                    (0.41421356, 1e-30, 13.4, 1.0 / 12.0))
