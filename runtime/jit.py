@@ -42,13 +42,12 @@ def warmer(fn):
 
 
 def warm() -> int:
-    """Compile or load every registered kernel now (server start); returns how many warmers
-    ran (0 without numba)."""
+    """Compile or load now (server start) the kernels of every module imported so far that
+    registered a warmer: ``runtime.tin.warmup`` (the mesher and wire codec; the server's
+    entry points import it) and ``generator.fractal_kernels`` (loaded with the fractal
+    refiner). Returns how many warmers ran (0 without numba)."""
     if not ENABLED:
         return 0
-    import generator.fractal_kernels  # noqa: F401  (registers its warmer)
-    import runtime.tin.kernels  # noqa: F401
-
     for fn in _WARMERS:
         fn()
     return len(_WARMERS)

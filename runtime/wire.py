@@ -37,10 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import runtime.tin.kernels as kernels
 from runtime import jit
 from runtime.intstreams import ZLIB_LEVEL, _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag, get_field
 from runtime.tiles import T, TileKey, spacing_m
-from runtime.tin import kernels
 from runtime.tin.diamonds import diamond_candidates, diamond_interiors
 from runtime.tin.faces import fan_face_count, first_use_order, mesh_vertices, number_vertices, tin_faces
 from runtime.tin.hierarchy import hierarchy, rtin_steps

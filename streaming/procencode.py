@@ -47,6 +47,7 @@ _PREFIX = "worldstream-enc-"  # slot files: _PREFIX + owner pid + "-" + ...
 
 def _init(error_scale: float, ready, warm: bool) -> None:
     global _ENCODE
+    import runtime.tin.warmup  # noqa: F401  (registers the mesher's warm-up)
     from runtime import jit
     from streaming.tileservice import mesh_encoder
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import runtime.tin.kernels as kernels
 from runtime import jit
-from runtime.tin import kernels
 from runtime.tin.hierarchy import HALF_CASES, hierarchy
 
 

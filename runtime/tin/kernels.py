@@ -293,32 +293,3 @@ def diamond_candidates(present, diamond_ok, a1, a2, out):
             out[k] = m
             k += 1
     return k
-
-
-@jit.warmer
-def _warm() -> None:
-    flat = np.arange(25, dtype=np.float64)
-    one = np.zeros(1, np.int64)
-    out = np.empty(1)
-    pat = np.array([0, 1], np.int64)
-    w = np.full((3, 2), 1.0 / 3.0)
-    plane_error_blocks(flat, 5, one, one, 4, pat, pat, w, np.array([0, 0, 4]), np.array([0, 4, 4]), out)
-    fan_error_blocks(flat, 5, one, pat, pat, np.zeros((3, 2), np.int64), np.zeros((3, 2), np.int64), w, out)
-    from runtime.tin.diamonds import drop_diamonds
-    from runtime.tin.rtin import rtin_errors
-
-    from runtime.tiles import TileKey
-    from runtime.wire import encode_heights
-
-    g = np.add.outer(np.arange(17.0), np.arange(17.0) ** 1.5)
-    for border in ("fan", "graded"):
-        rtin_errors(g, 0.5, border)
-    # the wire streams and diamond candidates, with the tables' own dtypes (a 16-sample tile)
-    encode_heights(g.astype(np.float32), 0.5, key=TileKey(4, 0, 0), model="warm-up", faces=False)
-
-    h = np.zeros((9, 9))
-    h[4, 4] = 0.1
-    for fields in (h, np.stack([h, h, h])):  # one field (plane), three components (earth)
-        present = np.ones(82, bool)
-        present[-1] = False  # the sentinel
-        drop_diamonds(fields, present, 1.0)

@@ -20,8 +20,8 @@ import functools
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+import runtime.tin.kernels as kernels
 from runtime import jit
-from runtime.tin import kernels
 from runtime.tin.hierarchy import _border_lut, rtin_steps
 
 

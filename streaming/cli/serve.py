@@ -11,6 +11,7 @@ from streaming.cli.compose import build_server
 
 
 def cmd_serve(args) -> int:
+    import runtime.tin.warmup  # noqa: F401  (registers the mesher's warm-up)
     from runtime import jit
     from streaming.http import HttpConfig
     from streaming.server import serve_forever
