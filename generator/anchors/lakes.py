@@ -70,6 +70,7 @@ B_ROWS, B_COLS = -(-N_ROWS // BLOCK), -(-N_COLS // BLOCK)  # 113 x 225
 MIN_CELLS = 4
 SOUTH_LIMIT_DEG = -60.0  # no lakes south of it: MODIS's class 0 covers 105 k cells around the South Pole
 MIN_INTERIOR = 4  # interior cells a lake needs for a colour of its own
+_MAX_BOXES = 4096  # cell boxes Lakes.at_grid keeps (a few KB each at most)
 THIN_RATIO = 5.0  # a group whose bounding length is >= THIN_RATIO * sqrt(cells) is a river reach
 DEPRESSED_SHORE_M = -15.0  # a lake may lie below 0 m only if a quarter of its shore is below this
 
@@ -89,6 +90,7 @@ class Lakes:
         self.rgb = None if rgb8 is None else (np.asarray(rgb8, np.float32) / np.float32(255.0)).astype(np.float32)
         for a in (self.slot, self.blocks, self.surface_m) + (() if self.rgb is None else (self.rgb,)):
             a.setflags(write=False)
+        self._boxes: dict[tuple[int, int, int, int], np.ndarray] = {}  # at_grid's cell boxes (read-only)
 
     @classmethod
     def load(cls, path: Path = ASSETS / LAKES_FILE) -> "Lakes":
@@ -107,6 +109,8 @@ class Lakes:
         i = np.broadcast_to(np.minimum(np.maximum(np.asarray(i, dtype=np.int64), 0), N_ROWS - 1), shape)
         j = np.broadcast_to(np.mod(np.asarray(j, dtype=np.int64), N_COLS), shape)
         s = self.slot[i // BLOCK, j // BLOCK]
+        if (s >= 0).all():  # every cell in a block of lake data: one gather
+            return self.blocks[s, i % BLOCK, j % BLOCK]
         out = np.zeros(shape, dtype=np.uint16)
         has = s >= 0
         if has.any():
@@ -150,7 +154,7 @@ class Lakes:
         if ni * nj > 4 * i0.size * j0.size:
             la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
             return self.at(la, lo, with_ids)
-        box = self.ids(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])
+        box = self._box(ia, ja, ni, nj)
         if not box.any():
             shape = (i0.size, j0.size)
             none = (np.zeros(shape, np.float32), np.full(shape, np.nan, np.float32))
@@ -161,6 +165,19 @@ class Lakes:
         lake = np.maximum(np.maximum(a, b), np.maximum(c, d))
         surface = np.where(lake > 0, self.surface_m[lake], np.float32(np.nan)).astype(np.float32)
         return (frac, surface, lake) if with_ids else (frac, surface)
+
+    def _box(self, ia: int, ja: int, ni: int, nj: int) -> np.ndarray:
+        """:meth:`ids` of the (ni, nj) cells from (ia, ja), kept (a pyramid's neighbouring blocks
+        read the same few cells; the tables never change). Read-only (ni, nj) uint16."""
+        key = (ia, ja, ni, nj)
+        box = self._boxes.get(key)
+        if box is None:
+            if len(self._boxes) >= _MAX_BOXES:
+                self._boxes.clear()
+            box = self.ids(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])
+            box.setflags(write=False)
+            self._boxes[key] = box
+        return box
 
     def fraction_grid(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """The first array of :meth:`at_grid` (the lake fraction, (H, W) float32, bit-identical)
@@ -223,8 +240,10 @@ class Lakes:
         frac, _, ids = read
         if self.rgb is None:
             return rgb
-        new = ((rows[:, None] & 1) == 1) | ((cols[None, :] & 1) == 1)
-        paint = new & (frac >= np.float32(0.5))
+        wet = frac >= np.float32(0.5)
+        if not wet.any():  # nothing to paint (tested first: most blocks)
+            return rgb
+        paint = wet & (((rows[:, None] & 1) == 1) | ((cols[None, :] & 1) == 1))
         if not paint.any():
             return rgb
         return np.where(paint[None], np.moveaxis(self.rgb[ids], -1, 0), rgb).astype(np.float32)
