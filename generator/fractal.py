@@ -478,6 +478,10 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         lum_h = ops.gauss(seed, level, 1, ev_r, od_c)
         lum_v = ops.gauss(seed, level, 1, od_r, ev_c)
         lum_c = ops.gauss(seed, level, 1, od_r, od_c)
+        if ops.compiled:  # the expressions below in one compiled pass (the same bits)
+            fractal_kernels.colour_detail(out, hx, vy, cc, g_h, g_v, g_c, lum_h, lum_v, lum_c, plan["ar_h"],
+                                          np.float32(plan["ar_v"]), plan["ar_c"], np.float32(kh), np.float32(kl))
+            return ops.result(out)
         one = 1.0
         f_h = (g_h * kh + lum_h * kl) * ops.array(plan["ar_h"]) + one
         f_v = (g_v * kh + lum_v * kl) * float(plan["ar_v"]) + one

@@ -271,6 +271,42 @@ def gully_field(seed: int, level: int, rows: np.ndarray, cols: np.ndarray, gx: n
     return out
 
 
+@jit.njit
+def _clip01(x):
+    """numpy's float clip to [0, 1]: max(x, 0) then min(., 1), +0.0 for -0.0 (as np.clip)."""
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    v = x if x > zero else zero
+    return v if v < one else one
+
+
+@jit.njit
+def colour_detail(out, hx, vy, cc, g_h, g_v, g_c, lum_h, lum_v, lum_c, ar_h, ar_v, ar_c, kh, kl):
+    """The refiner's colour channels of the new samples (``fractal._refine_core``'s last
+    step): f = (g * kh + lum * kl) * amp + 1 per new sample, colour = clip(cubic * f, 0, 1);
+    out (B, C, 2R-1, 2W-1) float32 written at (even, odd), (odd, even), (odd, odd)."""
+    one = np.float32(1.0)
+    b_n, c_n = out.shape[0], out.shape[1]
+    for b in range(b_n):
+        for i in range(g_h.shape[1]):  # even rows, odd columns
+            a = ar_h[b, i, 0]
+            for j in range(g_h.shape[2]):
+                f = (g_h[b, i, j] * kh + lum_h[b, i, j] * kl) * a + one
+                for c in range(1, c_n):
+                    out[b, c, 2 * i, 2 * j + 1] = _clip01(hx[b, c, i + 1, j] * f)
+        for i in range(g_v.shape[1]):  # odd rows, even columns
+            for j in range(g_v.shape[2]):
+                f = (g_v[b, i, j] * kh + lum_v[b, i, j] * kl) * ar_v + one
+                for c in range(1, c_n):
+                    out[b, c, 2 * i + 1, 2 * j] = _clip01(vy[b, c, i, j] * f)
+        for i in range(g_c.shape[1]):  # odd rows, odd columns
+            a = ar_c[b, i, 0]
+            for j in range(g_c.shape[2]):
+                f = (g_c[b, i, j] * kh + lum_c[b, i, j] * kl) * a + one
+                for c in range(1, c_n):
+                    out[b, c, 2 * i + 1, 2 * j + 1] = _clip01(cc[b, c, i, j] * f)
+
+
 @jit.warmer
 def _warm() -> None:
     rows = np.arange(4, dtype=np.int64).reshape(1, 4)
@@ -281,6 +317,12 @@ def _warm() -> None:
     x = np.ones((1, 4, 6, 6), np.float32)
     midpoints(x, 2, 1, 3), midpoints(x, 3, 1, 3)  # contiguous and sliced inputs, as the refiner
     midpoints(x[:, :, 1:5], 3, 1, 2), midpoints(x[..., 1:5], 2, 1, 2)
+    o = np.zeros((1, 4, 5, 5), np.float32)
+    ones3, f1 = np.ones((1, 3, 2), np.float32), np.float32(1.0)
+    a3 = np.ones((1, 3, 1), np.float32)
+    colour_detail(o, np.ones((1, 4, 5, 2), np.float32), np.ones((1, 4, 2, 3), np.float32),
+                  np.ones((1, 4, 2, 2), np.float32), ones3, ones3[:, :2, :], ones3[:, :2, :2] * 1,
+                  ones3, ones3[:, :2, :], ones3[:, :2, :2] * 1, a3, f1, a3[:, :2], f1, f1)
     g = np.ones((1, 6, 6), np.float32)[:, ::2, 1::2]  # strided, as the refiner's views
     for period in (None, 64):
         gully_field(1, 10, rows[:, :3], rows[:, :3], g, g, np.ones((1, 6, 1), np.float32)[:, ::2], 8, 4.0, period,
