@@ -281,6 +281,56 @@ def _clip01(x):
 
 
 @jit.njit
+def roughness(z, m, inv_ns, inv_ew, region_inv, has_region, table, lo, hi, tscale, half_rr, curv, damp, gain,
+              eps, r_h, r_v, r_c):
+    """The refiner's local roughness (``fractal._refine_core``, the "curvature" measure) at
+    the parents, averaged to the new samples: z (B, h, w) float32 parent heights with margin
+    m; inv_ew (B, nr, 1), region_inv (B, nr, nc) float32 (``has_region``); the roughness
+    table and its float32 constants; ``curv``: the version-4 curvature factor with
+    ``damp`` = -floor_damp * share and ``gain`` = crest_gain * share. Writes r_h (B, nr,
+    nc-1), r_v (B, nr-1, nc), r_c (B, nr-1, nc-1) float32 in numpy's order."""
+    b_n = z.shape[0]
+    nr, nc = z.shape[1] - 2 * m, z.shape[2] - 2 * m
+    two = np.float32(2.0)
+    half = np.float32(0.5)
+    one = np.float32(1.0)
+    top = table.shape[0] - 2
+    rough = np.empty((nr, nc), np.float32)
+    for b in range(b_n):
+        for i in range(nr):
+            iew = inv_ew[b, i, 0]
+            for j in range(nc):
+                zc = z[b, i + m, j + m]
+                sns = (z[b, i + m + 1, j + m] - zc * two) + z[b, i + m - 1, j + m]
+                sew = (z[b, i + m, j + m + 1] - zc * two) + z[b, i + m, j + m - 1]
+                dns = abs(sns) * inv_ns
+                dew = abs(sew) * iew
+                ratio = (dns + dew) * half_rr
+                if has_region:
+                    ratio = ratio * region_inv[b, i, j]
+                v = ratio if ratio > lo else lo
+                v = v if v < hi else hi
+                t = (v - lo) * tscale
+                k = np.int64(np.floor(t))
+                k = min(max(k, 0), top)
+                frac = t - np.float32(k)
+                lo_v = table[k]
+                r = lo_v + (table[k + 1] - lo_v) * frac
+                if curv:
+                    u = (sns * inv_ns + sew * iew) / ((dns + dew) + eps)
+                    r = r * ((_clip01(u) * damp + _clip01(-u) * gain) + one)
+                rough[i, j] = r
+        for i in range(nr):
+            for j in range(nc - 1):
+                r_h[b, i, j] = (rough[i, j] + rough[i, j + 1]) * half
+        for i in range(nr - 1):
+            for j in range(nc):
+                r_v[b, i, j] = (rough[i, j] + rough[i + 1, j]) * half
+            for j in range(nc - 1):
+                r_c[b, i, j] = (r_v[b, i, j] + r_v[b, i, j + 1]) * half
+
+
+@jit.njit
 def colour_detail(out, hx, vy, cc, g_h, g_v, g_c, lum_h, lum_v, lum_c, ar_h, ar_v, ar_c, kh, kl):
     """The refiner's colour channels of the new samples (``fractal._refine_core``'s last
     step): f = (g * kh + lum * kl) * amp + 1 per new sample, colour = clip(cubic * f, 0, 1);
@@ -323,6 +373,11 @@ def _warm() -> None:
     colour_detail(o, np.ones((1, 4, 5, 2), np.float32), np.ones((1, 4, 2, 3), np.float32),
                   np.ones((1, 4, 2, 2), np.float32), ones3, ones3[:, :2, :], ones3[:, :2, :2] * 1,
                   ones3, ones3[:, :2, :], ones3[:, :2, :2] * 1, a3, f1, a3[:, :2], f1, f1)
+    zz = np.ones((1, 4, 5, 5), np.float32)[:, 0]  # a channel of the parents, as the refiner's view
+    tab = np.ones(4097, np.float32)
+    for region in (a3[:, :, :1].repeat(3, 2), np.ones((1, 1, 1), np.float32)):
+        roughness(zz, 1, f1, a3, region, region.shape[2] > 1, tab, f1, f1, f1, f1, True, f1, f1, f1,
+                  np.empty((1, 3, 2), np.float32), np.empty((1, 2, 3), np.float32), np.empty((1, 2, 2), np.float32))
     g = np.ones((1, 6, 6), np.float32)[:, ::2, 1::2]  # strided, as the refiner's views
     for period in (None, 64):
         gully_field(1, 10, rows[:, :3], rows[:, :3], g, g, np.ones((1, 6, 1), np.float32)[:, ::2], 8, 4.0, period,
