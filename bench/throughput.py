@@ -118,7 +118,8 @@ async def saturate(url: str, keys: list[TileKey], clients: int, timeout_s: float
 def stages(world: World, refiner: str, sample: list[TileKey], step_s: float = 0.03) -> dict:
     """CPU ms per tile of each stage on ``sample`` (fresh pyramid, nothing cached; the
     encoder warmed on one tile first, as a running server is)."""
-    from runtime import wire
+    import runtime.tin.warmup  # noqa: F401  (registers the mesher's warm-up)
+    from runtime import jit, wire
     from runtime.tin import morph_grid, with_morph
     from streaming.cli.compose import open_world
     from streaming.session import tile_frame
@@ -127,6 +128,7 @@ def stages(world: World, refiner: str, sample: list[TileKey], step_s: float = 0.
     from viewer.renderer import chunk_layout, vertex_array
 
     pyr = open_world(world, 0, refiner)
+    jit.warm()  # as `serve` does at start
     root = TileKey(3, 0, 0)
     encode_fields(world, root, pyr.tiles([root])[0])  # one-time start (anchors, compiling, tables) not counted
     cpu = time.process_time

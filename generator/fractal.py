@@ -39,9 +39,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from generator import noise, shaping
+from generator import fractal_kernels, noise, shaping
 from generator.relief import RegionalRelief
 from generator.worldmetric import canonical_cols, cols_per_world, ew_scale, spacing_ns_m
+from runtime import jit
 from runtime.tiles import ANCHOR_LEVEL, World
 
 
@@ -299,7 +300,10 @@ class FractalRefiner:
         return plan
 
 class _NumpyOps:
-    """The array operations :func:`_refine_core` needs, on numpy (the exact reference)."""
+    """The array operations :func:`_refine_core` needs, on numpy (the exact reference;
+    compiled twins from ``generator.fractal_kernels`` where ``runtime.jit`` is on, same bits)."""
+
+    compiled = jit.ENABLED
 
     def array(self, a):
         return a
@@ -308,6 +312,8 @@ class _NumpyOps:
         return np.empty(shape, dtype=np.float32)
 
     def gauss(self, seed, level, stream, rows, cols):
+        if self.compiled and rows.ndim == 2 and cols.ndim == 2:
+            return fractal_kernels.gauss_grid(seed, level, stream, rows, cols)
         return noise.gauss(seed, level, stream, rows, cols)
 
     def gauss_pairs(self, key, rows, cols):
@@ -338,6 +344,8 @@ class _NumpyOps:
 
 class _TorchOps(_NumpyOps):
     """The same operations in torch on ``device`` (imported only when asked for)."""
+
+    compiled = False
 
     def __init__(self, device: str):
         import torch
@@ -408,35 +416,38 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     z = p[:, 0]
     zc = z[:, m : h - m, m : w - m]
     inv_ew = ops.array(plan["inv_ew"])
-    if cfg.roughness_measure == "curvature":  # second differences: roughness, not tilt
+    share = plan["shape"]
+    if ops.compiled and cfg.roughness_measure == "curvature":  # below, in one compiled pass (same bits)
+        r_h, r_v, r_c = _roughness_compiled(z, m, plan, cfg, share)
+    elif cfg.roughness_measure == "curvature":  # second differences: roughness, not tilt
         sns = z[:, m + 1 : h - m + 1, m : w - m] - zc * 2.0 + z[:, m - 1 : h - m - 1, m : w - m]
         sew = z[:, m : h - m, m + 1 : w - m + 1] - zc * 2.0 + z[:, m : h - m, m - 1 : w - m - 1]
         dns, dew = abs(sns), abs(sew)
     else:
         dns = abs(z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m])
         dew = abs(z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1])
-    dns = dns * float(plan["inv_ns"])
-    dew = dew * inv_ew
-    ratio = (dns + dew) * _f32(0.5 / cfg.relief_ratio)
-    if plan.get("region") is not None:
-        ratio = ratio * ops.array(plan["region_inv"])
-    top = plan["rough_max"]
-    lo, hi = _f32(cfg.roughness_min), _f32(top)
-    t = (ratio.clip(lo, hi) - lo) * _f32(_ROUGH_TABLE / (top - cfg.roughness_min))
-    i = ops.i64(ops.floor(t)).clip(0, _ROUGH_TABLE - 1)
-    frac = t - ops.f32(i)
-    table = ops.array(plan["rough_table"])
-    lo_v = table[i]
-    rough = lo_v + (table[i + 1] - lo_v) * frac  # clip(ratio)^roughness_exp
-    share = plan["shape"]
+    if not (ops.compiled and cfg.roughness_measure == "curvature"):
+        dns = dns * float(plan["inv_ns"])
+        dew = dew * inv_ew
+        ratio = (dns + dew) * _f32(0.5 / cfg.relief_ratio)
+        if plan.get("region") is not None:
+            ratio = ratio * ops.array(plan["region_inv"])
+        top = plan["rough_max"]
+        lo, hi = _f32(cfg.roughness_min), _f32(top)
+        t = (ratio.clip(lo, hi) - lo) * _f32(_ROUGH_TABLE / (top - cfg.roughness_min))
+        i = ops.i64(ops.floor(t)).clip(0, _ROUGH_TABLE - 1)
+        frac = t - ops.f32(i)
+        table = ops.array(plan["rough_table"])
+        lo_v = table[i]
+        rough = lo_v + (table[i + 1] - lo_v) * frac  # clip(ratio)^roughness_exp
+        if (cfg.floor_damp or cfg.crest_gain) and share > 0.0 and cfg.roughness_measure == "curvature":
+            rough = rough * shaping.curvature_factor(sns * float(plan["inv_ns"]) + sew * inv_ew, dns + dew,
+                                                     cfg.floor_damp * share, cfg.crest_gain * share)
+        r_h = (rough[:, :, :-1] + rough[:, :, 1:]) * 0.5
+        r_v = (rough[:, :-1, :] + rough[:, 1:, :]) * 0.5
+        r_c = (r_v[:, :, :-1] + r_v[:, :, 1:]) * 0.5
     dzx = z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1]
     dzy = z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m]
-    if (cfg.floor_damp or cfg.crest_gain) and share > 0.0 and cfg.roughness_measure == "curvature":
-        rough = rough * shaping.curvature_factor(sns * float(plan["inv_ns"]) + sew * inv_ew, dns + dew,
-                                                 cfg.floor_damp * share, cfg.crest_gain * share)
-    r_h = (rough[:, :, :-1] + rough[:, :, 1:]) * 0.5
-    r_v = (rough[:, :-1, :] + rough[:, 1:, :]) * 0.5
-    r_c = (r_v[:, :, :-1] + r_v[:, :, 1:]) * 0.5
 
     rows, cols = ops.array(plan["rows"]), ops.array(plan["cols"])
     ev_r, od_r, ev_c, od_c = rows[:, 0::2], rows[:, 1::2], cols[:, 0::2], cols[:, 1::2]
@@ -470,6 +481,10 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         lum_h = ops.gauss(seed, level, 1, ev_r, od_c)
         lum_v = ops.gauss(seed, level, 1, od_r, ev_c)
         lum_c = ops.gauss(seed, level, 1, od_r, od_c)
+        if ops.compiled:  # the expressions below in one compiled pass (the same bits)
+            fractal_kernels.colour_detail(out, hx, vy, cc, g_h, g_v, g_c, lum_h, lum_v, lum_c, plan["ar_h"],
+                                          np.float32(plan["ar_v"]), plan["ar_c"], np.float32(kh), np.float32(kl))
+            return ops.result(out)
         one = 1.0
         f_h = (g_h * kh + lum_h * kl) * ops.array(plan["ar_h"]) + one
         f_v = (g_v * kh + lum_v * kl) * float(plan["ar_v"]) + one
@@ -481,6 +496,28 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     return ops.result(out)
 
 
+def _roughness_compiled(z: np.ndarray, m: int, plan: dict, cfg: FractalConfig, share: float) -> tuple:
+    """r_h, r_v, r_c of :func:`_refine_core` (the curvature measure) through
+    ``fractal_kernels.roughness``: the same float32 expressions in the same order."""
+    b, h, w = z.shape
+    nr, nc = h - 2 * m, w - 2 * m
+    top = plan["rough_max"]
+    region = plan.get("region") is not None
+    curv = bool((cfg.floor_damp or cfg.crest_gain) and share > 0.0)
+    r_h = np.empty((b, nr, nc - 1), np.float32)
+    r_v = np.empty((b, nr - 1, nc), np.float32)
+    r_c = np.empty((b, nr - 1, nc - 1), np.float32)
+    fractal_kernels.roughness(
+        z, m, np.float32(plan["inv_ns"]), plan["inv_ew"], plan["region_inv"] if region else _NO_REGION, region,
+        plan["rough_table"], np.float32(cfg.roughness_min), np.float32(top),
+        np.float32(_ROUGH_TABLE / (top - cfg.roughness_min)), np.float32(0.5 / cfg.relief_ratio), curv,
+        np.float32(-(cfg.floor_damp * share)), np.float32(cfg.crest_gain * share), np.float32(1e-6), r_h, r_v, r_c)
+    return r_h, r_v, r_c
+
+
+_NO_REGION = np.ones((1, 1, 1), np.float32)
+
+
 def _ew_smooth_noise(ops, seed: int, level: int, rows, cols, n, scale):
     """(b, R, W) float32 unit noise, linear between lattice points about 1/ew columns apart.
 
@@ -488,6 +525,8 @@ def _ew_smooth_noise(ops, seed: int, level: int, rows, cols, n, scale):
     lattice cells around the globe per row and scale = n / period (float64). The lattice
     wraps with the column period, so the field is seamless across the date line.
     """
+    if ops.compiled:  # the same expression, fused (generator.fractal_kernels.ew_smooth)
+        return fractal_kernels.ew_smooth(seed, level, rows, cols, n, scale)
     x = ops.f64(cols[:, None, :]) * scale
     j0f = ops.floor(x)
     t = ops.f32(x - j0f)
@@ -508,6 +547,8 @@ def _ew_smooth_noise(ops, seed: int, level: int, rows, cols, n, scale):
 
 def _midpoints(x, axis: int, first: int, n: int):
     """The n cubic midpoints along ``axis`` between samples first+k and first+k+1, k < n."""
+    if jit.ENABLED and isinstance(x, np.ndarray) and x.ndim == 4 and axis in (2, 3) and x.dtype == np.float32:
+        return fractal_kernels.midpoints(x, axis, first, n)  # compiled, same bits
     def at(start):
         idx = [slice(None)] * x.ndim
         idx[axis] = slice(start, start + n)

@@ -22,7 +22,8 @@ import math
 
 import numpy as np
 
-from generator.jit import kernel
+from generator import fractal_kernels
+from runtime import jit
 from runtime.tiles import ANCHOR_LEVEL, World
 
 WINDOW = 3  # anchor samples each side of the relief window
@@ -72,21 +73,6 @@ def _window_factor(h: np.ndarray, H: int, W: int, n: int) -> np.ndarray:
     return out
 
 
-def _bilinear(grid: np.ndarray, fr: np.ndarray, fc: np.ndarray, out: np.ndarray) -> None:
-    """out (R, C) float32 = the (G, H) float64 ``grid`` read bilinearly at fractional rows fr (R,)
-    and cols fc (C,) (>= 0; a point on the last row / column reads the cell before it). The
-    operations and their order are those of the numpy expression this replaced (same bits)."""
-    for a in range(fr.size):
-        i = min(np.int64(np.floor(fr[a])), grid.shape[0] - 2)
-        tr = fr[a] - i
-        for b in range(fc.size):
-            j = min(np.int64(np.floor(fc[b])), grid.shape[1] - 2)
-            tc = fc[b] - j
-            top = grid[i, j] + (grid[i, j + 1] - grid[i, j]) * tc
-            bot = grid[i + 1, j] + (grid[i + 1, j + 1] - grid[i + 1, j]) * tc
-            out[a, b] = top + (bot - top) * tr
-
-
 def _window_factor_numpy(h: np.ndarray, H: int, W: int, n: int) -> np.ndarray:
     """:func:`_window_factor` in numpy, elementwise sums in the same order (the reference)."""
     acc = np.zeros((H, W))
@@ -103,23 +89,13 @@ def _window_factor_numpy(h: np.ndarray, H: int, W: int, n: int) -> np.ndarray:
     return np.array([factor_of_relief(x) for x in relief.ravel().tolist()], dtype=np.float64).reshape(H, W)
 
 
-def _bilinear_numpy(grid: np.ndarray, fr: np.ndarray, fc: np.ndarray, out: np.ndarray) -> None:
-    """:func:`_bilinear` in numpy (the reference)."""
-    i = np.minimum(np.floor(fr).astype(np.int64), grid.shape[0] - 2)
-    j = np.minimum(np.floor(fc).astype(np.int64), grid.shape[1] - 2)
-    tr, tc = (fr - i)[:, None], (fc - j)[None, :]
-    g00, g01 = grid[i][:, j], grid[i][:, j + 1]
-    g10, g11 = grid[i + 1][:, j], grid[i + 1][:, j + 1]
-    top = g00 + (g01 - g00) * tc
-    bot = g10 + (g11 - g10) * tc
-    out[...] = top + (bot - top) * tr
+# no numba (or WORLDSTREAM_NO_JIT=1): the numpy reference (the same bits, slower)
+_window_factor = jit.njit(_window_factor) if jit.ENABLED else _window_factor_numpy
 
 
-_window_factor_loop, _bilinear_loop = _window_factor, _bilinear  # the kernels' Python source
-if kernel is not None:
-    _window_factor, _bilinear = kernel(_window_factor), kernel(_bilinear)
-else:  # no numba: the numpy references (the same bits, slower)
-    _window_factor, _bilinear = _window_factor_numpy, _bilinear_numpy
+@jit.warmer
+def _warm() -> None:
+    _window_factor(np.zeros((8, 8)), 2, 2, 7)
 
 
 class RegionalRelief:
@@ -188,9 +164,20 @@ class RegionalRelief:
             c0, c1 = cols[b, 0] >> shift, (cols[b, -1] >> shift) + 1
             grid = self._grid(seed, int(r0), int(r1), int(c0), int(c1))
             scale = float(1 << shift)
+            if jit.ENABLED:  # the expression below, compiled (same bits)
+                fractal_kernels.relief_bilinear(grid, rows[b], int(r0 << shift), cols[b], int(c0 << shift),
+                                                scale, out[b])
+                continue
             fr = (rows[b] - (r0 << shift)) / scale  # in [0, r1 - r0]
             fc = (cols[b] - (c0 << shift)) / scale
-            _bilinear(grid, fr, fc, out[b])
+            i = np.minimum(np.floor(fr).astype(np.int64), grid.shape[0] - 2)
+            j = np.minimum(np.floor(fc).astype(np.int64), grid.shape[1] - 2)
+            tr, tc = (fr - i)[:, None], (fc - j)[None, :]
+            g00, g01 = grid[i][:, j], grid[i][:, j + 1]
+            g10, g11 = grid[i + 1][:, j], grid[i + 1][:, j + 1]
+            top = g00 + (g01 - g00) * tc
+            bot = g10 + (g11 - g10) * tc
+            out[b] = top + (bot - top) * tr
         return out
 
 

@@ -39,8 +39,9 @@ import math
 
 import numpy as np
 
-from generator import noise
+from generator import fractal_kernels, noise
 
+_OCTAGON, _NORM_EPS = 0.41421356, 1e-30  # _norm's octagon factor and floor
 _PROFILE_SCALE = float(np.float32(1.0 / np.sqrt(1.0 / 180.0)))
 """1 / std of d^2 for d uniform in [-1/2, 1/2] (E = 1/12, Var = 1/80 - 1/144 = 1/180)."""
 
@@ -126,6 +127,9 @@ def gully_field(ops, seed: int, level: int, rows, cols, gx, gy, ew_c, cfg, perio
     a profile with sharp crests and round troughs (spurs) or its mirror (gullies), so the
     field is not skewed. The cells' random numbers are hashed once per cell and gathered.
     """
+    if getattr(ops, "compiled", False):  # numpy with runtime.jit on: the same expression, compiled
+        return fractal_kernels.gully_field(seed, level, rows, cols, gx, gy, ew_c, cfg.gully_cell, cfg.gully_wavelength,
+                                           period, (_OCTAGON, _NORM_EPS, _PROFILE_SCALE, 1.0 / 12.0))
     S = int(cfg.gully_cell)
     f = _f32(1.0 / cfg.gully_wavelength)
     # unit contour direction (tx, ty) = (-gy, gx) / |g| in (east, south) metres, times the
@@ -184,7 +188,7 @@ def _norm(ops, gx, gy):
     length, by at most 8 %."""
     ax, ay = abs(gx), abs(gy)
     big = ops.where(ax > ay, ax, ay)
-    return big + (ax + ay - big) * _f32(0.41421356) + _f32(1e-30)
+    return big + (ax + ay - big) * _f32(_OCTAGON) + _f32(_NORM_EPS)
 
 
 def _inv_sqrt_half_one(a):

@@ -17,7 +17,7 @@ import functools
 import numpy as np
 
 from generator import noise
-from generator.jit import kernel
+from runtime import jit
 
 _M1, _M2 = np.uint64(noise._M1), np.uint64(noise._M2)
 _C1, _C2 = np.uint64(noise.LATTICE_I_SALT), np.uint64(noise.LATTICE_J_SALT)
@@ -113,9 +113,14 @@ def _accumulate(out, amp, x, y, key, ca, sa, off, wavelength, assign):
             out[n] += amp * val
 
 
-if kernel is not None:
-    _corner = kernel(_corner)
-    _accumulate = kernel(_accumulate)
+if jit.ENABLED:
+    _corner = jit.njit(_corner)
+    _accumulate = jit.njit(_accumulate)
+
+
+@jit.warmer
+def _warm() -> None:
+    value_noise(0, 0, np.zeros(2), np.zeros(2), 3.0)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -134,7 +139,7 @@ def _flat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
 def value_noise(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
     """Value noise in [-1, 1] at float64 points (x, y), same shape: the same bits as
     :func:`value_noise_numpy` (which runs where numba is not installed)."""
-    if kernel is None:
+    if not jit.ENABLED:
         return value_noise_numpy(seed, octave, x, y, wavelength)
     xf, yf, shape = _flat(x, y)
     out = np.empty(xf.size)
@@ -147,7 +152,7 @@ def fbm(seed: int, base: int, x: np.ndarray, y: np.ndarray, wavelength: float, o
         gain: float = 0.5) -> np.ndarray:
     """Sum of ``octaves`` octaves (base, base + 1, ...; wavelength halving, amplitude x gain)
     over their amplitudes: the same bits as :func:`fbm_numpy` (which runs without numba)."""
-    if kernel is None:
+    if not jit.ENABLED:
         return fbm_numpy(seed, base, x, y, wavelength, octaves, gain)
     xf, yf, shape = _flat(x, y)
     total = np.zeros(xf.size)

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import runtime.tin.kernels as kernels
+from runtime import jit
 from runtime.intstreams import ZLIB_LEVEL, _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag, get_field
 from runtime.tiles import T, TileKey, spacing_m
 from runtime.tin.diamonds import diamond_candidates, diamond_interiors
@@ -153,13 +155,19 @@ def _rtin_streams(present, ids, q, t, mode, whole_border, flipped=None, cands=No
     # All levels at once (the encoder knows the whole vertex set; the decoder walks them
     # coarse to fine): the steps' arrays concatenated in order.
     mid, pp, qq, a1, a2, on_border = _all_steps(t)
-    cand = present[a1] | present[a2]
-    split = present[mid]
-    flags = split[cand & ~on_border if forced else cand]
-    # Heights: every split midpoint; with fans also every border sample (from its
-    # neighbours along the edge, which are coarser border samples).
-    has_h = np.flatnonzero(split | on_border if fan else split)
-    res = [qgrid[_corner_ids(t)], qgrid[mid[has_h]] - ((qgrid[pp[has_h]] + qgrid[qq[has_h]]) >> 1)]
+    if jit.ENABLED:  # the same arrays in one compiled pass (runtime.tin.kernels)
+        flags, res = np.empty(len(mid), bool), np.empty(len(mid) + 4, np.int64)
+        nf, nr = kernels.rtin_stream_arrays(present, qgrid, _corner_ids(t), mid, pp, qq, a1, a2, on_border,
+                                            forced, fan, flags, res)
+        flags, res = flags[:nf], [res[:nr]]
+    else:
+        cand = present[a1] | present[a2]
+        split = present[mid]
+        flags = split[cand & ~on_border if forced else cand]
+        # Heights: every split midpoint; with fans also every border sample (from its
+        # neighbours along the edge, which are coarser border samples).
+        has_h = np.flatnonzero(split | on_border if fan else split)
+        res = [qgrid[_corner_ids(t)], qgrid[mid[has_h]] - ((qgrid[pp[has_h]] + qgrid[qq[has_h]]) >> 1)]
     if cands is None:
         cands = diamond_candidates(present, t)
     flips = np.zeros(len(cands), bool) if flipped is None else flipped[cands]

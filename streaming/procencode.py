@@ -47,8 +47,11 @@ _PREFIX = "worldstream-enc-"  # slot files: _PREFIX + owner pid + "-" + ...
 
 def _init(error_scale: float, ready, warm: bool) -> None:
     global _ENCODE
+    import runtime.tin.warmup  # noqa: F401  (registers the mesher's warm-up)
+    from runtime import jit
     from streaming.tileservice import mesh_encoder
 
+    jit.warm()
     _ENCODE = mesh_encoder(error_scale)
     if warm:
         _warm_up()

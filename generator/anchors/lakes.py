@@ -71,6 +71,7 @@ B_ROWS, B_COLS = -(-N_ROWS // BLOCK), -(-N_COLS // BLOCK)  # 113 x 225
 MIN_CELLS = 4
 SOUTH_LIMIT_DEG = -60.0  # no lakes south of it: MODIS's class 0 covers 105 k cells around the South Pole
 MIN_INTERIOR = 4  # interior cells a lake needs for a colour of its own
+_MAX_BOXES = 4096  # cell boxes Lakes.at_grid keeps (a few KB each at most)
 THIN_RATIO = 5.0  # a group whose bounding length is >= THIN_RATIO * sqrt(cells) is a river reach
 DEPRESSED_SHORE_M = -15.0  # a lake may lie below 0 m only if a quarter of its shore is below this
 
@@ -90,6 +91,7 @@ class Lakes:
         self.rgb = None if rgb8 is None else (np.asarray(rgb8, np.float32) / np.float32(255.0)).astype(np.float32)
         for a in (self.slot, self.blocks, self.surface_m) + (() if self.rgb is None else (self.rgb,)):
             a.setflags(write=False)
+        self._boxes: dict[tuple[int, int, int, int], np.ndarray] = {}  # at_grid's cell boxes (read-only)
 
     @classmethod
     def load(cls, path: Path = ASSETS / LAKES_FILE) -> "Lakes":
@@ -111,9 +113,13 @@ class Lakes:
     def ids(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Lake id (0: none) of 0.05 deg cells (i, j): i clipped to the globe, j wrapped; any shape."""
         shape = np.broadcast_shapes(np.shape(i), np.shape(j))
-        i = np.clip(np.broadcast_to(np.asarray(i, dtype=np.int64), shape), 0, N_ROWS - 1)
-        j = np.mod(np.broadcast_to(np.asarray(j, dtype=np.int64), shape), N_COLS)
+        # clipped and wrapped before broadcasting (the same values; np.clip on a broadcast view
+        # cost ~50 us a call, a quarter of a pyramid block's lake work)
+        i = np.broadcast_to(np.minimum(np.maximum(np.asarray(i, dtype=np.int64), 0), N_ROWS - 1), shape)
+        j = np.broadcast_to(np.mod(np.asarray(j, dtype=np.int64), N_COLS), shape)
         s = self.slot[i // BLOCK, j // BLOCK]
+        if (s >= 0).all():  # every cell in a block of lake data: one gather
+            return self.blocks[s, i % BLOCK, j % BLOCK]
         out = np.zeros(shape, dtype=np.uint16)
         has = s >= 0
         if has.any():
@@ -157,7 +163,7 @@ class Lakes:
         if ni * nj > 4 * i0.size * j0.size:
             la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
             return self.at(la, lo, with_ids)
-        box = self.ids(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])
+        box = self._box(ia, ja, ni, nj)
         if not box.any():
             shape = (i0.size, j0.size)
             none = (np.zeros(shape, np.float32), np.full(shape, np.nan, np.float32))
@@ -168,6 +174,19 @@ class Lakes:
         lake = np.maximum(np.maximum(a, b), np.maximum(c, d))
         surface = np.where(lake > 0, self.surface_m[lake], np.float32(np.nan)).astype(np.float32)
         return (frac, surface, lake) if with_ids else (frac, surface)
+
+    def _box(self, ia: int, ja: int, ni: int, nj: int) -> np.ndarray:
+        """:meth:`ids` of the (ni, nj) cells from (ia, ja), kept (a pyramid's neighbouring blocks
+        read the same few cells; the tables never change). Read-only (ni, nj) uint16."""
+        key = (ia, ja, ni, nj)
+        box = self._boxes.get(key)
+        if box is None:
+            if len(self._boxes) >= _MAX_BOXES:
+                self._boxes.clear()
+            box = self.ids(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])
+            box.setflags(write=False)
+            self._boxes[key] = box
+        return box
 
     def fraction_grid(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """The first array of :meth:`at_grid` (the lake fraction, (H, W) float32, bit-identical)
@@ -213,6 +232,8 @@ class Lakes:
         masks = lw.masks_grid(lat, lon) if masks is None else masks
         if read is None and not self.near(float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max())):
             return lw.clamp_grid(height_m, lat, lon, masks)
+        if read is not None and not (read[0] > 0).any():  # no lake fraction: bounds all infinite (below)
+            return lw.clamp_grid(height_m, lat, lon, masks)
         low, high, floor = self.bounds(lat, lon, grid=True, read=read)
         if not np.isfinite(low).any():  # no lake cell next to the grid
             return lw.clamp_grid(height_m, lat, lon, masks)
@@ -228,8 +249,10 @@ class Lakes:
         frac, _, ids = read
         if self.rgb is None:
             return rgb
-        new = ((rows[:, None] & 1) == 1) | ((cols[None, :] & 1) == 1)
-        paint = new & (frac >= np.float32(0.5))
+        wet = frac >= np.float32(0.5)
+        if not wet.any():  # nothing to paint (tested first: most blocks)
+            return rgb
+        paint = wet & (((rows[:, None] & 1) == 1) | ((cols[None, :] & 1) == 1))
         if not paint.any():
             return rgb
         return np.where(paint[None], np.moveaxis(self.rgb[ids], -1, 0), rgb).astype(np.float32)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import runtime.tin.kernels as kernels
+from runtime import jit
 from runtime.tin.hierarchy import HALF_CASES, hierarchy
 
 
@@ -41,9 +43,58 @@ def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float)
     n1 = t + 1
     n = n1 * n1
     hier = hierarchy(t)
-    flats = [np.ascontiguousarray(f, dtype=np.float64).ravel() for f in fields]
     dropped = np.zeros(n + 1, dtype=bool)
     flipped = np.zeros(n + 1, dtype=bool)
+    if jit.ENABLED:  # the measuring half below, compiled (runtime.tin.kernels; same bits)
+        ids, e_pq, e_aa, size = _measure_compiled(fields, present, hier, max_error_m)
+    else:
+        flats = [np.ascontiguousarray(f, dtype=np.float64).ravel() for f in fields]
+        ids, e_pq, e_aa, size = _measure(flats, present, hier, max_error_m)
+    ok_pq, ok_aa = e_pq <= max_error_m, e_aa <= max_error_m
+    sel = np.flatnonzero(ok_pq | ok_aa)
+    ids, size = ids[sel], size[sel]
+    aa = (ok_aa & (~ok_pq | (e_aa < e_pq)))[sel]
+    level = hier.diamond_level[ids]
+    covered = np.zeros(n + 1, dtype=bool)
+    pinned = np.zeros(n + 1, dtype=bool)
+    live = np.zeros(n + 1, dtype=bool)
+    for lev in hier.drop_order:
+        at = np.flatnonzero(level == lev)
+        if not len(at):
+            continue
+        m = ids[at]
+        free = np.flatnonzero(~(covered[m] | pinned[m]))
+        at, m = at[free], m[free]
+        kids = hier.diamond_kid.take(m, axis=0)
+        kp = present[kids]
+        with_kids = np.flatnonzero(kp.view(np.uint32).ravel() != 0)
+        if len(with_kids):
+            live[m] = True
+            k2, m2 = kids[with_kids], m[with_kids, None]
+            other = hier.diamond_a1[k2] + hier.diamond_a2[k2] - m2  # the midpoint's other apex
+            shared = (kp[with_kids] & live[other] & (other < m2)).any(axis=1)
+            live[m] = False
+            if shared.any():
+                keep = np.ones(len(m), dtype=bool)
+                keep[with_kids[shared]] = False
+                at, m, kids, kp = at[keep], m[keep], kids[keep], kp[keep]
+        dropped[m] = True
+        flipped[m[aa[at]]] = True
+        pinned[kids[kp]] = True
+        pinned[hier.diamond_corner.take(m, axis=0)] = True
+        _mark_interiors(covered, m, hier)  # their insides, centres included
+
+    present &= ~covered
+    # a diamond left with no edge midpoint and drawn on p-q is a plain unsplit RTIN diamond
+    d = np.flatnonzero(dropped[:-1] & ~flipped[:-1])
+    plain = present[hier.diamond_kid.take(d, axis=0)].view(np.uint32).ravel() == 0
+    dropped[d[plain]] = False
+    return dropped, flipped
+
+
+def _measure(flats: list, present: np.ndarray, hier, max_error_m: float) -> tuple[np.ndarray, ...]:
+    """The candidates of ``drop_diamonds`` that pass its error filters: grid ids (k,) ascending,
+    e_pq and e_aa (k,) float64 (inf for a drawing not allowed) and diamond sizes (k,)."""
     ids = np.flatnonzero(present[:-1] & hier.drop_ok[:-1])
     corner_h = [f[hier.diamond_corner.take(ids, axis=0)] for f in flats]  # C x (k, 4) counter-clockwise from p
     centre_h = [f[ids] for f in flats]
@@ -96,46 +147,20 @@ def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float)
         half_err[~want] = np.inf
         e_pq[big] = np.maximum(half_err[:, 1], half_err[:, 3])
         e_aa[big] = np.maximum(half_err[:, 0], half_err[:, 2])
-    ok_pq, ok_aa = e_pq <= max_error_m, e_aa <= max_error_m
-    sel = np.flatnonzero(ok_pq | ok_aa)
-    ids, size = ids[sel], size[sel]
-    aa = (ok_aa & (~ok_pq | (e_aa < e_pq)))[sel]
-    level = hier.diamond_level[ids]
-    covered = np.zeros(n + 1, dtype=bool)
-    pinned = np.zeros(n + 1, dtype=bool)
-    live = np.zeros(n + 1, dtype=bool)
-    for lev in hier.drop_order:
-        at = np.flatnonzero(level == lev)
-        if not len(at):
-            continue
-        m = ids[at]
-        free = np.flatnonzero(~(covered[m] | pinned[m]))
-        at, m = at[free], m[free]
-        kids = hier.diamond_kid.take(m, axis=0)
-        kp = present[kids]
-        with_kids = np.flatnonzero(kp.view(np.uint32).ravel() != 0)
-        if len(with_kids):
-            live[m] = True
-            k2, m2 = kids[with_kids], m[with_kids, None]
-            other = hier.diamond_a1[k2] + hier.diamond_a2[k2] - m2  # the midpoint's other apex
-            shared = (kp[with_kids] & live[other] & (other < m2)).any(axis=1)
-            live[m] = False
-            if shared.any():
-                keep = np.ones(len(m), dtype=bool)
-                keep[with_kids[shared]] = False
-                at, m, kids, kp = at[keep], m[keep], kids[keep], kp[keep]
-        dropped[m] = True
-        flipped[m[aa[at]]] = True
-        pinned[kids[kp]] = True
-        pinned[hier.diamond_corner.take(m, axis=0)] = True
-        _mark_interiors(covered, m, hier)  # their insides, centres included
+    return ids, e_pq, e_aa, size
 
-    present &= ~covered
-    # a diamond left with no edge midpoint and drawn on p-q is a plain unsplit RTIN diamond
-    d = np.flatnonzero(dropped[:-1] & ~flipped[:-1])
-    plain = present[hier.diamond_kid.take(d, axis=0)].view(np.uint32).ravel() == 0
-    dropped[d[plain]] = False
-    return dropped, flipped
+
+def _measure_compiled(fields: np.ndarray, present: np.ndarray, hier, max_error_m: float) -> tuple[np.ndarray, ...]:
+    """:func:`_measure` through ``runtime.tin.kernels.drop_candidates`` (the same bits)."""
+    flats = np.ascontiguousarray(fields, dtype=np.float64).reshape(fields.shape[0], -1)
+    n = flats.shape[1]
+    ids, e_pq, e_aa = np.empty(n, np.int64), np.empty(n), np.empty(n)
+    size = np.empty(n, hier.diamond_b.dtype)
+    off, w, v = hier.drop_table
+    k = kernels.drop_candidates(flats, present, hier.drop_ok, hier.diamond_corner, hier.diamond_b,
+                                hier.diamond_quarter, hier.diamond_kid, hier.diamond_inner, hier.drop_code,
+                                hier.diamond_base, off, w, v, float(max_error_m), ids, e_pq, e_aa, size)
+    return ids[:k], e_pq[:k], e_aa[:k], size[:k]
 
 
 def _norm(parts: list[np.ndarray]) -> np.ndarray:
@@ -151,6 +176,9 @@ def diamond_candidates(present: np.ndarray, t: int) -> np.ndarray:
     may draw specially: centre absent, both apexes present, interior. The wire sends
     one bit for each: drawn on the a1-a2 diagonal."""
     hier = hierarchy(t)
+    if jit.ENABLED:  # one compiled pass, the same ids
+        out = np.empty(len(present), np.int64)
+        return out[: kernels.diamond_candidates(present, hier.diamond_ok, hier.diamond_a1, hier.diamond_a2, out)]
     ids = np.flatnonzero(hier.diamond_ok[:-1] & ~present[:-1])
     return ids[present[hier.diamond_a1[ids]] & present[hier.diamond_a2[ids]]]
 

@@ -20,6 +20,8 @@ import functools
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+import runtime.tin.kernels as kernels
+from runtime import jit
 from runtime.tin.hierarchy import _border_lut, rtin_steps
 
 
@@ -67,6 +69,17 @@ def _plane_error(blocks: np.ndarray, b: int, verts: tuple) -> np.ndarray:
     return d.max(axis=0)
 
 
+def _plane_error_kernel(flat: np.ndarray, b: int, bi: np.ndarray, bj: np.ndarray, verts: tuple) -> np.ndarray:
+    """Max |sample - plane| of one triangle pattern in blocks (bi, bj) (k,) of a level of
+    b-blocks, compiled (``runtime.tin.kernels``): (k,) float64."""
+    i, j, w, v = _pattern(b, verts)
+    out = np.empty(len(bi))
+    n1 = int(round(np.sqrt(flat.size)))
+    kernels.plane_error_blocks(flat, n1, np.ascontiguousarray(bi, dtype=np.int64),
+                               np.ascontiguousarray(bj, dtype=np.int64), b, i, j, w, v[0], v[1], out)
+    return out
+
+
 FULL_LEVEL_FRACTION = 0.3
 """Measure every block of a level when at least this fraction needs it (measured faster)."""
 
@@ -81,7 +94,14 @@ def _masked_plane_error(
     Partial levels gather only the pattern's samples of the needed blocks through flat
     indices (copying whole blocks would cost more than the maths)."""
     k = int(need.sum())
-    if k >= FULL_LEVEL_FRACTION * need.size:
+    full = k >= FULL_LEVEL_FRACTION * need.size
+    if jit.ENABLED and (need.size if full else k) >= 2:  # numpy's dgemm path, compiled (same bits)
+        out = np.zeros(need.shape)
+        if k:
+            bi, bj = np.nonzero(need)
+            out[bi, bj] = _plane_error_kernel(flat, b, origin[0] + stride * bi, origin[1] + stride * bj, verts)
+        return out
+    if full:
         # Measure every block (cheaper than indexing), report only the needed ones: the
         # others may not even have this triangle (the diagonal alternates by parity).
         return np.where(need, _plane_error(bt, b, verts), 0.0)
@@ -137,6 +157,10 @@ def _fan_pattern(b: int, edge: tuple, apex: tuple) -> tuple[np.ndarray, ...]:
 def _fan_error(flat: np.ndarray, n1: int, base: np.ndarray, b: int, edge: tuple, apex: tuple) -> np.ndarray:
     """Max |sample - fan| of one border-triangle pattern in the blocks at flat ``base`` (k,)."""
     i, j, vr, vc, w = _fan_pattern(b, edge, apex)
+    if jit.ENABLED:  # the same sum, compiled (same bits)
+        out = np.empty(len(base))
+        kernels.fan_error_blocks(flat, n1, np.ascontiguousarray(base, dtype=np.int64), i, j, vr, vc, w, out)
+        return out
     d = flat[(i * n1 + j)[:, None] + base]  # (K, k)
     v = flat[(vr * n1 + vc)[:, :, None] + base]  # (3, K, k)
     d -= (w[:, :, None] * v).sum(axis=0)
@@ -215,7 +239,7 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
     while s < t:
         b = 2 * s
         nb = t // b
-        bt = sliding_window_view(h, (b + 1, b + 1))[::b, ::b].transpose(2, 3, 0, 1)  # (b+1, b+1, nb, nb)
+        bt = None  # (b+1, b+1, nb, nb) block views, made where numpy measures (below)
         # Descendants of edge midpoints: the four s-square centres at (+-s/2, +-s/2).
         if s > 1:
             cp = np.zeros((2 * nb + 2, 2 * nb))
@@ -264,31 +288,37 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
             centres = ce
             s = b
             continue
-        # Quarter triangles of each b-block: hypotenuse on a block edge, apex at its centre.
-        qn = _masked_plane_error(bt, flat, (he[:-1] <= thr) & inner_h[:-1], b, ((0, 0), (0, b), (s, s)))
-        qs = _masked_plane_error(bt, flat, (he[1:] <= thr) & inner_h[1:], b, ((b, b), (b, 0), (s, s)))
-        qw = _masked_plane_error(bt, flat, (ve[:, :-1] <= thr) & inner_v[:, :-1], b, ((b, 0), (0, 0), (s, s)))
-        qe = _masked_plane_error(bt, flat, (ve[:, 1:] <= thr) & inner_v[:, 1:], b, ((0, b), (b, b), (s, s)))
-        he[:-1] = np.maximum(he[:-1], qn)
-        he[1:] = np.maximum(he[1:], qs)
-        ve[:, :-1] = np.maximum(ve[:, :-1], qw)
-        ve[:, 1:] = np.maximum(ve[:, 1:], qe)
+        stage, ce = 0, None  # stages measured compiled: 0 none, 1 the quarters, 2 the halves too
+        if jit.ENABLED:  # the level's quarters and plain halves, compiled (same bits)
+            ce = np.empty((nb, nb))
+            stage = kernels.rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, FULL_LEVEL_FRACTION,
+                                       *_level_patterns(b), ce)
+        if stage < 1:
+            bt = sliding_window_view(h, (b + 1, b + 1))[::b, ::b].transpose(2, 3, 0, 1)
+            # Quarter triangles of each b-block: hypotenuse on a block edge, apex at its centre.
+            qn = _masked_plane_error(bt, flat, (he[:-1] <= thr) & inner_h[:-1], b, _quarters(b)[0])
+            qs = _masked_plane_error(bt, flat, (he[1:] <= thr) & inner_h[1:], b, _quarters(b)[1])
+            qw = _masked_plane_error(bt, flat, (ve[:, :-1] <= thr) & inner_v[:, :-1], b, _quarters(b)[2])
+            qe = _masked_plane_error(bt, flat, (ve[:, 1:] <= thr) & inner_v[:, 1:], b, _quarters(b)[3])
+            he[:-1] = np.maximum(he[:-1], qn)
+            he[1:] = np.maximum(he[1:], qs)
+            ve[:, :-1] = np.maximum(ve[:, :-1], qw)
+            ve[:, 1:] = np.maximum(ve[:, 1:], qe)
+            # Halves of each b-block along its diagonal, which alternates with block parity.
+            ce = np.maximum(np.maximum(he[:-1], he[1:]), np.maximum(ve[:, :-1], ve[:, 1:]))
         err[0::b, s::b] = he
         err[s::b, 0::b] = ve
-        # Halves of each b-block along its diagonal, which alternates with block parity.
-        ce = np.maximum(np.maximum(he[:-1], he[1:]), np.maximum(ve[:, :-1], ve[:, 1:]))
-        need = ce <= thr
+        need = ce <= thr  # after the halves (stage 2) the ring blocks' entries are still these
         plain = need & ~_ring(nb) if fan else need
         # Blocks of one parity are two strided sub-grids (views), so each diagonal is
         # measured only where it exists.
-        for origins, d1, d2 in (
-            (((0, 0), (1, 1)), ((0, 0), (b, b), (0, b)), ((b, b), (0, 0), (b, 0))),
-            (((0, 1), (1, 0)), ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))),
-        ):
+        for origins, d1, d2 in _halves(b) if stage < 2 else ():
             for oi, oj in origins:
                 sel = plain[oi::2, oj::2]
                 if not sel.any():
                     continue
+                if bt is None:
+                    bt = sliding_window_view(h, (b + 1, b + 1))[::b, ::b].transpose(2, 3, 0, 1)
                 sub = bt[:, :, oi::2, oj::2]
                 e = np.maximum(
                     _masked_plane_error(sub, flat, sel, b, d1, (oi, oj), 2),
@@ -319,6 +349,36 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
     return err
 
 
+def _quarters(b: int) -> tuple:
+    """A b-block's quarter triangles (hypotenuse on a block edge, apex at its centre): north,
+    south, west, east, as ``_pattern`` vertices."""
+    s = b // 2
+    return (((0, 0), (0, b), (s, s)), ((b, b), (b, 0), (s, s)), ((b, 0), (0, 0), (s, s)), ((0, b), (b, b), (s, s)))
+
+
+def _halves(b: int) -> tuple:
+    """(parity sub-grid origins, half 1, half 2) for the even then the odd blocks."""
+    return ((((0, 0), (1, 1)), ((0, 0), (b, b), (0, b)), ((b, b), (0, 0), (b, 0))),
+            (((0, 1), (1, 0)), ((0, b), (b, 0), (0, 0)), ((b, 0), (0, b), (b, b))))
+
+
+@functools.lru_cache(maxsize=16)
+def _level_patterns(b: int) -> tuple[np.ndarray, ...]:
+    """``_pattern`` of the quarters then the even and odd halves (8), packed for
+    ``kernels.rtin_level``: rows, cols (8, K) int64, weights (8, 3, K) float64 (zero padded),
+    counts (8,), vertex rows, cols (8, 3) int64."""
+    pats = [_pattern(b, v) for v in _quarters(b) + tuple(d for _, d1, d2 in _halves(b) for d in (d1, d2))]
+    kmax = max(len(p[0]) for p in pats)
+    pi, pj = np.zeros((8, kmax), np.int64), np.zeros((8, kmax), np.int64)
+    pw = np.zeros((8, 3, kmax))
+    for n, (i, j, w, _) in enumerate(pats):
+        pi[n, : len(i)], pj[n, : len(j)], pw[n, :, : len(i)] = i, j, w
+    pk = np.array([len(p[0]) for p in pats], np.int64)
+    vr = np.array([p[3][0] for p in pats], np.int64)
+    vc = np.array([p[3][1] for p in pats], np.int64)
+    return pi, pj, pw, pk, vr, vc
+
+
 @functools.lru_cache(maxsize=32)
 def _ring(nb: int) -> np.ndarray:
     """(nb, nb) bool, read-only: the blocks on the outer ring of an nb x nb block grid."""
@@ -345,6 +405,8 @@ def _corner_halves(b: int, t: int) -> np.ndarray:
 
 def _plane_error_at(flat: np.ndarray, n1: int, base: np.ndarray, b: int, verts: tuple) -> np.ndarray:
     """Max |sample - plane| of one triangle pattern in the blocks at flat ``base`` (k,)."""
+    if jit.ENABLED and len(base) >= 2:  # numpy's dgemm path, compiled (same bits)
+        return _plane_error_kernel(flat, b, base // (b * n1), (base % n1) // b, verts)
     i, j, w, v = _pattern(b, verts)
     corners = flat[(v[0] * n1 + v[1])[:, None] + base]  # (3, k)
     d = flat[(i * n1 + j)[:, None] + base]  # (K, k)

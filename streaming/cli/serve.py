@@ -11,6 +11,8 @@ from streaming.cli.compose import build_server
 
 
 def cmd_serve(args) -> int:
+    import runtime.tin.warmup  # noqa: F401  (registers the mesher's warm-up)
+    from runtime import jit
     from streaming.http import HttpConfig
     from streaming.server import serve_forever
     from streaming.tileservice import ServiceConfig
@@ -26,6 +28,7 @@ def cmd_serve(args) -> int:
                           gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20,
                           http=http, mesh_procs=args.mesh_procs, terrain_only=args.terrain_only,
                           features=args.features, probe=args.probe)
+    jit.warm()  # compiled kernels loaded (or compiled once per machine) before any request
     if args.accept_rate != server.config.accept_rate:
         server.set_accept_rate(args.accept_rate)
     asyncio.run(serve_forever(server, args.host, args.port, loop_nice=args.loop_nice))
