@@ -32,6 +32,7 @@ import numpy as np
 
 from runtime.geometry import WorldGeometry, geometry_for
 from runtime.tiles import T, TileKey, World, neighbour, skirt_depth_for
+from runtime.tin import kernels
 from runtime.tin.curvature import curved_positions
 from runtime.tin.simplify import simplify_grid
 
@@ -124,17 +125,11 @@ def edge_indices(grid_rc: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals ``(n, 3) float32`` of a mesh (float64 positions)."""
-    pos = np.asarray(positions)
-    i0, i1, i2 = faces[:, 0], faces[:, 1], faces[:, 2]
-    a = [pos[i1, k] - pos[i0, k] for k in range(3)]  # per component: no (m, 3, 3) gathers
-    b = [pos[i2, k] - pos[i0, k] for k in range(3)]
-    fn = (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])  # np.cross; 2 * area
-    n = len(positions)
-    flat = faces.reshape(-1)
-    out = np.stack([np.bincount(flat, np.repeat(fn[i], 3), minlength=n) for i in range(3)], 1)
-    norm = np.linalg.norm(out, axis=1, keepdims=True)
-    return (out / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+    """Area-weighted unit vertex normals ``(n, 3) float32`` of a mesh (float64 positions):
+    the sum of the cross products of each vertex's faces, normalised (compiled,
+    ``runtime.tin.kernels``)."""
+    pos = np.ascontiguousarray(positions, np.float64)
+    return kernels.unit_rows_f32(kernels.face_normal_sums(pos, np.ascontiguousarray(faces, np.int64)))
 
 
 def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_m: np.ndarray) -> np.ndarray:

@@ -1,0 +1,224 @@
+"""Compiled loops for the client's per-tile work (numba, ``cache=True``; issue 15).
+
+Each kernel is one pass over a tile's vertices or faces that numpy did as 10-30 passes
+over (n, 3) temporaries (an earth tile: ~21k vertices, ~42k faces). Each gives the bits
+of the numpy expression it replaces (same float64 / float32 operations in the same
+order; numba leaves floating point strict without ``fastmath``), so placement, morph
+targets and upload buffers do not move; the tests compare them with the numpy forms.
+
+``warm()`` compiles (or loads from numba's on-disk cache) every kernel for the dtypes
+the callers pass; the viewer calls it at start so no tile pays for it. Callers coerce
+their arrays to those dtypes (float64 positions, int64 indices).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_EPS = 1e-9  # grid units: ``runtime.tin.raster``'s tolerance
+
+
+@numba.njit(cache=True, nogil=True)
+def face_normal_sums(pos: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(n, 3) float64 sum of the area-weighted normals (cross products, 2 x area) of the
+    faces around each vertex, faces in order: ``np.bincount``'s additions.
+    pos: (n, 3) float64; faces: (m, 3) int64."""
+    n = pos.shape[0]
+    out = np.zeros((n, 3))
+    for f in range(faces.shape[0]):
+        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+        a0, a1, a2 = pos[i1, 0] - pos[i0, 0], pos[i1, 1] - pos[i0, 1], pos[i1, 2] - pos[i0, 2]
+        b0, b1, b2 = pos[i2, 0] - pos[i0, 0], pos[i2, 1] - pos[i0, 1], pos[i2, 2] - pos[i0, 2]
+        n0 = a1 * b2 - a2 * b1
+        n1 = a2 * b0 - a0 * b2
+        n2 = a0 * b1 - a1 * b0
+        for v in (i0, i1, i2):
+            out[v, 0] += n0
+            out[v, 1] += n1
+            out[v, 2] += n2
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def unit_rows_f32(v: np.ndarray) -> np.ndarray:
+    """(n, 3) float64 -> (n, 3) float32 rows divided by their length (rows of length 0
+    left as they are): ``(v / np.where(norm > 0, norm, 1)).astype(float32)`` with
+    ``np.linalg.norm(v, axis=1)``'s sum order (x^2 + (y^2 + z^2))."""
+    out = np.empty(v.shape, np.float32)
+    for i in range(v.shape[0]):
+        x, y, z = v[i, 0], v[i, 1], v[i, 2]
+        nrm = math.sqrt(x * x + (y * y + z * z))
+        d = nrm if nrm > 0.0 else 1.0
+        out[i, 0] = x / d
+        out[i, 1] = y / d
+        out[i, 2] = z / d
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def raster_window(r: np.ndarray, c: np.ndarray, hm: np.ndarray, faces: np.ndarray,
+                  r_a: int, r_b: int, c_a: int, c_b: int, t: int) -> np.ndarray:
+    """``runtime.tin.raster.tin_window``'s spans, triangle by triangle: (rows, cols)
+    float64 of the window (NaN where no triangle fills a node). r, c, hm: (n,) float64
+    vertex rows, columns, heights; faces: (m, 3) int64."""
+    w = c_b - c_a + 1
+    out = np.full((r_b - r_a + 1) * w, np.nan)
+    clip_cols = c_a > 0 or c_b < t
+    for f in range(faces.shape[0]):
+        v0, v1, v2 = faces[f, 0], faces[f, 1], faces[f, 2]
+        # top, middle, bottom by row: the stable sorting network (0, 1), (1, 2), (0, 1)
+        if r[v1] < r[v0]:
+            v0, v1 = v1, v0
+        if r[v2] < r[v1]:
+            v1, v2 = v2, v1
+        if r[v1] < r[v0]:
+            v0, v1 = v1, v0
+        ar, br, cr = r[v0], r[v1], r[v2]
+        ac, bc, cc = c[v0], c[v1], c[v2]
+        r_lo = max(int(math.ceil(ar - _EPS)), r_a)
+        r_hi = t if cr >= t - _EPS else int(math.ceil(cr - _EPS)) - 1
+        r_hi = min(r_hi, r_b)
+        det = (br - ar) * (cc - ac) - (cr - ar) * (bc - ac)
+        if r_hi < r_lo or det == 0.0:
+            continue
+        if clip_cols and (max(max(ac, bc), cc) < c_a - _EPS or min(min(ac, bc), cc) > c_b + _EPS):
+            continue
+        ha, hb, hc = hm[v0], hm[v1], hm[v2]
+        dh0, dh1 = hb - ha, hc - ha
+        g_row = (dh0 * (cc - ac) - dh1 * (bc - ac)) / det
+        g_col = ((br - ar) * dh1 - (cr - ar) * dh0) / det
+        h00 = ha - g_row * ar - g_col * ac
+        s_ac = (cc - ac) / (cr - ar)
+        s_ab = (bc - ac) / (br - ar) if br > ar else 0.0
+        s_bc = (cc - bc) / (cr - br) if cr > br else 0.0
+        for row in range(r_lo, r_hi + 1):
+            rowf = float(row)
+            long_c = ac + (rowf - ar) * s_ac
+            if rowf <= br:
+                short_c = ac + (rowf - ar) * s_ab if br > ar else bc
+            else:
+                short_c = bc + (rowf - br) * s_bc
+            lo, hi = min(long_c, short_c), max(long_c, short_c)
+            c0 = max(int(math.ceil(lo - _EPS)), c_a)
+            c1 = t if hi >= t - _EPS else int(math.ceil(hi - _EPS)) - 1
+            c1 = min(c1, c_b)
+            if c1 < c0:
+                continue
+            base = h00 + g_row * rowf + g_col * c0
+            first = (row - r_a) * w + (c0 - c_a)
+            for k in range(c1 - c0 + 1):
+                out[first + k] = base + g_col * k
+    return out.reshape(r_b - r_a + 1, w)
+
+
+@numba.njit(cache=True, nogil=True)
+def _spread(v: np.ndarray) -> np.ndarray:
+    for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F),
+                        (2, 0x3333333333333333), (1, 0x5555555555555555)):
+        v = (v | (v << shift)) & mask
+    return v
+
+
+@numba.njit(cache=True, nogil=True)
+def block_z_order(rc: np.ndarray, faces: np.ndarray, chunks: int, zscale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(order (m,) uint32, starts (chunks^2 + 1,) int64): the faces grouped by the block
+    of ``chunks`` x ``chunks`` their centroid lies in, within a block in Z order of
+    floor(centroid * zscale), ties in face order (``np.lexsort((z, block))``'s result, by
+    a stable two-pass radix sort of the 26-bit keys). rc: (n, 2) float64 tile grid
+    [row, col] in [0, 256]; faces: (m, 3) uint32."""
+    m = faces.shape[0]
+    keys = np.empty(m, np.int64)
+    for f in range(m):
+        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+        fr = (rc[i0, 0] + rc[i1, 0] + rc[i2, 0]) / 3.0
+        fc = (rc[i0, 1] + rc[i1, 1] + rc[i2, 1]) / 3.0
+        br = min(max(int(fr / 256.0 * chunks), 0), chunks - 1)
+        bc = min(max(int(fc / 256.0 * chunks), 0), chunks - 1)
+        zi = min(max(int(math.floor(fr * zscale)), 0), 2047)  # 256 * 6 < 2^11
+        zj = min(max(int(math.floor(fc * zscale)), 0), 2047)
+        z = _spread(np.int64(zi)) | (_spread(np.int64(zj)) << 1)
+        keys[f] = ((br * chunks + bc) << 22) | z
+    bits = 13  # two passes cover 26 bits: block (up to 4 bits) above the 22-bit Z code
+    size = 1 << bits
+    order = np.arange(m).astype(np.uint32)
+    tmp = np.empty(m, np.uint32)
+    for shift in (0, bits):
+        count = np.zeros(size + 1, np.int64)
+        for f in range(m):
+            count[((keys[order[f]] >> shift) & (size - 1)) + 1] += 1
+        for i in range(size):
+            count[i + 1] += count[i]
+        for f in range(m):
+            d = (keys[order[f]] >> shift) & (size - 1)
+            tmp[count[d]] = order[f]
+            count[d] += 1
+        order, tmp = tmp, order
+    starts = np.zeros(chunks * chunks + 1, np.int64)
+    for f in range(m):
+        starts[(keys[f] >> 22) + 1] += 1
+    for b in range(chunks * chunks):
+        starts[b + 1] += starts[b]
+    return order, starts
+
+
+@numba.njit(cache=True, nogil=True)
+def block_boxes(pos: np.ndarray, up: np.ndarray, h: np.ndarray, dh: np.ndarray, faces: np.ndarray,
+                order: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(faces[order] (m, 3) uint32, lo, hi (B, 3) float32): the faces sorted by block
+    (``block_z_order``; ``starts`` (B + 1,) their triangle offsets) and each block's box
+    (empty blocks: zeros) over every position a vertex can take: its own, geomorphed
+    (pos + up dh) and lifted to sea level, float32 as ``viewer.renderer.chunk_layout``.
+    pos, up: (n, 3) float32; h, dh: (n,) float32; faces: (m, 3) uint32; order: (m,) uint32."""
+    n = pos.shape[0]
+    vlo = np.empty((n, 3), np.float32)
+    vhi = np.empty((n, 3), np.float32)
+    zero = np.float32(0.0)
+    for i in range(n):
+        lift = max(-h[i], zero)
+        both = dh[i] + max(-(h[i] + dh[i]), zero)
+        for k in range(3):
+            p = pos[i, k]
+            a = p + up[i, k] * dh[i]
+            b = p + up[i, k] * lift
+            c = p + up[i, k] * both
+            vlo[i, k] = min(min(min(p, a), b), c)
+            vhi[i, k] = max(max(max(p, a), b), c)
+    m = order.shape[0]
+    out = np.empty((m, 3), np.uint32)
+    for f in range(m):
+        for j in range(3):
+            out[f, j] = faces[order[f], j]
+    nb = starts.shape[0] - 1
+    lo = np.zeros((nb, 3), np.float32)
+    hi = np.zeros((nb, 3), np.float32)
+    for b in range(nb):
+        if starts[b + 1] <= starts[b]:
+            continue
+        for k in range(3):
+            v = out[starts[b], 0]
+            lo[b, k] = vlo[v, k]
+            hi[b, k] = vhi[v, k]
+        for f in range(starts[b], starts[b + 1]):
+            for j in range(3):
+                v = out[f, j]
+                for k in range(3):
+                    lo[b, k] = min(lo[b, k], vlo[v, k])
+                    hi[b, k] = max(hi[b, k], vhi[v, k])
+    return out, lo, hi
+
+
+def warm() -> None:
+    """Compile or load every kernel for the callers' dtypes (a one-triangle tile)."""
+    pos = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    faces = np.array([[0, 1, 2]], np.int64)
+    unit_rows_f32(face_normal_sums(pos, faces))
+    rc = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    raster_window(rc[:, 0].copy(), rc[:, 1].copy(), pos[:, 0].copy(), faces, 0, 1, 0, 1, 1)
+    f32 = faces.astype(np.uint32)
+    order, starts = block_z_order(rc, f32, 4, 6.0)
+    p32 = pos.astype(np.float32)
+    h32 = np.zeros(3, np.float32)
+    block_boxes(p32, p32, h32, h32, f32, order, starts)
