@@ -39,6 +39,7 @@ import numpy as np
 
 from runtime.intstreams import ZLIB_LEVEL, _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag, get_field
 from runtime.tiles import T, TileKey, spacing_m
+from runtime.tin import kernels
 from runtime.tin.diamonds import diamond_candidates, diamond_interiors
 from runtime.tin.faces import fan_face_count, first_use_order, mesh_vertices, number_vertices, tin_faces
 from runtime.tin.hierarchy import hierarchy, rtin_steps
@@ -174,6 +175,18 @@ def _rtin_streams(present, ids, q, t, mode, whole_border, flipped=None, cands=No
     }
 
 
+@functools.lru_cache(maxsize=4)
+def _splittable_steps(t: int) -> tuple[np.ndarray, ...]:
+    """(mid, p, q, a1, a2, border) of ``rtin_steps(t)[:-1]`` (the steps with midpoints to
+    split) concatenated in order, for ``kernels.rtin_decode``; read-only."""
+    steps = rtin_steps(t)[:-1]
+    out = tuple(np.ascontiguousarray(np.concatenate([getattr(st, f) for st in steps]))
+                for f in ("mid", "p", "q", "a1", "a2", "border"))
+    for v in out:
+        v.setflags(write=False)
+    return out
+
+
 def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n1 = t + 1
     mode = _get(p, "border", str)
@@ -197,24 +210,12 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
     corners = _corner_ids(t)
     present[corners] = True
     qgrid[corners] = res[:4]
-    nb, nr = 0, 4
-    for st in rtin_steps(t)[:-1]:
-        cand = present[st.a1] | present[st.a2]
-        coded = cand & ~st.border if forced else cand
-        k = int(coded.sum())
-        if nb + k > nbits:
-            raise ValueError(f"splits ended early: the mesh needs more than the {nbits} bits sent")
-        present[st.mid[coded]] = flags[nb : nb + k]
-        nb += k
-        if forced:
-            present[st.mid[cand & st.border]] = True
-        has_h = present[st.mid] | st.border if fan else present[st.mid]
-        j = int(has_h.sum())
-        if nr + j > n:
-            raise ValueError(f"the splits imply more than the {n} vertices announced")
-        mids, a, b = st.mid[has_h], st.p[has_h], st.q[has_h]
-        qgrid[mids] = ((qgrid[a] + qgrid[b]) >> 1) + res[nr : nr + j]
-        nr += j
+    status, nb, nr = kernels.rtin_decode(flags, np.ascontiguousarray(res, np.int64), present, qgrid,
+                                         *_splittable_steps(t), forced, fan)
+    if status == 1:
+        raise ValueError(f"splits ended early: the mesh needs more than the {nbits} bits sent")
+    if status == 2:
+        raise ValueError(f"the splits imply more than the {n} vertices announced")
     if nb != nbits or nr != n:
         raise ValueError(f"splits/heights do not match: used {nb}/{nbits} bits, {nr}/{n} vertices")
     flipped = None
@@ -228,8 +229,13 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
             raise ValueError(f"flips must hold {nflip} bits ({(nflip + 7) // 8} bytes), got {len(raw)} bytes")
         flipped = np.zeros(n1 * n1 + 1, dtype=bool)
         flipped[cands] = np.unpackbits(np.frombuffer(raw, np.uint8), count=nflip).astype(bool)
+        # the dropped diamonds (``dropped_diamonds``, from the candidates already found)
+        kp = present[hierarchy(t).diamond_kid[cands]].any(axis=1)
+        dropped = np.zeros(n1 * n1 + 1, dtype=bool)
+        dropped[cands[flipped[cands] | kp]] = True
     mode = "fan" if fan else "graded"
-    grid_rc, faces = number_vertices(tin_faces(present, t, mode, flipped), n1, mesh_vertices(present, t, mode))
+    faces = tin_faces(present, t, mode, flipped, None if flipped is None else dropped)
+    grid_rc, faces = number_vertices(faces, n1, mesh_vertices(present, t, mode))
     if len(grid_rc) != n or len(faces) != m:
         raise ValueError(f"decoded {len(grid_rc)} vertices / {len(faces)} faces, payload says {n} / {m}")
     q = qgrid[grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]]

@@ -210,6 +210,41 @@ def block_boxes(pos: np.ndarray, up: np.ndarray, h: np.ndarray, dh: np.ndarray, 
     return out, lo, hi
 
 
+@numba.njit(cache=True, nogil=True)
+def rtin_decode(flags: np.ndarray, res: np.ndarray, present: np.ndarray, qgrid: np.ndarray, mid: np.ndarray,
+                p: np.ndarray, q: np.ndarray, a1: np.ndarray, a2: np.ndarray, border: np.ndarray,
+                forced: bool, fan: bool) -> tuple[int, int, int]:
+    """The wire's RTIN vertex set and quantised heights from its split bits, midpoint by
+    midpoint in ``rtin_steps`` order (coarse to fine; the splittable steps' arrays
+    concatenated): a midpoint with a present apex is a candidate, it takes the next split
+    bit (border midpoints are split without one when ``forced``), and each vertex (``fan``:
+    each border midpoint too) gets its height as the mean of its hypotenuse's ends plus
+    the next residual. ``runtime.wire``'s step-by-step numpy form, in the same order.
+
+    flags: (nbits,) bool; res: (n,) int64 residuals, the 4 corners' first; present:
+    ((t+1)^2 + 1,) bool and qgrid (same,) int64, corners set, written in place; mid, p, q,
+    a1, a2: (k,) int32 grid ids (-1: none, the sentinel entry); border: (k,) bool.
+    Returns (status, bits used, residuals used): status 0, or 1 when the bits end early,
+    2 when the splits imply more vertices than ``res`` holds."""
+    nb, nr = 0, 4
+    for i in range(mid.shape[0]):
+        m = mid[i]
+        if present[a1[i]] or present[a2[i]]:
+            if forced and border[i]:
+                present[m] = True
+            else:
+                if nb >= flags.shape[0]:
+                    return 1, nb, nr
+                present[m] = flags[nb]
+                nb += 1
+        if present[m] or (fan and border[i]):
+            if nr >= res.shape[0]:
+                return 2, nb, nr
+            qgrid[m] = ((qgrid[p[i]] + qgrid[q[i]]) >> 1) + res[nr]
+            nr += 1
+    return 0, nb, nr
+
+
 def warm() -> None:
     """Compile or load every kernel for the callers' dtypes (a one-triangle tile)."""
     pos = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -222,3 +257,6 @@ def warm() -> None:
     p32 = pos.astype(np.float32)
     h32 = np.zeros(3, np.float32)
     block_boxes(p32, p32, h32, h32, f32, order, starts)
+    ids = np.zeros(1, np.int32)
+    rtin_decode(np.zeros(1, np.bool_), np.zeros(5, np.int64), np.zeros(5, np.bool_), np.zeros(5, np.int64), ids,
+                ids, ids, ids, ids, np.zeros(1, np.bool_), False, True)
