@@ -235,15 +235,13 @@ def visible_ranges(planes: np.ndarray, rel_center: np.ndarray, starts: np.ndarra
 def vertex_array(surface: Surface) -> np.ndarray:
     """(n, 16) float32 interleaved vertex data in VERTEX_FORMAT order."""
     n = len(surface.vertices)
-    out = np.empty((n, 16), np.float32)
-    out[:, 0:3] = surface.vertices
-    out[:, 3:6] = surface.normals
-    out[:, 6:8] = surface.uv
-    out[:, 8] = surface.height_m if surface.height_m is not None else 0.0
-    out[:, 9:12] = surface.up if surface.up is not None else np.float32([0, 0, 1])
-    out[:, 12] = surface.morph_dh_m if surface.morph_dh_m is not None else 0.0
-    out[:, 13:16] = surface.morph_normals if surface.morph_normals is not None else surface.normals
-    return out
+    c32 = lambda a: np.ascontiguousarray(a, np.float32)  # noqa: E731
+    h = surface.height_m if surface.height_m is not None else np.zeros(n, np.float32)
+    up = surface.up if surface.up is not None else np.tile(np.float32([0, 0, 1]), (n, 1))
+    dh = surface.morph_dh_m if surface.morph_dh_m is not None else np.zeros(n, np.float32)
+    pn = surface.morph_normals if surface.morph_normals is not None else surface.normals
+    return kernels.vertex_rows(c32(surface.vertices), c32(surface.normals), c32(surface.uv), c32(h), c32(up), c32(dh),
+                               c32(pn))
 
 
 def tile_gpu_bytes(surface: Surface, image: np.ndarray | None, nir: np.ndarray | None = None,

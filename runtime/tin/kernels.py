@@ -18,6 +18,8 @@ import math
 import numba
 import numpy as np
 
+from runtime.geometry import WGS84_E2
+
 _EPS = 1e-9  # grid units: ``runtime.tin.raster``'s tolerance
 
 
@@ -245,6 +247,129 @@ def rtin_decode(flags: np.ndarray, res: np.ndarray, present: np.ndarray, qgrid: 
     return 0, nb, nr
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lattice_point(rt: np.ndarray, ct: np.ndarray, i: int, j: int, h: float, earth: bool) -> tuple:
+    """One lattice point from ``WorldGeometry.lattice_tables`` (row i, column j, height h):
+    ``geodetic_to_ecef``'s operations (earth) or (x, y, h) (plane)."""
+    if not earth:
+        return ct[j, 0], rt[i, 0], h
+    n = rt[i, 0]
+    ncl = (n + h) * rt[i, 1]
+    return ncl * ct[j, 0], ncl * ct[j, 1], (n * (1.0 - WGS84_E2) + h) * rt[i, 2]
+
+
+@numba.njit(cache=True, nogil=True)
+def lattice_points(rt: np.ndarray, ct: np.ndarray, ki: np.ndarray, kj: np.ndarray, h: np.ndarray,
+                   earth: bool) -> np.ndarray:
+    """(n, 3) float64 world positions of lattice rows ``ki`` / columns ``kj`` ((n,) int64,
+    indices into the tables) at heights ``h`` ((n,) float64): ``WorldGeometry.lattice_to_world``."""
+    out = np.empty((ki.shape[0], 3))
+    for v in range(ki.shape[0]):
+        x, y, z = _lattice_point(rt, ct, ki[v], kj[v], h[v], earth)
+        out[v, 0], out[v, 1], out[v, 2] = x, y, z
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def morph_normals(half: np.ndarray, hi0: int, hj0: int, rt: np.ndarray, ct: np.ndarray, ki: np.ndarray,
+                  kj: np.ndarray, earth: bool) -> np.ndarray:
+    """(n, 3) float64 unit normals of a surface at half-sample lattice points (ki, kj)
+    ((n,) int64 half-sample indices, at least 1 inside ``half``'s lattice): the cross
+    product of the central differences along rows and columns, each point placed at the
+    height ``half[k - hi0, l - hj0]`` (``with_morph``'s parent-surface normals). rt, ct:
+    ``lattice_tables`` from row ki.min() - 1 and column kj.min() - 1 on."""
+    out = np.empty((ki.shape[0], 3))
+    i0, j0 = ki.min() - 1, kj.min() - 1
+    for v in range(ki.shape[0]):
+        i, j = ki[v], kj[v]
+        w0, w1, w2 = _lattice_point(rt, ct, i - i0, j - 1 - j0, half[i - hi0, j - 1 - hj0], earth)
+        e0, e1, e2 = _lattice_point(rt, ct, i - i0, j + 1 - j0, half[i - hi0, j + 1 - hj0], earth)
+        n0, n1, n2 = _lattice_point(rt, ct, i - 1 - i0, j - j0, half[i - 1 - hi0, j - hj0], earth)
+        s0, s1, s2 = _lattice_point(rt, ct, i + 1 - i0, j - j0, half[i + 1 - hi0, j - hj0], earth)
+        c0, c1, c2 = e0 - w0, e1 - w1, e2 - w2  # along the columns (east)
+        r0, r1, r2 = s0 - n0, s1 - n1, s2 - n2  # along the rows (south)
+        x = r1 * c2 - r2 * c1  # np.cross(along_r, along_c): south x east = up
+        y = r2 * c0 - r0 * c2
+        z = r0 * c1 - r1 * c0
+        d = max(math.sqrt(x * x + (y * y + z * z)), 1e-12)
+        out[v, 0], out[v, 1], out[v, 2] = x / d, y / d, z / d
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def inward_normals(rc: np.ndarray, faces: np.ndarray, own: np.ndarray, t: int) -> np.ndarray:
+    """``runtime.tin.placement.inward_normals`` (see there), face by face: (n, 3) float32.
+    Each border vertex (corners aside) takes the first face, in face order, holding the
+    sample one step inward of it; its half of the joined normal is the own normals of
+    that face's vertices off the border weighted by the sample's barycentric weights
+    (all three where those weights are ~0); no face found: its own normal.
+    rc: (n, 2) int32 [row, col]; faces: (m, 3) int64; own: (n, 3) float32."""
+    n = rc.shape[0]
+    on = np.zeros(n, np.bool_)
+    edge = np.zeros(n, np.bool_)
+    out = np.zeros((n, 3), np.float32)
+    for v in range(n):
+        r_end = rc[v, 0] == 0 or rc[v, 0] == t
+        c_end = rc[v, 1] == 0 or rc[v, 1] == t
+        on[v] = r_end or c_end
+        edge[v] = on[v] and not (r_end and c_end)
+        if edge[v]:
+            out[v] = own[v]
+    done = np.zeros(n, np.bool_)
+    w = np.empty(3)
+    for f in range(faces.shape[0]):
+        f0, f1, f2 = faces[f, 0], faces[f, 1], faces[f, 2]
+        if not (edge[f0] or edge[f1] or edge[f2]):
+            continue
+        r0, c0 = float(rc[f0, 0]), float(rc[f0, 1])
+        r1, c1 = float(rc[f1, 0]), float(rc[f1, 1])
+        r2, c2 = float(rc[f2, 0]), float(rc[f2, 1])
+        det = (r1 - r0) * (c2 - c0) - (r2 - r0) * (c1 - c0)
+        if det == 0.0:
+            continue
+        for slot in range(3):
+            v = faces[f, slot]
+            if not edge[v] or done[v]:
+                continue
+            q0, q1 = float(rc[v, 0]), float(rc[v, 1])
+            q0 += (1.0 if q0 == 0 else 0.0) - (1.0 if q0 == t else 0.0)
+            q1 += (1.0 if q1 == 0 else 0.0) - (1.0 if q1 == t else 0.0)
+            w[1] = ((q0 - r0) * (c2 - c0) - (r2 - r0) * (q1 - c0)) / det
+            w[2] = ((r1 - r0) * (q1 - c0) - (q0 - r0) * (c1 - c0)) / det
+            w[0] = 1.0 - w[1] - w[2]
+            if w[0] < -1e-9 or w[1] < -1e-9 or w[2] < -1e-9:
+                continue
+            done[v] = True
+            off0 = w[0] * (0.0 if on[f0] else 1.0)
+            off1 = w[1] * (0.0 if on[f1] else 1.0)
+            off2 = w[2] * (0.0 if on[f2] else 1.0)
+            if off0 + (off1 + off2) < 1e-6:  # the face's vertices all on the border
+                off0, off1, off2 = w[0], w[1], w[2]
+            for k in range(3):
+                out[v, k] = (off0 * float(own[f0, k]) + off1 * float(own[f1, k])) + off2 * float(own[f2, k])
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def vertex_rows(pos: np.ndarray, nrm: np.ndarray, uv: np.ndarray, h: np.ndarray, up: np.ndarray, dh: np.ndarray,
+                pn: np.ndarray) -> np.ndarray:
+    """(n, 16) float32 interleaved vertex rows: position (3), normal (3), uv (2), height,
+    up (3), morph dh, morph normal (3); every input float32, (n, k) or (n,)."""
+    n = pos.shape[0]
+    out = np.empty((n, 16), np.float32)
+    for i in range(n):
+        for k in range(3):
+            out[i, k] = pos[i, k]
+            out[i, 3 + k] = nrm[i, k]
+            out[i, 9 + k] = up[i, k]
+            out[i, 13 + k] = pn[i, k]
+        out[i, 6] = uv[i, 0]
+        out[i, 7] = uv[i, 1]
+        out[i, 8] = h[i]
+        out[i, 12] = dh[i]
+    return out
+
+
 def warm() -> None:
     """Compile or load every kernel for the callers' dtypes (a one-triangle tile)."""
     pos = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -257,6 +382,13 @@ def warm() -> None:
     p32 = pos.astype(np.float32)
     h32 = np.zeros(3, np.float32)
     block_boxes(p32, p32, h32, h32, f32, order, starts)
+    rt, ct = np.ones((3, 3)), np.ones((3, 2))
+    k = np.ones(1, np.int64)
+    lattice_points(rt, ct, k, k, np.zeros(1), True)
+    morph_normals(np.ones((3, 3)), 0, 0, rt, ct, k, k, True)
+    v32 = np.zeros((1, 3), np.float32)
+    vertex_rows(v32, v32, np.zeros((1, 2), np.float32), v32[:, 0].copy(), v32, v32[:, 0].copy(), v32)
+    inward_normals(np.zeros((3, 2), np.int32), faces, p32, 1)
     ids = np.zeros(1, np.int32)
     rtin_decode(np.zeros(1, np.bool_), np.zeros(5, np.int64), np.zeros(5, np.bool_), np.zeros(5, np.int64), ids,
                 ids, ids, ids, ids, np.zeros(1, np.bool_), False, True)

@@ -168,47 +168,10 @@ def inward_normals(grid_rc: np.ndarray, faces: np.ndarray, own: np.ndarray, t: i
     half: n_p = normalised(R_a + R_b) puts n_p halfway between the two inward normals (for
     a fan, the two apexes' normals interpolated at the border). Where a face touching the
     inward sample has only border vertices (R ~ 0) or none is found, the Gouraud normal of
-    the own normals there. grid_rc: (n, 2) [row, col]; faces: (m, 3); own: (n, 3)."""
-    rc = np.asarray(grid_rc)
-    n = len(rc)
-    out = np.zeros((n, 3), dtype=np.float32)
-    r_end = (rc[:, 0] == 0) | (rc[:, 0] == t)
-    c_end = (rc[:, 1] == 0) | (rc[:, 1] == t)
-    on = r_end | c_end
-    edge = on & ~(r_end & c_end)  # corners keep the local up
-    if not edge.any():
-        return out
-    f = np.asarray(faces)
-    # faces touching an edge vertex (columns one by one: a reduction over a short last
-    # axis is slow in numpy)
-    cand = f[edge.take(f[:, 0]) | edge.take(f[:, 1]) | edge.take(f[:, 2])].astype(np.int64)
-    fid, slot = np.nonzero(edge[cand])
-    v = cand[fid, slot]
-    q = rc[v].astype(np.float64)  # (k, 2) the sample one step inward of each
-    q[:, 0] += (q[:, 0] == 0) * 1.0 - (q[:, 0] == t) * 1.0
-    q[:, 1] += (q[:, 1] == 0) * 1.0 - (q[:, 1] == t) * 1.0
-    p = rc[cand[fid]].astype(np.float64)  # (k, 3, 2)
-    (r0, c0), (r1, c1), (r2, c2) = (p[:, i].T for i in range(3))
-    det = (r1 - r0) * (c2 - c0) - (r2 - r0) * (c1 - c0)
-    ok = det != 0
-    det = np.where(ok, det, 1.0)
-    w1 = ((q[:, 0] - r0) * (c2 - c0) - (r2 - r0) * (q[:, 1] - c0)) / det
-    w2 = ((r1 - r0) * (q[:, 1] - c0) - (q[:, 0] - r0) * (c1 - c0)) / det
-    w0 = 1.0 - w1 - w2
-    inside = ok & (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9)
-    w = np.stack([w0[inside], w1[inside], w2[inside]], 1)
-    v, fid = v[inside], fid[inside]
-    _, first = np.unique(v, return_index=True)  # one face per vertex (any: normals are continuous)
-    v, fid, w = v[first], fid[first], w[first]
-    verts = cand[fid]  # (k, 3)
-    nv = np.asarray(own)[verts].astype(np.float64)  # (k, 3, 3)
-    woff = w * ~on[verts]
-    r = (woff[:, :, None] * nv).sum(axis=1)
-    weak = woff.sum(axis=1) < 1e-6
-    r[weak] = (w[weak][:, :, None] * nv[weak]).sum(axis=1)
-    out[edge] = own[edge]  # no face found: the own normal
-    out[v] = r
-    return out
+    the own normals there. grid_rc: (n, 2) [row, col]; faces: (m, 3); own: (n, 3).
+    Face by face in face order, compiled (``kernels.inward_normals``)."""
+    return kernels.inward_normals(np.ascontiguousarray(grid_rc, np.int32), np.ascontiguousarray(faces, np.int64),
+                                  np.ascontiguousarray(own, np.float32), t)
 
 
 def _skirt_faces(edges: tuple[np.ndarray, ...], skirt_of: np.ndarray) -> np.ndarray:
