@@ -199,16 +199,16 @@ def block_boxes(pos: np.ndarray, up: np.ndarray, h: np.ndarray, dh: np.ndarray, 
     for b in range(nb):
         if starts[b + 1] <= starts[b]:
             continue
-        for k in range(3):
-            v = out[starts[b], 0]
-            lo[b, k] = vlo[v, k]
-            hi[b, k] = vhi[v, k]
+        v = out[starts[b], 0]
+        lo0, lo1, lo2 = vlo[v, 0], vlo[v, 1], vlo[v, 2]
+        hi0, hi1, hi2 = vhi[v, 0], vhi[v, 1], vhi[v, 2]
         for f in range(starts[b], starts[b + 1]):
             for j in range(3):
                 v = out[f, j]
-                for k in range(3):
-                    lo[b, k] = min(lo[b, k], vlo[v, k])
-                    hi[b, k] = max(hi[b, k], vhi[v, k])
+                lo0, lo1, lo2 = min(lo0, vlo[v, 0]), min(lo1, vlo[v, 1]), min(lo2, vlo[v, 2])
+                hi0, hi1, hi2 = max(hi0, vhi[v, 0]), max(hi1, vhi[v, 1]), max(hi2, vhi[v, 2])
+        lo[b, 0], lo[b, 1], lo[b, 2] = lo0, lo1, lo2
+        hi[b, 0], hi[b, 1], hi[b, 2] = hi0, hi1, hi2
     return out, lo, hi
 
 

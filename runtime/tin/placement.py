@@ -25,7 +25,7 @@ heights).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -137,11 +137,27 @@ def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_
     along the edge, none across it. Both tiles sharing the edge hold its vertices bit for
     bit and step across it in the same global direction (+1 row or column), so they get
     the same bits. grc: (k, 2) global [row, col]; height_m: (k,) -> (k, 3) float32."""
-    along_cols = np.ptp(grc[:, 1]) >= np.ptp(grc[:, 0])
-    pos = geo.sample_to_world(level, grc[:, 0], grc[:, 1], height_m)
-    tangent = np.gradient(pos, axis=0) if len(pos) > 2 else np.repeat(pos[1:] - pos[:1], len(pos), 0)
-    step = (1.0, 0.0) if along_cols else (0.0, 1.0)
-    across = geo.sample_to_world(level, grc[:, 0] + step[0], grc[:, 1] + step[1], height_m) - pos
+    return shared_edges_normals(geo, level, [grc], [height_m])[0]
+
+
+def shared_edges_normals(geo: WorldGeometry, level: int, grcs: Sequence[np.ndarray],
+                         heights_m: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``shared_edge_normals`` of several edges (each (k_i, 2) global [row, col] ordered
+    along it, k_i >= 2, and (k_i,) heights) in one pass over all their vertices: a list of
+    (k_i, 3) float32, the same bits as one call per edge."""
+    sizes = [len(g) for g in grcs]
+    grc = np.concatenate([np.asarray(g) for g in grcs])
+    h = np.concatenate([np.asarray(x, np.float64) for x in heights_m])
+    pos = geo.sample_to_world(level, grc[:, 0], grc[:, 1], h)
+    tangent = np.empty_like(pos)
+    step = np.zeros((len(grc), 2))  # across the edge: +1 row under an edge along the columns, else +1 column
+    at = 0
+    for g, k in zip(grcs, sizes, strict=True):
+        seg = pos[at:at + k]
+        tangent[at:at + k] = np.gradient(seg, axis=0) if k > 2 else np.repeat(seg[1:] - seg[:1], k, 0)
+        step[at:at + k, 0 if np.ptp(g[:, 1]) >= np.ptp(g[:, 0]) else 1] = 1.0
+        at += k
+    across = geo.sample_to_world(level, grc[:, 0] + step[:, 0], grc[:, 1] + step[:, 1], h) - pos
     nrm = np.cross(tangent, across)
     length = np.linalg.norm(nrm, axis=1, keepdims=True)
     # The local up orients the normals (its sign only: the samples' own up, no ECEF inverse)
@@ -152,7 +168,7 @@ def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_
         up[collapsed] = geo.up(pos[collapsed])
     nrm = np.where(length > 1e-12, nrm / np.maximum(length, 1e-300), up)
     nrm *= np.sign((nrm * up).sum(axis=1, keepdims=True) + 1e-30)
-    return nrm.astype(np.float32)
+    return np.split(nrm.astype(np.float32), np.cumsum(sizes)[:-1])
 
 
 def inward_normals(grid_rc: np.ndarray, faces: np.ndarray, own: np.ndarray, t: int = T) -> np.ndarray:
@@ -233,9 +249,11 @@ def tile_mesh(
         own = -own
     inward = inward_normals(grid_rc, faces, own)
     normals = own.copy()
-    for e in edges:
-        if len(e) >= 2:
-            normals[e] = shared_edge_normals(geo, key.level, grid_rc[e] + (r0, c0), heights[e])
+    long = [e for e in edges if len(e) >= 2]
+    if long:
+        for e, nrm in zip(long, shared_edges_normals(geo, key.level, [grid_rc[e] + (r0, c0) for e in long],
+                                                     [heights[e] for e in long]), strict=True):
+            normals[e] = nrm
     corners = np.flatnonzero(np.isin(grid_rc[:, 0], (0, T)) & np.isin(grid_rc[:, 1], (0, T)))
     normals[corners] = geo.up(world_m[corners])  # a corner's four tiles agree on the local up
     return TileMesh(
@@ -379,6 +397,7 @@ def opposite(side: str) -> str:
 
 __all__ = [
     "SIDES", "EdgeData", "TileMesh", "build_tile_mesh", "edge_data", "edge_indices",
-    "facing_side", "inward_normals", "joined_normals", "neighbour_keys", "opposite", "shared_edge_normals", "stitch",
+    "facing_side", "inward_normals", "joined_normals", "neighbour_keys", "opposite", "shared_edge_normals",
+    "shared_edges_normals", "stitch",
     "stitch_tiles", "tile_mesh", "vertex_normals",
 ]
