@@ -18,7 +18,7 @@ import math
 import numba
 import numpy as np
 
-from runtime.geometry import WGS84_E2
+from runtime.tiles import WGS84_E2
 
 _EPS = 1e-9  # grid units: ``runtime.tin.raster``'s tolerance
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+import runtime.tin.kernels as kernels
 from runtime.geometry import WorldGeometry, geometry_for
 from runtime.tiles import T, TileKey, World, neighbour, skirt_depth_for
-from runtime.tin import kernels
 from runtime.tin.curvature import curved_positions
 from runtime.tin.simplify import simplify_grid
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import runtime.tin.kernels as kernels
 from runtime.tiles import T
-from runtime.tin import kernels
 
 
 def tin_window(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+import runtime.tin.kernels as kernels
 from runtime.geometry import geometry_for
 from runtime.tiles import T, TileKey, World
-from runtime.tin import kernels
 from runtime.tin.placement import SIDES, facing_side, joined_normals, tile_mesh
 from runtime.tin.raster import tin_window
 
