@@ -271,6 +271,73 @@ def lattice_points(rt: np.ndarray, ct: np.ndarray, ki: np.ndarray, kj: np.ndarra
 
 
 @numba.njit(cache=True, nogil=True)
+def lattice_up(rt: np.ndarray, ct: np.ndarray, ki: np.ndarray, kj: np.ndarray, earth: bool) -> np.ndarray:
+    """(n, 3) float32 local up at lattice rows ``ki`` / columns ``kj`` ((n,) int64 indices
+    into ``WorldGeometry.lattice_tables``): ``WorldGeometry.sample_up``'s
+    (cos lat cos lon, cos lat sin lon, sin lat) on earth, (0, 0, 1) on the plane."""
+    out = np.empty((ki.shape[0], 3), np.float32)
+    for v in range(ki.shape[0]):
+        if earth:
+            i, j = ki[v], kj[v]
+            out[v, 0], out[v, 1], out[v, 2] = rt[i, 1] * ct[j, 0], rt[i, 1] * ct[j, 1], rt[i, 2]
+        else:
+            out[v, 0], out[v, 1], out[v, 2] = 0.0, 0.0, 1.0
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def edge_normals(rt: np.ndarray, ct: np.ndarray, ki: np.ndarray, kj: np.ndarray, h: np.ndarray, starts: np.ndarray,
+                 along_cols: np.ndarray, earth: bool) -> tuple[np.ndarray, bool]:
+    """``runtime.tin.placement.shared_edges_normals`` on lattice tables: for each edge
+    ``s`` (vertices starts[s]..starts[s + 1] - 1, ordered along it, at least 2; lattice
+    rows ``ki``, columns ``kj`` ((k,) int64 indices into ``lattice_tables``, which reach
+    one row and column beyond them), heights ``h`` (k,) float64) the unit normal of the
+    slope along the edge (``np.gradient``) crossed with one sample across it (+1 row where
+    ``along_cols[s]``, else +1 column), turned to the local up: ((k, 3) float32, False), or
+    (undefined, True) where an edge collapses (a pole: the caller's numpy path)."""
+    k = ki.shape[0]
+    pos = np.empty((k, 3))
+    for v in range(k):
+        pos[v, 0], pos[v, 1], pos[v, 2] = _lattice_point(rt, ct, ki[v], kj[v], h[v], earth)
+    out = np.empty((k, 3), np.float32)
+    for s in range(starts.shape[0] - 1):
+        a, b = starts[s], starts[s + 1]
+        for v in range(a, b):
+            if b - a == 2:
+                u, w, half = a + 1, a, False
+            elif v == a:
+                u, w, half = a + 1, a, False
+            elif v == b - 1:
+                u, w, half = b - 1, b - 2, False
+            else:
+                u, w, half = v + 1, v - 1, True
+            t0, t1, t2 = pos[u, 0] - pos[w, 0], pos[u, 1] - pos[w, 1], pos[u, 2] - pos[w, 2]
+            if half:
+                t0, t1, t2 = t0 / 2.0, t1 / 2.0, t2 / 2.0
+            if along_cols[s]:
+                x, y, z = _lattice_point(rt, ct, ki[v] + 1, kj[v], h[v], earth)
+            else:
+                x, y, z = _lattice_point(rt, ct, ki[v], kj[v] + 1, h[v], earth)
+            c0, c1, c2 = x - pos[v, 0], y - pos[v, 1], z - pos[v, 2]
+            n0 = t1 * c2 - t2 * c1  # np.cross(tangent, across)
+            n1 = t2 * c0 - t0 * c2
+            n2 = t0 * c1 - t1 * c0
+            length = math.sqrt(n0 * n0 + (n1 * n1 + n2 * n2))
+            if length <= 1e-12:
+                return out, True
+            n0, n1, n2 = n0 / length, n1 / length, n2 / length
+            if earth:
+                i, j = ki[v], kj[v]
+                u0, u1, u2 = rt[i, 1] * ct[j, 0], rt[i, 1] * ct[j, 1], rt[i, 2]
+            else:
+                u0, u1, u2 = 0.0, 0.0, 1.0
+            d = n0 * u0 + (n1 * u1 + n2 * u2) + 1e-30
+            sg = 1.0 if d > 0 else (-1.0 if d < 0 else 0.0)
+            out[v, 0], out[v, 1], out[v, 2] = n0 * sg, n1 * sg, n2 * sg
+    return out, False
+
+
+@numba.njit(cache=True, nogil=True)
 def morph_normals(half: np.ndarray, hi0: int, hj0: int, rt: np.ndarray, ct: np.ndarray, ki: np.ndarray,
                   kj: np.ndarray, earth: bool) -> np.ndarray:
     """(n, 3) float64 unit normals of a surface at half-sample lattice points (ki, kj)
@@ -386,6 +453,9 @@ def warm() -> None:
     k = np.ones(1, np.int64)
     lattice_points(rt, ct, k, k, np.zeros(1), True)
     morph_normals(np.ones((3, 3)), 0, 0, rt, ct, k, k, True)
+    lattice_up(rt, ct, k, k, True)
+    k2 = np.zeros(2, np.int64)
+    edge_normals(rt, ct, k2, k2 + 1, np.zeros(2), np.array([0, 2]), np.ones(1, np.bool_), True)
     v32 = np.zeros((1, 3), np.float32)
     vertex_rows(v32, v32, np.zeros((1, 2), np.float32), v32[:, 0].copy(), v32, v32[:, 0].copy(), v32)
     inward_normals(np.zeros((3, 2), np.int32), faces, p32, 1)

@@ -241,7 +241,9 @@ def tile_mesh(
     rows = np.concatenate([grid_rc[:, 0], grid_rc[border, 0]]).astype(np.float64)
     cols = np.concatenate([grid_rc[:, 1], grid_rc[border, 1]]).astype(np.float64)
     z = np.concatenate([heights, heights[border] - float(skirt_depth_m)])
-    world_m = geo.lattice_to_world(key.level, r0, c0, 1.0, rows.astype(np.int64), cols.astype(np.int64), z)
+    # per lattice row / column of the tile (one beyond: the edge normals step across)
+    tables = geo.lattice_tables(key.level, r0, c0, 1.0, 0, T + 1, 0, T + 1)
+    world_m = kernels.lattice_points(*tables, rows.astype(np.int64), cols.astype(np.int64), z, geo.is_earth)
     own = vertex_normals(world_m[:n] - center, faces)
     up_c = geo.up(center[None, :])[0]
     if float((own.astype(np.float64) @ up_c).sum()) < 0:  # wound clockwise from above: turn over
@@ -251,10 +253,17 @@ def tile_mesh(
     normals = own.copy()
     long = [e for e in edges if len(e) >= 2]
     if long:
-        for e, nrm in zip(long, shared_edges_normals(geo, key.level, [grid_rc[e] + (r0, c0) for e in long],
-                                                     [heights[e] for e in long]), strict=True):
-            normals[e] = nrm
-    corners = np.flatnonzero(np.isin(grid_rc[:, 0], (0, T)) & np.isin(grid_rc[:, 1], (0, T)))
+        at = np.concatenate([e for e in long])
+        along_cols = np.array([np.ptp(grid_rc[e, 1]) >= np.ptp(grid_rc[e, 0]) for e in long])
+        nrm, collapsed = kernels.edge_normals(*tables, grid_rc[at, 0].astype(np.int64), grid_rc[at, 1].astype(np.int64),
+                                              heights[at], np.cumsum([0] + [len(e) for e in long]), along_cols,
+                                              geo.is_earth)
+        if collapsed:  # an edge on a pole: the positions' own up there (shared_edges_normals)
+            nrm = np.concatenate(shared_edges_normals(geo, key.level, [grid_rc[e] + (r0, c0) for e in long],
+                                                      [heights[e] for e in long]))
+        normals[at] = nrm
+    cand = np.concatenate([edges[0], edges[2]])  # the corners are the west and east edges' ends
+    corners = np.unique(cand[(grid_rc[cand, 0] == 0) | (grid_rc[cand, 0] == T)])
     normals[corners] = geo.up(world_m[corners])  # a corner's four tiles agree on the local up
     return TileMesh(
         key=key,

@@ -105,11 +105,13 @@ def tin_surface(
             sides[side] = (e, n + np.searchsorted(src, e), mesh.inward_normals[e].copy())
     all_rc = np.concatenate([mesh.grid_rc, mesh.grid_rc[src]]).astype(np.float64)
     r0, c0 = key.sample_origin()
+    tables = geo.lattice_tables(key.level, r0, c0, 1.0, 0, T, 0, T)
+    up = kernels.lattice_up(*tables, all_rc[:, 0].astype(np.int64), all_rc[:, 1].astype(np.int64), geo.is_earth)
     return Surface(
         key=key, center_m=mesh.center_m, vertices=mesh.vertices_m, normals=mesh.normals, uv=mesh.uv,
         faces=mesh.all_faces.astype(np.uint32), min_height_m=float(h.min()) - float(skirt_depth_m),
         max_height_m=float(h.max()), skirt_start=n, height_m=all_h.astype(np.float32),
-        up=geo.sample_up(key.level, all_rc[:, 0] + r0, all_rc[:, 1] + c0).astype(np.float32), grid_rc=all_rc,
+        up=up, grid_rc=all_rc,
         edges=sides,
     )
 

@@ -53,3 +53,30 @@ def test_block_z_order_is_lexsort_of_block_and_z():
     assert np.array_equal(starts, np.searchsorted(np.sort(block), np.arange(CHUNKS * CHUNKS + 1)))
     plain, _ = kernels.block_z_order(rc, faces.astype(np.uint32), CHUNKS, 0.0)
     assert np.array_equal(plain, np.argsort(block, kind="stable"))
+
+
+def test_tile_mesh_edge_normals_and_up_match_the_numpy_forms():
+    """The compiled edge normals (``kernels.edge_normals``) and up (``kernels.lattice_up``)
+    give ``shared_edges_normals``' and ``sample_up``'s bits, on the plane, at mid latitude
+    and on a tile touching the pole (its north edge collapses: the numpy path)."""
+    from runtime.geometry import geometry_for
+    from runtime.tin import tin_surface
+    from runtime.tin.placement import SIDES, shared_edges_normals
+
+    h, grid_rc, faces = _rough_tin(11)
+    for world, key in ((World.PLANE, TileKey(10, 3, -4)), (World.EARTH, TileKey(9, 270, 180)),
+                       (World.EARTH, TileKey(3, 5, 0))):
+        geo = geometry_for(world)
+        hm = h[grid_rc[:, 0], grid_rc[:, 1]].astype(np.float64)
+        mesh = tile_mesh(world, key, grid_rc, hm, faces, 5.0)
+        r0, c0 = key.sample_origin()
+        corners = ((grid_rc[:, 0] == 0) | (grid_rc[:, 0] == T)) & ((grid_rc[:, 1] == 0) | (grid_rc[:, 1] == T))
+        edges = [mesh.edge(side) for side in SIDES]
+        want = shared_edges_normals(geo, key.level, [mesh.grid_rc[e] + (r0, c0) for e in edges],
+                                    [mesh.height_m[e] for e in edges])
+        for e, nrm in zip(edges, want, strict=True):
+            inner = ~corners[e]
+            assert np.array_equal(mesh.normals[e][inner], nrm[inner])
+        s = tin_surface(world, key, grid_rc, hm, faces, None, 5.0)
+        up = geo.sample_up(key.level, s.grid_rc[:, 0] + r0, s.grid_rc[:, 1] + c0).astype(np.float32)
+        assert np.array_equal(s.up, up)
