@@ -230,7 +230,7 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
         flipped = np.zeros(n1 * n1 + 1, dtype=bool)
         flipped[cands] = np.unpackbits(np.frombuffer(raw, np.uint8), count=nflip).astype(bool)
         # the dropped diamonds (``dropped_diamonds``, from the candidates already found)
-        kp = present[hierarchy(t).diamond_kid[cands]].any(axis=1)
+        kp = present[hierarchy(t).diamond_kid.take(cands, axis=0)].view(np.uint32).ravel() != 0  # any of 4
         dropped = np.zeros(n1 * n1 + 1, dtype=bool)
         dropped[cands[flipped[cands] | kp]] = True
     mode = "fan" if fan else "graded"
