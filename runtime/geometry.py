@@ -225,37 +225,46 @@ class WorldGeometry:
         s = spacing_m(level)
         return np.stack([cols * s, -rows * s, h], axis=1)
 
+    def lattice_tables(self, level: int, row0: float, col0: float, step: float, i_lo: int, i_hi: int, j_lo: int,
+                       j_hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """What ``lattice_to_world`` needs per lattice row i_lo..i_hi and column j_lo..j_hi
+        (rows row0 + i * step, columns col0 + j * step): ((I, 3), (J, 2)) float64. Earth:
+        rows (prime vertical radius N, cos lat, sin lat), columns (cos lon, sin lon) as
+        ``geodetic_to_ecef`` computes them; plane: rows (-row * spacing, 0, 0), columns
+        (col * spacing, 0). Points from them: ``runtime.tin.kernels.lattice_points``."""
+        rows = row0 + np.arange(i_lo, i_hi + 1) * step
+        cols = col0 + np.arange(j_lo, j_hi + 1) * step
+        rt, ct = np.zeros((len(rows), 3)), np.zeros((len(cols), 2))
+        if not self.is_earth:
+            s = spacing_m(level)
+            rt[:, 0], ct[:, 0] = -rows * s, cols * s
+            return rt, ct
+        d = spacing_deg(level)
+        lon = np.radians(-180.0 + cols * d)  # geodetic_to_ecef's operations, per row / column
+        lat = np.radians(90.0 - rows * d)
+        sl = np.sin(lat)
+        rt[:, 0] = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * sl * sl)
+        rt[:, 1], rt[:, 2] = np.cos(lat), sl
+        ct[:, 0], ct[:, 1] = np.cos(lon), np.sin(lon)
+        return rt, ct
+
     def lattice_to_world(self, level: int, row0: float, col0: float, step: float, ki, kj, height_m) -> np.ndarray:
         """``sample_to_world`` of the lattice samples (row0 + ki * step, col0 + kj * step),
         ki / kj (n,) integers: the same (n, 3) float64 bits (where row0 + k * step is exact,
         as for half-sample steps), with the earth's trigonometry done once per lattice row
         and column instead of once per point (latitude follows the row, longitude the column)."""
+        from runtime.tin.kernels import lattice_points  # (runtime.tin imports this module)
+
         ki = np.asarray(ki, np.int64).reshape(-1)
         kj = np.asarray(kj, np.int64).reshape(-1)
-        h = np.broadcast_to(np.asarray(height_m, np.float64).reshape(-1), ki.shape)
+        h = np.ascontiguousarray(np.broadcast_to(np.asarray(height_m, np.float64).reshape(-1), ki.shape))
         if ki.shape != kj.shape:
             raise ValueError(f"ki and kj must have the same shape, got {ki.shape} and {kj.shape}")
         if not len(ki):
             return np.zeros((0, 3))
         i_lo, j_lo = int(ki.min()), int(kj.min())
-        rows = row0 + np.arange(i_lo, int(ki.max()) + 1) * step
-        cols = col0 + np.arange(j_lo, int(kj.max()) + 1) * step
-        ki, kj = ki - i_lo, kj - j_lo
-        if not self.is_earth:
-            s = spacing_m(level)
-            return np.stack([(cols * s)[kj], (-rows * s)[ki], h], axis=1)
-        d = spacing_deg(level)
-        lon = np.radians(-180.0 + cols * d)  # geodetic_to_ecef's operations, per row / column
-        lat = np.radians(90.0 - rows * d)
-        sl, cl = np.sin(lat), np.cos(lat)
-        n = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * sl * sl)
-        n_i = n[ki]
-        ncl = (n_i + h) * cl[ki]
-        out = np.empty((len(ki), 3), np.float64)
-        out[:, 0] = ncl * np.cos(lon)[kj]
-        out[:, 1] = ncl * np.sin(lon)[kj]
-        out[:, 2] = (n_i * (1.0 - WGS84_E2) + h) * sl[ki]
-        return out
+        rt, ct = self.lattice_tables(level, row0, col0, step, i_lo, int(ki.max()), j_lo, int(kj.max()))
+        return lattice_points(rt, ct, ki - i_lo, kj - j_lo, h, self.is_earth)
 
     def world_to_sample(self, level: int, pos_m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(n, 3) world metres -> rows, cols, height_m, each (n,) float64 (global, fractional)."""

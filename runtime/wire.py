@@ -37,10 +37,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import runtime.tin.kernels as kernels
+import runtime.tin.meshkernels as meshkernels
 from runtime import jit
 from runtime.intstreams import ZLIB_LEVEL, _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag, get_field
 from runtime.tiles import T, TileKey, spacing_m
+from runtime.tin import kernels
 from runtime.tin.diamonds import diamond_candidates, diamond_interiors
 from runtime.tin.faces import fan_face_count, first_use_order, mesh_vertices, number_vertices, tin_faces
 from runtime.tin.hierarchy import hierarchy, rtin_steps
@@ -155,9 +156,9 @@ def _rtin_streams(present, ids, q, t, mode, whole_border, flipped=None, cands=No
     # All levels at once (the encoder knows the whole vertex set; the decoder walks them
     # coarse to fine): the steps' arrays concatenated in order.
     mid, pp, qq, a1, a2, on_border = _all_steps(t)
-    if jit.ENABLED:  # the same arrays in one compiled pass (runtime.tin.kernels)
+    if jit.ENABLED:  # the same arrays in one compiled pass (runtime.tin.meshkernels)
         flags, res = np.empty(len(mid), bool), np.empty(len(mid) + 4, np.int64)
-        nf, nr = kernels.rtin_stream_arrays(present, qgrid, _corner_ids(t), mid, pp, qq, a1, a2, on_border,
+        nf, nr = meshkernels.rtin_stream_arrays(present, qgrid, _corner_ids(t), mid, pp, qq, a1, a2, on_border,
                                             forced, fan, flags, res)
         flags, res = flags[:nf], [res[:nr]]
     else:
@@ -180,6 +181,18 @@ def _rtin_streams(present, ids, q, t, mode, whole_border, flipped=None, cands=No
         "flips": zlib.compress(np.packbits(flips).tobytes(), ZLIB_LEVEL),
         "heights": _pack_uints(_zigzag(np.concatenate(res))),
     }
+
+
+@functools.lru_cache(maxsize=4)
+def _splittable_steps(t: int) -> tuple[np.ndarray, ...]:
+    """(mid, p, q, a1, a2, border) of ``rtin_steps(t)[:-1]`` (the steps with midpoints to
+    split) concatenated in order, for ``kernels.rtin_decode``; read-only."""
+    steps = rtin_steps(t)[:-1]
+    out = tuple(np.ascontiguousarray(np.concatenate([getattr(st, f) for st in steps]))
+                for f in ("mid", "p", "q", "a1", "a2", "border"))
+    for v in out:
+        v.setflags(write=False)
+    return out
 
 
 def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -205,24 +218,12 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
     corners = _corner_ids(t)
     present[corners] = True
     qgrid[corners] = res[:4]
-    nb, nr = 0, 4
-    for st in rtin_steps(t)[:-1]:
-        cand = present[st.a1] | present[st.a2]
-        coded = cand & ~st.border if forced else cand
-        k = int(coded.sum())
-        if nb + k > nbits:
-            raise ValueError(f"splits ended early: the mesh needs more than the {nbits} bits sent")
-        present[st.mid[coded]] = flags[nb : nb + k]
-        nb += k
-        if forced:
-            present[st.mid[cand & st.border]] = True
-        has_h = present[st.mid] | st.border if fan else present[st.mid]
-        j = int(has_h.sum())
-        if nr + j > n:
-            raise ValueError(f"the splits imply more than the {n} vertices announced")
-        mids, a, b = st.mid[has_h], st.p[has_h], st.q[has_h]
-        qgrid[mids] = ((qgrid[a] + qgrid[b]) >> 1) + res[nr : nr + j]
-        nr += j
+    status, nb, nr = kernels.rtin_decode(flags, np.ascontiguousarray(res, np.int64), present, qgrid,
+                                         *_splittable_steps(t), forced, fan)
+    if status == 1:
+        raise ValueError(f"splits ended early: the mesh needs more than the {nbits} bits sent")
+    if status == 2:
+        raise ValueError(f"the splits imply more than the {n} vertices announced")
     if nb != nbits or nr != n:
         raise ValueError(f"splits/heights do not match: used {nb}/{nbits} bits, {nr}/{n} vertices")
     flipped = None
@@ -236,8 +237,13 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
             raise ValueError(f"flips must hold {nflip} bits ({(nflip + 7) // 8} bytes), got {len(raw)} bytes")
         flipped = np.zeros(n1 * n1 + 1, dtype=bool)
         flipped[cands] = np.unpackbits(np.frombuffer(raw, np.uint8), count=nflip).astype(bool)
+        # the dropped diamonds (``dropped_diamonds``, from the candidates already found)
+        kp = present[hierarchy(t).diamond_kid.take(cands, axis=0)].view(np.uint32).ravel() != 0  # any of 4
+        dropped = np.zeros(n1 * n1 + 1, dtype=bool)
+        dropped[cands[flipped[cands] | kp]] = True
     mode = "fan" if fan else "graded"
-    grid_rc, faces = number_vertices(tin_faces(present, t, mode, flipped), n1, mesh_vertices(present, t, mode))
+    faces = tin_faces(present, t, mode, flipped, None if flipped is None else dropped)
+    grid_rc, faces = number_vertices(faces, n1, mesh_vertices(present, t, mode))
     if len(grid_rc) != n or len(faces) != m:
         raise ValueError(f"decoded {len(grid_rc)} vertices / {len(faces)} faces, payload says {n} / {m}")
     q = qgrid[grid_rc[:, 0].astype(np.int64) * n1 + grid_rc[:, 1]]

@@ -29,7 +29,16 @@ from runtime.lod.scheduler import SchedulerOptions
 from runtime.lod.selection import SelectionOptions, TileInfo, View
 from runtime.lod.streamer import StreamerOptions, TileStreamer
 from runtime.tiles import TileKey, World, neighbour, skirt_depth_for
-from runtime.tin import Surface, morph_grid, morph_window, stitch_edge_normals, tin_surface, tin_to_grid, with_morph
+from runtime.tin import (
+    Surface,
+    kernels,
+    morph_grid,
+    morph_window,
+    stitch_edge_normals,
+    tin_surface,
+    tin_to_grid,
+    with_morph,
+)
 from viewer.features import place_features
 from viewer.renderer import tile_gpu_bytes
 
@@ -268,6 +277,7 @@ class Flight:
     """
 
     def __init__(self, world: World, client, renderer, options: FlightOptions = FlightOptions()):
+        kernels.warm()  # the compiled per-tile loops: loaded (or compiled) now, not on the first tile
         self.world = world
         self.client = client
         self.renderer = renderer

@@ -34,7 +34,7 @@ import moderngl
 import numpy as np
 
 from runtime.tiles import ANCHOR_LEVEL, TileKey
-from runtime.tin import Surface
+from runtime.tin import Surface, kernels
 from viewer.features import FeatureOptions, FeatureRenderer, PlacedFeatures
 from viewer.paths import FAR_M
 from viewer.thermal import AIR_K, SKY_DEPRESSION_K, thermal_table
@@ -154,18 +154,6 @@ Z_ORDER_FACES = True
 """Order each block's faces along a Z curve (False: decoded order; bench baseline only)."""
 
 
-def _morton(ij: np.ndarray) -> np.ndarray:
-    """(n, 2) non-negative int64 < 2^31 -> (n,) uint64 Z-order codes (bits interleaved)."""
-    def spread(v: np.ndarray) -> np.ndarray:
-        for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F),
-                            (2, 0x3333333333333333), (1, 0x5555555555555555)):
-            v = (v | (v << np.uint64(shift))) & np.uint64(mask)
-        return v
-
-    u = np.clip(ij, 0, None).astype(np.uint64)
-    return spread(u[:, 0]) | (spread(u[:, 1]) << np.uint64(1))
-
-
 _FACE_ORDERS: dict[int, tuple] = {}  # id(faces) -> (weakref to faces, grid_rc, Z_ORDER_FACES, order, starts)
 
 
@@ -179,26 +167,18 @@ def _face_order(surface: Surface) -> tuple[np.ndarray, np.ndarray]:
     if (hit is not None and hit[0]() is faces_arr and hit[1] is surface.grid_rc and hit[2] == Z_ORDER_FACES
             and surface.grid_rc is not None):
         return hit[3], hit[4]
-    faces = np.asarray(faces_arr, np.int64)
+    faces = np.ascontiguousarray(faces_arr, np.uint32)
     rc = surface.grid_rc if surface.grid_rc is not None else surface.uv[:, ::-1].astype(np.float64) * 256.0
-    f0, f1, f2 = faces[:, 0], faces[:, 1], faces[:, 2]  # per corner: reductions over a short axis are slow
-    fc = (rc[f0] + rc[f1] + rc[f2]) / 3.0  # face centroids, tile grid units (``mean``'s bits)
-    cen = fc / 256.0 * CHUNKS
-    block = (np.clip(cen[:, 0].astype(np.int64), 0, CHUNKS - 1) * CHUNKS
-             + np.clip(cen[:, 1].astype(np.int64), 0, CHUNKS - 1))
-    # Within a block, faces in Z order of their centroids: consecutive triangles share
-    # vertices, so the GPU's post-transform cache hits (ACMR ~0.7 instead of ~2.2 in RTIN
-    # hierarchy order, FIFO of 32): ~3x fewer vertex-shader runs on a geometry-bound pass.
-    if Z_ORDER_FACES:
-        z = _morton(np.floor(fc * 6.0).astype(np.int64))
-        order = np.lexsort((z, block))
-    else:  # the decoded RTIN order: kept only as the benchmark's baseline
-        order = np.argsort(block, kind="stable")
-    starts = np.searchsorted(block[order], np.arange(CHUNKS * CHUNKS + 1)).astype(np.int64)
-    if isinstance(faces_arr, np.ndarray) and surface.grid_rc is not None:
+    # Blocks of the face centroids (tile grid units); within a block, faces in Z order of
+    # their centroids: consecutive triangles share vertices, so the GPU's post-transform
+    # cache hits (ACMR ~0.7 instead of ~2.2 in RTIN hierarchy order, FIFO of 32): ~3x fewer
+    # vertex-shader runs on a geometry-bound pass. (Z_ORDER_FACES False: the decoded RTIN
+    # order, the benchmark's baseline only.)
+    order, starts = kernels.block_z_order(np.ascontiguousarray(rc, np.float64), faces, CHUNKS,
+                                          6.0 if Z_ORDER_FACES else 0.0)
+    if isinstance(faces_arr, np.ndarray) and surface.grid_rc is not None:  # uint32: a third of the faces array
         key = id(faces_arr)
         ref = weakref.ref(faces_arr, lambda _, k=key: _FACE_ORDERS.pop(k, None))
-        order = order.astype(np.uint32)  # a third of the faces array while kept
         _FACE_ORDERS[key] = (ref, surface.grid_rc, Z_ORDER_FACES, order, starts)
     return order, starts
 
@@ -212,29 +192,16 @@ def chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     face order (``_face_order``) is kept per faces array; the boxes follow the morph
     targets, so they are made each time."""
     order, starts = _face_order(surface)
-    faces = np.asarray(surface.faces)[order]
     n = len(surface.vertices)
-    pos = surface.vertices.astype(np.float32)
     up = surface.up if surface.up is not None else np.tile(np.float32([0, 0, 1]), (n, 1))
     h = surface.height_m if surface.height_m is not None else np.zeros(n, np.float32)
     dh = surface.morph_dh_m if surface.morph_dh_m is not None else np.zeros(n, np.float32)
-    cands = [pos, pos + up * dh[:, None], pos + up * np.maximum(-h, 0.0)[:, None],
-             pos + up * (dh + np.maximum(-(h + dh), 0.0))[:, None]]
-    vlo = np.minimum.reduce(cands)
-    vhi = np.maximum.reduce(cands)
-    # Faces are sorted by block: per block, one reduceat over its faces' corners, one
-    # coordinate at a time (ufunc.at is ~10x slower, row gathers ~4x). Empty blocks get a
-    # zero box (never drawn, and no inf - inf = NaN).
-    corners = faces.reshape(-1)
-    lo = np.zeros((CHUNKS * CHUNKS, 3), np.float32)
-    hi = np.zeros((CHUNKS * CHUNKS, 3), np.float32)
-    full = np.flatnonzero(np.diff(starts) > 0)
-    if len(full):
-        at = starts[full] * 3
-        for k in range(3):
-            lo[full, k] = np.minimum.reduceat(vlo[:, k].take(corners), at)
-            hi[full, k] = np.maximum.reduceat(vhi[:, k].take(corners), at)
-    return faces.astype(np.uint32, copy=False), starts, lo, hi
+    # Per vertex the box of its own, geomorphed (pos + up dh), lifted (sea level) and both
+    # positions, then per block the min / max over its faces' corners (compiled: one pass).
+    c32 = lambda a: np.ascontiguousarray(a, np.float32)  # noqa: E731
+    faces, lo, hi = kernels.block_boxes(c32(surface.vertices), c32(up), c32(h), c32(dh),
+                                        np.ascontiguousarray(surface.faces, np.uint32), order, starts)
+    return faces, starts, lo, hi
 
 
 def visible_ranges(planes: np.ndarray, rel_center: np.ndarray, starts: np.ndarray, lo: np.ndarray,
@@ -268,12 +235,13 @@ def visible_ranges(planes: np.ndarray, rel_center: np.ndarray, starts: np.ndarra
 def vertex_array(surface: Surface) -> np.ndarray:
     """(n, 16) float32 interleaved vertex data in VERTEX_FORMAT order."""
     n = len(surface.vertices)
+    c32 = lambda a: np.ascontiguousarray(a, np.float32)  # noqa: E731
     h = surface.height_m if surface.height_m is not None else np.zeros(n, np.float32)
     up = surface.up if surface.up is not None else np.tile(np.float32([0, 0, 1]), (n, 1))
     dh = surface.morph_dh_m if surface.morph_dh_m is not None else np.zeros(n, np.float32)
     pn = surface.morph_normals if surface.morph_normals is not None else surface.normals
-    return np.concatenate([surface.vertices, surface.normals, surface.uv, h[:, None], up, dh[:, None], pn],
-                          axis=1).astype(np.float32)
+    return kernels.vertex_rows(c32(surface.vertices), c32(surface.normals), c32(surface.uv), c32(h), c32(up), c32(dh),
+                               c32(pn))
 
 
 def tile_gpu_bytes(surface: Surface, image: np.ndarray | None, nir: np.ndarray | None = None,

@@ -13,7 +13,8 @@ inside are free to move (``runtime.wire`` alone reaches into them for the RTIN t
 - ``placement``: the one placement path (``tile_mesh``: centre-relative positions,
   skirts, normals with the shared-edge rule, UVs) and neighbour stitching;
 - ``surface``: the viewer's ``Surface`` built on it (plus morph targets);
-- ``raster``: a TIN's heights on (a window of) its grid, each node once (``tin_window``).
+- ``raster``: a TIN's heights on (a window of) its grid, each node once (``tin_window``);
+- ``kernels``: compiled (numba) loops for the client's per-tile passes, the numpy forms' bits.
 """
 
 from runtime.tin.curvature import curved_positions, geometric_error_3d_m, max_deviation_m

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import runtime.tin.kernels as kernels
+import runtime.tin.meshkernels as meshkernels
 from runtime import jit
 from runtime.tin.hierarchy import HALF_CASES, hierarchy
 
@@ -45,7 +45,7 @@ def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float)
     hier = hierarchy(t)
     dropped = np.zeros(n + 1, dtype=bool)
     flipped = np.zeros(n + 1, dtype=bool)
-    if jit.ENABLED:  # the measuring half below, compiled (runtime.tin.kernels; same bits)
+    if jit.ENABLED:  # the measuring half below, compiled (runtime.tin.meshkernels; same bits)
         ids, e_pq, e_aa, size = _measure_compiled(fields, present, hier, max_error_m)
     else:
         flats = [np.ascontiguousarray(f, dtype=np.float64).ravel() for f in fields]
@@ -151,13 +151,13 @@ def _measure(flats: list, present: np.ndarray, hier, max_error_m: float) -> tupl
 
 
 def _measure_compiled(fields: np.ndarray, present: np.ndarray, hier, max_error_m: float) -> tuple[np.ndarray, ...]:
-    """:func:`_measure` through ``runtime.tin.kernels.drop_candidates`` (the same bits)."""
+    """:func:`_measure` through ``runtime.tin.meshkernels.drop_candidates`` (the same bits)."""
     flats = np.ascontiguousarray(fields, dtype=np.float64).reshape(fields.shape[0], -1)
     n = flats.shape[1]
     ids, e_pq, e_aa = np.empty(n, np.int64), np.empty(n), np.empty(n)
     size = np.empty(n, hier.diamond_b.dtype)
     off, w, v = hier.drop_table
-    k = kernels.drop_candidates(flats, present, hier.drop_ok, hier.diamond_corner, hier.diamond_b,
+    k = meshkernels.drop_candidates(flats, present, hier.drop_ok, hier.diamond_corner, hier.diamond_b,
                                 hier.diamond_quarter, hier.diamond_kid, hier.diamond_inner, hier.drop_code,
                                 hier.diamond_base, off, w, v, float(max_error_m), ids, e_pq, e_aa, size)
     return ids[:k], e_pq[:k], e_aa[:k], size[:k]
@@ -178,7 +178,7 @@ def diamond_candidates(present: np.ndarray, t: int) -> np.ndarray:
     hier = hierarchy(t)
     if jit.ENABLED:  # one compiled pass, the same ids
         out = np.empty(len(present), np.int64)
-        return out[: kernels.diamond_candidates(present, hier.diamond_ok, hier.diamond_a1, hier.diamond_a2, out)]
+        return out[: meshkernels.diamond_candidates(present, hier.diamond_ok, hier.diamond_a1, hier.diamond_a2, out)]
     ids = np.flatnonzero(hier.diamond_ok[:-1] & ~present[:-1])
     return ids[present[hier.diamond_a1[ids]] & present[hier.diamond_a2[ids]]]
 

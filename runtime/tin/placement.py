@@ -25,11 +25,12 @@ heights).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+import runtime.tin.kernels as kernels
 from runtime.geometry import WorldGeometry, geometry_for
 from runtime.tiles import T, TileKey, World, neighbour, skirt_depth_for
 from runtime.tin.curvature import curved_positions
@@ -124,17 +125,11 @@ def edge_indices(grid_rc: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals ``(n, 3) float32`` of a mesh (float64 positions)."""
-    pos = np.asarray(positions)
-    i0, i1, i2 = faces[:, 0], faces[:, 1], faces[:, 2]
-    a = [pos[i1, k] - pos[i0, k] for k in range(3)]  # per component: no (m, 3, 3) gathers
-    b = [pos[i2, k] - pos[i0, k] for k in range(3)]
-    fn = (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])  # np.cross; 2 * area
-    n = len(positions)
-    flat = faces.reshape(-1)
-    out = np.stack([np.bincount(flat, np.repeat(fn[i], 3), minlength=n) for i in range(3)], 1)
-    norm = np.linalg.norm(out, axis=1, keepdims=True)
-    return (out / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+    """Area-weighted unit vertex normals ``(n, 3) float32`` of a mesh (float64 positions):
+    the sum of the cross products of each vertex's faces, normalised (compiled,
+    ``runtime.tin.kernels``)."""
+    pos = np.ascontiguousarray(positions, np.float64)
+    return kernels.unit_rows_f32(kernels.face_normal_sums(pos, np.ascontiguousarray(faces, np.int64)))
 
 
 def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_m: np.ndarray) -> np.ndarray:
@@ -142,11 +137,27 @@ def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_
     along the edge, none across it. Both tiles sharing the edge hold its vertices bit for
     bit and step across it in the same global direction (+1 row or column), so they get
     the same bits. grc: (k, 2) global [row, col]; height_m: (k,) -> (k, 3) float32."""
-    along_cols = np.ptp(grc[:, 1]) >= np.ptp(grc[:, 0])
-    pos = geo.sample_to_world(level, grc[:, 0], grc[:, 1], height_m)
-    tangent = np.gradient(pos, axis=0) if len(pos) > 2 else np.repeat(pos[1:] - pos[:1], len(pos), 0)
-    step = (1.0, 0.0) if along_cols else (0.0, 1.0)
-    across = geo.sample_to_world(level, grc[:, 0] + step[0], grc[:, 1] + step[1], height_m) - pos
+    return shared_edges_normals(geo, level, [grc], [height_m])[0]
+
+
+def shared_edges_normals(geo: WorldGeometry, level: int, grcs: Sequence[np.ndarray],
+                         heights_m: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``shared_edge_normals`` of several edges (each (k_i, 2) global [row, col] ordered
+    along it, k_i >= 2, and (k_i,) heights) in one pass over all their vertices: a list of
+    (k_i, 3) float32, the same bits as one call per edge."""
+    sizes = [len(g) for g in grcs]
+    grc = np.concatenate([np.asarray(g) for g in grcs])
+    h = np.concatenate([np.asarray(x, np.float64) for x in heights_m])
+    pos = geo.sample_to_world(level, grc[:, 0], grc[:, 1], h)
+    tangent = np.empty_like(pos)
+    step = np.zeros((len(grc), 2))  # across the edge: +1 row under an edge along the columns, else +1 column
+    at = 0
+    for g, k in zip(grcs, sizes, strict=True):
+        seg = pos[at:at + k]
+        tangent[at:at + k] = np.gradient(seg, axis=0) if k > 2 else np.repeat(seg[1:] - seg[:1], k, 0)
+        step[at:at + k, 0 if np.ptp(g[:, 1]) >= np.ptp(g[:, 0]) else 1] = 1.0
+        at += k
+    across = geo.sample_to_world(level, grc[:, 0] + step[:, 0], grc[:, 1] + step[:, 1], h) - pos
     nrm = np.cross(tangent, across)
     length = np.linalg.norm(nrm, axis=1, keepdims=True)
     # The local up orients the normals (its sign only: the samples' own up, no ECEF inverse)
@@ -157,7 +168,7 @@ def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_
         up[collapsed] = geo.up(pos[collapsed])
     nrm = np.where(length > 1e-12, nrm / np.maximum(length, 1e-300), up)
     nrm *= np.sign((nrm * up).sum(axis=1, keepdims=True) + 1e-30)
-    return nrm.astype(np.float32)
+    return np.split(nrm.astype(np.float32), np.cumsum(sizes)[:-1])
 
 
 def inward_normals(grid_rc: np.ndarray, faces: np.ndarray, own: np.ndarray, t: int = T) -> np.ndarray:
@@ -173,47 +184,10 @@ def inward_normals(grid_rc: np.ndarray, faces: np.ndarray, own: np.ndarray, t: i
     half: n_p = normalised(R_a + R_b) puts n_p halfway between the two inward normals (for
     a fan, the two apexes' normals interpolated at the border). Where a face touching the
     inward sample has only border vertices (R ~ 0) or none is found, the Gouraud normal of
-    the own normals there. grid_rc: (n, 2) [row, col]; faces: (m, 3); own: (n, 3)."""
-    rc = np.asarray(grid_rc)
-    n = len(rc)
-    out = np.zeros((n, 3), dtype=np.float32)
-    r_end = (rc[:, 0] == 0) | (rc[:, 0] == t)
-    c_end = (rc[:, 1] == 0) | (rc[:, 1] == t)
-    on = r_end | c_end
-    edge = on & ~(r_end & c_end)  # corners keep the local up
-    if not edge.any():
-        return out
-    f = np.asarray(faces)
-    # faces touching an edge vertex (columns one by one: a reduction over a short last
-    # axis is slow in numpy)
-    cand = f[edge.take(f[:, 0]) | edge.take(f[:, 1]) | edge.take(f[:, 2])].astype(np.int64)
-    fid, slot = np.nonzero(edge[cand])
-    v = cand[fid, slot]
-    q = rc[v].astype(np.float64)  # (k, 2) the sample one step inward of each
-    q[:, 0] += (q[:, 0] == 0) * 1.0 - (q[:, 0] == t) * 1.0
-    q[:, 1] += (q[:, 1] == 0) * 1.0 - (q[:, 1] == t) * 1.0
-    p = rc[cand[fid]].astype(np.float64)  # (k, 3, 2)
-    (r0, c0), (r1, c1), (r2, c2) = (p[:, i].T for i in range(3))
-    det = (r1 - r0) * (c2 - c0) - (r2 - r0) * (c1 - c0)
-    ok = det != 0
-    det = np.where(ok, det, 1.0)
-    w1 = ((q[:, 0] - r0) * (c2 - c0) - (r2 - r0) * (q[:, 1] - c0)) / det
-    w2 = ((r1 - r0) * (q[:, 1] - c0) - (q[:, 0] - r0) * (c1 - c0)) / det
-    w0 = 1.0 - w1 - w2
-    inside = ok & (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9)
-    w = np.stack([w0[inside], w1[inside], w2[inside]], 1)
-    v, fid = v[inside], fid[inside]
-    _, first = np.unique(v, return_index=True)  # one face per vertex (any: normals are continuous)
-    v, fid, w = v[first], fid[first], w[first]
-    verts = cand[fid]  # (k, 3)
-    nv = np.asarray(own)[verts].astype(np.float64)  # (k, 3, 3)
-    woff = w * ~on[verts]
-    r = (woff[:, :, None] * nv).sum(axis=1)
-    weak = woff.sum(axis=1) < 1e-6
-    r[weak] = (w[weak][:, :, None] * nv[weak]).sum(axis=1)
-    out[edge] = own[edge]  # no face found: the own normal
-    out[v] = r
-    return out
+    the own normals there. grid_rc: (n, 2) [row, col]; faces: (m, 3); own: (n, 3).
+    Face by face in face order, compiled (``kernels.inward_normals``)."""
+    return kernels.inward_normals(np.ascontiguousarray(grid_rc, np.int32), np.ascontiguousarray(faces, np.int64),
+                                  np.ascontiguousarray(own, np.float32), t)
 
 
 def _skirt_faces(edges: tuple[np.ndarray, ...], skirt_of: np.ndarray) -> np.ndarray:
@@ -267,7 +241,9 @@ def tile_mesh(
     rows = np.concatenate([grid_rc[:, 0], grid_rc[border, 0]]).astype(np.float64)
     cols = np.concatenate([grid_rc[:, 1], grid_rc[border, 1]]).astype(np.float64)
     z = np.concatenate([heights, heights[border] - float(skirt_depth_m)])
-    world_m = geo.lattice_to_world(key.level, r0, c0, 1.0, rows.astype(np.int64), cols.astype(np.int64), z)
+    # per lattice row / column of the tile (one beyond: the edge normals step across)
+    tables = geo.lattice_tables(key.level, r0, c0, 1.0, 0, T + 1, 0, T + 1)
+    world_m = kernels.lattice_points(*tables, rows.astype(np.int64), cols.astype(np.int64), z, geo.is_earth)
     own = vertex_normals(world_m[:n] - center, faces)
     up_c = geo.up(center[None, :])[0]
     if float((own.astype(np.float64) @ up_c).sum()) < 0:  # wound clockwise from above: turn over
@@ -275,10 +251,19 @@ def tile_mesh(
         own = -own
     inward = inward_normals(grid_rc, faces, own)
     normals = own.copy()
-    for e in edges:
-        if len(e) >= 2:
-            normals[e] = shared_edge_normals(geo, key.level, grid_rc[e] + (r0, c0), heights[e])
-    corners = np.flatnonzero(np.isin(grid_rc[:, 0], (0, T)) & np.isin(grid_rc[:, 1], (0, T)))
+    long = [e for e in edges if len(e) >= 2]
+    if long:
+        at = np.concatenate([e for e in long])
+        along_cols = np.array([np.ptp(grid_rc[e, 1]) >= np.ptp(grid_rc[e, 0]) for e in long])
+        nrm, collapsed = kernels.edge_normals(*tables, grid_rc[at, 0].astype(np.int64), grid_rc[at, 1].astype(np.int64),
+                                              heights[at], np.cumsum([0] + [len(e) for e in long]), along_cols,
+                                              geo.is_earth)
+        if collapsed:  # an edge on a pole: the positions' own up there (shared_edges_normals)
+            nrm = np.concatenate(shared_edges_normals(geo, key.level, [grid_rc[e] + (r0, c0) for e in long],
+                                                      [heights[e] for e in long]))
+        normals[at] = nrm
+    cand = np.concatenate([edges[0], edges[2]])  # the corners are the west and east edges' ends
+    corners = np.unique(cand[(grid_rc[cand, 0] == 0) | (grid_rc[cand, 0] == T)])
     normals[corners] = geo.up(world_m[corners])  # a corner's four tiles agree on the local up
     return TileMesh(
         key=key,
@@ -421,6 +406,7 @@ def opposite(side: str) -> str:
 
 __all__ = [
     "SIDES", "EdgeData", "TileMesh", "build_tile_mesh", "edge_data", "edge_indices",
-    "facing_side", "inward_normals", "joined_normals", "neighbour_keys", "opposite", "shared_edge_normals", "stitch",
+    "facing_side", "inward_normals", "joined_normals", "neighbour_keys", "opposite", "shared_edge_normals",
+    "shared_edges_normals", "stitch",
     "stitch_tiles", "tile_mesh", "vertex_normals",
 ]

@@ -20,7 +20,7 @@ import functools
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-import runtime.tin.kernels as kernels
+import runtime.tin.meshkernels as meshkernels
 from runtime import jit
 from runtime.tin.hierarchy import _border_lut, rtin_steps
 
@@ -71,11 +71,11 @@ def _plane_error(blocks: np.ndarray, b: int, verts: tuple) -> np.ndarray:
 
 def _plane_error_kernel(flat: np.ndarray, b: int, bi: np.ndarray, bj: np.ndarray, verts: tuple) -> np.ndarray:
     """Max |sample - plane| of one triangle pattern in blocks (bi, bj) (k,) of a level of
-    b-blocks, compiled (``runtime.tin.kernels``): (k,) float64."""
+    b-blocks, compiled (``runtime.tin.meshkernels``): (k,) float64."""
     i, j, w, v = _pattern(b, verts)
     out = np.empty(len(bi))
     n1 = int(round(np.sqrt(flat.size)))
-    kernels.plane_error_blocks(flat, n1, np.ascontiguousarray(bi, dtype=np.int64),
+    meshkernels.plane_error_blocks(flat, n1, np.ascontiguousarray(bi, dtype=np.int64),
                                np.ascontiguousarray(bj, dtype=np.int64), b, i, j, w, v[0], v[1], out)
     return out
 
@@ -159,7 +159,7 @@ def _fan_error(flat: np.ndarray, n1: int, base: np.ndarray, b: int, edge: tuple,
     i, j, vr, vc, w = _fan_pattern(b, edge, apex)
     if jit.ENABLED:  # the same sum, compiled (same bits)
         out = np.empty(len(base))
-        kernels.fan_error_blocks(flat, n1, np.ascontiguousarray(base, dtype=np.int64), i, j, vr, vc, w, out)
+        meshkernels.fan_error_blocks(flat, n1, np.ascontiguousarray(base, dtype=np.int64), i, j, vr, vc, w, out)
         return out
     d = flat[(i * n1 + j)[:, None] + base]  # (K, k)
     v = flat[(vr * n1 + vc)[:, :, None] + base]  # (3, K, k)
@@ -291,7 +291,7 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
         stage, ce = 0, None  # stages measured compiled: 0 none, 1 the quarters, 2 the halves too
         if jit.ENABLED:  # the level's quarters and plain halves, compiled (same bits)
             ce = np.empty((nb, nb))
-            stage = kernels.rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, FULL_LEVEL_FRACTION,
+            stage = meshkernels.rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, FULL_LEVEL_FRACTION,
                                        *_level_patterns(b), ce)
         if stage < 1:
             bt = sliding_window_view(h, (b + 1, b + 1))[::b, ::b].transpose(2, 3, 0, 1)
@@ -365,7 +365,7 @@ def _halves(b: int) -> tuple:
 @functools.lru_cache(maxsize=16)
 def _level_patterns(b: int) -> tuple[np.ndarray, ...]:
     """``_pattern`` of the quarters then the even and odd halves (8), packed for
-    ``kernels.rtin_level``: rows, cols (8, K) int64, weights (8, 3, K) float64 (zero padded),
+    ``meshkernels.rtin_level``: rows, cols (8, K) int64, weights (8, 3, K) float64 (zero padded),
     counts (8,), vertex rows, cols (8, 3) int64."""
     pats = [_pattern(b, v) for v in _quarters(b) + tuple(d for _, d1, d2 in _halves(b) for d in (d1, d2))]
     kmax = max(len(p[0]) for p in pats)

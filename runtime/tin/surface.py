@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+import runtime.tin.kernels as kernels
 from runtime.geometry import geometry_for
 from runtime.tiles import T, TileKey, World
 from runtime.tin.placement import SIDES, facing_side, joined_normals, tile_mesh
@@ -104,11 +105,13 @@ def tin_surface(
             sides[side] = (e, n + np.searchsorted(src, e), mesh.inward_normals[e].copy())
     all_rc = np.concatenate([mesh.grid_rc, mesh.grid_rc[src]]).astype(np.float64)
     r0, c0 = key.sample_origin()
+    tables = geo.lattice_tables(key.level, r0, c0, 1.0, 0, T, 0, T)
+    up = kernels.lattice_up(*tables, all_rc[:, 0].astype(np.int64), all_rc[:, 1].astype(np.int64), geo.is_earth)
     return Surface(
         key=key, center_m=mesh.center_m, vertices=mesh.vertices_m, normals=mesh.normals, uv=mesh.uv,
         faces=mesh.all_faces.astype(np.uint32), min_height_m=float(h.min()) - float(skirt_depth_m),
         max_height_m=float(h.max()), skirt_start=n, height_m=all_h.astype(np.float32),
-        up=geo.sample_up(key.level, all_rc[:, 0] + r0, all_rc[:, 1] + c0).astype(np.float32), grid_rc=all_rc,
+        up=up, grid_rc=all_rc,
         edges=sides,
     )
 
@@ -278,11 +281,11 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray | N
     rr = np.clip(pr, e, T - e)
     cc = np.clip(pc, e, T - e)
     ki, kj = np.rint(2.0 * rr).astype(np.int64), np.rint(2.0 * cc).astype(np.int64)  # half samples
-    pts = [geo.lattice_to_world(pk.level, r0, c0, 0.5, ki + di, kj + dj, half[ki + di - 2 * wr, kj + dj - 2 * wc])
-           for di, dj in ((0, -1), (0, 1), (-1, 0), (1, 0))]
-    along_c, along_r = pts[1] - pts[0], pts[3] - pts[2]
-    nrm = np.cross(along_r, along_c)  # rows grow south, cols east: south x east = up
-    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+    # The surface one half sample west / east and north / south of each vertex, crossed
+    # (rows grow south, cols east: south x east = up), compiled (kernels.morph_normals).
+    tables = geo.lattice_tables(pk.level, r0, c0, 0.5, int(ki.min()) - 1, int(ki.max()) + 1, int(kj.min()) - 1,
+                                int(kj.max()) + 1)
+    nrm = kernels.morph_normals(half, 2 * wr, 2 * wc, *tables, ki, kj, geo.is_earth)
     if float((nrm[:n].astype(np.float64) * surface.up[:n]).sum()) < 0:
         nrm = -nrm
     nrm = nrm.astype(np.float32)

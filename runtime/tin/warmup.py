@@ -1,4 +1,4 @@
-"""Warm-up of the compiled mesher and wire kernels (``runtime.tin.kernels``): importing this
+"""Warm-up of the compiled mesher and wire kernels (``runtime.tin.meshkernels``): importing this
 module registers a ``runtime.jit`` warmer that runs the server's meshing path once on a small
 tile, so that ``jit.warm()`` at server start loads (or compiles once per machine) every
 kernel with the dtypes and layouts the real calls use. Kept apart from the kernels so that

@@ -273,6 +273,27 @@ def test_chunk_layout_reuses_the_face_order_and_boxes_follow_the_morph_targets()
     assert sorted(map(tuple, chunk_layout(other)[0].tolist())) == sorted(map(tuple, out.tolist()))
 
 
+def test_chunk_boxes_are_the_numpy_min_max_of_every_position_a_vertex_can_take():
+    from dataclasses import replace
+
+    from viewer.renderer import CHUNKS
+
+    grid_rc, faces, edges = full_grid_tin(4)
+    h = 60.0 * np.sin(grid_rc[:, 0] / 17.0) * np.cos(grid_rc[:, 1] / 11.0) - 20.0  # partly below sea level
+    s = tin_surface("earth", TileKey(9, 270, 180), grid_rc, h, faces, edges, skirt_depth_m=5.0)
+    dh = np.random.default_rng(2).normal(0.0, 30.0, len(s.vertices)).astype(np.float32)
+    s = replace(s, morph_dh_m=dh, morph_normals=s.normals)
+    out, starts, lo, hi = chunk_layout(s)
+    pos, up, hh = s.vertices, s.up, s.height_m
+    cands = [pos, pos + up * dh[:, None], pos + up * np.maximum(-hh, 0.0)[:, None],
+             pos + up * (dh + np.maximum(-(hh + dh), 0.0))[:, None]]
+    vlo, vhi = np.minimum.reduce(cands), np.maximum.reduce(cands)
+    for b in range(CHUNKS * CHUNKS):
+        v = out[starts[b]:starts[b + 1]].ravel()
+        assert len(v)
+        assert np.array_equal(lo[b], vlo[v].min(axis=0)) and np.array_equal(hi[b], vhi[v].max(axis=0))
+
+
 def test_shader_sources_resolve_includes_and_put_defines_after_the_version():
     fs = shader_source("terrain.frag", ("VERTEX_LOGDEPTH",))
     assert fs.splitlines()[:2] == ["#version 330", "#define VERTEX_LOGDEPTH"]

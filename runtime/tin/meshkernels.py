@@ -1,0 +1,296 @@
+"""Compiled twins (``runtime.jit``) of the RTIN error measures in ``runtime.tin.rtin``.
+
+The numpy measures gather a triangle pattern's samples of every block into (K, k) arrays and
+reduce them; these loop over blocks and samples with no temporaries. Same bits:
+
+- a triangle's plane at a sample is ``w.T @ corners`` in numpy, a BLAS dgemm (OpenBLAS,
+  which accumulates along the 3 vertices with fused multiply-adds: fma(w2, c2, fma(w1, c1,
+  w0 * c0)), checked bit for bit against numpy over whole tiles in tests/test_jit_kernels.py).
+  With a single block numpy calls dgemv, which sums in another order, so callers keep numpy
+  for one block;
+- a border fan's value is ``(w * v).sum(axis=0)``: ((w0 v0 + w1 v1) + w2 v2), no fma;
+- the error is max |sample - surface| (max does not depend on order).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runtime import jit
+
+if jit.ENABLED:
+    from llvmlite import ir
+    from numba.core import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _fma(typingctx, a, b, c):
+        """llvm.fma.f64: a * b + c with one rounding (what OpenBLAS's kernels compute)."""
+        sig = types.float64(types.float64, types.float64, types.float64)
+
+        def codegen(context, builder, signature, args):
+            d = ir.DoubleType()
+            fn = builder.module.declare_intrinsic("llvm.fma", [d], ir.FunctionType(d, [d, d, d]))
+            return builder.call(fn, args)
+
+        return sig, codegen
+else:  # pragma: no cover - never called without numba (callers check jit.ENABLED)
+    def _fma(a, b, c):
+        raise RuntimeError("runtime.tin.kernels needs numba")
+
+
+@jit.njit
+def plane_error_blocks(flat, n1, bi, bj, b, pi, pj, w, vr, vc, out):
+    """out[q] = max over the pattern's samples of |sample - plane| in block (bi[q], bj[q]).
+
+    flat ((n1*n1,) float64 heights, row-major), bi, bj (k,) int64 block indices (the block's
+    [0, 0] is sample (bi*b, bj*b)), pattern pi, pj (K,) int64 local samples, w (3, K)
+    float64 barycentric weights, vr, vc (3,) int64 local vertices; out (k,) float64."""
+    kk = pi.shape[0]
+    for q in range(bi.shape[0]):
+        base = bi[q] * b * n1 + bj[q] * b
+        c0 = flat[base + vr[0] * n1 + vc[0]]
+        c1 = flat[base + vr[1] * n1 + vc[1]]
+        c2 = flat[base + vr[2] * n1 + vc[2]]
+        m = 0.0
+        for s in range(kk):
+            plane = _fma(w[2, s], c2, _fma(w[1, s], c1, w[0, s] * c0))
+            d = abs(flat[base + pi[s] * n1 + pj[s]] - plane)
+            if d > m:
+                m = d
+        out[q] = m
+
+
+@jit.njit
+def _tri_error(flat, n1, base, p, pi, pj, pw, pk, vr, vc):
+    """plane_error_blocks for one block (flat index ``base`` of its [0, 0]) and packed pattern p."""
+    c0 = flat[base + vr[p, 0] * n1 + vc[p, 0]]
+    c1 = flat[base + vr[p, 1] * n1 + vc[p, 1]]
+    c2 = flat[base + vr[p, 2] * n1 + vc[p, 2]]
+    m = 0.0
+    for s in range(pk[p]):
+        plane = _fma(pw[p, 2, s], c2, _fma(pw[p, 1, s], c1, pw[p, 0, s] * c0))
+        d = abs(flat[base + pi[p, s] * n1 + pj[p, s]] - plane)
+        if d > m:
+            m = d
+    return m
+
+
+@jit.njit
+def _gemv_case(k, size, full_fraction):
+    """Whether numpy's _masked_plane_error would measure k of size blocks through dgemv
+    (one block: another summation order than the compiled dgemm twin)."""
+    if k >= full_fraction * size:
+        return size < 2
+    return k == 1
+
+
+@jit.njit
+def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fraction, pi, pj, pw, pk, vr, vc, ce):
+    """One level (b >= 4) of ``rtin.rtin_errors`` without its border ring: the four quarter
+    triangles of every b-block where their hypotenuse's error allows (he, ve updated in place),
+    then the block centres' errors ``ce`` (nb, nb) and the two halves of each plain block.
+
+    Patterns packed by ``rtin._level_patterns(b)``: qn, qs, qw, qe, then the even and the odd
+    blocks' halves. Returns 2 when done; 0 (nothing changed) or 1 (quarters done and ``ce``
+    before the halves) where numpy would have measured a single block through dgemv, so that
+    the caller measures that stage with numpy (same bits either way)."""
+    size = nb * nb
+    k0 = k1 = k2 = k3 = 0
+    for i in range(nb):
+        for j in range(nb):
+            k0 += he[i, j] <= thr and inner_h[i, j]
+            k1 += he[i + 1, j] <= thr and inner_h[i + 1, j]
+            k2 += ve[i, j] <= thr and inner_v[i, j]
+            k3 += ve[i, j + 1] <= thr and inner_v[i, j + 1]
+    if (_gemv_case(k0, size, full_fraction) or _gemv_case(k1, size, full_fraction)
+            or _gemv_case(k2, size, full_fraction) or _gemv_case(k3, size, full_fraction)):
+        return 0
+    q = np.zeros((4, nb, nb))
+    for i in range(nb):
+        for j in range(nb):
+            base = i * b * n1 + j * b
+            if he[i, j] <= thr and inner_h[i, j]:
+                q[0, i, j] = _tri_error(flat, n1, base, 0, pi, pj, pw, pk, vr, vc)
+            if he[i + 1, j] <= thr and inner_h[i + 1, j]:
+                q[1, i, j] = _tri_error(flat, n1, base, 1, pi, pj, pw, pk, vr, vc)
+            if ve[i, j] <= thr and inner_v[i, j]:
+                q[2, i, j] = _tri_error(flat, n1, base, 2, pi, pj, pw, pk, vr, vc)
+            if ve[i, j + 1] <= thr and inner_v[i, j + 1]:
+                q[3, i, j] = _tri_error(flat, n1, base, 3, pi, pj, pw, pk, vr, vc)
+    for i in range(nb):
+        for j in range(nb):
+            he[i, j] = max(he[i, j], q[0, i, j])
+            he[i + 1, j] = max(he[i + 1, j], q[1, i, j])
+            ve[i, j] = max(ve[i, j], q[2, i, j])
+            ve[i, j + 1] = max(ve[i, j + 1], q[3, i, j])
+    for i in range(nb):
+        for j in range(nb):
+            ce[i, j] = max(max(he[i, j], he[i + 1, j]), max(ve[i, j], ve[i, j + 1]))
+    # plain blocks (the ring is the caller's in fan mode), by parity sub-grid
+    for oi in range(2):
+        for oj in range(2):
+            k = 0
+            for i in range(oi, nb, 2):
+                for j in range(oj, nb, 2):
+                    ring = fan and (i == 0 or j == 0 or i == nb - 1 or j == nb - 1)
+                    k += ce[i, j] <= thr and not ring
+            if k and _gemv_case(k, ((nb - oi + 1) // 2) * ((nb - oj + 1) // 2), full_fraction):
+                return 1
+    for i in range(nb):
+        for j in range(nb):
+            ring = fan and (i == 0 or j == 0 or i == nb - 1 or j == nb - 1)
+            if ce[i, j] <= thr and not ring:
+                p = 4 if (i + j) % 2 == 0 else 6
+                base = i * b * n1 + j * b
+                e = max(_tri_error(flat, n1, base, p, pi, pj, pw, pk, vr, vc),
+                        _tri_error(flat, n1, base, p + 1, pi, pj, pw, pk, vr, vc))
+                ce[i, j] = max(ce[i, j], e)
+    return 2
+
+
+@jit.njit
+def fan_error_blocks(flat, n1, base, pi, pj, vr, vc, w, out):
+    """out[q] = max |sample - fan| of one border-fan pattern in the block whose [0, 0] is flat
+    index base[q]: pi, pj (K,) local samples, vr, vc (3, K) int64 local vertices of each
+    sample's fan triangle, w (3, K) float64 weights; out (k,) float64."""
+    kk = pi.shape[0]
+    for q in range(base.shape[0]):
+        o = base[q]
+        m = 0.0
+        for s in range(kk):
+            f = (w[0, s] * flat[o + vr[0, s] * n1 + vc[0, s]] + w[1, s] * flat[o + vr[1, s] * n1 + vc[1, s]]) \
+                + w[2, s] * flat[o + vr[2, s] * n1 + vc[2, s]]
+            d = abs(flat[o + pi[s] * n1 + pj[s]] - f)
+            if d > m:
+                m = d
+        out[q] = m
+
+
+@jit.njit
+def _norm_at(fl, cc, vals):
+    """|x| of one component, else sqrt(((x0^2 + x1^2) + x2^2 ...)) (diamonds._norm's order)."""
+    if cc == 1:
+        return abs(vals[0])
+    acc = vals[0] * vals[0]
+    for c in range(1, cc):
+        acc = acc + vals[c] * vals[c]
+    return np.sqrt(acc)
+
+
+@jit.njit
+def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner, drop_code, dbase,
+                    off, w, v, thr, ids_out, e_pq_out, e_aa_out, size_out):
+    """The measuring half of ``diamonds.drop_diamonds`` (its first filter, then the larger
+    diamonds' quarter-point, diagonal and per-drawing errors), the same bits.
+
+    flats (C, n) float64 fields; present ((n + 1,) bool); the ``Hierarchy`` tables; off, w, v
+    its ``drop_table``; thr the bound. Writes the candidates that pass (grid id ascending),
+    their e_pq and e_aa errors (inf for a drawing not allowed) and diamond size into the
+    ``*_out`` arrays (at least n long); returns how many. A drawing's error is its exact max
+    where it is within ``thr`` and some value above ``thr`` otherwise (the measurement stops
+    there): drop_diamonds only compares errors above the bound with the bound (an e_aa < e_pq
+    tie-break reads both only when both are within it), so its result is numpy's."""
+    cc = flats.shape[0]
+    n = flats.shape[1]
+    kk = off.shape[0]
+    nw = w.shape[1]
+    vals = np.empty(cc)
+    vals2 = np.empty(cc)
+    half = np.empty(4)
+    cnt = 0
+    for m in range(n):
+        if not (present[m] and drop_ok[m]):
+            continue
+        c0, c1, c2, c3 = corner[m, 0], corner[m, 1], corner[m, 2], corner[m, 3]
+        for c in range(cc):
+            vals[c] = flats[c, m] - 0.5 * (flats[c, c0] + flats[c, c2])
+            vals2[c] = flats[c, m] - 0.5 * (flats[c, c1] + flats[c, c3])
+        e_pq = _norm_at(flats, cc, vals)
+        e_aa = _norm_at(flats, cc, vals2)
+        if not (e_pq <= thr or e_aa <= thr):
+            continue
+        size = dsize[m]
+        if size > 2:
+            blocked = False
+            for q in range(quarter.shape[1]):
+                if present[quarter[m, q]]:
+                    blocked = True
+            i0, i1, i2, i3 = inner[m, 0], inner[m, 1], inner[m, 2], inner[m, 3]
+            for c in range(cc):
+                vals[c] = flats[c, i0] - 0.75 * flats[c, c0] - 0.25 * flats[c, c2]
+                vals2[c] = flats[c, i2] - 0.25 * flats[c, c0] - 0.75 * flats[c, c2]
+            e2_pq = max(_norm_at(flats, cc, vals), _norm_at(flats, cc, vals2))
+            for c in range(cc):
+                vals[c] = flats[c, i1] - 0.75 * flats[c, c1] - 0.25 * flats[c, c3]
+                vals2[c] = flats[c, i3] - 0.25 * flats[c, c1] - 0.75 * flats[c, c3]
+            e2_aa = max(_norm_at(flats, cc, vals), _norm_at(flats, cc, vals2))
+            ok_pq = e_pq <= thr and e2_pq <= thr
+            ok_aa = e_aa <= thr and e2_aa <= thr
+            base = dbase[m]
+            for h in range(4):
+                allowed = (ok_aa if h % 2 == 0 else ok_pq) and not blocked
+                if not allowed:
+                    half[h] = np.inf
+                    continue
+                kprev = np.int64(present[kid[m, (h + 3) % 4]])
+                case = kprev + 2 * np.int64(present[kid[m, h]])
+                code = drop_code[m] + 4 * h + case
+                worst = 0.0
+                first = True
+                for smp in range(kk):
+                    for c in range(cc):
+                        d = w[smp, 0, code] * flats[c, v[0, code] + base]
+                        for j in range(1, nw):
+                            d += w[smp, j, code] * flats[c, v[j, code] + base]
+                        d -= flats[c, off[smp, code] + base]
+                        vals[c] = d
+                    e = _norm_at(flats, cc, vals)
+                    if first or e > worst:
+                        worst = e
+                        first = False
+                    if worst > thr:  # this drawing fails whatever follows: its exact max is never read
+                        break
+                half[h] = worst
+            e_pq = max(half[1], half[3])
+            e_aa = max(half[0], half[2])
+        ids_out[cnt] = m
+        e_pq_out[cnt] = e_pq
+        e_aa_out[cnt] = e_aa
+        size_out[cnt] = size
+        cnt += 1
+    return cnt
+
+
+@jit.njit
+def rtin_stream_arrays(present, qgrid, corners, mid, pp, qq, a1, a2, on_border, forced, fan, flags, res):
+    """The rtin wire streams' arrays (``runtime.wire._rtin_streams``), integer maths: the
+    split bits of every step with a candidate midpoint (``flags``) and the height residuals
+    (``res``: the four corners, then each coded midpoint's q minus the floor mean of its
+    edge ends). Returns (split count, residual count). -1 ids read the sentinel (last)."""
+    nf = 0
+    for c in range(4):
+        res[c] = qgrid[corners[c]]
+    nr = 4
+    for k in range(mid.shape[0]):
+        sp = present[mid[k]]
+        cand = present[a1[k]] or present[a2[k]]
+        if cand and not (forced and on_border[k]):
+            flags[nf] = sp
+            nf += 1
+        if sp or (fan and on_border[k]):
+            res[nr] = qgrid[mid[k]] - ((qgrid[pp[k]] + qgrid[qq[k]]) >> 1)
+            nr += 1
+    return nf, nr
+
+
+@jit.njit
+def diamond_candidates(present, diamond_ok, a1, a2, out):
+    """``diamonds.diamond_candidates``: ids (ascending) whose centre is absent and both
+    apexes present, among ``diamond_ok``; writes them to ``out``, returns how many."""
+    k = 0
+    for m in range(present.shape[0] - 1):
+        if diamond_ok[m] and not present[m] and present[a1[m]] and present[a2[m]]:
+            out[k] = m
+            k += 1
+    return k
