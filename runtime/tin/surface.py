@@ -311,8 +311,8 @@ def _parent_border_normals(nrm: np.ndarray, pr: np.ndarray, pc: np.ndarray, pare
         axis = 0 if side in ("west", "east") else 1  # coordinate along the edge
         fixed = {"west": (1, 0.0), "east": (1, T), "north": (0, 0.0), "south": (0, T)}[side]
         p_rc = pr if fixed[0] == 0 else pc
-        on = np.abs(p_rc - fixed[1]) < 1e-9
-        if not on.any():
+        on = np.flatnonzero(np.abs(p_rc - fixed[1]) < 1e-9)
+        if not len(on):
             continue
         along_p = parent.grid_rc[pe, axis]
         along_c = (pr if axis == 0 else pc)[on]
