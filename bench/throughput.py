@@ -117,21 +117,29 @@ async def saturate(url: str, keys: list[TileKey], clients: int, timeout_s: float
 
 def stages(world: World, refiner: str, sample: list[TileKey], step_s: float = 0.03) -> dict:
     """CPU ms per tile of each stage on ``sample`` (fresh pyramid, nothing cached; the
-    encoder warmed on one tile first, as a running server is)."""
+    encoder warmed on one tile first, as a running server is). The client stages need the
+    client's compiled loops (numba): without it they are None and only the server's are timed."""
     import runtime.tin.warmup  # noqa: F401  (registers the mesher's warm-up)
     from runtime import jit, wire
-    from runtime.tin import kernels, morph_grid, with_morph
+    from runtime.tin import morph_grid, with_morph
     from streaming.cli.compose import open_world
     from streaming.session import tile_frame
     from streaming.tileservice import encode_fields
-    from viewer.flight import client_tile, drawable
-    from viewer.renderer import chunk_layout, vertex_array
+
+    try:
+        from runtime.tin import kernels
+        from viewer.flight import client_tile, drawable
+        from viewer.renderer import chunk_layout, vertex_array
+    except ImportError as e:  # a machine without numba (or moderngl): the server's stages only
+        print(f"stages: no client stages ({e})", file=sys.stderr)
+        kernels = None
 
     pyr = open_world(world, 0, refiner)
     jit.warm()  # as `serve` does at start
     root = TileKey(3, 0, 0)
     encode_fields(world, root, pyr.tiles([root])[0])  # one-time start (anchors, compiling, tables) not counted
-    kernels.warm()  # the client's compiled loops, loaded at viewer start
+    if kernels is not None:
+        kernels.warm()  # the client's compiled loops, loaded at viewer start
     cpu = time.process_time
     t = {k: 0.0 for k in ("generate", "mesh+encode", "frame", "client decode", "client surface", "client raster",
                           "client morph", "client upload")}
@@ -149,12 +157,14 @@ def stages(world: World, refiner: str, sample: list[TileKey], step_s: float = 0.
             t1 = cpu()
             tile_frame(k, payload)
             t2 = cpu()
+            t["mesh+encode"] += t1 - t0
+            t["frame"] += t2 - t1
+            if kernels is None:
+                continue
             d = wire.decode_tile(payload)
             t3 = cpu()
             decoded[k] = client_tile(world, k, d)
             t4 = cpu()
-            t["mesh+encode"] += t1 - t0
-            t["frame"] += t2 - t1
             t["client decode"] += t3 - t2
             t["client surface"] += t4 - t3
     n_morph = 0
@@ -178,6 +188,8 @@ def stages(world: World, refiner: str, sample: list[TileKey], step_s: float = 0.
     out = {k: round(v * 1e3 / len(sample), 2) for k, v in t.items()}
     out["client raster"] = round(t["client raster"] * 1e3 / max(n_morph, 1), 2)
     out["client morph"] = round(t["client morph"] * 1e3 / max(n_morph, 1), 2)
+    if kernels is None:
+        out.update(dict.fromkeys([k for k in out if k.startswith("client")]))
     return out
 
 
@@ -229,7 +241,7 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
     summary["stages_ms"].setdefault(w, {})[r] = st
     print(f"{w:6s} {r:14s} {n:5d} {n / wall:10.1f} {cores:5.2f} {cpu_s * 1e3 / n:11.1f} {main_s * 1e3 / n:8.1f} "
           f"{cn / cwall:9.1f} {nbytes / n / 1024:8.1f}  "
-          + "  ".join(f"{k} {v:.1f}" for k, v in st.items()), flush=True)
+          + "  ".join(f"{k} {v:.1f}" for k, v in st.items() if v is not None), flush=True)
 
 
 def main(argv=None) -> int:

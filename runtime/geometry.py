@@ -253,7 +253,7 @@ class WorldGeometry:
         ki / kj (n,) integers: the same (n, 3) float64 bits (where row0 + k * step is exact,
         as for half-sample steps), with the earth's trigonometry done once per lattice row
         and column instead of once per point (latitude follows the row, longitude the column)."""
-        from runtime.tin.kernels import lattice_points  # (runtime.tin imports this module)
+        from runtime.tin.kernels import lattice_points  # numba on first use; runtime.tin imports this module
 
         ki = np.asarray(ki, np.int64).reshape(-1)
         kj = np.asarray(kj, np.int64).reshape(-1)

@@ -41,7 +41,6 @@ import runtime.tin.meshkernels as meshkernels
 from runtime import jit
 from runtime.intstreams import ZLIB_LEVEL, _inflate, _pack_uints, _unpack_uints, _unzigzag, _zigzag, get_field
 from runtime.tiles import T, TileKey, spacing_m
-from runtime.tin import kernels
 from runtime.tin.diamonds import diamond_candidates, diamond_interiors
 from runtime.tin.faces import fan_face_count, first_use_order, mesh_vertices, number_vertices, tin_faces
 from runtime.tin.hierarchy import hierarchy, rtin_steps
@@ -218,8 +217,10 @@ def _decode_rtin(p: dict, t: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
     corners = _corner_ids(t)
     present[corners] = True
     qgrid[corners] = res[:4]
-    status, nb, nr = kernels.rtin_decode(flags, np.ascontiguousarray(res, np.int64), present, qgrid,
-                                         *_splittable_steps(t), forced, fan)
+    from runtime.tin.kernels import rtin_decode  # numba loads here, on first use
+
+    status, nb, nr = rtin_decode(flags, np.ascontiguousarray(res, np.int64), present, qgrid, *_splittable_steps(t),
+                                 forced, fan)
     if status == 1:
         raise ValueError(f"splits ended early: the mesh needs more than the {nbits} bits sent")
     if status == 2:

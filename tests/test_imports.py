@@ -1,6 +1,6 @@
 """The dependency direction of STYLE.md, read from the source (no imports executed).
 
-runtime: numpy/scipy/trimesh only (no torch, GL, sockets); viewer: never torch, and
+runtime: numpy/scipy/trimesh/numba only (no torch, GL, sockets); viewer: never torch, and
 never the generator (which needs torch). Checked transitively through the project.
 """
 

@@ -460,6 +460,8 @@ def warm() -> None:
     v32 = np.zeros((1, 3), np.float32)
     vertex_rows(v32, v32, np.zeros((1, 2), np.float32), v32[:, 0].copy(), v32, v32[:, 0].copy(), v32)
     inward_normals(np.zeros((3, 2), np.int32), faces, p32, 1)
-    ids = np.zeros(1, np.int32)
+    ids, border = np.zeros(1, np.int32), np.zeros(1, np.bool_)
+    for a in (ids, border):  # the wire's step tables are read-only: numba types them apart
+        a.setflags(write=False)
     rtin_decode(np.zeros(1, np.bool_), np.zeros(5, np.int64), np.zeros(5, np.bool_), np.zeros(5, np.int64), ids,
-                ids, ids, ids, ids, np.zeros(1, np.bool_), False, True)
+                ids, ids, ids, ids, border, False, True)

@@ -30,7 +30,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-import runtime.tin.kernels as kernels
 from runtime.geometry import WorldGeometry, geometry_for
 from runtime.tiles import T, TileKey, World, neighbour, skirt_depth_for
 from runtime.tin.curvature import curved_positions
@@ -128,8 +127,10 @@ def vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals ``(n, 3) float32`` of a mesh (float64 positions):
     the sum of the cross products of each vertex's faces, normalised (compiled,
     ``runtime.tin.kernels``)."""
+    from runtime.tin.kernels import face_normal_sums, unit_rows_f32  # numba loads here, on first use
+
     pos = np.ascontiguousarray(positions, np.float64)
-    return kernels.unit_rows_f32(kernels.face_normal_sums(pos, np.ascontiguousarray(faces, np.int64)))
+    return unit_rows_f32(face_normal_sums(pos, np.ascontiguousarray(faces, np.int64)))
 
 
 def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_m: np.ndarray) -> np.ndarray:
@@ -186,8 +187,10 @@ def inward_normals(grid_rc: np.ndarray, faces: np.ndarray, own: np.ndarray, t: i
     inward sample has only border vertices (R ~ 0) or none is found, the Gouraud normal of
     the own normals there. grid_rc: (n, 2) [row, col]; faces: (m, 3); own: (n, 3).
     Face by face in face order, compiled (``kernels.inward_normals``)."""
-    return kernels.inward_normals(np.ascontiguousarray(grid_rc, np.int32), np.ascontiguousarray(faces, np.int64),
-                                  np.ascontiguousarray(own, np.float32), t)
+    from runtime.tin.kernels import inward_normals as compiled  # numba loads on first use
+
+    return compiled(np.ascontiguousarray(grid_rc, np.int32), np.ascontiguousarray(faces, np.int64),
+                    np.ascontiguousarray(own, np.float32), t)
 
 
 def _skirt_faces(edges: tuple[np.ndarray, ...], skirt_of: np.ndarray) -> np.ndarray:
@@ -225,6 +228,8 @@ def tile_mesh(
     rc = np.asarray(grid_rc)
     if rc.ndim != 2 or rc.shape[1] != 2 or rc.min() < 0 or rc.max() > T or not np.array_equal(rc, np.round(rc)):
         raise ValueError(f"grid_rc must be (n, 2) integer [row, col] in [0, {T}], got shape {rc.shape}")
+    from runtime.tin.kernels import edge_normals, lattice_points  # numba loads here, on first use
+
     geo = geometry_for(world)
     grid_rc = rc.astype(np.int32)
     heights = np.asarray(height_m, dtype=np.float64)
@@ -243,7 +248,7 @@ def tile_mesh(
     z = np.concatenate([heights, heights[border] - float(skirt_depth_m)])
     # per lattice row / column of the tile (one beyond: the edge normals step across)
     tables = geo.lattice_tables(key.level, r0, c0, 1.0, 0, T + 1, 0, T + 1)
-    world_m = kernels.lattice_points(*tables, rows.astype(np.int64), cols.astype(np.int64), z, geo.is_earth)
+    world_m = lattice_points(*tables, rows.astype(np.int64), cols.astype(np.int64), z, geo.is_earth)
     own = vertex_normals(world_m[:n] - center, faces)
     up_c = geo.up(center[None, :])[0]
     if float((own.astype(np.float64) @ up_c).sum()) < 0:  # wound clockwise from above: turn over
@@ -255,7 +260,7 @@ def tile_mesh(
     if long:
         at = np.concatenate([e for e in long])
         along_cols = np.array([np.ptp(grid_rc[e, 1]) >= np.ptp(grid_rc[e, 0]) for e in long])
-        nrm, collapsed = kernels.edge_normals(*tables, grid_rc[at, 0].astype(np.int64), grid_rc[at, 1].astype(np.int64),
+        nrm, collapsed = edge_normals(*tables, grid_rc[at, 0].astype(np.int64), grid_rc[at, 1].astype(np.int64),
                                               heights[at], np.cumsum([0] + [len(e) for e in long]), along_cols,
                                               geo.is_earth)
         if collapsed:  # an edge on a pole: the positions' own up there (shared_edges_normals)

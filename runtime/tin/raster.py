@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-import runtime.tin.kernels as kernels
 from runtime.tiles import T
 
 
@@ -31,9 +30,11 @@ def tin_window(grid_rc: np.ndarray, height_m: np.ndarray, faces: np.ndarray,
     if not (0 <= r_a <= r_b <= t and 0 <= c_a <= c_b <= t):
         raise ValueError(f"window rows {rows}, cols {cols} must be ordered and within [0, {t}]")
     rc = np.asarray(grid_rc, np.float64)
-    out = kernels.raster_window(np.ascontiguousarray(rc[:, 0]), np.ascontiguousarray(rc[:, 1]),
-                                np.ascontiguousarray(height_m, np.float64), np.ascontiguousarray(faces, np.int64),
-                                r_a, r_b, c_a, c_b, t)
+    from runtime.tin.kernels import raster_window  # numba loads here, on first use
+
+    out = raster_window(np.ascontiguousarray(rc[:, 0]), np.ascontiguousarray(rc[:, 1]),
+                        np.ascontiguousarray(height_m, np.float64), np.ascontiguousarray(faces, np.int64),
+                        r_a, r_b, c_a, c_b, t)
     if np.isnan(out).any():
         raise ValueError(f"the TIN leaves {int(np.isnan(out).sum())} grid nodes of rows {rows}, cols {cols} "
                          f"uncovered; expected it to cover [0, {t}]^2")

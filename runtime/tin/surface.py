@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-import runtime.tin.kernels as kernels
 from runtime.geometry import geometry_for
 from runtime.tiles import T, TileKey, World
 from runtime.tin.placement import SIDES, facing_side, joined_normals, tile_mesh
@@ -106,7 +105,9 @@ def tin_surface(
     all_rc = np.concatenate([mesh.grid_rc, mesh.grid_rc[src]]).astype(np.float64)
     r0, c0 = key.sample_origin()
     tables = geo.lattice_tables(key.level, r0, c0, 1.0, 0, T, 0, T)
-    up = kernels.lattice_up(*tables, all_rc[:, 0].astype(np.int64), all_rc[:, 1].astype(np.int64), geo.is_earth)
+    from runtime.tin.kernels import lattice_up  # numba loads here, on first use
+
+    up = lattice_up(*tables, all_rc[:, 0].astype(np.int64), all_rc[:, 1].astype(np.int64), geo.is_earth)
     return Surface(
         key=key, center_m=mesh.center_m, vertices=mesh.vertices_m, normals=mesh.normals, uv=mesh.uv,
         faces=mesh.all_faces.astype(np.uint32), min_height_m=float(h.min()) - float(skirt_depth_m),
@@ -285,7 +286,9 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray | N
     # (rows grow south, cols east: south x east = up), compiled (kernels.morph_normals).
     tables = geo.lattice_tables(pk.level, r0, c0, 0.5, int(ki.min()) - 1, int(ki.max()) + 1, int(kj.min()) - 1,
                                 int(kj.max()) + 1)
-    nrm = kernels.morph_normals(half, 2 * wr, 2 * wc, *tables, ki, kj, geo.is_earth)
+    from runtime.tin.kernels import morph_normals
+
+    nrm = morph_normals(half, 2 * wr, 2 * wc, *tables, ki, kj, geo.is_earth)
     if float((nrm[:n].astype(np.float64) * surface.up[:n]).sum()) < 0:
         nrm = -nrm
     nrm = nrm.astype(np.float32)
@@ -308,8 +311,8 @@ def _parent_border_normals(nrm: np.ndarray, pr: np.ndarray, pc: np.ndarray, pare
         axis = 0 if side in ("west", "east") else 1  # coordinate along the edge
         fixed = {"west": (1, 0.0), "east": (1, T), "north": (0, 0.0), "south": (0, T)}[side]
         p_rc = pr if fixed[0] == 0 else pc
-        on = np.abs(p_rc - fixed[1]) < 1e-9
-        if not on.any():
+        on = np.flatnonzero(np.abs(p_rc - fixed[1]) < 1e-9)
+        if not len(on):
             continue
         along_p = parent.grid_rc[pe, axis]
         along_c = (pr if axis == 0 else pc)[on]

@@ -209,6 +209,16 @@ def test_malformed_payloads_raise_value_error(payload, field, value, message):
         wire.decode_tile(corrupt(payload, field, value))
 
 
+def test_split_bits_that_end_early_or_imply_extra_vertices_are_rejected(payload):
+    raw = zlib.decompress(payload["mesh"]["splits"])
+    short = corrupt(corrupt(payload, "splits", zlib.compress(raw[:-1])), "split_count", 8 * (len(raw) - 1))
+    with pytest.raises(ValueError, match="splits ended early"):
+        wire.decode_tile(short)
+    every = corrupt(payload, "splits", zlib.compress(b"\xff" * len(raw)))  # every candidate split
+    with pytest.raises(ValueError, match="splits ended early|more than the .* vertices"):
+        wire.decode_tile(every)
+
+
 def test_truncated_and_flipped_streams_never_crash(payload):
     rng = np.random.default_rng(1)
     assert np.unpackbits(np.frombuffer(zlib.decompress(payload["mesh"]["flips"]), np.uint8)).any()
