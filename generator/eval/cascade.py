@@ -36,7 +36,8 @@ import numpy as np
 
 from generator.eval.learned import refine_grid, trim_box
 from generator.eval.metrics import curvature_per_m, radial_psd, slope_deg, wasserstein1
-from generator.learned.data import UNSEEN, cubic_refine, geo_nodes, globe_crops, latlon_at, load_dem
+from generator.learned.data import UNSEEN, cubic_refine, globe_crops, load_dem
+from generator.learned.located import geo_nodes, latlon_at
 from runtime.tiles import spacing_m
 
 LEVELS = (3, 4, 5, 6)

@@ -91,7 +91,7 @@ def located_context(locate, shape: tuple[int, int], margin: int):
     """A LearnedRefiner ``context_fn`` for one mirror-padded grid (refine_grid): the earth context
     (generator.anchors.context.EarthContext) at the grid's samples, (1, 15, H + 2m, W + 2m)."""
     from generator.anchors.context import EarthContext
-    from generator.learned.data import latlon_at
+    from generator.learned.located import latlon_at
 
     geo, y0, x0, step = locate
     ri = np.pad(np.arange(shape[0]), margin, mode="reflect")

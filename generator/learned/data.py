@@ -14,12 +14,13 @@ the corpus altogether and serve as never-seen terrain in the evaluation.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from generator.learned.located import context_at, dem_latlon, geo_nodes
 from runtime.grids import bilinear
 from runtime.tiles import METRES_PER_DEGREE
 
@@ -79,49 +80,6 @@ class Grid:
         return int(self.height_m.shape[1] * (1.0 - VAL_FRACTION))
 
 
-GEO_STEP = 16
-"""Samples between the georeference nodes of a grid (lat / lon read bilinearly between them)."""
-
-
-def geo_nodes(shape: tuple[int, int], latlon) -> np.ndarray:
-    """(2, nr, nc) float64 lat, lon at rows 0, GEO_STEP, .. >= H - 1 (same for columns) of a grid of
-    ``shape``; ``latlon(y (nr, 1), x (1, nc))`` gives degrees at fractional sample positions."""
-    ny, nx = (-(-(n - 1) // GEO_STEP) + 1 for n in shape)
-    y = (np.arange(ny, dtype=np.float64) * GEO_STEP)[:, None]
-    x = (np.arange(nx, dtype=np.float64) * GEO_STEP)[None, :]
-    lat, lon = latlon(y, x)
-    return np.stack(np.broadcast_arrays(lat, lon)).astype(np.float64)
-
-
-def latlon_at(geo: np.ndarray, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Degrees (lat, lon) of fractional sample positions y, x (same shape) from geo_nodes (bilinear,
-    longitude unwrapped between nodes then wrapped to [-180, 180))."""
-    from scipy.ndimage import map_coordinates
-
-    lon = np.rad2deg(np.unwrap(np.unwrap(np.deg2rad(geo[1]), axis=1), axis=0))
-    c = [np.asarray(y, np.float64) / GEO_STEP, np.asarray(x, np.float64) / GEO_STEP]
-    la = map_coordinates(geo[0], c, order=1, mode="nearest")
-    lo = map_coordinates(lon, c, order=1, mode="nearest")
-    return la, np.mod(lo + 180.0, 360.0) - 180.0
-
-
-def _dem_latlon(d, shape: tuple[int, int]):
-    """Georeference of a ``dem/`` or ``paired/`` grid from its centre and pixel size: the local
-    equirectangular projection about the centre (exact for the resampled geographic sources, within
-    the context layers' 5 km for UTM / NZTM; polar stereographic read as azimuthal equidistant)."""
-    lon_c, lat_c = (float(v) for v in d["center_lonlat"])
-    px = float(d["pixel_m"])
-    cy, cx = (shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0
-    if "stereographic" in str(d["crs"]).lower():
-        def f(y, x):  # EPSG:3031-like: x = rho sin(lon), y = rho cos(lon), rho ~ R * colatitude
-            xm, ym = (x - cx) * px, -(y - cy) * px
-            rho = np.hypot(xm, ym)
-            return -90.0 + np.rad2deg(rho / 6_371_000.0), np.rad2deg(np.arctan2(xm, ym))
-        return f
-    return lambda y, x: (lat_c - (y - cy) * px / METRES_PER_DEGREE,
-                         lon_c + (x - cx) * px / (METRES_PER_DEGREE * np.cos(np.radians(lat_c))))
-
-
 def _no_bands(shape: tuple[int, int]) -> np.ndarray:
     return np.full(shape + (4,), np.nan, np.float32)
 
@@ -129,7 +87,7 @@ def _no_bands(shape: tuple[int, int]) -> np.ndarray:
 def load_dem(path: Path) -> Grid:
     d = np.load(path)
     elev = d["elev"].astype(np.float32)
-    geo = geo_nodes(elev.shape, _dem_latlon(d, elev.shape))
+    geo = geo_nodes(elev.shape, dem_latlon(d, elev.shape))
     return Grid(path.stem, float(d["pixel_m"]), elev, _no_bands(elev.shape), geo=geo)
 
 
@@ -141,7 +99,7 @@ def load_paired(path: Path) -> Grid:
     for out, i in enumerate(idx):
         if i is not None:
             bands[..., out] = np.clip(b[..., i], 0.0, 1.0)
-    geo = geo_nodes(elev.shape, _dem_latlon(d, elev.shape))
+    geo = geo_nodes(elev.shape, dem_latlon(d, elev.shape))
     return Grid(path.stem, float(d["pixel_m"]), elev, bands, min_spacing_m, geo=geo)
 
 
@@ -219,9 +177,8 @@ def globe_crops(
         if rugged != (len(out) % 2 == 0):
             continue
         name = f"globe_{split}_{len(out)}_{lat[size // 2]:.1f}N_{(c0 + span / 2) * step:.1f}E"
-        lon_left = float(d["lon_left"])
 
-        def latlon(y, x, r0=r0, c0=c0):  # pixel centres; columns stretched by 1 / cos(lat of the row)
+        def latlon(y, x, r0=r0, c0=c0, lon_left=float(d["lon_left"])):  # pixel centres, columns x 1 / cos(lat)
             la = lat_top - (r0 + 0.5 + y) * step
             return la, lon_left + (c0 + 0.5 + x / np.cos(np.radians(la))) * step
 
@@ -319,59 +276,6 @@ def load_corpus(path: str | Path) -> list[Grid]:
         geo = d[key] if key in d.files else (side[m["name"]] if side is not None and m["name"] in side.files else None)
         grids.append(Grid(m["name"], float(m["spacing_m"]), h, bands, float(m["height_min_spacing_m"]), geo=geo))
     return grids
-
-
-CTX_RASTER_M = 1000.0
-"""Spacing (metres, at least one grid sample) of the packed context raster kept per grid: the
-context layers are 0.05-0.1 deg (Koppen 2.5'), so ~1 km reads them at full detail."""
-
-
-def _context_raster(g: Grid, rows_per_chunk: int = 128) -> tuple[np.ndarray, int]:
-    """(packed context (5, h, w) uint8 every ``stride`` samples of ``g``, stride)."""
-    from generator.anchors.context import EarthContext
-    from generator.learned.inputs import pack_context
-
-    if g.geo is None:
-        raise ValueError(f"grid {g.name} has no georeference: rebuild the corpus (`worldstream train "
-                         "--prepare-only`) or give an older one a geo sidecar (data.write_geo_sidecar)")
-    stride = max(1, int(CTX_RASTER_M // g.spacing_m))
-    ys = np.arange(0, g.height_m.shape[0], stride, dtype=np.float64)
-    xs = np.arange(0, g.height_m.shape[1], stride, dtype=np.float64)
-    out = np.empty((5, ys.size, xs.size), np.uint8)
-    ec = EarthContext.shared()
-    for i in range(0, ys.size, rows_per_chunk):
-        yy, xx = np.meshgrid(ys[i : i + rows_per_chunk], xs, indexing="ij")
-        lat, lon = latlon_at(g.geo, yy, xx)
-        out[:, i : i + rows_per_chunk] = pack_context(ec.at(lat, lon))
-    return out, stride
-
-
-def attach_context(grids: list[Grid], cache: str | Path | None = None) -> list[Grid]:
-    """The grids with their packed context rasters (``context``, ``ctx_stride``), read from the
-    earth layers (generator.anchors.context) at each grid's georeference. ``cache``: an npz
-    reused when it holds every grid (a few seconds of lookups saved per training run)."""
-    cache = Path(cache) if cache else None
-    have = {}
-    if cache is not None and cache.exists():
-        d = np.load(cache)
-        have = {n: (d[n], int(d[n + ".stride"])) for n in (g.name for g in grids) if n in d.files}
-    if len(have) < len(grids):
-        have = {g.name: _context_raster(g) for g in grids}
-        if cache is not None:
-            arrays = {}
-            for n, (ctx, st) in have.items():
-                arrays[n], arrays[n + ".stride"] = ctx, np.array(st)
-            np.savez_compressed(cache, **arrays)
-    return [replace(g, context=have[g.name][0], ctx_stride=have[g.name][1]) for g in grids]
-
-
-def context_at(g: Grid, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Packed context (5, len(ys), len(xs)) uint8 of grid samples rows ys x cols xs (int), the
-    nearest raster cell."""
-    c = g.context
-    i = np.minimum(np.round(np.asarray(ys) / g.ctx_stride).astype(np.int64), c.shape[1] - 1)
-    j = np.minimum(np.round(np.asarray(xs) / g.ctx_stride).astype(np.int64), c.shape[2] - 1)
-    return c[:, i[:, None], j[None, :]]
 
 
 # ---------------------------------------------------------------------------------------

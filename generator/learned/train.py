@@ -37,13 +37,13 @@ from generator.learned.data import (
     CascadeSampler,
     PairBatch,
     PairSampler,
-    attach_context,
     build_corpus,
     fit_amplitude,
     load_corpus,
     save_corpus,
 )
 from generator.learned.inputs import CONTEXT_CHANNELS, unpack_context_torch
+from generator.learned.located import attach_context
 from generator.learned.model import PatchDiscriminator, RefinerConfig, RefinerNet, asinh
 
 
@@ -85,6 +85,8 @@ class TrainConfig:
     # context-free --init-from gets a zero-initialised context stem (starts as those weights).
     # The corpus needs georeference (built now, or data.write_geo_sidecar for an older one).
     context: int = 0
+    context_lr_mult: float = 1.0  # learning rate of the context stem = lr_g * this
+    context_only: int = 0  # 1: train the context stem alone (the rest stays the --init-from weights)
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
@@ -421,7 +423,16 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     torch.manual_seed(cfg.seed)
     net = RefinerNet(model_cfg).to(device).train()
     critic = PatchDiscriminator(CRITIC_INPUTS).to(device).train()
-    opt_g = torch.optim.Adam(net.parameters(), cfg.lr_g, betas=(0.5, 0.99))
+    ctx_params = list(net.context_stem.parameters()) if net.takes_context else []
+    if cfg.context_only and not ctx_params:
+        raise ValueError("--context-only 1 needs --context 1")
+    base_params = [p for n, p in net.named_parameters() if not n.startswith("context_stem.")]
+    if cfg.context_only:
+        for p in base_params:
+            p.requires_grad_(False)
+    groups = ([] if cfg.context_only else [{"params": base_params}])
+    groups += [{"params": ctx_params, "lr": cfg.lr_g * cfg.context_lr_mult}] if ctx_params else []
+    opt_g = torch.optim.Adam(groups, cfg.lr_g, betas=(0.5, 0.99))
     opt_d = torch.optim.Adam(critic.parameters(), cfg.lr_d, betas=(0.5, 0.99))
     step, history = 0, []
     if init is not None:

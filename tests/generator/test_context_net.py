@@ -121,7 +121,7 @@ def test_refiner_context_contracts_seam_batch_nesting(ctx_ckpt, world):
 
 def test_refine_grid_needs_a_location_for_a_context_net(ctx_ckpt):
     from generator.eval.learned import refine_grid
-    from generator.learned.data import geo_nodes
+    from generator.learned.located import geo_nodes
     from generator.learned.refiner import LearnedRefiner
 
     ref = LearnedRefiner(checkpoint=ctx_ckpt, backend="torch")
@@ -164,3 +164,54 @@ def test_compiled_with_context_close_to_eager_and_batch_invariant_on_gpu():
     assert np.array_equal(b[:, :, ::2, ::2], args[0][:, :, m:-m, m:-m])
     assert np.abs(a[:, 0] - b[:, 0]).max() < 0.1
     assert np.abs(one[:, 0] - b[:1, 0]).max() <= 1e-3
+
+
+def _coded_grid(n: int = 240):
+    """A grid whose height encodes its position (y * 1000 + x) and whose packed context land
+    byte is (7 y + 3 x) mod 251, so a crop's context can be checked sample by sample."""
+    from dataclasses import replace
+
+    from generator.learned.data import Grid, _no_bands
+    from generator.learned.located import geo_nodes
+
+    y, x = np.mgrid[0:n, 0:n]
+    g = Grid("coded", 30.0, (y * 1000 + x).astype(np.float32), _no_bands((n, n)),
+             geo=geo_nodes((n, n), lambda a, b: (10.0 - a * 1e-3, 20.0 + b * 1e-3)))
+    ctx = np.zeros((5, n, n), np.uint8)
+    ctx[0] = (7 * y + 3 * x) % 251
+    return replace(g, context=ctx, ctx_stride=1)
+
+
+def _check_coded(fields: np.ndarray, packed: np.ndarray):
+    h = fields[:, 0].astype(np.int64)
+    assert np.array_equal(packed[:, 0], (7 * (h // 1000) + 3 * (h % 1000)) % 251)
+
+
+def test_pair_sampler_context_is_at_the_parent_samples_and_leaves_the_rng_alone():
+    from generator.learned.data import PairSampler
+
+    g = _coded_grid()
+    with_ctx = PairSampler([g], cells=8, margin=5, context=True).sample(np.random.default_rng(4), 16)
+    without = PairSampler([g], cells=8, margin=5).sample(np.random.default_rng(4), 16)
+    assert with_ctx.context.shape == (16, 5) + with_ctx.parents.shape[2:] and without.context is None
+    assert np.array_equal(with_ctx.parents, without.parents) and np.array_equal(with_ctx.targets, without.targets)
+    _check_coded(with_ctx.parents, with_ctx.context)
+
+
+def test_cascade_sampler_context_follows_every_level():
+    from generator.learned.data import CascadeSampler
+
+    b = CascadeSampler([_coded_grid()], 6, 3, 2, context=True, max_step_log2=1).sample(np.random.default_rng(5), 8)
+    assert len(b.context) == len(b.levels) == 3
+    for lv, ctx in zip(b.levels, b.context, strict=True):
+        _check_coded(lv, ctx)
+
+
+def test_geo_nodes_read_back_between_nodes():
+    from generator.learned.located import geo_nodes, latlon_at
+
+    f = lambda y, x: (45.0 - y * 0.01, 179.9 + x * 0.02)  # crosses the antimeridian
+    geo = geo_nodes((50, 70), f)
+    lat, lon = latlon_at(geo, np.array([[0.0, 13.5], [49.0, 31.0]]), np.array([[0.0, 7.25], [69.0, 40.0]]))
+    want_lat, want_lon = f(np.array([[0.0, 13.5], [49.0, 31.0]]), np.array([[0.0, 7.25], [69.0, 40.0]]))
+    assert np.allclose(lat, want_lat) and np.allclose(lon, (want_lon + 180) % 360 - 180)
