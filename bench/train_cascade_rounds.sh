@@ -6,13 +6,14 @@
 # recipe with EXTRA_B appended (default: stronger cascade and spectral terms). Every round
 # resumes (--fresh --init-from) from the chain's previous round and ships an fp16 candidate:
 # $OUT/a1.pt .. a$ROUNDS.pt, b1.pt .. , plus a.log and b.log (at most 8 files back).
-# (INIT_B: chain b's start, default INIT; OFFSET: number the rounds from OFFSET+1)
+# (INIT_B: chain b's start, default INIT; OFFSET: number the rounds from OFFSET+1; EXTRA_A: options of
+# chain a, default none; e.g. EXTRA_A="--context 1" EXTRA_B=" ": context net vs its same-run control)
 #   ROUNDS=3 MINUTES=2.2 INIT=assets/learned_refiner.pt bash bench/train_cascade_rounds.sh
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
 R=${ROUNDS:-3}; MIN=${MINUTES:-2.2}; INIT=${INIT:-assets/learned_refiner.pt}; INIT_B=${INIT_B:-$INIT}
-EXTRA_B=${EXTRA_B:---cascade-weight 2.0 --spectral-weight 5.0}
+EXTRA_B=${EXTRA_B:---cascade-weight 2.0 --spectral-weight 5.0}; EXTRA_A=${EXTRA_A:-}
 source bench/cascade_recipe.sh
 unpack_corpus || exit 3
 chain() {  # name, extra options...
@@ -25,7 +26,7 @@ chain() {  # name, extra options...
   done
 }
 { date -u; nvidia-smi -L; } | tee "$OUT/a.log"
-chain a "$INIT" >> "$OUT/a.log" 2>&1 &
+chain a "$INIT" $EXTRA_A >> "$OUT/a.log" 2>&1 &
 chain b "$INIT_B" $EXTRA_B > "$OUT/b.log" 2>&1 &
 wait
 tail -n 4 "$OUT/a.log" "$OUT/b.log"; ls -la "$OUT"

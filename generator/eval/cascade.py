@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.eval.learned import refine_grid, trim_voids
+from generator.eval.learned import refine_grid, trim_box
 from generator.eval.metrics import curvature_per_m, radial_psd, slope_deg, wasserstein1
 from generator.learned.data import UNSEEN, cubic_refine, globe_crops, load_dem
+from generator.learned.located import geo_nodes, latlon_at
 from runtime.tiles import spacing_m
 
 LEVELS = (3, 4, 5, 6)
@@ -46,20 +47,25 @@ METRICS = ("psd", "slope_w1_deg", "curv_w1", "relief")
 
 
 def prepare(data_dir: str | Path, path: str | Path, globe: int = 3) -> None:
-    """Cut the evaluation crops (float32 metres, edges 64 q + 1) into ``path``."""
+    """Cut the evaluation crops (float32 metres, edges 64 q + 1) into ``path``, each with its
+    georeference ``NAME.geo`` (generator.learned.data.geo_nodes: context nets need it)."""
     data_dir = Path(data_dir)
-    crops, spacing = {}, {}
+    crops, spacing, geos = {}, {}, {}
     for stem in UNSEEN:
         g = load_dem(data_dir / "dem" / f"{stem}.npz")
-        z = trim_voids(g.height_m)
+        r0, r1, c0, c1 = trim_box(g.height_m)
+        z = g.height_m[r0:r1, c0:c1]
         z = np.where(np.isfinite(z), z, np.nanmedian(z))
         crops[stem], spacing[stem] = z, g.spacing_m
+        geos[stem] = geo_nodes(z.shape, lambda y, x, g=g, r0=r0, c0=c0: latlon_at(
+            g.geo, *np.broadcast_arrays(y + r0, x + c0)))
     for g in globe_crops(data_dir, globe, size=513, split="val", seed=1):
-        crops[g.name], spacing[g.name] = g.height_m, g.spacing_m
+        crops[g.name], spacing[g.name], geos[g.name] = g.height_m, g.spacing_m, g.geo
     arrays = {}
     for name, z in crops.items():
         n0, n1 = ((z.shape[0] - 1) // 64) * 64 + 1, ((z.shape[1] - 1) // 64) * 64 + 1
         arrays[name] = np.asarray(z[:n0, :n1], np.float32)
+        arrays[f"{name}.geo"] = geos[name]  # the crop keeps the grid's origin: same nodes
     arrays["spacing_m"] = np.array(json.dumps(spacing))
     np.savez_compressed(path, **arrays)
 
@@ -70,14 +76,20 @@ def load_crops(path: str | Path) -> dict[str, tuple[np.ndarray, float]]:
     return {k: (d[k].astype(np.float32), float(spacing[k])) for k in spacing}
 
 
+def load_geo(path: str | Path) -> dict[str, np.ndarray]:
+    """The crops' georeference (an npz prepared before it existed has none: {})."""
+    d = np.load(path)
+    return {k[: -len(".geo")]: d[k] for k in d.files if k.endswith(".geo")}
+
+
 def nearest_level(s: float) -> int:
     return max(1, int(round(math.log2(spacing_m(0) / s))))
 
 
-def cascade(refiner, coarse: np.ndarray, fine_spacing: float, k: int, seed: int) -> np.ndarray:
+def cascade(refiner, coarse: np.ndarray, fine_spacing: float, k: int, seed: int, geo=None) -> np.ndarray:
     """coarse (h, w) at fine_spacing * 2^k -> (2^k (h-1) + 1, ...) refined k times; None =
     bicubic. Each level runs at the pyramid level nearest its spacing with the exact metres
-    per sample as spacing_scale."""
+    per sample as spacing_scale. ``geo``: the fine crop's georeference (context refiners)."""
     z = np.asarray(coarse, np.float32)
     for j in range(1, k + 1):
         s = fine_spacing * 2 ** (k - j)
@@ -88,7 +100,8 @@ def cascade(refiner, coarse: np.ndarray, fine_spacing: float, k: int, seed: int)
         # anchor level at that level, with the true metres per sample as its spacing_scale.
         level = max(nearest_level(s), getattr(refiner, "min_level", 1))
         refiner.spacing_scale = s / spacing_m(level)
-        z = refine_grid(refiner, z, level, seed)
+        locate = None if geo is None else (geo, 0, 0, 2 ** (k - j + 1))
+        z = refine_grid(refiner, z, level, seed, locate)
     return z
 
 
@@ -120,16 +133,17 @@ def measure(gen: np.ndarray, real: np.ndarray, pixel_m: float, k: int) -> dict:
     }
 
 
-def run(crops: dict, refiners: dict, levels=LEVELS, seeds=(0,), log=print) -> dict:
-    """{crop: {K: {refiner: metrics (mean over seeds; psd_ratio per octave)}}}."""
-    table = {}
+def run(crops: dict, refiners: dict, levels=LEVELS, seeds=(0,), log=print, geos=None) -> dict:
+    """{crop: {K: {refiner: metrics (mean over seeds; psd_ratio per octave)}}}; ``geos`` {crop:
+    georeference} (load_geo) for refiners that take context."""
+    table, geos = {}, geos or {}
     for name, (z, s) in crops.items():
         table[name] = {}
         for k in levels:
             coarse = z[:: 2**k, :: 2**k]
             row = {}
             for rname, ref in refiners.items():
-                runs = [measure(cascade(ref, coarse, s, k, sd), z, s, k)
+                runs = [measure(cascade(ref, coarse, s, k, sd, geos.get(name)), z, s, k)
                         for sd in (seeds if ref is not None else seeds[:1])]
                 row[rname] = {
                     m: (np.mean([r[m] for r in runs], 0).round(4).tolist() if m == "psd_ratio"
@@ -230,7 +244,7 @@ def main(argv=None) -> int:
         refiners[f"learned_{name or 'new'}"] = LearnedRefiner(checkpoint=path, backend="torch", device=args.device)
     t0 = time.time()
     table = run(load_crops(args.crops), refiners, tuple(int(k) for k in args.levels.split(",")),
-                tuple(range(args.seeds)))
+                tuple(range(args.seeds)), geos=load_geo(args.crops))
     summary = {r: wins(table, r, ("bicubic", "fractal")) for r in refiners if r.startswith("learned")}
     summary["fractal"] = wins(table, "fractal", ("bicubic", "fractal_v4"))
     summary["fractal_v4"] = wins(table, "fractal_v4", ("bicubic",))

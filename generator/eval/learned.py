@@ -69,19 +69,40 @@ def _set_scale(refiner, level: int, spacing: float) -> None:
         refiner.spacing_scale = spacing / spacing_m(level)
 
 
-def refine_grid(refiner, coarse: np.ndarray, level: int, seed: int) -> np.ndarray:
+def refine_grid(refiner, coarse: np.ndarray, level: int, seed: int, locate=None) -> np.ndarray:
     """(H, W) heights at level-1 -> (2H-1, 2W-1) at ``level`` through ``refiner.refine``,
-    mirror padding the margin."""
+    mirror padding the margin. ``locate`` = (geo, y0, x0, step): coarse[i, j] is sample
+    (y0 + i step, x0 + j step) of a grid georeferenced by ``geo`` (generator.learned.data.geo_nodes);
+    a refiner that takes context (``takes_context``) needs it and gets the context there (mirrored
+    in the margin like the heights)."""
     m = refiner.margin
     h = np.pad(coarse, m, mode="reflect")
+    if getattr(refiner, "takes_context", False):
+        if locate is None:
+            raise ValueError("a context refiner needs the grid's location: locate=(geo, y0, x0, step)")
+        refiner.context_fn = located_context(locate, coarse.shape, m)
     parents = np.empty((1, refiner.channels) + h.shape, np.float32)
     parents[:, 0] = h
     parents[:, 1:] = 0.25
     return refiner.refine(parents, level, np.zeros((1, 2), np.int64), seed)[0, 0]
 
 
-def trim_voids(z: np.ndarray) -> np.ndarray:
-    """Drop the border row or column with the most voids until the border has none."""
+def located_context(locate, shape: tuple[int, int], margin: int):
+    """A LearnedRefiner ``context_fn`` for one mirror-padded grid (refine_grid): the earth context
+    (generator.anchors.context.EarthContext) at the grid's samples, (1, 15, H + 2m, W + 2m)."""
+    from generator.anchors.context import EarthContext
+    from generator.learned.located import latlon_at
+
+    geo, y0, x0, step = locate
+    ri = np.pad(np.arange(shape[0]), margin, mode="reflect")
+    ci = np.pad(np.arange(shape[1]), margin, mode="reflect")
+    yy, xx = np.meshgrid(y0 + ri * float(step), x0 + ci * float(step), indexing="ij")
+    ctx = EarthContext.shared().at(*latlon_at(geo, yy, xx))[None]
+    return lambda level, rows, cols: ctx
+
+
+def trim_box(z: np.ndarray) -> tuple[int, int, int, int]:
+    """(r0, r1, c0, c1) of trim_voids: the rows and columns it keeps."""
     r0, r1, c0, c1 = 0, z.shape[0], 0, z.shape[1]
     bad = ~np.isfinite(z)
     while r1 - r0 > 8 and c1 - c0 > 8:
@@ -95,6 +116,12 @@ def trim_voids(z: np.ndarray) -> np.ndarray:
         if sides[worst] == 0:
             break
         r0, r1, c0, c1 = r0 + (worst == 0), r1 - (worst == 1), c0 + (worst == 2), c1 - (worst == 3)
+    return r0, r1, c0, c1
+
+
+def trim_voids(z: np.ndarray) -> np.ndarray:
+    """Drop the border row or column with the most voids until the border has none."""
+    r0, r1, c0, c1 = trim_box(z)
     return z[r0:r1, c0:c1]
 
 
@@ -102,9 +129,10 @@ def _bicubic(coarse, level, seed):
     return cubic_refine(coarse).astype(np.float32)
 
 
-def evaluate_region(real: np.ndarray, spacing: float, refiners: dict, seeds=(0,)) -> dict:
+def evaluate_region(real: np.ndarray, spacing: float, refiners: dict, seeds=(0,), locate=None) -> dict:
     """real (H, W) metres at ``spacing`` -> {refiner: metrics (mean over seeds), field of the
-    first seed}."""
+    first seed}. ``locate`` = (geo, y0, x0): real[0, 0] is sample (y0, x0) of the grid ``geo``
+    georeferences (context refiners need it)."""
     n0, n1 = ((real.shape[0] - 1) // 4) * 4 + 1, ((real.shape[1] - 1) // 4) * 4 + 1
     real = real[:n0, :n1]
     coarse = real[::4, ::4]
@@ -118,7 +146,8 @@ def evaluate_region(real: np.ndarray, spacing: float, refiners: dict, seeds=(0,)
                 z = _bicubic(_bicubic(coarse, 0, 0), 0, 0)
             else:
                 _set_scale(ref, level, spacing)
-                z = refine_grid(ref, refine_grid(ref, coarse, level - 1, seed), level, seed)
+                loc = lambda step: None if locate is None else (*locate, step)
+                z = refine_grid(ref, refine_grid(ref, coarse, level - 1, seed, loc(4)), level, seed, loc(2))
             runs.append((measures(real[b:-b, b:-b], z[b:-b, b:-b], spacing), z))
         out[name] = {k: float(np.mean([r[0][k] for r in runs])) for k in runs[0][0]}
         out[name]["field"] = runs[0][1]
@@ -158,11 +187,12 @@ def run(data_dir: str, checkpoint: str | None, figures: str | None, seeds=(0, 1,
     for region in REGIONS:
         g: Grid = load_dem(Path(data_dir) / "dem" / f"{region.stem}.npz")
         z = g.height_m
-        if region.val_only:
-            z = z[:, int(z.shape[1] * (1 - VAL_FRACTION)) :]
-        z = trim_voids(z)
+        x_val = int(z.shape[1] * (1 - VAL_FRACTION)) if region.val_only else 0
+        z = z[:, x_val:]
+        r0, r1, c0, c1 = trim_box(z)
+        z = z[r0:r1, c0:c1]
         z = np.where(np.isfinite(z), z, np.nanmedian(z)).astype(np.float32)
-        res = evaluate_region(z, g.spacing_m, refiners, tuple(seeds))
+        res = evaluate_region(z, g.spacing_m, refiners, tuple(seeds), (g.geo, r0, x_val + c0))
         if figures:
             figure(
                 res,

@@ -1,9 +1,10 @@
 """Backends that run the refiner network: same graph, same outputs (DESIGN.md 2.6).
 
 Every backend has ``name`` and
-``run_level(parents5, seed, level, rows, cols, spacing_m, present) -> child`` on numpy arrays
-(parents5 (B, 5, h, w) float32, rows (B, h) / cols (B, w) int64 global child coordinates of
-the parent samples, spacing_m (B,) float32, present (B, 2) float32) returning
+``run_level(parents5, seed, level, rows, cols, spacing_m, present, context=None) -> child`` on
+numpy arrays (parents5 (B, 5, h, w) float32, rows (B, h) / cols (B, w) int64 global child
+coordinates of the parent samples, spacing_m (B,) float32, present (B, 2) float32, context
+(B, 15, h, w) float32 at the parent samples for a net that takes it, else None) returning
 (B, 5, 2(h-2m)-1, 2(w-2m)-1) float32. The torch backends also offer ``run_torch`` on device
 tensors (what a GPU server batching tiles would call, and what bench/generator.py times).
 
@@ -48,26 +49,25 @@ def _bucket(b: int, buckets: tuple[int, ...] = BATCH_BUCKETS) -> int:
     return buckets[-1]
 
 
-def run_bucketed(run, buckets: tuple[int, ...], parents5, rows, cols, spacing_m, present):
+def run_bucketed(run, buckets: tuple[int, ...], parents5, rows, cols, spacing_m, present, context=None):
     """Run a fixed-batch-shape kernel on any batch: ``run(n, parents5, rows, cols, spacing_m,
-    present) -> (n, ...)`` sees batches padded (by repeating the last item) up to the bucket
-    size n; batches above the biggest bucket go in chunks of it. Returns the first b rows."""
+    present[, context]) -> (n, ...)`` sees batches padded (by repeating the last item) up to the
+    bucket size n; batches above the biggest bucket go in chunks of it. Returns the first b rows.
+    ``context`` (None: not passed on) is padded and chunked like the others."""
+    ts = (parents5, rows, cols, spacing_m, present) + (() if context is None else (context,))
     b = parents5.shape[0]
     n = _bucket(b, buckets)
     if n < b:
-        return torch.cat([
-            run_bucketed(run, buckets, *(t[i : i + n] for t in (parents5, rows, cols, spacing_m, present)))
-            for i in range(0, b, n)
-        ])
+        return torch.cat([run_bucketed(run, buckets, *(t[i : i + n] for t in ts)) for i in range(0, b, n)])
     pad = lambda t: torch.cat([t, t[-1:].expand(n - b, *t.shape[1:])]) if n > b else t
-    return run(n, pad(parents5), pad(rows), pad(cols), pad(spacing_m), pad(present))[:b]
+    return run(n, *(pad(t) for t in ts))[:b]
 
 
-def run_level_on(device, run_torch, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
+def run_level_on(device, run_torch, parents5, seed, level, rows, cols, spacing_m, present, context=None) -> np.ndarray:
     """``run_level`` of a torch-based backend: the numpy inputs onto ``device``, its
     ``run_torch``, the child back as a numpy array."""
-    on = lambda a: torch.from_numpy(a).to(device)
-    out = run_torch(on(parents5), seed, level, on(rows), on(cols), on(spacing_m), on(present))
+    on = lambda a: None if a is None else torch.from_numpy(a).to(device)
+    out = run_torch(on(parents5), seed, level, on(rows), on(cols), on(spacing_m), on(present), on(context))
     return out.cpu().numpy()
 
 
@@ -90,7 +90,7 @@ class TorchEager:
         self.k = net.config.noise_channels
 
     @torch.no_grad()
-    def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present):
+    def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present, context=None):
         if self.device.type == "cpu" and torch.get_num_threads() != CPU_THREADS:
             # oneDNN's single-threaded convolutions round differently from its threaded ones
             # (2, 3, 4 and 8 threads agree): a fixed count keeps the bytes the same on any
@@ -100,16 +100,17 @@ class TorchEager:
         if self.device.type == "cpu" and parents5.shape[0] > 1:
             # oneDNN picks its convolution blocking by batch size, which moves the last bit;
             # one tile at a time keeps the CPU reference byte-identical for any batch.
+            one = lambda t, i: None if t is None else t[i : i + 1]
             return torch.cat(
                 [
-                    self.net(parents5[i : i + 1], noise[i : i + 1], spacing_m[i : i + 1], present[i : i + 1])
+                    self.net(one(parents5, i), one(noise, i), one(spacing_m, i), one(present, i), one(context, i))
                     for i in range(parents5.shape[0])
                 ]
             )
-        return self.net(parents5, noise, spacing_m, present)
+        return self.net(parents5, noise, spacing_m, present, context)
 
-    def run_level(self, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
-        return run_level_on(self.device, self.run_torch, parents5, seed, level, rows, cols, spacing_m, present)
+    def run_level(self, parents5, seed, level, rows, cols, spacing_m, present, context=None) -> np.ndarray:
+        return run_level_on(self.device, self.run_torch, parents5, seed, level, rows, cols, spacing_m, present, context)
 
 
 class TorchCompiled(TorchEager):
@@ -137,25 +138,26 @@ class TorchCompiled(TorchEager):
         self.buckets = tuple(sorted(buckets))
         half = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        for mod in (self.net.stem, self.net.blocks, self.net.head):
+        mods = (self.net.stem, self.net.blocks, self.net.head)
+        for mod in mods + ((self.net.context_stem,) if self.net.takes_context else ()):
             mod.to(dtype=half, memory_format=fmt)
         net = self.net
 
-        def step(parents5, keys, rows, cols, spacing_m, present):
+        def step(parents5, keys, rows, cols, spacing_m, present, context=None):
             # Noise inside the graph (keys as a tensor): one fused kernel, no recompiles per level.
-            return net(parents5, noise_torch_keys(keys, rows, cols), spacing_m, present)
+            return net(parents5, noise_torch_keys(keys, rows, cols), spacing_m, present, context)
 
         self.compiled = torch.compile(step, mode=mode, dynamic=False)
 
     @torch.no_grad()
-    def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present):
+    def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present, context=None):
         keys = torch.tensor(stream_keys(seed, level, self.k), dtype=torch.int64).to(parents5.device)
 
-        def run(n, parents5, rows, cols, spacing_m, present):
+        def run(n, parents5, rows, cols, spacing_m, present, context=None):
             # clone: CUDA-graph outputs are overwritten by the next replay (the next chunk)
-            return self.compiled(parents5, keys, rows, cols, spacing_m, present).clone()
+            return self.compiled(parents5, keys, rows, cols, spacing_m, present, context).clone()
 
-        return run_bucketed(run, self.buckets, parents5, rows, cols, spacing_m, present)
+        return run_bucketed(run, self.buckets, parents5, rows, cols, spacing_m, present, context)
 
 
 class OnnxRuntime:
@@ -182,12 +184,16 @@ class OnnxRuntime:
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.k = net.config.noise_channels
+        self.takes_context = net.takes_context
 
-    def run_level(self, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
+    def run_level(self, parents5, seed, level, rows, cols, spacing_m, present, context=None) -> np.ndarray:
         noise = noise_numpy(seed, level, rows, cols, self.k)
-        return self.session.run(
-            ["child"], {"parents": parents5, "noise": noise, "spacing_m": spacing_m, "present": present}
-        )[0]
+        feed = {"parents": parents5, "noise": noise, "spacing_m": spacing_m, "present": present}
+        if self.takes_context:
+            if context is None:
+                raise ValueError("this net takes context (B, 15, h, w); got None")
+            feed["context"] = np.ascontiguousarray(context, np.float32)
+        return self.session.run(["child"], feed)[0]
 
 
 class TensorRT:
@@ -225,6 +231,7 @@ class TensorRT:
         self.runtime = trt.Runtime(self.logger)
         self.engines: dict[int, tuple] = {}
         self.margin = net.config.margin
+        self.context_channels = net.config.context_channels
 
     def _engine_path(self, batch: int) -> Path:
         gpu = torch.cuda.get_device_name().replace(" ", "_")
@@ -248,6 +255,8 @@ class TensorRT:
             "spacing_m": (batch,),
             "present": (batch, 2),
         }
+        if self.context_channels:
+            shapes["context"] = (batch, self.context_channels, c, c)
         for name, shape in shapes.items():
             profile.set_shape(name, shape, shape, shape)
         config.add_optimization_profile(profile)
@@ -269,18 +278,20 @@ class TensorRT:
         return self.engines[batch]
 
     @torch.no_grad()
-    def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present):
+    def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present, context=None):
         h, w = parents5.shape[2:]
         if (h, w) != (self.crop, self.crop):
             raise ValueError(f"tensorrt engines are built for {self.crop}x{self.crop} crops, got {h}x{w}")
 
-        def run(n, parents5, rows, cols, spacing_m, present):
+        def run(n, parents5, rows, cols, spacing_m, present, context=None):
             inputs = {
                 "parents": parents5.float().contiguous(),
                 "noise": noise_torch(seed, level, rows, cols, self.k).contiguous(),
                 "spacing_m": spacing_m.float().contiguous(),
                 "present": present.float().contiguous(),
             }
+            if self.context_channels:
+                inputs["context"] = context.float().contiguous()
             engine, ctx = self._engine(n)
             side = 2 * (self.crop - 2 * self.margin) - 1
             out = torch.empty((n, 5, side, side), device=parents5.device, dtype=torch.float32)
@@ -293,10 +304,11 @@ class TensorRT:
             stream.synchronize()
             return out
 
-        return run_bucketed(run, BATCH_BUCKETS, parents5, rows, cols, spacing_m, present)
+        return run_bucketed(run, BATCH_BUCKETS, parents5, rows, cols, spacing_m, present, context)
 
-    def run_level(self, parents5, seed, level, rows, cols, spacing_m, present) -> np.ndarray:
-        return run_level_on(torch.device("cuda"), self.run_torch, parents5, seed, level, rows, cols, spacing_m, present)
+    def run_level(self, parents5, seed, level, rows, cols, spacing_m, present, context=None) -> np.ndarray:
+        return run_level_on(torch.device("cuda"), self.run_torch, parents5, seed, level, rows, cols, spacing_m,
+                            present, context)
 
 
 BACKENDS = {

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.learned.located import context_at, dem_latlon, geo_nodes
 from runtime.grids import bilinear
 from runtime.tiles import METRES_PER_DEGREE
 
@@ -60,6 +61,9 @@ class Grid:
     height_m: np.ndarray
     bands: np.ndarray
     height_min_spacing_m: float = 0.0
+    geo: np.ndarray | None = None  # (2, nr, nc) float64 lat, lon (deg) at rows, cols 0, GEO_STEP, 2 GEO_STEP, ..
+    context: np.ndarray | None = None  # (5, h, w) uint8 packed context (inputs.pack_context) every ctx_stride samples
+    ctx_stride: int = 1
 
     @cached_property
     def has_bands(self) -> tuple[bool, bool]:
@@ -83,7 +87,8 @@ def _no_bands(shape: tuple[int, int]) -> np.ndarray:
 def load_dem(path: Path) -> Grid:
     d = np.load(path)
     elev = d["elev"].astype(np.float32)
-    return Grid(path.stem, float(d["pixel_m"]), elev, _no_bands(elev.shape))
+    geo = geo_nodes(elev.shape, dem_latlon(d, elev.shape))
+    return Grid(path.stem, float(d["pixel_m"]), elev, _no_bands(elev.shape), geo=geo)
 
 
 def load_paired(path: Path) -> Grid:
@@ -94,7 +99,8 @@ def load_paired(path: Path) -> Grid:
     for out, i in enumerate(idx):
         if i is not None:
             bands[..., out] = np.clip(b[..., i], 0.0, 1.0)
-    return Grid(path.stem, float(d["pixel_m"]), elev, bands, min_spacing_m)
+    geo = geo_nodes(elev.shape, dem_latlon(d, elev.shape))
+    return Grid(path.stem, float(d["pixel_m"]), elev, bands, min_spacing_m, geo=geo)
 
 
 def load_global(data_dir: Path) -> Grid:
@@ -119,7 +125,9 @@ def load_global(data_dir: Path) -> Grid:
     bands = _no_bands(elev.shape)
     for c in range(3):
         bands[..., c] = bilinear(img[..., c], ii, jj)  # edges: nearest, as Blue Marble ends at -0.5 px
-    return Grid("etopo5_bluemarble", float(g["dlon"]) * METRES_PER_DEGREE, elev, bands)
+    lat0, dlat, lon0, dlon = lat[0], float(g["dlat"]), float(g["lon0"]), float(g["dlon"])
+    geo = geo_nodes(elev.shape, lambda y, x: (lat0 + y * dlat, lon0 + x * dlon))
+    return Grid("etopo5_bluemarble", float(g["dlon"]) * METRES_PER_DEGREE, elev, bands, geo=geo)
 
 
 GLOBE_FILE = "globe30s_g10g_west.npz"
@@ -169,7 +177,12 @@ def globe_crops(
         if rugged != (len(out) % 2 == 0):
             continue
         name = f"globe_{split}_{len(out)}_{lat[size // 2]:.1f}N_{(c0 + span / 2) * step:.1f}E"
-        out.append(Grid(name, spacing, z, _no_bands(z.shape)))
+
+        def latlon(y, x, r0=r0, c0=c0, lon_left=float(d["lon_left"])):  # pixel centres, columns x 1 / cos(lat)
+            la = lat_top - (r0 + 0.5 + y) * step
+            return la, lon_left + (c0 + 0.5 + x / np.cos(np.radians(la))) * step
+
+        out.append(Grid(name, spacing, z, _no_bands(z.shape), geo=geo_nodes(z.shape, latlon)))
     if len(out) < n:
         raise ValueError(f"found only {len(out)} of {n} GLOBE crops of {size} samples ({split})")
     return out
@@ -210,6 +223,8 @@ def save_corpus(grids: list[Grid], path: str | Path) -> None:
             arrays[f"{g.name}.bands"] = np.where(
                 np.isfinite(b), np.round(np.nan_to_num(b) * 254), 255
             ).astype(np.uint8)
+        if g.geo is not None:
+            arrays[f"{g.name}.geo"] = g.geo
         meta.append(
             {
                 "name": g.name,
@@ -223,8 +238,31 @@ def save_corpus(grids: list[Grid], path: str | Path) -> None:
     np.savez_compressed(path, **arrays)
 
 
+def geo_sidecar(path: str | Path) -> Path:
+    """Where the georeference of a corpus built before grids had one lives: ``X.npz`` -> ``X.geo.npz``."""
+    path = Path(path)
+    return path.with_name(path.name.split(".npz")[0] + ".geo.npz")
+
+
+def write_geo_sidecar(corpus: str | Path, data_dir: str | Path, globe: int) -> Path:
+    """Georeference an existing corpus (built with ``globe`` GLOBE crops) into geo_sidecar(corpus):
+    rebuilds the grids' georeference from ``data_dir`` and checks every name is found."""
+    d = np.load(corpus)
+    names = [m["name"] for m in json.loads(str(d["meta"]))]
+    geos = {g.name: g.geo for g in build_corpus(data_dir, globe)}
+    missing = [n for n in names if n not in geos]
+    if missing:
+        raise ValueError(f"{corpus}: no georeference for {missing} (built with another --globe or data?)")
+    out = geo_sidecar(corpus)
+    np.savez_compressed(out, **{n: geos[n] for n in names})
+    return out
+
+
 def load_corpus(path: str | Path) -> list[Grid]:
+    """Grids of a corpus; each has its georeference (``geo``) when the corpus or its
+    geo_sidecar holds one."""
     d = np.load(path)
+    side = np.load(geo_sidecar(path)) if geo_sidecar(path).exists() else None
     grids = []
     for m in json.loads(str(d["meta"])):
         dm = d[f"{m['name']}.height"]
@@ -234,7 +272,9 @@ def load_corpus(path: str | Path) -> list[Grid]:
         if m["bands"]:
             b = d[f"{m['name']}.bands"]
             bands[..., m["bands"]] = np.where(b == 255, np.nan, b.astype(np.float32) / 254.0)
-        grids.append(Grid(m["name"], float(m["spacing_m"]), h, bands, float(m["height_min_spacing_m"])))
+        key = f"{m['name']}.geo"
+        geo = d[key] if key in d.files else (side[m["name"]] if side is not None and m["name"] in side.files else None)
+        grids.append(Grid(m["name"], float(m["spacing_m"]), h, bands, float(m["height_min_spacing_m"]), geo=geo))
     return grids
 
 
@@ -305,12 +345,15 @@ class PairBatch:
     targets: (B, 5, 2*cells-1, 2*cells-1) float32, child samples of the output window.
     present: (B, 3) float32 masks (height target valid, rgb present, nir present).
     spacing_m: (B,) float32 child sample spacing.
+    context: (B, 5, P, P) uint8 packed context at the parent samples (inputs.pack_context), or
+    None (a sampler built with ``context=False``).
     """
 
     parents: np.ndarray
     targets: np.ndarray
     present: np.ndarray
     spacing_m: np.ndarray
+    context: np.ndarray | None = None
 
 
 def _dihedral(a: np.ndarray, t: int) -> np.ndarray:
@@ -335,7 +378,12 @@ class PairSampler:
         max_step_log2: int = 6,
         size: int | None = None,
         real_height_only: bool = False,
+        context: bool = False,
     ):
+        """``context``: also cut each crop's packed context (the grids need attach_context)."""
+        if context and any(g.context is None for g in grids):
+            raise ValueError("context=True needs grids with context rasters (data.attach_context)")
+        self.context = context
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         self.cells, self.margin, self.split = cells, margin, split
@@ -372,35 +420,45 @@ class PairSampler:
             ):
                 continue
             child = np.concatenate([h[None], np.nan_to_num(bands, nan=0.0)], 0)
-            return child, present, g.spacing_m * step
+            ctx = None
+            if self.context:  # at the parent samples (child[::2, ::2])
+                pos = np.arange(0, span, 2 * step)
+                ctx = context_at(g, y0 + pos, x0 + pos)
+            return child, present, g.spacing_m * step, ctx
         return None
 
     def sample(self, rng: np.random.Generator, batch: int) -> PairBatch:
-        child, present, spacing = self.sample_crops(rng, batch)  # (B, 5, S, S)
+        child, present, spacing, ctx = self.sample_crops(rng, batch, with_context=True)  # (B, 5, S, S)
         m2, n = 2 * self.margin, 2 * self.cells - 1
         return PairBatch(
             parents=np.ascontiguousarray(child[:, :, ::2, ::2]),
             targets=np.ascontiguousarray(child[:, :, m2 : m2 + n, m2 : m2 + n]),
             present=present,
             spacing_m=spacing,
+            context=ctx,
         )
 
-    def sample_crops(self, rng: np.random.Generator, batch: int):
-        """Real crops: (B, 5, size, size) float32, present (B, 3) float32, spacing (B,) float32."""
-        children, present, spacing = [], [], []
+    def sample_crops(self, rng: np.random.Generator, batch: int, with_context: bool = False):
+        """Real crops: (B, 5, size, size) float32, present (B, 3) float32, spacing (B,) float32
+        [, packed context at the even samples (B, 5, (size+1)/2, ..) uint8 or None]."""
+        children, present, spacing, ctxs = [], [], [], []
         while len(children) < batch:
             got = self._one(rng)
             if got is None:
                 continue
-            child, pres, s = got
-            children.append(_dihedral(child, int(rng.integers(8))))
+            child, pres, s, ctx = got
+            t = int(rng.integers(8))  # (size odd: the symmetry keeps even samples even)
+            children.append(_dihedral(child, t))
+            if ctx is not None:
+                ctxs.append(_dihedral(ctx, t))
             present.append(pres)
             spacing.append(s)
-        return (
+        out = (
             np.stack(children).astype(np.float32),
             np.stack(present).astype(np.float32),
             np.array(spacing, np.float32),
         )
+        return out + ((np.stack(ctxs) if ctxs else None),) if with_context else out
 
 
 def cascade_sizes(margin: int, levels: int, cells: int) -> list[int]:
@@ -421,11 +479,13 @@ class CascadeBatch:
     levels: [(B, 5, h_0, h_0), ..., (B, 5, h_K, h_K)] float32, h_j = cascade_sizes(...)[j]:
     level 0 is the start parent, level j the real field under the child window of level j
     (its [0, 0] sample is level j-1's [m, m]). present (B, 3), spacing_m (B,) of level K.
+    context: [(B, 5, h_j, h_j) uint8 packed context at the samples of level j, j = 0..K] or None.
     """
 
     levels: list
     present: np.ndarray
     spacing_m: np.ndarray
+    context: list | None = None
 
 
 class CascadeSampler(PairSampler):
@@ -435,14 +495,15 @@ class CascadeSampler(PairSampler):
     spacings where the grid's height is real detail (height_min_spacing_m)."""
 
     def __init__(self, grids: list[Grid], cells: int, margin: int, levels: int, split: str = "train",
-                 max_step_log2: int = 6):
+                 max_step_log2: int = 6, context: bool = False):
         self.levels = levels
         self.sizes = cascade_sizes(margin, levels, cells)
         self.offsets = [0]  # first sample of each level's window, in finest samples
         for j in range(1, levels + 1):
             self.offsets.append(self.offsets[-1] + margin * 2 ** (levels - j + 1))
         size = (self.sizes[0] - 1) * (1 << levels) + 1
-        super().__init__(grids, cells, margin, split, max_step_log2, size=size, real_height_only=True)
+        super().__init__(grids, cells, margin, split, max_step_log2, size=size, real_height_only=True,
+                         context=context)
 
     def _windows(self, rng: np.random.Generator):
         gi, step, c0, c1 = self.options[rng.integers(len(self.options))]
@@ -451,7 +512,7 @@ class CascadeSampler(PairSampler):
         y0 = rng.integers(0, g.height_m.shape[0] - span + 1)
         x0 = rng.integers(c0, c1 - span + 1)
         present = g.present(g.spacing_m * step)
-        out = []
+        out, ctx = [], []
         for j, n in enumerate(self.sizes):
             st, off = step << (self.levels - j), self.offsets[j] * step
             sl = (slice(y0 + off, y0 + off + (n - 1) * st + 1, st), slice(x0 + off, x0 + off + (n - 1) * st + 1, st))
@@ -462,10 +523,14 @@ class CascadeSampler(PairSampler):
             ):
                 return None
             out.append(np.concatenate([h[None], np.nan_to_num(bands, nan=0.0)], 0))
-        return out, present, g.spacing_m * step
+            if self.context:
+                pos = np.arange(n) * st
+                ctx.append(context_at(g, y0 + off + pos, x0 + off + pos))
+        return out, present, g.spacing_m * step, ctx
 
     def sample(self, rng: np.random.Generator, batch: int) -> CascadeBatch:
         levels, present, spacing = [[] for _ in self.sizes], [], []
+        ctxs = [[] for _ in self.sizes]
         while len(present) < batch:
             got = self._windows(rng)
             if got is None:
@@ -473,10 +538,13 @@ class CascadeSampler(PairSampler):
             t = int(rng.integers(8))  # the windows are concentric: one symmetry maps them all
             for j, w in enumerate(got[0]):
                 levels[j].append(_dihedral(w, t))
+            for j, c in enumerate(got[3]):
+                ctxs[j].append(_dihedral(c, t))
             present.append(got[1])
             spacing.append(got[2])
         return CascadeBatch(
             [np.stack(lv).astype(np.float32) for lv in levels],
             np.stack(present).astype(np.float32),
             np.array(spacing, np.float32),
+            [np.stack(c) for c in ctxs] if self.context else None,
         )

@@ -68,3 +68,47 @@ def widen(parents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         parents = np.concatenate([parents, np.zeros((B, 1) + parents.shape[2:], np.float32)], 1)
         present[:, 1] = 0.0
     return np.ascontiguousarray(parents, np.float32), present
+
+
+# ------------------------------------------------------------------------------ context
+
+CONTEXT_CHANNELS = 15
+"""Context channels a context net takes: generator.anchors.channels.CHANNELS (land, Koppen A-E,
+7 land-cover groups, NDVI max, NDVI min), at the parent samples."""
+
+
+def context_numpy(world, level: int, rows: np.ndarray, cols: np.ndarray, seed: int) -> np.ndarray:
+    """(B, 15, h, w) float32 context of ``world`` at the parent-crop samples: rows (B, h), cols
+    (B, w) are their global coordinates at the *child* level (noise_coords; cols wrapped on
+    earth), the same places as the parents' own samples. A pure function of location:
+    ``generator.anchors.context.context`` per crop (point lookups, a few ms a crop)."""
+    from generator.anchors.context import context
+
+    return np.stack([context(world, level, r, c, seed) for r, c in zip(rows, cols, strict=True)])
+
+
+def pack_context(ctx: np.ndarray) -> np.ndarray:
+    """(15, ...) float32 context -> (5, ...) uint8 (land * 254, Koppen group + 1 or 0 (sea),
+    land-cover group + 1 or 0 (water), NDVI max / min as (NDVI + 0.2) / 1.2 * 254): the
+    training corpus keeps this (fractional one-hots, the plane's between nodes, become their
+    largest class)."""
+    ctx = np.asarray(ctx, np.float32)
+    out = np.empty((5,) + ctx.shape[1:], np.uint8)
+    out[0] = np.round(np.clip(ctx[0], 0.0, 1.0) * 254)
+    for i, (a, b) in enumerate(((1, 6), (6, 13))):
+        oh = ctx[a:b]
+        out[1 + i] = np.where(oh.max(0) > 0, oh.argmax(0) + 1, 0)
+    out[3:5] = np.round(np.clip((ctx[13:15] + 0.2) / 1.2, 0.0, 1.0) * 254)
+    return out
+
+
+def unpack_context_torch(packed: torch.Tensor) -> torch.Tensor:
+    """(B, 5, h, w) uint8 (pack_context) -> (B, 15, h, w) float32 on packed's device."""
+    p = packed.long()
+    classes = lambda c, n: (p[:, c : c + 1] == torch.arange(1, n + 1, device=p.device)[None, :, None, None])
+    return torch.cat([
+        p[:, :1].float() / 254.0,
+        classes(1, 5).float(),
+        classes(2, 7).float(),
+        p[:, 3:5].float() / 254.0 * 1.2 - 0.2,
+    ], 1)

@@ -10,6 +10,11 @@ One evaluation turns a parent crop into the 3 new child samples of every parent 
 - Conditioning: parent height (as asinh-compressed slopes and curvature normalised by the
   scale amplitude, plus asinh of absolute height for sea / snow line), parent colour and NIR
   with presence masks, log sample spacing, and a noise field.
+- Optional context (``RefinerConfig.context_channels``): the 15 channels of
+  ``generator.anchors.context`` (land fraction, Koppen group, land-cover group one-hots, NDVI
+  max / min) at the parent samples, a pure function of location, through their own 1x1 stem
+  (``context_stem``, zero at initialisation: a net fine-tuned from context-free weights starts
+  as exactly those weights).
 - Scene-centred joint decoding (MetaEarth-MM): one latent trunk, one head that emits the
   detail of every channel (height, r, g, b, nir) together.
 - Output = 4-point cubic interpolation of the parent + amplitude(s) * predicted detail;
@@ -43,6 +48,9 @@ class RefinerConfig:
     # found 0.912); hurst = 0.5 carried to 1 m made LiDAR crops 2-3x too steep.
     hurst_fine: float | None = None
     fine_break_m: float | None = None
+    # Context channels taken (generator.learned.inputs.CONTEXT_CHANNELS) or None = no context
+    # input (every checkpoint before it; None fields stay out of the model version).
+    context_channels: int | None = None
 
     @property
     def margin(self) -> int:
@@ -85,8 +93,16 @@ def _cubic_stencils() -> torch.Tensor:
     return torch.stack([torch.outer(e, t), torch.outer(t, e), torch.outer(t, t)])[:, None]
 
 
+def context_features(context: torch.Tensor) -> torch.Tensor:
+    """(B, 15, h, w) context (generator.anchors.channels.CHANNELS) -> O(1) net inputs: land
+    fraction to [-1, 1], one-hots as they are, NDVI (-0.2 .. 1) centred on 0.3 and doubled."""
+    c = context.float()
+    return torch.cat([2.0 * c[:, :1] - 1.0, c[:, 1:13], (c[:, 13:15] - 0.3) * 2.0], 1)
+
+
 class RefinerNet(nn.Module):
     """parents (B, 5, h, w) + noise (B, K, h, w) + spacing (B,) + present (B, 2)
+    [+ context (B, 15, h, w) when ``config.context_channels``]
     -> child (B, 5, 2(h-2m)-1, 2(w-2m)-1) with child[2i, 2j] == parents[m+i, m+j]."""
 
     def __init__(self, config: RefinerConfig):
@@ -95,6 +111,11 @@ class RefinerNet(nn.Module):
         c = config
         n_in = 4 + 4 + 2 + 1 + c.noise_channels  # slopes/curv/alt, bands, masks, scale, noise
         self.stem = nn.Conv2d(n_in, c.width, 1)
+        if c.context_channels:
+            # Its own zero-initialised 1x1: fine-tuned from context-free weights, the net starts
+            # as exactly those weights, and their state_dict loads (strict=False) unchanged.
+            self.context_stem = nn.Conv2d(c.context_channels, c.width, 1, bias=False)
+            nn.init.zeros_(self.context_stem.weight)
         self.blocks = nn.ModuleList(Block(c.width, d) for d in c.dilations)
         self.head = nn.Conv2d(c.width, 3 * N_CHANNELS, 1)
         self.register_buffer("stencils", _cubic_stencils().float(), persistent=False)
@@ -130,10 +151,20 @@ class RefinerNet(nn.Module):
             [asinh(dx), asinh(dy), asinh(curv), alt, rgb, nir, masks, scale, noise[:, :, 1:-1, 1:-1]], 1
         )
 
-    def detail(self, parents, noise, spacing_m, present):
+    @property
+    def takes_context(self) -> bool:
+        return bool(self.config.context_channels)
+
+    def detail(self, parents, noise, spacing_m, present, context=None):
         """Normalised detail, (B, 5, 3, h-2m, w-2m): channel x new sample x cell."""
         f = self.features(parents.float(), noise.float(), spacing_m.float(), present.float())
         x = self.stem(f.to(self.stem.weight.dtype))  # (B, W, h-2, w-2), trunk dtype (fp16 ok)
+        if self.takes_context:
+            if context is None or context.shape[1] != self.config.context_channels:
+                got = None if context is None else tuple(context.shape)
+                raise ValueError(f"this net takes context (B, {self.config.context_channels}, h, w), got {got}")
+            cf = context_features(context)[:, :, 1:-1, 1:-1]
+            x = x + self.context_stem(cf.to(self.context_stem.weight.dtype))
         for block in self.blocks:
             x = block(x)  # (B, W, h-2-2*sum(d), ...)
         y = self.head(F.leaky_relu(x, 0.2))  # (B, 15, h-2m, w-2m)
@@ -146,11 +177,12 @@ class RefinerNet(nn.Module):
         b = F.conv2d(p, self.stencils.float())  # (B*C, 3, h-2m, w-2m)
         return b.reshape(B, C, 3, H - 2 * margin, W - 2 * margin)
 
-    def forward(self, parents, noise, spacing_m, present):
+    def forward(self, parents, noise, spacing_m, present, context=None):
         """parents (B, 5, h, w) float32 (height m, r, g, b, nir; absent bands anything),
         noise (B, K, h, w) ~ N(0, 1), spacing_m (B,) child spacing, present (B, 2) rgb / nir
-        masks -> child (B, 5, 2n-1, 2n-1) float32, n = h - 2m."""
-        return self.assemble(parents, self.detail(parents, noise, spacing_m, present), spacing_m)
+        masks, context (B, 15, h, w) at the parent samples (context nets only; ignored
+        otherwise) -> child (B, 5, 2n-1, 2n-1) float32, n = h - 2m."""
+        return self.assemble(parents, self.detail(parents, noise, spacing_m, present, context), spacing_m)
 
     def assemble(self, parents, detail, spacing_m):
         """Parents + normalised detail (B, 5, 3, n, n) -> child (B, 5, 2n-1, 2n-1) float32.

@@ -1,4 +1,5 @@
-"""ONNX export of the refiner network (inputs parents, noise, spacing_m, present; output child).
+"""ONNX export of the refiner network (inputs parents, noise, spacing_m, present, and context for a
+net that takes it; output child).
 
 Batch, height and width are dynamic axes; the graph is the float32 net (noise is an input,
 made by generator.noise outside the graph, so every backend sees the same bits).
@@ -18,6 +19,11 @@ from generator.learned.model import N_CHANNELS, RefinerNet
 
 CACHE_DIR = Path.home() / ".cache" / "worldstream" / "onnx"
 INPUTS = ("parents", "noise", "spacing_m", "present")
+"""Inputs of every exported graph; a context net's graph has ``context`` (B, 15, h, w) after them."""
+
+
+def input_names(net: RefinerNet) -> list[str]:
+    return list(INPUTS) + (["context"] if net.takes_context else [])
 
 
 def export_onnx(net: RefinerNet, path: str | Path | None = None, crop: int = 64, opset: int = 17) -> bytes:
@@ -30,6 +36,8 @@ def export_onnx(net: RefinerNet, path: str | Path | None = None, crop: int = 64,
         torch.full((1,), 30.0),
         torch.ones(1, 2),
     )
+    if net.takes_context:
+        example = example + (torch.zeros(1, net.config.context_channels, crop, crop),)
     dyn = {
         "parents": {0: "batch", 2: "h", 3: "w"},
         "noise": {0: "batch", 2: "h", 3: "w"},
@@ -37,6 +45,8 @@ def export_onnx(net: RefinerNet, path: str | Path | None = None, crop: int = 64,
         "present": {0: "batch"},
         "child": {0: "batch", 2: "ch", 3: "cw"},
     }
+    if net.takes_context:
+        dyn["context"] = {0: "batch", 2: "h", 3: "w"}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -44,7 +54,7 @@ def export_onnx(net: RefinerNet, path: str | Path | None = None, crop: int = 64,
             net,
             example,
             buf,
-            input_names=list(INPUTS),
+            input_names=input_names(net),
             output_names=["child"],
             dynamic_axes=dyn,
             opset_version=opset,

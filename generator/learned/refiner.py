@@ -15,7 +15,7 @@ import torch
 
 from generator.learned.backends import make_backend
 from generator.learned.checkpoint import ASSET_PATH, load_net
-from generator.learned.inputs import noise_coords, widen
+from generator.learned.inputs import context_numpy, noise_coords, widen
 from generator.learned.model import N_CHANNELS
 from generator.worldmetric import canonical_cols
 from runtime.tiles import World, spacing_m
@@ -30,6 +30,12 @@ class LearnedRefiner:
     channels: 4 (height + rgb) or 5 (+ nir).
     spacing_scale: metres per sample = runtime.tiles.spacing_m(level) * spacing_scale
     (generator.refiner's convention for DEMs whose pixel is not a level's spacing).
+    context_fn: for a net that takes context (checkpoint config ``context_channels``), where
+    it comes from: None = the world's own context at the parent samples
+    (``generator.learned.inputs.context_numpy``: earth layers or the plane's continents, a
+    pure function of location); or ``f(level, rows (B, h), cols (B, w)) -> (B, 15, h, w)``
+    (generator.eval.cascade: a located DEM refined at a level that is not its own).
+    Context-free nets ignore it.
     """
 
     name = "learned"
@@ -42,6 +48,7 @@ class LearnedRefiner:
         device: str | None = None,
         channels: int = 4,
         spacing_scale: float = 1.0,
+        context_fn=None,
         **backend_options,
     ):
         if channels not in (N_CHANNELS - 1, N_CHANNELS):
@@ -51,6 +58,8 @@ class LearnedRefiner:
         self.margin = self.net.config.margin
         self.channels = channels
         self.spacing_scale = float(spacing_scale)
+        self.context_fn = context_fn
+        self.takes_context = self.net.takes_context
         if backend == "auto":
             backend = "torch-compiled" if torch.cuda.is_available() else "torch"
         if isinstance(backend, str):
@@ -73,6 +82,7 @@ class LearnedRefiner:
             "margin": self.margin,
             "channels": self.channels,
             "spacing_scale": self.spacing_scale,
+            **({"context": "world"} if self.takes_context else {}),
         }
 
     def refine(self, parents: np.ndarray, level: int, origins: np.ndarray, seed: int) -> np.ndarray:
@@ -89,7 +99,16 @@ class LearnedRefiner:
         rows, cols = noise_coords(origins, h, w, self.margin)
         cols = canonical_cols(self.world, level, cols)  # wrapped longitude on earth
         s = np.full((B,), spacing_m(level) * self.spacing_scale, np.float32)
-        child = self.backend.run_level(p5, seed, level, rows, cols, s, present)
+        ctx = None
+        if self.takes_context:
+            if self.context_fn is not None:
+                ctx = np.asarray(self.context_fn(level, rows, cols), np.float32)
+            else:
+                ctx = context_numpy(self.world, level, rows, cols, seed)
+            if ctx.shape != (B, self.net.config.context_channels, h, w):
+                raise ValueError(f"context must be (B, {self.net.config.context_channels}, h, w) = "
+                                 f"{(B, self.net.config.context_channels, h, w)}, got {ctx.shape}")
+        child = self.backend.run_level(p5, seed, level, rows, cols, s, present, ctx)
         child = child[:, : self.channels]
         # Bands live in [0, 1]; clipping leaves the exact parent copies (already inside) alone.
         child[:, 1:] = np.clip(child[:, 1:], 0.0, 1.0)

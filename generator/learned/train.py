@@ -42,6 +42,8 @@ from generator.learned.data import (
     load_corpus,
     save_corpus,
 )
+from generator.learned.inputs import CONTEXT_CHANNELS, unpack_context_torch
+from generator.learned.located import attach_context
 from generator.learned.model import PatchDiscriminator, RefinerConfig, RefinerNet, asinh
 
 
@@ -79,6 +81,12 @@ class TrainConfig:
     cond_noise: float = 0.0  # std of noise added to start parents, in units of A(parent spacing)
     hurst_fine: float = 0.0  # > 0: amplitude law exponent below fine_break_m (model config)
     fine_break_m: float = 30.0
+    # 1: the net takes the context channels (generator.anchors.context) at its parent samples; a
+    # context-free --init-from gets a zero-initialised context stem (starts as those weights).
+    # The corpus needs georeference (built now, or data.write_geo_sidecar for an older one).
+    context: int = 0
+    context_lr_mult: float = 1.0  # learning rate of the context stem = lr_g * this
+    context_only: int = 0  # 1: train the context stem alone (the rest stays the --init-from weights)
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
@@ -118,16 +126,24 @@ def critic_input(net: RefinerNet, child, base, spacing_m, present) -> torch.Tens
 CRITIC_INPUTS = 5 + 2 + 3 + 3 + 1
 
 
+def _context_to(packed, device):
+    """Packed uint8 context (numpy) -> (B, 15, h, w) float32 on ``device`` (None stays None)."""
+    return None if packed is None else unpack_context_torch(torch.from_numpy(packed).to(device, non_blocking=True))
+
+
 def _to(batch: PairBatch, device) -> tuple[torch.Tensor, ...]:
+    """(parents, targets, present, spacing_m, context or None) on ``device``."""
     return tuple(
         torch.from_numpy(a).to(device, non_blocking=True)
         for a in (batch.parents, batch.targets, batch.present, batch.spacing_m)
-    )
+    ) + (_context_to(batch.context, device),)
 
 
-def _cascade_to(batch: CascadeBatch, device) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+def _cascade_to(batch: CascadeBatch, device):
+    """(level fields, present, spacing_m, per-level context list or None) on ``device``."""
     t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)
-    return [t(a) for a in batch.levels], t(batch.present), t(batch.spacing_m)
+    ctx = None if batch.context is None else [_context_to(c, device) for c in batch.context]
+    return [t(a) for a in batch.levels], t(batch.present), t(batch.spacing_m), ctx
 
 
 class _Stream(torch.utils.data.IterableDataset):
@@ -250,11 +266,13 @@ def losses(
     cfg: TrainConfig,
     adv_scale: float,
     present_in=None,
+    context=None,
 ):
     """Generator loss terms (dict of scalars) and the critic inputs (real, fake). ``present``
-    masks the loss; ``present_in`` (default present[:, 1:]) is what the net is told."""
+    masks the loss; ``present_in`` (default present[:, 1:]) is what the net is told; ``context``
+    (B, 15, P, P) at the parent samples for a context net."""
     pres2 = present[:, 1:] if present_in is None else present_in
-    fake = net(parents, noise, spacing_m, pres2)  # (B, 5, S, S)
+    fake = net(parents, noise, spacing_m, pres2, context)  # (B, 5, S, S)
     n = (fake.shape[-1] + 1) // 2
     with torch.no_grad():
         base = net.assemble(
@@ -279,9 +297,10 @@ def losses(
 
 
 def cascade_losses(net, critic, reals, present, spacing_m, cfg: TrainConfig,
-                   gen: torch.Generator, adv_scale: float, present_in=None):
+                   gen: torch.Generator, adv_scale: float, present_in=None, contexts=None):
     """Unrolled self-cascade: reals = the real fields of levels 0..K (data.CascadeBatch,
-    tensors), spacing_m (B,) the child spacing of level K. The start parent is level 0
+    tensors), spacing_m (B,) the child spacing of level K, contexts (context nets) the context
+    at the samples of levels 0..K (level j-1's is level j's input's). The start parent is level 0
     (degraded: degrade_parents); each level refines the previous
     level's output. Returns (terms, x_real, x_fake, per-level log power ratio fake / real
     (levels, n_bands), detached): low-pass L1 (4x4 mean of the normalised
@@ -294,7 +313,7 @@ def cascade_losses(net, critic, reals, present, spacing_m, cfg: TrainConfig,
     for j in range(1, levels + 1):
         s_j = spacing_m * (1 << (levels - j))
         noise = irwin_hall_noise((x.shape[0], net.config.noise_channels) + x.shape[2:], gen, x.device)
-        child = net(x, noise, s_j, pres2)  # (B, 5, h_j, h_j)
+        child = net(x, noise, s_j, pres2, None if contexts is None else contexts[j - 1])  # (B, 5, h_j, h_j)
         real = reals[j]
         if real.shape != child.shape:
             raise ValueError(f"level {j}: real field {tuple(real.shape)} but child {tuple(child.shape)}")
@@ -329,9 +348,9 @@ def validate_cascade(net, critic, val, cfg: TrainConfig, gen: torch.Generator) -
     octave bands): 1 is real, below 1 the cascade flattens."""
     net.eval()
     acc = {"val_c_lowpass": 0.0, "val_c_spectral": 0.0, "val_c_power_ratio": 0.0}
-    for reals, present, spacing_m in val:
+    for reals, present, spacing_m, ctx in val:
         terms, _, _, ratios = cascade_losses(net, critic, reals, present, spacing_m,
-                                             replace(cfg, cond_blur=0.0, cond_noise=0.0), gen, 0.0)
+                                             replace(cfg, cond_blur=0.0, cond_noise=0.0), gen, 0.0, contexts=ctx)
         acc["val_c_lowpass"] += float(terms["c_lowpass"]) / len(val)
         acc["val_c_spectral"] += float(terms["c_spectral"]) / len(val)
         acc["val_c_power_ratio"] += float(torch.exp(ratios[-1].mean())) / len(val)
@@ -348,12 +367,12 @@ def validate(
     net.eval()
     acc = {"val_l1": 0.0, "val_lowpass": 0.0, "val_spectral": 0.0}
     sf, sr = 0.0, 0.0
-    for parents, targets, present, spacing_m in val:
+    for parents, targets, present, spacing_m, ctx in val:
         noise = irwin_hall_noise(
             (parents.shape[0], net.config.noise_channels) + parents.shape[2:], gen, parents.device
         )
         terms, _, _, d_real, d_fake = losses(
-            net, critic, parents, targets, present, spacing_m, noise, cfg, 0.0
+            net, critic, parents, targets, present, spacing_m, noise, cfg, 0.0, context=ctx
         )
         acc["val_l1"] += float(terms["l1"]) / len(val)
         acc["val_lowpass"] += float(terms["lowpass"]) / len(val)
@@ -379,6 +398,10 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         corpus.parent.mkdir(parents=True, exist_ok=True)
         save_corpus(build_corpus(cfg.data_dir), corpus)
     grids = load_corpus(corpus)
+    if cfg.context:
+        t_ctx = time.monotonic()
+        grids = attach_context(grids, corpus.with_name(corpus.name.split(".npz")[0] + ".ctx.npz"))
+        log(f"context rasters of {len(grids)} grids in {time.monotonic() - t_ctx:.1f} s")
 
     state = torch.load(last, map_location="cpu", weights_only=True) if resume and last.exists() else None
     init = None
@@ -393,14 +416,29 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         model_cfg = RefinerConfig(amp_m_at_1km=round(a, 3), hurst=round(hurst, 4))
     if state is None and cfg.hurst_fine > 0:
         model_cfg = replace(model_cfg, hurst_fine=cfg.hurst_fine, fine_break_m=cfg.fine_break_m)
+    if state is None and cfg.context and not model_cfg.context_channels:
+        model_cfg = replace(model_cfg, context_channels=CONTEXT_CHANNELS)
+    if state is None and not cfg.context and model_cfg.context_channels:
+        raise ValueError("--init-from weights take context: train them with --context 1")
     torch.manual_seed(cfg.seed)
     net = RefinerNet(model_cfg).to(device).train()
     critic = PatchDiscriminator(CRITIC_INPUTS).to(device).train()
-    opt_g = torch.optim.Adam(net.parameters(), cfg.lr_g, betas=(0.5, 0.99))
+    ctx_params = list(net.context_stem.parameters()) if net.takes_context else []
+    if cfg.context_only and not ctx_params:
+        raise ValueError("--context-only 1 needs --context 1")
+    base_params = [p for n, p in net.named_parameters() if not n.startswith("context_stem.")]
+    if cfg.context_only:
+        for p in base_params:
+            p.requires_grad_(False)
+    groups = ([] if cfg.context_only else [{"params": base_params}])
+    groups += [{"params": ctx_params, "lr": cfg.lr_g * cfg.context_lr_mult}] if ctx_params else []
+    opt_g = torch.optim.Adam(groups, cfg.lr_g, betas=(0.5, 0.99))
     opt_d = torch.optim.Adam(critic.parameters(), cfg.lr_d, betas=(0.5, 0.99))
     step, history = 0, []
     if init is not None:
-        net.load_state_dict(init.state_dict())
+        missing, unexpected = net.load_state_dict(init.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("context_stem.") for k in missing):
+            raise ValueError(f"--init-from {cfg.init_from}: missing {missing}, unexpected {unexpected}")
         # the weights this run starts from, after their own ancestors (ship() writes it to meta)
         lineage = list(init_meta.get("lineage", []))
         lineage.append({"version": init_version, "step": int(init_meta.get("step", 0))})
@@ -415,17 +453,18 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         log(f"resumed {last} at step {step}")
 
     m = model_cfg.margin
-    train_sampler = PairSampler(grids, cfg.cells, m, "train")
-    val_sampler = PairSampler(grids, cfg.cells, m, "val")
+    ctx = bool(cfg.context)
+    train_sampler = PairSampler(grids, cfg.cells, m, "train", context=ctx)
+    val_sampler = PairSampler(grids, cfg.cells, m, "val", context=ctx)
     vrng = np.random.default_rng(12345)  # the same validation batches in every run
     val = [_to(val_sampler.sample(vrng, cfg.batch), device) for _ in range(cfg.val_batches)]
     cascade, cval = [], []
     if cfg.cascade_weight > 0:
         depths = sorted({int(k) for k in cfg.cascade_levels.split(",")})
-        cascade = [CascadeSampler(grids, cfg.cascade_cells, m, k, "train") for k in depths]
+        cascade = [CascadeSampler(grids, cfg.cascade_cells, m, k, "train", context=ctx) for k in depths]
         for k in depths[::-1] + [1]:  # the deepest cascade the validation regions hold
             try:
-                vs = CascadeSampler(grids, cfg.cascade_cells, m, k, "val")
+                vs = CascadeSampler(grids, cfg.cascade_cells, m, k, "val", context=ctx)
             except ValueError:
                 continue
             for _ in range(cfg.val_batches):
@@ -465,7 +504,7 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         cbatch = None
         if isinstance(batch, (tuple, list)):
             batch, cbatch = batch
-        parents, targets, present, spacing_m = _to(batch, device)
+        parents, targets, present, spacing_m, context = _to(batch, device)
         noise = irwin_hall_noise(
             (parents.shape[0], model_cfg.noise_channels) + parents.shape[2:], gen, device
         )
@@ -473,12 +512,13 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         parents, targets, present_in = augment_bands(parents, targets, present, cfg, gen)
         parents = degrade_parents(parents, spacing_m * 2.0, net, cfg, gen)
         terms, x_real, x_fake, _, _ = losses(
-            net, critic, parents, targets, present, spacing_m, noise, cfg, adv_scale, present_in
+            net, critic, parents, targets, present, spacing_m, noise, cfg, adv_scale, present_in, context
         )
         total, pairs = terms["total"], [(x_real, x_fake)]
         if cbatch is not None:
-            reals, cpres, cspace = _cascade_to(cbatch, device)
-            cterms, cx_real, cx_fake, _ = cascade_losses(net, critic, reals, cpres, cspace, cfg, gen, adv_scale)
+            reals, cpres, cspace, cctx = _cascade_to(cbatch, device)
+            cterms, cx_real, cx_fake, _ = cascade_losses(net, critic, reals, cpres, cspace, cfg, gen, adv_scale,
+                                                         contexts=cctx)
             total = total + cfg.cascade_weight * cterms["c_total"]
             terms.update(cterms)
             pairs.append((cx_real, cx_fake))

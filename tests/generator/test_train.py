@@ -226,3 +226,35 @@ def test_cascade_training_loss_is_finite_and_decreases(tmp_path):
     # A(100 m) follows the coarse law, A(10 m) the steeper fine one
     assert torch.allclose(a[1] / a[0], torch.tensor(0.1 ** net.config.hurst), rtol=1e-5)
     assert torch.allclose(a[2] / a[1], torch.tensor(0.1**0.85), rtol=1e-5)
+
+
+def test_context_fine_tune_from_context_free_weights(tmp_path):
+    """--context 1 from context-free weights: the corpus' georeference gives each crop its
+    context, the new stem starts at zero; --context-only 1 moves the context stem alone."""
+    from dataclasses import replace
+
+    from generator.learned.located import geo_nodes
+
+    rng = np.random.default_rng(3)
+    z = np.cumsum(np.cumsum(rng.normal(0, 1, (200, 200)), 0), 1).astype(np.float32)
+    geo = geo_nodes(z.shape, lambda y, x: (46.3 - y * 2.7e-4, -122.3 + x * 3.9e-4))  # ~30 m at St Helens
+    corpus = tmp_path / "geo_corpus.npz"
+    save_corpus([Grid("located", 30.0, z, np.full(z.shape + (4,), np.nan, np.float32), geo=geo)], corpus)
+    small = RefinerConfig(width=8, dilations=(1, 2), noise_channels=2)
+    base = TrainConfig(corpus=str(corpus), steps=2, batch=4, cells=6, log_every=1, val_every=2, val_batches=1,
+                       warmup_steps=2, cascade_weight=1.0, cascade_cells=10, cascade_batch=2)
+    ship(train(replace(base, out=str(tmp_path / "a")), small, resume=False, log=lambda s: None), tmp_path / "a.pt")
+    net0, _, _ = load_net(tmp_path / "a.pt")
+    assert not net0.takes_context
+    with pytest.raises(ValueError, match="--context 1"):
+        train(replace(base, out=str(tmp_path / "x"), init_from=str(tmp_path / "a.pt"), context_only=1),
+              resume=False, log=lambda s: None)
+    last = train(replace(base, out=str(tmp_path / "b"), init_from=str(tmp_path / "a.pt"), context=1,
+                         context_only=1, lr_g=1e-2), resume=False, log=lambda s: None)
+    assert (tmp_path / "geo_corpus.ctx.npz").exists()  # the context rasters' cache
+    ship(last, tmp_path / "b.pt")
+    net1, _, _ = load_net(tmp_path / "b.pt")
+    assert net1.config.context_channels == 15
+    s0, s1 = net0.state_dict(), net1.state_dict()
+    assert all(torch.equal(s0[k], s1[k]) for k in s0)  # the rest stayed the init weights
+    assert s1["context_stem.weight"].abs().max() > 0  # the zero stem moved
