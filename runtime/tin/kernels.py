@@ -187,7 +187,10 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
     flats (C, n) float64 fields; present ((n + 1,) bool); the ``Hierarchy`` tables; off, w, v
     its ``drop_table``; thr the bound. Writes the candidates that pass (grid id ascending),
     their e_pq and e_aa errors (inf for a drawing not allowed) and diamond size into the
-    ``*_out`` arrays (at least n long); returns how many."""
+    ``*_out`` arrays (at least n long); returns how many. A drawing's error is its exact max
+    where it is within ``thr`` and some value above ``thr`` otherwise (the measurement stops
+    there): drop_diamonds only compares errors above the bound with the bound (an e_aa < e_pq
+    tie-break reads both only when both are within it), so its result is numpy's."""
     cc = flats.shape[0]
     n = flats.shape[1]
     kk = off.shape[0]
@@ -201,9 +204,8 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
             continue
         c0, c1, c2, c3 = corner[m, 0], corner[m, 1], corner[m, 2], corner[m, 3]
         for c in range(cc):
-            f = flats[c]
-            vals[c] = f[m] - 0.5 * (f[c0] + f[c2])
-            vals2[c] = f[m] - 0.5 * (f[c1] + f[c3])
+            vals[c] = flats[c, m] - 0.5 * (flats[c, c0] + flats[c, c2])
+            vals2[c] = flats[c, m] - 0.5 * (flats[c, c1] + flats[c, c3])
         e_pq = _norm_at(flats, cc, vals)
         e_aa = _norm_at(flats, cc, vals2)
         if not (e_pq <= thr or e_aa <= thr):
@@ -216,14 +218,12 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
                     blocked = True
             i0, i1, i2, i3 = inner[m, 0], inner[m, 1], inner[m, 2], inner[m, 3]
             for c in range(cc):
-                f = flats[c]
-                vals[c] = f[i0] - 0.75 * f[c0] - 0.25 * f[c2]
-                vals2[c] = f[i2] - 0.25 * f[c0] - 0.75 * f[c2]
+                vals[c] = flats[c, i0] - 0.75 * flats[c, c0] - 0.25 * flats[c, c2]
+                vals2[c] = flats[c, i2] - 0.25 * flats[c, c0] - 0.75 * flats[c, c2]
             e2_pq = max(_norm_at(flats, cc, vals), _norm_at(flats, cc, vals2))
             for c in range(cc):
-                f = flats[c]
-                vals[c] = f[i1] - 0.75 * f[c1] - 0.25 * f[c3]
-                vals2[c] = f[i3] - 0.25 * f[c1] - 0.75 * f[c3]
+                vals[c] = flats[c, i1] - 0.75 * flats[c, c1] - 0.25 * flats[c, c3]
+                vals2[c] = flats[c, i3] - 0.25 * flats[c, c1] - 0.75 * flats[c, c3]
             e2_aa = max(_norm_at(flats, cc, vals), _norm_at(flats, cc, vals2))
             ok_pq = e_pq <= thr and e2_pq <= thr
             ok_aa = e_aa <= thr and e2_aa <= thr
@@ -240,16 +240,17 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
                 first = True
                 for smp in range(kk):
                     for c in range(cc):
-                        f = flats[c]
-                        d = w[smp, 0, code] * f[v[0, code] + base]
+                        d = w[smp, 0, code] * flats[c, v[0, code] + base]
                         for j in range(1, nw):
-                            d += w[smp, j, code] * f[v[j, code] + base]
-                        d -= f[off[smp, code] + base]
+                            d += w[smp, j, code] * flats[c, v[j, code] + base]
+                        d -= flats[c, off[smp, code] + base]
                         vals[c] = d
                     e = _norm_at(flats, cc, vals)
                     if first or e > worst:
                         worst = e
                         first = False
+                    if worst > thr:  # this drawing fails whatever follows: its exact max is never read
+                        break
                 half[h] = worst
             e_pq = max(half[1], half[3])
             e_aa = max(half[0], half[2])
