@@ -294,3 +294,58 @@ def diamond_candidates(present, diamond_ok, a1, a2, out):
             out[k] = m
             k += 1
     return k
+
+
+@jit.njit
+def resolve_drops(ids, level, aa, present, drop_order, kid, a1, a2, corner, kind, dbase, inter, inter_n,
+                  dropped, flipped, covered):
+    """``diamonds.drop_diamonds``'s conflict rules, level by level in ``drop_order``: a
+    candidate (ids ascending, their levels, ``aa`` = drawn on the a1-a2 diagonal) is skipped
+    where covered or pinned by an earlier level; of two at one level sharing a present edge
+    midpoint the lower id is dropped; each dropped one pins its present edge midpoints and
+    corners and covers its inside (``inter`` (kinds, K) padded offsets from its base,
+    ``inter_n`` counts) and centre. Every decision of a level reads the state before it, as
+    the vectorised numpy does. Sets dropped, flipped, covered ((n + 1,) bool) in place."""
+    n1 = present.shape[0]
+    pinned = np.zeros(n1, np.bool_)
+    live = np.zeros(n1, np.bool_)
+    sel = np.empty(ids.shape[0], np.int64)
+    keep = np.empty(ids.shape[0], np.bool_)
+    for lev in drop_order:
+        k = 0
+        for q in range(ids.shape[0]):
+            m = ids[q]
+            if level[q] == lev and not (covered[m] or pinned[m]):
+                sel[k] = q
+                k += 1
+        for r in range(k):
+            live[ids[sel[r]]] = True
+        for r in range(k):
+            m = ids[sel[r]]
+            keep[r] = True
+            for c in range(4):
+                kd = kid[m, c]
+                if present[kd]:
+                    other = a1[kd] + a2[kd] - m
+                    if live[other] and other < m:
+                        keep[r] = False
+        for r in range(k):
+            live[ids[sel[r]]] = False
+        for r in range(k):
+            if not keep[r]:
+                continue
+            q = sel[r]
+            m = ids[q]
+            dropped[m] = True
+            if aa[q]:
+                flipped[m] = True
+            for c in range(4):
+                kd = kid[m, c]
+                if present[kd]:
+                    pinned[kd] = True
+                pinned[corner[m, c]] = True
+            kd_ = kind[m]
+            b = dbase[m]
+            for e in range(inter_n[kd_]):
+                covered[b + inter[kd_, e]] = True
+            covered[m] = True
