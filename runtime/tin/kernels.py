@@ -349,3 +349,27 @@ def resolve_drops(ids, level, aa, present, drop_order, kid, a1, a2, corner, kind
             for e in range(inter_n[kd_]):
                 covered[b + inter[kd_, e]] = True
             covered[m] = True
+
+
+@jit.njit
+def ring_fans(flat, n1, b, need, ce, kinds, boff, bis, bjs, poff, pi, pj, vr, vc, w):
+    """``rtin.rtin_errors``'s border ring in fan mode, its fan and corner halves (packed by
+    ``rtin._ring_packed``): where ``need`` (nb, nb), a corner half sets the block's ``ce`` to
+    inf, a fan half raises it to the fan's error (fan_error_blocks' sum)."""
+    for e in range(kinds.shape[0]):
+        for q in range(boff[e], boff[e + 1]):
+            i, j = bis[q], bjs[q]
+            if not need[i, j]:
+                continue
+            if kinds[e] == 0:
+                ce[i, j] = np.inf
+                continue
+            o = i * b * n1 + j * b
+            m = 0.0
+            for s in range(poff[e], poff[e + 1]):
+                f = (w[0, s] * flat[o + vr[0, s] * n1 + vc[0, s]] + w[1, s] * flat[o + vr[1, s] * n1 + vc[1, s]]) \
+                    + w[2, s] * flat[o + vr[2, s] * n1 + vc[2, s]]
+                d = abs(flat[o + pi[s] * n1 + pj[s]] - f)
+                if d > m:
+                    m = d
+            ce[i, j] = max(ce[i, j], m)
