@@ -3,6 +3,8 @@ the RTIN's implied connectivity, so one flip bit per candidate still codes the m
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 import runtime.tin.meshkernels as meshkernels
@@ -58,7 +60,12 @@ def drop_diamonds(height_m: np.ndarray, present: np.ndarray, max_error_m: float)
     covered = np.zeros(n + 1, dtype=bool)
     pinned = np.zeros(n + 1, dtype=bool)
     live = np.zeros(n + 1, dtype=bool)
-    for lev in hier.drop_order:
+    if jit.ENABLED:  # the loop below, compiled (runtime.tin.meshkernels.resolve_drops; same sets)
+        inter, inter_n = _packed_interiors(t)
+        meshkernels.resolve_drops(ids, level, aa, present, np.asarray(hier.drop_order, np.int64), hier.diamond_kid,
+                              hier.diamond_a1, hier.diamond_a2, hier.diamond_corner, hier.diamond_kind,
+                              hier.diamond_base, inter, inter_n, dropped, flipped, covered)
+    for lev in hier.drop_order if not jit.ENABLED else ():
         at = np.flatnonzero(level == lev)
         if not len(at):
             continue
@@ -161,6 +168,17 @@ def _measure_compiled(fields: np.ndarray, present: np.ndarray, hier, max_error_m
                                 hier.diamond_quarter, hier.diamond_kid, hier.diamond_inner, hier.drop_code,
                                 hier.diamond_base, off, w, v, float(max_error_m), ids, e_pq, e_aa, size)
     return ids[:k], e_pq[:k], e_aa[:k], size[:k]
+
+
+@functools.lru_cache(maxsize=8)
+def _packed_interiors(t: int) -> tuple[np.ndarray, np.ndarray]:
+    """``Hierarchy.interiors`` (one offset array per diamond kind) as a zero-padded
+    (kinds, K) int64 array and the counts (kinds,), for the compiled conflict rules."""
+    inter = hierarchy(t).interiors
+    out = np.zeros((max(len(inter), 1), max([len(a) for a in inter] + [1])), np.int64)
+    for k, a in enumerate(inter):
+        out[k, : len(a)] = a
+    return out, np.array([len(a) for a in inter] + [0] * (len(inter) == 0), np.int64)
 
 
 def _norm(parts: list[np.ndarray]) -> np.ndarray:

@@ -294,3 +294,82 @@ def diamond_candidates(present, diamond_ok, a1, a2, out):
             out[k] = m
             k += 1
     return k
+
+
+@jit.njit
+def resolve_drops(ids, level, aa, present, drop_order, kid, a1, a2, corner, kind, dbase, inter, inter_n,
+                  dropped, flipped, covered):
+    """``diamonds.drop_diamonds``'s conflict rules, level by level in ``drop_order``: a
+    candidate (ids ascending, their levels, ``aa`` = drawn on the a1-a2 diagonal) is skipped
+    where covered or pinned by an earlier level; of two at one level sharing a present edge
+    midpoint the lower id is dropped; each dropped one pins its present edge midpoints and
+    corners and covers its inside (``inter`` (kinds, K) padded offsets from its base,
+    ``inter_n`` counts) and centre. Every decision of a level reads the state before it, as
+    the vectorised numpy does. Sets dropped, flipped, covered ((n + 1,) bool) in place."""
+    n1 = present.shape[0]
+    pinned = np.zeros(n1, np.bool_)
+    live = np.zeros(n1, np.bool_)
+    sel = np.empty(ids.shape[0], np.int64)
+    keep = np.empty(ids.shape[0], np.bool_)
+    for lev in drop_order:
+        k = 0
+        for q in range(ids.shape[0]):
+            m = ids[q]
+            if level[q] == lev and not (covered[m] or pinned[m]):
+                sel[k] = q
+                k += 1
+        for r in range(k):
+            live[ids[sel[r]]] = True
+        for r in range(k):
+            m = ids[sel[r]]
+            keep[r] = True
+            for c in range(4):
+                kd = kid[m, c]
+                if present[kd]:
+                    other = a1[kd] + a2[kd] - m
+                    if live[other] and other < m:
+                        keep[r] = False
+        for r in range(k):
+            live[ids[sel[r]]] = False
+        for r in range(k):
+            if not keep[r]:
+                continue
+            q = sel[r]
+            m = ids[q]
+            dropped[m] = True
+            if aa[q]:
+                flipped[m] = True
+            for c in range(4):
+                kd = kid[m, c]
+                if present[kd]:
+                    pinned[kd] = True
+                pinned[corner[m, c]] = True
+            kd_ = kind[m]
+            b = dbase[m]
+            for e in range(inter_n[kd_]):
+                covered[b + inter[kd_, e]] = True
+            covered[m] = True
+
+
+@jit.njit
+def ring_fans(flat, n1, b, need, ce, kinds, boff, bis, bjs, poff, pi, pj, vr, vc, w):
+    """``rtin.rtin_errors``'s border ring in fan mode, its fan and corner halves (packed by
+    ``rtin._ring_packed``): where ``need`` (nb, nb), a corner half sets the block's ``ce`` to
+    inf, a fan half raises it to the fan's error (fan_error_blocks' sum)."""
+    for e in range(kinds.shape[0]):
+        for q in range(boff[e], boff[e + 1]):
+            i, j = bis[q], bjs[q]
+            if not need[i, j]:
+                continue
+            if kinds[e] == 0:
+                ce[i, j] = np.inf
+                continue
+            o = i * b * n1 + j * b
+            m = 0.0
+            for s in range(poff[e], poff[e + 1]):
+                f = (w[0, s] * flat[o + vr[0, s] * n1 + vc[0, s]] + w[1, s] * flat[o + vr[1, s] * n1 + vc[1, s]]) \
+                    + w[2, s] * flat[o + vr[2, s] * n1 + vc[2, s]]
+                d = abs(flat[o + pi[s] * n1 + pj[s]] - f)
+                if d > m:
+                    m = d
+            ce[i, j] = max(ce[i, j], m)

@@ -325,8 +325,10 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
                     _masked_plane_error(sub, flat, sel, b, d2, (oi, oj), 2),
                 )
                 ce[oi::2, oj::2] = np.maximum(ce[oi::2, oj::2], e)
+        if fan and jit.ENABLED:  # fans and corners compiled (same bits); the planes as below
+            meshkernels.ring_fans(flat, n1, b, need, ce, *_ring_packed(b, t))
         if fan:
-            for mask, kind, geo in _ring_halves(b, t):
+            for mask, kind, geo in _ring_halves(b, t) if not jit.ENABLED else _ring_planes(b, t):
                 sel = mask & need
                 if not sel.any():
                     continue
@@ -347,6 +349,37 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
         for c in (0, t):
             err[r, c] = inf
     return err
+
+
+@functools.lru_cache(maxsize=64)
+def _ring_planes(b: int, t: int) -> list:
+    """The "plane" entries of ``_ring_halves(b, t)`` (measured through numpy's BLAS path)."""
+    return [e for e in _ring_halves(b, t) if e[1] == "plane"]
+
+
+@functools.lru_cache(maxsize=64)
+def _ring_packed(b: int, t: int) -> tuple[np.ndarray, ...]:
+    """The fan and corner entries of ``_ring_halves(b, t)`` packed for ``meshkernels.ring_fans``:
+    kind (E,) (0 corner, 1 fan), block offsets (E+1,) into rows, cols (k,), pattern offsets
+    (E+1,) into the concatenated ``_fan_pattern`` samples (pi, pj (K,), vr, vc (3, K) int64,
+    w (3, K) float64)."""
+    kinds, boff, bis, bjs, poff, pats = [], [0], [], [], [0], []
+    for mask, kind, geo in _ring_halves(b, t):
+        if kind == "plane":
+            continue
+        bi, bj = np.nonzero(mask)
+        kinds.append(0 if kind == "corner" else 1)
+        bis.append(bi)
+        bjs.append(bj)
+        boff.append(boff[-1] + len(bi))
+        pat = _fan_pattern(b, *geo) if kind == "fan" else tuple(np.zeros((0,) if k < 2 else (3, 0)) for k in range(5))
+        pats.append(pat)
+        poff.append(poff[-1] + len(pat[0]))
+    cat = [np.concatenate([p[k] for p in pats], axis=-1) if pats else np.zeros((3, 0)) for k in range(5)]
+    i64 = [np.ascontiguousarray(a, dtype=np.int64) for a in cat[:4]]
+    return (np.array(kinds, np.int64), np.array(boff, np.int64), np.concatenate(bis + [np.zeros(0, np.int64)]),
+            np.concatenate(bjs + [np.zeros(0, np.int64)]), np.array(poff, np.int64), *i64,
+            np.ascontiguousarray(cat[4], dtype=np.float64))
 
 
 def _quarters(b: int) -> tuple:
