@@ -32,6 +32,7 @@ import numpy as np
 
 from generator.eval import cascade as C
 from generator.eval import metrics as M
+from generator.eval.learned import trim_voids
 from generator.paths import default_data_dir
 from runtime.tiles import spacing_m
 
@@ -45,7 +46,7 @@ def load_crop(data: Path, name: str) -> tuple[np.ndarray, float]:
     """Central CROP x CROP (or the largest 64 k + 1 square) of a DEM, voids filled by its median."""
     with np.load(data / DEMS[name][0] / f"{name}.npz") as d:
         z, px = d["elev"].astype(np.float32), float(d["pixel_m"])
-    z = C.trim_voids(z)
+    z = trim_voids(z)
     n = min(CROP, (min(z.shape) - 1) // 64 * 64 + 1)
     i0, j0 = (z.shape[0] - n) // 2, (z.shape[1] - n) // 2
     z = z[i0:i0 + n, j0:j0 + n]
