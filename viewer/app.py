@@ -65,14 +65,23 @@ class FlyOptions:
         """The tile pipeline's share of these options (``viewer.flight.Flight``)."""
         if self.realtime:
             return FlightOptions(self.error_target_px, self.cache_bytes, self.geomorph, realtime=True,
-                                 max_uploads_per_frame=REALTIME_UPLOADS_PER_FRAME)
+                                 max_uploads_per_frame=REALTIME_UPLOADS_PER_FRAME,
+                                 upload_budget_ms=REALTIME_UPLOAD_BUDGET_MS)
         return FlightOptions(self.error_target_px, self.cache_bytes, self.geomorph)
 
 
-REALTIME_UPLOADS_PER_FRAME = 1
-"""New tiles made drawable per realtime frame (each costs morph targets, stitching and GPU
-packing: 10-40 ms on the 2-core box); the rest wait a frame, drawn from their ancestors
-meanwhile. 1 per frame at 10-30 frames/s is 10-30 tiles/s, what one server sends there."""
+REALTIME_UPLOADS_PER_FRAME = 32
+"""At most this many new tiles made drawable per realtime frame; the rest wait a frame,
+drawn from their ancestors meanwhile. Within it, ``REALTIME_UPLOAD_BUDGET_MS`` sets the
+count (1 a frame, the earlier fixed limit, capped a 30 frames/s flight at 30 tiles/s: after
+a teleport the ~110-130 tiles of the complete view took >= 4 s to become drawable whatever
+the server did; docs/DECISIONS.md)."""
+
+REALTIME_UPLOAD_BUDGET_MS = 16.0
+"""Frame time for new uploads (morph targets, stitching, GPU packing: ~0.5-4 ms of wall a
+tile since the compiled client kernels, more while the tile threads hold the GIL): count =
+budget / the measured mean, at least 1. Half a 30 frames/s frame: at 8 ms earth tiles
+waited up to 0.5 s (27-34 placed, not drawable) after a teleport."""
 
 
 def run_fly(opts: FlyOptions, url: str | None = None, server=None) -> int:

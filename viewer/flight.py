@@ -56,6 +56,7 @@ class FlightOptions:
     geomorph: bool = True
     realtime: bool = False              # prepare tiles on a worker thread, budget re-uploads per frame
     max_uploads_per_frame: int = 32     # new tiles made drawable per frame (the streamer's budget)
+    upload_budget_ms: float | None = None  # realtime: frame time for new uploads (count from their measured cost)
     reupload_budget_ms: float = 6.0     # realtime: frame time for deferred re-uploads (stitch, morph)
 
 
@@ -295,6 +296,15 @@ class Flight:
         self._cancelled: set[TileKey] = set()
         self._dirty: dict[TileKey, None] = {}  # drawn tiles to upload again (ordered, once each)
         self._preparer = _Preparer(world, client, self.stats, self._urgency) if options.realtime else None
+        self._upload_ms = 2.0  # running mean wall ms of one new upload on the frame thread (stitch, morph, pack)
+
+    def _max_uploads(self) -> int | None:
+        """New tiles to make drawable this frame: as many as ``upload_budget_ms`` holds at
+        their measured cost, 1 .. ``max_uploads_per_frame`` (None: the streamer's count)."""
+        budget = self.options.upload_budget_ms
+        if self._preparer is None or budget is None:
+            return None
+        return max(1, min(self.options.max_uploads_per_frame, int(budget / max(self._upload_ms, 0.05))))
 
     def _urgency(self, key: TileKey) -> float | None:
         """For the preparer thread: the key's priority in the last plan; None when it was
@@ -373,17 +383,21 @@ class Flight:
         cams = camera if isinstance(camera, (list, tuple)) else [camera]
         views = [View(c, np.asarray(velocity_mps if i == 0 else np.zeros(3), np.float64))
                  for i, c in enumerate(cams)]
-        res = self.streamer.frame(views, clock=time.perf_counter)
+        res = self.streamer.frame(views, clock=time.perf_counter, max_uploads=self._max_uploads())
         t_cpu = time.thread_time()
         for key in res.evicted:
             self.renderer.release(key)
             self._dirty.pop(key, None)
         gone = set(res.evicted)
+        t_up, n_up = time.perf_counter(), 0
         for key in res.uploaded:
             # The streamer may report a key uploaded and evicted in one frame (an undrawn
             # tile over the byte budget): nothing to upload then.
             if key not in gone and self.streamer.payload(key) is not None:
                 self._upload(key)
+                n_up += 1
+        if n_up:
+            self._upload_ms += 0.25 * ((time.perf_counter() - t_up) * 1e3 / n_up - self._upload_ms)
         if self._preparer is None:
             self._flush_reuploads(None)
         else:  # the frame's upload budget: what new uploads left of it, else at least one re-upload

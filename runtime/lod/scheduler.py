@@ -139,17 +139,20 @@ class Scheduler:
     def waiting_upload(self) -> int:
         return len(self._arrived)
 
-    def uploads(self) -> list[tuple[Hashable, Any]]:
+    def uploads(self, max_count: int | None = None) -> list[tuple[Hashable, Any]]:
         """Arrived payloads to upload this frame, most urgent first, within the budget
-        (at least one per frame so a single large tile can not stall forever)."""
+        (at least one per frame so a single large tile can not stall forever).
+        ``max_count``: this frame's count limit instead of ``max_uploads_per_frame`` (a
+        caller that budgets upload time per frame; at least 1)."""
         if not self._arrived:
             return []
+        limit = self.options.max_uploads_per_frame if max_count is None else max(1, int(max_count))
         inf = float("inf")
         order = sorted(self._arrived, key=lambda k: self._priority.get(k, inf))
         out, total = [], 0
         for k in order:
             nbytes, payload = self._arrived[k]
-            if out and (len(out) >= self.options.max_uploads_per_frame
+            if out and (len(out) >= limit
                         or total + nbytes > self.options.max_upload_bytes_per_frame):
                 break
             out.append((k, payload))

@@ -76,12 +76,13 @@ class TileStreamer:
         return self.cache.get(key)
 
     def frame(self, views: Sequence[View] | View | Camera, urgent: Iterable[TileKey] = (),
-              clock: Callable[[], float] | None = None) -> FrameResult:
+              clock: Callable[[], float] | None = None, max_uploads: int | None = None) -> FrameResult:
         """Upload within budget, select, plan requests, evict. ``urgent`` keys (height
         queries) are requested before everything else and kept. ``clock`` (e.g.
-        time.perf_counter), when given, times the selection."""
+        time.perf_counter), when given, times the selection. ``max_uploads``: new tiles
+        made drawable this frame (None: the scheduler's ``max_uploads_per_frame``)."""
         uploaded = []
-        for key, _ in self.scheduler.uploads():
+        for key, _ in self.scheduler.uploads(max_uploads):
             if key in self.cache:
                 self.ready.add(key)
                 uploaded.append(key)

@@ -61,6 +61,16 @@ def test_upload_budget_per_frame_by_count_and_bytes():
     assert big.waiting_upload == 2
 
 
+def test_upload_count_of_this_frame_overrides_the_option_but_not_the_bytes():
+    s = Scheduler(SchedulerOptions(max_uploads_per_frame=2, max_upload_bytes_per_frame=250))
+    for i in range(6):
+        s.arrived(k(1, i), 50, payload=i)
+    assert [p for _, p in s.uploads(max_count=4)] == [0, 1, 2, 3]  # more than the option's 2
+    assert [p for _, p in s.uploads(max_count=0)] == [4]  # at least one
+    s.arrived(k(1, 9), 201)
+    assert len(s.uploads(max_count=10)) == 1  # bytes still bound it (50 + 201 > 250)
+
+
 def test_scheduler_options_are_validated():
     with pytest.raises(ValueError, match="max_in_flight must be >= 1"):
         SchedulerOptions(max_in_flight=0)

@@ -291,6 +291,24 @@ def test_reuploads_are_queued_once_each_and_budgeted_per_frame():
         flight.close()
 
 
+def test_realtime_upload_count_follows_the_time_budget_and_measured_cost():
+    from viewer.realtime import NullRenderer
+
+    opts = FlightOptions(realtime=True, max_uploads_per_frame=32, upload_budget_ms=16.0)
+    flight = Flight(World.PLANE, _NoSource(), NullRenderer((32, 32)), opts)
+    try:
+        flight._upload_ms = 2.0
+        assert flight._max_uploads() == 8
+        flight._upload_ms = 40.0
+        assert flight._max_uploads() == 1  # over budget: still one a frame
+        flight._upload_ms = 0.1
+        assert flight._max_uploads() == 32  # capped by max_uploads_per_frame
+    finally:
+        flight.close()
+    lockstep = Flight(World.PLANE, _NoSource(), NullRenderer((32, 32)), FlightOptions(upload_budget_ms=16.0))
+    assert lockstep._max_uploads() is None  # lockstep: the streamer's count
+
+
 class _QueuedSource(_NoSource):
     """Tiles that arrived at the client and wait to be placed (held until ``go``)."""
 

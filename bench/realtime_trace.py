@@ -1,0 +1,129 @@
+"""Trace bench/realtime.py's real-time flight: when each tile was requested, placed and made
+drawable, per level, after the teleport; and where the frames over the error target are.
+
+Wraps ``viewer.flight.Flight.step`` and ``TileStreamer.on_tile`` (no change to the code under
+test; the wrapper costs the frame thread ~1 %) and runs ``bench/realtime.py --quick --no-gl
+--no-sim`` for one world (extra arguments go to it, e.g. ``--mesh-procs 2``). Prints, for the
+tiles of the first complete view after the teleport and their ancestors ("needed"), per
+level: request, placed ("known": the streamer has its heights) and drawable ("ready":
+uploaded) times in seconds after the jump (min / max), and how many requested / placed
+tiles were not needed; then frames over the target in the first 5 s of the flight, the 5 s
+after the teleport and the rest.
+
+    PYTHONPATH=. python bench/realtime_trace.py plane [--json /tmp/trace.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+JUMP_M = 1e5  # a camera move longer than this between two frames is the teleport
+
+
+def record(events: list) -> None:
+    """Wrap Flight.step / TileStreamer.on_tile to append (kind, perf_counter s, data) to ``events``."""
+    from runtime.lod import streamer as S
+    from viewer import flight as F
+
+    step, on_tile = F.Flight.step, S.TileStreamer.on_tile
+    prev = {"pos": None}
+
+    def traced_step(self, camera, velocity_mps=np.zeros(3)):
+        if not self.options.realtime:
+            return step(self, camera, velocity_mps)
+        t = time.perf_counter()
+        cam = camera[0] if isinstance(camera, (list, tuple)) else camera
+        pos = np.asarray(cam.position_m, np.float64)
+        if prev["pos"] is not None and np.linalg.norm(pos - prev["pos"]) > JUMP_M:
+            events.append(("jump", t, None))
+        prev["pos"] = pos
+        res = step(self, camera, velocity_mps)
+        events.extend(("req", t, (k.level, k.x, k.y)) for k, _ in res.plan.start)
+        events.extend(("cancel", t, (k.level, k.x, k.y)) for k in res.plan.cancel)
+        events.extend(("ready", t, (k.level, k.x, k.y)) for k in res.uploaded)
+        sel = res.selection
+        events.append(("frame", t, bool(sel.complete)))
+        if sel.complete:
+            events.append(("complete", t, [(k.level, k.x, k.y) for k in sel.draw]))
+        return res
+
+    def traced_on_tile(self, key, info, nbytes, payload=None):
+        events.append(("known", time.perf_counter(), (key.level, key.x, key.y)))
+        return on_tile(self, key, info, nbytes, payload)
+
+    F.Flight.step = traced_step
+    S.TileStreamer.on_tile = traced_on_tile
+
+
+def report(events: list) -> None:
+    """Print the per-level table and the split of frames over the target (see the module doc)."""
+    jumps = [e[1] for e in events if e[0] == "jump"]
+    if not jumps:
+        print("no teleport in the trace")
+        return
+    jump = jumps[0]
+    done = next((e for e in events if e[0] == "complete" and e[1] >= jump), None)
+    end = done[1] if done else float("inf")
+    print("teleport -> complete view:", "never" if done is None else f"{done[1] - jump:.2f} s")
+    need = set()
+    for lv, x, y in (done[2] if done else []):
+        while True:
+            need.add((lv, x, y))
+            if lv == 0:
+                break
+            lv, x, y = lv - 1, x // 2, y // 2
+    first = {"req": {}, "known": {}, "ready": {}}
+    for kind, t, key in events:
+        if kind in first and jump <= t <= end:
+            first[kind].setdefault(tuple(key), t - jump)
+    print("level needed | request s | known s | ready s | not needed: requested, known")
+    levels = sorted({k[0] for k in first["req"]} | {k[0] for k in need})
+    for lv in levels:
+        keys = [k for k in need if k[0] == lv]
+
+        def span(d, keys=keys):
+            v = [d[k] for k in keys if k in d]
+            return f"{min(v):.2f}-{max(v):.2f}" if v else "-"
+        extra = [sum(1 for k in first[kind] if k[0] == lv and k not in need) for kind in ("req", "known")]
+        print(f"{lv:5d} {len(keys):6d} | {span(first['req']):9s} | {span(first['known']):9s} | "
+              f"{span(first['ready']):9s} | {extra[0]}, {extra[1]}")
+    frames = [(t, ok) for kind, t, ok in events if kind == "frame"]
+    t0 = frames[0][0]
+    over = [t for t, ok in frames if not ok]
+    start = sum(1 for t in over if t - t0 < 5.0)
+    tele = sum(1 for t in over if 0.0 <= t - jump < 5.0)
+    print(f"frames over the target: {len(over)} of {len(frames)}: first 5 s {start}, 5 s after the "
+          f"teleport {tele}, rest {len(over) - start - tele}")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out = None
+    if "--json" in argv:
+        i = argv.index("--json")
+        out = argv[i + 1]
+        del argv[i:i + 2]
+    if not argv or argv[0] not in ("plane", "earth"):
+        raise SystemExit("usage: realtime_trace.py plane|earth [--json FILE] [bench/realtime.py options]")
+    events: list = []
+    record(events)  # imports the viewer package before bench/ (it has a viewer.py) is on the path
+    sys.path.insert(0, str(ROOT / "bench"))
+    import realtime  # bench/realtime.py
+
+    realtime.main(["--quick", "--no-gl", "--no-sim", "--world", argv[0], *argv[1:]])
+    if out:
+        Path(out).write_text(json.dumps(events))
+    report(events)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
