@@ -509,7 +509,8 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
     priority = 1000 * band + 10 * steps + 5 / (1 + sse / target) + 2.5 * (1 - cos angle):
     holes first (band HOLE: nothing ready above it), then ancestors first (``steps`` below
     the nearest ready ancestor: 0 blocks the refinement of a drawn tile), then larger error
-    (nearer, coarser), then straight ahead; prefetch last. Pinned roots that were not
+    (nearer, coarser), then straight ahead; prefetch last. A covered wanted tile whose
+    parent's data has not arrived (speculative) adds ``SPECULATIVE_PENALTY``. Pinned roots that were not
     walked (the plane's ring beyond the traversal roots: nothing in view needs them yet,
     they are there for the next teleport) load after every other wanted tile, before
     prefetch (priority ``PINNED_PRIORITY``): at ancestor priority, after a teleport across
