@@ -16,6 +16,11 @@ Per world, in the same run:
 - ``lockstep``: the same path, each frame waiting for a complete view (few frames: the
   wall time per frame is the point).
 
+The realtime flight starts behind a loading screen (viewer/realtime.py): the first pose is
+held until its view is complete at 2 px (at most 10 s; ``loading_s``, ``loading_complete``),
+then the path's clock starts; loading frames are not flight frames (not in ``frames`` or
+``frac_over_error_target``).
+
 Both worlds share one 2-core machine with the server, so client and server compete for
 the same cores (as in the issue). Last line: one JSON object, the stats per world.
 
@@ -49,7 +54,7 @@ KEYS = ("frames", "hole_frames", "frames_over_error_target", "frac_over_error_ta
         "teleport_coarse_s",
         "stall_ms_max", "stall_ms_p99", "tile_ms_max", "frames_over_100ms", "tile_latency_ms_p50",
         "tile_latency_ms_p99", "late_tiles", "duplicate_tiles", "tiles_received", "uploads", "client_ms_per_tile",
-        "boot_s",
+        "boot_s", "loading_s", "loading_complete",
         "poses_skipped", "wall_s", "step_ms_max")
 
 
@@ -136,7 +141,7 @@ def row(name: str, s: dict) -> str:
             f"{f('teleport_complete_s'):>9s} {f('teleport_coarse_s'):>7s} {f('stall_ms_max'):>8s} "
             f"{f('tile_ms_max'):>8s} "
             f"{f('tile_latency_ms_p50'):>7s} {f('tile_latency_ms_p99'):>7s} {f('late_tiles'):>5s} "
-            f"{f('tiles_received'):>6s} {f('client_ms_per_tile', '{:.1f}'):>7s}")
+            f"{f('tiles_received'):>6s} {f('client_ms_per_tile', '{:.1f}'):>7s} {f('loading_s', '{:.2f}'):>7s}")
 
 
 def _loadavg() -> float | None:
@@ -204,10 +209,12 @@ def main(argv=None) -> int:
         print(f"\n== {world.value}  path {duration:.0f} s  sites {sites}  {'GL (EGL)' if gl else 'GL-free'}  "
               f"{size[0]}x{size[1]}  load average {load0} -> {load1} (1-minute; the box is shared)")
         print(f"{'run':12s} {'frames':>6s} {'holes':>5s} {'>2px':>6s} {'teleport':>9s} {'coarse':>7s} {'stall ms':>8s} "
-              f"{'tile ms':>8s} {'lat p50':>7s} {'lat p99':>7s} {'late':>5s} {'tiles':>6s} {'ms/tile':>7s}")
+              f"{'tile ms':>8s} {'lat p50':>7s} {'lat p99':>7s} {'late':>5s} {'tiles':>6s} {'ms/tile':>7s} {'loading':>7s}")
         for name, s in runs.items():
             print(row(name, s))
         print(f"server during the realtime flight: {rt.get('server')}, CPU {rt.get('server_cpu_s')} s")
+        print(f"realtime: loading screen {rt.get('loading_s')} s (roots {rt.get('boot_s')} s, view complete: "
+              f"{rt.get('loading_complete')}) before the flight clock; its frames are not flight frames")
         if lock.get("frames"):
             print(f"lockstep: {lock['wall_s'] / lock['frames']:.1f} s wall per complete frame")
     print(json.dumps(results))

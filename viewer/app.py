@@ -58,6 +58,7 @@ class FlyOptions:
     teleport_pitch_deg: float = -10.0   # with teleport: up positive, in (-90, 90)
     geomorph: bool = True
     realtime: bool = False         # headless: poses follow the wall clock, no waiting for tiles
+    loading_max_s: float = 10.0    # realtime: longest loading screen (first view complete) before the clock starts
     gl: bool = True                # False: GL-free (NullRenderer: the CPU side of uploads, no pixels)
 
     @property

@@ -5,7 +5,10 @@ time elapsed since the flight started, so a slow frame skips poses and never slo
 flight; tiles are drawn as they arrive (``Flight`` in realtime mode places them on a worker
 thread and budgets re-uploads per frame). Frames are paced at ``fps`` at most (the rest of
 the time is the server's and the client threads'). Before the clock starts the first pose
-is held until the roots cover the view (a simulator's loading screen, ``boot_s``).
+is held behind a loading screen (as flight and drone simulators do): until the roots cover
+the view (``boot_s``), then until the view is complete at the error target or
+``loading_max_s`` passed (``loading_s``, ``loading_complete``). Loading frames are not
+flight frames: they are not drawn or counted, and the path's clock starts after them.
 
 It measures what a pilot would see: frames over the error target, the time from each
 teleport (a ``cut`` keyframe, docs/VIEWER.md) to a complete view, the longest frame and
@@ -93,29 +96,44 @@ def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) 
     ``teleport_coarse_s`` (the same to a view whose largest drawn error is at most
     ``COARSE_FACTOR`` times the target: the coarse cover, three levels short), ``stall_ms_max``
     (longest frame, drawing included), ``tile_ms_max`` (longest frame's receive, select,
-    request and upload work), ``boot_s``, ``poses_skipped`` (frames at ``fps`` that the
-    flight ran past while a frame was slow) and ``path_s``."""
+    request and upload work), ``boot_s`` (loading until the roots cover the first pose),
+    ``loading_s`` (the whole loading screen: until the first pose's view is complete at the
+    error target, or ``opts.loading_max_s``), ``loading_complete`` (False: the loading
+    screen timed out), ``poses_skipped`` (frames at ``fps`` that the flight ran past while
+    a frame was slow) and ``path_s``."""
     renderer = flight.renderer
     fov = math.radians(opts.fov_y_deg)
     t_path0 = path.keyframes[0].t
     duration = opts.frames / opts.fps
     frame_s = 1.0 / opts.fps
 
-    # Loading screen: the first pose until the roots cover it.
+    # Loading screen: the first pose until the roots cover it (boot_s), then until its view
+    # is complete at the error target or loading_max_s passed (loading_s). Nothing is drawn
+    # or counted meanwhile; the flight clock starts after it.
     t_boot = time.perf_counter()
     pose = path.pose(t_path0)
     ground = 0.0
+    boot_s = None
+    loading_complete = False
+    loading_max_s = getattr(opts, "loading_max_s", 0.0)
     while True:
         cam = camera_for(world, pose, ground, fov, renderer.size)
         res = flight.step(cam)
         g = flight.surface_m(pose.x, pose.y)
         ground = g if g is not None else ground
-        if not res.selection.holes and res.selection.draw:
-            break
-        if time.perf_counter() - t_boot > opts.max_wait_s:
+        now = time.perf_counter() - t_boot
+        if boot_s is None and not res.selection.holes and res.selection.draw:
+            boot_s = now
+        if boot_s is not None:
+            if res.selection.complete:
+                loading_complete = True
+                break
+            if now >= max(boot_s, loading_max_s):
+                break
+        elif now > opts.max_wait_s:
             raise TimeoutError(f"the roots did not arrive within {opts.max_wait_s} s")
         flight.wait_for_tile(0.02)
-    boot_s = time.perf_counter() - t_boot
+    loading_s = time.perf_counter() - t_boot
 
     teleports = teleport_times(path)
     started: list[float | None] = [None] * len(teleports)
@@ -177,6 +195,7 @@ def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) 
         "stall_ms_p99": round(float(np.percentile(stall_ms, 99)), 1) if stall_ms else None,
         "tile_ms_max": round(max(tile_ms), 1) if tile_ms else None,
         "frames_over_100ms": int(sum(ms > 100.0 for ms in stall_ms)),
-        "boot_s": round(boot_s, 3), "path_s": round(duration, 3),
+        "boot_s": round(boot_s, 3), "loading_s": round(loading_s, 3), "loading_complete": loading_complete,
+        "path_s": round(duration, 3),
         "poses_skipped": max(0, int(round(duration * opts.fps)) - len(stall_ms)),
     }

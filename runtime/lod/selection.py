@@ -161,6 +161,7 @@ class _Node:
     steps = 0           # levels below the nearest ready ancestor (roots: 0)
     covered = False     # some ancestor is ready (so a cover exists without this tile)
     known = False       # its data has arrived (height range and error from the data)
+    guessed = False     # not known and neither is its parent: wanted on a guess (speculative)
     guess: list = ()    # type: ignore[assignment]  # children made by _predict
     col = -1            # column in the _predict arrays (-1: not predicted)
 
@@ -326,8 +327,11 @@ def _node_for(key: TileKey, parent: _Node | None, known: Mapping[TileKey, TileIn
     if parent is None:
         return _Node(key, DEFAULT_HEIGHT_RANGE_M[0], DEFAULT_HEIGHT_RANGE_M[1], ge, True)
     if parent.absolute:
-        return _Node(key, parent.hmin, parent.hmax, ge, True)
-    return _Node(key, parent.hmin - parent.ge, parent.hmax + parent.ge, ge, False)
+        node = _Node(key, parent.hmin, parent.hmax, ge, True)
+    else:
+        node = _Node(key, parent.hmin - parent.ge, parent.hmax + parent.ge, ge, False)
+    node.guessed = not parent.known
+    return node
 
 
 # --- pass 1: walk -------------------------------------------------------------------------
@@ -492,6 +496,12 @@ PINNED_PRIORITY = 1000.0 * Band.WANTED + 10.0 * 99
 99), before the prefetch band."""
 
 
+SPECULATIVE_PENALTY = 400.0
+"""Added to the priority of a covered wanted tile whose parent's data has not arrived (a
+guess: the parent's error and height range may show it is not needed): after every wanted
+tile whose parent is known, before pinned roots and prefetch. Holes keep their band."""
+
+
 def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[TileKey, TileInfo],
                   pinned: list[TileKey], target_px: float) -> list[LoadRequest]:
     """Wanted, not-yet-known tiles, most urgent first.
@@ -499,7 +509,8 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
     priority = 1000 * band + 10 * steps + 5 / (1 + sse / target) + 2.5 * (1 - cos angle):
     holes first (band HOLE: nothing ready above it), then ancestors first (``steps`` below
     the nearest ready ancestor: 0 blocks the refinement of a drawn tile), then larger error
-    (nearer, coarser), then straight ahead; prefetch last. Pinned roots that were not
+    (nearer, coarser), then straight ahead; prefetch last. A covered wanted tile whose
+    parent's data has not arrived (speculative) adds ``SPECULATIVE_PENALTY``. Pinned roots that were not
     walked (the plane's ring beyond the traversal roots: nothing in view needs them yet,
     they are there for the next teleport) load after every other wanted tile, before
     prefetch (priority ``PINNED_PRIORITY``): at ancestor priority, after a teleport across
@@ -517,6 +528,8 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
             band = Band.PREFETCH
         steps = min(node.steps, 99)
         pri = 1000.0 * band + 10.0 * steps + 5.0 / (1.0 + node.want_sse / target_px) + 2.5 * d
+        if node.guessed and band == Band.WANTED and not node.pinned:
+            pri = min(pri + SPECULATIVE_PENALTY, PINNED_PRIORITY - 0.5)
         out.append(LoadRequest(pri, node.key, band, steps, node.want_sse))
     for key in pinned:
         if key not in known and key not in used:

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from runtime.geometry import east_north_up, geodetic_to_ecef, geometry_for
 from runtime.lod.camera import Camera
-from runtime.lod.selection import PINNED_PRIORITY, Band, SelectionOptions, TileInfo, View, select
+from runtime.lod.selection import (
+    PINNED_PRIORITY, SPECULATIVE_PENALTY, Band, SelectionOptions, TileInfo, View, select,
+)
 from runtime.tiles import T, TileKey, level_error_m, spacing_m
 
 PLANE, EARTH = geometry_for("plane"), geometry_for("earth")
@@ -120,6 +122,13 @@ def test_ancestors_load_first():
     steps = {r.key: r.steps for r in sel2.load}
     assert all(steps[c] == 0 for c in R.children() if c in steps)
     assert max(steps.values()) > 0
+    # Tiles whose parent is not known yet (speculative) load after every covered wanted tile
+    # whose parent is known, and before pinned roots and prefetch.
+    wanted = [r for r in sel2.load if r.band == Band.WANTED and r.priority < PINNED_PRIORITY]
+    sure = [r.priority for r in wanted if r.key.level == 1]
+    guess = [r.priority for r in wanted if r.key.level >= 2]
+    assert sure and guess and min(guess) - max(sure) > SPECULATIVE_PENALTY
+    assert max(sure) < min(guess) < PINNED_PRIORITY
 
 
 def test_holes_load_before_refinement():

@@ -76,3 +76,5 @@ def test_headless_realtime_follows_the_wall_clock_and_times_the_teleport(tmp_pat
     assert coarse is None or (0.0 <= coarse < 2.5 and (tele is None or coarse <= tele))
     assert s["tiles_received"] > 0 and s["tile_latency_ms_p50"] > 0 and s["client_ms_per_tile"] > 0
     assert 0.0 <= s["frac_over_error_target"] <= 1.0 and s["stall_ms_max"] >= s["tile_ms_max"] > 0
+    # Loading screen: roots first, then the first pose's complete view (10 s at most) before the clock.
+    assert s["loading_complete"] is True and 0.0 < s["boot_s"] <= s["loading_s"] < 10.0
