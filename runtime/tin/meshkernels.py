@@ -180,21 +180,22 @@ def _norm_at(fl, cc, vals):
 
 @jit.njit
 def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner, drop_code, dbase,
-                    off, w, v, thr, ids_out, e_pq_out, e_aa_out, size_out):
+                    off, w, v, nk, thr, ids_out, e_pq_out, e_aa_out, size_out):
     """The measuring half of ``diamonds.drop_diamonds`` (its first filter, then the larger
     diamonds' quarter-point, diagonal and per-drawing errors), the same bits.
 
-    flats (C, n) float64 fields; present ((n + 1,) bool); the ``Hierarchy`` tables; off, w, v
-    its ``drop_table``; thr the bound. Writes the candidates that pass (grid id ascending),
+    flats (n, C) float64 fields, component-minor (a sample's components in one cache line);
+    present ((n + 1,) bool); the ``Hierarchy`` tables; off (r, K), w (r, K, 5), v (r, 5) its
+    ``drop_table`` drawing-major, nk (r,) each drawing's samples before its padding (z with
+    weight 1, whose error is exactly 0: ``diamonds._drop_rows``); thr the bound. Writes the candidates that pass (grid id ascending),
     their e_pq and e_aa errors (inf for a drawing not allowed) and diamond size into the
     ``*_out`` arrays (at least n long); returns how many. A drawing's error is its exact max
     where it is within ``thr`` and some value above ``thr`` otherwise (the measurement stops
     there): drop_diamonds only compares errors above the bound with the bound (an e_aa < e_pq
     tie-break reads both only when both are within it), so its result is numpy's."""
-    cc = flats.shape[0]
-    n = flats.shape[1]
-    kk = off.shape[0]
-    nw = w.shape[1]
+    cc = flats.shape[1]
+    n = flats.shape[0]
+    nw = w.shape[2]
     vals = np.empty(cc)
     vals2 = np.empty(cc)
     half = np.empty(4)
@@ -204,8 +205,8 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
             continue
         c0, c1, c2, c3 = corner[m, 0], corner[m, 1], corner[m, 2], corner[m, 3]
         for c in range(cc):
-            vals[c] = flats[c, m] - 0.5 * (flats[c, c0] + flats[c, c2])
-            vals2[c] = flats[c, m] - 0.5 * (flats[c, c1] + flats[c, c3])
+            vals[c] = flats[m, c] - 0.5 * (flats[c0, c] + flats[c2, c])
+            vals2[c] = flats[m, c] - 0.5 * (flats[c1, c] + flats[c3, c])
         e_pq = _norm_at(flats, cc, vals)
         e_aa = _norm_at(flats, cc, vals2)
         if not (e_pq <= thr or e_aa <= thr):
@@ -218,12 +219,12 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
                     blocked = True
             i0, i1, i2, i3 = inner[m, 0], inner[m, 1], inner[m, 2], inner[m, 3]
             for c in range(cc):
-                vals[c] = flats[c, i0] - 0.75 * flats[c, c0] - 0.25 * flats[c, c2]
-                vals2[c] = flats[c, i2] - 0.25 * flats[c, c0] - 0.75 * flats[c, c2]
+                vals[c] = flats[i0, c] - 0.75 * flats[c0, c] - 0.25 * flats[c2, c]
+                vals2[c] = flats[i2, c] - 0.25 * flats[c0, c] - 0.75 * flats[c2, c]
             e2_pq = max(_norm_at(flats, cc, vals), _norm_at(flats, cc, vals2))
             for c in range(cc):
-                vals[c] = flats[c, i1] - 0.75 * flats[c, c1] - 0.25 * flats[c, c3]
-                vals2[c] = flats[c, i3] - 0.25 * flats[c, c1] - 0.75 * flats[c, c3]
+                vals[c] = flats[i1, c] - 0.75 * flats[c1, c] - 0.25 * flats[c3, c]
+                vals2[c] = flats[i3, c] - 0.25 * flats[c1, c] - 0.75 * flats[c3, c]
             e2_aa = max(_norm_at(flats, cc, vals), _norm_at(flats, cc, vals2))
             ok_pq = e_pq <= thr and e2_pq <= thr
             ok_aa = e_aa <= thr and e2_aa <= thr
@@ -238,12 +239,12 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
                 code = drop_code[m] + 4 * h + case
                 worst = 0.0
                 first = True
-                for smp in range(kk):
+                for smp in range(nk[code]):
                     for c in range(cc):
-                        d = w[smp, 0, code] * flats[c, v[0, code] + base]
+                        d = w[code, smp, 0] * flats[v[code, 0] + base, c]
                         for j in range(1, nw):
-                            d += w[smp, j, code] * flats[c, v[j, code] + base]
-                        d -= flats[c, off[smp, code] + base]
+                            d += w[code, smp, j] * flats[v[code, j] + base, c]
+                        d -= flats[off[code, smp] + base, c]
                         vals[c] = d
                     e = _norm_at(flats, cc, vals)
                     if first or e > worst:
