@@ -374,3 +374,34 @@ def ring_fans(flat, n1, b, need, ce, kinds, boff, bis, bjs, poff, pi, pj, vr, vc
                 if d > m:
                     m = d
             ce[i, j] = max(ce[i, j], m)
+
+
+@jit.njit
+def enu_component(h, ncl, cl, nn, azsl, horiz, const, out):
+    """One component of ``curvature.enu_positions``, elementwise as its numpy expression
+    ``((ncl + cl h) horiz + (nn + h) azsl) - const`` (same operations in the same order, no
+    fma): h (R, C) float64 m, ncl, cl, nn, azsl (R,) per row, horiz (C,) per column; out (R, C)."""
+    for r in range(h.shape[0]):
+        a, c_l, b, s = ncl[r], cl[r], nn[r], azsl[r]
+        for c in range(h.shape[1]):
+            x = h[r, c]
+            out[r, c] = ((a + c_l * x) * horiz[c] + (b + x) * s) - const
+
+
+@jit.njit
+def unit_to_u8(a, out):
+    """``wire._unit_to_u8`` elementwise: float32(a) * float32(255) in float32, rounded half to
+    even, clipped to [0, 255], NaN -> 0; a (H, W, K) float32 any strides, out (H, W, K) uint8."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            for k in range(a.shape[2]):
+                b = np.float32(a[i, j, k] * np.float32(255.0))
+                if b != b:
+                    out[i, j, k] = 0
+                    continue
+                b = np.rint(b)
+                if b < 0.0:
+                    b = np.float32(0.0)
+                elif b > 255.0:
+                    b = np.float32(255.0)
+                out[i, j, k] = np.uint8(b)
