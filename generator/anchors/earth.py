@@ -144,7 +144,7 @@ class EarthAnchor:
         rgb8 = np.asarray(Image.open(io.BytesIO(cb)).convert("RGB"), dtype=np.uint8)
         return cls(height, rgb8, digest, lw, GlobeField.load_bytes(gb), lakes, peaks)
 
-    def constrain(self, fields: np.ndarray, level: int, origins: np.ndarray) -> np.ndarray:
+    def constrain(self, fields: np.ndarray, level: int, origins: np.ndarray, reuse: bool = False) -> np.ndarray:
         """Real data on refined blocks: fields (B, C, H, W) float32 of level ``level``, origins
         (B, 2) int64 global (row, col) of each [0, 0] (even) -> same shape: height, and the colour in lakes.
 
@@ -153,11 +153,16 @@ class EarthAnchor:
         sea(lake(sea(h))) (:mod:`generator.anchors.lakes`), and the new (odd) samples of a lake
         take its colour. All are pure functions of location, the blend and the colour write only
         odd samples and the clamps are idempotent, so even samples (the parent's,
-        already constrained) never change: nesting stays exact."""
+        already constrained) never change: nesting stays exact.
+
+        ``reuse``: the caller hands over ``fields`` (its own fresh array, not read again), so a
+        writable float32 array that owns its data is constrained in place instead of copied."""
         if self.landwater is None:
             return fields
         d = spacing_deg(level)
-        out = np.array(fields, dtype=np.float32, copy=True)
+        own = (reuse and isinstance(fields, np.ndarray) and fields.dtype == np.float32 and fields.flags.owndata
+               and fields.flags.writeable and fields.flags.c_contiguous)
+        out = fields if own else np.array(fields, dtype=np.float32, copy=True)
         _, _, h, w = out.shape
         for b, (r0, c0) in enumerate(np.asarray(origins, dtype=np.int64)):
             rows = r0 + np.arange(h, dtype=np.int64)

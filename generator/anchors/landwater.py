@@ -32,6 +32,7 @@ an even sample: the pyramid stays exactly nested and seamless.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -167,19 +168,19 @@ class LandWater:
     def uniform_state(self, lat0: float, lat1: float, lon0: float, lon1: float) -> int | None:
         """WATER or LAND if the whole box (degrees, with a one-cell margin) is that and has no
         depression; None if it is mixed (then use :meth:`clamp`)."""
-        i0 = max(int(np.floor((90.0 - lat1) * CELLS_PER_DEG)) - 2, 0) // BLOCK
-        i1 = min(int(np.floor((90.0 - lat0) * CELLS_PER_DEG)) + 2, N_ROWS - 1) // BLOCK
-        j0 = int(np.floor((lon0 + 180.0) * CELLS_PER_DEG)) - 2
-        j1 = int(np.floor((lon1 + 180.0) * CELLS_PER_DEG)) + 2
+        i0 = max(math.floor((90.0 - lat1) * CELLS_PER_DEG) - 2, 0) // BLOCK
+        i1 = min(math.floor((90.0 - lat0) * CELLS_PER_DEG) + 2, N_ROWS - 1) // BLOCK
+        j0 = math.floor((lon0 + 180.0) * CELLS_PER_DEG) - 2
+        j1 = math.floor((lon1 + 180.0) * CELLS_PER_DEG) + 2
         js = np.mod(np.arange(j0 // BLOCK, j1 // BLOCK + 1), B_COLS)
         st = self.state[i0 : i1 + 1][:, js]
         if not (st == st.flat[0]).all() or st.flat[0] == MIXED:
             return None
         if st.flat[0] == LAND:
-            di0 = max(int(np.floor((90.0 - lat1) * DEPRESSION_PER_DEG)), 0)
-            di1 = min(int(np.floor((90.0 - lat0) * DEPRESSION_PER_DEG)), self.depression.shape[0] - 1)
-            dj = np.mod(np.arange(int(np.floor((lon0 + 180.0) * DEPRESSION_PER_DEG)),
-                                  int(np.floor((lon1 + 180.0) * DEPRESSION_PER_DEG)) + 1), self.depression.shape[1])
+            di0 = max(math.floor((90.0 - lat1) * DEPRESSION_PER_DEG), 0)
+            di1 = min(math.floor((90.0 - lat0) * DEPRESSION_PER_DEG), self.depression.shape[0] - 1)
+            dj = np.mod(np.arange(math.floor((lon0 + 180.0) * DEPRESSION_PER_DEG),
+                                  math.floor((lon1 + 180.0) * DEPRESSION_PER_DEG) + 1), self.depression.shape[1])
             if self.depression[di0 : di1 + 1][:, dj].any():
                 return None
         return int(st.flat[0])
