@@ -405,3 +405,50 @@ def unit_to_u8(a, out):
                 elif b > 255.0:
                     b = np.float32(255.0)
                 out[i, j, k] = np.uint8(b)
+
+
+@jit.njit
+def _nanmax(a, b):
+    """np.maximum of two float64 scalars (NaN wins)."""
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a >= b else b
+
+
+@jit.njit
+def rtin_finest(h, he, ve, inner_h, inner_v, fan, corner_inf, err, ce):
+    """``rtin.rtin_errors``'s finest level (b = 2) in one pass, numpy's operations per
+    element: the edge midpoints' own errors |m - 0.5 (a + b)| where ``inner_*`` raised
+    into ``he`` (nb+1, nb) and ``ve`` (nb, nb+1) (in place), the square centres' errors
+    against the diagonal of their parity raised to their four edges' (``ce`` (nb, nb)),
+    in fan mode the corner squares' ``corner_inf`` (4,) (inf or 0: tile corners, order
+    (0,0), (0,-1), (-1,0), (-1,-1)); all written into ``err`` (t+1, t+1) float64."""
+    nb = ce.shape[0]
+    for i in range(nb + 1):
+        for j in range(nb):
+            o = abs(h[2 * i, 2 * j + 1] - 0.5 * (h[2 * i, 2 * j] + h[2 * i, 2 * j + 2]))
+            he[i, j] = _nanmax(he[i, j], o if inner_h[i, j] else 0.0)
+            err[2 * i, 2 * j + 1] = he[i, j]
+    for i in range(nb):
+        for j in range(nb + 1):
+            o = abs(h[2 * i + 1, 2 * j] - 0.5 * (h[2 * i, 2 * j] + h[2 * i + 2, 2 * j]))
+            ve[i, j] = _nanmax(ve[i, j], o if inner_v[i, j] else 0.0)
+            err[2 * i + 1, 2 * j] = ve[i, j]
+    for i in range(nb):
+        for j in range(nb):
+            if (i + j) % 2 == 0:
+                d = 0.5 * (h[2 * i, 2 * j] + h[2 * i + 2, 2 * j + 2])
+            else:
+                d = 0.5 * (h[2 * i, 2 * j + 2] + h[2 * i + 2, 2 * j])
+            c = abs(h[2 * i + 1, 2 * j + 1] - d)
+            ce[i, j] = _nanmax(c, _nanmax(_nanmax(he[i, j], he[i + 1, j]), _nanmax(ve[i, j], ve[i, j + 1])))
+    if fan:
+        ce[0, 0] = _nanmax(ce[0, 0], corner_inf[0])
+        ce[0, nb - 1] = _nanmax(ce[0, nb - 1], corner_inf[1])
+        ce[nb - 1, 0] = _nanmax(ce[nb - 1, 0], corner_inf[2])
+        ce[nb - 1, nb - 1] = _nanmax(ce[nb - 1, nb - 1], corner_inf[3])
+    for i in range(nb):
+        for j in range(nb):
+            err[2 * i + 1, 2 * j + 1] = ce[i, j]
