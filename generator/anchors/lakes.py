@@ -133,8 +133,10 @@ class Lakes:
         i1 = min(math.floor((90.0 - lat0) * CELLS_PER_DEG) + 2, N_ROWS - 1) // BLOCK
         j0 = math.floor((lon0 + 180.0) * CELLS_PER_DEG) - 2
         j1 = math.floor((lon1 + 180.0) * CELLS_PER_DEG) + 2
-        js = np.mod(np.arange(j0 // BLOCK, j1 // BLOCK + 1), B_COLS)
-        return bool((self.slot[i0 : i1 + 1][:, js] >= 0).any())
+        b0, b1 = j0 // BLOCK, j1 // BLOCK
+        if 0 <= b0 and b1 < B_COLS:  # no wrap: a plain slice (the same cells)
+            return bool((self.slot[i0 : i1 + 1, b0 : b1 + 1] >= 0).any())
+        return bool((self.slot[i0 : i1 + 1][:, np.mod(np.arange(b0, b1 + 1), B_COLS)] >= 0).any())
 
     def at(self, lat: np.ndarray, lon: np.ndarray, with_ids: bool = False) -> tuple[np.ndarray, ...]:
         """Lake fraction (float32 in [0, 1], bilinear from the cell centres) and surface (float32 m,

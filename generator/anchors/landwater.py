@@ -172,8 +172,11 @@ class LandWater:
         i1 = min(math.floor((90.0 - lat0) * CELLS_PER_DEG) + 2, N_ROWS - 1) // BLOCK
         j0 = math.floor((lon0 + 180.0) * CELLS_PER_DEG) - 2
         j1 = math.floor((lon1 + 180.0) * CELLS_PER_DEG) + 2
-        js = np.mod(np.arange(j0 // BLOCK, j1 // BLOCK + 1), B_COLS)
-        st = self.state[i0 : i1 + 1][:, js]
+        b0, b1 = j0 // BLOCK, j1 // BLOCK
+        if 0 <= b0 and b1 < B_COLS:  # no wrap: a plain slice (the same cells)
+            st = self.state[i0 : i1 + 1, b0 : b1 + 1]
+        else:
+            st = self.state[i0 : i1 + 1][:, np.mod(np.arange(b0, b1 + 1), B_COLS)]
         if not (st == st.flat[0]).all() or st.flat[0] == MIXED:
             return None
         if st.flat[0] == LAND:
