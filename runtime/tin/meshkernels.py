@@ -187,12 +187,13 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
     flats (n, C) float64 fields, component-minor (a sample's components in one cache line);
     present ((n + 1,) bool); the ``Hierarchy`` tables; off (r, K), w (r, K, 5), v (r, 5) its
     ``drop_table`` drawing-major, nk (r,) each drawing's samples before its padding (z with
-    weight 1, whose error is exactly 0: ``diamonds._drop_rows``); thr the bound. Writes the candidates that pass (grid id ascending),
-    their e_pq and e_aa errors (inf for a drawing not allowed) and diamond size into the
-    ``*_out`` arrays (at least n long); returns how many. A drawing's error is its exact max
-    where it is within ``thr`` and some value above ``thr`` otherwise (the measurement stops
-    there): drop_diamonds only compares errors above the bound with the bound (an e_aa < e_pq
-    tie-break reads both only when both are within it), so its result is numpy's."""
+    weight 1, whose error is exactly 0: ``diamonds._drop_rows``); thr the bound. Writes the
+    candidates that pass (grid id ascending), their e_pq and e_aa errors (inf for a drawing
+    not allowed) and diamond size into the ``*_out`` arrays (at least n long); returns how
+    many. A drawing's error is its exact max where it is within ``thr`` and some value above
+    ``thr`` otherwise (the measurement stops there): drop_diamonds only compares errors above
+    the bound with the bound (an e_aa < e_pq tie-break reads both only when both are within
+    it), so its result is numpy's."""
     cc = flats.shape[1]
     n = flats.shape[0]
     nw = w.shape[2]
