@@ -168,14 +168,17 @@ class EarthAnchor:
             rows = r0 + np.arange(h, dtype=np.int64)
             cols = np.mod(c0 + np.arange(w, dtype=np.int64), 2 * T << level)
             lat, lon = 90.0 - rows * d, -180.0 + cols * d
-            masks = self.landwater.masks_grid(lat, lon)
-            if self.globe is not None and level <= GLOBE_LEVEL and masks[2].any() and self.globe.overlaps(
-                    float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max())):
+            # the block's extent once (lat falls with the row, exactly; lon rises with the column
+            # unless the block wraps): the same floats as lat.min() ... for every reader below
+            wraps = cols[-1] < cols[0]
+            ext = (float(lat[-1]), float(lat[0]), float(lon.min() if wraps else lon[0]),
+                   float(lon.max() if wraps else lon[-1]))
+            masks = self.landwater.masks_grid(lat, lon, extent=ext)
+            if self.globe is not None and level <= GLOBE_LEVEL and masks[2].any() and self.globe.overlaps(*ext):
                 out[b, 0] = self._blend_globe(out[b, 0], level, rows, cols, lat, lon, masks[2])
             read = None
-            if self.lakes is not None and self.lakes.near(float(lat.min()), float(lat.max()),
-                                                          float(lon.min()), float(lon.max())):
-                read = self.lakes.at_grid(lat, lon, with_ids=True)
+            if self.lakes is not None and self.lakes.near(*ext):
+                read = self.lakes.at_grid(lat, lon, with_ids=True, extent=ext)
             if read is None:
                 out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon, masks)
             else:

@@ -154,19 +154,23 @@ class Lakes:
         surface = np.where(lake > 0, self.surface_m[lake], np.float32(np.nan)).astype(np.float32)
         return (frac, surface, lake) if with_ids else (frac, surface)
 
-    def at_grid(self, lat: np.ndarray, lon: np.ndarray, with_ids: bool = False) -> tuple[np.ndarray, ...]:
+    def at_grid(self, lat: np.ndarray, lon: np.ndarray, with_ids: bool = False,
+                extent: tuple | None = None) -> tuple[np.ndarray, ...]:
         """:meth:`at` on a grid lat (H,) x lon (W,) degrees -> (H, W) each, bit-identical to it: the
         cells are read once for the grid's small box (a window across the antimeridian: per point).
-        ``with_ids``: the lake id (H, W) uint16 (0: none) as a third array."""
+        ``with_ids``: the lake id (H, W) uint16 (0: none) as a third array; ``extent``:
+        (lat.min(), lat.max(), lon.min(), lon.max()) as floats when the caller has them."""
         lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
         if lat.size and lon.size:
+            la0, la1, lo0, lo1 = extent if extent is not None else (
+                float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))
             # The box from the extremes alone (each step of fi, fj is monotone in lat, lon, so
             # floor(fi).min() is floor of fi at lat.max(), ...: the same ints): most blocks lie
             # in a box with no lake cell and then need no per-sample work.
-            ia = math.floor((90.0 - float(lat.max())) * CELLS_PER_DEG - 0.5)
-            ja = math.floor((float(lon.min()) + 180.0) * CELLS_PER_DEG - 0.5)
-            ni = math.floor((90.0 - float(lat.min())) * CELLS_PER_DEG - 0.5) - ia + 2
-            nj = math.floor((float(lon.max()) + 180.0) * CELLS_PER_DEG - 0.5) - ja + 2
+            ia = math.floor((90.0 - la1) * CELLS_PER_DEG - 0.5)
+            ja = math.floor((lo0 + 180.0) * CELLS_PER_DEG - 0.5)
+            ni = math.floor((90.0 - la0) * CELLS_PER_DEG - 0.5) - ia + 2
+            nj = math.floor((lo1 + 180.0) * CELLS_PER_DEG - 0.5) - ja + 2
             if ni * nj <= 4 * lat.size * lon.size and not self._box(ia, ja, ni, nj).any():
                 shape = (lat.size, lon.size)
                 none = (np.zeros(shape, np.float32), np.full(shape, np.nan, np.float32))

@@ -197,11 +197,13 @@ class LandWater:
         out = np.where(low, np.minimum(np.maximum(h, np.float32(LAND_FLOOR_M)), coast_cap(frac)), h)
         return np.where(land, out, _water(h, coast_cap(1 - frac))).astype(np.float32)
 
-    def masks_grid(self, lat: np.ndarray, lon: np.ndarray) -> tuple:
+    def masks_grid(self, lat: np.ndarray, lon: np.ndarray, extent: tuple | None = None) -> tuple:
         """On a grid lat (H,), lon (W,): (uniform state or None, land (H, W) bool, land that must
         stay >= 0 m, i.e. not a depression, (H, W) bool, the land's coast cap and the water's depth
-        cap (H, W) float32 m, or None for a uniform box). Uniform boxes skip the per-point lookup."""
-        st = self.uniform_state(float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))
+        cap (H, W) float32 m, or None for a uniform box). Uniform boxes skip the per-point lookup.
+        ``extent``: (lat.min(), lat.max(), lon.min(), lon.max()) as floats when the caller has them."""
+        st = self.uniform_state(*(extent if extent is not None else
+                                  (float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))))
         shape = (lat.size, lon.size)
         if st is not None:
             full = np.full(shape, st == LAND)
