@@ -289,7 +289,7 @@ class Pyramid:
             else:  # earth: the sub-grid peaks (generator.anchors.subgrid); even samples stay the parents'
                 kids = hidden.refine(self.refiner, crops, level, origins, self.seed, m)
             if hasattr(self.anchor, "constrain"):  # real data (earth): pure, keeps even samples
-                kids = self.anchor.constrain(kids, level, origins)
+                kids = self.anchor.constrain(kids, level, origins, reuse=True)  # kids: this loop's own
             for (bi, bj), kid in zip(chunk, kids, strict=True):
                 self._store(have, (level, bi, bj), kid)
         return have

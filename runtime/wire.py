@@ -559,6 +559,10 @@ def encode_image(rgb: np.ndarray, quality: int = 85) -> bytes:
 def _unit_to_u8(a: np.ndarray) -> np.ndarray:
     """[0, 1] -> uint8 as ``clip(round(nan_to_num(float32(a)) * 255), 0, 255)``, in one
     float32 buffer (the chain made five full copies): NaN -> 0, +-inf -> 255 / 0."""
+    if jit.ENABLED and isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 3:
+        out = np.empty(a.shape, np.uint8)  # one pass, the same bits (runtime.tin.meshkernels)
+        meshkernels.unit_to_u8(a, out)
+        return out
     b = np.multiply(a, np.float32(255.0), dtype=np.float32)  # float32(a) * 255 in float32, as before
     np.rint(b, out=b)
     np.clip(b, 0.0, 255.0, out=b)

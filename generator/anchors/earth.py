@@ -144,7 +144,7 @@ class EarthAnchor:
         rgb8 = np.asarray(Image.open(io.BytesIO(cb)).convert("RGB"), dtype=np.uint8)
         return cls(height, rgb8, digest, lw, GlobeField.load_bytes(gb), lakes, peaks)
 
-    def constrain(self, fields: np.ndarray, level: int, origins: np.ndarray) -> np.ndarray:
+    def constrain(self, fields: np.ndarray, level: int, origins: np.ndarray, reuse: bool = False) -> np.ndarray:
         """Real data on refined blocks: fields (B, C, H, W) float32 of level ``level``, origins
         (B, 2) int64 global (row, col) of each [0, 0] (even) -> same shape: height, and the colour in lakes.
 
@@ -153,24 +153,32 @@ class EarthAnchor:
         sea(lake(sea(h))) (:mod:`generator.anchors.lakes`), and the new (odd) samples of a lake
         take its colour. All are pure functions of location, the blend and the colour write only
         odd samples and the clamps are idempotent, so even samples (the parent's,
-        already constrained) never change: nesting stays exact."""
+        already constrained) never change: nesting stays exact.
+
+        ``reuse``: the caller hands over ``fields`` (its own fresh array, not read again), so a
+        writable float32 array that owns its data is constrained in place instead of copied."""
         if self.landwater is None:
             return fields
         d = spacing_deg(level)
-        out = np.array(fields, dtype=np.float32, copy=True)
+        own = (reuse and isinstance(fields, np.ndarray) and fields.dtype == np.float32 and fields.flags.owndata
+               and fields.flags.writeable and fields.flags.c_contiguous)
+        out = fields if own else np.array(fields, dtype=np.float32, copy=True)
         _, _, h, w = out.shape
         for b, (r0, c0) in enumerate(np.asarray(origins, dtype=np.int64)):
             rows = r0 + np.arange(h, dtype=np.int64)
             cols = np.mod(c0 + np.arange(w, dtype=np.int64), 2 * T << level)
             lat, lon = 90.0 - rows * d, -180.0 + cols * d
-            masks = self.landwater.masks_grid(lat, lon)
-            if self.globe is not None and level <= GLOBE_LEVEL and masks[2].any() and self.globe.overlaps(
-                    float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max())):
+            # the block's extent once (lat falls with the row, exactly; lon rises with the column
+            # unless the block wraps): the same floats as lat.min() ... for every reader below
+            wraps = cols[-1] < cols[0]
+            ext = (float(lat[-1]), float(lat[0]), float(lon.min() if wraps else lon[0]),
+                   float(lon.max() if wraps else lon[-1]))
+            masks = self.landwater.masks_grid(lat, lon, extent=ext)
+            if self.globe is not None and level <= GLOBE_LEVEL and masks[2].any() and self.globe.overlaps(*ext):
                 out[b, 0] = self._blend_globe(out[b, 0], level, rows, cols, lat, lon, masks[2])
             read = None
-            if self.lakes is not None and self.lakes.near(float(lat.min()), float(lat.max()),
-                                                          float(lon.min()), float(lon.max())):
-                read = self.lakes.at_grid(lat, lon, with_ids=True)
+            if self.lakes is not None and self.lakes.near(*ext):
+                read = self.lakes.at_grid(lat, lon, with_ids=True, extent=ext)
             if read is None:
                 out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon, masks)
             else:

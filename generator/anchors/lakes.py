@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -128,12 +129,14 @@ class Lakes:
 
     def near(self, lat0: float, lat1: float, lon0: float, lon1: float) -> bool:
         """Whether any lake cell lies within one cell of the box (degrees): else the rule is a no-op."""
-        i0 = max(int(np.floor((90.0 - lat1) * CELLS_PER_DEG)) - 2, 0) // BLOCK
-        i1 = min(int(np.floor((90.0 - lat0) * CELLS_PER_DEG)) + 2, N_ROWS - 1) // BLOCK
-        j0 = int(np.floor((lon0 + 180.0) * CELLS_PER_DEG)) - 2
-        j1 = int(np.floor((lon1 + 180.0) * CELLS_PER_DEG)) + 2
-        js = np.mod(np.arange(j0 // BLOCK, j1 // BLOCK + 1), B_COLS)
-        return bool((self.slot[i0 : i1 + 1][:, js] >= 0).any())
+        i0 = max(math.floor((90.0 - lat1) * CELLS_PER_DEG) - 2, 0) // BLOCK
+        i1 = min(math.floor((90.0 - lat0) * CELLS_PER_DEG) + 2, N_ROWS - 1) // BLOCK
+        j0 = math.floor((lon0 + 180.0) * CELLS_PER_DEG) - 2
+        j1 = math.floor((lon1 + 180.0) * CELLS_PER_DEG) + 2
+        b0, b1 = j0 // BLOCK, j1 // BLOCK
+        if 0 <= b0 and b1 < B_COLS:  # no wrap: a plain slice (the same cells)
+            return bool((self.slot[i0 : i1 + 1, b0 : b1 + 1] >= 0).any())
+        return bool((self.slot[i0 : i1 + 1][:, np.mod(np.arange(b0, b1 + 1), B_COLS)] >= 0).any())
 
     def at(self, lat: np.ndarray, lon: np.ndarray, with_ids: bool = False) -> tuple[np.ndarray, ...]:
         """Lake fraction (float32 in [0, 1], bilinear from the cell centres) and surface (float32 m,
@@ -151,10 +154,27 @@ class Lakes:
         surface = np.where(lake > 0, self.surface_m[lake], np.float32(np.nan)).astype(np.float32)
         return (frac, surface, lake) if with_ids else (frac, surface)
 
-    def at_grid(self, lat: np.ndarray, lon: np.ndarray, with_ids: bool = False) -> tuple[np.ndarray, ...]:
+    def at_grid(self, lat: np.ndarray, lon: np.ndarray, with_ids: bool = False,
+                extent: tuple | None = None) -> tuple[np.ndarray, ...]:
         """:meth:`at` on a grid lat (H,) x lon (W,) degrees -> (H, W) each, bit-identical to it: the
         cells are read once for the grid's small box (a window across the antimeridian: per point).
-        ``with_ids``: the lake id (H, W) uint16 (0: none) as a third array."""
+        ``with_ids``: the lake id (H, W) uint16 (0: none) as a third array; ``extent``:
+        (lat.min(), lat.max(), lon.min(), lon.max()) as floats when the caller has them."""
+        lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+        if lat.size and lon.size:
+            la0, la1, lo0, lo1 = extent if extent is not None else (
+                float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))
+            # The box from the extremes alone (each step of fi, fj is monotone in lat, lon, so
+            # floor(fi).min() is floor of fi at lat.max(), ...: the same ints): most blocks lie
+            # in a box with no lake cell and then need no per-sample work.
+            ia = math.floor((90.0 - la1) * CELLS_PER_DEG - 0.5)
+            ja = math.floor((lo0 + 180.0) * CELLS_PER_DEG - 0.5)
+            ni = math.floor((90.0 - la0) * CELLS_PER_DEG - 0.5) - ia + 2
+            nj = math.floor((lo1 + 180.0) * CELLS_PER_DEG - 0.5) - ja + 2
+            if ni * nj <= 4 * lat.size * lon.size and not self._box(ia, ja, ni, nj).any():
+                shape = (lat.size, lon.size)
+                none = (np.zeros(shape, np.float32), np.full(shape, np.nan, np.float32))
+                return none + (np.zeros(shape, np.uint16),) if with_ids else none
         fi = (90.0 - np.asarray(lat, dtype=np.float64)) * CELLS_PER_DEG - 0.5
         fj = (np.asarray(lon, dtype=np.float64) + 180.0) * CELLS_PER_DEG - 0.5
         i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)

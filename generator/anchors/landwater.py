@@ -32,6 +32,7 @@ an even sample: the pyramid stays exactly nested and seamless.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -167,19 +168,22 @@ class LandWater:
     def uniform_state(self, lat0: float, lat1: float, lon0: float, lon1: float) -> int | None:
         """WATER or LAND if the whole box (degrees, with a one-cell margin) is that and has no
         depression; None if it is mixed (then use :meth:`clamp`)."""
-        i0 = max(int(np.floor((90.0 - lat1) * CELLS_PER_DEG)) - 2, 0) // BLOCK
-        i1 = min(int(np.floor((90.0 - lat0) * CELLS_PER_DEG)) + 2, N_ROWS - 1) // BLOCK
-        j0 = int(np.floor((lon0 + 180.0) * CELLS_PER_DEG)) - 2
-        j1 = int(np.floor((lon1 + 180.0) * CELLS_PER_DEG)) + 2
-        js = np.mod(np.arange(j0 // BLOCK, j1 // BLOCK + 1), B_COLS)
-        st = self.state[i0 : i1 + 1][:, js]
+        i0 = max(math.floor((90.0 - lat1) * CELLS_PER_DEG) - 2, 0) // BLOCK
+        i1 = min(math.floor((90.0 - lat0) * CELLS_PER_DEG) + 2, N_ROWS - 1) // BLOCK
+        j0 = math.floor((lon0 + 180.0) * CELLS_PER_DEG) - 2
+        j1 = math.floor((lon1 + 180.0) * CELLS_PER_DEG) + 2
+        b0, b1 = j0 // BLOCK, j1 // BLOCK
+        if 0 <= b0 and b1 < B_COLS:  # no wrap: a plain slice (the same cells)
+            st = self.state[i0 : i1 + 1, b0 : b1 + 1]
+        else:
+            st = self.state[i0 : i1 + 1][:, np.mod(np.arange(b0, b1 + 1), B_COLS)]
         if not (st == st.flat[0]).all() or st.flat[0] == MIXED:
             return None
         if st.flat[0] == LAND:
-            di0 = max(int(np.floor((90.0 - lat1) * DEPRESSION_PER_DEG)), 0)
-            di1 = min(int(np.floor((90.0 - lat0) * DEPRESSION_PER_DEG)), self.depression.shape[0] - 1)
-            dj = np.mod(np.arange(int(np.floor((lon0 + 180.0) * DEPRESSION_PER_DEG)),
-                                  int(np.floor((lon1 + 180.0) * DEPRESSION_PER_DEG)) + 1), self.depression.shape[1])
+            di0 = max(math.floor((90.0 - lat1) * DEPRESSION_PER_DEG), 0)
+            di1 = min(math.floor((90.0 - lat0) * DEPRESSION_PER_DEG), self.depression.shape[0] - 1)
+            dj = np.mod(np.arange(math.floor((lon0 + 180.0) * DEPRESSION_PER_DEG),
+                                  math.floor((lon1 + 180.0) * DEPRESSION_PER_DEG) + 1), self.depression.shape[1])
             if self.depression[di0 : di1 + 1][:, dj].any():
                 return None
         return int(st.flat[0])
@@ -193,11 +197,13 @@ class LandWater:
         out = np.where(low, np.minimum(np.maximum(h, np.float32(LAND_FLOOR_M)), coast_cap(frac)), h)
         return np.where(land, out, _water(h, coast_cap(1 - frac))).astype(np.float32)
 
-    def masks_grid(self, lat: np.ndarray, lon: np.ndarray) -> tuple:
+    def masks_grid(self, lat: np.ndarray, lon: np.ndarray, extent: tuple | None = None) -> tuple:
         """On a grid lat (H,), lon (W,): (uniform state or None, land (H, W) bool, land that must
         stay >= 0 m, i.e. not a depression, (H, W) bool, the land's coast cap and the water's depth
-        cap (H, W) float32 m, or None for a uniform box). Uniform boxes skip the per-point lookup."""
-        st = self.uniform_state(float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))
+        cap (H, W) float32 m, or None for a uniform box). Uniform boxes skip the per-point lookup.
+        ``extent``: (lat.min(), lat.max(), lon.min(), lon.max()) as floats when the caller has them."""
+        st = self.uniform_state(*(extent if extent is not None else
+                                  (float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))))
         shape = (lat.size, lon.size)
         if st is not None:
             full = np.full(shape, st == LAND)

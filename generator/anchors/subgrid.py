@@ -137,6 +137,8 @@ def peaks_near(a_grid: np.ndarray, level: int, rows: np.ndarray, cols: np.ndarra
         sub = a_grid[r0 : r1 + 1, c0 % n : c1 % n + 1]
     else:
         sub = a_grid[r0 : r1 + 1][:, np.mod(np.arange(c0, c1 + 1), n)]
+    if not sub.any():  # no peak near (most blocks): no index arrays to build
+        return np.zeros((0, 2), dtype=np.int64)
     i, j = np.nonzero(sub)
     return np.stack([r0 + i, c0 + j], axis=1).astype(np.int64)
 

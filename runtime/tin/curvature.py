@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import runtime.tin.meshkernels as meshkernels
+from runtime import jit
 from runtime.geometry import east_north_up, ecef_to_geodetic, geometry_for
 from runtime.tiles import WGS84_A_M, WGS84_E2, T, TileKey, World, spacing_deg
 
@@ -63,7 +65,8 @@ def enu_positions(world: World | str, key: TileKey, height_m: np.ndarray, up_onl
     lon = np.radians(-180.0 + (np.arange(T + 1, dtype=np.float64) + c0) * d)[None, :]  # (1, T+1)
     sl, cl = np.sin(lat), np.cos(lat)
     n = WGS84_A_M / np.sqrt(1.0 - WGS84_E2 * sl * sl)
-    ncl, hcl = n * cl, cl * h  # (N + h) cos(lat) = ncl + hcl
+    ncl = n * cl  # (N + h) cos(lat) = ncl + cl h
+    hcl = None if jit.ENABLED else cl * h
     centre = geo.tile_center(key)
     clon, lat_c, _ = ecef_to_geodetic(centre[None])
     enu = east_north_up(float(clon[0]), float(lat_c[0]))[[2, 0, 1]]  # rows u, e, n in ECEF
@@ -71,6 +74,10 @@ def enu_positions(world: World | str, key: TileKey, height_m: np.ndarray, up_onl
     for i, (ax, ay, az) in enumerate(enu[: len(out)]):
         # a . (P - C) with P = ((N + h) cos(lat) cos(lon), (N + h) cos(lat) sin(lon), (N (1 - e2) + h) sin(lat))
         horiz = ax * np.cos(lon) + ay * np.sin(lon)  # (1, T+1)
+        if jit.ENABLED:  # one pass, the same operations (runtime.tin.meshkernels)
+            meshkernels.enu_component(h, ncl.ravel(), cl.ravel(), (n * (1.0 - WGS84_E2)).ravel(),
+                                      (az * sl).ravel(), horiz.ravel(), float(enu[i] @ centre), out[i])
+            continue
         out[i] = (ncl + hcl) * horiz + (n * (1.0 - WGS84_E2) + h) * (az * sl) - float(enu[i] @ centre)
     return out
 

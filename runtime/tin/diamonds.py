@@ -159,15 +159,34 @@ def _measure(flats: list, present: np.ndarray, hier, max_error_m: float) -> tupl
 
 def _measure_compiled(fields: np.ndarray, present: np.ndarray, hier, max_error_m: float) -> tuple[np.ndarray, ...]:
     """:func:`_measure` through ``runtime.tin.meshkernels.drop_candidates`` (the same bits)."""
-    flats = np.ascontiguousarray(fields, dtype=np.float64).reshape(fields.shape[0], -1)
-    n = flats.shape[1]
+    c = fields.shape[0]
+    flats = np.empty((fields[0].size, c))  # (n, C): a sample's components side by side (same values)
+    for i in range(c):
+        flats[:, i] = fields[i].ravel()
+    n = flats.shape[0]
     ids, e_pq, e_aa = np.empty(n, np.int64), np.empty(n), np.empty(n)
     size = np.empty(n, hier.diamond_b.dtype)
-    off, w, v = hier.drop_table
     k = meshkernels.drop_candidates(flats, present, hier.drop_ok, hier.diamond_corner, hier.diamond_b,
                                 hier.diamond_quarter, hier.diamond_kid, hier.diamond_inner, hier.drop_code,
-                                hier.diamond_base, off, w, v, float(max_error_m), ids, e_pq, e_aa, size)
+                                hier.diamond_base, *_drop_rows(fields.shape[1] - 1), float(max_error_m),
+                                ids, e_pq, e_aa, size)
     return ids[:k], e_pq[:k], e_aa[:k], size[:k]
+
+
+@functools.lru_cache(maxsize=8)
+def _drop_rows(t: int) -> tuple[np.ndarray, ...]:
+    """``Hierarchy.drop_table`` drawing-major for the compiled measure: offsets (r, K), weights
+    (r, K, 5), vertex offsets (r, 5) int64/float64 contiguous, and nk (r,) int64 the samples of
+    each drawing before its padding (z with weight 1 and the others 0: its residual is exactly
+    0, so leaving it out does not change the max of the non-negative errors)."""
+    off, w, v = hierarchy(t).drop_table  # (K, r), (K, 5, r), (5, r)
+    pad = (off == v[2][None]) & (w[:, 2] == 1.0) & (np.abs(w).sum(axis=1) == 1.0)  # (K, r)
+    real = ~pad
+    nk = np.where(real.any(axis=0), real.shape[0] - np.argmax(real[::-1], axis=0), 0).astype(np.int64)
+    if (pad & (np.arange(len(off))[:, None] < nk[None])).any():
+        raise ValueError("drop_table padding expected only after each drawing's samples")
+    return (np.ascontiguousarray(off.T), np.ascontiguousarray(w.transpose(2, 0, 1)),
+            np.ascontiguousarray(v.T), nk)
 
 
 @functools.lru_cache(maxsize=8)

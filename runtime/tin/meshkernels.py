@@ -180,21 +180,23 @@ def _norm_at(fl, cc, vals):
 
 @jit.njit
 def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner, drop_code, dbase,
-                    off, w, v, thr, ids_out, e_pq_out, e_aa_out, size_out):
+                    off, w, v, nk, thr, ids_out, e_pq_out, e_aa_out, size_out):
     """The measuring half of ``diamonds.drop_diamonds`` (its first filter, then the larger
     diamonds' quarter-point, diagonal and per-drawing errors), the same bits.
 
-    flats (C, n) float64 fields; present ((n + 1,) bool); the ``Hierarchy`` tables; off, w, v
-    its ``drop_table``; thr the bound. Writes the candidates that pass (grid id ascending),
-    their e_pq and e_aa errors (inf for a drawing not allowed) and diamond size into the
-    ``*_out`` arrays (at least n long); returns how many. A drawing's error is its exact max
-    where it is within ``thr`` and some value above ``thr`` otherwise (the measurement stops
-    there): drop_diamonds only compares errors above the bound with the bound (an e_aa < e_pq
-    tie-break reads both only when both are within it), so its result is numpy's."""
-    cc = flats.shape[0]
-    n = flats.shape[1]
-    kk = off.shape[0]
-    nw = w.shape[1]
+    flats (n, C) float64 fields, component-minor (a sample's components in one cache line);
+    present ((n + 1,) bool); the ``Hierarchy`` tables; off (r, K), w (r, K, 5), v (r, 5) its
+    ``drop_table`` drawing-major, nk (r,) each drawing's samples before its padding (z with
+    weight 1, whose error is exactly 0: ``diamonds._drop_rows``); thr the bound. Writes the
+    candidates that pass (grid id ascending), their e_pq and e_aa errors (inf for a drawing
+    not allowed) and diamond size into the ``*_out`` arrays (at least n long); returns how
+    many. A drawing's error is its exact max where it is within ``thr`` and some value above
+    ``thr`` otherwise (the measurement stops there): drop_diamonds only compares errors above
+    the bound with the bound (an e_aa < e_pq tie-break reads both only when both are within
+    it), so its result is numpy's."""
+    cc = flats.shape[1]
+    n = flats.shape[0]
+    nw = w.shape[2]
     vals = np.empty(cc)
     vals2 = np.empty(cc)
     half = np.empty(4)
@@ -204,8 +206,8 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
             continue
         c0, c1, c2, c3 = corner[m, 0], corner[m, 1], corner[m, 2], corner[m, 3]
         for c in range(cc):
-            vals[c] = flats[c, m] - 0.5 * (flats[c, c0] + flats[c, c2])
-            vals2[c] = flats[c, m] - 0.5 * (flats[c, c1] + flats[c, c3])
+            vals[c] = flats[m, c] - 0.5 * (flats[c0, c] + flats[c2, c])
+            vals2[c] = flats[m, c] - 0.5 * (flats[c1, c] + flats[c3, c])
         e_pq = _norm_at(flats, cc, vals)
         e_aa = _norm_at(flats, cc, vals2)
         if not (e_pq <= thr or e_aa <= thr):
@@ -218,12 +220,12 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
                     blocked = True
             i0, i1, i2, i3 = inner[m, 0], inner[m, 1], inner[m, 2], inner[m, 3]
             for c in range(cc):
-                vals[c] = flats[c, i0] - 0.75 * flats[c, c0] - 0.25 * flats[c, c2]
-                vals2[c] = flats[c, i2] - 0.25 * flats[c, c0] - 0.75 * flats[c, c2]
+                vals[c] = flats[i0, c] - 0.75 * flats[c0, c] - 0.25 * flats[c2, c]
+                vals2[c] = flats[i2, c] - 0.25 * flats[c0, c] - 0.75 * flats[c2, c]
             e2_pq = max(_norm_at(flats, cc, vals), _norm_at(flats, cc, vals2))
             for c in range(cc):
-                vals[c] = flats[c, i1] - 0.75 * flats[c, c1] - 0.25 * flats[c, c3]
-                vals2[c] = flats[c, i3] - 0.25 * flats[c, c1] - 0.75 * flats[c, c3]
+                vals[c] = flats[i1, c] - 0.75 * flats[c1, c] - 0.25 * flats[c3, c]
+                vals2[c] = flats[i3, c] - 0.25 * flats[c1, c] - 0.75 * flats[c3, c]
             e2_aa = max(_norm_at(flats, cc, vals), _norm_at(flats, cc, vals2))
             ok_pq = e_pq <= thr and e2_pq <= thr
             ok_aa = e_aa <= thr and e2_aa <= thr
@@ -238,12 +240,12 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
                 code = drop_code[m] + 4 * h + case
                 worst = 0.0
                 first = True
-                for smp in range(kk):
+                for smp in range(nk[code]):
                     for c in range(cc):
-                        d = w[smp, 0, code] * flats[c, v[0, code] + base]
+                        d = w[code, smp, 0] * flats[v[code, 0] + base, c]
                         for j in range(1, nw):
-                            d += w[smp, j, code] * flats[c, v[j, code] + base]
-                        d -= flats[c, off[smp, code] + base]
+                            d += w[code, smp, j] * flats[v[code, j] + base, c]
+                        d -= flats[off[code, smp] + base, c]
                         vals[c] = d
                     e = _norm_at(flats, cc, vals)
                     if first or e > worst:
@@ -373,3 +375,81 @@ def ring_fans(flat, n1, b, need, ce, kinds, boff, bis, bjs, poff, pi, pj, vr, vc
                 if d > m:
                     m = d
             ce[i, j] = max(ce[i, j], m)
+
+
+@jit.njit
+def enu_component(h, ncl, cl, nn, azsl, horiz, const, out):
+    """One component of ``curvature.enu_positions``, elementwise as its numpy expression
+    ``((ncl + cl h) horiz + (nn + h) azsl) - const`` (same operations in the same order, no
+    fma): h (R, C) float64 m, ncl, cl, nn, azsl (R,) per row, horiz (C,) per column; out (R, C)."""
+    for r in range(h.shape[0]):
+        a, c_l, b, s = ncl[r], cl[r], nn[r], azsl[r]
+        for c in range(h.shape[1]):
+            x = h[r, c]
+            out[r, c] = ((a + c_l * x) * horiz[c] + (b + x) * s) - const
+
+
+@jit.njit
+def unit_to_u8(a, out):
+    """``wire._unit_to_u8`` elementwise: float32(a) * float32(255) in float32, rounded half to
+    even, clipped to [0, 255], NaN -> 0; a (H, W, K) float32 any strides, out (H, W, K) uint8."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            for k in range(a.shape[2]):
+                b = np.float32(a[i, j, k] * np.float32(255.0))
+                if b != b:
+                    out[i, j, k] = 0
+                    continue
+                b = np.rint(b)
+                if b < 0.0:
+                    b = np.float32(0.0)
+                elif b > 255.0:
+                    b = np.float32(255.0)
+                out[i, j, k] = np.uint8(b)
+
+
+@jit.njit
+def _nanmax(a, b):
+    """np.maximum of two float64 scalars (NaN wins)."""
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a >= b else b
+
+
+@jit.njit
+def rtin_finest(h, he, ve, inner_h, inner_v, fan, corner_inf, err, ce):
+    """``rtin.rtin_errors``'s finest level (b = 2) in one pass, numpy's operations per
+    element: the edge midpoints' own errors |m - 0.5 (a + b)| where ``inner_*`` raised
+    into ``he`` (nb+1, nb) and ``ve`` (nb, nb+1) (in place), the square centres' errors
+    against the diagonal of their parity raised to their four edges' (``ce`` (nb, nb)),
+    in fan mode the corner squares' ``corner_inf`` (4,) (inf or 0: tile corners, order
+    (0,0), (0,-1), (-1,0), (-1,-1)); all written into ``err`` (t+1, t+1) float64."""
+    nb = ce.shape[0]
+    for i in range(nb + 1):
+        for j in range(nb):
+            o = abs(h[2 * i, 2 * j + 1] - 0.5 * (h[2 * i, 2 * j] + h[2 * i, 2 * j + 2]))
+            he[i, j] = _nanmax(he[i, j], o if inner_h[i, j] else 0.0)
+            err[2 * i, 2 * j + 1] = he[i, j]
+    for i in range(nb):
+        for j in range(nb + 1):
+            o = abs(h[2 * i + 1, 2 * j] - 0.5 * (h[2 * i, 2 * j] + h[2 * i + 2, 2 * j]))
+            ve[i, j] = _nanmax(ve[i, j], o if inner_v[i, j] else 0.0)
+            err[2 * i + 1, 2 * j] = ve[i, j]
+    for i in range(nb):
+        for j in range(nb):
+            if (i + j) % 2 == 0:
+                d = 0.5 * (h[2 * i, 2 * j] + h[2 * i + 2, 2 * j + 2])
+            else:
+                d = 0.5 * (h[2 * i, 2 * j + 2] + h[2 * i + 2, 2 * j])
+            c = abs(h[2 * i + 1, 2 * j + 1] - d)
+            ce[i, j] = _nanmax(c, _nanmax(_nanmax(he[i, j], he[i + 1, j]), _nanmax(ve[i, j], ve[i, j + 1])))
+    if fan:
+        ce[0, 0] = _nanmax(ce[0, 0], corner_inf[0])
+        ce[0, nb - 1] = _nanmax(ce[0, nb - 1], corner_inf[1])
+        ce[nb - 1, 0] = _nanmax(ce[nb - 1, 0], corner_inf[2])
+        ce[nb - 1, nb - 1] = _nanmax(ce[nb - 1, nb - 1], corner_inf[3])
+    for i in range(nb):
+        for j in range(nb):
+            err[2 * i + 1, 2 * j + 1] = ce[i, j]

@@ -265,6 +265,13 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
         if fan:
             inner_h[[0, -1]] = False
             inner_v[:, [0, -1]] = False
+        if b == 2 and jit.ENABLED and nb >= 2:  # the finest level below in one compiled pass (same bits)
+            ce = np.empty((nb, nb))
+            meshkernels.rtin_finest(h, he, ve, inner_h, inner_v, fan, np.where(_corner_halves(2, t), inf, 0.0),
+                                    err, ce)
+            centres = ce
+            s = b
+            continue
         if b == 2:
             # Finest level: a triangle's only non-vertex samples are midpoints of its own
             # edges, so its exact error is Martini's midpoint error (plain slicing).

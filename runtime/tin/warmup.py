@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from runtime import jit
-from runtime.tiles import TileKey
+from runtime.tiles import T, TileKey, World
+from runtime.tin.curvature import enu_positions
 from runtime.tin.diamonds import drop_diamonds
 from runtime.tin.rtin import rtin_errors
-from runtime.wire import encode_heights
+from runtime.wire import encode_heights, encode_image
 
 
 @jit.warmer
@@ -30,3 +31,8 @@ def _warm() -> None:
     encode_heights(g.astype(np.float32), 0.5, key=TileKey(4, 0, 0), model="warm-up", faces=False)
     pos = np.stack([g, g, g]).astype(np.float64)
     encode_heights(g.astype(np.float32), 0.5, key=TileKey(4, 0, 0), model="warm-up", faces=False, positions_m=pos)
+    # the earth's positions and the colour image's bytes (the layouts the server passes)
+    enu_positions(World.EARTH, TileKey(8, 0, 0), np.zeros((T + 1, T + 1), np.float32), up_only=True)
+    rgb = np.zeros((3, 8, 8), np.float32)
+    encode_image(np.moveaxis(rgb, 0, -1))
+    encode_image(np.zeros((8, 8, 3), np.float32))

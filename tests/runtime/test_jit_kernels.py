@@ -105,3 +105,33 @@ def test_vertex_set_same_bits(components, numpy_path):
                     np.testing.assert_array_equal(g, w)
                 dropped_any += int(got[2].sum())
     assert dropped_any > 0  # diamonds were dropped, so the measured path ran
+
+
+@pytest.mark.parametrize("level, up_only", [(3, False), (12, True)])
+def test_enu_positions_same_bits(level, up_only, numpy_path):
+    from runtime.tiles import T, TileKey, World
+    from runtime.tin.curvature import enu_positions
+
+    rng = np.random.default_rng(5)
+    h = (rng.standard_normal((T + 1, T + 1)) * 900.0).astype(np.float32)
+    key = TileKey(level, 3 << (level - 3), 2 << (level - 3))
+    got = enu_positions(World.EARTH, key, h, up_only)
+    want = numpy_path(enu_positions, World.EARTH, key, h, up_only)
+    assert got.shape == ((1 if up_only else 3), T + 1, T + 1)
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(got[0]).max() > 100.0  # real heights and sag, not zeros
+
+
+def test_unit_to_u8_same_bits(numpy_path):
+    from runtime.wire import _unit_to_u8
+
+    rng = np.random.default_rng(6)
+    a = rng.uniform(-0.2, 1.2, (3, 40, 33)).astype(np.float32)
+    a[0, :4, :4] = [np.nan, np.inf, -np.inf, 0.5 / 255]  # NaN -> 0, +-inf -> 255 / 0, a tie
+    a[1, 0, :3] = [1.5 / 255, 2.5 / 255, 254.5 / 255]
+    for view in (np.moveaxis(a, 0, -1), np.ascontiguousarray(np.moveaxis(a, 0, -1))):  # strided and contiguous
+        got = _unit_to_u8(view)
+        want = numpy_path(_unit_to_u8, view)
+        assert got.dtype == np.uint8 and got.shape == (40, 33, 3) and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+        assert got.min() == 0 and got.max() == 255

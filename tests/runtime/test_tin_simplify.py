@@ -140,3 +140,14 @@ def test_geometric_error_against_children_samples():
     bad[1][5, 0] += 1.0
     with pytest.raises(ValueError, match="share"):
         simplify.children_grid(*bad)
+
+
+@pytest.mark.parametrize("max_error_m", [0.5, 20.0])
+def test_one_component_positions_skip_the_norm(max_error_m):
+    """One positions component (the earth's up from level 6): the vertex set is the one of
+    sqrt(e^2), the norm over that component, which rtin_vertex_set no longer computes."""
+    up = fractal(T + 1, seed=4).astype(np.float64) + np.add.outer(np.arange(T + 1.0), np.arange(T + 1.0)) ** 2 * 1e-3
+    want = rtin.rtin_vertices(np.sqrt(np.square(rtin.rtin_errors(up, max_error_m, "fan"))), max_error_m, "fan")
+    got, _, _ = simplify.rtin_vertex_set(up.astype(np.float32), max_error_m, "fan", flips=False, positions_m=up[None])
+    np.testing.assert_array_equal(got, want)
+    assert 100 < got.sum() < (T + 1) ** 2 and not got.all()  # a real vertex set, simplified
