@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.anchors.landwater import coast_cap
+from generator.anchors.landwater import block_box, coast_cap
 from generator.paths import read_asset
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -129,14 +129,7 @@ class Lakes:
 
     def near(self, lat0: float, lat1: float, lon0: float, lon1: float) -> bool:
         """Whether any lake cell lies within one cell of the box (degrees): else the rule is a no-op."""
-        i0 = max(math.floor((90.0 - lat1) * CELLS_PER_DEG) - 2, 0) // BLOCK
-        i1 = min(math.floor((90.0 - lat0) * CELLS_PER_DEG) + 2, N_ROWS - 1) // BLOCK
-        j0 = math.floor((lon0 + 180.0) * CELLS_PER_DEG) - 2
-        j1 = math.floor((lon1 + 180.0) * CELLS_PER_DEG) + 2
-        b0, b1 = j0 // BLOCK, j1 // BLOCK
-        if 0 <= b0 and b1 < B_COLS:  # no wrap: a plain slice (the same cells)
-            return bool((self.slot[i0 : i1 + 1, b0 : b1 + 1] >= 0).any())
-        return bool((self.slot[i0 : i1 + 1][:, np.mod(np.arange(b0, b1 + 1), B_COLS)] >= 0).any())
+        return bool((block_box(self.slot, lat0, lat1, lon0, lon1, CELLS_PER_DEG, BLOCK, N_ROWS) >= 0).any())
 
     def at(self, lat: np.ndarray, lon: np.ndarray, with_ids: bool = False) -> tuple[np.ndarray, ...]:
         """Lake fraction (float32 in [0, 1], bilinear from the cell centres) and surface (float32 m,

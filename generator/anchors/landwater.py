@@ -52,6 +52,21 @@ COAST_RAMP_M = 250.0  # cap(f) = COAST_RAMP_M * (f - 0.5) / (1 - f): 250 m at f 
 RULE_VERSION = "landwater-2"  # part of the earth model id: bump when the rule changes content
 
 
+def block_box(table: np.ndarray, lat0: float, lat1: float, lon0: float, lon1: float,
+              cells_per_deg: int, block: int, n_rows: int) -> np.ndarray:
+    """The entries of a per-block ``table`` (block rows x block cols, columns wrapping in
+    longitude) whose blocks hold the cells of the box lat0..lat1 x lon0..lon1 (degrees) with a
+    two-cell margin, on a grid of ``cells_per_deg`` cells a degree, ``block`` cells a block and
+    ``n_rows`` cell rows. A plain slice where the box does not wrap (the same entries)."""
+    i0 = max(math.floor((90.0 - lat1) * cells_per_deg) - 2, 0) // block
+    i1 = min(math.floor((90.0 - lat0) * cells_per_deg) + 2, n_rows - 1) // block
+    b0 = (math.floor((lon0 + 180.0) * cells_per_deg) - 2) // block
+    b1 = (math.floor((lon1 + 180.0) * cells_per_deg) + 2) // block
+    if 0 <= b0 and b1 < table.shape[1]:
+        return table[i0 : i1 + 1, b0 : b1 + 1]
+    return table[i0 : i1 + 1][:, np.mod(np.arange(b0, b1 + 1), table.shape[1])]
+
+
 def coast_cap(frac: np.ndarray) -> np.ndarray:
     """The height cap (m, float32, same shape) of land at land fraction ``frac`` >= 0.5; +inf where
     ``frac`` = 1. Before this cap (2026-12-05) the clamp alone left steps of 20-36 m between
@@ -168,15 +183,7 @@ class LandWater:
     def uniform_state(self, lat0: float, lat1: float, lon0: float, lon1: float) -> int | None:
         """WATER or LAND if the whole box (degrees, with a one-cell margin) is that and has no
         depression; None if it is mixed (then use :meth:`clamp`)."""
-        i0 = max(math.floor((90.0 - lat1) * CELLS_PER_DEG) - 2, 0) // BLOCK
-        i1 = min(math.floor((90.0 - lat0) * CELLS_PER_DEG) + 2, N_ROWS - 1) // BLOCK
-        j0 = math.floor((lon0 + 180.0) * CELLS_PER_DEG) - 2
-        j1 = math.floor((lon1 + 180.0) * CELLS_PER_DEG) + 2
-        b0, b1 = j0 // BLOCK, j1 // BLOCK
-        if 0 <= b0 and b1 < B_COLS:  # no wrap: a plain slice (the same cells)
-            st = self.state[i0 : i1 + 1, b0 : b1 + 1]
-        else:
-            st = self.state[i0 : i1 + 1][:, np.mod(np.arange(b0, b1 + 1), B_COLS)]
+        st = block_box(self.state, lat0, lat1, lon0, lon1, CELLS_PER_DEG, BLOCK, N_ROWS)
         if not (st == st.flat[0]).all() or st.flat[0] == MIXED:
             return None
         if st.flat[0] == LAND:
