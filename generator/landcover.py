@@ -349,11 +349,7 @@ def _town(seed: int, xs: np.ndarray, ys: np.ndarray, want: np.ndarray, block: in
     evaluating it; only blocks on a city's edge are evaluated point by point."""
     from generator import noise
 
-    octave = 2000 + 8  # value_noise(seed, 8, ...): the rotated lattice of plane_city
-    key = noise.stream_key(seed, 1000 + octave, 7)
-    ang = 0.61803398875 * (octave + 1) * 2.399963229728653
-    ca, sa = np.cos(ang), np.sin(ang)
-    off = (key & 0xFFFF) / 65536.0 * 977.0
+    key, ca, sa, off = noise.lattice_frame(seed, 2000 + 8)  # value_noise(seed, 8, ...): plane_city's lattice
     H, W = want.shape
     ext = block * float(abs(xs[1] - xs[0])) if W > 1 else PLANE_CITY_WAVE_M
     S = int(min(max(PLANE_CITY_WAVE_M // ext, 1), 32))  # sub-cells per lattice cell side

@@ -1,7 +1,7 @@
 """Lattice value noises of the land-cover field (:mod:`generator.landcover`), keyed by location.
 
 - :func:`value_noise`: the rotated lattice noise of ``generator.anchors.plane`` (towns, parks,
-  villages, colour grain), bit for bit, hashing each lattice node under the points once;
+  villages, colour grain), the same function (:mod:`generator.valuenoise`);
 - :func:`grid_noise` / :func:`point_noise`: an axis-aligned lattice, so on a grid of points the
   bilinear interpolation separates (along y at the few lattice columns, then along x): two
   gathers and three operations a point, the same bits at scattered points. The class field's
@@ -17,32 +17,13 @@ import numpy as np
 
 
 def value_noise(seed: int, stream: int, x: np.ndarray, y: np.ndarray, wavelength: float) -> np.ndarray:
-    """Smooth lattice value noise in [-1, 1] at float64 points (any unit; ``wavelength`` in it).
+    """Smooth lattice value noise in [-1, 1] at float64 points (any unit; ``wavelength`` in it):
+    ``generator.anchors.plane``'s rotated lattice noise at octave 2000 + ``stream``
+    (:func:`generator.valuenoise.value_noise`: compiled, or its numpy reference, which hashes
+    each lattice node under a window's points once)."""
+    from generator import valuenoise
 
-    Bit for bit ``generator.anchors.plane._value_noise(seed, 2000 + stream, ...)`` (the same
-    expressions in the same order), but each lattice node under the points is hashed once: a
-    window's points cover a small box of nodes, so a tile costs a few dozen hashes instead of four
-    per sample (the hashing was most of the class field's time)."""
-    from generator import noise
-
-    octave = 2000 + stream
-    key, i0, j0, fu, fv = noise.rotated_lattice(seed, octave, x, y, wavelength)
-    if i0.size == 0:
-        return np.zeros(i0.shape)
-    ia, ja = int(i0.min()), int(j0.min())
-    ni, nj = int(i0.max()) - ia + 2, int(j0.max()) - ja + 2
-    if ni * nj <= 4 * i0.size:  # the box of nodes: one hash each, then gathers
-        table = noise.uniform_from_hash(noise.lattice_hash(
-            key, np.arange(ia, ia + ni, dtype=np.int64)[:, None], np.arange(ja, ja + nj, dtype=np.int64)[None, :]))
-        table = (table * 2.0 - 1.0).ravel()
-        idx = (i0 - ia) * nj + (j0 - ja)
-        a, b, c, d = table[idx], table[idx + nj], table[idx + 1], table[idx + nj + 1]
-    else:  # points spread thinner than the lattice: hash per corner
-        def corner(di, dj):
-            return noise.uniform_from_hash(noise.lattice_hash(key, i0 + di, j0 + dj)) * 2.0 - 1.0
-
-        a, b, c, d = corner(0, 0), corner(1, 0), corner(0, 1), corner(1, 1)
-    return (a + (b - a) * fu) + ((c + (d - c) * fu) - (a + (b - a) * fu)) * fv
+    return valuenoise.value_noise(seed, 2000 + stream, x, y, wavelength)
 
 
 def grid_noise(seed: int, stream: int, xs: np.ndarray, ys: np.ndarray, wavelength: float) -> np.ndarray:

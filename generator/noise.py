@@ -103,14 +103,19 @@ def lattice_hash(key: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         return _mix_np(_as_u64(i) * np.uint64(_COL_SALT) + _as_u64(j) * np.uint64(_ROW_SALT) + np.uint64(key))
 
 
-def rotated_lattice(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength: float):
-    """Where float64 points (x, y) fall on ``octave``'s lattice of smooth value noise (rotated by
-    golden-angle steps, offset per key): (key, i0, j0 int64 lower-left nodes, fu, fv quintic
-    weights). The one definition behind the plane anchor's and the land cover's value noise."""
+def lattice_frame(seed: int, octave: int) -> tuple[int, float, float, float]:
+    """(key, cos, sin, offset) of ``octave``'s lattice of smooth value noise: rotated by
+    golden-angle steps, offset per key (the offset in lattice cells)."""
     key = stream_key(seed, 1000 + octave, 7)
     ang = 0.61803398875 * (octave + 1) * 2.399963229728653  # golden-angle steps
-    ca, sa = np.cos(ang), np.sin(ang)
-    off = (key & 0xFFFF) / 65536.0 * 977.0
+    return key, float(np.cos(ang)), float(np.sin(ang)), (key & 0xFFFF) / 65536.0 * 977.0
+
+
+def rotated_lattice(seed: int, octave: int, x: np.ndarray, y: np.ndarray, wavelength: float):
+    """Where float64 points (x, y) fall on ``octave``'s lattice of smooth value noise
+    (:func:`lattice_frame`): (key, i0, j0 int64 lower-left nodes, fu, fv quintic weights). The
+    one definition behind the plane anchor's and the land cover's value noise."""
+    key, ca, sa, off = lattice_frame(seed, octave)
     u = (ca * x - sa * y) / wavelength + off
     v = (sa * x + ca * y) / wavelength - off
     i0 = np.floor(u)

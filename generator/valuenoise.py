@@ -125,10 +125,9 @@ def _warm() -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _octave(seed: int, octave: int) -> tuple[np.uint64, float, float, float]:
-    """(key, cos, sin, offset) of ``octave``'s lattice, as :func:`generator.noise.rotated_lattice`."""
-    key = noise.stream_key(seed, 1000 + octave, 7)
-    ang = 0.61803398875 * (octave + 1) * 2.399963229728653  # golden-angle steps
-    return np.uint64(key), float(np.cos(ang)), float(np.sin(ang)), (key & 0xFFFF) / 65536.0 * 977.0
+    """:func:`generator.noise.lattice_frame` with the key as uint64, once per (seed, octave)."""
+    key, ca, sa, off = noise.lattice_frame(seed, octave)
+    return np.uint64(key), ca, sa, off
 
 
 def _flat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
