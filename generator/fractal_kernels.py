@@ -33,7 +33,9 @@ _ONE32 = np.float32(1.0)
 
 
 @jit.njit
-def _mix(z):
+def mix64(z):
+    """The SplitMix64 finaliser on a uint64 (``generator.noise.mix``), compiled: the one twin of
+    it the kernels share (this module's noise, generator.valuenoise's lattice corners)."""
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)
@@ -52,11 +54,11 @@ def _gauss_grid(key, rows, cols, out):
     hc = np.empty(c_n, dtype=np.uint64)
     for b in range(b_n):
         for j in range(c_n):
-            hc[j] = _mix((cols[b, j] * _COL_SALT) ^ key)
+            hc[j] = mix64((cols[b, j] * _COL_SALT) ^ key)
         for i in range(r_n):
-            hr = _mix(rows[b, i] * _ROW_SALT + key)
+            hr = mix64(rows[b, i] * _ROW_SALT + key)
             for j in range(c_n):
-                out[b, i, j] = _gauss_of(_mix(hr ^ hc[j]))
+                out[b, i, j] = _gauss_of(mix64(hr ^ hc[j]))
 
 
 def gauss_grid(seed: int, level: int, stream: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -77,7 +79,7 @@ def _ew_smooth(key, rows, cols, n, scale, out):
     c_n = cols.shape[1]
     for b in range(b_n):
         for i in range(r_n):
-            hr = _mix(np.uint64(rows[b, i]) * _ROW_SALT + key)
+            hr = mix64(np.uint64(rows[b, i]) * _ROW_SALT + key)
             nn = n[b, i, 0]
             sc = scale[b, i, 0]
             for j in range(c_n):
@@ -88,8 +90,8 @@ def _ew_smooth(key, rows, cols, n, scale, out):
                 j1 = j0 + 1
                 if j1 >= nn:
                     j1 = j1 - nn
-                v0 = _gauss_of(_mix(hr ^ _mix((np.uint64(j0) * _COL_SALT) ^ key)))
-                v1 = _gauss_of(_mix(hr ^ _mix((np.uint64(j1) * _COL_SALT) ^ key)))
+                v0 = _gauss_of(mix64(hr ^ mix64((np.uint64(j0) * _COL_SALT) ^ key)))
+                v1 = _gauss_of(mix64(hr ^ mix64((np.uint64(j1) * _COL_SALT) ^ key)))
                 s = t * (t * _F343 + _F657)
                 s2 = s * s
                 den = s2 + _ONE32
@@ -209,11 +211,11 @@ def _gully_field(key, rows, cols, gx, gy, ew_c, cell, f, oct_k, eps, profile_sca
             lj = j0 + jj
             if period_cells > 0:
                 lj = lj % period_cells
-            hc[jj] = _mix((np.uint64(lj) * _COL_SALT) ^ key)
+            hc[jj] = mix64((np.uint64(lj) * _COL_SALT) ^ key)
         for ii in range(ni):
-            hr = _mix(np.uint64(i0 + ii) * _ROW_SALT + key)
+            hr = mix64(np.uint64(i0 + ii) * _ROW_SALT + key)
             for jj in range(nj):
-                u = np.float32(_mix(hr ^ hc[jj]) >> _S40) * _F2M24 * two
+                u = np.float32(mix64(hr ^ hc[jj]) >> _S40) * _F2M24 * two
                 fl = np.floor(u)
                 phase0[ii, jj] = u - fl
                 sign[ii, jj] = fl * m2 + one

@@ -17,9 +17,9 @@ import functools
 import numpy as np
 
 from generator import noise
+from generator.fractal_kernels import mix64
 from runtime import jit
 
-_M1, _M2 = np.uint64(noise._M1), np.uint64(noise._M2)
 _C1, _C2 = np.uint64(noise.LATTICE_I_SALT), np.uint64(noise.LATTICE_J_SALT)
 
 
@@ -80,11 +80,8 @@ def fbm_numpy(seed: int, base: int, x, y, wavelength: float, octaves: int, gain:
 # ---------------------------------------------------------------- compiled (same bits)
 
 def _corner(s):
-    """``generator.anchors.plane._from_sum``: lattice value in [-1, 1) of a summed lattice key."""
-    z = (s ^ (s >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0) * 2.0 - 1.0
+    """:func:`_from_sum`, compiled: lattice value in [-1, 1) of a summed lattice key."""
+    return (mix64(s) >> np.uint64(11)) * (1.0 / 9007199254740992.0) * 2.0 - 1.0
 
 
 def _accumulate(out, amp, x, y, key, ca, sa, off, wavelength, assign):
