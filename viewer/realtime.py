@@ -115,7 +115,6 @@ def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) 
     ground = 0.0
     boot_s = None
     loading_complete = False
-    loading_max_s = getattr(opts, "loading_max_s", 0.0)
     while True:
         cam = camera_for(world, pose, ground, fov, renderer.size)
         res = flight.step(cam)
@@ -128,7 +127,7 @@ def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) 
             if res.selection.complete:
                 loading_complete = True
                 break
-            if now >= max(boot_s, loading_max_s):
+            if now >= max(boot_s, opts.loading_max_s):
                 break
         elif now > opts.max_wait_s:
             raise TimeoutError(f"the roots did not arrive within {opts.max_wait_s} s")
