@@ -8,7 +8,6 @@
 # and call 2 (`carry: [".whl", ".nb2"]`, within the machine's 30 s warm window) runs
 #   source bench/numba_carry.sh device    # installs into /tmp/site, exports PYTHONPATH
 # before the bench. Without it the server's kernels fall back to numpy (same bytes, slower).
-set -euo pipefail
 if [ "${1:-}" = device ]; then
   mkdir -p /tmp/site
   [ -d /tmp/site/llvmlite ] || cat /tmp/nb/part.00 .nb2/part.01 | xz -d | tar x -C /tmp/site
@@ -17,6 +16,7 @@ if [ "${1:-}" = device ]; then
   python3 -c "import numba, runtime.jit as j; assert j.ENABLED; print('numba', numba.__version__)"
   return 0 2>/dev/null || exit 0
 fi
+set -euo pipefail
 tmp=$(mktemp -d)
 pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
   -d "$tmp" "numba==${NUMBA:-0.68.1}" "llvmlite==${LLVMLITE:-0.50.0}"

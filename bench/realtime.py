@@ -162,6 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--no-sim", action="store_true", help="skip the simulated-source baselines")
     ap.add_argument("--mesh-procs", type=int, default=0, help="the server's mesh/encode processes (0: threads)")
+    ap.add_argument("--refiner", default="fractal", help="the server's refiner (fractal, learned, bicubic)")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="realtime-"))
     for world in worlds:
         load0 = _loadavg()
-        server = ServerProcess(None, world=world.value, mesh_procs=args.mesh_procs)
+        server = ServerProcess(None, world=world.value, mesh_procs=args.mesh_procs, refiner=args.refiner)
         try:
             c = SyncTileClient(server.url)
             sites = land_sites(world, c)
@@ -203,10 +204,10 @@ def main(argv=None) -> int:
             runs["sim 100/s"] = sim(world, 100.0, args.quick)
             runs["sim 5000/s"] = sim(world, 5000.0, args.quick)
         load1 = _loadavg()
-        results[world.value] = {"sites": sites, "gl": gl, "path_s": duration, "loadavg": [load0, load1],
+        results[world.value] = {"sites": sites, "gl": gl, "refiner": args.refiner, "path_s": duration, "loadavg": [load0, load1],
                                 **{k: {kk: v.get(kk) for kk in KEYS + ("server_cpu_s", "server") if kk in v}
                                    for k, v in runs.items()}}
-        print(f"\n== {world.value}  path {duration:.0f} s  sites {sites}  {'GL (EGL)' if gl else 'GL-free'}  "
+        print(f"\n== {world.value}  {args.refiner}  path {duration:.0f} s  sites {sites}  {'GL (EGL)' if gl else 'GL-free'}  "
               f"{size[0]}x{size[1]}  load average {load0} -> {load1} (1-minute; the box is shared)")
         print(f"{'run':12s} {'frames':>6s} {'holes':>5s} {'>2px':>6s} {'teleport':>9s} {'coarse':>7s} {'stall ms':>8s} "
               f"{'tile ms':>8s} {'lat p50':>7s} {'lat p99':>7s} {'late':>5s} {'tiles':>6s} {'ms/tile':>7s} {'loading':>7s}")

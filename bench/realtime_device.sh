@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Issue 15's "teleport -> complete view <= 0.3 s with the learned refiner" on a leased GPU machine:
+# bench/realtime.py (a real `worldstream serve` + the viewer's client path, GL-free) on both
+# worlds with the learned refiner (torch-compiled fp16 on CUDA) and the fractal in the same call.
+# Needs .whl (websockets, trimesh, moderngl wheels) and, for the compiled kernels, numba parked by
+# bench/numba_carry.sh (a previous call on the same warm machine). Writes realtime_*.log to $OUT.
+#   bash bench/realtime_device.sh
+set -uo pipefail
+OUT=${OUT:-out/device}; mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 3
+[ -f .nb2/part.01 ] && [ -f /tmp/nb/part.00 ] && source bench/numba_carry.sh device
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+{ date -u; nvidia-smi -L; nproc; } 2>&1 | tee "$OUT/realtime.log"
+for r in ${REFINERS:-learned fractal}; do
+  timeout ${RUN_S:-270} python3 bench/realtime.py --quick --no-gl --no-sim --refiner "$r" \
+    --mesh-procs ${MESH_PROCS:-8} ${EXTRA:-} 2>&1 | tee "$OUT/realtime_$r.log" | tail -n 30
+done
