@@ -8,15 +8,19 @@ opens the GPU), each doing generate + mesh + encode and returning the finished `
 frame (a few KiB). The main process keeps the event loop, the fair queues, the LRU and
 the store.
 
-Keys are sharded so that a worker owns whole regions: the shard of a key is a hash of
-its ancestor ``shard_up`` levels up (default 2: a worker makes a 4 x 4 group of tiles
-of one level, which share their parent blocks and the chain above them; tiles of levels
-below ``shard_up`` go by their root). A fixed shard level (every tile under one level-10
-tile in one worker) would keep more parents in one cache, but a flight's deep tiles all
-lie near the camera, under one or two such tiles: one worker would do all of them.
+Keys are sharded so that a worker owns whole regions: the shard of a key is chosen by
+its ancestor ``shard_up`` levels up (default 2: a worker makes a 4 x 4 group of tiles of
+one level, which share their parent blocks and the chain above them; tiles of levels
+below ``shard_up`` go by their root), groups dealt on a lattice (``shard_of``). A fixed
+shard level (every tile under one level-10 tile in one worker) would keep more parents in
+one cache, but a flight's deep tiles all lie near the camera, under one or two such tiles:
+one worker would do all of them. What a static deal leaves uneven (a burst of one group's
+keys) is evened out by stealing: a worker whose queue is empty takes the next batch of
+the longest queue of a busy worker (``TileService._next_queue``; same bytes, its own
+cache pays the parents).
 
 Each shard has its own fair queue (``ShardedQueue``) and at most one batch in its worker
-at a time, so cancelling a key that has not reached its worker removes it before any work;
+at a time, so cancelling a key that has not reached a worker removes it before any work;
 a key inside a worker's step finishes that step (``step_s``, 30 ms on a CPU) and a key
 preempted there goes back to its queue as in-process. A worker that dies is started
 again; the keys it held are queued again once, and fail with an error the second time (a
@@ -33,12 +37,10 @@ tiles made for frames stay in the worker (the height cache is filled by the quer
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import multiprocessing
 import os
 import signal
-import struct
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -60,11 +62,14 @@ _START_TIMEOUT_S = 600.0  # a worker's imports, pyramid and warm-up (a learned m
 
 
 def shard_of(key: TileKey, shards: int, up: int = SHARD_UP) -> int:
-    """The worker (0 .. shards-1) of ``key``: a hash of its ancestor ``up`` levels up
-    (its root above level ``up``), so siblings and cousins share a worker and its cache."""
+    """The worker (0 .. shards-1) of ``key``: by its ancestor ``up`` levels up (its root
+    above level ``up``), so siblings and cousins share a worker and its cache. Groups are
+    dealt on a lattice, ``(gx + 3 gy + 7 level) mod shards``, not hashed: the 3 x 3 groups
+    around a camera go to 9 different workers, and each level starts elsewhere (a hash put
+    161 of the 576 keys of bench/throughput.py's plane run on one of 12 workers, the
+    lattice 65)."""
     d = min(up, key.level)
-    digest = hashlib.blake2b(struct.pack("<bqq", key.level - d, key.x >> d, key.y >> d), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % shards
+    return ((key.x >> d) + 3 * (key.y >> d) + 7 * key.level) % shards
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,7 @@ class GenProcs:
     before the constructor returns. ``run(shard, keys, want_frame, want_fields)`` is the
     one call: per key a ``Made``, None (its step ran out: queue it again) or an Exception."""
 
-    def __init__(self, processes: int, spec: GenSpec, shard_up: int = SHARD_UP,
+    def __init__(self, processes: int, spec: GenSpec, shard_up: int = SHARD_UP, steal: bool = True,
                  start_timeout_s: float = _START_TIMEOUT_S):
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
@@ -139,6 +144,7 @@ class GenProcs:
         self.shard_up = shard_up
         self.spec = spec
         self.stepped = spec.step_s > 0
+        self.steal = steal  # an idle worker takes keys queued for a busy one (TileService._next_queue)
         self.start_timeout_s = start_timeout_s
         self.model: str | None = None
         self.restarts = 0

@@ -107,6 +107,7 @@ class Generators(Protocol):
 
     shards: int
     stepped: bool  # the workers run keys in steps (preemption), as ``prepare`` does here
+    steal: bool  # an idle worker may take keys queued for a busy one
     restarts: int  # workers started again after they died
 
     def queue(self, idle_credit: float, new_debit: float) -> Any:
@@ -217,6 +218,7 @@ class ServiceStats:
     trims: int = 0  # malloc_trim calls (streaming/memtrim.py)
     trim_s: float = 0.0  # seconds the generator thread spent in them
     worker_restarts: int = 0  # generator worker processes started again after they died (``remote``)
+    stolen: int = 0  # batches an idle worker took from a busy worker's queue (``remote``)
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -269,6 +271,7 @@ class TileService:
         self._mesh_seq = itertools.count()
         self._meshers: list[asyncio.Task] = []
         self._batchers: list[asyncio.Task] = []  # with ``remote``: one per worker
+        self._running: set[int] = set()  # with ``remote``: workers with a batch in flight
         self._gen_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="tiles")
         self._io_pool = ThreadPoolExecutor(max_workers=config.io_workers, thread_name_prefix="store")
@@ -293,6 +296,7 @@ class TileService:
             dropped_unmeshed=0,
             preempted=0,
             failed=0,
+            stolen=0,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -424,6 +428,7 @@ class TileService:
             trims=self._trimmer.trims,
             trim_s=self._trimmer.seconds,
             worker_restarts=0 if self.remote is None else self.remote.restarts,
+            stolen=n["stolen"],
         )
 
     # -- pipeline ------------------------------------------------------------------------
@@ -451,7 +456,15 @@ class TileService:
     def _enqueue(self, key: TileKey, first: bool = False) -> None:
         self._queue.push(self._owner.get(key), key, self._prio.get(key, 0.0), first=first)
         assert self._wake is not None, "TileService.start() was not awaited"
-        (self._wake if self.remote is None else self._wakes[self._queue.shard_of(key)]).set()
+        if self.remote is None:
+            self._wake.set()
+            return
+        shard = self._queue.shard_of(key)
+        self._wakes[shard].set()
+        if self.remote.steal and shard in self._running:  # its worker is busy: idle ones may take it
+            for i, w in enumerate(self._wakes):
+                if i not in self._running:
+                    w.set()
 
     async def _lookup(self, key: TileKey) -> None:
         assert self.store is not None
@@ -507,7 +520,6 @@ class TileService:
         loop = asyncio.get_running_loop()
         assert self._wake is not None and self._encoding is not None and self._mesh_wake is not None
         local = shard is None
-        queue = self._queue if local else self._queue.shard(shard)
         wake = self._wake if local else self._wakes[shard]
         while True:
             if local and not wake.is_set():  # the generator is idle: hand a burst's freed pages back
@@ -516,7 +528,7 @@ class TileService:
             wake.clear()
             resumed = False
             busy_since = loop.time()
-            while queue:
+            while (queue := self._next_queue(shard)) is not None:
                 # busy for long (an attack): freed pages go back now and then, not only when idle
                 if local and loop.time() - busy_since >= self.config.trim_interval_s and self._trimmer.due():
                     await loop.run_in_executor(self._gen_pool, self._trimmer.maybe)
@@ -534,7 +546,11 @@ class TileService:
                     if local:
                         results, spent = await loop.run_in_executor(self._gen_pool, self._generate, batch)
                     else:
-                        results, spent = await self._run_remote(shard, batch)
+                        self._running.add(shard)
+                        try:
+                            results, spent = await self._run_remote(shard, batch)
+                        finally:
+                            self._running.discard(shard)
                 except Exception as exc:  # never let the batcher die: fail this batch's requesters
                     log.exception("generator batch failed")
                     results, spent = [exc] * len(batch), [(loop.time() - t0) / len(batch)] * len(batch)
@@ -573,6 +589,23 @@ class TileService:
                     await self._encoding.acquire()  # bounded: the generator pauses when meshing lags
                     heapq.heappush(self._mesh_queue, (-self._prio.get(key, 0.0), next(self._mesh_seq), key, res))
                     self._mesh_wake.set()
+
+    def _next_queue(self, shard: int | None) -> FairQueue | None:
+        """The queue the batcher of ``shard`` (None: the generator thread) takes its next batch
+        from: its own while it holds keys; else, when the workers may steal, the longest queue
+        of a worker that is busy (its keys would wait for it while this worker idles; made
+        here, they cost their parents' blocks again, not other bytes); None: nothing to do."""
+        if shard is None:
+            return self._queue if self._queue else None
+        own = self._queue.shard(shard)
+        if own or not self.remote.steal:
+            return own if own else None
+        busy = [self._queue.shard(i) for i in self._running if i != shard]
+        victim = max(busy, key=len, default=None)
+        if victim is not None and victim:
+            self._n["stolen"] += 1
+            return victim
+        return None
 
     async def _run_remote(self, shard: int, batch: list[TileKey]) -> tuple[list, list[float]]:
         """One step of ``batch`` in worker ``shard``: frames for the keys a tile requester
