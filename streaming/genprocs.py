@@ -153,7 +153,7 @@ class GenProcs:
         self._crashes: dict[TileKey, int] = {}  # keys held by a worker that died, and how often
         self._lock = threading.Lock()  # _crashes and restarts: touched by the call threads
         self._closed = False
-        self._threads = ThreadPoolExecutor(processes, thread_name_prefix="genprocs")
+        self._threads = ThreadPoolExecutor(processes, thread_name_prefix="genprocs")  # restarts only
         try:
             started = [_Worker.spawn(self._ctx, spec) for _ in range(processes)]
             self._workers = list(started)
@@ -184,28 +184,38 @@ class GenProcs:
                   want_fields: Sequence[bool]) -> tuple[list[Any], list[float]]:
         """Worker ``shard`` advances ``keys`` one step: per key a ``Made`` (the frame where
         ``want_frame``, the heights where ``want_fields``), None (not finished: queue it
-        again) or an Exception; and per key the worker's CPU seconds."""
-        job = ([(k.level, k.x, k.y) for k in keys], list(want_frame), list(want_fields))
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._call, shard, list(keys), job)
+        again) or an Exception; and per key the worker's CPU seconds.
 
-    def _call(self, shard: int, keys: list[TileKey], job) -> tuple[list[Any], list[float]]:
-        """(call thread) Send ``job`` to worker ``shard`` and wait for its answer; start a
-        dead worker again first, and after a death mid-job."""
+        The job goes down the pipe and the answer is read on the event loop when the pipe
+        is readable (jobs are a few keys, answers a few KiB): no thread hop per batch,
+        which cost the main process ~0.1 ms of its ~0.4 per tile. Only starting a worker
+        again runs in a thread."""
+        loop = asyncio.get_running_loop()
+        keys = list(keys)
         w = self._workers[shard]
-        if w is None or not w.proc.is_alive():
-            w = self._restart(shard, None if w is None else w.proc.exitcode)
+        if w is None or w.desynced or not w.proc.is_alive():
+            code = None if w is None else w.proc.exitcode
+            w = await loop.run_in_executor(self._threads, self._restart, shard, code)
+        answer = loop.create_future()
+        fd = w.conn.fileno()
         try:
-            w.conn.send(job)
-            results, spent = w.conn.recv()
+            w.conn.send(([(k.level, k.x, k.y) for k in keys], list(want_frame), list(want_fields)))
+            loop.add_reader(fd, _read_answer, w.conn, answer)
+            try:
+                results, spent = await answer
+            finally:
+                loop.remove_reader(fd)
         except (EOFError, OSError) as exc:
             if self._closed:
                 raise RuntimeError("generator workers closed") from exc
-            w.proc.join(5.0)
-            code = w.proc.exitcode
+            code = await loop.run_in_executor(self._threads, w.exit_code)
             log.warning("generator worker %d (pid %d) died with exit code %s holding %d keys",
                         shard, w.proc.pid, code, len(keys))
-            self._restart(shard, code)
+            await loop.run_in_executor(self._threads, self._restart, shard, code)
             return self._after_crash(shard, keys, code), [0.0] * len(keys)
+        except asyncio.CancelledError:
+            w.desynced = True  # its answer, if any comes, would be read as the next job's
+            raise
         out = []
         with self._lock:
             for k, r in zip(keys, results, strict=True):
@@ -258,6 +268,16 @@ class GenProcs:
         self._threads.shutdown(wait=True, cancel_futures=True)
 
 
+def _read_answer(conn, answer: asyncio.Future) -> None:
+    """The worker's pipe is readable: its answer, or EOF (it died)."""
+    if answer.done():
+        return
+    try:
+        answer.set_result(conn.recv())
+    except (EOFError, OSError) as exc:
+        answer.set_exception(exc)
+
+
 def _decode(key: TileKey, r) -> Any:
     if r is None:
         return None
@@ -283,6 +303,12 @@ class _Worker:
 
     def __init__(self, proc, conn):
         self.proc, self.conn = proc, conn
+        self.desynced = False  # a job was abandoned (cancelled) before its answer was read
+
+    def exit_code(self) -> int | None:
+        """The exit code of a worker whose pipe closed (waits for it at most 5 s)."""
+        self.proc.join(5.0)
+        return self.proc.exitcode
 
     @classmethod
     def spawn(cls, ctx, spec: GenSpec) -> _Worker:

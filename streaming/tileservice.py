@@ -617,8 +617,10 @@ class TileService:
     def _made(self, key: TileKey, made: Made) -> None:
         if made.fields is not None:
             self._give_fields(key, made.fields)
-        if made.frame is not None:  # stored as the mesh workers store, then answered
+        if made.frame is not None and self.store is not None:  # stored as the mesh workers store, then answered
             self._spawn(self._store_and_finish(key, made.frame))
+        elif made.frame is not None:
+            self._finish(key, made.frame)
         elif self._wants_frame(key):  # a tile requester came while the worker made heights only
             self._busy.discard(key)
             self._enqueue(key)
@@ -626,8 +628,7 @@ class TileService:
             self._drop_unmeshed(key)
 
     async def _store_and_finish(self, key: TileKey, frame: bytes) -> None:
-        if self.store is not None:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._put, key, frame)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._put, key, frame)
         self._finish(key, frame)
 
     def _again(self, key: TileKey) -> None:
