@@ -186,28 +186,26 @@ class GenProcs:
         ``want_frame``, the heights where ``want_fields``), None (not finished: queue it
         again) or an Exception; and per key the worker's CPU seconds.
 
-        The job goes down the pipe and the answer is read on the event loop when the pipe
-        is readable (jobs are a few keys, answers a few KiB): no thread hop per batch,
-        which cost the main process ~0.1 ms of its ~0.4 per tile. Only starting a worker
-        again runs in a thread."""
+        The job goes down the pipe and the answer is read on the event loop, which watches
+        each worker's pipe (jobs are a few keys, answers a few KiB): no thread hop and no
+        watch set up per batch. Only starting a worker again runs in a thread."""
         loop = asyncio.get_running_loop()
         keys = list(keys)
         w = self._workers[shard]
-        if w is None or w.desynced or not w.proc.is_alive():
+        if w is None or w.dead or w.desynced or not w.proc.is_alive():
+            if w is not None:
+                w.unwatch()
             code = None if w is None else w.proc.exitcode
             w = await loop.run_in_executor(self._threads, self._restart, shard, code)
-        answer = loop.create_future()
-        fd = w.conn.fileno()
+        w.watch(loop)
+        w.answer = answer = loop.create_future()
         try:
             w.conn.send(([(k.level, k.x, k.y) for k in keys], list(want_frame), list(want_fields)))
-            loop.add_reader(fd, _read_answer, w.conn, answer)
-            try:
-                results, spent = await answer
-            finally:
-                loop.remove_reader(fd)
+            results, spent = await answer
         except (EOFError, OSError) as exc:
             if self._closed:
                 raise RuntimeError("generator workers closed") from exc
+            w.unwatch()
             code = await loop.run_in_executor(self._threads, w.exit_code)
             log.warning("generator worker %d (pid %d) died with exit code %s holding %d keys",
                         shard, w.proc.pid, code, len(keys))
@@ -216,6 +214,8 @@ class GenProcs:
         except asyncio.CancelledError:
             w.desynced = True  # its answer, if any comes, would be read as the next job's
             raise
+        finally:
+            w.answer = None
         out = []
         with self._lock:
             for k, r in zip(keys, results, strict=True):
@@ -260,22 +260,14 @@ class GenProcs:
         return w
 
     def close(self) -> None:
-        """Stop every worker (SIGTERM, then SIGKILL after 5 s) and the call threads."""
+        """Stop every worker (SIGTERM, then SIGKILL after 5 s) and the restart threads
+        (on the event loop's thread when the service started them)."""
         self._closed = True
         for w in self._workers:
             if w is not None:
+                w.unwatch()
                 w.stop()
         self._threads.shutdown(wait=True, cancel_futures=True)
-
-
-def _read_answer(conn, answer: asyncio.Future) -> None:
-    """The worker's pipe is readable: its answer, or EOF (it died)."""
-    if answer.done():
-        return
-    try:
-        answer.set_result(conn.recv())
-    except (EOFError, OSError) as exc:
-        answer.set_exception(exc)
 
 
 def _decode(key: TileKey, r) -> Any:
@@ -304,6 +296,34 @@ class _Worker:
     def __init__(self, proc, conn):
         self.proc, self.conn = proc, conn
         self.desynced = False  # a job was abandoned (cancelled) before its answer was read
+        self.dead = False  # its pipe read EOF
+        self.answer: asyncio.Future | None = None  # the answer of the job in flight
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop watching the pipe
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Have ``loop`` read the pipe whenever it is readable (once per worker)."""
+        if self._loop is None:
+            self._loop = loop
+            loop.add_reader(self.conn.fileno(), self._readable)
+
+    def unwatch(self) -> None:
+        """Stop watching (on the watching loop's thread, before the pipe is closed)."""
+        if self._loop is not None and not self.conn.closed:
+            self._loop.remove_reader(self.conn.fileno())
+        self._loop = None
+
+    def _readable(self) -> None:
+        """The answer of the job in flight, or EOF (the worker died)."""
+        try:
+            msg = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            self.dead = True
+            self.unwatch()
+            if self.answer is not None and not self.answer.done():
+                self.answer.set_exception(exc)
+            return
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result(msg)
 
     def exit_code(self) -> int | None:
         """The exit code of a worker whose pipe closed (waits for it at most 5 s)."""
