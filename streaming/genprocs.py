@@ -192,7 +192,7 @@ class GenProcs:
         loop = asyncio.get_running_loop()
         keys = list(keys)
         w = self._workers[shard]
-        if w is None or w.dead or w.desynced or not w.proc.is_alive():
+        if w is None or w.dead or w.desynced:  # dead: its pipe read EOF (a send to it fails too)
             if w is not None:
                 w.unwatch()
             code = None if w is None else w.proc.exitcode
