@@ -20,6 +20,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from stream_fixtures import run
 
@@ -70,11 +71,15 @@ async def _server(world: World, gen_procs: int, **kw):
     return server, f"ws://127.0.0.1:{port}"
 
 
-async def _frames(url: str, keys: list[TileKey]) -> dict:
+async def _frames(url: str, keys: list[TileKey], points=None) -> dict:
+    """The payloads of ``keys`` (and with ``points``, their height query's answer under "heights")."""
     c = TileClient(window=64, decode=False)
     await c.connect(url)
     try:
-        return await c.fetch(keys, timeout_s=300)
+        got = await c.fetch(keys, timeout_s=300)
+        if points is not None:
+            got["heights"] = await c.heights(points, level=10)
+        return got
     finally:
         await c.close()
 
@@ -100,16 +105,22 @@ def test_frames_with_two_generator_workers_equal_the_generator_threads(world):
 
     async def main():
         want: dict = {}
+        # heights on the plane: tiles of level 10 the key list does not hold (the workers send heights back)
+        points = np.array([[1_500.0, -2_300.0], [-40_000.0, 9_000.0]]) if world is World.PLANE else None
         server, url = await _server(world, 0)
         try:
-            want = await _frames(url, keys)
+            want = await _frames(url, keys, points)
         finally:
             await server.close()
         server, url = await _server(world, 2)
         pids = server.service.remote.pids()
         try:
             assert len({server.service.remote.shard_of(k) for k in keys}) == 2  # both workers make tiles
-            got = await _frames(url, keys)
+            got = await _frames(url, keys, points)
+            if points is not None:
+                h, w = got.pop("heights"), want.pop("heights")
+                assert np.array_equal(h["height_m"], w["height_m"]) and np.array_equal(h["level"], w["level"])
+                assert list(h["level"]) == [10, 10] and np.isfinite(h["height_m"]).all()
             assert got == want
             if world is World.EARTH:  # a key the generator refuses: its error, with the generator's words
                 with pytest.raises(ValueError, match=r"earth tile x at level 2 must be in \[0, 7\], got 99"):
