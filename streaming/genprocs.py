@@ -263,10 +263,13 @@ class GenProcs:
         """Stop every worker (SIGTERM, then SIGKILL after 5 s) and the restart threads
         (on the event loop's thread when the service started them)."""
         self._closed = True
-        for w in self._workers:
-            if w is not None:
-                w.unwatch()
-                w.stop()
+        live = [w for w in self._workers if w is not None]
+        for w in live:  # all told first, then each awaited: N workers stop in one worker's time
+            w.unwatch()
+            if w.proc.is_alive():
+                w.proc.terminate()
+        for w in live:
+            w.stop()
         self._threads.shutdown(wait=True, cancel_futures=True)
 
 
