@@ -392,8 +392,13 @@ def _worker_main(conn, spec: GenSpec) -> None:
             conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         finally:
             return
+    from streaming.memtrim import Trimmer
+
+    trimmer = Trimmer(2.0)  # as the generator thread: freed pages go back when idle
     while True:
         try:
+            if not conn.poll(0):  # nothing to do now: a burst's freed pages back to the OS
+                trimmer.maybe()
             job = conn.recv()
         except (EOFError, OSError):
             return  # the parent is gone
