@@ -4,7 +4,8 @@ Live servers (``build_server``, the production composition, fractal refiner) on 
 the frames a client gets with 2 generator workers are the ones it gets with the generator
 thread, on both worlds; a worker killed while idle or while it holds a key is started again
 and the key is still answered (right bytes); an idle worker takes a busy one's key; a key
-cancelled while it waits for its worker never reaches it; closing the server, or killing it, leaves no worker process.
+cancelled while it waits for its worker never reaches it; the workers' frames go to the
+store a server without workers reads; closing the server, or killing it, leaves no worker process.
 Waits are on the service's own state (polled), never on timing.
 """
 
@@ -240,3 +241,24 @@ def test_a_stopped_or_killed_server_leaves_no_worker_process(how):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_frames_made_by_workers_go_to_the_store_a_thread_server_reads(tmp_path):
+    keys = KEYS[World.PLANE][:4]
+
+    async def main():
+        server, url = await _server(World.PLANE, 2, store_dir=tmp_path)
+        try:
+            made = await _frames(url, keys)
+            assert server.service.stats().generated == len(keys)
+        finally:
+            await server.close()
+        server, url = await _server(World.PLANE, 0, store_dir=tmp_path)  # a restart without workers
+        try:
+            assert await _frames(url, keys) == made
+            st = server.service.stats()
+            assert st.store_hits == len(keys) and st.generated == 0
+        finally:
+            await server.close()
+
+    run(main(), timeout_s=600)
