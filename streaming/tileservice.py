@@ -41,7 +41,7 @@ thread: N worker processes each generate, mesh and encode the keys of their own 
 (a fair queue and a batcher each, as above), and return frames; the event loop keeps
 the LRU, the store writes, dedup and cancellation.
 
-One file (~760 lines): the LRU, dedup, batching, steps, cancellation and the worker handoffs
+One file (~820 lines): the LRU, dedup, batching, steps, cancellation and the worker handoffs
 share one set of per-key states (waiters, busy, owner, priority) that must change
 together on the event loop; split, each part would reach into the others' dicts.
 """
