@@ -22,7 +22,8 @@ cache pays the parents).
 Each shard has its own fair queue (``ShardedQueue``) and at most one batch in its worker
 at a time, so cancelling a key that has not reached a worker removes it before any work;
 a key inside a worker's step finishes that step (``step_s``, 30 ms on a CPU) and a key
-preempted there goes back to its queue as in-process. A worker that dies is started
+preempted there goes back to the front of the queue of the worker that ran it (``pin``: its
+blocks are in that cache, a stolen key's too), as in-process. A worker that dies is started
 again; the keys it held are queued again once, and fail with an error the second time (a
 key that kills its worker must not kill every new one). Workers are spawned (no inherited
 threads or CUDA state: fork after CUDA init breaks) and exit when the server closes, or
@@ -87,18 +88,35 @@ class GenSpec:
 
 class ShardedQueue:
     """One ``FairQueue`` per shard behind FairQueue's interface (items routed by
-    ``shard_of(item)``): each shard's runner pops from its own (``shard(i)``)."""
+    ``shard_of(item)``, or where ``pin`` put them): each shard's runner pops from its own
+    (``shard(i)``)."""
 
     def __init__(self, shards: int, shard_of: Callable[[Hashable], int], idle_credit: float = 0.0,
                  new_debit: float = 0.0):
         self.queues = [FairQueue(idle_credit=idle_credit, new_debit=new_debit) for _ in range(shards)]
         self.shard_of = shard_of
+        self._pinned: dict[Hashable, int] = {}
 
     def shard(self, i: int) -> FairQueue:
         return self.queues[i]
 
+    def where(self, item: Hashable) -> int:
+        """The shard ``item`` is queued in (or would be)."""
+        return self._pinned.get(item, self.shard_of(item)) if self._pinned else self.shard_of(item)
+
+    def pin(self, item: Hashable, shard: int) -> None:
+        """Queue ``item`` in ``shard`` from now on (a key part made there: its blocks are
+        in that worker's cache), until ``unpin``. Only for an item not queued now."""
+        if shard == self.shard_of(item):
+            self._pinned.pop(item, None)
+        else:
+            self._pinned[item] = shard
+
+    def unpin(self, item: Hashable) -> None:
+        self._pinned.pop(item, None)
+
     def _q(self, item: Hashable) -> FairQueue:
-        return self.queues[self.shard_of(item)]
+        return self.queues[self.where(item)]
 
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues)

@@ -459,7 +459,7 @@ class TileService:
         if self.remote is None:
             self._wake.set()
             return
-        shard = self._queue.shard_of(key)
+        shard = self._queue.where(key)
         self._wakes[shard].set()
         if self.remote.steal and shard in self._running:  # its worker is busy: idle ones may take it
             for i, w in enumerate(self._wakes):
@@ -566,6 +566,8 @@ class TileService:
                 unfinished = [k for k, res in zip(batch, results, strict=True) if res is _AGAIN]
                 resumed = bool(unfinished)
                 for key in reversed(unfinished):  # pushed to the front: the batch's order stays
+                    if not local:  # its next steps where its blocks are (a stolen key stays with the thief)
+                        self._queue.pin(key, shard)
                     self._again(key)
                 for key, res in zip(batch, results, strict=True):
                     if res is _AGAIN:
@@ -799,6 +801,8 @@ class TileService:
         return dict(zip(("key_steps", "generator_s", "keys_done", "calls_waited", "wait_s"), lane, strict=True))
 
     def _forget(self, key: TileKey) -> None:
+        if self.remote is not None:
+            self._queue.unpin(key)
         self._claimed.pop(key, None)
         self._waiters.pop(key, None)
         self._field_waiters.pop(key, None)

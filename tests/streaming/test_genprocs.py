@@ -59,6 +59,10 @@ def test_sharded_queue_routes_each_key_to_its_shard():
     assert q.remove(4) and 4 not in q and len(q) == 8 and len(q.shard(1)) == 2
     assert [q.shard(1).pop(), q.shard(1).pop()] == [7, 1]  # its own keys, highest priority first
     assert q and len(q) == 6 and q.heap_entries() >= 6
+    q.pin(1, 2)  # a key stolen by shard 2 and preempted there: its next steps in shard 2
+    assert q.where(1) == 2 and q.push("a", 1, 9.0) and 1 in q and len(q.shard(2)) == 4 and q.shard(2).pop() == 1
+    q.unpin(1)
+    assert q.where(1) == 1 and q.where(5) == 2
 
 
 async def _server(world: World, gen_procs: int, **kw):
