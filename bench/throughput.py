@@ -32,6 +32,12 @@ so compare numbers only within one run. Last line: one JSON object,
     PYTHONPATH=. python bench/throughput.py --quick          # 4x4 blocks, fractal, both worlds
     PYTHONPATH=. python bench/throughput.py --refiner fractal learned
     PYTHONPATH=. python bench/throughput.py --quick --mesh-procs 0 2    # threads vs 2 mesh processes
+    PYTHONPATH=. python bench/throughput.py --quick --mesh-procs 0 2 --gen-procs 0 2   # and 2 generator processes
+
+``--gen-procs``: ``serve --gen-procs N`` runs (generate + mesh + encode in N worker processes,
+streaming/genprocs.py), each with ``--mesh-procs 0``; 0 in the list keeps the ``--mesh-procs``
+runs. ``server_rss_mb`` gives the server's resident memory after the uncached run: the main
+process and each worker process (generator or mesh workers).
 """
 
 from __future__ import annotations
@@ -214,10 +220,30 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
-def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary: dict) -> None:
+def rss_mb(pid: int) -> float:
+    """Resident set size of process ``pid`` in MiB (0 if it is gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+    except (FileNotFoundError, IndexError):
+        return 0.0
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (its worker processes)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary: dict, gen_procs: int = 0) -> None:
     """One fresh server: uncached then cached, the stages, a table row and the summary."""
+    extra = ("--gen-procs", str(gen_procs), "--gen-shard-up", str(args.gen_shard_up)) if gen_procs else ()
     server = ServerProcess(None, refiner=refiner, workers=args.workers, world=world.value, cache_mb=1024,
-                           mesh_procs=procs)
+                           mesh_procs=procs, extra_args=extra)
     try:
         asyncio.run(saturate(server.url, [TileKey(3, 0, 0)], 1, args.timeout))  # start-up off the clock
         if args.warm:  # the same levels at another site, off the clock (compiled refiners' buckets)
@@ -228,20 +254,24 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
         cpu_s = tree_cpu_s(server.proc.pid) - cpu0
         main_s = proc_cpu_s(server.proc.pid) - main0
         cores = cpu_s / wall
+        rss = {"main": round(rss_mb(server.proc.pid)),
+               "workers": sorted(round(rss_mb(p)) for p in child_pids(server.proc.pid))}
         cwall, cn, _ = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
     finally:
         server.stop()
     st = stages(world, refiner, sample)
-    w, r = world.value, refiner + (f"+{procs}procs" if procs else "")
+    w, r = world.value, refiner + (f"+{procs}procs" if procs else "") + (f"+{gen_procs}gen" if gen_procs else "")
     summary["uncached_tiles_per_s"].setdefault(w, {})[r] = round(n / wall, 1)
     summary["cached_tiles_per_s"].setdefault(w, {})[r] = round(cn / cwall, 1)
     summary["server_cores"].setdefault(w, {})[r] = round(cores, 2)
     summary["server_cpu_ms_per_tile"].setdefault(w, {})[r] = round(cpu_s * 1e3 / n, 1)
     summary["server_main_cpu_ms_per_tile"].setdefault(w, {})[r] = round(main_s * 1e3 / n, 1)
     summary["stages_ms"].setdefault(w, {})[r] = st
+    summary["server_rss_mb"].setdefault(w, {})[r] = rss
     print(f"{w:6s} {r:14s} {n:5d} {n / wall:10.1f} {cores:5.2f} {cpu_s * 1e3 / n:11.1f} {main_s * 1e3 / n:8.1f} "
           f"{cn / cwall:9.1f} {nbytes / n / 1024:8.1f}  "
-          + "  ".join(f"{k} {v:.1f}" for k, v in st.items() if v is not None), flush=True)
+          + "  ".join(f"{k} {v:.1f}" for k, v in st.items() if v is not None)
+          + f"  RSS MiB main {rss['main']} workers {rss['workers']}", flush=True)
 
 
 def main(argv=None) -> int:
@@ -254,6 +284,10 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="the server's mesh/encode threads")
     ap.add_argument("--mesh-procs", type=int, nargs="+", default=[0],
                     help="server mesh/encode processes, one run each (0: threads)")
+    ap.add_argument("--gen-procs", type=int, nargs="+", default=[0],
+                    help="server generator processes (serve --gen-procs), one run each with --mesh-procs 0; "
+                         "0: the --mesh-procs runs")
+    ap.add_argument("--gen-shard-up", type=int, default=2, help="serve --gen-shard-up for the --gen-procs runs")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--warm", type=int, default=0, metavar="N",
                     help="first N x N tiles per level at another site, off the clock (compile warm-up)")
@@ -261,15 +295,17 @@ def main(argv=None) -> int:
     block = args.block or (4 if args.quick else 8)
     worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]
     summary: dict = {"uncached_tiles_per_s": {}, "cached_tiles_per_s": {}, "server_cores": {},
-                     "server_cpu_ms_per_tile": {}, "server_main_cpu_ms_per_tile": {}, "stages_ms": {}}
+                     "server_cpu_ms_per_tile": {}, "server_main_cpu_ms_per_tile": {}, "stages_ms": {},
+                     "server_rss_mb": {}}
     print(f"{'world':6s} {'refiner':14s} {'keys':>5s} {'uncached/s':>10s} {'cores':>5s} {'CPU ms/tile':>11s} "
           f"{'main ms':>8s} {'cached/s':>9s} {'KiB/tile':>8s}  stages (CPU ms per tile)")
     for world in worlds:
         keys = block_keys(world, block)
         sample = block_keys(world, 2 if args.quick else 3)
         for refiner in args.refiner:
-            for procs in args.mesh_procs:
-                run_one(world, refiner, procs, keys, sample, args, summary)
+            runs = [(m, 0) for m in args.mesh_procs if 0 in args.gen_procs] + [(0, g) for g in args.gen_procs if g]
+            for procs, gen in runs:
+                run_one(world, refiner, procs, keys, sample, args, summary, gen_procs=gen)
     summary["levels"] = [LEVELS.start, LEVELS.stop - 1]
     summary["block"] = block
     print(json.dumps(summary))

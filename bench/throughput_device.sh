@@ -3,7 +3,10 @@
 #   1. bench/throughput.py on the GPU: a real `worldstream serve` process per world with the
 #      learned refiner (torch-compiled fp16 on CUDA, chosen by backend "auto") and the fractal
 #      baseline in the same run, saturated with uncached keys at levels 8-16, mesh/encode spread
-#      over worker processes (MESH_PROCS, default 12 of the 16 cores);
+#      over worker processes (MESH_PROCS, default 12 of the 16 cores), then the same with
+#      generation, meshing and encoding in GEN_PROCS worker processes (`serve --gen-procs`,
+#      default 12, each with its own model on the GPU; GEN_PROCS=0: no such run; GEN_SHARD_UP:
+#      `--gen-shard-up`, default 2); REFINERS (default "learned fractal") picks the refiners;
 #   2. the GPU-only tests (seams, batch composition and nesting of the CUDA backends, on the
 #      shipped weights).
 # websockets and trimesh are not in the device image: carry their wheels in .whl/ (see the
@@ -16,8 +19,10 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 [ -f .nb2/part.01 ] && [ -f /tmp/nb/part.00 ] && source bench/numba_carry.sh device  # compiled kernels
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 { date -u; nvidia-smi -L; nproc; } 2>&1 | tee "$OUT/throughput.log"
-timeout ${BENCH_S:-400} python3 bench/throughput.py --refiner learned fractal --block ${BLOCK:-8} \
-  --workers ${WORKERS:-4} --mesh-procs ${MESH_PROCS:-12} --warm ${WARM:-4} --timeout 300 2>&1 | tee -a "$OUT/throughput.log"
+GEN=${GEN_PROCS:-12}; [ "$GEN" = 0 ] && GEN=""
+timeout ${BENCH_S:-400} python3 bench/throughput.py --refiner ${REFINERS:-learned fractal} --block ${BLOCK:-8} \
+  --workers ${WORKERS:-4} --mesh-procs ${MESH_PROCS:-12} --gen-procs 0 $GEN --gen-shard-up ${GEN_SHARD_UP:-2} \
+  --warm ${WARM:-4} --timeout 300 2>&1 | tee -a "$OUT/throughput.log"
 echo "throughput rc=${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$OUT/throughput.log"
 grep '^{' "$OUT/throughput.log" | tail -n 1 > "$OUT/throughput.json"
 [ "${TESTS:-1}" = 1 ] || exit 0  # TESTS=0: the bench only

@@ -36,7 +36,12 @@ the most urgent generated tile first (a tile cancelled while it waits is not mes
 store reads in their own ``io_workers`` threads, so a restart's burst of disk hits
 never waits behind meshing.
 
-One file (~640 lines): the LRU, dedup, batching, steps, cancellation and the worker handoffs
+With ``remote`` (``streaming.genprocs``, ``serve --gen-procs N``) there is no generator
+thread: N worker processes each generate, mesh and encode the keys of their own shard
+(a fair queue and a batcher each, as above), and return frames; the event loop keeps
+the LRU, the store writes, dedup and cancellation.
+
+One file (~820 lines): the LRU, dedup, batching, steps, cancellation and the worker handoffs
 share one set of per-key states (waiters, busy, owner, priority) that must change
 together on the event loop; split, each part would reach into the others' dicts.
 """
@@ -85,6 +90,36 @@ _AGAIN = object()  # a key whose preparation ran out of its step: queued again
 
 Encoder = Callable[[World, TileKey, Fields], bytes]
 """(world, key, fields) -> the complete ``tile`` frame bytes sent to clients."""
+
+
+@dataclass(frozen=True)
+class Made:
+    """A key made by a generator worker (``remote``): its ``tile`` frame (None when only
+    a height query wanted it) and its fields (None unless a height query wanted them)."""
+
+    frame: bytes | None
+    fields: Fields | None
+
+
+class Generators(Protocol):
+    """Generation out of the process (``streaming.genprocs.GenProcs``): ``shards`` workers,
+    each fed from its own fair queue, each making whole frames."""
+
+    shards: int
+    stepped: bool  # the workers run keys in steps (preemption), as ``prepare`` does here
+    steal: bool  # an idle worker may take keys queued for a busy one
+    restarts: int  # workers started again after they died
+
+    def queue(self, idle_credit: float, new_debit: float) -> Any:
+        """A FairQueue-like queue whose ``shard(i)`` is worker i's own (``genprocs.ShardedQueue``)."""
+        ...
+
+    async def run(self, shard: int, keys: Sequence[TileKey], want_frame: Sequence[bool],
+                  want_fields: Sequence[bool]) -> tuple[list[Any], list[float]]:
+        """Per key a ``Made``, None (its step ran out) or an Exception; per key worker seconds."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -182,6 +217,8 @@ class ServiceStats:
     waiting_keys: int  # keys some requester waits for (queued, in a store read, generating or meshing)
     trims: int = 0  # malloc_trim calls (streaming/memtrim.py)
     trim_s: float = 0.0  # seconds the generator thread spent in them
+    worker_restarts: int = 0  # generator worker processes started again after they died (``remote``)
+    stolen: int = 0  # batches an idle worker took from a busy worker's queue (``remote``)
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -199,6 +236,7 @@ class TileService:
         encode: Encoder | None = None,
         on_fields: Callable[[TileKey, Fields], None] | None = None,
         prepare: Preparer | None = None,
+        remote: Generators | None = None,
     ):
         self.world = World.parse(world) if not isinstance(world, World) else world
         self.source = source
@@ -207,6 +245,9 @@ class TileService:
         self.encode = encode or mesh_encoder(config.error_scale)
         self.on_fields = on_fields  # sees every generated tile's fields (the height cache)
         self.prepare = prepare if config.step_s > 0 else None  # the source in steps (preemption)
+        # ``remote``: generation, meshing and encoding in worker processes (``streaming.genprocs``,
+        # ``serve --gen-procs``), one fair queue and one batcher per worker; ``source`` unused.
+        self.remote = remote
         self._lru: LRU[TileKey, bytes] = LRU(config.cache_bytes, size=nbytes)
         self._waiters: dict[TileKey, set[asyncio.Future]] = {}  # futures of tile frames
         self._field_waiters: dict[TileKey, set[asyncio.Future]] = {}  # futures of Fields (heights)
@@ -217,10 +258,11 @@ class TileService:
         # ``idle_credit_s`` of steps in a row (sleeper credit, as in Linux's CFS): a light
         # client's key of a few steps is not cut by a turn of every backlogged lane per step.
         # A lane never seen starts one step behind the current turn (``FairQueue.new_debit``).
-        stepped = self.prepare is not None
-        self._queue = FairQueue(idle_credit=config.idle_credit_s if stepped else 0.0,
-                                new_debit=config.step_s if stepped else 0.0)
+        stepped = self._stepped = self.prepare is not None or (remote is not None and remote.stepped)
+        credit, debit = (config.idle_credit_s, config.step_s) if stepped else (0.0, 0.0)
+        self._queue = FairQueue(credit, debit) if remote is None else remote.queue(credit, debit)
         self._wake: asyncio.Event | None = None
+        self._wakes: list[asyncio.Event] = []  # with ``remote``: one per worker's batcher
         self._encoding: asyncio.Semaphore | None = None
         # Generated tiles waiting for a mesh worker: (-priority, seq, key, fields), the most
         # urgent meshed first, and one cancelled meanwhile dropped when its turn comes.
@@ -228,6 +270,8 @@ class TileService:
         self._mesh_wake: asyncio.Event | None = None
         self._mesh_seq = itertools.count()
         self._meshers: list[asyncio.Task] = []
+        self._batchers: list[asyncio.Task] = []  # with ``remote``: one per worker
+        self._running: set[int] = set()  # with ``remote``: workers with a batch in flight
         self._gen_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="tiles")
         self._io_pool = ThreadPoolExecutor(max_workers=config.io_workers, thread_name_prefix="store")
@@ -252,6 +296,7 @@ class TileService:
             dropped_unmeshed=0,
             preempted=0,
             failed=0,
+            stolen=0,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -261,10 +306,15 @@ class TileService:
         self._mesh_wake = asyncio.Event()
         self._meshers = [asyncio.create_task(self._mesher(), name=f"tile-mesher-{i}")
                          for i in range(self.config.workers)]
-        self._task = asyncio.create_task(self._run(), name="tile-batcher")
+        if self.remote is None:
+            self._task = asyncio.create_task(self._run(), name="tile-batcher")
+        else:  # one batcher per worker, each on its own queue
+            self._wakes = [asyncio.Event() for _ in range(self.remote.shards)]
+            self._batchers = [asyncio.create_task(self._run(i), name=f"tile-batcher-{i}")
+                              for i in range(self.remote.shards)]
 
     async def close(self) -> None:
-        tasks = [t for t in (self._task, *self._meshers, *self._tasks) if t is not None]
+        tasks = [t for t in (self._task, *self._batchers, *self._meshers, *self._tasks) if t is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -273,6 +323,8 @@ class TileService:
         close = getattr(self.encode, "close", None)  # an encoder with workers (streaming.procencode)
         if callable(close):
             close()
+        if self.remote is not None:
+            self.remote.close()
 
     # -- public API ----------------------------------------------------------------------
     def cached(self, key: TileKey) -> bytes | None:
@@ -375,6 +427,8 @@ class TileService:
             waiting_keys=len(self._owner),
             trims=self._trimmer.trims,
             trim_s=self._trimmer.seconds,
+            worker_restarts=0 if self.remote is None else self.remote.restarts,
+            stolen=n["stolen"],
         )
 
     # -- pipeline ------------------------------------------------------------------------
@@ -402,7 +456,15 @@ class TileService:
     def _enqueue(self, key: TileKey, first: bool = False) -> None:
         self._queue.push(self._owner.get(key), key, self._prio.get(key, 0.0), first=first)
         assert self._wake is not None, "TileService.start() was not awaited"
-        self._wake.set()
+        if self.remote is None:
+            self._wake.set()
+            return
+        shard = self._queue.where(key)
+        self._wakes[shard].set()
+        if self.remote.steal and shard in self._running:  # its worker is busy: idle ones may take it
+            for i, w in enumerate(self._wakes):
+                if i not in self._running:
+                    w.set()
 
     async def _lookup(self, key: TileKey) -> None:
         assert self.store is not None
@@ -424,12 +486,12 @@ class TileService:
         """Generator seconds a key is charged to its lane when taken (corrected after)."""
         return self._key_s if self._key_s > 0.0 else 0.01
 
-    def _charge(self, owners: list[Hashable], estimate_s: float, spent_s: list[float]) -> None:
+    def _charge(self, queue: FairQueue, owners: list[Hashable], estimate_s: float, spent_s: list[float]) -> None:
         """Fair share by generator time, not key count: a client whose keys are cheap (a
         neighbour of what it has) is not made to wait a turn of every expensive lane.
         Charged before the next batch is taken, so the next pick sees this batch's cost."""
         for owner, s in zip(owners, spent_s, strict=True):
-            self._queue.charge(owner, s - estimate_s)
+            queue.charge(owner, s - estimate_s)
 
     def batch_size(self) -> int:
         """Keys in the next batch: as many as fit ``batch_budget_s`` (``step_s`` when the
@@ -437,14 +499,14 @@ class TileService:
         1, at most ``max_batch``."""
         if self._key_s <= 0.0:
             return self.config.max_batch
-        budget_s = self.config.step_s if self.prepare is not None else self.config.batch_budget_s
+        budget_s = self.config.step_s if self._stepped else self.config.batch_budget_s
         return max(1, min(self.config.max_batch, int(budget_s / self._key_s)))
 
-    def _take_batch(self) -> list[TileKey]:
+    def _take_batch(self, queue: FairQueue) -> list[TileKey]:
         batch: list[TileKey] = []
         size = self.batch_size()
-        while self._queue and len(batch) < size:
-            key = self._queue.pop(cost=self._estimate_s())
+        while queue and len(batch) < size:
+            key = queue.pop(cost=self._estimate_s())
             if self._wanted(key):
                 batch.append(key)
                 self._busy.add(key)
@@ -453,24 +515,27 @@ class TileService:
                 self._forget(key)
         return batch
 
-    async def _run(self) -> None:
+    async def _run(self, shard: int | None = None) -> None:
+        """The batcher of the generator thread, or (``shard``) of one ``remote`` worker."""
         loop = asyncio.get_running_loop()
         assert self._wake is not None and self._encoding is not None and self._mesh_wake is not None
+        local = shard is None
+        wake = self._wake if local else self._wakes[shard]
         while True:
-            if not self._wake.is_set():  # the generator is idle: hand a burst's freed pages back
+            if local and not wake.is_set():  # the generator is idle: hand a burst's freed pages back
                 await loop.run_in_executor(self._gen_pool, self._trimmer.maybe)
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             resumed = False
             busy_since = loop.time()
-            while self._queue:
+            while (queue := self._next_queue(shard)) is not None:
                 # busy for long (an attack): freed pages go back now and then, not only when idle
-                if loop.time() - busy_since >= self.config.trim_interval_s and self._trimmer.due():
+                if local and loop.time() - busy_since >= self.config.trim_interval_s and self._trimmer.due():
                     await loop.run_in_executor(self._gen_pool, self._trimmer.maybe)
-                if not resumed and len(self._queue) < self.batch_size() and self.config.batch_wait_s > 0:
+                if not resumed and len(queue) < self.batch_size() and self.config.batch_wait_s > 0:
                     await asyncio.sleep(self.config.batch_wait_s)  # let the batch fill
                 estimate_s = self._estimate_s()
-                batch = self._take_batch()
+                batch = self._take_batch(queue)
                 if not batch:
                     continue
                 owners = [self._owner.get(k) for k in batch]
@@ -478,14 +543,21 @@ class TileService:
                 self._n["batched_keys"] += len(batch)
                 t0 = loop.time()
                 try:
-                    results, spent = await loop.run_in_executor(self._gen_pool, self._generate, batch)
+                    if local:
+                        results, spent = await loop.run_in_executor(self._gen_pool, self._generate, batch)
+                    else:
+                        self._running.add(shard)
+                        try:
+                            results, spent = await self._run_remote(shard, batch)
+                        finally:
+                            self._running.discard(shard)
                 except Exception as exc:  # never let the batcher die: fail this batch's requesters
                     log.exception("generator batch failed")
                     results, spent = [exc] * len(batch), [(loop.time() - t0) / len(batch)] * len(batch)
                 # keys worked on: all but those a step ran out before (they cost ~0 and wait again)
                 worked = next((i + 1 for i, r in enumerate(results) if r is _AGAIN), len(batch))
                 per_key = (loop.time() - t0) / worked
-                self._charge(owners, estimate_s, spent)
+                self._charge(queue, owners, estimate_s, spent)
                 for owner, sec in zip(owners, spent, strict=True):
                     lane = self._lane(owner)
                     lane[0] += 1
@@ -494,6 +566,8 @@ class TileService:
                 unfinished = [k for k, res in zip(batch, results, strict=True) if res is _AGAIN]
                 resumed = bool(unfinished)
                 for key in reversed(unfinished):  # pushed to the front: the batch's order stays
+                    if not local:  # its next steps where its blocks are (a stolen key stays with the thief)
+                        self._queue.pin(key, shard)
                     self._again(key)
                 for key, res in zip(batch, results, strict=True):
                     if res is _AGAIN:
@@ -502,6 +576,9 @@ class TileService:
                         self._fail(key, res)
                         continue
                     self._n["generated"] += 1
+                    if isinstance(res, Made):  # a worker's frame (and heights, for a height query)
+                        self._made(key, res)
+                        continue
                     if self.on_fields is not None:
                         try:
                             self.on_fields(key, res)
@@ -514,6 +591,47 @@ class TileService:
                     await self._encoding.acquire()  # bounded: the generator pauses when meshing lags
                     heapq.heappush(self._mesh_queue, (-self._prio.get(key, 0.0), next(self._mesh_seq), key, res))
                     self._mesh_wake.set()
+
+    def _next_queue(self, shard: int | None) -> FairQueue | None:
+        """The queue the batcher of ``shard`` (None: the generator thread) takes its next batch
+        from: its own while it holds keys; else, when the workers may steal, the longest queue
+        of a worker that is busy (its keys would wait for it while this worker idles; made
+        here, they cost their parents' blocks again, not other bytes); None: nothing to do."""
+        if shard is None:
+            return self._queue if self._queue else None
+        own = self._queue.shard(shard)
+        if own or not self.remote.steal:
+            return own if own else None
+        busy = [self._queue.shard(i) for i in self._running if i != shard]
+        victim = max(busy, key=len, default=None)
+        if victim is not None and victim:
+            self._n["stolen"] += 1
+            return victim
+        return None
+
+    async def _run_remote(self, shard: int, batch: list[TileKey]) -> tuple[list, list[float]]:
+        """One step of ``batch`` in worker ``shard``: frames for the keys a tile requester
+        waits for, heights for those a height query waits for."""
+        want_fields = [any(not f.done() for f in self._field_waiters.get(k, ())) for k in batch]
+        results, spent = await self.remote.run(shard, batch, [self._wants_frame(k) for k in batch], want_fields)
+        return [_AGAIN if r is None else r for r in results], spent
+
+    def _made(self, key: TileKey, made: Made) -> None:
+        if made.fields is not None:
+            self._give_fields(key, made.fields)
+        if made.frame is not None and self.store is not None:  # stored as the mesh workers store, then answered
+            self._spawn(self._store_and_finish(key, made.frame))
+        elif made.frame is not None:
+            self._finish(key, made.frame)
+        elif self._wants_frame(key):  # a tile requester came while the worker made heights only
+            self._busy.discard(key)
+            self._enqueue(key)
+        else:
+            self._drop_unmeshed(key)
+
+    async def _store_and_finish(self, key: TileKey, frame: bytes) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._put, key, frame)
+        self._finish(key, frame)
 
     def _again(self, key: TileKey) -> None:
         """A key whose step ran out: back to the front of its lane if still wanted."""
@@ -613,11 +731,14 @@ class TileService:
     def _encode_and_store(self, key: TileKey, fields: Fields) -> bytes:
         frame = self.encode(self.world, key, fields)
         if self.store is not None:
-            try:
-                self.store.put(key, frame)
-            except OSError as exc:  # a full or read-only disk degrades to memory-only serving
-                log.warning("tile store: cannot write %s: %s", key, exc)
+            self._put(key, frame)
         return frame
+
+    def _put(self, key: TileKey, frame: bytes) -> None:
+        try:
+            self.store.put(key, frame)
+        except OSError as exc:  # a full or read-only disk degrades to memory-only serving
+            log.warning("tile store: cannot write %s: %s", key, exc)
 
     # -- results (event loop thread only) ------------------------------------------------
     def _finish(self, key: TileKey, frame: bytes) -> None:
@@ -680,6 +801,8 @@ class TileService:
         return dict(zip(("key_steps", "generator_s", "keys_done", "calls_waited", "wait_s"), lane, strict=True))
 
     def _forget(self, key: TileKey) -> None:
+        if self.remote is not None:
+            self._queue.unpin(key)
         self._claimed.pop(key, None)
         self._waiters.pop(key, None)
         self._field_waiters.pop(key, None)
@@ -694,6 +817,8 @@ class TileService:
 __all__ = [
     "TileService",
     "ServiceConfig",
+    "Made",
+    "Generators",
     "ServiceStats",
     "TileSource",
     "Encoder",

@@ -34,6 +34,18 @@ def pyramid_opener(refiner: str | None = None, features: bool = False):
     return functools.partial(open_pyramid, refiner=refiner or "auto")
 
 
+def worker_source(world: str, seed: int, refiner: str | None, cache_bytes: int | None, features: bool):
+    """(tile source, its ``prepare``, model id) of a generator worker process
+    (``streaming.genprocs``; given as a picklable partial): the pyramid ``build_server``
+    opens, in the worker."""
+    pyr = open_world(world, seed, refiner, cache_bytes=cache_bytes)
+    if features:
+        from generator.layer import layered_source
+
+        return layered_source(pyr), pyr.prepare, pyr.model_id
+    return pyr.tiles, pyr.prepare, pyr.model_id
+
+
 def feature_source(pyramid):
     """``key -> {"buildings": (N, 5), "trees": (M, 3)}`` float32 of ``pyramid``'s tiles
     (``streaming.ecosystem.Features``; generator.features, land cover computed once per
@@ -80,7 +92,7 @@ def building_source(pyramid):
 def build_server(world: World | str, seed: int, refiner: str | None = None, token: str | None = None,
                  origins=None, store_dir: str | os.PathLike | None = None, service_config=None, limits=None,
                  gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, terrain_only: bool = False,
-                 features: bool = False, probe: bool = False):
+                 features: bool = False, probe: bool = False, gen_procs: int = 0, gen_shard_up: int | None = None):
     """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
 
     ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
@@ -93,7 +105,9 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     ``surface: "buildings"`` height queries (both are there by default);
     ``features``: serve the feature layer (``generator.layer``: land cover, buildings,
     trees) to clients that ask for it in their hello (docs/PROTOCOL.md); ``probe``: latency
-    counters in every ``stats`` answer (``streaming.probe``)."""
+    counters in every ``stats`` answer (``streaming.probe``); ``gen_procs``: generate, mesh and
+    encode in that many worker processes, each with its own pyramid (``streaming.genprocs``;
+    0: the generator thread), keys sharded by their ancestor ``gen_shard_up`` levels up."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -119,12 +133,23 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         store = TileStore(store_dir, model=store_model, world=world.value, seed=seed)
         store.sweep()  # temporary files of writers killed long ago
     cfg = service_config or ServiceConfig()
-    encode = None
+    if gen_procs and mesh_procs:
+        raise ValueError("--gen-procs workers mesh and encode their own tiles: give --mesh-procs 0 with it")
+    encode = remote = None
+    if gen_procs:
+        from streaming.genprocs import SHARD_UP, GenProcs, GenSpec
+
+        opener = functools.partial(worker_source, world.value, seed, refiner, gen_cache_bytes, features)
+        remote = GenProcs(gen_procs, GenSpec(world.value, opener, cfg.error_scale, cfg.step_s),
+                          shard_up=SHARD_UP if gen_shard_up is None else gen_shard_up)
+        if remote.model != pyr.model_id:
+            remote.close()
+            raise RuntimeError(f"generator workers made model {remote.model}, the server's is {pyr.model_id}")
     if mesh_procs:
         from streaming.procencode import ProcessEncoder
 
         encode = ProcessEncoder(mesh_procs, cfg.error_scale)
-    service = TileService(world, source, cfg, store=store, encode=encode, prepare=pyr.prepare)
+    service = TileService(world, source, cfg, store=store, encode=encode, prepare=pyr.prepare, remote=remote)
     heights = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
                                                                 max_tiles=limits.max_height_tiles),
                             buildings=None if terrain_only else building_source(pyr), lakes=lake_source(world))

@@ -27,7 +27,8 @@ def cmd_serve(args) -> int:
     server = build_server(args.world, args.seed, args.refiner, args.token, args.origin, args.store, cfg,
                           gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20,
                           http=http, mesh_procs=args.mesh_procs, terrain_only=args.terrain_only,
-                          features=args.features, probe=args.probe)
+                          features=args.features, probe=args.probe, gen_procs=args.gen_procs,
+                          gen_shard_up=args.gen_shard_up)
     jit.warm()  # compiled kernels loaded (or compiled once per machine) before any request
     if args.accept_rate != server.config.accept_rate:
         server.set_accept_rate(args.accept_rate)
@@ -57,6 +58,12 @@ def register(sub) -> None:
     sp.add_argument("--workers", type=A.int_in(1, 256, "workers"), default=2, help="mesh/encode threads")
     sp.add_argument("--mesh-procs", type=A.int_in(0, 256, "mesh-procs"), default=0,
                     help="mesh/encode in this many worker processes (0: on the threads; they share the GIL)")
+    sp.add_argument("--gen-procs", type=A.int_in(0, 256, "gen-procs"), default=0,
+                    help="generate, mesh and encode in this many worker processes, each with its own generator "
+                         "(and model; on CUDA each opens the GPU), keys sharded by region (0: one generator thread)")
+    sp.add_argument("--gen-shard-up", type=A.int_in(0, 8, "gen-shard-up"), default=2,
+                    help="with --gen-procs: a key's worker is chosen by its ancestor this many levels up "
+                         "(2: groups of 4 x 4 tiles per level share a worker and its cache)")
     sp.add_argument("--gen-cache-mb", type=A.int_in(1, 1 << 20, "gen-cache-mb"), default=None,
                     help="generator block cache (MiB; default: the generator's, 512)")
     sp.add_argument("--http", action="store_true",
