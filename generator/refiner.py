@@ -65,6 +65,7 @@ RefinerFactory = Callable[[World], Refiner]
 FACTORIES: dict[str, str] = {
     "fractal": "generator.fractal:FractalRefiner",
     "fractal-torch": "generator.fractal:fractal_torch_refiner",
+    "fractal-erode": "generator.fractal:fractal_erode_refiner",
     "bicubic": "generator.fractal:BicubicRefiner",
     "learned": "generator.learned.refiner:LearnedRefiner",
 }
