@@ -44,10 +44,11 @@ def _save(rows: list[list[np.ndarray]], path: Path) -> None:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.vstack([np.hstack(r) for r in rows])).save(path, optimize=True)
+    # 64 colours: grey shading and the red labels (a few times smaller than RGB)
+    Image.fromarray(np.vstack([np.hstack(r) for r in rows])).quantize(64).save(path, optimize=True)
 
 
-def cascade_figure(crops: Path, data: Path, out: Path, k: int = 3, n: int = 192) -> list[str]:
+def cascade_figure(crops: Path, data: Path, out: Path, k: int = 3, n: int = 160) -> list[str]:
     from generator.eval import cascade as C
     from generator.eval.vehicle import extrema_per_1000, load_crop
     from generator.fractal import V5, V6, FractalRefiner
@@ -70,7 +71,7 @@ def cascade_figure(crops: Path, data: Path, out: Path, k: int = 3, n: int = 192)
     return ["| cascade | real | bicubic | v5 | v6 |", "|---|---|---|---|---|", *lines]
 
 
-def earth_figure(out: Path, lat: float = 45.36, lon: float = 5.97, n: int = 256) -> list[str]:
+def earth_figure(out: Path, lat: float = 45.36, lon: float = 5.97, n: int = 200) -> list[str]:
     from generator.eval.vehicle import extrema_per_1000
     from generator.fractal import V5, V6, FractalRefiner
     from generator.pyramid import Pyramid

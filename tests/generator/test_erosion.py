@@ -100,3 +100,21 @@ def test_fewer_extrema_on_a_real_dem():
     assert 1.5 < real < 3.0
     assert got["v5"] > 10.0
     assert got["v6"] < 5.0 and got["v6"] < got["v5"] / 3.0
+
+
+def test_pyramid_v6_same_bytes_whatever_the_cache_and_order():
+    """Blocks of level 10 (76 m: erosion on) through the pyramid: a window is the same from a
+    warm pyramid, from one that evicts constantly, and from overlapping windows asked in
+    reverse order; even samples are the level above's."""
+    from generator.pyramid import Pyramid
+
+    a = Pyramid("plane", 3, FractalRefiner("plane", V6), block=32)
+    b = Pyramid("plane", 3, FractalRefiner("plane", V6), block=32, cache_bytes=300_000)
+    r0, c0 = 2**9 * 3 + 5, 2**9 * 3 + 7  # land of plane seed 3 (33-148 m), odd start (not block-aligned)
+    want = a.region(10, r0, c0, 50, 50)
+    right = b.region(10, r0 + 20, c0 + 20, 30, 30)
+    left = b.region(10, r0, c0, 30, 30)
+    assert np.array_equal(want[:, 20:, 20:], right) and np.array_equal(want[:, :30, :30], left)
+    parent = a.region(9, (r0 + 1) // 2, (c0 + 1) // 2, 25, 25)
+    assert np.array_equal(want[:, 1::2, 1::2], parent)
+    assert a.model_id.startswith("fractal-6+")
