@@ -72,8 +72,8 @@ def test_refiner_v6_is_nested_and_seamless():
     assert np.array_equal(a[:, :, ::2, ::2], p[:, :, m : m + 17, m : m + 17])
     assert np.array_equal(a[:, :, 16:, 8:], b[:, :, :17, :25])  # the overlap, bit for bit
     # a batch of two is the same as each alone
-    both = ref.refine(np.ascontiguousarray(np.concatenate([p[:, :, :size, :size], p[:, :, 8 : 8 + size, 4 : 4 + size]])),
-                      11, np.array([[64, 128], [80, 136]], np.int64), 5)
+    pair = np.concatenate([p[:, :, :size, :size], p[:, :, 8 : 8 + size, 4 : 4 + size]])
+    both = ref.refine(np.ascontiguousarray(pair), 11, np.array([[64, 128], [80, 136]], np.int64), 5)
     assert np.array_equal(both[0], a[0]) and np.array_equal(both[1], b[0])
 
 
