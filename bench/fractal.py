@@ -41,15 +41,15 @@ from generator.dem import refine_dem  # noqa: E402
 from generator.eval import cascade as C  # noqa: E402
 from generator.eval import metrics as M  # noqa: E402
 from generator.eval.vehicle import extrema_per_1000  # noqa: E402
-from generator.fractal import V4, V6, BicubicRefiner, FractalConfig, FractalRefiner  # noqa: E402
+from generator.fractal import V4, V6, V6_CARVE, BicubicRefiner, FractalConfig, FractalRefiner  # noqa: E402
 from generator.paths import default_data_dir  # noqa: E402
 from generator.pyramid import Pyramid, open_world  # noqa: E402
 from generator.relief import ConstantRelief  # noqa: E402
 from runtime.tiles import TileKey, World, spacing_m  # noqa: E402
 
-CONFIGS = {"v4": V4, "v5": FractalConfig(), "v6": V6}
-"""Version 4 (one roughness ceiling, no real-parent knee), the shipped one (v5) and v6 (the
-erosion step, generator.erosion; off by default)."""
+CONFIGS = {"v4": V4, "v5": FractalConfig(), "v6": V6, "v6carve": V6_CARVE}
+"""Version 4 (one roughness ceiling, no real-parent knee), the shipped one (v5) and v6's two
+presets (the erosion step, generator.erosion; off by default)."""
 PLACES = {"paris": (2.35, 48.85), "alps": (7.0, 46.0), "manaus": (-60.0, -3.1), "colorado": (-105.6, 40.1),
           "po_plain": (7.6, 45.1)}
 LOCATED = ("colorado_front_range", "bigtujunga", "zion_srtm", "jacksboro", "texas_plains", "st_helens",

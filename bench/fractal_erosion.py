@@ -3,8 +3,8 @@
 Two figures (NW light, 45 deg) and one table, v5 and v6 in the same run:
 
 1. the deep cascade (real parents): a DEM decimated 8x and refined back 3 levels, real |
-   bicubic | v5 | v6, for st_helens, spain_gredos_25m (crops of ``generator.eval.cascade``)
-   and the Ecuadorian 10 m DEM;
+   bicubic | v5 | v6 | v6 carve (``fractal.V6_CARVE``), for st_helens, spain_gredos_25m (crops
+   of ``generator.eval.cascade``) and the Ecuadorian 10 m DEM;
 2. the earth world over the Prealps near Grenoble (the README fly) at levels 12 and 14.
 
 Table: strict local extrema per 1000 samples (``generator.eval.vehicle.extrema_per_1000``)
@@ -51,7 +51,7 @@ def _save(rows: list[list[np.ndarray]], path: Path) -> None:
 def cascade_figure(crops: Path, data: Path, out: Path, k: int = 3, n: int = 160) -> list[str]:
     from generator.eval import cascade as C
     from generator.eval.vehicle import extrema_per_1000, load_crop
-    from generator.fractal import V5, V6, FractalRefiner
+    from generator.fractal import V5, V6, V6_CARVE, FractalRefiner
 
     have = C.load_crops(crops)
     items = {"st_helens": have["st_helens"], "gredos": have["spain_gredos_25m"],
@@ -60,7 +60,7 @@ def cascade_figure(crops: Path, data: Path, out: Path, k: int = 3, n: int = 160)
     for name, (z, px) in items.items():
         coarse = z[:: 2**k, :: 2**k]
         gen = {"real": z, "bicubic": C.cascade(None, coarse, px, k, 0)}
-        for label, cfg in (("v5", V5), ("v6", V6)):
+        for label, cfg in (("v5", V5), ("v6", V6), ("v6 carve", V6_CARVE)):
             gen[label] = C.cascade(FractalRefiner(config=cfg, real_parents=True), coarse, px, k, 0)
         b = C.BORDER
         win = {lab: g[b : b + n, b : b + n] for lab, g in gen.items()}
@@ -68,19 +68,20 @@ def cascade_figure(crops: Path, data: Path, out: Path, k: int = 3, n: int = 160)
         lines.append(f"| {name} K={k} | " + " | ".join(f"{extrema_per_1000(g[b:-b, b:-b]):.1f}"
                                                          for g in gen.values()) + " |")
     _save(rows, out / "fractal_v6_cascade_hillshade.png")
-    return ["| cascade | real | bicubic | v5 | v6 |", "|---|---|---|---|---|", *lines]
+    return ["| cascade | real | bicubic | v5 | v6 | v6 carve |", "|---|---|---|---|---|---|", *lines]
 
 
 def earth_figure(out: Path, lat: float = 45.36, lon: float = 5.97, n: int = 200) -> list[str]:
     from generator.eval.vehicle import extrema_per_1000
-    from generator.fractal import V5, V6, FractalRefiner
+    from generator.fractal import V5, V6, V6_CARVE, FractalRefiner
     from generator.pyramid import Pyramid
     from generator.worldmetric import ew_scale
     from runtime.tiles import World, spacing_deg, spacing_m
 
     pyrs = {"v5": Pyramid(World.EARTH, 0, FractalRefiner(World.EARTH, V5)),
-            "v6": Pyramid(World.EARTH, 0, FractalRefiner(World.EARTH, V6))}
-    rows, lines = [], ["| earth (45.36 N 5.97 E) | v5 | v6 |", "|---|---|---|"]
+            "v6": Pyramid(World.EARTH, 0, FractalRefiner(World.EARTH, V6)),
+            "v6 carve": Pyramid(World.EARTH, 0, FractalRefiner(World.EARTH, V6_CARVE))}
+    rows, lines = [], ["| earth (45.36 N 5.97 E) | v5 | v6 | v6 carve |", "|---|---|---|---|"]
     for level in (12, 14):
         d = spacing_deg(level)
         r0, c0 = int((90.0 - lat) / d) - n // 2, int((lon + 180.0) / d) - n // 2

@@ -10,7 +10,8 @@ stays exact):
    neighbours is raised to the mean of its two lowest neighbours, a strict maximum lowered
    to the mean of its two highest (so it keeps one lower or one higher neighbour, no flat);
    with ``creep`` > 0 the other new samples move that share toward their neighbours' mean
-   (hillslope diffusion; off in ``fractal.V6``: it took the octave power with the grain).
+   (hillslope diffusion: off in ``fractal.V6``, 0.5 in ``fractal.V6_CARVE``, whose detail is
+   1.5x before the step so that the roughness feedback does not lose what the creep smooths).
 2. **Route**: D8 steepest descent on the cleaned heights, in metres per metre (east-west
    distances scaled by the row's east-west spacing, so nothing changes direction toward the
    poles); a sample with no lower neighbour has no receiver.

@@ -166,6 +166,9 @@ class FractalConfig:
     stays); full at and above ``incise_coarse_m``, log-linear between."""
     incise_coarse_m: float = 40.0
     incise_creep: float = 0.0
+    incise_detail_gain: float = 1.0
+    """Version 6: the new samples' detail x this (times the erosion's share) before the step,
+    so that what the creep smooths is not lost from the roughness feedback."""
     """Version 6: before routing, each new sample moves this share toward the mean of its 8
     neighbours (hillslope creep: planar facets between the channels), times the fade."""
     erode_max_m: float = 200.0
@@ -272,6 +275,8 @@ class FractalRefiner:
         # child samples each side), the erosion step, then the block's own window
         shifted = origins - 2 * ext
         plan = self._plan(level, shifted, p.shape[2], p.shape[3], seed, margin=1)
+        if c.incise_detail_gain != 1.0 and plan.get("rows") is not None:
+            plan["detail_gain"] = _f32(1.0 + (c.incise_detail_gain - 1.0) * keep)
         kids = np.array(_refine_core(self._ops, self._ops.array(p), plan, self.cfg), dtype=np.float32, copy=True)
         rows = shifted[:, 0:1] + np.arange(kids.shape[2], dtype=np.int64)[None]
         share = erosion.fade(s_child, c.incise_fine_m, c.incise_coarse_m)
@@ -520,6 +525,9 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         det_h = det_h * region[:, 0::2, 1::2]
         det_v = det_v * region[:, 1::2, 0::2]
         det_c = det_c * region[:, 1::2, 1::2]
+    if plan.get("detail_gain") is not None:  # version 6 with creep: the detail the creep will smooth
+        g = plan["detail_gain"]
+        det_h, det_v, det_c = det_h * g, det_v * g, det_c * g
     out[:, 0, 0::2, 1::2] = hx[:, 0, 1:-1] + det_h * r_h
     out[:, 0, 1::2, 0::2] = vy[:, 0] + det_v * r_v
     out[:, 0, 1::2, 1::2] = cc[:, 0] + det_c * (r_c * _f32(cfg.centre_ratio))
@@ -671,6 +679,18 @@ V6 = FractalConfig(incise_radius=2)
 generator.refiner's table."""
 
 
+V6_CARVE = FractalConfig(incise_radius=8, incise_k=0.5, incise_max=0.9, incise_creep=0.5, incise_detail_gain=1.5)
+"""Version 6, carving: upstream counts over 8 steps, a stronger incision, hillslope creep 0.5
+and 1.5x the detail (what the creep smooths): gullied spurs and valleys visible in the README
+fly, but rougher, flatter on the earth and 4-8x the CPU per tile (docs/BENCHMARKS.md
+"Procedural refiner v6"); ``fractal-carve`` in generator.refiner's table."""
+
+
 def fractal_erode_refiner(world: World) -> FractalRefiner:
     """``fractal-erode`` in generator.refiner's table: the numpy refiner with ``V6``."""
     return FractalRefiner(world, V6)
+
+
+def fractal_carve_refiner(world: World) -> FractalRefiner:
+    """``fractal-carve`` in generator.refiner's table: the numpy refiner with ``V6_CARVE``."""
+    return FractalRefiner(world, V6_CARVE)
