@@ -254,27 +254,33 @@ def _erode_kernel(z, inv_d, radius, table, creep, out):
     zr = zc.copy()
     for b in range(b_n):
         for i in range(1, h - 1):
+            d = inv_d[b, i]
             for j in range(1, w - 1):
                 c = zc[b, i, j]
                 best = np.float32(0.0)
+                kb = -1
+                zb = c
                 for k in range(8):
                     zn = zc[b, i + di_[k], j + dj_[k]]
-                    s = (c - zn) * inv_d[b, i, k]
+                    s = (c - zn) * d[k]
                     if s > best:
                         best = s
-                        rc[b, i, j] = k
-                        zr[b, i, j] = zn
+                        kb = k
+                        zb = zn
+                rc[b, i, j] = kb
+                zr[b, i, j] = zb
+    # the numpy form pulls from the 8 neighbours; here each routed sample pushes its count to
+    # its receiver (integer sums: the same counts at every interior sample, 8x fewer reads)
     acc = np.ones((b_n, h, w), np.int64)
     nxt = np.ones((b_n, h, w), np.int64)
     for _ in range(radius):
+        nxt[:] = 1
         for b in range(b_n):
             for i in range(1, h - 1):
                 for j in range(1, w - 1):
-                    s = 1
-                    for k in range(8):
-                        if rc[b, i + di_[k], j + dj_[k]] == 7 - k:
-                            s += acc[b, i + di_[k], j + dj_[k]]
-                    nxt[b, i, j] = s
+                    k = rc[b, i, j]
+                    if k >= 0:
+                        nxt[b, i + di_[k], j + dj_[k]] += acc[b, i, j]
         acc, nxt = nxt, acc
     inc = zc.copy()
     for b in range(b_n):

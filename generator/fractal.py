@@ -682,7 +682,7 @@ generator.refiner's table."""
 V6_CARVE = FractalConfig(incise_radius=8, incise_k=0.5, incise_max=0.9, incise_creep=0.5, incise_detail_gain=1.5)
 """Version 6, carving: upstream counts over 8 steps, a stronger incision, hillslope creep 0.5
 and 1.5x the detail (what the creep smooths): gullied spurs and valleys visible in the README
-fly, but rougher, flatter on the earth and 4-8x the CPU per tile (docs/BENCHMARKS.md
+fly, but rougher, flatter on the earth and up to 2.7x the CPU per tile (docs/BENCHMARKS.md
 "Procedural refiner v6"); ``fractal-carve`` in generator.refiner's table."""
 
 
