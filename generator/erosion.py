@@ -18,6 +18,10 @@ stays exact):
 3. **Accumulate**: ``radius`` Jacobi iterations of A(x) = 1 + sum of A over the neighbours
    whose receiver is x: A counts the upstream samples within ``radius`` steps, a quantity of
    a bounded neighbourhood.
+   Optionally (``flow_smooth`` > 0, off in both presets) each routed new sample then moves
+   that share toward the mean of its receiver and its main donor (the upstream neighbour with
+   the largest count): smoothing along the flow, not across it, so the detail streaks
+   downslope. It reads one sample further (:func:`reach`).
 4. **Incise**: z -= q(A) * (z - z_receiver), q(A) = min(q_max, k max(0, A^m - (radius+1)^m))
    * fade: a stream-power-like lowering proportional to the local drop (flat ground, a plain
    or a valley floor, is not touched) for converging flow only (a plane's parallel flow has
@@ -31,9 +35,9 @@ stays exact):
 
 Each level works at its own spacing, and the channels it deepens are the next level's
 parents, whose midpoints route into them again. The step is a pure function of the child
-heights within :func:`reach` = ``radius + 6`` samples; the refiner computes children over an
-extended window (its margin grows by ``ceil(reach / 2)`` parents) and keeps the block's window,
-so blocks, batches and orders give the same bits.
+heights within :func:`reach` = ``radius + 6`` samples (+1 with ``flow_smooth``); the refiner
+computes children over an extended window (its margin grows by ``ceil(reach / 2)`` parents)
+and keeps the block's window, so blocks, batches and orders give the same bits.
 
 :func:`erode` is the numpy reference (shifted slices, fixed order, float32); with
 ``runtime.jit`` on, :func:`erode` calls :func:`_erode_kernel`, the same float32 operations
@@ -53,10 +57,11 @@ OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 _OPPOSITE = (7, 6, 5, 4, 3, 2, 1, 0)
 
 
-def reach(radius: int) -> int:
+def reach(radius: int, flow_smooth: bool = False) -> int:
     """Child samples the step reads beyond a sample it writes: the clean (1), the route (1),
-    the ``radius`` accumulation steps, the parents' breach (3) and the second clean (1)."""
-    return radius + 6
+    the ``radius`` accumulation steps, the smoothing along flow (1, where on), the parents'
+    breach (3) and the second clean (1)."""
+    return radius + 6 + (1 if flow_smooth else 0)
 
 
 def incision_table(radius: int, k: float, m: float, q_max: float, fade: float) -> np.ndarray:
@@ -87,7 +92,8 @@ def fade(child_spacing_m: float, fine_m: float, coarse_m: float) -> float:
     return math.log(child_spacing_m / fine_m) / math.log(coarse_m / fine_m)
 
 
-def erode(z: np.ndarray, inv_d: np.ndarray, radius: int, table: np.ndarray, creep: float = 0.0) -> np.ndarray:
+def erode(z: np.ndarray, inv_d: np.ndarray, radius: int, table: np.ndarray, creep: float = 0.0,
+          flow_smooth: float = 0.0) -> np.ndarray:
     """The erosion step on (B, H, W) float32 child heights whose [0, 0] is an even (parent)
     sample; inv_d (B, H, 8) from :func:`inverse_distances`; table from
     :func:`incision_table`. Returns a new (B, H, W) float32 array: even samples unchanged,
@@ -101,9 +107,9 @@ def erode(z: np.ndarray, inv_d: np.ndarray, radius: int, table: np.ndarray, cree
         raise ValueError(f"table needs {(2 * radius + 1) ** 2 + 1} entries for radius {radius}, got {table.shape[0]}")
     if jit.ENABLED:
         out = np.empty_like(z)
-        _erode_kernel(z, inv_d, int(radius), table, np.float32(creep), out)
+        _erode_kernel(z, inv_d, int(radius), table, np.float32(creep), np.float32(flow_smooth), out)
         return out
-    return _erode_numpy(z, inv_d, radius, table, np.float32(creep))
+    return _erode_numpy(z, inv_d, radius, table, np.float32(creep), np.float32(flow_smooth))
 
 
 def _new_mask(h: int, w: int) -> np.ndarray:
@@ -139,7 +145,7 @@ def _clean(z: np.ndarray, new: np.ndarray, creep=np.float32(0.0)) -> np.ndarray:
     return out
 
 
-def _erode_numpy(z, inv_d, radius, table, creep):
+def _erode_numpy(z, inv_d, radius, table, creep, flow_smooth=np.float32(0.0)):
     b, h, w = z.shape
     new = _new_mask(h, w)
     z = _clean(z, new, creep)
@@ -163,6 +169,16 @@ def _erode_numpy(z, inv_d, radius, table, creep):
         for k, (di, dj) in enumerate(OFFSETS):
             s += np.where(_shift(rc, di, dj) == _OPPOSITE[k], _shift(acc, di, dj), 0)
         acc = nxt
+    if flow_smooth > 0:  # each routed new sample toward the mean of its receiver and main donor
+        best = np.zeros(c.shape, np.int64)
+        zd = c.copy()
+        for k, (di, dj) in enumerate(OFFSETS):
+            a = np.where(_shift(rc, di, dj) == _OPPOSITE[k], _shift(acc, di, dj), 0)
+            take = a > best
+            best = np.where(take, a, best)
+            zd = np.where(take, _shift(z, di, dj), zd)
+        on = (best > 0) & (rcv >= 0) & new[1:-1, 1:-1]
+        c = np.where(on, c + ((zr + zd) * np.float32(0.5) - c) * flow_smooth, c)
     q = table[acc[:, 1:-1, 1:-1]]
     inc = z.copy()
     inc[:, 1:-1, 1:-1] = np.where(new[1:-1, 1:-1], c - (c - zr) * q, c)
@@ -243,7 +259,7 @@ def _clean_kernel(z, out, creep):
 
 
 @jit.njit
-def _erode_kernel(z, inv_d, radius, table, creep, out):
+def _erode_kernel(z, inv_d, radius, table, creep, flow_smooth, out):
     """_erode_numpy compiled: the same float32 operations, neighbours in OFFSETS' order."""
     b_n, h, w = z.shape
     di_ = np.array([-1, -1, -1, 0, 0, 1, 1, 1])
@@ -283,12 +299,23 @@ def _erode_kernel(z, inv_d, radius, table, creep, out):
                         nxt[b, i + di_[k], j + dj_[k]] += acc[b, i, j]
         acc, nxt = nxt, acc
     inc = zc.copy()
+    half = np.float32(0.5)
     for b in range(b_n):
         for i in range(1, h - 1):
             for j in range(1, w - 1):
                 if i % 2 == 0 and j % 2 == 0:
                     continue
                 c = zc[b, i, j]
+                if flow_smooth > 0 and rc[b, i, j] >= 0:
+                    best = 0
+                    zd = c
+                    for k in range(8):
+                        ii, jj = i + di_[k], j + dj_[k]
+                        if rc[b, ii, jj] == 7 - k and acc[b, ii, jj] > best:
+                            best = acc[b, ii, jj]
+                            zd = zc[b, ii, jj]
+                    if best > 0:
+                        c = c + ((zr[b, i, j] + zd) * half - c) * flow_smooth
                 inc[b, i, j] = c - (c - zr[b, i, j]) * table[acc[b, i, j]]
     _breach_kernel(inc, zc)
     _clean_kernel(zc, out, np.float32(0.0))

@@ -166,6 +166,9 @@ class FractalConfig:
     stays); full at and above ``incise_coarse_m``, log-linear between."""
     incise_coarse_m: float = 40.0
     incise_creep: float = 0.0
+    incise_flow_smooth: float = 0.0
+    """Version 6: each routed new sample moves this share toward the mean of its receiver and
+    its main donor (smoothing along the flow, not across it: downslope streaks). 0: off."""
     incise_detail_gain: float = 1.0
     """Version 6: the new samples' detail x this (times the erosion's share) before the step,
     so that what the creep smooths is not lost from the roughness feedback."""
@@ -210,7 +213,8 @@ class FractalRefiner:
         self.cfg = config
         self._incise = config.incise_radius > 0 and config.amp_at_1km_m > 0.0
         self.version = "6" if self._incise else "5"
-        self.margin = 1 + (-(-erosion.reach(config.incise_radius) // 2) if self._incise else 0)
+        reach = erosion.reach(config.incise_radius, config.incise_flow_smooth > 0)
+        self.margin = 1 + (-(-reach // 2) if self._incise else 0)
         self.spacing_scale = float(spacing_scale)  # metres per sample = spacing_m(level) * this
         self.device = device
         self.real_parents = bool(real_parents)  # parents are real terrain, not the anchor's levels
@@ -283,7 +287,7 @@ class FractalRefiner:
         table = erosion.incision_table(c.incise_radius, c.incise_k, c.incise_m, c.incise_max, share)
         z0 = kids[:, 0]
         z = erosion.erode(z0, erosion.inverse_distances(ew_scale(self.world, level, rows)),
-                          c.incise_radius, table, c.incise_creep * share)
+                          c.incise_radius, table, c.incise_creep * share, c.incise_flow_smooth * share)
         kids[:, 0] = z if keep == 1.0 else z0 + (z - z0) * np.float32(keep)
         e2 = 2 * ext
         return np.ascontiguousarray(kids[:, :, e2 : kids.shape[2] - e2, e2 : kids.shape[3] - e2])

@@ -24,26 +24,27 @@ def _rough(b: int = 3, n: int = 61, seed: int = 1) -> np.ndarray:
 
 
 @pytest.mark.skipif(not jit.ENABLED, reason="numba not installed or WORLDSTREAM_NO_JIT set")
-@pytest.mark.parametrize("radius,creep", [(2, 0.0), (3, 0.4)])
-def test_kernel_matches_numpy_reference(radius, creep):
+@pytest.mark.parametrize("radius,creep,flow", [(2, 0.0, 0.0), (3, 0.4, 0.0), (8, 0.5, 0.7)])
+def test_kernel_matches_numpy_reference(radius, creep, flow):
     z = _rough()
     inv = erosion.inverse_distances(np.linspace(0.3, 1.0, 3 * 61).reshape(3, 61))
     table = erosion.incision_table(radius, 0.25, 0.5, 0.6, 0.8)
-    got = erosion.erode(z, inv, radius, table, creep)
-    ref = erosion._erode_numpy(z, inv, radius, table, np.float32(creep))
+    got = erosion.erode(z, inv, radius, table, creep, flow)
+    ref = erosion._erode_numpy(z, inv, radius, table, np.float32(creep), np.float32(flow))
     assert np.array_equal(got, ref)
     assert 0.1 < float((got != z).mean()) < 0.9  # the step did something, and not everywhere
 
 
-def test_even_samples_kept_and_step_is_local():
+@pytest.mark.parametrize("flow", [0.0, 0.7])
+def test_even_samples_kept_and_step_is_local(flow):
     z = _rough(1, 61)
     inv = erosion.inverse_distances(np.ones((1, 61)))
     table = erosion.incision_table(2, 0.25, 0.5, 0.6, 1.0)
-    full = erosion.erode(z, inv, 2, table)
+    full = erosion.erode(z, inv, 2, table, 0.3, flow)
     assert np.array_equal(full[:, ::2, ::2], z[:, ::2, ::2])
     # a window starting at an even sample: its interior beyond the reach is the same
-    r = erosion.reach(2)
-    part = erosion.erode(z[:, 10:50, 12:58], inv[:, 10:50], 2, table)
+    r = erosion.reach(2, flow > 0)
+    part = erosion.erode(z[:, 10:50, 12:58], inv[:, 10:50], 2, table, 0.3, flow)
     assert np.array_equal(part[:, r:-r, r:-r], full[:, 10 + r : 50 - r, 12 + r : 58 - r])
 
 
