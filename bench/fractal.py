@@ -40,14 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from generator.dem import refine_dem  # noqa: E402
 from generator.eval import cascade as C  # noqa: E402
 from generator.eval import metrics as M  # noqa: E402
-from generator.fractal import V4, BicubicRefiner, FractalConfig, FractalRefiner  # noqa: E402
+from generator.eval.vehicle import extrema_per_1000  # noqa: E402
+from generator.fractal import V4, V6, V6_CARVE, BicubicRefiner, FractalConfig, FractalRefiner  # noqa: E402
 from generator.paths import default_data_dir  # noqa: E402
 from generator.pyramid import Pyramid, open_world  # noqa: E402
 from generator.relief import ConstantRelief  # noqa: E402
 from runtime.tiles import TileKey, World, spacing_m  # noqa: E402
 
-CONFIGS = {"v4": V4, "v5": FractalConfig()}
-"""The previous refiner (version 4: one roughness ceiling, no real-parent knee) and the shipped one."""
+CONFIGS = {"v4": V4, "v5": FractalConfig(), "v6": V6, "v6carve": V6_CARVE}
+"""Version 4 (one roughness ceiling, no real-parent knee), the shipped one (v5) and v6's two
+presets (the erosion step, generator.erosion; off by default)."""
 PLACES = {"paris": (2.35, 48.85), "alps": (7.0, 46.0), "manaus": (-60.0, -3.1), "colorado": (-105.6, 40.1),
           "po_plain": (7.6, 45.1)}
 LOCATED = ("colorado_front_range", "bigtujunga", "zion_srtm", "jacksboro", "texas_plains", "st_helens",
@@ -126,13 +128,15 @@ def deep(data: Path, k: int = 4) -> dict:
             gen, _ = refine_dem(real[:: 2**k, :: 2**k], px * 2**k, k, seed=3, refiner=ref)
             r = M.realism(real, gen, px)
             rows.append((abs(r["psd_slope"] - r["psd_slope_real"]), r["slope_w1_deg"], r["curvature_w1_per_m"],
-                         _octaves(real, gen, px)))
+                         _octaves(real, gen, px), extrema_per_1000(gen), extrema_per_1000(real)))
         octs = np.array([r[3] for r in rows])
         out[name] = {"psd_slope_err": float(np.mean([r[0] for r in rows])),
                      "slope_w1_deg": float(np.mean([r[1] for r in rows])),
                      "curvature_w1_per_m": float(np.mean([r[2] for r in rows])),
                      "octave_power_median": [float(v) for v in np.median(octs, axis=0)],
-                     "octaves_in_band": float(np.mean((octs > 0.5) & (octs < 2.0)))}
+                     "octaves_in_band": float(np.mean((octs > 0.5) & (octs < 2.0))),
+                     "extrema_per_1000_median": float(np.median([r[4] for r in rows])),
+                     "extrema_per_1000_real_median": float(np.median([r[5] for r in rows]))}
     return out
 
 
@@ -171,19 +175,22 @@ def deep_cascade(data: Path, levels=(3, 4, 5, 6)) -> dict:
     return out
 
 
-def timing(reps: int = 5) -> dict:
-    """CPU seconds per refine call on 16 pyramid-sized blocks (35^2 parents -> 65^2), level 8."""
+def timing(reps: int = 5, level: int = 8) -> dict:
+    """CPU seconds per refine call on 16 pyramid-sized blocks (33^2 parents plus the refiner's
+    margin -> 65^2) at ``level`` (v6's erosion acts from level 10, 76 m, down)."""
     rng = np.random.default_rng(0)
-    p = (rng.standard_normal((16, 4, 35, 35)).cumsum(2).cumsum(3) * 20.0).astype(np.float32)
+    p = (rng.standard_normal((16, 4, 49, 49)).cumsum(2).cumsum(3) * 20.0).astype(np.float32)
     p[:, 1:] = 0.3
-    origins = np.stack([np.arange(16) * 64 + 2**20, np.full(16, 3 * 2**19)], 1).astype(np.int64)
+    origins = np.stack([np.arange(16) * 64 + 2**20, np.full(16, 3 * 2**19)], 1).astype(np.int64) << max(0, level - 8)
     out = {}
     for name, cfg in CONFIGS.items():
         ref = FractalRefiner(World.EARTH, cfg)
-        ref.refine(p, 8, origins, 7)
+        off = 8 - ref.margin
+        q = np.ascontiguousarray(p[:, :, off : off + 33 + 2 * ref.margin, off : off + 33 + 2 * ref.margin])
+        ref.refine(q, level, origins, 7)
         t = time.process_time()
         for _ in range(reps):
-            ref.refine(p, 8, origins, 7)
+            ref.refine(q, level, origins, 7)
         out[name] = (time.process_time() - t) / reps
     return out
 
@@ -231,10 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{n} mean {np.mean([r['w1'] for r in rows.values()]):.2f}" for n, rows in res["against_dems"].items()))
         res["deep_x16"] = deep(a.data)
         print(f"{'refined back x16':10s} {'|PSD err|':>9s} {'slope W1':>9s} {'curv W1':>8s}  "
-              "octave power (fine->coarse)  in 0.5-2x")
+              "octave power (fine->coarse)  in 0.5-2x  extrema/1000 (median; real)")
         for n, r in res["deep_x16"].items():
             print(f"  {n:8s} {r['psd_slope_err']:9.2f} {r['slope_w1_deg']:9.2f} {r['curvature_w1_per_m']:8.4f}  "
-                  f"{np.round(r['octave_power_median'], 2)}  {r['octaves_in_band']:.2f}")
+                  f"{np.round(r['octave_power_median'], 2)}  {r['octaves_in_band']:.2f}  "
+                  f"{r['extrema_per_1000_median']:.1f} ({r['extrema_per_1000_real_median']:.1f})")
         res["deep_cascade"] = dc = deep_cascade(a.data, (3, 6) if a.quick else (3, 4, 5, 6))
         print(f"deep cascade: real plain share {dc['real']['plain_share']:.3f}, curvature skew "
               f"{dc['real']['curv_skew']:.2f}")
@@ -249,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     res["refine_cpu_s"] = timing()
     print("CPU per refine call (16 blocks, level 8):", "  ".join(
         f"{n} {v * 1000:.1f} ms" for n, v in res["refine_cpu_s"].items()))
+    res["refine_cpu_s_l12"] = timing(level=12)
+    print("CPU per refine call (16 blocks, level 12):", "  ".join(
+        f"{n} {v * 1000:.1f} ms" for n, v in res["refine_cpu_s_l12"].items()))
     res["tile_cpu_s"] = tile_cpu()
     print("CPU per earth tile, Alps (cold 9 / cold 13 / warm 12):", "  ".join(
         f"{n} " + " / ".join(f"{v * 1000:.0f}" for v in r.values()) + " ms" for n, r in res["tile_cpu_s"].items()))

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from generator import fractal_kernels, noise, shaping
+from generator import erosion, fractal_kernels, noise, shaping
 from generator.relief import RegionalRelief
 from generator.worldmetric import canonical_cols, cols_per_world, ew_scale, spacing_ns_m
 from runtime import jit
@@ -149,6 +149,36 @@ class FractalConfig:
     """Parent spacing (m) at and below which the version-4 shaping is off (hillslope scales)."""
     shape_coarse_m: float = 400.0
     """Parent spacing (m) at and above which it is fully on (log-linear between)."""
+    incise_radius: int = 0
+    """Version 6 (``generator.erosion``, ``V6``: 2): after the detail, each level's new samples
+    are cleaned of strict extrema, routed (D8) and incised along flow by q(A) * drop, A the
+    upstream samples within this many steps; parents that became pits or peaks drain through
+    a midpoint. 0: off (version 5, the default: v6 cuts the grain's extrema 3-5x but does not
+    yet read as drainage, docs/BENCHMARKS.md "Procedural refiner v6"). The margin grows to
+    1 + ceil((radius + 6) / 2) parents."""
+    incise_k: float = 0.25
+    """q(A) = min(incise_max, incise_k * (A ** incise_m - 1)): the share of the drop to the
+    receiver a new sample is lowered by (0 on divides, A = 1)."""
+    incise_m: float = 0.5
+    incise_max: float = 0.6
+    incise_fine_m: float = 5.0
+    """Child spacing (m) at and below which the incision is off (vehicle scale; the cleaning
+    stays); full at and above ``incise_coarse_m``, log-linear between."""
+    incise_coarse_m: float = 40.0
+    incise_creep: float = 0.0
+    incise_flow_smooth: float = 0.0
+    """Version 6: each routed new sample moves this share toward the mean of its receiver and
+    its main donor (smoothing along the flow, not across it: downslope streaks). 0: off."""
+    incise_detail_gain: float = 1.0
+    """Version 6: the new samples' detail x this (times the erosion's share) before the step,
+    so that what the creep smooths is not lost from the roughness feedback."""
+    """Version 6: before routing, each new sample moves this share toward the mean of its 8
+    neighbours (hillslope creep: planar facets between the channels), times the fade."""
+    erode_max_m: float = 200.0
+    """Version 6: the whole erosion step (cleaning included) acts at child spacings up to this
+    (m), none at and above ``erode_off_m`` (log-linear blend between): at kilometre scales the
+    anchor or the real parents carry the drainage, and the GLOBE deserts' fine texture is real."""
+    erode_off_m: float = 800.0
     rgb_amp_at_1km: float = 0.101
     """Relative colour detail at 1 km parent spacing."""
     rgb_hurst: float = 0.054
@@ -168,8 +198,8 @@ class FractalRefiner:
     """
 
     name = "fractal"
-    version = "5"
-    margin = 1
+    version = "5"  # "6" where incise_radius > 0 (set per instance)
+    margin = 1  # 1 + ceil(erosion.reach / 2) with the incision (set per instance)
     channels = 4
     min_level = ANCHOR_LEVEL  # coarsest level it refines to: its regional relief starts at the anchor
 
@@ -178,7 +208,13 @@ class FractalRefiner:
         self.world = World.parse(world) if not isinstance(world, World) else world
         if config.roughness_measure not in ("curvature", "slope"):
             raise ValueError(f"roughness_measure must be 'curvature' or 'slope', got {config.roughness_measure!r}")
+        if config.incise_radius < 0:
+            raise ValueError(f"incise_radius must be >= 0, got {config.incise_radius}")
         self.cfg = config
+        self._incise = config.incise_radius > 0 and config.amp_at_1km_m > 0.0
+        self.version = "6" if self._incise else "5"
+        reach = erosion.reach(config.incise_radius, config.incise_flow_smooth > 0)
+        self.margin = 1 + (-(-reach // 2) if self._incise else 0)
         self.spacing_scale = float(spacing_scale)  # metres per sample = spacing_m(level) * this
         self.device = device
         self.real_parents = bool(real_parents)  # parents are real terrain, not the anchor's levels
@@ -207,8 +243,11 @@ class FractalRefiner:
 
     def config(self) -> dict:
         backend = "numpy" if self.device is None else f"torch-{str(self.device).split(':')[0]}"
+        cfg = asdict(self.cfg)
+        if not self._incise:  # version 5: the same config, so the same model id, as before v6
+            cfg = {k: v for k, v in cfg.items() if not k.startswith(_V6_KEYS)}
         return {"name": self.name, "version": self.version, "world": self.world.value, "backend": backend,
-                "spacing_scale": self.spacing_scale, "real_parents": self.real_parents, **asdict(self.cfg)}
+                "spacing_scale": self.spacing_scale, "real_parents": self.real_parents, **cfg}
 
     def __repr__(self) -> str:
         return f"FractalRefiner({json.dumps(self.config())})"
@@ -229,8 +268,29 @@ class FractalRefiner:
         p = _check(parents, origins, self.channels, self.margin)
         if level < 1:
             raise ValueError(f"level is the child level and must be >= 1, got {level}")
-        plan = self._plan(level, origins, p.shape[2], p.shape[3], seed)
-        return _refine_core(self._ops, self._ops.array(p), plan, self.cfg)
+        c, ext = self.cfg, self.margin - 1
+        s_child = spacing_ns_m(level) * self.spacing_scale
+        keep = 1.0 - erosion.fade(s_child, c.erode_max_m, c.erode_off_m) if self._incise else 0.0
+        if keep == 0.0:  # version 5 (or a level too coarse for the erosion): the inner crop, margin 1
+            q = p if ext == 0 else np.ascontiguousarray(p[:, :, ext : p.shape[2] - ext, ext : p.shape[3] - ext])
+            plan = self._plan(level, origins, q.shape[2], q.shape[3], seed, margin=1)
+            return _refine_core(self._ops, self._ops.array(q), plan, self.cfg)
+        # version 6: the v5 children over the crop's whole interior (margin 1, so 2 * ext extra
+        # child samples each side), the erosion step, then the block's own window
+        shifted = origins - 2 * ext
+        plan = self._plan(level, shifted, p.shape[2], p.shape[3], seed, margin=1)
+        if c.incise_detail_gain != 1.0 and plan.get("rows") is not None:
+            plan["detail_gain"] = _f32(1.0 + (c.incise_detail_gain - 1.0) * keep)
+        kids = np.array(_refine_core(self._ops, self._ops.array(p), plan, self.cfg), dtype=np.float32, copy=True)
+        rows = shifted[:, 0:1] + np.arange(kids.shape[2], dtype=np.int64)[None]
+        share = erosion.fade(s_child, c.incise_fine_m, c.incise_coarse_m)
+        table = erosion.incision_table(c.incise_radius, c.incise_k, c.incise_m, c.incise_max, share)
+        z0 = kids[:, 0]
+        z = erosion.erode(z0, erosion.inverse_distances(ew_scale(self.world, level, rows)),
+                          c.incise_radius, table, c.incise_creep * share, c.incise_flow_smooth * share)
+        kids[:, 0] = z if keep == 1.0 else z0 + (z - z0) * np.float32(keep)
+        e2 = 2 * ext
+        return np.ascontiguousarray(kids[:, :, e2 : kids.shape[2] - e2, e2 : kids.shape[3] - e2])
 
     def _table(self, parent_spacing_m: float) -> tuple[np.ndarray, float]:
         """The roughness table at this parent spacing and its ceiling: version 5's knee at every
@@ -241,13 +301,13 @@ class FractalRefiner:
         table = self._plain_table if parent_spacing_m <= self.cfg.plain_max_m else self._rough_table
         return table, self.cfg.roughness_max
 
-    def _plan(self, level: int, origins: np.ndarray, h: int, w: int, seed: int) -> dict:
+    def _plan(self, level: int, origins: np.ndarray, h: int, w: int, seed: int, margin: int | None = None) -> dict:
         """Everything that depends on rows, columns and level only (numpy, float64 -> float32).
 
         Computed once per call on the CPU for every backend, so backends differ at most in
         the float32 elementwise arithmetic of :func:`_refine_core`.
         """
-        cfg, m = self.cfg, self.margin
+        cfg, m = self.cfg, self.margin if margin is None else margin
         if cfg.amp_at_1km_m == 0.0:  # bicubic: interpolation only
             return {"margin": m, "level": level, "seed": seed}
         nr, nc = h - 2 * m, w - 2 * m
@@ -469,6 +529,9 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         det_h = det_h * region[:, 0::2, 1::2]
         det_v = det_v * region[:, 1::2, 0::2]
         det_c = det_c * region[:, 1::2, 1::2]
+    if plan.get("detail_gain") is not None:  # version 6 with creep: the detail the creep will smooth
+        g = plan["detail_gain"]
+        det_h, det_v, det_c = det_h * g, det_v * g, det_c * g
     out[:, 0, 0::2, 1::2] = hx[:, 0, 1:-1] + det_h * r_h
     out[:, 0, 1::2, 0::2] = vy[:, 0] + det_v * r_v
     out[:, 0, 1::2, 1::2] = cc[:, 0] + det_c * (r_c * _f32(cfg.centre_ratio))
@@ -516,6 +579,7 @@ def _roughness_compiled(z: np.ndarray, m: int, plan: dict, cfg: FractalConfig, s
 
 
 _NO_REGION = np.ones((1, 1, 1), np.float32)
+_V6_KEYS = ("incise_", "erode_")
 
 
 def _ew_smooth_noise(ops, seed: int, level: int, rows, cols, n, scale):
@@ -607,5 +671,30 @@ def fractal_torch_refiner(world: World) -> FractalRefiner:
     return FractalRefiner(world, device="cuda" if torch.cuda.is_available() else "cpu")
 
 
-V4 = FractalConfig(plain_knee_real=0.0)
-"""The previous refiner (version 4: one roughness law; the v5 context rules off), a baseline."""
+V4 = FractalConfig(plain_knee_real=0.0, incise_radius=0)
+"""Version 4 (one roughness law; the v5 context rules and the v6 incision off), a baseline."""
+
+V5 = FractalConfig(incise_radius=0)
+"""Version 5 (no flow-routed incision): the default."""
+
+V6 = FractalConfig(incise_radius=2)
+"""Version 6: v5 plus the erosion step (``generator.erosion``) at child spacings up to 200 m
+(off by default: docs/BENCHMARKS.md "Procedural refiner v6"); ``fractal-erode`` in
+generator.refiner's table."""
+
+
+V6_CARVE = FractalConfig(incise_radius=8, incise_k=0.5, incise_max=0.9, incise_creep=0.5, incise_detail_gain=1.5)
+"""Version 6, carving: upstream counts over 8 steps, a stronger incision, hillslope creep 0.5
+and 1.5x the detail (what the creep smooths): gullied spurs and valleys visible in the README
+fly, but rougher, flatter on the earth and up to 2.7x the CPU per tile (docs/BENCHMARKS.md
+"Procedural refiner v6"); ``fractal-carve`` in generator.refiner's table."""
+
+
+def fractal_erode_refiner(world: World) -> FractalRefiner:
+    """``fractal-erode`` in generator.refiner's table: the numpy refiner with ``V6``."""
+    return FractalRefiner(world, V6)
+
+
+def fractal_carve_refiner(world: World) -> FractalRefiner:
+    """``fractal-carve`` in generator.refiner's table: the numpy refiner with ``V6_CARVE``."""
+    return FractalRefiner(world, V6_CARVE)

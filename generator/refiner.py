@@ -65,6 +65,8 @@ RefinerFactory = Callable[[World], Refiner]
 FACTORIES: dict[str, str] = {
     "fractal": "generator.fractal:FractalRefiner",
     "fractal-torch": "generator.fractal:fractal_torch_refiner",
+    "fractal-erode": "generator.fractal:fractal_erode_refiner",
+    "fractal-carve": "generator.fractal:fractal_carve_refiner",
     "bicubic": "generator.fractal:BicubicRefiner",
     "learned": "generator.learned.refiner:LearnedRefiner",
 }

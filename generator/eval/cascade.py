@@ -230,13 +230,15 @@ def main(argv=None) -> int:
         prepare(args.data, args.prepare)
         print(f"wrote {args.prepare}")
         return 0
-    from generator.fractal import V4, FractalRefiner
+    from generator.fractal import V4, V6, V6_CARVE, FractalRefiner
     from generator.learned.refiner import LearnedRefiner
 
     # the parents are a real DEM decimated: the fractal refiner's real-parent mode (as in
     # ``refine``); version 4 as a baseline (it has no such mode: the same as over the anchor)
     refiners = {"bicubic": None, "fractal_v4": FractalRefiner(config=V4, real_parents=True),
-                "fractal": FractalRefiner(real_parents=True)}
+                "fractal": FractalRefiner(real_parents=True),
+                "fractal_v6": FractalRefiner(config=V6, real_parents=True),
+                "fractal_v6carve": FractalRefiner(config=V6_CARVE, real_parents=True)}
     if args.old:
         refiners["learned_old"] = LearnedRefiner(checkpoint=args.old, backend="torch", device=args.device)
     for item in filter(None, args.new.split(",")):  # PATH, or NAME=PATH,NAME=PATH,... (candidates side by side)
@@ -247,6 +249,8 @@ def main(argv=None) -> int:
                 tuple(range(args.seeds)), geos=load_geo(args.crops))
     summary = {r: wins(table, r, ("bicubic", "fractal")) for r in refiners if r.startswith("learned")}
     summary["fractal"] = wins(table, "fractal", ("bicubic", "fractal_v4"))
+    summary["fractal_v6"] = wins(table, "fractal_v6", ("bicubic", "fractal"))
+    summary["fractal_v6carve"] = wins(table, "fractal_v6carve", ("bicubic", "fractal"))
     summary["fractal_v4"] = wins(table, "fractal_v4", ("bicubic",))
     print(markdown(table, list(refiners)))
     print(json.dumps(summary, indent=1))

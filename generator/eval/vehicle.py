@@ -132,7 +132,7 @@ def earth_rows(data: Path, configs: dict, seed: int = 0) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    from generator.fractal import V4, FractalConfig
+    from generator.fractal import V4, V6, V6_CARVE, FractalConfig
 
     ap = argparse.ArgumentParser(description="vehicle-scale slope W1 against the 2.8-10 m DEMs")
     ap.add_argument("--data", type=Path, default=default_data_dir())
@@ -140,8 +140,9 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", default="3,4,5,6")
     ap.add_argument("--json", default="")
     a = ap.parse_args(argv)
-    # v5 as shipped, v4, and v5 with the real-parent ceiling at 10 (tried: FractalConfig's doc)
-    configs = {"fractal_v4": V4, "fractal": FractalConfig(),
+    # v5 as shipped, v4, v6 (the erosion step, off by default) and v5 with the real-parent
+    # ceiling at 10 (tried: FractalConfig's doc)
+    configs = {"fractal_v4": V4, "fractal": FractalConfig(), "fractal_v6": V6, "fractal_v6carve": V6_CARVE,
                "fractal_ceiling10": FractalConfig(roughness_max_real=10.0)}
     t0 = time.time()
     casc = cascade_rows(a.data, configs, tuple(int(k) for k in a.levels.split(",")), tuple(range(a.seeds)))
