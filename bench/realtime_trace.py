@@ -15,7 +15,9 @@ after the teleport and the rest.
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
 import sys
 import time
 from pathlib import Path
@@ -35,6 +37,7 @@ def record(events: list) -> None:
 
     step, on_tile = F.Flight.step, S.TileStreamer.on_tile
     prev = {"pos": None}
+    jumped_at = {"t": None}
 
     def traced_step(self, camera, velocity_mps=np.zeros(3)):
         if not self.options.realtime:
@@ -44,13 +47,23 @@ def record(events: list) -> None:
         pos = np.asarray(cam.position_m, np.float64)
         if prev["pos"] is not None and np.linalg.norm(pos - prev["pos"]) > JUMP_M:
             events.append(("jump", t, None))
+            jumped_at["t"] = t
         prev["pos"] = pos
         res = step(self, camera, velocity_mps)
         events.extend(("req", t, (k.level, k.x, k.y)) for k, _ in res.plan.start)
-        events.extend(("cancel", t, (k.level, k.x, k.y)) for k in res.plan.cancel)
+        wanted = {r.key: r for r in res.selection.load}
+        # A cancel is "gone" (no longer wanted) or "preempted" (still wanted, made way).
+        events.extend(("cancel", t, (k.level, k.x, k.y), "preempted" if k in wanted else "gone")
+                      for k in res.plan.cancel)
+        if jumped_at["t"] is not None and t - jumped_at["t"] < 3.0:
+            events.append(("load", t, [(r.key.level, r.key.x, r.key.y, round(r.priority, 1))
+                                       for r in res.selection.load]))
         events.extend(("ready", t, (k.level, k.x, k.y)) for k in res.uploaded)
         sel = res.selection
         events.append(("frame", t, bool(sel.complete)))
+        step_ms = (time.perf_counter() - t) * 1e3
+        if step_ms > 50.0:  # a slow step: its length and its selection's share (ms)
+            events.append(("slow", t, round(step_ms, 1), round(res.select_s * 1e3, 1), len(sel.load)))
         if sel.complete:
             events.append(("complete", t, [(k.level, k.x, k.y) for k in sel.draw]))
         return res
@@ -59,6 +72,29 @@ def record(events: list) -> None:
         events.append(("known", time.perf_counter(), (key.level, key.x, key.y)))
         return on_tile(self, key, info, nbytes, payload)
 
+    gc_start = {}
+
+    def on_gc(phase, info):  # garbage collections over 5 ms: (generation, ms, thread)
+        if phase == "start":
+            gc_start["t"] = time.perf_counter()
+        elif "t" in gc_start:
+            ms = (time.perf_counter() - gc_start.pop("t")) * 1e3
+            if ms > 5.0:
+                events.append(("gc", time.perf_counter(), info["generation"], round(ms, 1),
+                               threading.current_thread().name))
+
+    gc.callbacks.append(on_gc)
+    surface_m = F.Flight.surface_m
+
+    def traced_surface_m(self, x, y):
+        t = time.perf_counter()
+        out = surface_m(self, x, y)
+        ms = (time.perf_counter() - t) * 1e3
+        if ms > 20.0:
+            events.append(("slow_ground", t, round(ms, 1), str(getattr(self, "_ground_key", None))))
+        return out
+
+    F.Flight.surface_m = traced_surface_m
     F.Flight.step = traced_step
     S.TileStreamer.on_tile = traced_on_tile
 
@@ -81,7 +117,7 @@ def report(events: list) -> None:
                 break
             lv, x, y = lv - 1, x // 2, y // 2
     first = {"req": {}, "known": {}, "ready": {}}
-    for kind, t, key in events:
+    for kind, t, key, *_ in events:
         if kind in first and jump <= t <= end:
             first[kind].setdefault(tuple(key), t - jump)
     print("level needed | request s | known s | ready s | not needed: requested, known")
@@ -95,7 +131,7 @@ def report(events: list) -> None:
         extra = [sum(1 for k in first[kind] if k[0] == lv and k not in need) for kind in ("req", "known")]
         print(f"{lv:5d} {len(keys):6d} | {span(first['req']):9s} | {span(first['known']):9s} | "
               f"{span(first['ready']):9s} | {extra[0]}, {extra[1]}")
-    frames = [(t, ok) for kind, t, ok in events if kind == "frame"]
+    frames = [(e[1], e[2]) for e in events if e[0] == "frame"]
     t0 = frames[0][0]
     over = [t for t, ok in frames if not ok]
     start = sum(1 for t in over if t - t0 < 5.0)
