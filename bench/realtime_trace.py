@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import threading
 import sys
 import time
@@ -28,6 +29,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 JUMP_M = 1e5  # a camera move longer than this between two frames is the teleport
+
+
+def _ticks(stat: Path) -> float:
+    """utime + stime seconds from a /proc .../stat file (0 when it is gone)."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot() -> dict:
+    """CPU seconds so far: this process's threads by name, and its child processes (the
+    server) together. Linux /proc; empty where there is none."""
+    out: dict = {}
+    if not Path("/proc/self/task").is_dir():
+        return out
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    for task in Path("/proc/self/task").iterdir():
+        name = names.get(int(task.name), "other")
+        out[name] = out.get(name, 0.0) + _ticks(task / "stat")
+    me = os.getpid()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == me:
+                out["server"] = out.get("server", 0.0) + _ticks(proc / "stat")
+    return out
 
 
 def record(events: list) -> None:
@@ -47,6 +79,7 @@ def record(events: list) -> None:
         pos = np.asarray(cam.position_m, np.float64)
         if prev["pos"] is not None and np.linalg.norm(pos - prev["pos"]) > JUMP_M:
             events.append(("jump", t, None))
+            events.append(("cpu", t, cpu_snapshot()))
             jumped_at["t"] = t
         prev["pos"] = pos
         res = step(self, camera, velocity_mps)
@@ -66,6 +99,9 @@ def record(events: list) -> None:
             events.append(("slow", t, round(step_ms, 1), round(res.select_s * 1e3, 1), len(sel.load)))
         if sel.complete:
             events.append(("complete", t, [(k.level, k.x, k.y) for k in sel.draw]))
+            if jumped_at["t"] is not None and not jumped_at.get("cpu_done"):
+                events.append(("cpu", t, cpu_snapshot()))
+                jumped_at["cpu_done"] = True
         return res
 
     def traced_on_tile(self, key, info, nbytes, payload=None):
@@ -131,6 +167,12 @@ def report(events: list) -> None:
         extra = [sum(1 for k in first[kind] if k[0] == lv and k not in need) for kind in ("req", "known")]
         print(f"{lv:5d} {len(keys):6d} | {span(first['req']):9s} | {span(first['known']):9s} | "
               f"{span(first['ready']):9s} | {extra[0]}, {extra[1]}")
+    cpu = [e for e in events if e[0] == "cpu"]
+    if len(cpu) == 2:
+        (_, t0, a), (_, t1, b) = cpu
+        used = {k: b.get(k, 0.0) - a.get(k, 0.0) for k in b}
+        print(f"CPU s from the teleport to the complete view ({t1 - t0:.2f} s wall): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v > 0))
     frames = [(e[1], e[2]) for e in events if e[0] == "frame"]
     t0 = frames[0][0]
     over = [t for t, ok in frames if not ok]
