@@ -18,8 +18,8 @@ from __future__ import annotations
 import gc
 import json
 import os
-import threading
 import sys
+import threading
 import time
 from pathlib import Path
 
