@@ -15,8 +15,11 @@ after the teleport and the rest.
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +31,37 @@ sys.path.insert(0, str(ROOT))
 JUMP_M = 1e5  # a camera move longer than this between two frames is the teleport
 
 
+def _ticks(stat: Path) -> float:
+    """utime + stime seconds from a /proc .../stat file (0 when it is gone)."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot() -> dict:
+    """CPU seconds so far: this process's threads by name, and its child processes (the
+    server) together. Linux /proc; empty where there is none."""
+    out: dict = {}
+    if not Path("/proc/self/task").is_dir():
+        return out
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    for task in Path("/proc/self/task").iterdir():
+        name = names.get(int(task.name), "other")
+        out[name] = out.get(name, 0.0) + _ticks(task / "stat")
+    me = os.getpid()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == me:
+                out["server"] = out.get("server", 0.0) + _ticks(proc / "stat")
+    return out
+
+
 def record(events: list) -> None:
     """Wrap Flight.step / TileStreamer.on_tile to append (kind, perf_counter s, data) to ``events``."""
     from runtime.lod import streamer as S
@@ -35,6 +69,7 @@ def record(events: list) -> None:
 
     step, on_tile = F.Flight.step, S.TileStreamer.on_tile
     prev = {"pos": None}
+    jumped_at = {"t": None}
 
     def traced_step(self, camera, velocity_mps=np.zeros(3)):
         if not self.options.realtime:
@@ -44,21 +79,58 @@ def record(events: list) -> None:
         pos = np.asarray(cam.position_m, np.float64)
         if prev["pos"] is not None and np.linalg.norm(pos - prev["pos"]) > JUMP_M:
             events.append(("jump", t, None))
+            events.append(("cpu", t, cpu_snapshot()))
+            jumped_at["t"] = t
         prev["pos"] = pos
         res = step(self, camera, velocity_mps)
         events.extend(("req", t, (k.level, k.x, k.y)) for k, _ in res.plan.start)
-        events.extend(("cancel", t, (k.level, k.x, k.y)) for k in res.plan.cancel)
+        wanted = {r.key: r for r in res.selection.load}
+        # A cancel is "gone" (no longer wanted) or "preempted" (still wanted, made way).
+        events.extend(("cancel", t, (k.level, k.x, k.y), "preempted" if k in wanted else "gone")
+                      for k in res.plan.cancel)
+        if jumped_at["t"] is not None and t - jumped_at["t"] < 3.0:
+            events.append(("load", t, [(r.key.level, r.key.x, r.key.y, round(r.priority, 1))
+                                       for r in res.selection.load]))
         events.extend(("ready", t, (k.level, k.x, k.y)) for k in res.uploaded)
         sel = res.selection
         events.append(("frame", t, bool(sel.complete)))
+        step_ms = (time.perf_counter() - t) * 1e3
+        if step_ms > 50.0:  # a slow step: its length and its selection's share (ms)
+            events.append(("slow", t, round(step_ms, 1), round(res.select_s * 1e3, 1), len(sel.load)))
         if sel.complete:
             events.append(("complete", t, [(k.level, k.x, k.y) for k in sel.draw]))
+            if jumped_at["t"] is not None and not jumped_at.get("cpu_done"):
+                events.append(("cpu", t, cpu_snapshot()))
+                jumped_at["cpu_done"] = True
         return res
 
     def traced_on_tile(self, key, info, nbytes, payload=None):
         events.append(("known", time.perf_counter(), (key.level, key.x, key.y)))
         return on_tile(self, key, info, nbytes, payload)
 
+    gc_start = {}
+
+    def on_gc(phase, info):  # garbage collections over 5 ms: (generation, ms, thread)
+        if phase == "start":
+            gc_start["t"] = time.perf_counter()
+        elif "t" in gc_start:
+            ms = (time.perf_counter() - gc_start.pop("t")) * 1e3
+            if ms > 5.0:
+                events.append(("gc", time.perf_counter(), info["generation"], round(ms, 1),
+                               threading.current_thread().name))
+
+    gc.callbacks.append(on_gc)
+    surface_m = F.Flight.surface_m
+
+    def traced_surface_m(self, x, y):
+        t = time.perf_counter()
+        out = surface_m(self, x, y)
+        ms = (time.perf_counter() - t) * 1e3
+        if ms > 20.0:
+            events.append(("slow_ground", t, round(ms, 1), str(getattr(self, "_ground_key", None))))
+        return out
+
+    F.Flight.surface_m = traced_surface_m
     F.Flight.step = traced_step
     S.TileStreamer.on_tile = traced_on_tile
 
@@ -81,7 +153,7 @@ def report(events: list) -> None:
                 break
             lv, x, y = lv - 1, x // 2, y // 2
     first = {"req": {}, "known": {}, "ready": {}}
-    for kind, t, key in events:
+    for kind, t, key, *_ in events:
         if kind in first and jump <= t <= end:
             first[kind].setdefault(tuple(key), t - jump)
     print("level needed | request s | known s | ready s | not needed: requested, known")
@@ -95,7 +167,13 @@ def report(events: list) -> None:
         extra = [sum(1 for k in first[kind] if k[0] == lv and k not in need) for kind in ("req", "known")]
         print(f"{lv:5d} {len(keys):6d} | {span(first['req']):9s} | {span(first['known']):9s} | "
               f"{span(first['ready']):9s} | {extra[0]}, {extra[1]}")
-    frames = [(t, ok) for kind, t, ok in events if kind == "frame"]
+    cpu = [e for e in events if e[0] == "cpu"]
+    if len(cpu) == 2:
+        (_, t0, a), (_, t1, b) = cpu
+        used = {k: b.get(k, 0.0) - a.get(k, 0.0) for k in b}
+        print(f"CPU s from the teleport to the complete view ({t1 - t0:.2f} s wall): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v > 0))
+    frames = [(e[1], e[2]) for e in events if e[0] == "frame"]
     t0 = frames[0][0]
     over = [t for t, ok in frames if not ok]
     start = sum(1 for t in over if t - t0 < 5.0)

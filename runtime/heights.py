@@ -62,29 +62,55 @@ class TileSurface:
 _CELLS = 16  # face-binning grid per tile edge (point location in the TIN)
 
 
-def _tin_index(surface: TileSurface):
-    """Faces binned by bounding box on a _CELLS x _CELLS grid: (starts, face ids) CSR."""
-    idx = surface._index.get("tin")
+def _face_boxes(surface: TileSurface):
+    """(lo (m, 2), hi (m, 2)): the first and last of the _CELLS x _CELLS cells (row, col)
+    each face's bounding box spans."""
+    idx = surface._index.get("boxes")
     if idx is not None:
         return idx
     rc = np.asarray(surface.grid_rc, np.float64)
-    tri = rc[np.asarray(surface.faces, np.int64)]  # (m, 3, 2)
+    f = np.asarray(surface.faces, np.int64)
     cell = T / _CELLS
-    lo = np.clip(np.floor(tri.min(axis=1) / cell).astype(np.int64), 0, _CELLS - 1)
-    hi = np.clip(np.floor(tri.max(axis=1) / cell).astype(np.int64), 0, _CELLS - 1)
+    lo, hi = np.empty((len(f), 2), np.int64), np.empty((len(f), 2), np.int64)
+    for axis in (0, 1):
+        v = rc[:, axis][f]  # (m, 3)
+        a, b, c = v[:, 0], v[:, 1], v[:, 2]
+        lo[:, axis] = np.floor(np.minimum(np.minimum(a, b), c) / cell)
+        hi[:, axis] = np.floor(np.maximum(np.maximum(a, b), c) / cell)
+    np.clip(lo, 0, _CELLS - 1, out=lo)
+    np.clip(hi, 0, _CELLS - 1, out=hi)
+    idx = (lo, hi)
+    surface._index["boxes"] = idx
+    return idx
+
+
+def _tin_index(surface: TileSurface):
+    """Faces binned by bounding box on a _CELLS x _CELLS grid: (starts, face ids) CSR, face
+    ids ascending within a cell."""
+    idx = surface._index.get("tin")
+    if idx is not None:
+        return idx
+    lo, hi = _face_boxes(surface)
     counts_r, counts_c = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
-    faces = np.repeat(np.arange(len(tri)), counts_r * counts_c)
-    per_face = [np.arange(a * b) for a, b in zip(counts_r, counts_c, strict=True)]
-    offs = np.concatenate(per_face) if per_face else np.zeros(0, np.int64)
-    rep_cc = np.repeat(counts_c, counts_r * counts_c)
-    cr = np.repeat(lo[:, 0], counts_r * counts_c) + offs // rep_cc
-    cc = np.repeat(lo[:, 1], counts_r * counts_c) + offs % rep_cc
+    n = counts_r * counts_c  # cells per face
+    faces = np.repeat(np.arange(len(lo)), n)
+    offs = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)  # 0..n-1 per face
+    rep_cc = np.repeat(counts_c, n)
+    cr = np.repeat(lo[:, 0], n) + offs // rep_cc
+    cc = np.repeat(lo[:, 1], n) + offs % rep_cc
     cells = cr * _CELLS + cc
     order = np.argsort(cells, kind="stable")
     starts = np.searchsorted(cells[order], np.arange(_CELLS * _CELLS + 1))
-    idx = (starts, faces[order], tri)
+    idx = (starts, faces[order])
     surface._index["tin"] = idx
     return idx
+
+
+_FEW_POINTS = 4
+"""At most this many points on a tile without its CSR index: each point's candidate faces
+come from a test of every face's box (the same faces in the same order as the index's
+cell, so the same triangle and values) instead of building the index (~12 ms for an
+earth tile's ~42k faces, on the viewer's frame thread for the ground under the camera)."""
 
 
 def sample_surface(surface: TileSurface, rows, cols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,17 +135,27 @@ def _sample_grid(h: np.ndarray, rows: np.ndarray, cols: np.ndarray):
 
 
 def _sample_tin(surface: TileSurface, rows: np.ndarray, cols: np.ndarray):
-    starts, face_ids, tri = _tin_index(surface)
-    hv = np.asarray(surface.height_m, np.float64)[np.asarray(surface.faces, np.int64)]  # (m, 3)
+    indexed = len(rows) > _FEW_POINTS or "tin" in surface._index
+    if indexed:
+        starts, face_ids = _tin_index(surface)
+    else:
+        lo, hi = _face_boxes(surface)
+    rc = np.asarray(surface.grid_rc, np.float64)
+    heights = np.asarray(surface.height_m, np.float64)
+    faces = np.asarray(surface.faces, np.int64)
     cell = T / _CELLS
     out_h, out_dr, out_dc = np.empty(len(rows)), np.empty(len(rows)), np.empty(len(rows))
     for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
-        ci = min(int(r // cell), _CELLS - 1) * _CELLS + min(int(c // cell), _CELLS - 1)
-        cand = face_ids[starts[ci]:starts[ci + 1]]
+        cr, cc = min(int(r // cell), _CELLS - 1), min(int(c // cell), _CELLS - 1)
+        if indexed:
+            ci = cr * _CELLS + cc
+            cand = face_ids[starts[ci]:starts[ci + 1]]
+        else:
+            cand = np.flatnonzero((lo[:, 0] <= cr) & (hi[:, 0] >= cr) & (lo[:, 1] <= cc) & (hi[:, 1] >= cc))
         if len(cand) == 0:
             raise ValueError(f"tile {surface.key}: no triangle near grid point ({r}, {c}); "
                              "the TIN must cover [0, T]^2")
-        t = tri[cand]  # (k, 3, 2)
+        t = rc[faces[cand]]  # (k, 3, 2)
         a, b, cpt = t[:, 0], t[:, 1], t[:, 2]
         v0, v1 = b - a, cpt - a
         v2 = np.array([r, c]) - a
@@ -134,7 +170,7 @@ def _sample_tin(surface: TileSurface, rows: np.ndarray, cols: np.ndarray):
         if worst[j] < -1e-6:
             raise ValueError(f"tile {surface.key}: grid point ({r}, {c}) lies in no triangle")
         f = cand[j]
-        h = hv[f]
+        h = heights[faces[f]]
         out_h[i] = l0[j] * h[0] + l1[j] * h[1] + l2[j] * h[2]
         # Plane through the triangle: h = h0 + g . (p - a), solve g from the two edges.
         m = np.array([v0[j], v1[j]])

@@ -17,6 +17,7 @@ the longest frame's tile work.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -100,7 +101,8 @@ def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) 
     ``loading_s`` (the whole loading screen: until the first pose's view is complete at the
     error target, or ``opts.loading_max_s``), ``loading_complete`` (False: the loading
     screen timed out), ``poses_skipped`` (frames at ``fps`` that the flight ran past while
-    a frame was slow) and ``path_s``."""
+    a frame was slow), ``gc_frozen`` (objects made before the flight and kept out of the
+    garbage collector's full passes during it, then released) and ``path_s``."""
     renderer = flight.renderer
     fov = math.radians(opts.fov_y_deg)
     t_path0 = path.keyframes[0].t
@@ -134,67 +136,78 @@ def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) 
         flight.wait_for_tile(0.02)
     loading_s = time.perf_counter() - t_boot
 
-    teleports = teleport_times(path)
-    started: list[float | None] = [None] * len(teleports)
-    done: list[float | None] = [None] * len(teleports)
-    coarse: list[float | None] = [None] * len(teleports)
-    coarse_px = COARSE_FACTOR * opts.error_target_px
-    stall_ms, tile_ms = [], []
-    prev_pos = None
-    prev_t = 0.0
-    i = 0
-    t0 = time.perf_counter()
-    while True:
-        t_frame = time.perf_counter()
-        now = t_frame - t0
-        if now >= duration:
-            break
-        t_path = t_path0 + now
-        pose = path.pose(t_path)
-        jumped = False
-        for j, tt in enumerate(teleports):
-            if started[j] is None and t_path >= tt:
-                started[j] = now
-                jumped = True
-        g = flight.surface_m(pose.x, pose.y)
-        if g is not None:
-            ground = g if (jumped or i == 0) else 0.9 * ground + 0.1 * g
-        cam = camera_for(world, pose, ground, fov, renderer.size)
-        dt = now - prev_t
-        vel = np.zeros(3) if (prev_pos is None or jumped or dt <= 0) else (cam.position_m - prev_pos) / dt
-        res = flight.step(cam, vel)
-        t_tiles = time.perf_counter()
-        tile_ms.append((t_tiles - t_frame) * 1e3)
-        flight.stats.wait_ms.append(tile_ms[-1])
-        if not res.selection.holes and res.selection.max_sse_px <= coarse_px:
-            for j in range(len(teleports)):
-                if started[j] is not None and coarse[j] is None:
-                    coarse[j] = time.perf_counter() - t0 - started[j]
-        if res.selection.complete:
-            for j in range(len(teleports)):
-                if started[j] is not None and done[j] is None:
-                    done[j] = time.perf_counter() - t0 - started[j]
-        flight.draw(cam)
-        record(len(stall_ms))
-        t_end = time.perf_counter()
-        flight.stats.frame_ms.append((t_end - t_tiles) * 1e3)
-        stall_ms.append((t_end - t_frame) * 1e3)
-        prev_pos, prev_t = cam.position_m, now
-        i += 1
-        # Pace at fps at most: the time left is the server's and the tile threads'.
-        nxt = t0 + i * frame_s
-        if nxt > time.perf_counter():
-            time.sleep(nxt - time.perf_counter())
-        else:
-            i = max(i, int((time.perf_counter() - t0) / frame_s))  # behind: frame numbers follow the clock
-    return {
-        "teleport_complete_s": [None if d is None else round(d, 3) for d in done],
-        "teleport_coarse_s": [None if d is None else round(d, 3) for d in coarse],
-        "stall_ms_max": round(max(stall_ms), 1) if stall_ms else None,
-        "stall_ms_p99": round(float(np.percentile(stall_ms, 99)), 1) if stall_ms else None,
-        "tile_ms_max": round(max(tile_ms), 1) if tile_ms else None,
-        "frames_over_100ms": int(sum(ms > 100.0 for ms in stall_ms)),
-        "boot_s": round(boot_s, 3), "loading_s": round(loading_s, 3), "loading_complete": loading_complete,
-        "path_s": round(duration, 3),
-        "poses_skipped": max(0, int(round(duration * opts.fps)) - len(stall_ms)),
-    }
+    # Everything built before the flight (modules, compiled kernels, caches, the first view's
+    # tiles) lives through it: out of the collector's way, as in the server (serve_forever),
+    # so a full collection during the flight walks what the flight made, not ~40-110 ms of
+    # old objects inside one frame (traces: one such frame every ~12 s).
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        teleports = teleport_times(path)
+        started: list[float | None] = [None] * len(teleports)
+        done: list[float | None] = [None] * len(teleports)
+        coarse: list[float | None] = [None] * len(teleports)
+        coarse_px = COARSE_FACTOR * opts.error_target_px
+        stall_ms, tile_ms = [], []
+        prev_pos = None
+        prev_t = 0.0
+        i = 0
+        t0 = time.perf_counter()
+        while True:
+            t_frame = time.perf_counter()
+            now = t_frame - t0
+            if now >= duration:
+                break
+            t_path = t_path0 + now
+            pose = path.pose(t_path)
+            jumped = False
+            for j, tt in enumerate(teleports):
+                if started[j] is None and t_path >= tt:
+                    started[j] = now
+                    jumped = True
+            g = flight.surface_m(pose.x, pose.y)
+            if g is not None:
+                ground = g if (jumped or i == 0) else 0.9 * ground + 0.1 * g
+            cam = camera_for(world, pose, ground, fov, renderer.size)
+            dt = now - prev_t
+            vel = np.zeros(3) if (prev_pos is None or jumped or dt <= 0) else (cam.position_m - prev_pos) / dt
+            res = flight.step(cam, vel)
+            t_tiles = time.perf_counter()
+            tile_ms.append((t_tiles - t_frame) * 1e3)
+            flight.stats.wait_ms.append(tile_ms[-1])
+            if not res.selection.holes and res.selection.max_sse_px <= coarse_px:
+                for j in range(len(teleports)):
+                    if started[j] is not None and coarse[j] is None:
+                        coarse[j] = time.perf_counter() - t0 - started[j]
+            if res.selection.complete:
+                for j in range(len(teleports)):
+                    if started[j] is not None and done[j] is None:
+                        done[j] = time.perf_counter() - t0 - started[j]
+            flight.draw(cam)
+            record(len(stall_ms))
+            t_end = time.perf_counter()
+            flight.stats.frame_ms.append((t_end - t_tiles) * 1e3)
+            stall_ms.append((t_end - t_frame) * 1e3)
+            prev_pos, prev_t = cam.position_m, now
+            i += 1
+            # Pace at fps at most: the time left is the server's and the tile threads'.
+            nxt = t0 + i * frame_s
+            if nxt > time.perf_counter():
+                time.sleep(nxt - time.perf_counter())
+            else:
+                i = max(i, int((time.perf_counter() - t0) / frame_s))  # behind: frame numbers follow the clock
+        return {
+            "teleport_complete_s": [None if d is None else round(d, 3) for d in done],
+            "teleport_coarse_s": [None if d is None else round(d, 3) for d in coarse],
+            "stall_ms_max": round(max(stall_ms), 1) if stall_ms else None,
+            "stall_ms_p99": round(float(np.percentile(stall_ms, 99)), 1) if stall_ms else None,
+            "tile_ms_max": round(max(tile_ms), 1) if tile_ms else None,
+            "frames_over_100ms": int(sum(ms > 100.0 for ms in stall_ms)),
+            "boot_s": round(boot_s, 3), "loading_s": round(loading_s, 3), "loading_complete": loading_complete,
+            "path_s": round(duration, 3),
+            "gc_frozen": frozen,
+            "poses_skipped": max(0, int(round(duration * opts.fps)) - len(stall_ms)),
+        }
+    finally:
+        gc.unfreeze()

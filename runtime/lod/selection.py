@@ -47,6 +47,10 @@ from runtime.tiles import MAX_LEVEL, T, TileKey, level_error_m, spacing_m
 # --- inputs and outputs -----------------------------------------------------------------
 
 
+SPECULATIVE_LEVELS = 2
+"""Default ``SelectionOptions.speculative_levels`` (see there; docs/DECISIONS.md 43)."""
+
+
 @dataclass(frozen=True)
 class SelectionOptions:
     """LOD policy. error_target_px: refine while a tile's screen-space error is above this
@@ -54,7 +58,14 @@ class SelectionOptions:
     each view's velocity the prefetch pose is; prefetch_fov_scale: prefetch views widen
     the field of view by this (turning heads see loaded tiles); plane_root_radius: on the
     plane, level-0 tiles within this many tiles of a camera are the roots (more when the
-    camera's far_m reaches further, up to 3); horizon_culling: earth only."""
+    camera's far_m reaches further, up to 3); horizon_culling: earth only;
+    speculative_levels: tiles whose parent's data has not arrived are requested down to this
+    many levels below the nearest known ancestor's children (0: only tiles whose parent is
+    known; None: all the walk reaches). Unknown tiles are bounded by their ancestors'
+    ranges grown by each level's error, so with nothing known the walk refines to
+    ``max_level`` near the camera; those deep guesses are not asked for until their
+    ancestors' data shows whether the view needs them. The column under a camera is
+    exempt (the ground height under it is wanted at once)."""
 
     error_target_px: float = 2.0
     max_level: int = 20
@@ -62,10 +73,13 @@ class SelectionOptions:
     prefetch_fov_scale: float = 1.3
     plane_root_radius: int = 1
     horizon_culling: bool = True
+    speculative_levels: int | None = SPECULATIVE_LEVELS
 
     def __post_init__(self):
         if not self.error_target_px > 0:
             raise ValueError(f"error_target_px must be > 0, got {self.error_target_px}")
+        if self.speculative_levels is not None and self.speculative_levels < 0:
+            raise ValueError(f"speculative_levels must be >= 0 or None, got {self.speculative_levels}")
         if not 0 <= self.max_level <= MAX_LEVEL:
             raise ValueError(f"max_level must be in [0, {MAX_LEVEL}], got {self.max_level}")
 
@@ -162,6 +176,7 @@ class _Node:
     covered = False     # some ancestor is ready (so a cover exists without this tile)
     known = False       # its data has arrived (height range and error from the data)
     guessed = False     # not known and neither is its parent: wanted on a guess (speculative)
+    unknown = 0         # 0 when known, else 1 + its parent's (levels below the nearest known ancestor)
     guess: list = ()    # type: ignore[assignment]  # children made by _predict
     col = -1            # column in the _predict arrays (-1: not predicted)
 
@@ -325,12 +340,15 @@ def _node_for(key: TileKey, parent: _Node | None, known: Mapping[TileKey, TileIn
         return node
     ge = _DEFAULT_GE[key.level]
     if parent is None:
-        return _Node(key, DEFAULT_HEIGHT_RANGE_M[0], DEFAULT_HEIGHT_RANGE_M[1], ge, True)
+        node = _Node(key, DEFAULT_HEIGHT_RANGE_M[0], DEFAULT_HEIGHT_RANGE_M[1], ge, True)
+        node.unknown = 1
+        return node
     if parent.absolute:
         node = _Node(key, parent.hmin, parent.hmax, ge, True)
     else:
         node = _Node(key, parent.hmin - parent.ge, parent.hmax + parent.ge, ge, False)
     node.guessed = not parent.known
+    node.unknown = parent.unknown + 1
     return node
 
 
@@ -510,14 +528,19 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
     holes first (band HOLE: nothing ready above it), then ancestors first (``steps`` below
     the nearest ready ancestor: 0 blocks the refinement of a drawn tile), then larger error
     (nearer, coarser), then straight ahead; prefetch last. A covered wanted tile whose
-    parent's data has not arrived (speculative) adds ``SPECULATIVE_PENALTY``. Pinned roots that were not
+    parent's data has not arrived (speculative) adds ``SPECULATIVE_PENALTY``; a tile more than
+    ``options.speculative_levels`` + 1 levels below its nearest known ancestor is not asked
+    for yet (the column under a camera and pinned roots always are). Pinned roots that were not
     walked (the plane's ring beyond the traversal roots: nothing in view needs them yet,
     they are there for the next teleport) load after every other wanted tile, before
     prefetch (priority ``PINNED_PRIORITY``): at ancestor priority, after a teleport across
     the plane five new ones (~70 ms of server CPU each) waited beside the view's own tiles.
     """
     out = []
-    wanted = [node for node in used.values() if not node.known]
+    spec = frame.options.speculative_levels
+    deepest = MAX_LEVEL + 2 if spec is None else spec + 1
+    wanted = [node for node in used.values()
+              if not node.known and (node.unknown <= deepest or node.under or node.pinned)]
     if wanted:
         centers = _packed_level(frame.geometry, wanted)[:, :3]
         direction = frame.direction(centers).tolist()

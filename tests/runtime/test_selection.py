@@ -131,6 +131,39 @@ def test_ancestors_load_first():
     assert max(sure) < min(guess) < PINNED_PRIORITY
 
 
+def test_guesses_stop_a_few_levels_below_what_is_known():
+    # 3 km above the plane looking ahead and down with only R known: the walk bounds the
+    # unknown tiles by R's range grown by each level's error and refines to max_level near
+    # the camera. Only speculative_levels levels of guesses below R's children are asked
+    # for; the column under the camera goes deeper (the ground height is wanted at once).
+    pos = CENTRE + [1234.0, -5678.0, 3000.0]
+    cam = Camera.look_at(pos, pos + [1.0e4, 0.0, -3.0e3], [0, 0, 1])
+    known = known_for([R], -100.0, 2000.0)
+    column = {PLANE.key_at(lv, pos) for lv in range(21)}
+
+    def loads(spec):
+        opts = SelectionOptions(prefetch_fov_scale=1.0, prefetch_s=0.0, speculative_levels=spec)
+        return select(cam, PLANE, known, {R}, options=opts)
+
+    every = loads(None)
+    assert max(r.key.level for r in every.load if r.key not in column) == 20
+    for spec in (0, 2):
+        sel = loads(spec)
+        assert {r.key for r in sel.load} <= {r.key for r in every.load}
+        off_column = [r.key for r in sel.load if r.key not in column]
+        assert max(k.level for k in off_column) == spec + 1
+        # Nothing the view needs is starved: every guess left out has an ancestor that is asked.
+        asked = {r.key for r in sel.load}
+        for r in every.load:
+            if r.key not in asked:
+                assert r.key.ancestor(spec + 1) in asked
+        # The same tiles are drawn either way (only requests change).
+        assert sel.draw == every.draw and sel.over_error == every.over_error
+    assert column - {R} <= {r.key for r in loads(0).load}
+    with pytest.raises(ValueError, match="speculative_levels"):
+        SelectionOptions(speculative_levels=-1)
+
+
 def test_holes_load_before_refinement():
     # Looking along the boundary of two roots from 9,000 km up (only R ready):
     #   R  (ready, refining: its children have high error)
@@ -195,7 +228,7 @@ def test_prefetch_along_the_velocity():
     # prefetch band (after everything wanted now), and not without the velocity.
     pos = CENTRE + [0, 0, 1000.0]
     cam = Camera(pos, [0, 0, -1], [0, 1, 0])
-    opts = SelectionOptions(max_level=8, prefetch_s=10.0, prefetch_fov_scale=1.0)
+    opts = SelectionOptions(max_level=8, prefetch_s=10.0, prefetch_fov_scale=1.0, speculative_levels=None)
     ahead = PLANE.key_at(8, pos + [2.0e5, 0, 0])
     still = select(View(cam), PLANE, {}, set(), options=opts)
     moving = select(View(cam, np.array([2.0e4, 0, 0])), PLANE, {}, set(), options=opts)

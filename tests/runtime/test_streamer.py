@@ -129,7 +129,7 @@ def test_most_detailed_height_query_through_the_streamer():
     from runtime.heights import HeightQueries, TileSurface
     from runtime.tiles import T
 
-    streamer = TileStreamer("plane", StreamerOptions(selection=SelectionOptions(max_level=12)))
+    streamer = TileStreamer("plane", StreamerOptions(selection=SelectionOptions(max_level=12, speculative_levels=None)))
     source = FrameSource(delay=2, per_frame=64)
 
     def surface(key):  # a flat tile at 10 m per level, so the level read is visible
@@ -207,8 +207,9 @@ def test_prefetch_waits_while_the_view_is_incomplete():
     sched = SchedulerOptions(max_in_flight=400)
 
     def prefetch_started(cap):
+        selection = SelectionOptions(max_level=12, speculative_levels=None)  # every guess, as before the limit
         streamer = TileStreamer("plane", StreamerOptions(scheduler=sched, max_prefetch_incomplete=cap,
-                                                         selection=SelectionOptions(max_level=12)))
+                                                         selection=selection))
         res = streamer.frame(view)
         assert not res.selection.complete
         return sum(1 for _, p in res.plan.start if p >= 2000.0), res
