@@ -57,3 +57,19 @@ def test_the_plane_anchor_is_the_reference_continent_generator():
     np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))
     np.testing.assert_array_equal(ctx, ref_ctx)
     assert got[0].max() - got[0].min() > 100.0  # real relief, not a constant
+
+
+def test_the_plane_anchor_colour_kernel_has_the_reference_bits():
+    """plane._albedo (compiled where numba is) against its numpy reference on random fields,
+    thresholds included: every float64 bit of every channel."""
+    from generator.anchors import plane
+
+    rng = np.random.default_rng(3)
+    h = rng.uniform(-5000.0, 6000.0, (33, 47))
+    h.flat[:6] = [0.0, -0.0, -20.0, 2.0, 1400.0, -900.0]  # edges of the sea and lowland ramps
+    m, j = rng.uniform(-0.1, 1.1, h.shape), rng.uniform(-1.0, 1.0, h.shape)
+    for snowline in (3000.0, 2650.5):
+        got, ref = plane._albedo(h, m, j, snowline), plane._albedo_numpy(h, m, j, snowline)
+        assert got.shape == ref.shape == (3, 33, 47)
+        np.testing.assert_array_equal(_bits(got), _bits(ref))
+    assert 0.01 < got.min() < got.max() < 0.97  # sea and snow colours both present
