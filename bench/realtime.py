@@ -162,6 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--no-sim", action="store_true", help="skip the simulated-source baselines")
     ap.add_argument("--mesh-procs", type=int, default=0, help="the server's mesh/encode processes (0: threads)")
+    ap.add_argument("--gen-procs", type=int, default=0, help="the server's generator processes (0: one thread)")
     ap.add_argument("--refiner", default="fractal", help="the server's refiner (fractal, learned, bicubic)")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
@@ -181,7 +182,8 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="realtime-"))
     for world in worlds:
         load0 = _loadavg()
-        server = ServerProcess(None, world=world.value, mesh_procs=args.mesh_procs, refiner=args.refiner)
+        server = ServerProcess(None, world=world.value, mesh_procs=args.mesh_procs, refiner=args.refiner,
+                               extra_args=("--gen-procs", str(args.gen_procs)) if args.gen_procs else ())
         try:
             c = SyncTileClient(server.url)
             sites = land_sites(world, c)
