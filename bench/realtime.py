@@ -206,13 +206,16 @@ def main(argv=None) -> int:
             runs["sim 100/s"] = sim(world, 100.0, args.quick)
             runs["sim 5000/s"] = sim(world, 5000.0, args.quick)
         load1 = _loadavg()
-        results[world.value] = {"sites": sites, "gl": gl, "refiner": args.refiner, "path_s": duration, "loadavg": [load0, load1],
+        results[world.value] = {"sites": sites, "gl": gl, "refiner": args.refiner, "path_s": duration,
+                                "loadavg": [load0, load1],
                                 **{k: {kk: v.get(kk) for kk in KEYS + ("server_cpu_s", "server") if kk in v}
                                    for k, v in runs.items()}}
-        print(f"\n== {world.value}  {args.refiner}  path {duration:.0f} s  sites {sites}  {'GL (EGL)' if gl else 'GL-free'}  "
+        print(f"\n== {world.value}  {args.refiner}  path {duration:.0f} s  sites {sites}  "
+              f"{'GL (EGL)' if gl else 'GL-free'}  "
               f"{size[0]}x{size[1]}  load average {load0} -> {load1} (1-minute; the box is shared)")
         print(f"{'run':12s} {'frames':>6s} {'holes':>5s} {'>2px':>6s} {'teleport':>9s} {'coarse':>7s} {'stall ms':>8s} "
-              f"{'tile ms':>8s} {'lat p50':>7s} {'lat p99':>7s} {'late':>5s} {'tiles':>6s} {'ms/tile':>7s} {'loading':>7s}")
+              f"{'tile ms':>8s} {'lat p50':>7s} {'lat p99':>7s} {'late':>5s} {'tiles':>6s} {'ms/tile':>7s} "
+              f"{'loading':>7s}")
         for name, s in runs.items():
             print(row(name, s))
         print(f"server during the realtime flight: {rt.get('server')}, CPU {rt.get('server_cpu_s')} s")

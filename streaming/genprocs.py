@@ -408,8 +408,9 @@ def _worker_main(conn, spec: GenSpec) -> None:
     except BaseException as exc:  # noqa: BLE001  (reported to the parent, which raises)
         try:
             conn.send(("failed", f"{type(exc).__name__}: {exc}"))
-        finally:
-            return
+        except (OSError, ValueError):  # the parent is gone: nobody to tell
+            pass
+        return
     from streaming.memtrim import Trimmer
 
     trimmer = Trimmer(2.0)  # as the generator thread: freed pages go back when idle

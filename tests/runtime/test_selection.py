@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 from runtime.geometry import east_north_up, geodetic_to_ecef, geometry_for
 from runtime.lod.camera import Camera
 from runtime.lod.selection import (
-    PINNED_PRIORITY, SPECULATIVE_PENALTY, Band, SelectionOptions, TileInfo, View, select,
+    PINNED_PRIORITY,
+    SPECULATIVE_PENALTY,
+    Band,
+    SelectionOptions,
+    TileInfo,
+    View,
+    select,
 )
 from runtime.tiles import T, TileKey, level_error_m, spacing_m
 
