@@ -175,8 +175,8 @@ class _Node:
     steps = 0           # levels below the nearest ready ancestor (roots: 0)
     covered = False     # some ancestor is ready (so a cover exists without this tile)
     known = False       # its data has arrived (height range and error from the data)
-    guessed = False     # not known and neither is its parent: wanted on a guess (speculative)
-    unknown = 0         # 0 when known, else 1 + its parent's (levels below the nearest known ancestor)
+    unknown = 0         # 0 when known, else 1 + its parent's (levels below the nearest known
+                        # ancestor; >= 2: its parent is not known either, a guess)
     guess: list = ()    # type: ignore[assignment]  # children made by _predict
     col = -1            # column in the _predict arrays (-1: not predicted)
 
@@ -347,7 +347,6 @@ def _node_for(key: TileKey, parent: _Node | None, known: Mapping[TileKey, TileIn
         node = _Node(key, parent.hmin, parent.hmax, ge, True)
     else:
         node = _Node(key, parent.hmin - parent.ge, parent.hmax + parent.ge, ge, False)
-    node.guessed = not parent.known
     node.unknown = parent.unknown + 1
     return node
 
@@ -551,7 +550,7 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
             band = Band.PREFETCH
         steps = min(node.steps, 99)
         pri = 1000.0 * band + 10.0 * steps + 5.0 / (1.0 + node.want_sse / target_px) + 2.5 * d
-        if node.guessed and band == Band.WANTED and not node.pinned:
+        if node.unknown >= 2 and band == Band.WANTED and not node.pinned:  # a guess
             pri = min(pri + SPECULATIVE_PENALTY, PINNED_PRIORITY - 0.5)
         out.append(LoadRequest(pri, node.key, band, steps, node.want_sse))
     for key in pinned:
