@@ -166,14 +166,14 @@ class FractalConfig:
     stays); full at and above ``incise_coarse_m``, log-linear between."""
     incise_coarse_m: float = 40.0
     incise_creep: float = 0.0
+    """Version 6: before routing, each new sample moves this share toward the mean of its 8
+    neighbours (hillslope creep: planar facets between the channels), times the fade."""
     incise_flow_smooth: float = 0.0
     """Version 6: each routed new sample moves this share toward the mean of its receiver and
     its main donor (smoothing along the flow, not across it: downslope streaks). 0: off."""
     incise_detail_gain: float = 1.0
     """Version 6: the new samples' detail x this (times the erosion's share) before the step,
     so that what the creep smooths is not lost from the roughness feedback."""
-    """Version 6: before routing, each new sample moves this share toward the mean of its 8
-    neighbours (hillslope creep: planar facets between the channels), times the fade."""
     erode_max_m: float = 200.0
     """Version 6: the whole erosion step (cleaning included) acts at child spacings up to this
     (m), none at and above ``erode_off_m`` (log-linear blend between): at kilometre scales the
