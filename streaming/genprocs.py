@@ -370,8 +370,7 @@ class _Worker:
         try:
             msg = self.conn.recv()
         except (EOFError, OSError):
-            self.proc.join(5.0)
-            raise RuntimeError(f"generator worker exited with {self.proc.exitcode} while starting") from None
+            raise RuntimeError(f"generator worker exited with {self.exit_code()} while starting") from None
         if msg[0] != "ready":
             raise RuntimeError(f"generator worker failed to start: {msg[1]}")
         return msg[2]
@@ -430,7 +429,7 @@ def _worker_main(conn, spec: GenSpec) -> None:
             out = ([("error", type(exc).__name__, str(exc))] * len(keys), [0.0] * len(keys))
         try:
             conn.send(out)
-        except (BrokenPipeError, OSError):
+        except OSError:  # a broken pipe: the parent is gone
             return
 
 

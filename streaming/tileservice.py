@@ -604,7 +604,7 @@ class TileService:
             return own if own else None
         busy = [self._queue.shard(i) for i in self._running if i != shard]
         victim = max(busy, key=len, default=None)
-        if victim is not None and victim:
+        if victim:  # None, or a queue: true while it holds keys
             self._n["stolen"] += 1
             return victim
         return None
