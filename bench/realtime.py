@@ -162,7 +162,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--no-sim", action="store_true", help="skip the simulated-source baselines")
     ap.add_argument("--mesh-procs", type=int, default=0, help="the server's mesh/encode processes (0: threads)")
-    ap.add_argument("--gen-procs", type=int, default=0, help="the server's generator processes (0: one thread)")
+    ap.add_argument("--gen-procs", default="auto",
+                    help="the server's generator processes (serve's default auto; 0: one generator thread)")
     ap.add_argument("--refiner", default="fractal", help="the server's refiner (fractal, learned, bicubic)")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
@@ -183,7 +184,7 @@ def main(argv=None) -> int:
     for world in worlds:
         load0 = _loadavg()
         server = ServerProcess(None, world=world.value, mesh_procs=args.mesh_procs, refiner=args.refiner,
-                               extra_args=("--gen-procs", str(args.gen_procs)) if args.gen_procs else ())
+                               gen_procs=args.gen_procs)
         try:
             c = SyncTileClient(server.url)
             sites = land_sites(world, c)

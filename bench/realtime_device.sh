@@ -3,7 +3,9 @@
 # bench/realtime.py (a real `worldstream serve` + the viewer's client path, GL-free) on both
 # worlds with the learned refiner (torch-compiled fp16 on CUDA) and the fractal in the same call.
 # Needs .whl (websockets, trimesh, moderngl wheels) and, for the compiled kernels, numba parked by
-# bench/numba_carry.sh (a previous call on the same warm machine). Writes realtime_*.log to $OUT.
+# bench/numba_carry.sh (a previous call on the same warm machine). The server: serve --gen-procs
+# GEN_PROCS (default auto: 12 on a 16-core box), or MESH_PROCS=8 GEN_PROCS=0 for mesh processes.
+# Writes realtime_*.log to $OUT.
 #   bash bench/realtime_device.sh
 set -uo pipefail
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
@@ -13,5 +15,5 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 { date -u; nvidia-smi -L; nproc; } 2>&1 | tee "$OUT/realtime.log"
 for r in ${REFINERS:-learned fractal}; do
   timeout ${RUN_S:-270} python3 bench/realtime.py --quick --no-gl --no-sim --refiner "$r" \
-    --mesh-procs ${MESH_PROCS:-8} ${EXTRA:-} 2>&1 | tee "$OUT/realtime_$r.log" | tail -n 30
+    --mesh-procs ${MESH_PROCS:-0} --gen-procs ${GEN_PROCS:-auto} ${EXTRA:-} 2>&1 | tee "$OUT/realtime_$r.log" | tail -n 30
 done

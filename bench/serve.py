@@ -159,9 +159,12 @@ class ServerProcess:
         mesh_procs: int = 0,
         extra_args: tuple[str, ...] = (),
         keep_stderr: bool = False,
+        gen_procs: int | str = 0,
     ):
         """``extra_args``: more ``serve`` options; ``keep_stderr``: collect the server's stderr
-        in a temporary file (not a pipe: a chatty server must never block on it) for ``stop``."""
+        in a temporary file (not a pipe: a chatty server must never block on it) for ``stop``;
+        ``gen_procs``: ``serve --gen-procs``, always passed (0, one generator thread, is what the
+        benches' recorded baselines ran; the CLI's own default is ``auto``)."""
         cmd = [
             sys.executable,
             "-m",
@@ -188,6 +191,8 @@ class ServerProcess:
             str(workers),
             "--mesh-procs",
             str(mesh_procs),
+            "--gen-procs",
+            str(gen_procs),
             *extra_args,
         ]
         self.log = tempfile.TemporaryFile("w+") if keep_stderr else None

@@ -241,9 +241,10 @@ def child_pids(pid: int) -> list[int]:
 
 def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary: dict, gen_procs: int = 0) -> None:
     """One fresh server: uncached then cached, the stages, a table row and the summary."""
-    extra = ("--gen-procs", str(gen_procs), "--gen-shard-up", str(args.gen_shard_up)) if gen_procs else ()
+    extra = ("--gen-shard-up", str(args.gen_shard_up)) if gen_procs else ()
     server = ServerProcess(None, refiner=refiner, workers=args.workers, world=world.value, cache_mb=1024,
-                           mesh_procs=procs, extra_args=extra)
+                           mesh_procs=procs, extra_args=extra,
+                           gen_procs=gen_procs)
     try:
         asyncio.run(saturate(server.url, [TileKey(3, 0, 0)], 1, args.timeout))  # start-up off the clock
         if args.warm:  # the same levels at another site, off the clock (compiled refiners' buckets)

@@ -62,6 +62,18 @@ SHARD_UP = 2  # a key's shard is its ancestor this many levels up: 4 x 4 tiles o
 _START_TIMEOUT_S = 600.0  # a worker's imports, pyramid and warm-up (a learned model's compile takes minutes)
 
 
+def auto_procs(cores: int | None = None) -> int:
+    """``serve --gen-procs auto``: generator processes for ``cores`` CPUs (None: this
+    machine's, ``os.sched_getaffinity``): 0 on one core (a worker only adds a hop there),
+    else three quarters of the cores, at least 2, at most 12 (2 on the project's 2-core
+    box, 12 on a 16-core GPU box: each worker holds its own pyramid, ~1 GB on earth)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < 2:
+        return 0
+    return min(12, max(2, cores - cores // 4))
+
+
 def shard_of(key: TileKey, shards: int, up: int = SHARD_UP) -> int:
     """The worker (0 .. shards-1) of ``key``: by its ancestor ``up`` levels up (its root
     above level ``up``), so siblings and cousins share a worker and its cache. Groups are

@@ -33,6 +33,22 @@ def int_in(lo: int | None, hi: int | None, what: str) -> Callable[[str], int]:
     return parse
 
 
+def int_or_auto(lo: int, hi: int, what: str) -> Callable[[str], int | str]:
+    """``auto`` or an integer in [lo, hi]."""
+    num = int_in(lo, hi, what)
+
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return text
+        try:
+            return num(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"{what} must be 'auto' or an integer in [{lo}, {hi}], "
+                                             f"got {text!r}") from None
+
+    return parse
+
+
 def float_in(lo: float, hi: float, what: str) -> Callable[[str], float]:
     """A finite number in [lo, hi]."""
 

@@ -44,6 +44,8 @@ def test_tile_neighbours_share_edges_and_huge_coordinates_work(tmp_path):
     (["serve", "--http", "--http-max-level", "99"], "http-max-level must be in [0, 24]"),
     (["serve", "--http-max-level", "9"], "--http-max-level needs --http"),
     (["serve", "--accept-rate", "-1"], "accept-rate must be in"),
+    (["serve", "--gen-procs", "many"], "gen-procs must be 'auto' or an integer in [0, 256]"),
+    (["serve", "--gen-procs", "2", "--mesh-procs", "2"], "give --mesh-procs 0 with it"),
     (["fly", "--teleport", "1,2"], "X,Y,ALT"),
     (["fly", "--agl"], "--agl needs --teleport"),
     (["fly", "--heading", "10", "--pitch", "-5"], "--heading, --pitch needs --teleport"),

@@ -27,6 +27,7 @@ from stream_fixtures import run
 
 from runtime.tiles import TileKey, World
 from streaming.client import ServerError, TileClient
+from streaming import genprocs
 from streaming.genprocs import ShardedQueue, shard_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,10 +222,17 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def test_auto_is_three_quarters_of_the_cores_from_2_to_12():
+    assert [genprocs.auto_procs(c) for c in (1, 2, 3, 4, 8, 16, 64)] == [0, 2, 3, 3, 6, 12, 12]
+    assert genprocs.auto_procs() == genprocs.auto_procs(len(os.sched_getaffinity(0)))
+
+
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_a_stopped_or_killed_server_leaves_no_worker_process(how):
+    # no --gen-procs: the default (auto) starts workers on a machine with 2 or more cores
+    assert genprocs.auto_procs() >= 2, "this test needs a machine with at least 2 cores"
     cmd = [sys.executable, "-m", "streaming.cli", "serve", "--world", "plane", "--seed", "0", "--refiner", "fractal",
-           "--port", "0", "--gen-procs", "2"]
+           "--port", "0"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
