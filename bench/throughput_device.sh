@@ -5,7 +5,8 @@
 #      baseline in the same run, saturated with uncached keys at levels 8-16, mesh/encode spread
 #      over worker processes (MESH_PROCS, default 12 of the 16 cores), then the same with
 #      generation, meshing and encoding in GEN_PROCS worker processes (`serve --gen-procs`,
-#      default 12, each with its own model on the GPU; GEN_PROCS=0: no such run; GEN_SHARD_UP:
+#      default 12, each with its own model on the GPU; GEN_PROCS=0: no such run; GEN_LIST="12": the
+#      generator-process runs alone, the other REFINERS as the same-run baseline; GEN_SHARD_UP:
 #      `--gen-shard-up`, default 2); REFINERS (default "learned fractal") picks the refiners;
 #   2. the GPU-only tests (seams, batch composition and nesting of the CUDA backends, on the
 #      shipped weights).
@@ -21,7 +22,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 { date -u; nvidia-smi -L; nproc; } 2>&1 | tee "$OUT/throughput.log"
 GEN=${GEN_PROCS:-12}; [ "$GEN" = 0 ] && GEN=""
 timeout ${BENCH_S:-400} python3 bench/throughput.py --refiner ${REFINERS:-learned fractal} --block ${BLOCK:-8} \
-  --workers ${WORKERS:-4} --mesh-procs ${MESH_PROCS:-12} --gen-procs 0 $GEN --gen-shard-up ${GEN_SHARD_UP:-2} \
+  --workers ${WORKERS:-4} --mesh-procs ${MESH_PROCS:-12} --gen-procs ${GEN_LIST:-0 $GEN} --gen-shard-up ${GEN_SHARD_UP:-2} \
   --warm ${WARM:-4} --timeout 300 2>&1 | tee -a "$OUT/throughput.log"
 echo "throughput rc=${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$OUT/throughput.log"
 grep '^{' "$OUT/throughput.log" | tail -n 1 > "$OUT/throughput.json"
