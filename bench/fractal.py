@@ -27,6 +27,7 @@ Prints tables and ends with one JSON line. Needs the data folder for 2-4.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import math
 import sys
@@ -221,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=default_data_dir())
     ap.add_argument("--quick", action="store_true", help="slopes at levels 9 and 16 only")
     ap.add_argument("--v5", default="", metavar="K=V,...", help="override v5 config fields (a sweep)")
+    ap.add_argument("--v7", default="", metavar="K=V,...", help="override v7 config fields (a sweep)")
     ap.add_argument("--configs", default="", metavar="NAME,...", help=f"only these of {', '.join(CONFIGS)}")
     a = ap.parse_args(argv)
     for name in [n for n in CONFIGS if a.configs and n not in a.configs.split(",")]:
@@ -228,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.v5:
         over = {k: type(getattr(CONFIGS["v5"], k))(v) for k, v in (kv.split("=") for kv in a.v5.split(","))}
         CONFIGS["v5"] = FractalConfig(**over)
+    if a.v7 and "v7" in CONFIGS:
+        over = {k: type(getattr(V7, k))(v) for k, v in (kv.split("=") for kv in a.v7.split(","))}
+        CONFIGS["v7"] = replace(V7, **over)
     t0 = time.perf_counter()
     levels = (9, 16) if a.quick else (6, 9, 12, 14, 16)
     res = {"bench": "fractal", "slope_by_level_deg": slope_by_level(levels)}

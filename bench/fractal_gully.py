@@ -5,26 +5,26 @@ Figures (NW light, 45 deg), v5 and v7 in the same run, and a table of strict loc
 
 1. ``fractal_v7_cascade.png``: the deep cascade (real parents), a DEM decimated 2^K and refined
    back K levels: real | bicubic | v5 | v7, for st_helens and spain_gredos_25m (crops of
-   ``generator.eval.cascade``) and the GLOBE crop near 28.7 N 57.3 E;
+   ``generator.eval.cascade``) and the Ecuadorian 10 m DEM (from ``--data``);
 2. ``fractal_v7_world.png``: world tiles, v5 | v7: the earth over Mont Blanc and the Colorado
-   Front Range, and the plane world (seed 3) over its highest block, at one level each.
+   Front Range, and the plane world (seed 3) near its highest level-5 sample, at levels 10 and 12.
 
     PYTHONPATH=. python -m bench.fractal_gully --crops ../main/out/gpu/cascade_eval.npz \
-        --out docs/figures [--k 4]
+        --data ../shared/data --out docs/figures [--k 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 
 from bench.fractal_erosion import _panel, _save
 
-PLACES = (("mont blanc", 45.83, 6.86, 12), ("colorado", 40.1, -105.6, 12))
-"""(label, lat, lon, level) of the earth panels (level 12: 19 m samples)."""
+PLACES = (("mont blanc", 45.83, 6.86, 10), ("mont blanc", 45.83, 6.86, 12), ("colorado", 40.1, -105.6, 10),
+          ("colorado", 40.1, -105.6, 12))
+"""(label, lat, lon, level) of the earth panels (level 10: 77 m samples, 12: 19 m)."""
 
 
 def _configs(extra: str = "") -> dict:
@@ -39,14 +39,16 @@ def _configs(extra: str = "") -> dict:
     return cfgs
 
 
-def cascade_figure(crops: Path, out: Path, k: int, n: int = 192, extra: str = "") -> list[str]:
+def cascade_figure(crops: Path, data: Path, out: Path, k: int, n: int = 160, extra: str = "") -> list[str]:
     from generator.eval import cascade as C
     from generator.eval.vehicle import extrema_per_1000
     from generator.fractal import FractalRefiner
 
     have = C.load_crops(crops)
+    from generator.eval.vehicle import load_crop
+
     items = {"st_helens": have["st_helens"], "gredos": have["spain_gredos_25m"],
-             "globe_28.7N": have["globe_val_2_28.7N_57.3E"]}
+             "ecuador_10m": load_crop(data, "ecuador_andes_10m")}
     cfgs = _configs(extra)
     rows, lines = [], []
     for name, (z, px) in items.items():
@@ -62,7 +64,7 @@ def cascade_figure(crops: Path, out: Path, k: int, n: int = 192, extra: str = ""
     return ["| cascade | real | bicubic | " + " | ".join(cfgs) + " |", "|---" * (3 + len(cfgs)) + "|", *lines]
 
 
-def world_figure(out: Path, n: int = 192, extra: str = "") -> list[str]:
+def world_figure(out: Path, n: int = 160, extra: str = "") -> list[str]:
     from generator.eval.vehicle import extrema_per_1000
     from generator.fractal import FractalRefiner
     from generator.pyramid import Pyramid
@@ -70,28 +72,24 @@ def world_figure(out: Path, n: int = 192, extra: str = "") -> list[str]:
     from runtime.tiles import World, spacing_deg, spacing_m
 
     cfgs = _configs(extra)
-    rows, lines = [], ["| world tile | " + " | ".join(cfgs) + " | s per region (" + " / ".join(cfgs) + ") |",
-                       "|---" * (2 + len(cfgs)) + "|"]
-    for label, lat, lon, level in PLACES + (("plane seed 3", None, None, 12),):
+    rows, lines = [], ["| world tile | " + " | ".join(cfgs) + " |", "|---" * (1 + len(cfgs)) + "|"]
+    for label, lat, lon, level in PLACES + (("plane seed 3", None, None, 10), ("plane seed 3", None, None, 12)):
         world = World.EARTH if lat is not None else World.PLANE
         if lat is not None:
             d = spacing_deg(level)
             r0, c0 = int((90.0 - lat) / d) - n // 2, int((lon + 180.0) / d) - n // 2
             ew = float(ew_scale(world, level, np.array([r0 + n // 2]))[0])
-        else:  # the plane: the highest level-7 sample near the origin, then down to ``level``
-            p7 = Pyramid(world, 3, FractalRefiner(world, cfgs["v5"])).region(7, 0, 0, 256, 256)[0]
-            i, j = np.unravel_index(np.argmax(p7), p7.shape)
-            r0, c0, ew = (int(i) << (level - 7)) - n // 2, (int(j) << (level - 7)) - n // 2, 1.0
-        row, ext, secs = [], [], []
+        else:  # the plane: the highest level-5 sample near the origin, then down to ``level``
+            p5 = Pyramid(world, 3, FractalRefiner(world, cfgs["v5"])).region(5, 0, 0, 256, 256)[0]
+            i, j = np.unravel_index(np.argmax(p5), p5.shape)
+            r0, c0, ew = (int(i) << (level - 5)) - n // 2, (int(j) << (level - 5)) - n // 2, 1.0
+        row, ext = [], []
         for name, cfg in cfgs.items():
-            t = time.process_time()
             z = Pyramid(world, 3 if lat is None else 0, FractalRefiner(world, cfg)).region(level, r0, c0, n, n)[0]
-            secs.append(f"{time.process_time() - t:.1f}")
             row.append(_panel(z, spacing_m(level), f"{label} L{level} {name}", n, spacing_m(level) * ew))
             ext.append(f"{extrema_per_1000(z):.1f}")
         rows.append(row)
-        lines.append(f"| {label}, level {level} ({spacing_m(level):.0f} m) | " + " | ".join(ext) + " | "
-                     + " / ".join(secs) + " |")
+        lines.append(f"| {label}, level {level} ({spacing_m(level):.0f} m) | " + " | ".join(ext) + " |")
     _save(rows, out / "fractal_v7_world.png")
     return lines
 
@@ -99,14 +97,15 @@ def world_figure(out: Path, n: int = 192, extra: str = "") -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--crops", type=Path, default=Path("out/cascade_eval.npz"))
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--out", type=Path, default=Path("docs/figures"))
-    ap.add_argument("--k", type=int, default=4, help="cascade depth (levels refined back)")
+    ap.add_argument("--k", type=int, default=5, help="cascade depth (levels refined back)")
     ap.add_argument("--only", choices=("cascade", "world", ""), default="")
     ap.add_argument("--v7x", default="", metavar="K=V,...", help="a third column: V7 with these fields changed")
     a = ap.parse_args(argv)
     lines = []
     if a.only != "world":
-        lines += cascade_figure(a.crops, a.out, a.k, extra=a.v7x) + [""]
+        lines += cascade_figure(a.crops, a.data, a.out, a.k, extra=a.v7x) + [""]
     if a.only != "cascade":
         lines += world_figure(a.out, extra=a.v7x)
     print("\n".join(lines))

@@ -198,7 +198,12 @@ class FractalConfig:
     gully7_sharp: float = 0.7
     """Share of the profile with sharp crests and round troughs (the rest smooth)."""
     gully7_gain: float = 1.0
-    """The field's amplitude relative to the law's sigma (1: the level's variance unchanged)."""
+    """The field's amplitude relative to the law's sigma over the worlds' anchors (1: the level's
+    variance unchanged)."""
+    gully7_gain_real: float = 1.0
+    """The same over real parents (``real_parents``: the deep cascade, a user's DEM)."""
+    gully7_max_m: float = 1e9
+    """Parent spacing (m) above which version 7's field is off (the anchor's kilometre levels)."""
     gully7_fine_m: float = 10.0
     """Parent spacing (m) at and below which version 7's field is off; full at and above
     ``gully7_coarse_m`` (log-linear between)."""
@@ -377,7 +382,9 @@ class FractalRefiner:
         plan["shape"] = shaping.fade(s_p, cfg.shape_fine_m, cfg.shape_coarse_m)
         plan["ew_p_inv"] = (1.0 / np.maximum(ew_p, 1e-3)).astype(np.float32)[:, :, None]
         plan["gullies"] = cfg.gully_mix > 0.0 and plan["shape"] > 0.0 and level % cfg.gully_level_step == 0
-        plan["gully7"] = shaping.fade(s_p, cfg.gully7_fine_m, cfg.gully7_coarse_m) if self._gully7 else 0.0
+        plan["gully7"] = (shaping.fade(s_p, cfg.gully7_fine_m, cfg.gully7_coarse_m)
+                          if self._gully7 and s_p <= cfg.gully7_max_m else 0.0)
+        plan["gully7_gain"] = cfg.gully7_gain_real if self.real_parents else cfg.gully7_gain
         if plan["gullies"] or plan["gully7"] > 0.0:
             plan["ew_c"] = ew.astype(np.float32)[:, :, None]
             plan["sig_ns"] = np.float32(sig_ns)
@@ -725,13 +732,16 @@ fly, but rougher, flatter on the earth and up to 2.7x the CPU per tile (docs/BEN
 "Procedural refiner v6"); ``fractal-carve`` in generator.refiner's table."""
 
 
-V7 = FractalConfig(incise_radius=0, gully_mix=0.0, gully7_mix=1.0, gully7_gain=1.1)
+V7 = FractalConfig(incise_radius=0, gully_mix=0.0, gully7_mix=1.0, gully7_gain=1.1, gully7_max_m=600.0,
+                   gully7_sharp=0.5)
 """Version 7: v5 with v4's every-other-level gullies replaced by the erosion-filter field
-(``generator.gully``) at every level down to 10 m parent spacing, 1.1x the law's sigma where it
-acts (at 1.0 the stripes read as less rough to the next level's curvature measure and the
-earth's median slope at 19 m fell 42 -> 31 deg over Mont Blanc; 1.1 keeps v5's slopes within
-a few degrees, 1.4 overshoots by 15: the feedback compounds over ~12 levels); ``fractal-gully`` in
-generator.refiner's table (docs/BENCHMARKS.md "Procedural refiner v7")."""
+(``generator.gully``) at parent spacings 10-600 m (the kilometre levels under the anchor stay
+v5: with the field there the earth at levels 9-10 came out flatter, slope W1 against the located
+DEMs 3.56 -> 4.1 deg). Over the anchors 1.1x the law's sigma where it acts: at 1.0 the stripes
+read as less rough to the next level's curvature measure and the median slope at 19 m over
+Mont Blanc fell 42 -> 31 deg (1.4 overshoots by 15: the feedback compounds over the levels).
+Over real parents 1.0 (the deep cascade: 1.1 beat bicubic in 0.76 of the cells, 1.0 in 0.86).
+``fractal-gully`` in generator.refiner's table (docs/BENCHMARKS.md "Procedural refiner v7")."""
 
 
 def fractal_gully_refiner(world: World) -> FractalRefiner:

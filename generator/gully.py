@@ -29,6 +29,8 @@ backend refuses version 7.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from generator import gully_kernels, noise, shaping
@@ -42,6 +44,7 @@ def _f32(x: float) -> float:
     return float(np.float32(x))
 
 
+@lru_cache(maxsize=16)
 def profile_weights(sharp: float) -> tuple[float, float]:
     """(k_ridged, k_smooth): float32 weights of the parabolic (sharp crests, round troughs) and
     smooth profiles so that their mix, for d uniform in [-1/2, 1/2], has unit variance."""
@@ -70,14 +73,15 @@ def lattice_constants(cfg) -> tuple[float, float, float, float, float, float]:
 
 
 def field(seed: int, level: int, rows: np.ndarray, cols: np.ndarray, gx: np.ndarray, gy: np.ndarray,
-          ew_c: np.ndarray, cfg, period: int | None, compiled: bool = False) -> np.ndarray:
+          ew_c: np.ndarray, cfg, period: int | None, compiled: bool = False, share=None) -> np.ndarray:
     """(b, R, C) float32 erosion-filter field of about unit variance (see module doc).
 
     rows (b, R), cols (b, C) int64 global child samples (cols not wrapped; on earth ``period``,
     the column period, wraps the lattice's hash; None on the plane); gx, gy (b, R, C) float32
     the parents' gradient at the child samples (east, south, in a common unit per metre);
     ew_c (b, R, 1) float32 east-west / north-south spacing of each child row.
-    ``compiled``: the numba twin (same bits).
+    ``compiled``: the numba twin (same bits). ``share`` (b, R, C) float32 or None: where it is
+    <= 0 the field is not needed (the mix gives it no weight) and is 0.
     """
     s = int(cfg.gully7_cell)
     inv_lam, jspan, half, inv_r2, pj, _ = lattice_constants(cfg)
@@ -87,7 +91,7 @@ def field(seed: int, level: int, rows: np.ndarray, cols: np.ndarray, gx: np.ndar
         raise ValueError(f"the column period {period} must be a multiple of gully7_cell {s}")
     if compiled:
         return gully_kernels.field(noise.stream_key(seed, level, STREAM), rows, cols, gx, gy, ew_c, s,
-                                   (inv_lam, jspan, half, inv_r2, pj, kr_, ks_), pc)
+                                   (inv_lam, jspan, half, inv_r2, pj, kr_, ks_), pc, share)
     key = noise.stream_key(seed, level, STREAM)
     r, c = rows[:, :, None], cols[:, None, :]
     ci, cj = r // s, c // s
@@ -120,7 +124,8 @@ def field(seed: int, level: int, rows: np.ndarray, cols: np.ndarray, gx: np.ndar
             prof = (d * d - _f32(1.0 / 12.0)) * _f32(kr_) + ((e * e * (e * -2.0 + 3.0)) * 2.0 - 1.0) * _f32(ks_)
             acc = acc + w * prof
             w2 = w2 + w * w
-    return acc / np.sqrt(w2)
+    out = acc / np.sqrt(w2)
+    return out if share is None else np.where(share > 0.0, out, np.float32(0.0))
 
 
 def weight(sx, sy, cfg, share: float):
@@ -146,13 +151,14 @@ def gullies(ops, dzx, dzy, plan: dict, cfg, inv_ew, det_h, det_v, det_c):
     gx = shaping.upsample(ops, dzx * plan["ew_p_inv"])
     gy = shaping.upsample(ops, dzy)
     rows, cols, ew_c = plan["rows"], plan["cols_raw"], plan["ew_c"]
-    gain = _f32(cfg.gully7_gain)
+    gain = _f32(plan["gully7_gain"])
     out = []
     for det, rs, cs, amp in ((det_h, slice(0, None, 2), slice(1, None, 2), plan["a_h"]),
                              (det_v, slice(1, None, 2), slice(0, None, 2), plan["sig_ns"]),
                              (det_c, slice(1, None, 2), slice(1, None, 2), plan["sig_ns"])):
+        share = np.ascontiguousarray(q[:, rs, cs])
         g = field(plan["seed"], plan["level"], rows[:, rs], cols[:, cs], np.ascontiguousarray(gx[:, rs, cs]),
                   np.ascontiguousarray(gy[:, rs, cs]), np.ascontiguousarray(ew_c[:, rs]), cfg, plan["period"],
-                  compiled=ops.compiled)
-        out.append(shaping.unit_mix(det, g * (amp * gain), q[:, rs, cs]))
+                  compiled=ops.compiled, share=share)
+        out.append(shaping.unit_mix(det, g * (amp * gain), share))
     return tuple(out)

@@ -22,7 +22,7 @@ _EPS = np.float32(1e-30)
 
 
 @jit.njit
-def _field(key, rows, cols, gx, gy, ew_c, s, inv_lam, jspan, half, neg_inv_r2, pj, kr, ks, pc, out):
+def _field(key, rows, cols, gx, gy, ew_c, s, inv_lam, jspan, half, neg_inv_r2, pj, kr, ks, pc, share, out):
     b_n, r_n = rows.shape
     c_n = cols.shape[1]
     for b in range(b_n):
@@ -43,15 +43,19 @@ def _field(key, rows, cols, gx, gy, ew_c, s, inv_lam, jspan, half, neg_inv_r2, p
             hr = mix64(np.uint64(i0 + ii) * _ROW_SALT + key)
             for jj in range(nj):
                 h = mix64(hr ^ hc[jj])
-                ur[ii, jj] = np.float32(h >> _S40) * _F2M24
-                uc[ii, jj] = np.float32((h >> _S16) & _M24) * _F2M24
-                up[ii, jj] = np.float32(h & _M16) * _F2M16
+                # the point's offset in its cell and its phase, as the reference's expressions
+                ur[ii, jj] = (np.float32(h >> _S40) * _F2M24 - _HALF) * jspan + half
+                uc[ii, jj] = (np.float32((h >> _S16) & _M24) * _F2M24 - _HALF) * jspan + half
+                up[ii, jj] = (np.float32(h & _M16) * _F2M16 - _HALF) * pj
         for i in range(r_n):
             r = rows[b, i]
             ci = r // s
             fr = r - ci * s
             ew = ew_c[b, i, 0]
             for j in range(c_n):
+                if share[b, i, j] <= _ZERO:  # no weight in the mix: 0, as the reference
+                    out[b, i, j] = _ZERO
+                    continue
                 c = cols[b, j]
                 cj = c // s
                 fc = c - cj * s
@@ -67,12 +71,13 @@ def _field(key, rows, cols, gx, gy, ew_c, s, inv_lam, jspan, half, neg_inv_r2, p
                     li = ci + dr - i0
                     for dc in range(-1, 2):
                         lj = cj + dc - j0
-                        dy = oy + ((ur[li, lj] - _HALF) * jspan + half)
-                        dx = np.float32(dc * s - fc) + ((uc[li, lj] - _HALF) * jspan + half)
+                        dy = oy + ur[li, lj]
+                        dx = np.float32(dc * s - fc) + uc[li, lj]
                         w = (dx * dx + dy * dy) * neg_inv_r2 + _ONE
-                        w = w if w > _ZERO else _ZERO
+                        if w <= _ZERO:  # adds exactly 0 to both sums (up to the sign of a zero)
+                            continue
                         w = w * w
-                        ph = (dx * txe + dy * ty) + (up[li, lj] - _HALF) * pj
+                        ph = (dx * txe + dy * ty) + up[li, lj]
                         d = ph - np.rint(ph)
                         e = abs(d) * _TWO
                         prof = (d * d - _TWELFTH) * kr + ((e * e * (e * _M2 + _THREE)) * _TWO - _ONE) * ks
@@ -82,10 +87,11 @@ def _field(key, rows, cols, gx, gy, ew_c, s, inv_lam, jspan, half, neg_inv_r2, p
 
 
 def field(key: int, rows: np.ndarray, cols: np.ndarray, gx: np.ndarray, gy: np.ndarray, ew_c: np.ndarray,
-          cell: int, consts: tuple, period_cells: int) -> np.ndarray:
+          cell: int, consts: tuple, period_cells: int, share: np.ndarray | None = None) -> np.ndarray:
     """``gully.field`` compiled: rows (B, R), cols (B, C) increasing int64; gx, gy (B, R, C)
     float32; ew_c (B, R, 1) float32; consts = (1 / lambda, jitter span, half cell, 1 / R^2,
-    phase jitter, k_ridged, k_smooth) float32 values; period_cells <= 0 on the plane.
+    phase jitter, k_ridged, k_smooth) float32 values; period_cells <= 0 on the plane; share
+    (B, R, C) float32 or None: 0 where it is <= 0.
     -> (B, R, C) float32, the bits of the numpy reference."""
     inv_lam, jspan, half, inv_r2, pj, kr, ks = (np.float32(c) for c in consts)
     gx = np.ascontiguousarray(gx, dtype=np.float32)
@@ -94,9 +100,12 @@ def field(key: int, rows: np.ndarray, cols: np.ndarray, gx: np.ndarray, gy: np.n
         raise ValueError(f"expected rows (B, R), cols (B, C), gx and gy (B, R, C); got {rows.shape}, "
                          f"{cols.shape}, {gx.shape}, {gy.shape}")
     out = np.empty(gx.shape, np.float32)
+    share = np.ones((1, 1, 1), np.float32) if share is None else share
+    if share.shape != gx.shape:
+        share = np.ascontiguousarray(np.broadcast_to(share, gx.shape), dtype=np.float32)
     _field(np.uint64(key), np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(cols, dtype=np.int64),
            gx, gy, np.ascontiguousarray(ew_c, dtype=np.float32), int(cell), inv_lam, jspan, half, np.float32(-inv_r2),
-           pj, kr, ks, int(period_cells), out)
+           pj, kr, ks, int(period_cells), share, out)
     return out
 
 
