@@ -27,11 +27,11 @@ Prints tables and ends with one JSON line. Needs the data folder for 2-4.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
