@@ -50,6 +50,12 @@ def test_compiled_field_is_the_numpy_reference(period):
     assert ref.dtype == got.dtype == np.float32 and np.isfinite(ref).all()
     assert np.array_equal(ref, got)
     assert 0.8 < float(ref.std()) < 1.25
+    # where the mix gives the field no weight both skip it (0), elsewhere the same bits
+    share = np.where(rng.random(gx.shape) < 0.4, 0.0, 0.7).astype(np.float32)
+    ref_s = gully.field(5, 11, rows, cols, gx, gy, ew, V7, period, share=share)
+    got_s = gully.field(5, 11, rows, cols, gx, gy, ew, V7, period, compiled=True, share=share)
+    assert np.array_equal(ref_s, got_s)
+    assert np.array_equal(ref_s, np.where(share > 0, ref, 0.0))
 
 
 @pytest.mark.parametrize("world", [World.PLANE, World.EARTH])
