@@ -59,9 +59,9 @@ def profile_weights(sharp: float) -> tuple[float, float]:
     return _f32(sharp / ridged.std() / s), _f32((1.0 - sharp) / smooth.std() / s)
 
 
-def lattice_constants(cfg) -> tuple[float, float, float, float, float, float]:
-    """(1 / lambda, jitter span, half cell, 1 / R^2, phase jitter, unused 0) as float32 values,
-    in child samples; validates the configuration."""
+def lattice_constants(cfg) -> tuple[float, float, float, float, float]:
+    """(1 / lambda, jitter span, half cell, 1 / R^2, phase jitter) as float32 values, lengths in
+    child samples and the phase in cycles; validates the configuration."""
     s, j = int(cfg.gully7_cell), float(cfg.gully7_jitter)
     if s < 2 or not 0.0 <= j <= 0.5:
         raise ValueError(f"gully7_cell must be >= 2 and gully7_jitter in [0, 0.5], got {s}, {j}")
@@ -69,7 +69,7 @@ def lattice_constants(cfg) -> tuple[float, float, float, float, float, float]:
         raise ValueError(f"gully7_wavelength must be > 0 child samples, got {cfg.gully7_wavelength}")
     r = (1.5 - 0.5 * j) * s
     return (_f32(1.0 / cfg.gully7_wavelength), _f32(j * s), _f32(0.5 * s), _f32(1.0 / (r * r)),
-            _f32(cfg.gully7_phase_jitter), 0.0)
+            _f32(cfg.gully7_phase_jitter))
 
 
 def field(seed: int, level: int, rows: np.ndarray, cols: np.ndarray, gx: np.ndarray, gy: np.ndarray,
@@ -84,7 +84,7 @@ def field(seed: int, level: int, rows: np.ndarray, cols: np.ndarray, gx: np.ndar
     <= 0 the field is not needed (the mix gives it no weight) and is 0.
     """
     s = int(cfg.gully7_cell)
-    inv_lam, jspan, half, inv_r2, pj, _ = lattice_constants(cfg)
+    inv_lam, jspan, half, inv_r2, pj = lattice_constants(cfg)
     kr_, ks_ = profile_weights(cfg.gully7_sharp)
     pc = -1 if period is None else int(period // s)
     if period is not None and period % s:
