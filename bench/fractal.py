@@ -31,6 +31,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +42,13 @@ from generator.dem import refine_dem  # noqa: E402
 from generator.eval import cascade as C  # noqa: E402
 from generator.eval import metrics as M  # noqa: E402
 from generator.eval.vehicle import extrema_per_1000  # noqa: E402
-from generator.fractal import V4, V6, V6_CARVE, BicubicRefiner, FractalConfig, FractalRefiner  # noqa: E402
+from generator.fractal import V4, V6, V6_CARVE, V7, BicubicRefiner, FractalConfig, FractalRefiner  # noqa: E402
 from generator.paths import default_data_dir  # noqa: E402
 from generator.pyramid import Pyramid, open_world  # noqa: E402
 from generator.relief import ConstantRelief  # noqa: E402
 from runtime.tiles import TileKey, World, spacing_m  # noqa: E402
 
-CONFIGS = {"v4": V4, "v5": FractalConfig(), "v6": V6, "v6carve": V6_CARVE}
+CONFIGS = {"v4": V4, "v5": FractalConfig(), "v6": V6, "v6carve": V6_CARVE, "v7": V7}
 """Version 4 (one roughness ceiling, no real-parent knee), the shipped one (v5) and v6's two
 presets (the erosion step, generator.erosion; off by default)."""
 PLACES = {"paris": (2.35, 48.85), "alps": (7.0, 46.0), "manaus": (-60.0, -3.1), "colorado": (-105.6, 40.1),
@@ -221,10 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=default_data_dir())
     ap.add_argument("--quick", action="store_true", help="slopes at levels 9 and 16 only")
     ap.add_argument("--v5", default="", metavar="K=V,...", help="override v5 config fields (a sweep)")
+    ap.add_argument("--v7", default="", metavar="K=V,...", help="override v7 config fields (a sweep)")
+    ap.add_argument("--configs", default="", metavar="NAME,...", help=f"only these of {', '.join(CONFIGS)}")
     a = ap.parse_args(argv)
+    for name in [n for n in CONFIGS if a.configs and n not in a.configs.split(",")]:
+        del CONFIGS[name]
     if a.v5:
         over = {k: type(getattr(CONFIGS["v5"], k))(v) for k, v in (kv.split("=") for kv in a.v5.split(","))}
         CONFIGS["v5"] = FractalConfig(**over)
+    if a.v7 and "v7" in CONFIGS:
+        over = {k: type(getattr(V7, k))(v) for k, v in (kv.split("=") for kv in a.v7.split(","))}
+        CONFIGS["v7"] = replace(V7, **over)
     t0 = time.perf_counter()
     levels = (9, 16) if a.quick else (6, 9, 12, 14, 16)
     res = {"bench": "fractal", "slope_by_level_deg": slope_by_level(levels)}

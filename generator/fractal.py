@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from generator import erosion, fractal_kernels, noise, shaping
+from generator import erosion, fractal_kernels, gully, noise, shaping
 from generator.relief import RegionalRelief
 from generator.worldmetric import canonical_cols, cols_per_world, ew_scale, spacing_ns_m
 from runtime import jit
@@ -179,6 +179,35 @@ class FractalConfig:
     (m), none at and above ``erode_off_m`` (log-linear blend between): at kilometre scales the
     anchor or the real parents carry the drainage, and the GLOBE deserts' fine texture is real."""
     erode_off_m: float = 800.0
+    gully7_mix: float = 0.0
+    """Version 7 (``generator.gully``, ``V7``): the largest share of the detail given to the
+    erosion-filter field (stripes down the parents' slope from a jittered lattice: gullies and
+    spurs), as tan(angle / 2) of a unit-variance mix (1: all), reached at ``gully7_slope_hi``.
+    0: off (versions 5 and 6)."""
+    gully7_slope_lo: float = 0.3
+    """Normalised parent slope (central difference / (2 law sigma)) where the field starts."""
+    gully7_slope_hi: float = 1.5
+    gully7_cell: int = 4
+    """Lattice cell of the field, child samples (one jittered point per cell, 3 x 3 blended)."""
+    gully7_wavelength: float = 4.0
+    """Stripe wave length across the slope, child samples (4: the finest the new samples carry)."""
+    gully7_jitter: float = 0.5
+    """Lattice points within +- this / 2 of a cell around the cell centre (at most 0.5)."""
+    gully7_phase_jitter: float = 0.5
+    """Random phase per point, in cycles (uniform in +- this / 2): gullies that start and end."""
+    gully7_sharp: float = 0.7
+    """Share of the profile with sharp crests and round troughs (the rest smooth)."""
+    gully7_gain: float = 1.0
+    """The field's amplitude relative to the law's sigma over the worlds' anchors (1: the level's
+    variance unchanged)."""
+    gully7_gain_real: float = 1.0
+    """The same over real parents (``real_parents``: the deep cascade, a user's DEM)."""
+    gully7_max_m: float = 1e9
+    """Parent spacing (m) above which version 7's field is off (the anchor's kilometre levels)."""
+    gully7_fine_m: float = 10.0
+    """Parent spacing (m) at and below which version 7's field is off; full at and above
+    ``gully7_coarse_m`` (log-linear between)."""
+    gully7_coarse_m: float = 80.0
     rgb_amp_at_1km: float = 0.101
     """Relative colour detail at 1 km parent spacing."""
     rgb_hurst: float = 0.054
@@ -212,7 +241,12 @@ class FractalRefiner:
             raise ValueError(f"incise_radius must be >= 0, got {config.incise_radius}")
         self.cfg = config
         self._incise = config.incise_radius > 0 and config.amp_at_1km_m > 0.0
-        self.version = "6" if self._incise else "5"
+        self._gully7 = config.gully7_mix > 0.0 and config.amp_at_1km_m > 0.0
+        if self._gully7:
+            gully.lattice_constants(config), gully.profile_weights(config.gully7_sharp)  # validate
+            if device is not None:
+                raise ValueError(f"version 7 (gully7_mix > 0) runs on numpy only, got device={device!r}")
+        self.version = "7" if self._gully7 else "6" if self._incise else "5"
         reach = erosion.reach(config.incise_radius, config.incise_flow_smooth > 0)
         self.margin = 1 + (-(-reach // 2) if self._incise else 0)
         self.spacing_scale = float(spacing_scale)  # metres per sample = spacing_m(level) * this
@@ -246,6 +280,8 @@ class FractalRefiner:
         cfg = asdict(self.cfg)
         if not self._incise:  # version 5: the same config, so the same model id, as before v6
             cfg = {k: v for k, v in cfg.items() if not k.startswith(_V6_KEYS)}
+        if not self._gully7:  # nor before v7
+            cfg = {k: v for k, v in cfg.items() if not k.startswith(_V7_KEYS)}
         return {"name": self.name, "version": self.version, "world": self.world.value, "backend": backend,
                 "spacing_scale": self.spacing_scale, "real_parents": self.real_parents, **cfg}
 
@@ -346,7 +382,10 @@ class FractalRefiner:
         plan["shape"] = shaping.fade(s_p, cfg.shape_fine_m, cfg.shape_coarse_m)
         plan["ew_p_inv"] = (1.0 / np.maximum(ew_p, 1e-3)).astype(np.float32)[:, :, None]
         plan["gullies"] = cfg.gully_mix > 0.0 and plan["shape"] > 0.0 and level % cfg.gully_level_step == 0
-        if plan["gullies"]:
+        plan["gully7"] = (shaping.fade(s_p, cfg.gully7_fine_m, cfg.gully7_coarse_m)
+                          if self._gully7 and s_p <= cfg.gully7_max_m else 0.0)
+        plan["gully7_gain"] = cfg.gully7_gain_real if self.real_parents else cfg.gully7_gain
+        if plan["gullies"] or plan["gully7"] > 0.0:
             plan["ew_c"] = ew.astype(np.float32)[:, :, None]
             plan["sig_ns"] = np.float32(sig_ns)
             plan["period"] = cols_per_world(level) if self.world is World.EARTH else None
@@ -524,6 +563,8 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         det_c = det_c + a_s * smooth[:, :, 1::2]
     if plan["gullies"]:  # part of the detail becomes downslope spurs and gullies
         det_h, det_v, det_c = shaping.gullies(ops, dzx, dzy, plan, cfg, inv_ew, det_h, det_v, det_c)
+    if plan.get("gully7", 0.0) > 0.0:  # version 7: part of the detail becomes erosion-filter stripes
+        det_h, det_v, det_c = gully.gullies(ops, dzx, dzy, plan, cfg, inv_ew, det_h, det_v, det_c)
     if plan.get("region") is not None:
         region = ops.array(plan["region"])
         det_h = det_h * region[:, 0::2, 1::2]
@@ -580,6 +621,7 @@ def _roughness_compiled(z: np.ndarray, m: int, plan: dict, cfg: FractalConfig, s
 
 _NO_REGION = np.ones((1, 1, 1), np.float32)
 _V6_KEYS = ("incise_", "erode_")
+_V7_KEYS = ("gully7_",)
 
 
 def _ew_smooth_noise(ops, seed: int, level: int, rows, cols, n, scale):
@@ -688,6 +730,23 @@ V6_CARVE = FractalConfig(incise_radius=8, incise_k=0.5, incise_max=0.9, incise_c
 and 1.5x the detail (what the creep smooths): gullied spurs and valleys visible in the README
 fly, but rougher, flatter on the earth and up to 2.7x the CPU per tile (docs/BENCHMARKS.md
 "Procedural refiner v6"); ``fractal-carve`` in generator.refiner's table."""
+
+
+V7 = FractalConfig(incise_radius=0, gully_mix=0.0, gully7_mix=1.0, gully7_gain=1.1, gully7_max_m=600.0,
+                   gully7_sharp=0.5)
+"""Version 7: v5 with v4's every-other-level gullies replaced by the erosion-filter field
+(``generator.gully``) at parent spacings 10-600 m (the kilometre levels under the anchor stay
+v5: with the field there the earth at levels 9-10 came out flatter, slope W1 against the located
+DEMs 3.56 -> 4.1 deg). Over the anchors 1.1x the law's sigma where it acts: at 1.0 the stripes
+read as less rough to the next level's curvature measure and the median slope at 19 m over
+Mont Blanc fell 42 -> 31 deg (1.4 overshoots by 15: the feedback compounds over the levels).
+Over real parents 1.0 (the deep cascade: 1.1 beat bicubic in 0.76 of the cells, 1.0 in 0.86).
+``fractal-gully`` in generator.refiner's table (docs/BENCHMARKS.md "Procedural refiner v7")."""
+
+
+def fractal_gully_refiner(world: World) -> FractalRefiner:
+    """``fractal-gully`` in generator.refiner's table: the numpy refiner with ``V7``."""
+    return FractalRefiner(world, V7)
 
 
 def fractal_erode_refiner(world: World) -> FractalRefiner:

@@ -67,6 +67,7 @@ FACTORIES: dict[str, str] = {
     "fractal-torch": "generator.fractal:fractal_torch_refiner",
     "fractal-erode": "generator.fractal:fractal_erode_refiner",
     "fractal-carve": "generator.fractal:fractal_carve_refiner",
+    "fractal-gully": "generator.fractal:fractal_gully_refiner",
     "bicubic": "generator.fractal:BicubicRefiner",
     "learned": "generator.learned.refiner:LearnedRefiner",
 }

@@ -218,6 +218,7 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", default="3,4,5,6")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--json", default="")
+    ap.add_argument("--skip", default="", help="procedural baselines to leave out, e.g. fractal_v6,fractal_v6carve")
     ap.add_argument("--from-json", default="", help="only print the compact table of an earlier --json")
     args = ap.parse_args(argv)
     if args.from_json:
@@ -230,7 +231,7 @@ def main(argv=None) -> int:
         prepare(args.data, args.prepare)
         print(f"wrote {args.prepare}")
         return 0
-    from generator.fractal import V4, V6, V6_CARVE, FractalRefiner
+    from generator.fractal import V4, V6, V6_CARVE, V7, FractalRefiner
     from generator.learned.refiner import LearnedRefiner
 
     # the parents are a real DEM decimated: the fractal refiner's real-parent mode (as in
@@ -238,7 +239,12 @@ def main(argv=None) -> int:
     refiners = {"bicubic": None, "fractal_v4": FractalRefiner(config=V4, real_parents=True),
                 "fractal": FractalRefiner(real_parents=True),
                 "fractal_v6": FractalRefiner(config=V6, real_parents=True),
-                "fractal_v6carve": FractalRefiner(config=V6_CARVE, real_parents=True)}
+                "fractal_v6carve": FractalRefiner(config=V6_CARVE, real_parents=True),
+                "fractal_v7": FractalRefiner(config=V7, real_parents=True)}
+    for name in filter(None, args.skip.split(",")):  # e.g. fractal_v6,fractal_v6carve: a shorter run
+        if name in ("bicubic", "fractal") or name not in refiners:
+            raise ValueError(f"--skip takes optional refiners of {sorted(refiners)[2:]}, got {name!r}")
+        del refiners[name]
     if args.old:
         refiners["learned_old"] = LearnedRefiner(checkpoint=args.old, backend="torch", device=args.device)
     for item in filter(None, args.new.split(",")):  # PATH, or NAME=PATH,NAME=PATH,... (candidates side by side)
@@ -248,10 +254,12 @@ def main(argv=None) -> int:
     table = run(load_crops(args.crops), refiners, tuple(int(k) for k in args.levels.split(",")),
                 tuple(range(args.seeds)), geos=load_geo(args.crops))
     summary = {r: wins(table, r, ("bicubic", "fractal")) for r in refiners if r.startswith("learned")}
-    summary["fractal"] = wins(table, "fractal", ("bicubic", "fractal_v4"))
-    summary["fractal_v6"] = wins(table, "fractal_v6", ("bicubic", "fractal"))
-    summary["fractal_v6carve"] = wins(table, "fractal_v6carve", ("bicubic", "fractal"))
-    summary["fractal_v4"] = wins(table, "fractal_v4", ("bicubic",))
+    summary["fractal"] = wins(table, "fractal", ("bicubic", "fractal_v4") if "fractal_v4" in refiners else ("bicubic",))
+    for name in ("fractal_v6", "fractal_v6carve", "fractal_v7"):
+        if name in refiners:
+            summary[name] = wins(table, name, ("bicubic", "fractal"))
+    if "fractal_v4" in refiners:
+        summary["fractal_v4"] = wins(table, "fractal_v4", ("bicubic",))
     print(markdown(table, list(refiners)))
     print(json.dumps(summary, indent=1))
     meta = {"machine": platform.node(), "device": args.device, "seconds": round(time.time() - t0, 1),

@@ -132,18 +132,24 @@ def earth_rows(data: Path, configs: dict, seed: int = 0) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    from generator.fractal import V4, V6, V6_CARVE, FractalConfig
+    from generator.fractal import V4, V6, V6_CARVE, V7, FractalConfig
 
     ap = argparse.ArgumentParser(description="vehicle-scale slope W1 against the 2.8-10 m DEMs")
     ap.add_argument("--data", type=Path, default=default_data_dir())
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--levels", default="3,4,5,6")
     ap.add_argument("--json", default="")
+    ap.add_argument("--only", default="", metavar="NAME,...", help="only these refiners (e.g. fractal,fractal_v7)")
     a = ap.parse_args(argv)
     # v5 as shipped, v4, v6 (the erosion step, off by default) and v5 with the real-parent
     # ceiling at 10 (tried: FractalConfig's doc)
     configs = {"fractal_v4": V4, "fractal": FractalConfig(), "fractal_v6": V6, "fractal_v6carve": V6_CARVE,
-               "fractal_ceiling10": FractalConfig(roughness_max_real=10.0)}
+               "fractal_ceiling10": FractalConfig(roughness_max_real=10.0), "fractal_v7": V7}
+    if a.only:
+        unknown = set(a.only.split(",")) - set(configs)
+        if unknown:
+            raise ValueError(f"--only takes names of {sorted(configs)}, got {sorted(unknown)}")
+        configs = {k: v for k, v in configs.items() if k in a.only.split(",")}
     t0 = time.time()
     casc = cascade_rows(a.data, configs, tuple(int(k) for k in a.levels.split(",")), tuple(range(a.seeds)))
     print("| DEM | K | refiner | slope W1 deg | median slope gen / real deg | finest octave power | "

@@ -20,7 +20,8 @@ def test_importing_the_table_imports_no_refiner_and_no_torch():
 
 
 def test_every_entry_names_an_existing_module_and_callable():
-    assert available_refiners() == ["bicubic", "fractal", "fractal-carve", "fractal-erode", "fractal-torch", "learned"]
+    assert available_refiners() == ["bicubic", "fractal", "fractal-carve", "fractal-erode", "fractal-gully",
+                                    "fractal-torch", "learned"]
     for name, spec in FACTORIES.items():
         module, _, attr = spec.partition(":")
         path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
@@ -28,7 +29,8 @@ def test_every_entry_names_an_existing_module_and_callable():
         assert f"\nclass {attr}" in path.read_text() or f"\ndef {attr}(" in path.read_text(), name
 
 
-@pytest.mark.parametrize("name", ["fractal", "bicubic", "fractal-torch", "fractal-erode", "fractal-carve"])
+@pytest.mark.parametrize("name", ["fractal", "bicubic", "fractal-torch", "fractal-erode", "fractal-carve",
+                                  "fractal-gully"])
 def test_procedural_refiners_are_built_per_world(name):
     for world in ("plane", "earth"):
         r = make_refiner(name, world)
