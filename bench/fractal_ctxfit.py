@@ -283,6 +283,18 @@ def main(argv: list[str] | None = None) -> int:
         dem_out[m] = {"resid_sd": float(e1.std()), "corr_with_resid": float(np.corrcoef(e0, t)[0, 1])}
         print(f"  + {m} term (west fit): sd {e1.std():.3f}, corr(term, relief-law residual) "
               f"{dem_out[m]['corr_with_resid']:+.2f}")
+    # the climate term fitted without tropical windows, on the DEMs outside the tropics
+    coef = np.array(robust["no_tropical"]["west_to_east"]["relief_climate"]["coef"][2:])
+    sel = np.array([r["x"][:len(CLIMATE)].sum() > 0.5 for r in dems])  # mostly B-E climate
+    t = np.array([r["x"][:len(CLIMATE)] @ coef for r in dems])[sel]
+    e = e0[sel] - e0[sel].mean()
+    t = t - t.mean()
+    dem_out["non_tropical_climate"] = {
+        "n": int(sel.sum()), "resid_sd_relief": float(e.std()), "resid_sd": float((e - t).std()),
+        "corr_with_resid": float(np.corrcoef(e, t)[0, 1]), "best_scale": float(e @ t / (t @ t))}
+    q = dem_out["non_tropical_climate"]
+    print(f"  {q['n']} non-tropical DEMs, climate term fitted without tropical windows: sd {q['resid_sd_relief']:.3f}"
+          f" -> {q['resid_sd']:.3f}, corr {q['corr_with_resid']:+.2f}, best scale {q['best_scale']:.2f}")
     for k, r in enumerate(dems):
         print(f"  {r['name']:22s} relief {10**r['relief']:6.0f} m  resid {e0[k]:+.2f}  terms "
               + " ".join(f"{terms[m][k] - terms[m].mean():+.2f}" for m in terms))
