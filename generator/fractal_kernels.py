@@ -188,6 +188,24 @@ def _inv_sqrt_half_one(a):
 
 
 @jit.njit
+def lattice_hashes(i0, j0, ni, nj, period, key):
+    """(ni, nj) uint64: the hash of lattice point (i0 + ii, j0 + jj) under ``key``, the column
+    wrapped modulo ``period`` when > 0 (the counter-based noise's row/column mix)."""
+    hc = np.empty(nj, np.uint64)
+    for jj in range(nj):
+        lj = j0 + jj
+        if period > 0:
+            lj = lj % period
+        hc[jj] = mix64((np.uint64(lj) * _COL_SALT) ^ key)
+    out = np.empty((ni, nj), np.uint64)
+    for ii in range(ni):
+        hr = mix64(np.uint64(i0 + ii) * _ROW_SALT + key)
+        for jj in range(nj):
+            out[ii, jj] = mix64(hr ^ hc[jj])
+    return out
+
+
+@jit.njit
 def _gully_field(key, rows, cols, gx, gy, ew_c, cell, f, oct_k, eps, profile_scale, twelfth, period_cells, out):
     """shaping.gully_field's float32 expression per sample (see there), with the cells'
     phase and sign hashed once per block into a small table."""
@@ -206,16 +224,10 @@ def _gully_field(key, rows, cols, gx, gy, ew_c, cell, f, oct_k, eps, profile_sca
         nj = cols[b, c_n - 1] // cell - j0 + 2
         phase0 = np.empty((ni, nj), np.float32)
         sign = np.empty((ni, nj), np.float32)
-        hc = np.empty(nj, np.uint64)
-        for jj in range(nj):
-            lj = j0 + jj
-            if period_cells > 0:
-                lj = lj % period_cells
-            hc[jj] = mix64((np.uint64(lj) * _COL_SALT) ^ key)
+        hashes = lattice_hashes(i0, j0, ni, nj, period_cells, key)
         for ii in range(ni):
-            hr = mix64(np.uint64(i0 + ii) * _ROW_SALT + key)
             for jj in range(nj):
-                u = np.float32(mix64(hr ^ hc[jj]) >> _S40) * _F2M24 * two
+                u = np.float32(hashes[ii, jj] >> _S40) * _F2M24 * two
                 fl = np.floor(u)
                 phase0[ii, jj] = u - fl
                 sign[ii, jj] = fl * m2 + one

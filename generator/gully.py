@@ -131,10 +131,7 @@ def field(seed: int, level: int, rows: np.ndarray, cols: np.ndarray, gx: np.ndar
 def weight(sx, sy, cfg, share: float):
     """Per parent: the unit-circle parameter of the gully share in [0, gully7_mix * share],
     rising linearly in squared normalised slope from gully7_slope_lo^2 to gully7_slope_hi^2."""
-    s2 = sx * sx + sy * sy
-    lo2, hi2 = cfg.gully7_slope_lo**2, cfg.gully7_slope_hi**2
-    t = ((s2 - _f32(lo2)) * _f32(1.0 / (hi2 - lo2))).clip(0.0, 1.0)
-    return t * _f32(cfg.gully7_mix * share)
+    return shaping.slope_share(sx, sy, cfg.gully7_slope_lo, cfg.gully7_slope_hi, cfg.gully7_mix * share)
 
 
 def gullies(ops, dzx, dzy, plan: dict, cfg, inv_ew, det_h, det_v, det_c):

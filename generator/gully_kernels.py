@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from generator.fractal_kernels import _COL_SALT, _ROW_SALT, mix64
+from generator.fractal_kernels import lattice_hashes
 from runtime import jit
 
 _S40, _S16 = np.uint64(40), np.uint64(16)
@@ -33,16 +33,10 @@ def _field(key, rows, cols, gx, gy, ew_c, s, inv_lam, jspan, half, neg_inv_r2, p
         ur = np.empty((ni, nj), np.float32)
         uc = np.empty((ni, nj), np.float32)
         up = np.empty((ni, nj), np.float32)
-        hc = np.empty(nj, np.uint64)
-        for jj in range(nj):
-            lj = j0 + jj
-            if pc > 0:
-                lj = lj % pc
-            hc[jj] = mix64((np.uint64(lj) * _COL_SALT) ^ key)
+        hashes = lattice_hashes(i0, j0, ni, nj, pc, key)
         for ii in range(ni):
-            hr = mix64(np.uint64(i0 + ii) * _ROW_SALT + key)
             for jj in range(nj):
-                h = mix64(hr ^ hc[jj])
+                h = hashes[ii, jj]
                 # the point's offset in its cell and its phase, as the reference's expressions
                 ur[ii, jj] = (np.float32(h >> _S40) * _F2M24 - _HALF) * jspan + half
                 uc[ii, jj] = (np.float32((h >> _S16) & _M24) * _F2M24 - _HALF) * jspan + half

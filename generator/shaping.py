@@ -81,13 +81,19 @@ def fade(parent_spacing_m: float, fine_m: float, coarse_m: float) -> float:
     return math.log(parent_spacing_m / fine_m) / math.log(coarse_m / fine_m)
 
 
+def slope_share(sx, sy, lo: float, hi: float, top: float):
+    """Per parent: a share in [0, top] rising linearly in the squared normalised slope
+    sx^2 + sy^2 from lo^2 to hi^2 (float32 arrays like sx; v4's and v7's gully weights)."""
+    s2 = sx * sx + sy * sy
+    lo2, hi2 = lo**2, hi**2
+    t = ((s2 - _f32(lo2)) * _f32(1.0 / (hi2 - lo2))).clip(0.0, 1.0)
+    return t * _f32(top)
+
+
 def gully_weight(sx, sy, cfg, share: float):
     """Per parent: s in [0, gully_mix * share], the unit-circle parameter of the gully share,
     rising linearly in squared normalised slope from gully_slope_lo^2 to gully_slope_hi^2."""
-    s2 = sx * sx + sy * sy
-    lo2, hi2 = cfg.gully_slope_lo**2, cfg.gully_slope_hi**2
-    t = ((s2 - _f32(lo2)) * _f32(1.0 / (hi2 - lo2))).clip(0.0, 1.0)
-    return t * _f32(cfg.gully_mix * share)
+    return slope_share(sx, sy, cfg.gully_slope_lo, cfg.gully_slope_hi, cfg.gully_mix * share)
 
 
 def gullies(ops, dzx, dzy, plan: dict, cfg, inv_ew, det_h, det_v, det_c):
