@@ -8,7 +8,8 @@ tiles of the first complete view after the teleport and their ancestors ("needed
 level: request, placed ("known": the streamer has its heights) and drawable ("ready":
 uploaded) times in seconds after the jump (min / max), and how many requested / placed
 tiles were not needed; then frames over the target in the first 5 s of the flight, the 5 s
-after the teleport and the rest.
+after the teleport and the rest, and per phase of the path (loading screen, take-off, run,
+climb, turn, teleport + settle, hover).
 
     PYTHONPATH=. python bench/realtime_trace.py plane [--json /tmp/trace.json]
 """
@@ -135,8 +136,10 @@ def record(events: list) -> None:
     S.TileStreamer.on_tile = traced_on_tile
 
 
-def report(events: list) -> None:
-    """Print the per-level table and the split of frames over the target (see the module doc)."""
+def report(events: list, phases: list | None = None) -> None:
+    """Print the per-level table and the split of frames over the target (see the module doc);
+    ``phases``: [(name, seconds)] of the path in order (bench/flight.py's script), for the split
+    by phase."""
     jumps = [e[1] for e in events if e[0] == "jump"]
     if not jumps:
         print("no teleport in the trace")
@@ -180,6 +183,17 @@ def report(events: list) -> None:
     tele = sum(1 for t in over if 0.0 <= t - jump < 5.0)
     print(f"frames over the target: {len(over)} of {len(frames)}: first 5 s {start}, 5 s after the "
           f"teleport {tele}, rest {len(over) - start - tele}")
+    if phases:  # per phase of the path, on the flight clock (the jump is the teleport phase's start)
+        t_jump = sum(d for name, d in phases[: next(i for i, (n, _) in enumerate(phases) if "teleport" in n)])
+        bounds, at = [("loading", -float("inf"), -t_jump)], -t_jump
+        for name, d in phases:
+            bounds.append((name, at, at + d))
+            at += d
+        bounds[-1] = (bounds[-1][0], bounds[-1][1], float("inf"))
+        print("phase                  frames  over the target")
+        for name, lo, hi in bounds:
+            sel = [ok for t, ok in frames if lo <= t - jump < hi]
+            print(f"{name:22s} {len(sel):6d}  {sum(1 for ok in sel if not ok):6d}")
 
 
 def main(argv=None) -> int:
@@ -191,7 +205,7 @@ def main(argv=None) -> int:
         del argv[i:i + 2]
     if not argv or argv[0] not in ("plane", "earth"):
         raise SystemExit("usage: realtime_trace.py plane|earth [--json FILE] [bench/realtime.py options]")
-    events: list = []
+    events: list = [("clock", time.perf_counter(), time.time())]  # to line up with wall-clock samples
     record(events)  # imports the viewer package before bench/ (it has a viewer.py) is on the path
     sys.path.insert(0, str(ROOT / "bench"))
     import realtime  # bench/realtime.py
@@ -199,7 +213,14 @@ def main(argv=None) -> int:
     realtime.main(["--quick", "--no-gl", "--no-sim", "--world", argv[0], *argv[1:]])
     if out:
         Path(out).write_text(json.dumps(events))
-    report(events)
+    poses = realtime.simflight.script(True)
+    phases: list = []
+    for p in poses:
+        if phases and phases[-1][0] == p.phase:
+            phases[-1][1] += 1.0 / realtime.simflight.FPS
+        else:
+            phases.append([p.phase, 1.0 / realtime.simflight.FPS])
+    report(events, [tuple(x) for x in phases])
     return 0
 
 

@@ -71,9 +71,9 @@ class Timed:
             self.blocks[level] += len(origins)
             return out
 
-        def timed_constrain(kids, level, origins):
+        def timed_constrain(kids, level, origins, **kw):
             t = time.process_time()
-            out = constrain(kids, level, origins)
+            out = constrain(kids, level, origins, **kw)
             self.cpu[level] += time.process_time() - t
             return out
 

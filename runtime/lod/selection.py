@@ -277,11 +277,24 @@ class _Frame:
         dist = np.sqrt((excess * excess).sum(axis=1)).T  # (U, n)
         return vis, self.k[:, None] / np.maximum(dist, 1e-3)[self.pos_idx]
 
-    def direction(self, centers_m: np.ndarray) -> np.ndarray:
-        """(n, 3) points -> (n,) 1 - cos(angle off the nearest drawing camera's forward)."""
-        rel = centers_m[None, :, :] - self.positions[: self.n_draw, None, :]
-        length = np.maximum(np.sqrt((rel * rel).sum(axis=2)), 1e-9)
-        return (1.0 - (rel @ self.forwards[:, :, None])[:, :, 0] / length).min(axis=0)
+    def box_direction(self, packed: np.ndarray) -> np.ndarray:
+        """n packed boxes (n, 32) -> (n,) 1 - cos(angle off the nearest drawing camera's
+        forward) of each box's point nearest that camera; 0 for a box holding the camera.
+        A tile's centre says little for a tile the camera is over: a level-5 earth tile
+        (~300 km) under a camera at 500 m has its centre anywhere, often behind; ranked by
+        the centre, the column under the camera (the ancestors of the nearest drawn tiles,
+        the deepest chain of a teleport's view) loaded after far tiles straight ahead."""
+        n = len(packed)
+        units, lengths = packed[:, 12:21].reshape(n, 3, 3), packed[:, 21:24]
+        pos = self.positions[: self.n_draw]
+        cam_local = (units.reshape(3 * n, 3) @ pos.T).reshape(n, 3, -1)  # (n, 3, D)
+        lo = packed[:, 29:32, None] - lengths[:, :, None]
+        hi = packed[:, 29:32, None] + lengths[:, :, None]
+        delta_local = np.clip(cam_local, lo, hi) - cam_local  # (n, 3, D): to the nearest point
+        delta = np.einsum("nkd,nkj->dnj", delta_local, units)  # (D, n, 3) world axes
+        length = np.sqrt((delta * delta).sum(axis=2))  # (D, n)
+        cos = np.einsum("dnj,dj->dn", delta, self.forwards[: self.n_draw]) / np.maximum(length, 1e-9)
+        return np.where(length > 1e-6, 1.0 - cos, 0.0).min(axis=0)
 
 
 _PLANE_ROOT_M = spacing_m(0) * T  # width of a level-0 plane tile (20,037 km)
@@ -526,8 +539,13 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
     priority = 1000 * band + 10 * steps + 5 / (1 + sse / target) + 2.5 * (1 - cos angle):
     holes first (band HOLE: nothing ready above it), then ancestors first (``steps`` below
     the nearest ready ancestor: 0 blocks the refinement of a drawn tile), then larger error
-    (nearer, coarser), then straight ahead; prefetch last. A covered wanted tile whose
-    parent's data has not arrived (speculative) adds ``SPECULATIVE_PENALTY``; a tile more than
+    (nearer, coarser), then straight ahead (the angle to the tile box's point nearest the
+    camera, 0 inside it: ``_Frame.box_direction``); prefetch last. A covered wanted tile whose
+    parent's data has not arrived (speculative) adds ``SPECULATIVE_PENALTY``, except on the
+    drawn column under a camera: every level of a view waits for the one above, and that
+    column, the ancestors of the nearest drawn tiles, is the view's deepest chain (after a
+    teleport the earth's levels 5-10 there came 1-2.5 s late behind shallower tiles; the
+    column below what is drawn, wanted for the ground height, keeps the penalty); a tile more than
     ``options.speculative_levels`` + 1 levels below its nearest known ancestor is not asked
     for yet (the column under a camera and pinned roots always are). Pinned roots that were not
     walked (the plane's ring beyond the traversal roots: nothing in view needs them yet,
@@ -541,8 +559,7 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
     wanted = [node for node in used.values()
               if not node.known and (node.unknown <= deepest or node.under or node.pinned)]
     if wanted:
-        centers = _packed_level(frame.geometry, wanted)[:, :3]
-        direction = frame.direction(centers).tolist()
+        direction = frame.box_direction(_packed_level(frame.geometry, wanted)).tolist()
     for node, d in zip(wanted, direction if wanted else [], strict=True):
         if node.draw_tree or node.under or node.pinned:
             band = Band.WANTED if node.covered else Band.HOLE
@@ -550,7 +567,7 @@ def collect_loads(frame: _Frame, used: dict[TileKey, _Node], known: Mapping[Tile
             band = Band.PREFETCH
         steps = min(node.steps, 99)
         pri = 1000.0 * band + 10.0 * steps + 5.0 / (1.0 + node.want_sse / target_px) + 2.5 * d
-        if node.unknown >= 2 and band == Band.WANTED and not node.pinned:  # a guess
+        if node.unknown >= 2 and band == Band.WANTED and not node.pinned and not (node.under and node.draw_tree):
             pri = min(pri + SPECULATIVE_PENALTY, PINNED_PRIORITY - 0.5)
         out.append(LoadRequest(pri, node.key, band, steps, node.want_sse))
     for key in pinned:

@@ -111,6 +111,28 @@ def test_drawn_detail_is_not_swapped_for_an_unloaded_ancestor():
     assert f3.draw == (R,)
 
 
+def test_box_direction_is_the_angle_to_the_nearest_point():
+    # A camera 500 m above the ground looking east and slightly down: the level-5 tile it is
+    # over holds it (0, though the tile's centre may lie behind); a small tile ahead is ~0
+    # off; the same tile behind ~2 (1 - cos 180 deg, less its drop); one straight below ~1.
+    from runtime.lod.selection import _as_views, _Frame
+
+    pos = CENTRE + [1234.0, -5678.0, 500.0]
+    fwd = np.array([math.cos(0.2), 0.0, -math.sin(0.2)])
+    cam = Camera(pos, fwd, [0, 0, 1], viewport_px=(720, 720))
+    frame = _Frame(PLANE, _as_views(View(cam)), SelectionOptions())
+    over = PLANE.key_at(5, pos)
+    lv = 16
+    here = PLANE.key_at(lv, pos)
+    ahead = TileKey(lv, here.x + 6, here.y)
+    behind = TileKey(lv, here.x - 6, here.y)
+    packed = PLANE.packed_tile_bounds([(over, 0.0, 1000.0), (ahead, 0.0, 10.0), (behind, 0.0, 10.0),
+                                       (here, 0.0, 10.0)])
+    d = frame.box_direction(packed)
+    assert d[0] == 0.0
+    assert d[1] < 0.1 and d[2] > 1.5 and 0.7 < d[3] < 1.3
+
+
 def test_ancestors_load_first():
     # Nothing known: every requested tile comes after all of its requested ancestors.
     #   R -> NW.. -> level 2 -> ... -> level 6 (under the camera)
@@ -129,12 +151,19 @@ def test_ancestors_load_first():
     assert all(steps[c] == 0 for c in R.children() if c in steps)
     assert max(steps.values()) > 0
     # Tiles whose parent is not known yet (speculative) load after every covered wanted tile
-    # whose parent is known, and before pinned roots and prefetch.
+    # whose parent is known, and before pinned roots and prefetch; the drawn column under the
+    # camera (the deepest chain of the view: each level waits for the one above) is no guess:
+    # it loads between the two, ancestors first.
+    column = {PLANE.key_at(lv, CENTRE) for lv in range(7)}
     wanted = [r for r in sel2.load if r.band == Band.WANTED and r.priority < PINNED_PRIORITY]
     sure = [r.priority for r in wanted if r.key.level == 1]
-    guess = [r.priority for r in wanted if r.key.level >= 2]
+    guess = [r.priority for r in wanted if r.key.level >= 2 and r.key not in column]
+    chain = [(r.key.level, r.priority) for r in wanted if r.key.level >= 2 and r.key in column]
     assert sure and guess and min(guess) - max(sure) > SPECULATIVE_PENALTY
     assert max(sure) < min(guess) < PINNED_PRIORITY
+    assert [lv for lv, _ in chain] == list(range(2, 2 + len(chain))) and len(chain) >= 3
+    assert max(sure) < min(p for _, p in chain) and max(p for _, p in chain) < min(guess)
+    assert [p for _, p in chain] == sorted(p for _, p in chain)
 
 
 def test_guesses_stop_a_few_levels_below_what_is_known():
