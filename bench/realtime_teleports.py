@@ -88,13 +88,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--world", choices=["plane", "earth"], default="earth")
     ap.add_argument("--sites", type=int, default=6, help="teleports in the flight")
-    ap.add_argument("--gen-procs", type=int, default=0, help="the server's generator processes (0: one thread)")
+    ap.add_argument("--gen-procs", default="0",
+                    help="the server's generator processes (0: one thread; auto: serve's default)")
     ap.add_argument("--fps", type=float, default=30.0)
     args = ap.parse_args(argv)
     world = World.parse(args.world)
     load0 = rt._loadavg()
-    server = ServerProcess(None, world=world.value, refiner="fractal",
-                           extra_args=("--gen-procs", str(args.gen_procs)) if args.gen_procs else ())
+    server = ServerProcess(None, world=world.value, refiner="fractal", gen_procs=args.gen_procs)
     tmp = Path(tempfile.mkdtemp(prefix="teleports-"))
     try:
         if world is World.EARTH:
