@@ -10,13 +10,27 @@
 # before the bench. Without it the server's kernels fall back to numpy (same bytes, slower).
 if [ "${1:-}" = device ]; then
   mkdir -p /tmp/site
-  [ -d /tmp/site/llvmlite ] || cat /tmp/nb/part.00 .nb2/part.01 | xz -d | tar x -C /tmp/site
-  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .nb2/numba-*.whl
+  if [ -f .nb/all.txz ]; then  # the one-call pack (`bash bench/numba_carry.sh one`)
+    [ -d /tmp/site/llvmlite ] || xz -d < .nb/all.txz | tar x -C /tmp/site
+  else
+    [ -d /tmp/site/llvmlite ] || cat /tmp/nb/part.00 .nb2/part.01 | xz -d | tar x -C /tmp/site
+    python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .nb2/numba-*.whl
+  fi
   export PYTHONPATH=/tmp/site:$PWD
   python3 -c "import numba, runtime.jit as j; assert j.ENABLED; print('numba', numba.__version__)"
   return 0 2>/dev/null || exit 0
 fi
 set -euo pipefail
+if [ "${1:-}" = one ]; then  # from the two parts: one 39.5 MB pack (llvmlite without its tests and
+  # numba unzipped, xz -9 together) that fits one call beside the tree and .whl (64 MiB in all):
+  # `carry: [".whl", ".nb"]`, then `source bench/numba_carry.sh device` as above, in the same call
+  tmp=$(mktemp -d)
+  cat .nb1/part.00 .nb2/part.01 | xz -d | tar x -C "$tmp"
+  rm -rf "$tmp/llvmlite/tests"
+  (cd "$tmp" && unzip -q "$OLDPWD"/.nb2/numba-*.whl)
+  mkdir -p .nb && (cd "$tmp" && tar cf - . | xz -T2 -9) > .nb/all.txz
+  rm -rf "$tmp"; du -sh .nb; exit 0
+fi
 tmp=$(mktemp -d)
 pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
   -d "$tmp" "numba==${NUMBA:-0.68.1}" "llvmlite==${LLVMLITE:-0.50.0}"

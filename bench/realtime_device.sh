@@ -10,7 +10,7 @@
 set -uo pipefail
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 3
-[ -f .nb2/part.01 ] && [ -f /tmp/nb/part.00 ] && source bench/numba_carry.sh device
+{ [ -f .nb/all.txz ] || { [ -f .nb2/part.01 ] && [ -f /tmp/nb/part.00 ]; }; } && source bench/numba_carry.sh device
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 { date -u; nvidia-smi -L; nproc; } 2>&1 | tee "$OUT/realtime.log"
 for r in ${REFINERS:-learned fractal}; do
