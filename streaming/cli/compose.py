@@ -92,7 +92,8 @@ def building_source(pyramid):
 def build_server(world: World | str, seed: int, refiner: str | None = None, token: str | None = None,
                  origins=None, store_dir: str | os.PathLike | None = None, service_config=None, limits=None,
                  gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, terrain_only: bool = False,
-                 features: bool = False, probe: bool = False, gen_procs: int = 0, gen_shard_up: int | None = None):
+                 features: bool = False, probe: bool = False, gen_procs: int | str = 0,
+                 gen_shard_up: int | None = None):
     """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
 
     ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
@@ -107,7 +108,9 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     trees) to clients that ask for it in their hello (docs/PROTOCOL.md); ``probe``: latency
     counters in every ``stats`` answer (``streaming.probe``); ``gen_procs``: generate, mesh and
     encode in that many worker processes, each with its own pyramid (``streaming.genprocs``;
-    0: the generator thread), keys sharded by their ancestor ``gen_shard_up`` levels up."""
+    0: the generator thread; "auto": ``streaming.genprocs.auto_procs()`` for a CPU refiner, 0
+    with ``mesh_procs`` or the learned refiner), keys sharded by their ancestor ``gen_shard_up``
+    levels up."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -133,6 +136,13 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         store = TileStore(store_dir, model=store_model, world=world.value, seed=seed)
         store.sweep()  # temporary files of writers killed long ago
     cfg = service_config or ServiceConfig()
+    if gen_procs == "auto":
+        # workers for the CPU refiners; none with mesh processes, and none with the learned
+        # refiner: each worker would hold and compile its own model (on an H100, 12 such workers
+        # had not made 2,304 keys in 300 s: docs/BENCHMARKS.md, 2026-12-06)
+        from streaming.genprocs import auto_procs
+
+        gen_procs = 0 if mesh_procs or pyr.refiner.name.startswith("learned") else auto_procs()
     if gen_procs and mesh_procs:
         raise ValueError("--gen-procs workers mesh and encode their own tiles: give --mesh-procs 0 with it")
     encode = remote = None

@@ -17,11 +17,6 @@ def cmd_serve(args) -> int:
     from streaming.server import serve_forever
     from streaming.tileservice import ServiceConfig
 
-    gen_procs = args.gen_procs
-    if gen_procs == "auto":  # worker processes unless the mesh/encode processes were asked for
-        from streaming.genprocs import auto_procs
-
-        gen_procs = 0 if args.mesh_procs else auto_procs()
     cfg = ServiceConfig(max_batch=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000.0,
                         cache_bytes=args.cache_mb << 20, workers=args.workers, step_s=args.step_ms / 1000.0)
     if args.http_max_level is not None and not args.http:
@@ -32,7 +27,7 @@ def cmd_serve(args) -> int:
     server = build_server(args.world, args.seed, args.refiner, args.token, args.origin, args.store, cfg,
                           gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20,
                           http=http, mesh_procs=args.mesh_procs, terrain_only=args.terrain_only,
-                          features=args.features, probe=args.probe, gen_procs=gen_procs,
+                          features=args.features, probe=args.probe, gen_procs=args.gen_procs,
                           gen_shard_up=args.gen_shard_up)
     jit.warm()  # compiled kernels loaded (or compiled once per machine) before any request
     if args.accept_rate != server.config.accept_rate:
@@ -66,7 +61,8 @@ def register(sub) -> None:
     sp.add_argument("--gen-procs", type=A.int_or_auto(0, 256, "gen-procs"), default="auto",
                     help="generate, mesh and encode in this many worker processes, each with its own generator "
                          "(and model; on CUDA each opens the GPU), keys sharded by region (0: one generator thread; "
-                         "auto, the default: 3/4 of the cores, 2 to 12, 0 on one core or with --mesh-procs)")
+                         "auto, the default: 3/4 of the cores, 2 to 12; 0 on one core, with --mesh-procs or with the "
+                         "learned refiner)")
     sp.add_argument("--gen-shard-up", type=A.int_in(0, 8, "gen-shard-up"), default=2,
                     help="with --gen-procs: a key's worker is chosen by its ancestor this many levels up "
                          "(2: groups of 4 x 4 tiles per level share a worker and its cache)")

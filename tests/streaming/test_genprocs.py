@@ -227,6 +227,19 @@ def test_auto_is_three_quarters_of_the_cores_from_2_to_12():
     assert genprocs.auto_procs() == genprocs.auto_procs(len(os.sched_getaffinity(0)))
 
 
+@pytest.mark.parametrize("refiner, mesh_procs, workers", [
+    ("fractal", 0, genprocs.auto_procs()), ("fractal", 1, 0), ("learned", 0, 0)])
+def test_auto_starts_workers_for_a_cpu_refiner_only(refiner, mesh_procs, workers):
+    from streaming.cli.compose import build_server
+
+    server = build_server(World.PLANE, SEED, refiner, gen_procs="auto", mesh_procs=mesh_procs)
+    try:
+        remote = server.service.remote
+        assert (0 if remote is None else remote.shards) == workers
+    finally:
+        run(server.close())
+
+
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_a_stopped_or_killed_server_leaves_no_worker_process(how):
     # no --gen-procs: the default (auto) starts workers on a machine with 2 or more cores
