@@ -48,10 +48,14 @@ def _save(rows: list[list[np.ndarray]], path: Path) -> None:
     Image.fromarray(np.vstack([np.hstack(r) for r in rows])).quantize(64).save(path, optimize=True)
 
 
-def cascade_figure(crops: Path, data: Path, out: Path, k: int = 3, n: int = 160) -> list[str]:
+def cascade_rows(crops: Path, data: Path, cfgs: dict, k: int, n: int, tag: str = "") -> tuple[list, list[str]]:
+    """The deep-cascade panels (real | bicubic | one per fractal config of ``cfgs``) of
+    st_helens, spain_gredos_25m (crops of ``generator.eval.cascade``) and the Ecuadorian 10 m
+    DEM, each decimated 2^k and refined back k levels, and one table line of extrema per crop.
+    ``tag``: text after the crop's name in the panel labels."""
     from generator.eval import cascade as C
     from generator.eval.vehicle import extrema_per_1000, load_crop
-    from generator.fractal import V5, V6, V6_CARVE, FractalRefiner
+    from generator.fractal import FractalRefiner
 
     have = C.load_crops(crops)
     items = {"st_helens": have["st_helens"], "gredos": have["spain_gredos_25m"],
@@ -60,37 +64,61 @@ def cascade_figure(crops: Path, data: Path, out: Path, k: int = 3, n: int = 160)
     for name, (z, px) in items.items():
         coarse = z[:: 2**k, :: 2**k]
         gen = {"real": z, "bicubic": C.cascade(None, coarse, px, k, 0)}
-        for label, cfg in (("v5", V5), ("v6", V6), ("v6 carve", V6_CARVE)):
+        for label, cfg in cfgs.items():
             gen[label] = C.cascade(FractalRefiner(config=cfg, real_parents=True), coarse, px, k, 0)
         b = C.BORDER
-        win = {lab: g[b : b + n, b : b + n] for lab, g in gen.items()}
-        rows.append([_panel(g, px, f"{name} {lab}", n) for lab, g in win.items()])
+        rows.append([_panel(g[b : b + n, b : b + n], px, f"{name}{tag} {lab}", n) for lab, g in gen.items()])
         lines.append(f"| {name} K={k} | " + " | ".join(f"{extrema_per_1000(g[b:-b, b:-b]):.1f}"
                                                          for g in gen.values()) + " |")
+    return rows, lines
+
+
+def cascade_figure(crops: Path, data: Path, out: Path, k: int = 3, n: int = 160) -> list[str]:
+    from generator.fractal import V5, V6, V6_CARVE
+
+    rows, lines = cascade_rows(crops, data, {"v5": V5, "v6": V6, "v6 carve": V6_CARVE}, k, n)
     _save(rows, out / "fractal_v6_cascade_hillshade.png")
     return ["| cascade | real | bicubic | v5 | v6 | v6 carve |", "|---|---|---|---|---|---|", *lines]
 
 
-def earth_figure(out: Path, lat: float = 45.36, lon: float = 5.97, n: int = 200) -> list[str]:
+def earth_window(level: int, lat: float, lon: float, n: int) -> tuple[int, int, float]:
+    """(first row, first column, east-west / north-south spacing) of the n x n earth window
+    of ``level`` centred on (lat, lon) degrees."""
+    from generator.worldmetric import ew_scale
+    from runtime.tiles import World, spacing_deg
+
+    d = spacing_deg(level)
+    r0, c0 = int((90.0 - lat) / d) - n // 2, int((lon + 180.0) / d) - n // 2
+    return r0, c0, float(ew_scale(World.EARTH, level, np.array([r0 + n // 2]))[0])
+
+
+def window_row(pyrs: dict, level: int, r0: int, c0: int, n: int, ew: float, prefix: str) -> tuple[list, list[str]]:
+    """One panel per pyramid of ``pyrs`` (label -> ``Pyramid``): the n x n window of ``level``
+    from (r0, c0), east-west spacing ``ew`` times the north-south one, labelled ``prefix`` +
+    label; and each window's extrema per 1000 samples as table cells."""
     from generator.eval.vehicle import extrema_per_1000
+    from runtime.tiles import spacing_m
+
+    row, ext = [], []
+    for label, p in pyrs.items():
+        z = p.region(level, r0, c0, n, n)[0]
+        row.append(_panel(z, spacing_m(level), f"{prefix}{label}", n, spacing_m(level) * ew))
+        ext.append(f"{extrema_per_1000(z):.1f}")
+    return row, ext
+
+
+def earth_figure(out: Path, lat: float = 45.36, lon: float = 5.97, n: int = 200) -> list[str]:
     from generator.fractal import V5, V6, V6_CARVE, FractalRefiner
     from generator.pyramid import Pyramid
-    from generator.worldmetric import ew_scale
-    from runtime.tiles import World, spacing_deg, spacing_m
+    from runtime.tiles import World, spacing_m
 
     pyrs = {"v5": Pyramid(World.EARTH, 0, FractalRefiner(World.EARTH, V5)),
             "v6": Pyramid(World.EARTH, 0, FractalRefiner(World.EARTH, V6)),
             "v6 carve": Pyramid(World.EARTH, 0, FractalRefiner(World.EARTH, V6_CARVE))}
     rows, lines = [], ["| earth (45.36 N 5.97 E) | v5 | v6 | v6 carve |", "|---|---|---|---|"]
     for level in (12, 14):
-        d = spacing_deg(level)
-        r0, c0 = int((90.0 - lat) / d) - n // 2, int((lon + 180.0) / d) - n // 2
-        ew = float(ew_scale(World.EARTH, level, np.array([r0 + n // 2]))[0])
-        row, ext = [], []
-        for label, p in pyrs.items():
-            z = p.region(level, r0, c0, n, n)[0]
-            row.append(_panel(z, spacing_m(level), f"L{level} {label}", n, spacing_m(level) * ew))
-            ext.append(f"{extrema_per_1000(z):.1f}")
+        r0, c0, ew = earth_window(level, lat, lon, n)
+        row, ext = window_row(pyrs, level, r0, c0, n, ew, f"L{level} ")
         rows.append(row)
         lines.append(f"| level {level} ({spacing_m(level):.1f} m) | " + " | ".join(ext) + " |")
     _save(rows, out / "fractal_v6_earth_prealps_hillshade.png")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.fractal_erosion import _panel, _save
+from bench.fractal_erosion import _save, cascade_rows, earth_window, window_row
 
 PLACES = (("mont blanc", 45.83, 6.86, 10), ("mont blanc", 45.83, 6.86, 12), ("colorado", 40.1, -105.6, 10),
           ("colorado", 40.1, -105.6, 12))
@@ -40,54 +40,30 @@ def _configs(extra: str = "") -> dict:
 
 
 def cascade_figure(crops: Path, data: Path, out: Path, k: int, n: int = 160, extra: str = "") -> list[str]:
-    from generator.eval import cascade as C
-    from generator.eval.vehicle import extrema_per_1000
-    from generator.fractal import FractalRefiner
-
-    have = C.load_crops(crops)
-    from generator.eval.vehicle import load_crop
-
-    items = {"st_helens": have["st_helens"], "gredos": have["spain_gredos_25m"],
-             "ecuador_10m": load_crop(data, "ecuador_andes_10m")}
     cfgs = _configs(extra)
-    rows, lines = [], []
-    for name, (z, px) in items.items():
-        coarse = z[:: 2**k, :: 2**k]
-        gen = {"real": z, "bicubic": C.cascade(None, coarse, px, k, 0)}
-        for label, cfg in cfgs.items():
-            gen[label] = C.cascade(FractalRefiner(config=cfg, real_parents=True), coarse, px, k, 0)
-        b = C.BORDER
-        rows.append([_panel(g[b : b + n, b : b + n], px, f"{name} K={k} {lab}", n) for lab, g in gen.items()])
-        lines.append(f"| {name} K={k} | " + " | ".join(f"{extrema_per_1000(g[b:-b, b:-b]):.1f}"
-                                                         for g in gen.values()) + " |")
+    rows, lines = cascade_rows(crops, data, cfgs, k, n, tag=f" K={k}")
     _save(rows, out / f"fractal_v7_cascade_k{k}.png")
     return ["| cascade | real | bicubic | " + " | ".join(cfgs) + " |", "|---" * (3 + len(cfgs)) + "|", *lines]
 
 
 def world_figure(out: Path, n: int = 160, extra: str = "") -> list[str]:
-    from generator.eval.vehicle import extrema_per_1000
     from generator.fractal import FractalRefiner
     from generator.pyramid import Pyramid
-    from generator.worldmetric import ew_scale
-    from runtime.tiles import World, spacing_deg, spacing_m
+    from runtime.tiles import World, spacing_m
 
     cfgs = _configs(extra)
+    pyrs = {w: {name: Pyramid(w, 0 if w is World.EARTH else 3, FractalRefiner(w, cfg)) for name, cfg in cfgs.items()}
+            for w in (World.EARTH, World.PLANE)}
     rows, lines = [], ["| world tile | " + " | ".join(cfgs) + " |", "|---" * (1 + len(cfgs)) + "|"]
     for label, lat, lon, level in PLACES + (("plane seed 3", None, None, 10), ("plane seed 3", None, None, 12)):
         world = World.EARTH if lat is not None else World.PLANE
         if lat is not None:
-            d = spacing_deg(level)
-            r0, c0 = int((90.0 - lat) / d) - n // 2, int((lon + 180.0) / d) - n // 2
-            ew = float(ew_scale(world, level, np.array([r0 + n // 2]))[0])
+            r0, c0, ew = earth_window(level, lat, lon, n)
         else:  # the plane: the highest level-5 sample near the origin, then down to ``level``
-            p5 = Pyramid(world, 3, FractalRefiner(world, cfgs["v5"])).region(5, 0, 0, 256, 256)[0]
+            p5 = pyrs[world]["v5"].region(5, 0, 0, 256, 256)[0]
             i, j = np.unravel_index(np.argmax(p5), p5.shape)
             r0, c0, ew = (int(i) << (level - 5)) - n // 2, (int(j) << (level - 5)) - n // 2, 1.0
-        row, ext = [], []
-        for name, cfg in cfgs.items():
-            z = Pyramid(world, 3 if lat is None else 0, FractalRefiner(world, cfg)).region(level, r0, c0, n, n)[0]
-            row.append(_panel(z, spacing_m(level), f"{label} L{level} {name}", n, spacing_m(level) * ew))
-            ext.append(f"{extrema_per_1000(z):.1f}")
+        row, ext = window_row(pyrs[world], level, r0, c0, n, ew, f"{label} L{level} ")
         rows.append(row)
         lines.append(f"| {label}, level {level} ({spacing_m(level):.0f} m) | " + " | ".join(ext) + " |")
     _save(rows, out / "fractal_v7_world.png")
