@@ -89,10 +89,10 @@ def field(seed: int, level: int, rows: np.ndarray, cols: np.ndarray, gx: np.ndar
     pc = -1 if period is None else int(period // s)
     if period is not None and period % s:
         raise ValueError(f"the column period {period} must be a multiple of gully7_cell {s}")
-    if compiled:
-        return gully_kernels.field(noise.stream_key(seed, level, STREAM), rows, cols, gx, gy, ew_c, s,
-                                   (inv_lam, jspan, half, inv_r2, pj, kr_, ks_), pc, share)
     key = noise.stream_key(seed, level, STREAM)
+    if compiled:
+        return gully_kernels.field(key, rows, cols, gx, gy, ew_c, s, (inv_lam, jspan, half, inv_r2, pj, kr_, ks_),
+                                   pc, share)
     r, c = rows[:, :, None], cols[:, None, :]
     ci, cj = r // s, c // s
     fr, fc = r - ci * s, c - cj * s  # int64 offsets inside the cell, [0, s)
@@ -136,26 +136,13 @@ def weight(sx, sy, cfg, share: float):
 
 def gullies(ops, dzx, dzy, plan: dict, cfg, inv_ew, det_h, det_v, det_c):
     """Mix the erosion-filter field into the refiner's three detail arrays (metres; even rows x
-    odd columns, odd x even, odd x odd) in proportion to the parents' normalised slope.
-    dzx, dzy (b, nr, nc): the parents' central height differences east and south; inv_ew
-    (b, nr, 1): 1 / (2 sigma) east-west; plan: FractalRefiner._plan's (``gully7`` the fade)."""
-    sx, sy = dzx * inv_ew, dzy * float(plan["inv_ns"])
-    if plan.get("region") is not None:  # steep relative to the region's own law
-        sx, sy = sx * plan["region_inv"], sy * plan["region_inv"]
-    q = shaping.upsample(ops, weight(sx, sy, cfg, plan["gully7"]))
-    if not bool((q > 0.0).any()):  # nowhere steep: unit_mix(d, g, 0) is d exactly
-        return det_h, det_v, det_c
-    gx = shaping.upsample(ops, dzx * plan["ew_p_inv"])
-    gy = shaping.upsample(ops, dzy)
-    rows, cols, ew_c = plan["rows"], plan["cols_raw"], plan["ew_c"]
-    gain = _f32(plan["gully7_gain"])
-    out = []
-    for det, rs, cs, amp in ((det_h, slice(0, None, 2), slice(1, None, 2), plan["a_h"]),
-                             (det_v, slice(1, None, 2), slice(0, None, 2), plan["sig_ns"]),
-                             (det_c, slice(1, None, 2), slice(1, None, 2), plan["sig_ns"])):
-        share = np.ascontiguousarray(q[:, rs, cs])
-        g = field(plan["seed"], plan["level"], rows[:, rs], cols[:, cs], np.ascontiguousarray(gx[:, rs, cs]),
-                  np.ascontiguousarray(gy[:, rs, cs]), np.ascontiguousarray(ew_c[:, rs]), cfg, plan["period"],
-                  compiled=ops.compiled, share=share)
-        out.append(shaping.unit_mix(det, g * (amp * gain), share))
-    return tuple(out)
+    odd columns, odd x even, odd x odd) in proportion to the parents' normalised slope
+    (``shaping.stripes_mix``; plan's ``gully7`` the fade, ``gully7_gain`` the amplitude)."""
+    def erosion(rows, cols, gx, gy, ew_c, share):
+        c = np.ascontiguousarray
+        return field(plan["seed"], plan["level"], rows, cols, c(gx), c(gy), c(ew_c), cfg, plan["period"],
+                     compiled=ops.compiled, share=c(share))
+
+    return shaping.stripes_mix(ops, dzx, dzy, plan, inv_ew, (det_h, det_v, det_c),
+                               lambda sx, sy: weight(sx, sy, cfg, plan["gully7"]), erosion,
+                               gain=_f32(plan["gully7_gain"]))

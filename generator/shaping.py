@@ -96,30 +96,42 @@ def gully_weight(sx, sy, cfg, share: float):
     return slope_share(sx, sy, cfg.gully_slope_lo, cfg.gully_slope_hi, cfg.gully_mix * share)
 
 
-def gullies(ops, dzx, dzy, plan: dict, cfg, inv_ew, det_h, det_v, det_c):
-    """Mix the downslope wave (:func:`gully_field`) into the refiner's three detail arrays
-    (metres; even rows x odd columns, odd x even, odd x odd), in proportion to the parents'
-    normalised slope. dzx, dzy (b, nr, nc): the parents' central height differences east
-    and south; inv_ew (b, nr, 1): 1 / (2 sigma) east-west; plan: FractalRefiner._plan's."""
+def stripes_mix(ops, dzx, dzy, plan: dict, inv_ew, dets, weigh, stripes, gain: float | None = None):
+    """Mix a slope-following field into the refiner's three detail arrays ``dets`` (metres;
+    even rows x odd columns, odd x even, odd x odd) in proportion to the parents' normalised
+    slope: v4's downslope wave (:func:`gullies`) and v7's erosion filter (``generator.gully``).
+    dzx, dzy (b, nr, nc): the parents' central height differences east and south; inv_ew
+    (b, nr, 1): 1 / (2 sigma) east-west; plan: FractalRefiner._plan's. ``weigh(sx, sy)``: the
+    per-parent share from the normalised slopes; ``stripes(rows, cols, gx, gy, ew_c, share)``:
+    the unit-variance field at one kind of new sample; ``gain``: its amplitude factor."""
     sx, sy = dzx * inv_ew, dzy * float(plan["inv_ns"])
     if plan.get("region") is not None:  # steep relative to the region's own law
         sx, sy = sx * ops.array(plan["region_inv"]), sy * ops.array(plan["region_inv"])
-    q = upsample(ops, gully_weight(sx, sy, cfg, plan["shape"]))
-    if not bool((q > 0.0).any()):  # nowhere steep: unit_mix(d, g, 0) is d exactly, skip the wave
-        return det_h, det_v, det_c
+    q = upsample(ops, weigh(sx, sy))
+    if not bool((q > 0.0).any()):  # nowhere steep: unit_mix(d, g, 0) is d exactly, skip the field
+        return dets
     gx = upsample(ops, dzx * ops.array(plan["ew_p_inv"]))
     gy = upsample(ops, dzy)
     rows, cols = ops.array(plan["rows"]), ops.array(plan["cols_raw"])
     ew_c, a_h, sig = ops.array(plan["ew_c"]), ops.array(plan["a_h"]), float(plan["sig_ns"])
-    period, out = plan["period"], []
-    # the wave at the three kinds of new sample only (even rows x odd cols, odd x even, odd x odd)
-    for det, rs, cs, amp in ((det_h, slice(0, None, 2), slice(1, None, 2), a_h),
-                             (det_v, slice(1, None, 2), slice(0, None, 2), sig),
-                             (det_c, slice(1, None, 2), slice(1, None, 2), sig)):
-        g = gully_field(ops, plan["seed"], plan["level"], rows[:, rs], cols[:, cs], gx[:, rs, cs],
-                        gy[:, rs, cs], ew_c[:, rs], cfg, period)
-        out.append(unit_mix(det, g * amp, q[:, rs, cs]))
+    out = []
+    # the field at the three kinds of new sample only (even rows x odd cols, odd x even, odd x odd)
+    for det, rs, cs, amp in zip(dets, (slice(0, None, 2), slice(1, None, 2), slice(1, None, 2)),
+                                (slice(1, None, 2), slice(0, None, 2), slice(1, None, 2)), (a_h, sig, sig)):
+        share = q[:, rs, cs]
+        g = stripes(rows[:, rs], cols[:, cs], gx[:, rs, cs], gy[:, rs, cs], ew_c[:, rs], share)
+        out.append(unit_mix(det, g * (amp if gain is None else amp * gain), share))
     return tuple(out)
+
+
+def gullies(ops, dzx, dzy, plan: dict, cfg, inv_ew, det_h, det_v, det_c):
+    """Version 4's downslope wave (:func:`gully_field`) mixed into the three detail arrays
+    (:func:`stripes_mix`)."""
+    def wave(rows, cols, gx, gy, ew_c, share):
+        return gully_field(ops, plan["seed"], plan["level"], rows, cols, gx, gy, ew_c, cfg, plan["period"])
+
+    return stripes_mix(ops, dzx, dzy, plan, inv_ew, (det_h, det_v, det_c),
+                       lambda sx, sy: gully_weight(sx, sy, cfg, plan["shape"]), wave)
 
 
 def gully_field(ops, seed: int, level: int, rows, cols, gx, gy, ew_c, cfg, period: int | None):
