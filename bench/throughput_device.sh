@@ -12,7 +12,8 @@
 #      shipped weights).
 # websockets and trimesh are not in the device image: carry their wheels in .whl/ (see the
 # device tool's README) and name .whl in `carry`. Writes throughput.log, throughput.json and
-# gpu_tests.log to $OUT (TESTS=0: no tests). Bounded to end within ~570 s.
+# gpu_tests.log to $OUT (TESTS=0: no tests), and monitor.log (GPU use and the busiest processes
+# every 10 s). WORLD: plane, earth or both (default). Bounded to end within ~570 s.
 #   bash bench/throughput_device.sh
 set -uo pipefail
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
@@ -21,10 +22,15 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 { date -u; nvidia-smi -L; nproc; } 2>&1 | tee "$OUT/throughput.log"
 GEN=${GEN_PROCS:-12}; [ "$GEN" = 0 ] && GEN=""
-timeout ${BENCH_S:-400} python3 bench/throughput.py --refiner ${REFINERS:-learned fractal} --block ${BLOCK:-8} \
+# every 10 s: the GPU's use and the busiest processes (a stalled worker shows as compiling or idle)
+(while sleep 10; do date -u +%T; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+  ps -eo pcpu,rss,etimes,args --sort=-pcpu | head -n 16 | cut -c1-150; done) > "$OUT/monitor.log" 2>&1 &
+MON=$!
+timeout ${BENCH_S:-400} python3 bench/throughput.py --world ${WORLD:-both} --refiner ${REFINERS:-learned fractal} --block ${BLOCK:-8} \
   --workers ${WORKERS:-4} --mesh-procs ${MESH_PROCS:-12} --gen-procs ${GEN_LIST:-0 $GEN} --gen-shard-up ${GEN_SHARD_UP:-2} \
   --warm ${WARM:-4} --timeout 300 2>&1 | tee -a "$OUT/throughput.log"
 echo "throughput rc=${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$OUT/throughput.log"
+kill $MON 2>/dev/null
 grep '^{' "$OUT/throughput.log" | tail -n 1 > "$OUT/throughput.json"
 [ "${TESTS:-1}" = 1 ] || exit 0  # TESTS=0: the bench only
 left=$((${END_S:-570} - SECONDS)); [ $left -lt 30 ] && left=30

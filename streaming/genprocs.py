@@ -96,6 +96,13 @@ class GenSpec:
     open_source: Callable[[], tuple[Callable, Callable | None, str]]
     error_scale: float = 1.0
     step_s: float = 0.03
+    # Keys (level, x, y) a worker makes before it reports ready, after the root: a compiled
+    # model's graphs are built then, not while serving (``compose.build_server`` names one for
+    # the learned refiner on a GPU).
+    warm_keys: tuple[tuple[int, int, int], ...] = ()
+    # Start one worker and wait for it before the others: its compile fills torch's on-disk
+    # caches, so the rest load rather than compile, and not all at once on the same cores.
+    first_alone: bool = False
 
 
 class ShardedQueue:
@@ -185,10 +192,12 @@ class GenProcs:
         self._closed = False
         self._threads = ThreadPoolExecutor(processes, thread_name_prefix="genprocs")  # restarts only
         try:
-            started = [_Worker.spawn(self._ctx, spec) for _ in range(processes)]
-            self._workers = list(started)
-            for w in started:  # all started at once, then each awaited
-                self._check_model(w.wait_ready(start_timeout_s))
+            first = 1 if spec.first_alone else 0
+            for group in (range(first), range(first, processes)):
+                started = [_Worker.spawn(self._ctx, spec) for _ in group]
+                self._workers[group.start : group.stop] = started
+                for w in started:  # a group started at once, then each awaited
+                    self._check_model(w.wait_ready(start_timeout_s))
         except BaseException:
             self.close()
             raise
@@ -413,8 +422,16 @@ def _worker_main(conn, spec: GenSpec) -> None:
         # The service's own generator step (steps, per-key retries, checks): the in-process bytes.
         core = TileService(world, source, ServiceConfig(step_s=spec.step_s), prepare=prepare)
         encode = mesh_encoder(spec.error_scale)
-        root = TileKey(0, 0, 0)  # imports, anchor data, tables and compiled kernels paid before serving
-        _job(core, encode, world, [root], [True], [False])
+        # imports, anchor data, tables and compiled kernels (and a model's graphs) paid before serving
+        warm = [TileKey(0, 0, 0)] + [TileKey(*k) for k in spec.warm_keys]
+        for _ in range(10_000):  # steps of ``step_s``: until every warm key is made
+            out, _spent = _job(core, encode, world, warm, [True] * len(warm), [False] * len(warm))
+            for key, o in zip(warm, out, strict=True):
+                if o is not None and o[0] == "error":
+                    raise RuntimeError(f"warm-up tile {key}: {o[1]}: {o[2]}")
+            warm = [k for k, o in zip(warm, out, strict=True) if o is None]
+            if not warm:
+                break
         conn.send(("ready", os.getpid(), model))
     except BaseException as exc:  # noqa: BLE001  (reported to the parent, which raises)
         try:

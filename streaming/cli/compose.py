@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 
-from runtime.tiles import World
+from runtime.tiles import ANCHOR_LEVEL, World
 
 
 def open_world(world: World | str, seed: int, refiner: str | None = None, cache_bytes: int | None = None):
@@ -150,7 +150,12 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         from streaming.genprocs import SHARD_UP, GenProcs, GenSpec
 
         opener = functools.partial(worker_source, world.value, seed, refiner, gen_cache_bytes, features)
-        remote = GenProcs(gen_procs, GenSpec(world.value, opener, cfg.error_scale, cfg.step_s),
+        compiled = getattr(getattr(pyr.refiner, "backend", None), "name", "") in ("torch-compiled", "tensorrt")
+        # A compiled model builds its graphs on first use: in the warm-up, one worker first
+        # (the others then load torch's cached compile instead of compiling at once).
+        warm = ((ANCHOR_LEVEL + 3, 0, 0),) if compiled else ()
+        remote = GenProcs(gen_procs, GenSpec(world.value, opener, cfg.error_scale, cfg.step_s,
+                                             warm_keys=warm, first_alone=compiled),
                           shard_up=SHARD_UP if gen_shard_up is None else gen_shard_up)
         if remote.model != pyr.model_id:
             remote.close()

@@ -287,3 +287,36 @@ def test_frames_made_by_workers_go_to_the_store_a_thread_server_reads(tmp_path):
             await server.close()
 
     run(main(), timeout_s=600)
+
+
+def test_a_compiled_model_warms_in_one_worker_first_and_a_failing_warm_up_stops_the_start(monkeypatch):
+    import functools
+
+    from streaming.cli.compose import worker_source
+
+    events = []
+    spawn, ready = genprocs._Worker.spawn.__func__, genprocs._Worker.wait_ready
+
+    def logged_spawn(cls, ctx, spec):
+        events.append("spawn")
+        return spawn(cls, ctx, spec)
+
+    def logged_ready(self, timeout_s):
+        model = ready(self, timeout_s)
+        events.append("ready")
+        return model
+
+    monkeypatch.setattr(genprocs._Worker, "spawn", classmethod(logged_spawn))
+    monkeypatch.setattr(genprocs._Worker, "wait_ready", logged_ready)
+    opener = functools.partial(worker_source, World.PLANE.value, SEED, "fractal", None, False)
+    spec = genprocs.GenSpec(World.PLANE.value, opener, warm_keys=((6, 17, 19),), first_alone=True)
+    procs = genprocs.GenProcs(3, spec)
+    try:
+        # the first worker is ready (its warm-up tile made) before the other two start
+        assert events == ["spawn", "ready", "spawn", "spawn", "ready", "ready"]
+        assert len(procs.pids()) == 3
+    finally:
+        procs.close()
+    bad = replace(spec, warm_keys=((30, 0, 0),), first_alone=False)  # deeper than MAX_LEVEL
+    with pytest.raises(RuntimeError, match=r"failed to start: RuntimeError: warm-up tile .*level"):
+        genprocs.GenProcs(1, bad)
