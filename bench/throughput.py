@@ -59,6 +59,7 @@ from serve import ServerProcess  # noqa: E402  (bench/serve.py)
 
 from runtime.tiles import T, TileKey, World, spacing_deg, spacing_m, tiles_x, tiles_y  # noqa: E402
 from streaming.client import TileClient  # noqa: E402
+from streaming.protocol import Limits  # noqa: E402
 
 LEVELS = range(8, 17)
 SITES = {World.PLANE: (1_000.0, -2_000.0), World.EARTH: (7.6, 46.0)}  # bench/flight.py's start sites
@@ -102,7 +103,12 @@ async def _drain(url: str, keys: list[TileKey], timeout_s: float) -> tuple[float
         got, nbytes, want = 0, 0, set(keys)
         async with asyncio.timeout(timeout_s):
             while want:
-                key, tile = await c.tiles.get()
+                try:
+                    key, tile = await asyncio.wait_for(c.tiles.get(), 1.0)
+                except TimeoutError:
+                    if c.errors:  # a refused request (e.g. over the server's max_in_flight) never
+                        raise c.errors[0]  # answers per key: fail now, not at the timeout
+                    continue
                 if isinstance(tile, Exception):
                     raise tile
                 want.discard(key)
@@ -114,7 +120,9 @@ async def _drain(url: str, keys: list[TileKey], timeout_s: float) -> tuple[float
 
 
 async def saturate(url: str, keys: list[TileKey], clients: int, timeout_s: float) -> tuple[float, int, int]:
-    """Split ``keys`` over ``clients`` connections, all requested at once; (wall s, frames, bytes)."""
+    """Split ``keys`` over ``clients`` connections (more where one would hold more than the
+    server's ``max_in_flight`` keys), all requested at once; (wall s, frames, bytes)."""
+    clients = max(clients, -(-len(keys) // Limits().max_in_flight))
     parts = [keys[i::clients] for i in range(clients)]
     t0 = time.perf_counter()
     res = await asyncio.gather(*(_drain(url, p, timeout_s) for p in parts if p))
