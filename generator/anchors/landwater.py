@@ -37,7 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.anchors import landwater_kernels
 from generator.paths import read_asset
+from runtime import jit
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 LANDWATER_FILE = "earth_landwater.npz"
@@ -134,8 +136,7 @@ class LandWater:
         box holds more cells than points (coarse levels, or across the antimeridian) is read per point."""
         cells = self._grid_cells(lat, lon)
         if cells is None:
-            la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
-            return self.land_fraction(la, lo)
+            return self.point_fraction_grid(lat, lon)
         return self.mix_cells(*cells)
 
     @staticmethod
@@ -156,13 +157,45 @@ class LandWater:
         fi, fj, i0, j0, ia, ja, ni, nj = self.grid_box(lat, lon)
         if ni * nj > i0.size * j0.size:
             return None
-        cells = self.land_cells(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])
+        cells = self.cells_grid(np.arange(ia, ia + ni), np.arange(ja, ja + nj))
         return cells, fi, fj, i0, j0, ia, ja
+
+    def cells_grid(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """:meth:`land_cells` on the grid of 30" cell rows i (n,) x columns j (m,) -> (n, m) float32
+        (compiled where ``runtime.jit`` is: the same values)."""
+        if not jit.ENABLED:
+            return self.land_cells(np.asarray(i)[:, None], np.asarray(j)[None, :])
+        i = np.clip(np.asarray(i, dtype=np.int64), 0, N_ROWS - 1)
+        j = np.mod(np.asarray(j, dtype=np.int64), N_COLS)
+        out = np.empty((i.size, j.size), np.float32)
+        landwater_kernels.cells_grid(self.state, self.slot, self.bits, i, j, BLOCK, LAND, MIXED, out)
+        return out
+
+    def point_fraction_grid(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """:meth:`land_fraction` at every point of the grid lat (H,) x lon (W,) degrees -> (H, W)
+        float32, bit for bit: the coarse blocks' path (more cells under the box than points), each
+        point's four cells read once from a table of the rows and columns the points use
+        (compiled where ``runtime.jit`` is; else the per-point lookups themselves)."""
+        if not jit.ENABLED:
+            la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
+            return self.land_fraction(la, lo)
+        fi, fj, i0, j0, _, _, _, _ = self.grid_box(lat, lon)
+        rows = np.stack([i0, i0 + 1], axis=1).ravel()  # row 2k: i0[k], 2k + 1: i0[k] + 1
+        cols = np.stack([j0, j0 + 1], axis=1).ravel()
+        out = np.empty((i0.size, j0.size), np.float32)
+        landwater_kernels.mix_grid(self.cells_grid(rows, cols), 2 * np.arange(i0.size), 2 * np.arange(j0.size),
+                                   (fi - i0).astype(np.float32), (fj - j0).astype(np.float32), out)
+        return out
 
     @staticmethod
     def mix_cells(cells, fi, fj, i0, j0, ia, ja) -> np.ndarray:
         """:meth:`land_fraction`'s bilinear expression on a grid: cells (ni, nj) float32 of the box
         from cell (ia, ja) and the rest of :meth:`grid_box` -> (H, W) float32."""
+        if jit.ENABLED:  # the same float32 expression, compiled
+            out = np.empty((i0.size, j0.size), np.float32)
+            landwater_kernels.mix_grid(np.ascontiguousarray(cells, dtype=np.float32), i0 - ia, j0 - ja,
+                                       (fi - i0).astype(np.float32), (fj - j0).astype(np.float32), out)
+            return out
         ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
         top, bottom, jj = cells[i0 - ia], cells[i0 - ia + 1], j0 - ja
         return (top[:, jj] * (1 - tj) + top[:, jj + 1] * tj) * (1 - ti) + \
@@ -172,6 +205,10 @@ class LandWater:
         """:meth:`in_depression` on the grid lat (H,) x lon (W,) degrees -> (H, W) bool."""
         i = np.clip(np.floor((90.0 - lat) * DEPRESSION_PER_DEG).astype(np.int64), 0, self.depression.shape[0] - 1)
         j = np.mod(np.floor((lon + 180.0) * DEPRESSION_PER_DEG).astype(np.int64), self.depression.shape[1])
+        # The rows i.min()..i.max() at the grid's columns hold every flag it reads (most boxes
+        # hold none: one small read instead of the (H, W) one).
+        if not self.depression[int(i.min()) : int(i.max()) + 1].take(j, axis=1).any():
+            return np.zeros((i.size, j.size), bool)
         return self.depression[np.ix_(i, j)]
 
     def in_depression(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -217,8 +254,7 @@ class LandWater:
             return st, full, full, None, None
         cells = self._grid_cells(lat, lon)
         if cells is None:
-            la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
-            frac = self.land_fraction(la, lo)
+            frac = self.point_fraction_grid(lat, lon)
         else:
             st = _uniform_cells(cells[0])
             if st == WATER or (st == LAND and not self.in_depression_grid(lat, lon).any()):
