@@ -203,6 +203,9 @@ class LandWater:
 
     def in_depression_grid(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """:meth:`in_depression` on the grid lat (H,) x lon (W,) degrees -> (H, W) bool."""
+        if jit.ENABLED:
+            i, j, flagged = self._depression_cells(lat, lon)
+            return self.depression[np.ix_(i, j)] if flagged else np.zeros((i.size, j.size), bool)
         i = np.clip(np.floor((90.0 - lat) * DEPRESSION_PER_DEG).astype(np.int64), 0, self.depression.shape[0] - 1)
         j = np.mod(np.floor((lon + 180.0) * DEPRESSION_PER_DEG).astype(np.int64), self.depression.shape[1])
         # The rows i.min()..i.max() at the grid's columns hold every flag it reads (most boxes
@@ -210,6 +213,16 @@ class LandWater:
         if not self.depression[int(i.min()) : int(i.max()) + 1].take(j, axis=1).any():
             return np.zeros((i.size, j.size), bool)
         return self.depression[np.ix_(i, j)]
+
+    def _depression_cells(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The 5' depression rows (H,) and columns (W,) under the grid lat (H,) x lon (W,) as
+        :meth:`in_depression_grid` reads them, and whether any of those cells is flagged
+        (compiled: ``runtime.jit`` only)."""
+        i, j = np.empty(np.size(lat), np.int64), np.empty(np.size(lon), np.int64)
+        landwater_kernels.depression_rows_cols(np.asarray(lat, np.float64), np.asarray(lon, np.float64),
+                                               float(DEPRESSION_PER_DEG), self.depression.shape[0],
+                                               self.depression.shape[1], i, j)
+        return i, j, bool(landwater_kernels.any_flag(self.depression, i, j))
 
     def in_depression(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """True inside a flagged 5' cell (real land below sea level)."""
@@ -220,6 +233,18 @@ class LandWater:
     def uniform_state(self, lat0: float, lat1: float, lon0: float, lon1: float) -> int | None:
         """WATER or LAND if the whole box (degrees, with a one-cell margin) is that and has no
         depression; None if it is mixed (then use :meth:`clamp`)."""
+        if jit.ENABLED:  # the same test compiled: block_box's rows and columns, then the flags
+            st = landwater_kernels.uniform_box(
+                self.state, self.depression,
+                max(math.floor((90.0 - lat1) * CELLS_PER_DEG) - 2, 0) // BLOCK,
+                min(math.floor((90.0 - lat0) * CELLS_PER_DEG) + 2, N_ROWS - 1) // BLOCK,
+                (math.floor((lon0 + 180.0) * CELLS_PER_DEG) - 2) // BLOCK,
+                (math.floor((lon1 + 180.0) * CELLS_PER_DEG) + 2) // BLOCK,
+                max(math.floor((90.0 - lat1) * DEPRESSION_PER_DEG), 0),
+                min(math.floor((90.0 - lat0) * DEPRESSION_PER_DEG), self.depression.shape[0] - 1),
+                math.floor((lon0 + 180.0) * DEPRESSION_PER_DEG), math.floor((lon1 + 180.0) * DEPRESSION_PER_DEG),
+                LAND, MIXED)
+            return None if st < 0 else int(st)
         st = block_box(self.state, lat0, lat1, lon0, lon1, CELLS_PER_DEG, BLOCK, N_ROWS)
         if not (st == st.flat[0]).all() or st.flat[0] == MIXED:
             return None
@@ -253,6 +278,8 @@ class LandWater:
             full = np.full(shape, st == LAND)
             return st, full, full, None, None
         cells = self._grid_cells(lat, lon)
+        if jit.ENABLED:
+            return self._masks_compiled(lat, lon, cells)
         if cells is None:
             frac = self.point_fraction_grid(lat, lon)
         else:
@@ -266,6 +293,26 @@ class LandWater:
             frac = self.mix_cells(*cells)
         land = frac >= 0.5
         return None, land, land & ~self.in_depression_grid(lat, lon), coast_cap(frac), coast_cap(1 - frac)
+
+    def _masks_compiled(self, lat: np.ndarray, lon: np.ndarray, cells: tuple | None) -> tuple:
+        """:meth:`masks_grid` past the block table's test, through ``landwater_kernels`` (the same
+        branches and bits): the depression cells looked up once, the masks and caps in one pass."""
+        shape = (lat.size, lon.size)
+        i, j, flagged = self._depression_cells(lat, lon)
+        if cells is None:
+            frac = self.point_fraction_grid(lat, lon)
+        else:
+            st = _uniform_cells(cells[0])
+            if st == WATER or (st == LAND and not flagged):  # see masks_grid
+                full = np.full(shape, st == LAND)
+                return st, full, full, None, None
+            frac = self.mix_cells(*cells)
+        dep = self.depression[np.ix_(i, j)] if flagged else np.zeros((1, 1), bool)
+        land, free = np.empty(shape, bool), np.empty(shape, bool)
+        cap, wcap = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        landwater_kernels.coast_masks(np.ascontiguousarray(frac, dtype=np.float32), dep, flagged,
+                                      np.float32(COAST_RAMP_M), land, free, cap, wcap)
+        return None, land, free, cap, wcap
 
     def clamp_grid(self, height_m: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                    masks: tuple | None = None, floor_m=LAND_FLOOR_M) -> np.ndarray:

@@ -223,3 +223,40 @@ def test_depression_grid_without_flags_in_the_box():
         got = lw.in_depression_grid(la, lo)
         np.testing.assert_array_equal(got, lw.in_depression(pla, plo))
         assert bool(got.any()) == expect
+
+
+@pytest.mark.parametrize("lon, lat", [(170.2, -43.5), (179.999, -16.5), (47.0, 44.5), (35.45, 31.5), (-5.6, 36.0),
+                                      (7.6, 46.0)])
+def test_compiled_masks_are_the_numpy_masks(lon, lat, monkeypatch):
+    """``masks_grid`` and ``uniform_state`` compiled (``landwater_kernels``: the block table's test,
+    the depression cells, the masks and coast caps in one pass) give the numpy path's branch and
+    bits, at coasts, across the antimeridian, at the Caspian and the Dead Sea (depressions) and
+    in the Alps, levels 3-20, windows around the site and beside it."""
+    from runtime import jit
+
+    lw = EarthAnchor.shared().landwater
+    kinds = set()
+    for level in (3, 5, 6, 9, 12, 14, 16, 20):
+        d = spacing_deg(level)
+        for dr, dc in ((0, 0), (40, -90), (-70, 25)):
+            rows = int((90.0 - lat) / d) + dr * (1 << max(level - 12, 0)) + np.arange(65)
+            cols = np.mod(int((lon + 180.0) / d) + dc * (1 << max(level - 12, 0)) + np.arange(65), 2 * T << level)
+            la, lo = 90.0 - rows * d, -180.0 + cols * d
+            got = lw.masks_grid(la, lo)
+            ext = (float(la.min()), float(la.max()), float(lo.min()), float(lo.max()))
+            got_st = lw.uniform_state(*ext)
+            with monkeypatch.context() as m:
+                m.setattr(jit, "ENABLED", False)
+                want = lw.masks_grid(la, lo)
+                want_st = lw.uniform_state(*ext)
+            assert got_st == want_st and got[0] == want[0]
+            for g, w in zip(got[1:], want[1:]):
+                if w is None:
+                    assert g is None
+                else:
+                    assert g.dtype == w.dtype and g.shape == w.shape
+                    np.testing.assert_array_equal(np.ascontiguousarray(g).view(np.uint8),
+                                                  np.ascontiguousarray(w).view(np.uint8))
+            kinds.add("uniform" if got[0] is not None else
+                      "depression" if (got[1] & ~got[2]).any() else "mixed")
+    assert "mixed" in kinds  # every site has a coast or a depression in some window
