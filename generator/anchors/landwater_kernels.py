@@ -133,15 +133,19 @@ def coast_masks(frac, dep, has_dep, ramp, land, free, cap, wcap):
 
 @jit.warmer
 def _warm() -> None:
+    # the layouts of the real calls: LandWater's tables are read-only (a writable array is
+    # another numba specialisation, compiled again at the first real call)
     state = np.array([[0, 1], [2, 0]], np.uint8)
     slot = np.array([[-1, -1], [0, -1]], np.int32)
     bits = np.zeros((1, 2), np.uint8)
+    dep = np.zeros((3, 4), bool)
+    for a in (state, slot, bits, dep):
+        a.setflags(write=False)
     out = np.empty((2, 3), np.float32)
     cells_grid(state, slot, bits, np.array([0, 5], np.int64), np.array([1, 4, 7], np.int64), 4, 1, 2, out)
     mix = np.empty((1, 2), np.float32)
     mix_grid(out, np.zeros(1, np.int64), np.array([0, 1], np.int64), np.zeros(1, np.float32),
              np.full(2, 0.5, np.float32), mix)
-    dep = np.zeros((3, 4), bool)
     uniform_box(state, dep, 0, 1, 1, 2, 0, 1, 3, 5, 1, 2)
     i, j = np.empty(2, np.int64), np.empty(3, np.int64)
     depression_rows_cols(np.array([89.9, 10.0]), np.array([-180.0, 0.0, 179.9]), 12.0, 3, 4, i, j)
@@ -150,3 +154,4 @@ def _warm() -> None:
     land, free = np.empty(f.shape, bool), np.empty(f.shape, bool)
     cap, wcap = np.empty(f.shape, np.float32), np.empty(f.shape, np.float32)
     coast_masks(f, land, True, np.float32(250.0), land, free, cap, wcap)
+    coast_masks(f, np.zeros((1, 1), bool), False, np.float32(250.0), land, free, cap, wcap)
