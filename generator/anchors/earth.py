@@ -177,7 +177,9 @@ class EarthAnchor:
             if self.globe is not None and level <= GLOBE_LEVEL and masks[2].any() and self.globe.overlaps(*ext):
                 out[b, 0] = self._blend_globe(out[b, 0], level, rows, cols, lat, lon, masks[2])
             read = None
-            if self.lakes is not None and self.lakes.near(*ext):
+            # A grid that reads no lake cell: at_grid's fraction is 0, so the lake rule and colour are
+            # no-ops (constrain_grid is clamp_grid, colour_grid returns rgb): skip them.
+            if self.lakes is not None and self.lakes.near(*ext) and not self.lakes.dry_grid(lat, lon, ext):
                 read = self.lakes.at_grid(lat, lon, with_ids=True, extent=ext)
             if read is None:
                 out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon, masks)

@@ -154,20 +154,10 @@ class Lakes:
         ``with_ids``: the lake id (H, W) uint16 (0: none) as a third array; ``extent``:
         (lat.min(), lat.max(), lon.min(), lon.max()) as floats when the caller has them."""
         lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
-        if lat.size and lon.size:
-            la0, la1, lo0, lo1 = extent if extent is not None else (
-                float(lat.min()), float(lat.max()), float(lon.min()), float(lon.max()))
-            # The box from the extremes alone (each step of fi, fj is monotone in lat, lon, so
-            # floor(fi).min() is floor of fi at lat.max(), ...: the same ints): most blocks lie
-            # in a box with no lake cell and then need no per-sample work.
-            ia = math.floor((90.0 - la1) * CELLS_PER_DEG - 0.5)
-            ja = math.floor((lo0 + 180.0) * CELLS_PER_DEG - 0.5)
-            ni = math.floor((90.0 - la0) * CELLS_PER_DEG - 0.5) - ia + 2
-            nj = math.floor((lo1 + 180.0) * CELLS_PER_DEG - 0.5) - ja + 2
-            if ni * nj <= 4 * lat.size * lon.size and not self._box(ia, ja, ni, nj).any():
-                shape = (lat.size, lon.size)
-                none = (np.zeros(shape, np.float32), np.full(shape, np.nan, np.float32))
-                return none + (np.zeros(shape, np.uint16),) if with_ids else none
+        if self.dry_grid(lat, lon, extent):
+            shape = (lat.size, lon.size)
+            none = (np.zeros(shape, np.float32), np.full(shape, np.nan, np.float32))
+            return none + (np.zeros(shape, np.uint16),) if with_ids else none
         fi = (90.0 - np.asarray(lat, dtype=np.float64)) * CELLS_PER_DEG - 0.5
         fj = (np.asarray(lon, dtype=np.float64) + 180.0) * CELLS_PER_DEG - 0.5
         i0, j0 = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
@@ -187,6 +177,23 @@ class Lakes:
         lake = np.maximum(np.maximum(a, b), np.maximum(c, d))
         surface = np.where(lake > 0, self.surface_m[lake], np.float32(np.nan)).astype(np.float32)
         return (frac, surface, lake) if with_ids else (frac, surface)
+
+    def dry_grid(self, lat: np.ndarray, lon: np.ndarray, extent: tuple | None = None) -> bool:
+        """True when the grid lat (H,) x lon (W,) degrees (non-empty; ``extent`` as for
+        :meth:`at_grid`) reads no lake cell by the box of its extremes: then :meth:`at_grid` is
+        fraction 0 everywhere (and the lake rule a no-op). False says nothing either way."""
+        if not (np.size(lat) and np.size(lon)):
+            return False
+        la0, la1, lo0, lo1 = extent if extent is not None else (
+            float(np.min(lat)), float(np.max(lat)), float(np.min(lon)), float(np.max(lon)))
+        # The box from the extremes alone (each step of fi, fj is monotone in lat, lon, so
+        # floor(fi).min() is floor of fi at lat.max(), ...: the same ints): most blocks lie
+        # in a box with no lake cell and then need no per-sample work.
+        ia = math.floor((90.0 - la1) * CELLS_PER_DEG - 0.5)
+        ja = math.floor((lo0 + 180.0) * CELLS_PER_DEG - 0.5)
+        ni = math.floor((90.0 - la0) * CELLS_PER_DEG - 0.5) - ia + 2
+        nj = math.floor((lo1 + 180.0) * CELLS_PER_DEG - 0.5) - ja + 2
+        return ni * nj <= 4 * np.size(lat) * np.size(lon) and not self._box(ia, ja, ni, nj).any()
 
     def _box(self, ia: int, ja: int, ni: int, nj: int) -> np.ndarray:
         """:meth:`ids` of the (ni, nj) cells from (ia, ja), kept (a pyramid's neighbouring blocks

@@ -37,7 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.anchors import landwater_kernels
 from generator.paths import read_asset
+from runtime import jit
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 LANDWATER_FILE = "earth_landwater.npz"
@@ -134,8 +136,7 @@ class LandWater:
         box holds more cells than points (coarse levels, or across the antimeridian) is read per point."""
         cells = self._grid_cells(lat, lon)
         if cells is None:
-            la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
-            return self.land_fraction(la, lo)
+            return self.point_fraction_grid(lat, lon)
         return self.mix_cells(*cells)
 
     @staticmethod
@@ -156,13 +157,45 @@ class LandWater:
         fi, fj, i0, j0, ia, ja, ni, nj = self.grid_box(lat, lon)
         if ni * nj > i0.size * j0.size:
             return None
-        cells = self.land_cells(np.arange(ia, ia + ni)[:, None], np.arange(ja, ja + nj)[None, :])
+        cells = self.cells_grid(np.arange(ia, ia + ni), np.arange(ja, ja + nj))
         return cells, fi, fj, i0, j0, ia, ja
+
+    def cells_grid(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """:meth:`land_cells` on the grid of 30" cell rows i (n,) x columns j (m,) -> (n, m) float32
+        (compiled where ``runtime.jit`` is: the same values)."""
+        if not jit.ENABLED:
+            return self.land_cells(np.asarray(i)[:, None], np.asarray(j)[None, :])
+        i = np.clip(np.asarray(i, dtype=np.int64), 0, N_ROWS - 1)
+        j = np.mod(np.asarray(j, dtype=np.int64), N_COLS)
+        out = np.empty((i.size, j.size), np.float32)
+        landwater_kernels.cells_grid(self.state, self.slot, self.bits, i, j, BLOCK, LAND, MIXED, out)
+        return out
+
+    def point_fraction_grid(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """:meth:`land_fraction` at every point of the grid lat (H,) x lon (W,) degrees -> (H, W)
+        float32, bit for bit: the coarse blocks' path (more cells under the box than points), each
+        point's four cells read once from a table of the rows and columns the points use
+        (compiled where ``runtime.jit`` is; else the per-point lookups themselves)."""
+        if not jit.ENABLED:
+            la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
+            return self.land_fraction(la, lo)
+        fi, fj, i0, j0, _, _, _, _ = self.grid_box(lat, lon)
+        rows = np.stack([i0, i0 + 1], axis=1).ravel()  # row 2k: i0[k], 2k + 1: i0[k] + 1
+        cols = np.stack([j0, j0 + 1], axis=1).ravel()
+        out = np.empty((i0.size, j0.size), np.float32)
+        landwater_kernels.mix_grid(self.cells_grid(rows, cols), 2 * np.arange(i0.size), 2 * np.arange(j0.size),
+                                   (fi - i0).astype(np.float32), (fj - j0).astype(np.float32), out)
+        return out
 
     @staticmethod
     def mix_cells(cells, fi, fj, i0, j0, ia, ja) -> np.ndarray:
         """:meth:`land_fraction`'s bilinear expression on a grid: cells (ni, nj) float32 of the box
         from cell (ia, ja) and the rest of :meth:`grid_box` -> (H, W) float32."""
+        if jit.ENABLED:  # the same float32 expression, compiled
+            out = np.empty((i0.size, j0.size), np.float32)
+            landwater_kernels.mix_grid(np.ascontiguousarray(cells, dtype=np.float32), i0 - ia, j0 - ja,
+                                       (fi - i0).astype(np.float32), (fj - j0).astype(np.float32), out)
+            return out
         ti, tj = (fi - i0).astype(np.float32)[:, None], (fj - j0).astype(np.float32)[None, :]
         top, bottom, jj = cells[i0 - ia], cells[i0 - ia + 1], j0 - ja
         return (top[:, jj] * (1 - tj) + top[:, jj + 1] * tj) * (1 - ti) + \
@@ -170,9 +203,26 @@ class LandWater:
 
     def in_depression_grid(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """:meth:`in_depression` on the grid lat (H,) x lon (W,) degrees -> (H, W) bool."""
+        if jit.ENABLED:
+            i, j, flagged = self._depression_cells(lat, lon)
+            return self.depression[np.ix_(i, j)] if flagged else np.zeros((i.size, j.size), bool)
         i = np.clip(np.floor((90.0 - lat) * DEPRESSION_PER_DEG).astype(np.int64), 0, self.depression.shape[0] - 1)
         j = np.mod(np.floor((lon + 180.0) * DEPRESSION_PER_DEG).astype(np.int64), self.depression.shape[1])
+        # The rows i.min()..i.max() at the grid's columns hold every flag it reads (most boxes
+        # hold none: one small read instead of the (H, W) one).
+        if not self.depression[int(i.min()) : int(i.max()) + 1].take(j, axis=1).any():
+            return np.zeros((i.size, j.size), bool)
         return self.depression[np.ix_(i, j)]
+
+    def _depression_cells(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The 5' depression rows (H,) and columns (W,) under the grid lat (H,) x lon (W,) as
+        :meth:`in_depression_grid` reads them, and whether any of those cells is flagged
+        (compiled: ``runtime.jit`` only)."""
+        i, j = np.empty(np.size(lat), np.int64), np.empty(np.size(lon), np.int64)
+        landwater_kernels.depression_rows_cols(np.asarray(lat, np.float64), np.asarray(lon, np.float64),
+                                               float(DEPRESSION_PER_DEG), self.depression.shape[0],
+                                               self.depression.shape[1], i, j)
+        return i, j, bool(landwater_kernels.any_flag(self.depression, i, j))
 
     def in_depression(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """True inside a flagged 5' cell (real land below sea level)."""
@@ -183,6 +233,18 @@ class LandWater:
     def uniform_state(self, lat0: float, lat1: float, lon0: float, lon1: float) -> int | None:
         """WATER or LAND if the whole box (degrees, with a one-cell margin) is that and has no
         depression; None if it is mixed (then use :meth:`clamp`)."""
+        if jit.ENABLED:  # the same test compiled: block_box's rows and columns, then the flags
+            st = landwater_kernels.uniform_box(
+                self.state, self.depression,
+                max(math.floor((90.0 - lat1) * CELLS_PER_DEG) - 2, 0) // BLOCK,
+                min(math.floor((90.0 - lat0) * CELLS_PER_DEG) + 2, N_ROWS - 1) // BLOCK,
+                (math.floor((lon0 + 180.0) * CELLS_PER_DEG) - 2) // BLOCK,
+                (math.floor((lon1 + 180.0) * CELLS_PER_DEG) + 2) // BLOCK,
+                max(math.floor((90.0 - lat1) * DEPRESSION_PER_DEG), 0),
+                min(math.floor((90.0 - lat0) * DEPRESSION_PER_DEG), self.depression.shape[0] - 1),
+                math.floor((lon0 + 180.0) * DEPRESSION_PER_DEG), math.floor((lon1 + 180.0) * DEPRESSION_PER_DEG),
+                LAND, MIXED)
+            return None if st < 0 else int(st)
         st = block_box(self.state, lat0, lat1, lon0, lon1, CELLS_PER_DEG, BLOCK, N_ROWS)
         if not (st == st.flat[0]).all() or st.flat[0] == MIXED:
             return None
@@ -216,9 +278,10 @@ class LandWater:
             full = np.full(shape, st == LAND)
             return st, full, full, None, None
         cells = self._grid_cells(lat, lon)
+        if jit.ENABLED:
+            return self._masks_compiled(lat, lon, cells)
         if cells is None:
-            la, lo = np.broadcast_arrays(lat[:, None], lon[None, :])
-            frac = self.land_fraction(la, lo)
+            frac = self.point_fraction_grid(lat, lon)
         else:
             st = _uniform_cells(cells[0])
             if st == WATER or (st == LAND and not self.in_depression_grid(lat, lon).any()):
@@ -230,6 +293,26 @@ class LandWater:
             frac = self.mix_cells(*cells)
         land = frac >= 0.5
         return None, land, land & ~self.in_depression_grid(lat, lon), coast_cap(frac), coast_cap(1 - frac)
+
+    def _masks_compiled(self, lat: np.ndarray, lon: np.ndarray, cells: tuple | None) -> tuple:
+        """:meth:`masks_grid` past the block table's test, through ``landwater_kernels`` (the same
+        branches and bits): the depression cells looked up once, the masks and caps in one pass."""
+        shape = (lat.size, lon.size)
+        i, j, flagged = self._depression_cells(lat, lon)
+        if cells is None:
+            frac = self.point_fraction_grid(lat, lon)
+        else:
+            st = _uniform_cells(cells[0])
+            if st == WATER or (st == LAND and not flagged):  # see masks_grid
+                full = np.full(shape, st == LAND)
+                return st, full, full, None, None
+            frac = self.mix_cells(*cells)
+        dep = self.depression[np.ix_(i, j)] if flagged else np.zeros((1, 1), bool)
+        land, free = np.empty(shape, bool), np.empty(shape, bool)
+        cap, wcap = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        landwater_kernels.coast_masks(np.ascontiguousarray(frac, dtype=np.float32), dep, flagged,
+                                      np.float32(COAST_RAMP_M), land, free, cap, wcap)
+        return None, land, free, cap, wcap
 
     def clamp_grid(self, height_m: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                    masks: tuple | None = None, floor_m=LAND_FLOOR_M) -> np.ndarray:

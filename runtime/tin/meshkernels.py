@@ -378,6 +378,38 @@ def ring_fans(flat, n1, b, need, ce, kinds, boff, bis, bjs, poff, pi, pj, vr, vc
 
 
 @jit.njit
+def ring_planes(flat, n1, b, need, ce, boff, bis, bjs, poff, pi, pj, w, vr, vc, single):
+    """``rtin.rtin_errors``'s border ring in fan mode, its plain halves (packed by
+    ``rtin._ring_planes_packed``): an entry whose blocks need it (``need`` (nb, nb)) at two or
+    more raises their ``ce`` to the half's plane error (plane_error_blocks' fma, numpy's dgemm);
+    an entry needed at exactly one block is left to the caller (numpy's dgemv sums in another
+    order) and flagged in ``single`` (E,) bool."""
+    for e in range(boff.shape[0] - 1):
+        k = 0
+        for q in range(boff[e], boff[e + 1]):
+            if need[bis[q], bjs[q]]:
+                k += 1
+        single[e] = k == 1
+        if k < 2:
+            continue
+        for q in range(boff[e], boff[e + 1]):
+            i, j = bis[q], bjs[q]
+            if not need[i, j]:
+                continue
+            base = i * b * n1 + j * b
+            c0 = flat[base + vr[e, 0] * n1 + vc[e, 0]]
+            c1 = flat[base + vr[e, 1] * n1 + vc[e, 1]]
+            c2 = flat[base + vr[e, 2] * n1 + vc[e, 2]]
+            m = 0.0
+            for s in range(poff[e], poff[e + 1]):
+                plane = _fma(w[2, s], c2, _fma(w[1, s], c1, w[0, s] * c0))
+                d = abs(flat[base + pi[s] * n1 + pj[s]] - plane)
+                if d > m:
+                    m = d
+            ce[i, j] = max(ce[i, j], m)
+
+
+@jit.njit
 def enu_component(h, ncl, cl, nn, azsl, horiz, const, out):
     """One component of ``curvature.enu_positions``, elementwise as its numpy expression
     ``((ncl + cl h) horiz + (nn + h) azsl) - const`` (same operations in the same order, no

@@ -260,15 +260,10 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
             ve[:, -1] = inf
         # Fan mode: a quarter with its hypotenuse on the border is measured through its
         # children (halves with a leg on the border); its fan is the same surface.
-        inner_h = np.ones((nb + 1, nb), bool)
-        inner_v = np.ones((nb, nb + 1), bool)
-        if fan:
-            inner_h[[0, -1]] = False
-            inner_v[:, [0, -1]] = False
+        inner_h, inner_v = _inner(nb, fan)
         if b == 2 and jit.ENABLED and nb >= 2:  # the finest level below in one compiled pass (same bits)
             ce = np.empty((nb, nb))
-            meshkernels.rtin_finest(h, he, ve, inner_h, inner_v, fan, np.where(_corner_halves(2, t), inf, 0.0),
-                                    err, ce)
+            meshkernels.rtin_finest(h, he, ve, inner_h, inner_v, fan, _corner_inf(t), err, ce)
             centres = ce
             s = b
             continue
@@ -332,10 +327,16 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
                     _masked_plane_error(sub, flat, sel, b, d2, (oi, oj), 2),
                 )
                 ce[oi::2, oj::2] = np.maximum(ce[oi::2, oj::2], e)
-        if fan and jit.ENABLED:  # fans and corners compiled (same bits); the planes as below
+        ring = _ring_halves(b, t) if fan else ()
+        if fan and jit.ENABLED:  # fans, corners and planes compiled (same bits); one-block planes as below
             meshkernels.ring_fans(flat, n1, b, need, ce, *_ring_packed(b, t))
+            planes = _ring_planes(b, t)
+            single = np.zeros(len(planes), bool)
+            if planes:
+                meshkernels.ring_planes(flat, n1, b, need, ce, *_ring_planes_packed(b, t), single)
+            ring = [planes[e] for e in np.flatnonzero(single)]
         if fan:
-            for mask, kind, geo in _ring_halves(b, t) if not jit.ENABLED else _ring_planes(b, t):
+            for mask, kind, geo in ring:
                 sel = mask & need
                 if not sel.any():
                     continue
@@ -359,9 +360,57 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
 
 
 @functools.lru_cache(maxsize=64)
+def _inner(nb: int, fan: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The edge midpoints of a level of nb x nb blocks whose quarters are measured: horizontal
+    edges (nb+1, nb) and vertical ones (nb, nb+1) bool, all but the tile border's in fan mode
+    (its quarters are measured through their children). Read-only (shared by every tile)."""
+    inner_h = np.ones((nb + 1, nb), bool)
+    inner_v = np.ones((nb, nb + 1), bool)
+    if fan:
+        inner_h[[0, -1]] = False
+        inner_v[:, [0, -1]] = False
+    inner_h.setflags(write=False)
+    inner_v.setflags(write=False)
+    return inner_h, inner_v
+
+
+@functools.lru_cache(maxsize=8)
+def _corner_inf(t: int) -> np.ndarray:
+    """``np.where(_corner_halves(2, t), inf, 0.0)``, read-only."""
+    out = np.where(_corner_halves(2, t), np.inf, 0.0)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
 def _ring_planes(b: int, t: int) -> list:
     """The "plane" entries of ``_ring_halves(b, t)`` (measured through numpy's BLAS path)."""
     return [e for e in _ring_halves(b, t) if e[1] == "plane"]
+
+
+@functools.lru_cache(maxsize=64)
+def _ring_planes_packed(b: int, t: int) -> tuple[np.ndarray, ...]:
+    """``_ring_planes(b, t)`` packed for ``meshkernels.ring_planes``: block offsets (E+1,) into
+    rows, cols (k,), pattern offsets (E+1,) into the concatenated ``_pattern`` samples pi, pj
+    (K,) int64 and weights w (3, K) float64, the vertices' rows and cols (E, 3) int64."""
+    boff, bis, bjs, poff, pis, pjs, ws, vrs, vcs = [0], [], [], [0], [], [], [], [], []
+    for mask, _, verts in _ring_planes(b, t):
+        bi, bj = np.nonzero(mask)
+        i, j, w, v = _pattern(b, verts)
+        bis.append(bi)
+        bjs.append(bj)
+        boff.append(boff[-1] + len(bi))
+        pis.append(i)
+        pjs.append(j)
+        ws.append(w)
+        poff.append(poff[-1] + len(i))
+        vrs.append(v[0])
+        vcs.append(v[1])
+    i64 = [np.ascontiguousarray(np.concatenate(a + [np.zeros(0, np.int64)]), dtype=np.int64) for a in (bis, bjs)]
+    p64 = [np.ascontiguousarray(np.concatenate(a + [np.zeros(0, np.int64)]), dtype=np.int64) for a in (pis, pjs)]
+    w = np.ascontiguousarray(np.concatenate(ws, axis=1) if ws else np.zeros((3, 0)), dtype=np.float64)
+    v = [np.ascontiguousarray(np.array(a, np.int64).reshape(-1, 3)) for a in (vrs, vcs)]
+    return (np.array(boff, np.int64), *i64, np.array(poff, np.int64), *p64, w, *v)
 
 
 @functools.lru_cache(maxsize=64)

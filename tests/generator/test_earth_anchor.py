@@ -173,3 +173,90 @@ def test_grid_rule_is_the_per_point_rule_bit_for_bit(lon, lat):
             want = lw.clamp(h, pla, plo)
             got = lw.clamp_grid(h, la, lo)
             np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("lon, lat", [(170.2, -43.5), (179.999, -16.5), (10.6, 59.8), (-179.9, 89.9)])
+def test_compiled_land_water_reads_are_the_numpy_ones(lon, lat, monkeypatch):
+    """``cells_grid``, ``point_fraction_grid`` (coarse blocks: more cells than points) and
+    ``mix_cells`` (compiled where ``runtime.jit`` is) give the numpy reference's bits: cells of
+    mixed blocks, rows clipped beyond a pole and columns wrapped at the antimeridian, levels 3-20."""
+    from runtime import jit
+
+    lw = EarthAnchor.shared().landwater
+    i = np.floor((90.0 - lat) * 120).astype(np.int64) + np.arange(-70, 70)
+    j = np.floor((lon + 180.0) * 120).astype(np.int64) + np.arange(-90, 90)
+    got = lw.cells_grid(i, j)
+    want = lw.land_cells(i[:, None], j[None, :])
+    assert got.dtype == want.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    mixed = 0
+    for level in (3, 4, 5, 6, 8, 12, 16, 20):
+        d = spacing_deg(level)
+        rows = np.clip(int((90.0 - lat) / d) - 32 + np.arange(65), 0, (T << level) - 0)
+        cols = np.mod(int((lon + 180.0) / d) - 32 + np.arange(65), 2 * T << level)
+        la, lo = 90.0 - rows * d, -180.0 + cols * d
+        pla, plo = np.broadcast_arrays(la[:, None], lo[None, :])
+        ref = lw.land_fraction(pla, plo)
+        for frac in (lw.point_fraction_grid(la, lo), lw.land_fraction_grid(la, lo)):
+            np.testing.assert_array_equal(frac.view(np.uint32), ref.view(np.uint32))
+        mixed += bool(0.0 < ref.min() < 1.0 or ref.min() < 0.5 <= ref.max())
+        cells = lw._grid_cells(la, lo)
+        if cells is not None:
+            fast = lw.mix_cells(*cells)
+            with monkeypatch.context() as m:
+                m.setattr(jit, "ENABLED", False)
+                slow = lw.mix_cells(*cells)
+            np.testing.assert_array_equal(fast.view(np.uint32), slow.view(np.uint32))
+    assert mixed >= 2 or lat > 89  # coasts at several levels (the pole's window: clipping)
+
+
+def test_depression_grid_without_flags_in_the_box():
+    """``in_depression_grid`` answers all False from a small read where the box holds no flag,
+    and the flags themselves where it does (the Caspian's north-west shore, the Dead Sea)."""
+    lw = EarthAnchor.shared().landwater
+    for lon, lat, level, expect in ((170.2, -43.5, 12, False), (47.0, 44.5, 9, True), (35.45, 31.5, 12, True)):
+        d = spacing_deg(level)
+        rows = int((90.0 - lat) / d) - 32 + np.arange(65)
+        cols = np.mod(int((lon + 180.0) / d) - 32 + np.arange(65), 2 * T << level)
+        la, lo = 90.0 - rows * d, -180.0 + cols * d
+        pla, plo = np.broadcast_arrays(la[:, None], lo[None, :])
+        got = lw.in_depression_grid(la, lo)
+        np.testing.assert_array_equal(got, lw.in_depression(pla, plo))
+        assert bool(got.any()) == expect
+
+
+@pytest.mark.parametrize("lon, lat", [(170.2, -43.5), (179.999, -16.5), (47.0, 44.5), (35.45, 31.5), (-5.6, 36.0),
+                                      (7.6, 46.0)])
+def test_compiled_masks_are_the_numpy_masks(lon, lat, monkeypatch):
+    """``masks_grid`` and ``uniform_state`` compiled (``landwater_kernels``: the block table's test,
+    the depression cells, the masks and coast caps in one pass) give the numpy path's branch and
+    bits, at coasts, across the antimeridian, at the Caspian and the Dead Sea (depressions) and
+    in the Alps, levels 3-20, windows around the site and beside it."""
+    from runtime import jit
+
+    lw = EarthAnchor.shared().landwater
+    kinds = set()
+    for level in (3, 5, 6, 9, 12, 14, 16, 20):
+        d = spacing_deg(level)
+        for dr, dc in ((0, 0), (40, -90), (-70, 25)):
+            rows = int((90.0 - lat) / d) + dr * (1 << max(level - 12, 0)) + np.arange(65)
+            cols = np.mod(int((lon + 180.0) / d) + dc * (1 << max(level - 12, 0)) + np.arange(65), 2 * T << level)
+            la, lo = 90.0 - rows * d, -180.0 + cols * d
+            got = lw.masks_grid(la, lo)
+            ext = (float(la.min()), float(la.max()), float(lo.min()), float(lo.max()))
+            got_st = lw.uniform_state(*ext)
+            with monkeypatch.context() as m:
+                m.setattr(jit, "ENABLED", False)
+                want = lw.masks_grid(la, lo)
+                want_st = lw.uniform_state(*ext)
+            assert got_st == want_st and got[0] == want[0]
+            for g, w in zip(got[1:], want[1:]):
+                if w is None:
+                    assert g is None
+                else:
+                    assert g.dtype == w.dtype and g.shape == w.shape
+                    np.testing.assert_array_equal(np.ascontiguousarray(g).view(np.uint8),
+                                                  np.ascontiguousarray(w).view(np.uint8))
+            kinds.add("uniform" if got[0] is not None else
+                      "depression" if (got[1] & ~got[2]).any() else "mixed")
+    assert "mixed" in kinds  # every site has a coast or a depression in some window

@@ -143,3 +143,32 @@ def test_no_lakes_at_the_south_pole(earth):
     assert not lakes.near(-90.0, -60.0, -180.0, 179.9)
     frac, _ = lakes.at(np.array([-89.6, -75.0]), np.array([0.0, 100.0]))
     assert (frac == 0).all()
+
+
+def test_a_dry_grid_reads_no_lake(earth):
+    """``dry_grid`` (which lets the earth's constrain skip the lake rule) says True only where
+    the per-point read is fraction 0 everywhere, and the rule and colour are then no-ops;
+    beside Lake Geneva and in New Zealand's Southern Alps at levels 8-18, some grids dry and some not."""
+    lakes, lw = earth.anchor.lakes, earth.anchor.landwater
+    rng = np.random.default_rng(4)
+    seen = set()
+    for lat0, lon0 in ((46.43, 6.55), (-43.5, 170.2), (-44.0, 170.1)):
+        for level in (8, 10, 12, 14, 16, 18):
+            d = spacing_deg(level)
+            for k in range(-3, 4):
+                lat = lat0 + (k * 40 - np.arange(65)) * d
+                lon = lon0 + (k * 25 + np.arange(65)) * d
+                if not lakes.dry_grid(lat, lon):
+                    seen.add(False)
+                    continue
+                seen.add(True)
+                frac, _ = lakes.at(*np.broadcast_arrays(lat[:, None], lon[None, :]))
+                assert not (frac > 0).any()
+                read = lakes.at_grid(lat, lon, with_ids=True)
+                h = rng.uniform(-50.0, 3000.0, (65, 65)).astype(np.float32)
+                want = lw.clamp_grid(h, lat, lon)
+                np.testing.assert_array_equal(lakes.constrain_grid(lw, h, lat, lon, read=read), want)
+                rgb = rng.random((3, 65, 65)).astype(np.float32)
+                rows, cols = np.arange(65, dtype=np.int64), np.arange(65, dtype=np.int64)
+                np.testing.assert_array_equal(lakes.colour_grid(rgb, rows, cols, read), rgb)
+    assert seen == {True, False}

@@ -86,6 +86,32 @@ def test_rtin_errors_same_bits(border, numpy_path):
                 np.testing.assert_array_equal(got, want)
 
 
+def test_rtin_ring_planes_same_bits(numpy_path, monkeypatch):
+    """The fan border's plain halves measured in one compiled pass (``meshkernels.ring_planes``)
+    and, where a half is needed at a single block, by numpy (dgemv): numpy's bits on 256-sample
+    tiles, with both cases met."""
+    import runtime.tin.meshkernels as mk
+    from runtime.tin.rtin import rtin_errors
+
+    seen = {"single": 0, "other": 0}
+    kernel = mk.ring_planes
+
+    def counting(*args):
+        kernel(*args)
+        seen["single"] += int(args[-1].sum())
+        seen["other"] += int((~args[-1]).sum())
+
+    monkeypatch.setattr(mk, "ring_planes", counting)
+    rng = np.random.default_rng(5)
+    for rough in (0.02, 0.5):
+        h = np.cumsum(np.cumsum(rng.normal(size=(257, 257)) * rough, 0), 1)
+        for thr in (0.05, 2.0, 40.0):
+            got = rtin_errors(h, thr, "fan")
+            want = numpy_path(rtin_errors, h, thr, "fan")
+            np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+    assert seen["single"] > 0 and seen["other"] > 0
+
+
 @pytest.mark.parametrize("components", [1, 3])
 def test_vertex_set_same_bits(components, numpy_path):
     """rtin_vertex_set (error pyramid, then drop_diamonds' measuring) on heights, and on
