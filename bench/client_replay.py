@@ -1,0 +1,162 @@
+"""Replay recorded wire payloads through the client's tile pipeline, one thread, and time it.
+
+The real-time client spends its CPU in three threads: the network thread decodes
+(``runtime.wire.decode_tile``), the preparer places (``viewer.flight.client_tile`` and the
+morph targets toward a parent or from a child already here), the frame thread stitches
+edge normals with same-level neighbours, adds morph targets and packs the upload
+(``vertex_array``, ``chunk_layout``), then uploads again the neighbours and children that
+changed. This replays that sequence for payloads in their arrival order (one pass, no
+selection, no eviction) and prints CPU ms per tile per stage, plus a sha256 of everything
+uploaded (vertex rows, chunk faces / starts / boxes, per upload) and of every placed
+tile's info, so two versions of the client can be compared for speed and identical output.
+
+    PYTHONPATH=. python bench/client_replay.py record earth /tmp/earth.pkl   # a flight's payloads
+    PYTHONPATH=. python bench/client_replay.py replay earth /tmp/earth.pkl [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import pickle
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent  # the client under test comes from PYTHONPATH (a baseline: main's checkout)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]  # bench/viewer.py is not the package
+
+
+def record(world: str, dst: str) -> int:
+    """Fly ``bench/realtime.py --quick --no-gl --no-sim`` for ``world`` and pickle every
+    payload the client decoded, in arrival order."""
+    import streaming.client as sc
+
+    out, lock = [], threading.Lock()
+    orig = sc._decode_tile
+
+    def rec(p):
+        with lock:
+            out.append(p)
+        return orig(p)
+
+    sc._decode_tile = rec
+    sys.path.insert(0, str(BENCH))
+    import realtime as br  # bench/realtime.py
+
+    try:
+        br.main(["--quick", "--no-gl", "--no-sim", "--world", world])
+    finally:
+        Path(dst).write_bytes(pickle.dumps(out))
+        print(f"recorded {len(out)} payloads -> {dst}")
+    return 0
+
+
+def replay(payloads: list, world, digest: bool = True) -> dict:
+    """One pass over ``payloads`` (arrival order): decode, place, stitch, morph, pack.
+    Returns CPU seconds per stage, the tile count and the output digest."""
+    from runtime import wire
+    from runtime.tiles import neighbour
+    from viewer.flight import client_tile, drawable, stitch
+    from viewer.renderer import chunk_layout, vertex_array
+
+    h = hashlib.sha256()
+    cpu = dict.fromkeys(("decode", "place", "stitch", "morph", "pack"), 0.0)
+    tiles: dict = {}
+    uploaded: set = set()
+
+    def upload(key) -> None:
+        t = tiles[key]
+        parent = tiles.get(key.parent()) if key.level else None
+        t0 = time.thread_time()
+        surface, pge = drawable(world, t, parent)
+        t1 = time.thread_time()
+        rows = np.ascontiguousarray(vertex_array(surface)).tobytes()
+        layout = chunk_layout(surface)
+        t2 = time.thread_time()
+        cpu["morph"] += t1 - t0
+        cpu["pack"] += t2 - t1
+        if digest:
+            h.update(repr((key, pge)).encode())
+            h.update(rows)
+            for a in layout:
+                h.update(np.ascontiguousarray(a).tobytes())
+        uploaded.add(key)
+
+    for p in payloads:
+        t0 = time.thread_time()
+        dec = wire.decode_tile(p)
+        t1 = time.thread_time()
+        key = dec.key
+        if key in tiles:
+            continue
+        tile = client_tile(world, key, dec)
+        parent = tiles.get(key.parent()) if key.level else None
+        if parent is not None:
+            drawable(world, tile, parent)
+        for child in key.children():
+            if child in tiles:
+                drawable(world, tiles[child], tile)
+        t2 = time.thread_time()
+        cpu["decode"] += t1 - t0
+        cpu["place"] += t2 - t1
+        tiles[key] = tile
+        if digest:
+            h.update(repr((key, tile.info, tile.nbytes)).encode())
+        dirty: dict = {}
+        t0 = time.thread_time()
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            nk = neighbour(world, key, dx, dy)
+            other = tiles.get(nk) if nk is not None else None
+            if other is not None and stitch(world, tile, other):
+                if nk in uploaded:
+                    dirty[nk] = None
+                for c in list(key.children()) + list(nk.children()):
+                    if c in uploaded:
+                        dirty[c] = None
+        cpu["stitch"] += time.thread_time() - t0
+        upload(key)
+        for c in key.children():
+            if c in uploaded:
+                dirty[c] = None
+        for k in dirty:
+            upload(k)
+    return {"tiles": len(tiles), "cpu": cpu, "digest": h.hexdigest()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record")
+    r.add_argument("world", choices=["plane", "earth"])
+    r.add_argument("dst")
+    p = sub.add_parser("replay")
+    p.add_argument("world", choices=["plane", "earth"])
+    p.add_argument("src")
+    p.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    if args.cmd == "record":
+        return record(args.world, args.dst)
+    from runtime.tiles import World
+    from runtime.tin import kernels
+
+    kernels.warm()
+    payloads = pickle.loads(Path(args.src).read_bytes())
+    seen: set = set()  # the recording holds the lockstep flight too: each tile once
+    payloads = [p for p in payloads if tuple(p["key"]) not in seen and not seen.add(tuple(p["key"]))]
+    world = World.parse(args.world)
+    for i in range(args.repeat):
+        res = replay(payloads, world)
+        c = res["cpu"]
+        n = res["tiles"]
+        tot = sum(c.values())
+        print(f"run {i}: {n} tiles, CPU {tot:.2f} s = {tot / n * 1e3:.2f} ms/tile: "
+              + ", ".join(f"{k} {v / n * 1e3:.2f}" for k, v in c.items()) + f"  digest {res['digest'][:16]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
