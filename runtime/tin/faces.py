@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.tin.diamonds import _diamond_faces, dropped_diamonds
+from runtime.tin.diamonds import _DRAWING_VALID, _DRAWINGS, dropped_diamonds
 from runtime.tin.hierarchy import _border_edge_lengths, _border_lut, hierarchy, rtin_steps
 
 
@@ -74,6 +74,8 @@ def tin_faces(
     the triangles of dropped diamonds, which are drawn as ``HALF_CASES``. The order is
     canonical: leaves by apex id and child slot, then the outer children of dropped
     diamonds' edge midpoints, the dropped diamonds' triangles, and (fan border) the fans."""
+    from runtime.tin import kernels  # numba loads here, on first use
+
     hier = hierarchy(t)
     if flipped is not None and dropped is None:
         dropped = dropped_diamonds(present, flipped, t)
@@ -93,14 +95,14 @@ def tin_faces(
         apexes[kids[on]] = False
         outer = hier.kid_other.reshape(-1, 2).take(4 * d[on >> 2] + (on & 3), axis=0).ravel()
         outer = outer[~blocked[table.ravel()[outer]]]
-        extra = [hier.child_tri.take(outer, axis=0), _diamond_faces(present, dropped, flipped, t)]
-    ids = np.flatnonzero(apexes[:-1])
-    # (ndarray.take: several times faster than fancy indexing for rows of 2-D tables)
-    sel = np.flatnonzero(~blocked[table.take(ids, axis=0)].ravel())
-    out = [hier.child_tri.take(ids[sel >> 2] * 4 + (sel & 3), axis=0)] + extra
+        extra = [hier.child_tri.take(outer, axis=0),
+                 kernels.drawn_diamonds(present, dropped, flipped, hier.diamond_ring, _DRAWINGS, _DRAWING_VALID)]
+    # Compiled (the decoder runs this for every tile): the same rows as the numpy forms
+    # (tests/runtime/test_tin_faces_kernels.py: the drawn children by flatnonzero / take,
+    # ``diamonds._diamond_faces``, ``fan_out`` of the drawn border triangles), same order.
+    out = [kernels.leaf_faces(apexes, blocked, table, hier.child_tri)] + extra
     if border == "fan":
-        fans = present[hier.fan_apex] & ~blocked[hier.fan_kid]
-        out.append(fan_out(hier.fan_tri.take(np.flatnonzero(fans), axis=0), t))
+        out.append(kernels.fan_faces(present, blocked, hier.fan_apex, hier.fan_kid, hier.fan_tri, t))
     return np.concatenate(out)
 
 
