@@ -96,11 +96,11 @@ def tin_faces(
         outer = hier.kid_other.reshape(-1, 2).take(4 * d[on >> 2] + (on & 3), axis=0).ravel()
         outer = outer[~blocked[table.ravel()[outer]]]
         extra = [hier.child_tri.take(outer, axis=0),
-                 kernels.drawn_diamonds(present, dropped, flipped, hier.diamond_ring, _DRAWINGS, _DRAWING_VALID)]
+                 kernels.drawn_diamonds(d, present, flipped, hier.diamond_ring, _DRAWINGS, _DRAWING_VALID)]
     # Compiled (the decoder runs this for every tile): the same rows as the numpy forms
     # (tests/runtime/test_tin_faces_kernels.py: the drawn children by flatnonzero / take,
     # ``diamonds._diamond_faces``, ``fan_out`` of the drawn border triangles), same order.
-    out = [kernels.leaf_faces(apexes, blocked, table, hier.child_tri)] + extra
+    out = [kernels.leaf_faces(np.flatnonzero(apexes[:-1]), blocked, table, hier.child_tri)] + extra
     if border == "fan":
         out.append(kernels.fan_faces(present, blocked, hier.fan_apex, hier.fan_kid, hier.fan_tri, t))
     return np.concatenate(out)

@@ -442,28 +442,19 @@ def vertex_rows(pos: np.ndarray, nrm: np.ndarray, uv: np.ndarray, h: np.ndarray,
 
 
 @numba.njit(cache=True, nogil=True)
-def leaf_faces(apexes: np.ndarray, blocked: np.ndarray, table: np.ndarray, child_tri: np.ndarray) -> np.ndarray:
-    """The drawn children of every apex in grid id order, slot order within: (m, 3) int32
-    rows of ``child_tri`` ((4 N, 3)) for apex a (``apexes[a]``, N + 1 entries, sentinel
-    last not read) and slot s where ``blocked[table[a, s]]`` is False; ``tin_faces``'s
-    flatnonzero / take passes in one."""
-    n = len(apexes) - 1
-    m = 0
-    for a in range(n):
-        if apexes[a]:
-            for s in range(4):
-                if not blocked[table[a, s]]:
-                    m += 1
-    out = np.empty((m, 3), np.int32)
+def leaf_faces(ids: np.ndarray, blocked: np.ndarray, table: np.ndarray, child_tri: np.ndarray) -> np.ndarray:
+    """The drawn children of the apexes ``ids`` (ascending grid ids), slot order within:
+    (m, 3) int32 rows of ``child_tri`` ((4 N, 3)) for apex a and slot s where
+    ``blocked[table[a, s]]`` is False; ``tin_faces``'s flatnonzero / take passes in one."""
+    out = np.empty((4 * len(ids), 3), np.int32)
     i = 0
-    for a in range(n):
-        if apexes[a]:
-            for s in range(4):
-                if not blocked[table[a, s]]:
-                    row = 4 * a + s
-                    out[i, 0], out[i, 1], out[i, 2] = child_tri[row, 0], child_tri[row, 1], child_tri[row, 2]
-                    i += 1
-    return out
+    for a in ids:
+        for s in range(4):
+            if not blocked[table[a, s]]:
+                row = 4 * a + s
+                out[i, 0], out[i, 1], out[i, 2] = child_tri[row, 0], child_tri[row, 1], child_tri[row, 2]
+                i += 1
+    return out[:i]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -519,37 +510,24 @@ def fan_faces(present: np.ndarray, blocked: np.ndarray, fan_apex: np.ndarray, fa
 
 
 @numba.njit(cache=True, nogil=True)
-def drawn_diamonds(present: np.ndarray, dropped: np.ndarray, flipped: np.ndarray, ring: np.ndarray,
+def drawn_diamonds(ids: np.ndarray, present: np.ndarray, flipped: np.ndarray, ring: np.ndarray,
                    drawings: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``diamonds._diamond_faces``: per dropped diamond (grid id order) the valid rows of
-    its drawing (``drawings[code]``, code = its present edge midpoints (bits 1, 2, 4, 8)
-    + 16 if flipped) over its ring of 8 ids: (m, 3) int32."""
-    n = len(dropped) - 1
-    m = 0
-    for d in range(n):
-        if dropped[d]:
-            code = 16 if flipped[d] else 0
-            for q in range(4):
-                if present[ring[d, 4 + q]]:
-                    code += 1 << q
-            for s in range(valid.shape[1]):
-                if valid[code, s]:
-                    m += 1
-    out = np.empty((m, 3), np.int32)
+    """``diamonds._diamond_faces``: per dropped diamond (``ids``, ascending grid ids) the
+    valid rows of its drawing (``drawings[code]``, code = its present edge midpoints (bits
+    1, 2, 4, 8) + 16 if flipped) over its ring of 8 ids: (m, 3) int32."""
+    out = np.empty((valid.shape[1] * len(ids), 3), np.int32)
     i = 0
-    for d in range(n):
-        if dropped[d]:
-            code = 16 if flipped[d] else 0
-            for q in range(4):
-                if present[ring[d, 4 + q]]:
-                    code += 1 << q
-            for s in range(valid.shape[1]):
-                if valid[code, s]:
-                    for c in range(3):
-                        out[i, c] = ring[d, drawings[code, s, c]]
-                    i += 1
-    return out
-
+    for d in ids:
+        code = 16 if flipped[d] else 0
+        for q in range(4):
+            if present[ring[d, 4 + q]]:
+                code += 1 << q
+        for s in range(valid.shape[1]):
+            if valid[code, s]:
+                for c in range(3):
+                    out[i, c] = ring[d, drawings[code, s, c]]
+                i += 1
+    return out[:i]
 
 def warm() -> None:
     """Compile or load every kernel for the callers' dtypes (a one-triangle tile)."""
@@ -582,7 +560,7 @@ def warm() -> None:
     from runtime.tin.hierarchy import hierarchy
 
     hier = hierarchy(2)  # the decoder's read-only tables: typed as at run time
-    present, blocked = np.zeros(10, np.bool_), np.ones(11, np.bool_)
-    leaf_faces(present, blocked, hier.child_kid_fan, hier.child_tri)
+    present, blocked, none = np.zeros(10, np.bool_), np.ones(11, np.bool_), np.zeros(0, np.int64)
+    leaf_faces(none, blocked, hier.child_kid_fan, hier.child_tri)
     fan_faces(present, blocked, hier.fan_apex, hier.fan_kid, hier.fan_tri, 2)
-    drawn_diamonds(present, present, present, hier.diamond_ring, _DRAWINGS, _DRAWING_VALID)
+    drawn_diamonds(none, present, present, hier.diamond_ring, _DRAWINGS, _DRAWING_VALID)
