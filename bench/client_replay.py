@@ -32,27 +32,55 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]  # benc
 
 def record(world: str, dst: str) -> int:
     """Fly ``bench/realtime.py --quick --no-gl --no-sim`` for ``world`` and pickle every
-    payload the client decoded, in arrival order."""
+    payload the client decoded, in arrival order, and the arguments of every selection
+    (``runtime.lod.selection.select``: views, known tiles' infos, ready, drawn last,
+    options, last frame's expanded set) of the real-time flight."""
+    import runtime.lod.streamer as rs
     import streaming.client as sc
 
-    out, lock = [], threading.Lock()
-    orig = sc._decode_tile
+    out, selects, lock = [], [], threading.Lock()
+    orig, orig_select = sc._decode_tile, rs.select
 
     def rec(p):
         with lock:
             out.append(p)
         return orig(p)
 
-    sc._decode_tile = rec
+    def rec_select(views, geometry, known, ready, drawn_last, options, expanded_last):
+        if len(selects) < 4000:
+            selects.append((views, dict(known), frozenset(ready), drawn_last, options, expanded_last))
+        return orig_select(views, geometry, known, ready, drawn_last, options, expanded_last)
+
+    sc._decode_tile, rs.select = rec, rec_select
     sys.path.insert(0, str(BENCH))
     import realtime as br  # bench/realtime.py
 
     try:
         br.main(["--quick", "--no-gl", "--no-sim", "--world", world])
     finally:
-        Path(dst).write_bytes(pickle.dumps(out))
-        print(f"recorded {len(out)} payloads -> {dst}")
+        Path(dst).write_bytes(pickle.dumps({"world": world, "payloads": out, "selects": selects}))
+        print(f"recorded {len(out)} payloads, {len(selects)} selections -> {dst}")
     return 0
+
+
+def replay_selection(selects: list, world) -> dict:
+    """Run every recorded selection again (one geometry, its memos filled as in the flight):
+    CPU seconds and a sha256 of every field of each Selection (load: key, priority,
+    band, steps, error)."""
+    from runtime.geometry import WorldGeometry
+    from runtime.lod.selection import select
+
+    geo = WorldGeometry(world)
+    h = hashlib.sha256()
+    cpu = 0.0
+    for views, known, ready, drawn_last, options, expanded in selects:
+        t0 = time.thread_time()
+        sel = select(views, geo, known, ready, drawn_last, options, expanded)
+        cpu += time.thread_time() - t0
+        h.update(repr((sel.draw, [(r.key, r.priority, r.band, r.steps, r.sse_px) for r in sel.load],
+                       sorted(sel.keep), sorted(sel.ideal), sel.holes, sel.over_error, sel.max_sse_px,
+                       sel.under_camera, sel.visited, sorted(sel.expanded))).encode())
+    return {"selections": len(selects), "cpu_s": cpu, "digest": h.hexdigest()}
 
 
 def replay(payloads: list, world, digest: bool = True) -> dict:
@@ -144,7 +172,8 @@ def main(argv=None) -> int:
     from runtime.tin import kernels
 
     kernels.warm()
-    payloads = pickle.loads(Path(args.src).read_bytes())
+    rec = pickle.loads(Path(args.src).read_bytes())
+    payloads = rec["payloads"] if isinstance(rec, dict) else rec
     seen: set = set()  # the recording holds the lockstep flight too: each tile once
     payloads = [p for p in payloads if tuple(p["key"]) not in seen and not seen.add(tuple(p["key"]))]
     world = World.parse(args.world)
@@ -155,6 +184,11 @@ def main(argv=None) -> int:
         tot = sum(c.values())
         print(f"run {i}: {n} tiles, CPU {tot:.2f} s = {tot / n * 1e3:.2f} ms/tile: "
               + ", ".join(f"{k} {v / n * 1e3:.2f}" for k, v in c.items()) + f"  digest {res['digest'][:16]}")
+    if isinstance(rec, dict) and rec.get("selects"):
+        for i in range(args.repeat):
+            res = replay_selection(rec["selects"], world)
+            print(f"selection run {i}: {res['selections']} selections, CPU {res['cpu_s']:.2f} s = "
+                  f"{res['cpu_s'] / res['selections'] * 1e3:.2f} ms each  digest {res['digest'][:16]}")
     return 0
 
 
