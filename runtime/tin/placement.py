@@ -148,7 +148,14 @@ def vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
     from runtime.tin.kernels import face_normal_sums, unit_rows_f32  # numba loads here, on first use
 
     pos = np.ascontiguousarray(positions, np.float64)
-    return unit_rows_f32(face_normal_sums(pos, np.ascontiguousarray(faces, np.int64)))
+    return unit_rows_f32(face_normal_sums(pos, _index_array(faces)))
+
+
+def _index_array(faces: np.ndarray) -> np.ndarray:
+    """``faces`` as a C-contiguous int32 (a decoded tile's, as they are) or int64 array for
+    the compiled loops (both compiled; indices only, the same sums)."""
+    f = np.asarray(faces)
+    return f if f.dtype == np.int32 and f.flags.c_contiguous else np.ascontiguousarray(f, np.int64)
 
 
 def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_m: np.ndarray) -> np.ndarray:
@@ -207,7 +214,7 @@ def inward_normals(grid_rc: np.ndarray, faces: np.ndarray, own: np.ndarray, t: i
     Face by face in face order, compiled (``kernels.inward_normals``)."""
     from runtime.tin.kernels import inward_normals as compiled  # numba loads on first use
 
-    return compiled(np.ascontiguousarray(grid_rc, np.int32), np.ascontiguousarray(faces, np.int64),
+    return compiled(np.ascontiguousarray(grid_rc, np.int32), _index_array(faces),
                     np.ascontiguousarray(own, np.float32), t)
 
 
