@@ -39,16 +39,19 @@ def record(world: str, dst: str) -> int:
     import streaming.client as sc
 
     out, selects, lock = [], [], threading.Lock()
+    times, select_times = [], []  # perf_counter seconds of each payload's arrival and each selection
     orig, orig_select = sc._decode_tile, rs.select
 
     def rec(p):
         with lock:
             out.append(p)
+            times.append(time.perf_counter())
         return orig(p)
 
     def rec_select(views, geometry, known, ready, drawn_last, options, expanded_last):
         if len(selects) < 4000:
             selects.append((views, dict(known), frozenset(ready), drawn_last, options, expanded_last))
+            select_times.append(time.perf_counter())
         return orig_select(views, geometry, known, ready, drawn_last, options, expanded_last)
 
     sc._decode_tile, rs.select = rec, rec_select
@@ -58,9 +61,32 @@ def record(world: str, dst: str) -> int:
     try:
         br.main(["--quick", "--no-gl", "--no-sim", "--world", world])
     finally:
-        Path(dst).write_bytes(pickle.dumps({"world": world, "payloads": out, "selects": selects}))
+        Path(dst).write_bytes(pickle.dumps({"world": world, "payloads": out, "selects": selects, "times": times,
+                                            "select_times": select_times}))
         print(f"recorded {len(out)} payloads, {len(selects)} selections -> {dst}")
     return 0
+
+
+def teleport_window(rec: dict, world) -> tuple[float, float] | None:
+    """(jump, complete) perf_counter seconds of the recorded flight's first teleport: the
+    first selection whose drawing camera moved more than 100 km since the last one, and
+    the first selection after it that is complete (no holes, nothing over the target)."""
+    from runtime.geometry import WorldGeometry
+    from runtime.lod.selection import select
+
+    sels, times = rec["selects"], rec.get("select_times")
+    if not times:
+        return None
+    pos = [np.asarray(v[0].camera.position_m if hasattr(v[0], "camera") else v[0].position_m) for v, *_ in sels]
+    jump = next((i for i in range(1, len(sels)) if np.linalg.norm(pos[i] - pos[i - 1]) > 1e5), None)
+    if jump is None:
+        return None
+    geo = WorldGeometry(world)
+    for i in range(jump, len(sels)):
+        views, known, ready, drawn_last, options, expanded = sels[i]
+        if select(views, geo, known, ready, drawn_last, options, expanded).complete:
+            return times[jump], times[i]
+    return None
 
 
 def replay_selection(selects: list, world) -> dict:
@@ -83,9 +109,10 @@ def replay_selection(selects: list, world) -> dict:
     return {"selections": len(selects), "cpu_s": cpu, "digest": h.hexdigest()}
 
 
-def replay(payloads: list, world, digest: bool = True) -> dict:
+def replay(payloads: list, world, digest: bool = True, count_from: int = 0) -> dict:
     """One pass over ``payloads`` (arrival order): decode, place, stitch, morph, pack.
-    Returns CPU seconds per stage, the tile count and the output digest."""
+    Returns CPU seconds per stage, the tile count and the output digest. count_from: the
+    payloads before this index only set the scene (their CPU is not counted)."""
     from runtime import wire
     from runtime.tiles import neighbour
     from viewer.flight import client_tile, drawable, stitch
@@ -114,7 +141,10 @@ def replay(payloads: list, world, digest: bool = True) -> dict:
                 h.update(np.ascontiguousarray(a).tobytes())
         uploaded.add(key)
 
-    for p in payloads:
+    base = dict(cpu)
+    for i, p in enumerate(payloads):
+        if i == count_from:
+            base = dict(cpu)
         t0 = time.thread_time()
         dec = wire.decode_tile(p)
         t1 = time.thread_time()
@@ -152,7 +182,16 @@ def replay(payloads: list, world, digest: bool = True) -> dict:
                 dirty[c] = None
         for k in dirty:
             upload(k)
-    return {"tiles": len(tiles), "cpu": cpu, "digest": h.hexdigest()}
+    if count_from >= len(payloads):
+        base = dict(cpu)
+    return {"tiles": len(tiles), "counted": len(payloads) - count_from,
+            "cpu": {k: v - base[k] for k, v in cpu.items()}, "digest": h.hexdigest()}
+
+
+def dedupe(payloads: list) -> list:
+    """Each tile's first payload, in order."""
+    seen: set = set()
+    return [p for p in payloads if tuple(p["key"]) not in seen and not seen.add(tuple(p["key"]))]
 
 
 def main(argv=None) -> int:
@@ -174,8 +213,7 @@ def main(argv=None) -> int:
     kernels.warm()
     rec = pickle.loads(Path(args.src).read_bytes())
     payloads = rec["payloads"] if isinstance(rec, dict) else rec
-    seen: set = set()  # the recording holds the lockstep flight too: each tile once
-    payloads = [p for p in payloads if tuple(p["key"]) not in seen and not seen.add(tuple(p["key"]))]
+    payloads = dedupe(payloads)  # the recording holds the lockstep flight too: each tile once
     world = World.parse(args.world)
     for i in range(args.repeat):
         res = replay(payloads, world)
@@ -189,6 +227,19 @@ def main(argv=None) -> int:
             res = replay_selection(rec["selects"], world)
             print(f"selection run {i}: {res['selections']} selections, CPU {res['cpu_s']:.2f} s = "
                   f"{res['cpu_s'] / res['selections'] * 1e3:.2f} ms each  digest {res['digest'][:16]}")
+        window = teleport_window(rec, world)
+        if window is not None:  # the teleport alone: its selections and the tiles that arrived in it
+            t0, t1 = window
+            sels = [s for s, t in zip(rec["selects"], rec["select_times"], strict=True) if t0 <= t <= t1]
+            arrived = [p for p, t in zip(rec["payloads"], rec["times"], strict=True) if t0 <= t <= t1]
+            before = [p for p, t in zip(rec["payloads"], rec["times"], strict=True) if t < t0]
+            for i in range(args.repeat):
+                res = replay_selection(sels, world)
+                tiles = replay(dedupe(before) + dedupe(arrived), world, digest=False, count_from=len(dedupe(before)))
+                c = tiles["cpu"]
+                print(f"teleport run {i} ({t1 - t0:.2f} s recorded): {res['selections']} selections "
+                      f"{res['cpu_s']:.3f} s, {tiles['counted']} tiles " + ", ".join(f"{k} {v:.3f}" for k, v in c.items())
+                      + f" s; client CPU {res['cpu_s'] + sum(c.values()):.2f} s")
     return 0
 
 

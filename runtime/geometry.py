@@ -209,7 +209,7 @@ class WorldGeometry:
         self.is_earth = world is World.EARTH
         self.memo_entries = memo_entries
         self._packed: dict[tuple, np.ndarray] = {}  # (level, x, y, hmin, hmax) -> (32,)
-        self._frames: dict[TileKey, tuple] = {}  # earth key -> its row of earth_tile_frames
+        self._frames: dict[TileKey, np.ndarray] = {}  # earth key -> its earth_tile_frames, flat
         self._children: dict[TileKey, tuple[TileKey, ...]] = {}
 
     def __repr__(self) -> str:
@@ -377,9 +377,16 @@ class WorldGeometry:
             if len(memo) + len(missing) > self.FRAME_ENTRIES:
                 memo.clear()
             fresh = earth_tile_frames([keys[i] for i in missing])
+            flat = np.concatenate([a.reshape(len(missing), -1) for a in fresh], axis=1)  # one row per tile
             for j, i in enumerate(missing):
-                rows[i] = memo[keys[i]] = tuple(a[j] for a in fresh)
-        return tuple(np.stack([r[f] for r in rows]) for f in range(len(rows[0])))
+                rows[i] = memo[keys[i]] = flat[j]
+        table = np.stack(rows)  # (n, 988): EarthFrames' arrays side by side
+        m, out, at = _BOX_GRID * _BOX_GRID, [], 0
+        for shape in ((m, 3), (m, 3), (3, 3), (3,), (m, 3), (m, 3), (), (3,)):
+            size = int(np.prod(shape))
+            out.append(np.ascontiguousarray(table[:, at:at + size]).reshape((len(keys),) + shape))  # as made
+            at += size
+        return tuple(out)
 
     def children(self, key: TileKey) -> tuple[TileKey, ...]:
         """key.children(), memoised (making frozen keys costs more than a dict lookup)."""
