@@ -6,12 +6,17 @@ morph targets toward a parent or from a child already here), the frame thread st
 edge normals with same-level neighbours, adds morph targets and packs the upload
 (``vertex_array``, ``chunk_layout``), then uploads again the neighbours and children that
 changed. This replays that sequence for payloads in their arrival order (one pass, no
-selection, no eviction) and prints CPU ms per tile per stage, plus a sha256 of everything
-uploaded (vertex rows, chunk faces / starts / boxes, per upload) and of every placed
-tile's info, so two versions of the client can be compared for speed and identical output.
+eviction) and prints CPU ms per tile per stage, plus a sha256 of everything uploaded
+(vertex rows, chunk faces / starts / boxes, per upload) and of every placed tile's info,
+so two versions of the client can be compared for speed and identical output. The
+recording also holds the flight's selections (``runtime.lod.selection.select``'s
+arguments, each frame): they are replayed with a digest of every Selection field, then
+the teleport alone (from the jump to the first complete selection: its selections and the
+tiles that arrived in it, the earlier tiles setting the scene uncounted).
 
-    PYTHONPATH=. python bench/client_replay.py record earth /tmp/earth.pkl   # a flight's payloads
+    PYTHONPATH=. python bench/client_replay.py record earth /tmp/earth.pkl   # one flight (~90 s)
     PYTHONPATH=. python bench/client_replay.py replay earth /tmp/earth.pkl [--repeat 3]
+    PYTHONPATH=/work/main python bench/client_replay.py replay earth /tmp/earth.pkl  # a baseline's client
 """
 
 from __future__ import annotations
@@ -237,9 +242,10 @@ def main(argv=None) -> int:
                 res = replay_selection(sels, world)
                 tiles = replay(dedupe(before) + dedupe(arrived), world, digest=False, count_from=len(dedupe(before)))
                 c = tiles["cpu"]
+                stages = ", ".join(f"{k} {v:.3f}" for k, v in c.items())
                 print(f"teleport run {i} ({t1 - t0:.2f} s recorded): {res['selections']} selections "
-                      f"{res['cpu_s']:.3f} s, {tiles['counted']} tiles " + ", ".join(f"{k} {v:.3f}" for k, v in c.items())
-                      + f" s; client CPU {res['cpu_s'] + sum(c.values()):.2f} s")
+                      f"{res['cpu_s']:.3f} s, {tiles['counted']} tiles {stages} s; "
+                      f"client CPU {res['cpu_s'] + sum(c.values()):.2f} s")
     return 0
 
 
