@@ -135,6 +135,11 @@ def number_vertices(
         used = np.zeros(n1 * n1, dtype=bool)
         used[flat] = True
     ids = np.flatnonzero(used)
+    if flat.dtype == np.int32 and flat.flags.c_contiguous and (not len(flat) or 0 <= flat.min() <= flat.max()
+                                                                < n1 * n1):
+        from runtime.tin.kernels import number_faces  # numba loads here, on first use
+
+        return number_faces(ids, flat, n1, n1 * n1)  # the same arrays, one compiled pass
     lut = np.zeros(n1 * n1, dtype=np.int32)
     lut[ids] = np.arange(len(ids), dtype=np.int32)
     grid_rc = np.stack([ids // n1, ids % n1], axis=1).astype(np.int32)

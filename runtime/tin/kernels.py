@@ -529,6 +529,22 @@ def drawn_diamonds(ids: np.ndarray, present: np.ndarray, flipped: np.ndarray, ri
                 i += 1
     return out[:i]
 
+@numba.njit(cache=True, nogil=True)
+def number_faces(ids: np.ndarray, flat: np.ndarray, n1: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``faces.number_vertices``' canonical numbering: vertices ``ids`` (ascending grid ids
+    of an n1 x n1 grid, ``size`` = n1 * n1) numbered in that order; returns grid_rc (n, 2)
+    int32 [row, col] and the faces ``flat`` (3 m,) grid ids as vertex numbers (m, 3) int32."""
+    lut = np.zeros(size, np.int32)
+    rc = np.empty((len(ids), 2), np.int32)
+    for i in range(len(ids)):
+        lut[ids[i]] = i
+        rc[i, 0], rc[i, 1] = ids[i] // n1, ids[i] % n1
+    out = np.empty((len(flat) // 3, 3), np.int32)
+    for j in range(len(flat) // 3):
+        out[j, 0], out[j, 1], out[j, 2] = lut[flat[3 * j]], lut[flat[3 * j + 1]], lut[flat[3 * j + 2]]
+    return rc, out
+
+
 def warm() -> None:
     """Compile or load every kernel for the callers' dtypes (a one-triangle tile)."""
     pos = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -566,3 +582,4 @@ def warm() -> None:
     leaf_faces(none, blocked, hier.child_kid_fan, hier.child_tri)
     fan_faces(present, blocked, hier.fan_apex, hier.fan_kid, hier.fan_tri, 2)
     drawn_diamonds(none, present, present, hier.diamond_ring, _DRAWINGS, _DRAWING_VALID)
+    number_faces(none, np.zeros(3, np.int32), 2, 4)  # the decoder's int32 faces

@@ -58,3 +58,30 @@ def test_compiled_tin_faces_equal_the_numpy_form(source, border):
                                         faces.mesh_vertices(present, T, border))
     np.testing.assert_array_equal(grid_rc, rc)
     np.testing.assert_array_equal(ff, f)
+
+
+def numpy_number_vertices(face_ids, n1, used):
+    """``faces.number_vertices`` as it was in numpy: the reference."""
+    flat = face_ids.ravel()
+    ids = np.flatnonzero(used)
+    lut = np.zeros(n1 * n1, dtype=np.int32)
+    lut[ids] = np.arange(len(ids), dtype=np.int32)
+    return np.stack([ids // n1, ids % n1], axis=1).astype(np.int32), lut[flat].reshape(-1, 3)
+
+
+@pytest.mark.parametrize("border", rtin.BORDERS)
+def test_compiled_numbering_equals_the_numpy_form(border):
+    h = real_crop()
+    for bound in (0.5, 6.0):
+        present, flipped, dropped = simplify.rtin_vertex_set(h, bound, border, True, None)
+        f = faces.tin_faces(present, T, border, flipped, dropped)
+        used = faces.mesh_vertices(present, T, border)
+        rc, ff = faces.number_vertices(f, T + 1, used)
+        want_rc, want_f = numpy_number_vertices(f, T + 1, used)
+        assert rc.dtype == ff.dtype == np.int32 and len(ff) == len(f) > 1000
+        np.testing.assert_array_equal(rc, want_rc)
+        np.testing.assert_array_equal(ff, want_f)
+        # int64 ids (other callers) take the numpy path: the same arrays
+        rc64, ff64 = faces.number_vertices(f.astype(np.int64), T + 1, used)
+        np.testing.assert_array_equal(rc64, rc)
+        np.testing.assert_array_equal(ff64, ff)
