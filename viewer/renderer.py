@@ -184,6 +184,9 @@ def _face_order(surface: Surface) -> tuple[np.ndarray, np.ndarray]:
 
 
 _LAYOUTS: dict[int, tuple] = {}  # id(faces) -> (weakref to faces, vertices, up, height_m, morph_dh_m, layout)
+LAYOUTS_KEPT = 128
+"""Tiles whose chunk layout is kept (most recently made first): re-uploads follow an upload
+within a few frames (a neighbour or the parent arrives); an earth layout is ~0.5 MB."""
 
 
 def chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -206,8 +209,11 @@ def chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     if isinstance(faces_arr, np.ndarray):
         key = id(faces_arr)
         ref = weakref.ref(faces_arr, lambda _, k=key: _LAYOUTS.pop(k, None))
+        _LAYOUTS.pop(key, None)  # (re)inserted last: the oldest go first
         _LAYOUTS[key] = (ref, surface.vertices, surface.up, surface.height_m, surface.morph_dh_m, Z_ORDER_FACES,
                          layout)
+        while len(_LAYOUTS) > LAYOUTS_KEPT:
+            _LAYOUTS.pop(next(iter(_LAYOUTS)), None)
     return layout
 
 
