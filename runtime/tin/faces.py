@@ -89,17 +89,14 @@ def tin_faces(
         # (the dropped diamond's drawing covers the other two): those apexes are taken
         # out of the one-pass walk and their outer children added after it.
         d = np.flatnonzero(dropped[:-1])
-        kids = hier.diamond_kid.take(d, axis=0).ravel()
-        on = np.flatnonzero(present[kids])
         apexes = present.copy()
-        apexes[kids[on]] = False
-        outer = hier.kid_other.reshape(-1, 2).take(4 * d[on >> 2] + (on & 3), axis=0).ravel()
-        outer = outer[~blocked[table.ravel()[outer]]]
-        extra = [hier.child_tri.take(outer, axis=0),
+        extra = [kernels.dropped_outer(d, present, apexes, blocked, table, hier.diamond_kid, hier.kid_other,
+                                       hier.child_tri),
                  kernels.drawn_diamonds(d, present, flipped, hier.diamond_ring, _DRAWINGS, _DRAWING_VALID)]
     # Compiled (the decoder runs this for every tile): the same rows as the numpy forms
-    # (tests/runtime/test_tin_faces_kernels.py: the drawn children by flatnonzero / take,
-    # ``diamonds._diamond_faces``, ``fan_out`` of the drawn border triangles), same order.
+    # (tests/runtime/test_tin_faces_kernels.py: the drawn children and the dropped diamonds'
+    # outer children by flatnonzero / take, ``diamonds._diamond_faces``, ``fan_out`` of the
+    # drawn border triangles), in the same order.
     out = [kernels.leaf_faces(np.flatnonzero(apexes[:-1]), blocked, table, hier.child_tri)] + extra
     if border == "fan":
         out.append(kernels.fan_faces(present, blocked, hier.fan_apex, hier.fan_kid, hier.fan_tri, t))

@@ -545,6 +545,30 @@ def number_faces(ids: np.ndarray, flat: np.ndarray, n1: int, size: int) -> tuple
     return rc, out
 
 
+@numba.njit(cache=True, nogil=True)
+def dropped_outer(ids: np.ndarray, present: np.ndarray, apexes: np.ndarray, blocked: np.ndarray, table: np.ndarray,
+                  diamond_kid: np.ndarray, kid_other: np.ndarray, child_tri: np.ndarray) -> np.ndarray:
+    """The dropped diamonds' (``ids``, ascending) edge midpoints that are vertices keep only
+    their two children outside the diamond: each such midpoint is cleared in ``apexes``
+    (written in place) and its outer children (``kid_other``, not ``blocked``) returned,
+    (m, 3) int32 rows of ``child_tri`` in diamond, midpoint, child order (``tin_faces``)."""
+    flat = table.ravel()
+    out = np.empty((8 * len(ids), 3), np.int32)
+    i = 0
+    for d in ids:
+        for q in range(4):
+            kid = diamond_kid[d, q]
+            if not present[kid]:
+                continue
+            apexes[kid] = False
+            for s in range(2):
+                o = kid_other[d, q, s]
+                if not blocked[flat[o]]:
+                    out[i, 0], out[i, 1], out[i, 2] = child_tri[o, 0], child_tri[o, 1], child_tri[o, 2]
+                    i += 1
+    return out[:i]
+
+
 def warm() -> None:
     """Compile or load every kernel for the callers' dtypes (a one-triangle tile)."""
     pos = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -583,3 +607,5 @@ def warm() -> None:
     fan_faces(present, blocked, hier.fan_apex, hier.fan_kid, hier.fan_tri, 2)
     drawn_diamonds(none, present, present, hier.diamond_ring, _DRAWINGS, _DRAWING_VALID)
     number_faces(none, np.zeros(3, np.int32), 2, 4)  # the decoder's int32 faces
+    dropped_outer(none, present, present.copy(), blocked, hier.child_kid_fan, hier.diamond_kid, hier.kid_other,
+                  hier.child_tri)
