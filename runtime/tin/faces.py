@@ -74,7 +74,7 @@ def tin_faces(
     the triangles of dropped diamonds, which are drawn as ``HALF_CASES``. The order is
     canonical: leaves by apex id and child slot, then the outer children of dropped
     diamonds' edge midpoints, the dropped diamonds' triangles, and (fan border) the fans."""
-    from runtime.tin import kernels  # numba loads here, on first use
+    from runtime.tin.facekernels import drawn_diamonds, dropped_outer, fan_faces, leaf_faces  # numba: first use
 
     hier = hierarchy(t)
     if flipped is not None and dropped is None:
@@ -90,16 +90,15 @@ def tin_faces(
         # out of the one-pass walk and their outer children added after it.
         d = np.flatnonzero(dropped[:-1])
         apexes = present.copy()
-        extra = [kernels.dropped_outer(d, present, apexes, blocked, table, hier.diamond_kid, hier.kid_other,
-                                       hier.child_tri),
-                 kernels.drawn_diamonds(d, present, flipped, hier.diamond_ring, _DRAWINGS, _DRAWING_VALID)]
+        extra = [dropped_outer(d, present, apexes, blocked, table, hier.diamond_kid, hier.kid_other, hier.child_tri),
+                 drawn_diamonds(d, present, flipped, hier.diamond_ring, _DRAWINGS, _DRAWING_VALID)]
     # Compiled (the decoder runs this for every tile): the same rows as the numpy forms
     # (tests/runtime/test_tin_faces_kernels.py: the drawn children and the dropped diamonds'
     # outer children by flatnonzero / take, ``diamonds._diamond_faces``, ``fan_out`` of the
     # drawn border triangles), in the same order.
-    out = [kernels.leaf_faces(np.flatnonzero(apexes[:-1]), blocked, table, hier.child_tri)] + extra
+    out = [leaf_faces(np.flatnonzero(apexes[:-1]), blocked, table, hier.child_tri)] + extra
     if border == "fan":
-        out.append(kernels.fan_faces(present, blocked, hier.fan_apex, hier.fan_kid, hier.fan_tri, t))
+        out.append(fan_faces(present, blocked, hier.fan_apex, hier.fan_kid, hier.fan_tri, t))
     return np.concatenate(out)
 
 
@@ -134,7 +133,7 @@ def number_vertices(
     ids = np.flatnonzero(used)
     if flat.dtype == np.int32 and flat.flags.c_contiguous and (not len(flat) or 0 <= flat.min() <= flat.max()
                                                                 < n1 * n1):
-        from runtime.tin.kernels import number_faces  # numba loads here, on first use
+        from runtime.tin.facekernels import number_faces  # numba loads here, on first use
 
         return number_faces(ids, flat, n1, n1 * n1)  # the same arrays, one compiled pass
     lut = np.zeros(n1 * n1, dtype=np.int32)
