@@ -198,14 +198,18 @@ class WorldGeometry:
     """Sample <-> world mapping and tile bounding volumes of one world (float64 metres).
 
     The maths are the module's pure functions; the instance only caches what they derive
-    (packed tile bounds, children keys), bounded to ``memo_entries`` each.
+    (packed tile bounds, children keys), bounded to ``memo_entries`` each, and the earth
+    tiles' height-independent box frames (``FRAME_ENTRIES``).
     """
+
+    FRAME_ENTRIES = 4096  # earth tiles whose EarthFrames are kept (~32 MB)
 
     def __init__(self, world: World, memo_entries: int = 50_000):
         self.world = world
         self.is_earth = world is World.EARTH
         self.memo_entries = memo_entries
         self._packed: dict[tuple, np.ndarray] = {}  # (level, x, y, hmin, hmax) -> (32,)
+        self._frames: dict[TileKey, np.ndarray] = {}  # earth key -> its earth_tile_frames, flat
         self._children: dict[TileKey, tuple[TileKey, ...]] = {}
 
     def __repr__(self) -> str:
@@ -355,11 +359,34 @@ class WorldGeometry:
             if len(memo) + len(missing) > self.memo_entries:
                 memo.clear()
             sub = [tiles[i] for i in missing]
-            fresh = packed_bounds(self.world, [t[0] for t in sub], np.array([t[1] for t in sub]),
-                                  np.array([t[2] for t in sub]))
+            keys = [t[0] for t in sub]
+            fresh = packed_bounds(self.world, keys, np.array([t[1] for t in sub]), np.array([t[2] for t in sub]),
+                                  self._earth_frames(keys) if self.is_earth else None)
             for j, i in enumerate(missing):
                 rows[i] = memo[ks[i]] = fresh[j]
         return np.array(rows)
+
+    def _earth_frames(self, keys: list) -> EarthFrames:
+        """``earth_tile_frames(keys)``, kept per tile (a tile is fitted again whenever its
+        height range changes: a guess re-bounded when its parent or an ancestor arrives,
+        then when it arrives itself); at most ``FRAME_ENTRIES`` tiles (~8 KB each)."""
+        memo = self._frames
+        rows = [memo.get(k) for k in keys]
+        missing = [i for i, r in enumerate(rows) if r is None]
+        if missing:
+            if len(memo) + len(missing) > self.FRAME_ENTRIES:
+                memo.clear()
+            fresh = earth_tile_frames([keys[i] for i in missing])
+            flat = np.concatenate([a.reshape(len(missing), -1) for a in fresh], axis=1)  # one row per tile
+            for j, i in enumerate(missing):
+                rows[i] = memo[keys[i]] = flat[j]
+        table = np.stack(rows)  # (n, 988): EarthFrames' arrays side by side
+        m, out, at = _BOX_GRID * _BOX_GRID, [], 0
+        for shape in ((m, 3), (m, 3), (3, 3), (3,), (m, 3), (m, 3), (), (3,)):
+            size = int(np.prod(shape))
+            out.append(np.ascontiguousarray(table[:, at:at + size]).reshape((len(keys),) + shape))  # as made
+            at += size
+        return tuple(out)
 
     def children(self, key: TileKey) -> tuple[TileKey, ...]:
         """key.children(), memoised (making frozen keys costs more than a dict lookup)."""
@@ -387,11 +414,13 @@ def geometry_for(world: World | str) -> WorldGeometry:
     return _geometry(World.parse(world) if not isinstance(world, World) else world)
 
 
-def packed_bounds(world: World, keys, hmin_m: np.ndarray, hmax_m: np.ndarray) -> np.ndarray:
+def packed_bounds(world: World, keys, hmin_m: np.ndarray, hmax_m: np.ndarray,
+                  frames: EarthFrames | None = None) -> np.ndarray:
     """Bounds of n tiles at once, packed as in ``Bounds.packed``: (n, 32) float64.
 
     keys: n TileKeys; hmin_m, hmax_m: (n,) height ranges. Vectorised (selection fits the
-    boxes of every tile it meets for the first time in one call per level).
+    boxes of every tile it meets for the first time in one call per level). frames: the
+    earth tiles' ``earth_tile_frames(keys)`` when kept (same bits), else made here.
     """
     n = len(keys)
     levels = np.fromiter((k.level for k in keys), np.int64, n)
@@ -410,6 +439,25 @@ def packed_bounds(world: World, keys, hmin_m: np.ndarray, hmax_m: np.ndarray) ->
         out[:, 21:24] = lengths
         out[:, 29:32] = out[:, 0:3]
         return out
+    return _earth_fit(levels, earth_tile_frames(keys) if frames is None else frames, hmin, hmax)
+
+
+EarthFrames = tuple
+"""Per earth tile, what its box fit needs besides the height range (``earth_tile_frames``):
+surf0 (n, m, 3) the grid's ECEF points at height 0, normals (n, m, 3) their ellipsoid
+normals, frame (n, 3, 3) rows east, north, up at the centre, center0 (n, 3), a0 and an
+(n, m, 3) surf0 - center0 and normals in that frame, pad (n,) the curvature pad, dvec
+(n, 3) the centre's unit direction in the occluder's scaled space (m = _BOX_GRID^2)."""
+
+
+def earth_tile_frames(keys) -> EarthFrames:
+    """``EarthFrames`` of n earth tiles: the height-independent part of ``packed_bounds``
+    (most of its work), kept per tile by ``WorldGeometry.packed_tile_bounds`` so that a
+    tile re-bounded (a guessed tile whose parent arrived) is only fitted again."""
+    n = len(keys)
+    levels = np.fromiter((k.level for k in keys), np.int64, n)
+    xs = np.fromiter((k.x for k in keys), np.float64, n)
+    ys = np.fromiter((k.y for k in keys), np.float64, n)
     # Earth: fit in the tile centre's east/north/up frame to a grid at both heights.
     d = LEVEL0_SPACING_DEG * T / np.exp2(levels)  # tile size, degrees
     west, north = -180.0 + xs * d, 90.0 - ys * d
@@ -431,6 +479,16 @@ def packed_bounds(world: World, keys, hmin_m: np.ndarray, hmax_m: np.ndarray) ->
     # the sagitta of the cell diagonal's arc: R (1 - cos(theta / 2)).
     theta = np.radians(d / (_BOX_GRID - 1)) * np.sqrt(2.0)
     pad = (WGS84_A_M + DEFAULT_HEIGHT_RANGE_M[1]) * (1.0 - np.cos(theta / 2.0))
+    dvec = center0 / occluder_radii_m()
+    dvec /= np.linalg.norm(dvec, axis=1, keepdims=True)
+    return surf0, normals, frame, center0, a0, an, pad, dvec
+
+
+def _earth_fit(levels: np.ndarray, frames: EarthFrames, hmin: np.ndarray, hmax: np.ndarray) -> np.ndarray:
+    """``packed_bounds`` of n earth tiles from their ``EarthFrames`` and height ranges."""
+    surf0, normals, frame, center0, a0, an, pad, dvec = frames
+    n = len(levels)
+    out = np.zeros((n, 32))
     low, high = a0 + hmin[:, None, None] * an, a0 + hmax[:, None, None] * an
     lo = np.minimum(low, high).min(axis=1) - pad[:, None]
     hi = np.maximum(low, high).max(axis=1) + pad[:, None]
@@ -442,8 +500,6 @@ def packed_bounds(world: World, keys, hmin_m: np.ndarray, hmax_m: np.ndarray) ->
     # Horizon-culling point (Cesium computeHorizonCullingPoint) of the top surface.
     radii = occluder_radii_m()
     top = surf0 + (np.maximum(hmax, 0.0) + pad)[:, None, None] * normals
-    dvec = center0 / radii
-    dvec /= np.linalg.norm(dvec, axis=1, keepdims=True)
     sc = top / radii
     len2 = (sc * sc).sum(axis=2)
     mag2 = np.maximum(len2, 1.0)

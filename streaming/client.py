@@ -12,7 +12,7 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,9 @@ class TileClient:
     def __init__(self, window: int = 64, decode: bool = True):
         self.window = window
         self.decode = decode  # False: tiles are the raw wire payload maps (benchmarks, proxies)
+        # skip_decode(key) -> True: nobody wants this tile any more (cancelled, not asked
+        # again): it is queued as (key, None), not decoded. Called on the network thread.
+        self.skip_decode: Callable[[TileKey], bool] | None = None
         self.ws: ClientConnection | None = None
         self.hello: ServerHello | None = None
         self.tiles: asyncio.Queue[tuple[TileKey, Any]] = asyncio.Queue()
@@ -208,7 +211,11 @@ class TileClient:
             if kind == "tile":
                 key = TileKey(*msg["key"])
                 self._pending.discard(key)  # before decoding: no re-request while it decodes
-                tile = _decode_tile(msg["tile"]) if self.decode else msg["tile"]
+                skip = self.skip_decode
+                if skip is not None and key not in self._fetching and skip(key):
+                    tile = None  # given up on: its decode would be thrown away
+                else:
+                    tile = _decode_tile(msg["tile"]) if self.decode else msg["tile"]
                 waiting = self._fetching.pop(key, None)
                 if waiting:
                     for f in waiting:
@@ -307,6 +314,11 @@ class SyncTileClient:
         fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
         fut.add_done_callback(lambda f: f.cancelled() or f.exception() is None
                               or log.warning("tile request not sent: %s", f.exception()))
+
+    def set_skip_decode(self, skip: Callable[[TileKey], bool] | None) -> None:
+        """``TileClient.skip_decode``: tiles for which ``skip(key)`` is True when they arrive
+        come as (key, None), undecoded (``skip`` runs on the network thread)."""
+        self._client.skip_decode = skip
 
     def poll(self, max_items: int = 1 << 30) -> list[tuple[TileKey, Any]]:
         """Tiles (or ServerError) received since the last poll, without blocking."""

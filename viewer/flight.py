@@ -204,7 +204,7 @@ class _Preparer:
         then the most urgent tile."""
         best, best_u = 0, None
         for i, (key, tile) in enumerate(pending):
-            u = float("-inf") if isinstance(tile, Exception) else self.urgency(key)
+            u = float("-inf") if tile is None or isinstance(tile, Exception) else self.urgency(key)
             if u is None:
                 return pending.pop(i) + (None,)
             if best_u is None or u < best_u:
@@ -221,8 +221,9 @@ class _Preparer:
                 pending.append(item)
             pending.extend(self.client.poll())
             key, tile, urgency = self._next(pending)
-            if urgency is None and not isinstance(tile, Exception):
-                self.out.put((key, None, time.perf_counter()))  # given up on: not placed
+            if tile is None or (urgency is None and not isinstance(tile, Exception)):
+                # given up on: not placed (None: the network thread did not decode it either)
+                self.out.put((key, None, time.perf_counter()))
                 continue
             if not isinstance(tile, Exception):
                 t0 = time.thread_time()
@@ -296,6 +297,9 @@ class Flight:
         self._cancelled: set[TileKey] = set()
         self._dirty: dict[TileKey, None] = {}  # drawn tiles to upload again (ordered, once each)
         self._preparer = _Preparer(world, client, self.stats, self._urgency) if options.realtime else None
+        if self._preparer is not None and hasattr(client, "set_skip_decode"):
+            # A tile cancelled and not wanted again is not decoded on arrival either.
+            client.set_skip_decode(lambda key: self._urgency(key) is None)
         self._upload_ms = 2.0  # running mean wall ms of one new upload on the frame thread (stitch, morph, pack)
 
     def _max_uploads(self) -> int | None:
@@ -317,6 +321,8 @@ class Flight:
 
     def close(self) -> None:
         """Stop the realtime worker thread (if any)."""
+        if self._preparer is not None and hasattr(self.client, "set_skip_decode"):
+            self.client.set_skip_decode(None)
         if self._preparer is not None:
             self._preparer.close()
             self._preparer = None

@@ -183,14 +183,42 @@ def _face_order(surface: Surface) -> tuple[np.ndarray, np.ndarray]:
     return order, starts
 
 
+_LAYOUTS: dict[int, tuple] = {}  # id(faces) -> (weakref to faces, vertices, up, height_m, morph_dh_m, layout)
+LAYOUTS_KEPT = 128
+"""Tiles whose chunk layout is kept (most recently made first): re-uploads follow an upload
+within a few frames (a neighbour or the parent arrives); an earth layout is ~0.5 MB."""
+
+
 def chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(faces (m, 3) uint32 grouped by block, starts (CHUNKS^2 + 1,) triangle offsets,
     lo (CHUNKS^2, 3), hi (CHUNKS^2, 3) float32 box corners relative to the tile centre).
 
     The boxes hold every position a vertex can take: its own, geomorphed (own + up * dh)
     and lifted to sea level (water), so culling never removes a visible triangle. The
-    face order (``_face_order``) is kept per faces array; the boxes follow the morph
-    targets, so they are made each time."""
+    face order (``_face_order``) is kept per faces array; the layout is kept with the
+    arrays it was made from (faces, vertices, up, height, morph heights), so a re-upload
+    that changed only normals (stitched edges, a restitched parent's morph normals: most
+    re-uploads) reuses it. The arrays are never written in place (``dataclasses.replace``
+    makes new ones), so the same objects mean the same values."""
+    faces_arr = surface.faces
+    hit = _LAYOUTS.get(id(faces_arr))
+    if (hit is not None and hit[0]() is faces_arr and hit[1] is surface.vertices and hit[2] is surface.up
+            and hit[3] is surface.height_m and hit[4] is surface.morph_dh_m and hit[5] == Z_ORDER_FACES):
+        return hit[6]
+    layout = _chunk_layout(surface)
+    if isinstance(faces_arr, np.ndarray):
+        key = id(faces_arr)
+        ref = weakref.ref(faces_arr, lambda _, k=key: _LAYOUTS.pop(k, None))
+        _LAYOUTS.pop(key, None)  # (re)inserted last: the oldest go first
+        _LAYOUTS[key] = (ref, surface.vertices, surface.up, surface.height_m, surface.morph_dh_m, Z_ORDER_FACES,
+                         layout)
+        while len(_LAYOUTS) > LAYOUTS_KEPT:
+            _LAYOUTS.pop(next(iter(_LAYOUTS)), None)
+    return layout
+
+
+def _chunk_layout(surface: Surface) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``chunk_layout`` made afresh."""
     order, starts = _face_order(surface)
     n = len(surface.vertices)
     up = surface.up if surface.up is not None else np.tile(np.float32([0, 0, 1]), (n, 1))

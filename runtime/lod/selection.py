@@ -384,7 +384,26 @@ def _predict(frame: _Frame, root_nodes: list[_Node], known: Mapping[TileKey, Til
     vis, err = frame.see(_packed_level(frame.geometry, nodes))
     for i, node in enumerate(nodes):
         node.col = i
-    frame.guess_vis, frame.guess_err = vis, err
+    frame.guess = _level_terms(frame, vis, err, nodes)
+
+
+def _level_terms(frame: _Frame, vis: np.ndarray, err: np.ndarray, nodes: list) -> tuple[list, ...]:
+    """What the walk reads per node from the views' visibility (V, n) bool and pixels per
+    metre of error (V, n): lists (n,) of drawn-view visible, drawn-view error (visible
+    views), nearest error (any drawn view), prefetch-view visible and prefetch error. Each
+    column is computed on its own, so any set of nodes gives the same values per node."""
+    nd = frame.n_draw
+    ges = np.fromiter((n.ge for n in nodes), np.float64, len(nodes))
+    err = err * ges[None, :]  # (V, n) screen-space error from each view
+    draw_vis = vis[:nd].any(axis=0).tolist()
+    draw_sse = np.where(vis[:nd], err[:nd], 0.0).max(axis=0).tolist()
+    near_sse = err[:nd].max(axis=0).tolist()
+    if len(vis) > nd:
+        pre_vis = vis[nd:].any(axis=0).tolist()
+        pre_sse = np.where(vis[nd:], err[nd:], 0.0).max(axis=0).tolist()
+    else:
+        pre_vis = pre_sse = [0.0] * len(nodes)
+    return draw_vis, draw_sse, near_sse, pre_vis, pre_sse
 
 
 def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileInfo],
@@ -394,7 +413,6 @@ def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileI
     that makes the walk cheaper; the result does not depend on it)."""
     geo, opt = frame.geometry, frame.options
     target = opt.error_target_px
-    nd = frame.n_draw
     used: dict[TileKey, _Node] = {}
     root_nodes = []
     for k in roots:
@@ -411,18 +429,9 @@ def mark_used(frame: _Frame, roots: list[TileKey], known: Mapping[TileKey, TileI
         cols = [n.col for n in nodes]
         if -1 in cols:  # not (all) guessed: test this level's boxes now
             vis, err = frame.see(_packed_level(geo, nodes))
-        else:
-            vis, err = frame.guess_vis[:, cols], frame.guess_err[:, cols]
-        ges = np.fromiter((n.ge for n in nodes), np.float64, len(nodes))
-        err = err * ges[None, :]  # (V, n) screen-space error from each view
-        draw_vis = vis[:nd].any(axis=0).tolist()
-        draw_sse = np.where(vis[:nd], err[:nd], 0.0).max(axis=0).tolist()
-        near_sse = err[:nd].max(axis=0).tolist()
-        if len(vis) > nd:
-            pre_vis = vis[nd:].any(axis=0).tolist()
-            pre_sse = np.where(vis[nd:], err[nd:], 0.0).max(axis=0).tolist()
-        else:
-            pre_vis = pre_sse = [0.0] * len(level_nodes)
+            draw_vis, draw_sse, near_sse, pre_vis, pre_sse = _level_terms(frame, vis, err, nodes)
+        else:  # all guessed: _predict's terms, made for every guessed node at once
+            draw_vis, draw_sse, near_sse, pre_vis, pre_sse = ([t[c] for c in cols] for t in frame.guess)
         can_refine = level < opt.max_level
         next_nodes = []
         for i, (node, parent_refined) in enumerate(level_nodes):

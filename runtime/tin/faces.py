@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.tin.diamonds import _diamond_faces, dropped_diamonds
+from runtime.tin.diamonds import _DRAWING_VALID, _DRAWINGS, dropped_diamonds
 from runtime.tin.hierarchy import _border_edge_lengths, _border_lut, hierarchy, rtin_steps
 
 
@@ -74,6 +74,8 @@ def tin_faces(
     the triangles of dropped diamonds, which are drawn as ``HALF_CASES``. The order is
     canonical: leaves by apex id and child slot, then the outer children of dropped
     diamonds' edge midpoints, the dropped diamonds' triangles, and (fan border) the fans."""
+    from runtime.tin.facekernels import drawn_diamonds, dropped_outer, fan_faces, leaf_faces  # numba: first use
+
     hier = hierarchy(t)
     if flipped is not None and dropped is None:
         dropped = dropped_diamonds(present, flipped, t)
@@ -87,20 +89,16 @@ def tin_faces(
         # (the dropped diamond's drawing covers the other two): those apexes are taken
         # out of the one-pass walk and their outer children added after it.
         d = np.flatnonzero(dropped[:-1])
-        kids = hier.diamond_kid.take(d, axis=0).ravel()
-        on = np.flatnonzero(present[kids])
         apexes = present.copy()
-        apexes[kids[on]] = False
-        outer = hier.kid_other.reshape(-1, 2).take(4 * d[on >> 2] + (on & 3), axis=0).ravel()
-        outer = outer[~blocked[table.ravel()[outer]]]
-        extra = [hier.child_tri.take(outer, axis=0), _diamond_faces(present, dropped, flipped, t)]
-    ids = np.flatnonzero(apexes[:-1])
-    # (ndarray.take: several times faster than fancy indexing for rows of 2-D tables)
-    sel = np.flatnonzero(~blocked[table.take(ids, axis=0)].ravel())
-    out = [hier.child_tri.take(ids[sel >> 2] * 4 + (sel & 3), axis=0)] + extra
+        extra = [dropped_outer(d, present, apexes, blocked, table, hier.diamond_kid, hier.kid_other, hier.child_tri),
+                 drawn_diamonds(d, present, flipped, hier.diamond_ring, _DRAWINGS, _DRAWING_VALID)]
+    # Compiled (the decoder runs this for every tile): the same rows as the numpy forms
+    # (tests/runtime/test_tin_faces_kernels.py: the drawn children and the dropped diamonds'
+    # outer children by flatnonzero / take, ``diamonds._diamond_faces``, ``fan_out`` of the
+    # drawn border triangles), in the same order.
+    out = [leaf_faces(np.flatnonzero(apexes[:-1]), blocked, table, hier.child_tri)] + extra
     if border == "fan":
-        fans = present[hier.fan_apex] & ~blocked[hier.fan_kid]
-        out.append(fan_out(hier.fan_tri.take(np.flatnonzero(fans), axis=0), t))
+        out.append(fan_faces(present, blocked, hier.fan_apex, hier.fan_kid, hier.fan_tri, t))
     return np.concatenate(out)
 
 
@@ -133,6 +131,11 @@ def number_vertices(
         used = np.zeros(n1 * n1, dtype=bool)
         used[flat] = True
     ids = np.flatnonzero(used)
+    if flat.dtype == np.int32 and flat.flags.c_contiguous and (not len(flat) or 0 <= flat.min() <= flat.max()
+                                                                < n1 * n1):
+        from runtime.tin.facekernels import number_faces  # numba loads here, on first use
+
+        return number_faces(ids, flat, n1, n1 * n1)  # the same arrays, one compiled pass
     lut = np.zeros(n1 * n1, dtype=np.int32)
     lut[ids] = np.arange(len(ids), dtype=np.int32)
     grid_rc = np.stack([ids // n1, ids % n1], axis=1).astype(np.int32)

@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from runtime.tiles import WGS84_E2
+from runtime.tin.facekernels import warm as warm_faces
 
 _EPS = 1e-9  # grid units: ``runtime.tin.raster``'s tolerance
 
@@ -28,7 +29,7 @@ _EPS = 1e-9  # grid units: ``runtime.tin.raster``'s tolerance
 def face_normal_sums(pos: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(n, 3) float64 sum of the area-weighted normals (cross products, 2 x area) of the
     faces around each vertex, faces in order: ``np.bincount``'s additions.
-    pos: (n, 3) float64; faces: (m, 3) int64."""
+    pos: (n, 3) float64; faces: (m, 3) int32 or int64."""
     n = pos.shape[0]
     out = np.zeros((n, 3))
     for f in range(faces.shape[0]):
@@ -371,7 +372,7 @@ def inward_normals(rc: np.ndarray, faces: np.ndarray, own: np.ndarray, t: int) -
     sample one step inward of it; its half of the joined normal is the own normals of
     that face's vertices off the border weighted by the sample's barycentric weights
     (all three where those weights are ~0); no face found: its own normal.
-    rc: (n, 2) int32 [row, col]; faces: (m, 3) int64; own: (n, 3) float32."""
+    rc: (n, 2) int32 [row, col]; faces: (m, 3) int32 or int64; own: (n, 3) float32."""
     n = rc.shape[0]
     on = np.zeros(n, np.bool_)
     edge = np.zeros(n, np.bool_)
@@ -443,6 +444,7 @@ def warm() -> None:
     pos = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     faces = np.array([[0, 1, 2]], np.int64)
     unit_rows_f32(face_normal_sums(pos, faces))
+    face_normal_sums(pos, faces.astype(np.int32))  # placement passes a decoded tile's int32 faces as they are
     rc = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
     raster_window(rc[:, 0].copy(), rc[:, 1].copy(), pos[:, 0].copy(), faces, 0, 1, 0, 1, 1)
     f32 = faces.astype(np.uint32)
@@ -460,8 +462,10 @@ def warm() -> None:
     v32 = np.zeros((1, 3), np.float32)
     vertex_rows(v32, v32, np.zeros((1, 2), np.float32), v32[:, 0].copy(), v32, v32[:, 0].copy(), v32)
     inward_normals(np.zeros((3, 2), np.int32), faces, p32, 1)
+    inward_normals(np.zeros((3, 2), np.int32), faces.astype(np.int32), p32, 1)
     ids, border = np.zeros(1, np.int32), np.zeros(1, np.bool_)
     for a in (ids, border):  # the wire's step tables are read-only: numba types them apart
         a.setflags(write=False)
     rtin_decode(np.zeros(1, np.bool_), np.zeros(5, np.int64), np.zeros(5, np.bool_), np.zeros(5, np.int64), ids,
                 ids, ids, ids, ids, border, False, True)
+    warm_faces()

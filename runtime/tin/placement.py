@@ -123,6 +123,24 @@ def edge_indices(grid_rc: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, n
     return along(c == 0, r), along(r == t, c), along(c == t, r), along(r == 0, c)
 
 
+def is_edge_indices(edges, grid_rc: np.ndarray, t: int) -> bool:
+    """Whether ``edges`` (four int arrays: west, south, east, north) are exactly
+    ``edge_indices(grid_rc, t)``: each lists every vertex on its side, in strictly
+    increasing order along it (a TIN's vertices are distinct grid points), without sorting."""
+    if len(edges) != 4:
+        return False
+    r, c = grid_rc[:, 0], grid_rc[:, 1]
+    for e, fixed, along in ((edges[0], c == 0, r), (edges[1], r == t, c), (edges[2], c == t, r),
+                            (edges[3], r == 0, c)):
+        e = np.asarray(e)
+        if e.ndim != 1 or e.dtype.kind not in "iu" or len(e) != int(fixed.sum()):
+            return False
+        if len(e) and (e.min() < 0 or e.max() >= len(grid_rc) or not fixed[e].all()
+                       or not (np.diff(along[e]) > 0).all()):
+            return False
+    return True
+
+
 def vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals ``(n, 3) float32`` of a mesh (float64 positions):
     the sum of the cross products of each vertex's faces, normalised (compiled,
@@ -130,7 +148,14 @@ def vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
     from runtime.tin.kernels import face_normal_sums, unit_rows_f32  # numba loads here, on first use
 
     pos = np.ascontiguousarray(positions, np.float64)
-    return unit_rows_f32(face_normal_sums(pos, np.ascontiguousarray(faces, np.int64)))
+    return unit_rows_f32(face_normal_sums(pos, _index_array(faces)))
+
+
+def _index_array(faces: np.ndarray) -> np.ndarray:
+    """``faces`` as a C-contiguous int32 (a decoded tile's, as they are) or int64 array for
+    the compiled loops (both compiled; indices only, the same sums)."""
+    f = np.asarray(faces)
+    return f if f.dtype == np.int32 and f.flags.c_contiguous else np.ascontiguousarray(f, np.int64)
 
 
 def shared_edge_normals(geo: WorldGeometry, level: int, grc: np.ndarray, height_m: np.ndarray) -> np.ndarray:
@@ -189,7 +214,7 @@ def inward_normals(grid_rc: np.ndarray, faces: np.ndarray, own: np.ndarray, t: i
     Face by face in face order, compiled (``kernels.inward_normals``)."""
     from runtime.tin.kernels import inward_normals as compiled  # numba loads on first use
 
-    return compiled(np.ascontiguousarray(grid_rc, np.int32), np.ascontiguousarray(faces, np.int64),
+    return compiled(np.ascontiguousarray(grid_rc, np.int32), _index_array(faces),
                     np.ascontiguousarray(own, np.float32), t)
 
 
@@ -215,6 +240,7 @@ def tile_mesh(
     height_m: np.ndarray,
     faces: np.ndarray,
     skirt_depth_m: float,
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> TileMesh:
     """Place, skirt and shade a simplified tile: the one placement path (server exports,
     static exports and the viewer's ``tin_surface``).
@@ -222,7 +248,9 @@ def tile_mesh(
     grid_rc: (n, 2) [row, col] on the tile's (T+1)^2 grid (integer values, any dtype);
     height_m: (n,) metres; faces: (m, 3) CCW seen from above (a TIN wound the other way
     is turned over). Skirts hang ``skirt_depth_m`` below every border vertex. A decoded
-    payload: ``tile_mesh(world, d.key, d.grid_rc, d.height_m, d.faces, depth)``."""
+    payload: ``tile_mesh(world, d.key, d.grid_rc, d.height_m, d.faces, depth)``.
+    edges: ``edge_indices(grid_rc, T)`` when the caller has it (the decoder made it; see
+    ``is_edge_indices``), else made here."""
     if not (np.isfinite(skirt_depth_m) and skirt_depth_m >= 0):
         raise ValueError(f"skirt_depth_m must be a finite number >= 0, got {skirt_depth_m!r}")
     rc = np.asarray(grid_rc)
@@ -238,8 +266,9 @@ def tile_mesh(
     faces = np.asarray(faces, dtype=np.int32)
     r0, c0 = key.sample_origin()
     center = geo.tile_center(key)
-    edges = edge_indices(grid_rc, T)
-    border = np.unique(np.concatenate(edges))
+    edges = edge_indices(grid_rc, T) if edges is None else tuple(np.asarray(e, np.int32) for e in edges)
+    r, c = grid_rc[:, 0], grid_rc[:, 1]
+    border = np.flatnonzero((r == 0) | (r == T) | (c == 0) | (c == T))  # the edges' union, sorted
     n, k = len(grid_rc), len(border)
     skirt_of = np.full(n, -1, dtype=np.int32)
     skirt_of[border] = n + np.arange(k, dtype=np.int32)

@@ -20,7 +20,7 @@ import numpy as np
 
 from runtime.geometry import geometry_for
 from runtime.tiles import T, TileKey, World
-from runtime.tin.placement import SIDES, facing_side, joined_normals, tile_mesh
+from runtime.tin.placement import SIDES, facing_side, is_edge_indices, joined_normals, tile_mesh
 from runtime.tin.raster import tin_window
 
 
@@ -86,10 +86,15 @@ def tin_surface(
     skirts and the shared-edge normals follow. skirt_depth_m: how far skirts hang below.
     """
     geo = geometry_for(world)
-    mesh = tile_mesh(world, key, grid_rc, height_m, faces, skirt_depth_m)
+    listed = None
     if edges is not None:
-        given = np.unique(np.concatenate([np.asarray(e, np.int64).ravel() for e in
-                                          (edges.values() if isinstance(edges, Mapping) else edges)]))
+        listed = [edges[s] for s in SIDES] if isinstance(edges, Mapping) and set(edges) == set(SIDES) else (
+            list(edges.values()) if isinstance(edges, Mapping) else list(edges))
+    # The decoder's edges are tile_mesh's own (edge_indices): passed on, not made again.
+    known = listed is not None and is_edge_indices(listed, np.asarray(grid_rc), T)
+    mesh = tile_mesh(world, key, grid_rc, height_m, faces, skirt_depth_m, tuple(listed) if known else None)
+    if listed is not None and not known:
+        given = np.unique(np.concatenate([np.asarray(e, np.int64).ravel() for e in listed]))
         if not np.array_equal(given, mesh.skirt_src):
             raise ValueError(f"edges must list the {len(mesh.skirt_src)} vertices on the tile border, "
                              f"got {len(given)} others")
@@ -300,6 +305,10 @@ def with_morph(world: World | str, surface: Surface, parent_grid: np.ndarray | N
     return replace(surface, morph_dh_m=dh, morph_normals=nrm)
 
 
+_PARENT_SIDE = {"west": (1, 0.0), "east": (1, T), "north": (0, 0.0), "south": (0, T)}
+"""side -> (0: rows, 1: cols; the coordinate that is fixed on it, its value)."""
+
+
 def _parent_border_normals(nrm: np.ndarray, pr: np.ndarray, pc: np.ndarray, parent: Surface) -> None:
     """On the parent's own border the morph target is the parent's edge normal (interpolated
     along the edge): a fully morphed child then shades its border exactly as the parent,
@@ -307,11 +316,14 @@ def _parent_border_normals(nrm: np.ndarray, pr: np.ndarray, pc: np.ndarray, pare
     change. Borders inside the parent keep the parent grid's central differences, which
     both children there share. nrm: (n, 3) float32, written in place; pr, pc: (n,) the
     child's vertices in the parent's sample grid."""
+    # The vertices near any of the parent's sides (a superset of each side's test below,
+    # in index order), found in one pass instead of one per side.
+    cand = np.flatnonzero((pr < 1e-9) | (pr > T - 1e-9) | (pc < 1e-9) | (pc > T - 1e-9))
     for side, (pe, _, _) in parent.edges.items():
         axis = 0 if side in ("west", "east") else 1  # coordinate along the edge
-        fixed = {"west": (1, 0.0), "east": (1, T), "north": (0, 0.0), "south": (0, T)}[side]
+        fixed = _PARENT_SIDE[side]
         p_rc = pr if fixed[0] == 0 else pc
-        on = np.flatnonzero(np.abs(p_rc - fixed[1]) < 1e-9)
+        on = cand[np.abs(p_rc[cand] - fixed[1]) < 1e-9]
         if not len(on):
             continue
         along_p = parent.grid_rc[pe, axis]

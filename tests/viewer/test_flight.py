@@ -370,3 +370,35 @@ def test_morph_targets_are_kept_per_parent_surface_and_equal_a_fresh_morph():
     assert third.morph_normals is not first.morph_normals
     assert np.array_equal(third.morph_normals,
                           with_morph(World.PLANE, child.surface, parent.grid(), parent.surface).morph_normals)
+
+
+def test_tiles_given_up_on_arrive_undecoded_and_pass_the_preparer_unplaced(plane_server_url):
+    from runtime.wire import DecodedTile
+    from viewer.flight import _Preparer
+
+    keys = [TileKey(1, 0, 0), TileKey(1, 1, 0), TileKey(1, 0, 1)]
+    client = SyncTileClient(plane_server_url)
+    try:
+        client.set_skip_decode(lambda key: key == keys[1])
+        client.request(keys)
+        got = {}
+        while len(got) < 3:
+            item = client.wait(30)
+            assert item is not None, "tiles did not arrive"
+            got[item[0]] = item[1]
+        assert got[keys[1]] is None  # not decoded
+        assert isinstance(got[keys[0]], DecodedTile) and isinstance(got[keys[2]], DecodedTile)
+        assert got[keys[0]].grid_size == T and len(got[keys[0]].faces) > 100
+    finally:
+        client.close()
+    # The preparer passes an undecoded tile on as given up on, even if it is wanted again
+    # by now (the frame loop then asks for it again).
+    fn = lambda r, c: 0.1 * r + 0.2 * c  # noqa: E731
+    source = _QueuedSource([(keys[1], None), (keys[0], _decoded(keys[0], fn, step=16, colour=False))])
+    prep = _Preparer(World.PLANE, source, FlightStats(), lambda key: 1.0)
+    try:
+        source.go.set()
+        out = [prep.out.get(timeout=20) for _ in range(2)]
+    finally:
+        prep.close()
+    assert [(k, t is None) for k, t, _ in out] == [(keys[1], True), (keys[0], False)]
