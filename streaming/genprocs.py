@@ -172,7 +172,10 @@ class GenProcs:
     one call: per key a ``Made``, None (its step ran out: queue it again) or an Exception."""
 
     def __init__(self, processes: int, spec: GenSpec, shard_up: int = SHARD_UP, steal: bool = True,
-                 start_timeout_s: float = _START_TIMEOUT_S):
+                 start_timeout_s: float = _START_TIMEOUT_S, backend=None):
+        """``backend``: a ``streaming.sharedbackend.BackendServer`` every worker's refiner calls
+        (``spec.open_source`` then gets each worker's end of a pipe to it), owned and closed
+        here; None: each worker opens its own."""
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         if not 0 <= shard_up <= 8:
@@ -183,6 +186,7 @@ class GenProcs:
         self.stepped = spec.step_s > 0
         self.steal = steal  # an idle worker takes keys queued for a busy one (TileService._next_queue)
         self.start_timeout_s = start_timeout_s
+        self.backend = backend
         self.model: str | None = None
         self.restarts = 0
         self._ctx = multiprocessing.get_context("spawn")
@@ -194,13 +198,16 @@ class GenProcs:
         try:
             first = 1 if spec.first_alone else 0
             for group in (range(first), range(first, processes)):
-                started = [_Worker.spawn(self._ctx, spec) for _ in group]
+                started = [self._spawn() for _ in group]
                 self._workers[group.start : group.stop] = started
                 for w in started:  # a group started at once, then each awaited
                     self._check_model(w.wait_ready(start_timeout_s))
         except BaseException:
             self.close()
             raise
+
+    def _spawn(self) -> _Worker:
+        return _Worker.spawn(self._ctx, self.spec, None if self.backend is None else self.backend.connect())
 
     def _check_model(self, model: str) -> None:
         if self.model is None:
@@ -287,7 +294,7 @@ class GenProcs:
             old.stop()
         log.warning("starting generator worker %d again (the last exited with %s)", shard, code)
         self._workers[shard] = None
-        w = _Worker.spawn(self._ctx, self.spec)
+        w = self._spawn()
         try:
             self._check_model(w.wait_ready(self.start_timeout_s))
         except BaseException:
@@ -310,6 +317,8 @@ class GenProcs:
         for w in live:
             w.stop()
         self._threads.shutdown(wait=True, cancel_futures=True)
+        if self.backend is not None:
+            self.backend.close()
 
 
 def _decode(key: TileKey, r) -> Any:
@@ -373,11 +382,13 @@ class _Worker:
         return self.proc.exitcode
 
     @classmethod
-    def spawn(cls, ctx, spec: GenSpec) -> _Worker:
+    def spawn(cls, ctx, spec: GenSpec, backend_conn=None) -> _Worker:
         parent, child = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_worker_main, args=(child, spec), name="worldstream-gen", daemon=True)
+        proc = ctx.Process(target=_worker_main, args=(child, spec, backend_conn), name="worldstream-gen", daemon=True)
         proc.start()
         child.close()  # the parent keeps only its end: the worker's reads see EOF when the parent dies
+        if backend_conn is not None:
+            backend_conn.close()  # the worker's end: the backend server sees EOF when the worker dies
         return cls(proc, parent)
 
     def wait_ready(self, timeout_s: float) -> str:
@@ -408,7 +419,7 @@ class _Worker:
 
 # -- the worker process ------------------------------------------------------------------
 
-def _worker_main(conn, spec: GenSpec) -> None:
+def _worker_main(conn, spec: GenSpec, backend_conn=None) -> None:
     """Build the source and encoder, warm them, then answer jobs until EOF or None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the parent stops us
     try:
@@ -417,7 +428,7 @@ def _worker_main(conn, spec: GenSpec) -> None:
         from streaming.tileservice import ServiceConfig, TileService, mesh_encoder
 
         jit.warm()
-        source, prepare, model = spec.open_source()
+        source, prepare, model = spec.open_source() if backend_conn is None else spec.open_source(backend_conn)
         world = World.parse(spec.world)
         # The service's own generator step (steps, per-key retries, checks): the in-process bytes.
         core = TileService(world, source, ServiceConfig(step_s=spec.step_s), prepare=prepare)

@@ -34,10 +34,18 @@ def pyramid_opener(refiner: str | None = None, features: bool = False):
     return functools.partial(open_pyramid, refiner=refiner or "auto")
 
 
-def worker_source(world: str, seed: int, refiner: str | None, cache_bytes: int | None, features: bool):
+def worker_source(world: str, seed: int, refiner: str | None, cache_bytes: int | None, features: bool,
+                  backend_conn=None, *, backend_name: str | None = None):
     """(tile source, its ``prepare``, model id) of a generator worker process
     (``streaming.genprocs``; given as a picklable partial): the pyramid ``build_server``
-    opens, in the worker."""
+    opens, in the worker. ``backend_conn``: the worker's pipe to the server's shared learned
+    backend (``streaming.sharedbackend``, named ``backend_name``), which its learned refiner
+    calls instead of opening a model of its own."""
+    if backend_conn is not None:
+        from generator.learned.refiner import LearnedRefiner
+        from streaming.sharedbackend import RemoteBackend
+
+        refiner = LearnedRefiner(world, backend=RemoteBackend(backend_conn, backend_name))
     pyr = open_world(world, seed, refiner, cache_bytes=cache_bytes)
     if features:
         from generator.layer import layered_source
@@ -93,7 +101,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
                  origins=None, store_dir: str | os.PathLike | None = None, service_config=None, limits=None,
                  gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, terrain_only: bool = False,
                  features: bool = False, probe: bool = False, gen_procs: int | str = 0,
-                 gen_shard_up: int | None = None):
+                 gen_shard_up: int | None = None, share_backend: bool | None = None):
     """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
 
     ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
@@ -110,7 +118,9 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     encode in that many worker processes, each with its own pyramid (``streaming.genprocs``;
     0: the generator thread; "auto": ``streaming.genprocs.auto_procs()`` for a CPU refiner, 0
     with ``mesh_procs`` or the learned refiner), keys sharded by their ancestor ``gen_shard_up``
-    levels up."""
+    levels up; ``share_backend``: with the learned refiner, the workers call this process's
+    one backend (``streaming.sharedbackend``) instead of each opening the model (None: when
+    the backend is compiled, i.e. on a GPU, where one context per worker time-slices it)."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -138,8 +148,9 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     cfg = service_config or ServiceConfig()
     if gen_procs == "auto":
         # workers for the CPU refiners; none with mesh processes, and none with the learned
-        # refiner: each worker would hold and compile its own model (on an H100, 12 such workers
-        # had not made 2,304 keys in 300 s: docs/BENCHMARKS.md, 2026-12-06)
+        # refiner: 12 workers each with its own CUDA context made 102-107 uncached tiles/s on an
+        # H200 against one process's 152-174 (docs/BENCHMARKS.md, 2026-12-06). Given explicitly,
+        # learned workers share this process's backend (``share_backend``), not yet measured.
         from streaming.genprocs import auto_procs
 
         gen_procs = 0 if mesh_procs or pyr.refiner.name.startswith("learned") else auto_procs()
@@ -149,13 +160,20 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     if gen_procs:
         from streaming.genprocs import SHARD_UP, GenProcs, GenSpec
 
-        opener = functools.partial(worker_source, world.value, seed, refiner, gen_cache_bytes, features)
         compiled = getattr(getattr(pyr.refiner, "backend", None), "name", "") in ("torch-compiled", "tensorrt")
+        backend = None
+        if pyr.refiner.name == "learned" and (compiled if share_backend is None else share_backend):
+            from streaming.sharedbackend import BackendServer
+
+            backend = BackendServer(pyr.refiner.backend)
+        opener = functools.partial(worker_source, world.value, seed, refiner, gen_cache_bytes, features,
+                                   backend_name=None if backend is None else backend.name)
         # A compiled model builds its graphs on first use: in the warm-up, one worker first
         # (the others then load torch's cached compile instead of compiling at once).
         warm = ((ANCHOR_LEVEL + 3, 0, 0),) if compiled else ()
         remote = GenProcs(gen_procs, GenSpec(world.value, opener, cfg.error_scale, cfg.step_s,
                                              warm_keys=warm, first_alone=compiled),
+                          backend=backend,
                           shard_up=SHARD_UP if gen_shard_up is None else gen_shard_up)
         if remote.model != pyr.model_id:
             remote.close()

@@ -297,9 +297,9 @@ def test_a_compiled_model_warms_in_one_worker_first_and_a_failing_warm_up_stops_
     events = []
     spawn, ready = genprocs._Worker.spawn.__func__, genprocs._Worker.wait_ready
 
-    def logged_spawn(cls, ctx, spec):
+    def logged_spawn(cls, ctx, spec, backend_conn=None):
         events.append("spawn")
-        return spawn(cls, ctx, spec)
+        return spawn(cls, ctx, spec, backend_conn)
 
     def logged_ready(self, timeout_s):
         model = ready(self, timeout_s)

@@ -1,0 +1,101 @@
+"""One learned backend for every generator worker (streaming/sharedbackend.py).
+
+On the CPU reference backend (eager torch, one tile at a time: its bytes do not depend on
+batching): a ``RemoteBackend`` call answers exactly what the backend answers; a bad call
+comes back as an error and the server keeps serving; a live server whose 2 generator
+workers call the server's one backend sends the frames the generator thread makes, and a
+killed worker's replacement connects anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from stream_fixtures import run
+
+from runtime.tiles import TileKey, World
+from streaming.client import TileClient
+from streaming.sharedbackend import BackendServer, RemoteBackend
+
+SEED = 7
+KEYS = [TileKey(4, 5, 5), TileKey(5, 10, 11), TileKey(5, 11, 11)]  # plane anchor: level 3
+
+
+def _inputs(refiner, level: int = 5, batch: int = 2):
+    """Real network inputs: the plane's anchor field around the origin as parents."""
+    from generator.anchors.plane import PlaneAnchor
+    from generator.learned.inputs import noise_coords, widen
+    from runtime.tiles import spacing_m
+
+    n = 2 * refiner.margin + 8
+    field = PlaneAnchor(SEED).sample(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64))
+    parents = np.stack([field[: refiner.channels]] * batch).astype(np.float32)
+    p5, present = widen(parents)
+    origins = np.array([[0, 0], [8, 8]][:batch], np.int64)
+    rows, cols = noise_coords(origins, n, n, refiner.margin)
+    s = np.full((batch,), spacing_m(level), np.float32)
+    return p5, SEED, level, rows, cols, s, present, None
+
+
+def test_a_remote_call_answers_what_the_backend_answers_and_a_bad_one_an_error():
+    from generator.learned.refiner import LearnedRefiner
+
+    refiner = LearnedRefiner(World.PLANE, backend="torch")
+    server = BackendServer(refiner.backend)
+    try:
+        remote = RemoteBackend(server.connect(), server.name)
+        args = _inputs(refiner)
+        want = refiner.backend.run_level(*args)
+        got = remote.run_level(*args)
+        assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+        bad = (args[0][:, :2],) + args[1:]  # 2 of the network's 5 input channels
+        with pytest.raises(RuntimeError, match="shared backend failed"):
+            remote.run_level(*bad)
+        assert np.array_equal(remote.run_level(*args), want)  # still serving
+        assert server.calls == 3 and remote.name == "torch"
+    finally:
+        server.close()
+
+
+async def _payloads(url: str, keys) -> dict:
+    c = TileClient(window=64, decode=False)
+    await c.connect(url)
+    try:
+        return await c.fetch(keys, timeout_s=600)
+    finally:
+        await c.close()
+
+
+def test_workers_on_one_shared_backend_send_the_generator_threads_frames():
+    from streaming.cli.compose import build_server
+
+    async def frames(gen_procs: int, share: bool | None, kill: bool = False):
+        server = build_server(World.PLANE, SEED, "learned", gen_procs=gen_procs, share_backend=share)
+        server.config = replace(server.config, loop_share=1.0, loop_burst_s=10.0)
+        port = await server.start("127.0.0.1", 0)
+        url = f"ws://127.0.0.1:{port}"
+        try:
+            got = await _payloads(url, KEYS[:1])
+            remote = server.service.remote
+            if remote is not None:
+                assert remote.backend is not None and remote.backend.calls > 0  # the workers called it
+                if kill:  # a worker killed: its replacement connects to the backend anew
+                    victim = remote._workers[remote.shard_of(KEYS[1])].proc.pid
+                    os.kill(victim, signal.SIGKILL)
+                    async with asyncio.timeout(300):
+                        while remote.restarts == 0 and victim in remote.pids():
+                            await asyncio.sleep(0.05)
+            got.update(await _payloads(url, KEYS[1:]))
+            return got, server.info.model
+        finally:
+            await server.close()
+
+    thread, model = run(frames(0, None), timeout_s=900)
+    shared, shared_model = run(frames(2, True, kill=True), timeout_s=900)
+    assert shared_model == model
+    assert set(shared) == set(KEYS) and all(shared[k] == thread[k] for k in KEYS)
