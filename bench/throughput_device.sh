@@ -5,7 +5,8 @@
 #      baseline in the same run, saturated with uncached keys at levels 8-16, mesh/encode spread
 #      over worker processes (MESH_PROCS, default 12 of the 16 cores), then the same with
 #      generation, meshing and encoding in GEN_PROCS worker processes (`serve --gen-procs`,
-#      default 12, each with its own model on the GPU; GEN_PROCS=0: no such run; GEN_LIST="12": the
+#      default 12; with the learned refiner they call the server's one model on the GPU,
+#      streaming/sharedbackend.py; GEN_PROCS=0: no such run; GEN_LIST="12": the
 #      generator-process runs alone, the other REFINERS as the same-run baseline; GEN_SHARD_UP:
 #      `--gen-shard-up`, default 2); REFINERS (default "learned fractal") picks the refiners;
 #   2. the GPU-only tests (seams, batch composition and nesting of the CUDA backends, on the
