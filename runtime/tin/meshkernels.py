@@ -189,6 +189,7 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
     vals = np.empty(cc)
     vals2 = np.empty(cc)
     half = np.empty(4)
+    corners = np.empty((nw, cc))
     cnt = 0
     for m in range(n):
         if not (present[m] and drop_ok[m]):
@@ -229,11 +230,14 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
                 code = drop_code[m] + 4 * h + case
                 worst = 0.0
                 first = True
+                for j in range(nw):  # the drawing's vertices, read once (the same values)
+                    for c in range(cc):
+                        corners[j, c] = flats[v[code, j] + base, c]
                 for smp in range(nk[code]):
                     for c in range(cc):
-                        d = w[code, smp, 0] * flats[v[code, 0] + base, c]
+                        d = w[code, smp, 0] * corners[0, c]
                         for j in range(1, nw):
-                            d += w[code, smp, j] * flats[v[code, j] + base, c]
+                            d += w[code, smp, j] * corners[j, c]
                         d -= flats[off[code, smp] + base, c]
                         vals[c] = d
                     e = _norm_at(flats, cc, vals)
