@@ -18,25 +18,11 @@ import numpy as np
 
 from runtime import jit
 
-if jit.ENABLED:
-    from llvmlite import ir
-    from numba.core import types
-    from numba.extending import intrinsic
+from runtime.tin.fma import fma as _fma
+from runtime.tin.trismall import tri_small
 
-    @intrinsic
-    def _fma(typingctx, a, b, c):
-        """llvm.fma.f64: a * b + c with one rounding (what OpenBLAS's kernels compute)."""
-        sig = types.float64(types.float64, types.float64, types.float64)
-
-        def codegen(context, builder, signature, args):
-            d = ir.DoubleType()
-            fn = builder.module.declare_intrinsic("llvm.fma", [d], ir.FunctionType(d, [d, d, d]))
-            return builder.call(fn, args)
-
-        return sig, codegen
-else:  # pragma: no cover - never called without numba (callers check jit.ENABLED)
-    def _fma(a, b, c):
-        raise RuntimeError("runtime.tin.kernels needs numba")
+SMALL_B = 8
+"""Levels b <= SMALL_B measure through ``trismall.tri_small`` (straight-line, same terms)."""
 
 
 @jit.njit
@@ -111,13 +97,13 @@ def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fractio
         for j in range(nb):
             base = i * b * n1 + j * b
             if he[i, j] <= thr and inner_h[i, j]:
-                q[0, i, j] = _tri_error(flat, n1, base, 0, pi, pj, pw, pk, vr, vc)
+                q[0, i, j] = tri_small(flat, n1, base, b, 0) if b <= SMALL_B else _tri_error(flat, n1, base, 0, pi, pj, pw, pk, vr, vc)
             if he[i + 1, j] <= thr and inner_h[i + 1, j]:
-                q[1, i, j] = _tri_error(flat, n1, base, 1, pi, pj, pw, pk, vr, vc)
+                q[1, i, j] = tri_small(flat, n1, base, b, 1) if b <= SMALL_B else _tri_error(flat, n1, base, 1, pi, pj, pw, pk, vr, vc)
             if ve[i, j] <= thr and inner_v[i, j]:
-                q[2, i, j] = _tri_error(flat, n1, base, 2, pi, pj, pw, pk, vr, vc)
+                q[2, i, j] = tri_small(flat, n1, base, b, 2) if b <= SMALL_B else _tri_error(flat, n1, base, 2, pi, pj, pw, pk, vr, vc)
             if ve[i, j + 1] <= thr and inner_v[i, j + 1]:
-                q[3, i, j] = _tri_error(flat, n1, base, 3, pi, pj, pw, pk, vr, vc)
+                q[3, i, j] = tri_small(flat, n1, base, b, 3) if b <= SMALL_B else _tri_error(flat, n1, base, 3, pi, pj, pw, pk, vr, vc)
     for i in range(nb):
         for j in range(nb):
             he[i, j] = max(he[i, j], q[0, i, j])
@@ -143,8 +129,11 @@ def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fractio
             if ce[i, j] <= thr and not ring:
                 p = 4 if (i + j) % 2 == 0 else 6
                 base = i * b * n1 + j * b
-                e = max(_tri_error(flat, n1, base, p, pi, pj, pw, pk, vr, vc),
-                        _tri_error(flat, n1, base, p + 1, pi, pj, pw, pk, vr, vc))
+                if b <= SMALL_B:  # straight-line (runtime.tin.trismallgen), the same terms
+                    e = max(tri_small(flat, n1, base, b, p), tri_small(flat, n1, base, b, p + 1))
+                else:
+                    e = max(_tri_error(flat, n1, base, p, pi, pj, pw, pk, vr, vc),
+                            _tri_error(flat, n1, base, p + 1, pi, pj, pw, pk, vr, vc))
                 ce[i, j] = max(ce[i, j], e)
     return 2
 
@@ -200,6 +189,7 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
     vals = np.empty(cc)
     vals2 = np.empty(cc)
     half = np.empty(4)
+    corners = np.empty((nw, cc))
     cnt = 0
     for m in range(n):
         if not (present[m] and drop_ok[m]):
@@ -240,11 +230,14 @@ def drop_candidates(flats, present, drop_ok, corner, dsize, quarter, kid, inner,
                 code = drop_code[m] + 4 * h + case
                 worst = 0.0
                 first = True
+                for j in range(nw):  # the drawing's vertices, read once (the same values)
+                    for c in range(cc):
+                        corners[j, c] = flats[v[code, j] + base, c]
                 for smp in range(nk[code]):
                     for c in range(cc):
-                        d = w[code, smp, 0] * flats[v[code, 0] + base, c]
+                        d = w[code, smp, 0] * corners[0, c]
                         for j in range(1, nw):
-                            d += w[code, smp, j] * flats[v[code, j] + base, c]
+                            d += w[code, smp, j] * corners[j, c]
                         d -= flats[off[code, smp] + base, c]
                         vals[c] = d
                     e = _norm_at(flats, cc, vals)

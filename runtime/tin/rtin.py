@@ -20,6 +20,7 @@ import functools
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+import runtime.tin.levelkernels as levelkernels
 import runtime.tin.meshkernels as meshkernels
 from runtime import jit
 from runtime.tin.hierarchy import _border_lut, rtin_steps
@@ -240,8 +241,22 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
         b = 2 * s
         nb = t // b
         bt = None  # (b+1, b+1, nb, nb) block views, made where numpy measures (below)
+        stage = 0  # stages measured compiled: 0 none, 1 the quarters, 2 the halves too
+        if fan and jit.ENABLED and s > 1:  # the whole level in one compiled call where it can (same bits)
+            inner_h, inner_v = _inner(nb, fan)
+            he, ve, ce = np.empty((nb + 1, nb)), np.empty((nb, nb + 1)), np.empty((nb, nb))
+            planes = _ring_planes_packed(b, t)
+            stage = levelkernels.level_fan(flat, n1, b, centres, he, ve, inner_h, inner_v, thr, FULL_LEVEL_FRACTION,
+                                           *_level_patterns(b), *_ring_packed(b, t), *planes,
+                                           np.zeros(len(planes[0]) - 1, bool), err, ce)
+            if stage == 3:
+                centres = ce
+                s = b
+                continue
         # Descendants of edge midpoints: the four s-square centres at (+-s/2, +-s/2).
-        if s > 1:
+        if stage:  # level_fan made them (and measured the quarters)
+            pass
+        elif s > 1:
             cp = np.zeros((2 * nb + 2, 2 * nb))
             cp[1:-1] = centres
             m = np.maximum(cp[0::2], cp[1::2])
@@ -290,8 +305,7 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
             centres = ce
             s = b
             continue
-        stage, ce = 0, None  # stages measured compiled: 0 none, 1 the quarters, 2 the halves too
-        if jit.ENABLED:  # the level's quarters and plain halves, compiled (same bits)
+        if jit.ENABLED and not (fan and s > 1):  # the level's quarters and plain halves, compiled (same bits)
             ce = np.empty((nb, nb))
             stage = meshkernels.rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, FULL_LEVEL_FRACTION,
                                        *_level_patterns(b), ce)

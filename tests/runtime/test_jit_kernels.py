@@ -161,3 +161,28 @@ def test_unit_to_u8_same_bits(numpy_path):
         assert got.dtype == np.uint8 and got.shape == (40, 33, 3) and got.flags.c_contiguous
         np.testing.assert_array_equal(got, want)
         assert got.min() == 0 and got.max() == 255
+
+
+def test_rtin_level_fan_same_bits(numpy_path, monkeypatch):
+    """A fan level in one compiled call (``levelkernels.level_fan``), complete (3) or handed
+    back to numpy at a dgemv case (< 3): numpy's bits on 256-sample tiles, both cases met."""
+    import runtime.tin.levelkernels as lk
+    from runtime.tin.rtin import rtin_errors
+
+    seen = {"done": 0, "handed_back": 0}
+    kernel = lk.level_fan
+
+    def counting(*args):
+        stage = kernel(*args)
+        seen["done" if stage == 3 else "handed_back"] += 1
+        return stage
+
+    monkeypatch.setattr(lk, "level_fan", counting)
+    rng = np.random.default_rng(9)
+    for rough in (0.02, 0.5):
+        h = np.cumsum(np.cumsum(rng.normal(size=(257, 257)) * rough, 0), 1)
+        for thr in (0.05, 2.0, 40.0):
+            got = rtin_errors(h, thr, "fan")
+            want = numpy_path(rtin_errors, h, thr, "fan")
+            np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+    assert seen["done"] > 0 and seen["handed_back"] > 0, seen
