@@ -371,6 +371,41 @@ def colour_detail(out, hx, vy, cc, g_h, g_v, g_c, lum_h, lum_v, lum_c, ar_h, ar_
                     out[b, c, 2 * i + 1, 2 * j + 1] = _clip01(cc[b, c, i, j] * f)
 
 
+@jit.njit
+def height_detail(out, hx, vy, cc, det_h, det_v, det_c, r_h, r_v, r_c, region, has_region, gain, has_gain,
+                  centre):
+    """The refiner's height channel of the new samples (``fractal._refine_core``'s step after the
+    gullies): det *= region at the sample (if ``has_region``), det *= gain (if ``has_gain``),
+    then (even, odd) = hx + det_h * r_h, (odd, even) = vy + det_v * r_v, (odd, odd) = cc +
+    det_c * (r_c * centre), each product and sum rounded to float32 as numpy's separate passes.
+    out (B, C, 2R-1, 2W-1) float32, channel 0 written; region (B, 2R-1, 2W-1) float32."""
+    for b in range(out.shape[0]):
+        for i in range(det_h.shape[1]):  # even rows, odd columns
+            for j in range(det_h.shape[2]):
+                d = det_h[b, i, j]
+                if has_region:
+                    d = d * region[b, 2 * i, 2 * j + 1]
+                if has_gain:
+                    d = d * gain
+                out[b, 0, 2 * i, 2 * j + 1] = hx[b, 0, i + 1, j] + d * r_h[b, i, j]
+        for i in range(det_v.shape[1]):  # odd rows, even columns
+            for j in range(det_v.shape[2]):
+                d = det_v[b, i, j]
+                if has_region:
+                    d = d * region[b, 2 * i + 1, 2 * j]
+                if has_gain:
+                    d = d * gain
+                out[b, 0, 2 * i + 1, 2 * j] = vy[b, 0, i, j] + d * r_v[b, i, j]
+        for i in range(det_c.shape[1]):  # odd rows, odd columns
+            for j in range(det_c.shape[2]):
+                d = det_c[b, i, j]
+                if has_region:
+                    d = d * region[b, 2 * i + 1, 2 * j + 1]
+                if has_gain:
+                    d = d * gain
+                out[b, 0, 2 * i + 1, 2 * j + 1] = cc[b, 0, i, j] + d * (r_c[b, i, j] * centre)
+
+
 @jit.warmer
 def _warm() -> None:
     rows = np.arange(4, dtype=np.int64).reshape(1, 4)
@@ -381,6 +416,12 @@ def _warm() -> None:
     x = np.ones((1, 4, 6, 6), np.float32)
     midpoints(x, 2, 1, 3), midpoints(x, 3, 1, 3)  # contiguous and sliced inputs, as the refiner
     midpoints(x[:, :, 1:5], 3, 1, 2), midpoints(x[..., 1:5], 2, 1, 2)
+    for has_region in (True, False):
+        height_detail(np.zeros((1, 4, 5, 5), np.float32), np.ones((1, 4, 5, 2), np.float32),
+                      np.ones((1, 4, 2, 3), np.float32), np.ones((1, 4, 2, 2), np.float32),
+                      np.ones((1, 3, 2), np.float32), np.ones((1, 2, 3), np.float32), np.ones((1, 2, 2), np.float32),
+                      np.ones((1, 3, 2), np.float32), np.ones((1, 2, 3), np.float32), np.ones((1, 2, 2), np.float32),
+                      np.ones((1, 5, 5), np.float32), has_region, np.float32(1.0), not has_region, np.float32(0.5))
     o = np.zeros((1, 4, 5, 5), np.float32)
     ones3, f1 = np.ones((1, 3, 2), np.float32), np.float32(1.0)
     a3 = np.ones((1, 3, 1), np.float32)

@@ -58,6 +58,29 @@ def test_refiner_same_bits(world, numpy_path):
         assert np.ptp(got[:, 0]) > 1.0
 
 
+@pytest.mark.parametrize("config", ["V5", "V6_CARVE"])
+def test_refiner_same_bits_on_pyramid_crops(config, numpy_path):
+    """The compiled height step (``fractal_kernels.height_detail``: region factor, detail gain,
+    roughness) on real parents: crops of the plane pyramid's level 6 around a coast and
+    mountains, refined to level 7 and 8 (gullies on one, off on the other), v5 and v6's carving
+    (its detail gain)."""
+    from generator import fractal
+    from generator.pyramid import Pyramid
+    from runtime.tiles import World
+
+    ref = fractal.FractalRefiner(World.PLANE, getattr(fractal, config))
+    pyr = Pyramid(World.PLANE, 0, "fractal")
+    m = ref.margin
+    for level in (7, 8):
+        n = 33 + 2 * m  # parents of a 64-sample block and its margin
+        parents = np.stack([pyr.region(level - 1, r - m, c - m, n, n) for r, c in ((40, -30), (72, 2))])
+        origins = np.array([[80, -60], [144, 4]], np.int64)
+        got = ref.refine(parents, level, origins, seed=0)
+        want = numpy_path(ref.refine, parents, level, origins, seed=0)
+        np.testing.assert_array_equal(got, want)
+        assert np.ptp(got[:, 0]) > 10.0
+
+
 def test_relief_factor_same_bits(numpy_path):
     from generator.relief import RegionalRelief
     from runtime.tiles import World
