@@ -82,6 +82,10 @@ def _ew_smooth(key, rows, cols, n, scale, out):
             hr = mix64(np.uint64(rows[b, i]) * _ROW_SALT + key)
             nn = n[b, i, 0]
             sc = scale[b, i, 0]
+            # the last sample's two lattice points and values: neighbouring columns share a cell
+            # (poleward of the equator) or the east point of one is the west point of the next
+            have, p0, p1 = False, np.int64(0), np.int64(0)
+            w0, w1 = np.float32(0.0), np.float32(0.0)
             for j in range(c_n):
                 x = np.float64(cols[b, j]) * sc
                 j0f = np.floor(x)
@@ -90,8 +94,19 @@ def _ew_smooth(key, rows, cols, n, scale, out):
                 j1 = j0 + 1
                 if j1 >= nn:
                     j1 = j1 - nn
-                v0 = _gauss_of(mix64(hr ^ mix64((np.uint64(j0) * _COL_SALT) ^ key)))
-                v1 = _gauss_of(mix64(hr ^ mix64((np.uint64(j1) * _COL_SALT) ^ key)))
+                if have and j0 == p0:
+                    v0 = w0
+                elif have and j0 == p1:
+                    v0 = w1
+                else:
+                    v0 = _gauss_of(mix64(hr ^ mix64((np.uint64(j0) * _COL_SALT) ^ key)))
+                if have and j1 == p1:
+                    v1 = w1
+                elif have and j1 == p0:
+                    v1 = w0
+                else:
+                    v1 = _gauss_of(mix64(hr ^ mix64((np.uint64(j1) * _COL_SALT) ^ key)))
+                have, p0, p1, w0, w1 = True, j0, j1, v0, v1
                 s = t * (t * _F343 + _F657)
                 s2 = s * s
                 den = s2 + _ONE32

@@ -81,6 +81,31 @@ def test_refiner_same_bits_on_pyramid_crops(config, numpy_path):
         assert np.ptp(got[:, 0]) > 10.0
 
 
+def test_ew_smooth_same_bits_across_latitudes_and_the_date_line(numpy_path):
+    """``fractal_kernels.ew_smooth`` reuses a lattice value between neighbouring columns: the
+    numpy expression's bits at the equator (a cell a column), toward the poles (many columns a
+    cell) and across the date line (canonical columns wrap to 0)."""
+    from generator import fractal
+    from generator.fractal import FractalRefiner
+    from generator.worldmetric import cols_per_world
+    from runtime.tiles import World
+
+    ref = FractalRefiner(World.EARTH)
+    level = 12
+    period = cols_per_world(level)
+    for r0 in (period // 4 - 40, period // 16, 3):  # equator, 67 deg, the pole row
+        rows = np.arange(r0, r0 + 64, dtype=np.int64)[None] * np.ones((2, 1), np.int64)
+        cols = np.stack([np.arange(100, 227, dtype=np.int64),
+                         np.arange(period - 60, period + 67, dtype=np.int64) % period])
+        plan = ref._plan(level, np.stack([rows[:, 0], cols[:, 0]], 1), 66, 66, 5, margin=1)
+        od_r = plan["rows"][:, 1::2]
+        args = (fractal._NumpyOps(), 5, level, od_r, plan["cols"], plan["lattice_n"], plan["lattice_scale"])
+        got = fractal._ew_smooth_noise(*args)
+        want = numpy_path(lambda: fractal._ew_smooth_noise(fractal._NumpyOps(), *args[1:]))
+        np.testing.assert_array_equal(got, want)
+        assert np.abs(got).max() > 0.5
+
+
 def test_relief_factor_same_bits(numpy_path):
     from generator.relief import RegionalRelief
     from runtime.tiles import World
