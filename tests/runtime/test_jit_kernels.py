@@ -106,6 +106,29 @@ def test_ew_smooth_same_bits_across_latitudes_and_the_date_line(numpy_path):
         assert np.abs(got).max() > 0.5
 
 
+def test_gully_upsample_and_unit_mix_same_bits(numpy_path):
+    """``shaping.upsample`` and ``shaping.unit_mix`` compiled (``fractal_kernels``): numpy's bits
+    on slopes and shares like the gullies' (a strided share, zeros, odd sizes)."""
+    from generator import fractal, shaping
+
+    rng = np.random.default_rng(5)
+    a = (rng.normal(size=(3, 33, 34)) * 30.0).astype(np.float32)
+    a[0, :5] = 0.0
+    ops = fractal._NumpyOps()
+    got = shaping.upsample(ops, a)
+    want = numpy_path(lambda: shaping.upsample(fractal._NumpyOps(), a))
+    assert got.shape == (3, 65, 67)
+    np.testing.assert_array_equal(got, want)
+    share = np.clip(shaping.upsample(ops, rng.random((3, 33, 33)).astype(np.float32)) - 0.3, 0.0, None)
+    for rs, cs in ((slice(0, None, 2), slice(1, None, 2)), (slice(1, None, 2), slice(0, None, 2))):
+        q = share[:, rs, cs]
+        white = rng.normal(size=q.shape).astype(np.float32)
+        ridged = rng.normal(size=q.shape).astype(np.float32) * np.float32(12.5)
+        got = shaping.unit_mix(white, ridged, q)
+        np.testing.assert_array_equal(got, numpy_path(shaping.unit_mix, white, ridged, q))
+        assert (got != white).any() and (got[q == 0.0] == white[q == 0.0]).all()
+
+
 def test_relief_factor_same_bits(numpy_path):
     from generator.relief import RegionalRelief
     from runtime.tiles import World
