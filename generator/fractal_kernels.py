@@ -463,6 +463,7 @@ def _warm() -> None:
     ew_smooth(1, 9, rows, rows, np.full((1, 4, 1), 3, np.int64), np.full((1, 4, 1), 0.5))
     out = np.empty((4, 4), np.float32)
     relief_bilinear(np.ones((3, 3)), rows[0], 0, rows[0], 0, 2.0, out)
+    relief_bilinear(np.ones((4, 4))[1:, 1:], rows[0], 0, rows[0], 0, 2.0, out)  # a view of a batch's grid
     x = np.ones((1, 4, 6, 6), np.float32)
     midpoints(x, 2, 1, 3), midpoints(x, 3, 1, 3)  # contiguous and sliced inputs, as the refiner
     midpoints(x[:, :, 1:5], 3, 1, 2), midpoints(x[..., 1:5], 2, 1, 2)

@@ -143,6 +143,24 @@ def test_relief_factor_same_bits(numpy_path):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("world", ["plane", "earth"])
+def test_relief_factor_of_a_batch_is_each_blocks_own(world):
+    """A compact batch reads the factor's nodes from one grid (each block a view of it): the same
+    values as each block alone, at levels where a block spans a few nodes and where many."""
+    from generator.relief import RegionalRelief
+    from runtime.tiles import World
+
+    rel = RegionalRelief(World.parse(world))
+    for level, r, c in ((5, 600, 1280), (9, 9000, 20000), (13, 150000, 310000)):
+        origins = np.array([(r + 64 * i, c + 64 * j) for i in range(3) for j in range(2)], np.int64)
+        rows = origins[:, 0:1] + np.arange(65, dtype=np.int64)[None]
+        cols = origins[:, 1:2] + np.arange(65, dtype=np.int64)[None]
+        got = rel.factor(0, level, rows, cols)
+        for b in range(len(origins)):
+            np.testing.assert_array_equal(got[b], rel.factor(0, level, rows[b : b + 1], cols[b : b + 1])[0])
+        assert np.ptp(got) > 0.0
+
+
 @pytest.mark.parametrize("border", ["fan", "graded", "free"])
 def test_rtin_errors_same_bits(border, numpy_path):
     from runtime.tin.rtin import rtin_errors
