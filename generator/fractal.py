@@ -555,13 +555,20 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     g_v = ops.gauss(seed, level, 0, od_r, ev_c)
     g_c = ops.gauss(seed, level, 0, od_r, od_c)
     a_w, a_h = ops.array(plan["a_w"]), ops.array(plan["a_h"])
-    det_h, det_v, det_c = a_h * g_h, a_w * g_v, a_w * g_c  # metres, before roughness
+    smooth = None
     if plan["a_s"] is not None:
         smooth = _ew_smooth_noise(ops, seed, level, od_r, cols, ops.array(plan["lattice_n"]),
                                   ops.array(plan["lattice_scale"]))
-        a_s = ops.array(plan["a_s"])
-        det_v = det_v + a_s * smooth[:, :, 0::2]
-        det_c = det_c + a_s * smooth[:, :, 1::2]
+    if ops.compiled and a_h.dtype == a_w.dtype == np.float32:  # the expressions below, one compiled pass
+        det_h, det_v, det_c = ops.empty(g_h.shape), ops.empty(g_v.shape), ops.empty(g_c.shape)
+        fractal_kernels.details(a_h, g_h, a_w, g_v, g_c, a_w if smooth is None else plan["a_s"],
+                                g_v if smooth is None else smooth, smooth is not None, det_h, det_v, det_c)
+    else:
+        det_h, det_v, det_c = a_h * g_h, a_w * g_v, a_w * g_c  # metres, before roughness
+        if smooth is not None:
+            a_s = ops.array(plan["a_s"])
+            det_v = det_v + a_s * smooth[:, :, 0::2]
+            det_c = det_c + a_s * smooth[:, :, 1::2]
     if plan["gullies"]:  # part of the detail becomes downslope spurs and gullies
         det_h, det_v, det_c = shaping.gullies(ops, dzx, dzy, plan, cfg, inv_ew, det_h, det_v, det_c)
     if plan.get("gully7", 0.0) > 0.0:  # version 7: part of the detail becomes erosion-filter stripes

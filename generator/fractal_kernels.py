@@ -387,6 +387,33 @@ def colour_detail(out, hx, vy, cc, g_h, g_v, g_c, lum_h, lum_v, lum_c, ar_h, ar_
 
 
 @jit.njit
+def details(a_h, g_h, a_w, g_v, g_c, a_s, smooth, has_s, det_h, det_v, det_c):
+    """The refiner's height detail in metres before the gullies (``fractal._refine_core``):
+    det_h = a_h * g_h, det_v = a_w * g_v (+ a_s * smooth at even columns if ``has_s``), det_c =
+    a_w * g_c (+ a_s * smooth at odd columns), each product and sum rounded to float32 as
+    numpy's separate passes. a_* (B, n, 1) float32 per row, g_* and det_* (B, n, m), smooth
+    (B, n, 2m-1)."""
+    for b in range(g_h.shape[0]):
+        for i in range(g_h.shape[1]):
+            a = a_h[b, i, 0]
+            for j in range(g_h.shape[2]):
+                det_h[b, i, j] = a * g_h[b, i, j]
+        for i in range(g_v.shape[1]):
+            a = a_w[b, i, 0]
+            s = a_s[b, i, 0] if has_s else np.float32(0.0)
+            for j in range(g_v.shape[2]):
+                d = a * g_v[b, i, j]
+                if has_s:
+                    d = d + s * smooth[b, i, 2 * j]
+                det_v[b, i, j] = d
+            for j in range(g_c.shape[2]):
+                d = a * g_c[b, i, j]
+                if has_s:
+                    d = d + s * smooth[b, i, 2 * j + 1]
+                det_c[b, i, j] = d
+
+
+@jit.njit
 def height_detail(out, hx, vy, cc, det_h, det_v, det_c, r_h, r_v, r_c, region, has_region, gain, has_gain,
                   centre):
     """The refiner's height channel of the new samples (``fractal._refine_core``'s step after the
@@ -482,6 +509,10 @@ def _warm() -> None:
     o = np.zeros((1, 4, 5, 5), np.float32)
     ones3, f1 = np.ones((1, 3, 2), np.float32), np.float32(1.0)
     a3 = np.ones((1, 3, 1), np.float32)
+    for has_s in (True, False):
+        details(a3, np.ones((1, 3, 2), np.float32), a3[:, :2], np.ones((1, 2, 3), np.float32),
+                np.ones((1, 2, 2), np.float32), a3[:, :2] * 1, np.ones((1, 2, 5), np.float32), has_s,
+                np.empty((1, 3, 2), np.float32), np.empty((1, 2, 3), np.float32), np.empty((1, 2, 2), np.float32))
     colour_detail(o, np.ones((1, 4, 5, 2), np.float32), np.ones((1, 4, 2, 3), np.float32),
                   np.ones((1, 4, 2, 2), np.float32), ones3, ones3[:, :2, :], ones3[:, :2, :2] * 1,
                   ones3, ones3[:, :2, :], ones3[:, :2, :2] * 1, a3, f1, a3[:, :2], f1, f1)
