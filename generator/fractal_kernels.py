@@ -448,41 +448,6 @@ def height_detail(out, hx, vy, cc, det_h, det_v, det_c, r_h, r_v, r_c, region, h
                 out[b, 0, 2 * i + 1, 2 * j + 1] = cc[b, 0, i, j] + d * (r_c[b, i, j] * centre)
 
 
-@jit.njit
-def upsample(a, out):
-    """``shaping.upsample`` (float32, same order): a (B, n, m) -> out (B, 2n-1, 2m-1), even samples
-    copied, new samples (x + y) * 0.5 of their two parents, centres of their two row means."""
-    half = np.float32(0.5)
-    b_n, n, m = a.shape
-    for b in range(b_n):
-        for i in range(n):
-            for j in range(m):
-                out[b, 2 * i, 2 * j] = a[b, i, j]
-            for j in range(m - 1):
-                out[b, 2 * i, 2 * j + 1] = (a[b, i, j] + a[b, i, j + 1]) * half
-            if i + 1 < n:
-                for j in range(m):
-                    out[b, 2 * i + 1, 2 * j] = (a[b, i, j] + a[b, i + 1, j]) * half
-                for j in range(m - 1):
-                    h0 = (a[b, i, j] + a[b, i, j + 1]) * half
-                    h1 = (a[b, i + 1, j] + a[b, i + 1, j + 1]) * half
-                    out[b, 2 * i + 1, 2 * j + 1] = (h0 + h1) * half
-
-
-@jit.njit
-def unit_mix(white, ridged, s, out):
-    """``shaping.unit_mix`` per sample (float32, same order): white * ((1 - s^2) / (1 + s^2)) +
-    ridged * (2s / (1 + s^2)); all (B, R, C)."""
-    one = np.float32(1.0)
-    for b in range(out.shape[0]):
-        for i in range(out.shape[1]):
-            for j in range(out.shape[2]):
-                si = s[b, i, j]
-                s2 = si * si
-                den = s2 + one
-                out[b, i, j] = white[b, i, j] * ((-s2 + one) / den) + ridged[b, i, j] * ((si + si) / den)
-
-
 @jit.warmer
 def _warm() -> None:
     rows = np.arange(4, dtype=np.int64).reshape(1, 4)
@@ -494,12 +459,6 @@ def _warm() -> None:
     x = np.ones((1, 4, 6, 6), np.float32)
     midpoints(x, 2, 1, 3), midpoints(x, 3, 1, 3)  # contiguous and sliced inputs, as the refiner
     midpoints(x[:, :, 1:5], 3, 1, 2), midpoints(x[..., 1:5], 2, 1, 2)
-    up = np.ones((1, 3, 3), np.float32)
-    upsample(up, np.empty((1, 5, 5), np.float32))
-    upsample(up[:, ::2, 1::2] * 1, np.empty((1, 3, 1), np.float32))
-    g3 = np.ones((1, 6, 6), np.float32)  # the share: a strided view of the upsampled weight
-    for s3 in (g3[:, ::2, 1::2], g3[:, 1::2, ::2], g3[:, 1::2, 1::2]):
-        unit_mix(np.ones((1, 3, 3), np.float32), np.ones((1, 3, 3), np.float32), s3, np.empty((1, 3, 3), np.float32))
     for has_region in (True, False):
         height_detail(np.zeros((1, 4, 5, 5), np.float32), np.ones((1, 4, 5, 2), np.float32),
                       np.ones((1, 4, 2, 3), np.float32), np.ones((1, 4, 2, 2), np.float32),

@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from generator import fractal_kernels, noise
+from generator import fractal_kernels, noise, shaping_kernels
 from runtime import jit
 
 _OCTAGON, _NORM_EPS = 0.41421356, 1e-30  # _norm's octagon factor and floor
@@ -57,7 +57,7 @@ def upsample(ops, a):
     b, n, m = a.shape
     out = ops.empty((b, 2 * n - 1, 2 * m - 1))
     if getattr(ops, "compiled", False) and isinstance(a, np.ndarray) and a.dtype == np.float32:
-        fractal_kernels.upsample(a, out)  # the expressions below in one compiled pass (same bits)
+        shaping_kernels.upsample(a, out)  # the expressions below in one compiled pass (same bits)
         return out
     out[:, 0::2, 0::2] = a
     h = (a[:, :, :-1] + a[:, :, 1:]) * 0.5
@@ -226,7 +226,7 @@ def unit_mix(white, ridged, s):
     if (jit.ENABLED and all(isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 3 for x in
                             (white, ridged, s)) and white.shape == ridged.shape == s.shape):
         out = np.empty(white.shape, np.float32)
-        fractal_kernels.unit_mix(white, ridged, s, out)  # the expression below, compiled (same bits)
+        shaping_kernels.unit_mix(white, ridged, s, out)  # the expression below, compiled (same bits)
         return out
     s2 = s * s
     den = s2 + 1.0
