@@ -545,8 +545,9 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         r_h = (rough[:, :, :-1] + rough[:, :, 1:]) * 0.5
         r_v = (rough[:, :-1, :] + rough[:, 1:, :]) * 0.5
         r_c = (r_v[:, :, :-1] + r_v[:, :, 1:]) * 0.5
-    dzx = z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1]
-    dzy = z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m]
+    if plan["gullies"] or plan.get("gully7", 0.0) > 0.0:  # the slopes only the gullies read
+        dzx = z[:, m : h - m, m + 1 : w - m + 1] - z[:, m : h - m, m - 1 : w - m - 1]
+        dzy = z[:, m + 1 : h - m + 1, m : w - m] - z[:, m - 1 : h - m - 1, m : w - m]
 
     rows, cols = ops.array(plan["rows"]), ops.array(plan["cols"])
     ev_r, od_r, ev_c, od_c = rows[:, 0::2], rows[:, 1::2], cols[:, 0::2], cols[:, 1::2]
@@ -554,28 +555,33 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
     g_v = ops.gauss(seed, level, 0, od_r, ev_c)
     g_c = ops.gauss(seed, level, 0, od_r, od_c)
     a_w, a_h = ops.array(plan["a_w"]), ops.array(plan["a_h"])
-    det_h, det_v, det_c = a_h * g_h, a_w * g_v, a_w * g_c  # metres, before roughness
+    smooth = None
     if plan["a_s"] is not None:
         smooth = _ew_smooth_noise(ops, seed, level, od_r, cols, ops.array(plan["lattice_n"]),
                                   ops.array(plan["lattice_scale"]))
-        a_s = ops.array(plan["a_s"])
-        det_v = det_v + a_s * smooth[:, :, 0::2]
-        det_c = det_c + a_s * smooth[:, :, 1::2]
+    if ops.compiled and a_h.dtype == a_w.dtype == np.float32:  # the expressions below, one compiled pass
+        det_h, det_v, det_c = ops.empty(g_h.shape), ops.empty(g_v.shape), ops.empty(g_c.shape)
+        fractal_kernels.details(a_h, g_h, a_w, g_v, g_c, a_w if smooth is None else plan["a_s"],
+                                g_v if smooth is None else smooth, smooth is not None, det_h, det_v, det_c)
+    else:
+        det_h, det_v, det_c = a_h * g_h, a_w * g_v, a_w * g_c  # metres, before roughness
+        if smooth is not None:
+            a_s = ops.array(plan["a_s"])
+            det_v = det_v + a_s * smooth[:, :, 0::2]
+            det_c = det_c + a_s * smooth[:, :, 1::2]
     if plan["gullies"]:  # part of the detail becomes downslope spurs and gullies
         det_h, det_v, det_c = shaping.gullies(ops, dzx, dzy, plan, cfg, inv_ew, det_h, det_v, det_c)
     if plan.get("gully7", 0.0) > 0.0:  # version 7: part of the detail becomes erosion-filter stripes
         det_h, det_v, det_c = gully.gullies(ops, dzx, dzy, plan, cfg, inv_ew, det_h, det_v, det_c)
-    if plan.get("region") is not None:
-        region = ops.array(plan["region"])
-        det_h = det_h * region[:, 0::2, 1::2]
-        det_v = det_v * region[:, 1::2, 0::2]
-        det_c = det_c * region[:, 1::2, 1::2]
-    if plan.get("detail_gain") is not None:  # version 6 with creep: the detail the creep will smooth
-        g = plan["detail_gain"]
-        det_h, det_v, det_c = det_h * g, det_v * g, det_c * g
-    out[:, 0, 0::2, 1::2] = hx[:, 0, 1:-1] + det_h * r_h
-    out[:, 0, 1::2, 0::2] = vy[:, 0] + det_v * r_v
-    out[:, 0, 1::2, 1::2] = cc[:, 0] + det_c * (r_c * _f32(cfg.centre_ratio))
+    if ops.compiled and det_h.dtype == det_v.dtype == det_c.dtype == np.float32:
+        # the region, gain and height expressions below in one compiled pass (the same bits)
+        region, gain = plan.get("region"), plan.get("detail_gain")
+        fractal_kernels.height_detail(out, hx, vy, cc, det_h, det_v, det_c, r_h, r_v, r_c,
+                                      _NO_REGION if region is None else region, region is not None,
+                                      np.float32(1.0 if gain is None else gain), gain is not None,
+                                      np.float32(_f32(cfg.centre_ratio)))
+    else:
+        _height_detail(ops, out, hx, vy, cc, det_h, det_v, det_c, r_h, r_v, r_c, plan, cfg)
 
     if c > 1:
         # unit-variance mix of the height noise (albedo follows the new relief) and its own noise
@@ -598,6 +604,23 @@ def _refine_core(ops, p, plan: dict, cfg: FractalConfig):
         out[:, 1:, 1::2, 0::2] = (vy[:, 1:] * f_v[:, None]).clip(zero, one)
         out[:, 1:, 1::2, 1::2] = (cc[:, 1:] * f_c[:, None]).clip(zero, one)
     return ops.result(out)
+
+
+def _height_detail(ops, out, hx, vy, cc, det_h, det_v, det_c, r_h, r_v, r_c, plan: dict, cfg: FractalConfig) -> None:
+    """The height channel of :func:`_refine_core`'s new samples: the details times the region
+    factor and the detail gain, times the roughness, added to the cubic midpoints (the
+    reference of ``fractal_kernels.height_detail``)."""
+    if plan.get("region") is not None:
+        region = ops.array(plan["region"])
+        det_h = det_h * region[:, 0::2, 1::2]
+        det_v = det_v * region[:, 1::2, 0::2]
+        det_c = det_c * region[:, 1::2, 1::2]
+    if plan.get("detail_gain") is not None:  # version 6 with creep: the detail the creep will smooth
+        g = plan["detail_gain"]
+        det_h, det_v, det_c = det_h * g, det_v * g, det_c * g
+    out[:, 0, 0::2, 1::2] = hx[:, 0, 1:-1] + det_h * r_h
+    out[:, 0, 1::2, 0::2] = vy[:, 0] + det_v * r_v
+    out[:, 0, 1::2, 1::2] = cc[:, 0] + det_c * (r_c * _f32(cfg.centre_ratio))
 
 
 def _roughness_compiled(z: np.ndarray, m: int, plan: dict, cfg: FractalConfig, share: float) -> tuple:

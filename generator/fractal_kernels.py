@@ -82,6 +82,10 @@ def _ew_smooth(key, rows, cols, n, scale, out):
             hr = mix64(np.uint64(rows[b, i]) * _ROW_SALT + key)
             nn = n[b, i, 0]
             sc = scale[b, i, 0]
+            # the last sample's two lattice points and values: neighbouring columns share a cell
+            # (poleward of the equator) or the east point of one is the west point of the next
+            have, p0, p1 = False, np.int64(0), np.int64(0)
+            w0, w1 = np.float32(0.0), np.float32(0.0)
             for j in range(c_n):
                 x = np.float64(cols[b, j]) * sc
                 j0f = np.floor(x)
@@ -90,8 +94,19 @@ def _ew_smooth(key, rows, cols, n, scale, out):
                 j1 = j0 + 1
                 if j1 >= nn:
                     j1 = j1 - nn
-                v0 = _gauss_of(mix64(hr ^ mix64((np.uint64(j0) * _COL_SALT) ^ key)))
-                v1 = _gauss_of(mix64(hr ^ mix64((np.uint64(j1) * _COL_SALT) ^ key)))
+                if have and j0 == p0:
+                    v0 = w0
+                elif have and j0 == p1:
+                    v0 = w1
+                else:
+                    v0 = _gauss_of(mix64(hr ^ mix64((np.uint64(j0) * _COL_SALT) ^ key)))
+                if have and j1 == p1:
+                    v1 = w1
+                elif have and j1 == p0:
+                    v1 = w0
+                else:
+                    v1 = _gauss_of(mix64(hr ^ mix64((np.uint64(j1) * _COL_SALT) ^ key)))
+                have, p0, p1, w0, w1 = True, j0, j1, v0, v1
                 s = t * (t * _F343 + _F657)
                 s2 = s * s
                 den = s2 + _ONE32
@@ -371,6 +386,68 @@ def colour_detail(out, hx, vy, cc, g_h, g_v, g_c, lum_h, lum_v, lum_c, ar_h, ar_
                     out[b, c, 2 * i + 1, 2 * j + 1] = _clip01(cc[b, c, i, j] * f)
 
 
+@jit.njit
+def details(a_h, g_h, a_w, g_v, g_c, a_s, smooth, has_s, det_h, det_v, det_c):
+    """The refiner's height detail in metres before the gullies (``fractal._refine_core``):
+    det_h = a_h * g_h, det_v = a_w * g_v (+ a_s * smooth at even columns if ``has_s``), det_c =
+    a_w * g_c (+ a_s * smooth at odd columns), each product and sum rounded to float32 as
+    numpy's separate passes. a_* (B, n, 1) float32 per row, g_* and det_* (B, n, m), smooth
+    (B, n, 2m-1)."""
+    for b in range(g_h.shape[0]):
+        for i in range(g_h.shape[1]):
+            a = a_h[b, i, 0]
+            for j in range(g_h.shape[2]):
+                det_h[b, i, j] = a * g_h[b, i, j]
+        for i in range(g_v.shape[1]):
+            a = a_w[b, i, 0]
+            s = a_s[b, i, 0] if has_s else np.float32(0.0)
+            for j in range(g_v.shape[2]):
+                d = a * g_v[b, i, j]
+                if has_s:
+                    d = d + s * smooth[b, i, 2 * j]
+                det_v[b, i, j] = d
+            for j in range(g_c.shape[2]):
+                d = a * g_c[b, i, j]
+                if has_s:
+                    d = d + s * smooth[b, i, 2 * j + 1]
+                det_c[b, i, j] = d
+
+
+@jit.njit
+def height_detail(out, hx, vy, cc, det_h, det_v, det_c, r_h, r_v, r_c, region, has_region, gain, has_gain,
+                  centre):
+    """The refiner's height channel of the new samples (``fractal._refine_core``'s step after the
+    gullies): det *= region at the sample (if ``has_region``), det *= gain (if ``has_gain``),
+    then (even, odd) = hx + det_h * r_h, (odd, even) = vy + det_v * r_v, (odd, odd) = cc +
+    det_c * (r_c * centre), each product and sum rounded to float32 as numpy's separate passes.
+    out (B, C, 2R-1, 2W-1) float32, channel 0 written; region (B, 2R-1, 2W-1) float32."""
+    for b in range(out.shape[0]):
+        for i in range(det_h.shape[1]):  # even rows, odd columns
+            for j in range(det_h.shape[2]):
+                d = det_h[b, i, j]
+                if has_region:
+                    d = d * region[b, 2 * i, 2 * j + 1]
+                if has_gain:
+                    d = d * gain
+                out[b, 0, 2 * i, 2 * j + 1] = hx[b, 0, i + 1, j] + d * r_h[b, i, j]
+        for i in range(det_v.shape[1]):  # odd rows, even columns
+            for j in range(det_v.shape[2]):
+                d = det_v[b, i, j]
+                if has_region:
+                    d = d * region[b, 2 * i + 1, 2 * j]
+                if has_gain:
+                    d = d * gain
+                out[b, 0, 2 * i + 1, 2 * j] = vy[b, 0, i, j] + d * r_v[b, i, j]
+        for i in range(det_c.shape[1]):  # odd rows, odd columns
+            for j in range(det_c.shape[2]):
+                d = det_c[b, i, j]
+                if has_region:
+                    d = d * region[b, 2 * i + 1, 2 * j + 1]
+                if has_gain:
+                    d = d * gain
+                out[b, 0, 2 * i + 1, 2 * j + 1] = cc[b, 0, i, j] + d * (r_c[b, i, j] * centre)
+
+
 @jit.warmer
 def _warm() -> None:
     rows = np.arange(4, dtype=np.int64).reshape(1, 4)
@@ -378,12 +455,23 @@ def _warm() -> None:
     ew_smooth(1, 9, rows, rows, np.full((1, 4, 1), 3, np.int64), np.full((1, 4, 1), 0.5))
     out = np.empty((4, 4), np.float32)
     relief_bilinear(np.ones((3, 3)), rows[0], 0, rows[0], 0, 2.0, out)
+    relief_bilinear(np.ones((4, 4))[1:, 1:], rows[0], 0, rows[0], 0, 2.0, out)  # a view of a batch's grid
     x = np.ones((1, 4, 6, 6), np.float32)
     midpoints(x, 2, 1, 3), midpoints(x, 3, 1, 3)  # contiguous and sliced inputs, as the refiner
     midpoints(x[:, :, 1:5], 3, 1, 2), midpoints(x[..., 1:5], 2, 1, 2)
+    for has_region in (True, False):
+        height_detail(np.zeros((1, 4, 5, 5), np.float32), np.ones((1, 4, 5, 2), np.float32),
+                      np.ones((1, 4, 2, 3), np.float32), np.ones((1, 4, 2, 2), np.float32),
+                      np.ones((1, 3, 2), np.float32), np.ones((1, 2, 3), np.float32), np.ones((1, 2, 2), np.float32),
+                      np.ones((1, 3, 2), np.float32), np.ones((1, 2, 3), np.float32), np.ones((1, 2, 2), np.float32),
+                      np.ones((1, 5, 5), np.float32), has_region, np.float32(1.0), not has_region, np.float32(0.5))
     o = np.zeros((1, 4, 5, 5), np.float32)
     ones3, f1 = np.ones((1, 3, 2), np.float32), np.float32(1.0)
     a3 = np.ones((1, 3, 1), np.float32)
+    for has_s in (True, False):
+        details(a3, np.ones((1, 3, 2), np.float32), a3[:, :2], np.ones((1, 2, 3), np.float32),
+                np.ones((1, 2, 2), np.float32), a3[:, :2] * 1, np.ones((1, 2, 5), np.float32), has_s,
+                np.empty((1, 3, 2), np.float32), np.empty((1, 2, 3), np.float32), np.empty((1, 2, 2), np.float32))
     colour_detail(o, np.ones((1, 4, 5, 2), np.float32), np.ones((1, 4, 2, 3), np.float32),
                   np.ones((1, 4, 2, 2), np.float32), ones3, ones3[:, :2, :], ones3[:, :2, :2] * 1,
                   ones3, ones3[:, :2, :], ones3[:, :2, :2] * 1, a3, f1, a3[:, :2], f1, f1)

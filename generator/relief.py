@@ -159,14 +159,22 @@ class RegionalRelief:
         if shift < 0:
             raise ValueError(f"level must be >= the anchor level {ANCHOR_LEVEL}, got {level}")
         out = np.empty((rows.shape[0], rows.shape[1], cols.shape[1]), dtype=np.float32)
+        r0s, r1s = rows[:, 0] >> shift, (rows[:, -1] >> shift) + 1
+        c0s, c1s = cols[:, 0] >> shift, (cols[:, -1] >> shift) + 1
+        box = None  # a compact batch's nodes in one grid, each block's a view (a node's value
+        if jit.ENABLED and rows.shape[0] > 1:  # does not depend on the grid that holds it)
+            R0, R1, C0, C1 = int(r0s.min()), int(r1s.max()), int(c0s.min()), int(c1s.max())
+            if (R1 - R0 + 1) * (C1 - C0 + 1) <= 2 * int(((r1s - r0s + 1) * (c1s - c0s + 1)).sum()):
+                box = self._grid(seed, R0, R1, C0, C1)
         for b in range(rows.shape[0]):
-            r0, r1 = rows[b, 0] >> shift, (rows[b, -1] >> shift) + 1
-            c0, c1 = cols[b, 0] >> shift, (cols[b, -1] >> shift) + 1
-            grid = self._grid(seed, int(r0), int(r1), int(c0), int(c1))
+            r0, r1, c0, c1 = int(r0s[b]), int(r1s[b]), int(c0s[b]), int(c1s[b])
+            if box is not None:
+                grid = box[r0 - R0 : r1 - R0 + 1, c0 - C0 : c1 - C0 + 1]
+            else:
+                grid = self._grid(seed, r0, r1, c0, c1)
             scale = float(1 << shift)
             if jit.ENABLED:  # the expression below, compiled (same bits)
-                fractal_kernels.relief_bilinear(grid, rows[b], int(r0 << shift), cols[b], int(c0 << shift),
-                                                scale, out[b])
+                fractal_kernels.relief_bilinear(grid, rows[b], r0 << shift, cols[b], c0 << shift, scale, out[b])
                 continue
             fr = (rows[b] - (r0 << shift)) / scale  # in [0, r1 - r0]
             fc = (cols[b] - (c0 << shift)) / scale

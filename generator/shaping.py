@@ -39,7 +39,8 @@ import math
 
 import numpy as np
 
-from generator import fractal_kernels, noise
+from generator import fractal_kernels, noise, shaping_kernels
+from runtime import jit
 
 _OCTAGON, _NORM_EPS = 0.41421356, 1e-30  # _norm's octagon factor and floor
 _PROFILE_SCALE = float(np.float32(1.0 / np.sqrt(1.0 / 180.0)))
@@ -55,6 +56,9 @@ def upsample(ops, a):
     mean of their 2 or 4 parents (fixed order, float32)."""
     b, n, m = a.shape
     out = ops.empty((b, 2 * n - 1, 2 * m - 1))
+    if getattr(ops, "compiled", False) and isinstance(a, np.ndarray) and a.dtype == np.float32:
+        shaping_kernels.upsample(a, out)  # the expressions below in one compiled pass (same bits)
+        return out
     out[:, 0::2, 0::2] = a
     h = (a[:, :, :-1] + a[:, :, 1:]) * 0.5
     out[:, 0::2, 1::2] = h
@@ -219,6 +223,11 @@ def _inv_sqrt_half_one(a):
 def unit_mix(white, ridged, s):
     """white * (1 - s^2)/(1 + s^2) + ridged * 2s/(1 + s^2): unit variance for independent unit
     inputs, only +, *, / (s = tan of half the mixing angle)."""
+    if (jit.ENABLED and all(isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 3 for x in
+                            (white, ridged, s)) and white.shape == ridged.shape == s.shape):
+        out = np.empty(white.shape, np.float32)
+        shaping_kernels.unit_mix(white, ridged, s, out)  # the expression below, compiled (same bits)
+        return out
     s2 = s * s
     den = s2 + 1.0
     return white * ((-s2 + 1.0) / den) + ridged * ((s + s) / den)

@@ -80,9 +80,18 @@ class PlaneAnchor:
         rgb = _albedo(f["height"], f["moist"], f["hills"], self.cfg.snowline_m)
         return np.concatenate([f["height"][None], rgb], axis=0).astype(np.float32)
 
-    def _fields(self, x: np.ndarray, y: np.ndarray) -> dict:
+    def relief_height(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """rows (H,), cols (W,) int64 anchor-level global samples -> (H, W) float32 height m:
+        ``sample(rows, cols)[0]`` without the moisture and colour (the regional relief reads
+        only the heights, generator.relief)."""
+        y = np.asarray(rows, dtype=np.int64).astype(np.float64)[:, None] * np.ones((1, len(cols)))
+        x = np.ones((len(rows), 1)) * np.asarray(cols, dtype=np.int64).astype(np.float64)[None, :]
+        return self._fields(x, y, moist=False)["height"].astype(np.float32)
+
+    def _fields(self, x: np.ndarray, y: np.ndarray, moist: bool = True) -> dict:
         """Continent fields at anchor-sample positions x (east), y (south), float64 (H, W):
-        height m, coast (> 0 on land), moisture [0, 1], hills [-1, 1], warped x, y."""
+        height m, coast (> 0 on land), moisture [0, 1] (None unless ``moist``), hills [-1, 1],
+        warped x, y."""
         cfg, s = self.cfg, self.seed
         wx = x + cfg.warp_amount * valuenoise.fbm(s, 10, x, y, cfg.warp_wavelength, 3)
         wy = y + cfg.warp_amount * valuenoise.fbm(s, 20, x, y, cfg.warp_wavelength, 3)
@@ -101,7 +110,7 @@ class PlaneAnchor:
             0.08, 0.6, -coast) * (cfg.ocean_depth_m - cfg.shelf_depth_m - 300.0)
         sea = -5.0 - depth * (1.0 + 0.15 * hills)
         height = np.where(coast > 0.0, land, sea)
-        moist = valuenoise.fbm(s, 70, wx, wy, cfg.moisture_wavelength, 4) * 0.5 + 0.5
+        moist = valuenoise.fbm(s, 70, wx, wy, cfg.moisture_wavelength, 4) * 0.5 + 0.5 if moist else None
         return {"height": height, "coast": coast, "moist": moist, "hills": hills, "wx": wx, "wy": wy}
 
     def context(self, level: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -202,8 +202,14 @@ class SubgridPeaks:
     def heights(self, level: int, origins: np.ndarray, h: int, w: int) -> np.ndarray | None:
         """The peaks (B, h, w) float32 m over level-``level`` blocks at global origins (B, 2) (row, col);
         None where no peak reaches any of them."""
+        origins = np.asarray(origins, dtype=np.int64)
+        if len(origins) > 1:  # no peak under the blocks' bounding box (most calls): none in any block
+            lo, hi = origins.min(axis=0), origins.max(axis=0)
+            if not len(peaks_near(self.a_grid, level, np.array([lo[0], hi[0] + h - 1]),
+                                  np.array([lo[1], hi[1] + w - 1]))):
+                return None
         out = None
-        for b, (r0, c0) in enumerate(np.asarray(origins, dtype=np.int64)):
+        for b, (r0, c0) in enumerate(origins):
             rows, cols = r0 + np.arange(h), c0 + np.arange(w)
             nodes = peaks_near(self.a_grid, level, rows, cols)
             if len(nodes):

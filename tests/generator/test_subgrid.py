@@ -112,6 +112,31 @@ def test_quantile_map_reproduces_the_training_distribution_and_ranks_by_prominen
         subgrid.fit(rel[:30], u2[:30], excess[:30])
 
 
+def test_heights_of_a_batch_are_each_blocks_own():
+    """``heights`` skips a batch whose bounding box holds no peak: the same arrays (or None) as
+    asking block by block, on the shipped peaks (Kilimanjaro's blocks, the Sahara's, both in
+    one batch, and a batch across the date line)."""
+    p = subgrid.SubgridPeaks.load()
+    d = 180.0 / 2048
+    r, c = int(round((90 + 3.07) / d)), int(round((180 + 37.36) / d))  # Kilimanjaro
+    kili = [[8 * r - 64 + 64 * i, 8 * c - 64 + 64 * j] for i in range(2) for j in range(2)]
+    sahara = [[8 * 780 + 64 * i, 8 * 2200 + 64 * j] for i in range(2) for j in range(2)]
+    dateline = [[8 * 700, -64], [8 * 700, 8 * ANCHOR_COLS - 64], [8 * 700, 0]]
+    for level in (6, 9):
+        scale = 1 << (level - 6)
+        for batch in (kili, sahara, kili + sahara, dateline):
+            origins = np.array(batch, dtype=np.int64) * scale
+            got = p.heights(level, origins, 65, 65)
+            each = [p.heights(level, o[None], 65, 65) for o in origins]
+            if all(e is None for e in each):
+                assert got is None
+                continue
+            want = np.stack([np.zeros((65, 65), np.float32) if e is None else e[0] for e in each])
+            np.testing.assert_array_equal(got, want)
+    assert p.heights(6, np.array(kili, dtype=np.int64), 65, 65).max() > 1500.0
+    assert p.heights(6, np.array(sahara, dtype=np.int64), 65, 65) is None
+
+
 def test_shipped_peaks_are_outside_globe_and_on_known_volcanoes():
     p = subgrid.SubgridPeaks.load()
     d = 180.0 / 2048

@@ -73,3 +73,17 @@ def test_the_plane_anchor_colour_kernel_has_the_reference_bits():
         assert got.shape == ref.shape == (3, 33, 47)
         np.testing.assert_array_equal(_bits(got), _bits(ref))
     assert 0.01 < got.min() < got.max() < 0.97  # sea and snow colours both present
+
+
+def test_the_plane_relief_height_is_the_sampled_height():
+    """``relief_height`` (no moisture, no colour) has ``sample``'s height bits, over land, sea and
+    mountains (the regional relief reads it: generator.relief)."""
+    anchor = PlaneAnchor(0)
+    for r0, c0 in ((-40, -60), (300, 700), (-2000, 1500)):
+        rows = np.arange(r0, r0 + 70, dtype=np.int64)
+        cols = np.arange(c0, c0 + 70, dtype=np.int64)
+        got = anchor.relief_height(rows, cols)
+        want = anchor.sample(rows, cols)[0]
+        assert got.dtype == np.float32 and got.shape == (70, 70)
+        np.testing.assert_array_equal(got, want)
+    assert np.ptp(got) > 50.0

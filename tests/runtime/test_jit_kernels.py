@@ -58,6 +58,77 @@ def test_refiner_same_bits(world, numpy_path):
         assert np.ptp(got[:, 0]) > 1.0
 
 
+@pytest.mark.parametrize("config", ["V5", "V6_CARVE"])
+def test_refiner_same_bits_on_pyramid_crops(config, numpy_path):
+    """The compiled height step (``fractal_kernels.height_detail``: region factor, detail gain,
+    roughness) on real parents: crops of the plane pyramid's level 6 around a coast and
+    mountains, refined to level 7 and 8 (gullies on one, off on the other), v5 and v6's carving
+    (its detail gain)."""
+    from generator import fractal
+    from generator.pyramid import Pyramid
+    from runtime.tiles import World
+
+    ref = fractal.FractalRefiner(World.PLANE, getattr(fractal, config))
+    pyr = Pyramid(World.PLANE, 0, "fractal")
+    m = ref.margin
+    for level in (7, 8):
+        n = 33 + 2 * m  # parents of a 64-sample block and its margin
+        parents = np.stack([pyr.region(level - 1, r - m, c - m, n, n) for r, c in ((40, -30), (72, 2))])
+        origins = np.array([[80, -60], [144, 4]], np.int64)
+        got = ref.refine(parents, level, origins, seed=0)
+        want = numpy_path(ref.refine, parents, level, origins, seed=0)
+        np.testing.assert_array_equal(got, want)
+        assert np.ptp(got[:, 0]) > 10.0
+
+
+def test_ew_smooth_same_bits_across_latitudes_and_the_date_line(numpy_path):
+    """``fractal_kernels.ew_smooth`` reuses a lattice value between neighbouring columns: the
+    numpy expression's bits at the equator (a cell a column), toward the poles (many columns a
+    cell) and across the date line (canonical columns wrap to 0)."""
+    from generator import fractal
+    from generator.fractal import FractalRefiner
+    from generator.worldmetric import cols_per_world
+    from runtime.tiles import World
+
+    ref = FractalRefiner(World.EARTH)
+    level = 12
+    period = cols_per_world(level)
+    for r0 in (period // 4 - 40, period // 16, 3):  # equator, 67 deg, the pole row
+        rows = np.arange(r0, r0 + 64, dtype=np.int64)[None] * np.ones((2, 1), np.int64)
+        cols = np.stack([np.arange(100, 227, dtype=np.int64),
+                         np.arange(period - 60, period + 67, dtype=np.int64) % period])
+        plan = ref._plan(level, np.stack([rows[:, 0], cols[:, 0]], 1), 66, 66, 5, margin=1)
+        od_r = plan["rows"][:, 1::2]
+        args = (fractal._NumpyOps(), 5, level, od_r, plan["cols"], plan["lattice_n"], plan["lattice_scale"])
+        got = fractal._ew_smooth_noise(*args)
+        want = numpy_path(lambda: fractal._ew_smooth_noise(fractal._NumpyOps(), *args[1:]))
+        np.testing.assert_array_equal(got, want)
+        assert np.abs(got).max() > 0.5
+
+
+def test_gully_upsample_and_unit_mix_same_bits(numpy_path):
+    """``shaping.upsample`` and ``shaping.unit_mix`` compiled (``fractal_kernels``): numpy's bits
+    on slopes and shares like the gullies' (a strided share, zeros, odd sizes)."""
+    from generator import fractal, shaping
+
+    rng = np.random.default_rng(5)
+    a = (rng.normal(size=(3, 33, 34)) * 30.0).astype(np.float32)
+    a[0, :5] = 0.0
+    ops = fractal._NumpyOps()
+    got = shaping.upsample(ops, a)
+    want = numpy_path(lambda: shaping.upsample(fractal._NumpyOps(), a))
+    assert got.shape == (3, 65, 67)
+    np.testing.assert_array_equal(got, want)
+    share = np.clip(shaping.upsample(ops, rng.random((3, 33, 33)).astype(np.float32)) - 0.3, 0.0, None)
+    for rs, cs in ((slice(0, None, 2), slice(1, None, 2)), (slice(1, None, 2), slice(0, None, 2))):
+        q = share[:, rs, cs]
+        white = rng.normal(size=q.shape).astype(np.float32)
+        ridged = rng.normal(size=q.shape).astype(np.float32) * np.float32(12.5)
+        got = shaping.unit_mix(white, ridged, q)
+        np.testing.assert_array_equal(got, numpy_path(shaping.unit_mix, white, ridged, q))
+        assert (got != white).any() and (got[q == 0.0] == white[q == 0.0]).all()
+
+
 def test_relief_factor_same_bits(numpy_path):
     from generator.relief import RegionalRelief
     from runtime.tiles import World
@@ -70,6 +141,24 @@ def test_relief_factor_same_bits(numpy_path):
         rel._chunks.clear()
         want = numpy_path(rel.factor, 3, level, rows, cols)
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("world", ["plane", "earth"])
+def test_relief_factor_of_a_batch_is_each_blocks_own(world):
+    """A compact batch reads the factor's nodes from one grid (each block a view of it): the same
+    values as each block alone, at levels where a block spans a few nodes and where many."""
+    from generator.relief import RegionalRelief
+    from runtime.tiles import World
+
+    rel = RegionalRelief(World.parse(world))
+    for level, r, c in ((5, 600, 1280), (9, 9000, 20000), (13, 150000, 310000)):
+        origins = np.array([(r + 64 * i, c + 64 * j) for i in range(3) for j in range(2)], np.int64)
+        rows = origins[:, 0:1] + np.arange(65, dtype=np.int64)[None]
+        cols = origins[:, 1:2] + np.arange(65, dtype=np.int64)[None]
+        got = rel.factor(0, level, rows, cols)
+        for b in range(len(origins)):
+            np.testing.assert_array_equal(got[b], rel.factor(0, level, rows[b : b + 1], cols[b : b + 1])[0])
+        assert np.ptp(got) > 0.0
 
 
 @pytest.mark.parametrize("border", ["fan", "graded", "free"])
