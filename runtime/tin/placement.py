@@ -114,8 +114,16 @@ class TileMesh:
 
 def edge_indices(grid_rc: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Vertex indices on the west, south, east and north edges of a tile of size ``t``,
-    ordered by increasing row (west, east) or column (south, north). int32 arrays."""
-    r, c = grid_rc[:, 0], grid_rc[:, 1]
+    ordered by increasing row (west, east) or column (south, north). int32 arrays.
+    Integer grids in one compiled pass (``runtime.tin.edgekernels``, the same lists)."""
+    rc = np.asarray(grid_rc)
+    if rc.dtype.kind in "iu" and rc.ndim == 2 and rc.shape[1] == 2:
+        from runtime.tin.edgekernels import edge_lists  # numba loads here, on first use
+
+        ok, *lists = edge_lists(np.ascontiguousarray(rc), int(t))
+        if ok:
+            return tuple(lists)
+    r, c = rc[:, 0], rc[:, 1]
 
     def along(mask: np.ndarray, key: np.ndarray) -> np.ndarray:
         idx = np.flatnonzero(mask)
@@ -127,10 +135,21 @@ def edge_indices(grid_rc: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, n
 def is_edge_indices(edges, grid_rc: np.ndarray, t: int) -> bool:
     """Whether ``edges`` (four int arrays: west, south, east, north) are exactly
     ``edge_indices(grid_rc, t)``: each lists every vertex on its side, in strictly
-    increasing order along it (a TIN's vertices are distinct grid points), without sorting."""
+    increasing order along it (a TIN's vertices are distinct grid points), without sorting.
+    Integer grids in compiled passes (``runtime.tin.edgekernels``, the same answer)."""
     if len(edges) != 4:
         return False
-    r, c = grid_rc[:, 0], grid_rc[:, 1]
+    rc = np.asarray(grid_rc)
+    if rc.dtype.kind in "iu" and rc.ndim == 2 and rc.shape[1] == 2:
+        from runtime.tin.edgekernels import is_edge_list  # numba loads here, on first use
+
+        rc = np.ascontiguousarray(rc)
+        for side, e in enumerate(edges):
+            e = np.asarray(e)
+            if e.ndim != 1 or e.dtype.kind not in "iu" or not is_edge_list(np.ascontiguousarray(e), rc, int(t), side):
+                return False
+        return True
+    r, c = rc[:, 0], rc[:, 1]
     for e, fixed, along in ((edges[0], c == 0, r), (edges[1], r == t, c), (edges[2], c == t, r),
                             (edges[3], r == 0, c)):
         e = np.asarray(e)
@@ -220,18 +239,15 @@ def inward_normals(grid_rc: np.ndarray, faces: np.ndarray, own: np.ndarray, t: i
 
 
 def _skirt_faces(edges: tuple[np.ndarray, ...], skirt_of: np.ndarray) -> np.ndarray:
-    """Two triangles per edge segment, wound so that they face away from the tile."""
-    west, south, east, north = edges
-    out = []
-    # (a -> b) runs counter-clockwise around the tile seen from above: north edge east ->
-    # west, west edge north -> south, south edge west -> east, east edge south -> north.
-    for chain in (north[::-1], west, south, east[::-1]):
-        a, b = chain[:-1], chain[1:]
-        sa, sb = skirt_of[a], skirt_of[b]
-        # Quad (a, b, sb, sa) wound clockwise seen from above == counter-clockwise from outside.
-        out.append(np.stack([a, sa, sb], 1))
-        out.append(np.stack([a, sb, b], 1))
-    return np.concatenate(out).astype(np.int32)
+    """Two triangles per edge segment, wound so that they face away from the tile: (a -> b)
+    runs counter-clockwise around the tile seen from above (north edge east -> west, west
+    edge north -> south, south edge west -> east, east edge south -> north) and the quad
+    (a, b, sb, sa) is wound clockwise seen from above, counter-clockwise from outside:
+    triangles [a, sa, sb] and [a, sb, b]. (m, 3) int32, compiled
+    (``runtime.tin.edgekernels.skirt_faces``)."""
+    from runtime.tin.edgekernels import skirt_faces  # numba loads here, on first use
+
+    return skirt_faces(*(np.ascontiguousarray(e, np.int32) for e in edges), np.ascontiguousarray(skirt_of, np.int32))
 
 
 def tile_mesh(
