@@ -30,31 +30,42 @@ def edge_lists(grid_rc: np.ndarray, t: int) -> tuple[bool, np.ndarray, np.ndarra
     """(ok, west, south, east, north): int32 vertex indices of ``grid_rc`` ((n, 2) integer
     [row, col]) on each side, ordered by the coordinate along it (row on west and east,
     column on south and north), ties in index order; ok False (the lists empty) where a
-    vertex on a side lies beyond [0, t] along it."""
+    vertex on a side lies beyond [0, t] along it. Two passes: count, then place."""
     n = grid_rc.shape[0]
+    counts = np.zeros((4, t + 2), np.int64)
     for v in range(n):
         r, c = grid_rc[v, 0], grid_rc[v, 1]
         if (c == 0 or c == t) and not 0 <= r <= t or (r == 0 or r == t) and not 0 <= c <= t:
             z = np.zeros(0, np.int32)
             return False, z, z, z, z
-    out = []
+        if c == 0:
+            counts[0, r + 1] += 1
+        if r == t:
+            counts[1, c + 1] += 1
+        if c == t:
+            counts[2, r + 1] += 1
+        if r == 0:
+            counts[3, c + 1] += 1
     for side in range(4):
-        counts = np.zeros(t + 2, np.int64)
-        for v in range(n):
-            r, c = grid_rc[v, 0], grid_rc[v, 1]
-            if _side_of(r, c, t, side):
-                counts[(r if side % 2 == 0 else c) + 1] += 1
         for i in range(t + 1):
-            counts[i + 1] += counts[i]
-        e = np.empty(counts[t + 1], np.int32)
-        for v in range(n):
-            r, c = grid_rc[v, 0], grid_rc[v, 1]
-            if _side_of(r, c, t, side):
-                a = r if side % 2 == 0 else c
-                e[counts[a]] = v
-                counts[a] += 1
-        out.append(e)
-    return True, out[0], out[1], out[2], out[3]
+            counts[side, i + 1] += counts[side, i]
+    west, south = np.empty(counts[0, t + 1], np.int32), np.empty(counts[1, t + 1], np.int32)
+    east, north = np.empty(counts[2, t + 1], np.int32), np.empty(counts[3, t + 1], np.int32)
+    for v in range(n):
+        r, c = grid_rc[v, 0], grid_rc[v, 1]
+        if c == 0:
+            west[counts[0, r]] = v
+            counts[0, r] += 1
+        if r == t:
+            south[counts[1, c]] = v
+            counts[1, c] += 1
+        if c == t:
+            east[counts[2, r]] = v
+            counts[2, r] += 1
+        if r == 0:
+            north[counts[3, c]] = v
+            counts[3, c] += 1
+    return True, west, south, east, north
 
 
 @numba.njit(cache=True, nogil=True)
