@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from runtime.tiles import WGS84_E2
+from runtime.tin.edgekernels import warm as warm_edges
 from runtime.tin.facekernels import warm as warm_faces
 
 _EPS = 1e-9  # grid units: ``runtime.tin.raster``'s tolerance
@@ -469,3 +470,4 @@ def warm() -> None:
     rtin_decode(np.zeros(1, np.bool_), np.zeros(5, np.int64), np.zeros(5, np.bool_), np.zeros(5, np.int64), ids,
                 ids, ids, ids, ids, border, False, True)
     warm_faces()
+    warm_edges()

@@ -38,6 +38,7 @@ from runtime.tin.simplify import simplify_grid
 SIDES = ("west", "south", "east", "north")
 """Tile edges in the order of ``TileMesh.edges``."""
 
+_MIDDLE = np.array([T // 2], np.int64)  # the centre sample's lattice row and column
 _ACROSS = {"east": ("west", 1, 0), "west": ("east", -1, 0), "south": ("north", 0, 1), "north": ("south", 0, -1)}
 """side -> (the neighbour's side, dx, dy of the neighbour)."""
 
@@ -113,8 +114,16 @@ class TileMesh:
 
 def edge_indices(grid_rc: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Vertex indices on the west, south, east and north edges of a tile of size ``t``,
-    ordered by increasing row (west, east) or column (south, north). int32 arrays."""
-    r, c = grid_rc[:, 0], grid_rc[:, 1]
+    ordered by increasing row (west, east) or column (south, north). int32 arrays.
+    Integer grids in one compiled pass (``runtime.tin.edgekernels``, the same lists)."""
+    rc = np.asarray(grid_rc)
+    if rc.dtype.kind in "iu" and rc.ndim == 2 and rc.shape[1] == 2:
+        from runtime.tin.edgekernels import edge_lists  # numba loads here, on first use
+
+        ok, *lists = edge_lists(np.ascontiguousarray(rc), int(t))
+        if ok:
+            return tuple(lists)
+    r, c = rc[:, 0], rc[:, 1]
 
     def along(mask: np.ndarray, key: np.ndarray) -> np.ndarray:
         idx = np.flatnonzero(mask)
@@ -126,10 +135,21 @@ def edge_indices(grid_rc: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, n
 def is_edge_indices(edges, grid_rc: np.ndarray, t: int) -> bool:
     """Whether ``edges`` (four int arrays: west, south, east, north) are exactly
     ``edge_indices(grid_rc, t)``: each lists every vertex on its side, in strictly
-    increasing order along it (a TIN's vertices are distinct grid points), without sorting."""
+    increasing order along it (a TIN's vertices are distinct grid points), without sorting.
+    Integer grids in compiled passes (``runtime.tin.edgekernels``, the same answer)."""
     if len(edges) != 4:
         return False
-    r, c = grid_rc[:, 0], grid_rc[:, 1]
+    rc = np.asarray(grid_rc)
+    if rc.dtype.kind in "iu" and rc.ndim == 2 and rc.shape[1] == 2:
+        from runtime.tin.edgekernels import is_edge_list  # numba loads here, on first use
+
+        rc = np.ascontiguousarray(rc)
+        for side, e in enumerate(edges):
+            e = np.asarray(e)
+            if e.ndim != 1 or e.dtype.kind not in "iu" or not is_edge_list(np.ascontiguousarray(e), rc, int(t), side):
+                return False
+        return True
+    r, c = rc[:, 0], rc[:, 1]
     for e, fixed, along in ((edges[0], c == 0, r), (edges[1], r == t, c), (edges[2], c == t, r),
                             (edges[3], r == 0, c)):
         e = np.asarray(e)
@@ -219,18 +239,15 @@ def inward_normals(grid_rc: np.ndarray, faces: np.ndarray, own: np.ndarray, t: i
 
 
 def _skirt_faces(edges: tuple[np.ndarray, ...], skirt_of: np.ndarray) -> np.ndarray:
-    """Two triangles per edge segment, wound so that they face away from the tile."""
-    west, south, east, north = edges
-    out = []
-    # (a -> b) runs counter-clockwise around the tile seen from above: north edge east ->
-    # west, west edge north -> south, south edge west -> east, east edge south -> north.
-    for chain in (north[::-1], west, south, east[::-1]):
-        a, b = chain[:-1], chain[1:]
-        sa, sb = skirt_of[a], skirt_of[b]
-        # Quad (a, b, sb, sa) wound clockwise seen from above == counter-clockwise from outside.
-        out.append(np.stack([a, sa, sb], 1))
-        out.append(np.stack([a, sb, b], 1))
-    return np.concatenate(out).astype(np.int32)
+    """Two triangles per edge segment, wound so that they face away from the tile: (a -> b)
+    runs counter-clockwise around the tile seen from above (north edge east -> west, west
+    edge north -> south, south edge west -> east, east edge south -> north) and the quad
+    (a, b, sb, sa) is wound clockwise seen from above, counter-clockwise from outside:
+    triangles [a, sa, sb] and [a, sb, b]. (m, 3) int32, compiled
+    (``runtime.tin.edgekernels.skirt_faces``)."""
+    from runtime.tin.edgekernels import skirt_faces  # numba loads here, on first use
+
+    return skirt_faces(*(np.ascontiguousarray(e, np.int32) for e in edges), np.ascontiguousarray(skirt_of, np.int32))
 
 
 def tile_mesh(
@@ -254,7 +271,8 @@ def tile_mesh(
     if not (np.isfinite(skirt_depth_m) and skirt_depth_m >= 0):
         raise ValueError(f"skirt_depth_m must be a finite number >= 0, got {skirt_depth_m!r}")
     rc = np.asarray(grid_rc)
-    if rc.ndim != 2 or rc.shape[1] != 2 or rc.min() < 0 or rc.max() > T or not np.array_equal(rc, np.round(rc)):
+    if (rc.ndim != 2 or rc.shape[1] != 2 or rc.min() < 0 or rc.max() > T
+            or (rc.dtype.kind not in "iu" and not np.array_equal(rc, np.round(rc)))):
         raise ValueError(f"grid_rc must be (n, 2) integer [row, col] in [0, {T}], got shape {rc.shape}")
     from runtime.tin.kernels import edge_normals, lattice_points  # numba loads here, on first use
 
@@ -265,7 +283,6 @@ def tile_mesh(
         raise ValueError(f"height_m must be ({len(grid_rc)},) metres, got shape {heights.shape}")
     faces = np.asarray(faces, dtype=np.int32)
     r0, c0 = key.sample_origin()
-    center = geo.tile_center(key)
     edges = edge_indices(grid_rc, T) if edges is None else tuple(np.asarray(e, np.int32) for e in edges)
     r, c = grid_rc[:, 0], grid_rc[:, 1]
     border = np.flatnonzero((r == 0) | (r == T) | (c == 0) | (c == T))  # the edges' union, sorted
@@ -278,8 +295,14 @@ def tile_mesh(
     # per lattice row / column of the tile (one beyond: the edge normals step across)
     tables = geo.lattice_tables(key.level, r0, c0, 1.0, 0, T + 1, 0, T + 1)
     world_m = lattice_points(*tables, rows.astype(np.int64), cols.astype(np.int64), z, geo.is_earth)
+    # geo.tile_center(key) from the same tables (the same bits: lattice_to_world)
+    center = lattice_points(*tables, _MIDDLE, _MIDDLE, np.zeros(1), geo.is_earth)[0]
+    cand = np.concatenate([edges[0], edges[2]])  # the corners are the west and east edges' ends
+    corners = np.unique(cand[(grid_rc[cand, 0] == 0) | (grid_rc[cand, 0] == T)])
+    # The centre's up and the corners' in one call (row by row: the same bits as two).
+    ups = geo.up(np.concatenate([center[None, :], world_m[corners]]))
+    up_c = ups[0]
     own = vertex_normals(world_m[:n] - center, faces)
-    up_c = geo.up(center[None, :])[0]
     if float((own.astype(np.float64) @ up_c).sum()) < 0:  # wound clockwise from above: turn over
         faces = np.ascontiguousarray(faces[:, ::-1])
         own = -own
@@ -288,7 +311,10 @@ def tile_mesh(
     long = [e for e in edges if len(e) >= 2]
     if long:
         at = np.concatenate([e for e in long])
-        along_cols = np.array([np.ptp(grid_rc[e, 1]) >= np.ptp(grid_rc[e, 0]) for e in long])
+        # np.ptp(cols) >= np.ptp(rows) of each edge, which lies on one side (its fixed
+        # coordinate's ptp is 0) ordered along it (the other's ptp is last - first).
+        along_cols = np.array([s % 2 == 1 or int(grid_rc[e[-1], 0]) == int(grid_rc[e[0], 0])
+                               for s, e in enumerate(edges) if len(e) >= 2])
         nrm, collapsed = edge_normals(*tables, grid_rc[at, 0].astype(np.int64), grid_rc[at, 1].astype(np.int64),
                                               heights[at], np.cumsum([0] + [len(e) for e in long]), along_cols,
                                               geo.is_earth)
@@ -296,9 +322,7 @@ def tile_mesh(
             nrm = np.concatenate(shared_edges_normals(geo, key.level, [grid_rc[e] + (r0, c0) for e in long],
                                                       [heights[e] for e in long]))
         normals[at] = nrm
-    cand = np.concatenate([edges[0], edges[2]])  # the corners are the west and east edges' ends
-    corners = np.unique(cand[(grid_rc[cand, 0] == 0) | (grid_rc[cand, 0] == T)])
-    normals[corners] = geo.up(world_m[corners])  # a corner's four tiles agree on the local up
+    normals[corners] = ups[1:]  # a corner's four tiles agree on the local up
     return TileMesh(
         key=key,
         grid_rc=grid_rc,

@@ -91,7 +91,10 @@ def tin_surface(
         listed = [edges[s] for s in SIDES] if isinstance(edges, Mapping) and set(edges) == set(SIDES) else (
             list(edges.values()) if isinstance(edges, Mapping) else list(edges))
     # The decoder's edges are tile_mesh's own (edge_indices): passed on, not made again.
-    known = listed is not None and is_edge_indices(listed, np.asarray(grid_rc), T)
+    # (Checked on integer rows / columns, the compiled check; a grid that is not integer
+    # valued, or beyond the tile, is refused by tile_mesh whatever the edges.)
+    rc = np.asarray(grid_rc)
+    known = listed is not None and is_edge_indices(listed, rc if rc.dtype.kind in "iu" else rc.astype(np.int64), T)
     mesh = tile_mesh(world, key, grid_rc, height_m, faces, skirt_depth_m, tuple(listed) if known else None)
     if listed is not None and not known:
         given = np.unique(np.concatenate([np.asarray(e, np.int64).ravel() for e in listed]))

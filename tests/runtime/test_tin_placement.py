@@ -257,3 +257,22 @@ def test_joined_normals_continue_the_shading_across_the_edge(block):
     stitched_err, alone_err = err(a2.normals[e], edge_true), err(a.normals[e], edge_true)
     # measured: edge 2.96 deg, inside 2.11, alone 3.91 (the face-sum rule before: 1.1)
     assert stitched_err < 1.5 * inside and stitched_err < alone_err, (stitched_err, inside, alone_err)
+
+
+@pytest.mark.parametrize("world,key", [("earth", TileKey(9, 300, 140)), ("earth", TileKey(3, 0, 0)),
+                                       ("plane", TileKey(11, -3, 2))])
+def test_tile_mesh_centre_and_corners_are_the_geometry_s_bits(world, key):
+    """tile_mesh takes the centre from its lattice tables and the centre's and corners' up
+    in one call: the same bits as ``tile_center`` and ``up`` of the corners, and the edge
+    normals the same with the edges passed or made (edge_indices)."""
+    geo = geometry_for(world)
+    tm = build_tile_mesh(world, key, real_crop(), 5.0, 25.0)
+    assert np.array_equal(tm.center_m, geo.tile_center(key))
+    corners = np.flatnonzero(np.isin(tm.grid_rc[:, 0], (0, T)) & np.isin(tm.grid_rc[:, 1], (0, T)))
+    assert len(corners) == 4
+    n = len(tm.grid_rc)
+    exact = geo.tile_to_world(key)(tm.grid_rc[corners, 0], tm.grid_rc[corners, 1], tm.height_m[corners])
+    assert np.array_equal(tm.normals[:n][corners], geo.up(exact).astype(np.float32))
+    again = tile_mesh(world, key, tm.grid_rc.astype(np.float64), tm.height_m, tm.faces, 25.0,
+                      (tm.west, tm.south, tm.east, tm.north))
+    assert np.array_equal(again.normals, tm.normals) and np.array_equal(again.vertices_m, tm.vertices_m)
