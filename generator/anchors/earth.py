@@ -164,29 +164,22 @@ class EarthAnchor:
                and fields.flags.writeable and fields.flags.c_contiguous)
         out = fields if own else np.array(fields, dtype=np.float32, copy=True)
         _, _, h, w = out.shape
-        origins = np.asarray(origins, dtype=np.int64)
-        blocks = []
-        for r0, c0 in origins:
+        for b, (r0, c0) in enumerate(np.asarray(origins, dtype=np.int64)):
             rows = r0 + np.arange(h, dtype=np.int64)
             cols = np.mod(c0 + np.arange(w, dtype=np.int64), 2 * T << level)
             lat, lon = 90.0 - rows * d, -180.0 + cols * d
             # the block's extent once (lat falls with the row, exactly; lon rises with the column
             # unless the block wraps): the same floats as lat.min() ... for every reader below
-            wraps = bool(cols[-1] < cols[0])
+            wraps = cols[-1] < cols[0]
             ext = (float(lat[-1]), float(lat[0]), float(lon.min() if wraps else lon[0]),
                    float(lon.max() if wraps else lon[-1]))
-            blocks.append((rows, cols, lat, lon, ext, wraps))
-        dry_all = self._lake_free(origins, blocks, h, w)
-        for b, (rows, cols, lat, lon, ext, wraps) in enumerate(blocks):
             masks = self.landwater.masks_grid(lat, lon, extent=ext)
             if self.globe is not None and level <= GLOBE_LEVEL and masks[2].any() and self.globe.overlaps(*ext):
                 out[b, 0] = self._blend_globe(out[b, 0], level, rows, cols, lat, lon, masks[2])
             read = None
             # A grid that reads no lake cell: at_grid's fraction is 0, so the lake rule and colour are
             # no-ops (constrain_grid is clamp_grid, colour_grid returns rgb): skip them.
-            # (dry_all and fits: dry_grid would read a box inside the batch's lake-free one)
-            if (self.lakes is not None and not (dry_all and self.lakes.fits(ext, h * w))
-                    and self.lakes.near(*ext) and not self.lakes.dry_grid(lat, lon, ext)):
+            if self.lakes is not None and self.lakes.near(*ext) and not self.lakes.dry_grid(lat, lon, ext):
                 read = self.lakes.at_grid(lat, lon, with_ids=True, extent=ext)
             if read is None:
                 out[b, 0] = self.landwater.clamp_grid(out[b, 0], lat, lon, masks)
@@ -195,20 +188,6 @@ class EarthAnchor:
                 if out.shape[1] >= 4:
                     out[b, 1:4] = self.lakes.colour_grid(out[b, 1:4], rows, cols, read)
         return out
-
-    def _lake_free(self, origins: np.ndarray, blocks: list, h: int, w: int) -> bool:
-        """True when the cells under the bounding box of a compact batch of blocks (none across
-        the antimeridian; ``blocks`` as ``constrain`` lists them) hold no lake cell: one read
-        for the batch (a teleport's tile is 16 neighbouring blocks, most of them lake-free)
-        instead of a cell box a block. False says nothing either way."""
-        if self.lakes is None or len(blocks) < 2 or any(b[5] for b in blocks):
-            return False
-        if np.ptp(origins[:, 0]) > 4 * h or np.ptp(origins[:, 1]) > 4 * w:
-            return False
-        exts = np.array([b[4] for b in blocks])
-        box = (float(exts[:, 0].min()), float(exts[:, 1].max()), float(exts[:, 2].min()), float(exts[:, 3].max()))
-        points = (int(np.ptp(origins[:, 0])) + h) * (int(np.ptp(origins[:, 1])) + w)
-        return self.lakes.dry_extent(box, points)
 
     def _blend_globe(self, h: np.ndarray, level: int, rows, cols, lat, lon, free: np.ndarray) -> np.ndarray:
         """(H, W) heights with GLOBE blended into the odd samples (even ones are the parent's);

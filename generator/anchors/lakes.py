@@ -77,19 +77,6 @@ THIN_RATIO = 5.0  # a group whose bounding length is >= THIN_RATIO * sqrt(cells)
 DEPRESSED_SHORE_M = -15.0  # a lake may lie below 0 m only if a quarter of its shore is below this
 
 
-
-def _cell_box(extent: tuple) -> tuple[int, int, int, int]:
-    """(ia, ja, ni, nj): the lake cells a bilinear read of the grid with ``extent`` (lat0, lat1,
-    lon0, lon1 degrees) touches. The box from the extremes alone (each step of fi, fj is
-    monotone in lat, lon, so floor(fi).min() is floor of fi at lat.max(), ...: the same ints):
-    most blocks lie in a box with no lake cell and then need no per-sample work."""
-    la0, la1, lo0, lo1 = extent
-    ia = math.floor((90.0 - la1) * CELLS_PER_DEG - 0.5)
-    ja = math.floor((lo0 + 180.0) * CELLS_PER_DEG - 0.5)
-    ni = math.floor((90.0 - la0) * CELLS_PER_DEG - 0.5) - ia + 2
-    nj = math.floor((lo1 + 180.0) * CELLS_PER_DEG - 0.5) - ja + 2
-    return ia, ja, ni, nj
-
 class Lakes:
     """Lake ids on the 0.05 deg grid (block-coded), their surface heights and colours."""
 
@@ -197,26 +184,16 @@ class Lakes:
         fraction 0 everywhere (and the lake rule a no-op). False says nothing either way."""
         if not (np.size(lat) and np.size(lon)):
             return False
-        extent = extent if extent is not None else (
+        la0, la1, lo0, lo1 = extent if extent is not None else (
             float(np.min(lat)), float(np.max(lat)), float(np.min(lon)), float(np.max(lon)))
-        ia, ja, ni, nj = _cell_box(extent)
+        # The box from the extremes alone (each step of fi, fj is monotone in lat, lon, so
+        # floor(fi).min() is floor of fi at lat.max(), ...: the same ints): most blocks lie
+        # in a box with no lake cell and then need no per-sample work.
+        ia = math.floor((90.0 - la1) * CELLS_PER_DEG - 0.5)
+        ja = math.floor((lo0 + 180.0) * CELLS_PER_DEG - 0.5)
+        ni = math.floor((90.0 - la0) * CELLS_PER_DEG - 0.5) - ia + 2
+        nj = math.floor((lo1 + 180.0) * CELLS_PER_DEG - 0.5) - ja + 2
         return ni * nj <= 4 * np.size(lat) * np.size(lon) and not self._box(ia, ja, ni, nj).any()
-
-    def fits(self, extent: tuple, points: int) -> bool:
-        """Whether :meth:`dry_grid` reads the cell box of ``extent`` (degrees) for a grid of
-        ``points`` samples (not one across the antimeridian): then it is True exactly when that
-        box holds no lake cell."""
-        _, _, ni, nj = _cell_box(extent)
-        return ni * nj <= 4 * points
-
-    def dry_extent(self, extent: tuple, points: int) -> bool:
-        """True when the cells of ``extent`` (lat0, lat1, lon0, lon1 degrees, lon0 <= lon1) hold no
-        lake cell, read only if at most 4 x ``points`` cells: then every grid inside the extent is
-        dry (its cell box is inside this one). False says nothing either way. Uncached (the
-        extent of a batch of pyramid blocks is read once)."""
-        ia, ja, ni, nj = _cell_box(extent)
-        return ni * nj <= 4 * points and not self.ids(np.arange(ia, ia + ni)[:, None],
-                                                      np.arange(ja, ja + nj)[None, :]).any()
 
     def _box(self, ia: int, ja: int, ni: int, nj: int) -> np.ndarray:
         """:meth:`ids` of the (ni, nj) cells from (ia, ja), kept (a pyramid's neighbouring blocks

@@ -172,29 +172,3 @@ def test_a_dry_grid_reads_no_lake(earth):
                 rows, cols = np.arange(65, dtype=np.int64), np.arange(65, dtype=np.int64)
                 np.testing.assert_array_equal(lakes.colour_grid(rgb, rows, cols, read), rgb)
     assert seen == {True, False}
-
-
-def test_a_batch_constrains_as_its_blocks_one_by_one(earth, monkeypatch):
-    """The earth's ``constrain`` reads the lake cells under a compact batch's bounding box once
-    and skips the lake rule of every block there when none is wet: the same fields as one block
-    a call, over Lake Geneva's shore, beside it and in the Sahara (levels 9-13), a batch with
-    lake-free bounding box among them."""
-    anchor = earth.anchor
-    lakes = anchor.lakes
-    batch_dry = []
-    dry_extent = lakes.dry_extent
-    monkeypatch.setattr(lakes, "dry_extent", lambda *a: batch_dry.append(dry_extent(*a)) or batch_dry[-1])
-    rng = np.random.default_rng(9)
-    for lat0, lon0 in ((46.43, 6.55), (46.2, 7.6), (23.0, 10.0)):
-        for level in (9, 11, 13):
-            d = spacing_deg(level)
-            r, c = int((90.0 - lat0) / d) // 64 * 64, int((lon0 + 180.0) / d) // 64 * 64
-            origins = np.array([(r + 64 * i, c + 64 * j) for i in range(3) for j in range(3)], np.int64)
-            fields = np.empty((9, 4, 65, 65), np.float32)
-            fields[:, 0] = rng.uniform(-60.0, 1500.0, (9, 65, 65))
-            fields[:, 1:] = rng.random((9, 3, 65, 65))
-            got = anchor.constrain(fields.copy(), level, origins)
-            for b in range(9):
-                want = anchor.constrain(fields[b : b + 1].copy(), level, origins[b : b + 1])
-                np.testing.assert_array_equal(got[b : b + 1], want)
-    assert True in batch_dry and False in batch_dry
