@@ -54,16 +54,24 @@ COAST_RAMP_M = 250.0  # cap(f) = COAST_RAMP_M * (f - 0.5) / (1 - f): 250 m at f 
 RULE_VERSION = "landwater-2"  # part of the earth model id: bump when the rule changes content
 
 
+def box_range(lat0: float, lat1: float, lon0: float, lon1: float, per_deg: float, n_rows: int,
+              margin: int = 0, block: int = 1) -> tuple[int, int, int, int]:
+    """(i0, i1, j0, j1): the first and last row (clipped to 0 .. n_rows - 1) and column (not
+    wrapped) of the ``block``-cell blocks holding the cells of the box lat0..lat1 x lon0..lon1
+    (degrees) with ``margin`` cells around it, on a grid of ``per_deg`` cells a degree."""
+    return (max(math.floor((90.0 - lat1) * per_deg) - margin, 0) // block,
+            min(math.floor((90.0 - lat0) * per_deg) + margin, n_rows - 1) // block,
+            (math.floor((lon0 + 180.0) * per_deg) - margin) // block,
+            (math.floor((lon1 + 180.0) * per_deg) + margin) // block)
+
+
 def block_box(table: np.ndarray, lat0: float, lat1: float, lon0: float, lon1: float,
               cells_per_deg: int, block: int, n_rows: int) -> np.ndarray:
     """The entries of a per-block ``table`` (block rows x block cols, columns wrapping in
     longitude) whose blocks hold the cells of the box lat0..lat1 x lon0..lon1 (degrees) with a
     two-cell margin, on a grid of ``cells_per_deg`` cells a degree, ``block`` cells a block and
     ``n_rows`` cell rows. A plain slice where the box does not wrap (the same entries)."""
-    i0 = max(math.floor((90.0 - lat1) * cells_per_deg) - 2, 0) // block
-    i1 = min(math.floor((90.0 - lat0) * cells_per_deg) + 2, n_rows - 1) // block
-    b0 = (math.floor((lon0 + 180.0) * cells_per_deg) - 2) // block
-    b1 = (math.floor((lon1 + 180.0) * cells_per_deg) + 2) // block
+    i0, i1, b0, b1 = box_range(lat0, lat1, lon0, lon1, cells_per_deg, n_rows, margin=2, block=block)
     if 0 <= b0 and b1 < table.shape[1]:
         return table[i0 : i1 + 1, b0 : b1 + 1]
     return table[i0 : i1 + 1][:, np.mod(np.arange(b0, b1 + 1), table.shape[1])]
@@ -233,26 +241,18 @@ class LandWater:
     def uniform_state(self, lat0: float, lat1: float, lon0: float, lon1: float) -> int | None:
         """WATER or LAND if the whole box (degrees, with a one-cell margin) is that and has no
         depression; None if it is mixed (then use :meth:`clamp`)."""
+        dep = box_range(lat0, lat1, lon0, lon1, DEPRESSION_PER_DEG, self.depression.shape[0])
         if jit.ENABLED:  # the same test compiled: block_box's rows and columns, then the flags
             st = landwater_kernels.uniform_box(
                 self.state, self.depression,
-                max(math.floor((90.0 - lat1) * CELLS_PER_DEG) - 2, 0) // BLOCK,
-                min(math.floor((90.0 - lat0) * CELLS_PER_DEG) + 2, N_ROWS - 1) // BLOCK,
-                (math.floor((lon0 + 180.0) * CELLS_PER_DEG) - 2) // BLOCK,
-                (math.floor((lon1 + 180.0) * CELLS_PER_DEG) + 2) // BLOCK,
-                max(math.floor((90.0 - lat1) * DEPRESSION_PER_DEG), 0),
-                min(math.floor((90.0 - lat0) * DEPRESSION_PER_DEG), self.depression.shape[0] - 1),
-                math.floor((lon0 + 180.0) * DEPRESSION_PER_DEG), math.floor((lon1 + 180.0) * DEPRESSION_PER_DEG),
-                LAND, MIXED)
+                *box_range(lat0, lat1, lon0, lon1, CELLS_PER_DEG, N_ROWS, margin=2, block=BLOCK), *dep, LAND, MIXED)
             return None if st < 0 else int(st)
         st = block_box(self.state, lat0, lat1, lon0, lon1, CELLS_PER_DEG, BLOCK, N_ROWS)
         if not (st == st.flat[0]).all() or st.flat[0] == MIXED:
             return None
         if st.flat[0] == LAND:
-            di0 = max(math.floor((90.0 - lat1) * DEPRESSION_PER_DEG), 0)
-            di1 = min(math.floor((90.0 - lat0) * DEPRESSION_PER_DEG), self.depression.shape[0] - 1)
-            dj = np.mod(np.arange(math.floor((lon0 + 180.0) * DEPRESSION_PER_DEG),
-                                  math.floor((lon1 + 180.0) * DEPRESSION_PER_DEG) + 1), self.depression.shape[1])
+            di0, di1, dj0, dj1 = dep
+            dj = np.mod(np.arange(dj0, dj1 + 1), self.depression.shape[1])
             if self.depression[di0 : di1 + 1][:, dj].any():
                 return None
         return int(st.flat[0])
