@@ -74,6 +74,17 @@ def gauss_grid(seed: int, level: int, stream: int, rows: np.ndarray, cols: np.nd
 
 
 @jit.njit
+def _column_value(j, have, p0, p1, w0, w1, hr, key):
+    """The Gaussian of lattice column ``j`` on the row hashed ``hr``: the last sample's value
+    ``w0`` / ``w1`` where ``j`` is its point ``p0`` / ``p1`` (``have``), else hashed."""
+    if have and j == p0:
+        return w0
+    if have and j == p1:
+        return w1
+    return _gauss_of(mix64(hr ^ mix64((np.uint64(j) * _COL_SALT) ^ key)))
+
+
+@jit.njit
 def _ew_smooth(key, rows, cols, n, scale, out):
     b_n, r_n = rows.shape
     c_n = cols.shape[1]
@@ -94,18 +105,8 @@ def _ew_smooth(key, rows, cols, n, scale, out):
                 j1 = j0 + 1
                 if j1 >= nn:
                     j1 = j1 - nn
-                if have and j0 == p0:
-                    v0 = w0
-                elif have and j0 == p1:
-                    v0 = w1
-                else:
-                    v0 = _gauss_of(mix64(hr ^ mix64((np.uint64(j0) * _COL_SALT) ^ key)))
-                if have and j1 == p1:
-                    v1 = w1
-                elif have and j1 == p0:
-                    v1 = w0
-                else:
-                    v1 = _gauss_of(mix64(hr ^ mix64((np.uint64(j1) * _COL_SALT) ^ key)))
+                v0 = _column_value(j0, have, p0, p1, w0, w1, hr, key)
+                v1 = _column_value(j1, have, p0, p1, w0, w1, hr, key)
                 have, p0, p1, w0, w1 = True, j0, j1, v0, v1
                 s = t * (t * _F343 + _F657)
                 s2 = s * s

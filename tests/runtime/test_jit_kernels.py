@@ -101,7 +101,7 @@ def test_ew_smooth_same_bits_across_latitudes_and_the_date_line(numpy_path):
         od_r = plan["rows"][:, 1::2]
         args = (fractal._NumpyOps(), 5, level, od_r, plan["cols"], plan["lattice_n"], plan["lattice_scale"])
         got = fractal._ew_smooth_noise(*args)
-        want = numpy_path(lambda: fractal._ew_smooth_noise(fractal._NumpyOps(), *args[1:]))
+        want = numpy_path(fractal._ew_smooth_noise, fractal._NumpyOps(), *args[1:])
         np.testing.assert_array_equal(got, want)
         assert np.abs(got).max() > 0.5
 
@@ -180,7 +180,6 @@ def test_rtin_ring_planes_same_bits(numpy_path, monkeypatch):
     and, where a half is needed at a single block, by numpy (dgemv): numpy's bits on 256-sample
     tiles, with both cases met."""
     import runtime.tin.meshkernels as mk
-    from runtime.tin.rtin import rtin_errors
 
     seen = {"single": 0, "other": 0}
     kernel = mk.ring_planes
@@ -191,13 +190,7 @@ def test_rtin_ring_planes_same_bits(numpy_path, monkeypatch):
         seen["other"] += int((~args[-1]).sum())
 
     monkeypatch.setattr(mk, "ring_planes", counting)
-    rng = np.random.default_rng(5)
-    for rough in (0.02, 0.5):
-        h = np.cumsum(np.cumsum(rng.normal(size=(257, 257)) * rough, 0), 1)
-        for thr in (0.05, 2.0, 40.0):
-            got = rtin_errors(h, thr, "fan")
-            want = numpy_path(rtin_errors, h, thr, "fan")
-            np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+    _rough_tiles_match_numpy(numpy_path, seed=5)
     assert seen["single"] > 0 and seen["other"] > 0
 
 
@@ -256,7 +249,6 @@ def test_rtin_level_fan_same_bits(numpy_path, monkeypatch):
     """A fan level in one compiled call (``levelkernels.level_fan``), complete (3) or handed
     back to numpy at a dgemv case (< 3): numpy's bits on 256-sample tiles, both cases met."""
     import runtime.tin.levelkernels as lk
-    from runtime.tin.rtin import rtin_errors
 
     seen = {"done": 0, "handed_back": 0}
     kernel = lk.level_fan
@@ -267,11 +259,19 @@ def test_rtin_level_fan_same_bits(numpy_path, monkeypatch):
         return stage
 
     monkeypatch.setattr(lk, "level_fan", counting)
-    rng = np.random.default_rng(9)
+    _rough_tiles_match_numpy(numpy_path, seed=9)
+    assert seen["done"] > 0 and seen["handed_back"] > 0, seen
+
+
+def _rough_tiles_match_numpy(numpy_path, seed: int) -> None:
+    """``rtin_errors`` (fan border) on two rough 257 x 257 random-walk surfaces at three bounds:
+    the same bits as its numpy path."""
+    from runtime.tin.rtin import rtin_errors
+
+    rng = np.random.default_rng(seed)
     for rough in (0.02, 0.5):
         h = np.cumsum(np.cumsum(rng.normal(size=(257, 257)) * rough, 0), 1)
         for thr in (0.05, 2.0, 40.0):
             got = rtin_errors(h, thr, "fan")
             want = numpy_path(rtin_errors, h, thr, "fan")
             np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
-    assert seen["done"] > 0 and seen["handed_back"] > 0, seen
