@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from runtime import jit
-
 from runtime.tin.fma import fma as _fma
 from runtime.tin.trismall import tri_small
 
@@ -72,6 +71,15 @@ def _gemv_case(k, size, full_fraction):
 
 
 @jit.njit
+def _quarter_error(flat, n1, base, b, k, pi, pj, pw, pk, vr, vc):
+    """The error of quarter ``k`` of the b-block at ``base``: straight-line code up to
+    ``SMALL_B``, the pattern tables above it (the same terms)."""
+    if b <= SMALL_B:
+        return tri_small(flat, n1, base, b, k)
+    return _tri_error(flat, n1, base, k, pi, pj, pw, pk, vr, vc)
+
+
+@jit.njit
 def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fraction, pi, pj, pw, pk, vr, vc, ce):
     """One level (b >= 4) of ``rtin.rtin_errors`` without its border ring: the four quarter
     triangles of every b-block where their hypotenuse's error allows (he, ve updated in place),
@@ -97,13 +105,13 @@ def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fractio
         for j in range(nb):
             base = i * b * n1 + j * b
             if he[i, j] <= thr and inner_h[i, j]:
-                q[0, i, j] = tri_small(flat, n1, base, b, 0) if b <= SMALL_B else _tri_error(flat, n1, base, 0, pi, pj, pw, pk, vr, vc)
+                q[0, i, j] = _quarter_error(flat, n1, base, b, 0, pi, pj, pw, pk, vr, vc)
             if he[i + 1, j] <= thr and inner_h[i + 1, j]:
-                q[1, i, j] = tri_small(flat, n1, base, b, 1) if b <= SMALL_B else _tri_error(flat, n1, base, 1, pi, pj, pw, pk, vr, vc)
+                q[1, i, j] = _quarter_error(flat, n1, base, b, 1, pi, pj, pw, pk, vr, vc)
             if ve[i, j] <= thr and inner_v[i, j]:
-                q[2, i, j] = tri_small(flat, n1, base, b, 2) if b <= SMALL_B else _tri_error(flat, n1, base, 2, pi, pj, pw, pk, vr, vc)
+                q[2, i, j] = _quarter_error(flat, n1, base, b, 2, pi, pj, pw, pk, vr, vc)
             if ve[i, j + 1] <= thr and inner_v[i, j + 1]:
-                q[3, i, j] = tri_small(flat, n1, base, b, 3) if b <= SMALL_B else _tri_error(flat, n1, base, 3, pi, pj, pw, pk, vr, vc)
+                q[3, i, j] = _quarter_error(flat, n1, base, b, 3, pi, pj, pw, pk, vr, vc)
     for i in range(nb):
         for j in range(nb):
             he[i, j] = max(he[i, j], q[0, i, j])
