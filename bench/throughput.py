@@ -107,7 +107,7 @@ async def _drain(url: str, keys: list[TileKey], timeout_s: float) -> tuple[float
                     key, tile = await asyncio.wait_for(c.tiles.get(), 1.0)
                 except TimeoutError:
                     if c.errors:  # a refused request (e.g. over the server's max_in_flight) never
-                        raise c.errors[0]  # answers per key: fail now, not at the timeout
+                        raise c.errors[0] from None  # answers per key: fail now, not at the timeout
                     continue
                 if isinstance(tile, Exception):
                     raise tile

@@ -21,7 +21,7 @@ def test_tri_small_same_bits_as_table_loop(b):
     """Every pattern in every block of a rough 257 x 257 grid: the same float64 bits as
     ``_tri_error`` (and numpy's ``w.T @ corners`` through ``_plane_error_at``'s dgemm twin)."""
     import runtime.tin.meshkernels as mk
-    from runtime.tin.rtin import _level_patterns, _pattern, _quarters, _halves
+    from runtime.tin.rtin import _halves, _level_patterns, _pattern, _quarters
 
     rng = np.random.default_rng(7)
     h = np.cumsum(np.cumsum(rng.normal(size=(257, 257)) * 0.7, 0), 1) + rng.normal(size=(257, 257)) * 1e-3

@@ -26,8 +26,8 @@ import pytest
 from stream_fixtures import run
 
 from runtime.tiles import TileKey, World
-from streaming.client import ServerError, TileClient
 from streaming import genprocs
+from streaming.client import ServerError, TileClient
 from streaming.genprocs import ShardedQueue, shard_of
 
 ROOT = Path(__file__).resolve().parents[2]
