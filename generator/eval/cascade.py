@@ -105,6 +105,12 @@ def cascade(refiner, coarse: np.ndarray, fine_spacing: float, k: int, seed: int,
     return z
 
 
+def sig(x: float, digits: int = 5) -> float:
+    """x to ``digits`` significant digits. Fixed decimals (the former round(x, 5)) turned the
+    GLOBE crops' curvature W1 (1e-5 .. 1e-4 1/m) into ties, and a tie counts as a loss."""
+    return float(f"{x:.{digits}g}")
+
+
 def octave_psd_ratios(gen: np.ndarray, real: np.ndarray, pixel_m: float, octaves: int) -> list[float]:
     """Mean radial power generated / real in each octave below Nyquist, finest first."""
     f, pg = radial_psd(gen, pixel_m)
@@ -123,7 +129,7 @@ def measure(gen: np.ndarray, real: np.ndarray, pixel_m: float, k: int) -> dict:
     ratios = octave_psd_ratios(g, r, pixel_m, k)
     relief = float(np.subtract(*np.percentile(g, [95, 5])) / max(np.subtract(*np.percentile(r, [95, 5])), 1e-6))
     return {
-        "psd_ratio": [round(x, 4) for x in ratios],
+        "psd_ratio": [sig(x) for x in ratios],
         "psd": float(np.nanmean(np.abs(np.log2(ratios)))),
         "slope_w1_deg": wasserstein1(slope_deg(g, pixel_m), slope_deg(r, pixel_m)),
         "curv_w1": wasserstein1(curvature_per_m(g, pixel_m), curvature_per_m(r, pixel_m)),
@@ -146,8 +152,8 @@ def run(crops: dict, refiners: dict, levels=LEVELS, seeds=(0,), log=print, geos=
                 runs = [measure(cascade(ref, coarse, s, k, sd, geos.get(name)), z, s, k)
                         for sd in (seeds if ref is not None else seeds[:1])]
                 row[rname] = {
-                    m: (np.mean([r[m] for r in runs], 0).round(4).tolist() if m == "psd_ratio"
-                        else round(float(np.mean([r[m] for r in runs])), 5))
+                    m: ([sig(x) for x in np.mean([r[m] for r in runs], 0)] if m == "psd_ratio"
+                        else sig(float(np.mean([r[m] for r in runs]))))
                     for m in runs[0]
                 }
             table[name][k] = row

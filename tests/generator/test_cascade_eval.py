@@ -37,3 +37,17 @@ def test_run_and_wins_on_a_synthetic_crop():
     assert w["cells"] == 4 and 0.0 <= w["beats_all"] <= 1.0
     # the procedural detail puts power in the finest octave, bicubic does not
     assert row["fractal"]["psd_ratio"][0] > 10 * row["bicubic"]["psd_ratio"][0]
+
+
+def test_small_metrics_keep_their_digits():
+    """A field in kilometres of relief at 1 km spacing has curvature W1 of order 1e-5 1/m: the
+    table keeps 5 significant digits, so two refiners do not tie by rounding (a tie is a loss)."""
+    z = _fbm(seed=2) * 0.5
+    table = run({"fbm": (z, 1000.0)}, {"bicubic": None, "fractal": FractalRefiner()}, levels=(3,),
+                log=lambda s: None)
+    row = table["fbm"][3]
+    b, f = row["bicubic"]["curv_w1"], row["fractal"]["curv_w1"]
+    assert 0.0 < b < 1e-3 and 0.0 < f < 1e-3
+    assert b != f
+    assert round(b, 5) != b and round(f, 5) != f  # finer than the former 5 decimals
+    assert row["bicubic"]["psd_ratio"][0] > 0.0  # tiny ratios are not rounded to 0
