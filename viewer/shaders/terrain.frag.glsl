@@ -77,9 +77,18 @@ void main() {
         float glint = pow(max(dot(reflect(-u_sun, n), view), 0.0), 400.0) * 3.0;
         lit = mix(body, refl, fres) + vec3(1.0, 0.95, 0.85) * glint;
     } else {
+        // lit in linear light: the albedo decoded from sRGB, times the sun's and the sky's
+        // irradiance, encoded back (the product in display values left shaded slopes at 0.2x
+        // their albedo: black mountainsides)
         float diffuse = max(dot(n, u_sun), 0.0);
         float sky = 0.5 + 0.5 * dot(n, u_up);
-        lit = albedo * (0.95 * diffuse + 0.35 * sky * u_zenith + 0.08);
+        vec3 irradiance = vec3(1.0, 0.96, 0.90) * (2.2 * diffuse) + pow(mix(u_zenith, vec3(0.8), 0.5), vec3(2.2)) * (1.3 * sky) + 0.04;
+        // bare rock where the ground is steeper than soil and plants hold (45 -> 62 degrees):
+        // cliffs and crags read as rock, not as the tile's 30 m - 500 m colour (drawn colour only;
+        // NIR, classes and thermal keep the tile's albedo)
+        float rock = 1.0 - smoothstep(0.47, 0.71, dot(n, normalize(v_up)));
+        vec3 ground = mix(albedo, mix(vec3(0.50, 0.46, 0.40), albedo, 0.3), rock * (has_class ? 1.0 - float(cls == 0) : 1.0));
+        lit = pow(pow(ground, vec3(2.2)) * irradiance, vec3(1.0 / 2.2));
     }
     f_thermal = vec4(brightness_k(cls == 255 ? 15 : cls, n, albedo), 0.0, 0.0, 1.0);
     float haze = 1.0 - exp(-dist / u_haze_m);
