@@ -43,7 +43,7 @@ EXPECTED_SHA256 = {
     "earth/learned/10/1061/250": "7720b5760d43e4acc7a63bd13a42be35a83a9d2befe1e3e015dea2e2ddc88628",
     "plane/learned/3/2/2": "b9a5bf81519ea62379f68f75f05562f3d6bee2f57fd75f1d7cbc7bf34c3fa1aa",
     "plane/learned/6/17/19": "7fe7839d0e11a72b0fba6bc0cbb55b8a2207c698f74ed6cf0675d13f0c29eb90",
-    "plane/learned/9/139/150": "f2b6e9d7852d3ae5e6805329435055308616dffe1ddcd9e3654da16ec1505416",
+    "plane/learned/9/139/150": "27d3ae65ff8a33e41facc125ad1bf55a45a06fd4930d1962d317eea7b0a18785",
 }
 
 
