@@ -277,8 +277,6 @@ def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, n
     """Resample the global data to the level-3 grid: ((ROWS, COLS) int16 m, (ROWS, COLS, 3) uint8,
     the land/water, GLOBE and lakes assets' bytes). ``offset_dir`` holds the measured
     ``etopo5_offset.json``."""
-    from PIL import Image
-    from scipy import ndimage
 
     data_dir = Path(data_dir)
     lat = 90.0 - SPACING_DEG * np.arange(ROWS)
@@ -293,14 +291,7 @@ def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, n
     height[0] = z[0].mean()
     height[-1] = z[-1].mean()  # the South Pole: ETOPO5's last row (89.92 S) is the Antarctic plateau
 
-    img = np.asarray(Image.open(data_dir / "bluemarble.jpg").convert("RGB"), dtype=np.float64)
-    img = ndimage.gaussian_filter(img, sigma=(0.5, 0.5, 0), mode=("nearest", "wrap", "nearest"))
-    ii = np.clip((90.0 - lat) * 15.0 - 0.5, 0, img.shape[0] - 1)
-    jj = (lon + 180.0) * 15.0 - 0.5
-    imgp = np.concatenate([img[:, -1:], img, img[:, :1]], axis=1)  # wrap both sides
-    rgb = np.stack([bilinear(imgp[..., k], ii[:, None], jj[None, :] + 1.0) for k in range(3)], axis=-1)
-    rgb[0] = rgb[0].mean(axis=0)
-    rgb[-1] = rgb[-1].mean(axis=0)
+    rgb = build_colour(data_dir)
 
     c_lat = 90.0 - (np.arange(2160) + 0.5) / 12.0  # 5' cell centres, for the depression flags
     c_lon = -180.0 + (np.arange(4320) + 0.5) / 12.0
@@ -323,6 +314,77 @@ def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, n
         height[s] = lakes.constrain_grid(lw, np.round(blended), lat[s], lon)
     rgb8 = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
     return np.round(height).astype(np.int16), rgb8, lw_bytes, globe_bytes, lakes_bytes
+
+
+def _land_share_px(mask_path: Path) -> np.ndarray:
+    """(2700, 5400) land share of each Blue Marble pixel (4', 8 x 8 cells of the 30" mask)."""
+    water = np.load(mask_path)["mask"]
+    out = np.empty((2700, 5400), dtype=np.float32)
+    for i in range(0, 2700, 300):  # in strips: bounded memory
+        out[i : i + 300] = (~water[i * 8 : (i + 300) * 8]).reshape(300, 8, 5400, 8).mean(axis=(1, 3))
+    return out
+
+
+def land_colour(img: np.ndarray, land: np.ndarray) -> np.ndarray:
+    """(H, W, 3) colour whose every pixel is the colour of the LAND around it: land pixels (share
+    >= 0.98) as they are; the others a normalised convolution of ``img`` weighted by pure-land
+    pixels (share >= 0.9; 1.5 px), then by any land (3 px) where no pure-land pixel is near
+    (small islands), else the pixel itself (open sea). Longitude wraps."""
+    from scipy import ndimage
+
+    out = img.copy()
+    filled = land >= 0.98
+    for weight, sigma in (((land >= 0.9).astype(np.float64), 1.5), (land.astype(np.float64), 3.0)):
+        den = ndimage.gaussian_filter(weight, sigma, mode=("nearest", "wrap"))
+        ok = (den > 0.02) & ~filled
+        for k in range(3):
+            num = ndimage.gaussian_filter(img[..., k] * weight, sigma, mode=("nearest", "wrap"))
+            out[..., k] = np.where(ok, num / np.maximum(den, 1e-12), out[..., k])
+        filled |= ok
+    return out
+
+
+def build_colour(data_dir: Path) -> np.ndarray:
+    """Blue Marble on the level-3 grid, (ROWS, COLS, 3) float64 0..255. A sample with land in
+    its cell takes the colour of the land around it (``land_colour``), a sample of open water
+    the sea's: Blue Marble's 4' pixels mix sea into every coastal land pixel, and at 9.8 km a
+    coastal sample's colour was as much sea as land (level-11 land near Cape Town and Sydney
+    was 70 % blue-dominant; docs/EARTH.md)."""
+    from PIL import Image
+    from scipy import ndimage
+
+    data_dir = Path(data_dir)
+    lat = 90.0 - SPACING_DEG * np.arange(ROWS)
+    lon = -180.0 + SPACING_DEG * np.arange(COLS)
+    raw = np.asarray(Image.open(data_dir / "bluemarble.jpg").convert("RGB"), dtype=np.float64)
+    land_px = _land_share_px(data_dir / "landmask_30s.npz")
+    ii = np.clip((90.0 - lat) * 15.0 - 0.5, 0, raw.shape[0] - 1)
+    jj = (lon + 180.0) * 15.0 - 0.5
+
+    def on_grid(a: np.ndarray) -> np.ndarray:  # (H, W[, 3]) pixels -> level-3 samples, bilinear
+        a = a[..., None] if a.ndim == 2 else a
+        ap = np.concatenate([a[:, -1:], a, a[:, :1]], axis=1)  # wrap both sides
+        return np.stack([bilinear(ap[..., k], ii[:, None], jj[None, :] + 1.0) for k in range(a.shape[-1])], -1)
+
+    blur = lambda a: ndimage.gaussian_filter(a, sigma=(0.5, 0.5, 0), mode=("nearest", "wrap", "nearest"))
+    rgb = on_grid(blur(raw))
+    land_rgb = on_grid(blur(land_colour(raw, land_px)))
+    # land in the sample's cell: the pixel shares within one sample spacing (1.3 px)
+    near = on_grid(ndimage.maximum_filter(land_px, size=3, mode=("nearest", "wrap")))[..., 0]
+    rgb = np.where((near > 0.01)[..., None], land_rgb, rgb)
+    rgb[0] = rgb[0].mean(axis=0)
+    rgb[-1] = rgb[-1].mean(axis=0)
+    return rgb
+
+
+def write_colour(rgb: np.ndarray, out_dir: Path = ASSETS) -> Path:
+    """The colour asset alone: JPEG q=88 (4:4:4)."""
+    from PIL import Image
+
+    cp = Path(out_dir) / RGB_FILE
+    Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8)).save(cp, format="JPEG", quality=88,
+                                                                          subsampling=0, optimize=True)
+    return cp
 
 
 def _apply_rule(lw: LandWater, lakes: Lakes | None, height: np.ndarray) -> np.ndarray:
@@ -349,13 +411,12 @@ def write_assets(height: np.ndarray, rgb: np.ndarray, landwater: bytes, globe: b
                  out_dir: Path = ASSETS) -> tuple[Path, ...]:
     """Store the grid compressed: height DPCM codes and the rule's exceptions (LZMA), colour as
     JPEG q=88 (4:4:4), land/water, GLOBE, lakes."""
-    from PIL import Image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     hp, cp = out_dir / HEIGHT_FILE, out_dir / RGB_FILE
     hp.write_bytes(height_bytes(height, LandWater.load_bytes(landwater), Lakes.load_bytes(lakes)))
-    Image.fromarray(rgb).save(cp, format="JPEG", quality=88, subsampling=0, optimize=True)
+    write_colour(rgb, out_dir)
     lp = out_dir / LANDWATER_FILE
     lp.write_bytes(landwater)
     gp = out_dir / GLOBE_FILE
@@ -384,10 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m generator.anchors.earth", description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["build", "bake-rule"],
+    ap.add_argument("command", choices=["build", "bake-rule", "colour"],
                     help="build: everything from the shared data; bake-rule: the current land/water and lake "
                          "rules into the height asset (same codes, the rules' changes as exceptions; no data "
-                         "needed)")
+                         "needed); colour: the colour asset alone from the shared data")
     ap.add_argument("--data", type=Path, default=default_data_dir() / "global",
                     help="folder with etopo5.npz, bluemarble.jpg, landmask_30s.npz, globe30s_g10g_west.npz "
                          "(the offset field is read from assets/)")
@@ -395,6 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.command == "bake-rule":
         return bake_rule(a.out)
+    if a.command == "colour":
+        p = write_colour(build_colour(a.data), a.out)
+        print(f"{p}: {p.stat().st_size / 1e6:.2f} MB")
+        return 0
     for p in write_assets(*build_grid(a.data), a.out):
         print(f"{p}: {p.stat().st_size / 1e6:.2f} MB")
     return 0

@@ -50,6 +50,39 @@ def test_anchor_is_real_relief_and_colour(earth):
     assert 0.26 < land < 0.33  # Earth: 29 % land
 
 
+@pytest.mark.parametrize("name, lon, lat", [("Cape Town", 18.42, -33.93), ("Sydney", 151.21, -33.87),
+                                             ("San Francisco", -122.45, 37.77), ("Naples", 14.25, 40.83)])
+def test_coastal_land_has_the_colour_of_land_not_sea(earth, name, lon, lat):
+    """Blue Marble's 4' pixels and the 9.8 km colour grid mixed sea into coastal land (70 % of
+    Sydney's and Cape Town's level-11 land samples were blue-dominant); the colour asset gives
+    samples with land in their cell the colour of the land around them."""
+    key, _, _ = _tile_at(11, lat, lon)
+    f = earth.tile(key)
+    land = f.height > 0.5
+    assert 0.2 < land.mean() < 0.95, name  # a coastal tile
+    rgb = f.rgb[land]
+    blue = (rgb[:, 2] > rgb[:, 0]) & (rgb[:, 2] > rgb[:, 1])
+    assert blue.mean() < 0.02, (name, blue.mean())
+
+
+def test_land_colour_fills_coastal_pixels_from_the_land():
+    from generator.anchors.earth import land_colour
+
+    img = np.zeros((20, 60, 3))  # columns wrap (longitude): column 59 is beside column 0
+    img[:, :15] = (40.0, 120.0, 30.0)  # land: green
+    img[:, 15:] = (20.0, 60.0, 160.0)  # sea: blue
+    land = np.zeros((20, 60), np.float32)
+    land[:, :15] = 1.0
+    land[:, 15] = 0.4  # a coastal pixel: partly land, its colour the mix
+    img[:, 15] = 0.4 * img[0, 0] + 0.6 * img[0, 20]
+    out = land_colour(img, land)
+    np.testing.assert_array_equal(out[:, :15], img[:, :15])  # land pixels keep their own colour
+    np.testing.assert_allclose(out[:, 15], img[:, :15].mean(axis=1), atol=1e-6)  # the coast: the land's
+    np.testing.assert_array_equal(out[:, 30:45], img[:, 30:45])  # open sea far from land: its own
+    assert (out[:, 59, 1] > out[:, 59, 2]).all()  # across the date line: beside land
+    assert (out[:, 16, 1] > out[:, 16, 2]).all()  # sea beside the land takes the land's colour too
+
+
 def test_levels_below_anchor_subsample_it_and_finer_levels_nest(earth):
     l3 = earth.region(3, 100, 4000, 17, 200)  # crosses the date line (4096 columns)
     np.testing.assert_array_equal(earth.region(1, 25, 1000, 5, 50), l3[:, ::4, ::4])
