@@ -173,9 +173,10 @@ class GenProcs:
 
     def __init__(self, processes: int, spec: GenSpec, shard_up: int = SHARD_UP, steal: bool = True,
                  start_timeout_s: float = _START_TIMEOUT_S, backend=None):
-        """``backend``: a ``streaming.sharedbackend.BackendServer`` every worker's refiner calls
-        (``spec.open_source`` then gets each worker's end of a pipe to it), owned and closed
-        here; None: each worker opens its own."""
+        """``backend``: a ``streaming.sharedbackend.BackendServer`` or ``BackendProcess`` every
+        worker's refiner calls (``spec.open_source`` then gets what its ``connect()`` gives: a
+        pipe's end or the process's address), owned and closed here; None: each worker opens
+        its own."""
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         if not 0 <= shard_up <= 8:
@@ -387,7 +388,7 @@ class _Worker:
         proc = ctx.Process(target=_worker_main, args=(child, spec, backend_conn), name="worldstream-gen", daemon=True)
         proc.start()
         child.close()  # the parent keeps only its end: the worker's reads see EOF when the parent dies
-        if backend_conn is not None:
+        if hasattr(backend_conn, "close"):  # a pipe (not a backend process's address)
             backend_conn.close()  # the worker's end: the backend server sees EOF when the worker dies
         return cls(proc, parent)
 

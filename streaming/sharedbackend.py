@@ -12,11 +12,18 @@ The bytes do not move: the workers' ``LearnedRefiner`` computes the same inputs,
 backend is the one the thread server runs (the compiled one pads every call to its one batch
 bucket; the CPU reference runs one tile at a time), so a tile's bytes do not depend on which
 process asked. ``RemoteBackend.name`` is the owner's, so the model id is the same.
+
+``BackendProcess`` runs the same ``BackendServer`` in a process of its own, which builds its
+backend there and takes the workers' connections on a Unix socket. In the server's process
+the backend thread shared the GIL with the event loop: on an H100, 12 workers calling it made
+102.5 / 127.6 uncached tiles/s (plane / earth) with the main process at 7.4-9 ms a tile and
+the GPU at 13 %, against the thread server's 204.6 / 169.5 (docs/BENCHMARKS.md, 2026-12-06).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from multiprocessing import connection
 from multiprocessing.connection import Connection
@@ -28,10 +35,13 @@ class BackendServer:
     """Runs ``backend.run_level`` for the workers connected with ``connect()``, one call at a
     time on its own thread (a GPU backend's graphs and stream stay on one thread)."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, counter=None):
+        """``counter``: a shared ``multiprocessing.Value`` the calls are counted in too (the
+        owner of a ``BackendProcess`` reads it)."""
         self.backend = backend
         self.name = getattr(backend, "name", type(backend).__name__)
         self.calls = 0
+        self._counter = counter
         self._conns: list[Connection] = []
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()  # a new connection or close() wakes the wait
@@ -44,12 +54,16 @@ class BackendServer:
         import multiprocessing
 
         ours, theirs = multiprocessing.Pipe(duplex=True)
+        self.attach(ours)
+        return theirs
+
+    def attach(self, conn: Connection) -> None:
+        """Serve one more connection (this server's end of it)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the shared backend is closed")
-            self._conns.append(ours)
+            self._conns.append(conn)
         os.write(self._wake_w, b"c")
-        return theirs
 
     def _serve(self) -> None:
         while True:
@@ -72,6 +86,9 @@ class BackendServer:
                 except Exception as exc:  # noqa: BLE001  (the worker raises it for its block)
                     out = ("error", f"{type(exc).__name__}: {exc}")
                 self.calls += 1
+                if self._counter is not None:
+                    with self._counter.get_lock():
+                        self._counter.value += 1
                 try:
                     c.send(out)
                 except (BrokenPipeError, OSError):
@@ -96,10 +113,96 @@ class BackendServer:
         os.close(self._wake_w)
 
 
-class RemoteBackend:
-    """A worker's stand-in for the owner's backend: the same ``run_level`` and ``name``."""
+class BackendProcess:
+    """A ``BackendServer`` in a process of its own: ``make_backend()`` (picklable) builds the
+    backend there; workers connect to it on a Unix socket (``connect()`` gives the address
+    and key a worker's ``RemoteBackend`` dials). Started and ready when the constructor
+    returns; ``calls`` counts the backend calls; ``close()`` stops it."""
 
-    def __init__(self, conn: Connection, name: str):
+    def __init__(self, make_backend, start_timeout_s: float = 600.0):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._counter = ctx.Value("q", 0)
+        ours, theirs = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_backend_main, args=(theirs, make_backend, self._counter),
+                                name="worldstream-backend", daemon=True)
+        self.proc.start()
+        theirs.close()
+        self._control = ours
+        try:
+            if not ours.poll(start_timeout_s):
+                raise RuntimeError(f"shared backend process not ready after {start_timeout_s:.0f} s")
+            msg = ours.recv()
+        except (EOFError, OSError):
+            msg = ("failed", f"the process exited with {self.proc.exitcode}")
+        except BaseException:
+            self.close()
+            raise
+        if msg[0] != "ready":
+            self.close()
+            raise RuntimeError(f"shared backend process failed to start: {msg[1]}")
+        _, self.address, self._authkey, self.name = msg
+
+    @property
+    def calls(self) -> int:
+        return int(self._counter.value)
+
+    def connect(self) -> tuple[str, bytes]:
+        """What a worker's ``RemoteBackend`` dials: (socket address, key)."""
+        return self.address, self._authkey
+
+    def close(self) -> None:
+        self._control.close()  # the process sees EOF and stops
+        self.proc.join(10.0)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5.0)
+
+
+def _backend_main(control: Connection, make_backend, counter) -> None:
+    """The backend process: build the backend, serve every connection until the owner goes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the owner stops us
+    try:
+        key = os.urandom(16)
+        server = BackendServer(make_backend(), counter)
+        listener = connection.Listener(family="AF_UNIX", authkey=key)
+    except BaseException as exc:  # noqa: BLE001  (reported to the owner, which raises)
+        control.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+
+    def accept() -> None:
+        while True:
+            try:
+                conn = listener.accept()
+            except (OSError, EOFError, connection.AuthenticationError):
+                if server._closed:
+                    return
+                continue  # a caller that failed the handshake: the next one
+            try:
+                server.attach(conn)
+            except RuntimeError:  # closed
+                conn.close()
+                return
+
+    threading.Thread(target=accept, name="shared-backend-accept", daemon=True).start()
+    control.send(("ready", listener.address, key, server.name))
+    try:
+        control.recv()  # blocks until the owner closes its end (or dies)
+    except (EOFError, OSError):
+        pass
+    server.close()
+    listener.close()
+
+
+class RemoteBackend:
+    """A worker's stand-in for the owner's backend: the same ``run_level`` and ``name``.
+    ``conn``: a pipe to a ``BackendServer`` or a ``BackendProcess.connect()`` address."""
+
+    def __init__(self, conn, name: str):
+        if isinstance(conn, tuple):
+            address, key = conn
+            conn = connection.Client(address, family="AF_UNIX", authkey=key)
         self.conn = conn
         self.name = name
 

@@ -38,9 +38,9 @@ def worker_source(world: str, seed: int, refiner: str | None, cache_bytes: int |
                   backend_conn=None, *, backend_name: str | None = None):
     """(tile source, its ``prepare``, model id) of a generator worker process
     (``streaming.genprocs``; given as a picklable partial): the pyramid ``build_server``
-    opens, in the worker. ``backend_conn``: the worker's pipe to the server's shared learned
-    backend (``streaming.sharedbackend``, named ``backend_name``), which its learned refiner
-    calls instead of opening a model of its own."""
+    opens, in the worker. ``backend_conn``: the worker's way to the server's shared learned
+    backend (``streaming.sharedbackend``, named ``backend_name``: a pipe's end or a backend
+    process's address), which its learned refiner calls instead of opening a model of its own."""
     if backend_conn is not None:
         from generator.learned.refiner import LearnedRefiner
         from streaming.sharedbackend import RemoteBackend
@@ -52,6 +52,17 @@ def worker_source(world: str, seed: int, refiner: str | None, cache_bytes: int |
 
         return layered_source(pyr), pyr.prepare, pyr.model_id
     return pyr.tiles, pyr.prepare, pyr.model_id
+
+
+def learned_backend(world: str, refiner: str = "learned"):
+    """The backend of ``refiner`` (a learned one) for ``world``, as ``open_world`` builds it:
+    a ``streaming.sharedbackend.BackendProcess``'s ``make_backend`` (with functools.partial)."""
+    from generator.refiner import make_refiner
+
+    r = make_refiner(refiner, world)
+    if getattr(r, "name", "") != "learned":
+        raise ValueError(f"refiner {refiner!r} is {getattr(r, 'name', r)!r} here, not the learned one")
+    return r.backend
 
 
 def feature_source(pyramid):
@@ -150,7 +161,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         # workers for the CPU refiners; none with mesh processes, and none with the learned
         # refiner: 12 workers each with its own CUDA context made 102-107 uncached tiles/s on an
         # H200 against one process's 152-174 (docs/BENCHMARKS.md, 2026-12-06). Given explicitly,
-        # learned workers share this process's backend (``share_backend``), not yet measured.
+        # learned workers share one backend process (``share_backend``).
         from streaming.genprocs import auto_procs
 
         gen_procs = 0 if mesh_procs or pyr.refiner.name.startswith("learned") else auto_procs()
@@ -163,9 +174,13 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         compiled = getattr(getattr(pyr.refiner, "backend", None), "name", "") in ("torch-compiled", "tensorrt")
         backend = None
         if pyr.refiner.name == "learned" and (compiled if share_backend is None else share_backend):
-            from streaming.sharedbackend import BackendServer
+            # one process owns the model for every worker (not this one: its GIL is the event loop's)
+            from streaming.sharedbackend import BackendProcess
 
-            backend = BackendServer(pyr.refiner.backend)
+            backend = BackendProcess(functools.partial(learned_backend, world.value, refiner or "auto"))
+            if backend.name != getattr(pyr.refiner.backend, "name", None):
+                backend.close()
+                raise RuntimeError(f"the shared backend is {backend.name}, this server's {pyr.refiner.backend.name}")
         opener = functools.partial(worker_source, world.value, seed, refiner, gen_cache_bytes, features,
                                    backend_name=None if backend is None else backend.name)
         # A compiled model builds its graphs on first use: in the warm-up, one worker first

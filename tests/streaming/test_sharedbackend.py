@@ -19,8 +19,9 @@ import pytest
 from stream_fixtures import run
 
 from runtime.tiles import TileKey, World
+from streaming.cli.compose import learned_backend
 from streaming.client import TileClient
-from streaming.sharedbackend import BackendServer, RemoteBackend
+from streaming.sharedbackend import BackendProcess, BackendServer, RemoteBackend
 
 SEED = 7
 KEYS = [TileKey(4, 5, 5), TileKey(5, 10, 11), TileKey(5, 11, 11)]  # plane anchor: level 3
@@ -60,6 +61,40 @@ def test_a_remote_call_answers_what_the_backend_answers_and_a_bad_one_an_error()
         assert server.calls == 3 and remote.name == "torch"
     finally:
         server.close()
+
+
+def test_a_backend_process_answers_what_the_backend_answers_and_stops_when_closed():
+    """The same server in its own process (built there from compose's ``learned_backend``), dialled on
+    its Unix socket by two callers."""
+    import functools
+
+    from generator.learned.refiner import LearnedRefiner
+
+    refiner = LearnedRefiner(World.PLANE, backend="torch")
+    args = _inputs(refiner)
+    want = refiner.backend.run_level(*args)
+    proc = BackendProcess(functools.partial(learned_backend, "plane", "learned"), start_timeout_s=300)
+    try:
+        assert proc.name == "torch" and proc.proc.is_alive()  # no GPU here: the CPU reference
+        a, b = RemoteBackend(proc.connect(), proc.name), RemoteBackend(proc.connect(), proc.name)
+        assert np.array_equal(a.run_level(*args), want) and np.array_equal(b.run_level(*args), want)
+        with pytest.raises(RuntimeError, match="shared backend failed"):
+            a.run_level(*((args[0][:, :2],) + args[1:]))
+        assert np.array_equal(a.run_level(*args), want)  # still serving
+        assert proc.calls == 4
+        with pytest.raises(Exception):  # noqa: B017  (the wrong key: refused at the handshake)
+            RemoteBackend((proc.address, b"not the key"), proc.name)
+        assert np.array_equal(b.run_level(*args), want)
+    finally:
+        proc.close()
+    assert not proc.proc.is_alive()
+
+
+def test_a_backend_process_that_cannot_build_its_backend_says_why():
+    import functools
+
+    with pytest.raises(RuntimeError, match="not the learned one"):
+        BackendProcess(functools.partial(learned_backend, "plane", "fractal"), start_timeout_s=300)
 
 
 async def _payloads(url: str, keys) -> dict:
