@@ -31,16 +31,55 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 
+def merge_unit(backend) -> int | None:
+    """The batch unit requests can be merged in without moving a byte, or None: a backend of
+    one batch bucket (the compiled one pads every call to it, by repeating its last crop) or the
+    CPU reference (one tile at a time)."""
+    buckets = getattr(backend, "buckets", None)
+    if buckets is not None and len(buckets) == 1:
+        return int(buckets[0])
+    if getattr(backend, "name", "") == "torch" and str(getattr(backend, "device", "")) == "cpu":
+        return 1
+    return None
+
+
+def _groups(pending, unit):
+    """Requests that can share one call: the same seed, level, crop shape and context kind."""
+    if unit is None:
+        return [[p] for p in pending]
+    out: dict = {}
+    for c, a in pending:
+        parents5, seed, level, ctx = a[0], a[1], a[2], a[7] if len(a) > 7 else None
+        key = (seed, level, parents5.shape[1:], None if ctx is None else ctx.shape[1:])
+        out.setdefault(key, []).append((c, a))
+    return list(out.values())
+
+
+def _concat(args: list, unit: int) -> tuple:
+    """run_level's arguments of several requests as one: each request's arrays padded to a
+    multiple of ``unit`` by repeating its last crop (what the backend does to it alone)."""
+    def pad(a):
+        n = -(-a.shape[0] // unit) * unit
+        return a if n == a.shape[0] else np.concatenate([a, np.repeat(a[-1:], n - a.shape[0], 0)])
+
+    cat = lambda i: np.concatenate([pad(a[i]) for a in args])
+    ctx = None if len(args[0]) < 8 or args[0][7] is None else cat(7)
+    return cat(0), args[0][1], args[0][2], cat(3), cat(4), cat(5), cat(6), ctx
+
+
 class BackendServer:
-    """Runs ``backend.run_level`` for the workers connected with ``connect()``, one call at a
-    time on its own thread (a GPU backend's graphs and stream stay on one thread)."""
+    """Runs ``backend.run_level`` for the workers connected with ``connect()`` on its own
+    thread (a GPU backend's graphs and stream stay on one thread): the requests waiting at
+    once go in one call where ``merge_unit`` allows, else one at a time."""
 
     def __init__(self, backend, counter=None):
         """``counter``: a shared ``multiprocessing.Value`` the calls are counted in too (the
         owner of a ``BackendProcess`` reads it)."""
         self.backend = backend
         self.name = getattr(backend, "name", type(backend).__name__)
-        self.calls = 0
+        self.calls = 0  # requests answered
+        self.merged = 0  # of them, answered by a call shared with others
+        self._unit = merge_unit(backend)
         self._counter = counter
         self._conns: list[Connection] = []
         self._lock = threading.Lock()
@@ -71,28 +110,50 @@ class BackendServer:
                 if self._closed:
                     return
                 conns = list(self._conns)
-            ready = connection.wait(conns + [self._wake_r])
-            for c in ready:
+            pending = []  # (connection, run_level's arguments) of every worker waiting now
+            for c in connection.wait(conns + [self._wake_r]):
                 if c == self._wake_r:
                     os.read(self._wake_r, 4096)
                     continue
                 try:
-                    args = c.recv()
+                    pending.append((c, c.recv()))
                 except (EOFError, OSError):  # that worker is gone (a restart connects anew)
                     self._drop(c)
-                    continue
-                try:
-                    out = ("ok", np.ascontiguousarray(self.backend.run_level(*args)))
-                except Exception as exc:  # noqa: BLE001  (the worker raises it for its block)
-                    out = ("error", f"{type(exc).__name__}: {exc}")
-                self.calls += 1
-                if self._counter is not None:
-                    with self._counter.get_lock():
-                        self._counter.value += 1
-                try:
-                    c.send(out)
-                except (BrokenPipeError, OSError):
-                    self._drop(c)
+            for group in _groups(pending, self._unit):
+                for c, out in zip([c for c, _ in group], self._run(group), strict=True):
+                    self.calls += 1
+                    if self._counter is not None:
+                        with self._counter.get_lock():
+                            self._counter.value += 1
+                    try:
+                        c.send(out)
+                    except (BrokenPipeError, OSError):
+                        self._drop(c)
+
+    def _run(self, group) -> list:
+        """("ok", child) or ("error", text) per request of ``group``: one backend call for all
+        of them (each padded to whole batches of the unit, so every crop's batch is the one it
+        would have had alone: the same bytes), each alone if that call fails."""
+        if len(group) > 1:
+            try:
+                args = [a for _, a in group]
+                sizes = [a[0].shape[0] for a in args]
+                child = self.backend.run_level(*_concat(args, self._unit))
+                self.merged += len(group)
+                out, at = [], 0
+                for b in sizes:
+                    out.append(("ok", np.ascontiguousarray(child[at : at + b])))
+                    at += -(-b // self._unit) * self._unit
+                return out
+            except Exception:  # noqa: BLE001  (one bad request: each alone, each its own answer)
+                pass
+        out = []
+        for _, args in group:
+            try:
+                out.append(("ok", np.ascontiguousarray(self.backend.run_level(*args))))
+            except Exception as exc:  # noqa: BLE001  (the worker raises it for its block)
+                out.append(("error", f"{type(exc).__name__}: {exc}"))
+        return out
 
     def _drop(self, c: Connection) -> None:
         with self._lock:

@@ -97,6 +97,66 @@ def test_a_backend_process_that_cannot_build_its_backend_says_why():
         BackendProcess(functools.partial(learned_backend, "plane", "fractal"), start_timeout_s=300)
 
 
+class _ChunkBackend:
+    """A one-bucket backend whose answer for a crop depends on the other crops of its batch of
+    4 (what a merge must not change): pads like the compiled one, by repeating the last crop."""
+
+    name, buckets = "chunky", (4,)
+
+    def __init__(self):
+        self.calls = 0
+
+    def run_level(self, parents5, seed, level, rows, cols, spacing_m, present, context=None):
+        self.calls += 1
+        b = parents5.shape[0]
+        n = -(-b // 4) * 4
+        p = np.concatenate([parents5, np.repeat(parents5[-1:], n - b, 0)])
+        chunks = p.reshape(n // 4, 4, *p.shape[1:])
+        out = chunks + chunks.sum(axis=1, keepdims=True) + seed + level + rows[0, 0]
+        return out.reshape(p.shape)[:b]
+
+
+class _FiveChannels(_ChunkBackend):
+    def run_level(self, parents5, *args):
+        if parents5.shape[1] != 5:
+            raise ValueError(f"5 channels, got {parents5.shape[1]}")
+        return super().run_level(parents5, *args)
+
+
+def test_requests_waiting_together_share_one_call_with_the_same_bytes():
+    from streaming.sharedbackend import _groups
+
+    backend = _ChunkBackend()
+    server = BackendServer(backend)
+    try:
+        rng = np.random.default_rng(0)
+        def req(b, level=9, seed=SEED):
+            return (rng.normal(size=(b, 5, 6, 6)).astype(np.float32), seed, level,
+                    np.zeros((b, 6), np.int64), np.zeros((b, 6), np.int64), np.ones(b, np.float32),
+                    np.ones((b, 2), np.float32), None)
+        reqs = [req(3), req(6), req(4), req(5, level=10), req(2, seed=SEED + 1)]
+        alone = [backend.run_level(*a) for a in reqs]
+        backend.calls = 0
+        groups = _groups([(i, a) for i, a in enumerate(reqs)], server._unit)
+        assert [[i for i, _ in g] for g in groups] == [[0, 1, 2], [3], [4]]  # same seed and level only
+        got = {}
+        for g in groups:
+            for (i, _), (kind, out) in zip(g, server._run(g), strict=True):
+                got[i] = out
+                assert kind == "ok"
+        assert backend.calls == 3 and server.merged == 3  # the three level-9 requests: one call
+        assert all(np.array_equal(got[i], alone[i]) for i in range(len(reqs)))
+        bad = (reqs[0][0][:, :2],) + reqs[0][1:]  # a request the backend cannot run: its own error
+        server2 = BackendServer(_FiveChannels())
+        try:
+            kinds = [k for k, _ in server2._run([(0, reqs[0]), (1, bad), (2, reqs[1])])]
+            assert kinds == ["ok", "error", "ok"]
+        finally:
+            server2.close()
+    finally:
+        server.close()
+
+
 async def _payloads(url: str, keys) -> dict:
     c = TileClient(window=64, decode=False)
     await c.connect(url)
