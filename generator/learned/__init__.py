@@ -10,6 +10,8 @@ before that: every caller of the learned refiner imports this package first.
 """
 
 import os
+import platform
 
-os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
-os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+if platform.machine().lower() in ("x86_64", "amd64"):  # the names are x86's; other CPUs keep theirs
+    os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
