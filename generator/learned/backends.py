@@ -139,7 +139,9 @@ class TorchCompiled(TorchEager):
         half = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         mods = (self.net.stem, self.net.blocks, self.net.head)
-        for mod in mods + ((self.net.context_stem,) if self.net.takes_context else ()):
+        mods += (self.net.context_stem,) if self.net.takes_context else ()
+        mods += (self.net.noise_proj,) if self.net.config.block_noise else ()
+        for mod in mods:
             mod.to(dtype=half, memory_format=fmt)
         net = self.net
 

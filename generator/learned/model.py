@@ -51,6 +51,10 @@ class RefinerConfig:
     # Context channels taken (generator.learned.inputs.CONTEXT_CHANNELS) or None = no context
     # input (every checkpoint before it; None fields stay out of the model version).
     context_channels: int | None = None
+    # True: every residual block adds a zero-initialised 1x1 projection of the noise fields
+    # (cropped to its size); None: noise at the stem only (every checkpoint before it). The
+    # shipped net ignores its stem noise: its detail is a deterministic function of the parent.
+    block_noise: bool | None = None
 
     @property
     def margin(self) -> int:
@@ -117,6 +121,12 @@ class RefinerNet(nn.Module):
             self.context_stem = nn.Conv2d(c.context_channels, c.width, 1, bias=False)
             nn.init.zeros_(self.context_stem.weight)
         self.blocks = nn.ModuleList(Block(c.width, d) for d in c.dilations)
+        if c.block_noise:
+            # zero at initialisation, like the context stem: fine-tuned from weights without
+            # it, the net starts as exactly those weights
+            self.noise_proj = nn.ModuleList(nn.Conv2d(c.noise_channels, c.width, 1, bias=False) for _ in c.dilations)
+            for proj in self.noise_proj:
+                nn.init.zeros_(proj.weight)
         self.head = nn.Conv2d(c.width, 3 * N_CHANNELS, 1)
         self.register_buffer("stencils", _cubic_stencils().float(), persistent=False)
 
@@ -165,8 +175,11 @@ class RefinerNet(nn.Module):
                 raise ValueError(f"this net takes context (B, {self.config.context_channels}, h, w), got {got}")
             cf = context_features(context)[:, :, 1:-1, 1:-1]
             x = x + self.context_stem(cf.to(self.context_stem.weight.dtype))
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             x = block(x)  # (B, W, h-2-2*sum(d), ...)
+            if self.config.block_noise:
+                nz = _crop(noise, (noise.shape[-1] - x.shape[-1]) // 2)  # the same samples as x
+                x = x + self.noise_proj[i](nz.to(self.noise_proj[i].weight.dtype))
         y = self.head(F.leaky_relu(x, 0.2))  # (B, 15, h-2m, w-2m)
         return y.unflatten(1, (N_CHANNELS, 3))
 

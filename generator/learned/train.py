@@ -87,6 +87,14 @@ class TrainConfig:
     context: int = 0
     context_lr_mult: float = 1.0  # learning rate of the context stem = lr_g * this
     context_only: int = 0  # 1: train the context stem alone (the rest stays the --init-from weights)
+    # 1: the net gets noise in every residual block (RefinerConfig.block_noise; zero-initialised,
+    # so an --init-from net without it starts as exactly those weights)
+    block_noise: int = 0
+    # > 0: a diversity term (mode seeking, after Mao et al. 2019): a second noise draw per crop,
+    # and the weight x max(0, diversity_target - mean |detail_1 - detail_2|) of the normalised
+    # height detail. The L1 terms alone teach the net to ignore its noise (the shipped one does).
+    diversity_weight: float = 0.0
+    diversity_target: float = 0.5
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
@@ -267,10 +275,12 @@ def losses(
     adv_scale: float,
     present_in=None,
     context=None,
+    noise2=None,
 ):
     """Generator loss terms (dict of scalars) and the critic inputs (real, fake). ``present``
     masks the loss; ``present_in`` (default present[:, 1:]) is what the net is told; ``context``
-    (B, 15, P, P) at the parent samples for a context net."""
+    (B, 15, P, P) at the parent samples for a context net; ``noise2`` a second noise draw (the
+    diversity term, ``cfg.diversity_weight``)."""
     pres2 = present[:, 1:] if present_in is None else present_in
     fake = net(parents, noise, spacing_m, pres2, context)  # (B, 5, S, S)
     n = (fake.shape[-1] + 1) // 2
@@ -293,6 +303,11 @@ def losses(
         + adv_scale * cfg.adv_weight * adv
     )
     terms = {"total": total, "l1": l1, "lowpass": lowpass, "spectral": spectral, "adv": adv}
+    if cfg.diversity_weight > 0 and noise2 is not None:
+        d_fake2 = (net(parents, noise2, spacing_m, pres2, context) - base) / amp * mask
+        diversity = (d_fake[:, 0] - d_fake2[:, 0]).abs().mean()  # height detail, two noise draws
+        terms["diversity"] = diversity
+        terms["total"] = total + cfg.diversity_weight * F.relu(cfg.diversity_target - diversity)
     return terms, x_real, x_fake, d_real, d_fake
 
 
@@ -418,6 +433,8 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         model_cfg = replace(model_cfg, hurst_fine=cfg.hurst_fine, fine_break_m=cfg.fine_break_m)
     if state is None and cfg.context and not model_cfg.context_channels:
         model_cfg = replace(model_cfg, context_channels=CONTEXT_CHANNELS)
+    if state is None and cfg.block_noise and not model_cfg.block_noise:
+        model_cfg = replace(model_cfg, block_noise=True)
     if state is None and not cfg.context and model_cfg.context_channels:
         raise ValueError("--init-from weights take context: train them with --context 1")
     torch.manual_seed(cfg.seed)
@@ -437,7 +454,7 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     step, history = 0, []
     if init is not None:
         missing, unexpected = net.load_state_dict(init.state_dict(), strict=False)
-        if unexpected or any(not k.startswith("context_stem.") for k in missing):
+        if unexpected or any(not k.startswith(("context_stem.", "noise_proj.")) for k in missing):
             raise ValueError(f"--init-from {cfg.init_from}: missing {missing}, unexpected {unexpected}")
         # the weights this run starts from, after their own ancestors (ship() writes it to meta)
         lineage = list(init_meta.get("lineage", []))
@@ -511,8 +528,9 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         adv_scale = min(1.0, step / max(cfg.warmup_steps, 1))
         parents, targets, present_in = augment_bands(parents, targets, present, cfg, gen)
         parents = degrade_parents(parents, spacing_m * 2.0, net, cfg, gen)
+        noise2 = irwin_hall_noise(noise.shape, gen, device) if cfg.diversity_weight > 0 else None
         terms, x_real, x_fake, _, _ = losses(
-            net, critic, parents, targets, present, spacing_m, noise, cfg, adv_scale, present_in, context
+            net, critic, parents, targets, present, spacing_m, noise, cfg, adv_scale, present_in, context, noise2
         )
         total, pairs = terms["total"], [(x_real, x_fake)]
         if cbatch is not None:

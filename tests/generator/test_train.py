@@ -258,3 +258,26 @@ def test_context_fine_tune_from_context_free_weights(tmp_path):
     s0, s1 = net0.state_dict(), net1.state_dict()
     assert all(torch.equal(s0[k], s1[k]) for k in s0)  # the rest stayed the init weights
     assert s1["context_stem.weight"].abs().max() > 0  # the zero stem moved
+
+
+def test_block_noise_fine_tune_with_the_diversity_term(tmp_path):
+    """--block-noise 1 --diversity-weight W from weights without block noise: the net starts as
+    them (zero projections), the second noise draw's diversity is logged, the projections learn."""
+    from dataclasses import replace
+
+    small = RefinerConfig(width=8, dilations=(1, 2), noise_channels=2)
+    base = TrainConfig(corpus=str(_corpus(tmp_path)), steps=2, batch=4, cells=6, log_every=1, val_every=2,
+                       val_batches=1, warmup_steps=2)
+    torch.manual_seed(0)
+    ship(train(replace(base, out=str(tmp_path / "a")), small, resume=False, log=lambda s: None), tmp_path / "a.pt")
+    last = train(replace(base, out=str(tmp_path / "b"), init_from=str(tmp_path / "a.pt"), block_noise=1,
+                         diversity_weight=1.0, steps=3), resume=False, log=lambda s: None)
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["model_config"]["block_noise"] is True
+    hist = [r for r in json.loads(state["history"]) if "diversity" in r]
+    assert hist and all(np.isfinite(r["diversity"]) and r["diversity"] >= 0 for r in hist)
+    proj = [v for k, v in state["net"].items() if k.startswith("noise_proj.")]
+    assert len(proj) == 2 and all(float(p.abs().max()) > 0 for p in proj)  # moved from zero
+    ship(last, tmp_path / "b.pt")
+    net, version, _ = load_net(tmp_path / "b.pt")
+    assert net.config.block_noise is True and version != load_net(tmp_path / "a.pt")[1]

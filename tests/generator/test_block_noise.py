@@ -1,0 +1,103 @@
+"""Noise in every residual block (RefinerConfig.block_noise): zero-initialised (the shipped net
+exactly), then the noise moves the detail while the contracts hold (seams, batch, nesting), and
+the diversity term of training (TrainConfig.diversity_weight) trains it."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from generator.learned.backends import TorchEager
+from generator.learned.checkpoint import ASSET_PATH, load_net, make_checkpoint, save_checkpoint
+from generator.learned.inputs import noise_coords
+from generator.learned.model import RefinerNet
+from runtime.tiles import spacing_m
+
+pytestmark = pytest.mark.skipif(not ASSET_PATH.exists(), reason="shipped weights missing")
+
+
+def _noisy_net(weight_std: float = 0.3) -> RefinerNet:
+    """The shipped net with noise in every block (random projections of ``weight_std``)."""
+    old, _, _ = load_net()
+    net = RefinerNet(replace(old.config, block_noise=True))
+    missing, unexpected = net.load_state_dict(old.state_dict(), strict=False)
+    assert unexpected == [] and sorted(missing) == [f"noise_proj.{i}.weight" for i in range(len(net.blocks))]
+    if weight_std:
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for proj in net.noise_proj:
+                proj.weight.copy_(torch.randn(proj.weight.shape, generator=g) * weight_std)
+    return net.eval()
+
+
+def _inputs(b, crop, margin, level=12, seed=0):
+    rng = np.random.default_rng(seed)
+    z = np.cumsum(np.cumsum(rng.normal(0, 3, (b, crop, crop)), 1), 2) + 1200
+    bands = rng.uniform(0.05, 0.5, (b, 4, crop, crop))
+    parents = np.concatenate([z[:, None], bands], 1).astype(np.float32)
+    rows, cols = noise_coords(np.array([[2 ** (level - 1) + 256 * i, 2 ** level] for i in range(b)]), crop, crop,
+                              margin)
+    return parents, rows, cols, np.full((b,), spacing_m(level), np.float32), np.ones((b, 2), np.float32)
+
+
+def test_zero_initialised_block_noise_is_exactly_the_shipped_net_and_keeps_old_ids():
+    old, version, _ = load_net()
+    assert old.config.block_noise is None  # the shipped checkpoint: its id does not move
+    m = old.config.margin
+    p, r, c, s, pr = _inputs(2, 2 * m + 17, m)
+    a = TorchEager(old, version).run_level(p, 3, 12, r, c, s, pr)
+    b = TorchEager(_noisy_net(0.0), "x").run_level(p, 3, 12, r, c, s, pr)
+    assert np.array_equal(a, b)
+
+
+def test_block_noise_moves_the_detail_between_seeds_and_keeps_nesting():
+    net = _noisy_net()
+    m = net.config.margin
+    p, r, c, s, pr = _inputs(1, 2 * m + 17, m)
+    be = TorchEager(net, "x")
+    a, b = be.run_level(p, 3, 12, r, c, s, pr), be.run_level(p, 4, 12, r, c, s, pr)
+    old = TorchEager(load_net()[0], "y")
+    a0, b0 = old.run_level(p, 3, 12, r, c, s, pr), old.run_level(p, 4, 12, r, c, s, pr)
+    assert np.abs(a - b)[:, 0].mean() > 5 * np.abs(a0 - b0)[:, 0].mean()  # the noise now matters
+    for out in (a, b):
+        assert np.array_equal(out[:, :, ::2, ::2], p[:, :, m:-m, m:-m])
+
+
+def test_refiner_with_block_noise_meets_seam_batch_nesting(tmp_path):
+    from generator.learned.refiner import LearnedRefiner
+
+    path = tmp_path / "noisy.pt"
+    save_checkpoint(make_checkpoint(_noisy_net(), {"step": 1}, half=True), path)
+    ref = LearnedRefiner("plane", checkpoint=path, backend="torch")
+    assert ref.version == load_net(path)[1] and ref.version != load_net()[1]
+    m, level, shift = ref.margin, 9, 6
+    rng = np.random.default_rng(1)
+    crop = 2 * m + 13
+    big = np.cumsum(rng.normal(0, 20, (1, 4, crop + shift, crop)), 2).astype(np.float32) + 300
+    big[:, 1:] = rng.uniform(0.1, 0.4, (1, 3, crop + shift, crop))
+    o = np.array([[2 * 137, 2 * 201]])
+    a = ref.refine(big[:, :, :crop], level, o, 5)
+    b = ref.refine(big[:, :, shift : shift + crop], level, o + [[2 * shift, 0]], 5)
+    assert np.array_equal(a[:, :, 2 * shift :], b[:, :, : a.shape[2] - 2 * shift])  # seams
+    both = ref.refine(np.concatenate([big[:, :, :crop], big[:, :, shift : shift + crop]]), level,
+                      np.concatenate([o, o + [[2 * shift, 0]]]), 5)
+    assert np.array_equal(both[:1], a) and np.array_equal(both[1:], b)  # batch
+    assert np.array_equal(a[:, :, ::2, ::2], big[:, :, m : crop - m, m:-m])  # nesting
+
+
+def test_onnx_export_of_a_block_noise_net_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from generator.learned.backends import make_backend
+    from generator.learned.onnx import export_onnx
+
+    net = _noisy_net()
+    m = net.config.margin
+    path = tmp_path / "n.onnx"
+    export_onnx(net, path)
+    p, r, c, s, pr = _inputs(2, 2 * m + 9, m)
+    want = TorchEager(net, "x").run_level(p, 3, 12, r, c, s, pr)
+    got = make_backend("onnxruntime", net, "x", onnx_path=str(path)).run_level(p, 3, 12, r, c, s, pr)
+    assert np.array_equal(got[:, :, ::2, ::2], p[:, :, m:-m, m:-m])
+    assert np.abs(got[:, 0] - want[:, 0]).max() < 1e-3
