@@ -58,7 +58,7 @@ from generator.anchors.globe import GLOBE_FILE, GLOBE_LEVEL, GlobeField
 from generator.anchors.globe import build as globe_build
 from generator.anchors.lakes import LAKES_FILE, Lakes
 from generator.anchors.lakes import build as lakes_build
-from generator.anchors.landwater import LANDWATER_FILE, RULE_VERSION, LandWater
+from generator.anchors.landwater import LANDWATER_FILE, RULE_VERSION, LandWater, land_share
 from generator.anchors.landwater import build as landwater_build
 from generator.anchors.registration import load_offset_table, offset_arcmin, sample_etopo5
 from generator.anchors.subgrid import SUBGRID_FILE, SUBGRID_VERSION, SubgridPeaks
@@ -316,15 +316,6 @@ def build_grid(data_dir: Path, offset_dir: Path = ASSETS) -> tuple[np.ndarray, n
     return np.round(height).astype(np.int16), rgb8, lw_bytes, globe_bytes, lakes_bytes
 
 
-def _land_share_px(mask_path: Path) -> np.ndarray:
-    """(2700, 5400) land share of each Blue Marble pixel (4', 8 x 8 cells of the 30" mask)."""
-    water = np.load(mask_path)["mask"]
-    out = np.empty((2700, 5400), dtype=np.float32)
-    for i in range(0, 2700, 300):  # in strips: bounded memory
-        out[i : i + 300] = (~water[i * 8 : (i + 300) * 8]).reshape(300, 8, 5400, 8).mean(axis=(1, 3))
-    return out
-
-
 def land_colour(img: np.ndarray, land: np.ndarray) -> np.ndarray:
     """(H, W, 3) colour whose every pixel is the colour of the LAND around it: land pixels (share
     >= 0.98) as they are; the others a normalised convolution of ``img`` weighted by pure-land
@@ -357,7 +348,7 @@ def build_colour(data_dir: Path) -> np.ndarray:
     lat = 90.0 - SPACING_DEG * np.arange(ROWS)
     lon = -180.0 + SPACING_DEG * np.arange(COLS)
     raw = np.asarray(Image.open(data_dir / "bluemarble.jpg").convert("RGB"), dtype=np.float64)
-    land_px = _land_share_px(data_dir / "landmask_30s.npz")
+    land_px = land_share(np.load(data_dir / "landmask_30s.npz")["mask"], 8, 300)  # per 4' pixel
     ii = np.clip((90.0 - lat) * 15.0 - 0.5, 0, raw.shape[0] - 1)
     jj = (lon + 180.0) * 15.0 - 0.5
 

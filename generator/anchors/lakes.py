@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.anchors.landwater import block_box, coast_cap
+from generator.anchors.landwater import block_box, coast_cap, land_share
 from generator.paths import read_asset
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -373,11 +373,9 @@ def build(data_dir: Path, etopo_registered, depression_5min: np.ndarray) -> byte
     data_dir = Path(data_dir)
     modis = np.load(data_dir / "modis_igbp_2019_005deg.npz")["cls"]
     water = np.load(data_dir / "landmask_30s.npz")["mask"]
-    land_share = np.empty((N_ROWS, N_COLS), dtype=np.float32)
-    for i in range(0, N_ROWS, 600):  # 6 x 6 mask cells per MODIS cell, in strips
-        land_share[i : i + 600] = (~water[i * 6 : (i + 600) * 6]).reshape(-1, 6, N_COLS, 6).mean(axis=(1, 3))
+    share = land_share(water, 6)  # 6 x 6 mask cells per MODIS cell
     del water
-    lakes = find_lakes(modis, land_share)
+    lakes = find_lakes(modis, share)
     lat = 90.0 - (np.arange(N_ROWS) + 0.5) / CELLS_PER_DEG
     lon = -180.0 + (np.arange(N_COLS) + 0.5) / CELLS_PER_DEG
     etopo = np.empty((N_ROWS, N_COLS), dtype=np.float32)
@@ -396,7 +394,7 @@ def build(data_dir: Path, etopo_registered, depression_5min: np.ndarray) -> byte
         ge[: gr * per, : gc * per].reshape(gr, per, gc, per).transpose(0, 2, 1, 3).reshape(gr, gc, -1), axis=2)
     dep = np.repeat(np.repeat(depression_5min, 5, axis=0), 5, axis=1)  # 1' cells
     dep = dep.reshape(N_ROWS, 3, N_COLS, 3).any(axis=(1, 3))  # on the 3' (0.05 deg) cells
-    surface = surface_heights(lakes, land_share, etopo, globe, dep)
+    surface = surface_heights(lakes, share, etopo, globe, dep)
     return encode(lakes, surface, lake_colours(lakes, data_dir / "bluemarble.jpg"))
 
 

@@ -65,6 +65,18 @@ def box_range(lat0: float, lat1: float, lon0: float, lon1: float, per_deg: float
             (math.floor((lon1 + 180.0) * per_deg) + margin) // block)
 
 
+def land_share(water: np.ndarray, block: int, strip: int = 600) -> np.ndarray:
+    """(R / block, C / block) float32 land share of each ``block`` x ``block`` group of cells of
+    the 30" mask ``water`` (bool, True = water: ``landmask_30s.npz``'s ``mask``), in strips of
+    ``strip`` output rows (bounded memory; the strips do not change a value)."""
+    rows, cols = water.shape[0] // block, water.shape[1] // block
+    out = np.empty((rows, cols), dtype=np.float32)
+    for i in range(0, rows, strip):
+        n = min(strip, rows - i)
+        out[i : i + n] = (~water[i * block : (i + n) * block]).reshape(n, block, cols, block).mean(axis=(1, 3))
+    return out
+
+
 def block_box(table: np.ndarray, lat0: float, lat1: float, lon0: float, lon1: float,
               cells_per_deg: int, block: int, n_rows: int) -> np.ndarray:
     """The entries of a per-block ``table`` (block rows x block cols, columns wrapping in

@@ -82,11 +82,9 @@ def sample_etopo5(z: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray
 
 def land_fraction_2min(mask_path: Path) -> np.ndarray:
     """(5400, 10800) float32 land fraction of 2' cells (4 x 4 blocks of the 30" mask); row 0 at 90 N."""
-    water = np.load(mask_path)["mask"]
-    out = np.empty((5400, 10800), dtype=np.float32)
-    for i in range(0, 5400, 600):
-        out[i : i + 600] = (~water[i * 4 : (i + 600) * 4]).reshape(600, 4, 10800, 4).mean(axis=(1, 3))
-    return out
+    from generator.anchors.landwater import land_share
+
+    return land_share(np.load(mask_path)["mask"], 4)
 
 
 def coastal_cells(frac: np.ndarray, reach: int = 2) -> np.ndarray:

@@ -172,3 +172,16 @@ def test_a_dry_grid_reads_no_lake(earth):
                 rows, cols = np.arange(65, dtype=np.int64), np.arange(65, dtype=np.int64)
                 np.testing.assert_array_equal(lakes.colour_grid(rgb, rows, cols, read), rgb)
     assert seen == {True, False}
+
+
+def test_land_share_is_the_block_mean_of_land_whatever_the_strips():
+    """The one block mean of the 30" mask (lakes' 6 x 6, registration's 4 x 4, colour's 8 x 8)."""
+    from generator.anchors.landwater import land_share
+
+    water = np.random.default_rng(3).random((36, 48)) < 0.3
+    want = (~water).reshape(6, 6, 8, 6).mean(axis=(1, 3)).astype(np.float32)
+    for strip in (1, 4, 600):
+        got = land_share(water, 6, strip)
+        assert got.dtype == np.float32 and np.array_equal(got, want)
+    assert land_share(np.zeros((8, 8), bool), 4).tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    assert land_share(np.eye(8, dtype=bool), 8)[0, 0] == np.float32(56 / 64)
