@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from refiner_contracts import assert_seam_batch_nesting
 
 from generator.learned.backends import TorchEager
 from generator.learned.checkpoint import ASSET_PATH, load_net, make_checkpoint, save_checkpoint
@@ -71,20 +72,7 @@ def test_refiner_with_block_noise_meets_seam_batch_nesting(tmp_path):
     save_checkpoint(make_checkpoint(_noisy_net(), {"step": 1}, half=True), path)
     ref = LearnedRefiner("plane", checkpoint=path, backend="torch")
     assert ref.version == load_net(path)[1] and ref.version != load_net()[1]
-    m, level, shift = ref.margin, 9, 6
-    rng = np.random.default_rng(1)
-    crop = 2 * m + 13
-    big = np.cumsum(rng.normal(0, 20, (1, 4, crop + shift, crop)), 2).astype(np.float32) + 300
-    big[:, 1:] = rng.uniform(0.1, 0.4, (1, 3, crop + shift, crop))
-    o = np.array([[2 * 137, 2 * 201]])
-    a = ref.refine(big[:, :, :crop], level, o, 5)
-    b = ref.refine(big[:, :, shift : shift + crop], level, o + [[2 * shift, 0]], 5)
-    assert np.array_equal(a[:, :, 2 * shift :], b[:, :, : a.shape[2] - 2 * shift])  # seams
-    both = ref.refine(np.concatenate([big[:, :, :crop], big[:, :, shift : shift + crop]]), level,
-                      np.concatenate([o, o + [[2 * shift, 0]]]), 5)
-    assert np.array_equal(both[:1], a) and np.array_equal(both[1:], b)  # batch
-    assert np.array_equal(a[:, :, ::2, ::2], big[:, :, m : crop - m, m:-m])  # nesting
-
+    assert_seam_batch_nesting(ref)
 
 def test_onnx_export_of_a_block_noise_net_matches_torch(tmp_path):
     pytest.importorskip("onnxruntime")

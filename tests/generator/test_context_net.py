@@ -4,6 +4,7 @@ refiner's context path (earth and plane), contracts with context, ONNX and CUDA 
 import numpy as np
 import pytest
 import torch
+from refiner_contracts import assert_seam_batch_nesting
 
 from generator.learned.backends import TorchEager, make_backend
 from generator.learned.checkpoint import ASSET_PATH, load_net, make_checkpoint, save_checkpoint
@@ -103,19 +104,7 @@ def test_refiner_context_contracts_seam_batch_nesting(ctx_ckpt, world):
     from generator.learned.refiner import LearnedRefiner
 
     ref = LearnedRefiner(world, checkpoint=ctx_ckpt, backend="torch")
-    m, level, shift = ref.margin, 9, 6
-    rng = np.random.default_rng(1)
-    crop = 2 * m + 13
-    big = np.cumsum(rng.normal(0, 20, (1, 4, crop + shift, crop)), 2).astype(np.float32) + 300
-    big[:, 1:] = rng.uniform(0.1, 0.4, (1, 3, crop + shift, crop))
-    o = np.array([[2 * 137, 2 * 201]])
-    a = ref.refine(big[:, :, :crop], level, o, 5)
-    b = ref.refine(big[:, :, shift : shift + crop], level, o + [[2 * shift, 0]], 5)
-    assert np.array_equal(a[:, :, 2 * shift :], b[:, :, : a.shape[2] - 2 * shift])
-    both = ref.refine(np.concatenate([big[:, :, :crop], big[:, :, shift : shift + crop]]), level,
-                      np.concatenate([o, o + [[2 * shift, 0]]]), 5)
-    assert np.array_equal(both[:1], a) and np.array_equal(both[1:], b)
-    assert np.array_equal(a[:, :, ::2, ::2], big[:, :, m : crop - m, m:-m])
+    assert_seam_batch_nesting(ref)
     assert ref.config()["version"] == load_net(ctx_ckpt)[1]
 
 
