@@ -123,6 +123,13 @@ class _FiveChannels(_ChunkBackend):
         return super().run_level(parents5, *args)
 
 
+class _Upsample(_ChunkBackend):
+    """A child with 4x the parents' bytes (each sample repeated 2 x 2)."""
+
+    def run_level(self, parents5, *args):
+        return np.repeat(np.repeat(parents5, 2, 2), 2, 3) + args[1]
+
+
 def test_requests_waiting_together_share_one_call_with_the_same_bytes():
     from streaming.sharedbackend import _groups
 
@@ -194,3 +201,59 @@ def test_workers_on_one_shared_backend_send_the_generator_threads_frames():
     shared, shared_model = run(frames(2, True, kill=True), timeout_s=900)
     assert shared_model == model
     assert set(shared) == set(KEYS) and all(shared[k] == thread[k] for k in KEYS)
+
+
+def test_requests_travel_through_shared_memory_with_the_same_bytes_and_fall_back_to_the_pipe(monkeypatch):
+    """A worker's arrays go through its shared-memory segment (the pipe carries a header), the
+    child comes back in it; without room in /dev/shm, or for a child larger than the segment,
+    the pipe carries them: the same bytes every way. The worker's segment is gone when it closes."""
+    import streaming.sharedbackend as sb
+
+    backend = _ChunkBackend()
+    server = BackendServer(backend)
+    rng = np.random.default_rng(1)
+    args = (rng.normal(size=(6, 5, 9, 9)).astype(np.float32), SEED, 9, np.arange(54).reshape(6, 9),
+            np.zeros((6, 9), np.int64), np.ones(6, np.float32), np.ones((6, 2), np.float32), None)
+    want = backend.run_level(*args)
+    try:
+        shm = RemoteBackend(server.connect(), server.name)
+        got = shm.run_level(*args)
+        assert shm.segment is not None and os.path.exists(f"/dev/shm/{shm.segment.name}")
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+        assert np.array_equal(shm.run_level(*args), want)  # the segment is reused
+        bad = (args[0][:, :2],) + args[1:]
+        server2 = BackendServer(_FiveChannels())
+        try:
+            r2 = RemoteBackend(server2.connect(), server2.name)
+            with pytest.raises(RuntimeError, match="5 channels"):
+                r2.run_level(*bad)
+            assert np.array_equal(r2.run_level(*args), _FiveChannels().run_level(*args))  # still serving
+            r2.close()
+        finally:
+            server2.close()
+        # a child larger than the segment: pickled back, and the segment grows for the next one
+        up = BackendServer(_Upsample())
+        try:
+            r3 = RemoteBackend(up.connect(), up.name)
+            big = (rng.normal(size=(4, 5, 300, 300)).astype(np.float32),) + args[1:3] + (
+                np.zeros((4, 300), np.int64), np.zeros((4, 300), np.int64), np.ones(4, np.float32),
+                np.ones((4, 2), np.float32), None)
+            inputs_only = sb._layout(big[:1] + big[3:])[1]
+            r3._segment_for = lambda arrays: r3.segment or setattr(r3, "segment", sb.SharedSegment.make(inputs_only)) \
+                or r3.segment  # a segment with room for the inputs only
+            assert np.array_equal(r3.run_level(*big), _Upsample().run_level(*big))
+            assert r3.segment.size >= 4 * big[0].nbytes  # grown
+            assert np.array_equal(r3.run_level(*big), _Upsample().run_level(*big))  # now through the segment
+            r3.close()
+        finally:
+            up.close()
+        name = shm.segment.name
+        shm.close()
+        assert not os.path.exists(f"/dev/shm/{name}")
+        # no room in /dev/shm: the pipe
+        monkeypatch.setattr(sb.os, "statvfs", lambda path: os.statvfs_result((4096, 4096, 10, 1, 1, 10, 1, 1, 0, 255)))
+        pipe = RemoteBackend(server.connect(), server.name)
+        assert np.array_equal(pipe.run_level(*args), want)
+        assert pipe.segment is None and not pipe.use_shm
+    finally:
+        server.close()
