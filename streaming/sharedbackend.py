@@ -141,14 +141,18 @@ def merge_unit(backend) -> int | None:
     return None
 
 
-def _groups(pending, unit):
-    """Requests that can share one call: the same seed, level, crop shape and context kind."""
-    if unit is None:
+def _groups(pending, unit, many: bool = False):
+    """Requests that can share one call: with a backend's ``run_many`` (``many``), the same crop
+    shape and context kind, any seed and level; else the same seed, level, crop shape and
+    context kind (one ``run_level`` call, padded per request to the ``unit``)."""
+    if unit is None and not many:
         return [[p] for p in pending]
     out: dict = {}
     for c, a in pending:
         parents5, seed, level, ctx = a[0], a[1], a[2], a[7] if len(a) > 7 else None
-        key = (seed, level, parents5.shape[1:], None if ctx is None else ctx.shape[1:])
+        key = (parents5.shape[1:], None if ctx is None else ctx.shape[1:])
+        if not many:
+            key = (seed, level) + key
         out.setdefault(key, []).append((c, a))
     return list(out.values())
 
@@ -168,7 +172,8 @@ def _concat(args: list, unit: int) -> tuple:
 class BackendServer:
     """Runs ``backend.run_level`` for the workers connected with ``connect()`` on its own
     thread (a GPU backend's graphs and stream stay on one thread): the requests waiting at
-    once go in one call where ``merge_unit`` allows, else one at a time."""
+    once go in one call: through the backend's ``run_many`` (any seeds and levels) where it
+    has one, else where ``merge_unit`` allows (the same seed and level), else one at a time."""
 
     def __init__(self, backend, counter=None):
         """``counter``: a shared ``multiprocessing.Value`` the calls are counted in too (the
@@ -178,6 +183,7 @@ class BackendServer:
         self.calls = 0  # requests answered
         self.merged = 0  # of them, answered by a call shared with others
         self._unit = merge_unit(backend)
+        self._many = callable(getattr(backend, "run_many", None))
         self._counter = counter
         self._conns: list[Connection] = []
         self._segments: dict = {}  # connection -> (name, SharedMemory) of its worker's segment
@@ -223,7 +229,7 @@ class BackendServer:
                     pending.append((c, self._arguments(c, msg)))
                 except Exception as exc:  # noqa: BLE001  (a request it cannot read: its own answer)
                     self._send(c, ("error", f"{type(exc).__name__}: {exc}"))
-            for group in _groups(pending, self._unit):
+            for group in _groups(pending, self._unit, self._many):
                 for c, out in zip([c for c, _ in group], self._run(group), strict=True):
                     self.calls += 1
                     if self._counter is not None:
@@ -272,6 +278,10 @@ class BackendServer:
         if len(group) > 1:
             try:
                 args = [a for _, a in group]
+                if self._many:
+                    children = self.backend.run_many(args)
+                    self.merged += len(group)
+                    return [("ok", np.ascontiguousarray(c)) for c in children]
                 sizes = [a[0].shape[0] for a in args]
                 child = self.backend.run_level(*_concat(args, self._unit))
                 self.merged += len(group)

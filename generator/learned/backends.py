@@ -6,7 +6,10 @@ numpy arrays (parents5 (B, 5, h, w) float32, rows (B, h) / cols (B, w) int64 glo
 coordinates of the parent samples, spacing_m (B,) float32, present (B, 2) float32, context
 (B, 15, h, w) float32 at the parent samples for a net that takes it, else None) returning
 (B, 5, 2(h-2m)-1, 2(w-2m)-1) float32. The torch backends also offer ``run_torch`` on device
-tensors (what a GPU server batching tiles would call, and what bench/generator.py times).
+tensors (what a GPU server batching tiles would call, and what bench/generator.py times), and
+``run_many(requests) -> [child]``: several ``run_level`` argument tuples, any seeds and levels,
+each answered exactly as alone (streaming/sharedbackend.py merges its workers' requests with it;
+the compiled backend runs them in one call).
 
 - ``torch``: eager float32, CPU or CUDA.
 - ``torch-compiled``: CUDA, fp16 trunk (float32 base and assembly), ``torch.compile`` with
@@ -49,13 +52,14 @@ def _bucket(b: int, buckets: tuple[int, ...] = BATCH_BUCKETS) -> int:
     return buckets[-1]
 
 
-def run_bucketed(run, buckets: tuple[int, ...], parents5, rows, cols, spacing_m, present, context=None):
-    """Run a fixed-batch-shape kernel on any batch: ``run(n, parents5, rows, cols, spacing_m,
-    present[, context]) -> (n, ...)`` sees batches padded (by repeating the last item) up to the
-    bucket size n; batches above the biggest bucket go in chunks of it. Returns the first b rows.
-    ``context`` (None: not passed on) is padded and chunked like the others."""
-    ts = (parents5, rows, cols, spacing_m, present) + (() if context is None else (context,))
-    b = parents5.shape[0]
+def run_bucketed(run, buckets: tuple[int, ...], *tensors):
+    """Run a fixed-batch-shape kernel on any batch: ``run(n, *tensors) -> (n, ...)`` sees
+    batches padded (by repeating the last item) up to the bucket size n; batches above the
+    biggest bucket go in chunks of it. Returns the first b rows. ``tensors``: (parents5, rows,
+    cols, spacing_m, present, ...), all batched alike; a trailing None (no context) is not
+    passed on."""
+    ts = tensors[:-1] if tensors and tensors[-1] is None else tensors
+    b = ts[0].shape[0]
     n = _bucket(b, buckets)
     if n < b:
         return torch.cat([run_bucketed(run, buckets, *(t[i : i + n] for t in ts)) for i in range(0, b, n)])
@@ -112,6 +116,10 @@ class TorchEager:
     def run_level(self, parents5, seed, level, rows, cols, spacing_m, present, context=None) -> np.ndarray:
         return run_level_on(self.device, self.run_torch, parents5, seed, level, rows, cols, spacing_m, present, context)
 
+    def run_many(self, requests: list) -> list[np.ndarray]:
+        """``run_level`` of each request (the float32 reference has no batch to share)."""
+        return [self.run_level(*a) for a in requests]
+
 
 class TorchCompiled(TorchEager):
     """CUDA, fp16 trunk, torch.compile(mode='reduce-overhead') = CUDA graphs per batch bucket."""
@@ -154,12 +162,46 @@ class TorchCompiled(TorchEager):
     @torch.no_grad()
     def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present, context=None):
         keys = torch.tensor(stream_keys(seed, level, self.k), dtype=torch.int64).to(parents5.device)
+        return self.run_keys(parents5, keys.expand(parents5.shape[0], -1), rows, cols, spacing_m, present, context)
 
-        def run(n, parents5, rows, cols, spacing_m, present, context=None):
+    @torch.no_grad()
+    def run_keys(self, parents5, keys, rows, cols, spacing_m, present, context=None):
+        """``run_torch`` with each crop's noise keys (B, K) int64: crops of any levels."""
+        def run(n, parents5, rows, cols, spacing_m, present, keys, context=None):
             # clone: CUDA-graph outputs are overwritten by the next replay (the next chunk)
             return self.compiled(parents5, keys, rows, cols, spacing_m, present, context).clone()
 
-        return run_bucketed(run, self.buckets, parents5, rows, cols, spacing_m, present, context)
+        return run_bucketed(run, self.buckets, parents5, rows, cols, spacing_m, present, keys, context)
+
+    def run_many(self, requests: list) -> list[np.ndarray]:
+        """Several requests (any seeds and levels) in one host-to-device copy, one graph replay
+        per bucket of crops and one copy back. With one bucket each request is padded to whole
+        buckets by repeating its last crop, as alone, so every crop runs in the batch it would
+        have had alone: the same bytes. Several buckets: each request alone."""
+        if len(self.buckets) != 1 or len(requests) < 2:
+            return [self.run_level(*a) for a in requests]
+        unit = self.buckets[0]
+        ctx_none = {a[7] is None if len(a) > 7 else True for a in requests}
+        if len(ctx_none) != 1 or len({a[0].shape[1:] for a in requests}) != 1:
+            return [self.run_level(*a) for a in requests]
+        sizes = [a[0].shape[0] for a in requests]
+        padded = [-(-b // unit) * unit for b in sizes]
+
+        def cat(i):
+            return np.concatenate([np.concatenate([a[i], np.repeat(a[i][-1:], n - b, 0)]) if n > b else a[i]
+                                   for a, b, n in zip(requests, sizes, padded, strict=True)])
+
+        keys = np.concatenate([np.repeat(np.asarray(stream_keys(a[1], a[2], self.k), np.int64)[None], n, 0)
+                               for a, n in zip(requests, padded, strict=True)])
+        on = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+        context = None if ctx_none == {True} else on(cat(7))
+        out = self.run_keys(on(cat(0)), on(keys), on(cat(3)), on(cat(4)), on(cat(5)), on(cat(6)), context)
+        out = out.cpu().numpy()
+        res, at = [], 0
+        for b, n in zip(sizes, padded, strict=True):
+            res.append(np.ascontiguousarray(out[at : at + b]))
+            at += n
+        return res
 
 
 class OnnxRuntime:

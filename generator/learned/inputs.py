@@ -51,10 +51,11 @@ def stream_keys(seed: int, level: int, k: int) -> list[int]:
 
 
 def noise_torch_keys(keys: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """(B, K, h, w) float32 from keys (K,) int64 as a *tensor*: the same bits as
-    :func:`noise_torch`, but traceable, so torch.compile fuses it into one kernel without
-    specialising on (seed, level). Follows generator.noise.hash_grid_torch step by step."""
-    k = keys[None, :, None]  # (1, K, 1)
+    """(B, K, h, w) float32 from keys (K,) int64, or (B, K): each crop its own (seed, level),
+    as a *tensor*: the same bits as :func:`noise_torch`, but traceable, so torch.compile fuses
+    it into one kernel without specialising on (seed, level), and crops of several levels can
+    share one call. Follows generator.noise.hash_grid_torch step by step."""
+    k = keys[:, :, None] if keys.dim() == 2 else keys[None, :, None]  # (B or 1, K, 1)
     hr = _mix_torch(rows[:, None, :] * _signed(_ROW_SALT) + k)  # (B, K, h)
     hc = _mix_torch((cols[:, None, :] * _signed(_COL_SALT)) ^ k)  # (B, K, w)
     return gauss_from_hash_torch(_mix_torch(hr[..., :, None] ^ hc[..., None, :]))  # (B, K, h, w)

@@ -115,6 +115,63 @@ def test_run_bucketed_pads_to_buckets_chunks_and_keeps_each_row(b):
     assert len(seen) == max(1, -(-b // 16))  # one call, or chunks of the biggest bucket
 
 
+def test_per_crop_noise_keys_give_each_crop_its_own_levels_noise():
+    """noise_torch_keys with keys (B, K): crop i gets exactly the noise of its own (seed, level)."""
+    from generator.learned.inputs import noise_torch, noise_torch_keys, stream_keys
+
+    rows = torch.tensor(np.arange(3 * 6).reshape(3, 6) * 2 - 9, dtype=torch.int64)
+    cols = torch.tensor(np.arange(3 * 5).reshape(3, 5) * 2 + 40, dtype=torch.int64)
+    sl = [(0, 9), (7, 12), (0, 9)]
+    keys = torch.tensor([stream_keys(sd, lv, 4) for sd, lv in sl], dtype=torch.int64)
+    got = noise_torch_keys(keys, rows, cols)
+    for i, (sd, lv) in enumerate(sl):
+        assert torch.equal(got[i], noise_torch(sd, lv, rows[i : i + 1], cols[i : i + 1], 4)[0])
+
+
+def _compiled_on_cpu(net, version, bucket):
+    """``TorchCompiled``'s batching and key handling around the eager float32 net on the CPU (the
+    real one needs CUDA): its run_level / run_many are what the GPU runs, less torch.compile."""
+    from generator.learned.backends import TorchCompiled
+    from generator.learned.inputs import noise_torch_keys
+
+    b = TorchEager(net, version)
+    b.__class__ = TorchCompiled
+    b.buckets = (bucket,)
+    model = b.net
+    b.compiled = lambda p, keys, r, c, s, pr, ctx=None: model(p, noise_torch_keys(keys, r, c), s, pr, ctx)
+    return b
+
+
+def test_run_many_answers_requests_of_any_levels_as_each_alone(net_version):
+    """The compiled backend's run_many (one copy in, one replay per bucket of crops, one copy
+    out; streaming/sharedbackend.py merges its workers' requests with it): requests of other
+    seeds, levels and sizes, each answered bit for bit as its own run_level."""
+    net, version = net_version
+    m = net.config.margin
+    backend = _compiled_on_cpu(net, version, 4)
+    reqs = []
+    for i, (b, seed, level) in enumerate([(3, 0, 9), (6, 7, 12), (1, 0, 9), (4, 0, 14)]):
+        p, r, c, s, pr = _level_inputs(b, 2 * m + 9, m, seed=i)
+        reqs.append((p, seed, level, r, c, s * (i + 1), pr, None))
+    alone = [backend.run_level(*a) for a in reqs]
+    many = backend.run_many(reqs)
+    assert [x.shape for x in many] == [x.shape for x in alone]
+    assert all(np.array_equal(x, y) for x, y in zip(many, alone, strict=True))
+    assert all(np.array_equal(x[:, :, ::2, ::2], a[0][:, :, m:-m, m:-m]) for x, a in zip(many, reqs, strict=True))
+    # and the shared backend's server merges them: one run_many for the four
+    from streaming.sharedbackend import BackendServer, _groups
+
+    server = BackendServer(backend)
+    try:
+        groups = _groups(list(enumerate(reqs)), server._unit, server._many)
+        assert [[i for i, _ in g] for g in groups] == [[0, 1, 2, 3]]
+        out = server._run(groups[0])
+        assert server.merged == 4 and all(k == "ok" and np.array_equal(x, y)
+                                          for (k, x), y in zip(out, alone, strict=True))
+    finally:
+        server.close()
+
+
 # ---- contract checks on a backend's device path (DESIGN.md 2.3; formerly bench/learned_gpu_checks.py)
 
 
@@ -174,3 +231,21 @@ def test_cuda_backends_meet_seam_batch_and_nesting_contracts(net_version, backen
     assert c["nesting_exact"]
     assert c["seam_max_m"] <= 1e-3
     assert c["batch_max_m"] <= 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compiled_run_many_is_each_request_alone_on_the_gpu(net_version):
+    """torch-compiled with one bucket (the pyramid's): requests of several seeds, levels and
+    sizes in one run_many give each request's own run_level bytes (the shared backend merges
+    its workers' requests this way)."""
+    net, version = net_version
+    m = net.config.margin
+    backend = make_backend("torch-compiled", net, version, buckets=(16,))
+    reqs = []
+    for i, (b, seed, level) in enumerate([(3, 0, 9), (20, 7, 12), (16, 0, 9), (5, 0, 14)]):
+        p, r, c, s, pr = _level_inputs(b, 2 * m + 33, m, seed=i)
+        reqs.append((p, seed, level, r, c, s * (i + 1), pr, None))
+    alone = [backend.run_level(*a) for a in reqs]
+    many = backend.run_many(reqs)
+    assert all(np.array_equal(x, y) for x, y in zip(many, alone, strict=True))
