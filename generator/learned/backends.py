@@ -162,7 +162,8 @@ class TorchCompiled(TorchEager):
     @torch.no_grad()
     def run_torch(self, parents5, seed, level, rows, cols, spacing_m, present, context=None):
         keys = torch.tensor(stream_keys(seed, level, self.k), dtype=torch.int64).to(parents5.device)
-        return self.run_keys(parents5, keys.expand(parents5.shape[0], -1), rows, cols, spacing_m, present, context)
+        keys = keys.expand(parents5.shape[0], -1).contiguous()  # one stride pattern: one graph
+        return self.run_keys(parents5, keys, rows, cols, spacing_m, present, context)
 
     @torch.no_grad()
     def run_keys(self, parents5, keys, rows, cols, spacing_m, present, context=None):
