@@ -129,6 +129,23 @@ async def saturate(url: str, keys: list[TileKey], clients: int, timeout_s: float
     return time.perf_counter() - t0, sum(r[1] for r in res), sum(r[2] for r in res)
 
 
+async def server_stats(url: str) -> dict:
+    """The server's counters (a ``stats`` message on a fresh connection)."""
+    c = TileClient(window=1, decode=False)
+    await c.connect(url)
+    try:
+        return await c.stats()
+    finally:
+        await c.close()
+
+
+def backend_counts(stats: dict) -> tuple[int, int]:
+    """(requests the generator workers sent the shared learned backend, backend calls that
+    answered them) from a server's stats message: 0, 0 without a shared backend."""
+    server = stats.get("server", stats)
+    return int(server.get("backend_requests", 0)), int(server.get("backend_calls", 0))
+
+
 def stages(world: World, refiner: str, sample: list[TileKey], step_s: float = 0.03) -> dict:
     """CPU ms per tile of each stage on ``sample`` (fresh pyramid, nothing cached; the
     encoder warmed on one tile first, as a running server is). The client stages need the
@@ -258,10 +275,12 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
         if args.warm:  # the same levels at another site, off the clock (compiled refiners' buckets)
             asyncio.run(saturate(server.url, block_keys(world, args.warm, site=WARM_SITES[world]), args.clients,
                                  args.timeout))
+        req0, calls0 = backend_counts(asyncio.run(server_stats(server.url)))
         cpu0, main0 = tree_cpu_s(server.proc.pid), proc_cpu_s(server.proc.pid)
         wall, n, nbytes = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
         cpu_s = tree_cpu_s(server.proc.pid) - cpu0
         main_s = proc_cpu_s(server.proc.pid) - main0
+        req1, calls1 = backend_counts(asyncio.run(server_stats(server.url)))
         cores = cpu_s / wall
         rss = {"main": round(rss_mb(server.proc.pid)),
                "workers": sorted(round(rss_mb(p)) for p in child_pids(server.proc.pid))}
@@ -277,10 +296,16 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
     summary["server_main_cpu_ms_per_tile"].setdefault(w, {})[r] = round(main_s * 1e3 / n, 1)
     summary["stages_ms"].setdefault(w, {})[r] = st
     summary["server_rss_mb"].setdefault(w, {})[r] = rss
+    backend = ""
+    if req1 > req0:  # the shared learned backend: round trips a tile waits for, requests per call
+        per_tile, per_call = (req1 - req0) / n, (req1 - req0) / max(calls1 - calls0, 1)
+        summary.setdefault("backend_requests_per_tile", {}).setdefault(w, {})[r] = round(per_tile, 2)
+        summary.setdefault("backend_requests_per_call", {}).setdefault(w, {})[r] = round(per_call, 2)
+        backend = f"  backend {per_tile:.2f} requests/tile, {per_call:.2f} requests/call"
     print(f"{w:6s} {r:14s} {n:5d} {n / wall:10.1f} {cores:5.2f} {cpu_s * 1e3 / n:11.1f} {main_s * 1e3 / n:8.1f} "
           f"{cn / cwall:9.1f} {nbytes / n / 1024:8.1f}  "
           + "  ".join(f"{k} {v:.1f}" for k, v in st.items() if v is not None)
-          + f"  RSS MiB main {rss['main']} workers {rss['workers']}", flush=True)
+          + f"  RSS MiB main {rss['main']} workers {rss['workers']}" + backend, flush=True)
 
 
 def main(argv=None) -> int:

@@ -175,13 +175,15 @@ class BackendServer:
     once go in one call: through the backend's ``run_many`` (any seeds and levels) where it
     has one, else where ``merge_unit`` allows (the same seed and level), else one at a time."""
 
-    def __init__(self, backend, counter=None):
-        """``counter``: a shared ``multiprocessing.Value`` the calls are counted in too (the
-        owner of a ``BackendProcess`` reads it)."""
+    def __init__(self, backend, counter=None, rounds_counter=None):
+        """``counter``, ``rounds_counter``: shared ``multiprocessing.Value``s the requests and
+        the backend calls are counted in too (the owner of a ``BackendProcess`` reads them)."""
         self.backend = backend
         self.name = getattr(backend, "name", type(backend).__name__)
         self.calls = 0  # requests answered
         self.merged = 0  # of them, answered by a call shared with others
+        self.rounds = 0  # backend calls made (run_many or run_level): requests / rounds = merging
+        self._rounds_counter = rounds_counter
         self._unit = merge_unit(backend)
         self._many = callable(getattr(backend, "run_many", None))
         self._counter = counter
@@ -278,6 +280,7 @@ class BackendServer:
         if len(group) > 1:
             try:
                 args = [a for _, a in group]
+                self._round()
                 if self._many:
                     children = self.backend.run_many(args)
                     self.merged += len(group)
@@ -295,10 +298,17 @@ class BackendServer:
         out = []
         for _, args in group:
             try:
+                self._round()
                 out.append(("ok", np.ascontiguousarray(self.backend.run_level(*args))))
             except Exception as exc:  # noqa: BLE001  (the worker raises it for its block)
                 out.append(("error", f"{type(exc).__name__}: {exc}"))
         return out
+
+    def _round(self) -> None:
+        self.rounds += 1
+        if self._rounds_counter is not None:
+            with self._rounds_counter.get_lock():
+                self._rounds_counter.value += 1
 
     def _drop(self, c: Connection) -> None:
         with self._lock:
@@ -329,15 +339,17 @@ class BackendProcess:
     """A ``BackendServer`` in a process of its own: ``make_backend()`` (picklable) builds the
     backend there; workers connect to it on a Unix socket (``connect()`` gives the address
     and key a worker's ``RemoteBackend`` dials). Started and ready when the constructor
-    returns; ``calls`` counts the backend calls; ``close()`` stops it."""
+    returns; ``calls`` counts the requests answered and ``rounds`` the backend calls made for
+    them; ``close()`` stops it."""
 
     def __init__(self, make_backend, start_timeout_s: float = 600.0):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self._counter = ctx.Value("q", 0)
+        self._rounds = ctx.Value("q", 0)
         ours, theirs = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_backend_main, args=(theirs, make_backend, self._counter),
+        self.proc = ctx.Process(target=_backend_main, args=(theirs, make_backend, self._counter, self._rounds),
                                 name="worldstream-backend", daemon=True)
         self.proc.start()
         theirs.close()
@@ -358,7 +370,13 @@ class BackendProcess:
 
     @property
     def calls(self) -> int:
+        """Requests answered."""
         return int(self._counter.value)
+
+    @property
+    def rounds(self) -> int:
+        """Backend calls made for them (fewer than ``calls`` where requests shared a call)."""
+        return int(self._rounds.value)
 
     def connect(self) -> tuple[str, bytes]:
         """What a worker's ``RemoteBackend`` dials: (socket address, key)."""
@@ -372,12 +390,12 @@ class BackendProcess:
             self.proc.join(5.0)
 
 
-def _backend_main(control: Connection, make_backend, counter) -> None:
+def _backend_main(control: Connection, make_backend, counter, rounds=None) -> None:
     """The backend process: build the backend, serve every connection until the owner goes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the owner stops us
     try:
         key = os.urandom(16)
-        server = BackendServer(make_backend(), counter)
+        server = BackendServer(make_backend(), counter, rounds)
         listener = connection.Listener(family="AF_UNIX", authkey=key)
     except BaseException as exc:  # noqa: BLE001  (reported to the owner, which raises)
         control.send(("failed", f"{type(exc).__name__}: {exc}"))

@@ -219,6 +219,8 @@ class ServiceStats:
     trim_s: float = 0.0  # seconds the generator thread spent in them
     worker_restarts: int = 0  # generator worker processes started again after they died (``remote``)
     stolen: int = 0  # batches an idle worker took from a busy worker's queue (``remote``)
+    backend_requests: int = 0  # requests the workers sent the shared learned backend (``remote``)
+    backend_calls: int = 0  # backend calls that answered them (several requests can share one)
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -408,6 +410,7 @@ class TileService:
 
     def stats(self) -> ServiceStats:
         n = self._n
+        backend = None if self.remote is None else getattr(self.remote, "backend", None)
         return ServiceStats(
             requests=n["requests"],
             lru_hits=n["lru_hits"],
@@ -429,6 +432,8 @@ class TileService:
             trim_s=self._trimmer.seconds,
             worker_restarts=0 if self.remote is None else self.remote.restarts,
             stolen=n["stolen"],
+            backend_requests=int(getattr(backend, "calls", 0)),
+            backend_calls=int(getattr(backend, "rounds", 0)),
         )
 
     # -- pipeline ------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def test_a_backend_process_answers_what_the_backend_answers_and_stops_when_close
         with pytest.raises(RuntimeError, match="shared backend failed"):
             a.run_level(*((args[0][:, :2],) + args[1:]))
         assert np.array_equal(a.run_level(*args), want)  # still serving
-        assert proc.calls == 4
+        assert proc.calls == 4 and proc.rounds == 4  # one at a time here: no two waited together
         with pytest.raises(Exception):  # noqa: B017  (the wrong key: refused at the handshake)
             RemoteBackend((proc.address, b"not the key"), proc.name)
         assert np.array_equal(b.run_level(*args), want)
@@ -152,6 +152,7 @@ def test_requests_waiting_together_share_one_call_with_the_same_bytes():
                 got[i] = out
                 assert kind == "ok"
         assert backend.calls == 3 and server.merged == 3  # the three level-9 requests: one call
+        assert server.rounds == 3
         assert all(np.array_equal(got[i], alone[i]) for i in range(len(reqs)))
         bad = (reqs[0][0][:, :2],) + reqs[0][1:]  # a request the backend cannot run: its own error
         server2 = BackendServer(_FiveChannels())
@@ -186,6 +187,9 @@ def test_workers_on_one_shared_backend_send_the_generator_threads_frames():
             remote = server.service.remote
             if remote is not None:
                 assert remote.backend is not None and remote.backend.calls > 0  # the workers called it
+                st = server.service.stats()
+                assert st.backend_requests == remote.backend.calls > 0
+                assert 0 < st.backend_calls <= st.backend_requests
                 if kill:  # a worker killed: its replacement connects to the backend anew
                     victim = remote._workers[remote.shard_of(KEYS[1])].proc.pid
                     os.kill(victim, signal.SIGKILL)
