@@ -54,6 +54,25 @@ def worker_source(world: str, seed: int, refiner: str | None, cache_bytes: int |
     return pyr.tiles, pyr.prepare, pyr.model_id
 
 
+WARM_KEY = (ANCHOR_LEVEL + 3, 0, 0)
+"""The tile a compiled model makes before the server serves (its graphs built, as the workers do)."""
+
+
+def warm_compiled(pyr) -> tuple | None:
+    """Make one tile 3 levels under the anchor when ``pyr``'s refiner runs a compiled backend
+    (torch-compiled, TensorRT), so its graphs are built before the first request: on an H100
+    the thread server's first view otherwise waited behind torch.compile, and the real-time
+    flight's 10 s loading screen timed out (docs/BENCHMARKS.md, 2026-12-06). The key, or None
+    (nothing to warm)."""
+    from runtime.tiles import TileKey
+
+    name = getattr(getattr(pyr.refiner, "backend", None), "name", "")
+    if name not in ("torch-compiled", "tensorrt"):
+        return None
+    pyr.tiles([TileKey(*WARM_KEY)])
+    return WARM_KEY
+
+
 def learned_backend(world: str, refiner: str = "learned"):
     """The backend of ``refiner`` (a learned one) for ``world``, as ``open_world`` builds it:
     a ``streaming.sharedbackend.BackendProcess``'s ``make_backend`` (with functools.partial)."""
@@ -185,7 +204,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
                                    backend_name=None if backend is None else backend.name)
         # A compiled model builds its graphs on first use: in the warm-up, one worker first
         # (the others then load torch's cached compile instead of compiling at once).
-        warm = ((ANCHOR_LEVEL + 3, 0, 0),) if compiled else ()
+        warm = (WARM_KEY,) if compiled else ()
         remote = GenProcs(gen_procs, GenSpec(world.value, opener, cfg.error_scale, cfg.step_s,
                                              warm_keys=warm, first_alone=compiled),
                           backend=backend,
@@ -197,6 +216,8 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         from streaming.procencode import ProcessEncoder
 
         encode = ProcessEncoder(mesh_procs, cfg.error_scale)
+    if not gen_procs:
+        warm_compiled(pyr)
     service = TileService(world, source, cfg, store=store, encode=encode, prepare=pyr.prepare, remote=remote)
     heights = HeightService(world, service.fields, HeightConfig(max_level=limits.max_level,
                                                                 max_tiles=limits.max_height_tiles),

@@ -261,3 +261,18 @@ def test_requests_travel_through_shared_memory_with_the_same_bytes_and_fall_back
         assert pipe.segment is None and not pipe.use_shm
     finally:
         server.close()
+
+
+def test_a_compiled_model_builds_its_graphs_before_the_thread_server_serves():
+    """build_server's thread path warms a compiled backend (the first view waited behind
+    torch.compile on an H100); CPU refiners have nothing to build and are not asked."""
+    from types import SimpleNamespace
+
+    from streaming.cli.compose import WARM_KEY, open_world, warm_compiled
+
+    pyr = open_world(World.PLANE, SEED, "fractal")
+    assert warm_compiled(pyr) is None and pyr.blocks_computed == 0
+    # the same pyramid seen with the backend name LearnedRefiner reports on a GPU
+    gpu_like = SimpleNamespace(refiner=SimpleNamespace(backend=SimpleNamespace(name="torch-compiled")), tiles=pyr.tiles)
+    assert warm_compiled(gpu_like) == WARM_KEY
+    assert pyr.blocks_computed > 0  # the tile under the anchor was made
