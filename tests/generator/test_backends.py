@@ -142,6 +142,16 @@ def _compiled_on_cpu(net, version, bucket):
     return b
 
 
+def _mixed_requests(specs, crop: int, margin: int) -> list[tuple]:
+    """run_level argument tuples, one per (batch, seed, level) of ``specs``, each its own inputs
+    and spacing."""
+    reqs = []
+    for i, (b, seed, level) in enumerate(specs):
+        p, r, c, s, pr = _level_inputs(b, crop, margin, seed=i)
+        reqs.append((p, seed, level, r, c, s * (i + 1), pr, None))
+    return reqs
+
+
 def test_run_many_answers_requests_of_any_levels_as_each_alone(net_version):
     """The compiled backend's run_many (one copy in, one replay per bucket of crops, one copy
     out; streaming/sharedbackend.py merges its workers' requests with it): requests of other
@@ -149,10 +159,7 @@ def test_run_many_answers_requests_of_any_levels_as_each_alone(net_version):
     net, version = net_version
     m = net.config.margin
     backend = _compiled_on_cpu(net, version, 4)
-    reqs = []
-    for i, (b, seed, level) in enumerate([(3, 0, 9), (6, 7, 12), (1, 0, 9), (4, 0, 14)]):
-        p, r, c, s, pr = _level_inputs(b, 2 * m + 9, m, seed=i)
-        reqs.append((p, seed, level, r, c, s * (i + 1), pr, None))
+    reqs = _mixed_requests([(3, 0, 9), (6, 7, 12), (1, 0, 9), (4, 0, 14)], 2 * m + 9, m)
     alone = [backend.run_level(*a) for a in reqs]
     many = backend.run_many(reqs)
     assert [x.shape for x in many] == [x.shape for x in alone]
@@ -242,10 +249,7 @@ def test_compiled_run_many_is_each_request_alone_on_the_gpu(net_version):
     net, version = net_version
     m = net.config.margin
     backend = make_backend("torch-compiled", net, version, buckets=(16,))
-    reqs = []
-    for i, (b, seed, level) in enumerate([(3, 0, 9), (20, 7, 12), (16, 0, 9), (5, 0, 14)]):
-        p, r, c, s, pr = _level_inputs(b, 2 * m + 33, m, seed=i)
-        reqs.append((p, seed, level, r, c, s * (i + 1), pr, None))
+    reqs = _mixed_requests([(3, 0, 9), (20, 7, 12), (16, 0, 9), (5, 0, 14)], 2 * m + 33, m)
     alone = [backend.run_level(*a) for a in reqs]
     many = backend.run_many(reqs)
     assert all(np.array_equal(x, y) for x, y in zip(many, alone, strict=True))
