@@ -108,6 +108,9 @@ class Pyramid:
         # per fresh plane tile, budget-sized ones 8).
         self.step_blocks = 2
         self._block_s: dict[int, float] = {}  # level -> moving average of ``prepare`` seconds per block
+        # ``prepare`` plans a batch's keys together (one refiner call per level and chunk for
+        # all of them) where a call is a GPU round trip (LearnedRefiner.prefers_batches)
+        self.prepare_together = bool(getattr(self.refiner, "prefers_batches", False))
         self._lock = threading.Lock()  # the cache is shared state: one request computes at a time
 
     # ------------------------------------------------------------ public API
@@ -124,7 +127,7 @@ class Pyramid:
         return [self._fields(k, fields[k]) for k in keys]
 
     def prepare(self, keys: Iterable[TileKey], budget_s: float,
-                clock=time.thread_time) -> list[tuple[bool, float]]:
+                clock=time.thread_time, together: bool | None = None) -> list[tuple[bool, float]]:
         """Compute the blocks ``keys`` will need, key by key in the given order, coarse
         level first, ``step_blocks`` blocks at a time, until done or ``budget_s`` seconds
         of ``clock`` (default: this thread's CPU time, so a step's work does not shrink
@@ -136,8 +139,17 @@ class Pyramid:
         generator (streaming/tileservice.py) runs a deep fresh tile as several short calls
         and lets other clients' keys in between. Values are unchanged: a block is a pure
         function of its index, only *when* it is computed moves (a block evicted between
-        calls is recomputed by the next call or by ``tiles``)."""
+        calls is recomputed by the next call or by ``tiles``).
+
+        ``together`` (default ``prepare_together``): plan every key's blocks at once, coarse
+        level first, so each level's missing blocks of the whole batch go in chunks of up to
+        ``_MAX_BATCH_BLOCKS`` (one refiner call each) instead of key by key; a key is done when
+        its blocks are all held, and the seconds are shared evenly. For a refiner whose call is a
+        round trip to a GPU: a batch of 16 sibling tiles in a new region asked each level's
+        blocks key by key, ~3 calls a tile (docs/BENCHMARKS.md, 2026-12-06)."""
         keys = [validate_key(self.world, k) for k in keys]
+        if (self.prepare_together if together is None else together) and len(keys) > 1:
+            return self._prepare_together(keys, budget_s, clock)
         t0 = clock()
         out: list[tuple[bool, float]] = []
         worked = False  # every call computes at least one chunk, however small the budget
@@ -162,6 +174,31 @@ class Pyramid:
                         break
                 out.append((done, clock() - t_key))
         return out
+
+    def _prepare_together(self, keys: list[TileKey], budget_s: float, clock) -> list[tuple[bool, float]]:
+        """``prepare`` of a batch as one plan (see there)."""
+        t0 = clock()
+        worked = stopped = False
+        with self._lock:
+            for level, ids in self._plan(keys):
+                i = 0
+                while i < len(ids):
+                    t_chunk = clock()
+                    if worked and t_chunk - t0 >= budget_s:
+                        stopped = True
+                        break
+                    chunk = ids[i : i + self._chunk_blocks(level, budget_s - (t_chunk - t0))]
+                    self._ensure(level, set(chunk))
+                    per_block = (clock() - t_chunk) / len(chunk)
+                    old = self._block_s.get(level)
+                    self._block_s[level] = per_block if old is None else 0.7 * old + 0.3 * per_block
+                    i += len(chunk)
+                    worked = True
+                if stopped:
+                    break
+            done = [not self._plan([k]) for k in keys] if stopped else [True] * len(keys)
+        share = (clock() - t0) / len(keys)
+        return [(d, share) for d in done]
 
     def _chunk_blocks(self, level: int, left_s: float) -> int:
         """Blocks of ``level`` in the next ``prepare`` chunk: as many as ``left_s`` seconds fit

@@ -70,6 +70,9 @@ class LearnedRefiner:
                 backend_options.setdefault("buckets", (16,))
             backend = make_backend(backend, self.net, self.version, device=device, **backend_options)
         self.backend = backend
+        # a call is a GPU round trip (here or in the shared backend process): the pyramid plans
+        # a batch's blocks together (generator.pyramid.Pyramid.prepare_together)
+        self.prefers_batches = getattr(backend, "name", "") in ("torch-compiled", "tensorrt")
 
     def config(self) -> dict:
         """JSON-able; enters the pyramid's model id. The backend enters it too: fp16 on the GPU

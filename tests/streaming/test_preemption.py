@@ -289,3 +289,42 @@ def test_connection_churn_cannot_starve_a_lane_that_stays():
             assert worst <= max_between and served_good >= 120, (worst, served_good)
         else:  # the starvation the debit prevents
             assert served_good <= 1, served_good
+
+
+def _counting(pyr):
+    """Count ``pyr``'s refiner calls (each a GPU round trip for a compiled learned refiner)."""
+    calls = []
+    refine = pyr.refiner.refine
+    pyr.refiner.refine = lambda parents, *a: calls.append(len(parents)) or refine(parents, *a)
+    return calls
+
+
+def test_prepare_together_plans_a_batch_at_once_with_fewer_calls_and_the_same_bytes():
+    """A 4 x 4 group of sibling tiles in a new region: planned together, each level's missing
+    blocks go in chunks of up to 64 (one refiner call each) instead of key by key; every key is
+    done, and the tiles are the bytes of tiles() alone. With a budget of 0 s it advances a
+    chunk a call and says which keys are done."""
+    keys = [TileKey(12, 5000 + i, -3000 + j) for i in range(4) for j in range(4)]
+    apart, together, whole = (open_world("plane", 0, "fractal") for _ in range(3))
+    assert not apart.prepare_together  # the CPU refiners: key by key, as before
+    plan = together._plan(keys)
+    n_apart, n_together = _counting(apart), _counting(together)
+    assert all(done for done, _ in apart.prepare(keys, budget_s=60.0))
+    res = together.prepare(keys, budget_s=60.0, together=True)
+    assert all(done for done, _ in res) and len({s for _, s in res}) == 1  # the seconds shared evenly
+    assert together.blocks_computed == apart.blocks_computed  # the same blocks
+    # fewer, larger calls: per level a first chunk that measures it, then chunks of up to 64
+    assert len(n_together) <= sum(1 + -(-len(ids) // 64) for _, ids in plan) and 3 * len(n_together) <= len(n_apart)
+    want = whole.tiles(keys)
+    for got in (together.tiles(keys), apart.tiles(keys)):
+        assert all(g.height.tobytes() == w.height.tobytes() and g.rgb.tobytes() == w.rgb.tobytes()
+                   for g, w in zip(got, want, strict=True))
+    stepped = open_world("plane", 0, "fractal")
+    steps = 0
+    while True:
+        steps += 1
+        out = stepped.prepare(keys, budget_s=0.0, together=True)  # one chunk a call
+        if all(done for done, _ in out):
+            break
+        assert not all(done for done, _ in out[:1]) or steps > 1
+    assert steps > 3 and stepped.blocks_computed == apart.blocks_computed
