@@ -12,8 +12,13 @@ OUT=${OUT:-out/device}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 3
 { [ -f .nb/all.txz ] || { [ -f .nb2/part.01 ] && [ -f /tmp/nb/part.00 ]; }; } && source bench/numba_carry.sh device
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+# the viewer's client imports moderngl even GL-free: a missing wheel fails every flight at import
+python3 -c "import websockets, trimesh, moderngl" || { echo "carry .whl with the cp312 wheels of websockets, trimesh, moderngl and glcontext"; exit 3; }
 { date -u; nvidia-smi -L; nproc; } 2>&1 | tee "$OUT/realtime.log"
+rc=0
 for r in ${REFINERS:-learned fractal}; do
   timeout ${RUN_S:-270} python3 bench/realtime.py --quick --no-gl --no-sim --refiner "$r" \
     --mesh-procs ${MESH_PROCS:-0} --gen-procs ${GEN_PROCS:-auto} ${EXTRA:-} 2>&1 | tee "$OUT/realtime_$r.log" | tail -n 30
+  s=${PIPESTATUS[0]}; [ "$s" = 0 ] || { echo "realtime $r rc=$s"; rc=$s; }
 done
+exit $rc

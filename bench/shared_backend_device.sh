@@ -27,5 +27,6 @@ echo "throughput rc=${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$OUT/throughput.l
 kill $MON 2>/dev/null
 grep '^{' "$OUT/throughput.log" | tail -n 1 > "$OUT/throughput.json"
 [ "${RT:-0}" = 1 ] || exit 0
+python3 -c "import moderngl" || { echo "RT=1 needs the moderngl and glcontext wheels in .whl"; exit 3; }
 timeout ${RT_S:-240} python3 bench/realtime.py --quick --no-gl --no-sim --refiner learned --gen-procs $GEN 2>&1 \
   | tee "$OUT/realtime.log" | tail -n 30
