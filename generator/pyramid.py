@@ -148,57 +148,39 @@ class Pyramid:
         round trip to a GPU: a batch of 16 sibling tiles in a new region asked each level's
         blocks key by key, ~3 calls a tile (docs/BENCHMARKS.md, 2026-12-06)."""
         keys = [validate_key(self.world, k) for k in keys]
-        if (self.prepare_together if together is None else together) and len(keys) > 1:
-            return self._prepare_together(keys, budget_s, clock)
         t0 = clock()
         out: list[tuple[bool, float]] = []
         worked = False  # every call computes at least one chunk, however small the budget
         with self._lock:
+            if (self.prepare_together if together is None else together) and len(keys) > 1:
+                done, _ = self._compute(self._plan(keys), t0, budget_s, clock, worked)
+                done = [True] * len(keys) if done else [not self._plan([k]) for k in keys]
+                share = (clock() - t0) / len(keys)
+                return [(d, share) for d in done]
             for key in keys:
-                t_key, done = clock(), True
-                for level, ids in self._plan([key]):
-                    i = 0
-                    while i < len(ids):
-                        t_chunk = clock()
-                        if worked and t_chunk - t0 >= budget_s:
-                            done = False
-                            break
-                        chunk = ids[i : i + self._chunk_blocks(level, budget_s - (t_chunk - t0))]
-                        self._ensure(level, set(chunk))
-                        per_block = (clock() - t_chunk) / len(chunk)
-                        old = self._block_s.get(level)
-                        self._block_s[level] = per_block if old is None else 0.7 * old + 0.3 * per_block
-                        i += len(chunk)
-                        worked = True
-                    if not done:
-                        break
+                t_key = clock()
+                done, worked = self._compute(self._plan([key]), t0, budget_s, clock, worked)
                 out.append((done, clock() - t_key))
         return out
 
-    def _prepare_together(self, keys: list[TileKey], budget_s: float, clock) -> list[tuple[bool, float]]:
-        """``prepare`` of a batch as one plan (see there)."""
-        t0 = clock()
-        worked = stopped = False
-        with self._lock:
-            for level, ids in self._plan(keys):
-                i = 0
-                while i < len(ids):
-                    t_chunk = clock()
-                    if worked and t_chunk - t0 >= budget_s:
-                        stopped = True
-                        break
-                    chunk = ids[i : i + self._chunk_blocks(level, budget_s - (t_chunk - t0))]
-                    self._ensure(level, set(chunk))
-                    per_block = (clock() - t_chunk) / len(chunk)
-                    old = self._block_s.get(level)
-                    self._block_s[level] = per_block if old is None else 0.7 * old + 0.3 * per_block
-                    i += len(chunk)
-                    worked = True
-                if stopped:
-                    break
-            done = [not self._plan([k]) for k in keys] if stopped else [True] * len(keys)
-        share = (clock() - t0) / len(keys)
-        return [(d, share) for d in done]
+    def _compute(self, plan, t0: float, budget_s: float, clock, worked: bool) -> tuple[bool, bool]:
+        """Compute ``plan``'s blocks (``_plan``), coarse level first, in chunks sized by the
+        budget left since ``t0``, until done or over budget (after at least one chunk of the
+        whole call: ``worked``). Returns (every block computed, worked)."""
+        for level, ids in plan:
+            i = 0
+            while i < len(ids):
+                t_chunk = clock()
+                if worked and t_chunk - t0 >= budget_s:
+                    return False, worked
+                chunk = ids[i : i + self._chunk_blocks(level, budget_s - (t_chunk - t0))]
+                self._ensure(level, set(chunk))
+                per_block = (clock() - t_chunk) / len(chunk)
+                old = self._block_s.get(level)
+                self._block_s[level] = per_block if old is None else 0.7 * old + 0.3 * per_block
+                i += len(chunk)
+                worked = True
+        return True, worked
 
     def _chunk_blocks(self, level: int, left_s: float) -> int:
         """Blocks of ``level`` in the next ``prepare`` chunk: as many as ``left_s`` seconds fit
