@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The shared learned backend with its shared-memory transport on a leased GPU machine (issue 15:
 # ">= 2,000 uncached tiles/s" and "teleport <= 0.3 s" with the learned refiner). One call:
+#   0. TESTS=1 (default): the GPU-only tests first, so a broken compiled path fails in a minute;
 #   1. bench/backend_transport.py: pipe against shared memory, 1 / 4 / 12 clients (no network);
 #   2. bench/throughput.py, learned refiner, both worlds: the thread server (+ MESH_PROCS mesh
 #      processes) against GEN_PROCS generator processes calling the one backend process (the
 #      same run and card);
 #   3. RT=1: bench/realtime.py --refiner learned with --gen-procs GEN_PROCS (the thread server's
 #      flights are bench/realtime_device.sh).
-# Carry .whl (websockets, trimesh) and .nb (numba, bench/numba_carry.sh). Writes transport.log,
-# throughput.log, throughput.json, monitor.log and realtime.log to $OUT.
+# Carry .whl (websockets, trimesh; moderngl, glcontext for RT=1) and .nb (numba,
+# bench/numba_carry.sh). Writes gpu_tests.log, transport.log, throughput.log (its rows end with
+# the backend's requests per tile and per call), throughput.json, monitor.log and realtime.log
+# to $OUT. ~8 min with TESTS=1 and RT=0.
 #   bash bench/shared_backend_device.sh
 set -uo pipefail
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
@@ -16,6 +19,11 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 [ -f .nb/all.txz ] && source bench/numba_carry.sh device
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 { date -u; nvidia-smi -L; nproc; df -h /dev/shm; } 2>&1 | tee "$OUT/transport.log"
+if [ "${TESTS:-1}" = 1 ]; then
+  timeout 200 python3 -m pytest -q -m gpu -p no:cacheprovider tests/generator/test_backends.py tests/generator/test_gpu.py \
+    2>&1 | tee "$OUT/gpu_tests.log" | tail -n 5
+  [ "${PIPESTATUS[0]}" = 0 ] || { echo "GPU tests failed: no benchmark"; exit 4; }
+fi
 timeout 120 python3 bench/backend_transport.py --clients 1 4 12 --seconds 3 2>&1 | tee -a "$OUT/transport.log"
 GEN=${GEN_PROCS:-12}
 (while sleep 10; do date -u +%T; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
