@@ -30,7 +30,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from generator.learned.backends import BackendUnavailable, make_backend  # noqa: E402
+from generator.learned.backends import COMPILED, BackendUnavailable, make_backend  # noqa: E402
 from generator.learned.checkpoint import ASSET_PATH, load_net  # noqa: E402
 from generator.learned.inputs import noise_coords, noise_torch, noise_torch_keys, stream_keys  # noqa: E402
 from runtime.tiles import T, spacing_m  # noqa: E402
@@ -67,7 +67,7 @@ def _time(fn, sync, min_s: float, min_reps: int = 3) -> float:
 def bench_learned(name, net, version, args, rng) -> dict:
     m = net.config.margin
     crop = T // 2 + 1 + 2 * m
-    dev = "cuda" if name in ("torch-compiled", "tensorrt") else args.device
+    dev = "cuda" if name in COMPILED else args.device
     batch = args.batch if dev == "cuda" else args.cpu_batch
     opts = {"device": dev}
     if name == "tensorrt":

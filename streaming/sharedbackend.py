@@ -40,7 +40,6 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 _ALIGN = 64  # bytes: each array of a request starts on a cache line
-_ARRAYS = ("parents5", "rows", "cols", "spacing_m", "present", "context")  # run_level's arrays, in order
 SHM_DIR = "/dev/shm"
 
 
@@ -57,10 +56,12 @@ def _layout(arrays) -> tuple[list, int]:
 
 
 class SharedSegment:
-    """A worker's POSIX shared-memory segment (``multiprocessing.shared_memory``): created here,
-    grown by replacing it, unlinked on ``close()`` (and by multiprocessing's resource tracker if
-    the process dies). ``make`` returns None where /dev/shm has not twice the room (a full
-    tmpfs answers a write with SIGBUS, not an error) or segments cannot be made."""
+    """A POSIX shared-memory segment (``multiprocessing.shared_memory``) holding a request's arrays
+    and its child. A worker ``make``s its own, grows it by replacing it and unlinks it on
+    ``close()`` (multiprocessing's resource tracker does if the process dies); the server
+    ``attach``es by name and closes its view, unlinking only when the worker is gone. ``make``
+    returns None where /dev/shm has not twice the room (a full tmpfs answers a write with SIGBUS,
+    not an error) or segments cannot be made."""
 
     def __init__(self, shm):
         self.shm = shm
@@ -78,6 +79,15 @@ class SharedSegment:
         except (OSError, ValueError):
             return None
 
+    @classmethod
+    def attach(cls, name: str):
+        """The server's view of a worker's segment. Workers and the backend process are children
+        of the server, so they share multiprocessing's resource tracker: the attach registers the
+        name again (a set: no-op) and the unlink unregisters it; nothing is left behind."""
+        from multiprocessing import shared_memory
+
+        return cls(shared_memory.SharedMemory(name=name))
+
     @property
     def name(self) -> str:
         return self.shm.name
@@ -87,46 +97,33 @@ class SharedSegment:
         return self.shm.size
 
     def write(self, arrays) -> list:
-        """Copy ``arrays`` (numpy or None) in; their specs (``_layout``)."""
+        """Copy ``arrays`` (numpy or None) in, packed from the start; their specs (``_layout``)."""
         specs, _ = _layout(arrays)
         for a, spec in zip(arrays, specs, strict=True):
             if a is not None:
                 np.ndarray(a.shape, a.dtype, self.shm.buf, spec[2])[...] = a
         return specs
 
+    def views(self, specs) -> list:
+        """The arrays of ``specs`` in place (None where a spec is None)."""
+        return [None if sp is None else np.ndarray(tuple(sp[1]), np.dtype(sp[0]), self.shm.buf, sp[2]) for sp in specs]
+
     def read(self, dtype: str, shape, offset: int) -> np.ndarray:
         """A copy of the array at ``offset`` (the segment is overwritten by the next request)."""
-        return np.array(np.ndarray(tuple(shape), np.dtype(dtype), self.shm.buf, offset))
+        return np.array(self.views([(dtype, shape, offset)])[0])
 
-    def close(self) -> None:
+    def close(self, unlink: bool = True) -> None:
+        """Close this view and, with ``unlink``, remove the segment (a worker's own, or a gone
+        worker's on the server)."""
         try:
             self.shm.close()
-            self.shm.unlink()
-        except (OSError, BufferError):
+        except (OSError, BufferError):  # a view still alive: the mapping goes with the last of them
             pass
-
-
-def _attach(name: str):
-    """The server's view of a worker's segment. Workers and the backend process are children of
-    the server, so they share multiprocessing's resource tracker: the attach registers the name
-    again (a set: no-op) and the worker's unlink unregisters it; nothing is left behind."""
-    from multiprocessing import shared_memory
-
-    return shared_memory.SharedMemory(name=name)
-
-
-def _close_view(shm, unlink: bool = False) -> None:
-    """Close the server's view of a segment; ``unlink`` when its worker is gone (a killed worker
-    cannot: its segment would stay in /dev/shm until the server's resource tracker ends)."""
-    try:
-        shm.close()
-    except (OSError, BufferError):  # a view still alive: the mapping goes with the last of them
-        pass
-    if unlink:
-        try:
-            shm.unlink()
-        except OSError:  # the worker unlinked it first
-            pass
+        if unlink:
+            try:
+                self.shm.unlink()
+            except OSError:  # unlinked already (the worker, or the server for a gone worker)
+                pass
 
 
 def merge_unit(backend) -> int | None:
@@ -188,7 +185,7 @@ class BackendServer:
         self._many = callable(getattr(backend, "run_many", None))
         self._counter = counter
         self._conns: list[Connection] = []
-        self._segments: dict = {}  # connection -> (name, SharedMemory) of its worker's segment
+        self._segments: dict = {}  # connection -> its worker's SharedSegment (attached)
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()  # a new connection or close() wakes the wait
         self._closed = False
@@ -246,26 +243,20 @@ class BackendServer:
             return msg
         _, name, seed, level, specs = msg
         seg = self._segments.get(c)
-        if seg is None or seg[0] != name:  # the worker's first request, or it grew its segment
+        if seg is None or seg.name != name:  # the worker's first request, or it grew its segment
             if seg is not None:
-                _close_view(seg[1])
-            seg = (name, _attach(name))
-            self._segments[c] = seg
-        buf = seg[1].buf
-        a = [None if sp is None else np.ndarray(tuple(sp[1]), np.dtype(sp[0]), buf, sp[2]) for sp in specs]
+                seg.close(unlink=False)  # the worker unlinked it
+            seg = self._segments[c] = SharedSegment.attach(name)
+        a = seg.views(specs)
         return (a[0], seed, level, a[1], a[2], a[3], a[4], a[5])
 
     def _reply(self, c: Connection, out) -> tuple:
         """A shared-memory request's child goes back at its segment's start when it fits
         (("ok-shm", dtype, shape, 0)); else pickled, as on the pipe."""
         seg = self._segments.get(c)
-        if seg is None or out[0] != "ok":
+        if seg is None or out[0] != "ok" or out[1].nbytes > seg.size:
             return out
-        child = out[1]
-        if child.nbytes > seg[1].size:
-            return out
-        np.ndarray(child.shape, child.dtype, seg[1].buf, 0)[...] = child
-        return ("ok-shm", child.dtype.str, child.shape, 0)
+        return ("ok-shm", *seg.write([out[1]])[0])
 
     def _send(self, c: Connection, msg) -> None:
         try:
@@ -316,7 +307,7 @@ class BackendServer:
                 self._conns.remove(c)
         seg = self._segments.pop(c, None)
         if seg is not None:
-            _close_view(seg[1], unlink=True)  # its worker is gone
+            seg.close()  # its worker is gone
         c.close()
 
     def close(self) -> None:
@@ -328,8 +319,8 @@ class BackendServer:
         self._thread.join(10.0)
         for c in self._conns:
             c.close()
-        for _, shm in self._segments.values():
-            _close_view(shm, unlink=True)
+        for seg in self._segments.values():
+            seg.close()
         self._segments.clear()
         os.close(self._wake_r)
         os.close(self._wake_w)

@@ -33,6 +33,9 @@ import torch
 from generator.learned.inputs import noise_numpy, noise_torch, noise_torch_keys, stream_keys
 from generator.learned.model import RefinerNet
 
+COMPILED = ("torch-compiled", "tensorrt")
+"""The GPU backends that build graphs on first use and make every call a round trip to the card."""
+
 BATCH_BUCKETS = (1, 4, 16, 64, 256)
 """Fixed batch sizes of the compiled / TensorRT backends (a call is padded up to one)."""
 

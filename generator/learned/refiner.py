@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.learned.backends import make_backend
+from generator.learned.backends import COMPILED, make_backend
 from generator.learned.checkpoint import ASSET_PATH, load_net
 from generator.learned.inputs import context_numpy, noise_coords, widen
 from generator.learned.model import N_CHANNELS
@@ -64,15 +64,16 @@ class LearnedRefiner:
             backend = "torch-compiled" if torch.cuda.is_available() else "torch"
         if isinstance(backend, str):
             if device is None:
-                device = "cuda" if backend in ("torch-compiled", "tensorrt") else "cpu"
+                device = "cuda" if backend in COMPILED else "cpu"
             if backend == "torch-compiled":
                 # One batch bucket: a tile's bytes must not depend on what it was batched with.
                 backend_options.setdefault("buckets", (16,))
             backend = make_backend(backend, self.net, self.version, device=device, **backend_options)
         self.backend = backend
-        # a call is a GPU round trip (here or in the shared backend process): the pyramid plans
-        # a batch's blocks together (generator.pyramid.Pyramid.prepare_together)
-        self.prefers_batches = getattr(backend, "name", "") in ("torch-compiled", "tensorrt")
+        # a compiled GPU backend (here, or behind the shared backend: its name is the owner's)
+        # builds its graphs on first use (the servers warm it) and makes every call a round trip
+        # to the card (the pyramid plans a batch's blocks together: Pyramid.prepare_together)
+        self.compiled = self.prefers_batches = getattr(backend, "name", "") in COMPILED
 
     def config(self) -> dict:
         """JSON-able; enters the pyramid's model id. The backend enters it too: fp16 on the GPU

@@ -66,8 +66,7 @@ def warm_compiled(pyr) -> tuple | None:
     (nothing to warm)."""
     from runtime.tiles import TileKey
 
-    name = getattr(getattr(pyr.refiner, "backend", None), "name", "")
-    if name not in ("torch-compiled", "tensorrt"):
+    if not getattr(pyr.refiner, "compiled", False):
         return None
     pyr.tiles([TileKey(*WARM_KEY)])
     return WARM_KEY
@@ -190,7 +189,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     if gen_procs:
         from streaming.genprocs import SHARD_UP, GenProcs, GenSpec
 
-        compiled = getattr(getattr(pyr.refiner, "backend", None), "name", "") in ("torch-compiled", "tensorrt")
+        compiled = getattr(pyr.refiner, "compiled", False)
         backend = None
         if pyr.refiner.name == "learned" and (compiled if share_backend is None else share_backend):
             # one process owns the model for every worker (not this one: its GIL is the event loop's)

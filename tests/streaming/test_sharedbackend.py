@@ -268,11 +268,13 @@ def test_a_compiled_model_builds_its_graphs_before_the_thread_server_serves():
     torch.compile on an H100); CPU refiners have nothing to build and are not asked."""
     from types import SimpleNamespace
 
+    from generator.learned.refiner import LearnedRefiner
     from streaming.cli.compose import WARM_KEY, open_world, warm_compiled
 
+    assert not LearnedRefiner(World.PLANE, backend="torch").compiled  # the CPU reference: nothing to build
     pyr = open_world(World.PLANE, SEED, "fractal")
     assert warm_compiled(pyr) is None and pyr.blocks_computed == 0
-    # the same pyramid seen with the backend name LearnedRefiner reports on a GPU
-    gpu_like = SimpleNamespace(refiner=SimpleNamespace(backend=SimpleNamespace(name="torch-compiled")), tiles=pyr.tiles)
+    # the same pyramid seen with what LearnedRefiner reports on a GPU (a compiled backend)
+    gpu_like = SimpleNamespace(refiner=SimpleNamespace(compiled=True), tiles=pyr.tiles)
     assert warm_compiled(gpu_like) == WARM_KEY
     assert pyr.blocks_computed > 0  # the tile under the anchor was made
