@@ -77,6 +77,16 @@ class TrainConfig:
     cascade_levels: str = "2,3"
     cascade_batch: int = 16
     cascade_cells: int = 48  # h_0 = 2 margin + cells parent samples at the top
+    # Deep self-cascade (0 = off): the evaluation's regime (generator.eval.cascade), a real crop
+    # decimated by 2^K (K drawn from ``deep_levels``) and refined back K levels in a row with the
+    # mirror context at its edge, from a ``deep_start``-sample real start parent; per-level
+    # low-pass L1 and spectral terms. Its margins cost no data, so K reaches 6 (a 2-3 level
+    # cascade with real margins needs grids 760-1520 samples wide), and the coarse range
+    # (GLOBE from 30-60 km down) is trained at the depths the product runs.
+    deep_weight: float = 0.0
+    deep_levels: str = "3,4,5,6"
+    deep_batch: int = 8
+    deep_start: int = 12
     cond_blur: float = 0.0  # probability of smoothing a start parent (binomial, random mix)
     cond_noise: float = 0.0  # std of noise added to start parents, in units of A(parent spacing)
     hurst_fine: float = 0.0  # > 0: amplitude law exponent below fine_break_m (model config)
@@ -158,20 +168,29 @@ class _Stream(torch.utils.data.IterableDataset):
     """Endless batches from a PairSampler; each worker has its own rng stream. With cascade
     samplers, each item is (pair batch, cascade batch of a randomly drawn depth)."""
 
-    def __init__(self, sampler: PairSampler, batch: int, seed: int, cascade=(), cascade_batch: int = 0):
+    def __init__(self, sampler: PairSampler, batch: int, seed: int, cascade=(), cascade_batch: int = 0,
+                 deep=(), deep_batch: int = 0):
         self.sampler, self.batch, self.seed = sampler, batch, seed
         self.cascade, self.cascade_batch = list(cascade), cascade_batch
+        self.deep, self.deep_batch = list(deep), deep_batch
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         while True:
             pair = self.sampler.sample(rng, self.batch)
-            if not self.cascade:
+            if not self.cascade and not self.deep:
                 yield pair
                 continue
-            cs = self.cascade[int(rng.integers(len(self.cascade)))]
-            yield pair, cs.sample(rng, self.cascade_batch)
+            cb = None
+            if self.cascade:
+                cs = self.cascade[int(rng.integers(len(self.cascade)))]
+                cb = cs.sample(rng, self.cascade_batch)
+            if not self.deep:
+                yield pair, cb
+                continue
+            ds = self.deep[int(rng.integers(len(self.deep)))]
+            yield pair, cb, ds.sample(rng, self.deep_batch)
 
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
@@ -356,6 +375,70 @@ def cascade_losses(net, critic, reals, present, spacing_m, cfg: TrainConfig,
     return terms, x_real, x_fake, torch.stack(ratios) if ratios else None
 
 
+def mirror_pad(x: torch.Tensor, m: int) -> torch.Tensor:
+    """(B, C, n, n) -> (B, C, n + 2m, n + 2m): the even periodic extension of the last two axes,
+    numpy's ``pad(mode="reflect")`` for any m (the evaluation's mirror context, refine_grid)."""
+    n = x.shape[-1]
+    if x.shape[-2] != n or n < 2:
+        raise ValueError(f"mirror_pad needs square crops of >= 2 samples, got {tuple(x.shape)}")
+    p = 2 * (n - 1)
+    r = torch.remainder(torch.arange(-m, n + m, device=x.device), p)
+    r = torch.where(r >= n, p - r, r)
+    return x.index_select(-1, r).index_select(-2, r)
+
+
+def slope_w1_deg(fake: torch.Tensor, real: torch.Tensor, spacing_m: torch.Tensor) -> torch.Tensor:
+    """Per crop, the W1 distance (degrees) between the slope distributions of two height fields
+    (B, S, S) of spacing (B,), central differences on the interior (generator.eval.metrics'
+    slope_deg), averaged over crops; differentiable (sorted samples)."""
+
+    def slopes(z):
+        gy = (z[:, 2:, 1:-1] - z[:, :-2, 1:-1]) / (2 * spacing_m[:, None, None])
+        gx = (z[:, 1:-1, 2:] - z[:, 1:-1, :-2]) / (2 * spacing_m[:, None, None])
+        return torch.rad2deg(torch.atan(torch.sqrt(gx * gx + gy * gy + 1e-12))).flatten(1)
+
+    return (torch.sort(slopes(fake), 1)[0] - torch.sort(slopes(real), 1)[0]).abs().mean()
+
+
+def deep_cascade_losses(net, reals, present, spacing_m, cfg: TrainConfig, gen: torch.Generator,
+                        border: int = 2):
+    """The evaluation's cascade, trained: reals = the real fields of levels 0..K of one crop
+    (data.CascadeSampler with margin 0: level j is the final field decimated by 2^(K-j)),
+    spacing_m (B,) of level K. Level 0 (real, not degraded: the evaluation's start) is refined
+    K times, each level from the previous output, mirror-padded by the net's margin; gradients
+    through every level. From level 2 on the parent is the net's own output, so the child can
+    only match the real field in distribution: per level, ``border`` samples in from the edge,
+    the per-octave spectral term (levels of >= 32 samples) and the slope distribution's W1
+    (degrees / 5); the low-pass L1 (4x4 mean of the error / A(s)) only at level 1, whose parent
+    is real (later, it would pull the coarse levels' detail to the conditional mean)."""
+    levels = len(reals) - 1
+    m = net.config.margin
+    pres2 = present[:, 1:]
+    mask, hmask = _masks(present), present[:, 0] > 0
+    x, b = reals[0], border
+    lowpass, spectral, slope = x.new_zeros(()), x.new_zeros(()), x.new_zeros(())
+    for j in range(1, levels + 1):
+        s_j = spacing_m * (1 << (levels - j))
+        xp = mirror_pad(x, m)
+        noise = irwin_hall_noise((x.shape[0], net.config.noise_channels) + xp.shape[2:], gen, x.device)
+        child = net(xp, noise, s_j, pres2, None)
+        real = reals[j]
+        if real.shape != child.shape:
+            raise ValueError(f"level {j}: real field {tuple(real.shape)} but child {tuple(child.shape)}")
+        amp = net.amplitude(s_j)
+        if j == 1:
+            lowpass = F.avg_pool2d(((child - real) / amp * mask)[..., b:-b, b:-b], 4).abs().mean()
+        if bool(hmask.any()):
+            fh, rh = child[hmask, 0, b:-b, b:-b], real[hmask, 0, b:-b, b:-b]
+            slope = slope + slope_w1_deg(fh, rh, s_j[hmask]) / 5.0
+            if fh.shape[-1] >= 32:
+                a = amp[hmask, 0]
+                spectral = spectral + spectral_loss(fh / a, rh / a, torch.ones_like(hmask[hmask]))
+        x = child
+    total = cfg.lowpass_weight * lowpass + cfg.spectral_weight * spectral + slope
+    return {"d_total": total, "d_lowpass": lowpass, "d_spectral": spectral / levels, "d_slope": slope / levels}
+
+
 @torch.no_grad()
 def validate_cascade(net, critic, val, cfg: TrainConfig, gen: torch.Generator) -> dict:
     """Cascade terms on fixed validation batches [(crops, present, spacing, levels)] and the
@@ -487,8 +570,15 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
             for _ in range(cfg.val_batches):
                 cval.append(_cascade_to(vs.sample(vrng, cfg.cascade_batch), device))
             break
+    deep = []
+    if cfg.deep_weight > 0:
+        if ctx:
+            raise ValueError("--deep-weight trains a context-free net (the evaluation's crops carry no context)")
+        deep = [CascadeSampler(grids, cfg.deep_start, 0, k, "train")
+                for k in sorted({int(k) for k in cfg.deep_levels.split(",")})]
     loader = torch.utils.data.DataLoader(
-        _Stream(train_sampler, cfg.batch, cfg.seed * 1_000_003 + step, cascade, cfg.cascade_batch),
+        _Stream(train_sampler, cfg.batch, cfg.seed * 1_000_003 + step, cascade, cfg.cascade_batch,
+                deep, cfg.deep_batch),
         batch_size=None,
         num_workers=cfg.workers,
         pin_memory=device.type == "cuda",
@@ -518,9 +608,9 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     for batch in loader:
         if step >= cfg.steps or time.monotonic() > deadline:
             break
-        cbatch = None
+        cbatch = dbatch = None
         if isinstance(batch, (tuple, list)):
-            batch, cbatch = batch
+            batch, cbatch, dbatch = batch if len(batch) == 3 else (*batch, None)
         parents, targets, present, spacing_m, context = _to(batch, device)
         noise = irwin_hall_noise(
             (parents.shape[0], model_cfg.noise_channels) + parents.shape[2:], gen, device
@@ -540,6 +630,11 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
             total = total + cfg.cascade_weight * cterms["c_total"]
             terms.update(cterms)
             pairs.append((cx_real, cx_fake))
+        if dbatch is not None:
+            dreals, dpres, dspace, _ = _cascade_to(dbatch, device)
+            dterms = deep_cascade_losses(net, dreals, dpres, dspace, cfg, gen)
+            total = total + cfg.deep_weight * dterms["d_total"]
+            terms.update(dterms)
         opt_g.zero_grad(set_to_none=True)
         total.backward()
         opt_g.step()

@@ -281,3 +281,59 @@ def test_block_noise_fine_tune_with_the_diversity_term(tmp_path):
     ship(last, tmp_path / "b.pt")
     net, version, _ = load_net(tmp_path / "b.pt")
     assert net.config.block_noise is True and version != load_net(tmp_path / "a.pt")[1]
+
+
+def test_mirror_pad_is_numpys_reflect_for_any_margin():
+    from generator.learned.train import mirror_pad
+
+    x = torch.arange(2 * 5 * 5, dtype=torch.float32).reshape(1, 2, 5, 5)
+    for m in (1, 4, 9, 24):  # beyond the crop's own size: repeated reflection, as the evaluation pads
+        want = np.pad(x.numpy(), ((0, 0), (0, 0), (m, m), (m, m)), mode="reflect")
+        np.testing.assert_array_equal(mirror_pad(x, m).numpy(), want)
+    with pytest.raises(ValueError, match="square"):
+        mirror_pad(torch.zeros(1, 1, 4, 5), 2)
+
+
+def test_deep_cascade_refines_the_evaluations_crops_and_trains(tmp_path):
+    """--deep-weight: a margin-0 CascadeSampler gives each level as the final field decimated
+    (the evaluation's crops), the loss refines level 0 K times with the mirror context, the
+    last level's loss reaches the stem through every level, and a short run's loss falls."""
+    from generator.learned.data import CascadeSampler, load_corpus
+    from generator.learned.train import deep_cascade_losses
+
+    path = _cascade_corpus(tmp_path)
+    s = CascadeSampler(load_corpus(path), 6, 0, 4, "train")
+    b = s.sample(np.random.default_rng(0), 2)
+    assert [a.shape[-1] for a in b.levels] == [6, 11, 21, 41, 81]
+    for coarse, fine in zip(b.levels, b.levels[1:]):
+        np.testing.assert_array_equal(fine[:, :, ::2, ::2], coarse)  # nested: a decimation
+    net = RefinerNet(RefinerConfig(width=8, dilations=(1, 2), noise_channels=2))
+    reals = [torch.from_numpy(a) for a in b.levels]
+    gen = torch.Generator().manual_seed(0)
+    terms = deep_cascade_losses(net, reals, torch.from_numpy(b.present), torch.from_numpy(b.spacing_m),
+                                TrainConfig(spectral_weight=1.0), gen)
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert float(terms["d_spectral"]) > 0 and float(terms["d_slope"]) > 0
+    terms["d_total"].backward()
+    assert net.stem.weight.grad is not None and net.stem.weight.grad.abs().sum() > 0
+
+    cfg = TrainConfig(corpus=str(path), out=str(tmp_path / "run"), steps=24, minutes=5.0, batch=4, cells=6,
+                      log_every=4, val_every=12, val_batches=1, warmup_steps=1000, lr_g=2e-3,
+                      deep_weight=1.0, deep_levels="2,3", deep_batch=2, deep_start=6)
+    torch.manual_seed(0)
+    last = train(cfg, RefinerConfig(width=8, dilations=(1, 2), noise_channels=2), resume=False, log=lambda s: None)
+    hist = [r for r in json.loads(torch.load(last, map_location="cpu", weights_only=True)["history"])
+            if "d_lowpass" in r]
+    assert len(hist) == 6 and all(np.isfinite(r["d_total"]) for r in hist)
+    assert hist[-1]["d_total"] < hist[0]["d_total"]
+
+
+def test_slope_w1_is_the_evaluations_measure():
+    from generator.eval.metrics import slope_deg, wasserstein1
+    from generator.learned.train import slope_w1_deg
+
+    rng = np.random.default_rng(0)
+    a = np.cumsum(rng.normal(0, 3, (64, 64)), 1)
+    b = np.cumsum(rng.normal(0, 5, (64, 64)), 0)
+    got = float(slope_w1_deg(torch.tensor(a)[None], torch.tensor(b)[None], torch.tensor([10.0], dtype=torch.float64)))
+    assert got == pytest.approx(wasserstein1(slope_deg(a, 10.0), slope_deg(b, 10.0)), rel=1e-2)
