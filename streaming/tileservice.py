@@ -135,6 +135,11 @@ class ServiceConfig:
     idle_credit_s: float = 0.09  # with steps: generator time a lane that was idle may take before others' turns
     trim_interval_s: float = 2.0  # malloc_trim at most this often, when idle or between steps (streaming/memtrim.py)
     error_scale: float = 1.0  # mesh error bound = error_scale * level_error_m(level)
+    # Every generator call takes up to ``max_batch`` keys, however long a key takes: for a source
+    # whose refiner calls are GPU round trips (``Pyramid.prepare_together``: a batch's blocks go
+    # level by level in one call each), a step's keys share its calls; sized by ``step_s`` instead,
+    # learned workers took 1-3 keys a call and paid 2.9 backend round trips a tile (H100, 2026-12-06).
+    full_batches: bool = False
 
     def __post_init__(self):
         if self.max_batch < 1 or self.workers < 1 or self.max_encoding < 1 or self.io_workers < 1:
@@ -501,8 +506,8 @@ class TileService:
     def batch_size(self) -> int:
         """Keys in the next batch: as many as fit ``batch_budget_s`` (``step_s`` when the
         source runs in steps) at the measured generator seconds per key and call, at least
-        1, at most ``max_batch``."""
-        if self._key_s <= 0.0:
+        1, at most ``max_batch`` (always ``max_batch`` with ``full_batches``)."""
+        if self._key_s <= 0.0 or self.config.full_batches:
             return self.config.max_batch
         budget_s = self.config.step_s if self._stepped else self.config.batch_budget_s
         return max(1, min(self.config.max_batch, int(budget_s / self._key_s)))

@@ -7,6 +7,7 @@ pyramid opener, an HTTP handler)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 
@@ -175,6 +176,10 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         store = TileStore(store_dir, model=store_model, world=world.value, seed=seed)
         store.sweep()  # temporary files of writers killed long ago
     cfg = service_config or ServiceConfig()
+    if getattr(pyr.refiner, "prefers_batches", False) and not cfg.full_batches:
+        # GPU round trips: a batch's keys share each level's call (generator processes too:
+        # theirs call the same backend, and the parent sizes their batches)
+        cfg = dataclasses.replace(cfg, full_batches=True)
     if gen_procs == "auto":
         # workers for the CPU refiners; none with mesh processes, and none with the learned
         # refiner: 12 workers each with its own CUDA context made 102-107 uncached tiles/s on an

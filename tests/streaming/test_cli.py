@@ -128,6 +128,23 @@ def test_build_server_takes_a_world_name(world):
         build_server("mars", 4, "fractal")
 
 
+def test_a_refiner_of_gpu_round_trips_gets_full_generator_batches(monkeypatch):
+    """build_server gives a source whose refiner prefers batches (LearnedRefiner on a compiled
+    GPU backend) full batches: ``max_batch`` keys a call, not what fits the step budget."""
+    import streaming.cli.compose as compose
+
+    assert not compose.build_server("plane", 4, "fractal").service.config.full_batches
+    real = compose.open_world
+
+    def gpu_like(*args, **kwargs):
+        pyr = real(*args, **kwargs)
+        pyr.refiner.prefers_batches = True
+        return pyr
+
+    monkeypatch.setattr(compose, "open_world", gpu_like)
+    assert compose.build_server("plane", 4, "fractal").service.config.full_batches
+
+
 def test_serve_with_http_answers_websockets_and_cesium_on_one_port():
     import asyncio
     import json

@@ -127,6 +127,20 @@ def test_batches_shrink_to_the_time_budget_once_keys_are_measured():
     assert [len(c) for c in src.calls] == [4, 1, 1, 1]
 
 
+def test_full_batches_keep_max_batch_keys_however_slow_a_key_is():
+    """A source whose refiner calls are GPU round trips plans a batch's blocks together: every
+    call takes up to max_batch keys, not as many as fit the time budget."""
+    src = _SlowSource(0.06)
+    keys = [TileKey(4, x, 0) for x in range(7)]
+
+    async def main(s):
+        await asyncio.gather(*(s.get(k) for k in keys))
+
+    _with_service(src, main, config=ServiceConfig(max_batch=4, batch_wait_s=0.0, batch_budget_s=0.1,
+                                                  full_batches=True))
+    assert [len(c) for c in src.calls] == [4, 3]
+
+
 def test_dynamic_batching_waits_a_few_ms_for_more_keys():
     src = SyntheticSource()
 
