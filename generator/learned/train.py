@@ -87,6 +87,7 @@ class TrainConfig:
     deep_levels: str = "3,4,5,6"
     deep_batch: int = 8
     deep_start: int = 12
+    deep_relief_weight: float = 0.0  # x |ln (p95 - p5) ratio| per level (the evaluation's relief ratio)
     cond_blur: float = 0.0  # probability of smoothing a start parent (binomial, random mix)
     cond_noise: float = 0.0  # std of noise added to start parents, in units of A(parent spacing)
     hurst_fine: float = 0.0  # > 0: amplitude law exponent below fine_break_m (model config)
@@ -408,15 +409,16 @@ def deep_cascade_losses(net, reals, present, spacing_m, cfg: TrainConfig, gen: t
     K times, each level from the previous output, mirror-padded by the net's margin; gradients
     through every level. From level 2 on the parent is the net's own output, so the child can
     only match the real field in distribution: per level, ``border`` samples in from the edge,
-    the per-octave spectral term (levels of >= 32 samples) and the slope distribution's W1
-    (degrees / 5); the low-pass L1 (4x4 mean of the error / A(s)) only at level 1, whose parent
+    the per-octave spectral term (levels of >= 32 samples), the slope distribution's W1
+    (degrees / 5) and ``deep_relief_weight`` x |ln| of the relief ratio (p95 - p5, the
+    evaluation's); the low-pass L1 (4x4 mean of the error / A(s)) only at level 1, whose parent
     is real (later, it would pull the coarse levels' detail to the conditional mean)."""
     levels = len(reals) - 1
     m = net.config.margin
     pres2 = present[:, 1:]
     mask, hmask = _masks(present), present[:, 0] > 0
     x, b = reals[0], border
-    lowpass, spectral, slope = x.new_zeros(()), x.new_zeros(()), x.new_zeros(())
+    lowpass, spectral, slope, relief = x.new_zeros(()), x.new_zeros(()), x.new_zeros(()), x.new_zeros(())
     for j in range(1, levels + 1):
         s_j = spacing_m * (1 << (levels - j))
         xp = mirror_pad(x, m)
@@ -431,12 +433,17 @@ def deep_cascade_losses(net, reals, present, spacing_m, cfg: TrainConfig, gen: t
         if bool(hmask.any()):
             fh, rh = child[hmask, 0, b:-b, b:-b], real[hmask, 0, b:-b, b:-b]
             slope = slope + slope_w1_deg(fh, rh, s_j[hmask]) / 5.0
+            if cfg.deep_relief_weight > 0:
+                q = torch.tensor([0.05, 0.95], device=fh.device, dtype=fh.dtype)
+                pf, pr = torch.quantile(fh.flatten(1), q, dim=1), torch.quantile(rh.flatten(1), q, dim=1)
+                relief = relief + (torch.log(pf[1] - pf[0] + 1e-3) - torch.log(pr[1] - pr[0] + 1e-3)).abs().mean()
             if fh.shape[-1] >= 32:
                 a = amp[hmask, 0]
                 spectral = spectral + spectral_loss(fh / a, rh / a, torch.ones_like(hmask[hmask]))
         x = child
-    total = cfg.lowpass_weight * lowpass + cfg.spectral_weight * spectral + slope
-    return {"d_total": total, "d_lowpass": lowpass, "d_spectral": spectral / levels, "d_slope": slope / levels}
+    total = cfg.lowpass_weight * lowpass + cfg.spectral_weight * spectral + slope + cfg.deep_relief_weight * relief
+    return {"d_total": total, "d_lowpass": lowpass, "d_spectral": spectral / levels, "d_slope": slope / levels,
+            "d_relief": relief / levels}
 
 
 @torch.no_grad()

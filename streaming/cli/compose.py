@@ -176,10 +176,6 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         store = TileStore(store_dir, model=store_model, world=world.value, seed=seed)
         store.sweep()  # temporary files of writers killed long ago
     cfg = service_config or ServiceConfig()
-    if getattr(pyr.refiner, "prefers_batches", False) and not cfg.full_batches:
-        # GPU round trips: a batch's keys share each level's call (generator processes too:
-        # theirs call the same backend, and the parent sizes their batches)
-        cfg = dataclasses.replace(cfg, full_batches=True)
     if gen_procs == "auto":
         # workers for the CPU refiners; none with mesh processes, and none with the learned
         # refiner: 12 workers each with its own CUDA context made 102-107 uncached tiles/s on an
@@ -191,6 +187,11 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     if gen_procs and mesh_procs:
         raise ValueError("--gen-procs workers mesh and encode their own tiles: give --mesh-procs 0 with it")
     encode = remote = None
+    if gen_procs and getattr(pyr.refiner, "prefers_batches", False) and not cfg.full_batches:
+        # GPU round trips: a batch's keys share each level's call in the workers, which call the
+        # one backend (the thread server, the default with the learned refiner, keeps its
+        # time-sized batches until a GPU measures it: docs/DECISIONS.md 47)
+        cfg = dataclasses.replace(cfg, full_batches=True)
     if gen_procs:
         from streaming.genprocs import SHARD_UP, GenProcs, GenSpec
 

@@ -129,8 +129,8 @@ def test_build_server_takes_a_world_name(world):
 
 
 def test_a_refiner_of_gpu_round_trips_gets_full_generator_batches(monkeypatch):
-    """build_server gives a source whose refiner prefers batches (LearnedRefiner on a compiled
-    GPU backend) full batches: ``max_batch`` keys a call, not what fits the step budget."""
+    """build_server gives generator processes whose refiner prefers batches (LearnedRefiner on a
+    compiled GPU backend) full batches: ``max_batch`` keys a call, not what fits the step budget."""
     import streaming.cli.compose as compose
 
     assert not compose.build_server("plane", 4, "fractal").service.config.full_batches
@@ -142,7 +142,12 @@ def test_a_refiner_of_gpu_round_trips_gets_full_generator_batches(monkeypatch):
         return pyr
 
     monkeypatch.setattr(compose, "open_world", gpu_like)
-    assert compose.build_server("plane", 4, "fractal").service.config.full_batches
+    assert not compose.build_server("plane", 4, "fractal").service.config.full_batches  # the thread server
+    server = compose.build_server("plane", 4, "fractal", gen_procs=1)  # generator processes
+    try:
+        assert server.service.config.full_batches
+    finally:
+        server.service.remote.close()
 
 
 def test_serve_with_http_answers_websockets_and_cesium_on_one_port():
