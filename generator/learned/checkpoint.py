@@ -61,6 +61,28 @@ def make_checkpoint(net: RefinerNet, meta: dict | None = None, half: bool = True
     }
 
 
+def average_checkpoints(a: str | Path, b: str | Path, weight_b: float) -> dict:
+    """The shippable fp16 checkpoint of (1 - weight_b) x a + weight_b x b, weights averaged in
+    float32 ("model soup"; a and b of one lineage, e.g. b fine-tuned from a). Its meta says so,
+    lists both in its lineage and counts b's training steps (it has none of its own)."""
+    if not 0.0 <= weight_b <= 1.0:
+        raise ValueError(f"weight_b must be in [0, 1], got {weight_b}")
+    net_a, va, ma = load_net(a)
+    net_b, vb, mb = load_net(b)
+    if net_a.config != net_b.config:
+        raise ValueError(f"{a} and {b} are different networks: {net_a.config} vs {net_b.config}")
+    sa, sb = net_a.state_dict(), net_b.state_dict()
+    net_a.load_state_dict({k: sa[k] * (1.0 - weight_b) + sb[k] * weight_b if sa[k].is_floating_point() else sb[k]
+                           for k in sa})
+    lineage = list(mb.get("lineage", []))
+    if all(x.get("version") != va for x in lineage):
+        lineage.append({"version": va, "step": int(ma.get("step", 0))})
+    lineage.append({"version": vb, "step": int(mb.get("step", 0))})
+    meta = {"step": 0, "steps_total": int(mb.get("steps_total", mb.get("step", 0))), "lineage": lineage,
+            "average": f"{1.0 - weight_b:g} x {va} + {weight_b:g} x {vb}"}
+    return make_checkpoint(net_a, meta, half=True)
+
+
 def save_checkpoint(ckpt: dict, path: str | Path) -> None:
     """Atomic write (temp file + rename) so a reader never sees half a checkpoint."""
     path = Path(path)
@@ -91,3 +113,13 @@ def load_net(
     net = RefinerNet(config)
     net.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
     return net.eval().to(device), version, ckpt.get("meta", {})
+
+
+if __name__ == "__main__":  # python -m generator.learned.checkpoint average A B WEIGHT_B OUT
+    import sys
+
+    if len(sys.argv) != 6 or sys.argv[1] != "average":
+        raise SystemExit("usage: python -m generator.learned.checkpoint average A.pt B.pt WEIGHT_B OUT.pt")
+    ck = average_checkpoints(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    save_checkpoint(ck, sys.argv[5])
+    print(f"{sys.argv[5]}: version {ck['version']} ({ck['meta']['average']})")

@@ -52,3 +52,31 @@ def test_tampered_checkpoint_is_refused(tmp_path):
         load_net(tmp_path / "bad.pt")
     with pytest.raises(FileNotFoundError, match="worldstream train"):
         load_net(tmp_path / "missing.pt")
+
+
+def test_average_of_two_checkpoints_is_the_weighted_mean_and_says_so(tmp_path):
+    from generator.learned.checkpoint import average_checkpoints
+
+    cfg = RefinerConfig(width=8, dilations=(1, 2), noise_channels=2)
+    torch.manual_seed(0)
+    a, b = RefinerNet(cfg), RefinerNet(cfg)
+    save_checkpoint(make_checkpoint(a, {"step": 100}), tmp_path / "a.pt")
+    save_checkpoint(make_checkpoint(b, {"step": 7, "steps_total": 107,
+                                        "lineage": [{"version": "x", "step": 100}]}), tmp_path / "b.pt")
+    na, va, _ = load_net(tmp_path / "a.pt")
+    nb, vb, _ = load_net(tmp_path / "b.pt")
+    ck = average_checkpoints(tmp_path / "a.pt", tmp_path / "b.pt", 0.25)
+    save_checkpoint(ck, tmp_path / "avg.pt")
+    net, version, meta = load_net(tmp_path / "avg.pt")
+    for k, v in net.state_dict().items():
+        want = (0.75 * na.state_dict()[k] + 0.25 * nb.state_dict()[k]).half().float()
+        assert torch.equal(v, want), k
+    assert version == ck["version"] not in (va, vb)
+    assert [x["version"] for x in meta["lineage"]] == ["x", va, vb] and meta["steps_total"] == 107
+    assert meta["average"] == f"0.75 x {va} + 0.25 x {vb}"
+    with pytest.raises(ValueError, match="weight_b"):
+        average_checkpoints(tmp_path / "a.pt", tmp_path / "b.pt", 1.5)
+    save_checkpoint(make_checkpoint(RefinerNet(RefinerConfig(width=4, dilations=(1,), noise_channels=2))),
+                    tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="different networks"):
+        average_checkpoints(tmp_path / "a.pt", tmp_path / "c.pt", 0.5)
