@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from generator.eval.learned import refine_grid, trim_box
-from generator.eval.metrics import curvature_per_m, radial_psd, slope_deg, wasserstein1
+from generator.eval.metrics import curvature_per_m, hillshade, radial_psd, slope_deg, wasserstein1
 from generator.learned.data import UNSEEN, cubic_refine, globe_crops, load_dem
 from generator.learned.located import geo_nodes, latlon_at
 from runtime.tiles import spacing_m
@@ -163,6 +163,33 @@ def run(crops: dict, refiners: dict, levels=LEVELS, seeds=(0,), log=print, geos=
     return table
 
 
+def figure(crops: dict, refiners: dict, k: int, path: str | Path, seed: int = 0, geos=None, size: int = 192) -> None:
+    """One PNG: a row per crop (hillshades of the real crop, then each refiner's K-level cascade
+    from it decimated by 2^K, seed ``seed``), the central ``size`` samples."""
+    from PIL import Image, ImageDraw
+
+    geos, rows = geos or {}, []
+    for name, (z, s) in crops.items():
+        fields = [z] + [cascade(ref, z[:: 2**k, :: 2**k], s, k, seed, geos.get(name)) for ref in refiners.values()]
+        n = min(size, *z.shape)
+        r0, c0 = (z.shape[0] - n) // 2, (z.shape[1] - n) // 2
+        rows.append((f"{name} ({s:.0f} m), from {s * 2**k / 1000:.1f} km",
+                     [Image.fromarray((hillshade(f[r0:r0 + n, c0:c0 + n], s) * 255).astype(np.uint8)) for f in fields]))
+    n = rows[0][1][0].width
+    names = ["real"] + list(refiners)
+    img = Image.new("L", (len(names) * (n + 4), len(rows) * (n + 16) + 16), 255)
+    d = ImageDraw.Draw(img)
+    for j, nm in enumerate(names):
+        d.text((j * (n + 4) + 4, 2), nm, fill=0)
+    for i, (title, tiles) in enumerate(rows):
+        y = 16 + i * (n + 16)
+        d.text((4, y), title, fill=0)
+        for j, t in enumerate(tiles):
+            img.paste(t.resize((n, n)), (j * (n + 4), y + 14))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
 def wins(table: dict, who: str, against: tuple[str, ...]) -> dict:
     """Share of (crop, K, metric) cells where ``who`` is strictly better than each of
     ``against`` and than all of them; and the share of (crop, K, octave) within 0.5-2x."""
@@ -226,6 +253,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="")
     ap.add_argument("--skip", default="", help="procedural baselines to leave out, e.g. fractal_v6,fractal_v6carve")
     ap.add_argument("--from-json", default="", help="only print the compact table of an earlier --json")
+    ap.add_argument("--figure", default="", metavar="PNG",
+                    help="only draw hillshades of every crop's cascade at the deepest --levels (bicubic, fractal, "
+                         "--old, --new) into PNG")
     args = ap.parse_args(argv)
     if args.from_json:
         d = json.loads(Path(args.from_json).read_text())
@@ -256,6 +286,12 @@ def main(argv=None) -> int:
     for item in filter(None, args.new.split(",")):  # PATH, or NAME=PATH,NAME=PATH,... (candidates side by side)
         name, _, path = item.rpartition("=")
         refiners[f"learned_{name or 'new'}"] = LearnedRefiner(checkpoint=path, backend="torch", device=args.device)
+    if args.figure:
+        keep = {r: v for r, v in refiners.items() if r in ("bicubic", "fractal") or r.startswith("learned")}
+        k = max(int(x) for x in args.levels.split(","))
+        figure(load_crops(args.crops), keep, k, args.figure, geos=load_geo(args.crops))
+        print(f"wrote {args.figure}")
+        return 0
     t0 = time.time()
     table = run(load_crops(args.crops), refiners, tuple(int(k) for k in args.levels.split(",")),
                 tuple(range(args.seeds)), geos=load_geo(args.crops))
