@@ -80,9 +80,10 @@ class TrainConfig:
     # Deep self-cascade (0 = off): the evaluation's regime (generator.eval.cascade), a real crop
     # decimated by 2^K (K drawn from ``deep_levels``) and refined back K levels in a row with the
     # mirror context at its edge, from a ``deep_start``-sample real start parent; per-level
-    # low-pass L1 and spectral terms. Its margins cost no data, so K reaches 6 (a 2-3 level
-    # cascade with real margins needs grids 760-1520 samples wide), and the coarse range
-    # (GLOBE from 30-60 km down) is trained at the depths the product runs.
+    # spectral, slope-W1 and relief terms, low-pass L1 at the first level (deep_cascade_losses).
+    # Its margins cost no data, so K reaches 6 (a 2-3 level cascade with real margins needs grids
+    # 760-1520 samples wide), and the coarse range (GLOBE from 30-60 km down) is trained at the
+    # depths the product runs.
     deep_weight: float = 0.0
     deep_levels: str = "3,4,5,6"
     deep_batch: int = 8
@@ -166,8 +167,9 @@ def _cascade_to(batch: CascadeBatch, device):
 
 
 class _Stream(torch.utils.data.IterableDataset):
-    """Endless batches from a PairSampler; each worker has its own rng stream. With cascade
-    samplers, each item is (pair batch, cascade batch of a randomly drawn depth)."""
+    """Endless batches from a PairSampler; each worker has its own rng stream. Each item is
+    (pair batch, cascade batch of a randomly drawn depth or None, deep-cascade batch of a
+    randomly drawn depth or None)."""
 
     def __init__(self, sampler: PairSampler, batch: int, seed: int, cascade=(), cascade_batch: int = 0,
                  deep=(), deep_batch: int = 0):
@@ -180,18 +182,12 @@ class _Stream(torch.utils.data.IterableDataset):
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         while True:
             pair = self.sampler.sample(rng, self.batch)
-            if not self.cascade and not self.deep:
-                yield pair
-                continue
-            cb = None
+            cb = db = None
             if self.cascade:
-                cs = self.cascade[int(rng.integers(len(self.cascade)))]
-                cb = cs.sample(rng, self.cascade_batch)
-            if not self.deep:
-                yield pair, cb
-                continue
-            ds = self.deep[int(rng.integers(len(self.deep)))]
-            yield pair, cb, ds.sample(rng, self.deep_batch)
+                cb = self.cascade[int(rng.integers(len(self.cascade)))].sample(rng, self.cascade_batch)
+            if self.deep:
+                db = self.deep[int(rng.integers(len(self.deep)))].sample(rng, self.deep_batch)
+            yield pair, cb, db
 
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
@@ -615,9 +611,7 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     for batch in loader:
         if step >= cfg.steps or time.monotonic() > deadline:
             break
-        cbatch = dbatch = None
-        if isinstance(batch, (tuple, list)):
-            batch, cbatch, dbatch = batch if len(batch) == 3 else (*batch, None)
+        batch, cbatch, dbatch = batch
         parents, targets, present, spacing_m, context = _to(batch, device)
         noise = irwin_hall_noise(
             (parents.shape[0], model_cfg.noise_channels) + parents.shape[2:], gen, device
