@@ -187,14 +187,14 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     if gen_procs and mesh_procs:
         raise ValueError("--gen-procs workers mesh and encode their own tiles: give --mesh-procs 0 with it")
     encode = remote = None
-    if gen_procs and getattr(pyr.refiner, "prefers_batches", False) and not cfg.full_batches:
-        # GPU round trips: a batch's keys share each level's call in the workers, which call the
-        # one backend (the thread server, the default with the learned refiner, keeps its
-        # time-sized batches until a GPU measures it: docs/DECISIONS.md 47)
-        cfg = dataclasses.replace(cfg, full_batches=True)
     if gen_procs:
         from streaming.genprocs import SHARD_UP, GenProcs, GenSpec
 
+        if getattr(pyr.refiner, "prefers_batches", False):
+            # GPU round trips: a batch's keys share each level's call in the workers, which call the
+            # one backend (the thread server, the default with the learned refiner, keeps its
+            # time-sized batches until a GPU measures it: docs/DECISIONS.md 47)
+            cfg = dataclasses.replace(cfg, full_batches=True)
         compiled = getattr(pyr.refiner, "compiled", False)
         backend = None
         if pyr.refiner.name == "learned" and (compiled if share_backend is None else share_backend):
