@@ -91,7 +91,10 @@ def test_compiled_fp16_close_to_eager_on_gpu(net_version):
     a = eager.run_level(args[0], 1, 12, *args[1:])
     b = comp.run_level(args[0], 1, 12, *args[1:])
     assert np.array_equal(b[:, :, ::2, ::2], args[0][:, :, m:-m, m:-m])
-    assert np.abs(a[:, 0] - b[:, 0]).max() < 0.1
+    d = np.abs(a[:, 0].astype(np.float64) - b[:, 0])
+    # 48be9ce83e5c gave 0.1096 m here on an H100 (2026-12-06); bench/fp16_error.py measures it
+    # per checkpoint against the detail amplitude (2.63 m at this spacing) and on a real DEM
+    assert d.max() < 0.1, f"fp16 vs fp32: max {d.max():.4f} m, rms {np.sqrt((d**2).mean()):.5f} m"
 
 
 @pytest.mark.parametrize("b", [1, 3, 4, 5, 16, 37])
