@@ -49,14 +49,13 @@ def dem_inputs(crop: int):
     return out, float(d["pixel_m"]) / 2.0
 
 
-def compare(net, version, parents, spacing: float) -> dict:
+def compare(net, eager, comp, parents, spacing: float) -> dict:
+    """Heights of ``parents`` refined by the ``eager`` and ``comp`` backends of ``net``, compared."""
     m = net.config.margin
     b, _, h, w = parents.shape
     rows, cols = noise_coords(np.array([[256 * i, -512] for i in range(b)]), h, w, m)
     s = np.full((b,), spacing, np.float32)
     present = np.zeros((b, 2), np.float32)
-    eager = make_backend("torch", net, version, device="cuda")
-    comp = make_backend("torch-compiled", net, version)
     a = eager.run_level(parents, 1, 12, rows, cols, s, present)[:, 0].astype(np.float64)
     c = comp.run_level(parents, 1, 12, rows, cols, s, present)[:, 0].astype(np.float64)
     amp = float(net.amplitude(torch.tensor([spacing]))[0, 0])
@@ -83,8 +82,11 @@ def main(argv=None) -> int:
         dem, s_dem = dem_inputs(2 * m + 65)
         cases.append(("dem 30m", dem, s_dem))
         out[version] = {}
+        # one pair of backends per checkpoint: the compiled one builds its graphs once
+        eager = make_backend("torch", net, version, device="cuda")
+        comp = make_backend("torch-compiled", net, version)
         for name, parents, s in cases:
-            r = compare(net, version, parents, s)
+            r = compare(net, eager, comp, parents, s)
             out[version][name] = r
             print(f"{version:14s} {name:12s} {s:9.1f} {r['amp_m']:7.3f} {r['max_m']:8.4f} {r['rms_m']:8.5f} "
                   f"{r['max_over_amp']:7.4f} {r['rms_over_amp']:8.5f}", flush=True)
