@@ -264,9 +264,10 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
-def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary: dict, gen_procs: int = 0) -> None:
+def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary: dict, gen_procs: int = 0,
+            backends: int = 1) -> None:
     """One fresh server: uncached then cached, the stages, a table row and the summary."""
-    extra = ("--gen-shard-up", str(args.gen_shard_up)) if gen_procs else ()
+    extra = ("--gen-shard-up", str(args.gen_shard_up), "--gen-backends", str(backends)) if gen_procs else ()
     server = ServerProcess(None, refiner=refiner, workers=args.workers, world=world.value, cache_mb=1024,
                            mesh_procs=procs, extra_args=extra,
                            gen_procs=gen_procs)
@@ -289,6 +290,7 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
         server.stop()
     st = stages(world, refiner, sample)
     w, r = world.value, refiner + (f"+{procs}procs" if procs else "") + (f"+{gen_procs}gen" if gen_procs else "")
+    r += f"x{backends}be" if backends > 1 else ""
     summary["uncached_tiles_per_s"].setdefault(w, {})[r] = round(n / wall, 1)
     summary["cached_tiles_per_s"].setdefault(w, {})[r] = round(cn / cwall, 1)
     summary["server_cores"].setdefault(w, {})[r] = round(cores, 2)
@@ -322,6 +324,8 @@ def main(argv=None) -> int:
                     help="server generator processes (serve --gen-procs), one run each with --mesh-procs 0; "
                          "0: the --mesh-procs runs")
     ap.add_argument("--gen-shard-up", type=int, default=2, help="serve --gen-shard-up for the --gen-procs runs")
+    ap.add_argument("--gen-backends", type=int, nargs="+", default=[1],
+                    help="serve --gen-backends for the --gen-procs runs with the learned refiner, one run each")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--warm", type=int, default=0, metavar="N",
                     help="first N x N tiles per level at another site, off the clock (compile warm-up)")
@@ -339,7 +343,8 @@ def main(argv=None) -> int:
         for refiner in args.refiner:
             runs = [(m, 0) for m in args.mesh_procs if 0 in args.gen_procs] + [(0, g) for g in args.gen_procs if g]
             for procs, gen in runs:
-                run_one(world, refiner, procs, keys, sample, args, summary, gen_procs=gen)
+                for be in (args.gen_backends if gen and refiner == "learned" else [1]):
+                    run_one(world, refiner, procs, keys, sample, args, summary, gen_procs=gen, backends=be)
     summary["levels"] = [LEVELS.start, LEVELS.stop - 1]
     summary["block"] = block
     print(json.dumps(summary))

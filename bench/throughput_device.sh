@@ -8,7 +8,7 @@
 #      default 12; with the learned refiner they call the server's one model on the GPU,
 #      streaming/sharedbackend.py; GEN_PROCS=0: no such run; GEN_LIST="12": the
 #      generator-process runs alone, the other REFINERS as the same-run baseline; GEN_SHARD_UP:
-#      `--gen-shard-up`, default 2); REFINERS (default "learned fractal") picks the refiners;
+#      `--gen-shard-up`, default 2; GEN_BACKENDS: `--gen-backends` values, one run each, default 1); REFINERS (default "learned fractal") picks the refiners;
 #   2. the GPU-only tests (seams, batch composition and nesting of the CUDA backends, on the
 #      shipped weights).
 # websockets and trimesh are not in the device image: carry their wheels in .whl/ (see the
@@ -28,7 +28,7 @@ GEN=${GEN_PROCS:-12}; [ "$GEN" = 0 ] && GEN=""
   ps -eo pcpu,rss,etimes,args --sort=-pcpu | head -n 16 | cut -c1-150; done) > "$OUT/monitor.log" 2>&1 &
 MON=$!
 timeout ${BENCH_S:-400} python3 bench/throughput.py --world ${WORLD:-both} --refiner ${REFINERS:-learned fractal} --block ${BLOCK:-8} \
-  --workers ${WORKERS:-4} --mesh-procs ${MESH_PROCS:-12} --gen-procs ${GEN_LIST:-0 $GEN} --gen-shard-up ${GEN_SHARD_UP:-2} \
+  --workers ${WORKERS:-4} --mesh-procs ${MESH_PROCS:-12} --gen-procs ${GEN_LIST:-0 $GEN} --gen-shard-up ${GEN_SHARD_UP:-2} --gen-backends ${GEN_BACKENDS:-1} \
   --warm ${WARM:-4} --timeout 300 2>&1 | tee -a "$OUT/throughput.log"
 echo "throughput rc=${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$OUT/throughput.log"
 kill $MON 2>/dev/null

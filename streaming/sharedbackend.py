@@ -381,6 +381,51 @@ class BackendProcess:
             self.proc.join(5.0)
 
 
+class BackendPool:
+    """``n`` ``BackendProcess``es with the same model; each new worker connects to the next one
+    in turn. One backend process made ~300 uncached tiles/s on an H100 with 82-98 % of a core
+    busy and the GPU 0-27 % (docs/BENCHMARKS.md, 2026-12-06): its one thread copies, replays and
+    waits in turn. Several processes overlap one's host work with another's GPU work, at the
+    cost of a CUDA context each. The bytes do not move: every process runs the same backend,
+    whose output does not depend on the batch a crop shares (``merge_unit``)."""
+
+    def __init__(self, make_backend, n: int, start_timeout_s: float = 600.0):
+        if n < 1:
+            raise ValueError(f"a backend pool needs at least one process, got {n}")
+        self.procs: list[BackendProcess] = []
+        try:
+            for _ in range(n):  # one after another: the later ones load the first one's compile cache
+                self.procs.append(BackendProcess(make_backend, start_timeout_s))
+        except BaseException:
+            self.close()
+            raise
+        names = {p.name for p in self.procs}
+        if len(names) != 1:
+            self.close()
+            raise RuntimeError(f"the backend processes opened different backends: {sorted(names)}")
+        self.name = self.procs[0].name
+        self._next = 0
+
+    @property
+    def calls(self) -> int:
+        return sum(p.calls for p in self.procs)
+
+    @property
+    def rounds(self) -> int:
+        return sum(p.rounds for p in self.procs)
+
+    def connect(self) -> tuple[str, bytes]:
+        """The next process's address (a worker keeps it for its life; a restarted worker takes
+        the next)."""
+        p = self.procs[self._next % len(self.procs)]
+        self._next += 1
+        return p.connect()
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.close()
+
+
 def _backend_main(control: Connection, make_backend, counter, rounds=None) -> None:
     """The backend process: build the backend, serve every connection until the owner goes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the owner stops us

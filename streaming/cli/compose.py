@@ -131,7 +131,8 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
                  origins=None, store_dir: str | os.PathLike | None = None, service_config=None, limits=None,
                  gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, terrain_only: bool = False,
                  features: bool = False, probe: bool = False, gen_procs: int | str = 0,
-                 gen_shard_up: int | None = None, share_backend: bool | None = None):
+                 gen_shard_up: int | None = None, share_backend: bool | None = None,
+                 gen_backends: int = 1):
     """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
 
     ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
@@ -150,7 +151,9 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     with ``mesh_procs`` or the learned refiner), keys sharded by their ancestor ``gen_shard_up``
     levels up; ``share_backend``: with the learned refiner, the workers call this process's
     one backend (``streaming.sharedbackend``) instead of each opening the model (None: when
-    the backend is compiled, i.e. on a GPU, where one context per worker time-slices it)."""
+    the backend is compiled, i.e. on a GPU, where one context per worker time-slices it);
+    ``gen_backends``: that many backend processes for the workers to share, each worker with
+    one of them (``streaming.sharedbackend.BackendPool``)."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -199,9 +202,10 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         backend = None
         if pyr.refiner.name == "learned" and (compiled if share_backend is None else share_backend):
             # one process owns the model for every worker (not this one: its GIL is the event loop's)
-            from streaming.sharedbackend import BackendProcess
+            from streaming.sharedbackend import BackendPool, BackendProcess
 
-            backend = BackendProcess(functools.partial(learned_backend, world.value, refiner or "auto"))
+            make = functools.partial(learned_backend, world.value, refiner or "auto")
+            backend = BackendProcess(make) if gen_backends == 1 else BackendPool(make, gen_backends)
             if backend.name != getattr(pyr.refiner.backend, "name", None):
                 backend.close()
                 raise RuntimeError(f"the shared backend is {backend.name}, this server's {pyr.refiner.backend.name}")

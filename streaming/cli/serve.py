@@ -28,7 +28,7 @@ def cmd_serve(args) -> int:
                           gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20,
                           http=http, mesh_procs=args.mesh_procs, terrain_only=args.terrain_only,
                           features=args.features, probe=args.probe, gen_procs=args.gen_procs,
-                          gen_shard_up=args.gen_shard_up)
+                          gen_shard_up=args.gen_shard_up, gen_backends=args.gen_backends)
     jit.warm()  # compiled kernels loaded (or compiled once per machine) before any request
     if args.accept_rate != server.config.accept_rate:
         server.set_accept_rate(args.accept_rate)
@@ -66,6 +66,9 @@ def register(sub) -> None:
     sp.add_argument("--gen-shard-up", type=A.int_in(0, 8, "gen-shard-up"), default=2,
                     help="with --gen-procs: a key's worker is chosen by its ancestor this many levels up "
                          "(2: groups of 4 x 4 tiles per level share a worker and its cache)")
+    sp.add_argument("--gen-backends", type=A.int_in(1, 16, "gen-backends"), default=1,
+                    help="with --gen-procs and the learned refiner on a GPU: the workers share this many backend "
+                         "processes (each its own CUDA context; 1: one process owns the model)")
     sp.add_argument("--gen-cache-mb", type=A.int_in(1, 1 << 20, "gen-cache-mb"), default=None,
                     help="generator block cache (MiB; default: the generator's, 512)")
     sp.add_argument("--http", action="store_true",

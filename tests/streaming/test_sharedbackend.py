@@ -21,7 +21,7 @@ from stream_fixtures import run
 from runtime.tiles import TileKey, World
 from streaming.cli.compose import learned_backend
 from streaming.client import TileClient
-from streaming.sharedbackend import BackendProcess, BackendServer, RemoteBackend
+from streaming.sharedbackend import BackendPool, BackendProcess, BackendServer, RemoteBackend
 
 SEED = 7
 KEYS = [TileKey(4, 5, 5), TileKey(5, 10, 11), TileKey(5, 11, 11)]  # plane anchor: level 3
@@ -88,6 +88,32 @@ def test_a_backend_process_answers_what_the_backend_answers_and_stops_when_close
     finally:
         proc.close()
     assert not proc.proc.is_alive()
+
+
+def test_a_backend_pool_deals_workers_round_robin_and_every_process_answers_the_same_bytes():
+    """``serve --gen-backends 2``: two processes with the same model; callers connect in turn and
+    get the bytes the backend gives alone; the pool counts both processes' requests."""
+    import functools
+
+    from generator.learned.refiner import LearnedRefiner
+
+    refiner = LearnedRefiner(World.PLANE, backend="torch")
+    args = _inputs(refiner)
+    want = refiner.backend.run_level(*args)
+    with pytest.raises(ValueError, match="at least one"):
+        BackendPool(functools.partial(learned_backend, "plane", "learned"), 0)
+    pool = BackendPool(functools.partial(learned_backend, "plane", "learned"), 2, start_timeout_s=300)
+    try:
+        assert pool.name == "torch" and len(pool.procs) == 2
+        addrs = [pool.connect() for _ in range(3)]
+        assert addrs[0] != addrs[1] and addrs[2] == addrs[0]  # in turn
+        callers = [RemoteBackend(a, pool.name) for a in addrs]
+        for c in callers:
+            assert np.array_equal(c.run_level(*args), want)
+        assert [p.calls for p in pool.procs] == [2, 1] and pool.calls == 3 and pool.rounds == 3
+    finally:
+        pool.close()
+    assert not any(p.proc.is_alive() for p in pool.procs)
 
 
 def test_a_backend_process_that_cannot_build_its_backend_says_why():
