@@ -49,13 +49,14 @@ def dem_inputs(crop: int):
     return out, float(d["pixel_m"]) / 2.0
 
 
-def compare(net, eager, comp, parents, spacing: float) -> dict:
-    """Heights of ``parents`` refined by the ``eager`` and ``comp`` backends of ``net``, compared."""
+def compare(net, eager, comp, parents, spacing: float, bands: bool = False) -> dict:
+    """Heights of ``parents`` refined by the ``eager`` and ``comp`` backends of ``net``, compared
+    (``bands``: the colour and NIR bands marked present, as the GPU test has them)."""
     m = net.config.margin
     b, _, h, w = parents.shape
     rows, cols = noise_coords(np.array([[256 * i, -512] for i in range(b)]), h, w, m)
     s = np.full((b,), spacing, np.float32)
-    present = np.zeros((b, 2), np.float32)
+    present = np.full((b, 2), 1.0 if bands else 0.0, np.float32)
     a = eager.run_level(parents, 1, 12, rows, cols, s, present)[:, 0].astype(np.float64)
     c = comp.run_level(parents, 1, 12, rows, cols, s, present)[:, 0].astype(np.float64)
     amp = float(net.amplitude(torch.tensor([spacing]))[0, 0])
@@ -72,23 +73,25 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("needs a CUDA GPU", file=sys.stderr)
         return 2
-    print(f"{'weights':14s} {'input':12s} {'spacing m':>9s} {'A(s) m':>7s} {'max m':>8s} {'rms m':>8s} "
+    print(f"{'weights':14s} {'input':17s} {'spacing m':>9s} {'A(s) m':>7s} {'max m':>8s} {'rms m':>8s} "
           f"{'max/A':>7s} {'rms/A':>8s}")
     out = {}
     for path in args.checkpoints:
         net, version, _ = load_net(path)
         m = net.config.margin
-        cases = [(f"walk {s}", walk_inputs(4, 2 * m + 33, m), s) for s in (2.4, 38.2, 611.0)]
+        walk = walk_inputs(4, 2 * m + 33, m)
+        cases = [(f"walk {s}", walk, s, False) for s in (2.4, 38.2, 611.0)]
+        cases += [(f"walk+bands {s}", walk, s, True) for s in (2.4, 38.2, 611.0)]  # 38.2: the GPU test's case
         dem, s_dem = dem_inputs(2 * m + 65)
-        cases.append(("dem 30m", dem, s_dem))
+        cases.append(("dem 30m", dem, s_dem, False))
         out[version] = {}
         # one pair of backends per checkpoint: the compiled one builds its graphs once
         eager = make_backend("torch", net, version, device="cuda")
         comp = make_backend("torch-compiled", net, version)
-        for name, parents, s in cases:
-            r = compare(net, eager, comp, parents, s)
+        for name, parents, s, bands in cases:
+            r = compare(net, eager, comp, parents, s, bands)
             out[version][name] = r
-            print(f"{version:14s} {name:12s} {s:9.1f} {r['amp_m']:7.3f} {r['max_m']:8.4f} {r['rms_m']:8.5f} "
+            print(f"{version:14s} {name:17s} {s:9.1f} {r['amp_m']:7.3f} {r['max_m']:8.4f} {r['rms_m']:8.5f} "
                   f"{r['max_over_amp']:7.4f} {r['rms_over_amp']:8.5f}", flush=True)
     print(json.dumps({"fp16_vs_eager": out, "device": torch.cuda.get_device_name(0)}))
     return 0
