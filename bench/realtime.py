@@ -164,7 +164,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mesh-procs", type=int, default=0, help="the server's mesh/encode processes (0: threads)")
     ap.add_argument("--gen-procs", default="auto",
                     help="the server's generator processes (serve's default auto; 0: one generator thread)")
-    ap.add_argument("--gen-backends", type=int, default=1,
+    ap.add_argument("--gen-backends", default="auto",
                     help="serve --gen-backends: backend processes the learned generator processes share")
     ap.add_argument("--refiner", default="fractal", help="the server's refiner (fractal, learned, bicubic)")
     args = ap.parse_args(argv)
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
         load0 = _loadavg()
         server = ServerProcess(None, world=world.value, mesh_procs=args.mesh_procs, refiner=args.refiner,
                                gen_procs=args.gen_procs,
-                               extra_args=("--gen-backends", str(args.gen_backends)) if args.gen_backends > 1 else ())
+                               extra_args=("--gen-backends", str(args.gen_backends)))
         try:
             c = SyncTileClient(server.url)
             sites = land_sites(world, c)

@@ -552,4 +552,7 @@ async def serve_forever(server: TileServer, host: str, port: int, loop_nice: int
         print("HTTP: " + "  ".join(server.http.urls(f"http://{host}:{bound}")), flush=True)
     await stop.wait()
     await server.close()
-    print("worldstream server stopped", flush=True)
+    try:
+        print("worldstream server stopped", flush=True)
+    except (BrokenPipeError, OSError):  # whoever read our stdout is gone (a killed bench): nothing to tell
+        pass

@@ -381,6 +381,13 @@ class BackendProcess:
             self.proc.join(5.0)
 
 
+def auto_backends(workers: int) -> int:
+    """``serve --gen-backends auto``: one backend process per 4 generator processes, 1 to 3 (3
+    for the 12 of a 16-core GPU box: 1.68x one process's uncached tiles/s on an H100, with the
+    generator processes then at ~2/3 of a core each; docs/BENCHMARKS.md, 2026-12-06)."""
+    return max(1, min(3, int(workers) // 4))
+
+
 class BackendPool:
     """``n`` ``BackendProcess``es with the same model; each new worker connects to the next one
     in turn. One backend process made ~300 uncached tiles/s on an H100 with 82-98 % of a core

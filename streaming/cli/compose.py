@@ -132,7 +132,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
                  gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, terrain_only: bool = False,
                  features: bool = False, probe: bool = False, gen_procs: int | str = 0,
                  gen_shard_up: int | None = None, share_backend: bool | None = None,
-                 gen_backends: int = 1):
+                 gen_backends: int | str = "auto"):
     """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
 
     ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
@@ -147,13 +147,13 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     trees) to clients that ask for it in their hello (docs/PROTOCOL.md); ``probe``: latency
     counters in every ``stats`` answer (``streaming.probe``); ``gen_procs``: generate, mesh and
     encode in that many worker processes, each with its own pyramid (``streaming.genprocs``;
-    0: the generator thread; "auto": ``streaming.genprocs.auto_procs()`` for a CPU refiner, 0
-    with ``mesh_procs`` or the learned refiner), keys sharded by their ancestor ``gen_shard_up``
+    0: the generator thread; "auto": ``streaming.genprocs.auto_procs()``, 0 with ``mesh_procs``
+    or the learned refiner on the CPU), keys sharded by their ancestor ``gen_shard_up``
     levels up; ``share_backend``: with the learned refiner, the workers call this process's
     one backend (``streaming.sharedbackend``) instead of each opening the model (None: when
     the backend is compiled, i.e. on a GPU, where one context per worker time-slices it);
     ``gen_backends``: that many backend processes for the workers to share, each worker with
-    one of them (``streaming.sharedbackend.BackendPool``)."""
+    one of them (``streaming.sharedbackend.BackendPool``; "auto": ``auto_backends``)."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -179,14 +179,17 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         store = TileStore(store_dir, model=store_model, world=world.value, seed=seed)
         store.sweep()  # temporary files of writers killed long ago
     cfg = service_config or ServiceConfig()
+    compiled = getattr(pyr.refiner, "compiled", False)
     if gen_procs == "auto":
-        # workers for the CPU refiners; none with mesh processes, and none with the learned
-        # refiner: 12 workers each with its own CUDA context made 102-107 uncached tiles/s on an
-        # H200 against one process's 152-174 (docs/BENCHMARKS.md, 2026-12-06). Given explicitly,
-        # learned workers share one backend process (``share_backend``).
+        # workers for the CPU refiners and for the compiled learned one (a GPU), whose workers
+        # share backend processes (``share_backend``): 12 workers and 3 backend processes made
+        # 431 / 391 uncached tiles/s (plane / earth) on an H100 where the thread server made
+        # 283 / 166 (docs/BENCHMARKS.md, 2026-12-06). None with mesh processes, none with the
+        # learned refiner on the CPU (each worker would hold its own model and threads).
         from streaming.genprocs import auto_procs
 
-        gen_procs = 0 if mesh_procs or pyr.refiner.name.startswith("learned") else auto_procs()
+        learned_cpu = pyr.refiner.name.startswith("learned") and not compiled
+        gen_procs = 0 if mesh_procs or learned_cpu else auto_procs()
     if gen_procs and mesh_procs:
         raise ValueError("--gen-procs workers mesh and encode their own tiles: give --mesh-procs 0 with it")
     encode = remote = None
@@ -195,17 +198,17 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
 
         if getattr(pyr.refiner, "prefers_batches", False):
             # GPU round trips: a batch's keys share each level's call in the workers, which call the
-            # one backend (the thread server, the default with the learned refiner, keeps its
-            # time-sized batches until a GPU measures it: docs/DECISIONS.md 47)
+            # shared backend (the thread server, --gen-procs 0, keeps its time-sized batches:
+            # docs/DECISIONS.md 47)
             cfg = dataclasses.replace(cfg, full_batches=True)
-        compiled = getattr(pyr.refiner, "compiled", False)
         backend = None
         if pyr.refiner.name == "learned" and (compiled if share_backend is None else share_backend):
             # one process owns the model for every worker (not this one: its GIL is the event loop's)
-            from streaming.sharedbackend import BackendPool, BackendProcess
+            from streaming.sharedbackend import BackendPool, BackendProcess, auto_backends
 
             make = functools.partial(learned_backend, world.value, refiner or "auto")
-            backend = BackendProcess(make) if gen_backends == 1 else BackendPool(make, gen_backends)
+            n = auto_backends(gen_procs) if gen_backends == "auto" else int(gen_backends)
+            backend = BackendProcess(make) if n == 1 else BackendPool(make, n)
             if backend.name != getattr(pyr.refiner.backend, "name", None):
                 backend.close()
                 raise RuntimeError(f"the shared backend is {backend.name}, this server's {pyr.refiner.backend.name}")

@@ -62,13 +62,13 @@ def register(sub) -> None:
                     help="generate, mesh and encode in this many worker processes, each with its own generator "
                          "(and model; on CUDA each opens the GPU), keys sharded by region (0: one generator thread; "
                          "auto, the default: 3/4 of the cores, 2 to 12; 0 on one core, with --mesh-procs or with the "
-                         "learned refiner)")
+                         "learned refiner on the CPU)")
     sp.add_argument("--gen-shard-up", type=A.int_in(0, 8, "gen-shard-up"), default=2,
                     help="with --gen-procs: a key's worker is chosen by its ancestor this many levels up "
                          "(2: groups of 4 x 4 tiles per level share a worker and its cache)")
-    sp.add_argument("--gen-backends", type=A.int_in(1, 16, "gen-backends"), default=1,
+    sp.add_argument("--gen-backends", type=A.int_or_auto(1, 16, "gen-backends"), default="auto",
                     help="with --gen-procs and the learned refiner on a GPU: the workers share this many backend "
-                         "processes (each its own CUDA context; 1: one process owns the model)")
+                         "processes (each its own CUDA context; auto, the default: one per 4 workers, 1 to 3)")
     sp.add_argument("--gen-cache-mb", type=A.int_in(1, 1 << 20, "gen-cache-mb"), default=None,
                     help="generator block cache (MiB; default: the generator's, 512)")
     sp.add_argument("--http", action="store_true",

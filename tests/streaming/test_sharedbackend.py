@@ -21,7 +21,7 @@ from stream_fixtures import run
 from runtime.tiles import TileKey, World
 from streaming.cli.compose import learned_backend
 from streaming.client import TileClient
-from streaming.sharedbackend import BackendPool, BackendProcess, BackendServer, RemoteBackend
+from streaming.sharedbackend import BackendPool, BackendProcess, BackendServer, RemoteBackend, auto_backends
 
 SEED = 7
 KEYS = [TileKey(4, 5, 5), TileKey(5, 10, 11), TileKey(5, 11, 11)]  # plane anchor: level 3
@@ -114,6 +114,10 @@ def test_a_backend_pool_deals_workers_round_robin_and_every_process_answers_the_
     finally:
         pool.close()
     assert not any(p.proc.is_alive() for p in pool.procs)
+
+
+def test_auto_backends_is_one_per_four_workers_from_1_to_3():
+    assert [auto_backends(w) for w in (0, 1, 2, 4, 7, 8, 12, 64)] == [1, 1, 1, 1, 1, 2, 3, 3]
 
 
 def test_a_backend_process_that_cannot_build_its_backend_says_why():
