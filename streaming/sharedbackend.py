@@ -401,7 +401,7 @@ class BackendPool:
             raise ValueError(f"a backend pool needs at least one process, got {n}")
         self.procs: list[BackendProcess] = []
         try:
-            for _ in range(n):  # one after another: the later ones load the first one's compile cache
+            for _ in range(n):  # one after another (each ready when its constructor returns)
                 self.procs.append(BackendProcess(make_backend, start_timeout_s))
         except BaseException:
             self.close()
