@@ -86,22 +86,60 @@ def _corner(s):
 
 def _accumulate(out, amp, x, y, key, ca, sa, off, wavelength, assign):
     """out[n] += amp * value noise at (x[n], y[n]), or out[n] = the noise if ``assign`` (all 1-D
-    float64; key uint64)."""
-    for n in range(x.size):
+    float64; key uint64). Where the points span few lattice cells (a block and an octave longer
+    than a few samples: at most one node for two points), each node is hashed once into a table
+    and the corners gathered from it, as the numpy reference's ``_corners`` does: the same
+    function of the same integers (the key sums wrap alike), so the same bits, ~4 hashes a point
+    fewer (the plane anchor's 25 octaves of a 65 x 65 block were ~1.6 ms, its teleport's largest
+    generator cost)."""
+    size = x.size
+    if size == 0:
+        return
+    fi = np.empty(size, np.int64)
+    fj = np.empty(size, np.int64)
+    fus = np.empty(size)
+    fvs = np.empty(size)
+    ilo, jlo = np.int64(2**62), np.int64(2**62)
+    ihi, jhi = -ilo, -jlo
+    for n in range(size):
         u = (ca * x[n] - sa * y[n]) / wavelength + off
         v = (sa * x[n] + ca * y[n]) / wavelength - off
-        fi = np.floor(u)
-        fj = np.floor(v)
-        fu = u - fi
-        fv = v - fj
-        fu = fu * fu * fu * (fu * (fu * 6.0 - 15.0) + 10.0)
-        fv = fv * fv * fv * (fv * (fv * 6.0 - 15.0) + 10.0)
-        s00 = np.uint64(np.int64(fi)) * _C1 + np.uint64(np.int64(fj)) * _C2 + key
-        s10 = s00 + _C1
-        a = _corner(s00)
-        b = _corner(s10)
-        c = _corner(s00 + _C2)
-        d = _corner(s10 + _C2)
+        a = np.floor(u)
+        b = np.floor(v)
+        fu = u - a
+        fv = v - b
+        fus[n] = fu * fu * fu * (fu * (fu * 6.0 - 15.0) + 10.0)
+        fvs[n] = fv * fv * fv * (fv * (fv * 6.0 - 15.0) + 10.0)
+        i = np.int64(a)
+        j = np.int64(b)
+        fi[n] = i
+        fj[n] = j
+        ilo, ihi = min(ilo, i), max(ihi, i)
+        jlo, jhi = min(jlo, j), max(jhi, j)
+    ni, nj = ihi - ilo + 2, jhi - jlo + 2
+    table = np.empty(0)
+    if ni * nj * 2 <= size:
+        table = np.empty(ni * nj)
+        for a in range(ni):
+            s0 = np.uint64(ilo + a) * _C1 + key
+            for b in range(nj):
+                table[a * nj + b] = _corner(s0 + np.uint64(jlo + b) * _C2)
+    for n in range(size):
+        fu = fus[n]
+        fv = fvs[n]
+        if table.size:
+            t = (fi[n] - ilo) * nj + (fj[n] - jlo)
+            a = table[t]
+            b = table[t + nj]
+            c = table[t + 1]
+            d = table[t + nj + 1]
+        else:
+            s00 = np.uint64(fi[n]) * _C1 + np.uint64(fj[n]) * _C2 + key
+            s10 = s00 + _C1
+            a = _corner(s00)
+            b = _corner(s10)
+            c = _corner(s00 + _C2)
+            d = _corner(s10 + _C2)
         ab = a + (b - a) * fu
         val = ab + ((c + (d - c) * fu) - ab) * fv
         if assign:
