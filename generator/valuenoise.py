@@ -7,7 +7,9 @@ neither reassociates nor fuses a multiply and an add), the lattice hash is the S
 finaliser on uint64 (wrapping like numpy's), and ``cos`` / ``sin`` of an octave's angle are
 taken once in Python, exactly as the reference does. numpy spent ~130 us per octave of a
 65 x 65 block in ~25 array passes (the plane anchor has 25 octaves: 4.5 ms a block, the
-largest generator cost of a teleport into a new plane region); the fused loop ~15 us.
+largest generator cost of a teleport into a new plane region); the fused loop hashing four
+corners a point made the block 1.6 ms (2026-12-06, 2-core box), and hashing each lattice node
+once per call (``_accumulate``'s table) 0.95 ms.
 """
 
 from __future__ import annotations
