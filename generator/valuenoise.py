@@ -106,26 +106,26 @@ def _accumulate(out, amp, x, y, key, ca, sa, off, wavelength, assign):
     for n in range(size):
         u = (ca * x[n] - sa * y[n]) / wavelength + off
         v = (sa * x[n] + ca * y[n]) / wavelength - off
-        a = np.floor(u)
-        b = np.floor(v)
-        fu = u - a
-        fv = v - b
+        ui = np.floor(u)
+        vj = np.floor(v)
+        fu = u - ui
+        fv = v - vj
         fus[n] = fu * fu * fu * (fu * (fu * 6.0 - 15.0) + 10.0)
         fvs[n] = fv * fv * fv * (fv * (fv * 6.0 - 15.0) + 10.0)
-        i = np.int64(a)
-        j = np.int64(b)
+        i = np.int64(ui)
+        j = np.int64(vj)
         fi[n] = i
         fj[n] = j
         ilo, ihi = min(ilo, i), max(ihi, i)
         jlo, jhi = min(jlo, j), max(jhi, j)
     ni, nj = ihi - ilo + 2, jhi - jlo + 2
     table = np.empty(0)
-    if ni * nj * 2 <= size:
+    if ni <= size and nj <= size and ni * nj * 2 <= size:  # (each side first: no overflow)
         table = np.empty(ni * nj)
-        for a in range(ni):
-            s0 = np.uint64(ilo + a) * _C1 + key
-            for b in range(nj):
-                table[a * nj + b] = _corner(s0 + np.uint64(jlo + b) * _C2)
+        for p in range(ni):
+            s0 = np.uint64(ilo + p) * _C1 + key
+            for q in range(nj):
+                table[p * nj + q] = _corner(s0 + np.uint64(jlo + q) * _C2)
     for n in range(size):
         fu = fus[n]
         fv = fvs[n]
