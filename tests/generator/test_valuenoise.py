@@ -87,3 +87,17 @@ def test_the_plane_relief_height_is_the_sampled_height():
         assert got.dtype == np.float32 and got.shape == (70, 70)
         np.testing.assert_array_equal(got, want)
     assert np.ptp(got) > 50.0
+
+
+def test_points_far_apart_at_a_short_wavelength_have_the_reference_bits():
+    """The compiled loop hashes a lattice table only where the points span few cells; points
+    ~2^52 samples apart (a lattice range whose area would overflow int64) take the per-point
+    hashes, and a block spanning few cells the table: both the reference's bits."""
+    x = np.array([0.0, 2.0**52, -(2.0**52), 3.5, 1e15])
+    y = np.array([0.0, -(2.0**52), 2.0**52, -7.25, -1e15])
+    for wave in (0.7, 3.0, 6800.0):
+        np.testing.assert_array_equal(_bits(valuenoise.value_noise(5, 11, x, y, wave)),
+                                      _bits(_value_noise(5, 11, x, y, wave)))
+    bx, by = np.meshgrid(np.arange(65.0) + 1e6, np.arange(65.0) - 3e5)
+    np.testing.assert_array_equal(_bits(valuenoise.value_noise(5, 11, bx, by, 40.0)),
+                                  _bits(_value_noise(5, 11, bx, by, 40.0)))
