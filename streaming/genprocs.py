@@ -173,10 +173,10 @@ class GenProcs:
 
     def __init__(self, processes: int, spec: GenSpec, shard_up: int = SHARD_UP, steal: bool = True,
                  start_timeout_s: float = _START_TIMEOUT_S, backend=None):
-        """``backend``: a ``streaming.sharedbackend.BackendServer`` or ``BackendProcess`` every
-        worker's refiner calls (``spec.open_source`` then gets what its ``connect()`` gives: a
-        pipe's end or the process's address), owned and closed here; None: each worker opens
-        its own."""
+        """``backend``: a ``streaming.sharedbackend.BackendServer``, ``BackendProcess`` or
+        ``BackendPool`` every worker's refiner calls (``spec.open_source`` then gets what its
+        ``connect()`` gives: a pipe's end or a process's address), owned and closed here; None:
+        each worker opens its own."""
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         if not 0 <= shard_up <= 8:

@@ -183,8 +183,8 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     if gen_procs == "auto":
         # workers for the CPU refiners and for the compiled learned one (a GPU), whose workers
         # share backend processes (``share_backend``): 12 workers and 3 backend processes made
-        # 431 / 391 uncached tiles/s (plane / earth) on an H100 where the thread server made
-        # 283 / 166 (docs/BENCHMARKS.md, 2026-12-06). None with mesh processes, none with the
+        # 431 / 391 uncached tiles/s (plane / earth) on an H100, the thread server 283 / 166 in
+        # an earlier run (docs/BENCHMARKS.md, 2026-12-06). None with mesh processes, none with the
         # learned refiner on the CPU (each worker would hold its own model and threads).
         from streaming.genprocs import auto_procs
 
@@ -204,11 +204,10 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         backend = None
         if pyr.refiner.name == "learned" and (compiled if share_backend is None else share_backend):
             # one process owns the model for every worker (not this one: its GIL is the event loop's)
-            from streaming.sharedbackend import BackendPool, BackendProcess, auto_backends
+            from streaming.sharedbackend import BackendPool, auto_backends
 
-            make = functools.partial(learned_backend, world.value, refiner or "auto")
             n = auto_backends(gen_procs) if gen_backends == "auto" else int(gen_backends)
-            backend = BackendProcess(make) if n == 1 else BackendPool(make, n)
+            backend = BackendPool(functools.partial(learned_backend, world.value, refiner or "auto"), n)
             if backend.name != getattr(pyr.refiner.backend, "name", None):
                 backend.close()
                 raise RuntimeError(f"the shared backend is {backend.name}, this server's {pyr.refiner.backend.name}")
