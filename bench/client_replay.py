@@ -216,7 +216,11 @@ def main(argv=None) -> int:
     from runtime.tin import kernels
 
     kernels.warm()
-    rec = pickle.loads(Path(args.src).read_bytes())
+    try:
+        rec = pickle.loads(Path(args.src).read_bytes())
+    except TypeError as e:  # a frozen-dataclass TileKey does not unpickle as the named tuple
+        raise SystemExit(f"{args.src}: recorded before runtime.tiles.TileKey became a named tuple "
+                         f"(2026-12-06): record it again ({e})") from None
     payloads = rec["payloads"] if isinstance(rec, dict) else rec
     payloads = dedupe(payloads)  # the recording holds the lockstep flight too: each tile once
     world = World.parse(args.world)
