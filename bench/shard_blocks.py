@@ -1,0 +1,138 @@
+"""What sharding keys over generator processes costs in pyramid blocks (issue 15).
+
+``serve --gen-procs N`` deals keys to N worker processes (``streaming.genprocs.shard_of``),
+each with its own pyramid and cache. A worker that makes a tile also makes the parent blocks
+under it that it does not hold, though another worker may hold them: the same blocks are
+refined in several caches. This counts the blocks the refiner is called for (the tile's own
+and every parent block its cache lacked) when each worker's share of a key set goes through a
+fresh pyramid of its own, against one pyramid for all (the baseline, in the same run), and
+each worker's share of the blocks (max / mean: 1.0 is an even load).
+
+Key sets (real refiner, no network, one thread, in-process; keys in order, 16 a call as a
+batching worker takes them):
+
+- ``teleport``: the tiles bench/teleport.py fetches for the complete 2 px view after
+  bench/realtime.py's teleport (plane 10,000 km east; earth New Zealand's Southern Alps),
+  dealt to 2 workers (``--gen-procs auto`` on a 2-core machine);
+- ``throughput``: bench/throughput.py's keys (``--block`` x ``--block`` tiles at each level
+  8-16 around its site), dealt to 2 and 12 workers (12: ``auto`` on a 16-core GPU box).
+
+Deals: ``lattice`` (the server's, ``shard_of`` with ``SHARD_UP``) and ``up K`` (the same
+lattice over groups K levels up: larger groups share more parents, fewer workers share a
+flight's few deep groups). Stealing (an idle worker taking a busy one's batch) is not
+simulated: it only adds blocks.
+
+    PYTHONPATH=. python bench/shard_blocks.py                   # both key sets, both worlds
+    PYTHONPATH=. python bench/shard_blocks.py --keys teleport --world earth
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "bench"))  # after the packages: bench/generator.py is not the package
+
+from runtime.tiles import World  # noqa: E402
+from streaming.genprocs import SHARD_UP, shard_of  # noqa: E402
+
+BATCH = 16
+
+
+def refined_blocks(world: World, keys, refiner: str) -> tuple[int, float]:
+    """(blocks the refiner was called for, process CPU s) making ``keys`` in a fresh pyramid."""
+    from generator.pyramid import Pyramid
+
+    pyr = Pyramid(world, 0, refiner)
+    n = [0]
+    refine = pyr.refiner.refine
+
+    def counted(parents, level, origins, seed):
+        n[0] += len(parents)
+        return refine(parents, level, origins, seed)
+
+    pyr.refiner.refine = counted
+    t = time.process_time()
+    for i in range(0, len(keys), BATCH):
+        pyr.tiles(keys[i:i + BATCH])
+    return n[0], time.process_time() - t
+
+
+def teleport_keys(world: World) -> list:
+    import teleport as tp
+
+    from generator.pyramid import Pyramid
+    from viewer.paths import camera_for
+
+    _, dest = tp.SITES[world]
+    ground = tp.ground_m(world, Pyramid(world, 0, "fractal"), dest)
+    cam = camera_for(world, tp.pose_at(world, dest, tp.HEADING_RAD + math.pi, tp.PITCH_RAD, tp.AGL_M), ground,
+                     math.radians(60.0), (1920, 1080))
+    records, _, _, final = tp.complete_view(world, Pyramid(world, 0, "fractal"), cam, 2.0, False,
+                                            log=lambda *a: None)
+    if not final.complete:
+        raise RuntimeError(f"{world.value}: the teleport's view did not complete")
+    return [r["key"] for r in records]
+
+
+def measure(world: World, keys, workers: list[int], ups: list[int], refiner: str, log=print) -> dict:
+    refined_blocks(world, keys, refiner)  # warm: lazy tables and compiled kernels, not counted
+    base, cpu = refined_blocks(world, keys, refiner)
+    log(f"  {'deal':<22s} {'workers':>7s} {'blocks':>7s} {'a tile':>6s} {'x one':>6s} {'max/mean':>8s} {'CPU s':>6s}")
+    log(f"  {'one pyramid':<22s} {1:7d} {base:7d} {base / len(keys):6.1f} {1.0:6.2f} {1.0:8.2f} {cpu:6.2f}")
+    out = {"keys": len(keys), "one_pyramid_blocks": base, "deals": {}}
+    for n in workers:
+        for up in ups:
+            name = "lattice" if up == SHARD_UP else f"up {up}"
+            per, tot_cpu = [], 0.0
+            for s in range(n):
+                b, c = refined_blocks(world, [k for k in keys if shard_of(k, n, up) == s], refiner)
+                per.append(b)
+                tot_cpu += c
+            tot = sum(per)
+            imbalance = max(per) / (tot / n) if tot else 1.0
+            log(f"  {name:<22s} {n:7d} {tot:7d} {tot / len(keys):6.1f} {tot / base:6.2f} {imbalance:8.2f} "
+                f"{tot_cpu:6.2f}")
+            out["deals"][f"{n} workers, {name}"] = {"blocks": tot, "x_one": round(tot / base, 3),
+                                                   "max_over_mean": round(imbalance, 3), "cpu_s": round(tot_cpu, 2)}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--world", choices=["plane", "earth", "both"], default="both")
+    ap.add_argument("--keys", choices=["teleport", "throughput", "both"], default="both")
+    ap.add_argument("--block", type=int, default=8, help="throughput keys: tiles per side per level")
+    ap.add_argument("--refiner", default="fractal")
+    ap.add_argument("--ups", default=f"{SHARD_UP},3,4", help="group levels to try (the first: the server's)")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]
+    ups = [int(u) for u in args.ups.split(",")]
+    summary: dict = {}
+    for world in worlds:
+        if args.keys in ("teleport", "both"):
+            keys = teleport_keys(world)
+            print(f"\n== {world.value}, teleport: {len(keys)} keys, {args.refiner}", flush=True)
+            summary.setdefault(world.value, {})["teleport"] = measure(world, keys, [2], ups, args.refiner)
+        if args.keys in ("throughput", "both"):
+            from throughput import block_keys
+
+            keys = block_keys(world, args.block)
+            print(f"\n== {world.value}, throughput ({args.block} x {args.block} a level, 8-16): {len(keys)} keys, "
+                  f"{args.refiner}", flush=True)
+            summary.setdefault(world.value, {})["throughput"] = measure(world, keys, [2, 12], ups, args.refiner)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
