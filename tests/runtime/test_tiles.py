@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from runtime.tiles import SKIRT_FACTOR, T, level_error_m, skirt_depth_for, spacing_m
+from runtime.tiles import SKIRT_FACTOR, T, TileKey, level_error_m, skirt_depth_for, spacing_m
 
 
 def test_level_error_follows_cesium_heightmap_estimate():
@@ -25,3 +25,18 @@ def test_skirt_hangs_five_errors_deep():
     assert SKIRT_FACTOR == 5.0
     assert skirt_depth_for(level_error_m(6)) == pytest.approx(5 * 305.7, rel=1e-3)
     assert skirt_depth_for(0.0) == 0.0
+
+
+def test_tile_keys_are_immutable_values_ordered_and_hashed_as_level_x_y():
+    k = TileKey(12, 2048, 1023)
+    assert (k.level, k.x, k.y) == (12, 2048, 1023) and str(k) == "12/2048/1023"
+    assert hash(k) == hash(TileKey(12, 2048, 1023)) == hash((12, 2048, 1023))
+    assert {k: 1}[TileKey(level=12, x=2048, y=1023)] == 1
+    with pytest.raises(AttributeError):
+        k.level = 3  # type: ignore[misc]
+    keys = [TileKey(3, 0, 1), TileKey(2, 5, 5), TileKey(3, 0, 0), TileKey(2, 4, 9)]
+    assert sorted(keys) == [TileKey(2, 4, 9), TileKey(2, 5, 5), TileKey(3, 0, 0), TileKey(3, 0, 1)]
+    assert k.parent() == TileKey(11, 1024, 511) and k.children()[3] == TileKey(13, 4097, 2047)
+    assert k.ancestor(0) == TileKey(0, 0, 0) and k.sample_origin() == (1023 * T, 2048 * T)
+    with pytest.raises(ValueError, match="root tile"):
+        TileKey(0, 0, 0).parent()
