@@ -9,7 +9,7 @@ level: request, placed ("known": the streamer has its heights) and drawable ("re
 uploaded) times in seconds after the jump (min / max), and how many requested / placed
 tiles were not needed; then frames over the target in the first 5 s of the flight, the 5 s
 after the teleport and the rest, and per phase of the path (loading screen, take-off, run,
-climb, turn, teleport + settle, hover).
+climb, turn, teleport + settle, hover). ``--whole`` flies the bench's whole path instead.
 
     PYTHONPATH=. python bench/realtime_trace.py plane [--json /tmp/trace.json]
 """
@@ -204,16 +204,19 @@ def main(argv=None) -> int:
         out = argv[i + 1]
         del argv[i:i + 2]
     if not argv or argv[0] not in ("plane", "earth"):
-        raise SystemExit("usage: realtime_trace.py plane|earth [--json FILE] [bench/realtime.py options]")
+        raise SystemExit("usage: realtime_trace.py plane|earth [--json FILE] [--whole] [bench/realtime.py options]")
     events: list = [("clock", time.perf_counter(), time.time())]  # to line up with wall-clock samples
     record(events)  # imports the viewer package before bench/ (it has a viewer.py) is on the path
     sys.path.insert(0, str(ROOT / "bench"))
     import realtime  # bench/realtime.py
 
-    realtime.main(["--quick", "--no-gl", "--no-sim", "--world", argv[0], *argv[1:]])
+    whole = "--whole" in argv  # the bench's whole path (130 s) instead of --quick's 0.3x (39 s)
+    if whole:
+        argv.remove("--whole")
+    realtime.main([*([] if whole else ["--quick"]), "--no-gl", "--no-sim", "--world", argv[0], *argv[1:]])
     if out:
         Path(out).write_text(json.dumps(events))
-    poses = realtime.simflight.script(True)
+    poses = realtime.simflight.script(not whole)
     phases: list = []
     for p in poses:
         if phases and phases[-1][0] == p.phase:
