@@ -42,8 +42,9 @@ def _ticks(stat: Path) -> float:
 
 
 def cpu_snapshot() -> dict:
-    """CPU seconds so far: this process's threads by name, and its child processes (the
-    server) together. Linux /proc; empty where there is none."""
+    """CPU seconds so far: this process's threads by name, and every process below it (the
+    server and its generator, backend or mesh workers) together. Linux /proc; empty where
+    there is none."""
     out: dict = {}
     if not Path("/proc/self/task").is_dir():
         return out
@@ -51,15 +52,19 @@ def cpu_snapshot() -> dict:
     for task in Path("/proc/self/task").iterdir():
         name = names.get(int(task.name), "other")
         out[name] = out.get(name, 0.0) + _ticks(task / "stat")
-    me = os.getpid()
+    children: dict[int, list[int]] = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-            if ppid == me:
-                out["server"] = out.get("server", 0.0) + _ticks(proc / "stat")
+            children.setdefault(ppid, []).append(int(proc.name))
+    todo = list(children.get(os.getpid(), ()))  # the server, then its workers (grandchildren)
+    while todo:
+        pid = todo.pop()
+        out["server"] = out.get("server", 0.0) + _ticks(Path("/proc") / str(pid) / "stat")
+        todo.extend(children.get(pid, ()))
     return out
 
 
