@@ -3,10 +3,11 @@
 ``serve --gen-procs N`` deals keys to N worker processes (``streaming.genprocs.shard_of``),
 each with its own pyramid and cache. A worker that makes a tile also makes the parent blocks
 under it that it does not hold, though another worker may hold them: the same blocks are
-refined in several caches. This counts the blocks the refiner is called for (the tile's own
-and every parent block its cache lacked) when each worker's share of a key set goes through a
-fresh pyramid of its own, against one pyramid for all (the baseline, in the same run), and
-each worker's share of the blocks (max / mean: 1.0 is an even load).
+made in several caches. This counts the blocks a pyramid makes (``Pyramid.blocks_computed``:
+the tiles' own and every parent block its cache lacked, refined or, at the anchor's levels,
+sampled) when each worker's share of a key set goes through a fresh pyramid of its own,
+against one pyramid for all (the baseline, in the same run), and each worker's share of the
+blocks (max / mean: 1.0 is an even load).
 
 Key sets (real refiner, no network, one thread, in-process; keys in order, 16 a call as a
 batching worker takes them):
@@ -45,23 +46,16 @@ from streaming.genprocs import SHARD_UP, shard_of  # noqa: E402
 BATCH = 16
 
 
-def refined_blocks(world: World, keys, refiner: str) -> tuple[int, float]:
-    """(blocks the refiner was called for, process CPU s) making ``keys`` in a fresh pyramid."""
+def made_blocks(world: World, keys, refiner: str) -> tuple[int, float]:
+    """(blocks the pyramid made, ``Pyramid.blocks_computed``; process CPU s) making ``keys`` in
+    a fresh pyramid."""
     from generator.pyramid import Pyramid
 
     pyr = Pyramid(world, 0, refiner)
-    n = [0]
-    refine = pyr.refiner.refine
-
-    def counted(parents, level, origins, seed):
-        n[0] += len(parents)
-        return refine(parents, level, origins, seed)
-
-    pyr.refiner.refine = counted
     t = time.process_time()
     for i in range(0, len(keys), BATCH):
         pyr.tiles(keys[i:i + BATCH])
-    return n[0], time.process_time() - t
+    return pyr.blocks_computed, time.process_time() - t
 
 
 def teleport_keys(world: World) -> list:
@@ -82,8 +76,8 @@ def teleport_keys(world: World) -> list:
 
 
 def measure(world: World, keys, workers: list[int], ups: list[int], refiner: str, log=print) -> dict:
-    refined_blocks(world, keys, refiner)  # warm: lazy tables and compiled kernels, not counted
-    base, cpu = refined_blocks(world, keys, refiner)
+    made_blocks(world, keys, refiner)  # warm: lazy tables and compiled kernels, not counted
+    base, cpu = made_blocks(world, keys, refiner)
     log(f"  {'deal':<22s} {'workers':>7s} {'blocks':>7s} {'a tile':>6s} {'x one':>6s} {'max/mean':>8s} {'CPU s':>6s}")
     log(f"  {'one pyramid':<22s} {1:7d} {base:7d} {base / len(keys):6.1f} {1.0:6.2f} {1.0:8.2f} {cpu:6.2f}")
     out = {"keys": len(keys), "one_pyramid_blocks": base, "deals": {}}
@@ -92,7 +86,7 @@ def measure(world: World, keys, workers: list[int], ups: list[int], refiner: str
             name = "lattice" if up == SHARD_UP else f"up {up}"
             per, tot_cpu = [], 0.0
             for s in range(n):
-                b, c = refined_blocks(world, [k for k in keys if shard_of(k, n, up) == s], refiner)
+                b, c = made_blocks(world, [k for k in keys if shard_of(k, n, up) == s], refiner)
                 per.append(b)
                 tot_cpu += c
             tot = sum(per)
