@@ -32,13 +32,13 @@ sys.path.insert(0, str(ROOT))
 JUMP_M = 1e5  # a camera move longer than this between two frames is the teleport
 
 
-def _ticks(stat: Path) -> float:
-    """utime + stime seconds from a /proc .../stat file (0 when it is gone)."""
+def _stat(stat: Path) -> tuple[int, float] | None:
+    """(parent pid, utime + stime seconds) from a /proc .../stat file; None when it is gone."""
     try:
         fields = stat.read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def cpu_snapshot() -> dict:
@@ -51,19 +51,18 @@ def cpu_snapshot() -> dict:
     names = {t.native_id: t.name for t in threading.enumerate()}
     for task in Path("/proc/self/task").iterdir():
         name = names.get(int(task.name), "other")
-        out[name] = out.get(name, 0.0) + _ticks(task / "stat")
+        out[name] = out.get(name, 0.0) + (_stat(task / "stat") or (0, 0.0))[1]
     children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(proc.name))
+        st = _stat(proc / "stat") if proc.name.isdigit() else None
+        if st is not None:
+            children.setdefault(st[0], []).append(int(proc.name))
+            cpu[int(proc.name)] = st[1]
     todo = list(children.get(os.getpid(), ()))  # the server, then its workers (grandchildren)
     while todo:
         pid = todo.pop()
-        out["server"] = out.get("server", 0.0) + _ticks(Path("/proc") / str(pid) / "stat")
+        out["server"] = out.get("server", 0.0) + cpu[pid]
         todo.extend(children.get(pid, ()))
     return out
 
