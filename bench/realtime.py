@@ -110,7 +110,8 @@ def fly(url: str, world: World, path_file: Path, out: Path, *, realtime: bool, f
 
 def server_counters(url: str) -> dict:
     """The server's own counters after the realtime flight: tiles generated, dropped
-    before generation because cancelled, still queued, mean generator batch."""
+    before generation because cancelled, still queued, mean generator batch, and the times a
+    client's reading paused (its share of the event loop, or its unsent output, was used up)."""
     from streaming.client import SyncTileClient
 
     c = SyncTileClient(url)
@@ -118,7 +119,8 @@ def server_counters(url: str) -> dict:
         s = c.stats().get("server", {})
     finally:
         c.close()
-    return {k: s.get(k) for k in ("generated", "dropped_cancelled", "queued", "mean_batch", "requests")}
+    return {k: s.get(k) for k in ("generated", "dropped_cancelled", "queued", "mean_batch", "requests",
+                                     "loop_pauses", "read_pauses")}
 
 
 def sim(world: World, rate: float, quick: bool) -> dict:
