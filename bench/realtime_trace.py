@@ -10,8 +10,12 @@ uploaded) times in seconds after the jump (min / max), and how many requested / 
 tiles were not needed; then frames over the target in the first 5 s of the flight, the 5 s
 after the teleport and the rest, and per phase of the path (loading screen, take-off, run,
 climb, turn, teleport + settle, hover). ``--whole`` flies the bench's whole path instead.
+``--server-trace`` also times every key inside the server (bench/server_trace/sitecustomize.py:
+asked, sent to a generator process, back, frame ready) and adds per level how long the needed
+keys waited in the server's queue and how long a generator process took, and how busy the
+generator processes were until the view was complete.
 
-    PYTHONPATH=. python bench/realtime_trace.py plane [--json /tmp/trace.json]
+    PYTHONPATH=. python bench/realtime_trace.py plane [--json /tmp/trace.json] [--server-trace]
 """
 
 from __future__ import annotations
@@ -140,10 +144,57 @@ def record(events: list) -> None:
     S.TileStreamer.on_tile = traced_on_tile
 
 
-def report(events: list, phases: list | None = None) -> None:
+def read_server_trace(prefix: str) -> list:
+    """The server's events (bench/server_trace/sitecustomize.py), every process's, by time."""
+    import ast
+    import glob
+
+    out = []
+    for path in glob.glob(prefix + ".*"):
+        with open(path) as f:
+            out.extend(ast.literal_eval(line) for line in f if line.strip())
+        os.unlink(path)
+    return sorted(out)
+
+
+def server_split(server: list, need: set, t0: float, t1: float) -> tuple[dict, str]:
+    """Per level of the needed keys: (queue waits, generator seconds) of their batches that
+    started in [t0, t1] (a key's wait runs from its latest ask before the batch); and a line on
+    how busy the generator processes were and how their time went to needed keys and others."""
+    asked: dict = {}
+    started: dict = {}
+    per_level: dict = {}
+    busy: dict = {}
+    spent = {True: [0, 0.0], False: [0, 0.0]}
+    for t, kind, *rest in server:
+        if kind == "get":
+            asked[rest[0]] = t
+        elif kind == "dispatch":
+            started[rest[0]] = (t, rest[1])
+        elif kind == "back" and rest[0] in started:
+            t_start, keys = started.pop(rest[0])
+            if not t0 <= t_start <= t1:
+                continue
+            busy[rest[0]] = busy.get(rest[0], 0.0) + min(t, t1) - t_start
+            for key in map(tuple, keys):
+                wanted = key in need
+                spent[wanted][0] += 1
+                spent[wanted][1] += (t - t_start) / len(keys)
+                if wanted:
+                    waits = per_level.setdefault(key[0], ([], []))
+                    waits[0].append(t_start - asked.get(key, t_start))
+                    waits[1].append(t - t_start)
+    share = ", ".join(f"{s}: {b / (t1 - t0):.0%}" for s, b in sorted(busy.items()))
+    line = (f"generator processes busy ({share}); batches for needed keys {spent[True][0]} "
+            f"({spent[True][1]:.2f} s), for others {spent[False][0]} ({spent[False][1]:.2f} s)")
+    return per_level, line
+
+
+def report(events: list, phases: list | None = None, server: list | None = None) -> None:
     """Print the per-level table and the split of frames over the target (see the module doc);
     ``phases``: [(name, seconds)] of the path in order (bench/flight.py's script), for the split
-    by phase."""
+    by phase; ``server``: the server's own events (``--server-trace``), for the queue wait and
+    generator time of the needed keys."""
     jumps = [e[1] for e in events if e[0] == "jump"]
     if not jumps:
         print("no teleport in the trace")
@@ -163,7 +214,9 @@ def report(events: list, phases: list | None = None) -> None:
     for kind, t, key, *_ in events:
         if kind in first and jump <= t <= end:
             first[kind].setdefault(tuple(key), t - jump)
-    print("level needed | request s | known s | ready s | not needed: requested, known")
+    split, busy_line = server_split(server, need, jump, end) if server else ({}, "")
+    print("level needed | request s | known s | ready s | not needed: requested, known"
+          + (" | server queue s p50 / max | generator ms p50" if server else ""))
     levels = sorted({k[0] for k in first["req"]} | {k[0] for k in need})
     for lv in levels:
         keys = [k for k in need if k[0] == lv]
@@ -172,8 +225,15 @@ def report(events: list, phases: list | None = None) -> None:
             v = [d[k] for k in keys if k in d]
             return f"{min(v):.2f}-{max(v):.2f}" if v else "-"
         extra = [sum(1 for k in first[kind] if k[0] == lv and k not in need) for kind in ("req", "known")]
-        print(f"{lv:5d} {len(keys):6d} | {span(first['req']):9s} | {span(first['known']):9s} | "
-              f"{span(first['ready']):9s} | {extra[0]}, {extra[1]}")
+        row = (f"{lv:5d} {len(keys):6d} | {span(first['req']):9s} | {span(first['known']):9s} | "
+               f"{span(first['ready']):9s} | {extra[0]}, {extra[1]}")
+        if server:
+            waits, gen = split.get(lv, ([], []))
+            row += (f" | {np.median(waits):.2f} / {max(waits):.2f} | {np.median(gen) * 1e3:.0f}" if waits
+                    else " | -")
+        print(row)
+    if server:
+        print(busy_line)
     cpu = [e for e in events if e[0] == "cpu"]
     if len(cpu) == 2:
         (_, t0, a), (_, t1, b) = cpu
@@ -217,6 +277,15 @@ def main(argv=None) -> int:
     whole = "--whole" in argv  # the bench's whole path (130 s) instead of --quick's 0.3x (39 s)
     if whole:
         argv.remove("--whole")
+    prefix = None
+    if "--server-trace" in argv:  # the server (a child process) finds the hook on its path
+        argv.remove("--server-trace")
+        import tempfile
+
+        prefix = os.path.join(tempfile.mkdtemp(prefix="ws_trace_"), "server")
+        os.environ["WORLDSTREAM_BENCH_TRACE"] = prefix
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT / "bench" / "server_trace"), os.environ.get("PYTHONPATH")]))
     realtime.main([*([] if whole else ["--quick"]), "--no-gl", "--no-sim", "--world", argv[0], *argv[1:]])
     if out:
         Path(out).write_text(json.dumps(events))
@@ -227,7 +296,7 @@ def main(argv=None) -> int:
             phases[-1][1] += 1.0 / realtime.simflight.FPS
         else:
             phases.append([p.phase, 1.0 / realtime.simflight.FPS])
-    report(events, [tuple(x) for x in phases])
+    report(events, [tuple(x) for x in phases], read_server_trace(prefix) if prefix else None)
     return 0
 
 
