@@ -24,17 +24,20 @@ PREFIX = os.environ.get("WORLDSTREAM_BENCH_TRACE")
 
 
 def _patch(T) -> None:
+    import multiprocessing
+    import threading
     import time
 
     files: dict = {}
+    lock = threading.Lock()  # the event loop and the generator thread both log
 
     def log(*event) -> None:
-        f = files.get(os.getpid())
-        if f is None:  # opened on the first event: processes that never log leave no file
-            f = files[os.getpid()] = open(f"{PREFIX}.{os.getpid()}", "a", buffering=1)
-        f.write(repr((time.perf_counter(),) + event) + "\n")
-
-    import multiprocessing
+        line = repr((time.perf_counter(),) + event) + "\n"
+        with lock:
+            f = files.get(os.getpid())
+            if f is None:  # opened on the first event: processes that never log leave no file
+                f = files[os.getpid()] = open(f"{PREFIX}.{os.getpid()}", "a", buffering=1)
+            f.write(line)
 
     main = multiprocessing.current_process().name == "MainProcess"
     S = T.TileService
