@@ -159,16 +159,17 @@ def read_server_trace(prefix: str) -> list:
 
 def server_split(server: list, need: set, t0: float, t1: float) -> tuple[dict, str]:
     """Per level of the needed keys: (queue waits, generator seconds) of their batches that
-    started in [t0, t1] (a key's wait runs from its latest ask before the batch); and a line on
-    how busy the generator processes were and how their time went to needed keys and others."""
-    asked: dict = {}
+    started in [t0, t1] (a key's wait runs from its latest queueing before the batch: after
+    the store lookup, or after its previous step); and a line on how busy the generator
+    processes were and how their time went to needed keys and others."""
+    queued: dict = {}
     started: dict = {}
     per_level: dict = {}
     busy: dict = {}
     spent = {True: [0, 0.0], False: [0, 0.0]}
     for t, kind, *rest in server:
-        if kind == "get":
-            asked[rest[0]] = t
+        if kind == "queued":
+            queued[rest[0]] = t
         elif kind == "dispatch":
             started[rest[0]] = (t, rest[1])
         elif kind == "back" and rest[0] in started:
@@ -182,7 +183,7 @@ def server_split(server: list, need: set, t0: float, t1: float) -> tuple[dict, s
                 spent[wanted][1] += (t - t_start) / len(keys)
                 if wanted:
                     waits = per_level.setdefault(key[0], ([], []))
-                    waits[0].append(t_start - asked.get(key, t_start))
+                    waits[0].append(t_start - queued.get(key, t_start))
                     waits[1].append(t - t_start)
     share = ", ".join(f"{s}: {b / (t1 - t0):.0%}" for s, b in sorted(busy.items()))
     line = (f"generator processes busy ({share}); batches for needed keys {spent[True][0]} "
