@@ -24,7 +24,7 @@ One evaluation turns a parent crop into the 3 new child samples of every parent 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -231,3 +231,37 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def widen(net: RefinerNet, width: int, seed: int = 0, init_scale: float = 0.5) -> RefinerNet:
+    """A wider copy of ``net`` that computes exactly the same function (Net2Net-style widening,
+    Chen et al. 2016): the old channels keep their weights, every weight by which a new channel
+    reaches an old channel or the head is zero, and everything else the new channels read or
+    write starts at ``init_scale`` x PyTorch's default init (so gradients reach all of it).
+    The receptive field (dilations, hence the margin) is unchanged; only the trunk gets wider."""
+    old = net.config
+    if width < old.width:
+        raise ValueError(f"widen: width {width} < the net's {old.width}")
+    if width == old.width:
+        return net
+    torch.manual_seed(seed)
+    wide = RefinerNet(replace(old, width=width))
+    w0, src = old.width, net.state_dict()
+    with torch.no_grad():
+        for name, t in wide.state_dict().items():
+            if name not in src:
+                raise ValueError(f"widen: {name} missing from the net being widened")
+            s = src[name].to(t.dtype)
+            t.mul_(init_scale)
+            if t.shape == s.shape:  # head bias: no width axis
+                t.copy_(s)
+                continue
+            idx = tuple(slice(0, n) for n in s.shape)
+            t[idx] = s
+            # weights that carry a new channel into an old one (or into the head) are zero
+            reads_width = t.dim() > 1 and t.shape[1] == width
+            writes_old = name.startswith("head.") or t.shape[0] == width
+            if reads_width and writes_old:
+                rows = slice(None) if name.startswith("head.") else slice(0, w0)
+                t[rows, w0:] = 0.0
+    return wide

@@ -44,7 +44,7 @@ from generator.learned.data import (
 )
 from generator.learned.inputs import CONTEXT_CHANNELS, unpack_context_torch
 from generator.learned.located import attach_context
-from generator.learned.model import PatchDiscriminator, RefinerConfig, RefinerNet, asinh
+from generator.learned.model import PatchDiscriminator, RefinerConfig, RefinerNet, asinh, widen
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,9 @@ class TrainConfig:
     # height detail. The L1 terms alone teach the net to ignore its noise (the shipped one does).
     diversity_weight: float = 0.0
     diversity_target: float = 0.5
+    # > the --init-from net's width: start from a wider copy that computes the same function
+    # (model.widen; new channels enter through zero weights), to test whether capacity limits it
+    widen: int = 0
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
@@ -508,6 +511,9 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     init = None
     if state is None and cfg.init_from:
         init, init_version, init_meta = load_net(cfg.init_from)
+        if cfg.widen > init.config.width:
+            init = widen(init, cfg.widen, seed=cfg.seed)
+            log(f"widened {init_version} to width {cfg.widen} (the same function)")
         model_cfg = init.config
         log(f"fine-tuning from {cfg.init_from} (model {init_version}); new critic and optimisers")
     if state is not None:

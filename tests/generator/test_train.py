@@ -283,6 +283,41 @@ def test_block_noise_fine_tune_with_the_diversity_term(tmp_path):
     assert net.config.block_noise is True and version != load_net(tmp_path / "a.pt")[1]
 
 
+def test_widen_keeps_the_function_and_every_new_weight_learns(tmp_path):
+    """model.widen: the wider net's output equals the narrow one's bit for bit (context and block
+    noise too); --widen W trains it from there and the new channels' weights move."""
+    from dataclasses import replace
+
+    from generator.learned.model import widen
+
+    torch.manual_seed(3)
+    narrow = RefinerNet(RefinerConfig(width=8, dilations=(1, 2), noise_channels=2, context_channels=15,
+                                      block_noise=True)).eval()
+    with torch.no_grad():  # zero-initialised projections would hide a wrong copy
+        for p in narrow.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    wide = widen(narrow, 12).eval()
+    assert wide.config.width == 12 and wide.config.margin == narrow.config.margin
+    h = 2 * narrow.config.margin + 5
+    args = (torch.randn(2, 5, h, h) * 50, torch.randn(2, 2, h, h), torch.tensor([30.0, 900.0]), torch.ones(2, 2),
+            torch.rand(2, 15, h, h))
+    with torch.no_grad():
+        assert torch.equal(narrow(*args), wide(*args))
+    with pytest.raises(ValueError, match="width 4 < the net's 8"):
+        widen(narrow, 4)
+
+    small = RefinerConfig(width=8, dilations=(1, 2), noise_channels=2)
+    base = TrainConfig(corpus=str(_corpus(tmp_path)), steps=2, batch=4, cells=6, log_every=1, val_every=2,
+                       val_batches=1, warmup_steps=2)
+    ship(train(replace(base, out=str(tmp_path / "a")), small, resume=False, log=lambda s: None), tmp_path / "a.pt")
+    last = train(replace(base, out=str(tmp_path / "b"), init_from=str(tmp_path / "a.pt"), widen=12, steps=3),
+                 resume=False, log=lambda s: None)
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["model_config"]["width"] == 12
+    head = state["net"]["head.weight"]
+    assert head.shape[1] == 12 and float(head[:, 8:].abs().max()) > 0  # the zeros learned
+
+
 def test_mirror_pad_is_numpys_reflect_for_any_margin():
     from generator.learned.train import mirror_pad
 
