@@ -256,12 +256,12 @@ def widen(net: RefinerNet, width: int, seed: int = 0, init_scale: float = 0.5) -
             if t.shape == s.shape:  # head bias: no width axis
                 t.copy_(s)
                 continue
-            idx = tuple(slice(0, n) for n in s.shape)
-            t[idx] = s
-            # weights that carry a new channel into an old one (or into the head) are zero
-            reads_width = t.dim() > 1 and t.shape[1] == width
-            writes_old = name.startswith("head.") or t.shape[0] == width
-            if reads_width and writes_old:
-                rows = slice(None) if name.startswith("head.") else slice(0, w0)
-                t[rows, w0:] = 0.0
+            t[tuple(slice(0, n) for n in s.shape)] = s
+            # Weights that read the trunk (its convs and the head) take no new channel into an old
+            # output. Chosen by name, not by shape: an input count (stem, context, noise) may equal
+            # the width.
+            if name == "head.weight":
+                t[:, w0:] = 0.0
+            elif name.startswith("blocks.") and name.endswith(".weight"):
+                t[:w0, w0:] = 0.0
     return wide

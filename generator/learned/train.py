@@ -507,11 +507,13 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         grids = attach_context(grids, corpus.with_name(corpus.name.split(".npz")[0] + ".ctx.npz"))
         log(f"context rasters of {len(grids)} grids in {time.monotonic() - t_ctx:.1f} s")
 
+    if cfg.widen and not cfg.init_from:
+        raise ValueError("--widen widens the --init-from weights: give --init-from")
     state = torch.load(last, map_location="cpu", weights_only=True) if resume and last.exists() else None
     init = None
     if state is None and cfg.init_from:
         init, init_version, init_meta = load_net(cfg.init_from)
-        if cfg.widen > init.config.width:
+        if cfg.widen and cfg.widen != init.config.width:  # narrower: widen says so
             init = widen(init, cfg.widen, seed=cfg.seed)
             log(f"widened {init_version} to width {cfg.widen} (the same function)")
         model_cfg = init.config

@@ -303,6 +303,9 @@ def test_widen_keeps_the_function_and_every_new_weight_learns(tmp_path):
             torch.rand(2, 15, h, h))
     with torch.no_grad():
         assert torch.equal(narrow(*args), wide(*args))
+        # widths equal to an input count (the stem's 13 inputs, the 15 context channels)
+        for w in (13, 15):
+            assert torch.equal(narrow(*args), widen(narrow, w).eval()(*args))
     with pytest.raises(ValueError, match="width 4 < the net's 8"):
         widen(narrow, 4)
 
@@ -314,6 +317,11 @@ def test_widen_keeps_the_function_and_every_new_weight_learns(tmp_path):
                  resume=False, log=lambda s: None)
     state = torch.load(last, map_location="cpu", weights_only=True)
     assert state["model_config"]["width"] == 12
+    with pytest.raises(ValueError, match="give --init-from"):
+        train(replace(base, out=str(tmp_path / "c"), widen=12), resume=False, log=lambda s: None)
+    with pytest.raises(ValueError, match="width 4 < the net's 8"):
+        train(replace(base, out=str(tmp_path / "d"), init_from=str(tmp_path / "a.pt"), widen=4),
+              resume=False, log=lambda s: None)
     head = state["net"]["head.weight"]
     assert head.shape[1] == 12 and float(head[:, 8:].abs().max()) > 0  # the zeros learned
 
