@@ -20,6 +20,7 @@ generator processes were until the view was complete.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -154,6 +155,8 @@ def read_server_trace(prefix: str) -> list:
         with open(path) as f:
             out.extend(ast.literal_eval(line) for line in f if line.strip())
         os.unlink(path)
+    with contextlib.suppress(OSError):  # main's mkdtemp folder, empty now
+        os.rmdir(os.path.dirname(prefix))
     return sorted(out)
 
 
