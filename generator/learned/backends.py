@@ -152,6 +152,7 @@ class TorchCompiled(TorchEager):
         mods = (self.net.stem, self.net.blocks, self.net.head)
         mods += (self.net.context_stem,) if self.net.takes_context else ()
         mods += (self.net.noise_proj,) if self.net.config.block_noise else ()
+        mods += (self.net.flow,) if self.net.config.flow_steps else ()
         for mod in mods:
             mod.to(dtype=half, memory_format=fmt)
         net = self.net

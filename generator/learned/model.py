@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 N_CHANNELS = 5  # height_m, red, green, blue, nir (generator.learned.data.CHANNELS)
+FLOW_DILATIONS = (1, 2)  # one flow step's blocks
+FLOW_REACH = sum(FLOW_DILATIONS)
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,27 @@ class RefinerConfig:
     # (cropped to its size); None: noise at the stem only (every checkpoint before it). The
     # shipped net ignores its stem noise: its detail is a deterministic function of the parent.
     block_noise: bool | None = None
+    # A sampled height detail (None: the head's deterministic detail, every checkpoint before it).
+    # ``flow_steps`` Euler steps of a conditional flow (rectified flow / flow matching, Lipman et
+    # al. 2023, Liu et al. 2023) carry x_0 = mu + flow_sigma * z to the height detail of the 3 new
+    # samples of each cell: mu = the head's height detail, z = noise fields 0..2 (so the trunk
+    # sees only the fields from 3 on), every step a small net (FlowNet) of the trunk's features,
+    # x and t. Still one local function of the parent crop and counter-based noise: each step
+    # reaches FLOW_REACH cells further, so the margin grows by flow_steps * FLOW_REACH.
+    flow_steps: int | None = None
+    flow_width: int | None = None
+    flow_sigma: float | None = None
+
+    @property
+    def flow_margin(self) -> int:
+        """Parent cells the flow steps reach beyond the trunk's output (0 without a flow)."""
+        return (self.flow_steps or 0) * FLOW_REACH
 
     @property
     def margin(self) -> int:
-        """Parent samples of context each side: 1 for the input stencils + the trunk's reach."""
-        return 1 + sum(self.dilations)
+        """Parent samples of context each side: 1 for the input stencils + the trunk's reach
+        (+ the flow steps' reach)."""
+        return 1 + sum(self.dilations) + self.flow_margin
 
 
 def asinh(x: torch.Tensor) -> torch.Tensor:
@@ -104,6 +122,28 @@ def context_features(context: torch.Tensor) -> torch.Tensor:
     return torch.cat([2.0 * c[:, :1] - 1.0, c[:, 1:13], (c[:, 13:15] - 0.3) * 2.0], 1)
 
 
+class FlowNet(nn.Module):
+    """One flow step's velocity: trunk features (B, W, h, w) + the height detail x (B, 3, h, w)
+    + t -> v (B, 3, h - 2 FLOW_REACH, w - 2 FLOW_REACH). The head starts at zero (v = 0), so
+    an untrained flow leaves x_0 = mu + sigma z as it is."""
+
+    def __init__(self, width: int, flow_width: int):
+        super().__init__()
+        self.stem = nn.Conv2d(width + 3 + 1, flow_width, 1)
+        self.blocks = nn.ModuleList(Block(flow_width, d) for d in FLOW_DILATIONS)
+        self.head = nn.Conv2d(flow_width, 3, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, feats: torch.Tensor, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+        dt = self.stem.weight.dtype
+        tt = torch.ones_like(x[:, :1]) * (t if isinstance(t, float) else t.to(x.dtype)[:, None, None, None])
+        y = self.stem(torch.cat([feats.to(dt), x.to(dt), tt.to(dt)], 1))
+        for block in self.blocks:
+            y = block(y)
+        return self.head(F.leaky_relu(y, 0.2)).float()
+
+
 class RefinerNet(nn.Module):
     """parents (B, 5, h, w) + noise (B, K, h, w) + spacing (B,) + present (B, 2)
     [+ context (B, 15, h, w) when ``config.context_channels``]
@@ -128,6 +168,8 @@ class RefinerNet(nn.Module):
             for proj in self.noise_proj:
                 nn.init.zeros_(proj.weight)
         self.head = nn.Conv2d(c.width, 3 * N_CHANNELS, 1)
+        if c.flow_steps:
+            self.flow = FlowNet(c.width, c.flow_width or c.width)
         self.register_buffer("stencils", _cubic_stencils().float(), persistent=False)
 
     def amplitude(self, spacing_m: torch.Tensor) -> torch.Tensor:
@@ -167,6 +209,23 @@ class RefinerNet(nn.Module):
 
     def detail(self, parents, noise, spacing_m, present, context=None):
         """Normalised detail, (B, 5, 3, h-2m, w-2m): channel x new sample x cell."""
+        y, feats = self.trunk(parents, noise, spacing_m, present, context)
+        if not self.config.flow_steps:
+            return y.unflatten(1, (N_CHANNELS, 3))
+        c = self.config
+        fm = c.flow_margin
+        z = _crop(noise.float()[:, :3], (noise.shape[-1] - y.shape[-1]) // 2)  # the cells of y
+        x = y[:, :3].float() + c.flow_sigma * z  # x_0 around the head's height detail
+        for k in range(c.flow_steps):
+            x = _crop(x, FLOW_REACH) + self.flow(feats, x, k / c.flow_steps) / c.flow_steps
+            feats = _crop(feats, FLOW_REACH)
+        return torch.cat([x.to(y.dtype), _crop(y[:, 3:], fm)], 1).unflatten(1, (N_CHANNELS, 3))
+
+    def trunk(self, parents, noise, spacing_m, present, context=None):
+        """The head's output (B, 15, h-2(m-f), ...) and the trunk's features (B, W, same), f =
+        the flow margin. A flow net's trunk does not see noise fields 0..2 (they are its x_0)."""
+        if self.config.flow_steps:
+            noise = torch.cat([torch.zeros_like(noise[:, :3]), noise[:, 3:]], 1)
         f = self.features(parents.float(), noise.float(), spacing_m.float(), present.float())
         x = self.stem(f.to(self.stem.weight.dtype))  # (B, W, h-2, w-2), trunk dtype (fp16 ok)
         if self.takes_context:
@@ -180,8 +239,7 @@ class RefinerNet(nn.Module):
             if self.config.block_noise:
                 nz = _crop(noise, (noise.shape[-1] - x.shape[-1]) // 2)  # the same samples as x
                 x = x + self.noise_proj[i](nz.to(self.noise_proj[i].weight.dtype))
-        y = self.head(F.leaky_relu(x, 0.2))  # (B, 15, h-2m, w-2m)
-        return y.unflatten(1, (N_CHANNELS, 3))
+        return self.head(F.leaky_relu(x, 0.2)), x  # (B, 15, h-2(m-f), ...), (B, W, ...)
 
     def base(self, parents: torch.Tensor, margin: int) -> torch.Tensor:
         """Cubic prediction of the 3 new samples, (B, 5, 3, h-2m, w-2m), float32."""
@@ -240,6 +298,8 @@ def widen(net: RefinerNet, width: int, seed: int = 0, init_scale: float = 0.5) -
     write starts at ``init_scale`` x PyTorch's default init (so gradients reach all of it).
     The receptive field (dilations, hence the margin) is unchanged; only the trunk gets wider."""
     old = net.config
+    if old.flow_steps:
+        raise ValueError("widen: a flow net's FlowNet reads the trunk's width; widen the net before adding the flow")
     if width < old.width:
         raise ValueError(f"widen: width {width} < the net's {old.width}")
     if width == old.width:

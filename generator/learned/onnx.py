@@ -29,6 +29,7 @@ def input_names(net: RefinerNet) -> list[str]:
 def export_onnx(net: RefinerNet, path: str | Path | None = None, crop: int = 64, opset: int = 17) -> bytes:
     """Export ``net`` (float32, CPU) to ONNX; writes ``path`` when given; returns the bytes."""
     net = net.float().eval().cpu()
+    crop = max(crop, 2 * net.config.margin + 16)  # the example must leave cells (a flow's margin is wider)
     k = net.config.noise_channels
     example = (
         torch.zeros(1, N_CHANNELS, crop, crop),

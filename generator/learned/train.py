@@ -44,7 +44,7 @@ from generator.learned.data import (
 )
 from generator.learned.inputs import CONTEXT_CHANNELS, unpack_context_torch
 from generator.learned.located import attach_context
-from generator.learned.model import PatchDiscriminator, RefinerConfig, RefinerNet, asinh, widen
+from generator.learned.model import FLOW_REACH, PatchDiscriminator, RefinerConfig, RefinerNet, asinh, widen
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,14 @@ class TrainConfig:
     # > the --init-from net's width: start from a wider copy that computes the same function
     # (model.widen; new channels enter through zero weights), to test whether capacity limits it
     widen: int = 0
+    # > 0: add a sampled height detail (RefinerConfig.flow_steps Euler steps of a conditional flow
+    # around the head's detail) to the --init-from net and train it by flow matching on the real
+    # pairs (flow_losses), plus the deep-cascade terms on its samples when --deep-weight > 0. The
+    # trunk and head stay the --init-from weights unless flow_train_trunk is 1.
+    flow_steps: int = 0
+    flow_width: int = 32
+    flow_sigma: float = 1.0
+    flow_train_trunk: int = 0
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
@@ -330,6 +338,45 @@ def losses(
     return terms, x_real, x_fake, d_real, d_fake
 
 
+def flow_losses(net, parents, targets, present, spacing_m, noise, gen: torch.Generator, present_in=None,
+                context=None):
+    """Conditional flow matching (rectified flow) of the height detail: x_0 = mu + sigma z (the
+    net's own source, mu = the head's height detail), x_1 = the real normalised detail of the 3
+    new samples of each cell, x_t = (1 - t) x_0 + t x_1 with t ~ U(0, 1) per crop, and the mean
+    squared error of FlowNet's velocity against x_1 - x_0 where the height is a real target. The
+    real detail exists only on the target window's cells (its last row and column of cells lack
+    samples), so x_t is built there and v is scored FLOW_REACH cells inside it."""
+    c = net.config
+    y, feats = net.trunk(parents, noise, spacing_m, present[:, 1:] if present_in is None else present_in, context)
+    n = (targets.shape[-1] + 1) // 2  # target cells (window 2n - 1)
+    if n - 1 <= 2 * FLOW_REACH:
+        raise ValueError(f"flow matching needs more than {2 * FLOW_REACH + 1} target cells a side, got {n}")
+    with torch.no_grad():
+        base = net.assemble(parents, torch.zeros(parents.shape[0], 5, 3, n, n, device=parents.device), spacing_m)
+    amp = net.amplitude(spacing_m)[:, :1]
+    d = (targets[:, :1] - base[:, :1]) / amp  # (B, 1, 2n-1, 2n-1)
+    x1 = torch.stack([d[:, 0, 0::2, 1::2][:, : n - 1], d[:, 0, 1::2, 0::2][:, :, : n - 1], d[:, 0, 1::2, 1::2]], 1)
+    k = c.flow_margin  # trunk cells beyond the target's: the target window is y's centre n x n
+    mu = y[:, :3, k : k + n - 1, k : k + n - 1].float()
+    o = (noise.shape[-1] - y.shape[-1]) // 2 + k  # noise samples are the parent crop's
+    z = noise.float()[:, :3, o : o + n - 1, o : o + n - 1]
+    f = feats[:, :, k : k + n - 1, k : k + n - 1]
+    x0 = mu + c.flow_sigma * z
+    t = torch.rand(parents.shape[0], generator=gen, device=parents.device)
+    tb = t[:, None, None, None]
+    xt = (1.0 - tb) * x0 + tb * x1
+    v = net.flow(f, xt, t)
+    r = FLOW_REACH
+    err = (v - _crop_cells(x1 - x0, r)) ** 2  # (B, 3, n-1-2r, n-1-2r)
+    h = present[:, 0]
+    fm = (err.mean((1, 2, 3)) * h).sum() / h.sum().clamp(min=1.0)
+    return {"total": fm, "flow": fm}
+
+
+def _crop_cells(x: torch.Tensor, k: int) -> torch.Tensor:
+    return x[..., k : x.shape[-2] - k, k : x.shape[-1] - k]
+
+
 def cascade_losses(net, critic, reals, present, spacing_m, cfg: TrainConfig,
                    gen: torch.Generator, adv_scale: float, present_in=None, contexts=None):
     """Unrolled self-cascade: reals = the real fields of levels 0..K (data.CascadeBatch,
@@ -529,6 +576,14 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         model_cfg = replace(model_cfg, context_channels=CONTEXT_CHANNELS)
     if state is None and cfg.block_noise and not model_cfg.block_noise:
         model_cfg = replace(model_cfg, block_noise=True)
+    if state is None and cfg.flow_steps and model_cfg.flow_steps != cfg.flow_steps:
+        if model_cfg.flow_steps:
+            raise ValueError(f"--flow-steps {cfg.flow_steps}: the --init-from net has {model_cfg.flow_steps}")
+        model_cfg = replace(model_cfg, flow_steps=cfg.flow_steps, flow_width=cfg.flow_width,
+                            flow_sigma=cfg.flow_sigma)
+    flow = bool(model_cfg.flow_steps)
+    if flow and cfg.cascade_weight > 0:
+        raise ValueError("--cascade-weight scores the critic; a flow net trains with --deep-weight")
     if state is None and not cfg.context and model_cfg.context_channels:
         raise ValueError("--init-from weights take context: train them with --context 1")
     torch.manual_seed(cfg.seed)
@@ -538,6 +593,10 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     if cfg.context_only and not ctx_params:
         raise ValueError("--context-only 1 needs --context 1")
     base_params = [p for n, p in net.named_parameters() if not n.startswith("context_stem.")]
+    if flow and not cfg.flow_train_trunk:  # the flow alone learns; the trunk stays as loaded
+        for n, p in net.named_parameters():
+            p.requires_grad_(n.startswith("flow."))
+        base_params = list(net.flow.parameters())
     if cfg.context_only:
         for p in base_params:
             p.requires_grad_(False)
@@ -548,7 +607,7 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
     step, history = 0, []
     if init is not None:
         missing, unexpected = net.load_state_dict(init.state_dict(), strict=False)
-        if unexpected or any(not k.startswith(("context_stem.", "noise_proj.")) for k in missing):
+        if unexpected or any(not k.startswith(("context_stem.", "noise_proj.", "flow.")) for k in missing):
             raise ValueError(f"--init-from {cfg.init_from}: missing {missing}, unexpected {unexpected}")
         # the weights this run starts from, after their own ancestors (ship() writes it to meta)
         lineage = list(init_meta.get("lineage", []))
@@ -628,10 +687,14 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         parents, targets, present_in = augment_bands(parents, targets, present, cfg, gen)
         parents = degrade_parents(parents, spacing_m * 2.0, net, cfg, gen)
         noise2 = irwin_hall_noise(noise.shape, gen, device) if cfg.diversity_weight > 0 else None
-        terms, x_real, x_fake, _, _ = losses(
-            net, critic, parents, targets, present, spacing_m, noise, cfg, adv_scale, present_in, context, noise2
-        )
-        total, pairs = terms["total"], [(x_real, x_fake)]
+        if flow:
+            terms = flow_losses(net, parents, targets, present, spacing_m, noise, gen, present_in, context)
+            total, pairs = terms["total"], []
+        else:
+            terms, x_real, x_fake, _, _ = losses(
+                net, critic, parents, targets, present, spacing_m, noise, cfg, adv_scale, present_in, context, noise2
+            )
+            total, pairs = terms["total"], [(x_real, x_fake)]
         if cbatch is not None:
             reals, cpres, cspace, cctx = _cascade_to(cbatch, device)
             cterms, cx_real, cx_fake, _ = cascade_losses(net, critic, reals, cpres, cspace, cfg, gen, adv_scale,
@@ -649,11 +712,13 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         opt_g.step()
         # Critic step (hinge loss) on the same batch (and the cascade's last level).
         d_loss = sum(
-            F.relu(1.0 - critic(xr)).mean() + F.relu(1.0 + critic(xf.detach())).mean() for xr, xf in pairs
+            (F.relu(1.0 - critic(xr)).mean() + F.relu(1.0 + critic(xf.detach())).mean() for xr, xf in pairs),
+            torch.zeros((), device=device),
         )
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
+        if pairs:
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
         step += 1
         for k, v in terms.items():
             run_log[k] = run_log.get(k, 0.0) + float(v.detach())
