@@ -9,6 +9,8 @@
 # (INIT_B: chain b's start, default INIT; OFFSET: number the rounds from OFFSET+1; EXTRA_A: options of
 # chain a, default none; e.g. EXTRA_A="--context 1" EXTRA_B=" ": context net vs its same-run control)
 #   ROUNDS=3 MINUTES=2.2 INIT=assets/learned_refiner.pt bash bench/train_cascade_rounds.sh
+# (a sampled detail, docs/LEARNED.md: EXTRA_A="--flow-steps 4 --flow-relative 1 --cascade-weight 0 --lr-g 5e-4",
+#  EXTRA_B the same + "--deep-weight 0.5"; a flow net takes no critic, so the recipe's cascade weight is set to 0)
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-out/device}; mkdir -p "$OUT"

@@ -67,6 +67,9 @@ class RefinerConfig:
     flow_steps: int | None = None
     flow_width: int | None = None
     flow_sigma: float | None = None
+    # True: x_0 = mu + flow_sigma * rho * z, rho = the RMS of mu over the cell's 3 samples (+ 0.05):
+    # the source is as rough as the head's detail there (plains start nearly flat, crags rough).
+    flow_relative: bool | None = None
 
     @property
     def flow_margin(self) -> int:
@@ -215,11 +218,18 @@ class RefinerNet(nn.Module):
         c = self.config
         fm = c.flow_margin
         z = _crop(noise.float()[:, :3], (noise.shape[-1] - y.shape[-1]) // 2)  # the cells of y
-        x = y[:, :3].float() + c.flow_sigma * z  # x_0 around the head's height detail
+        x = self.flow_source(y[:, :3].float(), z)  # x_0 around the head's height detail
         for k in range(c.flow_steps):
             x = _crop(x, FLOW_REACH) + self.flow(feats, x, k / c.flow_steps) / c.flow_steps
             feats = _crop(feats, FLOW_REACH)
         return torch.cat([x.to(y.dtype), _crop(y[:, 3:], fm)], 1).unflatten(1, (N_CHANNELS, 3))
+
+    def flow_source(self, mu: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """x_0 = mu + sigma z, or sigma rho z (``flow_relative``), of the (B, 3, h, w) head detail."""
+        c = self.config
+        if c.flow_relative:
+            return mu + c.flow_sigma * (mu.square().mean(1, keepdim=True) + 0.0025).sqrt() * z
+        return mu + c.flow_sigma * z
 
     def trunk(self, parents, noise, spacing_m, present, context=None):
         """The head's output (B, 15, h-2(m-f), ...) and the trunk's features (B, W, same), f =

@@ -118,6 +118,7 @@ class TrainConfig:
     flow_width: int = 32
     flow_sigma: float = 1.0
     flow_train_trunk: int = 0
+    flow_relative: int = 0  # 1: the flow's source noise scales with the head's detail (RefinerConfig)
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
@@ -361,7 +362,7 @@ def flow_losses(net, parents, targets, present, spacing_m, noise, gen: torch.Gen
     o = (noise.shape[-1] - y.shape[-1]) // 2 + k  # noise samples are the parent crop's
     z = noise.float()[:, :3, o : o + n - 1, o : o + n - 1]
     f = feats[:, :, k : k + n - 1, k : k + n - 1]
-    x0 = mu + c.flow_sigma * z
+    x0 = net.flow_source(mu, z)
     t = torch.rand(parents.shape[0], generator=gen, device=parents.device)
     tb = t[:, None, None, None]
     xt = (1.0 - tb) * x0 + tb * x1
@@ -580,7 +581,7 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
         if model_cfg.flow_steps:
             raise ValueError(f"--flow-steps {cfg.flow_steps}: the --init-from net has {model_cfg.flow_steps}")
         model_cfg = replace(model_cfg, flow_steps=cfg.flow_steps, flow_width=cfg.flow_width,
-                            flow_sigma=cfg.flow_sigma)
+                            flow_sigma=cfg.flow_sigma, flow_relative=bool(cfg.flow_relative) or None)
     flow = bool(model_cfg.flow_steps)
     if flow and cfg.cascade_weight > 0:
         raise ValueError("--cascade-weight scores the critic; a flow net trains with --deep-weight")

@@ -167,3 +167,18 @@ def test_flow_matching_trains_the_flow_alone_and_its_loss_falls(tmp_path):
     dh = [r for r in json.loads(torch.load(deep, map_location="cpu", weights_only=True)["history"])
           if "d_total" in r]
     assert dh and all(np.isfinite(r["d_total"]) and np.isfinite(r["flow"]) for r in dh)
+
+
+def test_the_relative_source_is_as_rough_as_the_heads_detail():
+    """flow_relative: x_0 - mu = sigma * rho * z, rho = the RMS of mu over the cell's 3 samples
+    (+ 0.05): a flat cell starts nearly flat, a rough one rough."""
+    net = RefinerNet(RefinerConfig(width=8, dilations=(1,), flow_steps=1, flow_width=4, flow_sigma=0.5,
+                                   flow_relative=True))
+    mu = torch.zeros(1, 3, 2, 2)
+    mu[..., 1, :] = torch.tensor([3.0, 0.0, -3.0])[:, None]  # second row: RMS sqrt(6)
+    z = torch.ones(1, 3, 2, 2)
+    x0 = net.flow_source(mu, z) - mu
+    torch.testing.assert_close(x0[..., 0, :], torch.full((1, 3, 2), 0.5 * 0.05))
+    torch.testing.assert_close(x0[..., 1, :], torch.full((1, 3, 2), 0.5 * (6.0 + 0.0025) ** 0.5))
+    plain = RefinerNet(RefinerConfig(width=8, dilations=(1,), flow_steps=1, flow_width=4, flow_sigma=0.5))
+    torch.testing.assert_close(plain.flow_source(mu, z) - mu, torch.full((1, 3, 2, 2), 0.5))
