@@ -7,13 +7,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from refiner_contracts import assert_seam_batch_nesting
+from refiner_contracts import assert_onnx_matches_torch, assert_seam_batch_nesting, level_inputs
 
 from generator.learned.backends import TorchEager
 from generator.learned.checkpoint import ASSET_PATH, load_net, make_checkpoint, save_checkpoint
-from generator.learned.inputs import noise_coords
 from generator.learned.model import RefinerNet
-from runtime.tiles import spacing_m
 
 pytestmark = pytest.mark.skipif(not ASSET_PATH.exists(), reason="shipped weights missing")
 
@@ -32,21 +30,11 @@ def _noisy_net(weight_std: float = 0.3) -> RefinerNet:
     return net.eval()
 
 
-def _inputs(b, crop, margin, level=12, seed=0):
-    rng = np.random.default_rng(seed)
-    z = np.cumsum(np.cumsum(rng.normal(0, 3, (b, crop, crop)), 1), 2) + 1200
-    bands = rng.uniform(0.05, 0.5, (b, 4, crop, crop))
-    parents = np.concatenate([z[:, None], bands], 1).astype(np.float32)
-    rows, cols = noise_coords(np.array([[2 ** (level - 1) + 256 * i, 2 ** level] for i in range(b)]), crop, crop,
-                              margin)
-    return parents, rows, cols, np.full((b,), spacing_m(level), np.float32), np.ones((b, 2), np.float32)
-
-
 def test_zero_initialised_block_noise_is_exactly_the_shipped_net_and_keeps_old_ids():
     old, version, _ = load_net()
     assert old.config.block_noise is None  # the shipped checkpoint: its id does not move
     m = old.config.margin
-    p, r, c, s, pr = _inputs(2, 2 * m + 17, m)
+    p, r, c, s, pr = level_inputs(2, 2 * m + 17, m)
     a = TorchEager(old, version).run_level(p, 3, 12, r, c, s, pr)
     b = TorchEager(_noisy_net(0.0), "x").run_level(p, 3, 12, r, c, s, pr)
     assert np.array_equal(a, b)
@@ -55,7 +43,7 @@ def test_zero_initialised_block_noise_is_exactly_the_shipped_net_and_keeps_old_i
 def test_block_noise_moves_the_detail_between_seeds_and_keeps_nesting():
     net = _noisy_net()
     m = net.config.margin
-    p, r, c, s, pr = _inputs(1, 2 * m + 17, m)
+    p, r, c, s, pr = level_inputs(1, 2 * m + 17, m)
     be = TorchEager(net, "x")
     a, b = be.run_level(p, 3, 12, r, c, s, pr), be.run_level(p, 4, 12, r, c, s, pr)
     old = TorchEager(load_net()[0], "y")
@@ -77,15 +65,4 @@ def test_refiner_with_block_noise_meets_seam_batch_nesting(tmp_path):
 def test_onnx_export_of_a_block_noise_net_matches_torch(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from generator.learned.backends import make_backend
-    from generator.learned.onnx import export_onnx
-
-    net = _noisy_net()
-    m = net.config.margin
-    path = tmp_path / "n.onnx"
-    export_onnx(net, path)
-    p, r, c, s, pr = _inputs(2, 2 * m + 9, m)
-    want = TorchEager(net, "x").run_level(p, 3, 12, r, c, s, pr)
-    got = make_backend("onnxruntime", net, "x", onnx_path=str(path)).run_level(p, 3, 12, r, c, s, pr)
-    assert np.array_equal(got[:, :, ::2, ::2], p[:, :, m:-m, m:-m])
-    assert np.abs(got[:, 0] - want[:, 0]).max() < 1e-3
+    assert_onnx_matches_torch(_noisy_net(), tmp_path)

@@ -9,13 +9,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from refiner_contracts import assert_seam_batch_nesting
+from refiner_contracts import assert_onnx_matches_torch, assert_seam_batch_nesting, level_inputs, walk_corpus
 
 from generator.learned.backends import TorchEager
 from generator.learned.checkpoint import ASSET_PATH, load_net, make_checkpoint, save_checkpoint
-from generator.learned.inputs import noise_coords
 from generator.learned.model import FLOW_REACH, RefinerConfig, RefinerNet
-from runtime.tiles import spacing_m
 
 pytestmark = pytest.mark.skipif(not ASSET_PATH.exists(), reason="shipped weights missing")
 
@@ -31,16 +29,6 @@ def _flow_net(sigma: float = 1.0, weight_std: float = 0.05, steps: int = 3) -> R
         with torch.no_grad():
             net.flow.head.weight.copy_(torch.randn(net.flow.head.weight.shape, generator=g) * weight_std)
     return net.eval()
-
-
-def _inputs(b, crop, margin, level=12, seed=0):
-    rng = np.random.default_rng(seed)
-    z = np.cumsum(np.cumsum(rng.normal(0, 3, (b, crop, crop)), 1), 2) + 1200
-    bands = rng.uniform(0.05, 0.5, (b, 4, crop, crop))
-    parents = np.concatenate([z[:, None], bands], 1).astype(np.float32)
-    rows, cols = noise_coords(np.array([[2 ** (level - 1) + 256 * i, 2 ** level] for i in range(b)]), crop, crop,
-                              margin)
-    return parents, rows, cols, np.full((b,), spacing_m(level), np.float32), np.ones((b, 2), np.float32)
 
 
 def test_untrained_flow_without_sigma_is_the_shipped_net_and_the_margin_grows():
@@ -65,7 +53,7 @@ def test_untrained_flow_without_sigma_is_the_shipped_net_and_the_margin_grows():
 def test_the_flow_detail_moves_with_the_seed_and_keeps_nesting():
     net = _flow_net()
     m = net.config.margin
-    p, r, c, s, pr = _inputs(1, 2 * m + 17, m)
+    p, r, c, s, pr = level_inputs(1, 2 * m + 17, m)
     be = TorchEager(net, "x")
     a, b = be.run_level(p, 3, 12, r, c, s, pr), be.run_level(p, 4, 12, r, c, s, pr)
     old, _, _ = load_net()
@@ -94,32 +82,7 @@ def test_refiner_with_a_flow_meets_seam_batch_nesting(tmp_path):
 def test_onnx_export_of_a_flow_net_matches_torch(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from generator.learned.backends import make_backend
-    from generator.learned.onnx import export_onnx
-
-    net = _flow_net()
-    m = net.config.margin
-    path = tmp_path / "f.onnx"
-    export_onnx(net, path)
-    p, r, c, s, pr = _inputs(2, 2 * m + 9, m)
-    want = TorchEager(net, "x").run_level(p, 3, 12, r, c, s, pr)
-    got = make_backend("onnxruntime", net, "x", onnx_path=str(path)).run_level(p, 3, 12, r, c, s, pr)
-    assert np.array_equal(got[:, :, ::2, ::2], p[:, :, m:-m, m:-m])
-    assert np.abs(got[:, 0] - want[:, 0]).max() < 1e-3
-
-
-def _corpus(tmp_path):
-    from generator.learned.data import Grid, save_corpus
-
-    rng = np.random.default_rng(0)
-    z = np.cumsum(np.cumsum(rng.normal(0, 1, (200, 200)), 0), 1).astype(np.float32)
-    bands = np.full((200, 200, 4), np.nan, np.float32)
-    bands[..., :3] = 0.3
-    bands[..., 3] = 0.4
-    path = tmp_path / "corpus.npz"
-    save_corpus([Grid("walk", 30.0, z, bands), Grid("walk_dem", 90.0, z.T.copy(), np.full_like(bands, np.nan))],
-                path)
-    return path
+    assert_onnx_matches_torch(_flow_net(), tmp_path)
 
 
 def test_flow_matching_trains_the_flow_alone_and_its_loss_falls(tmp_path):
@@ -129,7 +92,7 @@ def test_flow_matching_trains_the_flow_alone_and_its_loss_falls(tmp_path):
     from generator.learned.train import TrainConfig, flow_losses, ship, train
 
     small = RefinerConfig(width=8, dilations=(1, 2), noise_channels=4)
-    base = TrainConfig(corpus=str(_corpus(tmp_path)), steps=2, batch=4, cells=8, log_every=1, val_every=2,
+    base = TrainConfig(corpus=str(walk_corpus(tmp_path)), steps=2, batch=4, cells=8, log_every=1, val_every=2,
                        val_batches=1, warmup_steps=2)
     torch.manual_seed(0)
     ship(train(replace(base, out=str(tmp_path / "a")), small, resume=False, log=lambda s: None), tmp_path / "a.pt")

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from refiner_contracts import walk_corpus
 
 from generator.learned.checkpoint import config_from_dict, load_net
 from generator.learned.data import Grid, save_corpus
@@ -20,22 +21,9 @@ from generator.learned.train import (
 )
 
 
-def _corpus(tmp_path):
-    rng = np.random.default_rng(0)
-    z = np.cumsum(np.cumsum(rng.normal(0, 1, (200, 200)), 0), 1).astype(np.float32)
-    bands = np.full((200, 200, 4), np.nan, np.float32)
-    bands[..., :3] = 0.3
-    bands[..., 3] = 0.4
-    path = tmp_path / "corpus.npz"
-    save_corpus(
-        [Grid("walk", 30.0, z, bands), Grid("walk_dem", 90.0, z.T.copy(), np.full_like(bands, np.nan))], path
-    )
-    return path
-
-
 def test_smoke_train_resume_and_ship(tmp_path):
     cfg = TrainConfig(
-        corpus=str(_corpus(tmp_path)),
+        corpus=str(walk_corpus(tmp_path)),
         out=str(tmp_path / "run"),
         steps=4,
         minutes=5.0,
@@ -114,7 +102,7 @@ def test_flat_colour_makes_parent_and_target_bands_constant_and_says_rgb_present
 def test_init_from_fine_tunes_shipped_weights(tmp_path):
     small = RefinerConfig(width=8, dilations=(1, 2), noise_channels=2)
     base = TrainConfig(
-        corpus=str(_corpus(tmp_path)), steps=2, batch=4, cells=6, log_every=1, val_every=2, val_batches=1,
+        corpus=str(walk_corpus(tmp_path)), steps=2, batch=4, cells=6, log_every=1, val_every=2, val_batches=1,
         warmup_steps=2, spectral_weight=1.0,
     )
     from dataclasses import replace
@@ -143,7 +131,7 @@ def test_init_from_fine_tunes_shipped_weights(tmp_path):
     assert (w1 - w0).abs().max() < 0.05 and not torch.equal(w0, w1)
 
 
-def _cascade_corpus(tmp_path):
+def _cascadewalk_corpus(tmp_path):
     rng = np.random.default_rng(1)
     z = np.cumsum(np.cumsum(rng.normal(0, 1, (300, 300)), 0), 1).astype(np.float32)
     path = tmp_path / "cascade_corpus.npz"
@@ -167,7 +155,7 @@ def test_cascade_gradients_flow_through_every_level(tmp_path):
     from generator.learned.model import PatchDiscriminator
     from generator.learned.train import CRITIC_INPUTS, cascade_losses
 
-    grids = load_corpus(_cascade_corpus(tmp_path))
+    grids = load_corpus(_cascadewalk_corpus(tmp_path))
     cfg = TrainConfig(cascade_cells=10, spectral_weight=1.0, cond_blur=0.5, cond_noise=0.2)
     torch.manual_seed(0)
     net = RefinerNet(RefinerConfig(width=8, dilations=(1, 2), noise_channels=2))
@@ -193,7 +181,7 @@ def test_cascade_gradients_flow_through_every_level(tmp_path):
 
 def test_cascade_training_loss_is_finite_and_decreases(tmp_path):
     cfg = TrainConfig(
-        corpus=str(_cascade_corpus(tmp_path)),
+        corpus=str(_cascadewalk_corpus(tmp_path)),
         out=str(tmp_path / "run"),
         steps=24,
         minutes=5.0,
@@ -266,7 +254,7 @@ def test_block_noise_fine_tune_with_the_diversity_term(tmp_path):
     from dataclasses import replace
 
     small = RefinerConfig(width=8, dilations=(1, 2), noise_channels=2)
-    base = TrainConfig(corpus=str(_corpus(tmp_path)), steps=2, batch=4, cells=6, log_every=1, val_every=2,
+    base = TrainConfig(corpus=str(walk_corpus(tmp_path)), steps=2, batch=4, cells=6, log_every=1, val_every=2,
                        val_batches=1, warmup_steps=2)
     torch.manual_seed(0)
     ship(train(replace(base, out=str(tmp_path / "a")), small, resume=False, log=lambda s: None), tmp_path / "a.pt")
@@ -310,7 +298,7 @@ def test_widen_keeps_the_function_and_every_new_weight_learns(tmp_path):
         widen(narrow, 4)
 
     small = RefinerConfig(width=8, dilations=(1, 2), noise_channels=2)
-    base = TrainConfig(corpus=str(_corpus(tmp_path)), steps=2, batch=4, cells=6, log_every=1, val_every=2,
+    base = TrainConfig(corpus=str(walk_corpus(tmp_path)), steps=2, batch=4, cells=6, log_every=1, val_every=2,
                        val_batches=1, warmup_steps=2)
     ship(train(replace(base, out=str(tmp_path / "a")), small, resume=False, log=lambda s: None), tmp_path / "a.pt")
     last = train(replace(base, out=str(tmp_path / "b"), init_from=str(tmp_path / "a.pt"), widen=12, steps=3),
@@ -344,7 +332,7 @@ def test_deep_cascade_refines_the_evaluations_crops_and_trains(tmp_path):
     from generator.learned.data import CascadeSampler, load_corpus
     from generator.learned.train import deep_cascade_losses
 
-    path = _cascade_corpus(tmp_path)
+    path = _cascadewalk_corpus(tmp_path)
     s = CascadeSampler(load_corpus(path), 6, 0, 4, "train")
     b = s.sample(np.random.default_rng(0), 2)
     assert [a.shape[-1] for a in b.levels] == [6, 11, 21, 41, 81]
