@@ -17,6 +17,8 @@ One evaluation turns a parent crop into the 3 new child samples of every parent 
   as exactly those weights).
 - Scene-centred joint decoding (MetaEarth-MM): one latent trunk, one head that emits the
   detail of every channel (height, r, g, b, nir) together.
+- Optional sampled height detail (``RefinerConfig.flow_steps``): Euler steps of a conditional
+  flow (FlowNet) from the head's detail plus noise, still one local function of the crop.
 - Output = 4-point cubic interpolation of the parent + amplitude(s) * predicted detail;
   the height amplitude A(s) = a_1km (s / 1 km)^hurst is fitted on the training data
   (generator.learned.data.fit_amplitude), so the net predicts O(1) numbers at every scale.
@@ -172,6 +174,9 @@ class RefinerNet(nn.Module):
                 nn.init.zeros_(proj.weight)
         self.head = nn.Conv2d(c.width, 3 * N_CHANNELS, 1)
         if c.flow_steps:
+            if c.noise_channels < 3 or c.flow_sigma is None:
+                raise ValueError(f"a flow needs noise_channels >= 3 (its x_0) and flow_sigma, got {c.noise_channels}, "
+                                 f"{c.flow_sigma}")
             self.flow = FlowNet(c.width, c.flow_width or c.width)
         self.register_buffer("stencils", _cubic_stencils().float(), persistent=False)
 
