@@ -1,6 +1,10 @@
 """Checks every learned-refiner variant must pass (imported by its tests)."""
 
 import numpy as np
+import torch
+
+from generator.learned.inputs import noise_coords
+from runtime.tiles import T, spacing_m
 
 
 def assert_seam_batch_nesting(ref, level: int = 9, shift: int = 6, seed: int = 5) -> None:
@@ -25,9 +29,6 @@ def assert_seam_batch_nesting(ref, level: int = 9, shift: int = 6, seed: int = 5
 def level_inputs(b, crop, margin, level=12, seed=0):
     """Inputs of ``run_level`` for ``b`` crops of ``crop`` parent samples: a random walk of heights
     around 1,200 m with random colour, their noise coordinates, child spacing and presence."""
-    from generator.learned.inputs import noise_coords
-    from runtime.tiles import spacing_m
-
     rng = np.random.default_rng(seed)
     z = np.cumsum(np.cumsum(rng.normal(0, 3, (b, crop, crop)), 1), 2) + 1200
     bands = rng.uniform(0.05, 0.5, (b, 4, crop, crop))
@@ -66,3 +67,41 @@ def walk_corpus(tmp_path):
     save_corpus([Grid("walk", 30.0, z, bands), Grid("walk_dem", 90.0, z.T.copy(), np.full_like(bands, np.nan))],
                 path)
     return path
+
+
+def _overlapping_crops(margin: int, cells: int, shift: int):
+    """(1, 5, crop + shift, crop) float32 parent grid: steep smooth heights (std ~2,000 m about
+    900 m) and smooth bands; crop = cells + 1 + 2 margin (T/2 cells: one tile's parent crop)."""
+    from scipy.ndimage import gaussian_filter
+
+    crop = cells + 1 + 2 * margin
+    rng = np.random.default_rng(0)
+    height = gaussian_filter(rng.normal(0, 1, (1, crop + shift, crop)), (0, 3, 3)) * 2000 + 900
+    bands = np.clip(gaussian_filter(rng.uniform(0, 1, (4, crop + shift, crop)), (0, 2, 2)), 0, 1)
+    return np.concatenate([height, bands])[None].astype(np.float32), crop
+
+
+def backend_contracts(backend, device: str, margin: int, batch: int, cells: int = T // 2, shift: int = 64,
+               level: int = 13, seed: int = 3) -> dict:
+    """Seam (m): two crops ``shift`` parent rows apart refine the same global child samples;
+    batch (m): one tile alone vs the same tile inside a batch of ``batch``; nesting: even child
+    samples are the parents bit for bit. Runs ``backend.run_torch`` on ``device`` tensors."""
+    big, crop = _overlapping_crops(margin, cells, shift)
+    dev = torch.device(device)
+
+    def run(parents: np.ndarray, origins: np.ndarray) -> torch.Tensor:
+        rows, cols = noise_coords(origins, crop, crop, margin)
+        n = parents.shape[0]
+        on = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+        s = torch.full((n,), spacing_m(level), device=dev)
+        return backend.run_torch(on(parents), seed, level, on(rows), on(cols), s, torch.ones(n, 2, device=dev))
+
+    a = run(big[:, :, :crop], np.array([[0, 0]]))
+    b = run(big[:, :, shift : shift + crop], np.array([[2 * shift, 0]]))
+    many = run(np.repeat(big[:, :, :crop], batch, 0), np.zeros((batch, 2), np.int64))
+    p0 = torch.from_numpy(big[:, :, margin : crop - margin, margin:-margin]).to(dev)
+    return {
+        "seam_max_m": float((a[:, 0, 2 * shift :] - b[:, 0, : a.shape[2] - 2 * shift]).abs().max()),
+        "batch_max_m": float((many[:, 0] - a[:, 0]).abs().max()),
+        "nesting_exact": bool(torch.equal(a[:, :, ::2, ::2], p0)),
+    }

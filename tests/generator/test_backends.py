@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from refiner_contracts import backend_contracts
 
 from generator.learned.backends import BackendUnavailable, TorchEager, make_backend
 from generator.learned.checkpoint import ASSET_PATH, load_net
 from generator.learned.inputs import noise_coords
 from generator.learned.model import RefinerConfig, RefinerNet
-from runtime.tiles import T, spacing_m
 
 pytestmark = pytest.mark.skipif(not ASSET_PATH.exists(), reason="shipped weights missing")
 
@@ -189,59 +189,21 @@ def test_run_many_answers_requests_of_any_levels_as_each_alone(net_version):
 # ---- contract checks on a backend's device path (DESIGN.md 2.3; formerly bench/learned_gpu_checks.py)
 
 
-def _overlapping_crops(margin: int, cells: int, shift: int):
-    """(1, 5, crop + shift, crop) float32 parent grid: steep smooth heights (std ~2,000 m about
-    900 m) and smooth bands; crop = cells + 1 + 2 margin (T/2 cells: one tile's parent crop)."""
-    from scipy.ndimage import gaussian_filter
-
-    crop = cells + 1 + 2 * margin
-    rng = np.random.default_rng(0)
-    height = gaussian_filter(rng.normal(0, 1, (1, crop + shift, crop)), (0, 3, 3)) * 2000 + 900
-    bands = np.clip(gaussian_filter(rng.uniform(0, 1, (4, crop + shift, crop)), (0, 2, 2)), 0, 1)
-    return np.concatenate([height, bands])[None].astype(np.float32), crop
-
-
-def _contracts(backend, device: str, margin: int, batch: int, cells: int = T // 2, shift: int = 64,
-               level: int = 13, seed: int = 3) -> dict:
-    """Seam (m): two crops ``shift`` parent rows apart refine the same global child samples;
-    batch (m): one tile alone vs the same tile inside a batch of ``batch``; nesting: even child
-    samples are the parents bit for bit. Runs ``backend.run_torch`` on ``device`` tensors."""
-    big, crop = _overlapping_crops(margin, cells, shift)
-    dev = torch.device(device)
-
-    def run(parents: np.ndarray, origins: np.ndarray) -> torch.Tensor:
-        rows, cols = noise_coords(origins, crop, crop, margin)
-        n = parents.shape[0]
-        on = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-        s = torch.full((n,), spacing_m(level), device=dev)
-        return backend.run_torch(on(parents), seed, level, on(rows), on(cols), s, torch.ones(n, 2, device=dev))
-
-    a = run(big[:, :, :crop], np.array([[0, 0]]))
-    b = run(big[:, :, shift : shift + crop], np.array([[2 * shift, 0]]))
-    many = run(np.repeat(big[:, :, :crop], batch, 0), np.zeros((batch, 2), np.int64))
-    p0 = torch.from_numpy(big[:, :, margin : crop - margin, margin:-margin]).to(dev)
-    return {
-        "seam_max_m": float((a[:, 0, 2 * shift :] - b[:, 0, : a.shape[2] - 2 * shift]).abs().max()),
-        "batch_max_m": float((many[:, 0] - a[:, 0]).abs().max()),
-        "nesting_exact": bool(torch.equal(a[:, :, ::2, ::2], p0)),
-    }
-
-
 def test_cpu_reference_contracts_are_exact(net_version):
     net, version = net_version
-    c = _contracts(TorchEager(net, version), "cpu", net.config.margin, batch=2, cells=24, shift=8)
+    c = backend_contracts(TorchEager(net, version), "cpu", net.config.margin, batch=2, cells=24, shift=8)
     assert c == {"seam_max_m": 0.0, "batch_max_m": 0.0, "nesting_exact": True}
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("backend", ["torch-compiled", "torch"])
-def test_cuda_backends_meet_seam_batch_and_nesting_contracts(net_version, backend):
+def test_cuda_backends_meet_seam_batch_and_nestingbackend_contracts(net_version, backend):
     # DESIGN.md 2.3: seams within 1 mm on any backend; the same tile alone (bucket 1) and in a
     # batch of 256 within 1 mm (the pyramid pins one bucket for bytes, see test_gpu.py).
     net, version = net_version
     options = {} if backend == "torch-compiled" else {"device": "cuda"}
-    c = _contracts(make_backend(backend, net, version, **options), "cuda", net.config.margin, batch=256)
+    c = backend_contracts(make_backend(backend, net, version, **options), "cuda", net.config.margin, batch=256)
     assert c["nesting_exact"]
     assert c["seam_max_m"] <= 1e-3
     assert c["batch_max_m"] <= 1e-3

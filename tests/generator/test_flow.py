@@ -9,7 +9,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from refiner_contracts import assert_onnx_matches_torch, assert_seam_batch_nesting, level_inputs, walk_corpus
+from refiner_contracts import (
+    assert_onnx_matches_torch,
+    assert_seam_batch_nesting,
+    backend_contracts,
+    level_inputs,
+    walk_corpus,
+)
 
 from generator.learned.backends import TorchEager
 from generator.learned.checkpoint import ASSET_PATH, load_net, make_checkpoint, save_checkpoint
@@ -145,3 +151,20 @@ def test_the_relative_source_is_as_rough_as_the_heads_detail():
     torch.testing.assert_close(x0[..., 1, :], torch.full((1, 3, 2), 0.5 * (6.0 + 0.0025) ** 0.5))
     plain = RefinerNet(RefinerConfig(width=8, dilations=(1,), flow_steps=1, flow_width=4, flow_sigma=0.5))
     torch.testing.assert_close(plain.flow_source(mu, z) - mu, torch.full((1, 3, 2, 2), 0.5))
+
+
+def test_cpu_reference_contracts_of_a_flow_net_are_exact():
+    net = _flow_net()
+    c = backend_contracts(TorchEager(net, "x"), "cpu", net.config.margin, batch=2, cells=24, shift=8)
+    assert c == {"seam_max_m": 0.0, "batch_max_m": 0.0, "nesting_exact": True}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compiled_flow_net_meets_seam_batch_and_nesting_contracts():
+    """The flow's steps run in the compiled fp16 graph too: seams and a batch of 256 within 1 mm."""
+    from generator.learned.backends import make_backend
+
+    net = _flow_net()
+    c = backend_contracts(make_backend("torch-compiled", net, "x"), "cuda", net.config.margin, batch=256)
+    assert c["nesting_exact"] and c["seam_max_m"] <= 1e-3 and c["batch_max_m"] <= 1e-3, c
