@@ -44,7 +44,15 @@ from generator.learned.data import (
 )
 from generator.learned.inputs import CONTEXT_CHANNELS, unpack_context_torch
 from generator.learned.located import attach_context
-from generator.learned.model import FLOW_REACH, PatchDiscriminator, RefinerConfig, RefinerNet, asinh, widen
+from generator.learned.model import (
+    FLOW_REACH,
+    PatchDiscriminator,
+    RefinerConfig,
+    RefinerNet,
+    _crop,
+    asinh,
+    widen,
+)
 
 
 @dataclass(frozen=True)
@@ -368,14 +376,10 @@ def flow_losses(net, parents, targets, present, spacing_m, noise, gen: torch.Gen
     xt = (1.0 - tb) * x0 + tb * x1
     v = net.flow(f, xt, t)
     r = FLOW_REACH
-    err = (v - _crop_cells(x1 - x0, r)) ** 2  # (B, 3, n-1-2r, n-1-2r)
+    err = (v - _crop(x1 - x0, r)) ** 2  # (B, 3, n-1-2r, n-1-2r)
     h = present[:, 0]
     fm = (err.mean((1, 2, 3)) * h).sum() / h.sum().clamp(min=1.0)
     return {"total": fm, "flow": fm}
-
-
-def _crop_cells(x: torch.Tensor, k: int) -> torch.Tensor:
-    return x[..., k : x.shape[-2] - k, k : x.shape[-1] - k]
 
 
 def cascade_losses(net, critic, reals, present, spacing_m, cfg: TrainConfig,

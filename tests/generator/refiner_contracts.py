@@ -105,3 +105,25 @@ def backend_contracts(backend, device: str, margin: int, batch: int, cells: int 
         "batch_max_m": float((many[:, 0] - a[:, 0]).abs().max()),
         "nesting_exact": bool(torch.equal(a[:, :, ::2, ::2], p0)),
     }
+
+
+def two_seeds(net, inputs, level: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """``net`` (eager torch, CPU) on ``inputs`` (level_inputs' tuple) with seeds 3 and 4."""
+    from generator.learned.backends import TorchEager
+
+    p, r, c, s, pr = inputs
+    be = TorchEager(net, "x")
+    return be.run_level(p, 3, level, r, c, s, pr), be.run_level(p, 4, level, r, c, s, pr)
+
+
+def checkpoint_refiner(net, tmp_path):
+    """A LearnedRefiner (CPU reference) of ``net`` saved as an fp16 checkpoint: its version is the
+    file's own and not the shipped weights'."""
+    from generator.learned.checkpoint import load_net, make_checkpoint, save_checkpoint
+    from generator.learned.refiner import LearnedRefiner
+
+    path = tmp_path / "variant.pt"
+    save_checkpoint(make_checkpoint(net, {"step": 1}, half=True), path)
+    ref = LearnedRefiner("plane", checkpoint=path, backend="torch")
+    assert ref.version == load_net(path)[1] and ref.version != load_net()[1]
+    return ref

@@ -7,10 +7,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from refiner_contracts import assert_onnx_matches_torch, assert_seam_batch_nesting, level_inputs
+from refiner_contracts import (
+    assert_onnx_matches_torch,
+    assert_seam_batch_nesting,
+    checkpoint_refiner,
+    level_inputs,
+    two_seeds,
+)
 
 from generator.learned.backends import TorchEager
-from generator.learned.checkpoint import ASSET_PATH, load_net, make_checkpoint, save_checkpoint
+from generator.learned.checkpoint import ASSET_PATH, load_net
 from generator.learned.model import RefinerNet
 
 pytestmark = pytest.mark.skipif(not ASSET_PATH.exists(), reason="shipped weights missing")
@@ -43,24 +49,18 @@ def test_zero_initialised_block_noise_is_exactly_the_shipped_net_and_keeps_old_i
 def test_block_noise_moves_the_detail_between_seeds_and_keeps_nesting():
     net = _noisy_net()
     m = net.config.margin
-    p, r, c, s, pr = level_inputs(1, 2 * m + 17, m)
-    be = TorchEager(net, "x")
-    a, b = be.run_level(p, 3, 12, r, c, s, pr), be.run_level(p, 4, 12, r, c, s, pr)
-    old = TorchEager(load_net()[0], "y")
-    a0, b0 = old.run_level(p, 3, 12, r, c, s, pr), old.run_level(p, 4, 12, r, c, s, pr)
+    inputs = level_inputs(1, 2 * m + 17, m)
+    a, b = two_seeds(net, inputs)
+    a0, b0 = two_seeds(load_net()[0], inputs)
     assert np.abs(a - b)[:, 0].mean() > 5 * np.abs(a0 - b0)[:, 0].mean()  # the noise now matters
+    p = inputs[0]
     for out in (a, b):
         assert np.array_equal(out[:, :, ::2, ::2], p[:, :, m:-m, m:-m])
 
 
 def test_refiner_with_block_noise_meets_seam_batch_nesting(tmp_path):
-    from generator.learned.refiner import LearnedRefiner
+    assert_seam_batch_nesting(checkpoint_refiner(_noisy_net(), tmp_path))
 
-    path = tmp_path / "noisy.pt"
-    save_checkpoint(make_checkpoint(_noisy_net(), {"step": 1}, half=True), path)
-    ref = LearnedRefiner("plane", checkpoint=path, backend="torch")
-    assert ref.version == load_net(path)[1] and ref.version != load_net()[1]
-    assert_seam_batch_nesting(ref)
 
 def test_onnx_export_of_a_block_noise_net_matches_torch(tmp_path):
     pytest.importorskip("onnxruntime")

@@ -13,12 +13,14 @@ from refiner_contracts import (
     assert_onnx_matches_torch,
     assert_seam_batch_nesting,
     backend_contracts,
+    checkpoint_refiner,
     level_inputs,
+    two_seeds,
     walk_corpus,
 )
 
 from generator.learned.backends import TorchEager
-from generator.learned.checkpoint import ASSET_PATH, load_net, make_checkpoint, save_checkpoint
+from generator.learned.checkpoint import ASSET_PATH, load_net
 from generator.learned.model import FLOW_REACH, RefinerConfig, RefinerNet
 
 pytestmark = pytest.mark.skipif(not ASSET_PATH.exists(), reason="shipped weights missing")
@@ -59,15 +61,11 @@ def test_untrained_flow_without_sigma_is_the_shipped_net_and_the_margin_grows():
 def test_the_flow_detail_moves_with_the_seed_and_keeps_nesting():
     net = _flow_net()
     m = net.config.margin
-    p, r, c, s, pr = level_inputs(1, 2 * m + 17, m)
-    be = TorchEager(net, "x")
-    a, b = be.run_level(p, 3, 12, r, c, s, pr), be.run_level(p, 4, 12, r, c, s, pr)
-    old, _, _ = load_net()
-    m0 = old.config.margin
-    k = m - m0
-    q = (p[..., k:-k, k:-k], r[:, k:-k], c[:, k:-k], s, pr)
-    a0 = TorchEager(old, "y").run_level(q[0], 3, 12, *q[1:])
-    b0 = TorchEager(old, "y").run_level(q[0], 4, 12, *q[1:])
+    inputs = level_inputs(1, 2 * m + 17, m)
+    a, b = two_seeds(net, inputs)
+    k = m - load_net()[0].config.margin  # the shipped net's crop of the same cells
+    p, r, c, s, pr = inputs
+    a0, b0 = two_seeds(load_net()[0], (p[..., k:-k, k:-k], r[:, k:-k], c[:, k:-k], s, pr))
     assert np.abs(a - b)[:, 0].mean() > 3 * np.abs(a0 - b0)[:, 0].mean()  # sampled, not a function of the parent
     assert np.abs(a - b)[:, 1:].max() < 1e-4 + 2 * np.abs(a0 - b0)[:, 1:].max()  # the bands are the head's
     for out in (a, b):
@@ -75,13 +73,8 @@ def test_the_flow_detail_moves_with_the_seed_and_keeps_nesting():
 
 
 def test_refiner_with_a_flow_meets_seam_batch_nesting(tmp_path):
-    from generator.learned.refiner import LearnedRefiner
-
-    path = tmp_path / "flow.pt"
-    save_checkpoint(make_checkpoint(_flow_net(), {"step": 1}, half=True), path)
-    ref = LearnedRefiner("plane", checkpoint=path, backend="torch")
+    ref = checkpoint_refiner(_flow_net(), tmp_path)
     assert ref.margin == load_net()[0].config.margin + 3 * FLOW_REACH
-    assert ref.version == load_net(path)[1] and ref.version != load_net()[1]
     assert_seam_batch_nesting(ref)
 
 
