@@ -17,7 +17,7 @@ process asked. ``RemoteBackend.name`` is the owner's, so the model id is the sam
 backend there and takes the workers' connections on a Unix socket. In the server's process
 the backend thread shared the GIL with the event loop: on an H100, 12 workers calling it made
 102.5 / 127.6 uncached tiles/s (plane / earth) with the main process at 7.4-9 ms a tile and
-the GPU at 13 %, against the thread server's 204.6 / 169.5 (docs/BENCHMARKS.md, 2026-12-06).
+the GPU at 13 %, against the thread server's 204.6 / 169.5 (docs/BENCHMARKS_LOG.md, 2026-12-06).
 
 The arrays travel through shared memory, not the pipe: each ``RemoteBackend`` makes one POSIX
 shared-memory segment (``SharedSegment``), writes a request's arrays into it and sends only a
@@ -391,7 +391,7 @@ def auto_backends(workers: int) -> int:
 class BackendPool:
     """``n`` ``BackendProcess``es with the same model; each new worker connects to the next one
     in turn. One backend process made ~300 uncached tiles/s on an H100 with 82-98 % of a core
-    busy and the GPU 0-27 % (docs/BENCHMARKS.md, 2026-12-06): its one thread copies, replays and
+    busy and the GPU 0-27 % (docs/BENCHMARKS_LOG.md, 2026-12-06): its one thread copies, replays and
     waits in turn. Several processes overlap one's host work with another's GPU work, at the
     cost of a CUDA context each. The bytes do not move: every process runs the same backend,
     whose output does not depend on the batch a crop shares (``merge_unit``)."""

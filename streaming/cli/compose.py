@@ -63,7 +63,7 @@ def warm_compiled(pyr) -> tuple | None:
     """Make one tile 3 levels under the anchor when ``pyr``'s refiner runs a compiled backend
     (torch-compiled, TensorRT), so its graphs are built before the first request: on an H100
     the thread server's first view otherwise waited behind torch.compile, and the real-time
-    flight's 10 s loading screen timed out (docs/BENCHMARKS.md, 2026-12-06). The key, or None
+    flight's 10 s loading screen timed out (docs/BENCHMARKS_LOG.md, 2026-12-06). The key, or None
     (nothing to warm)."""
     from runtime.tiles import TileKey
 
