@@ -103,12 +103,20 @@ def test_a_connection_over_its_share_without_a_break_is_closed_1008_and_its_work
             flood = await connect(url, compression=None, max_size=MAX_TILE_FRAME_BYTES)
             await flood.send(HELLO)
             await flood.recv()
-            try:
-                for r in range(60):  # requests only: the queue grows until the close
-                    await flood.send(P.pack({"type": "request", "keys": [[14, 1000 * r + i, 7000] for i in range(8)]}))
-            except Exception:  # closed while sending: what this test waits for
-                pass
+
+            async def never_stop():
+                # Requests only, until the server closes the connection: the close is decided when
+                # a message arrives, so a fixed count (60 once) could end before loop_overuse_s of
+                # pauses had passed on a box where each message costs little (CI, 2026-12-07).
+                try:
+                    for r in range(1_000_000):
+                        keys = [[14, 1000 * r + i, 7000] for i in range(8)]
+                        await flood.send(P.pack({"type": "request", "keys": keys}))
+                except Exception:  # closed while sending: what this test waits for
+                    pass
+
             async with asyncio.timeout(30):
+                await never_stop()
                 await flood.wait_closed()
             code = flood.close_code
             async with asyncio.timeout(30):
