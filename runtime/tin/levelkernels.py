@@ -39,18 +39,19 @@ def level_edges(centres, he, ve):
 @jit.njit
 def level_fan(flat, n1, b, centres, he, ve, inner_h, inner_v, thr, full_fraction, pi, pj, pw, pk, vr, vc,
               kinds, boff, bis, bjs, poff, fpi, fpj, fvr, fvc, fw,
-              pboff, pbis, pbjs, ppoff, ppi, ppj, ppw, pvr, pvc, single, err, ce):
+              pboff, pbis, pbjs, ppoff, ppi, ppj, ppw, pvr, pvc, single, err, ce, rng):
     """``level_edges``, ``meshkernels.rtin_level`` (patterns ``rtin._level_patterns(b)``), then
     where that finished (2) the border ring: ``ring_fans`` (``rtin._ring_packed``) and
     ``ring_planes`` (``rtin._ring_planes_packed``; ``single`` (E,) scratch), unless a ring
     plane is needed at a single block (numpy's dgemv). Returns 3 when the level is complete,
     he, ve and ce (nb, nb) then written into ``err`` (t+1, t+1) as numpy does; otherwise
     ``rtin_level``'s stage (0, 1 or 2) with he and ve made, the ring untouched, and the caller
-    goes on with numpy from there."""
+    goes on with numpy from there. ``rng``: ``meshkernels.rtin_level``'s block ranges (inf: measure)."""
     nb = ce.shape[0]
     s = b // 2
     level_edges(centres, he, ve)
-    stage = rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, True, full_fraction, pi, pj, pw, pk, vr, vc, ce)
+    stage = rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, True, full_fraction, pi, pj, pw, pk, vr, vc,
+                       ce, rng)
     if stage < 2:
         return stage
     need = np.empty((nb, nb), np.bool_)
@@ -64,9 +65,9 @@ def level_fan(flat, n1, b, centres, he, ve, inner_h, inner_v, thr, full_fraction
                 k += 1
         if k == 1:
             return stage
-    ring_fans(flat, n1, b, need, ce, kinds, boff, bis, bjs, poff, fpi, fpj, fvr, fvc, fw)
+    ring_fans(flat, n1, b, need, ce, kinds, boff, bis, bjs, poff, fpi, fpj, fvr, fvc, fw, rng)
     if pboff.shape[0] > 1:
-        ring_planes(flat, n1, b, need, ce, pboff, pbis, pbjs, ppoff, ppi, ppj, ppw, pvr, pvc, single)
+        ring_planes(flat, n1, b, need, ce, pboff, pbis, pbjs, ppoff, ppi, ppj, ppw, pvr, pvc, single, rng)
     for i in range(nb + 1):
         for j in range(nb):
             err[i * b, s + j * b] = he[i, j]

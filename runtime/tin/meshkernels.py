@@ -80,7 +80,7 @@ def _quarter_error(flat, n1, base, b, k, pi, pj, pw, pk, vr, vc):
 
 
 @jit.njit
-def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fraction, pi, pj, pw, pk, vr, vc, ce):
+def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fraction, pi, pj, pw, pk, vr, vc, ce, rng):
     """One level (b >= 4) of ``rtin.rtin_errors`` without its border ring: the four quarter
     triangles of every b-block where their hypotenuse's error allows (he, ve updated in place),
     then the block centres' errors ``ce`` (nb, nb) and the two halves of each plain block.
@@ -88,7 +88,14 @@ def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fractio
     Patterns packed by ``rtin._level_patterns(b)``: qn, qs, qw, qe, then the even and the odd
     blocks' halves. Returns 2 when done; 0 (nothing changed) or 1 (quarters done and ``ce``
     before the halves) where numpy would have measured a single block through dgemv, so that
-    the caller measures that stage with numpy (same bits either way)."""
+    the caller measures that stage with numpy (same bits either way).
+
+    ``rng`` (nb, nb): each block's height range (max - min of its samples) where it is within
+    ``thr`` and the caller accepts a bound for errors within ``thr`` (``block_ranges``), inf
+    elsewhere (so a finite entry is within ``thr``). A triangle inside a block deviates from its
+    plane by at most the block's range (the plane at a sample is a convex mix of three samples of
+    the block), so there the range is written instead of the measured error: the same
+    comparisons with ``thr``, no samples read."""
     size = nb * nb
     k0 = k1 = k2 = k3 = 0
     for i in range(nb):
@@ -104,6 +111,17 @@ def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fractio
     for i in range(nb):
         for j in range(nb):
             base = i * b * n1 + j * b
+            if rng[i, j] < np.inf:  # every triangle of the block is within its range (docstring)
+                r = rng[i, j]
+                if he[i, j] <= thr and inner_h[i, j]:
+                    q[0, i, j] = r
+                if he[i + 1, j] <= thr and inner_h[i + 1, j]:
+                    q[1, i, j] = r
+                if ve[i, j] <= thr and inner_v[i, j]:
+                    q[2, i, j] = r
+                if ve[i, j + 1] <= thr and inner_v[i, j + 1]:
+                    q[3, i, j] = r
+                continue
             if he[i, j] <= thr and inner_h[i, j]:
                 q[0, i, j] = _quarter_error(flat, n1, base, b, 0, pi, pj, pw, pk, vr, vc)
             if he[i + 1, j] <= thr and inner_h[i + 1, j]:
@@ -134,7 +152,9 @@ def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fractio
     for i in range(nb):
         for j in range(nb):
             ring = fan and (i == 0 or j == 0 or i == nb - 1 or j == nb - 1)
-            if ce[i, j] <= thr and not ring:
+            if ce[i, j] <= thr and not ring and rng[i, j] < np.inf:
+                ce[i, j] = max(ce[i, j], rng[i, j])
+            elif ce[i, j] <= thr and not ring:
                 p = 4 if (i + j) % 2 == 0 else 6
                 base = i * b * n1 + j * b
                 if b <= SMALL_B:  # straight-line (runtime.tin.trismallgen), the same terms
@@ -144,6 +164,47 @@ def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fractio
                             _tri_error(flat, n1, base, p + 1, pi, pj, pw, pk, vr, vc))
                 ce[i, j] = max(ce[i, j], e)
     return 2
+
+
+@jit.njit
+def block_ranges(flat, n1, b, thr, lo, hi, rng):
+    """Per b-block (b >= 2) of the (n1, n1) grid ``flat``: lo, hi (nb, nb) the min and max of
+    its (b+1)^2 samples, and ``rng`` (nb, nb) hi - lo where that is <= thr, else inf."""
+    nb = lo.shape[0]
+    for i in range(nb):
+        for j in range(nb):
+            o = i * b * n1 + j * b
+            mn = flat[o]
+            mx = mn
+            for r in range(b + 1):
+                for c in range(b + 1):
+                    v = flat[o + r * n1 + c]
+                    mn = min(mn, v)
+                    mx = max(mx, v)
+            lo[i, j], hi[i, j] = mn, mx
+            d = mx - mn
+            rng[i, j] = d if d <= thr else np.inf
+
+
+@jit.njit
+def coarser_ranges(lo, hi, thr, lo2, hi2, rng):
+    """``block_ranges`` of the blocks twice as large from those of a level (lo, hi (2nb, 2nb)):
+    a block's samples are its four children's (they share edges). Returns how many are within
+    ``thr`` (0: none, nor at any coarser level, whose ranges are larger)."""
+    nb = lo2.shape[0]
+    k = 0
+    for i in range(nb):
+        for j in range(nb):
+            mn = min(min(lo[2 * i, 2 * j], lo[2 * i, 2 * j + 1]), min(lo[2 * i + 1, 2 * j], lo[2 * i + 1, 2 * j + 1]))
+            mx = max(max(hi[2 * i, 2 * j], hi[2 * i, 2 * j + 1]), max(hi[2 * i + 1, 2 * j], hi[2 * i + 1, 2 * j + 1]))
+            lo2[i, j], hi2[i, j] = mn, mx
+            d = mx - mn
+            if d <= thr:
+                rng[i, j] = d
+                k += 1
+            else:
+                rng[i, j] = np.inf
+    return k
 
 
 @jit.njit
@@ -355,10 +416,11 @@ def resolve_drops(ids, level, aa, present, drop_order, kid, a1, a2, corner, kind
 
 
 @jit.njit
-def ring_fans(flat, n1, b, need, ce, kinds, boff, bis, bjs, poff, pi, pj, vr, vc, w):
+def ring_fans(flat, n1, b, need, ce, kinds, boff, bis, bjs, poff, pi, pj, vr, vc, w, rng):
     """``rtin.rtin_errors``'s border ring in fan mode, its fan and corner halves (packed by
     ``rtin._ring_packed``): where ``need`` (nb, nb), a corner half sets the block's ``ce`` to
-    inf, a fan half raises it to the fan's error (fan_error_blocks' sum)."""
+    inf, a fan half raises it to the fan's error (fan_error_blocks' sum), or to the block's
+    range where ``rng <= thr`` (``rtin_level``; a fan's triangles lie in the block too)."""
     for e in range(kinds.shape[0]):
         for q in range(boff[e], boff[e + 1]):
             i, j = bis[q], bjs[q]
@@ -366,6 +428,9 @@ def ring_fans(flat, n1, b, need, ce, kinds, boff, bis, bjs, poff, pi, pj, vr, vc
                 continue
             if kinds[e] == 0:
                 ce[i, j] = np.inf
+                continue
+            if rng[i, j] < np.inf:  # the caller passes a range only where it is within thr
+                ce[i, j] = max(ce[i, j], rng[i, j])
                 continue
             o = i * b * n1 + j * b
             m = 0.0
@@ -379,12 +444,12 @@ def ring_fans(flat, n1, b, need, ce, kinds, boff, bis, bjs, poff, pi, pj, vr, vc
 
 
 @jit.njit
-def ring_planes(flat, n1, b, need, ce, boff, bis, bjs, poff, pi, pj, w, vr, vc, single):
+def ring_planes(flat, n1, b, need, ce, boff, bis, bjs, poff, pi, pj, w, vr, vc, single, rng):
     """``rtin.rtin_errors``'s border ring in fan mode, its plain halves (packed by
     ``rtin._ring_planes_packed``): an entry whose blocks need it (``need`` (nb, nb)) at two or
     more raises their ``ce`` to the half's plane error (plane_error_blocks' fma, numpy's dgemm);
     an entry needed at exactly one block is left to the caller (numpy's dgemv sums in another
-    order) and flagged in ``single`` (E,) bool."""
+    order) and flagged in ``single`` (E,) bool. ``rng`` as in ``ring_fans``."""
     for e in range(boff.shape[0] - 1):
         k = 0
         for q in range(boff[e], boff[e + 1]):
@@ -396,6 +461,9 @@ def ring_planes(flat, n1, b, need, ce, boff, bis, bjs, poff, pi, pj, w, vr, vc, 
         for q in range(boff[e], boff[e + 1]):
             i, j = bis[q], bjs[q]
             if not need[i, j]:
+                continue
+            if rng[i, j] < np.inf:
+                ce[i, j] = max(ce[i, j], rng[i, j])
                 continue
             base = i * b * n1 + j * b
             c0 = flat[base + vr[e, 0] * n1 + vc[e, 0]]

@@ -212,7 +212,9 @@ vertex of the RTIN itself (it refines towards the border). ``free``: the border 
 simplified like the interior (neighbours do not match; for comparisons)."""
 
 
-def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str = "fan") -> np.ndarray:
+def rtin_errors(
+    height_m: np.ndarray, max_error_m: float = np.inf, border: str = "fan", exact: bool = True
+) -> np.ndarray:
     """Error pyramid of the RTIN hierarchy: ``(T+1, T+1) float64``.
 
     Entry at a midpoint = the largest vertical error (m) of any triangle that would be
@@ -224,6 +226,13 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
     ``border``: see BORDERS. In ``fan`` mode the border midpoints' own entries are not
     meaningful (their triangles are measured through their children); use
     ``rtin_vertices`` for the vertex set.
+
+    ``exact=False`` (compiled path, levels b >= 4): an entry at or below ``max_error_m`` may
+    be any value from its exact error up to the bound. Where a block's height range is within
+    the bound, that range stands for its triangles' errors (it bounds them) and no sample is
+    measured; entries above the bound are the exact ones' bits, so every comparison with the
+    bound, and ``rtin_vertices``' vertex set, is the same. For a caller that only compares
+    with the bound (``simplify.rtin_vertex_set``), not one that combines entries (a norm).
     """
     if border not in BORDERS:
         raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
@@ -237,9 +246,21 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
     inf = np.inf
     s = 1
     centres = np.zeros((t, t))  # errors of the previous level's square centres
+    ranged = not exact and jit.ENABLED  # block ranges stand for errors within the bound
+    lo = hi = None  # the previous level's block minima and maxima (``meshkernels.block_ranges``)
     while s < t:
         b = 2 * s
         nb = t // b
+        rng = np.full((nb, nb), inf)  # a block's range where within the bound, else inf (measure)
+        if ranged and s > 1:
+            lo2, hi2 = np.empty((nb, nb)), np.empty((nb, nb))
+            if lo is None:
+                meshkernels.block_ranges(flat, n1, b, thr, lo2, hi2, rng)
+                lo, hi = lo2, hi2
+            elif meshkernels.coarser_ranges(lo, hi, thr, lo2, hi2, rng):
+                lo, hi = lo2, hi2
+            else:  # no block within the bound: none at coarser levels either
+                ranged = False
         bt = None  # (b+1, b+1, nb, nb) block views, made where numpy measures (below)
         stage = 0  # stages measured compiled: 0 none, 1 the quarters, 2 the halves too
         if fan and jit.ENABLED and s > 1:  # the whole level in one compiled call where it can (same bits)
@@ -248,7 +269,7 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
             planes = _ring_planes_packed(b, t)
             stage = levelkernels.level_fan(flat, n1, b, centres, he, ve, inner_h, inner_v, thr, FULL_LEVEL_FRACTION,
                                            *_level_patterns(b), *_ring_packed(b, t), *planes,
-                                           np.zeros(len(planes[0]) - 1, bool), err, ce)
+                                           np.zeros(len(planes[0]) - 1, bool), err, ce, rng)
             if stage == 3:
                 centres = ce
                 s = b
@@ -308,7 +329,7 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
         if jit.ENABLED and not (fan and s > 1):  # the level's quarters and plain halves, compiled (same bits)
             ce = np.empty((nb, nb))
             stage = meshkernels.rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, FULL_LEVEL_FRACTION,
-                                       *_level_patterns(b), ce)
+                                       *_level_patterns(b), ce, rng)
         if stage < 1:
             bt = sliding_window_view(h, (b + 1, b + 1))[::b, ::b].transpose(2, 3, 0, 1)
             # Quarter triangles of each b-block: hypotenuse on a block edge, apex at its centre.
@@ -343,11 +364,11 @@ def rtin_errors(height_m: np.ndarray, max_error_m: float = np.inf, border: str =
                 ce[oi::2, oj::2] = np.maximum(ce[oi::2, oj::2], e)
         ring = _ring_halves(b, t) if fan else ()
         if fan and jit.ENABLED:  # fans, corners and planes compiled (same bits); one-block planes as below
-            meshkernels.ring_fans(flat, n1, b, need, ce, *_ring_packed(b, t))
+            meshkernels.ring_fans(flat, n1, b, need, ce, *_ring_packed(b, t), rng)
             planes = _ring_planes(b, t)
             single = np.zeros(len(planes), bool)
             if planes:
-                meshkernels.ring_planes(flat, n1, b, need, ce, *_ring_planes_packed(b, t), single)
+                meshkernels.ring_planes(flat, n1, b, need, ce, *_ring_planes_packed(b, t), single, rng)
             ring = [planes[e] for e in np.flatnonzero(single)]
         if fan:
             for mask, kind, geo in ring:

@@ -58,7 +58,7 @@ def rtin_vertex_set(
         raise ValueError(f"max_error_m must be a finite number >= 0, got {max_error_m!r}")
     if positions_m is None:
         fields = np.asarray(height_m)[None]
-        err = rtin_errors(height_m, max_error_m, border)
+        err = rtin_errors(height_m, max_error_m, border, exact=False)  # compared with the bound only
     else:
         fields = np.asarray(positions_m, dtype=np.float64)
         n1 = np.asarray(height_m).shape[0]
@@ -70,8 +70,8 @@ def rtin_vertex_set(
             # One component (the up alone): sqrt(e^2) is e exactly (round to nearest) but where
             # e^2 under- or overflows (e < 1e-154 or > 1e154), and such an e and its sqrt(e^2)
             # lie on the same side of a bound in this range: the same vertex set, one pass less.
-            err = rtin_errors(fields[0], max_error_m, border)
-        else:
+            err = rtin_errors(fields[0], max_error_m, border, exact=False)
+        else:  # a norm of entries: exact ones (a bound per component could push it over)
             err = np.sqrt(sum(np.square(rtin_errors(f, max_error_m, border)) for f in fields))
     present = rtin_vertices(err, max_error_m, border)
     dropped, flipped = drop_diamonds(fields, present, max_error_m) if flips else (None, None)

@@ -175,6 +175,49 @@ def test_rtin_errors_same_bits(border, numpy_path):
                 np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("border", ["fan", "graded", "free"])
+def test_rtin_errors_range_bound_keeps_every_comparison(border):
+    """``rtin_errors(exact=False)``: entries above the bound are the exact ones' bits, entries
+    within it lie between the exact error and the bound, so the vertex set is the same; and the
+    block ranges did stand in for measured errors (some entries differ from the exact ones)."""
+    from runtime.tin import meshkernels
+    from runtime.tin.rtin import rtin_errors, rtin_vertices
+
+    rng = np.random.default_rng(21)
+    stood_in = 0
+    for t in (16, 64, 256):
+        for rough in (0.01, 0.3, 3.0):
+            h = np.cumsum(np.cumsum(rng.normal(size=(t + 1, t + 1)) * rough, 0), 1)
+            for thr in (0.05, 1.0, 30.0):
+                exact = rtin_errors(h, thr, border)
+                got = rtin_errors(h, thr, border, exact=False)
+                above = exact > thr
+                np.testing.assert_array_equal(got[above].view(np.uint64), exact[above].view(np.uint64))
+                assert np.all(got[~above] <= thr) and np.all(got[~above] >= exact[~above])
+                np.testing.assert_array_equal(rtin_vertices(got, thr, border), rtin_vertices(exact, thr, border))
+                stood_in += int((got != exact).sum())
+    assert stood_in > 1000
+
+    # the ranges themselves: numpy's min and max of each block's samples, coarser from finer
+    h = np.cumsum(rng.normal(size=(65, 65)), 0)
+    flat = h.ravel()
+
+    def blocks(b):
+        return np.lib.stride_tricks.sliding_window_view(h, (b + 1, b + 1))[::b, ::b]
+
+    thr4, thr8 = (float(np.median(np.ptp(blocks(b), axis=(2, 3)))) for b in (4, 8))  # half within
+    lo, hi, r4 = np.empty((16, 16)), np.empty((16, 16)), np.empty((16, 16))
+    meshkernels.block_ranges(flat, 65, 4, thr4, lo, hi, r4)
+    lo8, hi8, r8 = np.empty((8, 8)), np.empty((8, 8)), np.empty((8, 8))
+    k = meshkernels.coarser_ranges(lo, hi, thr8, lo8, hi8, r8)
+    for b, lo_, hi_, r, thr in ((4, lo, hi, r4, thr4), (8, lo8, hi8, r8, thr8)):
+        np.testing.assert_array_equal(lo_, blocks(b).min(axis=(2, 3)))
+        np.testing.assert_array_equal(hi_, blocks(b).max(axis=(2, 3)))
+        d = hi_ - lo_
+        np.testing.assert_array_equal(r, np.where(d <= thr, d, np.inf))
+    assert k == int(np.isfinite(r8).sum()) and 0 < k < 64
+
+
 def test_rtin_ring_planes_same_bits(numpy_path, monkeypatch):
     """The fan border's plain halves measured in one compiled pass (``meshkernels.ring_planes``)
     and, where a half is needed at a single block, by numpy (dgemv): numpy's bits on 256-sample
@@ -186,8 +229,9 @@ def test_rtin_ring_planes_same_bits(numpy_path, monkeypatch):
 
     def counting(*args):
         kernel(*args)
-        seen["single"] += int(args[-1].sum())
-        seen["other"] += int((~args[-1]).sum())
+        single = args[-2]  # (E,) bool; the block ranges (rng) come last
+        seen["single"] += int(single.sum())
+        seen["other"] += int((~single).sum())
 
     monkeypatch.setattr(mk, "ring_planes", counting)
     _rough_tiles_match_numpy(numpy_path, seed=5)
