@@ -156,7 +156,7 @@ def test_cpu_reference_contracts_of_a_flow_net_are_exact():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_compiled_flow_net_meets_seam_batch_and_nesting_contracts():
-    """The compiled graph of a flow net (float32 trunk and flow): seams and a batch of 256 within 1 mm."""
+    """The compiled graph of a flow net (float32 trunk and flow, no TF32): seams and a batch of 256 within 1 mm."""
     from generator.learned.backends import make_backend
 
     net = _flow_net()
