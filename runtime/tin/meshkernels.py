@@ -166,10 +166,17 @@ def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fractio
     return 2
 
 
+RANGE_MARGIN_M = 1e-6
+"""Added to a block's range before it stands for its triangles' errors (``block_ranges``): the
+measured error rounds its plane's fma terms and the range one subtraction, a few ulps of the
+heights apart (~1e-11 m), so a range within the bound by less than this is measured instead."""
+
+
 @jit.njit
 def block_ranges(flat, n1, b, thr, lo, hi, rng):
     """Per b-block (b >= 2) of the (n1, n1) grid ``flat``: lo, hi (nb, nb) the min and max of
-    its (b+1)^2 samples, and ``rng`` (nb, nb) hi - lo where that is <= thr, else inf."""
+    its (b+1)^2 samples, and ``rng`` (nb, nb) hi - lo + RANGE_MARGIN_M where that is <= thr,
+    else inf."""
     nb = lo.shape[0]
     for i in range(nb):
         for j in range(nb):
@@ -182,7 +189,7 @@ def block_ranges(flat, n1, b, thr, lo, hi, rng):
                     mn = min(mn, v)
                     mx = max(mx, v)
             lo[i, j], hi[i, j] = mn, mx
-            d = mx - mn
+            d = (mx - mn) + RANGE_MARGIN_M
             rng[i, j] = d if d <= thr else np.inf
 
 
@@ -198,12 +205,47 @@ def coarser_ranges(lo, hi, thr, lo2, hi2, rng):
             mn = min(min(lo[2 * i, 2 * j], lo[2 * i, 2 * j + 1]), min(lo[2 * i + 1, 2 * j], lo[2 * i + 1, 2 * j + 1]))
             mx = max(max(hi[2 * i, 2 * j], hi[2 * i, 2 * j + 1]), max(hi[2 * i + 1, 2 * j], hi[2 * i + 1, 2 * j + 1]))
             lo2[i, j], hi2[i, j] = mn, mx
-            d = mx - mn
+            d = (mx - mn) + RANGE_MARGIN_M
             if d <= thr:
                 rng[i, j] = d
                 k += 1
             else:
                 rng[i, j] = np.inf
+    return k
+
+
+@jit.njit
+def tilted_ranges(flat, n1, b, thr, rng):
+    """Where ``rng`` (``block_ranges``) is inf, the range of the b-block's heights minus a plane,
+    plus RANGE_MARGIN_M, if that is within ``thr``: for any affine q the error of
+    a triangle in the block is at most the range of h - q over the block (the triangle's plane of
+    h - q is its plane of h minus q), and on a slope h - q varies far less than h. q's gradient is
+    the mean of the block's opposite corner differences. Returns how many entries are finite."""
+    nb = rng.shape[0]
+    k = 0
+    for i in range(nb):
+        for j in range(nb):
+            if rng[i, j] < np.inf:  # already within the bound: a lower value decides nothing
+                k += 1
+                continue
+            o = i * b * n1 + j * b
+            c00, c0b = flat[o], flat[o + b]
+            cb0, cbb = flat[o + b * n1], flat[o + b * n1 + b]
+            gr = ((cb0 - c00) + (cbb - c0b)) / (2.0 * b)  # per row
+            gc = ((c0b - c00) + (cbb - cb0)) / (2.0 * b)  # per column
+            mn = np.inf
+            mx = -np.inf
+            for r in range(b + 1):
+                base = o + r * n1
+                t = gr * r
+                for c in range(b + 1):
+                    v = flat[base + c] - (t + gc * c)
+                    mn = min(mn, v)
+                    mx = max(mx, v)
+            d = (mx - mn) + RANGE_MARGIN_M
+            if d <= thr:
+                rng[i, j] = d
+                k += 1
     return k
 
 

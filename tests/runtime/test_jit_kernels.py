@@ -214,8 +214,25 @@ def test_rtin_errors_range_bound_keeps_every_comparison(border):
         np.testing.assert_array_equal(lo_, blocks(b).min(axis=(2, 3)))
         np.testing.assert_array_equal(hi_, blocks(b).max(axis=(2, 3)))
         d = hi_ - lo_
+        d = d + meshkernels.RANGE_MARGIN_M
         np.testing.assert_array_equal(r, np.where(d <= thr, d, np.inf))
     assert k == int(np.isfinite(r8).sum()) and 0 < k < 64
+
+    # about a plane (the mean gradient of the block's corners), where the plain range is not within
+    tilted = np.full((16, 16), np.inf)
+    tilted[0, 0] = 0.5  # a finite entry is kept as it is
+    b = 4
+    v = blocks(b)
+    gr = ((v[..., b, 0] - v[..., 0, 0]) + (v[..., b, b] - v[..., 0, b])) / (2.0 * b)
+    gc = ((v[..., 0, b] - v[..., 0, 0]) + (v[..., b, b] - v[..., b, 0])) / (2.0 * b)
+    rr, cc = np.meshgrid(np.arange(b + 1.0), np.arange(b + 1.0), indexing="ij")
+    g = v - (gr[..., None, None] * rr + gc[..., None, None] * cc)
+    d = np.ptp(g, axis=(2, 3)) + meshkernels.RANGE_MARGIN_M
+    k = meshkernels.tilted_ranges(flat, 65, b, thr4, tilted)
+    want = np.where(d <= thr4, d, np.inf)
+    want[0, 0] = 0.5
+    np.testing.assert_allclose(tilted, want, rtol=0, atol=1e-9)
+    assert k == int(np.isfinite(want).sum()) and (d < np.ptp(v, axis=(2, 3))).mean() > 0.5
 
 
 def test_rtin_ring_planes_same_bits(numpy_path, monkeypatch):
