@@ -90,12 +90,12 @@ def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fractio
     before the halves) where numpy would have measured a single block through dgemv, so that
     the caller measures that stage with numpy (same bits either way).
 
-    ``rng`` (nb, nb): each block's height range (max - min of its samples) where it is within
-    ``thr`` and the caller accepts a bound for errors within ``thr`` (``block_ranges``), inf
-    elsewhere (so a finite entry is within ``thr``). A triangle inside a block deviates from its
-    plane by at most the block's range (the plane at a sample is a convex mix of three samples of
-    the block), so there the range is written instead of the measured error: the same
-    comparisons with ``thr``, no samples read."""
+    ``rng`` (nb, nb): where the caller accepts a bound for errors within ``thr``, a bound on the
+    errors of every triangle of the block that is within ``thr`` (``block_ranges``: its height
+    range; ``tilted_ranges``: its range about a plane), inf elsewhere (measure). A triangle inside
+    a block deviates from its plane by at most the block's range (the plane at a sample is a
+    convex mix of three samples of the block), so there the bound is written instead of the
+    measured error: the same comparisons with ``thr``, no samples read."""
     size = nb * nb
     k0 = k1 = k2 = k3 = 0
     for i in range(nb):
@@ -217,10 +217,10 @@ def coarser_ranges(lo, hi, thr, lo2, hi2, rng):
 @jit.njit
 def tilted_ranges(flat, n1, b, thr, rng):
     """Where ``rng`` (``block_ranges``) is inf, the range of the b-block's heights minus a plane,
-    plus RANGE_MARGIN_M, if that is within ``thr``: for any affine q the error of
-    a triangle in the block is at most the range of h - q over the block (the triangle's plane of
-    h - q is its plane of h minus q), and on a slope h - q varies far less than h. q's gradient is
-    the mean of the block's opposite corner differences. Returns how many entries are finite."""
+    plus RANGE_MARGIN_M, if that is within ``thr``: for any affine q the error of a triangle in
+    the block is at most the range of h - q over the block (the triangle's plane of h - q is its
+    plane of h minus q), and on a slope h - q varies far less than h. q's gradient is the mean
+    of the block's opposite corner differences. Returns how many entries are finite."""
     nb = rng.shape[0]
     k = 0
     for i in range(nb):
