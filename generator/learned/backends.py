@@ -148,23 +148,23 @@ class TorchCompiled(TorchEager):
             raise BackendUnavailable("torch-compiled needs a CUDA GPU (torch.cuda.is_available() is False)")
         super().__init__(net, version, device)
         self.buckets = tuple(sorted(buckets))
-        half = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+        half = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]  # the trunk's (a flow net: float32)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         mods = (self.net.stem, self.net.blocks, self.net.head)
         mods += (self.net.context_stem,) if self.net.takes_context else ()
         mods += (self.net.noise_proj,) if self.net.config.block_noise else ()
+        mods += (self.net.flow,) if self.net.config.flow_steps else ()
         # A flow net (sampled detail) stays float32, trunk and flow, without TF32: its Euler
         # steps carry the trunk's per-bucket roundings to centimetres between a tile alone and
         # in a batch of 256 (H100, 2026-12-07: 2.8 cm with an fp16 trunk and flow, 2.9 cm with
         # the flow alone in float32, 4 mm all float32 with TF32's 10-bit inputs), against <= 1 mm
         # for a plain trunk. TF32 is switched off for the process (it touches float32 maths only).
-        flow = bool(self.net.config.flow_steps)
-        for mod in mods:
-            mod.to(dtype=torch.float32 if flow else half, memory_format=fmt)
-        if flow:
-            self.net.flow.to(memory_format=fmt)
+        if self.net.config.flow_steps:
+            half = torch.float32
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
+        for mod in mods:
+            mod.to(dtype=half, memory_format=fmt)
         net = self.net
 
         def step(parents5, keys, rows, cols, spacing_m, present, context=None):
