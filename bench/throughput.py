@@ -264,6 +264,22 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
+def profile_window(opened: Path | None = None) -> Path | None:
+    """bench/server_profile's window: with ``WORLDSTREAM_BENCH_PROFILE=DIR`` set, open it (make
+    ``DIR/window``; returns its path) or close the ``opened`` one, and give every process the
+    0.2 s it takes to notice (a profiled run's rates are not the product's)."""
+    folder = os.environ.get("WORLDSTREAM_BENCH_PROFILE")
+    if not folder:
+        return None
+    if opened is None:
+        opened = Path(folder) / "window"
+        opened.touch()
+    else:
+        opened.unlink()
+    time.sleep(0.6)
+    return opened
+
+
 def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary: dict, gen_procs: int = 0,
             backends: int = 1) -> None:
     """One fresh server: uncached then cached, the stages, a table row and the summary."""
@@ -277,10 +293,12 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
             asyncio.run(saturate(server.url, block_keys(world, args.warm, site=WARM_SITES[world]), args.clients,
                                  args.timeout))
         req0, calls0 = backend_counts(asyncio.run(server_stats(server.url)))
+        window = profile_window()  # bench/server_profile: its processes profile this phase
         cpu0, main0 = tree_cpu_s(server.proc.pid), proc_cpu_s(server.proc.pid)
         wall, n, nbytes = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
         cpu_s = tree_cpu_s(server.proc.pid) - cpu0
         main_s = proc_cpu_s(server.proc.pid) - main0
+        profile_window(window)
         req1, calls1 = backend_counts(asyncio.run(server_stats(server.url)))
         cores = cpu_s / wall
         rss = {"main": round(rss_mb(server.proc.pid)),

@@ -14,7 +14,7 @@
 # websockets and trimesh are not in the device image: carry their wheels in .whl/ (see the
 # device tool's README) and name .whl in `carry`. Writes throughput.log, throughput.json and
 # gpu_tests.log to $OUT (TESTS=0: no tests), and monitor.log (GPU use and the busiest processes
-# every 10 s). WORLD: plane, earth or both (default). Bounded to end within ~570 s.
+# every 10 s); PROFILE=1 adds profile.txt (bench/server_profile: cProfile per process over the uncached phase). WORLD: plane, earth or both (default). Bounded to end within ~570 s.
 #   bash bench/throughput_device.sh
 set -uo pipefail
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
@@ -23,6 +23,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 { date -u; nvidia-smi -L; nproc; } 2>&1 | tee "$OUT/throughput.log"
 GEN=${GEN_PROCS:-12}; [ "$GEN" = 0 ] && GEN=""
+if [ "${PROFILE:-0}" = 1 ]; then  # cProfile in every process (bench/server_profile), summary in profile.txt
+  export WORLDSTREAM_BENCH_PROFILE=/tmp/ws_profile PYTHONPATH=$PWD/bench/server_profile:$PYTHONPATH
+fi
 # every 10 s: the GPU's use and the busiest processes (a stalled worker shows as compiling or idle)
 (while sleep 10; do date -u +%T; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
   ps -eo pcpu,rss,etimes,args --sort=-pcpu | head -n 16 | cut -c1-150; done) > "$OUT/monitor.log" 2>&1 &
@@ -33,6 +36,7 @@ timeout ${BENCH_S:-400} python3 bench/throughput.py --world ${WORLD:-both} --ref
 echo "throughput rc=${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$OUT/throughput.log"
 kill $MON 2>/dev/null
 grep '^{' "$OUT/throughput.log" | tail -n 1 > "$OUT/throughput.json"
+[ "${PROFILE:-0}" = 1 ] && python3 bench/server_profile/report.py /tmp/ws_profile --top 30 > "$OUT/profile.txt" 2>&1
 [ "${TESTS:-1}" = 1 ] || exit 0  # TESTS=0: the bench only
 left=$((${END_S:-570} - SECONDS)); [ $left -lt 30 ] && left=30
 timeout $left python3 -m pytest -q -m gpu -p no:cacheprovider --timeout 150 \
