@@ -16,6 +16,9 @@ keys waited in the server's queue and how long a generator process took, and how
 generator processes were until the view was complete.
 
     PYTHONPATH=. python bench/realtime_trace.py plane [--json /tmp/trace.json] [--server-trace]
+
+``--json FILE`` writes the client's events to FILE and, with ``--server-trace``, the server's to
+FILE.server.
 """
 
 from __future__ import annotations
@@ -64,11 +67,12 @@ def cpu_snapshot() -> dict:
         if st is not None:
             children.setdefault(st[0], []).append(int(proc.name))
             cpu[int(proc.name)] = st[1]
-    todo = list(children.get(os.getpid(), ()))  # the server, then its workers (grandchildren)
+    # the server's own process ("server"), then its workers, the grandchildren ("server workers")
+    todo = [(pid, "server") for pid in children.get(os.getpid(), ())]
     while todo:
-        pid = todo.pop()
-        out["server"] = out.get("server", 0.0) + cpu[pid]
-        todo.extend(children.get(pid, ()))
+        pid, name = todo.pop()
+        out[name] = out.get(name, 0.0) + cpu[pid]
+        todo.extend((c, "server workers") for c in children.get(pid, ()))
     return out
 
 
@@ -300,7 +304,10 @@ def main(argv=None) -> int:
             phases[-1][1] += 1.0 / realtime.simflight.FPS
         else:
             phases.append([p.phase, 1.0 / realtime.simflight.FPS])
-    report(events, [tuple(x) for x in phases], read_server_trace(prefix) if prefix else None)
+    server = read_server_trace(prefix) if prefix else None
+    if out and server is not None:  # the server's own events beside the client's
+        Path(out + ".server").write_text(json.dumps(server))
+    report(events, [tuple(x) for x in phases], server)
     return 0
 
 
