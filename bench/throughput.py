@@ -294,11 +294,13 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
                                  args.timeout))
         req0, calls0 = backend_counts(asyncio.run(server_stats(server.url)))
         window = profile_window()  # bench/server_profile: its processes profile this phase
-        cpu0, main0 = tree_cpu_s(server.proc.pid), proc_cpu_s(server.proc.pid)
-        wall, n, nbytes = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
-        cpu_s = tree_cpu_s(server.proc.pid) - cpu0
-        main_s = proc_cpu_s(server.proc.pid) - main0
-        profile_window(window)
+        try:
+            cpu0, main0 = tree_cpu_s(server.proc.pid), proc_cpu_s(server.proc.pid)
+            wall, n, nbytes = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
+            cpu_s = tree_cpu_s(server.proc.pid) - cpu0
+            main_s = proc_cpu_s(server.proc.pid) - main0
+        finally:
+            profile_window(window)
         req1, calls1 = backend_counts(asyncio.run(server_stats(server.url)))
         cores = cpu_s / wall
         rss = {"main": round(rss_mb(server.proc.pid)),
