@@ -320,7 +320,9 @@ def _write_mp4(path: Path, frames: list[Path], fps: float) -> Path | None:
     from PIL import Image
 
     try:
-        with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=8) as w:
+        # macro_block_size 2: H.264 (yuv420p) needs even sizes only, so 960 x 540 frames stay
+        # 960 x 540 (8 resized them to 960 x 544, stretched, with a warning on every fly)
+        with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=2) as w:
             for p in frames:
                 w.append_data(np.asarray(Image.open(p).convert("RGB")))
     except Exception as exc:  # ffmpeg missing or failing must not lose the PNGs and stats

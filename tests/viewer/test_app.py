@@ -82,3 +82,28 @@ def test_headless_realtime_follows_the_wall_clock_and_times_the_teleport(tmp_pat
     # What existed before the flight (modules, kernels, the first view) was kept out of the
     # collector's full passes during it (a pass over it cost one frame 40-110 ms), and let go after.
     assert s["gc_frozen"] > 10_000 and gc.get_freeze_count() == 0
+
+
+def test_the_video_keeps_the_frame_size(tmp_path):
+    """960 x 540 (the default fly) is not a multiple of 8 or 16: the MP4 keeps the frames' size
+    (no stretch to 960 x 544) and their content."""
+    imageio = pytest.importorskip("imageio.v2")
+    from viewer.app import _write_mp4
+
+    frames = []
+    for i in range(3):
+        img = np.zeros((54, 100, 3), np.uint8)
+        img[:, : 30 + 10 * i] = (200, 120, 40)  # a bar that grows frame by frame
+        frames.append(tmp_path / f"f{i}.png")
+        Image.fromarray(img).save(frames[-1])
+    path = _write_mp4(tmp_path / "v.mp4", frames, 10.0)
+    if path is None:
+        pytest.skip("no ffmpeg for imageio here")
+    reader = imageio.get_reader(path)
+    try:
+        assert tuple(reader.get_meta_data()["size"]) == (100, 54)
+        first = reader.get_data(0)
+    finally:
+        reader.close()
+    assert first.shape == (54, 100, 3)
+    assert abs(int(first[27, 10, 0]) - 200) < 24 and int(first[27, 80].max()) < 24  # the bar, then black
