@@ -8,7 +8,9 @@ at the same points and level (``sample_field``, each ``--refiner``), both croppe
 (N = 2^k + 1: 129 where the grid allows, else 65), are meshed by the server's mesher
 (``runtime.tin.simplify.rtin_vertex_set``, up component) at the level's geometric error
 (``runtime.tiles.level_error_m``). Prints vertices per sample for real (the baseline, same run)
-and each refiner, the ratio, the medians per spacing, and one JSON line.
+and each refiner, the ratio, the level's own detail (each odd sample minus the linear midpoint
+of its even neighbours: its std against the bound, and its kurtosis, 3 for Gaussian grain), the
+medians per level, and one JSON line.
 
     PYTHONPATH=. python bench/mesh_density.py --data ../shared/data [--refiner fractal learned]
 """
@@ -44,6 +46,23 @@ def vertex_fraction(z: np.ndarray, bound_m: float) -> float:
     return float(present[:-1].sum()) / z.size
 
 
+def detail_stats(z: np.ndarray, bound_m: float) -> tuple[float, float, float]:
+    """The level's own detail: every sample on an odd row or column minus the linear midpoint
+    of its even neighbours (what a level adds to its parent), as (std / bound, kurtosis,
+    share of |detail| > bound). Gaussian grain has kurtosis 3; terrain whose detail sits on
+    ridges and channels, more."""
+    e = np.asarray(z, np.float64)
+    d = np.concatenate([
+        (e[0::2, 1::2] - 0.5 * (e[0::2, 0:-1:2] + e[0::2, 2::2])).ravel(),  # even rows, odd cols
+        (e[1::2, 0::2] - 0.5 * (e[0:-1:2, 0::2] + e[2::2, 0::2])).ravel(),  # odd rows, even cols
+        (e[1::2, 1::2] - 0.25 * (e[0:-1:2, 0:-1:2] + e[0:-1:2, 2::2] + e[2::2, 0:-1:2] + e[2::2, 2::2])).ravel(),
+    ])
+    d = d - d.mean()
+    sd = float(d.std())
+    kurt = float(np.mean(d**4) / sd**4) if sd > 0 else float("nan")
+    return sd / bound_m, kurt, float(np.mean(np.abs(d) > bound_m))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="the data folder (dem/ inside)")
@@ -67,12 +86,17 @@ def main(argv=None) -> int:
                 if real.shape[0] < n or not np.isfinite(real[:n, :n]).all():
                     continue
                 bound = level_error_m(level)
-                row = {"dem": path.stem, "level": level, "n": n, "real": vertex_fraction(real[:n, :n], bound)}
+                row = {"dem": path.stem, "level": level, "n": n, "real": vertex_fraction(real[:n, :n], bound),
+                       "real_detail": detail_stats(real[:n, :n], bound)}
                 for r, p in pyramids.items():
-                    row[r] = vertex_fraction(E.sample_field(p, level, lat[:n, :n], lon[:n, :n]), bound)
+                    gen = E.sample_field(p, level, lat[:n, :n], lon[:n, :n])
+                    row[r] = vertex_fraction(gen, bound)
+                    row[f"{r}_detail"] = detail_stats(gen, bound)
                 rows.append(row)
                 print(f"{path.stem:22s} {level:5d} {spacing_m(level):9.1f} {n:5d} {row['real']:6.3f} "
-                      + " ".join(f"{row[r]:9.3f} {row[r] / max(row['real'], 1e-9):5.2f}" for r in args.refiner),
+                      + " ".join(f"{row[r]:9.3f} {row[r] / max(row['real'], 1e-9):5.2f}" for r in args.refiner)
+                      + "   detail sd/bound, kurtosis: real {:.2f} {:.1f} ".format(*row["real_detail"][:2])
+                      + " ".join("{} {:.2f} {:.1f}".format(r, *row[f"{r}_detail"][:2]) for r in args.refiner),
                       flush=True)
     summary: dict = {"levels": {}, "refiners": args.refiner, "dems": len({r["dem"] for r in rows})}
     print("\nmedians per level (vertices per sample; ratio = refiner / real, median over DEMs)")
@@ -80,13 +104,19 @@ def main(argv=None) -> int:
         sel = [r for r in rows if r["level"] == level]
         if not sel:
             continue
-        med = {"n": len(sel), "real": round(statistics.median(r["real"] for r in sel), 4)}
+        med = {"n": len(sel), "real": round(statistics.median(r["real"] for r in sel), 4),
+               "real_kurtosis": round(statistics.median(r["real_detail"][1] for r in sel), 2)}
         for ref in args.refiner:
             med[ref] = round(statistics.median(r[ref] for r in sel), 4)
             med[f"{ref}_ratio"] = round(statistics.median(r[ref] / max(r["real"], 1e-9) for r in sel), 3)
+            med[f"{ref}_kurtosis"] = round(statistics.median(r[f"{ref}_detail"][1] for r in sel), 2)
+            med[f"{ref}_sd_ratio"] = round(statistics.median(r[f"{ref}_detail"][0] / max(r["real_detail"][0], 1e-9)
+                                                             for r in sel), 3)
         summary["levels"][level] = med
-        print(f"level {level:2d} ({len(sel)} DEMs): real {med['real']:.3f}  "
-              + "  ".join(f"{ref} {med[ref]:.3f} (x{med[f'{ref}_ratio']:.2f})" for ref in args.refiner))
+        print(f"level {level:2d} ({len(sel)} DEMs): real {med['real']:.3f} "
+              f"(detail kurtosis {med['real_kurtosis']:.1f})  "
+              + "  ".join(f"{ref} {med[ref]:.3f} (x{med[f'{ref}_ratio']:.2f}; detail sd x{med[f'{ref}_sd_ratio']:.2f}, "
+                          f"kurtosis {med[f'{ref}_kurtosis']:.1f})" for ref in args.refiner))
     print(json.dumps(summary))
     return 0
 
