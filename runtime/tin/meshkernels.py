@@ -152,17 +152,19 @@ def rtin_level(flat, n1, b, nb, he, ve, inner_h, inner_v, thr, fan, full_fractio
     for i in range(nb):
         for j in range(nb):
             ring = fan and (i == 0 or j == 0 or i == nb - 1 or j == nb - 1)
-            if ce[i, j] <= thr and not ring and rng[i, j] < np.inf:
+            if not (ce[i, j] <= thr and not ring):
+                continue
+            if rng[i, j] < np.inf:  # the block's range stands for its halves' errors
                 ce[i, j] = max(ce[i, j], rng[i, j])
-            elif ce[i, j] <= thr and not ring:
-                p = 4 if (i + j) % 2 == 0 else 6
-                base = i * b * n1 + j * b
-                if b <= SMALL_B:  # straight-line (runtime.tin.trismallgen), the same terms
-                    e = max(tri_small(flat, n1, base, b, p), tri_small(flat, n1, base, b, p + 1))
-                else:
-                    e = max(_tri_error(flat, n1, base, p, pi, pj, pw, pk, vr, vc),
-                            _tri_error(flat, n1, base, p + 1, pi, pj, pw, pk, vr, vc))
-                ce[i, j] = max(ce[i, j], e)
+                continue
+            p = 4 if (i + j) % 2 == 0 else 6
+            base = i * b * n1 + j * b
+            if b <= SMALL_B:  # straight-line (runtime.tin.trismallgen), the same terms
+                e = max(tri_small(flat, n1, base, b, p), tri_small(flat, n1, base, b, p + 1))
+            else:
+                e = max(_tri_error(flat, n1, base, p, pi, pj, pw, pk, vr, vc),
+                        _tri_error(flat, n1, base, p + 1, pi, pj, pw, pk, vr, vc))
+            ce[i, j] = max(ce[i, j], e)
     return 2
 
 
