@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# numba for the leased GPU machine, whose image had no numba (0.68.0 was there on 2026-12-07: check first) and reaches no package registry. The
-# llvmlite wheel (60 MB) does not fit a call's 64 MiB with the working tree, so it travels in two
+# numba for the leased GPU machine, whose image had no numba (0.68.0 was there on 2026-12-07:
+# check `python3 -c "import numba"` first) and which reaches no package registry. The llvmlite wheel (60 MB) does not fit a call's 64 MiB with the working tree, so it travels in two
 # calls: this script (here, once) downloads the cp312 wheels, strips and xz-packs llvmlite
 # (37 MB) and splits it into .nb1/ and .nb2/ (ignored; add "/.nb1/" and "/.nb2/" to
 # .git/info/exclude). On the warm machine, call 1 (`carry: [".nb1"]`) parks its half outside the
