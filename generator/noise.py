@@ -28,6 +28,10 @@ _COL_SALT = 0xABC98388FB8FAC03
 
 GAUSS_SCALE = np.float32(np.sqrt(3.0) / 65536.0)
 """Irwin-Hall(4) of 16-bit lanes -> unit variance: sum of 4 U(0, 65536) has std 65536/sqrt(3)."""
+_GAUSS_SCALE_F = float(GAUSS_SCALE)
+"""GAUSS_SCALE as a Python float for the torch twin: torch.compile traces a numpy scalar as a
+tensor, so ``float(GAUSS_SCALE)`` inside a compiled function is a data-dependent ``.item()``
+that splits the graph (4 CUDA-graph replays a step instead of 1). Same float32 value."""
 
 
 def mix64(z: int) -> int:
@@ -171,7 +175,7 @@ def gauss_from_hash_torch(h):
 
     m = 0xFFFF
     s = (h & m) + ((h >> 16) & m) + ((h >> 32) & m) + ((h >> 48) & m)
-    return (s - 131070).to(torch.float32) * float(GAUSS_SCALE)
+    return (s - 131070).to(torch.float32) * _GAUSS_SCALE_F
 
 
 def gauss_torch(seed: int, level: int, stream: int, rows, cols):

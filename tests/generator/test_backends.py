@@ -135,6 +135,34 @@ def test_per_crop_noise_keys_give_each_crop_its_own_levels_noise():
         assert torch.equal(got[i], noise_torch(sd, lv, rows[i : i + 1], cols[i : i + 1], 4)[0])
 
 
+@pytest.mark.parametrize("kind", ["shipped", "context+block-noise", "flow"])
+def test_the_compiled_step_is_one_graph(net_version, kind):
+    """What TorchCompiled compiles (net + in-graph noise) traces as one graph with no break, for
+    every kind of net it serves: a break (once a numpy scalar's float(), an .item()) split each
+    16-crop step into 4 CUDA-graph replays with their guard checks, ~1.3 ms of a backend
+    process's CPU a step on an H100. Traced on the CPU: dynamo's graph is the same."""
+    from dataclasses import replace
+
+    from generator.learned.backends import refine_step
+    from generator.learned.inputs import stream_keys
+
+    net = net_version[0]
+    cfg = {"shipped": {}, "context+block-noise": {"context_channels": 15, "block_noise": True},
+           "flow": {"flow_steps": 2, "flow_width": 8, "flow_sigma": 1.0}}[kind]
+    if cfg:
+        torch.manual_seed(0)
+        net = RefinerNet(replace(RefinerConfig(width=8, dilations=(1, 2), noise_channels=4), **cfg))
+    net = net.float().eval()
+    m = net.config.margin
+    p, r, c, sp, pr = (torch.from_numpy(x) for x in _level_inputs(2, 2 * m + 9, m))
+    keys = torch.tensor([stream_keys(0, 9, net.config.noise_channels)] * 2, dtype=torch.int64)
+    ctx = torch.rand(2, 15, *p.shape[2:]) if net.takes_context else None
+    torch._dynamo.reset()
+    with torch.no_grad():
+        ex = torch._dynamo.explain(refine_step(net))(p, keys, r, c, sp, pr, ctx)
+    assert (ex.graph_count, ex.graph_break_count) == (1, 0), [b.reason for b in ex.break_reasons]
+
+
 def _compiled_on_cpu(net, version, bucket):
     """``TorchCompiled``'s batching and key handling around the eager float32 net on the CPU (the
     real one needs CUDA): its run_level / run_many are what the GPU runs, less torch.compile."""
