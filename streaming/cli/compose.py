@@ -182,14 +182,14 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     compiled = getattr(pyr.refiner, "compiled", False)
     if gen_procs == "auto":
         # workers for the CPU refiners and for the compiled learned one (a GPU), whose workers
-        # share backend processes (``share_backend``): 12 workers and 3 backend processes made
-        # 431 / 391 uncached tiles/s (plane / earth) on an H100, the thread server 283 / 166 in
-        # an earlier run (docs/BENCHMARKS.md, 2026-12-06). None with mesh processes, none with the
-        # learned refiner on the CPU (each worker would hold its own model and threads).
+        # share backend processes (``share_backend``) and so are one per core: 16 workers and 3
+        # backend processes made 662.5 uncached tiles/s on the plane on an H100, 12 workers 559.6,
+        # the thread server 283 in an earlier run (docs/BENCHMARKS.md). None with mesh processes,
+        # none with the learned refiner on the CPU (each worker would hold its own model and threads).
         from streaming.genprocs import auto_procs
 
         learned_cpu = pyr.refiner.name.startswith("learned") and not compiled
-        gen_procs = 0 if mesh_procs or learned_cpu else auto_procs()
+        gen_procs = 0 if mesh_procs or learned_cpu else auto_procs(gpu=pyr.refiner.name == "learned")
     if gen_procs and mesh_procs:
         raise ValueError("--gen-procs workers mesh and encode their own tiles: give --mesh-procs 0 with it")
     encode = remote = None

@@ -224,6 +224,8 @@ def _children(pid: int) -> list[int]:
 
 def test_auto_is_three_quarters_of_the_cores_from_2_to_12():
     assert [genprocs.auto_procs(c) for c in (1, 2, 3, 4, 8, 16, 64)] == [0, 2, 3, 3, 6, 12, 12]
+    # workers of a GPU's shared learned backend wait on it: one per core, at most 16
+    assert [genprocs.auto_procs(c, gpu=True) for c in (1, 2, 8, 16, 64)] == [0, 2, 8, 16, 16]
     assert genprocs.auto_procs() == genprocs.auto_procs(len(os.sched_getaffinity(0)))
 
 
