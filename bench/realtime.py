@@ -14,7 +14,11 @@ Per world, in the same run:
 - ``sim 100/s`` and ``sim 5000/s``: bench/flight.py's simulated source (5 ms latency)
   on its analytic terrain, the same script (simulated time, not wall clock);
 - ``lockstep``: the same path, each frame waiting for a complete view (few frames: the
-  wall time per frame is the point).
+  wall time per frame is the point);
+- ``realtime cached`` (``--cached``): the realtime flight again against the same server,
+  whose LRU now holds every tile it sent: generation, meshing and encoding drop out, so the
+  teleport measures the client's own floor (decode, placement, morph targets, packing) and
+  the network's, on this machine.
 
 The realtime flight starts behind a loading screen (viewer/realtime.py): the first pose is
 held until its view is complete at 2 px (at most 10 s; ``loading_s``, ``loading_complete``),
@@ -169,6 +173,9 @@ def main(argv=None) -> int:
     ap.add_argument("--gen-backends", default="auto",
                     help="serve --gen-backends: backend processes the learned generator processes share")
     ap.add_argument("--refiner", default="fractal", help="the server's refiner (fractal, learned, bicubic)")
+    ap.add_argument("--cached", action="store_true",
+                    help="also fly the realtime path again against the same server (its tiles cached): the "
+                         "client's floor")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]
@@ -202,12 +209,16 @@ def main(argv=None) -> int:
                      frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl)
             rt["server_cpu_s"] = round(server.cpu_s(), 1)
             rt["server"] = server_counters(server.url)
+            cached = None
+            if args.cached:  # the same flight, every tile now in the server's LRU
+                cached = fly(server.url, world, path_file, tmp / f"{world.value}-rt-cached", realtime=True,
+                             frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl)
             n_lock = 6 if args.quick else 20
             lock = fly(server.url, world, path_file, tmp / f"{world.value}-lock", realtime=False,
                        frames=n_lock, fps=n_lock / duration, size=size, gl=gl)
         finally:
             server.stop()
-        runs = {"realtime": rt, "lockstep": lock}
+        runs = {"realtime": rt, **({"rt cached": cached} if cached else {}), "lockstep": lock}
         if not args.no_sim:
             runs["sim 100/s"] = sim(world, 100.0, args.quick)
             runs["sim 5000/s"] = sim(world, 5000.0, args.quick)
