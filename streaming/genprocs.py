@@ -66,7 +66,7 @@ def auto_procs(cores: int | None = None, gpu: bool = False) -> int:
     """``serve --gen-procs auto``: generator processes for ``cores`` CPUs (None: this
     machine's, ``os.sched_getaffinity``): 0 on one core (a worker only adds a hop there),
     else three quarters of the cores, at least 2, at most 12 (2 on the project's 2-core
-    box, 12 on a 16-core GPU box: each worker holds its own pyramid, ~1 GB on earth).
+    box: each worker holds its own pyramid, ~1 GB on earth).
     ``gpu``: the workers call a shared learned backend on a GPU and wait on it for about a third
     of their time, so one per core, at most 16: on a 16-core H100 box 16 made 662.5 uncached
     tiles/s against 12's 559.6 in the same run (20 made fewer; docs/BENCHMARKS.md, 2026-12-07)."""

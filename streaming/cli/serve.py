@@ -61,8 +61,8 @@ def register(sub) -> None:
     sp.add_argument("--gen-procs", type=A.int_or_auto(0, 256, "gen-procs"), default="auto",
                     help="generate, mesh and encode in this many worker processes, each with its own generator "
                          "(and model; on CUDA each opens the GPU), keys sharded by region (0: one generator thread; "
-                         "auto, the default: 3/4 of the cores, 2 to 12; 0 on one core, with --mesh-procs or with the "
-                         "learned refiner on the CPU)")
+                         "auto, the default: 3/4 of the cores, 2 to 12, or one per core up to 16 for the learned "
+                         "refiner on a GPU; 0 on one core, with --mesh-procs or with the learned refiner on the CPU)")
     sp.add_argument("--gen-shard-up", type=A.int_in(0, 8, "gen-shard-up"), default=2,
                     help="with --gen-procs: a key's worker is chosen by its ancestor this many levels up "
                          "(2: groups of 4 x 4 tiles per level share a worker and its cache)")
