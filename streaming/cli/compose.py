@@ -180,6 +180,8 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         store.sweep()  # temporary files of writers killed long ago
     cfg = service_config or ServiceConfig()
     compiled = getattr(pyr.refiner, "compiled", False)
+    # the learned refiner's workers call backend processes that own the model (a GPU's, by default)
+    shared = pyr.refiner.name == "learned" and (compiled if share_backend is None else share_backend)
     if gen_procs == "auto":
         # workers for the CPU refiners and for the compiled learned one (a GPU), whose workers
         # share backend processes (``share_backend``) and so are one per core: 16 workers and 3
@@ -189,7 +191,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
         from streaming.genprocs import auto_procs
 
         learned_cpu = pyr.refiner.name.startswith("learned") and not compiled
-        gen_procs = 0 if mesh_procs or learned_cpu else auto_procs(gpu=pyr.refiner.name == "learned")
+        gen_procs = 0 if mesh_procs or learned_cpu else auto_procs(gpu=shared)
     if gen_procs and mesh_procs:
         raise ValueError("--gen-procs workers mesh and encode their own tiles: give --mesh-procs 0 with it")
     encode = remote = None
@@ -202,7 +204,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
             # docs/DECISIONS.md 47)
             cfg = dataclasses.replace(cfg, full_batches=True)
         backend = None
-        if pyr.refiner.name == "learned" and (compiled if share_backend is None else share_backend):
+        if shared:
             # one process owns the model for every worker (not this one: its GIL is the event loop's)
             from streaming.sharedbackend import BackendPool, auto_backends
 
