@@ -34,6 +34,10 @@ so compare numbers only within one run. Last line: one JSON object,
     PYTHONPATH=. python bench/throughput.py --quick --mesh-procs 0 2    # threads vs 2 mesh processes
     PYTHONPATH=. python bench/throughput.py --quick --mesh-procs 0 2 --gen-procs 0 2   # and 2 generator processes
 
+``--threads`` adds, under each row, the CPU of every thread of the server's processes over the
+uncached phase (CPU ms a tile; processes of the same shape on one line): where CPU that no
+Python profiler sees goes (CUDA's and OpenMP's native threads, spinning waits).
+
 ``--gen-procs``: ``serve --gen-procs N`` runs (generate + mesh + encode in N worker processes,
 streaming/genprocs.py), each with ``--mesh-procs 0``; 0 in the list keeps the ``--mesh-procs``
 runs. ``server_rss_mb`` gives the server's resident memory after the uncached run: the main
@@ -245,6 +249,51 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def thread_cpu_s(pid: int) -> dict:
+    """CPU seconds of every thread of ``pid`` and its live descendants: {(pid, tid): (thread
+    name, parent pid, seconds)} (``/proc/PID/task/TID/stat``; a thread's name is its ``comm``:
+    CUDA's and OpenMP's native threads show as their own names or the process's)."""
+    out, todo, tick = {}, [(pid, 0)], os.sysconf("SC_CLK_TCK")
+    while todo:
+        p, parent = todo.pop()
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                head, rest = (task / "stat").read_text().rsplit(")", 1)
+                fields = rest.split()
+                out[(p, int(task.name))] = (head.split("(", 1)[1], parent, (int(fields[11]) + int(fields[12])) / tick)
+                todo += [(int(c), p) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def thread_report(before: dict, after: dict, tiles: int) -> list[str]:
+    """Lines for ``--threads``: per process of the server's tree (the main one first, then its
+    children by CPU), CPU ms a tile over the phase, and its threads that used any, busiest
+    first (name, ms a tile); processes of the same shape are one line with their count."""
+    procs: dict = {}
+    for (p, tid), (name, parent, cpu) in after.items():
+        used = cpu - before.get((p, tid), (name, parent, 0.0))[2]
+        procs.setdefault(p, {"parent": parent, "threads": []})["threads"].append(
+            ("main" if tid == p else name, used * 1e3 / max(tiles, 1)))
+    rows: dict = {}
+    for d in procs.values():
+        ts = sorted((t for t in d["threads"] if t[1] >= 0.05), key=lambda t: -t[1])
+        depth = "server" if d["parent"] == 0 else "worker"
+        shape = (depth, len(d["threads"]), tuple(n for n, _ in ts[:4]))
+        rows.setdefault(shape, []).append((sum(ms for _, ms in d["threads"]), ts))
+    lines = []
+    for (depth, n, _), group in sorted(rows.items(), key=lambda kv: -sum(g[0] for g in kv[1])):
+        total = sum(g[0] for g in group) / len(group)
+        tops: dict = {}
+        for _, ts in group:
+            for name, ms in ts:
+                tops[name] = tops.get(name, 0.0) + ms / len(group)
+        top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(tops.items(), key=lambda kv: -kv[1])[:6])
+        lines.append(f"  threads: {len(group)} x {depth} process ({n} threads): {total:.2f} CPU ms/tile each; {top}")
+    return lines
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of process ``pid`` in MiB (0 if it is gone)."""
     try:
@@ -295,9 +344,11 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
         req0, calls0 = backend_counts(asyncio.run(server_stats(server.url)))
         window = profile_window()  # bench/server_profile: its processes profile this phase
         try:
+            threads0 = thread_cpu_s(server.proc.pid) if args.threads else None
             cpu0, main0 = tree_cpu_s(server.proc.pid), proc_cpu_s(server.proc.pid)
             wall, n, nbytes = asyncio.run(saturate(server.url, keys, args.clients, args.timeout))
             cpu_s = tree_cpu_s(server.proc.pid) - cpu0
+            threads = thread_report(threads0, thread_cpu_s(server.proc.pid), n) if args.threads else []
             main_s = proc_cpu_s(server.proc.pid) - main0
         finally:
             profile_window(window)
@@ -328,6 +379,8 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
           f"{cn / cwall:9.1f} {nbytes / n / 1024:8.1f}  "
           + "  ".join(f"{k} {v:.1f}" for k, v in st.items() if v is not None)
           + f"  RSS MiB main {rss['main']} workers {rss['workers']}" + backend, flush=True)
+    for line in threads:
+        print(line, flush=True)
 
 
 def main(argv=None) -> int:
@@ -349,6 +402,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--warm", type=int, default=0, metavar="N",
                     help="first N x N tiles per level at another site, off the clock (compile warm-up)")
+    ap.add_argument("--threads", action="store_true",
+                    help="also print each server process's threads' CPU ms a tile over the uncached phase")
     args = ap.parse_args(argv)
     block = args.block or (4 if args.quick else 8)
     worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]

@@ -15,6 +15,7 @@
 # device tool's README) and name .whl in `carry`. Writes throughput.log, throughput.json and
 # gpu_tests.log to $OUT (TESTS=0: no tests), and monitor.log (GPU use and the busiest processes
 # every 10 s); PROFILE=1 adds profile.txt (bench/server_profile: cProfile per process over the uncached phase). WORLD: plane, earth or both (default). Bounded to end within ~570 s.
+#   TP_ARGS: more bench/throughput.py options (e.g. --threads: every server thread's CPU).
 #   bash bench/throughput_device.sh
 set -uo pipefail
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
@@ -32,7 +33,7 @@ fi
 MON=$!
 timeout ${BENCH_S:-400} python3 bench/throughput.py --world ${WORLD:-both} --refiner ${REFINERS:-learned fractal} --block ${BLOCK:-8} \
   --workers ${WORKERS:-4} --mesh-procs ${MESH_PROCS:-12} --gen-procs ${GEN_LIST:-0 $GEN} --gen-shard-up ${GEN_SHARD_UP:-2} --gen-backends ${GEN_BACKENDS:-1} \
-  --warm ${WARM:-4} --timeout 300 2>&1 | tee -a "$OUT/throughput.log"
+  --warm ${WARM:-4} --timeout 300 ${TP_ARGS:-} 2>&1 | tee -a "$OUT/throughput.log"
 echo "throughput rc=${PIPESTATUS[0]} at ${SECONDS}s" | tee -a "$OUT/throughput.log"
 kill $MON 2>/dev/null
 grep '^{' "$OUT/throughput.log" | tail -n 1 > "$OUT/throughput.json"
