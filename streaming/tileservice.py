@@ -87,6 +87,7 @@ Preparer = Callable[[Sequence[TileKey], float], Sequence[tuple[bool, float]]]
 the source's work done in steps of about ``budget_s`` (``generator.pyramid.Pyramid.prepare``)."""
 
 _AGAIN = object()  # a key whose preparation ran out of its step: queued again
+_NO_OWNER = object()  # no key's owner (owners may be None)
 
 Encoder = Callable[[World, TileKey, Fields], bytes]
 """(world, key, fields) -> the complete ``tile`` frame bytes sent to clients."""
@@ -385,7 +386,17 @@ class TileService:
         """``owner`` now wants queued ``key`` at ``priority`` (higher first). Only the lane
         the key is queued in is re-ordered, and only by that lane's owner: priorities are
         compared within a lane (each client's own scale), never across lanes. True if the
-        key's place in the generator queue changed."""
+        key's place in the generator queue changed.
+
+        A key of that owner in the generator now (a step of it running) keeps the priority
+        for when its step runs out and it is queued again: a client re-prioritises a key
+        once, when its view changes, so a priority dropped there was lost for good. After a
+        plane teleport the view's top ancestor, raised from 1020 to 1000 while its first step
+        ran, went back at 1020 behind every hole at 1000-1005 and was made last, 1.2 s later,
+        with its column below it (bench/realtime_trace.py --server-trace)."""
+        if key in self._busy and key not in self._queue and self._owner.get(key, _NO_OWNER) == owner:
+            self._prio[key] = priority
+            return False
         if key not in self._queue or self._queue.owner(key) != owner:
             return False
         self._prio[key] = priority

@@ -166,6 +166,39 @@ def test_a_key_cancelled_between_steps_is_never_worked_on_again():
     assert stats.queued == 0 and stats.waiting_keys == 0
 
 
+def test_a_key_re_prioritised_while_its_step_runs_is_queued_again_at_the_new_priority():
+    """A client re-prioritises a key once, when its view changes; if that happens while a
+    step of the key runs, the key must go back to the queue at the new priority, not the
+    one it was asked with. Four fresh deep keys of one lane, one step (20 blocks) a call:
+    the first is asked at the lowest priority and raised to the highest during its held
+    first step; every later step of it comes before any other key's."""
+    rec = Recorder(open_world("plane", 0, "fractal", cache_bytes=64 << 20))
+    first, others = DEEP[0], DEEP[1:]
+
+    async def main():
+        service = TileService("plane", rec.tiles, ServiceConfig(step_s=0.02, batch_wait_s=0, max_batch=1),
+                              prepare=rec.prepare)
+        await service.start()
+        try:
+            futs = [service.get(first, priority=1.0, owner="c")]
+            await asyncio.get_running_loop().run_in_executor(None, rec.entered.wait, 30)
+            futs += [service.get(k, priority=5.0, owner="c") for k in others]
+            assert not service.reprioritise(first, 10.0, owner="c")  # in the generator: not queued
+            assert not service.reprioritise(first, 99.0, owner="someone else")  # not its lane
+            rec.gate.set()
+            await asyncio.wait_for(asyncio.gather(*futs), 120)
+        finally:
+            rec.gate.set()
+            await service.close()
+
+    run(main())
+    order = [keys[0] for what, keys, _ in rec.log]
+    last_of_first = max(i for i, k in enumerate(order) if k == first)
+    assert last_of_first > 1, rec.log  # it really ran in several steps
+    assert set(order[: last_of_first + 1]) == {first}, order  # all of them before any other key
+    assert set(order[last_of_first + 1 :]) == set(others)
+
+
 def test_prepare_in_steps_then_tiles_gives_the_bytes_of_tiles_alone():
     stepped, whole = open_world("plane", 0, "fractal"), open_world("plane", 0, "fractal")
     key = TileKey(13, -123_457, 4321)
