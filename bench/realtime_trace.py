@@ -17,6 +17,9 @@ generator processes were until the view was complete.
 
     PYTHONPATH=. python bench/realtime_trace.py plane [--json /tmp/trace.json] [--server-trace]
 
+With ``--server-trace`` it also counts priority inversions (``inversions``): a key sent to a
+generator process while a more urgent one waited for that process; the server should have none.
+
 ``--json FILE`` writes the client's events to FILE and, with ``--server-trace``, the server's to
 FILE.server.
 """
@@ -198,6 +201,42 @@ def server_split(server: list, need: set, t0: float, t1: float) -> tuple[dict, s
     return per_level, line
 
 
+def inversions(server: list, t0: float, t1: float) -> list[tuple]:
+    """Dispatches in [t0, t1] of a key while a key with a better priority (by more than 1) was
+    queued for the same generator process (its shard by ``streaming.genprocs.shard_of`` at the
+    default ``--gen-shard-up``, or the process a run-out step pinned it to): (t, shard, key,
+    priority, the best one waiting).
+    The server should have none (docs/DECISIONS.md, "Learned the hard way")."""
+    from runtime.tiles import TileKey
+    from streaming.genprocs import shard_of
+
+    shards = 1 + max((e[2] for e in server if e[1] == "dispatch"), default=0)
+    prio, queued, pinned, out = {}, set(), {}, []
+    for t, kind, *rest in server:
+        if kind in ("get", "prio"):
+            prio[tuple(rest[0])] = rest[1]
+        elif kind == "queued":
+            queued.add(tuple(rest[0]))
+        elif kind == "release":
+            queued.discard(tuple(rest[0]))
+        elif kind == "dispatch":
+            shard, keys = rest[0], [tuple(k) for k in rest[1]]
+            queued.difference_update(keys)
+            if shard < 0 or not t0 <= t <= t1:
+                continue
+            for k in keys:
+                bar = prio.get(k, 0.0) + 1.0
+                waiting = [(prio.get(q, 0.0), q) for q in queued
+                           if pinned.get(q, shard_of(TileKey(*q), shards)) == shard and prio.get(q, 0.0) > bar]
+                if waiting:
+                    out.append((t, shard, k, prio.get(k, 0.0), max(waiting)))
+        elif kind == "back" and len(rest) > 2:
+            for k, ran_out in zip(rest[1], rest[2], strict=False):
+                if ran_out:
+                    pinned[tuple(k)] = rest[0]
+    return out
+
+
 def report(events: list, phases: list | None = None, server: list | None = None) -> None:
     """Print the per-level table and the split of frames over the target (see the module doc);
     ``phases``: [(name, seconds)] of the path in order (bench/flight.py's script), for the split
@@ -242,6 +281,10 @@ def report(events: list, phases: list | None = None, server: list | None = None)
         print(row)
     if server:
         print(busy_line)
+        inv = inversions(server, jump, end)
+        print(f"priority inversions (a key dispatched while a better one waited for the same process): {len(inv)}"
+              + (f", first at {inv[0][0] - jump:.2f} s: {inv[0][2]} ({inv[0][3]:.1f}) before {inv[0][4][1]} "
+                 f"({inv[0][4][0]:.1f})" if inv else ""))
     cpu = [e for e in events if e[0] == "cpu"]
     if len(cpu) == 2:
         (_, t0, a), (_, t1, b) = cpu
