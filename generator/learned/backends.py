@@ -70,12 +70,29 @@ def run_bucketed(run, buckets: tuple[int, ...], *tensors):
     return run(n, *(pad(t) for t in ts))[:b]
 
 
+def to_host(t: torch.Tensor) -> np.ndarray:
+    """``t.cpu().numpy()`` that sleeps while the GPU works. A plain ``.cpu()`` of a CUDA tensor
+    waits in CUDA's default spin: with fewer CUDA contexts than cores the thread busy-polls the
+    device for as long as the queued kernels run, so each backend process burns a core that the
+    generator processes beside it need. Here the copy goes to pinned memory without blocking and
+    the thread waits on an event made with ``blocking=True`` (``cudaEventBlockingSync``): it
+    sleeps until the copy is done. The same bytes."""
+    if t.device.type != "cuda":
+        return t.cpu().numpy()
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    host.copy_(t, non_blocking=True)
+    done = torch.cuda.Event(blocking=True)
+    done.record()
+    done.synchronize()
+    return host.numpy()
+
+
 def run_level_on(device, run_torch, parents5, seed, level, rows, cols, spacing_m, present, context=None) -> np.ndarray:
     """``run_level`` of a torch-based backend: the numpy inputs onto ``device``, its
     ``run_torch``, the child back as a numpy array."""
     on = lambda a: None if a is None else torch.from_numpy(a).to(device)
     out = run_torch(on(parents5), seed, level, on(rows), on(cols), on(spacing_m), on(present), on(context))
-    return out.cpu().numpy()
+    return to_host(out)
 
 
 def refine_step(net):
@@ -212,7 +229,7 @@ class TorchCompiled(TorchEager):
         if ctx_none == {False}:
             fields.append([a[7] for a in requests])
         p, r, c, s, pr, k, *ctx = self._upload(fields, padded)
-        out = self.run_keys(p, k, r, c, s, pr, ctx[0] if ctx else None).cpu().numpy()
+        out = to_host(self.run_keys(p, k, r, c, s, pr, ctx[0] if ctx else None))
         res, at = [], 0
         for b, n in zip(sizes, padded, strict=True):
             res.append(np.ascontiguousarray(out[at : at + b]))
