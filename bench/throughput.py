@@ -333,6 +333,8 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
             backends: int = 1) -> None:
     """One fresh server: uncached then cached, the stages, a table row and the summary."""
     extra = ("--gen-shard-up", str(args.gen_shard_up), "--gen-backends", str(backends)) if gen_procs else ()
+    if args.step_ms is not None:
+        extra += ("--step-ms", str(args.step_ms))
     server = ServerProcess(None, refiner=refiner, workers=args.workers, world=world.value, cache_mb=1024,
                            mesh_procs=procs, extra_args=extra,
                            gen_procs=gen_procs)
@@ -402,6 +404,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--warm", type=int, default=0, metavar="N",
                     help="first N x N tiles per level at another site, off the clock (compile warm-up)")
+    ap.add_argument("--step-ms", type=int, default=None,
+                    help="serve --step-ms (the generator's step; default: the server's own)")
     ap.add_argument("--threads", action="store_true",
                     help="also print each server process's threads' CPU ms a tile over the uncached phase")
     args = ap.parse_args(argv)
