@@ -394,13 +394,10 @@ class TileService:
         plane teleport the view's top ancestor, raised from 1020 to 1000 while its first step
         ran, went back at 1020 behind every hole at 1000-1005 and was made last, 1.2 s later,
         with its column below it (bench/realtime_trace.py --server-trace)."""
-        if key in self._busy and key not in self._queue and self._owner.get(key, _NO_OWNER) == owner:
-            self._prio[key] = priority
-            return False
-        if key not in self._queue or self._queue.owner(key) != owner:
-            return False
+        if self._owner.get(key, _NO_OWNER) != owner or (key not in self._queue and key not in self._busy):
+            return False  # the queue's lane of a key is its owner's (``_enqueue``)
         self._prio[key] = priority
-        return self._queue.reprioritise(key, priority)
+        return self._queue.reprioritise(key, priority)  # False while a step of it runs
 
     async def fields(
         self, keys: Sequence[TileKey], owner: Hashable = None, priority: float = float("inf")
