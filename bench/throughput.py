@@ -228,10 +228,17 @@ def stages(world: World, refiner: str, sample: list[TileKey], step_s: float = 0.
     return out
 
 
+def stat_cpu(path: Path) -> tuple[str, float]:
+    """(name, user + system CPU seconds) from a ``/proc/PID/stat`` or ``/proc/PID/task/TID/stat``
+    file (the name is the ``comm`` in parentheses; it may hold spaces and parentheses)."""
+    head, rest = path.read_text().rsplit(")", 1)
+    fields = rest.split()
+    return head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` alone (the server without its workers)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return stat_cpu(Path(f"/proc/{pid}/stat"))[1]
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -240,8 +247,7 @@ def tree_cpu_s(pid: int) -> float:
     while todo:
         p = todo.pop()
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += stat_cpu(Path(f"/proc/{p}/stat"))[1]
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError):
@@ -253,14 +259,13 @@ def thread_cpu_s(pid: int) -> dict:
     """CPU seconds of every thread of ``pid`` and its live descendants: {(pid, tid): (thread
     name, parent pid, seconds)} (``/proc/PID/task/TID/stat``; a thread's name is its ``comm``:
     CUDA's and OpenMP's native threads show as their own names or the process's)."""
-    out, todo, tick = {}, [(pid, 0)], os.sysconf("SC_CLK_TCK")
+    out, todo = {}, [(pid, 0)]
     while todo:
         p, parent = todo.pop()
         try:
             for task in Path(f"/proc/{p}/task").iterdir():
-                head, rest = (task / "stat").read_text().rsplit(")", 1)
-                fields = rest.split()
-                out[(p, int(task.name))] = (head.split("(", 1)[1], parent, (int(fields[11]) + int(fields[12])) / tick)
+                name, cpu = stat_cpu(task / "stat")
+                out[(p, int(task.name))] = (name, parent, cpu)
                 todo += [(int(c), p) for c in (task / "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
@@ -268,9 +273,9 @@ def thread_cpu_s(pid: int) -> dict:
 
 
 def thread_report(before: dict, after: dict, tiles: int) -> list[str]:
-    """Lines for ``--threads``: per process of the server's tree (the main one first, then its
-    children by CPU), CPU ms a tile over the phase, and its threads that used any, busiest
-    first (name, ms a tile); processes of the same shape are one line with their count."""
+    """Lines for ``--threads``: per process of the server's tree, busiest first, CPU ms a tile
+    over the phase, and its threads that used any, busiest first (name, ms a tile); processes
+    of the same shape are one line with their count."""
     procs: dict = {}
     for (p, tid), (name, parent, cpu) in after.items():
         used = cpu - before.get((p, tid), (name, parent, 0.0))[2]
