@@ -99,12 +99,12 @@ def bench_path(world: World, sites, quick: bool) -> dict:
 
 
 def fly(url: str, world: World, path_file: Path, out: Path, *, realtime: bool, frames: int, fps: float,
-        size, gl: bool) -> dict:
+        size, gl: bool, place_procs: int | None = None) -> dict:
     from viewer.app import FlyOptions, run_fly
 
     opts = FlyOptions(world=world.value, frames=frames, fps=fps, out_dir=out, size=size, path_file=str(path_file),
                       realtime=realtime, lockstep=not realtime, gl=gl, write_png=False, write_mp4=False,
-                      max_wait_s=120.0)
+                      max_wait_s=120.0, place_procs=place_procs)
     t = time.perf_counter()
     run_fly(opts, url=url)
     stats = json.loads((out / "stats.json").read_text())
@@ -173,6 +173,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gen-backends", default="auto",
                     help="serve --gen-backends: backend processes the learned generator processes share")
     ap.add_argument("--refiner", default="fractal", help="the server's refiner (fractal, learned, bicubic)")
+    ap.add_argument("--place-procs", type=int, default=None,
+                    help="the client's tile decode/place processes (fly --place-procs; default auto)")
     ap.add_argument("--cached", action="store_true",
                     help="also fly the realtime path again against the same server (its tiles cached): the "
                          "client's floor")
@@ -206,13 +208,14 @@ def main(argv=None) -> int:
             path_file.write_text(json.dumps(doc))
             duration = doc["keyframes"][-1]["t"]
             rt = fly(server.url, world, path_file, tmp / f"{world.value}-rt", realtime=True,
-                     frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl)
+                     frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl, place_procs=args.place_procs)
             rt["server_cpu_s"] = round(server.cpu_s(), 1)
             rt["server"] = server_counters(server.url)
             cached = None
             if args.cached:  # the same flight, every tile now in the server's LRU
                 cached = fly(server.url, world, path_file, tmp / f"{world.value}-rt-cached", realtime=True,
-                             frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl)
+                             frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl,
+                             place_procs=args.place_procs)
             n_lock = 6 if args.quick else 20
             lock = fly(server.url, world, path_file, tmp / f"{world.value}-lock", realtime=False,
                        frames=n_lock, fps=n_lock / duration, size=size, gl=gl)

@@ -5,7 +5,8 @@
 # Needs .whl (websockets, trimesh, moderngl wheels) and, for the compiled kernels, numba parked by
 # bench/numba_carry.sh (a previous call on the same warm machine). The server: serve --gen-procs
 # GEN_PROCS (default auto: 12 on a 16-core box), or MESH_PROCS=8 GEN_PROCS=0 for mesh processes.
-# Writes realtime_*.log to $OUT.
+# PLACE_LIST: the client's tile place processes, one flight pair each (e.g. "0 4": a thread, then
+# 4 worker processes; default auto). Writes realtime_<refiner>_p<N>.log to $OUT.
 #   bash bench/realtime_device.sh
 set -uo pipefail
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
@@ -17,8 +18,12 @@ python3 -c "import websockets, trimesh, moderngl" || { echo "carry .whl with the
 { date -u; nvidia-smi -L; nproc; } 2>&1 | tee "$OUT/realtime.log"
 rc=0
 for r in ${REFINERS:-learned fractal}; do
-  timeout ${RUN_S:-270} python3 bench/realtime.py --quick --no-gl --no-sim --refiner "$r" \
-    --mesh-procs ${MESH_PROCS:-0} --gen-procs ${GEN_PROCS:-auto} ${EXTRA:-} 2>&1 | tee "$OUT/realtime_$r.log" | tail -n 30
-  s=${PIPESTATUS[0]}; [ "$s" = 0 ] || { echo "realtime $r rc=$s"; rc=$s; }
+  for pp in ${PLACE_LIST:-auto}; do  # the client's place processes: auto (4 here) or N (0: a thread)
+    pa=""; [ "$pp" = auto ] || pa="--place-procs $pp"
+    echo "== refiner $r, place processes $pp"
+    timeout ${RUN_S:-270} python3 bench/realtime.py --quick --no-gl --no-sim --refiner "$r" \
+      --mesh-procs ${MESH_PROCS:-0} --gen-procs ${GEN_PROCS:-auto} $pa ${EXTRA:-} 2>&1 | tee "$OUT/realtime_${r}_p$pp.log" | tail -n 30
+    s=${PIPESTATUS[0]}; [ "$s" = 0 ] || { echo "realtime $r place $pp rc=$s"; rc=$s; }
+  done
 done
 exit $rc

@@ -60,14 +60,18 @@ class FlyOptions:
     realtime: bool = False         # headless: poses follow the wall clock, no waiting for tiles
     loading_max_s: float = 10.0    # realtime: longest loading screen (first view complete) before the clock starts
     gl: bool = True                # False: GL-free (NullRenderer: the CPU side of uploads, no pixels)
+    place_procs: int | None = None  # realtime: tile decode/place worker processes (None: viewer.placepool.auto_procs)
 
     @property
     def flight(self) -> FlightOptions:
         """The tile pipeline's share of these options (``viewer.flight.Flight``)."""
         if self.realtime:
+            from viewer.placepool import auto_procs
+
+            procs = auto_procs() if self.place_procs is None else self.place_procs
             return FlightOptions(self.error_target_px, self.cache_bytes, self.geomorph, realtime=True,
                                  max_uploads_per_frame=REALTIME_UPLOADS_PER_FRAME,
-                                 upload_budget_ms=REALTIME_UPLOAD_BUDGET_MS)
+                                 upload_budget_ms=REALTIME_UPLOAD_BUDGET_MS, place_procs=procs)
         return FlightOptions(self.error_target_px, self.cache_bytes, self.geomorph)
 
 

@@ -58,6 +58,7 @@ class FlightOptions:
     max_uploads_per_frame: int = 32     # new tiles made drawable per frame (the streamer's budget)
     upload_budget_ms: float | None = None  # realtime: frame time for new uploads (count from their measured cost)
     reupload_budget_ms: float = 6.0     # realtime: frame time for deferred re-uploads (stitch, morph)
+    place_procs: int = 0                # realtime: decode and place tiles in this many worker processes (0: a thread)
 
 
 @dataclass
@@ -228,21 +229,24 @@ class _Preparer:
             if not isinstance(tile, Exception):
                 t0 = time.thread_time()
                 try:
-                    tile = client_tile(self.world, key, tile)
-                    # Morph targets are rasterised here, never on the frame thread: the
-                    # parent's when its first child comes, this tile's if a child came first.
-                    parent = self._recent.get(key.parent()) if key.level else None
-                    if parent is not None:
-                        drawable(self.world, tile, parent)  # the parent's grid and this tile's morph
-                    for child in key.children():
-                        placed = self._recent.get(child)
-                        if placed is not None:  # came first: its morph toward this tile, here too
-                            drawable(self.world, placed, tile)
-                    self._remember(key, tile)
+                    tile = self._finish(key, client_tile(self.world, key, tile))
                 except Exception as exc:  # a tile that can not be placed fails alone
                     tile = exc
                 self.stats.prepare_cpu_s += time.thread_time() - t0
             self.out.put((key, tile, time.perf_counter()))
+
+    def _finish(self, key: TileKey, tile: ClientTile) -> ClientTile:
+        """A placed tile's morph targets, made here, never on the frame thread: the parent's
+        grid when its first child comes, this tile's targets if a child came first."""
+        parent = self._recent.get(key.parent()) if key.level else None
+        if parent is not None:
+            drawable(self.world, tile, parent)  # the parent's grid and this tile's morph
+        for child in key.children():
+            placed = self._recent.get(child)
+            if placed is not None:  # came first: its morph toward this tile, here too
+                drawable(self.world, placed, tile)
+        self._remember(key, tile)
+        return tile
 
     def _remember(self, key: TileKey, tile: ClientTile) -> None:
         self._recent.pop(key, None)
@@ -261,6 +265,84 @@ class _Preparer:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+class _PoolPreparer(_Preparer):
+    """``_Preparer`` with decoding and placing in worker processes (``viewer.placepool``):
+    the client delivers raw wire payloads, a dispatcher thread gives the most urgent one to
+    the next idle worker, and a collector thread maps each result back and makes its morph
+    targets (``_finish``, in this process: they need the parent's tile). Same ``out``,
+    ``poll`` and ``close``."""
+
+    def __init__(self, world: World, client, stats: FlightStats, urgency=None, procs: int = 1):
+        from viewer.placepool import PlacePool
+
+        self.world, self.client, self.stats = world, client, stats
+        self.urgency = urgency or (lambda key: 0.0)
+        self._recent = {}
+        self.out = queue.Queue()
+        self._stop = threading.Event()
+        self.pool = PlacePool(world, procs)
+        self._lock = threading.Lock()  # the pool's busy set: submitted here, collected there
+        self._slots = threading.Semaphore(len(self.pool))
+        import multiprocessing as mp
+
+        self._wake_r, self._wake_w = mp.Pipe(duplex=False)  # a submit wakes the collector
+        self._threads = [threading.Thread(target=self._dispatch, name="tile-dispatch", daemon=True),
+                         threading.Thread(target=self._collect, name="tile-collect", daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _dispatch(self) -> None:
+        pending: list = []
+        while not self._stop.is_set():
+            if not pending:
+                item = self.client.wait(0.05)
+                if item is None:
+                    continue
+                pending.append(item)
+            pending.extend(self.client.poll())
+            if not self._slots.acquire(timeout=0.05):
+                continue
+            key, tile, urgency = self._next(pending)  # chosen when a worker is free: the most urgent now
+            if tile is None or isinstance(tile, Exception) or urgency is None:
+                self._slots.release()
+                self.out.put((key, None if not isinstance(tile, Exception) else tile, time.perf_counter()))
+                continue
+            with self._lock:
+                self.pool.submit(self.pool.idle()[0], key, tile)
+            self._wake_w.send_bytes(b"")
+
+    def _collect(self) -> None:
+        from multiprocessing.connection import wait
+
+        while not self._stop.is_set():
+            with self._lock:
+                busy = self.pool.busy()
+            for conn in wait([*busy, self._wake_r], 0.05):
+                if conn is self._wake_r:
+                    while self._wake_r.poll():
+                        self._wake_r.recv_bytes()
+                    continue
+                t0 = time.thread_time()
+                with self._lock:
+                    key, tile, worker_cpu_s = self.pool.collect(busy[conn])
+                self._slots.release()
+                if not isinstance(tile, Exception):
+                    try:
+                        tile = self._finish(key, tile)
+                    except Exception as exc:  # a tile that can not be placed fails alone
+                        tile = exc
+                self.stats.prepare_cpu_s += worker_cpu_s + time.thread_time() - t0
+                self.out.put((key, tile, time.perf_counter()))
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(5)
+        self.pool.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 class Flight:
@@ -296,7 +378,13 @@ class Flight:
         self._requested: dict[TileKey, float] = {}  # key -> perf_counter at request
         self._cancelled: set[TileKey] = set()
         self._dirty: dict[TileKey, None] = {}  # drawn tiles to upload again (ordered, once each)
-        self._preparer = _Preparer(world, client, self.stats, self._urgency) if options.realtime else None
+        self._preparer = None
+        if options.realtime and options.place_procs > 0 and hasattr(client, "set_decode"):
+            # The client hands over raw payloads: the workers decode them.
+            self._preparer = _PoolPreparer(world, client, self.stats, self._urgency, options.place_procs)
+            client.set_decode(False)
+        elif options.realtime:
+            self._preparer = _Preparer(world, client, self.stats, self._urgency)
         if self._preparer is not None and hasattr(client, "set_skip_decode"):
             # A tile cancelled and not wanted again is not decoded on arrival either.
             client.set_skip_decode(lambda key: self._urgency(key) is None)
@@ -323,6 +411,8 @@ class Flight:
         """Stop the realtime worker thread (if any)."""
         if self._preparer is not None and hasattr(self.client, "set_skip_decode"):
             self.client.set_skip_decode(None)
+        if isinstance(self._preparer, _PoolPreparer):
+            self.client.set_decode(True)
         if self._preparer is not None:
             self._preparer.close()
             self._preparer = None

@@ -31,7 +31,7 @@ def cmd_fly(args) -> int:
                       teleport_heading_deg=90.0 if args.heading is None else args.heading,
                       teleport_pitch_deg=-10.0 if args.pitch is None else args.pitch,
                       hud=args.hud, geomorph=not args.no_geomorph, error_target_px=args.error_target_px,
-                      realtime=args.realtime, loading_max_s=args.loading_max_s)
+                      realtime=args.realtime, loading_max_s=args.loading_max_s, place_procs=args.place_procs)
     if args.server:  # a client-only install (no torch) flies this way
         return run_fly(opts, url=args.server)
     server = build_server(args.world, args.seed, args.refiner, args.token, features=args.features)
@@ -64,6 +64,9 @@ def register(sub) -> None:
     sp.add_argument("--realtime", action="store_true",
                     help="headless: fly on the wall clock (frames skip poses, tiles drawn as they arrive; "
                          "--frames/30 s of path); stats.json measures latency, teleport and stalls")
+    sp.add_argument("--place-procs", type=A.int_in(0, 64, "place processes"), default=None, metavar="N",
+                    help="with --realtime (and in a window): decode and place arriving tiles in N worker "
+                         "processes (0: a thread of the viewer; default: none on 1-2 cores, else up to 4)")
     sp.add_argument("--loading-max-s", type=A.float_in(0.0, 600.0, "loading time"), default=10.0, metavar="S",
                     help="with --realtime: the loading screen holds the first pose until its view is complete "
                          "at the error target, at most S seconds, before the flight clock starts (default 10)")
