@@ -160,3 +160,33 @@ def test_the_pool_preparer_places_real_server_tiles_most_urgent_first_and_drops_
     child = dict((k, t) for k, t, _ in got)[keys[3]]
     assert child._morph is not None and child._morph[3] is dict((k, t) for k, t, _ in got)[keys[0]].tin
     assert stats.prepare_cpu_s > 0
+
+
+def test_a_realtime_flight_with_place_processes_draws_every_frame_and_completes_its_teleport(tmp_path):
+    """``fly --realtime --place-procs 2``: the whole headless flight (EGL) with the tiles
+    decoded and placed in two worker processes: no hole frame, the teleport's view complete,
+    the workers' CPU counted, nothing left in /dev/shm."""
+    import json
+
+    from streaming.cli import main
+
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps({"keyframes": [
+        {"t": 0, "x": 0, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 90, "pitch_deg": -30},
+        {"t": 1, "x": 2000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 90, "pitch_deg": -30},
+        {"t": 1, "x": 400000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 0, "pitch_deg": -30,
+         "cut": True},
+        {"t": 3, "x": 400000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 0, "pitch_deg": -30}]}))
+    before = _ours()
+    out = tmp_path / "rt"
+    code = main(["fly", "--headless", "--realtime", "--place-procs", "2", "--world", "plane", "--seed", "11",
+                 "--frames", "90", "--size", "96x64", "--out", str(out), "--path", str(path),
+                 "--error-target-px", "8"])
+    assert code == 0
+    s = json.loads((out / "stats.json").read_text())
+    assert s["realtime"] is True and s["hole_frames"] == 0 and s["frames"] >= 1
+    assert s["loading_complete"] is True and s["tiles_received"] > 0 and s["tiles_failed"] == 0
+    (tele,) = s["teleport_complete_s"]
+    assert tele is not None and 0.0 < tele < 2.5
+    assert s["client_ms_per_tile"] > 0  # the workers' decode and placement, counted
+    assert _ours() <= before
