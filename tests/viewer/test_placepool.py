@@ -190,3 +190,33 @@ def test_a_realtime_flight_with_place_processes_draws_every_frame_and_completes_
     assert tele is not None and 0.0 < tele < 2.5
     assert s["client_ms_per_tile"] > 0  # the workers' decode and placement, counted
     assert _ours() <= before
+
+
+def test_the_pool_places_a_city_tile_with_its_buildings_and_trees_as_this_process_would():
+    """A tile with a feature layer (classes, buildings, trees) crosses the pool whole: the
+    placed instances equal in-process placement."""
+    from multiprocessing.connection import wait
+
+    from generator.layer import layered_source
+    from generator.pyramid import open_world
+    from streaming import protocol as P
+    from streaming.tileservice import mesh_encoder
+
+    key = TileKey(15, -6079, 257)  # plane seed 0: a city core (tests/generator/test_layer.py)
+    pyr = open_world("plane", 0, refiner="fractal")
+    (fields,) = layered_source(pyr)([key])
+    payload = P.unpack(mesh_encoder()(World.PLANE, key, fields), 1 << 26)["tile"]
+    here = client_tile(World.PLANE, key, wire.decode_tile(payload))
+    assert here.placed is not None and len(here.placed.buildings) > 10
+    pool = PlacePool(World.PLANE, 1)
+    try:
+        pool.submit(0, key, payload)
+        assert wait(list(pool.busy()), 60)
+        k, there, _ = pool.collect(0)
+    finally:
+        pool.close()
+    assert k == key and isinstance(there, ClientTile)
+    _same_tile(there, here)
+    assert np.array_equal(there.layer.classes, here.layer.classes)
+    assert np.array_equal(there.placed.buildings, here.placed.buildings)
+    assert np.array_equal(there.placed.trees, here.placed.trees)
