@@ -380,10 +380,12 @@ class Flight:
         self._dirty: dict[TileKey, None] = {}  # drawn tiles to upload again (ordered, once each)
         self._preparer = None
         if options.realtime and options.place_procs > 0 and hasattr(client, "set_decode"):
-            # The client hands over raw payloads: the workers decode them.
-            self._preparer = _PoolPreparer(world, client, self.stats, self._urgency, options.place_procs)
-            client.set_decode(False)
-        elif options.realtime:
+            try:  # the client hands over raw payloads: the workers decode them
+                self._preparer = _PoolPreparer(world, client, self.stats, self._urgency, options.place_procs)
+                client.set_decode(False)
+            except Exception as exc:  # no processes here (a sandbox, no spawn): the thread does it
+                log.warning("tile place processes unavailable (%s): placing on a thread", exc)
+        if options.realtime and self._preparer is None:
             self._preparer = _Preparer(world, client, self.stats, self._urgency)
         if self._preparer is not None and hasattr(client, "set_skip_decode"):
             # A tile cancelled and not wanted again is not decoded on arrival either.

@@ -220,3 +220,34 @@ def test_the_pool_places_a_city_tile_with_its_buildings_and_trees_as_this_proces
     assert np.array_equal(there.layer.classes, here.layer.classes)
     assert np.array_equal(there.placed.buildings, here.placed.buildings)
     assert np.array_equal(there.placed.trees, here.placed.trees)
+
+
+def test_a_flight_whose_place_processes_cannot_start_places_on_a_thread(monkeypatch, caplog):
+    import viewer.placepool as pp
+    from viewer.flight import Flight, FlightOptions, _PoolPreparer, _Preparer
+    from viewer.realtime import NullRenderer
+
+    class Client:
+        decode = True
+
+        def set_decode(self, decode):
+            self.decode = decode
+
+        def poll(self):
+            return []
+
+        def wait(self, timeout_s):
+            time.sleep(timeout_s)
+
+    def refuse(self, world, procs):
+        raise OSError("spawn is not allowed here")
+
+    monkeypatch.setattr(pp.PlacePool, "__init__", refuse)
+    client = Client()
+    flight = Flight(World.PLANE, client, NullRenderer((32, 32)), FlightOptions(realtime=True, place_procs=2))
+    try:
+        assert type(flight._preparer) is _Preparer and not isinstance(flight._preparer, _PoolPreparer)
+        assert client.decode is True  # the thread gets decoded tiles, as before
+        assert "spawn is not allowed here" in caplog.text
+    finally:
+        flight.close()
