@@ -212,15 +212,22 @@ class _Preparer:
                 best, best_u = i, u
         return pending.pop(best) + (best_u,)
 
+    def _gather(self, pending: list) -> bool:
+        """Add what arrived to ``pending``, waiting a little when nothing is pending; False
+        while nothing is."""
+        if not pending:
+            item = self.client.wait(0.05)
+            if item is None:
+                return False
+            pending.append(item)
+        pending.extend(self.client.poll())
+        return True
+
     def _run(self) -> None:
         pending: list = []
         while not self._stop.is_set():
-            if not pending:
-                item = self.client.wait(0.05)
-                if item is None:
-                    continue
-                pending.append(item)
-            pending.extend(self.client.poll())
+            if not self._gather(pending):
+                continue
             key, tile, urgency = self._next(pending)
             if tile is None or (urgency is None and not isinstance(tile, Exception)):
                 # given up on: not placed (None: the network thread did not decode it either)
@@ -296,13 +303,7 @@ class _PoolPreparer(_Preparer):
     def _dispatch(self) -> None:
         pending: list = []
         while not self._stop.is_set():
-            if not pending:
-                item = self.client.wait(0.05)
-                if item is None:
-                    continue
-                pending.append(item)
-            pending.extend(self.client.poll())
-            if not self._slots.acquire(timeout=0.05):
+            if not self._gather(pending) or not self._slots.acquire(timeout=0.05):
                 continue
             key, tile, urgency = self._next(pending)  # chosen when a worker is free: the most urgent now
             if tile is None or isinstance(tile, Exception) or urgency is None:

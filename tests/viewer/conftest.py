@@ -56,3 +56,15 @@ def down_camera(key, height_m, size, fov_deg=40.0):
     c = geometry_for("plane").tile_center(key)
     eye = np.array([c[0], c[1], height_m])
     return Camera.look_at(eye, eye - [0, 0, 1], [0, 1, 0], fov_y_rad=math.radians(fov_deg), viewport_px=size)
+
+
+def write_teleport_path(path) -> None:
+    """A 3 s scripted path over the plane with one teleport (a ``cut`` keyframe) at 1 s."""
+    import json
+
+    path.write_text(json.dumps({"keyframes": [
+        {"t": 0, "x": 0, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 90, "pitch_deg": -30},
+        {"t": 1, "x": 2000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 90, "pitch_deg": -30},
+        {"t": 1, "x": 400000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 0, "pitch_deg": -30,
+         "cut": True},
+        {"t": 3, "x": 400000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 0, "pitch_deg": -30}]}))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_teleport_path
 from PIL import Image
 
 from streaming.cli import main
@@ -56,12 +57,7 @@ def test_headless_realtime_follows_the_wall_clock_and_times_the_teleport(tmp_pat
     """--realtime: poses from the wall clock (3 s of path, 30 frames/s at most), tiles drawn as
     they arrive, a teleport (cut keyframe) timed to a complete view; PNGs as usual."""
     path = tmp_path / "path.json"
-    path.write_text(json.dumps({"keyframes": [
-        {"t": 0, "x": 0, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 90, "pitch_deg": -30},
-        {"t": 1, "x": 2000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 90, "pitch_deg": -30},
-        {"t": 1, "x": 400000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 0, "pitch_deg": -30,
-         "cut": True},
-        {"t": 3, "x": 400000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 0, "pitch_deg": -30}]}))
+    write_teleport_path(path)
     out = tmp_path / "rt"
     code = main(["fly", "--headless", "--realtime", "--world", "plane", "--seed", "11", "--frames", "90",
                  "--size", "96x64", "--out", str(out), "--path", str(path), "--error-target-px", "8"])

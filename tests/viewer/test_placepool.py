@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import full_grid_tin
+from conftest import full_grid_tin, write_teleport_path
 
 from runtime import wire
 from runtime.tiles import T, TileKey, World
@@ -171,12 +171,7 @@ def test_a_realtime_flight_with_place_processes_draws_every_frame_and_completes_
     from streaming.cli import main
 
     path = tmp_path / "path.json"
-    path.write_text(json.dumps({"keyframes": [
-        {"t": 0, "x": 0, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 90, "pitch_deg": -30},
-        {"t": 1, "x": 2000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 90, "pitch_deg": -30},
-        {"t": 1, "x": 400000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 0, "pitch_deg": -30,
-         "cut": True},
-        {"t": 3, "x": 400000, "y": 0, "alt_m": 20000, "alt_mode": "msl", "heading_deg": 0, "pitch_deg": -30}]}))
+    write_teleport_path(path)
     before = _ours()
     out = tmp_path / "rt"
     code = main(["fly", "--headless", "--realtime", "--place-procs", "2", "--world", "plane", "--seed", "11",
