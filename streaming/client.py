@@ -215,7 +215,7 @@ class TileClient:
                 if skip is not None and key not in self._fetching and skip(key):
                     tile = None  # given up on: its decode would be thrown away
                 else:
-                    tile = _decode_tile(msg["tile"]) if self.decode or key in self._fetching else msg["tile"]
+                    tile = _decode_tile(msg["tile"]) if self.decode else msg["tile"]
                 waiting = self._fetching.pop(key, None)
                 if waiting:
                     for f in waiting:
@@ -316,8 +316,8 @@ class SyncTileClient:
                               or log.warning("tile request not sent: %s", f.exception()))
 
     def set_decode(self, decode: bool) -> None:
-        """False: tiles come as their raw wire payload maps, for a caller that decodes them
-        elsewhere (``viewer.placepool``); ``fetch`` always decodes."""
+        """False: tiles (``fetch``'s too) come as their raw wire payload maps, for a caller
+        that decodes them elsewhere (``viewer.placepool``)."""
         self._client.decode = decode
 
     def set_skip_decode(self, skip: Callable[[TileKey], bool] | None) -> None:

@@ -289,7 +289,7 @@ class _PoolPreparer(_Preparer):
         self._recent = {}
         self.out = queue.Queue()
         self._stop = threading.Event()
-        self.pool = PlacePool(world, procs)
+        self.pool = PlacePool(world, procs, client_tile)
         self._lock = threading.Lock()  # the pool's busy set: submitted here, collected there
         self._slots = threading.Semaphore(len(self.pool))
         import multiprocessing as mp

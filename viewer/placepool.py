@@ -86,11 +86,11 @@ def _unpack(data: bytes, path: str | None, spans: list) -> object:
     return pickle.loads(data, buffers=[view[off:off + n] for off, n in spans])
 
 
-def _worker(conn: Connection, world_value: str, use_shm: bool) -> None:
+def _worker(conn: Connection, world_value: str, use_shm: bool, place) -> None:
     """A worker's loop: (key tuple, wire payload) -> ("ok", key, cpu_s, packed) or
-    ("err", key, cpu_s, exception); None stops it."""
+    ("err", key, cpu_s, exception); None stops it. ``place(world, key, decoded)`` makes the
+    object sent back (``viewer.flight.client_tile``; pickled by name)."""
     from runtime.tin import kernels
-    from viewer.flight import client_tile
 
     kernels.warm()
     world = World(world_value)
@@ -109,7 +109,7 @@ def _worker(conn: Connection, world_value: str, use_shm: bool) -> None:
         try:
             from runtime import wire
 
-            tile = client_tile(world, key, wire.decode_tile(payload))
+            tile = place(world, key, wire.decode_tile(payload))
             packed = _pack(tile, next(names) if use_shm else None)
             reply = ("ok", k, time.thread_time() - t0, packed)
         except Exception as exc:  # a tile that can not be placed fails alone
@@ -122,16 +122,17 @@ def _worker(conn: Connection, world_value: str, use_shm: bool) -> None:
 
 
 class PlacePool:
-    """``procs`` worker processes that each place one tile at a time.
+    """``procs`` worker processes that each place one tile at a time with ``place(world, key,
+    decoded tile)``, a module-level function (the viewer's ``client_tile``).
 
     ``submit(i, key, payload)`` gives worker ``i`` (from ``idle()``) a tile; ``busy()`` maps
     the busy workers' connections to their index, for ``multiprocessing.connection.wait``;
     ``collect(i)`` takes a ready worker's result. Not thread-safe: the caller locks."""
 
-    def __init__(self, world: World, procs: int):
+    def __init__(self, world: World, procs: int, place):
         if procs < 1:
             raise ValueError(f"a place pool needs at least 1 process, got {procs}")
-        self.world = world
+        self.world, self.place = world, place
         self.use_shm = os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
         self._ctx = mp.get_context("spawn")  # the parent runs threads: no fork
         self._procs: list = [None] * procs
@@ -146,7 +147,7 @@ class PlacePool:
 
     def _start(self, i: int) -> None:
         parent, child = self._ctx.Pipe()
-        p = self._ctx.Process(target=_worker, args=(child, self.world.value, self.use_shm),
+        p = self._ctx.Process(target=_worker, args=(child, self.world.value, self.use_shm, self.place),
                               name=f"worldstream-place-{i}", daemon=True)
         p.start()
         child.close()
