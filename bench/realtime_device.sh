@@ -6,7 +6,10 @@
 # bench/numba_carry.sh (a previous call on the same warm machine). The server: serve --gen-procs
 # GEN_PROCS (default auto: 12 on a 16-core box), or MESH_PROCS=8 GEN_PROCS=0 for mesh processes.
 # PLACE_LIST: the client's tile place processes, one flight pair each (e.g. "0 4": a thread, then
-# 4 worker processes; default auto). Writes realtime_<refiner>_p<N>.log to $OUT.
+# 4 worker processes; default auto). TRACE=plane|earth: instead one traced flight of that world
+# (bench/realtime_trace.py --server-trace: per level when each needed key was asked for, made and
+# ready, the generator processes' time on needed and other keys). Writes realtime_<refiner>_p<N>.log
+# (or trace_<refiner>_p<N>.log) to $OUT.
 #   bash bench/realtime_device.sh
 set -uo pipefail
 OUT=${OUT:-out/device}; mkdir -p "$OUT"
@@ -21,8 +24,13 @@ for r in ${REFINERS:-learned fractal}; do
   for pp in ${PLACE_LIST:-auto}; do  # the client's place processes: auto (4 here) or N (0: a thread)
     pa=""; [ "$pp" = auto ] || pa="--place-procs $pp"
     echo "== refiner $r, place processes $pp"
-    timeout ${RUN_S:-270} python3 bench/realtime.py --quick --no-gl --no-sim --refiner "$r" \
-      --mesh-procs ${MESH_PROCS:-0} --gen-procs ${GEN_PROCS:-auto} $pa ${EXTRA:-} 2>&1 | tee "$OUT/realtime_${r}_p$pp.log" | tail -n 30
+    if [ -n "${TRACE:-}" ]; then  # TRACE=plane|earth: one traced flight (bench/realtime_trace.py --server-trace)
+      timeout ${RUN_S:-270} python3 bench/realtime_trace.py "$TRACE" --server-trace --refiner "$r" \
+        --mesh-procs ${MESH_PROCS:-0} --gen-procs ${GEN_PROCS:-auto} $pa ${EXTRA:-} 2>&1 | tee "$OUT/trace_${r}_p$pp.log" | tail -n 45
+    else
+      timeout ${RUN_S:-270} python3 bench/realtime.py --quick --no-gl --no-sim --refiner "$r" \
+        --mesh-procs ${MESH_PROCS:-0} --gen-procs ${GEN_PROCS:-auto} $pa ${EXTRA:-} 2>&1 | tee "$OUT/realtime_${r}_p$pp.log" | tail -n 30
+    fi
     s=${PIPESTATUS[0]}; [ "$s" = 0 ] || { echo "realtime $r place $pp rc=$s"; rc=$s; }
   done
 done

@@ -53,9 +53,9 @@ def _stat(stat: Path) -> tuple[int, float] | None:
 
 
 def cpu_snapshot() -> dict:
-    """CPU seconds so far: this process's threads by name, and every process below it (the
-    server and its generator, backend or mesh workers) together. Linux /proc; empty where
-    there is none."""
+    """CPU seconds so far: this process's threads by name, the viewer's place workers, and
+    every process below the server (its generator, backend or mesh workers) together. Linux
+    /proc; empty where there is none."""
     out: dict = {}
     if not Path("/proc/self/task").is_dir():
         return out
@@ -70,12 +70,20 @@ def cpu_snapshot() -> dict:
         if st is not None:
             children.setdefault(st[0], []).append(int(proc.name))
             cpu[int(proc.name)] = st[1]
-    # the server's own process ("server"), then its workers, the grandchildren ("server workers")
-    todo = [(pid, "server") for pid in children.get(os.getpid(), ())]
+    # the server's own process ("server"), then its workers, the grandchildren ("server workers");
+    # this process's own spawned children are the viewer's place workers (viewer/placepool.py)
+    def own(pid: int) -> str:
+        try:
+            spawned = b"multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            spawned = False
+        return "place workers" if spawned else "server"
+
+    todo = [(pid, own(pid)) for pid in children.get(os.getpid(), ())]
     while todo:
         pid, name = todo.pop()
         out[name] = out.get(name, 0.0) + cpu[pid]
-        todo.extend((c, "server workers") for c in children.get(pid, ()))
+        todo.extend((c, "server workers" if name == "server" else name) for c in children.get(pid, ()))
     return out
 
 
