@@ -34,9 +34,9 @@ START_TIMEOUT_S = 120.0  # a cold worker imports numpy, the viewer and the compi
 
 
 def auto_procs(cpu_count: int | None = None) -> int:
-    """Worker processes for a realtime flight: none on a 1-2 core machine (there the server
-    and the frame loop already hold every core and the transport is pure cost), else up to
-    4, one core left to the frame loop."""
+    """Worker processes for a realtime flight: none on a 1-2 core machine (there a cold
+    teleport keeps both cores generating, and workers did not make it faster: only a cached
+    one, docs/BENCHMARKS.md), else up to 4, one core left to the frame loop."""
     n = os.cpu_count() if cpu_count is None else cpu_count
     return 0 if (n or 1) <= 2 else min(4, n - 1)
 
