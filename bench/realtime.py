@@ -191,7 +191,9 @@ def main(argv=None) -> int:
             print(f"no EGL ({exc}); flying GL-free")
             gl = False
     from streaming.client import SyncTileClient
+    from viewer.placepool import auto_procs
 
+    place_procs = auto_procs() if args.place_procs is None else args.place_procs  # what the flights use
     results = {}
     tmp = Path(tempfile.mkdtemp(prefix="realtime-"))
     for world in worlds:
@@ -208,14 +210,14 @@ def main(argv=None) -> int:
             path_file.write_text(json.dumps(doc))
             duration = doc["keyframes"][-1]["t"]
             rt = fly(server.url, world, path_file, tmp / f"{world.value}-rt", realtime=True,
-                     frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl, place_procs=args.place_procs)
+                     frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl, place_procs=place_procs)
             rt["server_cpu_s"] = round(server.cpu_s(), 1)
             rt["server"] = server_counters(server.url)
             cached = None
             if args.cached:  # the same flight, every tile now in the server's LRU
                 cached = fly(server.url, world, path_file, tmp / f"{world.value}-rt-cached", realtime=True,
                              frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl,
-                             place_procs=args.place_procs)
+                             place_procs=place_procs)
             n_lock = 6 if args.quick else 20
             lock = fly(server.url, world, path_file, tmp / f"{world.value}-lock", realtime=False,
                        frames=n_lock, fps=n_lock / duration, size=size, gl=gl)
@@ -227,11 +229,12 @@ def main(argv=None) -> int:
             runs["sim 5000/s"] = sim(world, 5000.0, args.quick)
         load1 = _loadavg()
         results[world.value] = {"sites": sites, "gl": gl, "refiner": args.refiner, "path_s": duration,
+                                "place_procs": place_procs,
                                 "loadavg": [load0, load1],
                                 **{k: {kk: v.get(kk) for kk in KEYS + ("server_cpu_s", "server") if kk in v}
                                    for k, v in runs.items()}}
         print(f"\n== {world.value}  {args.refiner}  path {duration:.0f} s  sites {sites}  "
-              f"{'GL (EGL)' if gl else 'GL-free'}  "
+              f"{'GL (EGL)' if gl else 'GL-free'}  client place processes {place_procs}  "
               f"{size[0]}x{size[1]}  load average {load0} -> {load1} (1-minute; the box is shared)")
         print(f"{'run':12s} {'frames':>6s} {'holes':>5s} {'>2px':>6s} {'teleport':>9s} {'coarse':>7s} {'stall ms':>8s} "
               f"{'tile ms':>8s} {'lat p50':>7s} {'lat p99':>7s} {'late':>5s} {'tiles':>6s} {'ms/tile':>7s} "
