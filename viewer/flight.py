@@ -197,8 +197,13 @@ class _Preparer:
         self._recent: dict[TileKey, ClientTile] = {}  # insertion-ordered: oldest first
         self.out: queue.Queue = queue.Queue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tile-prepare", daemon=True)
-        self._thread.start()
+        self._threads = self._start()
+
+    def _start(self) -> list[threading.Thread]:
+        """The threads that place tiles (here one), started."""
+        t = threading.Thread(target=self._run, name="tile-prepare", daemon=True)
+        t.start()
+        return [t]
 
     def _next(self, pending: list) -> tuple:
         """Take the item to handle now: dropped tiles and errors first (they cost nothing),
@@ -271,7 +276,8 @@ class _Preparer:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        for t in self._threads:
+            t.join(5)
 
 
 class _PoolPreparer(_Preparer):
@@ -282,23 +288,22 @@ class _PoolPreparer(_Preparer):
     ``poll`` and ``close``."""
 
     def __init__(self, world: World, client, stats: FlightStats, urgency=None, procs: int = 1):
+        import multiprocessing as mp
+
         from viewer.placepool import PlacePool
 
-        self.world, self.client, self.stats = world, client, stats
-        self.urgency = urgency or (lambda key: 0.0)
-        self._recent = {}
-        self.out = queue.Queue()
-        self._stop = threading.Event()
         self.pool = PlacePool(world, procs, client_tile)
         self._lock = threading.Lock()  # the pool's busy set: submitted here, collected there
         self._slots = threading.Semaphore(len(self.pool))
-        import multiprocessing as mp
-
         self._wake_r, self._wake_w = mp.Pipe(duplex=False)  # a submit wakes the collector
-        self._threads = [threading.Thread(target=self._dispatch, name="tile-dispatch", daemon=True),
-                         threading.Thread(target=self._collect, name="tile-collect", daemon=True)]
-        for t in self._threads:
+        super().__init__(world, client, stats, urgency)
+
+    def _start(self) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self._dispatch, name="tile-dispatch", daemon=True),
+                   threading.Thread(target=self._collect, name="tile-collect", daemon=True)]
+        for t in threads:
             t.start()
+        return threads
 
     def _dispatch(self) -> None:
         pending: list = []
@@ -307,8 +312,9 @@ class _PoolPreparer(_Preparer):
                 continue
             key, tile, urgency = self._next(pending)  # chosen when a worker is free: the most urgent now
             if tile is None or isinstance(tile, Exception) or urgency is None:
+                # nothing to place: an error passes on as it is, a given-up tile as None
                 self._slots.release()
-                self.out.put((key, None if not isinstance(tile, Exception) else tile, time.perf_counter()))
+                self.out.put((key, tile if isinstance(tile, Exception) else None, time.perf_counter()))
                 continue
             with self._lock:
                 self.pool.submit(self.pool.idle()[0], key, tile)
@@ -338,9 +344,7 @@ class _PoolPreparer(_Preparer):
                 self.out.put((key, tile, time.perf_counter()))
 
     def close(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(5)
+        super().close()
         self.pool.close()
         self._wake_r.close()
         self._wake_w.close()

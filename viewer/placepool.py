@@ -90,6 +90,7 @@ def _worker(conn: Connection, world_value: str, use_shm: bool, place) -> None:
     """A worker's loop: (key tuple, wire payload) -> ("ok", key, cpu_s, packed) or
     ("err", key, cpu_s, exception); None stops it. ``place(world, key, decoded)`` makes the
     object sent back (``viewer.flight.client_tile``; pickled by name)."""
+    from runtime import wire
     from runtime.tin import kernels
 
     kernels.warm()
@@ -107,8 +108,6 @@ def _worker(conn: Connection, world_value: str, use_shm: bool, place) -> None:
         key = TileKey(*k)
         t0 = time.thread_time()
         try:
-            from runtime import wire
-
             tile = place(world, key, wire.decode_tile(payload))
             packed = _pack(tile, next(names) if use_shm else None)
             reply = ("ok", k, time.thread_time() - t0, packed)
