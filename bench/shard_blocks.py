@@ -18,9 +18,12 @@ batching worker takes them):
 - ``throughput``: bench/throughput.py's keys (``--block`` x ``--block`` tiles at each level
   8-16 around its site), dealt to 2 and 12 workers (12: ``auto`` on a 16-core GPU box).
 
-Deals: ``lattice`` (the server's, ``shard_of`` with ``SHARD_UP``) and ``up K`` (the same
+Deals: ``lattice`` (the server's, ``shard_of`` with ``SHARD_UP``), ``up K`` (the same
 lattice over groups K levels up: larger groups share more parents, fewer workers share a
-flight's few deep groups). Stealing (an idle worker taking a busy one's batch) is not
+flight's few deep groups) and ``lattice, shared table`` (the lattice, every worker's pyramid
+behind one ``generator.sharedblocks.SharedBlocks`` of 256 MiB, the workers taking turns a batch
+of 16 at a time: the table's best case; in the server, workers that start the same block
+together both make it). Stealing (an idle worker taking a busy one's batch) is not
 simulated: it only adds blocks.
 
     PYTHONPATH=. python bench/shard_blocks.py                   # both key sets, both worlds
@@ -56,6 +59,32 @@ def made_blocks(world: World, keys, refiner: str) -> tuple[int, float]:
     for i in range(0, len(keys), BATCH):
         pyr.tiles(keys[i:i + BATCH])
     return pyr.blocks_computed, time.process_time() - t
+
+
+def made_blocks_shared(world: World, shares: list[list], refiner: str,
+                       budget_bytes: int = 256 << 20) -> tuple[list[int], float, dict]:
+    """Per worker the blocks it made, total CPU s and the table's counters when every worker's
+    pyramid looks up and puts blocks in one ``generator.sharedblocks.SharedBlocks`` (as ``serve
+    --gen-procs N`` with ``--gen-shared-mb``), the workers taking turns a batch at a time (in
+    the server they run at once: a block two of them start together is made twice there)."""
+    from generator.pyramid import Pyramid
+    from generator.sharedblocks import SharedBlocks
+
+    pyrs = [Pyramid(world, 0, refiner) for _ in shares]
+    table = SharedBlocks.create(budget_bytes, pyrs[0].channels, pyrs[0].block, pyrs[0].model_id)
+    try:
+        for p in pyrs:
+            p.share(table)
+        t = time.process_time()
+        for i in range(0, max(map(len, shares), default=0), BATCH):
+            for p, keys in zip(pyrs, shares, strict=True):
+                if keys[i:i + BATCH]:
+                    p.tiles(keys[i:i + BATCH])
+        cpu = time.process_time() - t
+        return [p.blocks_computed for p in pyrs], cpu, {"hits": table.hits, "misses": table.misses,
+                                                         "puts": table.puts, "slots": table.slots}
+    finally:
+        table.close()
 
 
 def teleport_keys(world: World) -> list:
@@ -95,6 +124,16 @@ def measure(world: World, keys, workers: list[int], ups: list[int], refiner: str
                 f"{tot_cpu:6.2f}")
             out["deals"][f"{n} workers, {name}"] = {"blocks": tot, "x_one": round(tot / base, 3),
                                                    "max_over_mean": round(imbalance, 3), "cpu_s": round(tot_cpu, 2)}
+        # the server's deal with the shared block table (generator.sharedblocks)
+        per, tot_cpu, counters = made_blocks_shared(world, [[k for k in keys if shard_of(k, n) == s]
+                                                            for s in range(n)], refiner)
+        tot = sum(per)
+        imbalance = max(per) / (tot / n) if tot else 1.0
+        log(f"  {'lattice, shared table':<22s} {n:7d} {tot:7d} {tot / len(keys):6.1f} {tot / base:6.2f} "
+            f"{imbalance:8.2f} {tot_cpu:6.2f}")
+        out["deals"][f"{n} workers, lattice, shared table"] = {
+            "blocks": tot, "x_one": round(tot / base, 3), "max_over_mean": round(imbalance, 3),
+            "cpu_s": round(tot_cpu, 2), "table": counters}
     return out
 
 

@@ -335,9 +335,11 @@ def profile_window(opened: Path | None = None) -> Path | None:
 
 
 def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary: dict, gen_procs: int = 0,
-            backends: int = 1) -> None:
+            backends: int = 1, shared_mb: int | None = None) -> None:
     """One fresh server: uncached then cached, the stages, a table row and the summary."""
     extra = ("--gen-shard-up", str(args.gen_shard_up), "--gen-backends", str(backends)) if gen_procs else ()
+    if gen_procs and shared_mb is not None:
+        extra += ("--gen-shared-mb", str(shared_mb))
     if args.step_ms is not None:
         extra += ("--step-ms", str(args.step_ms))
     server = ServerProcess(None, refiner=refiner, workers=args.workers, world=world.value, cache_mb=1024,
@@ -369,6 +371,7 @@ def run_one(world: World, refiner: str, procs: int, keys, sample, args, summary:
     st = stages(world, refiner, sample)
     w, r = world.value, refiner + (f"+{procs}procs" if procs else "") + (f"+{gen_procs}gen" if gen_procs else "")
     r += f"x{backends}be" if backends > 1 else ""
+    r += f"+shared{shared_mb}" if gen_procs and shared_mb is not None else ""
     summary["uncached_tiles_per_s"].setdefault(w, {})[r] = round(n / wall, 1)
     summary["cached_tiles_per_s"].setdefault(w, {})[r] = round(cn / cwall, 1)
     summary["server_cores"].setdefault(w, {})[r] = round(cores, 2)
@@ -406,6 +409,9 @@ def main(argv=None) -> int:
     ap.add_argument("--gen-shard-up", type=int, default=2, help="serve --gen-shard-up for the --gen-procs runs")
     ap.add_argument("--gen-backends", type=int, nargs="+", default=[1],
                     help="serve --gen-backends for the --gen-procs runs with the learned refiner, one run each")
+    ap.add_argument("--gen-shared-mb", type=int, nargs="+", default=[None],
+                    help="serve --gen-shared-mb for the --gen-procs runs, one run each (e.g. 0 256; default: the "
+                         "server's)")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--warm", type=int, default=0, metavar="N",
                     help="first N x N tiles per level at another site, off the clock (compile warm-up)")
@@ -428,7 +434,9 @@ def main(argv=None) -> int:
             runs = [(m, 0) for m in args.mesh_procs if 0 in args.gen_procs] + [(0, g) for g in args.gen_procs if g]
             for procs, gen in runs:
                 for be in (args.gen_backends if gen and refiner == "learned" else [1]):
-                    run_one(world, refiner, procs, keys, sample, args, summary, gen_procs=gen, backends=be)
+                    for mb in (args.gen_shared_mb if gen else [None]):
+                        run_one(world, refiner, procs, keys, sample, args, summary, gen_procs=gen, backends=be,
+                                shared_mb=mb)
     summary["levels"] = [LEVELS.start, LEVELS.stop - 1]
     summary["block"] = block
     print(json.dumps(summary))

@@ -112,6 +112,17 @@ class Pyramid:
         # all of them) where a call is a GPU round trip (LearnedRefiner.prefers_batches)
         self.prepare_together = bool(getattr(self.refiner, "prefers_batches", False))
         self._lock = threading.Lock()  # the cache is shared state: one request computes at a time
+        self.shared = None  # a table of blocks shared with other processes (``share``), or None
+
+    def share(self, table) -> None:
+        """Use ``table`` (generator.sharedblocks.SharedBlocks: blocks of this model in shared memory)
+        behind this pyramid's own cache: a block the cache lacks is looked up there before it is
+        computed, and every block computed is put there. Values are unchanged (a block is a pure
+        function of its index); ValueError if the table was made for another model or layout."""
+        if (table.model_id, table.block, table.channels) != (self.model_id, self.block, self.channels):
+            raise ValueError(f"shared blocks of {table.model_id} (block {table.block}, {table.channels} channels) "
+                             f"do not fit {self.model_id} (block {self.block}, {self.channels} channels)")
+        self.shared = table
 
     # ------------------------------------------------------------ public API
 
@@ -208,6 +219,10 @@ class Pyramid:
         for level in range(max(need, default=-1), -1, -1):
             ids = {(bi, self._wrap(level, bj)) for bi, bj in need.get(level, ())}
             missing = sorted(i for i in ids if not self.cache.touch((level, *i)))
+            if missing and self.shared is not None:  # copied from the shared table: their parents are not needed
+                fetched = {i for i in missing if self._from_shared((level, *i)) is not None}
+                missing = [i for i in missing if i not in fetched]
+                ids -= fetched
             if missing:
                 plan.append((level, missing))
             if level > ANCHOR_LEVEL and ids:
@@ -278,6 +293,8 @@ class Pyramid:
         missing = []
         for bi, bj in sorted({(bi, self._wrap(level, bj)) for bi, bj in ids}):
             blk = self.cache.get((level, bi, bj))
+            if blk is None and self.shared is not None:
+                blk = self._from_shared((level, bi, bj))
             if blk is None:
                 missing.append((bi, bj))
             else:
@@ -328,11 +345,21 @@ class Pyramid:
                 return np.stack([box[:, r - r_lo: r - r_lo + size, c - c_lo: c - c_lo + size] for r, c in origins])
         return np.stack([self._assemble(level, r, c, size, size, have) for r, c in origins])
 
+    def _from_shared(self, key: tuple) -> np.ndarray | None:
+        """Block ``key`` from the shared table, kept in this pyramid's cache too; None if not there."""
+        blk = self.shared.get(key)
+        if blk is not None:
+            blk.setflags(write=False)
+            self.cache.put(key, blk)
+        return blk
+
     def _store(self, have: dict, key: tuple, blk: np.ndarray) -> None:
         blk = np.ascontiguousarray(blk, dtype=np.float32)
         blk.setflags(write=False)
         have[key] = blk
         self.cache.put(key, blk)
+        if self.shared is not None:
+            self.shared.put(key, blk)
         self.blocks_computed += 1
 
 

@@ -177,11 +177,13 @@ class GenProcs:
     one call: per key a ``Made``, None (its step ran out: queue it again) or an Exception."""
 
     def __init__(self, processes: int, spec: GenSpec, shard_up: int = SHARD_UP, steal: bool = True,
-                 start_timeout_s: float = _START_TIMEOUT_S, backend=None):
+                 start_timeout_s: float = _START_TIMEOUT_S, backend=None, shared=None):
         """``backend``: a ``streaming.sharedbackend.BackendServer``, ``BackendProcess`` or
         ``BackendPool`` every worker's refiner calls (``spec.open_source`` then gets what its
         ``connect()`` gives: a pipe's end or a process's address), owned and closed here; None:
-        each worker opens its own."""
+        each worker opens its own. ``shared``: the workers' shared block table
+        (``generator.sharedblocks.SharedBlocks``, handed to them by ``spec.open_source``), closed
+        here (``stats``: its counters are the workers')."""
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         if not 0 <= shard_up <= 8:
@@ -193,6 +195,7 @@ class GenProcs:
         self.steal = steal  # an idle worker takes keys queued for a busy one (TileService._next_queue)
         self.start_timeout_s = start_timeout_s
         self.backend = backend
+        self.shared = shared
         self.model: str | None = None
         self.restarts = 0
         self._ctx = multiprocessing.get_context("spawn")
@@ -325,6 +328,8 @@ class GenProcs:
         self._threads.shutdown(wait=True, cancel_futures=True)
         if self.backend is not None:
             self.backend.close()
+        if self.shared is not None:
+            self.shared.close()
 
 
 def _decode(key: TileKey, r) -> Any:

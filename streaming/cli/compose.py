@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 
 from runtime.tiles import ANCHOR_LEVEL, World
+
+log = logging.getLogger(__name__)
 
 
 def open_world(world: World | str, seed: int, refiner: str | None = None, cache_bytes: int | None = None):
@@ -36,23 +39,57 @@ def pyramid_opener(refiner: str | None = None, features: bool = False):
 
 
 def worker_source(world: str, seed: int, refiner: str | None, cache_bytes: int | None, features: bool,
-                  backend_conn=None, *, backend_name: str | None = None):
+                  backend_conn=None, *, backend_name: str | None = None, shared=None):
     """(tile source, its ``prepare``, model id) of a generator worker process
     (``streaming.genprocs``; given as a picklable partial): the pyramid ``build_server``
     opens, in the worker. ``backend_conn``: the worker's way to the server's shared learned
     backend (``streaming.sharedbackend``, named ``backend_name``: a pipe's end or a backend
-    process's address), which its learned refiner calls instead of opening a model of its own."""
+    process's address), which its learned refiner calls instead of opening a model of its own.
+    ``shared``: the server's ``generator.sharedblocks.SharedBlocks``, behind the pyramid's own cache."""
     if backend_conn is not None:
         from generator.learned.refiner import LearnedRefiner
         from streaming.sharedbackend import RemoteBackend
 
         refiner = LearnedRefiner(world, backend=RemoteBackend(backend_conn, backend_name))
     pyr = open_world(world, seed, refiner, cache_bytes=cache_bytes)
+    if shared is not None:
+        pyr.share(shared)
     if features:
         from generator.layer import layered_source
 
         return layered_source(pyr), pyr.prepare, pyr.model_id
     return pyr.tiles, pyr.prepare, pyr.model_id
+
+
+DEFAULT_SHARED_BYTES = 256 << 20
+"""The generator workers' shared block table where there is one (3,700 blocks of 64 x 64 samples
+and 4 channels)."""
+SHARED_MIN_PROCS = 4
+
+
+def auto_shared_bytes(gen_procs: int) -> int:
+    """``serve --gen-shared-mb auto``: ``DEFAULT_SHARED_BYTES`` with ``SHARED_MIN_PROCS`` or more
+    generator workers, else none. On the 2-core box (2 workers, fractal) the table made no more
+    uncached tiles a second (plane 227.0 / 245.3 without, 194.8 / 234.5 with; earth 150.1 / 158.1,
+    135.9 / 157.6): two workers mostly start the blocks they share at the same time. With 8
+    workers it made more in every pair (plane 125.3 -> 150.2, 169.3 -> 180.2; earth 104.5 -> 110.2,
+    109.9 -> 121.9; docs/BENCHMARKS.md, 2026-12-07)."""
+    return DEFAULT_SHARED_BYTES if gen_procs >= SHARED_MIN_PROCS else 0
+
+
+def open_shared_blocks(pyr, budget_bytes: int):
+    """A ``generator.sharedblocks.SharedBlocks`` of ``budget_bytes`` for ``pyr``'s model, or
+    None: ``budget_bytes`` 0, or shared memory unavailable here (logged; the workers then use
+    their own caches only)."""
+    if budget_bytes <= 0:
+        return None
+    from generator.sharedblocks import SharedBlocks
+
+    try:
+        return SharedBlocks.create(budget_bytes, pyr.channels, pyr.block, pyr.model_id)
+    except OSError as exc:
+        log.warning("no shared block table for the generator workers (%s): each uses its own cache", exc)
+        return None
 
 
 WARM_KEY = (ANCHOR_LEVEL + 3, 0, 0)
@@ -132,7 +169,7 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
                  gen_cache_bytes: int | None = None, http=None, mesh_procs: int = 0, terrain_only: bool = False,
                  features: bool = False, probe: bool = False, gen_procs: int | str = 0,
                  gen_shard_up: int | None = None, share_backend: bool | None = None,
-                 gen_backends: int | str = "auto"):
+                 gen_backends: int | str = "auto", gen_shared_bytes: int | str = "auto"):
     """A ``streaming.server.TileServer`` for ``world`` (``World`` or its name), not started.
 
     ``store_dir``: folder of the on-disk tile store (None: memory only); ``service_config``:
@@ -153,7 +190,10 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
     one backend (``streaming.sharedbackend``) instead of each opening the model (None: when
     the backend is compiled, i.e. on a GPU, where one context per worker time-slices it);
     ``gen_backends``: that many backend processes for the workers to share, each worker with
-    one of them (``streaming.sharedbackend.BackendPool``; "auto": ``auto_backends``)."""
+    one of them (``streaming.sharedbackend.BackendPool``; "auto": ``auto_backends``);
+    ``gen_shared_bytes``: with ``gen_procs``, a table of that many bytes of pyramid blocks in
+    shared memory behind every worker's own cache (``generator.sharedblocks``; 0: none; "auto":
+    ``auto_shared_bytes``)."""
     from streaming.heights import HeightConfig, HeightService
     from streaming.protocol import Limits
     from streaming.server import TileServer
@@ -213,14 +253,16 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
             if backend.name != getattr(pyr.refiner.backend, "name", None):
                 backend.close()
                 raise RuntimeError(f"the shared backend is {backend.name}, this server's {pyr.refiner.backend.name}")
+        shared = open_shared_blocks(pyr, auto_shared_bytes(gen_procs) if gen_shared_bytes == "auto"
+                                    else int(gen_shared_bytes))
         opener = functools.partial(worker_source, world.value, seed, refiner, gen_cache_bytes, features,
-                                   backend_name=None if backend is None else backend.name)
+                                   backend_name=None if backend is None else backend.name, shared=shared)
         # A compiled model builds its graphs on first use: in the warm-up, one worker first
         # (the others then load torch's cached compile instead of compiling at once).
         warm = (WARM_KEY,) if compiled else ()
         remote = GenProcs(gen_procs, GenSpec(world.value, opener, cfg.error_scale, cfg.step_s,
                                              warm_keys=warm, first_alone=compiled),
-                          backend=backend,
+                          backend=backend, shared=shared,
                           shard_up=SHARD_UP if gen_shard_up is None else gen_shard_up)
         if remote.model != pyr.model_id:
             remote.close()

@@ -7,7 +7,7 @@ import asyncio
 
 import streaming.cli.args as A
 from runtime.tiles import MAX_LEVEL, World
-from streaming.cli.compose import build_server
+from streaming.cli.compose import DEFAULT_SHARED_BYTES, SHARED_MIN_PROCS, build_server
 
 
 def cmd_serve(args) -> int:
@@ -28,7 +28,9 @@ def cmd_serve(args) -> int:
                           gen_cache_bytes=None if args.gen_cache_mb is None else args.gen_cache_mb << 20,
                           http=http, mesh_procs=args.mesh_procs, terrain_only=args.terrain_only,
                           features=args.features, probe=args.probe, gen_procs=args.gen_procs,
-                          gen_shard_up=args.gen_shard_up, gen_backends=args.gen_backends)
+                          gen_shard_up=args.gen_shard_up, gen_backends=args.gen_backends,
+                          gen_shared_bytes=args.gen_shared_mb if args.gen_shared_mb == "auto"
+                          else args.gen_shared_mb << 20)
     jit.warm()  # compiled kernels loaded (or compiled once per machine) before any request
     if args.accept_rate != server.config.accept_rate:
         server.set_accept_rate(args.accept_rate)
@@ -71,6 +73,11 @@ def register(sub) -> None:
                          "processes (each its own CUDA context; auto, the default: one per 4 workers, 1 to 3)")
     sp.add_argument("--gen-cache-mb", type=A.int_in(1, 1 << 20, "gen-cache-mb"), default=None,
                     help="generator block cache (MiB; default: the generator's, 512)")
+    sp.add_argument("--gen-shared-mb", type=A.int_or_auto(0, 1 << 20, "gen-shared-mb"), default="auto",
+                    help="with --gen-procs: a table of this many MiB of generator blocks in shared memory, behind "
+                         "every worker's own cache, so a block one worker made is not made again by another (0: "
+                         f"none; auto, the default: {DEFAULT_SHARED_BYTES >> 20} with {SHARED_MIN_PROCS} or more "
+                         "workers, else none)")
     sp.add_argument("--http", action="store_true",
                     help="also answer Cesium quantized-mesh terrain, imagery and 3D Tiles over HTTP (earth)")
     sp.add_argument("--http-max-level", type=A.int_in(0, MAX_LEVEL, "http-max-level"), default=None,

@@ -118,11 +118,13 @@ def test_frames_with_two_generator_workers_equal_the_generator_threads(world):
             want = await _frames(url, keys, points)
         finally:
             await server.close()
-        server, url = await _server(world, 2)
+        server, url = await _server(world, 2, gen_shared_bytes=64 << 20)
         pids = server.service.remote.pids()
         try:
             assert len({server.service.remote.shard_of(k) for k in keys}) == 2  # both workers make tiles
             got = await _frames(url, keys, points)
+            table = server.service.remote.shared  # the workers' shared block table
+            assert table is not None and table.model_id == server.info.model and table.held() > 0
             if points is not None:
                 h, w = got.pop("heights"), want.pop("heights")
                 assert np.array_equal(h["height_m"], w["height_m"]) and np.array_equal(h["level"], w["level"])
@@ -136,6 +138,29 @@ def test_frames_with_two_generator_workers_equal_the_generator_threads(world):
         finally:
             await server.close()
         assert len(pids) == 2 and all(_gone(p) for p in pids)  # close leaves no worker behind
+        assert not os.path.exists(table.path)  # nor the table
+
+    run(main(), timeout_s=600)
+
+
+def test_workers_without_a_shared_table_make_the_same_frames():
+    from streaming.cli.compose import DEFAULT_SHARED_BYTES, auto_shared_bytes
+
+    assert [auto_shared_bytes(n) for n in (1, 2, 3, 4, 16)] == [0, 0, 0, DEFAULT_SHARED_BYTES, DEFAULT_SHARED_BYTES]
+    keys = KEYS[World.PLANE][:4]
+
+    async def main():
+        server, url = await _server(World.PLANE, 0)
+        try:
+            want = await _frames(url, keys)
+        finally:
+            await server.close()
+        server, url = await _server(World.PLANE, 2)  # auto: no table for 2 workers
+        try:
+            assert server.service.remote.shared is None
+            assert await _frames(url, keys) == want
+        finally:
+            await server.close()
 
     run(main(), timeout_s=600)
 
