@@ -50,7 +50,9 @@ EXPECTED_SHA256 = {
 # "Learned the hard way"): with torch's kernels capped at AVX2, a CPU with AVX-512 still gives
 # other bytes for these two tiles (seen on the device's AVX-512 Xeon, torch 2.11, and on a 2-core
 # Intel Xeon with torch 2.13 CPU, 2026-12-07, where MKL's instruction cap moved them but no cap
-# gave the AVX2 box's). Recorded on that 2-core Xeon; the other tiles hash alike on both.
+# gave the AVX2 box's). Recorded on that 2-core Xeon; the other tiles hash alike on both. An AMD
+# EPYC with AVX-512 (2-core, torch 2.13 CPU, 2026-12-07) gives the AVX2 box's bytes: the libraries
+# take their AVX-512 paths on Intel only.
 EXPECTED_SHA256_AVX512 = {
     "earth/learned/8/266/62": "59848ffe20c53b835fc87f504e98682a9fa8c5ce1e400a63ef60741d01f8fbcf",
     "earth/learned/10/1061/250": "b59e0e9baaa7f839698613edacb229334d6fcdf846f752132300a0441bd3e395",
@@ -58,10 +60,17 @@ EXPECTED_SHA256_AVX512 = {
 
 
 def _has_avx512() -> bool:
-    """Whether this CPU has AVX-512 (numpy's runtime feature table)."""
+    """Whether this is an Intel CPU with AVX-512 (numpy's runtime feature table; the vendor from
+    /proc/cpuinfo where there is one): the machine class whose learned bytes differ."""
     import numpy as np
 
-    return bool(np._core._multiarray_umath.__cpu_features__.get("AVX512F"))
+    if not np._core._multiarray_umath.__cpu_features__.get("AVX512F"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "GenuineIntel" in f.read(1 << 16)
+    except OSError:
+        return True
 
 
 def _refiner(name: str, world: World):
