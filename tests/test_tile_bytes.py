@@ -51,8 +51,8 @@ EXPECTED_SHA256 = {
 # other bytes for these two tiles (seen on the device's AVX-512 Xeon, torch 2.11, and on a 2-core
 # Intel Xeon with torch 2.13 CPU, 2026-12-07, where MKL's instruction cap moved them but no cap
 # gave the AVX2 box's). Recorded on that 2-core Xeon; the other tiles hash alike on both. An AMD
-# EPYC with AVX-512 (2-core, torch 2.13 CPU, 2026-12-07) gives the AVX2 box's bytes: the libraries
-# take their AVX-512 paths on Intel only.
+# EPYC with AVX-512 (2-core, torch 2.13 CPU, 2026-12-07) gives the AVX2 box's bytes (likely the libraries
+# take their AVX-512 paths on Intel only; not checked).
 EXPECTED_SHA256_AVX512 = {
     "earth/learned/8/266/62": "59848ffe20c53b835fc87f504e98682a9fa8c5ce1e400a63ef60741d01f8fbcf",
     "earth/learned/10/1061/250": "b59e0e9baaa7f839698613edacb229334d6fcdf846f752132300a0441bd3e395",
