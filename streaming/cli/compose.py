@@ -67,14 +67,17 @@ and 4 channels)."""
 SHARED_MIN_PROCS = 4
 
 
-def auto_shared_bytes(gen_procs: int) -> int:
+def auto_shared_bytes(gen_procs: int, gpu: bool = False) -> int:
     """``serve --gen-shared-mb auto``: ``DEFAULT_SHARED_BYTES`` with ``SHARED_MIN_PROCS`` or more
-    generator workers, else none. On the 2-core box (2 workers, fractal) the table made no more
+    generator workers of a CPU refiner, else none. ``gpu``: workers that call a learned backend
+    on a GPU (16-sample blocks, host work a block a fraction of the fractal's): none until it
+    is measured there (``bench/throughput_device.sh`` with ``TP_ARGS="--gen-shared-mb 0 256"``).
+    On the 2-core box (2 workers, fractal) the table made no more
     uncached tiles a second (plane 227.0 / 245.3 without, 194.8 / 234.5 with; earth 150.1 / 158.1,
     135.9 / 157.6): two workers mostly start the blocks they share at the same time. With 8
     workers it made more in every pair (plane 125.3 -> 150.2, 169.3 -> 180.2; earth 104.5 -> 110.2,
     109.9 -> 121.9; docs/BENCHMARKS.md, 2026-12-07)."""
-    return DEFAULT_SHARED_BYTES if gen_procs >= SHARED_MIN_PROCS else 0
+    return DEFAULT_SHARED_BYTES if gen_procs >= SHARED_MIN_PROCS and not gpu else 0
 
 
 def open_shared_blocks(pyr, budget_bytes: int):
@@ -253,16 +256,16 @@ def build_server(world: World | str, seed: int, refiner: str | None = None, toke
             if backend.name != getattr(pyr.refiner.backend, "name", None):
                 backend.close()
                 raise RuntimeError(f"the shared backend is {backend.name}, this server's {pyr.refiner.backend.name}")
-        shared = open_shared_blocks(pyr, auto_shared_bytes(gen_procs) if gen_shared_bytes == "auto"
-                                    else int(gen_shared_bytes))
+        table = open_shared_blocks(pyr, auto_shared_bytes(gen_procs, gpu=shared) if gen_shared_bytes == "auto"
+                                   else int(gen_shared_bytes))
         opener = functools.partial(worker_source, world.value, seed, refiner, gen_cache_bytes, features,
-                                   backend_name=None if backend is None else backend.name, shared=shared)
+                                   backend_name=None if backend is None else backend.name, shared=table)
         # A compiled model builds its graphs on first use: in the warm-up, one worker first
         # (the others then load torch's cached compile instead of compiling at once).
         warm = (WARM_KEY,) if compiled else ()
         remote = GenProcs(gen_procs, GenSpec(world.value, opener, cfg.error_scale, cfg.step_s,
                                              warm_keys=warm, first_alone=compiled),
-                          backend=backend, shared=shared,
+                          backend=backend, shared=table,
                           shard_up=SHARD_UP if gen_shard_up is None else gen_shard_up)
         if remote.model != pyr.model_id:
             remote.close()

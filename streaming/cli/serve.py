@@ -77,7 +77,7 @@ def register(sub) -> None:
                     help="with --gen-procs: a table of this many MiB of generator blocks in shared memory, behind "
                          "every worker's own cache, so a block one worker made is not made again by another (0: "
                          f"none; auto, the default: {DEFAULT_SHARED_BYTES >> 20} with {SHARED_MIN_PROCS} or more "
-                         "workers, else none)")
+                         "workers of a CPU refiner, else none)")
     sp.add_argument("--http", action="store_true",
                     help="also answer Cesium quantized-mesh terrain, imagery and 3D Tiles over HTTP (earth)")
     sp.add_argument("--http-max-level", type=A.int_in(0, MAX_LEVEL, "http-max-level"), default=None,
