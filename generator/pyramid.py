@@ -185,7 +185,7 @@ class Pyramid:
                 if worked and t_chunk - t0 >= budget_s:
                     return False, worked
                 chunk = ids[i : i + self._chunk_blocks(level, budget_s - (t_chunk - t0))]
-                self._ensure(level, set(chunk))
+                self._ensure(level, set(chunk), look_shared=False)  # ``_plan`` looked: missing there
                 per_block = (clock() - t_chunk) / len(chunk)
                 old = self._block_s.get(level)
                 self._block_s[level] = per_block if old is None else 0.7 * old + 0.3 * per_block
@@ -287,13 +287,15 @@ class Pyramid:
                 blk[:, r_a - bi * B : r_b - bi * B + 1, c_a - bj * B : c_b - bj * B + 1]
         return out
 
-    def _ensure(self, level: int, ids: set[tuple[int, int]]) -> dict:
-        """Blocks ``ids`` of ``level`` (un-wrapped indices ok) -> {(level, bi, bj_wrapped): array}."""
+    def _ensure(self, level: int, ids: set[tuple[int, int]], look_shared: bool = True) -> dict:
+        """Blocks ``ids`` of ``level`` (un-wrapped indices ok) -> {(level, bi, bj_wrapped): array}.
+        ``look_shared``: look up the ones this cache lacks in the shared table first (``prepare``'s
+        chunks do not: its plan just did)."""
         have: dict = {}
         missing = []
         for bi, bj in sorted({(bi, self._wrap(level, bj)) for bi, bj in ids}):
             blk = self.cache.get((level, bi, bj))
-            if blk is None and self.shared is not None:
+            if blk is None and look_shared and self.shared is not None:
                 blk = self._from_shared((level, bi, bj))
             if blk is None:
                 missing.append((bi, bj))

@@ -121,6 +121,12 @@ class SharedBlocks:
 
     def get(self, key: tuple[int, int, int]) -> np.ndarray | None:
         """A copy of block ``key`` = (level, bi, bj), or None."""
+        first = _set_of(*key, self.sets) * WAYS
+        if key not in map(tuple, self._keys[first : first + WAYS, :3].tolist()):
+            # A miss needs no lock: a key being written now may be missed, and then the block is
+            # computed again (the same bytes). A hit is read again under the lock.
+            self.misses += 1
+            return None
         with self._set(key) as (first, rows, ways, at):
             if at is not None:
                 rows[at, 3] = max(r[3] for r in ways) + 1  # the set's newest use
