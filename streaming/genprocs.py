@@ -183,7 +183,7 @@ class GenProcs:
         ``connect()`` gives: a pipe's end or a process's address), owned and closed here; None:
         each worker opens its own. ``shared``: the workers' shared block table
         (``generator.sharedblocks.SharedBlocks``, handed to them by ``spec.open_source``), closed
-        here (``stats``: its counters are the workers')."""
+        (its file removed) here."""
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         if not 0 <= shard_up <= 8:

@@ -62,7 +62,7 @@ def worker_source(world: str, seed: int, refiner: str | None, cache_bytes: int |
 
 
 DEFAULT_SHARED_BYTES = 256 << 20
-"""The generator workers' shared block table where there is one (3,700 blocks of 64 x 64 samples
+"""The generator workers' shared block table where there is one (3,968 blocks of 64 x 64 samples
 and 4 channels)."""
 SHARED_MIN_PROCS = 2
 
@@ -73,7 +73,7 @@ def auto_shared_bytes(gen_procs: int, gpu: bool = False) -> int:
     on a GPU (16-sample blocks, host work a block a fraction of the fractal's): none until it
     is measured there (``bench/throughput_device.sh`` with ``TP_ARGS="--gen-shared-mb 0 256"``).
     On the 2-core box (2 workers, fractal, six alternated pairs) the table made more uncached
-    tiles a second in 5 of 6 plane pairs (mean 159.6 -> 180.9) and 4 of 6 earth pairs (108.5 ->
+    tiles a second in 5 of 6 plane pairs (mean 159.8 -> 180.9) and 4 of 6 earth pairs (108.5 ->
     110.7), once a miss took no lock; with 8 workers more in every pair (plane 125.3 -> 150.2,
     169.3 -> 180.2; earth 104.5 -> 110.2, 109.9 -> 121.9; docs/BENCHMARKS.md, 2026-12-07)."""
     return DEFAULT_SHARED_BYTES if gen_procs >= SHARED_MIN_PROCS and not gpu else 0

@@ -117,7 +117,7 @@ def test_another_process_sees_the_blocks_and_dying_with_a_lock_blocks_no_one(tab
     assert not t.is_alive() and np.array_equal(got[0], _block(42.0))
 
 
-def test_close_removes_the_file_and_a_table_of_a_process_that_is_gone_is_removed(tmp_path):
+def test_close_removes_the_file_and_a_table_of_a_process_that_is_gone_is_removed():
     t = SharedBlocks.create(16 << 20, C, B, "m")
     path = t.path
     assert os.path.exists(path)
