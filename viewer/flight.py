@@ -293,10 +293,14 @@ class _PoolPreparer(_Preparer):
         from viewer.placepool import PlacePool
 
         self.pool = PlacePool(world, procs, client_tile)
-        self._lock = threading.Lock()  # the pool's busy set: submitted here, collected there
-        self._slots = threading.Semaphore(len(self.pool))
-        self._wake_r, self._wake_w = mp.Pipe(duplex=False)  # a submit wakes the collector
-        super().__init__(world, client, stats, urgency)
+        try:
+            self._lock = threading.Lock()  # the pool's busy set: submitted here, collected there
+            self._slots = threading.Semaphore(len(self.pool))
+            self._wake_r, self._wake_w = mp.Pipe(duplex=False)  # a submit wakes the collector
+            super().__init__(world, client, stats, urgency)
+        except BaseException:
+            self.pool.close()  # no worker process outlives a preparer that never started
+            raise
 
     def _start(self) -> list[threading.Thread]:
         threads = [threading.Thread(target=self._dispatch, name="tile-dispatch", daemon=True),

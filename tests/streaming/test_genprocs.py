@@ -166,6 +166,18 @@ def test_workers_without_a_shared_table_make_the_same_frames():
     run(main(), timeout_s=600)
 
 
+def test_bad_worker_counts_are_refused_and_close_the_table_they_were_given():
+    from generator.sharedblocks import SharedBlocks
+
+    for kwargs, msg in (({"processes": 0}, "processes must be >= 1, got 0"),
+                        ({"processes": 2, "shard_up": 9}, r"shard_up must be in \[0, 8\] levels, got 9")):
+        table = SharedBlocks.create(1 << 20, 1, 16, "m")
+        assert os.path.exists(table.path)
+        with pytest.raises(ValueError, match=msg):
+            genprocs.GenProcs(spec=None, shared=table, **kwargs)
+        assert not os.path.exists(table.path)  # the refused server's table leaves /dev/shm
+
+
 def test_a_killed_worker_is_started_again_and_its_keys_answered():
     keys = KEYS[World.PLANE]
 
