@@ -14,7 +14,7 @@ Sites: earth, mountains on six continents (none in a region an earlier site's vi
 touched); plane, ``pick_start`` in the anchor tiles around x = 0, 10,000, 20,000 ... km
 east of the origin (as bench/realtime.py picks its two).
 
-    PYTHONPATH=. python bench/realtime_teleports.py --world earth [--gen-procs 2]
+    PYTHONPATH=. python bench/realtime_teleports.py --world earth [--gen-procs 2] [--gen-shared-mb 0|N|auto]
 """
 
 from __future__ import annotations
@@ -90,11 +90,14 @@ def main(argv=None) -> int:
     ap.add_argument("--sites", type=int, default=6, help="teleports in the flight")
     ap.add_argument("--gen-procs", default="0",
                     help="the server's generator processes (0: one thread; auto: serve's default)")
+    ap.add_argument("--gen-shared-mb", default="auto",
+                    help="the generator processes' shared block table (serve --gen-shared-mb: MiB, 0 or auto)")
     ap.add_argument("--fps", type=float, default=30.0)
     args = ap.parse_args(argv)
     world = World.parse(args.world)
     load0 = rt._loadavg()
-    server = ServerProcess(None, world=world.value, refiner="fractal", gen_procs=args.gen_procs)
+    server = ServerProcess(None, world=world.value, refiner="fractal", gen_procs=args.gen_procs,
+                           extra_args=("--gen-shared-mb", str(args.gen_shared_mb)))
     tmp = Path(tempfile.mkdtemp(prefix="teleports-"))
     try:
         if world is World.EARTH:
@@ -119,7 +122,8 @@ def main(argv=None) -> int:
         server.stop()
     tele = s.get("teleport_complete_s") or []
     done = [x for x in tele if x is not None]
-    out = {"world": world.value, "gen_procs": args.gen_procs, "sites": sites, "loadavg": [load0, rt._loadavg()],
+    out = {"world": world.value, "gen_procs": args.gen_procs, "gen_shared_mb": args.gen_shared_mb, "sites": sites,
+           "loadavg": [load0, rt._loadavg()],
            "teleport_complete_s": tele, "teleport_coarse_s": s.get("teleport_coarse_s"),
            "median_s": round(statistics.median(done), 3) if done else None,
            "within_1s": sum(1 for x in done if x <= 1.0), "never": len(tele) - len(done),

@@ -70,8 +70,10 @@ SHARED_MIN_PROCS = 2
 def auto_shared_bytes(gen_procs: int, gpu: bool = False) -> int:
     """``serve --gen-shared-mb auto``: ``DEFAULT_SHARED_BYTES`` with ``SHARED_MIN_PROCS`` or more
     generator workers of a CPU refiner, else none. ``gpu``: workers that call a learned backend
-    on a GPU (16-sample blocks, host work a block a fraction of the fractal's): none until it
-    is measured there (``bench/throughput_device.sh`` with ``TP_ARGS="--gen-shared-mb 0 256"``).
+    on a GPU (16-sample blocks, host work a block a fraction of the fractal's): none. Measured
+    on an H100 (16 workers x 3 backends, plane, ``bench/throughput_device.sh`` with
+    ``TP_ARGS="--gen-shared-mb 0 256"``, 2026-12-07): 699.3 uncached tiles/s without the
+    table, 618.2 with it, 16.5 -> 21.2 server CPU ms a tile.
     On the 2-core box (2 workers, fractal, six alternated pairs) the table made more uncached
     tiles a second in 5 of 6 plane pairs (mean 159.8 -> 180.9) and 4 of 6 earth pairs (108.5 ->
     110.7), once a miss took no lock; with 8 workers more in every pair (plane 125.3 -> 150.2,
