@@ -246,3 +246,25 @@ def test_a_flight_whose_place_processes_cannot_start_places_on_a_thread(monkeypa
         assert "spawn is not allowed here" in caplog.text
     finally:
         flight.close()
+
+
+def test_a_preparer_whose_threads_cannot_start_leaves_no_place_process(monkeypatch):
+    import viewer.flight as vf
+    import viewer.placepool as pp
+
+    pools = []
+    real_init = pp.PlacePool.__init__
+
+    def keep(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        pools.append(self)
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(pp.PlacePool, "__init__", keep)
+    monkeypatch.setattr(vf._PoolPreparer, "_start", refuse)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        vf._PoolPreparer(World.PLANE, None, None, procs=1)
+    (pool,) = pools
+    assert pool._procs and all(p is None or not p.is_alive() for p in pool._procs)  # closed, none left
