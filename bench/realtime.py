@@ -99,12 +99,13 @@ def bench_path(world: World, sites, quick: bool) -> dict:
 
 
 def fly(url: str, world: World, path_file: Path, out: Path, *, realtime: bool, frames: int, fps: float,
-        size, gl: bool, place_procs: int | None = None) -> dict:
+        size, gl: bool, place_procs: int | None = None, guess_levels: int | None = None) -> dict:
     from viewer.app import FlyOptions, run_fly
 
     opts = FlyOptions(world=world.value, frames=frames, fps=fps, out_dir=out, size=size, path_file=str(path_file),
                       realtime=realtime, lockstep=not realtime, gl=gl, write_png=False, write_mp4=False,
-                      max_wait_s=120.0, place_procs=place_procs)
+                      max_wait_s=120.0, place_procs=place_procs,
+                      **({} if guess_levels is None else {"guess_levels": guess_levels}))
     t = time.perf_counter()
     run_fly(opts, url=url)
     stats = json.loads((out / "stats.json").read_text())
@@ -175,6 +176,8 @@ def main(argv=None) -> int:
     ap.add_argument("--refiner", default="fractal", help="the server's refiner (fractal, learned, bicubic)")
     ap.add_argument("--place-procs", type=int, default=None,
                     help="the client's tile decode/place processes (fly --place-procs; default auto)")
+    ap.add_argument("--guess-levels", type=int, default=None,
+                    help="the client's guesses below known tiles (fly --guess-levels; default the viewer's)")
     ap.add_argument("--cached", action="store_true",
                     help="also fly the realtime path again against the same server (its tiles cached): the "
                          "client's floor")
@@ -210,14 +213,15 @@ def main(argv=None) -> int:
             path_file.write_text(json.dumps(doc))
             duration = doc["keyframes"][-1]["t"]
             rt = fly(server.url, world, path_file, tmp / f"{world.value}-rt", realtime=True,
-                     frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl, place_procs=place_procs)
+                     frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl, place_procs=place_procs,
+                     guess_levels=args.guess_levels)
             rt["server_cpu_s"] = round(server.cpu_s(), 1)
             rt["server"] = server_counters(server.url)
             cached = None
             if args.cached:  # the same flight, every tile now in the server's LRU
                 cached = fly(server.url, world, path_file, tmp / f"{world.value}-rt-cached", realtime=True,
                              frames=int(duration * args.fps), fps=args.fps, size=size, gl=gl,
-                             place_procs=place_procs)
+                             place_procs=place_procs, guess_levels=args.guess_levels)
             n_lock = 6 if args.quick else 20
             lock = fly(server.url, world, path_file, tmp / f"{world.value}-lock", realtime=False,
                        frames=n_lock, fps=n_lock / duration, size=size, gl=gl)
@@ -229,7 +233,7 @@ def main(argv=None) -> int:
             runs["sim 5000/s"] = sim(world, 5000.0, args.quick)
         load1 = _loadavg()
         results[world.value] = {"sites": sites, "gl": gl, "refiner": args.refiner, "path_s": duration,
-                                "place_procs": place_procs,
+                                "place_procs": place_procs, "guess_levels": args.guess_levels,
                                 "loadavg": [load0, load1],
                                 **{k: {kk: v.get(kk) for kk in KEYS + ("server_cpu_s", "server") if kk in v}
                                    for k, v in runs.items()}}

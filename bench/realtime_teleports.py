@@ -92,6 +92,8 @@ def main(argv=None) -> int:
                     help="the server's generator processes (0: one thread; auto: serve's default)")
     ap.add_argument("--gen-shared-mb", default="auto",
                     help="the generator processes' shared block table (serve --gen-shared-mb: MiB, 0 or auto)")
+    ap.add_argument("--guess-levels", type=int, default=None,
+                    help="the client's guesses below known tiles (fly --guess-levels; default the viewer's)")
     ap.add_argument("--fps", type=float, default=30.0)
     args = ap.parse_args(argv)
     world = World.parse(args.world)
@@ -115,14 +117,15 @@ def main(argv=None) -> int:
         path_file.write_text(json.dumps(doc))
         duration = doc["keyframes"][-1]["t"]
         s = rt.fly(server.url, world, path_file, tmp / "rt", realtime=True, frames=int(duration * args.fps),
-                   fps=args.fps, size=(1920, 1080), gl=False)
+                   fps=args.fps, size=(1920, 1080), gl=False, guess_levels=args.guess_levels)
         s["server_cpu_s"] = round(server.cpu_s(), 1)
         s["server"] = rt.server_counters(server.url)
     finally:
         server.stop()
     tele = s.get("teleport_complete_s") or []
     done = [x for x in tele if x is not None]
-    out = {"world": world.value, "gen_procs": args.gen_procs, "gen_shared_mb": args.gen_shared_mb, "sites": sites,
+    out = {"world": world.value, "gen_procs": args.gen_procs, "gen_shared_mb": args.gen_shared_mb,
+           "guess_levels": args.guess_levels, "sites": sites,
            "loadavg": [load0, rt._loadavg()],
            "teleport_complete_s": tele, "teleport_coarse_s": s.get("teleport_coarse_s"),
            "median_s": round(statistics.median(done), 3) if done else None,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime import wire
+from runtime.lod.selection import SPECULATIVE_LEVELS
 from runtime.tiles import ANCHOR_LEVEL, TileKey, World
 from viewer.flight import Flight, FlightOptions, start_in_process, stop_in_process
 from viewer.paths import CameraPath, Keyframe, Pose, camera_for, default_path, pick_start
@@ -61,6 +62,7 @@ class FlyOptions:
     loading_max_s: float = 10.0    # realtime: longest loading screen (first view complete) before the clock starts
     gl: bool = True                # False: GL-free (NullRenderer: the CPU side of uploads, no pixels)
     place_procs: int | None = None  # realtime: tile decode/place worker processes (None: viewer.placepool.auto_procs)
+    guess_levels: int = SPECULATIVE_LEVELS  # tiles asked for down to this many levels below known data
 
     @property
     def flight(self) -> FlightOptions:
@@ -71,8 +73,9 @@ class FlyOptions:
             procs = auto_procs() if self.place_procs is None else self.place_procs
             return FlightOptions(self.error_target_px, self.cache_bytes, self.geomorph, realtime=True,
                                  max_uploads_per_frame=REALTIME_UPLOADS_PER_FRAME,
-                                 upload_budget_ms=REALTIME_UPLOAD_BUDGET_MS, place_procs=procs)
-        return FlightOptions(self.error_target_px, self.cache_bytes, self.geomorph)
+                                 upload_budget_ms=REALTIME_UPLOAD_BUDGET_MS, place_procs=procs,
+                                 guess_levels=self.guess_levels)
+        return FlightOptions(self.error_target_px, self.cache_bytes, self.geomorph, guess_levels=self.guess_levels)
 
 
 REALTIME_UPLOADS_PER_FRAME = 32

@@ -26,7 +26,7 @@ from runtime import wire
 from runtime.geometry import geodetic_to_ecef
 from runtime.heights import TileSurface, height_at
 from runtime.lod.scheduler import SchedulerOptions
-from runtime.lod.selection import SelectionOptions, TileInfo, View
+from runtime.lod.selection import SPECULATIVE_LEVELS, SelectionOptions, TileInfo, View
 from runtime.lod.streamer import StreamerOptions, TileStreamer
 from runtime.tiles import TileKey, World, neighbour, skirt_depth_for
 from runtime.tin import (
@@ -59,6 +59,7 @@ class FlightOptions:
     upload_budget_ms: float | None = None  # realtime: frame time for new uploads (count from their measured cost)
     reupload_budget_ms: float = 6.0     # realtime: frame time for deferred re-uploads (stitch, morph)
     place_procs: int = 0                # realtime: decode and place tiles in this many worker processes (0: a thread)
+    guess_levels: int | None = SPECULATIVE_LEVELS  # tiles asked for down to this many levels below known data
 
 
 @dataclass
@@ -376,7 +377,8 @@ class Flight:
         self.renderer = renderer
         self.options = options
         self.streamer = TileStreamer(world, StreamerOptions(
-            selection=SelectionOptions(error_target_px=options.error_target_px),
+            selection=SelectionOptions(error_target_px=options.error_target_px,
+                                       speculative_levels=options.guess_levels),
             scheduler=SchedulerOptions(max_uploads_per_frame=options.max_uploads_per_frame),
             cache_bytes=options.cache_bytes))
         self.stats = FlightStats()

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import streaming.cli.args as A
+from runtime.lod.selection import SPECULATIVE_LEVELS
 from runtime.tiles import World
 from streaming.cli.compose import build_server
 
@@ -31,7 +32,8 @@ def cmd_fly(args) -> int:
                       teleport_heading_deg=90.0 if args.heading is None else args.heading,
                       teleport_pitch_deg=-10.0 if args.pitch is None else args.pitch,
                       hud=args.hud, geomorph=not args.no_geomorph, error_target_px=args.error_target_px,
-                      realtime=args.realtime, loading_max_s=args.loading_max_s, place_procs=args.place_procs)
+                      realtime=args.realtime, loading_max_s=args.loading_max_s, place_procs=args.place_procs,
+                      guess_levels=args.guess_levels)
     if args.server:  # a client-only install (no torch) flies this way
         return run_fly(opts, url=args.server)
     server = build_server(args.world, args.seed, args.refiner, args.token, features=args.features)
@@ -70,6 +72,10 @@ def register(sub) -> None:
     sp.add_argument("--loading-max-s", type=A.float_in(0.0, 600.0, "loading time"), default=10.0, metavar="S",
                     help="with --realtime: the loading screen holds the first pose until its view is complete "
                          "at the error target, at most S seconds, before the flight clock starts (default 10)")
+    sp.add_argument("--guess-levels", type=A.int_in(0, 20, "guess levels"), default=SPECULATIVE_LEVELS, metavar="N",
+                    help="ask for tiles down to N levels below the deepest ones whose heights have arrived "
+                         f"(default {SPECULATIVE_LEVELS}; deeper fills a new view in fewer round trips where the "
+                         "server has cores to spare, and asks for more tiles the view may not need)")
     sp.add_argument("--features", action="store_true",
                     help="in-process server: serve and draw the feature layer (land cover, buildings, trees)")
     sp.add_argument("--token", default=None)

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,31 @@ def test_the_video_keeps_the_frame_size(tmp_path):
         reader.close()
     assert first.shape == (54, 100, 3)
     assert abs(int(first[27, 10, 0]) - 200) < 24 and int(first[27, 80].max()) < 24  # the bar, then black
+
+
+def test_guess_levels_reach_the_selection_and_bad_values_are_refused(capsys):
+    from runtime.lod.selection import SPECULATIVE_LEVELS
+    from streaming.cli import build_parser
+    from viewer.app import FlyOptions
+    from viewer.flight import Flight
+    from viewer.realtime import NullRenderer
+
+    class Client:
+        def poll(self):
+            return []
+
+        def wait(self, timeout_s):
+            time.sleep(timeout_s)
+
+    assert build_parser().parse_args(["fly"]).guess_levels == SPECULATIVE_LEVELS
+    args = build_parser().parse_args(["fly", "--guess-levels", "4"])
+    for realtime in (False, True):
+        opts = FlyOptions(guess_levels=args.guess_levels, realtime=realtime, place_procs=0)
+        flight = Flight("plane", Client(), NullRenderer((32, 32)), opts.flight)
+        try:
+            assert flight.streamer.options.selection.speculative_levels == 4
+        finally:
+            flight.close()
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["fly", "--guess-levels", "-1"])
+    assert info.value.code == 2 and "guess levels" in capsys.readouterr().err
