@@ -51,6 +51,7 @@ import flight as simflight  # noqa: E402  (bench/flight.py)
 from serve import ServerProcess  # noqa: E402  (bench/serve.py)
 
 from runtime import wire  # noqa: E402
+from runtime.lod.selection import SPECULATIVE_LEVELS  # noqa: E402
 from runtime.tiles import ANCHOR_LEVEL, METRES_PER_DEGREE, TileKey, World  # noqa: E402
 from viewer.paths import pick_start  # noqa: E402
 
@@ -99,13 +100,12 @@ def bench_path(world: World, sites, quick: bool) -> dict:
 
 
 def fly(url: str, world: World, path_file: Path, out: Path, *, realtime: bool, frames: int, fps: float,
-        size, gl: bool, place_procs: int | None = None, guess_levels: int | None = None) -> dict:
+        size, gl: bool, place_procs: int | None = None, guess_levels: int = SPECULATIVE_LEVELS) -> dict:
     from viewer.app import FlyOptions, run_fly
 
     opts = FlyOptions(world=world.value, frames=frames, fps=fps, out_dir=out, size=size, path_file=str(path_file),
                       realtime=realtime, lockstep=not realtime, gl=gl, write_png=False, write_mp4=False,
-                      max_wait_s=120.0, place_procs=place_procs,
-                      **({} if guess_levels is None else {"guess_levels": guess_levels}))
+                      max_wait_s=120.0, place_procs=place_procs, guess_levels=guess_levels)
     t = time.perf_counter()
     run_fly(opts, url=url)
     stats = json.loads((out / "stats.json").read_text())
@@ -176,8 +176,8 @@ def main(argv=None) -> int:
     ap.add_argument("--refiner", default="fractal", help="the server's refiner (fractal, learned, bicubic)")
     ap.add_argument("--place-procs", type=int, default=None,
                     help="the client's tile decode/place processes (fly --place-procs; default auto)")
-    ap.add_argument("--guess-levels", type=int, default=None,
-                    help="the client's guesses below known tiles (fly --guess-levels; default the viewer's)")
+    ap.add_argument("--guess-levels", type=int, default=SPECULATIVE_LEVELS,
+                    help=f"the client's guesses below known tiles (fly --guess-levels; default {SPECULATIVE_LEVELS})")
     ap.add_argument("--cached", action="store_true",
                     help="also fly the realtime path again against the same server (its tiles cached): the "
                          "client's floor")

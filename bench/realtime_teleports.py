@@ -35,6 +35,7 @@ import realtime as rt  # noqa: E402  (bench/realtime.py)
 from serve import ServerProcess  # noqa: E402  (bench/serve.py)
 
 from runtime import wire  # noqa: E402
+from runtime.lod.selection import SPECULATIVE_LEVELS  # noqa: E402
 from runtime.tiles import ANCHOR_LEVEL, TileKey, World  # noqa: E402
 from viewer.paths import pick_start  # noqa: E402
 
@@ -92,8 +93,8 @@ def main(argv=None) -> int:
                     help="the server's generator processes (0: one thread; auto: serve's default)")
     ap.add_argument("--gen-shared-mb", default="auto",
                     help="the generator processes' shared block table (serve --gen-shared-mb: MiB, 0 or auto)")
-    ap.add_argument("--guess-levels", type=int, default=None,
-                    help="the client's guesses below known tiles (fly --guess-levels; default the viewer's)")
+    ap.add_argument("--guess-levels", type=int, default=SPECULATIVE_LEVELS,
+                    help=f"the client's guesses below known tiles (fly --guess-levels; default {SPECULATIVE_LEVELS})")
     ap.add_argument("--fps", type=float, default=30.0)
     args = ap.parse_args(argv)
     world = World.parse(args.world)

@@ -184,13 +184,16 @@ class GenProcs:
         each worker opens its own. ``shared``: the workers' shared block table
         (``generator.sharedblocks.SharedBlocks``, handed to them by ``spec.open_source``), closed
         (its file removed) here."""
-        bad = (f"processes must be >= 1, got {processes}" if processes < 1 else
-               f"shard_up must be in [0, 8] levels, got {shard_up}" if not 0 <= shard_up <= 8 else None)
-        if bad is not None:  # what was handed in is owned here from the start: closed, then refused
+        try:
+            if processes < 1:
+                raise ValueError(f"processes must be >= 1, got {processes}")
+            if not 0 <= shard_up <= 8:
+                raise ValueError(f"shard_up must be in [0, 8] levels, got {shard_up}")
+        except ValueError:  # what was handed in is owned here from the start: closed, then refused
             for owned in (shared, backend):
                 if owned is not None:
                     owned.close()
-            raise ValueError(bad)
+            raise
         self.shards = processes
         self.shard_up = shard_up
         self.spec = spec
