@@ -97,6 +97,11 @@ class TrainConfig:
     deep_batch: int = 8
     deep_start: int = 12
     deep_relief_weight: float = 0.0  # x |ln (p95 - p5) ratio| per level (the evaluation's relief ratio)
+    # > 0: the conditional critic judges every deep level of >= DEEP_ADV_MIN samples too (each
+    # child's detail over its own parent's cubic base against the real level's over the real
+    # parent's): the generator's term is this x the mean over those levels of -critic(fake),
+    # ramped in like adv_weight; the critic trains on those pairs beside the x4 ones.
+    deep_adv_weight: float = 0.0
     cond_blur: float = 0.0  # probability of smoothing a start parent (binomial, random mix)
     cond_noise: float = 0.0  # std of noise added to start parents, in units of A(parent spacing)
     hurst_fine: float = 0.0  # > 0: amplitude law exponent below fine_break_m (model config)
@@ -452,8 +457,12 @@ def slope_w1_deg(fake: torch.Tensor, real: torch.Tensor, spacing_m: torch.Tensor
     return (torch.sort(slopes(fake), 1)[0] - torch.sort(slopes(real), 1)[0]).abs().mean()
 
 
+DEEP_ADV_MIN = 32
+"""Smallest deep level (samples a side) the critic judges: the PatchGAN's receptive field."""
+
+
 def deep_cascade_losses(net, reals, present, spacing_m, cfg: TrainConfig, gen: torch.Generator,
-                        border: int = 2):
+                        border: int = 2, critic=None, adv_scale: float = 0.0):
     """The evaluation's cascade, trained: reals = the real fields of levels 0..K of one crop
     (data.CascadeSampler with margin 0: level j is the final field decimated by 2^(K-j)),
     spacing_m (B,) of level K. Level 0 (real, not degraded: the evaluation's start) is refined
@@ -463,13 +472,20 @@ def deep_cascade_losses(net, reals, present, spacing_m, cfg: TrainConfig, gen: t
     the per-octave spectral term (levels of >= 32 samples), the slope distribution's W1
     (degrees / 5) and ``deep_relief_weight`` x |ln| of the relief ratio (p95 - p5, the
     evaluation's); the low-pass L1 (4x4 mean of the error / A(s)) only at level 1, whose parent
-    is real (later, it would pull the coarse levels' detail to the conditional mean)."""
+    is real (later, it would pull the coarse levels' detail to the conditional mean). With a
+    ``critic`` and ``cfg.deep_adv_weight`` > 0, the adversarial term at every level of >=
+    DEEP_ADV_MIN samples (``adv_scale`` x weight x mean of -critic(fake)).
+
+    Returns (terms, pairs): pairs = [(critic input of the real level, of the generated one)]
+    for the critic's step (empty without the adversarial term)."""
     levels = len(reals) - 1
+    judged = critic is not None and cfg.deep_adv_weight > 0
     m = net.config.margin
     pres2 = present[:, 1:]
     mask, hmask = _masks(present), present[:, 0] > 0
     x, b = reals[0], border
     lowpass, spectral, slope, relief = x.new_zeros(()), x.new_zeros(()), x.new_zeros(()), x.new_zeros(())
+    adv, pairs = x.new_zeros(()), []
     for j in range(1, levels + 1):
         s_j = spacing_m * (1 << (levels - j))
         xp = mirror_pad(x, m)
@@ -491,10 +507,24 @@ def deep_cascade_losses(net, reals, present, spacing_m, cfg: TrainConfig, gen: t
             if fh.shape[-1] >= 32:
                 a = amp[hmask, 0]
                 spectral = spectral + spectral_loss(fh / a, rh / a, torch.ones_like(hmask[hmask]))
+        if judged and child.shape[-1] >= DEEP_ADV_MIN:
+            n = (child.shape[-1] + 1) // 2
+            zeros = torch.zeros(x.shape[0], 5, 3, n, n, device=x.device)
+            with torch.no_grad():
+                base_fake = net.assemble(xp, zeros, s_j)
+                base_real = net.assemble(mirror_pad(reals[j - 1], m), zeros, s_j)
+            x_fake = critic_input(net, child, base_fake, s_j, present)
+            pairs.append((critic_input(net, real, base_real, s_j, present), x_fake))
+            adv = adv - critic(x_fake).mean()
         x = child
-    total = cfg.lowpass_weight * lowpass + cfg.spectral_weight * spectral + slope + cfg.deep_relief_weight * relief
-    return {"d_total": total, "d_lowpass": lowpass, "d_spectral": spectral / levels, "d_slope": slope / levels,
-            "d_relief": relief / levels}
+    adv = adv / max(len(pairs), 1)
+    total = (cfg.lowpass_weight * lowpass + cfg.spectral_weight * spectral + slope + cfg.deep_relief_weight * relief
+             + adv_scale * cfg.deep_adv_weight * adv)
+    terms = {"d_total": total, "d_lowpass": lowpass, "d_spectral": spectral / levels, "d_slope": slope / levels,
+             "d_relief": relief / levels}
+    if judged:
+        terms["d_adv"] = adv
+    return terms, pairs
 
 
 @torch.no_grad()
@@ -709,9 +739,11 @@ def train(cfg: TrainConfig, model_cfg: RefinerConfig | None = None, resume: bool
             pairs.append((cx_real, cx_fake))
         if dbatch is not None:
             dreals, dpres, dspace, _ = _cascade_to(dbatch, device)
-            dterms = deep_cascade_losses(net, dreals, dpres, dspace, cfg, gen)
+            dterms, dpairs = deep_cascade_losses(net, dreals, dpres, dspace, cfg, gen, critic=critic,
+                                                 adv_scale=adv_scale)
             total = total + cfg.deep_weight * dterms["d_total"]
             terms.update(dterms)
+            pairs.extend(dpairs)
         opt_g.zero_grad(set_to_none=True)
         total.backward()
         opt_g.step()

@@ -341,8 +341,9 @@ def test_deep_cascade_refines_the_evaluations_crops_and_trains(tmp_path):
     net = RefinerNet(RefinerConfig(width=8, dilations=(1, 2), noise_channels=2))
     reals = [torch.from_numpy(a) for a in b.levels]
     gen = torch.Generator().manual_seed(0)
-    terms = deep_cascade_losses(net, reals, torch.from_numpy(b.present), torch.from_numpy(b.spacing_m),
-                                TrainConfig(spectral_weight=1.0, deep_relief_weight=1.0), gen)
+    terms, pairs = deep_cascade_losses(net, reals, torch.from_numpy(b.present), torch.from_numpy(b.spacing_m),
+                                       TrainConfig(spectral_weight=1.0, deep_relief_weight=1.0), gen)
+    assert pairs == [] and "d_adv" not in terms  # no critic, no adversarial term
     assert all(torch.isfinite(v) for v in terms.values())
     assert all(float(terms[k].detach()) > 0 for k in ("d_spectral", "d_slope", "d_relief"))
     terms["d_total"].backward()
@@ -357,6 +358,45 @@ def test_deep_cascade_refines_the_evaluations_crops_and_trains(tmp_path):
             if "d_lowpass" in r]
     assert len(hist) == 6 and all(np.isfinite(r["d_total"]) for r in hist)
     assert hist[-1]["d_total"] < hist[0]["d_total"]
+
+
+def test_the_critic_judges_every_deep_level_wide_enough(tmp_path):
+    """--deep-adv-weight: the critic sees each deep level of >= DEEP_ADV_MIN samples (the real
+    level over the real parent's base against the generated one over its own parent's), its
+    term reaches the stem through the levels above, and a short run with it trains."""
+    from generator.learned.data import CascadeSampler, load_corpus
+    from generator.learned.model import PatchDiscriminator
+    from generator.learned.train import CRITIC_INPUTS, DEEP_ADV_MIN, critic_input, deep_cascade_losses, mirror_pad
+
+    path = _cascadewalk_corpus(tmp_path)
+    b = CascadeSampler(load_corpus(path), 6, 0, 4, "train").sample(np.random.default_rng(0), 2)
+    net = RefinerNet(RefinerConfig(width=8, dilations=(1, 2), noise_channels=2))
+    critic = PatchDiscriminator(CRITIC_INPUTS)
+    reals = [torch.from_numpy(a) for a in b.levels]
+    present, spacing = torch.from_numpy(b.present), torch.from_numpy(b.spacing_m)
+    cfg = TrainConfig(spectral_weight=1.0, deep_adv_weight=0.5)
+    terms, pairs = deep_cascade_losses(net, reals, present, spacing, cfg, torch.Generator().manual_seed(0),
+                                       critic=critic, adv_scale=1.0)
+    sizes = [a.shape[-1] for a in b.levels[1:] if a.shape[-1] >= DEEP_ADV_MIN]
+    assert sizes == [41, 81] and [p[0].shape[-1] for p in pairs] == sizes
+    # the real side: level j's real field over the cubic base of the real level j - 1
+    last = reals[-1]
+    n = (last.shape[-1] + 1) // 2
+    base = net.assemble(mirror_pad(reals[-2], net.config.margin), torch.zeros(2, 5, 3, n, n), spacing)
+    torch.testing.assert_close(pairs[-1][0], critic_input(net, last, base, spacing, present))
+    assert torch.isfinite(terms["d_adv"])
+    net.zero_grad()
+    terms["d_adv"].backward()
+    assert net.stem.weight.grad is not None and net.stem.weight.grad.abs().sum() > 0
+
+    cfg = TrainConfig(corpus=str(path), out=str(tmp_path / "run"), steps=8, minutes=5.0, batch=4, cells=6,
+                      log_every=4, val_every=8, val_batches=1, warmup_steps=4, deep_weight=1.0,
+                      deep_levels="3", deep_batch=2, deep_start=6, deep_adv_weight=0.5)
+    torch.manual_seed(0)
+    last = train(cfg, RefinerConfig(width=8, dilations=(1, 2), noise_channels=2), resume=False, log=lambda s: None)
+    hist = [r for r in json.loads(torch.load(last, map_location="cpu", weights_only=True)["history"])
+            if "d_adv" in r]
+    assert len(hist) == 2 and all(np.isfinite(r["d_adv"]) and np.isfinite(r["d"]) for r in hist)
 
 
 def test_slope_w1_is_the_evaluations_measure():
