@@ -88,6 +88,18 @@ COARSE_FACTOR = 8.0
 """``teleport_coarse_s``: a view within this factor of the error target (3 levels)."""
 
 
+def pace(deadline: float, clock=time.perf_counter, sleep=time.sleep) -> bool:
+    """Sleep until ``deadline`` (``clock`` seconds); False, without sleeping, when it has
+    passed. The clock is read once: reading it again between the check and the sleep can
+    pass the deadline meanwhile, and ``time.sleep`` of a negative length raises (a real-time
+    flight died so, 2026-12-08)."""
+    wait = deadline - clock()
+    if wait <= 0:
+        return False
+    sleep(wait)
+    return True
+
+
 def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) -> dict:
     """Fly ``path`` on the wall clock for ``opts.frames / opts.fps`` seconds of path time.
 
@@ -192,10 +204,7 @@ def realtime_loop(opts, world: World, path: CameraPath, flight: Flight, record) 
             prev_pos, prev_t = cam.position_m, now
             i += 1
             # Pace at fps at most: the time left is the server's and the tile threads'.
-            nxt = t0 + i * frame_s
-            if nxt > time.perf_counter():
-                time.sleep(nxt - time.perf_counter())
-            else:
+            if not pace(t0 + i * frame_s):
                 i = max(i, int((time.perf_counter() - t0) / frame_s))  # behind: frame numbers follow the clock
         return {
             "teleport_complete_s": [None if d is None else round(d, 3) for d in done],

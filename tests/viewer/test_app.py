@@ -81,6 +81,19 @@ def test_headless_realtime_follows_the_wall_clock_and_times_the_teleport(tmp_pat
     assert s["gc_frozen"] > 10_000 and gc.get_freeze_count() == 0
 
 
+def test_the_frame_pacing_reads_the_clock_once():
+    """A frame that ends just before its deadline sleeps what was left when the clock was read
+    (before, a second read could land past the deadline: time.sleep(negative) raised and ended a
+    real-time flight); one that ends after it does not sleep."""
+    from viewer.realtime import pace
+
+    slept = []
+    ticks = iter([9.999999, 10.5])  # a second read would be past the deadline
+    assert pace(10.0, clock=lambda: next(ticks), sleep=slept.append) is True
+    assert slept == [pytest.approx(1e-6)]
+    assert pace(10.0, clock=lambda: 10.0, sleep=slept.append) is False and len(slept) == 1
+
+
 def test_the_video_keeps_the_frame_size(tmp_path):
     """960 x 540 (the default fly) is not a multiple of 8 or 16: the MP4 keeps the frames' size
     (no stretch to 960 x 544) and their content."""
