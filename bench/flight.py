@@ -19,6 +19,7 @@ count from there. Last line: one JSON object.
 
     python bench/flight.py --quick          # plane + earth, 5,000 tiles/s, 5 ms (< 1 min)
     python bench/flight.py                  # full matrix: 5/50 ms x 100/5,000 tiles/s
+    python bench/flight.py --quick --source 110:700 --guess-levels 2 4 8   # the client's guess depth
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime.geometry import east_north_up, geodetic_to_ecef, geometry_for  # noqa: E402
 from runtime.lod.camera import Camera  # noqa: E402
-from runtime.lod.selection import SelectionOptions, TileInfo, View  # noqa: E402
+from runtime.lod.selection import SPECULATIVE_LEVELS, SelectionOptions, TileInfo, View  # noqa: E402
 from runtime.lod.streamer import StreamerOptions, TileStreamer  # noqa: E402
 from runtime.tiles import METRES_PER_DEGREE, T, TileKey, World, level_error_m, spacing_deg, spacing_m  # noqa: E402
 
@@ -197,10 +198,12 @@ def pose_to_camera(world: World, pose: Pose) -> tuple[Camera, np.ndarray]:
 # --- one case -----------------------------------------------------------------------------------
 
 
-def run_case(world: World, latency_s: float, tiles_per_s: float, quick: bool) -> dict:
+def run_case(world: World, latency_s: float, tiles_per_s: float, quick: bool,
+             guess_levels: int | None = SPECULATIVE_LEVELS) -> dict:
     terrain = Terrain(world)
     source = SimulatedSource(terrain, latency_s, tiles_per_s)
-    options = StreamerOptions(selection=SelectionOptions(error_target_px=2.0, max_level=20))
+    options = StreamerOptions(selection=SelectionOptions(error_target_px=2.0, max_level=20,
+                                                         speculative_levels=guess_levels))
     streamer = TileStreamer(world, options)
     poses = script(quick)
     cams = [pose_to_camera(world, p) for p in poses]
@@ -269,7 +272,8 @@ def run_case(world: World, latency_s: float, tiles_per_s: float, quick: bool) ->
         leaves_only_holes += naive_hole
         select_ms.append(res.select_s * 1e3)
 
-    return dict(world=world.value, latency_ms=latency_s * 1e3, tiles_per_s=tiles_per_s, frames=len(poses),
+    return dict(world=world.value, latency_ms=latency_s * 1e3, tiles_per_s=tiles_per_s, guess_levels=guess_levels,
+                frames=len(poses),
                 boot_s=boot_s, hole_frames=hole_frames, frames_over_error_target=over_frames,
                 leaves_only_hole_frames=leaves_only_holes, teleport_complete_s=teleport_complete_s,
                 select_ms_p50=float(np.median(select_ms)), select_ms_p95=float(np.percentile(select_ms, 95)),
@@ -279,6 +283,7 @@ def run_case(world: World, latency_s: float, tiles_per_s: float, quick: bool) ->
 
 def print_case(r: dict) -> None:
     print(f"\n== {r['world']}  latency {r['latency_ms']:.0f} ms  {r['tiles_per_s']:.0f} tiles/s  "
+          f"guesses {r['guess_levels']} levels deep  "
           f"(boot {r['boot_s']:.2f} s, {r['tiles_served']} tiles served)")
     hdr = (f"{'phase':22s} {'frames':>6s} {'drawn':>9s} {'grid Mtri':>9s} {'holes':>5s} {'leaves-only':>11s} "
            f"{'>2px':>5s} {'in flight':>9s} {'cache MiB':>9s} {'sel ms p50':>10s}")
@@ -299,23 +304,43 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short flights, 5,000 tiles/s, 5 ms only")
     ap.add_argument("--world", choices=["plane", "earth", "both"], default="both")
+    ap.add_argument("--guess-levels", type=int, nargs="+", default=[SPECULATIVE_LEVELS],
+                    help="the client's speculative levels (fly --guess-levels), one case each")
+    ap.add_argument("--source", nargs="+", metavar="MS:TILES_PER_S",
+                    help="source latencies and rates instead of the default matrix, e.g. 110:700")
     args = ap.parse_args(argv)
     worlds = [World.PLANE, World.EARTH] if args.world == "both" else [World.parse(args.world)]
     configs = [(0.005, 5000.0)]
     if not args.quick:
         configs += [(0.05, 5000.0), (0.005, 100.0), (0.05, 100.0)]
+    if args.source:
+        try:
+            configs = [(float(ms) / 1e3, float(rate)) for ms, rate in (c.split(":") for c in args.source)]
+        except ValueError:
+            ap.error(f"--source wants MS:TILES_PER_S pairs (e.g. 110:700), got {args.source}")
+    if any(g < 0 for g in args.guess_levels):
+        ap.error(f"--guess-levels must be >= 0, got {args.guess_levels}")
     results = []
     for world in worlds:
         for latency_s, rate in configs:
-            r = run_case(world, latency_s, rate, args.quick)
-            print_case(r)
-            results.append(r)
+            for g in args.guess_levels:
+                r = run_case(world, latency_s, rate, args.quick, g)
+                print_case(r)
+                results.append(r)
+    if len(args.guess_levels) > 1:
+        print("\nteleport -> complete view (s) / tiles served over the flight, per guess depth")
+        for world in worlds:
+            for latency_s, rate in configs:
+                cells = [f"{r['guess_levels']:>2}: {r['teleport_complete_s'] or float('nan'):.3f} / {r['tiles_served']}"
+                         for r in results if r["world"] == world.value and r["latency_ms"] == latency_s * 1e3
+                         and r["tiles_per_s"] == rate]
+                print(f"{world.value:6s} {latency_s * 1e3:5.0f} ms {rate:6.0f}/s   " + "   ".join(cells))
     fast = [r for r in results if r["latency_ms"] == 5 and r["tiles_per_s"] == 5000]
     tele = [r["teleport_complete_s"] for r in fast]
     summary = dict(
         hole_frames=sum(r["hole_frames"] for r in results),
         frames_over_error_target=sum(r["frames_over_error_target"] for r in results),
-        teleport_complete_s=None if any(t is None for t in tele) else max(tele),
+        teleport_complete_s=max(tele) if tele and all(t is not None for t in tele) else None,
         select_ms_p50=max(r["select_ms_p50"] for r in results),
         leaves_only_hole_frames=sum(r["leaves_only_hole_frames"] for r in results),
         cases=[{k: v for k, v in r.items() if k != "groups"} for r in results],
