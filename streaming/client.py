@@ -113,11 +113,16 @@ class TileClient:
         if self._reader is not None:
             self._reader.cancel()
 
-    async def request(self, keys: Sequence[TileKey], priorities: Sequence[float] | None = None) -> None:
+    async def request(self, keys: Sequence[TileKey], priorities: Sequence[float] | None = None,
+                      pending_only: bool = False) -> None:
+        """Ask for ``keys`` (priorities higher first). ``pending_only``: only re-prioritise
+        those the server still has pending; the others are not asked again."""
         assert self.ws is not None and self.hello is not None
-        self._pending.update(keys)
+        if not pending_only:
+            self._pending.update(keys)
         step = self.hello.limits.get("max_keys_per_request", 256)
         prios = list(priorities) if priorities is not None else [0.0] * len(keys)
+        extra = {"pending_only": True} if pending_only else {}
         for i in range(0, len(keys), step):
             await self.ws.send(
                 P.pack(
@@ -125,18 +130,20 @@ class TileClient:
                         "type": "request",
                         "keys": [P.key_to_wire(k) for k in keys[i : i + step]],
                         "priorities": [float(p) for p in prios[i : i + step]],
+                        **extra,
                     }
                 )
             )
 
     async def reprioritise(self, keys: Sequence[TileKey], priorities: Sequence[float]) -> None:
-        """New priorities (higher first) for keys requested earlier: sent only for those
-        whose tile has not arrived yet. A ``request`` for a key the server has already
-        sent is a new request (the tile comes again), so re-prioritising every frame what
-        is still being decoded or placed would fetch it twice."""
+        """New priorities (higher first) for keys requested earlier whose tile has not
+        arrived yet, sent as a ``pending_only`` request: a plain ``request`` for a key the
+        server has already sent is a new request, and a tile still in transit when its new
+        priority reached the server came twice (about half of an earth teleport flight's
+        duplicate tiles, 2026-12-08)."""
         still = [(k, p) for k, p in zip(keys, priorities, strict=True) if k in self._pending]
         if still:
-            await self.request([k for k, _ in still], [p for _, p in still])
+            await self.request([k for k, _ in still], [p for _, p in still], pending_only=True)
 
     async def cancel(self, keys: Iterable[TileKey]) -> None:
         assert self.ws is not None

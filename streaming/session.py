@@ -236,6 +236,9 @@ class ServerSession:
             raise ProtocolError(
                 ErrorCode.MALFORMED, "request 'priorities' must be finite numbers, one per key"
             )
+        pending_only = msg.get("pending_only", False)
+        if not isinstance(pending_only, bool):
+            raise ProtocolError(ErrorCode.MALFORMED, "request 'pending_only' must be true or false")
         keys = [P.key_from_wire(k, lim, self.world) for k in keys_obj]
         fresh: dict[TileKey, float] = {}
         moved: dict[TileKey, float] = {}
@@ -243,7 +246,7 @@ class ServerSession:
             if k in self.wanted:
                 if self.wanted[k] != float(p):
                     self.wanted[k] = moved[k] = float(p)  # re-prioritised
-            else:
+            elif not pending_only:  # pending_only: a key already sent is not asked again
                 fresh[k] = float(p)  # a key repeated in one request counts once
         new = list(fresh.items())
         if len(self.wanted) + len(new) > lim.max_in_flight:

@@ -82,6 +82,53 @@ def test_request_dedup_priorities_and_credit_flow():
     assert [m["key"] for m in _out(s)] == [[2, 0, 0]]
 
 
+def test_a_pending_only_request_never_asks_for_a_tile_again():
+    """``pending_only``: a key still pending is re-prioritised, one already sent (or never
+    asked) is ignored; before, a new priority that crossed its tile on the wire asked for it
+    again and the tile came twice."""
+    s = _session()
+    _hello(s)
+    s.receive(P.pack({"type": "request", "keys": [[2, 0, 0], [2, 1, 0]]}))
+    s.tile_ready(TileKey(2, 0, 0), tile_frame(TileKey(2, 0, 0), {"x": 0}))
+    assert [m["key"] for m in _out(s)] == [[2, 0, 0]]  # sent: no longer pending
+    (moved,) = s.receive(P.pack({"type": "request", "keys": [[2, 0, 0], [2, 1, 0], [2, 3, 0]],
+                                 "priorities": [5.0, 4.0, 3.0], "pending_only": True}))
+    assert isinstance(moved, Reprioritise) and moved.keys == (TileKey(2, 1, 0),) and moved.priorities == (4.0,)
+    # The same message without the flag asks again for the key already sent (and the new one).
+    (want,) = s.receive(P.pack({"type": "request", "keys": [[2, 0, 0], [2, 3, 0]], "priorities": [5.0, 3.0]}))
+    assert isinstance(want, Want) and want.keys == (TileKey(2, 0, 0), TileKey(2, 3, 0))
+    assert s.receive(P.pack({"type": "request", "keys": [[2, 0, 0]], "pending_only": 1})) == []
+    (err,) = _out(s)
+    assert err["type"] == "error" and err["code"] == "malformed" and "pending_only" in err["message"]
+
+
+def test_the_clients_reprioritise_asks_only_for_pending_tiles():
+    """TileClient.reprioritise sends keys whose tile has not arrived, flagged ``pending_only``
+    (the server then cannot send them twice); a plain request is not flagged."""
+    import asyncio
+
+    from streaming.client import ServerHello, TileClient
+
+    class Socket:
+        def __init__(self):
+            self.sent = []
+
+        async def send(self, frame):
+            self.sent.append(msgpack.unpackb(frame, raw=False))
+
+    async def run():
+        c = TileClient()
+        c.ws, c.hello = Socket(), ServerHello("plane", 7, "m1", 256, {"max_keys_per_request": 64})
+        await c.request([TileKey(2, 0, 0), TileKey(2, 1, 0)], [1.0, 2.0])
+        c._pending.discard(TileKey(2, 0, 0))  # its tile arrived
+        await c.reprioritise([TileKey(2, 0, 0), TileKey(2, 1, 0)], [3.0, 4.0])
+        return c.ws.sent
+
+    plain, moved = asyncio.run(run())
+    assert "pending_only" not in plain and plain["keys"] == [[2, 0, 0], [2, 1, 0]]
+    assert moved["pending_only"] is True and moved["keys"] == [[2, 1, 0]] and moved["priorities"] == [4.0]
+
+
 def test_cancel_drops_queued_and_pending():
     s = _session()
     _hello(s, credits=0)
