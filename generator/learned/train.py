@@ -171,6 +171,19 @@ def critic_input(net: RefinerNet, child, base, spacing_m, present) -> torch.Tens
 CRITIC_INPUTS = 5 + 2 + 3 + 3 + 1
 
 
+def critic_pair(net: RefinerNet, parent_fake, parent_real, child, real, spacing_m, present):
+    """(critic input of ``real`` over the cubic base of ``parent_real``, of the generated
+    ``child`` over that of its own ``parent_fake``): one level's pair for the critic. The
+    parents carry the net's margin; the bases are constants (no gradient)."""
+    n = (child.shape[-1] + 1) // 2
+    zeros = torch.zeros(child.shape[0], 5, 3, n, n, device=child.device)
+    with torch.no_grad():
+        base_fake = net.assemble(parent_fake, zeros, spacing_m)
+        base_real = net.assemble(parent_real, zeros, spacing_m)
+    return (critic_input(net, real, base_real, spacing_m, present),
+            critic_input(net, child, base_fake, spacing_m, present))
+
+
 def _context_to(packed, device):
     """Packed uint8 context (numpy) -> (B, 15, h, w) float32 on ``device`` (None stays None)."""
     return None if packed is None else unpack_context_torch(torch.from_numpy(packed).to(device, non_blocking=True))
@@ -418,13 +431,7 @@ def cascade_losses(net, critic, reals, present, spacing_m, cfg: TrainConfig,
                 lr = octave_log_power(real[hmask, 0] / amp[hmask, 0])
                 ratios.append((lf - lr).mean(0))
         if j == levels:
-            n = (child.shape[-1] + 1) // 2
-            zeros = torch.zeros(x.shape[0], 5, 3, n, n, device=x.device)
-            with torch.no_grad():
-                base_fake = net.assemble(x, zeros, s_j)
-                base_real = net.assemble(reals[j - 1], zeros, s_j)
-            x_fake = critic_input(net, child, base_fake, s_j, present)
-            x_real = critic_input(net, real, base_real, s_j, present)
+            x_real, x_fake = critic_pair(net, x, reals[j - 1], child, real, s_j, present)
             adv = -critic(x_fake).mean()
         x = child
     total = cfg.lowpass_weight * lowpass + cfg.spectral_weight * spectral + adv_scale * cfg.adv_weight * adv
@@ -508,14 +515,8 @@ def deep_cascade_losses(net, reals, present, spacing_m, cfg: TrainConfig, gen: t
                 a = amp[hmask, 0]
                 spectral = spectral + spectral_loss(fh / a, rh / a, torch.ones_like(hmask[hmask]))
         if judged and child.shape[-1] >= DEEP_ADV_MIN:
-            n = (child.shape[-1] + 1) // 2
-            zeros = torch.zeros(x.shape[0], 5, 3, n, n, device=x.device)
-            with torch.no_grad():
-                base_fake = net.assemble(xp, zeros, s_j)
-                base_real = net.assemble(mirror_pad(reals[j - 1], m), zeros, s_j)
-            x_fake = critic_input(net, child, base_fake, s_j, present)
-            pairs.append((critic_input(net, real, base_real, s_j, present), x_fake))
-            adv = adv - critic(x_fake).mean()
+            pairs.append(critic_pair(net, xp, mirror_pad(reals[j - 1], m), child, real, s_j, present))
+            adv = adv - critic(pairs[-1][1]).mean()
         x = child
     adv = adv / max(len(pairs), 1)
     total = (cfg.lowpass_weight * lowpass + cfg.spectral_weight * spectral + slope + cfg.deep_relief_weight * relief
